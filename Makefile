@@ -1,0 +1,56 @@
+# Two commands set up everything on a fresh machine: `make demo` and `make test`.
+# Both create and use the project's own virtualenv (.venv) and node_modules.
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+BUF := node_modules/.bin/buf
+STAMP := $(VENV)/.installed
+
+.PHONY: all venv proto proto-check lint test demo bench clean
+
+all: test
+
+$(STAMP): pyproject.toml clients/python/pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt \
+		-e clients/python -e '.[test]'
+	touch $@
+
+venv: $(STAMP)
+
+$(BUF): package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+proto: $(STAMP)
+	scripts/gen_proto.sh clients/python
+
+# Fails when the committed generated code differs from what `make proto` writes.
+proto-check: $(STAMP)
+	@tmp=$$(mktemp -d); trap 'rm -rf $$tmp' EXIT; \
+	scripts/gen_proto.sh $$tmp; \
+	for f in $$tmp/cts/v1/*_pb2*; do \
+		cmp -s $$f clients/python/cts/v1/$$(basename $$f) || { \
+			echo "generated code is stale: $$(basename $$f) (run make proto)"; exit 1; }; \
+	done; \
+	n_new=$$(ls $$tmp/cts/v1/*_pb2* | wc -l); n_old=$$(ls clients/python/cts/v1/*_pb2* | wc -l); \
+	[ $$n_new -eq $$n_old ] || { echo "generated file set differs (run make proto)"; exit 1; }; \
+	echo "generated code is up to date"
+
+lint: $(STAMP) $(BUF)
+	$(BUF) lint
+	$(VENV)/bin/ruff check ctsd clients/python/cts tests bench
+	$(VENV)/bin/mypy
+
+test: lint proto-check
+	$(VENV)/bin/pytest -q
+
+demo: $(STAMP)
+	$(PY) -m ctsd.demo
+
+bench: $(STAMP)
+	@for b in bench/*_bench.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) node_modules .mypy_cache .ruff_cache .pytest_cache

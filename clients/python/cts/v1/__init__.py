@@ -1,0 +1,1 @@
+"""Generated cts.v1 messages and stubs; regenerate with `make proto`, never edit."""
