@@ -1,0 +1,5 @@
+import sys
+
+from ctsd.cli import main
+
+sys.exit(main())

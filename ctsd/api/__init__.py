@@ -1,0 +1,1 @@
+"""gRPC servicers: decode a request, call the domain, encode the answer; nothing else."""

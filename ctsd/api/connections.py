@@ -1,0 +1,83 @@
+"""ConnectionService: each RPC decodes, calls ConnectionManager, encodes."""
+
+from __future__ import annotations
+
+import grpc
+from cts.v1 import connection_pb2 as pb
+from cts.v1 import connection_service_pb2 as spb
+from cts.v1 import connection_service_pb2_grpc as sgrpc
+from google.protobuf import empty_pb2
+
+from ctsd.api.connection_codec import (
+    connection_id_from_name,
+    decode_draft,
+    encode_connection,
+    encode_exchange,
+)
+from ctsd.api.update_mask import decode_patch
+from ctsd.connections.manager import ConnectionManager
+from ctsd.errors import InvalidArgument
+
+Context = grpc.aio.ServicerContext
+
+
+class ConnectionServicer(sgrpc.ConnectionServiceServicer):
+    def __init__(self, manager: ConnectionManager) -> None:
+        self._manager = manager
+
+    async def CreateConnection(
+        self, request: spb.CreateConnectionRequest, context: Context
+    ) -> pb.Connection:
+        if not request.HasField("connection"):
+            raise InvalidArgument.field("connection", "is required")
+        conn = await self._manager.create(
+            decode_draft(request.connection), request.connection_id, request.validate_only
+        )
+        return encode_connection(conn)
+
+    async def GetConnection(
+        self, request: spb.GetConnectionRequest, context: Context
+    ) -> pb.Connection:
+        conn = await self._manager.get(connection_id_from_name(request.name))
+        return encode_connection(conn)
+
+    async def ListConnections(
+        self, request: spb.ListConnectionsRequest, context: Context
+    ) -> spb.ListConnectionsResponse:
+        listing = await self._manager.list(request.filter, request.page_size, request.page_token)
+        return spb.ListConnectionsResponse(
+            connections=[encode_connection(c) for c in listing.connections],
+            next_page_token=listing.next_page_token,
+            total_size=listing.total_size,
+        )
+
+    async def UpdateConnection(
+        self, request: spb.UpdateConnectionRequest, context: Context
+    ) -> pb.Connection:
+        if not request.HasField("connection"):
+            raise InvalidArgument.field("connection", "is required")
+        connection_id = connection_id_from_name(request.connection.name, "connection.name")
+        patch = decode_patch(request.connection, request.update_mask)
+        conn = await self._manager.update(connection_id, patch, request.connection.etag)
+        return encode_connection(conn)
+
+    async def DeleteConnection(
+        self, request: spb.DeleteConnectionRequest, context: Context
+    ) -> empty_pb2.Empty:
+        connection_id = connection_id_from_name(request.name)
+        await self._manager.delete(connection_id, request.etag, request.force)
+        return empty_pb2.Empty()
+
+    async def SetConnectionEnabled(
+        self, request: spb.SetConnectionEnabledRequest, context: Context
+    ) -> pb.Connection:
+        connection_id = connection_id_from_name(request.name)
+        conn = await self._manager.set_enabled(connection_id, request.enabled, request.etag)
+        return encode_connection(conn)
+
+    async def ListExchanges(
+        self, request: spb.ListExchangesRequest, context: Context
+    ) -> spb.ListExchangesResponse:
+        return spb.ListExchangesResponse(
+            exchanges=[encode_exchange(s) for s in self._manager.exchanges()]
+        )

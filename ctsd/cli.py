@@ -1,0 +1,107 @@
+"""`ctsd`: run the daemon (default), rotate the master key, or run the simulator.
+
+Heavy modules are imported inside each command so that `ctsd --help` and the
+daemon's start stay fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+
+from ctsd import __version__
+from ctsd.errors import ConfigurationError
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, help="TOML file with a [daemon] table")
+    parser.add_argument("--state-dir", type=Path, help="default: $STATE_DIRECTORY or ~/.local/state/ctsd")
+    parser.add_argument(
+        "--master-key-file", type=Path,
+        help="master key (32 bytes raw, hex or base64); default: $CREDENTIALS_DIRECTORY/"
+        "master-key, else <state-dir>/master-key, generated on first start",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ctsd", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"ctsd {__version__}")
+    _common(parser)
+    parser.add_argument(
+        "--listen",
+        help="unix:PATH (default: $RUNTIME_DIRECTORY/ctsd.sock, $XDG_RUNTIME_DIR/ctsd/ctsd.sock "
+        "or <state-dir>/ctsd.sock) or tcp://HOST:PORT (loopback only)",
+    )
+    parser.add_argument("--log-level", choices=("debug", "info", "warning", "error"))
+    parser.add_argument("--log-format", choices=("logfmt", "json"))
+    sub = parser.add_subparsers(dest="command")
+    rotate = sub.add_parser("rotate-key", help="re-seal every secret under a new master key")
+    _common(rotate)
+    rotate.add_argument(
+        "--new-key-file", type=Path,
+        help="where to write the new key when the current one is not the managed state-dir key",
+    )
+    sub.add_parser("sim", help="run the exchange simulator (see `ctsd sim --help`)", add_help=False)
+    return parser
+
+
+def _load(args: argparse.Namespace) -> object:
+    from ctsd.config import load_config
+
+    return load_config(
+        args.config,
+        {
+            "state_dir": args.state_dir,
+            "master_key_file": args.master_key_file,
+            "listen": getattr(args, "listen", None),
+            "log_level": getattr(args, "log_level", None),
+            "log_format": getattr(args, "log_format", None),
+        },
+    )
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from ctsd.config import DaemonConfig
+    from ctsd.daemon import run_daemon
+    from ctsd.logs import configure
+
+    config = _load(args)
+    assert isinstance(config, DaemonConfig)
+    configure(config.log_level, config.log_format)
+    asyncio.run(run_daemon(config))
+    return 0
+
+
+def _rotate(args: argparse.Namespace) -> int:
+    from ctsd.config import DaemonConfig
+    from ctsd.logs import configure
+    from ctsd.vault.rotate_command import run_rotation
+
+    config = _load(args)
+    assert isinstance(config, DaemonConfig)
+    configure(config.log_level, config.log_format)
+    key_id, count = asyncio.run(run_rotation(config, args.new_key_file))
+    print(f"re-sealed {count} secrets under master key {key_id}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["sim"]:
+        from ctsd.sim.cli import main as sim_main
+
+        return sim_main(argv[1:])
+    args = build_parser().parse_args(argv)
+    try:
+        return _rotate(args) if args.command == "rotate-key" else _serve(args)
+    except ConfigurationError as exc:
+        print(f"ctsd: {exc}", file=sys.stderr)
+        return 78  # EX_CONFIG: systemd does not restart-loop on a configuration error
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Exchange connections: validation, filtering and the service that manages them."""

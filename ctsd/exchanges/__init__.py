@@ -1,0 +1,1 @@
+"""Supported exchanges: declarative specs per venue, registered explicitly in `registry`."""

@@ -1,0 +1,1 @@
+"""Binance: spot, margin, USDⓈ-M futures and options."""

@@ -1,0 +1,1 @@
+"""Bybit (v5 unified API): spot, margin, linear perpetuals and options."""

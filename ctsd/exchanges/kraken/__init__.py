@@ -1,0 +1,1 @@
+"""Kraken: spot and margin; no public testnet."""

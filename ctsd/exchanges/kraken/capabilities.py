@@ -1,0 +1,13 @@
+"""What a Kraken connection can be."""
+
+from ctsd.exchanges.kraken.limits import KRAKEN_RATE_LIMITS
+from ctsd.exchanges.spec import ApiType, ExchangeSpec
+
+KRAKEN = ExchangeSpec(
+    id="kraken",
+    display_name="Kraken",
+    api_types=(ApiType.SPOT, ApiType.MARGIN),
+    testnet_supported=False,
+    passphrase_required=False,
+    rate_limits=KRAKEN_RATE_LIMITS,
+)

@@ -1,0 +1,1 @@
+"""OKX: spot, margin, swaps and options; keys carry a passphrase."""

@@ -1,0 +1,226 @@
+"""Connections and their sealed credentials, read and written as one unit."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from ctsd.connections.filtering import Condition
+from ctsd.connections.model import (
+    ApiType,
+    Connection,
+    CredentialField,
+    CredentialsInfo,
+    MarginMode,
+    MarketDataMethod,
+    PositionMode,
+)
+from ctsd.errors import AlreadyExists, EtagMismatch, NotFound
+from ctsd.store.database import Database, Row, Transaction
+from ctsd.vault.sealer import SealedSecret
+
+_COLUMNS = (
+    "seq, id, display_name, exchange, api_type, testnet, margin_mode, position_mode, "
+    "market_data_method, enabled, predefined, api_key_hint, created_us, updated_us, revision"
+)
+_SECRET_FLAGS = (
+    "(SELECT group_concat(field) FROM sealed_secrets s WHERE s.connection_id = c.id)"
+)
+_SELECT = f"SELECT {_COLUMNS}, {_SECRET_FLAGS} FROM connections c"
+# Filter fields map to columns here, so no client text ever becomes SQL.
+_FILTER_COLUMNS = {
+    "exchange": "exchange",
+    "api_type": "api_type",
+    "enabled": "enabled",
+    "testnet": "testnet",
+}
+
+
+@dataclass(frozen=True)
+class ConnectionPage:
+    items: list[Connection]
+    next_after: int | None
+    total: int
+
+
+def to_us(moment: datetime) -> int:
+    return int(moment.timestamp() * 1_000_000)
+
+
+def from_us(value: int) -> datetime:
+    return datetime.fromtimestamp(value / 1_000_000, tz=UTC)
+
+
+def _to_connection(row: Row) -> Connection:
+    stored = set((row[15] or "").split(","))
+    return Connection(
+        id=row[1],
+        display_name=row[2],
+        exchange=row[3],
+        api_type=ApiType(row[4]),
+        testnet=bool(row[5]),
+        margin_mode=MarginMode(row[6]),
+        position_mode=PositionMode(row[7]),
+        market_data_method=MarketDataMethod(row[8]),
+        enabled=bool(row[9]),
+        predefined=bool(row[10]),
+        credentials=CredentialsInfo(
+            api_key_set=CredentialField.API_KEY.value in stored,
+            api_key_hint=row[11],
+            api_secret_set=CredentialField.API_SECRET.value in stored,
+            passphrase_set=CredentialField.PASSPHRASE.value in stored,
+        ),
+        created_at=from_us(row[12]),
+        updated_at=from_us(row[13]),
+        revision=row[14],
+    )
+
+
+def _row_values(conn: Connection, hint: str) -> tuple[Any, ...]:
+    return (
+        conn.display_name,
+        conn.exchange,
+        conn.api_type.value,
+        int(conn.testnet),
+        conn.margin_mode.value,
+        conn.position_mode.value,
+        conn.market_data_method.value,
+        int(conn.enabled),
+        int(conn.predefined),
+        hint,
+        to_us(conn.created_at),
+        to_us(conn.updated_at),
+        conn.revision,
+    )
+
+
+def _where(conditions: Sequence[Condition]) -> tuple[str, list[Any]]:
+    clauses: list[str] = []
+    params: list[Any] = []
+    for cond in conditions:
+        column = _FILTER_COLUMNS[cond.field]
+        clauses.append(f"{column} {'!=' if cond.negate else '='} ?")
+        params.append(int(cond.value) if isinstance(cond.value, bool) else cond.value)
+    return (" AND ".join(clauses) or "1"), params
+
+
+class ConnectionRepository:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def get(self, connection_id: str) -> Connection:
+        row = await self._db.fetch_one(f"{_SELECT} WHERE id = ?", (connection_id,))
+        if row is None:
+            raise NotFound(f"connection {connection_id!r} not found")
+        return _to_connection(row)
+
+    async def list(
+        self, conditions: Sequence[Condition], after: int, limit: int
+    ) -> ConnectionPage:
+        where, params = _where(conditions)
+        rows = await self._db.fetch_all(
+            f"{_SELECT} WHERE seq > ? AND {where} ORDER BY seq LIMIT ?",
+            [after, *params, limit + 1],
+        )
+        count = await self._db.fetch_one(
+            f"SELECT count(*) FROM connections WHERE {where}", params
+        )
+        more = len(rows) > limit
+        rows = rows[:limit]
+        return ConnectionPage(
+            items=[_to_connection(r) for r in rows],
+            next_after=rows[-1][0] if more and rows else None,
+            total=int(count[0]) if count else 0,
+        )
+
+    async def insert(self, conn: Connection, hint: str, secrets: Iterable[SealedSecret]) -> None:
+        async with self._db.transaction() as tx:
+            await self._check_unique(tx, conn.id, conn.display_name, check_id=True)
+            await tx.execute(
+                "INSERT INTO connections (id, display_name, exchange, api_type, testnet, "
+                "margin_mode, position_mode, market_data_method, enabled, predefined, "
+                "api_key_hint, created_us, updated_us, revision) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (conn.id, *_row_values(conn, hint)),
+            )
+            await _put_secrets(tx, conn.id, secrets)
+
+    async def replace(
+        self,
+        conn: Connection,
+        hint: str,
+        expected_revision: int,
+        secrets: Iterable[SealedSecret],
+        cleared: Iterable[CredentialField],
+    ) -> None:
+        """Writes `conn` over the row if it is still at `expected_revision`."""
+        async with self._db.transaction() as tx:
+            await self._check_unique(tx, conn.id, conn.display_name, check_id=False)
+            changed = await tx.execute(
+                "UPDATE connections SET display_name = ?, exchange = ?, api_type = ?, "
+                "testnet = ?, margin_mode = ?, position_mode = ?, market_data_method = ?, "
+                "enabled = ?, predefined = ?, api_key_hint = ?, created_us = ?, "
+                "updated_us = ?, revision = ? WHERE id = ? AND revision = ?",
+                (*_row_values(conn, hint), conn.id, expected_revision),
+            )
+            if changed == 0:
+                await _raise_missing_or_stale(tx, conn.id)
+            await _put_secrets(tx, conn.id, secrets)
+            for cred in cleared:
+                await tx.execute(
+                    "DELETE FROM sealed_secrets WHERE connection_id = ? AND field = ?",
+                    (conn.id, cred.value),
+                )
+
+    async def delete(self, connection_id: str, expected_revision: int | None) -> None:
+        async with self._db.transaction() as tx:
+            if expected_revision is None:
+                changed = await tx.execute(
+                    "DELETE FROM connections WHERE id = ?", (connection_id,)
+                )
+            else:
+                changed = await tx.execute(
+                    "DELETE FROM connections WHERE id = ? AND revision = ?",
+                    (connection_id, expected_revision),
+                )
+            if changed == 0:
+                await _raise_missing_or_stale(tx, connection_id)
+
+    async def sealed_secret(self, connection_id: str, field: CredentialField) -> bytes | None:
+        row = await self._db.fetch_one(
+            "SELECT blob FROM sealed_secrets WHERE connection_id = ? AND field = ?",
+            (connection_id, field.value),
+        )
+        return bytes(row[0]) if row else None
+
+    @staticmethod
+    async def _check_unique(tx: Transaction, conn_id: str, display_name: str, *, check_id: bool):  # type: ignore[no-untyped-def]
+        if check_id and await tx.fetch_one("SELECT 1 FROM connections WHERE id = ?", (conn_id,)):
+            raise AlreadyExists(f"connection {conn_id!r} already exists")
+        clash = await tx.fetch_one(
+            "SELECT id FROM connections WHERE display_name = ? AND id != ?",
+            (display_name, conn_id),
+        )
+        if clash:
+            raise AlreadyExists(
+                f"display name {display_name!r} is taken by connections/{clash[0]}"
+            )
+
+
+async def _put_secrets(tx: Transaction, connection_id: str, secrets: Iterable[SealedSecret]) -> None:
+    await tx.executemany(
+        "INSERT INTO sealed_secrets (connection_id, field, key_id, blob) VALUES (?, ?, ?, ?) "
+        "ON CONFLICT (connection_id, field) DO UPDATE SET key_id = excluded.key_id, "
+        "blob = excluded.blob",
+        [(connection_id, s.field, s.key_id.hex(), s.blob) for s in secrets],
+    )
+
+
+async def _raise_missing_or_stale(tx: Transaction, connection_id: str) -> None:
+    if await tx.fetch_one("SELECT 1 FROM connections WHERE id = ?", (connection_id,)):
+        raise EtagMismatch(
+            f"connection {connection_id!r} changed since it was read; get it again and retry"
+        )
+    raise NotFound(f"connection {connection_id!r} not found")

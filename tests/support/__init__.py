@@ -1,0 +1,1 @@
+"""Helpers shared by the test packages: a real daemon process, a gRPC channel."""
