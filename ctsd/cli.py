@@ -17,9 +17,12 @@ from ctsd.errors import ConfigurationError
 
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, help="TOML file with a [daemon] table")
-    parser.add_argument("--state-dir", type=Path, help="default: $STATE_DIRECTORY or ~/.local/state/ctsd")
     parser.add_argument(
-        "--master-key-file", type=Path,
+        "--state-dir", type=Path, help="default: $STATE_DIRECTORY or ~/.local/state/ctsd"
+    )
+    parser.add_argument(
+        "--master-key-file",
+        type=Path,
         help="master key (32 bytes raw, hex or base64); default: $CREDENTIALS_DIRECTORY/"
         "master-key, else <state-dir>/master-key, generated on first start",
     )
@@ -40,7 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
     rotate = sub.add_parser("rotate-key", help="re-seal every secret under a new master key")
     _common(rotate)
     rotate.add_argument(
-        "--new-key-file", type=Path,
+        "--new-key-file",
+        type=Path,
         help="where to write the new key when the current one is not the managed state-dir key",
     )
     sub.add_parser("sim", help="run the exchange simulator (see `ctsd sim --help`)", add_help=False)

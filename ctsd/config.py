@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 from cts.address import SOCKET_NAME, default_state_dir
-
 from ctsd.errors import ConfigurationError
 
 LOG_LEVELS = ("debug", "info", "warning", "error")

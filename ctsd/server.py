@@ -8,11 +8,11 @@ import socket
 from pathlib import Path
 
 import grpc
-from cts.v1 import connection_service_pb2, connection_service_pb2_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
 
+from cts.v1 import connection_service_pb2, connection_service_pb2_grpc
 from ctsd.api.connections import ConnectionServicer
 from ctsd.api.status import ErrorTranslationInterceptor
 from ctsd.config import ListenAddress
@@ -25,7 +25,9 @@ CONNECTION_SERVICE = connection_service_pb2.DESCRIPTOR.services_by_name[
 SERVICE_NAMES = (CONNECTION_SERVICE,)
 
 
-def build_server(connections: ConnectionServicer) -> tuple[grpc.aio.Server, health_aio.HealthServicer]:
+def build_server(
+    connections: ConnectionServicer,
+) -> tuple[grpc.aio.Server, health_aio.HealthServicer]:
     server = grpc.aio.server(
         interceptors=[ErrorTranslationInterceptor()],
         options=[
@@ -38,8 +40,11 @@ def build_server(connections: ConnectionServicer) -> tuple[grpc.aio.Server, heal
     health = health_aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     reflection.enable_server_reflection(
-        (*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-         reflection.SERVICE_NAME),
+        (
+            *SERVICE_NAMES,
+            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+            reflection.SERVICE_NAME,
+        ),
         server,
     )
     return server, health

@@ -6,10 +6,10 @@ import enum
 from datetime import datetime
 from typing import TypeVar
 
-from cts.v1 import connection_pb2 as pb
-from cts.v1 import exchange_pb2 as xpb
 from google.protobuf import duration_pb2, timestamp_pb2
 
+from cts.v1 import connection_pb2 as pb
+from cts.v1 import exchange_pb2 as xpb
 from ctsd.connections.model import (
     ApiType,
     Connection,
@@ -28,27 +28,33 @@ E = TypeVar("E", bound=enum.Enum)
 
 NAME_PREFIX = "connections/"
 
-API_TYPES = {
+API_TYPES: dict[int, ApiType] = {
     pb.API_TYPE_SPOT: ApiType.SPOT,
     pb.API_TYPE_MARGIN: ApiType.MARGIN,
     pb.API_TYPE_PERPETUAL_FUTURES: ApiType.PERPETUAL_FUTURES,
     pb.API_TYPE_OPTIONS: ApiType.OPTIONS,
 }
-MARGIN_MODES = {pb.MARGIN_MODE_CROSS: MarginMode.CROSS, pb.MARGIN_MODE_ISOLATED: MarginMode.ISOLATED}
-POSITION_MODES = {
+MARGIN_MODES: dict[int, MarginMode] = {
+    pb.MARGIN_MODE_CROSS: MarginMode.CROSS,
+    pb.MARGIN_MODE_ISOLATED: MarginMode.ISOLATED,
+}
+POSITION_MODES: dict[int, PositionMode] = {
     pb.POSITION_MODE_ONE_WAY: PositionMode.ONE_WAY,
     pb.POSITION_MODE_HEDGE: PositionMode.HEDGE,
 }
-MARKET_DATA = {
+MARKET_DATA: dict[int, MarketDataMethod] = {
     pb.MARKET_DATA_METHOD_REST: MarketDataMethod.REST,
     pb.MARKET_DATA_METHOD_WEBSOCKET: MarketDataMethod.WEBSOCKET,
 }
-TEST_STATUSES = {
+TEST_STATUSES: dict[int, TestStatus] = {
     pb.TEST_STATUS_SUCCESS: TestStatus.SUCCESS,
     pb.TEST_STATUS_WARNING: TestStatus.WARNING,
     pb.TEST_STATUS_FAILED: TestStatus.FAILED,
 }
-SCOPES = {RateLimitScope.IP: xpb.RATE_LIMIT_SCOPE_IP, RateLimitScope.ACCOUNT: xpb.RATE_LIMIT_SCOPE_ACCOUNT}
+SCOPES: dict[RateLimitScope, int] = {
+    RateLimitScope.IP: xpb.RATE_LIMIT_SCOPE_IP,
+    RateLimitScope.ACCOUNT: xpb.RATE_LIMIT_SCOPE_ACCOUNT,
+}
 
 
 def _reverse(table: dict[int, E]) -> dict[E, int]:

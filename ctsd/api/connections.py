@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import grpc
+from google.protobuf import empty_pb2
+
 from cts.v1 import connection_pb2 as pb
 from cts.v1 import connection_service_pb2 as spb
 from cts.v1 import connection_service_pb2_grpc as sgrpc
-from google.protobuf import empty_pb2
-
 from ctsd.api.connection_codec import (
     connection_id_from_name,
     decode_draft,
@@ -18,7 +20,7 @@ from ctsd.api.update_mask import decode_patch
 from ctsd.connections.manager import ConnectionManager
 from ctsd.errors import InvalidArgument
 
-Context = grpc.aio.ServicerContext
+Context = grpc.aio.ServicerContext[Any, Any]
 
 
 class ConnectionServicer(sgrpc.ConnectionServiceServicer):
@@ -44,7 +46,9 @@ class ConnectionServicer(sgrpc.ConnectionServiceServicer):
     async def ListConnections(
         self, request: spb.ListConnectionsRequest, context: Context
     ) -> spb.ListConnectionsResponse:
-        listing = await self._manager.list(request.filter, request.page_size, request.page_token)
+        listing = await self._manager.list_connections(
+            request.filter, request.page_size, request.page_token
+        )
         return spb.ListConnectionsResponse(
             connections=[encode_connection(c) for c in listing.connections],
             next_page_token=listing.next_page_token,

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import Any, TypeAlias
 
 import grpc
 from google.protobuf import any_pb2
@@ -26,7 +26,7 @@ log = logging.getLogger("ctsd.api")
 ERROR_DOMAIN = "ctsd.cts.v1"
 MAX_MESSAGE_CHARS = 1000
 
-_CODES: tuple[tuple[type[errors.CtsError], int], ...] = (
+_CODES: tuple[tuple[type[errors.CtsError], int], ...] = (  # first match wins
     (errors.InvalidArgument, code_pb2.INVALID_ARGUMENT),
     (errors.NotFound, code_pb2.NOT_FOUND),
     (errors.AlreadyExists, code_pb2.ALREADY_EXISTS),
@@ -42,7 +42,7 @@ def code_for(error: errors.CtsError) -> int:
     for cls, code in _CODES:
         if isinstance(error, cls):
             return code
-    return code_pb2.FAILED_PRECONDITION
+    return int(code_pb2.FAILED_PRECONDITION)
 
 
 def _pack(message: Any) -> any_pb2.Any:
@@ -56,7 +56,9 @@ def to_status(error: errors.CtsError) -> grpc.Status:
     if isinstance(error, errors.InvalidArgument) and error.violations:
         bad = error_details_pb2.BadRequest(
             field_violations=[
-                error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description)
+                error_details_pb2.BadRequest.FieldViolation(
+                    field=v.field, description=v.description
+                )
                 for v in error.violations
             ]
         )
@@ -64,10 +66,13 @@ def to_status(error: errors.CtsError) -> grpc.Status:
     status = status_pb2.Status(
         code=code_for(error), message=error.message[:MAX_MESSAGE_CHARS], details=details
     )
-    return rpc_status.to_status(status)
+    converted: grpc.Status = rpc_status.to_status(status)
+    return converted
 
 
-async def _abort_for(exc: Exception, context: grpc.aio.ServicerContext, method: str) -> None:
+async def _abort_for(
+    exc: Exception, context: grpc.aio.ServicerContext[Any, Any], method: str
+) -> None:
     if isinstance(exc, errors.CtsError):
         await context.abort_with_status(to_status(exc))
     request_id = uuid.uuid4().hex[:12]
@@ -75,12 +80,13 @@ async def _abort_for(exc: Exception, context: grpc.aio.ServicerContext, method: 
     await context.abort(grpc.StatusCode.INTERNAL, f"internal error (request {request_id})")
 
 
-Unary = Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]
-Streaming = Callable[[Any, grpc.aio.ServicerContext], AsyncIterator[Any]]
+Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any] | None"
+Unary = Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[Any]]
+Streaming = Callable[[Any, grpc.aio.ServicerContext[Any, Any]], AsyncIterator[Any]]
 
 
 def _guard_unary(behavior: Unary, method: str) -> Unary:
-    async def guarded(request: Any, context: grpc.aio.ServicerContext) -> Any:
+    async def guarded(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
         try:
             return await behavior(request, context)
         except grpc.aio.AbortError:
@@ -92,7 +98,9 @@ def _guard_unary(behavior: Unary, method: str) -> Unary:
 
 
 def _guard_stream(behavior: Streaming, method: str) -> Streaming:
-    async def guarded(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+    async def guarded(
+        request: Any, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[Any]:
         try:
             async for item in behavior(request, context):
                 yield item
@@ -108,14 +116,14 @@ class ErrorTranslationInterceptor(grpc.aio.ServerInterceptor):
     """Wraps unary and server-streaming handlers once per method, then reuses them."""
 
     def __init__(self) -> None:
-        self._cache: dict[str, grpc.RpcMethodHandler | None] = {}
+        self._cache: dict[str, Handler] = {}
 
     async def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Handler]],
         handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler | None:
-        method: str = handler_call_details.method  # type: ignore[attr-defined]
+    ) -> Handler:
+        method: str = handler_call_details.method
         if method in self._cache:
             return self._cache[method]
         handler = await continuation(handler_call_details)
@@ -125,18 +133,18 @@ class ErrorTranslationInterceptor(grpc.aio.ServerInterceptor):
         return wrapped
 
 
-def _wrap(handler: grpc.RpcMethodHandler | None, method: str) -> grpc.RpcMethodHandler | None:
+def _wrap(handler: Handler, method: str) -> Handler:
     if handler is None:
         return None
     if handler.unary_unary is not None:
         return grpc.unary_unary_rpc_method_handler(
-            _guard_unary(handler.unary_unary, method),
+            _guard_unary(handler.unary_unary, method),  # type: ignore[arg-type]
             request_deserializer=handler.request_deserializer,
             response_serializer=handler.response_serializer,
         )
     if handler.unary_stream is not None:
         return grpc.unary_stream_rpc_method_handler(
-            _guard_stream(handler.unary_stream, method),
+            _guard_stream(handler.unary_stream, method),  # type: ignore[arg-type]
             request_deserializer=handler.request_deserializer,
             response_serializer=handler.response_serializer,
         )

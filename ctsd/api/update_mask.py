@@ -9,9 +9,9 @@ from __future__ import annotations
 import enum
 from typing import TypeVar
 
-from cts.v1 import connection_pb2 as pb
 from google.protobuf import field_mask_pb2
 
+from cts.v1 import connection_pb2 as pb
 from ctsd.api.connection_codec import (
     API_TYPES,
     MARGIN_MODES,
@@ -103,7 +103,10 @@ def decode_patch(msg: pb.Connection, mask: field_mask_pb2.FieldMask) -> Connecti
             paths, POSITION_MODES, msg.position_mode, "position_mode", PositionMode.ONE_WAY
         ),
         market_data_method=_masked_enum(
-            paths, MARKET_DATA, msg.market_data_method, "market_data_method",
+            paths,
+            MARKET_DATA,
+            msg.market_data_method,
+            "market_data_method",
             MarketDataMethod.REST,
         ),
         enabled=msg.enabled if "enabled" in paths else None,

@@ -80,7 +80,7 @@ class ConnectionManager:
     async def get(self, connection_id: str) -> Connection:
         return await self._repo.get(connection_id)
 
-    async def list(self, filter_text: str, size: int, token: str) -> ConnectionListing:
+    async def list_connections(self, filter_text: str, size: int, token: str) -> ConnectionListing:
         limit = page_size(size)
         conditions = parse_filter(filter_text)
         after = decode_token(token, filter_text)
@@ -176,8 +176,12 @@ class ConnectionManager:
             revision=current.revision + 1,
         )
         check_market(
-            spec, updated.api_type, updated.testnet, updated.margin_mode,
-            updated.position_mode, out,
+            spec,
+            updated.api_type,
+            updated.testnet,
+            updated.margin_mode,
+            updated.position_mode,
+            out,
         )
         check_credential_values(patch.credentials, out)
         stored = _stored_flags(current.credentials)
@@ -187,7 +191,9 @@ class ConnectionManager:
         new_key = patch.credentials.api_key
         hint = key_hint(new_key) if new_key else current.credentials.api_key_hint
         cleared = [f for f, v in patch.credentials.given().items() if v == ""]
-        to_seal = CredentialsInput(**{f.value: v for f, v in patch.credentials.given().items() if v})
+        to_seal = CredentialsInput(
+            **{f.value: v for f, v in patch.credentials.given().items() if v}
+        )
         updated = replace(updated, credentials=_info(stored, new_key or "", hint))
         return updated, hint, self._seal(current.id, to_seal), cleared
 
@@ -225,4 +231,3 @@ def _info(stored: dict[CredentialField, bool], api_key: str, hint: str = "") -> 
         api_secret_set=stored.get(CredentialField.API_SECRET, False),
         passphrase_set=stored.get(CredentialField.PASSPHRASE, False),
     )
-

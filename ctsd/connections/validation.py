@@ -1,8 +1,8 @@
 """Rules for connection fields, collected so one answer names every bad field.
 
-Limits (documented in docs/api.md): display name 1–100 characters; id 1–63
-of `[a-z0-9-]` starting with a letter; API key 1–256 and secret 1–512
-printable ASCII characters without spaces; passphrase 1–128 printable
+Limits (documented in docs/api.md): display name 1-100 characters; id 1-63
+of `[a-z0-9-]` starting with a letter; API key 1-256 and secret 1-512
+printable ASCII characters without spaces; passphrase 1-128 printable
 characters. Field paths are relative to the Connection resource.
 """
 

@@ -25,9 +25,7 @@ _COLUMNS = (
     "seq, id, display_name, exchange, api_type, testnet, margin_mode, position_mode, "
     "market_data_method, enabled, predefined, api_key_hint, created_us, updated_us, revision"
 )
-_SECRET_FLAGS = (
-    "(SELECT group_concat(field) FROM sealed_secrets s WHERE s.connection_id = c.id)"
-)
+_SECRET_FLAGS = "(SELECT group_concat(field) FROM sealed_secrets s WHERE s.connection_id = c.id)"
 _SELECT = f"SELECT {_COLUMNS}, {_SECRET_FLAGS} FROM connections c"
 # Filter fields map to columns here, so no client text ever becomes SQL.
 _FILTER_COLUMNS = {
@@ -116,17 +114,13 @@ class ConnectionRepository:
             raise NotFound(f"connection {connection_id!r} not found")
         return _to_connection(row)
 
-    async def list(
-        self, conditions: Sequence[Condition], after: int, limit: int
-    ) -> ConnectionPage:
+    async def list(self, conditions: Sequence[Condition], after: int, limit: int) -> ConnectionPage:
         where, params = _where(conditions)
         rows = await self._db.fetch_all(
             f"{_SELECT} WHERE seq > ? AND {where} ORDER BY seq LIMIT ?",
             [after, *params, limit + 1],
         )
-        count = await self._db.fetch_one(
-            f"SELECT count(*) FROM connections WHERE {where}", params
-        )
+        count = await self._db.fetch_one(f"SELECT count(*) FROM connections WHERE {where}", params)
         more = len(rows) > limit
         rows = rows[:limit]
         return ConnectionPage(
@@ -177,9 +171,7 @@ class ConnectionRepository:
     async def delete(self, connection_id: str, expected_revision: int | None) -> None:
         async with self._db.transaction() as tx:
             if expected_revision is None:
-                changed = await tx.execute(
-                    "DELETE FROM connections WHERE id = ?", (connection_id,)
-                )
+                changed = await tx.execute("DELETE FROM connections WHERE id = ?", (connection_id,))
             else:
                 changed = await tx.execute(
                     "DELETE FROM connections WHERE id = ? AND revision = ?",
@@ -204,12 +196,12 @@ class ConnectionRepository:
             (display_name, conn_id),
         )
         if clash:
-            raise AlreadyExists(
-                f"display name {display_name!r} is taken by connections/{clash[0]}"
-            )
+            raise AlreadyExists(f"display name {display_name!r} is taken by connections/{clash[0]}")
 
 
-async def _put_secrets(tx: Transaction, connection_id: str, secrets: Iterable[SealedSecret]) -> None:
+async def _put_secrets(
+    tx: Transaction, connection_id: str, secrets: Iterable[SealedSecret]
+) -> None:
     await tx.executemany(
         "INSERT INTO sealed_secrets (connection_id, field, key_id, blob) VALUES (?, ?, ?, ?) "
         "ON CONFLICT (connection_id, field) DO UPDATE SET key_id = excluded.key_id, "

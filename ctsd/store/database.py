@@ -81,11 +81,14 @@ class Database:
                 reader = await aiosqlite.connect(path, isolation_level=None)
                 await reader.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
                 await reader.execute("PRAGMA query_only = ON")
-        except (sqlite3.Error, ResourceExhausted, Unavailable) as exc:
+        except BaseException as exc:
+            # Each aiosqlite connection owns a thread: leaving one open keeps the process alive.
             await writer.close()
             if reader is not None:
                 await reader.close()
-            raise ConfigurationError(f"cannot open database {path}: {exc}") from exc
+            if isinstance(exc, sqlite3.Error | ResourceExhausted | Unavailable):
+                raise ConfigurationError(f"cannot open database {path}: {exc}") from exc
+            raise
         return cls(path, writer, reader)
 
     async def close(self) -> None:

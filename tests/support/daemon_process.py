@@ -22,8 +22,9 @@ START_TIMEOUT_S = 15.0
 
 
 class DaemonProcess:
-    def __init__(self, root: Path, extra_args: list[str] | None = None,
-                 env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, root: Path, extra_args: list[str] | None = None, env: dict[str, str] | None = None
+    ) -> None:
         self.root = root
         self.state_dir = root / "state"
         self.socket = root / "ctsd.sock"
@@ -35,8 +36,16 @@ class DaemonProcess:
         self._log_file: object = None
 
     def command(self) -> list[str]:
-        return [sys.executable, "-m", "ctsd", "--state-dir", str(self.state_dir),
-                "--listen", self.address, *self.extra_args]
+        return [
+            sys.executable,
+            "-m",
+            "ctsd",
+            "--state-dir",
+            str(self.state_dir),
+            "--listen",
+            self.address,
+            *self.extra_args,
+        ]
 
     def start(self) -> DaemonProcess:
         log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()

@@ -1,0 +1,62 @@
+"""The channel to ctsd and what every command handler shares.
+
+Addresses are written the way the daemon's `--listen` takes them
+(`unix:PATH`, `tcp://HOST:PORT`); gRPC wants `unix:PATH` and `HOST:PORT`, so
+the translation lives here, once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TextIO
+
+import grpc
+
+from cts.cli.errors import UsageError
+from cts.cli.secrets_input import Console
+from cts.v1 import connection_service_pb2_grpc
+
+DEFAULT_TIMEOUT = 10.0
+
+
+def grpc_target(address: str) -> str:
+    """`unix:PATH` stays as is; `tcp://HOST:PORT` becomes `HOST:PORT`."""
+    if address.startswith("unix:"):
+        if address == "unix:":
+            raise UsageError("address 'unix:' names no socket path")
+        return address
+    if address.startswith("tcp://"):
+        hostport = address.removeprefix("tcp://").rstrip("/")
+        host, sep, port = hostport.rpartition(":")
+        if not sep or not host or not port.isdigit():
+            raise UsageError(f"address {address!r} needs a host and a port: tcp://HOST:PORT")
+        return hostport
+    raise UsageError(f"address {address!r} must be unix:PATH or tcp://HOST:PORT")
+
+
+@contextmanager
+def open_channel(address: str) -> Iterator[grpc.Channel]:
+    """An insecure channel: Unix sockets and loopback TCP are all the daemon serves so far."""
+    channel = grpc.insecure_channel(grpc_target(address))
+    try:
+        yield channel
+    finally:
+        channel.close()
+
+
+@dataclass
+class Context:
+    """What a handler needs: the stub, how long to wait, how to print, the user's terminal."""
+
+    address: str
+    connections: connection_service_pb2_grpc.ConnectionServiceStub
+    timeout: float
+    output: str
+    stdout: TextIO
+    console: Console
+
+    def emit(self, text: str) -> None:
+        """Write one rendered answer to stdout."""
+        self.stdout.write(text if text.endswith("\n") else text + "\n")

@@ -1,0 +1,282 @@
+"""Simulated exchange accounts: credentials, permissions, balances and orders.
+
+Venue-independent on purpose: a venue module authenticates a request to an
+`Account`, asks `ctsd.sim.matching` to place or cancel orders, and renders the
+resulting `Order`s and balances in its own wire format. Failures are raised as
+`Rejection`s with a `RejectKind`, which each venue maps to its own error code
+(e.g. INSUFFICIENT_FUNDS → Binance -2010/-2019, Bybit 170131, OKX 51008,
+Kraken `EOrder:Insufficient funds`).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any
+
+from ctsd.sim.market import InstrumentKind
+
+
+class Permission(StrEnum):
+    READ = "read"
+    TRADE = "trade"
+    WITHDRAW = "withdraw"
+
+
+class Side(StrEnum):
+    BUY = "buy"
+    SELL = "sell"
+
+
+class OrderType(StrEnum):
+    MARKET = "market"
+    LIMIT = "limit"
+
+
+class TimeInForce(StrEnum):
+    GTC = "GTC"
+    IOC = "IOC"
+    FOK = "FOK"
+
+
+class OrderStatus(StrEnum):
+    NEW = "new"
+    FILLED = "filled"
+    CANCELED = "canceled"
+    EXPIRED = "expired"
+
+    @property
+    def is_open(self) -> bool:
+        return self is OrderStatus.NEW
+
+
+class RejectKind(StrEnum):
+    """Why an account operation failed; venues map each to their own code and body."""
+
+    INSUFFICIENT_FUNDS = "insufficient_funds"
+    UNKNOWN_ORDER = "unknown_order"
+    ORDER_NOT_OPEN = "order_not_open"
+    UNKNOWN_SYMBOL = "unknown_symbol"
+    PRICE_FILTER = "price_filter"
+    LOT_SIZE = "lot_size"
+    MIN_NOTIONAL = "min_notional"
+    BAD_PARAMETER = "bad_parameter"
+    DUPLICATE_CLIENT_ID = "duplicate_client_id"
+
+
+class Rejection(Exception):
+    """An expected, venue-mappable failure of an account operation."""
+
+    def __init__(self, kind: RejectKind, detail: str = "") -> None:
+        super().__init__(f"{kind.value}: {detail}" if detail else kind.value)
+        self.kind = kind
+        self.detail = detail
+
+
+@dataclass(frozen=True, slots=True)
+class FeeSchedule:
+    """Fee rates as fractions (0.001 = 0.1 %); each venue passes its own."""
+
+    maker: Decimal
+    taker: Decimal
+
+
+def _decimals(raw: Mapping[str, Any] | None) -> dict[str, Decimal]:
+    return {str(k): Decimal(str(v)) for k, v in (raw or {}).items()}
+
+
+@dataclass(frozen=True)
+class AccountSpec:
+    """What provisioning needs: from the accounts file, the admin API or a test."""
+
+    api_key: str
+    secret: str
+    passphrase: str | None = None
+    spot: Mapping[str, Decimal] = field(default_factory=dict)
+    derivatives: Mapping[str, Decimal] = field(default_factory=dict)
+    permissions: frozenset[Permission] = frozenset({Permission.READ, Permission.TRADE})
+    ip_whitelist: tuple[str, ...] = ()
+    """Empty means any address may use the key."""
+    uid: int | None = None
+    leverage: int = 10
+
+    @classmethod
+    def from_json(cls, raw: Mapping[str, Any]) -> AccountSpec:
+        """Parse the JSON shape used by `--accounts FILE` and `POST /admin/accounts`."""
+        balances = raw.get("balances", {})
+        perms = raw.get("permissions", ["read", "trade"])
+        return cls(
+            api_key=str(raw["api_key"]),
+            secret=str(raw["secret"]),
+            passphrase=None if raw.get("passphrase") is None else str(raw["passphrase"]),
+            spot=_decimals(balances.get("spot")),
+            derivatives=_decimals(balances.get("derivatives")),
+            permissions=frozenset(Permission(p) for p in perms),
+            ip_whitelist=tuple(str(ip) for ip in raw.get("ip_whitelist", ())),
+            uid=None if raw.get("uid") is None else int(raw["uid"]),
+            leverage=int(raw.get("leverage", 10)),
+        )
+
+
+@dataclass(slots=True)
+class Holding:
+    """A spot balance: what is free and what open orders hold."""
+
+    free: Decimal = Decimal(0)
+    locked: Decimal = Decimal(0)
+
+    @property
+    def total(self) -> Decimal:
+        return self.free + self.locked
+
+
+@dataclass(slots=True)
+class Position:
+    """A one-way-mode perpetual position: signed quantity and average entry."""
+
+    qty: Decimal = Decimal(0)
+    entry_price: Decimal = Decimal(0)
+    updated_ms: int = 0
+
+
+@dataclass(slots=True)
+class Order:
+    id: int
+    client_id: str
+    symbol: str
+    kind: InstrumentKind
+    side: Side
+    type: OrderType
+    qty: Decimal
+    price: Decimal | None
+    time_in_force: TimeInForce
+    fees: FeeSchedule
+    created_ms: int
+    updated_ms: int
+    reduce_only: bool = False
+    status: OrderStatus = OrderStatus.NEW
+    filled: Decimal = Decimal(0)
+    cost: Decimal = Decimal(0)
+    """Quote amount filled (sum of qty * fill price)."""
+    fee: Decimal = Decimal(0)
+    fee_asset: str = ""
+    locked: Decimal = Decimal(0)
+    """Funds held by this order while open: quote (spot buy), base (spot sell) or margin."""
+    fill_ms: int | None = None
+
+    @property
+    def average(self) -> Decimal | None:
+        return self.cost / self.filled if self.filled else None
+
+    @property
+    def remaining(self) -> Decimal:
+        return self.qty - self.filled
+
+
+@dataclass(frozen=True, slots=True)
+class DerivativesBalance:
+    """One settle asset of the derivatives wallet, in the terms every venue reports."""
+
+    asset: str
+    wallet: Decimal
+    unrealized_pnl: Decimal
+    position_margin: Decimal
+    order_margin: Decimal
+
+    @property
+    def equity(self) -> Decimal:
+        return self.wallet + self.unrealized_pnl
+
+    @property
+    def available(self) -> Decimal:
+        return self.equity - self.position_margin - self.order_margin
+
+
+class Account:
+    """One API key's state. Mutated only through `ctsd.sim.matching`."""
+
+    def __init__(self, spec: AccountSpec, uid: int) -> None:
+        self.spec = spec
+        self.uid = uid
+        self.spot: dict[str, Holding] = {a: Holding(free=v) for a, v in spec.spot.items()}
+        self.derivatives: dict[str, Decimal] = dict(spec.derivatives)
+        self.positions: dict[str, Position] = {}
+        self.orders: dict[int, Order] = {}
+        self._by_client_id: dict[str, int] = {}
+        self.last_nonce = 0
+        """Highest nonce seen (Kraken-style replay protection)."""
+
+    @property
+    def api_key(self) -> str:
+        return self.spec.api_key
+
+    def holding(self, asset: str) -> Holding:
+        return self.spot.setdefault(asset, Holding())
+
+    def add_order(self, order: Order) -> None:
+        if order.client_id in self._by_client_id:
+            raise Rejection(RejectKind.DUPLICATE_CLIENT_ID, order.client_id)
+        self.orders[order.id] = order
+        self._by_client_id[order.client_id] = order.id
+
+    def has_client_id(self, client_id: str) -> bool:
+        return client_id in self._by_client_id
+
+    def find_order(self, order_id: int | None = None, client_id: str | None = None) -> Order:
+        """The order by exchange id or client id, open or not."""
+        if order_id is None and client_id is not None:
+            order_id = self._by_client_id.get(client_id)
+        order = self.orders.get(order_id) if order_id is not None else None
+        if order is None:
+            raise Rejection(RejectKind.UNKNOWN_ORDER, str(order_id or client_id))
+        return order
+
+    def open_orders(self, symbol: str | None = None) -> list[Order]:
+        return [
+            o for o in self.orders.values()
+            if o.status.is_open and (symbol is None or o.symbol == symbol)
+        ]
+
+    def leverage(self) -> Decimal:
+        return Decimal(self.spec.leverage)
+
+
+class AccountStore:
+    """Every provisioned account, indexed by API key; owns the order-id sequence."""
+
+    def __init__(self) -> None:
+        self._by_key: dict[str, Account] = {}
+        self._uids = itertools.count(100_000_001)
+        self._order_ids = itertools.count(1_000_000_001)
+
+    def provision(self, spec: AccountSpec) -> Account:
+        """Add (or replace) the account for `spec.api_key`, with fresh balances."""
+        account = Account(spec, spec.uid if spec.uid is not None else next(self._uids))
+        self._by_key[spec.api_key] = account
+        return account
+
+    def remove(self, api_key: str) -> bool:
+        return self._by_key.pop(api_key, None) is not None
+
+    def get(self, api_key: str) -> Account | None:
+        return self._by_key.get(api_key)
+
+    def __iter__(self) -> Iterator[Account]:
+        return iter(list(self._by_key.values()))
+
+    def __len__(self) -> int:
+        return len(self._by_key)
+
+    def next_order_id(self) -> int:
+        return next(self._order_ids)
+
+    def reset(self) -> None:
+        """Re-provision every account from its spec: balances back, orders gone."""
+        specs = [a.spec for a in self._by_key.values()]
+        uids = {a.spec.api_key: a.uid for a in self._by_key.values()}
+        self._by_key.clear()
+        for spec in specs:
+            self._by_key[spec.api_key] = Account(spec, uids[spec.api_key])

@@ -1,0 +1,455 @@
+"""Binance: spot (`/api/v3`, `/sapi/v1`) and USDⓈ-M futures (`/fapi/v1..v3`).
+
+Served under `/binance` with Binance's own paths, so `point_at_simulator` maps
+`https://api.binance.com/api/v3` to `<base>/binance/api/v3` and
+`https://fapi.binance.com/fapi/v1` to `<base>/binance/fapi/v1`. What is Binance's
+and nowhere else: HMAC-SHA256 over query string + form body with `X-MBX-APIKEY`,
+`timestamp`/`recvWindow`; request weight per IP per minute, separately for spot
+and futures, published in `X-MBX-USED-WEIGHT-1M`, refused with 429/-1003 and,
+for a client that keeps going, an IP ban with 418; error codes as Binance sends
+them. Endpoints are one table (`BinanceSim.endpoints`): method, path, weight, security, handler.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from enum import Enum, StrEnum
+from typing import Any
+
+from aiohttp import web
+
+from ctsd.sim import auth
+from ctsd.sim import binance_wire as render
+from ctsd.sim.accounts import (
+    Account,
+    FeeSchedule,
+    Order,
+    OrderType,
+    Permission,
+    Rejection,
+    RejectKind,
+    Side,
+    TimeInForce,
+)
+from ctsd.sim.auth import AuthError, AuthFailure
+from ctsd.sim.market import TIMEFRAMES, Instrument, InstrumentKind
+from ctsd.sim.matching import OrderRequest
+from ctsd.sim.ratelimit import BanList, FixedWindowLimiter, RateRule, Verdict
+from ctsd.sim.state import Simulator
+from ctsd.sim.venue import Venue
+from ctsd.sim.wire import RequestData, VenueError, json_response, raw_json_response, read_request
+
+NAME = "binance"
+
+
+class Surface(StrEnum):
+    """Binance counts weight separately per API family."""
+
+    SPOT = "spot"
+    FUTURES = "futures"
+
+
+class Security(Enum):
+    """Binance's endpoint security types, reduced to what we check."""
+
+    NONE = None
+    USER_DATA = Permission.READ
+    TRADE = Permission.TRADE
+
+
+WEIGHT_RULES = {Surface.SPOT: RateRule(1200, 60), Surface.FUTURES: RateRule(2400, 60)}
+"""REQUEST_WEIGHT per IP per minute (the prototype's 1,200 for spot; 2,400 futures)."""
+FEES = {
+    Surface.SPOT: FeeSchedule(maker=Decimal("0.001"), taker=Decimal("0.001")),
+    Surface.FUTURES: FeeSchedule(maker=Decimal("0.0002"), taker=Decimal("0.0005")),
+}
+KIND = {Surface.SPOT: InstrumentKind.SPOT, Surface.FUTURES: InstrumentKind.LINEAR}
+BAN_BASE_S, BAN_MAX_S = 120.0, 3 * 86_400.0
+RECV_WINDOW_DEFAULT, RECV_WINDOW_MAX = 5000, 60_000
+KLINE_LIMIT_MAX = {Surface.SPOT: 1000, Surface.FUTURES: 1500}
+
+Weight = int | Callable[[Mapping[str, str]], int]
+
+
+def _by_symbol(with_symbol: int, without: int) -> Weight:
+    return lambda p: with_symbol if "symbol" in p else without
+
+
+def _kline_weight(params: Mapping[str, str]) -> int:
+    limit = int(params.get("limit") or 500)
+    return 1 if limit < 100 else 2 if limit < 500 else 5 if limit <= 1000 else 10
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """What a handler gets: the parsed request, the surface and (signed) the account."""
+
+    data: RequestData
+    surface: Surface
+    account: Account | None
+
+    @property
+    def futures(self) -> bool:
+        return self.surface is Surface.FUTURES
+
+    @property
+    def params(self) -> dict[str, str]:
+        return self.data.params
+
+    def require(self, name: str) -> str:
+        value = self.params.get(name)
+        if not value:
+            raise render.missing(name)
+        return value
+
+    def decimal(self, name: str) -> Decimal | None:
+        raw = self.params.get(name)
+        if raw is None or raw == "":
+            return None
+        try:
+            return Decimal(raw)
+        except InvalidOperation as exc:
+            raise render.error(
+                400, -1100, f"Illegal characters found in parameter '{name}'.") from exc
+
+    def owner(self) -> Account:
+        assert self.account is not None, "handler of a signed endpoint"
+        return self.account
+
+
+Handler = Callable[[Call], Awaitable[Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    method: str
+    path: str
+    surface: Surface
+    weight: Weight
+    security: Security
+    handler: Handler
+
+
+class BinanceSim:
+    """Binance's per-server state (weights, bans, symbol maps) and handlers."""
+
+    def __init__(self, sim: Simulator) -> None:
+        self.sim = sim
+        self.weights = FixedWindowLimiter(sim.clock, sim.limits)
+        self.bans = BanList(sim.clock, sim.limits)
+        self._warned: dict[tuple[Surface, str], float] = {}
+        catalog = sim.market.catalog
+        self.symbols: dict[Surface, dict[str, Instrument]] = {
+            s: {render.market_id(i): i for i in catalog.of_kind(KIND[s])} for s in Surface
+        }
+        self._exchange_info: dict[Surface, str] = {}
+        sim.on_reset(self.reset)
+
+    def reset(self) -> None:
+        self.weights.reset()
+        self.bans.reset()
+        self._warned.clear()
+
+    # --- the request pipeline ----------------------------------------------------
+
+    async def dispatch(self, request: web.Request, endpoint: Endpoint) -> web.Response:
+        surface = endpoint.surface
+        ip = auth.client_ip(request)
+        data = await read_request(request, f"/{NAME}")
+        weight = endpoint.weight if isinstance(endpoint.weight, int) else endpoint.weight(
+            data.params)
+        try:
+            verdict = self._charge(surface, ip, weight)
+            headers = {"X-MBX-USED-WEIGHT-1M": str(int(verdict.used))}
+            try:
+                account = self._authenticate(request, data, endpoint.security)
+                result = await endpoint.handler(Call(data, surface, account))
+            except AuthError as exc:
+                status, code, msg = render.AUTH_ERRORS[exc.failure]
+                raise render.error(status, code, msg, headers) from exc
+            except VenueError as exc:
+                exc.headers.update(headers)
+                raise
+        except VenueError as exc:
+            return exc.response()
+        if isinstance(result, web.Response):
+            result.headers.update(headers)
+            return result
+        return json_response(result, headers=headers)
+
+    def _charge(self, surface: Surface, ip: str, weight: int) -> Verdict:
+        key = (surface, ip)
+        banned = self.bans.banned_for(key)
+        if banned > 0:
+            self.sim.stats.violation(NAME, "banned")
+            raise render.banned(self.sim.clock.now_ms(), banned)
+        verdict = self.weights.charge(key, weight, WEIGHT_RULES[surface])
+        if verdict.allowed:
+            return verdict
+        self.sim.stats.violation(NAME, "weight")
+        if self._warned.get(key, -1.0) >= verdict.now:
+            length = self.bans.ban(key, BAN_BASE_S, BAN_MAX_S)
+            raise render.banned(self.sim.clock.now_ms(), length)
+        self._warned[key] = verdict.reset_at
+        raise render.error(429, -1003, f"Too much request weight used; current limit is "
+                    f"{int(verdict.limit)} request weight per 1 MINUTE. Please use WebSocket "
+                    "Streams for live updates to avoid polling the API.",
+                    {"Retry-After": str(verdict.retry_after_s),
+                     "X-MBX-USED-WEIGHT-1M": str(int(verdict.used))})
+
+    def _authenticate(
+        self, request: web.Request, data: RequestData, security: Security,
+    ) -> Account | None:
+        """Key, IP, timestamp, signature, permission: in the order Binance checks them."""
+        if security.value is None:
+            return None
+        account = auth.lookup(self.sim, NAME, request, request.headers.get("X-MBX-APIKEY"))
+        raw_ts = data.params.get("timestamp")
+        if not raw_ts or not raw_ts.isdigit():
+            raise render.missing("timestamp")
+        window = int(data.params.get("recvWindow") or RECV_WINDOW_DEFAULT)
+        if window > RECV_WINDOW_MAX:
+            raise render.error(400, -1131, "recvWindow must be less than 60000")
+        auth.check_timestamp(self.sim.clock.now_ms(), int(raw_ts), window)
+        payload, signature = _signed_payload(data)
+        if not auth.signatures_match(auth.hmac_hex(account.spec.secret, payload), signature):
+            raise AuthError(AuthFailure.BAD_SIGNATURE)
+        auth.require(account, security.value)
+        self.sim.touch(account)
+        return account
+
+    # --- public ---------------------------------------------------------------------
+
+    async def ping(self, call: Call) -> Any:
+        return {}
+
+    async def time(self, call: Call) -> Any:
+        return {"serverTime": self.sim.clock.now_ms()}
+
+    async def exchange_info(self, call: Call) -> Any:
+        cached = self._exchange_info.get(call.surface)
+        if cached is None:
+            limit = self.sim.limits.limit(WEIGHT_RULES[call.surface].limit)
+            instruments = list(self.symbols[call.surface].values())
+            cached = render.exchange_info_tail(call.surface is Surface.SPOT, instruments, limit)
+            self._exchange_info[call.surface] = cached
+        return raw_json_response(
+            f'{{"timezone":"UTC","serverTime":{self.sim.clock.now_ms()},{cached}')
+
+    async def ticker_24hr(self, call: Call) -> Any:
+        if "symbol" in call.params:
+            return self._ticker(call, self._instrument(call, call.params["symbol"]))
+        return [self._ticker(call, i) for i in self.symbols[call.surface].values()]
+
+    def _ticker(self, call: Call, inst: Instrument) -> dict[str, Any]:
+        stats = self.sim.market.ticker(inst.symbol)
+        return render.ticker(inst, stats, spot=call.surface is Surface.SPOT)
+
+    async def klines(self, call: Call) -> Any:
+        inst = self._instrument(call, call.require("symbol"))
+        timeframe = TIMEFRAMES.get(call.require("interval"))
+        if timeframe is None:
+            raise render.error(400, -1120, "Invalid interval.")
+        limit = min(int(call.params.get("limit") or 500), KLINE_LIMIT_MAX[call.surface])
+        start, end = call.params.get("startTime"), call.params.get("endTime")
+        candles = self.sim.market.candles(
+            inst.symbol, timeframe, start_ms=int(start) if start else None,
+            end_ms=int(end) if end else None, limit=limit)
+        return [render.kline(inst, c) for c in candles]
+
+    async def system_status(self, call: Call) -> Any:
+        return {"status": 0, "msg": "normal"}
+
+    async def empty_exchange_info(self, call: Call) -> Any:
+        """COIN-M futures are not simulated; ccxt still loads them by default."""
+        return {"timezone": "UTC", "serverTime": self.sim.clock.now_ms(), "rateLimits": [],
+                "exchangeFilters": [], "symbols": []}
+
+    # --- signed -----------------------------------------------------------------------
+
+    async def coins(self, call: Call) -> Any:
+        account = call.owner()
+        return [render.coin(asset, account.spot.get(asset))
+                for asset in self.sim.market.catalog.assets]
+
+    async def no_margin_pairs(self, call: Call) -> Any:
+        """Margin trading is not simulated: no pair is marginable."""
+        return []
+
+    async def spot_account(self, call: Call) -> Any:
+        return render.spot_account(call.owner(), FEES[Surface.SPOT], self.sim.clock.now_ms())
+
+    async def futures_account(self, call: Call) -> Any:
+        return render.futures_account(call.owner(), self.sim.market)
+
+    async def futures_balance(self, call: Call) -> Any:
+        return render.futures_balance(call.owner(), self.sim.market)
+
+    async def new_order(self, call: Call) -> Any:
+        inst = self._instrument(call, call.require("symbol"))
+        req = self._order_request(call, inst)
+        try:
+            order = self.sim.place_order(call.owner(), req, FEES[call.surface])
+        except Rejection as exc:
+            raise render.rejection(exc, futures=call.futures) from exc
+        if call.surface is Surface.FUTURES:
+            return render.futures_order(order, inst)
+        resp_type = call.params.get("newOrderRespType", "FULL")
+        return render.spot_order(order, inst, resp_type=resp_type)
+
+    def _order_request(self, call: Call, inst: Instrument) -> OrderRequest:
+        try:
+            side = Side(call.require("side").lower())
+        except ValueError as exc:
+            raise render.error(400, -1117, "Invalid side.") from exc
+        raw_type = call.require("type").upper()
+        if raw_type not in ("MARKET", "LIMIT"):
+            raise render.error(400, -1116, "Invalid orderType.")
+        order_type = OrderType(raw_type.lower())
+        qty, quote_qty = call.decimal("quantity"), call.decimal("quoteOrderQty")
+        if qty is None and (quote_qty is None or call.surface is Surface.FUTURES):
+            raise render.missing("quantity")
+        tif = TimeInForce.GTC
+        if order_type is OrderType.LIMIT:
+            raw_tif = call.require("timeInForce")
+            tif = TimeInForce(raw_tif) if raw_tif in TimeInForce.__members__ else TimeInForce.GTC
+            if call.decimal("price") is None:
+                raise render.missing("price")
+        return OrderRequest(
+            symbol=inst.symbol, side=side, type=order_type, qty=qty or Decimal(0),
+            price=call.decimal("price"), client_id=call.params.get("newClientOrderId"),
+            time_in_force=tif, reduce_only=call.params.get("reduceOnly") == "true",
+            quote_qty=quote_qty if qty is None else None)
+
+    async def get_order(self, call: Call) -> Any:
+        inst, order = self._find_order(call)
+        if call.surface is Surface.FUTURES:
+            return render.futures_order(order, inst, query=True)
+        return render.spot_order(order, inst, query=True)
+
+    async def cancel_order(self, call: Call) -> Any:
+        inst, order = self._find_order(call, cancel=True)
+        try:
+            self.sim.cancel_order(call.owner(), order)
+        except Rejection as exc:
+            raise render.rejection(exc, futures=call.futures, cancel=True) from exc
+        if call.surface is Surface.FUTURES:
+            return render.futures_order(order, inst)
+        return render.spot_order(order, inst, resp_type="RESULT", cancel=True)
+
+    async def open_orders(self, call: Call) -> Any:
+        symbol = None
+        if "symbol" in call.params:
+            symbol = self._instrument(call, call.params["symbol"]).symbol
+        kind = KIND[call.surface]
+        orders = [o for o in call.owner().open_orders(symbol) if o.kind is kind]
+        instruments = self.sim.market.catalog.instruments
+        if call.surface is Surface.FUTURES:
+            return [render.futures_order(o, instruments[o.symbol], query=True) for o in orders]
+        return [render.spot_order(o, instruments[o.symbol], query=True) for o in orders]
+
+    # --- helpers ------------------------------------------------------------------------
+
+    def _instrument(self, call: Call, market_id: str) -> Instrument:
+        inst = self.symbols[call.surface].get(market_id)
+        if inst is None:
+            raise render.error(400, -1121, "Invalid symbol.")
+        return inst
+
+    def _find_order(self, call: Call, cancel: bool = False) -> tuple[Instrument, Order]:
+        inst = self._instrument(call, call.require("symbol"))
+        raw_id = call.params.get("orderId")
+        client_id = call.params.get("origClientOrderId")
+        if not raw_id and not client_id:
+            raise render.missing("orderId")
+        order_id = (int(raw_id) if raw_id.isdigit() else -1) if raw_id else None
+        try:
+            order = call.owner().find_order(order_id, client_id)
+        except Rejection as exc:
+            raise render.rejection(exc, futures=call.futures, cancel=cancel) from exc
+        if order.symbol != inst.symbol:
+            unknown = Rejection(RejectKind.UNKNOWN_ORDER)
+            raise render.rejection(unknown, futures=call.futures, cancel=cancel)
+        return inst, order
+
+    def endpoints(self) -> list[Endpoint]:
+        S, F = Surface.SPOT, Surface.FUTURES
+        none, user, trade = Security.NONE, Security.USER_DATA, Security.TRADE
+        table = [
+            ("GET", "/api/v3/ping", S, 1, none, self.ping),
+            ("GET", "/api/v3/time", S, 1, none, self.time),
+            ("GET", "/api/v3/exchangeInfo", S, 20, none, self.exchange_info),
+            ("GET", "/api/v3/ticker/24hr", S, _by_symbol(2, 80), none, self.ticker_24hr),
+            ("GET", "/api/v3/klines", S, 2, none, self.klines),
+            ("GET", "/api/v3/account", S, 20, user, self.spot_account),
+            ("POST", "/api/v3/order", S, 1, trade, self.new_order),
+            ("GET", "/api/v3/order", S, 4, user, self.get_order),
+            ("DELETE", "/api/v3/order", S, 1, trade, self.cancel_order),
+            ("GET", "/api/v3/openOrders", S, _by_symbol(6, 80), user, self.open_orders),
+            ("GET", "/sapi/v1/system/status", S, 1, none, self.system_status),
+            ("GET", "/sapi/v1/capital/config/getall", S, 10, user, self.coins),
+            ("GET", "/sapi/v1/margin/allPairs", S, 1, user, self.no_margin_pairs),
+            ("GET", "/sapi/v1/margin/isolated/allPairs", S, 10, user, self.no_margin_pairs),
+            ("GET", "/dapi/v1/exchangeInfo", F, 1, none, self.empty_exchange_info),
+            ("GET", "/fapi/v1/ping", F, 1, none, self.ping),
+            ("GET", "/fapi/v1/time", F, 1, none, self.time),
+            ("GET", "/fapi/v1/exchangeInfo", F, 1, none, self.exchange_info),
+            ("GET", "/fapi/v1/ticker/24hr", F, _by_symbol(1, 40), none, self.ticker_24hr),
+            ("GET", "/fapi/v1/klines", F, _kline_weight, none, self.klines),
+            ("GET", "/fapi/v2/account", F, 5, user, self.futures_account),
+            ("GET", "/fapi/v3/account", F, 5, user, self.futures_account),
+            ("GET", "/fapi/v2/balance", F, 5, user, self.futures_balance),
+            ("GET", "/fapi/v3/balance", F, 5, user, self.futures_balance),
+            ("POST", "/fapi/v1/order", F, 1, trade, self.new_order),
+            ("GET", "/fapi/v1/order", F, 1, user, self.get_order),
+            ("DELETE", "/fapi/v1/order", F, 1, trade, self.cancel_order),
+            ("GET", "/fapi/v1/openOrders", F, _by_symbol(1, 40), user, self.open_orders),
+        ]
+        return [Endpoint(*row) for row in table]
+
+
+def build(sim: Simulator) -> web.Application:
+    state = BinanceSim(sim)
+    app = web.Application()
+    for endpoint in state.endpoints():
+        async def handle(request: web.Request, endpoint: Endpoint = endpoint) -> web.Response:
+            return await state.dispatch(request, endpoint)
+
+        app.router.add_route(endpoint.method, endpoint.path, handle)
+    return app
+
+
+def maintenance_response() -> web.Response:
+    """Binance's answer during system maintenance (ccxt maps the message to OnMaintenance)."""
+    return json_response({"code": 1, "msg": "System is under maintenance."}, status=503)
+
+
+def rate_limited_response(retry_after: int) -> web.Response:
+    return json_response(
+        {"code": -1003, "msg": "Too many requests; please use the websocket for live updates "
+                               "to avoid polling the API."},
+        status=429, headers={"Retry-After": str(retry_after)})
+
+
+VENUE = Venue(
+    name=NAME, build=build, maintenance_response=maintenance_response,
+    rate_limited_response=rate_limited_response,
+    ccxt_ids=("binance", "binanceusdm"),
+)
+
+
+def _signed_payload(data: RequestData) -> tuple[str, str | None]:
+    """Binance signs `query string + request body` with the `signature` parameter removed."""
+    signature: str | None = None
+    parts: list[str] = []
+    for raw in (data.raw_query, data.raw_body):
+        kept = []
+        for item in raw.split("&") if raw else ():
+            if item.startswith("signature="):
+                signature = item[len("signature="):]
+            else:
+                kept.append(item)
+        parts.append("&".join(kept))
+    return "".join(parts), signature

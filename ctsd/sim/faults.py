@@ -1,0 +1,150 @@
+"""Faults on command: the next N requests misbehave the way real exchanges do.
+
+A `FaultSpec` says what to inject, how many times, and optionally only for one
+venue or one path prefix (matched against the path below the venue prefix, e.g.
+`/api/v3/order`). Transport-level faults are applied by the app's middleware
+(`ctsd.sim.app`) before any venue code runs, so every venue gets them for free;
+the two credential faults (`INVALID_KEY`, `IP_NOT_WHITELISTED`) are consumed by
+`ctsd.sim.auth` so that each venue answers them with its own error body.
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, replace
+from enum import StrEnum
+from typing import Any
+
+from aiohttp import web
+
+
+class FaultKind(StrEnum):
+    RATE_LIMIT = "rate_limit"
+    """HTTP 429 with Retry-After and the venue's own rate-limit body."""
+    SERVER_ERROR = "server_error"
+    """HTTP `status` (5xx) with a plain-text body."""
+    HTML_503 = "html_503"
+    """HTTP 503 with an HTML page, as a CDN or load balancer answers."""
+    MAINTENANCE = "maintenance"
+    """The venue's own maintenance answer."""
+    LATENCY = "latency"
+    """Wait `delay_s`, then answer normally."""
+    HANG = "hang"
+    """Wait `delay_s` (past the client's timeout), then answer; cut short on shutdown."""
+    MALFORMED_JSON = "malformed_json"
+    """HTTP 200, JSON content type, a body that is not JSON."""
+    TRUNCATED_JSON = "truncated_json"
+    """The real answer, cut in half."""
+    CONNECTION_RESET = "connection_reset"
+    """TCP RST instead of an answer."""
+    INVALID_KEY = "invalid_key"
+    """Authenticated requests are answered as for an unknown API key."""
+    IP_NOT_WHITELISTED = "ip_not_whitelisted"
+    """Authenticated requests are answered as from an address outside the whitelist."""
+
+
+AUTH_FAULTS = frozenset({FaultKind.INVALID_KEY, FaultKind.IP_NOT_WHITELISTED})
+TRANSPORT_FAULTS = frozenset(FaultKind) - AUTH_FAULTS
+
+
+@dataclass(frozen=True, slots=True)
+class FaultSpec:
+    kind: FaultKind
+    count: int = 1
+    venue: str | None = None
+    path_prefix: str | None = None
+    status: int = 500
+    delay_s: float = 30.0
+    retry_after_s: int = 1
+
+    @classmethod
+    def from_json(cls, raw: Mapping[str, Any]) -> FaultSpec:
+        return cls(
+            kind=FaultKind(raw["kind"]),
+            count=int(raw.get("count", 1)),
+            venue=raw.get("venue"),
+            path_prefix=raw.get("path_prefix"),
+            status=int(raw.get("status", 500)),
+            delay_s=float(raw.get("delay_s", 30.0)),
+            retry_after_s=int(raw.get("retry_after_s", 1)),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def matches(self, venue: str, path: str) -> bool:
+        return (self.venue is None or self.venue == venue) and (
+            self.path_prefix is None or path.startswith(self.path_prefix)
+        )
+
+
+class FaultInjector:
+    """Pending faults, consumed first-in first-out by matching requests."""
+
+    def __init__(self) -> None:
+        self._pending: list[FaultSpec] = []
+
+    def add(self, spec: FaultSpec) -> None:
+        if spec.count < 1:
+            raise ValueError("fault count must be at least 1")
+        self._pending.append(spec)
+
+    def clear(self) -> None:
+        self._pending.clear()
+
+    def pending(self) -> list[FaultSpec]:
+        return list(self._pending)
+
+    def take(self, venue: str, path: str, kinds: frozenset[FaultKind]) -> FaultSpec | None:
+        """Consume one use of the first pending fault of `kinds` that matches."""
+        if not self._pending:
+            return None
+        for i, spec in enumerate(self._pending):
+            if spec.kind in kinds and spec.matches(venue, path):
+                if spec.count == 1:
+                    del self._pending[i]
+                else:
+                    self._pending[i] = replace(spec, count=spec.count - 1)
+                return spec
+        return None
+
+
+HTML_503_PAGE = (
+    "<html>\r\n<head><title>503 Service Temporarily Unavailable</title></head>\r\n"
+    "<body>\r\n<center><h1>503 Service Temporarily Unavailable</h1></center>\r\n"
+    "</body>\r\n</html>\r\n"
+)
+
+
+def html_503() -> web.Response:
+    return web.Response(status=503, text=HTML_503_PAGE, content_type="text/html")
+
+
+def server_error(status: int) -> web.Response:
+    return web.Response(status=status, text=f"{status} Internal Server Error")
+
+
+def malformed_json() -> web.Response:
+    return web.Response(
+        status=200, text='{"code":0,"data":[{"symbol":', content_type="application/json")
+
+
+def truncate(response: web.StreamResponse) -> web.StreamResponse:
+    """Cut a buffered answer in half, keeping status and headers."""
+    if isinstance(response, web.Response) and response.body is not None:
+        body = bytes(response.body)  # type: ignore[arg-type]
+        response.body = body[: max(len(body) // 2, 1)]
+    return response
+
+
+def reset_connection(request: web.Request) -> None:
+    """Abort the TCP connection with RST (SO_LINGER 0), as a dropped proxy does."""
+    transport = request.transport
+    if transport is None:
+        return
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    transport.close()

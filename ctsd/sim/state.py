@@ -1,0 +1,122 @@
+"""The simulator's state object: one per server, passed to every venue.
+
+No module-level state anywhere in `ctsd.sim`: the market, the accounts, the
+faults, the counters and each venue's own limiter state hang off a `Simulator`,
+so tests run many simulators side by side. The methods here are the admin API
+in Python; `ctsd.sim.app` exposes the same operations as `/admin/...` JSON.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from ctsd.sim import matching
+from ctsd.sim.accounts import Account, AccountSpec, AccountStore, FeeSchedule, Order
+from ctsd.sim.clock import Clock, SystemClock
+from ctsd.sim.faults import FaultInjector, FaultSpec
+from ctsd.sim.market import Market, MarketCatalog
+from ctsd.sim.ratelimit import RateLimitConfig, ViolationLog
+
+
+@dataclass(frozen=True)
+class SimulatorConfig:
+    seed: int = 1
+    markets: int = 50
+    """Number of pairs; each is listed as spot and as a linear perpetual."""
+    limits: RateLimitConfig = field(default_factory=RateLimitConfig)
+    accounts: tuple[AccountSpec, ...] = ()
+    hang_max_s: float = 120.0
+    """Upper bound on a HANG fault, so a forgotten fault cannot wedge a test run."""
+
+
+def load_accounts_file(path: Path) -> tuple[AccountSpec, ...]:
+    """`{"accounts": [{api_key, secret, passphrase?, balances, permissions, ...}]}`."""
+    raw = json.loads(path.read_text())
+    entries = raw["accounts"] if isinstance(raw, dict) else raw
+    return tuple(AccountSpec.from_json(entry) for entry in entries)
+
+
+class Simulator:
+    """Market, accounts, faults and counters of one simulated exchange world."""
+
+    def __init__(self, config: SimulatorConfig | None = None, clock: Clock | None = None) -> None:
+        self.config = config or SimulatorConfig()
+        self.clock: Clock = clock or SystemClock()
+        self.market = Market(MarketCatalog(self.config.seed, self.config.markets), self.clock)
+        self.accounts = AccountStore()
+        for spec in self.config.accounts:
+            self.accounts.provision(spec)
+        self.faults = FaultInjector()
+        self.stats = ViolationLog()
+        self.closing = asyncio.Event()
+        """Set on shutdown: cuts HANG faults short."""
+        self._reset_hooks: list[Callable[[], None]] = []
+
+    @property
+    def limits(self) -> RateLimitConfig:
+        return self.config.limits
+
+    def on_reset(self, hook: Callable[[], None]) -> None:
+        """Venues register their own state (limiters, bans) to be cleared by `reset`."""
+        self._reset_hooks.append(hook)
+
+    # --- admin API -------------------------------------------------------------
+
+    def provision(self, spec: AccountSpec) -> Account:
+        return self.accounts.provision(spec)
+
+    def remove_account(self, api_key: str) -> bool:
+        return self.accounts.remove(api_key)
+
+    def add_fault(self, spec: FaultSpec) -> None:
+        self.faults.add(spec)
+
+    def clear_faults(self) -> None:
+        self.faults.clear()
+
+    def set_price(self, symbol: str, price: Decimal) -> None:
+        """Move `symbol`'s pair to `price` now; resting orders it crosses fill."""
+        self.market.set_price(symbol, price)
+        self._sync_all()
+
+    def advance(self, seconds: float) -> None:
+        """Move every price path forward (the server clock is untouched)."""
+        self.market.advance(seconds)
+        self._sync_all()
+
+    def reset(self) -> None:
+        """Back to the start: path, balances, orders, faults, counters, limiters."""
+        self.market.reset()
+        self.accounts.reset()
+        self.faults.clear()
+        self.stats.reset()
+        for hook in self._reset_hooks:
+            hook()
+
+    def snapshot(self) -> dict[str, Any]:
+        """Counters for `/admin/stats`: requests served and limit violations per venue."""
+        return self.stats.snapshot()
+
+    # --- used by venues --------------------------------------------------------
+
+    def touch(self, account: Account) -> None:
+        """Bring an authenticated account up to date (fill orders the price reached)."""
+        matching.sync(account, self.market)
+
+    def place_order(
+        self, account: Account, request: matching.OrderRequest, fees: FeeSchedule,
+    ) -> Order:
+        return matching.place(account, self.market, request, fees, self.accounts.next_order_id())
+
+    def cancel_order(self, account: Account, order: Order) -> Order:
+        return matching.cancel(account, self.market, order)
+
+    def _sync_all(self) -> None:
+        for account in self.accounts:
+            matching.sync(account, self.market)

@@ -1,0 +1,50 @@
+"""Table and field rendering, ages and durations: what people read."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from google.protobuf import duration_pb2, timestamp_pb2
+
+from cts.cli import output
+
+
+def test_table_columns_are_aligned_without_trailing_blanks() -> None:
+    text = output.render_table(["NAME", "X"], [["a", "1"], ["longer", ""]])
+    assert text.splitlines() == ["NAME     X", "a        1", "longer"]
+
+
+def test_fields_align_values_after_the_longest_label() -> None:
+    text = output.render_fields([("Name", "a"), ("Display name", "b")])
+    assert text.splitlines() == ["Name:          a", "Display name:  b"]
+
+
+def _ts(seconds: int) -> timestamp_pb2.Timestamp:
+    ts = timestamp_pb2.Timestamp()
+    ts.FromSeconds(seconds)
+    return ts
+
+
+def test_age_uses_the_largest_whole_unit() -> None:
+    now = datetime.fromtimestamp(1_000_000, UTC)
+    assert output.age(_ts(1_000_000 - 42), now) == "42s"
+    assert output.age(_ts(1_000_000 - 300), now) == "5m"
+    assert output.age(_ts(1_000_000 - 3 * 3600 - 5), now) == "3h"
+    assert output.age(_ts(1_000_000 - 2 * 86400), now) == "2d"
+
+
+def test_unset_times_print_as_a_dash() -> None:
+    assert output.age(timestamp_pb2.Timestamp()) == "-"
+    assert output.timestamp(timestamp_pb2.Timestamp()) == "-"
+
+
+def test_timestamp_is_rfc3339_utc() -> None:
+    assert output.timestamp(_ts(1_700_000_000)) == "2023-11-14T22:13:20Z"
+
+
+def test_durations_are_short() -> None:
+    assert output.duration(duration_pb2.Duration(nanos=250_000_000)) == "250ms"
+    assert output.duration(duration_pb2.Duration(seconds=1, nanos=500_000_000)) == "1.5s"
+    assert output.duration(duration_pb2.Duration(seconds=60)) == "1m"
+    assert output.duration(duration_pb2.Duration(seconds=90)) == "90s"
+    assert output.duration(duration_pb2.Duration(seconds=86400)) == "1d"

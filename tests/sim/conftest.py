@@ -1,0 +1,73 @@
+"""Fixtures for simulator tests: an in-process server and ccxt clients pointed at it.
+
+Every ccxt instance comes from `make_exchange` and is closed at teardown even when
+the test fails (an unclosed aiohttp session is a warning, and warnings are errors).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from decimal import Decimal
+from typing import Any
+
+import pytest_asyncio
+
+from ctsd.sim.accounts import AccountSpec, Permission
+from ctsd.sim.ratelimit import RateLimitConfig
+from ctsd.sim.server import SimulatorServer
+from ctsd.sim.state import SimulatorConfig
+
+API_KEY = "sim-key-0001"
+SECRET = "sim-secret-0001"
+PASSPHRASE = "sim-pass-0001"
+
+ExchangeFactory = Callable[..., Any]
+
+
+def trader_spec(**overrides: Any) -> AccountSpec:
+    """A well-funded account with read and trade permissions."""
+    fields: dict[str, Any] = {
+        "api_key": API_KEY, "secret": SECRET, "passphrase": PASSPHRASE,
+        "spot": {"USDT": Decimal("100000"), "BTC": Decimal("2"), "ETH": Decimal("20")},
+        "derivatives": {"USDT": Decimal("50000")},
+        "permissions": frozenset({Permission.READ, Permission.TRADE}),
+    }
+    fields.update(overrides)
+    return AccountSpec(**fields)
+
+
+def sim_config(**overrides: Any) -> SimulatorConfig:
+    fields: dict[str, Any] = {"seed": 7, "markets": 30, "accounts": (trader_spec(),),
+                              "limits": RateLimitConfig()}
+    fields.update(overrides)
+    return SimulatorConfig(**fields)
+
+
+@pytest_asyncio.fixture
+async def server() -> AsyncIterator[SimulatorServer]:
+    async with SimulatorServer(sim_config()) as srv:
+        yield srv
+
+
+@pytest_asyncio.fixture
+async def make_exchange() -> AsyncIterator[ExchangeFactory]:
+    """`make_exchange(ccxt_class, base_url, **config)` → a pointed, auto-closed instance."""
+    from ctsd.sim.ccxt_target import point_at_simulator
+
+    created: list[Any] = []
+
+    def factory(cls: Any, base_url: str, **config: Any) -> Any:
+        config.setdefault("timeout", 3000)
+        # ccxt's client-side throttle would only slow these tests; the burst test
+        # needs it off anyway to reach the server's limit.
+        config.setdefault("enableRateLimit", False)
+        exchange = cls(config)
+        exchange.timeout_on_exit = 0  # its 250 ms grace is for TLS; loopback is plain HTTP
+        created.append(exchange)
+        return point_at_simulator(exchange, base_url)
+
+    try:
+        yield factory
+    finally:
+        for exchange in created:
+            await exchange.close()

@@ -1,0 +1,36 @@
+"""ccxt's own structure validators (they ship in ccxt/test/exchange/base/).
+
+Imported under non-`test_` names so pytest does not collect them as tests.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ccxt.test.exchange.base.test_balance import test_balance as _balance
+from ccxt.test.exchange.base.test_market import test_market as _market
+from ccxt.test.exchange.base.test_ohlcv import test_ohlcv as _ohlcv
+from ccxt.test.exchange.base.test_order import test_order as _order
+from ccxt.test.exchange.base.test_ticker import test_ticker as _ticker
+
+
+def check_market(exchange: Any, market: Any) -> None:
+    _market(exchange, {}, "loadMarkets", market)
+
+
+def check_ticker(exchange: Any, ticker: Any, symbol: str) -> None:
+    _ticker(exchange, {}, "fetchTicker", ticker, symbol)
+
+
+def check_ohlcv(exchange: Any, candles: list[Any], symbol: str) -> None:
+    now = exchange.milliseconds()
+    for candle in candles:
+        _ohlcv(exchange, {}, "fetchOHLCV", candle, symbol, now)
+
+
+def check_balance(exchange: Any, balance: Any) -> None:
+    _balance(exchange, {}, "fetchBalance", balance)
+
+
+def check_order(exchange: Any, order: Any, symbol: str) -> None:
+    _order(exchange, {}, "createOrder", order, symbol, exchange.milliseconds())

@@ -1,0 +1,59 @@
+"""Small helpers for calling the daemon and reading rich errors in tests."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import grpc
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
+
+from cts.v1 import connection_pb2 as pb
+
+SECRET = "s3cr3t-SHOULD-NEVER-LEAK-7f1e"
+PASSPHRASE = "pass-phrase-NEVER-LEAK-42"
+API_KEY = "AKIAPUBLICKEY00001234"
+
+
+def binance_spot(display_name: str = "Main Binance", **over: Any) -> pb.Connection:
+    fields: dict[str, Any] = dict(
+        display_name=display_name,
+        exchange="binance",
+        api_type=pb.API_TYPE_SPOT,
+        credentials=pb.Credentials(api_key=API_KEY, api_secret=SECRET),
+    )
+    fields.update(over)
+    return pb.Connection(**fields)
+
+
+def rpc_error(call: Callable[[], Any]) -> grpc.RpcError:
+    try:
+        call()
+    except grpc.RpcError as exc:
+        return exc
+    raise AssertionError("the call succeeded but an error was expected")
+
+
+def violations(err: grpc.RpcError) -> dict[str, str]:
+    """field -> description from the google.rpc.BadRequest detail."""
+    status = rpc_status.from_call(err)  # type: ignore[arg-type]
+    assert status is not None, "no google.rpc.Status in trailers"
+    found: dict[str, str] = {}
+    for detail in status.details:
+        if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+            bad = error_details_pb2.BadRequest()
+            detail.Unpack(bad)
+            found.update({v.field: v.description for v in bad.field_violations})
+    return found
+
+
+def error_reason(err: grpc.RpcError) -> str:
+    status = rpc_status.from_call(err)  # type: ignore[arg-type]
+    assert status is not None
+    for detail in status.details:
+        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+            info = error_details_pb2.ErrorInfo()
+            detail.Unpack(info)
+            return info.reason
+    return ""

@@ -1,0 +1,57 @@
+"""Key sources, formats and the refusal of readable key files."""
+
+from __future__ import annotations
+
+import base64
+import os
+from pathlib import Path
+
+import pytest
+
+from ctsd.errors import ConfigurationError
+from ctsd.vault.master_key import (
+    KeySource,
+    decode_key,
+    load_or_create,
+    locate_key,
+    read_key_file,
+)
+
+
+def test_generated_key_is_private_and_stable(tmp_path: Path) -> None:
+    source = locate_key(tmp_path, None, env={})
+    assert source == KeySource(tmp_path / "master-key", managed=True)
+    first = load_or_create(source)
+    assert (source.path.stat().st_mode & 0o777) == 0o600
+    assert load_or_create(source).key_id == first.key_id
+
+
+def test_credentials_directory_wins_over_file_flag(tmp_path: Path) -> None:
+    creds = tmp_path / "creds"
+    creds.mkdir()
+    (creds / "master-key").write_bytes(os.urandom(32))
+    source = locate_key(tmp_path, tmp_path / "other", env={"CREDENTIALS_DIRECTORY": str(creds)})
+    assert source.path == creds / "master-key" and not source.managed
+
+
+@pytest.mark.parametrize("mode", [0o640, 0o604, 0o660])
+def test_group_or_world_readable_key_is_refused(tmp_path: Path, mode: int) -> None:
+    path = tmp_path / "master-key"
+    path.write_bytes(os.urandom(32))
+    path.chmod(mode)
+    with pytest.raises(ConfigurationError, match="readable by its owner only"):
+        read_key_file(path)
+
+
+def test_key_formats(tmp_path: Path) -> None:
+    raw = os.urandom(32)
+    assert decode_key(raw, tmp_path) == raw
+    assert decode_key(raw.hex().encode() + b"\n", tmp_path) == raw
+    assert decode_key(base64.b64encode(raw), tmp_path) == raw
+    with pytest.raises(ConfigurationError):
+        decode_key(b"too short", tmp_path)
+
+
+def test_missing_explicit_key_file_is_a_configuration_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError, match="does not exist"):
+        read_key_file(tmp_path / "nope")
