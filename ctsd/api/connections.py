@@ -13,9 +13,9 @@ from cts.v1 import connection_service_pb2_grpc as sgrpc
 from ctsd.api.connection_codec import (
     connection_id_from_name,
     decode_draft,
-    encode_connection,
     encode_exchange,
 )
+from ctsd.api.encoding_cache import EncodedConnections
 from ctsd.api.update_mask import decode_patch
 from ctsd.connections.manager import ConnectionManager
 from ctsd.errors import InvalidArgument
@@ -26,6 +26,7 @@ Context = grpc.aio.ServicerContext[Any, Any]
 class ConnectionServicer(sgrpc.ConnectionServiceServicer):
     def __init__(self, manager: ConnectionManager) -> None:
         self._manager = manager
+        self._encoded = EncodedConnections()
 
     async def CreateConnection(
         self, request: spb.CreateConnectionRequest, context: Context
@@ -35,13 +36,13 @@ class ConnectionServicer(sgrpc.ConnectionServiceServicer):
         conn = await self._manager.create(
             decode_draft(request.connection), request.connection_id, request.validate_only
         )
-        return encode_connection(conn)
+        return self._encoded.encode(conn)
 
     async def GetConnection(
         self, request: spb.GetConnectionRequest, context: Context
     ) -> pb.Connection:
         conn = await self._manager.get(connection_id_from_name(request.name))
-        return encode_connection(conn)
+        return self._encoded.encode(conn)
 
     async def ListConnections(
         self, request: spb.ListConnectionsRequest, context: Context
@@ -50,7 +51,7 @@ class ConnectionServicer(sgrpc.ConnectionServiceServicer):
             request.filter, request.page_size, request.page_token
         )
         return spb.ListConnectionsResponse(
-            connections=[encode_connection(c) for c in listing.connections],
+            connections=[self._encoded.encode(c) for c in listing.connections],
             next_page_token=listing.next_page_token,
             total_size=listing.total_size,
         )
@@ -63,7 +64,7 @@ class ConnectionServicer(sgrpc.ConnectionServiceServicer):
         connection_id = connection_id_from_name(request.connection.name, "connection.name")
         patch = decode_patch(request.connection, request.update_mask)
         conn = await self._manager.update(connection_id, patch, request.connection.etag)
-        return encode_connection(conn)
+        return self._encoded.encode(conn)
 
     async def DeleteConnection(
         self, request: spb.DeleteConnectionRequest, context: Context
@@ -77,7 +78,7 @@ class ConnectionServicer(sgrpc.ConnectionServiceServicer):
     ) -> pb.Connection:
         connection_id = connection_id_from_name(request.name)
         conn = await self._manager.set_enabled(connection_id, request.enabled, request.etag)
-        return encode_connection(conn)
+        return self._encoded.encode(conn)
 
     async def ListExchanges(
         self, request: spb.ListExchangesRequest, context: Context

@@ -9,9 +9,10 @@ problem, rather than guessed at.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ctsd.connections.model import ApiType
+from ctsd.connections.model import ApiType, Connection
 from ctsd.errors import InvalidArgument
 
 MAX_FILTER_LENGTH = 1000
@@ -89,3 +90,14 @@ def parse_filter(text: str) -> tuple[Condition, ...]:
         conditions.append(Condition(field, _typed(field, raw, quoted), negate=op == "!="))
         i += 3
     return tuple(conditions)
+
+
+def _field_value(conn: Connection, field: str) -> str | bool:
+    if field == "api_type":
+        return conn.api_type.value
+    value: str | bool = getattr(conn, field)
+    return value
+
+
+def matches_all(conditions: Sequence[Condition], conn: Connection) -> bool:
+    return all((_field_value(conn, c.field) == c.value) != c.negate for c in conditions)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -18,6 +19,7 @@ from ctsd.connections.model import (
     PositionMode,
 )
 from ctsd.errors import AlreadyExists, EtagMismatch, NotFound
+from ctsd.store.connection_index import ConnectionIndex
 from ctsd.store.database import Database, Row, Transaction
 from ctsd.vault.sealer import SealedSecret
 
@@ -27,15 +29,6 @@ _COLUMNS = (
 )
 _SECRET_FLAGS = "(SELECT group_concat(field) FROM sealed_secrets s WHERE s.connection_id = c.id)"
 _SELECT = f"SELECT {_COLUMNS}, {_SECRET_FLAGS} FROM connections c"
-# Filter fields map to columns here, so no client text ever becomes SQL.
-_FILTER_COLUMNS = {
-    "exchange": "exchange",
-    "api_type": "api_type",
-    "enabled": "enabled",
-    "testnet": "testnet",
-}
-
-
 @dataclass(frozen=True)
 class ConnectionPage:
     items: list[Connection]
@@ -94,45 +87,43 @@ def _row_values(conn: Connection, hint: str) -> tuple[Any, ...]:
     )
 
 
-def _where(conditions: Sequence[Condition]) -> tuple[str, list[Any]]:
-    clauses: list[str] = []
-    params: list[Any] = []
-    for cond in conditions:
-        column = _FILTER_COLUMNS[cond.field]
-        clauses.append(f"{column} {'!=' if cond.negate else '='} ?")
-        params.append(int(cond.value) if isinstance(cond.value, bool) else cond.value)
-    return (" AND ".join(clauses) or "1"), params
-
-
 class ConnectionRepository:
+    """Writes go to SQLite; reads come from an index updated after each commit."""
+
     def __init__(self, db: Database) -> None:
         self._db = db
+        self._index: ConnectionIndex | None = None
+        self._load_lock = asyncio.Lock()
+
+    async def _loaded(self) -> ConnectionIndex:
+        """Loads every row once, on first use; later reads never touch SQLite."""
+        if self._index is None:
+            async with self._load_lock:
+                if self._index is None:
+                    index = ConnectionIndex()
+                    for row in await self._db.fetch_all(f"{_SELECT} ORDER BY seq"):
+                        index.put(row[0], _to_connection(row))
+                    self._index = index
+        return self._index
 
     async def get(self, connection_id: str) -> Connection:
-        row = await self._db.fetch_one(f"{_SELECT} WHERE id = ?", (connection_id,))
-        if row is None:
+        conn = (await self._loaded()).get(connection_id)
+        if conn is None:
             raise NotFound(f"connection {connection_id!r} not found")
-        return _to_connection(row)
+        return conn
 
-    async def list(self, conditions: Sequence[Condition], after: int, limit: int) -> ConnectionPage:
-        where, params = _where(conditions)
-        rows = await self._db.fetch_all(
-            f"{_SELECT} WHERE seq > ? AND {where} ORDER BY seq LIMIT ?",
-            [after, *params, limit + 1],
-        )
-        count = await self._db.fetch_one(f"SELECT count(*) FROM connections WHERE {where}", params)
-        more = len(rows) > limit
-        rows = rows[:limit]
-        return ConnectionPage(
-            items=[_to_connection(r) for r in rows],
-            next_after=rows[-1][0] if more and rows else None,
-            total=int(count[0]) if count else 0,
-        )
+    async def list(
+        self, conditions: Sequence[Condition], after: int, limit: int
+    ) -> ConnectionPage:
+        index = await self._loaded()
+        items, next_after = index.page(conditions, after, limit)
+        return ConnectionPage(items, next_after, index.count(conditions))
 
     async def insert(self, conn: Connection, hint: str, secrets: Iterable[SealedSecret]) -> None:
+        index = await self._loaded()
         async with self._db.transaction() as tx:
             await self._check_unique(tx, conn.id, conn.display_name, check_id=True)
-            await tx.execute(
+            seq = await tx.insert(
                 "INSERT INTO connections (id, display_name, exchange, api_type, testnet, "
                 "margin_mode, position_mode, market_data_method, enabled, predefined, "
                 "api_key_hint, created_us, updated_us, revision) "
@@ -140,6 +131,7 @@ class ConnectionRepository:
                 (conn.id, *_row_values(conn, hint)),
             )
             await _put_secrets(tx, conn.id, secrets)
+        index.put(seq, conn)
 
     async def replace(
         self,
@@ -150,6 +142,7 @@ class ConnectionRepository:
         cleared: Iterable[CredentialField],
     ) -> None:
         """Writes `conn` over the row if it is still at `expected_revision`."""
+        index = await self._loaded()
         async with self._db.transaction() as tx:
             await self._check_unique(tx, conn.id, conn.display_name, check_id=False)
             changed = await tx.execute(
@@ -167,11 +160,15 @@ class ConnectionRepository:
                     "DELETE FROM sealed_secrets WHERE connection_id = ? AND field = ?",
                     (conn.id, cred.value),
                 )
+        index.replace(conn)
 
     async def delete(self, connection_id: str, expected_revision: int | None) -> None:
+        index = await self._loaded()
         async with self._db.transaction() as tx:
             if expected_revision is None:
-                changed = await tx.execute("DELETE FROM connections WHERE id = ?", (connection_id,))
+                changed = await tx.execute(
+                    "DELETE FROM connections WHERE id = ?", (connection_id,)
+                )
             else:
                 changed = await tx.execute(
                     "DELETE FROM connections WHERE id = ? AND revision = ?",
@@ -179,6 +176,7 @@ class ConnectionRepository:
                 )
             if changed == 0:
                 await _raise_missing_or_stale(tx, connection_id)
+        index.remove(connection_id)
 
     async def sealed_secret(self, connection_id: str, field: CredentialField) -> bytes | None:
         row = await self._db.fetch_one(
@@ -188,7 +186,9 @@ class ConnectionRepository:
         return bytes(row[0]) if row else None
 
     @staticmethod
-    async def _check_unique(tx: Transaction, conn_id: str, display_name: str, *, check_id: bool):  # type: ignore[no-untyped-def]
+    async def _check_unique(
+        tx: Transaction, conn_id: str, display_name: str, *, check_id: bool
+    ) -> None:
         if check_id and await tx.fetch_one("SELECT 1 FROM connections WHERE id = ?", (conn_id,)):
             raise AlreadyExists(f"connection {conn_id!r} already exists")
         clash = await tx.fetch_one(

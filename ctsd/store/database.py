@@ -140,6 +140,14 @@ class Transaction:
         await cursor.close()
         return count
 
+    async def insert(self, sql: str, params: Iterable[Any] = ()) -> int:
+        """Runs an INSERT; returns the new row's rowid."""
+        cursor = await self._conn.execute(sql, tuple(params))
+        rowid = cursor.lastrowid
+        await cursor.close()
+        assert rowid is not None
+        return rowid
+
     async def executemany(self, sql: str, params: Iterable[Iterable[Any]]) -> None:
         await self._conn.executemany(sql, [tuple(p) for p in params])
 

@@ -1,0 +1,35 @@
+"""Encoded Connection messages, reused while the stored row is unchanged.
+
+Encoding a Connection (enums, timestamps, nested messages) costs far more
+than handing gRPC an existing message; rows change rarely and are read often.
+Keyed by what changes on every write (revision and update time), so a stale
+message is never served; bounded, so deleted rows do not pile up.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from datetime import datetime
+
+from cts.v1 import connection_pb2 as pb
+
+from ctsd.api.connection_codec import encode_connection
+from ctsd.connections.model import Connection
+
+Key = tuple[str, int, datetime, bool]
+
+
+class EncodedConnections:
+    def __init__(self, max_entries: int = 4096) -> None:
+        self._max = max_entries
+        self._cache: OrderedDict[Key, pb.Connection] = OrderedDict()
+
+    def encode(self, conn: Connection, active: bool = False) -> pb.Connection:
+        """The message for `conn`; callers must not mutate it."""
+        key = (conn.id, conn.revision, conn.updated_at, active)
+        found = self._cache.get(key)
+        if found is None:
+            found = self._cache[key] = encode_connection(conn, active)
+            if len(self._cache) > self._max:
+                self._cache.popitem(last=False)
+        return found
