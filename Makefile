@@ -47,7 +47,7 @@ test: lint proto-check
 	$(VENV)/bin/pytest -q
 
 demo: $(STAMP)
-	$(PY) -m ctsd.demo
+	$(PY) scripts/demo.py
 
 bench: $(STAMP)
 	@for b in bench/*_bench.py; do echo "== $$b"; $(PY) $$b || exit 1; done
