@@ -21,6 +21,7 @@ from ctsd.connections.model import (
     TestResult,
     TestStatus,
 )
+from ctsd.connections.validation import ID_PATTERN
 from ctsd.errors import InvalidArgument
 from ctsd.exchanges.spec import ExchangeSpec, RateLimitScope
 
@@ -81,8 +82,10 @@ def connection_id_from_name(name: str, field: str = "name") -> str:
     if not name.startswith(NAME_PREFIX) or "/" in name[len(NAME_PREFIX) :]:
         raise InvalidArgument.field(field, "must be connections/{connection}")
     connection_id = name[len(NAME_PREFIX) :]
-    if not connection_id or len(connection_id) > 63:
-        raise InvalidArgument.field(field, "must be connections/{connection}")
+    if not ID_PATTERN.fullmatch(connection_id):
+        raise InvalidArgument.field(
+            field, "must be connections/{connection} with an id of a-z, 0-9 and '-'"
+        )
     return connection_id
 
 

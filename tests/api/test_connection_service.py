@@ -143,7 +143,9 @@ def test_duplicate_id_or_display_name_already_exists(stub: sgrpc.ConnectionServi
     assert "display name" in (err.details() or "")
 
 
-@pytest.mark.parametrize("name", ["", "connections/", "conn/x", "connections/a/b", "x" * 300])
+@pytest.mark.parametrize(
+    "name", ["", "connections/", "conn/x", "connections/a/b", "x" * 300, "connections/BAD"]
+)
 def test_bad_resource_names_are_invalid(stub: sgrpc.ConnectionServiceStub, name: str) -> None:
     err = rpc_error(lambda: stub.GetConnection(spb.GetConnectionRequest(name=name)))
     assert err.code() == Code.INVALID_ARGUMENT

@@ -292,7 +292,9 @@ class CredentialsInfo(_message.Message):
     api_key_set: _builtins.bool
     """Whether an API key is stored."""
     api_key_hint: _builtins.str
-    """The API key's last four characters, masked: `****abcd`."""
+    """The API key's last four characters, masked: `****abcd`. Keys shorter
+    than 12 characters show only `****`.
+    """
     api_secret_set: _builtins.bool
     """Whether an API secret is stored."""
     passphrase_set: _builtins.bool
