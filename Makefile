@@ -20,7 +20,8 @@ $(STAMP): pyproject.toml clients/python/pyproject.toml constraints.txt
 venv: $(STAMP)
 
 $(BUF): package.json package-lock.json
-	npm ci --no-audit --no-fund --loglevel=error
+	# npm ci refuses lock files that omit other platforms' optional binaries; install honours the lock.
+	npm install --no-audit --no-fund --loglevel=error
 	touch $@
 
 proto: $(STAMP)
@@ -37,6 +38,29 @@ proto-check: $(STAMP)
 	n_new=$$(ls $$tmp/cts/v1/*_pb2* | wc -l); n_old=$$(ls clients/python/cts/v1/*_pb2* | wc -l); \
 	[ $$n_new -eq $$n_old ] || { echo "generated file set differs (run make proto)"; exit 1; }; \
 	echo "generated code is up to date"
+
+# The contract only grows: fails when proto/cts breaks compatibility (buf's
+# FILE rules) with the previous commit. Skipped, with a message, when there is
+# no previous commit (the first one, or a clone fetched with --depth=1).
+# Override the baseline with e.g. `make proto-breaking BREAKING_AGAINST=origin/main`.
+BREAKING_AGAINST ?= HEAD~1
+
+.PHONY: proto-breaking node-deps
+
+proto-breaking: $(BUF)
+	@base=$$(git rev-parse --verify --quiet '$(BREAKING_AGAINST)^{commit}') || { \
+		echo "proto-breaking: skipped, no commit $(BREAKING_AGAINST) to compare with (first commit or shallow clone)"; exit 0; }; \
+	$(BUF) breaking --path proto/cts --against ".git#ref=$$base" && \
+	echo "proto-breaking: no breaking changes against $(BREAKING_AGAINST) ($$base)"
+
+# The Node client's packages (clients/node/package-lock.json), for its tests.
+NODE_CLIENT_DEPS := clients/node/node_modules/.package-lock.json
+
+$(NODE_CLIENT_DEPS): clients/node/package.json clients/node/package-lock.json
+	npm ci --prefix clients/node --no-audit --no-fund --loglevel=error
+	touch $@
+
+node-deps: $(NODE_CLIENT_DEPS)
 
 lint: $(STAMP) $(BUF)
 	$(BUF) lint
