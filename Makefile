@@ -67,7 +67,7 @@ lint: $(STAMP) $(BUF)
 	$(VENV)/bin/ruff check ctsd clients/python/cts tests bench
 	$(VENV)/bin/mypy
 
-test: lint proto-check
+test: lint proto-check proto-breaking node-deps
 	$(VENV)/bin/pytest -q
 
 demo: $(STAMP)

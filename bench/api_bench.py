@@ -21,11 +21,11 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import grpc  # noqa: E402
-from cts.v1 import connection_pb2 as pb  # noqa: E402
-from cts.v1 import connection_service_pb2 as spb  # noqa: E402
+import grpc
 
-from bench.support import REPO, Daemon, percentile, seed_connections  # noqa: E402
+from bench.support import REPO, Daemon, percentile, seed_connections
+from cts.v1 import connection_pb2 as pb
+from cts.v1 import connection_service_pb2 as spb
 
 ROWS = 1000
 IN_FLIGHT = 64
@@ -116,7 +116,9 @@ def main() -> None:
         bare_socket = f"unix:{daemon.root}/bare.sock"
         bare = subprocess.Popen(
             [sys.executable, __file__, "--bare-server", bare_socket],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=REPO,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            cwd=REPO,
         )
         assert bare.stdin is not None and bare.stdout is not None
         bare.stdin.write(len(get_bytes).to_bytes(4, "big") + get_bytes + list_bytes)
@@ -124,7 +126,9 @@ def main() -> None:
         assert bare.stdout.readline().strip() == b"ready"
 
         for label, address in (("bare", bare_socket), ("ctsd", daemon.address)):
-            results[f"{label}_get"] = asyncio.run(drive(address, "GetConnection", get_req, args.seconds))
+            results[f"{label}_get"] = asyncio.run(
+                drive(address, "GetConnection", get_req, args.seconds)
+            )
             results[f"{label}_list"] = asyncio.run(
                 drive(address, "ListConnections", list_req, args.seconds)
             )

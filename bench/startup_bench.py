@@ -15,7 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.support import REPO, Daemon, median, seed_connections  # noqa: E402
+from bench.support import REPO, Daemon, median, seed_connections
 
 ROWS = 1000
 RUNS = 7

@@ -13,10 +13,11 @@ import time
 from pathlib import Path
 
 import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
 from cts.v1 import connection_pb2 as pb
 from cts.v1 import connection_service_pb2 as spb
 from cts.v1 import connection_service_pb2_grpc as sgrpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -33,9 +34,20 @@ class Daemon:
     def start(self, timeout: float = 30.0) -> float:
         started = time.perf_counter()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "ctsd", "--state-dir", str(self.root / "state"),
-             "--listen", self.address, "--log-level", "warning"],
-            cwd=REPO, stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            [
+                sys.executable,
+                "-m",
+                "ctsd",
+                "--state-dir",
+                str(self.root / "state"),
+                "--listen",
+                self.address,
+                "--log-level",
+                "warning",
+            ],
+            cwd=REPO,
+            stderr=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
         )
         request = health_pb2.HealthCheckRequest()
         while time.perf_counter() - started < timeout:
@@ -72,9 +84,13 @@ def seed_connections(address: str, count: int) -> list[str]:
         stub = sgrpc.ConnectionServiceStub(ch)
         for i in range(count):
             conn = pb.Connection(
-                display_name=f"bench {i:05d}", exchange="binance", api_type=pb.API_TYPE_SPOT,
+                display_name=f"bench {i:05d}",
+                exchange="binance",
+                api_type=pb.API_TYPE_SPOT,
                 enabled=i % 2 == 0,
-                credentials=pb.Credentials(api_key=f"benchkey{i:012d}", api_secret=os.urandom(16).hex()),
+                credentials=pb.Credentials(
+                    api_key=f"benchkey{i:012d}", api_secret=os.urandom(16).hex()
+                ),
             )
             made = stub.CreateConnection(
                 spb.CreateConnectionRequest(connection=conn, connection_id=f"bench-{i:05d}")

@@ -12,7 +12,6 @@ from collections import OrderedDict
 from datetime import datetime
 
 from cts.v1 import connection_pb2 as pb
-
 from ctsd.api.connection_codec import encode_connection
 from ctsd.connections.model import Connection
 

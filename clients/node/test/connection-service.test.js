@@ -1,0 +1,126 @@
+'use strict';
+/**
+ * The round trip against a real ctsd at $CTSD_ADDR (tests/node runs it with a
+ * fresh daemon): create, list, a rich INVALID_ARGUMENT, delete.
+ */
+const assert = require('node:assert/strict');
+const path = require('node:path');
+const { execFile } = require('node:child_process');
+const { promisify } = require('node:util');
+const { after, before, describe, test } = require('node:test');
+const grpc = require('@grpc/grpc-js');
+const {
+  call,
+  canTestConnection,
+  createConnectionClient,
+  errorInfo,
+  fieldViolations,
+} = require('../src');
+
+const ADDRESS = process.env.CTSD_ADDR;
+const SKIP = ADDRESS ? false : 'CTSD_ADDR is not set (the address of a running ctsd)';
+const EXAMPLE = path.join(__dirname, '..', 'examples', 'list-connections.js');
+
+const API_KEY = 'AKIANODECLIENT0000042';
+const SECRET = 'node-s3cr3t-SHOULD-NEVER-LEAK';
+
+function binanceSpot(displayName, overrides = {}) {
+  return {
+    display_name: displayName,
+    exchange: 'binance',
+    api_type: 'API_TYPE_SPOT',
+    credentials: { api_key: API_KEY, api_secret: SECRET },
+    ...overrides,
+  };
+}
+
+function rejectsWith(promise, code) {
+  return assert.rejects(promise, (error) => {
+    assert.equal(error.code, code, `${grpc.status[error.code]}: ${error.details}`);
+    return true;
+  });
+}
+
+async function listAll(client) {
+  const page = await call(client, 'ListConnections', { page_size: 1000 });
+  assert.equal(page.next_page_token, '');
+  return page.connections;
+}
+
+describe('ConnectionService against ctsd', { skip: SKIP }, () => {
+  let client;
+  const id = `node-${process.pid}`;
+
+  before(() => {
+    client = createConnectionClient(ADDRESS);
+  });
+
+  after(() => client?.close());
+
+  test('create, list, rich error, delete', async () => {
+    const created = await call(client, 'CreateConnection', {
+      connection: binanceSpot(`Node ${id}`),
+      connection_id: id,
+    });
+    assert.equal(created.name, `connections/${id}`);
+    assert.equal(created.api_type, 'API_TYPE_SPOT'); // enums by name
+    assert.equal(created.margin_mode, 'MARGIN_MODE_CROSS');
+    assert.equal(created.credentials, null); // write-only
+    assert.equal(created.credentials_info.api_key_hint, `****${API_KEY.slice(-4)}`);
+    assert.match(created.create_time.seconds, /^\d+$/); // int64 as a string
+    assert.ok(created.etag);
+
+    const listed = (await listAll(client)).find((c) => c.name === created.name);
+    assert.deepEqual(listed, created);
+
+    await assert.rejects(
+      call(client, 'CreateConnection', {
+        connection: binanceSpot('', { exchange: 'nasdaq' }),
+        connection_id: 'Not_Valid',
+      }),
+      (error) => {
+        assert.equal(error.code, grpc.status.INVALID_ARGUMENT);
+        assert.deepEqual(Object.keys(fieldViolations(error)).sort(), [
+          'connection.display_name',
+          'connection.exchange',
+          'connection_id',
+        ]);
+        assert.equal(errorInfo(error).domain, 'ctsd.cts.v1');
+        assert.ok(errorInfo(error).reason);
+        assert.ok(!JSON.stringify(error).includes(SECRET));
+        return true;
+      },
+    );
+
+    assert.deepEqual(await call(client, 'DeleteConnection', { name: created.name }), {});
+    assert.ok(!(await listAll(client)).some((c) => c.name === created.name));
+    await rejectsWith(
+      call(client, 'GetConnection', { name: created.name }),
+      grpc.status.NOT_FOUND,
+    );
+  });
+
+  test('the example lists connections as a table', async () => {
+    const name = `connections/${id}-example`;
+    await call(client, 'CreateConnection', {
+      connection: binanceSpot(`Node ${id} example`),
+      connection_id: `${id}-example`,
+    });
+    try {
+      const { stdout, stderr } = await promisify(execFile)(process.execPath, [
+        EXAMPLE,
+        '--addr',
+        ADDRESS,
+      ]);
+      const lines = stdout.split('\n');
+      assert.match(lines[0], /^NAME\s+DISPLAY NAME\s+EXCHANGE\s+API TYPE\s+TESTNET\s+ENABLED/);
+      const row = lines.find((line) => line.startsWith(`${name} `));
+      assert.match(row, new RegExp(`^${name}\\s+Node ${id} example\\s+binance\\s+spot\\s+no`));
+      if (!canTestConnection(client)) {
+        assert.match(stderr, /connection test unavailable/);
+      }
+    } finally {
+      await call(client, 'DeleteConnection', { name });
+    }
+  });
+});
