@@ -1,9 +1,494 @@
-"""Bybit venue: placeholder until its module is written (answers 501 everywhere).
+"""Bybit v5: one API for spot and USDT perpetuals (`category=spot|linear`), UTA 2.0.
 
-Replace this file wholesale with a module exporting `VENUE: Venue`, shaped like
-`ctsd.sim.binance`.
+Served under `/bybit` with Bybit's own paths (`https://api.bybit.com/v5/...` →
+`<base>/bybit/v5/...`). What is Bybit's and nowhere else:
+
+- Signing: `X-BAPI-SIGN` = HMAC-SHA256 hex of timestamp + key + recvWindow + (the
+  raw query string on GET | the raw JSON body on POST), with `X-BAPI-API-KEY`,
+  `X-BAPI-TIMESTAMP` and `X-BAPI-RECV-WINDOW` headers.
+- Errors travel at HTTP 200 as `retCode`/`retMsg` (`ctsd.sim.bybit_wire`).
+- Rate limits: per UID and endpoint (some per category) per second, from Bybit's
+  published table, reported in `X-Bapi-Limit`, `X-Bapi-Limit-Status` and
+  `X-Bapi-Limit-Reset-Timestamp` and refused with retCode 10006; plus 600 requests
+  per 5 s per IP, refused with a bare HTTP 403 and a 10-minute ban.
+- The account is a unified trading account: one wallet reports spot holdings and
+  the derivatives wallet together (the core keeps them apart, and so do the
+  funds checks: a spot order spends spot holdings, a linear order margin).
+
+Endpoints are one table (`BybitSim.endpoints`): method, path, handler, permission
+and per-UID limit; public ones have neither.
 """
 
-from ctsd.sim.venue import Venue, unimplemented_venue
+from __future__ import annotations
 
-VENUE: Venue = unimplemented_venue("bybit")
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from aiohttp import web
+
+from ctsd.sim import auth
+from ctsd.sim import bybit_wire as render
+from ctsd.sim.accounts import (
+    Account,
+    FeeSchedule,
+    Order,
+    Permission,
+    Rejection,
+    RejectKind,
+)
+from ctsd.sim.auth import AuthError, AuthFailure
+from ctsd.sim.bybit_wire import LINEAR, SPOT, Call, Serialized
+from ctsd.sim.market import TIMEFRAMES, Instrument, InstrumentKind
+from ctsd.sim.matching import derivatives_balances
+from ctsd.sim.ratelimit import BanList, FixedWindowLimiter, RateRule
+from ctsd.sim.state import Simulator
+from ctsd.sim.venue import Venue
+from ctsd.sim.wire import RequestData, VenueError, dumps, json_response, read_request
+
+NAME = "bybit"
+
+
+@dataclass(frozen=True, slots=True)
+class UidLimit:
+    """Requests per second per UID for one endpoint; some differ by category."""
+
+    per_second: float
+    by_category: Mapping[str, float] = field(default_factory=dict)
+
+    def rule(self, category: str) -> tuple[str, RateRule]:
+        """The counter's key suffix and its rule: per category only where Bybit splits."""
+        if category in self.by_category:
+            return category, RateRule(self.by_category[category], 1.0)
+        return "", RateRule(self.per_second, 1.0)
+
+
+IP_RULE = RateRule(600, 5.0)
+IP_BAN_S = 600.0
+"""Bybit: 600 requests per 5 s per IP, then "wait for at least 10 minutes"."""
+ORDER_WRITE = UidLimit(10, {SPOT: 20})
+ORDER_READ = UidLimit(50)
+FEES = {SPOT: FeeSchedule(maker=Decimal("0.001"), taker=Decimal("0.001")),
+        LINEAR: FeeSchedule(maker=Decimal("0.0002"), taker=Decimal("0.00055"))}
+KIND = {SPOT: InstrumentKind.SPOT, LINEAR: InstrumentKind.LINEAR}
+UNSIMULATED_CATEGORIES = ("inverse", "option")
+"""Answered with empty lists, so ccxt's default `load_markets` works."""
+INTERVALS = {"1": "1m", "3": "3m", "5": "5m", "15": "15m", "30": "30m", "60": "1h",
+             "120": "2h", "240": "4h", "360": "6h", "720": "12h", "D": "1d", "W": "1w"}
+RECV_WINDOW_DEFAULT = "5000"
+FUNDING_INTERVAL_MS = 8 * 3_600_000
+ORDER_PAGE_DEFAULT, ORDER_PAGE_MAX = 20, 50
+RECENT_CLOSED_MAX = 500
+"""Bybit keeps the last 500 closed orders under `/v5/order/realtime`."""
+
+
+Handler = Callable[[Call], Awaitable[Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    method: str
+    path: str
+    handler: Handler
+    permission: Permission | None = None
+    """None: a public endpoint (no signature, no UID limit)."""
+    limit: UidLimit | None = None
+
+
+class BybitSim:
+    """Bybit's per-server state (limiters, ban list, symbol maps) and its handlers."""
+
+    def __init__(self, sim: Simulator) -> None:
+        self.sim = sim
+        self.limiter = FixedWindowLimiter(sim.clock, sim.limits)
+        self.bans = BanList(sim.clock, sim.limits)
+        catalog = sim.market.catalog
+        self.symbols: dict[str, dict[str, Instrument]] = {
+            c: {render.market_id(i): i for i in catalog.of_kind(KIND[c])} for c in KIND
+        }
+        self._pages: dict[tuple[str, int, str | None], str] = {}
+        self._quote_orders: dict[int, Decimal] = {}
+        """Spot market orders placed by quote amount: their `qty` is reported in quote."""
+        sim.on_reset(self.reset)
+
+    def reset(self) -> None:
+        self.limiter.reset()
+        self.bans.reset()
+        self._quote_orders.clear()
+
+    # --- the request pipeline --------------------------------------------------------
+
+    async def dispatch(self, request: web.Request, endpoint: Endpoint) -> web.Response:
+        forbidden = self._charge_ip(auth.client_ip(request))
+        if forbidden is not None:
+            return forbidden
+        now = self.sim.clock.now_ms()
+        headers: dict[str, str] = {}
+        try:
+            data = await read_request(request, f"/{NAME}")
+            params = render.params(data, now)
+            account = None
+            if endpoint.limit is not None:
+                account = self._authenticate(request, data, now)
+                headers = self._charge_uid(account, endpoint, params, now)
+                if endpoint.permission is not None:
+                    self._require(account, endpoint.permission, now, headers)
+                self.sim.touch(account)
+            result = await endpoint.handler(Call(params, account, now))
+        except VenueError as exc:
+            exc.headers.update(headers)
+            return exc.response()
+        if isinstance(result, Serialized):
+            body = (f'{{"retCode":0,"retMsg":"OK","result":{result.text},'
+                    f'"retExtInfo":{{}},"time":{now}}}')
+            return web.Response(text=body, headers=headers, content_type="application/json")
+        return json_response(render.envelope(result, now), headers=headers)
+
+    def _charge_ip(self, ip: str) -> web.Response | None:
+        """All traffic counts against the IP limit; past it, 403 and a ban."""
+        if self.bans.banned_for(ip) > 0:
+            self.sim.stats.violation(NAME, "ip_banned")
+            return _access_too_frequent()
+        if self.limiter.charge(("ip", ip), 1, IP_RULE).allowed:
+            return None
+        self.sim.stats.violation(NAME, "ip")
+        self.bans.ban(ip, IP_BAN_S, IP_BAN_S)
+        return _access_too_frequent()
+
+    def _authenticate(self, request: web.Request, data: RequestData, now: int) -> Account:
+        """Key, IP whitelist, timestamp, signature: in the order Bybit checks them."""
+        headers = request.headers
+        key = headers.get("X-BAPI-API-KEY")
+        ts = headers.get("X-BAPI-TIMESTAMP", "")
+        sign = headers.get("X-BAPI-SIGN", "")
+        recv = headers.get("X-BAPI-RECV-WINDOW", RECV_WINDOW_DEFAULT)
+        origin = ts + (key or "") + recv + (
+            data.raw_body if data.method == "POST" else data.raw_query)
+        try:
+            if not (key and ts and sign):
+                raise AuthError(AuthFailure.MISSING_KEY)
+            account = auth.lookup(self.sim, NAME, request, key)
+            if not ts.isdigit() or not recv.isdigit():
+                raise AuthError(AuthFailure.STALE_TIMESTAMP)
+            auth.check_timestamp(now, int(ts), int(recv))
+            if not auth.signatures_match(auth.hmac_hex(account.spec.secret, origin), sign):
+                raise AuthError(AuthFailure.BAD_SIGNATURE)
+        except AuthError as exc:
+            code, template = render.AUTH_ERRORS[exc.failure]
+            msg = template.format(ts=ts, sign=sign, now=now, recv=recv, origin=origin)
+            raise render.error(code, msg, now) from exc
+        return account
+
+    def _charge_uid(
+        self, account: Account, endpoint: Endpoint, params: Mapping[str, Any], now: int,
+    ) -> dict[str, str]:
+        assert endpoint.limit is not None
+        suffix, rule = endpoint.limit.rule(str(params.get("category") or ""))
+        verdict = self.limiter.charge((account.uid, endpoint.path, suffix), 1, rule)
+        headers = {
+            "X-Bapi-Limit": str(int(verdict.limit)),
+            "X-Bapi-Limit-Status": str(int(verdict.remaining)),
+            "X-Bapi-Limit-Reset-Timestamp": str(now if verdict.allowed else verdict.reset_at_ms),
+        }
+        if not verdict.allowed:
+            self.sim.stats.violation(NAME, "uid")
+            raise render.error(*render.RATE_LIMITED, now, headers)
+        return headers
+
+    @staticmethod
+    def _require(
+        account: Account, permission: Permission, now: int, headers: Mapping[str, str],
+    ) -> None:
+        try:
+            auth.require(account, permission)
+        except AuthError as exc:
+            code, msg = render.AUTH_ERRORS[exc.failure]
+            raise render.error(code, msg, now, headers) from exc
+
+    # --- public ------------------------------------------------------------------------
+
+    async def server_time(self, call: Call) -> Any:
+        return {"timeSecond": str(call.now_ms // 1000), "timeNano": str(call.now_ms * 1_000_000)}
+
+    async def system_status(self, call: Call) -> Any:
+        return {"list": []}
+
+    async def instruments(self, call: Call) -> Any:
+        category = self._market_category(call)
+        if category is None:
+            return {"category": call.text("category"), "list": [], "nextPageCursor": ""}
+        wanted = [i for i in self.symbols[category].values()
+                  if call.text("symbol") in (None, render.market_id(i))
+                  and call.text("baseCoin") in (None, i.base)]
+        if call.text("status") not in (None, "Trading"):
+            wanted = []
+        full = len(wanted) == len(self.symbols[category])
+        if category == SPOT:  # Bybit does not paginate spot: limit and cursor are ignored
+            return self._cached((SPOT, 0, None), full, lambda: {
+                "category": SPOT, "list": [render.spot_instrument(i) for i in wanted]})
+        limit = call.integer("limit", 500, 1, 1000)
+        after = render.cursor_value(call.text("cursor"), "next")
+        start = next((n + 1 for n, i in enumerate(wanted) if render.market_id(i) == after), 0)
+        page = wanted[start:start + limit]
+        more = start + limit < len(wanted)
+        next_cursor = render.cursor("next", render.market_id(page[-1])) if more else ""
+        return self._cached((LINEAR, limit, after), full and (after is None or start > 0), lambda: {
+            "category": LINEAR, "list": [render.linear_instrument(i) for i in page],
+            "nextPageCursor": next_cursor})
+
+    def _cached(
+        self, key: tuple[str, int, str | None], cacheable: bool,
+        make: Callable[[], dict[str, Any]],
+    ) -> Any:
+        """Unfiltered instrument pages never change: serialise each once (2,000 markets)."""
+        if not cacheable:
+            return make()
+        if key not in self._pages:
+            self._pages[key] = dumps(make())
+        return Serialized(self._pages[key])
+
+    async def tickers(self, call: Call) -> Any:
+        category = self._market_category(call)
+        if category is None:
+            return {"category": call.text("category"), "list": []}
+        symbol = call.text("symbol")
+        chosen = ([self._listed(category, symbol, call.now_ms)] if symbol
+                  else self.symbols[category].values())
+        return {"category": category, "list": [self._ticker(i, call.now_ms) for i in chosen]}
+
+    def _ticker(self, inst: Instrument, now: int) -> dict[str, Any]:
+        stats = self.sim.market.ticker(inst.symbol)
+        if inst.kind is InstrumentKind.SPOT:
+            return render.spot_ticker(inst, stats)
+        hour_ago = self.sim.market.price(inst.symbol, at_ms=now - 3_600_000)
+        next_funding = (now // FUNDING_INTERVAL_MS + 1) * FUNDING_INTERVAL_MS
+        return render.linear_ticker(inst, stats, hour_ago, next_funding)
+
+    async def kline(self, call: Call) -> Any:
+        category = call.text("category") or LINEAR  # Bybit's default
+        inst = self._listed(category, call.require("symbol"), call.now_ms)
+        interval = INTERVALS.get(call.require("interval"))
+        if interval is None:
+            raise render.error(10001, "Invalid period!", call.now_ms)
+        limit = call.integer("limit", 200, 1, 1000)
+        start, end = (call.integer(name, 0, 0, 2**62) for name in ("start", "end"))
+        # Bybit answers the newest `limit` candles of [start, end], newest first.
+        candles = self.sim.market.candles(
+            inst.symbol, TIMEFRAMES[interval], end_ms=end or None, limit=limit)
+        candles = [c for c in candles if c.open_ms >= start]
+        return {"symbol": render.market_id(inst), "category": category,
+                "list": [render.kline(c) for c in reversed(candles)]}
+
+    # --- account -------------------------------------------------------------------------
+
+    async def query_api(self, call: Call) -> Any:
+        return render.api_key_info(call.owner())
+
+    async def account_info(self, call: Call) -> Any:
+        return render.account_info(call.now_ms)
+
+    async def coin_info(self, call: Call) -> Any:
+        coin = call.text("coin")
+        return {"rows": [render.coin_info(a) for a in self.sim.market.catalog.assets
+                         if coin in (None, a)]}
+
+    async def wallet_balance(self, call: Call) -> Any:
+        if call.require("accountType") != "UNIFIED":
+            raise render.error(10001, "accountType only support UNIFIED.", call.now_ms)
+        account = call.owner()
+        derivs = {b.asset: b for b in derivatives_balances(account, self.sim.market)}
+        coin = call.text("coin")
+        wanted = set(coin.split(",")) if coin else None
+        coins = []
+        for asset in sorted(set(account.spot) | set(derivs)):
+            holding, deriv = account.spot.get(asset), derivs.get(asset)
+            held = (holding is not None and holding.total) or (
+                deriv is not None and (deriv.wallet or deriv.unrealized_pnl))
+            if held and (wanted is None or asset in wanted):
+                coins.append(render.wallet_coin(asset, holding, deriv, self._usd(asset)))
+        return render.unified_wallet(coins)
+
+    def _usd(self, asset: str) -> Decimal:
+        catalog = self.sim.market.catalog
+        if asset == catalog.quote:
+            return Decimal(1)
+        inst = catalog.get(f"{asset}/{catalog.quote}")
+        return self.sim.market.price(inst.symbol) if inst else Decimal(0)
+
+    # --- orders --------------------------------------------------------------------------
+
+    async def create_order(self, call: Call) -> Any:
+        category = self._trading_category(call)
+        inst = self._tradable(category, call.require("symbol"), call.now_ms)
+        req = render.order_request(call, inst)
+        try:
+            order = self.sim.place_order(call.owner(), req, FEES[category])
+        except Rejection as exc:
+            if exc.kind is RejectKind.LOT_SIZE:
+                raise render.lot_size(inst, req.qty, call.now_ms) from exc
+            raise render.rejection(exc.kind, category, exc.detail, call.now_ms) from exc
+        if req.quote_qty is not None:
+            self._quote_orders[order.id] = req.quote_qty
+        return render.order_ack(order)
+
+    async def cancel_order(self, call: Call) -> Any:
+        category = self._trading_category(call)
+        inst = self._tradable(category, call.require("symbol"), call.now_ms)
+        order = self._find_order(call, category, inst)
+        try:
+            self.sim.cancel_order(call.owner(), order)
+        except Rejection as exc:
+            raise render.rejection(exc.kind, category, exc.detail, call.now_ms) from exc
+        return render.order_ack(order)
+
+    def _find_order(self, call: Call, category: str, inst: Instrument) -> Order:
+        raw_id, link_id = call.text("orderId"), call.text("orderLinkId")
+        if raw_id is None and link_id is None:
+            raise render.error(10001, "orderId or orderLinkId is required", call.now_ms)
+        order_id = (int(raw_id) if raw_id.isdigit() else -1) if raw_id else None
+        try:
+            order = call.owner().find_order(order_id, link_id)
+        except Rejection as exc:
+            raise render.rejection(exc.kind, category, exc.detail, call.now_ms) from exc
+        if order.symbol != inst.symbol:
+            raise render.rejection(RejectKind.UNKNOWN_ORDER, category, "", call.now_ms)
+        return order
+
+    async def realtime_orders(self, call: Call) -> Any:
+        """Open orders; or, by id or with `openOnly=1`, the recent closed ones too."""
+        if call.text("orderId") or call.text("orderLinkId"):
+            return self._order_list(call, lambda o: True)
+        if (call.text("openOnly") or "0") == "0":
+            return self._order_list(call, lambda o: o.status.is_open)
+        return self._order_list(call, lambda o: not o.status.is_open, RECENT_CLOSED_MAX)
+
+    async def order_history(self, call: Call) -> Any:
+        status = call.text("orderStatus")
+        return self._order_list(call, lambda o: not o.status.is_open and status in (
+            None, render.status_name(o)))
+
+    def _order_list(
+        self, call: Call, keep: Callable[[Order], bool], cap: int | None = None,
+    ) -> dict[str, Any]:
+        category = self._market_category(call)
+        if category is None or call.text("orderFilter") not in (None, "Order"):
+            return render.order_page([], call.text("category") or "", "")
+        matches = self._matching_orders(call, category, keep)[:cap]
+        limit = call.integer("limit", ORDER_PAGE_DEFAULT, 1, ORDER_PAGE_MAX)
+        after = render.cursor_value(call.text("cursor"), "page_args")
+        start = next((n + 1 for n, o in enumerate(matches) if str(o.id) == after), 0)
+        page = matches[start:start + limit]
+        more = start + limit < len(matches)
+        next_cursor = render.cursor("page_args", str(page[-1].id)) if more else ""
+        return render.order_page(
+            (render.order(o, self._inst(o), "quoteCoin" if o.id in self._quote_orders else None,
+                          self._quote_orders.get(o.id)) for o in page),
+            category, next_cursor)
+
+    def _matching_orders(
+        self, call: Call, category: str, keep: Callable[[Order], bool],
+    ) -> list[Order]:
+        symbol, base = call.text("symbol"), call.text("baseCoin")
+        settle = call.text("settleCoin")
+        raw_id, link_id = call.text("orderId"), call.text("orderLinkId")
+        since, until = call.integer("startTime", 0, 0, 2**62), call.integer("endTime", 0, 0, 2**62)
+        found = [
+            o for o in call.owner().orders.values()
+            if o.kind is KIND[category] and keep(o) and since <= o.created_ms <= (until or 2**62)
+            and symbol in (None, render.market_id(self._inst(o)))
+            and base in (None, self._inst(o).base) and settle in (None, self._inst(o).quote)
+            and raw_id in (None, str(o.id)) and link_id in (None, o.client_id)
+        ]
+        return sorted(found, key=lambda o: o.id, reverse=True)
+
+    # --- helpers ----------------------------------------------------------------------------
+
+    def _inst(self, order: Order) -> Instrument:
+        return self.sim.market.catalog.instruments[order.symbol]
+
+    @staticmethod
+    def _market_category(call: Call) -> str | None:
+        """spot/linear; None for the categories answered empty; else an error."""
+        category = call.require("category")
+        if category in UNSIMULATED_CATEGORIES:
+            return None
+        if category not in KIND:
+            raise render.error(*render.ILLEGAL_CATEGORY, call.now_ms)
+        return category
+
+    @staticmethod
+    def _trading_category(call: Call) -> str:
+        category = call.require("category")
+        if category not in KIND:
+            raise render.error(*render.ILLEGAL_CATEGORY, call.now_ms)
+        return category
+
+    def _listed(self, category: str, market_id: str, now: int) -> Instrument:
+        inst = self.symbols.get(category, {}).get(market_id)
+        if inst is None:
+            raise render.error(*render.NOT_SUPPORTED_SYMBOLS, now)
+        return inst
+
+    def _tradable(self, category: str, market_id: str, now: int) -> Instrument:
+        inst = self.symbols[category].get(market_id)
+        if inst is None:
+            raise render.rejection(RejectKind.UNKNOWN_SYMBOL, category, market_id, now)
+        return inst
+
+    def endpoints(self) -> list[Endpoint]:
+        read, trade = Permission.READ, Permission.TRADE
+        return [
+            Endpoint("GET", "/v5/market/time", self.server_time),
+            Endpoint("GET", "/v5/system/status", self.system_status),
+            Endpoint("GET", "/v5/market/instruments-info", self.instruments),
+            Endpoint("GET", "/v5/market/tickers", self.tickers),
+            Endpoint("GET", "/v5/market/kline", self.kline),
+            Endpoint("GET", "/v5/user/query-api", self.query_api, read, UidLimit(10)),
+            Endpoint("GET", "/v5/account/info", self.account_info, read, UidLimit(50)),
+            Endpoint("GET", "/v5/asset/coin/query-info", self.coin_info, read, UidLimit(5)),
+            Endpoint("GET", "/v5/account/wallet-balance", self.wallet_balance, read,
+                     UidLimit(50)),
+            Endpoint("POST", "/v5/order/create", self.create_order, trade, ORDER_WRITE),
+            Endpoint("POST", "/v5/order/cancel", self.cancel_order, trade, ORDER_WRITE),
+            Endpoint("GET", "/v5/order/realtime", self.realtime_orders, read, ORDER_READ),
+            Endpoint("GET", "/v5/order/history", self.order_history, read, ORDER_READ),
+        ]
+
+
+def _access_too_frequent() -> web.Response:
+    """The IP limit's answer: a bare 403 (ccxt's bybit maps HTTP 403 to RateLimitExceeded)."""
+    return web.Response(status=403, text="403, access too frequent")
+
+
+def build(sim: Simulator) -> web.Application:
+    state = BybitSim(sim)
+    app = web.Application()
+    for endpoint in state.endpoints():
+        async def handle(request: web.Request, endpoint: Endpoint = endpoint) -> web.Response:
+            return await state.dispatch(request, endpoint)
+
+        app.router.add_route(endpoint.method, endpoint.path, handle)
+    return app
+
+
+def _wall_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def maintenance_response() -> web.Response:
+    """Bybit documents 10016 for "service is restarting"; ccxt raises ExchangeError."""
+    return json_response(render.envelope({}, _wall_ms(), *render.RESTARTING))
+
+
+def rate_limited_response(retry_after: int) -> web.Response:
+    """Bybit's system-level 429 ("please retry"), with its rate-limit body."""
+    return json_response(render.envelope({}, _wall_ms(), *render.RATE_LIMITED), status=429,
+                         headers={"Retry-After": str(retry_after)})
+
+
+VENUE = Venue(
+    name=NAME, build=build, maintenance_response=maintenance_response,
+    rate_limited_response=rate_limited_response, ccxt_ids=("bybit",),
+)

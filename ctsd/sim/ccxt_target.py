@@ -3,8 +3,8 @@
 The only module of `ctsd.sim` that imports ccxt. It rewrites every string under
 `exchange.urls['api']` (nested for some venues) from `https://HOST/PATH` to
 `<base>/<venue>/PATH`, so each venue app routes by the exchange's own paths, and
-deletes `urls['test']` (and `urls['demo']`) so that sandbox or demo mode cannot
-silently switch back to the real hosts.
+deletes `urls['test']` (and the demo-mode `demo`/`demotrading` entries) so that
+sandbox or demo mode cannot silently switch back to the real hosts.
 
 Some ccxt classes pick their error map by host name — Binance's
 `get_exceptions_by_url` returns the spot/linear/inverse map only for
@@ -64,7 +64,7 @@ def point_at_simulator(exchange: Any, base_url: str, venue: str | None = None) -
         return _rewrite(exchange.implode_hostname(url), base, found)
 
     exchange.urls["api"] = _walk(exchange.urls["api"], rewrite, pairs)
-    for key in ("test", "demo"):
+    for key in ("test", "demo", "demotrading"):  # every mode that swaps urls["api"] back
         exchange.urls.pop(key, None)
     pairs.sort(key=lambda pair: len(pair[0]), reverse=True)
     _restore_host_based_exceptions(exchange, pairs)

@@ -1,9 +1,496 @@
-"""Kraken venue: placeholder until its module is written (answers 501 everywhere).
+"""Kraken spot: `/0/public/*` and `/0/private/*`, as ccxt's `kraken` class calls them.
 
-Replace this file wholesale with a module exporting `VENUE: Venue`, shaped like
-`ctsd.sim.binance`.
+Served under `/kraken`, so `point_at_simulator` maps `https://api.kraken.com` to
+`<base>/kraken`. What is Kraken's and nowhere else:
+
+* Private calls are form POSTs signed with `API-Sign` = base64(HMAC-SHA512(
+  base64decode(secret), uri_path + SHA256(nonce + body))) next to `API-Key`. The
+  nonce must exceed the last one accepted for the key (`EAPI:Invalid nonce`), so
+  two processes sharing a key fail here exactly as they would in production. The
+  secret is base64 as on Kraken: a key provisioned with a non-base64 secret can
+  never produce a valid signature (and ccxt cannot even sign with it).
+* Two decaying counters per API key, with the Starter tier's numbers: the REST
+  call counter (max 15, draining 0.33/s; +1 per private call except AddOrder and
+  CancelOrder) answering `EAPI:Rate limit exceeded`, and the trading counter per
+  key and pair (max 60, draining 1/s; +1 per order, plus a cancel penalty that
+  shrinks as the order ages) answering `EOrder:Rate limit exceeded`. Public calls
+  are not counted: Kraken publishes no number for them.
+* Every answer, errors included, is HTTP 200 with `{"error": [...], "result": ...}`;
+  ccxt's kraken class maps the error strings (the table is in `kraken_wire`).
+
+Endpoints are one table (`KrakenSim.endpoints`): method, path, access, counter cost,
+handler; any other `/0/...` path answers `EGeneral:Unknown method`.
 """
 
-from ctsd.sim.venue import Venue, unimplemented_venue
+from __future__ import annotations
 
-VENUE: Venue = unimplemented_venue("kraken")
+import base64
+import binascii
+import hashlib
+from collections.abc import Awaitable, Callable, Hashable, Iterable
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from enum import Enum
+from typing import Any, TypeVar
+
+from aiohttp import web
+
+from ctsd.sim import auth, matching, wire
+from ctsd.sim import kraken_wire as render
+from ctsd.sim.accounts import (
+    Account,
+    FeeSchedule,
+    Order,
+    OrderType,
+    Permission,
+    Rejection,
+    Side,
+    TimeInForce,
+)
+from ctsd.sim.auth import AuthError, AuthFailure
+from ctsd.sim.kraken_wire import KrakenAsset, KrakenPair, OrderTags
+from ctsd.sim.market import TIMEFRAMES, InstrumentKind, Timeframe
+from ctsd.sim.matching import OrderRequest
+from ctsd.sim.ratelimit import DecayingCounter, RateRule
+from ctsd.sim.state import Simulator
+from ctsd.sim.venue import Venue
+from ctsd.sim.wire import RequestData, VenueError, json_response, read_request
+
+NAME = "kraken"
+
+API_COUNTER = RateRule(limit=15, window_s=15 / 0.33)
+"""Starter tier: the call counter tops out at 15 and drains 0.33 a second."""
+TRADING_COUNTER = RateRule(limit=60, window_s=60)
+"""Starter tier: the per-pair trading counter tops out at 60 and drains 1 a second."""
+CANCEL_PENALTIES = ((5, 8), (10, 6), (15, 5), (45, 4), (90, 2), (300, 1))
+"""(order younger than N seconds, points): cancelling fresh orders is what Kraken deters."""
+FEES = FeeSchedule(maker=Decimal("0.0025"), taker=Decimal("0.0040"))
+"""Kraken Pro's entry tier (0.25 % maker, 0.40 % taker), charged in the quote asset."""
+OHLC_ENTRIES = 720
+"""Kraken serves only the 720 most recent candles, whatever `since` asks for."""
+INTERVALS = frozenset({1, 5, 15, 30, 60, 240, 1440, 10080, 21600})
+QUERY_MAX_TXIDS = 50
+CLOSED_PAGE = 50
+_ORDER_FLAGS = frozenset({"post", "fcib", "fciq", "nompp", "viqc"})
+_SPOT = InstrumentKind.SPOT
+_T = TypeVar("_T")
+_N = TypeVar("_N", int, Decimal)
+
+
+class Access(Enum):
+    """Which key permission an endpoint needs (Kraken's query-funds/orders vs trade)."""
+
+    PUBLIC = None
+    QUERY = Permission.READ
+    TRADE = Permission.TRADE
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """What a handler gets: the parsed request and (private endpoints) the account."""
+
+    data: RequestData
+    account: Account | None
+
+    @property
+    def params(self) -> dict[str, str]:
+        return self.data.params
+
+    def require(self, name: str) -> str:
+        value = self.params.get(name)
+        if not value:
+            raise render.error(f"{render.INVALID_ARGUMENTS}:{name}")
+        return value
+
+    def decimal(self, name: str) -> Decimal | None:
+        return self._number(name, Decimal)
+
+    def integer(self, name: str) -> int | None:
+        return self._number(name, int)
+
+    def _number(self, name: str, parse: Callable[[str], _N]) -> _N | None:
+        raw = self.params.get(name)
+        try:
+            return parse(raw) if raw else None
+        except (ValueError, InvalidOperation) as exc:
+            raise render.error(f"{render.INVALID_ARGUMENTS}:{name}") from exc
+
+    def flag(self, name: str) -> bool:
+        """ccxt sends Python booleans urlencoded (`True`); Kraken documents `true`."""
+        return self.params.get(name, "").lower() in ("true", "1")
+
+    def owner(self) -> Account:
+        assert self.account is not None, "handler of a private endpoint"
+        return self.account
+
+
+Handler = Callable[[Call], Awaitable[Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    method: str
+    path: str
+    access: Access
+    cost: int
+    """Points on the REST call counter (0: not counted there)."""
+    handler: Handler
+
+
+class KrakenSim:
+    """Kraken's per-server state (counters, pair names, order tags) and handlers."""
+
+    def __init__(self, sim: Simulator) -> None:
+        self.sim = sim
+        self.calls = DecayingCounter(sim.clock, sim.limits)
+        self.trades = DecayingCounter(sim.clock, sim.limits)
+        self.pairs = [KrakenPair.of(i) for i in sim.market.catalog.of_kind(_SPOT)]
+        self._pair_names: dict[str, KrakenPair] = {}
+        for pair in self.pairs:
+            self._pair_names[pair.key] = self._pair_names[pair.altname] = pair
+        self._by_symbol = {pair.inst.symbol: pair for pair in self.pairs}
+        self.assets = [render.asset(code) for code in sim.market.catalog.assets]
+        self._asset_names: dict[str, KrakenAsset] = {}
+        for a in self.assets:
+            self._asset_names[a.id] = self._asset_names[a.altname] = a
+        self._tags: dict[int, OrderTags] = {}
+        self._cached: dict[str, str] = {}
+        sim.on_reset(self.reset)
+
+    def reset(self) -> None:
+        self.calls.reset()
+        self.trades.reset()
+        self._tags.clear()
+
+    # --- the request pipeline ----------------------------------------------------
+
+    async def dispatch(self, request: web.Request, endpoint: Endpoint) -> web.Response:
+        data = await read_request(request, f"/{NAME}")
+        try:
+            account = None
+            if endpoint.access.value is not None:
+                account = self._authenticate(request, data, endpoint)
+            result = await endpoint.handler(Call(data, account))
+        except AuthError as exc:
+            return render.error(render.AUTH_ERRORS[exc.failure]).response()
+        except VenueError as exc:
+            return exc.response()
+        if isinstance(result, web.Response):
+            return result
+        return json_response(render.ok(result))
+
+    def _authenticate(self, request: web.Request, data: RequestData, endpoint: Endpoint) -> Account:
+        """Key (and IP), call counter, signature, nonce, permission — Kraken counts failures too."""
+        account = auth.lookup(self.sim, NAME, request, request.headers.get("API-Key"))
+        if endpoint.cost:
+            self._charge(self.calls, account.api_key, endpoint.cost, API_COUNTER, "api_counter",
+                         render.API_RATE_LIMIT)
+        nonce = data.params.get("nonce", "")
+        expected = api_sign(account.spec.secret, data.path, nonce, data.raw_body)
+        if expected is None or not auth.signatures_match(expected, request.headers.get("API-Sign")):
+            raise AuthError(AuthFailure.BAD_SIGNATURE)
+        if not nonce.isdigit() or int(nonce) <= account.last_nonce:
+            raise AuthError(AuthFailure.NONCE_REUSED, f"{nonce} <= {account.last_nonce}")
+        account.last_nonce = int(nonce)
+        assert endpoint.access.value is not None
+        auth.require(account, endpoint.access.value)
+        self.sim.touch(account)
+        return account
+
+    def _charge(
+        self, counter: DecayingCounter, key: Hashable, cost: int, rule: RateRule, kind: str,
+        message: str,
+    ) -> None:
+        if not counter.charge(key, cost, rule).allowed:
+            self.sim.stats.violation(NAME, kind)
+            raise render.error(message)
+
+    # --- public ---------------------------------------------------------------------
+
+    async def time(self, call: Call) -> Any:
+        return render.server_time(self.sim.clock.now_ms())
+
+    async def system_status(self, call: Call) -> Any:
+        return {"status": "online", "timestamp": render.iso_seconds(self.sim.clock.now_ms()),
+                "upcoming_maintenance": [], "emergency": []}
+
+    async def assets_info(self, call: Call) -> Any:
+        wanted = call.params.get("asset")
+        if not wanted:
+            return self._cached_ok("assets", lambda: {a.id: a.info() for a in self.assets})
+        found = [self._asset_names.get(name) for name in wanted.split(",")]
+        return {a.id: a.info() for a in _all_known(found, render.UNKNOWN_ASSET)}
+
+    async def asset_pairs(self, call: Call) -> Any:
+        if not call.params.get("pair"):
+            return self._cached_ok(
+                "pairs", lambda: {p.key: render.asset_pair(p, FEES) for p in self.pairs})
+        return {p.key: render.asset_pair(p, FEES) for p in self._pairs_param(call)}
+
+    async def ticker(self, call: Call) -> Any:
+        pairs = self._pairs_param(call) if call.params.get("pair") else self.pairs
+        market, day = self.sim.market, TIMEFRAMES["1d"]
+        return {p.key: render.ticker(p, market.ticker(p.inst.symbol),
+                                     market.candles(p.inst.symbol, day, limit=1)[-1])
+                for p in pairs}
+
+    async def ohlc(self, call: Call) -> Any:
+        pair = self._pair(call.require("pair"))
+        minutes = call.integer("interval") or 1
+        if minutes not in INTERVALS:
+            raise render.error(f"{render.INVALID_ARGUMENTS}:interval")
+        candles = self.sim.market.candles(pair.inst.symbol, Timeframe(minutes * 60),
+                                          limit=OHLC_ENTRIES)
+        last = candles[-2 if len(candles) > 1 else -1].open_ms // 1000
+        since = call.integer("since")
+        if since is not None:  # the current, uncommitted candle is always included
+            candles = [c for c in candles[:-1] if c.open_ms // 1000 > since] + candles[-1:]
+        return {pair.key: [render.ohlc_row(pair, c) for c in candles], "last": last}
+
+    # --- private: account ---------------------------------------------------------------
+
+    async def balance(self, call: Call) -> Any:
+        return render.balance(call.owner())
+
+    async def balance_ex(self, call: Call) -> Any:
+        return render.balance_ex(call.owner())
+
+    async def open_orders(self, call: Call) -> Any:
+        orders = [o for o in reversed(call.owner().open_orders()) if o.kind is _SPOT]
+        trades = call.flag("trades")
+        return {"open": {render.order_txid(o.id): self._render(o, trades)
+                         for o in self._tagged(call, orders)}}
+
+    async def closed_orders(self, call: Call) -> Any:
+        """Newest first, 50 a page from `ofs`; `start`/`end` bound the close time (s)."""
+        start, end = call.decimal("start"), call.decimal("end")
+        closed = [
+            o for o in call.owner().orders.values()
+            if o.kind is _SPOT and not o.status.is_open
+            and (start is None or o.updated_ms / 1000 > start)
+            and (end is None or o.updated_ms / 1000 < end)
+        ]
+        closed = self._tagged(call, sorted(closed, key=lambda o: o.updated_ms, reverse=True))
+        offset, trades = call.integer("ofs") or 0, call.flag("trades")
+        page = closed[offset:offset + CLOSED_PAGE]
+        return {"closed": {render.order_txid(o.id): self._render(o, trades) for o in page},
+                "count": len(closed)}
+
+    async def query_orders(self, call: Call) -> Any:
+        """Unknown txids are left out of the answer (ccxt then raises OrderNotFound)."""
+        txids = call.require("txid").split(",")
+        if len(txids) > QUERY_MAX_TXIDS:
+            raise render.error(f"{render.INVALID_ARGUMENTS}:txid")
+        account, found = call.owner(), []
+        for txid in txids:
+            order_id = render.parse_txid(txid)
+            if order_id is None:
+                raise render.error(render.INVALID_ORDER)
+            order = account.orders.get(order_id)
+            if order is not None and order.kind is _SPOT:
+                found.append(order)
+        trades = call.flag("trades")
+        return {render.order_txid(o.id): self._render(o, trades)
+                for o in self._tagged(call, found)}
+
+    # --- private: trading ----------------------------------------------------------------
+
+    async def add_order(self, call: Call) -> Any:
+        account = call.owner()
+        pair = self._pair(call.require("pair"))
+        req, tags, volume = self._order_request(call, pair)
+        descr = render.description(req.side.value, volume, pair, req.price)
+        if call.flag("validate"):
+            self._validate_only(req, pair)
+            return {"descr": {"order": descr}}
+        self._charge(self.trades, (account.api_key, pair.key), 1, TRADING_COUNTER,
+                     "trading_counter", render.ORDER_RATE_LIMIT)
+        try:
+            order = self.sim.place_order(account, req, FEES)
+        except Rejection as exc:
+            raise render.rejection(exc) from exc
+        self._tags[order.id] = tags
+        return {"descr": {"order": descr}, "txid": [render.order_txid(order.id)]}
+
+    def _order_request(self, call: Call, pair: KrakenPair) -> tuple[OrderRequest, OrderTags, str]:
+        """AddOrder's form → an order; `viqc` (market buy by quote amount) included."""
+        side, kind = call.require("type"), call.require("ordertype")
+        if side not in ("buy", "sell"):
+            raise render.error(f"{render.INVALID_ARGUMENTS}:type")
+        if kind not in ("market", "limit"):
+            raise render.error(f"{render.INVALID_ARGUMENTS}:ordertype")
+        volume = call.decimal("volume")
+        if volume is None or volume <= 0:
+            raise render.error(f"{render.INVALID_ARGUMENTS}:volume")
+        flags = [f for f in call.params.get("oflags", "").split(",") if f]
+        if not set(flags) <= _ORDER_FLAGS:
+            raise render.error(f"{render.INVALID_ARGUMENTS}:oflags")
+        viqc = "viqc" in flags
+        if viqc and (kind != "market" or side != "buy"):
+            raise render.error(f"{render.INVALID_ARGUMENTS}:viqc")
+        price = call.decimal("price") if kind == "limit" else None
+        if kind == "limit" and price is None:
+            raise render.error(f"{render.INVALID_ARGUMENTS}:price")
+        tif = (call.params.get("timeinforce") or "GTC").upper()
+        if tif not in ("GTC", "IOC"):
+            raise render.error(f"{render.INVALID_ARGUMENTS}:timeinforce")
+        if not viqc and volume < pair.inst.min_qty:
+            raise render.error(render.ORDER_MINIMUM)
+        cl_ord_id = call.params.get("cl_ord_id") or None
+        req = OrderRequest(
+            symbol=pair.inst.symbol, side=Side(side), type=OrderType(kind),
+            qty=Decimal(0) if viqc else volume, price=price, client_id=cl_ord_id,
+            time_in_force=TimeInForce(tif), quote_qty=volume if viqc else None)
+        kept = [f for f in flags if f not in ("fcib", "fciq")]
+        tags = OrderTags(call.integer("userref"), cl_ord_id, ",".join(["fciq", *kept]))
+        return req, tags, wire.fixed(volume, render.VOLUME_DECIMALS)
+
+    def _validate_only(self, req: OrderRequest, pair: KrakenPair) -> None:
+        """`validate=true`: check the order's parameters, place nothing."""
+        current = self.sim.market.price(pair.inst.symbol)
+        qty = req.qty if req.quote_qty is None else (req.quote_qty / current).quantize(
+            pair.inst.step_size, rounding="ROUND_DOWN")
+        try:
+            matching.validate(pair.inst, qty, req.price, current)
+        except Rejection as exc:
+            raise render.rejection(exc) from exc
+
+    async def cancel_order(self, call: Call) -> Any:
+        """By `cl_ord_id`, by txid, or by userref (every open order carrying it)."""
+        account = call.owner()
+        orders = self._cancel_targets(call, account)
+        now = self.sim.clock.now_ms()
+        for order in orders:
+            pair = self._by_symbol[order.symbol]
+            self._charge(self.trades, (account.api_key, pair.key),
+                         _cancel_penalty((now - order.created_ms) / 1000), TRADING_COUNTER,
+                         "trading_counter", render.ORDER_RATE_LIMIT)
+            try:
+                self.sim.cancel_order(account, order)
+            except Rejection as exc:
+                raise render.rejection(exc) from exc
+        return {"count": len(orders)}
+
+    def _cancel_targets(self, call: Call, account: Account) -> list[Order]:
+        cl_ord_id = call.params.get("cl_ord_id")
+        if cl_ord_id:
+            matches = [o for o in account.open_orders() if o.client_id == cl_ord_id]
+        else:
+            txid = call.require("txid")
+            if txid.lstrip("-").isdigit():
+                return [o for o in account.open_orders() if o.kind is _SPOT
+                        and self._tags.get(o.id, OrderTags()).userref == int(txid)]
+            order_id = render.parse_txid(txid)
+            order = account.orders.get(order_id) if order_id is not None else None
+            matches = [order] if order is not None else []
+        if not matches or matches[0].kind is not _SPOT or not matches[0].status.is_open:
+            raise render.error(render.UNKNOWN_ORDER)
+        return matches
+
+    # --- helpers ------------------------------------------------------------------------
+
+    def _pair(self, name: str) -> KrakenPair:
+        pair = self._pair_names.get(name)
+        if pair is None:
+            raise render.error(render.UNKNOWN_PAIR)
+        return pair
+
+    def _pairs_param(self, call: Call) -> list[KrakenPair]:
+        found = [self._pair_names.get(n) for n in call.require("pair").split(",")]
+        return _all_known(found, render.UNKNOWN_PAIR)
+
+    def _render(self, order: Order, trades: bool) -> dict[str, Any]:
+        tags = self._tags.get(order.id, OrderTags())
+        return render.order(order, self._by_symbol[order.symbol], tags, trades=trades)
+
+    def _tagged(self, call: Call, orders: list[Order]) -> list[Order]:
+        """Apply the `userref` and `cl_ord_id` filters the order queries accept."""
+        userref, cl_ord_id = call.integer("userref"), call.params.get("cl_ord_id")
+        if userref is None and not cl_ord_id:
+            return orders
+        return [o for o in orders
+                if (userref is None or self._tags.get(o.id, OrderTags()).userref == userref)
+                and (not cl_ord_id or self._tags.get(o.id, OrderTags()).cl_ord_id == cl_ord_id)]
+
+    def _cached_ok(self, key: str, build: Callable[[], Any]) -> web.Response:
+        """Assets and AssetPairs never change for a server: serialise them once."""
+        body = self._cached.get(key)
+        if body is None:
+            body = self._cached[key] = wire.dumps(render.ok(build()))
+        return wire.raw_json_response(body)
+
+    def endpoints(self) -> list[Endpoint]:
+        public, query, trade = Access.PUBLIC, Access.QUERY, Access.TRADE
+        table = [
+            ("GET", "/0/public/Time", public, 0, self.time),
+            ("GET", "/0/public/SystemStatus", public, 0, self.system_status),
+            ("GET", "/0/public/Assets", public, 0, self.assets_info),
+            ("GET", "/0/public/AssetPairs", public, 0, self.asset_pairs),
+            ("GET", "/0/public/Ticker", public, 0, self.ticker),
+            ("GET", "/0/public/OHLC", public, 0, self.ohlc),
+            ("POST", "/0/private/Balance", query, 1, self.balance),
+            ("POST", "/0/private/BalanceEx", query, 1, self.balance_ex),
+            ("POST", "/0/private/OpenOrders", query, 1, self.open_orders),
+            ("POST", "/0/private/ClosedOrders", query, 1, self.closed_orders),
+            ("POST", "/0/private/QueryOrders", query, 1, self.query_orders),
+            ("POST", "/0/private/AddOrder", trade, 0, self.add_order),
+            ("POST", "/0/private/CancelOrder", trade, 0, self.cancel_order),
+        ]
+        return [Endpoint(*row) for row in table]
+
+
+def _cancel_penalty(age_s: float) -> int:
+    for younger_than, points in CANCEL_PENALTIES:
+        if age_s < younger_than:
+            return points
+    return 0
+
+
+def _all_known(found: Iterable[_T | None], message: str) -> list[_T]:
+    items = list(found)
+    if any(item is None for item in items):
+        raise render.error(message)
+    return [item for item in items if item is not None]
+
+
+def api_sign(secret: str, path: str, nonce: str, body: str) -> str | None:
+    """Kraken's API-Sign, or None when the stored secret is not base64 (as Kraken's are)."""
+    try:
+        key = base64.b64decode(secret, validate=True)
+    except binascii.Error:
+        return None
+    digest = hashlib.sha256((nonce + body).encode()).digest()
+    return auth.hmac_b64(key, path.encode() + digest, "sha512")
+
+
+async def _unknown_method(_request: web.Request) -> web.Response:
+    return render.error(render.UNKNOWN_METHOD).response()
+
+
+def build(sim: Simulator) -> web.Application:
+    state = KrakenSim(sim)
+    app = web.Application()
+    for endpoint in state.endpoints():
+        async def handle(request: web.Request, endpoint: Endpoint = endpoint) -> web.Response:
+            return await state.dispatch(request, endpoint)
+
+        app.router.add_route(endpoint.method, endpoint.path, handle)
+    app.router.add_route("*", "/0/{tail:.*}", _unknown_method)
+    return app
+
+
+def maintenance_response() -> web.Response:
+    """Kraken's answer while the API is down for maintenance (ccxt: ExchangeNotAvailable)."""
+    return json_response(render.error(render.SERVICE_UNAVAILABLE).body)
+
+
+def rate_limited_response(retry_after: int) -> web.Response:
+    """A 429 carrying Kraken's own body (ccxt matches the body first: DDoSProtection)."""
+    return json_response(render.error(render.API_RATE_LIMIT).body, status=429,
+                         headers={"Retry-After": str(retry_after)})
+
+
+VENUE = Venue(
+    name=NAME, build=build, maintenance_response=maintenance_response,
+    rate_limited_response=rate_limited_response, ccxt_ids=("kraken",),
+)

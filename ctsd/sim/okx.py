@@ -1,9 +1,505 @@
-"""Okx venue: placeholder until its module is written (answers 501 everywhere).
+"""OKX v5: spot and USDT-margined perpetual swaps under `/okx/api/v5`.
 
-Replace this file wholesale with a module exporting `VENUE: Venue`, shaped like
-`ctsd.sim.binance`.
+ccxt's `okx` builds every URL as `urls['api']['rest'] + '/api/v5/' + path`, so
+`point_at_simulator` turns `https://www.okx.com` into `<base>/okx` and the paths
+stay OKX's own. What is OKX's and nowhere else:
+
+- Signing: `OK-ACCESS-SIGN` = base64(HMAC-SHA256(timestamp + METHOD + path[?query]
+  + body)) with an ISO-8601 millisecond `OK-ACCESS-TIMESTAMP` valid for 30 s, plus
+  the key's `OK-ACCESS-PASSPHRASE`; every failure is HTTP 401 with its own 501xx code.
+- Limits per endpoint, keyed as OKX keys them (IP, IP + instType, UID, or UID +
+  instId counted per order for the batch endpoints; a one-order batch counts as the
+  single-order endpoint), answered with HTTP 429 / 50011. `LIMITS` is the table.
+- Orders go through `trade/batch-orders` (ccxt's default) or `trade/order`; either
+  answers HTTP 200 with a per-order `sCode`, the top-level code being "1" when every
+  order failed — ccxt raises from the `sCode` (51008 → InsufficientFunds).
+- One trading account: spot holdings and the swap wallet are reported together.
 """
 
-from ctsd.sim.venue import Venue, unimplemented_venue
+from __future__ import annotations
 
-VENUE: Venue = unimplemented_venue("okx")
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from decimal import Decimal
+from enum import Enum
+from typing import Any
+
+from aiohttp import web
+
+from ctsd.sim import auth
+from ctsd.sim import okx_wire as render
+from ctsd.sim.accounts import (
+    Account,
+    FeeSchedule,
+    Order,
+    Permission,
+    Rejection,
+    Side,
+)
+from ctsd.sim.auth import AuthError, AuthFailure
+from ctsd.sim.market import TIMEFRAMES, Instrument, InstrumentKind
+from ctsd.sim.okx_wire import OrderFailure, OrderTags
+from ctsd.sim.ratelimit import FixedWindowLimiter, RateRule
+from ctsd.sim.state import Simulator
+from ctsd.sim.venue import Venue
+from ctsd.sim.wire import RequestData, VenueError, json_response, raw_json_response, read_request
+
+NAME = "okx"
+PREFIX = "/okx"
+TIMESTAMP_WINDOW_MS = 30_000
+FEES = {  # regular user, Lv1
+    InstrumentKind.SPOT: FeeSchedule(maker=Decimal("0.0008"), taker=Decimal("0.001")),
+    InstrumentKind.LINEAR: FeeSchedule(maker=Decimal("0.0002"), taker=Decimal("0.0005")),
+}
+INST_TYPES = {"SPOT": InstrumentKind.SPOT, "SWAP": InstrumentKind.LINEAR}
+"""Simulated instrument types; MARGIN, FUTURES and OPTION are valid but list nothing."""
+
+
+class Scope(Enum):
+    """What OKX counts a limit per ("Rate limit rule" in its docs)."""
+
+    IP = "IP"
+    IP_INST_TYPE = "IP + instrument type"
+    UID = "User ID"
+    UID_INST = "User ID + instrument ID"
+
+
+@dataclass(frozen=True, slots=True)
+class Limit:
+    """One documented limit: `rule.limit` requests (orders, for batches) per window."""
+
+    bucket: str
+    rule: RateRule
+    scope: Scope
+    single: Limit | None = None
+    """Batch endpoints: a one-order request is charged to this (the single-order) limit."""
+
+
+_PLACE = Limit("POST trade/order", RateRule(60, 2), Scope.UID_INST)
+_CANCEL = Limit("POST trade/cancel-order", RateRule(60, 2), Scope.UID_INST)
+LIMITS = {limit.bucket: limit for limit in (
+    Limit("GET public/time", RateRule(10, 2), Scope.IP),
+    Limit("GET system/status", RateRule(1, 5), Scope.IP),
+    Limit("GET public/instruments", RateRule(20, 2), Scope.IP_INST_TYPE),
+    Limit("GET market/ticker", RateRule(20, 2), Scope.IP),
+    Limit("GET market/candles", RateRule(40, 2), Scope.IP),
+    Limit("GET market/history-candles", RateRule(20, 2), Scope.IP),
+    Limit("GET asset/currencies", RateRule(6, 1), Scope.UID),
+    Limit("GET asset/balances", RateRule(6, 1), Scope.UID),
+    Limit("GET account/balance", RateRule(10, 2), Scope.UID),
+    Limit("GET account/config", RateRule(5, 2), Scope.UID),
+    _PLACE,
+    Limit("POST trade/batch-orders", RateRule(300, 2), Scope.UID_INST, _PLACE),
+    _CANCEL,
+    Limit("POST trade/cancel-batch-orders", RateRule(300, 2), Scope.UID_INST, _CANCEL),
+    Limit("GET trade/order", RateRule(60, 2), Scope.UID_INST),
+    Limit("GET trade/orders-pending", RateRule(60, 2), Scope.UID),
+)}
+"""OKX's published per-endpoint limits (requests per seconds, before the sim's scaling)."""
+SUB_ACCOUNT_ORDERS = RateRule(1000, 2)
+"""New orders per UID across all instruments; refused per order with sCode 50061."""
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """What a handler gets: the parsed request, its JSON body and (signed) the account."""
+
+    data: RequestData
+    account: Account | None
+    body: Any = None
+
+    @property
+    def params(self) -> dict[str, str]:
+        return self.data.params
+
+    def require(self, name: str) -> str:
+        value = self.params.get(name)
+        if not value:
+            raise render.empty_param(name)
+        return value
+
+    def owner(self) -> Account:
+        assert self.account is not None, "handler of a signed endpoint"
+        return self.account
+
+    def entries(self, batch: bool) -> list[dict[str, Any]]:
+        """The order objects of a POST: one object, or a list of them for batch endpoints."""
+        items = self.body if batch else [self.body]
+        if self.body is None or items == []:
+            raise render.error(400, "50000", "Body cannot be empty")
+        if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+            raise render.error(400, "50002", "JSON syntax error")
+        if len(items) > render.BATCH_MAX:
+            raise render.error(200, "51111", f"Maximum {render.BATCH_MAX} orders can be placed "
+                                             "in bulk")
+        return items
+
+    def instrument_ids(self) -> list[str]:
+        if self.data.method == "GET":
+            return [self.params.get("instId", "")]
+        items = self.body if isinstance(self.body, list) else [self.body]
+        return [str(i.get("instId", "")) if isinstance(i, dict) else "" for i in items]
+
+
+Handler = Callable[[Call], Awaitable[Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    method: str
+    path: str
+    limit: Limit
+    permission: Permission | None
+    """None for public endpoints."""
+    handler: Handler
+
+
+class OkxSim:
+    """OKX's per-server state (limiters, instrument maps, order tags) and handlers."""
+
+    def __init__(self, sim: Simulator) -> None:
+        self.sim = sim
+        self.limiter = FixedWindowLimiter(sim.clock, sim.limits)
+        instruments = sim.market.catalog.instruments.values()
+        self.by_id = {render.inst_id(i): i for i in instruments}
+        self.codes = {inst_id: 10_000 + n for n, inst_id in enumerate(self.by_id)}
+        """`instIdCode`: OKX's numeric instrument id, stable for the server's life."""
+        self.tags: dict[int, OrderTags] = {}
+        self._instruments: dict[str, str] = {}
+        sim.on_reset(self.reset)
+
+    def reset(self) -> None:
+        self.limiter.reset()
+        self.tags.clear()
+
+    # --- the request pipeline ----------------------------------------------------
+
+    async def dispatch(self, request: web.Request, endpoint: Endpoint) -> web.Response:
+        data = await read_request(request, PREFIX)
+        limit = endpoint.limit
+        try:
+            ip = auth.client_ip(request)
+            if limit.scope is Scope.IP:
+                self._charge(limit, (ip,))
+            elif limit.scope is Scope.IP_INST_TYPE:
+                self._charge(limit, (ip, data.params.get("instType", "")))
+            account = None
+            if endpoint.permission is not None:
+                account = self._authenticate(request, data, endpoint.permission)
+            call = Call(data, account, _json_body(request, data))
+            if limit.scope is Scope.UID:
+                self._charge(limit, (call.owner().uid,))
+            elif limit.scope is Scope.UID_INST:
+                self._charge_instruments(limit, call)
+            result = await endpoint.handler(call)
+        except AuthError as exc:
+            return render.auth_error(exc.failure, exc.detail).response()
+        except VenueError as exc:
+            return exc.response()
+        return result if isinstance(result, web.Response) else json_response(result)
+
+    def _charge(self, limit: Limit, key: tuple[object, ...], cost: int = 1) -> None:
+        if not self.limiter.charge((limit.bucket, *key), cost, limit.rule).allowed:
+            self.sim.stats.violation(NAME, limit.bucket)
+            raise render.rate_limited()
+
+    def _charge_instruments(self, limit: Limit, call: Call) -> None:
+        """Per order and per instrument; a batch of one counts as the single-order call."""
+        ids = call.instrument_ids()
+        if len(ids) == 1 and limit.single is not None:
+            limit = limit.single
+        for inst_id, count in Counter(ids).items():
+            self._charge(limit, (call.owner().uid, inst_id), count)
+
+    def _authenticate(
+        self, request: web.Request, data: RequestData, permission: Permission,
+    ) -> Account:
+        """Headers, timestamp, key and IP, passphrase, signature, permission — in that order."""
+        headers = request.headers
+        api_key = headers.get("OK-ACCESS-KEY")
+        if not api_key:
+            raise AuthError(AuthFailure.MISSING_KEY)
+        for name in ("OK-ACCESS-SIGN", "OK-ACCESS-TIMESTAMP", "OK-ACCESS-PASSPHRASE"):
+            if not headers.get(name):
+                raise render.missing_header(name)
+        stamp = headers["OK-ACCESS-TIMESTAMP"]
+        auth.check_timestamp(self.sim.clock.now_ms(), render.timestamp_ms(stamp),
+                             TIMESTAMP_WINDOW_MS, ahead_ms=TIMESTAMP_WINDOW_MS)
+        account = auth.lookup(self.sim, NAME, request, api_key)
+        passphrase = account.spec.passphrase
+        if passphrase is None or not auth.signatures_match(
+                passphrase, headers["OK-ACCESS-PASSPHRASE"]):
+            raise AuthError(AuthFailure.BAD_PASSPHRASE)
+        query = f"?{data.raw_query}" if data.raw_query else ""
+        payload = f"{stamp}{data.method}{data.path}{query}{data.raw_body}"
+        expected = auth.hmac_b64(account.spec.secret, payload)
+        if not auth.signatures_match(expected, headers["OK-ACCESS-SIGN"]):
+            raise AuthError(AuthFailure.BAD_SIGNATURE)
+        auth.require(account, permission)
+        self.sim.touch(account)
+        return account
+
+    # --- public ---------------------------------------------------------------------
+
+    async def time(self, call: Call) -> Any:
+        return render.ok([{"ts": str(self.sim.clock.now_ms())}])
+
+    async def system_status(self, call: Call) -> Any:
+        """No maintenance scheduled; injected MAINTENANCE faults answer 50001 instead."""
+        return render.ok([])
+
+    async def instruments(self, call: Call) -> Any:
+        """The whole list is serialised once per type; `instId` narrows it to one."""
+        inst_type = call.require("instType")
+        if inst_type not in ("SPOT", "MARGIN", "SWAP", "FUTURES", "OPTION"):
+            raise render.bad_param("instType")
+        kind = INST_TYPES.get(inst_type)
+        listed = self.sim.market.catalog.of_kind(kind) if kind else []
+        if call.params.get("instId"):
+            listed = [i for i in listed if render.inst_id(i) == call.params["instId"]]
+            return raw_json_response(render.instruments_body(listed, self.codes))
+        cached = self._instruments.get(inst_type)
+        if cached is None:
+            cached = self._instruments[inst_type] = render.instruments_body(listed, self.codes)
+        return raw_json_response(cached)
+
+    async def ticker(self, call: Call) -> Any:
+        inst = self._instrument(call.require("instId"))
+        market = self.sim.market
+        now = market.now_ms()
+        day = 86_400_000
+        utc0 = now - now % day
+        utc8 = (now + 8 * 3_600_000) // day * day - 8 * 3_600_000
+        return render.ok([render.ticker(
+            inst, market.ticker(inst.symbol), market.price(inst.symbol, at_ms=utc0),
+            market.price(inst.symbol, at_ms=utc8))])
+
+    async def candles(self, call: Call) -> Any:
+        """Newest first; `after`/`before` are exclusive open-time bounds (older/newer than)."""
+        inst = self._instrument(call.require("instId"))
+        timeframe = render.BARS.get(call.params.get("bar") or "1m")
+        if timeframe is None:
+            raise render.bad_param("bar")
+        limit = min(max(_int_param(call, "limit", 100), 1), render.CANDLES_MAX)
+        after, before = _int_param(call, "after", 0), _int_param(call, "before", -1)
+        market = self.sim.market
+        candles = market.candles(inst.symbol, TIMEFRAMES[timeframe],
+                                 end_ms=after - 1 if after else None, limit=limit)
+        now = market.now_ms()
+        return render.ok([render.candle(inst, c, now) for c in reversed(candles)
+                          if c.open_ms > before])
+
+    # --- signed: account ------------------------------------------------------------
+
+    async def currencies(self, call: Call) -> Any:
+        wanted = _ccy_filter(call)
+        return render.ok([render.currency(a) for a in self.sim.market.catalog.assets
+                          if not wanted or a in wanted])
+
+    async def balance(self, call: Call) -> Any:
+        return render.ok([render.trading_balance(call.owner(), self.sim.market,
+                                                 _ccy_filter(call))])
+
+    async def funding_balances(self, call: Call) -> Any:
+        """The funding account is not simulated: every key's is empty."""
+        return render.ok([])
+
+    async def config(self, call: Call) -> Any:
+        return render.ok([render.account_config(call.owner())])
+
+    # --- signed: trading --------------------------------------------------------------
+
+    async def place_order(self, call: Call) -> Any:
+        return self._each(call, call.entries(batch=False), self._place)
+
+    async def place_batch(self, call: Call) -> Any:
+        return self._each(call, call.entries(batch=True), self._place)
+
+    async def cancel_order(self, call: Call) -> Any:
+        return self._each(call, call.entries(batch=False), self._cancel)
+
+    async def cancel_batch(self, call: Call) -> Any:
+        return self._each(call, call.entries(batch=True), self._cancel)
+
+    async def get_order(self, call: Call) -> Any:
+        inst = self._instrument(call.require("instId"))
+        order_id, client_id = call.params.get("ordId"), call.params.get("clOrdId")
+        if not order_id and not client_id:
+            raise render.error(200, "51003", "Either client order ID or order ID is required.")
+        order = self._find(call.owner(), inst, order_id, client_id)
+        if order is None:
+            raise render.error(200, "51603", "Order does not exist")
+        return render.ok([self._render(call.owner(), order)])
+
+    async def pending(self, call: Call) -> Any:
+        """Open orders, newest first, filtered like OKX (instType, instId, ordType, ordId page)."""
+        params = call.params
+        inst_type, ord_type = params.get("instType"), params.get("ordType")
+        inst = self._instrument(params["instId"]) if params.get("instId") else None
+        before, after = _int_param(call, "before", 0), _int_param(call, "after", 0)
+        limit = min(max(_int_param(call, "limit", 100), 1), 100)
+        account = call.owner()
+        orders = sorted((o for o in account.open_orders()
+                         if (inst is None or o.symbol == inst.symbol)
+                         and o.id > before and (not after or o.id < after)),
+                        key=lambda o: o.id, reverse=True)
+        result = [r for r in (self._render(account, o) for o in orders)
+                  if inst_type in (None, "", r["instType"])
+                  and ord_type in (None, "", r["ordType"])]
+        return render.ok(result[:limit])
+
+    def _each(self, call: Call, entries: list[dict[str, Any]],
+              op: Callable[[Call, dict[str, Any]], dict[str, Any]]) -> dict[str, Any]:
+        in_us = self.sim.clock.now_ms() * 1000
+        results = []
+        for entry in entries:
+            try:
+                results.append(op(call, entry))
+            except OrderFailure as exc:
+                results.append(render.failed(entry, exc, self.sim.clock.now_ms()))
+        return render.batch(results, in_us, self.sim.clock.now_ms() * 1000)
+
+    def _place(self, call: Call, entry: dict[str, Any]) -> dict[str, Any]:
+        inst = self._entry_instrument(entry)
+        request, tags = render.order_request(inst, entry)
+        account = call.owner()
+        key = ("orders", account.uid)
+        if not self.limiter.charge(key, 1, SUB_ACCOUNT_ORDERS).allowed:
+            self.sim.stats.violation(NAME, "sub-account orders")
+            raise OrderFailure("50061", "Sub-account rate limit exceeded")
+        try:
+            order = self.sim.place_order(account, request, FEES[inst.kind])
+        except Rejection as exc:
+            raise render.order_failure(exc.kind, inst, request.side is Side.BUY) from exc
+        self.tags[order.id] = tags
+        return render.placed(order, tags, self.sim.clock.now_ms())
+
+    def _cancel(self, call: Call, entry: dict[str, Any]) -> dict[str, Any]:
+        inst = self._entry_instrument(entry)
+        order_id, client_id = entry.get("ordId"), entry.get("clOrdId")
+        if not order_id and not client_id:
+            raise OrderFailure("51003", "Either client order ID or order ID is required.")
+        account = call.owner()
+        order = self._find(account, inst, str(order_id or ""), str(client_id or ""))
+        if order is None:
+            raise OrderFailure(*render.CANCEL_UNKNOWN)
+        if not order.status.is_open:
+            raise OrderFailure(*render.CANCEL_DONE[order.status])
+        self.sim.cancel_order(account, order)
+        return render.canceled(order, self._tags(order), self.sim.clock.now_ms())
+
+    # --- helpers ------------------------------------------------------------------------
+
+    def _instrument(self, inst_id: str) -> Instrument:
+        inst = self.by_id.get(inst_id)
+        if inst is None:
+            raise render.error(200, "51001", "Instrument ID does not exist.")
+        return inst
+
+    def _entry_instrument(self, entry: dict[str, Any]) -> Instrument:
+        inst_id = entry.get("instId")
+        if not inst_id:
+            raise OrderFailure("50014", "Parameter instId can not be empty")
+        inst = self.by_id.get(str(inst_id))
+        if inst is None:
+            raise OrderFailure("51001", "Instrument ID does not exist.")
+        return inst
+
+    def _find(self, account: Account, inst: Instrument, order_id: str | None,
+              client_id: str | None) -> Order | None:
+        """The order by ordId (preferred) or clOrdId, if it is this instrument's."""
+        try:
+            if order_id:
+                order = account.find_order(int(order_id) if order_id.isdigit() else -1)
+            else:
+                order = account.find_order(client_id=client_id)
+        except Rejection:
+            return None
+        return order if order.symbol == inst.symbol else None
+
+    def _tags(self, order: Order) -> OrderTags:
+        tags = self.tags.get(order.id)
+        if tags is None:
+            tags = render.default_tags(order, self.sim.market.catalog.instruments[order.symbol])
+        return tags
+
+    def _render(self, account: Account, order: Order) -> dict[str, Any]:
+        inst = self.sim.market.catalog.instruments[order.symbol]
+        return render.order(order, inst, self._tags(order), account.spec.leverage)
+
+    def endpoints(self) -> list[Endpoint]:
+        read, trade = Permission.READ, Permission.TRADE
+        table: list[tuple[str, str, Permission | None, Handler]] = [
+            ("GET", "public/time", None, self.time),
+            ("GET", "system/status", None, self.system_status),
+            ("GET", "public/instruments", None, self.instruments),
+            ("GET", "market/ticker", None, self.ticker),
+            ("GET", "market/candles", None, self.candles),
+            ("GET", "market/history-candles", None, self.candles),
+            ("GET", "asset/currencies", read, self.currencies),
+            ("GET", "asset/balances", read, self.funding_balances),
+            ("GET", "account/balance", read, self.balance),
+            ("GET", "account/config", read, self.config),
+            ("POST", "trade/order", trade, self.place_order),
+            ("POST", "trade/batch-orders", trade, self.place_batch),
+            ("POST", "trade/cancel-order", trade, self.cancel_order),
+            ("POST", "trade/cancel-batch-orders", trade, self.cancel_batch),
+            ("GET", "trade/order", read, self.get_order),
+            ("GET", "trade/orders-pending", read, self.pending),
+        ]
+        return [Endpoint(method, f"/api/v5/{path}", LIMITS[f"{method} {path}"], perm, handler)
+                for method, path, perm, handler in table]
+
+
+def _int_param(call: Call, name: str, default: int) -> int:
+    raw = call.params.get(name)
+    if not raw:
+        return default
+    if not raw.lstrip("-").isdigit():
+        raise render.bad_param(name)
+    return int(raw)
+
+
+def _ccy_filter(call: Call) -> set[str] | None:
+    raw = call.params.get("ccy")
+    return {c.strip() for c in raw.split(",") if c.strip()} if raw else None
+
+
+def _json_body(request: web.Request, data: RequestData) -> Any:
+    """POST bodies are JSON (50006 otherwise); GET carries none."""
+    if data.method != "POST":
+        return None
+    if request.content_type != "application/json":
+        raise render.error(400, "50006", "Invalid Content-Type, please use "
+                                         '"application/json" format')
+    try:
+        return data.json_body()
+    except ValueError as exc:
+        raise render.error(400, "50002", "JSON syntax error") from exc
+
+
+def build(sim: Simulator) -> web.Application:
+    state = OkxSim(sim)
+    app = web.Application()
+    for endpoint in state.endpoints():
+        async def handle(request: web.Request, endpoint: Endpoint = endpoint) -> web.Response:
+            return await state.dispatch(request, endpoint)
+
+        app.router.add_route(endpoint.method, endpoint.path, handle)
+    return app
+
+
+def maintenance_response() -> web.Response:
+    """What OKX answers while the matching engine is down (ccxt: 50001 → OnMaintenance)."""
+    return json_response(render.MAINTENANCE_BODY, status=503)
+
+
+def rate_limited_response(retry_after: int) -> web.Response:
+    return render.rate_limited({"Retry-After": str(retry_after)}).response()
+
+
+VENUE = Venue(
+    name=NAME, build=build, maintenance_response=maintenance_response,
+    rate_limited_response=rate_limited_response, ccxt_ids=("okx", "myokx", "okxus"),
+)
