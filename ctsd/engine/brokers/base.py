@@ -1,0 +1,43 @@
+"""The one interface an engine trades through; PAPER and LIVE are separate implementations.
+
+Every method returns `Execution`s (the order's new state plus the fills it
+produced) so the engine books paper and live results through one code path:
+persist the order, record the fills, update the ledger.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from ctsd.engine.orders import Execution, Fill, Order, OrderRequest
+from ctsd.strategies.model import Balance, MarketSnapshot
+
+
+class Broker(Protocol):
+    async def reconcile(
+        self, known: Sequence[Order], fills: Sequence[Fill]
+    ) -> tuple[Execution, ...]:
+        """Align with the venue before the first new order: resolve every persisted
+        non-final order (`known`) and report what changed. Raises when it cannot;
+        the engine then fails closed instead of trading on a guess."""
+        ...
+
+    async def place(self, request: OrderRequest) -> Execution:
+        """Place once: a request whose client order id already exists is adopted, not resent.
+        A venue rejection is an Execution with status REJECTED, not an exception."""
+        ...
+
+    async def cancel(self, order: Order) -> Execution: ...
+
+    async def fetch_order(self, order: Order) -> Execution: ...
+
+    async def poll(self, market: MarketSnapshot) -> tuple[Execution, ...]:
+        """Fills and state changes of resting orders since the last call."""
+        ...
+
+    def open_orders(self) -> tuple[Order, ...]:
+        """The broker's current book of this engine's resting orders."""
+        ...
+
+    def balances(self) -> tuple[Balance, ...]: ...

@@ -1,0 +1,194 @@
+"""PAPER trading: fills simulated against live tickers, with the venue's fees, from a paper balance.
+
+Market orders fill at once at the ask (buys) or bid (sells), worsened by the
+configured slippage, and pay the taker fee. Limit orders that would cross on
+arrival fill the same way as takers; the rest reserve their funds and fill at
+their own price, paying the maker fee, on the first poll whose ticker crosses
+them (buy: ask <= price; sell: bid >= price). Fees are charged in the quote
+asset. Spot semantics: a sell needs the base asset in hand.
+
+The paper account is not persisted separately: `reconcile` rebuilds it from the
+starting balances plus the persisted fills, and re-rests persisted open orders,
+so a restart continues exactly where the engine stopped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+from decimal import Decimal
+
+from ctsd.engine.clock import EngineClock
+from ctsd.engine.config import PaperSettings
+from ctsd.engine.ledger import split_symbol
+from ctsd.engine.orders import Execution, Fill, Order, OrderRequest, OrderStatus
+from ctsd.strategies.model import Balance, MarketSnapshot, OrderType, Side, SymbolMarket
+
+ZERO = Decimal(0)
+BPS = Decimal(10_000)
+
+
+class PaperBroker:
+    def __init__(self, settings: PaperSettings, clock: EngineClock) -> None:
+        self._settings = settings
+        self._clock = clock
+        self._free: dict[str, Decimal] = {}
+        self._used: dict[str, Decimal] = {}
+        self._book: dict[str, Order] = {}
+        self._reserved: dict[str, tuple[str, Decimal]] = {}
+        self._market: MarketSnapshot | None = None
+        self._fills_per_order: dict[str, int] = {}
+        self._reset_balances()
+
+    def _reset_balances(self) -> None:
+        self._free = dict(self._settings.balances)
+        self._used = {}
+
+    def balances(self) -> tuple[Balance, ...]:
+        assets = sorted(set(self._free) | set(self._used))
+        return tuple(Balance(a, self._free.get(a, ZERO),
+                             self._free.get(a, ZERO) + self._used.get(a, ZERO)) for a in assets)
+
+    def open_orders(self) -> tuple[Order, ...]:
+        return tuple(self._book.values())
+
+    async def reconcile(
+        self, known: Sequence[Order], fills: Sequence[Fill]
+    ) -> tuple[Execution, ...]:
+        self._reset_balances()
+        self._book.clear()
+        self._reserved.clear()
+        for fill in fills:
+            self._settle(fill)
+            self._fills_per_order[fill.client_order_id] = (
+                self._fills_per_order.get(fill.client_order_id, 0) + 1)
+        changed = []
+        for order in known:
+            if order.status is OrderStatus.PENDING:
+                changed.append(Execution(self._finish(
+                    order, OrderStatus.REJECTED, "not placed: stopped before acknowledgement")))
+            elif order.status is OrderStatus.OPEN:
+                info = self._market.get(order.symbol) if self._market else None
+                self._reserve(order, info.info.maker_fee if info else ZERO)
+                self._book[order.client_order_id] = order
+        return tuple(changed)
+
+    async def place(self, request: OrderRequest) -> Execution:
+        existing = self._book.get(request.client_order_id)
+        if existing is not None:
+            return Execution(existing)
+        order = Order.pending(request, self._clock.now_ms())
+        market = self._market.get(order.symbol) if self._market else None
+        if market is None:
+            return Execution(self._finish(order, OrderStatus.REJECTED, "no market data yet"))
+        taker_price = self._taker_price(order, market)
+        if order.type is OrderType.MARKET or self._crosses(order, market):
+            return self._fill_as_taker(order, market, taker_price)
+        shortfall = self._shortfall(order, order.price or ZERO, market.info.maker_fee)
+        if shortfall:
+            return Execution(self._finish(order, OrderStatus.REJECTED, shortfall))
+        order = replace(order, status=OrderStatus.OPEN)
+        self._reserve(order, market.info.maker_fee)
+        self._book[order.client_order_id] = order
+        return Execution(order)
+
+    async def cancel(self, order: Order) -> Execution:
+        resting = self._book.pop(order.client_order_id, None)
+        if resting is None:
+            return Execution(order)
+        self._release(resting)
+        return Execution(self._finish(resting, OrderStatus.CANCELED, "canceled"))
+
+    async def fetch_order(self, order: Order) -> Execution:
+        return Execution(self._book.get(order.client_order_id, order))
+
+    async def poll(self, market: MarketSnapshot) -> tuple[Execution, ...]:
+        self._market = market
+        executions = []
+        for order in list(self._book.values()):
+            symbol_market = market.get(order.symbol)
+            if symbol_market is not None and self._crosses(order, symbol_market):
+                del self._book[order.client_order_id]
+                self._release(order)
+                price = order.price or ZERO
+                executions.append(self._fill(order, price, symbol_market.info.maker_fee, True))
+        return tuple(executions)
+
+    def _taker_price(self, order: Order, market: SymbolMarket) -> Decimal:
+        """The touch price worsened by slippage, but never past a limit order's own price."""
+        slip = self._settings.slippage_bps / BPS
+        if order.side is Side.BUY:
+            price = market.ticker.ask * (1 + slip)
+            return min(price, order.price) if order.price is not None else price
+        price = market.ticker.bid * (1 - slip)
+        return max(price, order.price) if order.price is not None else price
+
+    @staticmethod
+    def _crosses(order: Order, market: SymbolMarket) -> bool:
+        if order.price is None:
+            return False
+        if order.side is Side.BUY:
+            return market.ticker.ask <= order.price
+        return market.ticker.bid >= order.price
+
+    def _fill_as_taker(self, order: Order, market: SymbolMarket, price: Decimal) -> Execution:
+        shortfall = self._shortfall(order, price, market.info.taker_fee)
+        if shortfall:
+            return Execution(self._finish(order, OrderStatus.REJECTED, shortfall))
+        return self._fill(order, price, market.info.taker_fee, False)
+
+    def _shortfall(self, order: Order, price: Decimal, fee_rate: Decimal) -> str:
+        """Why the paper account cannot pay for `order`, or "" when it can."""
+        base, quote = split_symbol(order.symbol)
+        if order.side is Side.BUY:
+            need, asset = order.amount * price * (1 + fee_rate), quote
+        else:
+            need, asset = order.amount, base
+        have = self._free.get(asset, ZERO)
+        return "" if have >= need else f"insufficient {asset}: need {need:.8f}, have {have:.8f}"
+
+    def _fill(self, order: Order, price: Decimal, fee_rate: Decimal, maker: bool) -> Execution:
+        _, quote = split_symbol(order.symbol)
+        count = self._fills_per_order.get(order.client_order_id, 0) + 1
+        self._fills_per_order[order.client_order_id] = count
+        fill = Fill(f"{order.client_order_id}-{count}", order.client_order_id, order.symbol,
+                    order.side, order.amount, price, order.amount * price * fee_rate, quote,
+                    self._clock.now_ms(), maker)
+        self._settle(fill)
+        done = replace(self._finish(order, OrderStatus.FILLED, ""),
+                       filled=order.amount, average_price=price, fee=fill.fee)
+        return Execution(done, (fill,))
+
+    def _settle(self, fill: Fill) -> None:
+        """Move the paper balances for one fill (fees are in the quote asset)."""
+        base, quote = split_symbol(fill.symbol)
+        value = fill.amount * fill.price
+        if fill.side is Side.BUY:
+            self._add(quote, -value - fill.fee)
+            self._add(base, fill.amount)
+        else:
+            self._add(base, -fill.amount)
+            self._add(quote, value - fill.fee)
+
+    def _reserve(self, order: Order, fee_rate: Decimal) -> None:
+        """Hold what the order can cost: the base asset of a sell, price plus fee of a buy."""
+        base, quote = split_symbol(order.symbol)
+        if order.side is Side.SELL:
+            asset, amount = base, order.remaining
+        else:
+            asset, amount = quote, order.remaining * (order.price or ZERO) * (1 + fee_rate)
+        self._reserved[order.client_order_id] = (asset, amount)
+        self._add(asset, -amount)
+        self._used[asset] = self._used.get(asset, ZERO) + amount
+
+    def _release(self, order: Order) -> None:
+        asset, amount = self._reserved.pop(order.client_order_id, ("", ZERO))
+        if amount:
+            self._used[asset] = self._used.get(asset, ZERO) - amount
+            self._add(asset, amount)
+
+    def _add(self, asset: str, amount: Decimal) -> None:
+        self._free[asset] = self._free.get(asset, ZERO) + amount
+
+    def _finish(self, order: Order, status: OrderStatus, reason: str) -> Order:
+        return replace(order, status=status, reason=reason, updated_ms=self._clock.now_ms())

@@ -1,0 +1,192 @@
+"""One connection's engine: session start (reconcile) and one cycle at a time.
+
+A cycle is: mark the cycle begun in the store, read the market, book what the
+broker filled since last time, check the daily loss, let the strategy decide,
+cancel what it no longer wants, risk-check the rest, and place each accepted
+intent under its deterministic client order id, written to the store as
+PENDING before it is sent. The engine never schedules itself: `EngineManager`
+owns the loop, the timing and the restarts, so this class stays testable one
+cycle at a time.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import replace
+from decimal import Decimal
+from typing import Any
+
+from ctsd.engine.brokers.base import Broker
+from ctsd.engine.clock import EngineClock
+from ctsd.engine.config import ValidatedConfig
+from ctsd.engine.ledger import Ledger
+from ctsd.engine.market import DryRun, decide_dry, fetch_infos, fetch_snapshot
+from ctsd.engine.orders import Execution, Order, OrderRequest, OrderStatus, client_order_id
+from ctsd.engine.ports import EngineRecord, EngineStore, MarketDataSource
+from ctsd.engine.risk import RiskGate
+from ctsd.engine.status import EngineState, EngineStatus, Failure, PositionStatus, check_transition
+from ctsd.strategies.model import (
+    CancelIntent,
+    Intent,
+    MarketInfo,
+    MarketSnapshot,
+    OrderIntent,
+    Portfolio,
+)
+
+log = logging.getLogger("ctsd.engine")
+
+
+class RiskLimitBreached(Exception):
+    """The daily loss limit was reached: the engine must stop, not restart."""
+
+
+class Engine:
+    def __init__(
+        self, record: EngineRecord, validated: ValidatedConfig, broker: Broker,
+        market_data: MarketDataSource, store: EngineStore, clock: EngineClock,
+        publish: Callable[[EngineStatus], None],
+    ) -> None:
+        config = validated.config
+        self.connection_id = record.connection_id
+        self.engine_id = record.engine_id
+        self.config = config
+        self._strategy = validated.build_strategy()
+        self._broker = broker
+        self._market_data = market_data
+        self._store = store
+        self._clock = clock
+        self._publish = publish
+        self._risk = RiskGate(config.risk, clock)
+        self._ledger = Ledger()
+        self._cycle = record.cycle
+        self._infos: dict[str, MarketInfo] = {}
+        self._marks: dict[str, Decimal] = {}
+        self._status = EngineStatus(record.connection_id, record.engine_id, EngineState.STOPPED,
+                                    config.mode, config.strategy, config.symbols)
+
+    @property
+    def status(self) -> EngineStatus:
+        return self._status
+
+    @property
+    def market_data(self) -> MarketDataSource:
+        return self._market_data
+
+    def transition(self, state: EngineState, failure: Failure | None = None) -> None:
+        check_transition(self._status.state, state)
+        error = str(failure) if failure else self._status.last_error
+        self._update(state=state, failure=failure, last_error=error)
+        log.info("engine %s", state.value, extra={"connection_id": self.connection_id,
+                                                   "engine_id": self.engine_id,
+                                                   "reason": str(failure or "")})
+
+    def note_restart(self) -> None:
+        self._update(restarts=self._status.restarts + 1)
+
+    def _update(self, **changes: Any) -> None:
+        self._status = replace(self._status, version=self._status.version + 1, **changes)
+        self._publish(self._status)
+
+    async def reconcile(self) -> None:
+        """Session start: rebuild the ledger from stored fills and align open orders with
+        the venue. Any exception means the engine must not trade (fail closed)."""
+        fills = await self._store.list_fills(self.connection_id)
+        self._ledger = Ledger(fills)
+        known = await self._store.list_orders(self.connection_id, open_only=True)
+        for execution in await self._broker.reconcile(known, fills):
+            await self._book(execution)
+        self._update(**self._figures())
+
+    async def run_cycle(self) -> None:
+        started = self._clock.monotonic()
+        self._cycle += 1
+        await self._store.save_cycle(self.connection_id, self._cycle)
+        if not self._infos:  # market facts are not reconciliation: a failure here may retry
+            self._infos = await fetch_infos(self._market_data, self.config.symbols)
+        market = await fetch_snapshot(self._market_data, self._infos, self._strategy.needs,
+                                      self._clock)
+        self._marks = {m.info.symbol: m.ticker.last for m in market.symbols}
+        for execution in await self._broker.poll(market):
+            await self._book(execution)
+        breach = self._risk.daily_loss_breach(self._ledger.pnl(self._marks, self._clock.now_ms()))
+        if breach:
+            raise RiskLimitBreached(breach)
+        await self._execute(self._strategy.decide(market, self.portfolio()), market)
+        now = self._clock.now_ms()
+        self._update(cycles=self._status.cycles + 1, last_cycle_ms=now, heartbeat_ms=now,
+                     last_cycle_duration_s=self._clock.monotonic() - started, **self._figures())
+
+    async def preview(self) -> DryRun:
+        """This engine's next decision on the current market, placing nothing."""
+        if not self._infos:
+            self._infos = await fetch_infos(self._market_data, self.config.symbols)
+        market = await fetch_snapshot(self._market_data, self._infos, self._strategy.needs,
+                                      self._clock)
+        fresh_gate = RiskGate(self.config.risk, self._clock)
+        return decide_dry(self._strategy, market, self.portfolio(), fresh_gate)
+
+    async def cancel_open_orders(self) -> None:
+        for order in self._broker.open_orders():
+            await self._book(await self._broker.cancel(order))
+        self._update(**self._figures())
+
+    def portfolio(self) -> Portfolio:
+        return Portfolio(self._ledger.positions(),
+                         tuple(o.as_open_order() for o in self._broker.open_orders()),
+                         self._broker.balances())
+
+    async def _execute(self, intents: tuple[Intent, ...], market: MarketSnapshot) -> None:
+        resting = {o.client_order_id: o for o in self._broker.open_orders()}
+        for intent in intents:
+            if isinstance(intent, CancelIntent) and intent.client_order_id in resting:
+                await self._book(await self._broker.cancel(resting[intent.client_order_id]))
+        indexed = [(i, x) for i, x in enumerate(intents) if isinstance(x, OrderIntent)]
+        verdicts = self._risk.review([x for _, x in indexed], market, self.portfolio())
+        rejected = 0
+        for (index, intent), verdict in zip(indexed, verdicts, strict=True):
+            if not verdict.accepted:
+                rejected += 1
+                log.warning("order rejected by risk check", extra={
+                    "connection_id": self.connection_id, "tag": intent.tag,
+                    "reason": verdict.reason})
+                continue
+            execution = await self._place(index, intent)
+            if execution.order.status is OrderStatus.REJECTED:
+                rejected += 1
+                log.warning("order rejected by broker", extra={
+                    "connection_id": self.connection_id, "tag": intent.tag,
+                    "reason": execution.order.reason})
+        if rejected:
+            self._update(orders_rejected=self._status.orders_rejected + rejected)
+
+    async def _place(self, index: int, intent: OrderIntent) -> Execution:
+        request = OrderRequest(client_order_id(self.engine_id, self._cycle, index), intent.symbol,
+                               intent.side, intent.type, intent.amount, intent.price,
+                               intent.tag, self._cycle)
+        await self._store.save_execution(
+            self.connection_id, Execution(Order.pending(request, self._clock.now_ms())))
+        execution = await self._broker.place(request)
+        await self._book(execution)
+        if execution.order.status is not OrderStatus.REJECTED:
+            self._status = replace(self._status, orders_placed=self._status.orders_placed + 1)
+        return execution
+
+    async def _book(self, execution: Execution) -> None:
+        await self._store.save_execution(self.connection_id, execution)
+        for fill in execution.fills:
+            self._ledger.apply(fill)
+        if execution.fills and execution.order.status is OrderStatus.FILLED:
+            self._status = replace(self._status, orders_filled=self._status.orders_filled + 1)
+
+    def _figures(self) -> dict[str, Any]:
+        """The status fields derived from the ledger and the broker's book."""
+        pnl = self._ledger.pnl(self._marks, self._clock.now_ms())
+        positions = tuple(
+            PositionStatus(p.symbol, p.amount, p.avg_price,
+                           (self._marks[p.symbol] - p.avg_price) * p.amount
+                           if p.symbol in self._marks else Decimal(0))
+            for p in self._ledger.positions())
+        return {"open_orders": len(self._broker.open_orders()), "positions": positions,
+                "realized_pnl": pnl.realized, "unrealized_pnl": pnl.unrealized}

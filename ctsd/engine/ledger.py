@@ -1,0 +1,115 @@
+"""Positions, average prices and PnL, derived from fills alone.
+
+Both brokers feed the same ledger, so paper and live report PnL identically,
+and replaying the persisted trades at start rebuilds it exactly: the ledger has
+no state that is not a fold over fills. Fees are converted to the quote asset
+(a fee charged in the base asset is valued at the fill price; a fee in a third
+asset, such as BNB, has no price here and is not counted).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from decimal import Decimal
+
+from ctsd.engine.orders import Fill
+from ctsd.strategies.model import Position, Side
+
+ZERO = Decimal(0)
+
+
+def split_symbol(symbol: str) -> tuple[str, str]:
+    """(base, quote) of a unified symbol: `BTC/USDT` and `BTC/USDT:USDT` both give BTC, USDT."""
+    base, _, rest = symbol.partition("/")
+    return base, rest.partition(":")[0]
+
+
+def utc_day(timestamp_ms: int) -> date:
+    return datetime.fromtimestamp(timestamp_ms / 1000, UTC).date()
+
+
+@dataclass(frozen=True, slots=True)
+class PnL:
+    realized: Decimal
+    unrealized: Decimal
+    realized_today: Decimal
+
+    @property
+    def today(self) -> Decimal:
+        """Realized since UTC midnight plus everything open now: what the daily loss limit reads."""
+        return self.realized_today + self.unrealized
+
+
+class Ledger:
+    def __init__(self, fills: Iterable[Fill] = ()) -> None:
+        self._positions: dict[str, Position] = {}
+        self._realized = ZERO
+        self._day: date | None = None
+        self._realized_day = ZERO
+        self._fills = 0
+        for fill in fills:
+            self.apply(fill)
+
+    @property
+    def fill_count(self) -> int:
+        return self._fills
+
+    def position(self, symbol: str) -> Position:
+        return self._positions.get(symbol) or Position(symbol, ZERO, ZERO)
+
+    def positions(self) -> tuple[Position, ...]:
+        return tuple(self._positions[s] for s in sorted(self._positions))
+
+    def apply(self, fill: Fill) -> Decimal:
+        """Book one fill; returns the PnL it realized, net of its fee."""
+        held = self.position(fill.symbol)
+        signed = fill.amount if fill.side is Side.BUY else -fill.amount
+        realized = ZERO
+        if held.amount == 0 or (held.amount > 0) == (signed > 0):
+            total = abs(held.amount) + fill.amount
+            avg = (abs(held.amount) * held.avg_price + fill.amount * fill.price) / total
+        else:
+            closed = min(fill.amount, abs(held.amount))
+            direction = 1 if held.amount > 0 else -1
+            realized = (fill.price - held.avg_price) * closed * direction
+            remaining = held.amount + signed
+            if remaining == 0:
+                avg = ZERO
+            elif (remaining > 0) != (held.amount > 0):
+                avg = fill.price  # flipped through zero: the rest opened at this fill
+            else:
+                avg = held.avg_price
+        realized -= self._fee_in_quote(fill)
+        self._positions[fill.symbol] = Position(fill.symbol, held.amount + signed, avg)
+        self._book_realized(realized, utc_day(fill.timestamp_ms))
+        self._fills += 1
+        return realized
+
+    def _book_realized(self, amount: Decimal, day: date) -> None:
+        if day != self._day:
+            self._day, self._realized_day = day, ZERO
+        self._realized += amount
+        self._realized_day += amount
+
+    @staticmethod
+    def _fee_in_quote(fill: Fill) -> Decimal:
+        base, quote = split_symbol(fill.symbol)
+        if fill.fee_asset == quote:
+            return fill.fee
+        if fill.fee_asset == base:
+            return fill.fee * fill.price
+        return ZERO
+
+    def unrealized(self, marks: Mapping[str, Decimal]) -> Decimal:
+        """Open PnL at `marks` (symbol -> price); symbols without a mark count as zero."""
+        return sum(
+            ((marks[p.symbol] - p.avg_price) * p.amount
+             for p in self._positions.values() if p.amount and p.symbol in marks),
+            ZERO,
+        )
+
+    def pnl(self, marks: Mapping[str, Decimal], now_ms: int) -> PnL:
+        today = self._realized_day if self._day == utc_day(now_ms) else ZERO
+        return PnL(self._realized, self.unrealized(marks), today)

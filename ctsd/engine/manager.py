@@ -1,0 +1,266 @@
+"""`EngineManager`: the one owner of every engine task, at most one engine per connection.
+
+It validates configs, opens each connection's clients through the injected
+`EngineBackend`, picks the broker for the mode (PAPER or LIVE, separate
+classes), persists the desired state, resumes engines that should be running
+after a daemon restart, fans status out to watchers, and stops everything at
+shutdown. It is transport-agnostic: the gRPC servicer calls these methods and
+translates `ctsd.errors` at its edge.
+
+Stopping by request cancels the engine's open orders; a daemon shutdown leaves
+them resting, because the engine resumes and reconciles them on the next start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from types import TracebackType
+
+from ctsd.engine.brokers.base import Broker
+from ctsd.engine.brokers.live import LiveBroker
+from ctsd.engine.brokers.paper import PaperBroker
+from ctsd.engine.clock import EngineClock, SystemClock
+from ctsd.engine.config import EngineConfig, TradingMode, ValidatedConfig, validate_config
+from ctsd.engine.engine import Engine
+from ctsd.engine.market import DryRun, decide_dry, fetch_infos, fetch_snapshot
+from ctsd.engine.ports import (
+    DesiredState,
+    EngineBackend,
+    EngineRecord,
+    EngineResources,
+    EngineStore,
+    MarketDataSource,
+)
+from ctsd.engine.risk import RiskGate
+from ctsd.engine.status import EngineState, EngineStatus, Failure, FailureCode
+from ctsd.engine.supervisor import EngineRun, RestartPolicy, describe
+from ctsd.engine.watch import StatusHub, Watcher
+from ctsd.errors import FailedPrecondition, NotFound
+from ctsd.strategies.model import Balance, Portfolio
+from ctsd.strategies.registry import StrategyRegistry
+
+DEFAULT_POLICY = RestartPolicy()
+
+
+def new_engine_id() -> str:
+    return secrets.token_hex(4)
+
+
+@dataclass(frozen=True)
+class CoordinatorHealth:
+    engines: int
+    running: int
+    failed: int
+    stalled: tuple[str, ...]
+    """Running engines whose last heartbeat is older than three intervals."""
+    watchers: int
+    restarts: int
+
+
+class EngineManager:
+    def __init__(
+        self, store: EngineStore, backend: EngineBackend, strategies: StrategyRegistry, *,
+        clock: EngineClock | None = None, hub: StatusHub | None = None,
+        policy: RestartPolicy = DEFAULT_POLICY, engine_ids: Callable[[], str] = new_engine_id,
+        heartbeat_s: float = 5.0, shutdown_grace_s: float = 10.0,
+    ) -> None:
+        self._store = store
+        self._backend = backend
+        self._strategies = strategies
+        self._clock = clock or SystemClock()
+        self._hub = hub or StatusHub()
+        self._policy = policy
+        self._engine_ids = engine_ids
+        self._heartbeat_s = heartbeat_s
+        self._grace_s = shutdown_grace_s
+        self._runs: dict[str, EngineRun] = {}
+        self._claimed: set[str] = set()
+        self._heartbeats: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> EngineManager:
+        await self.open()
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None,
+                        exc: BaseException | None, tb: TracebackType | None) -> None:
+        await self.close()
+
+    async def open(self) -> None:
+        """Resume every engine whose desired state is RUNNING, then start heartbeats."""
+        for record in await self._store.load_engines():
+            if record.desired is DesiredState.RUNNING:
+                await self._resume(record)
+            else:
+                self._hub.publish(self._bare_status(record, EngineState.STOPPED, None))
+        self._heartbeats = asyncio.create_task(self._beat(), name="engine-heartbeats")
+
+    async def close(self) -> None:
+        """Daemon shutdown: finish cycles in flight (within the grace period), keep orders."""
+        if self._heartbeats is not None:
+            self._heartbeats.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._heartbeats
+        runs = [run for run in self._runs.values() if run.active]
+        stopping = [asyncio.ensure_future(run.stop(cancel_orders=False)) for run in runs]
+        if stopping:
+            _, late = await asyncio.wait(stopping, timeout=self._grace_s)
+            for run in runs:
+                if run.active:
+                    run.abort()
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*stopping, *(r.task for r in runs if r.task),
+                                 return_exceptions=True)
+        for connection_id in list(self._runs):
+            await self._release(connection_id)
+
+    async def start(self, connection_id: str, config: EngineConfig) -> EngineStatus:
+        validated = validate_config(config, self._strategies)
+        self._claim(connection_id)
+        try:
+            await self._release(connection_id)
+            resources = await self._open(connection_id, config.mode)
+            record = EngineRecord(connection_id, self._engine_ids(), config, DesiredState.RUNNING)
+            try:
+                await self._store.create_engine(record)
+            except BaseException:
+                await self._backend.close(connection_id)
+                raise
+            run = self._launch(record, validated, resources)
+        finally:
+            self._claimed.discard(connection_id)
+        return run.engine.status
+
+    async def stop(self, connection_id: str) -> EngineStatus:
+        run = self._runs.get(connection_id)
+        status = self._hub.get(connection_id)
+        if status is None:
+            raise NotFound(f"no engine on connections/{connection_id}")
+        await self._store.set_desired(connection_id, DesiredState.STOPPED, status.last_error)
+        if run is None:  # resume failed before an engine existed
+            stopped = self._bare_status_from(status, EngineState.STOPPED)
+            self._hub.publish(stopped)
+            return stopped
+        await run.stop(cancel_orders=True)
+        await self._release(connection_id)
+        return run.engine.status
+
+    def get(self, connection_id: str) -> EngineStatus:
+        status = self._hub.get(connection_id)
+        if status is None:
+            raise NotFound(f"no engine on connections/{connection_id}")
+        return status
+
+    def list(self) -> tuple[EngineStatus, ...]:
+        return self._hub.snapshot()
+
+    def watch(self) -> Watcher:
+        """A bounded subscription: a snapshot first, then changes and heartbeats. Close it."""
+        return self._hub.subscribe()
+
+    async def test(self, connection_id: str, config: EngineConfig | None = None) -> DryRun:
+        """One dry cycle, nothing placed: the running engine's, or `config`'s on this connection."""
+        run = self._runs.get(connection_id)
+        if config is None:
+            if run is None or not run.active:
+                raise FailedPrecondition(
+                    f"no engine is running on connections/{connection_id}; give a config to test")
+            return await run.engine.preview()
+        validated = validate_config(config, self._strategies)
+        if run is not None and run.active:
+            return await self._dry(validated, run.engine.market_data, run.engine.portfolio())
+        resources = await self._backend.open(connection_id, TradingMode.PAPER)
+        try:
+            balances = tuple(Balance(a, v, v) for a, v in config.paper.balances)
+            return await self._dry(validated, resources.market_data, Portfolio(balances=balances))
+        finally:
+            await self._backend.close(connection_id)
+
+    def health(self) -> CoordinatorHealth:
+        statuses = self._hub.snapshot()
+        now_ms = self._clock.now_ms()
+        running = [s for s in statuses if s.state is EngineState.RUNNING]
+        stalled = tuple(
+            s.connection_id for s in running
+            if s.heartbeat_ms and now_ms - s.heartbeat_ms > 3_000 * self._interval(s))
+        return CoordinatorHealth(
+            len(statuses), len(running), sum(s.state is EngineState.FAILED for s in statuses),
+            stalled, self._hub.watcher_count, sum(s.restarts for s in statuses))
+
+    def _interval(self, status: EngineStatus) -> float:
+        run = self._runs.get(status.connection_id)
+        return run.engine.config.interval_s if run else 60.0
+
+    async def _dry(self, validated: ValidatedConfig, market_data: MarketDataSource,
+                   portfolio: Portfolio) -> DryRun:
+        strategy = validated.build_strategy()
+        infos = await fetch_infos(market_data, validated.config.symbols)
+        market = await fetch_snapshot(market_data, infos, strategy.needs, self._clock)
+        return decide_dry(strategy, market, portfolio, RiskGate(validated.config.risk, self._clock))
+
+    def _claim(self, connection_id: str) -> None:
+        run = self._runs.get(connection_id)
+        if connection_id in self._claimed or (run is not None and run.active):
+            raise FailedPrecondition(
+                f"an engine is already running on connections/{connection_id}; stop it first")
+        self._claimed.add(connection_id)
+
+    async def _open(self, connection_id: str, mode: TradingMode) -> EngineResources:
+        resources = await self._backend.open(connection_id, mode)
+        if mode is TradingMode.LIVE and resources.orders is None:
+            await self._backend.close(connection_id)
+            raise FailedPrecondition(f"connections/{connection_id} cannot place live orders")
+        return resources
+
+    def _launch(self, record: EngineRecord, validated: ValidatedConfig,
+                resources: EngineResources) -> EngineRun:
+        config = validated.config
+        broker: Broker
+        if config.mode is TradingMode.LIVE:
+            assert resources.orders is not None
+            broker = LiveBroker(resources.orders, config.symbols, self._clock)
+        else:
+            broker = PaperBroker(config.paper, self._clock)
+        engine = Engine(record, validated, broker, resources.market_data, self._store,
+                        self._clock, self._hub.publish)
+        run = EngineRun(engine, self._store, self._clock, self._policy)
+        self._runs[record.connection_id] = run
+        run.launch()
+        return run
+
+    async def _resume(self, record: EngineRecord) -> None:
+        try:
+            validated = validate_config(record.config, self._strategies)
+            resources = await self._open(record.connection_id, record.config.mode)
+        except Exception as exc:  # one engine that cannot resume must not stop the others
+            failure = Failure(FailureCode.START_FAILED, describe(exc))
+            self._hub.publish(self._bare_status(record, EngineState.FAILED, failure))
+            return
+        self._launch(record, validated, resources)
+
+    async def _release(self, connection_id: str) -> None:
+        run = self._runs.pop(connection_id, None)
+        if run is not None:
+            await self._backend.close(connection_id)
+
+    async def _beat(self) -> None:
+        while True:
+            await self._clock.sleep(self._heartbeat_s)
+            self._hub.heartbeat(self._clock.now_ms())
+
+    @staticmethod
+    def _bare_status(record: EngineRecord, state: EngineState,
+                     failure: Failure | None) -> EngineStatus:
+        """The status of an engine that has no task: stopped, or unable to resume."""
+        config = record.config
+        return EngineStatus(record.connection_id, record.engine_id, state, config.mode,
+                            config.strategy, config.symbols, failure=failure,
+                            last_error=str(failure) if failure else record.last_error)
+
+    @staticmethod
+    def _bare_status_from(status: EngineStatus, state: EngineState) -> EngineStatus:
+        return replace(status, state=state, failure=None, version=status.version + 1)

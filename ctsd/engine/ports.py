@@ -1,0 +1,160 @@
+"""What the engine needs from the rest of the daemon: the protocols integrators implement.
+
+The engine imports no exchange, gRPC or SQL code. It reaches the outside only
+through these four seams, each injected by the daemon's wiring:
+
+- `MarketDataSource`: tickers, candles and market facts for one connection,
+  through the shared rate limiter (the exchange layer).
+- `ExchangeOrderClient`: order calls keyed by client order id (the exchange
+  layer, on ccxt; LIVE only).
+- `EngineStore`: desired state, orders and fills (`ctsd/store`, SQL).
+- `EngineBackend`: per connection, checks it may run an engine and hands out
+  the two clients above.
+
+Error contract for every method: raise `ctsd.errors.TemporaryError` subclasses
+(Unavailable, ResourceExhausted) for what may succeed on retry, `ClientError`
+subclasses when the venue refuses the request itself (an order rejected for
+funds or size), and nothing raw from ccxt or aiohttp.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Protocol
+
+from ctsd.engine.config import EngineConfig, TradingMode
+from ctsd.engine.orders import Execution, Fill, Order, OrderStatus
+from ctsd.strategies.model import Balance, Candle, MarketInfo, OrderType, Side, Ticker
+
+
+class MarketDataSource(Protocol):
+    async def market(self, symbol: str) -> MarketInfo:
+        """Assets and taker/maker fees of `symbol`; read once per engine session."""
+        ...
+
+    async def ticker(self, symbol: str) -> Ticker: ...
+
+    async def candles(self, symbol: str, timeframe: str, limit: int) -> tuple[Candle, ...]:
+        """The last `limit` CLOSED candles, oldest first (drop the still-forming one)."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class ExchangeOrder:
+    """An order as the venue reports it, already translated from ccxt's dict.
+
+    `status` uses the engine's vocabulary: OPEN, FILLED ("closed"), CANCELED
+    (also "expired"), REJECTED. `filled`, `average` and `fee` are cumulative.
+    """
+
+    client_order_id: str
+    exchange_order_id: str
+    symbol: str
+    side: Side
+    type: OrderType
+    amount: Decimal
+    price: Decimal | None
+    status: OrderStatus
+    filled: Decimal
+    average: Decimal | None
+    fee: Decimal
+    fee_asset: str
+    timestamp_ms: int
+
+
+class ExchangeOrderClient(Protocol):
+    """Order calls for one connection; every order carries the engine's client order id."""
+
+    async def create_order(
+        self, symbol: str, type: OrderType, side: Side, amount: Decimal,
+        price: Decimal | None, client_order_id: str,
+    ) -> ExchangeOrder: ...
+
+    async def cancel_order(self, symbol: str, client_order_id: str) -> ExchangeOrder:
+        """The order after cancelling; `ctsd.errors.NotFound` if the venue has no open order
+        under that id (unknown, or already filled)."""
+        ...
+
+    async def fetch_order(self, symbol: str, client_order_id: str) -> ExchangeOrder | None:
+        """The order, or None when the venue has never seen this client order id."""
+        ...
+
+    async def fetch_open_orders(self, symbol: str) -> tuple[ExchangeOrder, ...]: ...
+
+    async def fetch_balance(self) -> tuple[Balance, ...]: ...
+
+
+class DesiredState(enum.Enum):
+    RUNNING = "running"
+    STOPPED = "stopped"
+
+
+@dataclass(frozen=True)
+class EngineRecord:
+    """What survives a daemon restart: which engine should run, with what, and how far it got.
+
+    `engine_id` is minted at each explicit start and is part of every client order
+    id; `cycle` is the last cycle begun, persisted before that cycle sends anything,
+    so a resumed engine never reuses a client order id.
+    """
+
+    connection_id: str
+    engine_id: str
+    config: EngineConfig
+    desired: DesiredState
+    cycle: int = 0
+    last_error: str = ""
+
+
+class EngineStore(Protocol):
+    async def load_engines(self) -> list[EngineRecord]: ...
+
+    async def create_engine(self, record: EngineRecord) -> None:
+        """Insert or replace the record of `record.connection_id` (an explicit start)."""
+        ...
+
+    async def set_desired(
+        self, connection_id: str, desired: DesiredState, last_error: str
+    ) -> None:
+        """Change only the desired state and last error; never the cycle."""
+        ...
+
+    async def save_cycle(self, connection_id: str, cycle: int) -> None:
+        """Record that `cycle` began; must be durable before the cycle places orders."""
+        ...
+
+    async def save_execution(self, connection_id: str, execution: Execution) -> None:
+        """Upsert the order by client order id and insert its fills, ignoring trade ids
+        already stored, in one transaction."""
+        ...
+
+    async def list_orders(
+        self, connection_id: str, *, open_only: bool = False
+    ) -> list[Order]:
+        """Orders oldest first; `open_only` means status PENDING or OPEN."""
+        ...
+
+    async def list_fills(self, connection_id: str) -> list[Fill]:
+        """Every fill of the connection, oldest first."""
+        ...
+
+
+@dataclass(frozen=True)
+class EngineResources:
+    market_data: MarketDataSource
+    orders: ExchangeOrderClient | None = None
+    """Required for LIVE; PAPER never touches it."""
+
+
+class EngineBackend(Protocol):
+    async def open(self, connection_id: str, mode: TradingMode) -> EngineResources:
+        """Clients for one connection. Raises NotFound, or FailedPrecondition with the reason
+        when the connection may not run an engine (disabled, last test failed, LIVE without
+        trade permission)."""
+        ...
+
+    async def close(self, connection_id: str) -> None:
+        """Release what `open` handed out; called once the engine has stopped."""
+        ...

@@ -1,0 +1,108 @@
+"""Pre-trade risk checks: every intent passes here before any broker sees it.
+
+The gate is deliberately conservative: an order it accepts counts against the
+per-minute budget and the open-order and position limits at once, whether or
+not the venue later fills or rejects it, so a burst of failing orders cannot
+exceed a limit either. Each rejection carries a sentence for the log and the
+engine's status. The daily loss check reads realized PnL since UTC midnight plus
+all open PnL now (positions carried over midnight count in full: the check
+errs towards stopping), and its breach stops the engine with reason RISK_LIMIT.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+
+from ctsd.engine.clock import EngineClock
+from ctsd.engine.config import RiskLimits
+from ctsd.engine.ledger import PnL
+from ctsd.strategies.model import MarketSnapshot, OrderIntent, OrderType, Portfolio, Side
+
+WINDOW_S = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class RiskVerdict:
+    intent: OrderIntent
+    accepted: bool
+    reason: str = ""
+
+
+def _signed(side: Side, amount: Decimal) -> Decimal:
+    return amount if side is Side.BUY else -amount
+
+
+class RiskGate:
+    """Checks for one engine; holds only the timestamps of its recent orders."""
+
+    def __init__(self, limits: RiskLimits, clock: EngineClock) -> None:
+        self._limits = limits
+        self._clock = clock
+        self._placed: deque[float] = deque()
+
+    def review(
+        self, intents: Sequence[OrderIntent], market: MarketSnapshot, portfolio: Portfolio
+    ) -> list[RiskVerdict]:
+        """A verdict per intent, in order; accepted ones count against later ones."""
+        resting = len(portfolio.open_orders)
+        exposure = {p.symbol: p.amount for p in portfolio.positions}
+        for order in portfolio.open_orders:
+            exposure[order.symbol] = exposure.get(order.symbol, Decimal(0)) + _signed(
+                order.side, order.remaining)
+        verdicts = []
+        for intent in intents:
+            reason = self._reason(intent, market, resting, exposure.get(intent.symbol, Decimal(0)))
+            verdicts.append(RiskVerdict(intent, reason is None, reason or ""))
+            if reason is None:
+                self._placed.append(self._clock.monotonic())
+                resting += intent.type is OrderType.LIMIT
+                exposure[intent.symbol] = exposure.get(intent.symbol, Decimal(0)) + _signed(
+                    intent.side, intent.amount)
+        return verdicts
+
+    def _reason(
+        self, intent: OrderIntent, market: MarketSnapshot, resting: int, exposure: Decimal
+    ) -> str | None:
+        limits = self._limits
+        price = self._price(intent, market)
+        if price is None:
+            return f"no price for {intent.symbol}"
+        notional = intent.amount * price
+        if limits.max_order_notional is not None and notional > limits.max_order_notional:
+            return (f"order notional {notional:.2f} exceeds max_order_notional "
+                    f"{limits.max_order_notional}")
+        after = exposure + _signed(intent.side, intent.amount)
+        if (limits.max_position_notional is not None and abs(after) > abs(exposure)
+                and abs(after) * price > limits.max_position_notional):
+            return (f"position notional {abs(after) * price:.2f} in {intent.symbol} would exceed "
+                    f"max_position_notional {limits.max_position_notional}")
+        if (limits.max_open_orders is not None and intent.type is OrderType.LIMIT
+                and resting >= limits.max_open_orders):
+            return f"{resting} open orders: max_open_orders {limits.max_open_orders} reached"
+        if limits.max_orders_per_minute is not None:
+            cutoff = self._clock.monotonic() - WINDOW_S
+            while self._placed and self._placed[0] <= cutoff:
+                self._placed.popleft()
+            if len(self._placed) >= limits.max_orders_per_minute:
+                return f"max_orders_per_minute {limits.max_orders_per_minute} reached"
+        return None
+
+    @staticmethod
+    def _price(intent: OrderIntent, market: MarketSnapshot) -> Decimal | None:
+        if intent.type is OrderType.LIMIT and intent.price is not None:
+            return intent.price
+        symbol_market = market.get(intent.symbol)
+        if symbol_market is None:
+            return None
+        ticker = symbol_market.ticker
+        return ticker.ask if intent.side is Side.BUY else ticker.bid
+
+    def daily_loss_breach(self, pnl: PnL) -> str | None:
+        """The reason to stop the engine, when today's loss has reached the limit."""
+        limit = self._limits.daily_loss_limit
+        if limit is not None and -pnl.today >= limit:
+            return f"daily loss {-pnl.today:.2f} reached daily_loss_limit {limit}"
+        return None

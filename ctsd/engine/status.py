@@ -1,0 +1,105 @@
+"""The engine lifecycle and the status snapshot watchers receive.
+
+    STOPPED -> STARTING -> RUNNING -> STOPPING -> STOPPED
+                  |           |          |
+                  +---------> FAILED <---+      FAILED -> STARTING (restart)
+                                                FAILED -> STOPPING (stop asked)
+
+Transitions are checked, so a bug that would, say, mark a stopping engine as
+running raises instead of publishing a state that never happened.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from ctsd.engine.config import TradingMode
+
+
+class EngineState(enum.Enum):
+    STOPPED = "stopped"
+    STARTING = "starting"
+    RUNNING = "running"
+    STOPPING = "stopping"
+    FAILED = "failed"
+
+
+ALLOWED_TRANSITIONS: dict[EngineState, frozenset[EngineState]] = {
+    EngineState.STOPPED: frozenset({EngineState.STARTING}),
+    EngineState.STARTING: frozenset({EngineState.RUNNING, EngineState.FAILED,
+                                     EngineState.STOPPING}),
+    EngineState.RUNNING: frozenset({EngineState.STOPPING, EngineState.FAILED}),
+    EngineState.STOPPING: frozenset({EngineState.STOPPED, EngineState.FAILED}),
+    EngineState.FAILED: frozenset({EngineState.STARTING, EngineState.STOPPING}),
+}
+
+
+class IllegalTransition(RuntimeError):
+    """A bug: the engine tried a state change the lifecycle does not allow."""
+
+
+def check_transition(current: EngineState, target: EngineState) -> None:
+    if target not in ALLOWED_TRANSITIONS[current]:
+        raise IllegalTransition(f"{current.name} -> {target.name}")
+
+
+class FailureCode(enum.Enum):
+    RISK_LIMIT = "RISK_LIMIT"
+    """A risk limit (the daily loss limit) stopped the engine; it is not restarted."""
+    RECONCILIATION_FAILED = "RECONCILIATION_FAILED"
+    """Open orders could not be aligned with the venue; fail closed, no restart."""
+    CYCLE_ERROR = "CYCLE_ERROR"
+    """A cycle raised; the engine is restarted with backoff."""
+    RESTART_LIMIT = "RESTART_LIMIT"
+    """Cycles kept failing; restarts gave up."""
+    START_FAILED = "START_FAILED"
+    """The connection's clients could not be opened (e.g. on resume after a restart)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    code: FailureCode
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.code.value}: {self.message}"
+
+
+@dataclass(frozen=True, slots=True)
+class PositionStatus:
+    symbol: str
+    amount: Decimal
+    avg_price: Decimal
+    unrealized_pnl: Decimal
+
+
+@dataclass(frozen=True)
+class EngineStatus:
+    """One engine at one moment; a new object on every change, so watchers get snapshots."""
+
+    connection_id: str
+    engine_id: str
+    state: EngineState
+    mode: TradingMode
+    strategy: str
+    symbols: tuple[str, ...]
+    failure: Failure | None = None
+    cycles: int = 0
+    last_cycle_ms: int = 0
+    last_cycle_duration_s: float = 0.0
+    heartbeat_ms: int = 0
+    """When the engine last finished a cycle: a RUNNING engine whose heartbeat lags far
+    behind its interval is stuck (see `CoordinatorHealth.stalled`)."""
+    open_orders: int = 0
+    positions: tuple[PositionStatus, ...] = field(default=())
+    realized_pnl: Decimal = Decimal(0)
+    unrealized_pnl: Decimal = Decimal(0)
+    orders_placed: int = 0
+    orders_filled: int = 0
+    orders_rejected: int = 0
+    last_error: str = ""
+    restarts: int = 0
+    version: int = 0
+    """Increases with every change: lets a watcher drop stale or duplicate events."""

@@ -1,0 +1,176 @@
+"""The life of one engine task: sessions, the cycle schedule, failure and restart with backoff.
+
+Why sessions: every (re)start begins with reconciliation, so a restart after a
+crash is exactly a resume after a daemon restart. Which failures restart is a
+policy here, in one place: a raising cycle restarts with exponential backoff
+until `max_restarts` consecutive failures; a failed reconciliation or a risk
+limit breach never restarts (fail closed; a risk stop needs a human).
+
+Cycles run on a fixed schedule (start + n * interval); a cycle that overruns
+skips the ticks it missed instead of bursting to catch up. Stopping waits for
+the cycle in flight to finish, so an order is never abandoned halfway through
+being sent and booked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass
+
+from ctsd.engine.clock import EngineClock
+from ctsd.engine.engine import Engine, RiskLimitBreached
+from ctsd.engine.ports import DesiredState, EngineStore
+from ctsd.engine.status import EngineState, Failure, FailureCode
+
+log = logging.getLogger("ctsd.engine")
+
+
+@dataclass(frozen=True)
+class RestartPolicy:
+    max_restarts: int = 5
+    base_delay_s: float = 1.0
+    max_delay_s: float = 300.0
+
+    def delay(self, failures: int) -> float:
+        """Backoff before restart number `failures` (1-based): base, 2*base, 4*base, ..."""
+        return float(min(self.max_delay_s, self.base_delay_s * 2 ** (failures - 1)))
+
+
+def describe(exc: BaseException) -> str:
+    message = str(getattr(exc, "message", "") or exc)
+    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+
+
+class EngineRun:
+    """One engine and the task that drives it; created and owned by `EngineManager`."""
+
+    def __init__(self, engine: Engine, store: EngineStore, clock: EngineClock,
+                 policy: RestartPolicy) -> None:
+        self.engine = engine
+        self._store = store
+        self._clock = clock
+        self._policy = policy
+        self._stop = asyncio.Event()
+        self._cancel_orders_on_stop = True
+        self._failures = 0
+        self.task: asyncio.Task[None] | None = None
+
+    def launch(self) -> None:
+        """STARTING at once (what StartEngine answers), then the task takes over."""
+        self.engine.transition(EngineState.STARTING)
+        name = f"engine:{self.engine.connection_id}"
+        self.task = asyncio.create_task(self._supervise(), name=name)
+        self.task.add_done_callback(self._log_crash)
+
+    def _log_crash(self, task: asyncio.Task[None]) -> None:
+        """The supervisor itself raising is a bug (e.g. the store failed mid-bookkeeping)."""
+        if not task.cancelled() and task.exception() is not None:
+            log.error("engine supervisor crashed", exc_info=task.exception(),
+                      extra={"connection_id": self.engine.connection_id})
+
+    @property
+    def active(self) -> bool:
+        return self.task is not None and not self.task.done()
+
+    async def stop(self, cancel_orders: bool) -> None:
+        """Stop after the cycle in flight; cancelling the caller does not cancel the engine."""
+        self._cancel_orders_on_stop = cancel_orders
+        self._stop.set()
+        if self.task is not None and not self.task.done():
+            await asyncio.wait({self.task})
+        elif self.engine.status.state is EngineState.FAILED:
+            await self._finish_stop()
+
+    def abort(self) -> None:
+        """Last resort at shutdown, for a cycle stuck past the grace period."""
+        if self.task is not None:
+            self.task.cancel()
+
+    async def _supervise(self) -> None:
+        engine = self.engine
+        while True:
+            failure = await self._session()
+            if failure is None:
+                await self._finish_stop()
+                return
+            if failure.code is FailureCode.CYCLE_ERROR:
+                self._failures += 1
+                if self._failures > self._policy.max_restarts:
+                    failure = Failure(FailureCode.RESTART_LIMIT, f"{self._failures} failures "
+                                      f"in a row; last: {failure.message}")
+            engine.transition(EngineState.FAILED, failure)
+            # A risk stop must survive a daemon restart; anything else is retried by one.
+            risk_stop = failure.code is FailureCode.RISK_LIMIT
+            desired = DesiredState.STOPPED if risk_stop else DesiredState.RUNNING
+            await self._store.set_desired(engine.connection_id, desired, str(failure))
+            if failure.code is not FailureCode.CYCLE_ERROR:
+                return  # terminal: stays FAILED until stopped or started again
+            if await self._wait_stop(self._policy.delay(self._failures)):
+                await self._finish_stop()
+                return
+            engine.note_restart()
+            engine.transition(EngineState.STARTING)
+
+    async def _session(self) -> Failure | None:
+        """From STARTING: reconcile, then cycle until stopped (None) or until something fails."""
+        engine = self.engine
+        try:
+            await engine.reconcile()
+        except Exception as exc:
+            log.exception("reconciliation failed", extra={"connection_id": engine.connection_id})
+            return Failure(FailureCode.RECONCILIATION_FAILED, describe(exc))
+        if self._stop.is_set():
+            return None
+        engine.transition(EngineState.RUNNING)
+        interval = engine.config.interval_s
+        next_tick = self._clock.monotonic()
+        while not self._stop.is_set():
+            try:
+                await engine.run_cycle()
+            except RiskLimitBreached as breach:
+                await self._cancel_quietly()
+                return Failure(FailureCode.RISK_LIMIT, str(breach))
+            except Exception as exc:
+                log.exception("engine cycle failed", extra={"connection_id": engine.connection_id})
+                return Failure(FailureCode.CYCLE_ERROR, describe(exc))
+            self._failures = 0
+            now = self._clock.monotonic()
+            next_tick += interval
+            while next_tick <= now:
+                next_tick += interval
+            if await self._wait_stop(next_tick - now):
+                break
+        return None
+
+    async def _finish_stop(self) -> None:
+        engine = self.engine
+        engine.transition(EngineState.STOPPING)
+        if self._cancel_orders_on_stop:
+            await self._cancel_quietly()
+        engine.transition(EngineState.STOPPED)
+
+    async def _cancel_quietly(self) -> None:
+        """Best effort: a venue that refuses cancels must not keep the engine from stopping."""
+        try:
+            await self.engine.cancel_open_orders()
+        except Exception:
+            log.exception("cancelling open orders failed",
+                          extra={"connection_id": self.engine.connection_id})
+
+    async def _wait_stop(self, seconds: float) -> bool:
+        """Sleep `seconds` on the engine clock; True if a stop was asked for first."""
+        if self._stop.is_set():
+            return True
+        waiter = asyncio.ensure_future(self._stop.wait())
+        sleeper = asyncio.ensure_future(self._clock.sleep(seconds))
+        try:
+            await asyncio.wait({waiter, sleeper}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for pending in (waiter, sleeper):
+                if not pending.done():
+                    pending.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await pending
+        return self._stop.is_set()

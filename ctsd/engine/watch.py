@@ -1,0 +1,129 @@
+"""Status fan-out to watchers, with a bounded queue each: a slow watcher never blocks an engine.
+
+Publishing never awaits: it appends to each watcher's queue. A watcher whose
+queue is full has it dropped on the spot and is marked for resync; its next read
+is a fresh `Snapshot(resync=True)` of every engine, built at read time. So memory
+per watcher is bounded by its capacity however long it stops reading, and a
+watcher that catches up loses intermediate changes but never the current state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from ctsd.engine.status import EngineStatus
+
+DEFAULT_CAPACITY = 256
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """Every engine's status; `resync` says the watcher fell behind and lost changes."""
+
+    statuses: tuple[EngineStatus, ...]
+    resync: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Changed:
+    status: EngineStatus
+
+
+@dataclass(frozen=True, slots=True)
+class Heartbeat:
+    timestamp_ms: int
+
+
+WatchEvent = Snapshot | Changed | Heartbeat
+
+
+class Watcher:
+    """One subscriber's bounded view; read with `async for` or `next_event()`."""
+
+    def __init__(self, hub: StatusHub, capacity: int) -> None:
+        self._hub = hub
+        self._capacity = capacity
+        self._events: deque[WatchEvent] = deque()
+        self._wakeup = asyncio.Event()
+        self._snapshot_due = True
+        self._resync = False
+        self.resyncs = 0
+        """How often this watcher fell behind: for metrics and tests."""
+        self._wakeup.set()
+
+    def offer(self, event: WatchEvent) -> None:
+        if self._snapshot_due:
+            return  # the snapshot about to be read is at least as new as this event
+        if len(self._events) >= self._capacity:
+            self._events.clear()
+            self._snapshot_due = self._resync = True
+            self.resyncs += 1
+        else:
+            self._events.append(event)
+        self._wakeup.set()
+
+    @property
+    def backlog(self) -> int:
+        return len(self._events)
+
+    async def next_event(self) -> WatchEvent:
+        while not self._snapshot_due and not self._events:
+            self._wakeup.clear()
+            await self._wakeup.wait()
+        if self._snapshot_due:
+            self._snapshot_due = False
+            snapshot = Snapshot(self._hub.snapshot(), self._resync)
+            self._resync = False
+            return snapshot
+        return self._events.popleft()
+
+    def __aiter__(self) -> AsyncIterator[WatchEvent]:
+        return self
+
+    async def __anext__(self) -> WatchEvent:
+        return await self.next_event()
+
+    def close(self) -> None:
+        self._hub.unsubscribe(self)
+
+
+class StatusHub:
+    """The latest status of every engine, and the watchers to tell about changes."""
+
+    def __init__(self, capacity: int = DEFAULT_CAPACITY) -> None:
+        self._capacity = capacity
+        self._statuses: dict[str, EngineStatus] = {}
+        self._watchers: set[Watcher] = set()
+
+    def publish(self, status: EngineStatus) -> None:
+        self._statuses[status.connection_id] = status
+        event = Changed(status)
+        for watcher in self._watchers:
+            watcher.offer(event)
+
+    def heartbeat(self, timestamp_ms: int) -> None:
+        event = Heartbeat(timestamp_ms)
+        for watcher in self._watchers:
+            watcher.offer(event)
+
+    def get(self, connection_id: str) -> EngineStatus | None:
+        return self._statuses.get(connection_id)
+
+    def snapshot(self) -> tuple[EngineStatus, ...]:
+        return tuple(self._statuses[c] for c in sorted(self._statuses))
+
+    def subscribe(self) -> Watcher:
+        """A watcher whose first event is a snapshot of every engine; close it when done."""
+        watcher = Watcher(self, self._capacity)
+        self._watchers.add(watcher)
+        return watcher
+
+    def unsubscribe(self, watcher: Watcher) -> None:
+        self._watchers.discard(watcher)
+
+    @property
+    def watcher_count(self) -> int:
+        return len(self._watchers)

@@ -1,0 +1,75 @@
+"""The plugin interface: a factory validates parameters and builds a pure strategy.
+
+Why two objects: validation runs at StartEngine, long before the first cycle,
+and must name every bad field; building only from validated `StrategyParams`
+means a strategy never sees bad input. A strategy is a pure function of
+(market snapshot, portfolio) -> intents: no clock, no I/O, no state kept between
+calls, so a decision can be replayed, tested on fixed data, and run as a dry
+cycle (TestEngine) with no side effects.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+from ctsd.errors import FieldViolation
+from ctsd.strategies.model import Intent, MarketSnapshot, Portfolio
+from ctsd.strategies.params import ParamSchema, RawParam, StrategyParams, raise_violations
+
+
+@dataclass(frozen=True, slots=True)
+class DataNeeds:
+    """How much history a strategy reads; the engine fetches exactly this much."""
+
+    timeframe: str = "1m"
+    candles: int = 0
+
+
+class Strategy(Protocol):
+    @property
+    def needs(self) -> DataNeeds: ...
+
+    def decide(self, market: MarketSnapshot, portfolio: Portfolio) -> tuple[Intent, ...]:
+        """The intents for this cycle: deterministic, no side effects."""
+        ...
+
+
+@runtime_checkable
+class StrategyFactory(Protocol):
+    """What an entry point in the `cts.strategies` group must resolve to."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def description(self) -> str: ...
+
+    @property
+    def schema(self) -> ParamSchema: ...
+
+    def check(self, params: StrategyParams, prefix: str) -> list[FieldViolation]:
+        """Rules across fields (e.g. fast < slow), run after each field parsed."""
+        ...
+
+    def create(self, params: StrategyParams) -> Strategy: ...
+
+
+def validate_params(
+    factory: StrategyFactory, raw: Mapping[str, RawParam], prefix: str = "config.params"
+) -> tuple[StrategyParams, list[FieldViolation]]:
+    """Parsed parameters and every violation; cross-field rules only once each field is good."""
+    params, violations = factory.schema.validate(raw, prefix)
+    if not violations:
+        violations = factory.check(params, prefix)
+    return params, violations
+
+
+def resolve_params(
+    factory: StrategyFactory, raw: Mapping[str, RawParam], prefix: str = "config.params"
+) -> StrategyParams:
+    """Validated parameters, or InvalidArgument listing every bad field."""
+    params, violations = validate_params(factory, raw, prefix)
+    raise_violations(violations)
+    return params

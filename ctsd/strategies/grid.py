@@ -1,0 +1,127 @@
+"""`grid`: keep one limit order on each level of a fixed price grid.
+
+Levels sit at `reference_price * (1 + i * spacing_pct / 100)` for i in
+±1..±levels. Levels below the mid price hold buys, levels above hold sells (only
+of inventory already held: spot, never short). The strategy keeps no state: each
+cycle it derives the wanted order per level from the tags of the resting
+orders, places what is missing and cancels what is on the wrong side, so a
+filled buy is simply replaced next cycle and a restart changes nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+from ctsd.errors import FieldViolation
+from ctsd.strategies.base import DataNeeds, Strategy
+from ctsd.strategies.model import (
+    CancelIntent,
+    Intent,
+    MarketSnapshot,
+    OrderIntent,
+    OrderType,
+    Portfolio,
+    Side,
+    SymbolMarket,
+)
+from ctsd.strategies.params import ParamKind, ParamSchema, ParamSpec, StrategyParams
+
+TAG_PREFIX = "grid:"
+
+_SCHEMA = ParamSchema((
+    ParamSpec("reference_price", ParamKind.DECIMAL, "centre of the grid", None,
+              Decimal("0.00000001")),
+    ParamSpec("spacing_pct", ParamKind.DECIMAL, "distance between levels, percent of reference",
+              Decimal(1), Decimal("0.01"), Decimal(50)),
+    ParamSpec("levels", ParamKind.INT, "levels on each side of the reference", 5,
+              Decimal(1), Decimal(100)),
+    ParamSpec("amount", ParamKind.DECIMAL, "base amount per level", None, Decimal("0.00000001")),
+))
+
+
+@dataclass(frozen=True, slots=True)
+class _Level:
+    tag: str
+    side: Side
+    price: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class Grid:
+    reference_price: Decimal
+    spacing_pct: Decimal
+    levels: int
+    amount: Decimal
+
+    @property
+    def needs(self) -> DataNeeds:
+        return DataNeeds(candles=0)
+
+    def decide(self, market: MarketSnapshot, portfolio: Portfolio) -> tuple[Intent, ...]:
+        intents: list[Intent] = []
+        for symbol_market in market.symbols:
+            intents.extend(self._decide_symbol(symbol_market, portfolio))
+        return tuple(intents)
+
+    def _wanted(self, symbol: str, mid: Decimal) -> list[_Level]:
+        """Every level with the side it should hold, nearest to the mid price first."""
+        step = self.reference_price * self.spacing_pct / 100
+        levels = []
+        for i in (*range(-self.levels, 0), *range(1, self.levels + 1)):
+            price = self.reference_price + step * i
+            if price <= 0 or price == mid:
+                continue
+            side = Side.BUY if price < mid else Side.SELL
+            levels.append(_Level(f"{TAG_PREFIX}{symbol}:{i:+d}:{side.value}", side, price))
+        return sorted(levels, key=lambda level: abs(level.price - mid))
+
+    def _decide_symbol(self, market: SymbolMarket, portfolio: Portfolio) -> list[Intent]:
+        symbol = market.info.symbol
+        wanted = self._wanted(symbol, market.ticker.mid)
+        wanted_tags = {level.tag for level in wanted}
+        ours = [o for o in portfolio.orders_for(symbol) if o.tag.startswith(TAG_PREFIX)]
+        intents: list[Intent] = [
+            CancelIntent(o.client_order_id, symbol, o.tag) for o in ours if o.tag not in wanted_tags
+        ]
+        kept = {o.tag for o in ours if o.tag in wanted_tags}
+        committed = sum((o.remaining for o in ours if o.tag in kept and o.side is Side.SELL),
+                        Decimal(0))
+        inventory = portfolio.position(symbol).amount - committed
+        budget = portfolio.free(market.info.quote)
+        for level in wanted:
+            if level.tag in kept:
+                continue
+            if level.side is Side.SELL:
+                if inventory < self.amount:
+                    continue
+                inventory -= self.amount
+            else:
+                cost = self.amount * level.price
+                if budget < cost:
+                    continue
+                budget -= cost
+            intents.append(OrderIntent(symbol, level.side, OrderType.LIMIT, self.amount,
+                                       level.price, level.tag))
+        return intents
+
+
+@dataclass(frozen=True, slots=True)
+class GridFactory:
+    name: str = "grid"
+    description: str = "limit orders on evenly spaced levels around a reference price"
+    schema: ParamSchema = _SCHEMA
+
+    def check(self, params: StrategyParams, prefix: str) -> list[FieldViolation]:
+        if params.decimal("spacing_pct") * params.integer("levels") >= 100:
+            return [FieldViolation(f"{prefix}.levels",
+                                   "levels * spacing_pct must stay below 100 (no level at 0)")]
+        return []
+
+    def create(self, params: StrategyParams) -> Strategy:
+        return Grid(params.decimal("reference_price"), params.decimal("spacing_pct"),
+                    params.integer("levels"), params.decimal("amount"))
+
+
+GRID = GridFactory()
+"""The entry point target: an immutable factory, not a mutable registry entry."""

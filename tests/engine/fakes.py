@@ -1,0 +1,248 @@
+"""Injected fakes for engine tests: a virtual clock, scripted market data, an in-memory
+store, a backend, and an in-memory exchange order client.
+
+They implement the protocols of `ctsd.engine.ports` and `EngineClock` exactly as
+the daemon's real implementations will, so tests never patch engine code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from decimal import Decimal
+
+from ctsd.engine.config import TradingMode
+from ctsd.engine.orders import Execution, Fill, Order, OrderStatus
+from ctsd.engine.ports import (
+    DesiredState,
+    EngineRecord,
+    EngineResources,
+    ExchangeOrder,
+)
+from ctsd.errors import CtsError, NotFound, Unavailable
+from ctsd.strategies.model import Balance, Candle, MarketInfo, OrderType, Side, Ticker
+
+START_MS = 1_700_000_000_000  # 2023-11-14T22:13:20Z
+SETTLE_ROUNDS = 60
+
+
+class VirtualClock:
+    """Time moves only in `advance`; sleepers wake in deadline order, tasks settle between."""
+
+    def __init__(self, start_ms: int = START_MS) -> None:
+        self._start_ms = start_ms
+        self._now = 0.0
+        self._timers: list[tuple[float, int, asyncio.Future[None]]] = []
+        self._order = itertools.count()
+
+    def now_ms(self) -> int:
+        return self._start_ms + round(self._now * 1000)
+
+    def monotonic(self) -> float:
+        return self._now
+
+    async def sleep(self, seconds: float) -> None:
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._timers, (self._now + max(0.0, seconds), next(self._order), waiter))
+        await waiter
+
+    async def settle(self) -> None:
+        for _ in range(SETTLE_ROUNDS):
+            await asyncio.sleep(0)
+
+    async def advance(self, seconds: float) -> None:
+        target = self._now + seconds
+        await self.settle()
+        while True:
+            while self._timers and self._timers[0][2].done():
+                heapq.heappop(self._timers)
+            if not self._timers or self._timers[0][0] > target:
+                break
+            when, _, waiter = heapq.heappop(self._timers)
+            self._now = max(self._now, when)
+            waiter.set_result(None)
+            await self.settle()
+        self._now = target
+        await self.settle()
+
+
+def info(symbol: str = "BTC/USDT", taker: str = "0.001", maker: str = "0.0005") -> MarketInfo:
+    base, quote = symbol.split("/")
+    return MarketInfo(symbol, base, quote.split(":")[0], Decimal(taker), Decimal(maker))
+
+
+class ScriptedMarket:
+    """Market data from fixed close series; candle `k` closes at `k * candle_s` on the clock.
+
+    The ticker's last equals the latest close, with `spread` around it, so a test
+    knows every price the engine will see at every virtual moment.
+    """
+
+    def __init__(self, clock: VirtualClock, closes: dict[str, Sequence[Decimal]],
+                 candle_s: float = 60.0, spread: Decimal = Decimal(0)) -> None:
+        self._clock = clock
+        self._closes = {s: list(c) for s, c in closes.items()}
+        self._candle_s = candle_s
+        self._spread = spread
+        self.failures: dict[str, int] = {}
+        """Calls to fail next, by method name ("ticker", "market", "candles")."""
+        self.calls: list[str] = []
+
+    def _fail(self, method: str) -> None:
+        self.calls.append(method)
+        if self.failures.get(method, 0) > 0:
+            self.failures[method] -= 1
+            raise Unavailable(f"{method} unavailable")
+
+    def index(self) -> int:
+        """How many candles have closed so far (at least one)."""
+        return max(1, int(self._clock.monotonic() // self._candle_s) + 1)
+
+    async def market(self, symbol: str) -> MarketInfo:
+        self._fail("market")
+        return info(symbol)
+
+    async def ticker(self, symbol: str) -> Ticker:
+        self._fail("ticker")
+        closes = self._closes[symbol]
+        last = closes[min(self.index(), len(closes)) - 1]
+        half = self._spread / 2
+        return Ticker(symbol, last - half, last + half, last, self._clock.now_ms())
+
+    async def candles(self, symbol: str, timeframe: str, limit: int) -> tuple[Candle, ...]:
+        self._fail("candles")
+        closes = self._closes[symbol][: self.index()]
+        start = max(0, len(closes) - limit)
+        return tuple(Candle(i * 60_000, c, c, c, c, Decimal(1))
+                     for i, c in enumerate(closes[start:], start))
+
+
+class MemoryStore:
+    """An in-memory `EngineStore`, with a history of every saved execution for assertions."""
+
+    def __init__(self) -> None:
+        self.engines: dict[str, EngineRecord] = {}
+        self.orders: dict[str, dict[str, Order]] = {}
+        self.fills: dict[str, dict[str, Fill]] = {}
+        self.history: list[tuple[str, OrderStatus]] = []
+        self.fail_list_orders = False
+
+    async def load_engines(self) -> list[EngineRecord]:
+        return [self.engines[c] for c in sorted(self.engines)]
+
+    async def create_engine(self, record: EngineRecord) -> None:
+        self.engines[record.connection_id] = record
+
+    async def set_desired(self, connection_id: str, desired: DesiredState,
+                          last_error: str) -> None:
+        record = self.engines[connection_id]
+        self.engines[connection_id] = replace(record, desired=desired, last_error=last_error)
+
+    async def save_cycle(self, connection_id: str, cycle: int) -> None:
+        self.engines[connection_id] = replace(self.engines[connection_id], cycle=cycle)
+
+    async def save_execution(self, connection_id: str, execution: Execution) -> None:
+        order = execution.order
+        self.orders.setdefault(connection_id, {})[order.client_order_id] = order
+        self.history.append((order.client_order_id, order.status))
+        fills = self.fills.setdefault(connection_id, {})
+        for fill in execution.fills:
+            fills.setdefault(fill.trade_id, fill)
+
+    async def list_orders(self, connection_id: str, *, open_only: bool = False) -> list[Order]:
+        if self.fail_list_orders:
+            raise Unavailable("store is down")
+        orders = sorted(self.orders.get(connection_id, {}).values(), key=lambda o: o.created_ms)
+        return [o for o in orders if not (open_only and o.status.is_final)]
+
+    async def list_fills(self, connection_id: str) -> list[Fill]:
+        return list(self.fills.get(connection_id, {}).values())
+
+
+@dataclass
+class FakeBackend:
+    """Hands out one market per connection; `refuse` maps a connection to the error to raise."""
+
+    markets: dict[str, ScriptedMarket]
+    exchanges: dict[str, FakeExchange] = field(default_factory=dict)
+    refuse: dict[str, CtsError] = field(default_factory=dict)
+    opened: list[tuple[str, TradingMode]] = field(default_factory=list)
+    closed: list[str] = field(default_factory=list)
+
+    async def open(self, connection_id: str, mode: TradingMode) -> EngineResources:
+        if connection_id in self.refuse:
+            raise self.refuse[connection_id]
+        self.opened.append((connection_id, mode))
+        return EngineResources(self.markets[connection_id], self.exchanges.get(connection_id))
+
+    async def close(self, connection_id: str) -> None:
+        self.closed.append(connection_id)
+
+
+class FakeExchange:
+    """An in-memory `ExchangeOrderClient`: orders by client id, fills only when told to.
+
+    `lose_next_reply` accepts the next order and then raises (a timeout after the
+    venue acted); `refuse_next` raises before acting. `calls` records every method.
+    """
+
+    def __init__(self, balances: tuple[Balance, ...] = ()) -> None:
+        self.orders: dict[str, ExchangeOrder] = {}
+        self.calls: list[str] = []
+        self.lose_next_reply = False
+        self.refuse_next: CtsError | None = None
+        self.fail_fetch = False
+        self._balances = balances
+        self._ids = itertools.count(1)
+
+    async def create_order(self, symbol: str, type: OrderType, side: Side, amount: Decimal,
+                           price: Decimal | None, client_order_id: str) -> ExchangeOrder:
+        self.calls.append("create_order")
+        if self.refuse_next is not None:
+            error, self.refuse_next = self.refuse_next, None
+            raise error
+        order = ExchangeOrder(client_order_id, str(next(self._ids)), symbol, side, type, amount,
+                              price, OrderStatus.OPEN, Decimal(0), None, Decimal(0), "USDT", 0)
+        self.orders[client_order_id] = order
+        if self.lose_next_reply:
+            self.lose_next_reply = False
+            raise Unavailable("request timed out")
+        return order
+
+    def fill(self, client_order_id: str, amount: Decimal, price: Decimal,
+             fee: Decimal = Decimal(0)) -> None:
+        """The venue fills `amount` more of the order at `price`."""
+        order = self.orders[client_order_id]
+        filled = order.filled + amount
+        average = ((order.average or Decimal(0)) * order.filled + price * amount) / filled
+        status = OrderStatus.FILLED if filled >= order.amount else OrderStatus.OPEN
+        self.orders[client_order_id] = replace(order, filled=filled, average=average,
+                                               fee=order.fee + fee, status=status)
+
+    async def cancel_order(self, symbol: str, client_order_id: str) -> ExchangeOrder:
+        self.calls.append("cancel_order")
+        order = self.orders.get(client_order_id)
+        if order is None or order.status is not OrderStatus.OPEN:
+            raise NotFound(f"no open order {client_order_id}")
+        self.orders[client_order_id] = replace(order, status=OrderStatus.CANCELED)
+        return self.orders[client_order_id]
+
+    async def fetch_order(self, symbol: str, client_order_id: str) -> ExchangeOrder | None:
+        self.calls.append("fetch_order")
+        if self.fail_fetch:
+            raise Unavailable("exchange in maintenance")
+        return self.orders.get(client_order_id)
+
+    async def fetch_open_orders(self, symbol: str) -> tuple[ExchangeOrder, ...]:
+        self.calls.append("fetch_open_orders")
+        if self.fail_fetch:
+            raise Unavailable("exchange in maintenance")
+        return tuple(o for o in self.orders.values()
+                     if o.symbol == symbol and o.status is OrderStatus.OPEN)
+
+    async def fetch_balance(self) -> tuple[Balance, ...]:
+        self.calls.append("fetch_balance")
+        return self._balances

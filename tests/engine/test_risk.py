@@ -1,0 +1,81 @@
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+
+from ctsd.engine.config import RiskLimits
+from ctsd.engine.ledger import PnL
+from ctsd.engine.risk import RiskGate
+from ctsd.strategies.model import OpenOrder, OrderIntent, OrderType, Portfolio, Position, Side
+from tests.engine.fakes import VirtualClock
+from tests.strategies.helpers import snapshot, symbol_market
+
+SYMBOL = "BTC/USDT"
+MARKET = snapshot(symbol_market(SYMBOL, [Decimal(100)], spread=Decimal(2)))  # bid 99, ask 101
+NO_LIMITS = RiskLimits(max_open_orders=None, max_orders_per_minute=None)
+
+
+def buy(amount: str, price: str | None = None) -> OrderIntent:
+    kind = OrderType.MARKET if price is None else OrderType.LIMIT
+    return OrderIntent(SYMBOL, Side.BUY, kind, Decimal(amount),
+                       None if price is None else Decimal(price), "t")
+
+
+def sell(amount: str) -> OrderIntent:
+    return OrderIntent(SYMBOL, Side.SELL, OrderType.MARKET, Decimal(amount), None, "t")
+
+
+def reasons(limits: RiskLimits, intents: list[OrderIntent],
+            portfolio: Portfolio | None = None) -> list[str]:
+    gate = RiskGate(limits, VirtualClock())
+    return [v.reason for v in gate.review(intents, MARKET, portfolio or Portfolio())]
+
+
+def test_max_order_notional_prices_market_orders_at_the_touch() -> None:
+    limits = RiskLimits(max_order_notional=Decimal(100), max_open_orders=None)
+    assert reasons(limits, [buy("1"), sell("1"), buy("1", "99")]) == [
+        "order notional 101.00 exceeds max_order_notional 100", "", ""]
+
+
+def test_max_position_counts_holdings_resting_orders_and_this_cycle() -> None:
+    limits = RiskLimits(max_position_notional=Decimal(450), max_open_orders=None)
+    resting = OpenOrder("o", SYMBOL, Side.BUY, OrderType.LIMIT, Decimal(1), Decimal(0),
+                        Decimal(100), "t")
+    held = Portfolio(positions=(Position(SYMBOL, Decimal(2), Decimal(90)),), open_orders=(resting,))
+    found = reasons(limits, [buy("1", "100"), buy("1", "100"), sell("3")], held)
+    assert found[0] == ""
+    assert found[1].startswith("position notional 500.00 in BTC/USDT would exceed")
+    assert found[2] == ""  # reducing exposure is always allowed
+
+
+def test_max_open_orders_counts_only_orders_that_rest() -> None:
+    limits = RiskLimits(max_open_orders=2)
+    assert reasons(limits, [buy("1", "90"), buy("1", "80"), buy("1"), buy("1", "70")]) == [
+        "", "", "", "2 open orders: max_open_orders 2 reached"]
+
+
+@pytest.mark.asyncio
+async def test_max_orders_per_minute_is_a_sliding_window_on_the_clock() -> None:
+    clock = VirtualClock()
+    gate = RiskGate(RiskLimits(max_orders_per_minute=2, max_open_orders=None), clock)
+    assert [v.accepted for v in gate.review([buy("1")] * 3, MARKET, Portfolio())] == [
+        True, True, False]
+    await clock.advance(59)
+    assert not gate.review([buy("1")], MARKET, Portfolio())[0].accepted
+    await clock.advance(1)
+    assert gate.review([buy("1")], MARKET, Portfolio())[0].accepted
+
+
+def test_an_intent_without_a_price_is_refused() -> None:
+    other = OrderIntent("ETH/USDT", Side.BUY, OrderType.MARKET, Decimal(1), None, "t")
+    assert reasons(NO_LIMITS, [other]) == ["no price for ETH/USDT"]
+
+
+def test_daily_loss_counts_realized_today_plus_open_pnl() -> None:
+    gate = RiskGate(RiskLimits(daily_loss_limit=Decimal(50)), VirtualClock())
+    assert gate.daily_loss_breach(PnL(Decimal(-1000), Decimal(-20), Decimal(-29))) is None
+    assert gate.daily_loss_breach(PnL(Decimal(0), Decimal(-20), Decimal(-30))) == (
+        "daily loss 50.00 reached daily_loss_limit 50")
+    assert RiskGate(NO_LIMITS, VirtualClock()).daily_loss_breach(
+        PnL(Decimal(0), Decimal(-10**9), Decimal(0))) is None

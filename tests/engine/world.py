@@ -1,0 +1,130 @@
+"""A whole engine world for manager tests: virtual clock, store, markets, backend, manager."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+
+from ctsd.engine.clock import EngineClock
+from ctsd.engine.config import EngineConfig, PaperSettings
+from ctsd.engine.manager import EngineManager
+from ctsd.engine.status import EngineState, EngineStatus
+from ctsd.engine.supervisor import RestartPolicy
+from ctsd.engine.watch import StatusHub
+from ctsd.errors import FieldViolation
+from ctsd.strategies.base import DataNeeds, Strategy
+from ctsd.strategies.grid import GRID
+from ctsd.strategies.model import Intent, MarketSnapshot, Portfolio
+from ctsd.strategies.params import ParamKind, ParamSchema, ParamSpec, StrategyParams
+from ctsd.strategies.registry import StrategyRegistry
+from ctsd.strategies.sma_cross import SMA_CROSS
+from tests.engine.fakes import FakeBackend, FakeExchange, MemoryStore, ScriptedMarket, VirtualClock
+
+D = Decimal
+SYMBOL = "BTC/USDT"
+SMA_CLOSES = [D(x) for x in (10, 10, 10, 10, 11, 12, 13, 12, 10, 9, 9, 10, 12)]
+NO_SLIPPAGE = PaperSettings(balances=(("USDT", D(1000)),), slippage_bps=D(0))
+NO_HISTORY = DataNeeds()
+FRAGILE_SCHEMA = ParamSchema((ParamSpec("poison", ParamKind.DECIMAL, "price"),))
+FAST_RESTARTS = RestartPolicy(max_restarts=3, base_delay_s=10, max_delay_s=40)
+
+
+@dataclass(frozen=True)
+class Fragile:
+    """Raises whenever the last price is `poison`: a deterministic crashing strategy."""
+
+    poison: Decimal
+    needs: DataNeeds = NO_HISTORY
+
+    def decide(self, market: MarketSnapshot, portfolio: Portfolio) -> tuple[Intent, ...]:
+        if any(m.ticker.last == self.poison for m in market.symbols):
+            raise ValueError(f"poisoned by {self.poison}")
+        return ()
+
+
+@dataclass(frozen=True)
+class FragileFactory:
+    name: str = "fragile"
+    description: str = "crashes on one price"
+    schema: ParamSchema = FRAGILE_SCHEMA
+
+    def check(self, params: StrategyParams, prefix: str) -> list[FieldViolation]:
+        return []
+
+    def create(self, params: StrategyParams) -> Strategy:
+        return Fragile(params.decimal("poison"))
+
+
+REGISTRY = StrategyRegistry.of(SMA_CROSS, GRID, FragileFactory())
+
+
+class RecordingHub(StatusHub):
+    """A status hub that also keeps every published status with its virtual time."""
+
+    def __init__(self, clock: EngineClock) -> None:
+        super().__init__(capacity=10_000)
+        self._clock = clock
+        self.log: list[tuple[float, EngineStatus]] = []
+
+    def publish(self, status: EngineStatus) -> None:
+        self.log.append((self._clock.monotonic(), status))
+        super().publish(status)
+
+
+def sma(**overrides: object) -> EngineConfig:
+    fields: dict[str, object] = {
+        "strategy": "sma_cross", "symbols": (SYMBOL,), "paper": NO_SLIPPAGE,
+        "params": {"fast": "2", "slow": "3", "quote_amount": "100"}}
+    fields.update(overrides)
+    return EngineConfig(**fields)  # type: ignore[arg-type]
+
+
+def grid(**overrides: object) -> EngineConfig:
+    fields: dict[str, object] = {
+        "strategy": "grid", "symbols": (SYMBOL,), "paper": NO_SLIPPAGE,
+        "params": {"reference_price": "10", "spacing_pct": "5", "levels": "2", "amount": "10"}}
+    fields.update(overrides)
+    return EngineConfig(**fields)  # type: ignore[arg-type]
+
+
+def fragile(poison: str) -> EngineConfig:
+    return EngineConfig("fragile", (SYMBOL,), {"poison": poison})
+
+
+class World:
+    def __init__(
+        self, closes: dict[str, Sequence[Decimal]], *, store: MemoryStore | None = None,
+        clock: VirtualClock | None = None, exchanges: dict[str, FakeExchange] | None = None,
+        policy: RestartPolicy = FAST_RESTARTS,
+    ) -> None:
+        self.clock = clock or VirtualClock()
+        self.store = store or MemoryStore()
+        self.markets = {c: ScriptedMarket(self.clock, {SYMBOL: s}) for c, s in closes.items()}
+        self.backend = FakeBackend(self.markets, exchanges or {})
+        self.hub = RecordingHub(self.clock)
+        ids = (f"e{n}e{n}" for n in itertools.count(1))
+        self.manager = EngineManager(
+            self.store, self.backend, REGISTRY, clock=self.clock, hub=self.hub, policy=policy,
+            engine_ids=lambda: next(ids), heartbeat_s=30, shutdown_grace_s=0.2)
+
+    def states(self, connection_id: str) -> list[EngineState]:
+        """The distinct states the engine went through, in order."""
+        states: list[EngineState] = []
+        for _, status in self.hub.log:
+            if status.connection_id == connection_id and (
+                    not states or states[-1] is not status.state):
+                states.append(status.state)
+        return states
+
+    def times(self, connection_id: str, state: EngineState) -> list[float]:
+        """When the engine entered `state`."""
+        found, previous = [], None
+        for at, status in self.hub.log:
+            if status.connection_id != connection_id:
+                continue
+            if status.state is state and previous is not state:
+                found.append(at)
+            previous = status.state
+        return found

@@ -1,0 +1,59 @@
+from __future__ import annotations
+
+from ctsd.strategies.base import resolve_params
+from ctsd.strategies.grid import GRID, Grid
+from ctsd.strategies.model import (
+    Balance,
+    CancelIntent,
+    OpenOrder,
+    OrderIntent,
+    OrderType,
+    Portfolio,
+    Position,
+    Side,
+)
+from tests.strategies.helpers import d, snapshot, symbol_market
+
+SYMBOL = "BTC/USDT"
+RICH = (Balance("USDT", d(100_000), d(100_000)),)
+
+
+def grid(levels: int = 3) -> Grid:
+    params = resolve_params(GRID, {"reference_price": "100", "spacing_pct": "1",
+                                   "levels": levels, "amount": "1"})
+    strategy = GRID.create(params)
+    assert isinstance(strategy, Grid)
+    return strategy
+
+
+def test_buys_below_the_mid_nearest_first_and_no_sells_without_inventory() -> None:
+    intents = grid().decide(snapshot(symbol_market(SYMBOL, [d("100.5")])), Portfolio(balances=RICH))
+    assert intents == tuple(
+        OrderIntent(SYMBOL, Side.BUY, OrderType.LIMIT, d(1), d(price), f"grid:BTC/USDT:{i}:buy")
+        for i, price in (("-1", "99"), ("-2", "98"), ("-3", "97"))
+    )
+
+
+def test_sells_above_the_mid_only_what_is_held() -> None:
+    portfolio = Portfolio(positions=(Position(SYMBOL, d("2.5"), d(99)),))
+    intents = grid().decide(snapshot(symbol_market(SYMBOL, [d("100.5")])), portfolio)
+    sells = [i for i in intents if isinstance(i, OrderIntent) and i.side is Side.SELL]
+    assert [(s.price, s.tag) for s in sells] == [
+        (d(101), "grid:BTC/USDT:+1:sell"), (d(102), "grid:BTC/USDT:+2:sell")]
+
+
+def test_resting_levels_are_kept_and_wrong_side_orders_cancelled() -> None:
+    kept = OpenOrder("a", SYMBOL, Side.BUY, OrderType.LIMIT, d(1), d(0), d(99),
+                     "grid:BTC/USDT:-1:buy")
+    stale = OpenOrder("b", SYMBOL, Side.BUY, OrderType.LIMIT, d(1), d(0), d(101),
+                      "grid:BTC/USDT:+1:buy")
+    foreign = OpenOrder("c", SYMBOL, Side.BUY, OrderType.LIMIT, d(1), d(0), d(50), "manual")
+    intents = grid(levels=1).decide(snapshot(symbol_market(SYMBOL, [d("100.5")])),
+                                    Portfolio(open_orders=(kept, stale, foreign), balances=RICH))
+    assert intents == (CancelIntent("b", SYMBOL, "grid:BTC/USDT:+1:buy"),)
+
+
+def test_buys_stop_when_the_free_quote_runs_out() -> None:
+    poor = Portfolio(balances=(Balance("USDT", d(200), d(200)),))
+    intents = grid().decide(snapshot(symbol_market(SYMBOL, [d("100.5")])), poor)
+    assert [i.price for i in intents if isinstance(i, OrderIntent)] == [d(99), d(98)]
