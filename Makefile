@@ -67,7 +67,25 @@ lint: $(STAMP) $(BUF)
 	$(VENV)/bin/ruff check ctsd clients/python/cts tests bench
 	$(VENV)/bin/mypy
 
-test: lint proto-check proto-breaking node-deps
+# systemd-analyze checks systemd/ctsd.service in tests/ops/test_systemd_unit.py
+# (verify, and security --offline=yes <= 2.0); it runs without systemd as PID 1.
+# Debian's `systemd` package provides it: installed here when missing and we are
+# root, else the target says what to install.
+.PHONY: systemd-tools systemd-check
+systemd-tools:
+	@command -v systemd-analyze >/dev/null 2>&1 || { \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+			export DEBIAN_FRONTEND=noninteractive; \
+			apt-get install -y -q --no-install-recommends systemd >/dev/null 2>&1 || \
+			{ apt-get update -q >/dev/null && \
+			  apt-get install -y -q --no-install-recommends systemd >/dev/null; }; \
+		else echo "systemd-tools: systemd-analyze is missing; install the systemd package"; exit 1; fi; }
+	@systemd-analyze --version | head -1
+
+systemd-check: systemd-tools $(STAMP)
+	$(VENV)/bin/pytest -q tests/ops/test_systemd_unit.py
+
+test: lint proto-check proto-breaking node-deps systemd-tools
 	$(VENV)/bin/pytest -q
 
 demo: $(STAMP)

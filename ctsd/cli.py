@@ -10,13 +10,19 @@ import argparse
 import asyncio
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ctsd import __version__
 from ctsd.errors import ConfigurationError
 
+if TYPE_CHECKING:
+    from ctsd.config import DaemonConfig
+
 
 def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", type=Path, help="TOML file with a [daemon] table")
+    parser.add_argument(
+        "--config", type=Path, help="TOML file with [daemon], [tls] and [auth] tables"
+    )
     parser.add_argument(
         "--state-dir", type=Path, help="default: $STATE_DIRECTORY or ~/.local/state/ctsd"
     )
@@ -35,10 +41,36 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--listen",
         help="unix:PATH (default: $RUNTIME_DIRECTORY/ctsd.sock, $XDG_RUNTIME_DIR/ctsd/ctsd.sock "
-        "or <state-dir>/ctsd.sock) or tcp://HOST:PORT (loopback only)",
+        "or <state-dir>/ctsd.sock) or tcp://HOST:PORT (beyond loopback only with TLS and auth)",
     )
     parser.add_argument("--log-level", choices=("debug", "info", "warning", "error"))
     parser.add_argument("--log-format", choices=("logfmt", "json"))
+    parser.add_argument(
+        "--metrics-listen", metavar="HOST:PORT", help="serve Prometheus metrics over HTTP here"
+    )
+    tls = parser.add_argument_group(
+        "transport security",
+        "default: systemd credentials tls-cert, tls-key, tls-client-ca, auth-token when loaded",
+    )
+    tls.add_argument("--tls-cert-file", type=Path, help="PEM certificate chain for TCP")
+    tls.add_argument("--tls-key-file", type=Path, help="PEM private key for TCP")
+    tls.add_argument(
+        "--tls-client-ca-file", type=Path, help="PEM CA; clients must present a certificate from it"
+    )
+    tls.add_argument("--auth-token-file", type=Path, help="file holding the bearer token")
+    exchanges = parser.add_argument_group(
+        "exchange endpoints", "default: the exchanges' own hosts; [exchanges.<id>] in the file"
+    )
+    exchanges.add_argument(
+        "--sim-endpoint", metavar="URL", help="send every exchange's requests to this simulator"
+    )
+    exchanges.add_argument(
+        "--exchange-endpoint",
+        dest="exchange_endpoint_flags",
+        action="append",
+        metavar="ID=URL",
+        help="send one exchange's requests to URL (repeatable), e.g. binance=http://127.0.0.1:9000",
+    )
     sub = parser.add_subparsers(dest="command")
     rotate = sub.add_parser("rotate-key", help="re-seal every secret under a new master key")
     _common(rotate)
@@ -51,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _load(args: argparse.Namespace) -> object:
+def _load(args: argparse.Namespace) -> DaemonConfig:
     from ctsd.config import load_config
 
     return load_config(
@@ -62,29 +94,32 @@ def _load(args: argparse.Namespace) -> object:
             "listen": getattr(args, "listen", None),
             "log_level": getattr(args, "log_level", None),
             "log_format": getattr(args, "log_format", None),
+            "metrics_listen": getattr(args, "metrics_listen", None),
+            "tls_cert_file": getattr(args, "tls_cert_file", None),
+            "tls_key_file": getattr(args, "tls_key_file", None),
+            "tls_client_ca_file": getattr(args, "tls_client_ca_file", None),
+            "auth_token_file": getattr(args, "auth_token_file", None),
+            "sim_endpoint": getattr(args, "sim_endpoint", None),
+            "exchange_endpoint_flags": getattr(args, "exchange_endpoint_flags", None),
         },
     )
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from ctsd.config import DaemonConfig
     from ctsd.daemon import run_daemon
     from ctsd.logs import configure
 
     config = _load(args)
-    assert isinstance(config, DaemonConfig)
     configure(config.log_level, config.log_format)
-    asyncio.run(run_daemon(config))
+    asyncio.run(run_daemon(config, lambda: _load(args)))
     return 0
 
 
 def _rotate(args: argparse.Namespace) -> int:
-    from ctsd.config import DaemonConfig
     from ctsd.logs import configure
     from ctsd.vault.rotate_command import run_rotation
 
     config = _load(args)
-    assert isinstance(config, DaemonConfig)
     configure(config.log_level, config.log_format)
     key_id, count = asyncio.run(run_rotation(config, args.new_key_file))
     print(f"re-sealed {count} secrets under master key {key_id}")

@@ -1,10 +1,18 @@
-"""The gRPC server: our services plus standard health and reflection, on one socket."""
+"""The gRPC server: our services plus standard health and reflection, on one socket.
+
+Interceptors run outermost first: the access log (sees every outcome,
+including refusals), then authentication, then error translation next to
+the servicers.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import grp
 import os
 import socket
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
@@ -12,36 +20,83 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
 
-from cts.v1 import connection_service_pb2, connection_service_pb2_grpc
+from cts.v1 import (
+    connection_service_pb2,
+    connection_service_pb2_grpc,
+    engine_service_pb2,
+    engine_service_pb2_grpc,
+    health_service_pb2,
+    health_service_pb2_grpc,
+)
 from ctsd.api.connections import ConnectionServicer
+from ctsd.api.engines import EngineServicer
+from ctsd.api.health import SystemHealthServicer
 from ctsd.api.status import ErrorTranslationInterceptor
-from ctsd.config import ListenAddress
+from ctsd.config import DaemonConfig, ListenAddress
 from ctsd.errors import ConfigurationError
 
 MAX_MESSAGE_BYTES = 1 << 20
 CONNECTION_SERVICE = connection_service_pb2.DESCRIPTOR.services_by_name[
     "ConnectionService"
 ].full_name
-SERVICE_NAMES = (CONNECTION_SERVICE,)
+HEALTH_SERVICE = health_service_pb2.DESCRIPTOR.services_by_name["HealthService"].full_name
+ENGINE_SERVICE = engine_service_pb2.DESCRIPTOR.services_by_name["EngineService"].full_name
+SERVICE_NAMES = (CONNECTION_SERVICE, HEALTH_SERVICE, ENGINE_SERVICE)
+
+
+@dataclass(frozen=True)
+class Service:
+    """One of our gRPC services: its full name (for health and reflection) and registration."""
+
+    name: str
+    add_to: Callable[[grpc.aio.Server], None]
+
+
+def connection_service(servicer: ConnectionServicer) -> Service:
+    return Service(
+        CONNECTION_SERVICE,
+        lambda server: connection_service_pb2_grpc.add_ConnectionServiceServicer_to_server(
+            servicer, server
+        ),
+    )
+
+
+def health_service(servicer: SystemHealthServicer) -> Service:
+    return Service(
+        HEALTH_SERVICE,
+        lambda server: health_service_pb2_grpc.add_HealthServiceServicer_to_server(
+            servicer, server
+        ),
+    )
+
+
+def engine_service(servicer: EngineServicer) -> Service:
+    return Service(
+        ENGINE_SERVICE,
+        lambda server: engine_service_pb2_grpc.add_EngineServiceServicer_to_server(
+            servicer, server
+        ),
+    )
 
 
 def build_server(
-    connections: ConnectionServicer,
+    services: Sequence[Service], interceptors: Sequence[grpc.aio.ServerInterceptor] = ()
 ) -> tuple[grpc.aio.Server, health_aio.HealthServicer]:
     server = grpc.aio.server(
-        interceptors=[ErrorTranslationInterceptor()],
+        interceptors=[*interceptors, ErrorTranslationInterceptor()],
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", 16 * MAX_MESSAGE_BYTES),
             ("grpc.so_reuseport", 0),
         ],
     )
-    connection_service_pb2_grpc.add_ConnectionServiceServicer_to_server(connections, server)
+    for service in services:
+        service.add_to(server)
     health = health_aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     reflection.enable_server_reflection(
         (
-            *SERVICE_NAMES,
+            *(s.name for s in services),
             health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
             reflection.SERVICE_NAME,
         ),
@@ -66,20 +121,40 @@ def prepare_unix_socket(path: Path) -> None:
     raise ConfigurationError(f"{path} is in use by a running server")
 
 
-def bind(server: grpc.aio.Server, listen: ListenAddress) -> str:
-    """Adds the port; returns the address clients should use."""
+def bind(
+    server: grpc.aio.Server, listen: ListenAddress, credentials: grpc.ServerCredentials | None
+) -> str:
+    """Adds the port; returns the address clients should use.
+
+    TLS applies to TCP only: the Unix socket is guarded by its file mode and
+    group, and a local peer that can open it could read our memory anyway.
+    """
     if listen.unix_path is not None:
         prepare_unix_socket(listen.unix_path)
         server.add_insecure_port(listen.grpc_target)
         return listen.grpc_target
     try:
-        port = server.add_insecure_port(listen.grpc_target)
+        if credentials is None:
+            port = server.add_insecure_port(listen.grpc_target)
+        else:
+            port = server.add_secure_port(listen.grpc_target, credentials)
     except RuntimeError as exc:
         raise ConfigurationError(f"cannot listen on {listen}: {exc}") from exc
     return f"{listen.grpc_target.rsplit(':', 1)[0]}:{port}"
 
 
-def restrict_socket(listen: ListenAddress) -> None:
-    if listen.unix_path is not None:
-        with contextlib.suppress(FileNotFoundError):
-            os.chmod(listen.unix_path, 0o600)
+def restrict_socket(config: DaemonConfig) -> None:
+    """Owner-only by default; `socket_mode = "0660"` plus `socket_group` shares it."""
+    path = config.listen.unix_path
+    if path is None:
+        return
+    with contextlib.suppress(FileNotFoundError):
+        if config.socket_group is not None:
+            try:
+                gid = grp.getgrnam(config.socket_group).gr_gid
+                os.chown(path, -1, gid)
+            except (KeyError, PermissionError) as exc:
+                raise ConfigurationError(
+                    f"cannot give {path} to group {config.socket_group}: {exc}"
+                ) from exc
+        os.chmod(path, config.socket_mode)

@@ -1,12 +1,16 @@
-"""`make demo`: the daemon on a throwaway state dir, driven by the `cts` CLI.
+"""`make demo`: the simulator and the daemon on a throwaway state dir, driven by `cts`.
 
 Every step prints the command a user would type, then its real output. The
-daemon and its state are removed at the end, whatever happens.
+exchange simulator (`python -m ctsd.sim`) stands in for Binance, Bybit, OKX
+and Kraken; the daemon is pointed at it with `--sim-endpoint`. Both, and the
+state, are removed at the end, whatever happens.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -14,10 +18,13 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 BIN = Path(sys.executable).parent
-SECRET = "demo-secret-never-printed-9c1f"
+SECRET = "ZGVtby1zZWNyZXQtbmV2ZXItcHJpbnRlZA=="  # base64, as Kraken's secrets are
+PASSPHRASE = "demo-passphrase-never-printed"
+TRADING_KEY = "demoTradingKey0042wxyz"
 
 
 class Walkthrough:
@@ -28,10 +35,10 @@ class Walkthrough:
         print(f"\n\033[1m# {text}\033[0m", flush=True)
 
     def run(self, *args: str, stdin: str | None = None, expect: int = 0) -> str:
-        shown = " ".join(shlex.quote(a) for a in args)
+        shown = "cts " + " ".join(shlex.quote(a) for a in args)
         if stdin is not None:
             shown = f"printf '%s\\n' \"$SECRET\" | {shown}"
-        print(f"$ cts {shown}", flush=True)
+        print(f"$ {shown}", flush=True)
         proc = subprocess.run(
             [str(BIN / "cts"), *args], input=stdin, text=True, capture_output=True,
             env=self.env, timeout=60, check=False,
@@ -45,13 +52,55 @@ class Walkthrough:
         return proc.stdout
 
 
-def start_daemon(root: Path) -> subprocess.Popen[bytes]:
-    sock = root / "ctsd.sock"
-    print(f"$ ctsd --state-dir {root}/state --listen unix:{sock}", flush=True)
+def start_simulator(root: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """`python -m ctsd.sim --port 0`; the URL comes from its first line."""
+    print("$ python -m ctsd.sim --port 0", flush=True)
+    out = root / "sim.out"
     proc = subprocess.Popen(
-        [str(BIN / "ctsd"), "--state-dir", str(root / "state"), "--listen", f"unix:{sock}"],
-        stderr=open(root / "ctsd.log", "wb"),  # noqa: SIM115 - lives as long as the daemon
+        [sys.executable, "-m", "ctsd.sim", "--port", "0"],
+        stdout=open(out, "wb"),  # noqa: SIM115 - lives as long as the simulator
+        stderr=subprocess.STDOUT,
     )
+    deadline = time.monotonic() + 20
+    while True:
+        found = re.search(r"listening on (http://\S+)", out.read_text(errors="replace"))
+        if found:
+            print(out.read_text().strip(), flush=True)
+            return proc, found.group(1)
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit("demo: the simulator did not start:\n" + out.read_text())
+        time.sleep(0.05)
+
+
+def provision(sim_url: str, api_key: str, secret: str, **extra: object) -> None:
+    """An account on the simulated exchanges, through its admin API."""
+    account = {
+        "api_key": api_key, "secret": secret, "passphrase": PASSPHRASE,
+        "balances": {"spot": {"USDT": "25000", "BTC": "0.75", "ETH": "4"},
+                     "derivatives": {"USDT": "10000"}},
+        "permissions": ["read", "trade"], **extra,
+    }  # fmt: skip
+    shown = {**account, "secret": "$SECRET", "passphrase": "$PASSPHRASE"}
+    print(f"$ curl -X POST {sim_url}/admin/accounts -d '{json.dumps(shown)}'", flush=True)
+    request = urllib.request.Request(
+        f"{sim_url}/admin/accounts", data=json.dumps(account).encode(), method="POST",
+        headers={"Content-Type": "application/json"},
+    )  # fmt: skip
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        print(answer.read().decode(), flush=True)
+
+
+def start_daemon(root: Path, sim_url: str) -> subprocess.Popen[bytes]:
+    sock = root / "ctsd.sock"
+    print(
+        f"$ ctsd --state-dir {root}/state --listen unix:{sock} --sim-endpoint {sim_url}",
+        flush=True,
+    )
+    proc = subprocess.Popen(
+        [str(BIN / "ctsd"), "--state-dir", str(root / "state"), "--listen", f"unix:{sock}",
+         "--sim-endpoint", sim_url],
+        stderr=open(root / "ctsd.log", "wb"),  # noqa: SIM115 - lives as long as the daemon
+    )  # fmt: skip
     deadline = time.monotonic() + 20
     while not sock.exists():
         if proc.poll() is not None or time.monotonic() > deadline:
@@ -85,20 +134,58 @@ def connections_walkthrough(cli: Walkthrough) -> None:
     cli.run("connections", "list")
 
 
+def add(cli: Walkthrough, cid: str, exchange: str, api_type: str, key: str, secret: str) -> None:
+    stdin = f"{secret}\n{PASSPHRASE}" if exchange == "okx" else secret
+    cli.run("connections", "add", "--id", cid, "--exchange", exchange, "--api-type", api_type,
+            "--name", cid, "--api-key", key, "--secret-stdin", "-o", "json",
+            stdin=stdin)  # fmt: skip
+
+
+def testing_walkthrough(cli: Walkthrough) -> None:
+    cli.say("One connection per exchange on the simulator, and one with a mistyped secret")
+    add(cli, "binance-spot", "binance", "spot", TRADING_KEY, SECRET)
+    add(cli, "bybit-perp", "bybit", "perpetual-futures", TRADING_KEY, SECRET)
+    add(cli, "okx-spot", "okx", "spot", TRADING_KEY, SECRET)
+    add(cli, "kraken-spot", "kraken", "spot", TRADING_KEY, SECRET)
+    add(cli, "binance-typo", "binance", "spot", TRADING_KEY, "X" + SECRET[1:])
+    cli.say("Test one: every step logs as it runs, then the result (exit 0: it works)")
+    cli.run("connections", "test", "binance-spot")
+    cli.say("The mistyped secret: the class, the exchange's words and the remedy (exit 1)")
+    cli.run("connections", "test", "binance-typo", expect=1)
+    cli.say("Test them all through the shared rate limits: a table and a summary (exit 1)")
+    cli.run("connections", "test", "--all", expect=1)
+    cli.say("Health: per connection, then the daemon, then the start-up checks")
+    cli.run("health")
+    cli.run("status")
+    cli.run("verify")
+
+
+def stop(name: str, proc: subprocess.Popen[bytes] | None) -> None:
+    if proc is not None:
+        proc.send_signal(signal.SIGTERM)
+        print(f"$ kill -TERM {name}  → exit {proc.wait(15)}", flush=True)
+
+
 def main() -> int:
     root = Path(tempfile.mkdtemp(prefix="cts-demo-", dir="/tmp"))
     daemon: subprocess.Popen[bytes] | None = None
+    simulator: subprocess.Popen[bytes] | None = None
     try:
-        daemon = start_daemon(root)
+        simulator, sim_url = start_simulator(root)
+        provision(sim_url, "demoApiKey0001abcd", SECRET)
+        provision(sim_url, TRADING_KEY, SECRET, permissions=["read", "trade", "withdraw"])
+        daemon = start_daemon(root, sim_url)
         cli = Walkthrough(f"unix:{root}/ctsd.sock")
         connections_walkthrough(cli)
+        testing_walkthrough(cli)
         state = root / "state"
-        leaked = [p.name for p in state.iterdir() if p.is_file() and SECRET.encode() in p.read_bytes()]
-        print(f"\n# secret bytes found in state files: {leaked or 'none'}")
+        files = [p for p in state.iterdir() if p.is_file()] + [root / "ctsd.log"]
+        leaked = [p.name for p in files if SECRET.encode() in p.read_bytes()]
+        print(f"\n# secret bytes found in state files and the daemon log: {leaked or 'none'}")
     finally:
-        if daemon is not None:
-            daemon.send_signal(signal.SIGTERM)
-            print(f"\n$ kill -TERM ctsd  → exit {daemon.wait(15)}")
+        print()
+        stop("ctsd", daemon)
+        stop("ctsd.sim", simulator)
         shutil.rmtree(root, ignore_errors=True)
     return 0
 

@@ -56,3 +56,117 @@ def test_unknown_toml_settings_are_refused(tmp_path: Path) -> None:
     path.write_text("[daemon]\nlisten_on = 1\n")
     with pytest.raises(ConfigurationError, match="unknown settings"):
         load_config(path, {}, {})
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+def test_beyond_loopback_needs_tls_and_an_auth_method(tmp_path: Path) -> None:
+    env = {"HOME": str(tmp_path)}
+    tls = {"tls_cert_file": "/c.pem", "tls_key_file": "/k.pem"}
+    listen = {"listen": "tcp://0.0.0.0:50051"}
+    with pytest.raises(ConfigurationError, match="needs TLS"):
+        load_config(None, listen, env)
+    with pytest.raises(ConfigurationError, match="needs TLS"):
+        load_config(None, {**listen, **tls}, env)
+    with pytest.raises(ConfigurationError, match="needs TLS"):
+        load_config(None, {**listen, "auth_token_file": "/t"}, env)
+    config = load_config(None, {**listen, **tls, "auth_token_file": "/t"}, env)
+    assert config.listen.host == "0.0.0.0" and not config.listen.is_loopback
+    mtls = load_config(None, {**listen, **tls, "tls_client_ca_file": "/ca.pem"}, env)
+    assert mtls.authenticates and mtls.auth.token_file is None
+
+
+def test_tls_and_token_come_from_systemd_credentials(tmp_path: Path) -> None:
+    creds = tmp_path / "creds"
+    creds.mkdir()
+    for name in ("tls-cert", "tls-key", "auth-token"):
+        (creds / name).write_text("x")
+    env = {"HOME": str(tmp_path), "CREDENTIALS_DIRECTORY": str(creds)}
+    config = load_config(None, {"listen": "tcp://[::]:1"}, env)
+    assert config.tls is not None and config.tls.cert_file == creds / "tls-cert"
+    assert config.auth.token_file == creds / "auth-token"
+    explicit = load_config(None, {"tls_cert_file": "/mine.pem"}, env)
+    assert explicit.tls is not None and explicit.tls.cert_file == Path("/mine.pem")
+
+
+def test_tables_of_the_file(tmp_path: Path) -> None:
+    path = _write(
+        tmp_path / "ctsd.toml",
+        '[daemon]\nmetrics_listen = "127.0.0.1:9464"\ngrace_seconds = 1.5\nsocket_mode = "0660"\n'
+        '[tls]\ncert_file = "/c"\nkey_file = "/k"\nclient_ca_file = "/ca"\n'
+        '[auth]\nclient_names = ["a"]\nopen_services = ["health"]\n',
+    )
+    config = load_config(path, {}, {"HOME": str(tmp_path)})
+    assert config.metrics_listen == ("127.0.0.1", 9464) and config.grace_seconds == 1.5
+    assert config.socket_mode == 0o660
+    assert config.auth.client_names == ("a",) and config.auth.open_services == {"health"}
+
+
+@pytest.mark.parametrize(
+    ("toml", "message"),
+    [
+        ('[tls]\nclient_ca_file = "/ca"\n', "needs cert_file and key_file"),
+        ('[tls]\ncert_file = "/c"\n', "both cert_file and key_file"),
+        ('[auth]\nclient_names = ["a"]\n', "needs mTLS"),
+        ('[auth]\nopen_services = ["connections"]\n', "may list only"),
+        ('[tls]\ncertificate = "/c"\n', "unknown settings"),
+        ("[daemon]\ngrace_seconds = 600\n", "grace_seconds"),
+        ('[daemon]\nsocket_mode = "0666"\n', "socket_mode"),
+        ('[daemon]\nmetrics_listen = "9464"\n', "metrics_listen"),
+    ],
+)
+def test_bad_transport_settings_are_refused(tmp_path: Path, toml: str, message: str) -> None:
+    with pytest.raises(ConfigurationError, match=message):
+        load_config(_write(tmp_path / "ctsd.toml", toml), {}, {"HOME": str(tmp_path)})
+
+
+# --- exchange endpoints and batch settings -------------------------------------------
+
+
+def test_exchange_endpoints_from_the_file_then_the_flags(tmp_path: Path) -> None:
+    path = _write(
+        tmp_path / "ctsd.toml",
+        '[exchanges.binance]\nendpoint = "http://127.0.0.1:9000/"\n'
+        "[batch]\nconcurrency = 5\nitem_timeout_s = 12\nmax_attempts = 2\n",
+    )
+    env = {"HOME": str(tmp_path)}
+    config = load_config(path, {}, env)
+    assert config.exchange_endpoints == (("binance", "http://127.0.0.1:9000"),)
+    assert (config.batch.concurrency, config.batch.item_timeout_s) == (5, 12.0)
+    assert config.batch.max_attempts == 2
+    flags = load_config(
+        path,
+        {"sim_endpoint": "http://127.0.0.1:7000", "exchange_endpoint_flags": ["okx=http://h:1"]},
+        env,
+    )
+    assert dict(flags.exchange_endpoints) == {
+        "binance": "http://127.0.0.1:7000",
+        "bybit": "http://127.0.0.1:7000",
+        "kraken": "http://127.0.0.1:7000",
+        "okx": "http://h:1",
+    }
+    assert load_config(None, {}, env).exchange_endpoints == ()
+
+
+@pytest.mark.parametrize(
+    ("toml", "overrides", "message"),
+    [
+        ('[exchanges.nasdaq]\nendpoint = "http://h:1"\n', {}, "must be one of"),
+        ('[exchanges.binance]\nhost = "h"\n', {}, "only an `endpoint` key"),
+        ('[exchanges.binance]\nendpoint = "ftp://h"\n', {}, "not an http"),
+        ("[batch]\nconcurrency = 0\n", {}, "concurrency"),
+        ("[batch]\nitem_timeout_s = -1\n", {}, "item_timeout_s"),
+        ("[batch]\nmax_attempts = true\n", {}, "max_attempts"),
+        ("", {"exchange_endpoint_flags": ["binance"]}, "ID=URL"),
+        ("", {"sim_endpoint": "127.0.0.1:9000"}, "not an http"),
+    ],
+)
+def test_bad_endpoint_and_batch_settings_are_refused(
+    tmp_path: Path, toml: str, overrides: dict[str, object], message: str
+) -> None:
+    path = _write(tmp_path / "ctsd.toml", toml)
+    with pytest.raises(ConfigurationError, match=message):
+        load_config(path, overrides, {"HOME": str(tmp_path)})

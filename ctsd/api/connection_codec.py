@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import enum
-from datetime import datetime
 from typing import TypeVar
 
-from google.protobuf import duration_pb2, timestamp_pb2
+from google.protobuf import duration_pb2
 
 from cts.v1 import connection_pb2 as pb
 from cts.v1 import exchange_pb2 as xpb
+from ctsd.api.test_codec import encode_test
+from ctsd.api.wellknown import timestamp
 from ctsd.connections.model import (
     ApiType,
     Connection,
@@ -18,16 +19,11 @@ from ctsd.connections.model import (
     MarginMode,
     MarketDataMethod,
     PositionMode,
-    TestResult,
-    TestStatus,
 )
-from ctsd.connections.validation import ID_PATTERN
 from ctsd.errors import InvalidArgument
 from ctsd.exchanges.spec import ExchangeSpec, RateLimitScope
 
 E = TypeVar("E", bound=enum.Enum)
-
-NAME_PREFIX = "connections/"
 
 API_TYPES: dict[int, ApiType] = {
     pb.API_TYPE_SPOT: ApiType.SPOT,
@@ -47,11 +43,6 @@ MARKET_DATA: dict[int, MarketDataMethod] = {
     pb.MARKET_DATA_METHOD_REST: MarketDataMethod.REST,
     pb.MARKET_DATA_METHOD_WEBSOCKET: MarketDataMethod.WEBSOCKET,
 }
-TEST_STATUSES: dict[int, TestStatus] = {
-    pb.TEST_STATUS_SUCCESS: TestStatus.SUCCESS,
-    pb.TEST_STATUS_WARNING: TestStatus.WARNING,
-    pb.TEST_STATUS_FAILED: TestStatus.FAILED,
-}
 SCOPES: dict[RateLimitScope, int] = {
     RateLimitScope.IP: xpb.RATE_LIMIT_SCOPE_IP,
     RateLimitScope.ACCOUNT: xpb.RATE_LIMIT_SCOPE_ACCOUNT,
@@ -66,7 +57,6 @@ _API_TYPES_OUT = _reverse(API_TYPES)
 _MARGIN_OUT = _reverse(MARGIN_MODES)
 _POSITION_OUT = _reverse(POSITION_MODES)
 _MARKET_DATA_OUT = _reverse(MARKET_DATA)
-_TEST_STATUS_OUT = _reverse(TEST_STATUSES)
 
 
 def decode_enum(table: dict[int, E], value: int, field: str) -> E | None:
@@ -76,17 +66,6 @@ def decode_enum(table: dict[int, E], value: int, field: str) -> E | None:
     if value not in table:
         raise InvalidArgument.field(field, f"unknown enum value {value}")
     return table[value]
-
-
-def connection_id_from_name(name: str, field: str = "name") -> str:
-    if not name.startswith(NAME_PREFIX) or "/" in name[len(NAME_PREFIX) :]:
-        raise InvalidArgument.field(field, "must be connections/{connection}")
-    connection_id = name[len(NAME_PREFIX) :]
-    if not ID_PATTERN.fullmatch(connection_id):
-        raise InvalidArgument.field(
-            field, "must be connections/{connection} with an id of a-z, 0-9 and '-'"
-        )
-    return connection_id
 
 
 def decode_credentials(msg: pb.Credentials) -> CredentialsInput:
@@ -115,27 +94,6 @@ def decode_draft(msg: pb.Connection) -> ConnectionDraft:
     )
 
 
-def _timestamp(moment: datetime) -> timestamp_pb2.Timestamp:
-    ts = timestamp_pb2.Timestamp()
-    ts.FromDatetime(moment)
-    return ts
-
-
-def encode_test(result: TestResult) -> pb.ConnectionTestResult:
-    return pb.ConnectionTestResult(
-        status=_TEST_STATUS_OUT[result.status],  # type: ignore[arg-type]
-        start_time=_timestamp(result.started_at),
-        duration=duration_pb2.Duration(
-            seconds=int(result.duration_s), nanos=int(result.duration_s % 1 * 1e9)
-        ),
-        balance_total=result.balance_total,
-        balance_currency=result.balance_currency,
-        log=list(result.log),
-        capabilities=list(result.capabilities),
-        message=result.message,
-    )
-
-
 def encode_connection(conn: Connection, active: bool = False) -> pb.Connection:
     info = conn.credentials
     msg = pb.Connection(
@@ -156,8 +114,8 @@ def encode_connection(conn: Connection, active: bool = False) -> pb.Connection:
         enabled=conn.enabled,
         predefined=conn.predefined,
         active=active,
-        create_time=_timestamp(conn.created_at),
-        update_time=_timestamp(conn.updated_at),
+        create_time=timestamp(conn.created_at),
+        update_time=timestamp(conn.updated_at),
         etag=conn.etag,
     )
     if conn.last_test is not None:

@@ -1,7 +1,9 @@
-"""ConnectionService: each RPC decodes, calls ConnectionManager, encodes."""
+"""ConnectionService: each RPC decodes, calls ConnectionManager (or, for tests,
+ConnectionTests), encodes."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
@@ -10,22 +12,22 @@ from google.protobuf import empty_pb2
 from cts.v1 import connection_pb2 as pb
 from cts.v1 import connection_service_pb2 as spb
 from cts.v1 import connection_service_pb2_grpc as sgrpc
-from ctsd.api.connection_codec import (
-    connection_id_from_name,
-    decode_draft,
-    encode_exchange,
-)
+from ctsd.api.connection_codec import decode_draft, encode_exchange
 from ctsd.api.encoding_cache import EncodedConnections
+from ctsd.api.names import connection_id_from_name
+from ctsd.api.test_codec import decode_batch_request, encode_batch_event, encode_test_event
 from ctsd.api.update_mask import decode_patch
 from ctsd.connections.manager import ConnectionManager
+from ctsd.connections.test_service import ConnectionTests
 from ctsd.errors import InvalidArgument
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
 
 class ConnectionServicer(sgrpc.ConnectionServiceServicer):
-    def __init__(self, manager: ConnectionManager) -> None:
+    def __init__(self, manager: ConnectionManager, tests: ConnectionTests) -> None:
         self._manager = manager
+        self._tests = tests
         self._encoded = EncodedConnections()
 
     async def CreateConnection(
@@ -86,3 +88,15 @@ class ConnectionServicer(sgrpc.ConnectionServiceServicer):
         return spb.ListExchangesResponse(
             exchanges=[encode_exchange(s) for s in self._manager.exchanges()]
         )
+
+    async def TestConnection(
+        self, request: spb.TestConnectionRequest, context: Context
+    ) -> AsyncIterator[spb.TestConnectionResponse]:
+        async for event in self._tests.test(connection_id_from_name(request.name)):
+            yield encode_test_event(event)
+
+    async def BatchTestConnections(
+        self, request: spb.BatchTestConnectionsRequest, context: Context
+    ) -> AsyncIterator[spb.BatchTestConnectionsResponse]:
+        async for event in self._tests.batch(decode_batch_request(request)):
+            yield encode_batch_event(event)

@@ -2,8 +2,9 @@
 
 Encoding a Connection (enums, timestamps, nested messages) costs far more
 than handing gRPC an existing message; rows change rarely and are read often.
-Keyed by what changes on every write (revision and update time), so a stale
-message is never served; bounded, so deleted rows do not pile up.
+Keyed by what changes on every write (revision and update time, and the
+start of the last test, which is recorded without touching the row), so a
+stale message is never served; bounded, so deleted rows do not pile up.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from cts.v1 import connection_pb2 as pb
 from ctsd.api.connection_codec import encode_connection
 from ctsd.connections.model import Connection
 
-Key = tuple[str, int, datetime, bool]
+Key = tuple[str, int, datetime, datetime | None, bool]
 
 
 class EncodedConnections:
@@ -25,7 +26,8 @@ class EncodedConnections:
 
     def encode(self, conn: Connection, active: bool = False) -> pb.Connection:
         """The message for `conn`; callers must not mutate it."""
-        key = (conn.id, conn.revision, conn.updated_at, active)
+        tested = conn.last_test.started_at if conn.last_test else None
+        key = (conn.id, conn.revision, conn.updated_at, tested, active)
         found = self._cache.get(key)
         if found is None:
             found = self._cache[key] = encode_connection(conn, active)

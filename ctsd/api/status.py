@@ -9,6 +9,7 @@ without its text, which might hold data the client must not see.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -102,7 +103,11 @@ def _guard_stream(behavior: Streaming, method: str) -> Streaming:
         request: Any, context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[Any]:
         try:
-            async for item in behavior(request, context):
+            result = behavior(request, context)
+            if inspect.isawaitable(result):  # writes with context.write() (health Watch)
+                await result
+                return
+            async for item in result:
                 yield item
         except grpc.aio.AbortError:
             raise

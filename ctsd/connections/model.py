@@ -7,6 +7,7 @@ import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from ctsd.connections.results import TestResult, TestStatus
 from ctsd.exchanges.spec import ApiType
 
 __all__ = [
@@ -38,12 +39,6 @@ class PositionMode(enum.Enum):
 class MarketDataMethod(enum.Enum):
     REST = "rest"
     WEBSOCKET = "websocket"
-
-
-class TestStatus(enum.Enum):
-    SUCCESS = "success"
-    WARNING = "warning"
-    FAILED = "failed"
 
 
 class CredentialField(enum.Enum):
@@ -81,18 +76,6 @@ class CredentialsInfo:
     api_key_hint: str = ""
     api_secret_set: bool = False
     passphrase_set: bool = False
-
-
-@dataclass(frozen=True)
-class TestResult:
-    status: TestStatus
-    started_at: datetime
-    duration_s: float
-    balance_total: float = 0.0
-    balance_currency: str = ""
-    log: tuple[str, ...] = ()
-    capabilities: tuple[str, ...] = ()
-    message: str = ""
 
 
 @dataclass(frozen=True)

@@ -1,1 +1,15 @@
-"""Supported exchanges: declarative specs per venue, registered explicitly in `registry`."""
+"""Supported exchanges and the one generic client that talks to them (on ccxt).
+
+    registry.py      ExchangeRegistry: the explicit list of venues (no discovery)
+    spec.py          ExchangeSpec, RateLimitSpec, EndpointRule, Charge: plain data
+    <venue>/         capabilities.py (the spec), limits.py (limits and endpoint table),
+                     client.py (ClientProfile: ccxt class, options, error codes)
+    factory.py       ExchangeClientFactory: builds clients; owns markets and the session
+    client.py        ExchangeClient: what connection tests and engines call
+    markets.py       MarketCache: markets loaded once per target, shared, refreshed
+    throttle.py      RequestGate: every ccxt request through the rate limiter
+    errors.py        FailureClass, ExchangeFailure: ccxt exceptions translated once
+    answers.py       ccxt dicts → validated values (model.py)
+
+Nothing here imports ccxt at module import; `factory` does on the first client.
+"""

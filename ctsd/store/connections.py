@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import builtins
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from dataclasses import dataclass, replace
 from typing import Any
 
 from ctsd.connections.filtering import Condition
@@ -18,9 +18,12 @@ from ctsd.connections.model import (
     MarketDataMethod,
     PositionMode,
 )
+from ctsd.connections.results import TestResult
 from ctsd.errors import AlreadyExists, EtagMismatch, NotFound
 from ctsd.store.connection_index import ConnectionIndex
 from ctsd.store.database import Database, Row, Transaction
+from ctsd.store.test_history import insert_results, latest_results
+from ctsd.store.timestamps import from_us, to_us
 from ctsd.vault.sealer import SealedSecret
 
 _COLUMNS = (
@@ -29,19 +32,13 @@ _COLUMNS = (
 )
 _SECRET_FLAGS = "(SELECT group_concat(field) FROM sealed_secrets s WHERE s.connection_id = c.id)"
 _SELECT = f"SELECT {_COLUMNS}, {_SECRET_FLAGS} FROM connections c"
+
+
 @dataclass(frozen=True)
 class ConnectionPage:
     items: list[Connection]
     next_after: int | None
     total: int
-
-
-def to_us(moment: datetime) -> int:
-    return int(moment.timestamp() * 1_000_000)
-
-
-def from_us(value: int) -> datetime:
-    return datetime.fromtimestamp(value / 1_000_000, tz=UTC)
 
 
 def _to_connection(row: Row) -> Connection:
@@ -101,8 +98,10 @@ class ConnectionRepository:
             async with self._load_lock:
                 if self._index is None:
                     index = ConnectionIndex()
+                    tests = await latest_results(self._db)
                     for row in await self._db.fetch_all(f"{_SELECT} ORDER BY seq"):
-                        index.put(row[0], _to_connection(row))
+                        conn = _to_connection(row)
+                        index.put(row[0], replace(conn, last_test=tests.get(conn.id)))
                     self._index = index
         return self._index
 
@@ -160,7 +159,31 @@ class ConnectionRepository:
                     "DELETE FROM sealed_secrets WHERE connection_id = ? AND field = ?",
                     (conn.id, cred.value),
                 )
-        index.replace(conn)
+        # The writer read `conn` before this commit; a test may have finished since.
+        stored = index.get(conn.id)
+        index.replace(replace(conn, last_test=stored.last_test if stored else conn.last_test))
+
+    async def record_test(
+        self, connection_ids: Sequence[str], result: TestResult
+    ) -> builtins.list[str]:
+        """Stores `result` as the last test of each connection, in one transaction.
+
+        Returns the ids written: a connection deleted meanwhile is skipped.
+        """
+        index = await self._loaded()
+        async with self._db.transaction() as tx:
+            written = await insert_results(tx, connection_ids, result)
+        for connection_id in written:
+            conn = index.get(connection_id)
+            if conn is not None:
+                index.replace(replace(conn, last_test=result))
+        return written
+
+    async def all(self) -> builtins.list[Connection]:
+        """Every connection in creation order, from the index."""
+        index = await self._loaded()
+        items, _ = index.page((), 0, len(index) + 1)
+        return items
 
     async def delete(self, connection_id: str, expected_revision: int | None) -> None:
         index = await self._loaded()

@@ -35,6 +35,70 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (connection_id, field)
     );
     """,
+    # 2: connection test history, the newest row of each connection is its last test
+    """
+    CREATE TABLE connection_tests (
+        seq           INTEGER PRIMARY KEY AUTOINCREMENT,
+        connection_id TEXT    NOT NULL REFERENCES connections (id) ON DELETE CASCADE,
+        started_us    INTEGER NOT NULL,
+        status        TEXT    NOT NULL,
+        failure_class TEXT    NOT NULL DEFAULT '',
+        result        TEXT    NOT NULL
+    );
+    CREATE INDEX connection_tests_by_connection ON connection_tests (connection_id, seq);
+    CREATE INDEX connection_tests_by_time ON connection_tests (started_us);
+    """,
+    # 3: trade engines: desired state per connection, their orders and fills.
+    # No foreign key to connections: an engine's trades outlive a deleted connection
+    # for the record, and a resume on a vanished connection fails visibly instead.
+    """
+    CREATE TABLE engines (
+        connection_id TEXT    PRIMARY KEY,
+        engine_id     TEXT    NOT NULL,
+        config        TEXT    NOT NULL,
+        desired       TEXT    NOT NULL,
+        cycle         INTEGER NOT NULL,
+        last_error    TEXT    NOT NULL DEFAULT '',
+        updated_us    INTEGER NOT NULL
+    );
+    CREATE TABLE engine_orders (
+        seq               INTEGER PRIMARY KEY AUTOINCREMENT,
+        connection_id     TEXT    NOT NULL,
+        client_order_id   TEXT    NOT NULL,
+        symbol            TEXT    NOT NULL,
+        side              TEXT    NOT NULL,
+        type              TEXT    NOT NULL,
+        amount            TEXT    NOT NULL,
+        price             TEXT,
+        tag               TEXT    NOT NULL,
+        cycle             INTEGER NOT NULL,
+        status            TEXT    NOT NULL,
+        filled            TEXT    NOT NULL,
+        average_price     TEXT,
+        fee               TEXT    NOT NULL,
+        exchange_order_id TEXT    NOT NULL,
+        reason            TEXT    NOT NULL,
+        created_ms        INTEGER NOT NULL,
+        updated_ms        INTEGER NOT NULL,
+        UNIQUE (connection_id, client_order_id)
+    );
+    CREATE INDEX engine_orders_by_status ON engine_orders (connection_id, status);
+    CREATE TABLE engine_fills (
+        seq             INTEGER PRIMARY KEY AUTOINCREMENT,
+        connection_id   TEXT    NOT NULL,
+        trade_id        TEXT    NOT NULL,
+        client_order_id TEXT    NOT NULL,
+        symbol          TEXT    NOT NULL,
+        side            TEXT    NOT NULL,
+        amount          TEXT    NOT NULL,
+        price           TEXT    NOT NULL,
+        fee             TEXT    NOT NULL,
+        fee_asset       TEXT    NOT NULL,
+        timestamp_ms    INTEGER NOT NULL,
+        maker           INTEGER NOT NULL,
+        UNIQUE (connection_id, trade_id)
+    );
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from cts.cli.main import run
+from tests.support.sim_fixtures import sim, sim_channel, sim_daemon
 
 from .fake_service import FakeServer, start_fake_server
 
@@ -72,3 +73,6 @@ def cts(fake: FakeServer) -> Runner:
         return Result(code, out.getvalue(), err.getvalue())
 
     return invoke
+
+
+__all__ = ["sim", "sim_channel", "sim_daemon"]  # the simulator-backed daemon, for test commands

@@ -1,6 +1,7 @@
 """What a Binance connection can be."""
 
-from ctsd.exchanges.binance.limits import BINANCE_RATE_LIMITS
+from ctsd.exchanges.binance.client import BINANCE_CLIENT
+from ctsd.exchanges.binance.limits import BINANCE_ENDPOINTS, BINANCE_RATE_LIMITS
 from ctsd.exchanges.spec import ApiType, ExchangeSpec
 
 BINANCE = ExchangeSpec(
@@ -10,4 +11,6 @@ BINANCE = ExchangeSpec(
     testnet_supported=True,
     passphrase_required=False,
     rate_limits=BINANCE_RATE_LIMITS,
+    endpoint_rules=BINANCE_ENDPOINTS,
+    client=BINANCE_CLIENT,
 )

@@ -1,8 +1,47 @@
-"""Binance counts request weight per IP and orders per account."""
+"""Binance counts request weight per IP (spot and futures apart) and orders per account.
 
-from ctsd.exchanges.spec import RateLimitScope, RateLimitSpec
+ccxt's costs are Binance weights scaled to one budget per exchange: spot
+(`public`/`private`) costs are weight / 5, `sapi` costs weight / 10, futures
+(`fapi*`, `dapi*`) costs are the weight. `per_cost` undoes the scaling, so the
+buckets count in Binance's own units and `X-MBX-USED-WEIGHT-1M` corrects
+them directly. Where ccxt's cost is below Binance's weight, a rule says so
+with fixed `units`. (Klines cost by `limit`; ccxt only knows it when the
+caller passes one, which `ExchangeClient.fetch_ohlcv` always does.) `sapi` is
+charged to the spot IP weight: conservative (Binance counts it apart), and
+what the simulator does.
+"""
+
+from ctsd.exchanges.spec import Charge, EndpointRule, RateLimitScope, RateLimitSpec, UsageHeader
+from ctsd.ratelimit.model import Lane
 
 BINANCE_RATE_LIMITS = (
     RateLimitSpec("request_weight", RateLimitScope.IP, 1200, 60.0, weighted=True),
+    RateLimitSpec("futures_request_weight", RateLimitScope.IP, 2400, 60.0, weighted=True),
     RateLimitSpec("orders", RateLimitScope.ACCOUNT, 50, 10.0),
+    RateLimitSpec("futures_orders", RateLimitScope.ACCOUNT, 300, 10.0),
+)
+
+_USED = UsageHeader(used="X-MBX-USED-WEIGHT-1M")
+_SPOT = Charge("request_weight", per_cost=5, usage=_USED)
+_SAPI = Charge("request_weight", per_cost=10, usage=_USED)
+_FUTURES = Charge("futures_request_weight", per_cost=1, usage=_USED)
+_FUTURES_5 = Charge("futures_request_weight", units=5, usage=_USED)
+
+BINANCE_ENDPOINTS = (
+    EndpointRule((_SPOT, Charge("orders")), api="private", method="POST", path="order",
+                 lane=Lane.ORDER),
+    EndpointRule((_SPOT,), api="private", method="DELETE", path="order*", lane=Lane.ORDER),
+    EndpointRule((_SPOT,), api="public"),
+    EndpointRule((_SPOT,), api="private"),
+    EndpointRule((_SAPI,), api="sapi*"),
+    EndpointRule((_FUTURES, Charge("futures_orders")), api="fapiPrivate", method="POST",
+                 path="order", lane=Lane.ORDER),
+    EndpointRule((_FUTURES,), api="fapiPrivate", method="DELETE", path="order*",
+                 lane=Lane.ORDER),
+    # ccxt costs these 1; Binance weighs them 5.
+    EndpointRule((_FUTURES_5,), api="fapiPrivateV*", method="GET", path="account"),
+    EndpointRule((_FUTURES_5,), api="fapiPrivateV*", method="GET", path="balance"),
+    EndpointRule((_FUTURES,), api="fapi*"),
+    EndpointRule((_FUTURES,), api="dapi*"),
+    EndpointRule((Charge("request_weight", per_cost=5),)),  # anything else: spot weight
 )

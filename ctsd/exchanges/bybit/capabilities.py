@@ -1,6 +1,7 @@
 """What a Bybit connection can be."""
 
-from ctsd.exchanges.bybit.limits import BYBIT_RATE_LIMITS
+from ctsd.exchanges.bybit.client import BYBIT_CLIENT
+from ctsd.exchanges.bybit.limits import BYBIT_ENDPOINTS, BYBIT_RATE_LIMITS
 from ctsd.exchanges.spec import ApiType, ExchangeSpec
 
 BYBIT = ExchangeSpec(
@@ -10,4 +11,6 @@ BYBIT = ExchangeSpec(
     testnet_supported=True,
     passphrase_required=False,
     rate_limits=BYBIT_RATE_LIMITS,
+    endpoint_rules=BYBIT_ENDPOINTS,
+    client=BYBIT_CLIENT,
 )

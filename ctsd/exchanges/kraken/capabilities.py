@@ -1,6 +1,7 @@
 """What a Kraken connection can be."""
 
-from ctsd.exchanges.kraken.limits import KRAKEN_RATE_LIMITS
+from ctsd.exchanges.kraken.client import KRAKEN_CLIENT
+from ctsd.exchanges.kraken.limits import KRAKEN_ENDPOINTS, KRAKEN_RATE_LIMITS
 from ctsd.exchanges.spec import ApiType, ExchangeSpec
 
 KRAKEN = ExchangeSpec(
@@ -10,4 +11,6 @@ KRAKEN = ExchangeSpec(
     testnet_supported=False,
     passphrase_required=False,
     rate_limits=KRAKEN_RATE_LIMITS,
+    endpoint_rules=KRAKEN_ENDPOINTS,
+    client=KRAKEN_CLIENT,
 )

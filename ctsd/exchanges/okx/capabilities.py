@@ -1,6 +1,7 @@
 """What an OKX connection can be."""
 
-from ctsd.exchanges.okx.limits import OKX_RATE_LIMITS
+from ctsd.exchanges.okx.client import OKX_CLIENT
+from ctsd.exchanges.okx.limits import OKX_ENDPOINTS, OKX_RATE_LIMITS
 from ctsd.exchanges.spec import ApiType, ExchangeSpec
 
 OKX = ExchangeSpec(
@@ -10,4 +11,6 @@ OKX = ExchangeSpec(
     testnet_supported=True,
     passphrase_required=True,
     rate_limits=OKX_RATE_LIMITS,
+    endpoint_rules=OKX_ENDPOINTS,
+    client=OKX_CLIENT,
 )

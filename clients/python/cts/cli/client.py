@@ -16,7 +16,7 @@ import grpc
 
 from cts.cli.errors import UsageError
 from cts.cli.secrets_input import Console
-from cts.v1 import connection_service_pb2_grpc
+from cts.v1 import connection_service_pb2_grpc, health_service_pb2_grpc
 
 DEFAULT_TIMEOUT = 10.0
 
@@ -52,6 +52,7 @@ class Context:
 
     address: str
     connections: connection_service_pb2_grpc.ConnectionServiceStub
+    health: health_service_pb2_grpc.HealthServiceStub
     timeout: float
     output: str
     stdout: TextIO

@@ -12,9 +12,10 @@ from collections.abc import Callable
 
 from google.protobuf import field_mask_pb2
 
-from cts.cli import enums, views
+from cts.cli import connection_tests, enums, views
 from cts.cli.client import Context
 from cts.cli.errors import EXIT_OK, UsageError
+from cts.cli.filters import quote
 from cts.cli.output import JSON, dump_json, message_to_json
 from cts.cli.secrets_input import PROMPT, Secrets, add_secret_options, chosen_source, read_secrets
 from cts.v1 import connection_pb2, connection_service_pb2
@@ -173,6 +174,13 @@ def register(
         ("rm", ["delete"], delete_connection, "delete a connection", _configure_rm),
         ("enable", [], set_enabled, "enable a connection", _configure_toggle(True)),
         ("disable", [], set_enabled, "disable a connection", _configure_toggle(False)),
+        (
+            "test",
+            [],
+            connection_tests.test_connections,
+            "test one connection (live log) or many (--all, --exchange)",
+            connection_tests.configure,
+        ),
     ]
     for name, aliases, handler, summary, configure in table:
         parser = commands.add_parser(
@@ -182,15 +190,11 @@ def register(
         configure(parser)
 
 
-def _quote(value: str) -> str:
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
 def build_filter(args: argparse.Namespace) -> str:
     """The AIP-160 filter for the list flags, ANDed with any `--filter` text."""
     clauses: list[str] = []
     if args.exchange:
-        clauses.append(f"exchange = {_quote(args.exchange)}")
+        clauses.append(f"exchange = {quote(args.exchange)}")
     if args.api_type is not None:
         clauses.append(f"api_type = {enums.full_name(API_TYPE, args.api_type)}")
     if args.enabled is not None:

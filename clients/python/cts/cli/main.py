@@ -18,12 +18,12 @@ from typing import TextIO
 import grpc
 
 from cts.address import default_address
-from cts.cli import connections, exchanges
+from cts.cli import connections, exchanges, health
 from cts.cli.client import DEFAULT_TIMEOUT, Context, open_channel
 from cts.cli.errors import EXIT_RPC_ERROR, EXIT_USAGE, UsageError, describe_rpc_error
 from cts.cli.output import FORMATS, TABLE
 from cts.cli.secrets_input import Console
-from cts.v1 import connection_service_pb2_grpc
+from cts.v1 import connection_service_pb2_grpc, health_service_pb2_grpc
 
 EPILOG = """\
 examples:
@@ -33,8 +33,12 @@ examples:
       --name "Main" --api-key KEY --secret-stdin
   cts connections edit main --testnet --prompt-secret
   cts connections rm main
+  cts connections test main
+  cts connections test --all
+  cts status; cts health; cts verify
 
-exit codes: 0 ok, 1 the daemon refused or could not be reached, 2 usage error.
+exit codes: 0 ok, 1 the daemon refused or could not be reached (or a test or check
+failed), 2 usage error.
 """
 
 
@@ -91,6 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="group", metavar="COMMAND")
     connections.register(commands, common)
     exchanges.register(commands, common)
+    health.register(commands, common)
     return parser
 
 
@@ -117,6 +122,7 @@ def run(
             ctx = Context(
                 address=address,
                 connections=connection_service_pb2_grpc.ConnectionServiceStub(channel),
+                health=health_service_pb2_grpc.HealthServiceStub(channel),
                 timeout=args.timeout,
                 output=args.output,
                 stdout=stdout,

@@ -147,6 +147,162 @@ TEST_STATUS_FAILED: TestStatus.ValueType  # 3
 """The key cannot be used as configured."""
 Global___TestStatus: _TypeAlias = TestStatus  # noqa: Y015
 
+class _FailureClass:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _FailureClassEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_FailureClass.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    FAILURE_CLASS_UNSPECIFIED: _FailureClass.ValueType  # 0
+    FAILURE_CLASS_AUTHENTICATION: _FailureClass.ValueType  # 1
+    """The key or its signature was refused: check the key and secret."""
+    FAILURE_CLASS_PERMISSION: _FailureClass.ValueType  # 2
+    """The key works but lacks a permission the connection needs."""
+    FAILURE_CLASS_IP_NOT_ALLOWED: _FailureClass.ValueType  # 3
+    """The exchange refused this host's IP address (key IP whitelist)."""
+    FAILURE_CLASS_CLOCK_SKEW: _FailureClass.ValueType  # 4
+    """The host clock differs from the exchange's beyond its receive window."""
+    FAILURE_CLASS_RATE_LIMITED: _FailureClass.ValueType  # 5
+    """The exchange answered with a rate-limit error or ban."""
+    FAILURE_CLASS_MAINTENANCE: _FailureClass.ValueType  # 6
+    """The exchange is in maintenance."""
+    FAILURE_CLASS_NETWORK: _FailureClass.ValueType  # 7
+    """The exchange could not be reached or the connection broke."""
+    FAILURE_CLASS_TIMEOUT: _FailureClass.ValueType  # 8
+    """The exchange did not answer in time."""
+    FAILURE_CLASS_EXCHANGE_ERROR: _FailureClass.ValueType  # 9
+    """The exchange answered with an error or an answer that makes no sense."""
+
+class FailureClass(_FailureClass, metaclass=_FailureClassEnumTypeWrapper):
+    """Why a connection test failed, sorted by what the user must do."""
+
+FAILURE_CLASS_UNSPECIFIED: FailureClass.ValueType  # 0
+FAILURE_CLASS_AUTHENTICATION: FailureClass.ValueType  # 1
+"""The key or its signature was refused: check the key and secret."""
+FAILURE_CLASS_PERMISSION: FailureClass.ValueType  # 2
+"""The key works but lacks a permission the connection needs."""
+FAILURE_CLASS_IP_NOT_ALLOWED: FailureClass.ValueType  # 3
+"""The exchange refused this host's IP address (key IP whitelist)."""
+FAILURE_CLASS_CLOCK_SKEW: FailureClass.ValueType  # 4
+"""The host clock differs from the exchange's beyond its receive window."""
+FAILURE_CLASS_RATE_LIMITED: FailureClass.ValueType  # 5
+"""The exchange answered with a rate-limit error or ban."""
+FAILURE_CLASS_MAINTENANCE: FailureClass.ValueType  # 6
+"""The exchange is in maintenance."""
+FAILURE_CLASS_NETWORK: FailureClass.ValueType  # 7
+"""The exchange could not be reached or the connection broke."""
+FAILURE_CLASS_TIMEOUT: FailureClass.ValueType  # 8
+"""The exchange did not answer in time."""
+FAILURE_CLASS_EXCHANGE_ERROR: FailureClass.ValueType  # 9
+"""The exchange answered with an error or an answer that makes no sense."""
+Global___FailureClass: _TypeAlias = FailureClass  # noqa: Y015
+
+class _LogLevel:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _LogLevelEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_LogLevel.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    LOG_LEVEL_UNSPECIFIED: _LogLevel.ValueType  # 0
+    LOG_LEVEL_DEBUG: _LogLevel.ValueType  # 1
+    """Detail for debugging."""
+    LOG_LEVEL_INFO: _LogLevel.ValueType  # 2
+    """A step that went as expected."""
+    LOG_LEVEL_WARNING: _LogLevel.ValueType  # 3
+    """Something works but deserves attention."""
+    LOG_LEVEL_ERROR: _LogLevel.ValueType  # 4
+    """A step that failed."""
+
+class LogLevel(_LogLevel, metaclass=_LogLevelEnumTypeWrapper):
+    """Severity of a test log line."""
+
+LOG_LEVEL_UNSPECIFIED: LogLevel.ValueType  # 0
+LOG_LEVEL_DEBUG: LogLevel.ValueType  # 1
+"""Detail for debugging."""
+LOG_LEVEL_INFO: LogLevel.ValueType  # 2
+"""A step that went as expected."""
+LOG_LEVEL_WARNING: LogLevel.ValueType  # 3
+"""Something works but deserves attention."""
+LOG_LEVEL_ERROR: LogLevel.ValueType  # 4
+"""A step that failed."""
+Global___LogLevel: _TypeAlias = LogLevel  # noqa: Y015
+
+@_typing.final
+class TestLogLine(_message.Message):
+    """One line of a connection test's log. Never holds a credential."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TIME_FIELD_NUMBER: _builtins.int
+    LEVEL_FIELD_NUMBER: _builtins.int
+    STEP_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    level: Global___LogLevel.ValueType
+    """Severity."""
+    step: _builtins.str
+    """The step it belongs to, e.g. `credentials`, `markets`, `clock`,
+    `balance`, `permissions`, `api_type`, `latency`.
+    """
+    message: _builtins.str
+    """What happened."""
+    @_builtins.property
+    def time(self) -> _timestamp_pb2.Timestamp:
+        """When the line was written."""
+
+    def __init__(
+        self,
+        *,
+        time: _timestamp_pb2.Timestamp | None = ...,
+        level: Global___LogLevel.ValueType = ...,
+        step: _builtins.str = ...,
+        message: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["time", b"time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["level", b"level", "message", b"message", "step", b"step", "time", b"time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TestLogLine: _TypeAlias = TestLogLine  # noqa: Y015
+
+@_typing.final
+class AssetBalance(_message.Message):
+    """The balance of one asset at test time."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ASSET_FIELD_NUMBER: _builtins.int
+    FREE_FIELD_NUMBER: _builtins.int
+    USED_FIELD_NUMBER: _builtins.int
+    TOTAL_FIELD_NUMBER: _builtins.int
+    VALUE_FIELD_NUMBER: _builtins.int
+    asset: _builtins.str
+    """Asset code, e.g. `BTC`."""
+    free: _builtins.float
+    """Available amount."""
+    used: _builtins.float
+    """Amount locked in orders or positions."""
+    total: _builtins.float
+    """free + used."""
+    value: _builtins.float
+    """total in the result's `balance_currency`, where a price is known."""
+    def __init__(
+        self,
+        *,
+        asset: _builtins.str = ...,
+        free: _builtins.float = ...,
+        used: _builtins.float = ...,
+        total: _builtins.float = ...,
+        value: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["asset", b"asset", "free", b"free", "total", b"total", "used", b"used", "value", b"value"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AssetBalance: _TypeAlias = AssetBalance  # noqa: Y015
+
 @_typing.final
 class Connection(_message.Message):
     """An account on one exchange, with its sealed API credentials."""
@@ -329,6 +485,12 @@ class ConnectionTestResult(_message.Message):
     LOG_FIELD_NUMBER: _builtins.int
     CAPABILITIES_FIELD_NUMBER: _builtins.int
     MESSAGE_FIELD_NUMBER: _builtins.int
+    FAILURE_CLASS_FIELD_NUMBER: _builtins.int
+    REMEDY_FIELD_NUMBER: _builtins.int
+    BALANCES_FIELD_NUMBER: _builtins.int
+    CLOCK_SKEW_FIELD_NUMBER: _builtins.int
+    LATENCY_FIELD_NUMBER: _builtins.int
+    LOG_LINES_FIELD_NUMBER: _builtins.int
     status: Global___TestStatus.ValueType
     """Overall outcome."""
     balance_total: _builtins.float
@@ -337,6 +499,10 @@ class ConnectionTestResult(_message.Message):
     """The quote currency of `balance_total`, e.g. `USDT`."""
     message: _builtins.str
     """One-line explanation of a failure or warning."""
+    failure_class: Global___FailureClass.ValueType
+    """Why the test failed; unspecified unless status is FAILED."""
+    remedy: _builtins.str
+    """One line telling the user what to do about the failure or warning."""
     @_builtins.property
     def start_time(self) -> _timestamp_pb2.Timestamp:
         """When the test started."""
@@ -353,6 +519,22 @@ class ConnectionTestResult(_message.Message):
     def capabilities(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """What the key can do, e.g. `read`, `trade`."""
 
+    @_builtins.property
+    def balances(self) -> _containers.RepeatedCompositeFieldContainer[Global___AssetBalance]:
+        """Balances per asset."""
+
+    @_builtins.property
+    def clock_skew(self) -> _duration_pb2.Duration:
+        """Exchange clock minus host clock, as measured during the test."""
+
+    @_builtins.property
+    def latency(self) -> _duration_pb2.Duration:
+        """Round-trip time of a lightweight request."""
+
+    @_builtins.property
+    def log_lines(self) -> _containers.RepeatedCompositeFieldContainer[Global___TestLogLine]:
+        """The structured log; `log` holds the same lines as text."""
+
     def __init__(
         self,
         *,
@@ -364,10 +546,16 @@ class ConnectionTestResult(_message.Message):
         log: _abc.Iterable[_builtins.str] | None = ...,
         capabilities: _abc.Iterable[_builtins.str] | None = ...,
         message: _builtins.str = ...,
+        failure_class: Global___FailureClass.ValueType = ...,
+        remedy: _builtins.str = ...,
+        balances: _abc.Iterable[Global___AssetBalance] | None = ...,
+        clock_skew: _duration_pb2.Duration | None = ...,
+        latency: _duration_pb2.Duration | None = ...,
+        log_lines: _abc.Iterable[Global___TestLogLine] | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["duration", b"duration", "start_time", b"start_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["clock_skew", b"clock_skew", "duration", b"duration", "latency", b"latency", "start_time", b"start_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["balance_currency", b"balance_currency", "balance_total", b"balance_total", "capabilities", b"capabilities", "duration", b"duration", "log", b"log", "message", b"message", "start_time", b"start_time", "status", b"status"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["balance_currency", b"balance_currency", "balance_total", b"balance_total", "balances", b"balances", "capabilities", b"capabilities", "clock_skew", b"clock_skew", "duration", b"duration", "failure_class", b"failure_class", "latency", b"latency", "log", b"log", "log_lines", b"log_lines", "message", b"message", "remedy", b"remedy", "start_time", b"start_time", "status", b"status"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

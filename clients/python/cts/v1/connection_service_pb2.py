@@ -27,11 +27,12 @@ from cts.v1 import exchange_pb2 as cts_dot_v1_dot_exchange__pb2
 from google.api import client_pb2 as google_dot_api_dot_client__pb2
 from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
 from google.api import resource_pb2 as google_dot_api_dot_resource__pb2
+from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
 from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mask__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1f\x63ts/v1/connection_service.proto\x12\x06\x63ts.v1\x1a\x17\x63ts/v1/connection.proto\x1a\x15\x63ts/v1/exchange.proto\x1a\x17google/api/client.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/resource.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\"u\n\x17\x43reateConnectionRequest\x12,\n\nconnection\x18\x01 \x01(\x0b\x32\x12.cts.v1.ConnectionB\x04\xe2\x41\x01\x02\x12\x15\n\rconnection_id\x18\x02 \x01(\t\x12\x15\n\rvalidate_only\x18\x03 \x01(\x08\"@\n\x14GetConnectionRequest\x12(\n\x04name\x18\x01 \x01(\tB\x1a\xe2\x41\x01\x02\xfa\x41\x13\n\x11\x63ts.v1/Connection\"O\n\x16ListConnectionsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x0e\n\x06\x66ilter\x18\x03 \x01(\t\"o\n\x17ListConnectionsResponse\x12\'\n\x0b\x63onnections\x18\x01 \x03(\x0b\x32\x12.cts.v1.Connection\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x12\n\ntotal_size\x18\x03 \x01(\x05\"~\n\x17UpdateConnectionRequest\x12,\n\nconnection\x18\x01 \x01(\x0b\x32\x12.cts.v1.ConnectionB\x04\xe2\x41\x01\x02\x12\x35\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMaskB\x04\xe2\x41\x01\x02\"`\n\x17\x44\x65leteConnectionRequest\x12(\n\x04name\x18\x01 \x01(\tB\x1a\xe2\x41\x01\x02\xfa\x41\x13\n\x11\x63ts.v1/Connection\x12\x0c\n\x04\x65tag\x18\x02 \x01(\t\x12\r\n\x05\x66orce\x18\x03 \x01(\x08\"f\n\x1bSetConnectionEnabledRequest\x12(\n\x04name\x18\x01 \x01(\tB\x1a\xe2\x41\x01\x02\xfa\x41\x13\n\x11\x63ts.v1/Connection\x12\x0f\n\x07\x65nabled\x18\x02 \x01(\x08\x12\x0c\n\x04\x65tag\x18\x03 \x01(\t\"\x16\n\x14ListExchangesRequest\"<\n\x15ListExchangesResponse\x12#\n\texchanges\x18\x01 \x03(\x0b\x32\x10.cts.v1.Exchange2\xf8\x04\n\x11\x43onnectionService\x12\x64\n\x10\x43reateConnection\x12\x1f.cts.v1.CreateConnectionRequest\x1a\x12.cts.v1.Connection\"\x1b\xda\x41\x18\x63onnection,connection_id\x12J\n\rGetConnection\x12\x1c.cts.v1.GetConnectionRequest\x1a\x12.cts.v1.Connection\"\x07\xda\x41\x04name\x12T\n\x0fListConnections\x12\x1e.cts.v1.ListConnectionsRequest\x1a\x1f.cts.v1.ListConnectionsResponse\"\x00\x12\x62\n\x10UpdateConnection\x12\x1f.cts.v1.UpdateConnectionRequest\x1a\x12.cts.v1.Connection\"\x19\xda\x41\x16\x63onnection,update_mask\x12T\n\x10\x44\x65leteConnection\x12\x1f.cts.v1.DeleteConnectionRequest\x1a\x16.google.protobuf.Empty\"\x07\xda\x41\x04name\x12Q\n\x14SetConnectionEnabled\x12#.cts.v1.SetConnectionEnabledRequest\x1a\x12.cts.v1.Connection\"\x00\x12N\n\rListExchanges\x12\x1c.cts.v1.ListExchangesRequest\x1a\x1d.cts.v1.ListExchangesResponse\"\x00\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1f\x63ts/v1/connection_service.proto\x12\x06\x63ts.v1\x1a\x17\x63ts/v1/connection.proto\x1a\x15\x63ts/v1/exchange.proto\x1a\x17google/api/client.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/resource.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\"u\n\x17\x43reateConnectionRequest\x12,\n\nconnection\x18\x01 \x01(\x0b\x32\x12.cts.v1.ConnectionB\x04\xe2\x41\x01\x02\x12\x15\n\rconnection_id\x18\x02 \x01(\t\x12\x15\n\rvalidate_only\x18\x03 \x01(\x08\"@\n\x14GetConnectionRequest\x12(\n\x04name\x18\x01 \x01(\tB\x1a\xe2\x41\x01\x02\xfa\x41\x13\n\x11\x63ts.v1/Connection\"O\n\x16ListConnectionsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x0e\n\x06\x66ilter\x18\x03 \x01(\t\"o\n\x17ListConnectionsResponse\x12\'\n\x0b\x63onnections\x18\x01 \x03(\x0b\x32\x12.cts.v1.Connection\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x12\n\ntotal_size\x18\x03 \x01(\x05\"~\n\x17UpdateConnectionRequest\x12,\n\nconnection\x18\x01 \x01(\x0b\x32\x12.cts.v1.ConnectionB\x04\xe2\x41\x01\x02\x12\x35\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMaskB\x04\xe2\x41\x01\x02\"`\n\x17\x44\x65leteConnectionRequest\x12(\n\x04name\x18\x01 \x01(\tB\x1a\xe2\x41\x01\x02\xfa\x41\x13\n\x11\x63ts.v1/Connection\x12\x0c\n\x04\x65tag\x18\x02 \x01(\t\x12\r\n\x05\x66orce\x18\x03 \x01(\x08\"f\n\x1bSetConnectionEnabledRequest\x12(\n\x04name\x18\x01 \x01(\tB\x1a\xe2\x41\x01\x02\xfa\x41\x13\n\x11\x63ts.v1/Connection\x12\x0f\n\x07\x65nabled\x18\x02 \x01(\x08\x12\x0c\n\x04\x65tag\x18\x03 \x01(\t\"A\n\x15TestConnectionRequest\x12(\n\x04name\x18\x01 \x01(\tB\x1a\xe2\x41\x01\x02\xfa\x41\x13\n\x11\x63ts.v1/Connection\"u\n\x16TestConnectionResponse\x12\"\n\x03log\x18\x01 \x01(\x0b\x32\x13.cts.v1.TestLogLineH\x00\x12.\n\x06result\x18\x02 \x01(\x0b\x32\x1c.cts.v1.ConnectionTestResultH\x00\x42\x07\n\x05\x65vent\"c\n\x1b\x42\x61tchTestConnectionsRequest\x12\r\n\x05names\x18\x01 \x03(\t\x12\x0e\n\x06\x66ilter\x18\x02 \x01(\t\x12\x13\n\x0b\x63oncurrency\x18\x03 \x01(\x05\x12\x10\n\x08priority\x18\x04 \x01(\x05\"\xb2\x01\n\x1c\x42\x61tchTestConnectionsResponse\x12-\n\x06result\x18\x01 \x01(\x0b\x32\x1b.cts.v1.BatchTestItemResultH\x00\x12-\n\x08progress\x18\x02 \x01(\x0b\x32\x19.cts.v1.BatchTestProgressH\x00\x12+\n\x07summary\x18\x03 \x01(\x0b\x32\x18.cts.v1.BatchTestSummaryH\x00\x42\x07\n\x05\x65vent\"x\n\x13\x42\x61tchTestItemResult\x12\x0c\n\x04name\x18\x01 \x01(\t\x12,\n\x06result\x18\x02 \x01(\x0b\x32\x1c.cts.v1.ConnectionTestResult\x12\x10\n\x08\x61ttempts\x18\x03 \x01(\x05\x12\x13\n\x0bshared_from\x18\x04 \x01(\t\"a\n\x11\x42\x61tchTestProgress\x12\x0c\n\x04\x64one\x18\x01 \x01(\x05\x12\r\n\x05total\x18\x02 \x01(\x05\x12/\n\x0climiter_wait\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\"D\n\x0fTestStatusCount\x12\"\n\x06status\x18\x01 \x01(\x0e\x32\x12.cts.v1.TestStatus\x12\r\n\x05\x63ount\x18\x02 \x01(\x05\"O\n\x11\x46\x61ilureClassCount\x12+\n\rfailure_class\x18\x01 \x01(\x0e\x32\x14.cts.v1.FailureClass\x12\r\n\x05\x63ount\x18\x02 \x01(\x05\"\xd7\x01\n\x10\x42\x61tchTestSummary\x12\r\n\x05total\x18\x01 \x01(\x05\x12*\n\tby_status\x18\x02 \x03(\x0b\x32\x17.cts.v1.TestStatusCount\x12+\n\x08\x66\x61ilures\x18\x03 \x03(\x0b\x32\x19.cts.v1.FailureClassCount\x12*\n\x07\x65lapsed\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12/\n\x0climiter_wait\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\"\x16\n\x14ListExchangesRequest\"<\n\x15ListExchangesResponse\x12#\n\texchanges\x18\x01 \x03(\x0b\x32\x10.cts.v1.Exchange2\xb4\x06\n\x11\x43onnectionService\x12\x64\n\x10\x43reateConnection\x12\x1f.cts.v1.CreateConnectionRequest\x1a\x12.cts.v1.Connection\"\x1b\xda\x41\x18\x63onnection,connection_id\x12J\n\rGetConnection\x12\x1c.cts.v1.GetConnectionRequest\x1a\x12.cts.v1.Connection\"\x07\xda\x41\x04name\x12T\n\x0fListConnections\x12\x1e.cts.v1.ListConnectionsRequest\x1a\x1f.cts.v1.ListConnectionsResponse\"\x00\x12\x62\n\x10UpdateConnection\x12\x1f.cts.v1.UpdateConnectionRequest\x1a\x12.cts.v1.Connection\"\x19\xda\x41\x16\x63onnection,update_mask\x12T\n\x10\x44\x65leteConnection\x12\x1f.cts.v1.DeleteConnectionRequest\x1a\x16.google.protobuf.Empty\"\x07\xda\x41\x04name\x12Q\n\x14SetConnectionEnabled\x12#.cts.v1.SetConnectionEnabledRequest\x1a\x12.cts.v1.Connection\"\x00\x12S\n\x0eTestConnection\x12\x1d.cts.v1.TestConnectionRequest\x1a\x1e.cts.v1.TestConnectionResponse\"\x00\x30\x01\x12\x65\n\x14\x42\x61tchTestConnections\x12#.cts.v1.BatchTestConnectionsRequest\x1a$.cts.v1.BatchTestConnectionsResponse\"\x00\x30\x01\x12N\n\rListExchanges\x12\x1c.cts.v1.ListExchangesRequest\x1a\x1d.cts.v1.ListExchangesResponse\"\x00\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -50,6 +51,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_DELETECONNECTIONREQUEST'].fields_by_name['name']._serialized_options = b'\342A\001\002\372A\023\n\021cts.v1/Connection'
   _globals['_SETCONNECTIONENABLEDREQUEST'].fields_by_name['name']._loaded_options = None
   _globals['_SETCONNECTIONENABLEDREQUEST'].fields_by_name['name']._serialized_options = b'\342A\001\002\372A\023\n\021cts.v1/Connection'
+  _globals['_TESTCONNECTIONREQUEST'].fields_by_name['name']._loaded_options = None
+  _globals['_TESTCONNECTIONREQUEST'].fields_by_name['name']._serialized_options = b'\342A\001\002\372A\023\n\021cts.v1/Connection'
   _globals['_CONNECTIONSERVICE'].methods_by_name['CreateConnection']._loaded_options = None
   _globals['_CONNECTIONSERVICE'].methods_by_name['CreateConnection']._serialized_options = b'\332A\030connection,connection_id'
   _globals['_CONNECTIONSERVICE'].methods_by_name['GetConnection']._loaded_options = None
@@ -58,24 +61,42 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CONNECTIONSERVICE'].methods_by_name['UpdateConnection']._serialized_options = b'\332A\026connection,update_mask'
   _globals['_CONNECTIONSERVICE'].methods_by_name['DeleteConnection']._loaded_options = None
   _globals['_CONNECTIONSERVICE'].methods_by_name['DeleteConnection']._serialized_options = b'\332A\004name'
-  _globals['_CREATECONNECTIONREQUEST']._serialized_start=239
-  _globals['_CREATECONNECTIONREQUEST']._serialized_end=356
-  _globals['_GETCONNECTIONREQUEST']._serialized_start=358
-  _globals['_GETCONNECTIONREQUEST']._serialized_end=422
-  _globals['_LISTCONNECTIONSREQUEST']._serialized_start=424
-  _globals['_LISTCONNECTIONSREQUEST']._serialized_end=503
-  _globals['_LISTCONNECTIONSRESPONSE']._serialized_start=505
-  _globals['_LISTCONNECTIONSRESPONSE']._serialized_end=616
-  _globals['_UPDATECONNECTIONREQUEST']._serialized_start=618
-  _globals['_UPDATECONNECTIONREQUEST']._serialized_end=744
-  _globals['_DELETECONNECTIONREQUEST']._serialized_start=746
-  _globals['_DELETECONNECTIONREQUEST']._serialized_end=842
-  _globals['_SETCONNECTIONENABLEDREQUEST']._serialized_start=844
-  _globals['_SETCONNECTIONENABLEDREQUEST']._serialized_end=946
-  _globals['_LISTEXCHANGESREQUEST']._serialized_start=948
-  _globals['_LISTEXCHANGESREQUEST']._serialized_end=970
-  _globals['_LISTEXCHANGESRESPONSE']._serialized_start=972
-  _globals['_LISTEXCHANGESRESPONSE']._serialized_end=1032
-  _globals['_CONNECTIONSERVICE']._serialized_start=1035
-  _globals['_CONNECTIONSERVICE']._serialized_end=1667
+  _globals['_CREATECONNECTIONREQUEST']._serialized_start=271
+  _globals['_CREATECONNECTIONREQUEST']._serialized_end=388
+  _globals['_GETCONNECTIONREQUEST']._serialized_start=390
+  _globals['_GETCONNECTIONREQUEST']._serialized_end=454
+  _globals['_LISTCONNECTIONSREQUEST']._serialized_start=456
+  _globals['_LISTCONNECTIONSREQUEST']._serialized_end=535
+  _globals['_LISTCONNECTIONSRESPONSE']._serialized_start=537
+  _globals['_LISTCONNECTIONSRESPONSE']._serialized_end=648
+  _globals['_UPDATECONNECTIONREQUEST']._serialized_start=650
+  _globals['_UPDATECONNECTIONREQUEST']._serialized_end=776
+  _globals['_DELETECONNECTIONREQUEST']._serialized_start=778
+  _globals['_DELETECONNECTIONREQUEST']._serialized_end=874
+  _globals['_SETCONNECTIONENABLEDREQUEST']._serialized_start=876
+  _globals['_SETCONNECTIONENABLEDREQUEST']._serialized_end=978
+  _globals['_TESTCONNECTIONREQUEST']._serialized_start=980
+  _globals['_TESTCONNECTIONREQUEST']._serialized_end=1045
+  _globals['_TESTCONNECTIONRESPONSE']._serialized_start=1047
+  _globals['_TESTCONNECTIONRESPONSE']._serialized_end=1164
+  _globals['_BATCHTESTCONNECTIONSREQUEST']._serialized_start=1166
+  _globals['_BATCHTESTCONNECTIONSREQUEST']._serialized_end=1265
+  _globals['_BATCHTESTCONNECTIONSRESPONSE']._serialized_start=1268
+  _globals['_BATCHTESTCONNECTIONSRESPONSE']._serialized_end=1446
+  _globals['_BATCHTESTITEMRESULT']._serialized_start=1448
+  _globals['_BATCHTESTITEMRESULT']._serialized_end=1568
+  _globals['_BATCHTESTPROGRESS']._serialized_start=1570
+  _globals['_BATCHTESTPROGRESS']._serialized_end=1667
+  _globals['_TESTSTATUSCOUNT']._serialized_start=1669
+  _globals['_TESTSTATUSCOUNT']._serialized_end=1737
+  _globals['_FAILURECLASSCOUNT']._serialized_start=1739
+  _globals['_FAILURECLASSCOUNT']._serialized_end=1818
+  _globals['_BATCHTESTSUMMARY']._serialized_start=1821
+  _globals['_BATCHTESTSUMMARY']._serialized_end=2036
+  _globals['_LISTEXCHANGESREQUEST']._serialized_start=2038
+  _globals['_LISTEXCHANGESREQUEST']._serialized_end=2060
+  _globals['_LISTEXCHANGESRESPONSE']._serialized_start=2062
+  _globals['_LISTEXCHANGESRESPONSE']._serialized_end=2122
+  _globals['_CONNECTIONSERVICE']._serialized_start=2125
+  _globals['_CONNECTIONSERVICE']._serialized_end=2945
 # @@protoc_insertion_point(module_scope)

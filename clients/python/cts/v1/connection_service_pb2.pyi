@@ -7,6 +7,7 @@ from collections import abc as _abc
 from cts.v1 import connection_pb2 as _connection_pb2
 from cts.v1 import exchange_pb2 as _exchange_pb2
 from google.protobuf import descriptor as _descriptor
+from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import field_mask_pb2 as _field_mask_pb2
 from google.protobuf import message as _message
 from google.protobuf.internal import containers as _containers
@@ -237,6 +238,308 @@ class SetConnectionEnabledRequest(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___SetConnectionEnabledRequest: _TypeAlias = SetConnectionEnabledRequest  # noqa: Y015
+
+@_typing.final
+class TestConnectionRequest(_message.Message):
+    """Request for TestConnection."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """`connections/{connection}`."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TestConnectionRequest: _TypeAlias = TestConnectionRequest  # noqa: Y015
+
+@_typing.final
+class TestConnectionResponse(_message.Message):
+    """One event of a running connection test: log lines, then one result."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LOG_FIELD_NUMBER: _builtins.int
+    RESULT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def log(self) -> _connection_pb2.TestLogLine:
+        """A step's log line."""
+
+    @_builtins.property
+    def result(self) -> _connection_pb2.ConnectionTestResult:
+        """The outcome; the last message of the stream."""
+
+    def __init__(
+        self,
+        *,
+        log: _connection_pb2.TestLogLine | None = ...,
+        result: _connection_pb2.ConnectionTestResult | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "log", b"log", "result", b"result"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "log", b"log", "result", b"result"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_event: _TypeAlias = _typing.Literal["log", "result"]  # noqa: Y015
+    _WhichOneofArgType_event: _TypeAlias = _typing.Literal["event", b"event"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_event) -> _WhichOneofReturnType_event | None: ...
+
+Global___TestConnectionResponse: _TypeAlias = TestConnectionResponse  # noqa: Y015
+
+@_typing.final
+class BatchTestConnectionsRequest(_message.Message):
+    """Request for BatchTestConnections. Give `names` or a `filter`, not both;
+    neither tests every enabled connection.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAMES_FIELD_NUMBER: _builtins.int
+    FILTER_FIELD_NUMBER: _builtins.int
+    CONCURRENCY_FIELD_NUMBER: _builtins.int
+    PRIORITY_FIELD_NUMBER: _builtins.int
+    filter: _builtins.str
+    """A ListConnections filter selecting the connections to test."""
+    concurrency: _builtins.int
+    """Tests run at once (default 3, at most 32)."""
+    priority: _builtins.int
+    """Queue priority against other batches: higher runs first, 1 (lowest)
+    to 9; 0 means the default, 5.
+    """
+    @_builtins.property
+    def names(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """`connections/{connection}` names, at most 1000."""
+
+    def __init__(
+        self,
+        *,
+        names: _abc.Iterable[_builtins.str] | None = ...,
+        filter: _builtins.str = ...,
+        concurrency: _builtins.int = ...,
+        priority: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["concurrency", b"concurrency", "filter", b"filter", "names", b"names", "priority", b"priority"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BatchTestConnectionsRequest: _TypeAlias = BatchTestConnectionsRequest  # noqa: Y015
+
+@_typing.final
+class BatchTestConnectionsResponse(_message.Message):
+    """One event of a batch test."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESULT_FIELD_NUMBER: _builtins.int
+    PROGRESS_FIELD_NUMBER: _builtins.int
+    SUMMARY_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def result(self) -> Global___BatchTestItemResult:
+        """One connection's outcome, as soon as it is known."""
+
+    @_builtins.property
+    def progress(self) -> Global___BatchTestProgress:
+        """Progress after each finished item."""
+
+    @_builtins.property
+    def summary(self) -> Global___BatchTestSummary:
+        """Totals; the last message of the stream."""
+
+    def __init__(
+        self,
+        *,
+        result: Global___BatchTestItemResult | None = ...,
+        progress: Global___BatchTestProgress | None = ...,
+        summary: Global___BatchTestSummary | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "progress", b"progress", "result", b"result", "summary", b"summary"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "progress", b"progress", "result", b"result", "summary", b"summary"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_event: _TypeAlias = _typing.Literal["result", "progress", "summary"]  # noqa: Y015
+    _WhichOneofArgType_event: _TypeAlias = _typing.Literal["event", b"event"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_event) -> _WhichOneofReturnType_event | None: ...
+
+Global___BatchTestConnectionsResponse: _TypeAlias = BatchTestConnectionsResponse  # noqa: Y015
+
+@_typing.final
+class BatchTestItemResult(_message.Message):
+    """The outcome for one connection of a batch."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    RESULT_FIELD_NUMBER: _builtins.int
+    ATTEMPTS_FIELD_NUMBER: _builtins.int
+    SHARED_FROM_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """`connections/{connection}`."""
+    attempts: _builtins.int
+    """How many times the test ran (retries happen only for retryable
+    failures).
+    """
+    shared_from: _builtins.str
+    """Another connection with the same exchange, credentials, api type and
+    testnet flag was tested and this one shares its result.
+    """
+    @_builtins.property
+    def result(self) -> _connection_pb2.ConnectionTestResult:
+        """The test result (also stored as the connection's last test)."""
+
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        result: _connection_pb2.ConnectionTestResult | None = ...,
+        attempts: _builtins.int = ...,
+        shared_from: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["result", b"result"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "name", b"name", "result", b"result", "shared_from", b"shared_from"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BatchTestItemResult: _TypeAlias = BatchTestItemResult  # noqa: Y015
+
+@_typing.final
+class BatchTestProgress(_message.Message):
+    """Progress of a batch."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DONE_FIELD_NUMBER: _builtins.int
+    TOTAL_FIELD_NUMBER: _builtins.int
+    LIMITER_WAIT_FIELD_NUMBER: _builtins.int
+    done: _builtins.int
+    """Items with a result."""
+    total: _builtins.int
+    """Items in the batch."""
+    @_builtins.property
+    def limiter_wait(self) -> _duration_pb2.Duration:
+        """Time spent waiting for rate-limit budget so far."""
+
+    def __init__(
+        self,
+        *,
+        done: _builtins.int = ...,
+        total: _builtins.int = ...,
+        limiter_wait: _duration_pb2.Duration | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["limiter_wait", b"limiter_wait"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["done", b"done", "limiter_wait", b"limiter_wait", "total", b"total"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BatchTestProgress: _TypeAlias = BatchTestProgress  # noqa: Y015
+
+@_typing.final
+class TestStatusCount(_message.Message):
+    """Counts of one test status."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STATUS_FIELD_NUMBER: _builtins.int
+    COUNT_FIELD_NUMBER: _builtins.int
+    status: _connection_pb2.TestStatus.ValueType
+    """The status."""
+    count: _builtins.int
+    """How many items ended with it."""
+    def __init__(
+        self,
+        *,
+        status: _connection_pb2.TestStatus.ValueType = ...,
+        count: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["count", b"count", "status", b"status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TestStatusCount: _TypeAlias = TestStatusCount  # noqa: Y015
+
+@_typing.final
+class FailureClassCount(_message.Message):
+    """Counts of one failure class."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FAILURE_CLASS_FIELD_NUMBER: _builtins.int
+    COUNT_FIELD_NUMBER: _builtins.int
+    failure_class: _connection_pb2.FailureClass.ValueType
+    """The class."""
+    count: _builtins.int
+    """How many items failed with it."""
+    def __init__(
+        self,
+        *,
+        failure_class: _connection_pb2.FailureClass.ValueType = ...,
+        count: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["count", b"count", "failure_class", b"failure_class"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FailureClassCount: _TypeAlias = FailureClassCount  # noqa: Y015
+
+@_typing.final
+class BatchTestSummary(_message.Message):
+    """Totals of a finished batch."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TOTAL_FIELD_NUMBER: _builtins.int
+    BY_STATUS_FIELD_NUMBER: _builtins.int
+    FAILURES_FIELD_NUMBER: _builtins.int
+    ELAPSED_FIELD_NUMBER: _builtins.int
+    LIMITER_WAIT_FIELD_NUMBER: _builtins.int
+    total: _builtins.int
+    """Items in the batch."""
+    @_builtins.property
+    def by_status(self) -> _containers.RepeatedCompositeFieldContainer[Global___TestStatusCount]:
+        """Items by status."""
+
+    @_builtins.property
+    def failures(self) -> _containers.RepeatedCompositeFieldContainer[Global___FailureClassCount]:
+        """Failed items by class."""
+
+    @_builtins.property
+    def elapsed(self) -> _duration_pb2.Duration:
+        """Wall time of the batch."""
+
+    @_builtins.property
+    def limiter_wait(self) -> _duration_pb2.Duration:
+        """Time spent waiting for rate-limit budget."""
+
+    def __init__(
+        self,
+        *,
+        total: _builtins.int = ...,
+        by_status: _abc.Iterable[Global___TestStatusCount] | None = ...,
+        failures: _abc.Iterable[Global___FailureClassCount] | None = ...,
+        elapsed: _duration_pb2.Duration | None = ...,
+        limiter_wait: _duration_pb2.Duration | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["elapsed", b"elapsed", "limiter_wait", b"limiter_wait"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["by_status", b"by_status", "elapsed", b"elapsed", "failures", b"failures", "limiter_wait", b"limiter_wait", "total", b"total"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BatchTestSummary: _TypeAlias = BatchTestSummary  # noqa: Y015
 
 @_typing.final
 class ListExchangesRequest(_message.Message):

@@ -67,6 +67,16 @@ class ConnectionServiceStub:
                 request_serializer=cts_dot_v1_dot_connection__service__pb2.SetConnectionEnabledRequest.SerializeToString,
                 response_deserializer=cts_dot_v1_dot_connection__pb2.Connection.FromString,
                 _registered_method=True)
+        self.TestConnection = channel.unary_stream(
+                '/cts.v1.ConnectionService/TestConnection',
+                request_serializer=cts_dot_v1_dot_connection__service__pb2.TestConnectionRequest.SerializeToString,
+                response_deserializer=cts_dot_v1_dot_connection__service__pb2.TestConnectionResponse.FromString,
+                _registered_method=True)
+        self.BatchTestConnections = channel.unary_stream(
+                '/cts.v1.ConnectionService/BatchTestConnections',
+                request_serializer=cts_dot_v1_dot_connection__service__pb2.BatchTestConnectionsRequest.SerializeToString,
+                response_deserializer=cts_dot_v1_dot_connection__service__pb2.BatchTestConnectionsResponse.FromString,
+                _registered_method=True)
         self.ListExchanges = channel.unary_unary(
                 '/cts.v1.ConnectionService/ListExchanges',
                 request_serializer=cts_dot_v1_dot_connection__service__pb2.ListExchangesRequest.SerializeToString,
@@ -122,6 +132,27 @@ class ConnectionServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def TestConnection(self, request, context):
+        """Tests a connection against its exchange: streams a log line as each step
+        runs, then one result, which is also stored as the connection's
+        `last_test`. A test cancelled by the client stores nothing.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def BatchTestConnections(self, request, context):
+        """Tests many connections through the shared rate limits: streams each
+        result as it finishes and progress as it goes, then a summary.
+        Connections with the same exchange, credentials (key, secret and
+        passphrase), api type and testnet flag are tested once and share the
+        result. Each result is stored as its connection's `last_test` before it
+        is sent; a batch cancelled by the client keeps those already sent.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListExchanges(self, request, context):
         """Lists the exchanges the daemon supports.
         """
@@ -161,6 +192,16 @@ def add_ConnectionServiceServicer_to_server(servicer, server):
                     servicer.SetConnectionEnabled,
                     request_deserializer=cts_dot_v1_dot_connection__service__pb2.SetConnectionEnabledRequest.FromString,
                     response_serializer=cts_dot_v1_dot_connection__pb2.Connection.SerializeToString,
+            ),
+            'TestConnection': grpc.unary_stream_rpc_method_handler(
+                    servicer.TestConnection,
+                    request_deserializer=cts_dot_v1_dot_connection__service__pb2.TestConnectionRequest.FromString,
+                    response_serializer=cts_dot_v1_dot_connection__service__pb2.TestConnectionResponse.SerializeToString,
+            ),
+            'BatchTestConnections': grpc.unary_stream_rpc_method_handler(
+                    servicer.BatchTestConnections,
+                    request_deserializer=cts_dot_v1_dot_connection__service__pb2.BatchTestConnectionsRequest.FromString,
+                    response_serializer=cts_dot_v1_dot_connection__service__pb2.BatchTestConnectionsResponse.SerializeToString,
             ),
             'ListExchanges': grpc.unary_unary_rpc_method_handler(
                     servicer.ListExchanges,
@@ -331,6 +372,60 @@ class ConnectionService:
             '/cts.v1.ConnectionService/SetConnectionEnabled',
             cts_dot_v1_dot_connection__service__pb2.SetConnectionEnabledRequest.SerializeToString,
             cts_dot_v1_dot_connection__pb2.Connection.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def TestConnection(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/cts.v1.ConnectionService/TestConnection',
+            cts_dot_v1_dot_connection__service__pb2.TestConnectionRequest.SerializeToString,
+            cts_dot_v1_dot_connection__service__pb2.TestConnectionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BatchTestConnections(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/cts.v1.ConnectionService/BatchTestConnections',
+            cts_dot_v1_dot_connection__service__pb2.BatchTestConnectionsRequest.SerializeToString,
+            cts_dot_v1_dot_connection__service__pb2.BatchTestConnectionsResponse.FromString,
             options,
             channel_credentials,
             insecure,

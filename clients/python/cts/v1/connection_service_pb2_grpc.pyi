@@ -51,6 +51,19 @@ class ConnectionServiceStub:
     """Deletes a connection and its sealed credentials."""
     SetConnectionEnabled: _grpc.UnaryUnaryMultiCallable[_connection_service_pb2.SetConnectionEnabledRequest, _connection_pb2.Connection]
     """Enables or disables a connection."""
+    TestConnection: _grpc.UnaryStreamMultiCallable[_connection_service_pb2.TestConnectionRequest, _connection_service_pb2.TestConnectionResponse]
+    """Tests a connection against its exchange: streams a log line as each step
+    runs, then one result, which is also stored as the connection's
+    `last_test`. A test cancelled by the client stores nothing.
+    """
+    BatchTestConnections: _grpc.UnaryStreamMultiCallable[_connection_service_pb2.BatchTestConnectionsRequest, _connection_service_pb2.BatchTestConnectionsResponse]
+    """Tests many connections through the shared rate limits: streams each
+    result as it finishes and progress as it goes, then a summary.
+    Connections with the same exchange, credentials (key, secret and
+    passphrase), api type and testnet flag are tested once and share the
+    result. Each result is stored as its connection's `last_test` before it
+    is sent; a batch cancelled by the client keeps those already sent.
+    """
     ListExchanges: _grpc.UnaryUnaryMultiCallable[_connection_service_pb2.ListExchangesRequest, _connection_service_pb2.ListExchangesResponse]
     """Lists the exchanges the daemon supports."""
 
@@ -75,6 +88,19 @@ class ConnectionServiceAsyncStub(ConnectionServiceStub):
     """Deletes a connection and its sealed credentials."""
     SetConnectionEnabled: _aio.UnaryUnaryMultiCallable[_connection_service_pb2.SetConnectionEnabledRequest, _connection_pb2.Connection]  # type: ignore[assignment]
     """Enables or disables a connection."""
+    TestConnection: _aio.UnaryStreamMultiCallable[_connection_service_pb2.TestConnectionRequest, _connection_service_pb2.TestConnectionResponse]  # type: ignore[assignment]
+    """Tests a connection against its exchange: streams a log line as each step
+    runs, then one result, which is also stored as the connection's
+    `last_test`. A test cancelled by the client stores nothing.
+    """
+    BatchTestConnections: _aio.UnaryStreamMultiCallable[_connection_service_pb2.BatchTestConnectionsRequest, _connection_service_pb2.BatchTestConnectionsResponse]  # type: ignore[assignment]
+    """Tests many connections through the shared rate limits: streams each
+    result as it finishes and progress as it goes, then a summary.
+    Connections with the same exchange, credentials (key, secret and
+    passphrase), api type and testnet flag are tested once and share the
+    result. Each result is stored as its connection's `last_test` before it
+    is sent; a batch cancelled by the client keeps those already sent.
+    """
     ListExchanges: _aio.UnaryUnaryMultiCallable[_connection_service_pb2.ListExchangesRequest, _connection_service_pb2.ListExchangesResponse]  # type: ignore[assignment]
     """Lists the exchanges the daemon supports."""
 
@@ -132,6 +158,31 @@ class ConnectionServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_connection_pb2.Connection, _abc.Awaitable[_connection_pb2.Connection]]:
         """Enables or disables a connection."""
+
+    @_abc_1.abstractmethod
+    def TestConnection(
+        self,
+        request: _connection_service_pb2.TestConnectionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_connection_service_pb2.TestConnectionResponse], _abc.AsyncIterator[_connection_service_pb2.TestConnectionResponse]]:
+        """Tests a connection against its exchange: streams a log line as each step
+        runs, then one result, which is also stored as the connection's
+        `last_test`. A test cancelled by the client stores nothing.
+        """
+
+    @_abc_1.abstractmethod
+    def BatchTestConnections(
+        self,
+        request: _connection_service_pb2.BatchTestConnectionsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_connection_service_pb2.BatchTestConnectionsResponse], _abc.AsyncIterator[_connection_service_pb2.BatchTestConnectionsResponse]]:
+        """Tests many connections through the shared rate limits: streams each
+        result as it finishes and progress as it goes, then a summary.
+        Connections with the same exchange, credentials (key, secret and
+        passphrase), api type and testnet flag are tested once and share the
+        result. Each result is stored as its connection's `last_test` before it
+        is sent; a batch cancelled by the client keeps those already sent.
+        """
 
     @_abc_1.abstractmethod
     def ListExchanges(

@@ -1,0 +1,95 @@
+"""One log line and one metrics sample per RPC: request id, method, code, latency.
+
+The outermost interceptor, so it also sees calls that authentication
+refused. It logs names and numbers only, never a request or response
+message or metadata value. The request id is the client's `x-request-id`
+when that is a short plain token, else a fresh one; it is put in the
+`ctsd.logs.request_id` context variable so every line logged during the call
+carries it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import secrets
+import time
+from collections.abc import AsyncIterator
+
+import grpc
+
+from ctsd import logs
+from ctsd.api.handlers import Context, WrappingInterceptor
+from ctsd.ops.metrics import RpcMetrics
+
+log = logging.getLogger("ctsd.access")
+
+REQUEST_ID_KEY = "x-request-id"
+_CLIENT_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+# Probes call these every few seconds; their lines are debug unless they fail.
+QUIET_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
+
+
+def request_id_from(context: Context) -> str:
+    for key, value in context.invocation_metadata() or ():
+        if key == REQUEST_ID_KEY and isinstance(value, str) and _CLIENT_ID.fullmatch(value):
+            return value
+    return secrets.token_hex(8)
+
+
+def _code_name(code: grpc.StatusCode | None) -> str:
+    return "OK" if code is None else code.name
+
+
+def status_of(exc: BaseException | None, context: Context) -> str:
+    """The status the client will see for a call that ended with `exc` (None: returned)."""
+    if exc is None or isinstance(exc, grpc.aio.AbortError):
+        return _code_name(context.code())
+    if isinstance(exc, asyncio.CancelledError | GeneratorExit):
+        return "CANCELLED"
+    return "UNKNOWN"  # what grpc answers for an exception nobody translated
+
+
+class AccessLog:
+    def __init__(self, metrics: RpcMetrics) -> None:
+        self._metrics = metrics
+
+    @contextlib.asynccontextmanager
+    async def around(self, method: str, context: Context) -> AsyncIterator[None]:
+        rid = request_id_from(context)
+        token = logs.request_id.set(rid)
+        # Read while the call is alive: context.peer() on a call the client has
+        # cancelled can touch freed grpc core state and crash the process (SIGSEGV).
+        peer = context.peer()
+        started = time.perf_counter()
+        ended: BaseException | None = None
+        try:
+            yield
+        except BaseException as exc:
+            ended = exc
+            raise
+        finally:
+            elapsed = time.perf_counter() - started
+            code = status_of(ended, context)
+            self._metrics.handled(method, code, elapsed)
+            quiet = code == "OK" and method.startswith(QUIET_PREFIXES)
+            level = logging.DEBUG if quiet else logging.INFO
+            if log.isEnabledFor(level):
+                log.log(
+                    level,
+                    "rpc",
+                    extra={
+                        "request_id": rid,
+                        "method": method,
+                        "code": code,
+                        "latency_ms": round(elapsed * 1000, 3),
+                        "peer": peer,
+                    },
+                )
+            with contextlib.suppress(ValueError):  # a generator closed from another context
+                logs.request_id.reset(token)
+
+    def interceptor(self) -> grpc.aio.ServerInterceptor:
+        return WrappingInterceptor(self.around)

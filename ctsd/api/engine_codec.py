@@ -1,0 +1,305 @@
+"""EngineService messages <-> engine domain values.
+
+Why money travels as decimal strings: the engine computes in `Decimal`, and a
+float on the wire would make a client's view of an order differ from the
+engine's by rounding. Decoding collects every malformed field into one
+InvalidArgument, so a client fixes its request in one round trip; semantic
+checks (ranges, strategy parameters) stay in `ctsd.engine.config`, and
+`proto_field_paths` renames the few domain paths that differ from the proto.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+from typing import TypeVar
+
+from cts.v1 import engine_service_pb2 as pb
+from ctsd.api.names import connection_id_from_name
+from ctsd.api.wellknown import duration, timestamp
+from ctsd.engine.config import (
+    EngineConfig,
+    PaperSettings,
+    RiskLimits,
+    TradingMode,
+    validate_config,
+)
+from ctsd.engine.manager import CoordinatorHealth
+from ctsd.engine.market import DryRun
+from ctsd.engine.orders import Fill, Order, OrderStatus
+from ctsd.engine.status import EngineState, EngineStatus, FailureCode
+from ctsd.engine.watch import Changed, Heartbeat, Snapshot, WatchEvent
+from ctsd.errors import FieldViolation, InvalidArgument
+from ctsd.strategies.model import CancelIntent, OrderIntent, OrderType, Side
+from ctsd.strategies.registry import StrategyRegistry
+
+ENGINE_SUFFIX = "/engine"
+DEFAULT_INTERVAL_S = EngineConfig("", ()).interval_s
+DEFAULT_RISK = RiskLimits()
+DEFAULT_PAPER = PaperSettings()
+DEFAULT_PAGE_SIZE = 100
+MAX_PAGE_SIZE = 1000
+
+_MODES = {TradingMode.PAPER: pb.TRADING_MODE_PAPER, TradingMode.LIVE: pb.TRADING_MODE_LIVE}
+_STATES = {
+    EngineState.STOPPED: pb.ENGINE_STATE_STOPPED, EngineState.STARTING: pb.ENGINE_STATE_STARTING,
+    EngineState.RUNNING: pb.ENGINE_STATE_RUNNING, EngineState.STOPPING: pb.ENGINE_STATE_STOPPING,
+    EngineState.FAILED: pb.ENGINE_STATE_FAILED,
+}
+_FAILURES = {
+    FailureCode.RISK_LIMIT: pb.ENGINE_FAILURE_CODE_RISK_LIMIT,
+    FailureCode.RECONCILIATION_FAILED: pb.ENGINE_FAILURE_CODE_RECONCILIATION_FAILED,
+    FailureCode.CYCLE_ERROR: pb.ENGINE_FAILURE_CODE_CYCLE_ERROR,
+    FailureCode.RESTART_LIMIT: pb.ENGINE_FAILURE_CODE_RESTART_LIMIT,
+    FailureCode.START_FAILED: pb.ENGINE_FAILURE_CODE_START_FAILED,
+}
+_SIDES = {Side.BUY: pb.ORDER_SIDE_BUY, Side.SELL: pb.ORDER_SIDE_SELL}
+_TYPES = {OrderType.MARKET: pb.ORDER_TYPE_MARKET, OrderType.LIMIT: pb.ORDER_TYPE_LIMIT}
+_ORDER_STATUSES = {
+    OrderStatus.PENDING: pb.ORDER_STATUS_PENDING, OrderStatus.OPEN: pb.ORDER_STATUS_OPEN,
+    OrderStatus.FILLED: pb.ORDER_STATUS_FILLED, OrderStatus.CANCELED: pb.ORDER_STATUS_CANCELED,
+    OrderStatus.REJECTED: pb.ORDER_STATUS_REJECTED,
+}
+_DOMAIN_TO_PROTO_PATHS = {"config.interval_s": "config.interval"}
+
+T = TypeVar("T")
+
+
+# --- names -----------------------------------------------------------------------------
+
+def connection_id_from_engine_name(name: str, field: str = "name") -> str:
+    """`connections/{connection}/engine` -> the connection id."""
+    if not name.endswith(ENGINE_SUFFIX):
+        raise InvalidArgument.field(field, "must be connections/{connection}/engine")
+    return connection_id_from_name(name[: -len(ENGINE_SUFFIX)], field)
+
+
+def engine_name(connection_id: str) -> str:
+    return f"connections/{connection_id}{ENGINE_SUFFIX}"
+
+
+# --- decoding ----------------------------------------------------------------------------
+
+def _decimal(text: str, path: str, found: list[FieldViolation]) -> Decimal | None:
+    """Empty means unset; anything else must be a finite decimal."""
+    if not text:
+        return None
+    try:
+        value = Decimal(text)
+    except InvalidOperation:
+        value = Decimal("NaN")
+    if not value.is_finite():
+        found.append(FieldViolation(path, f"{text!r} is not a decimal number"))
+        return None
+    return value
+
+
+def _decode_risk(risk: pb.RiskLimits, found: list[FieldViolation]) -> RiskLimits:
+    prefix = "config.risk."
+
+    def count(field: str, default: int | None) -> int | None:
+        if not risk.HasField(field):  # type: ignore[arg-type]
+            return default
+        value: int = getattr(risk, field)
+        return None if value == 0 else value  # 0 switches the limit off
+
+    return RiskLimits(
+        max_order_notional=_decimal(risk.max_order_notional, prefix + "max_order_notional",
+                                    found),
+        max_position_notional=_decimal(risk.max_position_notional,
+                                       prefix + "max_position_notional", found),
+        max_open_orders=count("max_open_orders", DEFAULT_RISK.max_open_orders),
+        max_orders_per_minute=count("max_orders_per_minute", DEFAULT_RISK.max_orders_per_minute),
+        daily_loss_limit=_decimal(risk.daily_loss_limit, prefix + "daily_loss_limit", found),
+    )
+
+
+def _decode_paper(paper: pb.PaperSettings, found: list[FieldViolation]) -> PaperSettings:
+    balances = DEFAULT_PAPER.balances
+    if paper.balances:
+        parsed = [(asset, _decimal(text, f"config.paper.balances[{asset}]", found))
+                  for asset, text in sorted(paper.balances.items())]
+        balances = tuple((a, v if v is not None else Decimal(0)) for a, v in parsed)
+    slippage = _decimal(paper.slippage_bps, "config.paper.slippage_bps", found)
+    return PaperSettings(balances, DEFAULT_PAPER.slippage_bps if slippage is None else slippage)
+
+
+def decode_config(config: pb.EngineConfig, strategies: StrategyRegistry) -> EngineConfig:
+    """The domain config; mode is LIVE only when the request says LIVE.
+
+    When a field cannot even be parsed, the rest is still checked by the domain
+    (`validate_config`), so one InvalidArgument lists every bad field at once.
+    """
+    found: list[FieldViolation] = []
+    if config.mode not in (pb.TRADING_MODE_UNSPECIFIED, pb.TRADING_MODE_PAPER,
+                           pb.TRADING_MODE_LIVE):
+        found.append(FieldViolation("config.mode", f"unknown mode {config.mode}"))
+    interval = (config.interval.ToTimedelta().total_seconds() if config.HasField("interval")
+                else DEFAULT_INTERVAL_S)
+    decoded = EngineConfig(
+        strategy=config.strategy,
+        symbols=tuple(config.symbols),
+        params=dict(config.params),
+        mode=TradingMode.LIVE if config.mode == pb.TRADING_MODE_LIVE else TradingMode.PAPER,
+        interval_s=interval,
+        risk=_decode_risk(config.risk, found),
+        paper=_decode_paper(config.paper, found),
+    )
+    if found:
+        try:
+            validate_config(decoded, strategies)
+        except InvalidArgument as exc:
+            found += [_proto_path(v) for v in exc.violations]
+        raise InvalidArgument(_describe(found), found)
+    return decoded
+
+
+def _proto_path(violation: FieldViolation) -> FieldViolation:
+    path = _DOMAIN_TO_PROTO_PATHS.get(violation.field, violation.field)
+    return FieldViolation(path, violation.description)
+
+
+def _describe(violations: list[FieldViolation]) -> str:
+    return "; ".join(f"{v.field}: {v.description}" for v in violations)
+
+
+@contextmanager
+def proto_field_paths() -> Iterator[None]:
+    """Re-raise the domain's InvalidArgument with field paths as the proto spells them."""
+    try:
+        yield
+    except InvalidArgument as exc:
+        if not any(v.field in _DOMAIN_TO_PROTO_PATHS for v in exc.violations):
+            raise
+        renamed = [_proto_path(v) for v in exc.violations]
+        raise InvalidArgument(_describe(renamed), renamed) from exc
+
+
+# --- encoding ----------------------------------------------------------------------------
+
+def _text(value: Decimal | None) -> str:
+    """Fixed-point text: `str(Decimal)` would write `1E+1` for some values."""
+    return "" if value is None else format(value, "f")
+
+
+def _time(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC)
+
+
+def encode_engine(status: EngineStatus) -> pb.Engine:
+    engine = pb.Engine(
+        name=engine_name(status.connection_id), engine_id=status.engine_id,
+        state=_STATES[status.state], mode=_MODES[status.mode], strategy=status.strategy,
+        symbols=status.symbols, cycles=status.cycles, open_orders=status.open_orders,
+        positions=[pb.Position(symbol=p.symbol, amount=_text(p.amount),
+                               average_price=_text(p.avg_price),
+                               unrealized_pnl=_text(p.unrealized_pnl))
+                   for p in status.positions],
+        realized_pnl=_text(status.realized_pnl), unrealized_pnl=_text(status.unrealized_pnl),
+        orders_placed=status.orders_placed, orders_filled=status.orders_filled,
+        orders_rejected=status.orders_rejected, last_error=status.last_error,
+        restarts=status.restarts, version=status.version,
+        last_cycle_duration=duration(status.last_cycle_duration_s),
+    )
+    if status.failure is not None:
+        engine.failure.CopyFrom(pb.EngineFailure(code=_FAILURES[status.failure.code],
+                                                 message=status.failure.message))
+    if status.last_cycle_ms:
+        engine.last_cycle_time.CopyFrom(timestamp(_time(status.last_cycle_ms)))
+    if status.heartbeat_ms:
+        engine.heartbeat_time.CopyFrom(timestamp(_time(status.heartbeat_ms)))
+    return engine
+
+
+def encode_watch_event(event: WatchEvent) -> pb.WatchEnginesResponse:
+    if isinstance(event, Snapshot):
+        return pb.WatchEnginesResponse(snapshot=pb.EngineSnapshot(
+            engines=[encode_engine(s) for s in event.statuses], resync=event.resync))
+    if isinstance(event, Changed):
+        return pb.WatchEnginesResponse(changed=encode_engine(event.status))
+    assert isinstance(event, Heartbeat)
+    return pb.WatchEnginesResponse(
+        heartbeat=pb.EngineHeartbeat(time=timestamp(_time(event.timestamp_ms))))
+
+
+def encode_health(health: CoordinatorHealth) -> pb.CoordinatorHealth:
+    return pb.CoordinatorHealth(
+        engines=health.engines, running=health.running, failed=health.failed,
+        stalled_engines=[engine_name(c) for c in health.stalled], watchers=health.watchers,
+        restarts=health.restarts)
+
+
+def encode_dry_run(dry: DryRun) -> pb.TestEngineResponse:
+    verdicts = {id(v.intent): v for v in dry.verdicts}
+    response = pb.TestEngineResponse(
+        tickers=[pb.TestTicker(symbol=m.info.symbol, bid=_text(m.ticker.bid),
+                               ask=_text(m.ticker.ask), last=_text(m.ticker.last))
+                 for m in dry.market.symbols],
+        market_time=timestamp(_time(dry.market.timestamp_ms)))
+    for intent in dry.intents:
+        if isinstance(intent, OrderIntent):
+            verdict = verdicts.get(id(intent))
+            response.orders.append(pb.OrderIntent(
+                symbol=intent.symbol, side=_SIDES[intent.side], type=_TYPES[intent.type],
+                amount=_text(intent.amount), price=_text(intent.price), tag=intent.tag,
+                allowed=verdict is not None and verdict.accepted,
+                reason=verdict.reason if verdict else ""))
+        elif isinstance(intent, CancelIntent):
+            response.cancels.append(pb.CancelIntent(
+                client_order_id=intent.client_order_id, symbol=intent.symbol, tag=intent.tag))
+    return response
+
+
+def encode_order(order: Order) -> pb.EngineOrder:
+    return pb.EngineOrder(
+        client_order_id=order.client_order_id, exchange_order_id=order.exchange_order_id,
+        symbol=order.symbol, side=_SIDES[order.side], type=_TYPES[order.type],
+        amount=_text(order.amount), price=_text(order.price),
+        status=_ORDER_STATUSES[order.status], filled=_text(order.filled),
+        average_price=_text(order.average_price), fee=_text(order.fee), tag=order.tag,
+        cycle=order.cycle, reason=order.reason,
+        create_time=timestamp(_time(order.created_ms)),
+        update_time=timestamp(_time(order.updated_ms)))
+
+
+def encode_trade(fill: Fill) -> pb.EngineTrade:
+    return pb.EngineTrade(
+        trade_id=fill.trade_id, client_order_id=fill.client_order_id, symbol=fill.symbol,
+        side=_SIDES[fill.side], amount=_text(fill.amount), price=_text(fill.price),
+        fee=_text(fill.fee), fee_asset=fill.fee_asset,
+        time=timestamp(_time(fill.timestamp_ms)), maker=fill.maker)
+
+
+# --- paging ------------------------------------------------------------------------------
+
+def page(items: Sequence[T], page_size: int, page_token: str) -> tuple[Sequence[T], str]:
+    """One page of an oldest-first list and the token of the next.
+
+    The token is the offset, opaque to clients; rows are only ever appended,
+    so an offset stays valid between calls.
+    """
+    if page_size < 0:
+        raise InvalidArgument.field("page_size", "must not be negative")
+    size = min(page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+    start = _offset(page_token)
+    end = start + size
+    return items[start:end], (_token(end) if end < len(items) else "")
+
+
+def _token(offset: int) -> str:
+    return base64.urlsafe_b64encode(f"o{offset}".encode()).decode()
+
+
+def _offset(token: str) -> int:
+    if not token:
+        return 0
+    try:
+        raw = base64.urlsafe_b64decode(token.encode()).decode()
+        if raw.startswith("o") and raw[1:].isdigit():
+            return int(raw[1:])
+    except (ValueError, UnicodeDecodeError):
+        pass
+    raise InvalidArgument.field("page_token", "is not a token this service issued")

@@ -1,0 +1,106 @@
+"""EngineService: each RPC decodes, calls EngineManager (orders and trades: the EngineStore
+the manager writes to), encodes. Domain errors are translated by the interceptor."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+
+from cts.v1 import engine_service_pb2 as pb
+from cts.v1 import engine_service_pb2_grpc as sgrpc
+from ctsd.api.engine_codec import (
+    connection_id_from_engine_name,
+    decode_config,
+    encode_dry_run,
+    encode_engine,
+    encode_health,
+    encode_order,
+    encode_trade,
+    encode_watch_event,
+    page,
+    proto_field_paths,
+)
+from ctsd.engine.manager import EngineManager
+from ctsd.engine.ports import EngineStore
+from ctsd.errors import InvalidArgument
+from ctsd.strategies.registry import StrategyRegistry
+
+Context = grpc.aio.ServicerContext[Any, Any]
+
+
+class EngineServicer(sgrpc.EngineServiceServicer):
+    def __init__(
+        self, manager: EngineManager, store: EngineStore, strategies: StrategyRegistry
+    ) -> None:
+        self._manager = manager
+        self._store = store
+        self._strategies = strategies
+
+    async def StartEngine(self, request: pb.StartEngineRequest, context: Context) -> pb.Engine:
+        connection_id = connection_id_from_engine_name(request.name)
+        if not request.HasField("config"):
+            raise InvalidArgument.field("config", "is required")
+        config = decode_config(request.config, self._strategies)
+        with proto_field_paths():
+            status = await self._manager.start(connection_id, config)
+        return encode_engine(status)
+
+    async def StopEngine(self, request: pb.StopEngineRequest, context: Context) -> pb.Engine:
+        status = await self._manager.stop(connection_id_from_engine_name(request.name))
+        return encode_engine(status)
+
+    async def GetEngine(self, request: pb.GetEngineRequest, context: Context) -> pb.Engine:
+        return encode_engine(self._manager.get(connection_id_from_engine_name(request.name)))
+
+    async def ListEngines(
+        self, request: pb.ListEnginesRequest, context: Context
+    ) -> pb.ListEnginesResponse:
+        return pb.ListEnginesResponse(engines=[encode_engine(s) for s in self._manager.list()])
+
+    async def WatchEngines(
+        self, request: pb.WatchEnginesRequest, context: Context
+    ) -> AsyncIterator[pb.WatchEnginesResponse]:
+        watcher = self._manager.watch()
+        try:  # the watcher is closed however the stream ends: client cancel or shutdown
+            async for event in watcher:
+                yield encode_watch_event(event)
+        finally:
+            watcher.close()
+
+    async def GetCoordinatorHealth(
+        self, request: pb.GetCoordinatorHealthRequest, context: Context
+    ) -> pb.CoordinatorHealth:
+        return encode_health(self._manager.health())
+
+    async def TestEngine(
+        self, request: pb.TestEngineRequest, context: Context
+    ) -> pb.TestEngineResponse:
+        connection_id = connection_id_from_engine_name(request.name)
+        config = None
+        if request.HasField("config"):
+            config = decode_config(request.config, self._strategies)
+        with proto_field_paths():
+            dry = await self._manager.test(connection_id, config)
+        return encode_dry_run(dry)
+
+    async def ListOrders(
+        self, request: pb.ListOrdersRequest, context: Context
+    ) -> pb.ListOrdersResponse:
+        connection_id = connection_id_from_engine_name(request.parent, "parent")
+        self._manager.get(connection_id)  # NotFound for a connection without an engine
+        orders = await self._store.list_orders(connection_id, open_only=request.open_only)
+        found, token = page(orders, request.page_size, request.page_token)
+        return pb.ListOrdersResponse(orders=[encode_order(o) for o in found],
+                                     next_page_token=token)
+
+    async def ListTrades(
+        self, request: pb.ListTradesRequest, context: Context
+    ) -> pb.ListTradesResponse:
+        connection_id = connection_id_from_engine_name(request.parent, "parent")
+        self._manager.get(connection_id)
+        fills = await self._store.list_fills(connection_id)
+        found, token = page(fills, request.page_size, request.page_token)
+        return pb.ListTradesResponse(trades=[encode_trade(f) for f in found],
+                                     next_page_token=token)

@@ -1,0 +1,64 @@
+"""Unsealing a connection's credentials for a test, and recognising shared keys.
+
+Plain text exists only between `resolve` and the end of the test that asked.
+Two connections "use the same key" when the keyed hashes of their unsealed
+credentials match: the hash key is random per process, so the fingerprint is
+useless outside this process and is never stored or logged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+
+from ctsd.connections.model import Connection, CredentialField
+from ctsd.errors import CtsError
+from ctsd.exchanges.model import ApiCredentials
+from ctsd.store.connections import ConnectionRepository
+from ctsd.vault.sealer import Keyring
+
+
+class CredentialsUnavailable(CtsError):
+    """The connection has no usable credentials (missing, or sealed under a lost key)."""
+
+    reason = "CREDENTIALS_UNAVAILABLE"
+
+
+class CredentialResolver:
+    def __init__(
+        self,
+        repository: ConnectionRepository,
+        keyring: Keyring,
+        fingerprint_key: bytes | None = None,
+    ) -> None:
+        self._repo = repository
+        self._keyring = keyring
+        self._fingerprint_key = fingerprint_key or os.urandom(32)
+
+    async def _open(self, conn: Connection, field: CredentialField) -> str | None:
+        blob = await self._repo.sealed_secret(conn.id, field)
+        if blob is None:
+            return None
+        try:
+            return self._keyring.open(conn.id, field.value, blob)
+        except CtsError as exc:
+            raise CredentialsUnavailable(f"the stored {field.value} does not open") from exc
+
+    async def resolve(self, conn: Connection) -> ApiCredentials:
+        api_key = await self._open(conn, CredentialField.API_KEY)
+        secret = await self._open(conn, CredentialField.API_SECRET)
+        if not api_key or not secret:
+            missing = "API key" if not api_key else "API secret"
+            raise CredentialsUnavailable(f"no {missing} is stored")
+        passphrase = await self._open(conn, CredentialField.PASSPHRASE)
+        return ApiCredentials(api_key, secret, passphrase)
+
+    def fingerprint(self, credentials: ApiCredentials) -> str:
+        """Keyed hash of the whole credential set: equal only when key, secret and
+        passphrase all are, so a connection with a mistyped secret is never given the
+        result of its correctly typed twin. Meaningless outside this process."""
+        material = "\0".join(
+            (credentials.api_key, credentials.secret, credentials.passphrase or "")
+        )
+        return hmac.new(self._fingerprint_key, material.encode(), hashlib.sha256).hexdigest()

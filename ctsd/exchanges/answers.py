@@ -1,0 +1,105 @@
+"""ccxt's unified dicts → `ctsd.exchanges.model` values, refusing what does not parse.
+
+ccxt 4.5.90 raises nothing for a 200 answer whose body is not JSON (or is cut
+short): its parsers fill the unified structure with None. Every reader here
+checks the fields a caller relies on and raises "malformed answer" instead of
+handing a None (or a 0) onward.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from ctsd.exchanges.errors import malformed
+from ctsd.exchanges.model import Candle, Holding, Order, Ticker
+
+
+def decimal(value: Any) -> Decimal | None:
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        result = Decimal(str(value))
+    except InvalidOperation:
+        return None
+    return result if result.is_finite() else None
+
+
+def _required(value: Any, what: str) -> Decimal:
+    result = decimal(value)
+    if result is None:
+        raise malformed(f"{what} is missing")
+    return result
+
+
+def _dict(value: Any, what: str) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise malformed(f"{what} is not an object")
+    return value
+
+
+def server_time(value: Any) -> int:
+    if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
+        raise malformed(f"server time is {type(value).__name__}")
+    return int(value)
+
+
+def holdings(balance: Any) -> tuple[Holding, ...]:
+    balance = _dict(balance, "balance")
+    if not isinstance(balance.get("info"), Mapping | list):
+        raise malformed("balance carries no account data")
+    totals = _dict(balance.get("total") or {}, "balance totals")
+    free, used = balance.get("free") or {}, balance.get("used") or {}
+    result = []
+    for asset, total in sorted(totals.items()):
+        amount = decimal(total)
+        if amount is None:
+            continue
+        result.append(Holding(asset, decimal(free.get(asset)) or Decimal(0),
+                              decimal(used.get(asset)) or Decimal(0), amount))
+    return tuple(result)
+
+
+def ticker(raw: Any, symbol: str) -> Ticker:
+    raw = _dict(raw, "ticker")
+    last = decimal(raw.get("last")) or decimal(raw.get("close"))
+    if last is None or last <= 0:
+        raise malformed(f"ticker of {symbol} has no last price")
+    stamp = raw.get("timestamp")
+    return Ticker(str(raw.get("symbol") or symbol), last, decimal(raw.get("bid")),
+                  decimal(raw.get("ask")), int(stamp) if isinstance(stamp, int) else None)
+
+
+def candles(raw: Any, symbol: str) -> list[Candle]:
+    if not isinstance(raw, list):
+        raise malformed(f"candles of {symbol} are not a list")
+    result = []
+    for row in raw:
+        if not isinstance(row, list | tuple) or len(row) < 6 or not isinstance(row[0], int):
+            raise malformed(f"a candle of {symbol} is not [time, o, h, l, c, v]")
+        values = [_required(v, f"a candle value of {symbol}") for v in row[1:6]]
+        result.append(Candle(row[0], *values))
+    return result
+
+
+def order(raw: Any, symbol: str | None = None, order_id: str | None = None) -> Order:
+    """`order_id`: the id asked about, for answers that do not repeat it (Kraken's cancel)."""
+    raw = _dict(raw, "order")
+    order_id = raw.get("id") or order_id
+    if order_id in (None, ""):
+        raise malformed("order has no id")
+    stamp = raw.get("timestamp")
+    return Order(
+        id=str(order_id), client_id=raw.get("clientOrderId"),
+        symbol=str(raw.get("symbol") or symbol or ""), side=str(raw.get("side") or ""),
+        type=str(raw.get("type") or ""), status=raw.get("status") or None,
+        amount=decimal(raw.get("amount")), filled=decimal(raw.get("filled")),
+        price=decimal(raw.get("price")), average=decimal(raw.get("average")),
+        timestamp_ms=int(stamp) if isinstance(stamp, int) else None)
+
+
+def orders(raw: Any) -> list[Order]:
+    if not isinstance(raw, list):
+        raise malformed("order list is not a list")
+    return [order(item) for item in raw]

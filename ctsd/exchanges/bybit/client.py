@@ -1,0 +1,55 @@
+"""How ccxt's `bybit` is driven (v5 unified account)."""
+
+from collections.abc import Mapping
+from typing import Any
+
+from ctsd.exchanges.errors import FailureClass
+from ctsd.exchanges.model import KeyPermissions
+from ctsd.exchanges.profile import ApiTypeProfile, ClientProfile, PermissionsProbe, RefusalRule
+from ctsd.exchanges.spec import ApiType, RateLimitScope
+
+_PING = "publicGetV5MarketTime"
+
+
+def _permissions(answer: Any) -> KeyPermissions:
+    """`/v5/user/query-api`: read-only flag, wallet permissions, IP binding."""
+    result = answer["result"]
+    if not isinstance(result, Mapping):
+        raise ValueError("query-api answer without result")
+    perms = result.get("permissions") or {}
+    ips = result.get("ips") or []
+    return KeyPermissions(
+        read=True, trade=str(result.get("readOnly")) == "0",
+        withdraw="Withdraw" in (perms.get("Wallet") or []),
+        ip_restricted=bool(ips) and list(ips) != ["*"])
+
+
+BYBIT_CLIENT = ClientProfile(
+    ccxt_class="bybit",
+    # ccxt refuses fetchOrder on unified accounts until told we know its 500-order window
+    options={"fetchOrder": {"acknowledged": True}},
+    api_types={
+        ApiType.SPOT: ApiTypeProfile({"defaultType": "spot"}, ("spot",), _PING),
+        ApiType.MARGIN: ApiTypeProfile({"defaultType": "spot"}, ("spot",), _PING),
+        ApiType.PERPETUAL_FUTURES: ApiTypeProfile(
+            {"defaultType": "swap", "defaultSubType": "linear"}, ("linear",), _PING),
+        ApiType.OPTIONS: ApiTypeProfile({"defaultType": "option"}, ("option",), _PING),
+    },
+    error_codes={
+        "10003": FailureClass.AUTHENTICATION,  # invalid key
+        "10004": FailureClass.AUTHENTICATION,  # bad signature
+        "33004": FailureClass.AUTHENTICATION,  # key expired
+        "10005": FailureClass.PERMISSION,
+        "10010": FailureClass.IP_NOT_ALLOWED,  # ccxt: PermissionDenied
+        "10002": FailureClass.CLOCK_SKEW,
+        "10006": FailureClass.RATE_LIMITED,
+        "10018": FailureClass.RATE_LIMITED,
+        "10016": FailureClass.MAINTENANCE,  # "service restarting"; ccxt: plain ExchangeError
+    },
+    refusals=(
+        RefusalRule(code="10006", scope=RateLimitScope.ACCOUNT),
+        RefusalRule(status=403, scope=RateLimitScope.IP, pause_s=600.0),  # IP banned 10 min
+    ),
+    reset_header="X-Bapi-Limit-Reset-Timestamp",
+    permissions=PermissionsProbe("privateGetV5UserQueryApi", _permissions),
+)

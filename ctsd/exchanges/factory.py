@@ -1,0 +1,222 @@
+"""`ExchangeClientFactory`: builds clients, and owns what they share.
+
+Shared, per factory: the rate limiter's buckets (through one `RateLimiter`),
+one aiohttp session (connection pooling instead of a pool per connection),
+and one `MarketCache` per (exchange, api type, testnet). ccxt is imported on
+the first `client()` call, not before: importing it takes half a second and
+~100 MB, which the daemon's start path and `ctsd --help` must not pay.
+
+`endpoint_overrides` maps an exchange id to a base URL that replaces the
+exchange's hosts (`ctsd.sim.ccxt_target.point_at_simulator`): the simulator
+in tests, benchmarks and the demo.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import os
+import ssl
+from collections.abc import Mapping
+from types import MappingProxyType, TracebackType
+from typing import Any
+from urllib.parse import urlsplit
+
+from ctsd.errors import InvalidArgument
+from ctsd.exchanges.client import ExchangeClient
+from ctsd.exchanges.errors import translated
+from ctsd.exchanges.markets import MarketCache
+from ctsd.exchanges.model import ApiCredentials, ConnectionTarget
+from ctsd.exchanges.profile import ClientProfile
+from ctsd.exchanges.registry import ExchangeRegistry
+from ctsd.exchanges.spec import ExchangeSpec
+from ctsd.exchanges.throttle import AccountScope, KeySequence, RequestGate, install
+from ctsd.ratelimit import Lane, RateLimiter, RateLimitOverrides, ScopeUsage
+
+
+def _ccxt() -> Any:
+    import ccxt.async_support
+
+    return ccxt.async_support
+
+
+def _merge(*layers: Mapping[str, Any]) -> dict[str, Any]:
+    """Deep-merge ccxt option dicts, later layers winning."""
+    result: dict[str, Any] = {}
+    for layer in layers:
+        for key, value in layer.items():
+            if isinstance(value, Mapping) and isinstance(result.get(key), dict):
+                result[key] = _merge(result[key], value)
+            elif isinstance(value, Mapping):
+                result[key] = _merge(value)
+            else:
+                result[key] = value
+    return result
+
+
+class ExchangeClientFactory:
+    def __init__(
+        self, limiter: RateLimiter, registry: ExchangeRegistry | None = None, *,
+        overrides: RateLimitOverrides | None = None,
+        endpoint_overrides: Mapping[str, str] | None = None,
+        timeout_s: float = 10.0, market_refresh_s: float = 3600.0, price_ttl_s: float = 5.0,
+    ) -> None:
+        self.limiter = limiter
+        self.registry = registry or ExchangeRegistry.default()
+        self._overrides = overrides or RateLimitOverrides()
+        self._endpoints = MappingProxyType(dict(endpoint_overrides or {}))
+        self._timeout_ms = int(timeout_s * 1000)
+        self._refresh_s = market_refresh_s
+        self._price_ttl_s = price_ttl_s
+        self._fingerprint_key = os.urandom(32)
+        self._session: Any = None
+        self._ssl: ssl.SSLContext | None = None
+        self._markets: dict[ConnectionTarget, MarketCache] = {}
+        self._sequences: dict[tuple[str, str], KeySequence] = {}
+        self._markets_lock = asyncio.Lock()
+        self._closed = False
+
+    # --- clients ---------------------------------------------------------------------------
+
+    async def client(
+        self, target: ConnectionTarget, credentials: ApiCredentials | None = None, *,
+        lane: Lane = Lane.POLL,
+    ) -> ExchangeClient:
+        """A client for `target`, signing with `credentials`; its requests default to `lane`."""
+        spec, profile = self._resolve(target)
+        markets = await self.markets(target)
+        account = None if credentials is None else self._account(spec, credentials)
+        gate = self._gate(spec, target, account, lane)
+        if account is not None and profile.sequential_apis:
+            gate.sequence = self._sequences.setdefault((spec.id, account.fingerprint),
+                                                       KeySequence())
+        exchange = self._new_exchange(spec, profile, target, credentials, gate)
+        return ExchangeClient(exchange, target, profile, markets, gate, credentials, lane)
+
+    async def markets(self, target: ConnectionTarget) -> MarketCache:
+        """The shared market cache of `target` (created, not yet loaded, on first use)."""
+        spec, profile = self._resolve(target)
+        async with self._markets_lock:
+            cache = self._markets.get(target)
+            if cache is None:
+                gate = self._gate(spec, target, None, Lane.POLL)
+                source = self._new_exchange(spec, profile, target, None, gate)
+
+                async def translate(call: Any) -> Any:
+                    with translated(spec.id, codes=profile.error_codes):
+                        return await call()
+
+                cache = MarketCache(target, source, translate, refresh_s=self._refresh_s,
+                                    price_ttl_s=self._price_ttl_s)
+                self._markets[target] = cache
+        return cache
+
+    def _resolve(self, target: ConnectionTarget) -> tuple[ExchangeSpec, ClientProfile]:
+        if self._closed:
+            raise RuntimeError("exchange client factory is closed")
+        spec = self.registry.get(target.exchange)
+        if spec is None or spec.client is None:
+            raise InvalidArgument.field("exchange", f"{target.exchange!r} is not supported")
+        if not spec.offers(target.api_type) or target.api_type not in spec.client.api_types:
+            raise InvalidArgument.field(
+                "api_type", f"{spec.id} does not offer {target.api_type.value}")
+        if target.testnet and not spec.testnet_supported:
+            raise InvalidArgument.field("testnet", f"{spec.id} has no testnet")
+        return spec, spec.client
+
+    def _account(self, spec: ExchangeSpec, credentials: ApiCredentials) -> AccountScope:
+        """A per-process keyed hash of the key: equal keys share buckets, nothing leaks."""
+        digest = hmac.new(self._fingerprint_key, f"{spec.id}\0{credentials.api_key}".encode(),
+                          hashlib.sha256).hexdigest()[:16]
+        return AccountScope(digest, credentials.hint)
+
+    def _gate(self, spec: ExchangeSpec, target: ConnectionTarget, account: AccountScope | None,
+              lane: Lane) -> RequestGate:
+        override = self._endpoints.get(spec.id)
+        host = urlsplit(override).netloc if override else ""
+        return RequestGate(self.limiter, spec, self._overrides, testnet=target.testnet,
+                           host=host, account=account, default_lane=lane)
+
+    def _new_exchange(
+        self, spec: ExchangeSpec, profile: ClientProfile, target: ConnectionTarget,
+        credentials: ApiCredentials | None, gate: RequestGate,
+    ) -> Any:
+        api = profile.api_types[target.api_type]
+        options = _merge(profile.options, api.options,
+                         {"fetchMarkets": {"types": list(api.market_types)}})
+        config: dict[str, Any] = {
+            "enableRateLimit": False,  # ours is the only limiter (see ctsd.exchanges.throttle)
+            "timeout": self._timeout_ms,
+            "options": options,
+            "session": self._shared_session(),
+        }
+        if credentials is not None:
+            config.update(apiKey=credentials.api_key, secret=credentials.secret)
+            if credentials.passphrase:
+                config["password"] = credentials.passphrase
+        cls = getattr(_ccxt(), profile.ccxt_class)
+        exchange = cls(config)
+        # ccxt builds an SSL context per instance on first use, even with a shared session:
+        # ~16 ms and a CA store in memory each. One context serves every instance.
+        exchange.ssl_context = self._ssl_context()
+        exchange.timeout_on_exit = 0  # its grace period is for closing its own TLS session
+        if target.testnet:
+            exchange.set_sandbox_mode(True)
+        override = self._endpoints.get(spec.id)
+        if override:
+            from ctsd.sim.ccxt_target import point_at_simulator
+
+            point_at_simulator(exchange, override)
+        install(exchange, gate)
+        return exchange
+
+    def _ssl_context(self) -> ssl.SSLContext:
+        if self._ssl is None:
+            import certifi
+
+            self._ssl = ssl.create_default_context(cafile=certifi.where())
+        return self._ssl
+
+    def _shared_session(self) -> Any:
+        if self._session is None:
+            import aiohttp
+
+            connector = aiohttp.TCPConnector(ssl=self._ssl_context(),
+                                             enable_cleanup_closed=True, limit=200)
+            self._session = aiohttp.ClientSession(connector=connector)
+        return self._session
+
+    def usage(self, exchange: str | None = None) -> list[ScopeUsage]:
+        """Every rate-limit scope (of one exchange, or all), for health and metrics."""
+        return [u for u in self.limiter.snapshot()
+                if exchange is None or u.key.exchange in (exchange, f"{exchange}-testnet")]
+
+    # --- lifecycle -----------------------------------------------------------------------------
+
+    async def close(self) -> None:
+        """Stop market refreshes, close the market sources and the shared session.
+
+        Clients must be closed by whoever opened them; a client used after this
+        fails with a closed-session error.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        caches, self._markets = list(self._markets.values()), {}
+        await asyncio.gather(*(cache.close() for cache in caches), return_exceptions=True)
+        if self._session is not None:
+            session, self._session = self._session, None
+            with contextlib.suppress(Exception):
+                await session.close()
+
+    async def __aenter__(self) -> ExchangeClientFactory:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+

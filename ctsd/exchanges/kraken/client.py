@@ -1,0 +1,30 @@
+"""How ccxt's `kraken` is driven: spot only; margin trades spot pairs with leverage."""
+
+from ctsd.exchanges.errors import FailureClass
+from ctsd.exchanges.profile import ApiTypeProfile, ClientProfile, RefusalRule
+from ctsd.exchanges.spec import ApiType, RateLimitScope
+
+KRAKEN_CLIENT = ClientProfile(
+    ccxt_class="kraken",
+    api_types={
+        ApiType.SPOT: ApiTypeProfile({"defaultType": "spot"}, ("spot",), "publicGetTime"),
+        ApiType.MARGIN: ApiTypeProfile({"defaultType": "spot"}, ("spot",), "publicGetTime"),
+    },
+    error_codes={
+        "EAPI:Invalid key": FailureClass.AUTHENTICATION,
+        "EAPI:Invalid signature": FailureClass.AUTHENTICATION,
+        "EAPI:Invalid nonce": FailureClass.CLOCK_SKEW,
+        "EGeneral:Permission denied": FailureClass.PERMISSION,
+        "EAPI:Rate limit exceeded": FailureClass.RATE_LIMITED,
+        "EGeneral:Too many requests": FailureClass.RATE_LIMITED,
+        "EGeneral:Temporary lockout": FailureClass.RATE_LIMITED,
+        "EService:Unavailable": FailureClass.MAINTENANCE,
+        "EService:Busy": FailureClass.NETWORK,
+    },
+    refusals=(
+        RefusalRule(code="EAPI:Rate limit exceeded", scope=RateLimitScope.ACCOUNT),
+        RefusalRule(code="EGeneral:Temporary lockout", scope=RateLimitScope.ACCOUNT),
+    ),
+    # Kraken has no endpoint that lists a key's permissions.
+    sequential_apis=("private",),
+)

@@ -1,0 +1,125 @@
+"""Markets (and recent prices) of one target, loaded once and shared by every client.
+
+A ccxt instance that loads its own markets holds tens of megabytes for a big
+exchange; the cache loads them into one credential-less "source" instance per
+(exchange, api type, testnet) and clients adopt its dicts by reference
+(`set_markets_from_exchange`), so a connection costs a few hundred kilobytes.
+A refresh swaps in new dicts and bumps `version`; clients re-adopt before
+their next call. The refresh task is owned here and cancelled by `close()`.
+
+Prices for valuing balances are cached for a few seconds for the same reason:
+a batch test of many keys on one exchange asks the same few tickers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from decimal import Decimal
+from typing import Any
+
+from ctsd.exchanges import answers
+from ctsd.exchanges.errors import ExchangeFailure, malformed
+from ctsd.exchanges.model import ConnectionTarget
+from ctsd.exchanges.throttle import lane
+from ctsd.ratelimit import Lane
+
+log = logging.getLogger("ctsd.exchanges.markets")
+
+Translate = Callable[[Callable[[], Awaitable[Any]]], Awaitable[Any]]
+"""Runs a ccxt call and turns its exceptions into `ExchangeFailure`s."""
+
+
+class MarketCache:
+    def __init__(
+        self, target: ConnectionTarget, source: Any, translate: Translate, *,
+        refresh_s: float = 3600.0, price_ttl_s: float = 5.0,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.target = target
+        self._source = source
+        self._translate = translate
+        self._refresh_s = refresh_s
+        self._price_ttl_s = price_ttl_s
+        self._monotonic = monotonic
+        self._lock = asyncio.Lock()
+        self._refresher: asyncio.Task[None] | None = None
+        self._prices: dict[str, tuple[float, Decimal]] = {}
+        self._closed = False
+        self.version = 0
+        """0 until loaded; bumped on every (re)load."""
+        self.loaded_at: float | None = None
+
+    @property
+    def count(self) -> int:
+        return len(self._source.markets or {})
+
+    async def ensure(self) -> None:
+        """Load the markets unless loaded; concurrent callers share one load."""
+        if self.version:
+            return
+        async with self._lock:
+            if self.version:
+                return
+            await self._load(reload=False)
+            if self._refresh_s > 0 and not self._closed:
+                self._refresher = asyncio.create_task(
+                    self._refresh_forever(), name=f"markets {self.target.exchange}")
+
+    async def _load(self, reload: bool) -> None:
+        markets = await self._translate(lambda: self._source.load_markets(reload=reload))
+        if not isinstance(markets, dict):
+            raise malformed(f"{self.target.exchange} markets are not a table")
+        self.version += 1
+        self.loaded_at = self._monotonic()
+
+    async def _refresh_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self._refresh_s)
+            try:
+                with lane(Lane.POLL):
+                    async with self._lock:
+                        await self._load(reload=True)
+            except ExchangeFailure as exc:
+                log.warning("market refresh failed; keeping the old markets",
+                            extra={"exchange": self.target.exchange, "failure": exc.failure.code})
+
+    def share_with(self, exchange: Any, version: int) -> int:
+        """Point `exchange` at the current markets if it holds an older version; the new one."""
+        if version != self.version and self.version:
+            exchange.set_markets_from_exchange(self._source)
+        return self.version
+
+    def has(self, symbol: str) -> bool:
+        return symbol in (self._source.markets or {})
+
+    async def prices(self, symbols: Sequence[str]) -> dict[str, Decimal]:
+        """Last prices of the listed `symbols`, from cache when younger than the TTL."""
+        now = self._monotonic()
+        result: dict[str, Decimal] = {}
+        missing = []
+        for symbol in symbols:
+            cached = self._prices.get(symbol)
+            if cached is not None and now - cached[0] < self._price_ttl_s:
+                result[symbol] = cached[1]
+            elif self.has(symbol):
+                missing.append(symbol)
+        for symbol in missing:  # one ticker each: cheap, and every venue serves it
+            ticker = answers.ticker(await self._fetch_ticker(symbol), symbol)
+            self._prices[symbol] = (self._monotonic(), ticker.last)
+            result[symbol] = ticker.last
+        return result
+
+    async def _fetch_ticker(self, symbol: str) -> Any:
+        return await self._translate(lambda: self._source.fetch_ticker(symbol))
+
+    async def close(self) -> None:
+        self._closed = True
+        if self._refresher is not None:
+            self._refresher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._refresher
+        await self._source.close()

@@ -1,0 +1,133 @@
+"""What the exchange layer hands back: frozen values with Decimals, never ccxt dicts.
+
+Amounts and prices are `Decimal` (converted from ccxt's floats through their
+shortest repr, so 0.1 stays 0.1): engines add and compare them, and float
+sums drift.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+from ctsd.exchanges.spec import ApiType
+
+
+@dataclass(frozen=True)
+class ConnectionTarget:
+    """Which market of which exchange a client talks to; markets are shared per target."""
+
+    exchange: str
+    api_type: ApiType
+    testnet: bool = False
+
+
+@dataclass(frozen=True)
+class ApiCredentials:
+    """Plain-text credentials for the life of one client; never logged."""
+
+    api_key: str
+    secret: str
+    passphrase: str | None = None
+
+    def __repr__(self) -> str:  # a stray log of this object must not leak
+        return f"ApiCredentials(key {self.hint})"
+
+    @property
+    def hint(self) -> str:
+        return f"****{self.api_key[-4:]}" if len(self.api_key) > 8 else "****"
+
+    def values(self) -> tuple[str, ...]:
+        """Every credential value, for redacting messages that came from outside."""
+        return tuple(v for v in (self.api_key, self.secret, self.passphrase) if v)
+
+
+@dataclass(frozen=True)
+class ServerTime:
+    server_ms: int
+    local_ms: float
+    """Our clock at the midpoint of the round trip."""
+    round_trip_ms: float
+
+    @property
+    def skew_ms(self) -> float:
+        """Positive when the exchange's clock is ahead of ours."""
+        return self.server_ms - self.local_ms
+
+
+@dataclass(frozen=True)
+class Holding:
+    asset: str
+    free: Decimal
+    used: Decimal
+    total: Decimal
+
+
+@dataclass(frozen=True)
+class Ticker:
+    symbol: str
+    last: Decimal
+    bid: Decimal | None
+    ask: Decimal | None
+    timestamp_ms: int | None
+
+
+@dataclass(frozen=True)
+class Candle:
+    open_ms: int
+    open: Decimal
+    high: Decimal
+    low: Decimal
+    close: Decimal
+    volume: Decimal
+
+
+@dataclass(frozen=True)
+class MarketTerms:
+    """A listed market's assets and trading fees (fractions: 0.001 is 0.1 %).
+
+    What a paper engine needs to charge what the venue would: read from the shared
+    markets, so no request is spent on it.
+    """
+
+    symbol: str
+    base: str
+    quote: str
+    taker_fee: Decimal
+    maker_fee: Decimal
+
+
+@dataclass(frozen=True)
+class Order:
+    id: str
+    client_id: str | None
+    symbol: str
+    side: str
+    type: str
+    status: str | None
+    """ccxt's unified status: open, closed, canceled, expired, rejected; None when the
+    answer does not say (Bybit and OKX acknowledge a new order with its id only)."""
+    amount: Decimal | None
+    filled: Decimal | None
+    price: Decimal | None
+    average: Decimal | None
+    timestamp_ms: int | None
+
+
+@dataclass(frozen=True)
+class KeyPermissions:
+    """What the key may do, as the exchange reports it."""
+
+    read: bool
+    trade: bool
+    withdraw: bool
+    ip_restricted: bool | None = None
+    """Whether the key is bound to an IP whitelist, where the exchange says."""
+
+
+@dataclass(frozen=True)
+class ApiTypeStatus:
+    """Whether the account can use the connection's api type, and why (not)."""
+
+    usable: bool
+    detail: str

@@ -1,0 +1,83 @@
+"""How the generic client drives one venue's ccxt class: declarative data per exchange.
+
+Each venue's `client.py` declares a `ClientProfile`: the ccxt class, ccxt
+options per api type, which markets to load, the exchange error codes whose
+meaning ccxt gets wrong, how the exchange refuses a request for its rate and
+which scope that pauses, and where the key's permissions can be read. The
+generic `ExchangeClient` reads these; it never asks which exchange it talks to.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+from ctsd.exchanges.errors import FailureClass
+from ctsd.exchanges.model import KeyPermissions
+from ctsd.exchanges.spec import ApiType, RateLimitScope
+
+_EMPTY: Mapping[str, Any] = MappingProxyType({})
+
+
+@dataclass(frozen=True)
+class ApiTypeProfile:
+    """ccxt settings for one api type of a venue."""
+
+    options: Mapping[str, Any]
+    """ccxt `options` (at least `defaultType`)."""
+    market_types: tuple[str, ...]
+    """`options.fetchMarkets.types`: only these markets are loaded and shared."""
+    ping: str = "fetch_time"
+    """The lightest request of this api type (a ccxt method, no arguments)."""
+
+
+@dataclass(frozen=True)
+class RefusalRule:
+    """How the exchange says "too many requests", and what to pause.
+
+    Matches an HTTP status or an exchange error code. `scope` None pauses every
+    scope the request counted in; `pause_s` None takes the answer's Retry-After
+    (or the venue's reset header), else the limit's full interval.
+    """
+
+    status: int | None = None
+    code: str | None = None
+    scope: RateLimitScope | None = None
+    pause_s: float | None = None
+
+    def matches(self, status: int | None, codes: list[str]) -> bool:
+        if self.status is not None and self.status != status:
+            return False
+        return self.code is None or self.code in codes
+
+
+@dataclass(frozen=True)
+class PermissionsProbe:
+    """A ccxt implicit-API method whose answer tells the key's permissions."""
+
+    method: str
+    parse: Callable[[Any], KeyPermissions | None]
+    params: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
+
+
+@dataclass(frozen=True)
+class ClientProfile:
+    ccxt_class: str
+    """The class name in `ccxt.async_support`."""
+    api_types: Mapping[ApiType, ApiTypeProfile]
+    options: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
+    """ccxt options every instance gets, whatever its api type."""
+    error_codes: Mapping[str, FailureClass] = field(default_factory=lambda: _EMPTY)
+    """Exchange error code → class, where it must win over ccxt's exception class."""
+    error_codes_after_auth: Mapping[str, FailureClass] = field(default_factory=lambda: _EMPTY)
+    """The same, once a signed request of this client has succeeded."""
+    refusals: tuple[RefusalRule, ...] = ()
+    reset_header: str | None = None
+    """A header with the epoch milliseconds at which a refused window resets."""
+    permissions: PermissionsProbe | None = None
+    sequential_apis: tuple[str, ...] = ()
+    """ccxt api families whose signed requests must reach the exchange one at a time per
+    key, with strictly increasing nonces shared by every client of the key (Kraken
+    refuses a nonce not above the last one it accepted)."""

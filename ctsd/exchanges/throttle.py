@@ -1,0 +1,269 @@
+"""Every ccxt request of a client passes this gate: budget first, usage and refusals after.
+
+ccxt funnels each REST call through `fetch2(path, api, method, params,
+config)`; `install` wraps it on the instance. With ccxt's `enableRateLimit`
+off, `fetch2` skips ccxt's own throttle, and our wrapper does what it would
+have done — `calculate_rate_limiter_cost`, ccxt's per-endpoint cost — then
+waits for our limiter with that cost and the endpoint's lane. `on_rest_response`,
+which ccxt calls with every answer's status and headers before raising for it,
+is wrapped too, so the gate sees the headers of *this* request (a context
+variable per call: one instance may run several requests at once).
+
+After the answer, declared usage headers correct the buckets (another
+process on the same IP or key is invisible otherwise), and a refusal for
+rate (429/418, Bybit's 10006, OKX's 50011, …) pauses the scopes it concerns
+for Retry-After, so no connection sharing them keeps knocking.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from typing import Any
+
+from ctsd.errors import ConfigurationError
+from ctsd.exchanges.errors import FailureClass, classify, error_codes
+from ctsd.exchanges.spec import Charge, ExchangeSpec, RateLimitScope, UsageHeader
+from ctsd.ratelimit import (
+    BucketSpec,
+    Demand,
+    Lane,
+    MeterKind,
+    Permit,
+    RateLimitBucket,
+    RateLimiter,
+    RateLimitOverrides,
+    ScopeKey,
+    ScopeUsage,
+)
+
+
+@dataclass
+class ResponseInfo:
+    status: int | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+    def header(self, name: str) -> str | None:
+        wanted = name.lower()
+        return next((v for k, v in self.headers.items() if k.lower() == wanted), None)
+
+
+_RESPONSE: ContextVar[ResponseInfo | None] = ContextVar("ctsd_exchange_response", default=None)
+_LANE: ContextVar[Lane | None] = ContextVar("ctsd_exchange_lane", default=None)
+
+
+@contextlib.contextmanager
+def lane(value: Lane) -> Iterator[None]:
+    """Requests made inside the block use `value` unless their endpoint forces another."""
+    token = _LANE.set(value)
+    try:
+        yield
+    finally:
+        _LANE.reset(token)
+
+
+@dataclass(frozen=True)
+class AccountScope:
+    """The key a client signs with, as bucket keys see it: a fingerprint and a hint."""
+
+    fingerprint: str
+    hint: str
+
+
+class KeySequence:
+    """One key's request order, shared by every client of the key (see `sequential_apis`).
+
+    `lock` is held from taking budget to the answer, so requests are counted when they
+    leave and leave in nonce order; `next_nonce` never repeats, even within a millisecond.
+    """
+
+    def __init__(self, wall_clock: Callable[[], float] = time.time) -> None:
+        self.lock = asyncio.Lock()
+        self._wall_clock = wall_clock
+        self._last = 0
+
+    def next_nonce(self) -> int:
+        self._last = max(int(self._wall_clock() * 1000), self._last + 1)
+        return self._last
+
+
+@dataclass(frozen=True)
+class Admission:
+    charged: tuple[tuple[Charge, RateLimitBucket], ...]
+    permit: Permit | None
+
+
+class RequestGate:
+    """One client's view of the limiter: endpoint → buckets and weights, answer → feedback."""
+
+    def __init__(
+        self, limiter: RateLimiter, spec: ExchangeSpec, overrides: RateLimitOverrides, *,
+        testnet: bool = False, host: str = "", account: AccountScope | None = None,
+        default_lane: Lane = Lane.POLL, sequence: KeySequence | None = None,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._limiter = limiter
+        self._spec = spec
+        self._overrides = overrides
+        self._label = f"{spec.id}-testnet" if testnet else spec.id
+        self._host = host
+        self._account = account
+        self._default_lane = default_lane
+        self._wall_clock = wall_clock
+        self.sequence = sequence
+        self._sequential = spec.client.sequential_apis if spec.client else ()
+        self._buckets: dict[str, RateLimitBucket | None] = {}
+        self.waited_s = 0.0
+        self.requests = 0
+
+    def bucket(self, name: str) -> RateLimitBucket | None:
+        """The bucket of limit `name` for this client; None for an account limit without a key."""
+        if name not in self._buckets:
+            self._buckets[name] = self._make_bucket(name)
+        return self._buckets[name]
+
+    def _make_bucket(self, name: str) -> RateLimitBucket | None:
+        limit = self._spec.rate_limit(name)
+        if limit.scope is RateLimitScope.IP:
+            key = ScopeKey.ip(self._label, name, self._host)
+        elif self._account is None:
+            return None
+        else:
+            key = ScopeKey.account(self._label, name, self._account.fingerprint,
+                                   self._account.hint)
+        kind = MeterKind.DECAYING if limit.decaying else MeterKind.WINDOW
+        spec = self._overrides.apply(self._spec.id, name,
+                                     BucketSpec(limit.limit, limit.interval_s, kind))
+        return self._limiter.bucket(key, spec)
+
+    async def admit(self, api: str, method: str, path: str, cost: float) -> Admission:
+        rule = self._spec.rule_for(api, method, path)
+        if rule is None:
+            raise ConfigurationError(
+                f"{self._spec.id}: no rate-limit rule matches {method} {api} {path}")
+        charged = tuple((c, b) for c in rule.charges if (b := self.bucket(c.limit)) is not None)
+        self.requests += 1
+        if not charged:
+            return Admission((), None)
+        chosen = rule.lane if rule.lane is not None else _LANE.get()
+        if chosen is None:
+            chosen = self._default_lane  # (Lane.ORDER is 0: never test lanes for truth)
+        permit = await self._limiter.acquire(
+            [Demand(bucket, charge.weight(cost)) for charge, bucket in charged], chosen)
+        self.waited_s += permit.waited_s
+        return Admission(charged, permit)
+
+    def usage(self) -> list[ScopeUsage]:
+        """The scopes this client has counted in so far, for per-connection health."""
+        return [b.snapshot() for b in self._buckets.values() if b is not None]
+
+    def sequenced(self, api: str) -> contextlib.AbstractAsyncContextManager[object]:
+        """Held around a request that must not overlap others of the same key."""
+        if self.sequence is not None and api in self._sequential:
+            return self.sequence.lock
+        return contextlib.nullcontext()
+
+    def after(self, admission: Admission, info: ResponseInfo, error: BaseException | None) -> None:
+        """Read usage headers from any answer; pause scopes after a refusal for rate."""
+        for charge, bucket in admission.charged:
+            if charge.usage is not None:
+                _observe(bucket, charge.usage, info)
+        if error is not None and self._refused(info, error):
+            self._pause(admission, info, error_codes(str(error)))
+
+    def _refused(self, info: ResponseInfo, error: BaseException) -> bool:
+        if info.status in (418, 429):
+            return True
+        profile = self._spec.client
+        found = classify(error, profile.error_codes if profile else {})
+        return found is not None and found[0] is FailureClass.RATE_LIMITED
+
+    def _pause(self, admission: Admission, info: ResponseInfo, codes: list[str]) -> None:
+        profile = self._spec.client
+        rule = next((r for r in (profile.refusals if profile else ())
+                     if r.matches(info.status, codes)), None)
+        announced = rule.pause_s if rule is not None and rule.pause_s is not None else (
+            self._announced_pause(info))
+        paused: set[int] = set()
+        for charge, bucket in admission.charged:
+            scope = self._spec.rate_limit(charge.limit).scope
+            if id(bucket) in paused or (
+                    rule is not None and rule.scope is not None and rule.scope is not scope):
+                continue
+            paused.add(id(bucket))
+            bucket.pause(announced if announced is not None else bucket.spec.interval_s)
+
+    def _announced_pause(self, info: ResponseInfo) -> float | None:
+        retry_after = info.header("Retry-After")
+        if retry_after is not None:
+            with contextlib.suppress(ValueError):
+                return max(float(retry_after), 0.0)
+        profile = self._spec.client
+        reset = info.header(profile.reset_header) if profile and profile.reset_header else None
+        if reset is not None:
+            with contextlib.suppress(ValueError):
+                return max(float(reset) / 1000 - self._wall_clock(), 0.0)
+        return None
+
+
+def _observe(bucket: RateLimitBucket, usage: UsageHeader, info: ResponseInfo) -> None:
+    def number(name: str | None) -> float | None:
+        raw = info.header(name) if name else None
+        try:
+            value = float(raw) if raw is not None else None
+        except ValueError:
+            return None
+        return value if value is not None and math.isfinite(value) else None
+
+    used, remaining, limit = number(usage.used), number(usage.remaining), number(usage.limit)
+    if limit is not None:
+        bucket.observe_limit(limit)
+    if used is None and remaining is not None and limit is not None:
+        used = limit - remaining
+    if used is not None:
+        bucket.observe_usage(used)
+
+
+def install(exchange: Any, gate: RequestGate) -> None:
+    """Route every request of the ccxt instance `exchange` through `gate`."""
+    original_fetch2 = exchange.fetch2
+    original_on_rest_response = exchange.on_rest_response
+
+    async def fetch2(path: Any, api: Any = "public", method: str = "GET",
+                     params: Any = None, config: Any = None) -> Any:
+        params = {} if params is None else params
+        config = {} if config is None else config
+        api_name = api if isinstance(api, str) else str(api[0])
+        cost = exchange.calculate_rate_limiter_cost(api, method, path, params, config)
+        async with gate.sequenced(api_name):
+            admission = await gate.admit(api_name, method, str(path), float(cost or 0))
+            info = ResponseInfo()
+            token = _RESPONSE.set(info)
+            try:
+                result = await original_fetch2(path, api, method, params, config)
+            except Exception as exc:
+                gate.after(admission, info, exc)
+                raise
+            finally:
+                _RESPONSE.reset(token)
+            gate.after(admission, info, None)
+            return result
+
+    def on_rest_response(code: Any, reason: Any, url: Any, method: Any, headers: Any,
+                         body: Any, request_headers: Any, request_body: Any) -> Any:
+        info = _RESPONSE.get()
+        if info is not None:
+            info.status = int(code) if code is not None else None
+            info.headers = dict(headers or {})
+        return original_on_rest_response(code, reason, url, method, headers, body,
+                                         request_headers, request_body)
+
+    exchange.fetch2 = fetch2
+    exchange.on_rest_response = on_rest_response
+    if gate.sequence is not None:
+        exchange.nonce = gate.sequence.next_nonce

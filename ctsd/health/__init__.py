@@ -1,0 +1,1 @@
+"""Daemon health: start-up checks, readiness, status and per-connection health reports."""

@@ -1,0 +1,1 @@
+"""Running under an operator: systemd notification and watchdog, metrics export."""

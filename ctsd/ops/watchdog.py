@@ -1,0 +1,38 @@
+"""WATCHDOG=1 keep-alives sent from the event loop itself.
+
+The pings come from a task on the daemon's loop, not from a thread: if the
+loop hangs (a blocking call, a busy coroutine that never yields) the pings
+stop and systemd restarts the service, which is the point of `WatchdogSec=`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+from ctsd.ops.sd_notify import Notifier
+
+
+class Watchdog:
+    """Pings every half interval, as sd_watchdog_enabled(3) recommends."""
+
+    def __init__(self, notifier: Notifier, interval_s: float) -> None:
+        self._notifier = notifier
+        self.period_s = interval_s / 2
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run(), name="watchdog")
+
+    async def _run(self) -> None:
+        while True:
+            self._notifier.watchdog()
+            await asyncio.sleep(self.period_s)
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None

@@ -1,0 +1,126 @@
+"""The process's buckets, and taking budget from several of them for one request.
+
+A request usually counts against more than one limit (Binance: the IP's
+request weight and the account's order count; Bybit: the IP, the UID and the
+endpoint group). `acquire` reserves in every bucket, in `ScopeKey` order,
+then charges them all at one instant, just before the request is sent: a
+request is never counted at a time other than the one it leaves at, which is
+what the window guarantee is about.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass
+from types import TracebackType
+
+from ctsd.ratelimit.bucket import LimiterClosed, RateLimitBucket, Reservation
+from ctsd.ratelimit.clock import Clock, SystemClock
+from ctsd.ratelimit.model import BucketSpec, Lane, ScopeKey, ScopeUsage
+
+
+@dataclass(frozen=True)
+class Demand:
+    """`weight` units of one bucket."""
+
+    bucket: RateLimitBucket
+    weight: float
+
+
+@dataclass(frozen=True)
+class Permit:
+    """Proof that a request was granted: which buckets it was charged to, and the wait."""
+
+    demands: tuple[Demand, ...]
+    lane: Lane
+    waited_s: float
+
+    @property
+    def buckets(self) -> tuple[RateLimitBucket, ...]:
+        return tuple(d.bucket for d in self.demands)
+
+    def pause(self, seconds: float) -> None:
+        """The exchange refused the request for its rate: pause every scope it counted in."""
+        for bucket in self.buckets:
+            bucket.pause(seconds)
+
+
+def _merged(demands: Sequence[Demand]) -> tuple[Demand, ...]:
+    """One demand per bucket (weights summed), in `ScopeKey` order."""
+    weights: dict[ScopeKey, float] = {}
+    buckets: dict[ScopeKey, RateLimitBucket] = {}
+    for demand in demands:
+        key = demand.bucket.key
+        weights[key] = weights.get(key, 0.0) + demand.weight
+        buckets[key] = demand.bucket
+    return tuple(Demand(buckets[key], weights[key]) for key in sorted(weights))
+
+
+class RateLimiter:
+    """Owns every bucket of the process; `close()` (or `async with`) stops them all."""
+
+    def __init__(self, clock: Clock | None = None) -> None:
+        self.clock: Clock = clock or SystemClock()
+        self._buckets: dict[ScopeKey, RateLimitBucket] = {}
+        self._closed = False
+
+    def bucket(self, key: ScopeKey, spec: BucketSpec) -> RateLimitBucket:
+        """The bucket for `key`, created with `spec` on first use (later specs are ignored:
+        every connection of a scope derives the same spec from the same config)."""
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            if self._closed:
+                raise LimiterClosed("rate limiter closed")
+            bucket = self._buckets[key] = RateLimitBucket(key, spec, self.clock)
+        return bucket
+
+    def buckets(self) -> list[RateLimitBucket]:
+        return list(self._buckets.values())
+
+    async def acquire(self, demands: Sequence[Demand], lane: Lane) -> Permit:
+        """Wait for every demand, then charge them all now; the caller sends at once."""
+        ordered = _merged(demands)
+        started = self.clock.monotonic()
+        while True:
+            held = await self._reserve_all(ordered, lane)
+            now = self.clock.monotonic()
+            paused = max((d.bucket.paused_until for d in ordered), default=now) - now
+            if paused <= 0:
+                for reservation in held:
+                    reservation.commit(now)
+                return Permit(ordered, lane, now - started)
+            # A scope was paused while we waited for another: give everything back.
+            for reservation in held:
+                reservation.release()
+            await self.clock.sleep(paused)
+
+    @staticmethod
+    async def _reserve_all(demands: tuple[Demand, ...], lane: Lane) -> list[Reservation]:
+        held: list[Reservation] = []
+        try:
+            for demand in demands:
+                held.append(await demand.bucket.reserve(demand.weight, lane))
+        except BaseException:
+            for reservation in held:
+                reservation.release()
+            raise
+        return held
+
+    def snapshot(self) -> list[ScopeUsage]:
+        """Every scope's usage, sorted by exchange, limit and owner."""
+        usages = [b.snapshot() for b in self._buckets.values()]
+        return sorted(usages, key=lambda u: (u.key.exchange, u.key.limit, u.key.owner))
+
+    async def close(self) -> None:
+        self._closed = True
+        await asyncio.gather(*(b.close() for b in self._buckets.values()))
+
+    async def __aenter__(self) -> RateLimiter:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()

@@ -1,0 +1,189 @@
+"""`SqlEngineStore`: the engine's desired state, orders and fills in SQLite.
+
+Why these shapes:
+- The config is one JSON column: it is only ever read back whole, at resume,
+  and a schema change of `EngineConfig` must not need a migration.
+- Money is stored as decimal text, never REAL, so an order read back after a
+  restart compares equal to the one written.
+- Orders are upserted by (connection, client order id) and fills inserted with
+  ON CONFLICT DO NOTHING on (connection, trade id) -- not OR IGNORE, which would
+  also swallow a NOT NULL violation -- in one transaction per execution: a
+  broker that records the same execution twice (a retry after a crash) leaves
+  exactly one order row and no duplicate fill.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from decimal import Decimal
+from typing import Any
+
+from ctsd.engine.config import EngineConfig, PaperSettings, RiskLimits, TradingMode
+from ctsd.engine.orders import Execution, Fill, Order, OrderStatus
+from ctsd.engine.ports import DesiredState, EngineRecord
+from ctsd.store.database import Database, Row
+from ctsd.strategies.model import OrderType, Side
+
+_ORDER_COLUMNS = (
+    "client_order_id, symbol, side, type, amount, price, tag, cycle, status, filled, "
+    "average_price, fee, exchange_order_id, reason, created_ms, updated_ms"
+)
+_FILL_COLUMNS = (
+    "trade_id, client_order_id, symbol, side, amount, price, fee, fee_asset, timestamp_ms, maker"
+)
+_UPDATED_ON_CONFLICT = ", ".join(
+    f"{c} = excluded.{c}" for c in
+    ("status", "filled", "average_price", "fee", "exchange_order_id", "reason", "updated_ms")
+)
+
+
+def _dec(value: Decimal | None) -> str | None:
+    return None if value is None else str(value)
+
+
+def _opt_dec(value: Any) -> Decimal | None:
+    return None if value is None else Decimal(str(value))
+
+
+def config_to_json(config: EngineConfig) -> str:
+    risk = config.risk
+    return json.dumps({
+        "strategy": config.strategy,
+        "symbols": list(config.symbols),
+        "params": dict(config.params),
+        "mode": config.mode.value,
+        "interval_s": config.interval_s,
+        "risk": {
+            "max_order_notional": _dec(risk.max_order_notional),
+            "max_position_notional": _dec(risk.max_position_notional),
+            "max_open_orders": risk.max_open_orders,
+            "max_orders_per_minute": risk.max_orders_per_minute,
+            "daily_loss_limit": _dec(risk.daily_loss_limit),
+        },
+        "paper": {
+            "balances": [[asset, str(amount)] for asset, amount in config.paper.balances],
+            "slippage_bps": str(config.paper.slippage_bps),
+        },
+    }, separators=(",", ":"), sort_keys=True)
+
+
+def config_from_json(text: str) -> EngineConfig:
+    raw = json.loads(text)
+    risk, paper = raw["risk"], raw["paper"]
+    return EngineConfig(
+        strategy=str(raw["strategy"]),
+        symbols=tuple(str(s) for s in raw["symbols"]),
+        params={str(k): str(v) for k, v in raw["params"].items()},
+        mode=TradingMode(raw["mode"]),
+        interval_s=float(raw["interval_s"]),
+        risk=RiskLimits(
+            max_order_notional=_opt_dec(risk["max_order_notional"]),
+            max_position_notional=_opt_dec(risk["max_position_notional"]),
+            max_open_orders=risk["max_open_orders"],
+            max_orders_per_minute=risk["max_orders_per_minute"],
+            daily_loss_limit=_opt_dec(risk["daily_loss_limit"]),
+        ),
+        paper=PaperSettings(
+            balances=tuple((str(a), Decimal(v)) for a, v in paper["balances"]),
+            slippage_bps=Decimal(paper["slippage_bps"]),
+        ),
+    )
+
+
+def _order_params(connection_id: str, o: Order) -> tuple[Any, ...]:
+    return (connection_id, o.client_order_id, o.symbol, o.side.value, o.type.value,
+            str(o.amount), _dec(o.price), o.tag, o.cycle, o.status.value, str(o.filled),
+            _dec(o.average_price), str(o.fee), o.exchange_order_id, o.reason,
+            o.created_ms, o.updated_ms)
+
+
+def _order(row: Row) -> Order:
+    return Order(
+        client_order_id=row[0], symbol=row[1], side=Side(row[2]), type=OrderType(row[3]),
+        amount=Decimal(row[4]), price=_opt_dec(row[5]), tag=row[6], cycle=int(row[7]),
+        status=OrderStatus(row[8]), filled=Decimal(row[9]), average_price=_opt_dec(row[10]),
+        fee=Decimal(row[11]), exchange_order_id=row[12], reason=row[13],
+        created_ms=int(row[14]), updated_ms=int(row[15]))
+
+
+def _fill(row: Row) -> Fill:
+    return Fill(row[0], row[1], row[2], Side(row[3]), Decimal(row[4]), Decimal(row[5]),
+                Decimal(row[6]), row[7], int(row[8]), bool(row[9]))
+
+
+class SqlEngineStore:
+    """Implements `ctsd.engine.ports.EngineStore` on the daemon's `Database`."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def load_engines(self) -> list[EngineRecord]:
+        rows = await self._db.fetch_all(
+            "SELECT connection_id, engine_id, config, desired, cycle, last_error "
+            "FROM engines ORDER BY connection_id")
+        return [EngineRecord(r[0], r[1], config_from_json(r[2]), DesiredState(r[3]),
+                             int(r[4]), r[5]) for r in rows]
+
+    async def create_engine(self, record: EngineRecord) -> None:
+        async with self._db.transaction() as tx:
+            await tx.execute(
+                "INSERT OR REPLACE INTO engines (connection_id, engine_id, config, desired, "
+                "cycle, last_error, updated_us) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (record.connection_id, record.engine_id, config_to_json(record.config),
+                 record.desired.value, record.cycle, record.last_error, _now_us()))
+
+    async def set_desired(
+        self, connection_id: str, desired: DesiredState, last_error: str
+    ) -> None:
+        async with self._db.transaction() as tx:
+            await tx.execute(
+                "UPDATE engines SET desired = ?, last_error = ?, updated_us = ? "
+                "WHERE connection_id = ?",
+                (desired.value, last_error, _now_us(), connection_id))
+
+    async def save_cycle(self, connection_id: str, cycle: int) -> None:
+        """`max` keeps the cycle monotonic even if a late writer lands after a newer one."""
+        async with self._db.transaction() as tx:
+            await tx.execute(
+                "UPDATE engines SET cycle = max(cycle, ?), updated_us = ? WHERE connection_id = ?",
+                (cycle, _now_us(), connection_id))
+
+    async def save_execution(self, connection_id: str, execution: Execution) -> None:
+        async with self._db.transaction() as tx:
+            await tx.execute(
+                f"INSERT INTO engine_orders (connection_id, {_ORDER_COLUMNS}) "
+                f"VALUES ({', '.join('?' * 17)}) "
+                f"ON CONFLICT (connection_id, client_order_id) DO UPDATE SET "
+                f"{_UPDATED_ON_CONFLICT}",
+                _order_params(connection_id, execution.order))
+            if execution.fills:
+                await tx.executemany(
+                    f"INSERT INTO engine_fills (connection_id, {_FILL_COLUMNS}) "
+                    f"VALUES ({', '.join('?' * 11)}) "
+                    "ON CONFLICT (connection_id, trade_id) DO NOTHING",
+                    [(connection_id, f.trade_id, f.client_order_id, f.symbol, f.side.value,
+                      str(f.amount), str(f.price), str(f.fee), f.fee_asset, f.timestamp_ms,
+                      int(f.maker)) for f in execution.fills])
+
+    async def list_orders(
+        self, connection_id: str, *, open_only: bool = False
+    ) -> list[Order]:
+        where = "connection_id = ?"
+        params: list[Any] = [connection_id]
+        if open_only:
+            where += " AND status IN (?, ?)"
+            params += [OrderStatus.PENDING.value, OrderStatus.OPEN.value]
+        rows = await self._db.fetch_all(
+            f"SELECT {_ORDER_COLUMNS} FROM engine_orders WHERE {where} ORDER BY seq", params)
+        return [_order(r) for r in rows]
+
+    async def list_fills(self, connection_id: str) -> list[Fill]:
+        rows = await self._db.fetch_all(
+            f"SELECT {_FILL_COLUMNS} FROM engine_fills WHERE connection_id = ? ORDER BY seq",
+            (connection_id,))
+        return [_fill(r) for r in rows]
+
+
+def _now_us() -> int:
+    return time.time_ns() // 1000

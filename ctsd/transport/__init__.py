@@ -1,0 +1,1 @@
+"""How clients reach the daemon securely: TLS server credentials and secret files."""

@@ -1,0 +1,92 @@
+"""The opt-in Prometheus endpoint: RPCs by method and code, latency, auth failures."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+import urllib.request
+
+import grpc
+from prometheus_client.parser import text_string_to_metric_families
+
+from cts.v1 import connection_service_pb2 as spb
+from cts.v1 import connection_service_pb2_grpc as sgrpc
+from tests.ops.conftest import TOKEN, MakeDaemon, Pki
+from tests.ops.daemon import OpsDaemon
+
+SERVICE = "cts.v1.ConnectionService"
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+def scrape(address: str) -> tuple[str, Samples]:
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback, no proxy
+    with opener.open(f"http://{address}/metrics", timeout=5) as answer:
+        body: str = answer.read().decode()
+    samples = {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(body)
+        for s in family.samples
+    }
+    return body, samples
+
+
+def labels(**values: str) -> frozenset[tuple[str, str]]:
+    return frozenset(values.items())
+
+
+def wait_for(daemon: OpsDaemon, address: str, key: tuple[str, frozenset[tuple[str, str]]],
+             value: float) -> tuple[str, Samples]:  # fmt: skip
+    deadline = time.monotonic() + 5
+    while True:
+        body, samples = scrape(address)
+        if samples.get(key) == value or time.monotonic() > deadline:
+            return body, samples
+        time.sleep(0.05)
+
+
+def test_metrics_endpoint_counts_rpcs_latency_and_auth_failures(
+    make_daemon: MakeDaemon, pki: Pki
+) -> None:
+    daemon = make_daemon([], start=False)
+    address = f"unix:{daemon.root / 'ctsd.sock'}"
+    daemon.command += ["--listen", address, "--metrics-listen", "127.0.0.1:0",
+                       "--auth-token-file", str(pki.token_file)]  # fmt: skip
+    daemon.start()
+    metrics = str(daemon.wait_line(lambda r: r.get("msg") == "metrics serving")["metrics_address"])
+    with grpc.insecure_channel(address) as channel:
+        stub = sgrpc.ConnectionServiceStub(channel)
+        for _ in range(3):
+            stub.ListExchanges(
+                spb.ListExchangesRequest(),
+                timeout=5,
+                metadata=(("authorization", f"Bearer {TOKEN}"),),
+            )
+        try:
+            stub.ListExchanges(spb.ListExchangesRequest(), timeout=5)
+        except grpc.RpcError as exc:
+            assert exc.code() == grpc.StatusCode.UNAUTHENTICATED
+
+    ok = labels(grpc_service=SERVICE, grpc_method="ListExchanges", grpc_code="OK")
+    body, samples = wait_for(daemon, metrics, ("grpc_server_handled_total", ok), 3.0)
+    assert samples[("grpc_server_handled_total", ok)] == 3.0
+    refused = labels(grpc_service=SERVICE, grpc_method="ListExchanges", grpc_code="UNAUTHENTICATED")
+    assert samples[("grpc_server_handled_total", refused)] == 1.0
+    assert samples[("grpc_server_handling_seconds_count", ok)] == 3.0
+    assert samples[("grpc_server_handling_seconds_bucket", ok | {("le", "+Inf")})] == 3.0
+    assert samples[("grpc_server_handling_seconds_sum", ok)] > 0
+    failure = labels(grpc_service=SERVICE, grpc_method="ListExchanges", reason="missing_token")
+    assert samples[("ctsd_auth_failures_total", failure)] == 1.0
+    assert samples[("process_resident_memory_bytes", frozenset())] > 0
+    assert TOKEN not in body
+
+
+def test_metrics_are_off_by_default_and_cost_no_import() -> None:
+    code = (
+        "import sys, ctsd.cli, ctsd.daemon\n"
+        "from ctsd.ops.metrics import MetricsRegistry\n"
+        "r = MetricsRegistry(); r.counter('x_total', 'x', ('a',)).labels('b').inc()\n"
+        "print('prometheus_client' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

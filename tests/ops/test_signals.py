@@ -1,0 +1,82 @@
+"""SIGTERM drains and exits in time; SIGHUP reloads without dropping clients."""
+
+from __future__ import annotations
+
+import signal
+import time
+from pathlib import Path
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from cts.v1 import connection_service_pb2 as spb
+from cts.v1 import connection_service_pb2_grpc as sgrpc
+from tests.ops.conftest import MakeDaemon
+from tests.ops.daemon import OpsDaemon
+
+SERVING = health_pb2.HealthCheckResponse.SERVING
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+def start_with_config(make_daemon: MakeDaemon, toml: str) -> tuple[OpsDaemon, Path, str]:
+    daemon = make_daemon([], start=False)
+    config = daemon.root / "ctsd.toml"
+    config.write_text(toml)
+    address = f"unix:{daemon.root / 'ctsd.sock'}"
+    daemon.command += ["--config", str(config), "--listen", address]
+    daemon.start()
+    return daemon, config, address
+
+
+def is_check_line(record: dict[str, object]) -> bool:
+    return record.get("msg") == "rpc" and record.get("method") == "/grpc.health.v1.Health/Check"
+
+
+def test_sighup_changes_the_log_level_and_keeps_open_streams(make_daemon: MakeDaemon) -> None:
+    daemon, config, address = start_with_config(make_daemon, '[daemon]\nlog_level = "info"\n')
+    with grpc.insecure_channel(address) as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        watch = health.Watch(health_pb2.HealthCheckRequest(), timeout=30)
+        assert next(watch).status == SERVING
+        health.Check(health_pb2.HealthCheckRequest(), timeout=5)
+        assert not daemon.wait_records(is_check_line, 1, timeout=0.3)  # debug: not shown
+
+        config.write_text('[daemon]\nlog_level = "debug"\n')
+        daemon.send(signal.SIGHUP)
+        daemon.wait_line(lambda r: r.get("msg") == "reloaded")
+        health.Check(health_pb2.HealthCheckRequest(), timeout=5)
+        assert daemon.wait_records(is_check_line, 1)  # now it is
+
+        config.write_text("[daemon\nlog_level = ")  # broken: refused, old config kept
+        daemon.send(signal.SIGHUP)
+        refused = daemon.wait_line(lambda r: r.get("msg", "").startswith("reload refused"))
+        assert "not valid TOML" in refused["error"]
+        stub = sgrpc.ConnectionServiceStub(channel)
+        assert len(stub.ListExchanges(spb.ListExchangesRequest(), timeout=5).exchanges) == 4
+
+        daemon.send(signal.SIGTERM)
+        assert next(watch).status == NOT_SERVING  # the same stream, never dropped by reloads
+    assert daemon.stop() == 0
+
+
+def test_sigterm_refuses_new_calls_and_exits_within_the_grace(make_daemon: MakeDaemon) -> None:
+    daemon, _, address = start_with_config(make_daemon, "[daemon]\ngrace_seconds = 1.5\n")
+    with grpc.insecure_channel(address) as channel:
+        watch = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest())
+        assert next(watch).status == SERVING
+        started = time.monotonic()
+        daemon.send(signal.SIGTERM)
+        assert next(watch).status == NOT_SERVING
+        time.sleep(0.2)
+        with grpc.insecure_channel(address) as late:
+            stub = sgrpc.ConnectionServiceStub(late)
+            with pytest.raises(grpc.RpcError) as refused:
+                stub.ListExchanges(spb.ListExchangesRequest(), timeout=2)
+            assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+        with pytest.raises(grpc.RpcError):  # the open stream is cut at the deadline
+            next(watch)
+    assert daemon.stop(timeout=10) == 0
+    elapsed = time.monotonic() - started
+    assert 1.0 < elapsed < 4.0, elapsed  # waited for the stream, then no longer
+    assert daemon.wait_line(lambda r: r.get("msg") == "stopped")

@@ -1,0 +1,175 @@
+"""The limiter's guarantees, proved under a virtual clock.
+
+The property tests throw random request sequences (arrival, weight, lane) at
+a bucket and check what the exchange would check: for sliding windows, that
+every window of length `interval` — whatever its alignment — holds at most
+the capacity; for Kraken's decaying counter, that the exchange's counter,
+draining at the full rate, never passes the limit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from ctsd.ratelimit import BucketSpec, Demand, Lane, MeterKind, RateLimiter, ScopeKey
+from tests.ratelimit.virtual_clock import VirtualClock
+
+EPS = 1e-9
+
+
+@dataclass(frozen=True)
+class Request:
+    gap_s: float
+    weight: float
+    lane: Lane
+
+
+requests = st.lists(
+    st.builds(
+        Request,
+        gap_s=st.sampled_from([0.0, 0.0, 0.001, 0.05, 0.3, 0.7, 1.5]),
+        weight=st.sampled_from([0.4, 1.0, 1.0, 2.0, 5.0, 10.0, 20.0]),
+        lane=st.sampled_from(list(Lane)),
+    ),
+    min_size=1, max_size=40,
+)
+specs = st.builds(
+    BucketSpec,
+    limit=st.sampled_from([20.0, 24.0, 50.0]),
+    interval_s=st.sampled_from([0.5, 1.0, 3.0]),
+    safety_margin=st.sampled_from([1.0, 0.9]),
+    guard_s=st.sampled_from([0.0, 0.05]),
+)
+
+
+async def _grant_times(
+    spec: BucketSpec, sequence: list[Request],
+) -> list[tuple[float, float]]:
+    """Run `sequence` against one bucket; (grant time, weight) of every request."""
+    clock = VirtualClock(start=0.0)
+    granted: list[tuple[float, float]] = []
+    async with RateLimiter(clock) as limiter:
+        bucket = limiter.bucket(ScopeKey.ip("x", "w"), spec)
+
+        async def one(req: Request) -> None:
+            await limiter.acquire([Demand(bucket, req.weight)], req.lane)
+            granted.append((clock.monotonic(), req.weight))
+
+        tasks: list[asyncio.Future[None]] = []
+        at = 0.0
+        for req in sequence:
+            at += req.gap_s
+            await clock.advance_to(at)
+            tasks.append(asyncio.ensure_future(one(req)))
+        await clock.run(tasks)
+    assert len(granted) == len(sequence)
+    return granted
+
+
+def _max_window_weight(granted: list[tuple[float, float]], interval: float) -> float:
+    """The heaviest window [t, t + interval) over all t (it starts at some grant)."""
+    return max(
+        sum(w for at, w in granted if start - EPS <= at < start + interval - EPS)
+        for start, _ in granted
+    )
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(spec=specs, sequence=requests)
+def test_no_window_of_any_alignment_exceeds_the_capacity(
+    spec: BucketSpec, sequence: list[Request],
+) -> None:
+    sequence = [r for r in sequence if r.weight <= spec.capacity] or [sequence[0]]
+    if sequence[0].weight > spec.capacity:
+        return
+    granted = asyncio.run(_grant_times(spec, sequence))
+    assert _max_window_weight(granted, spec.interval_s) <= spec.capacity + EPS
+    # and no stalling: a request waits at most until the window has room for it
+    total = sum(r.weight for r in sequence)
+    span = max(at for at, _ in granted) - min(at for at, _ in granted)
+    windows_needed = total / spec.capacity + 1
+    assert span <= windows_needed * (spec.interval_s + spec.guard_s) + sum(
+        r.gap_s for r in sequence) + EPS
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(sequence=requests, margin=st.sampled_from([1.0, 0.9]))
+def test_exchange_side_decaying_counter_never_passes_its_limit(
+    sequence: list[Request], margin: float,
+) -> None:
+    spec = BucketSpec(20.0, 1.0, MeterKind.DECAYING, safety_margin=margin)
+    sequence = [r for r in sequence if r.weight <= spec.capacity]
+    if not sequence:
+        return
+    granted = asyncio.run(_grant_times(spec, sequence))
+    level, last = 0.0, 0.0
+    full_rate = spec.limit / spec.interval_s  # what Kraken drains
+    for at, weight in sorted(granted):
+        level = max(level - (at - last) * full_rate, 0.0) + weight
+        last = at
+        assert level <= spec.capacity + EPS
+
+
+@pytest.mark.asyncio
+async def test_one_request_charges_several_scopes_at_the_same_instant() -> None:
+    clock = VirtualClock(start=0.0)
+    async with RateLimiter(clock) as limiter:
+        ip = limiter.bucket(ScopeKey.ip("binance", "weight"),
+                            BucketSpec(100, 1.0, safety_margin=1.0, guard_s=0))
+        orders = limiter.bucket(ScopeKey.account("binance", "orders", "fp", "****abcd"),
+                                BucketSpec(2, 10.0, safety_margin=1.0, guard_s=0))
+        times: list[float] = []
+
+        async def order() -> None:
+            permit = await limiter.acquire([Demand(ip, 1), Demand(orders, 1)], Lane.ORDER)
+            times.append(clock.monotonic())
+            assert permit.buckets == (orders, ip)  # account scope first
+
+        tasks = [asyncio.ensure_future(order()) for _ in range(3)]
+        await clock.run(tasks)
+        assert times == [0.0, 0.0, 10.0]
+        # the first two left the 1 s window long ago; the third was charged when it went
+        assert ip.snapshot().used == 1
+        usage = {u.key.limit: u for u in limiter.snapshot()}
+        assert usage["orders"].used == 1
+        assert usage["orders"].key.label == "binance/orders/key ****abcd"
+
+
+@pytest.mark.asyncio
+async def test_pause_arriving_during_a_wait_returns_the_reservations() -> None:
+    clock = VirtualClock(start=0.0)
+    async with RateLimiter(clock) as limiter:
+        spec = BucketSpec(10, 1.0, safety_margin=1.0, guard_s=0)
+        account = limiter.bucket(ScopeKey.account("bybit", "order_create", "fp", "****1"), spec)
+        ip = limiter.bucket(ScopeKey.ip("bybit", "ip_requests"), spec)
+        (await ip.reserve(10, Lane.POLL)).commit(0.0)
+        task = asyncio.ensure_future(limiter.acquire([Demand(ip, 1), Demand(account, 3)],
+                                                     Lane.ORDER))
+        await clock.settle()
+        assert account.snapshot().used == 3  # held while waiting for the IP budget
+        account.pause(4.0)  # a 429 on another connection of this account
+        await clock.run([task])
+        assert clock.monotonic() == 4.0
+        assert account.snapshot().used == 3 and ip.snapshot().used == 1
+
+
+@pytest.mark.asyncio
+async def test_cancelled_acquire_releases_what_it_held() -> None:
+    clock = VirtualClock(start=0.0)
+    async with RateLimiter(clock) as limiter:
+        spec = BucketSpec(10, 1.0, safety_margin=1.0, guard_s=0)
+        a = limiter.bucket(ScopeKey.account("okx", "g", "fp", "****1"), spec)
+        b = limiter.bucket(ScopeKey.ip("okx", "ip"), spec)
+        (await b.reserve(10, Lane.POLL)).commit(0.0)
+        task = asyncio.ensure_future(limiter.acquire([Demand(a, 5), Demand(b, 5)], Lane.TEST))
+        await clock.settle()
+        assert a.snapshot().used == 5
+        task.cancel()
+        await clock.settle()
+        assert a.snapshot().used == 0
+        assert task.cancelled()

@@ -1,0 +1,77 @@
+"""The budget arithmetic on its own: windows, decay, reservations, corrections."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from ctsd.ratelimit.meters import DecayingCounter, SlidingWindow
+from ctsd.ratelimit.model import BucketSpec, MeterKind
+
+
+def window(limit: float = 10, interval: float = 1.0, guard: float = 0.0) -> SlidingWindow:
+    return SlidingWindow(BucketSpec(limit, interval, safety_margin=1.0, guard_s=guard))
+
+
+def test_window_waits_for_the_oldest_charges_to_expire() -> None:
+    meter = window()
+    for at in (0.0, 0.2, 0.4):
+        meter.reserve(3)
+        meter.commit(3, at)
+    assert meter.delay(1, 0.5) == 0  # 9 used, 1 fits
+    assert meter.delay(2, 0.5) == pytest.approx(0.5)  # the charge at 0.0 leaves at 1.0
+    assert meter.delay(7, 0.5) == pytest.approx(0.7)  # needs the first two gone
+    assert meter.delay(10, 0.5) == pytest.approx(0.9)  # needs all three gone
+    assert meter.used(1.0) == pytest.approx(6)
+
+
+def test_guard_lengthens_every_window() -> None:
+    meter = window(guard=0.25)
+    meter.reserve(10)
+    meter.commit(10, 0.0)
+    assert meter.delay(1, 0.0) == pytest.approx(1.25)
+
+
+def test_reservations_count_until_settled_and_block_without_end() -> None:
+    meter = window()
+    meter.reserve(8)
+    assert meter.used(0.0) == 8
+    assert math.isinf(meter.delay(5, 100.0))  # nothing in the log will ever free it
+    meter.release(8)
+    assert meter.delay(5, 100.0) == 0
+
+
+def test_usage_header_above_our_count_becomes_a_charge() -> None:
+    meter = window()
+    meter.reserve(2)
+    meter.commit(2, 0.0)
+    assert not meter.observe(1, 0.1)  # the exchange saw less than we sent: keep ours
+    assert meter.observe(9, 0.1)
+    assert meter.used(0.1) == pytest.approx(9)
+    assert meter.delay(2, 0.1) == pytest.approx(0.9)  # our 2 leave at 1.0
+    assert meter.used(1.1) == 0
+
+
+def test_decaying_counter_drains_at_the_reduced_rate() -> None:
+    spec = BucketSpec(15, 1.0, MeterKind.DECAYING, safety_margin=0.8)  # cap 12, 12/s
+    meter = DecayingCounter(spec)
+    meter.reserve(12)
+    meter.commit(12, 0.0)
+    assert meter.used(0.5) == pytest.approx(6)
+    assert meter.delay(9, 0.5) == pytest.approx(0.25)
+    meter.reserve(6)
+    assert math.isinf(meter.delay(7, 0.5))  # only a settled reservation can make room
+
+
+def test_decaying_counter_adopts_a_higher_reported_level() -> None:
+    meter = DecayingCounter(BucketSpec(10, 1.0, MeterKind.DECAYING, safety_margin=1.0))
+    assert meter.observe(7, 0.0)
+    assert not meter.observe(5, 0.0)
+    assert meter.used(0.2) == pytest.approx(5)
+
+
+def test_capacity_keeps_at_least_one_unit_of_a_tiny_limit() -> None:
+    assert BucketSpec(1, 5.0, safety_margin=0.9).capacity == 1  # OKX system/status: 1 per 5 s
+    assert BucketSpec(0.5, 1.0, safety_margin=0.9).capacity == 0.5
+    assert BucketSpec(1200, 60.0).capacity == pytest.approx(1080)

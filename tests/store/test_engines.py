@@ -1,0 +1,107 @@
+"""SqlEngineStore on a real SQLite file: records survive reopening, orders upsert by client
+order id, fills deduplicate by trade id, and the config round-trips exactly."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+
+from ctsd.engine.config import EngineConfig, PaperSettings, RiskLimits, TradingMode
+from ctsd.engine.orders import Execution, Fill, Order, OrderStatus
+from ctsd.engine.ports import DesiredState, EngineRecord
+from ctsd.store.database import Database
+from ctsd.store.engines import SqlEngineStore, config_from_json, config_to_json
+from ctsd.strategies.model import OrderType, Side
+
+D = Decimal
+CONFIG = EngineConfig(
+    "sma_cross", ("BTC/USDT", "ETH/USDT"), {"fast": "5", "slow": "20"}, TradingMode.LIVE, 2.5,
+    RiskLimits(max_order_notional=D("100.5"), max_open_orders=None, daily_loss_limit=D(50)),
+    PaperSettings(balances=(("USDT", D("1000.25")), ("BTC", D("0.1"))), slippage_bps=D(3)))
+
+
+@pytest_asyncio.fixture
+async def db(tmp_path: Path) -> AsyncIterator[Database]:
+    database = await Database.open(tmp_path)
+    try:
+        yield database
+    finally:
+        await database.close()
+
+
+def order(cid: str, status: OrderStatus, filled: str = "0") -> Order:
+    return Order(cid, "BTC/USDT", Side.BUY, OrderType.LIMIT, D("0.5"), D("100.1"), "t", 3,
+                 status, D(filled), D("100.1") if filled != "0" else None, D("0.01"),
+                 "x-1", "", 10, 20)
+
+
+def fill(trade_id: str, cid: str) -> Fill:
+    return Fill(trade_id, cid, "BTC/USDT", Side.BUY, D("0.25"), D("100.1"), D("0.005"),
+                "USDT", 15, maker=True)
+
+
+def test_config_round_trips_exactly() -> None:
+    assert config_from_json(config_to_json(CONFIG)) == CONFIG
+    assert config_from_json(config_to_json(EngineConfig("grid", ("X/Y",)))) == EngineConfig(
+        "grid", ("X/Y",))
+
+
+@pytest.mark.asyncio
+async def test_records_survive_reopening(tmp_path: Path) -> None:
+    db = await Database.open(tmp_path)
+    store = SqlEngineStore(db)
+    await store.create_engine(EngineRecord("a", "e1", CONFIG, DesiredState.RUNNING))
+    await store.save_cycle("a", 7)
+    await store.save_cycle("a", 5)  # a late writer never moves the cycle back
+    await store.set_desired("a", DesiredState.STOPPED, "boom")
+    await db.close()
+    db = await Database.open(tmp_path)
+    try:
+        records = await SqlEngineStore(db).load_engines()
+    finally:
+        await db.close()
+    assert records == [EngineRecord("a", "e1", CONFIG, DesiredState.STOPPED, 7, "boom")]
+
+
+@pytest.mark.asyncio
+async def test_an_explicit_start_replaces_the_record(db: Database) -> None:
+    store = SqlEngineStore(db)
+    await store.create_engine(EngineRecord("a", "e1", CONFIG, DesiredState.STOPPED, 9, "x"))
+    await store.create_engine(EngineRecord("a", "e2", CONFIG, DesiredState.RUNNING))
+    assert await store.load_engines() == [EngineRecord("a", "e2", CONFIG, DesiredState.RUNNING)]
+
+
+@pytest.mark.asyncio
+async def test_orders_upsert_by_client_order_id_and_fills_deduplicate(db: Database) -> None:
+    store = SqlEngineStore(db)
+    await store.save_execution("a", Execution(order("c1", OrderStatus.PENDING)))
+    await store.save_execution("a", Execution(order("c2", OrderStatus.OPEN)))
+    partly = Execution(order("c1", OrderStatus.OPEN, "0.25"), (fill("c1-1", "c1"),))
+    await store.save_execution("a", partly)
+    await store.save_execution("a", partly)  # a retried write changes nothing
+    await store.save_execution("b", Execution(order("c1", OrderStatus.OPEN)))
+    orders = await store.list_orders("a")
+    assert [o.client_order_id for o in orders] == ["c1", "c2"]  # oldest first, kept on update
+    assert orders[0] == order("c1", OrderStatus.OPEN, "0.25")
+    assert await store.list_fills("a") == [fill("c1-1", "c1")]
+    await store.save_execution("a", Execution(order("c2", OrderStatus.FILLED, "0.5")))
+    open_orders = await store.list_orders("a", open_only=True)
+    assert [o.client_order_id for o in open_orders] == ["c1"]
+    assert len(await store.list_orders("b")) == 1
+
+
+@pytest.mark.asyncio
+async def test_an_execution_is_written_all_or_nothing(db: Database) -> None:
+    store = SqlEngineStore(db)
+    broken = replace(fill("t2", "c1"), fee_asset=None)  # type: ignore[arg-type]  # NOT NULL
+    with pytest.raises(sqlite3.IntegrityError):
+        await store.save_execution(
+            "a", Execution(order("c1", OrderStatus.OPEN), (fill("t1", "c1"), broken)))
+    assert await store.list_orders("a") == []
+    assert await store.list_fills("a") == []
