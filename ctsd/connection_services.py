@@ -25,6 +25,7 @@ from ctsd.connections.exchange_probe import ExchangeAccess
 from ctsd.connections.manager import ConnectionManager
 from ctsd.connections.test_service import ConnectionTests
 from ctsd.connections.tester import ConnectionTester, ConnectionTesterSettings
+from ctsd.engine.activity import EngineActivity
 from ctsd.exchanges.registry import ExchangeRegistry
 from ctsd.health.readiness import ReadinessMonitor
 from ctsd.health.report import HealthReporter
@@ -55,7 +56,11 @@ class ConnectionServices:
 
 
 def build_connection_services(
-    config: DaemonConfig, db: Database, keyring: Keyring, env: dict[str, str] | None = None
+    config: DaemonConfig,
+    db: Database,
+    keyring: Keyring,
+    engines: EngineActivity,
+    env: dict[str, str] | None = None,
 ) -> ConnectionServices:
     registry = ExchangeRegistry.default()
     repository = ConnectionRepository(db)  # one instance: its index is the read model
@@ -94,10 +99,12 @@ def build_connection_services(
             endpoints=dict(config.exchange_endpoints),
         )
     )
-    reporter = HealthReporter(__version__, repository, ResultHistory(db), db, exchanges.usage)
+    reporter = HealthReporter(
+        __version__, repository, ResultHistory(db), db, exchanges.usage, engines=engines
+    )
     return ConnectionServices(
         services=[
-            connection_service(ConnectionServicer(manager, tests)),
+            connection_service(ConnectionServicer(manager, tests, engines)),
             health_service(SystemHealthServicer(reporter, checks)),
         ],
         checks=checks,

@@ -34,6 +34,7 @@ from ctsd.api.access_log import AccessLog
 from ctsd.api.auth import Authenticator, AuthGuard
 from ctsd.config import DaemonConfig
 from ctsd.connection_services import build_connection_services
+from ctsd.engine.activity import EngineActivity
 from ctsd.engine.manager import EngineManager
 from ctsd.engine_services import build_engine_services
 from ctsd.errors import ConfigurationError
@@ -161,12 +162,14 @@ class Daemon:
     def _services(self, db: Database, keyring: Keyring) -> list[Service]:
         """The domain, built on the open store: the one place new services are wired."""
         # --- connections, connection tests, HealthService (ctsd.connection_services) ---
-        built = build_connection_services(self.config, db, keyring, self._env)
+        activity = EngineActivity()  # connections report which of them run an engine
+        built = build_connection_services(self.config, db, keyring, activity, self._env)
         for closer in built.closers:
             self.on_close(closer)
         self._readiness = built.readiness(self._set_serving)
         # --- trade engines (ctsd.engine_services), on the connections' exchange clients ---
         engines = build_engine_services(db, built.connections, built.exchanges.factory)
+        activity.attach(engines.manager.list)
         self._engines = engines.manager
         return [*built.services, engines.service]
 

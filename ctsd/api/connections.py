@@ -18,17 +18,27 @@ from ctsd.api.names import connection_id_from_name
 from ctsd.api.test_codec import decode_batch_request, encode_batch_event, encode_test_event
 from ctsd.api.update_mask import decode_patch
 from ctsd.connections.manager import ConnectionManager
+from ctsd.connections.model import Connection
 from ctsd.connections.test_service import ConnectionTests
+from ctsd.engine.activity import EngineActivity
 from ctsd.errors import InvalidArgument
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
 
 class ConnectionServicer(sgrpc.ConnectionServiceServicer):
-    def __init__(self, manager: ConnectionManager, tests: ConnectionTests) -> None:
+    def __init__(
+        self, manager: ConnectionManager, tests: ConnectionTests, engines: EngineActivity
+    ) -> None:
         self._manager = manager
         self._tests = tests
+        self._engines = engines
         self._encoded = EncodedConnections()
+
+    def _encode(self, conn: Connection, active: set[str] | None = None) -> pb.Connection:
+        """`active` (engine-running connection ids) is read once per answer."""
+        running = self._engines.active_connections() if active is None else active
+        return self._encoded.encode(conn, conn.id in running)
 
     async def CreateConnection(
         self, request: spb.CreateConnectionRequest, context: Context
@@ -38,22 +48,23 @@ class ConnectionServicer(sgrpc.ConnectionServiceServicer):
         conn = await self._manager.create(
             decode_draft(request.connection), request.connection_id, request.validate_only
         )
-        return self._encoded.encode(conn)
+        return self._encode(conn)
 
     async def GetConnection(
         self, request: spb.GetConnectionRequest, context: Context
     ) -> pb.Connection:
         conn = await self._manager.get(connection_id_from_name(request.name))
-        return self._encoded.encode(conn)
+        return self._encode(conn)
 
     async def ListConnections(
         self, request: spb.ListConnectionsRequest, context: Context
     ) -> spb.ListConnectionsResponse:
+        active = self._engines.active_connections()
         listing = await self._manager.list_connections(
             request.filter, request.page_size, request.page_token
         )
         return spb.ListConnectionsResponse(
-            connections=[self._encoded.encode(c) for c in listing.connections],
+            connections=[self._encode(c, active) for c in listing.connections],
             next_page_token=listing.next_page_token,
             total_size=listing.total_size,
         )
@@ -66,7 +77,7 @@ class ConnectionServicer(sgrpc.ConnectionServiceServicer):
         connection_id = connection_id_from_name(request.connection.name, "connection.name")
         patch = decode_patch(request.connection, request.update_mask)
         conn = await self._manager.update(connection_id, patch, request.connection.etag)
-        return self._encoded.encode(conn)
+        return self._encode(conn)
 
     async def DeleteConnection(
         self, request: spb.DeleteConnectionRequest, context: Context
@@ -80,7 +91,7 @@ class ConnectionServicer(sgrpc.ConnectionServiceServicer):
     ) -> pb.Connection:
         connection_id = connection_id_from_name(request.name)
         conn = await self._manager.set_enabled(connection_id, request.enabled, request.etag)
-        return self._encoded.encode(conn)
+        return self._encode(conn)
 
     async def ListExchanges(
         self, request: spb.ListExchangesRequest, context: Context

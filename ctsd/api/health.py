@@ -50,6 +50,10 @@ def encode_system_status(status: SystemStatus, now: datetime) -> hpb.GetSystemSt
         rate_limits=[encode_usage(u, now) for u in status.rate_limits],
         store_status=status.store_status,
         schema_version=status.schema_version,
+        engines=[
+            hpb.EngineStateCount(state=state, count=count)
+            for state, count in status.engines.items()
+        ],
     )
 
 

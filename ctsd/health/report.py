@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from ctsd.connections.filtering import matches_all, parse_filter
 from ctsd.connections.model import Connection
 from ctsd.connections.results import FailureClass, TestStatus
+from ctsd.engine.activity import EngineActivity
 from ctsd.ratelimit.model import ScopeUsage
 from ctsd.store.connections import ConnectionRepository
 from ctsd.store.database import Database
@@ -36,6 +37,7 @@ class SystemStatus:
     rate_limits: Sequence[ScopeUsage]
     store_status: str
     schema_version: int
+    engines: dict[str, int]
 
 
 @dataclass(frozen=True)
@@ -83,7 +85,7 @@ class HealthReporter:
         history: ResultHistory,
         db: Database,
         usage: UsageSource,
-        active_ids: Callable[[], set[str]] = set,
+        engines: EngineActivity | None = None,
         error_window: timedelta = DEFAULT_ERROR_WINDOW,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
         monotonic: Callable[[], float] = time.monotonic,
@@ -93,7 +95,7 @@ class HealthReporter:
         self._history = history
         self._db = db
         self._usage = usage
-        self._active_ids = active_ids
+        self._engines = engines or EngineActivity()
         self._window = error_window
         self._now = now
         self._monotonic = monotonic
@@ -101,7 +103,7 @@ class HealthReporter:
         self._started = monotonic()
 
     async def system_status(self) -> SystemStatus:
-        active = self._active_ids()
+        active = self._engines.active_connections()
         states: Counter[str] = Counter()
         for conn in await self._repo.all():
             states.update(connection_states(conn, conn.id in active))
@@ -118,6 +120,7 @@ class HealthReporter:
             rate_limits=list(self._usage()),
             store_status=store_status,
             schema_version=schema,
+            engines=self._engines.by_state(),
         )
 
     async def connections_health(self, filter_text: str = "") -> list[ConnectionHealth]:

@@ -14,6 +14,8 @@ from cts.v1 import connection_service_pb2 as cspb
 from cts.v1 import connection_service_pb2_grpc as csgrpc
 from cts.v1 import engine_service_pb2 as pb
 from cts.v1 import engine_service_pb2_grpc as sgrpc
+from cts.v1 import health_service_pb2 as hpb
+from cts.v1.health_service_pb2_grpc import HealthServiceStub
 from tests.support.conn_tests import run_test, sim_connection
 from tests.support.daemon_process import DaemonProcess
 from tests.support.rpc import rpc_error, violations
@@ -53,7 +55,7 @@ def wait_for(stub: sgrpc.EngineServiceStub, name: str, done: object, timeout: fl
 
 def test_a_paper_engine_runs_on_the_simulator_and_stops(
     connections: csgrpc.ConnectionServiceStub, engines: sgrpc.EngineServiceStub,
-    sim: SimulatorThread,  # noqa: F811
+    sim: SimulatorThread, sim_channel: grpc.Channel,  # noqa: F811
 ) -> None:
     conn = sim_connection(connections, sim, "engine-paper")
     name = f"{conn.name}/engine"
@@ -74,8 +76,13 @@ def test_a_paper_engine_runs_on_the_simulator_and_stops(
     assert health.running >= 1 and health.watchers >= 1
     engines.ListOrders(pb.ListOrdersRequest(parent=name))  # none expected yet, but served
     engines.ListTrades(pb.ListTradesRequest(parent=name))
+    assert connections.GetConnection(cspb.GetConnectionRequest(name=conn.name)).active
+    status = HealthServiceStub(sim_channel).GetSystemStatus(hpb.GetSystemStatusRequest())
+    assert {e.state: e.count for e in status.engines}.get("running") == 1
+    assert {c.state: c.count for c in status.connections}.get("active") == 1
     stopped = engines.StopEngine(pb.StopEngineRequest(name=name))
     assert stopped.state == pb.ENGINE_STATE_STOPPED
+    assert not connections.GetConnection(cspb.GetConnectionRequest(name=conn.name)).active
     watch.cancel()
 
 

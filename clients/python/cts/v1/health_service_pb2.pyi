@@ -135,6 +135,7 @@ class GetSystemStatusResponse(_message.Message):
     RATE_LIMITS_FIELD_NUMBER: _builtins.int
     STORE_STATUS_FIELD_NUMBER: _builtins.int
     SCHEMA_VERSION_FIELD_NUMBER: _builtins.int
+    ENGINES_FIELD_NUMBER: _builtins.int
     version: _builtins.str
     """ctsd's version."""
     store_status: _builtins.str
@@ -157,6 +158,10 @@ class GetSystemStatusResponse(_message.Message):
     def rate_limits(self) -> _containers.RepeatedCompositeFieldContainer[Global___RateLimitUsage]:
         """Rate-limit buckets in use."""
 
+    @_builtins.property
+    def engines(self) -> _containers.RepeatedCompositeFieldContainer[Global___EngineStateCount]:
+        """Engines by lifecycle state (`running`, `failed`, ...)."""
+
     def __init__(
         self,
         *,
@@ -167,14 +172,41 @@ class GetSystemStatusResponse(_message.Message):
         rate_limits: _abc.Iterable[Global___RateLimitUsage] | None = ...,
         store_status: _builtins.str = ...,
         schema_version: _builtins.int = ...,
+        engines: _abc.Iterable[Global___EngineStateCount] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["start_time", b"start_time", "uptime", b"uptime"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["connections", b"connections", "rate_limits", b"rate_limits", "schema_version", b"schema_version", "start_time", b"start_time", "store_status", b"store_status", "uptime", b"uptime", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["connections", b"connections", "engines", b"engines", "rate_limits", b"rate_limits", "schema_version", b"schema_version", "start_time", b"start_time", "store_status", b"store_status", "uptime", b"uptime", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetSystemStatusResponse: _TypeAlias = GetSystemStatusResponse  # noqa: Y015
+
+@_typing.final
+class EngineStateCount(_message.Message):
+    """How many engines are in one lifecycle state."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STATE_FIELD_NUMBER: _builtins.int
+    COUNT_FIELD_NUMBER: _builtins.int
+    state: _builtins.str
+    """`stopped`, `starting`, `running`, `stopping` or `failed`."""
+    count: _builtins.int
+    """Engines in that state."""
+    def __init__(
+        self,
+        *,
+        state: _builtins.str = ...,
+        count: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["count", b"count", "state", b"state"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EngineStateCount: _TypeAlias = EngineStateCount  # noqa: Y015
 
 @_typing.final
 class GetConnectionsHealthRequest(_message.Message):

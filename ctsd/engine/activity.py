@@ -1,0 +1,33 @@
+"""Which connections run an engine, for `Connection.active` and status counts.
+
+Connections are wired before engines (an engine needs a connection), yet a
+connection's answer says whether an engine runs on it. This view is handed
+to the connection side at wiring time and attached to the engine manager
+once that exists; until then no engine runs, and it says so.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+
+from ctsd.engine.status import EngineState, EngineStatus
+
+ACTIVE_STATES = frozenset({EngineState.STARTING, EngineState.RUNNING, EngineState.STOPPING})
+
+StatusSource = Callable[[], tuple[EngineStatus, ...]]
+
+
+class EngineActivity:
+    def __init__(self) -> None:
+        self._statuses: StatusSource = tuple
+
+    def attach(self, statuses: StatusSource) -> None:
+        self._statuses = statuses
+
+    def active_connections(self) -> set[str]:
+        return {s.connection_id for s in self._statuses() if s.state in ACTIVE_STATES}
+
+    def by_state(self) -> dict[str, int]:
+        counts = Counter(s.state.value for s in self._statuses())
+        return dict(sorted(counts.items()))
