@@ -18,7 +18,7 @@ from typing import TextIO
 import grpc
 
 from cts.address import default_address
-from cts.cli import connections, exchanges, health
+from cts.cli import connections, engines, exchanges, health
 from cts.cli.client import DEFAULT_TIMEOUT, Context, open_channel
 from cts.cli.errors import EXIT_RPC_ERROR, EXIT_USAGE, UsageError, describe_rpc_error
 from cts.cli.output import FORMATS, TABLE
@@ -36,6 +36,9 @@ examples:
   cts connections test main
   cts connections test --all
   cts status; cts health; cts verify
+  cts engine start main --strategy sma_cross --symbol BTC/USDT --param fast=5 \\
+      --param slow=20 --param quote_amount=100 --interval 5s
+  cts engine watch --duration 10
 
 exit codes: 0 ok, 1 the daemon refused or could not be reached (or a test or check
 failed), 2 usage error.
@@ -96,6 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     connections.register(commands, common)
     exchanges.register(commands, common)
     health.register(commands, common)
+    engines.register(commands, common)
     return parser
 
 
