@@ -160,6 +160,34 @@ def testing_walkthrough(cli: Walkthrough) -> None:
     cli.run("verify")
 
 
+def sim_price(sim_url: str, symbol: str = "BTCUSDT") -> str:
+    """The simulator's current price, to centre the demo's grid on."""
+    url = f"{sim_url}/binance/api/v3/ticker/24hr?symbol={symbol}"
+    with urllib.request.urlopen(url, timeout=10) as answer:
+        return str(json.load(answer)["lastPrice"])
+
+
+def engine_walkthrough(cli: Walkthrough, sim_url: str) -> None:
+    cli.say("A dry cycle first: what the grid strategy would do now; nothing is placed")
+    grid = ("--strategy", "grid", "--symbol", "BTC/USDT", "--param", "spacing_pct=0.5",
+            "--param", "levels=2", "--param", "amount=0.001",
+            "--param", f"reference_price={sim_price(sim_url)}", "--interval", "1s")  # fmt: skip
+    cli.run("engine", "test", "binance-spot", *grid)
+    cli.say("Start paper engines (PAPER is the default; LIVE needs --live)")
+    cli.run("engine", "start", "binance-spot", *grid)
+    cli.run("engine", "start", "main", "--strategy", "sma_cross", "--symbol", "BTC/USDT",
+            "--param", "fast=2", "--param", "slow=3", "--param", "quote_amount=100",
+            "--interval", "1s")  # fmt: skip
+    cli.say("Watch them for a few seconds (JSON lines when not on a terminal)")
+    cli.run("engine", "watch", "--duration", "4")
+    cli.run("engine", "list")
+    cli.run("engine", "orders", "binance-spot")
+    cli.run("engine", "status", "binance-spot")
+    cli.say("Stop them: the grid's resting paper orders are cancelled")
+    cli.run("engine", "stop", "binance-spot")
+    cli.run("engine", "stop", "main")
+
+
 def stop(name: str, proc: subprocess.Popen[bytes] | None) -> None:
     if proc is not None:
         proc.send_signal(signal.SIGTERM)
@@ -178,6 +206,7 @@ def main() -> int:
         cli = Walkthrough(f"unix:{root}/ctsd.sock")
         connections_walkthrough(cli)
         testing_walkthrough(cli)
+        engine_walkthrough(cli, sim_url)
         state = root / "state"
         files = [p for p in state.iterdir() if p.is_file()] + [root / "ctsd.log"]
         leaked = [p.name for p in files if SECRET.encode() in p.read_bytes()]
