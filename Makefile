@@ -64,7 +64,7 @@ node-deps: $(NODE_CLIENT_DEPS)
 
 lint: $(STAMP) $(BUF)
 	$(BUF) lint
-	$(VENV)/bin/ruff check ctsd clients/python/cts tests bench
+	$(VENV)/bin/ruff check ctsd clients/python/cts tests bench scripts
 	$(VENV)/bin/mypy
 
 # systemd-analyze checks systemd/ctsd.service in tests/ops/test_systemd_unit.py

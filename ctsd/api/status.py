@@ -9,11 +9,11 @@ without its text, which might hold data the client must not see.
 
 from __future__ import annotations
 
-import inspect
+import contextlib
 import logging
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, TypeAlias
+from collections.abc import AsyncIterator
+from typing import Any
 
 import grpc
 from google.protobuf import any_pb2
@@ -21,6 +21,7 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from ctsd import errors
+from ctsd.api.handlers import Context, WrappingInterceptor
 
 log = logging.getLogger("ctsd.api")
 
@@ -71,9 +72,7 @@ def to_status(error: errors.CtsError) -> grpc.Status:
     return converted
 
 
-async def _abort_for(
-    exc: Exception, context: grpc.aio.ServicerContext[Any, Any], method: str
-) -> None:
+async def _abort_for(exc: Exception, context: Context, method: str) -> None:
     if isinstance(exc, errors.CtsError):
         await context.abort_with_status(to_status(exc))
     request_id = uuid.uuid4().hex[:12]
@@ -81,76 +80,19 @@ async def _abort_for(
     await context.abort(grpc.StatusCode.INTERNAL, f"internal error (request {request_id})")
 
 
-Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any] | None"
-Unary = Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[Any]]
-Streaming = Callable[[Any, grpc.aio.ServicerContext[Any, Any]], AsyncIterator[Any]]
+@contextlib.asynccontextmanager
+async def translated(method: str, context: Context) -> AsyncIterator[None]:
+    """Around every call: a domain error leaves as its status, anything else as INTERNAL."""
+    try:
+        yield
+    except grpc.aio.AbortError:
+        raise
+    except Exception as exc:
+        await _abort_for(exc, context, method)
 
 
-def _guard_unary(behavior: Unary, method: str) -> Unary:
-    async def guarded(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-        try:
-            return await behavior(request, context)
-        except grpc.aio.AbortError:
-            raise
-        except Exception as exc:
-            await _abort_for(exc, context, method)
-
-    return guarded
-
-
-def _guard_stream(behavior: Streaming, method: str) -> Streaming:
-    async def guarded(
-        request: Any, context: grpc.aio.ServicerContext[Any, Any]
-    ) -> AsyncIterator[Any]:
-        try:
-            result = behavior(request, context)
-            if inspect.isawaitable(result):  # writes with context.write() (health Watch)
-                await result
-                return
-            async for item in result:
-                yield item
-        except grpc.aio.AbortError:
-            raise
-        except Exception as exc:
-            await _abort_for(exc, context, method)
-
-    return guarded
-
-
-class ErrorTranslationInterceptor(grpc.aio.ServerInterceptor):
-    """Wraps unary and server-streaming handlers once per method, then reuses them."""
+class ErrorTranslationInterceptor(WrappingInterceptor):
+    """The innermost interceptor: servicers raise `CtsError`, clients see status codes."""
 
     def __init__(self) -> None:
-        self._cache: dict[str, Handler] = {}
-
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Handler]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> Handler:
-        method: str = handler_call_details.method
-        if method in self._cache:
-            return self._cache[method]
-        handler = await continuation(handler_call_details)
-        wrapped = _wrap(handler, method)
-        if wrapped is not None:  # unknown names come from clients: never cache those
-            self._cache[method] = wrapped
-        return wrapped
-
-
-def _wrap(handler: Handler, method: str) -> Handler:
-    if handler is None:
-        return None
-    if handler.unary_unary is not None:
-        return grpc.unary_unary_rpc_method_handler(
-            _guard_unary(handler.unary_unary, method),  # type: ignore[arg-type]
-            request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
-        )
-    if handler.unary_stream is not None:
-        return grpc.unary_stream_rpc_method_handler(
-            _guard_stream(handler.unary_stream, method),  # type: ignore[arg-type]
-            request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
-        )
-    return handler
+        super().__init__(translated)
