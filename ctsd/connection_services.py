@@ -49,6 +49,8 @@ class ConnectionServices:
     """For the engine wiring (`ctsd.engine_services`): which connections may run engines."""
     exchanges: ExchangeAccess
     """Its client factory is shared with engines, so they draw on the same rate limits."""
+    credentials: CredentialResolver
+    """Unseals a connection's key for engines that trade LIVE."""
 
     def readiness(self, set_serving: Callable[[bool], Awaitable[None]]) -> ReadinessMonitor:
         """A monitor that re-runs the local checks and drives grpc.health.v1 by them."""
@@ -111,4 +113,5 @@ def build_connection_services(
         closers=[exchanges.close],
         connections=manager,
         exchanges=exchanges,
+        credentials=resolver,
     )

@@ -168,7 +168,8 @@ class Daemon:
             self.on_close(closer)
         self._readiness = built.readiness(self._set_serving)
         # --- trade engines (ctsd.engine_services), on the connections' exchange clients ---
-        engines = build_engine_services(db, built.connections, built.exchanges.factory)
+        engines = build_engine_services(db, built.connections, built.exchanges.factory,
+                                        built.credentials)
         activity.attach(engines.manager.list)
         self._engines = engines.manager
         return [*built.services, engines.service]

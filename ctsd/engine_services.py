@@ -2,7 +2,8 @@
 
 Builds the EngineManager on the SQL store, the strategies found through the
 `cts.strategies` entry points, and the exchange backend that shares the
-connection layer's client factory (and so its rate limits). The manager is
+connection layer's client factory (and so its rate limits) and its credential
+resolver (LIVE engines unseal their key through it). The manager is
 returned unopened: the daemon opens it (which resumes engines that were
 running) once the store is migrated, and closes it before the exchange
 clients it polls through.
@@ -14,6 +15,7 @@ import logging
 from dataclasses import dataclass
 
 from ctsd.api.engines import EngineServicer
+from ctsd.connections.credentials import CredentialResolver
 from ctsd.connections.manager import ConnectionManager
 from ctsd.engine.manager import EngineManager
 from ctsd.exchanges.engine_adapter import ExchangeEngineBackend
@@ -33,7 +35,8 @@ class EngineServices:
 
 
 def build_engine_services(
-    db: Database, connections: ConnectionManager, factory: ExchangeClientFactory
+    db: Database, connections: ConnectionManager, factory: ExchangeClientFactory,
+    credentials: CredentialResolver | None = None,
 ) -> EngineServices:
     strategies = discover()
     for broken in strategies.broken:
@@ -41,5 +44,6 @@ def build_engine_services(
                     extra={"strategy": broken.name, "target": broken.target,
                            "error": broken.error})
     store = SqlEngineStore(db)
-    manager = EngineManager(store, ExchangeEngineBackend(connections, factory), strategies)
+    backend = ExchangeEngineBackend(connections, factory, credentials)
+    manager = EngineManager(store, backend, strategies)
     return EngineServices(engine_service(EngineServicer(manager, store, strategies)), manager)

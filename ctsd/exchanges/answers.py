@@ -96,7 +96,22 @@ def order(raw: Any, symbol: str | None = None, order_id: str | None = None) -> O
         type=str(raw.get("type") or ""), status=raw.get("status") or None,
         amount=decimal(raw.get("amount")), filled=decimal(raw.get("filled")),
         price=decimal(raw.get("price")), average=decimal(raw.get("average")),
-        timestamp_ms=int(stamp) if isinstance(stamp, int) else None)
+        timestamp_ms=int(stamp) if isinstance(stamp, int) else None, **_fee(raw))
+
+
+def _fee(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """The cumulative fee: ccxt's `fees` summed in the first one's asset (a fee in a second
+    asset, e.g. a BNB discount, is left out), else its single `fee`."""
+    fees = [f for f in (raw.get("fees") or [raw.get("fee")]) if isinstance(f, Mapping)]
+    priced: list[tuple[Decimal, str]] = []
+    for item in fees:
+        cost, asset = decimal(item.get("cost")), item.get("currency")
+        if cost is not None and asset:
+            priced.append((cost, str(asset)))
+    if not priced:
+        return {}
+    asset = priced[0][1]
+    return {"fee": sum((c for c, a in priced if a == asset), Decimal(0)), "fee_asset": asset}
 
 
 def orders(raw: Any) -> list[Order]:

@@ -23,7 +23,13 @@ from typing import Any, TypeVar
 
 from ctsd.errors import NotFound
 from ctsd.exchanges import answers
-from ctsd.exchanges.errors import ExchangeFailure, FailureClass, malformed, translated
+from ctsd.exchanges.errors import (
+    ExchangeFailure,
+    FailureClass,
+    OrderRejection,
+    malformed,
+    translated,
+)
 from ctsd.exchanges.markets import MarketCache
 from ctsd.exchanges.model import (
     ApiCredentials,
@@ -194,7 +200,7 @@ class ExchangeClient:
         self, symbol: str, side: str, order_type: str, amount: Decimal,
         price: Decimal | None = None, *, client_id: str | None = None,
     ) -> Order:
-        params = {"clientOrderId": client_id} if client_id else {}
+        params = {self._profile.client_order_ids.create: client_id} if client_id else {}
         raw = await self._run(lambda: self._exchange.create_order(
             symbol, order_type, side, float(amount), None if price is None else float(price),
             params), Lane.ORDER, signed=True)
@@ -212,6 +218,47 @@ class ExchangeClient:
     async def fetch_order(self, order_id: str, symbol: str) -> Order:
         raw = await self._run(lambda: self._exchange.fetch_order(order_id, symbol), signed=True)
         return answers.order(raw, symbol, order_id)
+
+    async def fetch_order_by_client_id(self, client_id: str, symbol: str) -> Order | None:
+        """The order placed under `client_id`, any status; None when the venue has none.
+
+        Asks each of the venue's declared lookups in turn (`ClientOrderIds.lookups`).
+        """
+        for method in self._profile.client_order_ids.lookups:
+            found = await self._lookup(method, client_id, symbol)
+            if found is not None:
+                return found
+        return None
+
+    async def _lookup(self, method: str, client_id: str, symbol: str) -> Order | None:
+        call = getattr(self._exchange, method)
+        params = {self._profile.client_order_ids.lookup: client_id}
+        if method != "fetch_order":  # a list the venue filtered by the id
+            raw = await self._run(lambda: call(symbol, None, None, params), signed=True)
+            return next((o for o in answers.orders(raw) if o.client_id == client_id), None)
+        try:
+            raw = await self._run(lambda: call(None, symbol, params), signed=True)
+        except ExchangeFailure as exc:
+            if exc.rejection is OrderRejection.ORDER_NOT_FOUND:
+                return None
+            raise
+        return answers.order(raw, symbol)
+
+    async def cancel_order_by_client_id(self, client_id: str, symbol: str) -> Order:
+        """Cancels the open order placed under `client_id`, and answers it as it now stands.
+
+        Cancel answers carry the id alone on Bybit and OKX and a count on Kraken, so the
+        order is read again for its status, fills and fee. An ORDER_NOT_FOUND rejection
+        when nothing open goes by that id (unknown, or already filled or canceled).
+        """
+        params = {self._profile.client_order_ids.lookup: client_id}
+        await self._run(lambda: self._exchange.cancel_order(None, symbol, params),
+                        Lane.ORDER, signed=True)
+        found = await self.fetch_order_by_client_id(client_id, symbol)
+        if found is None:
+            raise malformed(f"{self.target.exchange} canceled {client_id} but no longer "
+                            "finds it")
+        return found
 
     async def fetch_open_orders(self, symbol: str | None = None) -> list[Order]:
         raw = await self._run(lambda: self._exchange.fetch_open_orders(symbol), signed=True)

@@ -8,9 +8,12 @@ last test did not fail) and hands out market data through the shared
 budget as every other request to that venue.
 
 PAPER needs only public market data, so no credentials are opened for it.
-LIVE is refused with FailedPrecondition for now: it needs order calls keyed by
-client order id (Binance `origClientOrderId`, Bybit `orderLinkId`, OKX
-`clOrdId`, Kraken `cl_ord_id`) that `ExchangeClient` does not offer yet.
+LIVE additionally unseals the connection's credentials (through the connection
+layer's `CredentialResolver`, the one holder of the vault) into an
+authenticated client on the ORDER lane, so order calls go ahead of polling in
+the shared limiter; `ExchangeOrders` adapts it to the engine. LIVE is allowed
+only on a connection that was tested and did not fail and, where the venue reports key
+permissions, granted trading: real orders go out on a key known to work.
 """
 
 from __future__ import annotations
@@ -19,7 +22,9 @@ import re
 import time
 from collections.abc import Callable
 
+from ctsd.connections.credentials import CredentialResolver, CredentialsUnavailable
 from ctsd.connections.manager import ConnectionManager
+from ctsd.connections.model import Connection
 from ctsd.connections.results import TestStatus
 from ctsd.engine.config import TradingMode
 from ctsd.engine.ports import EngineResources
@@ -27,6 +32,7 @@ from ctsd.errors import FailedPrecondition, InvalidArgument
 from ctsd.exchanges.client import ExchangeClient
 from ctsd.exchanges.factory import ExchangeClientFactory
 from ctsd.exchanges.model import ConnectionTarget
+from ctsd.exchanges.order_client import ExchangeOrders
 from ctsd.ratelimit import Lane
 from ctsd.strategies.model import Candle, MarketInfo, Ticker
 
@@ -72,12 +78,17 @@ class ExchangeMarketData:
 
 
 class ExchangeEngineBackend:
-    """`EngineBackend`: checks the connection, opens one market-data client per `open`."""
+    """`EngineBackend`: checks the connection, opens its clients per `open`.
 
-    def __init__(self, connections: ConnectionManager, factory: ExchangeClientFactory) -> None:
+    Without a `credentials` resolver (tests of PAPER alone) LIVE is refused.
+    """
+
+    def __init__(self, connections: ConnectionManager, factory: ExchangeClientFactory,
+                 credentials: CredentialResolver | None = None) -> None:
         self._connections = connections
         self._factory = factory
-        self._clients: dict[str, list[ExchangeClient]] = {}
+        self._credentials = credentials
+        self._clients: dict[str, list[tuple[ExchangeClient, ...]]] = {}
 
     async def open(self, connection_id: str, mode: TradingMode) -> EngineResources:
         conn = await self._connections.get(connection_id)  # NotFound for an unknown id
@@ -89,19 +100,52 @@ class ExchangeEngineBackend:
                 f"the last test of {name} failed ({conn.last_test.message or 'no reason given'}); "
                 "test it again once fixed")
         if mode is TradingMode.LIVE:
-            raise FailedPrecondition(
-                f"{name} cannot trade LIVE yet: order calls by client order id are not wired")
+            self._check_live(conn, name)
         target = ConnectionTarget(conn.exchange, conn.api_type, conn.testnet)
-        client = await self._factory.client(target, None, lane=Lane.POLL)
-        # A dry run (TestEngine) may open a second client while the engine holds one.
-        self._clients.setdefault(connection_id, []).append(client)
-        return EngineResources(ExchangeMarketData(client))
+        market = await self._factory.client(target, None, lane=Lane.POLL)
+        opened: tuple[ExchangeClient, ...] = (market,)
+        orders = None
+        if mode is TradingMode.LIVE:
+            try:
+                trading = await self._trading_client(conn, target, name)
+            except BaseException:
+                await market.close()
+                raise
+            opened, orders = (market, trading), ExchangeOrders(trading)
+        # A dry run (TestEngine) may open more clients while the engine holds its own.
+        self._clients.setdefault(connection_id, []).append(opened)
+        return EngineResources(ExchangeMarketData(market), orders)
+
+    def _check_live(self, conn: Connection, name: str) -> None:
+        if self._credentials is None:
+            raise FailedPrecondition(f"{name} cannot trade LIVE: this daemon has no vault")
+        if conn.last_test is None:
+            raise FailedPrecondition(
+                f"{name} has never been tested; LIVE trading needs a passed connection test")
+        spec = self._factory.registry.get(conn.exchange)
+        reports = spec is not None and spec.client is not None and (
+            spec.client.permissions is not None)
+        if reports and "trade" not in conn.last_test.capabilities:
+            raise FailedPrecondition(
+                f"the key of {name} may not trade (last test: "
+                f"{', '.join(conn.last_test.capabilities) or 'no permissions'}); "
+                "enable trading on the key and test again")
+
+    async def _trading_client(self, conn: Connection, target: ConnectionTarget,
+                              name: str) -> ExchangeClient:
+        assert self._credentials is not None
+        try:
+            credentials = await self._credentials.resolve(conn)
+        except CredentialsUnavailable as exc:
+            raise FailedPrecondition(f"{name} cannot trade LIVE: {exc.message}") from exc
+        return await self._factory.client(target, credentials, lane=Lane.ORDER)
 
     async def close(self, connection_id: str) -> None:
-        clients = self._clients.get(connection_id)
-        if not clients:
+        opened = self._clients.get(connection_id)
+        if not opened:
             return
-        client = clients.pop()
-        if not clients:
+        clients = opened.pop()
+        if not opened:
             del self._clients[connection_id]
-        await client.close()
+        for client in clients:
+            await client.close()

@@ -112,6 +112,10 @@ class Order:
     price: Decimal | None
     average: Decimal | None
     timestamp_ms: int | None
+    fee: Decimal | None = None
+    """Cumulative fee paid in `fee_asset`; None when the answer does not say (Binance's
+    order query never does; its new-order answer does for spot)."""
+    fee_asset: str | None = None
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,8 @@
 Each venue's `client.py` declares a `ClientProfile`: the ccxt class, ccxt
 options per api type, which markets to load, the exchange error codes whose
 meaning ccxt gets wrong, how the exchange refuses a request for its rate and
-which scope that pauses, and where the key's permissions can be read. The
+which scope that pauses, where the key's permissions can be read, and how the
+venue names our client order id in order calls. The
 generic `ExchangeClient` reads these; it never asks which exchange it talks to.
 """
 
@@ -63,6 +64,24 @@ class PermissionsProbe:
 
 
 @dataclass(frozen=True)
+class ClientOrderIds:
+    """How the venue carries our client order id: ccxt passes each name through `params`.
+
+    `lookups` are the ccxt methods that find an order by that id, tried in turn:
+    `fetch_order` (called with no exchange id) answers one order or raises
+    OrderNotFound; a list method (`fetch_open_orders`, `fetch_closed_orders`, ...)
+    answers the orders the venue filtered by the id, where its single-order query
+    cannot take one (Kraken's QueryOrders, Bybit's unified-account fetchOrder).
+    """
+
+    create: str = "clientOrderId"
+    """The parameter of a new order (ccxt's unified name maps it for most venues)."""
+    lookup: str = "clientOrderId"
+    """The parameter of fetch and cancel by client order id."""
+    lookups: tuple[str, ...] = ("fetch_order",)
+
+
+@dataclass(frozen=True)
 class ClientProfile:
     ccxt_class: str
     """The class name in `ccxt.async_support`."""
@@ -77,6 +96,7 @@ class ClientProfile:
     reset_header: str | None = None
     """A header with the epoch milliseconds at which a refused window resets."""
     permissions: PermissionsProbe | None = None
+    client_order_ids: ClientOrderIds = ClientOrderIds()
     sequential_apis: tuple[str, ...] = ()
     """ccxt api families whose signed requests must reach the exchange one at a time per
     key, with strictly increasing nonces shared by every client of the key (Kraken

@@ -5,7 +5,13 @@ from typing import Any
 
 from ctsd.exchanges.errors import FailureClass
 from ctsd.exchanges.model import KeyPermissions
-from ctsd.exchanges.profile import ApiTypeProfile, ClientProfile, PermissionsProbe, RefusalRule
+from ctsd.exchanges.profile import (
+    ApiTypeProfile,
+    ClientOrderIds,
+    ClientProfile,
+    PermissionsProbe,
+    RefusalRule,
+)
 from ctsd.exchanges.spec import ApiType, RateLimitScope
 
 
@@ -48,4 +54,5 @@ BINANCE_CLIENT = ClientProfile(
         RefusalRule(status=429, scope=RateLimitScope.IP),
     ),
     permissions=PermissionsProbe("privateGetAccount", _permissions),
+    client_order_ids=ClientOrderIds(create="newClientOrderId", lookup="origClientOrderId"),
 )

@@ -5,7 +5,13 @@ from typing import Any
 
 from ctsd.exchanges.errors import FailureClass
 from ctsd.exchanges.model import KeyPermissions
-from ctsd.exchanges.profile import ApiTypeProfile, ClientProfile, PermissionsProbe, RefusalRule
+from ctsd.exchanges.profile import (
+    ApiTypeProfile,
+    ClientOrderIds,
+    ClientProfile,
+    PermissionsProbe,
+    RefusalRule,
+)
 from ctsd.exchanges.spec import ApiType, RateLimitScope
 
 _PING = "publicGetV5MarketTime"
@@ -52,4 +58,9 @@ BYBIT_CLIENT = ClientProfile(
     ),
     reset_header="X-Bapi-Limit-Reset-Timestamp",
     permissions=PermissionsProbe("privateGetV5UserQueryApi", _permissions),
+    # ccxt's unified-account fetchOrder sends no orderLinkId; /v5/order/realtime filtered by
+    # it answers open and recently closed orders, the history endpoint older ones.
+    client_order_ids=ClientOrderIds(
+        create="orderLinkId", lookup="orderLinkId",
+        lookups=("fetch_open_orders", "fetch_canceled_and_closed_orders")),
 )

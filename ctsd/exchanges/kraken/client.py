@@ -1,7 +1,7 @@
 """How ccxt's `kraken` is driven: spot only; margin trades spot pairs with leverage."""
 
 from ctsd.exchanges.errors import FailureClass
-from ctsd.exchanges.profile import ApiTypeProfile, ClientProfile, RefusalRule
+from ctsd.exchanges.profile import ApiTypeProfile, ClientOrderIds, ClientProfile, RefusalRule
 from ctsd.exchanges.spec import ApiType, RateLimitScope
 
 KRAKEN_CLIENT = ClientProfile(
@@ -26,5 +26,9 @@ KRAKEN_CLIENT = ClientProfile(
         RefusalRule(code="EGeneral:Temporary lockout", scope=RateLimitScope.ACCOUNT),
     ),
     # Kraken has no endpoint that lists a key's permissions.
+    # QueryOrders takes txids only; OpenOrders and ClosedOrders filter by cl_ord_id.
+    client_order_ids=ClientOrderIds(
+        create="cl_ord_id", lookup="cl_ord_id",
+        lookups=("fetch_open_orders", "fetch_closed_orders")),
     sequential_apis=("private",),
 )

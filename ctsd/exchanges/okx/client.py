@@ -5,7 +5,13 @@ from typing import Any
 
 from ctsd.exchanges.errors import FailureClass
 from ctsd.exchanges.model import KeyPermissions
-from ctsd.exchanges.profile import ApiTypeProfile, ClientProfile, PermissionsProbe, RefusalRule
+from ctsd.exchanges.profile import (
+    ApiTypeProfile,
+    ClientOrderIds,
+    ClientProfile,
+    PermissionsProbe,
+    RefusalRule,
+)
 from ctsd.exchanges.spec import ApiType, RateLimitScope
 
 _PING = "publicGetPublicTime"
@@ -48,4 +54,5 @@ OKX_CLIENT = ClientProfile(
         RefusalRule(code="50011"),
     ),
     permissions=PermissionsProbe("privateGetAccountConfig", _permissions),
+    client_order_ids=ClientOrderIds(create="clOrdId", lookup="clOrdId"),
 )
