@@ -4,6 +4,7 @@ Modules, each with one job:
 
 - `main`: the argument parser and the dispatch (exit codes live here);
 - `client`: turns `--addr` into a gRPC channel and holds what handlers share;
+- `transport`: TLS, mutual TLS and the bearer token of that channel;
 - `connections`, `exchanges`: one handler per command, request in, output out;
 - `secrets_input`: where an API secret comes from (prompt, stdin, file);
 - `output`: aligned tables for people, one JSON document for scripts;
@@ -14,3 +15,11 @@ Modules, each with one job:
 The CLI holds no business rules: the daemon validates, the CLI only shapes
 requests and renders answers, so every client language behaves the same.
 """
+
+import os
+
+# gRPC's C core logs a failed TLS handshake at INFO on stderr, under the one
+# `error: ...` line the CLI prints (which already names the cause). It reads
+# the level once, when grpc is first imported, so it is set here, before any
+# module of the CLI imports grpc; `GRPC_VERBOSITY=debug cts ...` still wins.
+os.environ.setdefault("GRPC_VERBOSITY", "ERROR")

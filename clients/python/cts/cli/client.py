@@ -9,13 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TextIO
 
 import grpc
 
 from cts.cli.errors import UsageError
 from cts.cli.secrets_input import Console
+from cts.cli.transport import PLAINTEXT, ChannelSecurity, secure_channel
 from cts.v1 import connection_service_pb2_grpc, health_service_pb2_grpc
 
 DEFAULT_TIMEOUT = 10.0
@@ -37,9 +38,9 @@ def grpc_target(address: str) -> str:
 
 
 @contextmanager
-def open_channel(address: str) -> Iterator[grpc.Channel]:
-    """An insecure channel: Unix sockets and loopback TCP are all the daemon serves so far."""
-    channel = grpc.insecure_channel(grpc_target(address))
+def open_channel(address: str, security: ChannelSecurity = PLAINTEXT) -> Iterator[grpc.Channel]:
+    """A channel to `address`, with TLS and a bearer token when `security` asks (see transport)."""
+    channel = secure_channel(grpc_target(address), security)
     try:
         yield channel
     finally:
@@ -57,6 +58,9 @@ class Context:
     output: str
     stdout: TextIO
     console: Console
+    # How the stubs' channel is secured; a command opening its own channel passes it on:
+    # `open_channel(ctx.address, ctx.security)`.
+    security: ChannelSecurity = field(default=PLAINTEXT, repr=False)
 
     def emit(self, text: str) -> None:
         """Write one rendered answer to stdout."""

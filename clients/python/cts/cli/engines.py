@@ -195,7 +195,7 @@ def _engine_stub(ctx: Context) -> Iterator[pb_grpc.EngineServiceStub]:
     `Context` carries the ConnectionService and HealthService stubs only; the
     channel they share is not reachable from here, so engine commands open one.
     """
-    with open_channel(ctx.address) as channel:
+    with open_channel(ctx.address, ctx.security) as channel:
         yield pb_grpc.EngineServiceStub(channel)
 
 

@@ -1,9 +1,10 @@
 """`cts`: the parser, the dispatch, and the exit codes (0 ok, 1 RPC error, 2 usage).
 
-Global options (`--addr`, `-o`, `--timeout`) are accepted before or after the
-command, as in kubectl: the top-level parser holds their defaults and every
-subcommand re-declares them with SUPPRESS defaults, so a value given late
-overrides and an absent one leaves the default alone.
+Global options (`--addr`, `-o`, `--timeout`, and the TLS and token options of
+`cts.cli.transport`) are accepted before or after the command, as in kubectl:
+the top-level parser holds their defaults and every subcommand re-declares
+them with SUPPRESS defaults, so a value given late overrides and an absent one
+leaves the default alone.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from cts.cli.client import DEFAULT_TIMEOUT, Context, open_channel
 from cts.cli.errors import EXIT_RPC_ERROR, EXIT_USAGE, UsageError, describe_rpc_error
 from cts.cli.output import FORMATS, TABLE
 from cts.cli.secrets_input import Console
+from cts.cli.transport import add_security_options, load_security
 from cts.v1 import connection_service_pb2_grpc, health_service_pb2_grpc
 
 EPILOG = """\
@@ -36,6 +38,7 @@ examples:
   cts connections test main
   cts connections test --all
   cts status; cts health; cts verify
+  cts --addr tcp://ctsd.example:7443 --tls-ca ca.crt --token-file ~/.config/cts/token status
   cts engine start main --strategy sma_cross --symbol BTC/USDT --param fast=5 \\
       --param slow=20 --param quote_amount=100 --interval 5s
   cts engine watch --duration 10
@@ -82,6 +85,7 @@ def _add_global_options(parser: argparse.ArgumentParser, *, top_level: bool) -> 
         metavar="SECONDS",
         help=f"deadline of each RPC (default: {DEFAULT_TIMEOUT:g})",
     )
+    add_security_options(parser, top_level=top_level)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -122,7 +126,8 @@ def run(
     address: str = args.addr or default_address()
     console = Console(stdin=stdin or sys.stdin, stderr=stderr, read_hidden=read_hidden)
     try:
-        with open_channel(address) as channel:
+        security = load_security(args, os.environ, lambda line: stderr.write(line + "\n"))
+        with open_channel(address, security) as channel:
             ctx = Context(
                 address=address,
                 connections=connection_service_pb2_grpc.ConnectionServiceStub(channel),
@@ -131,6 +136,7 @@ def run(
                 output=args.output,
                 stdout=stdout,
                 console=console,
+                security=security,
             )
             code: int = args.handler(args, ctx)
             return code
