@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 
 from cts.address import SOCKET_NAME, default_state_dir
 from ctsd.errors import ConfigurationError
+from ctsd.ratelimit.config import RateLimitOverrides
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("logfmt", "json")
@@ -141,6 +142,7 @@ class DaemonConfig:
     auth: AuthConfig = field(default_factory=AuthConfig)
     exchange_endpoints: tuple[tuple[str, str], ...] = ()  # (exchange id, base URL)
     batch: BatchConfig = field(default_factory=lambda: BatchConfig())
+    rate_limits: RateLimitOverrides = field(default_factory=RateLimitOverrides)
 
     @property
     def authenticates(self) -> bool:
@@ -168,8 +170,12 @@ def _read_file(path: Path) -> dict[str, Any]:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigurationError(f"config {path} is not valid TOML: {exc}") from exc
     exchanges = data.pop("exchanges", {})  # [exchanges.<id>] tables: see _exchange_tables
+    rate_limits = data.pop("rate_limits", {})  # [rate_limits] and [rate_limits.<id>.<name>]
     unknown = sorted(set(data) - set(_TABLES))
-    flat: dict[str, Any] = {"exchange_endpoints": _exchange_tables(exchanges, path)}
+    flat: dict[str, Any] = {
+        "exchange_endpoints": _exchange_tables(exchanges, path),
+        "rate_limits": RateLimitOverrides.from_mapping(rate_limits),
+    }
     for table, keys in _TABLES.items():
         section = data.get(table, {})
         if not isinstance(section, dict):
@@ -272,6 +278,7 @@ def load_config(
         socket_group=str(settings["socket_group"]) if settings.get("socket_group") else None,
         exchange_endpoints=_endpoints(settings),
         batch=_batch(settings),
+        rate_limits=settings.get("rate_limits") or RateLimitOverrides(),
     )
 
 

@@ -67,7 +67,9 @@ def build_connection_services(
     registry = ExchangeRegistry.default()
     repository = ConnectionRepository(db)  # one instance: its index is the read model
     manager = ConnectionManager(repository, keyring, registry)
-    exchanges = ExchangeAccess.build(registry, dict(config.exchange_endpoints))
+    exchanges = ExchangeAccess.build(
+        registry, dict(config.exchange_endpoints), overrides=config.rate_limits
+    )
     resolver = CredentialResolver(repository, keyring)
     timeout = config.batch.item_timeout_s
     tester = ConnectionTester(

@@ -170,3 +170,22 @@ def test_bad_endpoint_and_batch_settings_are_refused(
     path = _write(tmp_path / "ctsd.toml", toml)
     with pytest.raises(ConfigurationError, match=message):
         load_config(path, overrides, {"HOME": str(tmp_path)})
+
+
+def test_rate_limit_overrides_come_from_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "ctsd.toml"
+    path.write_text(
+        "[rate_limits]\nsafety_margin = 1.0\n"
+        "[rate_limits.binance.request_weight]\nlimit = 600\ninterval_s = 60\n"
+    )
+    limits = load_config(path, {}, {"HOME": str(tmp_path)}).rate_limits
+    assert limits.safety_margin == 1.0
+    assert limits.limits[("binance", "request_weight")].limit == 600
+    assert load_config(None, {}, {"HOME": str(tmp_path)}).rate_limits.safety_margin == 0.9
+
+
+def test_bad_rate_limit_overrides_are_refused(tmp_path: Path) -> None:
+    path = tmp_path / "ctsd.toml"
+    path.write_text("[rate_limits.binance.request_weight]\nlimit = 600\nspeed = 2\n")
+    with pytest.raises(ConfigurationError, match="rate_limits"):
+        load_config(path, {}, {"HOME": str(tmp_path)})

@@ -21,6 +21,7 @@ from ctsd.exchanges.factory import ExchangeClientFactory
 from ctsd.exchanges.model import ApiCredentials, ConnectionTarget
 from ctsd.exchanges.registry import ExchangeRegistry
 from ctsd.ratelimit import Lane, RateLimiter
+from ctsd.ratelimit.config import RateLimitOverrides
 from ctsd.ratelimit.model import ScopeUsage
 
 
@@ -49,9 +50,11 @@ class ExchangeAccess:
         registry: ExchangeRegistry,
         endpoints: Mapping[str, str],
         timeout_s: float = 10.0,
+        overrides: RateLimitOverrides | None = None,
     ) -> ExchangeAccess:
         factory = ExchangeClientFactory(
-            RateLimiter(), registry, endpoint_overrides=endpoints, timeout_s=timeout_s
+            RateLimiter(), registry, overrides=overrides, endpoint_overrides=endpoints,
+            timeout_s=timeout_s,
         )
         return cls(factory)
 
