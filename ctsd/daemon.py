@@ -64,7 +64,7 @@ Reloader = Callable[[DaemonConfig], Awaitable[None]]
 # Settings read once at start; a reload that changes them says so and keeps the old ones.
 RESTART_ONLY = (
     "state_dir", "listen", "master_key_file", "metrics_listen", "socket_mode", "socket_group",
-    "tls", "auth", "grace_seconds", "exchange_endpoints", "batch",
+    "tls", "auth", "grace_seconds", "exchange_endpoints", "batch", "rate_limits",
 )  # fmt: skip
 
 
