@@ -12,7 +12,7 @@ them. Endpoints are one table (`BinanceSim.endpoints`): method, path, weight, se
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from enum import Enum, StrEnum
@@ -34,6 +34,7 @@ from ctsd.sim.accounts import (
     TimeInForce,
 )
 from ctsd.sim.auth import AuthError, AuthFailure
+from ctsd.sim.endpoints import Handler, RequestCall, Route, mount
 from ctsd.sim.market import TIMEFRAMES, Instrument, InstrumentKind
 from ctsd.sim.matching import OrderRequest
 from ctsd.sim.ratelimit import BanList, FixedWindowLimiter, RateRule, Verdict
@@ -83,7 +84,7 @@ def _kline_weight(params: Mapping[str, str]) -> int:
 
 
 @dataclass(frozen=True, slots=True)
-class Call:
+class Call(RequestCall):
     """What a handler gets: the parsed request, the surface and (signed) the account."""
 
     data: RequestData
@@ -94,15 +95,8 @@ class Call:
     def futures(self) -> bool:
         return self.surface is Surface.FUTURES
 
-    @property
-    def params(self) -> dict[str, str]:
-        return self.data.params
-
-    def require(self, name: str) -> str:
-        value = self.params.get(name)
-        if not value:
-            raise render.missing(name)
-        return value
+    def missing(self, name: str) -> VenueError:
+        return render.missing(name)
 
     def decimal(self, name: str) -> Decimal | None:
         raw = self.params.get(name)
@@ -114,22 +108,13 @@ class Call:
             raise render.error(
                 400, -1100, f"Illegal characters found in parameter '{name}'.") from exc
 
-    def owner(self) -> Account:
-        assert self.account is not None, "handler of a signed endpoint"
-        return self.account
-
-
-Handler = Callable[[Call], Awaitable[Any]]
-
 
 @dataclass(frozen=True, slots=True)
-class Endpoint:
-    method: str
-    path: str
+class Endpoint(Route):
     surface: Surface
     weight: Weight
     security: Security
-    handler: Handler
+    handler: Handler[Call]
 
 
 class BinanceSim:
@@ -412,13 +397,7 @@ class BinanceSim:
 
 def build(sim: Simulator) -> web.Application:
     state = BinanceSim(sim)
-    app = web.Application()
-    for endpoint in state.endpoints():
-        async def handle(request: web.Request, endpoint: Endpoint = endpoint) -> web.Response:
-            return await state.dispatch(request, endpoint)
-
-        app.router.add_route(endpoint.method, endpoint.path, handle)
-    return app
+    return mount(state.endpoints(), state.dispatch)
 
 
 def maintenance_response() -> web.Response:

@@ -22,7 +22,7 @@ and per-UID limit; public ones have neither.
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -41,6 +41,7 @@ from ctsd.sim.accounts import (
 )
 from ctsd.sim.auth import AuthError, AuthFailure
 from ctsd.sim.bybit_wire import LINEAR, SPOT, Call, Serialized
+from ctsd.sim.endpoints import Handler, Route, mount
 from ctsd.sim.market import TIMEFRAMES, Instrument, InstrumentKind
 from ctsd.sim.matching import derivatives_balances
 from ctsd.sim.ratelimit import BanList, FixedWindowLimiter, RateRule
@@ -84,14 +85,9 @@ RECENT_CLOSED_MAX = 500
 """Bybit keeps the last 500 closed orders under `/v5/order/realtime`."""
 
 
-Handler = Callable[[Call], Awaitable[Any]]
-
-
 @dataclass(frozen=True, slots=True)
-class Endpoint:
-    method: str
-    path: str
-    handler: Handler
+class Endpoint(Route):
+    handler: Handler[Call]
     permission: Permission | None = None
     """None: a public endpoint (no signature, no UID limit)."""
     limit: UidLimit | None = None
@@ -464,13 +460,7 @@ def _access_too_frequent() -> web.Response:
 
 def build(sim: Simulator) -> web.Application:
     state = BybitSim(sim)
-    app = web.Application()
-    for endpoint in state.endpoints():
-        async def handle(request: web.Request, endpoint: Endpoint = endpoint) -> web.Response:
-            return await state.dispatch(request, endpoint)
-
-        app.router.add_route(endpoint.method, endpoint.path, handle)
-    return app
+    return mount(state.endpoints(), state.dispatch)
 
 
 def _wall_ms() -> int:

@@ -31,6 +31,7 @@ from ctsd.sim.accounts import (
     TimeInForce,
 )
 from ctsd.sim.auth import AuthFailure
+from ctsd.sim.endpoints import AccountCall
 from ctsd.sim.market import Candle, Instrument, InstrumentKind, TickerStats
 from ctsd.sim.matching import OrderRequest
 from ctsd.sim.wire import RequestData, VenueError, plain
@@ -403,7 +404,7 @@ def lack(name: str) -> str:
 
 
 @dataclass(frozen=True, slots=True)
-class Call:
+class Call(AccountCall):
     """What a handler gets: the parameters (query, or JSON body on POST) and the account."""
 
     params: Mapping[str, Any]
@@ -436,10 +437,6 @@ class Call:
         if raw is not None and not raw.isdigit():
             raise error(10001, f"params error: {name} invalid", self.now_ms)
         return default if raw is None else min(max(int(raw), low), high)
-
-    def owner(self) -> Account:
-        assert self.account is not None, "handler of a signed endpoint"
-        return self.account
 
 
 @dataclass(frozen=True, slots=True)

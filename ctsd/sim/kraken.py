@@ -27,7 +27,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-from collections.abc import Awaitable, Callable, Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from enum import Enum
@@ -48,6 +48,7 @@ from ctsd.sim.accounts import (
     TimeInForce,
 )
 from ctsd.sim.auth import AuthError, AuthFailure
+from ctsd.sim.endpoints import Handler, RequestCall, Route, mount
 from ctsd.sim.kraken_wire import KrakenAsset, KrakenPair, OrderTags
 from ctsd.sim.market import TIMEFRAMES, InstrumentKind, Timeframe
 from ctsd.sim.matching import OrderRequest
@@ -86,21 +87,14 @@ class Access(Enum):
 
 
 @dataclass(frozen=True, slots=True)
-class Call:
+class Call(RequestCall):
     """What a handler gets: the parsed request and (private endpoints) the account."""
 
     data: RequestData
     account: Account | None
 
-    @property
-    def params(self) -> dict[str, str]:
-        return self.data.params
-
-    def require(self, name: str) -> str:
-        value = self.params.get(name)
-        if not value:
-            raise render.error(f"{render.INVALID_ARGUMENTS}:{name}")
-        return value
+    def missing(self, name: str) -> VenueError:
+        return render.error(f"{render.INVALID_ARGUMENTS}:{name}")
 
     def decimal(self, name: str) -> Decimal | None:
         return self._number(name, Decimal)
@@ -119,22 +113,13 @@ class Call:
         """ccxt sends Python booleans urlencoded (`True`); Kraken documents `true`."""
         return self.params.get(name, "").lower() in ("true", "1")
 
-    def owner(self) -> Account:
-        assert self.account is not None, "handler of a private endpoint"
-        return self.account
-
-
-Handler = Callable[[Call], Awaitable[Any]]
-
 
 @dataclass(frozen=True, slots=True)
-class Endpoint:
-    method: str
-    path: str
+class Endpoint(Route):
     access: Access
     cost: int
     """Points on the REST call counter (0: not counted there)."""
-    handler: Handler
+    handler: Handler[Call]
 
 
 class KrakenSim:
@@ -469,12 +454,7 @@ async def _unknown_method(_request: web.Request) -> web.Response:
 
 def build(sim: Simulator) -> web.Application:
     state = KrakenSim(sim)
-    app = web.Application()
-    for endpoint in state.endpoints():
-        async def handle(request: web.Request, endpoint: Endpoint = endpoint) -> web.Response:
-            return await state.dispatch(request, endpoint)
-
-        app.router.add_route(endpoint.method, endpoint.path, handle)
+    app = mount(state.endpoints(), state.dispatch)
     app.router.add_route("*", "/0/{tail:.*}", _unknown_method)
     return app
 

@@ -19,7 +19,7 @@ stay OKX's own. What is OKX's and nowhere else:
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from enum import Enum
@@ -38,6 +38,7 @@ from ctsd.sim.accounts import (
     Side,
 )
 from ctsd.sim.auth import AuthError, AuthFailure
+from ctsd.sim.endpoints import Handler, RequestCall, Route, mount
 from ctsd.sim.market import TIMEFRAMES, Instrument, InstrumentKind
 from ctsd.sim.okx_wire import OrderFailure, OrderTags
 from ctsd.sim.ratelimit import FixedWindowLimiter, RateRule
@@ -102,26 +103,15 @@ SUB_ACCOUNT_ORDERS = RateRule(1000, 2)
 
 
 @dataclass(frozen=True, slots=True)
-class Call:
+class Call(RequestCall):
     """What a handler gets: the parsed request, its JSON body and (signed) the account."""
 
     data: RequestData
     account: Account | None
     body: Any = None
 
-    @property
-    def params(self) -> dict[str, str]:
-        return self.data.params
-
-    def require(self, name: str) -> str:
-        value = self.params.get(name)
-        if not value:
-            raise render.empty_param(name)
-        return value
-
-    def owner(self) -> Account:
-        assert self.account is not None, "handler of a signed endpoint"
-        return self.account
+    def missing(self, name: str) -> VenueError:
+        return render.empty_param(name)
 
     def entries(self, batch: bool) -> list[dict[str, Any]]:
         """The order objects of a POST: one object, or a list of them for batch endpoints."""
@@ -142,17 +132,12 @@ class Call:
         return [str(i.get("instId", "")) if isinstance(i, dict) else "" for i in items]
 
 
-Handler = Callable[[Call], Awaitable[Any]]
-
-
 @dataclass(frozen=True, slots=True)
-class Endpoint:
-    method: str
-    path: str
+class Endpoint(Route):
     limit: Limit
     permission: Permission | None
     """None for public endpoints."""
-    handler: Handler
+    handler: Handler[Call]
 
 
 class OkxSim:
@@ -430,7 +415,7 @@ class OkxSim:
 
     def endpoints(self) -> list[Endpoint]:
         read, trade = Permission.READ, Permission.TRADE
-        table: list[tuple[str, str, Permission | None, Handler]] = [
+        table: list[tuple[str, str, Permission | None, Handler[Call]]] = [
             ("GET", "public/time", None, self.time),
             ("GET", "system/status", None, self.system_status),
             ("GET", "public/instruments", None, self.instruments),
@@ -481,13 +466,7 @@ def _json_body(request: web.Request, data: RequestData) -> Any:
 
 def build(sim: Simulator) -> web.Application:
     state = OkxSim(sim)
-    app = web.Application()
-    for endpoint in state.endpoints():
-        async def handle(request: web.Request, endpoint: Endpoint = endpoint) -> web.Response:
-            return await state.dispatch(request, endpoint)
-
-        app.router.add_route(endpoint.method, endpoint.path, handle)
-    return app
+    return mount(state.endpoints(), state.dispatch)
 
 
 def maintenance_response() -> web.Response:

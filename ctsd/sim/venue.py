@@ -11,7 +11,9 @@ Writing a venue (see `ctsd.sim.binance` for the shape):
 
 1. `build(sim)` creates the venue's state object (its limiters from
    `ctsd.sim.ratelimit`, keyed as the exchange keys them), registers
-   `sim.on_reset(state.reset)`, and adds one aiohttp route per endpoint.
+   `sim.on_reset(state.reset)`, and mounts its endpoint table with
+   `ctsd.sim.endpoints.mount` (an `Endpoint` is a `Route` plus what the venue
+   checks; a handler is a `Handler[Call]`, `Call` an `AccountCall`/`RequestCall`).
 2. Each request: `wire.read_request` → charge the limiter (on refusal call
    `sim.stats.violation(name, kind)` and answer the exchange's limit error) →
    for private endpoints `auth.lookup(sim, name, request, key)` (unknown key, IP

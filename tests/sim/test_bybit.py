@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
-import time
-from decimal import Decimal
-from typing import Any
+from typing import Any, ClassVar
 
 import ccxt.async_support as ccxt
 import pytest
 
-from ctsd.sim.accounts import Permission
 from ctsd.sim.clock import SystemClock
-from ctsd.sim.faults import FaultKind, FaultSpec
+from ctsd.sim.faults import FaultKind
 from ctsd.sim.ratelimit import RateLimitConfig
 from ctsd.sim.server import SimulatorServer
-from tests.sim.conftest import API_KEY, SECRET, ExchangeFactory, sim_config, trader_spec
+from tests.sim.conformance import (
+    GENERIC_FAULT_ERRORS,
+    Credential,
+    CredentialErrors,
+    Expect,
+    FaultErrors,
+    VenueConformance,
+)
+from tests.sim.conftest import API_KEY, SECRET, ExchangeFactory, sim_config
 from tests.sim.validators import (
     check_balance,
     check_market,
@@ -42,13 +47,6 @@ class _FrozenWindows(SystemClock):
 
     def monotonic(self) -> float:
         return 1_000.0
-
-
-class _SkewedClock(SystemClock):
-    """A server clock two minutes ahead: every client timestamp looks stale."""
-
-    def now_ms(self) -> int:
-        return super().now_ms() + 120_000
 
 
 @pytest.mark.asyncio
@@ -103,24 +101,6 @@ async def test_full_flow_passes_ccxt_validators(
     else:
         assert after["USDT"]["used"] > 0  # the position's initial margin
         assert after["USDT"]["total"] < UNIFIED_USDT  # the taker fee
-
-
-@pytest.mark.asyncio
-async def test_limit_order_fills_when_price_crosses(
-    server: SimulatorServer, make_exchange: ExchangeFactory,
-) -> None:
-    ex = _bybit(make_exchange, server)
-    server.sim.set_price("ETH/USDT", Decimal("3100"))
-    order = await ex.create_order("ETH/USDT", "limit", "buy", 1, 3000)
-    before = await ex.fetch_balance()
-    assert before["USDT"]["used"] == pytest.approx(3100 * 1.001, rel=1e-3)  # at market, + fee
-    server.sim.set_price("ETH/USDT", Decimal("2900"))
-    filled = await ex.fetch_order(order["id"], "ETH/USDT")
-    assert (filled["status"], filled["average"]) == ("closed", 3000)
-    after = await ex.fetch_balance()
-    assert after["ETH"]["total"] == 21
-    assert after["USDT"]["total"] == pytest.approx(UNIFIED_USDT - 3000 * 1.001)
-    assert after["USDT"]["used"] == 0
 
 
 @pytest.mark.asyncio
@@ -219,42 +199,6 @@ async def test_ip_burst_is_403_then_a_ban(make_exchange: ExchangeFactory) -> Non
 
 
 @pytest.mark.asyncio
-@pytest.mark.parametrize(("overrides", "expected", "code"), [
-    ({"secret": "wrong-secret"}, ccxt.AuthenticationError, "10004"),
-    ({"apiKey": "nobody"}, ccxt.AuthenticationError, "10003"),
-    ({"apiKey": "fenced"}, ccxt.PermissionDenied, "10010"),
-], ids=["wrong-secret", "unknown-key", "ip-not-whitelisted"])
-async def test_credential_errors(
-    server: SimulatorServer, make_exchange: ExchangeFactory, overrides: dict[str, str],
-    expected: type[Exception], code: str,
-) -> None:
-    server.sim.provision(trader_spec(api_key="fenced", ip_whitelist=("10.1.2.3",)))
-    ex = _bybit(make_exchange, server, **overrides)
-    with pytest.raises(expected, match=code):
-        await ex.fetch_balance()
-    assert issubclass(expected, ccxt.AuthenticationError)  # PermissionDenied is one too
-
-
-@pytest.mark.asyncio
-async def test_read_only_key_cannot_trade(
-    server: SimulatorServer, make_exchange: ExchangeFactory,
-) -> None:
-    server.sim.provision(trader_spec(api_key="reader", permissions=frozenset({Permission.READ})))
-    ex = _bybit(make_exchange, server, apiKey="reader")
-    await ex.fetch_balance()
-    with pytest.raises(ccxt.PermissionDenied, match="10005"):
-        await ex.create_order("BTC/USDT", "market", "buy", 0.01)
-
-
-@pytest.mark.asyncio
-async def test_stale_timestamp_is_invalid_nonce(make_exchange: ExchangeFactory) -> None:
-    async with SimulatorServer(sim_config(), clock=_SkewedClock()) as srv:
-        ex = _bybit(make_exchange, srv)
-        with pytest.raises(ccxt.InvalidNonce, match="10002"):
-            await ex.fetch_balance()
-
-
-@pytest.mark.asyncio
 @pytest.mark.parametrize(("symbol", "amount", "code"), [
     ("BTC/USDT", 10, "170131"), ("BTC/USDT:USDT", 100, "110007"),
 ], ids=["spot", "linear"])
@@ -278,60 +222,44 @@ async def test_unknown_order_is_order_not_found(
         await ex.cancel_order("42", "BTC/USDT")
 
 
-_PATH = "/v5/account/wallet-balance"
-_FAULTS = [
-    (FaultSpec(FaultKind.RATE_LIMIT), ccxt.RateLimitExceeded),
-    (FaultSpec(FaultKind.SERVER_ERROR, status=502), ccxt.ExchangeNotAvailable),
-    (FaultSpec(FaultKind.HTML_503), ccxt.ExchangeNotAvailable),
-    # Bybit signals a restarting service with retCode 10016, which ccxt maps to a plain
-    # ExchangeError: not OnMaintenance, not even a NetworkError. Callers must retry it.
-    (FaultSpec(FaultKind.MAINTENANCE), ccxt.ExchangeError),
-    (FaultSpec(FaultKind.HANG, delay_s=5), ccxt.RequestTimeout),
-    # aiohttp retries an idempotent request once after a reset, as it would in production
-    (FaultSpec(FaultKind.CONNECTION_RESET, count=2), ccxt.NetworkError),
-    (FaultSpec(FaultKind.INVALID_KEY, path_prefix=_PATH), ccxt.AuthenticationError),
-    (FaultSpec(FaultKind.IP_NOT_WHITELISTED, path_prefix=_PATH), ccxt.PermissionDenied),
-]
+class TestConformance(VenueConformance):
+    exchange_class = ccxt.bybit
+    private_path = "/v5/account/wallet-balance"
+    fault_errors: ClassVar[FaultErrors] = {
+        **GENERIC_FAULT_ERRORS,
+        FaultKind.RATE_LIMIT: ccxt.RateLimitExceeded,
+        # Bybit signals a restarting service with retCode 10016, which ccxt maps to a plain
+        # ExchangeError: not OnMaintenance, not even a NetworkError. Callers must retry it.
+        FaultKind.MAINTENANCE: ccxt.ExchangeError,
+        FaultKind.IP_NOT_WHITELISTED: ccxt.PermissionDenied,
+    }
+    credential_errors: ClassVar[CredentialErrors] = {
+        Credential.WRONG_SECRET: Expect(ccxt.AuthenticationError, "10004"),
+        Credential.UNKNOWN_KEY: Expect(ccxt.AuthenticationError, "10003"),
+        Credential.IP_NOT_WHITELISTED: Expect(ccxt.PermissionDenied, "10010"),
+        Credential.READ_ONLY_TRADE: Expect(ccxt.PermissionDenied, "10005"),
+        Credential.STALE_TIMESTAMP: Expect(ccxt.InvalidNonce, "10002"),
+    }
+
+    def exchange(self, make: ExchangeFactory, server: SimulatorServer, **config: Any) -> Any:
+        return _bybit(make, server, **config)
+
+    quote_total = UNIFIED_USDT
+    maker_fee = 0.001
+
+    def check_resting(self, order: Any, balance: Any) -> None:
+        assert balance["USDT"]["used"] == pytest.approx(3100 * 1.001, rel=1e-3)  # at market, + fee
+
+    async def warm_up(self, ex: Any) -> None:
+        await ex.fetch_balance()  # markets and account mode cached: one request per call
+
+    def check_fault_error(self, kind: FaultKind, raised: pytest.ExceptionInfo[Exception]) -> None:
+        if kind is FaultKind.MAINTENANCE:
+            assert "10016" in str(raised.value)
+            assert not isinstance(raised.value, ccxt.NetworkError)
 
 
-@pytest.mark.asyncio
-@pytest.mark.parametrize(("fault", "expected"), _FAULTS, ids=[f.kind.value for f, _ in _FAULTS])
-async def test_fault_raises_what_ccxt_raises_in_production(
-    server: SimulatorServer, make_exchange: ExchangeFactory, fault: FaultSpec,
-    expected: type[Exception],
-) -> None:
-    ex = _bybit(make_exchange, server, timeout=300)
-    await ex.fetch_balance()  # markets and account mode cached: one request per call below
-    server.sim.add_fault(fault)
-    with pytest.raises(expected) as raised:
-        await ex.fetch_balance()
-    if fault.kind is FaultKind.MAINTENANCE:
-        assert "10016" in str(raised.value)
-        assert not isinstance(raised.value, ccxt.NetworkError)
-    assert server.sim.faults.pending() == []
-    await ex.fetch_balance()  # the fault was consumed; the next call works
-
-
-@pytest.mark.asyncio
-@pytest.mark.parametrize("kind", [FaultKind.MALFORMED_JSON, FaultKind.TRUNCATED_JSON])
-async def test_broken_json_is_not_detected_by_ccxt(
-    server: SimulatorServer, make_exchange: ExchangeFactory, kind: FaultKind,
-) -> None:
-    """ccxt 4.5.90 raises nothing on a 200 whose body is not JSON: bybit's handler skips
-    it and the parser yields empty fields. Callers must validate; we pin the behaviour."""
-    ex = _bybit(make_exchange, server)
-    await ex.load_markets()
-    server.sim.add_fault(FaultSpec(kind))
-    ticker = await ex.fetch_ticker("BTC/USDT")
-    assert ticker["last"] is None
-
-
-@pytest.mark.asyncio
-async def test_latency_delays_but_answers(
-    server: SimulatorServer, make_exchange: ExchangeFactory,
-) -> None:
-    ex = _bybit(make_exchange, server)
-    server.sim.add_fault(FaultSpec(FaultKind.LATENCY, delay_s=0.3))
-    started = time.monotonic()
-    assert await ex.fetch_time() > 0
-    assert time.monotonic() - started >= 0.3
+def test_refused_credentials_are_authentication_errors() -> None:
+    for case in (Credential.WRONG_SECRET, Credential.UNKNOWN_KEY, Credential.IP_NOT_WHITELISTED):
+        expected = TestConformance.credential_errors[case].error
+        assert issubclass(expected, ccxt.AuthenticationError)  # PermissionDenied is one too

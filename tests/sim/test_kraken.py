@@ -3,26 +3,33 @@
 from __future__ import annotations
 
 import base64
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from decimal import Decimal
-from typing import Any
+from typing import Any, ClassVar
 
 import ccxt.async_support as ccxt
 import pytest
 import pytest_asyncio
 from ccxt.test.exchange.base.test_market import test_market as ccxt_test_market
 
-from ctsd.sim.accounts import Permission
 from ctsd.sim.clock import ManualClock
-from ctsd.sim.faults import FaultKind, FaultSpec
+from ctsd.sim.faults import FaultKind
 from ctsd.sim.kraken import api_sign
 from ctsd.sim.ratelimit import RateLimitConfig
 from ctsd.sim.server import SimulatorServer
 from ctsd.sim.state import SimulatorConfig
+from tests.sim.conformance import (
+    GENERIC_FAULT_ERRORS,
+    T0,
+    Credential,
+    CredentialErrors,
+    Expect,
+    FaultErrors,
+    VenueConformance,
+)
 from tests.sim.conftest import API_KEY, ExchangeFactory, sim_config, trader_spec
 from tests.sim.validators import check_balance, check_market, check_ohlcv, check_order, check_ticker
 
-T0 = 1_750_000_000_000
 KRAKEN_SECRET = base64.b64encode(b"sim-kraken-secret-0001".ljust(64, b".")).decode()
 """Kraken secrets are base64 (ccxt decodes them before signing); the shared SECRET is not."""
 
@@ -123,22 +130,6 @@ async def test_kraken_names_reach_ccxt_as_unified_codes(
 
 
 @pytest.mark.asyncio
-async def test_limit_order_fills_when_price_crosses(
-    server: SimulatorServer, make_exchange: ExchangeFactory,
-) -> None:
-    ex = _kraken(make_exchange, server)
-    server.sim.set_price("ETH/USDT", Decimal("3100"))
-    order = await ex.create_order("ETH/USDT", "limit", "buy", 1, 3000, {"clientOrderId": "c-1"})
-    assert (await ex.fetch_balance())["USDT"]["used"] > 0
-    server.sim.set_price("ETH/USDT", Decimal("2900"))
-    filled = await ex.fetch_order(order["id"])
-    assert (filled["status"], filled["average"], filled["clientOrderId"]) == ("closed", 3000, "c-1")
-    after = await ex.fetch_balance()
-    assert after["ETH"]["total"] == 21
-    assert after["USDT"]["total"] == pytest.approx(100000 - 3000 * 1.0025)  # maker fee
-
-
-@pytest.mark.asyncio
 async def test_market_buy_by_cost_uses_viqc(
     server: SimulatorServer, make_exchange: ExchangeFactory,
 ) -> None:
@@ -158,51 +149,6 @@ def test_api_sign_matches_krakens_published_example() -> None:
     assert api_sign(secret, "/0/private/AddOrder", "1616492376594", body) == (
         "4/dpxb3iT4tp/ZCVEwSnEsLxx0bqyhLpdfOpc6fn7OR8+UClSV5n9E6aSS8MPtnRfp32bAb0nmbRn6H8ndwLUQ==")
     assert api_sign("not base64!", "/0/private/AddOrder", "1", "nonce=1") is None
-
-
-@pytest.mark.asyncio
-async def test_wrong_secret_is_a_bare_exchange_error(
-    server: SimulatorServer, make_exchange: ExchangeFactory,
-) -> None:
-    """Kraken answers `EAPI:Invalid signature`, which ccxt 4.5.90's kraken error table does
-    not list: production raises a plain ExchangeError, not AuthenticationError. Pinned so
-    the daemon's error translation has to deal with it."""
-    ex = _kraken(make_exchange, server, secret=base64.b64encode(b"wrong" * 13).decode())
-    with pytest.raises(ccxt.ExchangeError, match="EAPI:Invalid signature") as info:
-        await ex.fetch_balance()
-    assert type(info.value) is ccxt.ExchangeError
-
-
-@pytest.mark.asyncio
-async def test_unknown_key_is_authentication_error(
-    server: SimulatorServer, make_exchange: ExchangeFactory,
-) -> None:
-    ex = _kraken(make_exchange, server, apiKey="nobody")
-    with pytest.raises(ccxt.AuthenticationError, match="EAPI:Invalid key"):
-        await ex.fetch_balance()
-
-
-@pytest.mark.asyncio
-async def test_ip_not_whitelisted_is_permission_denied(
-    server: SimulatorServer, make_exchange: ExchangeFactory,
-) -> None:
-    server.sim.provision(trader_spec(api_key="fenced", secret=KRAKEN_SECRET,
-                                     ip_whitelist=("10.1.2.3",)))
-    ex = _kraken(make_exchange, server, apiKey="fenced")
-    with pytest.raises(ccxt.PermissionDenied, match="EGeneral:Permission denied"):
-        await ex.fetch_balance()
-
-
-@pytest.mark.asyncio
-async def test_read_only_key_cannot_trade(
-    server: SimulatorServer, make_exchange: ExchangeFactory,
-) -> None:
-    server.sim.provision(trader_spec(api_key="reader", secret=KRAKEN_SECRET,
-                                     permissions=frozenset({Permission.READ})))
-    ex = _kraken(make_exchange, server, apiKey="reader")
-    await ex.fetch_balance()
-    with pytest.raises(ccxt.PermissionDenied, match="EGeneral:Permission denied"):
-        await ex.create_order("BTC/USDT", "market", "buy", 0.01)
 
 
 @pytest.mark.asyncio
@@ -288,60 +234,8 @@ async def test_trading_counter_burst_is_ddos_protection(make_exchange: ExchangeF
         assert stats["violations_by_kind"] == {"kraken:trading_counter": 2}
 
 
-_FAULTS = [
-    (FaultSpec(FaultKind.RATE_LIMIT), ccxt.DDoSProtection),
-    (FaultSpec(FaultKind.SERVER_ERROR, status=502), ccxt.ExchangeNotAvailable),
-    (FaultSpec(FaultKind.HTML_503), ccxt.ExchangeNotAvailable),
-    (FaultSpec(FaultKind.MAINTENANCE), ccxt.ExchangeNotAvailable),
-    (FaultSpec(FaultKind.HANG, delay_s=5), ccxt.RequestTimeout),
-    (FaultSpec(FaultKind.CONNECTION_RESET), ccxt.NetworkError),  # POST: aiohttp never retries
-    (FaultSpec(FaultKind.INVALID_KEY, path_prefix="/0/private/BalanceEx"),
-     ccxt.AuthenticationError),
-    (FaultSpec(FaultKind.IP_NOT_WHITELISTED, path_prefix="/0/private/BalanceEx"),
-     ccxt.PermissionDenied),
-]
-
-
 @pytest.mark.asyncio
-@pytest.mark.parametrize(("fault", "expected"), _FAULTS, ids=[f.kind.value for f, _ in _FAULTS])
-async def test_fault_raises_what_ccxt_raises_in_production(
-    server: SimulatorServer, make_exchange: ExchangeFactory, fault: FaultSpec,
-    expected: type[Exception],
-) -> None:
-    ex = _kraken(make_exchange, server, timeout=300)
-    await ex.load_markets()
-    server.sim.add_fault(fault)
-    with pytest.raises(expected) as info:
-        await ex.fetch_balance()
-    if fault.kind in (FaultKind.RATE_LIMIT, FaultKind.MAINTENANCE):
-        assert type(info.value) is expected  # not RateLimitExceeded / OnMaintenance
-    assert server.sim.faults.pending() == []
-    await ex.fetch_balance()  # the fault was consumed; the next call works
-
-
-@pytest.mark.asyncio
-@pytest.mark.parametrize("kind", [FaultKind.MALFORMED_JSON, FaultKind.TRUNCATED_JSON])
-async def test_broken_json_is_not_detected_by_ccxt(
-    server: SimulatorServer, make_exchange: ExchangeFactory, kind: FaultKind,
-) -> None:
-    """As on Binance, ccxt 4.5.90 hands a 200 whose body is not JSON to the parser as text;
-    the ticker comes back empty instead of raising. Callers must validate."""
-    ex = _kraken(make_exchange, server)
-    await ex.load_markets()
-    server.sim.add_fault(FaultSpec(kind))
-    ticker = await ex.fetch_ticker("BTC/USDT")
-    assert ticker["last"] is None
-
-
-@pytest.mark.asyncio
-async def test_ohlc_since_and_seeded_candles(make_exchange: ExchangeFactory) -> None:
-    results = []
-    for seed in (11, 11, 12):
-        async with SimulatorServer(_config(seed=seed), clock=ManualClock(T0)) as srv:
-            ex = _kraken(make_exchange, srv)
-            results.append(await ex.fetch_ohlcv("SOL/USDT", "15m", limit=50))
-    assert results[0] == results[1]
-    assert results[0] != results[2]
+async def test_ohlc_since_and_fixed_depth(make_exchange: ExchangeFactory) -> None:
     async with SimulatorServer(_config(), clock=ManualClock(T0)) as srv:
         ex = _kraken(make_exchange, srv)
         since = T0 - 10 * 3_600_000 - T0 % 3_600_000
@@ -349,3 +243,49 @@ async def test_ohlc_since_and_seeded_candles(make_exchange: ExchangeFactory) -> 
         assert [c[0] for c in candles] == [since + i * 3_600_000 for i in range(11)]
         everything = await ex.publicGetOHLC({"pair": "XBTUSDT", "interval": 1})
         assert len(everything["result"]["XBTUSDT"]) == 720  # Kraken's fixed depth
+
+
+class TestConformance(VenueConformance):
+    exchange_class = ccxt.kraken
+    private_path = "/0/private/BalanceEx"
+    fault_errors: ClassVar[FaultErrors] = {
+        **GENERIC_FAULT_ERRORS,
+        FaultKind.RATE_LIMIT: ccxt.DDoSProtection,  # exactly: not RateLimitExceeded
+        FaultKind.MAINTENANCE: ccxt.ExchangeNotAvailable,  # exactly: not OnMaintenance
+        FaultKind.IP_NOT_WHITELISTED: ccxt.PermissionDenied,
+    }
+    reset_count = 1  # balances are read by POST: aiohttp never retries
+    credential_errors: ClassVar[CredentialErrors] = {
+        # Kraken answers `EAPI:Invalid signature`, which ccxt 4.5.90's kraken error table
+        # does not list: production raises a plain ExchangeError, not AuthenticationError.
+        # Pinned so the daemon's error translation has to deal with it.
+        Credential.WRONG_SECRET: Expect(ccxt.ExchangeError, "EAPI:Invalid signature",
+                                        exact=True),
+        Credential.UNKNOWN_KEY: Expect(ccxt.AuthenticationError, "EAPI:Invalid key"),
+        Credential.IP_NOT_WHITELISTED: Expect(ccxt.PermissionDenied,
+                                              "EGeneral:Permission denied"),
+        Credential.READ_ONLY_TRADE: Expect(ccxt.PermissionDenied, "EGeneral:Permission denied"),
+        # No timestamp: Kraken checks nonces (test_reused_or_lower_nonce_is_invalid_nonce).
+    }
+    wrong_secret = base64.b64encode(b"wrong" * 13).decode()
+    account_overrides: ClassVar[Mapping[str, Any]] = {"secret": KRAKEN_SECRET}
+
+    def exchange(self, make: ExchangeFactory, server: SimulatorServer, **config: Any) -> Any:
+        return _kraken(make, server, **config)
+
+    maker_fee = 0.0025
+
+    async def place_resting_buy(self, ex: Any) -> Any:
+        return await ex.create_order("ETH/USDT", "limit", "buy", 1, 3000, {"clientOrderId": "c-1"})
+
+    async def fetch_filled(self, ex: Any, order: Any) -> Any:
+        filled = await ex.fetch_order(order["id"])
+        assert filled["clientOrderId"] == "c-1"
+        return filled
+
+    def config(self, **overrides: Any) -> SimulatorConfig:
+        return _config(**overrides)
+
+    def check_fault_error(self, kind: FaultKind, raised: pytest.ExceptionInfo[Exception]) -> None:
+        if kind in (FaultKind.RATE_LIMIT, FaultKind.MAINTENANCE):
+            assert type(raised.value) is self.fault_errors[kind]

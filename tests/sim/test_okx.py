@@ -5,27 +5,32 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import time
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, ClassVar
 
 import aiohttp
 import ccxt.async_support as ccxt
 import pytest
 
-from ctsd.sim.accounts import Permission
-from ctsd.sim.clock import ManualClock, SystemClock
-from ctsd.sim.faults import FaultKind, FaultSpec
+from ctsd.sim.clock import SystemClock
+from ctsd.sim.faults import FaultKind
 from ctsd.sim.ratelimit import RateLimitConfig
 from ctsd.sim.server import SimulatorServer
+from tests.sim.conformance import (
+    GENERIC_FAULT_ERRORS,
+    Credential,
+    CredentialErrors,
+    Expect,
+    FaultErrors,
+    VenueConformance,
+)
 from tests.sim.conftest import (
     API_KEY,
     PASSPHRASE,
     SECRET,
     ExchangeFactory,
     sim_config,
-    trader_spec,
 )
 from tests.sim.validators import (
     check_balance,
@@ -35,7 +40,6 @@ from tests.sim.validators import (
     check_ticker,
 )
 
-T0 = 1_750_000_000_000
 SPOT: tuple[str, str, dict[str, str], float] = ("spot", "BTC/USDT", {}, 0.01)
 SWAP = ("swap", "BTC/USDT:USDT", {"defaultType": "swap"}, 1.0)  # 1 contract = 0.01 BTC
 
@@ -107,24 +111,6 @@ async def test_full_flow_passes_ccxt_validators(
 
 
 @pytest.mark.asyncio
-async def test_limit_order_fills_when_price_crosses(
-    server: SimulatorServer, make_exchange: ExchangeFactory,
-) -> None:
-    ex = _okx(make_exchange, server)
-    await ex.load_markets()
-    server.sim.set_price("ETH/USDT", Decimal("3100"))
-    order = await ex.create_order("ETH/USDT", "limit", "buy", 1, 3000)
-    assert (await ex.fetch_balance())["USDT"]["used"] > 0
-    server.sim.set_price("ETH/USDT", Decimal("2900"))
-    filled = await ex.fetch_order(order["id"], "ETH/USDT")
-    assert (filled["status"], filled["average"]) == ("closed", 3000)
-    after = await ex.fetch_balance()
-    assert after["ETH"]["total"] == 21
-    assert after["USDT"]["total"] == pytest.approx(150000 - 3000 * 1.0008)  # maker fee
-    assert after["USDT"]["used"] == 0
-
-
-@pytest.mark.asyncio
 async def test_market_buy_by_cost_and_batch_of_two(
     server: SimulatorServer, make_exchange: ExchangeFactory,
 ) -> None:
@@ -146,68 +132,12 @@ async def test_market_buy_by_cost_and_batch_of_two(
 
 
 @pytest.mark.asyncio
-async def test_wrong_secret_is_authentication_error(
-    server: SimulatorServer, make_exchange: ExchangeFactory,
-) -> None:
-    ex = _okx(make_exchange, server, secret="wrong-secret")
-    with pytest.raises(ccxt.AuthenticationError, match="50113"):
-        await ex.fetch_balance()  # load_markets' asset/currencies is the first signed call
-
-
-@pytest.mark.asyncio
 async def test_wrong_passphrase_is_authentication_error(
     server: SimulatorServer, make_exchange: ExchangeFactory,
 ) -> None:
     ex = _okx(make_exchange, server, password="wrong-passphrase")
     with pytest.raises(ccxt.AuthenticationError, match="50105"):
         await ex.fetch_balance()
-
-
-@pytest.mark.asyncio
-async def test_unknown_key_is_authentication_error(
-    server: SimulatorServer, make_exchange: ExchangeFactory,
-) -> None:
-    ex = _okx(make_exchange, server, apiKey="nobody")
-    with pytest.raises(ccxt.AuthenticationError, match="50111"):
-        await ex.fetch_balance()
-
-
-@pytest.mark.asyncio
-async def test_ip_not_whitelisted_is_permission_denied(
-    server: SimulatorServer, make_exchange: ExchangeFactory,
-) -> None:
-    server.sim.provision(trader_spec(api_key="fenced", ip_whitelist=("10.1.2.3",)))
-    ex = _okx(make_exchange, server, apiKey="fenced")
-    with pytest.raises(ccxt.PermissionDenied, match="50110"):  # an AuthenticationError
-        await ex.fetch_balance()
-
-
-@pytest.mark.asyncio
-async def test_read_only_key_cannot_trade(
-    server: SimulatorServer, make_exchange: ExchangeFactory,
-) -> None:
-    """50120 is missing from ccxt 4.5.90's OKX map: production raises a bare ExchangeError."""
-    server.sim.provision(trader_spec(api_key="reader", permissions=frozenset({Permission.READ})))
-    ex = _okx(make_exchange, server, apiKey="reader")
-    await ex.fetch_balance()
-    with pytest.raises(ccxt.ExchangeError, match="50120") as raised:
-        await ex.create_order("BTC/USDT", "market", "buy", 0.01)
-    assert type(raised.value) is ccxt.ExchangeError
-
-
-class _SkewedClock(SystemClock):
-    """A server clock two minutes ahead: every client timestamp looks stale."""
-
-    def now_ms(self) -> int:
-        return super().now_ms() + 120_000
-
-
-@pytest.mark.asyncio
-async def test_stale_timestamp_is_invalid_nonce(make_exchange: ExchangeFactory) -> None:
-    async with SimulatorServer(sim_config(), clock=_SkewedClock()) as srv:
-        ex = _okx(make_exchange, srv)
-        with pytest.raises(ccxt.InvalidNonce, match="50102"):
-            await ex.fetch_balance()
 
 
 @pytest.mark.asyncio
@@ -288,71 +218,6 @@ async def test_batch_orders_count_per_order_and_instrument(
         assert other["code"] == "0"
 
 
-_FAULTS = [
-    (FaultSpec(FaultKind.RATE_LIMIT), ccxt.RateLimitExceeded),
-    (FaultSpec(FaultKind.SERVER_ERROR, status=502), ccxt.ExchangeNotAvailable),
-    (FaultSpec(FaultKind.HTML_503), ccxt.ExchangeNotAvailable),
-    (FaultSpec(FaultKind.MAINTENANCE), ccxt.OnMaintenance),
-    (FaultSpec(FaultKind.HANG, delay_s=5), ccxt.RequestTimeout),
-    # aiohttp retries an idempotent request once after a reset, as it would in production
-    (FaultSpec(FaultKind.CONNECTION_RESET, count=2), ccxt.NetworkError),
-    (FaultSpec(FaultKind.INVALID_KEY, path_prefix="/api/v5/account"), ccxt.AuthenticationError),
-    (FaultSpec(FaultKind.IP_NOT_WHITELISTED, path_prefix="/api/v5/account"),
-     ccxt.PermissionDenied),
-]
-
-
-@pytest.mark.asyncio
-@pytest.mark.parametrize(("fault", "expected"), _FAULTS, ids=[f.kind.value for f, _ in _FAULTS])
-async def test_fault_raises_what_ccxt_raises_in_production(
-    server: SimulatorServer, make_exchange: ExchangeFactory, fault: FaultSpec,
-    expected: type[Exception],
-) -> None:
-    ex = _okx(make_exchange, server, timeout=300)
-    await ex.load_markets()
-    server.sim.add_fault(fault)
-    with pytest.raises(expected):
-        await ex.fetch_balance()
-    assert server.sim.faults.pending() == []
-    await ex.fetch_balance()  # the fault was consumed; the next call works
-
-
-@pytest.mark.asyncio
-@pytest.mark.parametrize("kind", [FaultKind.MALFORMED_JSON, FaultKind.TRUNCATED_JSON])
-async def test_broken_json_is_not_detected_by_ccxt(
-    server: SimulatorServer, make_exchange: ExchangeFactory, kind: FaultKind,
-) -> None:
-    """ccxt 4.5.90 raises nothing on a 200 whose body is not JSON (see test_binance)."""
-    ex = _okx(make_exchange, server)
-    await ex.load_markets()
-    server.sim.add_fault(FaultSpec(kind))
-    ticker = await ex.fetch_ticker("BTC/USDT")
-    assert (ticker["last"], ticker["timestamp"]) == (None, None)
-
-
-@pytest.mark.asyncio
-async def test_latency_delays_but_answers(
-    server: SimulatorServer, make_exchange: ExchangeFactory,
-) -> None:
-    ex = _okx(make_exchange, server)
-    server.sim.add_fault(FaultSpec(FaultKind.LATENCY, delay_s=0.3))
-    started = time.monotonic()
-    assert await ex.fetch_time() > 0
-    assert time.monotonic() - started >= 0.3
-
-
-@pytest.mark.asyncio
-async def test_same_seed_gives_identical_candles(make_exchange: ExchangeFactory) -> None:
-    results = []
-    for seed in (11, 11, 12):
-        async with SimulatorServer(sim_config(seed=seed), clock=ManualClock(T0)) as srv:
-            ex = make_exchange(ccxt.okx, srv.base_url)
-            await ex.load_markets()
-            results.append(await ex.fetch_ohlcv("SOL/USDT:USDT", "15m", limit=50))
-    assert results[0] == results[1]
-    assert results[0] != results[2]
-
-
 def _signed_headers(path: str, body: str = "", **override: str) -> dict[str, str]:
     """OKX's scheme by hand, so single headers can be dropped or spoiled."""
     stamp = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
@@ -383,3 +248,30 @@ async def test_header_checks_answer_okx_codes(
     assert (resp.status, body["code"]) == ((200, code) if code == "0" else (401, code))
     if code == "0":
         assert [d["ccy"] for d in body["data"][0]["details"]] == ["BTC"]
+
+
+class TestConformance(VenueConformance):
+    exchange_class = ccxt.okx
+    private_path = "/api/v5/account"
+    fault_errors: ClassVar[FaultErrors] = {
+        **GENERIC_FAULT_ERRORS,
+        FaultKind.RATE_LIMIT: ccxt.RateLimitExceeded,
+        FaultKind.MAINTENANCE: ccxt.OnMaintenance,
+        FaultKind.IP_NOT_WHITELISTED: ccxt.PermissionDenied,
+    }
+    credential_errors: ClassVar[CredentialErrors] = {
+        # fetch_balance: load_markets' asset/currencies is the first signed call
+        Credential.WRONG_SECRET: Expect(ccxt.AuthenticationError, "50113"),
+        Credential.UNKNOWN_KEY: Expect(ccxt.AuthenticationError, "50111"),
+        Credential.IP_NOT_WHITELISTED: Expect(ccxt.PermissionDenied, "50110"),  # an AuthError
+        # 50120 is missing from ccxt 4.5.90's OKX map: production raises a bare ExchangeError.
+        Credential.READ_ONLY_TRADE: Expect(ccxt.ExchangeError, "50120", exact=True),
+        Credential.STALE_TIMESTAMP: Expect(ccxt.InvalidNonce, "50102"),
+    }
+    blank_on_broken_json = ("last", "timestamp")
+    seeded_symbol = "SOL/USDT:USDT"
+    quote_total = 150_000  # one trading account: spot and swap wallet together
+    maker_fee = 0.0008
+
+    def exchange(self, make: ExchangeFactory, server: SimulatorServer, **config: Any) -> Any:
+        return _okx(make, server, **config)
