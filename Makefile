@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 BUF := node_modules/.bin/buf
 STAMP := $(VENV)/.installed
 
-.PHONY: all venv proto proto-check lint test demo bench clean
+.PHONY: all venv proto proto-check lint test soak demo bench clean
 
 all: test
 
@@ -87,6 +87,10 @@ systemd-check: systemd-tools $(STAMP)
 
 test: lint proto-check proto-breaking node-deps systemd-tools
 	$(VENV)/bin/pytest -q
+
+# The long form of tests/robustness: 20 SIGKILL rounds, 300 fuzzed requests per RPC.
+soak: $(STAMP)
+	CTS_SOAK_ROUNDS=20 CTS_FUZZ_EXAMPLES=300 $(VENV)/bin/pytest -q -s tests/robustness
 
 demo: $(STAMP)
 	$(PY) scripts/demo.py

@@ -66,7 +66,9 @@ def build_connection_services(
 ) -> ConnectionServices:
     registry = ExchangeRegistry.default()
     repository = ConnectionRepository(db)  # one instance: its index is the read model
-    manager = ConnectionManager(repository, keyring, registry)
+    manager = ConnectionManager(
+        repository, keyring, registry, active_engines=engines.active_connections
+    )
     exchanges = ExchangeAccess.build(
         registry, dict(config.exchange_endpoints), overrides=config.rate_limits
     )

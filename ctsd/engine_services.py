@@ -45,5 +45,5 @@ def build_engine_services(
                            "error": broken.error})
     store = SqlEngineStore(db)
     backend = ExchangeEngineBackend(connections, factory, credentials)
-    manager = EngineManager(store, backend, strategies)
+    manager = EngineManager(store, backend, strategies, locks=connections.locks)
     return EngineServices(engine_service(EngineServicer(manager, store, strategies)), manager)

@@ -17,7 +17,10 @@ class InstanceLock:
         self._fd: int | None = None
 
     def acquire(self, holder: str) -> None:
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:  # a read-only or missing state dir is the operator's to fix
+            raise ConfigurationError(f"cannot open lock file {self.path}: {exc.strerror}") from exc
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError as exc:
@@ -25,8 +28,12 @@ class InstanceLock:
             raise ConfigurationError(
                 f"state directory {self.path.parent} is in use by another ctsd process"
             ) from exc
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()} {holder}\n".encode())
+        try:
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()} {holder}\n".encode())
+        except OSError as exc:  # a full disk
+            os.close(fd)
+            raise ConfigurationError(f"cannot write lock file {self.path}: {exc.strerror}") from exc
         self._fd = fd
 
     def release(self) -> None:

@@ -137,8 +137,9 @@ def decode_config(config: pb.EngineConfig, strategies: StrategyRegistry) -> Engi
     if config.mode not in (pb.TRADING_MODE_UNSPECIFIED, pb.TRADING_MODE_PAPER,
                            pb.TRADING_MODE_LIVE):
         found.append(FieldViolation("config.mode", f"unknown mode {config.mode}"))
-    interval = (config.interval.ToTimedelta().total_seconds() if config.HasField("interval")
-                else DEFAULT_INTERVAL_S)
+    # Not ToTimedelta(): it overflows on seconds the domain's range check should refuse.
+    interval = (config.interval.seconds + config.interval.nanos / 1e9
+                if config.HasField("interval") else DEFAULT_INTERVAL_S)
     decoded = EngineConfig(
         strategy=config.strategy,
         symbols=tuple(config.symbols),

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import TypeVar
 
 from ctsd.connections.filtering import parse_filter
+from ctsd.connections.locks import ConnectionLocks
 from ctsd.connections.model import (
     Connection,
     ConnectionDraft,
@@ -68,11 +69,20 @@ class ConnectionManager:
         keyring: Keyring,
         exchanges: ExchangeRegistry,
         clock: Clock = utc_now,
+        active_engines: Callable[[], set[str]] = set,
+        locks: ConnectionLocks | None = None,
     ) -> None:
         self._repo = repository
         self._keyring = keyring
         self._exchanges = exchanges
         self._clock = clock
+        self._active_engines = active_engines  # connection ids an engine runs on
+        self._locks = locks or ConnectionLocks()  # shared with the engine manager
+
+    @property
+    def locks(self) -> ConnectionLocks:
+        """Per-connection locks that other use cases on a connection (engines) take too."""
+        return self._locks
 
     def exchanges(self) -> list[ExchangeSpec]:
         return self._exchanges.all()
@@ -147,13 +157,20 @@ class ConnectionManager:
         return await self.update(connection_id, ConnectionPatch(enabled=enabled), etag)
 
     async def delete(self, connection_id: str, etag: str, force: bool) -> None:
-        current = await self._repo.get(connection_id)
-        _check_etag(current, etag)
-        if current.predefined and not force:
-            raise FailedPrecondition(
-                f"connection {connection_id!r} is predefined; delete it with force"
-            )
-        await self._repo.delete(connection_id, current.revision if etag else None)
+        async with self._locks.lock(connection_id):  # no engine may start meanwhile
+            current = await self._repo.get(connection_id)
+            _check_etag(current, etag)
+            if current.predefined and not force:
+                raise FailedPrecondition(
+                    f"connection {connection_id!r} is predefined; delete it with force"
+                )
+            if connection_id in self._active_engines():
+                # Deleting under a running engine would leave it trading on a key that is gone.
+                raise FailedPrecondition(
+                    f"an engine runs on connection {connection_id!r}; stop it first "
+                    f"(cts engine stop {connection_id})"
+                )
+            await self._repo.delete(connection_id, current.revision if etag else None)
 
     def _apply(
         self, current: Connection, patch: ConnectionPatch

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from types import TracebackType
 
+from ctsd.connections.locks import ConnectionLocks
 from ctsd.engine.brokers.base import Broker
 from ctsd.engine.brokers.live import LiveBroker
 from ctsd.engine.brokers.paper import PaperBroker
@@ -67,8 +68,10 @@ class EngineManager:
         clock: EngineClock | None = None, hub: StatusHub | None = None,
         policy: RestartPolicy = DEFAULT_POLICY, engine_ids: Callable[[], str] = new_engine_id,
         heartbeat_s: float = 5.0, shutdown_grace_s: float = 10.0,
+        locks: ConnectionLocks | None = None,
     ) -> None:
         self._store = store
+        self._locks = locks or ConnectionLocks()  # shared with connection deletes
         self._backend = backend
         self._strategies = strategies
         self._clock = clock or SystemClock()
@@ -122,15 +125,20 @@ class EngineManager:
         validated = validate_config(config, self._strategies)
         self._claim(connection_id)
         try:
-            await self._release(connection_id)
-            resources = await self._open(connection_id, config.mode)
-            record = EngineRecord(connection_id, self._engine_ids(), config, DesiredState.RUNNING)
-            try:
-                await self._store.create_engine(record)
-            except BaseException:
-                await self._backend.close(connection_id)
-                raise
-            run = self._launch(record, validated, resources)
+            # Held until the engine is listed, so a delete of the connection either
+            # finishes first (and _open fails) or sees the engine and refuses.
+            async with self._locks.lock(connection_id):
+                await self._release(connection_id)
+                resources = await self._open(connection_id, config.mode)
+                record = EngineRecord(
+                    connection_id, self._engine_ids(), config, DesiredState.RUNNING
+                )
+                try:
+                    await self._store.create_engine(record)
+                except BaseException:
+                    await self._backend.close(connection_id)
+                    raise
+                run = self._launch(record, validated, resources)
         finally:
             self._claimed.discard(connection_id)
         return run.engine.status
