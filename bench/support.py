@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
+import select
 import shutil
 import signal
 import statistics
@@ -10,7 +13,10 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -25,25 +31,33 @@ REPO = Path(__file__).resolve().parent.parent
 class Daemon:
     """`ctsd` on a private state dir; `start()` returns seconds until SERVING."""
 
-    def __init__(self, root: Path | None = None) -> None:
+    def __init__(
+        self,
+        root: Path | None = None,
+        extra_args: Sequence[str] = (),
+        launcher: Sequence[str] | None = None,
+    ) -> None:
         self.root = root or Path(tempfile.mkdtemp(prefix="ctsb-", dir="/tmp"))
         self.socket = self.root / "ctsd.sock"
         self.address = f"unix:{self.socket}"
         self.proc: subprocess.Popen[bytes] | None = None
+        self.extra_args = list(extra_args)
+        """More `ctsd` flags, e.g. `--exchange-endpoint binance=URL`."""
+        self.launcher = list(launcher or [sys.executable, "-m", "ctsd"])
+        """The command before the flags (a bench may wrap `ctsd.cli.main`)."""
 
     def start(self, timeout: float = 30.0) -> float:
         started = time.perf_counter()
         self.proc = subprocess.Popen(
             [
-                sys.executable,
-                "-m",
-                "ctsd",
+                *self.launcher,
                 "--state-dir",
                 str(self.root / "state"),
                 "--listen",
                 self.address,
                 "--log-level",
                 "warning",
+                *self.extra_args,
             ],
             cwd=REPO,
             stderr=subprocess.DEVNULL,
@@ -108,3 +122,220 @@ def percentile(samples: list[float], q: float) -> float:
 
 def median(samples: list[float]) -> float:
     return statistics.median(samples) if samples else float("nan")
+
+
+# --- the simulator as a child process ----------------------------------------------------
+
+
+class SimProcess:
+    """`ctsd sim` in its own process on 127.0.0.1; `start()` returns its base URL.
+
+    With `count_weights`, the child (this module's `sim` entry) also totals the
+    Binance request weight it charged, per surface, and the requests per endpoint,
+    and adds them to `/admin/stats` under `bench_binance`: the simulator's own
+    counters stop at requests per venue.
+    """
+
+    def __init__(
+        self,
+        markets: int,
+        *,
+        limit_scale: float = 1.0,
+        window_scale: float = 1.0,
+        accounts: Sequence[dict[str, Any]] = (),
+        count_weights: bool = False,
+    ) -> None:
+        self.root = Path(tempfile.mkdtemp(prefix="ctsb-sim-", dir="/tmp"))
+        self.args = [
+            "--port", "0", "--markets", str(markets),
+            "--limit-scale", repr(limit_scale), "--window-scale", repr(window_scale),
+        ]  # fmt: skip
+        if accounts:
+            path = self.root / "accounts.json"
+            path.write_text(json.dumps({"accounts": list(accounts)}))
+            path.chmod(0o600)
+            self.args += ["--accounts", str(path)]
+        self.count_weights = count_weights
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.base_url = ""
+
+    def start(self, timeout: float = 120.0) -> str:
+        entry = ["-m", "bench.support", "sim"] if self.count_weights else ["-m", "ctsd.sim"]
+        self.proc = subprocess.Popen(
+            [sys.executable, *entry, *self.args],
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+        )
+        assert self.proc.stdout is not None
+        ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
+        line = self.proc.stdout.readline().decode() if ready else ""
+        found = re.search(r"listening on (http://\S+)", line)
+        if found is None:
+            raise TimeoutError(f"simulator did not start: {line!r}")
+        self.base_url = found.group(1)
+        return self.base_url
+
+    def admin(self, method: str, path: str, body: Any = None) -> Any:
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(
+            self.base_url + path, data=data, method=method,
+            headers={"Content-Type": "application/json"},
+        )  # fmt: skip
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            return json.loads(answer.read() or b"null")
+
+    def stats(self) -> dict[str, Any]:
+        result: dict[str, Any] = self.admin("GET", "/admin/stats")
+        return result
+
+    def reset(self) -> None:
+        self.admin("POST", "/admin/reset", {})
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def bench_accounts(count: int, prefix: str = "benchkey") -> list[dict[str, Any]]:
+    """`count` simulator accounts with distinct keys and a small spot balance."""
+    return [
+        {
+            "api_key": f"{prefix}{i:012d}",
+            "secret": os.urandom(16).hex(),
+            "balances": {"spot": {"USDT": "1000", "BTC": "0.01"}},
+            "permissions": ["read", "trade"],
+        }
+        for i in range(count)
+    ]
+
+
+def seed_accounts(address: str, accounts: Sequence[dict[str, Any]], first: int = 0) -> list[str]:
+    """One enabled Binance spot connection per simulator account, ids numbered from
+    `first`; returns their names."""
+    names = []
+    with grpc.insecure_channel(address) as ch:
+        stub = sgrpc.ConnectionServiceStub(ch)
+        for i, account in enumerate(accounts, start=first):
+            conn = pb.Connection(
+                display_name=f"bench {i:05d}",
+                exchange="binance",
+                api_type=pb.API_TYPE_SPOT,
+                enabled=True,
+                credentials=pb.Credentials(
+                    api_key=account["api_key"], api_secret=account["secret"]
+                ),
+            )
+            made = stub.CreateConnection(
+                spb.CreateConnectionRequest(connection=conn, connection_id=f"bench-{i:05d}")
+            )
+            names.append(made.name)
+    return names
+
+
+def _sim_counting_weights(argv: list[str]) -> int:
+    """`ctsd sim` with Binance's charged weight and per-endpoint requests in /admin/stats."""
+    from collections import Counter
+
+    from ctsd.sim import binance, state
+    from ctsd.sim.cli import main as sim_main
+
+    charged: Counter[str] = Counter()
+    paths: Counter[str] = Counter()
+    span = [0.0, 0.0]
+    charge, dispatch = binance.BinanceSim._charge, binance.BinanceSim.dispatch
+    snapshot, reset = state.Simulator.snapshot, state.Simulator.reset
+
+    def counted_charge(self: Any, surface: Any, ip: str, weight: int) -> Any:
+        verdict = charge(self, surface, ip, weight)  # raises when refused: not charged
+        charged[str(surface)] += weight
+        return verdict
+
+    async def counted_dispatch(self: Any, request: Any, endpoint: Any) -> Any:
+        now = time.monotonic()
+        span[0] = span[0] or now
+        span[1] = now
+        paths[f"{endpoint.method} {endpoint.path}"] += 1
+        return await dispatch(self, request, endpoint)
+
+    def counted_snapshot(self: Any) -> dict[str, Any]:
+        out = snapshot(self)
+        out["bench_binance"] = {
+            "charged_weight": dict(charged),
+            "requests_by_endpoint": dict(paths),
+            "first_to_last_request_s": span[1] - span[0],
+        }
+        return out
+
+    def counted_reset(self: Any) -> None:
+        reset(self)
+        charged.clear()
+        paths.clear()
+        span[:] = [0.0, 0.0]
+
+    binance.BinanceSim._charge = counted_charge  # type: ignore[method-assign]
+    binance.BinanceSim.dispatch = counted_dispatch  # type: ignore[method-assign]
+    state.Simulator.snapshot = counted_snapshot  # type: ignore[method-assign]
+    state.Simulator.reset = counted_reset  # type: ignore[method-assign]
+    return sim_main(argv)
+
+
+def _ctsd_with_limits(argv: list[str]) -> int:
+    """`ctsd` with rate-limit overrides, which its config file cannot carry yet.
+
+    `--limit EXCHANGE.NAME=LIMIT/INTERVAL_S` (repeatable), `--safety-margin M`,
+    `--guard-s G` and, to
+    diagnose, `--usage-headers ignore` (sliding windows disregard the exchange's usage
+    headers), then `--` and the daemon's own flags. The overrides go where
+    `ExchangeAccess.build` leaves them out: `ExchangeClientFactory(overrides=…)`.
+    """
+    from ctsd.exchanges import factory
+    from ctsd.ratelimit import LimitOverride, RateLimitOverrides
+    from ctsd.ratelimit.model import DEFAULT_GUARD_S, DEFAULT_SAFETY_MARGIN
+
+    split = argv.index("--")
+    own, rest = argv[:split], argv[split + 1 :]
+    margin, guard = DEFAULT_SAFETY_MARGIN, DEFAULT_GUARD_S
+    limits: dict[tuple[str, str], LimitOverride] = {}
+    for flag, value in zip(own[::2], own[1::2], strict=True):
+        if flag == "--safety-margin":
+            margin = float(value)
+        elif flag == "--guard-s":
+            guard = float(value)
+        elif flag == "--usage-headers" and value == "ignore":  # a diagnostic, not a setting
+            from ctsd.ratelimit import meters
+
+            meters.SlidingWindow.observe = lambda self, used, now: False  # type: ignore[method-assign]
+        elif flag == "--limit":
+            key, _, numbers = value.partition("=")
+            exchange, _, name = key.partition(".")
+            limit, _, interval = numbers.partition("/")
+            limits[(exchange, name)] = LimitOverride(float(limit), float(interval))
+        else:
+            raise SystemExit(f"unknown flag {flag}")
+    overrides = RateLimitOverrides(safety_margin=margin, guard_s=guard, limits=limits)
+    init = factory.ExchangeClientFactory.__init__
+
+    def patched(self: Any, *args: Any, **kwargs: Any) -> None:
+        kwargs["overrides"] = kwargs.get("overrides") or overrides
+        init(self, *args, **kwargs)
+
+    factory.ExchangeClientFactory.__init__ = patched  # type: ignore[method-assign]
+    from ctsd.cli import main as ctsd_main
+
+    return ctsd_main(rest)
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["sim"]:
+        sys.exit(_sim_counting_weights(sys.argv[2:]))
+    if sys.argv[1:2] == ["ctsd"]:
+        sys.exit(_ctsd_with_limits(sys.argv[2:]))
+    raise SystemExit("usage: python -m bench.support sim ARGS | ctsd [--limit ...] -- ARGS")
