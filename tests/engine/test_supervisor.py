@@ -4,16 +4,31 @@ from __future__ import annotations
 
 import asyncio
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 
+from ctsd.engine.clock import SystemClock
 from ctsd.engine.config import RiskLimits
+from ctsd.engine.manager import EngineManager
 from ctsd.engine.orders import OrderStatus
 from ctsd.engine.ports import DesiredState
 from ctsd.engine.status import EngineState, FailureCode
 from ctsd.engine.supervisor import RestartPolicy
+from ctsd.store.database import Database
+from ctsd.store.engines import SqlEngineStore
 from ctsd.strategies.model import Ticker
-from tests.engine.world import SMA_CLOSES, World, fragile, grid, sma
+from tests.engine.fakes import FakeBackend, ScriptedMarket, VirtualClock
+from tests.engine.world import (
+    REGISTRY,
+    SMA_CLOSES,
+    SYMBOL,
+    RecordingHub,
+    World,
+    fragile,
+    grid,
+    sma,
+)
 
 D = Decimal
 S = EngineState
@@ -110,3 +125,54 @@ async def test_a_hung_cycle_shows_as_stalled_and_shutdown_still_finishes() -> No
 def test_backoff_doubles_up_to_the_cap() -> None:
     policy = RestartPolicy(base_delay_s=1, max_delay_s=10)
     assert [policy.delay(n) for n in range(1, 7)] == [1, 2, 4, 8, 10, 10]
+
+
+def entered(hub: RecordingHub, connection_id: str, state: EngineState) -> list[float]:
+    """When the engine entered `state` (statuses repeat while it stays there)."""
+    found, previous = [], None
+    for at, status in hub.log:
+        if status.connection_id == connection_id:
+            if status.state is state and previous is not state:
+                found.append(at)
+            previous = status.state
+    return found
+
+
+REAL_TIME_RESTARTS = RestartPolicy(max_restarts=3, base_delay_s=0.1, max_delay_s=0.4)
+
+
+@pytest.mark.asyncio
+async def test_a_crashing_strategy_stays_isolated_on_the_real_sql_store(tmp_path: Path) -> None:
+    """Real time and a real SQLite store (its I/O runs on threads a virtual clock cannot
+    wait for): "a" runs the test-only `fragile` plugin, which raises on every cycle."""
+    clock = SystemClock()
+    still = VirtualClock()  # the scripted prices never move: "a" always sees its poison
+    markets = {"a": ScriptedMarket(still, {SYMBOL: [D(3)] * 30}),
+               "b": ScriptedMarket(still, {SYMBOL: SMA_CLOSES})}
+    hub = RecordingHub(clock)
+    db = await Database.open(tmp_path)
+    try:
+        store = SqlEngineStore(db)
+        manager = EngineManager(store, FakeBackend(markets, {}), REGISTRY, clock=clock, hub=hub,
+                                policy=REAL_TIME_RESTARTS, heartbeat_s=30, shutdown_grace_s=1)
+        async with manager:
+            await manager.start("b", sma(interval_s=1.0))
+            await manager.start("a", fragile("3"))
+            await asyncio.sleep(2.5)
+            a, b = manager.get("a"), manager.get("b")
+        records = {r.connection_id: r for r in await store.load_engines()}
+    finally:
+        await db.close()
+    failed, restarted = entered(hub, "a", S.FAILED), entered(hub, "a", S.STARTING)[1:]
+    assert len(failed) == 4 and len(restarted) == 3  # the fourth failure in a row is final
+    gaps = [start - fail for fail, start in zip(failed, restarted, strict=False)]
+    assert all(gap >= backoff - 0.01 for gap, backoff in zip(gaps, [0.1, 0.2, 0.4],
+                                                             strict=True)), gaps
+    assert a.state is S.FAILED and a.restarts == 3
+    assert a.failure is not None and a.failure.code is FailureCode.RESTART_LIMIT
+    assert records["a"].last_error == a.last_error == (
+        "RESTART_LIMIT: 4 failures in a row; last: ValueError: poisoned by 3")
+    # "b" ran on undisturbed: every cycle on time, never failed, never restarted.
+    assert not any(s.state is S.FAILED for _, s in hub.log if s.connection_id == "b")
+    assert (b.state, b.restarts, b.last_error) == (S.RUNNING, 0, "") and b.cycles >= 3
+    assert records["b"].desired is DesiredState.RUNNING
