@@ -248,7 +248,7 @@ def main() -> None:
         "allowed_rate_per_s": rate,
         "daemon_default_safety_margin": DEFAULT_SAFETY_MARGIN,
         "daemon_default_guard_s": DEFAULT_GUARD_S,
-        "daemon_limit_via": "bench.support ctsd --limit (no [rate_limits] in DaemonConfig)",
+        "daemon_limit_via": "[rate_limits] in the daemon config file (bench.support ctsd --limit)",
     }
     try:
         sim.start()

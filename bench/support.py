@@ -288,27 +288,21 @@ def _sim_counting_weights(argv: list[str]) -> int:
 
 
 def _ctsd_with_limits(argv: list[str]) -> int:
-    """`ctsd` with rate-limit overrides, which its config file cannot carry yet.
+    """`ctsd` with rate-limit overrides, written as the `[rate_limits]` table of a config file.
 
     `--limit EXCHANGE.NAME=LIMIT/INTERVAL_S` (repeatable), `--safety-margin M`,
-    `--guard-s G` and, to
-    diagnose, `--usage-headers ignore` (sliding windows disregard the exchange's usage
-    headers), then `--` and the daemon's own flags. The overrides go where
-    `ExchangeAccess.build` leaves them out: `ExchangeClientFactory(overrides=…)`.
+    `--guard-s G` and, to diagnose, `--usage-headers ignore` (sliding windows
+    disregard the exchange's usage headers), then `--` and the daemon's own flags.
     """
-    from ctsd.exchanges import factory
-    from ctsd.ratelimit import LimitOverride, RateLimitOverrides
-    from ctsd.ratelimit.model import DEFAULT_GUARD_S, DEFAULT_SAFETY_MARGIN
-
     split = argv.index("--")
     own, rest = argv[:split], argv[split + 1 :]
-    margin, guard = DEFAULT_SAFETY_MARGIN, DEFAULT_GUARD_S
-    limits: dict[tuple[str, str], LimitOverride] = {}
+    lines = ["[rate_limits]"]
+    tables: list[str] = []
     for flag, value in zip(own[::2], own[1::2], strict=True):
         if flag == "--safety-margin":
-            margin = float(value)
+            lines.append(f"safety_margin = {float(value)!r}")
         elif flag == "--guard-s":
-            guard = float(value)
+            lines.append(f"guard_s = {float(value)!r}")
         elif flag == "--usage-headers" and value == "ignore":  # a diagnostic, not a setting
             from ctsd.ratelimit import meters
 
@@ -317,20 +311,15 @@ def _ctsd_with_limits(argv: list[str]) -> int:
             key, _, numbers = value.partition("=")
             exchange, _, name = key.partition(".")
             limit, _, interval = numbers.partition("/")
-            limits[(exchange, name)] = LimitOverride(float(limit), float(interval))
+            tables += [f"[rate_limits.{exchange}.{name}]", f"limit = {float(limit)!r}",
+                       f"interval_s = {float(interval)!r}"]  # fmt: skip
         else:
             raise SystemExit(f"unknown flag {flag}")
-    overrides = RateLimitOverrides(safety_margin=margin, guard_s=guard, limits=limits)
-    init = factory.ExchangeClientFactory.__init__
-
-    def patched(self: Any, *args: Any, **kwargs: Any) -> None:
-        kwargs["overrides"] = kwargs.get("overrides") or overrides
-        init(self, *args, **kwargs)
-
-    factory.ExchangeClientFactory.__init__ = patched  # type: ignore[method-assign]
+    config = Path(tempfile.mkdtemp(prefix="ctsb-cfg-", dir="/tmp")) / "ctsd.toml"
+    config.write_text("\n".join([*lines, *tables]) + "\n")
     from ctsd.cli import main as ctsd_main
 
-    return ctsd_main(rest)
+    return ctsd_main(["--config", str(config), *rest])
 
 
 if __name__ == "__main__":
