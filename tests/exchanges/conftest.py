@@ -12,8 +12,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-import aiohttp
-import pytest
 import pytest_asyncio
 
 from ctsd.exchanges.client import ExchangeClient
@@ -69,18 +67,6 @@ MARKETS = (
 )
 
 ClientMaker = Callable[..., Awaitable[ExchangeClient]]
-
-
-async def venue_is_simulated(server: SimulatorServer, venue: str) -> bool:
-    """False while a venue is still the simulator's 501 placeholder."""
-    async with aiohttp.ClientSession() as session, session.get(
-            f"{server.venue_url(venue)}/__probe__") as response:
-        return response.status != 501
-
-
-async def require_venue(server: SimulatorServer, venue: str) -> None:
-    if not await venue_is_simulated(server, venue):
-        pytest.skip(f"the simulator does not serve {venue} yet")
 
 
 TEST_OVERRIDES = RateLimitOverrides(

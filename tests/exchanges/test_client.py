@@ -9,7 +9,7 @@ import pytest
 from ctsd.errors import NotFound
 from ctsd.exchanges.model import KeyPermissions
 from ctsd.sim.server import SimulatorServer
-from tests.exchanges.conftest import MARKETS, ClientMaker, Market, require_venue
+from tests.exchanges.conftest import MARKETS, ClientMaker, Market
 
 
 @pytest.mark.asyncio
@@ -17,7 +17,6 @@ from tests.exchanges.conftest import MARKETS, ClientMaker, Market, require_venue
 async def test_connection_test_questions(
     server: SimulatorServer, make_client: ClientMaker, market: Market,
 ) -> None:
-    await require_venue(server, market.exchange)
     client = await make_client(market.exchange, market.api_type)
     assert await client.load_markets() > 0
     clock = await client.server_time()
@@ -43,7 +42,6 @@ async def test_connection_test_questions(
 async def test_engine_calls(
     server: SimulatorServer, make_client: ClientMaker, market: Market,
 ) -> None:
-    await require_venue(server, market.exchange)
     client = await make_client(market.exchange, market.api_type)
     symbol = market.symbol
     terms = await client.market_terms(symbol)

@@ -39,7 +39,6 @@ from tests.exchanges.conftest import (
     credentials_for,
     exchange_sim_config,
     make_factory,
-    require_venue,
 )
 from tests.sim.conftest import trader_spec
 
@@ -75,7 +74,6 @@ async def test_bad_credentials_are_authentication(
     server: SimulatorServer, make_client: ClientMaker, exchange: str, case: str,
     expected: FailureClass,
 ) -> None:
-    await require_venue(server, exchange)
     if case == "unknown_key":
         credentials = variant(exchange, api_key="nobody-knows-this-key")
     else:
@@ -103,7 +101,6 @@ IP_NOT_ALLOWED = {
 async def test_ip_not_whitelisted(
     server: SimulatorServer, make_client: ClientMaker, exchange: str,
 ) -> None:
-    await require_venue(server, exchange)
     credentials = variant(exchange, api_key=f"fenced-{exchange}-key")
     server.sim.provision(trader_spec(api_key=credentials.api_key, secret=credentials.secret,
                                      ip_whitelist=("10.1.2.3",)))
@@ -118,7 +115,6 @@ async def test_ip_not_whitelisted(
 async def test_read_only_key_cannot_trade(
     server: SimulatorServer, make_client: ClientMaker, exchange: str,
 ) -> None:
-    await require_venue(server, exchange)
     credentials = variant(exchange, api_key=f"reader-{exchange}-key")
     server.sim.provision(trader_spec(api_key=credentials.api_key, secret=credentials.secret,
                                      permissions=frozenset({Permission.READ})))
@@ -171,7 +167,6 @@ async def test_transport_faults(
     server: SimulatorServer, make_client: ClientMaker, exchange: str, fault: FaultSpec,
     expected: FailureClass, kind: type[ExchangeFailure],
 ) -> None:
-    await require_venue(server, exchange)
     client = await make_client(exchange)
     await client.fetch_holdings()  # markets, account mode: cached, one request per call below
     server.sim.add_fault(fault)
@@ -190,7 +185,6 @@ async def test_rate_limited_answer_pauses_the_scope_for_retry_after(
     server: SimulatorServer, make_client: ClientMaker, factory: ExchangeClientFactory,
     exchange: str,
 ) -> None:
-    await require_venue(server, exchange)
     client = await make_client(exchange)
     await client.fetch_holdings()
     server.sim.add_fault(FaultSpec(FaultKind.RATE_LIMIT, retry_after_s=3))
@@ -205,7 +199,6 @@ async def test_rate_limited_answer_pauses_the_scope_for_retry_after(
 @pytest.mark.asyncio
 @pytest.mark.parametrize("exchange", VENUES)
 async def test_hung_request_is_timeout(server: SimulatorServer, exchange: str) -> None:
-    await require_venue(server, exchange)
     async with RateLimiter() as limiter, make_factory(
             server, limiter, timeout_s=0.15, overrides=TEST_OVERRIDES) as factory:
         client = await factory.client(ConnectionTarget(exchange, ApiType.SPOT),
@@ -222,7 +215,6 @@ async def test_hung_request_is_timeout(server: SimulatorServer, exchange: str) -
 async def test_order_rejections_say_why(
     server: SimulatorServer, make_client: ClientMaker, exchange: str,
 ) -> None:
-    await require_venue(server, exchange)
     client: ExchangeClient = await make_client(exchange)
     failure = await failure_of(lambda: client.create_order(
         "BTC/USDT", "buy", "market", Decimal("100")))  # 100 BTC: far beyond the balance

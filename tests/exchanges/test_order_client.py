@@ -28,7 +28,7 @@ from ctsd.ratelimit import Lane
 from ctsd.sim.faults import FaultKind, FaultSpec
 from ctsd.sim.server import SimulatorServer
 from ctsd.strategies.model import OrderType, Side
-from tests.exchanges.conftest import MARKETS, ClientMaker, Market, require_venue
+from tests.exchanges.conftest import MARKETS, ClientMaker, Market
 
 pytestmark = pytest.mark.asyncio
 BY_MARKET = pytest.mark.parametrize("market", MARKETS, ids=[m.id for m in MARKETS])
@@ -49,7 +49,6 @@ async def below_market(make_client: ClientMaker, market: Market) -> Decimal:
 async def test_an_order_placed_under_a_client_id_is_found_and_canceled_by_it(
     server: SimulatorServer, make_client: ClientMaker, market: Market,
 ) -> None:
-    await require_venue(server, market.exchange)
     orders = await orders_for(make_client, market)
     price, amount, cid = await below_market(make_client, market), Decimal(market.amount), (
         client_order_id("abcd", 1, 0))
@@ -75,7 +74,6 @@ async def test_an_order_placed_under_a_client_id_is_found_and_canceled_by_it(
 async def test_a_retried_placement_under_the_same_client_id_places_nothing_more(
     server: SimulatorServer, make_client: ClientMaker, market: Market,
 ) -> None:
-    await require_venue(server, market.exchange)
     orders = await orders_for(make_client, market)
     price, amount, cid = await below_market(make_client, market), Decimal(market.amount), (
         client_order_id("abcd", 2, 0))
@@ -92,7 +90,6 @@ async def test_a_retried_placement_under_the_same_client_id_places_nothing_more(
 async def test_a_filled_order_reports_its_cumulative_fill_and_fee(
     server: SimulatorServer, make_client: ClientMaker, market: Market,
 ) -> None:
-    await require_venue(server, market.exchange)
     orders = await orders_for(make_client, market)
     cid, amount = client_order_id("abcd", 3, 0), Decimal(market.amount)
     await orders.create_order(market.symbol, OrderType.MARKET, Side.BUY, amount, None, cid)
@@ -111,7 +108,6 @@ async def test_a_filled_order_reports_its_cumulative_fill_and_fee(
 async def test_insufficient_funds_is_a_client_error_and_places_nothing(
     server: SimulatorServer, make_client: ClientMaker, market: Market,
 ) -> None:
-    await require_venue(server, market.exchange)
     orders = await orders_for(make_client, market)
     cid = client_order_id("abcd", 4, 0)
     with pytest.raises(ClientError) as refused:
@@ -136,7 +132,6 @@ async def test_a_placement_whose_answer_is_lost_is_adopted_not_repeated(
 ) -> None:
     """The venue takes the order but its answer arrives cut in half: the broker may not know
     whether it landed, so it asks by the client id before sending again, and adopts it."""
-    await require_venue(server, market.exchange)
     price, amount = await below_market(make_client, market), Decimal(market.amount)
     orders = await orders_for(make_client, market)
     broker = LiveBroker(orders, [market.symbol], SystemClock(), check_before_place=False)
@@ -157,7 +152,6 @@ async def test_a_restarted_broker_reconciles_the_open_orders_it_placed(
 ) -> None:
     """The daemon died after sending two orders: one it recorded as PENDING, one it never
     recorded. A new broker, on a new client, resolves the first and adopts the second."""
-    await require_venue(server, market.exchange)
     price, amount = await below_market(make_client, market), Decimal(market.amount)
     before = LiveBroker(await orders_for(make_client, market), [market.symbol], SystemClock())
     requests = [OrderRequest(client_order_id("abcd", 5, i), market.symbol, Side.BUY,
