@@ -230,7 +230,13 @@ class EngineManager:
         broker: Broker
         if config.mode is TradingMode.LIVE:
             assert resources.orders is not None
-            broker = LiveBroker(resources.orders, config.symbols, self._clock)
+            # Client order ids carry the cycle number, which is stored before a cycle
+            # sends anything, so a first attempt's id is new to the venue: asking for it
+            # first would only add a round trip between market data and the order.
+            # Retries still ask, and reconciliation resolves whatever a crash left.
+            broker = LiveBroker(
+                resources.orders, config.symbols, self._clock, check_before_place=False
+            )
         else:
             broker = PaperBroker(config.paper, self._clock)
         engine = Engine(record, validated, broker, resources.market_data, self._store,
