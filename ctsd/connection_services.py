@@ -23,6 +23,7 @@ from ctsd.connections.batch_tester import BatchSettings, BatchTester
 from ctsd.connections.credentials import CredentialResolver
 from ctsd.connections.exchange_probe import ExchangeAccess
 from ctsd.connections.manager import ConnectionManager
+from ctsd.connections.results import TestResult
 from ctsd.connections.test_service import ConnectionTests
 from ctsd.connections.tester import ConnectionTester, ConnectionTesterSettings
 from ctsd.engine.activity import EngineActivity
@@ -63,6 +64,7 @@ def build_connection_services(
     keyring: Keyring,
     engines: EngineActivity,
     env: dict[str, str] | None = None,
+    on_test_result: Callable[[TestResult], None] | None = None,
 ) -> ConnectionServices:
     registry = ExchangeRegistry.default()
     repository = ConnectionRepository(db)  # one instance: its index is the read model
@@ -79,6 +81,7 @@ def build_connection_services(
         exchanges.open_probe,
         exchanges.classify,
         ConnectionTesterSettings(timeout_s=timeout),
+        on_result=on_test_result,
     )
     batch = BatchTester(
         repository,

@@ -40,7 +40,14 @@ from ctsd.engine_services import build_engine_services
 from ctsd.errors import ConfigurationError
 from ctsd.health.readiness import ReadinessMonitor
 from ctsd.instance_lock import InstanceLock
-from ctsd.ops.metrics import MetricsEndpoint, MetricsRegistry, RpcMetrics
+from ctsd.ops.metrics import (
+    ConnectionTestMetrics,
+    EngineCollector,
+    MetricsEndpoint,
+    MetricsRegistry,
+    RateLimitCollector,
+    RpcMetrics,
+)
 from ctsd.ops.sd_notify import Notifier, watchdog_interval
 from ctsd.ops.watchdog import Watchdog
 from ctsd.server import (
@@ -163,7 +170,10 @@ class Daemon:
         """The domain, built on the open store: the one place new services are wired."""
         # --- connections, connection tests, HealthService (ctsd.connection_services) ---
         activity = EngineActivity()  # connections report which of them run an engine
-        built = build_connection_services(self.config, db, keyring, activity, self._env)
+        on_test = ConnectionTestMetrics(self.metrics).observe if self.metrics.enabled else None
+        built = build_connection_services(self.config, db, keyring, activity, self._env,
+                                          on_test_result=on_test)
+        self.metrics.register(RateLimitCollector(built.exchanges.usage))
         for closer in built.closers:
             self.on_close(closer)
         self._readiness = built.readiness(self._set_serving)
@@ -171,6 +181,7 @@ class Daemon:
         engines = build_engine_services(db, built.connections, built.exchanges.factory,
                                         built.credentials)
         activity.attach(engines.manager.list)
+        self.metrics.register(EngineCollector(engines.manager.list))
         self._engines = engines.manager
         return [*built.services, engines.service]
 

@@ -71,8 +71,11 @@ class ConnectionTester:
         settings: ConnectionTesterSettings | None = None,
         now: Callable[[], datetime] = utc_now,
         monotonic: Callable[[], float] = time.monotonic,
+        on_result: Callable[[TestResult], None] | None = None,
     ) -> None:
         self._resolver = resolver
+        self._on_result = on_result
+        """Sees every result, single or batch (e.g. the daemon's metrics); None when unused."""
         self._open_probe = open_probe
         self._classify = classify
         self.settings = settings or ConnectionTesterSettings()
@@ -100,7 +103,7 @@ class ConnectionTester:
         """The result alone, and the time its requests waited for rate-limit budget."""
         run = TestRun(conn, self._now, self._monotonic, self._classify, lambda _line: None)
         await self._guarded(run, credentials)
-        return run.result(), run.limiter_wait_s()
+        return self._observed(run.result()), run.limiter_wait_s()
 
     async def _execute(
         self,
@@ -110,7 +113,12 @@ class ConnectionTester:
     ) -> None:
         run = TestRun(conn, self._now, self._monotonic, self._classify, emit)
         await self._guarded(run, credentials)
-        emit(run.result())
+        emit(self._observed(run.result()))
+
+    def _observed(self, result: TestResult) -> TestResult:
+        if self._on_result is not None:
+            self._on_result(result)
+        return result
 
     async def _guarded(self, run: TestRun, credentials: ApiCredentials | None) -> None:
         """Runs the steps under the deadline; every way out leaves a failure on `run`."""

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ctsd.errors import ConfigurationError
@@ -22,7 +24,12 @@ if TYPE_CHECKING:
     from wsgiref.simple_server import WSGIServer
 
     from prometheus_client import CollectorRegistry
+    from prometheus_client.metrics_core import Metric
     from prometheus_client.registry import Collector
+
+    from ctsd.connections.results import TestResult
+    from ctsd.engine.status import EngineStatus
+    from ctsd.ratelimit.model import ScopeUsage
 
 log = logging.getLogger("ctsd.ops")
 
@@ -150,6 +157,145 @@ class RpcMetrics:
 
     def auth_failed(self, method: str, reason: str) -> None:
         self._auth_failures.labels(*split_method(method), reason).inc()
+
+
+class ConnectionTestMetrics:
+    """Connection-test outcomes; `observe` is the tester's `on_result` callback."""
+
+    def __init__(self, registry: MetricsRegistry) -> None:
+        self._outcomes = registry.counter(
+            "ctsd_connection_tests_total",
+            "Connection-test results (single and batch), by status and failure class.",
+            ("status", "failure_class"),
+        )
+
+    def observe(self, result: TestResult) -> None:
+        failure = result.failure_class.code if result.failure_class is not None else "none"
+        self._outcomes.labels(result.status.value, failure).inc()
+
+
+class RateLimitCollector:
+    """Each rate-limit scope's usage, read from the limiter snapshot at scrape time.
+
+    Labelled by exchange and the scope's label (exchange/limit/owner, where an
+    account owner is shown only by its masked key hint).
+    """
+
+    def __init__(self, usage: Callable[[], Sequence[ScopeUsage]]) -> None:
+        self._usage = usage
+
+    def describe(self) -> list[Metric]:
+        return []  # nothing to read at registration; names are checked at scrape
+
+    def collect(self) -> Iterator[Metric]:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        labels = ("exchange", "scope")
+        gauges = {
+            "used": GaugeMetricFamily(
+                "ctsd_ratelimit_used", "Units counted in the current window.", labels=labels
+            ),
+            "limit": GaugeMetricFamily("ctsd_ratelimit_limit", "The scope's limit.", labels=labels),
+            "capacity": GaugeMetricFamily(
+                "ctsd_ratelimit_capacity",
+                "Units the limiter lets through per window.",
+                labels=labels,
+            ),
+            "queued": GaugeMetricFamily(
+                "ctsd_ratelimit_queued", "Requests queued for budget now.", labels=labels
+            ),
+            "paused": GaugeMetricFamily(
+                "ctsd_ratelimit_paused_seconds",
+                "Seconds until a pause ends; 0 when not paused.",
+                labels=labels,
+            ),
+        }
+        counters = {
+            "waits": CounterMetricFamily(
+                "ctsd_ratelimit_waits_total",
+                "Requests that had to queue for budget.",
+                labels=labels,
+            ),
+            "wait_time": CounterMetricFamily(
+                "ctsd_ratelimit_wait_seconds_total",
+                "Total time requests spent queued.",
+                labels=labels,
+            ),
+            "rejections": CounterMetricFamily(
+                "ctsd_ratelimit_rejections_total",
+                "429/418-style refusals from the exchange.",
+                labels=labels,
+            ),
+        }
+        for u in self._usage():
+            values = [u.key.exchange, u.key.label]
+            gauges["used"].add_metric(values, u.used)
+            gauges["limit"].add_metric(values, u.limit)
+            gauges["capacity"].add_metric(values, u.capacity)
+            gauges["queued"].add_metric(values, u.queued)
+            gauges["paused"].add_metric(values, u.paused_for_s)
+            counters["waits"].add_metric(values, u.waits)
+            counters["wait_time"].add_metric(values, u.wait_time_s)
+            counters["rejections"].add_metric(values, u.rejections)
+        yield from gauges.values()
+        yield from counters.values()
+
+
+class EngineCollector:
+    """Trade engines' states and counters, read from the engine manager at scrape time."""
+
+    def __init__(
+        self,
+        engines: Callable[[], Sequence[EngineStatus]],
+        now: Callable[[], float] = time.time,
+    ) -> None:
+        self._engines = engines
+        self._now = now
+
+    def describe(self) -> list[Metric]:
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        from ctsd.engine.status import EngineState
+
+        engines = self._engines()
+        by_state = GaugeMetricFamily("ctsd_engines", "Engines by state.", labels=("state",))
+        for state in EngineState:
+            by_state.add_metric([state.value], sum(1 for e in engines if e.state is state))
+        conn = ("connection_id",)
+        cycles = CounterMetricFamily(
+            "ctsd_engine_cycles_total", "Cycles the engine has run.", labels=conn
+        )
+        duration = GaugeMetricFamily(
+            "ctsd_engine_last_cycle_duration_seconds", "The last cycle's duration.", labels=conn
+        )
+        heartbeat = GaugeMetricFamily(
+            "ctsd_engine_heartbeat_age_seconds",
+            "Seconds since the engine last finished a cycle.",
+            labels=conn,
+        )
+        orders = CounterMetricFamily(
+            "ctsd_engine_orders_total",
+            "Orders by outcome (placed, filled, rejected).",
+            labels=(*conn, "outcome"),
+        )
+        restarts = CounterMetricFamily(
+            "ctsd_engine_restarts_total", "Times the engine was restarted.", labels=conn
+        )
+        now_ms = self._now() * 1000
+        for e in engines:
+            cid = [e.connection_id]
+            cycles.add_metric(cid, e.cycles)
+            duration.add_metric(cid, e.last_cycle_duration_s)
+            if e.heartbeat_ms:
+                heartbeat.add_metric(cid, max(0.0, (now_ms - e.heartbeat_ms) / 1000))
+            orders.add_metric([*cid, "placed"], e.orders_placed)
+            orders.add_metric([*cid, "filled"], e.orders_filled)
+            orders.add_metric([*cid, "rejected"], e.orders_rejected)
+            restarts.add_metric(cid, e.restarts)
+        yield from (by_state, cycles, duration, heartbeat, orders, restarts)
 
 
 def split_method(method: str) -> tuple[str, str]:

@@ -14,6 +14,8 @@ from cts.v1 import connection_service_pb2 as spb
 from cts.v1 import connection_service_pb2_grpc as sgrpc
 from tests.ops.conftest import TOKEN, MakeDaemon, Pki
 from tests.ops.daemon import OpsDaemon
+from tests.support.conn_tests import run_test, sim_connection
+from tests.support.simulator import running_simulator
 
 SERVICE = "cts.v1.ConnectionService"
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
@@ -79,6 +81,32 @@ def test_metrics_endpoint_counts_rpcs_latency_and_auth_failures(
     assert samples[("ctsd_auth_failures_total", failure)] == 1.0
     assert samples[("process_resident_memory_bytes", frozenset())] > 0
     assert TOKEN not in body
+
+
+def test_metrics_show_rate_limits_connection_tests_and_engines(make_daemon: MakeDaemon) -> None:
+    with running_simulator() as sim:
+        daemon = make_daemon([], start=False)
+        config = daemon.root / "ctsd.toml"
+        config.write_text(f'[exchanges.binance]\nendpoint = "{sim.base_url}"\n')
+        daemon.command += ["--config", str(config), "--metrics-listen", "127.0.0.1:0"]
+        daemon.start()
+        serving = daemon.wait_line(lambda r: r.get("msg") == "metrics serving")
+        metrics = str(serving["metrics_address"])
+        with grpc.insecure_channel(daemon.address) as channel:
+            stub = sgrpc.ConnectionServiceStub(channel)
+            conn = sim_connection(stub, sim, "metrics-binance")
+            run_test(stub, conn.name).final()
+        key = ("ctsd_connection_tests_total", labels(status="success", failure_class="none"))
+        body, samples = wait_for(daemon, metrics, key, 1.0)
+    assert samples[key] == 1.0
+    names = {name for name, _ in samples}
+    assert {"ctsd_ratelimit_used", "ctsd_ratelimit_limit", "ctsd_ratelimit_waits_total",
+            "ctsd_ratelimit_wait_seconds_total", "ctsd_ratelimit_rejections_total",
+            "ctsd_ratelimit_paused_seconds"} <= names  # fmt: skip
+    assert any(dict(lbls).get("exchange") == "binance" for name, lbls in samples
+               if name == "ctsd_ratelimit_used")  # fmt: skip
+    assert samples[("ctsd_engines", labels(state="running"))] == 0.0
+    assert "# TYPE ctsd_engine_cycles_total counter" in body  # declared even with no engines
 
 
 def test_metrics_are_off_by_default_and_cost_no_import() -> None:
