@@ -80,6 +80,7 @@ from bench.support import (  # noqa: E402
     percentile,
     seed_accounts,
 )
+from cts.engine_events import changed_engines  # noqa: E402
 from cts.v1 import connection_pb2 as cpb  # noqa: E402
 from cts.v1 import connection_service_pb2 as cspb  # noqa: E402
 from cts.v1 import connection_service_pb2_grpc as csgrpc  # noqa: E402
@@ -287,16 +288,14 @@ class CycleLog:
 
     async def follow(self, stub: sgrpc.EngineServiceAsyncStub) -> None:
         async for event in stub.WatchEngines(pb.WatchEnginesRequest()):
-            kind = event.WhichOneof("event")
-            if kind == "changed":
-                received = time.time_ns() / 1e6
-                engine = event.changed
+            received = time.time_ns() / 1e6
+            for engine in changed_engines(event):
                 seen = self.counts.get(engine.name, [0])[-1]
                 if engine.cycles > seen and engine.heartbeat_time == engine.last_cycle_time:
                     heartbeat = engine.heartbeat_time.ToNanoseconds() / 1e6
                     self.delivery.append((received, received - heartbeat))
                 self.take(engine)
-            elif kind == "snapshot":
+            if event.WhichOneof("event") == "snapshot":
                 self.resyncs += event.snapshot.resync
                 for engine in event.snapshot.engines:
                     self.take(engine)
@@ -360,7 +359,8 @@ async def run_watchers(address: str, count: int, seconds: float) -> None:
     channels = [grpc.aio.insecure_channel(address, options=[("grpc.use_local_subchannel_pool", 1)])
                 for _ in range(WATCH_CHANNELS)]
     latencies: list[float] = []
-    counts = {"changed": 0, "snapshot": 0, "resync": 0, "heartbeat": 0}
+    counts = {"changed": 0, "messages_with_changes": 0, "snapshot": 0, "resync": 0,
+              "heartbeat": 0}
     window = [0.0, 0.0]
     ready = asyncio.Event()
     pending = [count]
@@ -386,17 +386,19 @@ async def run_watchers(address: str, count: int, seconds: float) -> None:
                     counts["snapshot"] += 1
                     counts["resync"] += event.snapshot.resync
                 continue
-            if kind != "changed":
+            if kind == "heartbeat":
                 counts["heartbeat"] += in_window
                 continue
-            engine = event.changed
+            changed = changed_engines(event)
             if in_window:
-                counts["changed"] += 1
-            if engine.cycles > seen.get(engine.name, 0) and (
-                    engine.heartbeat_time == engine.last_cycle_time):
-                seen[engine.name] = engine.cycles
-                if in_window:
-                    latencies.append(received - engine.heartbeat_time.ToNanoseconds() / 1e6)
+                counts["messages_with_changes"] += 1
+                counts["changed"] += len(changed)
+            for engine in changed:
+                if engine.cycles > seen.get(engine.name, 0) and (
+                        engine.heartbeat_time == engine.last_cycle_time):
+                    seen[engine.name] = engine.cycles
+                    if in_window:
+                        latencies.append(received - engine.heartbeat_time.ToNanoseconds() / 1e6)
 
     tasks = [asyncio.create_task(one(i)) for i in range(count)]
     try:

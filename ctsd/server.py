@@ -31,6 +31,7 @@ from cts.v1 import (
 from ctsd.api.connections import ConnectionServicer
 from ctsd.api.engines import EngineServicer
 from ctsd.api.health import SystemHealthServicer
+from ctsd.api.pre_encoded import PreEncodedResponses
 from ctsd.api.status import ErrorTranslationInterceptor
 from ctsd.config import DaemonConfig, ListenAddress
 from ctsd.errors import ConfigurationError
@@ -50,6 +51,8 @@ class Service:
 
     name: str
     add_to: Callable[[grpc.aio.Server], None]
+    pre_encoded: frozenset[str] = frozenset()
+    """Full method names whose behaviour yields serialized bytes (`PreEncodedResponses`)."""
 
 
 def connection_service(servicer: ConnectionServicer) -> Service:
@@ -76,6 +79,7 @@ def engine_service(servicer: EngineServicer) -> Service:
         lambda server: engine_service_pb2_grpc.add_EngineServiceServicer_to_server(
             servicer, server
         ),
+        pre_encoded=frozenset({f"/{ENGINE_SERVICE}/WatchEngines"}),
     )
 
 
@@ -83,7 +87,11 @@ def build_server(
     services: Sequence[Service], interceptors: Sequence[grpc.aio.ServerInterceptor] = ()
 ) -> tuple[grpc.aio.Server, health_aio.HealthServicer]:
     server = grpc.aio.server(
-        interceptors=[*interceptors, ErrorTranslationInterceptor()],
+        interceptors=[
+            *interceptors,
+            ErrorTranslationInterceptor(),
+            PreEncodedResponses(frozenset().union(*(s.pre_encoded for s in services))),
+        ],
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", 16 * MAX_MESSAGE_BYTES),

@@ -31,7 +31,7 @@ from ctsd.engine.manager import CoordinatorHealth
 from ctsd.engine.market import DryRun
 from ctsd.engine.orders import Fill, Order, OrderStatus
 from ctsd.engine.status import EngineState, EngineStatus, FailureCode
-from ctsd.engine.watch import Changed, Heartbeat, Snapshot, WatchEvent
+from ctsd.engine.watch import Heartbeat
 from ctsd.errors import FieldViolation, InvalidArgument
 from ctsd.strategies.model import CancelIntent, OrderIntent, OrderType, Side
 from ctsd.strategies.registry import StrategyRegistry
@@ -215,15 +215,8 @@ def encode_engine(status: EngineStatus) -> pb.Engine:
     return engine
 
 
-def encode_watch_event(event: WatchEvent) -> pb.WatchEnginesResponse:
-    if isinstance(event, Snapshot):
-        return pb.WatchEnginesResponse(snapshot=pb.EngineSnapshot(
-            engines=[encode_engine(s) for s in event.statuses], resync=event.resync))
-    if isinstance(event, Changed):
-        return pb.WatchEnginesResponse(changed=encode_engine(event.status))
-    assert isinstance(event, Heartbeat)
-    return pb.WatchEnginesResponse(
-        heartbeat=pb.EngineHeartbeat(time=timestamp(_time(event.timestamp_ms))))
+def encode_heartbeat(beat: Heartbeat) -> pb.EngineHeartbeat:
+    return pb.EngineHeartbeat(time=timestamp(_time(beat.timestamp_ms)))
 
 
 def encode_health(health: CoordinatorHealth) -> pb.CoordinatorHealth:

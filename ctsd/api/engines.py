@@ -18,10 +18,10 @@ from ctsd.api.engine_codec import (
     encode_health,
     encode_order,
     encode_trade,
-    encode_watch_event,
     page,
     proto_field_paths,
 )
+from ctsd.api.watch_encoding import WatchEncoder
 from ctsd.engine.manager import EngineManager
 from ctsd.engine.ports import EngineStore
 from ctsd.errors import InvalidArgument
@@ -37,6 +37,7 @@ class EngineServicer(sgrpc.EngineServiceServicer):
         self._manager = manager
         self._store = store
         self._strategies = strategies
+        self._watch_encoder = WatchEncoder()
 
     async def StartEngine(self, request: pb.StartEngineRequest, context: Context) -> pb.Engine:
         connection_id = connection_id_from_engine_name(request.name)
@@ -59,13 +60,15 @@ class EngineServicer(sgrpc.EngineServiceServicer):
     ) -> pb.ListEnginesResponse:
         return pb.ListEnginesResponse(engines=[encode_engine(s) for s in self._manager.list()])
 
-    async def WatchEngines(
+    async def WatchEngines(  # type: ignore[override]  # yields serialized responses
         self, request: pb.WatchEnginesRequest, context: Context
-    ) -> AsyncIterator[pb.WatchEnginesResponse]:
+    ) -> AsyncIterator[bytes]:
+        """Each message is everything queued since the last one, so a watcher that
+        is written to slower than engines change gets larger messages, not a backlog."""
         watcher = self._manager.watch()
         try:  # the watcher is closed however the stream ends: client cancel or shutdown
-            async for event in watcher:
-                yield encode_watch_event(event)
+            while True:
+                yield self._watch_encoder.encode(await watcher.next_batch())
         finally:
             watcher.close()
 

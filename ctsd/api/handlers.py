@@ -8,6 +8,7 @@ stream behaviour may be an async generator or a coroutine that calls
 
 from __future__ import annotations
 
+import abc
 import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
@@ -68,17 +69,19 @@ def wrap_handler(handler: Handler, method: str, around: Around) -> Handler:
     return handler
 
 
-class WrappingInterceptor(grpc.aio.ServerInterceptor):
-    """Applies `around` to every known method; wraps each method once and reuses it.
+class RewritingInterceptor(grpc.aio.ServerInterceptor):
+    """Rewrites each known method's handler once (`rewrite`) and reuses the result.
 
-    Unknown method names come from clients and are never cached or wrapped:
+    Unknown method names come from clients and are never cached or rewritten:
     grpc answers UNIMPLEMENTED for them, and they cannot grow our memory.
     """
 
-    def __init__(self, around: Around, skip: Callable[[str], bool] = lambda _m: False) -> None:
-        self._around = around
-        self._skip = skip
+    def __init__(self) -> None:
         self._cache: dict[str, Handler] = {}
+
+    @abc.abstractmethod
+    def rewrite(self, handler: Handler, method: str) -> Handler:
+        """The handler to serve `method` with from now on."""
 
     async def intercept_service(
         self,
@@ -90,8 +93,19 @@ class WrappingInterceptor(grpc.aio.ServerInterceptor):
         if cached is not None:
             return cached
         handler = await continuation(handler_call_details)
-        if handler is None or self._skip(method):
-            return handler
-        wrapped = wrap_handler(handler, method, self._around)
-        self._cache[method] = wrapped
-        return wrapped
+        if handler is None:
+            return None
+        self._cache[method] = rewritten = self.rewrite(handler, method)
+        return rewritten
+
+
+class WrappingInterceptor(RewritingInterceptor):
+    """Applies `around` to every known method but those `skip` names."""
+
+    def __init__(self, around: Around, skip: Callable[[str], bool] = lambda _m: False) -> None:
+        super().__init__()
+        self._around = around
+        self._skip = skip
+
+    def rewrite(self, handler: Handler, method: str) -> Handler:
+        return handler if self._skip(method) else wrap_handler(handler, method, self._around)

@@ -37,16 +37,17 @@ class Heartbeat:
     timestamp_ms: int
 
 
-WatchEvent = Snapshot | Changed | Heartbeat
+Queued = Changed | Heartbeat
+WatchEvent = Snapshot | Queued
 
 
 class Watcher:
-    """One subscriber's bounded view; read with `async for` or `next_event()`."""
+    """One subscriber's bounded view; read with `async for`, `next_event()` or `next_batch()`."""
 
     def __init__(self, hub: StatusHub, capacity: int) -> None:
         self._hub = hub
         self._capacity = capacity
-        self._events: deque[WatchEvent] = deque()
+        self._events: deque[Queued] = deque()
         self._wakeup = asyncio.Event()
         self._snapshot_due = True
         self._resync = False
@@ -54,7 +55,7 @@ class Watcher:
         """How often this watcher fell behind: for metrics and tests."""
         self._wakeup.set()
 
-    def offer(self, event: WatchEvent) -> None:
+    def offer(self, event: Queued) -> None:
         if self._snapshot_due:
             return  # the snapshot about to be read is at least as new as this event
         if len(self._events) >= self._capacity:
@@ -70,15 +71,32 @@ class Watcher:
         return len(self._events)
 
     async def next_event(self) -> WatchEvent:
+        await self._readable()
+        return self._take_snapshot() if self._snapshot_due else self._events.popleft()
+
+    async def next_batch(self) -> Snapshot | tuple[Queued, ...]:
+        """The due snapshot, or every queued event at once, oldest first.
+
+        A writer that drains the whole queue per message sends fewer, larger
+        messages exactly when events arrive faster than it writes: the batch
+        grows with the backlog instead of the backlog growing into a resync.
+        """
+        await self._readable()
+        if self._snapshot_due:
+            return self._take_snapshot()
+        events = tuple(self._events)
+        self._events.clear()
+        return events
+
+    async def _readable(self) -> None:
         while not self._snapshot_due and not self._events:
             self._wakeup.clear()
             await self._wakeup.wait()
-        if self._snapshot_due:
-            self._snapshot_due = False
-            snapshot = Snapshot(self._hub.snapshot(), self._resync)
-            self._resync = False
-            return snapshot
-        return self._events.popleft()
+
+    def _take_snapshot(self) -> Snapshot:
+        snapshot = Snapshot(self._hub.snapshot(), self._resync)
+        self._snapshot_due = self._resync = False
+        return snapshot
 
     def __aiter__(self) -> AsyncIterator[WatchEvent]:
         return self

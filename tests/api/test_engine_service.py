@@ -9,6 +9,7 @@ import grpc
 import pytest
 from google.protobuf import duration_pb2
 
+from cts.engine_events import changed_engines
 from cts.v1 import connection_pb2 as cpb
 from cts.v1 import connection_service_pb2 as cspb
 from cts.v1 import connection_service_pb2_grpc as csgrpc
@@ -67,8 +68,7 @@ def test_a_paper_engine_runs_on_the_simulator_and_stops(
     running = wait_for(engines, name, lambda e: e.state == pb.ENGINE_STATE_RUNNING
                        and e.cycles >= 2)
     assert running.heartbeat_time.seconds > 0 and not running.last_error
-    changed = next(e for e in watch if e.WhichOneof("event") == "changed")
-    assert changed.changed.name == name
+    assert next(e.name for event in watch for e in changed_engines(event)) == name
     assert name in [e.name for e in engines.ListEngines(pb.ListEnginesRequest()).engines]
     dry = engines.TestEngine(pb.TestEngineRequest(name=name))
     assert [t.symbol for t in dry.tickers] == [SYMBOL] and dry.tickers[0].last

@@ -229,5 +229,8 @@ def test_the_watch_board_keeps_the_newest_version_of_each_engine() -> None:
     assert [e.version for e in board.engines()] == [2]  # a stale event is dropped
     board.apply(pb.WatchEnginesResponse(changed=engine(3)))
     assert [e.version for e in board.engines()] == [3]
+    batch = pb.WatchEnginesResponse(changes=pb.EngineChanges(engines=[engine(5), engine(4)]))
+    assert board.apply(batch) == "changed a"
+    assert [e.version for e in board.engines()] == [5]  # the newest in a batch wins too
     resync = pb.WatchEnginesResponse(snapshot=pb.EngineSnapshot(resync=True))
     assert (board.apply(resync), board.engines()) == ("resync", [])

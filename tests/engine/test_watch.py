@@ -79,3 +79,21 @@ def test_closing_unsubscribes() -> None:
     watcher.close()
     assert hub.watcher_count == 0
     hub.publish(replace(status("a"), cycles=3))  # nobody to tell: must not fail
+
+
+@pytest.mark.asyncio
+async def test_a_batch_read_takes_everything_queued_in_order() -> None:
+    hub = StatusHub()
+    watcher = hub.subscribe()
+    assert await watcher.next_batch() == Snapshot(())
+    hub.publish(status("a", cycles=1))
+    hub.heartbeat(5)
+    hub.publish(status("b", cycles=1))
+    assert await watcher.next_batch() == (
+        Changed(status("a", cycles=1)), Heartbeat(5), Changed(status("b", cycles=1)))
+    assert watcher.backlog == 0
+    pending = asyncio.ensure_future(watcher.next_batch())
+    await asyncio.sleep(0)
+    assert not pending.done()  # an empty queue waits, it never returns an empty batch
+    hub.publish(status("a", cycles=2))
+    assert await asyncio.wait_for(pending, 1) == (Changed(status("a", cycles=2)),)

@@ -33,6 +33,7 @@ from cts.cli import engine_views
 from cts.cli.client import Context, open_channel
 from cts.cli.errors import EXIT_OK, EXIT_USAGE, UsageError
 from cts.cli.output import JSON, dump_json, message_to_json
+from cts.engine_events import changed_engines
 from cts.v1 import engine_service_pb2 as pb
 from cts.v1 import engine_service_pb2_grpc as pb_grpc
 
@@ -408,12 +409,17 @@ class EngineBoard:
         if kind == "snapshot":
             self._engines = {e.name: e for e in event.snapshot.engines}
             return "resync" if event.snapshot.resync else "snapshot"
-        if kind == "changed":
-            known = self._engines.get(event.changed.name)
-            if known is None or known.version <= event.changed.version:
-                self._engines[event.changed.name] = event.changed
-            return f"changed {engine_views.engine_id(event.changed.name)}"
+        changed = changed_engines(event)
+        for engine in changed:
+            self._fold(engine)
+        if changed:
+            return f"changed {', '.join(sorted({engine_views.engine_id(e.name) for e in changed}))}"
         return "heartbeat"
+
+    def _fold(self, engine: pb.Engine) -> None:
+        known = self._engines.get(engine.name)
+        if known is None or known.version <= engine.version:
+            self._engines[engine.name] = engine
 
     def engines(self) -> list[pb.Engine]:
         return [self._engines[name] for name in sorted(self._engines)]

@@ -729,6 +729,32 @@ class EngineHeartbeat(_message.Message):
 Global___EngineHeartbeat: _TypeAlias = EngineHeartbeat  # noqa: Y015
 
 @_typing.final
+class EngineChanges(_message.Message):
+    """Changes that queued up for a watcher while it was being written to, oldest
+    first; an engine may appear more than once.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ENGINES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def engines(self) -> _containers.RepeatedCompositeFieldContainer[Global___Engine]:
+        """Each engine as it was after the change."""
+
+    def __init__(
+        self,
+        *,
+        engines: _abc.Iterable[Global___Engine] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["engines", b"engines"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EngineChanges: _TypeAlias = EngineChanges  # noqa: Y015
+
+@_typing.final
 class WatchEnginesResponse(_message.Message):
     """One event of WatchEngines."""
 
@@ -737,6 +763,7 @@ class WatchEnginesResponse(_message.Message):
     SNAPSHOT_FIELD_NUMBER: _builtins.int
     CHANGED_FIELD_NUMBER: _builtins.int
     HEARTBEAT_FIELD_NUMBER: _builtins.int
+    CHANGES_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def snapshot(self) -> Global___EngineSnapshot:
         """Every engine: the first message, and after a resync."""
@@ -749,18 +776,26 @@ class WatchEnginesResponse(_message.Message):
     def heartbeat(self) -> Global___EngineHeartbeat:
         """Nothing changed for a while."""
 
+    @_builtins.property
+    def changes(self) -> Global___EngineChanges:
+        """Several changes in one message: sent instead of `changed` when more than
+        one change is waiting, so a busy daemon sends fewer, larger messages
+        rather than falling behind.
+        """
+
     def __init__(
         self,
         *,
         snapshot: Global___EngineSnapshot | None = ...,
         changed: Global___Engine | None = ...,
         heartbeat: Global___EngineHeartbeat | None = ...,
+        changes: Global___EngineChanges | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["changed", b"changed", "event", b"event", "heartbeat", b"heartbeat", "snapshot", b"snapshot"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["changed", b"changed", "changes", b"changes", "event", b"event", "heartbeat", b"heartbeat", "snapshot", b"snapshot"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["changed", b"changed", "event", b"event", "heartbeat", b"heartbeat", "snapshot", b"snapshot"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["changed", b"changed", "changes", b"changes", "event", b"event", "heartbeat", b"heartbeat", "snapshot", b"snapshot"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_event: _TypeAlias = _typing.Literal["snapshot", "changed", "heartbeat"]  # noqa: Y015
+    _WhichOneofReturnType_event: _TypeAlias = _typing.Literal["snapshot", "changed", "heartbeat", "changes"]  # noqa: Y015
     _WhichOneofArgType_event: _TypeAlias = _typing.Literal["event", b"event"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_event) -> _WhichOneofReturnType_event | None: ...
 
