@@ -105,6 +105,8 @@ class Engine:
         await self._store.save_cycle(self.connection_id, self._cycle)
         if not self._infos:  # market facts are not reconciliation: a failure here may retry
             self._infos = await fetch_infos(self._market_data, self.config.symbols)
+        for execution in await self._broker.refresh():
+            await self._book(execution)
         market = await fetch_snapshot(self._market_data, self._infos, self._strategy.needs,
                                       self._clock)
         self._marks = {m.info.symbol: m.ticker.last for m in market.symbols}

@@ -32,8 +32,15 @@ class Broker(Protocol):
 
     async def fetch_order(self, order: Order) -> Execution: ...
 
+    async def refresh(self) -> tuple[Execution, ...]:
+        """Fills and state changes of resting orders the venue reports since the last call,
+        and the balance. The engine asks before fetching prices: the decision then runs
+        on the freshest thing it reads, and no venue round trip sits between the prices
+        arriving and the orders leaving."""
+        ...
+
     async def poll(self, market: MarketSnapshot) -> tuple[Execution, ...]:
-        """Fills and state changes of resting orders since the last call."""
+        """Fills this cycle's prices cause by themselves (PAPER's matching); no venue call."""
         ...
 
     def open_orders(self) -> tuple[Order, ...]:

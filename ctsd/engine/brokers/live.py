@@ -102,7 +102,7 @@ class LiveBroker:
         remote = await self._client.fetch_order(order.symbol, order.client_order_id)
         return Execution(order) if remote is None else self._track(self._merge(order, remote))
 
-    async def poll(self, market: MarketSnapshot) -> tuple[Execution, ...]:
+    async def refresh(self) -> tuple[Execution, ...]:
         changed: list[Execution] = []
         for symbol in sorted({o.symbol for o in self._book.values()}):
             listed = await self._client.fetch_open_orders(symbol)
@@ -120,6 +120,9 @@ class LiveBroker:
                     changed.append(self._track(execution))
         self._balances = await self._client.fetch_balance()
         return tuple(changed)
+
+    async def poll(self, market: MarketSnapshot) -> tuple[Execution, ...]:
+        return ()  # the venue matches live orders; `refresh` reports what it did
 
     def _track(self, execution: Execution) -> Execution:
         order = execution.order

@@ -102,6 +102,9 @@ class PaperBroker:
     async def fetch_order(self, order: Order) -> Execution:
         return Execution(self._book.get(order.client_order_id, order))
 
+    async def refresh(self) -> tuple[Execution, ...]:
+        return ()  # paper orders fill in `poll`, against this cycle's prices
+
     async def poll(self, market: MarketSnapshot) -> tuple[Execution, ...]:
         self._market = market
         executions = []

@@ -97,12 +97,12 @@ async def test_fills_come_from_cumulative_amounts_and_are_never_booked_twice() -
     broker = live(exchange)
     order = (await broker.place(request())).order
     exchange.fill(order.client_order_id, D("0.4"), D(95), fee=D("0.04"))
-    [partial] = await broker.poll(EMPTY)
+    [partial] = await broker.refresh()
     assert partial.order.status is OrderStatus.OPEN
     assert [(f.amount, f.price, f.fee) for f in partial.fills] == [(D("0.4"), D(95), D("0.04"))]
-    assert await broker.poll(EMPTY) == ()
+    assert await broker.refresh() == ()
     exchange.fill(order.client_order_id, D("0.6"), D(94), fee=D("0.06"))
-    [rest] = await broker.poll(EMPTY)
+    [rest] = await broker.refresh()
     assert rest.order.status is OrderStatus.FILLED
     assert [(f.amount, f.price, f.fee) for f in rest.fills] == [(D("0.6"), D(94), D("0.06"))]
     assert partial.fills[0].trade_id != rest.fills[0].trade_id
