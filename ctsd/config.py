@@ -1,8 +1,9 @@
 """Daemon settings: embedded defaults, an optional TOML file, then flags.
 
 Frozen and typed, so a setting read anywhere is the one validated here. The
-file has three tables: `[daemon]` (listen, paths, logs, metrics), `[tls]`
-and `[auth]`; `systemd/ctsd.toml.example` shows every key. TLS material and
+file's tables: `[daemon]` (listen, paths, logs, metrics), `[tls]`, `[auth]`,
+`[batch]`, `[engines]`, `[exchanges.<id>]` and `[rate_limits]`;
+`systemd/ctsd.toml.example` shows every key. TLS material and
 the bearer token may instead come from systemd credentials (`LoadCredential=`
 names in `CREDENTIAL_NAMES`), used when the file names no path.
 """
@@ -14,12 +15,15 @@ import os
 import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from cts.address import SOCKET_NAME, default_state_dir
 from ctsd.errors import ConfigurationError
 from ctsd.ratelimit.config import RateLimitOverrides
+
+if TYPE_CHECKING:
+    from ctsd.exchanges.registry import ExchangeRegistry
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("logfmt", "json")
@@ -143,6 +147,7 @@ class DaemonConfig:
     exchange_endpoints: tuple[tuple[str, str], ...] = ()  # (exchange id, base URL)
     batch: BatchConfig = field(default_factory=lambda: BatchConfig())
     rate_limits: RateLimitOverrides = field(default_factory=RateLimitOverrides)
+    engines: EnginesConfig = field(default_factory=lambda: EnginesConfig())
 
     @property
     def authenticates(self) -> bool:
@@ -158,6 +163,7 @@ _TABLES = {
     "tls": {"cert_file", "key_file", "client_ca_file"},
     "auth": {"token_file", "client_names", "open_services"},
     "batch": {"concurrency", "item_timeout_s", "max_attempts"},
+    "engines": {"cancel_orders_on_shutdown"},
 }  # fmt: skip
 
 
@@ -174,7 +180,7 @@ def _read_file(path: Path) -> dict[str, Any]:
     unknown = sorted(set(data) - set(_TABLES))
     flat: dict[str, Any] = {
         "exchange_endpoints": _exchange_tables(exchanges, path),
-        "rate_limits": RateLimitOverrides.from_mapping(rate_limits),
+        "rate_limits": _rate_limit_tables(rate_limits, path),
     }
     for table, keys in _TABLES.items():
         section = data.get(table, {})
@@ -279,6 +285,7 @@ def load_config(
         exchange_endpoints=_endpoints(settings),
         batch=_batch(settings),
         rate_limits=settings.get("rate_limits") or RateLimitOverrides(),
+        engines=_engines(settings),
     )
 
 
@@ -297,10 +304,23 @@ class BatchConfig:
     max_attempts: int = 3
 
 
+@dataclass(frozen=True)
+class EnginesConfig:
+    """What the daemon does with running engines; the engine manager gets plain values."""
+
+    cancel_orders_on_shutdown: bool = False
+    """True: a shutdown cancels each engine's open orders before it stops. False: they rest
+    on the venue and the engine reconciles them when it resumes after the restart."""
+
+
 def _exchange_ids() -> list[str]:
+    return _registry().ids()
+
+
+def _registry() -> ExchangeRegistry:
     from ctsd.exchanges.registry import ExchangeRegistry
 
-    return ExchangeRegistry.default().ids()
+    return ExchangeRegistry.default()
 
 
 def _check_url(what: str, url: object) -> str:
@@ -324,6 +344,25 @@ def _exchange_tables(tables: object, path: Path) -> dict[str, str]:
         if "endpoint" in table:
             found[exchange] = _check_url(f"exchanges.{exchange}.endpoint", table["endpoint"])
     return found
+
+
+def _rate_limit_tables(table: object, path: Path) -> RateLimitOverrides:
+    """`[rate_limits]`, every override naming a limit its exchange declares: a misspelt
+    name would otherwise be ignored, and the limit the operator meant to lower kept."""
+    if not isinstance(table, dict):
+        raise ConfigurationError(f"config {path}: [rate_limits] must be a table")
+    overrides = RateLimitOverrides.from_mapping(table)
+    registry = _registry()
+    for exchange, name in overrides.limits:
+        spec = registry.get(exchange)
+        if spec is None:
+            raise ConfigurationError(f"config {path}: [rate_limits.{exchange}.{name}]: "
+                                     f"exchange must be one of {', '.join(registry.ids())}")
+        names = [limit.name for limit in spec.rate_limits]
+        if name not in names:
+            raise ConfigurationError(f"config {path}: [rate_limits.{exchange}.{name}]: "
+                                     f"{exchange} limits are {', '.join(names)}")
+    return overrides
 
 
 def _endpoints(settings: dict[str, Any]) -> tuple[tuple[str, str], ...]:
@@ -354,6 +393,13 @@ def _batch(settings: dict[str, Any]) -> BatchConfig:
     if not _is_int_in(attempts, 1, 10):
         raise ConfigurationError("batch max_attempts must be an integer from 1 to 10")
     return BatchConfig(int(concurrency), float(timeout), int(attempts))
+
+
+def _engines(settings: dict[str, Any]) -> EnginesConfig:
+    cancel = settings.get("engines_cancel_orders_on_shutdown", False)
+    if not isinstance(cancel, bool):
+        raise ConfigurationError("engines cancel_orders_on_shutdown must be true or false")
+    return EnginesConfig(cancel_orders_on_shutdown=cancel)
 
 
 def _is_int_in(value: object, low: int, high: int) -> bool:

@@ -39,6 +39,7 @@ from ctsd.vault.master_key import locate_key
 from ctsd.vault.sealer import Keyring
 
 Closer = Callable[[], Awaitable[None]]
+Reloader = Callable[[DaemonConfig], Awaitable[None]]
 
 
 @dataclass
@@ -46,6 +47,8 @@ class ConnectionServices:
     services: list[Service]
     checks: StartupChecks
     closers: list[Closer]
+    reloaders: list[Reloader]
+    """Run on SIGHUP with the new config: the rate limits of every client, open ones too."""
     connections: ConnectionManager
     """For the engine wiring (`ctsd.engine_services`): which connections may run engines."""
     exchanges: ExchangeAccess
@@ -74,6 +77,10 @@ def build_connection_services(
     exchanges = ExchangeAccess.build(
         registry, dict(config.exchange_endpoints), overrides=config.rate_limits
     )
+
+    async def reload_rate_limits(new: DaemonConfig) -> None:
+        exchanges.relimit(new.rate_limits)
+
     resolver = CredentialResolver(repository, keyring)
     timeout = config.batch.item_timeout_s
     tester = ConnectionTester(
@@ -118,6 +125,7 @@ def build_connection_services(
         ],
         checks=checks,
         closers=[exchanges.close],
+        reloaders=[reload_rate_limits],
         connections=manager,
         exchanges=exchanges,
         credentials=resolver,

@@ -71,7 +71,7 @@ Reloader = Callable[[DaemonConfig], Awaitable[None]]
 # Settings read once at start; a reload that changes them says so and keeps the old ones.
 RESTART_ONLY = (
     "state_dir", "listen", "master_key_file", "metrics_listen", "socket_mode", "socket_group",
-    "tls", "auth", "grace_seconds", "exchange_endpoints", "batch", "rate_limits",
+    "tls", "auth", "grace_seconds", "exchange_endpoints", "batch", "engines",
 )  # fmt: skip
 
 
@@ -176,10 +176,12 @@ class Daemon:
         self.metrics.register(RateLimitCollector(built.exchanges.usage))
         for closer in built.closers:
             self.on_close(closer)
+        for reloader in built.reloaders:
+            self.on_reload(reloader)
         self._readiness = built.readiness(self._set_serving)
         # --- trade engines (ctsd.engine_services), on the connections' exchange clients ---
         engines = build_engine_services(db, built.connections, built.exchanges.factory,
-                                        built.credentials)
+                                        built.credentials, self.config.engines)
         activity.attach(engines.manager.list)
         self.metrics.register(EngineCollector(engines.manager.list))
         self._engines = engines.manager
@@ -277,7 +279,9 @@ class Daemon:
 
 
 def _with_reloadable(running: DaemonConfig, new: DaemonConfig) -> DaemonConfig:
-    return replace(running, log_level=new.log_level, log_format=new.log_format)
+    """The running config with what a reload applies: logs here, rate limits by their hook."""
+    return replace(running, log_level=new.log_level, log_format=new.log_format,
+                   rate_limits=new.rate_limits)
 
 
 async def run_daemon(

@@ -15,6 +15,7 @@ import logging
 from dataclasses import dataclass
 
 from ctsd.api.engines import EngineServicer
+from ctsd.config import EnginesConfig
 from ctsd.connections.credentials import CredentialResolver
 from ctsd.connections.manager import ConnectionManager
 from ctsd.engine.manager import EngineManager
@@ -36,7 +37,7 @@ class EngineServices:
 
 def build_engine_services(
     db: Database, connections: ConnectionManager, factory: ExchangeClientFactory,
-    credentials: CredentialResolver | None = None,
+    credentials: CredentialResolver | None = None, settings: EnginesConfig | None = None,
 ) -> EngineServices:
     strategies = discover()
     for broken in strategies.broken:
@@ -45,5 +46,7 @@ def build_engine_services(
                            "error": broken.error})
     store = SqlEngineStore(db)
     backend = ExchangeEngineBackend(connections, factory, credentials)
-    manager = EngineManager(store, backend, strategies, locks=connections.locks)
+    settings = settings or EnginesConfig()
+    manager = EngineManager(store, backend, strategies, locks=connections.locks,
+                            cancel_orders_on_shutdown=settings.cancel_orders_on_shutdown)
     return EngineServices(engine_service(EngineServicer(manager, store, strategies)), manager)

@@ -189,3 +189,26 @@ def test_bad_rate_limit_overrides_are_refused(tmp_path: Path) -> None:
     path.write_text("[rate_limits.binance.request_weight]\nlimit = 600\nspeed = 2\n")
     with pytest.raises(ConfigurationError, match="rate_limits"):
         load_config(path, {}, {"HOME": str(tmp_path)})
+
+
+@pytest.mark.parametrize(("toml", "message"), [
+    ("[rate_limits.binanse.request_weight]\nlimit = 600\n", "exchange must be one of binance"),
+    ("[rate_limits.binance.weight]\nlimit = 600\n", "binance limits are request_weight, "),
+    ("rate_limits = 5\n", r"\[rate_limits\] must be a table"),
+])
+def test_rate_limit_overrides_must_name_a_declared_limit(
+    tmp_path: Path, toml: str, message: str,
+) -> None:
+    path = _write(tmp_path / "ctsd.toml", toml)
+    with pytest.raises(ConfigurationError, match=message):
+        load_config(path, {}, {"HOME": str(tmp_path)})
+
+
+def test_cancelling_orders_on_shutdown_is_opt_in(tmp_path: Path) -> None:
+    env = {"HOME": str(tmp_path)}
+    assert not load_config(None, {}, env).engines.cancel_orders_on_shutdown
+    path = _write(tmp_path / "on.toml", "[engines]\ncancel_orders_on_shutdown = true\n")
+    assert load_config(path, {}, env).engines.cancel_orders_on_shutdown
+    path = _write(tmp_path / "bad.toml", '[engines]\ncancel_orders_on_shutdown = "yes"\n')
+    with pytest.raises(ConfigurationError, match="cancel_orders_on_shutdown must be true"):
+        load_config(path, {}, env)

@@ -10,6 +10,7 @@ exchanges, so tests and engines draw on the same buckets.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 
@@ -23,6 +24,8 @@ from ctsd.exchanges.registry import ExchangeRegistry
 from ctsd.ratelimit import Lane, RateLimiter
 from ctsd.ratelimit.config import RateLimitOverrides
 from ctsd.ratelimit.model import ScopeUsage
+
+log = logging.getLogger("ctsd.ratelimit")
 
 
 def classify(exc: BaseException) -> Classified:
@@ -71,6 +74,20 @@ class ExchangeAccess:
 
     def classify(self, exc: BaseException) -> Classified:
         return classify(exc)
+
+    def relimit(self, overrides: RateLimitOverrides) -> None:
+        """A reloaded `[rate_limits]`, for the clients already open too; logs what changed.
+
+        The config loader has validated `overrides` as a whole, so this cannot half
+        apply them: the factory swaps every bucket's limits or none.
+        """
+        old = self.factory.overrides
+        if overrides == old:
+            return
+        changes = self.factory.relimit(overrides)
+        log.info("rate limits reloaded", extra={
+            "settings": "; ".join(overrides.changes_from(old)),
+            "scopes": "; ".join(c.describe() for c in changes)})
 
     def usage(self) -> Sequence[ScopeUsage]:
         return self.factory.limiter.snapshot()

@@ -130,9 +130,17 @@ class Engine:
         return decide_dry(self._strategy, market, self.portfolio(), fresh_gate)
 
     async def cancel_open_orders(self) -> None:
+        """Asks for every cancel even when one fails, so one order the venue will not
+        cancel leaves no others resting; then raises the first failure."""
+        failures: list[Exception] = []
         for order in self._broker.open_orders():
-            await self._book(await self._broker.cancel(order))
+            try:
+                await self._book(await self._broker.cancel(order))
+            except Exception as exc:  # re-raised below, after the other cancels
+                failures.append(exc)
         self._update(**self._figures())
+        if failures:
+            raise failures[0]
 
     def portfolio(self) -> Portfolio:
         return Portfolio(self._ledger.positions(),

@@ -7,14 +7,19 @@ after a daemon restart, fans status out to watchers, and stops everything at
 shutdown. It is transport-agnostic: the gRPC servicer calls these methods and
 translates `ctsd.errors` at its edge.
 
-Stopping by request cancels the engine's open orders; a daemon shutdown leaves
-them resting, because the engine resumes and reconciles them on the next start.
+Stopping by request cancels the engine's open orders. A daemon shutdown leaves
+them resting by default, because the engine resumes and reconciles them on the
+next start; with `cancel_orders_on_shutdown` it cancels them first, the way
+StopEngine does, within the same `shutdown_grace_s` budget as the last cycle
+(an engine still busy at the deadline is aborted, and says what stayed open).
+Either way the desired state stays RUNNING: the engine resumes after the restart.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -45,6 +50,7 @@ from ctsd.strategies.model import Balance, Portfolio
 from ctsd.strategies.registry import StrategyRegistry
 
 DEFAULT_POLICY = RestartPolicy()
+log = logging.getLogger("ctsd.engine")
 
 
 def new_engine_id() -> str:
@@ -68,7 +74,7 @@ class EngineManager:
         clock: EngineClock | None = None, hub: StatusHub | None = None,
         policy: RestartPolicy = DEFAULT_POLICY, engine_ids: Callable[[], str] = new_engine_id,
         heartbeat_s: float = 5.0, shutdown_grace_s: float = 10.0,
-        locks: ConnectionLocks | None = None,
+        locks: ConnectionLocks | None = None, cancel_orders_on_shutdown: bool = False,
     ) -> None:
         self._store = store
         self._locks = locks or ConnectionLocks()  # shared with connection deletes
@@ -80,6 +86,7 @@ class EngineManager:
         self._engine_ids = engine_ids
         self._heartbeat_s = heartbeat_s
         self._grace_s = shutdown_grace_s
+        self._cancel_on_shutdown = cancel_orders_on_shutdown
         self._runs: dict[str, EngineRun] = {}
         self._claimed: set[str] = set()
         self._heartbeats: asyncio.Task[None] | None = None
@@ -102,17 +109,22 @@ class EngineManager:
         self._heartbeats = asyncio.create_task(self._beat(), name="engine-heartbeats")
 
     async def close(self) -> None:
-        """Daemon shutdown: finish cycles in flight (within the grace period), keep orders."""
+        """Daemon shutdown: finish cycles in flight and, if configured, cancel open orders,
+        all within the grace period; engines still busy after it are aborted."""
         if self._heartbeats is not None:
             self._heartbeats.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._heartbeats
         runs = [run for run in self._runs.values() if run.active]
-        stopping = [asyncio.ensure_future(run.stop(cancel_orders=False)) for run in runs]
+        stopping = [asyncio.ensure_future(run.stop(cancel_orders=self._cancel_on_shutdown))
+                    for run in runs]
         if stopping:
             _, late = await asyncio.wait(stopping, timeout=self._grace_s)
             for run in runs:
                 if run.active:
+                    log.warning("engine did not stop within the shutdown grace; aborted",
+                                extra={"connection_id": run.engine.connection_id,
+                                       "grace_s": self._grace_s})
                     run.abort()
             for task in late:
                 task.cancel()

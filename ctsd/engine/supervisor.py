@@ -152,12 +152,25 @@ class EngineRun:
         engine.transition(EngineState.STOPPED)
 
     async def _cancel_quietly(self) -> None:
-        """Best effort: a venue that refuses cancels must not keep the engine from stopping."""
+        """Best effort: a venue that refuses cancels must not keep the engine from stopping.
+
+        Logs which orders went and which still rest (also when a shutdown's deadline
+        cancels this midway), so an operator knows what is left on the venue.
+        """
+        engine = self.engine
+        resting = _open_order_ids(engine)
         try:
-            await self.engine.cancel_open_orders()
+            await engine.cancel_open_orders()
         except Exception:
             log.exception("cancelling open orders failed",
-                          extra={"connection_id": self.engine.connection_id})
+                          extra={"connection_id": engine.connection_id})
+        finally:
+            left = _open_order_ids(engine)
+            if resting:
+                log.log(logging.WARNING if left else logging.INFO, "open orders cancelled",
+                        extra={"connection_id": engine.connection_id,
+                               "cancelled": ",".join(sorted(resting - left)),
+                               "left_open": ",".join(sorted(left))})
 
     async def _wait_stop(self, seconds: float) -> bool:
         """Sleep `seconds` on the engine clock; True if a stop was asked for first."""
@@ -174,3 +187,7 @@ class EngineRun:
                     with contextlib.suppress(asyncio.CancelledError):
                         await pending
         return self._stop.is_set()
+
+
+def _open_order_ids(engine: Engine) -> set[str]:
+    return {order.client_order_id for order in engine.portfolio().open_orders}

@@ -32,8 +32,23 @@ from ctsd.exchanges.model import ApiCredentials, ConnectionTarget
 from ctsd.exchanges.profile import ClientProfile
 from ctsd.exchanges.registry import ExchangeRegistry
 from ctsd.exchanges.spec import ExchangeSpec
-from ctsd.exchanges.throttle import AccountScope, KeySequence, RequestGate, install
-from ctsd.ratelimit import Lane, RateLimiter, RateLimitOverrides, ScopeUsage
+from ctsd.exchanges.throttle import (
+    AccountScope,
+    KeySequence,
+    RequestGate,
+    bucket_spec,
+    exchange_of,
+    install,
+)
+from ctsd.ratelimit import (
+    BucketSpec,
+    Lane,
+    LimitChange,
+    RateLimiter,
+    RateLimitOverrides,
+    ScopeKey,
+    ScopeUsage,
+)
 
 
 def _ccxt() -> Any:
@@ -136,8 +151,8 @@ class ExchangeClientFactory:
               lane: Lane) -> RequestGate:
         override = self._endpoints.get(spec.id)
         host = urlsplit(override).netloc if override else ""
-        return RequestGate(self.limiter, spec, self._overrides, testnet=target.testnet,
-                           host=host, account=account, default_lane=lane)
+        return RequestGate(self.limiter, spec, lambda: self._overrides,
+                           testnet=target.testnet, host=host, account=account, default_lane=lane)
 
     def _new_exchange(
         self, spec: ExchangeSpec, profile: ClientProfile, target: ConnectionTarget,
@@ -187,6 +202,29 @@ class ExchangeClientFactory:
                                              enable_cleanup_closed=True, limit=200)
             self._session = aiohttp.ClientSession(connector=connector)
         return self._session
+
+    # --- rate limits -----------------------------------------------------------------------
+
+    @property
+    def overrides(self) -> RateLimitOverrides:
+        return self._overrides
+
+    def relimit(self, overrides: RateLimitOverrides) -> list[LimitChange]:
+        """Apply new overrides (a reload) to the buckets in use and to those made later.
+
+        All or nothing: if any bucket's new spec cannot be built, nothing changes.
+        Returns the buckets whose limits changed.
+        """
+
+        def spec_of(key: ScopeKey) -> BucketSpec:
+            spec = self.registry.get(exchange_of(key))
+            if spec is None:  # every bucket was made from the registry
+                raise KeyError(f"no exchange {exchange_of(key)!r} for {key.label}")
+            return bucket_spec(spec, key.limit, overrides)
+
+        changes = self.limiter.relimit(spec_of)
+        self._overrides = overrides
+        return changes
 
     def usage(self, exchange: str | None = None) -> list[ScopeUsage]:
         """Every rate-limit scope (of one exchange, or all), for health and metrics."""

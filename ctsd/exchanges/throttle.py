@@ -67,6 +67,22 @@ def lane(value: Lane) -> Iterator[None]:
         _LANE.reset(token)
 
 
+TESTNET_SUFFIX = "-testnet"
+"""Testnet scopes are labelled `<exchange>-testnet`: the same limits, other buckets."""
+
+
+def bucket_spec(spec: ExchangeSpec, name: str, overrides: RateLimitOverrides) -> BucketSpec:
+    """Limit `name` of `spec` as the limiter enforces it: the exchange's default, overridden."""
+    limit = spec.rate_limit(name)
+    kind = MeterKind.DECAYING if limit.decaying else MeterKind.WINDOW
+    return overrides.apply(spec.id, name, BucketSpec(limit.limit, limit.interval_s, kind))
+
+
+def exchange_of(key: ScopeKey) -> str:
+    """The exchange id a bucket key was made for (testnet or not)."""
+    return key.exchange.removesuffix(TESTNET_SUFFIX)
+
+
 @dataclass(frozen=True)
 class AccountScope:
     """The key a client signs with, as bucket keys see it: a fingerprint and a hint."""
@@ -102,15 +118,18 @@ class RequestGate:
     """One client's view of the limiter: endpoint → buckets and weights, answer → feedback."""
 
     def __init__(
-        self, limiter: RateLimiter, spec: ExchangeSpec, overrides: RateLimitOverrides, *,
+        self, limiter: RateLimiter, spec: ExchangeSpec,
+        overrides: RateLimitOverrides | Callable[[], RateLimitOverrides], *,
         testnet: bool = False, host: str = "", account: AccountScope | None = None,
         default_lane: Lane = Lane.POLL, sequence: KeySequence | None = None,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self._limiter = limiter
         self._spec = spec
-        self._overrides = overrides
-        self._label = f"{spec.id}-testnet" if testnet else spec.id
+        # A callable gives the factory's current overrides: a SIGHUP may replace them
+        # while this gate lives, and buckets it creates later must use the new ones.
+        self._overrides = overrides if callable(overrides) else lambda: overrides
+        self._label = f"{spec.id}{TESTNET_SUFFIX}" if testnet else spec.id
         self._host = host
         self._account = account
         self._default_lane = default_lane
@@ -136,10 +155,7 @@ class RequestGate:
         else:
             key = ScopeKey.account(self._label, name, self._account.fingerprint,
                                    self._account.hint)
-        kind = MeterKind.DECAYING if limit.decaying else MeterKind.WINDOW
-        spec = self._overrides.apply(self._spec.id, name,
-                                     BucketSpec(limit.limit, limit.interval_s, kind))
-        return self._limiter.bucket(key, spec)
+        return self._limiter.bucket(key, bucket_spec(self._spec, name, self._overrides()))
 
     async def admit(self, api: str, method: str, path: str, cost: float) -> Admission:
         rule = self._spec.rule_for(api, method, path)

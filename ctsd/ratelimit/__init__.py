@@ -14,13 +14,21 @@ from ctsd.ratelimit.bucket import LimiterClosed, RateLimitBucket, RequestTooHeav
 from ctsd.ratelimit.clock import Clock, SystemClock
 from ctsd.ratelimit.config import LimitOverride, RateLimitOverrides
 from ctsd.ratelimit.limiter import Demand, Permit, RateLimiter
-from ctsd.ratelimit.model import BucketSpec, Lane, MeterKind, ScopeKey, ScopeUsage
+from ctsd.ratelimit.model import (
+    BucketSpec,
+    Lane,
+    LimitChange,
+    MeterKind,
+    ScopeKey,
+    ScopeUsage,
+)
 
 __all__ = [
     "BucketSpec",
     "Clock",
     "Demand",
     "Lane",
+    "LimitChange",
     "LimitOverride",
     "LimiterClosed",
     "MeterKind",

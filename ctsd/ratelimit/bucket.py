@@ -98,9 +98,7 @@ class RateLimitBucket:
         if self._closed:
             raise LimiterClosed(f"rate limiter closed ({self.key.label})")
         if weight > self.spec.capacity + EPSILON:
-            raise RequestTooHeavy(
-                f"{self.key.label}: a request of weight {weight:g} exceeds the usable "
-                f"limit of {self.spec.capacity:g}; raise the limit or the safety margin")
+            raise self._too_heavy(weight)
         now = self._clock.monotonic()
         if not self._queue and self._delay(weight, now) <= 0:
             return self._grant(weight)
@@ -116,6 +114,11 @@ class RateLimitBucket:
                 waiter.future.result().release()  # granted as we were cancelled
             self._kick()  # the head may have gone: let the next one through
             raise
+
+    def _too_heavy(self, weight: float) -> RequestTooHeavy:
+        return RequestTooHeavy(
+            f"{self.key.label}: a request of weight {weight:g} exceeds the usable "
+            f"limit of {self.spec.capacity:g}; raise the limit or the safety margin")
 
     def _grant(self, weight: float) -> Reservation:
         self._meter.reserve(weight)
@@ -189,6 +192,24 @@ class RateLimitBucket:
         if 0 < limit < spec.limit:
             self._meter.adopt(BucketSpec(limit, spec.interval_s, spec.kind,
                                          spec.safety_margin, spec.guard_s))
+
+    def relimit(self, spec: BucketSpec) -> None:
+        """Enforce `spec` from now on (a reloaded config), keeping what is already counted.
+
+        The meter keeps its grants, so a lower limit holds within the window in
+        progress: nothing more is granted until the usage counted so far fits under
+        it. A higher one lets queued requests go at once. A queued request heavier
+        than the new capacity could never go: it fails as a new one would.
+        """
+        if spec.kind is not self.spec.kind:
+            raise ValueError(f"{self.key.label}: a {self.spec.kind.value} bucket cannot "
+                             f"become {spec.kind.value}")
+        self._meter.adopt(spec)
+        for waiter in self._queue:
+            if not waiter.future.done() and waiter.weight > spec.capacity + EPSILON:
+                waiter.future.set_exception(self._too_heavy(waiter.weight))
+        if self._queue:
+            self._kick()
 
     # --- reading and closing -------------------------------------------------------------
 

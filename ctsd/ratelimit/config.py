@@ -56,6 +56,17 @@ class RateLimitOverrides:
                            else override.safety_margin),
         )
 
+    def changes_from(self, old: RateLimitOverrides) -> list[str]:
+        """What differs from `old`, one `setting: old -> new` each, for the reload's log line."""
+        found = [f"{name}: {getattr(old, name):g} -> {getattr(self, name):g}"
+                 for name in ("safety_margin", "guard_s")
+                 if getattr(old, name) != getattr(self, name)]
+        for exchange, name in sorted(set(old.limits) | set(self.limits)):
+            before, after = old.limits.get((exchange, name)), self.limits.get((exchange, name))
+            if before != after:
+                found.append(f"{exchange}.{name}: {_describe(before)} -> {_describe(after)}")
+        return found
+
     @classmethod
     def from_mapping(cls, raw: Mapping[str, Any]) -> RateLimitOverrides:
         """Parse the `[rate_limits]` table of a config file (see module doc)."""
@@ -90,3 +101,12 @@ def _override(where: str, entry: Any) -> LimitOverride:
         return None if entry.get(key) is None else float(entry[key])
 
     return LimitOverride(number("limit"), number("interval_s"), number("safety_margin"))
+
+
+def _describe(override: LimitOverride | None) -> str:
+    if override is None:
+        return "default"
+    parts = [f"{key}={value:g}" for key, value in (
+        ("limit", override.limit), ("interval_s", override.interval_s),
+        ("safety_margin", override.safety_margin)) if value is not None]
+    return " ".join(parts) or "default"

@@ -11,13 +11,13 @@ what the window guarantee is about.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 
 from ctsd.ratelimit.bucket import LimiterClosed, RateLimitBucket, Reservation
 from ctsd.ratelimit.clock import Clock, SystemClock
-from ctsd.ratelimit.model import BucketSpec, Lane, ScopeKey, ScopeUsage
+from ctsd.ratelimit.model import BucketSpec, Lane, LimitChange, ScopeKey, ScopeUsage
 
 
 @dataclass(frozen=True)
@@ -77,6 +77,21 @@ class RateLimiter:
 
     def buckets(self) -> list[RateLimitBucket]:
         return list(self._buckets.values())
+
+    def relimit(self, spec_of: Callable[[ScopeKey], BucketSpec]) -> list[LimitChange]:
+        """Give every bucket `spec_of(key)`, all or none; the buckets that changed, sorted.
+
+        Every new spec is worked out before any is applied, so a `spec_of` that
+        raises leaves every bucket as it was. Usage already counted stays (see
+        `RateLimitBucket.relimit`): a reload is not a fresh window.
+        """
+        planned = [(bucket, spec_of(key)) for key, bucket in sorted(self._buckets.items())]
+        changes: list[LimitChange] = []
+        for bucket, spec in planned:
+            if spec != bucket.spec:
+                changes.append(LimitChange(bucket.key, bucket.spec, spec))
+                bucket.relimit(spec)
+        return changes
 
     async def acquire(self, demands: Sequence[Demand], lane: Lane) -> Permit:
         """Wait for every demand, then charge them all now; the caller sends at once."""

@@ -55,7 +55,10 @@ class Meter(Protocol):
         ...
 
     def adopt(self, spec: BucketSpec) -> None:
-        """Switch to new limits (e.g. a lower limit the exchange announced)."""
+        """Switch to new limits (a lower limit the exchange announced, a reloaded config),
+        keeping the units counted so far. A sliding window keeps its log, but grants
+        older than the old window are already gone: a longer interval counts from
+        what the old window still held."""
         ...
 
 

@@ -112,6 +112,20 @@ class ScopeKey:
 
 
 @dataclass(frozen=True)
+class LimitChange:
+    """One bucket's limits before and after a reload, for the log line that says so."""
+
+    key: ScopeKey
+    old: BucketSpec
+    new: BucketSpec
+
+    def describe(self) -> str:
+        """E.g. `binance/request_weight/ip: 1080/60s -> 540/60s` (usable capacity per window)."""
+        return (f"{self.key.label}: {self.old.capacity:g}/{self.old.interval_s:g}s -> "
+                f"{self.new.capacity:g}/{self.new.interval_s:g}s")
+
+
+@dataclass(frozen=True)
 class ScopeUsage:
     """One bucket's state, for health answers and metrics."""
 

@@ -10,10 +10,16 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from cts.v1 import connection_pb2 as cpb
 from cts.v1 import connection_service_pb2 as spb
 from cts.v1 import connection_service_pb2_grpc as sgrpc
+from cts.v1 import health_service_pb2 as hpb
+from cts.v1.health_service_pb2_grpc import HealthServiceStub
 from tests.ops.conftest import MakeDaemon
 from tests.ops.daemon import OpsDaemon
+from tests.support.conn_tests import run_test, sim_connection
+from tests.support.sim_fixtures import sim  # noqa: F401
+from tests.support.simulator import SimulatorThread
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
@@ -57,6 +63,42 @@ def test_sighup_changes_the_log_level_and_keeps_open_streams(make_daemon: MakeDa
 
         daemon.send(signal.SIGTERM)
         assert next(watch).status == NOT_SERVING  # the same stream, never dropped by reloads
+    assert daemon.stop() == 0
+
+
+def binance_weight(channel: grpc.Channel) -> hpb.RateLimitUsage:
+    """The IP request-weight bucket, as GetSystemStatus shows it (limit: after the margin)."""
+    status = HealthServiceStub(channel).GetSystemStatus(hpb.GetSystemStatusRequest(), timeout=5)
+    return next(u for u in status.rate_limits if u.scope.startswith("binance/request_weight/"))
+
+
+def test_sighup_applies_new_rate_limits_to_buckets_in_use(
+    make_daemon: MakeDaemon, sim: SimulatorThread,  # noqa: F811
+) -> None:
+    endpoint = f'[exchanges.binance]\nendpoint = "{sim.base_url}"\n'
+    daemon, config, address = start_with_config(make_daemon, endpoint)
+    with grpc.insecure_channel(address) as channel:
+        stub = sgrpc.ConnectionServiceStub(channel)
+        conn = sim_connection(stub, sim, "sighup-limits")
+        assert run_test(stub, conn.name).final().status == cpb.TEST_STATUS_SUCCESS
+        before = binance_weight(channel)
+        assert before.limit == 1080 and before.used > 0  # 90 % of Binance's 1200 per minute
+
+        config.write_text(endpoint + "[rate_limits.binance.request_weight]\nlimit = 600\n")
+        daemon.send(signal.SIGHUP)
+        line = daemon.wait_line(lambda r: r.get("msg") == "rate limits reloaded")
+        assert line["settings"] == "binance.request_weight: default -> limit=600"
+        assert line["scopes"].endswith(": 1080/60s -> 540/60s")
+        after = binance_weight(channel)  # the same channel, and the window's usage kept
+        assert (after.limit, after.used) == (540, before.used)
+        assert run_test(stub, conn.name).final().status == cpb.TEST_STATUS_SUCCESS
+
+        config.write_text(endpoint + "[rate_limits.binance.request_wieght]\nlimit = 60\n")
+        daemon.send(signal.SIGHUP)  # a misspelt limit: refused as a whole
+        refused = daemon.wait_line(lambda r: r.get("msg", "").startswith("reload refused"))
+        assert "binance limits are request_weight" in refused["error"]
+        assert binance_weight(channel).limit == 540
+    assert conn.api_key not in daemon.logs() and conn.secret not in daemon.logs()
     assert daemon.stop() == 0
 
 

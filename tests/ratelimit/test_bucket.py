@@ -6,7 +6,14 @@ import asyncio
 
 import pytest
 
-from ctsd.ratelimit import BucketSpec, Lane, LimiterClosed, RateLimitBucket, RequestTooHeavy
+from ctsd.ratelimit import (
+    BucketSpec,
+    Lane,
+    LimiterClosed,
+    MeterKind,
+    RateLimitBucket,
+    RequestTooHeavy,
+)
 from ctsd.ratelimit.model import ScopeKey
 from tests.ratelimit.virtual_clock import VirtualClock
 
@@ -91,6 +98,73 @@ async def test_announced_lower_limit_is_adopted_never_a_higher_one() -> None:
     assert b.spec.limit == 10
     b.observe_limit(4)
     assert b.spec.limit == 4
+    await b.close()
+
+
+def spec(limit: float, interval: float = 1.0, kind: MeterKind = MeterKind.WINDOW) -> BucketSpec:
+    return BucketSpec(limit, interval, kind, safety_margin=1.0, guard_s=0)
+
+
+@pytest.mark.asyncio
+async def test_a_lower_limit_counts_what_the_window_in_progress_has_used() -> None:
+    clock = VirtualClock(start=0.0)
+    b = bucket(clock, limit=10)
+    log: list[tuple[str, float]] = []
+    await take(b, clock, 6, Lane.POLL, log, "before")
+    b.relimit(spec(4))
+    tasks = [asyncio.ensure_future(take(b, clock, w, Lane.POLL, log, f"after-{w}"))
+             for w in (1, 3)]
+    await clock.run(tasks)
+    assert log == [("before", 0.0), ("after-1", 1.0), ("after-3", 1.0)]
+    usage = b.snapshot()
+    assert (usage.used, usage.capacity, usage.limit) == (4, 4, 4)
+    await b.close()
+
+
+@pytest.mark.asyncio
+async def test_a_higher_limit_lets_queued_requests_go_at_once() -> None:
+    clock = VirtualClock(start=0.0)
+    b = bucket(clock, limit=10)
+    log: list[tuple[str, float]] = []
+    await take(b, clock, 10, Lane.POLL, log, "fill")
+    queued = asyncio.ensure_future(take(b, clock, 5, Lane.ORDER, log, "queued"))
+    await clock.settle()
+    assert log == [("fill", 0.0)]
+    b.relimit(spec(20))
+    await clock.run([queued])
+    assert log == [("fill", 0.0), ("queued", 0.0)]
+    assert b.snapshot().used == 15
+    await b.close()
+
+
+@pytest.mark.asyncio
+async def test_a_queued_request_heavier_than_the_new_limit_fails_and_the_next_goes() -> None:
+    clock = VirtualClock(start=0.0)
+    b = bucket(clock, limit=10)
+    log: list[tuple[str, float]] = []
+    await take(b, clock, 10, Lane.POLL, log, "fill")
+    heavy = asyncio.ensure_future(b.reserve(8, Lane.ORDER))
+    light = asyncio.ensure_future(take(b, clock, 2, Lane.POLL, log, "light"))
+    await clock.settle()
+    b.relimit(spec(5))
+    with pytest.raises(RequestTooHeavy, match="exceeds the usable limit of 5"):
+        await heavy
+    await clock.run([light])
+    assert log == [("fill", 0.0), ("light", 1.0)]
+    await b.close()
+
+
+@pytest.mark.asyncio
+async def test_a_decaying_counter_keeps_its_level_and_drains_at_the_new_rate() -> None:
+    clock = VirtualClock(start=0.0)
+    b = RateLimitBucket(KEY, spec(10, 10.0, MeterKind.DECAYING), clock)
+    log: list[tuple[str, float]] = []
+    await take(b, clock, 10, Lane.POLL, log, "fill")  # drains 1 per second
+    b.relimit(spec(5, 10.0, MeterKind.DECAYING))  # now 0.5 per second, capped at 5
+    with pytest.raises(ValueError, match="cannot become window"):
+        b.relimit(spec(5))
+    await clock.run([asyncio.ensure_future(take(b, clock, 1, Lane.POLL, log, "next"))])
+    assert log == [("fill", 0.0), ("next", 12.0)]  # the level must fall from 10 to 4
     await b.close()
 
 

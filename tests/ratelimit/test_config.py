@@ -31,3 +31,19 @@ def test_override_replaces_only_what_it_names() -> None:
 def test_bad_overrides_are_configuration_errors(raw: dict[str, object], message: str) -> None:
     with pytest.raises(ConfigurationError, match=message):
         RateLimitOverrides.from_mapping(raw)
+
+
+def test_changes_name_each_setting_that_differs() -> None:
+    old = RateLimitOverrides.from_mapping({"kraken": {"api_counter": {"limit": 20}}})
+    new = RateLimitOverrides.from_mapping({
+        "safety_margin": 0.8,
+        "binance": {"request_weight": {"limit": 600, "interval_s": 60}},
+    })
+    assert new.changes_from(old) == [
+        "safety_margin: 0.9 -> 0.8",
+        "binance.request_weight: default -> limit=600 interval_s=60",
+        "kraken.api_counter: limit=20 -> default",
+    ]
+    assert new.changes_from(new) == []
+    assert new == RateLimitOverrides.from_mapping({
+        "safety_margin": 0.8, "binance": {"request_weight": {"interval_s": 60, "limit": 600}}})

@@ -10,13 +10,21 @@ draining at the full rate, never passes the limit.
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ctsd.ratelimit import BucketSpec, Demand, Lane, MeterKind, RateLimiter, ScopeKey
+from ctsd.ratelimit import (
+    BucketSpec,
+    Demand,
+    Lane,
+    LimitChange,
+    MeterKind,
+    RateLimiter,
+    ScopeKey,
+)
 from tests.ratelimit.virtual_clock import VirtualClock
 
 EPS = 1e-9
@@ -47,10 +55,20 @@ specs = st.builds(
 )
 
 
+@dataclass
+class Relimit:
+    """Switch the bucket to `spec` just before request number `before` arrives."""
+
+    before: int
+    spec: BucketSpec
+    granted_before: int = 0
+    """Filled in: how many requests had been granted when the switch happened."""
+
+
 async def _grant_times(
-    spec: BucketSpec, sequence: list[Request],
+    spec: BucketSpec, sequence: list[Request], relimit: Relimit | None = None,
 ) -> list[tuple[float, float]]:
-    """Run `sequence` against one bucket; (grant time, weight) of every request."""
+    """Run `sequence` against one bucket; (grant time, weight) of every request, in order."""
     clock = VirtualClock(start=0.0)
     granted: list[tuple[float, float]] = []
     async with RateLimiter(clock) as limiter:
@@ -62,9 +80,12 @@ async def _grant_times(
 
         tasks: list[asyncio.Future[None]] = []
         at = 0.0
-        for req in sequence:
+        for index, req in enumerate(sequence):
             at += req.gap_s
             await clock.advance_to(at)
+            if relimit is not None and index == relimit.before:
+                relimit.granted_before = len(granted)
+                limiter.relimit(lambda key: relimit.spec)
             tasks.append(asyncio.ensure_future(one(req)))
         await clock.run(tasks)
     assert len(granted) == len(sequence)
@@ -113,6 +134,47 @@ def test_exchange_side_decaying_counter_never_passes_its_limit(
         level = max(level - (at - last) * full_rate, 0.0) + weight
         last = at
         assert level <= spec.capacity + EPS
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(spec=specs, limit=st.sampled_from([5.0, 12.0, 40.0]), sequence=requests,
+       switch=st.integers(0, 39))
+def test_after_a_relimit_no_window_exceeds_the_new_capacity(
+    spec: BucketSpec, limit: float, sequence: list[Request], switch: int,
+) -> None:
+    """A reload's new limit holds at once: grants made after it, with what the window had
+    already counted, stay within the new capacity, whether the limit shrank or grew."""
+    relimit = Relimit(0, replace(spec, limit=limit))
+    sequence = [r for r in sequence if r.weight <= min(spec.capacity, relimit.spec.capacity)]
+    if not sequence:
+        return
+    relimit.before = switch % len(sequence)
+    granted = asyncio.run(_grant_times(spec, sequence, relimit))
+    for at, _ in granted[relimit.granted_before:]:
+        window = sum(w for t, w in granted if at - spec.interval_s + EPS <= t <= at + EPS)
+        assert window <= relimit.spec.capacity + EPS
+
+
+@pytest.mark.asyncio
+async def test_relimit_is_all_or_nothing_and_reports_what_changed() -> None:
+    ten, five = (BucketSpec(n, 1.0, safety_margin=1.0, guard_s=0) for n in (10, 5))
+    async with RateLimiter(VirtualClock()) as limiter:
+        binance = limiter.bucket(ScopeKey.ip("binance", "request_weight"), ten)
+        okx = limiter.bucket(ScopeKey.ip("okx", "public"), ten)
+
+        def unknown_okx(key: ScopeKey) -> BucketSpec:
+            if key.exchange == "okx":
+                raise KeyError(key.exchange)
+            return five
+
+        with pytest.raises(KeyError):
+            limiter.relimit(unknown_okx)  # binance's spec was worked out first
+        assert (binance.spec, okx.spec) == (ten, ten)
+        changes = limiter.relimit(lambda key: five if key.exchange == "binance" else ten)
+        assert changes == [LimitChange(binance.key, ten, five)]
+        assert changes[0].describe() == "binance/request_weight/ip: 10/1s -> 5/1s"
+        assert (binance.spec, okx.spec) == (five, ten)
+        assert limiter.relimit(lambda key: five if key.exchange == "binance" else ten) == []
 
 
 @pytest.mark.asyncio
