@@ -9,13 +9,15 @@ which times ccxt's `Exchange.fetch` in the LIVE phase, see below), and the
 1. `paper`: `--engines` PAPER engines (sma_cross and grid alternately, one symbol each,
    spread over the catalog), 1 s interval, `--seconds` counted window after every
    engine has run two cycles. Daemon CPU % from /proc/PID/stat (utime+stime) over the
-   window, RSS (max of 1 s samples), and cycle lag. The daemon does not report lag,
-   so it is derived from the cycle-completion events of one WatchEngines stream:
+   window, RSS (max of 1 s samples), and cycle lag, measured from outside the daemon:
+   derived from the cycle-completion events of one WatchEngines stream:
    cycle start = `last_cycle_time - last_cycle_duration` (wall ms, ±1 ms), scheduled
    start = first cycle's start + k·interval with k = floor((start - first)/interval)
    (the supervisor's schedule is start + n·interval, skipping missed ticks; a lag of
    a whole interval or more would be under-read, and `missed_ticks` counts those
-   skips, between consecutive cycles both seen, the later one in the window).
+   skips, between consecutive cycles both seen, the later one in the window). The
+   daemon's own figure (`Engine.last_cycle_lag`, measured on its monotonic clock)
+   is reported beside it as `lag_reported_by_daemon`.
    Baseline of the same run: the same daemon idle (CPU) and with one engine alone
    (CPU, lag) before the other engines start.
 2. `watch`: `--watchers` grpc.aio WatchEngines streams (over 10 channels) in one
@@ -267,6 +269,8 @@ class CycleLog:
     def __init__(self) -> None:
         self.starts: dict[str, list[float]] = {}
         self.durations: dict[str, list[float]] = {}
+        self.reported_lags: dict[str, list[float]] = {}
+        """The daemon's own `last_cycle_lag` of each cycle: a cross-check of `lags`."""
         self.counts: dict[str, list[int]] = {}
         self.resyncs = 0
         self.delivery: list[tuple[float, float]] = []
@@ -284,6 +288,8 @@ class CycleLog:
             return  # the same cycle again (another change within it, or a snapshot)
         starts.append(start)
         self.durations.setdefault(engine.name, []).append(duration)
+        self.reported_lags.setdefault(engine.name, []).append(
+            engine.last_cycle_lag.ToNanoseconds() / 1e6)
         self.counts.setdefault(engine.name, []).append(engine.cycles)
 
     async def follow(self, stub: sgrpc.EngineServiceAsyncStub) -> None:
@@ -305,6 +311,7 @@ class CycleLog:
         interval = INTERVAL_S * 1000.0
         lags: list[float] = []
         durations: list[float] = []
+        reported: list[float] = []
         missed = cycles = 0
         for name in names:
             starts = self.starts.get(name, [])
@@ -319,6 +326,7 @@ class CycleLog:
                     cycles += 1
                     lags.append(max(0.0, start - (first + tick * interval)))
                     durations.append(self.durations[name][i])
+                    reported.append(self.reported_lags[name][i])
             counts = self.counts[name]
             pairs = zip(itertools.pairwise(ticks), itertools.pairwise(counts),
                         starts[1:], strict=True)
@@ -328,6 +336,7 @@ class CycleLog:
                     missed += max(0, b - a - 1)
         delivered = [d for at, d in self.delivery if t0_ms <= at < t1_ms]
         return {"cycles": cycles, "lag": summary(lags), "lag_worst_ms": worst(lags),
+                "lag_reported_by_daemon": summary(reported),
                 "duration": summary(durations), "missed_ticks": missed,
                 "bench_watcher_delivery": summary(delivered)}
 

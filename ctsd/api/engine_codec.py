@@ -204,6 +204,7 @@ def encode_engine(status: EngineStatus) -> pb.Engine:
         orders_rejected=status.orders_rejected, last_error=status.last_error,
         restarts=status.restarts, version=status.version,
         last_cycle_duration=duration(status.last_cycle_duration_s),
+        last_cycle_lag=duration(status.last_cycle_lag_s), skipped_ticks=status.skipped_ticks,
     )
     if status.failure is not None:
         engine.failure.CopyFrom(pb.EngineFailure(code=_FAILURES[status.failure.code],

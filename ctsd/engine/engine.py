@@ -61,6 +61,7 @@ class Engine:
         self._risk = RiskGate(config.risk, clock)
         self._ledger = Ledger()
         self._cycle = record.cycle
+        self._skipped_ticks = 0
         self._infos: dict[str, MarketInfo] = {}
         self._marks: dict[str, Decimal] = {}
         self._status = EngineStatus(record.connection_id, record.engine_id, EngineState.STOPPED,
@@ -99,8 +100,10 @@ class Engine:
             await self._book(execution)
         self._update(**self._figures())
 
-    async def run_cycle(self) -> None:
+    async def run_cycle(self, scheduled: float | None = None) -> None:
+        """One cycle; `scheduled` is the monotonic tick it was due at, for its lag."""
         started = self._clock.monotonic()
+        lag = max(0.0, started - scheduled) if scheduled is not None else 0.0
         self._cycle += 1
         await self._store.save_cycle(self.connection_id, self._cycle)
         if not self._infos:  # market facts are not reconciliation: a failure here may retry
@@ -118,7 +121,12 @@ class Engine:
         await self._execute(self._strategy.decide(market, self.portfolio()), market)
         now = self._clock.now_ms()
         self._update(cycles=self._status.cycles + 1, last_cycle_ms=now, heartbeat_ms=now,
-                     last_cycle_duration_s=self._clock.monotonic() - started, **self._figures())
+                     last_cycle_duration_s=self._clock.monotonic() - started,
+                     last_cycle_lag_s=lag, skipped_ticks=self._skipped_ticks, **self._figures())
+
+    def note_skipped_ticks(self, count: int) -> None:
+        """Counted now, published with the next cycle: no extra event for watchers."""
+        self._skipped_ticks += count
 
     async def preview(self) -> DryRun:
         """This engine's next decision on the current market, placing nothing."""

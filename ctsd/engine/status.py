@@ -89,6 +89,10 @@ class EngineStatus:
     cycles: int = 0
     last_cycle_ms: int = 0
     last_cycle_duration_s: float = 0.0
+    last_cycle_lag_s: float = 0.0
+    """How late the last cycle started after its scheduled tick."""
+    skipped_ticks: int = 0
+    """Ticks skipped because a cycle overran its interval (never run late in a burst)."""
     heartbeat_ms: int = 0
     """When the engine last finished a cycle: a RUNNING engine whose heartbeat lags far
     behind its interval is stuck (see `CoordinatorHealth.stalled`)."""

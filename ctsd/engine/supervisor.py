@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 from dataclasses import dataclass
 
 from ctsd.engine.clock import EngineClock
@@ -128,7 +129,7 @@ class EngineRun:
         next_tick = self._clock.monotonic()
         while not self._stop.is_set():
             try:
-                await engine.run_cycle()
+                await engine.run_cycle(scheduled=next_tick)
             except RiskLimitBreached as breach:
                 await self._cancel_quietly()
                 return Failure(FailureCode.RISK_LIMIT, str(breach))
@@ -138,8 +139,10 @@ class EngineRun:
             self._failures = 0
             now = self._clock.monotonic()
             next_tick += interval
-            while next_tick <= now:
-                next_tick += interval
+            if next_tick <= now:
+                skipped = math.floor((now - next_tick) / interval) + 1
+                next_tick += skipped * interval
+                engine.note_skipped_ticks(skipped)
             if await self._wait_stop(next_tick - now):
                 break
         return None

@@ -271,6 +271,14 @@ class EngineCollector:
         duration = GaugeMetricFamily(
             "ctsd_engine_last_cycle_duration_seconds", "The last cycle's duration.", labels=conn
         )
+        lag = GaugeMetricFamily(
+            "ctsd_engine_last_cycle_lag_seconds",
+            "How late the last cycle started after its scheduled tick.", labels=conn
+        )
+        skipped = CounterMetricFamily(
+            "ctsd_engine_skipped_ticks_total",
+            "Scheduled ticks skipped because a cycle overran its interval.", labels=conn
+        )
         heartbeat = GaugeMetricFamily(
             "ctsd_engine_heartbeat_age_seconds",
             "Seconds since the engine last finished a cycle.",
@@ -289,13 +297,15 @@ class EngineCollector:
             cid = [e.connection_id]
             cycles.add_metric(cid, e.cycles)
             duration.add_metric(cid, e.last_cycle_duration_s)
+            lag.add_metric(cid, e.last_cycle_lag_s)
+            skipped.add_metric(cid, e.skipped_ticks)
             if e.heartbeat_ms:
                 heartbeat.add_metric(cid, max(0.0, (now_ms - e.heartbeat_ms) / 1000))
             orders.add_metric([*cid, "placed"], e.orders_placed)
             orders.add_metric([*cid, "filled"], e.orders_filled)
             orders.add_metric([*cid, "rejected"], e.orders_rejected)
             restarts.add_metric(cid, e.restarts)
-        yield from (by_state, cycles, duration, heartbeat, orders, restarts)
+        yield from (by_state, cycles, duration, lag, skipped, heartbeat, orders, restarts)
 
 
 def split_method(method: str) -> tuple[str, str]:

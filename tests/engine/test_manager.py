@@ -13,7 +13,7 @@ from ctsd.engine.ports import DesiredState, EngineRecord
 from ctsd.engine.status import EngineState
 from ctsd.engine.watch import Changed, Heartbeat, Snapshot
 from ctsd.errors import FailedPrecondition, InvalidArgument, NotFound
-from ctsd.strategies.model import Balance, OrderType, Side
+from ctsd.strategies.model import Balance, OrderType, Side, Ticker
 from tests.engine.fakes import FakeExchange
 from tests.engine.world import SMA_CLOSES, SYMBOL, World, grid, sma
 
@@ -186,3 +186,24 @@ async def test_watchers_get_heartbeats_and_health_counts_engines() -> None:
         health = w.manager.health()
         assert (health.engines, health.running, health.failed, health.watchers) == (1, 1, 0, 1)
         assert health.stalled == ()
+
+
+@pytest.mark.asyncio
+async def test_an_overrunning_cycle_skips_the_ticks_it_missed_and_counts_them() -> None:
+    w = World({"a": SMA_CLOSES})
+    market = w.markets["a"]
+    slow_ticker = market.ticker
+
+    async def ticker(symbol: str) -> Ticker:
+        if len([c for c in market.calls if c == "ticker"]) == 1:  # the second cycle's
+            await w.clock.sleep(150)
+        return await slow_ticker(symbol)
+
+    market.ticker = ticker  # type: ignore[method-assign]
+    async with w.manager:
+        await w.manager.start("a", sma())
+        await w.clock.advance(60 + 150 + 1)  # cycle 2 runs 60 → 210: ticks 120, 180 missed
+        assert w.manager.get("a").cycles == 2  # the skips are published with the next cycle
+        await w.clock.advance(30)  # the next tick is 240, on the original schedule
+        status = w.manager.get("a")
+        assert (status.cycles, status.skipped_ticks, status.last_cycle_lag_s) == (3, 2, 0.0)

@@ -118,3 +118,22 @@ def test_metrics_are_off_by_default_and_cost_no_import() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_engine_metrics_report_each_engines_cycle_lag_and_skipped_ticks() -> None:
+    from ctsd.engine.config import TradingMode
+    from ctsd.engine.status import EngineState, EngineStatus
+    from ctsd.ops.metrics import EngineCollector
+
+    running = EngineStatus("a", "e1", EngineState.RUNNING, TradingMode.PAPER, "grid",
+                           ("BTC/USDT",), cycles=7, last_cycle_lag_s=0.004, skipped_ticks=2,
+                           heartbeat_ms=9_000)
+    collected = {(s.name, frozenset(s.labels.items())): s.value
+                 for family in EngineCollector(lambda: [running], now=lambda: 10.0).collect()
+                 for s in family.samples}
+    a = labels(connection_id="a")
+    assert collected[("ctsd_engine_last_cycle_lag_seconds", a)] == 0.004
+    assert collected[("ctsd_engine_skipped_ticks_total", a)] == 2
+    assert collected[("ctsd_engine_cycles_total", a)] == 7
+    assert collected[("ctsd_engine_heartbeat_age_seconds", a)] == 1.0
+    assert collected[("ctsd_engines", labels(state="running"))] == 1

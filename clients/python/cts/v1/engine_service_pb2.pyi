@@ -459,6 +459,8 @@ class Engine(_message.Message):
     LAST_ERROR_FIELD_NUMBER: _builtins.int
     RESTARTS_FIELD_NUMBER: _builtins.int
     VERSION_FIELD_NUMBER: _builtins.int
+    LAST_CYCLE_LAG_FIELD_NUMBER: _builtins.int
+    SKIPPED_TICKS_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """`connections/{connection}/engine`."""
     engine_id: _builtins.str
@@ -489,6 +491,8 @@ class Engine(_message.Message):
     """Restarts after failures."""
     version: _builtins.int
     """Increases with every change; lets a watcher drop stale events."""
+    skipped_ticks: _builtins.int
+    """Scheduled ticks skipped because a cycle overran its interval."""
     @_builtins.property
     def symbols(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Traded symbols."""
@@ -512,6 +516,12 @@ class Engine(_message.Message):
     @_builtins.property
     def positions(self) -> _containers.RepeatedCompositeFieldContainer[Global___Position]:
         """Position and average price per symbol."""
+
+    @_builtins.property
+    def last_cycle_lag(self) -> _duration_pb2.Duration:
+        """How late the last cycle started after its scheduled tick: the daemon's
+        own delay (a busy event loop, a slow previous cycle), not the venue's.
+        """
 
     def __init__(
         self,
@@ -537,10 +547,12 @@ class Engine(_message.Message):
         last_error: _builtins.str = ...,
         restarts: _builtins.int = ...,
         version: _builtins.int = ...,
+        last_cycle_lag: _duration_pb2.Duration | None = ...,
+        skipped_ticks: _builtins.int = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["failure", b"failure", "heartbeat_time", b"heartbeat_time", "last_cycle_duration", b"last_cycle_duration", "last_cycle_time", b"last_cycle_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["failure", b"failure", "heartbeat_time", b"heartbeat_time", "last_cycle_duration", b"last_cycle_duration", "last_cycle_lag", b"last_cycle_lag", "last_cycle_time", b"last_cycle_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cycles", b"cycles", "engine_id", b"engine_id", "failure", b"failure", "heartbeat_time", b"heartbeat_time", "last_cycle_duration", b"last_cycle_duration", "last_cycle_time", b"last_cycle_time", "last_error", b"last_error", "mode", b"mode", "name", b"name", "open_orders", b"open_orders", "orders_filled", b"orders_filled", "orders_placed", b"orders_placed", "orders_rejected", b"orders_rejected", "positions", b"positions", "realized_pnl", b"realized_pnl", "restarts", b"restarts", "state", b"state", "strategy", b"strategy", "symbols", b"symbols", "unrealized_pnl", b"unrealized_pnl", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cycles", b"cycles", "engine_id", b"engine_id", "failure", b"failure", "heartbeat_time", b"heartbeat_time", "last_cycle_duration", b"last_cycle_duration", "last_cycle_lag", b"last_cycle_lag", "last_cycle_time", b"last_cycle_time", "last_error", b"last_error", "mode", b"mode", "name", b"name", "open_orders", b"open_orders", "orders_filled", b"orders_filled", "orders_placed", b"orders_placed", "orders_rejected", b"orders_rejected", "positions", b"positions", "realized_pnl", b"realized_pnl", "restarts", b"restarts", "skipped_ticks", b"skipped_ticks", "state", b"state", "strategy", b"strategy", "symbols", b"symbols", "unrealized_pnl", b"unrealized_pnl", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
