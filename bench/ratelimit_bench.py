@@ -3,8 +3,8 @@
 One simulated Binance (`ctsd sim`, its own process on 127.0.0.1) with 200 accounts
 under distinct API keys, so the batch dedups nothing. Its request-weight window is
 scaled to `--window-s` seconds and its limit to what 200 tests need in about
-`--target-s` seconds (each test charges ~42 weight: time 1, account 20 twice,
-ping 1; the shared market load and price ticker are charged once or so). The
+`--target-s` seconds (each test charges ~22 weight: time 1, account 20, ping 1;
+the shared market load and price ticker are charged once or so). The
 simulator child counts the weight it actually charged (`bench.support`'s `sim`
 entry adds it to `/admin/stats`); the theoretical minimum of a phase is that
 weight / (limit / window), the exchange's allowed rate.
@@ -63,8 +63,9 @@ from cts.v1 import health_service_pb2_grpc as hgrpc
 from ctsd.ratelimit.model import DEFAULT_GUARD_S, DEFAULT_SAFETY_MARGIN
 
 BINANCE_WEIGHT_LIMIT, BINANCE_WINDOW_S = 1200, 60.0
-WEIGHT_PER_TEST = 42
-"""Measured: GET time 1 + GET account 20 (balance) + 20 (api type) + GET ping 1."""
+WEIGHT_PER_TEST = 22
+"""Measured: GET time 1 + GET account 20 (balance; key permissions read from the same
+answer) + GET ping 1."""
 CONCURRENCY = 32
 MARKETS = 50
 BATCH_TIMEOUT_S = 120.0

@@ -66,6 +66,8 @@ class ExchangeClient:
         self._markets_version = 0
         self._authenticated = False
         self._holdings: tuple[Holding, ...] | None = None
+        self._balance_answer: Any = None
+        """The venue's own answer to the last balance request (ccxt's `info`)."""
         self._closed = False
 
     # --- plumbing ----------------------------------------------------------------------
@@ -121,6 +123,7 @@ class ExchangeClient:
         """Balances of the connection's account (a signed request: proves key and signature)."""
         raw = await self._run(self._exchange.fetch_balance, signed=True)
         self._holdings = answers.holdings(raw)
+        self._balance_answer = raw.get("info") if isinstance(raw, dict) else None
         return self._holdings
 
     async def key_permissions(self) -> KeyPermissions | None:
@@ -128,8 +131,11 @@ class ExchangeClient:
         probe = self._profile.permissions
         if probe is None:
             return None
-        method = getattr(self._exchange, probe.method)
-        raw = await self._run(lambda: method(dict(probe.params)), signed=True)
+        if self.target.api_type in probe.answered_by_balance and self._balance_answer:
+            raw = self._balance_answer
+        else:
+            method = getattr(self._exchange, probe.method)
+            raw = await self._run(lambda: method(dict(probe.params)), signed=True)
         try:
             return probe.parse(raw)
         except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:

@@ -8,6 +8,7 @@ import pytest
 
 from ctsd.errors import NotFound
 from ctsd.exchanges.model import KeyPermissions
+from ctsd.exchanges.spec import ApiType
 from ctsd.sim.server import SimulatorServer
 from tests.exchanges.conftest import MARKETS, ClientMaker, Market
 
@@ -62,3 +63,18 @@ async def test_engine_calls(
     assert canceled.id == order.id
     assert (await client.fetch_order(order.id, symbol)).status == "canceled"
     assert await client.fetch_open_orders(symbol) == []
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("api_type", [ApiType.SPOT, ApiType.PERPETUAL_FUTURES])
+async def test_binance_key_permissions_come_from_the_spot_balance_answer_without_a_request(
+    server: SimulatorServer, make_client: ClientMaker, api_type: ApiType,
+) -> None:
+    client = await make_client("binance", api_type)
+    await client.fetch_holdings()
+    before = server.sim.stats.requests["binance"]
+    permissions = await client.key_permissions()
+    assert permissions is not None and permissions.trade and not permissions.withdraw
+    # spot: GET /api/v3/account answered both; futures: its balance is another endpoint
+    asked = 0 if api_type is ApiType.SPOT else 1
+    assert server.sim.stats.requests["binance"] - before == asked

@@ -53,6 +53,7 @@ BINANCE_CLIENT = ClientProfile(
         RefusalRule(status=418, scope=RateLimitScope.IP),  # banned: Retry-After says how long
         RefusalRule(status=429, scope=RateLimitScope.IP),
     ),
-    permissions=PermissionsProbe("privateGetAccount", _permissions),
+    permissions=PermissionsProbe("privateGetAccount", _permissions,
+                                 answered_by_balance=frozenset({ApiType.SPOT})),
     client_order_ids=ClientOrderIds(create="newClientOrderId", lookup="origClientOrderId"),
 )
