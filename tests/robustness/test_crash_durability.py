@@ -6,14 +6,20 @@ kill is *uncertain*: afterwards the connection must be in the state before or
 after it, never anything in between. After every kill the database is checked
 with sqlite3 (read-only) and every sealed secret is opened with the master key.
 Quick form: 5 rounds; `CTS_SOAK_ROUNDS=20` for the long one.
+
+The storm, its verification and the kill round are public: the engine storm
+(`test_engine_crash_durability.py`) runs this one alongside its LIVE engines.
 """
 
 from __future__ import annotations
 
 import random
+import re
 import threading
 import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 
 import grpc
 import pytest
@@ -29,6 +35,11 @@ from tests.support.daemon_process import DaemonProcess, remove_tree, short_tempd
 SEED = 7
 WORKERS = 4
 CALL_TIMEOUT_S = 10.0
+JOIN_TIMEOUT_S = 30.0
+STORM_ID = re.compile(r"^w(\d+)-c\d+$")
+"""The ids storm workers create (`Worker.next_id`); other connections are not theirs."""
+Storm = Callable[[threading.Event], None]
+"""One client's calls, on a thread of its own, until the event is set or the daemon dies."""
 
 
 @dataclass
@@ -41,7 +52,6 @@ class Worker:
     serial: int = 0
     interrupted: int = 0
     tally: Tally = field(default_factory=lambda: Tally("crash durability: storm calls"))
-    lost: list[str] = field(default_factory=list)
 
     def next_id(self) -> str:
         self.serial += 1
@@ -128,10 +138,11 @@ def _one_op(stub: sgrpc.ConnectionServiceStub, w: Worker) -> None:
             w.interrupted += 1
             raise
         if not w.tally.answer(code):
-            w.lost.append(f"{op} {cid}: {code.name} {exc.details()}")
+            w.tally.notes.append(f"{op} {cid}: {code.name} {exc.details()}")
 
 
-def _storm(address: str, w: Worker, stop: threading.Event) -> None:
+def storm_connections(address: str, w: Worker, stop: threading.Event) -> None:
+    """Connection writes by `w` until `stop` or until the daemon dies under a call."""
     with grpc.insecure_channel(address) as ch:
         stub = sgrpc.ConnectionServiceStub(ch)
         while not stop.is_set():
@@ -150,7 +161,8 @@ def _same(found: Known | None, want: Known | None, check_etag: bool) -> bool:
         want.display_name, want.enabled, want.api_key, want.api_secret)
 
 
-def _verify(daemon: DaemonProcess, workers: list[Worker]) -> tuple[int, list[str]]:
+def verify_connections(daemon: DaemonProcess, workers: list[Worker]) -> tuple[int, list[str]]:
+    """Check the killed daemon's DB, restart it, and check every worker's connections."""
     stored, problems = check_database(daemon.state_dir)
     daemon.start()
     checked = 0
@@ -179,17 +191,69 @@ def _verify(daemon: DaemonProcess, workers: list[Worker]) -> tuple[int, list[str
                 w.states[cid] = found
             w.uncertain.clear()
     for cid in stored:
-        owner = int(cid.split("-")[0][1:])
+        storm_id = STORM_ID.match(cid)
+        if storm_id is None:
+            continue  # not a storm connection (the engine storm's own)
+        owner = int(storm_id.group(1))
         if cid not in workers[owner].states:
             problems.append(f"{cid} exists but its creation was never even attempted")
     return checked, problems
 
 
-def _record_uncertain_creates(workers: list[Worker]) -> None:
+def record_uncertain_creates(workers: list[Worker]) -> None:
     for w in workers:
         for cid, (before, after) in w.uncertain.items():
             if before is None and cid not in w.states:
                 w.states[cid] = after
+
+
+def storm_until_killed(daemon: DaemonProcess, storms: Sequence[Storm], after_s: float) -> None:
+    """Run each storm on a thread of its own, SIGKILL the daemon `after_s` in, join them all."""
+    stop = threading.Event()
+    threads = [threading.Thread(target=storm, args=(stop,)) for storm in storms]
+    for t in threads:
+        t.start()
+    time.sleep(after_s)
+    daemon.kill()
+    stop.set()
+    for t in threads:
+        t.join(JOIN_TIMEOUT_S)
+        assert not t.is_alive(), "a client call hung after the kill"
+
+
+def connection_workers(seed: int, count: int = WORKERS) -> list[Worker]:
+    return [Worker(i, random.Random(seed * 100 + i)) for i in range(count)]
+
+
+def connection_storms(address: str, workers: list[Worker]) -> list[Storm]:
+    return [partial(storm_connections, address, w) for w in workers]
+
+
+def merge_tallies(name: str, parts: Iterable[Tally]) -> Tally:
+    """Several threads' rows as one."""
+    merged = Tally(name)
+    for part in parts:
+        merged.tried += part.tried
+        merged.survived += part.survived
+        merged.lost += part.lost
+        merged.codes.update(part.codes)
+        merged.notes.extend(part.notes)
+    return merged
+
+
+def storm_tally(workers: list[Worker], rounds: int, seed: int) -> Tally:
+    """Every worker's answers in one row, with how many calls a kill cut short."""
+    storm = merge_tallies("crash durability: storm calls", (w.tally for w in workers))
+    cut = sum(w.interrupted for w in workers)
+    storm.notes.append(f"{rounds} SIGKILL rounds, seed {seed}; {cut} calls cut short by a kill")
+    return storm
+
+
+def count_checks(tally: Tally, checked: int, problems: list[str], round_no: int) -> None:
+    tally.tried += checked
+    tally.survived += checked - len(problems)
+    tally.lost += len(problems)
+    tally.notes.extend(f"round {round_no}: {p}" for p in problems)
 
 
 @pytest.mark.timeout(600)
@@ -198,42 +262,22 @@ def test_acknowledged_writes_survive_sigkill() -> None:
     root = short_tempdir()
     daemon = DaemonProcess(root)
     rng = random.Random(SEED)
-    workers = [Worker(i, random.Random(SEED * 100 + i)) for i in range(WORKERS)]
+    workers = connection_workers(SEED)
     verified = Tally("crash durability: records checked")
     try:
         daemon.start()
         for n in range(rounds):
-            stop = threading.Event()
-            threads = [threading.Thread(target=_storm, args=(daemon.address, w, stop))
-                       for w in workers]
-            for t in threads:
-                t.start()
-            time.sleep(rng.uniform(0.2, 1.5))
-            daemon.kill()
-            stop.set()
-            for t in threads:
-                t.join(30)
-                assert not t.is_alive(), "a client call hung after the kill"
-            _record_uncertain_creates(workers)
-            checked, problems = _verify(daemon, workers)
-            verified.tried += checked
-            verified.survived += checked - len(problems)
-            verified.lost += len(problems)
-            verified.notes.extend(f"round {n}: {p}" for p in problems)
+            storm_until_killed(daemon, connection_storms(daemon.address, workers),
+                               rng.uniform(0.2, 1.5))
+            record_uncertain_creates(workers)
+            checked, problems = verify_connections(daemon, workers)
+            count_checks(verified, checked, problems, n)
         daemon.stop()
     finally:
         if daemon.proc is not None:
             daemon.kill()
         remove_tree(root)
-    storm = Tally("crash durability: storm calls")
-    for w in workers:
-        storm.tried += w.tally.tried
-        storm.survived += w.tally.survived
-        storm.lost += w.tally.lost
-        storm.codes.update(w.tally.codes)
-        storm.notes.extend(w.lost)
-    cut = sum(w.interrupted for w in workers)
-    storm.notes.append(f"{rounds} SIGKILL rounds, seed {SEED}; {cut} calls cut short by a kill")
+    storm = storm_tally(workers, rounds, SEED)
     storm.report()
     verified.report()
     assert storm.lost == 0 and verified.lost == 0
