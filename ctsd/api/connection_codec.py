@@ -117,6 +117,7 @@ def encode_connection(conn: Connection, active: bool = False) -> pb.Connection:
         create_time=timestamp(conn.created_at),
         update_time=timestamp(conn.updated_at),
         etag=conn.etag,
+        account_uid=conn.account_uid or "",
     )
     if conn.last_test is not None:
         msg.last_test.CopyFrom(encode_test(conn.last_test))

@@ -66,7 +66,8 @@ class ExchangeAccess:
         self, conn: Connection, credentials: ApiCredentials
     ) -> AsyncIterator[ExchangeProbe]:
         target = ConnectionTarget(conn.exchange, conn.api_type, conn.testnet)
-        client = await self.factory.client(target, credentials, lane=Lane.TEST)
+        client = await self.factory.client(target, credentials, lane=Lane.TEST,
+                                           account_uid=conn.account_uid)
         try:
             yield client
         finally:

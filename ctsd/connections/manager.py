@@ -145,12 +145,13 @@ class ConnectionManager:
             _check_etag(current, etag)
             updated, hint, sealed, cleared = self._apply(current, patch)
             try:
-                await self._repo.replace(updated, hint, current.revision, sealed, cleared)
+                # as stored: a new key forgets the account uid, a finished test is kept
+                return await self._repo.replace(updated, hint, current.revision, sealed,
+                                                cleared)
             except EtagMismatch:
                 if etag:
                     raise
                 continue  # a concurrent writer won; apply the patch to its result
-            return updated
         raise EtagMismatch(f"connection {connection_id!r} is being changed concurrently; retry")
 
     async def set_enabled(self, connection_id: str, enabled: bool, etag: str) -> Connection:

@@ -125,6 +125,10 @@ class Connection:
     updated_at: datetime
     revision: int
     last_test: TestResult | None = None
+    account_uid: str | None = None
+    """The account (UID) the key belongs to, learned by a test where the exchange counts
+    limits per UID: every key of it shares that account's rate-limit buckets. None until
+    a test has learned it, and again once the API key changes. Not a secret."""
 
     @property
     def name(self) -> str:

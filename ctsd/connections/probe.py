@@ -42,6 +42,10 @@ class ExchangeProbe(Protocol):
         """The key's permissions; None where the exchange does not report them."""
         ...
 
+    async def account_uid(self) -> str | None:
+        """The account (UID) the key belongs to; None where limits are counted per key."""
+        ...
+
     async def api_type_status(self) -> ApiTypeStatus:
         """Whether the account can trade the connection's api type."""
         ...

@@ -82,6 +82,10 @@ class TestResult:
     balances: tuple[AssetBalance, ...] = ()
     clock_skew_s: float | None = None
     latency_s: float | None = None
+    account_uid: str | None = None
+    """The account the key belongs to, where the exchange counts limits per UID and the
+    test learned it: recorded on the connection (`Connection.account_uid`), which the
+    result's history does not keep."""
 
     @property
     def log(self) -> tuple[str, ...]:

@@ -62,6 +62,7 @@ class TestRun:
         self.balance_currency = ""
         self.clock_skew_s: float | None = None
         self.latency_s: float | None = None
+        self.account_uid: str | None = None
         self._redact: tuple[str, ...] = ()
 
     # --- the log ---------------------------------------------------------------
@@ -144,4 +145,5 @@ class TestRun:
             balances=self.balances,
             clock_skew_s=self.clock_skew_s,
             latency_s=self.latency_s,
+            account_uid=self.account_uid,
         )

@@ -5,6 +5,11 @@ depends on the earlier ones (no balance without a valid signature):
 
     credentials → markets → clock → balance → permissions → api_type → latency
 
+The permissions step also learns which account (UID) the key belongs to,
+where the exchange counts its limits per UID (from the same answer): it is
+recorded with the result so every key of that account draws on one rate-limit
+budget. Not learning it never fails a test.
+
 The steps run in a task of their own under one deadline, and hand their log
 lines to the caller through a queue. That way a deadline never fires inside
 the caller's code (as it would with a timeout around an async generator that
@@ -235,9 +240,10 @@ class ConnectionTester:
         run.step = "permissions"
         async with run.calling():
             permissions = await probe.key_permissions()
+        account = await self._account(run, probe)
         if permissions is None:
             run.capabilities = ("read",)
-            run.info(f"{run.conn.exchange} does not report key permissions; not checked")
+            run.info(f"{run.conn.exchange} does not report key permissions; not checked{account}")
             return
         granted = [
             name
@@ -249,7 +255,7 @@ class ConnectionTester:
             if allowed
         ]
         run.capabilities = tuple(granted)
-        run.info(f"key permissions: {', '.join(granted) or 'none'}")
+        run.info(f"key permissions: {', '.join(granted) or 'none'}{account}")
         if not permissions.trade:
             run.warn(
                 "the key cannot trade: engines on this connection could not place orders",
@@ -261,6 +267,18 @@ class ConnectionTester:
                 "move funds out",
                 "disable withdrawals on the key",
             )
+
+    async def _account(self, run: TestRun, probe: ExchangeProbe) -> str:
+        """Learns the key's account UID onto `run`; what the permissions line says of it."""
+        try:
+            uid = await probe.account_uid()  # the permissions' answer: no request of its own
+        except Exception as exc:  # counted per key meanwhile: not worth failing the test
+            return f"; account uid unknown ({run.describe(exc)}), limits counted per key"
+        if uid is None:
+            return ""
+        run.account_uid = uid
+        # masked like key hints: the uid is no secret, but a log travels further
+        return f"; account uid ****{uid[-4:]}"
 
     async def _api_type(self, run: TestRun, probe: ExchangeProbe) -> None:
         run.step = "api_type"

@@ -15,7 +15,7 @@ Created by `ExchangeClientFactory.client`; close it (or `async with`).
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from decimal import Decimal
 from types import TracebackType
@@ -50,13 +50,38 @@ from ctsd.ratelimit import Lane, ScopeUsage
 T = TypeVar("T")
 
 
+def _keep_answers(exchange: Any, methods: Iterable[str]) -> dict[str, Any]:
+    """Wrap the ccxt implicit-API `methods` of `exchange` so their last answers are kept.
+
+    Probes read the kept answer instead of asking again: ccxt's bybit asks
+    `/v5/user/query-api` itself on the first balance request (`is_unified_enabled`)
+    and keeps only two flags of it; the key's permissions and UID are in the same answer.
+    """
+    kept: dict[str, Any] = {}
+
+    def keeping(name: str, call: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+        async def kept_call(*args: Any, **kwargs: Any) -> Any:
+            kept[name] = answer = await call(*args, **kwargs)
+            return answer
+
+        return kept_call
+
+    for name in set(methods):
+        setattr(exchange, name, keeping(name, getattr(exchange, name)))
+    return kept
+
+
 class ExchangeClient:
     def __init__(
         self, exchange: Any, target: ConnectionTarget, profile: ClientProfile,
         markets: MarketCache, gate: RequestGate, credentials: ApiCredentials | None,
-        default_lane: Lane = Lane.POLL,
+        default_lane: Lane = Lane.POLL, on_account_uid: Callable[[str], None] | None = None,
     ) -> None:
         self._exchange = exchange
+        self._on_account_uid = on_account_uid
+        """Told the key's UID once learned (the factory: later clients of the key share it)."""
+        self._answers = _keep_answers(exchange, (
+            probe.method for probe in (profile.permissions, profile.account_uid) if probe))
         self.target = target
         self._profile = profile
         self._markets = markets
@@ -134,12 +159,40 @@ class ExchangeClient:
         if self.target.api_type in probe.answered_by_balance and self._balance_answer:
             raw = self._balance_answer
         else:
-            method = getattr(self._exchange, probe.method)
-            raw = await self._run(lambda: method(dict(probe.params)), signed=True)
+            raw = await self._probe_answer(probe.method, probe.params)
         try:
             return probe.parse(raw)
         except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
             raise malformed(f"{self.target.exchange} key permissions ({exc!r})") from exc
+
+    async def account_uid(self) -> str | None:
+        """The UID of the account the key belongs to, where the venue counts limits per UID.
+
+        None where the profile declares no probe (the venue counts per key). Once
+        learned, this client and every later one of the same key draw on the UID's
+        account buckets (`on_account_uid`).
+        """
+        probe = self._profile.account_uid
+        if probe is None:
+            return None
+        raw = await self._probe_answer(probe.method)
+        try:
+            uid = str(probe.parse(raw)).strip()
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+            raise malformed(f"{self.target.exchange} account uid ({exc!r})") from exc
+        if not uid:
+            raise malformed(f"{self.target.exchange} answered an empty account uid")
+        if self._on_account_uid is not None:
+            self._on_account_uid(uid)
+        return uid
+
+    async def _probe_answer(self, method: str, params: Mapping[str, Any] | None = None) -> Any:
+        """The venue's answer to a probe `method`: kept from an earlier request of this
+        client (ours or ccxt's own), else asked now (a signed request)."""
+        if method not in self._answers:
+            call = getattr(self._exchange, method)
+            await self._run(lambda: call(dict(params or {})), signed=True)
+        return self._answers[method]
 
     async def api_type_status(self) -> ApiTypeStatus:
         """Whether the account answers for this api type (e.g. a futures wallet exists)."""

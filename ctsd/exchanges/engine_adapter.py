@@ -138,7 +138,8 @@ class ExchangeEngineBackend:
             credentials = await self._credentials.resolve(conn)
         except CredentialsUnavailable as exc:
             raise FailedPrecondition(f"{name} cannot trade LIVE: {exc.message}") from exc
-        return await self._factory.client(target, credentials, lane=Lane.ORDER)
+        return await self._factory.client(target, credentials, lane=Lane.ORDER,
+                                          account_uid=conn.account_uid)
 
     async def close(self, connection_id: str) -> None:
         opened = self._clients.get(connection_id)

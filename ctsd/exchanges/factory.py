@@ -2,7 +2,9 @@
 
 Shared, per factory: the rate limiter's buckets (through one `RateLimiter`),
 one aiohttp session (connection pooling instead of a pool per connection),
-and one `MarketCache` per (exchange, api type, testnet). ccxt is imported on
+one `MarketCache` per (exchange, api type, testnet), and the account UIDs
+clients have learned for their keys (so every key of a Bybit or OKX account
+draws on that account's buckets). ccxt is imported on
 the first `client()` call, not before: importing it takes half a second and
 ~100 MB, which the daemon's start path and `ctsd --help` must not pay.
 
@@ -19,7 +21,9 @@ import hashlib
 import hmac
 import os
 import ssl
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import replace
+from functools import partial
 from types import MappingProxyType, TracebackType
 from typing import Any
 from urllib.parse import urlsplit
@@ -38,6 +42,7 @@ from ctsd.exchanges.throttle import (
     RequestGate,
     bucket_spec,
     exchange_of,
+    hand_over,
     install,
 )
 from ctsd.ratelimit import (
@@ -90,6 +95,8 @@ class ExchangeClientFactory:
         self._ssl: ssl.SSLContext | None = None
         self._markets: dict[ConnectionTarget, MarketCache] = {}
         self._sequences: dict[tuple[str, str], KeySequence] = {}
+        self._uids: dict[str, str] = {}
+        """Key fingerprint → the UID of its account, as a client of the key learned it."""
         self._markets_lock = asyncio.Lock()
         self._closed = False
 
@@ -97,18 +104,26 @@ class ExchangeClientFactory:
 
     async def client(
         self, target: ConnectionTarget, credentials: ApiCredentials | None = None, *,
-        lane: Lane = Lane.POLL,
+        lane: Lane = Lane.POLL, account_uid: str | None = None,
     ) -> ExchangeClient:
-        """A client for `target`, signing with `credentials`; its requests default to `lane`."""
+        """A client for `target`, signing with `credentials`; its requests default to `lane`.
+
+        `account_uid` is the key's account as a past test stored it (`Connection.
+        account_uid`): where the venue counts per UID, account limits are the UID's
+        from the first request. A UID learned in this process for the key wins.
+        """
         spec, profile = self._resolve(target)
         markets = await self.markets(target)
-        account = None if credentials is None else self._account(spec, credentials)
+        key = None if credentials is None else self._account(spec, credentials)
+        account = None if key is None else self._scope_of(profile, key, account_uid)
         gate = self._gate(spec, target, account, lane)
-        if account is not None and profile.sequential_apis:
-            gate.sequence = self._sequences.setdefault((spec.id, account.fingerprint),
+        if key is not None and profile.sequential_apis:
+            gate.sequence = self._sequences.setdefault((spec.id, key.fingerprint),
                                                        KeySequence())
+        learned = None if key is None else partial(self._learn_uid, spec, key)
         exchange = self._new_exchange(spec, profile, target, credentials, gate)
-        return ExchangeClient(exchange, target, profile, markets, gate, credentials, lane)
+        return ExchangeClient(exchange, target, profile, markets, gate, credentials, lane,
+                              on_account_uid=learned)
 
     async def markets(self, target: ConnectionTarget) -> MarketCache:
         """The shared market cache of `target` (created, not yet loaded, on first use)."""
@@ -147,7 +162,31 @@ class ExchangeClientFactory:
                           hashlib.sha256).hexdigest()[:16]
         return AccountScope(digest, credentials.hint)
 
-    def _gate(self, spec: ExchangeSpec, target: ConnectionTarget, account: AccountScope | None,
+    def _learn_uid(self, spec: ExchangeSpec, key: AccountScope, uid: str) -> None:
+        """A client of `key` learned its account's UID: from now on the key's clients,
+        open ones included, count account limits in the UID's buckets."""
+        if self._uids.get(key.fingerprint) != uid:
+            self._uids[key.fingerprint] = uid
+            hand_over(self.limiter, spec, self._overrides, key, replace(key, uid=uid))
+
+    def _scope_of(self, profile: ClientProfile, key: AccountScope, stored_uid: str | None,
+                  ) -> AccountScope | Callable[[], AccountScope]:
+        """The key's scope, turning to its account's UID where the venue counts per UID.
+
+        Asked again by the gate as it takes buckets, so a UID learned by any client of
+        the key (a connection test) moves open clients too (an engine's).
+        """
+        if profile.account_uid is None:
+            return key  # Binance orders per account key, Kraken's counter per key
+
+        def current() -> AccountScope:
+            uid = self._uids.get(key.fingerprint) or stored_uid
+            return key if uid is None else replace(key, uid=uid)
+
+        return current
+
+    def _gate(self, spec: ExchangeSpec, target: ConnectionTarget,
+              account: AccountScope | Callable[[], AccountScope] | None,
               lane: Lane) -> RequestGate:
         override = self._endpoints.get(spec.id)
         host = urlsplit(override).netloc if override else ""

@@ -3,8 +3,8 @@
 Each venue's `client.py` declares a `ClientProfile`: the ccxt class, ccxt
 options per api type, which markets to load, the exchange error codes whose
 meaning ccxt gets wrong, how the exchange refuses a request for its rate and
-which scope that pauses, where the key's permissions can be read, and how the
-venue names our client order id in order calls. The
+which scope that pauses, where the key's permissions and its account's UID can
+be read, and how the venue names our client order id in order calls. The
 generic `ExchangeClient` reads these; it never asks which exchange it talks to.
 """
 
@@ -67,6 +67,22 @@ class PermissionsProbe:
 
 
 @dataclass(frozen=True)
+class AccountUidProbe:
+    """A ccxt implicit-API method whose answer names the account (UID) the key belongs to.
+
+    Declared where the venue counts its account limits per UID rather than per key
+    (Bybit, OKX): once the UID is known, every key of that account shares one budget.
+    The answer is read from whichever request asked that endpoint first in the
+    client's life (the permissions probe, or ccxt's own flow), so learning the UID
+    costs no request of its own where the endpoint is asked anyway.
+    """
+
+    method: str
+    parse: Callable[[Any], str]
+    """The UID in the answer; raises KeyError/TypeError/ValueError/IndexError if absent."""
+
+
+@dataclass(frozen=True)
 class ClientOrderIds:
     """How the venue carries our client order id: ccxt passes each name through `params`.
 
@@ -99,6 +115,8 @@ class ClientProfile:
     reset_header: str | None = None
     """A header with the epoch milliseconds at which a refused window resets."""
     permissions: PermissionsProbe | None = None
+    account_uid: AccountUidProbe | None = None
+    """None keeps account limits per key (Binance; Kraken's counter is per key)."""
     client_order_ids: ClientOrderIds = ClientOrderIds()
     sequential_apis: tuple[str, ...] = ()
     """ccxt api families whose signed requests must reach the exchange one at a time per

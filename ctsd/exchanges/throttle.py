@@ -85,10 +85,42 @@ def exchange_of(key: ScopeKey) -> str:
 
 @dataclass(frozen=True)
 class AccountScope:
-    """The key a client signs with, as bucket keys see it: a fingerprint and a hint."""
+    """Whom a client's account limits count for: its key, or the key's account (UID).
+
+    `fingerprint` and `hint` are the key's (a keyed hash and a masked hint: nothing
+    that leaks). `uid` is set once the key's account is known on a venue that counts
+    per UID (Bybit, OKX): its buckets are then the UID's, shared by every key of it,
+    and show the UID, which is no secret.
+    """
 
     fingerprint: str
     hint: str
+    uid: str | None = None
+
+    def key(self, exchange: str, limit: str) -> ScopeKey:
+        """The bucket key of account limit `limit` on `exchange` (a scope label)."""
+        if self.uid is None:
+            return ScopeKey.account(exchange, limit, self.fingerprint, self.hint)
+        return ScopeKey.uid(exchange, limit, self.uid)
+
+
+def hand_over(limiter: RateLimiter, spec: ExchangeSpec, overrides: RateLimitOverrides,
+              key: AccountScope, account: AccountScope) -> None:
+    """Charge `account`'s buckets with what `key`'s counted in their current windows.
+
+    Called once, when a key's UID is learned: the exchange has counted the key's
+    requests for the UID all along, and a UID bucket starting empty would let the
+    UID's keys together send twice its limit within the first window. Charged as
+    of now (a usage observation), which holds them a little longer than the exchange.
+    """
+    for old in limiter.buckets():
+        used = old.snapshot().used
+        if used <= 0 or exchange_of(old.key) != spec.id or old.key != key.key(
+                old.key.exchange, old.key.limit):
+            continue
+        new = limiter.bucket(account.key(old.key.exchange, old.key.limit),
+                             bucket_spec(spec, old.key.limit, overrides))
+        new.observe_usage(new.snapshot().used + used)
 
 
 class KeySequence:
@@ -120,7 +152,8 @@ class RequestGate:
     def __init__(
         self, limiter: RateLimiter, spec: ExchangeSpec,
         overrides: RateLimitOverrides | Callable[[], RateLimitOverrides], *,
-        testnet: bool = False, host: str = "", account: AccountScope | None = None,
+        testnet: bool = False, host: str = "",
+        account: AccountScope | Callable[[], AccountScope] | None = None,
         default_lane: Lane = Lane.POLL, sequence: KeySequence | None = None,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
@@ -131,7 +164,11 @@ class RequestGate:
         self._overrides = overrides if callable(overrides) else lambda: overrides
         self._label = f"{spec.id}{TESTNET_SUFFIX}" if testnet else spec.id
         self._host = host
-        self._account = account
+        # A callable gives the key's current scope: it turns to the UID's when a client
+        # of the key learns it, and this gate's next requests follow (see `bucket`).
+        self._account: Callable[[], AccountScope | None] = (
+            account if callable(account) else lambda: account)
+        self._scope = self._account()
         self._default_lane = default_lane
         self._wall_clock = wall_clock
         self.sequence = sequence
@@ -142,6 +179,9 @@ class RequestGate:
 
     def bucket(self, name: str) -> RateLimitBucket | None:
         """The bucket of limit `name` for this client; None for an account limit without a key."""
+        scope = self._account()
+        if scope != self._scope:  # the key's UID became known: its buckets from now on
+            self._scope, self._buckets = scope, {}
         if name not in self._buckets:
             self._buckets[name] = self._make_bucket(name)
         return self._buckets[name]
@@ -150,11 +190,10 @@ class RequestGate:
         limit = self._spec.rate_limit(name)
         if limit.scope is RateLimitScope.IP:
             key = ScopeKey.ip(self._label, name, self._host)
-        elif self._account is None:
+        elif self._scope is None:
             return None
         else:
-            key = ScopeKey.account(self._label, name, self._account.fingerprint,
-                                   self._account.hint)
+            key = self._scope.key(self._label, name)
         return self._limiter.bucket(key, bucket_spec(self._spec, name, self._overrides()))
 
     async def admit(self, api: str, method: str, path: str, cost: float) -> Admission:

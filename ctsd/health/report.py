@@ -64,16 +64,19 @@ def connection_states(conn: Connection, active: bool) -> list[str]:
 def scopes_of(conn: Connection, usage: Sequence[ScopeUsage]) -> list[ScopeUsage]:
     """The buckets a connection draws on: its exchange's per-IP ones and its key's own.
 
-    Account scopes are recognised by the masked key hint they display; two
-    keys with the same last four characters would both show, which is
-    harmless for a health view and never reveals more than the hint.
+    Account scopes are recognised by the masked key hint they display, or by
+    the account's UID where the venue counts per UID; two keys with the same
+    last four characters would both show, which is harmless for a health view
+    and never reveals more than the hint.
     """
     hint = conn.credentials.api_key_hint
+    uid = f"uid {conn.account_uid}" if conn.account_uid else None
     return [
         u
         for u in usage
         if u.key.exchange == conn.exchange
-        and (u.key.scope == "ip" or (hint != "****" and hint in u.key.display))
+        and (u.key.scope == "ip" or (hint != "****" and hint in u.key.display)
+             or u.key.display == uid)
     ]
 
 

@@ -102,6 +102,11 @@ class ScopeKey:
     def account(cls, exchange: str, limit: str, fingerprint: str, hint: str) -> ScopeKey:
         return cls(cls.ACCOUNT_RANK, exchange, limit, f"key:{fingerprint}", f"key {hint}")
 
+    @classmethod
+    def uid(cls, exchange: str, limit: str, uid: str) -> ScopeKey:
+        """An account limit the venue counts per UID: shared by every key of the account."""
+        return cls(cls.ACCOUNT_RANK, exchange, limit, f"uid:{uid}", f"uid {uid}")
+
     @property
     def scope(self) -> str:
         return "ip" if self.rank == self.IP_RANK else "account"

@@ -28,7 +28,8 @@ from ctsd.vault.sealer import SealedSecret
 
 _COLUMNS = (
     "seq, id, display_name, exchange, api_type, testnet, margin_mode, position_mode, "
-    "market_data_method, enabled, predefined, api_key_hint, created_us, updated_us, revision"
+    "market_data_method, enabled, predefined, api_key_hint, created_us, updated_us, revision, "
+    "account_uid"
 )
 _SECRET_FLAGS = "(SELECT group_concat(field) FROM sealed_secrets s WHERE s.connection_id = c.id)"
 _SELECT = f"SELECT {_COLUMNS}, {_SECRET_FLAGS} FROM connections c"
@@ -42,7 +43,7 @@ class ConnectionPage:
 
 
 def _to_connection(row: Row) -> Connection:
-    stored = set((row[15] or "").split(","))
+    stored = set((row[16] or "").split(","))
     return Connection(
         id=row[1],
         display_name=row[2],
@@ -63,6 +64,7 @@ def _to_connection(row: Row) -> Connection:
         created_at=from_us(row[12]),
         updated_at=from_us(row[13]),
         revision=row[14],
+        account_uid=row[15],
     )
 
 
@@ -139,17 +141,27 @@ class ConnectionRepository:
         expected_revision: int,
         secrets: Iterable[SealedSecret],
         cleared: Iterable[CredentialField],
-    ) -> None:
-        """Writes `conn` over the row if it is still at `expected_revision`."""
+    ) -> Connection:
+        """Writes `conn` over the row if it is still at `expected_revision`; returns it as
+        stored.
+
+        A new or cleared API key, or a switch to or from testnet, forgets the account
+        UID: it belonged to the old key's account, and the next test learns it again.
+        """
         index = await self._loaded()
+        secrets, cleared = tuple(secrets), tuple(cleared)
+        new_key = CredentialField.API_KEY in cleared or any(
+            s.field == CredentialField.API_KEY.value for s in secrets)
         async with self._db.transaction() as tx:
             await self._check_unique(tx, conn.id, conn.display_name, check_id=False)
             changed = await tx.execute(
                 "UPDATE connections SET display_name = ?, exchange = ?, api_type = ?, "
                 "testnet = ?, margin_mode = ?, position_mode = ?, market_data_method = ?, "
                 "enabled = ?, predefined = ?, api_key_hint = ?, created_us = ?, "
-                "updated_us = ?, revision = ? WHERE id = ? AND revision = ?",
-                (*_row_values(conn, hint), conn.id, expected_revision),
+                "updated_us = ?, revision = ?, account_uid = CASE WHEN ? OR testnet != ? "
+                "THEN NULL ELSE account_uid END WHERE id = ? AND revision = ?",
+                (*_row_values(conn, hint), int(new_key), int(conn.testnet), conn.id,
+                 expected_revision),
             )
             if changed == 0:
                 await _raise_missing_or_stale(tx, conn.id)
@@ -159,24 +171,36 @@ class ConnectionRepository:
                     "DELETE FROM sealed_secrets WHERE connection_id = ? AND field = ?",
                     (conn.id, cred.value),
                 )
+            uid = await tx.fetch_one("SELECT account_uid FROM connections WHERE id = ?",
+                                     (conn.id,))
         # The writer read `conn` before this commit; a test may have finished since.
         stored = index.get(conn.id)
-        index.replace(replace(conn, last_test=stored.last_test if stored else conn.last_test))
+        written = replace(conn, last_test=stored.last_test if stored else conn.last_test,
+                          account_uid=uid[0] if uid else None)
+        index.replace(written)
+        return written
 
     async def record_test(
         self, connection_ids: Sequence[str], result: TestResult
     ) -> builtins.list[str]:
         """Stores `result` as the last test of each connection, in one transaction.
 
+        The account UID the test learned goes on the row as the test does: without a
+        new revision (etags stay valid), since the connection's settings did not change.
         Returns the ids written: a connection deleted meanwhile is skipped.
         """
         index = await self._loaded()
+        uid = result.account_uid
         async with self._db.transaction() as tx:
             written = await insert_results(tx, connection_ids, result)
+            if uid is not None:
+                await tx.executemany("UPDATE connections SET account_uid = ? WHERE id = ?",
+                                     [(uid, connection_id) for connection_id in written])
         for connection_id in written:
             conn = index.get(connection_id)
             if conn is not None:
-                index.replace(replace(conn, last_test=result))
+                index.replace(replace(conn, last_test=result,
+                                      account_uid=uid or conn.account_uid))
         return written
 
     async def all(self) -> builtins.list[Connection]:

@@ -14,6 +14,7 @@ from typing import Any
 
 import grpc
 import pytest
+from google.protobuf import field_mask_pb2
 
 from cts.v1 import connection_pb2 as pb
 from cts.v1 import connection_service_pb2 as spb
@@ -54,6 +55,36 @@ def test_a_working_key_streams_every_step_then_a_stored_result(
     stored = get(stub, conn.name).last_test
     assert stored.status == result.status and stored.start_time == result.start_time
     assert list(stored.log) == list(result.log) and len(stored.log) == len(stream.lines)
+
+
+@pytest.mark.parametrize("exchange", ["bybit", "okx"])
+def test_a_test_learns_the_keys_account_uid_without_changing_the_etag(
+    stub: sgrpc.ConnectionServiceStub, sim: SimulatorThread, exchange: str
+) -> None:
+    uid = "700000001" if exchange == "bybit" else "700000002"
+    keys = [sim_connection(stub, sim, f"uid-{exchange}-{role}", exchange, uid=int(uid))
+            for role in ("read", "trade")]
+    for conn in keys:
+        before = get(stub, conn.name)
+        assert before.account_uid == ""
+        stream = run_test(stub, conn.name)
+        assert stream.final().status == pb.TEST_STATUS_SUCCESS, stream.final().message
+        assert stream.steps == STEPS
+        [line] = [x for x in stream.lines if x.step == "permissions"]
+        assert line.message.endswith(f"account uid ****{uid[-4:]}") and uid not in line.message
+        after = get(stub, conn.name)
+        assert after.account_uid == uid and after.etag == before.etag
+    other = sim_connection(stub, sim, f"uid-{exchange}-binance")
+    run_test(stub, other.name).final()
+    assert get(stub, other.name).account_uid == ""  # Binance counts per key
+
+    rekeyed = stub.UpdateConnection(spb.UpdateConnectionRequest(
+        connection=pb.Connection(name=keys[0].name, credentials=pb.Credentials(
+            api_key="another-key-00000000", api_secret="s",
+            passphrase=PASSPHRASE if exchange == "okx" else "")),
+        update_mask=field_mask_pb2.FieldMask(paths=["credentials"])))
+    assert rekeyed.account_uid == "" and get(stub, keys[0].name).account_uid == ""
+    assert get(stub, keys[1].name).account_uid == uid
 
 
 def test_a_key_that_can_withdraw_is_a_warning_with_its_remedy(

@@ -42,6 +42,8 @@ class ScriptedProbe:
         default_factory=lambda: KeyPermissions(read=True, trade=True, withdraw=False)
     )
     usable: bool = True
+    uid: str | BaseException | None = None
+    """The key's account UID; an exception to raise; None where the venue counts per key."""
     balance_error: BaseException | None = None
     hang: asyncio.Event | None = None
     closed: bool = False
@@ -65,6 +67,11 @@ class ScriptedProbe:
 
     async def key_permissions(self) -> KeyPermissions | None:
         return self.permissions
+
+    async def account_uid(self) -> str | None:
+        if isinstance(self.uid, BaseException):
+            raise self.uid
+        return self.uid
 
     async def api_type_status(self) -> ApiTypeStatus:
         return ApiTypeStatus(self.usable, "spot account reachable" if self.usable else "no spot")
@@ -183,3 +190,20 @@ async def test_a_bug_in_a_probe_is_an_internal_error_without_its_text() -> None:
     result, _ = await make_tester(probe).test(conn("c1"))
     assert result.failure_class is FailureClass.EXCHANGE_ERROR
     assert "private detail" not in result.message and "internal error" in result.message
+
+
+@pytest.mark.asyncio
+async def test_the_account_uid_is_learned_into_the_result_and_logged_masked() -> None:
+    result, _ = await make_tester(ScriptedProbe(uid="100000042")).test(conn("c1"))
+    assert result.status is TestStatus.SUCCESS and result.account_uid == "100000042"
+    [line] = [line for line in result.log_lines if line.step == "permissions"]
+    assert line.message == "key permissions: read, trade; account uid ****0042"
+
+
+@pytest.mark.asyncio
+async def test_an_account_uid_that_cannot_be_read_leaves_key_scoping_and_passes() -> None:
+    unreadable = failure(FailureClass.EXCHANGE_ERROR, "okx: malformed account uid")
+    result, _ = await make_tester(ScriptedProbe(uid=unreadable)).test(conn("c1"))
+    assert result.status is TestStatus.SUCCESS and result.account_uid is None
+    [line] = [line for line in result.log_lines if line.step == "permissions"]
+    assert line.level is LogLevel.INFO and "limits counted per key" in line.message

@@ -13,7 +13,7 @@ from ctsd.exchanges.factory import ExchangeClientFactory
 from ctsd.exchanges.model import ConnectionTarget
 from ctsd.exchanges.registry import ExchangeRegistry
 from ctsd.exchanges.spec import ApiType, Charge, EndpointRule, ExchangeSpec
-from ctsd.exchanges.throttle import AccountScope, RequestGate, ResponseInfo, lane
+from ctsd.exchanges.throttle import AccountScope, RequestGate, ResponseInfo, hand_over, lane
 from ctsd.ratelimit import Lane, RateLimiter, RateLimitOverrides
 from ctsd.sim.binance import BinanceSim
 from ctsd.sim.ratelimit import RateLimitConfig
@@ -106,6 +106,42 @@ async def test_clients_without_a_key_skip_account_limits() -> None:
         admission = await public.admit("public", "GET", "market/ticker", 1)
         assert [c.limit for c, _ in admission.charged] == ["market_ticker"]
         assert (await public.admit("private", "GET", "account/balance", 1)).permit is None
+
+
+def test_a_known_uid_keys_account_scopes_by_uid_and_shows_no_key() -> None:
+    scope = AccountScope("fingerprint", "****0001", uid="5001").key("bybit", "requests")
+    assert (scope.owner, scope.display, scope.scope) == ("uid:5001", "uid 5001", "account")
+    assert ACCOUNT.key("bybit", "requests").owner == "key:fingerprint"
+
+
+@pytest.mark.asyncio
+async def test_a_gate_follows_its_key_to_the_uids_buckets_once_learned() -> None:
+    spec = REGISTRY.get("bybit")
+    assert spec is not None
+    scopes = [ACCOUNT]
+    async with RateLimiter() as limiter:
+        bybit = RequestGate(limiter, spec, RateLimitOverrides(), account=lambda: scopes[-1])
+        await bybit.admit("private", "GET", "v5/account/wallet-balance", 1)
+        scopes.append(AccountScope("fingerprint", "****0001", uid="5001"))
+        await bybit.admit("private", "GET", "v5/account/wallet-balance", 1)
+        owners = {u.key.owner for u in bybit.usage() if u.key.scope == "account"}
+        everywhere = {u.key.owner for u in limiter.snapshot()}
+    assert owners == {"uid:5001"}  # the gate's own usage: the scopes it counts in now
+    assert everywhere == {"key:fingerprint", "uid:5001", "ip"}
+
+
+@pytest.mark.asyncio
+async def test_the_uids_buckets_take_over_what_the_key_counted() -> None:
+    spec = REGISTRY.get("okx")
+    assert spec is not None
+    uid = AccountScope("fingerprint", "****0001", uid="5001")
+    async with RateLimiter() as limiter:
+        okx = gate(limiter, "okx")
+        for _ in range(3):
+            await okx.admit("private", "GET", "account/balance", 1)
+        hand_over(limiter, spec, RateLimitOverrides(), ACCOUNT, uid)
+        taken = {u.key.limit: u.used for u in limiter.snapshot() if u.key.owner == "uid:5001"}
+    assert taken == {"account_balance": 3, "requests": 3}
 
 
 @pytest.mark.asyncio

@@ -4,13 +4,11 @@ order id, fills deduplicate by trade id, and the config round-trips exactly."""
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import AsyncIterator
 from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
-import pytest_asyncio
 
 from ctsd.engine.config import EngineConfig, PaperSettings, RiskLimits, TradingMode
 from ctsd.engine.orders import Execution, Fill, Order, OrderStatus
@@ -24,15 +22,6 @@ CONFIG = EngineConfig(
     "sma_cross", ("BTC/USDT", "ETH/USDT"), {"fast": "5", "slow": "20"}, TradingMode.LIVE, 2.5,
     RiskLimits(max_order_notional=D("100.5"), max_open_orders=None, daily_loss_limit=D(50)),
     PaperSettings(balances=(("USDT", D("1000.25")), ("BTC", D("0.1"))), slippage_bps=D(3)))
-
-
-@pytest_asyncio.fixture
-async def db(tmp_path: Path) -> AsyncIterator[Database]:
-    database = await Database.open(tmp_path)
-    try:
-        yield database
-    finally:
-        await database.close()
 
 
 def order(cid: str, status: OrderStatus, filled: str = "0") -> Order:

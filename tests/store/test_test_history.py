@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
-import pytest_asyncio
 
 from ctsd.connections.results import (
     AssetBalance,
@@ -48,15 +45,6 @@ def result(n: int, status: TestStatus = TestStatus.SUCCESS) -> TestResult:
         clock_skew_s=-0.012,
         latency_s=0.004,
     )
-
-
-@pytest_asyncio.fixture
-async def db(tmp_path: Path) -> AsyncIterator[Database]:
-    database = await Database.open(tmp_path)
-    try:
-        yield database
-    finally:
-        await database.close()
 
 
 async def repository_with(db: Database, *ids: str) -> ConnectionRepository:

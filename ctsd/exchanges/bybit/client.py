@@ -6,6 +6,7 @@ from typing import Any
 from ctsd.exchanges.errors import FailureClass
 from ctsd.exchanges.model import KeyPermissions
 from ctsd.exchanges.profile import (
+    AccountUidProbe,
     ApiTypeProfile,
     ClientOrderIds,
     ClientProfile,
@@ -28,6 +29,11 @@ def _permissions(answer: Any) -> KeyPermissions:
         read=True, trade=str(result.get("readOnly")) == "0",
         withdraw="Withdraw" in (perms.get("Wallet") or []),
         ip_restricted=bool(ips) and list(ips) != ["*"])
+
+
+def _uid(answer: Any) -> str:
+    """`/v5/user/query-api`: `result.userID`, the UID whose limits every key of it shares."""
+    return str(int(answer["result"]["userID"]))
 
 
 BYBIT_CLIENT = ClientProfile(
@@ -58,6 +64,7 @@ BYBIT_CLIENT = ClientProfile(
     ),
     reset_header="X-Bapi-Limit-Reset-Timestamp",
     permissions=PermissionsProbe("privateGetV5UserQueryApi", _permissions),
+    account_uid=AccountUidProbe("privateGetV5UserQueryApi", _uid),  # same answer, no extra request
     # ccxt's unified-account fetchOrder sends no orderLinkId; /v5/order/realtime filtered by
     # it answers open and recently closed orders, the history endpoint older ones.
     client_order_ids=ClientOrderIds(

@@ -7,8 +7,9 @@ On top: the prototype's 100 requests a second per account, and 600 requests
 per 5 s per IP, past which Bybit answers a bare 403 and bans the IP for ten
 minutes. Every request counts 1 (ccxt's costs are its own 50/s scale).
 
-A UID can hold several keys; we key account scopes by API key, which is exact
-for the usual one-key-per-account setup and too generous otherwise.
+A UID can hold several keys (a read key and a trade key, say): account scopes
+are keyed by the UID once a connection test has learned it (`AccountUidProbe`),
+so its keys share one budget, and by API key until then.
 """
 
 from ctsd.exchanges.spec import Charge, EndpointRule, RateLimitScope, RateLimitSpec, UsageHeader

@@ -6,6 +6,7 @@ from typing import Any
 from ctsd.exchanges.errors import FailureClass
 from ctsd.exchanges.model import KeyPermissions
 from ctsd.exchanges.profile import (
+    AccountUidProbe,
     ApiTypeProfile,
     ClientOrderIds,
     ClientProfile,
@@ -25,6 +26,11 @@ def _permissions(answer: Any) -> KeyPermissions:
     perms = {p.strip() for p in str(config.get("perm") or "").split(",")}
     return KeyPermissions(read=True, trade="trade" in perms, withdraw="withdraw" in perms,
                           ip_restricted=bool(str(config.get("ip") or "").strip()))
+
+
+def _uid(answer: Any) -> str:
+    """`account/config`: `data[0].uid`, the UID whose limits every key of it shares."""
+    return str(int(answer["data"][0]["uid"]))
 
 
 OKX_CLIENT = ClientProfile(
@@ -54,5 +60,6 @@ OKX_CLIENT = ClientProfile(
         RefusalRule(code="50011"),
     ),
     permissions=PermissionsProbe("privateGetAccountConfig", _permissions),
+    account_uid=AccountUidProbe("privateGetAccountConfig", _uid),  # same answer, no extra request
     client_order_ids=ClientOrderIds(create="clOrdId", lookup="clOrdId"),
 )

@@ -3,9 +3,11 @@
 The per-endpoint budgets are OKX's published ones; the prototype's 30
 requests a second per account sits on top of every signed call. OKX counts
 some limits per IP and instrument type, or per UID and instrument: we count
-them per IP or per UID, which is stricter. A batch order endpoint with one
-order counts as the single-order endpoint (ccxt places single orders through
-`trade/batch-orders`). Every request counts 1; OKX sends no usage headers.
+them per IP or per UID, which is stricter ("per UID" is per API key until a
+connection test has learned the key's UID: `AccountUidProbe`). A batch order
+endpoint with one order counts as the single-order endpoint (ccxt places single
+orders through `trade/batch-orders`). Every request counts 1; OKX sends no
+usage headers.
 """
 
 from ctsd.exchanges.spec import Charge, EndpointRule, RateLimitScope, RateLimitSpec

@@ -28,7 +28,7 @@ from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x63ts/v1/connection.proto\x12\x06\x63ts.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/resource.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"w\n\x0bTestLogLine\x12(\n\x04time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1f\n\x05level\x18\x02 \x01(\x0e\x32\x10.cts.v1.LogLevel\x12\x0c\n\x04step\x18\x03 \x01(\t\x12\x0f\n\x07message\x18\x04 \x01(\t\"W\n\x0c\x41ssetBalance\x12\r\n\x05\x61sset\x18\x01 \x01(\t\x12\x0c\n\x04\x66ree\x18\x02 \x01(\x01\x12\x0c\n\x04used\x18\x03 \x01(\x01\x12\r\n\x05total\x18\x04 \x01(\x01\x12\r\n\x05value\x18\x05 \x01(\x01\"\xc3\x05\n\nConnection\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x08\x12\x1a\n\x0c\x64isplay_name\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x17\n\x08\x65xchange\x18\x03 \x01(\tB\x05\xe2\x41\x02\x02\x05\x12\'\n\x08\x61pi_type\x18\x04 \x01(\x0e\x32\x0f.cts.v1.ApiTypeB\x04\xe2\x41\x01\x02\x12\x0f\n\x07testnet\x18\x05 \x01(\x08\x12\'\n\x0bmargin_mode\x18\x06 \x01(\x0e\x32\x12.cts.v1.MarginMode\x12+\n\rposition_mode\x18\x07 \x01(\x0e\x32\x14.cts.v1.PositionMode\x12\x34\n\x12market_data_method\x18\x08 \x01(\x0e\x32\x18.cts.v1.MarketDataMethod\x12.\n\x0b\x63redentials\x18\t \x01(\x0b\x32\x13.cts.v1.CredentialsB\x04\xe2\x41\x01\x04\x12\x37\n\x10\x63redentials_info\x18\n \x01(\x0b\x32\x17.cts.v1.CredentialsInfoB\x04\xe2\x41\x01\x03\x12\x0f\n\x07\x65nabled\x18\x0b \x01(\x08\x12\x18\n\npredefined\x18\x0c \x01(\x08\x42\x04\xe2\x41\x01\x05\x12\x14\n\x06\x61\x63tive\x18\r \x01(\x08\x42\x04\xe2\x41\x01\x03\x12\x35\n\tlast_test\x18\x0e \x01(\x0b\x32\x1c.cts.v1.ConnectionTestResultB\x04\xe2\x41\x01\x03\x12\x35\n\x0b\x63reate_time\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x35\n\x0bupdate_time\x18\x10 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x0c\n\x04\x65tag\x18\x11 \x01(\t:I\xea\x41\x46\n\x11\x63ts.v1/Connection\x12\x18\x63onnections/{connection}*\x0b\x63onnections2\nconnection\"X\n\x0b\x43redentials\x12\x15\n\x07\x61pi_key\x18\x01 \x01(\tB\x04\xe2\x41\x01\x04\x12\x18\n\napi_secret\x18\x02 \x01(\tB\x04\xe2\x41\x01\x04\x12\x18\n\npassphrase\x18\x03 \x01(\tB\x04\xe2\x41\x01\x04\"l\n\x0f\x43redentialsInfo\x12\x13\n\x0b\x61pi_key_set\x18\x01 \x01(\x08\x12\x14\n\x0c\x61pi_key_hint\x18\x02 \x01(\t\x12\x16\n\x0e\x61pi_secret_set\x18\x03 \x01(\x08\x12\x16\n\x0epassphrase_set\x18\x04 \x01(\x08\"\xe4\x03\n\x14\x43onnectionTestResult\x12\"\n\x06status\x18\x01 \x01(\x0e\x32\x12.cts.v1.TestStatus\x12.\n\nstart_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x08\x64uration\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x15\n\rbalance_total\x18\x04 \x01(\x01\x12\x18\n\x10\x62\x61lance_currency\x18\x05 \x01(\t\x12\x0b\n\x03log\x18\x06 \x03(\t\x12\x14\n\x0c\x63\x61pabilities\x18\x07 \x03(\t\x12\x0f\n\x07message\x18\x08 \x01(\t\x12+\n\rfailure_class\x18\t \x01(\x0e\x32\x14.cts.v1.FailureClass\x12\x0e\n\x06remedy\x18\n \x01(\t\x12&\n\x08\x62\x61lances\x18\x0b \x03(\x0b\x32\x14.cts.v1.AssetBalance\x12-\n\nclock_skew\x18\x0c \x01(\x0b\x32\x19.google.protobuf.Duration\x12*\n\x07latency\x18\r \x01(\x0b\x32\x19.google.protobuf.Duration\x12&\n\tlog_lines\x18\x0e \x03(\x0b\x32\x13.cts.v1.TestLogLine*\x81\x01\n\x07\x41piType\x12\x18\n\x14\x41PI_TYPE_UNSPECIFIED\x10\x00\x12\x11\n\rAPI_TYPE_SPOT\x10\x01\x12\x13\n\x0f\x41PI_TYPE_MARGIN\x10\x02\x12\x1e\n\x1a\x41PI_TYPE_PERPETUAL_FUTURES\x10\x03\x12\x14\n\x10\x41PI_TYPE_OPTIONS\x10\x04*Z\n\nMarginMode\x12\x1b\n\x17MARGIN_MODE_UNSPECIFIED\x10\x00\x12\x15\n\x11MARGIN_MODE_CROSS\x10\x01\x12\x18\n\x14MARGIN_MODE_ISOLATED\x10\x02*a\n\x0cPositionMode\x12\x1d\n\x19POSITION_MODE_UNSPECIFIED\x10\x00\x12\x19\n\x15POSITION_MODE_ONE_WAY\x10\x01\x12\x17\n\x13POSITION_MODE_HEDGE\x10\x02*u\n\x10MarketDataMethod\x12\"\n\x1eMARKET_DATA_METHOD_UNSPECIFIED\x10\x00\x12\x1b\n\x17MARKET_DATA_METHOD_REST\x10\x01\x12 \n\x1cMARKET_DATA_METHOD_WEBSOCKET\x10\x02*s\n\nTestStatus\x12\x1b\n\x17TEST_STATUS_UNSPECIFIED\x10\x00\x12\x17\n\x13TEST_STATUS_SUCCESS\x10\x01\x12\x17\n\x13TEST_STATUS_WARNING\x10\x02\x12\x16\n\x12TEST_STATUS_FAILED\x10\x03*\xc4\x02\n\x0c\x46\x61ilureClass\x12\x1d\n\x19\x46\x41ILURE_CLASS_UNSPECIFIED\x10\x00\x12 \n\x1c\x46\x41ILURE_CLASS_AUTHENTICATION\x10\x01\x12\x1c\n\x18\x46\x41ILURE_CLASS_PERMISSION\x10\x02\x12 \n\x1c\x46\x41ILURE_CLASS_IP_NOT_ALLOWED\x10\x03\x12\x1c\n\x18\x46\x41ILURE_CLASS_CLOCK_SKEW\x10\x04\x12\x1e\n\x1a\x46\x41ILURE_CLASS_RATE_LIMITED\x10\x05\x12\x1d\n\x19\x46\x41ILURE_CLASS_MAINTENANCE\x10\x06\x12\x19\n\x15\x46\x41ILURE_CLASS_NETWORK\x10\x07\x12\x19\n\x15\x46\x41ILURE_CLASS_TIMEOUT\x10\x08\x12 \n\x1c\x46\x41ILURE_CLASS_EXCHANGE_ERROR\x10\t*z\n\x08LogLevel\x12\x19\n\x15LOG_LEVEL_UNSPECIFIED\x10\x00\x12\x13\n\x0fLOG_LEVEL_DEBUG\x10\x01\x12\x12\n\x0eLOG_LEVEL_INFO\x10\x02\x12\x15\n\x11LOG_LEVEL_WARNING\x10\x03\x12\x13\n\x0fLOG_LEVEL_ERROR\x10\x04\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x63ts/v1/connection.proto\x12\x06\x63ts.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/resource.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"w\n\x0bTestLogLine\x12(\n\x04time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1f\n\x05level\x18\x02 \x01(\x0e\x32\x10.cts.v1.LogLevel\x12\x0c\n\x04step\x18\x03 \x01(\t\x12\x0f\n\x07message\x18\x04 \x01(\t\"W\n\x0c\x41ssetBalance\x12\r\n\x05\x61sset\x18\x01 \x01(\t\x12\x0c\n\x04\x66ree\x18\x02 \x01(\x01\x12\x0c\n\x04used\x18\x03 \x01(\x01\x12\r\n\x05total\x18\x04 \x01(\x01\x12\r\n\x05value\x18\x05 \x01(\x01\"\xde\x05\n\nConnection\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x08\x12\x1a\n\x0c\x64isplay_name\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x17\n\x08\x65xchange\x18\x03 \x01(\tB\x05\xe2\x41\x02\x02\x05\x12\'\n\x08\x61pi_type\x18\x04 \x01(\x0e\x32\x0f.cts.v1.ApiTypeB\x04\xe2\x41\x01\x02\x12\x0f\n\x07testnet\x18\x05 \x01(\x08\x12\'\n\x0bmargin_mode\x18\x06 \x01(\x0e\x32\x12.cts.v1.MarginMode\x12+\n\rposition_mode\x18\x07 \x01(\x0e\x32\x14.cts.v1.PositionMode\x12\x34\n\x12market_data_method\x18\x08 \x01(\x0e\x32\x18.cts.v1.MarketDataMethod\x12.\n\x0b\x63redentials\x18\t \x01(\x0b\x32\x13.cts.v1.CredentialsB\x04\xe2\x41\x01\x04\x12\x37\n\x10\x63redentials_info\x18\n \x01(\x0b\x32\x17.cts.v1.CredentialsInfoB\x04\xe2\x41\x01\x03\x12\x0f\n\x07\x65nabled\x18\x0b \x01(\x08\x12\x18\n\npredefined\x18\x0c \x01(\x08\x42\x04\xe2\x41\x01\x05\x12\x14\n\x06\x61\x63tive\x18\r \x01(\x08\x42\x04\xe2\x41\x01\x03\x12\x35\n\tlast_test\x18\x0e \x01(\x0b\x32\x1c.cts.v1.ConnectionTestResultB\x04\xe2\x41\x01\x03\x12\x35\n\x0b\x63reate_time\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x35\n\x0bupdate_time\x18\x10 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x0c\n\x04\x65tag\x18\x11 \x01(\t\x12\x19\n\x0b\x61\x63\x63ount_uid\x18\x12 \x01(\tB\x04\xe2\x41\x01\x03:I\xea\x41\x46\n\x11\x63ts.v1/Connection\x12\x18\x63onnections/{connection}*\x0b\x63onnections2\nconnection\"X\n\x0b\x43redentials\x12\x15\n\x07\x61pi_key\x18\x01 \x01(\tB\x04\xe2\x41\x01\x04\x12\x18\n\napi_secret\x18\x02 \x01(\tB\x04\xe2\x41\x01\x04\x12\x18\n\npassphrase\x18\x03 \x01(\tB\x04\xe2\x41\x01\x04\"l\n\x0f\x43redentialsInfo\x12\x13\n\x0b\x61pi_key_set\x18\x01 \x01(\x08\x12\x14\n\x0c\x61pi_key_hint\x18\x02 \x01(\t\x12\x16\n\x0e\x61pi_secret_set\x18\x03 \x01(\x08\x12\x16\n\x0epassphrase_set\x18\x04 \x01(\x08\"\xe4\x03\n\x14\x43onnectionTestResult\x12\"\n\x06status\x18\x01 \x01(\x0e\x32\x12.cts.v1.TestStatus\x12.\n\nstart_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x08\x64uration\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x15\n\rbalance_total\x18\x04 \x01(\x01\x12\x18\n\x10\x62\x61lance_currency\x18\x05 \x01(\t\x12\x0b\n\x03log\x18\x06 \x03(\t\x12\x14\n\x0c\x63\x61pabilities\x18\x07 \x03(\t\x12\x0f\n\x07message\x18\x08 \x01(\t\x12+\n\rfailure_class\x18\t \x01(\x0e\x32\x14.cts.v1.FailureClass\x12\x0e\n\x06remedy\x18\n \x01(\t\x12&\n\x08\x62\x61lances\x18\x0b \x03(\x0b\x32\x14.cts.v1.AssetBalance\x12-\n\nclock_skew\x18\x0c \x01(\x0b\x32\x19.google.protobuf.Duration\x12*\n\x07latency\x18\r \x01(\x0b\x32\x19.google.protobuf.Duration\x12&\n\tlog_lines\x18\x0e \x03(\x0b\x32\x13.cts.v1.TestLogLine*\x81\x01\n\x07\x41piType\x12\x18\n\x14\x41PI_TYPE_UNSPECIFIED\x10\x00\x12\x11\n\rAPI_TYPE_SPOT\x10\x01\x12\x13\n\x0f\x41PI_TYPE_MARGIN\x10\x02\x12\x1e\n\x1a\x41PI_TYPE_PERPETUAL_FUTURES\x10\x03\x12\x14\n\x10\x41PI_TYPE_OPTIONS\x10\x04*Z\n\nMarginMode\x12\x1b\n\x17MARGIN_MODE_UNSPECIFIED\x10\x00\x12\x15\n\x11MARGIN_MODE_CROSS\x10\x01\x12\x18\n\x14MARGIN_MODE_ISOLATED\x10\x02*a\n\x0cPositionMode\x12\x1d\n\x19POSITION_MODE_UNSPECIFIED\x10\x00\x12\x19\n\x15POSITION_MODE_ONE_WAY\x10\x01\x12\x17\n\x13POSITION_MODE_HEDGE\x10\x02*u\n\x10MarketDataMethod\x12\"\n\x1eMARKET_DATA_METHOD_UNSPECIFIED\x10\x00\x12\x1b\n\x17MARKET_DATA_METHOD_REST\x10\x01\x12 \n\x1cMARKET_DATA_METHOD_WEBSOCKET\x10\x02*s\n\nTestStatus\x12\x1b\n\x17TEST_STATUS_UNSPECIFIED\x10\x00\x12\x17\n\x13TEST_STATUS_SUCCESS\x10\x01\x12\x17\n\x13TEST_STATUS_WARNING\x10\x02\x12\x16\n\x12TEST_STATUS_FAILED\x10\x03*\xc4\x02\n\x0c\x46\x61ilureClass\x12\x1d\n\x19\x46\x41ILURE_CLASS_UNSPECIFIED\x10\x00\x12 \n\x1c\x46\x41ILURE_CLASS_AUTHENTICATION\x10\x01\x12\x1c\n\x18\x46\x41ILURE_CLASS_PERMISSION\x10\x02\x12 \n\x1c\x46\x41ILURE_CLASS_IP_NOT_ALLOWED\x10\x03\x12\x1c\n\x18\x46\x41ILURE_CLASS_CLOCK_SKEW\x10\x04\x12\x1e\n\x1a\x46\x41ILURE_CLASS_RATE_LIMITED\x10\x05\x12\x1d\n\x19\x46\x41ILURE_CLASS_MAINTENANCE\x10\x06\x12\x19\n\x15\x46\x41ILURE_CLASS_NETWORK\x10\x07\x12\x19\n\x15\x46\x41ILURE_CLASS_TIMEOUT\x10\x08\x12 \n\x1c\x46\x41ILURE_CLASS_EXCHANGE_ERROR\x10\t*z\n\x08LogLevel\x12\x19\n\x15LOG_LEVEL_UNSPECIFIED\x10\x00\x12\x13\n\x0fLOG_LEVEL_DEBUG\x10\x01\x12\x12\n\x0eLOG_LEVEL_INFO\x10\x02\x12\x15\n\x11LOG_LEVEL_WARNING\x10\x03\x12\x13\n\x0fLOG_LEVEL_ERROR\x10\x04\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -57,6 +57,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CONNECTION'].fields_by_name['create_time']._serialized_options = b'\342A\001\003'
   _globals['_CONNECTION'].fields_by_name['update_time']._loaded_options = None
   _globals['_CONNECTION'].fields_by_name['update_time']._serialized_options = b'\342A\001\003'
+  _globals['_CONNECTION'].fields_by_name['account_uid']._loaded_options = None
+  _globals['_CONNECTION'].fields_by_name['account_uid']._serialized_options = b'\342A\001\003'
   _globals['_CONNECTION']._loaded_options = None
   _globals['_CONNECTION']._serialized_options = b'\352AF\n\021cts.v1/Connection\022\030connections/{connection}*\013connections2\nconnection'
   _globals['_CREDENTIALS'].fields_by_name['api_key']._loaded_options = None
@@ -65,30 +67,30 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CREDENTIALS'].fields_by_name['api_secret']._serialized_options = b'\342A\001\004'
   _globals['_CREDENTIALS'].fields_by_name['passphrase']._loaded_options = None
   _globals['_CREDENTIALS'].fields_by_name['passphrase']._serialized_options = b'\342A\001\004'
-  _globals['_APITYPE']._serialized_start=1768
-  _globals['_APITYPE']._serialized_end=1897
-  _globals['_MARGINMODE']._serialized_start=1899
-  _globals['_MARGINMODE']._serialized_end=1989
-  _globals['_POSITIONMODE']._serialized_start=1991
-  _globals['_POSITIONMODE']._serialized_end=2088
-  _globals['_MARKETDATAMETHOD']._serialized_start=2090
-  _globals['_MARKETDATAMETHOD']._serialized_end=2207
-  _globals['_TESTSTATUS']._serialized_start=2209
-  _globals['_TESTSTATUS']._serialized_end=2324
-  _globals['_FAILURECLASS']._serialized_start=2327
-  _globals['_FAILURECLASS']._serialized_end=2651
-  _globals['_LOGLEVEL']._serialized_start=2653
-  _globals['_LOGLEVEL']._serialized_end=2775
+  _globals['_APITYPE']._serialized_start=1795
+  _globals['_APITYPE']._serialized_end=1924
+  _globals['_MARGINMODE']._serialized_start=1926
+  _globals['_MARGINMODE']._serialized_end=2016
+  _globals['_POSITIONMODE']._serialized_start=2018
+  _globals['_POSITIONMODE']._serialized_end=2115
+  _globals['_MARKETDATAMETHOD']._serialized_start=2117
+  _globals['_MARKETDATAMETHOD']._serialized_end=2234
+  _globals['_TESTSTATUS']._serialized_start=2236
+  _globals['_TESTSTATUS']._serialized_end=2351
+  _globals['_FAILURECLASS']._serialized_start=2354
+  _globals['_FAILURECLASS']._serialized_end=2678
+  _globals['_LOGLEVEL']._serialized_start=2680
+  _globals['_LOGLEVEL']._serialized_end=2802
   _globals['_TESTLOGLINE']._serialized_start=160
   _globals['_TESTLOGLINE']._serialized_end=279
   _globals['_ASSETBALANCE']._serialized_start=281
   _globals['_ASSETBALANCE']._serialized_end=368
   _globals['_CONNECTION']._serialized_start=371
-  _globals['_CONNECTION']._serialized_end=1078
-  _globals['_CREDENTIALS']._serialized_start=1080
-  _globals['_CREDENTIALS']._serialized_end=1168
-  _globals['_CREDENTIALSINFO']._serialized_start=1170
-  _globals['_CREDENTIALSINFO']._serialized_end=1278
-  _globals['_CONNECTIONTESTRESULT']._serialized_start=1281
-  _globals['_CONNECTIONTESTRESULT']._serialized_end=1765
+  _globals['_CONNECTION']._serialized_end=1105
+  _globals['_CREDENTIALS']._serialized_start=1107
+  _globals['_CREDENTIALS']._serialized_end=1195
+  _globals['_CREDENTIALSINFO']._serialized_start=1197
+  _globals['_CREDENTIALSINFO']._serialized_end=1305
+  _globals['_CONNECTIONTESTRESULT']._serialized_start=1308
+  _globals['_CONNECTIONTESTRESULT']._serialized_end=1792
 # @@protoc_insertion_point(module_scope)

@@ -326,6 +326,7 @@ class Connection(_message.Message):
     CREATE_TIME_FIELD_NUMBER: _builtins.int
     UPDATE_TIME_FIELD_NUMBER: _builtins.int
     ETAG_FIELD_NUMBER: _builtins.int
+    ACCOUNT_UID_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Resource name, `connections/{connection}`."""
     display_name: _builtins.str
@@ -355,6 +356,12 @@ class Connection(_message.Message):
     etag: _builtins.str
     """Checksum of the stored state. Send it back on update to fail with
     ABORTED instead of overwriting somebody else's change.
+    """
+    account_uid: _builtins.str
+    """The exchange account (Bybit and OKX: the UID) the API key belongs to, as
+    the last connection test that could tell learned it; empty until then, and
+    again after the API key changes. Every key of one account shares that
+    account's rate limits. Not a secret.
     """
     @_builtins.property
     def credentials(self) -> Global___Credentials:
@@ -396,10 +403,11 @@ class Connection(_message.Message):
         create_time: _timestamp_pb2.Timestamp | None = ...,
         update_time: _timestamp_pb2.Timestamp | None = ...,
         etag: _builtins.str = ...,
+        account_uid: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "credentials", b"credentials", "credentials_info", b"credentials_info", "last_test", b"last_test", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["active", b"active", "api_type", b"api_type", "create_time", b"create_time", "credentials", b"credentials", "credentials_info", b"credentials_info", "display_name", b"display_name", "enabled", b"enabled", "etag", b"etag", "exchange", b"exchange", "last_test", b"last_test", "margin_mode", b"margin_mode", "market_data_method", b"market_data_method", "name", b"name", "position_mode", b"position_mode", "predefined", b"predefined", "testnet", b"testnet", "update_time", b"update_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_uid", b"account_uid", "active", b"active", "api_type", b"api_type", "create_time", b"create_time", "credentials", b"credentials", "credentials_info", b"credentials_info", "display_name", b"display_name", "enabled", b"enabled", "etag", b"etag", "exchange", b"exchange", "last_test", b"last_test", "margin_mode", b"margin_mode", "market_data_method", b"market_data_method", "name", b"name", "position_mode", b"position_mode", "predefined", b"predefined", "testnet", b"testnet", "update_time", b"update_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
