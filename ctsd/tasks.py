@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from collections.abc import Awaitable
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 
 async def cancel_and_wait(*tasks: asyncio.Future[Any]) -> None:
@@ -24,3 +27,27 @@ async def cancel_and_wait(*tasks: asyncio.Future[Any]) -> None:
                 raise
         except Exception:  # the task's own error: its owner reports it
             pass
+
+
+class Interrupted(Exception):
+    """`unless_set`'s event was set first: the work was cancelled before it finished."""
+
+
+async def unless_set(event: asyncio.Event, work: Awaitable[T]) -> T:
+    """`work`'s result, or `Interrupted` as soon as `event` is set, `work` then cancelled.
+
+    For work that is safe to abandon (reads): a stop need not wait for it, however
+    long it waits for rate-limit budget or a slow venue.
+    """
+    task = asyncio.ensure_future(work)
+    if event.is_set():
+        await cancel_and_wait(task)
+        raise Interrupted
+    waiter = asyncio.ensure_future(event.wait())
+    try:
+        await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        await cancel_and_wait(waiter, *(() if task.done() else (task,)))
+    if task.cancelled() and event.is_set():
+        raise Interrupted
+    return task.result()

@@ -11,6 +11,7 @@ cycle at a time.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import replace
@@ -34,6 +35,7 @@ from ctsd.strategies.model import (
     OrderIntent,
     Portfolio,
 )
+from ctsd.tasks import Interrupted, unless_set
 
 log = logging.getLogger("ctsd.engine")
 
@@ -100,18 +102,29 @@ class Engine:
             await self._book(execution)
         self._update(**self._figures())
 
-    async def run_cycle(self, scheduled: float | None = None) -> None:
-        """One cycle; `scheduled` is the monotonic tick it was due at, for its lag."""
+    async def run_cycle(self, scheduled: float | None = None,
+                        interrupt: asyncio.Event | None = None) -> bool:
+        """One cycle; `scheduled` is the monotonic tick it was due at, for its lag.
+
+        While the cycle only reads (venue state, market data) `interrupt` abandons
+        it and the answer is False: a stop need not wait out a read starved of
+        rate-limit budget. Once it decides, it runs to the end.
+        """
         started = self._clock.monotonic()
         lag = max(0.0, started - scheduled) if scheduled is not None else 0.0
         self._cycle += 1
         await self._store.save_cycle(self.connection_id, self._cycle)
-        if not self._infos:  # market facts are not reconciliation: a failure here may retry
-            self._infos = await fetch_infos(self._market_data, self.config.symbols)
-        for execution in await self._broker.refresh():
-            await self._book(execution)
-        market = await fetch_snapshot(self._market_data, self._infos, self._strategy.needs,
-                                      self._clock)
+        interrupt = interrupt or asyncio.Event()
+        try:
+            if not self._infos:  # market facts are not reconciliation: a failure may retry
+                self._infos = await unless_set(
+                    interrupt, fetch_infos(self._market_data, self.config.symbols))
+            for execution in await unless_set(interrupt, self._broker.refresh()):
+                await self._book(execution)
+            market = await unless_set(interrupt, fetch_snapshot(
+                self._market_data, self._infos, self._strategy.needs, self._clock))
+        except Interrupted:
+            return False
         self._marks = {m.info.symbol: m.ticker.last for m in market.symbols}
         for execution in await self._broker.poll(market):
             await self._book(execution)
@@ -123,6 +136,7 @@ class Engine:
         self._update(cycles=self._status.cycles + 1, last_cycle_ms=now, heartbeat_ms=now,
                      last_cycle_duration_s=self._clock.monotonic() - started,
                      last_cycle_lag_s=lag, skipped_ticks=self._skipped_ticks, **self._figures())
+        return True
 
     def note_skipped_ticks(self, count: int) -> None:
         """Counted now, published with the next cycle: no extra event for watchers."""

@@ -129,7 +129,8 @@ class EngineRun:
         next_tick = self._clock.monotonic()
         while not self._stop.is_set():
             try:
-                await engine.run_cycle(scheduled=next_tick)
+                if not await engine.run_cycle(scheduled=next_tick, interrupt=self._stop):
+                    break  # stopped while the cycle was still reading
             except RiskLimitBreached as breach:
                 await self._cancel_quietly()
                 return Failure(FailureCode.RISK_LIMIT, str(breach))

@@ -3,6 +3,7 @@ resume after a daemon restart, dry runs, watchers and health."""
 
 from __future__ import annotations
 
+import asyncio
 from decimal import Decimal
 
 import pytest
@@ -20,6 +21,7 @@ from tests.engine.world import SMA_CLOSES, SYMBOL, World, grid, sma
 D = Decimal
 S = EngineState
 GRID_CLOSES = [D("10.2")] * 20
+FUNDS = (Balance("USDT", D(1000), D(1000)),)
 
 
 @pytest.mark.asyncio
@@ -207,3 +209,27 @@ async def test_an_overrunning_cycle_skips_the_ticks_it_missed_and_counts_them() 
         await w.clock.advance(30)  # the next tick is 240, on the original schedule
         status = w.manager.get("a")
         assert (status.cycles, status.skipped_ticks, status.last_cycle_lag_s) == (3, 2, 0.0)
+
+
+@pytest.mark.asyncio
+async def test_a_stop_does_not_wait_for_a_cycle_that_is_still_reading() -> None:
+    w = World({"a": GRID_CLOSES}, exchanges={"a": FakeExchange(balances=FUNDS)})
+    market = w.markets["a"]
+    ticker = market.ticker
+    starved = asyncio.Event()
+
+    async def starved_ticker(symbol: str) -> Ticker:
+        if market.calls.count("ticker") == 1:  # the second cycle's: no budget for an hour
+            starved.set()
+            await w.clock.sleep(3600)
+        return await ticker(symbol)
+
+    market.ticker = starved_ticker  # type: ignore[method-assign]
+    async with w.manager:
+        await w.manager.start("a", grid(mode=TradingMode.LIVE))
+        await w.clock.advance(60)
+        await asyncio.wait_for(starved.wait(), 1)
+        placed = w.manager.get("a").orders_placed
+        stopped = await asyncio.wait_for(w.manager.stop("a"), 1)  # no clock advance needed
+        assert stopped.state is S.STOPPED
+        assert (stopped.cycles, stopped.orders_placed) == (1, placed)

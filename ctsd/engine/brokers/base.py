@@ -36,7 +36,8 @@ class Broker(Protocol):
         """Fills and state changes of resting orders the venue reports since the last call,
         and the balance. The engine asks before fetching prices: the decision then runs
         on the freshest thing it reads, and no venue round trip sits between the prices
-        arriving and the orders leaving."""
+        arriving and the orders leaving. Cancelling it midway must change nothing: a
+        stop abandons a cycle that is still reading."""
         ...
 
     async def poll(self, market: MarketSnapshot) -> tuple[Execution, ...]:

@@ -103,7 +103,9 @@ class LiveBroker:
         return Execution(order) if remote is None else self._track(self._merge(order, remote))
 
     async def refresh(self) -> tuple[Execution, ...]:
-        changed: list[Execution] = []
+        """Every read first, then the book updated at once: a refresh cancelled midway
+        (a stop does not wait for reads) leaves the book as it was."""
+        seen: list[tuple[Order, ExchangeOrder | None]] = []
         for symbol in sorted({o.symbol for o in self._book.values()}):
             listed = await self._client.fetch_open_orders(symbol)
             still_open = {r.client_order_id: r for r in listed}
@@ -111,14 +113,18 @@ class LiveBroker:
                 remote = still_open.get(order.client_order_id)
                 if remote is None:
                     remote = await self._client.fetch_order(symbol, order.client_order_id)
-                if remote is None:
-                    changed.append(self._track(Execution(
-                        self._finish(order, OrderStatus.CANCELED, "vanished from the venue"))))
-                    continue
-                execution = self._merge(order, remote)
-                if execution.fills or execution.order.status is not order.status:
-                    changed.append(self._track(execution))
-        self._balances = await self._client.fetch_balance()
+                seen.append((order, remote))
+        balances = await self._client.fetch_balance()
+        changed: list[Execution] = []
+        for order, remote in seen:
+            if remote is None:
+                changed.append(self._track(Execution(
+                    self._finish(order, OrderStatus.CANCELED, "vanished from the venue"))))
+                continue
+            execution = self._merge(order, remote)
+            if execution.fills or execution.order.status is not order.status:
+                changed.append(self._track(execution))
+        self._balances = balances
         return tuple(changed)
 
     async def poll(self, market: MarketSnapshot) -> tuple[Execution, ...]:

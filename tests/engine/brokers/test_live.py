@@ -6,6 +6,7 @@ only has to honour the `ExchangeOrderClient` contract.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import replace
 from decimal import Decimal
 from typing import Any
@@ -146,3 +147,25 @@ async def test_reconcile_raises_when_the_venue_cannot_answer() -> None:
     exchange.fail_fetch = True
     with pytest.raises(Unavailable):
         await live(exchange).reconcile([Order.pending(request(), 0)], [])
+
+
+@pytest.mark.asyncio
+async def test_a_refresh_cancelled_midway_leaves_the_book_as_it_was() -> None:
+    hung = asyncio.Event()
+
+    class SlowBalance(FakeExchange):
+        async def fetch_balance(self) -> tuple[Balance, ...]:
+            hung.set()
+            await asyncio.Event().wait()
+            raise AssertionError("unreachable")
+
+    exchange = SlowBalance(balances=(Balance("USDT", D(5), D(100)),))
+    broker = live(exchange)
+    order = (await broker.place(request())).order
+    exchange.fill(order.client_order_id, D(1), D(95), fee=D("0.1"))  # filled at the venue
+    refresh = asyncio.ensure_future(broker.refresh())
+    await hung.wait()  # the order's state is read, the balance is not
+    refresh.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await refresh
+    assert [o.status for o in broker.open_orders()] == [OrderStatus.OPEN]  # nothing applied
