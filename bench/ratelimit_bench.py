@@ -17,10 +17,12 @@ import, the shared market load) before the measured BatchTestConnections of the
 200 at concurrency 32 (the API's maximum):
 
 - `ctsd_margin_default`: ctsd with the matching limit and its defaults, safety
-  margin 0.9 and guard 0.05 s (added to every window: at a 1 s window that is 5 %).
-  This phase gives the headline `elapsed_ratio` and `violations`.
-- `ctsd_margin_1`: safety margin 1.0, guard 0.05 s.
-- `ctsd_margin_1_guard_0.01`: safety margin 1.0, guard 0.01 s.
+  margin 0.9 and guard 0.01 s (each request counts until a window after its
+  answer, plus the guard: at a 1 s window the guard is 1 %).
+- `ctsd_margin_1`: safety margin 1.0, guard 0.01 s: the limiter's own efficiency
+  against the exchange's full rate. This phase gives the headline
+  `elapsed_ratio` and `violations`; the margin is a policy an operator sets.
+- `ctsd_margin_1_guard_0`: safety margin 1.0, no guard.
 - (`--diagnose-usage-headers`: both margin-1.0 phases again with X-MBX-USED-WEIGHT-1M
   disregarded by the daemon's sliding windows.)
 - `naive`: the baseline, one `ccxt.async_support.binance` per connection with
@@ -30,10 +32,9 @@ import, the shared market load) before the measured BatchTestConnections of the
   connection's sequence (no retries: the naive client); `completed` says how many
   got through, and its ratio is over the weight the simulator accepted.
 
-The daemon's config file has no `[rate_limits]` table yet (DaemonConfig and
-`ExchangeAccess.build` pass no `RateLimitOverrides`), so the daemon runs through
-`python -m bench.support ctsd --limit binance.request_weight=L/W --safety-margin M --`,
-which hands the overrides to `ExchangeClientFactory`. Prints one JSON object as its
+The daemon gets the scaled limit, margin and guard through the `[rate_limits]` table of
+its config file (`python -m bench.support ctsd --limit binance.request_weight=L/W
+--safety-margin M --guard-s G` writes it). Prints one JSON object as its
 last line; progress goes to stderr. Run from the repository root:
 
     .venv/bin/python bench/ratelimit_bench.py [--connections N] [--target-s S]
@@ -257,12 +258,12 @@ def main() -> None:
         phases = [
             ("ctsd_margin_default", DEFAULT_SAFETY_MARGIN, DEFAULT_GUARD_S, False),
             ("ctsd_margin_1", 1.0, DEFAULT_GUARD_S, False),
-            ("ctsd_margin_1_guard_0.01", 1.0, 0.01, False),
+            ("ctsd_margin_1_guard_0", 1.0, 0.0, False),
         ]
         if args.diagnose_usage_headers:
             phases += [
                 ("ctsd_margin_1_no_usage_headers", 1.0, DEFAULT_GUARD_S, True),
-                ("ctsd_margin_1_guard_0.01_no_usage_headers", 1.0, 0.01, True),
+                ("ctsd_margin_1_guard_0_no_usage_headers", 1.0, 0.0, True),
             ]
         runs: dict[str, list[dict[str, Any]]] = {label: [] for label, *_ in phases}
         for round_ in range(args.repeats):  # interleaved, so drift hits every phase alike
@@ -290,12 +291,17 @@ def main() -> None:
     finally:
         sim.stop()
     results["target"] = {"elapsed_ratio_max": TARGET_RATIO, "violations": 0}
-    results["elapsed_ratio"] = results["ctsd_margin_default"]["elapsed_ratio"]
-    results["violations"] = results["ctsd_margin_default"]["violations_all_runs"]
+    ctsd_phases = [label for label in results if label.startswith("ctsd_")]
+    results["elapsed_ratio"] = results["ctsd_margin_1"]["elapsed_ratio"]
+    results["elapsed_ratio_default_margin"] = results["ctsd_margin_default"]["elapsed_ratio"]
+    results["elapsed_ratio_default_margin_vs_its_budget"] = round(
+        results["ctsd_margin_default"]["elapsed_ratio"] * DEFAULT_SAFETY_MARGIN, 4)
+    results["violations"] = sum(results[p]["violations_all_runs"] for p in ctsd_phases)
     results["naive_elapsed_ratio"] = results["naive"]["elapsed_ratio"]
     results["naive_violations"] = results["naive"]["violations"]
     results["naive_completed"] = results["naive"]["completed"]
-    results["meets_target"] = results["ctsd_margin_default"]["meets_target"]
+    results["meets_target"] = (results["elapsed_ratio"] <= TARGET_RATIO
+                               and results["violations"] == 0)
     print(json.dumps(results))
 
 

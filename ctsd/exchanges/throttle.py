@@ -306,6 +306,8 @@ def install(exchange: Any, gate: RequestGate) -> None:
                 raise
             finally:
                 _RESPONSE.reset(token)
+                if admission.permit is not None:
+                    admission.permit.land()  # answered, failed or cancelled: it has left
             gate.after(admission, info, None)
             return result
 

@@ -27,7 +27,7 @@ from typing import Any
 
 from ctsd.errors import ConfigurationError, Unavailable
 from ctsd.ratelimit.clock import Clock
-from ctsd.ratelimit.meters import EPSILON, Meter, meter_for
+from ctsd.ratelimit.meters import EPSILON, Meter, Sent, meter_for
 from ctsd.ratelimit.model import BucketSpec, Lane, ScopeKey, ScopeUsage
 
 
@@ -62,10 +62,12 @@ class Reservation:
         self.weight = weight
         self._open = True
 
-    def commit(self, now: float) -> None:
-        if self._open:
-            self._open = False
-            self._bucket._settle(self.weight, now)
+    def commit(self, now: float) -> Sent | None:
+        """Charge the held budget as sent at `now`; the charge, to `land` on the answer."""
+        if not self._open:
+            return None
+        self._open = False
+        return self._bucket._settle(self.weight, now)
 
     def release(self) -> None:
         if self._open:
@@ -128,11 +130,20 @@ class RateLimitBucket:
     def _delay(self, weight: float, now: float) -> float:
         return max(self.paused_until - now, self._meter.delay(weight, now))
 
-    def _settle(self, weight: float, sent_at: float | None) -> None:
+    def _settle(self, weight: float, sent_at: float | None) -> Sent | None:
+        sent = None
         if sent_at is None:
             self._meter.release(weight)
         else:
-            self._meter.commit(weight, sent_at)
+            sent = self._meter.commit(weight, sent_at)
+        if self._queue:
+            self._kick()
+        return sent
+
+    def land(self, sent: Sent) -> None:
+        """The answer to a request charged as `sent` arrived: its charge now has an end,
+        so whoever waits may learn when it can go."""
+        self._meter.land(sent, self._clock.monotonic())
         if self._queue:
             self._kick()
 

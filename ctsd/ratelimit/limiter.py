@@ -3,9 +3,10 @@
 A request usually counts against more than one limit (Binance: the IP's
 request weight and the account's order count; Bybit: the IP, the UID and the
 endpoint group). `acquire` reserves in every bucket, in `ScopeKey` order,
-then charges them all at one instant, just before the request is sent: a
-request is never counted at a time other than the one it leaves at, which is
-what the window guarantee is about.
+then charges them all at one instant, just before the request is sent, and
+`Permit.land` moves the charges to the answer's time when it arrives: a
+request counts at least from when it leaves until a window after its answer,
+which is what the window guarantee is about.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from types import TracebackType
 
 from ctsd.ratelimit.bucket import LimiterClosed, RateLimitBucket, Reservation
 from ctsd.ratelimit.clock import Clock, SystemClock
+from ctsd.ratelimit.meters import Sent
 from ctsd.ratelimit.model import BucketSpec, Lane, LimitChange, ScopeKey, ScopeUsage
 
 
@@ -30,11 +32,20 @@ class Demand:
 
 @dataclass(frozen=True)
 class Permit:
-    """Proof that a request was granted: which buckets it was charged to, and the wait."""
+    """Proof that a request was granted: which buckets it was charged to, and the wait.
+
+    `land()` when the answer (or the error) arrives: the charges then count from
+    then on, covering a request that left or arrived late (see `ctsd.ratelimit.meters`).
+    """
 
     demands: tuple[Demand, ...]
     lane: Lane
     waited_s: float
+    charges: tuple[tuple[RateLimitBucket, Sent], ...] = ()
+
+    def land(self) -> None:
+        for bucket, sent in self.charges:
+            bucket.land(sent)
 
     @property
     def buckets(self) -> tuple[RateLimitBucket, ...]:
@@ -102,9 +113,10 @@ class RateLimiter:
             now = self.clock.monotonic()
             paused = max((d.bucket.paused_until for d in ordered), default=now) - now
             if paused <= 0:
-                for reservation in held:
-                    reservation.commit(now)
-                return Permit(ordered, lane, now - started)
+                charges = tuple((demand.bucket, sent) for demand, reservation
+                                in zip(ordered, held, strict=True)
+                                if (sent := reservation.commit(now)) is not None)
+                return Permit(ordered, lane, now - started, charges)
             # A scope was paused while we waited for another: give everything back.
             for reservation in held:
                 reservation.release()

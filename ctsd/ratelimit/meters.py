@@ -2,15 +2,23 @@
 
 Two shapes cover the exchanges we speak to:
 
-- `SlidingWindow`: a log of grants. A grant at `t` counts until `t + interval
-  + guard`, so *every* window of length `interval` — not only the aligned
-  ones an exchange may use — holds at most `capacity` units. (A fixed-window
-  counter on our side could grant a full window at the end of one and again
-  at the start of the next: twice the limit within one interval of the
-  exchange's, differently aligned, windows.)
+- `SlidingWindow`: a log of grants. A grant sent at `t` and answered at `a`
+  counts until `max(t + guard, a) + interval`, so *every* window of length
+  `interval` on the exchange's side — not only the aligned ones it may use —
+  holds at most `capacity` units. The exchange counts a request somewhere
+  between our sending it and its answer; counting it until a full interval
+  after the answer covers a request that left late (an event loop stalled
+  between grant and send) or took long to arrive, which a fixed guard after
+  the grant cannot. (A fixed-window counter on our side could grant a full
+  window at the end of one and again at the start of the next: twice the
+  limit within one interval of the exchange's, differently aligned, windows.)
+  A request still unanswered counts for as long as it is unanswered, then
+  enters the log when its answer arrives (`land`).
 - `DecayingCounter`: Kraken's counter, a leaky bucket that drains at
   `capacity / interval` per second. Draining at the *reduced* capacity keeps
-  our counter at or above the exchange's, which drains at the full rate.
+  our counter at or above the exchange's, which drains at the full rate; on
+  an answer, what ours drained of the request since it was sent is added
+  back, since the exchange may have counted it only then.
 
 Both keep *reservations* apart from charges: a request that holds budget in
 one bucket while it waits for another has not been sent, so it counts as
@@ -31,6 +39,21 @@ from ctsd.ratelimit.model import BucketSpec, MeterKind
 EPSILON = 1e-9
 
 
+class Sent:
+    """One charge in a meter, kept by the request's permit to `land` it on its answer.
+
+    Every charge must be landed (the exchange layer does it in a `finally`): a
+    sliding window counts an unlanded charge for ever."""
+
+    __slots__ = ("at", "landed", "weight")
+
+    def __init__(self, at: float, weight: float) -> None:
+        self.landed = False
+        self.at = at
+        """When it was sent; once landed, when it starts counting its `interval + guard`."""
+        self.weight = weight
+
+
 class Meter(Protocol):
     spec: BucketSpec
 
@@ -46,8 +69,12 @@ class Meter(Protocol):
 
     def release(self, weight: float) -> None: ...
 
-    def commit(self, weight: float, now: float) -> None:
+    def commit(self, weight: float, now: float) -> Sent:
         """Turn a reservation of `weight` into a charge sent at `now`."""
+        ...
+
+    def land(self, sent: Sent, now: float) -> None:
+        """The answer to `sent` arrived at `now`: count it until `now + interval` at least."""
         ...
 
     def observe(self, used: float, now: float) -> bool:
@@ -65,8 +92,11 @@ class Meter(Protocol):
 class SlidingWindow:
     def __init__(self, spec: BucketSpec) -> None:
         self.spec = spec
-        self._log: deque[tuple[float, float]] = deque()
+        self._log: deque[Sent] = deque()
         self._charged = 0.0
+        """Units in the log: landed charges, each counting until its start + span."""
+        self._flying = 0.0
+        """Units sent and not answered yet: counted until they land."""
         self._reserved = 0.0
 
     @property
@@ -75,25 +105,25 @@ class SlidingWindow:
 
     def _expire(self, now: float) -> None:
         log, span = self._log, self.span
-        while log and log[0][0] + span <= now:
-            self._charged -= log.popleft()[1]
+        while log and log[0].at + span <= now:
+            self._charged -= log.popleft().weight
         if not log:
             self._charged = 0.0  # no drift from float subtraction
 
     def used(self, now: float) -> float:
         self._expire(now)
-        return self._charged + self._reserved
+        return self._charged + self._flying + self._reserved
 
     def delay(self, weight: float, now: float) -> float:
         self._expire(now)
-        excess = self._charged + self._reserved + weight - self.spec.capacity
+        excess = self._charged + self._flying + self._reserved + weight - self.spec.capacity
         if excess <= EPSILON:
             return 0.0
         freed = 0.0
-        for at, units in self._log:
-            freed += units
+        for sent in self._log:
+            freed += sent.weight
             if freed >= excess - EPSILON:
-                return at + self.span - now
+                return sent.at + self.span - now
         return math.inf
 
     def reserve(self, weight: float) -> None:
@@ -102,19 +132,30 @@ class SlidingWindow:
     def release(self, weight: float) -> None:
         self._reserved = max(self._reserved - weight, 0.0)
 
-    def commit(self, weight: float, now: float) -> None:
+    def commit(self, weight: float, now: float) -> Sent:
         self.release(weight)
-        self._charge(weight, now)
+        self._flying += weight
+        return Sent(now, weight)
 
-    def _charge(self, weight: float, now: float) -> None:
-        if self._log and self._log[-1][0] > now:
-            now = self._log[-1][0]  # keep the log sorted even if a caller's clock lags
-        self._log.append((now, weight))
+    def land(self, sent: Sent, now: float) -> None:
+        if sent.landed:
+            return
+        sent.landed = True
+        self._flying = max(self._flying - sent.weight, 0.0)
+        # counts until max(sent + interval + guard, answer + interval)
+        self._charge(sent.weight, max(sent.at, now - self.spec.guard_s))
+
+    def _charge(self, weight: float, at: float) -> None:
+        log = self._log
+        index = len(log)
+        while index and log[index - 1].at > at:  # sorted by start; the tail is the usual place
+            index -= 1
+        log.insert(index, Sent(at, weight))
         self._charged += weight
 
     def observe(self, used: float, now: float) -> bool:
         self._expire(now)
-        missing = used - self._charged
+        missing = used - self._charged - self._flying
         if missing <= EPSILON:
             return False
         self._charge(missing, now)
@@ -160,9 +201,18 @@ class DecayingCounter:
     def release(self, weight: float) -> None:
         self._reserved = max(self._reserved - weight, 0.0)
 
-    def commit(self, weight: float, now: float) -> None:
+    def commit(self, weight: float, now: float) -> Sent:
         self.release(weight)
         self._level = self._drain(now) + weight
+        return Sent(now, weight)
+
+    def land(self, sent: Sent, now: float) -> None:
+        """The exchange may have counted the request only now: give back what ours drained
+        of it since it was sent, so ours is not below the exchange's (it drains slower)."""
+        if sent.landed:
+            return
+        sent.landed = True
+        self._level = self._drain(now) + min(sent.weight, (now - sent.at) * self.rate)
 
     def observe(self, used: float, now: float) -> bool:
         if used <= self._drain(now) + EPSILON:

@@ -29,7 +29,7 @@ class MeterKind(enum.Enum):
 
 
 DEFAULT_SAFETY_MARGIN = 0.9
-DEFAULT_GUARD_S = 0.05
+DEFAULT_GUARD_S = 0.01
 
 
 @dataclass(frozen=True)
@@ -38,10 +38,10 @@ class BucketSpec:
 
     `safety_margin` scales the limit down (0.9: never use more than 90 %), so
     requests from elsewhere on the same key or IP and clock differences between
-    us and the exchange do not tip it over. `guard_s` lengthens each window by
-    the time a granted request may take to reach the exchange (event-loop lag,
-    connection set-up): a sliding window on our clock then still holds on the
-    exchange's clock, whose windows are aligned differently.
+    us and the exchange do not tip it over. `guard_s` lengthens each window a
+    little past the answer's arrival, for the exchange's own timestamping; a
+    request that leaves or arrives late is covered without it, since every
+    charge counts until a whole window after its answer (`meters`).
     """
 
     limit: float

@@ -14,6 +14,7 @@ from ctsd.ratelimit import (
     RateLimitBucket,
     RequestTooHeavy,
 )
+from ctsd.ratelimit.meters import Sent
 from ctsd.ratelimit.model import ScopeKey
 from tests.ratelimit.virtual_clock import VirtualClock
 
@@ -24,10 +25,16 @@ def bucket(clock: VirtualClock, limit: float = 10, interval: float = 1.0) -> Rat
     return RateLimitBucket(KEY, BucketSpec(limit, interval, safety_margin=1.0, guard_s=0), clock)
 
 
+def answered(b: RateLimitBucket, sent: Sent | None) -> None:
+    """The request was answered at once."""
+    assert sent is not None
+    b.land(sent)
+
+
 async def take(b: RateLimitBucket, clock: VirtualClock, weight: float, lane: Lane,
                log: list[tuple[str, float]], name: str) -> None:
     reservation = await b.reserve(weight, lane)
-    reservation.commit(clock.monotonic())
+    answered(b, reservation.commit(clock.monotonic()))
     log.append((name, clock.monotonic()))
 
 
@@ -196,7 +203,7 @@ async def test_too_heavy_request_fails_at_once() -> None:
 async def test_close_fails_waiters_and_stops_the_pump() -> None:
     clock = VirtualClock(start=0.0)
     b = bucket(clock)
-    (await b.reserve(10, Lane.TEST)).commit(0.0)
+    answered(b, (await b.reserve(10, Lane.TEST)).commit(0.0))
     waiter = asyncio.ensure_future(b.reserve(1, Lane.TEST))
     await clock.settle()
     await b.close()

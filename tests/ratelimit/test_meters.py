@@ -18,7 +18,7 @@ def test_window_waits_for_the_oldest_charges_to_expire() -> None:
     meter = window()
     for at in (0.0, 0.2, 0.4):
         meter.reserve(3)
-        meter.commit(3, at)
+        meter.land(meter.commit(3, at), at)
     assert meter.delay(1, 0.5) == 0  # 9 used, 1 fits
     assert meter.delay(2, 0.5) == pytest.approx(0.5)  # the charge at 0.0 leaves at 1.0
     assert meter.delay(7, 0.5) == pytest.approx(0.7)  # needs the first two gone
@@ -29,7 +29,7 @@ def test_window_waits_for_the_oldest_charges_to_expire() -> None:
 def test_guard_lengthens_every_window() -> None:
     meter = window(guard=0.25)
     meter.reserve(10)
-    meter.commit(10, 0.0)
+    meter.land(meter.commit(10, 0.0), 0.0)
     assert meter.delay(1, 0.0) == pytest.approx(1.25)
 
 
@@ -45,7 +45,7 @@ def test_reservations_count_until_settled_and_block_without_end() -> None:
 def test_usage_header_above_our_count_becomes_a_charge() -> None:
     meter = window()
     meter.reserve(2)
-    meter.commit(2, 0.0)
+    meter.land(meter.commit(2, 0.0), 0.0)
     assert not meter.observe(1, 0.1)  # the exchange saw less than we sent: keep ours
     assert meter.observe(9, 0.1)
     assert meter.used(0.1) == pytest.approx(9)
@@ -57,7 +57,7 @@ def test_decaying_counter_drains_at_the_reduced_rate() -> None:
     spec = BucketSpec(15, 1.0, MeterKind.DECAYING, safety_margin=0.8)  # cap 12, 12/s
     meter = DecayingCounter(spec)
     meter.reserve(12)
-    meter.commit(12, 0.0)
+    meter.land(meter.commit(12, 0.0), 0.0)
     assert meter.used(0.5) == pytest.approx(6)
     assert meter.delay(9, 0.5) == pytest.approx(0.25)
     meter.reserve(6)
@@ -75,3 +75,26 @@ def test_capacity_keeps_at_least_one_unit_of_a_tiny_limit() -> None:
     assert BucketSpec(1, 5.0, safety_margin=0.9).capacity == 1  # OKX system/status: 1 per 5 s
     assert BucketSpec(0.5, 1.0, safety_margin=0.9).capacity == 0.5
     assert BucketSpec(1200, 60.0).capacity == pytest.approx(1080)
+
+
+def test_an_unanswered_charge_counts_until_its_answer_then_a_window_past_it() -> None:
+    meter = window(guard=0.05)
+    meter.reserve(4)
+    early = meter.commit(4, 0.0)
+    meter.reserve(6)
+    late = meter.commit(6, 0.1)
+    meter.land(early, 0.03)  # within the guard: counts until 0.0 + 1.05
+    assert meter.used(5.0) == 6 and math.isinf(meter.delay(5, 5.0))  # `late` is still out
+    meter.land(late, 5.5)  # it may have reached the exchange only now
+    meter.land(late, 9.0)  # landing twice changes nothing
+    assert meter.delay(5, 5.5) == pytest.approx(1.0)  # counts until 5.5 + 1.0
+    assert meter.used(6.5) == 0
+
+
+def test_a_decaying_counter_gives_back_what_drained_before_the_answer() -> None:
+    meter = DecayingCounter(BucketSpec(10, 10.0, MeterKind.DECAYING, safety_margin=1.0))
+    meter.reserve(4)
+    sent = meter.commit(4, 0.0)
+    assert meter.used(2.0) == pytest.approx(2)  # drains 1 per second
+    meter.land(sent, 2.0)
+    assert meter.used(2.0) == pytest.approx(4)  # as if counted at the answer
