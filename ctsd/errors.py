@@ -89,6 +89,13 @@ class ResourceExhausted(TemporaryError):
     reason = "RESOURCE_EXHAUSTED"
 
 
+class ExchangeUnavailable(Unavailable):
+    """The exchange, not the request or this daemon: down, in maintenance, unreachable or
+    answering garbage. Engines wait it out instead of giving up (`ctsd.engine.supervisor`)."""
+
+    reason = "EXCHANGE_UNAVAILABLE"
+
+
 class ConfigurationError(CtsError):
     """The daemon cannot run as configured; the operator must fix it."""
 

@@ -52,6 +52,9 @@ class FailureCode(enum.Enum):
     """Open orders could not be aligned with the venue; fail closed, no restart."""
     CYCLE_ERROR = "CYCLE_ERROR"
     """A cycle raised; the engine is restarted with backoff."""
+    EXCHANGE_UNAVAILABLE = "EXCHANGE_UNAVAILABLE"
+    """The exchange did not answer usefully (down, maintenance, rate limited): restarted
+    with backoff for as long as it lasts, never counted against the restart limit."""
     RESTART_LIMIT = "RESTART_LIMIT"
     """Cycles kept failing; restarts gave up."""
     START_FAILED = "START_FAILED"

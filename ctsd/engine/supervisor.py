@@ -3,8 +3,12 @@
 Why sessions: every (re)start begins with reconciliation, so a restart after a
 crash is exactly a resume after a daemon restart. Which failures restart is a
 policy here, in one place: a raising cycle restarts with exponential backoff
-until `max_restarts` consecutive failures; a failed reconciliation or a risk
-limit breach never restarts (fail closed; a risk stop needs a human).
+until `max_restarts` consecutive failures; an exchange that is down, in
+maintenance or rate limiting is waited out with the same backoff, capped, for
+as long as it lasts (a 24/7 engine must survive an hour of maintenance, and a
+daemon restarted during one), reconciling before it trades again; any other
+failed reconciliation or a risk limit breach never restarts (fail closed; a
+risk stop needs a human).
 
 Cycles run on a fixed schedule (start + n * interval); a cycle that overruns
 skips the ticks it missed instead of bursting to catch up. Stopping waits for
@@ -24,8 +28,14 @@ from ctsd.engine.clock import EngineClock
 from ctsd.engine.engine import Engine, RiskLimitBreached
 from ctsd.engine.ports import DesiredState, EngineStore
 from ctsd.engine.status import EngineState, Failure, FailureCode
+from ctsd.errors import ExchangeUnavailable, ResourceExhausted
 
 log = logging.getLogger("ctsd.engine")
+
+RESTARTED = frozenset({FailureCode.CYCLE_ERROR, FailureCode.EXCHANGE_UNAVAILABLE})
+EXCHANGE_TROUBLE = (ExchangeUnavailable, ResourceExhausted)
+"""Failures an engine waits out: the venue is down or refusing for its rate (or our disk
+is full); the engine's state is not in doubt, and reconciliation runs before it trades."""
 
 
 @dataclass(frozen=True)
@@ -56,6 +66,9 @@ class EngineRun:
         self._stop = asyncio.Event()
         self._cancel_orders_on_stop = True
         self._failures = 0
+        """Consecutive failing cycles of the engine's own making: limited."""
+        self._outages = 0
+        """Consecutive cycles the exchange failed: retried for as long as it lasts."""
         self.task: asyncio.Task[None] | None = None
 
     def launch(self) -> None:
@@ -101,14 +114,16 @@ class EngineRun:
                 if self._failures > self._policy.max_restarts:
                     failure = Failure(FailureCode.RESTART_LIMIT, f"{self._failures} failures "
                                       f"in a row; last: {failure.message}")
+            elif failure.code is FailureCode.EXCHANGE_UNAVAILABLE:
+                self._outages += 1
             engine.transition(EngineState.FAILED, failure)
             # A risk stop must survive a daemon restart; anything else is retried by one.
             risk_stop = failure.code is FailureCode.RISK_LIMIT
             desired = DesiredState.STOPPED if risk_stop else DesiredState.RUNNING
             await self._store.set_desired(engine.connection_id, desired, str(failure))
-            if failure.code is not FailureCode.CYCLE_ERROR:
+            if failure.code not in RESTARTED:
                 return  # terminal: stays FAILED until stopped or started again
-            if await self._wait_stop(self._policy.delay(self._failures)):
+            if await self._wait_stop(self._policy.delay(self._failures + self._outages)):
                 await self._finish_stop()
                 return
             engine.note_restart()
@@ -119,6 +134,11 @@ class EngineRun:
         engine = self.engine
         try:
             await engine.reconcile()
+        except EXCHANGE_TROUBLE as exc:  # not trading until it can reconcile: still closed
+            log.warning("reconciliation waits for the exchange", extra={
+                "connection_id": engine.connection_id, "error": describe(exc)})
+            return Failure(FailureCode.EXCHANGE_UNAVAILABLE,
+                           f"reconciliation: {describe(exc)}")
         except Exception as exc:
             log.exception("reconciliation failed", extra={"connection_id": engine.connection_id})
             return Failure(FailureCode.RECONCILIATION_FAILED, describe(exc))
@@ -134,10 +154,14 @@ class EngineRun:
             except RiskLimitBreached as breach:
                 await self._cancel_quietly()
                 return Failure(FailureCode.RISK_LIMIT, str(breach))
+            except EXCHANGE_TROUBLE as exc:  # the venue's trouble, not the engine's
+                log.warning("engine cycle failed: exchange unavailable", extra={
+                    "connection_id": engine.connection_id, "error": describe(exc)})
+                return Failure(FailureCode.EXCHANGE_UNAVAILABLE, describe(exc))
             except Exception as exc:
                 log.exception("engine cycle failed", extra={"connection_id": engine.connection_id})
                 return Failure(FailureCode.CYCLE_ERROR, describe(exc))
-            self._failures = 0
+            self._failures = self._outages = 0
             now = self._clock.monotonic()
             next_tick += interval
             if next_tick <= now:

@@ -32,7 +32,7 @@ from ctsd.errors import FailedPrecondition, InvalidArgument
 from ctsd.exchanges.client import ExchangeClient
 from ctsd.exchanges.factory import ExchangeClientFactory
 from ctsd.exchanges.model import ConnectionTarget
-from ctsd.exchanges.order_client import ExchangeOrders
+from ctsd.exchanges.order_client import ExchangeOrders, engine_errors
 from ctsd.ratelimit import Lane
 from ctsd.strategies.model import Candle, MarketInfo, Ticker
 
@@ -57,12 +57,14 @@ class ExchangeMarketData:
         self._now_ms = now_ms
 
     async def market(self, symbol: str) -> MarketInfo:
-        terms = await self._client.market_terms(symbol)
+        with engine_errors():
+            terms = await self._client.market_terms(symbol)
         return MarketInfo(symbol, terms.base, terms.quote, terms.taker_fee, terms.maker_fee)
 
     async def ticker(self, symbol: str) -> Ticker:
         """Venues may omit bid or ask (a quiet market); the last price stands in for them."""
-        raw = await self._client.fetch_ticker(symbol)
+        with engine_errors():
+            raw = await self._client.fetch_ticker(symbol)
         return Ticker(symbol, raw.bid if raw.bid is not None else raw.last,
                       raw.ask if raw.ask is not None else raw.last, raw.last,
                       raw.timestamp_ms or self._now_ms())
@@ -70,7 +72,8 @@ class ExchangeMarketData:
     async def candles(self, symbol: str, timeframe: str, limit: int) -> tuple[Candle, ...]:
         """One more than asked, then the still-forming candle is dropped."""
         length = timeframe_ms(timeframe)
-        raw = await self._client.fetch_ohlcv(symbol, timeframe, limit + 1)
+        with engine_errors():
+            raw = await self._client.fetch_ohlcv(symbol, timeframe, limit + 1)
         now = self._now_ms()
         closed = [c for c in raw if c.open_ms + length <= now]
         return tuple(Candle(c.open_ms, c.open, c.high, c.low, c.close, c.volume)

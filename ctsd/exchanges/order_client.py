@@ -7,10 +7,10 @@ meet, and `engine_error` the one place a failure is sorted for the engine:
 
     ORDER_NOT_FOUND rejection            → NotFound            (cancel: nothing open)
     RATE_LIMITED                         → ResourceExhausted   (retry later)
-    NETWORK, TIMEOUT, MAINTENANCE        → Unavailable         (retry later)
+    NETWORK, TIMEOUT, MAINTENANCE        → ExchangeUnavailable (retry later)
     any other order rejection (funds,
       size, symbol, duplicate id)        → FailedPrecondition  (the venue refused it)
-    EXCHANGE_ERROR without a rejection   → Unavailable         (a garbled or unexplained
+    EXCHANGE_ERROR without a rejection   → ExchangeUnavailable (a garbled or unexplained
                                            answer: the call may have reached the venue,
                                            so the broker must ask again, never give up)
     AUTHENTICATION, PERMISSION, IP,
@@ -35,6 +35,7 @@ from ctsd.engine.ports import ExchangeOrder
 from ctsd.errors import (
     ClientError,
     CtsError,
+    ExchangeUnavailable,
     FailedPrecondition,
     NotFound,
     ResourceExhausted,
@@ -62,11 +63,11 @@ def engine_error(exc: ExchangeFailure) -> CtsError:
     if exc.failure is FailureClass.RATE_LIMITED:
         return ResourceExhausted(exc.message)
     if exc.failure in _TRANSIENT:
-        return Unavailable(exc.message)
+        return ExchangeUnavailable(exc.message)
     if exc.rejection is not None:  # the order's record keeps why, in words
         return FailedPrecondition(f"{exc.rejection.value.replace('_', ' ')}: {exc.message}")
     if exc.failure is FailureClass.EXCHANGE_ERROR:
-        return Unavailable(exc.message)
+        return ExchangeUnavailable(exc.message)
     return FailedPrecondition(f"{exc.message} ({exc.remedy})")
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from ctsd.engine.clock import SystemClock
-from ctsd.engine.config import RiskLimits
+from ctsd.engine.config import RiskLimits, TradingMode
 from ctsd.engine.manager import EngineManager
 from ctsd.engine.orders import OrderStatus
 from ctsd.engine.ports import DesiredState
@@ -17,9 +17,10 @@ from ctsd.engine.status import EngineState, FailureCode
 from ctsd.engine.supervisor import RestartPolicy
 from ctsd.store.database import Database
 from ctsd.store.engines import SqlEngineStore
-from ctsd.strategies.model import Ticker
-from tests.engine.fakes import FakeBackend, ScriptedMarket, VirtualClock
+from ctsd.strategies.model import Balance, Ticker
+from tests.engine.fakes import FakeBackend, FakeExchange, ScriptedMarket, VirtualClock
 from tests.engine.world import (
+    FAST_RESTARTS,
     REGISTRY,
     SMA_CLOSES,
     SYMBOL,
@@ -178,3 +179,25 @@ async def test_a_crashing_strategy_stays_isolated_on_the_real_sql_store(tmp_path
     assert not any(s.state is S.FAILED for _, s in hub.log if s.connection_id == "b")
     assert (b.state, b.restarts, b.last_error) == (S.RUNNING, 0, "") and b.cycles >= 3
     assert records["b"].desired is DesiredState.RUNNING
+
+
+@pytest.mark.asyncio
+async def test_an_exchange_outage_is_waited_out_however_long_it_lasts() -> None:
+    exchange = FakeExchange(balances=(Balance("USDT", D(1000), D(1000)),))
+    w = World({"a": [D("10.2")] * 20}, exchanges={"a": exchange})
+    async with w.manager:
+        await w.manager.start("a", grid(mode=TradingMode.LIVE))
+        await w.clock.advance(1)
+        assert w.manager.get("a").open_orders == 2
+        exchange.fail_fetch = True  # maintenance: every read fails, reconciliation too
+        await w.clock.advance(2 * 3600)
+        down = w.manager.get("a")
+        assert down.state in (S.FAILED, S.STARTING) and down.failure is not None
+        assert down.failure.code is FailureCode.EXCHANGE_UNAVAILABLE
+        assert down.restarts > FAST_RESTARTS.max_restarts  # an outage is not the engine's fault
+        assert "exchange in maintenance" in down.failure.message
+        exchange.fail_fetch = False
+        await w.clock.advance(FAST_RESTARTS.max_delay_s + 61)
+        up = w.manager.get("a")
+        assert (up.state, up.open_orders) == (S.RUNNING, 2)  # reconciled, not placed again
+        assert len(exchange.orders) == 2

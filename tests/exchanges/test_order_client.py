@@ -16,11 +16,11 @@ from ctsd.engine.clock import SystemClock
 from ctsd.engine.orders import Order, OrderRequest, OrderStatus, client_order_id
 from ctsd.errors import (
     ClientError,
+    ExchangeUnavailable,
     FailedPrecondition,
     NotFound,
     ResourceExhausted,
     TemporaryError,
-    Unavailable,
 )
 from ctsd.exchanges.errors import FailureClass, OrderRejection, failure
 from ctsd.exchanges.order_client import ExchangeOrders, engine_error
@@ -171,11 +171,11 @@ async def test_a_restarted_broker_reconciles_the_open_orders_it_placed(
 
 
 @pytest.mark.parametrize(("cls", "rejection", "expected"), [
-    (FailureClass.NETWORK, None, Unavailable),
-    (FailureClass.TIMEOUT, None, Unavailable),
-    (FailureClass.MAINTENANCE, None, Unavailable),
+    (FailureClass.NETWORK, None, ExchangeUnavailable),
+    (FailureClass.TIMEOUT, None, ExchangeUnavailable),
+    (FailureClass.MAINTENANCE, None, ExchangeUnavailable),
     (FailureClass.RATE_LIMITED, None, ResourceExhausted),
-    (FailureClass.EXCHANGE_ERROR, None, Unavailable),  # garbled: the call may have landed
+    (FailureClass.EXCHANGE_ERROR, None, ExchangeUnavailable),  # garbled: may have landed
     (FailureClass.EXCHANGE_ERROR, OrderRejection.INSUFFICIENT_FUNDS, FailedPrecondition),
     (FailureClass.EXCHANGE_ERROR, OrderRejection.INVALID_ORDER, FailedPrecondition),
     (FailureClass.EXCHANGE_ERROR, OrderRejection.ORDER_NOT_FOUND, NotFound),

@@ -99,6 +99,10 @@ class _EngineFailureCodeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Eng
     """Cycles kept failing; restarts gave up."""
     ENGINE_FAILURE_CODE_START_FAILED: _EngineFailureCode.ValueType  # 5
     """The connection's clients could not be opened."""
+    ENGINE_FAILURE_CODE_EXCHANGE_UNAVAILABLE: _EngineFailureCode.ValueType  # 6
+    """The exchange was unavailable (down, maintenance, rate limited); restarted
+    with backoff for as long as the outage lasts.
+    """
 
 class EngineFailureCode(_EngineFailureCode, metaclass=_EngineFailureCodeEnumTypeWrapper):
     """Why an engine failed."""
@@ -115,6 +119,10 @@ ENGINE_FAILURE_CODE_RESTART_LIMIT: EngineFailureCode.ValueType  # 4
 """Cycles kept failing; restarts gave up."""
 ENGINE_FAILURE_CODE_START_FAILED: EngineFailureCode.ValueType  # 5
 """The connection's clients could not be opened."""
+ENGINE_FAILURE_CODE_EXCHANGE_UNAVAILABLE: EngineFailureCode.ValueType  # 6
+"""The exchange was unavailable (down, maintenance, rate limited); restarted
+with backoff for as long as the outage lasts.
+"""
 Global___EngineFailureCode: _TypeAlias = EngineFailureCode  # noqa: Y015
 
 class _OrderSide:
