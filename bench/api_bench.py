@@ -16,6 +16,7 @@ import json
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +42,7 @@ async def serve_bare(socket: str, get_bytes: bytes, list_bytes: bytes) -> None:
     async def list_(request: bytes, context: Any) -> bytes:
         return list_bytes
 
-    handlers = {
+    handlers: dict[str, grpc.RpcMethodHandler[bytes, bytes]] = {
         "GetConnection": grpc.unary_unary_rpc_method_handler(get),
         "ListConnections": grpc.unary_unary_rpc_method_handler(list_),
     }
@@ -59,7 +60,8 @@ async def drive(address: str, method: str, request: bytes, seconds: float) -> di
     latencies: list[float] = []
     errors = 0
     async with grpc.aio.insecure_channel(address) as channel:
-        call = channel.unary_unary(SERVICE + method)
+        call: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(
+            SERVICE + method)
         for _ in range(50):  # warm-up
             await call(request)
         deadline = time.perf_counter() + seconds
@@ -109,8 +111,10 @@ def main() -> None:
         import grpc as sync_grpc
 
         with sync_grpc.insecure_channel(daemon.address) as ch:
-            get_bytes = ch.unary_unary(SERVICE + "GetConnection")(get_req)
-            list_bytes = ch.unary_unary(SERVICE + "ListConnections")(list_req)
+            raw: Callable[[str], sync_grpc.UnaryUnaryMultiCallable[bytes, bytes]] = (
+                ch.unary_unary)
+            get_bytes: bytes = raw(SERVICE + "GetConnection")(get_req)
+            list_bytes: bytes = raw(SERVICE + "ListConnections")(list_req)
         assert pb.Connection.FromString(get_bytes).name == names[500]
 
         bare_socket = f"unix:{daemon.root}/bare.sock"

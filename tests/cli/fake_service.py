@@ -140,6 +140,15 @@ class FakeConnectionService(connection_service_pb2_grpc.ConnectionServiceService
         self._record("ListExchanges", request, context)
         return sample_exchanges()
 
+    def TestConnection(self, request, context):  # type: ignore[no-untyped-def]
+        """Not faked: the CLI's test commands run against the real daemon and simulator."""
+        self._record("TestConnection", request, context)
+        context.abort(grpc.StatusCode.UNIMPLEMENTED, "TestConnection is not faked")
+
+    def BatchTestConnections(self, request, context):  # type: ignore[no-untyped-def]
+        self._record("BatchTestConnections", request, context)
+        context.abort(grpc.StatusCode.UNIMPLEMENTED, "BatchTestConnections is not faked")
+
 
 @dataclass
 class FakeServer:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass
 from decimal import Decimal
 
 import pytest
@@ -66,8 +67,18 @@ async def run_until_resting(w: World, manager: EngineManager, *modes: TradingMod
     assert all(manager.get(c).open_orders == 2 for c in w.markets)
 
 
-def cancel_lines(caplog: pytest.LogCaptureFixture) -> dict[str, logging.LogRecord]:
-    return {r.connection_id: r for r in caplog.records if r.msg == "open orders cancelled"}
+@dataclass(frozen=True)
+class CancelLine:
+    levelname: str
+    cancelled: str
+    left_open: str
+
+
+def cancel_lines(caplog: pytest.LogCaptureFixture) -> dict[str, CancelLine]:
+    """The "open orders cancelled" log lines by connection (their `extra` fields)."""
+    return {r.__dict__["connection_id"]: CancelLine(r.levelname, r.__dict__["cancelled"],
+                                                    r.__dict__["left_open"])
+            for r in caplog.records if r.msg == "open orders cancelled"}
 
 
 @pytest.mark.asyncio

@@ -148,7 +148,7 @@ async def test_a_blocked_event_loop_stops_the_pings() -> None:
 def _health(address: str) -> int:
     with grpc.insecure_channel(address) as channel:
         stub = health_pb2_grpc.HealthStub(channel)
-        return stub.Check(health_pb2.HealthCheckRequest(), timeout=2).status
+        return int(stub.Check(health_pb2.HealthCheckRequest(), timeout=2).status)
 
 
 def test_daemon_notify_and_watchdog_sequence(make_daemon: MakeDaemon, listener: Listener) -> None:

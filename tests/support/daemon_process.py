@@ -69,9 +69,9 @@ class DaemonProcess:
         try:
             with grpc.insecure_channel(self.address) as channel:
                 stub = health_pb2_grpc.HealthStub(channel)
-                return stub.Check(health_pb2.HealthCheckRequest(), timeout=1).status
+                return int(stub.Check(health_pb2.HealthCheckRequest(), timeout=1).status)
         except grpc.RpcError:
-            return health_pb2.HealthCheckResponse.UNKNOWN
+            return int(health_pb2.HealthCheckResponse.UNKNOWN)
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> int:
         if self.proc is None:

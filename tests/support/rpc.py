@@ -37,7 +37,7 @@ def rpc_error(call: Callable[[], Any]) -> grpc.RpcError:
 
 def violations(err: grpc.RpcError) -> dict[str, str]:
     """field -> description from the google.rpc.BadRequest detail."""
-    status = rpc_status.from_call(err)  # type: ignore[arg-type]
+    status = rpc_status.from_call(err)
     assert status is not None, "no google.rpc.Status in trailers"
     found: dict[str, str] = {}
     for detail in status.details:
@@ -49,11 +49,11 @@ def violations(err: grpc.RpcError) -> dict[str, str]:
 
 
 def error_reason(err: grpc.RpcError) -> str:
-    status = rpc_status.from_call(err)  # type: ignore[arg-type]
+    status = rpc_status.from_call(err)
     assert status is not None
     for detail in status.details:
         if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
             info = error_details_pb2.ErrorInfo()
             detail.Unpack(info)
-            return info.reason
+            return str(info.reason)
     return ""
