@@ -11,7 +11,7 @@ checks (ranges, strategy parameters) stay in `ctsd.engine.config`, and
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
@@ -271,30 +271,24 @@ def encode_trade(fill: Fill) -> pb.EngineTrade:
 
 # --- paging ------------------------------------------------------------------------------
 
-def page(items: Sequence[T], page_size: int, page_token: str) -> tuple[Sequence[T], str]:
-    """One page of an oldest-first list and the token of the next.
-
-    The token is the offset, opaque to clients; rows are only ever appended,
-    so an offset stays valid between calls.
-    """
+def page_request(page_size: int, token: str) -> tuple[int, int]:
+    """(the position to continue after, the page size) of a List request."""
     if page_size < 0:
         raise InvalidArgument.field("page_size", "must not be negative")
-    size = min(page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
-    start = _offset(page_token)
-    end = start + size
-    return items[start:end], (_token(end) if end < len(items) else "")
+    return _position(token), min(page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
 
 
-def _token(offset: int) -> str:
-    return base64.urlsafe_b64encode(f"o{offset}".encode()).decode()
+def page_token(after: int | None) -> str:
+    """Opaque to clients: the storage position of the last row they got."""
+    return "" if after is None else base64.urlsafe_b64encode(f"p{after}".encode()).decode()
 
 
-def _offset(token: str) -> int:
+def _position(token: str) -> int:
     if not token:
         return 0
     try:
         raw = base64.urlsafe_b64decode(token.encode()).decode()
-        if raw.startswith("o") and raw[1:].isdigit():
+        if raw.startswith("p") and raw[1:].isdigit():
             return int(raw[1:])
     except (ValueError, UnicodeDecodeError):
         pass

@@ -18,7 +18,8 @@ from ctsd.api.engine_codec import (
     encode_health,
     encode_order,
     encode_trade,
-    page,
+    page_request,
+    page_token,
     proto_field_paths,
 )
 from ctsd.api.watch_encoding import WatchEncoder
@@ -93,17 +94,18 @@ class EngineServicer(sgrpc.EngineServiceServicer):
     ) -> pb.ListOrdersResponse:
         connection_id = connection_id_from_engine_name(request.parent, "parent")
         self._manager.get(connection_id)  # NotFound for a connection without an engine
-        orders = await self._store.list_orders(connection_id, open_only=request.open_only)
-        found, token = page(orders, request.page_size, request.page_token)
-        return pb.ListOrdersResponse(orders=[encode_order(o) for o in found],
-                                     next_page_token=token)
+        after, size = page_request(request.page_size, request.page_token)
+        found = await self._store.page_orders(
+            connection_id, open_only=request.open_only, after=after, limit=size)
+        return pb.ListOrdersResponse(orders=[encode_order(o) for o in found.items],
+                                     next_page_token=page_token(found.next_after))
 
     async def ListTrades(
         self, request: pb.ListTradesRequest, context: Context
     ) -> pb.ListTradesResponse:
         connection_id = connection_id_from_engine_name(request.parent, "parent")
         self._manager.get(connection_id)
-        fills = await self._store.list_fills(connection_id)
-        found, token = page(fills, request.page_size, request.page_token)
-        return pb.ListTradesResponse(trades=[encode_trade(f) for f in found],
-                                     next_page_token=token)
+        after, size = page_request(request.page_size, request.page_token)
+        found = await self._store.page_fills(connection_id, after=after, limit=size)
+        return pb.ListTradesResponse(trades=[encode_trade(f) for f in found.items],
+                                     next_page_token=page_token(found.next_after))

@@ -22,11 +22,13 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Protocol
+from typing import Generic, Protocol, TypeVar
 
 from ctsd.engine.config import EngineConfig, TradingMode
 from ctsd.engine.orders import Execution, Fill, Order, OrderStatus
 from ctsd.strategies.model import Balance, Candle, MarketInfo, OrderType, Side, Ticker
+
+T = TypeVar("T")
 
 
 class MarketDataSource(Protocol):
@@ -139,6 +141,28 @@ class EngineStore(Protocol):
     async def list_fills(self, connection_id: str) -> list[Fill]:
         """Every fill of the connection, oldest first."""
         ...
+
+    async def page_orders(self, connection_id: str, *, open_only: bool, after: int,
+                          limit: int) -> Page[Order]:
+        """Up to `limit` orders stored after position `after` (0: from the first)."""
+        ...
+
+    async def page_fills(self, connection_id: str, *, after: int, limit: int) -> Page[Fill]:
+        """Up to `limit` fills stored after position `after` (0: from the first)."""
+        ...
+
+
+@dataclass(frozen=True)
+class Page(Generic[T]):
+    """Rows in storage order and where the next page starts.
+
+    Positions grow with every row stored and never move, so paging by them stays
+    exact while an engine keeps trading, and an order that closes while a client
+    pages through the open ones shifts nothing."""
+
+    items: tuple[T, ...]
+    next_after: int | None
+    """The position to continue after; None when this page is the last."""
 
 
 @dataclass(frozen=True)

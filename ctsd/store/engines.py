@@ -17,13 +17,15 @@ from __future__ import annotations
 import json
 import time
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 from ctsd.engine.config import EngineConfig, PaperSettings, RiskLimits, TradingMode
 from ctsd.engine.orders import Execution, Fill, Order, OrderStatus
-from ctsd.engine.ports import DesiredState, EngineRecord
+from ctsd.engine.ports import DesiredState, EngineRecord, Page
 from ctsd.store.database import Database, Row
 from ctsd.strategies.model import OrderType, Side
+
+T = TypeVar("T")
 
 _ORDER_COLUMNS = (
     "client_order_id, symbol, side, type, amount, price, tag, cycle, status, filled, "
@@ -178,11 +180,36 @@ class SqlEngineStore:
             f"SELECT {_ORDER_COLUMNS} FROM engine_orders WHERE {where} ORDER BY seq", params)
         return [_order(r) for r in rows]
 
+    async def page_orders(self, connection_id: str, *, open_only: bool, after: int,
+                          limit: int) -> Page[Order]:
+        where, params = "connection_id = ? AND seq > ?", [connection_id, after]
+        if open_only:
+            where += " AND status IN (?, ?)"
+            params += [OrderStatus.PENDING.value, OrderStatus.OPEN.value]
+        rows = await self._db.fetch_all(
+            f"SELECT seq, {_ORDER_COLUMNS} FROM engine_orders WHERE {where} "
+            "ORDER BY seq LIMIT ?", [*params, limit + 1])
+        return _page([(r[0], _order(r[1:])) for r in rows], limit)
+
+    async def page_fills(self, connection_id: str, *, after: int, limit: int) -> Page[Fill]:
+        rows = await self._db.fetch_all(
+            f"SELECT seq, {_FILL_COLUMNS} FROM engine_fills "
+            "WHERE connection_id = ? AND seq > ? ORDER BY seq LIMIT ?",
+            (connection_id, after, limit + 1))
+        return _page([(r[0], _fill(r[1:])) for r in rows], limit)
+
     async def list_fills(self, connection_id: str) -> list[Fill]:
         rows = await self._db.fetch_all(
             f"SELECT {_FILL_COLUMNS} FROM engine_fills WHERE connection_id = ? ORDER BY seq",
             (connection_id,))
         return [_fill(r) for r in rows]
+
+
+def _page(rows: list[tuple[int, T]], limit: int) -> Page[T]:
+    """`limit + 1` rows were asked for: one more than the page says there is a next one."""
+    shown = rows[:limit]
+    next_after = shown[-1][0] if len(rows) > limit else None
+    return Page(tuple(item for _, item in shown), next_after)
 
 
 def _now_us() -> int:

@@ -104,6 +104,11 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE connections ADD COLUMN account_uid TEXT;
     """,
+    # 5: an engine's orders and fills page by their position (ListOrders, ListTrades)
+    """
+    CREATE INDEX engine_orders_by_connection ON engine_orders (connection_id, seq);
+    CREATE INDEX engine_fills_by_connection ON engine_fills (connection_id, seq);
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

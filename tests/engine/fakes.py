@@ -13,6 +13,7 @@ import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
+from typing import TypeVar
 
 from ctsd.engine.config import TradingMode
 from ctsd.engine.orders import Execution, Fill, Order, OrderStatus
@@ -21,10 +22,12 @@ from ctsd.engine.ports import (
     EngineRecord,
     EngineResources,
     ExchangeOrder,
+    Page,
 )
 from ctsd.errors import CtsError, ExchangeUnavailable, NotFound, Unavailable
 from ctsd.strategies.model import Balance, Candle, MarketInfo, OrderType, Side, Ticker
 
+T = TypeVar("T")
 START_MS = 1_700_000_000_000  # 2023-11-14T22:13:20Z
 SETTLE_ROUNDS = 60
 
@@ -160,6 +163,22 @@ class MemoryStore:
 
     async def list_fills(self, connection_id: str) -> list[Fill]:
         return list(self.fills.get(connection_id, {}).values())
+
+    async def page_orders(self, connection_id: str, *, open_only: bool, after: int,
+                          limit: int) -> Page[Order]:
+        orders = self.orders.get(connection_id, {}).values()
+        return _page([(i, o) for i, o in enumerate(orders, 1)
+                      if i > after and not (open_only and o.status.is_final)], limit)
+
+    async def page_fills(self, connection_id: str, *, after: int, limit: int) -> Page[Fill]:
+        fills = self.fills.get(connection_id, {}).values()
+        return _page([(i, f) for i, f in enumerate(fills, 1) if i > after], limit)
+
+
+def _page(rows: list[tuple[int, T]], limit: int) -> Page[T]:
+    """Positions are the 1-based order of first storage, as the SQL store's `seq`."""
+    shown = rows[:limit]
+    return Page(tuple(x for _, x in shown), shown[-1][0] if len(rows) > limit else None)
 
 
 @dataclass
