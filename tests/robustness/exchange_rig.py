@@ -35,6 +35,7 @@ from ctsd.sim.state import SimulatorConfig
 from tests.robustness.tally import Tally
 from tests.support.conn_tests import sim_connection
 from tests.support.daemon_process import DaemonProcess, remove_tree, short_tempdir
+from tests.support.rpc import call_code
 from tests.support.simulator import SimulatorThread
 
 ENGINE_VENUES = ("binance", "bybit", "okx")
@@ -67,15 +68,6 @@ START_S = 30.0
 POLL_S = 0.2
 SYMBOL = "BTC/USDT"
 PASSED = frozenset({cpb.TEST_STATUS_SUCCESS, cpb.TEST_STATUS_WARNING})
-
-
-def call_code(call: Callable[[], Any]) -> grpc.StatusCode:
-    try:
-        call()
-    except grpc.RpcError as exc:
-        code: grpc.StatusCode = exc.code()
-        return code
-    return grpc.StatusCode.OK
 
 
 def state_name(state: int) -> str:

@@ -28,6 +28,7 @@ from tests.api.test_engine_service import paper_config, wait_for
 from tests.robustness.tally import Tally, log_problems
 from tests.support.conn_tests import run_test, sim_connection
 from tests.support.daemon_process import DaemonProcess
+from tests.support.rpc import call_code
 from tests.support.sim_fixtures import sim, sim_channel, sim_daemon  # noqa: F401
 from tests.support.simulator import SimulatorThread
 
@@ -35,21 +36,12 @@ RACERS = 16
 CALL_TIMEOUT_S = 30.0
 
 
-def _code(call: Callable[[], Any]) -> grpc.StatusCode:
-    try:
-        call()
-    except grpc.RpcError as exc:
-        code: grpc.StatusCode = exc.code()
-        return code
-    return grpc.StatusCode.OK
-
-
 def _race(calls: list[Callable[[], Any]]) -> list[grpc.StatusCode]:
     start = threading.Barrier(len(calls))
 
     def run(call: Callable[[], Any]) -> grpc.StatusCode:
         start.wait()
-        return _code(call)
+        return call_code(call)
 
     with ThreadPoolExecutor(len(calls)) as pool:
         return list(pool.map(run, calls))
@@ -136,13 +128,13 @@ def test_delete_during_a_connection_test_is_deliberate(
         runner.start()
         seen.wait(10)
         time.sleep(0.25 * n)  # delete at different steps of the test
-        tally.answer(_code(partial(connections.DeleteConnection,
+        tally.answer(call_code(partial(connections.DeleteConnection,
                                    cspb.DeleteConnectionRequest(name=conn.name),
                                    timeout=CALL_TIMEOUT_S)))
         runner.join(CALL_TIMEOUT_S + 5)
         assert not runner.is_alive(), "the test stream hung after the delete"
         tally.answer(outcome[0])
-        after = _code(partial(connections.GetConnection,
+        after = call_code(partial(connections.GetConnection,
                               cspb.GetConnectionRequest(name=conn.name)))
         tally.answer(after)
         if after != grpc.StatusCode.NOT_FOUND:
@@ -178,7 +170,7 @@ def test_start_stop_storm_on_one_engine_stays_consistent(
         else:
             call = lambda: engines.GetEngine(  # noqa: E731
                 pb.GetEngineRequest(name=name), timeout=CALL_TIMEOUT_S)
-        code = _code(call)
+        code = call_code(call)
         with lock:
             if not tally.answer(code):
                 tally.notes.append(f"{op}: {code.name}")
@@ -242,9 +234,9 @@ def test_delete_while_an_engine_starts_or_runs_leaves_no_orphan_engine(
         if racing:
             codes = _race([start, delete])
         else:
-            codes = [_code(start)]
+            codes = [call_code(start)]
             wait_for(engines, name, lambda e: e.state == pb.ENGINE_STATE_RUNNING)
-            codes.append(_code(delete))
+            codes.append(call_code(delete))
         for code in codes:
             tally.answer(code)
         deleted = codes[1] == grpc.StatusCode.OK

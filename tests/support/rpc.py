@@ -27,6 +27,16 @@ def binance_spot(display_name: str = "Main Binance", **over: Any) -> pb.Connecti
     return pb.Connection(**fields)
 
 
+def call_code(call: Callable[[], Any]) -> grpc.StatusCode:
+    """The status code a call ends with, OK included."""
+    try:
+        call()
+    except grpc.RpcError as exc:
+        code: grpc.StatusCode = exc.code()
+        return code
+    return grpc.StatusCode.OK
+
+
 def rpc_error(call: Callable[[], Any]) -> grpc.RpcError:
     try:
         call()
