@@ -13,10 +13,11 @@ daemon's start pays nothing for an endpoint nobody scrapes.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from ctsd.errors import ConfigurationError
 
@@ -33,6 +34,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("ctsd.ops")
 
+T = TypeVar("T")
+LOOP_READ_TIMEOUT_S = 5.0
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 
 
@@ -80,12 +83,15 @@ class MetricsRegistry:
 
     @classmethod
     def exporting(cls) -> MetricsRegistry:
-        """A real registry, with the process (CPU, memory, fds) and GC collectors."""
+        """A real registry, with the process (CPU, memory, fds), GC and asyncio-task collectors."""
         from prometheus_client import CollectorRegistry, GCCollector, ProcessCollector
+
+        from ctsd.ops.runtime_metrics import AsyncioTaskCollector
 
         backend = CollectorRegistry(auto_describe=True)
         ProcessCollector(registry=backend)
         GCCollector(registry=backend)
+        AsyncioTaskCollector.register_for_running_loop(backend)
         return cls(backend)
 
     @property
@@ -174,6 +180,35 @@ class ConnectionTestMetrics:
         self._outcomes.labels(result.status.value, failure).inc()
 
 
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
+def read_on_loop(loop: asyncio.AbstractEventLoop | None, read: Callable[[], T]) -> T:
+    """`read()` run on `loop`'s thread, for collectors of state the loop owns.
+
+    Scrapes run on the exporter's thread while the loop changes that state
+    (a limiter's buckets, the engines' statuses): iterating it from there
+    fails with "dictionary changed size during iteration" now and then.
+    Without a running loop (tests, shutdown) nothing else changes it.
+    """
+    if loop is None or not loop.is_running() or _running_loop() is loop:
+        return read()
+    done: concurrent.futures.Future[T] = concurrent.futures.Future()
+
+    def run() -> None:
+        try:
+            done.set_result(read())
+        except BaseException as exc:  # handed to the scraping thread
+            done.set_exception(exc)
+
+    loop.call_soon_threadsafe(run)
+    return done.result(LOOP_READ_TIMEOUT_S)
+
+
 class RateLimitCollector:
     """Each rate-limit scope's usage, read from the limiter snapshot at scrape time.
 
@@ -183,6 +218,7 @@ class RateLimitCollector:
 
     def __init__(self, usage: Callable[[], Sequence[ScopeUsage]]) -> None:
         self._usage = usage
+        self._loop = _running_loop()  # the limiter's; see read_on_loop
 
     def describe(self) -> list[Metric]:
         return []  # nothing to read at registration; names are checked at scrape
@@ -227,7 +263,7 @@ class RateLimitCollector:
                 labels=labels,
             ),
         }
-        for u in self._usage():
+        for u in read_on_loop(self._loop, self._usage):
             values = [u.key.exchange, u.key.label]
             gauges["used"].add_metric(values, u.used)
             gauges["limit"].add_metric(values, u.limit)
@@ -251,6 +287,7 @@ class EngineCollector:
     ) -> None:
         self._engines = engines
         self._now = now
+        self._loop = _running_loop()  # the engine manager's; see read_on_loop
 
     def describe(self) -> list[Metric]:
         return []
@@ -260,7 +297,7 @@ class EngineCollector:
 
         from ctsd.engine.status import EngineState
 
-        engines = self._engines()
+        engines = read_on_loop(self._loop, self._engines)
         by_state = GaugeMetricFamily("ctsd_engines", "Engines by state.", labels=("state",))
         for state in EngineState:
             by_state.add_metric([state.value], sum(1 for e in engines if e.state is state))
