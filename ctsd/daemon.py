@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import signal
@@ -132,6 +133,7 @@ class Daemon:
             watchdog = self._start_watchdog()
             self.notifier.ready(f"serving on {self.address}")
             log.info("serving", extra=self._serving_fields(started))
+            settle_garbage_collector()  # after READY: start-up time is what clients wait for
             await self._stop.wait()
             await self._drain(server)
         finally:
@@ -276,6 +278,22 @@ class Daemon:
                 log.exception("reload hook failed", extra={"hook": repr(reloader)})
         self.notifier.ready(f"serving on {self.address}")
         log.info("reloaded", extra={"log_level": new.log_level, "log_format": new.log_format})
+
+
+GC_FIRST_GENERATION = 50_000
+"""Allocations between young collections (Python's default: 700). A daemon streaming to
+hundreds of clients allocates short-lived messages by the hundred thousand a second; at
+the default it spends a tenth of its CPU collecting, almost all of it on survivors."""
+
+
+def settle_garbage_collector() -> None:
+    """Start-up is done: what is alive now (modules, config, the read model) lives as long
+    as the process, so it is frozen out of every later collection, and young collections
+    run less often."""
+    gc.collect()
+    gc.freeze()
+    _, second, third = gc.get_threshold()
+    gc.set_threshold(GC_FIRST_GENERATION, second, third)
 
 
 def _with_reloadable(running: DaemonConfig, new: DaemonConfig) -> DaemonConfig:

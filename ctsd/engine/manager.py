@@ -182,6 +182,10 @@ class EngineManager:
         """A bounded subscription: a snapshot first, then changes and heartbeats. Close it."""
         return self._hub.subscribe()
 
+    @property
+    def watchers(self) -> int:
+        return self._hub.watcher_count
+
     async def test(self, connection_id: str, config: EngineConfig | None = None) -> DryRun:
         """One dry cycle, nothing placed: the running engine's, or `config`'s on this connection."""
         run = self._runs.get(connection_id)
