@@ -139,6 +139,8 @@ class DaemonConfig:
     log_level: str = "info"
     log_format: str = "logfmt"
     grace_seconds: float = 4.0
+    calls_per_second_per_peer: float = 5000.0
+    """The flood guard (`ctsd.api.request_rate`): 0 turns it off."""
     metrics_listen: tuple[str, int] | None = None
     socket_mode: int = 0o600
     socket_group: str | None = None
@@ -159,6 +161,7 @@ _TABLES = {
     "daemon": {
         "listen", "state_dir", "master_key_file", "log_level", "log_format",
         "grace_seconds", "metrics_listen", "socket_mode", "socket_group",
+        "calls_per_second_per_peer",
     },
     "tls": {"cert_file", "key_file", "client_ca_file"},
     "auth": {"token_file", "client_names", "open_services"},
@@ -243,6 +246,14 @@ def _grace(settings: dict[str, Any]) -> float:
     return float(value)
 
 
+def _calls_per_second(settings: dict[str, Any]) -> float:
+    value = settings.get("calls_per_second_per_peer", 5000.0)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1e6:
+        raise ConfigurationError(
+            "calls_per_second_per_peer must be a number from 0 (no limit) to 1000000")
+    return float(value)
+
+
 def _socket_mode(settings: dict[str, Any]) -> int:
     value = settings.get("socket_mode", "0600")
     mode = int(value, 8) if isinstance(value, str) and value.isdigit() else -1
@@ -279,6 +290,7 @@ def load_config(
         log_level=_choice(settings, "log_level", config.log_level, LOG_LEVELS),
         log_format=_choice(settings, "log_format", config.log_format, LOG_FORMATS),
         grace_seconds=_grace(settings),
+        calls_per_second_per_peer=_calls_per_second(settings),
         metrics_listen=parse_metrics_listen(str(metrics)) if metrics else None,
         socket_mode=_socket_mode(settings),
         socket_group=str(settings["socket_group"]) if settings.get("socket_group") else None,

@@ -33,6 +33,7 @@ from grpc_health.v1.health import aio as health_aio
 from ctsd import __version__, logs
 from ctsd.api.access_log import AccessLog
 from ctsd.api.auth import Authenticator, AuthGuard
+from ctsd.api.request_rate import RequestRateGuard
 from ctsd.config import DaemonConfig
 from ctsd.connection_services import build_connection_services
 from ctsd.engine.activity import EngineActivity
@@ -73,6 +74,7 @@ Reloader = Callable[[DaemonConfig], Awaitable[None]]
 RESTART_ONLY = (
     "state_dir", "listen", "master_key_file", "metrics_listen", "socket_mode", "socket_group",
     "tls", "auth", "grace_seconds", "exchange_endpoints", "batch", "engines",
+    "calls_per_second_per_peer",
 )  # fmt: skip
 
 
@@ -207,6 +209,9 @@ class Daemon:
         authenticator = Authenticator.from_config(self.config)
         if authenticator is not None:
             interceptors.append(AuthGuard(authenticator, rpc_metrics).interceptor())
+        if self.config.calls_per_second_per_peer > 0:  # after auth: strangers are not counted
+            guard = RequestRateGuard(self.config.calls_per_second_per_peer)
+            interceptors.append(guard.interceptor())
         return interceptors
 
     def _start_metrics_endpoint(self) -> None:
