@@ -12,8 +12,8 @@ risk stop needs a human).
 
 Cycles run on a fixed schedule (start + n * interval); a cycle that overruns
 skips the ticks it missed instead of bursting to catch up. Stopping waits for
-the cycle in flight to finish, so an order is never abandoned halfway through
-being sent and booked.
+a cycle that has decided to finish, so an order is never abandoned halfway
+through being sent and booked; a cycle still reading is abandoned.
 """
 
 from __future__ import annotations
