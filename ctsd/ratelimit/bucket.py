@@ -5,7 +5,9 @@ twice its rate within one interval (a full bucket, then the refill), so it
 cannot give the "never more than the limit in any window" guarantee that
 keeps us unbanned; and it has no priority lanes, no pause for Retry-After,
 no reservations across several buckets and no injectable clock. Its drain
-arithmetic survives here as `DecayingCounter`, the shape of Kraken's counter.
+arithmetic survives here as `DecayingCounter`, the shape of Kraken's counter;
+aiolimiter itself guards the daemon's own API (`ctsd.api.request_rate`), where
+a burst then an average is exactly the shape wanted.
 
 Waiters queue by (lane, arrival). Only the head of the queue may take
 budget, so a heavy request is not starved by a stream of light ones and
