@@ -33,6 +33,7 @@ from ctsd.connections.validation import (
     check_credentials_complete,
     check_display_name,
     check_market,
+    check_secret_format,
     resolve_exchange,
 )
 from ctsd.errors import EtagMismatch, FailedPrecondition
@@ -113,6 +114,7 @@ class ConnectionManager:
         position = draft.position_mode or PositionMode.ONE_WAY
         check_market(spec, draft.api_type, draft.testnet, margin, position, out)
         check_credential_values(draft.credentials, out)
+        check_secret_format(spec, draft.credentials, out)
         given = {f: bool(v) for f, v in draft.credentials.given().items()}
         check_credentials_complete(spec, given, out)
         request.raise_if_any("connection")
@@ -202,6 +204,7 @@ class ConnectionManager:
             out,
         )
         check_credential_values(patch.credentials, out)
+        check_secret_format(spec, patch.credentials, out)
         stored = _stored_flags(current.credentials)
         stored.update({f: bool(v) for f, v in patch.credentials.given().items()})
         check_credentials_complete(spec, stored, out)

@@ -8,6 +8,8 @@ characters. Field paths are relative to the Connection resource.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 import unicodedata
 
@@ -123,6 +125,21 @@ def check_credential_values(creds: CredentialsInput, out: Violations) -> None:
                 out.add(path, "must be printable characters")
         elif not _KEY_CHARS.fullmatch(value):
             out.add(path, "must be printable ASCII without spaces")
+
+
+def check_secret_format(
+    spec: ExchangeSpec | None, creds: CredentialsInput, out: Violations
+) -> None:
+    """The exchange's own secret format, where it has one; never echoing the value."""
+    secret = creds.api_secret
+    if spec is None or not spec.secret_is_base64 or not secret:
+        return
+    try:
+        base64.b64decode(secret, validate=True)
+    except (binascii.Error, ValueError):
+        out.add("credentials.api_secret",
+                f"{spec.display_name} API secrets are base64 and this one is not: "
+                "check it was copied whole")
 
 
 def check_credentials_complete(

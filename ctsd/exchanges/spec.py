@@ -121,6 +121,9 @@ class ExchangeSpec:
     rate_limits: tuple[RateLimitSpec, ...]
     endpoint_rules: tuple[EndpointRule, ...] = ()
     client: ClientProfile | None = None
+    secret_is_base64: bool = False
+    """The exchange hands out API secrets in base64 (Kraken): one that does not decode
+    was copied wrong, and is refused when given rather than failing every request."""
 
     def offers(self, api_type: ApiType) -> bool:
         return api_type in self.api_types

@@ -16,6 +16,7 @@ from tests.support.rpc import (
     SECRET,
     binance_spot,
     error_reason,
+    kraken_spot,
     rpc_error,
     violations,
 )
@@ -72,7 +73,7 @@ def test_validate_only_stores_nothing(stub: sgrpc.ConnectionServiceStub) -> None
     [
         (binance_spot(exchange="nasdaq"), "", {"connection.exchange"}),
         (
-            binance_spot(exchange="kraken", api_type=pb.API_TYPE_PERPETUAL_FUTURES),
+            kraken_spot(api_type=pb.API_TYPE_PERPETUAL_FUTURES),
             "",
             {"connection.api_type"},
         ),
@@ -82,7 +83,8 @@ def test_validate_only_stores_nothing(stub: sgrpc.ConnectionServiceStub) -> None
         (binance_spot(), "Not_Valid", {"connection_id"}),
         (binance_spot(api_type=pb.API_TYPE_UNSPECIFIED), "", {"connection.api_type"}),
         (binance_spot(api_type=42), "", {"connection.api_type"}),
-        (binance_spot(exchange="kraken", testnet=True), "", {"connection.testnet"}),
+        (kraken_spot(testnet=True), "", {"connection.testnet"}),
+        (binance_spot(exchange="kraken"), "", {"connection.credentials.api_secret"}),
         (binance_spot(position_mode=pb.POSITION_MODE_HEDGE), "", {"connection.position_mode"}),
         (
             binance_spot(credentials=pb.Credentials(api_key="k" * 300, api_secret=SECRET)),
@@ -305,7 +307,7 @@ def test_stale_etag_is_aborted_and_changes_nothing(stub: sgrpc.ConnectionService
 def test_update_rejects_bad_masks_and_values(
     stub: sgrpc.ConnectionServiceStub, paths: list[str], change: dict[str, object], field: str
 ) -> None:
-    made = create(stub, binance_spot(exchange="kraken"), "k")
+    made = create(stub, kraken_spot(), "k")
     msg = pb.Connection(name=made.name, **change)  # type: ignore[arg-type]
     err = rpc_error(
         lambda: stub.UpdateConnection(

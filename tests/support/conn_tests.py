@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from dataclasses import dataclass, field
 
 import grpc
@@ -50,6 +51,8 @@ def sim_connection(
     """
     key = api_key or f"key-{cid}-00000000"
     secret = SECRET_PREFIX + cid
+    if exchange == "kraken":  # Kraken's secrets are base64, and the daemon checks
+        secret = base64.b64encode(secret.encode()).decode()
     if provision:
         sim.provision(key, secret, passphrase=PASSPHRASE, **account)
     credentials = pb.Credentials(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Callable
 from typing import Any
 
@@ -25,6 +26,17 @@ def binance_spot(display_name: str = "Main Binance", **over: Any) -> pb.Connecti
     )
     fields.update(over)
     return pb.Connection(**fields)
+
+
+KRAKEN_SECRET = base64.b64encode(SECRET.encode()).decode()
+"""Kraken hands out secrets in base64; the daemon refuses one that does not decode."""
+
+
+def kraken_spot(**over: Any) -> pb.Connection:
+    fields: dict[str, Any] = dict(
+        exchange="kraken", credentials=pb.Credentials(api_key=API_KEY, api_secret=KRAKEN_SECRET))
+    fields.update(over)
+    return binance_spot(**fields)
 
 
 def call_code(call: Callable[[], Any]) -> grpc.StatusCode:

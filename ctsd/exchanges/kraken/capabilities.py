@@ -13,4 +13,5 @@ KRAKEN = ExchangeSpec(
     rate_limits=KRAKEN_RATE_LIMITS,
     endpoint_rules=KRAKEN_ENDPOINTS,
     client=KRAKEN_CLIENT,
+    secret_is_base64=True,
 )
