@@ -31,10 +31,11 @@ which times ccxt's `Exchange.fetch` in the LIVE phase, see below), and the
    measured inside the daemon process from timestamps around ccxt's
    `Exchange.fetch` (the HTTP request/answer, after rate limiting and signing):
    `md_to_order` = entry of the first order POST of a cycle - exit of the last
-   market-data GET (ticker/klines) before it. That span holds venue round trips
-   the LIVE path makes on the way (balance poll, the pre-place fetch_order check),
-   so `decision_compute` = `md_to_order` minus the time spent inside those other
-   fetches: the daemon's own work (strategy, risk, store, limiter, ccxt signing).
+   market-data GET (ticker/klines) before it. The LIVE path reads the venue's
+   state before the prices and skips the fetch-by-client-id before a first
+   placement, so the span holds no other round trip unless a retry asks the venue
+   again; `decision_compute` = `md_to_order` minus the time spent inside any other
+   fetch: the daemon's own work (strategy, risk, store, limiter, ccxt signing).
    `RateLimiter.acquire` is timed too: `limiter_wait_in_decision` is its share, and
    `limiter_stalls_over_1s` lists any longer wait (starts are `--live-pace` apart).
 
