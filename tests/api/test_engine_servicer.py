@@ -11,8 +11,6 @@ import grpc
 import pytest
 import pytest_asyncio
 from google.protobuf import duration_pb2
-from google.rpc import error_details_pb2
-from grpc_status import rpc_status
 
 from cts.v1 import engine_service_pb2 as pb
 from cts.v1 import engine_service_pb2_grpc as sgrpc
@@ -21,6 +19,7 @@ from ctsd.api.pre_encoded import PreEncodedResponses
 from ctsd.api.status import ErrorTranslationInterceptor
 from ctsd.server import engine_service
 from tests.engine.world import REGISTRY, SMA_CLOSES, World
+from tests.support.rpc import violations
 
 A = "connections/a/engine"
 
@@ -55,18 +54,6 @@ def sma_config(**over: object) -> pb.EngineConfig:
         paper=pb.PaperSettings(balances={"USDT": "1000"}, slippage_bps="0"))
     fields.update(over)
     return pb.EngineConfig(**fields)  # type: ignore[arg-type]
-
-
-def bad_fields(err: grpc.aio.AioRpcError) -> dict[str, str]:
-    status = rpc_status.from_call(err)
-    assert status is not None
-    found: dict[str, str] = {}
-    for detail in status.details:
-        if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
-            bad = error_details_pb2.BadRequest()
-            detail.Unpack(bad)
-            found.update({v.field: v.description for v in bad.field_violations})
-    return found
 
 
 @pytest.mark.asyncio
@@ -109,11 +96,11 @@ async def test_a_bad_config_names_every_bad_field(harness: Harness) -> None:
         await harness.stub.StartEngine(pb.StartEngineRequest(name=A, config=config))
     assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     everything = {"config.params.fast", "config.symbols[0]", "config.interval"}
-    assert set(bad_fields(raised.value)) == everything | {"config.risk.max_order_notional"}
+    assert set(violations(raised.value)) == everything | {"config.risk.max_order_notional"}
     config.risk.max_order_notional = "10"  # a parseable config goes the domain's own way
     with pytest.raises(grpc.aio.AioRpcError) as raised:
         await harness.stub.StartEngine(pb.StartEngineRequest(name=A, config=config))
-    assert set(bad_fields(raised.value)) == everything
+    assert set(violations(raised.value)) == everything
 
 
 @pytest.mark.asyncio
