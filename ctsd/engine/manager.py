@@ -48,6 +48,7 @@ from ctsd.engine.watch import StatusHub, Watcher
 from ctsd.errors import FailedPrecondition, NotFound
 from ctsd.strategies.model import Balance, Portfolio
 from ctsd.strategies.registry import StrategyRegistry
+from ctsd.tasks import Uninterruptible
 
 DEFAULT_POLICY = RestartPolicy()
 log = logging.getLogger("ctsd.engine")
@@ -90,6 +91,7 @@ class EngineManager:
         self._runs: dict[str, EngineRun] = {}
         self._claimed: set[str] = set()
         self._heartbeats: asyncio.Task[None] | None = None
+        self._operations = Uninterruptible()
 
     async def __aenter__(self) -> EngineManager:
         await self.open()
@@ -111,6 +113,7 @@ class EngineManager:
     async def close(self) -> None:
         """Daemon shutdown: finish cycles in flight and, if configured, cancel open orders,
         all within the grace period; engines still busy after it are aborted."""
+        await self._operations.wait()  # starts and stops in flight finish first
         if self._heartbeats is not None:
             self._heartbeats.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -134,8 +137,15 @@ class EngineManager:
             await self._release(connection_id)
 
     async def start(self, connection_id: str, config: EngineConfig) -> EngineStatus:
+        """Starts an engine; once begun, the start runs to the end even if the caller is
+        cancelled, so the stored desired state and the engine running always agree."""
         validated = validate_config(config, self._strategies)
         self._claim(connection_id)
+        return await self._operations.run(self._start(connection_id, validated),
+                                          f"engine-start:{connection_id}")
+
+    async def _start(self, connection_id: str, validated: ValidatedConfig) -> EngineStatus:
+        config = validated.config
         try:
             # Held until the engine is listed, so a delete of the connection either
             # finishes first (and _open fails) or sees the engine and refuses.
@@ -156,6 +166,13 @@ class EngineManager:
         return run.engine.status
 
     async def stop(self, connection_id: str) -> EngineStatus:
+        """Stops the engine; like `start`, runs to the end once begun."""
+        if self._hub.get(connection_id) is None:
+            raise NotFound(f"no engine on connections/{connection_id}")
+        return await self._operations.run(self._stop(connection_id),
+                                          f"engine-stop:{connection_id}")
+
+    async def _stop(self, connection_id: str) -> EngineStatus:
         run = self._runs.get(connection_id)
         status = self._hub.get(connection_id)
         if status is None:
@@ -168,6 +185,10 @@ class EngineManager:
         await run.stop(cancel_orders=True)
         await self._release(connection_id)
         return run.engine.status
+
+    async def idle(self) -> None:
+        """Until no start or stop is in flight (one whose caller left included)."""
+        await self._operations.wait()
 
     def get(self, connection_id: str) -> EngineStatus:
         status = self._hub.get(connection_id)

@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 from ctsd.engine.config import EngineConfig, PaperSettings, RiskLimits, TradingMode
 from ctsd.engine.orders import Execution, Fill, Order, OrderStatus
 from ctsd.engine.ports import DesiredState, EngineRecord, Page
-from ctsd.store.database import Database, Row
+from ctsd.store.database import Database, Row, Transaction
 from ctsd.strategies.model import OrderType, Side
 
 T = TypeVar("T")
@@ -128,45 +128,46 @@ class SqlEngineStore:
                              int(r[4]), r[5]) for r in rows]
 
     async def create_engine(self, record: EngineRecord) -> None:
-        async with self._db.transaction() as tx:
-            await tx.execute(
-                "INSERT OR REPLACE INTO engines (connection_id, engine_id, config, desired, "
-                "cycle, last_error, updated_us) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (record.connection_id, record.engine_id, config_to_json(record.config),
-                 record.desired.value, record.cycle, record.last_error, _now_us()))
+        params = (record.connection_id, record.engine_id, config_to_json(record.config),
+                  record.desired.value, record.cycle, record.last_error, _now_us())
+        await self._db.write(lambda tx: tx.execute(
+            "INSERT OR REPLACE INTO engines (connection_id, engine_id, config, desired, "
+            "cycle, last_error, updated_us) VALUES (?, ?, ?, ?, ?, ?, ?)", params))
 
     async def set_desired(
         self, connection_id: str, desired: DesiredState, last_error: str
     ) -> None:
-        async with self._db.transaction() as tx:
-            await tx.execute(
-                "UPDATE engines SET desired = ?, last_error = ?, updated_us = ? "
-                "WHERE connection_id = ?",
-                (desired.value, last_error, _now_us(), connection_id))
+        params = (desired.value, last_error, _now_us(), connection_id)
+        await self._db.write(lambda tx: tx.execute(
+            "UPDATE engines SET desired = ?, last_error = ?, updated_us = ? "
+            "WHERE connection_id = ?", params))
 
     async def save_cycle(self, connection_id: str, cycle: int) -> None:
         """`max` keeps the cycle monotonic even if a late writer lands after a newer one."""
-        async with self._db.transaction() as tx:
-            await tx.execute(
-                "UPDATE engines SET cycle = max(cycle, ?), updated_us = ? WHERE connection_id = ?",
-                (cycle, _now_us(), connection_id))
+        params = (cycle, _now_us(), connection_id)
+        await self._db.write(lambda tx: tx.execute(
+            "UPDATE engines SET cycle = max(cycle, ?), updated_us = ? WHERE connection_id = ?",
+            params))
 
     async def save_execution(self, connection_id: str, execution: Execution) -> None:
-        async with self._db.transaction() as tx:
-            await tx.execute(
+        order = _order_params(connection_id, execution.order)
+        fills = [(connection_id, f.trade_id, f.client_order_id, f.symbol, f.side.value,
+                  str(f.amount), str(f.price), str(f.fee), f.fee_asset, f.timestamp_ms,
+                  int(f.maker)) for f in execution.fills]
+
+        def unit(tx: Transaction) -> None:
+            tx.execute(
                 f"INSERT INTO engine_orders (connection_id, {_ORDER_COLUMNS}) "
                 f"VALUES ({', '.join('?' * 17)}) "
                 f"ON CONFLICT (connection_id, client_order_id) DO UPDATE SET "
-                f"{_UPDATED_ON_CONFLICT}",
-                _order_params(connection_id, execution.order))
-            if execution.fills:
-                await tx.executemany(
+                f"{_UPDATED_ON_CONFLICT}", order)
+            if fills:
+                tx.executemany(
                     f"INSERT INTO engine_fills (connection_id, {_FILL_COLUMNS}) "
                     f"VALUES ({', '.join('?' * 11)}) "
-                    "ON CONFLICT (connection_id, trade_id) DO NOTHING",
-                    [(connection_id, f.trade_id, f.client_order_id, f.symbol, f.side.value,
-                      str(f.amount), str(f.price), str(f.fee), f.fee_asset, f.timestamp_ms,
-                      int(f.maker)) for f in execution.fills])
+                    "ON CONFLICT (connection_id, trade_id) DO NOTHING", fills)
+
+        await self._db.write(unit)
 
     async def list_orders(
         self, connection_id: str, *, open_only: bool = False

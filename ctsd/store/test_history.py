@@ -82,7 +82,7 @@ def result_from_json(text: str) -> TestResult:
     )
 
 
-async def insert_results(
+def insert_results(
     tx: Transaction, connection_ids: Iterable[str], result: TestResult
 ) -> list[str]:
     """Appends `result` to each connection that still exists; returns those ids.
@@ -94,7 +94,7 @@ async def insert_results(
     failure = result.failure_class.name if result.failure_class else ""
     written: list[str] = []
     for connection_id in connection_ids:
-        changed = await tx.execute(
+        changed = tx.execute(
             "INSERT INTO connection_tests (connection_id, started_us, status, failure_class, "
             "result) SELECT ?, ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM connections WHERE id = ?)",
             (
@@ -107,7 +107,7 @@ async def insert_results(
             ),
         )
         if changed:
-            await tx.execute(
+            tx.execute(
                 "DELETE FROM connection_tests WHERE connection_id = ? AND seq NOT IN "
                 "(SELECT seq FROM connection_tests WHERE connection_id = ? "
                 "ORDER BY seq DESC LIMIT ?)",
