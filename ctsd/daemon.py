@@ -186,7 +186,7 @@ class Daemon:
         # --- trade engines (ctsd.engine_services), on the connections' exchange clients ---
         engines = build_engine_services(db, built.connections, built.exchanges.factory,
                                         built.credentials, self.config.engines)
-        activity.attach(engines.manager.list)
+        activity.attach(engines.manager.list, engines.manager.engaged)
         self.metrics.register(EngineCollector(engines.manager.list))
         self._engines = engines.manager
         return [*built.services, engines.service]

@@ -14,12 +14,13 @@ import base64
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import TypeVar
 
 from cts.v1 import engine_service_pb2 as pb
 from ctsd.api.names import connection_id_from_name
 from ctsd.api.wellknown import duration, timestamp
+from ctsd.connections.paging import MAX_ROW_POSITION
 from ctsd.engine.config import (
     EngineConfig,
     PaperSettings,
@@ -34,6 +35,7 @@ from ctsd.engine.status import EngineState, EngineStatus, FailureCode
 from ctsd.engine.watch import Heartbeat
 from ctsd.errors import FieldViolation, InvalidArgument
 from ctsd.strategies.model import CancelIntent, OrderIntent, OrderType, Side
+from ctsd.strategies.params import bounded_decimal
 from ctsd.strategies.registry import StrategyRegistry
 
 ENGINE_SUFFIX = "/engine"
@@ -42,6 +44,7 @@ DEFAULT_RISK = RiskLimits()
 DEFAULT_PAPER = PaperSettings()
 DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000
+MAX_POSITION = MAX_ROW_POSITION
 
 _MODES = {TradingMode.PAPER: pb.TRADING_MODE_PAPER, TradingMode.LIVE: pb.TRADING_MODE_LIVE}
 _STATES = {
@@ -85,17 +88,14 @@ def engine_name(connection_id: str) -> str:
 # --- decoding ----------------------------------------------------------------------------
 
 def _decimal(text: str, path: str, found: list[FieldViolation]) -> Decimal | None:
-    """Empty means unset; anything else must be a finite decimal."""
+    """Empty means unset; anything else must be a decimal within `bounded_decimal`'s bounds."""
     if not text:
         return None
     try:
-        value = Decimal(text)
-    except InvalidOperation:
-        value = Decimal("NaN")
-    if not value.is_finite():
-        found.append(FieldViolation(path, f"{text!r} is not a decimal number"))
+        return bounded_decimal(text)
+    except ValueError as exc:
+        found.append(FieldViolation(path, f"{text[:64]!r} {exc}"))
         return None
-    return value
 
 
 def _decode_risk(risk: pb.RiskLimits, found: list[FieldViolation]) -> RiskLimits:
@@ -287,9 +287,12 @@ def _position(token: str) -> int:
     if not token:
         return 0
     try:
-        raw = base64.urlsafe_b64decode(token.encode()).decode()
-        if raw.startswith("p") and raw[1:].isdigit():
-            return int(raw[1:])
+        raw = base64.urlsafe_b64decode(token.encode()).decode() if len(token) <= 64 else ""
+        digits = raw[1:]
+        if raw.startswith("p") and digits.isascii() and digits.isdigit():
+            position = int(digits)
+            if position <= MAX_POSITION:
+                return position
     except (ValueError, UnicodeDecodeError):
         pass
     raise InvalidArgument.field("page_token", "is not a token this service issued")

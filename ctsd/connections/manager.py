@@ -142,6 +142,23 @@ class ConnectionManager:
         return conn
 
     async def update(self, connection_id: str, patch: ConnectionPatch, etag: str) -> Connection:
+        if patch.enabled is False:
+            # Under the lock an engine start takes while it checks the connection: an
+            # engine cannot start between this check and the write.
+            async with self._locks.lock(connection_id):
+                self._refuse_under_engine(connection_id, "disable")
+                return await self._update(connection_id, patch, etag)
+        return await self._update(connection_id, patch, etag)
+
+    def _refuse_under_engine(self, connection_id: str, action: str) -> None:
+        """Engines follow their connection: it is not disabled or deleted under one."""
+        if connection_id in self._active_engines():
+            raise FailedPrecondition(
+                f"an engine runs on connection {connection_id!r}; stop it before you "
+                f"{action} the connection (cts engine stop {connection_id})"
+            )
+
+    async def _update(self, connection_id: str, patch: ConnectionPatch, etag: str) -> Connection:
         for _ in range(_UPDATE_ATTEMPTS):
             current = await self._repo.get(connection_id)
             _check_etag(current, etag)
@@ -167,12 +184,8 @@ class ConnectionManager:
                 raise FailedPrecondition(
                     f"connection {connection_id!r} is predefined; delete it with force"
                 )
-            if connection_id in self._active_engines():
-                # Deleting under a running engine would leave it trading on a key that is gone.
-                raise FailedPrecondition(
-                    f"an engine runs on connection {connection_id!r}; stop it first "
-                    f"(cts engine stop {connection_id})"
-                )
+            # Deleting under a running engine would leave it trading on a key that is gone.
+            self._refuse_under_engine(connection_id, "delete")
             await self._repo.delete(connection_id, current.revision if etag else None)
 
     def _apply(

@@ -158,7 +158,7 @@ class EngineManager:
                 try:
                     await self._store.create_engine(record)
                 except BaseException:
-                    await self._backend.close(connection_id)
+                    await self._backend.close(connection_id, resources)
                     raise
                 run = self._launch(record, validated, resources)
         finally:
@@ -189,6 +189,11 @@ class EngineManager:
     async def idle(self) -> None:
         """Until no start or stop is in flight (one whose caller left included)."""
         await self._operations.wait()
+
+    def engaged(self) -> set[str]:
+        """Connections an engine may trade on: starting, running, or failed and waiting
+        to restart (its task is alive)."""
+        return self._claimed | {cid for cid, run in self._runs.items() if run.active}
 
     def get(self, connection_id: str) -> EngineStatus:
         status = self._hub.get(connection_id)
@@ -223,7 +228,7 @@ class EngineManager:
             balances = tuple(Balance(a, v, v) for a, v in config.paper.balances)
             return await self._dry(validated, resources.market_data, Portfolio(balances=balances))
         finally:
-            await self._backend.close(connection_id)
+            await self._backend.close(connection_id, resources)
 
     def health(self) -> CoordinatorHealth:
         statuses = self._hub.snapshot()
@@ -257,7 +262,7 @@ class EngineManager:
     async def _open(self, connection_id: str, mode: TradingMode) -> EngineResources:
         resources = await self._backend.open(connection_id, mode)
         if mode is TradingMode.LIVE and resources.orders is None:
-            await self._backend.close(connection_id)
+            await self._backend.close(connection_id, resources)
             raise FailedPrecondition(f"connections/{connection_id} cannot place live orders")
         return resources
 
@@ -278,7 +283,7 @@ class EngineManager:
             broker = PaperBroker(config.paper, self._clock)
         engine = Engine(record, validated, broker, resources.market_data, self._store,
                         self._clock, self._hub.publish)
-        run = EngineRun(engine, self._store, self._clock, self._policy)
+        run = EngineRun(engine, self._store, self._clock, self._policy, resources)
         self._runs[record.connection_id] = run
         run.launch()
         return run
@@ -296,7 +301,7 @@ class EngineManager:
     async def _release(self, connection_id: str) -> None:
         run = self._runs.pop(connection_id, None)
         if run is not None:
-            await self._backend.close(connection_id)
+            await self._backend.close(connection_id, run.resources)
 
     async def _beat(self) -> None:
         while True:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import grpc
@@ -17,6 +18,7 @@ from cts.v1 import engine_service_pb2_grpc as sgrpc
 from ctsd.api.engines import EngineServicer
 from ctsd.api.pre_encoded import PreEncodedResponses
 from ctsd.api.status import ErrorTranslationInterceptor
+from ctsd.engine.ports import EngineStore
 from ctsd.server import engine_service
 from tests.engine.world import REGISTRY, SMA_CLOSES, World
 from tests.support.rpc import violations
@@ -30,10 +32,11 @@ class Harness:
     stub: sgrpc.EngineServiceAsyncStub
 
 
-@pytest_asyncio.fixture
-async def harness() -> AsyncIterator[Harness]:
-    world = World({"a": SMA_CLOSES, "b": SMA_CLOSES})
-    service = engine_service(EngineServicer(world.manager, world.store, REGISTRY))
+@asynccontextmanager
+async def served(world: World, store: EngineStore) -> AsyncIterator[
+        sgrpc.EngineServiceAsyncStub]:
+    """The servicer on `world`'s manager and `store`, on a real loopback server."""
+    service = engine_service(EngineServicer(world.manager, store, REGISTRY))
     server = grpc.aio.server(interceptors=[ErrorTranslationInterceptor(),
                                            PreEncodedResponses(service.pre_encoded)])
     service.add_to(server)
@@ -41,9 +44,16 @@ async def harness() -> AsyncIterator[Harness]:
     await server.start()
     try:
         async with world.manager, grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-            yield Harness(world, sgrpc.EngineServiceStub(channel))
+            yield sgrpc.EngineServiceStub(channel)
     finally:
         await server.stop(None)
+
+
+@pytest_asyncio.fixture
+async def harness() -> AsyncIterator[Harness]:
+    world = World({"a": SMA_CLOSES, "b": SMA_CLOSES})
+    async with served(world, world.store) as stub:
+        yield Harness(world, stub)
 
 
 def sma_config(**over: object) -> pb.EngineConfig:

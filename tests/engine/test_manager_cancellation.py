@@ -37,9 +37,9 @@ class YieldingBackend(FakeBackend):
         await asyncio.sleep(0)
         return await super().open(connection_id, mode)
 
-    async def close(self, connection_id: str) -> None:
+    async def close(self, connection_id: str, resources: EngineResources) -> None:
         await asyncio.sleep(0)
-        await super().close(connection_id)
+        await super().close(connection_id, resources)
 
 
 @dataclass
