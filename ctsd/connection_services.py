@@ -18,25 +18,27 @@ from ctsd import __version__
 from ctsd.api.connections import ConnectionServicer
 from ctsd.api.health import SystemHealthServicer
 from ctsd.config import DaemonConfig
-from ctsd.connections.batch import BatchProcessor, RetryPolicy
-from ctsd.connections.batch_tester import BatchSettings, BatchTester
+from ctsd.connections.checks.batch import BatchProcessor, RetryPolicy
+from ctsd.connections.checks.batch_tester import BatchSettings, BatchTester
+from ctsd.connections.checks.results import TestResult
+from ctsd.connections.checks.service import ConnectionTests
+from ctsd.connections.checks.tester import ConnectionTester, ConnectionTesterSettings
 from ctsd.connections.credentials import CredentialResolver
-from ctsd.connections.exchange_probe import ExchangeAccess
 from ctsd.connections.manager import ConnectionManager
-from ctsd.connections.results import TestResult
-from ctsd.connections.test_service import ConnectionTests
-from ctsd.connections.tester import ConnectionTester, ConnectionTesterSettings
 from ctsd.engine.activity import EngineActivity
+from ctsd.exchanges.factory import ExchangeClientFactory
 from ctsd.exchanges.registry import ExchangeRegistry
 from ctsd.health.readiness import ReadinessMonitor
 from ctsd.health.report import HealthReporter
 from ctsd.health.startup import StartupChecks, StartupEnvironment
+from ctsd.ratelimit import RateLimiter
 from ctsd.server import Service, connection_service, health_service
 from ctsd.store.connections import ConnectionRepository
 from ctsd.store.database import Database
-from ctsd.store.test_history import ResultHistory
+from ctsd.store.result_history import ResultHistory
 from ctsd.vault.master_key import locate_key
 from ctsd.vault.sealer import Keyring
+from ctsd.wiring.check_probes import ExchangeProbes, classify
 
 Closer = Callable[[], Awaitable[None]]
 Reloader = Callable[[DaemonConfig], Awaitable[None]]
@@ -51,8 +53,8 @@ class ConnectionServices:
     """Run on SIGHUP with the new config: the rate limits of every client, open ones too."""
     connections: ConnectionManager
     """For the engine wiring (`ctsd.engine_services`): which connections may run engines."""
-    exchanges: ExchangeAccess
-    """Its client factory is shared with engines, so they draw on the same rate limits."""
+    exchanges: ExchangeClientFactory
+    """Shared with engines, so they draw on the same rate limits."""
     credentials: CredentialResolver
     """Unseals a connection's key for engines that trade LIVE."""
 
@@ -74,19 +76,21 @@ def build_connection_services(
     manager = ConnectionManager(
         repository, keyring, registry, active_engines=engines.active_connections
     )
-    exchanges = ExchangeAccess.build(
-        registry, dict(config.exchange_endpoints), overrides=config.rate_limits
+    limiter = RateLimiter()
+    exchanges = ExchangeClientFactory(
+        limiter, registry, overrides=config.rate_limits,
+        endpoint_overrides=dict(config.exchange_endpoints),
     )
 
     async def reload_rate_limits(new: DaemonConfig) -> None:
-        exchanges.relimit(new.rate_limits)
+        exchanges.reload_rate_limits(new.rate_limits)
 
     resolver = CredentialResolver(repository, keyring)
     timeout = config.batch.item_timeout_s
     tester = ConnectionTester(
         resolver,
-        exchanges.open_probe,
-        exchanges.classify,
+        ExchangeProbes(exchanges).open,
+        classify,
         ConnectionTesterSettings(timeout_s=timeout),
         on_result=on_test_result,
     )
@@ -124,7 +128,7 @@ def build_connection_services(
             health_service(SystemHealthServicer(reporter, checks)),
         ],
         checks=checks,
-        closers=[exchanges.close],
+        closers=[limiter.close, exchanges.close],
         reloaders=[reload_rate_limits],
         connections=manager,
         exchanges=exchanges,

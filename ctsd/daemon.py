@@ -184,7 +184,7 @@ class Daemon:
             self.on_reload(reloader)
         self._readiness = built.readiness(self._set_serving)
         # --- trade engines (ctsd.engine_services), on the connections' exchange clients ---
-        engines = build_engine_services(db, built.connections, built.exchanges.factory,
+        engines = build_engine_services(db, built.connections, built.exchanges,
                                         built.credentials, self.config.engines)
         activity.attach(engines.manager.list)
         self.metrics.register(EngineCollector(engines.manager.list))

@@ -19,12 +19,12 @@ from ctsd.config import EnginesConfig
 from ctsd.connections.credentials import CredentialResolver
 from ctsd.connections.manager import ConnectionManager
 from ctsd.engine.manager import EngineManager
-from ctsd.exchanges.engine_adapter import ExchangeEngineBackend
 from ctsd.exchanges.factory import ExchangeClientFactory
 from ctsd.server import Service, engine_service
 from ctsd.store.database import Database
 from ctsd.store.engines import SqlEngineStore
 from ctsd.strategies.registry import discover
+from ctsd.wiring.engine_exchange import ExchangeEngineBackend
 
 log = logging.getLogger("ctsd.engine")
 

@@ -14,7 +14,7 @@ import grpc
 
 from cts.v1 import health_service_pb2 as hpb
 from cts.v1 import health_service_pb2_grpc as hgrpc
-from ctsd.api.test_codec import FAILURE_CLASSES, TEST_STATUSES
+from ctsd.api.check_codec import FAILURE_CLASSES, TEST_STATUSES
 from ctsd.api.wellknown import duration, timestamp
 from ctsd.health.report import ConnectionHealth, HealthReporter, SystemStatus
 from ctsd.health.startup import CheckResult, StartupChecks

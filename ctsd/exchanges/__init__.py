@@ -2,8 +2,8 @@
 
     registry.py      ExchangeRegistry: the explicit list of venues (no discovery)
     spec.py          ExchangeSpec, RateLimitSpec, EndpointRule, Charge: plain data
-    <venue>/         capabilities.py (the spec), limits.py (limits and endpoint table),
-                     client.py (ClientProfile: ccxt class, options, error codes)
+    <venue>/         spec.py (its ExchangeSpec), limits.py (RateLimitSpecs and EndpointRules),
+                     profile.py (its ClientProfile: ccxt class, options, error codes)
     factory.py       ExchangeClientFactory: builds clients; owns markets and the session
     client.py        ExchangeClient: what connection tests and engines call
     markets.py       MarketCache: markets loaded once per target, shared, refreshed

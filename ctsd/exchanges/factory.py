@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import hashlib
 import hmac
+import logging
 import os
 import ssl
 from collections.abc import Callable, Mapping
@@ -54,6 +55,8 @@ from ctsd.ratelimit import (
     ScopeKey,
     ScopeUsage,
 )
+
+log = logging.getLogger("ctsd.ratelimit")
 
 
 def _ccxt() -> Any:
@@ -264,6 +267,20 @@ class ExchangeClientFactory:
         changes = self.limiter.relimit(spec_of)
         self._overrides = overrides
         return changes
+
+    def reload_rate_limits(self, overrides: RateLimitOverrides) -> None:
+        """A reloaded `[rate_limits]`, for the clients already open too; logs what changed.
+
+        The config loader has validated `overrides` as a whole, so this cannot half
+        apply them: `relimit` swaps every bucket's limits or none.
+        """
+        old = self._overrides
+        if overrides == old:
+            return
+        changes = self.relimit(overrides)
+        log.info("rate limits reloaded", extra={
+            "settings": "; ".join(overrides.changes_from(old)),
+            "scopes": "; ".join(c.describe() for c in changes)})
 
     def usage(self, exchange: str | None = None) -> list[ScopeUsage]:
         """Every rate-limit scope (of one exchange, or all), for health and metrics."""

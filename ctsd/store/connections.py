@@ -8,6 +8,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+from ctsd.connections.checks.results import TestResult
 from ctsd.connections.filtering import Condition
 from ctsd.connections.model import (
     ApiType,
@@ -18,11 +19,10 @@ from ctsd.connections.model import (
     MarketDataMethod,
     PositionMode,
 )
-from ctsd.connections.results import TestResult
 from ctsd.errors import AlreadyExists, EtagMismatch, NotFound
 from ctsd.store.connection_index import ConnectionIndex
 from ctsd.store.database import Database, Row, Transaction
-from ctsd.store.test_history import insert_results, latest_results
+from ctsd.store.result_history import insert_results, latest_results
 from ctsd.store.timestamps import from_us, to_us
 from ctsd.vault.sealer import SealedSecret
 

@@ -21,9 +21,9 @@ from ctsd.exchanges.model import ApiCredentials, ConnectionTarget
 from ctsd.exchanges.spec import ApiType
 from ctsd.ratelimit import Lane, RateLimiter, ScopeUsage
 from ctsd.sim.server import SimulatorServer
-from tests.exchanges.conftest import credentials_for, exchange_sim_config
 from tests.exchanges.test_rate_limits import SCALES, scaled
 from tests.sim.conftest import PASSPHRASE, SECRET, trader_spec
+from tests.support.exchange_clients import credentials_for, exchange_sim_config
 
 UID = "5001"
 READ_KEY = ApiCredentials("uid-read-key-0001", SECRET, PASSPHRASE)

@@ -32,7 +32,8 @@ from ctsd.sim.accounts import Permission
 from ctsd.sim.clock import SystemClock
 from ctsd.sim.faults import FaultKind, FaultSpec
 from ctsd.sim.server import SimulatorServer
-from tests.exchanges.conftest import (
+from tests.sim.conftest import trader_spec
+from tests.support.exchange_clients import (
     TEST_OVERRIDES,
     VENUES,
     ClientMaker,
@@ -40,7 +41,6 @@ from tests.exchanges.conftest import (
     exchange_sim_config,
     make_factory,
 )
-from tests.sim.conftest import trader_spec
 
 OTHER_SECRET = base64.b64encode(b"not-the-secret".ljust(64, b"!")).decode()
 

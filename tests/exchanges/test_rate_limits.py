@@ -21,8 +21,8 @@ from ctsd.exchanges.spec import ApiType
 from ctsd.ratelimit import Lane, LimitOverride, RateLimiter, RateLimitOverrides
 from ctsd.sim.ratelimit import RateLimitConfig
 from ctsd.sim.server import SimulatorServer
-from tests.exchanges.conftest import VENUES, credentials_for, exchange_sim_config
 from tests.sim.conftest import trader_spec
+from tests.support.exchange_clients import VENUES, credentials_for, exchange_sim_config
 
 
 def scaled(config: RateLimitConfig, **extra: LimitOverride) -> RateLimitOverrides:

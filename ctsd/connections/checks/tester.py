@@ -33,15 +33,15 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Protocol
 
+from ctsd.connections.checks.probe import Classifier, ExchangeProbe, ProbeFactory
+from ctsd.connections.checks.results import AssetBalance, FailureClass, LogLine, TestResult
+from ctsd.connections.checks.run import StepFailed, TestRun
 from ctsd.connections.credentials import CredentialsUnavailable
 from ctsd.connections.model import Connection
-from ctsd.connections.probe import Classifier, ExchangeProbe, ProbeFactory
-from ctsd.connections.results import AssetBalance, FailureClass, LogLine, TestResult
-from ctsd.connections.test_run import StepFailed, TestRun
 from ctsd.exchanges.model import ApiCredentials
 from ctsd.tasks import cancel_and_wait
 
-log = logging.getLogger("ctsd.connections.tester")
+log = logging.getLogger("ctsd.connections.checks.tester")
 
 TestEvent = LogLine | TestResult
 

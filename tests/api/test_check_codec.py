@@ -8,9 +8,9 @@ import pytest
 
 from cts.v1 import connection_pb2 as pb
 from cts.v1 import connection_service_pb2 as spb
-from ctsd.api.test_codec import decode_batch_request, encode_test
+from ctsd.api.check_codec import decode_batch_request, encode_test
 from ctsd.api.wellknown import duration
-from ctsd.connections.results import FailureClass, TestResult, TestStatus
+from ctsd.connections.checks.results import FailureClass, TestResult, TestStatus
 from ctsd.errors import InvalidArgument
 
 

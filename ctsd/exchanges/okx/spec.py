@@ -1,7 +1,7 @@
 """What an OKX connection can be."""
 
-from ctsd.exchanges.okx.client import OKX_CLIENT
 from ctsd.exchanges.okx.limits import OKX_ENDPOINTS, OKX_RATE_LIMITS
+from ctsd.exchanges.okx.profile import OKX_CLIENT
 from ctsd.exchanges.spec import ApiType, ExchangeSpec
 
 OKX = ExchangeSpec(

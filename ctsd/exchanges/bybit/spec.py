@@ -1,7 +1,7 @@
 """What a Bybit connection can be."""
 
-from ctsd.exchanges.bybit.client import BYBIT_CLIENT
 from ctsd.exchanges.bybit.limits import BYBIT_ENDPOINTS, BYBIT_RATE_LIMITS
+from ctsd.exchanges.bybit.profile import BYBIT_CLIENT
 from ctsd.exchanges.spec import ApiType, ExchangeSpec
 
 BYBIT = ExchangeSpec(

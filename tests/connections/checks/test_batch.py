@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
-from ctsd.connections.batch import (
+from ctsd.connections.checks.batch import (
     Abandoned,
     BatchOptions,
     BatchProcessor,

@@ -12,9 +12,8 @@ from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from datetime import datetime
 
-from ctsd.connections.model import Connection
-from ctsd.connections.probe import Classifier, ExchangeProbe
-from ctsd.connections.results import (
+from ctsd.connections.checks.probe import Classifier, ExchangeProbe
+from ctsd.connections.checks.results import (
     AssetBalance,
     FailureClass,
     LogLevel,
@@ -22,8 +21,9 @@ from ctsd.connections.results import (
     TestResult,
     TestStatus,
 )
+from ctsd.connections.model import Connection
 
-log = logging.getLogger("ctsd.connections.tester")
+log = logging.getLogger("ctsd.connections.checks.tester")
 
 MAX_MESSAGE_CHARS = 300
 _SIGNED_QUERY = re.compile(r"(signature|sign|api_key|apikey|passphrase)=[^&\s]*", re.IGNORECASE)

@@ -1,7 +1,7 @@
 """What a Binance connection can be."""
 
-from ctsd.exchanges.binance.client import BINANCE_CLIENT
 from ctsd.exchanges.binance.limits import BINANCE_ENDPOINTS, BINANCE_RATE_LIMITS
+from ctsd.exchanges.binance.profile import BINANCE_CLIENT
 from ctsd.exchanges.spec import ApiType, ExchangeSpec
 
 BINANCE = ExchangeSpec(

@@ -1,7 +1,7 @@
 """What a Kraken connection can be."""
 
-from ctsd.exchanges.kraken.client import KRAKEN_CLIENT
 from ctsd.exchanges.kraken.limits import KRAKEN_ENDPOINTS, KRAKEN_RATE_LIMITS
+from ctsd.exchanges.kraken.profile import KRAKEN_CLIENT
 from ctsd.exchanges.spec import ApiType, ExchangeSpec
 
 KRAKEN = ExchangeSpec(

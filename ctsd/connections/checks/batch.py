@@ -29,7 +29,7 @@ from typing import Generic, TypeVar
 
 from ctsd.tasks import cancel_and_wait
 
-log = logging.getLogger("ctsd.connections.batch")
+log = logging.getLogger("ctsd.connections.checks.batch")
 
 K = TypeVar("K")
 R = TypeVar("R")

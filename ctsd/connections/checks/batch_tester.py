@@ -20,18 +20,18 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from ctsd.connections.batch import Abandoned, BatchOptions, BatchProcessor, Job, RetryPolicy
-from ctsd.connections.credentials import CredentialResolver, CredentialsUnavailable
-from ctsd.connections.filtering import matches_all, parse_filter
-from ctsd.connections.model import Connection
-from ctsd.connections.results import (
+from ctsd.connections.checks.batch import Abandoned, BatchOptions, BatchProcessor, Job, RetryPolicy
+from ctsd.connections.checks.results import (
     FailureClass,
     LogLevel,
     LogLine,
     TestResult,
     TestStatus,
 )
-from ctsd.connections.tester import ConnectionTester, utc_now
+from ctsd.connections.checks.tester import ConnectionTester, utc_now
+from ctsd.connections.credentials import CredentialResolver, CredentialsUnavailable
+from ctsd.connections.filtering import matches_all, parse_filter
+from ctsd.connections.model import Connection
 from ctsd.errors import FailedPrecondition, InvalidArgument, NotFound
 from ctsd.store.connections import ConnectionRepository
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from ctsd.errors import InvalidArgument
-from ctsd.exchanges.engine_adapter import timeframe_ms
+from ctsd.wiring.engine_exchange import timeframe_ms
 
 
 @pytest.mark.parametrize(("timeframe", "ms"), [

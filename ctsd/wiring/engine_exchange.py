@@ -22,19 +22,19 @@ import re
 import time
 from collections.abc import Callable
 
+from ctsd.connections.checks.results import TestStatus
 from ctsd.connections.credentials import CredentialResolver, CredentialsUnavailable
 from ctsd.connections.manager import ConnectionManager
 from ctsd.connections.model import Connection
-from ctsd.connections.results import TestStatus
 from ctsd.engine.config import TradingMode
 from ctsd.engine.ports import EngineResources
 from ctsd.errors import FailedPrecondition, InvalidArgument
 from ctsd.exchanges.client import ExchangeClient
 from ctsd.exchanges.factory import ExchangeClientFactory
 from ctsd.exchanges.model import ConnectionTarget
-from ctsd.exchanges.order_client import ExchangeOrders, engine_errors
 from ctsd.ratelimit import Lane
 from ctsd.strategies.model import Candle, MarketInfo, Ticker
+from ctsd.wiring.engine_orders import ExchangeOrders, engine_errors
 
 _TIMEFRAME = re.compile(r"^([1-9][0-9]*)([smhdw])$")
 _UNIT_MS = {"s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}

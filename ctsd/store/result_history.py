@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from ctsd.connections.results import (
+from ctsd.connections.checks.results import (
     AssetBalance,
     FailureClass,
     LogLevel,

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from ctsd.connections.results import (
+from ctsd.connections.checks.results import (
     AssetBalance,
     FailureClass,
     LogLevel,
@@ -17,7 +17,7 @@ from ctsd.connections.results import (
 )
 from ctsd.store.connections import ConnectionRepository
 from ctsd.store.database import Database
-from ctsd.store.test_history import (
+from ctsd.store.result_history import (
     HISTORY_LIMIT,
     ResultHistory,
     result_from_json,

@@ -15,11 +15,10 @@ from decimal import Decimal
 
 import pytest
 
-from ctsd.connections.exchange_probe import classify
+from ctsd.connections.checks.probe import ExchangeProbe
+from ctsd.connections.checks.results import FailureClass, LogLevel, TestResult, TestStatus
+from ctsd.connections.checks.tester import ConnectionTester, ConnectionTesterSettings
 from ctsd.connections.model import Connection
-from ctsd.connections.probe import ExchangeProbe
-from ctsd.connections.results import FailureClass, LogLevel, TestResult, TestStatus
-from ctsd.connections.tester import ConnectionTester, ConnectionTesterSettings
 from ctsd.exchanges.errors import failure
 from ctsd.exchanges.model import (
     ApiCredentials,
@@ -28,6 +27,7 @@ from ctsd.exchanges.model import (
     KeyPermissions,
     ServerTime,
 )
+from ctsd.wiring.check_probes import classify
 from tests.store.test_connection_index import conn
 
 CREDENTIALS = ApiCredentials("key-0123456789", "the-secret-value", "the-passphrase")

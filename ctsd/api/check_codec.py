@@ -6,9 +6,15 @@ from cts.v1 import connection_pb2 as pb
 from cts.v1 import connection_service_pb2 as spb
 from ctsd.api.names import connection_id_from_name
 from ctsd.api.wellknown import duration, timestamp
-from ctsd.connections.batch_tester import BatchEvent, BatchRequest, ItemResult, Progress, Summary
-from ctsd.connections.results import FailureClass, LogLevel, LogLine, TestResult, TestStatus
-from ctsd.connections.tester import TestEvent
+from ctsd.connections.checks.batch_tester import (
+    BatchEvent,
+    BatchRequest,
+    ItemResult,
+    Progress,
+    Summary,
+)
+from ctsd.connections.checks.results import FailureClass, LogLevel, LogLine, TestResult, TestStatus
+from ctsd.connections.checks.tester import TestEvent
 from ctsd.errors import FieldViolation, InvalidArgument
 
 TEST_STATUSES: dict[TestStatus, pb.TestStatus.ValueType] = {

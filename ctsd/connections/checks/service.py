@@ -11,9 +11,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
-from ctsd.connections.batch_tester import BatchEvent, BatchRequest, BatchTester
-from ctsd.connections.results import TestResult
-from ctsd.connections.tester import ConnectionTester, TestEvent
+from ctsd.connections.checks.batch_tester import BatchEvent, BatchRequest, BatchTester
+from ctsd.connections.checks.results import TestResult
+from ctsd.connections.checks.tester import ConnectionTester, TestEvent
 from ctsd.errors import FailedPrecondition
 from ctsd.store.connections import ConnectionRepository
 

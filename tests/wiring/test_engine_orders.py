@@ -23,12 +23,12 @@ from ctsd.errors import (
     TemporaryError,
 )
 from ctsd.exchanges.errors import FailureClass, OrderRejection, failure
-from ctsd.exchanges.order_client import ExchangeOrders, engine_error
 from ctsd.ratelimit import Lane
 from ctsd.sim.faults import FaultKind, FaultSpec
 from ctsd.sim.server import SimulatorServer
 from ctsd.strategies.model import OrderType, Side
-from tests.exchanges.conftest import MARKETS, ClientMaker, Market
+from ctsd.wiring.engine_orders import ExchangeOrders, engine_error
+from tests.support.exchange_clients import MARKETS, ClientMaker, Market
 
 pytestmark = pytest.mark.asyncio
 BY_MARKET = pytest.mark.parametrize("market", MARKETS, ids=[m.id for m in MARKETS])
