@@ -13,9 +13,9 @@ import hmac
 import os
 
 from ctsd.connections.model import Connection, CredentialField
+from ctsd.connections.ports import ConnectionStore
 from ctsd.errors import CtsError
 from ctsd.exchanges.model import ApiCredentials
-from ctsd.store.connections import ConnectionRepository
 from ctsd.vault.sealer import Keyring
 
 
@@ -28,7 +28,7 @@ class CredentialsUnavailable(CtsError):
 class CredentialResolver:
     def __init__(
         self,
-        repository: ConnectionRepository,
+        repository: ConnectionStore,
         keyring: Keyring,
         fingerprint_key: bytes | None = None,
     ) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 from ctsd.connections.checks.results import TestResult
@@ -19,6 +19,7 @@ from ctsd.connections.model import (
     MarketDataMethod,
     PositionMode,
 )
+from ctsd.connections.ports import ConnectionPage
 from ctsd.errors import AlreadyExists, EtagMismatch, NotFound
 from ctsd.store.connection_index import ConnectionIndex
 from ctsd.store.database import Database, Row, Transaction
@@ -33,13 +34,6 @@ _COLUMNS = (
 )
 _SECRET_FLAGS = "(SELECT group_concat(field) FROM sealed_secrets s WHERE s.connection_id = c.id)"
 _SELECT = f"SELECT {_COLUMNS}, {_SECRET_FLAGS} FROM connections c"
-
-
-@dataclass(frozen=True)
-class ConnectionPage:
-    items: list[Connection]
-    next_after: int | None
-    total: int
 
 
 def _to_connection(row: Row) -> Connection:
@@ -87,7 +81,8 @@ def _row_values(conn: Connection, hint: str) -> tuple[Any, ...]:
 
 
 class ConnectionRepository:
-    """Writes go to SQLite; reads come from an index updated after each commit."""
+    """`ConnectionStore` on SQLite: writes go to the database; reads come from an index
+    updated after each commit."""
 
     def __init__(self, db: Database) -> None:
         self._db = db

@@ -32,8 +32,8 @@ from ctsd.connections.checks.tester import ConnectionTester, utc_now
 from ctsd.connections.credentials import CredentialResolver, CredentialsUnavailable
 from ctsd.connections.filtering import matches_all, parse_filter
 from ctsd.connections.model import Connection
+from ctsd.connections.ports import ConnectionStore
 from ctsd.errors import FailedPrecondition, InvalidArgument, NotFound
-from ctsd.store.connections import ConnectionRepository
 
 MAX_NAMES = 1000
 MAX_CONCURRENCY = 32
@@ -91,7 +91,7 @@ Outcome = tuple[TestResult, float]
 class BatchTester:
     def __init__(
         self,
-        repository: ConnectionRepository,
+        repository: ConnectionStore,
         tester: ConnectionTester,
         resolver: CredentialResolver,
         processor: BatchProcessor,

@@ -14,13 +14,13 @@ from collections.abc import AsyncIterator
 from ctsd.connections.checks.batch_tester import BatchEvent, BatchRequest, BatchTester
 from ctsd.connections.checks.results import TestResult
 from ctsd.connections.checks.tester import ConnectionTester, TestEvent
+from ctsd.connections.ports import ConnectionStore
 from ctsd.errors import FailedPrecondition
-from ctsd.store.connections import ConnectionRepository
 
 
 class ConnectionTests:
     def __init__(
-        self, repository: ConnectionRepository, tester: ConnectionTester, batch: BatchTester
+        self, repository: ConnectionStore, tester: ConnectionTester, batch: BatchTester
     ) -> None:
         self._repo = repository
         self._tester = tester
