@@ -14,15 +14,9 @@ import os
 
 from ctsd.connections.model import Connection, CredentialField
 from ctsd.connections.ports import ConnectionStore
-from ctsd.errors import CtsError
+from ctsd.errors import CredentialsUnavailable, CtsError
 from ctsd.exchanges.model import ApiCredentials
 from ctsd.vault.sealer import Keyring
-
-
-class CredentialsUnavailable(CtsError):
-    """The connection has no usable credentials (missing, or sealed under a lost key)."""
-
-    reason = "CREDENTIALS_UNAVAILABLE"
 
 
 class CredentialResolver:

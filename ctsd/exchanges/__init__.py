@@ -8,7 +8,7 @@
     client.py        ExchangeClient: what connection tests and engines call
     markets.py       MarketCache: markets loaded once per target, shared, refreshed
     throttle.py      RequestGate: every ccxt request through the rate limiter
-    errors.py        FailureClass, ExchangeFailure: ccxt exceptions translated once
+    ccxt_errors.py   ccxt exceptions → `ctsd.errors.ExchangeFailure` subclasses, once
     answers.py       ccxt dicts → validated values (model.py)
 
 Nothing here imports ccxt at module import; `factory` does on the first client.

@@ -30,8 +30,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ctsd.errors import InvalidArgument
+from ctsd.exchanges.ccxt_errors import translated
 from ctsd.exchanges.client import ExchangeClient
-from ctsd.exchanges.errors import translated
 from ctsd.exchanges.markets import MarketCache
 from ctsd.exchanges.model import ApiCredentials, ConnectionTarget
 from ctsd.exchanges.profile import ClientProfile

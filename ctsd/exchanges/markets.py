@@ -21,8 +21,9 @@ from collections.abc import Awaitable, Callable, Sequence
 from decimal import Decimal
 from typing import Any
 
+from ctsd.errors import ExchangeFailure
 from ctsd.exchanges import answers
-from ctsd.exchanges.errors import ExchangeFailure, malformed
+from ctsd.exchanges.ccxt_errors import malformed
 from ctsd.exchanges.model import ConnectionTarget
 from ctsd.exchanges.throttle import lane
 from ctsd.ratelimit import Lane

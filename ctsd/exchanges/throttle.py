@@ -26,8 +26,8 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
-from ctsd.errors import ConfigurationError
-from ctsd.exchanges.errors import FailureClass, classify, error_codes
+from ctsd.errors import ConfigurationError, FailureClass
+from ctsd.exchanges.ccxt_errors import classify, error_codes
 from ctsd.exchanges.spec import Charge, ExchangeSpec, RateLimitScope, UsageHeader
 from ctsd.ratelimit import (
     BucketSpec,

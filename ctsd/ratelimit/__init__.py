@@ -10,7 +10,7 @@ Nothing here knows an exchange: `ctsd.exchanges` turns an exchange's declared
 limits and endpoint table into `ScopeKey`s, `BucketSpec`s and weights.
 """
 
-from ctsd.ratelimit.bucket import LimiterClosed, RateLimitBucket, RequestTooHeavy
+from ctsd.ratelimit.bucket import RateLimitBucket
 from ctsd.ratelimit.clock import Clock, SystemClock
 from ctsd.ratelimit.config import LimitOverride, RateLimitOverrides
 from ctsd.ratelimit.limiter import Demand, Permit, RateLimiter
@@ -30,13 +30,11 @@ __all__ = [
     "Lane",
     "LimitChange",
     "LimitOverride",
-    "LimiterClosed",
     "MeterKind",
     "Permit",
     "RateLimitBucket",
     "RateLimitOverrides",
     "RateLimiter",
-    "RequestTooHeavy",
     "ScopeKey",
     "ScopeUsage",
     "SystemClock",

@@ -15,8 +15,7 @@ from contextlib import asynccontextmanager
 
 from ctsd.connections.checks.probe import Classified, ExchangeProbe
 from ctsd.connections.model import Connection
-from ctsd.errors import CtsError
-from ctsd.exchanges.errors import ExchangeFailure, FailureClass
+from ctsd.errors import CtsError, ExchangeFailure, FailureClass
 from ctsd.exchanges.factory import ExchangeClientFactory
 from ctsd.exchanges.model import ApiCredentials, ConnectionTarget
 from ctsd.ratelimit import Lane
@@ -27,7 +26,7 @@ def classify(exc: BaseException) -> Classified:
     (an api type the exchange does not offer) are the exchange's refusal; anything
     else is a bug, reported without its text."""
     if isinstance(exc, ExchangeFailure):
-        return Classified(exc.failure, exc.message)
+        return Classified(exc.failure, exc.detail)
     if isinstance(exc, CtsError):
         return Classified(FailureClass.EXCHANGE_ERROR, exc.message)
     return Classified(

@@ -23,18 +23,18 @@ import time
 from collections.abc import Callable
 
 from ctsd.connections.checks.results import TestStatus
-from ctsd.connections.credentials import CredentialResolver, CredentialsUnavailable
+from ctsd.connections.credentials import CredentialResolver
 from ctsd.connections.manager import ConnectionManager
 from ctsd.connections.model import Connection
 from ctsd.engine.config import TradingMode
 from ctsd.engine.ports import EngineResources
-from ctsd.errors import FailedPrecondition, InvalidArgument
+from ctsd.errors import CredentialsUnavailable, FailedPrecondition, InvalidArgument
 from ctsd.exchanges.client import ExchangeClient
 from ctsd.exchanges.factory import ExchangeClientFactory
 from ctsd.exchanges.model import ConnectionTarget
 from ctsd.ratelimit import Lane
 from ctsd.strategies.model import Candle, MarketInfo, Ticker
-from ctsd.wiring.engine_orders import ExchangeOrders, engine_errors
+from ctsd.wiring.engine_orders import ExchangeOrders
 
 _TIMEFRAME = re.compile(r"^([1-9][0-9]*)([smhdw])$")
 _UNIT_MS = {"s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
@@ -57,14 +57,12 @@ class ExchangeMarketData:
         self._now_ms = now_ms
 
     async def market(self, symbol: str) -> MarketInfo:
-        with engine_errors():
-            terms = await self._client.market_terms(symbol)
+        terms = await self._client.market_terms(symbol)
         return MarketInfo(symbol, terms.base, terms.quote, terms.taker_fee, terms.maker_fee)
 
     async def ticker(self, symbol: str) -> Ticker:
         """Venues may omit bid or ask (a quiet market); the last price stands in for them."""
-        with engine_errors():
-            raw = await self._client.fetch_ticker(symbol)
+        raw = await self._client.fetch_ticker(symbol)
         return Ticker(symbol, raw.bid if raw.bid is not None else raw.last,
                       raw.ask if raw.ask is not None else raw.last, raw.last,
                       raw.timestamp_ms or self._now_ms())
@@ -72,8 +70,7 @@ class ExchangeMarketData:
     async def candles(self, symbol: str, timeframe: str, limit: int) -> tuple[Candle, ...]:
         """One more than asked, then the still-forming candle is dropped."""
         length = timeframe_ms(timeframe)
-        with engine_errors():
-            raw = await self._client.fetch_ohlcv(symbol, timeframe, limit + 1)
+        raw = await self._client.fetch_ohlcv(symbol, timeframe, limit + 1)
         now = self._now_ms()
         closed = [c for c in raw if c.open_ms + length <= now]
         return tuple(Candle(c.open_ms, c.open, c.high, c.low, c.close, c.volume)

@@ -24,7 +24,7 @@ from ctsd.engine.ports import (
     ExchangeOrder,
     Page,
 )
-from ctsd.errors import CtsError, ExchangeUnavailable, NotFound, Unavailable
+from ctsd.errors import CtsError, ExchangeUnavailable, FailureClass, NotFound, Unavailable
 from ctsd.strategies.model import Balance, Candle, MarketInfo, OrderType, Side, Ticker
 
 T = TypeVar("T")
@@ -252,18 +252,18 @@ class FakeExchange:
     async def fetch_order(self, symbol: str, client_order_id: str) -> ExchangeOrder | None:
         self.calls.append("fetch_order")
         if self.fail_fetch:
-            raise ExchangeUnavailable("exchange in maintenance")
+            raise ExchangeUnavailable(FailureClass.MAINTENANCE, "exchange in maintenance")
         return self.orders.get(client_order_id)
 
     async def fetch_open_orders(self, symbol: str) -> tuple[ExchangeOrder, ...]:
         self.calls.append("fetch_open_orders")
         if self.fail_fetch:
-            raise ExchangeUnavailable("exchange in maintenance")
+            raise ExchangeUnavailable(FailureClass.MAINTENANCE, "exchange in maintenance")
         return tuple(o for o in self.orders.values()
                      if o.symbol == symbol and o.status is OrderStatus.OPEN)
 
     async def fetch_balance(self) -> tuple[Balance, ...]:
         self.calls.append("fetch_balance")
         if self.fail_fetch:
-            raise ExchangeUnavailable("exchange in maintenance")
+            raise ExchangeUnavailable(FailureClass.MAINTENANCE, "exchange in maintenance")
         return self._balances

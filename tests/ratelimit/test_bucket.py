@@ -6,14 +6,8 @@ import asyncio
 
 import pytest
 
-from ctsd.ratelimit import (
-    BucketSpec,
-    Lane,
-    LimiterClosed,
-    MeterKind,
-    RateLimitBucket,
-    RequestTooHeavy,
-)
+from ctsd.errors import LimiterClosed, RequestTooHeavy
+from ctsd.ratelimit import BucketSpec, Lane, MeterKind, RateLimitBucket
 from ctsd.ratelimit.meters import Sent
 from ctsd.ratelimit.model import ScopeKey
 from tests.ratelimit.virtual_clock import VirtualClock

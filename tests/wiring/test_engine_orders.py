@@ -16,18 +16,13 @@ from ctsd.engine.clock import SystemClock
 from ctsd.engine.orders import Order, OrderRequest, OrderStatus, client_order_id
 from ctsd.errors import (
     ClientError,
-    ExchangeUnavailable,
-    FailedPrecondition,
     NotFound,
-    ResourceExhausted,
-    TemporaryError,
 )
-from ctsd.exchanges.errors import FailureClass, OrderRejection, failure
 from ctsd.ratelimit import Lane
 from ctsd.sim.faults import FaultKind, FaultSpec
 from ctsd.sim.server import SimulatorServer
 from ctsd.strategies.model import OrderType, Side
-from ctsd.wiring.engine_orders import ExchangeOrders, engine_error
+from ctsd.wiring.engine_orders import ExchangeOrders
 from tests.support.exchange_clients import MARKETS, ClientMaker, Market
 
 pytestmark = pytest.mark.asyncio
@@ -168,25 +163,3 @@ async def test_a_restarted_broker_reconciles_the_open_orders_it_placed(
         r.client_order_id for r in requests]
     assert all(o.exchange_order_id for o in after.open_orders())
     assert any(b.asset == "USDT" for b in after.balances())
-
-
-@pytest.mark.parametrize(("cls", "rejection", "expected"), [
-    (FailureClass.NETWORK, None, ExchangeUnavailable),
-    (FailureClass.TIMEOUT, None, ExchangeUnavailable),
-    (FailureClass.MAINTENANCE, None, ExchangeUnavailable),
-    (FailureClass.RATE_LIMITED, None, ResourceExhausted),
-    (FailureClass.EXCHANGE_ERROR, None, ExchangeUnavailable),  # garbled: may have landed
-    (FailureClass.EXCHANGE_ERROR, OrderRejection.INSUFFICIENT_FUNDS, FailedPrecondition),
-    (FailureClass.EXCHANGE_ERROR, OrderRejection.INVALID_ORDER, FailedPrecondition),
-    (FailureClass.EXCHANGE_ERROR, OrderRejection.ORDER_NOT_FOUND, NotFound),
-    (FailureClass.AUTHENTICATION, None, FailedPrecondition),
-    (FailureClass.PERMISSION, None, FailedPrecondition),
-    (FailureClass.CLOCK_SKEW, None, FailedPrecondition),
-])
-async def test_exchange_failures_map_to_the_engine_error_contract(
-    cls: FailureClass, rejection: OrderRejection | None, expected: type[Exception],
-) -> None:
-    mapped = engine_error(failure(cls, "venue: no", rejection=rejection))
-    assert type(mapped) is expected
-    assert isinstance(mapped, TemporaryError) == cls.retryable or (
-        cls is FailureClass.EXCHANGE_ERROR and rejection is None)

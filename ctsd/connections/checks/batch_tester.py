@@ -29,11 +29,11 @@ from ctsd.connections.checks.results import (
     TestStatus,
 )
 from ctsd.connections.checks.tester import ConnectionTester, utc_now
-from ctsd.connections.credentials import CredentialResolver, CredentialsUnavailable
+from ctsd.connections.credentials import CredentialResolver
 from ctsd.connections.filtering import matches_all, parse_filter
 from ctsd.connections.model import Connection
 from ctsd.connections.ports import ConnectionStore
-from ctsd.errors import FailedPrecondition, InvalidArgument, NotFound
+from ctsd.errors import CredentialsUnavailable, FailedPrecondition, InvalidArgument, NotFound
 
 MAX_NAMES = 1000
 MAX_CONCURRENCY = 32

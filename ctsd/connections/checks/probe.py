@@ -19,7 +19,7 @@ from decimal import Decimal
 from typing import Protocol
 
 from ctsd.connections.model import Connection
-from ctsd.exchanges.errors import FailureClass
+from ctsd.errors import FailureClass
 from ctsd.exchanges.model import ApiCredentials, ApiTypeStatus, Holding, KeyPermissions, ServerTime
 
 

@@ -13,7 +13,7 @@ import enum
 from dataclasses import dataclass
 from datetime import datetime
 
-from ctsd.exchanges.errors import FailureClass
+from ctsd.errors import FailureClass
 
 __all__ = [
     "AssetBalance",

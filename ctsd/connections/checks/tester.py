@@ -36,8 +36,8 @@ from typing import Protocol
 from ctsd.connections.checks.probe import Classifier, ExchangeProbe, ProbeFactory
 from ctsd.connections.checks.results import AssetBalance, FailureClass, LogLine, TestResult
 from ctsd.connections.checks.run import StepFailed, TestRun
-from ctsd.connections.credentials import CredentialsUnavailable
 from ctsd.connections.model import Connection
+from ctsd.errors import CredentialsUnavailable
 from ctsd.exchanges.model import ApiCredentials
 from ctsd.tasks import cancel_and_wait
 

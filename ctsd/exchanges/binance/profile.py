@@ -3,7 +3,7 @@
 from collections.abc import Mapping
 from typing import Any
 
-from ctsd.exchanges.errors import FailureClass
+from ctsd.errors import FailureClass
 from ctsd.exchanges.model import KeyPermissions
 from ctsd.exchanges.profile import (
     ApiTypeProfile,

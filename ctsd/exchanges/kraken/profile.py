@@ -1,6 +1,6 @@
 """How ccxt's `kraken` is driven: spot only; margin trades spot pairs with leverage."""
 
-from ctsd.exchanges.errors import FailureClass
+from ctsd.errors import FailureClass
 from ctsd.exchanges.profile import ApiTypeProfile, ClientOrderIds, ClientProfile, RefusalRule
 from ctsd.exchanges.spec import ApiType, RateLimitScope
 

@@ -19,7 +19,7 @@ from ctsd.connections.checks.probe import ExchangeProbe
 from ctsd.connections.checks.results import FailureClass, LogLevel, TestResult, TestStatus
 from ctsd.connections.checks.tester import ConnectionTester, ConnectionTesterSettings
 from ctsd.connections.model import Connection
-from ctsd.exchanges.errors import failure
+from ctsd.errors import ExchangeFailure
 from ctsd.exchanges.model import (
     ApiCredentials,
     ApiTypeStatus,
@@ -127,7 +127,8 @@ async def test_a_healthy_account_passes_every_step_in_order() -> None:
 
 @pytest.mark.asyncio
 async def test_the_first_failure_ends_the_test_with_its_class_and_remedy() -> None:
-    probe = ScriptedProbe(balance_error=failure(FailureClass.AUTHENTICATION, "binance: bad key"))
+    bad_key = ExchangeFailure.of(FailureClass.AUTHENTICATION, "binance: bad key")
+    probe = ScriptedProbe(balance_error=bad_key)
     result, waited = await make_tester(probe).test(conn("c1"))
     assert result.status is TestStatus.FAILED
     assert result.failure_class is FailureClass.AUTHENTICATION
@@ -177,7 +178,7 @@ async def test_leaving_the_stream_cancels_the_test_and_closes_the_probe() -> Non
 @pytest.mark.asyncio
 async def test_credentials_never_reach_a_message_even_when_the_exchange_echoes_them() -> None:
     echoed = f"bybit: apiKey {CREDENTIALS.api_key} sign=abc?secret={CREDENTIALS.secret}"
-    probe = ScriptedProbe(balance_error=failure(FailureClass.AUTHENTICATION, echoed))
+    probe = ScriptedProbe(balance_error=ExchangeFailure.of(FailureClass.AUTHENTICATION, echoed))
     result, _ = await make_tester(probe).test(conn("c1"))
     text = result.message + "".join(line.message for line in result.log_lines)
     for value in CREDENTIALS.values():
@@ -202,7 +203,7 @@ async def test_the_account_uid_is_learned_into_the_result_and_logged_masked() ->
 
 @pytest.mark.asyncio
 async def test_an_account_uid_that_cannot_be_read_leaves_key_scoping_and_passes() -> None:
-    unreadable = failure(FailureClass.EXCHANGE_ERROR, "okx: malformed account uid")
+    unreadable = ExchangeFailure.of(FailureClass.EXCHANGE_ERROR, "okx: malformed account uid")
     result, _ = await make_tester(ScriptedProbe(uid=unreadable)).test(conn("c1"))
     assert result.status is TestStatus.SUCCESS and result.account_uid is None
     [line] = [line for line in result.log_lines if line.step == "permissions"]

@@ -13,17 +13,16 @@ from decimal import Decimal
 
 import pytest
 
-from ctsd.exchanges.client import ExchangeClient
-from ctsd.exchanges.errors import (
+from ctsd.errors import (
     ExchangeFailure,
     ExchangeRateLimited,
     ExchangeRejected,
     ExchangeUnavailable,
     FailureClass,
     OrderRejection,
-    error_codes,
-    redact,
 )
+from ctsd.exchanges.ccxt_errors import error_codes, redact
+from ctsd.exchanges.client import ExchangeClient
 from ctsd.exchanges.factory import ExchangeClientFactory
 from ctsd.exchanges.model import ApiCredentials, ConnectionTarget
 from ctsd.exchanges.spec import ApiType
@@ -154,8 +153,9 @@ TRANSPORT_CASES = [
     (FaultSpec(FaultKind.SERVER_ERROR, status=502), FailureClass.NETWORK, ExchangeUnavailable),
     (FaultSpec(FaultKind.HTML_503), FailureClass.NETWORK, ExchangeUnavailable),
     (FaultSpec(FaultKind.CONNECTION_RESET, count=2), FailureClass.NETWORK, ExchangeUnavailable),
-    (FaultSpec(FaultKind.MALFORMED_JSON), FailureClass.EXCHANGE_ERROR, ExchangeRejected),
-    (FaultSpec(FaultKind.TRUNCATED_JSON), FailureClass.EXCHANGE_ERROR, ExchangeRejected),
+    # An answer that cannot be read says nothing of whether the call landed: ask again.
+    (FaultSpec(FaultKind.MALFORMED_JSON), FailureClass.EXCHANGE_ERROR, ExchangeUnavailable),
+    (FaultSpec(FaultKind.TRUNCATED_JSON), FailureClass.EXCHANGE_ERROR, ExchangeUnavailable),
 ]
 
 

@@ -1,10 +1,9 @@
 """ccxt's exceptions become domain errors here, and only here.
 
-    ExchangeFailure(CtsError)            .failure: FailureClass, .retryable, .remedy
-    ├── ExchangeUnavailable(Unavailable)        NETWORK, TIMEOUT, MAINTENANCE
-    ├── ExchangeRateLimited(ResourceExhausted)  RATE_LIMITED
-    └── ExchangeRejected(FailedPrecondition)    AUTHENTICATION, PERMISSION,
-                                                IP_NOT_ALLOWED, CLOCK_SKEW, EXCHANGE_ERROR
+Whatever ccxt raises leaves a call as one `ctsd.errors.ExchangeFailure`
+subclass (`ExchangeFailure.of` picks it from the failure's class and, for
+order calls, its `OrderRejection`), so connection tests, engines and the API
+all read the same exception; nothing translates it a second time.
 
 The class of a failure is decided in this order: the exchange's own error
 code, where the venue declares it (ccxt's class is sometimes wrong: Binance's
@@ -20,96 +19,14 @@ before they leave, because ccxt puts the request URL and the exchange's body
 from __future__ import annotations
 
 import contextlib
-import enum
 import re
 from collections.abc import Iterator, Mapping, Sequence
 
-from ctsd import errors
-
-
-class FailureClass(enum.Enum):
-    """Why a call failed, sorted by what the user must do; `retryable` says who acts."""
-
-    AUTHENTICATION = ("authentication", False,
-                      "check the API key and secret (and passphrase); recreate the key if it "
-                      "was deleted")
-    PERMISSION = ("permission", False, "enable the missing permission on the key")
-    IP_NOT_ALLOWED = ("ip_not_allowed", False,
-                      "add this host's public IP address to the key's whitelist")
-    CLOCK_SKEW = ("clock_skew", False, "synchronise the host clock (NTP)")
-    RATE_LIMITED = ("rate_limited", True,
-                    "wait and retry; fewer connections per key or IP lower the request rate")
-    MAINTENANCE = ("maintenance", True, "wait for the exchange's maintenance to end")
-    NETWORK = ("network", True, "check network access (DNS, proxy, firewall) to the exchange")
-    TIMEOUT = ("timeout", True, "retry later; the exchange is slow or unreachable")
-    EXCHANGE_ERROR = ("exchange_error", False,
-                      "the exchange refused or garbled the answer; see the message")
-
-    def __init__(self, code: str, retryable: bool, remedy: str) -> None:
-        self.code = code
-        self.retryable = retryable
-        self.remedy = remedy
-
-
-class OrderRejection(enum.Enum):
-    """Why an order call was refused, for engines (a connection test never needs it)."""
-
-    INSUFFICIENT_FUNDS = "insufficient_funds"
-    ORDER_NOT_FOUND = "order_not_found"
-    INVALID_ORDER = "invalid_order"
-    BAD_SYMBOL = "bad_symbol"
-    NOT_SUPPORTED = "not_supported"
-
-
-class ExchangeFailure(errors.CtsError):
-    reason = "EXCHANGE_FAILURE"
-
-    def __init__(self, failure: FailureClass, message: str, *, code: str | None = None,
-                 rejection: OrderRejection | None = None) -> None:
-        super().__init__(message)
-        self.failure = failure
-        self.code = code
-        """The exchange's own error code, when its answer had one."""
-        self.rejection = rejection
-        self.reason = f"EXCHANGE_{failure.name}"
-
-    @property
-    def retryable(self) -> bool:
-        return self.failure.retryable
-
-    @property
-    def remedy(self) -> str:
-        return self.failure.remedy
-
-
-class ExchangeUnavailable(ExchangeFailure, errors.Unavailable):
-    pass
-
-
-class ExchangeRateLimited(ExchangeFailure, errors.ResourceExhausted):
-    pass
-
-
-class ExchangeRejected(ExchangeFailure, errors.FailedPrecondition):
-    pass
-
-
-_CLASSES: dict[FailureClass, type[ExchangeFailure]] = {
-    FailureClass.NETWORK: ExchangeUnavailable,
-    FailureClass.TIMEOUT: ExchangeUnavailable,
-    FailureClass.MAINTENANCE: ExchangeUnavailable,
-    FailureClass.RATE_LIMITED: ExchangeRateLimited,
-}
-
-
-def failure(cls: FailureClass, message: str, *, code: str | None = None,
-            rejection: OrderRejection | None = None) -> ExchangeFailure:
-    """The `ExchangeFailure` subclass that matches `cls`'s recovery action."""
-    return _CLASSES.get(cls, ExchangeRejected)(cls, message, code=code, rejection=rejection)
+from ctsd.errors import ExchangeFailure, FailureClass, OrderRejection
 
 
 def malformed(what: str) -> ExchangeFailure:
-    return failure(FailureClass.EXCHANGE_ERROR, f"malformed answer: {what}")
+    return ExchangeFailure.of(FailureClass.EXCHANGE_ERROR, f"malformed answer: {what}")
 
 
 # --- reading exchange error codes ------------------------------------------------------
@@ -231,5 +148,6 @@ def _translate(
     text = str(exc).strip() or type(exc).__name__
     if not text.startswith(exchange):
         text = f"{exchange}: {text}"
-    return failure(failure_class, redact(text, secrets), code=code, rejection=_rejection(exc))
+    return ExchangeFailure.of(failure_class, redact(text, secrets), code=code,
+                             rejection=_rejection(exc))
 
