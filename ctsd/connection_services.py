@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from ctsd import __version__
@@ -26,8 +27,10 @@ from ctsd.connections.checks.tester import ConnectionTester, ConnectionTesterSet
 from ctsd.connections.credentials import CredentialResolver
 from ctsd.connections.manager import ConnectionManager
 from ctsd.engine.activity import EngineActivity
+from ctsd.exchanges.ccxt_internals import missing_classes
 from ctsd.exchanges.factory import ExchangeClientFactory
 from ctsd.exchanges.registry import ExchangeRegistry
+from ctsd.exchanges.settings import ExchangeSettings
 from ctsd.health.readiness import ReadinessMonitor
 from ctsd.health.report import HealthReporter
 from ctsd.health.startup import StartupChecks, StartupEnvironment
@@ -77,10 +80,9 @@ def build_connection_services(
         repository, keyring, registry, active_engines=engines.active_connections
     )
     limiter = RateLimiter()
+    settings = {x: ExchangeSettings.at_simulator(url, x) for x, url in config.exchange_endpoints}
     exchanges = ExchangeClientFactory(
-        limiter, registry, overrides=config.rate_limits,
-        endpoint_overrides=dict(config.exchange_endpoints),
-    )
+        limiter, registry, overrides=config.rate_limits, exchanges=settings)
 
     async def reload_rate_limits(new: DaemonConfig) -> None:
         exchanges.reload_rate_limits(new.rate_limits)
@@ -116,7 +118,8 @@ def build_connection_services(
             key_path=Path(key.path),
             key_id=keyring.current.key_id,
             exchange_ids=registry.ids(),
-            endpoints=dict(config.exchange_endpoints),
+            missing_exchange_classes=partial(missing_classes, registry.ids()),
+            endpoints={x: s.origin for x, s in settings.items() if s.origin},
         )
     )
     reporter = HealthReporter(

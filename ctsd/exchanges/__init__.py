@@ -11,5 +11,8 @@
     ccxt_errors.py   ccxt exceptions → `ctsd.errors.ExchangeFailure` subclasses, once
     answers.py       ccxt dicts → validated values (model.py)
 
-Nothing here imports ccxt at module import; `factory` does on the first client.
+    settings.py      ExchangeSettings: the `[exchanges.<id>]` table (base_url)
+    ccxt_internals.py  every ccxt internal relied on, and why; checked on each instance
+
+Nothing here imports ccxt at module import; `ccxt_internals` does on the first client.
 """

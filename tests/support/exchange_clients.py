@@ -17,6 +17,7 @@ import pytest_asyncio
 from ctsd.exchanges.client import ExchangeClient
 from ctsd.exchanges.factory import ExchangeClientFactory
 from ctsd.exchanges.model import ApiCredentials, ConnectionTarget
+from ctsd.exchanges.settings import ExchangeSettings
 from ctsd.exchanges.spec import ApiType
 from ctsd.ratelimit import Lane, LimitOverride, RateLimiter, RateLimitOverrides
 from ctsd.sim.server import SimulatorServer
@@ -80,11 +81,16 @@ async def server() -> AsyncIterator[SimulatorServer]:
         yield srv
 
 
+def simulated(simulator_url: str, *exchanges: str) -> dict[str, ExchangeSettings]:
+    """`[exchanges.<id>]` settings sending each of `exchanges` to the simulator."""
+    return {x: ExchangeSettings.at_simulator(simulator_url, x) for x in exchanges}
+
+
 def make_factory(server: SimulatorServer, limiter: RateLimiter, **kwargs: Any,
                  ) -> ExchangeClientFactory:
     kwargs.setdefault("timeout_s", 3.0)
     return ExchangeClientFactory(
-        limiter, endpoint_overrides={v: server.base_url for v in VENUES}, **kwargs)
+        limiter, exchanges=simulated(server.base_url, *VENUES), **kwargs)
 
 
 @pytest_asyncio.fixture
