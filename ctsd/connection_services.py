@@ -30,7 +30,6 @@ from ctsd.engine.activity import EngineActivity
 from ctsd.exchanges.ccxt_internals import missing_classes
 from ctsd.exchanges.factory import ExchangeClientFactory
 from ctsd.exchanges.registry import ExchangeRegistry
-from ctsd.exchanges.settings import ExchangeSettings
 from ctsd.health.readiness import ReadinessMonitor
 from ctsd.health.report import HealthReporter
 from ctsd.health.startup import StartupChecks, StartupEnvironment
@@ -80,9 +79,8 @@ def build_connection_services(
         repository, keyring, registry, active_engines=engines.active_connections
     )
     limiter = RateLimiter()
-    settings = {x: ExchangeSettings.at_simulator(url, x) for x, url in config.exchange_endpoints}
     exchanges = ExchangeClientFactory(
-        limiter, registry, overrides=config.rate_limits, exchanges=settings)
+        limiter, registry, overrides=config.rate_limits, exchanges=config.exchanges)
 
     async def reload_rate_limits(new: DaemonConfig) -> None:
         exchanges.reload_rate_limits(new.rate_limits)
@@ -119,7 +117,7 @@ def build_connection_services(
             key_id=keyring.current.key_id,
             exchange_ids=registry.ids(),
             missing_exchange_classes=partial(missing_classes, registry.ids()),
-            endpoints={x: s.origin for x, s in settings.items() if s.origin},
+            endpoints={x: s.origin for x, s in config.exchanges.items() if s.origin},
         )
     )
     reporter = HealthReporter(

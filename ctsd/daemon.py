@@ -24,7 +24,6 @@ import os
 import signal
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import replace
 
 import grpc
 from grpc_health.v1 import health_pb2
@@ -70,12 +69,6 @@ log = logging.getLogger("ctsd")
 
 Closer = Callable[[], Awaitable[None]]
 Reloader = Callable[[DaemonConfig], Awaitable[None]]
-# Settings read once at start; a reload that changes them says so and keeps the old ones.
-RESTART_ONLY = (
-    "state_dir", "listen", "master_key_file", "metrics_listen", "socket_mode", "socket_group",
-    "tls", "auth", "grace_seconds", "exchange_endpoints", "batch", "engines",
-    "calls_per_second_per_peer",
-)  # fmt: skip
 
 
 def prepare_state_dir(config: DaemonConfig) -> None:
@@ -271,11 +264,10 @@ class Daemon:
             log.error("reload refused, keeping the running configuration", extra={"error": exc})
             self.notifier.ready(f"serving on {self.address} (last reload failed)")
             return
-        ignored = [n for n in RESTART_ONLY if getattr(new, n) != getattr(self.config, n)]
+        self.config, ignored = self.config.reloaded(new)  # each field says whether it may
         if ignored:
             log.warning("changes that take effect after a restart", extra={"settings": ignored})
         logs.configure(new.log_level, new.log_format)
-        self.config = _with_reloadable(self.config, new)
         for reloader in list(self._reloaders):
             try:
                 await reloader(self.config)
@@ -299,12 +291,6 @@ def settle_garbage_collector() -> None:
     gc.freeze()
     _, second, third = gc.get_threshold()
     gc.set_threshold(GC_FIRST_GENERATION, second, third)
-
-
-def _with_reloadable(running: DaemonConfig, new: DaemonConfig) -> DaemonConfig:
-    """The running config with what a reload applies: logs here, rate limits by their hook."""
-    return replace(running, log_level=new.log_level, log_format=new.log_format,
-                   rate_limits=new.rate_limits)
 
 
 async def run_daemon(

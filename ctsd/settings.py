@@ -36,11 +36,12 @@ SECTION = "section"
 Check = Callable[[Any, str], Any]
 
 
-def setting(default: Any = dataclasses.MISSING, *, reload: bool = False,
-            check: Check | None = None) -> Any:
-    """A field of a settings dataclass (see module doc); no default: the table's reader
+def setting(default: Any = dataclasses.MISSING, *, factory: Callable[[], Any] | None = None,
+            reload: bool = False, check: Check | None = None) -> Any:
+    """A field of a settings dataclass (see module doc). No default: the table's reader
     works the value out (a path from the environment, say)."""
-    return dataclasses.field(default=default, metadata={RELOAD: reload, CHECK: check})
+    return dataclasses.field(default=default, default_factory=factory or dataclasses.MISSING,
+                             metadata={RELOAD: reload, CHECK: check})
 
 
 def section(factory: Callable[[], Any] | None = None, *, reload: bool | None = None) -> Any:
@@ -88,17 +89,21 @@ def reloaded(running: S, new: S, prefix: str = "") -> tuple[S, list[str]]:
     return dataclasses.replace(running, **changes), restart  # type: ignore[type-var]
 
 
-def leaf_fields(cls: type[Any], prefix: str = "") -> Iterator[tuple[str, dataclasses.Field[Any]]]:
-    """Every (dotted name, field) a TOML file can set, the tables' own fields included;
-    a table per id (`[exchanges.<id>]`) is named `exchanges.<id>.`."""
+def leaf_fields(cls: type[Any], prefix: str = "", reload: bool | None = None,
+                ) -> Iterator[tuple[str, bool | None]]:
+    """Every setting a TOML file can make, as (dotted name, whether a reload applies it:
+    the field's word, or its whole table's); a table per id (`[exchanges.<id>]`) is
+    named `exchanges.<id>.`."""
     hints = typing.get_type_hints(cls)
     for field in dataclasses.fields(cls):
+        declared = field.metadata.get(RELOAD) if reload is None else reload
         held = _held_dataclass(hints[field.name]) if field.metadata.get(SECTION) else None
         if held is None:
-            yield prefix + field.name, field
+            yield prefix + field.name, declared
             continue
         per_id = typing.get_origin(hints[field.name]) in (Mapping, dict)
-        yield from leaf_fields(held, f"{prefix}{field.name}.{'<id>.' if per_id else ''}")
+        yield from leaf_fields(held, f"{prefix}{field.name}.{'<id>.' if per_id else ''}",
+                               declared)
 
 
 def _held_dataclass(hint: Any) -> type[Any] | None:
