@@ -24,8 +24,8 @@ from collections.abc import Callable
 
 from ctsd.connections.checks.results import TestStatus
 from ctsd.connections.credentials import CredentialResolver
-from ctsd.connections.manager import ConnectionManager
 from ctsd.connections.model import Connection
+from ctsd.connections.ports import ConnectionStore
 from ctsd.engine.config import TradingMode
 from ctsd.engine.ports import EngineResources
 from ctsd.errors import CredentialsUnavailable, FailedPrecondition, InvalidArgument
@@ -83,7 +83,7 @@ class ExchangeEngineBackend:
     Without a `credentials` resolver (tests of PAPER alone) LIVE is refused.
     """
 
-    def __init__(self, connections: ConnectionManager, factory: ExchangeClientFactory,
+    def __init__(self, connections: ConnectionStore, factory: ExchangeClientFactory,
                  credentials: CredentialResolver | None = None) -> None:
         self._connections = connections
         self._factory = factory

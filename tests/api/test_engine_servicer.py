@@ -16,8 +16,8 @@ from cts.v1 import engine_service_pb2 as pb
 from cts.v1 import engine_service_pb2_grpc as sgrpc
 from ctsd.api.engines import EngineServicer
 from ctsd.api.pre_encoded import PreEncodedResponses
+from ctsd.api.services import engine_service
 from ctsd.api.status import ErrorTranslationInterceptor
-from ctsd.server import engine_service
 from tests.engine.world import REGISTRY, SMA_CLOSES, World
 from tests.support.rpc import violations
 
