@@ -122,9 +122,8 @@ async def assemble(
     credentials = CredentialResolver(connection_store, keyring)
     locks = ConnectionLocks()  # a delete and an engine start on one connection never interleave
     strategies = _strategies()
-    engine_store = SqlEngineStore(db)
     engines = EngineManager(
-        engine_store, ExchangeEngineBackend(connection_store, exchanges, credentials),
+        SqlEngineStore(db), ExchangeEngineBackend(connection_store, exchanges, credentials),
         strategies, locks=locks,
         cancel_orders_on_shutdown=config.engines.cancel_orders_on_shutdown)
     metrics.register(EngineCollector(engines.list))
@@ -144,7 +143,7 @@ async def assemble(
     server, health = build_server([
         connection_service(ConnectionServicer(connections, tests, activity)),
         health_service(SystemHealthServicer(reporter, checks)),
-        engine_service(EngineServicer(engines, engine_store, strategies)),
+        engine_service(EngineServicer(engines, strategies)),
     ], _interceptors(config, metrics))
     return Assembly(server, health, engines, ReadinessMonitor(checks, set_serving),
                     keyring.current.key_id.hex())

@@ -33,7 +33,7 @@ class Harness:
 @pytest_asyncio.fixture
 async def harness() -> AsyncIterator[Harness]:
     world = World({"a": SMA_CLOSES, "b": SMA_CLOSES})
-    service = engine_service(EngineServicer(world.manager, world.store, REGISTRY))
+    service = engine_service(EngineServicer(world.manager, REGISTRY))
     server = grpc.aio.server(interceptors=[ErrorTranslationInterceptor(),
                                            PreEncodedResponses(service.pre_encoded)])
     service.add_to(server)
