@@ -25,11 +25,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from types import TracebackType
 
+from ctsd.clock import Clock, SystemClock
 from ctsd.connections.locks import ConnectionLocks
 from ctsd.engine.brokers.base import Broker
 from ctsd.engine.brokers.live import LiveBroker
 from ctsd.engine.brokers.paper import PaperBroker
-from ctsd.engine.clock import EngineClock, SystemClock
 from ctsd.engine.config import EngineConfig, TradingMode, ValidatedConfig, validate_config
 from ctsd.engine.engine import Engine
 from ctsd.engine.market import DryRun, decide_dry, fetch_infos, fetch_snapshot
@@ -73,7 +73,7 @@ class CoordinatorHealth:
 class EngineManager:
     def __init__(
         self, store: EngineStore, backend: EngineBackend, strategies: StrategyRegistry, *,
-        clock: EngineClock | None = None, hub: StatusHub | None = None,
+        clock: Clock | None = None, hub: StatusHub | None = None,
         policy: RestartPolicy = DEFAULT_POLICY, engine_ids: Callable[[], str] = new_engine_id,
         heartbeat_s: float = 5.0, shutdown_grace_s: float = 10.0,
         locks: ConnectionLocks | None = None, cancel_orders_on_shutdown: bool = False,

@@ -11,7 +11,6 @@ limits and endpoint table into `ScopeKey`s, `BucketSpec`s and weights.
 """
 
 from ctsd.ratelimit.bucket import RateLimitBucket
-from ctsd.ratelimit.clock import Clock, SystemClock
 from ctsd.ratelimit.config import LimitOverride, RateLimitOverrides
 from ctsd.ratelimit.limiter import Demand, Permit, RateLimiter
 from ctsd.ratelimit.model import (
@@ -25,7 +24,6 @@ from ctsd.ratelimit.model import (
 
 __all__ = [
     "BucketSpec",
-    "Clock",
     "Demand",
     "Lane",
     "LimitChange",
@@ -37,5 +35,4 @@ __all__ = [
     "RateLimiter",
     "ScopeKey",
     "ScopeUsage",
-    "SystemClock",
 ]

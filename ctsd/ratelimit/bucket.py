@@ -27,8 +27,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from ctsd.clock import Clock
 from ctsd.errors import LimiterClosed, RequestTooHeavy
-from ctsd.ratelimit.clock import Clock
 from ctsd.ratelimit.meters import EPSILON, Meter, Sent, meter_for
 from ctsd.ratelimit.model import BucketSpec, Lane, ScopeKey, ScopeUsage
 

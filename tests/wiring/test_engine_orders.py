@@ -11,8 +11,8 @@ from decimal import Decimal
 
 import pytest
 
+from ctsd.clock import SystemClock
 from ctsd.engine.brokers.live import LiveBroker
-from ctsd.engine.clock import SystemClock
 from ctsd.engine.orders import Order, OrderRequest, OrderStatus, client_order_id
 from ctsd.errors import (
     ClientError,

@@ -17,7 +17,7 @@ from ctsd.connections.checks.batch import (
     PrioritySlots,
     RetryPolicy,
 )
-from tests.support.virtual_time import VirtualTime
+from tests.support.virtual_clock import VirtualClock
 
 Result = str
 
@@ -30,7 +30,7 @@ def fallback(key: str, abandoned: Abandoned) -> Result:
     return "timeout" if abandoned.timed_out else "crashed"
 
 
-def processor(clock: VirtualTime, workers: int = 32, draw: float = 0.5) -> BatchProcessor:
+def processor(clock: VirtualClock, workers: int = 32, draw: float = 0.5) -> BatchProcessor:
     return BatchProcessor(workers, clock=clock.monotonic, sleep=clock.sleep, random=lambda: draw)
 
 
@@ -41,7 +41,7 @@ async def collect(
 
 
 def taking(
-    clock: VirtualTime, seconds: float, result: Result = "ok"
+    clock: VirtualClock, seconds: float, result: Result = "ok"
 ) -> Callable[[int], Awaitable[Result]]:
     async def run(_attempt: int) -> Result:
         await clock.sleep(seconds)
@@ -52,7 +52,7 @@ def taking(
 
 @pytest.mark.asyncio
 async def test_at_most_concurrency_jobs_run_at_once_and_results_come_as_they_finish() -> None:
-    clock = VirtualTime()
+    clock = VirtualClock()
     running, peak = 0, 0
 
     def job(seconds: float) -> Callable[[int], Awaitable[Result]]:
@@ -67,7 +67,8 @@ async def test_at_most_concurrency_jobs_run_at_once_and_results_come_as_they_fin
         return run
 
     jobs = [Job(f"j{i}", job(s)) for i, s in enumerate([5, 1, 1, 1, 1, 1, 1])]
-    finished = await clock.run(collect(processor(clock), jobs, BatchOptions(concurrency=3)))
+    finished = await clock.run_coroutine(
+        collect(processor(clock), jobs, BatchOptions(concurrency=3)))
     assert peak == 3
     assert len(finished) == 7
     assert finished[-1].key == "j0"  # the slow one started first and finished last
@@ -76,7 +77,7 @@ async def test_at_most_concurrency_jobs_run_at_once_and_results_come_as_they_fin
 
 @pytest.mark.asyncio
 async def test_a_higher_priority_batch_takes_free_slots_first() -> None:
-    clock = VirtualTime()
+    clock = VirtualClock()
     proc = processor(clock, workers=1)
     order: list[str] = []
 
@@ -96,20 +97,20 @@ async def test_a_higher_priority_batch_takes_free_slots_first() -> None:
         second = asyncio.ensure_future(collect(proc, high, BatchOptions(priority=9)))
         await asyncio.gather(first, second)
 
-    await clock.run(both())
+    await clock.run_coroutine(both())
     assert order == ["low0", "high0", "high1", "low1", "low2"]
 
 
 @pytest.mark.asyncio
 async def test_retryable_results_are_retried_with_exponential_backoff_and_jitter() -> None:
-    clock = VirtualTime()
+    clock = VirtualClock()
     answers = iter(["retry", "retry", "ok"])
 
     async def flaky(_attempt: int) -> Result:
         return next(answers)
 
     policy = RetryPolicy(max_attempts=5, base_delay_s=1.0, max_delay_s=8.0, jitter=0.5)
-    finished = await clock.run(
+    finished = await clock.run_coroutine(
         collect(processor(clock, draw=0.5), [Job("k", flaky)], BatchOptions(retry=policy))
     )
     assert [(f.result, f.attempts) for f in finished] == [("ok", 3)]
@@ -127,22 +128,23 @@ def test_backoff_is_capped_and_jitter_stays_within_bounds() -> None:
 
 @pytest.mark.asyncio
 async def test_a_result_that_is_not_retryable_is_final_at_once() -> None:
-    clock = VirtualTime()
+    clock = VirtualClock()
     calls = itertools.count(1)
 
     async def refused(_attempt: int) -> Result:
         next(calls)
         return "refused"
 
-    finished = await clock.run(collect(processor(clock), [Job("k", refused)], BatchOptions()))
+    finished = await clock.run_coroutine(
+        collect(processor(clock), [Job("k", refused)], BatchOptions()))
     assert [(f.result, f.attempts) for f in finished] == [("refused", 1)]
     assert next(calls) == 2
 
 
 @pytest.mark.asyncio
 async def test_retries_stop_at_max_attempts_with_the_last_result() -> None:
-    clock = VirtualTime()
-    finished = await clock.run(
+    clock = VirtualClock()
+    finished = await clock.run_coroutine(
         collect(
             processor(clock),
             [Job("k", taking(clock, 0.1, "retry"))],
@@ -154,9 +156,10 @@ async def test_retries_stop_at_max_attempts_with_the_last_result() -> None:
 
 @pytest.mark.asyncio
 async def test_a_job_past_its_deadline_gets_a_timeout_result_and_others_are_unaffected() -> None:
-    clock = VirtualTime()
+    clock = VirtualClock()
     jobs = [Job("hang", taking(clock, 1000)), Job("quick", taking(clock, 1))]
-    finished = await clock.run(collect(processor(clock), jobs, BatchOptions(item_timeout_s=30)))
+    finished = await clock.run_coroutine(
+        collect(processor(clock), jobs, BatchOptions(item_timeout_s=30)))
     by_key = {f.key: f for f in finished}
     assert by_key["quick"].result == "ok"
     assert by_key["hang"].result == "timeout" and by_key["hang"].timed_out
@@ -165,9 +168,9 @@ async def test_a_job_past_its_deadline_gets_a_timeout_result_and_others_are_unaf
 
 @pytest.mark.asyncio
 async def test_the_deadline_covers_retries_and_backoff() -> None:
-    clock = VirtualTime()
+    clock = VirtualClock()
     options = BatchOptions(item_timeout_s=30, retry=RetryPolicy(max_attempts=10, base_delay_s=4))
-    finished = await clock.run(
+    finished = await clock.run_coroutine(
         collect(processor(clock), [Job("k", taking(clock, 10, "retry"))], options)
     )
     assert len(finished) == 1
@@ -177,18 +180,19 @@ async def test_the_deadline_covers_retries_and_backoff() -> None:
 
 @pytest.mark.asyncio
 async def test_a_crashing_job_still_gets_a_result() -> None:
-    clock = VirtualTime()
+    clock = VirtualClock()
 
     async def broken(_attempt: int) -> Result:
         raise RuntimeError("bug")
 
-    finished = await clock.run(collect(processor(clock), [Job("k", broken)], BatchOptions()))
+    finished = await clock.run_coroutine(
+        collect(processor(clock), [Job("k", broken)], BatchOptions()))
     assert [(f.result, f.timed_out) for f in finished] == [("crashed", False)]
 
 
 @pytest.mark.asyncio
 async def test_closing_the_stream_early_cancels_the_jobs_still_running() -> None:
-    clock = VirtualTime()
+    clock = VirtualClock()
     cancelled: list[str] = []
 
     def job(name: str, seconds: float) -> Callable[[int], Awaitable[Result]]:
@@ -210,7 +214,7 @@ async def test_closing_the_stream_early_cancels_the_jobs_still_running() -> None
         await stream.aclose()
         return first.key
 
-    assert await clock.run(first_only()) == "fast"
+    assert await clock.run_coroutine(first_only()) == "fast"
     assert cancelled == ["slow"]
 
 
