@@ -16,8 +16,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 
-from ctsd.ratelimit.bucket import LimiterClosed, RateLimitBucket, Reservation
-from ctsd.ratelimit.clock import Clock, SystemClock
+from ctsd.clock import Clock, SystemClock
+from ctsd.errors import LimiterClosed
+from ctsd.ratelimit.bucket import RateLimitBucket, Reservation
 from ctsd.ratelimit.meters import Sent
 from ctsd.ratelimit.model import BucketSpec, Lane, LimitChange, ScopeKey, ScopeUsage
 

@@ -20,7 +20,6 @@ import os
 from pathlib import Path
 
 from ctsd.errors import ConfigurationError
-from ctsd.store.sealed_secrets import SealedSecretRepository
 from ctsd.vault.master_key import (
     PENDING_KEY_NAME,
     KeySource,
@@ -30,12 +29,13 @@ from ctsd.vault.master_key import (
     sync_directory,
     write_key_file,
 )
+from ctsd.vault.ports import SealedSecretStore
 from ctsd.vault.sealer import Keyring
 
 log = logging.getLogger("ctsd.vault")
 
 
-async def open_keyring(source: KeySource, secrets: SealedSecretRepository) -> Keyring:
+async def open_keyring(source: KeySource, secrets: SealedSecretStore) -> Keyring:
     used = await secrets.key_ids()
     pending_path = pending_key_path(source)
     if source.managed and pending_path.exists():

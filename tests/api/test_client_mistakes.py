@@ -16,10 +16,11 @@ import pytest_asyncio
 
 from cts.v1 import engine_service_pb2 as pb
 from cts.v1 import engine_service_pb2_grpc as sgrpc
+from ctsd.engine.manager import EngineManager
 from ctsd.store.database import Database
 from ctsd.store.engines import SqlEngineStore
 from tests.api.test_engine_servicer import served, sma_config
-from tests.engine.world import SMA_CLOSES, World
+from tests.engine.world import REGISTRY, SMA_CLOSES, World
 from tests.support.rpc import violations
 
 A = "connections/a/engine"
@@ -29,7 +30,9 @@ OUT_OF_BOUNDS = ("1e999999999", "-1e999999999", "9" * 40, "1e-999999999", "1e15"
 
 @pytest_asyncio.fixture
 async def stub(db: Database) -> AsyncIterator[sgrpc.EngineServiceAsyncStub]:
-    async with served(World({"a": SMA_CLOSES}), SqlEngineStore(db)) as served_stub:
+    world = World({"a": SMA_CLOSES})
+    manager = EngineManager(SqlEngineStore(db), world.backend, REGISTRY, clock=world.clock)
+    async with served(manager) as served_stub:
         yield served_stub
 
 

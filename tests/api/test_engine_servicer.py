@@ -17,9 +17,9 @@ from cts.v1 import engine_service_pb2 as pb
 from cts.v1 import engine_service_pb2_grpc as sgrpc
 from ctsd.api.engines import EngineServicer
 from ctsd.api.pre_encoded import PreEncodedResponses
+from ctsd.api.services import engine_service
 from ctsd.api.status import ErrorTranslationInterceptor
-from ctsd.engine.ports import EngineStore
-from ctsd.server import engine_service
+from ctsd.engine.manager import EngineManager
 from tests.engine.world import REGISTRY, SMA_CLOSES, World
 from tests.support.rpc import violations
 
@@ -33,17 +33,16 @@ class Harness:
 
 
 @asynccontextmanager
-async def served(world: World, store: EngineStore) -> AsyncIterator[
-        sgrpc.EngineServiceAsyncStub]:
-    """The servicer on `world`'s manager and `store`, on a real loopback server."""
-    service = engine_service(EngineServicer(world.manager, store, REGISTRY))
+async def served(manager: EngineManager) -> AsyncIterator[sgrpc.EngineServiceAsyncStub]:
+    """The servicer on `manager` (opened and closed here), on a real loopback server."""
+    service = engine_service(EngineServicer(manager, REGISTRY))
     server = grpc.aio.server(interceptors=[ErrorTranslationInterceptor(),
                                            PreEncodedResponses(service.pre_encoded)])
     service.add_to(server)
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     try:
-        async with world.manager, grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        async with manager, grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
             yield sgrpc.EngineServiceStub(channel)
     finally:
         await server.stop(None)
@@ -52,7 +51,7 @@ async def served(world: World, store: EngineStore) -> AsyncIterator[
 @pytest_asyncio.fixture
 async def harness() -> AsyncIterator[Harness]:
     world = World({"a": SMA_CLOSES, "b": SMA_CLOSES})
-    async with served(world, world.store) as stub:
+    async with served(world.manager) as stub:
         yield Harness(world, stub)
 
 

@@ -23,9 +23,10 @@ from ctsd.engine.ports import DesiredState, EngineResources
 from ctsd.errors import NotFound
 from ctsd.store.database import Database
 from ctsd.store.engines import SqlEngineStore
-from tests.engine.fakes import FakeBackend, ScriptedMarket, VirtualClock
+from tests.engine.fakes import FakeBackend, ScriptedMarket
 from tests.engine.world import REGISTRY, SMA_CLOSES, SYMBOL, sma
 from tests.support.cancel_points import Exploration, Outcome, explore, report
+from tests.support.virtual_clock import VirtualClock
 
 RUNS = 40
 

@@ -25,11 +25,12 @@ from ctsd.engine.ports import DesiredState, EngineRecord
 from ctsd.store.connections import ConnectionRepository
 from ctsd.store.database import Database
 from ctsd.store.engines import SqlEngineStore
-from ctsd.store.sealed_secrets import SealedSecretRepository, StoredBlob
+from ctsd.store.sealed_secrets import SealedSecretRepository
 from ctsd.strategies.model import OrderType, Side
+from ctsd.vault.ports import StoredBlob
 from ctsd.vault.sealer import SealedSecret
 from tests.store.test_connection_index import conn as bare_conn
-from tests.store.test_test_history import result
+from tests.store.test_result_history import result
 from tests.support.cancel_points import Exploration, Outcome, explore, report
 
 PROBES = itertools.count()
