@@ -110,7 +110,7 @@ def _serve(args: argparse.Namespace) -> int:
     from ctsd.logs import configure
 
     config = _load(args)
-    configure(config.log_level, config.log_format)
+    configure(config.log_level, config.log_format, ccxt_debug=config.log_ccxt_debug)
     asyncio.run(run_daemon(config, lambda: _load(args)))
     return 0
 

@@ -241,6 +241,9 @@ class DaemonConfig:
     master_key_file: Path | None = setting(None, check=_path)
     log_level: str = setting("info", reload=True, check=one_of(*LOG_LEVELS))
     log_format: str = setting("logfmt", reload=True, check=one_of(*LOG_FORMATS))
+    log_ccxt_debug: bool = setting(False, reload=True, check=boolean)
+    """ccxt's request and response lines at debug (redacted like every line); otherwise
+    its logger stays at info whatever `log_level` says."""
     grace_seconds: float = setting(4.0, check=number(0, 60))
     calls_per_second_per_peer: float = setting(
         5000.0, check=number(0, 1e6, what="a number from 0 (no limit) to 1000000"))

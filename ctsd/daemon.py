@@ -199,7 +199,7 @@ class Daemon:
         self.config, ignored = self.config.reloaded(new)  # each field says whether it may
         if ignored:
             log.warning("changes that take effect after a restart", extra={"settings": ignored})
-        logs.configure(new.log_level, new.log_format)
+        logs.configure(new.log_level, new.log_format, ccxt_debug=new.log_ccxt_debug)
         for reloader in list(self._reloaders):
             try:
                 await reloader(self.config)

@@ -279,6 +279,7 @@ def test_a_reload_applies_what_may_change_and_names_the_rest(tmp_path: Path) -> 
     assert applied.exchanges == {}
     assert restart == ["grace_seconds", "batch.concurrency", "exchanges"]
     reloadable = {name for name, reload in _settings() if reload}
-    assert reloadable == {"daemon.log_level", "daemon.log_format", "rate_limits.safety_margin",
+    assert reloadable == {"daemon.log_level", "daemon.log_format", "daemon.log_ccxt_debug",
+                          "rate_limits.safety_margin",
                           "rate_limits.guard_s", *(f"rate_limits.<id>.<limit>.{k}"
                                                    for k in _LIMIT_KEYS)}

@@ -40,6 +40,7 @@ from ctsd.connections.validation import (
 from ctsd.errors import EtagMismatch, FailedPrecondition
 from ctsd.exchanges.registry import ExchangeRegistry
 from ctsd.exchanges.spec import ExchangeSpec
+from ctsd.redaction import KnownSecrets, key_hint
 from ctsd.vault.sealer import Keyring, SealedSecret
 
 Clock = Callable[[], datetime]
@@ -49,11 +50,6 @@ _UPDATE_ATTEMPTS = 5
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
-
-
-def key_hint(api_key: str) -> str:
-    """`****abcd`: enough to recognise a key, too little to matter; short keys show nothing."""
-    return "****" + api_key[-4:] if len(api_key) >= 12 else "****"
 
 
 @dataclass(frozen=True)
@@ -72,8 +68,10 @@ class ConnectionManager:
         clock: Clock = utc_now,
         active_engines: Callable[[], set[str]] = set,
         locks: ConnectionLocks | None = None,
+        secrets: KnownSecrets | None = None,
     ) -> None:
         self._repo = repository
+        self._secrets = secrets or KnownSecrets()  # the daemon's: ctsd.redaction.SECRETS
         self._keyring = keyring
         self._exchanges = exchanges
         self._clock = clock
@@ -187,6 +185,7 @@ class ConnectionManager:
             # Deleting under a running engine would leave it trading on a key that is gone.
             self._refuse_under_engine(connection_id, "delete")
             await self._repo.delete(connection_id, current.revision if etag else None)
+            self._secrets.forget(connection_id)
 
     def _apply(
         self, current: Connection, patch: ConnectionPatch
@@ -232,11 +231,14 @@ class ConnectionManager:
         return updated, hint, self._seal(current.id, to_seal), cleared
 
     def _seal(self, connection_id: str, creds: CredentialsInput) -> list[SealedSecret]:
-        return [
-            self._keyring.seal(connection_id, cred.value, value)
-            for cred, value in creds.given().items()
-            if value
-        ]
+        """Seals each given credential; from here on the logs redact it too."""
+        sealed = []
+        for cred, value in creds.given().items():
+            if value:
+                self._secrets.remember(connection_id, cred.value, value,
+                                       is_key=cred is CredentialField.API_KEY)
+                sealed.append(self._keyring.seal(connection_id, cred.value, value))
+        return sealed
 
 
 def _pick(new: T | None, old: T) -> T:

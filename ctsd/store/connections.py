@@ -20,7 +20,7 @@ from ctsd.connections.model import (
     PositionMode,
 )
 from ctsd.connections.ports import ConnectionPage
-from ctsd.errors import AlreadyExists, EtagMismatch, NotFound
+from ctsd.errors import AlreadyExists, EtagMismatch, NotFound, SealError
 from ctsd.store.connection_index import ConnectionIndex
 from ctsd.store.database import Database, Row, Transaction
 from ctsd.store.result_history import insert_results, latest_results
@@ -245,8 +245,12 @@ class ConnectionRepository:
             "SELECT blob FROM sealed_secrets WHERE connection_id = ? AND field = ?",
             (connection_id, field.value),
         )
-        return bytes(row[0]) if row else None
-
+        if row is None:
+            return None
+        if not isinstance(row[0], bytes):  # the column takes any type: an altered row
+            raise SealError(f"the stored {field.value} of connection {connection_id} is a "
+                            f"{type(row[0]).__name__}, not a sealed blob")
+        return row[0]
 
 
 def _check_unique(tx: Transaction, conn_id: str, display_name: str, *, check_id: bool) -> None:

@@ -62,6 +62,7 @@ from ctsd.ops.metrics import (
     RpcMetrics,
 )
 from ctsd.ratelimit import RateLimiter
+from ctsd.redaction import SECRETS
 from ctsd.server import build_server
 from ctsd.store.connections import ConnectionRepository
 from ctsd.store.database import Database
@@ -119,7 +120,7 @@ async def assemble(
     metrics.register(RateLimitCollector(exchanges.usage))
 
     connection_store = ConnectionRepository(db)  # one instance: its index is the read model
-    credentials = CredentialResolver(connection_store, keyring)
+    credentials = CredentialResolver(connection_store, keyring, secrets=SECRETS)
     locks = ConnectionLocks()  # a delete and an engine start on one connection never interleave
     strategies = _strategies()
     engines = EngineManager(
@@ -129,7 +130,8 @@ async def assemble(
     metrics.register(EngineCollector(engines.list))
     activity = EngineActivity(engines.list, engines.engaged)
     connections = ConnectionManager(connection_store, keyring, registry,
-                                    active_engines=activity.active_connections, locks=locks)
+                                    active_engines=activity.active_connections, locks=locks,
+                                    secrets=SECRETS)
     tests = _connection_tests(config, connection_store, credentials, exchanges, metrics)
 
     checks = StartupChecks(StartupEnvironment(

@@ -20,7 +20,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
@@ -210,3 +211,17 @@ def logged_daemon(root: Path, args: Sequence[str], env: Mapping[str, str] | None
     JSON logs: ready by its "serving" line; `env` adds to the environment."""
     return DaemonProcess(root, args, {**os.environ, **(env or {})}, socket=False,
                          log_format="json")
+
+
+@contextmanager
+def configured_daemon(toml: str) -> Iterator[DaemonProcess]:
+    """A started daemon reading `toml` as its configuration file; stopped and removed after."""
+    root = short_tempdir()
+    config = root / "ctsd.toml"
+    config.write_text(toml)
+    daemon = DaemonProcess(root, ["--config", str(config)])
+    try:
+        yield daemon.start()
+    finally:
+        daemon.stop()
+        remove_tree(root)

@@ -1,0 +1,115 @@
+"""What no log line may contain, and the one function that takes it out of text.
+
+`ctsd.logs.RedactingFilter` runs every record through `KnownSecrets.redact`
+before any formatter sees it: the message with its arguments, every extra
+field, and the rendered traceback. Two rules, because neither alone suffices:
+
+- **Known values.** The daemon registers each credential it holds in plain
+  text (created, updated or unsealed) with its connection id. Every form the
+  value can take in a library's debug line is searched for: raw, base64
+  (standard and URL-safe, with and without padding), hex (either case) and
+  URL-encoded. An API key becomes its hint (`****abcd`, the only form a key
+  ever takes in a log), a secret or passphrase `[redacted]`.
+- **Sensitive names.** The value after a credential's header or field name
+  (`X-MBX-APIKEY`, `OK-ACCESS-PASSPHRASE`, `API-Sign`, `signature=` in a
+  query, ...) goes too, so a key the daemon has not registered yet (or a
+  signature, which is not a secret but proves one) never shows either.
+
+The registry is process-wide, like the logging it serves: `SECRETS`.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+import threading
+from urllib.parse import quote, quote_plus
+
+REDACTED = "[redacted]"
+MIN_LENGTH = 6
+"""Shorter values are not searched for: they would redact ordinary words."""
+
+KEY_NAMES = (
+    "x-mbx-apikey", "x-bapi-api-key", "ok-access-key", "api-key", "apikey", "api_key",
+    "x-api-key", "access-key", "accesskey",
+)  # fmt: skip
+"""Header and field names whose value is an API key: shown as its hint."""
+SECRET_NAMES = (
+    "x-bapi-sign", "ok-access-sign", "ok-access-passphrase", "api-sign", "signature", "sign",
+    "passphrase", "secret", "api_secret", "authorization", "password", "token",
+)  # fmt: skip
+"""Header and field names whose value is a secret or proves one: `[redacted]`."""
+
+_NAMED = re.compile(
+    r"""(?P<name>(?<![\w-])(?:""" + "|".join(re.escape(n) for n in KEY_NAMES + SECRET_NAMES)
+    + r"""))(?P<sep>['"]?\s*[:=]\s*(?:b?['"])?)(?P<value>[^'"\s,&}\]]+)""",
+    re.IGNORECASE,
+)
+
+
+def key_hint(api_key: str) -> str:
+    """`****abcd`: enough to recognise a key, too little to matter; short keys show nothing."""
+    return "****" + api_key[-4:] if len(api_key) >= 12 else "****"
+
+
+def forms(value: str) -> set[str]:
+    """The spellings of `value` a log line may carry."""
+    raw = value.encode()
+    found = {value, raw.hex(), raw.hex().upper(), quote(value, safe=""), quote_plus(value)}
+    for encoded in (base64.b64encode(raw), base64.urlsafe_b64encode(raw)):
+        text = encoded.decode()
+        found |= {text, text.rstrip("=")}
+    return {f for f in found if len(f) >= MIN_LENGTH}
+
+
+class KnownSecrets:
+    """Credential values by owner (a connection id), and a pattern over all their forms."""
+
+    def __init__(self) -> None:
+        self._values: dict[tuple[str, str], tuple[str, bool]] = {}
+        self._lock = threading.Lock()  # records are logged from worker threads too
+        self._pattern: re.Pattern[str] | None = None
+        self._replacement: dict[str, str] = {}
+
+    def remember(self, owner: str, field: str, value: str, *, is_key: bool) -> None:
+        """`value` from now on; it replaces what `owner` had under `field`."""
+        if len(value) < MIN_LENGTH:
+            return
+        with self._lock:
+            self._values[(owner, field)] = (value, is_key)
+            self._rebuild()
+
+    def forget(self, owner: str) -> None:
+        with self._lock:
+            for key in [k for k in self._values if k[0] == owner]:
+                del self._values[key]
+            self._rebuild()
+
+    def _rebuild(self) -> None:
+        replacement: dict[str, str] = {}
+        for value, is_key in self._values.values():
+            shown = key_hint(value) if is_key else REDACTED
+            for form in forms(value):
+                replacement.setdefault(form, shown)
+        # Longest first: a value's base64 must not be cut by a shorter value inside it.
+        ordered = sorted(replacement, key=len, reverse=True)
+        self._pattern = re.compile("|".join(map(re.escape, ordered))) if ordered else None
+        self._replacement = replacement
+
+    def redact(self, text: str) -> str:
+        pattern, replacement = self._pattern, self._replacement
+        if pattern is not None:
+            text = pattern.sub(lambda m: replacement[m.group(0)], text)
+        return _NAMED.sub(_named_value, text)
+
+
+def _named_value(match: re.Match[str]) -> str:
+    name, value = match.group("name"), match.group("value")
+    if value in (REDACTED, "<redacted>") or value.startswith("****"):
+        return match.group(0)
+    shown = key_hint(value) if name.lower() in KEY_NAMES else REDACTED
+    return f"{name}{match.group('sep')}{shown}"
+
+
+SECRETS = KnownSecrets()
+"""The daemon's registry: filled by the connection layer, read by `ctsd.logs`."""
