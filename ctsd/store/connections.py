@@ -62,6 +62,10 @@ def _to_connection(row: Row) -> Connection:
     )
 
 
+def _seq_and_connection(row: Row) -> tuple[int, Connection]:
+    return int(row[0]), _to_connection(row)
+
+
 def _row_values(conn: Connection, hint: str) -> tuple[Any, ...]:
     return (
         conn.display_name,
@@ -96,9 +100,10 @@ class ConnectionRepository:
                 if self._index is None:
                     index = ConnectionIndex()
                     tests = await latest_results(self._db)
-                    for row in await self._db.fetch_all(f"{_SELECT} ORDER BY seq"):
-                        conn = _to_connection(row)
-                        index.put(row[0], replace(conn, last_test=tests.get(conn.id)))
+                    rows = await self._db.fetch_all(f"{_SELECT} ORDER BY seq")
+                    for seq, conn in self._db.quarantine.decoded(
+                            "connections", rows, _seq_and_connection, key=lambda r: r[1]):
+                        index.put(seq, replace(conn, last_test=tests.get(conn.id)))
                     self._index = index
         return self._index
 
@@ -279,3 +284,9 @@ def _raise_missing_or_stale(tx: Transaction, connection_id: str) -> None:
             f"connection {connection_id!r} changed since it was read; get it again and retry"
         )
     raise NotFound(f"connection {connection_id!r} not found")
+
+
+async def audit_connections(db: Database) -> None:
+    """Every row decoded once more, so a damaged one is quarantined (VerifyStartup)."""
+    rows = await db.fetch_all(f"{_SELECT} ORDER BY seq")
+    db.quarantine.decoded("connections", rows, _seq_and_connection, key=lambda r: r[1])

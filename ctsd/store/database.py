@@ -47,12 +47,13 @@ from typing import Any, TypeVar
 import aiosqlite
 
 from ctsd.errors import ConfigurationError, ResourceExhausted, Unavailable
-from ctsd.store.migrations import MIGRATIONS, SCHEMA_VERSION
+from ctsd.store.migrations import MIGRATIONS, SCHEMA_VERSION, check_schema
+from ctsd.store.quarantine import Quarantine
+from ctsd.store.quarantine import Row as Row
 
 DB_NAME = "ctsd.db"
 BUSY_TIMEOUT_MS = 5000
 
-Row = tuple[Any, ...]
 T = TypeVar("T")
 log = logging.getLogger("ctsd.store")
 
@@ -181,6 +182,9 @@ class Database:
         self._executor = executor
         self._reader = reader
         self._closed = False
+        self.quarantine = Quarantine()
+        self._fault_listeners: list[Callable[[], None]] = []
+        """Rows that did not decode (`ctsd.store.quarantine`): every repository reports here."""
 
     @classmethod
     async def open(cls, state_dir: Path) -> Database:
@@ -224,6 +228,10 @@ class Database:
         """Why the last write failed to reach the file, or None once one succeeded."""
         return self._writer.fault
 
+    def on_write_fault(self, listener: Callable[[], None]) -> None:
+        """Call `listener` (on the loop) whenever `write_fault` changes: readiness re-checks."""
+        self._fault_listeners.append(listener)
+
     async def write(self, unit: Callable[[Transaction], T],
                     publish: Callable[[T], None] | None = None) -> T:
         """Runs `unit` in one transaction on the writer thread; see the module docstring."""
@@ -232,7 +240,13 @@ class Database:
         loop = asyncio.get_running_loop()
 
         def run() -> T:
-            result = self._writer.run(unit)
+            before = self._writer.fault
+            try:
+                result = self._writer.run(unit)
+            finally:
+                if self._writer.fault != before:
+                    for listener in self._fault_listeners:
+                        _schedule(loop, _call, listener)
             if publish is not None:
                 _schedule(loop, publish, result)
             return result
@@ -263,6 +277,10 @@ class Database:
         await self.write(lambda tx: tx.execute(f"PRAGMA user_version = {SCHEMA_VERSION}"))
 
 
+def _call(listener: Callable[[], None]) -> None:
+    listener()
+
+
 def _schedule(loop: asyncio.AbstractEventLoop, publish: Callable[[T], None], result: T) -> None:
     """Runs `publish(result)` on the loop, from the writer thread, after the commit."""
     def apply() -> None:
@@ -291,6 +309,12 @@ def _migrate(writer: _Writer) -> None:
             tx.execute(f"PRAGMA user_version = {number}")
 
         writer.run(step)
+    check_schema(conn)  # a table dropped or altered by hand: refuse now, not per call
+    answer = conn.execute("PRAGMA quick_check").fetchone()
+    if answer is None or answer[0] != "ok":
+        raise ConfigurationError(
+            f"database is corrupt (quick_check: {answer[0] if answer else 'no answer'}); "
+            "restore a backup (docs/operations.md)")
 
 
 def _statements(script: str) -> list[str]:

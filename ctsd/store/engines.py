@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any, TypeVar
 
@@ -124,8 +125,9 @@ class SqlEngineStore:
         rows = await self._db.fetch_all(
             "SELECT connection_id, engine_id, config, desired, cycle, last_error "
             "FROM engines ORDER BY connection_id")
-        return [EngineRecord(r[0], r[1], config_from_json(r[2]), DesiredState(r[3]),
-                             int(r[4]), r[5]) for r in rows]
+        return self._db.quarantine.decoded("engines", rows, lambda r: EngineRecord(
+            str(r[0]), str(r[1]), config_from_json(r[2]), DesiredState(r[3]), int(r[4]),
+            str(r[5])))
 
     async def create_engine(self, record: EngineRecord) -> None:
         params = (record.connection_id, record.engine_id, config_to_json(record.config),
@@ -178,8 +180,11 @@ class SqlEngineStore:
             where += " AND status IN (?, ?)"
             params += [OrderStatus.PENDING.value, OrderStatus.OPEN.value]
         rows = await self._db.fetch_all(
-            f"SELECT {_ORDER_COLUMNS} FROM engine_orders WHERE {where} ORDER BY seq", params)
-        return [_order(r) for r in rows]
+            f"SELECT seq, {_ORDER_COLUMNS} FROM engine_orders WHERE {where} ORDER BY seq",
+            params)
+        # Strict: an engine must not reconcile against a picture with a row missing.
+        return self._db.quarantine.decoded("engine_orders", rows, lambda r: _order(r[1:]),
+                                           key=_seq, strict=True)
 
     async def page_orders(self, connection_id: str, *, open_only: bool, after: int,
                           limit: int) -> Page[Order]:
@@ -190,28 +195,46 @@ class SqlEngineStore:
         rows = await self._db.fetch_all(
             f"SELECT seq, {_ORDER_COLUMNS} FROM engine_orders WHERE {where} "
             "ORDER BY seq LIMIT ?", [*params, limit + 1])
-        return _page([(r[0], _order(r[1:])) for r in rows], limit)
+        return self._page("engine_orders", rows, _order, limit)
 
     async def page_fills(self, connection_id: str, *, after: int, limit: int) -> Page[Fill]:
         rows = await self._db.fetch_all(
             f"SELECT seq, {_FILL_COLUMNS} FROM engine_fills "
             "WHERE connection_id = ? AND seq > ? ORDER BY seq LIMIT ?",
             (connection_id, after, limit + 1))
-        return _page([(r[0], _fill(r[1:])) for r in rows], limit)
+        return self._page("engine_fills", rows, _fill, limit)
 
     async def list_fills(self, connection_id: str) -> list[Fill]:
         rows = await self._db.fetch_all(
-            f"SELECT {_FILL_COLUMNS} FROM engine_fills WHERE connection_id = ? ORDER BY seq",
-            (connection_id,))
-        return [_fill(r) for r in rows]
+            f"SELECT seq, {_FILL_COLUMNS} FROM engine_fills WHERE connection_id = ? "
+            "ORDER BY seq", (connection_id,))
+        return self._db.quarantine.decoded("engine_fills", rows, lambda r: _fill(r[1:]),
+                                           key=_seq, strict=True)
+
+    def _page(self, table: str, rows: list[Row], decode: Callable[[Row], T],
+              limit: int) -> Page[T]:
+        """`limit + 1` rows were asked for: one more than the page says there is a next
+        one. Positions come from the rows as stored, so a damaged row (quarantined, not
+        shown) neither ends the paging early nor shifts it."""
+        shown = rows[:limit]
+        next_after = int(shown[-1][0]) if len(rows) > limit else None
+        items = self._db.quarantine.decoded(table, shown, lambda r: decode(r[1:]), key=_seq)
+        return Page(tuple(items), next_after)
 
 
-def _page(rows: list[tuple[int, T]], limit: int) -> Page[T]:
-    """`limit + 1` rows were asked for: one more than the page says there is a next one."""
-    shown = rows[:limit]
-    next_after = shown[-1][0] if len(rows) > limit else None
-    return Page(tuple(item for _, item in shown), next_after)
+def _seq(row: Row) -> str:
+    return f"seq {row[0]}"
 
 
 def _now_us() -> int:
     return time.time_ns() // 1000
+
+
+async def audit_engine_rows(db: Database) -> None:
+    """Every engine, order and fill row decoded once more, so a damaged one is
+    quarantined (VerifyStartup) before an engine trips over it."""
+    await SqlEngineStore(db).load_engines()
+    orders = await db.fetch_all(f"SELECT seq, {_ORDER_COLUMNS} FROM engine_orders")
+    db.quarantine.decoded("engine_orders", orders, lambda r: _order(r[1:]), key=_seq)
+    fills = await db.fetch_all(f"SELECT seq, {_FILL_COLUMNS} FROM engine_fills")
+    db.quarantine.decoded("engine_fills", fills, lambda r: _fill(r[1:]), key=_seq)

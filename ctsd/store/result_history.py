@@ -123,7 +123,8 @@ async def latest_results(db: Database) -> dict[str, TestResult]:
         "SELECT connection_id, result FROM connection_tests WHERE seq IN "
         "(SELECT max(seq) FROM connection_tests GROUP BY connection_id)"
     )
-    return {str(row[0]): result_from_json(str(row[1])) for row in rows}
+    return dict(db.quarantine.decoded("connection_tests", rows,
+                                      lambda row: (str(row[0]), result_from_json(str(row[1])))))
 
 
 @dataclass(frozen=True)
@@ -155,7 +156,14 @@ class ResultHistory:
     async def history(self, connection_id: str, limit: int = HISTORY_LIMIT) -> list[TestResult]:
         """Newest first."""
         rows = await self._db.fetch_all(
-            "SELECT result FROM connection_tests WHERE connection_id = ? ORDER BY seq DESC LIMIT ?",
-            (connection_id, limit),
+            "SELECT seq, result FROM connection_tests WHERE connection_id = ? "
+            "ORDER BY seq DESC LIMIT ?", (connection_id, limit),
         )
-        return [result_from_json(str(row[0])) for row in rows]
+        return self._db.quarantine.decoded("connection_tests", rows,
+                                           lambda row: result_from_json(str(row[1])))
+
+
+async def audit_results(db: Database) -> None:
+    """Every stored result decoded once more, so a damaged one is quarantined."""
+    rows = await db.fetch_all("SELECT seq, result FROM connection_tests ORDER BY seq")
+    db.quarantine.decoded("connection_tests", rows, lambda row: result_from_json(str(row[1])))

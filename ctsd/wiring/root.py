@@ -147,8 +147,9 @@ async def assemble(
         health_service(SystemHealthServicer(reporter, checks)),
         engine_service(EngineServicer(engines, strategies)),
     ], _interceptors(config, metrics))
-    return Assembly(server, health, engines, ReadinessMonitor(checks, set_serving),
-                    keyring.current.key_id.hex())
+    readiness = ReadinessMonitor(checks, set_serving)
+    db.on_write_fault(readiness.poke)  # a store that stops taking writes: NOT_SERVING now
+    return Assembly(server, health, engines, readiness, keyring.current.key_id.hex())
 
 
 def _strategies() -> StrategyRegistry:
