@@ -1,10 +1,11 @@
-"""Task helpers shared by packages that own background tasks."""
+"""Task and lifecycle helpers shared by packages that own background tasks or resources."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Coroutine
-from typing import Any, TypeVar
+from types import TracebackType
+from typing import Any, Self, TypeVar
 
 T = TypeVar("T")
 
@@ -82,3 +83,17 @@ class Uninterruptible:
         """Until every operation begun so far has ended."""
         while self._tasks:
             await asyncio.wait(set(self._tasks))
+
+
+class AsyncClosing:
+    """`async with owner:` closes it on the way out, however the block ends."""
+
+    async def close(self) -> None:
+        raise NotImplementedError
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self.close()

@@ -16,11 +16,10 @@ from cts.v1 import connection_service_pb2 as cspb
 from cts.v1 import connection_service_pb2_grpc as csgrpc
 from cts.v1 import engine_service_pb2 as pb
 from cts.v1 import engine_service_pb2_grpc as sgrpc
-from tests.api.test_engine_service import connections, engines, paper_config, wait_for  # noqa: F401
+from tests.api.test_engine_service import paper_config, wait_for
 from tests.support.conn_tests import sim_connection
 from tests.support.daemon_process import DaemonProcess
 from tests.support.rpc import call_code, rpc_error
-from tests.support.sim_fixtures import sim, sim_channel, sim_daemon  # noqa: F401
 from tests.support.simulator import SimulatorThread
 
 RUNNING = pb.ENGINE_STATE_RUNNING
@@ -35,8 +34,8 @@ def disable_by_update(stub: csgrpc.ConnectionServiceStub, name: str) -> None:
 
 
 def test_a_connection_under_an_engine_is_not_disabled_and_a_restart_fails_nothing(
-    connections: csgrpc.ConnectionServiceStub, engines: sgrpc.EngineServiceStub,  # noqa: F811
-    sim: SimulatorThread, sim_daemon: DaemonProcess,  # noqa: F811
+    connections: csgrpc.ConnectionServiceStub, engines: sgrpc.EngineServiceStub,
+    sim: SimulatorThread, sim_daemon: DaemonProcess,
 ) -> None:
     conn = sim_connection(connections, sim, "follow-1")
     engine = f"{conn.name}/engine"
@@ -64,8 +63,8 @@ def test_a_connection_under_an_engine_is_not_disabled_and_a_restart_fails_nothin
 
 @pytest.mark.parametrize("with_config", [True, False])
 def test_a_dry_run_racing_a_delete_answers_a_deliberate_code(
-    connections: csgrpc.ConnectionServiceStub, engines: sgrpc.EngineServiceStub,  # noqa: F811
-    sim: SimulatorThread, with_config: bool,  # noqa: F811
+    connections: csgrpc.ConnectionServiceStub, engines: sgrpc.EngineServiceStub,
+    sim: SimulatorThread, with_config: bool,
 ) -> None:
     answers: list[grpc.StatusCode] = []
     for n in range(12):

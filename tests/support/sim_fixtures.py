@@ -13,6 +13,8 @@ from collections.abc import Iterator
 import grpc
 import pytest
 
+from cts.v1 import connection_service_pb2_grpc as csgrpc
+from cts.v1 import engine_service_pb2_grpc as sgrpc
 from tests.support.daemon_process import DaemonProcess, remove_tree, short_tempdir
 from tests.support.simulator import SimulatorThread, running_simulator
 
@@ -49,3 +51,12 @@ def sim_channel(sim_daemon: DaemonProcess, sim: SimulatorThread) -> Iterator[grp
         yield channel
     sim.clear_faults()
     sim.clock.offset_ms = 0
+
+@pytest.fixture
+def connections(sim_channel: grpc.Channel) -> csgrpc.ConnectionServiceStub:
+    return csgrpc.ConnectionServiceStub(sim_channel)
+
+
+@pytest.fixture
+def engines(sim_channel: grpc.Channel) -> sgrpc.EngineServiceStub:
+    return sgrpc.EngineServiceStub(sim_channel)
