@@ -96,6 +96,23 @@ class RedactingFilter(logging.Filter):
         return self._secrets.redact(str(value))
 
 
+class ClientGoneFilter(logging.Filter):
+    """grpc logs an answer it could not send because the client had already gone (its
+    deadline passed, it cancelled) as an ERROR with a traceback from its core. Nothing
+    failed on our side: it becomes one debug line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage() if record.name.startswith("grpc") else ""
+        if "ExecuteBatchError raised in core" in text:
+            method = text[text.find("[") + 1:text.rfind("]")]
+            record.msg, record.args = "answer not delivered: the client had gone", None
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+            record.exc_info, record.exc_text = None, None
+            record.__dict__["method"] = method
+            return logging.getLogger().isEnabledFor(logging.DEBUG)
+        return True
+
+
 def _fields(record: logging.LogRecord) -> dict[str, object]:
     fields: dict[str, object] = {
         "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
@@ -128,6 +145,7 @@ def configure(level: str, fmt: str, stream: TextIO | None = None,
     """One handler on the root logger, writing to `stream` (default: stderr)."""
     handler = logging.StreamHandler(sys.stderr if stream is None else stream)
     handler.setFormatter(JsonFormatter() if fmt == "json" else LogfmtFormatter())
+    handler.addFilter(ClientGoneFilter())
     handler.addFilter(RedactingFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]

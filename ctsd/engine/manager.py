@@ -175,18 +175,21 @@ class EngineManager:
                                           f"engine-stop:{connection_id}")
 
     async def _stop(self, connection_id: str) -> EngineStatus:
-        run = self._runs.get(connection_id)
-        status = self._hub.get(connection_id)
-        if status is None:
-            raise NotFound(f"no engine on connections/{connection_id}")
-        await self._store.set_desired(connection_id, DesiredState.STOPPED, status.last_error)
-        if run is None:  # resume failed before an engine existed
-            stopped = self._bare_status_from(status, EngineState.STOPPED)
-            self._hub.publish(stopped)
-            return stopped
-        await run.stop(cancel_orders=True)
-        await self._release(connection_id)
-        return run.engine.status
+        # The lock a start holds: a stop never reads the engine a start is replacing.
+        async with self._locks.lock(connection_id):
+            run = self._runs.get(connection_id)
+            status = self._hub.get(connection_id)
+            if status is None:
+                raise NotFound(f"no engine on connections/{connection_id}")
+            await self._store.set_desired(connection_id, DesiredState.STOPPED,
+                                          status.last_error)
+            if run is None:  # resume failed before an engine existed
+                stopped = self._bare_status_from(status, EngineState.STOPPED)
+                self._hub.publish(stopped)
+                return stopped
+            await run.stop(cancel_orders=True)
+            await self._release(connection_id)
+            return run.engine.status
 
     async def idle(self) -> None:
         """Until no start or stop is in flight (one whose caller left included)."""

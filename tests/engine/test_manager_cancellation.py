@@ -20,6 +20,7 @@ from ctsd.engine.activity import ACTIVE_STATES
 from ctsd.engine.config import TradingMode
 from ctsd.engine.manager import EngineManager
 from ctsd.engine.ports import DesiredState, EngineResources
+from ctsd.engine.status import EngineState
 from ctsd.errors import NotFound
 from ctsd.store.database import Database
 from ctsd.store.engines import SqlEngineStore
@@ -74,15 +75,18 @@ async def agreement(rig: Rig, cid: str) -> list[str]:
     await rig.manager.idle()
     records = {r.connection_id: r for r in await rig.store.load_engines()}
     try:
-        state = rig.manager.get(cid).state
+        shown = rig.manager.get(cid)
+        state, engine_id = shown.state, shown.engine_id
     except NotFound:
-        state = None
+        state, engine_id = None, None
     record = records.get(cid)
     desired = record.desired if record else None
     active = state in ACTIVE_STATES
     problems = []
     if (desired is DesiredState.RUNNING) != active:
         problems.append(f"{cid}: stored {desired}, engine {state}")
+    if record is not None and engine_id is not None and record.engine_id != engine_id:
+        problems.append(f"{cid}: stored engine {record.engine_id}, shown {engine_id}")
     backend = rig.backend
     open_clients = backend.opened.count((cid, TradingMode.PAPER)) - backend.closed.count(cid)
     if open_clients != int(active):
@@ -119,3 +123,22 @@ async def test_stop_cancelled_at_every_await_point(rig: Rig) -> None:
     found = await explored(rig, "stop", RUNS + 1)
     assert found.cancelled >= 1
     assert not found.problems
+
+
+@pytest.mark.asyncio
+async def test_a_start_and_a_stop_racing_on_one_connection_agree(rig: Rig) -> None:
+    """Each start races a stop issued a few loop turns later; the two never interleave."""
+    cid = "c0"
+    await rig.manager.start(cid, sma())
+    await rig.manager.stop(cid)
+    problems = []
+    for turns in range(10):
+        start = asyncio.ensure_future(rig.manager.start(cid, sma()))
+        for _ in range(turns):
+            await asyncio.sleep(0)
+        stop = asyncio.ensure_future(rig.manager.stop(cid))
+        await asyncio.gather(start, stop, return_exceptions=True)
+        problems += [f"after {turns} turns: {p}" for p in await agreement(rig, cid)]
+        if rig.manager.get(cid).state is not EngineState.STOPPED:
+            await rig.manager.stop(cid)
+    assert not problems
