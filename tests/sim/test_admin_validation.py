@@ -22,7 +22,7 @@ BAD: tuple[Any, ...] = (
     None, True, [], {}, "", "x" * 5000, "abc", "NaN", "Infinity", "-1", -1, 0.5e400,
     float("nan"), float("inf"), -float("inf"), 10**30, -10**30, "1e999999999",
 )
-VALID = {
+VALID: dict[str, dict[str, Any]] = {
     "faults": {"kind": "server_error", "count": 1, "venue": "binance",
                "path_prefix": "/api/", "status": 502, "delay_s": 0.1, "retry_after_s": 1},
     "accounts": {"api_key": "admin-check-key", "secret": "admin-check-secret",
