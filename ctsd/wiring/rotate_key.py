@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ctsd import state_dir
 from ctsd.config import DaemonConfig
 from ctsd.instance_lock import InstanceLock
 from ctsd.store.database import Database
@@ -14,6 +15,7 @@ from ctsd.vault.rotation import finished_rotation, rotate_master_key
 
 
 async def run_rotation(config: DaemonConfig, new_key_file: Path | None) -> tuple[str, int]:
+    state_dir.prepare(config.state_dir)  # the same private files the daemon insists on
     lock = InstanceLock(config.state_dir)
     lock.acquire("rotate-key")  # refuses while the daemon runs: it holds the old key
     try:
