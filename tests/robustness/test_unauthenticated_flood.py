@@ -18,7 +18,7 @@ import pytest
 from cts.v1 import connection_service_pb2 as spb
 from cts.v1 import connection_service_pb2_grpc as sgrpc
 from tests.robustness.tally import Tally
-from tests.support.daemon_process import DaemonProcess, remove_tree, short_tempdir
+from tests.support.daemon_process import DaemonProcess, configured_daemon
 
 TOKEN = "flood-test-token-0123456789abcdef"
 FLOOD = 800
@@ -26,18 +26,9 @@ FLOOD = 800
 
 @pytest.fixture(scope="module")
 def guarded() -> Iterator[DaemonProcess]:
-    root = short_tempdir()
-    token = root / "token"
-    token.write_text(TOKEN)
-    token.chmod(0o600)
-    config = root / "ctsd.toml"
-    config.write_text(f'[auth]\ntoken_file = "{token}"\nopen_services = ["health"]\n')
-    daemon = DaemonProcess(root, ["--config", str(config)])
-    try:
-        yield daemon.start()
-    finally:
-        daemon.stop()
-        remove_tree(root)
+    with configured_daemon('[auth]\ntoken_file = "{root}/token"\nopen_services = ["health"]\n',
+                           files={"token": TOKEN}) as daemon:
+        yield daemon
 
 
 async def flood(address: str, metadata: tuple[tuple[str, str], ...]) -> Counter[str]:

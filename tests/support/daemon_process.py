@@ -226,11 +226,17 @@ def logged_daemon(root: Path, args: Sequence[str], env: Mapping[str, str] | None
 
 
 @contextmanager
-def configured_daemon(toml: str) -> Iterator[DaemonProcess]:
-    """A started daemon reading `toml` as its configuration file; stopped and removed after."""
+def configured_daemon(toml: str, files: Mapping[str, str] | None = None,
+                      ) -> Iterator[DaemonProcess]:
+    """A started daemon reading `toml` as its configuration file; stopped and removed after.
+
+    `files` are written (mode 0600) into its root first; `{root}` in `toml` names it."""
     root = short_tempdir()
+    for name, content in (files or {}).items():
+        (root / name).write_text(content)
+        (root / name).chmod(0o600)
     config = root / "ctsd.toml"
-    config.write_text(toml)
+    config.write_text(toml.replace("{root}", str(root)))
     daemon = DaemonProcess(root, ["--config", str(config)])
     try:
         yield daemon.start()
