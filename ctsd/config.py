@@ -127,6 +127,17 @@ def parse_metrics_listen(text: str) -> tuple[str, int]:
     return _host_port(text.removeprefix("tcp://"), "metrics_listen")
 
 
+def _check_metrics_exposure(config: DaemonConfig) -> None:
+    if config.metrics_listen is None or config.metrics_public:
+        return
+    host, port = config.metrics_listen
+    if not _is_loopback(host):
+        raise ConfigurationError(
+            f"metrics_listen {host}:{port} is reachable beyond this host, and the metrics "
+            "endpoint has no authentication; listen on 127.0.0.1 or set metrics_public = true "
+            "(--metrics-public) to mean it")
+
+
 def default_socket(state_dir: Path, env: Mapping[str, str]) -> Path:
     if env.get("RUNTIME_DIRECTORY"):
         return Path(env["RUNTIME_DIRECTORY"].split(":")[0]) / SOCKET_NAME
@@ -249,6 +260,9 @@ class DaemonConfig:
         5000.0, check=number(0, 1e6, what="a number from 0 (no limit) to 1000000"))
     """The flood guard (`ctsd.api.request_rate`): 0 turns it off."""
     metrics_listen: tuple[str, int] | None = setting(None, check=_metrics_listen)
+    metrics_public: bool = setting(False, check=boolean)
+    """True lets `metrics_listen` name an address beyond loopback: the endpoint has no
+    authentication, and its figures (connection ids, request rates) are not for everyone."""
     socket_mode: int = setting(0o600, check=_socket_mode)
     socket_group: str | None = setting(None, check=text)
     tls: TlsConfig | None = section(reload=False)
@@ -279,13 +293,15 @@ class DaemonConfig:
                                        tls.client_ca_file is not None)
         listen = (parse_listen(str(daemon["listen"]), secured) if daemon.get("listen")
                   else ListenAddress(unix_path=default_socket(state_dir, env)))
-        return read_table(
+        config = read_table(
             cls, daemon, "daemon", state_dir=state_dir, listen=listen, tls=tls, auth=auth,
             batch=read_table(BatchConfig, tables.get("batch", {}), "batch"),
             engines=read_table(EnginesConfig, tables.get("engines", {}), "engines"),
             exchanges=MappingProxyType(dict(tables.get("exchanges", {}))),
             rate_limits=tables.get("rate_limits") or RateLimitOverrides(),
         )
+        _check_metrics_exposure(config)
+        return config
 
 
 TABLES: Mapping[str, type[Any]] = {
