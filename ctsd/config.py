@@ -30,6 +30,7 @@ from typing import Any
 
 from cts.address import SOCKET_NAME, default_state_dir
 from ctsd.connections.checks.batch_tester import BatchSettings
+from ctsd.connections.predefined import PredefinedConnection, read_predefined
 from ctsd.errors import ConfigurationError
 from ctsd.exchanges.registry import ExchangeRegistry
 from ctsd.exchanges.settings import ExchangeSettings, read_exchange_tables, with_flags
@@ -272,6 +273,8 @@ class DaemonConfig:
     exchanges: Mapping[str, ExchangeSettings] = section(
         lambda: MappingProxyType({}), reload=False)
     rate_limits: RateLimitOverrides = section(RateLimitOverrides)
+    connections: tuple[PredefinedConnection, ...] = section(tuple, reload=True)
+    """`[[connections]]` (`ctsd.connections.predefined`): applied at start and on SIGHUP."""
 
     @property
     def authenticates(self) -> bool:
@@ -299,6 +302,7 @@ class DaemonConfig:
             engines=read_table(EnginesConfig, tables.get("engines", {}), "engines"),
             exchanges=MappingProxyType(dict(tables.get("exchanges", {}))),
             rate_limits=tables.get("rate_limits") or RateLimitOverrides(),
+            connections=read_predefined(tables.get("connections")),
         )
         _check_metrics_exposure(config)
         return config
@@ -307,6 +311,7 @@ class DaemonConfig:
 TABLES: Mapping[str, type[Any]] = {
     "daemon": DaemonConfig, "tls": TlsConfig, "auth": AuthConfig, "batch": BatchConfig,
     "engines": EnginesConfig, "exchanges": ExchangeSettings, "rate_limits": RateLimitOverrides,
+    "connections": PredefinedConnection,
 }  # fmt: skip
 
 
@@ -344,7 +349,7 @@ def _read_file(path: Path, registry: ExchangeRegistry) -> dict[str, Any]:
     where = f"config {path}"
     unknown = sorted(set(data) - set(TABLES))
     for table, keys in data.items():
-        if table in ("exchanges", "rate_limits") or table not in TABLES:
+        if table in ("exchanges", "rate_limits", "connections") or table not in TABLES:
             continue
         if not isinstance(keys, dict):
             raise ConfigurationError(f"{where}: [{table}] must be a table")

@@ -37,7 +37,7 @@ from ctsd.connections.validation import (
     check_secret_format,
     resolve_exchange,
 )
-from ctsd.errors import EtagMismatch, FailedPrecondition
+from ctsd.errors import EtagMismatch, FailedPrecondition, NotFound
 from ctsd.exchanges.registry import ExchangeRegistry
 from ctsd.exchanges.spec import ExchangeSpec
 from ctsd.redaction import KnownSecrets, key_hint
@@ -156,11 +156,14 @@ class ConnectionManager:
                 f"{action} the connection (cts engine stop {connection_id})"
             )
 
-    async def _update(self, connection_id: str, patch: ConnectionPatch, etag: str) -> Connection:
+    async def _update(self, connection_id: str, patch: ConnectionPatch, etag: str,
+                      predefined: bool | None = None) -> Connection:
         for _ in range(_UPDATE_ATTEMPTS):
             current = await self._repo.get(connection_id)
             _check_etag(current, etag)
             updated, hint, sealed, cleared = self._apply(current, patch)
+            if predefined is not None:
+                updated = replace(updated, predefined=predefined)
             try:
                 # as stored: a new key forgets the account uid, a finished test is kept
                 return await self._repo.replace(updated, hint, current.revision, sealed,
@@ -170,6 +173,52 @@ class ConnectionManager:
                     raise
                 continue  # a concurrent writer won; apply the patch to its result
         raise EtagMismatch(f"connection {connection_id!r} is being changed concurrently; retry")
+
+    async def declare(self, draft: ConnectionDraft, connection_id: str) -> str:
+        """The operator's `[[connections]]` entry: create the connection, or bring it to
+        `draft` writing only what differs; it is predefined either way. Returns what
+        happened: "created", "updated" or "unchanged"."""
+        async with self._locks.lock(connection_id):
+            try:
+                current = await self._repo.get(connection_id)
+            except NotFound:
+                await self.create(replace(draft, predefined=True), connection_id)
+                return "created"
+            if current.exchange != draft.exchange:
+                raise FailedPrecondition(
+                    f"connection {connection_id!r} is on {current.exchange}; an exchange cannot "
+                    "change: delete it (with force) to declare it anew")
+            if current.enabled and not draft.enabled:
+                self._refuse_under_engine(connection_id, "disable")
+            patch = ConnectionPatch(
+                display_name=_changed(draft.display_name, current.display_name),
+                api_type=_changed(draft.api_type, current.api_type),
+                testnet=_changed(draft.testnet, current.testnet),
+                enabled=_changed(draft.enabled, current.enabled),
+                credentials=await self._changed_credentials(current, draft.credentials))
+            if patch == ConnectionPatch() and current.predefined:
+                return "unchanged"
+            await self._update(connection_id, patch, "", predefined=True)
+            return "updated"
+
+    async def release(self, connection_id: str) -> None:
+        """No longer predefined (dropped from the configuration): the API manages it now."""
+        async with self._locks.lock(connection_id):
+            await self._update(connection_id, ConnectionPatch(), "", predefined=False)
+
+    async def predefined_ids(self) -> set[str]:
+        return {c.id for c in await self._repo.all() if c.predefined}
+
+    async def _changed_credentials(self, current: Connection,
+                                   wanted: CredentialsInput) -> CredentialsInput:
+        """The credentials of `wanted` that differ from the stored ones (unsealed to see)."""
+        changed: dict[str, str] = {}
+        for cred, value in wanted.given().items():
+            blob = await self._repo.sealed_secret(current.id, cred)
+            stored = None if blob is None else self._keyring.open(current.id, cred.value, blob)
+            if stored != value:
+                changed[cred.value] = value
+        return CredentialsInput(**changed)
 
     async def set_enabled(self, connection_id: str, enabled: bool, etag: str) -> Connection:
         return await self.update(connection_id, ConnectionPatch(enabled=enabled), etag)
@@ -239,6 +288,10 @@ class ConnectionManager:
                                        is_key=cred is CredentialField.API_KEY)
                 sealed.append(self._keyring.seal(connection_id, cred.value, value))
         return sealed
+
+
+def _changed(wanted: T, current: T) -> T | None:
+    return None if wanted == current else wanted
 
 
 def _pick(new: T | None, old: T) -> T:
