@@ -63,44 +63,90 @@ def forms(value: str) -> set[str]:
 
 
 class KnownSecrets:
-    """Credential values by owner (a connection id), and a pattern over all their forms."""
+    """Credential values by owner (a connection id), and every form of them by text.
+
+    Why a table and not one regular expression: a daemon with a thousand connections
+    holds tens of thousands of forms; an alternation of them costs a scan per form at
+    every position of every log line, and recompiling it on each unseal costs more.
+    Here a line costs one dictionary probe at each place a word starts (a credential
+    begins one: after a quote, a space, `=`, `:`, `&`, a bracket), by the word's first
+    `MIN_LENGTH` characters; only where a form begins so is the text compared, at the
+    lengths of the forms that do. A value glued to the letters before it is left to
+    the header-name rule.
+    """
 
     def __init__(self) -> None:
         self._values: dict[tuple[str, str], tuple[str, bool]] = {}
         self._lock = threading.Lock()  # records are logged from worker threads too
-        self._pattern: re.Pattern[str] | None = None
-        self._replacement: dict[str, str] = {}
+        self._forms: dict[str, str] = {}
+        """Form -> what is shown instead. Replaced whole, or added to in place (a reader
+        on another thread only ever looks keys up)."""
+        self._starts: dict[str, tuple[int, ...]] = {}
+        """A form's first `MIN_LENGTH` characters -> the lengths of the forms that begin
+        so, longest first (a longer form wins)."""
 
     def remember(self, owner: str, field: str, value: str, *, is_key: bool) -> None:
         """`value` from now on; it replaces what `owner` had under `field`."""
         if len(value) < MIN_LENGTH:
             return
         with self._lock:
+            old = self._values.get((owner, field))
+            if old == (value, is_key):
+                return  # unsealed again: nothing new to look for
             self._values[(owner, field)] = (value, is_key)
-            self._rebuild()
+            if old is None:
+                _add_forms(self._forms, self._starts, value, is_key)
+            else:
+                self._reindex()
 
     def forget(self, owner: str) -> None:
         with self._lock:
-            for key in [k for k in self._values if k[0] == owner]:
+            gone = [k for k in self._values if k[0] == owner]
+            for key in gone:
                 del self._values[key]
-            self._rebuild()
+            if gone:
+                self._reindex()
 
-    def _rebuild(self) -> None:
-        replacement: dict[str, str] = {}
+    def _reindex(self) -> None:
+        known: dict[str, str] = {}
+        starts: dict[str, tuple[int, ...]] = {}
         for value, is_key in self._values.values():
-            shown = key_hint(value) if is_key else REDACTED
-            for form in forms(value):
-                replacement.setdefault(form, shown)
-        # Longest first: a value's base64 must not be cut by a shorter value inside it.
-        ordered = sorted(replacement, key=len, reverse=True)
-        self._pattern = re.compile("|".join(map(re.escape, ordered))) if ordered else None
-        self._replacement = replacement
+            _add_forms(known, starts, value, is_key)
+        self._forms, self._starts = known, starts
 
     def redact(self, text: str) -> str:
-        pattern, replacement = self._pattern, self._replacement
-        if pattern is not None:
-            text = pattern.sub(lambda m: replacement[m.group(0)], text)
+        known, starts = self._forms, self._starts
+        if starts:
+            text = _replace_known(text, known, starts)
         return _NAMED.sub(_named_value, text)
+
+
+def _add_forms(known: dict[str, str], starts: dict[str, tuple[int, ...]], value: str,
+               is_key: bool) -> None:
+    shown = key_hint(value) if is_key else REDACTED
+    for form in forms(value):
+        known.setdefault(form, shown)
+        head = form[:MIN_LENGTH]
+        starts[head] = tuple(sorted({*starts.get(head, ()), len(form)}, reverse=True))
+
+
+_WORD_STARTS = re.compile(r"(?<![A-Za-z0-9])\S")
+
+
+def _replace_known(text: str, known: dict[str, str],
+                   starts: dict[str, tuple[int, ...]]) -> str:
+    parts: list[str] = []
+    start = 0
+    for match in _WORD_STARTS.finditer(text):
+        i = match.start()
+        lengths = starts.get(text[i:i + MIN_LENGTH]) if i >= start else None
+        for length in lengths or ():
+            shown = known.get(text[i:i + length])
+            if shown is not None:
+                parts += [text[start:i], shown]
+                start = i + length
+                break
+    return "".join(parts) + text[start:] if parts else text
 
 
 def _named_value(match: re.Match[str]) -> str:
