@@ -23,6 +23,7 @@ from __future__ import annotations
 import base64
 import re
 import threading
+from collections import Counter
 from urllib.parse import quote, quote_plus
 
 REDACTED = "[redacted]"
@@ -78,9 +79,12 @@ class KnownSecrets:
     def __init__(self) -> None:
         self._values: dict[tuple[str, str], tuple[str, bool]] = {}
         self._lock = threading.Lock()  # records are logged from worker threads too
+        # Changed in place under the lock; a reader on another thread only looks keys up.
         self._forms: dict[str, str] = {}
-        """Form -> what is shown instead. Replaced whole, or added to in place (a reader
-        on another thread only ever looks keys up)."""
+        """Form -> what is shown instead."""
+        self._refs: Counter[str] = Counter()
+        """Form -> how many remembered values have it (two connections may share a key)."""
+        self._heads: dict[str, Counter[int]] = {}
         self._starts: dict[str, tuple[int, ...]] = {}
         """A form's first `MIN_LENGTH` characters -> the lengths of the forms that begin
         so, longest first (a longer form wins)."""
@@ -93,26 +97,15 @@ class KnownSecrets:
             old = self._values.get((owner, field))
             if old == (value, is_key):
                 return  # unsealed again: nothing new to look for
+            if old is not None:
+                self._drop(*old)
             self._values[(owner, field)] = (value, is_key)
-            if old is None:
-                _add_forms(self._forms, self._starts, value, is_key)
-            else:
-                self._reindex()
+            self._add(value, is_key)
 
     def forget(self, owner: str) -> None:
         with self._lock:
-            gone = [k for k in self._values if k[0] == owner]
-            for key in gone:
-                del self._values[key]
-            if gone:
-                self._reindex()
-
-    def _reindex(self) -> None:
-        known: dict[str, str] = {}
-        starts: dict[str, tuple[int, ...]] = {}
-        for value, is_key in self._values.values():
-            _add_forms(known, starts, value, is_key)
-        self._forms, self._starts = known, starts
+            for key in [k for k in self._values if k[0] == owner]:
+                self._drop(*self._values.pop(key))
 
     def redact(self, text: str) -> str:
         known, starts = self._forms, self._starts
@@ -120,14 +113,33 @@ class KnownSecrets:
             text = _replace_known(text, known, starts)
         return _NAMED.sub(_named_value, text)
 
+    def _add(self, value: str, is_key: bool) -> None:
+        shown = key_hint(value) if is_key else REDACTED
+        for form in forms(value):
+            self._refs[form] += 1
+            if self._refs[form] == 1:
+                self._forms[form] = shown
+                self._count_length(form, +1)
 
-def _add_forms(known: dict[str, str], starts: dict[str, tuple[int, ...]], value: str,
-               is_key: bool) -> None:
-    shown = key_hint(value) if is_key else REDACTED
-    for form in forms(value):
-        known.setdefault(form, shown)
+    def _drop(self, value: str, is_key: bool) -> None:
+        for form in forms(value):
+            self._refs[form] -= 1
+            if self._refs[form] <= 0:
+                del self._refs[form]
+                self._forms.pop(form, None)
+                self._count_length(form, -1)
+
+    def _count_length(self, form: str, change: int) -> None:
         head = form[:MIN_LENGTH]
-        starts[head] = tuple(sorted({*starts.get(head, ()), len(form)}, reverse=True))
+        lengths = self._heads.setdefault(head, Counter())
+        lengths[len(form)] += change
+        if lengths[len(form)] <= 0:
+            del lengths[len(form)]
+        if lengths:
+            self._starts[head] = tuple(sorted(lengths, reverse=True))
+        else:
+            del self._heads[head]
+            self._starts.pop(head, None)
 
 
 _WORD_STARTS = re.compile(r"(?<![A-Za-z0-9])\S")

@@ -71,6 +71,8 @@ class StartupChecks:
         self._env = env
         self._now = now or (lambda: datetime.now(UTC))
         self._skews: list[float] = []
+        self._audit_lock = asyncio.Lock()
+        self._audited = False
 
     def local(self) -> list[tuple[str, Check]]:
         return [
@@ -127,7 +129,13 @@ class StartupChecks:
         return True, "the last write reached the database"
 
     async def database_rows(self) -> tuple[bool, str]:
-        damaged = await audit_rows(self._env.db)
+        """Every row read through once (the first time asked); after that, reads that
+        meet a damaged row quarantine it, and this reports what they found."""
+        async with self._audit_lock:
+            if not self._audited:
+                await audit_rows(self._env.db)
+                self._audited = True
+        damaged = self._env.db.quarantine.rows
         if damaged:
             return False, self._env.db.quarantine.summary()
         return True, "every row decodes"

@@ -289,4 +289,4 @@ def _raise_missing_or_stale(tx: Transaction, connection_id: str) -> None:
 async def audit_connections(db: Database) -> None:
     """Every row decoded once more, so a damaged one is quarantined (VerifyStartup)."""
     rows = await db.fetch_all(f"{_SELECT} ORDER BY seq")
-    db.quarantine.decoded("connections", rows, _seq_and_connection, key=lambda r: r[1])
+    await db.quarantine.audit("connections", rows, _seq_and_connection, key=lambda r: r[1])

@@ -235,6 +235,6 @@ async def audit_engine_rows(db: Database) -> None:
     quarantined (VerifyStartup) before an engine trips over it."""
     await SqlEngineStore(db).load_engines()
     orders = await db.fetch_all(f"SELECT seq, {_ORDER_COLUMNS} FROM engine_orders")
-    db.quarantine.decoded("engine_orders", orders, lambda r: _order(r[1:]), key=_seq)
+    await db.quarantine.audit("engine_orders", orders, lambda r: _order(r[1:]), key=_seq)
     fills = await db.fetch_all(f"SELECT seq, {_FILL_COLUMNS} FROM engine_fills")
-    db.quarantine.decoded("engine_fills", fills, lambda r: _fill(r[1:]), key=_seq)
+    await db.quarantine.audit("engine_fills", fills, lambda r: _fill(r[1:]), key=_seq)

@@ -15,9 +15,10 @@ read fails instead of answering without it.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -27,6 +28,7 @@ Row = tuple[Any, ...]
 T = TypeVar("T")
 log = logging.getLogger("ctsd.store")
 
+AUDIT_CHUNK = 500
 DECODE_ERRORS = (ValueError, KeyError, TypeError, IndexError, AttributeError, ArithmeticError)
 """What decoding a damaged row raises (bad enum, JSON, number, missing key, wrong type)."""
 
@@ -84,6 +86,15 @@ class Quarantine:
             raise Unavailable(f"damaged rows in {table} are quarantined ({self.summary()}); "
                               "repair them or restore a backup")
         return found
+
+
+    async def audit(self, table: str, rows: Sequence[Row], decode: Callable[[Row], object],
+                    key: Callable[[Row], object] = lambda row: row[0]) -> None:
+        """Every row decoded, damaged ones recorded, a chunk at a time: a big table must
+        not hold the event loop for the whole scan."""
+        for at in range(0, len(rows), AUDIT_CHUNK):
+            self.decoded(table, rows[at:at + AUDIT_CHUNK], decode, key)
+            await asyncio.sleep(0)
 
 
 def _key(key: Callable[[Row], object], row: Row) -> str:

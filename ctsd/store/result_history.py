@@ -166,4 +166,5 @@ class ResultHistory:
 async def audit_results(db: Database) -> None:
     """Every stored result decoded once more, so a damaged one is quarantined."""
     rows = await db.fetch_all("SELECT seq, result FROM connection_tests ORDER BY seq")
-    db.quarantine.decoded("connection_tests", rows, lambda row: result_from_json(str(row[1])))
+    await db.quarantine.audit("connection_tests", rows,
+                              lambda row: result_from_json(str(row[1])))
