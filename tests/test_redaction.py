@@ -105,3 +105,9 @@ def test_ccxt_stays_at_info_unless_asked(out: io.StringIO) -> None:
     logs.set_level("debug", ccxt_debug=True)
     assert logging.getLogger("ccxt").getEffectiveLevel() == logging.DEBUG
     logs.set_level("info")
+
+
+def test_a_key_glued_to_the_digits_before_it_is_found(known: KnownSecrets) -> None:
+    """Bybit echoes its signing string: timestamp, key and window with nothing between."""
+    text = known.redact(f'"retMsg":"error sign! origin_string[1796584986830{KEY}5000]"')
+    assert KEY not in text and f"1796584986830{key_hint(KEY)}5000" in text

@@ -152,7 +152,7 @@ class AuthGuard:
             handlers.refused_quietly.set(True)
             peer = peer_key(context.peer() or "")
             within = await self._refusals.take(peer)
-            count = self._refusals.log_due(peer)
+            count = self._refusals.log_due(f"{peer} {refusal.reason}")  # a line per reason
             if count:
                 log.warning("calls refused", extra={
                     "method": method, "reason": refusal.reason, "peer": context.peer(),
