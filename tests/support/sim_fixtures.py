@@ -39,8 +39,7 @@ def sim_daemon(sim: SimulatorThread) -> Iterator[DaemonProcess]:
     config.write_text(f"[batch]\nitem_timeout_s = {ITEM_TIMEOUT_S}\n{tables}")
     proc = DaemonProcess(root, ["--config", str(config)])
     try:
-        proc.start()
-        warm_up(proc)
+        warm_up(proc.start())
         yield proc
     finally:
         if proc.proc is not None and proc.proc.poll() is not None:
@@ -50,10 +49,11 @@ def sim_daemon(sim: SimulatorThread) -> Iterator[DaemonProcess]:
 
 
 def warm_up(daemon: DaemonProcess) -> None:
-    """VerifyStartup imports ccxt (about a second of CPU): paid here, not by the first key
-    test of a module, whose steps have `ITEM_TIMEOUT_S` on a machine that may be busy."""
+    """Have the daemon import ccxt now (VerifyStartup's exchange-modules check does, in a
+    thread): a second on an idle machine, several on a loaded one, which must not be spent
+    inside the first connection test's short deadline (ITEM_TIMEOUT_S)."""
     with grpc.insecure_channel(daemon.address) as channel:
-        HealthServiceStub(channel).VerifyStartup(VerifyStartupRequest(), timeout=60)
+        HealthServiceStub(channel).VerifyStartup(VerifyStartupRequest(), timeout=120)
 
 
 @pytest.fixture
