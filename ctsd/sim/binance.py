@@ -56,6 +56,8 @@ class Security(Enum):
     """Binance's endpoint security types, reduced to what we check."""
 
     NONE = None
+    USER_STREAM = "user_stream"
+    """An API key, no signature (listenKey endpoints)."""
     USER_DATA = Permission.READ
     TRADE = Permission.TRADE
 
@@ -70,6 +72,8 @@ KIND = {Surface.SPOT: InstrumentKind.SPOT, Surface.FUTURES: InstrumentKind.LINEA
 BAN_BASE_S, BAN_MAX_S = 120.0, 3 * 86_400.0
 RECV_WINDOW_DEFAULT, RECV_WINDOW_MAX = 5000, 60_000
 KLINE_LIMIT_MAX = {Surface.SPOT: 1000, Surface.FUTURES: 1500}
+LISTEN_KEY_KIND = "binance-futures"
+"""The `StreamTokens` kind of a USDⓈ-M listenKey (checked by `ctsd.sim.ws.binance`)."""
 
 Weight = int | Callable[[Mapping[str, str]], int]
 
@@ -191,6 +195,8 @@ class BinanceSim:
         if security.value is None:
             return None
         account = auth.lookup(self.sim, NAME, request, request.headers.get("X-MBX-APIKEY"))
+        if security is Security.USER_STREAM:
+            return account
         raw_ts = data.params.get("timestamp")
         if not raw_ts or not raw_ts.isdigit():
             raise render.missing("timestamp")
@@ -335,6 +341,28 @@ class BinanceSim:
             return [render.futures_order(o, instruments[o.symbol], query=True) for o in orders]
         return [render.spot_order(o, instruments[o.symbol], query=True) for o in orders]
 
+    # --- user data streams (USDⓈ-M listenKey) ------------------------------------------
+
+    async def new_listen_key(self, call: Call) -> Any:
+        """The account's active listenKey, extended 60 minutes, or a new one."""
+        token = self.sim.stream_tokens.listen_key(call.owner().api_key, LISTEN_KEY_KIND)
+        return {"listenKey": token.value}
+
+    async def keep_alive_listen_key(self, call: Call) -> Any:
+        for token in self._listen_keys(call):
+            self.sim.stream_tokens.keep_alive(token, LISTEN_KEY_KIND)
+            return {"listenKey": token}
+        raise render.error(400, -1125, "This listenKey does not exist.")
+
+    async def close_listen_key(self, call: Call) -> Any:
+        for token in self._listen_keys(call):
+            self.sim.stream_tokens.revoke(token)
+        return {}
+
+    def _listen_keys(self, call: Call) -> list[str]:
+        token = self.sim.stream_tokens.active(call.owner().api_key, LISTEN_KEY_KIND)
+        return [] if token is None else [token.value]
+
     # --- helpers ------------------------------------------------------------------------
 
     def _instrument(self, call: Call, market_id: str) -> Instrument:
@@ -362,6 +390,7 @@ class BinanceSim:
     def endpoints(self) -> list[Endpoint]:
         S, F = Surface.SPOT, Surface.FUTURES
         none, user, trade = Security.NONE, Security.USER_DATA, Security.TRADE
+        stream = Security.USER_STREAM
         table = [
             ("GET", "/api/v3/ping", S, 1, none, self.ping),
             ("GET", "/api/v3/time", S, 1, none, self.time),
@@ -391,6 +420,9 @@ class BinanceSim:
             ("GET", "/fapi/v1/order", F, 1, user, self.get_order),
             ("DELETE", "/fapi/v1/order", F, 1, trade, self.cancel_order),
             ("GET", "/fapi/v1/openOrders", F, _by_symbol(1, 40), user, self.open_orders),
+            ("POST", "/fapi/v1/listenKey", F, 1, stream, self.new_listen_key),
+            ("PUT", "/fapi/v1/listenKey", F, 1, stream, self.keep_alive_listen_key),
+            ("DELETE", "/fapi/v1/listenKey", F, 1, stream, self.close_listen_key),
         ]
         return [Endpoint(*row) for row in table]
 
@@ -416,6 +448,10 @@ VENUE = Venue(
     name=NAME, build=build, maintenance_response=maintenance_response,
     rate_limited_response=rate_limited_response,
     ccxt_ids=("binance", "binanceusdm"),
+    url_overrides={
+        "wss://stream.binance.com:9443": "/stream",
+        "wss://fstream.binance.com": "/fstream",
+    },
 )
 
 

@@ -16,12 +16,14 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from ctsd.sim import matching
+from ctsd.sim import events, matching
 from ctsd.sim.accounts import Account, AccountSpec, AccountStore, FeeSchedule, Order
 from ctsd.sim.clock import Clock, SystemClock
 from ctsd.sim.faults import FaultInjector, FaultSpec
 from ctsd.sim.market import Market, MarketCatalog
 from ctsd.sim.ratelimit import RateLimitConfig, ViolationLog
+from ctsd.sim.ws.config import WsConfig
+from ctsd.sim.ws.tokens import StreamTokens
 
 
 @dataclass(frozen=True)
@@ -33,6 +35,7 @@ class SimulatorConfig:
     accounts: tuple[AccountSpec, ...] = ()
     hang_max_s: float = 120.0
     """Upper bound on a HANG fault, so a forgotten fault cannot wedge a test run."""
+    ws: WsConfig = field(default_factory=WsConfig)
 
 
 def load_accounts_file(path: Path) -> tuple[AccountSpec, ...]:
@@ -54,9 +57,14 @@ class Simulator:
             self.accounts.provision(spec)
         self.faults = FaultInjector()
         self.stats = ViolationLog()
+        self.events = events.EventBus()
+        """Account changes as they happen, for the private WebSocket streams."""
+        self.stream_tokens = StreamTokens(self.clock, self.config.ws)
+        """listenKeys and WebSocket tokens the REST APIs issue and the streams check."""
         self.closing = asyncio.Event()
         """Set on shutdown: cuts HANG faults short."""
         self._reset_hooks: list[Callable[[], None]] = []
+        self._fault_hooks: list[Callable[[], None]] = []
 
     @property
     def limits(self) -> RateLimitConfig:
@@ -65,6 +73,10 @@ class Simulator:
     def on_reset(self, hook: Callable[[], None]) -> None:
         """Venues register their own state (limiters, bans) to be cleared by `reset`."""
         self._reset_hooks.append(hook)
+
+    def on_clear_faults(self, hook: Callable[[], None]) -> None:
+        """Fault state kept outside `faults` (WebSocket stalls, periodic drops) ends here."""
+        self._fault_hooks.append(hook)
 
     # --- admin API -------------------------------------------------------------
 
@@ -79,6 +91,8 @@ class Simulator:
 
     def clear_faults(self) -> None:
         self.faults.clear()
+        for hook in self._fault_hooks:
+            hook()
 
     def set_price(self, symbol: str, price: Decimal) -> None:
         """Move `symbol`'s pair to `price` now; resting orders it crosses fill."""
@@ -96,7 +110,8 @@ class Simulator:
         self.accounts.reset()
         self.faults.clear()
         self.stats.reset()
-        for hook in self._reset_hooks:
+        self.stream_tokens.reset()
+        for hook in (*self._reset_hooks, *self._fault_hooks):
             hook()
 
     def snapshot(self) -> dict[str, Any]:
@@ -107,16 +122,24 @@ class Simulator:
 
     def touch(self, account: Account) -> None:
         """Bring an authenticated account up to date (fill orders the price reached)."""
-        matching.sync(account, self.market)
+        were_open = account.open_orders()
+        if were_open:
+            matching.sync(account, self.market)
+            events.publish_filled(self.events, account, were_open, self.market)
 
     def place_order(
         self, account: Account, request: matching.OrderRequest, fees: FeeSchedule,
     ) -> Order:
-        return matching.place(account, self.market, request, fees, self.accounts.next_order_id())
+        order = matching.place(
+            account, self.market, request, fees, self.accounts.next_order_id())
+        events.publish_placed(self.events, account, order, self.market)
+        return order
 
     def cancel_order(self, account: Account, order: Order) -> Order:
-        return matching.cancel(account, self.market, order)
+        matching.cancel(account, self.market, order)
+        events.publish_canceled(self.events, account, order, self.market)
+        return order
 
     def _sync_all(self) -> None:
         for account in self.accounts:
-            matching.sync(account, self.market)
+            self.touch(account)

@@ -1,0 +1,1 @@
+"""The simulator's WebSocket APIs (placeholder docstring; the URL map follows)."""
