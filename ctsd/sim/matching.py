@@ -46,6 +46,8 @@ class OrderRequest:
     reduce_only: bool = False
     quote_qty: Decimal | None = None
     """Spot market buys by quote amount (Binance `quoteOrderQty`); `qty` is then ignored."""
+    note: object = None
+    """Venue-specific detail kept on the order (`Order.note`)."""
 
 
 def validate(inst: Instrument, qty: Decimal, price: Decimal | None, ref_price: Decimal) -> None:
@@ -83,6 +85,7 @@ def place(
         price=req.price if req.type is OrderType.LIMIT else None,
         time_in_force=req.time_in_force, fees=fees, created_ms=now, updated_ms=now,
         reduce_only=req.reduce_only, fee_asset=inst.quote,
+        quote_qty=req.quote_qty if req.type is OrderType.MARKET else None, note=req.note,
     )
     hold_price = max(order.price or current, current)
     _hold(account, inst, order, hold_price, market)

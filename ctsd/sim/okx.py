@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from enum import Enum
 from typing import Any
@@ -348,6 +348,7 @@ class OkxSim:
     def _place(self, call: Call, entry: dict[str, Any]) -> dict[str, Any]:
         inst = self._entry_instrument(entry)
         request, tags = render.order_request(inst, entry)
+        request = replace(request, note=tags)
         account = call.owner()
         key = ("orders", account.uid)
         if not self.limiter.charge(key, 1, SUB_ACCOUNT_ORDERS).allowed:

@@ -40,6 +40,7 @@ from ctsd.sim.state import Simulator
 from ctsd.sim.wire import dumps
 from ctsd.sim.ws import binance_wire as wire
 from ctsd.sim.ws.connection import WsConnection
+from ctsd.sim.ws.feeds import CandleFeed, TickerFeed
 from ctsd.sim.ws.hub import StreamHub
 from ctsd.sim.ws.protocol import Heartbeat, Session, StreamProtocol, Topic, WsLimits
 from ctsd.sim.ws.sampler import Sampler
@@ -62,22 +63,9 @@ KLINE_MS = {False: 2000, True: 250}
 # --- market stream topics ------------------------------------------------------------
 
 
-class TickerTopic(Topic):
-    def __init__(self, key: object, inst: Instrument, mini: bool) -> None:
-        super().__init__(key, TICKER_MS)
-        self.inst, self.mini = inst, mini
-        self._last: tuple[object, ...] = ()
-
-    def poll(self, now_ms: int, sampler: Sampler) -> list[str]:
-        stats = sampler.ticker(self.inst.symbol)
-        state = (stats.last, stats.open, stats.high, stats.low, stats.volume)
-        if state == self._last:
-            return []
-        self._last = state
-        return [wire.ticker(self.inst, stats, self.mini)]
-
-
 class BookTickerTopic(Topic):
+    """`<symbol>@bookTicker`: the best bid and ask, pushed as they change."""
+
     def __init__(self, key: object, inst: Instrument, interval_ms: int) -> None:
         super().__init__(key, interval_ms)
         self.inst = inst
@@ -91,28 +79,6 @@ class BookTickerTopic(Topic):
         self._last = (stats.bid, stats.ask)
         self._update_id += 1
         return [wire.book_ticker(self.inst, stats, self._update_id)]
-
-
-class KlineTopic(Topic):
-    def __init__(self, key: object, inst: Instrument, interval: str, futures: bool) -> None:
-        super().__init__(key, KLINE_MS[futures])
-        self.inst, self.interval = inst, interval
-        self.timeframe = TIMEFRAMES[interval]
-        self._open_ms: int | None = None
-        self._last: tuple[object, ...] = ()
-
-    def poll(self, now_ms: int, sampler: Sampler) -> list[str]:
-        candle = sampler.candle(self.inst.symbol, self.timeframe)
-        out = []
-        if self._open_ms is not None and candle.open_ms > self._open_ms:
-            closed = sampler.closed_candle(self.inst.symbol, self.timeframe, self._open_ms)
-            out.append(wire.kline(self.inst, self.interval, closed, now_ms, closed=True))
-        state = (candle.open_ms, candle.close, candle.high, candle.low, candle.volume)
-        if state != self._last:
-            out.append(wire.kline(self.inst, self.interval, candle, now_ms, closed=False))
-        self._open_ms, self._last = candle.open_ms, state
-        self.due_ms = min(self.due_ms, candle.close_ms + 1)
-        return out
 
 
 # --- protocols ----------------------------------------------------------------------
@@ -172,9 +138,14 @@ class BinanceStreams(StreamProtocol):
 
     def make_topic(self, key: object, inst: Instrument, channel: str) -> Topic | None:
         if channel in ("ticker", "miniTicker"):
-            return TickerTopic(key, inst, mini=channel == "miniTicker")
-        if channel.startswith("kline_") and channel[6:] in TIMEFRAMES:
-            return KlineTopic(key, inst, channel[6:], self.futures)
+            mini = channel == "miniTicker"
+            return TickerFeed(key, TICKER_MS, inst,
+                              lambda stats: [wire.ticker(inst, stats, mini)])
+        interval = channel.removeprefix("kline_")
+        if channel.startswith("kline_") and interval in TIMEFRAMES:
+            return CandleFeed(
+                key, KLINE_MS[self.futures], inst, TIMEFRAMES[interval],
+                lambda candle, now, closed: wire.kline(inst, interval, candle, now, closed))
         if channel == "bookTicker":
             return BookTickerTopic(key, inst, 50)
         return None

@@ -117,7 +117,7 @@ class StreamHub:
                 return
             if not self.guard.admit_message(window, limits):
                 self.guard.violation(conn.venue, "messages")
-                conn.close(1008, "Too many requests")
+                conn.protocol.rate_exceeded(conn)
                 return
             if message.type is WSMsgType.TEXT:
                 try:
@@ -148,13 +148,13 @@ class StreamHub:
     # --- topics -----------------------------------------------------------------------
 
     def subscribe(
-        self, conn: WsConnection, key: Hashable, make: Callable[[], Topic],
+        self, conn: WsConnection, key: Hashable, make: Callable[[], Topic] | Topic,
         prefix: str | None = None, snapshot: bool = True,
     ) -> Topic:
-        """Add `conn` to the topic `key` (made by `make` if new); sends its snapshot."""
+        """Add `conn` to the topic `key` (`make`, or made by it, if new); sends its snapshot."""
         topic = self.topics.get(key)
         if topic is None:
-            topic = self.topics[key] = make()
+            topic = self.topics[key] = make if isinstance(make, Topic) else make()
         topic.subscribers[conn] = prefix
         conn.topics.add(key)
         if snapshot:

@@ -120,6 +120,10 @@ class StreamProtocol(ABC):
     def open(self, conn: WsConnection, hub: StreamHub) -> Session:
         """The session for a new connection."""
 
+    def rate_exceeded(self, conn: WsConnection) -> None:
+        """Answer a client past `WsLimits.messages_per_s` (Binance: close 1008)."""
+        conn.close(1008, "Too many requests")
+
 
 class Topic(ABC):
     """A public feed shared by every subscribed connection; polled once per due tick."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ctsd.sim.state import Simulator
-from ctsd.sim.ws import binance
+from ctsd.sim.ws import binance, bybit, kraken, okx
 from ctsd.sim.ws.protocol import StreamProtocol
 
 
@@ -11,4 +11,7 @@ def stream_protocols(sim: Simulator) -> dict[str, list[StreamProtocol]]:
     """Venue name (its `/<name>` prefix) → the WebSocket endpoint families it serves."""
     return {
         "binance": binance.protocols(sim),
+        "bybit": bybit.protocols(sim),
+        "okx": okx.protocols(sim),
+        "kraken": kraken.protocols(sim),
     }

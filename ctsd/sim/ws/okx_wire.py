@@ -1,0 +1,110 @@
+"""OKX v5 WebSocket message shapes: pushes, subscription events, errors.
+
+Data items are the REST items (`ctsd.sim.okx_wire`) where OKX uses one shape for
+both (tickers, candles, orders, the trading account), because ccxt parses the
+pushes with its REST parsers; an order push adds the execution fields
+(`fillPx`, `fillSz`, `tradeId`, `fillFee`, `execType`) of the fill it reports.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from ctsd.sim import okx_wire as rest
+from ctsd.sim.accounts import Account
+from ctsd.sim.events import OrderUpdate
+from ctsd.sim.market import Instrument, InstrumentKind, Market, TickerStats, stream_seed
+from ctsd.sim.okx_wire import OrderTags
+from ctsd.sim.wire import dumps, plain
+
+_ZERO = Decimal(0)
+DAY_MS = 86_400_000
+
+
+def push(arg: dict[str, Any], data: list[Any], **extra: Any) -> str:
+    return dumps({"arg": arg, **extra, "data": data})
+
+
+def event(name: str, conn_id: str, arg: dict[str, Any] | None = None,
+          request_id: str | None = None, **extra: Any) -> str:
+    body: dict[str, Any] = {}
+    if request_id is not None:
+        body["id"] = request_id
+    body["event"] = name
+    if arg is not None:
+        body["arg"] = arg
+    return dumps({**body, **extra, "connId": conn_id})
+
+
+def error(code: str, msg: str, conn_id: str, request_id: str | None = None) -> str:
+    return event("error", conn_id, request_id=request_id, code=code, msg=msg)
+
+
+def ticker(inst: Instrument, stats: TickerStats, market: Market) -> dict[str, Any]:
+    """The `market/ticker` item at the instant the statistics were taken."""
+    now = stats.close_ms
+    utc0 = now - now % DAY_MS
+    utc8 = (now + 8 * 3_600_000) // DAY_MS * DAY_MS - 8 * 3_600_000
+    return rest.ticker(inst, stats, market.price(inst.symbol, at_ms=utc0),
+                       market.price(inst.symbol, at_ms=utc8))
+
+
+def order(update: OrderUpdate, inst: Instrument, leverage: int) -> dict[str, Any]:
+    """An `orders` push item: the REST order, with the execution it reports (if any)."""
+    o = update.order
+    tags = o.note if isinstance(o.note, OrderTags) else rest.default_tags(o, inst)
+    data = rest.order(o, inst, tags, leverage)
+    fill = update.fill
+    if fill is None:
+        data |= {"fillPx": "", "fillSz": "0", "tradeId": "", "fillTime": "",
+                 "fillFee": "0", "fillFeeCcy": "", "execType": ""}
+    else:
+        data |= {"fillPx": plain(fill.price), "fillSz": rest.size(inst, fill.qty),
+                 "tradeId": fill.trade_id, "fillTime": str(fill.at_ms),
+                 "fillFee": plain(-fill.fee), "fillFeeCcy": fill.fee_asset,
+                 "execType": "M" if fill.maker else "T"}
+    data |= {"amendResult": "", "code": "0", "msg": "", "reqId": "",
+             "fillNotionalUsd": "", "notionalUsd": ""}
+    return data
+
+
+def position(account: Account, market: Market, symbol: str, now_ms: int) -> dict[str, Any]:
+    """A `positions` push item (net mode, cross margin)."""
+    inst = market.catalog.instruments[symbol]
+    pos = account.positions.get(symbol)
+    qty = pos.qty if pos else _ZERO
+    entry = pos.entry_price if pos else _ZERO
+    mark = market.price(symbol)
+    lev = account.leverage()
+    upl = qty * (mark - entry)
+    margin = abs(qty) * entry / lev
+    return {
+        "adl": "1", "availPos": "", "avgPx": plain(entry) if qty else "",
+        "cTime": str(pos.updated_ms if pos else now_ms), "ccy": inst.quote,
+        "deltaBS": "", "deltaPA": "", "gammaBS": "", "gammaPA": "", "imr": plain(margin),
+        "instId": rest.inst_id(inst), "instType": rest.inst_type(inst), "interest": "0",
+        "idxPx": plain(mark), "last": plain(mark), "usdPx": "", "lever": plain(lev),
+        "liab": "", "liabCcy": "", "liqPx": "", "markPx": plain(mark), "margin": "",
+        "mgnMode": "cross", "mgnRatio": "", "mmr": plain(margin / 2),
+        "notionalUsd": plain(abs(qty) * mark), "optVal": "", "pTime": str(now_ms),
+        "pos": rest.size(inst, qty) if qty >= 0 else "-" + rest.size(inst, -qty),
+        "posCcy": "", "posId": str(stream_seed(account.uid, symbol) % 10**12),
+        "posSide": "net", "spotInUseAmt": "", "spotInUseCcy": "", "thetaBS": "",
+        "thetaPA": "", "tradeId": "", "uTime": str(pos.updated_ms if pos else now_ms),
+        "upl": plain(upl), "uplLastPx": plain(upl),
+        "uplRatio": plain((upl / margin).quantize(Decimal("0.0001"))) if margin else "0",
+        "uplRatioLastPx": "0", "vegaBS": "", "vegaPA": "", "realizedPnl": "0",
+        "pnl": "0", "fee": "0", "fundingFee": "0", "liqPenalty": "0",
+        "closeOrderAlgo": [],
+    }
+
+
+def positions(account: Account, market: Market, now_ms: int) -> list[dict[str, Any]]:
+    """Every open position, as the snapshot after a subscription."""
+    return [position(account, market, symbol, now_ms)
+            for symbol, pos in sorted(account.positions.items()) if pos.qty]
+
+
+def is_swap(inst: Instrument) -> bool:
+    return inst.kind is InstrumentKind.LINEAR
