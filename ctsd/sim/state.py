@@ -17,7 +17,14 @@ from pathlib import Path
 from typing import Any
 
 from ctsd.sim import matching
-from ctsd.sim.accounts import Account, AccountSpec, AccountStore, FeeSchedule, Order
+from ctsd.sim.accounts import (
+    Account,
+    AccountSpec,
+    AccountStore,
+    FeeSchedule,
+    FillObserver,
+    Order,
+)
 from ctsd.sim.clock import Clock, SystemClock
 from ctsd.sim.faults import FaultInjector, FaultSpec
 from ctsd.sim.market import Market, MarketCatalog
@@ -105,18 +112,24 @@ class Simulator:
 
     # --- used by venues --------------------------------------------------------
 
+    def on_fill(self, observer: FillObserver) -> None:
+        """Call `observer(account, fill)` after every fill of every account, from now on
+        (WebSocket user streams, liquidation checks); it survives `reset`."""
+        self.accounts.fill_observers.append(observer)
+
     def touch(self, account: Account) -> None:
         """Bring an authenticated account up to date (fill orders the price reached)."""
-        matching.sync(account, self.market)
+        matching.sync(account, self.market, self.accounts.next_trade_id)
 
     def place_order(
         self, account: Account, request: matching.OrderRequest, fees: FeeSchedule,
     ) -> Order:
-        return matching.place(account, self.market, request, fees, self.accounts.next_order_id())
+        return matching.place(account, self.market, request, fees, self.accounts.next_order_id(),
+                              self.accounts.next_trade_id)
 
     def cancel_order(self, account: Account, order: Order) -> Order:
         return matching.cancel(account, self.market, order)
 
     def _sync_all(self) -> None:
         for account in self.accounts:
-            matching.sync(account, self.market)
+            matching.sync(account, self.market, self.accounts.next_trade_id)
