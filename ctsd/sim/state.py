@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -64,6 +65,8 @@ class Simulator:
         self.closing = asyncio.Event()
         """Set on shutdown: cuts HANG faults short."""
         self._reset_hooks: list[Callable[[], None]] = []
+        self.unserved: Counter[str] = Counter()
+        """`venue METHOD path` → requests for paths the simulator does not serve."""
 
     @property
     def limits(self) -> RateLimitConfig:
@@ -107,8 +110,15 @@ class Simulator:
             hook()
 
     def snapshot(self) -> dict[str, Any]:
-        """Counters for `/admin/stats`: requests served and limit violations per venue."""
-        return self.stats.snapshot()
+        """Counters for `/admin/stats`: requests served and limit violations per venue,
+        and the unserved paths clients asked for."""
+        return {**self.stats.snapshot(), "unserved": dict(self.unserved)}
+
+    def note_unserved(self, venue: str, method: str, path: str) -> bool:
+        """Count a request for a path the simulator does not serve; True the first time."""
+        key = f"{venue} {method} {path}"
+        self.unserved[key] += 1
+        return self.unserved[key] == 1
 
     # --- used by venues --------------------------------------------------------
 
