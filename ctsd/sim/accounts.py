@@ -11,7 +11,7 @@ Kraken `EOrder:Insufficient funds`).
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import StrEnum
@@ -65,6 +65,8 @@ class RejectKind(StrEnum):
     MIN_NOTIONAL = "min_notional"
     BAD_PARAMETER = "bad_parameter"
     DUPLICATE_CLIENT_ID = "duplicate_client_id"
+    WOULD_TRIGGER = "would_trigger"
+    """A stop or take-profit whose trigger the price has already reached."""
 
 
 class Rejection(Exception):
@@ -82,6 +84,9 @@ class FeeSchedule:
 
     maker: Decimal
     taker: Decimal
+    base_fee_on_buy: bool = False
+    """Spot buys pay the fee in the base asset, out of what they receive (Binance, Bybit,
+    OKX); otherwise every fee is in the quote (settle) asset (Kraken, all perpetuals)."""
 
 
 def _decimals(raw: Mapping[str, Any] | None) -> dict[str, Decimal]:
@@ -142,6 +147,45 @@ class Position:
     updated_ms: int = 0
 
 
+@dataclass(frozen=True, slots=True)
+class Trigger:
+    """A stop or take-profit condition on the last traded price."""
+
+    price: Decimal
+    rises: bool
+    """True: fires when a trade prints at or above `price`; False: at or below."""
+
+
+@dataclass(frozen=True, slots=True)
+class Fill:
+    """One execution of one of the account's orders (what own-trade endpoints list)."""
+
+    trade_id: int
+    """The account store's sequence: unique across accounts, not on the public tape."""
+    order_id: int
+    client_id: str
+    symbol: str
+    kind: InstrumentKind
+    side: Side
+    qty: Decimal
+    price: Decimal
+    fee: Decimal
+    """Positive: a charge, in `fee_asset`."""
+    fee_asset: str
+    maker: bool
+    time_ms: int
+    realized_pnl: Decimal = Decimal(0)
+    """Perpetuals: profit or loss this fill realised by reducing a position (before fee)."""
+
+    @property
+    def quote_qty(self) -> Decimal:
+        return self.qty * self.price
+
+
+FillObserver = Callable[["Account", Fill], None]
+"""Called after every fill is recorded (WebSocket user streams, liquidation engines)."""
+
+
 @dataclass(slots=True)
 class Order:
     id: int
@@ -171,6 +215,15 @@ class Order:
     note: object = None
     """What a venue keeps about the order beyond the core fields (OKX's ordType and
     tdMode), set at placement so every renderer of the order (REST, streams) sees it."""
+    trigger: Trigger | None = None
+    """Stops and take-profits: the order works only once this fires."""
+    triggered_ms: int | None = None
+    checked_trade: int = 0
+    """The last public trade this open order has been matched against (`matching.sync`)."""
+
+    @property
+    def untriggered(self) -> bool:
+        return self.trigger is not None and self.triggered_ms is None
 
     @property
     def average(self) -> Decimal | None:
@@ -203,13 +256,19 @@ class DerivativesBalance:
 class Account:
     """One API key's state. Mutated only through `ctsd.sim.matching`."""
 
-    def __init__(self, spec: AccountSpec, uid: int) -> None:
+    def __init__(
+        self, spec: AccountSpec, uid: int, observers: list[FillObserver] | None = None,
+    ) -> None:
         self.spec = spec
         self.uid = uid
         self.spot: dict[str, Holding] = {a: Holding(free=v) for a, v in spec.spot.items()}
         self.derivatives: dict[str, Decimal] = dict(spec.derivatives)
         self.positions: dict[str, Position] = {}
         self.orders: dict[int, Order] = {}
+        self.fills: list[Fill] = []
+        """Every fill, oldest first (append-only)."""
+        self._fills_by_order: dict[int, list[Fill]] = {}
+        self._observers = observers if observers is not None else []
         self._by_client_id: dict[str, int] = {}
         self.last_nonce = 0
         """Highest nonce seen (Kraken-style replay protection)."""
@@ -226,6 +285,15 @@ class Account:
             raise Rejection(RejectKind.DUPLICATE_CLIENT_ID, order.client_id)
         self.orders[order.id] = order
         self._by_client_id[order.client_id] = order.id
+
+    def record_fill(self, fill: Fill) -> None:
+        self.fills.append(fill)
+        self._fills_by_order.setdefault(fill.order_id, []).append(fill)
+        for observer in self._observers:
+            observer(self, fill)
+
+    def fills_of(self, order_id: int) -> list[Fill]:
+        return list(self._fills_by_order.get(order_id, ()))
 
     def has_client_id(self, client_id: str) -> bool:
         return client_id in self._by_client_id
@@ -256,10 +324,14 @@ class AccountStore:
         self._by_key: dict[str, Account] = {}
         self._uids = itertools.count(100_000_001)
         self._order_ids = itertools.count(1_000_000_001)
+        self._trade_ids = itertools.count(500_000_001)
+        self.fill_observers: list[FillObserver] = []
+        """Shared by every account of the store, so observers survive `reset`."""
 
     def provision(self, spec: AccountSpec) -> Account:
         """Add (or replace) the account for `spec.api_key`, with fresh balances."""
-        account = Account(spec, spec.uid if spec.uid is not None else next(self._uids))
+        account = Account(spec, spec.uid if spec.uid is not None else next(self._uids),
+                          self.fill_observers)
         self._by_key[spec.api_key] = account
         return account
 
@@ -278,10 +350,13 @@ class AccountStore:
     def next_order_id(self) -> int:
         return next(self._order_ids)
 
+    def next_trade_id(self) -> int:
+        return next(self._trade_ids)
+
     def reset(self) -> None:
         """Re-provision every account from its spec: balances back, orders gone."""
         specs = [a.spec for a in self._by_key.values()]
         uids = {a.spec.api_key: a.uid for a in self._by_key.values()}
         self._by_key.clear()
         for spec in specs:
-            self._by_key[spec.api_key] = Account(spec, uids[spec.api_key])
+            self._by_key[spec.api_key] = Account(spec, uids[spec.api_key], self.fill_observers)

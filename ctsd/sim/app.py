@@ -1,7 +1,8 @@
 """The simulator's aiohttp application: venues under `/<name>`, admin under `/admin`.
 
-Each venue's sub-application serves its REST paths and, mounted by the
-`StreamHub`, its WebSocket paths (`ctsd.sim.ws`); `/admin/ws` lists connections.
+Each venue's sub-application serves its REST paths; its WebSocket paths
+(`ctsd.sim.ws`) are mounted by the `StreamHub` on the root app, under the same
+`/<name>` prefix, ahead of the venues' catch-all; `/admin/ws` lists connections.
 
 One middleware, on the root app, counts requests per venue and applies injected
 transport faults before any venue code runs, so a venue module only ever deals
@@ -39,10 +40,10 @@ def build_app(sim: Simulator, registry: VenueRegistry) -> web.Application:
     hub = app[HUB_KEY] = StreamHub(sim, stream_protocols(sim))
     _add_admin_routes(app, sim)
     hub.add_admin_routes(app)
+    for venue in registry:  # before the venues: their catch-all would shadow the streams
+        hub.mount(app, venue.name)
     for venue in registry:
-        venue_app = venue.build(sim)
-        hub.mount(venue_app, venue.name)
-        app.add_subapp(f"/{venue.name}", venue_app)
+        app.add_subapp(f"/{venue.name}", venue.build(sim))
     app.on_startup.append(hub.start)
     app.on_shutdown.append(hub.stop)
     return app

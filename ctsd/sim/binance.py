@@ -20,7 +20,7 @@ from typing import Any
 
 from aiohttp import web
 
-from ctsd.sim import auth
+from ctsd.sim import auth, unserved
 from ctsd.sim import binance_wire as render
 from ctsd.sim.accounts import (
     Account,
@@ -429,7 +429,8 @@ class BinanceSim:
 
 def build(sim: Simulator) -> web.Application:
     state = BinanceSim(sim)
-    return mount(state.endpoints(), state.dispatch)
+    return mount(state.endpoints(), state.dispatch, unserved.fallback(
+        sim, NAME, unserved.html_404(unserved.BINANCE_404_PAGE)))
 
 
 def maintenance_response() -> web.Response:

@@ -29,7 +29,7 @@ from typing import Any
 
 from aiohttp import web
 
-from ctsd.sim import auth
+from ctsd.sim import auth, unserved
 from ctsd.sim import bybit_wire as render
 from ctsd.sim.accounts import (
     Account,
@@ -460,7 +460,12 @@ def _access_too_frequent() -> web.Response:
 
 def build(sim: Simulator) -> web.Application:
     state = BybitSim(sim)
-    return mount(state.endpoints(), state.dispatch)
+    return mount(state.endpoints(), state.dispatch, unserved.fallback(sim, NAME, _route_not_found))
+
+
+def _route_not_found(_request: web.Request) -> web.Response:
+    """Bybit's answer for a path it does not have (ccxt: 10017 → BadRequest)."""
+    return json_response(render.envelope({}, _wall_ms(), *render.ROUTE_NOT_FOUND), status=404)
 
 
 def _wall_ms() -> int:

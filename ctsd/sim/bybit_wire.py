@@ -56,6 +56,7 @@ RATE_LIMITED = (10006, "Too many visits!")
 """ccxt: RateLimitExceeded."""
 RESTARTING = (10016, "Service is restarting, please retry later.")
 """Bybit's documented answer while a service restarts; ccxt: ExchangeError (not retryable!)."""
+ROUTE_NOT_FOUND = (10017, "Route not found")
 ILLEGAL_CATEGORY = (10001, "Illegal category")
 NOT_SUPPORTED_SYMBOLS = (10001, "Not supported symbols")
 """Market-data answer for an unknown symbol; ccxt's broad map makes it BadSymbol."""

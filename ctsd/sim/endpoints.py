@@ -77,12 +77,16 @@ RouteT = TypeVar("RouteT", bound=Route)
 def mount(
     endpoints: Iterable[RouteT],
     dispatch: Callable[[web.Request, RouteT], Awaitable[web.Response]],
+    fallback: Callable[[web.Request], Awaitable[web.Response]] | None = None,
 ) -> web.Application:
-    """A sub-application with one route per endpoint, each handled by `dispatch`."""
+    """A sub-application with one route per endpoint, each handled by `dispatch`, and
+    `fallback` (`ctsd.sim.unserved`) for every other path and method."""
     app = web.Application()
     for endpoint in endpoints:
         async def handle(request: web.Request, endpoint: RouteT = endpoint) -> web.Response:
             return await dispatch(request, endpoint)
 
         app.router.add_route(endpoint.method, endpoint.path, handle)
+    if fallback is not None:
+        app.router.add_route("*", "/{tail:.*}", fallback)
     return app

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
 
-from ctsd.sim.accounts import Account, Order, OrderStatus
+from ctsd.sim.accounts import Account, Fill, Order, OrderStatus
 from ctsd.sim.market import InstrumentKind, Market
 
 log = logging.getLogger(__name__)
@@ -52,23 +52,6 @@ class UpdateReason(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
-class Fill:
-    """One execution of an order: the record REST own-fill history shows too."""
-
-    trade_id: str
-    price: Decimal
-    qty: Decimal
-    fee: Decimal
-    fee_asset: str
-    maker: bool
-    at_ms: int
-
-    @property
-    def cost(self) -> Decimal:
-        return self.price * self.qty
-
-
-@dataclass(frozen=True, slots=True)
 class OrderUpdate:
     """An order as of one execution; `order` is a copy, later changes do not touch it."""
 
@@ -76,6 +59,7 @@ class OrderUpdate:
     order: Order
     kind: ExecKind
     fill: Fill | None
+    """The execution this update reports (`account.fills` holds the same record)."""
     at_ms: int
 
 
@@ -146,18 +130,26 @@ def _snapshot(order: Order, **changes: object) -> Order:
     return view
 
 
-def _fill_of(order: Order, *, maker: bool) -> Fill:
-    """The single execution the matching engine makes of an order (its whole quantity):
-    at once as taker when it crosses, later as maker when the price reaches it.
+def _as_of(order: Order, fills: list[Fill], upto: Fill) -> Order:
+    """The order as it stood right after `upto`, one of its `fills` (oldest first)."""
+    done = fills[: fills.index(upto) + 1]
+    filled = sum((f.qty for f in done), Decimal(0))
+    if filled == order.filled:
+        return _snapshot(order)
+    return _snapshot(
+        order, filled=filled, cost=sum((f.quote_qty for f in done), Decimal(0)),
+        fee=sum((f.fee for f in done), Decimal(0)), status=OrderStatus.NEW,
+        updated_ms=upto.time_ms, fill_ms=upto.time_ms)
 
-    The trade id is the order id, as Binance's REST order answer reports it, so the
-    stream and REST name the same fill.
-    """
-    assert order.fill_ms is not None and order.filled
-    return Fill(
-        trade_id=str(order.id), price=order.cost / order.filled, qty=order.filled,
-        fee=order.fee, fee_asset=order.fee_asset, maker=maker, at_ms=order.fill_ms,
-    )
+
+def _trades(bus: EventBus, account: Account, fills: list[Fill]) -> list[Order]:
+    """TRADE updates for `fills`, each with its order as of that fill; the orders."""
+    orders: dict[int, Order] = {}
+    for fill in fills:
+        order = orders.setdefault(fill.order_id, account.orders[fill.order_id])
+        view = _as_of(order, account.fills_of(order.id), fill)
+        bus.publish(OrderUpdate(account, view, ExecKind.TRADE, fill, fill.time_ms))
+    return list(orders.values())
 
 
 def _account_update(account: Account, market: Market, orders: Iterable[Order]) -> AccountUpdate:
@@ -179,17 +171,15 @@ def _account_update(account: Account, market: Market, orders: Iterable[Order]) -
 
 
 def publish_placed(bus: EventBus, account: Account, order: Order, market: Market) -> None:
-    """A new order: NEW, then its immediate fill or expiry, then the balances it moved."""
+    """A new order: NEW, then its immediate fills or expiry, then the balances it moved."""
     if not bus.listening(account.api_key):
         return
     zero = Decimal(0)
     new = _snapshot(order, status=OrderStatus.NEW, filled=zero, cost=zero, fee=zero,
                     updated_ms=order.created_ms, fill_ms=None)
     bus.publish(OrderUpdate(account, new, ExecKind.NEW, None, order.created_ms))
-    if order.status is OrderStatus.FILLED:
-        bus.publish(OrderUpdate(account, _snapshot(order), ExecKind.TRADE,
-                                _fill_of(order, maker=False), order.updated_ms))
-    elif order.status is OrderStatus.EXPIRED:
+    _trades(bus, account, account.fills_of(order.id))
+    if order.status is OrderStatus.EXPIRED:
         bus.publish(OrderUpdate(account, _snapshot(order), ExecKind.EXPIRED, None,
                                 order.updated_ms))
     bus.publish(_account_update(account, market, (order,)))
@@ -203,14 +193,19 @@ def publish_canceled(bus: EventBus, account: Account, order: Order, market: Mark
     bus.publish(_account_update(account, market, (order,)))
 
 
-def publish_filled(
-    bus: EventBus, account: Account, were_open: Iterable[Order], market: Market,
+def publish_synced(
+    bus: EventBus, account: Account, were_open: list[Order], fills_before: int,
+    market: Market,
 ) -> None:
-    """Resting orders that filled since `were_open` was taken (a `matching.sync`)."""
-    filled = [o for o in were_open if o.status is OrderStatus.FILLED]
-    if not filled or not bus.listening(account.api_key):
+    """What a `matching.sync` did to `were_open`: fills (recorded after index
+    `fills_before` of `account.fills`), then expiries, then the balances moved."""
+    if not bus.listening(account.api_key):
         return
-    for order in filled:
-        bus.publish(OrderUpdate(account, _snapshot(order), ExecKind.TRADE,
-                                _fill_of(order, maker=True), order.updated_ms))
-    bus.publish(_account_update(account, market, filled))
+    changed = _trades(bus, account, account.fills[fills_before:])
+    for order in were_open:
+        if order.status is OrderStatus.EXPIRED and order not in changed:
+            bus.publish(OrderUpdate(account, _snapshot(order), ExecKind.EXPIRED, None,
+                                    order.updated_ms))
+            changed.append(order)
+    if changed:
+        bus.publish(_account_update(account, market, changed))

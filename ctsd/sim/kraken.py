@@ -35,7 +35,7 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 
-from ctsd.sim import auth, matching, wire
+from ctsd.sim import auth, matching, unserved, wire
 from ctsd.sim import kraken_wire as render
 from ctsd.sim.accounts import (
     Account,
@@ -454,15 +454,13 @@ def api_sign(secret: str, path: str, nonce: str, body: str) -> str | None:
     return auth.hmac_b64(key, path.encode() + digest, "sha512")
 
 
-async def _unknown_method(_request: web.Request) -> web.Response:
+def _unknown_method(_request: web.Request) -> web.Response:
     return render.error(render.UNKNOWN_METHOD).response()
 
 
 def build(sim: Simulator) -> web.Application:
     state = KrakenSim(sim)
-    app = mount(state.endpoints(), state.dispatch)
-    app.router.add_route("*", "/0/{tail:.*}", _unknown_method)
-    return app
+    return mount(state.endpoints(), state.dispatch, unserved.fallback(sim, NAME, _unknown_method))
 
 
 def maintenance_response() -> web.Response:

@@ -1,29 +1,30 @@
 """The simulated market: a catalog of instruments and one seeded price path per pair.
 
-Why a closed-form path instead of a stored random walk: any price, candle or
-24 h ticker at any time is a pure function of (seed, pair, time), so two runs with
-one seed agree on every candle, history needs no storage, and a 2,000-market
-catalog costs nothing until asked. The path is a sum of sines with seeded
-periods and phases (trend-like swings from minutes to weeks) plus per-second
-noise from a counter-based hash; admin calls shift it in time (`advance`) or
-rescale one pair (`set_price`).
+The path itself, and the schedule of public trades laid on it, are in
+`ctsd.sim.path`; the tape and its aggregates in `ctsd.sim.tape`; the order book in
+`ctsd.sim.book`. `Market` ties them to the server clock and the admin overrides:
+`advance` shifts every path in time (the tape walks forward), `set_price` rescales
+one pair. Prices are computed in whole ticks, so every view of one trade (tape,
+candle, ticker, book, fill) agrees to the digit.
 """
 
 from __future__ import annotations
 
-import hashlib
 import math
 import random
 from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import StrEnum
 
+from ctsd.sim.book import OrderBooks
 from ctsd.sim.clock import Clock
+from ctsd.sim.path import STEP_MS, PairPath, pair_path, slot_at, stream_seed, unit
+from ctsd.sim.tape import Tape
 
-STEP_MS = 1000
-"""Resolution of the noise term: the price changes at most once a second."""
-
-_MASK64 = (1 << 64) - 1
+EXACT_CANDLE_MAX_S = 900
+"""Candles up to 15 minutes are the exact aggregate of the tape (what a client that
+resamples trades gets); longer ones are sampled from 13 of their trades, because an
+exact hour reads 720 trades and Kraken's OHLC answers 720 candles at a time."""
 
 # A realistic head of the catalog: (base asset, price in USDT around late 2024).
 _KNOWN_PAIRS: tuple[tuple[str, str], ...] = (
@@ -128,6 +129,9 @@ class TickerStats:
     last: Decimal
     bid: Decimal
     ask: Decimal
+    bid_qty: Decimal
+    ask_qty: Decimal
+    """The book's top (`ctsd.sim.book`): bid is the last price, ask one tick above."""
     volume: Decimal
     quote_volume: Decimal
     trades: int
@@ -135,59 +139,6 @@ class TickerStats:
     @property
     def vwap(self) -> Decimal:
         return self.quote_volume / self.volume if self.volume else self.last
-
-
-def stream_seed(seed: int, key: str) -> int:
-    """A stable 64-bit seed for one named stream (Python's `hash()` is salted per process)."""
-    digest = hashlib.blake2b(f"{seed}:{key}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big")
-
-
-def _mix64(x: int) -> int:
-    """splitmix64 finaliser: a cheap, well-spread counter-based hash."""
-    x = (x + 0x9E3779B97F4A7C15) & _MASK64
-    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
-    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _MASK64
-    return x ^ (x >> 31)
-
-
-def _unit(stream: int, k: int) -> float:
-    """Uniform in [0, 1) for step `k` of a stream."""
-    return _mix64(stream ^ (k * 0xD1B54A32D192ED03 & _MASK64)) / 2.0**64
-
-
-@dataclass(frozen=True, slots=True)
-class _PairPath:
-    stream: int
-    log_base: float
-    waves: tuple[tuple[float, float, float], ...]  # (amplitude, angular speed per ms, phase)
-    noise: float
-    volume_per_s: float  # in base units
-
-    def log_price(self, t_ms: int) -> float:
-        value = self.log_base
-        for amplitude, speed, phase in self.waves:
-            value += amplitude * math.sin(speed * t_ms + phase)
-        return value + self.noise * (_unit(self.stream, t_ms // STEP_MS) - 0.5)
-
-
-def _pair_path(seed: int, base: str, quote: str, price: Decimal) -> _PairPath:
-    stream = stream_seed(seed, f"{base}/{quote}")
-    rng = random.Random(stream)
-    daily_vol = rng.uniform(0.02, 0.06)
-    waves = []
-    for period_s in (300.0, 3600.0, 21600.0, 172800.0, 950400.0):
-        period = period_s * rng.uniform(0.8, 1.25)
-        amplitude = daily_vol * math.sqrt(period / 86400.0) * rng.uniform(0.4, 0.9)
-        waves.append((amplitude, 2 * math.pi / (period * 1000.0), rng.uniform(0, 2 * math.pi)))
-    volume_quote_per_day = 10 ** rng.uniform(6.0, 9.0)
-    return _PairPath(
-        stream=stream,
-        log_base=math.log(float(price)),
-        waves=tuple(waves),
-        noise=0.0008,
-        volume_per_s=volume_quote_per_day / 86400.0 / float(price),
-    )
 
 
 def _generated_base(index: int) -> str:
@@ -240,8 +191,8 @@ class MarketCatalog:
             heads.append((_generated_base(i), Decimal(f"{raw:.4g}")))
         self.quote = quote
         self.initial_prices: dict[str, Decimal] = {f"{b}/{quote}": p for b, p in heads}
-        self.paths: dict[str, _PairPath] = {
-            f"{b}/{quote}": _pair_path(seed, b, quote, p) for b, p in heads
+        self.paths: dict[str, PairPath] = {
+            f"{b}/{quote}": pair_path(seed, b, quote, p) for b, p in heads
         }
         self.instruments: dict[str, Instrument] = {}
         for kind in (InstrumentKind.SPOT, InstrumentKind.LINEAR):
@@ -268,35 +219,71 @@ class _Overrides:
 
 
 class Market:
-    """Prices, candles and tickers as functions of the simulator's clock."""
+    """Prices, trades, candles, tickers and books as functions of the simulator's clock."""
 
     def __init__(self, catalog: MarketCatalog, clock: Clock) -> None:
         self.catalog = catalog
         self.clock = clock
         self._overrides = _Overrides()
+        self._revision = 0
+        """Added to the book sequence so it never goes back (`sequence`)."""
+        self.tape = Tape(self)
+        self.books = OrderBooks(self)
 
     def now_ms(self) -> int:
         return self.clock.now_ms()
 
+    # --- path time and overrides --------------------------------------------------------
+
+    @property
+    def path_offset_ms(self) -> int:
+        """How far `advance` has moved every path ahead of the server clock."""
+        return self._overrides.offset_ms
+
+    def path_ms(self, at_ms: int | None = None) -> int:
+        """Path time of server time `at_ms` (default: now)."""
+        return (self.now_ms() if at_ms is None else at_ms) + self._overrides.offset_ms
+
+    def scale_of(self, pair: str) -> float:
+        return self._overrides.scale.get(pair, 1.0)
+
+    def sequence(self) -> int:
+        """A number that grows whenever any book may have changed: once per path second,
+        and on every `set_price`, `advance` and `reset` (which never take it back)."""
+        return self.path_ms() // STEP_MS + self._revision
+
     def reset(self) -> None:
+        self._revision += abs(self._overrides.offset_ms) // STEP_MS + 1
         self._overrides = _Overrides()
 
     def advance(self, seconds: float) -> None:
         """Move every price path forward in time without touching the server clock."""
-        self._overrides.offset_ms += round(seconds * 1000)
+        shift = round(seconds * 1000)
+        if shift < 0:
+            self._revision += -shift // STEP_MS + 1
+        self._overrides.offset_ms += shift
 
     def set_price(self, symbol: str, price: Decimal) -> None:
         """Rescale the pair's whole path so that its price now equals `price`."""
         inst = self._instrument(symbol)
-        self._overrides.scale.pop(inst.pair, None)
-        raw = self._raw(inst.pair, self.now_ms())
+        raw = self.catalog.paths[inst.pair].trade_raw_price(slot_at(self.path_ms()))
         self._overrides.scale[inst.pair] = float(price) / raw
+        self._revision += 1
+
+    # --- prices -----------------------------------------------------------------------
+
+    def trade_ticks(self, inst: Instrument, k: int) -> int:
+        """Trade `k`'s price in whole ticks of `inst` (at least one)."""
+        raw = self.catalog.paths[inst.pair].trade_raw_price(k) * self.scale_of(inst.pair)
+        return max(round(raw / float(inst.tick_size)), 1)
+
+    def price_ticks(self, inst: Instrument, at_ms: int | None = None) -> int:
+        return self.trade_ticks(inst, slot_at(self.path_ms(at_ms)))
 
     def price(self, symbol: str, at_ms: int | None = None) -> Decimal:
-        """The traded price, on the instrument's tick."""
+        """The last traded price at server time `at_ms` (default: now), on the tick."""
         inst = self._instrument(symbol)
-        at = self.now_ms() if at_ms is None else at_ms
-        return self._quantize(self._raw(inst.pair, at), inst.tick_size)
+        return Decimal(self.price_ticks(inst, at_ms)) * inst.tick_size
 
     def candles(
         self, symbol: str, timeframe: Timeframe, *, start_ms: int | None = None,
@@ -315,22 +302,30 @@ class Market:
         else:
             opens = range(max(last_open - (limit - 1) * timeframe.ms, 0), last_open + 1,
                           timeframe.ms)
-        return [self._candle(inst, timeframe, t0, now) for t0 in opens]
+        if timeframe.seconds <= EXACT_CANDLE_MAX_S:
+            return [self._tape_candle(inst, timeframe, t0, now) for t0 in opens]
+        return [self._sampled_candle(inst, timeframe, t0, now) for t0 in opens]
 
     def ticker(self, symbol: str) -> TickerStats:
-        """Rolling 24 h statistics sampled from the path (49 points, half-hourly)."""
+        """Rolling 24 h statistics sampled from the tape (49 trades, half-hourly)."""
         inst = self._instrument(symbol)
         now = self.now_ms()
         start = now - 86_400_000
-        prices = [self._tick_price(inst, start + i * 1_800_000) for i in range(48)]
-        prices.append(self._tick_price(inst, now))
+        prices = [self.price(symbol, start + i * 1_800_000) for i in range(48)]
+        prices.append(self.price(symbol, now))
         volume, quote_volume = self._volume(inst, prices, 86_400.0, start)
         last = prices[-1]
+        bid, ask = self.books.top(inst)
         return TickerStats(
             open_ms=start, close_ms=now, open=prices[0], high=max(prices), low=min(prices),
-            last=last, bid=last, ask=last + inst.tick_size, volume=volume,
-            quote_volume=quote_volume, trades=int(volume / inst.step_size) % 1_000_000 + 1000,
+            last=last, bid=bid.price, ask=ask.price, bid_qty=bid.qty, ask_qty=ask.qty,
+            volume=volume, quote_volume=quote_volume,
+            trades=int(volume / inst.step_size) % 1_000_000 + 1000,
         )
+
+    def instrument(self, symbol: str) -> Instrument:
+        """The instrument of a unified symbol; KeyError when not listed."""
+        return self._instrument(symbol)
 
     def _instrument(self, symbol: str) -> Instrument:
         inst = self.catalog.get(symbol)
@@ -338,30 +333,32 @@ class Market:
             raise KeyError(symbol)
         return inst
 
-    def _raw(self, pair: str, at_ms: int) -> float:
-        path = self.catalog.paths[pair]
-        value = math.exp(path.log_price(at_ms + self._overrides.offset_ms))
-        return value * self._overrides.scale.get(pair, 1.0)
+    def _tape_candle(self, inst: Instrument, tf: Timeframe, t0: int, now: int) -> Candle:
+        first = self.tape.first_id_from(t0)
+        bar = self.tape.bar(inst, first, self.tape.last_id(min(t0 + tf.ms - 1, now)))
+        if bar is None:  # nothing traded yet: the previous trade's price, no volume
+            price = Decimal(self.trade_ticks(inst, first - 1)) * inst.tick_size
+            return Candle(t0, t0 + tf.ms - 1, price, price, price, price, Decimal(0),
+                          Decimal(0), 0)
+        tick = inst.tick_size
+        return Candle(
+            open_ms=t0, close_ms=t0 + tf.ms - 1, open=Decimal(bar.open) * tick,
+            high=Decimal(bar.high) * tick, low=Decimal(bar.low) * tick,
+            close=Decimal(bar.close) * tick, volume=Decimal(bar.volume) * inst.step_size,
+            quote_volume=Decimal(bar.quote) * (tick * inst.step_size), trades=bar.count,
+        )
 
-    def _tick_price(self, inst: Instrument, at_ms: int) -> Decimal:
-        return self._quantize(self._raw(inst.pair, at_ms), inst.tick_size)
-
-    @staticmethod
-    def _quantize(value: float, step: Decimal) -> Decimal:
-        quantized = Decimal(repr(value)).quantize(step)
-        return quantized if quantized > 0 else step
-
-    def _candle(self, inst: Instrument, tf: Timeframe, t0: int, now: int) -> Candle:
+    def _sampled_candle(self, inst: Instrument, tf: Timeframe, t0: int, now: int) -> Candle:
         end = min(t0 + tf.ms - STEP_MS, now)
-        samples = max(min(tf.seconds // (STEP_MS // 1000), 12), 1)
+        samples = 12
         times = [t0 + (end - t0) * i // samples for i in range(samples + 1)]
-        prices = [self._tick_price(inst, t) for t in times]
+        prices = [self.price(inst.symbol, t) for t in times]
         seconds = max((end - t0) / 1000.0 + 1.0, 1.0)
         volume, quote_volume = self._volume(inst, prices, seconds, t0)
         return Candle(
             open_ms=t0, close_ms=t0 + tf.ms - 1, open=prices[0], high=max(prices),
             low=min(prices), close=prices[-1], volume=volume, quote_volume=quote_volume,
-            trades=max(int(seconds * 0.7), 1),
+            trades=max(int(seconds / 5), 1),
         )
 
     def _volume(
@@ -369,7 +366,7 @@ class Market:
     ) -> tuple[Decimal, Decimal]:
         """Seeded volume spread over the sampled prices, so that vwap lies in [low, high]."""
         path = self.catalog.paths[inst.pair]
-        total = path.volume_per_s * seconds * (0.5 + _unit(path.stream ^ 0x5EED, t0 // 1000))
+        total = path.volume_per_s * seconds * (0.5 + unit(path.stream ^ 0x5EED, t0 // 1000))
         share = Decimal(repr(total / len(prices))).quantize(inst.step_size)
         if share <= 0:
             share = inst.step_size

@@ -27,7 +27,7 @@ from typing import Any
 
 from aiohttp import web
 
-from ctsd.sim import auth
+from ctsd.sim import auth, unserved
 from ctsd.sim import okx_wire as render
 from ctsd.sim.accounts import (
     Account,
@@ -467,7 +467,8 @@ def _json_body(request: web.Request, data: RequestData) -> Any:
 
 def build(sim: Simulator) -> web.Application:
     state = OkxSim(sim)
-    return mount(state.endpoints(), state.dispatch)
+    return mount(state.endpoints(), state.dispatch, unserved.fallback(
+        sim, NAME, unserved.html_404(unserved.OKX_404_PAGE)))
 
 
 def maintenance_response() -> web.Response:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -17,7 +18,14 @@ from pathlib import Path
 from typing import Any
 
 from ctsd.sim import events, matching
-from ctsd.sim.accounts import Account, AccountSpec, AccountStore, FeeSchedule, Order
+from ctsd.sim.accounts import (
+    Account,
+    AccountSpec,
+    AccountStore,
+    FeeSchedule,
+    FillObserver,
+    Order,
+)
 from ctsd.sim.clock import Clock, SystemClock
 from ctsd.sim.faults import FaultInjector, FaultSpec
 from ctsd.sim.market import Market, MarketCatalog
@@ -65,6 +73,8 @@ class Simulator:
         """Set on shutdown: cuts HANG faults short."""
         self._reset_hooks: list[Callable[[], None]] = []
         self._fault_hooks: list[Callable[[], None]] = []
+        self.unserved: Counter[str] = Counter()
+        """`venue METHOD path` → requests for paths the simulator does not serve."""
 
     @property
     def limits(self) -> RateLimitConfig:
@@ -115,23 +125,36 @@ class Simulator:
             hook()
 
     def snapshot(self) -> dict[str, Any]:
-        """Counters for `/admin/stats`: requests served and limit violations per venue."""
-        return self.stats.snapshot()
+        """Counters for `/admin/stats`: requests served and limit violations per venue,
+        and the unserved paths clients asked for."""
+        return {**self.stats.snapshot(), "unserved": dict(self.unserved)}
+
+    def note_unserved(self, venue: str, method: str, path: str) -> bool:
+        """Count a request for a path the simulator does not serve; True the first time."""
+        key = f"{venue} {method} {path}"
+        self.unserved[key] += 1
+        return self.unserved[key] == 1
 
     # --- used by venues --------------------------------------------------------
+
+    def on_fill(self, observer: FillObserver) -> None:
+        """Call `observer(account, fill)` after every fill of every account, from now on
+        (WebSocket user streams, liquidation checks); it survives `reset`."""
+        self.accounts.fill_observers.append(observer)
 
     def touch(self, account: Account) -> None:
         """Bring an authenticated account up to date (fill orders the price reached)."""
         were_open = account.open_orders()
         if were_open:
-            matching.sync(account, self.market)
-            events.publish_filled(self.events, account, were_open, self.market)
+            fills_before = len(account.fills)
+            matching.sync(account, self.market, self.accounts.next_trade_id)
+            events.publish_synced(self.events, account, were_open, fills_before, self.market)
 
     def place_order(
         self, account: Account, request: matching.OrderRequest, fees: FeeSchedule,
     ) -> Order:
-        order = matching.place(
-            account, self.market, request, fees, self.accounts.next_order_id())
+        order = matching.place(account, self.market, request, fees,
+                               self.accounts.next_order_id(), self.accounts.next_trade_id)
         events.publish_placed(self.events, account, order, self.market)
         return order
 

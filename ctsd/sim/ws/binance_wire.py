@@ -107,7 +107,7 @@ def _last(event: OrderUpdate) -> tuple[Decimal, Decimal, Decimal, str | None, in
     fill = event.fill
     if fill is None:
         return _ZERO, _ZERO, _ZERO, None, -1, False
-    return fill.qty, fill.price, fill.fee, fill.fee_asset, int(fill.trade_id), fill.maker
+    return fill.qty, fill.price, fill.fee, fill.fee_asset, fill.trade_id, fill.maker
 
 
 def _execution_report(event: OrderUpdate, inst: Instrument) -> dict[str, Any]:

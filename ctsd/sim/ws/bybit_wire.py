@@ -74,8 +74,8 @@ def execution(event: OrderUpdate, inst: Instrument) -> dict[str, Any] | None:
     rate = ord_.fees.maker if fill.maker else ord_.fees.taker
     return {
         "category": category(inst), "symbol": rest.market_id(inst),
-        "execFee": plain(fill.fee), "execId": fill.trade_id, "execPrice": plain(fill.price),
-        "execQty": plain(fill.qty), "execType": "Trade", "execValue": plain(fill.cost),
+        "execFee": plain(fill.fee), "execId": str(fill.trade_id), "execPrice": plain(fill.price),
+        "execQty": plain(fill.qty), "execType": "Trade", "execValue": plain(fill.quote_qty),
         "isMaker": fill.maker, "feeRate": plain(rate), "tradeIv": "", "markIv": "",
         "blockTradeId": "", "markPrice": plain(fill.price), "indexPrice": "",
         "underlyingPrice": "", "leavesQty": plain(ord_.remaining),
@@ -83,8 +83,8 @@ def execution(event: OrderUpdate, inst: Instrument) -> dict[str, Any] | None:
         "orderPrice": plain(ord_.price or _ZERO), "orderQty": plain(ord_.qty),
         "orderType": "Market" if ord_.type is OrderType.MARKET else "Limit",
         "stopOrderType": "UNKNOWN", "side": ord_.side.value.capitalize(),
-        "execTime": str(fill.at_ms), "isLeverage": "0", "closedSize": "",
-        "seq": int(fill.trade_id), "feeCurrency": fill.fee_asset,
+        "execTime": str(fill.time_ms), "isLeverage": "0", "closedSize": "",
+        "seq": fill.trade_id, "feeCurrency": fill.fee_asset,
     }
 
 

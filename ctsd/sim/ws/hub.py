@@ -54,9 +54,9 @@ class StreamHub:
     # --- lifecycle --------------------------------------------------------------------
 
     def mount(self, app: web.Application, venue: str) -> None:
-        """Add the venue's WebSocket routes to its sub-application."""
+        """Add the venue's WebSocket routes (under `/<venue>`) to the root application."""
         for protocol in self.protocols.get(venue, ()):
-            for path in protocol.paths():
+            for path in (f"/{venue}{p}" for p in protocol.paths()):
                 async def handle(request: web.Request,
                                  protocol: StreamProtocol = protocol) -> web.StreamResponse:
                     return await self.handle(request, protocol)

@@ -210,10 +210,10 @@ class KrakenSession(Session):
             self._push("balances", "snapshot", wire.balances(account))
             return
         if result.get("snap_trades"):
-            filled = sorted((o for o in account.orders.values() if o.filled),
-                            key=lambda o: o.fill_ms or 0)[-SNAP_TRADES_MAX:]
-            self._push("executions", "snapshot",
-                       [wire.trade_snapshot(o, self._trade_id(o.id)) for o in filled])
+            fills = [f for f in account.fills if f.kind is InstrumentKind.SPOT]
+            self._push("executions", "snapshot", [
+                wire.trade_snapshot(f, account.orders[f.order_id])
+                for f in fills[-SNAP_TRADES_MAX:]])
         if result.get("snap_orders"):
             now = self.sim.clock.now_ms()
             self._push("executions", "snapshot",
@@ -223,15 +223,11 @@ class KrakenSession(Session):
         self.sequence += 1
         self.conn.send(wire.channel(channel, kind, data, sequence=self.sequence))
 
-    @staticmethod
-    def _trade_id(order_id: int) -> int:
-        return order_id - 1_000_000_000
-
     def _on_event(self, event: AccountEvent) -> None:
         if isinstance(event, OrderUpdate):
             if "executions" not in self.channels or event.order.kind is not InstrumentKind.SPOT:
                 return
-            for entry in wire.executions(event, self._trade_id(event.order.id)):
+            for entry in wire.executions(event):
                 self._push("executions", "update", [entry])
         elif "balances" in self.channels and event.spot_assets:
             self._push("balances", "update",

@@ -13,7 +13,7 @@ from decimal import Decimal
 from typing import Any
 
 from ctsd.sim import kraken_wire as rest
-from ctsd.sim.accounts import Account, Order, OrderStatus, OrderType
+from ctsd.sim.accounts import Account, Fill, Order, OrderStatus
 from ctsd.sim.events import ExecKind, OrderUpdate
 from ctsd.sim.kraken_wire import OrderTags
 from ctsd.sim.market import Candle, Instrument, TickerStats
@@ -118,7 +118,7 @@ def order_entry(order: Order, exec_type: str, at_ms: int) -> dict[str, Any]:
     return entry
 
 
-def executions(update: OrderUpdate, trade_id: int) -> list[dict[str, Any]]:
+def executions(update: OrderUpdate) -> list[dict[str, Any]]:
     """The `executions` updates one order event makes (one message each)."""
     order, at = update.order, update.at_ms
     txid = rest.order_txid(order.id)
@@ -135,14 +135,14 @@ def executions(update: OrderUpdate, trade_id: int) -> list[dict[str, Any]]:
     if update.kind is ExecKind.TRADE and update.fill is not None:
         fill = update.fill
         trade = {
-            "order_id": txid, "exec_id": rest.trade_txid(order.id), "exec_type": "trade",
-            "trade_id": trade_id, "symbol": order.symbol, "side": order.side.value,
+            "order_id": txid, "exec_id": rest.trade_txid(fill.trade_id), "exec_type": "trade",
+            "trade_id": fill.trade_id, "symbol": order.symbol, "side": order.side.value,
             "last_qty": number(fill.qty), "last_price": number(fill.price),
-            "liquidity_ind": "m" if fill.maker else "t", "cost": number(fill.cost),
+            "liquidity_ind": "m" if fill.maker else "t", "cost": number(fill.quote_qty),
             "order_userref": _tags(order).userref or 0, "order_status": _STATUS[order.status],
             "order_type": order.type.value, "fee_usd_equiv": number(fill.fee),
             "fees": [{"asset": fill.fee_asset, "qty": number(fill.fee)}],
-            "timestamp": rfc3339(fill.at_ms),
+            "timestamp": rfc3339(fill.time_ms),
         }
         return [trade, {**closing, "exec_type": "filled"}]
     reason = {"cancel_reason": "User requested", "reason": "User requested"}
@@ -151,19 +151,15 @@ def executions(update: OrderUpdate, trade_id: int) -> list[dict[str, Any]]:
     return [{**closing, "exec_type": update.kind.value, **reason}]
 
 
-def trade_snapshot(order: Order, trade_id: int) -> dict[str, Any]:
+def trade_snapshot(fill: Fill, order: Order) -> dict[str, Any]:
     """A past fill in the `snap_trades` snapshot."""
-    assert order.filled and order.fill_ms is not None
-    price = order.cost / order.filled
     return {
-        "order_id": rest.order_txid(order.id), "exec_id": rest.trade_txid(order.id),
-        "exec_type": "trade", "trade_id": trade_id, "symbol": order.symbol,
-        "side": order.side.value, "last_qty": number(order.filled),
-        "last_price": number(price), "liquidity_ind": "t" if order.type is (
-            OrderType.MARKET) else "m",
-        "cost": number(order.cost), "order_status": _STATUS[order.status],
-        "order_type": order.type.value, "fee_usd_equiv": number(order.fee),
-        "fees": [{"asset": order.fee_asset, "qty": number(order.fee)}],
-        "timestamp": rfc3339(order.fill_ms),
+        "order_id": rest.order_txid(fill.order_id), "exec_id": rest.trade_txid(fill.trade_id),
+        "exec_type": "trade", "trade_id": fill.trade_id, "symbol": fill.symbol,
+        "side": fill.side.value, "last_qty": number(fill.qty),
+        "last_price": number(fill.price), "liquidity_ind": "m" if fill.maker else "t",
+        "cost": number(fill.quote_qty), "order_status": _STATUS[order.status],
+        "order_type": order.type.value, "fee_usd_equiv": number(fill.fee),
+        "fees": [{"asset": fill.fee_asset, "qty": number(fill.fee)}],
+        "timestamp": rfc3339(fill.time_ms),
     }
-

@@ -14,8 +14,9 @@ from typing import Any
 from ctsd.sim import okx_wire as rest
 from ctsd.sim.accounts import Account
 from ctsd.sim.events import OrderUpdate
-from ctsd.sim.market import Instrument, InstrumentKind, Market, TickerStats, stream_seed
+from ctsd.sim.market import Instrument, InstrumentKind, Market, TickerStats
 from ctsd.sim.okx_wire import OrderTags
+from ctsd.sim.path import stream_seed
 from ctsd.sim.wire import dumps, plain
 
 _ZERO = Decimal(0)
@@ -61,7 +62,7 @@ def order(update: OrderUpdate, inst: Instrument, leverage: int) -> dict[str, Any
                  "fillFee": "0", "fillFeeCcy": "", "execType": ""}
     else:
         data |= {"fillPx": plain(fill.price), "fillSz": rest.size(inst, fill.qty),
-                 "tradeId": fill.trade_id, "fillTime": str(fill.at_ms),
+                 "tradeId": str(fill.trade_id), "fillTime": str(fill.time_ms),
                  "fillFee": plain(-fill.fee), "fillFeeCcy": fill.fee_asset,
                  "execType": "M" if fill.maker else "T"}
     data |= {"amendResult": "", "code": "0", "msg": "", "reqId": "",

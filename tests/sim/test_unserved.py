@@ -1,0 +1,51 @@
+"""Paths a venue has but the simulator does not serve: the venue's own unknown-path
+answer, what unmodified ccxt makes of it, and one log line per path."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import ccxt.async_support as ccxt
+import pytest
+
+from ctsd.sim.server import SimulatorServer
+from tests.sim.conftest import API_KEY, PASSPHRASE, SECRET, ExchangeFactory, trader_spec
+
+KRAKEN_SECRET = "c2ltLXNlY3JldC0wMDAx"
+
+CASES: list[tuple[type[Any], str, Callable[[Any], Awaitable[Any]], type[Exception], str]] = [
+    (ccxt.binance, "binance", lambda ex: ex.public_get_avgprice({"symbol": "BTCUSDT"}),
+     ccxt.ExchangeNotAvailable, "GET /api/v3/avgPrice"),
+    (ccxt.binanceusdm, "binance", lambda ex: ex.fapipublic_get_insurancebalance(),
+     ccxt.ExchangeNotAvailable, "GET /fapi/v1/insuranceBalance"),
+    (ccxt.bybit, "bybit", lambda ex: ex.public_get_v5_market_insurance(),
+     ccxt.BadRequest, "GET /v5/market/insurance"),
+    (ccxt.okx, "okx", lambda ex: ex.public_get_public_insurance_fund({"instType": "SWAP"}),
+     ccxt.ExchangeNotAvailable, "GET /api/v5/public/insurance-fund"),
+    (ccxt.kraken, "kraken", lambda ex: ex.private_post_ledgers(),
+     ccxt.ExchangeError, "POST /0/private/Ledgers"),
+]
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("cls,venue,call,error,key", CASES, ids=[c[4] for c in CASES])
+async def test_an_unserved_path_answers_as_the_venue_and_is_logged_once(
+    server: SimulatorServer, make_exchange: ExchangeFactory, caplog: pytest.LogCaptureFixture,
+    cls: type[Any], venue: str, call: Callable[[Any], Awaitable[Any]], error: type[Exception],
+    key: str,
+) -> None:
+    if venue == "kraken":
+        server.sim.provision(trader_spec(api_key="kraken-key", secret=KRAKEN_SECRET))
+    keys = ({"apiKey": "kraken-key", "secret": KRAKEN_SECRET} if venue == "kraken" else
+            {"apiKey": API_KEY, "secret": SECRET, "password": PASSPHRASE})
+    ex = make_exchange(cls, server.base_url, **keys)
+    with caplog.at_level(logging.WARNING, logger="ctsd.sim"):
+        for _ in range(2):
+            with pytest.raises(error) as raised:
+                await call(ex)
+            assert type(raised.value) is error
+    assert server.sim.snapshot()["unserved"] == {f"{venue} {key}": 2}
+    lines = [r.getMessage() for r in caplog.records if r.name == "ctsd.sim"]
+    assert len(lines) == 1 and key.split()[1] in lines[0]
