@@ -34,11 +34,13 @@ from ctsd.sim import auth
 from ctsd.sim import binance_wire as rest
 from ctsd.sim.auth import AuthError, AuthFailure
 from ctsd.sim.binance import LISTEN_KEY_KIND
+from ctsd.sim.book import BookSnapshot, Level
 from ctsd.sim.events import AccountEvent
 from ctsd.sim.market import TIMEFRAMES, Instrument, InstrumentKind
 from ctsd.sim.state import Simulator
 from ctsd.sim.wire import dumps
 from ctsd.sim.ws import binance_wire as wire
+from ctsd.sim.ws.books import BookFeed, BookRender, TradeFeed
 from ctsd.sim.ws.connection import WsConnection
 from ctsd.sim.ws.feeds import CandleFeed, TickerFeed
 from ctsd.sim.ws.hub import StreamHub
@@ -58,6 +60,23 @@ FUTURES_HEARTBEAT = Heartbeat(server_ping_s=180, pong_timeout_s=600)
 TICKER_MS = 1000
 KLINE_MS = {False: 2000, True: 250}
 """Kline push period: 2 s on spot, 250 ms on USDⓈ-M (keyed by `futures`)."""
+TRADE_MS = 50
+DEPTH_MS = {False: {"": 1000, "@100ms": 100, "@1000ms": 1000},
+            True: {"": 250, "@100ms": 100, "@250ms": 250, "@500ms": 500, "@0ms": 50}}
+"""Diff-depth periods by stream suffix (`btcusdt@depth@100ms`); `@0ms` is every tick."""
+DEPTH_LEVELS = 1000
+"""Levels the diff stream covers: what ccxt's REST snapshot asks for by default."""
+
+
+class DepthRender(BookRender):
+    """Binance sends no snapshot on the stream; the client syncs with REST `depth`."""
+
+    def __init__(self, inst: Instrument) -> None:
+        self.inst = inst
+
+    def update(self, old: BookSnapshot, new: BookSnapshot, bids: list[Level],
+               asks: list[Level]) -> list[str]:
+        return [wire.depth_update(self.inst, old, new, bids, asks)]
 
 
 # --- market stream topics ------------------------------------------------------------
@@ -148,6 +167,14 @@ class BinanceStreams(StreamProtocol):
                 lambda candle, now, closed: wire.kline(inst, interval, candle, now, closed))
         if channel == "bookTicker":
             return BookTickerTopic(key, inst, 50)
+        if channel in ("trade", "aggTrade"):
+            aggregate = channel == "aggTrade"
+            return TradeFeed(key, TRADE_MS, inst, lambda trades: wire.trades(
+                inst, trades, trades[-1].time_ms, aggregate))
+        speed = channel.removeprefix("depth")
+        periods = DEPTH_MS[self.futures]
+        if channel.startswith("depth") and speed in periods:
+            return BookFeed(key, periods[speed], inst, DEPTH_LEVELS, DepthRender(inst))
         return None
 
 

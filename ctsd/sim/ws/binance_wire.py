@@ -12,9 +12,11 @@ from typing import Any
 
 from ctsd.sim import binance_wire as rest
 from ctsd.sim.accounts import Account, OrderStatus, OrderType
+from ctsd.sim.book import BookSnapshot, Level
 from ctsd.sim.events import AccountEvent, AccountUpdate, ExecKind, OrderUpdate
 from ctsd.sim.market import Candle, Instrument, InstrumentKind, Market, TickerStats
 from ctsd.sim.matching import derivatives_balances
+from ctsd.sim.tape import PublicTrade
 from ctsd.sim.wire import dumps, fixed, plain
 
 _ZERO = Decimal(0)
@@ -79,6 +81,46 @@ def kline(inst: Instrument, interval: str, candle: Candle, now_ms: int, closed: 
         "V": row[9] if spot else plain(Decimal(row[9])),
         "Q": row[10] if spot else plain(Decimal(row[10])), "B": "0",
     }})
+
+
+def trades(inst: Instrument, tape: list[PublicTrade], now_ms: int, aggregate: bool) -> list[str]:
+    """`trade` / `aggTrade` events, one per tape trade (each trade is its own aggregate)."""
+    spot = inst.kind is InstrumentKind.SPOT
+    num = _num(spot)
+    out = []
+    for trade in tape:
+        event: dict[str, Any] = {"e": "aggTrade" if aggregate else "trade", "E": now_ms,
+                                 "s": rest.market_id(inst)}
+        if aggregate:
+            event |= {"a": trade.id, "p": num(trade.price), "q": num(trade.qty)}
+            if not spot:
+                event["nq"] = num(trade.qty)
+            event |= {"f": trade.id, "l": trade.id}
+        else:
+            event |= {"t": trade.id, "p": num(trade.price), "q": num(trade.qty)}
+            if not spot:
+                event["X"] = "MARKET"
+        event |= {"T": trade.time_ms, "m": trade.buyer_is_maker}
+        if spot:
+            event["M"] = True
+        out.append(dumps(event))
+    return out
+
+
+def depth_update(inst: Instrument, old: BookSnapshot, new: BookSnapshot, bids: list[Level],
+                 asks: list[Level]) -> str:
+    """A diff event: `U`..`u` are the book update ids it covers (`pu`: the previous `u`)."""
+    spot = inst.kind is InstrumentKind.SPOT
+    num = _num(spot)
+    event: dict[str, Any] = {"e": "depthUpdate", "E": new.time_ms}
+    if not spot:
+        event["T"] = new.time_ms
+    event |= {"s": rest.market_id(inst), "U": old.sequence + 1, "u": new.sequence}
+    if not spot:
+        event["pu"] = old.sequence
+    event |= {"b": [[num(lv.price), num(lv.qty)] for lv in bids],
+              "a": [[num(lv.price), num(lv.qty)] for lv in asks]}
+    return dumps(event)
 
 
 # --- user data ------------------------------------------------------------------------

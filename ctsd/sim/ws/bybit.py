@@ -25,6 +25,7 @@ from typing import Any
 
 from ctsd.sim import auth
 from ctsd.sim.auth import AuthError, AuthFailure
+from ctsd.sim.book import BookSnapshot, Level
 from ctsd.sim.bybit import INTERVALS
 from ctsd.sim.bybit_wire import market_id
 from ctsd.sim.events import AccountEvent, OrderUpdate
@@ -32,6 +33,7 @@ from ctsd.sim.market import TIMEFRAMES, Instrument, InstrumentKind, TickerStats
 from ctsd.sim.state import Simulator
 from ctsd.sim.wire import dumps
 from ctsd.sim.ws import bybit_wire as wire
+from ctsd.sim.ws.books import BookFeed, BookRender, TradeFeed
 from ctsd.sim.ws.connection import WsConnection
 from ctsd.sim.ws.feeds import CandleFeed, TickerFeed
 from ctsd.sim.ws.hub import StreamHub
@@ -45,6 +47,29 @@ ARGS_CHARS_MAX = 21_000
 TICKER_MS = {InstrumentKind.SPOT: 50, InstrumentKind.LINEAR: 100}
 KLINE_MS = 1000
 PRIVATE_TOPICS = ("order", "execution", "wallet", "position")
+TRADE_MS = 50
+BOOK_DEPTHS = {1: 10, 50: 20, 200: 100, 1000: 200}
+"""Allowed `orderbook.{depth}` values and their push period in ms (docs "Orderbook")."""
+
+
+class BybitBook(BookRender):
+    """A snapshot on subscribe, then deltas; `u` counts this topic's pushes."""
+
+    reports_depth_exits = True
+
+    def __init__(self, topic: str, inst: Instrument) -> None:
+        self.topic, self.inst = topic, inst
+        self.update_id = 1
+
+    def snapshot(self, snap: BookSnapshot) -> list[str]:
+        data = wire.book(self.inst, snap.bids, snap.asks, self.update_id, snap.sequence)
+        return [wire.public(self.topic, "snapshot", data, snap.time_ms, cts=snap.time_ms)]
+
+    def update(self, old: BookSnapshot, new: BookSnapshot, bids: list[Level],
+               asks: list[Level]) -> list[str]:
+        self.update_id += 1
+        data = wire.book(self.inst, bids, asks, self.update_id, new.sequence)
+        return [wire.public(self.topic, "delta", data, new.time_ms, cts=new.time_ms)]
 AUTH_MESSAGES = {
     AuthFailure.MISSING_KEY: "Params Error", AuthFailure.UNKNOWN_KEY: "Invalid apikey",
     AuthFailure.BAD_SIGNATURE: "Invalid sign", AuthFailure.STALE_TIMESTAMP: "Params Error",
@@ -116,6 +141,21 @@ class BybitPublic(StreamProtocol):
                 (VENUE, self.category, arg), KLINE_MS, inst, TIMEFRAMES[INTERVALS[interval]],
                 lambda c, now, closed: wire.public(arg, "snapshot", [
                     wire.kline(interval, c, now, closed)], now), snapshot=True)
+        if name == "publicTrade":
+            traded = self.symbols.get(rest)
+            if traded is None:
+                return f"Invalid symbol :[{arg}]"
+            return TradeFeed((VENUE, self.category, arg), TRADE_MS, traded, lambda trades: [
+                wire.public(arg, "snapshot", wire.public_trades(traded, trades),
+                            trades[-1].time_ms)])
+        if name == "orderbook":
+            depth, _, symbol = rest.partition(".")
+            inst = self.symbols.get(symbol)
+            if not depth.isdigit() or int(depth) not in BOOK_DEPTHS or inst is None:
+                return f"Invalid symbol :[{arg}]" if inst is None else (
+                    f"error:handler not found,topic:{arg}")
+            return BookFeed((VENUE, self.category, arg), BOOK_DEPTHS[int(depth)], inst,
+                            int(depth), BybitBook(arg, inst))
         return f"error:handler not found,topic:{arg}"
 
     def _ticker(self, arg: str, inst: Instrument) -> Topic:

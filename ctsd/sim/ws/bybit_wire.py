@@ -9,15 +9,18 @@ stream with its REST parsers.
 from __future__ import annotations
 
 import secrets
+from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
 
 from ctsd.sim import bybit_wire as rest
 from ctsd.sim.accounts import Account, OrderType
+from ctsd.sim.book import Level
 from ctsd.sim.bybit import FUNDING_INTERVAL_MS
 from ctsd.sim.events import AccountUpdate, OrderUpdate
 from ctsd.sim.market import Candle, Instrument, InstrumentKind, Market, TickerStats
 from ctsd.sim.matching import derivatives_balances
+from ctsd.sim.tape import PublicTrade
 from ctsd.sim.wire import dumps, plain
 
 _ZERO = Decimal(0)
@@ -51,6 +54,29 @@ def kline(interval: str, candle: Candle, now_ms: int, closed: bool) -> dict[str,
         "turnover": plain(candle.quote_volume), "confirm": closed,
         "timestamp": now_ms,
     }
+
+
+def public_trades(inst: Instrument, trades: list[PublicTrade]) -> list[dict[str, Any]]:
+    spot = inst.kind is InstrumentKind.SPOT
+    out = []
+    for trade in trades:
+        item: dict[str, Any] = {
+            "T": trade.time_ms, "s": rest.market_id(inst), "S": "Buy" if trade.taker_buys
+            else "Sell", "v": plain(trade.qty), "p": plain(trade.price),
+            "L": "PlusTick" if trade.taker_buys else "MinusTick", "i": str(trade.id),
+        }
+        if not spot:
+            item["BT"] = False
+        item |= {"RPI": False, "seq": trade.id}
+        out.append(item)
+    return out
+
+
+def book(inst: Instrument, bids: Sequence[Level], asks: Sequence[Level], update_id: int,
+         sequence: int) -> dict[str, Any]:
+    return {"s": rest.market_id(inst), "b": [[plain(lv.price), plain(lv.qty)] for lv in bids],
+            "a": [[plain(lv.price), plain(lv.qty)] for lv in asks], "u": update_id,
+            "seq": sequence}
 
 
 def private(topic: str, data: list[dict[str, Any]], now_ms: int) -> str:

@@ -160,7 +160,7 @@ class StreamHub:
         if snapshot:
             texts = topic.snapshot(self.sim.clock.now_ms(), self._sampler())
             if texts:
-                topic.deliver(texts, to=conn)
+                topic.deliver(texts, to=conn, book=False)
         return topic
 
     def unsubscribe(self, conn: WsConnection, key: Hashable) -> bool:

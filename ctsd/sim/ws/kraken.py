@@ -22,14 +22,17 @@ connections past 150 per 10 minutes per IP (Kraken support's Cloudflare limit).
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
+from ctsd.sim.book import BookSnapshot, Level
 from ctsd.sim.events import AccountEvent, OrderUpdate
 from ctsd.sim.kraken import INTERVALS
 from ctsd.sim.market import TIMEFRAMES, Instrument, InstrumentKind
 from ctsd.sim.state import Simulator
 from ctsd.sim.wire import dumps
 from ctsd.sim.ws import kraken_wire as wire
+from ctsd.sim.ws.books import BookFeed, BookRender, TradeFeed
 from ctsd.sim.ws.connection import WsConnection
 from ctsd.sim.ws.feeds import CandleFeed, TickerFeed
 from ctsd.sim.ws.hub import StreamHub
@@ -46,6 +49,34 @@ OHLC_MS = 500
 _TIMEFRAME_OF = {1: "1m", 5: "5m", 15: "15m", 30: "30m", 60: "1h", 240: "4h", 1440: "1d",
                  10080: "1w"}
 PRIVATE_CHANNELS = ("executions", "balances")
+TRADE_MS = 50
+TRADE_SNAPSHOT = 50
+BOOK_DEPTHS = (10, 25, 100, 500, 1000)
+BOOK_MS = 50
+
+
+class KrakenBook(BookRender):
+    """A snapshot, then updates; each carries the checksum of the book after it."""
+
+    def __init__(self, inst: Instrument) -> None:
+        self.inst = inst
+
+    def _message(self, kind: str, snap: BookSnapshot, bids: Sequence[Level],
+                 asks: Sequence[Level]) -> str:
+        item: dict[str, Any] = {
+            "symbol": self.inst.symbol, "bids": wire.book_levels(bids),
+            "asks": wire.book_levels(asks),
+            "checksum": wire.book_checksum(self.inst, snap.bids, snap.asks)}
+        if kind == "update":
+            item["timestamp"] = wire.rfc3339(snap.time_ms)
+        return wire.channel("book", kind, [item])
+
+    def snapshot(self, snap: BookSnapshot) -> list[str]:
+        return [self._message("snapshot", snap, snap.bids, snap.asks)]
+
+    def update(self, old: BookSnapshot, new: BookSnapshot, bids: list[Level],
+               asks: list[Level]) -> list[str]:
+        return [self._message("update", new, bids, asks)]
 SNAP_TRADES_MAX = 50
 
 
@@ -91,6 +122,18 @@ class KrakenProtocol(StreamProtocol):
                 lambda c, now, closed: wire.channel(
                     "ohlc", "update", [wire.ohlc(inst, interval, c, now)],
                     timestamp=wire.rfc3339(now)), snapshot=True)
+        if channel == "trade":
+            def trades(kind: str) -> Any:
+                return lambda tape: [wire.channel("trade", kind, wire.trades(inst, tape))]
+
+            return TradeFeed((VENUE, "trade", inst.symbol), TRADE_MS, inst, trades("update"),
+                             trades("snapshot"), TRADE_SNAPSHOT)
+        if channel == "book":
+            depth = params.get("depth", 10)
+            if depth not in BOOK_DEPTHS:
+                return "Subscription depth not supported"
+            return BookFeed((VENUE, "book", inst.symbol, depth), BOOK_MS, inst, depth,
+                            KrakenBook(inst))
         return f"Channel {channel} not found"
 
 

@@ -9,15 +9,19 @@ a fill seen on the stream is the fill `QueryOrders` lists.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
 
 from ctsd.sim import kraken_wire as rest
 from ctsd.sim.accounts import Account, Fill, Order, OrderStatus
+from ctsd.sim.book import Level
 from ctsd.sim.events import ExecKind, OrderUpdate
 from ctsd.sim.kraken_wire import OrderTags
 from ctsd.sim.market import Candle, Instrument, TickerStats
+from ctsd.sim.tape import PublicTrade
 from ctsd.sim.wire import dumps
+from ctsd.sim.ws.books import crc32_unsigned
 
 _ZERO = Decimal(0)
 _STATUS = {OrderStatus.NEW: "new", OrderStatus.FILLED: "filled",
@@ -80,6 +84,28 @@ def ohlc(inst: Instrument, interval: int, candle: Candle, now_ms: int) -> dict[s
         "interval_begin": rfc3339(candle.open_ms, 9), "interval": interval,
         "timestamp": rfc3339(min(now_ms, candle.close_ms + 1)),
     }
+
+
+def trades(inst: Instrument, tape: list[PublicTrade]) -> list[dict[str, Any]]:
+    return [{"symbol": inst.symbol, "side": "buy" if t.taker_buys else "sell",
+             "price": number(t.price), "qty": number(t.qty), "ord_type": "market",
+             "trade_id": t.id, "timestamp": rfc3339(t.time_ms)} for t in tape]
+
+
+def book_levels(side: Sequence[Level]) -> list[dict[str, float]]:
+    return [{"price": number(lv.price), "qty": number(lv.qty)} for lv in side]
+
+
+def book_checksum(inst: Instrument, bids: Sequence[Level], asks: Sequence[Level]) -> int:
+    """CRC32 of the best 10 asks then the best 10 bids, each as price and quantity at the
+    pair's precision with the point and leading zeros removed (docs "Book checksum")."""
+
+    def digits(value: Decimal, places: int) -> str:
+        return f"{value:.{places}f}".replace(".", "").lstrip("0")
+
+    text = "".join(digits(lv.price, inst.price_decimals) + digits(lv.qty, inst.qty_decimals)
+                   for lv in (*asks[:10], *bids[:10]))
+    return crc32_unsigned(text)
 
 
 def balances(account: Account) -> list[dict[str, Any]]:

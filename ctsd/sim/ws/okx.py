@@ -24,11 +24,13 @@ from typing import Any
 from ctsd.sim import auth
 from ctsd.sim import okx_wire as rest
 from ctsd.sim.auth import AuthError, AuthFailure
+from ctsd.sim.book import BookSnapshot, Level
 from ctsd.sim.events import AccountEvent, OrderUpdate
 from ctsd.sim.market import TIMEFRAMES, Instrument, InstrumentKind
 from ctsd.sim.okx import TIMESTAMP_WINDOW_MS
 from ctsd.sim.state import Simulator
 from ctsd.sim.ws import okx_wire as wire
+from ctsd.sim.ws.books import BookFeed, BookRender, TradeFeed
 from ctsd.sim.ws.connection import WsConnection
 from ctsd.sim.ws.feeds import CandleFeed, TickerFeed
 from ctsd.sim.ws.guard import Window
@@ -42,6 +44,44 @@ HEARTBEAT = Heartbeat(idle_timeout_s=30, data_keeps_alive=True)
 TICKER_MS = 100
 CANDLE_MS = 500
 PRIVATE_CHANNELS = ("account", "positions", "orders")
+TRADE_MS = 50
+BOOKS = {"books": (400, 100), "books5": (5, 100), "bbo-tbt": (1, 10)}
+"""Book channels: (levels, push period ms); the `l2-tbt` ones need VIP levels we do not have."""
+
+
+class OkxBook(BookRender):
+    """`books`: a snapshot then updates chained by `prevSeqId`/`seqId`, each with the
+    checksum of the book after it; `books5`/`bbo-tbt`: the top, whole, on each change."""
+
+    reports_depth_exits = True
+
+    def __init__(self, arg: dict[str, str], inst: Instrument, incremental: bool) -> None:
+        self.arg, self.inst, self.incremental = arg, inst, incremental
+
+    def _push(self, snap: BookSnapshot, bids: list[list[str]], asks: list[list[str]],
+              action: str | None, prev: int) -> str:
+        item: dict[str, Any] = {"asks": asks, "bids": bids}
+        if not self.incremental:
+            item["instId"] = self.arg["instId"]
+        item["ts"] = str(snap.time_ms)
+        if self.incremental:
+            item["checksum"] = wire.checksum(wire.levels(self.inst, snap.bids),
+                                             wire.levels(self.inst, snap.asks))
+            item["prevSeqId"] = prev
+        item["seqId"] = snap.sequence
+        extra = {"action": action} if action else {}
+        return wire.push(self.arg, [item], **extra)
+
+    def snapshot(self, snap: BookSnapshot) -> list[str]:
+        bids, asks = wire.levels(self.inst, snap.bids), wire.levels(self.inst, snap.asks)
+        return [self._push(snap, bids, asks, "snapshot" if self.incremental else None, -1)]
+
+    def update(self, old: BookSnapshot, new: BookSnapshot, bids: list[Level],
+               asks: list[Level]) -> list[str]:
+        if not self.incremental:
+            return self.snapshot(new)
+        return [self._push(new, wire.levels(self.inst, bids), wire.levels(self.inst, asks),
+                           "update", old.sequence)]
 INST_TYPES = {"SPOT": InstrumentKind.SPOT, "SWAP": InstrumentKind.LINEAR}
 LOGIN_ERRORS = {
     AuthFailure.MISSING_KEY: ("60013", "Invalid args"),
@@ -78,6 +118,12 @@ class OkxProtocol(StreamProtocol):
                 return [wire.push(arg, [wire.ticker(inst, stats, self.sim.market)])]
 
             return TickerFeed(key, TICKER_MS, inst, tickers, tickers)
+        if channel == "trades" and self.surface == "public":
+            return TradeFeed(key, TRADE_MS, inst, lambda trades: [
+                wire.push(arg, wire.trades(inst, trades))])
+        if channel in BOOKS and self.surface == "public":
+            depth, period = BOOKS[channel]
+            return BookFeed(key, period, inst, depth, OkxBook(arg, inst, channel == "books"))
         bar = channel.removeprefix("candle")
         if channel.startswith("candle") and bar in rest.BARS and self.surface == "business":
             return CandleFeed(

@@ -8,16 +8,20 @@ pushes with its REST parsers; an order push adds the execution fields
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
 
 from ctsd.sim import okx_wire as rest
 from ctsd.sim.accounts import Account
+from ctsd.sim.book import Level
 from ctsd.sim.events import OrderUpdate
 from ctsd.sim.market import Instrument, InstrumentKind, Market, TickerStats
 from ctsd.sim.okx_wire import OrderTags
 from ctsd.sim.path import stream_seed
+from ctsd.sim.tape import PublicTrade
 from ctsd.sim.wire import dumps, plain
+from ctsd.sim.ws.books import crc32_signed
 
 _ZERO = Decimal(0)
 DAY_MS = 86_400_000
@@ -49,6 +53,29 @@ def ticker(inst: Instrument, stats: TickerStats, market: Market) -> dict[str, An
     utc8 = (now + 8 * 3_600_000) // DAY_MS * DAY_MS - 8 * 3_600_000
     return rest.ticker(inst, stats, market.price(inst.symbol, at_ms=utc0),
                        market.price(inst.symbol, at_ms=utc8))
+
+
+def trades(inst: Instrument, tape: list[PublicTrade]) -> list[dict[str, Any]]:
+    return [{"instId": rest.inst_id(inst), "tradeId": str(t.id), "px": plain(t.price),
+             "sz": rest.size(inst, t.qty), "side": "buy" if t.taker_buys else "sell",
+             "source": "0", "ts": str(t.time_ms), "count": "1", "seqId": t.id}
+            for t in tape]
+
+
+def levels(inst: Instrument, side: Sequence[Level]) -> list[list[str]]:
+    """`[px, sz, "0", orders]` as OKX prints them (sz in contracts on swaps)."""
+    return [[plain(lv.price), rest.size(inst, lv.qty), "0", "1"] for lv in side]
+
+
+def checksum(bids: list[list[str]], asks: list[list[str]]) -> int:
+    """CRC32 (signed) of the best 25 levels, `bid:size:ask:size:…` interleaved."""
+    parts: list[str] = []
+    for i in range(25):
+        if i < len(bids):
+            parts += bids[i][:2]
+        if i < len(asks):
+            parts += asks[i][:2]
+    return crc32_signed(":".join(parts))
 
 
 def order(update: OrderUpdate, inst: Instrument, leverage: int) -> dict[str, Any]:

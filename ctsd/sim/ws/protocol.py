@@ -146,11 +146,12 @@ class Topic(ABC):
         """Messages a new subscriber gets at once (venues that push a snapshot)."""
         return []
 
-    def deliver(self, texts: list[str], to: WsConnection | None = None) -> None:
+    def deliver(self, texts: list[str], to: WsConnection | None = None,
+                book: bool | None = None) -> None:
         """Send `texts` to every subscriber (or one), wrapped per subscriber."""
         targets = self.subscribers.items() if to is None else (
             (to, self.subscribers.get(to)),)
-        book = self.book
+        book = self.book if book is None else book
         for conn, prefix in targets:
             for text in texts:
                 conn.send(text if prefix is None else f"{prefix}{text}}}", book=book)
