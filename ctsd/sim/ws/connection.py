@@ -228,6 +228,7 @@ class WsConnection:
         self.closed = True
         self._data.clear()
         self._control.clear()
+        self._wake.set()  # the writer, if waiting, sees `closed` and ends
         cleanups, self._cleanups = self._cleanups, []
         for cleanup in cleanups:
             try:

@@ -1,0 +1,26 @@
+"""Unmodified `ccxt.pro.bybit` against the simulated Bybit v5 WebSockets."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import ccxt.pro as ccxtpro
+
+from ctsd.sim.server import SimulatorServer
+from tests.sim.conftest import API_KEY, SECRET
+from tests.sim.ws.conftest import ProFactory
+from tests.sim.ws.streams import StreamConformance
+
+
+def _bybit(pro: ProFactory, server: SimulatorServer, **config: Any) -> Any:
+    config.setdefault("apiKey", API_KEY)
+    config.setdefault("secret", SECRET)
+    return pro(ccxtpro.bybit, server, **config)
+
+
+class TestStreams(StreamConformance):
+    exchange_class = ccxtpro.bybit
+    book_limit = 50
+
+    def exchange(self, pro: ProFactory, server: SimulatorServer, **config: Any) -> Any:
+        return _bybit(pro, server, **config)
