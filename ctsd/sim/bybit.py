@@ -71,7 +71,7 @@ IP_BAN_S = 600.0
 """Bybit: 600 requests per 5 s per IP, then "wait for at least 10 minutes"."""
 ORDER_WRITE = UidLimit(10, {SPOT: 20})
 ORDER_READ = UidLimit(50)
-FEES = {SPOT: FeeSchedule(maker=Decimal("0.001"), taker=Decimal("0.001")),
+FEES = {SPOT: FeeSchedule(maker=Decimal("0.001"), taker=Decimal("0.001"), base_fee_on_buy=True),
         LINEAR: FeeSchedule(maker=Decimal("0.0002"), taker=Decimal("0.00055"))}
 KIND = {SPOT: InstrumentKind.SPOT, LINEAR: InstrumentKind.LINEAR}
 UNSIMULATED_CATEGORIES = ("inverse", "option")

@@ -50,7 +50,8 @@ NAME = "okx"
 PREFIX = "/okx"
 TIMESTAMP_WINDOW_MS = 30_000
 FEES = {  # regular user, Lv1
-    InstrumentKind.SPOT: FeeSchedule(maker=Decimal("0.0008"), taker=Decimal("0.001")),
+    InstrumentKind.SPOT: FeeSchedule(maker=Decimal("0.0008"), taker=Decimal("0.001"),
+                                     base_fee_on_buy=True),
     InstrumentKind.LINEAR: FeeSchedule(maker=Decimal("0.0002"), taker=Decimal("0.0005")),
 }
 INST_TYPES = {"SPOT": InstrumentKind.SPOT, "SWAP": InstrumentKind.LINEAR}

@@ -102,7 +102,7 @@ async def test_full_flow_passes_ccxt_validators(
 
     after = await ex.fetch_balance()
     if label == "spot":
-        assert after["BTC"]["total"] == pytest.approx(2.01)
+        assert after["BTC"]["total"] == pytest.approx(2.01 - 0.01 * 0.001)  # fee in BTC
     else:
         position = server.sim.accounts.get(API_KEY)
         assert position is not None
