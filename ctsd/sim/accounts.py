@@ -65,6 +65,8 @@ class RejectKind(StrEnum):
     MIN_NOTIONAL = "min_notional"
     BAD_PARAMETER = "bad_parameter"
     DUPLICATE_CLIENT_ID = "duplicate_client_id"
+    WOULD_TAKE = "would_take"
+    """A post-only (maker-only) order that would cross the book."""
     WOULD_TRIGGER = "would_trigger"
     """A stop or take-profit whose trigger the price has already reached."""
 
@@ -218,12 +220,19 @@ class Order:
     trigger: Trigger | None = None
     """Stops and take-profits: the order works only once this fires."""
     triggered_ms: int | None = None
+    post_only: bool = False
     checked_trade: int = 0
     """The last public trade this open order has been matched against (`matching.sync`)."""
 
     @property
     def untriggered(self) -> bool:
         return self.trigger is not None and self.triggered_ms is None
+
+    @property
+    def stop_loss(self) -> bool:
+        """A trigger against the position it protects: a sell that fires on a fall or a
+        buy on a rise (else, with a trigger, a take-profit)."""
+        return self.trigger is not None and self.trigger.rises is (self.side is Side.BUY)
 
     @property
     def average(self) -> Decimal | None:

@@ -20,23 +20,22 @@ from typing import Any
 
 from aiohttp import web
 
-from ctsd.sim import auth, unserved
+from ctsd.sim import auth, binance_account, unserved
+from ctsd.sim import binance_market as market_data
 from ctsd.sim import binance_wire as render
 from ctsd.sim.accounts import (
     Account,
     FeeSchedule,
     Order,
-    OrderType,
     Permission,
     Rejection,
     RejectKind,
-    Side,
-    TimeInForce,
 )
 from ctsd.sim.auth import AuthError, AuthFailure
+from ctsd.sim.binance_account import BinanceAccount
+from ctsd.sim.binance_market import BinanceMarketData
 from ctsd.sim.endpoints import Handler, RequestCall, Route, mount
 from ctsd.sim.market import TIMEFRAMES, Instrument, InstrumentKind
-from ctsd.sim.matching import OrderRequest
 from ctsd.sim.ratelimit import BanList, FixedWindowLimiter, RateRule, Verdict
 from ctsd.sim.state import Simulator
 from ctsd.sim.venue import Venue
@@ -65,7 +64,8 @@ class Security(Enum):
 WEIGHT_RULES = {Surface.SPOT: RateRule(1200, 60), Surface.FUTURES: RateRule(2400, 60)}
 """REQUEST_WEIGHT per IP per minute (the prototype's 1,200 for spot; 2,400 futures)."""
 FEES = {
-    Surface.SPOT: FeeSchedule(maker=Decimal("0.001"), taker=Decimal("0.001")),
+    Surface.SPOT: FeeSchedule(maker=Decimal("0.001"), taker=Decimal("0.001"),
+                              base_fee_on_buy=True),
     Surface.FUTURES: FeeSchedule(maker=Decimal("0.0002"), taker=Decimal("0.0005")),
 }
 KIND = {Surface.SPOT: InstrumentKind.SPOT, Surface.FUTURES: InstrumentKind.LINEAR}
@@ -280,7 +280,7 @@ class BinanceSim:
 
     async def new_order(self, call: Call) -> Any:
         inst = self._instrument(call, call.require("symbol"))
-        req = self._order_request(call, inst)
+        req = binance_account.order_request(call, inst)
         try:
             order = self.sim.place_order(call.owner(), req, FEES[call.surface])
         except Rejection as exc:
@@ -288,31 +288,8 @@ class BinanceSim:
         if call.surface is Surface.FUTURES:
             return render.futures_order(order, inst)
         resp_type = call.params.get("newOrderRespType", "FULL")
-        return render.spot_order(order, inst, resp_type=resp_type)
-
-    def _order_request(self, call: Call, inst: Instrument) -> OrderRequest:
-        try:
-            side = Side(call.require("side").lower())
-        except ValueError as exc:
-            raise render.error(400, -1117, "Invalid side.") from exc
-        raw_type = call.require("type").upper()
-        if raw_type not in ("MARKET", "LIMIT"):
-            raise render.error(400, -1116, "Invalid orderType.")
-        order_type = OrderType(raw_type.lower())
-        qty, quote_qty = call.decimal("quantity"), call.decimal("quoteOrderQty")
-        if qty is None and (quote_qty is None or call.surface is Surface.FUTURES):
-            raise render.missing("quantity")
-        tif = TimeInForce.GTC
-        if order_type is OrderType.LIMIT:
-            raw_tif = call.require("timeInForce")
-            tif = TimeInForce(raw_tif) if raw_tif in TimeInForce.__members__ else TimeInForce.GTC
-            if call.decimal("price") is None:
-                raise render.missing("price")
-        return OrderRequest(
-            symbol=inst.symbol, side=side, type=order_type, qty=qty or Decimal(0),
-            price=call.decimal("price"), client_id=call.params.get("newClientOrderId"),
-            time_in_force=tif, reduce_only=call.params.get("reduceOnly") == "true",
-            quote_qty=quote_qty if qty is None else None)
+        return render.spot_order(order, inst, resp_type=resp_type,
+                                 fills=call.owner().fills_of(order.id))
 
     async def get_order(self, call: Call) -> Any:
         inst, order = self._find_order(call)
@@ -335,7 +312,8 @@ class BinanceSim:
         if "symbol" in call.params:
             symbol = self._instrument(call, call.params["symbol"]).symbol
         kind = KIND[call.surface]
-        orders = [o for o in call.owner().open_orders(symbol) if o.kind is kind]
+        orders = [o for o in call.owner().open_orders(symbol) if o.kind is kind
+                  and not (call.futures and o.untriggered)]  # those are algo orders
         instruments = self.sim.market.catalog.instruments
         if call.surface is Surface.FUTURES:
             return [render.futures_order(o, instruments[o.symbol], query=True) for o in orders]
@@ -365,6 +343,13 @@ class BinanceSim:
 
     # --- helpers ------------------------------------------------------------------------
 
+    def fees(self, surface: Surface) -> FeeSchedule:
+        return FEES[surface]
+
+    def instrument(self, call: Call, market_id: str) -> Instrument:
+        """The listed instrument of the call's surface, or -1121."""
+        return self._instrument(call, market_id)
+
     def _instrument(self, call: Call, market_id: str) -> Instrument:
         inst = self.symbols[call.surface].get(market_id)
         if inst is None:
@@ -382,7 +367,7 @@ class BinanceSim:
             order = call.owner().find_order(order_id, client_id)
         except Rejection as exc:
             raise render.rejection(exc, futures=call.futures, cancel=cancel) from exc
-        if order.symbol != inst.symbol:
+        if order.symbol != inst.symbol or (call.futures and order.untriggered):
             unknown = Rejection(RejectKind.UNKNOWN_ORDER)
             raise render.rejection(unknown, futures=call.futures, cancel=cancel)
         return inst, order
@@ -423,8 +408,40 @@ class BinanceSim:
             ("POST", "/fapi/v1/listenKey", F, 1, stream, self.new_listen_key),
             ("PUT", "/fapi/v1/listenKey", F, 1, stream, self.keep_alive_listen_key),
             ("DELETE", "/fapi/v1/listenKey", F, 1, stream, self.close_listen_key),
+            *self._market_data_and_history(),
         ]
         return [Endpoint(*row) for row in table]
+
+
+    def _market_data_and_history(self) -> list[tuple[Any, ...]]:
+        """Books, trades, book tickers, own fills, order history, fee rates, algo orders."""
+        S, F = Surface.SPOT, Surface.FUTURES
+        none, user, trade = Security.NONE, Security.USER_DATA, Security.TRADE
+        md, acct = BinanceMarketData(self), BinanceAccount(self)
+        return [
+            ("GET", "/api/v3/depth", S, market_data.spot_depth_weight, none, md.depth),
+            ("GET", "/api/v3/trades", S, 25, none, md.recent_trades),
+            ("GET", "/api/v3/historicalTrades", S, 25, none, md.historical_trades),
+            ("GET", "/api/v3/aggTrades", S, 4, none, md.agg_trades),
+            ("GET", "/api/v3/ticker/bookTicker", S, _by_symbol(2, 4), none, md.book_ticker),
+            ("GET", "/api/v3/myTrades", S, 20, user, acct.my_trades),
+            ("GET", "/api/v3/allOrders", S, 20, user, acct.all_orders),
+            ("GET", "/api/v3/account/commission", S, 20, user, acct.commission),
+            ("GET", "/sapi/v1/asset/tradeFee", S, 1, user, acct.trade_fee),
+            ("GET", "/fapi/v1/depth", F, market_data.futures_depth_weight, none, md.depth),
+            ("GET", "/fapi/v1/trades", F, 5, none, md.recent_trades),
+            ("GET", "/fapi/v1/historicalTrades", F, 20, none, md.historical_trades),
+            ("GET", "/fapi/v1/aggTrades", F, 20, none, md.agg_trades),
+            ("GET", "/fapi/v1/ticker/bookTicker", F, _by_symbol(2, 5), none, md.book_ticker),
+            ("GET", "/fapi/v1/userTrades", F, 5, user, acct.my_trades),
+            ("GET", "/fapi/v1/allOrders", F, 5, user, acct.all_orders),
+            ("GET", "/fapi/v1/commissionRate", F, 20, user, acct.commission),
+            ("POST", "/fapi/v1/algoOrder", F, 0, trade, acct.new_algo),
+            ("GET", "/fapi/v1/algoOrder", F, 1, user, acct.get_algo),
+            ("DELETE", "/fapi/v1/algoOrder", F, 1, trade, acct.cancel_algo),
+            ("GET", "/fapi/v1/openAlgoOrders", F, _by_symbol(1, 40), user, acct.open_algos),
+            ("GET", "/fapi/v1/allAlgoOrders", F, 5, user, acct.all_algos),
+        ]
 
 
 def build(sim: Simulator) -> web.Application:

@@ -40,9 +40,11 @@ from ctsd.sim.accounts import (
     RejectKind,
 )
 from ctsd.sim.auth import AuthError, AuthFailure
+from ctsd.sim.bybit_account import BybitAccount
+from ctsd.sim.bybit_market import BybitMarketData
 from ctsd.sim.bybit_wire import LINEAR, SPOT, Call, Serialized
 from ctsd.sim.endpoints import Handler, Route, mount
-from ctsd.sim.market import TIMEFRAMES, Instrument, InstrumentKind
+from ctsd.sim.market import Instrument, InstrumentKind
 from ctsd.sim.matching import derivatives_balances
 from ctsd.sim.ratelimit import BanList, FixedWindowLimiter, RateRule
 from ctsd.sim.state import Simulator
@@ -71,7 +73,7 @@ IP_BAN_S = 600.0
 """Bybit: 600 requests per 5 s per IP, then "wait for at least 10 minutes"."""
 ORDER_WRITE = UidLimit(10, {SPOT: 20})
 ORDER_READ = UidLimit(50)
-FEES = {SPOT: FeeSchedule(maker=Decimal("0.001"), taker=Decimal("0.001")),
+FEES = {SPOT: FeeSchedule(maker=Decimal("0.001"), taker=Decimal("0.001"), base_fee_on_buy=True),
         LINEAR: FeeSchedule(maker=Decimal("0.0002"), taker=Decimal("0.00055"))}
 KIND = {SPOT: InstrumentKind.SPOT, LINEAR: InstrumentKind.LINEAR}
 UNSIMULATED_CATEGORIES = ("inverse", "option")
@@ -262,21 +264,6 @@ class BybitSim:
         next_funding = (now // FUNDING_INTERVAL_MS + 1) * FUNDING_INTERVAL_MS
         return render.linear_ticker(inst, stats, hour_ago, next_funding)
 
-    async def kline(self, call: Call) -> Any:
-        category = call.text("category") or LINEAR  # Bybit's default
-        inst = self._listed(category, call.require("symbol"), call.now_ms)
-        interval = INTERVALS.get(call.require("interval"))
-        if interval is None:
-            raise render.error(10001, "Invalid period!", call.now_ms)
-        limit = call.integer("limit", 200, 1, 1000)
-        start, end = (call.integer(name, 0, 0, 2**62) for name in ("start", "end"))
-        # Bybit answers the newest `limit` candles of [start, end], newest first.
-        candles = self.sim.market.candles(
-            inst.symbol, TIMEFRAMES[interval], end_ms=end or None, limit=limit)
-        candles = [c for c in candles if c.open_ms >= start]
-        return {"symbol": render.market_id(inst), "category": category,
-                "list": [render.kline(c) for c in reversed(candles)]}
-
     # --- account -------------------------------------------------------------------------
 
     async def query_api(self, call: Call) -> Any:
@@ -318,7 +305,7 @@ class BybitSim:
     async def create_order(self, call: Call) -> Any:
         category = self._trading_category(call)
         inst = self._tradable(category, call.require("symbol"), call.now_ms)
-        req = render.order_request(call, inst)
+        req = render.order_request(call, inst, self.sim.market.price(inst.symbol))
         try:
             order = self.sim.place_order(call.owner(), req, FEES[category])
         except Rejection as exc:
@@ -369,9 +356,12 @@ class BybitSim:
         self, call: Call, keep: Callable[[Order], bool], cap: int | None = None,
     ) -> dict[str, Any]:
         category = self._market_category(call)
-        if category is None or call.text("orderFilter") not in (None, "Order"):
+        conditional = render.conditional_filter(call.text("orderFilter"), category)
+        if category is None or (conditional is False and call.text("orderFilter") not in (
+                None, "Order")):
             return render.order_page([], call.text("category") or "", "")
-        matches = self._matching_orders(call, category, keep)[:cap]
+        matches = [o for o in self._matching_orders(call, category, keep)
+                   if conditional is None or (o.trigger is not None) is conditional][:cap]
         limit = call.integer("limit", ORDER_PAGE_DEFAULT, 1, ORDER_PAGE_MAX)
         after = render.cursor_value(call.text("cursor"), "page_args")
         start = next((n + 1 for n, o in enumerate(matches) if str(o.id) == after), 0)
@@ -421,6 +411,19 @@ class BybitSim:
             raise render.error(*render.ILLEGAL_CATEGORY, call.now_ms)
         return category
 
+    def listed(self, category: str, market_id: str, now: int) -> Instrument:
+        """The category's instrument for a market id, or Bybit's "Not supported symbols"."""
+        return self._listed(category, market_id, now)
+
+    @staticmethod
+    def interval(name: str) -> str | None:
+        """Bybit's interval name (`1`, `60`, `D`) as a unified timeframe."""
+        return INTERVALS.get(name)
+
+    @staticmethod
+    def fees(category: str) -> FeeSchedule:
+        return FEES[category]
+
     def _listed(self, category: str, market_id: str, now: int) -> Instrument:
         inst = self.symbols.get(category, {}).get(market_id)
         if inst is None:
@@ -440,7 +443,7 @@ class BybitSim:
             Endpoint("GET", "/v5/system/status", self.system_status),
             Endpoint("GET", "/v5/market/instruments-info", self.instruments),
             Endpoint("GET", "/v5/market/tickers", self.tickers),
-            Endpoint("GET", "/v5/market/kline", self.kline),
+            *self._market_data_and_history(),
             Endpoint("GET", "/v5/user/query-api", self.query_api, read, UidLimit(10)),
             Endpoint("GET", "/v5/account/info", self.account_info, read, UidLimit(50)),
             Endpoint("GET", "/v5/asset/coin/query-info", self.coin_info, read, UidLimit(5)),
@@ -450,6 +453,18 @@ class BybitSim:
             Endpoint("POST", "/v5/order/cancel", self.cancel_order, trade, ORDER_WRITE),
             Endpoint("GET", "/v5/order/realtime", self.realtime_orders, read, ORDER_READ),
             Endpoint("GET", "/v5/order/history", self.order_history, read, ORDER_READ),
+        ]
+
+    def _market_data_and_history(self) -> list[Endpoint]:
+        """Book, public trades, klines with Bybit's window, own fills, fee rates."""
+        md, acct = BybitMarketData(self), BybitAccount(self)
+        read = Permission.READ
+        return [
+            Endpoint("GET", "/v5/market/kline", md.kline),
+            Endpoint("GET", "/v5/market/orderbook", md.orderbook),
+            Endpoint("GET", "/v5/market/recent-trade", md.recent_trades),
+            Endpoint("GET", "/v5/execution/list", acct.executions, read, UidLimit(50)),
+            Endpoint("GET", "/v5/account/fee-rate", acct.fee_rate, read, UidLimit(10)),
         ]
 
 

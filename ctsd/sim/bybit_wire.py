@@ -29,6 +29,7 @@ from ctsd.sim.accounts import (
     RejectKind,
     Side,
     TimeInForce,
+    Trigger,
 )
 from ctsd.sim.auth import AuthFailure
 from ctsd.sim.endpoints import AccountCall
@@ -90,6 +91,8 @@ _SPOT_REJECTIONS: dict[RejectKind, tuple[int, str]] = {
     RejectKind.MIN_NOTIONAL: (170140, "Order value exceeded lower limit."),
     RejectKind.DUPLICATE_CLIENT_ID: (170141, "Duplicate clientOrderId."),
     RejectKind.BAD_PARAMETER: (170130, "Data sent for parameter '{}' is not valid."),
+    RejectKind.WOULD_TAKE: (170218, "The LIMIT-MAKER order is rejected due to its price."),
+    RejectKind.WOULD_TRIGGER: (170130, "Data sent for parameter 'triggerPrice' is not valid."),
 }
 _LINEAR_REJECTIONS: dict[RejectKind, tuple[int, str]] = {
     RejectKind.INSUFFICIENT_FUNDS: (110007, "ab not enough for new order"),
@@ -101,6 +104,8 @@ _LINEAR_REJECTIONS: dict[RejectKind, tuple[int, str]] = {
     RejectKind.MIN_NOTIONAL: (110094, "Order does not meet minimum order value 5USDT"),
     RejectKind.DUPLICATE_CLIENT_ID: (110072, "OrderLinkedID is duplicate"),
     RejectKind.BAD_PARAMETER: (110017, "Reduce-only rule not satisfied"),
+    RejectKind.WOULD_TAKE: (10001, "PostOnly order would take liquidity"),
+    RejectKind.WOULD_TRIGGER: (110092, "expect Rising, but trigger_price <= current"),
 }
 """ccxt: 170131/110007 → InsufficientFunds, 170213/110001 → OrderNotFound, the rest
 InvalidOrder or (10001) BadRequest."""
@@ -109,6 +114,12 @@ InvalidOrder or (10001) BadRequest."""
 def rejection(kind: RejectKind, category: str, detail: str, now_ms: int) -> VenueError:
     table = _SPOT_REJECTIONS if category == SPOT else _LINEAR_REJECTIONS
     code, msg = table[kind]
+    if kind is RejectKind.WOULD_TRIGGER and category != SPOT and "last" in detail:
+        trigger, last = (part.split()[-1] for part in detail.split(","))
+        rising = Decimal(trigger) <= Decimal(last)
+        code, msg = (110092, f"expect Rising, but trigger_price[{trigger}] <= current[{last}]"
+                     ) if rising else (
+            110093, f"expect Falling, but trigger_price[{trigger}] >= current[{last}]")
     return error(code, msg.format(detail), now_ms)
 
 
@@ -334,7 +345,10 @@ def _rate(part: Decimal, whole: Decimal) -> Decimal:
 
 
 def status_name(order: Order) -> str:
-    """`orderStatus`: New, PartiallyFilled, Filled, Cancelled, PartiallyFilledCanceled."""
+    """`orderStatus`: New, PartiallyFilled, Filled, Cancelled, PartiallyFilledCanceled, and
+    for conditional orders Untriggered (waiting) and Deactivated (cancelled while waiting)."""
+    if order.untriggered:
+        return "Untriggered" if order.status is OrderStatus.NEW else "Deactivated"
     if order.status is OrderStatus.NEW:
         return "PartiallyFilled" if order.filled else "New"
     if order.status is OrderStatus.FILLED:
@@ -370,9 +384,12 @@ def order(order: Order, inst: Instrument, market_unit: str | None, quote_qty: De
         "cumExecQty": plain(order.filled), "cumExecValue": plain(order.cost),
         "cumExecFee": plain(order.fee),
         "timeInForce": "IOC" if is_market else order.time_in_force.value,
-        "orderType": "Market" if is_market else "Limit", "stopOrderType": "",
-        "orderIv": "", "triggerPrice": "0", "takeProfit": "0", "stopLoss": "0",
-        "tpTriggerBy": "", "slTriggerBy": "", "triggerDirection": 0, "triggerBy": "",
+        "orderType": "Market" if is_market else "Limit",
+        "stopOrderType": "Stop" if order.trigger is not None else "",
+        "orderIv": "", "triggerPrice": plain(order.trigger.price) if order.trigger else "0",
+        "takeProfit": "0", "stopLoss": "0", "tpTriggerBy": "", "slTriggerBy": "",
+        "triggerDirection": (1 if order.trigger.rises else 2) if order.trigger else 0,
+        "triggerBy": "LastPrice" if order.trigger is not None else "",
         "lastPriceOnCreated": "", "reduceOnly": order.reduce_only, "closeOnTrigger": False,
         "smpType": "None", "smpGroup": 0, "smpOrderId": "", "tpLimitPrice": "",
         "slLimitPrice": "", "placeType": "", "createdTime": str(order.created_ms),
@@ -467,7 +484,7 @@ def _pick(call: Call, name: str, choices: Mapping[str, _T], spot_error: tuple[in
     return value
 
 
-def order_request(call: Call, inst: Instrument) -> OrderRequest:
+def order_request(call: Call, inst: Instrument, last_price: Decimal) -> OrderRequest:
     """`/v5/order/create`'s parameters as a core order (market and limit only).
 
     A spot market order's `qty` is in quote coin when `marketUnit=quoteCoin`,
@@ -477,14 +494,14 @@ def order_request(call: Call, inst: Instrument) -> OrderRequest:
     side = _pick(call, "side", {"Buy": Side.BUY, "Sell": Side.SELL}, (170117, "Invalid side."))
     kind = _pick(call, "orderType", {"Market": OrderType.MARKET, "Limit": OrderType.LIMIT},
                  (170116, "Invalid orderType."))
-    if call.text("timeInForce") == "PostOnly" or call.text("orderFilter") not in (
-            None, "Order") or any(call.text(p) for p in ("triggerPrice", "takeProfit", "stopLoss")):
-        raise error(10001, "params error: conditional, TP/SL and PostOnly orders are not "
-                           "simulated", now)
+    if any(call.text(p) for p in ("takeProfit", "stopLoss")):
+        raise error(10001, "params error: TP/SL attached to an order are not simulated", now)
     if not spot and (call.text("positionIdx") or "0") != "0":
         raise error(10001, "position idx not match position mode", now)
+    post_only = call.text("timeInForce") == "PostOnly"
     tif = _pick(call, "timeInForce", {t.value: t for t in TimeInForce},
-                (170115, "Invalid timeInForce.")) if call.text("timeInForce") else TimeInForce.GTC
+                (170115, "Invalid timeInForce.")) if call.text("timeInForce") and not post_only \
+        else TimeInForce.GTC
     qty, price = call.decimal("qty"), call.decimal("price")
     if qty is None or qty <= 0:
         raise error(10001, lack("qty"), now)
@@ -500,4 +517,33 @@ def order_request(call: Call, inst: Instrument) -> OrderRequest:
         symbol=inst.symbol, side=side, type=kind, qty=Decimal(0) if by_quote else qty,
         price=price if kind is OrderType.LIMIT else None, client_id=call.text("orderLinkId"),
         time_in_force=tif, reduce_only=call.text("reduceOnly") == "true" and not spot,
-        quote_qty=qty if by_quote else None)
+        quote_qty=qty if by_quote else None, trigger=_trigger(call, spot, last_price),
+        post_only=post_only)
+
+
+def _trigger(call: Call, spot: bool, last_price: Decimal) -> Trigger | None:
+    """`triggerPrice` with `triggerDirection` (1 rises to, 2 falls to); spot conditional
+    orders (`orderFilter` StopOrder/tpslOrder) take no direction: Bybit compares the
+    trigger with the last price."""
+    price = call.decimal("triggerPrice")
+    if price is None:
+        if spot and call.text("orderFilter") in ("StopOrder", "tpslOrder"):
+            raise error(170130, "Data sent for parameter 'triggerPrice' is not valid.",
+                        call.now_ms)
+        return None
+    if spot:
+        return Trigger(price, rises=price > last_price)
+    direction = call.text("triggerDirection")
+    if direction not in ("1", "2"):
+        raise error(10001, "TriggerDirection invalid", call.now_ms)
+    return Trigger(price, rises=direction == "1")
+
+
+def conditional_filter(order_filter: str | None, category: str | None) -> bool | None:
+    """Which orders an `orderFilter` lists: conditional (True), plain (False), or all
+    (None: a linear query without a filter); an unknown filter lists no plain order."""
+    if order_filter in ("StopOrder", "tpslOrder"):
+        return True
+    if order_filter is None and category == LINEAR:
+        return None
+    return False

@@ -72,6 +72,8 @@ class OrderRequest:
     """Venue-specific detail kept on the order (`Order.note`)."""
     trigger: Trigger | None = None
     """Stops and take-profits: the order works once a trade reaches the trigger."""
+    post_only: bool = False
+    """Maker only: refused (WOULD_TAKE) if it would cross the book when it starts working."""
     trigger_now: bool = False
     """A trigger the price already reached fires at once (Kraken), instead of the
     WOULD_TRIGGER rejection (Binance, Bybit, OKX)."""
@@ -114,13 +116,16 @@ def place(
             raise Rejection(RejectKind.WOULD_TRIGGER, f"trigger {req.trigger.price}, last {last}")
     if req.client_id is not None and account.has_client_id(req.client_id):
         raise Rejection(RejectKind.DUPLICATE_CLIENT_ID, req.client_id)
+    if req.post_only and req.trigger is None and req.price is not None and (
+            req.price >= ask if req.side is Side.BUY else req.price <= last):
+        raise Rejection(RejectKind.WOULD_TAKE, f"price {req.price}")
     order = Order(
         id=order_id, client_id=req.client_id or uuid.uuid4().hex[:20], symbol=inst.symbol,
         kind=inst.kind, side=req.side, type=req.type, qty=qty,
         price=req.price if req.type is OrderType.LIMIT else None,
         time_in_force=req.time_in_force, fees=fees, created_ms=now, updated_ms=now,
         reduce_only=req.reduce_only, fee_asset=_fee_asset(inst, req.side, fees),
-        trigger=req.trigger, checked_trade=market.tape.last_id(),
+        trigger=req.trigger, post_only=req.post_only, checked_trade=market.tape.last_id(),
         quote_qty=req.quote_qty if req.type is OrderType.MARKET else None, note=req.note,
     )
     _hold(account, inst, order, _hold_price(order, ask), market)

@@ -40,6 +40,9 @@ from ctsd.sim.accounts import (
 from ctsd.sim.auth import AuthError, AuthFailure
 from ctsd.sim.endpoints import Handler, RequestCall, Route, mount
 from ctsd.sim.market import TIMEFRAMES, Instrument, InstrumentKind
+from ctsd.sim.okx_account import OkxAccount
+from ctsd.sim.okx_algo import OkxAlgo
+from ctsd.sim.okx_market import OkxMarketData
 from ctsd.sim.okx_wire import OrderFailure, OrderTags
 from ctsd.sim.ratelimit import FixedWindowLimiter, RateRule
 from ctsd.sim.state import Simulator
@@ -50,7 +53,8 @@ NAME = "okx"
 PREFIX = "/okx"
 TIMESTAMP_WINDOW_MS = 30_000
 FEES = {  # regular user, Lv1
-    InstrumentKind.SPOT: FeeSchedule(maker=Decimal("0.0008"), taker=Decimal("0.001")),
+    InstrumentKind.SPOT: FeeSchedule(maker=Decimal("0.0008"), taker=Decimal("0.001"),
+                                     base_fee_on_buy=True),
     InstrumentKind.LINEAR: FeeSchedule(maker=Decimal("0.0002"), taker=Decimal("0.0005")),
 }
 INST_TYPES = {"SPOT": InstrumentKind.SPOT, "SWAP": InstrumentKind.LINEAR}
@@ -250,15 +254,17 @@ class OkxSim:
         return raw_json_response(cached)
 
     async def ticker(self, call: Call) -> Any:
-        inst = self._instrument(call.require("instId"))
+        return render.ok([self.ticker_of(self._instrument(call.require("instId")))])
+
+    def ticker_of(self, inst: Instrument) -> dict[str, Any]:
         market = self.sim.market
         now = market.now_ms()
         day = 86_400_000
         utc0 = now - now % day
         utc8 = (now + 8 * 3_600_000) // day * day - 8 * 3_600_000
-        return render.ok([render.ticker(
-            inst, market.ticker(inst.symbol), market.price(inst.symbol, at_ms=utc0),
-            market.price(inst.symbol, at_ms=utc8))])
+        return render.ticker(inst, market.ticker(inst.symbol),
+                             market.price(inst.symbol, at_ms=utc0),
+                             market.price(inst.symbol, at_ms=utc8))
 
     async def candles(self, call: Call) -> Any:
         """Newest first; `after`/`before` are exclusive open-time bounds (older/newer than)."""
@@ -313,7 +319,7 @@ class OkxSim:
         if not order_id and not client_id:
             raise render.error(200, "51003", "Either client order ID or order ID is required.")
         order = self._find(call.owner(), inst, order_id, client_id)
-        if order is None:
+        if order is None or order.untriggered:  # an algo order until it fires
             raise render.error(200, "51603", "Order does not exist")
         return render.ok([self._render(call.owner(), order)])
 
@@ -326,7 +332,7 @@ class OkxSim:
         limit = min(max(_int_param(call, "limit", 100), 1), 100)
         account = call.owner()
         orders = sorted((o for o in account.open_orders()
-                         if (inst is None or o.symbol == inst.symbol)
+                         if (inst is None or o.symbol == inst.symbol) and not o.untriggered
                          and o.id > before and (not after or o.id < after)),
                         key=lambda o: o.id, reverse=True)
         result = [r for r in (self._render(account, o) for o in orders)
@@ -368,7 +374,7 @@ class OkxSim:
             raise OrderFailure("51003", "Either client order ID or order ID is required.")
         account = call.owner()
         order = self._find(account, inst, str(order_id or ""), str(client_id or ""))
-        if order is None:
+        if order is None or order.untriggered:
             raise OrderFailure(*render.CANCEL_UNKNOWN)
         if not order.status.is_open:
             raise OrderFailure(*render.CANCEL_DONE[order.status])
@@ -376,6 +382,21 @@ class OkxSim:
         return render.canceled(order, self._tags(order), self.sim.clock.now_ms())
 
     # --- helpers ------------------------------------------------------------------------
+
+    def instrument(self, inst_id: str) -> Instrument:
+        """The instrument of an `instId`, or 51001."""
+        return self._instrument(inst_id)
+
+    def entry_instrument(self, entry: dict[str, Any]) -> Instrument:
+        """The instrument of one order object of a POST, or its per-order failure."""
+        return self._entry_instrument(entry)
+
+    @staticmethod
+    def fees(kind: InstrumentKind) -> FeeSchedule:
+        return FEES[kind]
+
+    def render_order(self, account: Account, order: Order) -> dict[str, Any]:
+        return self._render(account, order)
 
     def _instrument(self, inst_id: str) -> Instrument:
         inst = self.by_id.get(inst_id)
@@ -434,8 +455,16 @@ class OkxSim:
             ("GET", "trade/order", read, self.get_order),
             ("GET", "trade/orders-pending", read, self.pending),
         ]
-        return [Endpoint(method, f"/api/v5/{path}", LIMITS[f"{method} {path}"], perm, handler)
-                for method, path, perm, handler in table]
+        endpoints = [Endpoint(method, f"/api/v5/{path}", LIMITS[f"{method} {path}"], perm,
+                              handler) for method, path, perm, handler in table]
+        return endpoints + self._market_data_history_and_algos()
+
+    def _market_data_history_and_algos(self) -> list[Endpoint]:
+        """Books, trades, tickers, own fills, order history, fee rates, algo orders."""
+        rows = [*OkxMarketData(self).rows(), *OkxAccount(self).rows(), *OkxAlgo(self).rows()]
+        return [Endpoint(method, f"/api/v5/{path}", Limit(f"{method} {path}", rule,
+                                                          Scope[scope]), perm, handler)
+                for method, path, perm, handler, rule, scope in rows]
 
 
 def _int_param(call: Call, name: str, default: int) -> int:

@@ -136,6 +136,8 @@ _REJECTIONS: dict[RejectKind, tuple[str, str]] = {
         "51169", "Order failed because you don't have any positions in this direction for "
                  "this contract to reduce or close."),
     RejectKind.UNKNOWN_ORDER: ("51603", "Order does not exist"),
+    RejectKind.WOULD_TAKE: ("51000", "Parameter px error"),
+    RejectKind.WOULD_TRIGGER: ("51280", "SL trigger price cannot be higher than the last price"),
     RejectKind.ORDER_NOT_OPEN: (
         "51400", "Order cancellation failed as the order has been filled, canceled or does "
                  "not exist."),
@@ -381,11 +383,11 @@ def order_request(inst: Instrument, entry: dict[str, Any]) -> tuple[OrderRequest
             raise OrderFailure("50014", f"Parameter {name} can not be empty")
         if value not in allowed:
             raise OrderFailure("51000", f"Parameter {name} error")
-    sz = _decimal(entry, "sz")
+    sz = decimal_field(entry, "sz")
     if sz is None:
         raise OrderFailure("50014", "Parameter sz can not be empty")
     order_type = ORD_TYPES[ord_type]
-    price = _decimal(entry, "px") if order_type is OrderType.LIMIT else None
+    price = decimal_field(entry, "px") if order_type is OrderType.LIMIT else None
     if order_type is OrderType.LIMIT and price is None:
         raise OrderFailure("50014", "Parameter px can not be empty")
     quote_sz = sz if tgt_ccy == "quote_ccy" else None
@@ -409,7 +411,7 @@ def order_request(inst: Instrument, entry: dict[str, Any]) -> tuple[OrderRequest
     return request, tags
 
 
-def _decimal(entry: dict[str, Any], name: str) -> Decimal | None:
+def decimal_field(entry: dict[str, Any], name: str) -> Decimal | None:
     raw = entry.get(name)
     if raw is None or raw == "":
         return None

@@ -274,6 +274,7 @@ class TestConformance(VenueConformance):
         return _kraken(make, server, **config)
 
     maker_fee = 0.0025
+    buy_fee_in_base = False
 
     async def place_resting_buy(self, ex: Any) -> Any:
         return await ex.create_order("ETH/USDT", "limit", "buy", 1, 3000, {"clientOrderId": "c-1"})

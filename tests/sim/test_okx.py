@@ -13,12 +13,13 @@ import aiohttp
 import ccxt.async_support as ccxt
 import pytest
 
-from ctsd.sim.clock import SystemClock
+from ctsd.sim.clock import ManualClock, SystemClock
 from ctsd.sim.faults import FaultKind
 from ctsd.sim.ratelimit import RateLimitConfig
 from ctsd.sim.server import SimulatorServer
 from tests.sim.conformance import (
     GENERIC_FAULT_ERRORS,
+    T0,
     Credential,
     CredentialErrors,
     Expect,
@@ -102,7 +103,7 @@ async def test_full_flow_passes_ccxt_validators(
 
     after = await ex.fetch_balance()
     if label == "spot":
-        assert after["BTC"]["total"] == pytest.approx(2.01)
+        assert after["BTC"]["total"] == pytest.approx(2.01 - 0.01 * 0.001)  # fee in BTC
     else:
         position = server.sim.accounts.get(API_KEY)
         assert position is not None
@@ -272,6 +273,113 @@ class TestConformance(VenueConformance):
     seeded_symbol = "SOL/USDT:USDT"
     quote_total = 150_000  # one trading account: spot and swap wallet together
     maker_fee = 0.0008
+    taker_fee = 0.001
+    book_limits = (1, 100, 400)
+
+    async def place_stop_loss(self, ex: Any, symbol: str, amount: float, stop: float) -> Any:
+        """As Freqtrade does: an algo order (`conditional`) with `stopLossPrice`."""
+        return await ex.create_order(symbol, "limit", "sell", amount, stop * 0.99,
+                                     {"stopLossPrice": stop})
+
+    async def fetch_stop(self, ex: Any, order: Any, symbol: str) -> Any:
+        return await ex.fetch_order(order["id"], symbol, {"stop": True})
 
     def exchange(self, make: ExchangeFactory, server: SimulatorServer, **config: Any) -> Any:
         return _okx(make, server, **config)
+
+
+M = 60_000
+NOW = T0 // M * M
+S = NOW - 86_400_000
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(("params", "first", "last"), [
+    ({}, NOW - 99 * M, NOW),
+    ({"limit": 3}, NOW - 2 * M, NOW),
+    ({"after": S}, S - 100 * M, S - M),
+    ({"after": S + 1, "limit": 2}, S - M, S),
+    ({"before": NOW - 3 * M}, NOW - 2 * M, NOW),
+    ({"after": S, "before": S - 5 * M}, S - 4 * M, S - M),
+], ids=["none", "limit", "after", "after-limit", "before", "after-before"])
+async def test_candles_window_as_okx_cuts_it(
+    make_exchange: ExchangeFactory, params: dict[str, int], first: int, last: int,
+) -> None:
+    """OKX: `after` = strictly older than, `before` = strictly newer than, newest first."""
+    async with SimulatorServer(sim_config(), clock=ManualClock(T0)) as srv:
+        ex = make_exchange(ccxt.okx, srv.base_url)
+        for path in ("candles", "history-candles"):
+            method = getattr(ex, f"public_get_market_{path.replace('-', '_')}")
+            rows = (await method({"instId": "ETH-USDT", "bar": "1m",
+                                  **{k: str(v) for k, v in params.items()}}))["data"]
+            assert [int(row[0]) for row in reversed(rows)] == list(range(first, last + 1, M))
+
+
+@pytest.mark.asyncio
+async def test_bulk_tickers_full_books_and_swap_sizes(
+    server: SimulatorServer, make_exchange: ExchangeFactory,
+) -> None:
+    ex = _okx(make_exchange, server)
+    await ex.load_markets()
+    tickers = await ex.fetch_tickers(params={"type": "swap"})
+    assert "BTC/USDT:USDT" in tickers and "BTC/USDT" not in tickers
+    spot = await ex.fetch_tickers(["ETH/USDT", "BTC/USDT"])
+    assert spot["ETH/USDT"]["bid"] == float(server.sim.market.price("ETH/USDT"))
+    full = await ex.fetch_order_book("ETH/USDT", 1000)  # ccxt: books-full above 400
+    assert len(full["bids"]) == 1000
+    with pytest.raises(ccxt.BadRequest, match="51000"):
+        await ex.public_get_market_books({"instId": "ETH-USDT", "sz": "401"})
+    swap = await ex.public_get_market_books({"instId": "BTC-USDT-SWAP", "sz": "1"})
+    level = swap["data"][0]["bids"][0]
+    qty = server.sim.market.books.top(server.sim.market.instrument("BTC/USDT:USDT"))[0].qty
+    assert Decimal(level[1]) == qty / Decimal("0.01")  # contracts of 0.01 BTC
+
+
+@pytest.mark.asyncio
+async def test_fills_and_history_carry_okx_signs_and_currencies(
+    server: SimulatorServer, make_exchange: ExchangeFactory,
+) -> None:
+    ex = _okx(make_exchange, server)
+    await ex.load_markets()
+    buy = await ex.create_order("ETH/USDT", "market", "buy", 1)
+    raw = (await ex.private_get_trade_fills({"instType": "SPOT"}))["data"]
+    assert [(f["ordId"], f["feeCcy"], f["fee"], f["execType"]) for f in raw] == [
+        (buy["id"], "ETH", "-0.001", "T")]
+    price = float(server.sim.market.price("ETH/USDT"))
+    resting = await ex.create_order("ETH/USDT", "limit", "buy", 1, round(price * 0.9, 2))
+    await ex.cancel_order(resting["id"], "ETH/USDT")
+    closed = await ex.fetch_closed_orders("ETH/USDT")
+    assert [o["id"] for o in closed] == [buy["id"]]
+    canceled = await ex.fetch_canceled_orders("ETH/USDT")
+    assert [o["id"] for o in canceled] == [resting["id"]]
+    history = (await ex.private_get_trade_orders_history({"instType": "SPOT"}))["data"]
+    assert [h["ordId"] for h in history] == [resting["id"], buy["id"]]
+    fee = await ex.fetch_trading_fee("BTC/USDT:USDT")
+    assert (fee["maker"], fee["taker"]) == (0.0002, 0.0005)
+
+
+@pytest.mark.asyncio
+async def test_an_algo_order_waits_fires_and_cancels_as_okx_does(
+    server: SimulatorServer, make_exchange: ExchangeFactory,
+) -> None:
+    ex = _okx(make_exchange, server)
+    await ex.load_markets()
+    server.sim.set_price("ETH/USDT", Decimal(3000))
+    with pytest.raises(ccxt.InvalidOrder, match="51280"):
+        await ex.create_order("ETH/USDT", "market", "sell", 1, None, {"stopLossPrice": 3100})
+    stop = await ex.create_order("ETH/USDT", "market", "sell", 1, None, {"stopLossPrice": 2900})
+    other = await ex.create_order("ETH/USDT", "market", "sell", 1, None,
+                                  {"stopLossPrice": 2800})
+    assert await ex.fetch_open_orders("ETH/USDT") == []  # algo orders are not orders yet
+    pending = await ex.fetch_open_orders("ETH/USDT", params={"stop": True,
+                                                            "ordType": "conditional"})
+    assert {o["id"] for o in pending} == {stop["id"], other["id"]}
+    await ex.cancel_order(other["id"], "ETH/USDT", {"stop": True})
+    server.sim.set_price("ETH/USDT", Decimal(2850))
+    fired = await ex.fetch_order(stop["id"], "ETH/USDT", {"stop": True})
+    assert fired["status"] == "closed" and fired["info"]["ordId"] == stop["id"]
+    working = await ex.fetch_order(fired["info"]["ordId"], "ETH/USDT")
+    assert (working["status"], working["average"]) == ("closed", 2850)
+    history = await ex.fetch_canceled_orders("ETH/USDT", params={"stop": True,
+                                                                 "ordType": "conditional"})
+    assert [o["id"] for o in history] == [other["id"]]

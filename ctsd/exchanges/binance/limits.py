@@ -31,6 +31,13 @@ BINANCE_ENDPOINTS = (
     EndpointRule((_SPOT, Charge("orders")), api="private", method="POST", path="order",
                  lane=Lane.ORDER),
     EndpointRule((_SPOT,), api="private", method="DELETE", path="order*", lane=Lane.ORDER),
+    # ccxt costs these 2 and 0.4 (weight 10 and 2); Binance weighs them 25 and 4.
+    EndpointRule((Charge("request_weight", units=25, usage=_USED),), api="public",
+                 method="GET", path="trades"),
+    EndpointRule((Charge("request_weight", units=25, usage=_USED),), api="public",
+                 method="GET", path="historicalTrades"),
+    EndpointRule((Charge("request_weight", units=4, usage=_USED),), api="public",
+                 method="GET", path="aggTrades"),
     EndpointRule((_SPOT,), api="public"),
     EndpointRule((_SPOT,), api="private"),
     EndpointRule((_SAPI,), api="sapi*"),
@@ -41,6 +48,9 @@ BINANCE_ENDPOINTS = (
     # ccxt costs these 1; Binance weighs them 5.
     EndpointRule((_FUTURES_5,), api="fapiPrivateV*", method="GET", path="account"),
     EndpointRule((_FUTURES_5,), api="fapiPrivateV*", method="GET", path="balance"),
+    # ccxt costs a depth without `limit` 2; Binance's default (500) weighs 10, 1000 weighs 20.
+    EndpointRule((Charge("futures_request_weight", units=20, usage=_USED),), api="fapiPublic",
+                 method="GET", path="depth"),
     EndpointRule((_FUTURES,), api="fapi*"),
     EndpointRule((_FUTURES,), api="dapi*"),
     EndpointRule((Charge("request_weight", per_cost=5),)),  # anything else: spot weight

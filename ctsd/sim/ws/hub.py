@@ -48,6 +48,7 @@ class StreamHub:
         self.topics: dict[Hashable, Topic] = {}
         self._message_windows: dict[WsConnection, Window] = {}
         self._task: asyncio.Task[None] | None = None
+        self._changed = asyncio.Event()
         self.ticks = 0
         sim.on_reset(self.guard.reset)
 
@@ -76,6 +77,13 @@ class StreamHub:
         for conn in list(self.connections):
             conn.close(1001, "server shutdown")
 
+    async def until(self, predicate: Callable[[], bool]) -> None:
+        """Wait until `predicate()` holds, re-checked whenever connections or topics
+        change (what a test waits for, without polling)."""
+        while not predicate():
+            self._changed.clear()
+            await self._changed.wait()
+
     # --- connections ------------------------------------------------------------------
 
     async def handle(self, request: web.Request, protocol: StreamProtocol) -> web.StreamResponse:
@@ -95,6 +103,7 @@ class StreamHub:
         session = protocol.open(conn, self)
         self.connections[conn] = session
         self._message_windows[conn] = Window()
+        self._changed.set()
         writer = asyncio.create_task(conn.write_loop(), name=f"sim-ws-writer-{conn.id}")
         try:
             session.on_open()
@@ -140,6 +149,7 @@ class StreamHub:
             self.unsubscribe(conn, key)
         session.on_close()
         conn.finish()
+        self._changed.set()
 
     def _overflow(self, conn: WsConnection) -> None:
         self.guard.violation(conn.venue, "slow_consumer")
@@ -157,6 +167,7 @@ class StreamHub:
             topic = self.topics[key] = make if isinstance(make, Topic) else make()
         topic.subscribers[conn] = prefix
         conn.topics.add(key)
+        self._changed.set()
         if snapshot:
             texts = topic.snapshot(self.sim.clock.now_ms(), self._sampler())
             if texts:
@@ -170,6 +181,7 @@ class StreamHub:
             return False
         if not topic.subscribers:
             del self.topics[key]
+        self._changed.set()
         return True
 
     def charge_subscribe_op(self, conn: WsConnection, window: Window) -> bool:

@@ -94,19 +94,19 @@ class RawClient:
     async def send(self, payload: Any) -> None:
         await self.ws.send_str(payload if isinstance(payload, str) else json.dumps(payload))
 
-    async def receive(self, timeout: float = WAIT_S) -> aiohttp.WSMessage:
-        async with asyncio.timeout(timeout):
+    async def receive(self, within: float = WAIT_S) -> aiohttp.WSMessage:
+        async with asyncio.timeout(within):
             return await self.ws.receive()
 
-    async def json(self, timeout: float = WAIT_S) -> Any:
+    async def json(self, within: float = WAIT_S) -> Any:
         """The next text message, parsed (a non-text frame fails the test)."""
-        message = await self.receive(timeout)
+        message = await self.receive(within)
         assert message.type is aiohttp.WSMsgType.TEXT, message
         return json.loads(message.data)
 
-    async def until(self, match: Callable[[Any], bool], timeout: float = WAIT_S) -> Any:
+    async def until(self, match: Callable[[Any], bool], within: float = WAIT_S) -> Any:
         """The first parsed text message `match` accepts (others are skipped)."""
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(within):
             while True:
                 message = await self.ws.receive()
                 assert message.type is aiohttp.WSMsgType.TEXT, message
@@ -115,9 +115,9 @@ class RawClient:
                 if match(data):
                     return data
 
-    async def closed(self, timeout: float = WAIT_S) -> aiohttp.WSMessage:
+    async def closed(self, within: float = WAIT_S) -> aiohttp.WSMessage:
         """Read until the server closes; the closing message."""
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(within):
             while True:
                 message = await self.ws.receive()
                 if message.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED,

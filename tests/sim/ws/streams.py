@@ -88,8 +88,11 @@ class StreamConformance:
         ex = self.exchange(pro, server)
         for _ in range(2):
             price = float(server.sim.market.price(symbol))
-            streamed = await watch_until(lambda: ex.watch_ticker(symbol),
-                                         lambda t, p=price: t["last"] == p)
+
+            def at_price(ticker: Any, price: float = price) -> bool:
+                return bool(ticker["last"] == price)
+
+            streamed = await watch_until(lambda: ex.watch_ticker(symbol), at_price)
             fetched = await ex.fetch_ticker(symbol)
             for field in self.ticker_fields:
                 assert streamed[field] == fetched[field], field
@@ -144,9 +147,8 @@ class StreamConformance:
 
     async def until_subscribed(self, server: SimulatorServer) -> None:
         """Wait until the hub holds a topic (the subscribe request arrived)."""
-        async with asyncio.timeout(WAIT_S):
-            while not server.streams.topics:
-                await asyncio.sleep(0.005)
+        hub = server.streams
+        await bounded(hub.until(lambda: bool(hub.topics)))
 
     @pytest.mark.asyncio
     async def test_order_book_is_the_simulators_book(
@@ -159,9 +161,12 @@ class StreamConformance:
         for _ in range(3):
             sequence = server.sim.market.sequence()
             truth = server.sim.market.books.snapshot(inst, n)
-            book = await watch_until(
-                lambda: ex.watch_order_book(symbol, self.book_limit),
-                lambda b, s=sequence: self.book_sequence(server, b) >= s)
+
+            def current(book: Any, sequence: int = sequence) -> bool:
+                return self.book_sequence(server, book) >= sequence
+
+            book = await watch_until(lambda: ex.watch_order_book(symbol, self.book_limit),
+                                     current)
             assert levels(book["bids"], n) == self.book_levels(symbol, truth.bids)
             assert levels(book["asks"], n) == self.book_levels(symbol, truth.asks)
             clock.advance(1)
