@@ -76,8 +76,10 @@ class CandleFeed(Topic):
         return out
 
     def snapshot(self, now_ms: int, sampler: Sampler) -> list[str]:
+        if not self._snapshot:  # the first poll pushes the candle in progress
+            return []
         candle = sampler.candle(self.inst.symbol, self.timeframe)
         if self._open_ms is None:  # the first subscriber: its candle is the feed's start
             self._open_ms = candle.open_ms
             self._last = (candle.open_ms, candle.close, candle.high, candle.low, candle.volume)
-        return [self._render(candle, now_ms, False)] if self._snapshot else []
+        return [self._render(candle, now_ms, False)]
