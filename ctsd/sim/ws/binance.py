@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import functools
 import json
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
@@ -196,6 +197,7 @@ class StreamSession(Session):
             self.token = self.sim.stream_tokens.get(key, LISTEN_KEY_KIND)
         if self.token is not None:
             self.conn.on_cleanup(self.sim.events.subscribe(self.token.api_key, self._on_event))
+            self.join("userData")
         name = request.match_info.get("name")
         if name and "@" in name:
             self._subscribe([name])
@@ -309,7 +311,7 @@ class ApiSession(Session):
 
     def __init__(self, conn: WsConnection, hub: StreamHub) -> None:
         super().__init__(conn, hub)
-        self.subscriptions: dict[int, object] = {}
+        self.subscriptions: dict[int, Callable[[], None]] = {}
         self._next_subscription = 0
 
     def on_text(self, text: str) -> None:
@@ -332,9 +334,9 @@ class ApiSession(Session):
             self._subscribe_signature(request_id, params)
         elif method == "userDataStream.unsubscribe":
             for stop in self.subscriptions.values():
-                assert callable(stop)
                 stop()
             self.subscriptions.clear()
+            self.leave("userData")
             self._answer(request_id, 200, {})
         else:
             self._answer(request_id, 400, error=(-1100, f"Unknown method '{method}'."))
@@ -359,6 +361,7 @@ class ApiSession(Session):
         stop = self.sim.events.subscribe(api_key, deliver)
         self.conn.on_cleanup(stop)
         self.subscriptions[subscription_id] = stop
+        self.join("userData")
         self._answer(request_id, 200, {"subscriptionId": subscription_id})
 
     def _verify(self, params: dict[str, Any]) -> str:

@@ -191,7 +191,6 @@ class BybitSession(Session):
         self.conn_id = f"{secrets.token_hex(10)}-{conn.id}"
         self.args: dict[str, object] = {}
         self.api_key: str | None = None
-        self.private_topics: set[str] = set()
 
     @property
     def public(self) -> BybitPublic | None:
@@ -304,21 +303,19 @@ class BybitSession(Session):
             self._answer("subscribe", req_id, False,
                          f"error:handler not found,topic:{unknown[0]}")
             return
-        self.private_topics.update(args)
+        for arg in args:
+            self.join(arg)
         self._answer("subscribe", req_id, True, "")
 
     def _unsubscribe(self, arg: str) -> None:
-        self.private_topics.discard(arg)
+        if arg in self.channels:
+            self.leave(arg)
         key = self.args.pop(arg, None)
         if key is not None:
             self.hub.unsubscribe(self.conn, key)
 
-    @property
-    def subscribed(self) -> bool:
-        return bool(self.conn.topics or self.private_topics)
-
     def _on_event(self, event: AccountEvent) -> None:
-        topics = self.private_topics
+        topics = self.channels
         if not topics:
             return
         market = self.sim.market

@@ -77,6 +77,10 @@ class StreamHub:
         for conn in list(self.connections):
             conn.close(1001, "server shutdown")
 
+    def notify(self) -> None:
+        """Something waiters of `until` may care about changed."""
+        self._changed.set()
+
     async def until(self, predicate: Callable[[], bool]) -> None:
         """Wait until `predicate()` holds, re-checked whenever connections or topics
         change (what a test waits for, without polling)."""
@@ -103,7 +107,7 @@ class StreamHub:
         session = protocol.open(conn, self)
         self.connections[conn] = session
         self._message_windows[conn] = Window()
-        self._changed.set()
+        self.notify()
         writer = asyncio.create_task(conn.write_loop(), name=f"sim-ws-writer-{conn.id}")
         try:
             session.on_open()
@@ -149,7 +153,7 @@ class StreamHub:
             self.unsubscribe(conn, key)
         session.on_close()
         conn.finish()
-        self._changed.set()
+        self.notify()
 
     def _overflow(self, conn: WsConnection) -> None:
         self.guard.violation(conn.venue, "slow_consumer")
@@ -167,7 +171,7 @@ class StreamHub:
             topic = self.topics[key] = make if isinstance(make, Topic) else make()
         topic.subscribers[conn] = prefix
         conn.topics.add(key)
-        self._changed.set()
+        self.notify()
         if snapshot:
             texts = topic.snapshot(self.sim.clock.now_ms(), self._sampler())
             if texts:
@@ -181,7 +185,7 @@ class StreamHub:
             return False
         if not topic.subscribers:
             del self.topics[key]
-        self._changed.set()
+        self.notify()
         return True
 
     def charge_subscribe_op(self, conn: WsConnection, window: Window) -> bool:
@@ -304,8 +308,8 @@ class StreamHub:
             "connections": [{
                 "id": c.id, "venue": c.venue, "path": c.venue_path, "surface":
                 c.protocol.surface, "topics": len(c.topics), "sent": c.sent, "lost": c.lost,
-                "stalled": c.stalled,
-            } for c in self.connections],
+                "stalled": c.stalled, "channels": sorted(s.channels),
+            } for c, s in self.connections.items()],
             "topics": len(self.topics),
             "ticks": self.ticks,
             "events_published": self.sim.events.published,

@@ -143,7 +143,6 @@ class KrakenSession(Session):
         self.protocol = protocol
         self.keys: dict[tuple[str, str], object] = {}
         self.token: StreamToken | None = None
-        self.channels: set[str] = set()
         self.sequence = 0
 
     def on_open(self) -> None:
@@ -151,10 +150,6 @@ class KrakenSession(Session):
 
     def heartbeat_message(self) -> str | None:
         return HEARTBEAT_MESSAGE
-
-    @property
-    def subscribed(self) -> bool:
-        return bool(self.conn.topics or self.channels)
 
     def on_text(self, text: str) -> None:
         now = self.sim.clock.now_ms()
@@ -224,7 +219,7 @@ class KrakenSession(Session):
             self.conn.reply(wire.answer(method, req_id, now, error="ESession:Invalid session"))
             return
         if method == "unsubscribe":
-            self.channels.discard(channel)
+            self.leave(channel)
             self.conn.reply(wire.answer(method, req_id, now, result={"channel": channel}))
             return
         if self.token is None:
@@ -237,7 +232,7 @@ class KrakenSession(Session):
             result |= {"snap_orders": params.get("snap_orders", True) is not False,
                        "snap_trades": params.get("snap_trades", False) is True}
         self.conn.reply(wire.answer(method, req_id, now, result=result))
-        self.channels.add(channel)
+        self.join(channel)
         self._snapshot(channel, result)
 
     def _release(self) -> None:

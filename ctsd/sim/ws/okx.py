@@ -239,8 +239,11 @@ class OkxSession(Session):
         self.conn.reply(wire.event(op, self.conn_id, echo, request_id))
         if op == "unsubscribe":
             self.private.pop(slot, None)
+            if channel not in {c for c, _, _ in self.private}:
+                self.leave(channel)
             return
         self.private[slot] = echo
+        self.join(channel)
         self._snapshot(channel, echo)
 
     def _snapshot(self, channel: str, echo: dict[str, Any]) -> None:
@@ -253,10 +256,6 @@ class OkxSession(Session):
             self.conn.send(wire.push(echo, [rest.trading_balance(account, market, None)]))
         elif channel == "positions":
             self.conn.send(wire.push(echo, wire.positions(account, market, now)))
-
-    @property
-    def subscribed(self) -> bool:
-        return bool(self.conn.topics or self.private)
 
     def _on_event(self, event: AccountEvent) -> None:
         market = self.sim.market

@@ -69,10 +69,20 @@ class Session(ABC):
     def __init__(self, conn: WsConnection, hub: StreamHub) -> None:
         self.conn = conn
         self.hub = hub
+        self.channels: set[str] = set()
+        """Private channels subscribed (`order`, `executions`, `userData`, …)."""
 
     @property
     def sim(self) -> Simulator:
         return self.hub.sim
+
+    def join(self, channel: str) -> None:
+        self.channels.add(channel)
+        self.hub.notify()
+
+    def leave(self, channel: str) -> None:
+        self.channels.discard(channel)
+        self.hub.notify()
 
     def on_open(self) -> None:
         """Right after the handshake (Kraken's status message, URL subscriptions)."""
@@ -96,7 +106,7 @@ class Session(ABC):
 
     @property
     def subscribed(self) -> bool:
-        return bool(self.conn.topics)
+        return bool(self.conn.topics or self.channels)
 
 
 class StreamProtocol(ABC):

@@ -20,6 +20,8 @@ import pytest
 from ctsd.sim.clock import ManualClock
 from ctsd.sim.market import Instrument
 from ctsd.sim.server import SimulatorServer
+from ctsd.sim.state import SimulatorConfig
+from tests.sim.conftest import API_KEY
 from tests.sim.ws.conftest import (
     WAIT_S,
     ProFactory,
@@ -75,9 +77,13 @@ class StreamConformance:
             metafunc.parametrize("symbol", self.symbols,
                                  ids=["spot" if ":" not in s else "linear" for s in self.symbols])
 
+    def config(self, **ws: Any) -> SimulatorConfig:
+        """The simulator's config for this venue (`ws` overrides `WsConfig` fields)."""
+        return ws_config(**ws)
+
     async def frozen(self, start: ServerFactory) -> tuple[SimulatorServer, ManualClock]:
         clock = frozen_clock()
-        return await start(ws_config(), clock=clock), clock
+        return await start(self.config(), clock=clock), clock
 
     def public(self, pro: ProFactory, server: SimulatorServer) -> Any:
         """A client without keys: ccxt signs some market loading (Binance currencies) when
@@ -193,3 +199,102 @@ class StreamConformance:
 
     def book_levels(self, inst: Instrument, side: Any) -> list[tuple[Decimal, Decimal]]:
         return [(lv.price, lv.qty) for lv in side]
+
+    # --- private ---------------------------------------------------------------------
+
+    private_channels: ClassVar[dict[str, str]]
+    """The channel ccxt's `orders`, `trades` and `balance` watchers subscribe."""
+    trade_amount_of: ClassVar[float] = 0.01
+
+    def private(self, pro: ProFactory, server: SimulatorServer) -> Any:
+        """A signed client (the server runs on the wall clock ccxt signs with)."""
+        return self.exchange(pro, server)
+
+    async def until_private(self, server: SimulatorServer, *watchers: str) -> None:
+        """Wait until the channels of `watchers` (`orders`, `trades`, `balance`) are on."""
+        hub = server.streams
+        wanted = {self.private_channels[w] for w in watchers}
+
+        def ready() -> bool:
+            joined = set().union(*(s.channels for s in hub.connections.values()))
+            return wanted <= joined
+
+        await bounded(hub.until(ready))
+
+    @pytest.mark.asyncio
+    async def test_a_rest_fill_is_the_same_fill_on_the_stream(
+        self, start: ServerFactory, pro: ProFactory, symbol: str,
+    ) -> None:
+        server = await start(self.config())
+        ex = self.private(pro, server)
+        await ex.load_markets()
+        orders = asyncio.ensure_future(ex.watch_orders(symbol))
+        trades = asyncio.ensure_future(ex.watch_my_trades(symbol))
+        balance = asyncio.ensure_future(ex.watch_balance(self.balance_params(symbol)))
+        await self.until_private(server, "orders", "trades", "balance")
+        placed = await ex.create_order(symbol, "market", "buy", self.trade_amount_of)
+        fill = server.sim.accounts.get(API_KEY).fills[-1]
+        assert placed["id"] == self.order_id(fill.order_id)
+
+        await bounded(orders)
+        await until(lambda: ex.watch_orders(symbol), lambda: any(
+            o["id"] == placed["id"] and o["status"] == "closed" for o in ex.orders))
+        await bounded(trades)
+        trade_id = self.trade_id(fill.trade_id)
+        await until(lambda: ex.watch_my_trades(symbol),
+                    lambda: trade_id in {t["id"] for t in ex.myTrades})
+        streamed = next(t for t in ex.myTrades if t["id"] == trade_id)
+        assert streamed["order"] == placed["id"]
+        assert Decimal(str(streamed["price"])) == fill.price
+        rest = await self.rest_trades(ex, symbol)
+        if rest is not None:
+            assert rest[trade_id]["order"] == placed["id"]
+            assert rest[trade_id]["price"] == streamed["price"]
+
+        quote = ex.market(symbol)["settle"] or ex.market(symbol)["quote"]
+        fetched = (await ex.fetch_balance(self.balance_params(symbol)))[quote]["total"]
+        await bounded(balance)
+        await until(lambda: ex.watch_balance(self.balance_params(symbol)),
+                    lambda: self.streamed_balance(
+            ex, symbol).get(quote, {}).get("total") == pytest.approx(fetched))
+
+    def order_id(self, order_id: int) -> str:
+        """The simulator's order id as the venue names it."""
+        return str(order_id)
+
+    def trade_id(self, trade_id: int) -> str:
+        """The simulator's fill id as the venue names it."""
+        return str(trade_id)
+
+    def balance_params(self, symbol: str) -> dict[str, Any]:
+        return {}
+
+    async def rest_trades(self, ex: Any, symbol: str) -> dict[str, Any] | None:
+        """The account's fills as REST lists them, by id."""
+        return {t["id"]: t for t in await ex.fetch_my_trades(symbol)}
+
+    def streamed_balance(self, ex: Any, symbol: str) -> Any:
+        """ccxt's cache of the streamed balance (some venues keep one per account type),
+        which the stream updates whether or not a watch is waiting."""
+        return ex.balance
+
+    @pytest.mark.asyncio
+    async def test_a_resting_order_fills_on_the_stream_without_a_rest_call(
+        self, start: ServerFactory, pro: ProFactory, symbol: str,
+    ) -> None:
+        server = await start(self.config())
+        ex = self.private(pro, server)
+        await ex.load_markets()
+        price = server.sim.market.price(symbol)
+        limit = ex.price_to_precision(symbol, float(price) * 0.95)
+        orders = asyncio.ensure_future(ex.watch_orders(symbol))
+        await self.until_private(server, "orders")
+        placed = await ex.create_order(symbol, "limit", "buy", self.trade_amount_of, limit)
+        await bounded(orders)
+        await until(lambda: ex.watch_orders(symbol), lambda: any(
+            o["id"] == placed["id"] for o in ex.orders))
+        requests = server.sim.stats.requests.copy()
+        server.sim.set_price(symbol, price * Decimal("0.9"))
+        await until(lambda: ex.watch_orders(symbol), lambda: any(
+            o["id"] == placed["id"] and o["status"] == "closed" for o in ex.orders))
+        assert server.sim.stats.requests == requests, "no REST call was needed"

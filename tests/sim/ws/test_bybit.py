@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import ccxt.pro as ccxtpro
 
@@ -21,6 +21,11 @@ def _bybit(pro: ProFactory, server: SimulatorServer, **config: Any) -> Any:
 class TestStreams(StreamConformance):
     exchange_class = ccxtpro.bybit
     book_limit = 50
+    private_channels: ClassVar[dict[str, str]] = {
+        "orders": "order", "trades": "execution", "balance": "wallet"}
+
+    def streamed_balance(self, ex: Any, symbol: str) -> Any:
+        return ex.balance.get("unified", {})
 
     def exchange(self, pro: ProFactory, server: SimulatorServer, **config: Any) -> Any:
         return _bybit(pro, server, **config)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Any
+from typing import Any, ClassVar
 
 import ccxt.pro as ccxtpro
 
@@ -25,6 +25,10 @@ def _okx(pro: ProFactory, server: SimulatorServer, **config: Any) -> Any:
 class TestStreams(StreamConformance):
     exchange_class = ccxtpro.okx
     symbols = ("BTC/USDT", "ETH/USDT:USDT")
+    private_channels: ClassVar[dict[str, str]] = {
+        "orders": "orders", "trades": "orders", "balance": "account"}
+    trade_amount_of = 1
+    """An amount both spot and swap accept (a swap's amount counts contracts)."""
 
     def exchange(self, pro: ProFactory, server: SimulatorServer, **config: Any) -> Any:
         return _okx(pro, server, **config)
