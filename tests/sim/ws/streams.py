@@ -11,7 +11,9 @@ orders and the same fills (trade ids included) on the stream.
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, ClassVar
 
@@ -31,6 +33,17 @@ from tests.sim.ws.conftest import (
 )
 
 Watch = Callable[[], Awaitable[Any]]
+
+
+@dataclass(frozen=True)
+class Refusal:
+    client: dict[str, Any]
+    symbol: str
+    error: type[Exception]
+    match: str
+    """Matched against the message of `error` — or of its context, with `chained`."""
+    chained: type[Exception] | None = None
+    """Where ccxt raises another exception while handling the venue's error."""
 
 
 async def bounded(awaitable: Awaitable[Any]) -> Any:
@@ -73,6 +86,8 @@ class StreamConformance:
         raise NotImplementedError
 
     def pytest_generate_tests(self, metafunc: pytest.Metafunc) -> None:
+        if "refusal" in metafunc.fixturenames:
+            metafunc.parametrize("refusal", list(self.refusals), ids=list(self.refusals))
         if "symbol" in metafunc.fixturenames:
             metafunc.parametrize("symbol", self.symbols,
                                  ids=["spot" if ":" not in s else "linear" for s in self.symbols])
@@ -202,9 +217,35 @@ class StreamConformance:
 
     # --- private ---------------------------------------------------------------------
 
+    refusals: ClassVar[dict[str, Refusal]]
+    """Login failures by case: the client's overrides, the symbol it watches, what ccxt
+    raises and a pattern of the venue's error in its message."""
+
+    @pytest.mark.asyncio
+    async def test_a_refused_login_raises_what_production_raises(
+        self, start: ServerFactory, pro: ProFactory, refusal: str,
+    ) -> None:
+        case = self.refusals[refusal]
+        server = await start(self.config())
+        ex = self.private(pro, server)
+        await self.prepare(ex)  # what ccxt loads over REST with good keys
+        for name, value in case.client.items():
+            setattr(ex, name, value)
+        with pytest.raises(case.error) as raised:
+            await bounded(ex.watch_orders(case.symbol))
+        cause: BaseException | None = raised.value
+        if case.chained is not None:
+            cause = raised.value.__context__
+            assert isinstance(cause, case.chained), repr(cause)
+        assert re.search(case.match, str(cause)), str(cause)
+
     private_channels: ClassVar[dict[str, str]]
     """The channel ccxt's `orders`, `trades` and `balance` watchers subscribe."""
     trade_amount_of: ClassVar[float] = 0.01
+
+    async def prepare(self, ex: Any) -> None:
+        """Load what the client loads over REST before it logs in on a WebSocket."""
+        await ex.load_markets()
 
     def private(self, pro: ProFactory, server: SimulatorServer) -> Any:
         """A signed client (the server runs on the wall clock ccxt signs with)."""

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+import ccxt
 import ccxt.pro as ccxtpro
 
 from ctsd.sim.server import SimulatorServer
 from tests.sim.conftest import API_KEY, SECRET
 from tests.sim.ws.conftest import ProFactory
-from tests.sim.ws.streams import StreamConformance
+from tests.sim.ws.streams import Refusal, StreamConformance
 
 
 def _binance(pro: ProFactory, server: SimulatorServer, **config: Any) -> Any:
@@ -22,6 +23,18 @@ class TestStreams(StreamConformance):
     exchange_class = ccxtpro.binance
     ticker_fields = ("last", "high", "low", "baseVolume", "quoteVolume")
     """ccxt watches `miniTicker` by default: no best bid and ask in it."""
+    refusals: ClassVar[dict[str, Refusal]] = {
+        "wrong-secret": Refusal({"secret": "wrong"}, "BTC/USDT", KeyError, "-1022",
+                                chained=ccxt.AuthenticationError),
+        "unknown-key": Refusal({"apiKey": "nobody"}, "BTC/USDT", KeyError, "-2015",
+                               chained=ccxt.AuthenticationError),
+        "unknown-key-futures": Refusal({"apiKey": "nobody"}, "BTC/USDT:USDT",
+                                       ccxt.AuthenticationError, "-2015"),
+    }
+    """Spot logs in on the WebSocket API, USDⓈ-M asks REST for a listenKey first. On spot
+    ccxt 4.5.90 turns Binance's refusal (AuthenticationError) into `KeyError('spot')`: its
+    error handler and its subscribe both delete the same subscription (pro/binance.py
+    `handle_ws_error`, `ensure_user_data_stream_ws_subscribe_signature`)."""
     private_channels: ClassVar[dict[str, str]] = {
         "orders": "userData", "trades": "userData", "balance": "userData"}
 

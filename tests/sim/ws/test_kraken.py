@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any, ClassVar
 
+import ccxt
 import ccxt.pro as ccxtpro
 
 from ctsd.sim import kraken_wire
@@ -13,7 +14,7 @@ from ctsd.sim.state import SimulatorConfig
 from tests.sim.conftest import API_KEY, trader_spec
 from tests.sim.test_kraken import KRAKEN_SECRET
 from tests.sim.ws.conftest import ProFactory
-from tests.sim.ws.streams import StreamConformance
+from tests.sim.ws.streams import Refusal, StreamConformance
 
 
 def _kraken(pro: ProFactory, server: SimulatorServer, **config: Any) -> Any:
@@ -26,6 +27,11 @@ class TestStreams(StreamConformance):
     exchange_class = ccxtpro.kraken
     symbols = ("BTC/USDT",)
     book_compare = 10
+    refusals: ClassVar[dict[str, Refusal]] = {
+        "unknown-key": Refusal({"apiKey": "nobody"}, "BTC/USDT", ccxt.AuthenticationError,
+                               "EAPI:Invalid key"),
+    }
+    """The token comes from REST `GetWebSocketsToken`: a bad key fails there."""
     private_channels: ClassVar[dict[str, str]] = {
         "orders": "executions", "trades": "executions", "balance": "balances"}
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any, ClassVar
 
+import ccxt
 import ccxt.pro as ccxtpro
 
 from ctsd.sim import okx_wire
@@ -12,7 +13,7 @@ from ctsd.sim.market import Instrument
 from ctsd.sim.server import SimulatorServer
 from tests.sim.conftest import API_KEY, PASSPHRASE, SECRET
 from tests.sim.ws.conftest import ProFactory
-from tests.sim.ws.streams import StreamConformance
+from tests.sim.ws.streams import Refusal, StreamConformance
 
 
 def _okx(pro: ProFactory, server: SimulatorServer, **config: Any) -> Any:
@@ -25,6 +26,14 @@ def _okx(pro: ProFactory, server: SimulatorServer, **config: Any) -> Any:
 class TestStreams(StreamConformance):
     exchange_class = ccxtpro.okx
     symbols = ("BTC/USDT", "ETH/USDT:USDT")
+    refusals: ClassVar[dict[str, Refusal]] = {
+        "wrong-secret": Refusal({"secret": "wrong"}, "BTC/USDT", ccxt.AuthenticationError,
+                                "60007"),
+        "wrong-passphrase": Refusal({"password": "wrong"}, "BTC/USDT",
+                                    ccxt.AuthenticationError, "60024"),
+        "unknown-key": Refusal({"apiKey": "nobody"}, "BTC/USDT", ccxt.AuthenticationError,
+                               "60005"),
+    }
     private_channels: ClassVar[dict[str, str]] = {
         "orders": "orders", "trades": "orders", "balance": "account"}
     trade_amount_of = 1
