@@ -68,6 +68,7 @@ class WsConnection:
         """A forced disconnect (`WS_DISCONNECT_EVERY`), in loop time."""
         self.closed = False
         self.sent = 0
+        self.pings = 0
         self.lost = 0
         """Data messages lost to stalls, gaps and overflow."""
         self.topics: set[object] = set()
@@ -114,7 +115,8 @@ class WsConnection:
             return
         if len(self._data) >= self._queue_max:
             self.lost += 1
-            self._on_overflow(self)
+            if self._close is None:  # once: the client is being cut already
+                self._on_overflow(self)
             return
         due = now
         if self._delayed_left > 0:
@@ -131,6 +133,7 @@ class WsConnection:
 
     def ping(self) -> None:
         self.last_ping_sent = self._loop.time()
+        self.pings += 1
         self._queue(Frame.PING, "")
 
     def pong(self, payload: str) -> None:

@@ -232,6 +232,7 @@ class StreamHub:
     def _poll_topics(self) -> None:
         sampler = self._sampler()
         now_ms = sampler.now_ms
+        delivered = False
         for topic in list(self.topics.values()):
             if now_ms < topic.due_ms:
                 continue
@@ -239,6 +240,9 @@ class StreamHub:
             texts = topic.poll(now_ms, sampler)
             if texts:
                 topic.deliver(texts)
+                delivered = True
+        if delivered:
+            self.notify()
 
     def _apply_faults(self) -> None:
         pending = self.sim.faults.pending()
@@ -256,6 +260,7 @@ class StreamHub:
                 if fault is None:
                     break
                 self._apply(conn, fault.kind, fault.delay_s)
+                self.notify()
 
     @staticmethod
     def _apply(conn: WsConnection, kind: FaultKind, delay_s: float) -> None:
@@ -294,6 +299,7 @@ class StreamHub:
             if beat.server_ping_s is not None and now - conn.last_ping_sent >= seconds(
                     beat.server_ping_s):
                 conn.ping()
+                self.notify()
             if (beat.heartbeat_message_s is not None and session.subscribed
                     and now - conn.last_sent >= seconds(beat.heartbeat_message_s)):
                 text = session.heartbeat_message()
