@@ -268,7 +268,7 @@ class StreamSession(Session):
             parsed.append((name, *found))
         fresh = [p for p in parsed if p[0] not in self.names]
         if not self.hub.stream_room(self.conn, len(fresh)):
-            limit = self.conn.protocol.limits.streams
+            limit = self.hub.guard.stream_limit(self.conn.protocol.limits)
             return f"Invalid request: a connection may listen to {limit} streams at most"
         for name, inst, channel in fresh:
             key = (VENUE, self.protocol.futures, name)

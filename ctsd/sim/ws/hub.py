@@ -113,11 +113,11 @@ class StreamHub:
             session.on_open()
             await self._read(conn, session)
         finally:
-            self._forget(conn, session)
-            conn.close(1000, "")
+            conn.close(1000, "")  # unless the server is closing already (limit, heartbeat)
             with contextlib.suppress(asyncio.TimeoutError, ConnectionError):
-                await asyncio.wait_for(writer, 1.0)
+                await asyncio.wait_for(asyncio.shield(writer), 1.0)  # replies, close frame
             writer.cancel()
+            self._forget(conn, session)
         return ws
 
     async def _read(self, conn: WsConnection, session: Session) -> None:

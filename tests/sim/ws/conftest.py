@@ -105,10 +105,14 @@ class RawClient:
         return json.loads(message.data)
 
     async def until(self, match: Callable[[Any], bool], within: float = WAIT_S) -> Any:
-        """The first parsed text message `match` accepts (others are skipped)."""
+        """The first parsed text message `match` accepts (others are skipped, pings
+        answered)."""
         async with asyncio.timeout(within):
             while True:
                 message = await self.ws.receive()
+                if message.type is aiohttp.WSMsgType.PING:
+                    await self.ws.pong(message.data)
+                    continue
                 assert message.type is aiohttp.WSMsgType.TEXT, message
                 data = message.data if message.data in ("pong", "ping") else json.loads(
                     message.data)

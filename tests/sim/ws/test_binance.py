@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+import aiohttp
 import ccxt
 import ccxt.pro as ccxtpro
+import pytest
 
 from ctsd.sim.server import SimulatorServer
 from tests.sim.conftest import API_KEY, SECRET
-from tests.sim.ws.conftest import ProFactory
-from tests.sim.ws.streams import Refusal, StreamConformance
+from tests.sim.ws.conftest import ProFactory, RawFactory, ServerFactory, frozen_clock, ws_config
+from tests.sim.ws.streams import Refusal, StreamConformance, bounded
+from tests.sim.ws.test_hub import FAST_HEARTBEAT
 
 
 def _binance(pro: ProFactory, server: SimulatorServer, **config: Any) -> Any:
@@ -52,3 +55,102 @@ class TestStreams(StreamConformance):
 
     def exchange(self, pro: ProFactory, server: SimulatorServer, **config: Any) -> Any:
         return _binance(pro, server, **config)
+
+
+# --- heartbeats and limits (raw clients: what ccxt does not show) ------------------------
+
+STREAMS = "/binance/stream/ws"
+
+
+@pytest.mark.asyncio
+async def test_a_client_that_stops_answering_pings_is_cut_and_counted(
+    start: ServerFactory, raw: RawFactory,
+) -> None:
+    server = await start(ws_config(timing_scale=FAST_HEARTBEAT))  # ping 0.1 s, pong 0.3 s
+    client = await raw(server, STREAMS)
+    closing = await client.closed()
+    assert (closing.data, closing.extra) == (1008, "pong timeout")
+    assert server.sim.stats.by_kind[("binance", "ws_heartbeat")] == 1
+
+
+@pytest.mark.asyncio
+async def test_ccxt_answers_the_pings_and_outlives_the_pong_timeout(
+    start: ServerFactory, pro: ProFactory,
+) -> None:
+    server = await start(ws_config(timing_scale=FAST_HEARTBEAT))
+    ex = pro(ccxtpro.binance, server)
+    await bounded(ex.watch_ticker("BTC/USDT"))
+    (conn,) = server.streams.connections
+    await bounded(server.streams.until(lambda: conn.pings >= 6))  # 0.6 s, twice the timeout
+    assert not conn.closed
+    assert server.sim.stats.by_kind[("binance", "ws_heartbeat")] == 0
+
+
+@pytest.mark.asyncio
+async def test_connection_attempts_past_the_limit_get_429_and_are_counted(
+    start: ServerFactory, raw: RawFactory,
+) -> None:
+    server = await start(ws_config(limit_scale=0.01), clock=frozen_clock())  # 3 per 5 min
+    for _ in range(3):
+        await raw(server, STREAMS)
+    with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+        await raw(server, "/binance/ws-api/v3")  # the WebSocket API shares the budget
+    assert refused.value.status == 429
+    assert refused.value.headers is not None and "Retry-After" in refused.value.headers
+    assert server.sim.stats.by_kind[("binance", "ws_connections")] == 1
+
+
+@pytest.mark.asyncio
+async def test_the_sixth_message_in_a_second_closes_the_connection(
+    start: ServerFactory, raw: RawFactory,
+) -> None:
+    server = await start(clock=frozen_clock())  # one window: 5 messages a second on spot
+    client = await raw(server, STREAMS)
+    for request_id in range(6):
+        await client.send({"method": "LIST_SUBSCRIPTIONS", "id": request_id})
+    for request_id in range(5):
+        assert await client.json() == {"result": [], "id": request_id}
+    closing = await client.closed()
+    assert (closing.data, closing.extra) == (1008, "Too many requests")
+    assert server.sim.stats.by_kind[("binance", "ws_messages")] == 1
+
+
+@pytest.mark.asyncio
+async def test_streams_past_the_limit_are_refused_and_counted(
+    start: ServerFactory, raw: RawFactory,
+) -> None:
+    server = await start(ws_config(limit_scale=0.002))  # 1024 → 2 streams a connection
+    client = await raw(server, STREAMS)
+    await client.send({"method": "SUBSCRIBE", "id": 1, "params": [
+        "btcusdt@ticker", "ethusdt@ticker", "bnbusdt@ticker"]})
+    refused = await client.until(lambda m: m.get("id") == 1)
+    assert refused["error"]["code"] == 2
+    assert "2 streams" in refused["error"]["msg"]
+    assert not server.streams.topics
+    assert server.sim.stats.by_kind[("binance", "ws_streams")] == 1
+
+
+@pytest.mark.asyncio
+async def test_an_unknown_listen_key_is_refused_at_the_handshake(
+    start: ServerFactory, raw: RawFactory,
+) -> None:
+    server = await start()
+    with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+        await raw(server, "/binance/fstream/private/ws?listenKey=" + "x" * 64)
+    assert refused.value.status == 400
+
+
+@pytest.mark.asyncio
+async def test_a_listen_key_not_kept_alive_expires_on_the_stream(
+    start: ServerFactory, raw: RawFactory, pro: ProFactory,
+) -> None:
+    server = await start(ws_config(timing_scale=0.0001))  # 60 minutes → 0.36 s
+    ex = pro(ccxtpro.binanceusdm, server, apiKey=API_KEY, secret=SECRET)
+    key = (await ex.fapiPrivatePostListenKey())["listenKey"]
+    client = await raw(server, f"/binance/fstream/private/ws?listenKey={key}")
+    kept = (await ex.fapiPrivatePutListenKey())["listenKey"]  # keepalive: same key
+    assert kept == key
+    expired = await client.until(lambda m: m.get("e") == "listenKeyExpired")
+    assert expired["listenKey"] == key
+    with pytest.raises(ccxt.AuthenticationError, match="-1125"):
+        await ex.fapiPrivatePutListenKey()
