@@ -33,19 +33,26 @@ class TickerFeed(Topic):
         self._snapshot = snapshot
         self._last: tuple[object, ...] = ()
 
+    @staticmethod
+    def _state(stats: TickerStats) -> tuple[object, ...]:
+        return (stats.last, stats.bid, stats.ask, stats.open, stats.high, stats.low,
+                stats.volume)
+
     def poll(self, now_ms: int, sampler: Sampler) -> list[str]:
         stats = sampler.ticker(self.inst.symbol)
-        state = (stats.last, stats.bid, stats.ask, stats.open, stats.high, stats.low,
-                 stats.volume)
+        state = self._state(stats)
         if state == self._last:
             return []
         self._last = state
         return self._render(stats)
 
     def snapshot(self, now_ms: int, sampler: Sampler) -> list[str]:
-        if self._snapshot is None:
+        if self._snapshot is None:  # the first poll pushes the statistics
             return []
-        return self._snapshot(sampler.ticker(self.inst.symbol))
+        stats = sampler.ticker(self.inst.symbol)
+        if not self._last:  # the first subscriber: its snapshot is the feed's start
+            self._last = self._state(stats)
+        return self._snapshot(stats)
 
 
 class CandleFeed(Topic):
