@@ -339,3 +339,40 @@ class StreamConformance:
         await until(lambda: ex.watch_orders(symbol), lambda: any(
             o["id"] == placed["id"] and o["status"] == "closed" for o in ex.orders))
         assert server.sim.stats.requests == requests, "no REST call was needed"
+
+
+class PositionStreams(StreamConformance):
+    """Venues whose ccxt client can watch positions without a REST snapshot."""
+
+    linear: ClassVar[str] = "BTC/USDT:USDT"
+    position_amount: ClassVar[float] = 0.01
+
+    def contracts(self, inst: Instrument, qty: Decimal) -> float:
+        """A position's size as ccxt reports it."""
+        return float(qty)
+
+    @pytest.mark.asyncio
+    async def test_a_fill_moves_the_streamed_position(
+        self, start: ServerFactory, pro: ProFactory,
+    ) -> None:
+        server = await start(self.config())
+        ex = self.private(pro, server)
+        await ex.load_markets()
+        symbol = self.linear
+        positions = asyncio.ensure_future(ex.watch_positions([symbol]))
+        await self.until_private(server, "positions")
+        await ex.create_order(symbol, "market", "buy", self.position_amount)
+        fill = server.sim.accounts.get(API_KEY).fills[-1]
+        inst = server.sim.market.instrument(symbol)
+        latest = [await bounded(positions)]
+
+        async def watch() -> None:
+            latest.append(await ex.watch_positions([symbol]))
+
+        def moved() -> bool:
+            return any(p["symbol"] == symbol and p["side"] == "long" and p["contracts"] ==
+                       self.contracts(inst, fill.qty) for p in latest[-1])
+
+        await until(watch, moved)
+        position = next(p for p in latest[-1] if p["symbol"] == symbol)
+        assert position["entryPrice"] == float(fill.price)

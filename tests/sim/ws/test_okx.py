@@ -25,7 +25,7 @@ from tests.sim.ws.conftest import (
     frozen_clock,
     ws_config,
 )
-from tests.sim.ws.streams import Refusal, StreamConformance, bounded, levels, watch_until
+from tests.sim.ws.streams import PositionStreams, Refusal, bounded, levels, watch_until
 
 
 def _okx(pro: ProFactory, server: SimulatorServer, **config: Any) -> Any:
@@ -35,7 +35,7 @@ def _okx(pro: ProFactory, server: SimulatorServer, **config: Any) -> Any:
     return pro(ccxtpro.okx, server, **config)
 
 
-class TestStreams(StreamConformance):
+class TestStreams(PositionStreams):
     exchange_class = ccxtpro.okx
     symbols = ("BTC/USDT", "ETH/USDT:USDT")
     refusals: ClassVar[dict[str, Refusal]] = {
@@ -47,7 +47,13 @@ class TestStreams(StreamConformance):
                                "60005"),
     }
     private_channels: ClassVar[dict[str, str]] = {
-        "orders": "orders", "trades": "orders", "balance": "account"}
+        "orders": "orders", "trades": "orders", "balance": "account",
+        "positions": "positions"}
+    linear = "ETH/USDT:USDT"
+    position_amount = 1
+
+    def contracts(self, inst: Instrument, qty: Decimal) -> float:
+        return float(okx_wire.size(inst, qty))
     trade_amount_of = 1
     """An amount both spot and swap accept (a swap's amount counts contracts)."""
 
