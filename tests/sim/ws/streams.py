@@ -20,6 +20,7 @@ from typing import Any, ClassVar
 import pytest
 
 from ctsd.sim.clock import ManualClock
+from ctsd.sim.faults import FaultKind, FaultSpec
 from ctsd.sim.market import Instrument
 from ctsd.sim.server import SimulatorServer
 from ctsd.sim.state import SimulatorConfig
@@ -27,6 +28,7 @@ from tests.sim.conftest import API_KEY
 from tests.sim.ws.conftest import (
     WAIT_S,
     ProFactory,
+    RawClient,
     ServerFactory,
     frozen_clock,
     ws_config,
@@ -65,6 +67,24 @@ async def watch_until(watch: Watch, accept: Callable[[Any], bool]) -> Any:
             result = await watch()
             if accept(result):
                 return result
+
+
+async def lose_next_book_update(server: SimulatorServer, clock: ManualClock,
+                                inst: Instrument, depth: int) -> None:
+    """Inject a sequence gap and move the book once: that update is lost."""
+    hub, faults = server.streams, server.sim.faults
+    server.sim.add_fault(FaultSpec(FaultKind.WS_GAP))
+    await bounded(hub.until(lambda: not faults.pending()))
+    await StreamConformance.move_book(clock, server, inst, depth)
+    await bounded(hub.until(lambda: any(c.lost for c in hub.connections)))
+
+
+async def expect_cut(client: RawClient, server: SimulatorServer, venue: str, kind: str,
+                     code: int, reason: str) -> None:
+    """The server closes `client` with `code`/`reason`, counting one `ws_<kind>`."""
+    closing = await client.closed()
+    assert (closing.data, closing.extra) == (code, reason)
+    assert server.sim.stats.by_kind[(venue, f"ws_{kind}")] == 1
 
 
 def levels(side: Any, n: int) -> list[tuple[Decimal, Decimal]]:

@@ -9,10 +9,11 @@ import ccxt
 import ccxt.pro as ccxtpro
 import pytest
 
+from ctsd.sim.binance import LISTEN_KEY_KIND
 from ctsd.sim.server import SimulatorServer
 from tests.sim.conftest import API_KEY, SECRET
 from tests.sim.ws.conftest import ProFactory, RawFactory, ServerFactory, frozen_clock, ws_config
-from tests.sim.ws.streams import Refusal, StreamConformance, bounded
+from tests.sim.ws.streams import Refusal, StreamConformance, bounded, expect_cut
 from tests.sim.ws.test_hub import FAST_HEARTBEAT
 
 
@@ -68,20 +69,18 @@ async def test_a_client_that_stops_answering_pings_is_cut_and_counted(
 ) -> None:
     server = await start(ws_config(timing_scale=FAST_HEARTBEAT))  # ping 0.1 s, pong 0.3 s
     client = await raw(server, STREAMS)
-    closing = await client.closed()
-    assert (closing.data, closing.extra) == (1008, "pong timeout")
-    assert server.sim.stats.by_kind[("binance", "ws_heartbeat")] == 1
+    await expect_cut(client, server, "binance", "heartbeat", 1008, "pong timeout")
 
 
 @pytest.mark.asyncio
 async def test_ccxt_answers_the_pings_and_outlives_the_pong_timeout(
     start: ServerFactory, pro: ProFactory,
 ) -> None:
-    server = await start(ws_config(timing_scale=FAST_HEARTBEAT))
+    server = await start(ws_config(timing_scale=0.01))  # ping 0.2 s, pong timeout 0.6 s
     ex = pro(ccxtpro.binance, server)
     await bounded(ex.watch_ticker("BTC/USDT"))
     (conn,) = server.streams.connections
-    await bounded(server.streams.until(lambda: conn.pings >= 6))  # 0.6 s, twice the timeout
+    await bounded(server.streams.until(lambda: conn.pings >= 5))  # 1 s: past the timeout
     assert not conn.closed
     assert server.sim.stats.by_kind[("binance", "ws_heartbeat")] == 0
 
@@ -110,9 +109,7 @@ async def test_the_sixth_message_in_a_second_closes_the_connection(
         await client.send({"method": "LIST_SUBSCRIPTIONS", "id": request_id})
     for request_id in range(5):
         assert await client.json() == {"result": [], "id": request_id}
-    closing = await client.closed()
-    assert (closing.data, closing.extra) == (1008, "Too many requests")
-    assert server.sim.stats.by_kind[("binance", "ws_messages")] == 1
+    await expect_cut(client, server, "binance", "messages", 1008, "Too many requests")
 
 
 @pytest.mark.asyncio
@@ -144,12 +141,17 @@ async def test_an_unknown_listen_key_is_refused_at_the_handshake(
 async def test_a_listen_key_not_kept_alive_expires_on_the_stream(
     start: ServerFactory, raw: RawFactory, pro: ProFactory,
 ) -> None:
-    server = await start(ws_config(timing_scale=0.0001))  # 60 minutes → 0.36 s
+    clock = frozen_clock()  # listenKey calls carry a key, no signed timestamp
+    server = await start(clock=clock)
     ex = pro(ccxtpro.binanceusdm, server, apiKey=API_KEY, secret=SECRET)
     key = (await ex.fapiPrivatePostListenKey())["listenKey"]
     client = await raw(server, f"/binance/fstream/private/ws?listenKey={key}")
-    kept = (await ex.fapiPrivatePutListenKey())["listenKey"]  # keepalive: same key
+    clock.advance(50 * 60)
+    kept = (await ex.fapiPrivatePutListenKey())["listenKey"]  # keepalive: same key, 60 min more
     assert kept == key
+    clock.advance(50 * 60)
+    assert server.sim.stream_tokens.get(key, LISTEN_KEY_KIND) is not None
+    clock.advance(10 * 60 + 1)
     expired = await client.until(lambda m: m.get("e") == "listenKeyExpired")
     assert expired["listenKey"] == key
     with pytest.raises(ccxt.AuthenticationError, match="-1125"):

@@ -11,7 +11,6 @@ import ccxt
 import ccxt.pro as ccxtpro
 import pytest
 
-from ctsd.sim.faults import FaultKind, FaultSpec
 from ctsd.sim.server import SimulatorServer
 from ctsd.sim.ws.connection import WsConnection
 from tests.sim.conftest import API_KEY, SECRET
@@ -24,7 +23,7 @@ from tests.sim.ws.conftest import (
     frozen_clock,
     ws_config,
 )
-from tests.sim.ws.streams import PositionStreams, Refusal, bounded
+from tests.sim.ws.streams import PositionStreams, Refusal, lose_next_book_update
 
 
 def _bybit(pro: ProFactory, server: SimulatorServer, **config: Any) -> Any:
@@ -143,10 +142,7 @@ async def test_book_deltas_count_up_and_a_gap_shows_in_u(
                 held[side].pop(price) if Decimal(qty) == 0 else held[side].update({price: qty})
         truth = server.sim.market.books.snapshot(inst, 50)
         assert sorted(Decimal(p) for p in held["b"]) == sorted(lv.price for lv in truth.bids)
-    server.sim.add_fault(FaultSpec(FaultKind.WS_GAP))
-    await bounded(server.streams.until(lambda: not server.sim.faults.pending()))
-    await TestStreams.move_book(clock, server, inst, 50)
-    await bounded(server.streams.until(lambda: connection_of(server, PUBLIC[6:]).lost == 1))
+    await lose_next_book_update(server, clock, inst, 50)
     await TestStreams.move_book(clock, server, inst, 50)
     delta = await client.until(lambda m: m.get("type") == "delta")
     assert delta["data"]["u"] == u + 2  # one lost: the client can tell

@@ -27,7 +27,7 @@ from tests.sim.ws.conftest import (
     frozen_clock,
     ws_config,
 )
-from tests.sim.ws.streams import bounded, levels, watch_until
+from tests.sim.ws.streams import bounded, expect_cut, levels, watch_until
 
 STREAMS = "/binance/stream/ws"
 FAST_HEARTBEAT = 0.005
@@ -191,6 +191,4 @@ async def test_a_client_that_does_not_read_is_cut_and_counted(
              ("BTC/USDT", "ETH/USDT", "BNB/USDT", "SOL/USDT", "XRP/USDT", "ADA/USDT")]
     await subscribe(client, *names)
     clock.advance(5)  # six messages in one tick, three fit
-    closing = await client.closed()
-    assert (closing.data, closing.extra) == (1008, "send queue overflow")
-    assert server.sim.stats.by_kind[("binance", "ws_slow_consumer")] == 1
+    await expect_cut(client, server, "binance", "slow_consumer", 1008, "send queue overflow")

@@ -11,7 +11,6 @@ import ccxt.pro as ccxtpro
 import pytest
 
 from ctsd.sim import kraken_wire
-from ctsd.sim.faults import FaultKind, FaultSpec
 from ctsd.sim.server import SimulatorServer
 from ctsd.sim.state import SimulatorConfig
 from tests.sim.conftest import API_KEY, trader_spec
@@ -24,7 +23,7 @@ from tests.sim.ws.conftest import (
     frozen_clock,
     ws_config,
 )
-from tests.sim.ws.streams import Refusal, StreamConformance, bounded
+from tests.sim.ws.streams import Refusal, StreamConformance, expect_cut, lose_next_book_update
 
 
 def _kraken(pro: ProFactory, server: SimulatorServer, **config: Any) -> Any:
@@ -108,9 +107,7 @@ async def test_past_the_message_rate_the_connection_is_closed(
     for req_id in range(5):
         assert (await client.json())["req_id"] == req_id
     assert await client.json() == {"error": "Exceeded msg rate", "success": False}
-    closing = await client.closed()
-    assert (closing.data, closing.extra) == (1008, "Exceeded msg rate")
-    assert server.sim.stats.by_kind[("kraken", "ws_messages")] == 1
+    await expect_cut(client, server, "kraken", "messages", 1008, "Exceeded msg rate")
 
 
 def kraken_checksum(bids: dict[float, float], asks: dict[float, float], inst: Any) -> int:
@@ -152,11 +149,7 @@ async def test_book_updates_carry_the_checksum_and_a_gap_breaks_it(
     for _ in range(2):
         sent, held = await next_update()
         assert sent == held
-    server.sim.add_fault(FaultSpec(FaultKind.WS_GAP))
-    await bounded(server.streams.until(lambda: not server.sim.faults.pending()))
-    await TestStreams.move_book(clock, server, inst, 10)  # lost
-    (conn,) = server.streams.connections
-    await bounded(server.streams.until(lambda: conn.lost == 1))
+    await lose_next_book_update(server, clock, inst, 10)
     sent, held = await next_update()
     assert sent != held  # the client can tell its book is wrong
 

@@ -13,7 +13,6 @@ import ccxt.pro as ccxtpro
 import pytest
 
 from ctsd.sim import okx_wire
-from ctsd.sim.faults import FaultKind, FaultSpec
 from ctsd.sim.market import Instrument
 from ctsd.sim.server import SimulatorServer
 from tests.sim.conftest import API_KEY, PASSPHRASE, SECRET
@@ -25,7 +24,14 @@ from tests.sim.ws.conftest import (
     frozen_clock,
     ws_config,
 )
-from tests.sim.ws.streams import PositionStreams, Refusal, bounded, levels, watch_until
+from tests.sim.ws.streams import (
+    PositionStreams,
+    Refusal,
+    bounded,
+    levels,
+    lose_next_book_update,
+    watch_until,
+)
 
 
 def _okx(pro: ProFactory, server: SimulatorServer, **config: Any) -> Any:
@@ -167,11 +173,7 @@ async def test_a_sequence_gap_fails_the_book_and_the_next_watch_resyncs(
     symbol = "BTC/USDT"
     inst = server.sim.market.instrument(symbol)
     await bounded(ex.watch_order_book(symbol))
-    server.sim.add_fault(FaultSpec(FaultKind.WS_GAP))
-    await bounded(server.streams.until(lambda: not server.sim.faults.pending()))
-    await TestStreams.move_book(clock, server, inst, 400)  # this update is lost…
-    (conn,) = server.streams.connections
-    await bounded(server.streams.until(lambda: conn.lost == 1))
+    await lose_next_book_update(server, clock, inst, 400)
     await TestStreams.move_book(clock, server, inst, 400)  # …the next one breaks the chain
     with pytest.raises(ccxt.InvalidNonce):
         await watch_until(lambda: ex.watch_order_book(symbol), lambda _: False)
