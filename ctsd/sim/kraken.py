@@ -35,7 +35,7 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 
-from ctsd.sim import auth, matching, unserved, wire
+from ctsd.sim import auth, kraken_account, matching, unserved, wire
 from ctsd.sim import kraken_wire as render
 from ctsd.sim.accounts import (
     Account,
@@ -49,6 +49,8 @@ from ctsd.sim.accounts import (
 )
 from ctsd.sim.auth import AuthError, AuthFailure
 from ctsd.sim.endpoints import Handler, RequestCall, Route, mount
+from ctsd.sim.kraken_account import KrakenAccount
+from ctsd.sim.kraken_market import KrakenMarketData
 from ctsd.sim.kraken_wire import KrakenAsset, KrakenPair, OrderTags
 from ctsd.sim.market import TIMEFRAMES, InstrumentKind, Timeframe
 from ctsd.sim.matching import OrderRequest
@@ -243,7 +245,7 @@ class KrakenSim:
     async def open_orders(self, call: Call) -> Any:
         orders = [o for o in reversed(call.owner().open_orders()) if o.kind is _SPOT]
         trades = call.flag("trades")
-        return {"open": {render.order_txid(o.id): self._render(o, trades)
+        return {"open": {render.order_txid(o.id): self._render(o, trades, call.owner())
                          for o in self._tagged(call, orders)}}
 
     async def closed_orders(self, call: Call) -> Any:
@@ -258,8 +260,9 @@ class KrakenSim:
         closed = self._tagged(call, sorted(closed, key=lambda o: o.updated_ms, reverse=True))
         offset, trades = call.integer("ofs") or 0, call.flag("trades")
         page = closed[offset:offset + CLOSED_PAGE]
-        return {"closed": {render.order_txid(o.id): self._render(o, trades) for o in page},
-                "count": len(closed)}
+        account = call.owner()
+        return {"closed": {render.order_txid(o.id): self._render(o, trades, account)
+                           for o in page}, "count": len(closed)}
 
     async def query_orders(self, call: Call) -> Any:
         """Unknown txids are left out of the answer (ccxt then raises OrderNotFound)."""
@@ -275,7 +278,7 @@ class KrakenSim:
             if order is not None and order.kind is _SPOT:
                 found.append(order)
         trades = call.flag("trades")
-        return {render.order_txid(o.id): self._render(o, trades)
+        return {render.order_txid(o.id): self._render(o, trades, call.owner())
                 for o in self._tagged(call, found)}
 
     # --- private: trading ----------------------------------------------------------------
@@ -284,7 +287,7 @@ class KrakenSim:
         account = call.owner()
         pair = self._pair(call.require("pair"))
         req, tags, volume = self._order_request(call, pair)
-        descr = render.description(req.side.value, volume, pair, req.price)
+        descr = render.description(req.side.value, volume, pair, req.price, req.trigger)
         if call.flag("validate"):
             self._validate_only(req, pair)
             return {"descr": {"order": descr}}
@@ -304,11 +307,10 @@ class KrakenSim:
 
     def _order_request(self, call: Call, pair: KrakenPair) -> tuple[OrderRequest, OrderTags, str]:
         """AddOrder's form → an order; `viqc` (market buy by quote amount) included."""
-        side, kind = call.require("type"), call.require("ordertype")
+        side = call.require("type")
         if side not in ("buy", "sell"):
             raise render.error(f"{render.INVALID_ARGUMENTS}:type")
-        if kind not in ("market", "limit"):
-            raise render.error(f"{render.INVALID_ARGUMENTS}:ordertype")
+        kind, price, trigger = kraken_account.order_kind(call, Side(side))
         volume = call.decimal("volume")
         if volume is None or volume <= 0:
             raise render.error(f"{render.INVALID_ARGUMENTS}:volume")
@@ -316,11 +318,8 @@ class KrakenSim:
         if not set(flags) <= _ORDER_FLAGS:
             raise render.error(f"{render.INVALID_ARGUMENTS}:oflags")
         viqc = "viqc" in flags
-        if viqc and (kind != "market" or side != "buy"):
+        if viqc and (kind is not OrderType.MARKET or trigger is not None or side != "buy"):
             raise render.error(f"{render.INVALID_ARGUMENTS}:viqc")
-        price = call.decimal("price") if kind == "limit" else None
-        if kind == "limit" and price is None:
-            raise render.error(f"{render.INVALID_ARGUMENTS}:price")
         tif = (call.params.get("timeinforce") or "GTC").upper()
         if tif not in ("GTC", "IOC"):
             raise render.error(f"{render.INVALID_ARGUMENTS}:timeinforce")
@@ -330,9 +329,10 @@ class KrakenSim:
         kept = [f for f in flags if f not in ("fcib", "fciq")]
         tags = OrderTags(call.integer("userref"), cl_ord_id, ",".join(["fciq", *kept]))
         req = OrderRequest(
-            symbol=pair.inst.symbol, side=Side(side), type=OrderType(kind),
+            symbol=pair.inst.symbol, side=Side(side), type=kind,
             qty=Decimal(0) if viqc else volume, price=price, client_id=cl_ord_id,
-            time_in_force=TimeInForce(tif), quote_qty=volume if viqc else None, note=tags)
+            time_in_force=TimeInForce(tif), quote_qty=volume if viqc else None,
+            trigger=trigger, trigger_now=True, post_only="post" in flags, note=tags)
         return req, tags, wire.fixed(volume, render.VOLUME_DECIMALS)
 
     def _validate_only(self, req: OrderRequest, pair: KrakenPair) -> None:
@@ -389,9 +389,10 @@ class KrakenSim:
         found = [self._pair_names.get(n) for n in call.require("pair").split(",")]
         return _all_known(found, render.UNKNOWN_PAIR)
 
-    def _render(self, order: Order, trades: bool) -> dict[str, Any]:
+    def _render(self, order: Order, trades: bool, account: Account) -> dict[str, Any]:
         tags = self._tags.get(order.id, OrderTags())
-        return render.order(order, self._by_symbol[order.symbol], tags, trades=trades)
+        return render.order(order, self._by_symbol[order.symbol], tags, trades=trades,
+                            fills=account.fills_of(order.id) if trades else ())
 
     def _tagged(self, call: Call, orders: list[Order]) -> list[Order]:
         """Apply the `userref` and `cl_ord_id` filters the order queries accept."""
@@ -426,8 +427,35 @@ class KrakenSim:
             ("POST", "/0/private/AddOrder", trade, 0, self.add_order),
             ("POST", "/0/private/CancelOrder", trade, 0, self.cancel_order),
             ("POST", "/0/private/GetWebSocketsToken", query, 1, self.websockets_token),
+            *self._market_data_and_history(),
         ]
         return [Endpoint(*row) for row in table]
+
+    def _market_data_and_history(self) -> list[tuple[Any, ...]]:
+        """Book, public trades, own trades, fee tiers."""
+        md, acct = KrakenMarketData(self), KrakenAccount(self)
+        public, query = Access.PUBLIC, Access.QUERY
+        return [
+            ("GET", "/0/public/Depth", public, 0, md.depth),
+            ("GET", "/0/public/Trades", public, 0, md.trades),
+            ("POST", "/0/private/TradesHistory", query, 2, acct.trades_history),
+            ("POST", "/0/private/QueryTrades", query, 1, acct.query_trades),
+            ("POST", "/0/private/TradeVolume", query, 1, acct.trade_volume),
+        ]
+
+    def pair(self, name: str) -> KrakenPair:
+        """A pair by key or altname, or `EQuery:Unknown asset pair`."""
+        return self._pair(name)
+
+    def pair_of(self, symbol: str) -> KrakenPair:
+        return self._by_symbol[symbol]
+
+    def is_spot(self, symbol: str) -> bool:
+        return symbol in self._by_symbol
+
+    @property
+    def fees(self) -> FeeSchedule:
+        return FEES
 
 
 def _cancel_penalty(age_s: float) -> int:

@@ -12,12 +12,22 @@ with HTTP 200, errors included, because Kraken puts its verdict in the body.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from ctsd.sim.accounts import Account, FeeSchedule, Order, OrderStatus, Rejection, RejectKind
+from ctsd.sim.accounts import (
+    Account,
+    FeeSchedule,
+    Fill,
+    Order,
+    OrderStatus,
+    OrderType,
+    Rejection,
+    RejectKind,
+    Trigger,
+)
 from ctsd.sim.auth import AuthFailure
 from ctsd.sim.market import Candle, Instrument, TickerStats
 from ctsd.sim.wire import VenueError, fixed
@@ -59,6 +69,8 @@ _REJECTIONS: dict[RejectKind, str] = {
     RejectKind.MIN_NOTIONAL: "EOrder:Cost minimum not met",
     RejectKind.DUPLICATE_CLIENT_ID: INVALID_ORDER,
     RejectKind.BAD_PARAMETER: INVALID_ARGUMENTS,
+    RejectKind.WOULD_TAKE: "EOrder:Post only order",
+    RejectKind.WOULD_TRIGGER: INVALID_ARGUMENTS,
 }
 
 
@@ -281,16 +293,21 @@ def trade_txid(order_id: int) -> str:
     return _encode("T", order_id, _TRADE_MUL)
 
 
-def parse_txid(txid: str) -> int | None:
+def parse_txid(txid: str, prefix: str = "O", mul: int = _ORDER_MUL) -> int | None:
     """The order id behind an order txid, or None when it is not one."""
     raw = txid.replace("-", "")
-    if len(txid) != 19 or len(raw) != 17 or raw[0] != "O":
+    if len(txid) != 19 or len(raw) != 17 or raw[0] != prefix:
         return None
     try:
         value = int(raw[1:], 36)
     except ValueError:
         return None
-    return value * pow(_ORDER_MUL, -1, _ID_SPACE) % _ID_SPACE
+    return value * pow(mul, -1, _ID_SPACE) % _ID_SPACE
+
+
+def parse_trade_txid(txid: str) -> int | None:
+    """The fill's trade id behind a trade txid, or None when it is not one."""
+    return parse_txid(txid, "T", _TRADE_MUL)
 
 
 _STATUS = {OrderStatus.NEW: "open", OrderStatus.FILLED: "closed",
@@ -298,10 +315,23 @@ _STATUS = {OrderStatus.NEW: "open", OrderStatus.FILLED: "closed",
 _REASON = {OrderStatus.CANCELED: "User requested"}
 
 
-def description(side: str, volume: str, pair: KrakenPair, price: Decimal | None) -> str:
-    """`buy 0.01000000 XBTUSDT @ limit 58500.0` — ccxt parses this sentence."""
+def description(side: str, volume: str, pair: KrakenPair, price: Decimal | None,
+                trigger: Trigger | None = None) -> str:
+    """`buy 0.01000000 XBTUSDT @ limit 58500.0`, `sell 1.00000000 XBTUSDT @ stop loss
+    57000.0 -> limit 56500.0` — ccxt parses these sentences."""
     where = f"limit {pair.price(price)}" if price is not None else "market"
+    if trigger is not None:
+        kind = "stop loss" if trigger.rises is (side == "buy") else "take profit"
+        where = f"{kind} {pair.price(trigger.price)}" + (
+            f" -> limit {pair.price(price)}" if price is not None else "")
     return f"{side} {volume} {pair.altname} @ {where}"
+
+
+def _ordertype(order: Order) -> str:
+    if order.trigger is None:
+        return order.type.value
+    kind = "stop-loss" if order.stop_loss else "take-profit"
+    return f"{kind}-limit" if order.type is OrderType.LIMIT else kind
 
 
 @dataclass(frozen=True, slots=True)
@@ -314,11 +344,14 @@ class OrderTags:
 
 
 def order(order: Order, pair: KrakenPair, tags: OrderTags, *, trades: bool = False,
-          ) -> dict[str, Any]:
-    """One entry of `OpenOrders`, `ClosedOrders` and `QueryOrders`."""
+          fills: Sequence[Fill] = ()) -> dict[str, Any]:
+    """One entry of `OpenOrders`, `ClosedOrders` and `QueryOrders`; with `trades`, the
+    txids of the order's `fills`."""
     out: dict[str, Any] = {"refid": None, "userref": tags.userref}
     if tags.cl_ord_id is not None:
         out["cl_ord_id"] = tags.cl_ord_id
+    limit = pair.price(order.price) if order.price is not None else "0"
+    price, price2 = (pair.price(order.trigger.price), limit) if order.trigger else (limit, "0")
     out |= {"status": _STATUS[order.status], "reason": _REASON.get(order.status),
             "opentm": order.created_ms / 1000}
     if not order.status.is_open:
@@ -326,17 +359,21 @@ def order(order: Order, pair: KrakenPair, tags: OrderTags, *, trades: bool = Fal
     out |= {
         "starttm": 0, "expiretm": 0,
         "descr": {"pair": pair.altname, "type": order.side.value,
-                  "ordertype": order.type.value,
-                  "price": pair.price(order.price) if order.price is not None else "0",
-                  "price2": "0", "leverage": "none", "order": description(
-                      order.side.value, fixed(order.qty, VOLUME_DECIMALS), pair, order.price),
+                  "ordertype": _ordertype(order), "price": price, "price2": price2,
+                  "leverage": "none", "order": description(
+                      order.side.value, fixed(order.qty, VOLUME_DECIMALS), pair, order.price,
+                      order.trigger),
                   "close": ""},
         "vol": fixed(order.qty, VOLUME_DECIMALS),
         "vol_exec": fixed(order.filled, VOLUME_DECIMALS),
         "cost": fixed(order.cost, COST_DECIMALS), "fee": fixed(order.fee, COST_DECIMALS),
-        "price": pair.price(order.average or Decimal(0)), "stopprice": fixed(Decimal(0), 5),
-        "limitprice": fixed(Decimal(0), 5), "misc": "", "oflags": tags.oflags,
+        "price": pair.price(order.average or Decimal(0)),
+        "stopprice": fixed(order.trigger.price if order.trigger else Decimal(0), 5),
+        "limitprice": fixed(order.price if order.trigger and order.price else Decimal(0), 5),
+        "misc": "", "oflags": tags.oflags,
     }
+    if order.trigger is not None:
+        out["trigger"] = "last"
     if trades and order.filled:
-        out["trades"] = [trade_txid(order.id)]
+        out["trades"] = [trade_txid(f.trade_id) for f in fills]
     return out

@@ -433,7 +433,9 @@ class OkxSim:
 
     def _render(self, account: Account, order: Order) -> dict[str, Any]:
         inst = self.sim.market.catalog.instruments[order.symbol]
-        return render.order(order, inst, self._tags(order), account.spec.leverage)
+        fills = account.fills_of(order.id)
+        return render.order(order, inst, self._tags(order), account.spec.leverage,
+                            fills[-1].trade_id if fills else None)
 
     def endpoints(self) -> list[Endpoint]:
         read, trade = Permission.READ, Permission.TRADE

@@ -440,8 +440,10 @@ _STATE = {
 }
 
 
-def order(o: Order, inst: Instrument, tags: OrderTags, leverage: int) -> dict[str, Any]:
-    """An order as `trade/order` and `trade/orders-pending` return it."""
+def order(o: Order, inst: Instrument, tags: OrderTags, leverage: int,
+          last_trade_id: int | None = None) -> dict[str, Any]:
+    """An order as `trade/order` and `trade/orders-pending` return it; `tradeId` is its
+    last fill's (`Fill.trade_id`, as in `trade/fills`)."""
     spot = inst.kind is InstrumentKind.SPOT
     filled = size(inst, o.filled)
     average = plain(o.average.quantize(inst.tick_size)) if o.average else ""
@@ -463,7 +465,8 @@ def order(o: Order, inst: Instrument, tags: OrderTags, leverage: int) -> dict[st
         "source": "", "state": _STATE[o.status], "stpId": "", "stpMode": "cancel_maker",
         "sz": sz, "tag": tags.tag, "tdMode": tags.td_mode, "tgtCcy": tags.tgt_ccy,
         "tpOrdPx": "", "tpTriggerPx": "", "tpTriggerPxType": "",
-        "tradeId": str(o.id) if o.filled else "", "uTime": str(o.updated_ms),
+        "tradeId": str(last_trade_id) if last_trade_id is not None else "",
+        "uTime": str(o.updated_ms),
     }
 
 

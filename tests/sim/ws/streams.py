@@ -307,10 +307,9 @@ class StreamConformance:
         streamed = next(t for t in ex.myTrades if t["id"] == trade_id)
         assert streamed["order"] == placed["id"]
         assert Decimal(str(streamed["price"])) == fill.price
-        rest = await self.rest_trades(ex, symbol)
-        if rest is not None:
-            assert rest[trade_id]["order"] == placed["id"]
-            assert rest[trade_id]["price"] == streamed["price"]
+        rest = {t["id"]: t for t in await ex.fetch_my_trades(symbol)}
+        assert rest[trade_id]["order"] == placed["id"]
+        assert rest[trade_id]["price"] == streamed["price"]
 
         quote = ex.market(symbol)["settle"] or ex.market(symbol)["quote"]
         fetched = (await ex.fetch_balance(self.balance_params(symbol)))[quote]["total"]
@@ -329,10 +328,6 @@ class StreamConformance:
 
     def balance_params(self, symbol: str) -> dict[str, Any]:
         return {}
-
-    async def rest_trades(self, ex: Any, symbol: str) -> dict[str, Any] | None:
-        """The account's fills as REST lists them, by id."""
-        return {t["id"]: t for t in await ex.fetch_my_trades(symbol)}
 
     def streamed_balance(self, ex: Any, symbol: str) -> Any:
         """ccxt's cache of the streamed balance (some venues keep one per account type),

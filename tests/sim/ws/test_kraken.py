@@ -50,11 +50,6 @@ class TestStreams(StreamConformance):
     def streamed_balance(self, ex: Any, symbol: str) -> Any:
         return ex.balance.get("spot", {})
 
-    async def rest_trades(self, ex: Any, symbol: str) -> dict[str, Any] | None:
-        # Kraken's own-trade history (TradesHistory) is the REST simulator's (sim-md) and
-        # not served yet: the streamed fill is checked against the simulator's record only.
-        return None
-
     def order_id(self, order_id: int) -> str:
         return kraken_wire.order_txid(order_id)
 
