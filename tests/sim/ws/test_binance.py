@@ -156,3 +156,27 @@ async def test_a_listen_key_not_kept_alive_expires_on_the_stream(
     assert expired["listenKey"] == key
     with pytest.raises(ccxt.AuthenticationError, match="-1125"):
         await ex.fapiPrivatePutListenKey()
+
+
+@pytest.mark.asyncio
+async def test_streams_named_in_the_url_raw_and_combined(
+    start: ServerFactory, raw: RawFactory,
+) -> None:
+    clock = frozen_clock()
+    server = await start(clock=clock)
+    single = await raw(server, "/binance/stream/ws/btcusdt@ticker")
+    ticker = await single.until(lambda m: m.get("e") == "24hrTicker")
+    assert ticker["s"] == "BTCUSDT"
+    combined = await raw(server, "/binance/stream/stream?streams=btcusdt@ticker/ethusdt@ticker")
+    await bounded(server.streams.until(lambda: len(server.streams.topics) == 2))
+    clock.advance(5)  # both tickers change
+    wrapped: dict[str, Any] = {}
+    while len(wrapped) < 2:
+        message = await combined.until(lambda m: "stream" in m)
+        wrapped[message["stream"]] = message["data"]
+    assert {name: data["s"] for name, data in wrapped.items()} == {
+        "btcusdt@ticker": "BTCUSDT", "ethusdt@ticker": "ETHUSDT"}
+    await combined.send({"method": "LIST_SUBSCRIPTIONS", "id": 3})
+    listed = await combined.until(lambda m: m.get("id") == 3)
+    assert sorted(listed["result"]) == ["btcusdt@ticker", "ethusdt@ticker"]
+    assert len(server.streams.topics) == 2  # BTC's ticker serves both connections
