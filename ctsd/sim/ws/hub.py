@@ -236,7 +236,8 @@ class StreamHub:
         for topic in list(self.topics.values()):
             if now_ms < topic.due_ms:
                 continue
-            topic.due_ms = max(topic.due_ms + topic.interval_ms, now_ms)
+            following = topic.due_ms + topic.interval_ms
+            topic.due_ms = following if following > now_ms else now_ms + topic.interval_ms
             texts = topic.poll(now_ms, sampler)
             if texts:
                 topic.deliver(texts)

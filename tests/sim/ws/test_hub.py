@@ -17,7 +17,11 @@ import pytest
 
 from ctsd.sim.faults import FaultKind, FaultSpec
 from ctsd.sim.server import SimulatorServer
+from ctsd.sim.state import Simulator
 from ctsd.sim.ws.connection import WsConnection
+from ctsd.sim.ws.hub import StreamHub
+from ctsd.sim.ws.protocol import Topic
+from ctsd.sim.ws.sampler import Sampler
 from tests.sim.ws.conftest import (
     WAIT_S,
     ProFactory,
@@ -192,3 +196,29 @@ async def test_a_client_that_does_not_read_is_cut_and_counted(
     await subscribe(client, *names)
     clock.advance(5)  # six messages in one tick, three fit
     await expect_cut(client, server, "binance", "slow_consumer", 1008, "send queue overflow")
+
+
+class CountingTopic(Topic):
+    def __init__(self, interval_ms: int) -> None:
+        super().__init__(("test", interval_ms), interval_ms)
+        self.polled_at: list[int] = []
+
+    def poll(self, now_ms: int, sampler: Sampler) -> list[str]:
+        self.polled_at.append(now_ms)
+        return []
+
+
+def test_the_loop_polls_a_topic_once_per_period_of_simulator_time() -> None:
+    clock = frozen_clock()
+    hub = StreamHub(Simulator(ws_config(), clock=clock), {})
+    topic = CountingTopic(1000)
+    hub.topics[topic.key] = topic
+    start = clock.now_ms()
+    for _ in range(10):
+        clock.advance(0.25)
+        hub.tick()
+    assert [t - start for t in topic.polled_at] == [250, 1250, 2250]
+    clock.advance(60)  # a loop that fell behind polls once, then keeps the period
+    hub.tick()
+    hub.tick()
+    assert [t - start for t in topic.polled_at[3:]] == [62_500]
