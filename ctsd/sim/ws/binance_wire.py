@@ -18,6 +18,7 @@ from ctsd.sim.market import Candle, Instrument, InstrumentKind, Market, TickerSt
 from ctsd.sim.matching import derivatives_balances
 from ctsd.sim.tape import PublicTrade
 from ctsd.sim.wire import dumps, fixed, plain
+from ctsd.sim.ws.positions import position_state
 
 _ZERO = Decimal(0)
 _STATUS = {
@@ -222,14 +223,10 @@ def _account_update(event: AccountUpdate, market: Market) -> dict[str, Any]:
 
 
 def position(account: Account, market: Market, symbol: str) -> dict[str, Any]:
-    inst = market.catalog.instruments[symbol]
-    pos = account.positions.get(symbol)
-    qty = pos.qty if pos else _ZERO
-    entry = pos.entry_price if pos else _ZERO
-    upnl = qty * (market.price(symbol) - entry) if qty else _ZERO
-    return {"s": rest.market_id(inst), "pa": plain(qty), "ep": plain(entry),
-            "bep": plain(entry), "cr": "0", "up": plain(upnl), "mt": "cross", "iw": "0",
-            "ps": "BOTH"}
+    state = position_state(account, market, symbol, market.now_ms())
+    return {"s": rest.market_id(state.inst), "pa": plain(state.qty), "ep": plain(state.entry),
+            "bep": plain(state.entry), "cr": "0", "up": plain(state.upnl), "mt": "cross",
+            "iw": "0", "ps": "BOTH"}
 
 
 def listen_key_expired(listen_key: str, now_ms: int) -> str:

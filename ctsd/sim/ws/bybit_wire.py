@@ -22,6 +22,7 @@ from ctsd.sim.market import Candle, Instrument, InstrumentKind, Market, TickerSt
 from ctsd.sim.matching import derivatives_balances
 from ctsd.sim.tape import PublicTrade
 from ctsd.sim.wire import dumps, plain
+from ctsd.sim.ws.positions import position_state
 
 _ZERO = Decimal(0)
 
@@ -134,26 +135,21 @@ def _usd(market: Market, asset: str) -> Decimal:
 
 
 def position(account: Account, market: Market, symbol: str, now_ms: int) -> dict[str, Any]:
-    inst = market.catalog.instruments[symbol]
-    pos = account.positions.get(symbol)
-    qty = pos.qty if pos else _ZERO
-    entry = pos.entry_price if pos else _ZERO
-    mark = market.price(symbol)
-    lev = account.leverage()
+    state = position_state(account, market, symbol, now_ms)
+    qty = state.qty
     side = "" if not qty else ("Buy" if qty > 0 else "Sell")
-    value = abs(qty) * entry
     return {
         "positionIdx": 0, "tradeMode": 0, "riskId": 1, "riskLimitValue": "2000000",
-        "symbol": rest.market_id(inst), "side": side, "size": plain(abs(qty)),
-        "entryPrice": plain(entry), "sessionAvgPrice": "", "leverage": plain(lev),
-        "positionValue": plain(value), "positionBalance": "0", "markPrice": plain(mark),
-        "positionIM": plain(value / lev), "positionMM": plain(value / lev / 2),
+        "symbol": rest.market_id(state.inst), "side": side, "size": plain(abs(qty)),
+        "entryPrice": plain(state.entry), "sessionAvgPrice": "",
+        "leverage": plain(state.leverage), "positionValue": plain(state.value),
+        "positionBalance": "0", "markPrice": plain(state.mark),
+        "positionIM": plain(state.margin), "positionMM": plain(state.margin / 2),
         "takeProfit": "0", "stopLoss": "0", "trailingStop": "0",
-        "unrealisedPnl": plain(qty * (mark - entry)), "curRealisedPnl": "0",
-        "cumRealisedPnl": "0", "createdTime": str(pos.updated_ms if pos else now_ms),
-        "updatedTime": str(pos.updated_ms if pos else now_ms), "tpslMode": "Full",
-        "liqPrice": "", "bustPrice": "", "category": "linear", "positionStatus": "Normal",
-        "adlRankIndicator": 2 if qty else 0, "autoAddMargin": 0,
+        "unrealisedPnl": plain(state.upnl), "curRealisedPnl": "0", "cumRealisedPnl": "0",
+        "createdTime": str(state.updated_ms), "updatedTime": str(state.updated_ms),
+        "tpslMode": "Full", "liqPrice": "", "bustPrice": "", "category": "linear",
+        "positionStatus": "Normal", "adlRankIndicator": 2 if qty else 0, "autoAddMargin": 0,
         "leverageSysUpdatedTime": "", "mmrSysUpdatedTime": "", "seq": now_ms,
         "isReduceOnly": False,
     }

@@ -22,6 +22,7 @@ from ctsd.sim.path import stream_seed
 from ctsd.sim.tape import PublicTrade
 from ctsd.sim.wire import dumps, plain
 from ctsd.sim.ws.books import crc32_signed
+from ctsd.sim.ws.positions import open_positions, position_state
 
 _ZERO = Decimal(0)
 DAY_MS = 86_400_000
@@ -99,29 +100,24 @@ def order(update: OrderUpdate, inst: Instrument, leverage: int) -> dict[str, Any
 
 def position(account: Account, market: Market, symbol: str, now_ms: int) -> dict[str, Any]:
     """A `positions` push item (net mode, cross margin)."""
-    inst = market.catalog.instruments[symbol]
-    pos = account.positions.get(symbol)
-    qty = pos.qty if pos else _ZERO
-    entry = pos.entry_price if pos else _ZERO
-    mark = market.price(symbol)
-    lev = account.leverage()
-    upl = qty * (mark - entry)
-    margin = abs(qty) * entry / lev
+    state = position_state(account, market, symbol, now_ms)
+    inst, qty = state.inst, state.qty
+    margin = state.margin
     return {
-        "adl": "1", "availPos": "", "avgPx": plain(entry) if qty else "",
-        "cTime": str(pos.updated_ms if pos else now_ms), "ccy": inst.quote,
-        "deltaBS": "", "deltaPA": "", "gammaBS": "", "gammaPA": "", "imr": plain(margin),
-        "instId": rest.inst_id(inst), "instType": rest.inst_type(inst), "interest": "0",
-        "idxPx": plain(mark), "last": plain(mark), "usdPx": "", "lever": plain(lev),
-        "liab": "", "liabCcy": "", "liqPx": "", "markPx": plain(mark), "margin": "",
+        "adl": "1", "availPos": "", "avgPx": plain(state.entry) if qty else "",
+        "cTime": str(state.updated_ms), "ccy": inst.quote, "deltaBS": "", "deltaPA": "",
+        "gammaBS": "", "gammaPA": "", "imr": plain(margin), "instId": rest.inst_id(inst),
+        "instType": rest.inst_type(inst), "interest": "0", "idxPx": plain(state.mark),
+        "last": plain(state.mark), "usdPx": "", "lever": plain(state.leverage), "liab": "",
+        "liabCcy": "", "liqPx": "", "markPx": plain(state.mark), "margin": "",
         "mgnMode": "cross", "mgnRatio": "", "mmr": plain(margin / 2),
-        "notionalUsd": plain(abs(qty) * mark), "optVal": "", "pTime": str(now_ms),
+        "notionalUsd": plain(abs(qty) * state.mark), "optVal": "", "pTime": str(now_ms),
         "pos": rest.size(inst, qty) if qty >= 0 else "-" + rest.size(inst, -qty),
         "posCcy": "", "posId": str(stream_seed(account.uid, symbol) % 10**12),
         "posSide": "net", "spotInUseAmt": "", "spotInUseCcy": "", "thetaBS": "",
-        "thetaPA": "", "tradeId": "", "uTime": str(pos.updated_ms if pos else now_ms),
-        "upl": plain(upl), "uplLastPx": plain(upl),
-        "uplRatio": plain((upl / margin).quantize(Decimal("0.0001"))) if margin else "0",
+        "thetaPA": "", "tradeId": "", "uTime": str(state.updated_ms), "upl": plain(state.upnl),
+        "uplLastPx": plain(state.upnl),
+        "uplRatio": plain((state.upnl / margin).quantize(Decimal("0.0001"))) if margin else "0",
         "uplRatioLastPx": "0", "vegaBS": "", "vegaPA": "", "realizedPnl": "0",
         "pnl": "0", "fee": "0", "fundingFee": "0", "liqPenalty": "0",
         "closeOrderAlgo": [],
@@ -130,8 +126,7 @@ def position(account: Account, market: Market, symbol: str, now_ms: int) -> dict
 
 def positions(account: Account, market: Market, now_ms: int) -> list[dict[str, Any]]:
     """Every open position, as the snapshot after a subscription."""
-    return [position(account, market, symbol, now_ms)
-            for symbol, pos in sorted(account.positions.items()) if pos.qty]
+    return [position(account, market, symbol, now_ms) for symbol in open_positions(account)]
 
 
 def is_swap(inst: Instrument) -> bool:
