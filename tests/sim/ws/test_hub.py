@@ -22,6 +22,7 @@ from ctsd.sim.ws.connection import WsConnection
 from ctsd.sim.ws.hub import StreamHub
 from ctsd.sim.ws.protocol import Topic
 from ctsd.sim.ws.sampler import Sampler
+from tests.sim.conftest import API_KEY, SECRET
 from tests.sim.ws.conftest import (
     WAIT_S,
     ProFactory,
@@ -222,3 +223,26 @@ def test_the_loop_polls_a_topic_once_per_period_of_simulator_time() -> None:
     hub.tick()
     hub.tick()
     assert [t - start for t in topic.polled_at[3:]] == [62_500]
+
+
+@pytest.mark.asyncio
+async def test_admin_ws_lists_connections_their_topics_and_channels(
+    start: ServerFactory, raw: RawFactory, pro: ProFactory,
+) -> None:
+    server = await start()
+    client = await raw(server, STREAMS)
+    await subscribe(client, "btcusdt@ticker", "ethusdt@ticker")
+    ex = pro(ccxtpro.binance, server, apiKey=API_KEY, secret=SECRET)
+    await ex.load_markets()
+    watching = asyncio.ensure_future(ex.watch_balance())
+    hub = server.streams
+    await bounded(hub.until(lambda: any(s.channels for s in hub.connections.values())))
+    async with aiohttp.ClientSession() as session, session.get(
+            f"{server.base_url}/admin/ws") as answer:
+        state = await answer.json()
+    by_path = {c["path"]: c for c in state["connections"]}  # below the venue prefix
+    assert by_path["/stream/ws"]["topics"] == 2
+    assert by_path["/stream/ws"]["surface"] == "spot-streams"
+    assert by_path["/ws-api/v3"]["channels"] == ["userData"]
+    assert state["topics"] == 2
+    watching.cancel()
