@@ -18,6 +18,7 @@ from enum import StrEnum
 from typing import Any
 
 from ctsd.sim.market import InstrumentKind
+from ctsd.sim.positions import MarginMode, PerpAccount, PerpEventHub, PositionSide
 
 
 class Permission(StrEnum):
@@ -65,6 +66,12 @@ class RejectKind(StrEnum):
     MIN_NOTIONAL = "min_notional"
     BAD_PARAMETER = "bad_parameter"
     DUPLICATE_CLIENT_ID = "duplicate_client_id"
+    REDUCE_ONLY = "reduce_only"
+    """A reduce-only (or hedge-mode closing) order that would open or grow a position."""
+    POSITION_SIDE = "position_side"
+    """A hedge-mode side on a one-way account, or none on a hedge-mode one."""
+    POSITION_LIMIT = "position_limit"
+    """The position would pass the notional cap of its leverage tier."""
 
 
 class Rejection(Exception):
@@ -102,6 +109,7 @@ class AccountSpec:
     """Empty means any address may use the key."""
     uid: int | None = None
     leverage: int = 10
+    """Default leverage of every perpetual until the account sets its own."""
 
     @classmethod
     def from_json(cls, raw: Mapping[str, Any]) -> AccountSpec:
@@ -134,15 +142,6 @@ class Holding:
 
 
 @dataclass(slots=True)
-class Position:
-    """A one-way-mode perpetual position: signed quantity and average entry."""
-
-    qty: Decimal = Decimal(0)
-    entry_price: Decimal = Decimal(0)
-    updated_ms: int = 0
-
-
-@dataclass(slots=True)
 class Order:
     id: int
     client_id: str
@@ -166,6 +165,10 @@ class Order:
     locked: Decimal = Decimal(0)
     """Funds held by this order while open: quote (spot buy), base (spot sell) or margin."""
     fill_ms: int | None = None
+    position_side: PositionSide = PositionSide.BOTH
+    margin_mode: MarginMode = MarginMode.CROSS
+    liquidation: bool = False
+    """Placed by the venue's liquidation engine, not by the account."""
 
     @property
     def average(self) -> Decimal | None:
@@ -184,7 +187,11 @@ class DerivativesBalance:
     wallet: Decimal
     unrealized_pnl: Decimal
     position_margin: Decimal
+    """Initial margin of cross positions (at the mark price) plus isolated margins."""
     order_margin: Decimal
+    isolated_upnl: Decimal = Decimal(0)
+    """The isolated positions' share of `unrealized_pnl`, which is not available."""
+    maintenance_margin: Decimal = Decimal(0)
 
     @property
     def equity(self) -> Decimal:
@@ -192,18 +199,20 @@ class DerivativesBalance:
 
     @property
     def available(self) -> Decimal:
-        return self.equity - self.position_margin - self.order_margin
+        return self.equity - self.position_margin - self.order_margin - self.isolated_upnl
 
 
 class Account:
-    """One API key's state. Mutated only through `ctsd.sim.matching`."""
+    """One API key's state. Mutated only through `ctsd.sim.matching` (orders, balances)
+    and `ctsd.sim.derivatives`/`funding`/`liquidation` (the `perp` state)."""
 
-    def __init__(self, spec: AccountSpec, uid: int) -> None:
+    def __init__(self, spec: AccountSpec, uid: int, events: PerpEventHub | None = None) -> None:
         self.spec = spec
         self.uid = uid
         self.spot: dict[str, Holding] = {a: Holding(free=v) for a, v in spec.spot.items()}
         self.derivatives: dict[str, Decimal] = dict(spec.derivatives)
-        self.positions: dict[str, Position] = {}
+        """Derivatives wallet balance per settle asset (isolated margins included)."""
+        self.perp = PerpAccount(spec.api_key, Decimal(spec.leverage), events)
         self.orders: dict[int, Order] = {}
         self._by_client_id: dict[str, int] = {}
         self.last_nonce = 0
@@ -240,9 +249,6 @@ class Account:
             if o.status.is_open and (symbol is None or o.symbol == symbol)
         ]
 
-    def leverage(self) -> Decimal:
-        return Decimal(self.spec.leverage)
-
 
 class AccountStore:
     """Every provisioned account, indexed by API key; owns the order-id sequence."""
@@ -251,10 +257,13 @@ class AccountStore:
         self._by_key: dict[str, Account] = {}
         self._uids = itertools.count(100_000_001)
         self._order_ids = itertools.count(1_000_000_001)
+        self.perp_events = PerpEventHub()
+        """Position, funding and liquidation changes of every account (`ctsd.sim.positions`)."""
 
     def provision(self, spec: AccountSpec) -> Account:
         """Add (or replace) the account for `spec.api_key`, with fresh balances."""
-        account = Account(spec, spec.uid if spec.uid is not None else next(self._uids))
+        account = Account(spec, spec.uid if spec.uid is not None else next(self._uids),
+                          self.perp_events)
         self._by_key[spec.api_key] = account
         return account
 
@@ -279,4 +288,4 @@ class AccountStore:
         uids = {a.spec.api_key: a.uid for a in self._by_key.values()}
         self._by_key.clear()
         for spec in specs:
-            self._by_key[spec.api_key] = Account(spec, uids[spec.api_key])
+            self._by_key[spec.api_key] = Account(spec, uids[spec.api_key], self.perp_events)

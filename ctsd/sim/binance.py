@@ -34,6 +34,7 @@ from ctsd.sim.accounts import (
     TimeInForce,
 )
 from ctsd.sim.auth import AuthError, AuthFailure
+from ctsd.sim.binance_deriv import FuturesDerivatives, order_position_side
 from ctsd.sim.endpoints import Handler, RequestCall, Route, mount
 from ctsd.sim.market import TIMEFRAMES, Instrument, InstrumentKind
 from ctsd.sim.matching import OrderRequest
@@ -130,6 +131,7 @@ class BinanceSim:
             s: {render.market_id(i): i for i in catalog.of_kind(KIND[s])} for s in Surface
         }
         self._exchange_info: dict[Surface, str] = {}
+        self.deriv = FuturesDerivatives(sim, self.symbols[Surface.FUTURES])
         sim.on_reset(self.reset)
 
     def reset(self) -> None:
@@ -266,8 +268,11 @@ class BinanceSim:
     async def spot_account(self, call: Call) -> Any:
         return render.spot_account(call.owner(), FEES[Surface.SPOT], self.sim.clock.now_ms())
 
-    async def futures_account(self, call: Call) -> Any:
-        return render.futures_account(call.owner(), self.sim.market)
+    async def futures_account_v2(self, call: Call) -> Any:
+        return self.deriv.futures_account(call.owner(), v3=False)
+
+    async def futures_account_v3(self, call: Call) -> Any:
+        return self.deriv.futures_account(call.owner(), v3=True)
 
     async def futures_balance(self, call: Call) -> Any:
         return render.futures_balance(call.owner(), self.sim.market)
@@ -302,11 +307,15 @@ class BinanceSim:
             tif = TimeInForce(raw_tif) if raw_tif in TimeInForce.__members__ else TimeInForce.GTC
             if call.decimal("price") is None:
                 raise render.missing("price")
+        position_side = None
+        if call.futures:
+            hedge = call.owner().perp.settings.is_hedge(inst.symbol)
+            position_side = order_position_side(call, hedge)
         return OrderRequest(
             symbol=inst.symbol, side=side, type=order_type, qty=qty or Decimal(0),
             price=call.decimal("price"), client_id=call.params.get("newClientOrderId"),
             time_in_force=tif, reduce_only=call.params.get("reduceOnly") == "true",
-            quote_qty=quote_qty if qty is None else None)
+            quote_qty=quote_qty if qty is None else None, position_side=position_side)
 
     async def get_order(self, call: Call) -> Any:
         inst, order = self._find_order(call)
@@ -362,6 +371,7 @@ class BinanceSim:
     def endpoints(self) -> list[Endpoint]:
         S, F = Surface.SPOT, Surface.FUTURES
         none, user, trade = Security.NONE, Security.USER_DATA, Security.TRADE
+        d = self.deriv
         table = [
             ("GET", "/api/v3/ping", S, 1, none, self.ping),
             ("GET", "/api/v3/time", S, 1, none, self.time),
@@ -383,14 +393,30 @@ class BinanceSim:
             ("GET", "/fapi/v1/exchangeInfo", F, 1, none, self.exchange_info),
             ("GET", "/fapi/v1/ticker/24hr", F, _by_symbol(1, 40), none, self.ticker_24hr),
             ("GET", "/fapi/v1/klines", F, _kline_weight, none, self.klines),
-            ("GET", "/fapi/v2/account", F, 5, user, self.futures_account),
-            ("GET", "/fapi/v3/account", F, 5, user, self.futures_account),
+            ("GET", "/fapi/v2/account", F, 5, user, self.futures_account_v2),
+            ("GET", "/fapi/v3/account", F, 5, user, self.futures_account_v3),
             ("GET", "/fapi/v2/balance", F, 5, user, self.futures_balance),
             ("GET", "/fapi/v3/balance", F, 5, user, self.futures_balance),
             ("POST", "/fapi/v1/order", F, 1, trade, self.new_order),
             ("GET", "/fapi/v1/order", F, 1, user, self.get_order),
             ("DELETE", "/fapi/v1/order", F, 1, trade, self.cancel_order),
             ("GET", "/fapi/v1/openOrders", F, _by_symbol(1, 40), user, self.open_orders),
+            # derivatives (ctsd.sim.binance_deriv)
+            ("GET", "/fapi/v2/positionRisk", F, 5, user, d.position_risk_v2),
+            ("GET", "/fapi/v3/positionRisk", F, 5, user, d.position_risk_v3),
+            ("POST", "/fapi/v1/leverage", F, 1, trade, d.set_leverage),
+            ("POST", "/fapi/v1/marginType", F, 1, trade, d.set_margin_type),
+            ("GET", "/fapi/v1/positionSide/dual", F, 30, user, d.position_mode),
+            ("POST", "/fapi/v1/positionSide/dual", F, 1, trade, d.set_position_mode),
+            ("GET", "/fapi/v1/multiAssetsMargin", F, 30, user, d.multi_assets_margin),
+            ("GET", "/fapi/v1/accountConfig", F, 5, user, d.account_config),
+            ("GET", "/fapi/v1/symbolConfig", F, 5, user, d.symbol_config),
+            ("GET", "/fapi/v1/leverageBracket", F, 1, user, d.leverage_brackets),
+            ("GET", "/fapi/v1/premiumIndex", F, _by_symbol(1, 10), none, d.premium_index),
+            ("GET", "/fapi/v1/fundingRate", F, 1, none, d.funding_rates),
+            ("GET", "/fapi/v1/fundingInfo", F, 1, none, d.funding_info),
+            ("GET", "/fapi/v1/income", F, 30, user, d.income),
+            ("GET", "/fapi/v1/forceOrders", F, _by_symbol(20, 50), user, d.force_orders),
         ]
         return [Endpoint(*row) for row in table]
 

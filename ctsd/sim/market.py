@@ -278,6 +278,15 @@ class Market:
     def now_ms(self) -> int:
         return self.clock.now_ms()
 
+    @property
+    def offset_ms(self) -> int:
+        """How far `advance` has moved the price paths ahead of the server clock."""
+        return self._overrides.offset_ms
+
+    def path_now_ms(self) -> int:
+        """The time the price paths are evaluated at now (server clock + offset)."""
+        return self.clock.now_ms() + self._overrides.offset_ms
+
     def reset(self) -> None:
         self._overrides = _Overrides()
 

@@ -4,8 +4,9 @@ Deliberately simple and deterministic: a market order fills at once at the
 current price (taker fee); a limit order that crosses fills at once at the
 current price (taker), otherwise it rests and fills at its limit (maker) the
 first time the account is touched with the price through it. Spot orders hold
-their funds while open; perpetual orders hold initial margin at the account's
-leverage. Fees are charged in the quote (settle) asset.
+their funds while open; perpetual orders hold initial margin at their position's
+leverage and move positions through `ctsd.sim.derivatives`. Fees are charged in
+the quote (settle) asset.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import uuid
 from dataclasses import dataclass
 from decimal import Decimal
 
+from ctsd.sim import derivatives
 from ctsd.sim.accounts import (
     Account,
     DerivativesBalance,
@@ -21,13 +23,13 @@ from ctsd.sim.accounts import (
     Order,
     OrderStatus,
     OrderType,
-    Position,
     Rejection,
     RejectKind,
     Side,
     TimeInForce,
 )
 from ctsd.sim.market import Instrument, InstrumentKind, Market
+from ctsd.sim.positions import MarginMode, PositionSide
 
 _ZERO = Decimal(0)
 
@@ -46,6 +48,10 @@ class OrderRequest:
     reduce_only: bool = False
     quote_qty: Decimal | None = None
     """Spot market buys by quote amount (Binance `quoteOrderQty`); `qty` is then ignored."""
+    position_side: PositionSide | None = None
+    """Perpetuals: the hedge-mode side the order trades (None: one-way)."""
+    margin_mode: MarginMode | None = None
+    """Perpetuals: set per order on OKX (`tdMode`); None takes the account's setting."""
 
 
 def validate(inst: Instrument, qty: Decimal, price: Decimal | None, ref_price: Decimal) -> None:
@@ -84,6 +90,8 @@ def place(
         time_in_force=req.time_in_force, fees=fees, created_ms=now, updated_ms=now,
         reduce_only=req.reduce_only, fee_asset=inst.quote,
     )
+    if inst.kind is InstrumentKind.LINEAR:
+        derivatives.assign(account, order, req.position_side, req.margin_mode)
     hold_price = max(order.price or current, current)
     _hold(account, inst, order, hold_price, market)
     account.add_order(order)
@@ -91,7 +99,7 @@ def place(
         order.price >= current if order.side is Side.BUY else order.price <= current
     )
     if crosses:
-        _fill(account, inst, order, current, fees.taker, now)
+        _fill(account, market, inst, order, current, fees.taker, now)
     elif order.time_in_force is not TimeInForce.GTC:
         _release(account, inst, order, OrderStatus.EXPIRED, now)
     return order
@@ -114,32 +122,22 @@ def sync(account: Account, market: Market) -> None:
         through = price <= order.price if order.side is Side.BUY else price >= order.price
         if through:
             inst = market.catalog.instruments[order.symbol]
-            _fill(account, inst, order, order.price, order.fees.maker, now)
+            if inst.kind is InstrumentKind.LINEAR and not derivatives.fill_allowed(
+                    account, order, order.remaining):
+                _release(account, inst, order, OrderStatus.EXPIRED, now)
+                continue
+            _fill(account, market, inst, order, order.price, order.fees.maker, now, maker=True)
+
+
+def fill_liquidation(account: Account, market: Market, order: Order, price: Decimal) -> None:
+    """Fill a liquidation order (built by `ctsd.sim.liquidation`) at `price`, as a taker."""
+    inst = market.catalog.instruments[order.symbol]
+    _fill(account, market, inst, order, price, order.fees.taker, market.now_ms())
 
 
 def derivatives_balances(account: Account, market: Market) -> list[DerivativesBalance]:
-    """Wallet, unrealised PnL and margins per settle asset, marked at the current price."""
-    lev = account.leverage()
-    result = []
-    for asset, wallet in sorted(account.derivatives.items()):
-        upnl = pos_margin = order_margin = _ZERO
-        for symbol, pos in account.positions.items():
-            inst = market.catalog.instruments[symbol]
-            if inst.settle == asset and pos.qty:
-                upnl += pos.qty * (market.price(symbol) - pos.entry_price)
-                pos_margin += abs(pos.qty) * pos.entry_price / lev
-        for order in account.open_orders():
-            if order.kind is InstrumentKind.LINEAR and order.fee_asset == asset:
-                order_margin += order.locked
-        result.append(DerivativesBalance(asset, wallet, upnl, pos_margin, order_margin))
-    return result
-
-
-def _available_margin(account: Account, market: Market, asset: str) -> Decimal:
-    for bal in derivatives_balances(account, market):
-        if bal.asset == asset:
-            return bal.available
-    return _ZERO
+    """Wallet, unrealised PnL and margins per settle asset (`ctsd.sim.derivatives.balances`)."""
+    return derivatives.balances(account, market)
 
 
 def _hold(account: Account, inst: Instrument, order: Order, price: Decimal, market: Market) -> None:
@@ -155,15 +153,7 @@ def _hold(account: Account, inst: Instrument, order: Order, price: Decimal, mark
         holding.locked += amount
         order.locked = amount
         return
-    pos = account.positions.get(inst.symbol, Position())
-    signed = order.qty if order.side is Side.BUY else -order.qty
-    increase = max(abs(pos.qty + signed) - abs(pos.qty), _ZERO)
-    if order.reduce_only and increase > 0:
-        raise Rejection(RejectKind.BAD_PARAMETER, "reduce-only order would increase the position")
-    margin = increase * price / account.leverage() + order.qty * price * order.fees.taker
-    if margin > _available_margin(account, market, inst.quote):
-        raise Rejection(RejectKind.INSUFFICIENT_FUNDS, f"margin {margin}")
-    order.locked = margin
+    order.locked = derivatives.order_margin(account, market, inst, order, price)
 
 
 def _release(
@@ -179,7 +169,8 @@ def _release(
 
 
 def _fill(
-    account: Account, inst: Instrument, order: Order, price: Decimal, rate: Decimal, now: int,
+    account: Account, market: Market, inst: Instrument, order: Order, price: Decimal,
+    rate: Decimal, now: int, *, maker: bool = False,
 ) -> None:
     qty = order.remaining
     cost = qty * price
@@ -194,33 +185,10 @@ def _fill(
             base.locked -= order.locked
             quote.free += cost - fee
     else:
-        _apply_position(account, inst, order.side, qty, price, now)
-        account.derivatives[inst.quote] = account.derivatives.get(inst.quote, _ZERO) - fee
+        derivatives.apply_fill(account, market, inst, order, qty, price, fee, now, maker=maker)
     order.locked = _ZERO
     order.filled += qty
     order.cost += cost
     order.fee += fee
     order.status = OrderStatus.FILLED
     order.updated_ms = order.fill_ms = now
-
-
-def _apply_position(
-    account: Account, inst: Instrument, side: Side, qty: Decimal, price: Decimal, now: int,
-) -> None:
-    pos = account.positions.setdefault(inst.symbol, Position())
-    signed = qty if side is Side.BUY else -qty
-    if pos.qty == 0 or (pos.qty > 0) == (signed > 0):
-        total = pos.qty + signed
-        pos.entry_price = (pos.qty * pos.entry_price + signed * price) / total
-        pos.qty = total
-    else:
-        closing = min(abs(pos.qty), qty)
-        direction = 1 if pos.qty > 0 else -1
-        pnl = closing * (price - pos.entry_price) * direction
-        account.derivatives[inst.quote] = account.derivatives.get(inst.quote, _ZERO) + pnl
-        pos.qty += signed
-        if pos.qty == 0:
-            pos.entry_price = _ZERO
-        elif (pos.qty > 0) != (direction > 0):
-            pos.entry_price = price
-    pos.updated_ms = now

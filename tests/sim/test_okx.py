@@ -106,7 +106,7 @@ async def test_full_flow_passes_ccxt_validators(
     else:
         position = server.sim.accounts.get(API_KEY)
         assert position is not None
-        assert position.positions["BTC/USDT:USDT"].qty == Decimal("0.01")
+        assert position.perp.net_qty("BTC/USDT:USDT") == Decimal("0.01")
     assert after["USDT"]["total"] < 150000
 
 
