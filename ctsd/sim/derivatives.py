@@ -218,8 +218,8 @@ def order_margin(
     pos = account.perp.positions.get((inst.symbol, order.position_side, order.margin_mode))
     before, after = _slot_change(pos, order, order.qty)
     increase = max(abs(after) - abs(before), _ZERO)
-    if order.reduce_only and increase > 0:
-        raise Rejection(RejectKind.REDUCE_ONLY, "reduce-only order would increase the position")
+    if order.reduce_only and not _reduces(before, after):
+        raise Rejection(RejectKind.REDUCE_ONLY, "reduce-only order would open a position")
     leverage = pos.leverage if pos else account.perp.settings.leverage_for(
         inst.symbol, order.margin_mode, order.position_side)
     if increase and abs(after) * price > tiers.max_notional(inst, leverage):
@@ -238,7 +238,12 @@ def fill_allowed(account: Account, order: Order, qty: Decimal) -> bool:
         before, after = _slot_change(pos, order, qty)
     except Rejection:
         return False
-    return not (order.reduce_only and abs(after) > abs(before))
+    return not order.reduce_only or _reduces(before, after)
+
+
+def _reduces(before: Decimal, after: Decimal) -> bool:
+    """Whether going from `before` to `after` only closes (never grows nor flips)."""
+    return before != 0 and abs(after) < abs(before) and (after == 0 or (after > 0) == (before > 0))
 
 
 def apply_fill(
