@@ -175,7 +175,8 @@ def set_leverage(
     settings.set_leverage(inst.symbol, leverage, mode, side)
     for pos in covered:
         if pos.margin_mode is MarginMode.ISOLATED:
-            pos.isolated_margin = max(pos.isolated_margin, pos.size * mark / leverage)
+            pos.isolated_margin = max(pos.isolated_margin,
+                                      (pos.size * mark / leverage).quantize(PNL_STEP))
         pos.leverage = leverage
         account.perp.emit(PerpEventKind.POSITION, pos.symbol, pos)
     return True
@@ -290,18 +291,18 @@ def _move(pos: Position, before: Decimal, after: Decimal, price: Decimal) -> tup
     if before == 0 or (before > 0) == (after > before):  # opens or adds
         pos.entry_price = (before * pos.entry_price + (after - before) * price) / after
         if pos.margin_mode is MarginMode.ISOLATED:
-            pos.isolated_margin += abs(after - before) * price / pos.leverage
+            pos.isolated_margin += (abs(after - before) * price / pos.leverage).quantize(PNL_STEP)
         return _ZERO, True
     closing = min(abs(before), abs(after - before))
     direction = 1 if before > 0 else -1
     pnl = (closing * (price - pos.entry_price) * direction).quantize(PNL_STEP)
     if pos.margin_mode is MarginMode.ISOLATED:
-        pos.isolated_margin -= pos.isolated_margin * closing / abs(before)
+        pos.isolated_margin -= (pos.isolated_margin * closing / abs(before)).quantize(PNL_STEP)
     flipped = after != 0 and (after > 0) != (before > 0)
     if flipped:
         pos.entry_price = price
         if pos.margin_mode is MarginMode.ISOLATED:
-            pos.isolated_margin = abs(after) * price / pos.leverage
+            pos.isolated_margin = (abs(after) * price / pos.leverage).quantize(PNL_STEP)
     elif after == 0:
         pos.entry_price = _ZERO
         pos.isolated_margin = _ZERO
@@ -336,7 +337,7 @@ class PositionView:
     @property
     def initial_margin(self) -> Decimal:
         """`notional / leverage` at the mark price (what Binance and Bybit call IM)."""
-        return self.notional / self.position.leverage
+        return (self.notional / self.position.leverage).quantize(PNL_STEP)
 
     @property
     def maintenance(self) -> Decimal:

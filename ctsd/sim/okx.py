@@ -18,6 +18,7 @@ stay OKX's own. What is OKX's and nowhere else:
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -40,6 +41,7 @@ from ctsd.sim.accounts import (
 from ctsd.sim.auth import AuthError, AuthFailure
 from ctsd.sim.endpoints import Handler, RequestCall, Route, mount
 from ctsd.sim.market import TIMEFRAMES, Instrument, InstrumentKind
+from ctsd.sim.okx_deriv import DERIVATIVES_LIMITS, SwapDerivatives, order_sides, pos_mode
 from ctsd.sim.okx_wire import OrderFailure, OrderTags
 from ctsd.sim.ratelimit import FixedWindowLimiter, RateRule
 from ctsd.sim.state import Simulator
@@ -96,6 +98,8 @@ LIMITS = {limit.bucket: limit for limit in (
     Limit("POST trade/cancel-batch-orders", RateRule(300, 2), Scope.UID_INST, _CANCEL),
     Limit("GET trade/order", RateRule(60, 2), Scope.UID_INST),
     Limit("GET trade/orders-pending", RateRule(60, 2), Scope.UID),
+    *(Limit(bucket, RateRule(limit, seconds), Scope[scope])  # ctsd.sim.okx_deriv
+      for bucket, limit, seconds, scope in DERIVATIVES_LIMITS),
 )}
 """OKX's published per-endpoint limits (requests per seconds, before the sim's scaling)."""
 SUB_ACCOUNT_ORDERS = RateRule(1000, 2)
@@ -152,6 +156,7 @@ class OkxSim:
         """`instIdCode`: OKX's numeric instrument id, stable for the server's life."""
         self.tags: dict[int, OrderTags] = {}
         self._instruments: dict[str, str] = {}
+        self.deriv = SwapDerivatives(sim, self.by_id)
         sim.on_reset(self.reset)
 
     def reset(self) -> None:
@@ -291,7 +296,7 @@ class OkxSim:
         return render.ok([])
 
     async def config(self, call: Call) -> Any:
-        return render.ok([render.account_config(call.owner())])
+        return render.ok([render.account_config(call.owner(), pos_mode(call.owner()))])
 
     # --- signed: trading --------------------------------------------------------------
 
@@ -349,6 +354,10 @@ class OkxSim:
         inst = self._entry_instrument(entry)
         request, tags = render.order_request(inst, entry)
         account = call.owner()
+        if inst.kind is InstrumentKind.LINEAR:
+            side, mode = order_sides(account, inst, str(entry.get("posSide") or ""),
+                                     tags.td_mode)
+            request = dataclasses.replace(request, position_side=side, margin_mode=mode)
         key = ("orders", account.uid)
         if not self.limiter.charge(key, 1, SUB_ACCOUNT_ORDERS).allowed:
             self.sim.stats.violation(NAME, "sub-account orders")
@@ -411,10 +420,14 @@ class OkxSim:
 
     def _render(self, account: Account, order: Order) -> dict[str, Any]:
         inst = self.sim.market.catalog.instruments[order.symbol]
-        return render.order(order, inst, self._tags(order), account.spec.leverage)
+        pos = account.perp.positions.get((order.symbol, order.position_side, order.margin_mode))
+        leverage = pos.leverage if pos else account.perp.settings.leverage_for(
+            order.symbol, order.margin_mode, order.position_side)
+        return render.order(order, inst, self._tags(order), leverage)
 
     def endpoints(self) -> list[Endpoint]:
         read, trade = Permission.READ, Permission.TRADE
+        d = self.deriv
         table: list[tuple[str, str, Permission | None, Handler[Call]]] = [
             ("GET", "public/time", None, self.time),
             ("GET", "system/status", None, self.system_status),
@@ -432,6 +445,17 @@ class OkxSim:
             ("POST", "trade/cancel-batch-orders", trade, self.cancel_batch),
             ("GET", "trade/order", read, self.get_order),
             ("GET", "trade/orders-pending", read, self.pending),
+            # derivatives (ctsd.sim.okx_deriv)
+            ("GET", "account/positions", read, d.positions),
+            ("GET", "account/leverage-info", read, d.leverage_info),
+            ("POST", "account/set-leverage", trade, d.set_leverage),
+            ("POST", "account/set-position-mode", trade, d.set_position_mode),
+            ("GET", "account/bills", read, d.bills),
+            ("GET", "account/bills-archive", read, d.bills_archive),
+            ("GET", "public/position-tiers", None, d.position_tiers),
+            ("GET", "public/mark-price", None, d.mark_price),
+            ("GET", "public/funding-rate", None, d.funding_rate),
+            ("GET", "public/funding-rate-history", None, d.funding_rate_history),
         ]
         return [Endpoint(method, f"/api/v5/{path}", LIMITS[f"{method} {path}"], perm, handler)
                 for method, path, perm, handler in table]

@@ -46,8 +46,8 @@ class Tier:
 
     @property
     def imr(self) -> Decimal:
-        """Initial margin rate at the tier's maximum leverage."""
-        return 1 / self.max_leverage
+        """Initial margin rate at the tier's maximum leverage (8 decimals)."""
+        return (1 / self.max_leverage).quantize(Decimal("0.00000001")).normalize()
 
     def maintenance(self, notional: Decimal) -> Decimal:
         return max(notional * self.mmr - self.deduction, Decimal(0))
