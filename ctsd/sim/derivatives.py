@@ -393,11 +393,17 @@ def _liquidation_price(
         for other, mark, other_tier in others:
             wallet += other.qty * (mark - other.entry_price)
             wallet -= other_tier.maintenance(other.size * mark)
-    denominator = size * tier.mmr - s * size
-    if not size or not denominator:
+    if not size:
         return None
-    price = (wallet + tier.deduction - s * size * pos.entry_price) / denominator
-    if price <= 0:
+    price = None
+    for candidate in (tier, *tiers.tiers(inst)):  # the tier the price itself falls in
+        denominator = size * candidate.mmr - s * size
+        if not denominator:
+            continue
+        price = (wallet + candidate.deduction - s * size * pos.entry_price) / denominator
+        if price > 0 and tiers.tier_for(inst, size * price) == candidate:
+            break
+    if price is None or price <= 0:
         return None
     return price.quantize(inst.tick_size, rounding=ROUND_HALF_UP)
 
