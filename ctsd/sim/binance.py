@@ -34,7 +34,7 @@ from ctsd.sim.accounts import (
     TimeInForce,
 )
 from ctsd.sim.auth import AuthError, AuthFailure
-from ctsd.sim.binance_deriv import FuturesDerivatives, order_position_side
+from ctsd.sim.binance_deriv import FuturesDerivatives, order_position_side, render_mark_kline
 from ctsd.sim.endpoints import Handler, RequestCall, Route, mount
 from ctsd.sim.market import TIMEFRAMES, Instrument, InstrumentKind
 from ctsd.sim.matching import OrderRequest
@@ -246,6 +246,10 @@ class BinanceSim:
             end_ms=int(end) if end else None, limit=limit)
         return [render.kline(inst, c) for c in candles]
 
+    async def mark_price_klines(self, call: Call) -> Any:
+        """The mark price is the last price here: its candles, without volumes."""
+        return [render_mark_kline(row) for row in await self.klines(call)]
+
     async def system_status(self, call: Call) -> Any:
         return {"status": 0, "msg": "normal"}
 
@@ -417,6 +421,7 @@ class BinanceSim:
             ("GET", "/fapi/v1/fundingInfo", F, 1, none, d.funding_info),
             ("GET", "/fapi/v1/income", F, 30, user, d.income),
             ("GET", "/fapi/v1/forceOrders", F, _by_symbol(20, 50), user, d.force_orders),
+            ("GET", "/fapi/v1/markPriceKlines", F, _kline_weight, none, self.mark_price_klines),
         ]
         return [Endpoint(*row) for row in table]
 

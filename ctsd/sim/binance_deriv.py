@@ -457,3 +457,8 @@ def order_position_side(call: Call, hedge: bool) -> PositionSide | None:
     if hedge and call.params.get("reduceOnly") is not None:
         raise render.error(400, -1106, "Parameter 'reduceOnly' sent when not required.")
     return None if side is PositionSide.BOTH else side
+
+
+def render_mark_kline(row: list[Any]) -> list[Any]:
+    """A kline as `/fapi/v1/markPriceKlines` sends it: prices, the volumes zeroed."""
+    return [*row[:5], "0", row[6], "0", row[8], "0", "0", "0"]

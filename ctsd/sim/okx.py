@@ -280,6 +280,12 @@ class OkxSim:
         return render.ok([render.candle(inst, c, now) for c in reversed(candles)
                           if c.open_ms > before])
 
+    async def mark_price_candles(self, call: Call) -> Any:
+        """The mark price is the last price here: its candles as `[ts, o, h, l, c, confirm]`."""
+        answer = await self.candles(call)
+        answer["data"] = [[*row[:5], row[8]] for row in answer["data"]]
+        return answer
+
     # --- signed: account ------------------------------------------------------------
 
     async def currencies(self, call: Call) -> Any:
@@ -456,18 +462,16 @@ class OkxSim:
             ("GET", "public/mark-price", None, d.mark_price),
             ("GET", "public/funding-rate", None, d.funding_rate),
             ("GET", "public/funding-rate-history", None, d.funding_rate_history),
+            ("GET", "market/mark-price-candles", None, self.mark_price_candles),
+            ("GET", "market/history-mark-price-candles", None, self.mark_price_candles),
         ]
         return [Endpoint(method, f"/api/v5/{path}", LIMITS[f"{method} {path}"], perm, handler)
                 for method, path, perm, handler in table]
 
 
 def _int_param(call: Call, name: str, default: int) -> int:
-    raw = call.params.get(name)
-    if not raw:
-        return default
-    if not raw.lstrip("-").isdigit():
-        raise render.bad_param(name)
-    return int(raw)
+    value = render.int_param(call.params, name)
+    return default if value is None else value
 
 
 def _ccy_filter(call: Call) -> set[str] | None:

@@ -51,6 +51,8 @@ DERIVATIVES_LIMITS: tuple[tuple[str, int, int, str], ...] = (
     ("GET account/bills", 5, 1, "UID"), ("GET account/bills-archive", 5, 2, "UID"),
     ("GET public/position-tiers", 10, 2, "IP"), ("GET public/mark-price", 10, 2, "IP"),
     ("GET public/funding-rate", 20, 2, "IP"), ("GET public/funding-rate-history", 10, 2, "IP"),
+    ("GET market/mark-price-candles", 20, 2, "IP"),
+    ("GET market/history-mark-price-candles", 10, 2, "IP"),
 )
 """OKX's published limits of these endpoints: (bucket, requests, seconds, `okx.Scope` name)."""
 SETTINGS_BUSY = ("59000", "Your settings failed as you have positions or open orders")
@@ -360,12 +362,7 @@ def _lever(body: dict[str, Any]) -> Decimal:
 
 
 def _int(call: Call, name: str) -> int | None:
-    raw = call.params.get(name)
-    if not raw:
-        return None
-    if not raw.lstrip("-").isdigit():
-        raise render.bad_param(name)
-    return int(raw)
+    return render.int_param(call.params, name)
 
 
 def order_sides(account: Account, inst: Instrument, raw_pos_side: str,

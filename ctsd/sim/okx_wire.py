@@ -60,6 +60,16 @@ def bad_param(name: str) -> VenueError:
     return error(400, "51000", f"Parameter {name} error")
 
 
+def int_param(params: Mapping[str, str], name: str) -> int | None:
+    """An integer query parameter (None when absent); anything else is 51000."""
+    raw = params.get(name)
+    if not raw:
+        return None
+    if not raw.lstrip("-").isdigit():
+        raise bad_param(name)
+    return int(raw)
+
+
 def rate_limited(headers: Mapping[str, str] | None = None) -> VenueError:
     """HTTP 429 / 50011: ccxt raises RateLimitExceeded from the code, not the status."""
     return VenueError(429, {"msg": "Too Many Requests", "code": "50011"}, headers)

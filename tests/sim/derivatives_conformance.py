@@ -188,10 +188,13 @@ class DerivativesConformance:
     # --- positions ------------------------------------------------------------------
 
     @pytest.mark.asyncio
+    @pytest.mark.parametrize("mode", ["cross", "isolated"])
     async def test_positions_parse_as_the_model_values_them(
-        self, server: SimulatorServer, make_exchange: ExchangeFactory,
+        self, server: SimulatorServer, make_exchange: ExchangeFactory, mode: str,
     ) -> None:
         ex = await self.ready(make_exchange, server)
+        if mode == "isolated":
+            await self.set_margin_mode(ex, mode, SYMBOL)
         await self.open(ex, SYMBOL, "buy", 5)  # 300,000 notional: a cross liquidation price
         server.sim.set_price(SYMBOL, Decimal("60600"))
         [view] = derivatives.views(account(server), server.sim.market, SYMBOL)
@@ -200,8 +203,8 @@ class DerivativesConformance:
         expected: dict[str, Any] = {
             "side": "long", "entryPrice": 60000.0, "markPrice": 60600.0,
             "liquidationPrice": float(view.liquidation_price or 0), "leverage": 10.0,
-            "marginMode": "cross", "unrealizedPnl": 3000.0,
-            "initialMargin": float(view.initial_margin),
+            "marginMode": mode, "unrealizedPnl": 3000.0,
+            "initialMargin": float(self.ccxt_initial_margin(view)),
             "maintenanceMargin": float(self.ccxt_maintenance(view, position)),
         }
         for name, value in expected.items():
@@ -221,12 +224,15 @@ class DerivativesConformance:
             assert (single["side"], single["contracts"]) == ("long", position["contracts"])
 
     @pytest.mark.asyncio
+    @pytest.mark.parametrize("mode", ["cross", "isolated"])
     async def test_hedge_mode_holds_both_sides(
-        self, server: SimulatorServer, make_exchange: ExchangeFactory,
+        self, server: SimulatorServer, make_exchange: ExchangeFactory, mode: str,
     ) -> None:
         ex = await self.ready(make_exchange, server)
         await raises(self.position_side_refused,
                      self.open(ex, SYMBOL, "buy", 0.01, self.hedge_params("long", False)))
+        if mode == "isolated":
+            await self.set_margin_mode(ex, mode, SYMBOL)
         await self.set_position_mode(ex, True, SYMBOL)
         await self.open(ex, SYMBOL, "buy", 0.02, self.hedge_params("long", False))
         await self.open(ex, SYMBOL, "sell", 0.01, self.hedge_params("short", False))
@@ -234,10 +240,11 @@ class DerivativesConformance:
         sides = {p["side"]: p["contracts"] * p["contractSize"] for p in positions}
         assert sides == {"long": pytest.approx(0.02), "short": pytest.approx(0.01)}
         assert all(p["hedged"] for p in positions)
+        model = account(server).perp
+        assert {p.margin_mode.value for p in model.open_positions(SYMBOL)} == {mode}
         await self.open(ex, SYMBOL, "sell", 0.02, self.hedge_params("long", True))
         [short] = await held(ex, SYMBOL)
         assert short["side"] == "short"
-        model = account(server).perp
         assert model.position(SYMBOL, PositionSide.LONG) is None
         assert model.position(SYMBOL, PositionSide.SHORT) is not None
 
@@ -268,6 +275,10 @@ class DerivativesConformance:
                 assert (tier["tier"], tier["maxLeverage"], tier["maintenanceMarginRate"]) == (
                     model.number, float(model.max_leverage), float(model.mmr))
                 self.check_tier_bounds(ex, symbol, tier, model)
+
+    def ccxt_initial_margin(self, view: derivatives.PositionView) -> Decimal:
+        """The initial margin ccxt reports: the isolated margin, or cross IM at the mark."""
+        return view.position.isolated_margin if view.isolated else view.initial_margin
 
     def ccxt_maintenance(self, view: derivatives.PositionView, position: Any) -> Decimal:
         """The maintenance margin ccxt reports for the position (the venue's own, by default)."""
@@ -302,6 +313,17 @@ class DerivativesConformance:
             assert entry["fundingRate"] == pytest.approx(float(schedule.rate(pair, k)))
         times = [e["timestamp"] for e in history]
         assert times == sorted(times) and times[-1] < schedule.next_time_ms()
+
+    @pytest.mark.asyncio
+    async def test_mark_price_candles_are_the_price_path(
+        self, server: SimulatorServer, make_exchange: ExchangeFactory,
+    ) -> None:
+        ex = await self.ready(make_exchange, server)
+        marks = await ex.fetch_mark_ohlcv(SYMBOL, "1h", limit=5)
+        last = await ex.fetch_ohlcv(SYMBOL, "1h", limit=5)
+        assert len(marks) == 5
+        assert [m[:5] for m in marks] == [c[:5] for c in last]
+        assert all(not m[5] for m in marks)
 
     def next_funding_ms(self, rate: Any) -> int:
         return int(rate["fundingTimestamp"])

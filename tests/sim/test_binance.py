@@ -196,6 +196,10 @@ class TestDerivatives(DerivativesConformance):
     def next_funding_ms(self, rate: Any) -> int:
         return int(rate["fundingTimestamp"])
 
+    def ccxt_initial_margin(self, view: PositionView) -> Decimal:
+        """positionRisk v3's `initialMargin` is at the mark price, isolated or not."""
+        return view.initial_margin
+
     def ccxt_maintenance(self, view: PositionView, position: Any) -> Decimal:
         """ccxt recomputes it as bracket rate x notional, without the bracket's `cum`;
         the venue's own figure (with it) is in `maintMargin`."""
