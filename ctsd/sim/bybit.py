@@ -107,7 +107,7 @@ class BybitSim:
         self._pages: dict[tuple[str, int, str | None], str] = {}
         self._quote_orders: dict[int, Decimal] = {}
         """Spot market orders placed by quote amount: their `qty` is reported in quote."""
-        self.deriv = LinearDerivatives(sim, self.symbols[LINEAR])
+        self.deriv = LinearDerivatives(sim, self.symbols[LINEAR], self.kline)
         sim.on_reset(self.reset)
 
     def reset(self) -> None:
@@ -277,12 +277,6 @@ class BybitSim:
         candles = [c for c in candles if c.open_ms >= start]
         return {"symbol": render.market_id(inst), "category": category,
                 "list": [render.kline(c) for c in reversed(candles)]}
-
-    async def mark_price_kline(self, call: Call) -> Any:
-        """The mark price is the last price here: its candles, prices only."""
-        candles = await self.kline(call)
-        candles["list"] = [row[:5] for row in candles["list"]]
-        return candles
 
     # --- account -------------------------------------------------------------------------
 
@@ -462,7 +456,7 @@ class BybitSim:
             # derivatives (ctsd.sim.bybit_deriv)
             Endpoint("GET", "/v5/market/risk-limit", d.risk_limits),
             Endpoint("GET", "/v5/market/funding/history", d.funding_history),
-            Endpoint("GET", "/v5/market/mark-price-kline", self.mark_price_kline),
+            Endpoint("GET", "/v5/market/mark-price-kline", d.mark_price_kline),
             Endpoint("GET", "/v5/position/list", d.positions, read, UidLimit(50)),
             Endpoint("POST", "/v5/position/set-leverage", d.set_leverage, trade, UidLimit(10)),
             Endpoint("POST", "/v5/position/switch-mode", d.switch_mode, trade, UidLimit(10)),

@@ -24,6 +24,7 @@ from ctsd.sim import bybit_wire as render
 from ctsd.sim import derivatives, tiers
 from ctsd.sim.bybit_wire import LINEAR, Call
 from ctsd.sim.derivatives import PositionView, Refusal, SettingRefused
+from ctsd.sim.endpoints import Handler
 from ctsd.sim.funding import rate_history
 from ctsd.sim.market import Instrument
 from ctsd.sim.positions import LedgerEntry, LedgerKind, MarginMode, PositionSide
@@ -65,9 +66,12 @@ _MARGIN_REASONS = {
 class LinearDerivatives:
     """The handlers; `symbols` maps Bybit ids (`BTCUSDT`) to the perpetuals."""
 
-    def __init__(self, sim: Simulator, symbols: dict[str, Instrument]) -> None:
+    def __init__(self, sim: Simulator, symbols: dict[str, Instrument],
+                 kline: Handler[Call]) -> None:
         self.sim = sim
         self.symbols = symbols
+        self._kline = kline
+        """The venue's `market/kline` handler: mark candles are the last price's."""
         self.trade_executions: Callable[[Call], list[dict[str, Any]]] = lambda call: []
         """`execType=Trade` rows of `/v5/execution/list`: the fill history (sim-md's),
         merged here with the funding and liquidation rows this module renders."""
@@ -216,6 +220,12 @@ class LinearDerivatives:
             "maxLeverage": f"{t.max_leverage:.2f}",
             "mmDeduction": plain(t.deduction) if t.deduction else "",
         } for inst in chosen for t in tiers.tiers(inst)]}
+
+    async def mark_price_kline(self, call: Call) -> Any:
+        """The mark price is the last price here: its candles, prices only."""
+        candles = await self._kline(call)
+        candles["list"] = [row[:5] for row in candles["list"]]
+        return candles
 
     async def funding_history(self, call: Call) -> Any:
         _linear(call)

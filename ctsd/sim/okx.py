@@ -156,7 +156,7 @@ class OkxSim:
         """`instIdCode`: OKX's numeric instrument id, stable for the server's life."""
         self.tags: dict[int, OrderTags] = {}
         self._instruments: dict[str, str] = {}
-        self.deriv = SwapDerivatives(sim, self.by_id)
+        self.deriv = SwapDerivatives(sim, self.by_id, self.candles)
         sim.on_reset(self.reset)
 
     def reset(self) -> None:
@@ -279,12 +279,6 @@ class OkxSim:
         now = market.now_ms()
         return render.ok([render.candle(inst, c, now) for c in reversed(candles)
                           if c.open_ms > before])
-
-    async def mark_price_candles(self, call: Call) -> Any:
-        """The mark price is the last price here: its candles as `[ts, o, h, l, c, confirm]`."""
-        answer = await self.candles(call)
-        answer["data"] = [[*row[:5], row[8]] for row in answer["data"]]
-        return answer
 
     # --- signed: account ------------------------------------------------------------
 
@@ -462,8 +456,8 @@ class OkxSim:
             ("GET", "public/mark-price", None, d.mark_price),
             ("GET", "public/funding-rate", None, d.funding_rate),
             ("GET", "public/funding-rate-history", None, d.funding_rate_history),
-            ("GET", "market/mark-price-candles", None, self.mark_price_candles),
-            ("GET", "market/history-mark-price-candles", None, self.mark_price_candles),
+            ("GET", "market/mark-price-candles", None, d.mark_price_candles),
+            ("GET", "market/history-mark-price-candles", None, d.mark_price_candles),
         ]
         return [Endpoint(method, f"/api/v5/{path}", LIMITS[f"{method} {path}"], perm, handler)
                 for method, path, perm, handler in table]

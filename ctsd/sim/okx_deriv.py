@@ -20,6 +20,7 @@ from ctsd.sim import derivatives, tiers
 from ctsd.sim import okx_wire as render
 from ctsd.sim.accounts import Account
 from ctsd.sim.derivatives import PositionView, Refusal, SettingRefused
+from ctsd.sim.endpoints import Handler
 from ctsd.sim.funding import rate_history
 from ctsd.sim.market import Instrument, InstrumentKind
 from ctsd.sim.positions import LedgerEntry, LedgerKind, MarginMode, PositionSide
@@ -65,9 +66,12 @@ def pos_mode(account: Account) -> str:
 class SwapDerivatives:
     """The handlers; `by_id` maps OKX instrument ids to instruments."""
 
-    def __init__(self, sim: Simulator, by_id: dict[str, Instrument]) -> None:
+    def __init__(self, sim: Simulator, by_id: dict[str, Instrument],
+                 candles: Handler[Call]) -> None:
         self.sim = sim
         self.swaps = {k: v for k, v in by_id.items() if v.kind is InstrumentKind.LINEAR}
+        self._candles = candles
+        """The venue's `market/candles` handler: mark candles are the last price's."""
 
     # --- settings -------------------------------------------------------------------
 
@@ -211,6 +215,12 @@ class SwapDerivatives:
             "mmr": plain(t.mmr), "optMgnFactor": "0", "quoteMaxLoan": "", "tier": str(t.number),
             "uly": family,
         } for t in tiers.tiers(inst) if wanted in (None, "", str(t.number))])
+
+    async def mark_price_candles(self, call: Call) -> Any:
+        """The mark price is the last price here: its candles as `[ts, o, h, l, c, confirm]`."""
+        answer = await self._candles(call)
+        answer["data"] = [[*row[:5], row[8]] for row in answer["data"]]
+        return answer
 
     async def mark_price(self, call: Call) -> Any:
         inst_type = call.require("instType")
