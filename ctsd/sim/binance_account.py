@@ -33,6 +33,7 @@ from ctsd.sim.accounts import (
     TimeInForce,
     Trigger,
 )
+from ctsd.sim.binance_deriv import order_position_side
 from ctsd.sim.market import InstrumentKind
 from ctsd.sim.matching import OrderRequest
 from ctsd.sim.wire import fixed, plain
@@ -91,11 +92,16 @@ def order_request(call: Call, inst: Instrument, *, algo: bool = False) -> OrderR
         if call.decimal("price") is None:
             raise render.missing("price")
     client_id = call.params.get("clientAlgoId" if algo else "newClientOrderId")
+    position_side = None
+    if call.futures:
+        hedge = call.owner().perp.settings.is_hedge(inst.symbol)
+        position_side = order_position_side(call, hedge)
     return OrderRequest(
         symbol=inst.symbol, side=side, type=kind, qty=qty or Decimal(0),
         price=call.decimal("price") if kind is OrderType.LIMIT else None, client_id=client_id,
         time_in_force=tif, reduce_only=call.params.get("reduceOnly") == "true",
-        quote_qty=quote_qty if qty is None else None, trigger=trigger, post_only=post_only)
+        quote_qty=quote_qty if qty is None else None, trigger=trigger, post_only=post_only,
+        position_side=position_side)
 
 
 def _window(items: Sequence[_T], call: Call, time_of: Callable[[_T], int],
