@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from ctsd.sim import binance_wire as render
 from ctsd.sim.accounts import (
+    Account,
     Fill,
     Order,
     OrderType,
@@ -104,6 +105,10 @@ def order_request(call: Call, inst: Instrument, *, algo: bool = False) -> OrderR
         position_side=position_side)
 
 
+def _position_side(account: Account, order_id: int) -> str:
+    return account.orders[order_id].position_side.value.upper()
+
+
 def _window(items: Sequence[_T], call: Call, time_of: Callable[[_T], int],
             id_of: Callable[[_T], int], from_name: str) -> list[_T]:
     """Binance's history paging: from an id up, or within start/end, else the newest."""
@@ -159,7 +164,8 @@ class BinanceAccount:
             "id": f.trade_id, "maker": f.maker, "orderId": f.order_id, "price": plain(f.price),
             "qty": plain(f.qty), "quoteQty": plain(f.quote_qty),
             "realizedPnl": plain(f.realized_pnl), "side": f.side.value.upper(),
-            "positionSide": "BOTH", "symbol": render.market_id(inst), "time": f.time_ms,
+            "positionSide": _position_side(call.owner(), f.order_id),
+            "symbol": render.market_id(inst), "time": f.time_ms,
         }
 
     async def all_orders(self, call: Call) -> Any:
@@ -263,7 +269,7 @@ class BinanceAccount:
         out: dict[str, Any] = {
             "algoId": order.id, "clientAlgoId": order.client_id, "algoType": "CONDITIONAL",
             "orderType": render.order_type(order, futures=True), "symbol": render.market_id(inst),
-            "side": order.side.value.upper(), "positionSide": "BOTH",
+            "side": order.side.value.upper(), "positionSide": order.position_side.value.upper(),
             "timeInForce": order.time_in_force.value, "quantity": plain(order.qty),
             "algoStatus": status, "triggerPrice": plain(order.trigger.price),
             "price": plain(order.price or Decimal(0)), "icebergQuantity": None,

@@ -459,6 +459,11 @@ _STATE = {
 }
 
 
+def pos_side(o: Order) -> str:
+    """A swap order's `posSide`: `net` in one-way mode, else `long` or `short`."""
+    return _POS_SIDE[o.position_side]
+
+
 def order(o: Order, inst: Instrument, tags: OrderTags, leverage: Decimal,
           last_trade_id: int | None = None) -> dict[str, Any]:
     """An order as `trade/order` and `trade/orders-pending` return it; `tradeId` is its

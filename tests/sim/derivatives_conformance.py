@@ -84,6 +84,9 @@ class DerivativesConformance:
     """Position fields ccxt leaves None for this venue's answer (pinned as None)."""
     fetch_position_error: ClassVar[type[Exception] | None] = None
     """What `fetch_position` raises for a perpetual (Binance: options only)."""
+    fill_side_field: ClassVar[str | None] = None
+    """The raw own-trade field naming a fill's hedge-mode position side (Binance
+    `positionSide`, OKX `posSide`); None where the venue's fills carry none (Bybit)."""
     funding_paid_sign: ClassVar[int] = 1
     """How ccxt signs a funding payment in `fetch_funding_history`: 1 as the wallet
     change (negative: paid), -1 as a fee (Bybit's `execFee`: positive, paid)."""
@@ -248,6 +251,10 @@ class DerivativesConformance:
         assert short["side"] == "short"
         assert model.position(SYMBOL, PositionSide.LONG) is None
         assert model.position(SYMBOL, PositionSide.SHORT) is not None
+        if self.fill_side_field is not None:  # fills name the position they traded
+            trades = await ex.fetch_my_trades(SYMBOL)
+            assert [t["info"][self.fill_side_field].lower() for t in trades] == [
+                "long", "short", "long"]
 
     @pytest.mark.asyncio
     async def test_reduce_only_never_opens(

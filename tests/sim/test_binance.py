@@ -300,6 +300,7 @@ class TestDerivatives(DerivativesConformance):
     position_mode_refused = Expect(ccxt.OperationRejected, "-4068")
     reduce_only_refused = Expect(ccxt.InvalidOrder, "-2022")
     position_side_refused = Expect(ccxt.OperationRejected, "-4061")
+    fill_side_field = "positionSide"
     empty_position_fields = frozenset({"leverage"})
     """positionRisk v3 (ccxt's default) carries no leverage."""
     fetch_position_error = ccxt.NotSupported

@@ -399,6 +399,7 @@ class TestDerivatives(DerivativesConformance):
     position_mode_refused = Expect(ccxt.ExchangeError, "59000", exact=True)
     reduce_only_refused = Expect(ccxt.ExchangeError, "51169", exact=True)
     position_side_refused = Expect(ccxt.BadRequest, "51000.*posSide")
+    fill_side_field = "posSide"
     td_mode = "cross"
 
     def exchange(self, make: ExchangeFactory, server: SimulatorServer, **config: Any) -> Any:
@@ -435,3 +436,26 @@ class TestDerivatives(DerivativesConformance):
 
 TIER_REFERENCE = {"BTC/USDT:USDT": 65000, "SOL/USDT:USDT": 150}
 """The catalog's listing prices of the two instruments the suite trades."""
+
+
+@pytest.mark.asyncio
+async def test_a_swap_algo_order_closes_its_hedge_side(
+    server: SimulatorServer, make_exchange: ExchangeFactory,
+) -> None:
+    """A stop-loss on the long side of a hedge-mode swap carries `posSide` into the order it
+    fires, which closes that side and leaves the short alone."""
+    ex = _okx(make_exchange, server, options={"defaultType": "swap"})
+    await ex.load_markets()
+    await ex.set_position_mode(True, "BTC/USDT:USDT")
+    server.sim.set_price("BTC/USDT:USDT", Decimal(60000))
+    params = {"tdMode": "cross"}
+    await ex.create_order("BTC/USDT:USDT", "market", "buy", 2, None, {**params, "posSide": "long"})
+    await ex.create_order("BTC/USDT:USDT", "market", "sell", 1, None,
+                          {**params, "posSide": "short"})
+    await ex.create_order("BTC/USDT:USDT", "market", "sell", 2, None,
+                          {**params, "posSide": "long", "stopLossPrice": 59000})
+    server.sim.set_price("BTC/USDT:USDT", Decimal(58900))
+    positions = [p for p in await ex.fetch_positions(["BTC/USDT:USDT"]) if p["contracts"]]
+    assert [(p["side"], p["contracts"]) for p in positions] == [("short", 1)]
+    (fired,) = [t for t in await ex.fetch_my_trades("BTC/USDT:USDT") if t["price"] == 58900]
+    assert fired["info"]["posSide"] == "long"
