@@ -211,6 +211,11 @@ class Order:
     locked: Decimal = Decimal(0)
     """Funds held by this order while open: quote (spot buy), base (spot sell) or margin."""
     fill_ms: int | None = None
+    quote_qty: Decimal | None = None
+    """The quote amount a market order was placed by (Binance `quoteOrderQty`)."""
+    note: object = None
+    """What a venue keeps about the order beyond the core fields (OKX's ordType and
+    tdMode), set at placement so every renderer of the order (REST, streams) sees it."""
     trigger: Trigger | None = None
     """Stops and take-profits: the order works only once this fires."""
     triggered_ms: int | None = None

@@ -1,5 +1,9 @@
 """The simulator's aiohttp application: venues under `/<name>`, admin under `/admin`.
 
+Each venue's sub-application serves its REST paths; its WebSocket paths
+(`ctsd.sim.ws`) are mounted by the `StreamHub` on the root app, under the same
+`/<name>` prefix, ahead of the venues' catch-all; `/admin/ws` lists connections.
+
 One middleware, on the root app, counts requests per venue and applies injected
 transport faults before any venue code runs, so a venue module only ever deals
 with well-formed traffic (and the two credential faults, via `ctsd.sim.auth`).
@@ -22,17 +26,26 @@ from ctsd.sim.faults import TRANSPORT_FAULTS, FaultKind, FaultSpec
 from ctsd.sim.matching import derivatives_balances
 from ctsd.sim.state import Simulator
 from ctsd.sim.venue import Venue, VenueRegistry
+from ctsd.sim.ws.hub import StreamHub
+from ctsd.sim.ws.venues import stream_protocols
 
 SIM_KEY: web.AppKey[Simulator] = web.AppKey("sim", Simulator)
+HUB_KEY: web.AppKey[StreamHub] = web.AppKey("hub", StreamHub)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def build_app(sim: Simulator, registry: VenueRegistry) -> web.Application:
     app = web.Application(middlewares=[_fault_middleware(sim, registry)])
     app[SIM_KEY] = sim
+    hub = app[HUB_KEY] = StreamHub(sim, stream_protocols(sim))
     _add_admin_routes(app, sim)
+    hub.add_admin_routes(app)
+    for venue in registry:  # before the venues: their catch-all would shadow the streams
+        hub.mount(app, venue.name)
     for venue in registry:
         app.add_subapp(f"/{venue.name}", venue.build(sim))
+    app.on_startup.append(hub.start)
+    app.on_shutdown.append(hub.stop)
     return app
 
 

@@ -56,6 +56,8 @@ class Security(Enum):
     """Binance's endpoint security types, reduced to what we check."""
 
     NONE = None
+    USER_STREAM = "user_stream"
+    """An API key, no signature (listenKey endpoints)."""
     USER_DATA = Permission.READ
     TRADE = Permission.TRADE
 
@@ -71,6 +73,8 @@ KIND = {Surface.SPOT: InstrumentKind.SPOT, Surface.FUTURES: InstrumentKind.LINEA
 BAN_BASE_S, BAN_MAX_S = 120.0, 3 * 86_400.0
 RECV_WINDOW_DEFAULT, RECV_WINDOW_MAX = 5000, 60_000
 KLINE_LIMIT_MAX = {Surface.SPOT: 1000, Surface.FUTURES: 1500}
+LISTEN_KEY_KIND = "binance-futures"
+"""The `StreamTokens` kind of a USDⓈ-M listenKey (checked by `ctsd.sim.ws.binance`)."""
 
 Weight = int | Callable[[Mapping[str, str]], int]
 
@@ -193,6 +197,8 @@ class BinanceSim:
         if security.value is None:
             return None
         account = auth.lookup(self.sim, NAME, request, request.headers.get("X-MBX-APIKEY"))
+        if security is Security.USER_STREAM:
+            return account
         raw_ts = data.params.get("timestamp")
         if not raw_ts or not raw_ts.isdigit():
             raise render.missing("timestamp")
@@ -322,6 +328,28 @@ class BinanceSim:
             return [render.futures_order(o, instruments[o.symbol], query=True) for o in orders]
         return [render.spot_order(o, instruments[o.symbol], query=True) for o in orders]
 
+    # --- user data streams (USDⓈ-M listenKey) ------------------------------------------
+
+    async def new_listen_key(self, call: Call) -> Any:
+        """The account's active listenKey, extended 60 minutes, or a new one."""
+        token = self.sim.stream_tokens.listen_key(call.owner().api_key, LISTEN_KEY_KIND)
+        return {"listenKey": token.value}
+
+    async def keep_alive_listen_key(self, call: Call) -> Any:
+        for token in self._listen_keys(call):
+            self.sim.stream_tokens.keep_alive(token, LISTEN_KEY_KIND)
+            return {"listenKey": token}
+        raise render.error(400, -1125, "This listenKey does not exist.")
+
+    async def close_listen_key(self, call: Call) -> Any:
+        for token in self._listen_keys(call):
+            self.sim.stream_tokens.revoke(token)
+        return {}
+
+    def _listen_keys(self, call: Call) -> list[str]:
+        token = self.sim.stream_tokens.active(call.owner().api_key, LISTEN_KEY_KIND)
+        return [] if token is None else [token.value]
+
     # --- helpers ------------------------------------------------------------------------
 
     def fees(self, surface: Surface) -> FeeSchedule:
@@ -357,6 +385,7 @@ class BinanceSim:
         S, F = Surface.SPOT, Surface.FUTURES
         none, user, trade = Security.NONE, Security.USER_DATA, Security.TRADE
         d = self.deriv
+        stream = Security.USER_STREAM
         table = [
             ("GET", "/api/v3/ping", S, 1, none, self.ping),
             ("GET", "/api/v3/time", S, 1, none, self.time),
@@ -403,6 +432,9 @@ class BinanceSim:
             ("GET", "/fapi/v1/income", F, 30, user, d.income),
             ("GET", "/fapi/v1/forceOrders", F, _by_symbol(20, 50), user, d.force_orders),
             ("GET", "/fapi/v1/markPriceKlines", F, _kline_weight, none, self.mark_price_klines),
+            ("POST", "/fapi/v1/listenKey", F, 1, stream, self.new_listen_key),
+            ("PUT", "/fapi/v1/listenKey", F, 1, stream, self.keep_alive_listen_key),
+            ("DELETE", "/fapi/v1/listenKey", F, 1, stream, self.close_listen_key),
             *self._market_data_and_history(),
         ]
         return [Endpoint(*row) for row in table]
@@ -461,6 +493,10 @@ VENUE = Venue(
     name=NAME, build=build, maintenance_response=maintenance_response,
     rate_limited_response=rate_limited_response,
     ccxt_ids=("binance", "binanceusdm"),
+    url_overrides={
+        "wss://stream.binance.com:9443": "/stream",
+        "wss://fstream.binance.com": "/fstream",
+    },
 )
 
 

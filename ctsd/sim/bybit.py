@@ -41,7 +41,7 @@ from ctsd.sim.accounts import (
 )
 from ctsd.sim.auth import AuthError, AuthFailure
 from ctsd.sim.bybit_account import BybitAccount
-from ctsd.sim.bybit_deriv import LinearDerivatives, account_margin_mode
+from ctsd.sim.bybit_deriv import LinearDerivatives, account_margin_mode, ticker_funding
 from ctsd.sim.bybit_market import BybitMarketData
 from ctsd.sim.bybit_wire import LINEAR, SPOT, Call, Serialized
 from ctsd.sim.endpoints import Handler, Route, mount
@@ -263,7 +263,7 @@ class BybitSim:
         if inst.kind is InstrumentKind.SPOT:
             return render.spot_ticker(inst, stats)
         hour_ago = self.sim.market.price(inst.symbol, at_ms=now - 3_600_000)
-        rate, next_funding = self.deriv.ticker_funding(inst)
+        rate, next_funding = ticker_funding(self.sim.funding, inst)
         return render.linear_ticker(inst, stats, hour_ago, next_funding, rate)
 
     # --- account -------------------------------------------------------------------------

@@ -25,7 +25,7 @@ from ctsd.sim import derivatives, tiers
 from ctsd.sim.bybit_wire import LINEAR, Call
 from ctsd.sim.derivatives import PositionView, Refusal, SettingRefused
 from ctsd.sim.endpoints import Handler
-from ctsd.sim.funding import rate_history
+from ctsd.sim.funding import FundingSchedule, rate_history
 from ctsd.sim.market import Instrument
 from ctsd.sim.positions import LedgerEntry, LedgerKind, MarginMode, PositionSide
 from ctsd.sim.wire import VenueError, plain
@@ -237,12 +237,6 @@ class LinearDerivatives:
             {"symbol": render.market_id(inst), "fundingRate": plain(rate),
              "fundingRateTimestamp": str(stamp)} for _, stamp, rate in rows]}
 
-    def ticker_funding(self, inst: Instrument) -> tuple[Decimal, int]:
-        """(fundingRate, nextFundingTime) of the linear ticker."""
-        schedule = self.sim.funding
-        k = schedule.next_index()
-        return schedule.rate(inst.pair, k), schedule.stamp(k)
-
     # --- histories ----------------------------------------------------------------------------
 
     async def transaction_log(self, call: Call) -> Any:
@@ -385,6 +379,12 @@ def _margin_failed(reason: tuple[str, str], now_ms: int) -> VenueError:
     return VenueError(200, render.envelope(
         {"reasons": [{"reasonCode": code, "reasonMsg": msg}]}, now_ms, 3400045,
         "Set margin mode failed"))
+
+
+def ticker_funding(schedule: FundingSchedule, inst: Instrument) -> tuple[Decimal, int]:
+    """(fundingRate, nextFundingTime) of a linear ticker (REST and stream alike)."""
+    k = schedule.next_index()
+    return schedule.rate(inst.pair, k), schedule.stamp(k)
 
 
 def account_margin_mode(mode: MarginMode) -> str:

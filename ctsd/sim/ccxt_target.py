@@ -2,7 +2,10 @@
 
 The only module of `ctsd.sim` that imports ccxt. It rewrites every string under
 `exchange.urls['api']` (nested for some venues) from `https://HOST/PATH` to
-`<base>/<venue>/PATH`, so each venue app routes by the exchange's own paths, and
+`<base>/<venue>/PATH` — and `wss://HOST/PATH` to `ws://…/<venue>/PATH`, which
+`ccxt.pro` classes read for their WebSockets (hosts whose paths collide get a
+prefix from the venue's `url_overrides`, see `ctsd.sim.ws`) — so each venue
+app routes by the exchange's own paths, and
 deletes `urls['test']` (and the demo-mode `demo`/`demotrading` entries) so that
 sandbox or demo mode cannot silently switch back to the real hosts.
 
@@ -28,6 +31,8 @@ UrlMap = list[tuple[str, str]]
 
 
 def _rewrite(url: str, base: str, venue: Venue) -> str:
+    if url.startswith(("wss://", "ws://")):
+        base = "ws" + base[len("http"):]  # http://h:p → ws://h:p (https → wss)
     for original, path in venue.url_overrides.items():
         if url.startswith(original):
             return f"{base}/{venue.name}{path}{url[len(original):]}"

@@ -182,6 +182,13 @@ def set_leverage(
     return True
 
 
+def order_leverage(account: Account, order: Order) -> Decimal:
+    """The leverage an order trades at: its position's, else what the slot would open at."""
+    pos = account.perp.positions.get((order.symbol, order.position_side, order.margin_mode))
+    return pos.leverage if pos else account.perp.settings.leverage_for(
+        order.symbol, order.margin_mode, order.position_side)
+
+
 def _margin_held(pos: Position, mark: Decimal) -> Decimal:
     if pos.margin_mode is MarginMode.ISOLATED:
         return pos.isolated_margin

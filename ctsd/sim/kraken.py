@@ -300,6 +300,11 @@ class KrakenSim:
         self._tags[order.id] = tags
         return {"descr": {"order": descr}, "txid": [render.order_txid(order.id)]}
 
+    async def websockets_token(self, call: Call) -> Any:
+        """A token for `wss://ws-auth.kraken.com/v2`: use it within 15 minutes."""
+        token = self.sim.stream_tokens.kraken_token(call.owner().api_key)
+        return {"token": token.value, "expires": 900}
+
     def _order_request(self, call: Call, pair: KrakenPair) -> tuple[OrderRequest, OrderTags, str]:
         """AddOrder's form → an order; `viqc` (market buy by quote amount) included."""
         side = call.require("type")
@@ -321,13 +326,13 @@ class KrakenSim:
         if not viqc and volume < pair.inst.min_qty:
             raise render.error(render.ORDER_MINIMUM)
         cl_ord_id = call.params.get("cl_ord_id") or None
+        kept = [f for f in flags if f not in ("fcib", "fciq")]
+        tags = OrderTags(call.integer("userref"), cl_ord_id, ",".join(["fciq", *kept]))
         req = OrderRequest(
             symbol=pair.inst.symbol, side=Side(side), type=kind,
             qty=Decimal(0) if viqc else volume, price=price, client_id=cl_ord_id,
             time_in_force=TimeInForce(tif), quote_qty=volume if viqc else None,
-            trigger=trigger, trigger_now=True, post_only="post" in flags)
-        kept = [f for f in flags if f not in ("fcib", "fciq")]
-        tags = OrderTags(call.integer("userref"), cl_ord_id, ",".join(["fciq", *kept]))
+            trigger=trigger, trigger_now=True, post_only="post" in flags, note=tags)
         return req, tags, wire.fixed(volume, render.VOLUME_DECIMALS)
 
     def _validate_only(self, req: OrderRequest, pair: KrakenPair) -> None:
@@ -421,6 +426,7 @@ class KrakenSim:
             ("POST", "/0/private/QueryOrders", query, 1, self.query_orders),
             ("POST", "/0/private/AddOrder", trade, 0, self.add_order),
             ("POST", "/0/private/CancelOrder", trade, 0, self.cancel_order),
+            ("POST", "/0/private/GetWebSocketsToken", query, 1, self.websockets_token),
             *self._market_data_and_history(),
         ]
         return [Endpoint(*row) for row in table]
@@ -499,4 +505,8 @@ def rate_limited_response(retry_after: int) -> web.Response:
 VENUE = Venue(
     name=NAME, build=build, maintenance_response=maintenance_response,
     rate_limited_response=rate_limited_response, ccxt_ids=("kraken",),
+    url_overrides={
+        "wss://ws.kraken.com": "/ws", "wss://ws-auth.kraken.com": "/ws-auth",
+        "wss://beta-ws.kraken.com": "/beta-ws", "wss://beta-ws-auth.kraken.com": "/beta-ws-auth",
+    },
 )

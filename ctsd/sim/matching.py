@@ -70,6 +70,8 @@ class OrderRequest:
     reduce_only: bool = False
     quote_qty: Decimal | None = None
     """Spot market buys by quote amount (Binance `quoteOrderQty`); `qty` is then ignored."""
+    note: object = None
+    """Venue-specific detail kept on the order (`Order.note`)."""
     trigger: Trigger | None = None
     """Stops and take-profits: the order works once a trade reaches the trigger."""
     post_only: bool = False
@@ -130,6 +132,7 @@ def place(
         time_in_force=req.time_in_force, fees=fees, created_ms=now, updated_ms=now,
         reduce_only=req.reduce_only, fee_asset=_fee_asset(inst, req.side, fees),
         trigger=req.trigger, post_only=req.post_only, checked_trade=market.tape.last_id(),
+        quote_qty=req.quote_qty if req.type is OrderType.MARKET else None, note=req.note,
     )
     if inst.kind is InstrumentKind.LINEAR:
         derivatives.assign(account, order, req.position_side, req.margin_mode)

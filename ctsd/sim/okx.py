@@ -21,14 +21,14 @@ from __future__ import annotations
 import dataclasses
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from enum import Enum
 from typing import Any
 
 from aiohttp import web
 
-from ctsd.sim import auth, unserved
+from ctsd.sim import auth, derivatives, unserved
 from ctsd.sim import okx_wire as render
 from ctsd.sim.accounts import (
     Account,
@@ -359,6 +359,7 @@ class OkxSim:
     def _place(self, call: Call, entry: dict[str, Any]) -> dict[str, Any]:
         inst = self._entry_instrument(entry)
         request, tags = render.order_request(inst, entry)
+        request = replace(request, note=tags)
         account = call.owner()
         if inst.kind is InstrumentKind.LINEAR:
             side, mode = order_sides(account, inst, str(entry.get("posSide") or ""),
@@ -441,11 +442,9 @@ class OkxSim:
 
     def _render(self, account: Account, order: Order) -> dict[str, Any]:
         inst = self.sim.market.catalog.instruments[order.symbol]
-        pos = account.perp.positions.get((order.symbol, order.position_side, order.margin_mode))
-        leverage = pos.leverage if pos else account.perp.settings.leverage_for(
-            order.symbol, order.margin_mode, order.position_side)
         fills = account.fills_of(order.id)
-        return render.order(order, inst, self._tags(order), leverage,
+        return render.order(order, inst, self._tags(order),
+                            derivatives.order_leverage(account, order),
                             fills[-1].trade_id if fills else None)
 
     def endpoints(self) -> list[Endpoint]:

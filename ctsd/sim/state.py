@@ -17,7 +17,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from ctsd.sim import funding, liquidation, matching
+from ctsd.sim import events, funding, liquidation, matching
 from ctsd.sim.accounts import (
     Account,
     AccountSpec,
@@ -31,6 +31,8 @@ from ctsd.sim.faults import FaultInjector, FaultSpec
 from ctsd.sim.funding import FundingSchedule
 from ctsd.sim.market import Market, MarketCatalog
 from ctsd.sim.ratelimit import RateLimitConfig, ViolationLog
+from ctsd.sim.ws.config import WsConfig
+from ctsd.sim.ws.tokens import StreamTokens
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,7 @@ class SimulatorConfig:
     accounts: tuple[AccountSpec, ...] = ()
     hang_max_s: float = 120.0
     """Upper bound on a HANG fault, so a forgotten fault cannot wedge a test run."""
+    ws: WsConfig = field(default_factory=WsConfig)
 
 
 def load_accounts_file(path: Path) -> tuple[AccountSpec, ...]:
@@ -64,9 +67,14 @@ class Simulator:
             self.accounts.provision(spec)
         self.faults = FaultInjector()
         self.stats = ViolationLog()
+        self.events = events.EventBus()
+        """Account changes as they happen, for the private WebSocket streams."""
+        self.stream_tokens = StreamTokens(self.clock, self.config.ws)
+        """listenKeys and WebSocket tokens the REST APIs issue and the streams check."""
         self.closing = asyncio.Event()
         """Set on shutdown: cuts HANG faults short."""
         self._reset_hooks: list[Callable[[], None]] = []
+        self._fault_hooks: list[Callable[[], None]] = []
         self.unserved: Counter[str] = Counter()
         """`venue METHOD path` → requests for paths the simulator does not serve."""
 
@@ -77,6 +85,10 @@ class Simulator:
     def on_reset(self, hook: Callable[[], None]) -> None:
         """Venues register their own state (limiters, bans) to be cleared by `reset`."""
         self._reset_hooks.append(hook)
+
+    def on_clear_faults(self, hook: Callable[[], None]) -> None:
+        """Fault state kept outside `faults` (WebSocket stalls, periodic drops) ends here."""
+        self._fault_hooks.append(hook)
 
     # --- admin API -------------------------------------------------------------
 
@@ -91,6 +103,8 @@ class Simulator:
 
     def clear_faults(self) -> None:
         self.faults.clear()
+        for hook in self._fault_hooks:
+            hook()
 
     def set_price(self, symbol: str, price: Decimal) -> None:
         """Move `symbol`'s pair to `price` now; resting orders it crosses fill."""
@@ -124,7 +138,8 @@ class Simulator:
         self.accounts.reset()
         self.faults.clear()
         self.stats.reset()
-        for hook in self._reset_hooks:
+        self.stream_tokens.reset()
+        for hook in (*self._reset_hooks, *self._fault_hooks):
             hook()
 
     def snapshot(self) -> dict[str, Any]:
@@ -149,18 +164,26 @@ class Simulator:
         """Bring an authenticated account up to date: pay funding that fell due, fill
         orders the price reached, liquidate what the mark price took under."""
         funding.settle(account, self.market, self.funding)
-        matching.sync(account, self.market, self.accounts.next_trade_id)
+        were_open = account.open_orders()
+        if were_open:
+            fills_before = len(account.fills)
+            matching.sync(account, self.market, self.accounts.next_trade_id)
+            events.publish_synced(self.events, account, were_open, fills_before, self.market)
         liquidation.check(account, self.market, self.accounts.next_order_id,
                           self.accounts.next_trade_id)
 
     def place_order(
         self, account: Account, request: matching.OrderRequest, fees: FeeSchedule,
     ) -> Order:
-        return matching.place(account, self.market, request, fees, self.accounts.next_order_id(),
-                              self.accounts.next_trade_id)
+        order = matching.place(account, self.market, request, fees,
+                               self.accounts.next_order_id(), self.accounts.next_trade_id)
+        events.publish_placed(self.events, account, order, self.market)
+        return order
 
     def cancel_order(self, account: Account, order: Order) -> Order:
-        return matching.cancel(account, self.market, order)
+        matching.cancel(account, self.market, order)
+        events.publish_canceled(self.events, account, order, self.market)
+        return order
 
     def _sync_all(self) -> None:
         for account in self.accounts:

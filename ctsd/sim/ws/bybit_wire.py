@@ -1,0 +1,166 @@
+"""Bybit v5 WebSocket message shapes: public topics and the private order, execution,
+wallet and position topics.
+
+The data items are the REST items (`ctsd.sim.bybit_wire`) wherever Bybit uses the
+same shape on both (tickers, orders, the unified wallet), because ccxt parses the
+stream with its REST parsers.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Sequence
+from decimal import Decimal
+from typing import Any
+
+from ctsd.sim import bybit_wire as rest
+from ctsd.sim.accounts import Account, OrderType
+from ctsd.sim.book import Level
+from ctsd.sim.bybit_deriv import ticker_funding
+from ctsd.sim.events import AccountUpdate, OrderUpdate
+from ctsd.sim.market import Candle, Instrument, InstrumentKind, Market, TickerStats
+from ctsd.sim.matching import derivatives_balances
+from ctsd.sim.state import Simulator
+from ctsd.sim.tape import PublicTrade
+from ctsd.sim.wire import dumps, plain
+from ctsd.sim.ws.positions import position_state
+
+_ZERO = Decimal(0)
+
+
+def category(inst: Instrument) -> str:
+    return rest.SPOT if inst.kind is InstrumentKind.SPOT else rest.LINEAR
+
+
+def ticker_data(inst: Instrument, stats: TickerStats, sim: Simulator) -> dict[str, Any]:
+    """The ticker item as REST `/v5/market/tickers` answers it at the same instant."""
+    if inst.kind is InstrumentKind.SPOT:
+        return rest.spot_ticker(inst, stats)
+    now = stats.close_ms
+    hour_ago = sim.market.price(inst.symbol, at_ms=now - 3_600_000)
+    rate, next_funding = ticker_funding(sim.funding, inst)
+    data = rest.linear_ticker(inst, stats, hour_ago, next_funding, rate)
+    data["tickDirection"] = "ZeroPlusTick"
+    return data
+
+
+def public(topic: str, kind: str, data: Any, ts: int, **extra: Any) -> str:
+    return dumps({"topic": topic, "type": kind, "ts": ts, "data": data, **extra})
+
+
+def kline(interval: str, candle: Candle, now_ms: int, closed: bool) -> dict[str, Any]:
+    return {
+        "start": candle.open_ms, "end": candle.close_ms, "interval": interval,
+        "open": plain(candle.open), "close": plain(candle.close), "high": plain(candle.high),
+        "low": plain(candle.low), "volume": plain(candle.volume),
+        "turnover": plain(candle.quote_volume), "confirm": closed,
+        "timestamp": now_ms,
+    }
+
+
+def public_trades(inst: Instrument, trades: list[PublicTrade]) -> list[dict[str, Any]]:
+    spot = inst.kind is InstrumentKind.SPOT
+    out = []
+    for trade in trades:
+        item: dict[str, Any] = {
+            "T": trade.time_ms, "s": rest.market_id(inst), "S": "Buy" if trade.taker_buys
+            else "Sell", "v": plain(trade.qty), "p": plain(trade.price),
+            "L": "PlusTick" if trade.taker_buys else "MinusTick", "i": str(trade.id),
+        }
+        if not spot:
+            item["BT"] = False
+        item |= {"RPI": False, "seq": trade.id}
+        out.append(item)
+    return out
+
+
+def book(inst: Instrument, bids: Sequence[Level], asks: Sequence[Level], update_id: int,
+         sequence: int) -> dict[str, Any]:
+    return {"s": rest.market_id(inst), "b": [[plain(lv.price), plain(lv.qty)] for lv in bids],
+            "a": [[plain(lv.price), plain(lv.qty)] for lv in asks], "u": update_id,
+            "seq": sequence}
+
+
+def private(topic: str, data: list[dict[str, Any]], now_ms: int) -> str:
+    return dumps({"id": f"{secrets.token_hex(12)}:{topic}", "topic": topic,
+                  "creationTime": now_ms, "data": data})
+
+
+def order(event: OrderUpdate, inst: Instrument) -> dict[str, Any]:
+    quote_qty = event.order.quote_qty
+    data = rest.order(event.order, inst, "quoteCoin" if quote_qty else None, quote_qty)
+    data["category"] = category(inst)
+    data["feeCurrency"] = event.order.fee_asset if inst.kind is InstrumentKind.SPOT else ""
+    return data
+
+
+def execution(event: OrderUpdate, inst: Instrument) -> dict[str, Any] | None:
+    fill = event.fill
+    if fill is None:
+        return None
+    ord_ = event.order
+    rate = ord_.fees.maker if fill.maker else ord_.fees.taker
+    return {
+        "category": category(inst), "symbol": rest.market_id(inst),
+        "execFee": plain(fill.fee), "execId": str(fill.trade_id), "execPrice": plain(fill.price),
+        "execQty": plain(fill.qty), "execType": "Trade", "execValue": plain(fill.quote_qty),
+        "isMaker": fill.maker, "feeRate": plain(rate), "tradeIv": "", "markIv": "",
+        "blockTradeId": "", "markPrice": plain(fill.price), "indexPrice": "",
+        "underlyingPrice": "", "leavesQty": plain(ord_.remaining),
+        "orderId": str(ord_.id), "orderLinkId": ord_.client_id,
+        "orderPrice": plain(ord_.price or _ZERO), "orderQty": plain(ord_.qty),
+        "orderType": "Market" if ord_.type is OrderType.MARKET else "Limit",
+        "stopOrderType": "UNKNOWN", "side": ord_.side.value.capitalize(),
+        "execTime": str(fill.time_ms), "isLeverage": "0", "closedSize": "",
+        "seq": fill.trade_id, "feeCurrency": fill.fee_asset,
+    }
+
+
+def wallet(account: Account, market: Market) -> dict[str, Any]:
+    """The whole UNIFIED wallet entry, as `/v5/account/wallet-balance` lists it."""
+    derivs = {b.asset: b for b in derivatives_balances(account, market)}
+    coins = []
+    for asset in sorted(set(account.spot) | set(derivs)):
+        holding, deriv = account.spot.get(asset), derivs.get(asset)
+        coins.append(rest.wallet_coin(asset, holding, deriv, _usd(market, asset)))
+    entry: dict[str, Any] = rest.unified_wallet(coins)["list"][0]
+    return entry
+
+
+def _usd(market: Market, asset: str) -> Decimal:
+    catalog = market.catalog
+    if asset == catalog.quote:
+        return Decimal(1)
+    inst = catalog.get(f"{asset}/{catalog.quote}")
+    return market.price(inst.symbol) if inst else _ZERO
+
+
+def position(account: Account, market: Market, symbol: str, now_ms: int) -> dict[str, Any]:
+    state = position_state(account, market, symbol, now_ms)
+    qty = state.qty
+    side = "" if not qty else ("Buy" if qty > 0 else "Sell")
+    return {
+        "positionIdx": 0, "tradeMode": 0, "riskId": 1, "riskLimitValue": "2000000",
+        "symbol": rest.market_id(state.inst), "side": side, "size": plain(abs(qty)),
+        "entryPrice": plain(state.entry), "sessionAvgPrice": "",
+        "leverage": plain(state.leverage), "positionValue": plain(state.value),
+        "positionBalance": "0", "markPrice": plain(state.mark),
+        "positionIM": plain(state.margin), "positionMM": plain(state.margin / 2),
+        "takeProfit": "0", "stopLoss": "0", "trailingStop": "0",
+        "unrealisedPnl": plain(state.upnl), "curRealisedPnl": "0", "cumRealisedPnl": "0",
+        "createdTime": str(state.updated_ms), "updatedTime": str(state.updated_ms),
+        "tpslMode": "Full", "liqPrice": "", "bustPrice": "", "category": "linear",
+        "positionStatus": "Normal", "adlRankIndicator": 2 if qty else 0, "autoAddMargin": 0,
+        "leverageSysUpdatedTime": "", "mmrSysUpdatedTime": "", "seq": now_ms,
+        "isReduceOnly": False,
+    }
+
+
+def account_messages(event: AccountUpdate, market: Market, topics: set[str]) -> list[str]:
+    out = []
+    if "wallet" in topics:
+        out.append(private("wallet", [wallet(event.account, market)], event.at_ms))
+    if "position" in topics and event.positions:
+        out.append(private("position", [position(event.account, market, s, event.at_ms)
+                                        for s in event.positions], event.at_ms))
+    return out
