@@ -9,9 +9,11 @@ Public surface:
 - `point_at_simulator` (`ctsd.sim.ccxt_target`): the only module that imports ccxt.
 
 Layout: `market` (catalog, price path), `accounts` + `matching` (balances,
-orders), `ratelimit` (accounting primitives), `faults` (injection), `auth`
+orders), `positions` + `derivatives` + `tiers` + `funding` + `liquidation`
+(perpetuals), `ratelimit` (accounting primitives), `faults` (injection), `auth`
 (signature helpers), `wire` (HTTP helpers), `venue` + `venues` (registry),
-`app` + `server` (aiohttp), and one module per exchange (`binance`, …);
+`app` + `server` (aiohttp), and one module per exchange (`binance`, …; with
+`<name>_wire` for shapes and `<name>_deriv` for perpetuals endpoints);
 `events` (account changes as they happen) and `ws` (the WebSocket APIs).
 """
 

@@ -18,6 +18,7 @@ from enum import StrEnum
 from typing import Any
 
 from ctsd.sim.market import InstrumentKind
+from ctsd.sim.positions import MarginMode, PerpAccount, PerpEventHub, PositionSide
 
 
 class Permission(StrEnum):
@@ -69,6 +70,12 @@ class RejectKind(StrEnum):
     """A post-only (maker-only) order that would cross the book."""
     WOULD_TRIGGER = "would_trigger"
     """A stop or take-profit whose trigger the price has already reached."""
+    REDUCE_ONLY = "reduce_only"
+    """A reduce-only (or hedge-mode closing) order that would open or grow a position."""
+    POSITION_SIDE = "position_side"
+    """A hedge-mode side on a one-way account, or none on a hedge-mode one."""
+    POSITION_LIMIT = "position_limit"
+    """The position would pass the notional cap of its leverage tier."""
 
 
 class Rejection(Exception):
@@ -109,6 +116,7 @@ class AccountSpec:
     """Empty means any address may use the key."""
     uid: int | None = None
     leverage: int = 10
+    """Default leverage of every perpetual until the account sets its own."""
 
     @classmethod
     def from_json(cls, raw: Mapping[str, Any]) -> AccountSpec:
@@ -138,15 +146,6 @@ class Holding:
     @property
     def total(self) -> Decimal:
         return self.free + self.locked
-
-
-@dataclass(slots=True)
-class Position:
-    """A one-way-mode perpetual position: signed quantity and average entry."""
-
-    qty: Decimal = Decimal(0)
-    entry_price: Decimal = Decimal(0)
-    updated_ms: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,6 +232,10 @@ class Order:
         """A trigger against the position it protects: a sell that fires on a fall or a
         buy on a rise (else, with a trigger, a take-profit)."""
         return self.trigger is not None and self.trigger.rises is (self.side is Side.BUY)
+    position_side: PositionSide = PositionSide.BOTH
+    margin_mode: MarginMode = MarginMode.CROSS
+    liquidation: bool = False
+    """Placed by the venue's liquidation engine, not by the account."""
 
     @property
     def average(self) -> Decimal | None:
@@ -251,7 +254,11 @@ class DerivativesBalance:
     wallet: Decimal
     unrealized_pnl: Decimal
     position_margin: Decimal
+    """Initial margin of cross positions (at the mark price) plus isolated margins."""
     order_margin: Decimal
+    isolated_upnl: Decimal = Decimal(0)
+    """The isolated positions' share of `unrealized_pnl`, which is not available."""
+    maintenance_margin: Decimal = Decimal(0)
 
     @property
     def equity(self) -> Decimal:
@@ -259,20 +266,23 @@ class DerivativesBalance:
 
     @property
     def available(self) -> Decimal:
-        return self.equity - self.position_margin - self.order_margin
+        return self.equity - self.position_margin - self.order_margin - self.isolated_upnl
 
 
 class Account:
-    """One API key's state. Mutated only through `ctsd.sim.matching`."""
+    """One API key's state. Mutated only through `ctsd.sim.matching` (orders, balances)
+    and `ctsd.sim.derivatives`/`funding`/`liquidation` (the `perp` state)."""
 
     def __init__(
-        self, spec: AccountSpec, uid: int, observers: list[FillObserver] | None = None,
+        self, spec: AccountSpec, uid: int, events: PerpEventHub | None = None,
+        observers: list[FillObserver] | None = None,
     ) -> None:
         self.spec = spec
         self.uid = uid
         self.spot: dict[str, Holding] = {a: Holding(free=v) for a, v in spec.spot.items()}
         self.derivatives: dict[str, Decimal] = dict(spec.derivatives)
-        self.positions: dict[str, Position] = {}
+        """Derivatives wallet balance per settle asset (isolated margins included)."""
+        self.perp = PerpAccount(spec.api_key, Decimal(spec.leverage), events)
         self.orders: dict[int, Order] = {}
         self.fills: list[Fill] = []
         """Every fill, oldest first (append-only)."""
@@ -322,9 +332,6 @@ class Account:
             if o.status.is_open and (symbol is None or o.symbol == symbol)
         ]
 
-    def leverage(self) -> Decimal:
-        return Decimal(self.spec.leverage)
-
 
 class AccountStore:
     """Every provisioned account, indexed by API key; owns the order-id sequence."""
@@ -336,11 +343,13 @@ class AccountStore:
         self._trade_ids = itertools.count(500_000_001)
         self.fill_observers: list[FillObserver] = []
         """Shared by every account of the store, so observers survive `reset`."""
+        self.perp_events = PerpEventHub()
+        """Position, funding and liquidation changes of every account (`ctsd.sim.positions`)."""
 
     def provision(self, spec: AccountSpec) -> Account:
         """Add (or replace) the account for `spec.api_key`, with fresh balances."""
         account = Account(spec, spec.uid if spec.uid is not None else next(self._uids),
-                          self.fill_observers)
+                          self.perp_events, self.fill_observers)
         self._by_key[spec.api_key] = account
         return account
 
@@ -368,4 +377,5 @@ class AccountStore:
         uids = {a.spec.api_key: a.uid for a in self._by_key.values()}
         self._by_key.clear()
         for spec in specs:
-            self._by_key[spec.api_key] = Account(spec, uids[spec.api_key], self.fill_observers)
+            self._by_key[spec.api_key] = Account(spec, uids[spec.api_key], self.perp_events,
+                                                 self.fill_observers)

@@ -20,7 +20,7 @@ from typing import Any
 
 from aiohttp import web
 
-from ctsd.sim import faults
+from ctsd.sim import derivatives, faults
 from ctsd.sim.accounts import AccountSpec
 from ctsd.sim.faults import TRANSPORT_FAULTS, FaultKind, FaultSpec
 from ctsd.sim.matching import derivatives_balances
@@ -148,6 +148,13 @@ def _add_admin_routes(app: web.Application, sim: Simulator) -> None:
             },
             "open_orders": len(acct.open_orders()),
             "orders": len(acct.orders),
+            "positions": [{
+                "symbol": v.position.symbol, "side": v.position.side.value,
+                "margin_mode": v.position.margin_mode.value, "qty": str(v.position.qty),
+                "entry_price": str(v.position.entry_price), "mark_price": str(v.mark),
+                "leverage": str(v.position.leverage),
+                "liquidation_price": str(v.liquidation_price or ""),
+            } for v in derivatives.views(acct, sim.market)],
         })
 
     async def add_fault(request: web.Request) -> web.Response:
@@ -195,6 +202,20 @@ def _add_admin_routes(app: web.Application, sim: Simulator) -> None:
         sim.advance(seconds)
         return web.json_response({})
 
+    async def funding_rate(request: web.Request) -> web.Response:
+        """Fix the rate a symbol's pair pays at its next funding time (or at `index`)."""
+        body = await _json_body(request)
+        try:
+            symbol, rate = str(body["symbol"]), Decimal(str(body["rate"]))
+            index = None if body.get("index") is None else int(body["index"])
+        except (KeyError, InvalidOperation, ValueError) as exc:
+            raise _bad_request(f"need symbol and rate: {exc!r}") from exc
+        if sim.market.catalog.get(symbol) is None or not rate.is_finite():
+            raise _bad_request(f"unknown symbol or bad rate: {symbol} {rate}")
+        k = sim.set_funding_rate(symbol, rate, index)
+        return web.json_response({"symbol": symbol, "rate": str(rate), "index": k,
+                                  "funding_time": sim.funding.stamp(k)})
+
     async def stats(_request: web.Request) -> web.Response:
         return web.json_response(sim.snapshot())
 
@@ -209,4 +230,5 @@ def _add_admin_routes(app: web.Application, sim: Simulator) -> None:
     app.router.add_get("/admin/price", get_price)
     app.router.add_post("/admin/price", set_price)
     app.router.add_post("/admin/advance", advance)
+    app.router.add_post("/admin/funding-rate", funding_rate)
     app.router.add_get("/admin/stats", stats)

@@ -33,6 +33,7 @@ from ctsd.sim.accounts import (
 )
 from ctsd.sim.auth import AuthError, AuthFailure
 from ctsd.sim.binance_account import BinanceAccount
+from ctsd.sim.binance_deriv import FuturesDerivatives, render_mark_kline
 from ctsd.sim.binance_market import BinanceMarketData
 from ctsd.sim.endpoints import Handler, RequestCall, Route, mount
 from ctsd.sim.market import TIMEFRAMES, Instrument, InstrumentKind
@@ -134,6 +135,7 @@ class BinanceSim:
             s: {render.market_id(i): i for i in catalog.of_kind(KIND[s])} for s in Surface
         }
         self._exchange_info: dict[Surface, str] = {}
+        self.deriv = FuturesDerivatives(sim, self.symbols[Surface.FUTURES])
         sim.on_reset(self.reset)
 
     def reset(self) -> None:
@@ -250,6 +252,10 @@ class BinanceSim:
             end_ms=int(end) if end else None, limit=limit)
         return [render.kline(inst, c) for c in candles]
 
+    async def mark_price_klines(self, call: Call) -> Any:
+        """The mark price is the last price here: its candles, without volumes."""
+        return [render_mark_kline(row) for row in await self.klines(call)]
+
     async def system_status(self, call: Call) -> Any:
         return {"status": 0, "msg": "normal"}
 
@@ -272,8 +278,11 @@ class BinanceSim:
     async def spot_account(self, call: Call) -> Any:
         return render.spot_account(call.owner(), FEES[Surface.SPOT], self.sim.clock.now_ms())
 
-    async def futures_account(self, call: Call) -> Any:
-        return render.futures_account(call.owner(), self.sim.market)
+    async def futures_account_v2(self, call: Call) -> Any:
+        return self.deriv.futures_account(call.owner(), v3=False)
+
+    async def futures_account_v3(self, call: Call) -> Any:
+        return self.deriv.futures_account(call.owner(), v3=True)
 
     async def futures_balance(self, call: Call) -> Any:
         return render.futures_balance(call.owner(), self.sim.market)
@@ -375,6 +384,7 @@ class BinanceSim:
     def endpoints(self) -> list[Endpoint]:
         S, F = Surface.SPOT, Surface.FUTURES
         none, user, trade = Security.NONE, Security.USER_DATA, Security.TRADE
+        d = self.deriv
         stream = Security.USER_STREAM
         table = [
             ("GET", "/api/v3/ping", S, 1, none, self.ping),
@@ -397,14 +407,31 @@ class BinanceSim:
             ("GET", "/fapi/v1/exchangeInfo", F, 1, none, self.exchange_info),
             ("GET", "/fapi/v1/ticker/24hr", F, _by_symbol(1, 40), none, self.ticker_24hr),
             ("GET", "/fapi/v1/klines", F, _kline_weight, none, self.klines),
-            ("GET", "/fapi/v2/account", F, 5, user, self.futures_account),
-            ("GET", "/fapi/v3/account", F, 5, user, self.futures_account),
+            ("GET", "/fapi/v2/account", F, 5, user, self.futures_account_v2),
+            ("GET", "/fapi/v3/account", F, 5, user, self.futures_account_v3),
             ("GET", "/fapi/v2/balance", F, 5, user, self.futures_balance),
             ("GET", "/fapi/v3/balance", F, 5, user, self.futures_balance),
             ("POST", "/fapi/v1/order", F, 1, trade, self.new_order),
             ("GET", "/fapi/v1/order", F, 1, user, self.get_order),
             ("DELETE", "/fapi/v1/order", F, 1, trade, self.cancel_order),
             ("GET", "/fapi/v1/openOrders", F, _by_symbol(1, 40), user, self.open_orders),
+            # derivatives (ctsd.sim.binance_deriv)
+            ("GET", "/fapi/v2/positionRisk", F, 5, user, d.position_risk_v2),
+            ("GET", "/fapi/v3/positionRisk", F, 5, user, d.position_risk_v3),
+            ("POST", "/fapi/v1/leverage", F, 1, trade, d.set_leverage),
+            ("POST", "/fapi/v1/marginType", F, 1, trade, d.set_margin_type),
+            ("GET", "/fapi/v1/positionSide/dual", F, 30, user, d.position_mode),
+            ("POST", "/fapi/v1/positionSide/dual", F, 1, trade, d.set_position_mode),
+            ("GET", "/fapi/v1/multiAssetsMargin", F, 30, user, d.multi_assets_margin),
+            ("GET", "/fapi/v1/accountConfig", F, 5, user, d.account_config),
+            ("GET", "/fapi/v1/symbolConfig", F, 5, user, d.symbol_config),
+            ("GET", "/fapi/v1/leverageBracket", F, 1, user, d.leverage_brackets),
+            ("GET", "/fapi/v1/premiumIndex", F, _by_symbol(1, 10), none, d.premium_index),
+            ("GET", "/fapi/v1/fundingRate", F, 1, none, d.funding_rates),
+            ("GET", "/fapi/v1/fundingInfo", F, 1, none, d.funding_info),
+            ("GET", "/fapi/v1/income", F, 30, user, d.income),
+            ("GET", "/fapi/v1/forceOrders", F, _by_symbol(20, 50), user, d.force_orders),
+            ("GET", "/fapi/v1/markPriceKlines", F, _kline_weight, none, self.mark_price_klines),
             ("POST", "/fapi/v1/listenKey", F, 1, stream, self.new_listen_key),
             ("PUT", "/fapi/v1/listenKey", F, 1, stream, self.keep_alive_listen_key),
             ("DELETE", "/fapi/v1/listenKey", F, 1, stream, self.close_listen_key),

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from ctsd.sim import binance_wire as render
 from ctsd.sim.accounts import (
+    Account,
     Fill,
     Order,
     OrderType,
@@ -33,6 +34,7 @@ from ctsd.sim.accounts import (
     TimeInForce,
     Trigger,
 )
+from ctsd.sim.binance_deriv import order_position_side
 from ctsd.sim.market import InstrumentKind
 from ctsd.sim.matching import OrderRequest
 from ctsd.sim.wire import fixed, plain
@@ -91,11 +93,20 @@ def order_request(call: Call, inst: Instrument, *, algo: bool = False) -> OrderR
         if call.decimal("price") is None:
             raise render.missing("price")
     client_id = call.params.get("clientAlgoId" if algo else "newClientOrderId")
+    position_side = None
+    if call.futures:
+        hedge = call.owner().perp.settings.is_hedge(inst.symbol)
+        position_side = order_position_side(call, hedge)
     return OrderRequest(
         symbol=inst.symbol, side=side, type=kind, qty=qty or Decimal(0),
         price=call.decimal("price") if kind is OrderType.LIMIT else None, client_id=client_id,
         time_in_force=tif, reduce_only=call.params.get("reduceOnly") == "true",
-        quote_qty=quote_qty if qty is None else None, trigger=trigger, post_only=post_only)
+        quote_qty=quote_qty if qty is None else None, trigger=trigger, post_only=post_only,
+        position_side=position_side)
+
+
+def _position_side(account: Account, order_id: int) -> str:
+    return account.orders[order_id].position_side.value.upper()
 
 
 def _window(items: Sequence[_T], call: Call, time_of: Callable[[_T], int],
@@ -153,7 +164,8 @@ class BinanceAccount:
             "id": f.trade_id, "maker": f.maker, "orderId": f.order_id, "price": plain(f.price),
             "qty": plain(f.qty), "quoteQty": plain(f.quote_qty),
             "realizedPnl": plain(f.realized_pnl), "side": f.side.value.upper(),
-            "positionSide": "BOTH", "symbol": render.market_id(inst), "time": f.time_ms,
+            "positionSide": _position_side(call.owner(), f.order_id),
+            "symbol": render.market_id(inst), "time": f.time_ms,
         }
 
     async def all_orders(self, call: Call) -> Any:
@@ -257,7 +269,7 @@ class BinanceAccount:
         out: dict[str, Any] = {
             "algoId": order.id, "clientAlgoId": order.client_id, "algoType": "CONDITIONAL",
             "orderType": render.order_type(order, futures=True), "symbol": render.market_id(inst),
-            "side": order.side.value.upper(), "positionSide": "BOTH",
+            "side": order.side.value.upper(), "positionSide": order.position_side.value.upper(),
             "timeInForce": order.time_in_force.value, "quantity": plain(order.qty),
             "algoStatus": status, "triggerPrice": plain(order.trigger.price),
             "price": plain(order.price or Decimal(0)), "icebergQuantity": None,

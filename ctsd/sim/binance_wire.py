@@ -65,14 +65,22 @@ _REJECTIONS: dict[RejectKind, tuple[int, str]] = {
     RejectKind.BAD_PARAMETER: (-1102, _MANDATORY),
     RejectKind.WOULD_TAKE: (-2010, "Order would immediately match and take."),
     RejectKind.WOULD_TRIGGER: (-2010, "Order would immediately trigger."),
+    RejectKind.REDUCE_ONLY: (-1106, "Parameter 'reduceOnly' sent when not required."),
+    RejectKind.POSITION_SIDE: (-1106, "Parameter 'positionSide' sent when not required."),
+    RejectKind.POSITION_LIMIT: (-2010, "Filter failure: MAX_POSITION"),
 }
-"""Spot codes; futures and cancel answers override a few (below)."""
+"""Spot codes (the last three cannot happen on spot); futures and cancel answers
+override a few (below)."""
 _FUTURES_REJECTIONS: dict[RejectKind, tuple[int, str]] = {
     RejectKind.WOULD_TRIGGER: (-2021, "Order would immediately trigger."),
     RejectKind.WOULD_TAKE: (-5022, "Due to the order could not be executed as maker, the Post "
                                    "Only order will be rejected. The order will not be recorded "
                                    "in the order history"),
     RejectKind.INSUFFICIENT_FUNDS: (-2019, "Margin is insufficient."),
+    RejectKind.REDUCE_ONLY: (-2022, "ReduceOnly Order is rejected."),
+    RejectKind.POSITION_SIDE: (-4061, "Order's position side does not match user's setting."),
+    RejectKind.POSITION_LIMIT: (
+        -2027, "Exceeded the maximum allowable position at current leverage."),
     RejectKind.MIN_NOTIONAL: (
         -4164, "Order's notional must be no smaller than 5 (unless you choose reduce only)."),
 }
@@ -262,53 +270,6 @@ def spot_account(account: Account, fees: FeeSchedule, now_ms: int) -> dict[str, 
     }
 
 
-def futures_account(account: Account, market: Market) -> dict[str, Any]:
-    now = market.now_ms()
-    balances = derivatives_balances(account, market)
-    assets: list[dict[str, Any]] = []
-    for b in balances:
-        initial = b.position_margin + b.order_margin
-        assets.append({
-            "asset": b.asset, "walletBalance": plain(b.wallet),
-            "unrealizedProfit": plain(b.unrealized_pnl), "marginBalance": plain(b.equity),
-            "maintMargin": plain(b.position_margin / 2), "initialMargin": plain(initial),
-            "positionInitialMargin": plain(b.position_margin),
-            "openOrderInitialMargin": plain(b.order_margin),
-            "crossWalletBalance": plain(b.wallet), "crossUnPnl": plain(b.unrealized_pnl),
-            "availableBalance": plain(b.available), "maxWithdrawAmount": plain(b.available),
-            "updateTime": now,
-        })
-    positions = []
-    for symbol, pos in sorted(account.positions.items()):
-        if not pos.qty:
-            continue
-        inst = market.catalog.instruments[symbol]
-        mark = market.price(symbol)
-        positions.append({
-            "symbol": market_id(inst), "positionSide": "BOTH", "positionAmt": plain(pos.qty),
-            "unrealizedProfit": plain(pos.qty * (mark - pos.entry_price)),
-            "isolatedMargin": "0", "notional": plain(pos.qty * mark), "isolatedWallet": "0",
-            "initialMargin": plain(abs(pos.qty) * pos.entry_price / account.leverage()),
-            "maintMargin": "0", "updateTime": pos.updated_ms,
-        })
-
-    def total(field: str) -> str:
-        return plain(sum((Decimal(a[field]) for a in assets), _ZERO))
-
-    return {
-        "totalInitialMargin": total("initialMargin"), "totalMaintMargin": total("maintMargin"),
-        "totalWalletBalance": total("walletBalance"),
-        "totalUnrealizedProfit": total("unrealizedProfit"),
-        "totalMarginBalance": total("marginBalance"),
-        "totalPositionInitialMargin": total("positionInitialMargin"),
-        "totalOpenOrderInitialMargin": total("openOrderInitialMargin"),
-        "totalCrossWalletBalance": total("crossWalletBalance"),
-        "totalCrossUnPnl": total("crossUnPnl"), "availableBalance": total("availableBalance"),
-        "maxWithdrawAmount": total("maxWithdrawAmount"), "assets": assets,
-        "positions": positions,
-    }
-
-
 def futures_balance(account: Account, market: Market) -> list[dict[str, Any]]:
     now = market.now_ms()
     return [{
@@ -378,7 +339,8 @@ def futures_order(order: Order, inst: Instrument, *, query: bool = False) -> dic
         "cumQty": plain(order.filled), "cumQuote": plain(order.cost),
         "timeInForce": order.time_in_force.value, "type": order.type.value.upper(),
         "reduceOnly": order.reduce_only, "closePosition": False,
-        "side": order.side.value.upper(), "positionSide": "BOTH", "stopPrice": "0",
+        "side": order.side.value.upper(),
+        "positionSide": order.position_side.value.upper(), "stopPrice": "0",
         "workingType": "CONTRACT_PRICE", "priceProtect": False,
         "origType": order_type(order, futures=True), "priceMatch": "NONE",
         "selfTradePreventionMode": "EXPIRE_MAKER", "goodTillDate": 0,

@@ -41,6 +41,7 @@ from ctsd.sim.accounts import (
 )
 from ctsd.sim.auth import AuthError, AuthFailure
 from ctsd.sim.bybit_account import BybitAccount
+from ctsd.sim.bybit_deriv import LinearDerivatives, account_margin_mode, ticker_funding
 from ctsd.sim.bybit_market import BybitMarketData
 from ctsd.sim.bybit_wire import LINEAR, SPOT, Call, Serialized
 from ctsd.sim.endpoints import Handler, Route, mount
@@ -81,7 +82,6 @@ UNSIMULATED_CATEGORIES = ("inverse", "option")
 INTERVALS = {"1": "1m", "3": "3m", "5": "5m", "15": "15m", "30": "30m", "60": "1h",
              "120": "2h", "240": "4h", "360": "6h", "720": "12h", "D": "1d", "W": "1w"}
 RECV_WINDOW_DEFAULT = "5000"
-FUNDING_INTERVAL_MS = 8 * 3_600_000
 ORDER_PAGE_DEFAULT, ORDER_PAGE_MAX = 20, 50
 RECENT_CLOSED_MAX = 500
 """Bybit keeps the last 500 closed orders under `/v5/order/realtime`."""
@@ -109,6 +109,8 @@ class BybitSim:
         self._pages: dict[tuple[str, int, str | None], str] = {}
         self._quote_orders: dict[int, Decimal] = {}
         """Spot market orders placed by quote amount: their `qty` is reported in quote."""
+        self._md = BybitMarketData(self)
+        self.deriv = LinearDerivatives(sim, self.symbols[LINEAR], self._md.kline)
         sim.on_reset(self.reset)
 
     def reset(self) -> None:
@@ -261,8 +263,8 @@ class BybitSim:
         if inst.kind is InstrumentKind.SPOT:
             return render.spot_ticker(inst, stats)
         hour_ago = self.sim.market.price(inst.symbol, at_ms=now - 3_600_000)
-        next_funding = (now // FUNDING_INTERVAL_MS + 1) * FUNDING_INTERVAL_MS
-        return render.linear_ticker(inst, stats, hour_ago, next_funding)
+        rate, next_funding = ticker_funding(self.sim.funding, inst)
+        return render.linear_ticker(inst, stats, hour_ago, next_funding, rate)
 
     # --- account -------------------------------------------------------------------------
 
@@ -270,7 +272,8 @@ class BybitSim:
         return render.api_key_info(call.owner())
 
     async def account_info(self, call: Call) -> Any:
-        return render.account_info(call.now_ms)
+        mode = call.owner().perp.settings.margin_mode
+        return render.account_info(call.now_ms, account_margin_mode(mode))
 
     async def coin_info(self, call: Call) -> Any:
         coin = call.text("coin")
@@ -438,6 +441,7 @@ class BybitSim:
 
     def endpoints(self) -> list[Endpoint]:
         read, trade = Permission.READ, Permission.TRADE
+        d = self.deriv
         return [
             Endpoint("GET", "/v5/market/time", self.server_time),
             Endpoint("GET", "/v5/system/status", self.system_status),
@@ -453,11 +457,22 @@ class BybitSim:
             Endpoint("POST", "/v5/order/cancel", self.cancel_order, trade, ORDER_WRITE),
             Endpoint("GET", "/v5/order/realtime", self.realtime_orders, read, ORDER_READ),
             Endpoint("GET", "/v5/order/history", self.order_history, read, ORDER_READ),
+            # derivatives (ctsd.sim.bybit_deriv)
+            Endpoint("GET", "/v5/market/risk-limit", d.risk_limits),
+            Endpoint("GET", "/v5/market/funding/history", d.funding_history),
+            Endpoint("GET", "/v5/market/mark-price-kline", d.mark_price_kline),
+            Endpoint("GET", "/v5/position/list", d.positions, read, UidLimit(50)),
+            Endpoint("POST", "/v5/position/set-leverage", d.set_leverage, trade, UidLimit(10)),
+            Endpoint("POST", "/v5/position/switch-mode", d.switch_mode, trade, UidLimit(10)),
+            Endpoint("POST", "/v5/account/set-margin-mode", d.set_margin_mode, trade,
+                     UidLimit(5)),
+            Endpoint("GET", "/v5/account/transaction-log", d.transaction_log, read,
+                     UidLimit(25)),
         ]
 
     def _market_data_and_history(self) -> list[Endpoint]:
         """Book, public trades, klines with Bybit's window, own fills, fee rates."""
-        md, acct = BybitMarketData(self), BybitAccount(self)
+        md, acct = self._md, BybitAccount(self)
         read = Permission.READ
         return [
             Endpoint("GET", "/v5/market/kline", md.kline),

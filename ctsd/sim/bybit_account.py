@@ -40,7 +40,26 @@ class BybitAccount:
         return category
 
     async def executions(self, call: Call) -> Any:
+        """Spot: the fills, paged here. Linear: the derivatives module's answer, which adds
+        funding and liquidation (BustTrade) rows to `trade_rows` (liquidation fills are
+        its BustTrade rows, not repeated as trades)."""
         category = self._category(call)
+        if category == LINEAR:
+            deriv = self.state.deriv
+            deriv.trade_executions = lambda c: self.trade_rows(c, LINEAR)
+            return await deriv.executions(call)
+        fills = self.trade_rows(call, SPOT)
+        limit = call.integer("limit", EXEC_DEFAULT, 1, EXEC_MAX)
+        after = render.cursor_value(call.text("cursor"), "page_args")
+        first = next((n + 1 for n, f in enumerate(fills) if f["execId"] == after), 0)
+        page = fills[first:first + limit]
+        more = first + limit < len(fills)
+        return {"category": category, "list": page,
+                "nextPageCursor": render.cursor("page_args", page[-1]["execId"])
+                if more else ""}
+
+    def trade_rows(self, call: Call, category: str) -> list[dict[str, Any]]:
+        """`execType=Trade` rows of the account's fills that the filters keep, newest first."""
         start, end = (call.integer(n, 0, 0, 2**62) for n in ("startTime", "endTime"))
         if start and end and end - start > WEEK_MS:
             raise render.error(10001, "The time range between startTime and endTime cannot "
@@ -54,21 +73,14 @@ class BybitAccount:
         symbol, order_id = call.text("symbol"), call.text("orderId")
         link_id, base = call.text("orderLinkId"), call.text("baseCoin")
         catalog = self.state.sim.market.catalog.instruments
-        fills = [f for f in reversed(call.owner().fills)
-                 if f.kind is KIND[category] and start <= f.time_ms <= end
-                 and symbol in (None, render.market_id(catalog[f.symbol]))
-                 and base in (None, catalog[f.symbol].base)
-                 and order_id in (None, str(f.order_id)) and link_id in (None, f.client_id)]
-        limit = call.integer("limit", EXEC_DEFAULT, 1, EXEC_MAX)
-        after = render.cursor_value(call.text("cursor"), "page_args")
-        first = next((n + 1 for n, f in enumerate(fills) if str(f.trade_id) == after), 0)
-        page = fills[first:first + limit]
-        more = first + limit < len(fills)
         orders = call.owner().orders
-        return {"category": category,
-                "list": [self._fill(f, catalog[f.symbol], orders[f.order_id]) for f in page],
-                "nextPageCursor": render.cursor("page_args", str(page[-1].trade_id))
-                if more else ""}
+        return [self._fill(f, catalog[f.symbol], orders[f.order_id])
+                for f in reversed(call.owner().fills)
+                if f.kind is KIND[category] and start <= f.time_ms <= end
+                and not orders[f.order_id].liquidation
+                and symbol in (None, render.market_id(catalog[f.symbol]))
+                and base in (None, catalog[f.symbol].base)
+                and order_id in (None, str(f.order_id)) and link_id in (None, f.client_id)]
 
     @staticmethod
     def _fill(f: Fill, inst: Instrument, order: Order) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, TypeVar
 from urllib.parse import quote
 
+from ctsd.sim import tiers
 from ctsd.sim.accounts import (
     Account,
     DerivativesBalance,
@@ -35,6 +36,7 @@ from ctsd.sim.auth import AuthFailure
 from ctsd.sim.endpoints import AccountCall
 from ctsd.sim.market import Candle, Instrument, InstrumentKind, TickerStats
 from ctsd.sim.matching import OrderRequest
+from ctsd.sim.positions import PositionSide
 from ctsd.sim.wire import RequestData, VenueError, plain
 
 SPOT, LINEAR = "spot", "linear"
@@ -93,7 +95,11 @@ _SPOT_REJECTIONS: dict[RejectKind, tuple[int, str]] = {
     RejectKind.BAD_PARAMETER: (170130, "Data sent for parameter '{}' is not valid."),
     RejectKind.WOULD_TAKE: (170218, "The LIMIT-MAKER order is rejected due to its price."),
     RejectKind.WOULD_TRIGGER: (170130, "Data sent for parameter 'triggerPrice' is not valid."),
+    RejectKind.REDUCE_ONLY: (170130, "Data sent for parameter 'reduceOnly' is not valid."),
+    RejectKind.POSITION_SIDE: (170130, "Data sent for parameter 'positionIdx' is not valid."),
+    RejectKind.POSITION_LIMIT: (170130, "Data sent for parameter 'qty' is not valid."),
 }
+"""The last three cannot happen on spot (no positions); listed so every kind maps."""
 _LINEAR_REJECTIONS: dict[RejectKind, tuple[int, str]] = {
     RejectKind.INSUFFICIENT_FUNDS: (110007, "ab not enough for new order"),
     RejectKind.UNKNOWN_ORDER: (110001, "order not exists or too late to cancel"),
@@ -106,6 +112,11 @@ _LINEAR_REJECTIONS: dict[RejectKind, tuple[int, str]] = {
     RejectKind.BAD_PARAMETER: (110017, "Reduce-only rule not satisfied"),
     RejectKind.WOULD_TAKE: (10001, "PostOnly order would take liquidity"),
     RejectKind.WOULD_TRIGGER: (110092, "expect Rising, but trigger_price <= current"),
+    RejectKind.REDUCE_ONLY: (110017, "Reduce-only rule not satisfied"),
+    RejectKind.POSITION_SIDE: (10001, "position idx not match position mode"),
+    RejectKind.POSITION_LIMIT: (
+        110090, "Order placement failed as your position may exceed the max limit. Please "
+                "adjust your leverage to lower or below to increase the max. position limit"),
 }
 """ccxt: 170131/110007 → InsufficientFunds, 170213/110001 → OrderNotFound, the rest
 InvalidOrder or (10001) BadRequest."""
@@ -178,7 +189,8 @@ def linear_instrument(inst: Instrument) -> dict[str, Any]:
         "symbol": market_id(inst), "contractType": "LinearPerpetual", "status": "Trading",
         "baseCoin": inst.base, "quoteCoin": inst.quote, "launchTime": str(inst.listed_ms),
         "deliveryTime": "0", "deliveryFeeRate": "", "priceScale": str(inst.price_decimals),
-        "leverageFilter": {"minLeverage": "1", "maxLeverage": "100.00", "leverageStep": "0.01"},
+        "leverageFilter": {"minLeverage": "1", "maxLeverage": f"{tiers.max_leverage(inst):.2f}",
+                           "leverageStep": "0.01"},
         "priceFilter": {"minPrice": plain(inst.min_price), "maxPrice": plain(inst.max_price),
                         "tickSize": plain(inst.tick_size)},
         "lotSizeFilter": {
@@ -212,6 +224,7 @@ def spot_ticker(inst: Instrument, t: TickerStats) -> dict[str, Any]:
 
 def linear_ticker(
     inst: Instrument, t: TickerStats, price_1h_ago: Decimal, next_funding_ms: int,
+    funding_rate: Decimal,
 ) -> dict[str, Any]:
     """The linear ticker; ccxt tells it from a spot one by `openInterestValue`."""
     open_interest = (t.volume / 10).quantize(inst.step_size)
@@ -223,7 +236,8 @@ def linear_ticker(
         "prevPrice1h": plain(price_1h_ago), "openInterest": plain(open_interest),
         "openInterestValue": plain((open_interest * t.last).quantize(Decimal("0.01"))),
         "turnover24h": plain(t.quote_volume), "volume24h": plain(t.volume),
-        "fundingRate": "0.0001", "nextFundingTime": str(next_funding_ms),
+        "fundingRate": plain(funding_rate), "nextFundingTime": str(next_funding_ms),
+        "fundingIntervalHour": "8", "fundingCap": "0.005",
         "predictedDeliveryPrice": "", "basisRate": "", "deliveryFeeRate": "",
         "deliveryTime": "0", "ask1Size": size, "bid1Price": plain(t.bid),
         "ask1Price": plain(t.ask), "bid1Size": size, "basis": "", "preOpenPrice": "",
@@ -264,10 +278,10 @@ def api_key_info(account: Account) -> dict[str, Any]:
     }
 
 
-def account_info(now_ms: int) -> dict[str, Any]:
+def account_info(now_ms: int, margin_mode: str) -> dict[str, Any]:
     """`/v5/account/info`: status 5 is UTA 2.0, whose wallet holds spot and derivatives."""
     return {
-        "unifiedMarginStatus": 5, "marginMode": "REGULAR_MARGIN", "isMasterTrader": False,
+        "unifiedMarginStatus": 5, "marginMode": margin_mode, "isMasterTrader": False,
         "spotHedgingStatus": "OFF", "updatedTime": str(now_ms), "dcpStatus": "OFF",
         "timeWindow": 10, "smpGroup": 0,
     }
@@ -374,7 +388,8 @@ def order(order: Order, inst: Instrument, market_unit: str | None, quote_qty: De
         "symbol": market_id(inst),
         "price": plain(order.price) if order.price is not None else "0",
         "qty": plain(qty), "side": order.side.value.capitalize(),
-        "isLeverage": "0" if spot else "", "positionIdx": 0, "orderStatus": status_name(order),
+        "isLeverage": "0" if spot else "", "positionIdx": _IDX[order.position_side],
+        "orderStatus": status_name(order),
         "cancelType": "CancelByUser" if order.status is OrderStatus.CANCELED else "UNKNOWN",
         "rejectReason": "EC_NoError",
         "avgPrice": plain(average) if average is not None else ("0" if spot else ""),
@@ -496,8 +511,11 @@ def order_request(call: Call, inst: Instrument, last_price: Decimal) -> OrderReq
                  (170116, "Invalid orderType."))
     if any(call.text(p) for p in ("takeProfit", "stopLoss")):
         raise error(10001, "params error: TP/SL attached to an order are not simulated", now)
-    if not spot and (call.text("positionIdx") or "0") != "0":
-        raise error(10001, "position idx not match position mode", now)
+    position_side = None
+    if not spot:
+        position_side = _POSITION_IDX.get(call.text("positionIdx") or "0")
+        if position_side is None:
+            raise error(10001, "params error: positionIdx invalid", now)
     post_only = call.text("timeInForce") == "PostOnly"
     tif = _pick(call, "timeInForce", {t.value: t for t in TimeInForce},
                 (170115, "Invalid timeInForce.")) if call.text("timeInForce") and not post_only \
@@ -518,7 +536,8 @@ def order_request(call: Call, inst: Instrument, last_price: Decimal) -> OrderReq
         price=price if kind is OrderType.LIMIT else None, client_id=call.text("orderLinkId"),
         time_in_force=tif, reduce_only=call.text("reduceOnly") == "true" and not spot,
         quote_qty=qty if by_quote else None, trigger=_trigger(call, spot, last_price),
-        post_only=post_only)
+        post_only=post_only,
+        position_side=None if position_side is PositionSide.BOTH else position_side)
 
 
 def _trigger(call: Call, spot: bool, last_price: Decimal) -> Trigger | None:
@@ -547,3 +566,8 @@ def conditional_filter(order_filter: str | None, category: str | None) -> bool |
     if order_filter is None and category == LINEAR:
         return None
     return False
+
+
+_POSITION_IDX = {"0": PositionSide.BOTH, "1": PositionSide.LONG, "2": PositionSide.SHORT}
+"""`positionIdx`: 0 one-way, 1 hedge-mode buy side, 2 hedge-mode sell side."""
+_IDX = {side: int(idx) for idx, side in _POSITION_IDX.items()}

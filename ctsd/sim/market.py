@@ -251,6 +251,14 @@ class Market:
         """A number that grows whenever any book may have changed: once per path second,
         and on every `set_price`, `advance` and `reset` (which never take it back)."""
         return self.path_ms() // STEP_MS + self._revision
+    @property
+    def offset_ms(self) -> int:
+        """How far `advance` has moved the price paths ahead of the server clock."""
+        return self._overrides.offset_ms
+
+    def path_now_ms(self) -> int:
+        """The time the price paths are evaluated at now (server clock + offset)."""
+        return self.clock.now_ms() + self._overrides.offset_ms
 
     def reset(self) -> None:
         self._revision += abs(self._overrides.offset_ms) // STEP_MS + 1

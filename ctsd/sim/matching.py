@@ -16,9 +16,10 @@ Deterministic, and faithful where a client can tell:
   against the book as it was at that trade.
 
 Spot orders hold their funds while open; perpetual orders hold initial margin at
-the account's leverage. Fees are charged in the quote (settle) asset, or, for a
-spot buy on a venue whose `FeeSchedule.base_fee_on_buy` says so, in the base
-asset out of what the buy receives. Every execution is recorded as a `Fill`.
+their position's leverage and move positions through `ctsd.sim.derivatives`. Fees
+are charged in the quote (settle) asset, or, for a spot buy on a venue whose
+`FeeSchedule.base_fee_on_buy` says so, in the base asset out of what the buy receives.
+Every execution is recorded as a `Fill`.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import ROUND_DOWN, Decimal
 
+from ctsd.sim import derivatives
 from ctsd.sim.accounts import (
     Account,
     DerivativesBalance,
@@ -36,7 +38,6 @@ from ctsd.sim.accounts import (
     Order,
     OrderStatus,
     OrderType,
-    Position,
     Rejection,
     RejectKind,
     Side,
@@ -44,6 +45,7 @@ from ctsd.sim.accounts import (
     Trigger,
 )
 from ctsd.sim.market import Instrument, InstrumentKind, Market
+from ctsd.sim.positions import MarginMode, PositionSide
 from ctsd.sim.tape import PublicTrade
 
 _ZERO = Decimal(0)
@@ -77,6 +79,10 @@ class OrderRequest:
     trigger_now: bool = False
     """A trigger the price already reached fires at once (Kraken), instead of the
     WOULD_TRIGGER rejection (Binance, Bybit, OKX)."""
+    position_side: PositionSide | None = None
+    """Perpetuals: the hedge-mode side the order trades (None: one-way)."""
+    margin_mode: MarginMode | None = None
+    """Perpetuals: set per order on OKX (`tdMode`); None takes the account's setting."""
 
 
 def validate(inst: Instrument, qty: Decimal, price: Decimal | None, ref_price: Decimal) -> None:
@@ -128,12 +134,14 @@ def place(
         trigger=req.trigger, post_only=req.post_only, checked_trade=market.tape.last_id(),
         quote_qty=req.quote_qty if req.type is OrderType.MARKET else None, note=req.note,
     )
+    if inst.kind is InstrumentKind.LINEAR:
+        derivatives.assign(account, order, req.position_side, req.margin_mode)
     _hold(account, inst, order, _hold_price(order, ask), market)
     account.add_order(order)
     if order.trigger is None or _reached(order.trigger, last):
         if order.trigger is not None:
             order.triggered_ms = now
-        _work(account, inst, order, last, now, trade_ids)
+        _work(account, market, inst, order, last, now, trade_ids)
     return order
 
 
@@ -165,7 +173,7 @@ def sync(account: Account, market: Market, trade_ids: TradeIds) -> None:
             if hit is None:
                 continue
             order.triggered_ms = max(hit.time_ms, order.created_ms)
-            _work(account, inst, order, hit.price, order.triggered_ms, trade_ids)
+            _work(account, market, inst, order, hit.price, order.triggered_ms, trade_ids)
             after = hit.id
         if order.status.is_open and order.price is not None:
             _fill_resting(account, market, inst, order, after, now_id, trade_ids)
@@ -182,14 +190,19 @@ def _fill_resting(
         hit = market.tape.first_through(inst, after, now_id, at_or_below=level - 1)
     else:
         hit = market.tape.first_through(inst, after, now_id, at_or_above=level + 1)
-    if hit is not None:
-        at = max(hit.time_ms, order.created_ms, order.triggered_ms or 0)
-        _fill(account, inst, order, order.price, True, at, trade_ids)
+    if hit is None:
+        return
+    at = max(hit.time_ms, order.created_ms, order.triggered_ms or 0)
+    if inst.kind is InstrumentKind.LINEAR and not derivatives.fill_allowed(
+            account, order, order.remaining):
+        _release(account, inst, order, OrderStatus.EXPIRED, at)
+        return
+    _fill(account, market, inst, order, order.price, True, at, trade_ids)
 
 
 def _work(
-    account: Account, inst: Instrument, order: Order, last: Decimal, at_ms: int,
-    trade_ids: TradeIds,
+    account: Account, market: Market, inst: Instrument, order: Order, last: Decimal,
+    at_ms: int, trade_ids: TradeIds,
 ) -> None:
     """The order is live against the book whose bid is `last`: take what crosses, rest
     (GTC) or expire (IOC/FOK) the rest."""
@@ -198,7 +211,7 @@ def _work(
     crosses = order.price is None or (
         order.price >= ask if order.side is Side.BUY else order.price <= last)
     if crosses:
-        _fill(account, inst, order, touch, False, at_ms, trade_ids)
+        _fill(account, market, inst, order, touch, False, at_ms, trade_ids)
     elif order.time_in_force is not TimeInForce.GTC:
         _release(account, inst, order, OrderStatus.EXPIRED, at_ms)
 
@@ -225,29 +238,17 @@ def _fee_asset(inst: Instrument, side: Side, fees: FeeSchedule) -> str:
     return inst.quote
 
 
+def fill_liquidation(
+    account: Account, market: Market, order: Order, price: Decimal, trade_ids: TradeIds,
+) -> None:
+    """Fill a liquidation order (built by `ctsd.sim.liquidation`) at `price`, as a taker."""
+    inst = market.catalog.instruments[order.symbol]
+    _fill(account, market, inst, order, price, False, market.now_ms(), trade_ids)
+
+
 def derivatives_balances(account: Account, market: Market) -> list[DerivativesBalance]:
-    """Wallet, unrealised PnL and margins per settle asset, marked at the current price."""
-    lev = account.leverage()
-    result = []
-    for asset, wallet in sorted(account.derivatives.items()):
-        upnl = pos_margin = order_margin = _ZERO
-        for symbol, pos in account.positions.items():
-            inst = market.catalog.instruments[symbol]
-            if inst.settle == asset and pos.qty:
-                upnl += pos.qty * (market.price(symbol) - pos.entry_price)
-                pos_margin += abs(pos.qty) * pos.entry_price / lev
-        for order in account.open_orders():
-            if order.kind is InstrumentKind.LINEAR and order.fee_asset == asset:
-                order_margin += order.locked
-        result.append(DerivativesBalance(asset, wallet, upnl, pos_margin, order_margin))
-    return result
-
-
-def _available_margin(account: Account, market: Market, asset: str) -> Decimal:
-    for bal in derivatives_balances(account, market):
-        if bal.asset == asset:
-            return bal.available
-    return _ZERO
+    """Wallet, unrealised PnL and margins per settle asset (`ctsd.sim.derivatives.balances`)."""
+    return derivatives.balances(account, market)
 
 
 def _hold(account: Account, inst: Instrument, order: Order, price: Decimal, market: Market) -> None:
@@ -264,15 +265,7 @@ def _hold(account: Account, inst: Instrument, order: Order, price: Decimal, mark
         holding.locked += amount
         order.locked = amount
         return
-    pos = account.positions.get(inst.symbol, Position())
-    signed = order.qty if order.side is Side.BUY else -order.qty
-    increase = max(abs(pos.qty + signed) - abs(pos.qty), _ZERO)
-    if order.reduce_only and increase > 0:
-        raise Rejection(RejectKind.BAD_PARAMETER, "reduce-only order would increase the position")
-    margin = increase * price / account.leverage() + order.qty * price * order.fees.taker
-    if margin > _available_margin(account, market, inst.quote):
-        raise Rejection(RejectKind.INSUFFICIENT_FUNDS, f"margin {margin}")
-    order.locked = margin
+    order.locked = derivatives.order_margin(account, market, inst, order, price)
 
 
 def _release(
@@ -288,13 +281,14 @@ def _release(
 
 
 def _fill(
-    account: Account, inst: Instrument, order: Order, price: Decimal, maker: bool, now: int,
-    trade_ids: TradeIds,
+    account: Account, market: Market, inst: Instrument, order: Order, price: Decimal,
+    maker: bool, now: int, trade_ids: TradeIds,
 ) -> None:
     qty = order.remaining
     cost = qty * price
     rate = order.fees.maker if maker else order.fees.taker
     pnl = _ZERO
+    trade_id = trade_ids()
     if inst.kind is InstrumentKind.SPOT:
         base, quote = account.holding(inst.base), account.holding(inst.quote)
         if order.side is Side.BUY:
@@ -308,8 +302,8 @@ def _fill(
             quote.free += cost - fee
     else:
         fee = cost * rate
-        pnl = _apply_position(account, inst, order.side, qty, price, now)
-        account.derivatives[inst.quote] = account.derivatives.get(inst.quote, _ZERO) - fee
+        pnl = derivatives.apply_fill(account, market, inst, order, qty, price, fee, now,
+                                     maker=maker, trade_id=trade_id).pnl
     order.locked = _ZERO
     order.filled += qty
     order.cost += cost
@@ -317,31 +311,7 @@ def _fill(
     order.status = OrderStatus.FILLED
     order.updated_ms = order.fill_ms = now
     account.record_fill(Fill(
-        trade_id=trade_ids(), order_id=order.id, client_id=order.client_id, symbol=order.symbol,
+        trade_id=trade_id, order_id=order.id, client_id=order.client_id, symbol=order.symbol,
         kind=order.kind, side=order.side, qty=qty, price=price, fee=fee,
         fee_asset=order.fee_asset, maker=maker, time_ms=now, realized_pnl=pnl))
 
-
-def _apply_position(
-    account: Account, inst: Instrument, side: Side, qty: Decimal, price: Decimal, now: int,
-) -> Decimal:
-    """Move the position; the profit or loss realised by the reducing part."""
-    pos = account.positions.setdefault(inst.symbol, Position())
-    signed = qty if side is Side.BUY else -qty
-    pnl = _ZERO
-    if pos.qty == 0 or (pos.qty > 0) == (signed > 0):
-        total = pos.qty + signed
-        pos.entry_price = (pos.qty * pos.entry_price + signed * price) / total
-        pos.qty = total
-    else:
-        closing = min(abs(pos.qty), qty)
-        direction = 1 if pos.qty > 0 else -1
-        pnl = closing * (price - pos.entry_price) * direction
-        account.derivatives[inst.quote] = account.derivatives.get(inst.quote, _ZERO) + pnl
-        pos.qty += signed
-        if pos.qty == 0:
-            pos.entry_price = _ZERO
-        elif (pos.qty > 0) != (direction > 0):
-            pos.entry_price = price
-    pos.updated_ms = now
-    return pnl

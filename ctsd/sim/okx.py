@@ -18,6 +18,7 @@ stay OKX's own. What is OKX's and nowhere else:
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -27,7 +28,7 @@ from typing import Any
 
 from aiohttp import web
 
-from ctsd.sim import auth, unserved
+from ctsd.sim import auth, derivatives, unserved
 from ctsd.sim import okx_wire as render
 from ctsd.sim.accounts import (
     Account,
@@ -42,6 +43,7 @@ from ctsd.sim.endpoints import Handler, RequestCall, Route, mount
 from ctsd.sim.market import TIMEFRAMES, Instrument, InstrumentKind
 from ctsd.sim.okx_account import OkxAccount
 from ctsd.sim.okx_algo import OkxAlgo
+from ctsd.sim.okx_deriv import DERIVATIVES_LIMITS, SwapDerivatives, order_sides, pos_mode
 from ctsd.sim.okx_market import OkxMarketData
 from ctsd.sim.okx_wire import OrderFailure, OrderTags
 from ctsd.sim.ratelimit import FixedWindowLimiter, RateRule
@@ -100,6 +102,8 @@ LIMITS = {limit.bucket: limit for limit in (
     Limit("POST trade/cancel-batch-orders", RateRule(300, 2), Scope.UID_INST, _CANCEL),
     Limit("GET trade/order", RateRule(60, 2), Scope.UID_INST),
     Limit("GET trade/orders-pending", RateRule(60, 2), Scope.UID),
+    *(Limit(bucket, RateRule(limit, seconds), Scope[scope])  # ctsd.sim.okx_deriv
+      for bucket, limit, seconds, scope in DERIVATIVES_LIMITS),
 )}
 """OKX's published per-endpoint limits (requests per seconds, before the sim's scaling)."""
 SUB_ACCOUNT_ORDERS = RateRule(1000, 2)
@@ -156,6 +160,7 @@ class OkxSim:
         """`instIdCode`: OKX's numeric instrument id, stable for the server's life."""
         self.tags: dict[int, OrderTags] = {}
         self._instruments: dict[str, str] = {}
+        self.deriv = SwapDerivatives(sim, self.by_id, self.candles)
         sim.on_reset(self.reset)
 
     def reset(self) -> None:
@@ -297,7 +302,7 @@ class OkxSim:
         return render.ok([])
 
     async def config(self, call: Call) -> Any:
-        return render.ok([render.account_config(call.owner())])
+        return render.ok([render.account_config(call.owner(), pos_mode(call.owner()))])
 
     # --- signed: trading --------------------------------------------------------------
 
@@ -356,6 +361,10 @@ class OkxSim:
         request, tags = render.order_request(inst, entry)
         request = replace(request, note=tags)
         account = call.owner()
+        if inst.kind is InstrumentKind.LINEAR:
+            side, mode = order_sides(account, inst, str(entry.get("posSide") or ""),
+                                     tags.td_mode)
+            request = dataclasses.replace(request, position_side=side, margin_mode=mode)
         key = ("orders", account.uid)
         if not self.limiter.charge(key, 1, SUB_ACCOUNT_ORDERS).allowed:
             self.sim.stats.violation(NAME, "sub-account orders")
@@ -434,11 +443,13 @@ class OkxSim:
     def _render(self, account: Account, order: Order) -> dict[str, Any]:
         inst = self.sim.market.catalog.instruments[order.symbol]
         fills = account.fills_of(order.id)
-        return render.order(order, inst, self._tags(order), account.spec.leverage,
+        return render.order(order, inst, self._tags(order),
+                            derivatives.order_leverage(account, order),
                             fills[-1].trade_id if fills else None)
 
     def endpoints(self) -> list[Endpoint]:
         read, trade = Permission.READ, Permission.TRADE
+        d = self.deriv
         table: list[tuple[str, str, Permission | None, Handler[Call]]] = [
             ("GET", "public/time", None, self.time),
             ("GET", "system/status", None, self.system_status),
@@ -456,6 +467,19 @@ class OkxSim:
             ("POST", "trade/cancel-batch-orders", trade, self.cancel_batch),
             ("GET", "trade/order", read, self.get_order),
             ("GET", "trade/orders-pending", read, self.pending),
+            # derivatives (ctsd.sim.okx_deriv)
+            ("GET", "account/positions", read, d.positions),
+            ("GET", "account/leverage-info", read, d.leverage_info),
+            ("POST", "account/set-leverage", trade, d.set_leverage),
+            ("POST", "account/set-position-mode", trade, d.set_position_mode),
+            ("GET", "account/bills", read, d.bills),
+            ("GET", "account/bills-archive", read, d.bills_archive),
+            ("GET", "public/position-tiers", None, d.position_tiers),
+            ("GET", "public/mark-price", None, d.mark_price),
+            ("GET", "public/funding-rate", None, d.funding_rate),
+            ("GET", "public/funding-rate-history", None, d.funding_rate_history),
+            ("GET", "market/mark-price-candles", None, d.mark_price_candles),
+            ("GET", "market/history-mark-price-candles", None, d.mark_price_candles),
         ]
         endpoints = [Endpoint(method, f"/api/v5/{path}", LIMITS[f"{method} {path}"], perm,
                               handler) for method, path, perm, handler in table]
@@ -470,12 +494,8 @@ class OkxSim:
 
 
 def _int_param(call: Call, name: str, default: int) -> int:
-    raw = call.params.get(name)
-    if not raw:
-        return default
-    if not raw.lstrip("-").isdigit():
-        raise render.bad_param(name)
-    return int(raw)
+    value = render.int_param(call.params, name)
+    return default if value is None else value
 
 
 def _ccy_filter(call: Call) -> set[str] | None:

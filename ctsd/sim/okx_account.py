@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ctsd.sim import okx_wire as render
-from ctsd.sim.accounts import Fill, Permission
+from ctsd.sim.accounts import Account, Fill, Permission
 from ctsd.sim.market import InstrumentKind
 from ctsd.sim.ratelimit import RateRule
 from ctsd.sim.wire import plain
@@ -63,9 +63,9 @@ class OkxAccount:
                  and inst_id in (None, "", render.inst_id(catalog[f.symbol]))
                  and ord_id in (None, "", str(f.order_id))]
         page = _page(call, fills, lambda f: f.trade_id, lambda f: f.time_ms)
-        return render.ok([self._fill(f) for f in page])
+        return render.ok([self._fill(f, call.owner()) for f in page])
 
-    def _fill(self, f: Fill) -> dict[str, Any]:
+    def _fill(self, f: Fill, account: Account) -> dict[str, Any]:
         inst = self.state.sim.market.catalog.instruments[f.symbol]
         order_fees = self.state.fees(inst.kind)
         rate = order_fees.maker if f.maker else order_fees.taker
@@ -78,7 +78,8 @@ class OkxAccount:
             "fillIdxPx": plain(f.price), "fillPnl": plain(f.realized_pnl),
             "fillPxVol": "", "fillPxUsd": "", "fillMarkVol": "", "fillFwdPx": "",
             "fillMarkPx": plain(f.price) if swap else "", "side": f.side.value,
-            "posSide": "net" if swap else "", "execType": "M" if f.maker else "T",
+            "posSide": render.pos_side(account.orders[f.order_id]) if swap else "",
+            "execType": "M" if f.maker else "T",
             "feeCcy": f.fee_asset, "fee": plain(-f.fee), "feeRate": plain(-rate),
             "ts": str(f.time_ms), "fillTime": str(f.time_ms),
         }

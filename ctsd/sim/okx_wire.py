@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from ctsd.sim import tiers
 from ctsd.sim.accounts import (
     Account,
     Holding,
@@ -30,13 +31,13 @@ from ctsd.sim.accounts import (
 from ctsd.sim.auth import AuthFailure
 from ctsd.sim.market import Candle, Instrument, InstrumentKind, Market, TickerStats
 from ctsd.sim.matching import OrderRequest, derivatives_balances
+from ctsd.sim.positions import PositionSide
 from ctsd.sim.wire import VenueError, dumps, plain
 
 _ZERO = Decimal(0)
 CONTRACTS_PER_STEP = 1000
 """`ctVal` is 1,000 lot steps: 0.01 BTC, 0.1 ETH, 1 SOL, 1,000 DOGE — OKX's own values."""
 BATCH_MAX = 20
-SWAP_MAX_LEVERAGE = "50"
 
 
 # --- envelopes and errors ---------------------------------------------------------
@@ -57,6 +58,16 @@ def empty_param(name: str) -> VenueError:
 
 def bad_param(name: str) -> VenueError:
     return error(400, "51000", f"Parameter {name} error")
+
+
+def int_param(params: Mapping[str, str], name: str) -> int | None:
+    """An integer query parameter (None when absent); anything else is 51000."""
+    raw = params.get(name)
+    if not raw:
+        return None
+    if not raw.lstrip("-").isdigit():
+        raise bad_param(name)
+    return int(raw)
 
 
 def rate_limited(headers: Mapping[str, str] | None = None) -> VenueError:
@@ -135,6 +146,11 @@ _REJECTIONS: dict[RejectKind, tuple[str, str]] = {
     RejectKind.BAD_PARAMETER: (  # the core's only one left: a reduce-only order that adds
         "51169", "Order failed because you don't have any positions in this direction for "
                  "this contract to reduce or close."),
+    RejectKind.REDUCE_ONLY: (
+        "51169", "Order failed because you don't have any positions in this direction for "
+                 "this contract to reduce or close."),
+    RejectKind.POSITION_SIDE: ("51000", "Parameter posSide error"),
+    RejectKind.POSITION_LIMIT: ("51004", "Order amount exceeds current tier limit"),
     RejectKind.UNKNOWN_ORDER: ("51603", "Order does not exist"),
     RejectKind.WOULD_TAKE: ("51000", "Parameter px error"),
     RejectKind.WOULD_TRIGGER: ("51280", "SL trigger price cannot be higher than the last price"),
@@ -197,7 +213,8 @@ def instrument(inst: Instrument, code: int) -> dict[str, Any]:
         "ctValCcy": inst.base if swap else "", "expTime": "", "futureSettlement": False,
         "instFamily": f"{inst.base}-{inst.quote}" if swap else "", "instId": inst_id(inst),
         "instIdCode": code, "instType": inst_type(inst),
-        "lever": SWAP_MAX_LEVERAGE if swap else "", "listTime": str(inst.listed_ms),
+        "lever": plain(tiers.max_leverage(inst)) if swap else "",
+        "listTime": str(inst.listed_ms),
         "lotSz": plain(inst.step_size / ct_val), "maxIcebergSz": max_sz,
         "maxLmtAmt": "20000000", "maxLmtSz": max_sz, "maxMktAmt": "1000000",
         "maxMktSz": max_sz if swap else "1000000", "maxStopSz": max_sz,
@@ -324,8 +341,8 @@ def currency(asset: str) -> dict[str, Any]:
 _PERMS = {Permission.READ: "read_only", Permission.TRADE: "trade", Permission.WITHDRAW: "withdraw"}
 
 
-def account_config(account: Account) -> dict[str, Any]:
-    """`account/config`: one-way (`net_mode`) positions in "Spot and futures mode" (acctLv 2)."""
+def account_config(account: Account, pos_mode: str) -> dict[str, Any]:
+    """`account/config` of a "Futures mode" account (acctLv 2), in its position mode."""
     uid = str(account.uid)
     perms = ",".join(_PERMS[p] for p in Permission if p in account.spec.permissions)
     return {
@@ -333,7 +350,7 @@ def account_config(account: Account) -> dict[str, Any]:
         "ctIsoMode": "automatic", "enableSpotBorrow": False, "feeType": "0", "greeksType": "PA",
         "ip": ",".join(account.spec.ip_whitelist), "kycLv": "2", "label": "ctsd-sim",
         "level": "Lv1", "levelTmp": "", "liquidationGear": "-1", "mainUid": uid,
-        "mgnIsoMode": "automatic", "opAuth": "1", "perm": perms, "posMode": "net_mode",
+        "mgnIsoMode": "automatic", "opAuth": "1", "perm": perms, "posMode": pos_mode,
         "roleType": "0", "settleCcy": "USDT", "settleCcyList": ["USDT"],
         "spotBorrowAutoRepay": False, "spotOffsetType": "", "spotRoleType": "0",
         "spotTraderInsts": [], "traderInsts": [], "type": "0", "uid": uid,
@@ -376,7 +393,8 @@ def order_request(inst: Instrument, entry: dict[str, Any]) -> tuple[OrderRequest
         ("tdMode", td_mode, ("cash",) if spot else ("cross", "isolated")),
         ("side", side, ("buy", "sell")),
         ("ordType", ord_type, tuple(ORD_TYPES)),
-        ("posSide", str(entry.get("posSide") or "net"), ("net",)),
+        ("posSide", str(entry.get("posSide") or "net"),
+         ("net",) if spot else ("net", "long", "short")),
         ("tgtCcy", tgt_ccy or "-", ("base_ccy", "quote_ccy") if spot else ("-",)),
     ):
         if not value:
@@ -434,13 +452,19 @@ def default_tags(order: Order, inst: Instrument) -> OrderTags:
                      "base_ccy" if spot else "")
 
 
+_POS_SIDE = {PositionSide.BOTH: "net", PositionSide.LONG: "long", PositionSide.SHORT: "short"}
 _STATE = {
     OrderStatus.NEW: "live", OrderStatus.FILLED: "filled",
     OrderStatus.CANCELED: "canceled", OrderStatus.EXPIRED: "canceled",
 }
 
 
-def order(o: Order, inst: Instrument, tags: OrderTags, leverage: int,
+def pos_side(o: Order) -> str:
+    """A swap order's `posSide`: `net` in one-way mode, else `long` or `short`."""
+    return _POS_SIDE[o.position_side]
+
+
+def order(o: Order, inst: Instrument, tags: OrderTags, leverage: Decimal,
           last_trade_id: int | None = None) -> dict[str, Any]:
     """An order as `trade/order` and `trade/orders-pending` return it; `tradeId` is its
     last fill's (`Fill.trade_id`, as in `trade/fills`)."""
@@ -456,9 +480,10 @@ def order(o: Order, inst: Instrument, tags: OrderTags, leverage: int,
         "fillPx": average, "fillSz": filled if o.filled else "0",
         "fillTime": str(o.fill_ms) if o.fill_ms else "", "instId": inst_id(inst),
         "instType": inst_type(inst), "isTpLimit": "false",
-        "lever": "" if spot else str(leverage),
+        "lever": "" if spot else plain(leverage),
         "linkedAlgoOrd": {"algoId": ""}, "ordId": str(o.id), "ordType": tags.ord_type,
-        "pnl": "0", "posSide": "" if spot else "net", "px": plain(o.price) if o.price else "",
+        "pnl": "0", "posSide": "" if spot else _POS_SIDE[o.position_side],
+        "px": plain(o.price) if o.price else "",
         "pxType": "", "pxUsd": "", "pxVol": "", "quickMgnType": "", "rebate": "0",
         "rebateCcy": inst.quote, "reduceOnly": "true" if o.reduce_only else "false",
         "side": o.side.value, "slOrdPx": "", "slTriggerPx": "", "slTriggerPxType": "",

@@ -17,7 +17,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from ctsd.sim import events, matching
+from ctsd.sim import events, funding, liquidation, matching
 from ctsd.sim.accounts import (
     Account,
     AccountSpec,
@@ -28,6 +28,7 @@ from ctsd.sim.accounts import (
 )
 from ctsd.sim.clock import Clock, SystemClock
 from ctsd.sim.faults import FaultInjector, FaultSpec
+from ctsd.sim.funding import FundingSchedule
 from ctsd.sim.market import Market, MarketCatalog
 from ctsd.sim.ratelimit import RateLimitConfig, ViolationLog
 from ctsd.sim.ws.config import WsConfig
@@ -60,6 +61,7 @@ class Simulator:
         self.config = config or SimulatorConfig()
         self.clock: Clock = clock or SystemClock()
         self.market = Market(MarketCatalog(self.config.seed, self.config.markets), self.clock)
+        self.funding = FundingSchedule(self.market, self.config.seed)
         self.accounts = AccountStore()
         for spec in self.config.accounts:
             self.accounts.provision(spec)
@@ -110,13 +112,29 @@ class Simulator:
         self._sync_all()
 
     def advance(self, seconds: float) -> None:
-        """Move every price path forward (the server clock is untouched)."""
-        self.market.advance(seconds)
+        """Move every price path forward (the server clock is untouched).
+
+        Funding times the jump crosses are settled now (`ctsd.sim.funding`): those
+        the clock passed before it first, at their own stamps.
+        """
+        self.funding.observe()
         self._sync_all()
+        self.market.advance(seconds)
+        self.funding.observe_jump()
+        self._sync_all()
+
+    def set_funding_rate(self, symbol: str, rate: Decimal, at_index: int | None = None) -> int:
+        """Fix the funding rate `symbol`'s pair pays at its next funding time (or
+        funding index `at_index`); returns the index."""
+        inst = self.market.catalog.get(symbol)
+        if inst is None:
+            raise KeyError(symbol)
+        return self.funding.set_rate(inst.pair, rate, at_index)
 
     def reset(self) -> None:
         """Back to the start: path, balances, orders, faults, counters, limiters."""
         self.market.reset()
+        self.funding.reset()
         self.accounts.reset()
         self.faults.clear()
         self.stats.reset()
@@ -143,12 +161,16 @@ class Simulator:
         self.accounts.fill_observers.append(observer)
 
     def touch(self, account: Account) -> None:
-        """Bring an authenticated account up to date (fill orders the price reached)."""
+        """Bring an authenticated account up to date: pay funding that fell due, fill
+        orders the price reached, liquidate what the mark price took under."""
+        funding.settle(account, self.market, self.funding)
         were_open = account.open_orders()
         if were_open:
             fills_before = len(account.fills)
             matching.sync(account, self.market, self.accounts.next_trade_id)
             events.publish_synced(self.events, account, were_open, fills_before, self.market)
+        liquidation.check(account, self.market, self.accounts.next_order_id,
+                          self.accounts.next_trade_id)
 
     def place_order(
         self, account: Account, request: matching.OrderRequest, fees: FeeSchedule,

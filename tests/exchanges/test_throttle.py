@@ -61,8 +61,9 @@ def test_our_binance_weights_never_undercount_the_simulated_exchange() -> None:
             config = exchange.api.get(api, {}).get(endpoint.method.lower(), {}).get(path)
             if config is None:
                 continue
-            # klines weigh by `limit`; ccxt only knows it when given, and our client gives it
-            bare: dict[str, Any] = {"limit": 500} if path.endswith("klines") else {}
+            # klines (and markPriceKlines) weigh by `limit`; ccxt only knows it when given,
+            # and our client gives it
+            bare: dict[str, Any] = {"limit": 500} if path.lower().endswith("klines") else {}
             for params in (bare, {"symbol": "BTCUSDT", "limit": 500}):
                 cost = exchange.calculate_rate_limiter_cost([api], endpoint.method, path,
                                                             params, config)

@@ -9,6 +9,7 @@ import ccxt.async_support as ccxt
 import pytest
 
 from ctsd.sim.clock import ManualClock
+from ctsd.sim.derivatives import PositionView
 from ctsd.sim.faults import FaultKind
 from ctsd.sim.ratelimit import RateLimitConfig
 from ctsd.sim.server import SimulatorServer
@@ -22,6 +23,7 @@ from tests.sim.conformance import (
     VenueConformance,
 )
 from tests.sim.conftest import API_KEY, SECRET, ExchangeFactory, sim_config
+from tests.sim.derivatives_conformance import DerivativesConformance
 from tests.sim.validators import (
     check_balance,
     check_market,
@@ -286,3 +288,48 @@ async def test_spot_order_answer_carries_fills_and_history_lists_orders(
         (bought["id"], "closed"), (resting["id"], "canceled")]
     fees = await ex.fetch_trading_fees()
     assert fees["ETH/USDT"]["taker"] == 0.001
+
+
+class TestDerivatives(DerivativesConformance):
+    leverage_already_set = None
+    """Binance answers the leverage again; it has no "not modified" code for it."""
+    leverage_refused = Expect(ccxt.BadRequest, "-4028")
+    margin_already_set = Expect(ccxt.MarginModeAlreadySet, "-4046")
+    margin_refused = Expect(ccxt.OperationRejected, "-4048")
+    position_mode_already_set = Expect(ccxt.OperationRejected, "-4059")
+    position_mode_refused = Expect(ccxt.OperationRejected, "-4068")
+    reduce_only_refused = Expect(ccxt.InvalidOrder, "-2022")
+    position_side_refused = Expect(ccxt.OperationRejected, "-4061")
+    fill_side_field = "positionSide"
+    empty_position_fields = frozenset({"leverage"})
+    """positionRisk v3 (ccxt's default) carries no leverage."""
+    fetch_position_error = ccxt.NotSupported
+    """ccxt's binance.fetch_position serves options only."""
+
+    def exchange(self, make: ExchangeFactory, server: SimulatorServer, **config: Any) -> Any:
+        return _binance(make, server, options={"defaultType": "future"}, **config)
+
+    def hedge_params(self, side: str, closing: bool) -> dict[str, Any]:
+        return {"positionSide": side.upper()}
+
+    async def liquidation_records(self, ex: Any, server: SimulatorServer,
+                                  symbol: str) -> list[Any]:
+        [liquidation] = await ex.fetch_my_liquidations(symbol)
+        assert liquidation["contracts"] == 10 and liquidation["price"] > 0
+        incomes = await ex.fapiPrivateGetIncome({"symbol": ex.market_id(symbol)})
+        kinds = [i["incomeType"] for i in incomes]
+        assert "INSURANCE_CLEAR" in kinds and "REALIZED_PNL" in kinds
+        return [liquidation]
+
+    def next_funding_ms(self, rate: Any) -> int:
+        return int(rate["fundingTimestamp"])
+
+    def ccxt_initial_margin(self, view: PositionView) -> Decimal:
+        """positionRisk v3's `initialMargin` is at the mark price, isolated or not."""
+        return view.initial_margin
+
+    def ccxt_maintenance(self, view: PositionView, position: Any) -> Decimal:
+        """ccxt recomputes it as bracket rate x notional, without the bracket's `cum`;
+        the venue's own figure (with it) is in `maintMargin`."""
+        assert Decimal(position["info"]["maintMargin"]) == view.maintenance
+        return view.notional * view.tier.mmr

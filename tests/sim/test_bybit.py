@@ -22,6 +22,7 @@ from tests.sim.conformance import (
     VenueConformance,
 )
 from tests.sim.conftest import API_KEY, SECRET, ExchangeFactory, sim_config
+from tests.sim.derivatives_conformance import DerivativesConformance
 from tests.sim.validators import (
     check_balance,
     check_market,
@@ -332,3 +333,35 @@ def test_refused_credentials_are_authentication_errors() -> None:
     for case in (Credential.WRONG_SECRET, Credential.UNKNOWN_KEY, Credential.IP_NOT_WHITELISTED):
         expected = TestConformance.credential_errors[case].error
         assert issubclass(expected, ccxt.AuthenticationError)  # PermissionDenied is one too
+
+
+class TestDerivatives(DerivativesConformance):
+    leverage_already_set = Expect(ccxt.BadRequest, "110043")
+    leverage_refused = Expect(ccxt.BadRequest, "10001")
+    margin_already_set = None
+    """The unified account's set-margin-mode has no documented "not modified" code."""
+    margin_refused = Expect(ccxt.ExchangeError, "3400045.*3400208", exact=True)
+    position_mode_already_set = Expect(ccxt.NoChange, "110025")
+    position_mode_refused = Expect(ccxt.BadRequest, "110024")
+    reduce_only_refused = Expect(ccxt.InvalidOrder, "110017")
+    position_side_refused = Expect(ccxt.BadRequest, "10001.*position idx")
+    empty_position_fields = frozenset({"marginMode", "percentage"})
+    """ccxt reads no margin mode from a v5 position (`tradeMode` is deprecated)."""
+    funding_paid_sign = -1
+
+    def exchange(self, make: ExchangeFactory, server: SimulatorServer, **config: Any) -> Any:
+        return _bybit(make, server, options={"defaultType": "swap"}, **config)
+
+    def hedge_params(self, side: str, closing: bool) -> dict[str, Any]:
+        params: dict[str, Any] = {"positionIdx": 1 if side == "long" else 2}
+        if closing:
+            params["reduceOnly"] = True
+        return params
+
+    async def liquidation_records(self, ex: Any, server: SimulatorServer,
+                                  symbol: str) -> list[Any]:
+        liquidations = await ex.fetch_my_liquidations(symbol)
+        self.check_liquidations(ex, liquidations, symbol)
+        ledger = await ex.fetch_ledger("USDT")
+        assert "LIQUIDATION" in {e["info"]["type"] for e in ledger}
+        return list(liquidations)

@@ -172,14 +172,14 @@ def test_perpetual_margin_position_and_pnl() -> None:
     assert acct is not None
     sim.place_order(acct, OrderRequest("BTC/USDT:USDT", Side.BUY, OrderType.MARKET,
                                        Decimal("1")), FEES)
-    pos = acct.positions["BTC/USDT:USDT"]
-    assert pos.qty == 1 and pos.entry_price == Decimal("60000.1")  # the ask
+    pos = acct.perp.position("BTC/USDT:USDT")
+    assert pos is not None and pos.qty == 1 and pos.entry_price == Decimal("60000.1")  # ask
     (bal,) = matching.derivatives_balances(acct, sim.market)
-    assert bal.position_margin == Decimal("6000.01")  # 10x leverage
+    assert bal.position_margin == Decimal("6000")  # 10x leverage, at the mark (the last)
     sim.set_price("BTC/USDT", Decimal("61000"))
     sim.place_order(acct, OrderRequest("BTC/USDT:USDT", Side.SELL, OrderType.MARKET,
                                        Decimal("1"), reduce_only=True), FEES)
-    assert pos.qty == 0
+    assert pos.qty == 0 and acct.perp.position("BTC/USDT:USDT") is None
     fees = Decimal("60000.1") * Decimal("0.002") + Decimal("61000") * Decimal("0.002")
     assert acct.derivatives["USDT"] == Decimal("50000") + Decimal("999.9") - fees
     buy, sell = acct.fills

@@ -13,6 +13,7 @@ import aiohttp
 import ccxt.async_support as ccxt
 import pytest
 
+from ctsd.sim import tiers
 from ctsd.sim.clock import ManualClock, SystemClock
 from ctsd.sim.faults import FaultKind
 from ctsd.sim.ratelimit import RateLimitConfig
@@ -33,6 +34,7 @@ from tests.sim.conftest import (
     ExchangeFactory,
     sim_config,
 )
+from tests.sim.derivatives_conformance import DerivativesConformance
 from tests.sim.validators import (
     check_balance,
     check_market,
@@ -107,7 +109,7 @@ async def test_full_flow_passes_ccxt_validators(
     else:
         position = server.sim.accounts.get(API_KEY)
         assert position is not None
-        assert position.positions["BTC/USDT:USDT"].qty == Decimal("0.01")
+        assert position.perp.net_qty("BTC/USDT:USDT") == Decimal("0.01")
     assert after["USDT"]["total"] < 150000
 
 
@@ -383,3 +385,77 @@ async def test_an_algo_order_waits_fires_and_cancels_as_okx_does(
     history = await ex.fetch_canceled_orders("ETH/USDT", params={"stop": True,
                                                                  "ordType": "conditional"})
     assert [o["id"] for o in history] == [other["id"]]
+
+
+class TestDerivatives(DerivativesConformance):
+    """OKX sets the margin mode per order (`tdMode`): `set_margin_mode` is ccxt's
+    set-leverage with `mgnMode`, and the client sends that mode with its orders."""
+
+    leverage_already_set = None
+    leverage_refused = Expect(ccxt.ExchangeError, "59102", exact=True)
+    margin_already_set = None
+    margin_refused = None
+    position_mode_already_set = None
+    position_mode_refused = Expect(ccxt.ExchangeError, "59000", exact=True)
+    reduce_only_refused = Expect(ccxt.ExchangeError, "51169", exact=True)
+    position_side_refused = Expect(ccxt.BadRequest, "51000.*posSide")
+    fill_side_field = "posSide"
+    td_mode = "cross"
+
+    def exchange(self, make: ExchangeFactory, server: SimulatorServer, **config: Any) -> Any:
+        return _okx(make, server, options={"defaultType": "swap"}, **config)
+
+    async def set_margin_mode(self, ex: Any, mode: str, symbol: str) -> Any:
+        self.td_mode = mode
+        return await ex.set_margin_mode(mode, symbol, {"lever": 10})
+
+    def order_params(self) -> dict[str, Any]:
+        return {"tdMode": self.td_mode}
+
+    def isolated_leverage_params(self) -> dict[str, Any]:
+        return {"marginMode": "isolated"}
+
+    def hedge_params(self, side: str, closing: bool) -> dict[str, Any]:
+        return {"posSide": side}
+
+    def check_tier_bounds(self, ex: Any, symbol: str, tier: Any, model: tiers.Tier) -> None:
+        """OKX publishes tiers in contracts (at the instrument's reference price)."""
+        market = ex.market(symbol)
+        reference = float(TIER_REFERENCE[symbol]) * market["contractSize"]
+        assert tier["maxNotional"] == round(float(model.cap) / reference)
+
+    async def funding_history(self, ex: Any, symbol: str) -> list[Any]:
+        return [e for e in await ex.fetch_funding_history(symbol) if e["symbol"] == symbol]
+
+    async def liquidation_records(self, ex: Any, server: SimulatorServer,
+                                  symbol: str) -> list[Any]:
+        bills = (await ex.privateGetAccountBills({"type": "5"}))["data"]
+        assert {b["subType"] for b in bills} == {"104", "111"}  # liquidation long; the rest
+        return list(bills)
+
+
+TIER_REFERENCE = {"BTC/USDT:USDT": 65000, "SOL/USDT:USDT": 150}
+"""The catalog's listing prices of the two instruments the suite trades."""
+
+
+@pytest.mark.asyncio
+async def test_a_swap_algo_order_closes_its_hedge_side(
+    server: SimulatorServer, make_exchange: ExchangeFactory,
+) -> None:
+    """A stop-loss on the long side of a hedge-mode swap carries `posSide` into the order it
+    fires, which closes that side and leaves the short alone."""
+    ex = _okx(make_exchange, server, options={"defaultType": "swap"})
+    await ex.load_markets()
+    await ex.set_position_mode(True, "BTC/USDT:USDT")
+    server.sim.set_price("BTC/USDT:USDT", Decimal(60000))
+    params = {"tdMode": "cross"}
+    await ex.create_order("BTC/USDT:USDT", "market", "buy", 2, None, {**params, "posSide": "long"})
+    await ex.create_order("BTC/USDT:USDT", "market", "sell", 1, None,
+                          {**params, "posSide": "short"})
+    await ex.create_order("BTC/USDT:USDT", "market", "sell", 2, None,
+                          {**params, "posSide": "long", "stopLossPrice": 59000})
+    server.sim.set_price("BTC/USDT:USDT", Decimal(58900))
+    positions = [p for p in await ex.fetch_positions(["BTC/USDT:USDT"]) if p["contracts"]]
+    assert [(p["side"], p["contracts"]) for p in positions] == [("short", 1)]
+    (fired,) = [t for t in await ex.fetch_my_trades("BTC/USDT:USDT") if t["price"] == 58900]
+    assert fired["info"]["posSide"] == "long"

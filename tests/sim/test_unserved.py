@@ -9,8 +9,13 @@ from typing import Any
 
 import ccxt.async_support as ccxt
 import pytest
+from aiohttp import web
 
+from ctsd.sim.endpoints import Route, mount
 from ctsd.sim.server import SimulatorServer
+from ctsd.sim.state import Simulator
+from ctsd.sim.venue import Venue
+from ctsd.sim.venues import default_registry
 from tests.sim.conftest import API_KEY, PASSPHRASE, SECRET, ExchangeFactory, trader_spec
 
 KRAKEN_SECRET = "c2ltLXNlY3JldC0wMDAx"
@@ -49,3 +54,20 @@ async def test_an_unserved_path_answers_as_the_venue_and_is_logged_once(
     assert server.sim.snapshot()["unserved"] == {f"{venue} {key}": 2}
     lines = [r.getMessage() for r in caplog.records if r.name == "ctsd.sim"]
     assert len(lines) == 1 and key.split()[1] in lines[0]
+
+
+def test_a_route_listed_twice_is_refused() -> None:
+    """Two per-concern modules claiming one path would leave one silently shadowed."""
+    routes = [Route("GET", "/v5/execution/list"), Route("GET", "/v5/execution/list")]
+
+    async def dispatch(_request: web.Request, _route: Route) -> web.Response:
+        return web.Response()
+
+    with pytest.raises(ValueError, match="listed twice: GET /v5/execution/list"):
+        mount(routes, dispatch)
+    mount(routes[:1], dispatch)
+
+
+@pytest.mark.parametrize("venue", list(default_registry()), ids=lambda v: v.name)
+def test_every_venue_lists_each_route_once(venue: Venue) -> None:
+    venue.build(Simulator())  # mount refuses a duplicate

@@ -48,6 +48,11 @@ BINANCE_ENDPOINTS = (
     # ccxt costs these 1; Binance weighs them 5.
     EndpointRule((_FUTURES_5,), api="fapiPrivateV*", method="GET", path="account"),
     EndpointRule((_FUTURES_5,), api="fapiPrivateV*", method="GET", path="balance"),
+    EndpointRule((_FUTURES_5,), api="fapiPrivateV*", method="GET", path="positionRisk"),
+    # ccxt costs premiumIndex 1; Binance weighs it 1 with a symbol and 10 without: the
+    # rule cannot see the parameters, so it charges the larger.
+    EndpointRule((Charge("futures_request_weight", units=10, usage=_USED),), api="fapiPublic",
+                 method="GET", path="premiumIndex"),
     # ccxt costs a depth without `limit` 2; Binance's default (500) weighs 10, 1000 weighs 20.
     EndpointRule((Charge("futures_request_weight", units=20, usage=_USED),), api="fapiPublic",
                  method="GET", path="depth"),

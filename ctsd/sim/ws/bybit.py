@@ -89,7 +89,7 @@ class LinearTicker:
         self._cs = 0
 
     def _full(self, stats: TickerStats) -> dict[str, Any]:
-        return wire.ticker_data(self.inst, stats, self.sim.market)
+        return wire.ticker_data(self.inst, stats, self.sim)
 
     def snapshot(self, stats: TickerStats) -> list[str]:
         data = self._data if self._data is not None else self._full(stats)
@@ -162,7 +162,7 @@ class BybitPublic(StreamProtocol):
         key = (VENUE, self.category, arg)
         if inst.kind is InstrumentKind.SPOT:
             def snapshot(stats: TickerStats) -> list[str]:
-                data = wire.ticker_data(inst, stats, self.sim.market)
+                data = wire.ticker_data(inst, stats, self.sim)
                 return [wire.public(arg, "snapshot", data, stats.close_ms, cs=0)]
 
             return TickerFeed(key, TICKER_MS[inst.kind], inst, snapshot, snapshot)

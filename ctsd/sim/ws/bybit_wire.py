@@ -16,10 +16,11 @@ from typing import Any
 from ctsd.sim import bybit_wire as rest
 from ctsd.sim.accounts import Account, OrderType
 from ctsd.sim.book import Level
-from ctsd.sim.bybit import FUNDING_INTERVAL_MS
+from ctsd.sim.bybit_deriv import ticker_funding
 from ctsd.sim.events import AccountUpdate, OrderUpdate
 from ctsd.sim.market import Candle, Instrument, InstrumentKind, Market, TickerStats
 from ctsd.sim.matching import derivatives_balances
+from ctsd.sim.state import Simulator
 from ctsd.sim.tape import PublicTrade
 from ctsd.sim.wire import dumps, plain
 from ctsd.sim.ws.positions import position_state
@@ -31,14 +32,14 @@ def category(inst: Instrument) -> str:
     return rest.SPOT if inst.kind is InstrumentKind.SPOT else rest.LINEAR
 
 
-def ticker_data(inst: Instrument, stats: TickerStats, market: Market) -> dict[str, Any]:
+def ticker_data(inst: Instrument, stats: TickerStats, sim: Simulator) -> dict[str, Any]:
     """The ticker item as REST `/v5/market/tickers` answers it at the same instant."""
     if inst.kind is InstrumentKind.SPOT:
         return rest.spot_ticker(inst, stats)
     now = stats.close_ms
-    hour_ago = market.price(inst.symbol, at_ms=now - 3_600_000)
-    next_funding = (now // FUNDING_INTERVAL_MS + 1) * FUNDING_INTERVAL_MS
-    data = rest.linear_ticker(inst, stats, hour_ago, next_funding)
+    hour_ago = sim.market.price(inst.symbol, at_ms=now - 3_600_000)
+    rate, next_funding = ticker_funding(sim.funding, inst)
+    data = rest.linear_ticker(inst, stats, hour_ago, next_funding, rate)
     data["tickDirection"] = "ZeroPlusTick"
     return data
 

@@ -21,7 +21,7 @@ import json
 import secrets
 from typing import Any
 
-from ctsd.sim import auth
+from ctsd.sim import auth, derivatives
 from ctsd.sim import okx_wire as rest
 from ctsd.sim.auth import AuthError, AuthFailure
 from ctsd.sim.book import BookSnapshot, Level
@@ -266,7 +266,8 @@ class OkxSession(Session):
                 inst = market.catalog.instruments[event.order.symbol]
                 if not _matches(inst, inst_type, inst_id):
                     continue
-                data = wire.order(event, inst, event.account.spec.leverage)
+                data = wire.order(event, inst,
+                                  derivatives.order_leverage(event.account, event.order))
                 self.conn.send(wire.push(echo, [data]))
             elif channel == "account":
                 ccys = set(event.spot_assets) | set(event.derivative_assets)

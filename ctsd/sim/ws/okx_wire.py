@@ -79,7 +79,7 @@ def checksum(bids: list[list[str]], asks: list[list[str]]) -> int:
     return crc32_signed(":".join(parts))
 
 
-def order(update: OrderUpdate, inst: Instrument, leverage: int) -> dict[str, Any]:
+def order(update: OrderUpdate, inst: Instrument, leverage: Decimal) -> dict[str, Any]:
     """An `orders` push item: the REST order, with the execution it reports (if any)."""
     o = update.order
     tags = o.note if isinstance(o.note, OrderTags) else rest.default_tags(o, inst)

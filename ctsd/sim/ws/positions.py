@@ -42,13 +42,14 @@ class PositionState:
 
 def position_state(account: Account, market: Market, symbol: str, now_ms: int) -> PositionState:
     """The account's one-way position in `symbol` now (flat if it has none)."""
-    pos = account.positions.get(symbol)
+    pos = account.perp.position(symbol)
     return PositionState(
         inst=market.catalog.instruments[symbol], qty=pos.qty if pos else _ZERO,
         entry=pos.entry_price if pos else _ZERO, mark=market.price(symbol),
-        leverage=account.leverage(), updated_ms=pos.updated_ms if pos else now_ms)
+        leverage=pos.leverage if pos else account.perp.settings.leverage_for(symbol),
+        updated_ms=pos.updated_ms if pos else now_ms)
 
 
 def open_positions(account: Account) -> list[str]:
     """Symbols of the account's open positions, sorted."""
-    return sorted(symbol for symbol, pos in account.positions.items() if pos.qty)
+    return sorted({pos.symbol for pos in account.perp.open_positions()})
