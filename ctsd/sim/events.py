@@ -19,12 +19,13 @@ from __future__ import annotations
 import copy
 import logging
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from enum import StrEnum
 
-from ctsd.sim.accounts import Account, Fill, Order, OrderStatus
+from ctsd.sim.accounts import Account, AccountStore, Fill, Order, OrderStatus
 from ctsd.sim.market import InstrumentKind, Market
+from ctsd.sim.positions import PerpEvent, PerpEventKind, PerpListener
 
 log = logging.getLogger(__name__)
 
@@ -195,10 +196,10 @@ def publish_canceled(bus: EventBus, account: Account, order: Order, market: Mark
 
 def publish_synced(
     bus: EventBus, account: Account, were_open: list[Order], fills_before: int,
-    market: Market,
+    market: Market, reason: UpdateReason = UpdateReason.ORDER,
 ) -> None:
-    """What a `matching.sync` did to `were_open`: fills (recorded after index
-    `fills_before` of `account.fills`), then expiries, then the balances moved."""
+    """What a `matching.sync` (or a liquidation) did: the fills recorded after index
+    `fills_before` of `account.fills`, expiries of `were_open`, the balances moved."""
     if not bus.listening(account.api_key):
         return
     changed = _trades(bus, account, account.fills[fills_before:])
@@ -208,4 +209,24 @@ def publish_synced(
                                     order.updated_ms))
             changed.append(order)
     if changed:
-        bus.publish(_account_update(account, market, changed))
+        update = _account_update(account, market, changed)
+        bus.publish(replace(update, reason=reason))
+
+
+def funding_listener(bus: EventBus, accounts: AccountStore, market: Market) -> PerpListener:
+    """Funding payments (`ctsd.sim.funding`) as account updates: the settle asset's
+    wallet and the position that paid (Binance `ACCOUNT_UPDATE` m=FUNDING_FEE, …).
+    Position changes by fills and liquidations are published with their orders."""
+
+    def listen(event: PerpEvent) -> None:
+        if event.kind is not PerpEventKind.FUNDING or not bus.listening(event.api_key):
+            return
+        account = accounts.get(event.api_key)
+        if account is None:
+            return
+        inst = market.catalog.instruments[event.symbol]
+        at_ms = event.entry.time_ms if event.entry is not None else market.now_ms()
+        bus.publish(AccountUpdate(account, at_ms, UpdateReason.FUNDING_FEE,
+                                  derivative_assets=(inst.quote,), positions=(inst.symbol,)))
+
+    return listen

@@ -69,6 +69,8 @@ class Simulator:
         self.stats = ViolationLog()
         self.events = events.EventBus()
         """Account changes as they happen, for the private WebSocket streams."""
+        self.accounts.perp_events.subscribe(
+            events.funding_listener(self.events, self.accounts, self.market))
         self.stream_tokens = StreamTokens(self.clock, self.config.ws)
         """listenKeys and WebSocket tokens the REST APIs issue and the streams check."""
         self.closing = asyncio.Event()
@@ -169,8 +171,11 @@ class Simulator:
             fills_before = len(account.fills)
             matching.sync(account, self.market, self.accounts.next_trade_id)
             events.publish_synced(self.events, account, were_open, fills_before, self.market)
+        fills_before = len(account.fills)
         liquidation.check(account, self.market, self.accounts.next_order_id,
                           self.accounts.next_trade_id)
+        events.publish_synced(self.events, account, [], fills_before, self.market,
+                              events.UpdateReason.LIQUIDATION)
 
     def place_order(
         self, account: Account, request: matching.OrderRequest, fees: FeeSchedule,
