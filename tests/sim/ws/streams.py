@@ -374,6 +374,8 @@ class PositionStreams(StreamConformance):
         ex = self.private(pro, server)
         await ex.load_markets()
         symbol = self.linear
+        # Binance and Bybit answer the first watch with a REST snapshot, then subscribe.
+        await bounded(ex.watch_positions([symbol]))
         positions = asyncio.ensure_future(ex.watch_positions([symbol]))
         await self.until_private(server, "positions")
         await ex.create_order(symbol, "market", "buy", self.position_amount)
