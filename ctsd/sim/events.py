@@ -143,11 +143,25 @@ def _as_of(order: Order, fills: list[Fill], upto: Fill) -> Order:
         updated_ms=upto.time_ms, fill_ms=upto.time_ms)
 
 
-def _trades(bus: EventBus, account: Account, fills: list[Fill]) -> list[Order]:
-    """TRADE updates for `fills`, each with its order as of that fill; the orders."""
+def _announce(account: Account, order: Order) -> OrderUpdate:
+    """The NEW update of `order`, as it stood when placed."""
+    zero = Decimal(0)
+    new = _snapshot(order, status=OrderStatus.NEW, filled=zero, cost=zero, fee=zero,
+                    updated_ms=order.created_ms, fill_ms=None)
+    return OrderUpdate(account, new, ExecKind.NEW, None, order.created_ms)
+
+
+def _trades(bus: EventBus, account: Account, fills: list[Fill],
+            born: Iterable[int] = ()) -> list[Order]:
+    """TRADE updates for `fills`, each with its order as of that fill; the orders.
+    Orders in `born` (ids) are announced NEW before their first fill."""
     orders: dict[int, Order] = {}
     for fill in fills:
-        order = orders.setdefault(fill.order_id, account.orders[fill.order_id])
+        order = orders.get(fill.order_id)
+        if order is None:
+            order = orders[fill.order_id] = account.orders[fill.order_id]
+            if order.id in born:
+                bus.publish(_announce(account, order))
         view = _as_of(order, account.fills_of(order.id), fill)
         bus.publish(OrderUpdate(account, view, ExecKind.TRADE, fill, fill.time_ms))
     return list(orders.values())
@@ -175,10 +189,7 @@ def publish_placed(bus: EventBus, account: Account, order: Order, market: Market
     """A new order: NEW, then its immediate fills or expiry, then the balances it moved."""
     if not bus.listening(account.api_key):
         return
-    zero = Decimal(0)
-    new = _snapshot(order, status=OrderStatus.NEW, filled=zero, cost=zero, fee=zero,
-                    updated_ms=order.created_ms, fill_ms=None)
-    bus.publish(OrderUpdate(account, new, ExecKind.NEW, None, order.created_ms))
+    bus.publish(_announce(account, order))
     _trades(bus, account, account.fills_of(order.id))
     if order.status is OrderStatus.EXPIRED:
         bus.publish(OrderUpdate(account, _snapshot(order), ExecKind.EXPIRED, None,
@@ -199,10 +210,14 @@ def publish_synced(
     market: Market, reason: UpdateReason = UpdateReason.ORDER,
 ) -> None:
     """What a `matching.sync` (or a liquidation) did: the fills recorded after index
-    `fills_before` of `account.fills`, expiries of `were_open`, the balances moved."""
+    `fills_before` of `account.fills`, expiries of `were_open`, the balances moved.
+    Orders the simulator placed itself (liquidations: Binance `autoclose-`, X=NEW
+    first) are announced NEW before their fills."""
     if not bus.listening(account.api_key):
         return
-    changed = _trades(bus, account, account.fills[fills_before:])
+    fills = account.fills[fills_before:]
+    born = {f.order_id for f in fills} - {o.id for o in were_open}
+    changed = _trades(bus, account, fills, born)
     for order in were_open:
         if order.status is OrderStatus.EXPIRED and order not in changed:
             bus.publish(OrderUpdate(account, _snapshot(order), ExecKind.EXPIRED, None,
