@@ -8,10 +8,14 @@ listeners of that API key; a listener (a stream connection) renders the message 
 once, reading the account as it is now, and queues the text. Publishing is a dict
 lookup when no stream listens to the key.
 
-Publishers: `Simulator.place_order`, `cancel_order` and `touch` (fills of resting
-orders) publish through `publish_placed`, `publish_canceled` and `publish_filled`
-below; other parts of the simulator (funding, liquidation, leverage) build an
-`OrderUpdate` or `AccountUpdate` themselves and call `EventBus.publish`.
+This is the simulator's one event mechanism. Publishers: `Simulator.place_order`,
+`cancel_order` and `touch` (fills of resting orders) publish through
+`publish_placed`, `publish_canceled` and `publish_synced` below; the perpetuals
+model publishes where it mutates, through `publish_account` and `publish_fill`:
+`ctsd.sim.funding` (FUNDING_FEE), `ctsd.sim.liquidation` (the liquidation order's
+fill, then LIQUIDATION), `ctsd.sim.derivatives` (LEVERAGE, MARGIN_TYPE). Every
+account carries the bus (`Account.events`), so a module that changes an account
+needs nothing else to announce it.
 """
 
 from __future__ import annotations
@@ -87,9 +91,11 @@ class EventBus:
     kept: a rendering bug must never break the REST call that caused the event.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, now_ms: Callable[[], int]) -> None:
         self._listeners: dict[str, list[Listener]] = {}
         self.published = 0
+        self.now_ms = now_ms
+        """The market's clock: the time of a change published without one."""
 
     def subscribe(self, api_key: str, listener: Listener) -> Callable[[], None]:
         """Listen to `api_key`'s account; returns the function that stops listening."""
@@ -209,3 +215,21 @@ def publish_synced(
             changed.append(order)
     if changed:
         bus.publish(_account_update(account, market, changed))
+
+
+def publish_account(
+    account: Account, reason: UpdateReason, *, derivative_assets: tuple[str, ...] = (),
+    positions: tuple[str, ...] = (), at_ms: int | None = None,
+) -> None:
+    """A change of derivatives balances or positions made outside an order (funding,
+    liquidation, a setting); free when nobody listens to the account."""
+    bus = account.events
+    if bus.listening(account.api_key):
+        bus.publish(AccountUpdate(account, bus.now_ms() if at_ms is None else at_ms, reason,
+                                  (), derivative_assets, positions))
+
+
+def publish_fill(account: Account, fill: Fill) -> None:
+    """A fill made outside `place_order`/`touch` (a liquidation order's): its TRADE update."""
+    if account.events.listening(account.api_key):
+        _trades(account.events, account, [fill])

@@ -357,23 +357,35 @@ class StreamConformance:
 
 
 class PositionStreams(StreamConformance):
-    """Venues whose ccxt client can watch positions without a REST snapshot."""
+    """Venues whose ccxt client watches positions (Binance after a REST snapshot)."""
 
     linear: ClassVar[str] = "BTC/USDT:USDT"
     position_amount: ClassVar[float] = 0.01
+    position_fields: ClassVar[tuple[str, ...]] = (
+        "side", "contracts", "entryPrice", "markPrice", "unrealizedPnl", "leverage",
+        "liquidationPrice", "marginMode", "initialMargin", "maintenanceMargin", "notional")
+    """What ccxt parses from a streamed position, compared with the fetched one."""
 
     def contracts(self, inst: Instrument, qty: Decimal) -> float:
         """A position's size as ccxt reports it."""
         return float(qty)
 
+    async def positions_snapshot(self, ex: Any, symbol: str) -> None:
+        """Where ccxt's first `watch_positions` is a REST snapshot (Binance), take it: the
+        stream is subscribed by the next call."""
+
     @pytest.mark.asyncio
-    async def test_a_fill_moves_the_streamed_position(
+    async def test_a_streamed_position_is_the_rest_position(
         self, start: ServerFactory, pro: ProFactory,
     ) -> None:
+        """Open, then close: each time the stream pushes the position REST lists at that
+        instant (the market is frozen so marks agree), the close as a flat position."""
         server = await start(self.config())
+        server.sim.market.clock = ManualClock(server.sim.clock.now_ms())
         ex = self.private(pro, server)
         await ex.load_markets()
         symbol = self.linear
+        await self.positions_snapshot(ex, symbol)
         positions = asyncio.ensure_future(ex.watch_positions([symbol]))
         await self.until_private(server, "positions")
         await ex.create_order(symbol, "market", "buy", self.position_amount)
@@ -384,10 +396,17 @@ class PositionStreams(StreamConformance):
         async def watch() -> None:
             latest.append(await ex.watch_positions([symbol]))
 
-        def moved() -> bool:
-            return any(p["symbol"] == symbol and p["side"] == "long" and p["contracts"] ==
-                       self.contracts(inst, fill.qty) for p in latest[-1])
+        def held(contracts: float) -> Callable[[], bool]:
+            return lambda: any(p["symbol"] == symbol and p["contracts"] == contracts
+                               for p in latest[-1])
 
-        await until(watch, moved)
-        position = next(p for p in latest[-1] if p["symbol"] == symbol)
-        assert position["entryPrice"] == float(fill.price)
+        await until(watch, held(self.contracts(inst, fill.qty)))
+        streamed = next(p for p in latest[-1] if p["symbol"] == symbol)
+        [rest] = [p for p in await ex.fetch_positions([symbol]) if p["contracts"]]
+        assert streamed["entryPrice"] == float(fill.price)
+        for field in self.position_fields:
+            assert streamed[field] == rest[field], field
+        await ex.create_order(symbol, "market", "sell", self.position_amount, None,
+                              {"reduceOnly": True})
+        await until(watch, held(0))
+

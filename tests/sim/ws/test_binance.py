@@ -13,7 +13,7 @@ from ctsd.sim.binance import LISTEN_KEY_KIND
 from ctsd.sim.server import SimulatorServer
 from tests.sim.conftest import API_KEY, SECRET
 from tests.sim.ws.conftest import ProFactory, RawFactory, ServerFactory, frozen_clock, ws_config
-from tests.sim.ws.streams import Refusal, StreamConformance, bounded, expect_cut
+from tests.sim.ws.streams import PositionStreams, Refusal, bounded, expect_cut
 from tests.sim.ws.test_hub import FAST_HEARTBEAT
 
 
@@ -23,7 +23,7 @@ def _binance(pro: ProFactory, server: SimulatorServer, **config: Any) -> Any:
     return pro(ccxtpro.binance, server, **config)
 
 
-class TestStreams(StreamConformance):
+class TestStreams(PositionStreams):
     exchange_class = ccxtpro.binance
     ticker_fields = ("last", "high", "low", "baseVolume", "quoteVolume")
     """ccxt watches `miniTicker` by default: no best bid and ask in it."""
@@ -40,13 +40,14 @@ class TestStreams(StreamConformance):
     error handler and its subscribe both delete the same subscription (pro/binance.py
     `handle_ws_error`, `ensure_user_data_stream_ws_subscribe_signature`)."""
     private_channels: ClassVar[dict[str, str]] = {
-        "orders": "userData", "trades": "userData", "balance": "userData"}
+        "orders": "userData", "trades": "userData", "balance": "userData",
+        "positions": "userData"}
+    """USDⓈ-M user data makes ccxt fetch a positions snapshot (positionRisk) first."""
+    position_fields = ("side", "contracts", "entryPrice", "unrealizedPnl", "marginMode")
+    """`ACCOUNT_UPDATE` carries no mark price, leverage or margins."""
 
-    def private(self, pro: ProFactory, server: SimulatorServer) -> Any:
-        # USDⓈ-M user data makes ccxt fetch a positions snapshot first, over endpoints
-        # the perpetuals work (sim-deriv) brings; until then, streams without it.
-        return self.exchange(pro, server, options={
-            "watchPositions": {"fetchPositionsSnapshot": False}})
+    async def positions_snapshot(self, ex: Any, symbol: str) -> None:
+        assert await bounded(ex.watch_positions([symbol])) == []
 
     def balance_params(self, symbol: str) -> dict[str, Any]:
         return {"type": "future"} if ":" in symbol else {}
