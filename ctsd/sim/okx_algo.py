@@ -30,6 +30,7 @@ from ctsd.sim.accounts import (
 )
 from ctsd.sim.market import InstrumentKind
 from ctsd.sim.matching import OrderRequest
+from ctsd.sim.okx_deriv import order_sides
 from ctsd.sim.okx_wire import OrderFailure, decimal_field
 from ctsd.sim.ratelimit import RateRule
 from ctsd.sim.wire import plain
@@ -106,11 +107,15 @@ class OkxAlgo:
         market = order_px == "-1"
         ct_val = Decimal(1) if inst.kind is InstrumentKind.SPOT else render.contract_value(inst)
         algo_id = str(entry.get("algoClOrdId") or "")
+        position_side = margin_mode = None
+        if inst.kind is InstrumentKind.LINEAR:  # posSide and tdMode pick the position slot
+            position_side, margin_mode = order_sides(
+                account, inst, str(entry.get("posSide") or ""), str(entry.get("tdMode") or ""))
         request = OrderRequest(
             symbol=inst.symbol, side=Side(side), type=OrderType.MARKET if market else
             OrderType.LIMIT, qty=sz * ct_val, price=None if market else Decimal(order_px),
             client_id=algo_id or None, reduce_only=entry.get("reduceOnly") in (True, "true"),
-            trigger=trigger)
+            trigger=trigger, position_side=position_side, margin_mode=margin_mode)
         try:
             order = self.state.sim.place_order(account, request, self.state.fees(inst.kind))
         except Rejection as exc:
