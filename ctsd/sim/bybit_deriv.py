@@ -118,7 +118,9 @@ class LinearDerivatives:
                                                     skip_busy=symbol is None)
         except SettingRefused as exc:
             raise render.error(*_MODE_REFUSALS[exc.refusal], call.now_ms) from exc
-        if not changed:
+        if not changed and symbol is not None:
+            # per symbol, Bybit refuses a no-op; switching a whole coin is a batch over its
+            # symbols and succeeds either way (Freqtrade sets one-way mode on every start)
             raise render.error(110025, "Position mode has not been modified.", call.now_ms)
         return {}
 
