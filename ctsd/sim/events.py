@@ -9,13 +9,13 @@ once, reading the account as it is now, and queues the text. Publishing is a dic
 lookup when no stream listens to the key.
 
 This is the simulator's one event mechanism. Publishers: `Simulator.place_order`,
-`cancel_order` and `touch` (fills of resting orders) publish through
-`publish_placed`, `publish_canceled` and `publish_synced` below; the perpetuals
-model publishes where it mutates, through `publish_account` and `publish_fill`:
-`ctsd.sim.funding` (FUNDING_FEE), `ctsd.sim.liquidation` (the liquidation order's
-fill, then LIQUIDATION), `ctsd.sim.derivatives` (LEVERAGE, MARGIN_TYPE). Every
-account carries the bus (`Account.events`), so a module that changes an account
-needs nothing else to announce it.
+`cancel_order` and `touch` (fills of resting orders, and after a liquidation its
+orders' fills with reason LIQUIDATION) publish through `publish_placed`,
+`publish_canceled` and `publish_synced` below; the perpetuals model publishes
+where it mutates, through `publish_account`: `ctsd.sim.funding` (FUNDING_FEE),
+`ctsd.sim.derivatives` (LEVERAGE, MARGIN_TYPE). Every account carries the bus
+(`Account.events`), so a module that changes an account needs nothing else to
+announce it.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from __future__ import annotations
 import copy
 import logging
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from enum import StrEnum
 
@@ -201,10 +201,10 @@ def publish_canceled(bus: EventBus, account: Account, order: Order, market: Mark
 
 def publish_synced(
     bus: EventBus, account: Account, were_open: list[Order], fills_before: int,
-    market: Market,
+    market: Market, reason: UpdateReason = UpdateReason.ORDER,
 ) -> None:
-    """What a `matching.sync` did to `were_open`: fills (recorded after index
-    `fills_before` of `account.fills`), then expiries, then the balances moved."""
+    """What a `matching.sync` (or a liquidation) did: the fills recorded after index
+    `fills_before` of `account.fills`, expiries of `were_open`, the balances moved."""
     if not bus.listening(account.api_key):
         return
     changed = _trades(bus, account, account.fills[fills_before:])
@@ -214,7 +214,8 @@ def publish_synced(
                                     order.updated_ms))
             changed.append(order)
     if changed:
-        bus.publish(_account_update(account, market, changed))
+        update = _account_update(account, market, changed)
+        bus.publish(replace(update, reason=reason))
 
 
 def publish_account(
@@ -228,8 +229,3 @@ def publish_account(
         bus.publish(AccountUpdate(account, bus.now_ms() if at_ms is None else at_ms, reason,
                                   (), derivative_assets, positions))
 
-
-def publish_fill(account: Account, fill: Fill) -> None:
-    """A fill made outside `place_order`/`touch` (a liquidation order's): its TRADE update."""
-    if account.events.listening(account.api_key):
-        _trades(account.events, account, [fill])

@@ -10,7 +10,7 @@ the liquidation price is solved from (`ctsd.sim.derivatives`):
 - the cross positions of a settle asset are liquidated together when the cross
   wallet plus their unrealized PnL is at or below their maintenance margin.
 
-Each liquidation is announced on the account's event bus (`ctsd.sim.events`): the
+`Simulator.touch` announces a liquidation on the event bus (`ctsd.sim.events`): the
 liquidation order's fill as an order update, then a LIQUIDATION account update.
 
 A liquidation is an order placed by the venue (`Order.liquidation`, client id
@@ -32,7 +32,6 @@ from decimal import Decimal
 from ctsd.sim import derivatives, matching
 from ctsd.sim.accounts import Account, FeeSchedule, Order, OrderType, Side, TimeInForce
 from ctsd.sim.derivatives import PositionView
-from ctsd.sim.events import UpdateReason, publish_account, publish_fill
 from ctsd.sim.market import InstrumentKind, Market
 from ctsd.sim.positions import LedgerEntry, LedgerKind, MarginMode
 
@@ -65,7 +64,6 @@ def check(
             if shortfall > 0 and not any(p.settle == asset for p in account.perp.positions
                                          .values() if p.margin_mode is MarginMode.CROSS):
                 _book(account, cross[-1], shortfall, market.now_ms())
-                publish_account(account, UpdateReason.LIQUIDATION, derivative_assets=(asset,))
     return closed
 
 
@@ -86,8 +84,7 @@ def _liquidate(account: Account, market: Market, view: PositionView,
     account.add_order(order)
     margin_before, maintenance = pos.isolated_margin, view.maintenance
     fills_before = len(account.perp.ledger)
-    publish_fill(account, matching.fill_liquidation(account, market, order, view.mark,
-                                                    next_trade_id))
+    matching.fill_liquidation(account, market, order, view.mark, next_trade_id)
     fill = account.perp.ledger[fills_before]
     if view.isolated:
         remaining = margin_before + fill.pnl - fill.fee
@@ -96,8 +93,6 @@ def _liquidate(account: Account, market: Market, view: PositionView,
         left = derivatives.cross_wallet(account, pos.settle)
         taken = -min(maintenance, max(left, _ZERO))
     _book(account, view, taken, now, fill)
-    publish_account(account, UpdateReason.LIQUIDATION, derivative_assets=(pos.settle,),
-                    positions=(pos.symbol,), at_ms=now)
 
 
 def _book(account: Account, view: PositionView, amount: Decimal, now: int,

@@ -163,8 +163,11 @@ class Simulator:
             fills_before = len(account.fills)
             matching.sync(account, self.market, self.accounts.next_trade_id)
             events.publish_synced(self.events, account, were_open, fills_before, self.market)
+        fills_before = len(account.fills)
         liquidation.check(account, self.market, self.accounts.next_order_id,
                           self.accounts.next_trade_id)
+        events.publish_synced(self.events, account, [], fills_before, self.market,
+                              events.UpdateReason.LIQUIDATION)
 
     def place_order(
         self, account: Account, request: matching.OrderRequest, fees: FeeSchedule,

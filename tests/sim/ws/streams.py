@@ -357,7 +357,8 @@ class StreamConformance:
 
 
 class PositionStreams(StreamConformance):
-    """Venues whose ccxt client watches positions (Binance after a REST snapshot)."""
+    """Venues whose ccxt client watches positions (after a REST snapshot on Binance and
+    Bybit)."""
 
     linear: ClassVar[str] = "BTC/USDT:USDT"
     position_amount: ClassVar[float] = 0.01
@@ -370,10 +371,6 @@ class PositionStreams(StreamConformance):
         """A position's size as ccxt reports it."""
         return float(qty)
 
-    async def positions_snapshot(self, ex: Any, symbol: str) -> None:
-        """Where ccxt's first `watch_positions` is a REST snapshot (Binance), take it: the
-        stream is subscribed by the next call."""
-
     @pytest.mark.asyncio
     async def test_a_streamed_position_is_the_rest_position(
         self, start: ServerFactory, pro: ProFactory,
@@ -385,7 +382,8 @@ class PositionStreams(StreamConformance):
         ex = self.private(pro, server)
         await ex.load_markets()
         symbol = self.linear
-        await self.positions_snapshot(ex, symbol)
+        # Binance and Bybit answer the first watch with a REST snapshot, then subscribe.
+        await bounded(ex.watch_positions([symbol]))
         positions = asyncio.ensure_future(ex.watch_positions([symbol]))
         await self.until_private(server, "positions")
         await ex.create_order(symbol, "market", "buy", self.position_amount)

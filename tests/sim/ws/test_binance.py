@@ -46,9 +46,6 @@ class TestStreams(PositionStreams):
     position_fields = ("side", "contracts", "entryPrice", "unrealizedPnl", "marginMode")
     """`ACCOUNT_UPDATE` carries no mark price, leverage or margins."""
 
-    async def positions_snapshot(self, ex: Any, symbol: str) -> None:
-        assert await bounded(ex.watch_positions([symbol])) == []
-
     def balance_params(self, symbol: str) -> dict[str, Any]:
         return {"type": "future"} if ":" in symbol else {}
 

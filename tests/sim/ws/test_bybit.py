@@ -49,11 +49,6 @@ class TestStreams(PositionStreams):
         "orders": "order", "trades": "execution", "balance": "wallet",
         "positions": "position"}
 
-    def private(self, pro: ProFactory, server: SimulatorServer) -> Any:
-        # watch_positions would first fetch positions over REST (/v5/position/list, the
-        # perpetuals work of sim-deriv); until that is merged, stream without it.
-        return self.exchange(pro, server, options={
-            "watchPositions": {"fetchPositionsSnapshot": False}})
 
     def streamed_balance(self, ex: Any, symbol: str) -> Any:
         return ex.balance.get("unified", {})
