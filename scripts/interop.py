@@ -253,8 +253,11 @@ def list_markets(row: Row, url: str, work: Path) -> None:
 
 
 def test_pairlist(row: Row, url: str, work: Path) -> None:
-    volume = [{"method": "VolumePairList", "number_assets": 5, "sort_key": "quoteVolume",
-               "min_value": 0, "refresh_period": 1800}]
+    volume: list[dict[str, Any]] = [{"method": "VolumePairList", "number_assets": 5,
+                                     "sort_key": "quoteVolume", "min_value": 0,
+                                     "refresh_period": 1800}]
+    if row.venue == "okx" and row.mode == "futures":  # its swap tickers carry no quoteVolume
+        volume[0] |= {"lookback_timeframe": "1h", "lookback_period": 24, "refresh_period": 3600}
     cfg = config(row, url, work, dry_run=True, pairlist=volume)
     out = freqtrade(["test-pairlist", "-c", str(cfg), "--print-json"], work / "freqtrade.log")
     picked = json_line(out)

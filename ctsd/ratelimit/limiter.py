@@ -14,12 +14,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from types import TracebackType
 
-from ctsd.ratelimit.bucket import LimiterClosed, RateLimitBucket, Reservation
-from ctsd.ratelimit.clock import Clock, SystemClock
+from ctsd.clock import Clock, SystemClock
+from ctsd.errors import LimiterClosed
+from ctsd.ratelimit.bucket import RateLimitBucket, Reservation
 from ctsd.ratelimit.meters import Sent
 from ctsd.ratelimit.model import BucketSpec, Lane, LimitChange, ScopeKey, ScopeUsage
+from ctsd.tasks import AsyncClosing
 
 
 @dataclass(frozen=True)
@@ -68,7 +69,7 @@ def _merged(demands: Sequence[Demand]) -> tuple[Demand, ...]:
     return tuple(Demand(buckets[key], weights[key]) for key in sorted(weights))
 
 
-class RateLimiter:
+class RateLimiter(AsyncClosing):
     """Owns every bucket of the process; `close()` (or `async with`) stops them all."""
 
     def __init__(self, clock: Clock | None = None) -> None:
@@ -143,11 +144,3 @@ class RateLimiter:
         self._closed = True
         await asyncio.gather(*(b.close() for b in self._buckets.values()))
 
-    async def __aenter__(self) -> RateLimiter:
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()

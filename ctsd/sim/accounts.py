@@ -11,14 +11,17 @@ Kraken `EOrder:Insufficient funds`).
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ctsd.sim.market import InstrumentKind
-from ctsd.sim.positions import MarginMode, PerpAccount, PerpEventHub, PositionSide
+from ctsd.sim.positions import MarginMode, PerpAccount, PositionSide
+
+if TYPE_CHECKING:
+    from ctsd.sim.events import EventBus
 
 
 class Permission(StrEnum):
@@ -183,10 +186,6 @@ class Fill:
         return self.qty * self.price
 
 
-FillObserver = Callable[["Account", Fill], None]
-"""Called after every fill is recorded (WebSocket user streams, liquidation engines)."""
-
-
 @dataclass(slots=True)
 class Order:
     id: int
@@ -271,23 +270,22 @@ class DerivativesBalance:
 
 class Account:
     """One API key's state. Mutated only through `ctsd.sim.matching` (orders, balances)
-    and `ctsd.sim.derivatives`/`funding`/`liquidation` (the `perp` state)."""
+    and `ctsd.sim.derivatives`/`funding`/`liquidation` (the `perp` state), which
+    announce what they change on `events` (`ctsd.sim.events`)."""
 
-    def __init__(
-        self, spec: AccountSpec, uid: int, events: PerpEventHub | None = None,
-        observers: list[FillObserver] | None = None,
-    ) -> None:
+    def __init__(self, spec: AccountSpec, uid: int, events: EventBus) -> None:
         self.spec = spec
         self.uid = uid
+        self.events = events
+        """The simulator's bus, shared by every account (`ctsd.sim.events`)."""
         self.spot: dict[str, Holding] = {a: Holding(free=v) for a, v in spec.spot.items()}
         self.derivatives: dict[str, Decimal] = dict(spec.derivatives)
         """Derivatives wallet balance per settle asset (isolated margins included)."""
-        self.perp = PerpAccount(spec.api_key, Decimal(spec.leverage), events)
+        self.perp = PerpAccount(Decimal(spec.leverage))
         self.orders: dict[int, Order] = {}
         self.fills: list[Fill] = []
         """Every fill, oldest first (append-only)."""
         self._fills_by_order: dict[int, list[Fill]] = {}
-        self._observers = observers if observers is not None else []
         self._by_client_id: dict[str, int] = {}
         self.last_nonce = 0
         """Highest nonce seen (Kraken-style replay protection)."""
@@ -308,8 +306,6 @@ class Account:
     def record_fill(self, fill: Fill) -> None:
         self.fills.append(fill)
         self._fills_by_order.setdefault(fill.order_id, []).append(fill)
-        for observer in self._observers:
-            observer(self, fill)
 
     def fills_of(self, order_id: int) -> list[Fill]:
         return list(self._fills_by_order.get(order_id, ()))
@@ -336,20 +332,17 @@ class Account:
 class AccountStore:
     """Every provisioned account, indexed by API key; owns the order-id sequence."""
 
-    def __init__(self) -> None:
+    def __init__(self, events: EventBus) -> None:
+        self.events = events
         self._by_key: dict[str, Account] = {}
         self._uids = itertools.count(100_000_001)
         self._order_ids = itertools.count(1_000_000_001)
         self._trade_ids = itertools.count(500_000_001)
-        self.fill_observers: list[FillObserver] = []
-        """Shared by every account of the store, so observers survive `reset`."""
-        self.perp_events = PerpEventHub()
-        """Position, funding and liquidation changes of every account (`ctsd.sim.positions`)."""
 
     def provision(self, spec: AccountSpec) -> Account:
         """Add (or replace) the account for `spec.api_key`, with fresh balances."""
         account = Account(spec, spec.uid if spec.uid is not None else next(self._uids),
-                          self.perp_events, self.fill_observers)
+                          self.events)
         self._by_key[spec.api_key] = account
         return account
 
@@ -377,5 +370,4 @@ class AccountStore:
         uids = {a.spec.api_key: a.uid for a in self._by_key.values()}
         self._by_key.clear()
         for spec in specs:
-            self._by_key[spec.api_key] = Account(spec, uids[spec.api_key], self.perp_events,
-                                                 self.fill_observers)
+            self._by_key[spec.api_key] = Account(spec, uids[spec.api_key], self.events)

@@ -24,6 +24,7 @@ from ctsd.sim.derivatives import PositionView, Refusal, SettingRefused
 from ctsd.sim.funding import FUNDING_INTERVAL_HOURS, rate_history
 from ctsd.sim.market import Instrument, InstrumentKind
 from ctsd.sim.positions import LedgerEntry, LedgerKind, MarginMode, PositionSide
+from ctsd.sim.slots import Slot, symbol_slots
 from ctsd.sim.wire import VenueError, fixed, plain
 
 if TYPE_CHECKING:
@@ -152,29 +153,21 @@ class FuturesDerivatives:
     # --- positions -------------------------------------------------------------------
 
     async def position_risk_v2(self, call: Call) -> Any:
-        return [self._risk(call.owner(), inst, side, view, v2=True)
-                for inst, side, view in self._slots(call, every_symbol=True)]
+        return [self._risk(call.owner(), slot.inst, slot.side, slot.view, v2=True)
+                for slot in self._slots(call, every_symbol=True)]
 
     async def position_risk_v3(self, call: Call) -> Any:
-        return [self._risk(call.owner(), inst, side, view, v2=False)
-                for inst, side, view in self._slots(call, every_symbol=False)]
+        return [self._risk(call.owner(), slot.inst, slot.side, slot.view, v2=False)
+                for slot in self._slots(call, every_symbol=False)]
 
-    def _slots(self, call: Call, every_symbol: bool,
-               ) -> list[tuple[Instrument, PositionSide, PositionView | None]]:
-        """(instrument, side, open position or None) per symbol and position side."""
+    def _slots(self, call: Call, every_symbol: bool) -> list[Slot]:
+        """Each symbol's slots; v3 keeps those with a position or an open order."""
         account = call.owner()
-        by_key = {(v.inst.symbol, v.position.side): v
-                  for v in derivatives.views(account, self.sim.market)}
+        open_views = derivatives.views(account, self.sim.market)
         busy = {o.symbol for o in account.open_orders() if o.kind is InstrumentKind.LINEAR}
-        result = []
-        for inst in self._selected(call):
-            hedge = account.perp.settings.is_hedge(inst.symbol)
-            sides = (PositionSide.LONG, PositionSide.SHORT) if hedge else (PositionSide.BOTH,)
-            for side in sides:
-                view = by_key.get((inst.symbol, side))
-                if every_symbol or view is not None or inst.symbol in busy:
-                    result.append((inst, side, view))
-        return result
+        return [slot for inst in self._selected(call)
+                for slot in symbol_slots(account, self.sim.market, inst, open_views)
+                if every_symbol or slot.view is not None or inst.symbol in busy]
 
     def _risk(self, account: Account, inst: Instrument, side: PositionSide,
               view: PositionView | None, v2: bool) -> dict[str, Any]:
@@ -227,17 +220,11 @@ class FuturesDerivatives:
                 "availableBalance": plain(b.available), "maxWithdrawAmount": plain(b.available),
                 "updateTime": now,
             })
-        by_key = {(v.inst.symbol, v.position.side): v for v in views}
-        positions = []
         listed = [v.inst for v in views] if v3 else list(self.symbols.values())
-        for inst in dict.fromkeys(listed):
-            hedge = account.perp.settings.is_hedge(inst.symbol)
-            sides = (PositionSide.LONG, PositionSide.SHORT) if hedge else (PositionSide.BOTH,)
-            for side in sides:
-                view = by_key.get((inst.symbol, side))
-                if v3 and view is None:
-                    continue
-                positions.append(self._account_position(account, inst, side, view, v3))
+        positions = [self._account_position(account, slot.inst, slot.side, slot.view, v3)
+                     for inst in dict.fromkeys(listed)
+                     for slot in symbol_slots(account, market, inst, views)
+                     if not v3 or slot.view is not None]
 
         def total(field: str) -> str:
             return plain(sum((Decimal(a[field]) for a in assets), _ZERO))
@@ -410,6 +397,19 @@ def _amounts(view: PositionView | None, mark: Decimal) -> dict[str, Any]:
         "isolatedWallet": plain(pos.isolated_margin) if isolated else "0",
         "updateTime": pos.updated_ms,
     }
+
+
+def stream_position(account: Account, slot: Slot) -> dict[str, Any]:
+    """A slot as the user stream's `ACCOUNT_UPDATE` lists it (`a.P[]`), with the numbers
+    positionRisk shows for it at the same instant."""
+    view, inst = slot.view, slot.inst
+    amounts = _amounts(view, _ZERO)
+    mode = view.position.margin_mode if view else account.perp.settings.margin_for(inst.symbol)
+    return {"s": render.market_id(inst), "pa": amounts["positionAmt"],
+            "ep": amounts["entryPrice"], "bep": amounts["breakEvenPrice"],
+            "cr": plain(view.position.closed_pnl) if view else "0",
+            "up": amounts["unRealizedProfit"], "mt": mode.value,
+            "iw": amounts["isolatedWallet"], "ps": slot.side.value.upper(), "ma": inst.quote}
 
 
 def _incomes(entry: LedgerEntry, market_id: str) -> list[dict[str, Any]]:

@@ -22,12 +22,14 @@ from typing import TYPE_CHECKING, Any
 
 from ctsd.sim import bybit_wire as render
 from ctsd.sim import derivatives, tiers
+from ctsd.sim.accounts import Account
 from ctsd.sim.bybit_wire import LINEAR, Call
-from ctsd.sim.derivatives import PositionView, Refusal, SettingRefused
+from ctsd.sim.derivatives import Refusal, SettingRefused
 from ctsd.sim.endpoints import Handler
 from ctsd.sim.funding import FundingSchedule, rate_history
-from ctsd.sim.market import Instrument
+from ctsd.sim.market import Instrument, Market
 from ctsd.sim.positions import LedgerEntry, LedgerKind, MarginMode, PositionSide
+from ctsd.sim.slots import Slot, symbol_slots
 from ctsd.sim.wire import VenueError, plain
 
 if TYPE_CHECKING:
@@ -116,7 +118,9 @@ class LinearDerivatives:
                                                     skip_busy=symbol is None)
         except SettingRefused as exc:
             raise render.error(*_MODE_REFUSALS[exc.refusal], call.now_ms) from exc
-        if not changed:
+        if not changed and symbol is not None:
+            # per symbol, Bybit refuses a no-op; switching a whole coin is a batch over its
+            # symbols and succeeds either way (Freqtrade sets one-way mode on every start)
             raise render.error(110025, "Position mode has not been modified.", call.now_ms)
         return {}
 
@@ -145,66 +149,20 @@ class LinearDerivatives:
             raise render.error(10001, "Missing some parameters that must be filled in, symbol "
                                       "or settleCoin", call.now_ms)
         settle = call.text("settleCoin")
-        open_views = {(v.inst.symbol, v.position.side): v
-                      for v in derivatives.views(account, self.sim.market)}
-        rows: list[tuple[Instrument, PositionSide, PositionView | None]] = []
+        market = self.sim.market
         if market_id is not None:
-            inst = self._instrument(call)
-            hedge = account.perp.settings.is_hedge(inst.symbol)
-            for side in (PositionSide.LONG, PositionSide.SHORT) if hedge else (
-                    PositionSide.BOTH,):
-                rows.append((inst, side, open_views.get((inst.symbol, side))))
+            rows = symbol_slots(account, market, self._instrument(call))
         else:
-            rows = [(v.inst, v.position.side, v) for v in open_views.values()
+            rows = [Slot(v.inst, v.position.side, v) for v in derivatives.views(account, market)
                     if v.inst.quote == settle]
         limit = call.integer("limit", POSITION_PAGE_DEFAULT, 1, POSITION_PAGE_MAX)
         after = render.cursor_value(call.text("cursor"), "page")
         start = int(after) if after and after.isdigit() else 0
         page = rows[start:start + limit]
         more = start + limit < len(rows)
-        return {"list": [self._position(account, *row) for row in page],
+        return {"list": [position_row(account, market, row) for row in page],
                 "nextPageCursor": render.cursor("page", str(start + limit)) if more else "",
                 "category": LINEAR}
-
-    def _position(self, account: Any, inst: Instrument, side: PositionSide,
-                  view: PositionView | None) -> dict[str, Any]:
-        mark = self.sim.market.price(inst.symbol)
-        settings = account.perp.settings
-        pos = view.position if view else None
-        leverage = pos.leverage if pos else settings.leverage_for(
-            inst.symbol, settings.margin_for(inst.symbol), side)
-        tier = view.tier if view else tiers.tiers(inst)[0]
-        im = _ZERO
-        if view is not None:
-            im = view.position.isolated_margin if view.isolated else view.initial_margin
-        mm = view.maintenance if view else _ZERO
-        liq = view.liquidation_price if view else None
-        position_side = "" if pos is None else ("Buy" if pos.qty > 0 else "Sell")
-        entry = pos.entry_price if pos else _ZERO
-        fee = pos.taker_fee * 2 * pos.direction if pos else _ZERO
-        return {
-            "positionIdx": POSITION_IDX[side], "riskId": tier.number,
-            "riskLimitValue": plain(tier.cap), "symbol": render.market_id(inst),
-            "side": position_side, "size": plain(pos.size) if pos else "0",
-            "avgPrice": plain(entry), "positionValue": plain(pos.size * entry) if pos else "0",
-            "tradeMode": 0, "positionStatus": "Normal", "autoAddMargin": 0,
-            "adlRankIndicator": 2 if pos else 0, "leverage": plain(leverage),
-            "positionBalance": plain(im), "markPrice": plain(mark),
-            "liqPrice": plain(liq) if liq else "", "bustPrice": "",
-            "positionMM": plain(mm), "positionMMByMp": plain(mm), "positionIM": plain(im),
-            "positionIMByMp": plain(im), "tpslMode": "Full", "takeProfit": "", "stopLoss": "",
-            "trailingStop": "0",
-            "unrealisedPnl": plain(view.unrealized_pnl) if view else "",
-            "curRealisedPnl": plain(pos.realized_pnl) if pos else "0",
-            "cumRealisedPnl": plain(account.perp.cum_realized.get(inst.symbol, _ZERO)),
-            "breakEvenPrice": plain((entry * (1 + fee)).quantize(inst.tick_size)),
-            "seq": pos.last_trade_id if pos else -1, "isReduceOnly": False,
-            "mmrSysUpdatedTime": "", "leverageSysUpdatedTime": "", "sessionAvgPrice": "",
-            "delta": "", "gamma": "", "vega": "", "theta": "",
-            "createdTime": str(pos.created_ms) if pos else "0",
-            "updatedTime": str(pos.updated_ms) if pos else "0",
-            "openTime": pos.created_ms if pos else 0,
-        }
 
     # --- market data -----------------------------------------------------------------------
 
@@ -387,6 +345,48 @@ def ticker_funding(schedule: FundingSchedule, inst: Instrument) -> tuple[Decimal
     """(fundingRate, nextFundingTime) of a linear ticker (REST and stream alike)."""
     k = schedule.next_index()
     return schedule.rate(inst.pair, k), schedule.stamp(k)
+
+
+def position_row(account: Account, market: Market, slot: Slot) -> dict[str, Any]:
+    """A slot as `/v5/position/list` lists it (the `position` stream pushes the same)."""
+    inst, side, view = slot.inst, slot.side, slot.view
+    mark = market.price(inst.symbol)
+    settings = account.perp.settings
+    pos = view.position if view else None
+    leverage = pos.leverage if pos else settings.leverage_for(
+        inst.symbol, settings.margin_for(inst.symbol), side)
+    tier = view.tier if view else tiers.tiers(inst)[0]
+    im = _ZERO
+    if view is not None:
+        im = view.position.isolated_margin if view.isolated else view.initial_margin
+    mm = view.maintenance if view else _ZERO
+    liq = view.liquidation_price if view else None
+    position_side = "" if pos is None else ("Buy" if pos.qty > 0 else "Sell")
+    entry = pos.entry_price if pos else _ZERO
+    fee = pos.taker_fee * 2 * pos.direction if pos else _ZERO
+    return {
+        "positionIdx": POSITION_IDX[side], "riskId": tier.number,
+        "riskLimitValue": plain(tier.cap), "symbol": render.market_id(inst),
+        "side": position_side, "size": plain(pos.size) if pos else "0",
+        "avgPrice": plain(entry), "positionValue": plain(pos.size * entry) if pos else "0",
+        "tradeMode": 0, "positionStatus": "Normal", "autoAddMargin": 0,
+        "adlRankIndicator": 2 if pos else 0, "leverage": plain(leverage),
+        "positionBalance": plain(im), "markPrice": plain(mark),
+        "liqPrice": plain(liq) if liq else "", "bustPrice": "",
+        "positionMM": plain(mm), "positionMMByMp": plain(mm), "positionIM": plain(im),
+        "positionIMByMp": plain(im), "tpslMode": "Full", "takeProfit": "", "stopLoss": "",
+        "trailingStop": "0",
+        "unrealisedPnl": plain(view.unrealized_pnl) if view else "",
+        "curRealisedPnl": plain(pos.realized_pnl) if pos else "0",
+        "cumRealisedPnl": plain(account.perp.cum_realized.get(inst.symbol, _ZERO)),
+        "breakEvenPrice": plain((entry * (1 + fee)).quantize(inst.tick_size)),
+        "seq": pos.last_trade_id if pos else -1, "isReduceOnly": False,
+        "mmrSysUpdatedTime": "", "leverageSysUpdatedTime": "", "sessionAvgPrice": "",
+        "delta": "", "gamma": "", "vega": "", "theta": "",
+        "createdTime": str(pos.created_ms) if pos else "0",
+        "updatedTime": str(pos.updated_ms) if pos else "0",
+        "openTime": pos.created_ms if pos else 0,
+    }
 
 
 def account_margin_mode(mode: MarginMode) -> str:

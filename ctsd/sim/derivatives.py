@@ -40,13 +40,13 @@ from ctsd.sim.accounts import (
     RejectKind,
     Side,
 )
+from ctsd.sim.events import UpdateReason, publish_account
 from ctsd.sim.funding import funding_index
 from ctsd.sim.market import Instrument, InstrumentKind, Market
 from ctsd.sim.positions import (
     LedgerEntry,
     LedgerKind,
     MarginMode,
-    PerpEventKind,
     Position,
     PositionSide,
 )
@@ -101,7 +101,8 @@ def set_position_mode(
 
     Account-wide, a symbol with a position or an open order refuses the change,
     unless `skip_busy` (Bybit's per-coin switch), which leaves those symbols as they
-    are and switches the rest.
+    are and switches the rest. No venue's stream reports a position-mode switch, so
+    nothing is published.
     """
     settings = account.perp.settings
     if symbol is not None:
@@ -118,7 +119,6 @@ def set_position_mode(
             return True
         _check_idle(account, None)
         settings.hedge, settings.hedge_by_symbol = hedge, {}
-    account.perp.emit(PerpEventKind.SETTINGS, symbol or "")
     return True
 
 
@@ -141,7 +141,7 @@ def set_margin_mode(account: Account, mode: MarginMode, symbol: str | None = Non
             return False
         _check_idle(account, None)
         settings.margin_mode, settings.margin_by_symbol = mode, {}
-    account.perp.emit(PerpEventKind.SETTINGS, symbol or "")
+    publish_account(account, UpdateReason.MARGIN_TYPE, positions=(symbol,) if symbol else ())
     return True
 
 
@@ -178,7 +178,7 @@ def set_leverage(
             pos.isolated_margin = max(pos.isolated_margin,
                                       (pos.size * mark / leverage).quantize(PNL_STEP))
         pos.leverage = leverage
-        account.perp.emit(PerpEventKind.POSITION, pos.symbol, pos)
+    publish_account(account, UpdateReason.LEVERAGE, positions=(inst.symbol,))
     return True
 
 
@@ -287,9 +287,10 @@ def apply_fill(
         position_after=after, opens=opens, order_id=order.id, client_id=order.client_id,
         trade_id=order.id if trade_id is None else trade_id, maker=maker)
     perp.record(entry)
-    if not after:
-        del perp.positions[key]
-    perp.emit(PerpEventKind.POSITION, inst.symbol, pos, entry)
+    if after:
+        perp.closed.pop(key, None)
+    else:
+        perp.closed[key] = perp.positions.pop(key)
     return entry
 
 

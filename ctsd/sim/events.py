@@ -8,10 +8,14 @@ listeners of that API key; a listener (a stream connection) renders the message 
 once, reading the account as it is now, and queues the text. Publishing is a dict
 lookup when no stream listens to the key.
 
-Publishers: `Simulator.place_order`, `cancel_order` and `touch` (fills of resting
-orders) publish through `publish_placed`, `publish_canceled` and `publish_filled`
-below; other parts of the simulator (funding, liquidation, leverage) build an
-`OrderUpdate` or `AccountUpdate` themselves and call `EventBus.publish`.
+This is the simulator's one event mechanism. Publishers: `Simulator.place_order`,
+`cancel_order` and `touch` (fills of resting orders, and after a liquidation its
+orders' fills with reason LIQUIDATION) publish through `publish_placed`,
+`publish_canceled` and `publish_synced` below; the perpetuals model publishes
+where it mutates, through `publish_account`: `ctsd.sim.funding` (FUNDING_FEE),
+`ctsd.sim.derivatives` (LEVERAGE, MARGIN_TYPE). Every account carries the bus
+(`Account.events`), so a module that changes an account needs nothing else to
+announce it.
 """
 
 from __future__ import annotations
@@ -23,9 +27,8 @@ from dataclasses import dataclass, replace
 from decimal import Decimal
 from enum import StrEnum
 
-from ctsd.sim.accounts import Account, AccountStore, Fill, Order, OrderStatus
+from ctsd.sim.accounts import Account, Fill, Order, OrderStatus
 from ctsd.sim.market import InstrumentKind, Market
-from ctsd.sim.positions import PerpEvent, PerpEventKind, PerpListener
 
 log = logging.getLogger(__name__)
 
@@ -88,9 +91,11 @@ class EventBus:
     kept: a rendering bug must never break the REST call that caused the event.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, now_ms: Callable[[], int]) -> None:
         self._listeners: dict[str, list[Listener]] = {}
         self.published = 0
+        self.now_ms = now_ms
+        """The market's clock: the time of a change published without one."""
 
     def subscribe(self, api_key: str, listener: Listener) -> Callable[[], None]:
         """Listen to `api_key`'s account; returns the function that stops listening."""
@@ -143,25 +148,11 @@ def _as_of(order: Order, fills: list[Fill], upto: Fill) -> Order:
         updated_ms=upto.time_ms, fill_ms=upto.time_ms)
 
 
-def _announce(account: Account, order: Order) -> OrderUpdate:
-    """The NEW update of `order`, as it stood when placed."""
-    zero = Decimal(0)
-    new = _snapshot(order, status=OrderStatus.NEW, filled=zero, cost=zero, fee=zero,
-                    updated_ms=order.created_ms, fill_ms=None)
-    return OrderUpdate(account, new, ExecKind.NEW, None, order.created_ms)
-
-
-def _trades(bus: EventBus, account: Account, fills: list[Fill],
-            born: Iterable[int] = ()) -> list[Order]:
-    """TRADE updates for `fills`, each with its order as of that fill; the orders.
-    Orders in `born` (ids) are announced NEW before their first fill."""
+def _trades(bus: EventBus, account: Account, fills: list[Fill]) -> list[Order]:
+    """TRADE updates for `fills`, each with its order as of that fill; the orders."""
     orders: dict[int, Order] = {}
     for fill in fills:
-        order = orders.get(fill.order_id)
-        if order is None:
-            order = orders[fill.order_id] = account.orders[fill.order_id]
-            if order.id in born:
-                bus.publish(_announce(account, order))
+        order = orders.setdefault(fill.order_id, account.orders[fill.order_id])
         view = _as_of(order, account.fills_of(order.id), fill)
         bus.publish(OrderUpdate(account, view, ExecKind.TRADE, fill, fill.time_ms))
     return list(orders.values())
@@ -189,7 +180,10 @@ def publish_placed(bus: EventBus, account: Account, order: Order, market: Market
     """A new order: NEW, then its immediate fills or expiry, then the balances it moved."""
     if not bus.listening(account.api_key):
         return
-    bus.publish(_announce(account, order))
+    zero = Decimal(0)
+    new = _snapshot(order, status=OrderStatus.NEW, filled=zero, cost=zero, fee=zero,
+                    updated_ms=order.created_ms, fill_ms=None)
+    bus.publish(OrderUpdate(account, new, ExecKind.NEW, None, order.created_ms))
     _trades(bus, account, account.fills_of(order.id))
     if order.status is OrderStatus.EXPIRED:
         bus.publish(OrderUpdate(account, _snapshot(order), ExecKind.EXPIRED, None,
@@ -210,14 +204,10 @@ def publish_synced(
     market: Market, reason: UpdateReason = UpdateReason.ORDER,
 ) -> None:
     """What a `matching.sync` (or a liquidation) did: the fills recorded after index
-    `fills_before` of `account.fills`, expiries of `were_open`, the balances moved.
-    Orders the simulator placed itself (liquidations: Binance `autoclose-`, X=NEW
-    first) are announced NEW before their fills."""
+    `fills_before` of `account.fills`, expiries of `were_open`, the balances moved."""
     if not bus.listening(account.api_key):
         return
-    fills = account.fills[fills_before:]
-    born = {f.order_id for f in fills} - {o.id for o in were_open}
-    changed = _trades(bus, account, fills, born)
+    changed = _trades(bus, account, account.fills[fills_before:])
     for order in were_open:
         if order.status is OrderStatus.EXPIRED and order not in changed:
             bus.publish(OrderUpdate(account, _snapshot(order), ExecKind.EXPIRED, None,
@@ -228,20 +218,14 @@ def publish_synced(
         bus.publish(replace(update, reason=reason))
 
 
-def funding_listener(bus: EventBus, accounts: AccountStore, market: Market) -> PerpListener:
-    """Funding payments (`ctsd.sim.funding`) as account updates: the settle asset's
-    wallet and the position that paid (Binance `ACCOUNT_UPDATE` m=FUNDING_FEE, …).
-    Position changes by fills and liquidations are published with their orders."""
+def publish_account(
+    account: Account, reason: UpdateReason, *, derivative_assets: tuple[str, ...] = (),
+    positions: tuple[str, ...] = (), at_ms: int | None = None,
+) -> None:
+    """A change of derivatives balances or positions made outside an order (funding,
+    liquidation, a setting); free when nobody listens to the account."""
+    bus = account.events
+    if bus.listening(account.api_key):
+        bus.publish(AccountUpdate(account, bus.now_ms() if at_ms is None else at_ms, reason,
+                                  (), derivative_assets, positions))
 
-    def listen(event: PerpEvent) -> None:
-        if event.kind is not PerpEventKind.FUNDING or not bus.listening(event.api_key):
-            return
-        account = accounts.get(event.api_key)
-        if account is None:
-            return
-        inst = market.catalog.instruments[event.symbol]
-        at_ms = event.entry.time_ms if event.entry is not None else market.now_ms()
-        bus.publish(AccountUpdate(account, at_ms, UpdateReason.FUNDING_FEE,
-                                  derivative_assets=(inst.quote,), positions=(inst.symbol,)))
-
-    return listen

@@ -31,8 +31,9 @@ from collections.abc import Iterator
 from decimal import Decimal
 
 from ctsd.sim.accounts import Account
+from ctsd.sim.events import UpdateReason, publish_account
 from ctsd.sim.market import Market
-from ctsd.sim.positions import LedgerEntry, LedgerKind, MarginMode, PerpEventKind, Position
+from ctsd.sim.positions import LedgerEntry, LedgerKind, MarginMode, Position
 
 FUNDING_INTERVAL_MS = 8 * 3_600_000
 FUNDING_INTERVAL_HOURS = 8
@@ -180,7 +181,8 @@ def _pay(account: Account, market: Market, schedule: FundingSchedule, pos: Posit
         side="buy" if pos.qty > 0 else "sell", position_side=pos.side,
         margin_mode=pos.margin_mode, position_after=pos.qty)
     perp.record(entry)
-    perp.emit(PerpEventKind.FUNDING, pos.symbol, pos, entry)
+    publish_account(account, UpdateReason.FUNDING_FEE, derivative_assets=(pos.settle,),
+                    positions=(pos.symbol,), at_ms=entry.time_ms)
 
 
 def rate_history(schedule: FundingSchedule, pair: str, start_ms: int | None,

@@ -10,6 +10,9 @@ the liquidation price is solved from (`ctsd.sim.derivatives`):
 - the cross positions of a settle asset are liquidated together when the cross
   wallet plus their unrealized PnL is at or below their maintenance margin.
 
+`Simulator.touch` announces a liquidation on the event bus (`ctsd.sim.events`): the
+liquidation order's fill as an order update, then a LIQUIDATION account update.
+
 A liquidation is an order placed by the venue (`Order.liquidation`, client id
 `autoclose-…` as Binance names them): reduce-only market, the whole position,
 filled through `ctsd.sim.matching` at the mark price as a taker, so the fill, its
@@ -30,7 +33,7 @@ from ctsd.sim import derivatives, matching
 from ctsd.sim.accounts import Account, FeeSchedule, Order, OrderType, Side, TimeInForce
 from ctsd.sim.derivatives import PositionView
 from ctsd.sim.market import InstrumentKind, Market
-from ctsd.sim.positions import LedgerEntry, LedgerKind, MarginMode, PerpEventKind
+from ctsd.sim.positions import LedgerEntry, LedgerKind, MarginMode
 
 CLIENT_ID_PREFIX = "autoclose-"
 _ZERO = Decimal(0)
@@ -109,4 +112,3 @@ def _book(account: Account, view: PositionView, amount: Decimal, now: int,
         position_side=pos.side, margin_mode=pos.margin_mode,
         order_id=fill.order_id if fill else None, trade_id=fill.trade_id if fill else None)
     perp.record(entry)
-    perp.emit(PerpEventKind.LIQUIDATION, pos.symbol, pos, entry)

@@ -240,10 +240,12 @@ def _fee_asset(inst: Instrument, side: Side, fees: FeeSchedule) -> str:
 
 def fill_liquidation(
     account: Account, market: Market, order: Order, price: Decimal, trade_ids: TradeIds,
-) -> None:
-    """Fill a liquidation order (built by `ctsd.sim.liquidation`) at `price`, as a taker."""
+) -> Fill:
+    """Fill a liquidation order (built by `ctsd.sim.liquidation`) at `price`, as a taker;
+    returns its fill record."""
     inst = market.catalog.instruments[order.symbol]
     _fill(account, market, inst, order, price, False, market.now_ms(), trade_ids)
+    return account.fills[-1]
 
 
 def derivatives_balances(account: Account, market: Market) -> list[DerivativesBalance]:

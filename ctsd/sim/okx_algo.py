@@ -107,8 +107,8 @@ class OkxAlgo:
         market = order_px == "-1"
         ct_val = Decimal(1) if inst.kind is InstrumentKind.SPOT else render.contract_value(inst)
         algo_id = str(entry.get("algoClOrdId") or "")
-        position_side, margin_mode = None, None
-        if inst.kind is InstrumentKind.LINEAR:
+        position_side = margin_mode = None
+        if inst.kind is InstrumentKind.LINEAR:  # posSide and tdMode pick the position slot
             position_side, margin_mode = order_sides(
                 account, inst, str(entry.get("posSide") or ""), str(entry.get("tdMode") or ""))
         request = OrderRequest(

@@ -22,7 +22,7 @@ from ctsd.sim.accounts import Account
 from ctsd.sim.derivatives import PositionView, Refusal, SettingRefused
 from ctsd.sim.endpoints import Handler
 from ctsd.sim.funding import rate_history
-from ctsd.sim.market import Instrument, InstrumentKind
+from ctsd.sim.market import Instrument, InstrumentKind, Market
 from ctsd.sim.positions import LedgerEntry, LedgerKind, MarginMode, PositionSide
 from ctsd.sim.wire import VenueError, plain
 
@@ -142,51 +142,7 @@ class SwapDerivatives:
                  and (not ids or render.inst_id(v.inst) in ids)
                  and (not pos_ids or str(v.position.id) in pos_ids)]
         views.sort(key=lambda v: v.position.created_ms, reverse=True)
-        return render.ok([self._position(account, v) for v in views])
-
-    def _position(self, account: Account, view: PositionView) -> dict[str, Any]:
-        pos, inst = view.position, view.inst
-        isolated = view.isolated
-        imr = view.initial_margin
-        margin = pos.isolated_margin
-        held = margin if isolated else imr
-        upl = view.unrealized_pnl
-        cross = [v for v in derivatives.views(account, self.sim.market, settle=pos.settle)
-                 if not v.isolated]
-        equity = margin + upl if isolated else derivatives.cross_wallet(
-            account, pos.settle) + sum((v.unrealized_pnl for v in cross), _ZERO)
-        maintenance = view.maintenance if isolated else sum(
-            (v.maintenance for v in cross), _ZERO)
-        fee = pos.taker_fee * 2 * pos.direction
-        pos_side = {PositionSide.BOTH: "net", PositionSide.LONG: "long",
-                    PositionSide.SHORT: "short"}[pos.side]
-        contracts = render.size(inst, pos.size if pos.side is not PositionSide.BOTH else pos.qty)
-        mark = plain(view.mark)
-        return {
-            "adl": "1", "availPos": "", "avgPx": plain(pos.entry_price), "baseBal": "",
-            "baseBorrowed": "", "baseInterest": "",
-            "bePx": plain((pos.entry_price * (1 + fee)).quantize(inst.tick_size)),
-            "bizRefId": "", "bizRefType": "", "cTime": str(pos.created_ms), "ccy": pos.settle,
-            "clSpotInUseAmt": "", "closeOrderAlgo": [], "deltaBS": "", "deltaPA": "",
-            "fee": plain(-pos.fees), "fundingFee": plain(pos.funding), "gammaBS": "",
-            "gammaPA": "", "idxPx": mark, "imr": "" if isolated else plain(imr),
-            "instId": render.inst_id(inst), "instType": "SWAP", "interest": "", "last": mark,
-            "lever": plain(pos.leverage), "liab": "", "liabCcy": "", "liqPenalty": "0",
-            "liqPx": plain(view.liquidation_price) if view.liquidation_price else "",
-            "margin": plain(margin) if isolated else "", "markPx": mark,
-            "maxSpotInUseAmt": "", "mgnMode": pos.margin_mode.value,
-            "mgnRatio": _ratio(equity, maintenance),
-            "mmr": plain(view.maintenance), "nonSettleAvgPx": "",
-            "notionalUsd": plain(view.notional), "optVal": "", "pendingCloseOrdLiabVal": "",
-            "pnl": plain(pos.closed_pnl), "pos": contracts, "posCcy": "",
-            "posId": str(pos.id), "posSide": pos_side, "quoteBal": "", "quoteBorrowed": "",
-            "quoteInterest": "", "realizedPnl": plain(pos.realized_pnl), "settledPnl": "",
-            "spotInUseAmt": "", "spotInUseCcy": "", "thetaBS": "", "thetaPA": "",
-            "tradeId": str(pos.last_trade_id), "uTime": str(pos.updated_ms), "upl": plain(upl),
-            "uplLastPx": plain(upl), "uplRatio": _ratio(upl, held) or "0",
-            "uplRatioLastPx": _ratio(upl, held) or "0", "usdPx": "", "vegaBS": "",
-            "vegaPA": "",
-        }
+        return render.ok([position_row(account, self.sim.market, v) for v in views])
 
     # --- public ------------------------------------------------------------------------
 
@@ -329,6 +285,52 @@ class SwapDerivatives:
         if inst is None:
             raise render.error(200, "51001", "Instrument ID does not exist.")
         return inst
+
+
+def position_row(account: Account, market: Market, view: PositionView) -> dict[str, Any]:
+    """A position as `account/positions` lists it (the `positions` channel pushes the same)."""
+    pos, inst = view.position, view.inst
+    isolated = view.isolated
+    imr = view.initial_margin
+    margin = pos.isolated_margin
+    held = margin if isolated else imr
+    upl = view.unrealized_pnl
+    cross = [v for v in derivatives.views(account, market, settle=pos.settle)
+             if not v.isolated]
+    equity = margin + upl if isolated else derivatives.cross_wallet(
+        account, pos.settle) + sum((v.unrealized_pnl for v in cross), _ZERO)
+    maintenance = view.maintenance if isolated else sum(
+        (v.maintenance for v in cross), _ZERO)
+    fee = pos.taker_fee * 2 * pos.direction
+    pos_side = {PositionSide.BOTH: "net", PositionSide.LONG: "long",
+                PositionSide.SHORT: "short"}[pos.side]
+    contracts = render.size(inst, pos.size if pos.side is not PositionSide.BOTH else pos.qty)
+    mark = plain(view.mark)
+    return {
+        "adl": "1", "availPos": "", "avgPx": plain(pos.entry_price), "baseBal": "",
+        "baseBorrowed": "", "baseInterest": "",
+        "bePx": plain((pos.entry_price * (1 + fee)).quantize(inst.tick_size)),
+        "bizRefId": "", "bizRefType": "", "cTime": str(pos.created_ms), "ccy": pos.settle,
+        "clSpotInUseAmt": "", "closeOrderAlgo": [], "deltaBS": "", "deltaPA": "",
+        "fee": plain(-pos.fees), "fundingFee": plain(pos.funding), "gammaBS": "",
+        "gammaPA": "", "idxPx": mark, "imr": "" if isolated else plain(imr),
+        "instId": render.inst_id(inst), "instType": "SWAP", "interest": "", "last": mark,
+        "lever": plain(pos.leverage), "liab": "", "liabCcy": "", "liqPenalty": "0",
+        "liqPx": plain(view.liquidation_price) if view.liquidation_price else "",
+        "margin": plain(margin) if isolated else "", "markPx": mark,
+        "maxSpotInUseAmt": "", "mgnMode": pos.margin_mode.value,
+        "mgnRatio": _ratio(equity, maintenance),
+        "mmr": plain(view.maintenance), "nonSettleAvgPx": "",
+        "notionalUsd": plain(view.notional), "optVal": "", "pendingCloseOrdLiabVal": "",
+        "pnl": plain(pos.closed_pnl), "pos": contracts, "posCcy": "",
+        "posId": str(pos.id), "posSide": pos_side, "quoteBal": "", "quoteBorrowed": "",
+        "quoteInterest": "", "realizedPnl": plain(pos.realized_pnl), "settledPnl": "",
+        "spotInUseAmt": "", "spotInUseCcy": "", "thetaBS": "", "thetaPA": "",
+        "tradeId": str(pos.last_trade_id), "uTime": str(pos.updated_ms), "upl": plain(upl),
+        "uplLastPx": plain(upl), "uplRatio": _ratio(upl, held) or "0",
+        "uplRatioLastPx": _ratio(upl, held) or "0", "usdPx": "", "vegaBS": "",
+        "vegaPA": "",
+    }
 
 
 def _ratio(part: Decimal, whole: Decimal) -> str:

@@ -16,16 +16,16 @@ per account, position mode per symbol or per settle coin; OKX: position mode per
 account, margin mode per order). Accounts are shared by the venues of one
 simulator, as balances already are; a test uses one venue per account.
 
-Every change to a position, every funding payment and every liquidation is
-published on the account store's `PerpEventHub`, the hook streaming code
-(WebSocket user streams) subscribes to.
+The modules that change this state announce each change on the simulator's
+event bus (`ctsd.sim.events`): fills through the order updates, funding as
+`FUNDING_FEE`, liquidations as `LIQUIDATION`, settings as `LEVERAGE` and
+`MARGIN_TYPE` account updates.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import itertools
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import StrEnum
@@ -191,56 +191,18 @@ class LedgerEntry:
     maker: bool = False
 
 
-class PerpEventKind(StrEnum):
-    POSITION = "position"
-    FUNDING = "funding"
-    LIQUIDATION = "liquidation"
-    SETTINGS = "settings"
-
-
-@dataclass(frozen=True, slots=True)
-class PerpEvent:
-    """A change a user stream would push: the position after it, and its ledger entry."""
-
-    kind: PerpEventKind
-    api_key: str
-    symbol: str
-    position: Position | None = None
-    """A snapshot (flat positions have qty 0)."""
-    entry: LedgerEntry | None = None
-
-
-PerpListener = Callable[[PerpEvent], None]
-
-
-class PerpEventHub:
-    """Synchronous fan-out of `PerpEvent`s; listeners must not block or raise."""
-
-    def __init__(self) -> None:
-        self._listeners: list[PerpListener] = []
-
-    def subscribe(self, listener: PerpListener) -> Callable[[], None]:
-        """Add a listener; returns the function that removes it."""
-        self._listeners.append(listener)
-        return lambda: self._listeners.remove(listener)
-
-    def emit(self, event: PerpEvent) -> None:
-        for listener in list(self._listeners):
-            listener(event)
-
-
 class PerpAccount:
     """An account's perpetual positions, settings and ledger."""
 
-    def __init__(self, api_key: str, default_leverage: Decimal,
-                 events: PerpEventHub | None = None) -> None:
-        self.api_key = api_key
+    def __init__(self, default_leverage: Decimal) -> None:
         self.settings = PerpSettings(default_leverage=default_leverage)
         self.positions: dict[PositionKey, Position] = {}
+        self.closed: dict[PositionKey, Position] = {}
+        """The last position closed in each slot (qty 0), until one opens there again:
+        what a stream reports when a close leaves the slot flat."""
         self.ledger: list[LedgerEntry] = []
         self.cum_realized: dict[str, Decimal] = {}
         """All-time realized PnL per symbol (Bybit `cumRealisedPnl`)."""
-        self.events = events or PerpEventHub()
         self._ids = itertools.count(1_000_001)
 
     def next_id(self) -> int:
@@ -284,8 +246,3 @@ class PerpAccount:
             return found[:limit]
         newest = found[-limit:] if limit else []
         return newest[::-1] if newest_first else newest
-
-    def emit(self, kind: PerpEventKind, symbol: str, position: Position | None = None,
-             entry: LedgerEntry | None = None) -> None:
-        self.events.emit(PerpEvent(kind, self.api_key, symbol,
-                                   position.snapshot() if position else None, entry))

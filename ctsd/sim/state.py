@@ -23,7 +23,6 @@ from ctsd.sim.accounts import (
     AccountSpec,
     AccountStore,
     FeeSchedule,
-    FillObserver,
     Order,
 )
 from ctsd.sim.clock import Clock, SystemClock
@@ -62,15 +61,13 @@ class Simulator:
         self.clock: Clock = clock or SystemClock()
         self.market = Market(MarketCatalog(self.config.seed, self.config.markets), self.clock)
         self.funding = FundingSchedule(self.market, self.config.seed)
-        self.accounts = AccountStore()
+        self.events = events.EventBus(lambda: self.market.now_ms())
+        """Account changes as they happen, for the private WebSocket streams."""
+        self.accounts = AccountStore(self.events)
         for spec in self.config.accounts:
             self.accounts.provision(spec)
         self.faults = FaultInjector()
         self.stats = ViolationLog()
-        self.events = events.EventBus()
-        """Account changes as they happen, for the private WebSocket streams."""
-        self.accounts.perp_events.subscribe(
-            events.funding_listener(self.events, self.accounts, self.market))
         self.stream_tokens = StreamTokens(self.clock, self.config.ws)
         """listenKeys and WebSocket tokens the REST APIs issue and the streams check."""
         self.closing = asyncio.Event()
@@ -156,11 +153,6 @@ class Simulator:
         return self.unserved[key] == 1
 
     # --- used by venues --------------------------------------------------------
-
-    def on_fill(self, observer: FillObserver) -> None:
-        """Call `observer(account, fill)` after every fill of every account, from now on
-        (WebSocket user streams, liquidation checks); it survives `reset`."""
-        self.accounts.fill_observers.append(observer)
 
     def touch(self, account: Account) -> None:
         """Bring an authenticated account up to date: pay funding that fell due, fill

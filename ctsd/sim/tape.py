@@ -31,6 +31,13 @@ if TYPE_CHECKING:
 GROUP_CACHE_MAX = 200_000
 """Cached trade groups (one path minute of one pair each, ~100 bytes): about 20 MB."""
 
+_GroupKey = tuple[int, float, int, float, Decimal, Decimal]
+_GROUPS: dict[_GroupKey, Bar] = {}
+"""Shared by every simulator of the process: a group is a pure function of its path
+(stream and base price fix every wave), its minute, the pair's scale and the
+instrument's tick and step, so simulators with one seed (tests start many) scan each
+minute once."""
+
 
 @dataclass(frozen=True, slots=True)
 class PublicTrade:
@@ -79,7 +86,6 @@ class Tape:
 
     def __init__(self, market: Market) -> None:
         self._market = market
-        self._groups: dict[tuple[str, int, float], Bar] = {}
 
     # --- ids and time ------------------------------------------------------------------
 
@@ -141,14 +147,16 @@ class Tape:
             k = group_end + 1
 
     def _group(self, inst: Instrument, group: int) -> Bar:
-        key = (inst.pair, group, self._market.scale_of(inst.pair))
-        cached = self._groups.get(key)
+        path = self._market.catalog.paths[inst.pair]
+        key = (path.stream, path.log_base, group, self._market.scale_of(inst.pair),
+               inst.tick_size, inst.step_size)
+        cached = _GROUPS.get(key)
         if cached is None:
-            if len(self._groups) >= GROUP_CACHE_MAX:
-                for old in list(self._groups)[: GROUP_CACHE_MAX // 2]:
-                    del self._groups[old]
+            if len(_GROUPS) >= GROUP_CACHE_MAX:
+                for old in list(_GROUPS)[: GROUP_CACHE_MAX // 2]:
+                    del _GROUPS[old]
             first = group * SLOTS_PER_MINUTE
-            cached = self._groups[key] = self._scan(inst, first, first + SLOTS_PER_MINUTE - 1)
+            cached = _GROUPS[key] = self._scan(inst, first, first + SLOTS_PER_MINUTE - 1)
         return cached
 
     def _scan(self, inst: Instrument, first_id: int, last_id: int) -> Bar:

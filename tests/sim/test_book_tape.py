@@ -25,6 +25,7 @@ from ctsd.sim.accounts import (
 )
 from ctsd.sim.book import Level, diff
 from ctsd.sim.clock import ManualClock
+from ctsd.sim.events import OrderUpdate
 from ctsd.sim.market import TIMEFRAMES, Market, MarketCatalog
 from ctsd.sim.matching import OrderRequest
 from ctsd.sim.path import TRADE_INTERVAL_MS
@@ -222,7 +223,8 @@ def test_a_trigger_already_reached_is_refused_or_fires_at_once() -> None:
 def test_spot_buy_fees_in_the_base_asset_where_the_venue_charges_them_so() -> None:
     sim, account = _sim(ManualClock(T0))
     seen: list[Fill] = []
-    sim.on_fill(lambda _account, fill: seen.append(fill))
+    sim.events.subscribe(account.api_key, lambda event: seen.append(event.fill) if isinstance(
+        event, OrderUpdate) and event.fill is not None else None)
     eth, usdt = account.spot["ETH"].free, account.spot["USDT"].free
     buy = sim.place_order(account, OrderRequest("ETH/USDT", Side.BUY, OrderType.MARKET,
                                                 Decimal(1)), BASE_FEES)

@@ -26,9 +26,10 @@ from ctsd.sim.accounts import (
 )
 from ctsd.sim.clock import ManualClock
 from ctsd.sim.derivatives import Refusal, SettingRefused
+from ctsd.sim.events import AccountEvent, ExecKind, OrderUpdate, UpdateReason
 from ctsd.sim.funding import FUNDING_INTERVAL_MS
 from ctsd.sim.matching import OrderRequest
-from ctsd.sim.positions import LedgerKind, MarginMode, PerpEvent, PerpEventKind, PositionSide
+from ctsd.sim.positions import LedgerKind, MarginMode, PositionSide
 from ctsd.sim.server import SimulatorServer
 from ctsd.sim.state import Simulator
 from tests.sim.conftest import API_KEY, sim_config
@@ -176,14 +177,33 @@ def test_position_caps_and_reduce_only_orders() -> None:
     assert resting.status is OrderStatus.EXPIRED and account.perp.open_positions() == []
 
 
-def test_hedge_mode_sides_and_events() -> None:
+def _record(sim: Simulator, account: Account) -> list[tuple[Any, ...]]:
+    """What the event bus publishes for `account`, read at publish time: order updates
+    as (kind, liquidation, fill qty), account updates as (reason, assets, positions,
+    the open (side, qty) of those positions)."""
+    seen: list[tuple[Any, ...]] = []
+
+    def listen(event: AccountEvent) -> None:
+        if isinstance(event, OrderUpdate):
+            seen.append((event.kind, event.order.liquidation,
+                         event.fill.qty if event.fill else None))
+        else:
+            held = [(p.side, p.qty) for s in event.positions
+                    for p in account.perp.open_positions(s)]
+            seen.append((event.reason, event.derivative_assets, event.positions, held))
+
+    sim.events.subscribe(account.api_key, listen)
+    return seen
+
+
+def test_hedge_mode_sides_and_their_updates() -> None:
     sim, _clock, account = _sim()
-    events: list[PerpEvent] = []
-    unsubscribe = sim.accounts.perp_events.subscribe(events.append)
+    seen = _record(sim, account)
     with pytest.raises(Rejection) as caught:
         _order(sim, account, BTC, Side.BUY, "1", position_side=PositionSide.LONG)
     assert caught.value.kind is RejectKind.POSITION_SIDE
     derivatives.set_position_mode(account, True)
+    assert seen == []  # no venue streams a position-mode switch
     _order(sim, account, BTC, Side.BUY, "1", position_side=PositionSide.LONG)
     _order(sim, account, BTC, Side.SELL, "2", position_side=PositionSide.SHORT)
     assert account.perp.net_qty(BTC) == -1
@@ -191,12 +211,31 @@ def test_hedge_mode_sides_and_events() -> None:
         _order(sim, account, BTC, Side.SELL, "2", position_side=PositionSide.LONG)
     assert caught.value.kind is RejectKind.REDUCE_ONLY
     _order(sim, account, BTC, Side.SELL, "1", position_side=PositionSide.LONG)
-    unsubscribe()
-    _order(sim, account, BTC, Side.BUY, "1", position_side=PositionSide.SHORT)
-    kinds = [(e.kind, e.position.qty if e.position else None) for e in events]
-    assert kinds == [(PerpEventKind.SETTINGS, None), (PerpEventKind.POSITION, Decimal(1)),
-                     (PerpEventKind.POSITION, Decimal(-2)), (PerpEventKind.POSITION, Decimal(0))]
-    assert events[1].entry is not None and events[1].entry.kind is LedgerKind.TRADE
+    updates = [e for e in seen if e[0] is UpdateReason.ORDER]
+    long, short = PositionSide.LONG, PositionSide.SHORT
+    assert [e[3] for e in updates] == [
+        [(long, Decimal(1))], [(long, Decimal(1)), (short, Decimal(-2))],
+        [(short, Decimal(-2))]]
+    assert account.perp.closed[(BTC, long, MarginMode.CROSS)].qty == 0
+
+
+def test_funding_leverage_and_liquidation_are_published() -> None:
+    sim, _clock, account = _sim()
+    seen = _record(sim, account)
+    inst = sim.market.catalog.instruments[SOL]
+    derivatives.set_margin_mode(account, MarginMode.ISOLATED, SOL)
+    derivatives.set_leverage(account, sim.market, inst, Decimal(20))
+    assert seen == [(UpdateReason.MARGIN_TYPE, (), (SOL,), []),
+                    (UpdateReason.LEVERAGE, (), (SOL,), [])]
+    _order(sim, account, SOL, Side.SELL, "10")
+    seen.clear()
+    sim.advance(FUNDING_INTERVAL_MS / 1000)
+    short = [(PositionSide.BOTH, Decimal(-10))]
+    assert seen == [(UpdateReason.FUNDING_FEE, ("USDT",), (SOL,), short)]
+    seen.clear()
+    sim.set_price(SOL, Decimal("200"))
+    assert seen == [(ExecKind.TRADE, True, Decimal(10)),
+                    (UpdateReason.LIQUIDATION, ("USDT",), (SOL,), [])]
 
 
 def test_reset_forgets_positions_settings_and_funding_overrides() -> None:

@@ -7,14 +7,11 @@ from typing import Any
 
 import pytest
 
-from ctsd.sim import derivatives
 from ctsd.sim.accounts import OrderStatus, OrderType, Side, TimeInForce
 from ctsd.sim.binance import FEES, Surface
 from ctsd.sim.clock import ManualClock
 from ctsd.sim.events import AccountEvent, AccountUpdate, ExecKind, OrderUpdate, UpdateReason
-from ctsd.sim.funding import FUNDING_INTERVAL_MS
 from ctsd.sim.matching import OrderRequest
-from ctsd.sim.positions import MarginMode
 from ctsd.sim.state import Simulator
 from tests.sim.conftest import API_KEY, sim_config
 
@@ -109,39 +106,6 @@ def test_a_perpetual_fill_names_the_settle_asset_and_the_position() -> None:
     balances = seen[-1]
     assert isinstance(balances, AccountUpdate)
     assert (balances.derivative_assets, balances.positions) == (("USDT",), ("BTC/USDT:USDT",))
-
-
-def test_a_funding_payment_is_an_account_update_of_the_wallet_and_the_position() -> None:
-    sim, seen = simulator()
-    account = sim.accounts.get(API_KEY)
-    assert account is not None
-    sim.place_order(account, market_buy("BTC/USDT:USDT", "0.01"), FEES[Surface.FUTURES])
-    seen.clear()
-    sim.advance(FUNDING_INTERVAL_MS / 1000)
-    [update] = [e for e in seen if isinstance(e, AccountUpdate)]
-    assert update.reason is UpdateReason.FUNDING_FEE
-    assert (update.derivative_assets, update.positions) == (("USDT",), ("BTC/USDT:USDT",))
-
-
-def test_a_liquidation_publishes_its_order_and_fill_then_the_balances() -> None:
-    sim, seen = simulator()
-    account = sim.accounts.get(API_KEY)
-    assert account is not None
-    symbol = "SOL/USDT:USDT"
-    sim.set_price(symbol, Decimal(150))
-    derivatives.set_margin_mode(account, MarginMode.ISOLATED, symbol)
-    derivatives.set_leverage(account, sim.market, sim.market.catalog.instruments[symbol],
-                             Decimal(20))
-    sell = OrderRequest(symbol, Side.SELL, OrderType.MARKET, Decimal(10))
-    sim.place_order(account, sell, FEES[Surface.FUTURES])
-    seen.clear()
-    sim.set_price(symbol, Decimal(400))  # far through the bankruptcy price
-    orders = [e for e in seen if isinstance(e, OrderUpdate)]
-    assert [u.kind for u in orders] == [ExecKind.NEW, ExecKind.TRADE]
-    assert orders[-1].order.client_id.startswith("autoclose-")
-    assert orders[-1].fill is account.fills[-1]
-    assert isinstance(seen[-1], AccountUpdate)
-    assert seen[-1].reason is UpdateReason.LIQUIDATION
 
 
 def test_a_failing_listener_neither_breaks_the_order_nor_the_other_listeners() -> None:

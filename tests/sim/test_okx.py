@@ -459,3 +459,21 @@ async def test_a_swap_algo_order_closes_its_hedge_side(
     assert [(p["side"], p["contracts"]) for p in positions] == [("short", 1)]
     (fired,) = [t for t in await ex.fetch_my_trades("BTC/USDT:USDT") if t["price"] == 58900]
     assert fired["info"]["posSide"] == "long"
+
+
+@pytest.mark.asyncio
+async def test_a_swap_stop_closes_the_isolated_position_it_protects(
+    server: SimulatorServer, make_exchange: ExchangeFactory,
+) -> None:
+    """As Freqtrade sends it: `tdMode` isolated, `posSide` net, reduce-only."""
+    ex = _okx(make_exchange, server, options={"defaultType": "swap"})
+    await ex.load_markets()
+    server.sim.set_price("BTC/USDT:USDT", Decimal(60000))
+    params = {"tdMode": "isolated", "posSide": "net"}
+    await ex.create_order("BTC/USDT:USDT", "market", "buy", 1, None, params)
+    stop = await ex.create_order("BTC/USDT:USDT", "market", "sell", 1, None,
+                                 {**params, "reduceOnly": True, "stopLossPrice": 59000})
+    server.sim.set_price("BTC/USDT:USDT", Decimal(58900))
+    fired = await ex.fetch_order(stop["id"], "BTC/USDT:USDT", {"stop": True})
+    assert fired["status"] == "closed"
+    assert await ex.fetch_positions(["BTC/USDT:USDT"]) == []

@@ -11,14 +11,15 @@ from decimal import Decimal
 from typing import Any
 
 from ctsd.sim import binance_wire as rest
-from ctsd.sim.accounts import Account, OrderStatus, OrderType
+from ctsd.sim import derivatives
+from ctsd.sim.accounts import OrderStatus, OrderType
+from ctsd.sim.binance_deriv import stream_position
 from ctsd.sim.book import BookSnapshot, Level
-from ctsd.sim.events import AccountEvent, AccountUpdate, ExecKind, OrderUpdate
+from ctsd.sim.events import AccountEvent, AccountUpdate, ExecKind, OrderUpdate, UpdateReason
 from ctsd.sim.market import Candle, Instrument, InstrumentKind, Market, TickerStats
-from ctsd.sim.matching import derivatives_balances
+from ctsd.sim.slots import symbol_slots
 from ctsd.sim.tape import PublicTrade
 from ctsd.sim.wire import dumps, fixed, plain
-from ctsd.sim.ws.positions import position_state
 
 _ZERO = Decimal(0)
 _STATUS = {
@@ -137,6 +138,9 @@ def user_events(event: AccountEvent, market: Market, futures: bool) -> list[str]
             return [dumps(_order_trade_update(event, inst))]
         return [dumps(_execution_report(event, inst))]
     if futures:
+        if event.reason is UpdateReason.LEVERAGE:
+            return [dumps(_account_config_update(event, market, symbol))
+                    for symbol in event.positions]
         if not event.derivative_assets and not event.positions:
             return []
         return [dumps(_account_update(event, market))]
@@ -181,7 +185,8 @@ def _order_trade_update(event: OrderUpdate, inst: Instrument) -> dict[str, Any]:
         "s": rest.market_id(inst), "c": order.client_id, "S": order.side.value.upper(),
         "o": order.type.value.upper(), "f": order.time_in_force.value, "q": plain(order.qty),
         "p": plain(order.price or _ZERO), "ap": plain(average), "sp": "0",
-        "x": _EXEC[event.kind], "X": _STATUS[order.status], "i": order.id, "l": plain(qty),
+        "x": "CALCULATED" if order.liquidation else _EXEC[event.kind],
+        "X": _STATUS[order.status], "i": order.id, "l": plain(qty),
         "z": plain(order.filled), "L": plain(price),
     }
     if fee_asset is not None:
@@ -189,7 +194,8 @@ def _order_trade_update(event: OrderUpdate, inst: Instrument) -> dict[str, Any]:
     body |= {
         "T": event.at_ms, "t": max(trade_id, 0), "b": "0", "a": "0", "m": maker,
         "R": order.reduce_only, "wt": "CONTRACT_PRICE",
-        "ot": order.type.value.upper(), "ps": "BOTH", "cp": False, "rp": "0", "pP": False,
+        "ot": order.type.value.upper(), "ps": order.position_side.value.upper(), "cp": False,
+        "rp": plain(event.fill.realized_pnl if event.fill else _ZERO), "pP": False,
         "si": 0, "ss": 0, "V": "EXPIRE_MAKER", "pm": "NONE", "gtd": 0,
     }
     if order.type is OrderType.MARKET and not order.filled:
@@ -210,23 +216,24 @@ def _account_position(event: AccountUpdate) -> dict[str, Any]:
 
 def _account_update(event: AccountUpdate, market: Market) -> dict[str, Any]:
     account = event.account
-    wallets = {b.asset: b for b in derivatives_balances(account, market)}
-    balances = []
-    for asset in event.derivative_assets:
-        found = wallets.get(asset)
-        wallet = found.wallet if found else _ZERO
-        balances.append({"a": asset, "wb": plain(wallet), "cw": plain(wallet), "bc": "0"})
+    balances = [{"a": asset, "wb": plain(account.derivatives.get(asset, _ZERO)),
+                 "cw": plain(derivatives.cross_wallet(account, asset)), "bc": "0"}
+                for asset in event.derivative_assets]
+    catalog = market.catalog.instruments
     return {"e": "ACCOUNT_UPDATE", "E": event.at_ms, "T": event.at_ms, "a": {
         "m": _REASON[event.reason.value], "B": balances,
-        "P": [position(account, market, symbol) for symbol in event.positions],
+        "P": [stream_position(account, slot) for symbol in event.positions
+              for slot in symbol_slots(account, market, catalog[symbol])],
     }}
 
 
-def position(account: Account, market: Market, symbol: str) -> dict[str, Any]:
-    state = position_state(account, market, symbol, market.now_ms())
-    return {"s": rest.market_id(state.inst), "pa": plain(state.qty), "ep": plain(state.entry),
-            "bep": plain(state.entry), "cr": "0", "up": plain(state.upnl), "mt": "cross",
-            "iw": "0", "ps": "BOTH"}
+def _account_config_update(event: AccountUpdate, market: Market, symbol: str) -> dict[str, Any]:
+    """A leverage change: Binance's `ACCOUNT_CONFIG_UPDATE` (`ac`: symbol and leverage)."""
+    inst = market.catalog.instruments[symbol]
+    settings = event.account.perp.settings
+    leverage = settings.leverage_for(symbol, settings.margin_for(symbol))
+    return {"e": "ACCOUNT_CONFIG_UPDATE", "E": event.at_ms, "T": event.at_ms,
+            "ac": {"s": rest.market_id(inst), "l": int(leverage)}}
 
 
 def listen_key_expired(listen_key: str, now_ms: int) -> str:

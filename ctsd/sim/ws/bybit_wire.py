@@ -16,14 +16,14 @@ from typing import Any
 from ctsd.sim import bybit_wire as rest
 from ctsd.sim.accounts import Account, OrderType
 from ctsd.sim.book import Level
-from ctsd.sim.bybit_deriv import ticker_funding
+from ctsd.sim.bybit_deriv import position_row, ticker_funding
 from ctsd.sim.events import AccountUpdate, OrderUpdate
 from ctsd.sim.market import Candle, Instrument, InstrumentKind, Market, TickerStats
 from ctsd.sim.matching import derivatives_balances
+from ctsd.sim.slots import symbol_slots
 from ctsd.sim.state import Simulator
 from ctsd.sim.tape import PublicTrade
 from ctsd.sim.wire import dumps, plain
-from ctsd.sim.ws.positions import position_state
 
 _ZERO = Decimal(0)
 
@@ -135,25 +135,15 @@ def _usd(market: Market, asset: str) -> Decimal:
     return market.price(inst.symbol) if inst else _ZERO
 
 
-def position(account: Account, market: Market, symbol: str, now_ms: int) -> dict[str, Any]:
-    state = position_state(account, market, symbol, now_ms)
-    qty = state.qty
-    side = "" if not qty else ("Buy" if qty > 0 else "Sell")
-    return {
-        "positionIdx": 0, "tradeMode": 0, "riskId": 1, "riskLimitValue": "2000000",
-        "symbol": rest.market_id(state.inst), "side": side, "size": plain(abs(qty)),
-        "entryPrice": plain(state.entry), "sessionAvgPrice": "",
-        "leverage": plain(state.leverage), "positionValue": plain(state.value),
-        "positionBalance": "0", "markPrice": plain(state.mark),
-        "positionIM": plain(state.margin), "positionMM": plain(state.margin / 2),
-        "takeProfit": "0", "stopLoss": "0", "trailingStop": "0",
-        "unrealisedPnl": plain(state.upnl), "curRealisedPnl": "0", "cumRealisedPnl": "0",
-        "createdTime": str(state.updated_ms), "updatedTime": str(state.updated_ms),
-        "tpslMode": "Full", "liqPrice": "", "bustPrice": "", "category": "linear",
-        "positionStatus": "Normal", "adlRankIndicator": 2 if qty else 0, "autoAddMargin": 0,
-        "leverageSysUpdatedTime": "", "mmrSysUpdatedTime": "", "seq": now_ms,
-        "isReduceOnly": False,
-    }
+def positions(account: Account, market: Market, symbol: str) -> list[dict[str, Any]]:
+    """The symbol's slots as `/v5/position/list` lists them, with the stream's names
+    (`entryPrice` for REST's `avgPrice`, and the category)."""
+    rows = []
+    for slot in symbol_slots(account, market, market.catalog.instruments[symbol]):
+        row = position_row(account, market, slot)
+        row["entryPrice"] = row.pop("avgPrice")
+        rows.append(row | {"category": rest.LINEAR})
+    return rows
 
 
 def account_messages(event: AccountUpdate, market: Market, topics: set[str]) -> list[str]:
@@ -161,6 +151,7 @@ def account_messages(event: AccountUpdate, market: Market, topics: set[str]) -> 
     if "wallet" in topics:
         out.append(private("wallet", [wallet(event.account, market)], event.at_ms))
     if "position" in topics and event.positions:
-        out.append(private("position", [position(event.account, market, s, event.at_ms)
-                                        for s in event.positions], event.at_ms))
+        out.append(private("position", [row for s in event.positions
+                                        for row in positions(event.account, market, s)],
+                           event.at_ms))
     return out

@@ -250,12 +250,12 @@ class OkxSession(Session):
         account = self.sim.accounts.get(self.api_key or "")
         if account is None:
             return
-        market, now = self.sim.market, self.sim.clock.now_ms()
+        market = self.sim.market
         self.sim.touch(account)
         if channel == "account":
             self.conn.send(wire.push(echo, [rest.trading_balance(account, market, None)]))
         elif channel == "positions":
-            self.conn.send(wire.push(echo, wire.positions(account, market, now)))
+            self.conn.send(wire.push(echo, wire.positions(account, market)))
 
     def _on_event(self, event: AccountEvent) -> None:
         market = self.sim.market
@@ -275,9 +275,9 @@ class OkxSession(Session):
                 if balance["details"]:
                     self.conn.send(wire.push(echo, [balance]))
             elif channel == "positions" and event.positions:
-                items = [wire.position(event.account, market, s, event.at_ms)
-                         for s in event.positions
-                         if _matches(market.catalog.instruments[s], inst_type, inst_id)]
+                items = [item for s in event.positions
+                         if _matches(market.catalog.instruments[s], inst_type, inst_id)
+                         for item in wire.positions(event.account, market, s, event.at_ms)]
                 if items:
                     self.conn.send(wire.push(echo, items))
 

@@ -12,17 +12,18 @@ from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
 
+from ctsd.sim import derivatives
 from ctsd.sim import okx_wire as rest
 from ctsd.sim.accounts import Account
 from ctsd.sim.book import Level
 from ctsd.sim.events import OrderUpdate
 from ctsd.sim.market import Instrument, InstrumentKind, Market, TickerStats
+from ctsd.sim.okx_deriv import position_row
 from ctsd.sim.okx_wire import OrderTags
-from ctsd.sim.path import stream_seed
+from ctsd.sim.slots import closed_now
 from ctsd.sim.tape import PublicTrade
 from ctsd.sim.wire import dumps, plain
 from ctsd.sim.ws.books import crc32_signed
-from ctsd.sim.ws.positions import open_positions, position_state
 
 _ZERO = Decimal(0)
 DAY_MS = 86_400_000
@@ -98,35 +99,14 @@ def order(update: OrderUpdate, inst: Instrument, leverage: Decimal) -> dict[str,
     return data
 
 
-def position(account: Account, market: Market, symbol: str, now_ms: int) -> dict[str, Any]:
-    """A `positions` push item (net mode, cross margin)."""
-    state = position_state(account, market, symbol, now_ms)
-    inst, qty = state.inst, state.qty
-    margin = state.margin
-    return {
-        "adl": "1", "availPos": "", "avgPx": plain(state.entry) if qty else "",
-        "cTime": str(state.updated_ms), "ccy": inst.quote, "deltaBS": "", "deltaPA": "",
-        "gammaBS": "", "gammaPA": "", "imr": plain(margin), "instId": rest.inst_id(inst),
-        "instType": rest.inst_type(inst), "interest": "0", "idxPx": plain(state.mark),
-        "last": plain(state.mark), "usdPx": "", "lever": plain(state.leverage), "liab": "",
-        "liabCcy": "", "liqPx": "", "markPx": plain(state.mark), "margin": "",
-        "mgnMode": "cross", "mgnRatio": "", "mmr": plain(margin / 2),
-        "notionalUsd": plain(abs(qty) * state.mark), "optVal": "", "pTime": str(now_ms),
-        "pos": rest.size(inst, qty) if qty >= 0 else "-" + rest.size(inst, -qty),
-        "posCcy": "", "posId": str(stream_seed(account.uid, symbol) % 10**12),
-        "posSide": "net", "spotInUseAmt": "", "spotInUseCcy": "", "thetaBS": "",
-        "thetaPA": "", "tradeId": "", "uTime": str(state.updated_ms), "upl": plain(state.upnl),
-        "uplLastPx": plain(state.upnl),
-        "uplRatio": plain((state.upnl / margin).quantize(Decimal("0.0001"))) if margin else "0",
-        "uplRatioLastPx": "0", "vegaBS": "", "vegaPA": "", "realizedPnl": "0",
-        "pnl": "0", "fee": "0", "fundingFee": "0", "liqPenalty": "0",
-        "closeOrderAlgo": [],
-    }
-
-
-def positions(account: Account, market: Market, now_ms: int) -> list[dict[str, Any]]:
-    """Every open position, as the snapshot after a subscription."""
-    return [position(account, market, symbol, now_ms) for symbol in open_positions(account)]
+def positions(account: Account, market: Market, symbol: str | None = None,
+              at_ms: int | None = None) -> list[dict[str, Any]]:
+    """Open positions (of `symbol`) as `account/positions` lists them, and those a change
+    at `at_ms` closed, with size 0, as OKX pushes a close."""
+    found = derivatives.views(account, market, symbol)
+    if symbol is not None and at_ms is not None:
+        found += closed_now(account, market, symbol, at_ms)
+    return [position_row(account, market, v) for v in found]
 
 
 def is_swap(inst: Instrument) -> bool:

@@ -360,20 +360,28 @@ class StreamConformance:
 
 
 class PositionStreams(StreamConformance):
-    """Venues with perpetuals: positions and funding on the private streams."""
+    """Venues with perpetuals: positions (after a REST snapshot on Binance and Bybit)
+    and funding on the private streams."""
 
     linear: ClassVar[str] = "BTC/USDT:USDT"
     position_amount: ClassVar[float] = 0.01
+    position_fields: ClassVar[tuple[str, ...]] = (
+        "side", "contracts", "entryPrice", "markPrice", "unrealizedPnl", "leverage",
+        "liquidationPrice", "marginMode", "initialMargin", "maintenanceMargin", "notional")
+    """What ccxt parses from a streamed position, compared with the fetched one."""
 
     def contracts(self, inst: Instrument, qty: Decimal) -> float:
         """A position's size as ccxt reports it."""
         return float(qty)
 
     @pytest.mark.asyncio
-    async def test_a_fill_moves_the_streamed_position(
+    async def test_a_streamed_position_is_the_rest_position(
         self, start: ServerFactory, pro: ProFactory,
     ) -> None:
+        """Open, then close: each time the stream pushes the position REST lists at that
+        instant (the market is frozen so marks agree), the close as a flat position."""
         server = await start(self.config())
+        server.sim.market.clock = ManualClock(server.sim.clock.now_ms())
         ex = self.private(pro, server)
         await ex.load_markets()
         symbol = self.linear
@@ -389,13 +397,19 @@ class PositionStreams(StreamConformance):
         async def watch() -> None:
             latest.append(await ex.watch_positions([symbol]))
 
-        def moved() -> bool:
-            return any(p["symbol"] == symbol and p["side"] == "long" and p["contracts"] ==
-                       self.contracts(inst, fill.qty) for p in latest[-1])
+        def held(contracts: float) -> Callable[[], bool]:
+            return lambda: any(p["symbol"] == symbol and p["contracts"] == contracts
+                               for p in latest[-1])
 
-        await until(watch, moved)
-        position = next(p for p in latest[-1] if p["symbol"] == symbol)
-        assert position["entryPrice"] == float(fill.price)
+        await until(watch, held(self.contracts(inst, fill.qty)))
+        streamed = next(p for p in latest[-1] if p["symbol"] == symbol)
+        [rest] = [p for p in await ex.fetch_positions([symbol]) if p["contracts"]]
+        assert streamed["entryPrice"] == float(fill.price)
+        for field in self.position_fields:
+            assert streamed[field] == rest[field], field
+        await ex.create_order(symbol, "market", "sell", self.position_amount, None,
+                              {"reduceOnly": True})
+        await until(watch, held(0))
 
     def streamed_total(self, fetched: float, upnl: float) -> float:
         """The settle asset's streamed total given the REST total and the unrealized

@@ -42,6 +42,9 @@ class TestStreams(PositionStreams):
     private_channels: ClassVar[dict[str, str]] = {
         "orders": "userData", "trades": "userData", "balance": "userData",
         "positions": "userData"}
+    """USDⓈ-M user data makes ccxt fetch a positions snapshot (positionRisk) first."""
+    position_fields = ("side", "contracts", "entryPrice", "unrealizedPnl", "marginMode")
+    """`ACCOUNT_UPDATE` carries no mark price, leverage or margins."""
 
     def balance_params(self, symbol: str) -> dict[str, Any]:
         return {"type": "future"} if ":" in symbol else {}
