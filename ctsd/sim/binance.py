@@ -20,21 +20,19 @@ from typing import Any
 
 from aiohttp import web
 
-from ctsd.sim import auth, binance_account, unserved
+from ctsd.sim import auth, unserved
 from ctsd.sim import binance_market as market_data
 from ctsd.sim import binance_wire as render
 from ctsd.sim.accounts import (
     Account,
     FeeSchedule,
-    Order,
     Permission,
-    Rejection,
-    RejectKind,
 )
 from ctsd.sim.auth import AuthError, AuthFailure
 from ctsd.sim.binance_account import BinanceAccount
 from ctsd.sim.binance_deriv import FuturesDerivatives, render_mark_kline
 from ctsd.sim.binance_market import BinanceMarketData
+from ctsd.sim.binance_orders import BinanceOrders
 from ctsd.sim.endpoints import Handler, RequestCall, Route, mount
 from ctsd.sim.market import TIMEFRAMES, Instrument, InstrumentKind
 from ctsd.sim.ratelimit import BanList, FixedWindowLimiter, RateRule, Verdict
@@ -136,6 +134,7 @@ class BinanceSim:
         }
         self._exchange_info: dict[Surface, str] = {}
         self.deriv = FuturesDerivatives(sim, self.symbols[Surface.FUTURES])
+        self.orders = BinanceOrders(self)
         sim.on_reset(self.reset)
 
     def reset(self) -> None:
@@ -287,47 +286,6 @@ class BinanceSim:
     async def futures_balance(self, call: Call) -> Any:
         return render.futures_balance(call.owner(), self.sim.market)
 
-    async def new_order(self, call: Call) -> Any:
-        inst = self._instrument(call, call.require("symbol"))
-        req = binance_account.order_request(call, inst)
-        try:
-            order = self.sim.place_order(call.owner(), req, FEES[call.surface])
-        except Rejection as exc:
-            raise render.rejection(exc, futures=call.futures) from exc
-        if call.surface is Surface.FUTURES:
-            return render.futures_order(order, inst)
-        resp_type = call.params.get("newOrderRespType", "FULL")
-        return render.spot_order(order, inst, resp_type=resp_type,
-                                 fills=call.owner().fills_of(order.id))
-
-    async def get_order(self, call: Call) -> Any:
-        inst, order = self._find_order(call)
-        if call.surface is Surface.FUTURES:
-            return render.futures_order(order, inst, query=True)
-        return render.spot_order(order, inst, query=True)
-
-    async def cancel_order(self, call: Call) -> Any:
-        inst, order = self._find_order(call, cancel=True)
-        try:
-            self.sim.cancel_order(call.owner(), order)
-        except Rejection as exc:
-            raise render.rejection(exc, futures=call.futures, cancel=True) from exc
-        if call.surface is Surface.FUTURES:
-            return render.futures_order(order, inst)
-        return render.spot_order(order, inst, resp_type="RESULT", cancel=True)
-
-    async def open_orders(self, call: Call) -> Any:
-        symbol = None
-        if "symbol" in call.params:
-            symbol = self._instrument(call, call.params["symbol"]).symbol
-        kind = KIND[call.surface]
-        orders = [o for o in call.owner().open_orders(symbol) if o.kind is kind
-                  and not (call.futures and o.untriggered)]  # those are algo orders
-        instruments = self.sim.market.catalog.instruments
-        if call.surface is Surface.FUTURES:
-            return [render.futures_order(o, instruments[o.symbol], query=True) for o in orders]
-        return [render.spot_order(o, instruments[o.symbol], query=True) for o in orders]
-
     # --- user data streams (USDⓈ-M listenKey) ------------------------------------------
 
     async def new_listen_key(self, call: Call) -> Any:
@@ -355,6 +313,10 @@ class BinanceSim:
     def fees(self, surface: Surface) -> FeeSchedule:
         return FEES[surface]
 
+    @staticmethod
+    def kind(surface: Surface) -> InstrumentKind:
+        return KIND[surface]
+
     def instrument(self, call: Call, market_id: str) -> Instrument:
         """The listed instrument of the call's surface, or -1121."""
         return self._instrument(call, market_id)
@@ -365,26 +327,10 @@ class BinanceSim:
             raise render.error(400, -1121, "Invalid symbol.")
         return inst
 
-    def _find_order(self, call: Call, cancel: bool = False) -> tuple[Instrument, Order]:
-        inst = self._instrument(call, call.require("symbol"))
-        raw_id = call.params.get("orderId")
-        client_id = call.params.get("origClientOrderId")
-        if not raw_id and not client_id:
-            raise render.missing("orderId")
-        order_id = (int(raw_id) if raw_id.isdigit() else -1) if raw_id else None
-        try:
-            order = call.owner().find_order(order_id, client_id)
-        except Rejection as exc:
-            raise render.rejection(exc, futures=call.futures, cancel=cancel) from exc
-        if order.symbol != inst.symbol or (call.futures and order.untriggered):
-            unknown = Rejection(RejectKind.UNKNOWN_ORDER)
-            raise render.rejection(unknown, futures=call.futures, cancel=cancel)
-        return inst, order
-
     def endpoints(self) -> list[Endpoint]:
         S, F = Surface.SPOT, Surface.FUTURES
         none, user, trade = Security.NONE, Security.USER_DATA, Security.TRADE
-        d = self.deriv
+        d, o = self.deriv, self.orders
         stream = Security.USER_STREAM
         table = [
             ("GET", "/api/v3/ping", S, 1, none, self.ping),
@@ -393,10 +339,10 @@ class BinanceSim:
             ("GET", "/api/v3/ticker/24hr", S, _by_symbol(2, 80), none, self.ticker_24hr),
             ("GET", "/api/v3/klines", S, 2, none, self.klines),
             ("GET", "/api/v3/account", S, 20, user, self.spot_account),
-            ("POST", "/api/v3/order", S, 1, trade, self.new_order),
-            ("GET", "/api/v3/order", S, 4, user, self.get_order),
-            ("DELETE", "/api/v3/order", S, 1, trade, self.cancel_order),
-            ("GET", "/api/v3/openOrders", S, _by_symbol(6, 80), user, self.open_orders),
+            ("POST", "/api/v3/order", S, 1, trade, o.new_order),
+            ("GET", "/api/v3/order", S, 4, user, o.get_order),
+            ("DELETE", "/api/v3/order", S, 1, trade, o.cancel_order),
+            ("GET", "/api/v3/openOrders", S, _by_symbol(6, 80), user, o.open_orders),
             ("GET", "/sapi/v1/system/status", S, 1, none, self.system_status),
             ("GET", "/sapi/v1/capital/config/getall", S, 10, user, self.coins),
             ("GET", "/sapi/v1/margin/allPairs", S, 1, user, self.no_margin_pairs),
@@ -411,10 +357,10 @@ class BinanceSim:
             ("GET", "/fapi/v3/account", F, 5, user, self.futures_account_v3),
             ("GET", "/fapi/v2/balance", F, 5, user, self.futures_balance),
             ("GET", "/fapi/v3/balance", F, 5, user, self.futures_balance),
-            ("POST", "/fapi/v1/order", F, 1, trade, self.new_order),
-            ("GET", "/fapi/v1/order", F, 1, user, self.get_order),
-            ("DELETE", "/fapi/v1/order", F, 1, trade, self.cancel_order),
-            ("GET", "/fapi/v1/openOrders", F, _by_symbol(1, 40), user, self.open_orders),
+            ("POST", "/fapi/v1/order", F, 1, trade, o.new_order),
+            ("GET", "/fapi/v1/order", F, 1, user, o.get_order),
+            ("DELETE", "/fapi/v1/order", F, 1, trade, o.cancel_order),
+            ("GET", "/fapi/v1/openOrders", F, _by_symbol(1, 40), user, o.open_orders),
             # derivatives (ctsd.sim.binance_deriv)
             ("GET", "/fapi/v2/positionRisk", F, 5, user, d.position_risk_v2),
             ("GET", "/fapi/v3/positionRisk", F, 5, user, d.position_risk_v3),
@@ -438,7 +384,6 @@ class BinanceSim:
             *self._market_data_and_history(),
         ]
         return [Endpoint(*row) for row in table]
-
 
     def _market_data_and_history(self) -> list[tuple[Any, ...]]:
         """Books, trades, book tickers, own fills, order history, fee rates, algo orders."""

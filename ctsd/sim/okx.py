@@ -18,34 +18,31 @@ stay OKX's own. What is OKX's and nowhere else:
 
 from __future__ import annotations
 
-import dataclasses
 from collections import Counter
-from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from decimal import Decimal
 from enum import Enum
 from typing import Any
 
 from aiohttp import web
 
-from ctsd.sim import auth, derivatives, unserved
+from ctsd.sim import auth, unserved
 from ctsd.sim import okx_wire as render
 from ctsd.sim.accounts import (
     Account,
     FeeSchedule,
     Order,
     Permission,
-    Rejection,
-    Side,
 )
 from ctsd.sim.auth import AuthError, AuthFailure
 from ctsd.sim.endpoints import Handler, RequestCall, Route, mount
 from ctsd.sim.market import TIMEFRAMES, Instrument, InstrumentKind
 from ctsd.sim.okx_account import OkxAccount
 from ctsd.sim.okx_algo import OkxAlgo
-from ctsd.sim.okx_deriv import DERIVATIVES_LIMITS, SwapDerivatives, order_sides, pos_mode
+from ctsd.sim.okx_deriv import DERIVATIVES_LIMITS, SwapDerivatives, pos_mode
 from ctsd.sim.okx_market import OkxMarketData
-from ctsd.sim.okx_wire import OrderFailure, OrderTags
+from ctsd.sim.okx_orders import OkxOrders
+from ctsd.sim.okx_wire import OrderFailure
 from ctsd.sim.ratelimit import FixedWindowLimiter, RateRule
 from ctsd.sim.state import Simulator
 from ctsd.sim.venue import Venue
@@ -106,8 +103,6 @@ LIMITS = {limit.bucket: limit for limit in (
       for bucket, limit, seconds, scope in DERIVATIVES_LIMITS),
 )}
 """OKX's published per-endpoint limits (requests per seconds, before the sim's scaling)."""
-SUB_ACCOUNT_ORDERS = RateRule(1000, 2)
-"""New orders per UID across all instruments; refused per order with sCode 50061."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,14 +153,13 @@ class OkxSim:
         self.by_id = {render.inst_id(i): i for i in instruments}
         self.codes = {inst_id: 10_000 + n for n, inst_id in enumerate(self.by_id)}
         """`instIdCode`: OKX's numeric instrument id, stable for the server's life."""
-        self.tags: dict[int, OrderTags] = {}
+        self.orders = OkxOrders(self)
         self._instruments: dict[str, str] = {}
         self.deriv = SwapDerivatives(sim, self.by_id, self.candles)
         sim.on_reset(self.reset)
 
     def reset(self) -> None:
         self.limiter.reset()
-        self.tags.clear()
 
     # --- the request pipeline ----------------------------------------------------
 
@@ -304,92 +298,6 @@ class OkxSim:
     async def config(self, call: Call) -> Any:
         return render.ok([render.account_config(call.owner(), pos_mode(call.owner()))])
 
-    # --- signed: trading --------------------------------------------------------------
-
-    async def place_order(self, call: Call) -> Any:
-        return self._each(call, call.entries(batch=False), self._place)
-
-    async def place_batch(self, call: Call) -> Any:
-        return self._each(call, call.entries(batch=True), self._place)
-
-    async def cancel_order(self, call: Call) -> Any:
-        return self._each(call, call.entries(batch=False), self._cancel)
-
-    async def cancel_batch(self, call: Call) -> Any:
-        return self._each(call, call.entries(batch=True), self._cancel)
-
-    async def get_order(self, call: Call) -> Any:
-        inst = self._instrument(call.require("instId"))
-        order_id, client_id = call.params.get("ordId"), call.params.get("clOrdId")
-        if not order_id and not client_id:
-            raise render.error(200, "51003", "Either client order ID or order ID is required.")
-        order = self._find(call.owner(), inst, order_id, client_id)
-        if order is None or order.untriggered:  # an algo order until it fires
-            raise render.error(200, "51603", "Order does not exist")
-        return render.ok([self._render(call.owner(), order)])
-
-    async def pending(self, call: Call) -> Any:
-        """Open orders, newest first, filtered like OKX (instType, instId, ordType, ordId page)."""
-        params = call.params
-        inst_type, ord_type = params.get("instType"), params.get("ordType")
-        inst = self._instrument(params["instId"]) if params.get("instId") else None
-        before, after = _int_param(call, "before", 0), _int_param(call, "after", 0)
-        limit = min(max(_int_param(call, "limit", 100), 1), 100)
-        account = call.owner()
-        orders = sorted((o for o in account.open_orders()
-                         if (inst is None or o.symbol == inst.symbol) and not o.untriggered
-                         and o.id > before and (not after or o.id < after)),
-                        key=lambda o: o.id, reverse=True)
-        result = [r for r in (self._render(account, o) for o in orders)
-                  if inst_type in (None, "", r["instType"])
-                  and ord_type in (None, "", r["ordType"])]
-        return render.ok(result[:limit])
-
-    def _each(self, call: Call, entries: list[dict[str, Any]],
-              op: Callable[[Call, dict[str, Any]], dict[str, Any]]) -> dict[str, Any]:
-        in_us = self.sim.clock.now_ms() * 1000
-        results = []
-        for entry in entries:
-            try:
-                results.append(op(call, entry))
-            except OrderFailure as exc:
-                results.append(render.failed(entry, exc, self.sim.clock.now_ms()))
-        return render.batch(results, in_us, self.sim.clock.now_ms() * 1000)
-
-    def _place(self, call: Call, entry: dict[str, Any]) -> dict[str, Any]:
-        inst = self._entry_instrument(entry)
-        request, tags = render.order_request(inst, entry)
-        request = replace(request, note=tags)
-        account = call.owner()
-        if inst.kind is InstrumentKind.LINEAR:
-            side, mode = order_sides(account, inst, str(entry.get("posSide") or ""),
-                                     tags.td_mode)
-            request = dataclasses.replace(request, position_side=side, margin_mode=mode)
-        key = ("orders", account.uid)
-        if not self.limiter.charge(key, 1, SUB_ACCOUNT_ORDERS).allowed:
-            self.sim.stats.violation(NAME, "sub-account orders")
-            raise OrderFailure("50061", "Sub-account rate limit exceeded")
-        try:
-            order = self.sim.place_order(account, request, FEES[inst.kind])
-        except Rejection as exc:
-            raise render.order_failure(exc.kind, inst, request.side is Side.BUY) from exc
-        self.tags[order.id] = tags
-        return render.placed(order, tags, self.sim.clock.now_ms())
-
-    def _cancel(self, call: Call, entry: dict[str, Any]) -> dict[str, Any]:
-        inst = self._entry_instrument(entry)
-        order_id, client_id = entry.get("ordId"), entry.get("clOrdId")
-        if not order_id and not client_id:
-            raise OrderFailure("51003", "Either client order ID or order ID is required.")
-        account = call.owner()
-        order = self._find(account, inst, str(order_id or ""), str(client_id or ""))
-        if order is None or order.untriggered:
-            raise OrderFailure(*render.CANCEL_UNKNOWN)
-        if not order.status.is_open:
-            raise OrderFailure(*render.CANCEL_DONE[order.status])
-        self.sim.cancel_order(account, order)
-        return render.canceled(order, self._tags(order), self.sim.clock.now_ms())
-
     # --- helpers ------------------------------------------------------------------------
 
     def instrument(self, inst_id: str) -> Instrument:
@@ -405,7 +313,7 @@ class OkxSim:
         return FEES[kind]
 
     def render_order(self, account: Account, order: Order) -> dict[str, Any]:
-        return self._render(account, order)
+        return self.orders.render(account, order)
 
     def _instrument(self, inst_id: str) -> Instrument:
         inst = self.by_id.get(inst_id)
@@ -422,31 +330,6 @@ class OkxSim:
             raise OrderFailure("51001", "Instrument ID does not exist.")
         return inst
 
-    def _find(self, account: Account, inst: Instrument, order_id: str | None,
-              client_id: str | None) -> Order | None:
-        """The order by ordId (preferred) or clOrdId, if it is this instrument's."""
-        try:
-            if order_id:
-                order = account.find_order(int(order_id) if order_id.isdigit() else -1)
-            else:
-                order = account.find_order(client_id=client_id)
-        except Rejection:
-            return None
-        return order if order.symbol == inst.symbol else None
-
-    def _tags(self, order: Order) -> OrderTags:
-        tags = self.tags.get(order.id)
-        if tags is None:
-            tags = render.default_tags(order, self.sim.market.catalog.instruments[order.symbol])
-        return tags
-
-    def _render(self, account: Account, order: Order) -> dict[str, Any]:
-        inst = self.sim.market.catalog.instruments[order.symbol]
-        fills = account.fills_of(order.id)
-        return render.order(order, inst, self._tags(order),
-                            derivatives.order_leverage(account, order),
-                            fills[-1].trade_id if fills else None)
-
     def endpoints(self) -> list[Endpoint]:
         read, trade = Permission.READ, Permission.TRADE
         d = self.deriv
@@ -461,12 +344,7 @@ class OkxSim:
             ("GET", "asset/balances", read, self.funding_balances),
             ("GET", "account/balance", read, self.balance),
             ("GET", "account/config", read, self.config),
-            ("POST", "trade/order", trade, self.place_order),
-            ("POST", "trade/batch-orders", trade, self.place_batch),
-            ("POST", "trade/cancel-order", trade, self.cancel_order),
-            ("POST", "trade/cancel-batch-orders", trade, self.cancel_batch),
-            ("GET", "trade/order", read, self.get_order),
-            ("GET", "trade/orders-pending", read, self.pending),
+            *self.orders.rows(),
             # derivatives (ctsd.sim.okx_deriv)
             ("GET", "account/positions", read, d.positions),
             ("GET", "account/leverage-info", read, d.leverage_info),

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from ctsd.sim import okx_wire as render
 from ctsd.sim.accounts import Account, Fill, Permission
 from ctsd.sim.market import InstrumentKind
+from ctsd.sim.okx_order_wire import pos_side
 from ctsd.sim.ratelimit import RateRule
 from ctsd.sim.wire import plain
 
@@ -78,7 +79,7 @@ class OkxAccount:
             "fillIdxPx": plain(f.price), "fillPnl": plain(f.realized_pnl),
             "fillPxVol": "", "fillPxUsd": "", "fillMarkVol": "", "fillFwdPx": "",
             "fillMarkPx": plain(f.price) if swap else "", "side": f.side.value,
-            "posSide": render.pos_side(account.orders[f.order_id]) if swap else "",
+            "posSide": pos_side(account.orders[f.order_id]) if swap else "",
             "execType": "M" if f.maker else "T",
             "feeCcy": f.fee_asset, "fee": plain(-f.fee), "feeRate": plain(-rate),
             "ts": str(f.time_ms), "fillTime": str(f.time_ms),

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
 
+from ctsd.sim import bybit_order_wire as rest_orders
 from ctsd.sim import bybit_wire as rest
 from ctsd.sim.accounts import Account, OrderType
 from ctsd.sim.book import Level
@@ -88,7 +89,7 @@ def private(topic: str, data: list[dict[str, Any]], now_ms: int) -> str:
 
 def order(event: OrderUpdate, inst: Instrument) -> dict[str, Any]:
     quote_qty = event.order.quote_qty
-    data = rest.order(event.order, inst, "quoteCoin" if quote_qty else None, quote_qty)
+    data = rest_orders.order(event.order, inst, "quoteCoin" if quote_qty else None, quote_qty)
     data["category"] = category(inst)
     data["feeCurrency"] = event.order.fee_asset if inst.kind is InstrumentKind.SPOT else ""
     return data
