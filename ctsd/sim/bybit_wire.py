@@ -90,6 +90,7 @@ _SPOT_REJECTIONS: dict[RejectKind, tuple[int, str]] = {
     RejectKind.REDUCE_ONLY: (170130, "Data sent for parameter 'reduceOnly' is not valid."),
     RejectKind.POSITION_SIDE: (170130, "Data sent for parameter 'positionIdx' is not valid."),
     RejectKind.POSITION_LIMIT: (170130, "Data sent for parameter 'qty' is not valid."),
+    RejectKind.BORROW_LIMIT: (170131, "Insufficient balance."),
 }
 """The last three cannot happen on spot (no positions); listed so every kind maps."""
 _LINEAR_REJECTIONS: dict[RejectKind, tuple[int, str]] = {
@@ -109,6 +110,7 @@ _LINEAR_REJECTIONS: dict[RejectKind, tuple[int, str]] = {
     RejectKind.POSITION_LIMIT: (
         110090, "Order placement failed as your position may exceed the max limit. Please "
                 "adjust your leverage to lower or below to increase the max. position limit"),
+    RejectKind.BORROW_LIMIT: (110007, "ab not enough for new order"),
 }
 """ccxt: 170131/110007 → InsufficientFunds, 170213/110001 → OrderNotFound, the rest
 InvalidOrder or (10001) BadRequest."""

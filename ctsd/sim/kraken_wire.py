@@ -71,6 +71,10 @@ _REJECTIONS: dict[RejectKind, str] = {
     RejectKind.BAD_PARAMETER: INVALID_ARGUMENTS,
     RejectKind.WOULD_TAKE: "EOrder:Post only order",
     RejectKind.WOULD_TRIGGER: INVALID_ARGUMENTS,
+    RejectKind.BORROW_LIMIT: "EOrder:Insufficient margin",
+    RejectKind.REDUCE_ONLY: "EOrder:Reduce only:Non-PC",
+    RejectKind.POSITION_SIDE: INVALID_ARGUMENTS,
+    RejectKind.POSITION_LIMIT: "EOrder:Positions limit exceeded",
 }
 
 

@@ -149,6 +149,8 @@ _REJECTIONS: dict[RejectKind, tuple[str, str]] = {
     RejectKind.UNKNOWN_ORDER: ("51603", "Order does not exist"),
     RejectKind.WOULD_TAKE: ("51000", "Parameter px error"),
     RejectKind.WOULD_TRIGGER: ("51280", "SL trigger price cannot be higher than the last price"),
+    RejectKind.BORROW_LIMIT: ("51008", "Order failed. Insufficient account balance, and the "
+                                       "adjusted equity in USD is less than IMR."),
     RejectKind.ORDER_NOT_OPEN: (
         "51400", "Order cancellation failed as the order has been filled, canceled or does "
                  "not exist."),

@@ -17,7 +17,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from ctsd.sim import events, funding, liquidation, matching
+from ctsd.sim import events, funding, lending, liquidation, margin_liquidation, matching
 from ctsd.sim.accounts import (
     Account,
     AccountSpec,
@@ -155,9 +155,11 @@ class Simulator:
     # --- used by venues --------------------------------------------------------
 
     def touch(self, account: Account) -> None:
-        """Bring an authenticated account up to date: pay funding that fell due, fill
-        orders the price reached, liquidate what the mark price took under."""
+        """Bring an authenticated account up to date: pay funding and charge interest
+        that fell due, fill orders the price reached, liquidate the positions and margin
+        wallets the price took under."""
         funding.settle(account, self.market, self.funding)
+        lending.accrue(account, self.market)
         were_open = account.open_orders()
         if were_open:
             fills_before = len(account.fills)
@@ -166,6 +168,8 @@ class Simulator:
         fills_before = len(account.fills)
         liquidation.check(account, self.market, self.accounts.next_order_id,
                           self.accounts.next_trade_id)
+        margin_liquidation.check(account, self.market, self.accounts.next_order_id,
+                                 self.accounts.next_trade_id)
         events.publish_synced(self.events, account, [], fills_before, self.market,
                               events.UpdateReason.LIQUIDATION)
 
