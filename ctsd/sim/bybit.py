@@ -29,7 +29,7 @@ from typing import Any
 
 from aiohttp import web
 
-from ctsd.sim import auth, unserved
+from ctsd.sim import auth, bybit_orders, unserved
 from ctsd.sim import bybit_wire as render
 from ctsd.sim.accounts import (
     Account,
@@ -308,7 +308,7 @@ class BybitSim:
     async def create_order(self, call: Call) -> Any:
         category = self._trading_category(call)
         inst = self._tradable(category, call.require("symbol"), call.now_ms)
-        req = render.order_request(call, inst, self.sim.market.price(inst.symbol))
+        req = bybit_orders.order_request(call, inst, self.sim.market.price(inst.symbol))
         try:
             order = self.sim.place_order(call.owner(), req, FEES[category])
         except Rejection as exc:
@@ -359,7 +359,7 @@ class BybitSim:
         self, call: Call, keep: Callable[[Order], bool], cap: int | None = None,
     ) -> dict[str, Any]:
         category = self._market_category(call)
-        conditional = render.conditional_filter(call.text("orderFilter"), category)
+        conditional = bybit_orders.conditional_filter(call.text("orderFilter"), category)
         if category is None or (conditional is False and call.text("orderFilter") not in (
                 None, "Order")):
             return render.order_page([], call.text("category") or "", "")
