@@ -15,7 +15,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import quote
 
 from ctsd.sim import tiers
@@ -35,7 +35,6 @@ SPOT, LINEAR = "spot", "linear"
 """The categories simulated; `inverse` and `option` are answered empty."""
 _ZERO = Decimal(0)
 _PCT = Decimal("0.000001")
-_T = TypeVar("_T")
 
 
 def envelope(result: Any, now_ms: int, code: int = 0, msg: str = "OK") -> dict[str, Any]:
