@@ -21,13 +21,12 @@ from urllib.parse import quote
 from ctsd.sim import tiers
 from ctsd.sim.accounts import (
     Account,
-    DerivativesBalance,
-    Holding,
     Permission,
     RejectKind,
 )
 from ctsd.sim.auth import AuthFailure
 from ctsd.sim.endpoints import AccountCall
+from ctsd.sim.lending import marginable
 from ctsd.sim.market import Candle, Instrument, InstrumentKind, TickerStats
 from ctsd.sim.wire import RequestData, VenueError, plain
 
@@ -166,7 +165,8 @@ def cursor_value(raw: str | None, key: str) -> str | None:
 def spot_instrument(inst: Instrument) -> dict[str, Any]:
     return {
         "symbol": market_id(inst), "baseCoin": inst.base, "quoteCoin": inst.quote,
-        "innovation": "0", "status": "Trading", "marginTrading": "none", "stTag": "0",
+        "innovation": "0", "status": "Trading",
+        "marginTrading": "utaOnly" if marginable(inst) else "none", "stTag": "0",
         "lotSizeFilter": {
             "basePrecision": plain(inst.step_size), "quotePrecision": plain(inst.tick_size),
             "minOrderQty": plain(inst.min_qty), "maxOrderQty": plain(inst.max_qty),
@@ -291,61 +291,6 @@ def coin_info(asset: str) -> dict[str, Any]:
             "contractAddress": "", "safeConfirmNumber": "6", "withdrawFeeFromBalance": "0",
         }],
     }
-
-
-def wallet_coin(
-    asset: str, holding: Holding | None, deriv: DerivativesBalance | None, usd_price: Decimal,
-) -> dict[str, Any]:
-    """One coin of the unified wallet: the spot holding and the derivatives wallet summed.
-
-    `availableToWithdraw` is blank, as Bybit now sends it for UNIFIED accounts, so
-    ccxt derives `used` from `locked + totalPositionIM + totalOrderIM`.
-    """
-    spot_total = holding.total if holding else _ZERO
-    locked = holding.locked if holding else _ZERO
-    wallet = spot_total + (deriv.wallet if deriv else _ZERO)
-    upnl = deriv.unrealized_pnl if deriv else _ZERO
-    position_im = deriv.position_margin if deriv else _ZERO
-    order_im = deriv.order_margin if deriv else _ZERO
-    equity = wallet + upnl
-    return {
-        "availableToBorrow": "", "bonus": "0", "accruedInterest": "0",
-        "availableToWithdraw": "", "totalOrderIM": plain(order_im), "equity": plain(equity),
-        "totalPositionMM": plain(position_im / 2), "usdValue": plain(equity * usd_price),
-        "spotHedgingQty": "0", "unrealisedPnl": plain(upnl), "collateralSwitch": True,
-        "borrowAmount": "0", "totalPositionIM": plain(position_im),
-        "walletBalance": plain(wallet), "cumRealisedPnl": "0", "locked": plain(locked),
-        "marginCollateral": True, "coin": asset,
-    }
-
-
-def unified_wallet(coins: list[dict[str, Any]]) -> dict[str, Any]:
-    """The UNIFIED account entry; account-level totals are in USD."""
-
-    def usd(field: str) -> Decimal:
-        total = _ZERO
-        for c in coins:
-            equity = Decimal(c["equity"])
-            rate = Decimal(c["usdValue"]) / equity if equity else _ZERO
-            total += Decimal(c[field]) * rate
-        return total
-
-    equity = sum((Decimal(c["usdValue"]) for c in coins), _ZERO)
-    initial = usd("totalPositionIM") + usd("totalOrderIM")
-    maintenance = usd("totalPositionMM")
-    return {"list": [{
-        "totalEquity": plain(equity), "accountIMRate": plain(_rate(initial, equity)),
-        "totalMarginBalance": plain(equity), "totalInitialMargin": plain(initial),
-        "accountType": "UNIFIED", "totalAvailableBalance": plain(equity - initial),
-        "accountMMRate": plain(_rate(maintenance, equity)),
-        "totalPerpUPL": plain(usd("unrealisedPnl")),
-        "totalWalletBalance": plain(usd("walletBalance")), "accountLTV": "0",
-        "totalMaintenanceMargin": plain(maintenance), "coin": coins,
-    }]}
-
-
-def _rate(part: Decimal, whole: Decimal) -> Decimal:
-    return (part / whole).quantize(Decimal("0.0001")) if whole else _ZERO
 
 
 # --- requests: Bybit's parameters, decoded ------------------------------------------------
