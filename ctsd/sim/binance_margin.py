@@ -172,8 +172,8 @@ class BinanceMargin:
             "marginLevel": fixed(level), "marginLevelStatus": _level_status(level),
             "marginRatio": fixed(Decimal(ISOLATED_TERMS.max_leverage)),
             "indexPrice": fixed(price),
-            "liquidatePrice": fixed(liquidation_price(base, quote,
-                                                      ISOLATED_TERMS.liquidation_level)),
+            "liquidatePrice": fixed(lending.liquidation_price(
+                base, quote, ISOLATED_TERMS.liquidation_level)),
             "liquidateRate": fixed(ISOLATED_TERMS.liquidation_level), "tradeEnabled": True,
         }
 
@@ -440,13 +440,3 @@ def _level_status(level: Decimal) -> str:
     if level > Decimal("1.1"):
         return "PRE_LIQUIDATION"
     return "FORCE_LIQUIDATION"
-
-
-def liquidation_price(base: Holding, quote: Holding, level: Decimal) -> Decimal:
-    """The base price at which an isolated pair's margin level reaches `level`:
-    (base_held * P + quote_held) / (base_owed * P + quote_owed) = level."""
-    denominator = base.total - level * base.debt
-    if not denominator:
-        return Decimal(0)
-    price = (level * quote.debt - quote.total) / denominator
-    return max(price, Decimal(0))

@@ -34,6 +34,7 @@ from ctsd.sim.accounts import (
     Order,
     Rejection,
     RejectKind,
+    Side,
 )
 from ctsd.sim.loans import LoanEntry, LoanKind, MarginTerms
 from ctsd.sim.market import Instrument, InstrumentKind, Market
@@ -132,6 +133,37 @@ def max_borrowable(account: Account, market: Market, wallet: str, asset: str) ->
     return max(room / price, _ZERO).quantize(AMOUNT_STEP, rounding="ROUND_DOWN")
 
 
+def liquidation_price(base: Holding, quote: Holding, level: Decimal) -> Decimal:
+    """The base price at which a wallet of one pair reaches margin level `level`:
+    (base_held * P + quote_held) / (base_owed * P + quote_owed) = level (0: never)."""
+    denominator = base.total - level * base.debt
+    if not denominator:
+        return _ZERO
+    return max((level * quote.debt - quote.total) / denominator, _ZERO)
+
+
+def position_of(account: Account, wallet: str) -> tuple[Decimal, Decimal]:
+    """(signed base size, average entry price) of a position wallet (OKX margin, Kraken),
+    from its fills since it was last flat: what the venues report as the position."""
+    size = entry = _ZERO
+    for f in account.fills:
+        if f.wallet != wallet:
+            continue
+        base_fee = f.fee if f.fee_asset != f.symbol.split("/")[1] else _ZERO
+        signed = f.qty - base_fee if f.side is Side.BUY else -f.qty
+        if not size or (size > 0) == (signed > 0):
+            entry = (size * entry + signed * f.price) / (size + signed)
+            size += signed
+            continue
+        after = size + signed
+        if not after:
+            entry = _ZERO
+        elif (after > 0) != (size > 0):
+            entry = f.price
+        size = after
+    return size, entry
+
+
 # --- moving money ----------------------------------------------------------------------
 
 
@@ -214,14 +246,16 @@ def transfer(account: Account, now: int, source: str, target: str, asset: str,
 def fund_order(account: Account, market: Market, order: Order, asset: str,
                shortfall: Decimal, price: Decimal, quote: str) -> None:
     """What an auto-borrowing order lacks in its wallet: a position wallet first takes
-    its margin (1/leverage of the shortfall's value, in the quote) from spot; then the
-    rest is borrowed."""
+    its margin from spot (in the quote), then the rest is borrowed. A buy's margin is
+    1/leverage of what it pays; a sell borrows the whole base it sells, so its margin is
+    1/(leverage - 1) of that: either way the wallet opens at the terms' initial level."""
     terms = terms_of(account, order.wallet)
     now = market.now_ms()
     need = shortfall
     if terms.position:
         leverage = order.leverage or terms.max_leverage
-        margin = (shortfall * (Decimal(1) if asset == quote else price) / leverage).quantize(
+        value = shortfall if asset == quote else shortfall * price
+        margin = (value / (leverage if asset == quote else leverage - 1)).quantize(
             AMOUNT_STEP, rounding="ROUND_UP")
         spot = account.holding(quote, SPOT_WALLET)
         if spot.free < margin:

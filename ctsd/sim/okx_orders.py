@@ -18,6 +18,7 @@ from ctsd.sim import okx_wire as render
 from ctsd.sim.accounts import Account, Order, Permission, Rejection, Side
 from ctsd.sim.market import Instrument, InstrumentKind
 from ctsd.sim.okx_deriv import order_sides
+from ctsd.sim.okx_margin import margin_request
 from ctsd.sim.okx_order_wire import OrderTags
 from ctsd.sim.okx_wire import OrderFailure
 from ctsd.sim.ratelimit import RateRule
@@ -107,6 +108,8 @@ class OkxOrders:
             side, mode = order_sides(account, inst, str(entry.get("posSide") or ""),
                                      tags.td_mode)
             request = dataclasses.replace(request, position_side=side, margin_mode=mode)
+        else:
+            request = margin_request(account, inst, entry, tags, request)
         key = ("orders", account.uid)
         if not self.state.limiter.charge(key, 1, SUB_ACCOUNT_ORDERS).allowed:
             self.state.sim.stats.violation("okx", "sub-account orders")
