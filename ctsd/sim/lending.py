@@ -164,6 +164,14 @@ def position_of(account: Account, wallet: str) -> tuple[Decimal, Decimal]:
     return size, entry
 
 
+def posted_margin(account: Account, wallet: str) -> Decimal:
+    """What the account moved into a position wallet as margin since it was last flat."""
+    posted = _ZERO
+    for entry in account.loans.history(wallet, kinds=frozenset({LoanKind.TRANSFER})):
+        posted = posted + entry.amount if entry.amount > 0 else _ZERO
+    return posted
+
+
 # --- moving money ----------------------------------------------------------------------
 
 

@@ -40,6 +40,9 @@ class MarginTerms:
     position: bool = False
     """A position wallet (OKX margin, Kraken): funded from the spot wallet per order,
     emptied back into it when flat."""
+    liquidation_margin: Decimal | None = None
+    """Liquidate instead when the wallet's equity is at or below this share of the
+    margin posted into it (Kraken's `margin_stop`, 40 %)."""
 
     @property
     def initial_level(self) -> Decimal:

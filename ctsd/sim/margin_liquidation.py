@@ -46,8 +46,15 @@ def check(account: Account, market: Market, next_order_id: Callable[[], int],
     closed = []
     for wallet in lending.margin_wallets(account):
         terms = account.loans.terms[wallet]
-        level = lending.value(account, market, wallet).level
-        if level is not None and level <= terms.liquidation_level:
+        value = lending.value(account, market, wallet)
+        if value.level is None:
+            continue
+        if terms.liquidation_margin is not None:
+            due = value.equity <= terms.liquidation_margin * lending.posted_margin(account,
+                                                                                  wallet)
+        else:
+            due = value.level <= terms.liquidation_level
+        if due:
             _liquidate(account, market, wallet, next_order_id, trade_ids)
             closed.append(wallet)
     return closed
