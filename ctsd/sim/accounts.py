@@ -335,6 +335,8 @@ class Account:
         """Every wallet by name: `spot`, Binance's cross `margin` and `options`, and the
         margin wallets opened on demand (`ctsd.sim.lending`)."""
         self.loans = LoanBook()
+        self.extras: dict[str, object] = {}
+        """State other modules keep per account (`ctsd.sim.option_trading`'s book)."""
         self.derivatives: dict[str, Decimal] = dict(spec.derivatives)
         """Derivatives wallet balance per settle asset (isolated margins included)."""
         self.perp = PerpAccount(Decimal(spec.leverage))

@@ -39,6 +39,7 @@ from ctsd.sim.binance_api import (
 from ctsd.sim.binance_deriv import FuturesDerivatives, render_mark_kline
 from ctsd.sim.binance_margin import BinanceMargin
 from ctsd.sim.binance_market import BinanceMarketData
+from ctsd.sim.binance_options import BinanceOptions
 from ctsd.sim.binance_orders import BinanceOrders
 from ctsd.sim.endpoints import mount
 from ctsd.sim.market import TIMEFRAMES, Instrument, InstrumentKind
@@ -72,6 +73,7 @@ class BinanceSim:
         self.orders = BinanceOrders(self)
         self.account = BinanceAccount(self)
         self.margin = BinanceMargin(self)
+        self.options = BinanceOptions(self)
         sim.on_reset(self.reset)
 
     def reset(self) -> None:
@@ -279,6 +281,7 @@ class BinanceSim:
             ("GET", "/sapi/v1/system/status", S, 1, none, self.system_status),
             ("GET", "/sapi/v1/capital/config/getall", S, 10, user, self.coins),
             *self._margin(),
+            *self.options.rows(),
             ("GET", "/dapi/v1/exchangeInfo", F, 1, none, self.empty_exchange_info),
             ("GET", "/fapi/v1/ping", F, 1, none, self.ping),
             ("GET", "/fapi/v1/time", F, 1, none, self.time),

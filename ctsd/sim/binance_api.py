@@ -40,6 +40,8 @@ class Security(Enum):
     TRADE = Permission.TRADE
     MARGIN = Permission.MARGIN
     """Borrowing, repaying and margin orders: the key's `enableMargin`."""
+    OPTIONS = Permission.OPTIONS
+    """Option orders: the key's `enableVanillaOptions`."""
 
 
 WEIGHT_RULES = {Surface.SPOT: RateRule(1200, 60), Surface.FUTURES: RateRule(2400, 60),

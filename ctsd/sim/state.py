@@ -17,7 +17,15 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from ctsd.sim import events, funding, lending, liquidation, margin_liquidation, matching
+from ctsd.sim import (
+    events,
+    funding,
+    lending,
+    liquidation,
+    margin_liquidation,
+    matching,
+    option_trading,
+)
 from ctsd.sim.accounts import (
     Account,
     AccountSpec,
@@ -29,6 +37,7 @@ from ctsd.sim.clock import Clock, SystemClock
 from ctsd.sim.faults import FaultInjector, FaultSpec
 from ctsd.sim.funding import FundingSchedule
 from ctsd.sim.market import Market, MarketCatalog
+from ctsd.sim.options import OptionChain
 from ctsd.sim.ratelimit import RateLimitConfig, ViolationLog
 from ctsd.sim.ws.config import WsConfig
 from ctsd.sim.ws.tokens import StreamTokens
@@ -61,6 +70,8 @@ class Simulator:
         self.clock: Clock = clock or SystemClock()
         self.market = Market(MarketCatalog(self.config.seed, self.config.markets), self.clock)
         self.funding = FundingSchedule(self.market, self.config.seed)
+        self.options = OptionChain(self.market, self.config.seed)
+        """Listed option contracts and their marks (`ctsd.sim.options`)."""
         self.events = events.EventBus(lambda: self.market.now_ms())
         """Account changes as they happen, for the private WebSocket streams."""
         self.accounts = AccountStore(self.events)
@@ -134,6 +145,7 @@ class Simulator:
         """Back to the start: path, balances, orders, faults, counters, limiters."""
         self.market.reset()
         self.funding.reset()
+        self.options = OptionChain(self.market, self.config.seed)
         self.accounts.reset()
         self.faults.clear()
         self.stats.reset()
@@ -160,6 +172,7 @@ class Simulator:
         wallets the price took under."""
         funding.settle(account, self.market, self.funding)
         lending.accrue(account, self.market)
+        option_trading.sync(account, self.market, self.options)
         were_open = account.open_orders()
         if were_open:
             fills_before = len(account.fills)
