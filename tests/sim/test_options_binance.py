@@ -58,7 +58,8 @@ async def test_option_markets_account_orders_and_settlement(
     [exercise] = [b for b in bills if b["type"] == "EXERCISE"]
     records = await ex.eapiPublicGetExerciseHistory({"underlying": "BTCUSDT"})
     record = next(r for r in records if r["symbol"] == market["id"])
-    intrinsic = max(Decimal(record["realStrikePrice"]) - Decimal(str(market["strike"])), 0)
+    intrinsic = max(Decimal(record["realStrikePrice"]) - Decimal(str(market["strike"])),
+                    Decimal(0))
     assert Decimal(exercise["amount"]) == Decimal("0.2") * intrinsic
 
 
