@@ -21,6 +21,7 @@ and per-UID limit; public ones have neither.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -52,10 +53,11 @@ from ctsd.sim.bybit_endpoints import (
 )
 from ctsd.sim.bybit_margin import BybitMargin
 from ctsd.sim.bybit_market import BybitMarketData
+from ctsd.sim.bybit_options import OPTION, BybitOptions
 from ctsd.sim.bybit_orders import BybitOrders
 from ctsd.sim.bybit_wallet import wallet_balance
 from ctsd.sim.bybit_wire import LINEAR, SPOT, Call, Serialized
-from ctsd.sim.endpoints import mount
+from ctsd.sim.endpoints import Handler, mount
 from ctsd.sim.market import Instrument, InstrumentKind
 from ctsd.sim.ratelimit import BanList, FixedWindowLimiter
 from ctsd.sim.state import Simulator
@@ -79,6 +81,7 @@ class BybitSim:
         self._pages: dict[tuple[str, int, str | None], str] = {}
         self.orders = BybitOrders(self)
         self.margin = BybitMargin(self)
+        self.option = BybitOptions(self)
         self._md = BybitMarketData(self)
         self.deriv = LinearDerivatives(sim, self.symbols[LINEAR], self._md.kline)
         sim.on_reset(self.reset)
@@ -305,6 +308,17 @@ class BybitSim:
         return inst
 
     def endpoints(self) -> list[Endpoint]:
+        """The table; the paths that also serve `category=option` route it to
+        `ctsd.sim.bybit_options`."""
+        o = self.option
+        by_option = {"/v5/market/instruments-info": o.instruments, "/v5/market/tickers":
+                     o.tickers, "/v5/order/create": o.create_order, "/v5/order/cancel":
+                     o.cancel_order, "/v5/order/realtime": o.realtime_orders,
+                     "/v5/order/history": o.order_history, "/v5/position/list": o.positions}
+        return [dataclasses.replace(e, handler=_or_option(e.handler, by_option[e.path]))
+                if e.path in by_option else e for e in self._table()]
+
+    def _table(self) -> list[Endpoint]:
         read, trade = Permission.READ, Permission.TRADE
         d = self.deriv
         return [
@@ -331,6 +345,8 @@ class BybitSim:
                      UidLimit(5)),
             Endpoint("GET", "/v5/account/transaction-log", d.transaction_log, read,
                      UidLimit(25)),
+            Endpoint("GET", "/v5/asset/delivery-record", self.option.delivery_record, read,
+                     UidLimit(10)),
         ]
 
     def _market_data_and_history(self) -> list[Endpoint]:
@@ -344,6 +360,13 @@ class BybitSim:
             Endpoint("GET", "/v5/execution/list", acct.executions, read, UidLimit(50)),
             Endpoint("GET", "/v5/account/fee-rate", acct.fee_rate, read, UidLimit(10)),
         ]
+
+
+def _or_option(handler: Handler[Call], option: Handler[Call]) -> Handler[Call]:
+    async def route(call: Call) -> Any:
+        return await (option if call.text("category") == OPTION else handler)(call)
+
+    return route
 
 
 def _access_too_frequent() -> web.Response:

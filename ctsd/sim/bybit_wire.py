@@ -259,7 +259,8 @@ def api_key_info(account: Account) -> dict[str, Any]:
         "readOnly": 0 if trade else 1, "secret": "",
         "permissions": {
             "ContractTrade": ["Order", "Position"] if trade else [],
-            "Spot": ["SpotTrade"] if trade else [], "Wallet": wallet, "Options": [],
+            "Spot": ["SpotTrade"] if trade else [], "Wallet": wallet,
+            "Options": ["OptionsTrade"] if trade and Permission.OPTIONS in perms else [],
             "Derivatives": [], "CopyTrading": [], "BlockTrade": [], "Exchange": [],
             "NFT": [], "Affiliate": [], "Earn": [],
         },
