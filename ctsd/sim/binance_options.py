@@ -190,14 +190,13 @@ class BinanceOptions:
                                       [0.0] * 4)
             for i, v in enumerate((g.delta, g.gamma, g.theta, g.vega)):
                 total[i] += v * float(pos.qty)
-        margin = sum((p.margin for p in book.open_positions()), Decimal(0))
         assets = []
+        quote = self.state.sim.market.catalog.quote
         for asset, h in sorted(account.wallet(WALLET).items()):
-            equity = h.total + (upl + margin if asset == self.state.sim.market.catalog.quote
-                                else 0)
-            assets.append({"asset": asset, "marginBalance": plain(h.total + margin),
+            equity = h.total + (upl if asset == quote else Decimal(0))
+            assets.append({"asset": asset, "marginBalance": plain(h.total),
                            "equity": plain(equity), "available": plain(h.free),
-                           "locked": plain(h.locked + margin), "unrealizedPNL": plain(upl)})
+                           "locked": plain(h.locked), "unrealizedPNL": plain(upl)})
         return {"asset": assets, "greek": [
             {"underlying": u, "delta": f"{d:.6f}", "gamma": f"{g:.6f}", "theta": f"{t:.6f}",
              "vega": f"{v:.6f}"} for u, (d, g, t, v) in sorted(greeks.items())],

@@ -63,7 +63,7 @@ class OptionPosition:
     """Signed units of the underlying: long > 0."""
     entry: Decimal = _ZERO
     margin: Decimal = _ZERO
-    """Held from the wallet while short."""
+    """Held from the wallet while short (in its `locked` balance)."""
     fees: Decimal = _ZERO
     realized: Decimal = _ZERO
     created_ms: int = 0
@@ -241,10 +241,12 @@ def _move(pos: OptionPosition, held: Holding, signed: Decimal, price: Decimal,
     if short_after < short_before:
         freed = (pos.margin * (short_before - short_after) / short_before).quantize(AMOUNT_STEP)
         pos.margin -= freed
+        held.locked -= freed
         held.free += freed
     elif short_after > short_before:
         pos.margin += opening_margin
         held.free -= opening_margin
+        held.locked += opening_margin
 
 
 def sync(account: Account, market: Market, chain: OptionChain) -> int:
@@ -282,6 +284,7 @@ def _settle(account: Account, market: Market, chain: OptionChain, book: OptionBo
         per_unit = per_unit / spot
     payout = (pos.qty * per_unit).quantize(AMOUNT_STEP)
     held = account.holding(contract.settle, book.wallets[contract.symbol])
+    held.locked -= pos.margin
     held.free += pos.margin + payout
     stamp = min(max(contract.expiry_ms - market.path_offset_ms, pos.updated_ms), market.now_ms())
     book.settlements.append(Settlement(book.next_id(), stamp, contract, pos.qty, spot, payout))
