@@ -363,7 +363,7 @@ _PERMS = {Permission.READ: "read_only", Permission.TRADE: "trade", Permission.WI
 def account_config(account: Account, pos_mode: str) -> dict[str, Any]:
     """`account/config` of a "Futures mode" account (acctLv 2), in its position mode."""
     uid = str(account.uid)
-    perms = ",".join(_PERMS[p] for p in Permission if p in account.spec.permissions)
+    perms = ",".join(_PERMS[p] for p in _PERMS if p in account.spec.permissions)
     return {
         "acctLv": "2", "acctStpMode": "cancel_maker", "autoLoan": False,
         "ctIsoMode": "automatic", "enableSpotBorrow": False, "feeType": "0", "greeksType": "PA",

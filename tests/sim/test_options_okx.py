@@ -1,17 +1,26 @@
 """OKX options with unmodified ccxt: coin-margined OPTION markets through load_markets
 (per `uly`), opt-summary, tickers, limit orders sized in contracts and priced in BTC,
-pending orders, OPTION positions, and settlement across an `advance`."""
+pending orders, OPTION positions, and settlement across an `advance`; and Kraken, which
+offers none."""
 
 from __future__ import annotations
 
 from decimal import Decimal
 from typing import Any
 
+import aiohttp
 import ccxt.async_support as ccxt
 import pytest
 
 from ctsd.sim.server import SimulatorServer
-from tests.sim.conftest import API_KEY, PASSPHRASE, SECRET, ExchangeFactory
+from tests.sim.conftest import (
+    API_KEY,
+    PASSPHRASE,
+    SECRET,
+    ExchangeFactory,
+    sim_config,
+    trader_spec,
+)
 
 
 async def _okx(make: ExchangeFactory, server: SimulatorServer) -> Any:
@@ -52,3 +61,22 @@ async def test_coin_margined_options_trade_hold_and_settle(
     assert await ex.fetch_positions([market["symbol"]]) == []
     after = (await ex.fetch_balance())["BTC"]["total"]
     assert after > btc  # 0.1 BTC of calls paid (S - K) / S in BTC at expiry
+
+
+@pytest.mark.asyncio
+async def test_kraken_lists_no_options_and_has_no_option_endpoints(
+    make_exchange: ExchangeFactory,
+) -> None:
+    """Kraken (spot) offers no options: no option market, and an options path answers
+    Kraken's unknown-method error rather than anything that looks like options."""
+    async with SimulatorServer(sim_config(accounts=(trader_spec(
+            api_key="kraken-key", secret="c2ltLXNlY3JldC0wMDAx"),))) as server:
+        ex = make_exchange(ccxt.kraken, server.base_url, apiKey="kraken-key",
+                           secret="c2ltLXNlY3JldC0wMDAx")
+        markets = await ex.load_markets()
+        assert markets and not any(m["option"] for m in markets.values())
+        assert ex.has["fetchOption"] is not True
+        async with aiohttp.ClientSession() as http, http.post(
+                f"{server.base_url}/kraken/0/private/OptionPositions") as resp:
+            assert (resp.status, await resp.json()) == (
+                200, {"error": ["EGeneral:Unknown method"], "result": {}})
