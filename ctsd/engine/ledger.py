@@ -2,9 +2,14 @@
 
 Both brokers feed the same ledger, so paper and live report PnL identically,
 and replaying the persisted trades at start rebuilds it exactly: the ledger has
-no state that is not a fold over fills. Fees are converted to the quote asset
-(a fee charged in the base asset is valued at the fill price; a fee in a third
-asset, such as BNB, has no price here and is not counted).
+no state that is not a fold over fills.
+
+Fees: one in the quote asset is a realized cost. One in the base asset (a spot buy
+on Binance, Bybit or OKX) is paid out of the base the buy receives, so the position
+is what the wallet holds: a buy of 1 ETH with a 0.001 ETH fee opens 0.999 ETH whose
+average price carries the whole cost; a base fee on a trade that reduces the
+position takes that much more off it, at its average price. A fee in a third
+asset, such as BNB, has no price here and is not counted.
 """
 
 from __future__ import annotations
@@ -67,6 +72,14 @@ class Ledger:
         held = self.position(fill.symbol)
         signed = fill.amount if fill.side is Side.BUY else -fill.amount
         realized = ZERO
+        base_fee = fill.fee if fill.fee_asset == split_symbol(fill.symbol)[0] else ZERO
+        if base_fee and fill.side is Side.BUY and held.amount >= 0:
+            # the fee comes out of what the buy receives: fewer units carry the whole cost
+            total = held.amount + fill.amount - base_fee
+            avg = (held.amount * held.avg_price + fill.amount * fill.price) / total
+            self._positions[fill.symbol] = Position(fill.symbol, total, avg)
+            self._fills += 1
+            return realized
         if held.amount == 0 or (held.amount > 0) == (signed > 0):
             total = abs(held.amount) + fill.amount
             avg = (abs(held.amount) * held.avg_price + fill.amount * fill.price) / total
@@ -81,8 +94,13 @@ class Ledger:
                 avg = fill.price  # flipped through zero: the rest opened at this fill
             else:
                 avg = held.avg_price
-        realized -= self._fee_in_quote(fill)
-        self._positions[fill.symbol] = Position(fill.symbol, held.amount + signed, avg)
+        remaining = held.amount + signed
+        if base_fee:  # paid in units the wallet held: they leave at their cost
+            realized -= base_fee * (held.avg_price if held.amount > 0 else fill.price)
+            remaining -= base_fee
+        else:
+            realized -= self._fee_in_quote(fill)
+        self._positions[fill.symbol] = Position(fill.symbol, remaining, avg)
         self._book_realized(realized, utc_day(fill.timestamp_ms))
         self._fills += 1
         return realized

@@ -245,7 +245,8 @@ class ExchangeClient(AsyncClosing):
         try:
             return MarketTerms(symbol, str(market["base"]), str(market["quote"]),
                                Decimal(str(market.get("taker") or 0)),
-                               Decimal(str(market.get("maker") or 0)))
+                               Decimal(str(market.get("maker") or 0)),
+                               self._profile.spot_buy_fee_in_base and market.get("spot") is True)
         except (KeyError, ArithmeticError) as exc:
             raise malformed(f"{self.target.exchange} market {symbol} ({exc!r})") from exc
 
@@ -271,6 +272,17 @@ class ExchangeClient(AsyncClosing):
     async def fetch_order(self, order_id: str, symbol: str) -> Order:
         raw = await self._run(lambda: self._exchange.fetch_order(order_id, symbol), signed=True)
         return answers.order(raw, symbol, order_id)
+
+    async def fetch_order_fee(self, order_id: str, symbol: str) -> tuple[Decimal, str] | None:
+        """The fee an order paid so far, summed from its own fills: for venues whose order
+        answer does not carry it (Binance's order query). None when no fill says."""
+        param = self._profile.own_fills_order_param
+        raw = await self._run(lambda: self._exchange.fetch_my_trades(
+            symbol, None, None, {param: order_id} if param else {}), signed=True)
+        if not isinstance(raw, list):
+            raise malformed(f"{self.target.exchange} trade list is not a list")
+        return answers.fills_fee([t for t in raw if isinstance(t, dict)
+                                  and str(t.get("order")) == order_id])
 
     async def fetch_order_by_client_id(self, client_id: str, symbol: str) -> Order | None:
         """The order placed under `client_id`, any status; None when the venue has none.

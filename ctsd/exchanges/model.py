@@ -95,6 +95,8 @@ class MarketTerms:
     quote: str
     taker_fee: Decimal
     maker_fee: Decimal
+    buy_fee_in_base: bool = False
+    """A buy pays its fee in `base` (`ClientProfile.spot_buy_fee_in_base`, spot markets)."""
 
 
 @dataclass(frozen=True)

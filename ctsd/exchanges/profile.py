@@ -118,6 +118,12 @@ class ClientProfile:
     account_uid: AccountUidProbe | None = None
     """None keeps account limits per key (Binance; Kraken's counter is per key)."""
     client_order_ids: ClientOrderIds = ClientOrderIds()
+    own_fills_order_param: str | None = None
+    """The own-fill history's parameter that narrows it to one order (Binance `orderId`);
+    None: the history is read and filtered here."""
+    spot_buy_fee_in_base: bool = False
+    """A spot buy pays its fee in the base asset, out of what it receives (Binance, Bybit,
+    OKX); else every fee is in the quote (settle) asset. Paper trading charges the same."""
     sequential_apis: tuple[str, ...] = ()
     """ccxt api families whose signed requests must reach the exchange one at a time per
     key, with strictly increasing nonces shared by every client of the key (Kraken

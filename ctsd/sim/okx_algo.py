@@ -31,7 +31,8 @@ from ctsd.sim.accounts import (
 from ctsd.sim.market import InstrumentKind
 from ctsd.sim.matching import OrderRequest
 from ctsd.sim.okx_deriv import order_sides
-from ctsd.sim.okx_wire import OrderFailure, decimal_field
+from ctsd.sim.okx_order_wire import decimal_field
+from ctsd.sim.okx_wire import OrderFailure
 from ctsd.sim.ratelimit import RateRule
 from ctsd.sim.wire import plain
 

@@ -64,6 +64,8 @@ class MarketInfo:
     quote: str
     taker_fee: Decimal
     maker_fee: Decimal
+    buy_fee_in_base: bool = False
+    """A buy pays its fee in `base`, out of what it receives (Binance, Bybit, OKX spot)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -75,7 +75,8 @@ class SmaCross:
             return None  # our previous order is still working; never stack a second one
         before = _cross_sign(closes[:-1], self.fast, self.slow)
         now = _cross_sign(closes, self.fast, self.slow)
-        held = portfolio.position(symbol).amount
+        # what a fee paid in the base asset leaves below the step is dust, not a position
+        held = portfolio.position(symbol).amount.quantize(AMOUNT_STEP, ROUND_DOWN)
         if before <= 0 < now and held <= 0 and market.ticker.ask > 0:
             amount = (self.quote_amount / market.ticker.ask).quantize(AMOUNT_STEP, ROUND_DOWN)
             if amount > 0:

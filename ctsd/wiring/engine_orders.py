@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from decimal import Decimal
 
 from ctsd.engine.orders import OrderStatus
@@ -62,11 +63,22 @@ class ExchangeOrders:
 
     async def cancel_order(self, symbol: str, client_order_id: str) -> ExchangeOrder:
         canceled = await self._client.cancel_order_by_client_id(client_order_id, symbol)
-        return self._engine_order(canceled, client_order_id)
+        return self._engine_order(await self._with_fee(canceled, symbol), client_order_id)
 
     async def fetch_order(self, symbol: str, client_order_id: str) -> ExchangeOrder | None:
         found = await self._client.fetch_order_by_client_id(client_order_id, symbol)
-        return None if found is None else self._engine_order(found, client_order_id)
+        if found is None:
+            return None
+        return self._engine_order(await self._with_fee(found, symbol), client_order_id)
+
+    async def _with_fee(self, order: Order, symbol: str) -> Order:
+        """An order that filled but whose answer names no fee (Binance's query and cancel
+        answers never do) gets it from its own fills (`fetch_order_trades`), so the ledger
+        books what the venue charged, in the asset it charged it in."""
+        if order.fee is not None or not order.filled or not order.id:
+            return order
+        paid = await self._client.fetch_order_fee(order.id, symbol)
+        return order if paid is None else replace(order, fee=paid[0], fee_asset=paid[1])
 
     async def fetch_open_orders(self, symbol: str) -> tuple[ExchangeOrder, ...]:
         """Open orders that carry a client order id and a type the engine places; others

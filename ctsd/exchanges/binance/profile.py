@@ -28,6 +28,8 @@ def _permissions(account: Any) -> KeyPermissions:
 
 
 BINANCE_CLIENT = ClientProfile(
+    spot_buy_fee_in_base=True,
+    own_fills_order_param="orderId",
     ccxt_class="binance",
     api_types={
         ApiType.SPOT: ApiTypeProfile({"defaultType": "spot"}, ("spot",), "publicGetPing"),

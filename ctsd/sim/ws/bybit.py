@@ -26,7 +26,7 @@ from typing import Any
 from ctsd.sim import auth
 from ctsd.sim.auth import AuthError, AuthFailure
 from ctsd.sim.book import BookSnapshot, Level
-from ctsd.sim.bybit import INTERVALS
+from ctsd.sim.bybit_endpoints import INTERVALS
 from ctsd.sim.bybit_wire import market_id
 from ctsd.sim.events import AccountEvent, OrderUpdate
 from ctsd.sim.market import TIMEFRAMES, Instrument, InstrumentKind, TickerStats

@@ -17,7 +17,7 @@ from ctsd.sim import kraken_wire as rest
 from ctsd.sim.accounts import Account, Fill, Order, OrderStatus
 from ctsd.sim.book import Level
 from ctsd.sim.events import ExecKind, OrderUpdate
-from ctsd.sim.kraken_wire import OrderTags
+from ctsd.sim.kraken_orders import tags_of
 from ctsd.sim.market import Candle, Instrument, TickerStats
 from ctsd.sim.tape import PublicTrade
 from ctsd.sim.wire import dumps
@@ -119,13 +119,9 @@ def balance_entry(asset: str, account: Account) -> dict[str, Any]:
             "wallets": [{"type": "spot", "id": "main", "balance": number(total)}]}
 
 
-def _tags(order: Order) -> OrderTags:
-    return order.note if isinstance(order.note, OrderTags) else OrderTags()
-
-
 def order_entry(order: Order, exec_type: str, at_ms: int) -> dict[str, Any]:
     """An open or newly placed order, as `pending_new`/`new` and the snapshot carry it."""
-    tags = _tags(order)
+    tags = tags_of(order)
     entry: dict[str, Any] = {
         "order_id": rest.order_txid(order.id), "order_userref": tags.userref or 0,
         "symbol": order.symbol, "order_qty": number(order.qty),
@@ -151,10 +147,10 @@ def executions(update: OrderUpdate) -> list[dict[str, Any]]:
     if update.kind is ExecKind.NEW:
         return [order_entry(order, "pending_new", at),
                 {"order_id": txid, "symbol": order.symbol, "exec_type": "new",
-                 "order_status": "new", "order_userref": _tags(order).userref or 0,
+                 "order_status": "new", "order_userref": tags_of(order).userref or 0,
                  "timestamp": rfc3339(at)}]
     closing = {"order_id": txid, "symbol": order.symbol, "order_status": _STATUS[order.status],
-               "order_userref": _tags(order).userref or 0, "cum_qty": number(order.filled),
+               "order_userref": tags_of(order).userref or 0, "cum_qty": number(order.filled),
                "cum_cost": number(order.cost),
                "avg_price": number(order.average or _ZERO), "fee_usd_equiv": number(order.fee),
                "timestamp": rfc3339(at)}
@@ -165,7 +161,7 @@ def executions(update: OrderUpdate) -> list[dict[str, Any]]:
             "trade_id": fill.trade_id, "symbol": order.symbol, "side": order.side.value,
             "last_qty": number(fill.qty), "last_price": number(fill.price),
             "liquidity_ind": "m" if fill.maker else "t", "cost": number(fill.quote_qty),
-            "order_userref": _tags(order).userref or 0, "order_status": _STATUS[order.status],
+            "order_userref": tags_of(order).userref or 0, "order_status": _STATUS[order.status],
             "order_type": order.type.value, "fee_usd_equiv": number(fill.fee),
             "fees": [{"asset": fill.fee_asset, "qty": number(fill.fee)}],
             "timestamp": rfc3339(fill.time_ms),

@@ -13,13 +13,13 @@ from decimal import Decimal
 from typing import Any
 
 from ctsd.sim import derivatives
+from ctsd.sim import okx_order_wire as rest_orders
 from ctsd.sim import okx_wire as rest
 from ctsd.sim.accounts import Account
 from ctsd.sim.book import Level
 from ctsd.sim.events import OrderUpdate
 from ctsd.sim.market import Instrument, InstrumentKind, Market, TickerStats
 from ctsd.sim.okx_deriv import position_row
-from ctsd.sim.okx_wire import OrderTags
 from ctsd.sim.slots import closed_now
 from ctsd.sim.tape import PublicTrade
 from ctsd.sim.wire import dumps, plain
@@ -83,8 +83,7 @@ def checksum(bids: list[list[str]], asks: list[list[str]]) -> int:
 def order(update: OrderUpdate, inst: Instrument, leverage: Decimal) -> dict[str, Any]:
     """An `orders` push item: the REST order, with the execution it reports (if any)."""
     o = update.order
-    tags = o.note if isinstance(o.note, OrderTags) else rest.default_tags(o, inst)
-    data = rest.order(o, inst, tags, leverage)
+    data = rest_orders.order(o, inst, rest_orders.tags_of(o, inst), leverage)
     fill = update.fill
     if fill is None:
         data |= {"fillPx": "", "fillSz": "0", "tradeId": "", "fillTime": "",
