@@ -99,6 +99,46 @@ class ExchangeClient(AsyncClosing):
                         authenticated=self._authenticated):
             return await call()
 
+    async def call(self, method: str, *args: Any, lane: Lane | None = None,
+                   signed: bool = False) -> Any:
+        """ccxt's `method` (unified or implicit API) with this client's lane, limiter and
+        error translation: for the venue readers of `ctsd.exchanges.perpetuals`."""
+        bound = getattr(self._exchange, method)
+        return await self._run(lambda: bound(*args), lane, signed)
+
+    @property
+    def profile(self) -> ClientProfile:
+        return self._profile
+
+    def has(self, capability: str) -> bool:
+        """Whether ccxt implements `capability` (a `has` key) for this venue."""
+        return bool((self._exchange.has or {}).get(capability))
+
+    def market(self, symbol: str) -> Mapping[str, Any]:
+        """ccxt's market of a listed `symbol` (markets must be loaded)."""
+        market = (self._exchange.markets or {}).get(symbol)
+        if not isinstance(market, Mapping):
+            raise NotFound(f"{self.target.exchange} does not list {symbol}")
+        return market
+
+    def symbol_of(self, market_id: str) -> str:
+        """The unified symbol of a venue market id (`BTCUSDT` → `BTC/USDT:USDT`)."""
+        return str(self._exchange.safe_symbol(market_id))
+
+    def contract_size(self, symbol: str) -> Decimal:
+        """Base units per contract: amounts of contract markets (OKX swaps) are counted in
+        contracts by the venue and in base units by everything above this client."""
+        market = (self._exchange.markets or {}).get(symbol)
+        size = answers.decimal(market.get("contractSize")) if isinstance(market, dict) else None
+        return size if size and market and market.get("contract") else Decimal(1)
+
+    def _in_base(self, order: Order) -> Order:
+        size = self.contract_size(order.symbol)
+        if size == 1:
+            return order
+        return replace(order, amount=None if order.amount is None else order.amount * size,
+                       filled=None if order.filled is None else order.filled * size)
+
     async def _run(self, call: Callable[[], Awaitable[T]], in_lane: Lane | None = None,
                    signed: bool = False) -> T:
         if self._closed:
@@ -252,25 +292,62 @@ class ExchangeClient(AsyncClosing):
     async def create_order(
         self, symbol: str, side: str, order_type: str, amount: Decimal,
         price: Decimal | None = None, *, client_id: str | None = None,
+        reduce_only: bool = False, leg: str | None = None, margin_mode: str | None = None,
     ) -> Order:
-        params = {self._profile.client_order_ids.create: client_id} if client_id else {}
-        raw = await self._run(lambda: self._exchange.create_order(
-            symbol, order_type, side, float(amount), None if price is None else float(price),
-            params), Lane.ORDER, signed=True)
-        placed = answers.order(raw, symbol)
+        """`amount` in base units. Perpetuals: `leg` ("long"/"short") is the hedge-mode
+        position the order trades, `margin_mode` goes where the venue takes it per order."""
+        params: dict[str, Any] = {}
+        if client_id:
+            params[self._profile.client_order_ids.create] = client_id
+        params.update(self._perpetual_params(reduce_only, leg, margin_mode))
+        raw = await self._run(lambda: self._exchange.create_order(  # markets loaded by now
+            symbol, order_type, side, float(amount / self.contract_size(symbol)),
+            None if price is None else float(price), params), Lane.ORDER, signed=True)
+        placed = self._in_base(answers.order(raw, symbol))
         # Some venues acknowledge with the id alone: fill in what we asked for.
         return replace(placed, side=placed.side or side, type=placed.type or order_type,
                        amount=placed.amount or amount,
                        price=placed.price if placed.price is not None else price)
 
+    def _perpetual_params(self, reduce_only: bool, leg: str | None,
+                          margin_mode: str | None) -> dict[str, Any]:
+        venue = self._profile.derivatives
+        if venue is None:
+            return {"reduceOnly": True} if reduce_only else {}
+        params: dict[str, Any] = {}
+        if leg is not None:
+            params[venue.hedge_param] = venue.hedge_values[leg]
+        if reduce_only and (leg is None or venue.reduce_only_in_hedge):
+            params["reduceOnly"] = True
+        if margin_mode is not None and venue.order_margin_param:
+            params[venue.order_margin_param] = margin_mode
+        return params
+
+    async def order_fee(self, order_id: str, symbol: str) -> tuple[Decimal, str] | None:
+        """The fee an order's fills paid, from the venue's fill history (Binance's order
+        answers never carry it); None when the history shows no fill of it."""
+        method, order_param = self._profile.derivatives.order_trades if (
+            self._profile.derivatives) else ("fetch_order_trades", None)
+        if order_param is not None:
+            raw = await self.call(method, symbol, None, None, {order_param: order_id},
+                                  signed=True)
+        else:
+            raw = await self.call(method, order_id, symbol, signed=True)
+        trades = [t for t in answers.trades(raw, self.contract_size(symbol))
+                  if t.order_id == order_id]
+        if not trades:
+            return None
+        asset = trades[0].fee_asset
+        return sum((t.fee for t in trades if t.fee_asset == asset), Decimal(0)), asset
+
     async def cancel_order(self, order_id: str, symbol: str) -> Order:
         raw = await self._run(lambda: self._exchange.cancel_order(order_id, symbol),
                               Lane.ORDER, signed=True)
-        return answers.order(raw, symbol, order_id)
+        return self._in_base(answers.order(raw, symbol, order_id))
 
     async def fetch_order(self, order_id: str, symbol: str) -> Order:
         raw = await self._run(lambda: self._exchange.fetch_order(order_id, symbol), signed=True)
-        return answers.order(raw, symbol, order_id)
+        return self._in_base(answers.order(raw, symbol, order_id))
 
     async def fetch_order_by_client_id(self, client_id: str, symbol: str) -> Order | None:
         """The order placed under `client_id`, any status; None when the venue has none.
@@ -288,14 +365,15 @@ class ExchangeClient(AsyncClosing):
         params = {self._profile.client_order_ids.lookup: client_id}
         if method != "fetch_order":  # a list the venue filtered by the id
             raw = await self._run(lambda: call(symbol, None, None, params), signed=True)
-            return next((o for o in answers.orders(raw) if o.client_id == client_id), None)
+            found = next((o for o in answers.orders(raw) if o.client_id == client_id), None)
+            return None if found is None else self._in_base(found)
         try:
             raw = await self._run(lambda: call(None, symbol, params), signed=True)
         except ExchangeFailure as exc:
             if exc.rejection is OrderRejection.ORDER_NOT_FOUND:
                 return None
             raise
-        return answers.order(raw, symbol)
+        return self._in_base(answers.order(raw, symbol))
 
     async def cancel_order_by_client_id(self, client_id: str, symbol: str) -> Order:
         """Cancels the open order placed under `client_id`, and answers it as it now stands.
@@ -315,7 +393,7 @@ class ExchangeClient(AsyncClosing):
 
     async def fetch_open_orders(self, symbol: str | None = None) -> list[Order]:
         raw = await self._run(lambda: self._exchange.fetch_open_orders(symbol), signed=True)
-        return answers.orders(raw)
+        return [self._in_base(o) for o in answers.orders(raw)]
 
     def amount_to_precision(self, symbol: str, amount: Decimal) -> Decimal:
         """`amount` rounded to the market's lot size (markets must be loaded)."""

@@ -8,6 +8,10 @@ last test did not fail) and hands out market data through the shared
 budget as every other request to that venue.
 
 PAPER needs only public market data, so no credentials are opened for it.
+A perpetual-futures connection also hands out the perpetuals seams
+(`ctsd.wiring.engine_perpetual`): public tiers and funding for every engine,
+the account (settings, positions, funding payments, fills) for LIVE, and the
+connection's margin and position modes.
 LIVE additionally unseals the connection's credentials (through the connection
 layer's `CredentialResolver`, the one holder of the vault) into an
 authenticated client on the ORDER lane, so order calls go ahead of polling in
@@ -24,17 +28,21 @@ from collections.abc import Callable
 
 from ctsd.connections.checks.results import TestStatus
 from ctsd.connections.credentials import CredentialResolver
-from ctsd.connections.model import Connection
+from ctsd.connections.model import Connection, PositionMode
 from ctsd.connections.ports import ConnectionStore
 from ctsd.engine.config import TradingMode
+from ctsd.engine.perpetual import AccountModes, MarginMode
 from ctsd.engine.ports import EngineResources
 from ctsd.errors import CredentialsUnavailable, FailedPrecondition, InvalidArgument
 from ctsd.exchanges.client import ExchangeClient
 from ctsd.exchanges.factory import ExchangeClientFactory
 from ctsd.exchanges.model import ConnectionTarget
+from ctsd.exchanges.perpetuals import PerpetualClient
+from ctsd.exchanges.spec import ApiType
 from ctsd.ratelimit import Lane
-from ctsd.strategies.model import Candle, MarketInfo, Ticker
+from ctsd.strategies.model import Candle, MarketInfo, MarketKind, Ticker
 from ctsd.wiring.engine_orders import ExchangeOrders
+from ctsd.wiring.engine_perpetual import ExchangePerpetualAccount, ExchangePerpetualMarketData
 
 _TIMEFRAME = re.compile(r"^([1-9][0-9]*)([smhdw])$")
 _UNIT_MS = {"s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
@@ -52,13 +60,16 @@ class ExchangeMarketData:
     """`MarketDataSource` over one `ExchangeClient` (the poll lane, the shared limiter)."""
 
     def __init__(self, client: ExchangeClient,
-                 now_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000) -> None:
+                 now_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
+                 kind: MarketKind = MarketKind.SPOT) -> None:
         self._client = client
         self._now_ms = now_ms
+        self._kind = kind
 
     async def market(self, symbol: str) -> MarketInfo:
         terms = await self._client.market_terms(symbol)
-        return MarketInfo(symbol, terms.base, terms.quote, terms.taker_fee, terms.maker_fee)
+        return MarketInfo(symbol, terms.base, terms.quote, terms.taker_fee, terms.maker_fee,
+                          self._kind)
 
     async def ticker(self, symbol: str) -> Ticker:
         """Venues may omit bid or ask (a quiet market); the last price stands in for them."""
@@ -102,19 +113,32 @@ class ExchangeEngineBackend:
         if mode is TradingMode.LIVE:
             self._check_live(conn, name)
         target = ConnectionTarget(conn.exchange, conn.api_type, conn.testnet)
+        perpetual = conn.api_type is ApiType.PERPETUAL_FUTURES
+        kind = MarketKind.PERPETUAL if perpetual else MarketKind.SPOT
+        modes = AccountModes(MarginMode(conn.margin_mode.value),
+                             conn.position_mode is PositionMode.HEDGE)
         market = await self._factory.client(target, None, lane=Lane.POLL)
         opened: tuple[ExchangeClient, ...] = (market,)
-        orders = None
-        if mode is TradingMode.LIVE:
-            try:
+        orders, account, perp_market = None, None, None
+        try:
+            if perpetual:
+                perp_market = ExchangePerpetualMarketData(PerpetualClient(market))
+            if mode is TradingMode.LIVE:
                 trading = await self._trading_client(conn, target, name)
-            except BaseException:
-                await market.close()
-                raise
-            opened, orders = (market, trading), ExchangeOrders(trading)
+                opened = (market, trading)
+                orders = ExchangeOrders(trading, margin_mode=modes.margin_mode.value
+                                        if perpetual else None)
+                if perpetual:
+                    account = ExchangePerpetualAccount(PerpetualClient(trading),
+                                                       modes.margin_mode)
+        except BaseException:
+            for client in opened:
+                await client.close()
+            raise
         # A dry run (TestEngine) may open more clients while the engine holds its own.
         self._clients.setdefault(connection_id, []).append(opened)
-        return EngineResources(ExchangeMarketData(market), orders)
+        return EngineResources(ExchangeMarketData(market, kind=kind), orders, kind, modes,
+                               perp_market, account)
 
     def _check_live(self, conn: Connection, name: str) -> None:
         if self._credentials is None:
