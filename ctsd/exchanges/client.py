@@ -25,6 +25,7 @@ from ctsd.exchanges import answers
 from ctsd.exchanges.ccxt_errors import malformed, translated
 from ctsd.exchanges.markets import MarketCache
 from ctsd.exchanges.model import (
+    AccountModes,
     ApiCredentials,
     ApiTypeStatus,
     Candle,
@@ -37,6 +38,7 @@ from ctsd.exchanges.model import (
     Ticker,
 )
 from ctsd.exchanges.profile import ClientProfile
+from ctsd.exchanges.spec import ApiType
 from ctsd.exchanges.throttle import RequestGate, lane
 from ctsd.ratelimit import Lane, ScopeUsage
 from ctsd.tasks import AsyncClosing
@@ -120,6 +122,11 @@ class ExchangeClient(AsyncClosing):
         if not isinstance(market, Mapping):
             raise NotFound(f"{self.target.exchange} does not list {symbol}")
         return market
+
+    def contract_symbols(self) -> list[str]:
+        """The loaded contract markets' symbols (markets must be loaded)."""
+        return sorted(s for s, m in (self._exchange.markets or {}).items()
+                      if isinstance(m, dict) and m.get("contract"))
 
     def symbol_of(self, market_id: str) -> str:
         """The unified symbol of a venue market id (`BTCUSDT` → `BTC/USDT:USDT`)."""
@@ -241,6 +248,16 @@ class ExchangeClient(AsyncClosing):
             raise
         held = sum(1 for h in holdings if h.total > 0)
         return ApiTypeStatus(True, f"{api_type} account reachable ({held} assets held)")
+
+    async def account_modes(self) -> AccountModes | None:
+        """A perpetuals account's position and margin modes (a connection test); None when
+        the connection's api type is not perpetual futures or the venue has none here."""
+        if self.target.api_type is not ApiType.PERPETUAL_FUTURES or (
+                self._profile.derivatives is None):
+            return None
+        from ctsd.exchanges.perpetuals import PerpetualClient  # it builds on this class
+
+        return await PerpetualClient(self).modes()
 
     async def prices(self, assets: Sequence[str], quote: str) -> dict[str, Decimal]:
         """Last prices of `assets` in `quote`, for those listed (shared, briefly cached)."""

@@ -106,10 +106,14 @@ class PerpetualClient:
             hedge = await self.position_mode(None)
         margins: tuple[tuple[str, str], ...] = ()
         if self.venue.margin_mode_scope == "account":
-            raw = await self.client.call("fetch_margin_mode", None, signed=True)
+            await self.client.load_markets()
+            listed = self.client.contract_symbols()  # the venue asks for one; any will do
+            raw = await self.client.call("fetch_margin_mode", listed[0] if listed else None,
+                                         signed=True)
             margins = (("*", _margin_name(raw)),)
         elif self.venue.margin_mode_scope == "symbol":
-            raw = await self.client.call("fetch_margin_modes", None, signed=True)
+            raw = await self.client.call("fetch_margin_modes", None, {"subType": "linear"},
+                                         signed=True)
             if not isinstance(raw, Mapping):
                 raise malformed(f"{self._exchange} margin modes are not an object")
             margins = tuple(sorted((str(s), _margin_name(m)) for s, m in raw.items()))
