@@ -27,17 +27,14 @@ from types import TracebackType
 
 from ctsd.clock import Clock, SystemClock
 from ctsd.connections.locks import ConnectionLocks
-from ctsd.engine.brokers.base import Broker
-from ctsd.engine.brokers.live import LiveBroker
-from ctsd.engine.brokers.live_perp import DEFAULT_FUNDING_POLL_S, LivePerpBroker
-from ctsd.engine.brokers.paper import PaperBroker
-from ctsd.engine.brokers.paper_perp import PaperPerpBroker
+from ctsd.engine.assembly import assemble_engine
+from ctsd.engine.brokers.live_perp import DEFAULT_FUNDING_POLL_S
 from ctsd.engine.config import EngineConfig, TradingMode, ValidatedConfig, validate_config
 from ctsd.engine.engine import Engine
 from ctsd.engine.market import DryRun, decide_dry, fetch_infos, fetch_snapshot
 from ctsd.engine.orders import Fill, Order
 from ctsd.engine.paging import Listing, listing, page_request
-from ctsd.engine.perp_session import PerpSession, with_funding
+from ctsd.engine.perp_session import with_funding
 from ctsd.engine.ports import (
     DesiredState,
     EngineBackend,
@@ -279,42 +276,8 @@ class EngineManager:
 
     def _build(self, record: EngineRecord, validated: ValidatedConfig,
                resources: EngineResources) -> Engine:
-        config = validated.config
-        perp = None
-        if resources.kind is MarketKind.PERPETUAL:
-            if resources.perp_market is None:
-                raise FailedPrecondition(
-                    f"connections/{record.connection_id} offers no perpetuals market data")
-            account = resources.perp_account if config.mode is TradingMode.LIVE else None
-            if config.mode is TradingMode.LIVE and account is None:
-                raise FailedPrecondition(
-                    f"connections/{record.connection_id} cannot trade perpetuals live")
-            perp = PerpSession(config, resources.modes, resources.perp_market, account,
-                               record.connection_id)
-        engine = Engine(record, validated, self._broker(config, resources, perp),
-                        resources.market_data, self._store, self._clock, self._hub.publish,
-                        perp)
-        return engine
-
-    def _broker(self, config: EngineConfig, resources: EngineResources,
-                perp: PerpSession | None) -> Broker:
-        if config.mode is TradingMode.LIVE:
-            assert resources.orders is not None
-            # Client order ids carry the cycle number, which is stored before a cycle
-            # sends anything, so a first attempt's id is new to the venue: asking for it
-            # first would only add a round trip between market data and the order.
-            # Retries still ask, and reconciliation resolves whatever a crash left.
-            if perp is not None and perp.account is not None:
-                return LivePerpBroker(resources.orders, perp.account, config.symbols,
-                                      self._clock, funding_poll_s=self._funding_poll_s,
-                                      check_before_place=False)
-            return LiveBroker(
-                resources.orders, config.symbols, self._clock, check_before_place=False
-            )
-        if perp is not None and resources.perp_market is not None:
-            return PaperPerpBroker(config.paper, self._clock, resources.modes, config.leverage,
-                                   resources.perp_market, config.symbols)
-        return PaperBroker(config.paper, self._clock)
+        return assemble_engine(record, validated, resources, self._store, self._clock,
+                               self._hub.publish, funding_poll_s=self._funding_poll_s)
 
     def _launch(self, engine: Engine) -> EngineRun:
         run = EngineRun(engine, self._store, self._clock, self._policy)

@@ -28,7 +28,7 @@ from ctsd.engine.ports import PerpetualAccount, PerpetualMarketData
 from ctsd.engine.status import PositionStatus
 from ctsd.errors import FailedPrecondition, FieldViolation, InvalidArgument
 from ctsd.strategies.base import DataNeeds
-from ctsd.strategies.model import MarketKind, MarketSnapshot
+from ctsd.strategies.model import MarketKind, MarketSnapshot, PositionSide
 
 log = logging.getLogger("ctsd.engine")
 ZERO = Decimal(0)
@@ -113,7 +113,11 @@ def position_statuses(ledger: Ledger, venue: Sequence[VenuePosition],
                       marks: Mapping[str, Decimal]) -> tuple[PositionStatus, ...]:
     """Each held position: amount and entry from the ledger (current to the last fill),
     the rest from the venue's (or paper account's) valuation where it has the position."""
-    valued = {p.key: p for p in venue}
+    valued: dict[tuple[str, PositionSide], VenuePosition] = {}
+    for position in venue:  # where a leg has both margin modes (OKX), the larger is shown
+        shown = valued.get(position.key)
+        if shown is None or abs(position.amount) > abs(shown.amount):
+            valued[position.key] = position
     found = []
     for pos in ledger.positions():
         if not pos.amount:

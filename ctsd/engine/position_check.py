@@ -53,18 +53,21 @@ class Difference:
 
 def differences(ledger: Ledger, venue: Iterable[VenuePosition],
                 symbols: Sequence[str]) -> list[Difference]:
-    """Every (symbol, leg) of `symbols` whose ledger amount is not the venue's."""
-    held = {p.key: p for p in venue}
+    """Every (symbol, leg) of `symbols` whose ledger amount is not the venue's. A leg the
+    venue holds in both margin modes (OKX keeps them apart) counts with both."""
+    held: dict[tuple[str, PositionSide], Decimal] = {}
+    marks: dict[str, Decimal] = {}
+    for position in venue:
+        held[position.key] = held.get(position.key, ZERO) + position.amount
+        marks[position.symbol] = position.mark_price
     keys = {(p.symbol, p.side) for p in ledger.positions() if p.symbol in symbols}
     keys |= {k for k in held if k[0] in symbols}
     found = []
     for symbol, side in sorted(keys, key=lambda k: (k[0], k[1].value)):
         ours = ledger.position(symbol, side).amount
-        theirs = held.get((symbol, side))
-        amount = theirs.amount if theirs else ZERO
+        amount = held.get((symbol, side), ZERO)
         if abs(ours - amount) > TOLERANCE:
-            found.append(Difference(symbol, side, ours, amount,
-                                    theirs.mark_price if theirs else None))
+            found.append(Difference(symbol, side, ours, amount, marks.get(symbol)))
     return found
 
 

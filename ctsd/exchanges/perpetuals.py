@@ -184,8 +184,10 @@ class PerpetualClient:
             if not isinstance(rows, list):
                 raise malformed(f"{self._exchange} liquidation bills are not a list")
             market_id = self.client.market(symbol).get("id")
-            return sum(1 for r in rows if isinstance(r, Mapping) and r.get("instId") == market_id
-                       and int(r.get("ts") or 0) >= since_ms)
+            orders = {str(r.get("ordId") or r.get("billId")) for r in rows  # a bill per part
+                      if isinstance(r, Mapping) and r.get("instId") == market_id
+                      and int(r.get("ts") or 0) >= since_ms}
+            return len(orders)
         raw = await self.client.call("fetch_my_liquidations", symbol, since_ms, signed=True)
         if not isinstance(raw, list):
             raise malformed(f"{self._exchange} liquidations are not a list")

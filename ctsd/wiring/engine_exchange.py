@@ -88,6 +88,28 @@ class ExchangeMarketData:
                      for c in closed[-limit:])
 
 
+def engine_resources(market: ExchangeClient, trading: ExchangeClient | None,
+                     modes: AccountModes, reader: ExchangeClient | None = None,
+                     ) -> EngineResources:
+    """An engine's resources on opened clients: `market` (public, the poll lane) for market
+    data, `trading` (authenticated, LIVE only) for orders and the perpetuals account, and
+    for the perpetuals' facts the first of `reader` (authenticated, the poll lane: Binance
+    lists leverage brackets to keys only), `trading` and `market`. `modes` are the
+    connection's margin and position modes."""
+    perpetual = market.target.api_type is ApiType.PERPETUAL_FUTURES
+    kind = MarketKind.PERPETUAL if perpetual else MarketKind.SPOT
+    facts = reader or trading or market
+    perp_market = ExchangePerpetualMarketData(PerpetualClient(facts)) if perpetual else None
+    orders, account = None, None
+    if trading is not None:
+        orders = ExchangeOrders(trading, margin_mode=modes.margin_mode.value if perpetual
+                                else None)
+        if perpetual:
+            account = ExchangePerpetualAccount(PerpetualClient(trading), modes.margin_mode)
+    return EngineResources(ExchangeMarketData(market, kind=kind), orders, kind, modes,
+                           perp_market, account)
+
+
 class ExchangeEngineBackend:
     """`EngineBackend`: checks the connection, opens its clients per `open`.
 
@@ -113,32 +135,37 @@ class ExchangeEngineBackend:
         if mode is TradingMode.LIVE:
             self._check_live(conn, name)
         target = ConnectionTarget(conn.exchange, conn.api_type, conn.testnet)
-        perpetual = conn.api_type is ApiType.PERPETUAL_FUTURES
-        kind = MarketKind.PERPETUAL if perpetual else MarketKind.SPOT
         modes = AccountModes(MarginMode(conn.margin_mode.value),
                              conn.position_mode is PositionMode.HEDGE)
         market = await self._factory.client(target, None, lane=Lane.POLL)
         opened: tuple[ExchangeClient, ...] = (market,)
-        orders, account, perp_market = None, None, None
+        trading = reader = None
         try:
-            if perpetual:
-                perp_market = ExchangePerpetualMarketData(PerpetualClient(market))
             if mode is TradingMode.LIVE:
                 trading = await self._trading_client(conn, target, name)
                 opened = (market, trading)
-                orders = ExchangeOrders(trading, margin_mode=modes.margin_mode.value
-                                        if perpetual else None)
-                if perpetual:
-                    account = ExchangePerpetualAccount(PerpetualClient(trading),
-                                                       modes.margin_mode)
+            elif conn.api_type is ApiType.PERPETUAL_FUTURES:
+                reader = await self._reader(conn, target)
+                opened = (market, reader) if reader else opened
         except BaseException:
             for client in opened:
                 await client.close()
             raise
         # A dry run (TestEngine) may open more clients while the engine holds its own.
         self._clients.setdefault(connection_id, []).append(opened)
-        return EngineResources(ExchangeMarketData(market, kind=kind), orders, kind, modes,
-                               perp_market, account)
+        return engine_resources(market, trading, modes, reader)
+
+    async def _reader(self, conn: Connection, target: ConnectionTarget) -> ExchangeClient | None:
+        """PAPER perpetuals: the connection's key, where it has one, for the venue's facts
+        that are not public (Binance's leverage brackets); None without a usable key."""
+        if self._credentials is None or not conn.credentials.api_key_set:
+            return None
+        try:
+            credentials = await self._credentials.resolve(conn)
+        except CredentialsUnavailable:
+            return None
+        return await self._factory.client(target, credentials, lane=Lane.POLL,
+                                          account_uid=conn.account_uid)
 
     def _check_live(self, conn: Connection, name: str) -> None:
         if self._credentials is None:
