@@ -95,26 +95,35 @@ class Ledger:
         return funding_id in self._funding_ids
 
     def apply(self, fill: Fill) -> Decimal:
-        """Book one fill; returns the PnL it realized, net of its fee."""
+        """Book one fill; returns the PnL it realized, net of its fee.
+
+        A spot buy whose fee the venue took in the base asset (Binance, Bybit and OKX
+        without a fee token) leaves less base held, bought at a higher price: the fee
+        is in the position's cost, not in realized PnL, and what the ledger holds is
+        what the account can sell."""
         held = self.position(fill.symbol, fill.position_side)
-        signed = fill.amount if fill.side is Side.BUY else -fill.amount
+        amount, price, fee = fill.amount, fill.price, self._fee_in_quote(fill)
+        self.fees += fee
+        if fill.side is Side.BUY and fill.fee_asset == split_symbol(fill.symbol)[0] and (
+                ZERO < fill.fee < fill.amount):
+            amount, price, fee = fill.amount - fill.fee, fill.amount * fill.price / (
+                fill.amount - fill.fee), ZERO
+        signed = amount if fill.side is Side.BUY else -amount
         realized = ZERO
         if held.amount == 0 or (held.amount > 0) == (signed > 0):
-            total = abs(held.amount) + fill.amount
-            avg = (abs(held.amount) * held.avg_price + fill.amount * fill.price) / total
+            total = abs(held.amount) + amount
+            avg = (abs(held.amount) * held.avg_price + amount * price) / total
         else:
-            closed = min(fill.amount, abs(held.amount))
+            closed = min(amount, abs(held.amount))
             direction = 1 if held.amount > 0 else -1
-            realized = (fill.price - held.avg_price) * closed * direction
+            realized = (price - held.avg_price) * closed * direction
             remaining = held.amount + signed
             if remaining == 0:
                 avg = ZERO
             elif (remaining > 0) != (held.amount > 0):
-                avg = fill.price  # flipped through zero: the rest opened at this fill
+                avg = price  # flipped through zero: the rest opened at this fill
             else:
                 avg = held.avg_price
-        fee = self._fee_in_quote(fill)
-        self.fees += fee
         realized -= fee
         self._positions[(fill.symbol, fill.position_side)] = Position(
             fill.symbol, held.amount + signed, avg, fill.position_side)

@@ -299,10 +299,16 @@ class ExchangeClient(AsyncClosing):
         market = (self._exchange.markets or {}).get(symbol)
         if not isinstance(market, dict):
             raise NotFound(f"{self.target.exchange} does not list {symbol}")
+        from ccxt.base.decimal_to_precision import TICK_SIZE  # loaded with the exchange
+
+        step = answers.decimal((market.get("precision") or {}).get("amount"))
+        if step is not None and self._exchange.precisionMode != TICK_SIZE:
+            step = Decimal(1).scaleb(-int(step))  # a number of decimal places
         try:
             return MarketTerms(symbol, str(market["base"]), str(market["quote"]),
                                Decimal(str(market.get("taker") or 0)),
-                               Decimal(str(market.get("maker") or 0)))
+                               Decimal(str(market.get("maker") or 0)),
+                               step * self.contract_size(symbol) if step else None)
         except (KeyError, ArithmeticError) as exc:
             raise malformed(f"{self.target.exchange} market {symbol} ({exc!r})") from exc
 

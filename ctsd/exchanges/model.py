@@ -95,6 +95,8 @@ class MarketTerms:
     quote: str
     taker_fee: Decimal
     maker_fee: Decimal
+    amount_step: Decimal | None = None
+    """The lot size in base units (the venue cuts every order amount down to it)."""
 
 
 @dataclass(frozen=True)

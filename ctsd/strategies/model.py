@@ -93,6 +93,8 @@ class MarketInfo:
     taker_fee: Decimal
     maker_fee: Decimal
     kind: MarketKind = MarketKind.SPOT
+    amount_step: Decimal | None = None
+    """The venue's lot size in base units: it cuts every order amount down to a multiple."""
 
     @property
     def can_short(self) -> bool:

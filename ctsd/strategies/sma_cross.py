@@ -7,7 +7,9 @@ for the next cross instead of buying at an arbitrary point of the trend. The
 averages are compared exactly (cross-multiplied sums) so rounding can never
 invent or hide a cross.
 
-Where the market can short (a perpetual) the strategy is always in the market
+A holding smaller than the market's lot size (the dust a fee taken in the base
+asset leaves) counts as flat: it cannot be sold. Where the market can short (a
+perpetual) the strategy is always in the market
 after its first cross: a death cross closes the long (reduce-only) and opens a
 short, a golden cross covers the short and opens a long. On spot a death cross
 only sells what is held. `direction` narrows this: `long_only` never shorts,
@@ -89,7 +91,8 @@ class SmaCross:
             return []  # our previous order is still working; never stack a second one
         before = _cross_sign(closes[:-1], self.fast, self.slow)
         now = _cross_sign(closes, self.fast, self.slow)
-        legs = portfolio.legs(symbol)
+        lot = market.info.amount_step or Decimal(0)
+        legs = [leg for leg in portfolio.legs(symbol) if abs(leg.amount) >= lot]  # dust: flat
         contract = market.info.can_short
         if before <= 0 < now:
             intents = [OrderIntent(symbol, Side.BUY, OrderType.MARKET, -leg.amount, None,

@@ -69,7 +69,7 @@ class ExchangeMarketData:
     async def market(self, symbol: str) -> MarketInfo:
         terms = await self._client.market_terms(symbol)
         return MarketInfo(symbol, terms.base, terms.quote, terms.taker_fee, terms.maker_fee,
-                          self._kind)
+                          self._kind, terms.amount_step)
 
     async def ticker(self, symbol: str) -> Ticker:
         """Venues may omit bid or ask (a quiet market); the last price stands in for them."""
@@ -89,24 +89,26 @@ class ExchangeMarketData:
 
 
 def engine_resources(market: ExchangeClient, trading: ExchangeClient | None,
-                     modes: AccountModes, reader: ExchangeClient | None = None,
+                     modes: AccountModes, reader: ExchangeClient | None = None, *,
+                     now_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
                      ) -> EngineResources:
     """An engine's resources on opened clients: `market` (public, the poll lane) for market
     data, `trading` (authenticated, LIVE only) for orders and the perpetuals account, and
     for the perpetuals' facts the first of `reader` (authenticated, the poll lane: Binance
     lists leverage brackets to keys only), `trading` and `market`. `modes` are the
-    connection's margin and position modes."""
+    connection's margin and position modes; `now_ms` the engine's clock (which candles
+    have closed)."""
     perpetual = market.target.api_type is ApiType.PERPETUAL_FUTURES
     kind = MarketKind.PERPETUAL if perpetual else MarketKind.SPOT
     facts = reader or trading or market
     perp_market = ExchangePerpetualMarketData(PerpetualClient(facts)) if perpetual else None
     orders, account = None, None
     if trading is not None:
-        orders = ExchangeOrders(trading, margin_mode=modes.margin_mode.value if perpetual
-                                else None)
+        orders = ExchangeOrders(trading, now_ms, margin_mode=modes.margin_mode.value
+                                if perpetual else None)
         if perpetual:
             account = ExchangePerpetualAccount(PerpetualClient(trading), modes.margin_mode)
-    return EngineResources(ExchangeMarketData(market, kind=kind), orders, kind, modes,
+    return EngineResources(ExchangeMarketData(market, now_ms, kind), orders, kind, modes,
                            perp_market, account)
 
 

@@ -70,7 +70,13 @@ class ExchangeOrders:
             if existing is not None:  # refused as a duplicate: the first placement stands
                 return existing
             raise
-        # Bybit, OKX and Kraken acknowledge with the id alone: accepted means open.
+        if placed.status is None and type is OrderType.MARKET:
+            # Bybit, OKX and Kraken acknowledge with the id alone; a market order has
+            # filled by now, and the engine books it this cycle rather than the next.
+            found = await self.fetch_order(symbol, client_order_id)
+            if found is not None:
+                return found
+        # Acknowledged with the id alone: accepted means open.
         return self._engine_order(await self._with_fee(placed), client_order_id,
                                   default=OrderStatus.OPEN)
 

@@ -40,11 +40,20 @@ def test_flat_resets_the_average_and_a_flip_opens_at_the_fill_price() -> None:
     assert (position.amount, position.avg_price) == (Decimal(-2), Decimal(110))
 
 
-def test_fees_in_the_base_asset_are_valued_at_the_fill_price() -> None:
+def test_a_buy_fee_in_the_base_asset_leaves_less_held_at_a_higher_cost() -> None:
+    """The venue kept 0.001 BTC of the 1 bought: 0.999 held (what can be sold), whose cost
+    is the whole 100 paid; selling it all at 100 loses exactly the fee's value."""
     ledger = Ledger([fill(Side.BUY, "1", "100", fee="0.001", fee_asset="BTC")])
-    assert ledger.pnl({}, START_MS).realized == Decimal("-0.1")
+    held = ledger.position("BTC/USDT")
+    assert held.amount == Decimal("0.999")
+    assert round(held.amount * held.avg_price, 20) == Decimal(100)
+    assert ledger.fees == Decimal("0.1") and ledger.pnl({}, START_MS).realized == 0
+    mark = {"BTC/USDT": Decimal(100)}
+    assert round(ledger.pnl(mark, START_MS).unrealized, 20) == Decimal("-0.1")
+    ledger.apply(fill(Side.SELL, "0.999", "100", at_ms=START_MS + 1))
+    assert round(ledger.pnl({}, START_MS).realized, 20) == Decimal("-0.1")
     other = Ledger([fill(Side.BUY, "1", "100", fee="0.5", fee_asset="BNB")])
-    assert other.pnl({}, START_MS).realized == 0
+    assert other.pnl({}, START_MS).realized == 0 and other.fees == 0
 
 
 def test_realized_today_starts_over_at_utc_midnight() -> None:

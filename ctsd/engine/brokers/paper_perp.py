@@ -30,7 +30,7 @@ from dataclasses import replace
 from decimal import Decimal
 
 from ctsd.clock import Clock
-from ctsd.engine.brokers.paper_terms import crosses, finished, taker_price
+from ctsd.engine.brokers.paper_terms import crosses, finished, on_lot, taker_price
 from ctsd.engine.brokers.perp_account import ZERO, PerpLedger, Slot, closes
 from ctsd.engine.config import PaperSettings
 from ctsd.engine.ledger import split_symbol
@@ -171,6 +171,11 @@ class PaperPerpBroker:
         market = self._market.get(order.symbol) if self._market else None
         if market is None:
             return Execution(self._finish(order, OrderStatus.REJECTED, "no market data yet"))
+        lot = on_lot(order, market)
+        if lot is None:
+            return Execution(self._finish(order, OrderStatus.REJECTED,
+                                          "amount below the venue's lot size"))
+        order = lot
         if order.type is OrderType.MARKET or crosses(order, market):
             price = taker_price(order, market, self._settings.slippage_bps)
             refusal = self._refusal(order, price, market.info.taker_fee)
