@@ -2,11 +2,16 @@
 
 Both brokers feed the same ledger, so paper and live report PnL identically,
 and replaying the persisted trades and funding payments at start rebuilds it
-exactly: the ledger has no state that is not a fold over them. Fees are
-converted to the quote asset (a fee charged in the base asset is valued at the
-fill price; a fee in a third asset, such as BNB, has no price here and is not
-counted). Realized PnL is net of fees and includes funding, so it moves as the
-venue's wallet does.
+exactly: the ledger has no state that is not a fold over them. Realized PnL is
+net of fees and includes funding, so it moves as the venue's wallet does.
+
+Fees: one in the quote asset is a realized cost. One in the base asset (a spot buy
+on Binance, Bybit or OKX) is paid out of the base the buy receives, so the position
+is what the wallet holds: a buy of 1 ETH with a 0.001 ETH fee opens 0.999 ETH whose
+average price carries the whole cost; a base fee on a trade that reduces the
+position takes that much more off it, at its average price. A fee in a third
+asset, such as BNB, has no price here and is not counted. `fees` sums every fee
+valued in the quote asset, whichever way it was paid.
 
 Positions are kept per (symbol, position side): one per symbol on spot and
 one-way perpetuals (side BOTH, signed), two legs on a hedge-mode account (LONG
@@ -95,38 +100,41 @@ class Ledger:
         return funding_id in self._funding_ids
 
     def apply(self, fill: Fill) -> Decimal:
-        """Book one fill; returns the PnL it realized, net of its fee.
-
-        A spot buy whose fee the venue took in the base asset (Binance, Bybit and OKX
-        without a fee token) leaves less base held, bought at a higher price: the fee
-        is in the position's cost, not in realized PnL, and what the ledger holds is
-        what the account can sell."""
-        held = self.position(fill.symbol, fill.position_side)
-        amount, price, fee = fill.amount, fill.price, self._fee_in_quote(fill)
-        self.fees += fee
-        if fill.side is Side.BUY and fill.fee_asset == split_symbol(fill.symbol)[0] and (
-                ZERO < fill.fee < fill.amount):
-            amount, price, fee = fill.amount - fill.fee, fill.amount * fill.price / (
-                fill.amount - fill.fee), ZERO
-        signed = amount if fill.side is Side.BUY else -amount
+        """Book one fill; returns the PnL it realized, net of its fee."""
+        key = (fill.symbol, fill.position_side)
+        held = self.position(*key)
+        signed = fill.amount if fill.side is Side.BUY else -fill.amount
         realized = ZERO
+        self.fees += self._fee_in_quote(fill)
+        base_fee = fill.fee if fill.fee_asset == split_symbol(fill.symbol)[0] else ZERO
+        if base_fee and fill.side is Side.BUY and held.amount >= 0:
+            # the fee comes out of what the buy receives: fewer units carry the whole cost
+            total = held.amount + fill.amount - base_fee
+            avg = (held.amount * held.avg_price + fill.amount * fill.price) / total
+            self._positions[key] = Position(fill.symbol, total, avg, fill.position_side)
+            self._fills += 1
+            return realized
         if held.amount == 0 or (held.amount > 0) == (signed > 0):
-            total = abs(held.amount) + amount
-            avg = (abs(held.amount) * held.avg_price + amount * price) / total
+            total = abs(held.amount) + fill.amount
+            avg = (abs(held.amount) * held.avg_price + fill.amount * fill.price) / total
         else:
-            closed = min(amount, abs(held.amount))
+            closed = min(fill.amount, abs(held.amount))
             direction = 1 if held.amount > 0 else -1
-            realized = (price - held.avg_price) * closed * direction
+            realized = (fill.price - held.avg_price) * closed * direction
             remaining = held.amount + signed
             if remaining == 0:
                 avg = ZERO
             elif (remaining > 0) != (held.amount > 0):
-                avg = price  # flipped through zero: the rest opened at this fill
+                avg = fill.price  # flipped through zero: the rest opened at this fill
             else:
                 avg = held.avg_price
-        realized -= fee
-        self._positions[(fill.symbol, fill.position_side)] = Position(
-            fill.symbol, held.amount + signed, avg, fill.position_side)
+        remaining = held.amount + signed
+        if base_fee:  # paid in units the wallet held: they leave at their cost
+            realized -= base_fee * (held.avg_price if held.amount > 0 else fill.price)
+            remaining -= base_fee
+        else:
+            realized -= self._fee_in_quote(fill)
+        self._positions[key] = Position(fill.symbol, remaining, avg, fill.position_side)
         self._book_realized(realized, utc_day(fill.timestamp_ms))
         self._fills += 1
         return realized

@@ -115,6 +115,14 @@ def _fee(raw: Mapping[str, Any]) -> dict[str, Any]:
     return {"fee": sum((c for c, a in priced if a == asset), Decimal(0)), "fee_asset": asset}
 
 
+def fills_fee(raw: Any) -> tuple[Decimal, str] | None:
+    """The fee of a list of ccxt trades (an order's fills), as `_fee` sums an order's."""
+    if not isinstance(raw, list):
+        raise malformed("trade list is not a list")
+    summed = _fee({"fees": [t.get("fee") for t in raw if isinstance(t, Mapping)]})
+    return (summed["fee"], summed["fee_asset"]) if summed else None
+
+
 def orders(raw: Any) -> list[Order]:
     if not isinstance(raw, list):
         raise malformed("order list is not a list")

@@ -308,7 +308,8 @@ class ExchangeClient(AsyncClosing):
             return MarketTerms(symbol, str(market["base"]), str(market["quote"]),
                                Decimal(str(market.get("taker") or 0)),
                                Decimal(str(market.get("maker") or 0)),
-                               step * self.contract_size(symbol) if step else None)
+                               step * self.contract_size(symbol) if step else None,
+                               self._profile.spot_buy_fee_in_base and market.get("spot") is True)
         except (KeyError, ArithmeticError) as exc:
             raise malformed(f"{self.target.exchange} market {symbol} ({exc!r})") from exc
 
@@ -346,23 +347,6 @@ class ExchangeClient(AsyncClosing):
             params[venue.order_margin_param] = margin_mode
         return params
 
-    async def order_fee(self, order_id: str, symbol: str) -> tuple[Decimal, str] | None:
-        """The fee an order's fills paid, from the venue's fill history (Binance's order
-        answers never carry it); None when the history shows no fill of it."""
-        method, order_param = self._profile.derivatives.order_trades if (
-            self._profile.derivatives) else ("fetch_order_trades", None)
-        if order_param is not None:
-            raw = await self.call(method, symbol, None, None, {order_param: order_id},
-                                  signed=True)
-        else:
-            raw = await self.call(method, order_id, symbol, signed=True)
-        trades = [t for t in answers.trades(raw, self.contract_size(symbol))
-                  if t.order_id == order_id]
-        if not trades:
-            return None
-        asset = trades[0].fee_asset
-        return sum((t.fee for t in trades if t.fee_asset == asset), Decimal(0)), asset
-
     async def cancel_order(self, order_id: str, symbol: str) -> Order:
         raw = await self._run(lambda: self._exchange.cancel_order(order_id, symbol),
                               Lane.ORDER, signed=True)
@@ -371,6 +355,17 @@ class ExchangeClient(AsyncClosing):
     async def fetch_order(self, order_id: str, symbol: str) -> Order:
         raw = await self._run(lambda: self._exchange.fetch_order(order_id, symbol), signed=True)
         return self._in_base(answers.order(raw, symbol, order_id))
+
+    async def fetch_order_fee(self, order_id: str, symbol: str) -> tuple[Decimal, str] | None:
+        """The fee an order paid so far, summed from its own fills: for venues whose order
+        answer does not carry it (Binance's order query). None when no fill says."""
+        param = self._profile.own_fills_order_param
+        raw = await self._run(lambda: self._exchange.fetch_my_trades(
+            symbol, None, None, {param: order_id} if param else {}), signed=True)
+        if not isinstance(raw, list):
+            raise malformed(f"{self.target.exchange} trade list is not a list")
+        return answers.fills_fee([t for t in raw if isinstance(t, dict)
+                                  and str(t.get("order")) == order_id])
 
     async def fetch_order_by_client_id(self, client_id: str, symbol: str) -> Order | None:
         """The order placed under `client_id`, any status; None when the venue has none.

@@ -97,6 +97,8 @@ class MarketTerms:
     maker_fee: Decimal
     amount_step: Decimal | None = None
     """The lot size in base units (the venue cuts every order amount down to it)."""
+    buy_fee_in_base: bool = False
+    """A buy pays its fee in `base` (`ClientProfile.spot_buy_fee_in_base`, spot markets)."""
 
 
 @dataclass(frozen=True)

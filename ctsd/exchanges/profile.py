@@ -133,9 +133,6 @@ class DerivativesProfile:
     (Bybit's `execFee`: positive when paid)."""
     tiers_in_contracts: bool = False
     """Tier bounds are published in contracts (OKX), not in the quote asset."""
-    order_trades: tuple[str, str | None] = ("fetch_order_trades", None)
-    """How an order's fills are read: a ccxt method, and the parameter naming the order
-    when the method is `fetch_my_trades` (Binance futures: `orderId`)."""
     liquidations: tuple[str, Mapping[str, Any]] | None = None
     """An implicit-API method and params listing liquidation bills (OKX, whose ccxt has no
     `fetch_my_liquidations`); None uses ccxt's unified method."""
@@ -161,6 +158,12 @@ class ClientProfile:
     client_order_ids: ClientOrderIds = ClientOrderIds()
     derivatives: DerivativesProfile | None = None
     """Perpetual futures; None where the daemon trades none on this venue (Kraken)."""
+    own_fills_order_param: str | None = None
+    """The own-fill history's parameter that narrows it to one order (Binance `orderId`);
+    None: the history is read and filtered here."""
+    spot_buy_fee_in_base: bool = False
+    """A spot buy pays its fee in the base asset, out of what it receives (Binance, Bybit,
+    OKX); else every fee is in the quote (settle) asset. Paper trading charges the same."""
     sequential_apis: tuple[str, ...] = ()
     """ccxt api families whose signed requests must reach the exchange one at a time per
     key, with strictly increasing nonces shared by every client of the key (Kraken

@@ -95,6 +95,8 @@ class MarketInfo:
     kind: MarketKind = MarketKind.SPOT
     amount_step: Decimal | None = None
     """The venue's lot size in base units: it cuts every order amount down to a multiple."""
+    buy_fee_in_base: bool = False
+    """A buy pays its fee in `base`, out of what it receives (Binance, Bybit, OKX spot)."""
 
     @property
     def can_short(self) -> bool:

@@ -69,7 +69,7 @@ class ExchangeMarketData:
     async def market(self, symbol: str) -> MarketInfo:
         terms = await self._client.market_terms(symbol)
         return MarketInfo(symbol, terms.base, terms.quote, terms.taker_fee, terms.maker_fee,
-                          self._kind, terms.amount_step)
+                          self._kind, terms.amount_step, terms.buy_fee_in_base)
 
     async def ticker(self, symbol: str) -> Ticker:
         """Venues may omit bid or ask (a quiet market); the last price stands in for them."""

@@ -77,17 +77,18 @@ class ExchangeOrders:
             if found is not None:
                 return found
         # Acknowledged with the id alone: accepted means open.
-        return self._engine_order(await self._with_fee(placed), client_order_id,
+        return self._engine_order(await self._with_fee(placed, symbol), client_order_id,
                                   default=OrderStatus.OPEN)
 
     async def cancel_order(self, symbol: str, client_order_id: str) -> ExchangeOrder:
         canceled = await self._client.cancel_order_by_client_id(client_order_id, symbol)
-        return self._engine_order(await self._with_fee(canceled), client_order_id)
+        return self._engine_order(await self._with_fee(canceled, symbol), client_order_id)
 
     async def fetch_order(self, symbol: str, client_order_id: str) -> ExchangeOrder | None:
         found = await self._client.fetch_order_by_client_id(client_order_id, symbol)
-        return None if found is None else self._engine_order(await self._with_fee(found),
-                                                             client_order_id)
+        if found is None:
+            return None
+        return self._engine_order(await self._with_fee(found, symbol), client_order_id)
 
     async def fetch_open_orders(self, symbol: str) -> tuple[ExchangeOrder, ...]:
         """Open orders that carry a client order id and a type the engine places; others
@@ -96,16 +97,19 @@ class ExchangeOrders:
         found = []
         for order in listed:
             if order.client_id and order.type in _TYPES and order.side in _SIDES:
-                found.append(self._engine_order(await self._with_fee(order), order.client_id))
+                found.append(self._engine_order(await self._with_fee(order, symbol),
+                                                order.client_id))
         return tuple(found)
 
-    async def _with_fee(self, order: Order) -> Order:
-        """The order with its fee from the fill history where its answer has none."""
+    async def _with_fee(self, order: Order, symbol: str) -> Order:
+        """An order that filled but whose answer names no fee (Binance's query and cancel
+        answers never do) gets it from its own fills, so the ledger books what the venue
+        charged, in the asset it charged it in; read once per new filled amount."""
         if order.fee is not None or not order.filled or not order.id:
             return order
         key = (order.id, order.filled)
         if key not in self._fees:
-            found = await self._client.order_fee(order.id, order.symbol)
+            found = await self._client.fetch_order_fee(order.id, symbol)
             if found is None:
                 return order  # not in the history yet: read again with the next answer
             self._fees[key] = found

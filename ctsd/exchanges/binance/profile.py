@@ -29,6 +29,8 @@ def _permissions(account: Any) -> KeyPermissions:
 
 
 BINANCE_CLIENT = ClientProfile(
+    spot_buy_fee_in_base=True,
+    own_fills_order_param="orderId",
     ccxt_class="binance",
     api_types={
         ApiType.SPOT: ApiTypeProfile({"defaultType": "spot"}, ("spot",), "publicGetPing"),
@@ -64,6 +66,5 @@ BINANCE_CLIENT = ClientProfile(
         unchanged={"position_mode": frozenset({"-4059"}), "margin_mode": frozenset({"-4046"})},
         hedge_param="positionSide", hedge_values={"long": "LONG", "short": "SHORT"},
         reduce_only_in_hedge=False,  # -1106: a hedge-mode order closes by positionSide
-        order_trades=("fetch_my_trades", "orderId"),  # fetchOrderTrades is spot-only in ccxt
     ),
 )

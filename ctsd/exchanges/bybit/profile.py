@@ -38,6 +38,7 @@ def _uid(answer: Any) -> str:
 
 
 BYBIT_CLIENT = ClientProfile(
+    spot_buy_fee_in_base=True,
     ccxt_class="bybit",
     # ccxt refuses fetchOrder on unified accounts until told we know its 500-order window
     options={"fetchOrder": {"acknowledged": True}},

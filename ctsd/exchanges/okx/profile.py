@@ -35,6 +35,7 @@ def _uid(answer: Any) -> str:
 
 
 OKX_CLIENT = ClientProfile(
+    spot_buy_fee_in_base=True,
     ccxt_class="okx",
     api_types={
         ApiType.SPOT: ApiTypeProfile({"defaultType": "spot"}, ("spot",), _PING),
