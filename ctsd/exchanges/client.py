@@ -313,6 +313,16 @@ class ExchangeClient(AsyncClosing):
         except (KeyError, ArithmeticError) as exc:
             raise malformed(f"{self.target.exchange} market {symbol} ({exc!r})") from exc
 
+    async def trading_fees(self, symbol: str) -> tuple[Decimal, Decimal]:
+        """(taker, maker) the account pays on `symbol` (a signed request): its fee tier's,
+        which may differ from what the markets publish (e.g. OKX spot 0.15 % vs 0.10 %)."""
+        raw = await self._run(lambda: self._exchange.fetch_trading_fee(symbol), signed=True)
+        taker = answers.decimal(raw.get("taker")) if isinstance(raw, dict) else None
+        maker = answers.decimal(raw.get("maker")) if isinstance(raw, dict) else None
+        if taker is None or maker is None:
+            raise malformed(f"{self.target.exchange} trading fee of {symbol} is incomplete")
+        return taker, maker
+
     async def create_order(
         self, symbol: str, side: str, order_type: str, amount: Decimal,
         price: Decimal | None = None, *, client_id: str | None = None,

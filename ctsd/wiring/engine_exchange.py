@@ -7,7 +7,10 @@ last test did not fail) and hands out market data through the shared
 `ExchangeClientFactory`, so engine polling waits for the same rate-limit
 budget as every other request to that venue.
 
-PAPER needs only public market data, so no credentials are opened for it.
+PAPER needs only public market data; where the connection has a key it is
+opened too (the POLL lane, never for orders) for what venues tell keys only: the
+account's own fee rates, which a paper engine must charge to trade like the live
+one, and Binance's leverage brackets. Without a key PAPER uses what is public.
 A perpetual-futures connection also hands out the perpetuals seams
 (`ctsd.wiring.engine_perpetual`): public tiers and funding for every engine,
 the account (settings, positions, funding payments, fills) for LIVE, and the
@@ -22,6 +25,7 @@ permissions, granted trading: real orders go out on a key known to work.
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 from collections.abc import Callable
@@ -33,7 +37,12 @@ from ctsd.connections.ports import ConnectionStore
 from ctsd.engine.config import TradingMode
 from ctsd.engine.perpetual import AccountModes, MarginMode
 from ctsd.engine.ports import EngineResources
-from ctsd.errors import CredentialsUnavailable, FailedPrecondition, InvalidArgument
+from ctsd.errors import (
+    CredentialsUnavailable,
+    ExchangeFailure,
+    FailedPrecondition,
+    InvalidArgument,
+)
 from ctsd.exchanges.client import ExchangeClient
 from ctsd.exchanges.factory import ExchangeClientFactory
 from ctsd.exchanges.model import ConnectionTarget
@@ -44,6 +53,7 @@ from ctsd.strategies.model import Candle, MarketInfo, MarketKind, Ticker
 from ctsd.wiring.engine_orders import ExchangeOrders
 from ctsd.wiring.engine_perpetual import ExchangePerpetualAccount, ExchangePerpetualMarketData
 
+log = logging.getLogger("ctsd.engine")
 _TIMEFRAME = re.compile(r"^([1-9][0-9]*)([smhdw])$")
 _UNIT_MS = {"s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
 
@@ -61,15 +71,28 @@ class ExchangeMarketData:
 
     def __init__(self, client: ExchangeClient,
                  now_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
-                 kind: MarketKind = MarketKind.SPOT) -> None:
+                 kind: MarketKind = MarketKind.SPOT,
+                 account: ExchangeClient | None = None) -> None:
         self._client = client
         self._now_ms = now_ms
         self._kind = kind
+        self._account = account
+        """The connection's key, where open: the fees are then the account's own."""
 
     async def market(self, symbol: str) -> MarketInfo:
+        """The market's terms; with the connection's key, the fees its account pays (what
+        a paper engine must charge to trade like the live one), else the published ones."""
         terms = await self._client.market_terms(symbol)
-        return MarketInfo(symbol, terms.base, terms.quote, terms.taker_fee, terms.maker_fee,
-                          self._kind, terms.amount_step, terms.buy_fee_in_base)
+        taker, maker = terms.taker_fee, terms.maker_fee
+        if self._account is not None:
+            try:
+                taker, maker = await self._account.trading_fees(symbol)
+            except ExchangeFailure as exc:  # the published fees stand in
+                log.info("account fees not read; the published ones apply", extra={
+                    "exchange": self._client.target.exchange, "symbol": symbol,
+                    "error": exc.detail})
+        return MarketInfo(symbol, terms.base, terms.quote, taker, maker, self._kind,
+                          terms.amount_step, terms.buy_fee_in_base)
 
     async def ticker(self, symbol: str) -> Ticker:
         """Venues may omit bid or ask (a quiet market); the last price stands in for them."""
@@ -108,8 +131,8 @@ def engine_resources(market: ExchangeClient, trading: ExchangeClient | None,
                                 if perpetual else None)
         if perpetual:
             account = ExchangePerpetualAccount(PerpetualClient(trading), modes.margin_mode)
-    return EngineResources(ExchangeMarketData(market, now_ms, kind), orders, kind, modes,
-                           perp_market, account)
+    return EngineResources(ExchangeMarketData(market, now_ms, kind, reader or trading), orders,
+                           kind, modes, perp_market, account)
 
 
 class ExchangeEngineBackend:
@@ -146,7 +169,7 @@ class ExchangeEngineBackend:
             if mode is TradingMode.LIVE:
                 trading = await self._trading_client(conn, target, name)
                 opened = (market, trading)
-            elif conn.api_type is ApiType.PERPETUAL_FUTURES:
+            else:
                 reader = await self._reader(conn, target)
                 opened = (market, reader) if reader else opened
         except BaseException:
@@ -158,8 +181,8 @@ class ExchangeEngineBackend:
         return engine_resources(market, trading, modes, reader)
 
     async def _reader(self, conn: Connection, target: ConnectionTarget) -> ExchangeClient | None:
-        """PAPER perpetuals: the connection's key, where it has one, for the venue's facts
-        that are not public (Binance's leverage brackets); None without a usable key."""
+        """PAPER: the connection's key, where it has one, for what the venue tells keys only:
+        the account's fee rates, Binance's leverage brackets; None without a usable key."""
         if self._credentials is None or not conn.credentials.api_key_set:
             return None
         try:
