@@ -109,11 +109,12 @@ class PerpRig:
                             on_position_mismatch=policy,
                             paper=PaperSettings((("USDT", Decimal(50_000)),), Decimal(0)), **more)
 
-    async def engine(self, config: EngineConfig) -> Engine:
+    async def engine(self, config: EngineConfig, connection_id: str | None = None) -> Engine:
         """A new engine session (as after a daemon restart: resumed at the stored cycle),
-        not yet prepared."""
+        not yet prepared; `connection_id` defaults to the venue's name."""
+        cid = connection_id or self.exchange
         stored = {r.connection_id: r.cycle for r in await self.store.load_engines()}
-        cycle = stored.get(self.exchange, 0)
+        cycle = stored.get(cid, 0)
         market = await self.make_client(self.exchange, ApiType.PERPETUAL_FUTURES,
                                         credentials=None, lane=Lane.POLL)
         keyed = await self.make_client(self.exchange, ApiType.PERPETUAL_FUTURES,
@@ -122,8 +123,8 @@ class PerpRig:
         resources = (engine_resources(market, keyed, self.modes)
                      if config.mode is TradingMode.LIVE
                      else engine_resources(market, None, self.modes, keyed))
-        record = EngineRecord(self.exchange, self.engine_id, config, DesiredState.RUNNING,
-                              cycle)
+        engine_id = self.engine_id if config.mode is TradingMode.LIVE else f"p{self.engine_id}"
+        record = EngineRecord(cid, engine_id, config, DesiredState.RUNNING, cycle)
         await self.store.create_engine(record)
         validated = validate_config(config, StrategyRegistry.of(self.strategy))
         return assemble_engine(record, validated, resources, self.store, SystemClock(),

@@ -31,7 +31,7 @@ from decimal import Decimal
 
 from ctsd.clock import Clock
 from ctsd.engine.brokers.paper_terms import crosses, finished, on_lot, taker_price
-from ctsd.engine.brokers.perp_account import ZERO, PerpLedger, Slot, closes
+from ctsd.engine.brokers.perp_account import PNL_STEP, ZERO, PerpLedger, Slot, closes
 from ctsd.engine.config import PaperSettings
 from ctsd.engine.ledger import split_symbol
 from ctsd.engine.orders import Execution, Fill, Order, OrderRequest, OrderStatus
@@ -290,7 +290,7 @@ class PaperPerpBroker:
             fee = pos.size * mark * fee_rate
             slot: Slot = (pos.symbol, pos.side)
             maintenance = self._account.maintenance(pos, mark)
-            pnl = pos.qty * (mark - pos.entry)
+            pnl = (pos.qty * (mark - pos.entry)).quantize(PNL_STEP)  # as the fill books it
             extra = self._account.clearance(pos, pos.isolated_margin, pnl, fee, maintenance)
             now = self._clock.now_ms()
             request = OrderRequest(
