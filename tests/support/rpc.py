@@ -79,3 +79,16 @@ def error_reason(err: grpc.RpcError) -> str:
             detail.Unpack(info)
             return str(info.reason)
     return ""
+
+
+def precondition_violations(err: grpc.RpcError) -> dict[str, str]:
+    """field -> description from the google.rpc.PreconditionFailure detail."""
+    status = rpc_status.from_call(err)
+    assert status is not None, "no google.rpc.Status in trailers"
+    found: dict[str, str] = {}
+    for detail in status.details:
+        if detail.Is(error_details_pb2.PreconditionFailure.DESCRIPTOR):
+            failure = error_details_pb2.PreconditionFailure()
+            detail.Unpack(failure)
+            found.update({v.subject: v.description for v in failure.violations})
+    return found
