@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 BUF := node_modules/.bin/buf
 STAMP := $(VENV)/.installed
 
-.PHONY: all venv proto proto-check lint test soak demo bench clean
+.PHONY: all venv proto proto-check lint test soak demo bench interop clean
 
 all: test
 
@@ -105,5 +105,19 @@ demo: $(STAMP)
 bench: $(STAMP)
 	@for b in bench/*_bench.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
+# An unmodified Freqtrade against the simulator (not part of `make test`; ~20 minutes).
+# Freqtrade 2026.9 is the newest release (September 2026) before ccxt 4.5.90 (October
+# 2026), the ccxt this project pins; it is installed on that very ccxt.
+INTEROP_VENV := .venv-interop
+FREQTRADE_VERSION := 2026.9
+$(INTEROP_VENV)/.installed:
+	$(PYTHON) -m venv $(INTEROP_VENV)
+	$(INTEROP_VENV)/bin/pip install --quiet --disable-pip-version-check \
+		"freqtrade==$(FREQTRADE_VERSION)" "ccxt==4.5.90"
+	touch $@
+
+interop: $(STAMP) $(INTEROP_VENV)/.installed
+	$(PY) scripts/interop.py
+
 clean:
-	rm -rf $(VENV) node_modules .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(INTEROP_VENV) node_modules .mypy_cache .ruff_cache .pytest_cache

@@ -15,15 +15,30 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from ctsd.sim.loans import LoanBook
 from ctsd.sim.market import InstrumentKind
+from ctsd.sim.positions import MarginMode, PerpAccount, PositionSide
+
+if TYPE_CHECKING:
+    from ctsd.sim.events import EventBus
 
 
 class Permission(StrEnum):
     READ = "read"
     TRADE = "trade"
     WITHDRAW = "withdraw"
+    MARGIN = "margin"
+    """Borrow, repay and margin orders (Binance `enableMargin`)."""
+    OPTIONS = "options"
+    """Options trading (Binance `enableVanillaOptions`, Bybit `OptionsTrade`)."""
+
+
+DEFAULT_PERMISSIONS = frozenset({Permission.READ, Permission.TRADE, Permission.MARGIN,
+                                 Permission.OPTIONS})
+SPOT_WALLET = "spot"
+"""The account's main balances (`Account.spot`); the unified wallet on Bybit and OKX."""
 
 
 class Side(StrEnum):
@@ -65,6 +80,18 @@ class RejectKind(StrEnum):
     MIN_NOTIONAL = "min_notional"
     BAD_PARAMETER = "bad_parameter"
     DUPLICATE_CLIENT_ID = "duplicate_client_id"
+    WOULD_TAKE = "would_take"
+    """A post-only (maker-only) order that would cross the book."""
+    WOULD_TRIGGER = "would_trigger"
+    """A stop or take-profit whose trigger the price has already reached."""
+    BORROW_LIMIT = "borrow_limit"
+    """A borrow (or a margin order's) beyond what the wallet may borrow."""
+    REDUCE_ONLY = "reduce_only"
+    """A reduce-only (or hedge-mode closing) order that would open or grow a position."""
+    POSITION_SIDE = "position_side"
+    """A hedge-mode side on a one-way account, or none on a hedge-mode one."""
+    POSITION_LIMIT = "position_limit"
+    """The position would pass the notional cap of its leverage tier."""
 
 
 class Rejection(Exception):
@@ -82,6 +109,9 @@ class FeeSchedule:
 
     maker: Decimal
     taker: Decimal
+    base_fee_on_buy: bool = False
+    """Spot buys pay the fee in the base asset, out of what they receive (Binance, Bybit,
+    OKX); otherwise every fee is in the quote (settle) asset (Kraken, all perpetuals)."""
 
 
 def _decimals(raw: Mapping[str, Any] | None) -> dict[str, Decimal]:
@@ -97,23 +127,31 @@ class AccountSpec:
     passphrase: str | None = None
     spot: Mapping[str, Decimal] = field(default_factory=dict)
     derivatives: Mapping[str, Decimal] = field(default_factory=dict)
-    permissions: frozenset[Permission] = frozenset({Permission.READ, Permission.TRADE})
+    margin: Mapping[str, Decimal] = field(default_factory=dict)
+    """A separate cross-margin wallet's opening balances (Binance); empty elsewhere."""
+    options: Mapping[str, Decimal] = field(default_factory=dict)
+    """A separate options wallet's opening balances (Binance); Bybit and OKX trade
+    options from the unified balance (`spot`)."""
+    permissions: frozenset[Permission] = DEFAULT_PERMISSIONS
     ip_whitelist: tuple[str, ...] = ()
     """Empty means any address may use the key."""
     uid: int | None = None
     leverage: int = 10
+    """Default leverage of every perpetual until the account sets its own."""
 
     @classmethod
     def from_json(cls, raw: Mapping[str, Any]) -> AccountSpec:
         """Parse the JSON shape used by `--accounts FILE` and `POST /admin/accounts`."""
         balances = raw.get("balances", {})
-        perms = raw.get("permissions", ["read", "trade"])
+        perms = raw.get("permissions", [p.value for p in DEFAULT_PERMISSIONS])
         return cls(
             api_key=str(raw["api_key"]),
             secret=str(raw["secret"]),
             passphrase=None if raw.get("passphrase") is None else str(raw["passphrase"]),
             spot=_decimals(balances.get("spot")),
             derivatives=_decimals(balances.get("derivatives")),
+            margin=_decimals(balances.get("margin")),
+            options=_decimals(balances.get("options")),
             permissions=frozenset(Permission(p) for p in perms),
             ip_whitelist=tuple(str(ip) for ip in raw.get("ip_whitelist", ())),
             uid=None if raw.get("uid") is None else int(raw["uid"]),
@@ -123,23 +161,65 @@ class AccountSpec:
 
 @dataclass(slots=True)
 class Holding:
-    """A spot balance: what is free and what open orders hold."""
+    """A balance of one asset in one wallet: what is free, what open orders hold, and
+    (margin wallets) what is borrowed and the interest accrued on it, both owed."""
 
     free: Decimal = Decimal(0)
     locked: Decimal = Decimal(0)
+    borrowed: Decimal = Decimal(0)
+    interest: Decimal = Decimal(0)
+    interest_index: int = 0
+    """The last interest period (`ctsd.sim.interest`) already charged on `borrowed`."""
 
     @property
     def total(self) -> Decimal:
         return self.free + self.locked
 
+    @property
+    def debt(self) -> Decimal:
+        return self.borrowed + self.interest
 
-@dataclass(slots=True)
-class Position:
-    """A one-way-mode perpetual position: signed quantity and average entry."""
+    @property
+    def net(self) -> Decimal:
+        """What the asset is worth to the account: held minus owed."""
+        return self.free + self.locked - self.borrowed - self.interest
 
-    qty: Decimal = Decimal(0)
-    entry_price: Decimal = Decimal(0)
-    updated_ms: int = 0
+
+@dataclass(frozen=True, slots=True)
+class Trigger:
+    """A stop or take-profit condition on the last traded price."""
+
+    price: Decimal
+    rises: bool
+    """True: fires when a trade prints at or above `price`; False: at or below."""
+
+
+@dataclass(frozen=True, slots=True)
+class Fill:
+    """One execution of one of the account's orders (what own-trade endpoints list)."""
+
+    trade_id: int
+    """The account store's sequence: unique across accounts, not on the public tape."""
+    order_id: int
+    client_id: str
+    symbol: str
+    kind: InstrumentKind
+    side: Side
+    qty: Decimal
+    price: Decimal
+    fee: Decimal
+    """Positive: a charge, in `fee_asset`."""
+    fee_asset: str
+    maker: bool
+    time_ms: int
+    realized_pnl: Decimal = Decimal(0)
+    """Perpetuals: profit or loss this fill realised by reducing a position (before fee)."""
+    wallet: str = SPOT_WALLET
+    """The order's wallet (`Order.wallet`): margin fills list apart from spot ones."""
+
+    @property
+    def quote_qty(self) -> Decimal:
+        return self.qty * self.price
 
 
 @dataclass(slots=True)
@@ -166,6 +246,43 @@ class Order:
     locked: Decimal = Decimal(0)
     """Funds held by this order while open: quote (spot buy), base (spot sell) or margin."""
     fill_ms: int | None = None
+    quote_qty: Decimal | None = None
+    """The quote amount a market order was placed by (Binance `quoteOrderQty`)."""
+    note: object = None
+    """What a venue keeps about the order beyond the core fields (OKX's ordType and
+    tdMode), set at placement so every renderer of the order (REST, streams) sees it."""
+    trigger: Trigger | None = None
+    """Stops and take-profits: the order works only once this fires."""
+    triggered_ms: int | None = None
+    post_only: bool = False
+    checked_trade: int = 0
+    """The last public trade this open order has been matched against (`matching.sync`)."""
+    wallet: str = SPOT_WALLET
+    """Which of the account's wallets a spot order trades (`Account.wallet`): margin
+    orders trade a margin wallet."""
+    auto_borrow: bool = False
+    """Margin: borrow what the order needs beyond the wallet's free balance."""
+    auto_repay: bool = False
+    """Margin: what the order brings in repays the wallet's debt in that asset first."""
+    leverage: Decimal | None = None
+    """Position wallets (OKX margin, Kraken): the account funds 1/leverage of what the
+    order borrows, moved from the spot wallet when it is placed."""
+    borrowed: Decimal = Decimal(0)
+    """What placing the order borrowed (Binance `marginBuyBorrowAmount`)."""
+
+    @property
+    def untriggered(self) -> bool:
+        return self.trigger is not None and self.triggered_ms is None
+
+    @property
+    def stop_loss(self) -> bool:
+        """A trigger against the position it protects: a sell that fires on a fall or a
+        buy on a rise (else, with a trigger, a take-profit)."""
+        return self.trigger is not None and self.trigger.rises is (self.side is Side.BUY)
+    position_side: PositionSide = PositionSide.BOTH
+    margin_mode: MarginMode = MarginMode.CROSS
+    liquidation: bool = False
+    """Placed by the venue's liquidation engine, not by the account."""
 
     @property
     def average(self) -> Decimal | None:
@@ -184,7 +301,11 @@ class DerivativesBalance:
     wallet: Decimal
     unrealized_pnl: Decimal
     position_margin: Decimal
+    """Initial margin of cross positions (at the mark price) plus isolated margins."""
     order_margin: Decimal
+    isolated_upnl: Decimal = Decimal(0)
+    """The isolated positions' share of `unrealized_pnl`, which is not available."""
+    maintenance_margin: Decimal = Decimal(0)
 
     @property
     def equity(self) -> Decimal:
@@ -192,19 +313,37 @@ class DerivativesBalance:
 
     @property
     def available(self) -> Decimal:
-        return self.equity - self.position_margin - self.order_margin
+        return self.equity - self.position_margin - self.order_margin - self.isolated_upnl
 
 
 class Account:
-    """One API key's state. Mutated only through `ctsd.sim.matching`."""
+    """One API key's state. Mutated only through `ctsd.sim.matching` (orders, balances)
+    and `ctsd.sim.derivatives`/`funding`/`liquidation` (the `perp` state), which
+    announce what they change on `events` (`ctsd.sim.events`)."""
 
-    def __init__(self, spec: AccountSpec, uid: int) -> None:
+    def __init__(self, spec: AccountSpec, uid: int, events: EventBus) -> None:
         self.spec = spec
         self.uid = uid
+        self.events = events
+        """The simulator's bus, shared by every account (`ctsd.sim.events`)."""
         self.spot: dict[str, Holding] = {a: Holding(free=v) for a, v in spec.spot.items()}
+        self.wallets: dict[str, dict[str, Holding]] = {
+            SPOT_WALLET: self.spot,
+            "margin": {a: Holding(free=v) for a, v in spec.margin.items()},
+            "options": {a: Holding(free=v) for a, v in spec.options.items()},
+        }
+        """Every wallet by name: `spot`, Binance's cross `margin` and `options`, and the
+        margin wallets opened on demand (`ctsd.sim.lending`)."""
+        self.loans = LoanBook()
+        self.extras: dict[str, object] = {}
+        """State other modules keep per account (`ctsd.sim.option_trading`'s book)."""
         self.derivatives: dict[str, Decimal] = dict(spec.derivatives)
-        self.positions: dict[str, Position] = {}
+        """Derivatives wallet balance per settle asset (isolated margins included)."""
+        self.perp = PerpAccount(Decimal(spec.leverage))
         self.orders: dict[int, Order] = {}
+        self.fills: list[Fill] = []
+        """Every fill, oldest first (append-only)."""
+        self._fills_by_order: dict[int, list[Fill]] = {}
         self._by_client_id: dict[str, int] = {}
         self.last_nonce = 0
         """Highest nonce seen (Kraken-style replay protection)."""
@@ -213,14 +352,25 @@ class Account:
     def api_key(self) -> str:
         return self.spec.api_key
 
-    def holding(self, asset: str) -> Holding:
-        return self.spot.setdefault(asset, Holding())
+    def holding(self, asset: str, wallet: str = SPOT_WALLET) -> Holding:
+        return self.wallet(wallet).setdefault(asset, Holding())
+
+    def wallet(self, name: str) -> dict[str, Holding]:
+        """A wallet by name, opened empty on first use."""
+        return self.wallets.setdefault(name, {})
 
     def add_order(self, order: Order) -> None:
         if order.client_id in self._by_client_id:
             raise Rejection(RejectKind.DUPLICATE_CLIENT_ID, order.client_id)
         self.orders[order.id] = order
         self._by_client_id[order.client_id] = order.id
+
+    def record_fill(self, fill: Fill) -> None:
+        self.fills.append(fill)
+        self._fills_by_order.setdefault(fill.order_id, []).append(fill)
+
+    def fills_of(self, order_id: int) -> list[Fill]:
+        return list(self._fills_by_order.get(order_id, ()))
 
     def has_client_id(self, client_id: str) -> bool:
         return client_id in self._by_client_id
@@ -240,21 +390,21 @@ class Account:
             if o.status.is_open and (symbol is None or o.symbol == symbol)
         ]
 
-    def leverage(self) -> Decimal:
-        return Decimal(self.spec.leverage)
-
 
 class AccountStore:
     """Every provisioned account, indexed by API key; owns the order-id sequence."""
 
-    def __init__(self) -> None:
+    def __init__(self, events: EventBus) -> None:
+        self.events = events
         self._by_key: dict[str, Account] = {}
         self._uids = itertools.count(100_000_001)
         self._order_ids = itertools.count(1_000_000_001)
+        self._trade_ids = itertools.count(500_000_001)
 
     def provision(self, spec: AccountSpec) -> Account:
         """Add (or replace) the account for `spec.api_key`, with fresh balances."""
-        account = Account(spec, spec.uid if spec.uid is not None else next(self._uids))
+        account = Account(spec, spec.uid if spec.uid is not None else next(self._uids),
+                          self.events)
         self._by_key[spec.api_key] = account
         return account
 
@@ -273,10 +423,13 @@ class AccountStore:
     def next_order_id(self) -> int:
         return next(self._order_ids)
 
+    def next_trade_id(self) -> int:
+        return next(self._trade_ids)
+
     def reset(self) -> None:
         """Re-provision every account from its spec: balances back, orders gone."""
         specs = [a.spec for a in self._by_key.values()]
         uids = {a.spec.api_key: a.uid for a in self._by_key.values()}
         self._by_key.clear()
         for spec in specs:
-            self._by_key[spec.api_key] = Account(spec, uids[spec.api_key])
+            self._by_key[spec.api_key] = Account(spec, uids[spec.api_key], self.events)

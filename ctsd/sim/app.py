@@ -1,5 +1,9 @@
 """The simulator's aiohttp application: venues under `/<name>`, admin under `/admin`.
 
+Each venue's sub-application serves its REST paths; its WebSocket paths
+(`ctsd.sim.ws`) are mounted by the `StreamHub` on the root app, under the same
+`/<name>` prefix, ahead of the venues' catch-all; `/admin/ws` lists connections.
+
 One middleware, on the root app, counts requests per venue and applies injected
 transport faults before any venue code runs, so a venue module only ever deals
 with well-formed traffic (and the two credential faults, via `ctsd.sim.auth`).
@@ -22,23 +26,32 @@ from typing import Any
 
 from aiohttp import web
 
-from ctsd.sim import faults
-from ctsd.sim.accounts import AccountSpec, Permission
+from ctsd.sim import derivatives, faults
+from ctsd.sim.accounts import DEFAULT_PERMISSIONS, AccountSpec, Permission
 from ctsd.sim.faults import TRANSPORT_FAULTS, FaultKind, FaultSpec
 from ctsd.sim.matching import derivatives_balances
 from ctsd.sim.state import Simulator
 from ctsd.sim.venue import Venue, VenueRegistry
+from ctsd.sim.ws.hub import StreamHub
+from ctsd.sim.ws.venues import stream_protocols
 
 SIM_KEY: web.AppKey[Simulator] = web.AppKey("sim", Simulator)
+HUB_KEY: web.AppKey[StreamHub] = web.AppKey("hub", StreamHub)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def build_app(sim: Simulator, registry: VenueRegistry) -> web.Application:
     app = web.Application(middlewares=[_fault_middleware(sim, registry)])
     app[SIM_KEY] = sim
+    hub = app[HUB_KEY] = StreamHub(sim, stream_protocols(sim))
     _add_admin_routes(app, sim, {venue.name for venue in registry})
+    hub.add_admin_routes(app)
+    for venue in registry:  # before the venues: their catch-all would shadow the streams
+        hub.mount(app, venue.name)
     for venue in registry:
         app.add_subapp(f"/{venue.name}", venue.build(sim))
+    app.on_startup.append(hub.start)
+    app.on_shutdown.append(hub.stop)
     return app
 
 
@@ -149,6 +162,7 @@ def _text(body: Mapping[str, Any], key: str, *, optional: bool = False,
 
 
 MAX_AMOUNT = Decimal("1e15")
+WALLETS = ("spot", "derivatives", "margin", "options")
 FAULT_FIELDS = frozenset({"kind", "count", "venue", "path_prefix", "status", "delay_s",
                           "retry_after_s"})
 ACCOUNT_FIELDS = frozenset({"api_key", "secret", "passphrase", "balances", "permissions",
@@ -184,9 +198,9 @@ def _amounts(raw: Any, what: str) -> dict[str, Decimal]:
 
 def _account_spec(body: Mapping[str, Any]) -> AccountSpec:
     balances = body.get("balances", {})
-    if not isinstance(balances, dict) or set(balances) - {"spot", "derivatives"}:
-        raise _bad_request("balances: an object with spot and derivatives amounts")
-    perms = body.get("permissions", ["read", "trade"])
+    if not isinstance(balances, dict) or set(balances) - set(WALLETS):
+        raise _bad_request(f"balances: an object with {', '.join(WALLETS)} amounts")
+    perms = body.get("permissions", [p.value for p in DEFAULT_PERMISSIONS])
     if not isinstance(perms, list) or not set(perms) <= {p.value for p in Permission}:
         raise _bad_request(f"permissions: a list of {sorted(p.value for p in Permission)}")
     whitelist = body.get("ip_whitelist", [])
@@ -202,6 +216,8 @@ def _account_spec(body: Mapping[str, Any]) -> AccountSpec:
         api_key=api_key, secret=secret, passphrase=_text(body, "passphrase", optional=True),
         spot=_amounts(balances.get("spot"), "balances.spot"),
         derivatives=_amounts(balances.get("derivatives"), "balances.derivatives"),
+        margin=_amounts(balances.get("margin"), "balances.margin"),
+        options=_amounts(balances.get("options"), "balances.options"),
         permissions=frozenset(Permission(p) for p in perms), ip_whitelist=ips,
         uid=None if body.get("uid") is None else _integer(body, "uid", 1, 2**53),
         leverage=_integer(body, "leverage", 1, 125, default=10))
@@ -237,6 +253,13 @@ def _add_admin_routes(app: web.Application, sim: Simulator, venues: set[str]) ->
             },
             "open_orders": len(acct.open_orders()),
             "orders": len(acct.orders),
+            "positions": [{
+                "symbol": v.position.symbol, "side": v.position.side.value,
+                "margin_mode": v.position.margin_mode.value, "qty": str(v.position.qty),
+                "entry_price": str(v.position.entry_price), "mark_price": str(v.mark),
+                "leverage": str(v.position.leverage),
+                "liquidation_price": str(v.liquidation_price or ""),
+            } for v in derivatives.views(acct, sim.market)],
         })
 
     async def add_fault(request: web.Request) -> web.Response:
@@ -275,6 +298,19 @@ def _add_admin_routes(app: web.Application, sim: Simulator, venues: set[str]) ->
         sim.advance(float(_number(body, "seconds", Decimal(0), Decimal(366 * 86_400))))
         return web.json_response({})
 
+    async def funding_rate(request: web.Request) -> web.Response:
+        """Fix the rate a symbol's pair pays at its next funding time (or at `index`)."""
+        body = await _json_body(request, frozenset({"symbol", "rate", "index"}))
+        symbol = _text(body, "symbol")
+        assert symbol is not None
+        rate = _number(body, "rate", Decimal(-1), Decimal(1))
+        index = None if body.get("index") is None else _integer(body, "index", 0, 2**53)
+        if sim.market.catalog.get(symbol) is None:
+            raise _bad_request(f"symbol: unknown symbol {symbol}")
+        k = sim.set_funding_rate(symbol, rate, index)
+        return web.json_response({"symbol": symbol, "rate": str(rate), "index": k,
+                                  "funding_time": sim.funding.stamp(k)})
+
     async def stats(_request: web.Request) -> web.Response:
         return web.json_response(sim.snapshot())
 
@@ -289,4 +325,5 @@ def _add_admin_routes(app: web.Application, sim: Simulator, venues: set[str]) ->
     app.router.add_get("/admin/price", get_price)
     app.router.add_post("/admin/price", set_price)
     app.router.add_post("/admin/advance", advance)
+    app.router.add_post("/admin/funding-rate", funding_rate)
     app.router.add_get("/admin/stats", stats)

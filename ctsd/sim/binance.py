@@ -12,109 +12,48 @@ them. Endpoints are one table (`BinanceSim.endpoints`): method, path, weight, se
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
-from enum import Enum, StrEnum
 from typing import Any
 
 from aiohttp import web
 
-from ctsd.sim import auth
+from ctsd.sim import auth, unserved
+from ctsd.sim import binance_market as market_data
 from ctsd.sim import binance_wire as render
 from ctsd.sim.accounts import (
     Account,
     FeeSchedule,
-    Order,
-    OrderType,
-    Permission,
-    Rejection,
-    RejectKind,
-    Side,
-    TimeInForce,
 )
 from ctsd.sim.auth import AuthError, AuthFailure
-from ctsd.sim.endpoints import Handler, RequestCall, Route, mount
+from ctsd.sim.binance_account import BinanceAccount
+from ctsd.sim.binance_api import (
+    FEES,
+    KIND,
+    WEIGHT_RULES,
+    Call,
+    Endpoint,
+    Security,
+    Surface,
+    by_symbol,
+    kline_weight,
+)
+from ctsd.sim.binance_deriv import FuturesDerivatives, render_mark_kline
+from ctsd.sim.binance_margin import BinanceMargin
+from ctsd.sim.binance_market import BinanceMarketData
+from ctsd.sim.binance_options import BinanceOptions
+from ctsd.sim.binance_orders import BinanceOrders
+from ctsd.sim.endpoints import mount
 from ctsd.sim.market import TIMEFRAMES, Instrument, InstrumentKind
-from ctsd.sim.matching import OrderRequest
-from ctsd.sim.ratelimit import BanList, FixedWindowLimiter, RateRule, Verdict
+from ctsd.sim.ratelimit import BanList, FixedWindowLimiter, Verdict
 from ctsd.sim.state import Simulator
 from ctsd.sim.venue import Venue
 from ctsd.sim.wire import RequestData, VenueError, json_response, raw_json_response, read_request
 
 NAME = "binance"
-
-
-class Surface(StrEnum):
-    """Binance counts weight separately per API family."""
-
-    SPOT = "spot"
-    FUTURES = "futures"
-
-
-class Security(Enum):
-    """Binance's endpoint security types, reduced to what we check."""
-
-    NONE = None
-    USER_DATA = Permission.READ
-    TRADE = Permission.TRADE
-
-
-WEIGHT_RULES = {Surface.SPOT: RateRule(1200, 60), Surface.FUTURES: RateRule(2400, 60)}
-"""REQUEST_WEIGHT per IP per minute (the prototype's 1,200 for spot; 2,400 futures)."""
-FEES = {
-    Surface.SPOT: FeeSchedule(maker=Decimal("0.001"), taker=Decimal("0.001")),
-    Surface.FUTURES: FeeSchedule(maker=Decimal("0.0002"), taker=Decimal("0.0005")),
-}
-KIND = {Surface.SPOT: InstrumentKind.SPOT, Surface.FUTURES: InstrumentKind.LINEAR}
 BAN_BASE_S, BAN_MAX_S = 120.0, 3 * 86_400.0
 RECV_WINDOW_DEFAULT, RECV_WINDOW_MAX = 5000, 60_000
 KLINE_LIMIT_MAX = {Surface.SPOT: 1000, Surface.FUTURES: 1500}
-
-Weight = int | Callable[[Mapping[str, str]], int]
-
-
-def _by_symbol(with_symbol: int, without: int) -> Weight:
-    return lambda p: with_symbol if "symbol" in p else without
-
-
-def _kline_weight(params: Mapping[str, str]) -> int:
-    limit = int(params.get("limit") or 500)
-    return 1 if limit < 100 else 2 if limit < 500 else 5 if limit <= 1000 else 10
-
-
-@dataclass(frozen=True, slots=True)
-class Call(RequestCall):
-    """What a handler gets: the parsed request, the surface and (signed) the account."""
-
-    data: RequestData
-    surface: Surface
-    account: Account | None
-
-    @property
-    def futures(self) -> bool:
-        return self.surface is Surface.FUTURES
-
-    def missing(self, name: str) -> VenueError:
-        return render.missing(name)
-
-    def decimal(self, name: str) -> Decimal | None:
-        raw = self.params.get(name)
-        if raw is None or raw == "":
-            return None
-        try:
-            return Decimal(raw)
-        except InvalidOperation as exc:
-            raise render.error(
-                400, -1100, f"Illegal characters found in parameter '{name}'.") from exc
-
-
-@dataclass(frozen=True, slots=True)
-class Endpoint(Route):
-    surface: Surface
-    weight: Weight
-    security: Security
-    handler: Handler[Call]
+LISTEN_KEY_KIND = "binance-futures"
+"""The `StreamTokens` kind of a USDⓈ-M listenKey (checked by `ctsd.sim.ws.binance`)."""
 
 
 class BinanceSim:
@@ -127,9 +66,14 @@ class BinanceSim:
         self._warned: dict[tuple[Surface, str], float] = {}
         catalog = sim.market.catalog
         self.symbols: dict[Surface, dict[str, Instrument]] = {
-            s: {render.market_id(i): i for i in catalog.of_kind(KIND[s])} for s in Surface
+            s: {render.market_id(i): i for i in catalog.of_kind(KIND[s])} for s in KIND
         }
         self._exchange_info: dict[Surface, str] = {}
+        self.deriv = FuturesDerivatives(sim, self.symbols[Surface.FUTURES])
+        self.orders = BinanceOrders(self)
+        self.account = BinanceAccount(self)
+        self.margin = BinanceMargin(self)
+        self.options = BinanceOptions(self)
         sim.on_reset(self.reset)
 
     def reset(self) -> None:
@@ -191,6 +135,8 @@ class BinanceSim:
         if security.value is None:
             return None
         account = auth.lookup(self.sim, NAME, request, request.headers.get("X-MBX-APIKEY"))
+        if security is Security.USER_STREAM:
+            return account
         raw_ts = data.params.get("timestamp")
         if not raw_ts or not raw_ts.isdigit():
             raise render.missing("timestamp")
@@ -244,6 +190,10 @@ class BinanceSim:
             end_ms=int(end) if end else None, limit=limit)
         return [render.kline(inst, c) for c in candles]
 
+    async def mark_price_klines(self, call: Call) -> Any:
+        """The mark price is the last price here: its candles, without volumes."""
+        return [render_mark_kline(row) for row in await self.klines(call)]
+
     async def system_status(self, call: Call) -> Any:
         return {"status": 0, "msg": "normal"}
 
@@ -259,83 +209,52 @@ class BinanceSim:
         return [render.coin(asset, account.spot.get(asset))
                 for asset in self.sim.market.catalog.assets]
 
-    async def no_margin_pairs(self, call: Call) -> Any:
-        """Margin trading is not simulated: no pair is marginable."""
-        return []
-
     async def spot_account(self, call: Call) -> Any:
         return render.spot_account(call.owner(), FEES[Surface.SPOT], self.sim.clock.now_ms())
 
-    async def futures_account(self, call: Call) -> Any:
-        return render.futures_account(call.owner(), self.sim.market)
+    async def futures_account_v2(self, call: Call) -> Any:
+        return self.deriv.futures_account(call.owner(), v3=False)
+
+    async def futures_account_v3(self, call: Call) -> Any:
+        return self.deriv.futures_account(call.owner(), v3=True)
 
     async def futures_balance(self, call: Call) -> Any:
         return render.futures_balance(call.owner(), self.sim.market)
 
-    async def new_order(self, call: Call) -> Any:
-        inst = self._instrument(call, call.require("symbol"))
-        req = self._order_request(call, inst)
-        try:
-            order = self.sim.place_order(call.owner(), req, FEES[call.surface])
-        except Rejection as exc:
-            raise render.rejection(exc, futures=call.futures) from exc
-        if call.surface is Surface.FUTURES:
-            return render.futures_order(order, inst)
-        resp_type = call.params.get("newOrderRespType", "FULL")
-        return render.spot_order(order, inst, resp_type=resp_type)
+    # --- user data streams (USDⓈ-M listenKey) ------------------------------------------
 
-    def _order_request(self, call: Call, inst: Instrument) -> OrderRequest:
-        try:
-            side = Side(call.require("side").lower())
-        except ValueError as exc:
-            raise render.error(400, -1117, "Invalid side.") from exc
-        raw_type = call.require("type").upper()
-        if raw_type not in ("MARKET", "LIMIT"):
-            raise render.error(400, -1116, "Invalid orderType.")
-        order_type = OrderType(raw_type.lower())
-        qty, quote_qty = call.decimal("quantity"), call.decimal("quoteOrderQty")
-        if qty is None and (quote_qty is None or call.surface is Surface.FUTURES):
-            raise render.missing("quantity")
-        tif = TimeInForce.GTC
-        if order_type is OrderType.LIMIT:
-            raw_tif = call.require("timeInForce")
-            tif = TimeInForce(raw_tif) if raw_tif in TimeInForce.__members__ else TimeInForce.GTC
-            if call.decimal("price") is None:
-                raise render.missing("price")
-        return OrderRequest(
-            symbol=inst.symbol, side=side, type=order_type, qty=qty or Decimal(0),
-            price=call.decimal("price"), client_id=call.params.get("newClientOrderId"),
-            time_in_force=tif, reduce_only=call.params.get("reduceOnly") == "true",
-            quote_qty=quote_qty if qty is None else None)
+    async def new_listen_key(self, call: Call) -> Any:
+        """The account's active listenKey, extended 60 minutes, or a new one."""
+        token = self.sim.stream_tokens.listen_key(call.owner().api_key, LISTEN_KEY_KIND)
+        return {"listenKey": token.value}
 
-    async def get_order(self, call: Call) -> Any:
-        inst, order = self._find_order(call)
-        if call.surface is Surface.FUTURES:
-            return render.futures_order(order, inst, query=True)
-        return render.spot_order(order, inst, query=True)
+    async def keep_alive_listen_key(self, call: Call) -> Any:
+        for token in self._listen_keys(call):
+            self.sim.stream_tokens.keep_alive(token, LISTEN_KEY_KIND)
+            return {"listenKey": token}
+        raise render.error(400, -1125, "This listenKey does not exist.")
 
-    async def cancel_order(self, call: Call) -> Any:
-        inst, order = self._find_order(call, cancel=True)
-        try:
-            self.sim.cancel_order(call.owner(), order)
-        except Rejection as exc:
-            raise render.rejection(exc, futures=call.futures, cancel=True) from exc
-        if call.surface is Surface.FUTURES:
-            return render.futures_order(order, inst)
-        return render.spot_order(order, inst, resp_type="RESULT", cancel=True)
+    async def close_listen_key(self, call: Call) -> Any:
+        for token in self._listen_keys(call):
+            self.sim.stream_tokens.revoke(token)
+        return {}
 
-    async def open_orders(self, call: Call) -> Any:
-        symbol = None
-        if "symbol" in call.params:
-            symbol = self._instrument(call, call.params["symbol"]).symbol
-        kind = KIND[call.surface]
-        orders = [o for o in call.owner().open_orders(symbol) if o.kind is kind]
-        instruments = self.sim.market.catalog.instruments
-        if call.surface is Surface.FUTURES:
-            return [render.futures_order(o, instruments[o.symbol], query=True) for o in orders]
-        return [render.spot_order(o, instruments[o.symbol], query=True) for o in orders]
+    def _listen_keys(self, call: Call) -> list[str]:
+        token = self.sim.stream_tokens.active(call.owner().api_key, LISTEN_KEY_KIND)
+        return [] if token is None else [token.value]
 
     # --- helpers ------------------------------------------------------------------------
+
+    def fees(self, surface: Surface) -> FeeSchedule:
+        return FEES[surface]
+
+    @staticmethod
+    def kind(surface: Surface) -> InstrumentKind:
+        return KIND[surface]
+
+    def instrument(self, call: Call, market_id: str) -> Instrument:
+        """The listed instrument of the call's surface, or -1121."""
+        return self._instrument(call, market_id)
 
     def _instrument(self, call: Call, market_id: str) -> Instrument:
         inst = self.symbols[call.surface].get(market_id)
@@ -343,61 +262,128 @@ class BinanceSim:
             raise render.error(400, -1121, "Invalid symbol.")
         return inst
 
-    def _find_order(self, call: Call, cancel: bool = False) -> tuple[Instrument, Order]:
-        inst = self._instrument(call, call.require("symbol"))
-        raw_id = call.params.get("orderId")
-        client_id = call.params.get("origClientOrderId")
-        if not raw_id and not client_id:
-            raise render.missing("orderId")
-        order_id = (int(raw_id) if raw_id.isdigit() else -1) if raw_id else None
-        try:
-            order = call.owner().find_order(order_id, client_id)
-        except Rejection as exc:
-            raise render.rejection(exc, futures=call.futures, cancel=cancel) from exc
-        if order.symbol != inst.symbol:
-            unknown = Rejection(RejectKind.UNKNOWN_ORDER)
-            raise render.rejection(unknown, futures=call.futures, cancel=cancel)
-        return inst, order
-
     def endpoints(self) -> list[Endpoint]:
         S, F = Surface.SPOT, Surface.FUTURES
         none, user, trade = Security.NONE, Security.USER_DATA, Security.TRADE
+        d, o = self.deriv, self.orders
+        stream = Security.USER_STREAM
         table = [
             ("GET", "/api/v3/ping", S, 1, none, self.ping),
             ("GET", "/api/v3/time", S, 1, none, self.time),
             ("GET", "/api/v3/exchangeInfo", S, 20, none, self.exchange_info),
-            ("GET", "/api/v3/ticker/24hr", S, _by_symbol(2, 80), none, self.ticker_24hr),
+            ("GET", "/api/v3/ticker/24hr", S, by_symbol(2, 80), none, self.ticker_24hr),
             ("GET", "/api/v3/klines", S, 2, none, self.klines),
             ("GET", "/api/v3/account", S, 20, user, self.spot_account),
-            ("POST", "/api/v3/order", S, 1, trade, self.new_order),
-            ("GET", "/api/v3/order", S, 4, user, self.get_order),
-            ("DELETE", "/api/v3/order", S, 1, trade, self.cancel_order),
-            ("GET", "/api/v3/openOrders", S, _by_symbol(6, 80), user, self.open_orders),
+            ("POST", "/api/v3/order", S, 1, trade, o.new_order),
+            ("GET", "/api/v3/order", S, 4, user, o.get_order),
+            ("DELETE", "/api/v3/order", S, 1, trade, o.cancel_order),
+            ("GET", "/api/v3/openOrders", S, by_symbol(6, 80), user, o.open_orders),
             ("GET", "/sapi/v1/system/status", S, 1, none, self.system_status),
             ("GET", "/sapi/v1/capital/config/getall", S, 10, user, self.coins),
-            ("GET", "/sapi/v1/margin/allPairs", S, 1, user, self.no_margin_pairs),
-            ("GET", "/sapi/v1/margin/isolated/allPairs", S, 10, user, self.no_margin_pairs),
+            *self._margin(),
+            *self.options.rows(),
             ("GET", "/dapi/v1/exchangeInfo", F, 1, none, self.empty_exchange_info),
             ("GET", "/fapi/v1/ping", F, 1, none, self.ping),
             ("GET", "/fapi/v1/time", F, 1, none, self.time),
             ("GET", "/fapi/v1/exchangeInfo", F, 1, none, self.exchange_info),
-            ("GET", "/fapi/v1/ticker/24hr", F, _by_symbol(1, 40), none, self.ticker_24hr),
-            ("GET", "/fapi/v1/klines", F, _kline_weight, none, self.klines),
-            ("GET", "/fapi/v2/account", F, 5, user, self.futures_account),
-            ("GET", "/fapi/v3/account", F, 5, user, self.futures_account),
+            ("GET", "/fapi/v1/ticker/24hr", F, by_symbol(1, 40), none, self.ticker_24hr),
+            ("GET", "/fapi/v1/klines", F, kline_weight, none, self.klines),
+            ("GET", "/fapi/v2/account", F, 5, user, self.futures_account_v2),
+            ("GET", "/fapi/v3/account", F, 5, user, self.futures_account_v3),
             ("GET", "/fapi/v2/balance", F, 5, user, self.futures_balance),
             ("GET", "/fapi/v3/balance", F, 5, user, self.futures_balance),
-            ("POST", "/fapi/v1/order", F, 1, trade, self.new_order),
-            ("GET", "/fapi/v1/order", F, 1, user, self.get_order),
-            ("DELETE", "/fapi/v1/order", F, 1, trade, self.cancel_order),
-            ("GET", "/fapi/v1/openOrders", F, _by_symbol(1, 40), user, self.open_orders),
+            ("POST", "/fapi/v1/order", F, 1, trade, o.new_order),
+            ("GET", "/fapi/v1/order", F, 1, user, o.get_order),
+            ("DELETE", "/fapi/v1/order", F, 1, trade, o.cancel_order),
+            ("GET", "/fapi/v1/openOrders", F, by_symbol(1, 40), user, o.open_orders),
+            # derivatives (ctsd.sim.binance_deriv)
+            ("GET", "/fapi/v2/positionRisk", F, 5, user, d.position_risk_v2),
+            ("GET", "/fapi/v3/positionRisk", F, 5, user, d.position_risk_v3),
+            ("POST", "/fapi/v1/leverage", F, 1, trade, d.set_leverage),
+            ("POST", "/fapi/v1/marginType", F, 1, trade, d.set_margin_type),
+            ("GET", "/fapi/v1/positionSide/dual", F, 30, user, d.position_mode),
+            ("POST", "/fapi/v1/positionSide/dual", F, 1, trade, d.set_position_mode),
+            ("GET", "/fapi/v1/multiAssetsMargin", F, 30, user, d.multi_assets_margin),
+            ("GET", "/fapi/v1/accountConfig", F, 5, user, d.account_config),
+            ("GET", "/fapi/v1/symbolConfig", F, 5, user, d.symbol_config),
+            ("GET", "/fapi/v1/leverageBracket", F, 1, user, d.leverage_brackets),
+            ("GET", "/fapi/v1/premiumIndex", F, by_symbol(1, 10), none, d.premium_index),
+            ("GET", "/fapi/v1/fundingRate", F, 1, none, d.funding_rates),
+            ("GET", "/fapi/v1/fundingInfo", F, 1, none, d.funding_info),
+            ("GET", "/fapi/v1/income", F, 30, user, d.income),
+            ("GET", "/fapi/v1/forceOrders", F, by_symbol(20, 50), user, d.force_orders),
+            ("GET", "/fapi/v1/markPriceKlines", F, kline_weight, none, self.mark_price_klines),
+            ("POST", "/fapi/v1/listenKey", F, 1, stream, self.new_listen_key),
+            ("PUT", "/fapi/v1/listenKey", F, 1, stream, self.keep_alive_listen_key),
+            ("DELETE", "/fapi/v1/listenKey", F, 1, stream, self.close_listen_key),
+            *self._market_data_and_history(),
         ]
         return [Endpoint(*row) for row in table]
+
+    def _margin(self) -> list[tuple[Any, ...]]:
+        """Spot margin (`ctsd.sim.binance_margin`) and the key's API restrictions. Binance
+        weighs borrow-repay, margin orders and transfers per UID, not per IP: their IP
+        weight here is 1 (the UID budget is not simulated)."""
+        S = Surface.SPOT
+        user, trade, margin = Security.USER_DATA, Security.TRADE, Security.MARGIN
+        m = self.margin
+        return [
+            ("GET", "/sapi/v1/account/apiRestrictions", S, 1, user, m.api_restrictions),
+            ("GET", "/sapi/v1/margin/allPairs", S, 1, user, m.all_pairs),
+            ("GET", "/sapi/v1/margin/isolated/allPairs", S, 10, user, m.all_pairs),
+            ("GET", "/sapi/v1/margin/account", S, 10, user, m.cross_account),
+            ("GET", "/sapi/v1/margin/isolated/account", S, 10, user, m.isolated_account),
+            ("POST", "/sapi/v1/margin/borrow-repay", S, 1, margin, m.borrow_repay),
+            ("GET", "/sapi/v1/margin/maxBorrowable", S, 50, user, m.max_borrowable),
+            ("GET", "/sapi/v1/margin/interestHistory", S, 1, user, m.interest_history),
+            ("GET", "/sapi/v1/margin/interestRateHistory", S, 1, user,
+             m.interest_rate_history),
+            ("GET", "/sapi/v1/margin/isolatedMarginData", S, 1, user, m.isolated_margin_data),
+            ("GET", "/sapi/v1/margin/forceLiquidationRec", S, 1, user, m.force_liquidations),
+            ("POST", "/sapi/v1/margin/order", S, 1, margin, m.new_order),
+            ("GET", "/sapi/v1/margin/order", S, 10, user, m.get_order),
+            ("DELETE", "/sapi/v1/margin/order", S, 10, margin, m.cancel_order),
+            ("GET", "/sapi/v1/margin/openOrders", S, 10, user, m.open_orders),
+            ("GET", "/sapi/v1/margin/allOrders", S, 200, user, m.all_orders),
+            ("GET", "/sapi/v1/margin/myTrades", S, 10, user, m.my_trades),
+            ("POST", "/sapi/v1/asset/transfer", S, 1, trade, m.transfer),
+        ]
+
+    def _market_data_and_history(self) -> list[tuple[Any, ...]]:
+        """Books, trades, book tickers, own fills, order history, fee rates, algo orders."""
+        S, F = Surface.SPOT, Surface.FUTURES
+        none, user, trade = Security.NONE, Security.USER_DATA, Security.TRADE
+        md, acct = BinanceMarketData(self), self.account
+        return [
+            ("GET", "/api/v3/depth", S, market_data.spot_depth_weight, none, md.depth),
+            ("GET", "/api/v3/trades", S, 25, none, md.recent_trades),
+            ("GET", "/api/v3/historicalTrades", S, 25, none, md.historical_trades),
+            ("GET", "/api/v3/aggTrades", S, 4, none, md.agg_trades),
+            ("GET", "/api/v3/ticker/bookTicker", S, by_symbol(2, 4), none, md.book_ticker),
+            ("GET", "/api/v3/myTrades", S, 20, user, acct.my_trades),
+            ("GET", "/api/v3/allOrders", S, 20, user, acct.all_orders),
+            ("GET", "/api/v3/account/commission", S, 20, user, acct.commission),
+            ("GET", "/sapi/v1/asset/tradeFee", S, 1, user, acct.trade_fee),
+            ("GET", "/fapi/v1/depth", F, market_data.futures_depth_weight, none, md.depth),
+            ("GET", "/fapi/v1/trades", F, 5, none, md.recent_trades),
+            ("GET", "/fapi/v1/historicalTrades", F, 20, none, md.historical_trades),
+            ("GET", "/fapi/v1/aggTrades", F, 20, none, md.agg_trades),
+            ("GET", "/fapi/v1/ticker/bookTicker", F, by_symbol(2, 5), none, md.book_ticker),
+            ("GET", "/fapi/v1/userTrades", F, 5, user, acct.my_trades),
+            ("GET", "/fapi/v1/allOrders", F, 5, user, acct.all_orders),
+            ("GET", "/fapi/v1/commissionRate", F, 20, user, acct.commission),
+            ("POST", "/fapi/v1/algoOrder", F, 0, trade, acct.new_algo),
+            ("GET", "/fapi/v1/algoOrder", F, 1, user, acct.get_algo),
+            ("DELETE", "/fapi/v1/algoOrder", F, 1, trade, acct.cancel_algo),
+            ("GET", "/fapi/v1/openAlgoOrders", F, by_symbol(1, 40), user, acct.open_algos),
+            ("GET", "/fapi/v1/allAlgoOrders", F, 5, user, acct.all_algos),
+        ]
 
 
 def build(sim: Simulator) -> web.Application:
     state = BinanceSim(sim)
-    return mount(state.endpoints(), state.dispatch)
+    return mount(state.endpoints(), state.dispatch, unserved.fallback(
+        sim, NAME, unserved.html_404(unserved.BINANCE_404_PAGE)))
 
 
 def maintenance_response() -> web.Response:
@@ -416,6 +402,10 @@ VENUE = Venue(
     name=NAME, build=build, maintenance_response=maintenance_response,
     rate_limited_response=rate_limited_response,
     ccxt_ids=("binance", "binanceusdm"),
+    url_overrides={
+        "wss://stream.binance.com:9443": "/stream",
+        "wss://fstream.binance.com": "/fstream",
+    },
 )
 
 

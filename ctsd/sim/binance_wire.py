@@ -8,13 +8,14 @@ and any other client, read exactly these.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
 from ctsd.sim.accounts import (
     Account,
     FeeSchedule,
+    Fill,
     Holding,
     Order,
     OrderStatus,
@@ -23,6 +24,7 @@ from ctsd.sim.accounts import (
     RejectKind,
 )
 from ctsd.sim.auth import AuthFailure
+from ctsd.sim.lending import marginable
 from ctsd.sim.market import Candle, Instrument, Market, TickerStats
 from ctsd.sim.matching import derivatives_balances
 from ctsd.sim.wire import VenueError, dumps, fixed, plain
@@ -62,10 +64,25 @@ _REJECTIONS: dict[RejectKind, tuple[int, str]] = {
     RejectKind.MIN_NOTIONAL: (-1013, "Filter failure: NOTIONAL"),
     RejectKind.DUPLICATE_CLIENT_ID: (-2010, "Duplicate order sent."),
     RejectKind.BAD_PARAMETER: (-1102, _MANDATORY),
+    RejectKind.WOULD_TAKE: (-2010, "Order would immediately match and take."),
+    RejectKind.WOULD_TRIGGER: (-2010, "Order would immediately trigger."),
+    RejectKind.REDUCE_ONLY: (-1106, "Parameter 'reduceOnly' sent when not required."),
+    RejectKind.POSITION_SIDE: (-1106, "Parameter 'positionSide' sent when not required."),
+    RejectKind.POSITION_LIMIT: (-2010, "Filter failure: MAX_POSITION"),
+    RejectKind.BORROW_LIMIT: (-3006, "Your borrow amount has exceed maximum borrow amount."),
 }
-"""Spot codes; futures and cancel answers override a few (below)."""
+"""Spot codes (the last three cannot happen on spot); futures and cancel answers
+override a few (below)."""
 _FUTURES_REJECTIONS: dict[RejectKind, tuple[int, str]] = {
+    RejectKind.WOULD_TRIGGER: (-2021, "Order would immediately trigger."),
+    RejectKind.WOULD_TAKE: (-5022, "Due to the order could not be executed as maker, the Post "
+                                   "Only order will be rejected. The order will not be recorded "
+                                   "in the order history"),
     RejectKind.INSUFFICIENT_FUNDS: (-2019, "Margin is insufficient."),
+    RejectKind.REDUCE_ONLY: (-2022, "ReduceOnly Order is rejected."),
+    RejectKind.POSITION_SIDE: (-4061, "Order's position side does not match user's setting."),
+    RejectKind.POSITION_LIMIT: (
+        -2027, "Exceeded the maximum allowable position at current leverage."),
     RejectKind.MIN_NOTIONAL: (
         -4164, "Order's notional must be no smaller than 5 (unless you choose reduce only)."),
 }
@@ -109,7 +126,7 @@ def _spot_symbol(inst: Instrument) -> dict[str, Any]:
         "icebergAllowed": True, "ocoAllowed": True, "otoAllowed": True,
         "quoteOrderQtyMarketAllowed": True, "allowTrailingStop": True,
         "cancelReplaceAllowed": True, "isSpotTradingAllowed": True,
-        "isMarginTradingAllowed": False,
+        "isMarginTradingAllowed": marginable(inst),
         "filters": [
             {"filterType": "PRICE_FILTER", "minPrice": fixed(inst.min_price),
              "maxPrice": fixed(inst.max_price), "tickSize": fixed(inst.tick_size)},
@@ -124,7 +141,8 @@ def _spot_symbol(inst: Instrument) -> dict[str, Any]:
             {"filterType": "MAX_NUM_ORDERS", "maxNumOrders": 200},
             {"filterType": "MAX_NUM_ALGO_ORDERS", "maxNumAlgoOrders": 5},
         ],
-        "permissions": [], "permissionSets": [["SPOT"]],
+        "permissions": [],
+        "permissionSets": [["SPOT", "MARGIN"] if marginable(inst) else ["SPOT"]],
         "defaultSelfTradePreventionMode": "EXPIRE_MAKER",
         "allowedSelfTradePreventionModes": ["EXPIRE_TAKER", "EXPIRE_MAKER", "EXPIRE_BOTH"],
     }
@@ -255,53 +273,6 @@ def spot_account(account: Account, fees: FeeSchedule, now_ms: int) -> dict[str, 
     }
 
 
-def futures_account(account: Account, market: Market) -> dict[str, Any]:
-    now = market.now_ms()
-    balances = derivatives_balances(account, market)
-    assets: list[dict[str, Any]] = []
-    for b in balances:
-        initial = b.position_margin + b.order_margin
-        assets.append({
-            "asset": b.asset, "walletBalance": plain(b.wallet),
-            "unrealizedProfit": plain(b.unrealized_pnl), "marginBalance": plain(b.equity),
-            "maintMargin": plain(b.position_margin / 2), "initialMargin": plain(initial),
-            "positionInitialMargin": plain(b.position_margin),
-            "openOrderInitialMargin": plain(b.order_margin),
-            "crossWalletBalance": plain(b.wallet), "crossUnPnl": plain(b.unrealized_pnl),
-            "availableBalance": plain(b.available), "maxWithdrawAmount": plain(b.available),
-            "updateTime": now,
-        })
-    positions = []
-    for symbol, pos in sorted(account.positions.items()):
-        if not pos.qty:
-            continue
-        inst = market.catalog.instruments[symbol]
-        mark = market.price(symbol)
-        positions.append({
-            "symbol": market_id(inst), "positionSide": "BOTH", "positionAmt": plain(pos.qty),
-            "unrealizedProfit": plain(pos.qty * (mark - pos.entry_price)),
-            "isolatedMargin": "0", "notional": plain(pos.qty * mark), "isolatedWallet": "0",
-            "initialMargin": plain(abs(pos.qty) * pos.entry_price / account.leverage()),
-            "maintMargin": "0", "updateTime": pos.updated_ms,
-        })
-
-    def total(field: str) -> str:
-        return plain(sum((Decimal(a[field]) for a in assets), _ZERO))
-
-    return {
-        "totalInitialMargin": total("initialMargin"), "totalMaintMargin": total("maintMargin"),
-        "totalWalletBalance": total("walletBalance"),
-        "totalUnrealizedProfit": total("unrealizedProfit"),
-        "totalMarginBalance": total("marginBalance"),
-        "totalPositionInitialMargin": total("positionInitialMargin"),
-        "totalOpenOrderInitialMargin": total("openOrderInitialMargin"),
-        "totalCrossWalletBalance": total("crossWalletBalance"),
-        "totalCrossUnPnl": total("crossUnPnl"), "availableBalance": total("availableBalance"),
-        "maxWithdrawAmount": total("maxWithdrawAmount"), "assets": assets,
-        "positions": positions,
-    }
-
-
 def futures_balance(account: Account, market: Market) -> list[dict[str, Any]]:
     now = market.now_ms()
     return [{
@@ -314,9 +285,10 @@ def futures_balance(account: Account, market: Market) -> list[dict[str, Any]]:
 
 def spot_order(
     order: Order, inst: Instrument, *, resp_type: str = "FULL", query: bool = False,
-    cancel: bool = False,
+    cancel: bool = False, fills: Sequence[Fill] = (),
 ) -> dict[str, Any]:
-    """The spot order shape of POST (ACK/RESULT/FULL), GET and DELETE /api/v3/order."""
+    """The spot order shape of POST (ACK/RESULT/FULL), GET and DELETE /api/v3/order;
+    FULL lists the order's `fills` with their commission, as Binance does."""
     out: dict[str, Any] = {"symbol": market_id(inst)}
     if cancel:
         out["origClientOrderId"] = order.client_id
@@ -329,21 +301,35 @@ def spot_order(
         "price": fixed(order.price or _ZERO), "origQty": fixed(order.qty),
         "executedQty": fixed(order.filled), "origQuoteOrderQty": fixed(_ZERO),
         "cummulativeQuoteQty": fixed(order.cost), "status": _STATUS[order.status],
-        "timeInForce": order.time_in_force.value, "type": order.type.value.upper(),
+        "timeInForce": order.time_in_force.value, "type": order_type(order, futures=False),
         "side": order.side.value.upper(),
     }
     if query:
-        out |= {"stopPrice": fixed(_ZERO), "icebergQty": fixed(_ZERO),
-                "time": order.created_ms, "updateTime": order.updated_ms,
-                "isWorking": order.status.is_open}
-    out |= {"workingTime": order.created_ms, "selfTradePreventionMode": "EXPIRE_MAKER"}
+        out |= {"stopPrice": fixed(order.trigger.price if order.trigger else _ZERO),
+                "icebergQty": fixed(_ZERO), "time": order.created_ms,
+                "updateTime": order.updated_ms, "isWorking": not order.untriggered}
+    if order.trigger is not None and not query:
+        out["stopPrice"] = fixed(order.trigger.price)
+    working = -1 if order.untriggered else order.triggered_ms or order.created_ms
+    out |= {"workingTime": working, "selfTradePreventionMode": "EXPIRE_MAKER"}
     if resp_type == "FULL" and not query and not cancel:
-        out["fills"] = [] if not order.filled else [{
-            "price": fixed(order.cost / order.filled), "qty": fixed(order.filled),
-            "commission": fixed(order.fee), "commissionAsset": order.fee_asset,
-            "tradeId": order.id,
-        }]
+        out["fills"] = [{
+            "price": fixed(f.price), "qty": fixed(f.qty), "commission": fixed(f.fee),
+            "commissionAsset": f.fee_asset, "tradeId": f.trade_id,
+        } for f in fills]
     return out
+
+
+def order_type(order: Order, *, futures: bool) -> str:
+    """Binance's type name: MARKET, LIMIT, LIMIT_MAKER, or the stop/take-profit kinds."""
+    limit = order.type is OrderType.LIMIT
+    if order.trigger is None:
+        return "LIMIT_MAKER" if order.post_only and not futures else order.type.value.upper()
+    if futures:
+        kind = "STOP" if order.stop_loss else "TAKE_PROFIT"
+        return kind if limit else f"{kind}_MARKET"
+    kind = "STOP_LOSS" if order.stop_loss else "TAKE_PROFIT"
+    return f"{kind}_LIMIT" if limit else kind
 
 
 def futures_order(order: Order, inst: Instrument, *, query: bool = False) -> dict[str, Any]:
@@ -356,9 +342,10 @@ def futures_order(order: Order, inst: Instrument, *, query: bool = False) -> dic
         "cumQty": plain(order.filled), "cumQuote": plain(order.cost),
         "timeInForce": order.time_in_force.value, "type": order.type.value.upper(),
         "reduceOnly": order.reduce_only, "closePosition": False,
-        "side": order.side.value.upper(), "positionSide": "BOTH", "stopPrice": "0",
+        "side": order.side.value.upper(),
+        "positionSide": order.position_side.value.upper(), "stopPrice": "0",
         "workingType": "CONTRACT_PRICE", "priceProtect": False,
-        "origType": order.type.value.upper(), "priceMatch": "NONE",
+        "origType": order_type(order, futures=True), "priceMatch": "NONE",
         "selfTradePreventionMode": "EXPIRE_MAKER", "goodTillDate": 0,
     }
     if query:

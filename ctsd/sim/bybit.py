@@ -21,76 +21,50 @@ and per-UID limit; public ones have neither.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from decimal import Decimal
 from typing import Any
 
 from aiohttp import web
 
-from ctsd.sim import auth
+from ctsd.sim import auth, unserved
 from ctsd.sim import bybit_wire as render
 from ctsd.sim.accounts import (
     Account,
     FeeSchedule,
     Order,
     Permission,
-    Rejection,
     RejectKind,
 )
 from ctsd.sim.auth import AuthError, AuthFailure
+from ctsd.sim.bybit_account import BybitAccount
+from ctsd.sim.bybit_deriv import LinearDerivatives, account_margin_mode, ticker_funding
+from ctsd.sim.bybit_endpoints import (
+    FEES,
+    INTERVALS,
+    IP_BAN_S,
+    IP_RULE,
+    KIND,
+    RECV_WINDOW_DEFAULT,
+    UNSIMULATED_CATEGORIES,
+    Endpoint,
+    UidLimit,
+)
+from ctsd.sim.bybit_margin import BybitMargin
+from ctsd.sim.bybit_market import BybitMarketData
+from ctsd.sim.bybit_options import OPTION, BybitOptions
+from ctsd.sim.bybit_orders import BybitOrders
+from ctsd.sim.bybit_wallet import wallet_balance
 from ctsd.sim.bybit_wire import LINEAR, SPOT, Call, Serialized
-from ctsd.sim.endpoints import Handler, Route, mount
-from ctsd.sim.market import TIMEFRAMES, Instrument, InstrumentKind
-from ctsd.sim.matching import derivatives_balances
-from ctsd.sim.ratelimit import BanList, FixedWindowLimiter, RateRule
+from ctsd.sim.endpoints import Handler, mount
+from ctsd.sim.market import Instrument, InstrumentKind
+from ctsd.sim.ratelimit import BanList, FixedWindowLimiter
 from ctsd.sim.state import Simulator
 from ctsd.sim.venue import Venue
 from ctsd.sim.wire import RequestData, VenueError, dumps, json_response, read_request
 
 NAME = "bybit"
-
-
-@dataclass(frozen=True, slots=True)
-class UidLimit:
-    """Requests per second per UID for one endpoint; some differ by category."""
-
-    per_second: float
-    by_category: Mapping[str, float] = field(default_factory=dict)
-
-    def rule(self, category: str) -> tuple[str, RateRule]:
-        """The counter's key suffix and its rule: per category only where Bybit splits."""
-        if category in self.by_category:
-            return category, RateRule(self.by_category[category], 1.0)
-        return "", RateRule(self.per_second, 1.0)
-
-
-IP_RULE = RateRule(600, 5.0)
-IP_BAN_S = 600.0
-"""Bybit: 600 requests per 5 s per IP, then "wait for at least 10 minutes"."""
-ORDER_WRITE = UidLimit(10, {SPOT: 20})
-ORDER_READ = UidLimit(50)
-FEES = {SPOT: FeeSchedule(maker=Decimal("0.001"), taker=Decimal("0.001")),
-        LINEAR: FeeSchedule(maker=Decimal("0.0002"), taker=Decimal("0.00055"))}
-KIND = {SPOT: InstrumentKind.SPOT, LINEAR: InstrumentKind.LINEAR}
-UNSIMULATED_CATEGORIES = ("inverse", "option")
-"""Answered with empty lists, so ccxt's default `load_markets` works."""
-INTERVALS = {"1": "1m", "3": "3m", "5": "5m", "15": "15m", "30": "30m", "60": "1h",
-             "120": "2h", "240": "4h", "360": "6h", "720": "12h", "D": "1d", "W": "1w"}
-RECV_WINDOW_DEFAULT = "5000"
-FUNDING_INTERVAL_MS = 8 * 3_600_000
-ORDER_PAGE_DEFAULT, ORDER_PAGE_MAX = 20, 50
-RECENT_CLOSED_MAX = 500
-"""Bybit keeps the last 500 closed orders under `/v5/order/realtime`."""
-
-
-@dataclass(frozen=True, slots=True)
-class Endpoint(Route):
-    handler: Handler[Call]
-    permission: Permission | None = None
-    """None: a public endpoint (no signature, no UID limit)."""
-    limit: UidLimit | None = None
 
 
 class BybitSim:
@@ -105,14 +79,16 @@ class BybitSim:
             c: {render.market_id(i): i for i in catalog.of_kind(KIND[c])} for c in KIND
         }
         self._pages: dict[tuple[str, int, str | None], str] = {}
-        self._quote_orders: dict[int, Decimal] = {}
-        """Spot market orders placed by quote amount: their `qty` is reported in quote."""
+        self.orders = BybitOrders(self)
+        self.margin = BybitMargin(self)
+        self.option = BybitOptions(self)
+        self._md = BybitMarketData(self)
+        self.deriv = LinearDerivatives(sim, self.symbols[LINEAR], self._md.kline)
         sim.on_reset(self.reset)
 
     def reset(self) -> None:
         self.limiter.reset()
         self.bans.reset()
-        self._quote_orders.clear()
 
     # --- the request pipeline --------------------------------------------------------
 
@@ -212,7 +188,7 @@ class BybitSim:
         return {"list": []}
 
     async def instruments(self, call: Call) -> Any:
-        category = self._market_category(call)
+        category = self.market_category(call)
         if category is None:
             return {"category": call.text("category"), "list": [], "nextPageCursor": ""}
         wanted = [i for i in self.symbols[category].values()
@@ -246,7 +222,7 @@ class BybitSim:
         return Serialized(self._pages[key])
 
     async def tickers(self, call: Call) -> Any:
-        category = self._market_category(call)
+        category = self.market_category(call)
         if category is None:
             return {"category": call.text("category"), "list": []}
         symbol = call.text("symbol")
@@ -259,23 +235,8 @@ class BybitSim:
         if inst.kind is InstrumentKind.SPOT:
             return render.spot_ticker(inst, stats)
         hour_ago = self.sim.market.price(inst.symbol, at_ms=now - 3_600_000)
-        next_funding = (now // FUNDING_INTERVAL_MS + 1) * FUNDING_INTERVAL_MS
-        return render.linear_ticker(inst, stats, hour_ago, next_funding)
-
-    async def kline(self, call: Call) -> Any:
-        category = call.text("category") or LINEAR  # Bybit's default
-        inst = self._listed(category, call.require("symbol"), call.now_ms)
-        interval = INTERVALS.get(call.require("interval"))
-        if interval is None:
-            raise render.error(10001, "Invalid period!", call.now_ms)
-        limit = call.integer("limit", 200, 1, 1000)
-        start, end = (call.integer(name, 0, 0, 2**62) for name in ("start", "end"))
-        # Bybit answers the newest `limit` candles of [start, end], newest first.
-        candles = self.sim.market.candles(
-            inst.symbol, TIMEFRAMES[interval], end_ms=end or None, limit=limit)
-        candles = [c for c in candles if c.open_ms >= start]
-        return {"symbol": render.market_id(inst), "category": category,
-                "list": [render.kline(c) for c in reversed(candles)]}
+        rate, next_funding = ticker_funding(self.sim.funding, inst)
+        return render.linear_ticker(inst, stats, hour_ago, next_funding, rate)
 
     # --- account -------------------------------------------------------------------------
 
@@ -283,7 +244,8 @@ class BybitSim:
         return render.api_key_info(call.owner())
 
     async def account_info(self, call: Call) -> Any:
-        return render.account_info(call.now_ms)
+        mode = call.owner().perp.settings.margin_mode
+        return render.account_info(call.now_ms, account_margin_mode(mode))
 
     async def coin_info(self, call: Call) -> Any:
         coin = call.text("coin")
@@ -293,119 +255,18 @@ class BybitSim:
     async def wallet_balance(self, call: Call) -> Any:
         if call.require("accountType") != "UNIFIED":
             raise render.error(10001, "accountType only support UNIFIED.", call.now_ms)
-        account = call.owner()
-        derivs = {b.asset: b for b in derivatives_balances(account, self.sim.market)}
         coin = call.text("coin")
-        wanted = set(coin.split(",")) if coin else None
-        coins = []
-        for asset in sorted(set(account.spot) | set(derivs)):
-            holding, deriv = account.spot.get(asset), derivs.get(asset)
-            held = (holding is not None and holding.total) or (
-                deriv is not None and (deriv.wallet or deriv.unrealized_pnl))
-            if held and (wanted is None or asset in wanted):
-                coins.append(render.wallet_coin(asset, holding, deriv, self._usd(asset)))
-        return render.unified_wallet(coins)
+        return wallet_balance(call.owner(), self.sim.market,
+                              set(coin.split(",")) if coin else None)
 
-    def _usd(self, asset: str) -> Decimal:
-        catalog = self.sim.market.catalog
-        if asset == catalog.quote:
-            return Decimal(1)
-        inst = catalog.get(f"{asset}/{catalog.quote}")
-        return self.sim.market.price(inst.symbol) if inst else Decimal(0)
-
-    # --- orders --------------------------------------------------------------------------
-
-    async def create_order(self, call: Call) -> Any:
-        category = self._trading_category(call)
-        inst = self._tradable(category, call.require("symbol"), call.now_ms)
-        req = render.order_request(call, inst)
-        try:
-            order = self.sim.place_order(call.owner(), req, FEES[category])
-        except Rejection as exc:
-            if exc.kind is RejectKind.LOT_SIZE:
-                raise render.lot_size(inst, req.qty, call.now_ms) from exc
-            raise render.rejection(exc.kind, category, exc.detail, call.now_ms) from exc
-        if req.quote_qty is not None:
-            self._quote_orders[order.id] = req.quote_qty
-        return render.order_ack(order)
-
-    async def cancel_order(self, call: Call) -> Any:
-        category = self._trading_category(call)
-        inst = self._tradable(category, call.require("symbol"), call.now_ms)
-        order = self._find_order(call, category, inst)
-        try:
-            self.sim.cancel_order(call.owner(), order)
-        except Rejection as exc:
-            raise render.rejection(exc.kind, category, exc.detail, call.now_ms) from exc
-        return render.order_ack(order)
-
-    def _find_order(self, call: Call, category: str, inst: Instrument) -> Order:
-        raw_id, link_id = call.text("orderId"), call.text("orderLinkId")
-        if raw_id is None and link_id is None:
-            raise render.error(10001, "orderId or orderLinkId is required", call.now_ms)
-        order_id = (int(raw_id) if raw_id.isdigit() else -1) if raw_id else None
-        try:
-            order = call.owner().find_order(order_id, link_id)
-        except Rejection as exc:
-            raise render.rejection(exc.kind, category, exc.detail, call.now_ms) from exc
-        if order.symbol != inst.symbol:
-            raise render.rejection(RejectKind.UNKNOWN_ORDER, category, "", call.now_ms)
-        return order
-
-    async def realtime_orders(self, call: Call) -> Any:
-        """Open orders; or, by id or with `openOnly=1`, the recent closed ones too."""
-        if call.text("orderId") or call.text("orderLinkId"):
-            return self._order_list(call, lambda o: True)
-        if (call.text("openOnly") or "0") == "0":
-            return self._order_list(call, lambda o: o.status.is_open)
-        return self._order_list(call, lambda o: not o.status.is_open, RECENT_CLOSED_MAX)
-
-    async def order_history(self, call: Call) -> Any:
-        status = call.text("orderStatus")
-        return self._order_list(call, lambda o: not o.status.is_open and status in (
-            None, render.status_name(o)))
-
-    def _order_list(
-        self, call: Call, keep: Callable[[Order], bool], cap: int | None = None,
-    ) -> dict[str, Any]:
-        category = self._market_category(call)
-        if category is None or call.text("orderFilter") not in (None, "Order"):
-            return render.order_page([], call.text("category") or "", "")
-        matches = self._matching_orders(call, category, keep)[:cap]
-        limit = call.integer("limit", ORDER_PAGE_DEFAULT, 1, ORDER_PAGE_MAX)
-        after = render.cursor_value(call.text("cursor"), "page_args")
-        start = next((n + 1 for n, o in enumerate(matches) if str(o.id) == after), 0)
-        page = matches[start:start + limit]
-        more = start + limit < len(matches)
-        next_cursor = render.cursor("page_args", str(page[-1].id)) if more else ""
-        return render.order_page(
-            (render.order(o, self._inst(o), "quoteCoin" if o.id in self._quote_orders else None,
-                          self._quote_orders.get(o.id)) for o in page),
-            category, next_cursor)
-
-    def _matching_orders(
-        self, call: Call, category: str, keep: Callable[[Order], bool],
-    ) -> list[Order]:
-        symbol, base = call.text("symbol"), call.text("baseCoin")
-        settle = call.text("settleCoin")
-        raw_id, link_id = call.text("orderId"), call.text("orderLinkId")
-        since, until = call.integer("startTime", 0, 0, 2**62), call.integer("endTime", 0, 0, 2**62)
-        found = [
-            o for o in call.owner().orders.values()
-            if o.kind is KIND[category] and keep(o) and since <= o.created_ms <= (until or 2**62)
-            and symbol in (None, render.market_id(self._inst(o)))
-            and base in (None, self._inst(o).base) and settle in (None, self._inst(o).quote)
-            and raw_id in (None, str(o.id)) and link_id in (None, o.client_id)
-        ]
-        return sorted(found, key=lambda o: o.id, reverse=True)
 
     # --- helpers ----------------------------------------------------------------------------
 
-    def _inst(self, order: Order) -> Instrument:
+    def inst(self, order: Order) -> Instrument:
         return self.sim.market.catalog.instruments[order.symbol]
 
     @staticmethod
-    def _market_category(call: Call) -> str | None:
+    def market_category(call: Call) -> str | None:
         """spot/linear; None for the categories answered empty; else an error."""
         category = call.require("category")
         if category in UNSIMULATED_CATEGORIES:
@@ -415,11 +276,24 @@ class BybitSim:
         return category
 
     @staticmethod
-    def _trading_category(call: Call) -> str:
+    def trading_category(call: Call) -> str:
         category = call.require("category")
         if category not in KIND:
             raise render.error(*render.ILLEGAL_CATEGORY, call.now_ms)
         return category
+
+    def listed(self, category: str, market_id: str, now: int) -> Instrument:
+        """The category's instrument for a market id, or Bybit's "Not supported symbols"."""
+        return self._listed(category, market_id, now)
+
+    @staticmethod
+    def interval(name: str) -> str | None:
+        """Bybit's interval name (`1`, `60`, `D`) as a unified timeframe."""
+        return INTERVALS.get(name)
+
+    @staticmethod
+    def fees(category: str) -> FeeSchedule:
+        return FEES[category]
 
     def _listed(self, category: str, market_id: str, now: int) -> Instrument:
         inst = self.symbols.get(category, {}).get(market_id)
@@ -427,30 +301,72 @@ class BybitSim:
             raise render.error(*render.NOT_SUPPORTED_SYMBOLS, now)
         return inst
 
-    def _tradable(self, category: str, market_id: str, now: int) -> Instrument:
+    def tradable(self, category: str, market_id: str, now: int) -> Instrument:
         inst = self.symbols[category].get(market_id)
         if inst is None:
             raise render.rejection(RejectKind.UNKNOWN_SYMBOL, category, market_id, now)
         return inst
 
     def endpoints(self) -> list[Endpoint]:
+        """The table; the paths that also serve `category=option` route it to
+        `ctsd.sim.bybit_options`."""
+        o = self.option
+        by_option = {"/v5/market/instruments-info": o.instruments, "/v5/market/tickers":
+                     o.tickers, "/v5/order/create": o.create_order, "/v5/order/cancel":
+                     o.cancel_order, "/v5/order/realtime": o.realtime_orders,
+                     "/v5/order/history": o.order_history, "/v5/position/list": o.positions}
+        return [dataclasses.replace(e, handler=_or_option(e.handler, by_option[e.path]))
+                if e.path in by_option else e for e in self._table()]
+
+    def _table(self) -> list[Endpoint]:
         read, trade = Permission.READ, Permission.TRADE
+        d = self.deriv
         return [
             Endpoint("GET", "/v5/market/time", self.server_time),
             Endpoint("GET", "/v5/system/status", self.system_status),
             Endpoint("GET", "/v5/market/instruments-info", self.instruments),
             Endpoint("GET", "/v5/market/tickers", self.tickers),
-            Endpoint("GET", "/v5/market/kline", self.kline),
+            *self._market_data_and_history(),
             Endpoint("GET", "/v5/user/query-api", self.query_api, read, UidLimit(10)),
             Endpoint("GET", "/v5/account/info", self.account_info, read, UidLimit(50)),
             Endpoint("GET", "/v5/asset/coin/query-info", self.coin_info, read, UidLimit(5)),
             Endpoint("GET", "/v5/account/wallet-balance", self.wallet_balance, read,
                      UidLimit(50)),
-            Endpoint("POST", "/v5/order/create", self.create_order, trade, ORDER_WRITE),
-            Endpoint("POST", "/v5/order/cancel", self.cancel_order, trade, ORDER_WRITE),
-            Endpoint("GET", "/v5/order/realtime", self.realtime_orders, read, ORDER_READ),
-            Endpoint("GET", "/v5/order/history", self.order_history, read, ORDER_READ),
+            *self.orders.rows(),
+            *self.margin.rows(),
+            # derivatives (ctsd.sim.bybit_deriv)
+            Endpoint("GET", "/v5/market/risk-limit", d.risk_limits),
+            Endpoint("GET", "/v5/market/funding/history", d.funding_history),
+            Endpoint("GET", "/v5/market/mark-price-kline", d.mark_price_kline),
+            Endpoint("GET", "/v5/position/list", d.positions, read, UidLimit(50)),
+            Endpoint("POST", "/v5/position/set-leverage", d.set_leverage, trade, UidLimit(10)),
+            Endpoint("POST", "/v5/position/switch-mode", d.switch_mode, trade, UidLimit(10)),
+            Endpoint("POST", "/v5/account/set-margin-mode", d.set_margin_mode, trade,
+                     UidLimit(5)),
+            Endpoint("GET", "/v5/account/transaction-log", d.transaction_log, read,
+                     UidLimit(25)),
+            Endpoint("GET", "/v5/asset/delivery-record", self.option.delivery_record, read,
+                     UidLimit(10)),
         ]
+
+    def _market_data_and_history(self) -> list[Endpoint]:
+        """Book, public trades, klines with Bybit's window, own fills, fee rates."""
+        md, acct = self._md, BybitAccount(self)
+        read = Permission.READ
+        return [
+            Endpoint("GET", "/v5/market/kline", md.kline),
+            Endpoint("GET", "/v5/market/orderbook", md.orderbook),
+            Endpoint("GET", "/v5/market/recent-trade", md.recent_trades),
+            Endpoint("GET", "/v5/execution/list", acct.executions, read, UidLimit(50)),
+            Endpoint("GET", "/v5/account/fee-rate", acct.fee_rate, read, UidLimit(10)),
+        ]
+
+
+def _or_option(handler: Handler[Call], option: Handler[Call]) -> Handler[Call]:
+    async def route(call: Call) -> Any:
+        return await (option if call.text("category") == OPTION else handler)(call)
+
+    return route
 
 
 def _access_too_frequent() -> web.Response:
@@ -460,7 +376,12 @@ def _access_too_frequent() -> web.Response:
 
 def build(sim: Simulator) -> web.Application:
     state = BybitSim(sim)
-    return mount(state.endpoints(), state.dispatch)
+    return mount(state.endpoints(), state.dispatch, unserved.fallback(sim, NAME, _route_not_found))
+
+
+def _route_not_found(_request: web.Request) -> web.Response:
+    """Bybit's answer for a path it does not have (ccxt: 10017 → BadRequest)."""
+    return json_response(render.envelope({}, _wall_ms(), *render.ROUTE_NOT_FOUND), status=404)
 
 
 def _wall_ms() -> int:

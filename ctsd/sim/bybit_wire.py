@@ -12,35 +12,28 @@ ones around them, for other clients).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import quote
 
+from ctsd.sim import tiers
 from ctsd.sim.accounts import (
     Account,
-    DerivativesBalance,
-    Holding,
-    Order,
-    OrderStatus,
-    OrderType,
     Permission,
     RejectKind,
-    Side,
-    TimeInForce,
 )
 from ctsd.sim.auth import AuthFailure
 from ctsd.sim.endpoints import AccountCall
+from ctsd.sim.lending import marginable
 from ctsd.sim.market import Candle, Instrument, InstrumentKind, TickerStats
-from ctsd.sim.matching import OrderRequest
 from ctsd.sim.wire import RequestData, VenueError, plain
 
 SPOT, LINEAR = "spot", "linear"
 """The categories simulated; `inverse` and `option` are answered empty."""
 _ZERO = Decimal(0)
 _PCT = Decimal("0.000001")
-_T = TypeVar("_T")
 
 
 def envelope(result: Any, now_ms: int, code: int = 0, msg: str = "OK") -> dict[str, Any]:
@@ -56,6 +49,7 @@ RATE_LIMITED = (10006, "Too many visits!")
 """ccxt: RateLimitExceeded."""
 RESTARTING = (10016, "Service is restarting, please retry later.")
 """Bybit's documented answer while a service restarts; ccxt: ExchangeError (not retryable!)."""
+ROUTE_NOT_FOUND = (10017, "Route not found")
 ILLEGAL_CATEGORY = (10001, "Illegal category")
 NOT_SUPPORTED_SYMBOLS = (10001, "Not supported symbols")
 """Market-data answer for an unknown symbol; ccxt's broad map makes it BadSymbol."""
@@ -89,7 +83,14 @@ _SPOT_REJECTIONS: dict[RejectKind, tuple[int, str]] = {
     RejectKind.MIN_NOTIONAL: (170140, "Order value exceeded lower limit."),
     RejectKind.DUPLICATE_CLIENT_ID: (170141, "Duplicate clientOrderId."),
     RejectKind.BAD_PARAMETER: (170130, "Data sent for parameter '{}' is not valid."),
+    RejectKind.WOULD_TAKE: (170218, "The LIMIT-MAKER order is rejected due to its price."),
+    RejectKind.WOULD_TRIGGER: (170130, "Data sent for parameter 'triggerPrice' is not valid."),
+    RejectKind.REDUCE_ONLY: (170130, "Data sent for parameter 'reduceOnly' is not valid."),
+    RejectKind.POSITION_SIDE: (170130, "Data sent for parameter 'positionIdx' is not valid."),
+    RejectKind.POSITION_LIMIT: (170130, "Data sent for parameter 'qty' is not valid."),
+    RejectKind.BORROW_LIMIT: (170131, "Insufficient balance."),
 }
+"""The last three cannot happen on spot (no positions); listed so every kind maps."""
 _LINEAR_REJECTIONS: dict[RejectKind, tuple[int, str]] = {
     RejectKind.INSUFFICIENT_FUNDS: (110007, "ab not enough for new order"),
     RejectKind.UNKNOWN_ORDER: (110001, "order not exists or too late to cancel"),
@@ -100,6 +101,14 @@ _LINEAR_REJECTIONS: dict[RejectKind, tuple[int, str]] = {
     RejectKind.MIN_NOTIONAL: (110094, "Order does not meet minimum order value 5USDT"),
     RejectKind.DUPLICATE_CLIENT_ID: (110072, "OrderLinkedID is duplicate"),
     RejectKind.BAD_PARAMETER: (110017, "Reduce-only rule not satisfied"),
+    RejectKind.WOULD_TAKE: (10001, "PostOnly order would take liquidity"),
+    RejectKind.WOULD_TRIGGER: (110092, "expect Rising, but trigger_price <= current"),
+    RejectKind.REDUCE_ONLY: (110017, "Reduce-only rule not satisfied"),
+    RejectKind.POSITION_SIDE: (10001, "position idx not match position mode"),
+    RejectKind.POSITION_LIMIT: (
+        110090, "Order placement failed as your position may exceed the max limit. Please "
+                "adjust your leverage to lower or below to increase the max. position limit"),
+    RejectKind.BORROW_LIMIT: (110007, "ab not enough for new order"),
 }
 """ccxt: 170131/110007 → InsufficientFunds, 170213/110001 → OrderNotFound, the rest
 InvalidOrder or (10001) BadRequest."""
@@ -108,6 +117,12 @@ InvalidOrder or (10001) BadRequest."""
 def rejection(kind: RejectKind, category: str, detail: str, now_ms: int) -> VenueError:
     table = _SPOT_REJECTIONS if category == SPOT else _LINEAR_REJECTIONS
     code, msg = table[kind]
+    if kind is RejectKind.WOULD_TRIGGER and category != SPOT and "last" in detail:
+        trigger, last = (part.split()[-1] for part in detail.split(","))
+        rising = Decimal(trigger) <= Decimal(last)
+        code, msg = (110092, f"expect Rising, but trigger_price[{trigger}] <= current[{last}]"
+                     ) if rising else (
+            110093, f"expect Falling, but trigger_price[{trigger}] >= current[{last}]")
     return error(code, msg.format(detail), now_ms)
 
 
@@ -150,7 +165,8 @@ def cursor_value(raw: str | None, key: str) -> str | None:
 def spot_instrument(inst: Instrument) -> dict[str, Any]:
     return {
         "symbol": market_id(inst), "baseCoin": inst.base, "quoteCoin": inst.quote,
-        "innovation": "0", "status": "Trading", "marginTrading": "none", "stTag": "0",
+        "innovation": "0", "status": "Trading",
+        "marginTrading": "utaOnly" if marginable(inst) else "none", "stTag": "0",
         "lotSizeFilter": {
             "basePrecision": plain(inst.step_size), "quotePrecision": plain(inst.tick_size),
             "minOrderQty": plain(inst.min_qty), "maxOrderQty": plain(inst.max_qty),
@@ -166,7 +182,8 @@ def linear_instrument(inst: Instrument) -> dict[str, Any]:
         "symbol": market_id(inst), "contractType": "LinearPerpetual", "status": "Trading",
         "baseCoin": inst.base, "quoteCoin": inst.quote, "launchTime": str(inst.listed_ms),
         "deliveryTime": "0", "deliveryFeeRate": "", "priceScale": str(inst.price_decimals),
-        "leverageFilter": {"minLeverage": "1", "maxLeverage": "100.00", "leverageStep": "0.01"},
+        "leverageFilter": {"minLeverage": "1", "maxLeverage": f"{tiers.max_leverage(inst):.2f}",
+                           "leverageStep": "0.01"},
         "priceFilter": {"minPrice": plain(inst.min_price), "maxPrice": plain(inst.max_price),
                         "tickSize": plain(inst.tick_size)},
         "lotSizeFilter": {
@@ -200,6 +217,7 @@ def spot_ticker(inst: Instrument, t: TickerStats) -> dict[str, Any]:
 
 def linear_ticker(
     inst: Instrument, t: TickerStats, price_1h_ago: Decimal, next_funding_ms: int,
+    funding_rate: Decimal,
 ) -> dict[str, Any]:
     """The linear ticker; ccxt tells it from a spot one by `openInterestValue`."""
     open_interest = (t.volume / 10).quantize(inst.step_size)
@@ -211,7 +229,8 @@ def linear_ticker(
         "prevPrice1h": plain(price_1h_ago), "openInterest": plain(open_interest),
         "openInterestValue": plain((open_interest * t.last).quantize(Decimal("0.01"))),
         "turnover24h": plain(t.quote_volume), "volume24h": plain(t.volume),
-        "fundingRate": "0.0001", "nextFundingTime": str(next_funding_ms),
+        "fundingRate": plain(funding_rate), "nextFundingTime": str(next_funding_ms),
+        "fundingIntervalHour": "8", "fundingCap": "0.005",
         "predictedDeliveryPrice": "", "basisRate": "", "deliveryFeeRate": "",
         "deliveryTime": "0", "ask1Size": size, "bid1Price": plain(t.bid),
         "ask1Price": plain(t.ask), "bid1Size": size, "basis": "", "preOpenPrice": "",
@@ -240,7 +259,8 @@ def api_key_info(account: Account) -> dict[str, Any]:
         "readOnly": 0 if trade else 1, "secret": "",
         "permissions": {
             "ContractTrade": ["Order", "Position"] if trade else [],
-            "Spot": ["SpotTrade"] if trade else [], "Wallet": wallet, "Options": [],
+            "Spot": ["SpotTrade"] if trade else [], "Wallet": wallet,
+            "Options": ["OptionsTrade"] if trade and Permission.OPTIONS in perms else [],
             "Derivatives": [], "CopyTrading": [], "BlockTrade": [], "Exchange": [],
             "NFT": [], "Affiliate": [], "Earn": [],
         },
@@ -252,10 +272,10 @@ def api_key_info(account: Account) -> dict[str, Any]:
     }
 
 
-def account_info(now_ms: int) -> dict[str, Any]:
+def account_info(now_ms: int, margin_mode: str) -> dict[str, Any]:
     """`/v5/account/info`: status 5 is UTA 2.0, whose wallet holds spot and derivatives."""
     return {
-        "unifiedMarginStatus": 5, "marginMode": "REGULAR_MARGIN", "isMasterTrader": False,
+        "unifiedMarginStatus": 5, "marginMode": margin_mode, "isMasterTrader": False,
         "spotHedgingStatus": "OFF", "updatedTime": str(now_ms), "dcpStatus": "OFF",
         "timeWindow": 10, "smpGroup": 0,
     }
@@ -272,128 +292,6 @@ def coin_info(asset: str) -> dict[str, Any]:
             "contractAddress": "", "safeConfirmNumber": "6", "withdrawFeeFromBalance": "0",
         }],
     }
-
-
-def wallet_coin(
-    asset: str, holding: Holding | None, deriv: DerivativesBalance | None, usd_price: Decimal,
-) -> dict[str, Any]:
-    """One coin of the unified wallet: the spot holding and the derivatives wallet summed.
-
-    `availableToWithdraw` is blank, as Bybit now sends it for UNIFIED accounts, so
-    ccxt derives `used` from `locked + totalPositionIM + totalOrderIM`.
-    """
-    spot_total = holding.total if holding else _ZERO
-    locked = holding.locked if holding else _ZERO
-    wallet = spot_total + (deriv.wallet if deriv else _ZERO)
-    upnl = deriv.unrealized_pnl if deriv else _ZERO
-    position_im = deriv.position_margin if deriv else _ZERO
-    order_im = deriv.order_margin if deriv else _ZERO
-    equity = wallet + upnl
-    return {
-        "availableToBorrow": "", "bonus": "0", "accruedInterest": "0",
-        "availableToWithdraw": "", "totalOrderIM": plain(order_im), "equity": plain(equity),
-        "totalPositionMM": plain(position_im / 2), "usdValue": plain(equity * usd_price),
-        "spotHedgingQty": "0", "unrealisedPnl": plain(upnl), "collateralSwitch": True,
-        "borrowAmount": "0", "totalPositionIM": plain(position_im),
-        "walletBalance": plain(wallet), "cumRealisedPnl": "0", "locked": plain(locked),
-        "marginCollateral": True, "coin": asset,
-    }
-
-
-def unified_wallet(coins: list[dict[str, Any]]) -> dict[str, Any]:
-    """The UNIFIED account entry; account-level totals are in USD."""
-
-    def usd(field: str) -> Decimal:
-        total = _ZERO
-        for c in coins:
-            equity = Decimal(c["equity"])
-            rate = Decimal(c["usdValue"]) / equity if equity else _ZERO
-            total += Decimal(c[field]) * rate
-        return total
-
-    equity = sum((Decimal(c["usdValue"]) for c in coins), _ZERO)
-    initial = usd("totalPositionIM") + usd("totalOrderIM")
-    maintenance = usd("totalPositionMM")
-    return {"list": [{
-        "totalEquity": plain(equity), "accountIMRate": plain(_rate(initial, equity)),
-        "totalMarginBalance": plain(equity), "totalInitialMargin": plain(initial),
-        "accountType": "UNIFIED", "totalAvailableBalance": plain(equity - initial),
-        "accountMMRate": plain(_rate(maintenance, equity)),
-        "totalPerpUPL": plain(usd("unrealisedPnl")),
-        "totalWalletBalance": plain(usd("walletBalance")), "accountLTV": "0",
-        "totalMaintenanceMargin": plain(maintenance), "coin": coins,
-    }]}
-
-
-def _rate(part: Decimal, whole: Decimal) -> Decimal:
-    return (part / whole).quantize(Decimal("0.0001")) if whole else _ZERO
-
-
-# --- orders ----------------------------------------------------------------------------------
-
-
-def status_name(order: Order) -> str:
-    """`orderStatus`: New, PartiallyFilled, Filled, Cancelled, PartiallyFilledCanceled."""
-    if order.status is OrderStatus.NEW:
-        return "PartiallyFilled" if order.filled else "New"
-    if order.status is OrderStatus.FILLED:
-        return "Filled"
-    return "PartiallyFilledCanceled" if order.filled else "Cancelled"
-
-
-def order(order: Order, inst: Instrument, market_unit: str | None, quote_qty: Decimal | None,
-          ) -> dict[str, Any]:
-    """An order as `/v5/order/realtime` and `/v5/order/history` list it.
-
-    `market_unit`/`quote_qty` describe a spot market order placed by quote amount:
-    its `qty` is then in quote coin, as Bybit reports it (ccxt reads `cost` then).
-    Spot orders carry no `tpslMode`, which is how ccxt tells spot from contract
-    when it lists orders without a market.
-    """
-    spot = inst.kind is InstrumentKind.SPOT
-    qty = quote_qty if quote_qty is not None else order.qty
-    average = order.average.quantize(inst.tick_size) if order.average else None
-    is_market = order.type is OrderType.MARKET
-    out: dict[str, Any] = {
-        "orderId": str(order.id), "orderLinkId": order.client_id, "blockTradeId": "",
-        "symbol": market_id(inst),
-        "price": plain(order.price) if order.price is not None else "0",
-        "qty": plain(qty), "side": order.side.value.capitalize(),
-        "isLeverage": "0" if spot else "", "positionIdx": 0, "orderStatus": status_name(order),
-        "cancelType": "CancelByUser" if order.status is OrderStatus.CANCELED else "UNKNOWN",
-        "rejectReason": "EC_NoError",
-        "avgPrice": plain(average) if average is not None else ("0" if spot else ""),
-        "leavesQty": plain(order.remaining if order.status.is_open else _ZERO),
-        "leavesValue": plain((order.remaining * (order.price or _ZERO))
-                             if order.status.is_open else _ZERO),
-        "cumExecQty": plain(order.filled), "cumExecValue": plain(order.cost),
-        "cumExecFee": plain(order.fee),
-        "timeInForce": "IOC" if is_market else order.time_in_force.value,
-        "orderType": "Market" if is_market else "Limit", "stopOrderType": "",
-        "orderIv": "", "triggerPrice": "0", "takeProfit": "0", "stopLoss": "0",
-        "tpTriggerBy": "", "slTriggerBy": "", "triggerDirection": 0, "triggerBy": "",
-        "lastPriceOnCreated": "", "reduceOnly": order.reduce_only, "closeOnTrigger": False,
-        "smpType": "None", "smpGroup": 0, "smpOrderId": "", "tpLimitPrice": "",
-        "slLimitPrice": "", "placeType": "", "createdTime": str(order.created_ms),
-        "updatedTime": str(order.updated_ms),
-        "cumFeeDetail": {order.fee_asset: plain(order.fee)} if order.fee else {},
-    }
-    if spot:
-        out["marketUnit"] = (market_unit or "baseCoin") if is_market else ""
-    else:
-        out["tpslMode"] = "UNKNOWN"
-    return out
-
-
-def order_ack(order: Order) -> dict[str, str]:
-    """What create and cancel answer: the ids only (ccxt's order then has no status)."""
-    return {"orderId": str(order.id), "orderLinkId": order.client_id}
-
-
-def order_page(
-    orders: Iterable[dict[str, Any]], category: str, next_cursor: str,
-) -> dict[str, Any]:
-    return {"list": list(orders), "nextPageCursor": next_cursor, "category": category}
 
 
 # --- requests: Bybit's parameters, decoded ------------------------------------------------
@@ -455,48 +353,3 @@ def params(data: RequestData, now_ms: int) -> Mapping[str, Any]:
     except json.JSONDecodeError as exc:
         raise error(10001, "request params type error", now_ms) from exc
     return body if isinstance(body, dict) else {}
-
-
-def _pick(call: Call, name: str, choices: Mapping[str, _T], spot_error: tuple[int, str]) -> _T:
-    value = choices.get(call.require(name))
-    if value is None:
-        code, msg = spot_error if call.text("category") == SPOT else (
-            10001, f"params error: {name} invalid")
-        raise error(code, msg, call.now_ms)
-    return value
-
-
-def order_request(call: Call, inst: Instrument) -> OrderRequest:
-    """`/v5/order/create`'s parameters as a core order (market and limit only).
-
-    A spot market order's `qty` is in quote coin when `marketUnit=quoteCoin`,
-    Bybit's default for buys; ccxt always says which it means.
-    """
-    now, spot = call.now_ms, inst.kind is InstrumentKind.SPOT
-    side = _pick(call, "side", {"Buy": Side.BUY, "Sell": Side.SELL}, (170117, "Invalid side."))
-    kind = _pick(call, "orderType", {"Market": OrderType.MARKET, "Limit": OrderType.LIMIT},
-                 (170116, "Invalid orderType."))
-    if call.text("timeInForce") == "PostOnly" or call.text("orderFilter") not in (
-            None, "Order") or any(call.text(p) for p in ("triggerPrice", "takeProfit", "stopLoss")):
-        raise error(10001, "params error: conditional, TP/SL and PostOnly orders are not "
-                           "simulated", now)
-    if not spot and (call.text("positionIdx") or "0") != "0":
-        raise error(10001, "position idx not match position mode", now)
-    tif = _pick(call, "timeInForce", {t.value: t for t in TimeInForce},
-                (170115, "Invalid timeInForce.")) if call.text("timeInForce") else TimeInForce.GTC
-    qty, price = call.decimal("qty"), call.decimal("price")
-    if qty is None or qty <= 0:
-        raise error(10001, lack("qty"), now)
-    if kind is OrderType.LIMIT and price is None:
-        raise error(10001, lack("price"), now)
-    by_quote = False
-    if spot and kind is OrderType.MARKET:
-        unit = call.text("marketUnit") or ("quoteCoin" if side is Side.BUY else "baseCoin")
-        if unit not in ("baseCoin", "quoteCoin"):
-            raise rejection(RejectKind.BAD_PARAMETER, SPOT, "marketUnit", now)
-        by_quote = unit == "quoteCoin"
-    return OrderRequest(
-        symbol=inst.symbol, side=side, type=kind, qty=Decimal(0) if by_quote else qty,
-        price=price if kind is OrderType.LIMIT else None, client_id=call.text("orderLinkId"),
-        time_in_force=tif, reduce_only=call.text("reduceOnly") == "true" and not spot,
-        quote_qty=qty if by_quote else None)

@@ -1,9 +1,10 @@
 """Point an unmodified ccxt exchange instance at the simulator.
 
 Every URL under `exchange.urls['api']` (nested for some venues) goes from
-`https://HOST/PATH` to `<base>/<venue>/PATH`, so each venue app routes by
-the exchange's own paths; sandbox and demo URLs are dropped so they cannot
-switch back to the real hosts. The rewriting itself, and keeping the error
+`https://HOST/PATH` to `<base>/<venue>/PATH` — and `wss://HOST/PATH` to
+`ws://…/<venue>/PATH`, which `ccxt.pro` classes read for their WebSockets — so
+each venue app routes by the exchange's own paths; sandbox and demo URLs are
+dropped so they cannot switch back to the real hosts. The rewriting itself, and keeping the error
 map of classes that pick it by host name (Binance's `get_exceptions_by_url`)
 as in production, is the exchange layer's `ccxt_internals.rebase_urls`: the
 one place that touches ccxt's internals. This module adds the simulator's
@@ -21,6 +22,8 @@ from ctsd.sim.venues import default_registry
 
 
 def _rewrite(url: str, base: str, venue: Venue) -> str:
+    if url.startswith(("wss://", "ws://")):
+        base = "ws" + base[len("http"):]  # http://h:p → ws://h:p (https → wss)
     for original, path in venue.url_overrides.items():
         if url.startswith(original):
             return f"{base}/{venue.name}{path}{url[len(original):]}"

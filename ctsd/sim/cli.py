@@ -17,7 +17,8 @@ from ctsd.sim.state import SimulatorConfig, load_accounts_file
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ctsd sim",
-        description="Serve simulated Binance, Bybit, OKX and Kraken REST APIs on loopback.",
+        description="Serve simulated Binance, Bybit, OKX and Kraken REST and WebSocket APIs on "
+                    "loopback.",
     )
     parser.add_argument("--port", type=int, required=True, help="TCP port (0: pick a free one)")
     parser.add_argument("--host", default="127.0.0.1", help="listen address (default 127.0.0.1)")

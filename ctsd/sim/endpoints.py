@@ -77,12 +77,25 @@ RouteT = TypeVar("RouteT", bound=Route)
 def mount(
     endpoints: Iterable[RouteT],
     dispatch: Callable[[web.Request, RouteT], Awaitable[web.Response]],
+    fallback: Callable[[web.Request], Awaitable[web.Response]] | None = None,
 ) -> web.Application:
-    """A sub-application with one route per endpoint, each handled by `dispatch`."""
+    """A sub-application with one route per endpoint, each handled by `dispatch`, and
+    `fallback` (`ctsd.sim.unserved`) for every other path and method.
+
+    A (method, path) listed twice is refused: aiohttp would silently serve the first
+    and shadow the other, which is how two modules end up each believing they serve
+    a path (the venues' tables are assembled from several per-concern modules)."""
     app = web.Application()
+    seen: set[tuple[str, str]] = set()
     for endpoint in endpoints:
+        key = (endpoint.method, endpoint.path)
+        if key in seen:
+            raise ValueError(f"route listed twice: {endpoint.method} {endpoint.path}")
+        seen.add(key)
         async def handle(request: web.Request, endpoint: RouteT = endpoint) -> web.Response:
             return await dispatch(request, endpoint)
 
         app.router.add_route(endpoint.method, endpoint.path, handle)
+    if fallback is not None:
+        app.router.add_route("*", "/{tail:.*}", fallback)
     return app

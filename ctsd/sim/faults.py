@@ -2,10 +2,12 @@
 
 A `FaultSpec` says what to inject, how many times, and optionally only for one
 venue or one path prefix (matched against the path below the venue prefix, e.g.
-`/api/v3/order`). Transport-level faults are applied by the app's middleware
-(`ctsd.sim.app`) before any venue code runs, so every venue gets them for free;
+`/api/v3/order`, or a WebSocket path such as `/stream/ws`). Transport-level faults
+are applied by the app's middleware (`ctsd.sim.app`) before any venue code runs,
+so every venue gets them for free;
 the two credential faults (`INVALID_KEY`, `IP_NOT_WHITELISTED`) are consumed by
-`ctsd.sim.auth` so that each venue answers them with its own error body.
+`ctsd.sim.auth` so that each venue answers them with its own error body; the
+`WS_*` faults are applied to open WebSocket connections by `ctsd.sim.ws.hub`.
 """
 
 from __future__ import annotations
@@ -43,10 +45,27 @@ class FaultKind(StrEnum):
     """Authenticated requests are answered as for an unknown API key."""
     IP_NOT_WHITELISTED = "ip_not_whitelisted"
     """Authenticated requests are answered as from an address outside the whitelist."""
+    WS_DROP = "ws_drop"
+    """`count` open WebSocket connections are cut (TCP reset, no close frame)."""
+    WS_STALL = "ws_stall"
+    """`count` connections stop getting data for `delay_s` (heartbeats and replies go on);
+    what they would have got is lost, as when a venue's feed silently stalls."""
+    WS_DELAY = "ws_delay"
+    """The next `count` data messages of a connection arrive `delay_s` late, in order."""
+    WS_GAP = "ws_gap"
+    """The next order-book update of `count` connections is lost: a sequence gap."""
+    WS_DISCONNECT_EVERY = "ws_disconnect_every"
+    """Every matching connection is closed `delay_s` after it opened, until faults are
+    cleared (the venues' forced 24 h disconnect, on a short clock)."""
 
 
 AUTH_FAULTS = frozenset({FaultKind.INVALID_KEY, FaultKind.IP_NOT_WHITELISTED})
-TRANSPORT_FAULTS = frozenset(FaultKind) - AUTH_FAULTS
+WS_FAULTS = frozenset({
+    FaultKind.WS_DROP, FaultKind.WS_STALL, FaultKind.WS_DELAY, FaultKind.WS_GAP,
+    FaultKind.WS_DISCONNECT_EVERY,
+})
+"""Applied by `ctsd.sim.ws.hub` to open connections whose path matches, on its next tick."""
+TRANSPORT_FAULTS = frozenset(FaultKind) - AUTH_FAULTS - WS_FAULTS
 
 
 @dataclass(frozen=True, slots=True)

@@ -35,23 +35,21 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 
-from ctsd.sim import auth, matching, wire
+from ctsd.sim import auth, unserved, wire
 from ctsd.sim import kraken_wire as render
 from ctsd.sim.accounts import (
     Account,
     FeeSchedule,
-    Order,
-    OrderType,
     Permission,
-    Rejection,
-    Side,
-    TimeInForce,
 )
 from ctsd.sim.auth import AuthError, AuthFailure
 from ctsd.sim.endpoints import Handler, RequestCall, Route, mount
-from ctsd.sim.kraken_wire import KrakenAsset, KrakenPair, OrderTags
+from ctsd.sim.kraken_account import KrakenAccount
+from ctsd.sim.kraken_margin import KrakenMargin, posted
+from ctsd.sim.kraken_market import KrakenMarketData
+from ctsd.sim.kraken_orders import KrakenOrders
+from ctsd.sim.kraken_wire import KrakenAsset, KrakenPair
 from ctsd.sim.market import TIMEFRAMES, InstrumentKind, Timeframe
-from ctsd.sim.matching import OrderRequest
 from ctsd.sim.ratelimit import DecayingCounter, RateRule
 from ctsd.sim.state import Simulator
 from ctsd.sim.venue import Venue
@@ -61,18 +59,11 @@ NAME = "kraken"
 
 API_COUNTER = RateRule(limit=15, window_s=15 / 0.33)
 """Starter tier: the call counter tops out at 15 and drains 0.33 a second."""
-TRADING_COUNTER = RateRule(limit=60, window_s=60)
-"""Starter tier: the per-pair trading counter tops out at 60 and drains 1 a second."""
-CANCEL_PENALTIES = ((5, 8), (10, 6), (15, 5), (45, 4), (90, 2), (300, 1))
-"""(order younger than N seconds, points): cancelling fresh orders is what Kraken deters."""
 FEES = FeeSchedule(maker=Decimal("0.0025"), taker=Decimal("0.0040"))
 """Kraken Pro's entry tier (0.25 % maker, 0.40 % taker), charged in the quote asset."""
 OHLC_ENTRIES = 720
 """Kraken serves only the 720 most recent candles, whatever `since` asks for."""
 INTERVALS = frozenset({1, 5, 15, 30, 60, 240, 1440, 10080, 21600})
-QUERY_MAX_TXIDS = 50
-CLOSED_PAGE = 50
-_ORDER_FLAGS = frozenset({"post", "fcib", "fciq", "nompp", "viqc"})
 _SPOT = InstrumentKind.SPOT
 _T = TypeVar("_T")
 _N = TypeVar("_N", int, Decimal)
@@ -138,14 +129,14 @@ class KrakenSim:
         self._asset_names: dict[str, KrakenAsset] = {}
         for a in self.assets:
             self._asset_names[a.id] = self._asset_names[a.altname] = a
-        self._tags: dict[int, OrderTags] = {}
+        self.orders = KrakenOrders(self)
+        self.margin = KrakenMargin(self)
         self._cached: dict[str, str] = {}
         sim.on_reset(self.reset)
 
     def reset(self) -> None:
         self.calls.reset()
         self.trades.reset()
-        self._tags.clear()
 
     # --- the request pipeline ----------------------------------------------------
 
@@ -168,7 +159,7 @@ class KrakenSim:
         """Key (and IP), call counter, signature, nonce, permission — Kraken counts failures too."""
         account = auth.lookup(self.sim, NAME, request, request.headers.get("API-Key"))
         if endpoint.cost:
-            self._charge(self.calls, account.api_key, endpoint.cost, API_COUNTER, "api_counter",
+            self.charge(self.calls, account.api_key, endpoint.cost, API_COUNTER, "api_counter",
                          render.API_RATE_LIMIT)
         nonce = data.params.get("nonce", "")
         expected = api_sign(account.spec.secret, data.path, nonce, data.raw_body)
@@ -182,7 +173,7 @@ class KrakenSim:
         self.sim.touch(account)
         return account
 
-    def _charge(
+    def charge(
         self, counter: DecayingCounter, key: Hashable, cost: int, rule: RateRule, kind: str,
         message: str,
     ) -> None:
@@ -235,142 +226,17 @@ class KrakenSim:
     # --- private: account ---------------------------------------------------------------
 
     async def balance(self, call: Call) -> Any:
-        return render.balance(call.owner())
+        return render.balance(call.owner(), posted(call.owner()))
 
     async def balance_ex(self, call: Call) -> Any:
-        return render.balance_ex(call.owner())
-
-    async def open_orders(self, call: Call) -> Any:
-        orders = [o for o in reversed(call.owner().open_orders()) if o.kind is _SPOT]
-        trades = call.flag("trades")
-        return {"open": {render.order_txid(o.id): self._render(o, trades)
-                         for o in self._tagged(call, orders)}}
-
-    async def closed_orders(self, call: Call) -> Any:
-        """Newest first, 50 a page from `ofs`; `start`/`end` bound the close time (s)."""
-        start, end = call.decimal("start"), call.decimal("end")
-        closed = [
-            o for o in call.owner().orders.values()
-            if o.kind is _SPOT and not o.status.is_open
-            and (start is None or o.updated_ms / 1000 > start)
-            and (end is None or o.updated_ms / 1000 < end)
-        ]
-        closed = self._tagged(call, sorted(closed, key=lambda o: o.updated_ms, reverse=True))
-        offset, trades = call.integer("ofs") or 0, call.flag("trades")
-        page = closed[offset:offset + CLOSED_PAGE]
-        return {"closed": {render.order_txid(o.id): self._render(o, trades) for o in page},
-                "count": len(closed)}
-
-    async def query_orders(self, call: Call) -> Any:
-        """Unknown txids are left out of the answer (ccxt then raises OrderNotFound)."""
-        txids = call.require("txid").split(",")
-        if len(txids) > QUERY_MAX_TXIDS:
-            raise render.error(f"{render.INVALID_ARGUMENTS}:txid")
-        account, found = call.owner(), []
-        for txid in txids:
-            order_id = render.parse_txid(txid)
-            if order_id is None:
-                raise render.error(render.INVALID_ORDER)
-            order = account.orders.get(order_id)
-            if order is not None and order.kind is _SPOT:
-                found.append(order)
-        trades = call.flag("trades")
-        return {render.order_txid(o.id): self._render(o, trades)
-                for o in self._tagged(call, found)}
+        return render.balance_ex(call.owner(), posted(call.owner()))
 
     # --- private: trading ----------------------------------------------------------------
 
-    async def add_order(self, call: Call) -> Any:
-        account = call.owner()
-        pair = self._pair(call.require("pair"))
-        req, tags, volume = self._order_request(call, pair)
-        descr = render.description(req.side.value, volume, pair, req.price)
-        if call.flag("validate"):
-            self._validate_only(req, pair)
-            return {"descr": {"order": descr}}
-        self._charge(self.trades, (account.api_key, pair.key), 1, TRADING_COUNTER,
-                     "trading_counter", render.ORDER_RATE_LIMIT)
-        try:
-            order = self.sim.place_order(account, req, FEES)
-        except Rejection as exc:
-            raise render.rejection(exc) from exc
-        self._tags[order.id] = tags
-        return {"descr": {"order": descr}, "txid": [render.order_txid(order.id)]}
-
-    def _order_request(self, call: Call, pair: KrakenPair) -> tuple[OrderRequest, OrderTags, str]:
-        """AddOrder's form → an order; `viqc` (market buy by quote amount) included."""
-        side, kind = call.require("type"), call.require("ordertype")
-        if side not in ("buy", "sell"):
-            raise render.error(f"{render.INVALID_ARGUMENTS}:type")
-        if kind not in ("market", "limit"):
-            raise render.error(f"{render.INVALID_ARGUMENTS}:ordertype")
-        volume = call.decimal("volume")
-        if volume is None or volume <= 0:
-            raise render.error(f"{render.INVALID_ARGUMENTS}:volume")
-        flags = [f for f in call.params.get("oflags", "").split(",") if f]
-        if not set(flags) <= _ORDER_FLAGS:
-            raise render.error(f"{render.INVALID_ARGUMENTS}:oflags")
-        viqc = "viqc" in flags
-        if viqc and (kind != "market" or side != "buy"):
-            raise render.error(f"{render.INVALID_ARGUMENTS}:viqc")
-        price = call.decimal("price") if kind == "limit" else None
-        if kind == "limit" and price is None:
-            raise render.error(f"{render.INVALID_ARGUMENTS}:price")
-        tif = (call.params.get("timeinforce") or "GTC").upper()
-        if tif not in ("GTC", "IOC"):
-            raise render.error(f"{render.INVALID_ARGUMENTS}:timeinforce")
-        if not viqc and volume < pair.inst.min_qty:
-            raise render.error(render.ORDER_MINIMUM)
-        cl_ord_id = call.params.get("cl_ord_id") or None
-        req = OrderRequest(
-            symbol=pair.inst.symbol, side=Side(side), type=OrderType(kind),
-            qty=Decimal(0) if viqc else volume, price=price, client_id=cl_ord_id,
-            time_in_force=TimeInForce(tif), quote_qty=volume if viqc else None)
-        kept = [f for f in flags if f not in ("fcib", "fciq")]
-        tags = OrderTags(call.integer("userref"), cl_ord_id, ",".join(["fciq", *kept]))
-        return req, tags, wire.fixed(volume, render.VOLUME_DECIMALS)
-
-    def _validate_only(self, req: OrderRequest, pair: KrakenPair) -> None:
-        """`validate=true`: check the order's parameters, place nothing."""
-        current = self.sim.market.price(pair.inst.symbol)
-        qty = req.qty if req.quote_qty is None else (req.quote_qty / current).quantize(
-            pair.inst.step_size, rounding="ROUND_DOWN")
-        try:
-            matching.validate(pair.inst, qty, req.price, current)
-        except Rejection as exc:
-            raise render.rejection(exc) from exc
-
-    async def cancel_order(self, call: Call) -> Any:
-        """By `cl_ord_id`, by txid, or by userref (every open order carrying it)."""
-        account = call.owner()
-        orders = self._cancel_targets(call, account)
-        now = self.sim.clock.now_ms()
-        for order in orders:
-            pair = self._by_symbol[order.symbol]
-            self._charge(self.trades, (account.api_key, pair.key),
-                         _cancel_penalty((now - order.created_ms) / 1000), TRADING_COUNTER,
-                         "trading_counter", render.ORDER_RATE_LIMIT)
-            try:
-                self.sim.cancel_order(account, order)
-            except Rejection as exc:
-                raise render.rejection(exc) from exc
-        return {"count": len(orders)}
-
-    def _cancel_targets(self, call: Call, account: Account) -> list[Order]:
-        cl_ord_id = call.params.get("cl_ord_id")
-        if cl_ord_id:
-            matches = [o for o in account.open_orders() if o.client_id == cl_ord_id]
-        else:
-            txid = call.require("txid")
-            if txid.lstrip("-").isdigit():
-                return [o for o in account.open_orders() if o.kind is _SPOT
-                        and self._tags.get(o.id, OrderTags()).userref == int(txid)]
-            order_id = render.parse_txid(txid)
-            order = account.orders.get(order_id) if order_id is not None else None
-            matches = [order] if order is not None else []
-        if not matches or matches[0].kind is not _SPOT or not matches[0].status.is_open:
-            raise render.error(render.UNKNOWN_ORDER)
-        return matches
+    async def websockets_token(self, call: Call) -> Any:
+        """A token for `wss://ws-auth.kraken.com/v2`: use it within 15 minutes."""
+        token = self.sim.stream_tokens.kraken_token(call.owner().api_key)
+        return {"token": token.value, "expires": 900}
 
     # --- helpers ------------------------------------------------------------------------
 
@@ -384,19 +250,6 @@ class KrakenSim:
         found = [self._pair_names.get(n) for n in call.require("pair").split(",")]
         return _all_known(found, render.UNKNOWN_PAIR)
 
-    def _render(self, order: Order, trades: bool) -> dict[str, Any]:
-        tags = self._tags.get(order.id, OrderTags())
-        return render.order(order, self._by_symbol[order.symbol], tags, trades=trades)
-
-    def _tagged(self, call: Call, orders: list[Order]) -> list[Order]:
-        """Apply the `userref` and `cl_ord_id` filters the order queries accept."""
-        userref, cl_ord_id = call.integer("userref"), call.params.get("cl_ord_id")
-        if userref is None and not cl_ord_id:
-            return orders
-        return [o for o in orders
-                if (userref is None or self._tags.get(o.id, OrderTags()).userref == userref)
-                and (not cl_ord_id or self._tags.get(o.id, OrderTags()).cl_ord_id == cl_ord_id)]
-
     def _cached_ok(self, key: str, build: Callable[[], Any]) -> web.Response:
         """Assets and AssetPairs never change for a server: serialise them once."""
         body = self._cached.get(key)
@@ -406,6 +259,7 @@ class KrakenSim:
 
     def endpoints(self) -> list[Endpoint]:
         public, query, trade = Access.PUBLIC, Access.QUERY, Access.TRADE
+        o = self.orders
         table = [
             ("GET", "/0/public/Time", public, 0, self.time),
             ("GET", "/0/public/SystemStatus", public, 0, self.system_status),
@@ -415,20 +269,43 @@ class KrakenSim:
             ("GET", "/0/public/OHLC", public, 0, self.ohlc),
             ("POST", "/0/private/Balance", query, 1, self.balance),
             ("POST", "/0/private/BalanceEx", query, 1, self.balance_ex),
-            ("POST", "/0/private/OpenOrders", query, 1, self.open_orders),
-            ("POST", "/0/private/ClosedOrders", query, 1, self.closed_orders),
-            ("POST", "/0/private/QueryOrders", query, 1, self.query_orders),
-            ("POST", "/0/private/AddOrder", trade, 0, self.add_order),
-            ("POST", "/0/private/CancelOrder", trade, 0, self.cancel_order),
+            ("POST", "/0/private/OpenOrders", query, 1, o.open_orders),
+            ("POST", "/0/private/ClosedOrders", query, 1, o.closed_orders),
+            ("POST", "/0/private/QueryOrders", query, 1, o.query_orders),
+            ("POST", "/0/private/AddOrder", trade, 0, o.add_order),
+            ("POST", "/0/private/CancelOrder", trade, 0, o.cancel_order),
+            ("POST", "/0/private/GetWebSocketsToken", query, 1, self.websockets_token),
+            ("POST", "/0/private/OpenPositions", query, 1, self.margin.open_positions),
+            ("POST", "/0/private/TradeBalance", query, 1, self.margin.trade_balance),
+            *self._market_data_and_history(),
         ]
         return [Endpoint(*row) for row in table]
 
+    def _market_data_and_history(self) -> list[tuple[Any, ...]]:
+        """Book, public trades, own trades, fee tiers."""
+        md, acct = KrakenMarketData(self), KrakenAccount(self)
+        public, query = Access.PUBLIC, Access.QUERY
+        return [
+            ("GET", "/0/public/Depth", public, 0, md.depth),
+            ("GET", "/0/public/Trades", public, 0, md.trades),
+            ("POST", "/0/private/TradesHistory", query, 2, acct.trades_history),
+            ("POST", "/0/private/QueryTrades", query, 1, acct.query_trades),
+            ("POST", "/0/private/TradeVolume", query, 1, acct.trade_volume),
+        ]
 
-def _cancel_penalty(age_s: float) -> int:
-    for younger_than, points in CANCEL_PENALTIES:
-        if age_s < younger_than:
-            return points
-    return 0
+    def pair(self, name: str) -> KrakenPair:
+        """A pair by key or altname, or `EQuery:Unknown asset pair`."""
+        return self._pair(name)
+
+    def pair_of(self, symbol: str) -> KrakenPair:
+        return self._by_symbol[symbol]
+
+    def is_spot(self, symbol: str) -> bool:
+        return symbol in self._by_symbol
+
+    @property
+    def fees(self) -> FeeSchedule:
+        return FEES
 
 
 def _all_known(found: Iterable[_T | None], message: str) -> list[_T]:
@@ -448,15 +325,13 @@ def api_sign(secret: str, path: str, nonce: str, body: str) -> str | None:
     return auth.hmac_b64(key, path.encode() + digest, "sha512")
 
 
-async def _unknown_method(_request: web.Request) -> web.Response:
+def _unknown_method(_request: web.Request) -> web.Response:
     return render.error(render.UNKNOWN_METHOD).response()
 
 
 def build(sim: Simulator) -> web.Application:
     state = KrakenSim(sim)
-    app = mount(state.endpoints(), state.dispatch)
-    app.router.add_route("*", "/0/{tail:.*}", _unknown_method)
-    return app
+    return mount(state.endpoints(), state.dispatch, unserved.fallback(sim, NAME, _unknown_method))
 
 
 def maintenance_response() -> web.Response:
@@ -473,4 +348,8 @@ def rate_limited_response(retry_after: int) -> web.Response:
 VENUE = Venue(
     name=NAME, build=build, maintenance_response=maintenance_response,
     rate_limited_response=rate_limited_response, ccxt_ids=("kraken",),
+    url_overrides={
+        "wss://ws.kraken.com": "/ws", "wss://ws-auth.kraken.com": "/ws-auth",
+        "wss://beta-ws.kraken.com": "/beta-ws", "wss://beta-ws-auth.kraken.com": "/beta-ws-auth",
+    },
 )

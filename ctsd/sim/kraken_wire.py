@@ -12,13 +12,25 @@ with HTTP 200, errors included, because Kraken puts its verdict in the body.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from ctsd.sim.accounts import Account, FeeSchedule, Order, OrderStatus, Rejection, RejectKind
+from ctsd.sim.accounts import (
+    Account,
+    FeeSchedule,
+    Fill,
+    Holding,
+    Order,
+    OrderStatus,
+    OrderType,
+    Rejection,
+    RejectKind,
+    Trigger,
+)
 from ctsd.sim.auth import AuthFailure
+from ctsd.sim.lending import marginable
 from ctsd.sim.market import Candle, Instrument, TickerStats
 from ctsd.sim.wire import VenueError, fixed
 
@@ -49,6 +61,9 @@ AUTH_ERRORS: dict[AuthFailure, str] = {
 }
 """Kraken answers an address outside the key's whitelist like a missing permission."""
 
+LEVERAGES = (2, 3, 4, 5)
+"""The leverages Kraken offers on the marginable pairs (`leverage_buy`, `leverage_sell`)."""
+
 _REJECTIONS: dict[RejectKind, str] = {
     RejectKind.INSUFFICIENT_FUNDS: "EOrder:Insufficient funds",
     RejectKind.UNKNOWN_ORDER: UNKNOWN_ORDER,
@@ -59,6 +74,12 @@ _REJECTIONS: dict[RejectKind, str] = {
     RejectKind.MIN_NOTIONAL: "EOrder:Cost minimum not met",
     RejectKind.DUPLICATE_CLIENT_ID: INVALID_ORDER,
     RejectKind.BAD_PARAMETER: INVALID_ARGUMENTS,
+    RejectKind.WOULD_TAKE: "EOrder:Post only order",
+    RejectKind.WOULD_TRIGGER: INVALID_ARGUMENTS,
+    RejectKind.BORROW_LIMIT: "EOrder:Insufficient margin",
+    RejectKind.REDUCE_ONLY: "EOrder:Reduce only:Non-PC",
+    RejectKind.POSITION_SIDE: INVALID_ARGUMENTS,
+    RejectKind.POSITION_LIMIT: "EOrder:Positions limit exceeded",
 }
 
 
@@ -171,8 +192,10 @@ def asset_pair(pair: KrakenPair, fees: FeeSchedule) -> dict[str, Any]:
         "altname": pair.altname, "wsname": pair.wsname, "aclass_base": "currency",
         "base": pair.base.id, "aclass_quote": "currency", "quote": pair.quote.id,
         "lot": "unit", "cost_decimals": COST_DECIMALS, "pair_decimals": inst.price_decimals,
-        "lot_decimals": inst.qty_decimals, "lot_multiplier": 1, "leverage_buy": [],
-        "leverage_sell": [], "fees": _fee_tiers(fees.taker, _TAKER_STEPS),
+        "lot_decimals": inst.qty_decimals, "lot_multiplier": 1,
+        "leverage_buy": list(LEVERAGES) if marginable(inst) else [],
+        "leverage_sell": list(LEVERAGES) if marginable(inst) else [],
+        "fees": _fee_tiers(fees.taker, _TAKER_STEPS),
         "fees_maker": _fee_tiers(fees.maker, _MAKER_STEPS), "fee_volume_currency": "ZUSD",
         "margin_call": 80, "margin_stop": 40, "ordermin": f"{inst.min_qty.normalize():f}",
         "costmin": f"{inst.min_notional.normalize():f}",
@@ -228,21 +251,20 @@ def ohlc_row(pair: KrakenPair, c: Candle) -> list[Any]:
 # --- account ------------------------------------------------------------------------
 
 
-def balance(account: Account) -> dict[str, str]:
-    """`Balance`: total per asset id."""
-    out = {}
-    for code, holding in sorted(account.spot.items()):
-        a = asset(code)
-        out[a.id] = fixed(holding.total, a.decimals)
-    return out
+def balance(account: Account, posted: Mapping[str, Decimal]) -> dict[str, str]:
+    """`Balance`: total per asset id, with the margin `posted` into open positions
+    (Kraken keeps it in the balance until a position closes)."""
+    return {a: entry["balance"] for a, entry in balance_ex(account, posted).items()}
 
 
-def balance_ex(account: Account) -> dict[str, dict[str, str]]:
+def balance_ex(account: Account, posted: Mapping[str, Decimal],
+               ) -> dict[str, dict[str, str]]:
     """`BalanceEx`: total and what open orders hold (`hold_trade`) per asset id."""
     out = {}
-    for code, holding in sorted(account.spot.items()):
+    for code in sorted(set(account.spot) | set(posted)):
+        holding = account.spot.get(code) or Holding()
         a = asset(code)
-        out[a.id] = {"balance": fixed(holding.total, a.decimals),
+        out[a.id] = {"balance": fixed(holding.total + posted.get(code, Decimal(0)), a.decimals),
                      "hold_trade": fixed(holding.locked, a.decimals)}
     return out
 
@@ -281,16 +303,21 @@ def trade_txid(order_id: int) -> str:
     return _encode("T", order_id, _TRADE_MUL)
 
 
-def parse_txid(txid: str) -> int | None:
+def parse_txid(txid: str, prefix: str = "O", mul: int = _ORDER_MUL) -> int | None:
     """The order id behind an order txid, or None when it is not one."""
     raw = txid.replace("-", "")
-    if len(txid) != 19 or len(raw) != 17 or raw[0] != "O":
+    if len(txid) != 19 or len(raw) != 17 or raw[0] != prefix:
         return None
     try:
         value = int(raw[1:], 36)
     except ValueError:
         return None
-    return value * pow(_ORDER_MUL, -1, _ID_SPACE) % _ID_SPACE
+    return value * pow(mul, -1, _ID_SPACE) % _ID_SPACE
+
+
+def parse_trade_txid(txid: str) -> int | None:
+    """The fill's trade id behind a trade txid, or None when it is not one."""
+    return parse_txid(txid, "T", _TRADE_MUL)
 
 
 _STATUS = {OrderStatus.NEW: "open", OrderStatus.FILLED: "closed",
@@ -298,10 +325,24 @@ _STATUS = {OrderStatus.NEW: "open", OrderStatus.FILLED: "closed",
 _REASON = {OrderStatus.CANCELED: "User requested"}
 
 
-def description(side: str, volume: str, pair: KrakenPair, price: Decimal | None) -> str:
-    """`buy 0.01000000 XBTUSDT @ limit 58500.0` — ccxt parses this sentence."""
+def description(side: str, volume: str, pair: KrakenPair, price: Decimal | None,
+                trigger: Trigger | None = None, leverage: Decimal | None = None) -> str:
+    """`buy 0.01000000 XBTUSDT @ limit 58500.0`, `sell 1.00000000 XBTUSDT @ stop loss
+    57000.0 -> limit 56500.0`, `... with 5:1 leverage` — ccxt parses these sentences."""
     where = f"limit {pair.price(price)}" if price is not None else "market"
-    return f"{side} {volume} {pair.altname} @ {where}"
+    if trigger is not None:
+        kind = "stop loss" if trigger.rises is (side == "buy") else "take profit"
+        where = f"{kind} {pair.price(trigger.price)}" + (
+            f" -> limit {pair.price(price)}" if price is not None else "")
+    levered = f" with {leverage.normalize():f}:1 leverage" if leverage else ""
+    return f"{side} {volume} {pair.altname} @ {where}{levered}"
+
+
+def _ordertype(order: Order) -> str:
+    if order.trigger is None:
+        return order.type.value
+    kind = "stop-loss" if order.stop_loss else "take-profit"
+    return f"{kind}-limit" if order.type is OrderType.LIMIT else kind
 
 
 @dataclass(frozen=True, slots=True)
@@ -314,11 +355,14 @@ class OrderTags:
 
 
 def order(order: Order, pair: KrakenPair, tags: OrderTags, *, trades: bool = False,
-          ) -> dict[str, Any]:
-    """One entry of `OpenOrders`, `ClosedOrders` and `QueryOrders`."""
+          fills: Sequence[Fill] = ()) -> dict[str, Any]:
+    """One entry of `OpenOrders`, `ClosedOrders` and `QueryOrders`; with `trades`, the
+    txids of the order's `fills`."""
     out: dict[str, Any] = {"refid": None, "userref": tags.userref}
     if tags.cl_ord_id is not None:
         out["cl_ord_id"] = tags.cl_ord_id
+    limit = pair.price(order.price) if order.price is not None else "0"
+    price, price2 = (pair.price(order.trigger.price), limit) if order.trigger else (limit, "0")
     out |= {"status": _STATUS[order.status], "reason": _REASON.get(order.status),
             "opentm": order.created_ms / 1000}
     if not order.status.is_open:
@@ -326,17 +370,22 @@ def order(order: Order, pair: KrakenPair, tags: OrderTags, *, trades: bool = Fal
     out |= {
         "starttm": 0, "expiretm": 0,
         "descr": {"pair": pair.altname, "type": order.side.value,
-                  "ordertype": order.type.value,
-                  "price": pair.price(order.price) if order.price is not None else "0",
-                  "price2": "0", "leverage": "none", "order": description(
-                      order.side.value, fixed(order.qty, VOLUME_DECIMALS), pair, order.price),
+                  "ordertype": _ordertype(order), "price": price, "price2": price2,
+                  "leverage": f"{order.leverage.normalize():f}:1" if order.leverage else "none",
+                  "order": description(
+                      order.side.value, fixed(order.qty, VOLUME_DECIMALS), pair, order.price,
+                      order.trigger, order.leverage),
                   "close": ""},
         "vol": fixed(order.qty, VOLUME_DECIMALS),
         "vol_exec": fixed(order.filled, VOLUME_DECIMALS),
         "cost": fixed(order.cost, COST_DECIMALS), "fee": fixed(order.fee, COST_DECIMALS),
-        "price": pair.price(order.average or Decimal(0)), "stopprice": fixed(Decimal(0), 5),
-        "limitprice": fixed(Decimal(0), 5), "misc": "", "oflags": tags.oflags,
+        "price": pair.price(order.average or Decimal(0)),
+        "stopprice": fixed(order.trigger.price if order.trigger else Decimal(0), 5),
+        "limitprice": fixed(order.price if order.trigger and order.price else Decimal(0), 5),
+        "misc": "", "oflags": tags.oflags,
     }
+    if order.trigger is not None:
+        out["trigger"] = "last"
     if trades and order.filled:
-        out["trades"] = [trade_txid(order.id)]
+        out["trades"] = [trade_txid(f.trade_id) for f in fills]
     return out

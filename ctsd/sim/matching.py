@@ -1,35 +1,60 @@
-"""Order placement and fills against the simulated price path.
+"""Order placement and fills against the simulated book and tape.
 
-Deliberately simple and deterministic: a market order fills at once at the
-current price (taker fee); a limit order that crosses fills at once at the
-current price (taker), otherwise it rests and fills at its limit (maker) the
-first time the account is touched with the price through it. Spot orders hold
-their funds while open; perpetual orders hold initial margin at the account's
-leverage. Fees are charged in the quote (settle) asset.
+Deterministic, and faithful where a client can tell:
+
+- A market order, or a limit that crosses the book, fills at once at the touch
+  (`ctsd.sim.book`): a buy at the best ask, a sell at the best bid, as a taker.
+  The touch is as deep as the order needs.
+- A resting limit fills at its limit price, as a maker, when the public tape
+  (`ctsd.sim.tape`) trades through it: a buy when a trade prints below its price,
+  a sell above. Every trade since the order was last looked at counts, not just
+  the price now, so a dip between two polls fills the order as it would on the
+  exchange. The trade the price stands at is always re-read, so an admin
+  `set_price` takes effect at once.
+- A stop or take-profit (`Order.trigger`) waits until a trade prints at or
+  through its trigger; it then works as the market or limit order it carries,
+  against the book as it was at that trade.
+
+Spot orders hold their funds while open; perpetual orders hold initial margin at
+their position's leverage and move positions through `ctsd.sim.derivatives`. Fees
+are charged in the quote (settle) asset, or, for a spot buy on a venue whose
+`FeeSchedule.base_fee_on_buy` says so, in the base asset out of what the buy receives.
+Every execution is recorded as a `Fill`.
 """
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import ROUND_DOWN, Decimal
 
+from ctsd.sim import derivatives, lending
 from ctsd.sim.accounts import (
+    SPOT_WALLET,
     Account,
     DerivativesBalance,
     FeeSchedule,
+    Fill,
     Order,
     OrderStatus,
     OrderType,
-    Position,
     Rejection,
     RejectKind,
     Side,
     TimeInForce,
+    Trigger,
 )
 from ctsd.sim.market import Instrument, InstrumentKind, Market
+from ctsd.sim.positions import MarginMode, PositionSide
+from ctsd.sim.tape import PublicTrade
 
 _ZERO = Decimal(0)
+MARKET_STOP_BUY_HOLD = Decimal("1.05")
+"""A stop market buy holds 5 % over its trigger: it fills wherever the price is then."""
+
+TradeIds = Callable[[], int]
+"""The source of fill ids (`AccountStore.next_trade_id`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +71,25 @@ class OrderRequest:
     reduce_only: bool = False
     quote_qty: Decimal | None = None
     """Spot market buys by quote amount (Binance `quoteOrderQty`); `qty` is then ignored."""
+    note: object = None
+    """Venue-specific detail kept on the order (`Order.note`)."""
+    trigger: Trigger | None = None
+    """Stops and take-profits: the order works once a trade reaches the trigger."""
+    post_only: bool = False
+    """Maker only: refused (WOULD_TAKE) if it would cross the book when it starts working."""
+    trigger_now: bool = False
+    """A trigger the price already reached fires at once (Kraken), instead of the
+    WOULD_TRIGGER rejection (Binance, Bybit, OKX)."""
+    wallet: str = SPOT_WALLET
+    """Spot orders: the wallet traded; a margin wallet (`ctsd.sim.lending`) lends."""
+    auto_borrow: bool = False
+    auto_repay: bool = False
+    leverage: Decimal | None = None
+    """Position wallets: the account's own share of what the order borrows is 1/leverage."""
+    position_side: PositionSide | None = None
+    """Perpetuals: the hedge-mode side the order trades (None: one-way)."""
+    margin_mode: MarginMode | None = None
+    """Perpetuals: set per order on OKX (`tdMode`); None takes the account's setting."""
 
 
 def validate(inst: Instrument, qty: Decimal, price: Decimal | None, ref_price: Decimal) -> None:
@@ -62,38 +106,51 @@ def validate(inst: Instrument, qty: Decimal, price: Decimal | None, ref_price: D
 
 def place(
     account: Account, market: Market, req: OrderRequest, fees: FeeSchedule, order_id: int,
+    trade_ids: TradeIds,
 ) -> Order:
     """Validate, hold funds, and fill what crosses; the order is stored even when filled."""
     inst = market.catalog.get(req.symbol)
     if inst is None:
         raise Rejection(RejectKind.UNKNOWN_SYMBOL, req.symbol)
     now = market.now_ms()
-    current = market.price(inst.symbol)
+    last = market.price(inst.symbol)
+    ask = last + inst.tick_size
     qty = req.qty
     if req.quote_qty is not None and req.type is OrderType.MARKET:
-        qty = (req.quote_qty / current).quantize(inst.step_size, rounding="ROUND_DOWN")
+        qty = (req.quote_qty / ask).quantize(inst.step_size, rounding=ROUND_DOWN)
     if req.type is OrderType.LIMIT and req.price is None:
         raise Rejection(RejectKind.BAD_PARAMETER, "price")
-    validate(inst, qty, req.price if req.type is OrderType.LIMIT else None, current)
+    ref = req.trigger.price if req.trigger is not None else last
+    validate(inst, qty, req.price if req.type is OrderType.LIMIT else None, ref)
+    if req.trigger is not None:
+        if req.trigger.price <= 0 or req.trigger.price % inst.tick_size != 0:
+            raise Rejection(RejectKind.PRICE_FILTER, f"trigger {req.trigger.price}")
+        if _reached(req.trigger, last) and not req.trigger_now:
+            raise Rejection(RejectKind.WOULD_TRIGGER, f"trigger {req.trigger.price}, last {last}")
     if req.client_id is not None and account.has_client_id(req.client_id):
         raise Rejection(RejectKind.DUPLICATE_CLIENT_ID, req.client_id)
+    if req.post_only and req.trigger is None and req.price is not None and (
+            req.price >= ask if req.side is Side.BUY else req.price <= last):
+        raise Rejection(RejectKind.WOULD_TAKE, f"price {req.price}")
     order = Order(
         id=order_id, client_id=req.client_id or uuid.uuid4().hex[:20], symbol=inst.symbol,
         kind=inst.kind, side=req.side, type=req.type, qty=qty,
         price=req.price if req.type is OrderType.LIMIT else None,
         time_in_force=req.time_in_force, fees=fees, created_ms=now, updated_ms=now,
-        reduce_only=req.reduce_only, fee_asset=inst.quote,
+        reduce_only=req.reduce_only, fee_asset=_fee_asset(inst, req.side, fees),
+        trigger=req.trigger, post_only=req.post_only, checked_trade=market.tape.last_id(),
+        quote_qty=req.quote_qty if req.type is OrderType.MARKET else None, note=req.note,
+        wallet=req.wallet, auto_borrow=req.auto_borrow, auto_repay=req.auto_repay,
+        leverage=req.leverage,
     )
-    hold_price = max(order.price or current, current)
-    _hold(account, inst, order, hold_price, market)
+    if inst.kind is InstrumentKind.LINEAR:
+        derivatives.assign(account, order, req.position_side, req.margin_mode)
+    _hold(account, inst, order, _hold_price(order, ask), market)
     account.add_order(order)
-    crosses = order.price is None or (
-        order.price >= current if order.side is Side.BUY else order.price <= current
-    )
-    if crosses:
-        _fill(account, inst, order, current, fees.taker, now)
-    elif order.time_in_force is not TimeInForce.GTC:
-        _release(account, inst, order, OrderStatus.EXPIRED, now)
+    if order.trigger is None or _reached(order.trigger, last):
+        if order.trigger is not None:
+            order.triggered_ms = now
+        _work(account, market, inst, order, last, now, trade_ids)
     return order
 
 
@@ -105,122 +162,185 @@ def cancel(account: Account, market: Market, order: Order) -> Order:
     return order
 
 
-def sync(account: Account, market: Market) -> None:
-    """Fill resting limit orders the price has reached since the last look."""
-    now = market.now_ms()
-    for order in account.open_orders():
-        assert order.price is not None
-        price = market.price(order.symbol)
-        through = price <= order.price if order.side is Side.BUY else price >= order.price
-        if through:
-            inst = market.catalog.instruments[order.symbol]
-            _fill(account, inst, order, order.price, order.fees.maker, now)
+def sync(account: Account, market: Market, trade_ids: TradeIds) -> None:
+    """Fire the triggers and fill the resting limits the tape has reached since the last
+    look (and always re-read the trade the price stands at)."""
+    orders = account.open_orders()
+    if not orders:
+        return
+    tape = market.tape
+    now_id = tape.last_id()
+    for order in orders:
+        inst = market.catalog.instruments[order.symbol]
+        after = min(order.checked_trade, now_id - 1)
+        order.checked_trade = now_id
+        if order.untriggered:
+            assert order.trigger is not None
+            level = _ticks(inst, order.trigger.price)
+            hit = tape.first_through(inst, after, now_id, **(
+                {"at_or_above": level} if order.trigger.rises else {"at_or_below": level}))
+            if hit is None:
+                continue
+            order.triggered_ms = max(hit.time_ms, order.created_ms)
+            _work(account, market, inst, order, hit.price, order.triggered_ms, trade_ids)
+            after = hit.id
+        if order.status.is_open and order.price is not None:
+            _fill_resting(account, market, inst, order, after, now_id, trade_ids)
+
+
+def _fill_resting(
+    account: Account, market: Market, inst: Instrument, order: Order, after: int, now_id: int,
+    trade_ids: TradeIds,
+) -> None:
+    assert order.price is not None
+    level = _ticks(inst, order.price)
+    hit: PublicTrade | None
+    if order.side is Side.BUY:
+        hit = market.tape.first_through(inst, after, now_id, at_or_below=level - 1)
+    else:
+        hit = market.tape.first_through(inst, after, now_id, at_or_above=level + 1)
+    if hit is None:
+        return
+    at = max(hit.time_ms, order.created_ms, order.triggered_ms or 0)
+    if inst.kind is InstrumentKind.LINEAR and not derivatives.fill_allowed(
+            account, order, order.remaining):
+        _release(account, inst, order, OrderStatus.EXPIRED, at)
+        return
+    _fill(account, market, inst, order, order.price, True, at, trade_ids)
+
+
+def _work(
+    account: Account, market: Market, inst: Instrument, order: Order, last: Decimal,
+    at_ms: int, trade_ids: TradeIds,
+) -> None:
+    """The order is live against the book whose bid is `last`: take what crosses, rest
+    (GTC) or expire (IOC/FOK) the rest."""
+    ask = last + inst.tick_size
+    touch = ask if order.side is Side.BUY else last
+    crosses = order.price is None or (
+        order.price >= ask if order.side is Side.BUY else order.price <= last)
+    if crosses:
+        _fill(account, market, inst, order, touch, False, at_ms, trade_ids)
+    elif order.time_in_force is not TimeInForce.GTC:
+        _release(account, inst, order, OrderStatus.EXPIRED, at_ms)
+
+
+def _reached(trigger: Trigger, last: Decimal) -> bool:
+    return last >= trigger.price if trigger.rises else last <= trigger.price
+
+
+def _ticks(inst: Instrument, price: Decimal) -> int:
+    return int(price / inst.tick_size)
+
+
+def _hold_price(order: Order, ask: Decimal) -> Decimal:
+    if order.price is not None:
+        return max(order.price, ask) if order.trigger is None else order.price
+    if order.trigger is not None:
+        return order.trigger.price * MARKET_STOP_BUY_HOLD
+    return ask
+
+
+def _fee_asset(inst: Instrument, side: Side, fees: FeeSchedule) -> str:
+    if inst.kind is InstrumentKind.SPOT and side is Side.BUY and fees.base_fee_on_buy:
+        return inst.base
+    return inst.quote
+
+
+def fill_liquidation(
+    account: Account, market: Market, order: Order, price: Decimal, trade_ids: TradeIds,
+) -> Fill:
+    """Fill a liquidation order (built by `ctsd.sim.liquidation`) at `price`, as a taker;
+    returns its fill record."""
+    inst = market.catalog.instruments[order.symbol]
+    _fill(account, market, inst, order, price, False, market.now_ms(), trade_ids)
+    return account.fills[-1]
 
 
 def derivatives_balances(account: Account, market: Market) -> list[DerivativesBalance]:
-    """Wallet, unrealised PnL and margins per settle asset, marked at the current price."""
-    lev = account.leverage()
-    result = []
-    for asset, wallet in sorted(account.derivatives.items()):
-        upnl = pos_margin = order_margin = _ZERO
-        for symbol, pos in account.positions.items():
-            inst = market.catalog.instruments[symbol]
-            if inst.settle == asset and pos.qty:
-                upnl += pos.qty * (market.price(symbol) - pos.entry_price)
-                pos_margin += abs(pos.qty) * pos.entry_price / lev
-        for order in account.open_orders():
-            if order.kind is InstrumentKind.LINEAR and order.fee_asset == asset:
-                order_margin += order.locked
-        result.append(DerivativesBalance(asset, wallet, upnl, pos_margin, order_margin))
-    return result
-
-
-def _available_margin(account: Account, market: Market, asset: str) -> Decimal:
-    for bal in derivatives_balances(account, market):
-        if bal.asset == asset:
-            return bal.available
-    return _ZERO
+    """Wallet, unrealised PnL and margins per settle asset (`ctsd.sim.derivatives.balances`)."""
+    return derivatives.balances(account, market)
 
 
 def _hold(account: Account, inst: Instrument, order: Order, price: Decimal, market: Market) -> None:
     if inst.kind is InstrumentKind.SPOT:
         if order.side is Side.BUY:
-            asset, amount = inst.quote, order.qty * price * (1 + order.fees.taker)
+            fee_share = _ZERO if order.fee_asset == inst.base else order.fees.taker
+            asset, amount = inst.quote, order.qty * price * (1 + fee_share)
         else:
             asset, amount = inst.base, order.qty
-        holding = account.holding(asset)
+        holding = account.holding(asset, order.wallet)
         if holding.free < amount:
-            raise Rejection(RejectKind.INSUFFICIENT_FUNDS, f"{asset} {holding.free} < {amount}")
+            if not order.auto_borrow:
+                raise Rejection(RejectKind.INSUFFICIENT_FUNDS,
+                                f"{asset} {holding.free} < {amount}")
+            lending.fund_order(account, market, order, asset, amount - holding.free, price,
+                               inst.quote)
         holding.free -= amount
         holding.locked += amount
         order.locked = amount
         return
-    pos = account.positions.get(inst.symbol, Position())
-    signed = order.qty if order.side is Side.BUY else -order.qty
-    increase = max(abs(pos.qty + signed) - abs(pos.qty), _ZERO)
-    if order.reduce_only and increase > 0:
-        raise Rejection(RejectKind.BAD_PARAMETER, "reduce-only order would increase the position")
-    margin = increase * price / account.leverage() + order.qty * price * order.fees.taker
-    if margin > _available_margin(account, market, inst.quote):
-        raise Rejection(RejectKind.INSUFFICIENT_FUNDS, f"margin {margin}")
-    order.locked = margin
+    order.locked = derivatives.order_margin(account, market, inst, order, price)
 
 
 def _release(
     account: Account, inst: Instrument, order: Order, status: OrderStatus, now: int,
 ) -> None:
     if inst.kind is InstrumentKind.SPOT:
-        holding = account.holding(inst.quote if order.side is Side.BUY else inst.base)
+        asset = inst.quote if order.side is Side.BUY else inst.base
+        holding = account.holding(asset, order.wallet)
         holding.locked -= order.locked
         holding.free += order.locked
+        back = min(order.borrowed, holding.free, holding.debt) if order.auto_repay else _ZERO
+        if back > 0:  # what the order borrowed goes back when it ends unfilled
+            holding.free -= back
+            lending.receive(account, now, order.wallet, asset, back, auto_repay=True)
+        if order.wallet != SPOT_WALLET:
+            lending.sweep_if_flat(account, now, order.wallet)
     order.locked = _ZERO
     order.status = status
     order.updated_ms = now
 
 
 def _fill(
-    account: Account, inst: Instrument, order: Order, price: Decimal, rate: Decimal, now: int,
+    account: Account, market: Market, inst: Instrument, order: Order, price: Decimal,
+    maker: bool, now: int, trade_ids: TradeIds,
 ) -> None:
     qty = order.remaining
     cost = qty * price
-    fee = cost * rate
+    rate = order.fees.maker if maker else order.fees.taker
+    pnl = _ZERO
+    trade_id = trade_ids()
     if inst.kind is InstrumentKind.SPOT:
-        base, quote = account.holding(inst.base), account.holding(inst.quote)
+        wallet = order.wallet
+        base, quote = account.holding(inst.base, wallet), account.holding(inst.quote, wallet)
         if order.side is Side.BUY:
+            fee = qty * rate if order.fee_asset == inst.base else cost * rate
             quote.locked -= order.locked
-            quote.free += order.locked - cost - fee
-            base.free += qty
+            quote.free += order.locked - cost - (fee if order.fee_asset == inst.quote else 0)
+            lending.receive(account, now, wallet, inst.base,
+                            qty - (fee if order.fee_asset == inst.base else 0),
+                            auto_repay=order.auto_repay)
         else:
+            fee = cost * rate
             base.locked -= order.locked
-            quote.free += cost - fee
+            lending.receive(account, now, wallet, inst.quote, cost - fee,
+                            auto_repay=order.auto_repay)
     else:
-        _apply_position(account, inst, order.side, qty, price, now)
-        account.derivatives[inst.quote] = account.derivatives.get(inst.quote, _ZERO) - fee
+        fee = cost * rate
+        pnl = derivatives.apply_fill(account, market, inst, order, qty, price, fee, now,
+                                     maker=maker, trade_id=trade_id).pnl
     order.locked = _ZERO
     order.filled += qty
     order.cost += cost
     order.fee += fee
     order.status = OrderStatus.FILLED
     order.updated_ms = order.fill_ms = now
+    account.record_fill(Fill(
+        trade_id=trade_id, order_id=order.id, client_id=order.client_id, symbol=order.symbol,
+        kind=order.kind, side=order.side, qty=qty, price=price, fee=fee,
+        fee_asset=order.fee_asset, maker=maker, time_ms=now, realized_pnl=pnl,
+        wallet=order.wallet))
+    if order.wallet != SPOT_WALLET:
+        lending.sweep_if_flat(account, now, order.wallet)
 
-
-def _apply_position(
-    account: Account, inst: Instrument, side: Side, qty: Decimal, price: Decimal, now: int,
-) -> None:
-    pos = account.positions.setdefault(inst.symbol, Position())
-    signed = qty if side is Side.BUY else -qty
-    if pos.qty == 0 or (pos.qty > 0) == (signed > 0):
-        total = pos.qty + signed
-        pos.entry_price = (pos.qty * pos.entry_price + signed * price) / total
-        pos.qty = total
-    else:
-        closing = min(abs(pos.qty), qty)
-        direction = 1 if pos.qty > 0 else -1
-        pnl = closing * (price - pos.entry_price) * direction
-        account.derivatives[inst.quote] = account.derivatives.get(inst.quote, _ZERO) + pnl
-        pos.qty += signed
-        if pos.qty == 0:
-            pos.entry_price = _ZERO
-        elif (pos.qty > 0) != (direction > 0):
-            pos.entry_price = price
-    pos.updated_ms = now

@@ -19,7 +19,6 @@ stay OKX's own. What is OKX's and nowhere else:
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from enum import Enum
@@ -27,20 +26,25 @@ from typing import Any
 
 from aiohttp import web
 
-from ctsd.sim import auth
+from ctsd.sim import auth, unserved
 from ctsd.sim import okx_wire as render
 from ctsd.sim.accounts import (
     Account,
     FeeSchedule,
     Order,
     Permission,
-    Rejection,
-    Side,
 )
 from ctsd.sim.auth import AuthError, AuthFailure
 from ctsd.sim.endpoints import Handler, RequestCall, Route, mount
 from ctsd.sim.market import TIMEFRAMES, Instrument, InstrumentKind
-from ctsd.sim.okx_wire import OrderFailure, OrderTags
+from ctsd.sim.okx_account import OkxAccount
+from ctsd.sim.okx_algo import OkxAlgo
+from ctsd.sim.okx_deriv import DERIVATIVES_LIMITS, SwapDerivatives, lever_param, pos_mode
+from ctsd.sim.okx_margin import OkxMargin
+from ctsd.sim.okx_market import OkxMarketData
+from ctsd.sim.okx_options import OkxOptions
+from ctsd.sim.okx_orders import OkxOrders
+from ctsd.sim.okx_wire import OrderFailure
 from ctsd.sim.ratelimit import FixedWindowLimiter, RateRule
 from ctsd.sim.state import Simulator
 from ctsd.sim.venue import Venue
@@ -50,8 +54,10 @@ NAME = "okx"
 PREFIX = "/okx"
 TIMESTAMP_WINDOW_MS = 30_000
 FEES = {  # regular user, Lv1
-    InstrumentKind.SPOT: FeeSchedule(maker=Decimal("0.0008"), taker=Decimal("0.001")),
+    InstrumentKind.SPOT: FeeSchedule(maker=Decimal("0.0008"), taker=Decimal("0.001"),
+                                     base_fee_on_buy=True),
     InstrumentKind.LINEAR: FeeSchedule(maker=Decimal("0.0002"), taker=Decimal("0.0005")),
+    InstrumentKind.OPTION: FeeSchedule(maker=Decimal("0.0002"), taker=Decimal("0.0003")),
 }
 INST_TYPES = {"SPOT": InstrumentKind.SPOT, "SWAP": InstrumentKind.LINEAR}
 """Simulated instrument types; MARGIN, FUTURES and OPTION are valid but list nothing."""
@@ -84,6 +90,7 @@ LIMITS = {limit.bucket: limit for limit in (
     Limit("GET system/status", RateRule(1, 5), Scope.IP),
     Limit("GET public/instruments", RateRule(20, 2), Scope.IP_INST_TYPE),
     Limit("GET market/ticker", RateRule(20, 2), Scope.IP),
+    Limit("GET public/opt-summary", RateRule(20, 2), Scope.IP),
     Limit("GET market/candles", RateRule(40, 2), Scope.IP),
     Limit("GET market/history-candles", RateRule(20, 2), Scope.IP),
     Limit("GET asset/currencies", RateRule(6, 1), Scope.UID),
@@ -96,10 +103,10 @@ LIMITS = {limit.bucket: limit for limit in (
     Limit("POST trade/cancel-batch-orders", RateRule(300, 2), Scope.UID_INST, _CANCEL),
     Limit("GET trade/order", RateRule(60, 2), Scope.UID_INST),
     Limit("GET trade/orders-pending", RateRule(60, 2), Scope.UID),
+    *(Limit(bucket, RateRule(limit, seconds), Scope[scope])  # ctsd.sim.okx_deriv
+      for bucket, limit, seconds, scope in DERIVATIVES_LIMITS),
 )}
 """OKX's published per-endpoint limits (requests per seconds, before the sim's scaling)."""
-SUB_ACCOUNT_ORDERS = RateRule(1000, 2)
-"""New orders per UID across all instruments; refused per order with sCode 50061."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,13 +157,15 @@ class OkxSim:
         self.by_id = {render.inst_id(i): i for i in instruments}
         self.codes = {inst_id: 10_000 + n for n, inst_id in enumerate(self.by_id)}
         """`instIdCode`: OKX's numeric instrument id, stable for the server's life."""
-        self.tags: dict[int, OrderTags] = {}
+        self.orders = OkxOrders(self)
+        self.margin = OkxMargin(self)
+        self.option = OkxOptions(self)
         self._instruments: dict[str, str] = {}
+        self.deriv = SwapDerivatives(sim, self.by_id, self.candles)
         sim.on_reset(self.reset)
 
     def reset(self) -> None:
         self.limiter.reset()
-        self.tags.clear()
 
     # --- the request pipeline ----------------------------------------------------
 
@@ -239,6 +248,8 @@ class OkxSim:
         inst_type = call.require("instType")
         if inst_type not in ("SPOT", "MARGIN", "SWAP", "FUTURES", "OPTION"):
             raise render.bad_param("instType")
+        if inst_type == "OPTION":
+            return self.option.instruments(call)
         kind = INST_TYPES.get(inst_type)
         listed = self.sim.market.catalog.of_kind(kind) if kind else []
         if call.params.get("instId"):
@@ -250,15 +261,28 @@ class OkxSim:
         return raw_json_response(cached)
 
     async def ticker(self, call: Call) -> Any:
-        inst = self._instrument(call.require("instId"))
+        contract = self.option.contract(call.require("instId"))
+        if contract is not None:
+            return render.ok([self.option.ticker_of(contract)])
+        return render.ok([self.ticker_of(self._instrument(call.require("instId")))])
+
+    async def mark_price(self, call: Call) -> Any:
+        if call.params.get("instType") == "OPTION":
+            return self.option.mark_prices(call)
+        return await self.deriv.mark_price(call)
+
+    async def opt_summary(self, call: Call) -> Any:
+        return self.option.opt_summary(call)
+
+    def ticker_of(self, inst: Instrument) -> dict[str, Any]:
         market = self.sim.market
         now = market.now_ms()
         day = 86_400_000
         utc0 = now - now % day
         utc8 = (now + 8 * 3_600_000) // day * day - 8 * 3_600_000
-        return render.ok([render.ticker(
-            inst, market.ticker(inst.symbol), market.price(inst.symbol, at_ms=utc0),
-            market.price(inst.symbol, at_ms=utc8))])
+        return render.ticker(inst, market.ticker(inst.symbol),
+                             market.price(inst.symbol, at_ms=utc0),
+                             market.price(inst.symbol, at_ms=utc8))
 
     async def candles(self, call: Call) -> Any:
         """Newest first; `after`/`before` are exclusive open-time bounds (older/newer than)."""
@@ -291,90 +315,71 @@ class OkxSim:
         return render.ok([])
 
     async def config(self, call: Call) -> Any:
-        return render.ok([render.account_config(call.owner())])
+        return render.ok([render.account_config(call.owner(), pos_mode(call.owner()))])
 
-    # --- signed: trading --------------------------------------------------------------
+    # --- positions and leverage of every kind ---------------------------------------------
 
-    async def place_order(self, call: Call) -> Any:
-        return self._each(call, call.entries(batch=False), self._place)
-
-    async def place_batch(self, call: Call) -> Any:
-        return self._each(call, call.entries(batch=True), self._place)
-
-    async def cancel_order(self, call: Call) -> Any:
-        return self._each(call, call.entries(batch=False), self._cancel)
-
-    async def cancel_batch(self, call: Call) -> Any:
-        return self._each(call, call.entries(batch=True), self._cancel)
-
-    async def get_order(self, call: Call) -> Any:
-        inst = self._instrument(call.require("instId"))
-        order_id, client_id = call.params.get("ordId"), call.params.get("clOrdId")
-        if not order_id and not client_id:
-            raise render.error(200, "51003", "Either client order ID or order ID is required.")
-        order = self._find(call.owner(), inst, order_id, client_id)
-        if order is None:
-            raise render.error(200, "51603", "Order does not exist")
-        return render.ok([self._render(call.owner(), order)])
-
-    async def pending(self, call: Call) -> Any:
-        """Open orders, newest first, filtered like OKX (instType, instId, ordType, ordId page)."""
-        params = call.params
-        inst_type, ord_type = params.get("instType"), params.get("ordType")
-        inst = self._instrument(params["instId"]) if params.get("instId") else None
-        before, after = _int_param(call, "before", 0), _int_param(call, "after", 0)
-        limit = min(max(_int_param(call, "limit", 100), 1), 100)
+    async def positions(self, call: Call) -> Any:
+        """Swap (`ctsd.sim.okx_deriv`), MARGIN (`ctsd.sim.okx_margin`) and OPTION
+        (`ctsd.sim.okx_options`) positions, newest first, filtered by `instType`,
+        `instId` and `posId`."""
+        inst_type = call.params.get("instType") or None
+        if inst_type not in (None, "MARGIN", "SWAP", "FUTURES", "OPTION"):
+            raise render.bad_param("instType")
+        ids = {i for i in (call.params.get("instId") or "").split(",") if i}
+        pos_ids = {i for i in (call.params.get("posId") or "").split(",") if i}
         account = call.owner()
-        orders = sorted((o for o in account.open_orders()
-                         if (inst is None or o.symbol == inst.symbol)
-                         and o.id > before and (not after or o.id < after)),
-                        key=lambda o: o.id, reverse=True)
-        result = [r for r in (self._render(account, o) for o in orders)
-                  if inst_type in (None, "", r["instType"])
-                  and ord_type in (None, "", r["ordType"])]
-        return render.ok(result[:limit])
+        rows = (self.deriv.swap_rows(account, ids) + self.margin.position_rows(account, ids)
+                + self.option.position_rows(account, ids))
+        rows = [r for r in rows if inst_type in (None, r["instType"])
+                and (not pos_ids or r["posId"] in pos_ids)]
+        rows.sort(key=lambda r: int(r["cTime"]), reverse=True)
+        return render.ok(rows)
 
-    def _each(self, call: Call, entries: list[dict[str, Any]],
-              op: Callable[[Call, dict[str, Any]], dict[str, Any]]) -> dict[str, Any]:
-        in_us = self.sim.clock.now_ms() * 1000
-        results = []
-        for entry in entries:
-            try:
-                results.append(op(call, entry))
-            except OrderFailure as exc:
-                results.append(render.failed(entry, exc, self.sim.clock.now_ms()))
-        return render.batch(results, in_us, self.sim.clock.now_ms() * 1000)
+    def _spot_body(self, call: Call) -> tuple[Instrument, str, Decimal] | None:
+        """(instrument, margin mode, leverage) of a set-leverage for a spot instrument."""
+        body = call.body if isinstance(call.body, dict) else {}
+        inst = self.by_id.get(str(body.get("instId") or ""))
+        if inst is None or inst.kind is not InstrumentKind.SPOT:
+            return None
+        mode = str(body.get("mgnMode") or "")
+        if mode not in ("cross", "isolated"):
+            raise render.bad_param("mgnMode")
+        lever = lever_param(body)
+        return inst, mode, lever
 
-    def _place(self, call: Call, entry: dict[str, Any]) -> dict[str, Any]:
-        inst = self._entry_instrument(entry)
-        request, tags = render.order_request(inst, entry)
-        account = call.owner()
-        key = ("orders", account.uid)
-        if not self.limiter.charge(key, 1, SUB_ACCOUNT_ORDERS).allowed:
-            self.sim.stats.violation(NAME, "sub-account orders")
-            raise OrderFailure("50061", "Sub-account rate limit exceeded")
-        try:
-            order = self.sim.place_order(account, request, FEES[inst.kind])
-        except Rejection as exc:
-            raise render.order_failure(exc.kind, inst, request.side is Side.BUY) from exc
-        self.tags[order.id] = tags
-        return render.placed(order, tags, self.sim.clock.now_ms())
+    async def set_leverage(self, call: Call) -> Any:
+        """MARGIN leverage for a spot instrument, else the swap's (`okx_deriv`)."""
+        spot = self._spot_body(call)
+        if spot is None:
+            return await self.deriv.set_leverage(call)
+        return render.ok([self.margin.set_leverage(call.owner(), *spot)])
 
-    def _cancel(self, call: Call, entry: dict[str, Any]) -> dict[str, Any]:
-        inst = self._entry_instrument(entry)
-        order_id, client_id = entry.get("ordId"), entry.get("clOrdId")
-        if not order_id and not client_id:
-            raise OrderFailure("51003", "Either client order ID or order ID is required.")
-        account = call.owner()
-        order = self._find(account, inst, str(order_id or ""), str(client_id or ""))
-        if order is None:
-            raise OrderFailure(*render.CANCEL_UNKNOWN)
-        if not order.status.is_open:
-            raise OrderFailure(*render.CANCEL_DONE[order.status])
-        self.sim.cancel_order(account, order)
-        return render.canceled(order, self._tags(order), self.sim.clock.now_ms())
+    async def leverage_info(self, call: Call) -> Any:
+        ids = [i for i in call.require("instId").split(",") if i]
+        spot = [self.by_id[i] for i in ids if i in self.by_id
+                and self.by_id[i].kind is InstrumentKind.SPOT]
+        if not spot:
+            return await self.deriv.leverage_info(call)
+        mode = call.require("mgnMode")
+        return render.ok([self.margin.leverage_of(call.owner(), i, mode) for i in spot])
 
     # --- helpers ------------------------------------------------------------------------
+
+    def instrument(self, inst_id: str) -> Instrument:
+        """The instrument of an `instId`, or 51001."""
+        return self._instrument(inst_id)
+
+    def entry_instrument(self, entry: dict[str, Any]) -> Instrument:
+        """The instrument of one order object of a POST, or its per-order failure."""
+        return self._entry_instrument(entry)
+
+    @staticmethod
+    def fees(kind: InstrumentKind) -> FeeSchedule:
+        return FEES[kind]
+
+    def render_order(self, account: Account, order: Order) -> dict[str, Any]:
+        return self.orders.render(account, order)
 
     def _instrument(self, inst_id: str) -> Instrument:
         inst = self.by_id.get(inst_id)
@@ -391,30 +396,9 @@ class OkxSim:
             raise OrderFailure("51001", "Instrument ID does not exist.")
         return inst
 
-    def _find(self, account: Account, inst: Instrument, order_id: str | None,
-              client_id: str | None) -> Order | None:
-        """The order by ordId (preferred) or clOrdId, if it is this instrument's."""
-        try:
-            if order_id:
-                order = account.find_order(int(order_id) if order_id.isdigit() else -1)
-            else:
-                order = account.find_order(client_id=client_id)
-        except Rejection:
-            return None
-        return order if order.symbol == inst.symbol else None
-
-    def _tags(self, order: Order) -> OrderTags:
-        tags = self.tags.get(order.id)
-        if tags is None:
-            tags = render.default_tags(order, self.sim.market.catalog.instruments[order.symbol])
-        return tags
-
-    def _render(self, account: Account, order: Order) -> dict[str, Any]:
-        inst = self.sim.market.catalog.instruments[order.symbol]
-        return render.order(order, inst, self._tags(order), account.spec.leverage)
-
     def endpoints(self) -> list[Endpoint]:
         read, trade = Permission.READ, Permission.TRADE
+        d = self.deriv
         table: list[tuple[str, str, Permission | None, Handler[Call]]] = [
             ("GET", "public/time", None, self.time),
             ("GET", "system/status", None, self.system_status),
@@ -426,24 +410,38 @@ class OkxSim:
             ("GET", "asset/balances", read, self.funding_balances),
             ("GET", "account/balance", read, self.balance),
             ("GET", "account/config", read, self.config),
-            ("POST", "trade/order", trade, self.place_order),
-            ("POST", "trade/batch-orders", trade, self.place_batch),
-            ("POST", "trade/cancel-order", trade, self.cancel_order),
-            ("POST", "trade/cancel-batch-orders", trade, self.cancel_batch),
-            ("GET", "trade/order", read, self.get_order),
-            ("GET", "trade/orders-pending", read, self.pending),
+            *self.orders.rows(),
+            # derivatives (ctsd.sim.okx_deriv)
+            ("GET", "account/positions", read, self.positions),
+            ("GET", "account/leverage-info", read, self.leverage_info),
+            ("POST", "account/set-leverage", trade, self.set_leverage),
+            ("POST", "account/set-position-mode", trade, d.set_position_mode),
+            ("GET", "account/bills", read, d.bills),
+            ("GET", "account/bills-archive", read, d.bills_archive),
+            ("GET", "public/position-tiers", None, d.position_tiers),
+            ("GET", "public/mark-price", None, self.mark_price),
+            ("GET", "public/opt-summary", None, self.opt_summary),
+            ("GET", "public/funding-rate", None, d.funding_rate),
+            ("GET", "public/funding-rate-history", None, d.funding_rate_history),
+            ("GET", "market/mark-price-candles", None, d.mark_price_candles),
+            ("GET", "market/history-mark-price-candles", None, d.mark_price_candles),
         ]
-        return [Endpoint(method, f"/api/v5/{path}", LIMITS[f"{method} {path}"], perm, handler)
-                for method, path, perm, handler in table]
+        endpoints = [Endpoint(method, f"/api/v5/{path}", LIMITS[f"{method} {path}"], perm,
+                              handler) for method, path, perm, handler in table]
+        return endpoints + self._market_data_history_and_algos()
+
+    def _market_data_history_and_algos(self) -> list[Endpoint]:
+        """Books, trades, tickers, own fills, order history, fee rates, algo orders."""
+        rows = [*OkxMarketData(self).rows(), *OkxAccount(self).rows(), *OkxAlgo(self).rows(),
+                *self.margin.rows()]
+        return [Endpoint(method, f"/api/v5/{path}", Limit(f"{method} {path}", rule,
+                                                          Scope[scope]), perm, handler)
+                for method, path, perm, handler, rule, scope in rows]
 
 
 def _int_param(call: Call, name: str, default: int) -> int:
-    raw = call.params.get(name)
-    if not raw:
-        return default
-    if not raw.lstrip("-").isdigit():
-        raise render.bad_param(name)
-    return int(raw)
+    value = render.int_param(call.params, name)
+    return default if value is None else value
 
 
 def _ccy_filter(call: Call) -> set[str] | None:
@@ -466,7 +464,8 @@ def _json_body(request: web.Request, data: RequestData) -> Any:
 
 def build(sim: Simulator) -> web.Application:
     state = OkxSim(sim)
-    return mount(state.endpoints(), state.dispatch)
+    return mount(state.endpoints(), state.dispatch, unserved.fallback(
+        sim, NAME, unserved.html_404(unserved.OKX_404_PAGE)))
 
 
 def maintenance_response() -> web.Response:

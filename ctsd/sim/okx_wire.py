@@ -1,4 +1,5 @@
-"""OKX v5 wire shapes: envelopes, error codes, instruments, tickers, candles, balances, orders.
+"""OKX v5 wire shapes: envelopes, error codes, instruments, tickers, candles, balances
+(orders: `ctsd.sim.okx_order_wire`).
 
 Every answer is `{"code": "0", "msg": "", "data": [...]}` with numbers as strings,
 and ccxt's `okx` parsers read exactly these field names. Two OKX conventions the
@@ -11,32 +12,28 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
+from ctsd.sim import tiers
 from ctsd.sim.accounts import (
     Account,
     Holding,
-    Order,
     OrderStatus,
-    OrderType,
     Permission,
     RejectKind,
-    Side,
-    TimeInForce,
 )
 from ctsd.sim.auth import AuthFailure
+from ctsd.sim.lending import marginable
 from ctsd.sim.market import Candle, Instrument, InstrumentKind, Market, TickerStats
-from ctsd.sim.matching import OrderRequest, derivatives_balances
+from ctsd.sim.matching import derivatives_balances
 from ctsd.sim.wire import VenueError, dumps, plain
 
 _ZERO = Decimal(0)
 CONTRACTS_PER_STEP = 1000
 """`ctVal` is 1,000 lot steps: 0.01 BTC, 0.1 ETH, 1 SOL, 1,000 DOGE — OKX's own values."""
 BATCH_MAX = 20
-SWAP_MAX_LEVERAGE = "50"
 
 
 # --- envelopes and errors ---------------------------------------------------------
@@ -57,6 +54,16 @@ def empty_param(name: str) -> VenueError:
 
 def bad_param(name: str) -> VenueError:
     return error(400, "51000", f"Parameter {name} error")
+
+
+def int_param(params: Mapping[str, str], name: str) -> int | None:
+    """An integer query parameter (None when absent); anything else is 51000."""
+    raw = params.get(name)
+    if not raw:
+        return None
+    if not raw.lstrip("-").isdigit():
+        raise bad_param(name)
+    return int(raw)
 
 
 def rate_limited(headers: Mapping[str, str] | None = None) -> VenueError:
@@ -135,7 +142,16 @@ _REJECTIONS: dict[RejectKind, tuple[str, str]] = {
     RejectKind.BAD_PARAMETER: (  # the core's only one left: a reduce-only order that adds
         "51169", "Order failed because you don't have any positions in this direction for "
                  "this contract to reduce or close."),
+    RejectKind.REDUCE_ONLY: (
+        "51169", "Order failed because you don't have any positions in this direction for "
+                 "this contract to reduce or close."),
+    RejectKind.POSITION_SIDE: ("51000", "Parameter posSide error"),
+    RejectKind.POSITION_LIMIT: ("51004", "Order amount exceeds current tier limit"),
     RejectKind.UNKNOWN_ORDER: ("51603", "Order does not exist"),
+    RejectKind.WOULD_TAKE: ("51000", "Parameter px error"),
+    RejectKind.WOULD_TRIGGER: ("51280", "SL trigger price cannot be higher than the last price"),
+    RejectKind.BORROW_LIMIT: ("51008", "Order failed. Insufficient account balance, and the "
+                                       "adjusted equity in USD is less than IMR."),
     RejectKind.ORDER_NOT_OPEN: (
         "51400", "Order cancellation failed as the order has been filled, canceled or does "
                  "not exist."),
@@ -195,7 +211,9 @@ def instrument(inst: Instrument, code: int) -> dict[str, Any]:
         "ctValCcy": inst.base if swap else "", "expTime": "", "futureSettlement": False,
         "instFamily": f"{inst.base}-{inst.quote}" if swap else "", "instId": inst_id(inst),
         "instIdCode": code, "instType": inst_type(inst),
-        "lever": SWAP_MAX_LEVERAGE if swap else "", "listTime": str(inst.listed_ms),
+        "lever": plain(tiers.max_leverage(inst)) if swap else (
+            "10" if marginable(inst) else ""),
+        "listTime": str(inst.listed_ms),
         "lotSz": plain(inst.step_size / ct_val), "maxIcebergSz": max_sz,
         "maxLmtAmt": "20000000", "maxLmtSz": max_sz, "maxMktAmt": "1000000",
         "maxMktSz": max_sz if swap else "1000000", "maxStopSz": max_sz,
@@ -259,6 +277,21 @@ def _usd_price(market: Market, asset: str) -> Decimal:
     return market.price(symbol) if market.catalog.get(symbol) else _ZERO
 
 
+def _margin_holdings(account: Account) -> dict[str, Holding]:
+    """What OKX's MARGIN positions (`ctsd.sim.okx_margin` wallets) hold and owe, per
+    currency: part of the trading balance, the debt as its `liab` and `interest`."""
+    found: dict[str, Holding] = {}
+    for name, holdings in account.wallets.items():
+        if name.startswith("okx:"):
+            for asset, h in holdings.items():
+                total = found.setdefault(asset, Holding())
+                total.free += h.free
+                total.locked += h.locked
+                total.borrowed += h.borrowed
+                total.interest += h.interest
+    return found
+
+
 def trading_balance(account: Account, market: Market, ccys: set[str] | None) -> dict[str, Any]:
     """The unified trading account: spot holdings and the swap wallet reported as one.
 
@@ -267,18 +300,21 @@ def trading_balance(account: Account, market: Market, ccys: set[str] | None) -> 
     """
     now = market.now_ms()
     wallets = {b.asset: b for b in derivatives_balances(account, market)}
+    on_margin = _margin_holdings(account)
     details, total_usd, upl_usd, imr_usd = [], _ZERO, _ZERO, _ZERO
-    for asset in sorted(set(account.spot) | set(wallets)):
+    for asset in sorted(set(account.spot) | set(wallets) | set(on_margin)):
         if ccys and asset not in ccys:
             continue
         held = account.spot.get(asset) or Holding()
         wallet = wallets.get(asset)
-        cash = held.total + (wallet.wallet if wallet else _ZERO)
+        in_margin = on_margin.get(asset) or Holding()
+        liab = in_margin.debt
+        cash = held.total + in_margin.total - liab + (wallet.wallet if wallet else _ZERO)
         upl = wallet.unrealized_pnl if wallet else _ZERO
         margin = wallet.position_margin + wallet.order_margin if wallet else _ZERO
         frozen = held.locked + margin
         eq = cash + upl
-        if not eq and not frozen:
+        if not eq and not frozen and not liab:
             continue
         usd = _usd_price(market, asset)
         total_usd += eq * usd
@@ -286,10 +322,12 @@ def trading_balance(account: Account, market: Market, ccys: set[str] | None) -> 
         imr_usd += margin * usd
         details.append({
             "availBal": plain(cash - frozen), "availEq": plain(eq - frozen), "borrowFroz": "",
-            "cashBal": plain(cash), "ccy": asset, "crossLiab": "", "disEq": plain(eq * usd),
+            "cashBal": plain(cash), "ccy": asset, "crossLiab": plain(liab) if liab else "",
+            "disEq": plain(eq * usd),
             "eq": plain(eq), "eqUsd": plain(eq * usd), "fixedBal": "0", "frozenBal": plain(frozen),
-            "imr": plain(margin), "interest": "", "isoEq": "0", "isoLiab": "", "isoUpl": "0",
-            "liab": "", "maxLoan": "", "mgnRatio": "", "mmr": plain(margin / 2),
+            "imr": plain(margin), "interest": plain(in_margin.interest) if liab else "",
+            "isoEq": "0", "isoLiab": "", "isoUpl": "0", "liab": plain(liab) if liab else "",
+            "maxLoan": "", "mgnRatio": "", "mmr": plain(margin / 2),
             "notionalLever": "", "ordFrozen": plain(held.locked + (wallet.order_margin if wallet
                                                                    else _ZERO)),
             "rewardBal": "0", "spotInUseAmt": "", "spotIsoBal": "0", "stgyEq": "0", "twap": "0",
@@ -322,160 +360,17 @@ def currency(asset: str) -> dict[str, Any]:
 _PERMS = {Permission.READ: "read_only", Permission.TRADE: "trade", Permission.WITHDRAW: "withdraw"}
 
 
-def account_config(account: Account) -> dict[str, Any]:
-    """`account/config`: one-way (`net_mode`) positions in "Spot and futures mode" (acctLv 2)."""
+def account_config(account: Account, pos_mode: str) -> dict[str, Any]:
+    """`account/config` of a "Futures mode" account (acctLv 2), in its position mode."""
     uid = str(account.uid)
-    perms = ",".join(_PERMS[p] for p in Permission if p in account.spec.permissions)
+    perms = ",".join(_PERMS[p] for p in _PERMS if p in account.spec.permissions)
     return {
         "acctLv": "2", "acctStpMode": "cancel_maker", "autoLoan": False,
         "ctIsoMode": "automatic", "enableSpotBorrow": False, "feeType": "0", "greeksType": "PA",
         "ip": ",".join(account.spec.ip_whitelist), "kycLv": "2", "label": "ctsd-sim",
         "level": "Lv1", "levelTmp": "", "liquidationGear": "-1", "mainUid": uid,
-        "mgnIsoMode": "automatic", "opAuth": "1", "perm": perms, "posMode": "net_mode",
+        "mgnIsoMode": "automatic", "opAuth": "1", "perm": perms, "posMode": pos_mode,
         "roleType": "0", "settleCcy": "USDT", "settleCcyList": ["USDT"],
         "spotBorrowAutoRepay": False, "spotOffsetType": "", "spotRoleType": "0",
         "spotTraderInsts": [], "traderInsts": [], "type": "0", "uid": uid,
     }
-
-
-# --- orders -----------------------------------------------------------------------
-
-@dataclass(frozen=True, slots=True)
-class OrderTags:
-    """What OKX echoes back about an order that the venue-neutral `Order` does not keep."""
-
-    ord_type: str
-    td_mode: str
-    cl_ord_id: str = ""
-    tag: str = ""
-    tgt_ccy: str = ""
-    quote_sz: Decimal | None = None
-    """Spot market orders sized in the quote currency (`tgtCcy=quote_ccy`): `sz` as sent."""
-
-
-ORD_TYPES = {"market": OrderType.MARKET, "optimal_limit_ioc": OrderType.MARKET,
-             "limit": OrderType.LIMIT, "ioc": OrderType.LIMIT, "fok": OrderType.LIMIT}
-"""Simulated `ordType`s; post_only, mmp and the algo types answer 51000."""
-_TIME_IN_FORCE = {"ioc": TimeInForce.IOC, "fok": TimeInForce.FOK}
-_CL_ORD_ID = re.compile(r"[A-Za-z0-9]{1,32}")
-
-
-def order_request(inst: Instrument, entry: dict[str, Any]) -> tuple[OrderRequest, OrderTags]:
-    """Parse one order object of `trade/order` or `trade/batch-orders`, OKX's checks first.
-
-    `sz` is base units on spot (quote units for a `quote_ccy` market order) and
-    contracts on swaps; the core trades base units, so swap sizes are multiplied out.
-    """
-    spot = inst.kind is InstrumentKind.SPOT
-    side, ord_type = str(entry.get("side") or ""), str(entry.get("ordType") or "")
-    td_mode = str(entry.get("tdMode") or "")
-    tgt_ccy = str(entry.get("tgtCcy") or "base_ccy") if spot else ""
-    for name, value, allowed in (
-        ("tdMode", td_mode, ("cash",) if spot else ("cross", "isolated")),
-        ("side", side, ("buy", "sell")),
-        ("ordType", ord_type, tuple(ORD_TYPES)),
-        ("posSide", str(entry.get("posSide") or "net"), ("net",)),
-        ("tgtCcy", tgt_ccy or "-", ("base_ccy", "quote_ccy") if spot else ("-",)),
-    ):
-        if not value:
-            raise OrderFailure("50014", f"Parameter {name} can not be empty")
-        if value not in allowed:
-            raise OrderFailure("51000", f"Parameter {name} error")
-    sz = _decimal(entry, "sz")
-    if sz is None:
-        raise OrderFailure("50014", "Parameter sz can not be empty")
-    order_type = ORD_TYPES[ord_type]
-    price = _decimal(entry, "px") if order_type is OrderType.LIMIT else None
-    if order_type is OrderType.LIMIT and price is None:
-        raise OrderFailure("50014", "Parameter px can not be empty")
-    quote_sz = sz if tgt_ccy == "quote_ccy" else None
-    if quote_sz is not None and order_type is not OrderType.MARKET:
-        raise OrderFailure("51000", "Parameter tgtCcy error")
-    ct_val = Decimal(1) if spot else contract_value(inst)
-    if quote_sz is None and sz % (inst.step_size / ct_val):
-        raise OrderFailure("51121", "Order quantity must be a multiple of the lot size.")
-    if quote_sz is None and sz < inst.min_qty / ct_val:
-        raise OrderFailure(*MIN_AMOUNT)
-    cl_ord_id = str(entry.get("clOrdId") or "")
-    if cl_ord_id and not _CL_ORD_ID.fullmatch(cl_ord_id):
-        raise OrderFailure("51000", "Parameter clOrdId error")
-    request = OrderRequest(
-        symbol=inst.symbol, side=Side(side), type=order_type,
-        qty=Decimal(0) if quote_sz is not None else sz * ct_val, price=price,
-        client_id=cl_ord_id or None,
-        time_in_force=_TIME_IN_FORCE.get(ord_type, TimeInForce.GTC),
-        reduce_only=entry.get("reduceOnly") in (True, "true"), quote_qty=quote_sz)
-    tags = OrderTags(ord_type, td_mode, cl_ord_id, str(entry.get("tag") or ""), tgt_ccy, quote_sz)
-    return request, tags
-
-
-def _decimal(entry: dict[str, Any], name: str) -> Decimal | None:
-    raw = entry.get(name)
-    if raw is None or raw == "":
-        return None
-    try:
-        value = Decimal(str(raw))
-    except InvalidOperation as exc:
-        raise OrderFailure("51000", f"Parameter {name} error") from exc
-    if not value.is_finite() or value <= 0:
-        raise OrderFailure("51000", f"Parameter {name} error")
-    return value
-
-
-def default_tags(order: Order, inst: Instrument) -> OrderTags:
-    """Tags for an order this venue did not place (the account is shared between venues)."""
-    ord_type = "market" if order.type is OrderType.MARKET else {
-        TimeInForce.GTC: "limit", TimeInForce.IOC: "ioc", TimeInForce.FOK: "fok",
-    }[order.time_in_force]
-    spot = inst.kind is InstrumentKind.SPOT
-    return OrderTags(ord_type, "cash" if spot else "cross", order.client_id, "",
-                     "base_ccy" if spot else "")
-
-
-_STATE = {
-    OrderStatus.NEW: "live", OrderStatus.FILLED: "filled",
-    OrderStatus.CANCELED: "canceled", OrderStatus.EXPIRED: "canceled",
-}
-
-
-def order(o: Order, inst: Instrument, tags: OrderTags, leverage: int) -> dict[str, Any]:
-    """An order as `trade/order` and `trade/orders-pending` return it."""
-    spot = inst.kind is InstrumentKind.SPOT
-    filled = size(inst, o.filled)
-    average = plain(o.average.quantize(inst.tick_size)) if o.average else ""
-    sz = plain(tags.quote_sz) if tags.quote_sz is not None else size(inst, o.qty)
-    return {
-        "accFillSz": filled, "algoClOrdId": "", "algoId": "", "attachAlgoClOrdId": "",
-        "attachAlgoOrds": [], "avgPx": average, "cTime": str(o.created_ms),
-        "cancelSource": "", "cancelSourceReason": "", "category": "normal", "ccy": "",
-        "clOrdId": tags.cl_ord_id, "fee": plain(-o.fee), "feeCcy": o.fee_asset,
-        "fillPx": average, "fillSz": filled if o.filled else "0",
-        "fillTime": str(o.fill_ms) if o.fill_ms else "", "instId": inst_id(inst),
-        "instType": inst_type(inst), "isTpLimit": "false",
-        "lever": "" if spot else str(leverage),
-        "linkedAlgoOrd": {"algoId": ""}, "ordId": str(o.id), "ordType": tags.ord_type,
-        "pnl": "0", "posSide": "" if spot else "net", "px": plain(o.price) if o.price else "",
-        "pxType": "", "pxUsd": "", "pxVol": "", "quickMgnType": "", "rebate": "0",
-        "rebateCcy": inst.quote, "reduceOnly": "true" if o.reduce_only else "false",
-        "side": o.side.value, "slOrdPx": "", "slTriggerPx": "", "slTriggerPxType": "",
-        "source": "", "state": _STATE[o.status], "stpId": "", "stpMode": "cancel_maker",
-        "sz": sz, "tag": tags.tag, "tdMode": tags.td_mode, "tgtCcy": tags.tgt_ccy,
-        "tpOrdPx": "", "tpTriggerPx": "", "tpTriggerPxType": "",
-        "tradeId": str(o.id) if o.filled else "", "uTime": str(o.updated_ms),
-    }
-
-
-def placed(o: Order, tags: OrderTags, now_ms: int) -> dict[str, Any]:
-    return {"clOrdId": tags.cl_ord_id, "ordId": str(o.id), "sCode": "0",
-            "sMsg": "Order placed", "tag": tags.tag, "ts": str(now_ms)}
-
-
-def canceled(o: Order, tags: OrderTags, now_ms: int) -> dict[str, Any]:
-    return {"clOrdId": tags.cl_ord_id, "ordId": str(o.id), "sCode": "0", "sMsg": "",
-            "ts": str(now_ms)}
-
-
-def failed(entry: Mapping[str, Any], exc: OrderFailure, now_ms: int) -> dict[str, Any]:
-    return {"clOrdId": str(entry.get("clOrdId") or ""), "ordId": str(entry.get("ordId") or ""),
-            "sCode": exc.code, "sMsg": exc.msg, "tag": str(entry.get("tag") or ""),
-            "ts": str(now_ms)}

@@ -15,11 +15,12 @@ from types import TracebackType
 
 from aiohttp import web
 
-from ctsd.sim.app import build_app
+from ctsd.sim.app import HUB_KEY, build_app
 from ctsd.sim.clock import Clock
 from ctsd.sim.state import Simulator, SimulatorConfig
 from ctsd.sim.venue import VenueRegistry
 from ctsd.sim.venues import default_registry
+from ctsd.sim.ws.hub import StreamHub
 
 
 def is_loopback(host: str) -> bool:
@@ -48,6 +49,7 @@ class SimulatorServer:
         self._port = port
         self._runner: web.AppRunner | None = None
         self._bound_port: int | None = None
+        self._hub: StreamHub | None = None
 
     @property
     def port(self) -> int:
@@ -63,8 +65,16 @@ class SimulatorServer:
     def venue_url(self, venue: str) -> str:
         return f"{self.base_url}/{venue}"
 
+    @property
+    def streams(self) -> StreamHub:
+        """The WebSocket side: connections, topics, the data loop."""
+        if self._hub is None:
+            raise RuntimeError("simulator server is not started")
+        return self._hub
+
     async def start(self) -> SimulatorServer:
         app = build_app(self.sim, self.registry)
+        self._hub = app[HUB_KEY]
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         await runner.setup()
         sock = socket.socket(socket.AF_INET6 if ":" in self._host else socket.AF_INET)

@@ -57,7 +57,8 @@ def test_our_binance_weights_never_undercount_the_simulated_exchange() -> None:
     assert spec is not None
     families = {"/api/v3/": ("public", "private"), "/sapi/v1/": ("sapi",),
                 "/fapi/v1/": ("fapiPublic", "fapiPrivate"), "/fapi/v2/": ("fapiPrivateV2",),
-                "/fapi/v3/": ("fapiPrivateV3",), "/dapi/v1/": ("dapiPublic",)}
+                "/fapi/v3/": ("fapiPrivateV3",), "/dapi/v1/": ("dapiPublic",),
+                "/eapi/v1/": ("eapiPublic", "eapiPrivate")}
     checked = 0
     for endpoint in BinanceSim(Simulator()).endpoints():
         prefix = next(p for p in families if endpoint.path.startswith(p))
@@ -66,8 +67,9 @@ def test_our_binance_weights_never_undercount_the_simulated_exchange() -> None:
             config = exchange.api.get(api, {}).get(endpoint.method.lower(), {}).get(path)
             if config is None:
                 continue
-            # klines weigh by `limit`; ccxt only knows it when given, and our client gives it
-            bare: dict[str, Any] = {"limit": 500} if path.endswith("klines") else {}
+            # klines (and markPriceKlines) weigh by `limit`; ccxt only knows it when given,
+            # and our client gives it
+            bare: dict[str, Any] = {"limit": 500} if path.lower().endswith("klines") else {}
             for params in (bare, {"symbol": "BTCUSDT", "limit": 500}):
                 cost = exchange.calculate_rate_limiter_cost([api], endpoint.method, path,
                                                             params, config)

@@ -41,7 +41,7 @@ import pytest
 
 from cts.v1 import connection_pb2 as cpb
 from cts.v1 import engine_service_pb2 as pb
-from ctsd.sim.faults import FaultKind
+from ctsd.sim.faults import WS_FAULTS, FaultKind
 from tests.robustness.exchange_rig import (
     BATCH_DEADLINE_S,
     ENGINE_VENUES,
@@ -220,7 +220,8 @@ def _exercise(rig: ExchangeRig, case: FaultCase, tally: Tally) -> None:
 
 
 def test_every_fault_kind_is_exercised() -> None:
-    assert {case.kind for case in CASES} == set(FaultKind)
+    # The WebSocket faults hit streams, which engines do not use yet (tests/sim/ws has them).
+    assert {case.kind for case in CASES} == set(FaultKind) - WS_FAULTS
     assert {case.venue for case in CASES} == set(ENGINE_VENUES)
 
 

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any, ClassVar
 
 import ccxt.async_support as ccxt
 import pytest
 
-from ctsd.sim.clock import SystemClock
+from ctsd.sim.clock import ManualClock, SystemClock
 from ctsd.sim.faults import FaultKind
 from ctsd.sim.ratelimit import RateLimitConfig
 from ctsd.sim.server import SimulatorServer
 from tests.sim.conformance import (
     GENERIC_FAULT_ERRORS,
+    T0,
     Credential,
     CredentialErrors,
     Expect,
@@ -20,6 +22,7 @@ from tests.sim.conformance import (
     VenueConformance,
 )
 from tests.sim.conftest import API_KEY, SECRET, ExchangeFactory, sim_config
+from tests.sim.derivatives_conformance import DerivativesConformance
 from tests.sim.validators import (
     check_balance,
     check_market,
@@ -80,7 +83,7 @@ async def test_full_flow_passes_ccxt_validators(
     market_order = await ex.fetch_order(created["id"], symbol)
     check_order(ex, market_order, symbol)
     assert (market_order["status"], market_order["filled"]) == ("closed", 0.01)
-    assert market_order["fee"]["currency"] == "USDT"
+    assert market_order["fee"]["currency"] == ("BTC" if symbol == "BTC/USDT" else "USDT")
 
     price = float(server.sim.market.price(symbol)) * 0.9
     limit = await ex.create_order(
@@ -96,8 +99,8 @@ async def test_full_flow_passes_ccxt_validators(
 
     after = await ex.fetch_balance()
     if label == "spot":
-        assert after["BTC"]["total"] == pytest.approx(2.01)
-        assert after["USDT"]["total"] < UNIFIED_USDT - market_order["cost"]  # cost plus fee
+        assert after["BTC"]["total"] == pytest.approx(2.01 - 0.01 * 0.001)  # fee in BTC
+        assert after["USDT"]["total"] == pytest.approx(UNIFIED_USDT - market_order["cost"])
     else:
         assert after["USDT"]["used"] > 0  # the position's initial margin
         assert after["USDT"]["total"] < UNIFIED_USDT  # the taker fee
@@ -129,9 +132,64 @@ async def test_history_lists_closed_and_canceled_orders(
     canceled = await ex.fetch_canceled_orders("BTC/USDT:USDT")
     assert [(o["id"], o["timeInForce"]) for o in canceled] == [(ioc["id"], "IOC")]
     assert await ex.fetch_open_orders("BTC/USDT:USDT") == []
-    with pytest.raises(ccxt.BadRequest, match="not simulated"):
-        await ex.create_order("BTC/USDT:USDT", "limit", "buy", 0.01, round(price),
+    resting = await ex.create_order("BTC/USDT:USDT", "limit", "buy", 0.01, round(price),
+                                    params={"postOnly": True})
+    assert [o["id"] for o in await ex.fetch_open_orders("BTC/USDT:USDT")] == [resting["id"]]
+    with pytest.raises(ccxt.BadRequest, match="PostOnly"):
+        await ex.create_order("BTC/USDT:USDT", "limit", "buy", 0.01, round(price / 0.8),
                               params={"postOnly": True})
+
+
+NOW = T0 // 60_000 * 60_000
+"""The open of the current one-minute candle under a clock frozen at T0."""
+S, E = NOW - 2 * 86_400_000, NOW - 86_400_000
+M = 60_000
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(("params", "first", "last"), [
+    ({}, NOW - 199 * M, NOW),
+    ({"start": S + 30_000}, S, S + 199 * M),
+    ({"start": S + 30_000, "limit": 5}, S, S + 4 * M),
+    ({"end": E}, E - 199 * M, E),
+    ({"end": E, "limit": 3}, E - 2 * M, E),
+    ({"start": S + 30_000, "end": S + 10 * M}, S, S + 10 * M),
+    ({"start": S + 30_000, "end": E, "limit": 3}, E - 2 * M, E),
+], ids=["none", "start", "start-limit", "end", "end-limit", "start-end", "start-end-limit"])
+async def test_kline_window_as_bybit_cuts_it(
+    make_exchange: ExchangeFactory, params: dict[str, int], first: int, last: int,
+) -> None:
+    """`start` alone: the candles from the one containing `start` onward (Freqtrade's
+    download depends on it); with `end`: the newest `limit` up to `end`."""
+    async with SimulatorServer(sim_config(), clock=ManualClock(T0)) as srv:
+        ex = make_exchange(ccxt.bybit, srv.base_url)
+        request = {"category": "spot", "symbol": "ETHUSDT", "interval": "1",
+                   **{k: str(v) for k, v in params.items()}}
+        rows = (await ex.public_get_v5_market_kline(request))["result"]["list"]
+        assert [int(row[0]) for row in reversed(rows)] == list(range(first, last + 1, M))
+
+
+@pytest.mark.asyncio
+async def test_a_conditional_linear_order_needs_its_direction_to_be_ahead(
+    server: SimulatorServer, make_exchange: ExchangeFactory,
+) -> None:
+    ex = _bybit(make_exchange, server)
+    await ex.load_markets()
+    price = float(server.sim.market.price("BTC/USDT:USDT"))
+    with pytest.raises(ccxt.InvalidOrder, match="110093"):  # falls to a price above
+        await ex.create_order("BTC/USDT:USDT", "market", "sell", 0.01, None,
+                              {"triggerPrice": round(price * 1.01),
+                               "triggerDirection": "descending"})
+    order = await ex.create_order("BTC/USDT:USDT", "market", "sell", 0.01, None,
+                                  {"triggerPrice": round(price * 0.99),
+                                   "triggerDirection": "descending"})
+    (pending,) = await ex.fetch_open_orders("BTC/USDT:USDT", params={"trigger": True})
+    assert (pending["id"], pending["info"]["orderStatus"]) == (order["id"], "Untriggered")
+    server.sim.set_price("BTC/USDT:USDT", Decimal(round(price * 0.98)))
+    (fired,) = await ex.fetch_closed_orders("BTC/USDT:USDT", params={"trigger": True})
+    assert (fired["status"], fired["filled"]) == ("closed", 0.01)
+    (fill,) = await ex.fetch_my_trades("BTC/USDT:USDT")
+    assert fill["order"] == order["id"] and fill["fee"]["currency"] == "USDT"
 
 
 @pytest.mark.asyncio
@@ -246,9 +304,21 @@ class TestConformance(VenueConformance):
 
     quote_total = UNIFIED_USDT
     maker_fee = 0.001
+    taker_fee = 0.001
+    book_limits = (1, 25, 200)
+
+    async def place_stop_loss(self, ex: Any, symbol: str, amount: float, stop: float) -> Any:
+        """A spot conditional order (orderFilter=StopOrder): a limit 1 % under the trigger."""
+        return await ex.create_order(symbol, "limit", "sell", amount, stop * 0.99,
+                                     {"triggerPrice": stop})
+
+    async def fetch_stop(self, ex: Any, order: Any, symbol: str) -> Any:
+        (closed,) = await ex.fetch_closed_orders(symbol, params={"trigger": True})
+        assert closed["id"] == order["id"]
+        return closed
 
     def check_resting(self, order: Any, balance: Any) -> None:
-        assert balance["USDT"]["used"] == pytest.approx(3100 * 1.001, rel=1e-3)  # at market, + fee
+        assert balance["USDT"]["used"] == pytest.approx(3100.01)  # at the ask; fee is in ETH
 
     async def warm_up(self, ex: Any) -> None:
         await ex.fetch_balance()  # markets and account mode cached: one request per call
@@ -263,3 +333,35 @@ def test_refused_credentials_are_authentication_errors() -> None:
     for case in (Credential.WRONG_SECRET, Credential.UNKNOWN_KEY, Credential.IP_NOT_WHITELISTED):
         expected = TestConformance.credential_errors[case].error
         assert issubclass(expected, ccxt.AuthenticationError)  # PermissionDenied is one too
+
+
+class TestDerivatives(DerivativesConformance):
+    leverage_already_set = Expect(ccxt.BadRequest, "110043")
+    leverage_refused = Expect(ccxt.BadRequest, "10001")
+    margin_already_set = None
+    """The unified account's set-margin-mode has no documented "not modified" code."""
+    margin_refused = Expect(ccxt.ExchangeError, "3400045.*3400208", exact=True)
+    position_mode_already_set = Expect(ccxt.NoChange, "110025")
+    position_mode_refused = Expect(ccxt.BadRequest, "110024")
+    reduce_only_refused = Expect(ccxt.InvalidOrder, "110017")
+    position_side_refused = Expect(ccxt.BadRequest, "10001.*position idx")
+    empty_position_fields = frozenset({"marginMode", "percentage"})
+    """ccxt reads no margin mode from a v5 position (`tradeMode` is deprecated)."""
+    funding_paid_sign = -1
+
+    def exchange(self, make: ExchangeFactory, server: SimulatorServer, **config: Any) -> Any:
+        return _bybit(make, server, options={"defaultType": "swap"}, **config)
+
+    def hedge_params(self, side: str, closing: bool) -> dict[str, Any]:
+        params: dict[str, Any] = {"positionIdx": 1 if side == "long" else 2}
+        if closing:
+            params["reduceOnly"] = True
+        return params
+
+    async def liquidation_records(self, ex: Any, server: SimulatorServer,
+                                  symbol: str) -> list[Any]:
+        liquidations = await ex.fetch_my_liquidations(symbol)
+        self.check_liquidations(ex, liquidations, symbol)
+        ledger = await ex.fetch_ledger("USDT")
+        assert "LIQUIDATION" in {e["info"]["type"] for e in ledger}
+        return list(liquidations)

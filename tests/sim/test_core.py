@@ -124,9 +124,10 @@ def test_spot_market_buy_moves_balances_with_fee() -> None:
     assert acct is not None
     order = sim.place_order(acct, OrderRequest("BTC/USDT", Side.BUY, OrderType.MARKET,
                                                Decimal("0.5")), FEES)
-    assert order.status is OrderStatus.FILLED and order.cost == Decimal("30000")
+    # a market buy pays the best ask, one tick over the last price
+    assert order.status is OrderStatus.FILLED and order.cost == Decimal("30000.05")
     assert acct.spot["BTC"].free == Decimal("2.5")
-    assert acct.spot["USDT"].free == Decimal("100000") - Decimal("30000") * Decimal("1.002")
+    assert acct.spot["USDT"].free == Decimal("100000") - Decimal("30000.05") * Decimal("1.002")
     assert acct.spot["USDT"].locked == 0
 
 
@@ -171,16 +172,19 @@ def test_perpetual_margin_position_and_pnl() -> None:
     assert acct is not None
     sim.place_order(acct, OrderRequest("BTC/USDT:USDT", Side.BUY, OrderType.MARKET,
                                        Decimal("1")), FEES)
-    pos = acct.positions["BTC/USDT:USDT"]
-    assert pos.qty == 1 and pos.entry_price == Decimal("60000")
+    pos = acct.perp.position("BTC/USDT:USDT")
+    assert pos is not None and pos.qty == 1 and pos.entry_price == Decimal("60000.1")  # ask
     (bal,) = matching.derivatives_balances(acct, sim.market)
-    assert bal.position_margin == Decimal("6000")  # 10x leverage
+    assert bal.position_margin == Decimal("6000")  # 10x leverage, at the mark (the last)
     sim.set_price("BTC/USDT", Decimal("61000"))
     sim.place_order(acct, OrderRequest("BTC/USDT:USDT", Side.SELL, OrderType.MARKET,
                                        Decimal("1"), reduce_only=True), FEES)
-    assert pos.qty == 0
-    fees = Decimal("60000") * Decimal("0.002") + Decimal("61000") * Decimal("0.002")
-    assert acct.derivatives["USDT"] == Decimal("50000") + Decimal("1000") - fees
+    assert pos.qty == 0 and acct.perp.position("BTC/USDT:USDT") is None
+    fees = Decimal("60000.1") * Decimal("0.002") + Decimal("61000") * Decimal("0.002")
+    assert acct.derivatives["USDT"] == Decimal("50000") + Decimal("999.9") - fees
+    buy, sell = acct.fills
+    assert (buy.realized_pnl, sell.realized_pnl) == (Decimal(0), Decimal("999.9"))
+    assert not sell.maker
     with pytest.raises(Rejection) as caught:
         sim.place_order(acct, OrderRequest("BTC/USDT:USDT", Side.BUY, OrderType.MARKET,
                                            Decimal("10")), FEES)

@@ -15,6 +15,7 @@ from ccxt.test.exchange.base.test_market import test_market as ccxt_test_market
 from ctsd.sim.clock import ManualClock
 from ctsd.sim.faults import FaultKind
 from ctsd.sim.kraken import api_sign
+from ctsd.sim.market import TIMEFRAMES
 from ctsd.sim.ratelimit import RateLimitConfig
 from ctsd.sim.server import SimulatorServer
 from ctsd.sim.state import SimulatorConfig
@@ -274,6 +275,15 @@ class TestConformance(VenueConformance):
         return _kraken(make, server, **config)
 
     maker_fee = 0.0025
+    taker_fee = 0.004
+    buy_fee_in_base = False
+    book_limits = (1, 100, 500)
+    book_timestamped = False
+
+    async def place_stop_loss(self, ex: Any, symbol: str, amount: float, stop: float) -> Any:
+        """As Freqtrade does: `stopLossPrice` on a limit order (stop-loss-limit)."""
+        return await ex.create_order(symbol, "limit", "sell", amount, stop * 0.99,
+                                     {"stopLossPrice": stop})
 
     async def place_resting_buy(self, ex: Any) -> Any:
         return await ex.create_order("ETH/USDT", "limit", "buy", 1, 3000, {"clientOrderId": "c-1"})
@@ -289,3 +299,78 @@ class TestConformance(VenueConformance):
     def check_fault_error(self, kind: FaultKind, raised: pytest.ExceptionInfo[Exception]) -> None:
         if kind in (FaultKind.RATE_LIMIT, FaultKind.MAINTENANCE):
             assert type(raised.value) is self.fault_errors[kind]
+
+
+@pytest.mark.asyncio
+async def test_trades_since_pages_without_overlap_into_the_candles(
+    make_exchange: ExchangeFactory,
+) -> None:
+    """Freqtrade's only history on Kraken: `Trades` paged by the nanosecond `last`, then
+    resampled; the minutes it builds are the simulator's own one-minute candles."""
+    async with SimulatorServer(_config(), clock=ManualClock(T0)) as srv:
+        ex = make_exchange(ccxt.kraken, srv.base_url)
+        start_s = T0 // 1000 - 3600
+        first = await ex.public_get_trades({"pair": "ETHUSDT", "since": str(start_s),
+                                            "count": "100"})
+        rows = first["result"]["ETHUSDT"]
+        assert len(rows) == 100 and rows[0][2] >= start_s
+        second = await ex.public_get_trades({"pair": "ETHUSDT", "since": first["result"]["last"],
+                                             "count": "1000"})
+        more = second["result"]["ETHUSDT"]
+        assert more[0][6] == rows[-1][6] + 1  # strictly after `last`: no overlap, no gap
+        trades = rows + more
+        by_minute: dict[int, list[Any]] = {}
+        for price, volume, time_s, *_ in trades:
+            by_minute.setdefault(int(time_s) // 60 * 60_000, []).append(
+                (Decimal(price), Decimal(volume)))
+        # the first minute is cut by `since`, the last by `count`
+        candles = srv.sim.market.candles("ETH/USDT", TIMEFRAMES["1m"],
+                                         start_ms=min(by_minute) + 60_000,
+                                         limit=len(by_minute) - 2)
+        assert len(candles) > 50
+        for candle in candles:
+            prices = [p for p, _ in by_minute[candle.open_ms]]
+            assert (candle.open, candle.high, candle.low, candle.close) == (
+                prices[0], max(prices), min(prices), prices[-1])
+            assert candle.volume == sum(v for _, v in by_minute[candle.open_ms])
+
+
+@pytest.mark.asyncio
+async def test_own_trades_history_query_and_fee_tier(
+    server: SimulatorServer, make_exchange: ExchangeFactory,
+) -> None:
+    ex = _kraken(make_exchange, server)
+    await ex.load_markets()
+    buy = await ex.create_order("ETH/USDT", "market", "buy", 1)
+    sell = await ex.create_order("ETH/USDT", "market", "sell", 1)
+    history = (await ex.private_post_tradeshistory())["result"]
+    assert history["count"] == 2
+    newest, oldest = history["trades"].values()
+    assert (oldest["ordertxid"], newest["ordertxid"]) == (buy["id"], sell["id"])
+    assert oldest["fee"] == f"{Decimal(oldest['cost']) * Decimal('0.004'):.5f}"
+    queried = await ex.private_post_querytrades({"txid": ",".join(history["trades"])})
+    assert queried["result"] == history["trades"]
+    order = await ex.fetch_order(buy["id"], "ETH/USDT", {"trades": True})
+    assert order["trades"][0]["id"] == list(history["trades"])[1]
+    fee = await ex.fetch_trading_fee("ETH/USDT")
+    assert (fee["maker"], fee["taker"]) == (0.0025, 0.004)
+
+
+@pytest.mark.asyncio
+async def test_a_stop_loss_already_passed_fires_at_once_as_kraken_does(
+    server: SimulatorServer, make_exchange: ExchangeFactory,
+) -> None:
+    ex = _kraken(make_exchange, server)
+    await ex.load_markets()
+    server.sim.set_price("ETH/USDT", Decimal(3000))
+    fired = await ex.create_order("ETH/USDT", "market", "sell", 1, None,
+                                  {"stopLossPrice": 3100})
+    order = await ex.fetch_order(fired["id"], "ETH/USDT")
+    assert (order["status"], order["average"], order["stopLossPrice"]) == ("closed", 3000, 3100)
+    waiting = await ex.create_order("ETH/USDT", "market", "sell", 1, None,
+                                    {"stopLossPrice": 2900})
+    (pending,) = await ex.fetch_open_orders("ETH/USDT")
+    assert pending["id"] == waiting["id"] and pending["info"]["descr"]["ordertype"] == "stop-loss"
+    server.sim.set_price("ETH/USDT", Decimal(2890))
+    done = await ex.fetch_order(waiting["id"], "ETH/USDT")
+    assert (done["status"], done["average"]) == ("closed", 2890)

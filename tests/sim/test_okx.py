@@ -13,12 +13,14 @@ import aiohttp
 import ccxt.async_support as ccxt
 import pytest
 
-from ctsd.sim.clock import SystemClock
+from ctsd.sim import tiers
+from ctsd.sim.clock import ManualClock, SystemClock
 from ctsd.sim.faults import FaultKind
 from ctsd.sim.ratelimit import RateLimitConfig
 from ctsd.sim.server import SimulatorServer
 from tests.sim.conformance import (
     GENERIC_FAULT_ERRORS,
+    T0,
     Credential,
     CredentialErrors,
     Expect,
@@ -32,6 +34,7 @@ from tests.sim.conftest import (
     ExchangeFactory,
     sim_config,
 )
+from tests.sim.derivatives_conformance import DerivativesConformance
 from tests.sim.validators import (
     check_balance,
     check_market,
@@ -102,11 +105,11 @@ async def test_full_flow_passes_ccxt_validators(
 
     after = await ex.fetch_balance()
     if label == "spot":
-        assert after["BTC"]["total"] == pytest.approx(2.01)
+        assert after["BTC"]["total"] == pytest.approx(2.01 - 0.01 * 0.001)  # fee in BTC
     else:
         position = server.sim.accounts.get(API_KEY)
         assert position is not None
-        assert position.positions["BTC/USDT:USDT"].qty == Decimal("0.01")
+        assert position.perp.net_qty("BTC/USDT:USDT") == Decimal("0.01")
     assert after["USDT"]["total"] < 150000
 
 
@@ -272,6 +275,205 @@ class TestConformance(VenueConformance):
     seeded_symbol = "SOL/USDT:USDT"
     quote_total = 150_000  # one trading account: spot and swap wallet together
     maker_fee = 0.0008
+    taker_fee = 0.001
+    book_limits = (1, 100, 400)
+
+    async def place_stop_loss(self, ex: Any, symbol: str, amount: float, stop: float) -> Any:
+        """As Freqtrade does: an algo order (`conditional`) with `stopLossPrice`."""
+        return await ex.create_order(symbol, "limit", "sell", amount, stop * 0.99,
+                                     {"stopLossPrice": stop})
+
+    async def fetch_stop(self, ex: Any, order: Any, symbol: str) -> Any:
+        return await ex.fetch_order(order["id"], symbol, {"stop": True})
 
     def exchange(self, make: ExchangeFactory, server: SimulatorServer, **config: Any) -> Any:
         return _okx(make, server, **config)
+
+
+M = 60_000
+NOW = T0 // M * M
+S = NOW - 86_400_000
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(("params", "first", "last"), [
+    ({}, NOW - 99 * M, NOW),
+    ({"limit": 3}, NOW - 2 * M, NOW),
+    ({"after": S}, S - 100 * M, S - M),
+    ({"after": S + 1, "limit": 2}, S - M, S),
+    ({"before": NOW - 3 * M}, NOW - 2 * M, NOW),
+    ({"after": S, "before": S - 5 * M}, S - 4 * M, S - M),
+], ids=["none", "limit", "after", "after-limit", "before", "after-before"])
+async def test_candles_window_as_okx_cuts_it(
+    make_exchange: ExchangeFactory, params: dict[str, int], first: int, last: int,
+) -> None:
+    """OKX: `after` = strictly older than, `before` = strictly newer than, newest first."""
+    async with SimulatorServer(sim_config(), clock=ManualClock(T0)) as srv:
+        ex = make_exchange(ccxt.okx, srv.base_url)
+        for path in ("candles", "history-candles"):
+            method = getattr(ex, f"public_get_market_{path.replace('-', '_')}")
+            rows = (await method({"instId": "ETH-USDT", "bar": "1m",
+                                  **{k: str(v) for k, v in params.items()}}))["data"]
+            assert [int(row[0]) for row in reversed(rows)] == list(range(first, last + 1, M))
+
+
+@pytest.mark.asyncio
+async def test_bulk_tickers_full_books_and_swap_sizes(
+    server: SimulatorServer, make_exchange: ExchangeFactory,
+) -> None:
+    ex = _okx(make_exchange, server)
+    await ex.load_markets()
+    tickers = await ex.fetch_tickers(params={"type": "swap"})
+    assert "BTC/USDT:USDT" in tickers and "BTC/USDT" not in tickers
+    spot = await ex.fetch_tickers(["ETH/USDT", "BTC/USDT"])
+    assert spot["ETH/USDT"]["bid"] == float(server.sim.market.price("ETH/USDT"))
+    full = await ex.fetch_order_book("ETH/USDT", 1000)  # ccxt: books-full above 400
+    assert len(full["bids"]) == 1000
+    with pytest.raises(ccxt.BadRequest, match="51000"):
+        await ex.public_get_market_books({"instId": "ETH-USDT", "sz": "401"})
+    swap = await ex.public_get_market_books({"instId": "BTC-USDT-SWAP", "sz": "1"})
+    level = swap["data"][0]["bids"][0]
+    qty = server.sim.market.books.top(server.sim.market.instrument("BTC/USDT:USDT"))[0].qty
+    assert Decimal(level[1]) == qty / Decimal("0.01")  # contracts of 0.01 BTC
+
+
+@pytest.mark.asyncio
+async def test_fills_and_history_carry_okx_signs_and_currencies(
+    server: SimulatorServer, make_exchange: ExchangeFactory,
+) -> None:
+    ex = _okx(make_exchange, server)
+    await ex.load_markets()
+    buy = await ex.create_order("ETH/USDT", "market", "buy", 1)
+    raw = (await ex.private_get_trade_fills({"instType": "SPOT"}))["data"]
+    assert [(f["ordId"], f["feeCcy"], f["fee"], f["execType"]) for f in raw] == [
+        (buy["id"], "ETH", "-0.001", "T")]
+    price = float(server.sim.market.price("ETH/USDT"))
+    resting = await ex.create_order("ETH/USDT", "limit", "buy", 1, round(price * 0.9, 2))
+    await ex.cancel_order(resting["id"], "ETH/USDT")
+    closed = await ex.fetch_closed_orders("ETH/USDT")
+    assert [o["id"] for o in closed] == [buy["id"]]
+    canceled = await ex.fetch_canceled_orders("ETH/USDT")
+    assert [o["id"] for o in canceled] == [resting["id"]]
+    history = (await ex.private_get_trade_orders_history({"instType": "SPOT"}))["data"]
+    assert [h["ordId"] for h in history] == [resting["id"], buy["id"]]
+    fee = await ex.fetch_trading_fee("BTC/USDT:USDT")
+    assert (fee["maker"], fee["taker"]) == (0.0002, 0.0005)
+
+
+@pytest.mark.asyncio
+async def test_an_algo_order_waits_fires_and_cancels_as_okx_does(
+    server: SimulatorServer, make_exchange: ExchangeFactory,
+) -> None:
+    ex = _okx(make_exchange, server)
+    await ex.load_markets()
+    server.sim.set_price("ETH/USDT", Decimal(3000))
+    with pytest.raises(ccxt.InvalidOrder, match="51280"):
+        await ex.create_order("ETH/USDT", "market", "sell", 1, None, {"stopLossPrice": 3100})
+    stop = await ex.create_order("ETH/USDT", "market", "sell", 1, None, {"stopLossPrice": 2900})
+    other = await ex.create_order("ETH/USDT", "market", "sell", 1, None,
+                                  {"stopLossPrice": 2800})
+    assert await ex.fetch_open_orders("ETH/USDT") == []  # algo orders are not orders yet
+    pending = await ex.fetch_open_orders("ETH/USDT", params={"stop": True,
+                                                            "ordType": "conditional"})
+    assert {o["id"] for o in pending} == {stop["id"], other["id"]}
+    await ex.cancel_order(other["id"], "ETH/USDT", {"stop": True})
+    server.sim.set_price("ETH/USDT", Decimal(2850))
+    fired = await ex.fetch_order(stop["id"], "ETH/USDT", {"stop": True})
+    assert fired["status"] == "closed" and fired["info"]["ordId"] == stop["id"]
+    working = await ex.fetch_order(fired["info"]["ordId"], "ETH/USDT")
+    assert (working["status"], working["average"]) == ("closed", 2850)
+    history = await ex.fetch_canceled_orders("ETH/USDT", params={"stop": True,
+                                                                 "ordType": "conditional"})
+    assert [o["id"] for o in history] == [other["id"]]
+
+
+class TestDerivatives(DerivativesConformance):
+    """OKX sets the margin mode per order (`tdMode`): `set_margin_mode` is ccxt's
+    set-leverage with `mgnMode`, and the client sends that mode with its orders."""
+
+    leverage_already_set = None
+    leverage_refused = Expect(ccxt.ExchangeError, "59102", exact=True)
+    margin_already_set = None
+    margin_refused = None
+    position_mode_already_set = None
+    position_mode_refused = Expect(ccxt.ExchangeError, "59000", exact=True)
+    reduce_only_refused = Expect(ccxt.ExchangeError, "51169", exact=True)
+    position_side_refused = Expect(ccxt.BadRequest, "51000.*posSide")
+    fill_side_field = "posSide"
+    td_mode = "cross"
+
+    def exchange(self, make: ExchangeFactory, server: SimulatorServer, **config: Any) -> Any:
+        return _okx(make, server, options={"defaultType": "swap"}, **config)
+
+    async def set_margin_mode(self, ex: Any, mode: str, symbol: str) -> Any:
+        self.td_mode = mode
+        return await ex.set_margin_mode(mode, symbol, {"lever": 10})
+
+    def order_params(self) -> dict[str, Any]:
+        return {"tdMode": self.td_mode}
+
+    def isolated_leverage_params(self) -> dict[str, Any]:
+        return {"marginMode": "isolated"}
+
+    def hedge_params(self, side: str, closing: bool) -> dict[str, Any]:
+        return {"posSide": side}
+
+    def check_tier_bounds(self, ex: Any, symbol: str, tier: Any, model: tiers.Tier) -> None:
+        """OKX publishes tiers in contracts (at the instrument's reference price)."""
+        market = ex.market(symbol)
+        reference = float(TIER_REFERENCE[symbol]) * market["contractSize"]
+        assert tier["maxNotional"] == round(float(model.cap) / reference)
+
+    async def funding_history(self, ex: Any, symbol: str) -> list[Any]:
+        return [e for e in await ex.fetch_funding_history(symbol) if e["symbol"] == symbol]
+
+    async def liquidation_records(self, ex: Any, server: SimulatorServer,
+                                  symbol: str) -> list[Any]:
+        bills = (await ex.privateGetAccountBills({"type": "5"}))["data"]
+        assert {b["subType"] for b in bills} == {"104", "111"}  # liquidation long; the rest
+        return list(bills)
+
+
+TIER_REFERENCE = {"BTC/USDT:USDT": 65000, "SOL/USDT:USDT": 150}
+"""The catalog's listing prices of the two instruments the suite trades."""
+
+
+@pytest.mark.asyncio
+async def test_a_swap_algo_order_closes_its_hedge_side(
+    server: SimulatorServer, make_exchange: ExchangeFactory,
+) -> None:
+    """A stop-loss on the long side of a hedge-mode swap carries `posSide` into the order it
+    fires, which closes that side and leaves the short alone."""
+    ex = _okx(make_exchange, server, options={"defaultType": "swap"})
+    await ex.load_markets()
+    await ex.set_position_mode(True, "BTC/USDT:USDT")
+    server.sim.set_price("BTC/USDT:USDT", Decimal(60000))
+    params = {"tdMode": "cross"}
+    await ex.create_order("BTC/USDT:USDT", "market", "buy", 2, None, {**params, "posSide": "long"})
+    await ex.create_order("BTC/USDT:USDT", "market", "sell", 1, None,
+                          {**params, "posSide": "short"})
+    await ex.create_order("BTC/USDT:USDT", "market", "sell", 2, None,
+                          {**params, "posSide": "long", "stopLossPrice": 59000})
+    server.sim.set_price("BTC/USDT:USDT", Decimal(58900))
+    positions = [p for p in await ex.fetch_positions(["BTC/USDT:USDT"]) if p["contracts"]]
+    assert [(p["side"], p["contracts"]) for p in positions] == [("short", 1)]
+    (fired,) = [t for t in await ex.fetch_my_trades("BTC/USDT:USDT") if t["price"] == 58900]
+    assert fired["info"]["posSide"] == "long"
+
+
+@pytest.mark.asyncio
+async def test_a_swap_stop_closes_the_isolated_position_it_protects(
+    server: SimulatorServer, make_exchange: ExchangeFactory,
+) -> None:
+    """As Freqtrade sends it: `tdMode` isolated, `posSide` net, reduce-only."""
+    ex = _okx(make_exchange, server, options={"defaultType": "swap"})
+    await ex.load_markets()
+    server.sim.set_price("BTC/USDT:USDT", Decimal(60000))
+    params = {"tdMode": "isolated", "posSide": "net"}
+    await ex.create_order("BTC/USDT:USDT", "market", "buy", 1, None, params)
+    stop = await ex.create_order("BTC/USDT:USDT", "market", "sell", 1, None,
+                                 {**params, "reduceOnly": True, "stopLossPrice": 59000})
+    server.sim.set_price("BTC/USDT:USDT", Decimal(58900))
+    fired = await ex.fetch_order(stop["id"], "BTC/USDT:USDT", {"stop": True})
+    assert fired["status"] == "closed"
+    assert await ex.fetch_positions(["BTC/USDT:USDT"]) == []
