@@ -1,4 +1,5 @@
-"""Fixtures every test package may use: a real daemon process and a channel to it."""
+"""Fixtures every test package may use: a real daemon process and a channel to it, and
+the fleet's servers (PostgreSQL, Redis), started once per session on first use."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from collections.abc import Iterator
 import grpc
 import pytest
 
+from tests.support import servers
 from tests.support.daemon_process import DaemonProcess, remove_tree, short_tempdir
 
 
@@ -26,3 +28,31 @@ def daemon() -> Iterator[DaemonProcess]:
 def channel(daemon: DaemonProcess) -> Iterator[grpc.Channel]:
     with grpc.insecure_channel(daemon.address) as ch:
         yield ch
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A PostgreSQL superuser's URL: a private cluster, or `CTS_TEST_POSTGRES_URL`."""
+    with servers.postgres_url() as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """A Redis URL: a private server, or `CTS_TEST_REDIS_URL`. Tests share it: each
+    keeps to keys of its own (a unique prefix) and never flushes it."""
+    with servers.redis_url() as url:
+        yield url
+
+
+@pytest.fixture
+def private_redis() -> Iterator[servers.PrivateRedis]:
+    """A Redis of the test's own, which it may kill and start again (an outage)."""
+    try:
+        server = servers.PrivateRedis()
+    except servers.ServerMissing as exc:
+        pytest.skip(f"needs redis-server to kill and restart: {exc}")
+    try:
+        yield server.start()
+    finally:
+        server.stop()
