@@ -199,26 +199,23 @@ def _postgres_bindir() -> Path:
 
 
 @contextlib.contextmanager
-def redis_url() -> Iterator[str]:
+def _given_or_private(env: str, server: Callable[[], PrivateRedis | PrivatePostgres],
+                      ) -> Iterator[str]:
+    if os.environ.get(env):
+        yield os.environ[env]
+        return
+    started = server()
+    try:
+        yield started.start().url
+    finally:
+        started.stop()
+
+
+def redis_url() -> contextlib.AbstractContextManager[str]:
     """`CTS_TEST_REDIS_URL`, or a private server's URL for the block's duration."""
-    if os.environ.get(REDIS_URL_ENV):
-        yield os.environ[REDIS_URL_ENV]
-        return
-    server = PrivateRedis()
-    try:
-        yield server.start().url
-    finally:
-        server.stop()
+    return _given_or_private(REDIS_URL_ENV, PrivateRedis)
 
 
-@contextlib.contextmanager
-def postgres_url() -> Iterator[str]:
+def postgres_url() -> contextlib.AbstractContextManager[str]:
     """`CTS_TEST_POSTGRES_URL`, or a private cluster's URL for the block's duration."""
-    if os.environ.get(POSTGRES_URL_ENV):
-        yield os.environ[POSTGRES_URL_ENV]
-        return
-    server = PrivatePostgres()
-    try:
-        yield server.start().url
-    finally:
-        server.stop()
+    return _given_or_private(POSTGRES_URL_ENV, PrivatePostgres)
