@@ -49,7 +49,7 @@ from ctsd.ratelimit import (
     BucketSpec,
     Lane,
     LimitChange,
-    RateLimiter,
+    Limiter,
     RateLimitOverrides,
     ScopeKey,
     ScopeUsage,
@@ -78,7 +78,7 @@ def _merge(*layers: Mapping[str, Any]) -> dict[str, Any]:
 
 class ExchangeClientFactory:
     def __init__(
-        self, limiter: RateLimiter, registry: ExchangeRegistry | None = None, *,
+        self, limiter: Limiter, registry: ExchangeRegistry | None = None, *,
         overrides: RateLimitOverrides | None = None,
         endpoint_overrides: Mapping[str, str] | None = None,
         timeout_s: float = 10.0, market_refresh_s: float = 3600.0, price_ttl_s: float = 5.0,

@@ -30,13 +30,13 @@ from ctsd.errors import ConfigurationError
 from ctsd.exchanges.errors import FailureClass, classify, error_codes
 from ctsd.exchanges.spec import Charge, ExchangeSpec, RateLimitScope, UsageHeader
 from ctsd.ratelimit import (
+    Bucket,
     BucketSpec,
     Demand,
     Lane,
+    Limiter,
     MeterKind,
     Permit,
-    RateLimitBucket,
-    RateLimiter,
     RateLimitOverrides,
     ScopeKey,
     ScopeUsage,
@@ -104,7 +104,7 @@ class AccountScope:
         return ScopeKey.uid(exchange, limit, self.uid)
 
 
-def hand_over(limiter: RateLimiter, spec: ExchangeSpec, overrides: RateLimitOverrides,
+def hand_over(limiter: Limiter, spec: ExchangeSpec, overrides: RateLimitOverrides,
               key: AccountScope, account: AccountScope) -> None:
     """Charge `account`'s buckets with what `key`'s counted in their current windows.
 
@@ -142,7 +142,7 @@ class KeySequence:
 
 @dataclass(frozen=True)
 class Admission:
-    charged: tuple[tuple[Charge, RateLimitBucket], ...]
+    charged: tuple[tuple[Charge, Bucket], ...]
     permit: Permit | None
 
 
@@ -150,7 +150,7 @@ class RequestGate:
     """One client's view of the limiter: endpoint → buckets and weights, answer → feedback."""
 
     def __init__(
-        self, limiter: RateLimiter, spec: ExchangeSpec,
+        self, limiter: Limiter, spec: ExchangeSpec,
         overrides: RateLimitOverrides | Callable[[], RateLimitOverrides], *,
         testnet: bool = False, host: str = "",
         account: AccountScope | Callable[[], AccountScope] | None = None,
@@ -173,11 +173,11 @@ class RequestGate:
         self._wall_clock = wall_clock
         self.sequence = sequence
         self._sequential = spec.client.sequential_apis if spec.client else ()
-        self._buckets: dict[str, RateLimitBucket | None] = {}
+        self._buckets: dict[str, Bucket | None] = {}
         self.waited_s = 0.0
         self.requests = 0
 
-    def bucket(self, name: str) -> RateLimitBucket | None:
+    def bucket(self, name: str) -> Bucket | None:
         """The bucket of limit `name` for this client; None for an account limit without a key."""
         scope = self._account()
         if scope != self._scope:  # the key's UID became known: its buckets from now on
@@ -186,7 +186,7 @@ class RequestGate:
             self._buckets[name] = self._make_bucket(name)
         return self._buckets[name]
 
-    def _make_bucket(self, name: str) -> RateLimitBucket | None:
+    def _make_bucket(self, name: str) -> Bucket | None:
         limit = self._spec.rate_limit(name)
         if limit.scope is RateLimitScope.IP:
             key = ScopeKey.ip(self._label, name, self._host)
@@ -266,7 +266,7 @@ class RequestGate:
         return None
 
 
-def _observe(bucket: RateLimitBucket, usage: UsageHeader, info: ResponseInfo) -> None:
+def _observe(bucket: Bucket, usage: UsageHeader, info: ResponseInfo) -> None:
     def number(name: str | None) -> float | None:
         raw = info.header(name) if name else None
         try:

@@ -5,6 +5,8 @@
     │                      a priority queue in front of a meter, pausable after a 429
     └── meters             SlidingWindow (fixed and sliding windows) and DecayingCounter
                            (Kraken's counter that drains at a constant rate)
+    SharedRateLimiter      the same accounting for a fleet of daemons, in Redis
+                           (`ctsd.ratelimit.shared`); both satisfy `protocol.Limiter`
 
 Nothing here knows an exchange: `ctsd.exchanges` turns an exchange's declared
 limits and endpoint table into `ScopeKey`s, `BucketSpec`s and weights.
@@ -22,14 +24,17 @@ from ctsd.ratelimit.model import (
     ScopeKey,
     ScopeUsage,
 )
+from ctsd.ratelimit.protocol import Bucket, Limiter
 
 __all__ = [
+    "Bucket",
     "BucketSpec",
     "Clock",
     "Demand",
     "Lane",
     "LimitChange",
     "LimitOverride",
+    "Limiter",
     "LimiterClosed",
     "MeterKind",
     "Permit",
