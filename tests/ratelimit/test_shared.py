@@ -36,6 +36,8 @@ class Flight:
     weight: float
     outside: bool = False
     """Another program's usage, revealed by a usage header: once known, it counts."""
+    asked: float = 0.0
+    """When the request asked for budget (its grant was decided between then and `left`)."""
 
 
 def fleet_settings(url: str, prefix: str, member: str) -> FleetSettings:
@@ -62,7 +64,7 @@ def worst_window(flights: list[Flight], interval: float) -> float:
         inside = [f for f in flights if f.left <= start + interval and f.landed >= start]
         ours = [f for f in inside if not f.outside]
         if ours:
-            last = max(f.left for f in ours)
+            last = max(f.asked for f in ours)  # known before that grant was decided
             worst = max(worst, sum(f.weight for f in ours if not f.outside)
                         + sum(f.weight for f in inside if f.outside and f.left <= last))
     return worst
@@ -75,13 +77,15 @@ async def drive(limiter: SharedRateLimiter, spec: BucketSpec, rng: random.Random
     airborne = _AIRBORNE.setdefault(id(flights), {})
     for i in range(requests):
         weight = rng.choice((1.0, 1.0, 2.0, 3.0))
+        asked, token = time.monotonic(), object()
+        airborne[id(token)] = weight  # from the ask: Redis may have granted it already
         try:
             permit = await limiter.acquire([Demand(bucket, weight)], Lane(rng.randrange(3)))
         except Unavailable:
+            del airborne[id(token)]
             await asyncio.sleep(0.01)  # over our share while cut off: not sent
             continue
         left = time.monotonic()
-        airborne[id(permit)] = weight
         try:
             await asyncio.sleep(rng.uniform(0, 0.03))
             if pause_every and i % pause_every == pause_every - 1:
@@ -99,8 +103,8 @@ async def drive(limiter: SharedRateLimiter, spec: BucketSpec, rng: random.Random
                 now = time.monotonic()  # from here on, every daemon's grants count it
                 flights.append(Flight(now, now, outside, outside=True))
         finally:
-            flights.append(Flight(left, time.monotonic(), weight))
-            del airborne[id(permit)]
+            flights.append(Flight(left, time.monotonic(), weight, asked=asked))
+            del airborne[id(token)]
             permit.land()
 
 
@@ -160,7 +164,7 @@ async def test_a_pause_reaches_every_daemon(redis_url: str) -> None:
         await asyncio.gather(a.close(), b.close())
 
 
-@settings(max_examples=6, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=4, deadline=None, suppress_health_check=list(HealthCheck))
 @given(seed=st.integers(0, 2**32), daemons=st.integers(2, 3),
        capacity=st.sampled_from([6.0, 9.0, 12.0]), pause_every=st.sampled_from([0, 9]),
        correct_every=st.sampled_from([0, 7]))
@@ -174,7 +178,7 @@ def test_no_window_exceeds_the_limit_with_pauses_and_corrections(
         flights: list[Flight] = []
         try:
             await asyncio.gather(*(
-                drive(lim, spec, random.Random(seed + i), 25, flights,
+                drive(lim, spec, random.Random(seed + i), 15, flights,
                       pause_every=pause_every, correct_every=correct_every)
                 for i, lim in enumerate(fleet * 2)))
         finally:
@@ -185,9 +189,9 @@ def test_no_window_exceeds_the_limit_with_pauses_and_corrections(
     assert worst_window(flights, INTERVAL) <= capacity + 1e-9
 
 
-@settings(max_examples=3, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=2, deadline=None, suppress_health_check=list(HealthCheck))
 @given(seed=st.integers(0, 2**32), kill_after=st.floats(0.1, 0.6),
-       down_for=st.floats(0.05, 1.2))
+       down_for=st.floats(0.3, 1.2))
 def test_redis_killed_mid_run_fallback_then_return_never_exceeds(
         private_redis: PrivateRedis, seed: int, kill_after: float, down_for: float) -> None:
     """Redis dies (everything it counted is gone), daemons go on with their shares,
@@ -208,7 +212,7 @@ def test_redis_killed_mid_run_fallback_then_return_never_exceeds(
 
         try:
             await asyncio.gather(outage(), *(
-                drive(lim, spec, random.Random(seed + i), 40, flights)
+                drive(lim, spec, random.Random(seed + i), 25, flights)
                 for i, lim in enumerate(fleet * 2)))
             for _ in range(100):  # each comes back within a few heartbeats
                 if not any(lim.link.down for lim in fleet):
@@ -222,5 +226,6 @@ def test_redis_killed_mid_run_fallback_then_return_never_exceeds(
         return flights, seen_down
 
     flights, seen_down = asyncio.run(scenario())
+    assert seen_down == [True]  # every daemon noticed, and went on on its own
     assert worst_window(flights, INTERVAL) <= 9 + 1e-9
-    assert len(flights) > 60
+    assert len(flights) > 40
