@@ -17,8 +17,8 @@ import contextlib
 import logging
 import math
 import secrets
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
 import redis.asyncio as aioredis
@@ -26,7 +26,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
-from ctsd.errors import Unavailable
+from ctsd.errors import ConfigurationError, Unavailable
 from ctsd.ratelimit import lua
 from ctsd.ratelimit.clock import Clock
 from ctsd.ratelimit.model import ScopeKey
@@ -60,6 +60,31 @@ class FleetSettings:
     """The longest a queued request waits before asking Redis again."""
     lease_s: float = 2.0
     timeout_s: float = 1.0
+
+    @classmethod
+    def from_mapping(cls, raw: Mapping[str, Any], default_member: str) -> FleetSettings | None:
+        """The `[fleet]` table (redis_url, egress, member, and the timings above); None
+        when it sets no redis_url: the daemon then counts its limits alone."""
+        known = {f.name for f in fields(cls)}
+        unknown = set(raw) - known
+        if unknown:
+            raise ConfigurationError(f"fleet: unknown keys {sorted(unknown)}")
+        if not raw.get("redis_url"):
+            return None
+        try:
+            values: dict[str, Any] = {
+                k: (str(v) if k in ("redis_url", "member", "egress", "prefix") else float(v))
+                for k, v in raw.items()}
+        except (TypeError, ValueError) as exc:
+            raise ConfigurationError(f"fleet: {exc}") from exc
+        values.setdefault("member", default_member)
+        settings = cls(**values)
+        for name in known - {"redis_url", "member", "egress", "prefix"}:
+            if not getattr(settings, name) > 0:
+                raise ConfigurationError(f"fleet.{name} must be positive")
+        if settings.stale_after_s <= settings.heartbeat_s:
+            raise ConfigurationError("fleet.stale_after_s must exceed fleet.heartbeat_s")
+        return settings
 
 
 class RedisDown(Exception):

@@ -19,7 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ctsd.errors import Unavailable
+from ctsd.errors import ConfigurationError, Unavailable
 from ctsd.ratelimit import BucketSpec, Demand, Lane, ScopeKey
 from ctsd.ratelimit.fleet_link import FleetSettings
 from ctsd.ratelimit.shared import SharedRateLimiter
@@ -229,3 +229,17 @@ def test_redis_killed_mid_run_fallback_then_return_never_exceeds(
     assert seen_down == [True]  # every daemon noticed, and went on on its own
     assert worst_window(flights, INTERVAL) <= 9 + 1e-9
     assert len(flights) > 40
+
+
+def test_the_fleet_table_is_read_and_checked() -> None:
+    assert FleetSettings.from_mapping({}, "host-a") is None
+    read = FleetSettings.from_mapping(
+        {"redis_url": "unix:///run/redis.sock", "egress": "office", "heartbeat_s": 2,
+         "stale_after_s": 6}, "host-a")
+    assert read == FleetSettings("unix:///run/redis.sock", "host-a", egress="office",
+                                 heartbeat_s=2.0, stale_after_s=6.0)
+    for bad in ({"redis_url": "x", "colour": "red"}, {"redis_url": "x", "poll_s": 0},
+                {"redis_url": "x", "heartbeat_s": "soon"},
+                {"redis_url": "x", "heartbeat_s": 5, "stale_after_s": 5}):
+        with pytest.raises(ConfigurationError, match="fleet"):
+            FleetSettings.from_mapping(bad, "host-a")
