@@ -117,7 +117,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 def _rotate(args: argparse.Namespace) -> int:
     from ctsd.logs import configure
-    from ctsd.vault.rotate_command import run_rotation
+    from ctsd.wiring.rotate_key import run_rotation
 
     config = _load(args)
     configure(config.log_level, config.log_format)

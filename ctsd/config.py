@@ -1,11 +1,20 @@
 """Daemon settings: embedded defaults, an optional TOML file, then flags.
 
-Frozen and typed, so a setting read anywhere is the one validated here. The
-file's tables: `[daemon]` (listen, paths, logs, metrics), `[tls]`, `[auth]`,
-`[batch]`, `[engines]`, `[exchanges.<id>]` and `[rate_limits]`;
-`systemd/ctsd.toml.example` shows every key. TLS material and
-the bearer token may instead come from systemd credentials (`LoadCredential=`
-names in `CREDENTIAL_NAMES`), used when the file names no path.
+One frozen dataclass per table of the file, each field declared once with
+its default, its check and whether SIGHUP applies it (`ctsd.settings`):
+
+    [daemon]             DaemonConfig's own fields (listen, paths, logs, metrics, ...)
+    [tls]                TlsConfig            [auth]     AuthConfig
+    [batch]              BatchConfig          [engines]  EnginesConfig
+    [exchanges.<id>]     ExchangeSettings     (ctsd.exchanges.settings)
+    [rate_limits]        RateLimitOverrides   (ctsd.ratelimit.config)
+
+`systemd/ctsd.toml.example` shows every key (a test holds it to that). A
+flag overrides the file's key of the same name: `--log-level` is
+`[daemon] log_level`, `--tls-cert-file` is `[tls] cert_file`. TLS material
+and the bearer token may instead come from systemd credentials
+(`LoadCredential=` names in `CREDENTIAL_NAMES`), used when nothing names a
+path.
 """
 
 from __future__ import annotations
@@ -13,27 +22,40 @@ from __future__ import annotations
 import ipaddress
 import os
 import tomllib
-from dataclasses import dataclass, field, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
+from types import MappingProxyType
+from typing import Any
 
 from cts.address import SOCKET_NAME, default_state_dir
+from ctsd.connections.checks.batch_tester import BatchSettings
 from ctsd.errors import ConfigurationError
+from ctsd.exchanges.registry import ExchangeRegistry
+from ctsd.exchanges.settings import ExchangeSettings, read_exchange_tables, with_flags
 from ctsd.ratelimit.config import RateLimitOverrides
-
-if TYPE_CHECKING:
-    from ctsd.exchanges.registry import ExchangeRegistry
+from ctsd.settings import (
+    SECTION,
+    boolean,
+    integer,
+    number,
+    one_of,
+    read_table,
+    reloaded,
+    section,
+    setting,
+    text,
+)
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("logfmt", "json")
 OPEN_SERVICES = ("health", "reflection")
 SOCKET_MODES = (0o600, 0o660)
 CREDENTIAL_NAMES = {  # setting -> systemd credential name
-    "tls_cert_file": "tls-cert",
-    "tls_key_file": "tls-key",
-    "tls_client_ca_file": "tls-client-ca",
-    "auth_token_file": "auth-token",
+    "tls.cert_file": "tls-cert",
+    "tls.key_file": "tls-key",
+    "tls.client_ca_file": "tls-client-ca",
+    "auth.token_file": "auth-token",
 }
 
 
@@ -105,7 +127,7 @@ def parse_metrics_listen(text: str) -> tuple[str, int]:
     return _host_port(text.removeprefix("tcp://"), "metrics_listen")
 
 
-def default_socket(state_dir: Path, env: dict[str, str]) -> Path:
+def default_socket(state_dir: Path, env: Mapping[str, str]) -> Path:
     if env.get("RUNTIME_DIRECTORY"):
         return Path(env["RUNTIME_DIRECTORY"].split(":")[0]) / SOCKET_NAME
     if env.get("XDG_RUNTIME_DIR"):
@@ -113,306 +135,245 @@ def default_socket(state_dir: Path, env: dict[str, str]) -> Path:
     return state_dir / SOCKET_NAME
 
 
+# --- checks of [daemon] values ------------------------------------------------------------
+
+
+def _path(raw: Any, _name: str) -> Path | None:
+    return Path(str(raw)).expanduser() if raw else None
+
+
+def _metrics_listen(raw: Any, _name: str) -> tuple[str, int] | None:
+    return parse_metrics_listen(str(raw)) if raw else None
+
+
+def _socket_mode(raw: Any, name: str) -> int:
+    mode = int(raw, 8) if isinstance(raw, str) and raw.isdigit() else -1
+    if mode not in SOCKET_MODES:
+        raise ConfigurationError(f'{name} must be "0600" or "0660" (owner, then group)')
+    return mode
+
+
+def _names(raw: Any, name: str) -> tuple[str, ...]:
+    if not isinstance(raw, list) or not all(isinstance(n, str) and n for n in raw):
+        raise ConfigurationError(f"{name} must be a list of names")
+    return tuple(raw)
+
+
+def _open_services(raw: Any, name: str) -> frozenset[str]:
+    if not isinstance(raw, list) or not set(raw) <= set(OPEN_SERVICES):
+        raise ConfigurationError(f"{name} may list only {', '.join(OPEN_SERVICES)}")
+    return frozenset(raw)
+
+
+# --- the tables -------------------------------------------------------------------------
+
+
 @dataclass(frozen=True)
 class TlsConfig:
-    """Server certificate and key; a client CA turns on mTLS (client certs required)."""
+    """[tls]: server certificate and key; a client CA turns on mTLS (client certs required)."""
 
-    cert_file: Path
-    key_file: Path
-    client_ca_file: Path | None = None
+    cert_file: Path = setting(check=_path)
+    key_file: Path = setting(check=_path)
+    client_ca_file: Path | None = setting(None, check=_path)
+
+    @classmethod
+    def read(cls, table: Mapping[str, Any], env: Mapping[str, str]) -> TlsConfig | None:
+        cert, key = (_credential_path(table, "tls", k, env) for k in ("cert_file", "key_file"))
+        client_ca = _credential_path(table, "tls", "client_ca_file", env)
+        if cert is None and key is None:
+            if client_ca is not None:
+                raise ConfigurationError("tls client_ca_file needs cert_file and key_file")
+            return None
+        if cert is None or key is None:
+            raise ConfigurationError("tls needs both cert_file and key_file")
+        return cls(cert, key, client_ca)
 
 
 @dataclass(frozen=True)
 class AuthConfig:
-    """Who may call: bearer token holders and/or holders of a certificate from the CA."""
+    """[auth]: who may call — bearer token holders and/or holders of a certificate from the CA."""
 
-    token_file: Path | None = None
-    client_names: tuple[str, ...] = ()  # with mTLS: allowed certificate CNs/DNS names
-    open_services: frozenset[str] = frozenset()  # "health", "reflection": no auth needed
+    token_file: Path | None = setting(None, check=_path)
+    client_names: tuple[str, ...] = setting((), check=_names)
+    """With mTLS: the certificate CNs/DNS names allowed to call."""
+    open_services: frozenset[str] = setting(frozenset(), check=_open_services)
+    """"health", "reflection": reachable without credentials."""
+
+    @classmethod
+    def read(cls, table: Mapping[str, Any], env: Mapping[str, str],
+             tls: TlsConfig | None) -> AuthConfig:
+        auth = read_table(cls, table, "auth",
+                          token_file=_credential_path(table, "auth", "token_file", env))
+        if auth.client_names and (tls is None or tls.client_ca_file is None):
+            raise ConfigurationError("auth client_names needs mTLS ([tls] client_ca_file)")
+        return auth
+
+
+_BATCH = BatchSettings()
+
+
+@dataclass(frozen=True)
+class BatchConfig:
+    """[batch]: defaults of BatchTestConnections (SPEC: concurrency 3, 30 s per item)."""
+
+    concurrency: int = setting(_BATCH.concurrency, check=integer(1, 32))
+    item_timeout_s: float = setting(
+        _BATCH.item_timeout_s,
+        check=number(0, 600, low_open=True, what="a number of seconds, 0 to 600"))
+    max_attempts: int = setting(_BATCH.retry.max_attempts, check=integer(1, 10))
+
+
+@dataclass(frozen=True)
+class EnginesConfig:
+    """[engines]: what the daemon does with running engines."""
+
+    cancel_orders_on_shutdown: bool = setting(False, check=boolean)
+    """True: a shutdown cancels each engine's open orders before it stops. False: they rest
+    on the venue and the engine reconciles them when it resumes after the restart."""
 
 
 @dataclass(frozen=True)
 class DaemonConfig:
-    state_dir: Path
-    listen: ListenAddress
-    master_key_file: Path | None = None
-    log_level: str = "info"
-    log_format: str = "logfmt"
-    grace_seconds: float = 4.0
-    calls_per_second_per_peer: float = 5000.0
+    """The whole file: [daemon]'s settings are its own fields, the other tables sections."""
+
+    state_dir: Path = setting()
+    listen: ListenAddress = setting()
+    master_key_file: Path | None = setting(None, check=_path)
+    log_level: str = setting("info", reload=True, check=one_of(*LOG_LEVELS))
+    log_format: str = setting("logfmt", reload=True, check=one_of(*LOG_FORMATS))
+    grace_seconds: float = setting(4.0, check=number(0, 60))
+    calls_per_second_per_peer: float = setting(
+        5000.0, check=number(0, 1e6, what="a number from 0 (no limit) to 1000000"))
     """The flood guard (`ctsd.api.request_rate`): 0 turns it off."""
-    metrics_listen: tuple[str, int] | None = None
-    socket_mode: int = 0o600
-    socket_group: str | None = None
-    tls: TlsConfig | None = None
-    auth: AuthConfig = field(default_factory=AuthConfig)
-    exchange_endpoints: tuple[tuple[str, str], ...] = ()  # (exchange id, base URL)
-    batch: BatchConfig = field(default_factory=lambda: BatchConfig())
-    rate_limits: RateLimitOverrides = field(default_factory=RateLimitOverrides)
-    engines: EnginesConfig = field(default_factory=lambda: EnginesConfig())
+    metrics_listen: tuple[str, int] | None = setting(None, check=_metrics_listen)
+    socket_mode: int = setting(0o600, check=_socket_mode)
+    socket_group: str | None = setting(None, check=text)
+    tls: TlsConfig | None = section(reload=False)
+    auth: AuthConfig = section(AuthConfig)
+    batch: BatchConfig = section(BatchConfig)
+    engines: EnginesConfig = section(EnginesConfig)
+    exchanges: Mapping[str, ExchangeSettings] = section(
+        lambda: MappingProxyType({}), reload=False)
+    rate_limits: RateLimitOverrides = section(RateLimitOverrides)
 
     @property
     def authenticates(self) -> bool:
         mtls = self.tls is not None and self.tls.client_ca_file is not None
         return self.auth.token_file is not None or mtls
 
+    def reloaded(self, new: DaemonConfig) -> tuple[DaemonConfig, list[str]]:
+        """This config with what a reload applies from `new` (each field says), and the
+        settings that changed but take effect only after a restart."""
+        return reloaded(self, new)
 
-_TABLES = {
-    "daemon": {
-        "listen", "state_dir", "master_key_file", "log_level", "log_format",
-        "grace_seconds", "metrics_listen", "socket_mode", "socket_group",
-        "calls_per_second_per_peer",
-    },
-    "tls": {"cert_file", "key_file", "client_ca_file"},
-    "auth": {"token_file", "client_names", "open_services"},
-    "batch": {"concurrency", "item_timeout_s", "max_attempts"},
-    "engines": {"cancel_orders_on_shutdown"},
+    @classmethod
+    def read(cls, tables: Mapping[str, Any], env: Mapping[str, str]) -> DaemonConfig:
+        daemon = tables.get("daemon", {})
+        state_dir = Path(daemon.get("state_dir") or default_state_dir(dict(env))).expanduser()
+        tls = TlsConfig.read(tables.get("tls", {}), env)
+        auth = AuthConfig.read(tables.get("auth", {}), env, tls)
+        secured = tls is not None and (auth.token_file is not None or
+                                       tls.client_ca_file is not None)
+        listen = (parse_listen(str(daemon["listen"]), secured) if daemon.get("listen")
+                  else ListenAddress(unix_path=default_socket(state_dir, env)))
+        return read_table(
+            cls, daemon, "daemon", state_dir=state_dir, listen=listen, tls=tls, auth=auth,
+            batch=read_table(BatchConfig, tables.get("batch", {}), "batch"),
+            engines=read_table(EnginesConfig, tables.get("engines", {}), "engines"),
+            exchanges=MappingProxyType(dict(tables.get("exchanges", {}))),
+            rate_limits=tables.get("rate_limits") or RateLimitOverrides(),
+        )
+
+
+TABLES: Mapping[str, type[Any]] = {
+    "daemon": DaemonConfig, "tls": TlsConfig, "auth": AuthConfig, "batch": BatchConfig,
+    "engines": EnginesConfig, "exchanges": ExchangeSettings, "rate_limits": RateLimitOverrides,
 }  # fmt: skip
 
 
-def _read_file(path: Path) -> dict[str, Any]:
-    """The file's tables flattened: `[tls] cert_file` becomes `tls_cert_file`."""
+def _keys(table: str) -> set[str]:
+    return {f.name for f in fields(TABLES[table]) if not f.metadata.get(SECTION)}
+
+
+FLAGS: Mapping[str, tuple[str, str]] = {
+    (key if table == "daemon" else f"{table}_{key}"): (table, key)
+    for table in ("daemon", "tls", "auth", "batch", "engines") for key in _keys(table)
+}
+"""Flat override names (`tls_cert_file`, as argparse spells `--tls-cert-file`) → table, key."""
+
+
+def _credential_path(table: Mapping[str, Any], name: str, key: str,
+                     env: Mapping[str, str]) -> Path | None:
+    """An explicit path wins; else the systemd credential of that name, if loaded."""
+    if table.get(key):
+        return Path(str(table[key])).expanduser()
+    creds = env.get("CREDENTIALS_DIRECTORY")
+    credential = CREDENTIAL_NAMES.get(f"{name}.{key}")
+    if creds and credential and (Path(creds) / credential).is_file():
+        return Path(creds) / credential
+    return None
+
+
+def _read_file(path: Path, registry: ExchangeRegistry) -> dict[str, Any]:
+    """The file's tables, each checked for unknown keys; exchanges and rate limits parsed."""
     try:
         data = tomllib.loads(path.read_text())
     except OSError as exc:
         raise ConfigurationError(f"cannot read config {path}: {exc}") from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigurationError(f"config {path} is not valid TOML: {exc}") from exc
-    exchanges = data.pop("exchanges", {})  # [exchanges.<id>] tables: see _exchange_tables
-    rate_limits = data.pop("rate_limits", {})  # [rate_limits] and [rate_limits.<id>.<name>]
-    unknown = sorted(set(data) - set(_TABLES))
-    flat: dict[str, Any] = {
-        "exchange_endpoints": _exchange_tables(exchanges, path),
-        "rate_limits": _rate_limit_tables(rate_limits, path),
-    }
-    for table, keys in _TABLES.items():
-        section = data.get(table, {})
-        if not isinstance(section, dict):
-            raise ConfigurationError(f"config {path}: [{table}] must be a table")
-        unknown += sorted(f"{table}.{k}" for k in set(section) - keys)
-        prefix = "" if table == "daemon" else f"{table}_"
-        flat.update({prefix + k: v for k, v in section.items()})
+    where = f"config {path}"
+    unknown = sorted(set(data) - set(TABLES))
+    for table, keys in data.items():
+        if table in ("exchanges", "rate_limits") or table not in TABLES:
+            continue
+        if not isinstance(keys, dict):
+            raise ConfigurationError(f"{where}: [{table}] must be a table")
+        unknown += sorted(f"{table}.{k}" for k in set(keys) - _keys(table))
     if unknown:
-        raise ConfigurationError(f"config {path}: unknown settings {unknown}")
-    return flat
+        raise ConfigurationError(f"{where}: unknown settings {unknown}")
+    if "exchanges" in data:
+        data["exchanges"] = read_exchange_tables(data["exchanges"], registry.ids(), where)
+    if "rate_limits" in data:
+        data["rate_limits"] = _rate_limit_tables(data["rate_limits"], where, registry)
+    return data
 
 
-def _path(settings: dict[str, Any], key: str, env: dict[str, str]) -> Path | None:
-    """An explicit path wins; else the systemd credential of that name, if loaded."""
-    if settings.get(key):
-        return Path(str(settings[key])).expanduser()
-    creds = env.get("CREDENTIALS_DIRECTORY")
-    name = CREDENTIAL_NAMES.get(key)
-    if creds and name and (Path(creds) / name).is_file():
-        return Path(creds) / name
-    return None
-
-
-def _choice(settings: dict[str, Any], key: str, default: str, allowed: tuple[str, ...]) -> str:
-    value = str(settings.get(key, default)).lower()
-    if value not in allowed:
-        raise ConfigurationError(f"{key} must be one of {', '.join(allowed)}")
-    return value
-
-
-def _tls(settings: dict[str, Any], env: dict[str, str]) -> TlsConfig | None:
-    cert, key = _path(settings, "tls_cert_file", env), _path(settings, "tls_key_file", env)
-    client_ca = _path(settings, "tls_client_ca_file", env)
-    if cert is None and key is None:
-        if client_ca is not None:
-            raise ConfigurationError("tls client_ca_file needs cert_file and key_file")
-        return None
-    if cert is None or key is None:
-        raise ConfigurationError("tls needs both cert_file and key_file")
-    return TlsConfig(cert, key, client_ca)
-
-
-def _auth(settings: dict[str, Any], env: dict[str, str], tls: TlsConfig | None) -> AuthConfig:
-    names = settings.get("auth_client_names", [])
-    opened = settings.get("auth_open_services", [])
-    if not isinstance(names, list) or not all(isinstance(n, str) and n for n in names):
-        raise ConfigurationError("auth client_names must be a list of names")
-    if not isinstance(opened, list) or not set(opened) <= set(OPEN_SERVICES):
-        raise ConfigurationError(f"auth open_services may list only {', '.join(OPEN_SERVICES)}")
-    if names and (tls is None or tls.client_ca_file is None):
-        raise ConfigurationError("auth client_names needs mTLS ([tls] client_ca_file)")
-    return AuthConfig(_path(settings, "auth_token_file", env), tuple(names), frozenset(opened))
-
-
-def _grace(settings: dict[str, Any]) -> float:
-    value = settings.get("grace_seconds", 4.0)
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 60:
-        raise ConfigurationError("grace_seconds must be a number from 0 to 60")
-    return float(value)
-
-
-def _calls_per_second(settings: dict[str, Any]) -> float:
-    value = settings.get("calls_per_second_per_peer", 5000.0)
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1e6:
-        raise ConfigurationError(
-            "calls_per_second_per_peer must be a number from 0 (no limit) to 1000000")
-    return float(value)
-
-
-def _socket_mode(settings: dict[str, Any]) -> int:
-    value = settings.get("socket_mode", "0600")
-    mode = int(value, 8) if isinstance(value, str) and value.isdigit() else -1
-    if mode not in SOCKET_MODES:
-        raise ConfigurationError('socket_mode must be "0600" or "0660" (owner, then group)')
-    return mode
-
-
-def load_config(
-    config_file: Path | None,
-    overrides: dict[str, Any],
-    env: dict[str, str] | None = None,
-) -> DaemonConfig:
-    """Defaults, then the file's tables, then non-None `overrides` (flat keys)."""
-    env = dict(os.environ) if env is None else env
-    settings: dict[str, Any] = _read_file(config_file) if config_file else {}
-    settings.update({k: v for k, v in overrides.items() if v is not None})
-    state_dir = Path(settings.get("state_dir") or default_state_dir(env)).expanduser()
-    tls = _tls(settings, env)
-    config = DaemonConfig(state_dir=state_dir, listen=ListenAddress(), tls=tls)
-    config = replace(config, auth=_auth(settings, env, tls))
-    listen_text = settings.get("listen")
-    secured = tls is not None and config.authenticates
-    listen = (
-        parse_listen(str(listen_text), secured)
-        if listen_text
-        else ListenAddress(unix_path=default_socket(state_dir, env))
-    )
-    metrics = settings.get("metrics_listen")
-    return replace(
-        config,
-        listen=listen,
-        master_key_file=_path(settings, "master_key_file", env),
-        log_level=_choice(settings, "log_level", config.log_level, LOG_LEVELS),
-        log_format=_choice(settings, "log_format", config.log_format, LOG_FORMATS),
-        grace_seconds=_grace(settings),
-        calls_per_second_per_peer=_calls_per_second(settings),
-        metrics_listen=parse_metrics_listen(str(metrics)) if metrics else None,
-        socket_mode=_socket_mode(settings),
-        socket_group=str(settings["socket_group"]) if settings.get("socket_group") else None,
-        exchange_endpoints=_endpoints(settings),
-        batch=_batch(settings),
-        rate_limits=settings.get("rate_limits") or RateLimitOverrides(),
-        engines=_engines(settings),
-    )
-
-
-# --- exchange endpoints and connection-test batches ---------------------------------
-# `[exchanges.<id>] endpoint = "http://127.0.0.1:PORT"` points one exchange at
-# another base URL (the simulator); `--sim-endpoint URL` points every exchange
-# there, `--exchange-endpoint ID=URL` one (flags win over the file).
-
-
-@dataclass(frozen=True)
-class BatchConfig:
-    """Defaults of BatchTestConnections (SPEC: concurrency 3, 30 s per item)."""
-
-    concurrency: int = 3
-    item_timeout_s: float = 30.0
-    max_attempts: int = 3
-
-
-@dataclass(frozen=True)
-class EnginesConfig:
-    """What the daemon does with running engines; the engine manager gets plain values."""
-
-    cancel_orders_on_shutdown: bool = False
-    """True: a shutdown cancels each engine's open orders before it stops. False: they rest
-    on the venue and the engine reconciles them when it resumes after the restart."""
-
-
-def _exchange_ids() -> list[str]:
-    return _registry().ids()
-
-
-def _registry() -> ExchangeRegistry:
-    from ctsd.exchanges.registry import ExchangeRegistry
-
-    return ExchangeRegistry.default()
-
-
-def _check_url(what: str, url: object) -> str:
-    parts = urlsplit(str(url))
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigurationError(f"{what}: {url!r} is not an http(s)://HOST[:PORT] URL")
-    return str(url).rstrip("/")
-
-
-def _exchange_tables(tables: object, path: Path) -> dict[str, str]:
-    if not isinstance(tables, dict):
-        raise ConfigurationError(f"config {path}: [exchanges] must hold [exchanges.<id>] tables")
-    known = _exchange_ids()
-    found: dict[str, str] = {}
-    for exchange, table in tables.items():
-        if exchange not in known or not isinstance(table, dict) or set(table) - {"endpoint"}:
-            raise ConfigurationError(
-                f"config {path}: [exchanges.{exchange}] must be one of {', '.join(known)} "
-                "with only an `endpoint` key"
-            )
-        if "endpoint" in table:
-            found[exchange] = _check_url(f"exchanges.{exchange}.endpoint", table["endpoint"])
-    return found
-
-
-def _rate_limit_tables(table: object, path: Path) -> RateLimitOverrides:
+def _rate_limit_tables(table: object, where: str, registry: ExchangeRegistry,
+                       ) -> RateLimitOverrides:
     """`[rate_limits]`, every override naming a limit its exchange declares: a misspelt
     name would otherwise be ignored, and the limit the operator meant to lower kept."""
     if not isinstance(table, dict):
-        raise ConfigurationError(f"config {path}: [rate_limits] must be a table")
+        raise ConfigurationError(f"{where}: [rate_limits] must be a table")
     overrides = RateLimitOverrides.from_mapping(table)
-    registry = _registry()
     for exchange, name in overrides.limits:
         spec = registry.get(exchange)
         if spec is None:
-            raise ConfigurationError(f"config {path}: [rate_limits.{exchange}.{name}]: "
+            raise ConfigurationError(f"{where}: [rate_limits.{exchange}.{name}]: "
                                      f"exchange must be one of {', '.join(registry.ids())}")
         names = [limit.name for limit in spec.rate_limits]
         if name not in names:
-            raise ConfigurationError(f"config {path}: [rate_limits.{exchange}.{name}]: "
+            raise ConfigurationError(f"{where}: [rate_limits.{exchange}.{name}]: "
                                      f"{exchange} limits are {', '.join(names)}")
     return overrides
 
 
-def _endpoints(settings: dict[str, Any]) -> tuple[tuple[str, str], ...]:
-    found = dict(settings.get("exchange_endpoints") or {})
-    if settings.get("sim_endpoint"):
-        url = _check_url("--sim-endpoint", settings["sim_endpoint"])
-        found.update({exchange: url for exchange in _exchange_ids()})
-    for flag in settings.get("exchange_endpoint_flags") or ():
-        exchange, sep, url = str(flag).partition("=")
-        if not sep or exchange not in _exchange_ids():
-            raise ConfigurationError(
-                f"--exchange-endpoint {flag!r}: expected ID=URL with ID one of "
-                f"{', '.join(_exchange_ids())}"
-            )
-        found[exchange] = _check_url("--exchange-endpoint", url)
-    return tuple(sorted(found.items()))
-
-
-def _batch(settings: dict[str, Any]) -> BatchConfig:
-    config = BatchConfig()
-    concurrency = settings.get("batch_concurrency", config.concurrency)
-    timeout = settings.get("batch_item_timeout_s", config.item_timeout_s)
-    attempts = settings.get("batch_max_attempts", config.max_attempts)
-    if not _is_int_in(concurrency, 1, 32):
-        raise ConfigurationError("batch concurrency must be an integer from 1 to 32")
-    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 0 < timeout <= 600:
-        raise ConfigurationError("batch item_timeout_s must be a number of seconds, 0 to 600")
-    if not _is_int_in(attempts, 1, 10):
-        raise ConfigurationError("batch max_attempts must be an integer from 1 to 10")
-    return BatchConfig(int(concurrency), float(timeout), int(attempts))
-
-
-def _engines(settings: dict[str, Any]) -> EnginesConfig:
-    cancel = settings.get("engines_cancel_orders_on_shutdown", False)
-    if not isinstance(cancel, bool):
-        raise ConfigurationError("engines cancel_orders_on_shutdown must be true or false")
-    return EnginesConfig(cancel_orders_on_shutdown=cancel)
-
-
-def _is_int_in(value: object, low: int, high: int) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+def load_config(
+    config_file: Path | None,
+    overrides: Mapping[str, Any],
+    env: Mapping[str, str] | None = None,
+) -> DaemonConfig:
+    """Defaults, then the file's tables, then the non-None `overrides`: flat names from
+    `FLAGS`, plus `sim_endpoint` and `exchange_endpoint_flags` (simulator URLs)."""
+    env = dict(os.environ) if env is None else env
+    registry = ExchangeRegistry.default()
+    tables = _read_file(config_file, registry) if config_file else {}
+    given = {k: v for k, v in overrides.items() if v is not None}
+    for flag, value in given.items():
+        if flag in FLAGS:
+            table, key = FLAGS[flag]
+            tables.setdefault(table, {})[key] = value
+    tables["exchanges"] = with_flags(
+        tables.get("exchanges", {}), registry.ids(), given.get("sim_endpoint"),
+        given.get("exchange_endpoint_flags") or ())
+    return DaemonConfig.read(tables, env)

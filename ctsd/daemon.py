@@ -1,7 +1,7 @@
-"""Wires the daemon together and runs it until a signal says stop.
+"""The daemon's process lifecycle: start in order, serve, reload on SIGHUP, stop cleanly.
 
-Nothing here decides anything: configuration, store, vault, domain and API
-are built by their own modules; this file orders their start and stop.
+What the daemon is made of is built by the composition root
+(`ctsd.wiring.root.assemble`); this module only starts and stops it.
 
 Lifecycle: STARTING (store open, keyring, port bound) → SERVING (health
 SERVING, systemd READY=1, watchdog pinging) → STOPPING (on SIGTERM/SIGINT:
@@ -9,9 +9,10 @@ STOPPING=1, health NOT_SERVING, new calls refused, in-flight calls given
 `grace_seconds`, then every closer in reverse order of registration) →
 exit 0. SIGHUP re-reads the configuration while serving.
 
-Subsystems that need a clean stop or a reload register with `on_close()`
-and `on_reload()`: the engine manager plugs its "stop every engine" in with
-`on_close`, rate limiters their new limits with `on_reload`.
+Parts that need a clean stop or a reload register with `on_close()` and
+`on_reload()` as the root builds them: the exchange clients and limiter
+their close and new rate limits, the engine manager (here, once opened)
+its "stop every engine".
 """
 
 from __future__ import annotations
@@ -23,59 +24,25 @@ import logging
 import os
 import signal
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import replace
+from collections.abc import Callable
 
 import grpc
 from grpc_health.v1 import health_pb2
 from grpc_health.v1.health import aio as health_aio
 
 from ctsd import __version__, logs
-from ctsd.api.access_log import AccessLog
-from ctsd.api.auth import Authenticator, AuthGuard
-from ctsd.api.request_rate import RequestRateGuard
+from ctsd.api.services import SERVICE_NAMES
 from ctsd.config import DaemonConfig
-from ctsd.connection_services import build_connection_services
-from ctsd.engine.activity import EngineActivity
-from ctsd.engine.manager import EngineManager
-from ctsd.engine_services import build_engine_services
 from ctsd.errors import ConfigurationError
-from ctsd.health.readiness import ReadinessMonitor
 from ctsd.instance_lock import InstanceLock
-from ctsd.ops.metrics import (
-    ConnectionTestMetrics,
-    EngineCollector,
-    MetricsEndpoint,
-    MetricsRegistry,
-    RateLimitCollector,
-    RpcMetrics,
-)
+from ctsd.ops.metrics import MetricsEndpoint, MetricsRegistry
 from ctsd.ops.sd_notify import Notifier, watchdog_interval
 from ctsd.ops.watchdog import Watchdog
-from ctsd.server import (
-    SERVICE_NAMES,
-    Service,
-    bind,
-    build_server,
-    restrict_socket,
-)
-from ctsd.store.database import Database
-from ctsd.store.sealed_secrets import SealedSecretRepository
+from ctsd.server import bind, restrict_socket
 from ctsd.transport.tls import server_credentials
-from ctsd.vault.keyring_setup import open_keyring
-from ctsd.vault.master_key import locate_key
-from ctsd.vault.sealer import Keyring
+from ctsd.wiring.root import Closer, Reloader, assemble
 
 log = logging.getLogger("ctsd")
-
-Closer = Callable[[], Awaitable[None]]
-Reloader = Callable[[DaemonConfig], Awaitable[None]]
-# Settings read once at start; a reload that changes them says so and keeps the old ones.
-RESTART_ONLY = (
-    "state_dir", "listen", "master_key_file", "metrics_listen", "socket_mode", "socket_group",
-    "tls", "auth", "grace_seconds", "exchange_endpoints", "batch", "engines",
-    "calls_per_second_per_peer",
-)  # fmt: skip
 
 
 def prepare_state_dir(config: DaemonConfig) -> None:
@@ -101,8 +68,6 @@ class Daemon:
         self._stop = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
         self._health: health_aio.HealthServicer | None = None
-        self._readiness: ReadinessMonitor | None = None
-        self._engines: EngineManager | None = None
         self._key_id = ""
         self.address = ""
 
@@ -129,9 +94,7 @@ class Daemon:
         watchdog: Watchdog | None = None
         try:
             self.notifier.status("opening the store")
-            db = await Database.open(self.config.state_dir)
-            self.on_close(db.close)
-            server = await self._start(db)
+            server = await self._start()
             watchdog = self._start_watchdog()
             self.notifier.ready(f"serving on {self.address}")
             log.info("serving", extra=self._serving_fields(started))
@@ -147,49 +110,22 @@ class Daemon:
             self.notifier.close()
             log.info("stopped")
 
-    async def _start(self, db: Database) -> grpc.aio.Server:
-        source = locate_key(self.config.state_dir, self.config.master_key_file, self._env)
-        keyring = await open_keyring(source, SealedSecretRepository(db))
-        self._key_id = keyring.current.key_id.hex()
+    async def _start(self) -> grpc.aio.Server:
+        built = await assemble(self.config, self._env, self, self.metrics, self._set_serving)
+        self._key_id, self._health, server = built.key_id, built.health, built.server
         self._start_metrics_endpoint()
-        server, health = build_server(self._services(db, keyring), self._interceptors())
-        if self._engines is not None:  # resumes engines; closed before the exchange clients
-            await self._engines.open()
-            self.on_close(self._engines.close)
-        self._health = health
+        await built.engines.open()  # resumes engines; closed before the exchange clients
+        self.on_close(built.engines.close)
         tls = self.config.tls if self.config.listen.unix_path is None else None
         credentials = server_credentials(tls) if tls is not None else None
         self.address = bind(server, self.config.listen, credentials)
         await server.start()
         self.on_close(lambda: server.stop(0))  # the grace was given in _drain
         restrict_socket(self.config)
-        for name in ("", *SERVICE_NAMES):
-            await health.set(name, health_pb2.HealthCheckResponse.SERVING)
-        if self._readiness is not None:  # re-checks the store and key; may turn NOT_SERVING
-            self._readiness.start()
-            self.on_close(self._readiness.close)
+        await self._set_serving(True)
+        built.readiness.start()  # re-checks the store and key; may turn NOT_SERVING
+        self.on_close(built.readiness.close)
         return server
-
-    def _services(self, db: Database, keyring: Keyring) -> list[Service]:
-        """The domain, built on the open store: the one place new services are wired."""
-        # --- connections, connection tests, HealthService (ctsd.connection_services) ---
-        activity = EngineActivity()  # connections report which of them run an engine
-        on_test = ConnectionTestMetrics(self.metrics).observe if self.metrics.enabled else None
-        built = build_connection_services(self.config, db, keyring, activity, self._env,
-                                          on_test_result=on_test)
-        self.metrics.register(RateLimitCollector(built.exchanges.usage))
-        for closer in built.closers:
-            self.on_close(closer)
-        for reloader in built.reloaders:
-            self.on_reload(reloader)
-        self._readiness = built.readiness(self._set_serving)
-        # --- trade engines (ctsd.engine_services), on the connections' exchange clients ---
-        engines = build_engine_services(db, built.connections, built.exchanges.factory,
-                                        built.credentials, self.config.engines)
-        activity.attach(engines.manager.list)
-        self.metrics.register(EngineCollector(engines.manager.list))
-        self._engines = engines.manager
-        return [*built.services, engines.service]
 
     async def _set_serving(self, ready: bool) -> None:
         """grpc.health.v1 follows readiness (the local start-up checks)."""
@@ -202,17 +138,6 @@ class Daemon:
         )
         for name in ("", *SERVICE_NAMES):
             await self._health.set(name, status)
-
-    def _interceptors(self) -> list[grpc.aio.ServerInterceptor]:
-        rpc_metrics = RpcMetrics(self.metrics)
-        interceptors = [AccessLog(rpc_metrics).interceptor()]
-        authenticator = Authenticator.from_config(self.config)
-        if authenticator is not None:
-            interceptors.append(AuthGuard(authenticator, rpc_metrics).interceptor())
-        if self.config.calls_per_second_per_peer > 0:  # after auth: strangers are not counted
-            guard = RequestRateGuard(self.config.calls_per_second_per_peer)
-            interceptors.append(guard.interceptor())
-        return interceptors
 
     def _start_metrics_endpoint(self) -> None:
         if self.config.metrics_listen is None:
@@ -271,11 +196,10 @@ class Daemon:
             log.error("reload refused, keeping the running configuration", extra={"error": exc})
             self.notifier.ready(f"serving on {self.address} (last reload failed)")
             return
-        ignored = [n for n in RESTART_ONLY if getattr(new, n) != getattr(self.config, n)]
+        self.config, ignored = self.config.reloaded(new)  # each field says whether it may
         if ignored:
             log.warning("changes that take effect after a restart", extra={"settings": ignored})
         logs.configure(new.log_level, new.log_format)
-        self.config = _with_reloadable(self.config, new)
         for reloader in list(self._reloaders):
             try:
                 await reloader(self.config)
@@ -299,12 +223,6 @@ def settle_garbage_collector() -> None:
     gc.freeze()
     _, second, third = gc.get_threshold()
     gc.set_threshold(GC_FIRST_GENERATION, second, third)
-
-
-def _with_reloadable(running: DaemonConfig, new: DaemonConfig) -> DaemonConfig:
-    """The running config with what a reload applies: logs here, rate limits by their hook."""
-    return replace(running, log_level=new.log_level, log_format=new.log_format,
-                   rate_limits=new.rate_limits)
 
 
 async def run_daemon(

@@ -11,8 +11,7 @@ import contextlib
 import grp
 import os
 import socket
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 
 import grpc
@@ -20,67 +19,13 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
 
-from cts.v1 import (
-    connection_service_pb2,
-    connection_service_pb2_grpc,
-    engine_service_pb2,
-    engine_service_pb2_grpc,
-    health_service_pb2,
-    health_service_pb2_grpc,
-)
-from ctsd.api.connections import ConnectionServicer
-from ctsd.api.engines import EngineServicer
-from ctsd.api.health import SystemHealthServicer
 from ctsd.api.pre_encoded import PreEncodedResponses
+from ctsd.api.services import Service
 from ctsd.api.status import ErrorTranslationInterceptor
 from ctsd.config import DaemonConfig, ListenAddress
 from ctsd.errors import ConfigurationError
 
 MAX_MESSAGE_BYTES = 1 << 20
-CONNECTION_SERVICE = connection_service_pb2.DESCRIPTOR.services_by_name[
-    "ConnectionService"
-].full_name
-HEALTH_SERVICE = health_service_pb2.DESCRIPTOR.services_by_name["HealthService"].full_name
-ENGINE_SERVICE = engine_service_pb2.DESCRIPTOR.services_by_name["EngineService"].full_name
-SERVICE_NAMES = (CONNECTION_SERVICE, HEALTH_SERVICE, ENGINE_SERVICE)
-
-
-@dataclass(frozen=True)
-class Service:
-    """One of our gRPC services: its full name (for health and reflection) and registration."""
-
-    name: str
-    add_to: Callable[[grpc.aio.Server], None]
-    pre_encoded: frozenset[str] = frozenset()
-    """Full method names whose behaviour yields serialized bytes (`PreEncodedResponses`)."""
-
-
-def connection_service(servicer: ConnectionServicer) -> Service:
-    return Service(
-        CONNECTION_SERVICE,
-        lambda server: connection_service_pb2_grpc.add_ConnectionServiceServicer_to_server(
-            servicer, server
-        ),
-    )
-
-
-def health_service(servicer: SystemHealthServicer) -> Service:
-    return Service(
-        HEALTH_SERVICE,
-        lambda server: health_service_pb2_grpc.add_HealthServiceServicer_to_server(
-            servicer, server
-        ),
-    )
-
-
-def engine_service(servicer: EngineServicer) -> Service:
-    return Service(
-        ENGINE_SERVICE,
-        lambda server: engine_service_pb2_grpc.add_EngineServiceServicer_to_server(
-            servicer, server
-        ),
-        pre_encoded=frozenset({f"/{ENGINE_SERVICE}/WatchEngines"}),
-    )
 
 
 def build_server(

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 
-from ctsd.config import load_config, parse_listen
+from ctsd.config import DaemonConfig, load_config, parse_listen
 from ctsd.errors import ConfigurationError
+from ctsd.exchanges.settings import ExchangeSettings
+from ctsd.settings import leaf_fields
 
 
 def test_default_socket_follows_runtime_directory_then_xdg_then_state(tmp_path: Path) -> None:
@@ -134,7 +137,7 @@ def test_exchange_endpoints_from_the_file_then_the_flags(tmp_path: Path) -> None
     )
     env = {"HOME": str(tmp_path)}
     config = load_config(path, {}, env)
-    assert config.exchange_endpoints == (("binance", "http://127.0.0.1:9000"),)
+    assert config.exchanges == {"binance": ExchangeSettings("http://127.0.0.1:9000/binance")}
     assert (config.batch.concurrency, config.batch.item_timeout_s) == (5, 12.0)
     assert config.batch.max_attempts == 2
     flags = load_config(
@@ -142,20 +145,23 @@ def test_exchange_endpoints_from_the_file_then_the_flags(tmp_path: Path) -> None
         {"sim_endpoint": "http://127.0.0.1:7000", "exchange_endpoint_flags": ["okx=http://h:1"]},
         env,
     )
-    assert dict(flags.exchange_endpoints) == {
-        "binance": "http://127.0.0.1:7000",
-        "bybit": "http://127.0.0.1:7000",
-        "kraken": "http://127.0.0.1:7000",
-        "okx": "http://h:1",
+    assert {x: s.base_url for x, s in flags.exchanges.items()} == {
+        "binance": "http://127.0.0.1:7000/binance",
+        "bybit": "http://127.0.0.1:7000/bybit",
+        "kraken": "http://127.0.0.1:7000/kraken",
+        "okx": "http://h:1/okx",
     }
-    assert load_config(None, {}, env).exchange_endpoints == ()
+    assert load_config(None, {}, env).exchanges == {}
+    based = _write(tmp_path / "based.toml", '[exchanges.okx]\nbase_url = "https://proxy:8443/okx/"\n')
+    assert load_config(based, {}, env).exchanges["okx"].base_url == "https://proxy:8443/okx"
 
 
 @pytest.mark.parametrize(
     ("toml", "overrides", "message"),
     [
         ('[exchanges.nasdaq]\nendpoint = "http://h:1"\n', {}, "must be one of"),
-        ('[exchanges.binance]\nhost = "h"\n', {}, "only an `endpoint` key"),
+        ('[exchanges.binance]\nhost = "h"\n', {}, "only `base_url` or `endpoint` keys"),
+        ('[exchanges.binance]\nbase_url = "h:1"\n', {}, "not an http"),
         ('[exchanges.binance]\nendpoint = "ftp://h"\n', {}, "not an http"),
         ("[batch]\nconcurrency = 0\n", {}, "concurrency"),
         ("[batch]\nitem_timeout_s = -1\n", {}, "item_timeout_s"),
@@ -212,3 +218,67 @@ def test_cancelling_orders_on_shutdown_is_opt_in(tmp_path: Path) -> None:
     path = _write(tmp_path / "bad.toml", '[engines]\ncancel_orders_on_shutdown = "yes"\n')
     with pytest.raises(ConfigurationError, match="cancel_orders_on_shutdown must be true"):
         load_config(path, {}, env)
+
+
+# --- every setting declared once: reloadable or not, and shown in the example file -------
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "systemd" / "ctsd.toml.example"
+_HEADER = re.compile(r"^#?\s*\[([\w.]+)\]")
+_KEY = re.compile(r"^#?\s*([a-z_]+)\s*=\s*\S")
+_PER_ID = {"exchanges": "exchanges.<id>", "rate_limits": "rate_limits.<id>.<limit>"}
+_LIMIT_KEYS = ("limit", "interval_s", "safety_margin")
+"""`rate_limits.limits` is the `[rate_limits.<id>.<limit>]` tables (LimitOverride)."""
+
+
+def _example_keys() -> set[str]:
+    """`table.key` for every key the example shows, commented out or not."""
+    found: set[str] = set()
+    table = ""
+    for line in EXAMPLE.read_text().splitlines():
+        if header := _HEADER.match(line):
+            parts = header.group(1).split(".")
+            table = _PER_ID[parts[0]] if len(parts) > 1 and parts[0] in _PER_ID else parts[0]
+        elif (key := _KEY.match(line)) and table:
+            found.add(f"{table}.{key.group(1)}")
+    return found
+
+
+def _settings() -> list[tuple[str, bool | None]]:
+    """Every setting as the example names it: [daemon]'s are DaemonConfig's own fields."""
+    named = []
+    for name, reload in leaf_fields(DaemonConfig):
+        if name == "rate_limits.limits":
+            named += [(f"rate_limits.<id>.<limit>.{k}", reload) for k in _LIMIT_KEYS]
+        else:
+            named.append((name if "." in name else f"daemon.{name}", reload))
+    return named
+
+
+def test_every_setting_says_whether_a_reload_applies_it_and_the_example_shows_it() -> None:
+    settings = _settings()
+    undeclared = [name for name, reload in settings if reload is None]
+    assert not undeclared, f"declare reload=True or False for {undeclared}"
+    missing = sorted({name for name, _ in settings} - _example_keys())
+    assert not missing, f"systemd/ctsd.toml.example does not show {missing}"
+    unknown = sorted(_example_keys() - {name for name, _ in settings}
+                     - {"exchanges.<id>.endpoint"})  # the simulator shorthand for base_url
+    assert not unknown, f"the example shows settings that do not exist: {unknown}"
+
+
+def test_a_reload_applies_what_may_change_and_names_the_rest(tmp_path: Path) -> None:
+    env = {"HOME": str(tmp_path)}
+    running = load_config(None, {}, env)
+    new_file = _write(tmp_path / "new.toml", (
+        '[daemon]\nlog_level = "debug"\ngrace_seconds = 9\n'
+        "[batch]\nconcurrency = 7\n"
+        "[rate_limits]\nsafety_margin = 0.5\n"
+        '[exchanges.okx]\nendpoint = "http://127.0.0.1:1"\n'))
+    applied, restart = running.reloaded(load_config(new_file, {}, env))
+    assert (applied.log_level, applied.rate_limits.safety_margin) == ("debug", 0.5)
+    assert (applied.grace_seconds, applied.batch.concurrency) == (4.0, 3)
+    assert applied.exchanges == {}
+    assert restart == ["grace_seconds", "batch.concurrency", "exchanges"]
+    reloadable = {name for name, reload in _settings() if reload}
+    assert reloadable == {"daemon.log_level", "daemon.log_format", "rate_limits.safety_margin",
+                          "rate_limits.guard_s", *(f"rate_limits.<id>.<limit>.{k}"
+                                                   for k in _LIMIT_KEYS)}

@@ -9,7 +9,7 @@ from google.protobuf import duration_pb2
 
 from cts.v1 import connection_pb2 as pb
 from cts.v1 import exchange_pb2 as xpb
-from ctsd.api.test_codec import encode_test
+from ctsd.api.check_codec import encode_test
 from ctsd.api.wellknown import timestamp
 from ctsd.connections.model import (
     ApiType,

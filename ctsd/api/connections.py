@@ -4,26 +4,23 @@ ConnectionTests), encodes."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any
 
-import grpc
 from google.protobuf import empty_pb2
 
 from cts.v1 import connection_pb2 as pb
 from cts.v1 import connection_service_pb2 as spb
 from cts.v1 import connection_service_pb2_grpc as sgrpc
+from ctsd.api.check_codec import decode_batch_request, encode_batch_event, encode_test_event
 from ctsd.api.connection_codec import decode_draft, encode_exchange
 from ctsd.api.encoding_cache import EncodedConnections
+from ctsd.api.handlers import Context
 from ctsd.api.names import connection_id_from_name
-from ctsd.api.test_codec import decode_batch_request, encode_batch_event, encode_test_event
 from ctsd.api.update_mask import decode_patch
+from ctsd.connections.checks.service import ConnectionTests
 from ctsd.connections.manager import ConnectionManager
 from ctsd.connections.model import Connection
-from ctsd.connections.test_service import ConnectionTests
 from ctsd.engine.activity import EngineActivity
 from ctsd.errors import InvalidArgument
-
-Context = grpc.aio.ServicerContext[Any, Any]
 
 
 class ConnectionServicer(sgrpc.ConnectionServiceServicer):

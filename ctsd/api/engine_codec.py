@@ -10,7 +10,6 @@ checks (ranges, strategy parameters) stay in `ctsd.engine.config`, and
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -40,8 +39,6 @@ ENGINE_SUFFIX = "/engine"
 DEFAULT_INTERVAL_S = EngineConfig("", ()).interval_s
 DEFAULT_RISK = RiskLimits()
 DEFAULT_PAPER = PaperSettings()
-DEFAULT_PAGE_SIZE = 100
-MAX_PAGE_SIZE = 1000
 
 _MODES = {TradingMode.PAPER: pb.TRADING_MODE_PAPER, TradingMode.LIVE: pb.TRADING_MODE_LIVE}
 _STATES = {
@@ -267,29 +264,3 @@ def encode_trade(fill: Fill) -> pb.EngineTrade:
         side=_SIDES[fill.side], amount=_text(fill.amount), price=_text(fill.price),
         fee=_text(fill.fee), fee_asset=fill.fee_asset,
         time=timestamp(_time(fill.timestamp_ms)), maker=fill.maker)
-
-
-# --- paging ------------------------------------------------------------------------------
-
-def page_request(page_size: int, token: str) -> tuple[int, int]:
-    """(the position to continue after, the page size) of a List request."""
-    if page_size < 0:
-        raise InvalidArgument.field("page_size", "must not be negative")
-    return _position(token), min(page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
-
-
-def page_token(after: int | None) -> str:
-    """Opaque to clients: the storage position of the last row they got."""
-    return "" if after is None else base64.urlsafe_b64encode(f"p{after}".encode()).decode()
-
-
-def _position(token: str) -> int:
-    if not token:
-        return 0
-    try:
-        raw = base64.urlsafe_b64decode(token.encode()).decode()
-        if raw.startswith("p") and raw[1:].isdigit():
-            return int(raw[1:])
-    except (ValueError, UnicodeDecodeError):
-        pass
-    raise InvalidArgument.field("page_token", "is not a token this service issued")

@@ -1,13 +1,10 @@
-"""EngineService: each RPC decodes, calls EngineManager (orders and trades: the EngineStore
-the manager writes to), encodes. Domain errors are translated by the interceptor."""
+"""EngineService: each RPC decodes, calls EngineManager, encodes. Domain errors are
+translated by the interceptor."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from typing import Any
-
-import grpc
 
 from cts.v1 import engine_service_pb2 as pb
 from cts.v1 import engine_service_pb2_grpc as sgrpc
@@ -19,17 +16,13 @@ from ctsd.api.engine_codec import (
     encode_health,
     encode_order,
     encode_trade,
-    page_request,
-    page_token,
     proto_field_paths,
 )
+from ctsd.api.handlers import Context
 from ctsd.api.watch_encoding import WatchEncoder
 from ctsd.engine.manager import EngineManager
-from ctsd.engine.ports import EngineStore
 from ctsd.errors import InvalidArgument
 from ctsd.strategies.registry import StrategyRegistry
-
-Context = grpc.aio.ServicerContext[Any, Any]
 
 WATCH_MESSAGES_PER_S = 10_000
 """WatchEngines messages per second all streams together aim to stay under."""
@@ -38,11 +31,8 @@ MIN_WATCH_PAUSE_S = 0.001
 
 
 class EngineServicer(sgrpc.EngineServiceServicer):
-    def __init__(
-        self, manager: EngineManager, store: EngineStore, strategies: StrategyRegistry
-    ) -> None:
+    def __init__(self, manager: EngineManager, strategies: StrategyRegistry) -> None:
         self._manager = manager
-        self._store = store
         self._strategies = strategies
         self._watch_encoder = WatchEncoder()
 
@@ -108,20 +98,18 @@ class EngineServicer(sgrpc.EngineServiceServicer):
     async def ListOrders(
         self, request: pb.ListOrdersRequest, context: Context
     ) -> pb.ListOrdersResponse:
-        connection_id = connection_id_from_engine_name(request.parent, "parent")
-        self._manager.get(connection_id)  # NotFound for a connection without an engine
-        after, size = page_request(request.page_size, request.page_token)
-        found = await self._store.page_orders(
-            connection_id, open_only=request.open_only, after=after, limit=size)
+        found = await self._manager.list_orders(
+            connection_id_from_engine_name(request.parent, "parent"),
+            open_only=request.open_only, page_size=request.page_size,
+            page_token=request.page_token)
         return pb.ListOrdersResponse(orders=[encode_order(o) for o in found.items],
-                                     next_page_token=page_token(found.next_after))
+                                     next_page_token=found.next_page_token)
 
     async def ListTrades(
         self, request: pb.ListTradesRequest, context: Context
     ) -> pb.ListTradesResponse:
-        connection_id = connection_id_from_engine_name(request.parent, "parent")
-        self._manager.get(connection_id)
-        after, size = page_request(request.page_size, request.page_token)
-        found = await self._store.page_fills(connection_id, after=after, limit=size)
+        found = await self._manager.list_trades(
+            connection_id_from_engine_name(request.parent, "parent"),
+            page_size=request.page_size, page_token=request.page_token)
         return pb.ListTradesResponse(trades=[encode_trade(f) for f in found.items],
-                                     next_page_token=page_token(found.next_after))
+                                     next_page_token=found.next_page_token)

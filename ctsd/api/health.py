@@ -8,19 +8,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
-
-import grpc
 
 from cts.v1 import health_service_pb2 as hpb
 from cts.v1 import health_service_pb2_grpc as hgrpc
-from ctsd.api.test_codec import FAILURE_CLASSES, TEST_STATUSES
+from ctsd.api.check_codec import FAILURE_CLASSES, TEST_STATUSES
+from ctsd.api.handlers import Context
 from ctsd.api.wellknown import duration, timestamp
 from ctsd.health.report import ConnectionHealth, HealthReporter, SystemStatus
 from ctsd.health.startup import CheckResult, StartupChecks
 from ctsd.ratelimit.model import ScopeUsage
-
-Context = grpc.aio.ServicerContext[Any, Any]
 
 
 def encode_usage(usage: ScopeUsage, now: datetime) -> hpb.RateLimitUsage:

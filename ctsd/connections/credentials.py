@@ -13,22 +13,16 @@ import hmac
 import os
 
 from ctsd.connections.model import Connection, CredentialField
-from ctsd.errors import CtsError
+from ctsd.connections.ports import ConnectionStore
+from ctsd.errors import CredentialsUnavailable, CtsError
 from ctsd.exchanges.model import ApiCredentials
-from ctsd.store.connections import ConnectionRepository
 from ctsd.vault.sealer import Keyring
-
-
-class CredentialsUnavailable(CtsError):
-    """The connection has no usable credentials (missing, or sealed under a lost key)."""
-
-    reason = "CREDENTIALS_UNAVAILABLE"
 
 
 class CredentialResolver:
     def __init__(
         self,
-        repository: ConnectionRepository,
+        repository: ConnectionStore,
         keyring: Keyring,
         fingerprint_key: bytes | None = None,
     ) -> None:

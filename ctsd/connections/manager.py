@@ -26,6 +26,7 @@ from ctsd.connections.model import (
     PositionMode,
 )
 from ctsd.connections.paging import decode_token, encode_token, page_size
+from ctsd.connections.ports import ConnectionStore
 from ctsd.connections.validation import (
     Violations,
     check_connection_id,
@@ -39,7 +40,6 @@ from ctsd.connections.validation import (
 from ctsd.errors import EtagMismatch, FailedPrecondition
 from ctsd.exchanges.registry import ExchangeRegistry
 from ctsd.exchanges.spec import ExchangeSpec
-from ctsd.store.connections import ConnectionRepository
 from ctsd.vault.sealer import Keyring, SealedSecret
 
 Clock = Callable[[], datetime]
@@ -66,7 +66,7 @@ class ConnectionListing:
 class ConnectionManager:
     def __init__(
         self,
-        repository: ConnectionRepository,
+        repository: ConnectionStore,
         keyring: Keyring,
         exchanges: ExchangeRegistry,
         clock: Clock = utc_now,

@@ -7,7 +7,7 @@ import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from ctsd.connections.results import TestResult, TestStatus
+from ctsd.connections.checks.results import TestResult, TestStatus
 from ctsd.exchanges.spec import ApiType
 
 __all__ = [

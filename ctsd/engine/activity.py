@@ -1,9 +1,10 @@
 """Which connections run an engine, for `Connection.active` and status counts.
 
-Connections are wired before engines (an engine needs a connection), yet a
-connection's answer says whether an engine runs on it. This view is handed
-to the connection side at wiring time and attached to the engine manager
-once that exists; until then no engine runs, and it says so.
+A read-only view of the engine manager for the connection side (a
+connection's answer says whether an engine runs on it; deleting one under a
+running engine is refused) and for health. The composition root builds the
+engine manager first (it needs no connection use case, only the store), so
+this view is complete from the start.
 """
 
 from __future__ import annotations
@@ -19,10 +20,8 @@ StatusSource = Callable[[], tuple[EngineStatus, ...]]
 
 
 class EngineActivity:
-    def __init__(self) -> None:
-        self._statuses: StatusSource = tuple
-
-    def attach(self, statuses: StatusSource) -> None:
+    def __init__(self, statuses: StatusSource = tuple) -> None:
+        """`statuses`: every engine's status now (`EngineManager.list`); by default none."""
         self._statuses = statuses
 
     def active_connections(self) -> set[str]:

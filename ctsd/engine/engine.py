@@ -18,8 +18,8 @@ from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
+from ctsd.clock import Clock
 from ctsd.engine.brokers.base import Broker
-from ctsd.engine.clock import EngineClock
 from ctsd.engine.config import ValidatedConfig
 from ctsd.engine.ledger import Ledger
 from ctsd.engine.market import DryRun, decide_dry, fetch_infos, fetch_snapshot
@@ -47,7 +47,7 @@ class RiskLimitBreached(Exception):
 class Engine:
     def __init__(
         self, record: EngineRecord, validated: ValidatedConfig, broker: Broker,
-        market_data: MarketDataSource, store: EngineStore, clock: EngineClock,
+        market_data: MarketDataSource, store: EngineStore, clock: Clock,
         publish: Callable[[EngineStatus], None],
     ) -> None:
         config = validated.config

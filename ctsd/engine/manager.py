@@ -25,14 +25,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from types import TracebackType
 
+from ctsd.clock import Clock, SystemClock
 from ctsd.connections.locks import ConnectionLocks
 from ctsd.engine.brokers.base import Broker
 from ctsd.engine.brokers.live import LiveBroker
 from ctsd.engine.brokers.paper import PaperBroker
-from ctsd.engine.clock import EngineClock, SystemClock
 from ctsd.engine.config import EngineConfig, TradingMode, ValidatedConfig, validate_config
 from ctsd.engine.engine import Engine
 from ctsd.engine.market import DryRun, decide_dry, fetch_infos, fetch_snapshot
+from ctsd.engine.orders import Fill, Order
+from ctsd.engine.paging import Listing, listing, page_request
 from ctsd.engine.ports import (
     DesiredState,
     EngineBackend,
@@ -71,7 +73,7 @@ class CoordinatorHealth:
 class EngineManager:
     def __init__(
         self, store: EngineStore, backend: EngineBackend, strategies: StrategyRegistry, *,
-        clock: EngineClock | None = None, hub: StatusHub | None = None,
+        clock: Clock | None = None, hub: StatusHub | None = None,
         policy: RestartPolicy = DEFAULT_POLICY, engine_ids: Callable[[], str] = new_engine_id,
         heartbeat_s: float = 5.0, shutdown_grace_s: float = 10.0,
         locks: ConnectionLocks | None = None, cancel_orders_on_shutdown: bool = False,
@@ -177,6 +179,21 @@ class EngineManager:
 
     def list(self) -> tuple[EngineStatus, ...]:
         return self._hub.snapshot()
+
+    async def list_orders(self, connection_id: str, *, open_only: bool, page_size: int,
+                          page_token: str) -> Listing[Order]:
+        """A page of the engine's orders (all, or the open ones), oldest first."""
+        self.get(connection_id)  # NotFound for a connection without an engine
+        after, size = page_request(page_size, page_token)
+        return listing(await self._store.page_orders(
+            connection_id, open_only=open_only, after=after, limit=size))
+
+    async def list_trades(self, connection_id: str, *, page_size: int,
+                          page_token: str) -> Listing[Fill]:
+        """A page of the engine's fills, oldest first."""
+        self.get(connection_id)
+        after, size = page_request(page_size, page_token)
+        return listing(await self._store.page_fills(connection_id, after=after, limit=size))
 
     def watch(self) -> Watcher:
         """A bounded subscription: a snapshot first, then changes and heartbeats. Close it."""

@@ -10,7 +10,7 @@ import asyncio
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from ctsd.engine.clock import EngineClock
+from ctsd.clock import Clock
 from ctsd.engine.ports import MarketDataSource
 from ctsd.engine.risk import RiskGate, RiskVerdict
 from ctsd.strategies.base import DataNeeds, Strategy
@@ -31,7 +31,7 @@ async def fetch_infos(source: MarketDataSource, symbols: Sequence[str]) -> dict[
 
 async def fetch_snapshot(
     source: MarketDataSource, infos: Mapping[str, MarketInfo], needs: DataNeeds,
-    clock: EngineClock,
+    clock: Clock,
 ) -> MarketSnapshot:
     async def one(info: MarketInfo) -> SymbolMarket:
         if needs.candles:

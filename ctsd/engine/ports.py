@@ -14,7 +14,8 @@ through these four seams, each injected by the daemon's wiring:
 Error contract for every method: raise `ctsd.errors.TemporaryError` subclasses
 (Unavailable, ResourceExhausted) for what may succeed on retry, `ClientError`
 subclasses when the venue refuses the request itself (an order rejected for
-funds or size), and nothing raw from ccxt or aiohttp.
+funds or size; NotFound for an order it does not know), and nothing raw from
+ccxt or aiohttp. The exchange layer's `ExchangeFailure`s already are these.
 """
 
 from __future__ import annotations

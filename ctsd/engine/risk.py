@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
-from ctsd.engine.clock import EngineClock
+from ctsd.clock import Clock
 from ctsd.engine.config import RiskLimits
 from ctsd.engine.ledger import PnL
 from ctsd.strategies.model import MarketSnapshot, OrderIntent, OrderType, Portfolio, Side
@@ -38,7 +38,7 @@ def _signed(side: Side, amount: Decimal) -> Decimal:
 class RiskGate:
     """Checks for one engine; holds only the timestamps of its recent orders."""
 
-    def __init__(self, limits: RiskLimits, clock: EngineClock) -> None:
+    def __init__(self, limits: RiskLimits, clock: Clock) -> None:
         self._limits = limits
         self._clock = clock
         self._placed: deque[float] = deque()

@@ -24,7 +24,7 @@ import logging
 import math
 from dataclasses import dataclass
 
-from ctsd.engine.clock import EngineClock
+from ctsd.clock import Clock
 from ctsd.engine.engine import Engine, RiskLimitBreached
 from ctsd.engine.ports import DesiredState, EngineStore
 from ctsd.engine.status import EngineState, Failure, FailureCode
@@ -57,7 +57,7 @@ def describe(exc: BaseException) -> str:
 class EngineRun:
     """One engine and the task that drives it; created and owned by `EngineManager`."""
 
-    def __init__(self, engine: Engine, store: EngineStore, clock: EngineClock,
+    def __init__(self, engine: Engine, store: EngineStore, clock: Clock,
                  policy: RestartPolicy) -> None:
         self.engine = engine
         self._store = store

@@ -2,14 +2,17 @@
 
     registry.py      ExchangeRegistry: the explicit list of venues (no discovery)
     spec.py          ExchangeSpec, RateLimitSpec, EndpointRule, Charge: plain data
-    <venue>/         capabilities.py (the spec), limits.py (limits and endpoint table),
-                     client.py (ClientProfile: ccxt class, options, error codes)
+    <venue>/         spec.py (its ExchangeSpec), limits.py (RateLimitSpecs and EndpointRules),
+                     profile.py (its ClientProfile: ccxt class, options, error codes)
     factory.py       ExchangeClientFactory: builds clients; owns markets and the session
     client.py        ExchangeClient: what connection tests and engines call
     markets.py       MarketCache: markets loaded once per target, shared, refreshed
     throttle.py      RequestGate: every ccxt request through the rate limiter
-    errors.py        FailureClass, ExchangeFailure: ccxt exceptions translated once
+    ccxt_errors.py   ccxt exceptions → `ctsd.errors.ExchangeFailure` subclasses, once
     answers.py       ccxt dicts → validated values (model.py)
 
-Nothing here imports ccxt at module import; `factory` does on the first client.
+    settings.py      ExchangeSettings: the `[exchanges.<id>]` table (base_url)
+    ccxt_internals.py  every ccxt internal relied on, and why; checked on each instance
+
+Nothing here imports ccxt at module import; `ccxt_internals` does on the first client.
 """

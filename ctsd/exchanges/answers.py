@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from ctsd.exchanges.errors import malformed
+from ctsd.exchanges.ccxt_errors import malformed
 from ctsd.exchanges.model import Candle, Holding, Order, Ticker
 
 

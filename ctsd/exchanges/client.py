@@ -6,7 +6,7 @@ Generic on purpose: what differs between venues is data in their
 1. makes sure the shared markets are loaded and adopted (no copy),
 2. runs the ccxt call in its lane (orders first, tests, then polling), each
    HTTP request of it waiting for the rate limiter (`ctsd.exchanges.throttle`),
-3. translates whatever ccxt raises in one place (`ctsd.exchanges.errors`),
+3. translates whatever ccxt raises in one place (`ctsd.exchanges.ccxt_errors`),
 4. validates the answer into frozen values (`ctsd.exchanges.answers`).
 
 Created by `ExchangeClientFactory.client`; close it (or `async with`).
@@ -21,15 +21,9 @@ from decimal import Decimal
 from types import TracebackType
 from typing import Any, TypeVar
 
-from ctsd.errors import NotFound
+from ctsd.errors import ExchangeFailure, FailureClass, NotFound, OrderRejection
 from ctsd.exchanges import answers
-from ctsd.exchanges.errors import (
-    ExchangeFailure,
-    FailureClass,
-    OrderRejection,
-    malformed,
-    translated,
-)
+from ctsd.exchanges.ccxt_errors import malformed, translated
 from ctsd.exchanges.markets import MarketCache
 from ctsd.exchanges.model import (
     ApiCredentials,
@@ -203,7 +197,7 @@ class ExchangeClient:
         except ExchangeFailure as exc:
             if exc.failure in (FailureClass.PERMISSION, FailureClass.AUTHENTICATION):
                 return ApiTypeStatus(False, f"the {api_type} account refused the key: "
-                                            f"{exc.message}")
+                                            f"{exc.detail}")
             raise
         held = sum(1 for h in holdings if h.total > 0)
         return ApiTypeStatus(True, f"{api_type} account reachable ({held} assets held)")

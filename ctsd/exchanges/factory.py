@@ -8,9 +8,9 @@ draws on that account's buckets). ccxt is imported on
 the first `client()` call, not before: importing it takes half a second and
 ~100 MB, which the daemon's start path and `ctsd --help` must not pay.
 
-`endpoint_overrides` maps an exchange id to a base URL that replaces the
-exchange's hosts (`ctsd.sim.ccxt_target.point_at_simulator`): the simulator
-in tests, benchmarks and the demo.
+`exchanges` holds the `[exchanges.<id>]` settings: a `base_url` replaces
+the scheme and host of every URL of that exchange's clients (the simulator
+in tests, benchmarks and the demo).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import hashlib
 import hmac
+import logging
 import os
 import ssl
 from collections.abc import Callable, Mapping
@@ -29,12 +30,14 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ctsd.errors import InvalidArgument
+from ctsd.exchanges import ccxt_internals
+from ctsd.exchanges.ccxt_errors import translated
 from ctsd.exchanges.client import ExchangeClient
-from ctsd.exchanges.errors import translated
 from ctsd.exchanges.markets import MarketCache
 from ctsd.exchanges.model import ApiCredentials, ConnectionTarget
 from ctsd.exchanges.profile import ClientProfile
 from ctsd.exchanges.registry import ExchangeRegistry
+from ctsd.exchanges.settings import ExchangeSettings
 from ctsd.exchanges.spec import ExchangeSpec
 from ctsd.exchanges.throttle import (
     AccountScope,
@@ -55,11 +58,7 @@ from ctsd.ratelimit import (
     ScopeUsage,
 )
 
-
-def _ccxt() -> Any:
-    import ccxt.async_support
-
-    return ccxt.async_support
+log = logging.getLogger("ctsd.ratelimit")
 
 
 def _merge(*layers: Mapping[str, Any]) -> dict[str, Any]:
@@ -80,13 +79,13 @@ class ExchangeClientFactory:
     def __init__(
         self, limiter: Limiter, registry: ExchangeRegistry | None = None, *,
         overrides: RateLimitOverrides | None = None,
-        endpoint_overrides: Mapping[str, str] | None = None,
+        exchanges: Mapping[str, ExchangeSettings] | None = None,
         timeout_s: float = 10.0, market_refresh_s: float = 3600.0, price_ttl_s: float = 5.0,
     ) -> None:
         self.limiter = limiter
         self.registry = registry or ExchangeRegistry.default()
         self._overrides = overrides or RateLimitOverrides()
-        self._endpoints = MappingProxyType(dict(endpoint_overrides or {}))
+        self._settings = MappingProxyType(dict(exchanges or {}))
         self._timeout_ms = int(timeout_s * 1000)
         self._refresh_s = market_refresh_s
         self._price_ttl_s = price_ttl_s
@@ -188,8 +187,8 @@ class ExchangeClientFactory:
     def _gate(self, spec: ExchangeSpec, target: ConnectionTarget,
               account: AccountScope | Callable[[], AccountScope] | None,
               lane: Lane) -> RequestGate:
-        override = self._endpoints.get(spec.id)
-        host = urlsplit(override).netloc if override else ""
+        base_url = self._settings_of(spec.id).base_url
+        host = urlsplit(base_url).netloc if base_url else ""
         return RequestGate(self.limiter, spec, lambda: self._overrides,
                            testnet=target.testnet, host=host, account=account, default_lane=lane)
 
@@ -210,21 +209,19 @@ class ExchangeClientFactory:
             config.update(apiKey=credentials.api_key, secret=credentials.secret)
             if credentials.passphrase:
                 config["password"] = credentials.passphrase
-        cls = getattr(_ccxt(), profile.ccxt_class)
-        exchange = cls(config)
-        # ccxt builds an SSL context per instance on first use, even with a shared session:
-        # ~16 ms and a CA store in memory each. One context serves every instance.
-        exchange.ssl_context = self._ssl_context()
-        exchange.timeout_on_exit = 0  # its grace period is for closing its own TLS session
+        exchange = ccxt_internals.exchange_class(profile.ccxt_class)(config)
+        ccxt_internals.check_internals(exchange)
+        ccxt_internals.share_transport(exchange, self._ssl_context())
         if target.testnet:
             exchange.set_sandbox_mode(True)
-        override = self._endpoints.get(spec.id)
-        if override:
-            from ctsd.sim.ccxt_target import point_at_simulator
-
-            point_at_simulator(exchange, override)
+        settings = self._settings_of(spec.id)
+        if settings.base_url:
+            ccxt_internals.rebase_urls(exchange, settings.rewrite)
         install(exchange, gate)
         return exchange
+
+    def _settings_of(self, exchange: str) -> ExchangeSettings:
+        return self._settings.get(exchange) or ExchangeSettings()
 
     def _ssl_context(self) -> ssl.SSLContext:
         if self._ssl is None:
@@ -264,6 +261,20 @@ class ExchangeClientFactory:
         changes = self.limiter.relimit(spec_of)
         self._overrides = overrides
         return changes
+
+    def reload_rate_limits(self, overrides: RateLimitOverrides) -> None:
+        """A reloaded `[rate_limits]`, for the clients already open too; logs what changed.
+
+        The config loader has validated `overrides` as a whole, so this cannot half
+        apply them: `relimit` swaps every bucket's limits or none.
+        """
+        old = self._overrides
+        if overrides == old:
+            return
+        changes = self.relimit(overrides)
+        log.info("rate limits reloaded", extra={
+            "settings": "; ".join(overrides.changes_from(old)),
+            "scopes": "; ".join(c.describe() for c in changes)})
 
     def usage(self, exchange: str | None = None) -> list[ScopeUsage]:
         """Every rate-limit scope (of one exchange, or all), for health and metrics."""

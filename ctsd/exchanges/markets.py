@@ -21,8 +21,9 @@ from collections.abc import Awaitable, Callable, Sequence
 from decimal import Decimal
 from typing import Any
 
-from ctsd.exchanges import answers
-from ctsd.exchanges.errors import ExchangeFailure, malformed
+from ctsd.errors import ExchangeFailure
+from ctsd.exchanges import answers, ccxt_internals
+from ctsd.exchanges.ccxt_errors import malformed
 from ctsd.exchanges.model import ConnectionTarget
 from ctsd.exchanges.throttle import lane
 from ctsd.ratelimit import Lane
@@ -90,7 +91,7 @@ class MarketCache:
     def share_with(self, exchange: Any, version: int) -> int:
         """Point `exchange` at the current markets if it holds an older version; the new one."""
         if version != self.version and self.version:
-            exchange.set_markets_from_exchange(self._source)
+            ccxt_internals.share_markets(exchange, self._source)
         return self.version
 
     def has(self, symbol: str) -> bool:

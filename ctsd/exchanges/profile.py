@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from ctsd.exchanges.errors import FailureClass
+from ctsd.errors import FailureClass
 from ctsd.exchanges.model import KeyPermissions
 from ctsd.exchanges.spec import ApiType, RateLimitScope
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from ctsd.exchanges.binance.capabilities import BINANCE
-from ctsd.exchanges.bybit.capabilities import BYBIT
-from ctsd.exchanges.kraken.capabilities import KRAKEN
-from ctsd.exchanges.okx.capabilities import OKX
+from ctsd.exchanges.binance.spec import BINANCE
+from ctsd.exchanges.bybit.spec import BYBIT
+from ctsd.exchanges.kraken.spec import KRAKEN
+from ctsd.exchanges.okx.spec import OKX
 from ctsd.exchanges.spec import ExchangeSpec
 
 

@@ -26,8 +26,9 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
-from ctsd.errors import ConfigurationError
-from ctsd.exchanges.errors import FailureClass, classify, error_codes
+from ctsd.errors import ConfigurationError, FailureClass
+from ctsd.exchanges import ccxt_internals
+from ctsd.exchanges.ccxt_errors import classify, error_codes
 from ctsd.exchanges.spec import Charge, ExchangeSpec, RateLimitScope, UsageHeader
 from ctsd.ratelimit import (
     Bucket,
@@ -286,41 +287,38 @@ def _observe(bucket: Bucket, usage: UsageHeader, info: ResponseInfo) -> None:
 
 def install(exchange: Any, gate: RequestGate) -> None:
     """Route every request of the ccxt instance `exchange` through `gate`."""
-    original_fetch2 = exchange.fetch2
-    original_on_rest_response = exchange.on_rest_response
 
-    async def fetch2(path: Any, api: Any = "public", method: str = "GET",
-                     params: Any = None, config: Any = None) -> Any:
-        params = {} if params is None else params
-        config = {} if config is None else config
-        api_name = api if isinstance(api, str) else str(api[0])
-        cost = exchange.calculate_rate_limiter_cost(api, method, path, params, config)
-        async with gate.sequenced(api_name):
-            admission = await gate.admit(api_name, method, str(path), float(cost or 0))
-            info = ResponseInfo()
-            token = _RESPONSE.set(info)
-            try:
-                result = await original_fetch2(path, api, method, params, config)
-            except Exception as exc:
-                gate.after(admission, info, exc)
-                raise
-            finally:
-                _RESPONSE.reset(token)
-                if admission.permit is not None:
-                    admission.permit.land()  # answered, failed or cancelled: it has left
-            gate.after(admission, info, None)
-            return result
+    def around(original_fetch2: ccxt_internals.Fetch2) -> ccxt_internals.Fetch2:
+        async def fetch2(path: Any, api: Any = "public", method: str = "GET",
+                         params: Any = None, config: Any = None) -> Any:
+            params = {} if params is None else params
+            config = {} if config is None else config
+            api_name = api if isinstance(api, str) else str(api[0])
+            cost = ccxt_internals.request_cost(exchange, api, method, path, params, config)
+            async with gate.sequenced(api_name):
+                admission = await gate.admit(api_name, method, str(path), cost)
+                info = ResponseInfo()
+                token = _RESPONSE.set(info)
+                try:
+                    result = await original_fetch2(path, api, method, params, config)
+                except Exception as exc:
+                    gate.after(admission, info, exc)
+                    raise
+                finally:
+                    _RESPONSE.reset(token)
+                    if admission.permit is not None:
+                        admission.permit.land()  # answered, failed or cancelled: it has left
+                gate.after(admission, info, None)
+                return result
 
-    def on_rest_response(code: Any, reason: Any, url: Any, method: Any, headers: Any,
-                         body: Any, request_headers: Any, request_body: Any) -> Any:
+        return fetch2
+
+    def observe(status: int | None, headers: Mapping[str, str]) -> None:
         info = _RESPONSE.get()
         if info is not None:
-            info.status = int(code) if code is not None else None
-            info.headers = dict(headers or {})
-        return original_on_rest_response(code, reason, url, method, headers, body,
-                                         request_headers, request_body)
+            info.status, info.headers = status, headers
 
-    exchange.fetch2 = fetch2
-    exchange.on_rest_response = on_rest_response
+    ccxt_internals.wrap_requests(exchange, around)
+    ccxt_internals.observe_responses(exchange, observe)
     if gate.sequence is not None:
-        exchange.nonce = gate.sequence.next_nonce
+        ccxt_internals.use_nonce(exchange, gate.sequence.next_nonce)

@@ -14,14 +14,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from ctsd.connections.checks.results import FailureClass, TestStatus
 from ctsd.connections.filtering import matches_all, parse_filter
 from ctsd.connections.model import Connection
-from ctsd.connections.results import FailureClass, TestStatus
 from ctsd.engine.activity import EngineActivity
 from ctsd.ratelimit.model import ScopeUsage
 from ctsd.store.connections import ConnectionRepository
 from ctsd.store.database import Database
-from ctsd.store.test_history import ResultCounts, ResultHistory
+from ctsd.store.result_history import ResultCounts, ResultHistory
 
 DEFAULT_ERROR_WINDOW = timedelta(hours=24)
 

@@ -9,8 +9,9 @@ secrets). Two groups:
 - outside checks (exchange modules, endpoints, clock) are reported but do not
   make the daemon unready: an exchange being down is not the daemon's fault.
 
-ccxt is imported here on first use, in a worker thread: it takes about a
-second, which must not be spent on the daemon's start path.
+The exchange-modules check imports ccxt (through the exchange layer) in a
+worker thread: it takes about a second, which must not be spent on the
+daemon's start path.
 """
 
 from __future__ import annotations
@@ -56,8 +57,10 @@ class StartupEnvironment:
     key_path: Path
     key_id: bytes
     exchange_ids: Sequence[str]
+    missing_exchange_classes: Callable[[], Sequence[str]]
+    """Which of `exchange_ids` the exchange library has no client class for (blocking)."""
     endpoints: Mapping[str, str]
-    """Exchange id → base URL of configured endpoint overrides (e.g. the simulator)."""
+    """Exchange id → `scheme://host[:port]` its requests go to instead of its own hosts."""
 
 
 class StartupChecks:
@@ -118,12 +121,7 @@ class StartupChecks:
         return True, f"{self._env.key_path} is owner-only; key id {key.key_id.hex()}"
 
     async def exchange_modules(self) -> tuple[bool, str]:
-        def load() -> list[str]:
-            import ccxt.async_support as ccxt_async
-
-            return [x for x in self._env.exchange_ids if not hasattr(ccxt_async, x)]
-
-        missing = await asyncio.to_thread(load)
+        missing = await asyncio.to_thread(self._env.missing_exchange_classes)
         if missing:
             return False, f"ccxt has no class for {', '.join(missing)}"
         return True, f"ccxt classes present for {', '.join(self._env.exchange_ids)}"

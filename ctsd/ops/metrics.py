@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from prometheus_client.metrics_core import Metric
     from prometheus_client.registry import Collector
 
-    from ctsd.connections.results import TestResult
+    from ctsd.connections.checks.results import TestResult
     from ctsd.engine.status import EngineStatus
     from ctsd.ratelimit.model import ScopeUsage
 

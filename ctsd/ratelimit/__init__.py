@@ -12,8 +12,7 @@ Nothing here knows an exchange: `ctsd.exchanges` turns an exchange's declared
 limits and endpoint table into `ScopeKey`s, `BucketSpec`s and weights.
 """
 
-from ctsd.ratelimit.bucket import LimiterClosed, RateLimitBucket, RequestTooHeavy
-from ctsd.ratelimit.clock import Clock, SystemClock
+from ctsd.ratelimit.bucket import RateLimitBucket
 from ctsd.ratelimit.config import LimitOverride, RateLimitOverrides
 from ctsd.ratelimit.limiter import Demand, Permit, RateLimiter
 from ctsd.ratelimit.model import (
@@ -29,20 +28,16 @@ from ctsd.ratelimit.protocol import Bucket, Limiter
 __all__ = [
     "Bucket",
     "BucketSpec",
-    "Clock",
     "Demand",
     "Lane",
     "LimitChange",
     "LimitOverride",
     "Limiter",
-    "LimiterClosed",
     "MeterKind",
     "Permit",
     "RateLimitBucket",
     "RateLimitOverrides",
     "RateLimiter",
-    "RequestTooHeavy",
     "ScopeKey",
     "ScopeUsage",
-    "SystemClock",
 ]

@@ -27,22 +27,10 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from ctsd.errors import ConfigurationError, Unavailable
-from ctsd.ratelimit.clock import Clock
+from ctsd.clock import Clock
+from ctsd.errors import LimiterClosed, RequestTooHeavy
 from ctsd.ratelimit.meters import EPSILON, Meter, Sent, meter_for
 from ctsd.ratelimit.model import BucketSpec, Lane, ScopeKey, ScopeUsage
-
-
-class RequestTooHeavy(ConfigurationError):
-    """A single request weighs more than the bucket's whole capacity: it could never go."""
-
-    reason = "RATE_LIMIT_TOO_LOW"
-
-
-class LimiterClosed(Unavailable):
-    """The limiter shut down while a request was waiting for budget."""
-
-    reason = "RATE_LIMITER_CLOSED"
 
 
 @dataclass(order=True)

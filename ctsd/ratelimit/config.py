@@ -12,12 +12,13 @@ the daemon's config carries only what differs, e.g. a Kraken "pro" tier:
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from types import MappingProxyType
 from typing import Any
 
 from ctsd.errors import ConfigurationError
 from ctsd.ratelimit.model import DEFAULT_GUARD_S, DEFAULT_SAFETY_MARGIN, BucketSpec
+from ctsd.settings import setting
 
 
 @dataclass(frozen=True)
@@ -31,13 +32,15 @@ class LimitOverride:
 
 @dataclass(frozen=True)
 class RateLimitOverrides:
-    safety_margin: float = DEFAULT_SAFETY_MARGIN
+    """The `[rate_limits]` table; a reload applies all of it, to the buckets in use too."""
+
+    safety_margin: float = setting(DEFAULT_SAFETY_MARGIN, reload=True)
     """Fraction of every limit the daemon uses (unless a limit overrides it)."""
-    guard_s: float = DEFAULT_GUARD_S
+    guard_s: float = setting(DEFAULT_GUARD_S, reload=True)
     """Added to every window: the most a granted request may take to reach the exchange."""
-    limits: Mapping[tuple[str, str], LimitOverride] = field(
-        default_factory=lambda: MappingProxyType({}))
-    """(exchange id, limit name) → override."""
+    limits: Mapping[tuple[str, str], LimitOverride] = setting(
+        factory=lambda: MappingProxyType({}), reload=True)
+    """(exchange id, limit name) → override: the `[rate_limits.<id>.<limit>]` tables."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "limits", MappingProxyType(dict(self.limits)))

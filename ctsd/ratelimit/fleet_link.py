@@ -26,9 +26,9 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
+from ctsd.clock import Clock
 from ctsd.errors import ConfigurationError, Unavailable
 from ctsd.ratelimit import lua
-from ctsd.ratelimit.clock import Clock
 from ctsd.ratelimit.model import ScopeKey
 
 if TYPE_CHECKING:

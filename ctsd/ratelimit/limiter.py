@@ -17,8 +17,9 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
-from ctsd.ratelimit.bucket import LimiterClosed, RateLimitBucket, Reservation
-from ctsd.ratelimit.clock import Clock, SystemClock
+from ctsd.clock import Clock, SystemClock
+from ctsd.errors import LimiterClosed
+from ctsd.ratelimit.bucket import RateLimitBucket, Reservation
 from ctsd.ratelimit.model import BucketSpec, Lane, LimitChange, ScopeKey, ScopeUsage
 from ctsd.ratelimit.protocol import Bucket
 

@@ -44,9 +44,8 @@ from dataclasses import dataclass, field, replace
 from types import TracebackType
 from typing import Any
 
-from ctsd.errors import Unavailable
-from ctsd.ratelimit.bucket import LimiterClosed, RequestTooHeavy
-from ctsd.ratelimit.clock import Clock, SystemClock
+from ctsd.clock import Clock, SystemClock
+from ctsd.errors import LimiterClosed, RequestTooHeavy, Unavailable
 from ctsd.ratelimit.fleet_link import FleetLink, FleetSettings, RedisDown
 from ctsd.ratelimit.ledger import OwnCharge, OwnLedger
 from ctsd.ratelimit.limiter import Demand, Permit, _merged

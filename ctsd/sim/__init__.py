@@ -6,7 +6,8 @@ Public surface:
   manager exposing `base_url` and the `sim` state object.
 - `Simulator`, `SimulatorConfig` (`ctsd.sim.state`): the state and its Python
   admin API (provision, faults, set_price, advance, reset, snapshot).
-- `point_at_simulator` (`ctsd.sim.ccxt_target`): the only module that imports ccxt.
+- `point_at_simulator` (`ctsd.sim.ccxt_target`): a ccxt instance's URLs moved onto the
+  simulator (through `ctsd.exchanges.ccxt_internals`; the simulator imports no ccxt).
 
 Layout: `market` (catalog, price path), `accounts` + `matching` (balances,
 orders), `ratelimit` (accounting primitives), `faults` (injection), `auth`

@@ -1,30 +1,23 @@
 """Point an unmodified ccxt exchange instance at the simulator.
 
-The only module of `ctsd.sim` that imports ccxt. It rewrites every string under
-`exchange.urls['api']` (nested for some venues) from `https://HOST/PATH` to
-`<base>/<venue>/PATH`, so each venue app routes by the exchange's own paths, and
-deletes `urls['test']` (and the demo-mode `demo`/`demotrading` entries) so that
-sandbox or demo mode cannot silently switch back to the real hosts.
-
-Some ccxt classes pick their error map by host name — Binance's
-`get_exceptions_by_url` returns the spot/linear/inverse map only for
-`https://api.binance.com/…`, `https://fapi.binance.com/…` and so on, so on
-loopback a `-2019` would become a bare ExchangeError instead of InsufficientFunds.
-We wrap that method so it sees the original production URL of every simulated
-URL: exceptions are then exactly those raised in production.
+Every URL under `exchange.urls['api']` (nested for some venues) goes from
+`https://HOST/PATH` to `<base>/<venue>/PATH`, so each venue app routes by
+the exchange's own paths; sandbox and demo URLs are dropped so they cannot
+switch back to the real hosts. The rewriting itself, and keeping the error
+map of classes that pick it by host name (Binance's `get_exceptions_by_url`)
+as in production, is the exchange layer's `ccxt_internals.rebase_urls`: the
+one place that touches ccxt's internals. This module adds the simulator's
+layout (a venue per path prefix, `Venue.url_overrides` for colliding hosts).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
+from ctsd.exchanges.ccxt_internals import rebase_urls
 from ctsd.sim.venue import Venue
 from ctsd.sim.venues import default_registry
-
-UrlMap = list[tuple[str, str]]
-"""(simulated URL prefix, original URL prefix), longest simulated prefix first."""
 
 
 def _rewrite(url: str, base: str, venue: Venue) -> str:
@@ -33,18 +26,6 @@ def _rewrite(url: str, base: str, venue: Venue) -> str:
             return f"{base}/{venue.name}{path}{url[len(original):]}"
     parts = urlsplit(url)
     return f"{base}/{venue.name}{parts.path}"
-
-
-def _walk(node: Any, rewrite: Callable[[str], str], pairs: UrlMap) -> Any:
-    if isinstance(node, str):
-        new = rewrite(node)
-        pairs.append((new, node))
-        return new
-    if isinstance(node, dict):
-        return {key: _walk(value, rewrite, pairs) for key, value in node.items()}
-    if isinstance(node, list):
-        return [_walk(value, rewrite, pairs) for value in node]
-    return node
 
 
 def point_at_simulator(exchange: Any, base_url: str, venue: str | None = None) -> Any:
@@ -58,31 +39,4 @@ def point_at_simulator(exchange: Any, base_url: str, venue: str | None = None) -
     if found is None:
         raise ValueError(f"no simulated venue for ccxt exchange {exchange.id!r}")
     base = base_url.rstrip("/")
-    pairs: UrlMap = []
-
-    def rewrite(url: str) -> str:
-        return _rewrite(exchange.implode_hostname(url), base, found)
-
-    exchange.urls["api"] = _walk(exchange.urls["api"], rewrite, pairs)
-    for key in ("test", "demo", "demotrading"):  # every mode that swaps urls["api"] back
-        exchange.urls.pop(key, None)
-    pairs.sort(key=lambda pair: len(pair[0]), reverse=True)
-    _restore_host_based_exceptions(exchange, pairs)
-    return exchange
-
-
-def _restore_host_based_exceptions(exchange: Any, pairs: UrlMap) -> None:
-    """Make `get_exceptions_by_url` see the production URL behind a simulated one."""
-    original = getattr(exchange, "get_exceptions_by_url", None)
-    if original is None:
-        return
-
-    def get_exceptions_by_url(url: str | None, exact_or_broad: str) -> Any:
-        if url is not None:
-            for simulated, production in pairs:
-                if url.startswith(simulated):
-                    url = production + url[len(simulated):]
-                    break
-        return original(url, exact_or_broad)
-
-    exchange.get_exceptions_by_url = get_exceptions_by_url
+    return rebase_urls(exchange, lambda url: _rewrite(url, base, found))

@@ -1,36 +1,19 @@
 """Time sources for the simulator.
 
 Everything time-dependent in the simulator (price path, rate-limit windows, order
-timestamps, signature freshness checks) reads one injected `Clock`, so tests can
-pin time without monkeypatching and the real server simply uses the wall clock.
+timestamps, signature freshness checks) reads one injected `Clock` — the
+daemon's one protocol (`ctsd.clock`), re-exported here with `SystemClock` —
+so tests can pin time without monkeypatching and the real server simply uses
+the wall clock (what a real exchange, and therefore ccxt's nonce, uses).
 """
 
 from __future__ import annotations
 
-import time
-from typing import Protocol
+import asyncio
 
+from ctsd.clock import Clock, SystemClock
 
-class Clock(Protocol):
-    """A source of the current time, in the units exchanges speak."""
-
-    def now_ms(self) -> int:
-        """Milliseconds since the Unix epoch."""
-        ...
-
-    def monotonic(self) -> float:
-        """Seconds on a monotonic scale; used for rate-limit windows and decay."""
-        ...
-
-
-class SystemClock:
-    """The wall clock: what a real exchange, and therefore ccxt's nonce, uses."""
-
-    def now_ms(self) -> int:
-        return time.time_ns() // 1_000_000
-
-    def monotonic(self) -> float:
-        return time.monotonic()
+__all__ = ["Clock", "ManualClock", "SystemClock"]
 
 
 class ManualClock:
@@ -44,6 +27,11 @@ class ManualClock:
 
     def monotonic(self) -> float:
         return self._now_ms / 1000.0
+
+    async def sleep(self, seconds: float) -> None:
+        """Time moves by `seconds` at once: nothing else moves it."""
+        self.advance(seconds)
+        await asyncio.sleep(0)
 
     def advance(self, seconds: float) -> None:
         self._now_ms += round(seconds * 1000)

@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import builtins
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
+from ctsd.connections.checks.results import TestResult
 from ctsd.connections.filtering import Condition
 from ctsd.connections.model import (
     ApiType,
@@ -18,11 +19,11 @@ from ctsd.connections.model import (
     MarketDataMethod,
     PositionMode,
 )
-from ctsd.connections.results import TestResult
+from ctsd.connections.ports import ConnectionPage
 from ctsd.errors import AlreadyExists, EtagMismatch, NotFound
 from ctsd.store.connection_index import ConnectionIndex
 from ctsd.store.database import Database, Row, Transaction
-from ctsd.store.test_history import insert_results, latest_results
+from ctsd.store.result_history import insert_results, latest_results
 from ctsd.store.timestamps import from_us, to_us
 from ctsd.vault.sealer import SealedSecret
 
@@ -33,13 +34,6 @@ _COLUMNS = (
 )
 _SECRET_FLAGS = "(SELECT group_concat(field) FROM sealed_secrets s WHERE s.connection_id = c.id)"
 _SELECT = f"SELECT {_COLUMNS}, {_SECRET_FLAGS} FROM connections c"
-
-
-@dataclass(frozen=True)
-class ConnectionPage:
-    items: list[Connection]
-    next_after: int | None
-    total: int
 
 
 def _to_connection(row: Row) -> Connection:
@@ -87,7 +81,8 @@ def _row_values(conn: Connection, hint: str) -> tuple[Any, ...]:
 
 
 class ConnectionRepository:
-    """Writes go to SQLite; reads come from an index updated after each commit."""
+    """`ConnectionStore` on SQLite: writes go to the database; reads come from an index
+    updated after each commit."""
 
     def __init__(self, db: Database) -> None:
         self._db = db

@@ -3,20 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from ctsd.store.database import Database
-
-
-@dataclass(frozen=True)
-class StoredBlob:
-    connection_id: str
-    field: str
-    key_id: str
-    blob: bytes
+from ctsd.vault.ports import StoredBlob
 
 
 class SealedSecretRepository:
+    """`ctsd.vault.ports.SealedSecretStore` on SQLite."""
+
     def __init__(self, db: Database) -> None:
         self._db = db
 

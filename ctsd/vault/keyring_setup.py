@@ -13,7 +13,6 @@ import os
 from pathlib import Path
 
 from ctsd.errors import ConfigurationError
-from ctsd.store.sealed_secrets import SealedSecretRepository
 from ctsd.vault.master_key import (
     PENDING_KEY_NAME,
     KeySource,
@@ -21,12 +20,13 @@ from ctsd.vault.master_key import (
     load_or_create,
     read_key_file,
 )
+from ctsd.vault.ports import SealedSecretStore
 from ctsd.vault.sealer import Keyring
 
 log = logging.getLogger("ctsd.vault")
 
 
-async def open_keyring(source: KeySource, secrets: SealedSecretRepository) -> Keyring:
+async def open_keyring(source: KeySource, secrets: SealedSecretStore) -> Keyring:
     current = load_or_create(source)
     pending_path = source.path.parent / PENDING_KEY_NAME
     if source.managed and pending_path.exists():
@@ -43,7 +43,7 @@ async def open_keyring(source: KeySource, secrets: SealedSecretRepository) -> Ke
 
 
 async def _recover_rotation(
-    current: MasterKey, pending: MasterKey, secrets: SealedSecretRepository
+    current: MasterKey, pending: MasterKey, secrets: SealedSecretStore
 ) -> MasterKey:
     used = await secrets.key_ids()
     if used and used <= {pending.key_id.hex()}:

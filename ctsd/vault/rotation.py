@@ -7,16 +7,16 @@ import os
 from pathlib import Path
 
 from ctsd.errors import ConfigurationError
-from ctsd.store.sealed_secrets import SealedSecretRepository, StoredBlob
 from ctsd.vault.keyring_setup import pending_key_path
 from ctsd.vault.master_key import KeySource, MasterKey, generate_key, write_key_file
+from ctsd.vault.ports import SealedSecretStore, StoredBlob
 from ctsd.vault.sealer import Keyring
 
 log = logging.getLogger("ctsd.vault")
 
 
 async def rotate_master_key(
-    source: KeySource, keyring: Keyring, secrets: SealedSecretRepository, new_key_file: Path | None
+    source: KeySource, keyring: Keyring, secrets: SealedSecretStore, new_key_file: Path | None
 ) -> tuple[MasterKey, int]:
     """Returns the new key and the number of re-sealed secrets.
 

@@ -15,17 +15,11 @@ from dataclasses import dataclass
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from ctsd.errors import CtsError
+from ctsd.errors import SealError
 from ctsd.vault.master_key import MasterKey
 
 BLOB_VERSION = 1
 _HEADER = 1 + 8 + 12
-
-
-class SealError(CtsError):
-    """A blob does not open: wrong row, wrong key, or tampered bytes."""
-
-    reason = "SEAL_ERROR"
 
 
 @dataclass(frozen=True)

@@ -16,8 +16,8 @@ from cts.v1 import engine_service_pb2 as pb
 from cts.v1 import engine_service_pb2_grpc as sgrpc
 from ctsd.api.engines import EngineServicer
 from ctsd.api.pre_encoded import PreEncodedResponses
+from ctsd.api.services import engine_service
 from ctsd.api.status import ErrorTranslationInterceptor
-from ctsd.server import engine_service
 from tests.engine.world import REGISTRY, SMA_CLOSES, World
 from tests.support.rpc import violations
 
@@ -33,7 +33,7 @@ class Harness:
 @pytest_asyncio.fixture
 async def harness() -> AsyncIterator[Harness]:
     world = World({"a": SMA_CLOSES, "b": SMA_CLOSES})
-    service = engine_service(EngineServicer(world.manager, world.store, REGISTRY))
+    service = engine_service(EngineServicer(world.manager, REGISTRY))
     server = grpc.aio.server(interceptors=[ErrorTranslationInterceptor(),
                                            PreEncodedResponses(service.pre_encoded)])
     service.add_to(server)

@@ -1,14 +1,12 @@
-"""Injected fakes for engine tests: a virtual clock, scripted market data, an in-memory
-store, a backend, and an in-memory exchange order client.
+"""Injected fakes for engine tests: scripted market data, an in-memory store, a backend,
+and an in-memory exchange order client (time: `tests.support.virtual_clock`).
 
-They implement the protocols of `ctsd.engine.ports` and `EngineClock` exactly as
+They implement the protocols of `ctsd.engine.ports` exactly as
 the daemon's real implementations will, so tests never patch engine code.
 """
 
 from __future__ import annotations
 
-import asyncio
-import heapq
 import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -24,54 +22,11 @@ from ctsd.engine.ports import (
     ExchangeOrder,
     Page,
 )
-from ctsd.errors import CtsError, ExchangeUnavailable, NotFound, Unavailable
+from ctsd.errors import CtsError, ExchangeUnavailable, FailureClass, NotFound, Unavailable
 from ctsd.strategies.model import Balance, Candle, MarketInfo, OrderType, Side, Ticker
+from tests.support.virtual_clock import VirtualClock
 
 T = TypeVar("T")
-START_MS = 1_700_000_000_000  # 2023-11-14T22:13:20Z
-SETTLE_ROUNDS = 60
-
-
-class VirtualClock:
-    """Time moves only in `advance`; sleepers wake in deadline order, tasks settle between."""
-
-    def __init__(self, start_ms: int = START_MS) -> None:
-        self._start_ms = start_ms
-        self._now = 0.0
-        self._timers: list[tuple[float, int, asyncio.Future[None]]] = []
-        self._order = itertools.count()
-
-    def now_ms(self) -> int:
-        return self._start_ms + round(self._now * 1000)
-
-    def monotonic(self) -> float:
-        return self._now
-
-    async def sleep(self, seconds: float) -> None:
-        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        heapq.heappush(self._timers, (self._now + max(0.0, seconds), next(self._order), waiter))
-        await waiter
-
-    async def settle(self) -> None:
-        for _ in range(SETTLE_ROUNDS):
-            await asyncio.sleep(0)
-
-    async def advance(self, seconds: float) -> None:
-        target = self._now + seconds
-        await self.settle()
-        while True:
-            while self._timers and self._timers[0][2].done():
-                heapq.heappop(self._timers)
-            if not self._timers or self._timers[0][0] > target:
-                break
-            when, _, waiter = heapq.heappop(self._timers)
-            self._now = max(self._now, when)
-            waiter.set_result(None)
-            await self.settle()
-        self._now = target
-        await self.settle()
-
-
 def info(symbol: str = "BTC/USDT", taker: str = "0.001", maker: str = "0.0005") -> MarketInfo:
     base, quote = symbol.split("/")
     return MarketInfo(symbol, base, quote.split(":")[0], Decimal(taker), Decimal(maker))
@@ -252,18 +207,18 @@ class FakeExchange:
     async def fetch_order(self, symbol: str, client_order_id: str) -> ExchangeOrder | None:
         self.calls.append("fetch_order")
         if self.fail_fetch:
-            raise ExchangeUnavailable("exchange in maintenance")
+            raise ExchangeUnavailable(FailureClass.MAINTENANCE, "exchange in maintenance")
         return self.orders.get(client_order_id)
 
     async def fetch_open_orders(self, symbol: str) -> tuple[ExchangeOrder, ...]:
         self.calls.append("fetch_open_orders")
         if self.fail_fetch:
-            raise ExchangeUnavailable("exchange in maintenance")
+            raise ExchangeUnavailable(FailureClass.MAINTENANCE, "exchange in maintenance")
         return tuple(o for o in self.orders.values()
                      if o.symbol == symbol and o.status is OrderStatus.OPEN)
 
     async def fetch_balance(self) -> tuple[Balance, ...]:
         self.calls.append("fetch_balance")
         if self.fail_fetch:
-            raise ExchangeUnavailable("exchange in maintenance")
+            raise ExchangeUnavailable(FailureClass.MAINTENANCE, "exchange in maintenance")
         return self._balances

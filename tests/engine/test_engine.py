@@ -18,7 +18,8 @@ from ctsd.strategies.grid import GRID
 from ctsd.strategies.model import Side
 from ctsd.strategies.registry import StrategyRegistry
 from ctsd.strategies.sma_cross import SMA_CROSS
-from tests.engine.fakes import MemoryStore, ScriptedMarket, VirtualClock
+from tests.engine.fakes import MemoryStore, ScriptedMarket
+from tests.support.virtual_clock import VirtualClock
 
 D = Decimal
 SYMBOL = "BTC/USDT"

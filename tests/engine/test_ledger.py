@@ -5,7 +5,7 @@ from decimal import Decimal
 from ctsd.engine.ledger import Ledger, split_symbol
 from ctsd.engine.orders import Fill
 from ctsd.strategies.model import Side
-from tests.engine.fakes import START_MS
+from tests.support.virtual_clock import START_MS
 
 DAY_MS = 86_400_000
 

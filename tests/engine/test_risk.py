@@ -8,8 +8,8 @@ from ctsd.engine.config import RiskLimits
 from ctsd.engine.ledger import PnL
 from ctsd.engine.risk import RiskGate
 from ctsd.strategies.model import OpenOrder, OrderIntent, OrderType, Portfolio, Position, Side
-from tests.engine.fakes import VirtualClock
 from tests.strategies.helpers import snapshot, symbol_market
+from tests.support.virtual_clock import VirtualClock
 
 SYMBOL = "BTC/USDT"
 MARKET = snapshot(symbol_market(SYMBOL, [Decimal(100)], spread=Decimal(2)))  # bid 99, ask 101

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from ctsd.engine.clock import SystemClock
+from ctsd.clock import SystemClock
 from ctsd.engine.config import RiskLimits, TradingMode
 from ctsd.engine.manager import EngineManager
 from ctsd.engine.orders import OrderStatus
@@ -18,7 +18,7 @@ from ctsd.engine.supervisor import RestartPolicy
 from ctsd.store.database import Database
 from ctsd.store.engines import SqlEngineStore
 from ctsd.strategies.model import Balance, Ticker
-from tests.engine.fakes import FakeBackend, FakeExchange, ScriptedMarket, VirtualClock
+from tests.engine.fakes import FakeBackend, FakeExchange, ScriptedMarket
 from tests.engine.world import (
     FAST_RESTARTS,
     REGISTRY,
@@ -30,6 +30,7 @@ from tests.engine.world import (
     grid,
     sma,
 )
+from tests.support.virtual_clock import VirtualClock
 
 D = Decimal
 S = EngineState

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
-from ctsd.engine.clock import EngineClock
+from ctsd.clock import Clock
 from ctsd.engine.config import EngineConfig, PaperSettings
 from ctsd.engine.manager import EngineManager
 from ctsd.engine.status import EngineState, EngineStatus
@@ -20,7 +20,8 @@ from ctsd.strategies.model import Intent, MarketSnapshot, Portfolio
 from ctsd.strategies.params import ParamKind, ParamSchema, ParamSpec, StrategyParams
 from ctsd.strategies.registry import StrategyRegistry
 from ctsd.strategies.sma_cross import SMA_CROSS
-from tests.engine.fakes import FakeBackend, FakeExchange, MemoryStore, ScriptedMarket, VirtualClock
+from tests.engine.fakes import FakeBackend, FakeExchange, MemoryStore, ScriptedMarket
+from tests.support.virtual_clock import VirtualClock
 
 D = Decimal
 SYMBOL = "BTC/USDT"
@@ -63,7 +64,7 @@ REGISTRY = StrategyRegistry.of(SMA_CROSS, GRID, FragileFactory())
 class RecordingHub(StatusHub):
     """A status hub that also keeps every published status with its virtual time."""
 
-    def __init__(self, clock: EngineClock) -> None:
+    def __init__(self, clock: Clock) -> None:
         super().__init__(capacity=10_000)
         self._clock = clock
         self.log: list[tuple[float, EngineStatus]] = []

@@ -21,9 +21,9 @@ from ctsd.exchanges.model import ApiCredentials, ConnectionTarget
 from ctsd.exchanges.spec import ApiType
 from ctsd.ratelimit import Lane, RateLimiter, ScopeUsage
 from ctsd.sim.server import SimulatorServer
-from tests.exchanges.conftest import credentials_for, exchange_sim_config
 from tests.exchanges.test_rate_limits import SCALES, scaled
 from tests.sim.conftest import PASSPHRASE, SECRET, trader_spec
+from tests.support.exchange_clients import credentials_for, exchange_sim_config, simulated
 
 UID = "5001"
 READ_KEY = ApiCredentials("uid-read-key-0001", SECRET, PASSPHRASE)
@@ -41,7 +41,7 @@ async def venue(request: pytest.FixtureRequest) -> AsyncIterator[
     accounts = tuple(trader_spec(api_key=k.api_key, uid=int(UID)) for k in (READ_KEY, TRADE_KEY))
     async with SimulatorServer(exchange_sim_config(limits=config, accounts=accounts)) as srv, \
             RateLimiter() as limiter, ExchangeClientFactory(
-                limiter, endpoint_overrides={exchange: srv.base_url},
+                limiter, exchanges=simulated(srv.base_url, exchange),
                 overrides=scaled(config), timeout_s=3.0) as factory:
         yield exchange, srv, factory
 

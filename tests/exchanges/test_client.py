@@ -10,7 +10,7 @@ from ctsd.errors import NotFound
 from ctsd.exchanges.model import KeyPermissions
 from ctsd.exchanges.spec import ApiType
 from ctsd.sim.server import SimulatorServer
-from tests.exchanges.conftest import MARKETS, ClientMaker, Market
+from tests.support.exchange_clients import MARKETS, ClientMaker, Market
 
 
 @pytest.mark.asyncio

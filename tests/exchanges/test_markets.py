@@ -15,7 +15,7 @@ from ctsd.exchanges.model import ApiCredentials, ConnectionTarget
 from ctsd.exchanges.spec import ApiType
 from ctsd.ratelimit import RateLimiter
 from ctsd.sim.server import SimulatorServer
-from tests.exchanges.conftest import credentials_for, exchange_sim_config, make_factory
+from tests.support.exchange_clients import credentials_for, exchange_sim_config, make_factory
 
 SPOT = ConnectionTarget("binance", ApiType.SPOT)
 

@@ -21,8 +21,8 @@ from ctsd.exchanges.spec import ApiType
 from ctsd.ratelimit import Lane, LimitOverride, RateLimiter, RateLimitOverrides
 from ctsd.sim.ratelimit import RateLimitConfig
 from ctsd.sim.server import SimulatorServer
-from tests.exchanges.conftest import VENUES, credentials_for, exchange_sim_config
 from tests.sim.conftest import trader_spec
+from tests.support.exchange_clients import VENUES, credentials_for, exchange_sim_config, simulated
 
 
 def scaled(config: RateLimitConfig, **extra: LimitOverride) -> RateLimitOverrides:
@@ -43,7 +43,7 @@ async def test_many_binance_connections_never_exceed_the_ip_weight() -> None:
     accounts = tuple(trader_spec(api_key=k) for k in keys)
     async with SimulatorServer(exchange_sim_config(limits=config, accounts=accounts)) as srv, \
             RateLimiter() as limiter, ExchangeClientFactory(
-                limiter, endpoint_overrides={"binance": srv.base_url},
+                limiter, exchanges=simulated(srv.base_url, "binance"),
                 overrides=scaled(config)) as factory, contextlib.AsyncExitStack() as stack:
         target = ConnectionTarget("binance", ApiType.SPOT)
         clients = [await stack.enter_async_context(await factory.client(
@@ -83,7 +83,7 @@ async def test_one_key_on_many_connections_stays_within_account_limits(exchange:
     config = SCALES[exchange]
     async with SimulatorServer(exchange_sim_config(limits=config)) as srv, \
             RateLimiter() as limiter, ExchangeClientFactory(
-                limiter, endpoint_overrides={exchange: srv.base_url},
+                limiter, exchanges=simulated(srv.base_url, exchange),
                 overrides=scaled(config)) as factory, contextlib.AsyncExitStack() as stack:
         target = ConnectionTarget(exchange, ApiType.SPOT)
         clients = [await stack.enter_async_context(

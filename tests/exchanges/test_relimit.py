@@ -8,7 +8,7 @@ import pytest
 
 from ctsd.exchanges.factory import ExchangeClientFactory
 from ctsd.ratelimit import LimitOverride, RateLimitOverrides
-from tests.exchanges.conftest import TEST_OVERRIDES, ClientMaker
+from tests.support.exchange_clients import TEST_OVERRIDES, ClientMaker
 
 SYMBOL = "BTC/USDT"
 

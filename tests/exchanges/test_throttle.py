@@ -19,7 +19,12 @@ from ctsd.sim.binance import BinanceSim
 from ctsd.sim.ratelimit import RateLimitConfig
 from ctsd.sim.server import SimulatorServer
 from ctsd.sim.state import Simulator
-from tests.exchanges.conftest import ClientMaker, credentials_for, exchange_sim_config, make_factory
+from tests.support.exchange_clients import (
+    ClientMaker,
+    credentials_for,
+    exchange_sim_config,
+    make_factory,
+)
 
 REGISTRY = ExchangeRegistry.default()
 ACCOUNT = AccountScope("fingerprint", "****0001")

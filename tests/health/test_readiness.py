@@ -5,11 +5,13 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 
 import pytest
 import pytest_asyncio
 
+from ctsd.exchanges.ccxt_internals import missing_classes
 from ctsd.health.readiness import ReadinessMonitor
 from ctsd.health.startup import StartupChecks, StartupEnvironment
 from ctsd.store.database import Database
@@ -28,6 +30,7 @@ async def env(tmp_path: Path) -> AsyncIterator[StartupEnvironment]:
             key_path=key_path,
             key_id=read_key_file(key_path).key_id,
             exchange_ids=("binance",),
+            missing_exchange_classes=partial(missing_classes, ("binance",)),
             endpoints={},
         )
     finally:

@@ -6,17 +6,11 @@ import asyncio
 
 import pytest
 
-from ctsd.ratelimit import (
-    BucketSpec,
-    Lane,
-    LimiterClosed,
-    MeterKind,
-    RateLimitBucket,
-    RequestTooHeavy,
-)
+from ctsd.errors import LimiterClosed, RequestTooHeavy
+from ctsd.ratelimit import BucketSpec, Lane, MeterKind, RateLimitBucket
 from ctsd.ratelimit.meters import Sent
 from ctsd.ratelimit.model import ScopeKey
-from tests.ratelimit.virtual_clock import VirtualClock
+from tests.support.virtual_clock import VirtualClock
 
 KEY = ScopeKey.ip("binance", "request_weight")
 
@@ -193,7 +187,7 @@ async def test_cancelled_waiter_gives_way_to_the_next() -> None:
 
 @pytest.mark.asyncio
 async def test_too_heavy_request_fails_at_once() -> None:
-    b = bucket(VirtualClock(), limit=10)
+    b = bucket(VirtualClock(start=1000.0), limit=10)
     with pytest.raises(RequestTooHeavy, match="exceeds the usable limit of 10"):
         await b.reserve(11, Lane.TEST)
     await b.close()

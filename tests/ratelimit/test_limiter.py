@@ -26,7 +26,7 @@ from ctsd.ratelimit import (
     ScopeKey,
 )
 from tests.ratelimit.test_bucket import answered
-from tests.ratelimit.virtual_clock import VirtualClock
+from tests.support.virtual_clock import VirtualClock
 
 EPS = 1e-9
 
@@ -160,7 +160,7 @@ def test_after_a_relimit_no_window_exceeds_the_new_capacity(
 @pytest.mark.asyncio
 async def test_relimit_is_all_or_nothing_and_reports_what_changed() -> None:
     ten, five = (BucketSpec(n, 1.0, safety_margin=1.0, guard_s=0) for n in (10, 5))
-    async with RateLimiter(VirtualClock()) as limiter:
+    async with RateLimiter(VirtualClock(start=1000.0)) as limiter:
         binance = limiter.bucket(ScopeKey.ip("binance", "request_weight"), ten)
         okx = limiter.bucket(ScopeKey.ip("okx", "public"), ten)
 

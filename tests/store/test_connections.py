@@ -14,7 +14,7 @@ from ctsd.store.database import DB_NAME, Database
 from ctsd.store.migrations import MIGRATIONS
 from ctsd.vault.sealer import SealedSecret
 from tests.store.test_connection_index import conn
-from tests.store.test_test_history import result
+from tests.store.test_result_history import result
 
 UID_COLUMN = 4
 """The migration that added `connections.account_uid`."""

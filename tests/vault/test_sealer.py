@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from ctsd.errors import SealError
 from ctsd.vault.master_key import MasterKey, generate_key
-from ctsd.vault.sealer import Keyring, SealError, blob_key_id
+from ctsd.vault.sealer import Keyring, blob_key_id
 
 SECRET = "very-secret-value"
 

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from decimal import Decimal
 
-from ctsd.engine.clock import EngineClock
+from ctsd.clock import Clock
 from ctsd.engine.orders import Execution, Fill, Order, OrderRequest, OrderStatus, is_engine_order
 from ctsd.engine.ports import ExchangeOrder, ExchangeOrderClient
 from ctsd.errors import ClientError, NotFound, TemporaryError, Unavailable
@@ -27,7 +27,7 @@ ZERO = Decimal(0)
 
 class LiveBroker:
     def __init__(
-        self, client: ExchangeOrderClient, symbols: Sequence[str], clock: EngineClock, *,
+        self, client: ExchangeOrderClient, symbols: Sequence[str], clock: Clock, *,
         attempts: int = 2, check_before_place: bool = True,
     ) -> None:
         self._client = client

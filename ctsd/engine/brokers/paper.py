@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from decimal import Decimal
 
-from ctsd.engine.clock import EngineClock
+from ctsd.clock import Clock
 from ctsd.engine.config import PaperSettings
 from ctsd.engine.ledger import split_symbol
 from ctsd.engine.orders import Execution, Fill, Order, OrderRequest, OrderStatus
@@ -29,7 +29,7 @@ BPS = Decimal(10_000)
 
 
 class PaperBroker:
-    def __init__(self, settings: PaperSettings, clock: EngineClock) -> None:
+    def __init__(self, settings: PaperSettings, clock: Clock) -> None:
         self._settings = settings
         self._clock = clock
         self._free: dict[str, Decimal] = {}

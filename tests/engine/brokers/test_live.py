@@ -17,7 +17,8 @@ from ctsd.engine.brokers.live import LiveBroker
 from ctsd.engine.orders import Order, OrderRequest, OrderStatus, client_order_id
 from ctsd.errors import FailedPrecondition, Unavailable
 from ctsd.strategies.model import Balance, MarketSnapshot, OrderType, Side
-from tests.engine.fakes import FakeExchange, VirtualClock
+from tests.engine.fakes import FakeExchange
+from tests.support.virtual_clock import VirtualClock
 
 SYMBOL = "BTC/USDT"
 D = Decimal

@@ -15,7 +15,8 @@ from ctsd.strategies.model import (
     SymbolMarket,
     Ticker,
 )
-from tests.engine.fakes import VirtualClock, info
+from tests.engine.fakes import info
+from tests.support.virtual_clock import VirtualClock
 
 SYMBOL = "BTC/USDT"
 D = Decimal

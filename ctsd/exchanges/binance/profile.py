@@ -1,0 +1,59 @@
+"""How ccxt's `binance` is driven: api types, error codes ccxt misreads, key permissions."""
+
+from collections.abc import Mapping
+from typing import Any
+
+from ctsd.errors import FailureClass
+from ctsd.exchanges.model import KeyPermissions
+from ctsd.exchanges.profile import (
+    ApiTypeProfile,
+    ClientOrderIds,
+    ClientProfile,
+    PermissionsProbe,
+    RefusalRule,
+)
+from ctsd.exchanges.spec import ApiType, RateLimitScope
+
+
+def _permissions(account: Any) -> KeyPermissions:
+    """`GET /api/v3/account` says whether the key may trade and withdraw.
+
+    (`/sapi/v1/account/apiRestrictions` says more, IP restriction included, but
+    costs a second request and is not simulated.)
+    """
+    if not isinstance(account, Mapping) or "canTrade" not in account:
+        raise ValueError("account answer without canTrade")
+    return KeyPermissions(read=True, trade=bool(account["canTrade"]),
+                          withdraw=bool(account.get("canWithdraw")))
+
+
+BINANCE_CLIENT = ClientProfile(
+    ccxt_class="binance",
+    api_types={
+        ApiType.SPOT: ApiTypeProfile({"defaultType": "spot"}, ("spot",), "publicGetPing"),
+        ApiType.MARGIN: ApiTypeProfile({"defaultType": "margin"}, ("spot",), "publicGetPing"),
+        ApiType.PERPETUAL_FUTURES: ApiTypeProfile(
+            {"defaultType": "future"}, ("linear",), "fapiPublicGetPing"),
+        ApiType.OPTIONS: ApiTypeProfile({"defaultType": "option"}, ("option",)),
+    },
+    error_codes={
+        # "Invalid API-key, IP, or permissions for action": ccxt raises DDoSProtection for
+        # it once a signed call has worked. Binance does not say which of the three.
+        "-2015": FailureClass.AUTHENTICATION,
+        "-2014": FailureClass.AUTHENTICATION,
+        "-1022": FailureClass.AUTHENTICATION,
+        "-1021": FailureClass.CLOCK_SKEW,
+        "-1003": FailureClass.RATE_LIMITED,
+        "-1015": FailureClass.RATE_LIMITED,
+    },
+    # After a signed read worked, -2015 on a later call means the key lacks a permission.
+    error_codes_after_auth={"-2015": FailureClass.PERMISSION},
+    refusals=(
+        RefusalRule(code="-1015", scope=RateLimitScope.ACCOUNT),  # too many new orders
+        RefusalRule(status=418, scope=RateLimitScope.IP),  # banned: Retry-After says how long
+        RefusalRule(status=429, scope=RateLimitScope.IP),
+    ),
+    permissions=PermissionsProbe("privateGetAccount", _permissions,
+                                 answered_by_balance=frozenset({ApiType.SPOT})),
+    client_order_ids=ClientOrderIds(create="newClientOrderId", lookup="origClientOrderId"),
+)

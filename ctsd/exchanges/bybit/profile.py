@@ -1,0 +1,73 @@
+"""How ccxt's `bybit` is driven (v5 unified account)."""
+
+from collections.abc import Mapping
+from typing import Any
+
+from ctsd.errors import FailureClass
+from ctsd.exchanges.model import KeyPermissions
+from ctsd.exchanges.profile import (
+    AccountUidProbe,
+    ApiTypeProfile,
+    ClientOrderIds,
+    ClientProfile,
+    PermissionsProbe,
+    RefusalRule,
+)
+from ctsd.exchanges.spec import ApiType, RateLimitScope
+
+_PING = "publicGetV5MarketTime"
+
+
+def _permissions(answer: Any) -> KeyPermissions:
+    """`/v5/user/query-api`: read-only flag, wallet permissions, IP binding."""
+    result = answer["result"]
+    if not isinstance(result, Mapping):
+        raise ValueError("query-api answer without result")
+    perms = result.get("permissions") or {}
+    ips = result.get("ips") or []
+    return KeyPermissions(
+        read=True, trade=str(result.get("readOnly")) == "0",
+        withdraw="Withdraw" in (perms.get("Wallet") or []),
+        ip_restricted=bool(ips) and list(ips) != ["*"])
+
+
+def _uid(answer: Any) -> str:
+    """`/v5/user/query-api`: `result.userID`, the UID whose limits every key of it shares."""
+    return str(int(answer["result"]["userID"]))
+
+
+BYBIT_CLIENT = ClientProfile(
+    ccxt_class="bybit",
+    # ccxt refuses fetchOrder on unified accounts until told we know its 500-order window
+    options={"fetchOrder": {"acknowledged": True}},
+    api_types={
+        ApiType.SPOT: ApiTypeProfile({"defaultType": "spot"}, ("spot",), _PING),
+        ApiType.MARGIN: ApiTypeProfile({"defaultType": "spot"}, ("spot",), _PING),
+        ApiType.PERPETUAL_FUTURES: ApiTypeProfile(
+            {"defaultType": "swap", "defaultSubType": "linear"}, ("linear",), _PING),
+        ApiType.OPTIONS: ApiTypeProfile({"defaultType": "option"}, ("option",), _PING),
+    },
+    error_codes={
+        "10003": FailureClass.AUTHENTICATION,  # invalid key
+        "10004": FailureClass.AUTHENTICATION,  # bad signature
+        "33004": FailureClass.AUTHENTICATION,  # key expired
+        "10005": FailureClass.PERMISSION,
+        "10010": FailureClass.IP_NOT_ALLOWED,  # ccxt: PermissionDenied
+        "10002": FailureClass.CLOCK_SKEW,
+        "10006": FailureClass.RATE_LIMITED,
+        "10018": FailureClass.RATE_LIMITED,
+        "10016": FailureClass.MAINTENANCE,  # "service restarting"; ccxt: plain ExchangeError
+    },
+    refusals=(
+        RefusalRule(code="10006", scope=RateLimitScope.ACCOUNT),
+        RefusalRule(status=403, scope=RateLimitScope.IP, pause_s=600.0),  # IP banned 10 min
+    ),
+    reset_header="X-Bapi-Limit-Reset-Timestamp",
+    permissions=PermissionsProbe("privateGetV5UserQueryApi", _permissions),
+    account_uid=AccountUidProbe("privateGetV5UserQueryApi", _uid),  # same answer, no extra request
+    # ccxt's unified-account fetchOrder sends no orderLinkId; /v5/order/realtime filtered by
+    # it answers open and recently closed orders, the history endpoint older ones.
+    client_order_ids=ClientOrderIds(
+        create="orderLinkId", lookup="orderLinkId",
+        lookups=("fetch_open_orders", "fetch_canceled_and_closed_orders")),
+)

@@ -1,0 +1,188 @@
+"""Every part of ccxt the daemon relies on that is not ccxt's documented API, in one place.
+
+ccxt's documented surface (unified methods such as `fetch_balance`, the
+implicit endpoint methods, `markets`, `set_sandbox_mode`) is called where it
+is needed. What the daemon does *beyond* it — wrapping the method every REST
+request funnels through, reading each answer's headers, supplying nonces,
+sharing one SSL context and one set of markets, moving every URL to another
+base — reaches into ccxt's internals, and ccxt may rename them in any
+release. So they are reached only through the functions below, and
+`PRIVATE_ATTRIBUTES` lists each with the reason it is used:
+`check_internals` (run by the factory on every new instance and by
+`tests/exchanges/test_ccxt_internals.py` on every registered exchange's
+class) fails loudly, naming what is gone, after a ccxt upgrade.
+
+Only `ctsd.exchanges` imports ccxt: this module, on the first call that
+needs it (importing takes about a second and 100 MB), and `ccxt_errors`,
+for ccxt's exception classes, once one was raised.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import Any
+
+Fetch2 = Callable[[Any, Any, str, Any, Any], Awaitable[Any]]
+"""`fetch2(path, api, method, params, config)`: every REST request of an instance."""
+ResponseObserver = Callable[[int | None, Mapping[str, str]], None]
+
+PRIVATE_ATTRIBUTES: Mapping[str, str] = {
+    "fetch2": "every REST request funnels through it: the rate limiter wraps it",
+    "on_rest_response": "called with each answer's status and headers before ccxt raises "
+                        "for it: usage headers and Retry-After are read from it",
+    "calculate_rate_limiter_cost": "ccxt's per-endpoint cost: the weight a request is charged",
+    "nonce": "replaced by a per-key sequence where a venue wants strictly increasing nonces",
+    "ssl_context": "one context for every instance instead of one (16 ms, a CA store) each",
+    "timeout_on_exit": "close() waits this long for its own TLS session; ours is shared",
+    "urls": "urls['api'] is rewritten for a `base_url` (and 'test'/'demo' dropped)",
+    "implode_hostname": "expands the {hostname} placeholder before a URL is rewritten",
+    "set_markets_from_exchange": "one loaded market set shared by every instance of a target",
+}
+"""Attribute → why the daemon uses it; every ccxt exchange class must have each."""
+
+PER_CLASS_ATTRIBUTES: Mapping[str, str] = {
+    "get_exceptions_by_url": "Binance picks its error map by production host: a rewritten "
+                             "URL must map back, or -2019 would not be InsufficientFunds",
+}
+"""Attributes some classes have; used where present."""
+
+_FETCH2_PARAMETERS = ("path", "api", "method", "params", "config")
+_ON_REST_RESPONSE_PARAMETERS = (
+    "code", "reason", "url", "method", "response_headers", "response_body", "request_headers",
+    "request_body")
+
+
+def async_support() -> Any:
+    """`ccxt.async_support`, imported on first use."""
+    import ccxt.async_support
+
+    return ccxt.async_support
+
+
+def exchange_class(name: str) -> Any:
+    return getattr(async_support(), name)
+
+
+def missing_classes(names: Iterable[str]) -> list[str]:
+    """Which of `names` ccxt has no async exchange class for."""
+    module = async_support()
+    return [name for name in names if not hasattr(module, name)]
+
+
+def missing_internals(exchange: Any) -> list[str]:
+    """What of `PRIVATE_ATTRIBUTES` `exchange` lacks, or has with another signature."""
+    missing = [name for name in PRIVATE_ATTRIBUTES if not hasattr(exchange, name)]
+    for name, expected in (("fetch2", _FETCH2_PARAMETERS),
+                           ("on_rest_response", _ON_REST_RESPONSE_PARAMETERS)):
+        method = getattr(exchange, name, None)
+        if method is not None and tuple(inspect.signature(method).parameters) != expected:
+            missing.append(f"{name}({', '.join(expected)}) (now {inspect.signature(method)})")
+    return missing
+
+
+def check_internals(exchange: Any) -> None:
+    """Raise, naming each, if `exchange` lacks an internal the daemon relies on."""
+    missing = missing_internals(exchange)
+    if missing:
+        raise RuntimeError(
+            f"ccxt {getattr(async_support(), '__version__', '?')} {type(exchange).__name__} "
+            f"lacks {', '.join(missing)}: see ctsd.exchanges.ccxt_internals")
+
+
+# --- requests ---------------------------------------------------------------------------
+
+
+def request_cost(exchange: Any, api: Any, method: str, path: Any, params: Any,
+                 config: Any) -> float:
+    """ccxt's cost of one request to its endpoint table (ccxt's own throttle would wait it)."""
+    return float(exchange.calculate_rate_limiter_cost(api, method, path, params, config) or 0)
+
+
+def wrap_requests(exchange: Any, around: Callable[[Fetch2], Fetch2]) -> None:
+    """Every REST request of `exchange` goes through `around(original fetch2)`."""
+    exchange.fetch2 = around(exchange.fetch2)
+
+
+def observe_responses(exchange: Any, observer: ResponseObserver) -> None:
+    """`observer(status, headers)` sees each answer before ccxt raises for its status."""
+    original = exchange.on_rest_response
+
+    def on_rest_response(code: Any, reason: Any, url: Any, method: Any, headers: Any,
+                         body: Any, request_headers: Any, request_body: Any) -> Any:
+        observer(int(code) if code is not None else None, dict(headers or {}))
+        return original(code, reason, url, method, headers, body, request_headers,
+                        request_body)
+
+    exchange.on_rest_response = on_rest_response
+
+
+def use_nonce(exchange: Any, nonce: Callable[[], int]) -> None:
+    exchange.nonce = nonce
+
+
+# --- sharing between instances -------------------------------------------------------------
+
+
+def share_transport(exchange: Any, ssl_context: Any) -> None:
+    """Use `ssl_context` (ccxt builds one per instance on first use, even with a shared
+    session) and close without the grace period meant for an instance's own TLS session."""
+    exchange.ssl_context = ssl_context
+    exchange.timeout_on_exit = 0
+
+
+def share_markets(exchange: Any, source: Any) -> None:
+    """`exchange` uses the markets `source` has loaded, without a request of its own."""
+    exchange.set_markets_from_exchange(source)
+
+
+# --- another base URL ---------------------------------------------------------------------
+
+UrlMap = list[tuple[str, str]]
+"""(rewritten URL prefix, original URL prefix), longest rewritten prefix first."""
+
+
+def rebase_urls(exchange: Any, rewrite: Callable[[str], str]) -> Any:
+    """Send every REST request of `exchange` to `rewrite(url)` instead; returns `exchange`.
+
+    Every string under `urls['api']` (nested for some venues) is rewritten, and
+    `urls['test']` (and the demo-mode `demo`/`demotrading` entries) dropped so
+    sandbox or demo mode cannot silently switch back to the original hosts. A
+    class that picks its error map by host (`get_exceptions_by_url`) is shown the
+    original URL behind a rewritten one, so it raises what it raises in production.
+    """
+    pairs: UrlMap = []
+
+    def walk(node: Any) -> Any:
+        if isinstance(node, str):
+            new = rewrite(exchange.implode_hostname(node))
+            pairs.append((new, node))
+            return new
+        if isinstance(node, dict):
+            return {key: walk(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [walk(value) for value in node]
+        return node
+
+    exchange.urls["api"] = walk(exchange.urls["api"])
+    for key in ("test", "demo", "demotrading"):  # every mode that swaps urls["api"] back
+        exchange.urls.pop(key, None)
+    pairs.sort(key=lambda pair: len(pair[0]), reverse=True)
+    _restore_host_based_exceptions(exchange, pairs)
+    return exchange
+
+
+def _restore_host_based_exceptions(exchange: Any, pairs: UrlMap) -> None:
+    original = getattr(exchange, "get_exceptions_by_url", None)
+    if original is None:
+        return
+
+    def get_exceptions_by_url(url: str | None, exact_or_broad: str) -> Any:
+        if url is not None:
+            for rewritten, production in pairs:
+                if url.startswith(rewritten):
+                    url = production + url[len(rewritten):]
+                    break
+        return original(url, exact_or_broad)
+
+    exchange.get_exceptions_by_url = get_exceptions_by_url

@@ -1,0 +1,65 @@
+"""How ccxt's `okx` is driven: one trading account, keys with a passphrase."""
+
+from collections.abc import Mapping
+from typing import Any
+
+from ctsd.errors import FailureClass
+from ctsd.exchanges.model import KeyPermissions
+from ctsd.exchanges.profile import (
+    AccountUidProbe,
+    ApiTypeProfile,
+    ClientOrderIds,
+    ClientProfile,
+    PermissionsProbe,
+    RefusalRule,
+)
+from ctsd.exchanges.spec import ApiType, RateLimitScope
+
+_PING = "publicGetPublicTime"
+
+
+def _permissions(answer: Any) -> KeyPermissions:
+    """`account/config`: `perm` is e.g. "read_only,trade"; `ip` the key's whitelist."""
+    config = answer["data"][0]
+    if not isinstance(config, Mapping):
+        raise ValueError("account/config answer without data")
+    perms = {p.strip() for p in str(config.get("perm") or "").split(",")}
+    return KeyPermissions(read=True, trade="trade" in perms, withdraw="withdraw" in perms,
+                          ip_restricted=bool(str(config.get("ip") or "").strip()))
+
+
+def _uid(answer: Any) -> str:
+    """`account/config`: `data[0].uid`, the UID whose limits every key of it shares."""
+    return str(int(answer["data"][0]["uid"]))
+
+
+OKX_CLIENT = ClientProfile(
+    ccxt_class="okx",
+    api_types={
+        ApiType.SPOT: ApiTypeProfile({"defaultType": "spot"}, ("spot",), _PING),
+        ApiType.MARGIN: ApiTypeProfile({"defaultType": "margin"}, ("spot",), _PING),
+        ApiType.PERPETUAL_FUTURES: ApiTypeProfile({"defaultType": "swap"}, ("swap",), _PING),
+        ApiType.OPTIONS: ApiTypeProfile({"defaultType": "option"}, ("option",), _PING),
+    },
+    error_codes={
+        "50111": FailureClass.AUTHENTICATION,  # invalid key
+        "50113": FailureClass.AUTHENTICATION,  # invalid signature
+        "50105": FailureClass.AUTHENTICATION,  # wrong passphrase
+        "50100": FailureClass.AUTHENTICATION,  # key frozen
+        "50110": FailureClass.IP_NOT_ALLOWED,  # ccxt: PermissionDenied
+        "50120": FailureClass.PERMISSION,  # ccxt 4.5.90: bare ExchangeError
+        "50102": FailureClass.CLOCK_SKEW,
+        "50112": FailureClass.CLOCK_SKEW,
+        "50011": FailureClass.RATE_LIMITED,
+        "50061": FailureClass.RATE_LIMITED,
+        "50001": FailureClass.MAINTENANCE,
+        "50004": FailureClass.TIMEOUT,
+    },
+    refusals=(
+        RefusalRule(code="50061", scope=RateLimitScope.ACCOUNT),
+        RefusalRule(code="50011"),
+    ),
+    permissions=PermissionsProbe("privateGetAccountConfig", _permissions),
+    account_uid=AccountUidProbe("privateGetAccountConfig", _uid),  # same answer, no extra request
+    client_order_ids=ClientOrderIds(create="clOrdId", lookup="clOrdId"),
+)

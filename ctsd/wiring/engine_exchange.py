@@ -1,0 +1,152 @@
+"""The engine's `EngineBackend` on connections and the exchange layer.
+
+Why here: the engine (`ctsd.engine.ports`) knows neither connections nor ccxt;
+this module is the one place that turns a connection id into engine clients.
+It decides whether a connection may run an engine (it exists, is enabled, its
+last test did not fail) and hands out market data through the shared
+`ExchangeClientFactory`, so engine polling waits for the same rate-limit
+budget as every other request to that venue.
+
+PAPER needs only public market data, so no credentials are opened for it.
+LIVE additionally unseals the connection's credentials (through the connection
+layer's `CredentialResolver`, the one holder of the vault) into an
+authenticated client on the ORDER lane, so order calls go ahead of polling in
+the shared limiter; `ExchangeOrders` adapts it to the engine. LIVE is allowed
+only on a connection that was tested and did not fail and, where the venue reports key
+permissions, granted trading: real orders go out on a key known to work.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+
+from ctsd.connections.checks.results import TestStatus
+from ctsd.connections.credentials import CredentialResolver
+from ctsd.connections.model import Connection
+from ctsd.connections.ports import ConnectionStore
+from ctsd.engine.config import TradingMode
+from ctsd.engine.ports import EngineResources
+from ctsd.errors import CredentialsUnavailable, FailedPrecondition, InvalidArgument
+from ctsd.exchanges.client import ExchangeClient
+from ctsd.exchanges.factory import ExchangeClientFactory
+from ctsd.exchanges.model import ConnectionTarget
+from ctsd.ratelimit import Lane
+from ctsd.strategies.model import Candle, MarketInfo, Ticker
+from ctsd.wiring.engine_orders import ExchangeOrders
+
+_TIMEFRAME = re.compile(r"^([1-9][0-9]*)([smhdw])$")
+_UNIT_MS = {"s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
+
+
+def timeframe_ms(timeframe: str) -> int:
+    """`5m` -> 300000; the length of one candle, to tell a closed one from a forming one."""
+    match = _TIMEFRAME.match(timeframe)
+    if match is None:
+        raise InvalidArgument.field("timeframe", f"{timeframe!r} is not like 1m, 4h or 1d")
+    return int(match.group(1)) * _UNIT_MS[match.group(2)]
+
+
+class ExchangeMarketData:
+    """`MarketDataSource` over one `ExchangeClient` (the poll lane, the shared limiter)."""
+
+    def __init__(self, client: ExchangeClient,
+                 now_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000) -> None:
+        self._client = client
+        self._now_ms = now_ms
+
+    async def market(self, symbol: str) -> MarketInfo:
+        terms = await self._client.market_terms(symbol)
+        return MarketInfo(symbol, terms.base, terms.quote, terms.taker_fee, terms.maker_fee)
+
+    async def ticker(self, symbol: str) -> Ticker:
+        """Venues may omit bid or ask (a quiet market); the last price stands in for them."""
+        raw = await self._client.fetch_ticker(symbol)
+        return Ticker(symbol, raw.bid if raw.bid is not None else raw.last,
+                      raw.ask if raw.ask is not None else raw.last, raw.last,
+                      raw.timestamp_ms or self._now_ms())
+
+    async def candles(self, symbol: str, timeframe: str, limit: int) -> tuple[Candle, ...]:
+        """One more than asked, then the still-forming candle is dropped."""
+        length = timeframe_ms(timeframe)
+        raw = await self._client.fetch_ohlcv(symbol, timeframe, limit + 1)
+        now = self._now_ms()
+        closed = [c for c in raw if c.open_ms + length <= now]
+        return tuple(Candle(c.open_ms, c.open, c.high, c.low, c.close, c.volume)
+                     for c in closed[-limit:])
+
+
+class ExchangeEngineBackend:
+    """`EngineBackend`: checks the connection, opens its clients per `open`.
+
+    Without a `credentials` resolver (tests of PAPER alone) LIVE is refused.
+    """
+
+    def __init__(self, connections: ConnectionStore, factory: ExchangeClientFactory,
+                 credentials: CredentialResolver | None = None) -> None:
+        self._connections = connections
+        self._factory = factory
+        self._credentials = credentials
+        self._clients: dict[str, list[tuple[ExchangeClient, ...]]] = {}
+
+    async def open(self, connection_id: str, mode: TradingMode) -> EngineResources:
+        conn = await self._connections.get(connection_id)  # NotFound for an unknown id
+        name = f"connections/{connection_id}"
+        if not conn.enabled:
+            raise FailedPrecondition(f"{name} is disabled; enable it to run an engine")
+        if conn.last_test is not None and conn.last_test.status is TestStatus.FAILED:
+            raise FailedPrecondition(
+                f"the last test of {name} failed ({conn.last_test.message or 'no reason given'}); "
+                "test it again once fixed")
+        if mode is TradingMode.LIVE:
+            self._check_live(conn, name)
+        target = ConnectionTarget(conn.exchange, conn.api_type, conn.testnet)
+        market = await self._factory.client(target, None, lane=Lane.POLL)
+        opened: tuple[ExchangeClient, ...] = (market,)
+        orders = None
+        if mode is TradingMode.LIVE:
+            try:
+                trading = await self._trading_client(conn, target, name)
+            except BaseException:
+                await market.close()
+                raise
+            opened, orders = (market, trading), ExchangeOrders(trading)
+        # A dry run (TestEngine) may open more clients while the engine holds its own.
+        self._clients.setdefault(connection_id, []).append(opened)
+        return EngineResources(ExchangeMarketData(market), orders)
+
+    def _check_live(self, conn: Connection, name: str) -> None:
+        if self._credentials is None:
+            raise FailedPrecondition(f"{name} cannot trade LIVE: this daemon has no vault")
+        if conn.last_test is None:
+            raise FailedPrecondition(
+                f"{name} has never been tested; LIVE trading needs a passed connection test")
+        spec = self._factory.registry.get(conn.exchange)
+        reports = spec is not None and spec.client is not None and (
+            spec.client.permissions is not None)
+        if reports and "trade" not in conn.last_test.capabilities:
+            raise FailedPrecondition(
+                f"the key of {name} may not trade (last test: "
+                f"{', '.join(conn.last_test.capabilities) or 'no permissions'}); "
+                "enable trading on the key and test again")
+
+    async def _trading_client(self, conn: Connection, target: ConnectionTarget,
+                              name: str) -> ExchangeClient:
+        assert self._credentials is not None
+        try:
+            credentials = await self._credentials.resolve(conn)
+        except CredentialsUnavailable as exc:
+            raise FailedPrecondition(f"{name} cannot trade LIVE: {exc.message}") from exc
+        return await self._factory.client(target, credentials, lane=Lane.ORDER,
+                                          account_uid=conn.account_uid)
+
+    async def close(self, connection_id: str) -> None:
+        opened = self._clients.get(connection_id)
+        if not opened:
+            return
+        clients = opened.pop()
+        if not opened:
+            del self._clients[connection_id]
+        for client in clients:
+            await client.close()

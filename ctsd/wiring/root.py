@@ -1,0 +1,192 @@
+"""The composition root: the one place the daemon's object graph is built.
+
+`assemble` reads top to bottom in dependency order —
+
+    config → store → vault → exchange registry → rate limiter → exchange client factory
+      → connection use cases and key checks → engines → servicers → server
+
+— and hands back what the process lifecycle (`ctsd.daemon`) starts and
+stops. Nothing here decides anything: every part is configured from
+`DaemonConfig` and given the parts it needs. What must be closed or told
+about a reload is registered with the `Lifecycle` as it is built, so the
+daemon closes it in reverse order.
+
+The engine manager is built before the connection use cases: it needs only
+the store and the exchange layer, and the connection side asks it which
+connections run an engine (`EngineActivity`), so no late `attach` closes a
+loop.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Protocol
+
+import grpc
+from grpc_health.v1.health import aio as health_aio
+
+from ctsd import __version__
+from ctsd.api.access_log import AccessLog
+from ctsd.api.auth import Authenticator, AuthGuard
+from ctsd.api.connections import ConnectionServicer
+from ctsd.api.engines import EngineServicer
+from ctsd.api.health import SystemHealthServicer
+from ctsd.api.request_rate import RequestRateGuard
+from ctsd.api.services import connection_service, engine_service, health_service
+from ctsd.config import DaemonConfig
+from ctsd.connections.checks.batch import BatchProcessor, RetryPolicy
+from ctsd.connections.checks.batch_tester import BatchSettings, BatchTester
+from ctsd.connections.checks.service import ConnectionTests
+from ctsd.connections.checks.tester import ConnectionTester, ConnectionTesterSettings
+from ctsd.connections.credentials import CredentialResolver
+from ctsd.connections.locks import ConnectionLocks
+from ctsd.connections.manager import ConnectionManager
+from ctsd.connections.ports import ConnectionStore
+from ctsd.engine.activity import EngineActivity
+from ctsd.engine.manager import EngineManager
+from ctsd.exchanges.ccxt_internals import missing_classes
+from ctsd.exchanges.factory import ExchangeClientFactory
+from ctsd.exchanges.registry import ExchangeRegistry
+from ctsd.health.readiness import ReadinessMonitor
+from ctsd.health.report import HealthReporter
+from ctsd.health.startup import StartupChecks, StartupEnvironment
+from ctsd.ops.metrics import (
+    ConnectionTestMetrics,
+    EngineCollector,
+    MetricsRegistry,
+    RateLimitCollector,
+    RpcMetrics,
+)
+from ctsd.ratelimit import RateLimiter
+from ctsd.server import build_server
+from ctsd.store.connections import ConnectionRepository
+from ctsd.store.database import Database
+from ctsd.store.engines import SqlEngineStore
+from ctsd.store.result_history import ResultHistory
+from ctsd.store.sealed_secrets import SealedSecretRepository
+from ctsd.strategies.registry import StrategyRegistry, discover
+from ctsd.vault.keyring_setup import open_keyring
+from ctsd.vault.master_key import locate_key
+from ctsd.wiring.check_probes import ExchangeProbes, classify
+from ctsd.wiring.engine_exchange import ExchangeEngineBackend
+
+log = logging.getLogger("ctsd")
+
+Closer = Callable[[], Awaitable[None]]
+Reloader = Callable[[DaemonConfig], Awaitable[None]]
+
+
+class Lifecycle(Protocol):
+    """Where the parts that need a clean stop or a reload are registered (`ctsd.daemon`)."""
+
+    def on_close(self, closer: Closer) -> None: ...
+
+    def on_reload(self, reloader: Reloader) -> None: ...
+
+
+@dataclass(frozen=True)
+class Assembly:
+    """The built daemon, not yet started: the lifecycle opens, binds and starts these."""
+
+    server: grpc.aio.Server
+    health: health_aio.HealthServicer
+    engines: EngineManager
+    """Unopened: opening resumes the engines that were running."""
+    readiness: ReadinessMonitor
+    key_id: str
+
+
+async def assemble(
+    config: DaemonConfig, env: Mapping[str, str], lifecycle: Lifecycle,
+    metrics: MetricsRegistry, set_serving: Callable[[bool], Awaitable[None]],
+) -> Assembly:
+    db = await Database.open(config.state_dir)
+    lifecycle.on_close(db.close)
+    key = locate_key(config.state_dir, config.master_key_file, dict(env))
+    keyring = await open_keyring(key, SealedSecretRepository(db))
+
+    registry = ExchangeRegistry.default()
+    limiter = RateLimiter()
+    lifecycle.on_close(limiter.close)
+    exchanges = ExchangeClientFactory(limiter, registry, overrides=config.rate_limits,
+                                      exchanges=config.exchanges)
+    lifecycle.on_close(exchanges.close)  # before the limiter its clients wait on
+    lifecycle.on_reload(partial(_reload_rate_limits, exchanges))
+    metrics.register(RateLimitCollector(exchanges.usage))
+
+    connection_store = ConnectionRepository(db)  # one instance: its index is the read model
+    credentials = CredentialResolver(connection_store, keyring)
+    locks = ConnectionLocks()  # a delete and an engine start on one connection never interleave
+    strategies = _strategies()
+    engines = EngineManager(
+        SqlEngineStore(db), ExchangeEngineBackend(connection_store, exchanges, credentials),
+        strategies, locks=locks,
+        cancel_orders_on_shutdown=config.engines.cancel_orders_on_shutdown)
+    metrics.register(EngineCollector(engines.list))
+    activity = EngineActivity(engines.list)
+    connections = ConnectionManager(connection_store, keyring, registry,
+                                    active_engines=activity.active_connections, locks=locks)
+    tests = _connection_tests(config, connection_store, credentials, exchanges, metrics)
+
+    checks = StartupChecks(StartupEnvironment(
+        state_dir=config.state_dir, db=db, key_path=Path(key.path),
+        key_id=keyring.current.key_id, exchange_ids=registry.ids(),
+        missing_exchange_classes=partial(missing_classes, registry.ids()),
+        endpoints={x: s.origin for x, s in config.exchanges.items() if s.origin}))
+    reporter = HealthReporter(__version__, connection_store, ResultHistory(db), db,
+                              exchanges.usage, engines=activity)
+
+    server, health = build_server([
+        connection_service(ConnectionServicer(connections, tests, activity)),
+        health_service(SystemHealthServicer(reporter, checks)),
+        engine_service(EngineServicer(engines, strategies)),
+    ], _interceptors(config, metrics))
+    return Assembly(server, health, engines, ReadinessMonitor(checks, set_serving),
+                    keyring.current.key_id.hex())
+
+
+def _strategies() -> StrategyRegistry:
+    """The `cts.strategies` entry points; a plugin that fails to load is left out, loudly."""
+    strategies = discover()
+    for broken in strategies.broken:
+        log.warning("strategy plugin left out",
+                    extra={"strategy": broken.name, "target": broken.target,
+                           "error": broken.error})
+    return strategies
+
+
+def _connection_tests(
+    config: DaemonConfig, store: ConnectionStore, credentials: CredentialResolver,
+    exchanges: ExchangeClientFactory, metrics: MetricsRegistry,
+) -> ConnectionTests:
+    """Single and batch connection tests, on a client per test from the shared factory."""
+    timeout = config.batch.item_timeout_s
+    tester = ConnectionTester(
+        credentials, ExchangeProbes(exchanges).open, classify,
+        ConnectionTesterSettings(timeout_s=timeout),
+        on_result=ConnectionTestMetrics(metrics).observe if metrics.enabled else None)
+    batch = BatchTester(store, tester, credentials, BatchProcessor(), BatchSettings(
+        concurrency=config.batch.concurrency, item_timeout_s=timeout,
+        retry=RetryPolicy(max_attempts=config.batch.max_attempts)))
+    return ConnectionTests(store, tester, batch)
+
+
+def _interceptors(config: DaemonConfig, metrics: MetricsRegistry,
+                  ) -> list[grpc.aio.ServerInterceptor]:
+    """Outermost first: the access log sees every outcome, refusals included."""
+    rpc_metrics = RpcMetrics(metrics)
+    interceptors = [AccessLog(rpc_metrics).interceptor()]
+    authenticator = Authenticator.from_config(config)
+    if authenticator is not None:
+        interceptors.append(AuthGuard(authenticator, rpc_metrics).interceptor())
+    if config.calls_per_second_per_peer > 0:  # after auth: strangers are not counted
+        interceptors.append(RequestRateGuard(config.calls_per_second_per_peer).interceptor())
+    return interceptors
+
+
+async def _reload_rate_limits(exchanges: ExchangeClientFactory, new: DaemonConfig) -> None:
+    exchanges.reload_rate_limits(new.rate_limits)

@@ -1,0 +1,210 @@
+"""ConnectionTester with a scripted probe: step order, deadline, cancellation, redaction.
+
+The exchange behaviour itself is tested against the simulator (tests/api);
+here a fake probe stands in so that the tester's own rules can be shown one by
+one, without a network.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+import pytest
+
+from ctsd.connections.checks.probe import ExchangeProbe
+from ctsd.connections.checks.results import FailureClass, LogLevel, TestResult, TestStatus
+from ctsd.connections.checks.tester import ConnectionTester, ConnectionTesterSettings
+from ctsd.connections.model import Connection
+from ctsd.errors import ExchangeFailure
+from ctsd.exchanges.model import (
+    ApiCredentials,
+    ApiTypeStatus,
+    Holding,
+    KeyPermissions,
+    ServerTime,
+)
+from ctsd.wiring.check_probes import classify
+from tests.store.test_connection_index import conn
+
+CREDENTIALS = ApiCredentials("key-0123456789", "the-secret-value", "the-passphrase")
+
+
+@dataclass
+class ScriptedProbe:
+    """Answers like a healthy exchange unless told otherwise."""
+
+    skew_ms: float = 5.0
+    permissions: KeyPermissions | None = field(
+        default_factory=lambda: KeyPermissions(read=True, trade=True, withdraw=False)
+    )
+    usable: bool = True
+    uid: str | BaseException | None = None
+    """The key's account UID; an exception to raise; None where the venue counts per key."""
+    balance_error: BaseException | None = None
+    hang: asyncio.Event | None = None
+    closed: bool = False
+
+    async def load_markets(self) -> int:
+        return 42
+
+    async def server_time(self) -> ServerTime:
+        return ServerTime(1_700_000_000_000, 1_700_000_000_000 - self.skew_ms, 3.0)
+
+    async def fetch_holdings(self) -> Sequence[Holding]:
+        if self.hang is not None:
+            await self.hang.wait()
+        if self.balance_error is not None:
+            raise self.balance_error
+        return (
+            Holding("USDT", Decimal(100), Decimal(0), Decimal(100)),
+            Holding("BTC", Decimal("0.5"), Decimal(0), Decimal("0.5")),
+            Holding("DUST", Decimal(0), Decimal(0), Decimal(0)),
+        )
+
+    async def key_permissions(self) -> KeyPermissions | None:
+        return self.permissions
+
+    async def account_uid(self) -> str | None:
+        if isinstance(self.uid, BaseException):
+            raise self.uid
+        return self.uid
+
+    async def api_type_status(self) -> ApiTypeStatus:
+        return ApiTypeStatus(self.usable, "spot account reachable" if self.usable else "no spot")
+
+    async def prices(self, assets: Sequence[str], quote: str) -> dict[str, Decimal]:
+        return {"BTC": Decimal(60000)}
+
+    async def ping(self) -> float:
+        return 0.002
+
+    def limiter_wait_s(self) -> float:
+        return 0.25
+
+
+class FixedCredentials:
+    async def resolve(self, conn: Connection) -> ApiCredentials:
+        return CREDENTIALS
+
+
+def make_tester(probe: ScriptedProbe, timeout_s: float = 5.0) -> ConnectionTester:
+    @asynccontextmanager
+    async def open_probe(_conn: Connection, _creds: ApiCredentials) -> AsyncIterator[ExchangeProbe]:
+        try:
+            yield probe
+        finally:
+            probe.closed = True
+
+    return ConnectionTester(
+        FixedCredentials(), open_probe, classify, ConnectionTesterSettings(timeout_s=timeout_s)
+    )
+
+
+async def events(probe: ScriptedProbe, timeout_s: float = 5.0) -> list[object]:
+    return [e async for e in make_tester(probe, timeout_s).run(conn("c1"))]
+
+
+@pytest.mark.asyncio
+async def test_a_healthy_account_passes_every_step_in_order() -> None:
+    probe = ScriptedProbe()
+    found = await events(probe)
+    result = found[-1]
+    assert isinstance(result, TestResult) and result.status is TestStatus.SUCCESS
+    assert [line.step for line in result.log_lines] == [
+        "credentials", "markets", "clock", "balance", "permissions", "api_type", "latency",
+    ]  # fmt: skip
+    assert found[:-1] == list(result.log_lines)  # streamed exactly as stored
+    assert result.balance_total == 100 + 0.5 * 60000
+    assert [b.asset for b in result.balances] == ["BTC", "USDT"]  # dust left out, biggest first
+    assert result.capabilities == ("read", "trade")
+    assert result.clock_skew_s == pytest.approx(0.005) and result.latency_s == 0.002
+    assert probe.closed
+
+
+@pytest.mark.asyncio
+async def test_the_first_failure_ends_the_test_with_its_class_and_remedy() -> None:
+    bad_key = ExchangeFailure.of(FailureClass.AUTHENTICATION, "binance: bad key")
+    probe = ScriptedProbe(balance_error=bad_key)
+    result, waited = await make_tester(probe).test(conn("c1"))
+    assert result.status is TestStatus.FAILED
+    assert result.failure_class is FailureClass.AUTHENTICATION
+    assert result.message == "balance: binance: bad key"
+    assert result.remedy == FailureClass.AUTHENTICATION.remedy
+    assert result.log_lines[-1].step == "balance" and result.log_lines[-1].level is LogLevel.ERROR
+    assert waited == 0.25
+
+
+@pytest.mark.asyncio
+async def test_warnings_make_a_warning_result_and_the_api_type_can_fail_it() -> None:
+    probe = ScriptedProbe(
+        skew_ms=-3000.0, permissions=KeyPermissions(read=True, trade=False, withdraw=True)
+    )
+    result, _ = await make_tester(probe).test(conn("c1"))
+    assert result.status is TestStatus.WARNING
+    assert "behind" in result.log_lines[2].message
+    assert result.message.count(";") == 2  # clock, cannot trade, can withdraw
+    unusable, _ = await make_tester(ScriptedProbe(usable=False)).test(conn("c1"))
+    assert unusable.failure_class is FailureClass.PERMISSION
+
+
+@pytest.mark.asyncio
+async def test_an_exchange_that_does_not_report_permissions_is_noted_not_failed() -> None:
+    result, _ = await make_tester(ScriptedProbe(permissions=None)).test(conn("c1"))
+    assert result.status is TestStatus.SUCCESS and result.capabilities == ("read",)
+
+
+@pytest.mark.asyncio
+async def test_a_hanging_exchange_fails_the_test_at_its_deadline() -> None:
+    probe = ScriptedProbe(hang=asyncio.Event())
+    result, _ = await make_tester(probe, timeout_s=0.1).test(conn("c1"))
+    assert result.failure_class is FailureClass.TIMEOUT and result.status is TestStatus.FAILED
+    assert probe.closed
+
+
+@pytest.mark.asyncio
+async def test_leaving_the_stream_cancels_the_test_and_closes_the_probe() -> None:
+    probe = ScriptedProbe(hang=asyncio.Event())
+    stream = make_tester(probe).run(conn("c1"))
+    seen = [await anext(stream) for _ in range(3)]  # credentials, markets, clock
+    await stream.aclose()
+    assert [getattr(e, "step", "") for e in seen] == ["credentials", "markets", "clock"]
+    assert probe.closed
+
+
+@pytest.mark.asyncio
+async def test_credentials_never_reach_a_message_even_when_the_exchange_echoes_them() -> None:
+    echoed = f"bybit: apiKey {CREDENTIALS.api_key} sign=abc?secret={CREDENTIALS.secret}"
+    probe = ScriptedProbe(balance_error=ExchangeFailure.of(FailureClass.AUTHENTICATION, echoed))
+    result, _ = await make_tester(probe).test(conn("c1"))
+    text = result.message + "".join(line.message for line in result.log_lines)
+    for value in CREDENTIALS.values():
+        assert value not in text
+
+
+@pytest.mark.asyncio
+async def test_a_bug_in_a_probe_is_an_internal_error_without_its_text() -> None:
+    probe = ScriptedProbe(balance_error=KeyError("private detail"))
+    result, _ = await make_tester(probe).test(conn("c1"))
+    assert result.failure_class is FailureClass.EXCHANGE_ERROR
+    assert "private detail" not in result.message and "internal error" in result.message
+
+
+@pytest.mark.asyncio
+async def test_the_account_uid_is_learned_into_the_result_and_logged_masked() -> None:
+    result, _ = await make_tester(ScriptedProbe(uid="100000042")).test(conn("c1"))
+    assert result.status is TestStatus.SUCCESS and result.account_uid == "100000042"
+    [line] = [line for line in result.log_lines if line.step == "permissions"]
+    assert line.message == "key permissions: read, trade; account uid ****0042"
+
+
+@pytest.mark.asyncio
+async def test_an_account_uid_that_cannot_be_read_leaves_key_scoping_and_passes() -> None:
+    unreadable = ExchangeFailure.of(FailureClass.EXCHANGE_ERROR, "okx: malformed account uid")
+    result, _ = await make_tester(ScriptedProbe(uid=unreadable)).test(conn("c1"))
+    assert result.status is TestStatus.SUCCESS and result.account_uid is None
+    [line] = [line for line in result.log_lines if line.step == "permissions"]
+    assert line.level is LogLevel.INFO and "limits counted per key" in line.message
