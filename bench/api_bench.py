@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import grpc
 
-from bench.support import REPO, Daemon, percentile, seed_connections
+from bench.support import REPO, bench_daemon, percentile, seed_connections
 from cts.v1 import connection_pb2 as pb
 from cts.v1 import connection_service_pb2 as spb
 
@@ -99,7 +99,7 @@ def main() -> None:
         asyncio.run(serve_bare(args.bare_server, data[4 : 4 + get_len], data[4 + get_len :]))
         return
 
-    daemon = Daemon()
+    daemon = bench_daemon()
     bare: subprocess.Popen[bytes] | None = None
     try:
         daemon.start()

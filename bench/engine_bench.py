@@ -77,9 +77,9 @@ import grpc  # noqa: E402
 from google.protobuf import duration_pb2  # noqa: E402
 
 from bench.support import (  # noqa: E402
-    Daemon,
     SimProcess,
     bench_accounts,
+    bench_daemon,
     percentile,
     seed_accounts,
 )
@@ -89,6 +89,7 @@ from cts.v1 import connection_service_pb2 as cspb  # noqa: E402
 from cts.v1 import connection_service_pb2_grpc as csgrpc  # noqa: E402
 from cts.v1 import engine_service_pb2 as pb  # noqa: E402
 from cts.v1 import engine_service_pb2_grpc as sgrpc  # noqa: E402
+from tests.support.daemon_process import DaemonProcess  # noqa: E402
 
 LIMIT_SCALE = 1000.0
 INTERVAL_S = 1
@@ -221,12 +222,12 @@ def daemon_launcher(trace: str = "") -> list[str]:
             "--", "--"]
 
 
-def daemon(sim: SimProcess, trace: str = "") -> Daemon:
+def daemon(sim: SimProcess, trace: str = "") -> DaemonProcess:
     """ctsd on the simulator, Binance's request weight and order limits raised by
     `LIMIT_SCALE` through its config file's `[rate_limits]` (since that table exists,
     `bench.support ctsd --limit` no longer reaches the limiter: the config's overrides
     object is always passed, and the patch only fills in a missing one)."""
-    made = Daemon(launcher=daemon_launcher(trace))
+    made = bench_daemon(launcher=daemon_launcher(trace))
     config = made.root / "ctsd.toml"
     config.write_text(
         "[rate_limits.binance.request_weight]\n"

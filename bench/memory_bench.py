@@ -34,10 +34,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import grpc
 
-from bench.support import REPO, Daemon, SimProcess, bench_accounts, seed_accounts
+from bench.support import REPO, SimProcess, bench_accounts, bench_daemon, seed_accounts
 from cts.v1 import connection_pb2 as pb
 from cts.v1 import connection_service_pb2 as spb
 from cts.v1 import connection_service_pb2_grpc as sgrpc
+from tests.support.daemon_process import DaemonProcess
 
 STEPS = (1, 100, 1000)
 CONCURRENCY = 32
@@ -145,14 +146,14 @@ def main() -> None:
         sys.executable, "-m", "bench.support", "ctsd",
         "--limit", f"binance.request_weight={1200 * LIMIT_SCALE}/60", "--",
     ]  # fmt: skip
-    daemon: Daemon | None = None
+    daemon: DaemonProcess | None = None
     results: dict[str, Any] = {"bench": "memory", "markets": args.markets, "steps": {}}
     try:
         sim.start()
         log(f"simulator at {sim.base_url} with {args.markets} markets")
         results["ccxt_baseline"] = baseline(sim, accounts[-1])
         log(f"baseline: {results['ccxt_baseline']}")
-        daemon = Daemon(extra_args=["--exchange-endpoint", f"binance={sim.base_url}"],
+        daemon = bench_daemon(extra_args=["--exchange-endpoint", f"binance={sim.base_url}"],
                         launcher=launcher)
         daemon.start(timeout=60)
         assert daemon.proc is not None

@@ -55,7 +55,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import grpc
 
-from bench.support import Daemon, SimProcess, bench_accounts, seed_accounts
+from bench.support import SimProcess, bench_accounts, bench_daemon, seed_accounts
 from cts.v1 import connection_pb2 as pb
 from cts.v1 import connection_service_pb2 as spb
 from cts.v1 import connection_service_pb2_grpc as sgrpc
@@ -144,7 +144,7 @@ def run_daemon_phase(
         "--safety-margin", str(margin), "--guard-s", str(guard_s),
         *(["--usage-headers", "ignore"] if ignore_usage_headers else []), "--",
     ]  # fmt: skip
-    daemon = Daemon(extra_args=["--exchange-endpoint", f"binance={sim.base_url}"],
+    daemon = bench_daemon(extra_args=["--exchange-endpoint", f"binance={sim.base_url}"],
                     launcher=launcher)
     try:
         daemon.start(timeout=60)

@@ -1,4 +1,7 @@
-"""Shared by the daemon benchmarks: run ctsd as a process and seed it with connections."""
+"""Shared by the daemon benchmarks: ctsd and the simulator as processes, seeded connections.
+
+The daemon runs under the tests' one harness (`tests.support.daemon_process`).
+"""
 
 from __future__ import annotations
 
@@ -19,82 +22,21 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from cts.v1 import connection_pb2 as pb
 from cts.v1 import connection_service_pb2 as spb
 from cts.v1 import connection_service_pb2_grpc as sgrpc
+from tests.support.daemon_process import DaemonProcess, short_tempdir, stop_process
 
 REPO = Path(__file__).resolve().parent.parent
 
 
-class Daemon:
-    """`ctsd` on a private state dir; `start()` returns seconds until SERVING."""
-
-    def __init__(
-        self,
-        root: Path | None = None,
-        extra_args: Sequence[str] = (),
-        launcher: Sequence[str] | None = None,
-    ) -> None:
-        self.root = root or Path(tempfile.mkdtemp(prefix="ctsb-", dir="/tmp"))
-        self.socket = self.root / "ctsd.sock"
-        self.address = f"unix:{self.socket}"
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.extra_args = list(extra_args)
-        """More `ctsd` flags, e.g. `--exchange-endpoint binance=URL`."""
-        self.launcher = list(launcher or [sys.executable, "-m", "ctsd"])
-        """The command before the flags (a bench may wrap `ctsd.cli.main`)."""
-
-    def start(self, timeout: float = 30.0) -> float:
-        started = time.perf_counter()
-        self.proc = subprocess.Popen(
-            [
-                *self.launcher,
-                "--state-dir",
-                str(self.root / "state"),
-                "--listen",
-                self.address,
-                "--log-level",
-                "warning",
-                *self.extra_args,
-            ],
-            cwd=REPO,
-            stderr=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-        )
-        request = health_pb2.HealthCheckRequest()
-        while time.perf_counter() - started < timeout:
-            if self.socket.exists():
-                try:
-                    with grpc.insecure_channel(self.address) as ch:
-                        answer = health_pb2_grpc.HealthStub(ch).Check(request, timeout=0.5)
-                    if answer.status == health_pb2.HealthCheckResponse.SERVING:
-                        return time.perf_counter() - started
-                except grpc.RpcError:
-                    pass
-            time.sleep(0.002)
-        raise TimeoutError("ctsd did not become SERVING")
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            terminate(self.proc)
-        self.proc = None
-
-    def cleanup(self) -> None:
-        self.stop()
-        shutil.rmtree(self.root, ignore_errors=True)
-
-
-def terminate(proc: subprocess.Popen[bytes], timeout: float = 15.0) -> None:
-    """SIGTERM, then SIGKILL if the child outlives `timeout`: a benchmark never hangs on it."""
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+def bench_daemon(extra_args: Sequence[str] = (),
+                 launcher: Sequence[str] | None = None) -> DaemonProcess:
+    """`ctsd` for a benchmark (the tests' harness): a fresh root, warnings only, started from
+    the repository so a wrapping `launcher` (`-m bench.engine_bench ...`) is importable."""
+    return DaemonProcess(short_tempdir("ctsb-"), extra_args, log_level="warning",
+                         launcher=launcher or (sys.executable, "-m", "ctsd"), cwd=REPO)
 
 
 def seed_connections(address: str, count: int) -> list[str]:
@@ -200,7 +142,7 @@ class SimProcess:
 
     def stop(self) -> None:
         if self.proc is not None:
-            terminate(self.proc)
+            stop_process(self.proc, signal.SIGTERM, 15.0, strict=False)
         self.proc = None
         shutil.rmtree(self.root, ignore_errors=True)
 

@@ -17,9 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.ops.daemon import OpsDaemon
 from tests.ops.pki import CertificateAuthority
-from tests.support.daemon_process import remove_tree, short_tempdir
+from tests.support.daemon_process import DaemonProcess, logged_daemon, remove_tree, short_tempdir
 
 TOKEN = "cli-tok-0123456789abcdef-SHOULD-NEVER-LEAK"
 WRONG = "cli-tok-fedcba9876543210-WRONG-ONE-XXXXX"
@@ -57,14 +56,14 @@ def pki() -> Iterator[Pki]:
         remove_tree(root)
 
 
-def start(pki: Pki, name: str, *args: str) -> OpsDaemon:
+def start(pki: Pki, name: str, *args: str) -> DaemonProcess:
     home = pki.root / name
     home.mkdir()
-    return OpsDaemon(home, list(args)).start()
+    return logged_daemon(home, list(args)).start()
 
 
 @pytest.fixture(scope="module")
-def tls_daemon(pki: Pki) -> Iterator[OpsDaemon]:
+def tls_daemon(pki: Pki) -> Iterator[DaemonProcess]:
     daemon = start(
         pki, "tls", "--listen", "tcp://127.0.0.1:0",
         "--tls-cert-file", str(pki.server_cert), "--tls-key-file", str(pki.server_key),
@@ -89,7 +88,7 @@ def cts(*argv: str, env: dict[str, str] | None = None) -> subprocess.CompletedPr
     )
 
 
-def tls_argv(daemon: OpsDaemon, pki: Pki, token_file: Path | None = None) -> list[str]:
+def tls_argv(daemon: DaemonProcess, pki: Pki, token_file: Path | None = None) -> list[str]:
     argv = ["--addr", f"tcp://{daemon.address}", "--tls-ca", str(pki.ca_file)]
     return argv + (["--token-file", str(token_file)] if token_file else [])
 
@@ -99,7 +98,7 @@ def assert_no_token(result: subprocess.CompletedProcess[str], *tokens: str) -> N
         assert token not in result.stdout and token not in result.stderr
 
 
-def test_the_right_token_over_tls(tls_daemon: OpsDaemon, pki: Pki) -> None:
+def test_the_right_token_over_tls(tls_daemon: DaemonProcess, pki: Pki) -> None:
     result = cts(*tls_argv(tls_daemon, pki, pki.token_file), "exchanges", "-o", "json")
     assert result.returncode == 0, result.stderr
     assert len(json.loads(result.stdout)["exchanges"]) == 4
@@ -112,7 +111,7 @@ def test_the_right_token_over_tls(tls_daemon: OpsDaemon, pki: Pki) -> None:
     assert_no_token(result)
 
 
-def test_the_environment_supplies_ca_and_token_file(tls_daemon: OpsDaemon, pki: Pki) -> None:
+def test_the_environment_supplies_ca_and_token_file(tls_daemon: DaemonProcess, pki: Pki) -> None:
     env = {
         "CTS_ADDR": f"tcp://{tls_daemon.address}",
         "CTS_TLS_CA": str(pki.ca_file),
@@ -125,7 +124,7 @@ def test_the_environment_supplies_ca_and_token_file(tls_daemon: OpsDaemon, pki: 
     assert_no_token(result)
 
 
-def test_a_wrong_or_missing_token_is_unauthenticated(tls_daemon: OpsDaemon, pki: Pki) -> None:
+def test_a_wrong_or_missing_token_is_unauthenticated(tls_daemon: DaemonProcess, pki: Pki) -> None:
     wrong = pki.private("wrong-token", WRONG + "\n")
     for token_file in (wrong, None):
         result = cts(*tls_argv(tls_daemon, pki, token_file), "exchanges")
@@ -136,7 +135,7 @@ def test_a_wrong_or_missing_token_is_unauthenticated(tls_daemon: OpsDaemon, pki:
     assert TOKEN not in tls_daemon.logs() and WRONG not in tls_daemon.logs()
 
 
-def test_loose_token_files_are_refused_or_warned_about(tls_daemon: OpsDaemon, pki: Pki) -> None:
+def test_loose_token_files_are_refused_or_warned_about(tls_daemon: DaemonProcess, pki: Pki) -> None:
     world = pki.private("world-token", TOKEN, mode=0o644)
     result = cts(*tls_argv(tls_daemon, pki, world), "exchanges")
     assert result.returncode == 2, result.stderr
@@ -155,7 +154,7 @@ def test_loose_token_files_are_refused_or_warned_about(tls_daemon: OpsDaemon, pk
     assert "two words" not in result.stderr
 
 
-def test_the_wrong_channel_does_not_get_through(tls_daemon: OpsDaemon, pki: Pki) -> None:
+def test_the_wrong_channel_does_not_get_through(tls_daemon: DaemonProcess, pki: Pki) -> None:
     # Plaintext to the TLS port, and TLS with a CA that did not sign the daemon's certificate.
     plain = cts("--addr", f"tcp://{tls_daemon.address}", "exchanges")
     assert plain.returncode == 1 and plain.stderr.startswith("error: UNAVAILABLE: ")

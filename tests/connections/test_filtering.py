@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 
 from ctsd.connections.filtering import Condition, parse_filter
-from ctsd.connections.paging import decode_token, encode_token, page_size
 from ctsd.errors import InvalidArgument
 
 
@@ -40,18 +39,3 @@ def test_malformed_filters_name_the_filter_field(text: str) -> None:
     with pytest.raises(InvalidArgument) as caught:
         parse_filter(text)
     assert [v.field for v in caught.value.violations] == ["filter"]
-
-
-def test_page_tokens_round_trip_and_bind_to_the_filter() -> None:
-    token = encode_token(42, "enabled = true")
-    assert decode_token(token, "enabled = true") == 42
-    assert decode_token("", "anything") == 0
-    with pytest.raises(InvalidArgument, match="different filter"):
-        decode_token(token, "")
-
-
-def test_page_size_defaults_and_caps() -> None:
-    assert page_size(0) == 50
-    assert page_size(5000) == 1000
-    with pytest.raises(InvalidArgument):
-        page_size(-3)

@@ -20,9 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.ops.daemon import OpsDaemon
 from tests.ops.pki import CertificateAuthority
-from tests.support.daemon_process import DaemonProcess, remove_tree, short_tempdir
+from tests.support.daemon_process import DaemonProcess, logged_daemon, remove_tree, short_tempdir
 
 NODE_CLIENT = Path(__file__).resolve().parents[2] / "clients" / "node"
 NODE_TEST_TIMEOUT_S = 90
@@ -33,7 +32,7 @@ SUITES = ("ConnectionService against ctsd", "ConnectionService over TLS with a b
 
 @dataclass(frozen=True)
 class TlsDaemon:
-    daemon: OpsDaemon
+    daemon: DaemonProcess
     env: dict[str, str]
 
 
@@ -52,7 +51,7 @@ def tls_daemon() -> Iterator[TlsDaemon]:
         token_file.chmod(0o600)
         home = root / "ctsd"
         home.mkdir()
-        daemon = OpsDaemon(home, [
+        daemon = logged_daemon(home, [
             "--listen", "tcp://127.0.0.1:0",
             "--tls-cert-file", str(cert), "--tls-key-file", str(key),
             "--auth-token-file", str(token_file),

@@ -8,9 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.ops.daemon import OpsDaemon
 from tests.ops.pki import CertificateAuthority
-from tests.support.daemon_process import remove_tree, short_tempdir
+from tests.support.daemon_process import DaemonProcess, logged_daemon, remove_tree, short_tempdir
 
 TOKEN = "tok-0123456789abcdef-SHOULD-NEVER-LEAK"
 
@@ -50,18 +49,19 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
     return Pki(ca, ca_file, cert, key, token_file)
 
 
-MakeDaemon = Callable[..., OpsDaemon]
+MakeDaemon = Callable[..., DaemonProcess]
 
 
 @pytest.fixture
 def make_daemon(root: Path) -> Iterator[MakeDaemon]:
     """`make_daemon(args, env=None, start=True)`: a daemon stopped after the test."""
-    made: list[OpsDaemon] = []
+    made: list[DaemonProcess] = []
 
-    def make(args: list[str], env: dict[str, str] | None = None, start: bool = True) -> OpsDaemon:
+    def make(args: list[str], env: dict[str, str] | None = None,
+             start: bool = True) -> DaemonProcess:
         home = root / f"d{len(made)}"
         home.mkdir()
-        daemon = OpsDaemon(home, args, env)
+        daemon = logged_daemon(home, args, env)
         made.append(daemon)
         return daemon.start() if start else daemon
 

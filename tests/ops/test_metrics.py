@@ -13,8 +13,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from cts.v1 import connection_service_pb2 as spb
 from cts.v1 import connection_service_pb2_grpc as sgrpc
 from tests.ops.conftest import TOKEN, MakeDaemon, Pki
-from tests.ops.daemon import OpsDaemon
 from tests.support.conn_tests import run_test, sim_connection
+from tests.support.daemon_process import DaemonProcess
 from tests.support.simulator import running_simulator
 
 SERVICE = "cts.v1.ConnectionService"
@@ -37,7 +37,7 @@ def labels(**values: str) -> frozenset[tuple[str, str]]:
     return frozenset(values.items())
 
 
-def wait_for(daemon: OpsDaemon, address: str, key: tuple[str, frozenset[tuple[str, str]]],
+def wait_for(daemon: DaemonProcess, address: str, key: tuple[str, frozenset[tuple[str, str]]],
              value: float) -> tuple[str, Samples]:  # fmt: skip
     deadline = time.monotonic() + 5
     while True:
@@ -52,7 +52,7 @@ def test_metrics_endpoint_counts_rpcs_latency_and_auth_failures(
 ) -> None:
     daemon = make_daemon([], start=False)
     address = f"unix:{daemon.root / 'ctsd.sock'}"
-    daemon.command += ["--listen", address, "--metrics-listen", "127.0.0.1:0",
+    daemon.extra_args += ["--listen", address, "--metrics-listen", "127.0.0.1:0",
                        "--auth-token-file", str(pki.token_file)]  # fmt: skip
     daemon.start()
     metrics = str(daemon.wait_line(lambda r: r.get("msg") == "metrics serving")["metrics_address"])
@@ -88,7 +88,7 @@ def test_metrics_show_rate_limits_connection_tests_and_engines(make_daemon: Make
         daemon = make_daemon([], start=False)
         config = daemon.root / "ctsd.toml"
         config.write_text(f'[exchanges.binance]\nendpoint = "{sim.base_url}"\n')
-        daemon.command += ["--config", str(config), "--metrics-listen", "127.0.0.1:0"]
+        daemon.extra_args += ["--config", str(config), "--metrics-listen", "127.0.0.1:0"]
         daemon.start()
         serving = daemon.wait_line(lambda r: r.get("msg") == "metrics serving")
         metrics = str(serving["metrics_address"])

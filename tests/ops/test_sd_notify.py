@@ -156,7 +156,7 @@ def test_daemon_notify_and_watchdog_sequence(make_daemon: MakeDaemon, listener: 
     env_clean = {k: v for k, v in os.environ.items() if k != "WATCHDOG_PID"}
     daemon = make_daemon([], env={**env_clean, **env}, start=False)
     socket_path = daemon.root / "ctsd.sock"
-    daemon.command += ["--listen", f"unix:{socket_path}"]
+    daemon.extra_args += ["--listen", f"unix:{socket_path}"]
     daemon.start(wait=False)
 
     first = listener.receive_until("READY=1")
@@ -190,7 +190,7 @@ def test_watchdog_meant_for_another_pid_is_not_answered(
 ) -> None:
     env = {"NOTIFY_SOCKET": listener.env_value, "WATCHDOG_USEC": "200000", "WATCHDOG_PID": "1"}
     daemon = make_daemon([], env=env, start=False)
-    daemon.command += ["--listen", f"unix:{daemon.root / 'ctsd.sock'}"]
+    daemon.extra_args += ["--listen", f"unix:{daemon.root / 'ctsd.sock'}"]
     daemon.start(wait=False)
     listener.receive_until("READY=1")
     time.sleep(0.5)

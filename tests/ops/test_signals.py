@@ -16,8 +16,8 @@ from cts.v1 import connection_service_pb2_grpc as sgrpc
 from cts.v1 import health_service_pb2 as hpb
 from cts.v1.health_service_pb2_grpc import HealthServiceStub
 from tests.ops.conftest import MakeDaemon
-from tests.ops.daemon import OpsDaemon
 from tests.support.conn_tests import run_test, sim_connection
+from tests.support.daemon_process import DaemonProcess
 from tests.support.sim_fixtures import sim  # noqa: F401
 from tests.support.simulator import SimulatorThread
 
@@ -25,12 +25,12 @@ SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
 
-def start_with_config(make_daemon: MakeDaemon, toml: str) -> tuple[OpsDaemon, Path, str]:
+def start_with_config(make_daemon: MakeDaemon, toml: str) -> tuple[DaemonProcess, Path, str]:
     daemon = make_daemon([], start=False)
     config = daemon.root / "ctsd.toml"
     config.write_text(toml)
     address = f"unix:{daemon.root / 'ctsd.sock'}"
-    daemon.command += ["--config", str(config), "--listen", address]
+    daemon.extra_args += ["--config", str(config), "--listen", address]
     daemon.start()
     return daemon, config, address
 

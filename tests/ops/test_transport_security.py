@@ -95,7 +95,7 @@ def test_health_left_open_by_configuration(make_daemon: MakeDaemon, pki: Pki) ->
     daemon = make_daemon(tls_args(pki, "--auth-token-file", str(pki.token_file)), start=False)
     toml = daemon.root / "ctsd.toml"
     toml.write_text('[auth]\nopen_services = ["health"]\n')
-    daemon.command += ["--config", str(toml)]
+    daemon.extra_args += ["--config", str(toml)]
     daemon.start()
     with tls_channel(daemon.address, pki) as channel:
         health = health_pb2_grpc.HealthStub(channel)
@@ -123,7 +123,7 @@ def test_mtls_name_allow_list_and_token_together(make_daemon: MakeDaemon, pki: P
     )  # fmt: skip
     toml = daemon.root / "ctsd.toml"
     toml.write_text('[auth]\nclient_names = ["trader-1"]\n')
-    daemon.command += ["--config", str(toml)]
+    daemon.extra_args += ["--config", str(toml)]
     daemon.start()
     with tls_channel(daemon.address, pki, client=pki.client("trader-1")) as channel:
         assert list_exchanges(channel, BEARER) == 4
@@ -155,7 +155,7 @@ def test_world_readable_key_or_token_refuses_to_start(make_daemon: MakeDaemon, p
     loose = daemon.root / "token"
     loose.write_text(TOKEN)
     loose.chmod(0o644)
-    daemon.command[daemon.command.index(str(pki.token_file))] = str(loose)
+    daemon.extra_args[daemon.extra_args.index(str(pki.token_file))] = str(loose)
     result = daemon.run_to_exit()
     assert result.returncode == 78 and "others must not read it" in result.stderr
     assert TOKEN not in result.stderr

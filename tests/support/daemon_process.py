@@ -1,11 +1,18 @@
-"""Runs the real `ctsd` as a child process on a private state dir and socket.
+"""The real `ctsd` as a child process: the one harness of the tests and the benchmarks.
 
-Unix socket paths are limited to 107 bytes, so the directory is a short one
-under /tmp rather than pytest's deep tmp_path.
+It runs on a private state dir with its log in a file. By default it listens
+on a Unix socket of its own and is SERVING once `grpc.health.v1` says so on
+that socket; with `socket=False` the caller gives `--listen` (a TCP port
+with TLS or a token, say) and readiness is the daemon's "serving" log line
+(JSON logs), whose address becomes `address`.
+
+Unix socket paths are limited to 107 bytes, so roots are short directories
+under /tmp (`short_tempdir`) rather than pytest's deep tmp_path.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -13,57 +20,65 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import IO, Any
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 START_TIMEOUT_S = 15.0
+Record = dict[str, Any]
 
 
 class DaemonProcess:
     def __init__(
-        self, root: Path, extra_args: list[str] | None = None, env: dict[str, str] | None = None
+        self, root: Path, extra_args: Sequence[str] = (), env: Mapping[str, str] | None = None,
+        *, socket: bool = True, log_format: str | None = None, log_level: str | None = None,
+        launcher: Sequence[str] = (sys.executable, "-m", "ctsd"), cwd: Path | None = None,
     ) -> None:
         self.root = root
         self.state_dir = root / "state"
         self.socket = root / "ctsd.sock"
-        self.address = f"unix:{self.socket}"
+        self._own_socket = socket
+        self.address = f"unix:{self.socket}" if socket else ""
         self.log_path = root / "ctsd.log"
-        self.extra_args = list(extra_args or [])
+        self.extra_args = list(extra_args)
+        """More flags; may be changed until `start`."""
         self.env = dict(os.environ if env is None else env)
+        self._options = [*(["--log-format", log_format] if log_format else []),
+                         *(["--log-level", log_level] if log_level else [])]
+        self.launcher = list(launcher)
+        """The command before the flags (a benchmark may wrap `ctsd.cli.main`)."""
+        self._cwd = cwd
         self.proc: subprocess.Popen[bytes] | None = None
-        self._log_file: object = None
+        self._log_file: IO[bytes] | None = None
+        self.startup_s = 0.0
+        """Seconds from the last `start` until SERVING."""
 
     def command(self) -> list[str]:
-        return [
-            sys.executable,
-            "-m",
-            "ctsd",
-            "--state-dir",
-            str(self.state_dir),
-            "--listen",
-            self.address,
-            *self.extra_args,
-        ]
+        listen = ["--listen", self.address] if self._own_socket else []
+        return [*self.launcher, "--state-dir", str(self.state_dir), *listen, *self._options,
+                *self.extra_args]
 
-    def start(self) -> DaemonProcess:
-        log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
-        self._log_file = log
-        self.proc = subprocess.Popen(self.command(), stdout=log, stderr=log, env=self.env)
-        self.wait_serving()
+    def start(self, wait: bool = True, timeout: float = START_TIMEOUT_S,
+              poll_s: float = 0.05) -> DaemonProcess:
+        started = time.perf_counter()
+        self._log_file = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(self.command(), stdout=self._log_file,
+                                     stderr=self._log_file, env=self.env, cwd=self._cwd)
+        if wait:
+            self.wait_serving(timeout, poll_s)
+            self.startup_s = time.perf_counter() - started
         return self
 
-    def wait_serving(self, timeout: float = START_TIMEOUT_S) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            assert self.proc is not None
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"ctsd exited with {self.proc.returncode}:\n{self.logs()}")
-            if self.socket.exists() and self.health() == health_pb2.HealthCheckResponse.SERVING:
-                return
-            time.sleep(0.05)
-        raise TimeoutError(f"ctsd did not become SERVING in {timeout}s:\n{self.logs()}")
+    def wait_serving(self, timeout: float = START_TIMEOUT_S, poll_s: float = 0.05) -> None:
+        if not self._own_socket:
+            self.address = str(self.wait_line(lambda r: r.get("msg") == "serving",
+                                              timeout)["address"])
+            return
+        self._poll(lambda: self.socket.exists() and self.health() == int(
+            health_pb2.HealthCheckResponse.SERVING), timeout, poll_s, "become SERVING")
 
     def health(self) -> int:
         try:
@@ -73,13 +88,68 @@ class DaemonProcess:
         except grpc.RpcError:
             return int(health_pb2.HealthCheckResponse.UNKNOWN)
 
+    # --- the log ----------------------------------------------------------------------------
+
+    def logs(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def records(self) -> list[Record]:
+        """The JSON log lines so far (`log_format="json"`); other lines are skipped."""
+        found = []
+        for line in self.logs().splitlines():
+            try:
+                found.append(json.loads(line))
+            except ValueError:
+                continue  # a library's plain warning
+        return found
+
+    def wait_line(self, match: Callable[[Record], bool],
+                  timeout: float = START_TIMEOUT_S) -> Record:
+        """The first log record `match` accepts, once it is written."""
+        found: list[Record] = []
+
+        def written() -> bool:
+            found[:] = [r for r in self.records() if match(r)][:1]
+            return bool(found)
+
+        self._poll(written, timeout, 0.05, "write the log line")
+        return found[0]
+
+    def wait_records(self, match: Callable[[Record], bool], count: int,
+                     timeout: float = 5.0) -> list[Record]:
+        """The matching records once there are at least `count` (lines land after the answer),
+        or those there are at `timeout`."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = [r for r in self.records() if match(r)]
+            if len(found) >= count or time.monotonic() > deadline:
+                return found
+            time.sleep(0.02)
+
+    def _poll(self, done: Callable[[], bool], timeout: float, poll_s: float, what: str) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if done():
+                return
+            if self.proc is None or self.proc.poll() is not None:
+                code = "stopped" if self.proc is None else f"exited with {self.proc.returncode}"
+                raise RuntimeError(f"ctsd {code}:\n{self.logs()}")
+            time.sleep(poll_s)
+        raise TimeoutError(f"ctsd did not {what} in {timeout}s:\n{self.logs()}")
+
+    # --- signals and stopping -------------------------------------------------------------
+
+    def send(self, sig: int) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> int:
         if self.proc is None:
             return 0
         code = stop_process(self.proc, sig, timeout)
         self.proc = None
         if self._log_file is not None:
-            self._log_file.close()  # type: ignore[attr-defined]
+            self._log_file.close()
             self._log_file = None
         return code
 
@@ -90,12 +160,26 @@ class DaemonProcess:
         self.stop()
         return self.start()
 
-    def logs(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+    def run_to_exit(self, timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
+        """Run a daemon expected to refuse to start; returns its exit code and stderr."""
+        return subprocess.run(self.command(), capture_output=True, text=True, timeout=timeout,
+                              env=self.env, cwd=self._cwd, check=False)
+
+    def cleanup(self) -> None:
+        """Stop it (never raising) and remove its root."""
+        if self.proc is not None:
+            stop_process(self.proc, signal.SIGTERM, 15.0, strict=False)
+            self.proc = None
+        if self._log_file is not None:
+            self._log_file.close()
+            self._log_file = None
+        remove_tree(self.root)
 
 
-def stop_process(proc: subprocess.Popen[bytes], sig: int, timeout: float) -> int:
-    """Signal a child and wait for it; one that outlives `timeout` is killed and it raises."""
+def stop_process(proc: subprocess.Popen[bytes], sig: int, timeout: float,
+                 strict: bool = True) -> int:
+    """Signal a child and wait for it; one that outlives `timeout` is killed, and then,
+    if `strict`, the timeout is raised (a test's failure, a benchmark's shrug)."""
     if proc.poll() is None:
         proc.send_signal(sig)
         try:
@@ -103,12 +187,13 @@ def stop_process(proc: subprocess.Popen[bytes], sig: int, timeout: float) -> int
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-            raise
+            if strict:
+                raise
     return proc.returncode
 
 
-def short_tempdir() -> Path:
-    return Path(tempfile.mkdtemp(prefix="cts-", dir="/tmp"))
+def short_tempdir(prefix: str = "cts-") -> Path:
+    return Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
 
 
 def remove_tree(path: Path) -> None:
@@ -117,3 +202,11 @@ def remove_tree(path: Path) -> None:
 
 def send_signal(proc: subprocess.Popen[bytes], sig: int) -> None:
     os.kill(proc.pid, sig)
+
+
+def logged_daemon(root: Path, args: Sequence[str], env: Mapping[str, str] | None = None,
+                  ) -> DaemonProcess:
+    """A daemon whose `--listen` is among `args` (a TLS or token-guarded port, say), with
+    JSON logs: ready by its "serving" line; `env` adds to the environment."""
+    return DaemonProcess(root, args, {**os.environ, **(env or {})}, socket=False,
+                         log_format="json")

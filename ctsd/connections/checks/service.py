@@ -9,7 +9,7 @@ cannot leave the database and the in-memory index disagreeing.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 
 from ctsd.connections.checks.batch_tester import BatchEvent, BatchRequest, BatchTester
 from ctsd.connections.checks.results import TestResult
@@ -26,7 +26,7 @@ class ConnectionTests:
         self._tester = tester
         self._batch = batch
 
-    async def test(self, connection_id: str) -> AsyncIterator[TestEvent]:
+    async def test(self, connection_id: str) -> AsyncGenerator[TestEvent, None]:
         """Log lines as each step runs, then the stored result."""
         conn = await self._repo.get(connection_id)
         if not conn.enabled:

@@ -8,100 +8,16 @@ one, without a network.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
-from decimal import Decimal
 
 import pytest
 
-from ctsd.connections.checks.probe import ExchangeProbe
 from ctsd.connections.checks.results import FailureClass, LogLevel, TestResult, TestStatus
-from ctsd.connections.checks.tester import ConnectionTester, ConnectionTesterSettings
-from ctsd.connections.model import Connection
 from ctsd.errors import ExchangeFailure
 from ctsd.exchanges.model import (
-    ApiCredentials,
-    ApiTypeStatus,
-    Holding,
     KeyPermissions,
-    ServerTime,
 )
-from ctsd.wiring.check_probes import classify
+from tests.connections.checks.scripted import CREDENTIALS, ScriptedProbe, make_tester
 from tests.store.test_connection_index import conn
-
-CREDENTIALS = ApiCredentials("key-0123456789", "the-secret-value", "the-passphrase")
-
-
-@dataclass
-class ScriptedProbe:
-    """Answers like a healthy exchange unless told otherwise."""
-
-    skew_ms: float = 5.0
-    permissions: KeyPermissions | None = field(
-        default_factory=lambda: KeyPermissions(read=True, trade=True, withdraw=False)
-    )
-    usable: bool = True
-    uid: str | BaseException | None = None
-    """The key's account UID; an exception to raise; None where the venue counts per key."""
-    balance_error: BaseException | None = None
-    hang: asyncio.Event | None = None
-    closed: bool = False
-
-    async def load_markets(self) -> int:
-        return 42
-
-    async def server_time(self) -> ServerTime:
-        return ServerTime(1_700_000_000_000, 1_700_000_000_000 - self.skew_ms, 3.0)
-
-    async def fetch_holdings(self) -> Sequence[Holding]:
-        if self.hang is not None:
-            await self.hang.wait()
-        if self.balance_error is not None:
-            raise self.balance_error
-        return (
-            Holding("USDT", Decimal(100), Decimal(0), Decimal(100)),
-            Holding("BTC", Decimal("0.5"), Decimal(0), Decimal("0.5")),
-            Holding("DUST", Decimal(0), Decimal(0), Decimal(0)),
-        )
-
-    async def key_permissions(self) -> KeyPermissions | None:
-        return self.permissions
-
-    async def account_uid(self) -> str | None:
-        if isinstance(self.uid, BaseException):
-            raise self.uid
-        return self.uid
-
-    async def api_type_status(self) -> ApiTypeStatus:
-        return ApiTypeStatus(self.usable, "spot account reachable" if self.usable else "no spot")
-
-    async def prices(self, assets: Sequence[str], quote: str) -> dict[str, Decimal]:
-        return {"BTC": Decimal(60000)}
-
-    async def ping(self) -> float:
-        return 0.002
-
-    def limiter_wait_s(self) -> float:
-        return 0.25
-
-
-class FixedCredentials:
-    async def resolve(self, conn: Connection) -> ApiCredentials:
-        return CREDENTIALS
-
-
-def make_tester(probe: ScriptedProbe, timeout_s: float = 5.0) -> ConnectionTester:
-    @asynccontextmanager
-    async def open_probe(_conn: Connection, _creds: ApiCredentials) -> AsyncIterator[ExchangeProbe]:
-        try:
-            yield probe
-        finally:
-            probe.closed = True
-
-    return ConnectionTester(
-        FixedCredentials(), open_probe, classify, ConnectionTesterSettings(timeout_s=timeout_s)
-    )
 
 
 async def events(probe: ScriptedProbe, timeout_s: float = 5.0) -> list[object]:
