@@ -8,6 +8,7 @@ its default, its check and whether SIGHUP applies it (`ctsd.settings`):
     [batch]              BatchConfig          [engines]  EnginesConfig
     [exchanges.<id>]     ExchangeSettings     (ctsd.exchanges.settings)
     [rate_limits]        RateLimitOverrides   (ctsd.ratelimit.config)
+    [fleet]              FleetSettings        (ctsd.ratelimit.config)
 
 `systemd/ctsd.toml.example` shows every key (a test holds it to that). A
 flag overrides the file's key of the same name: `--log-level` is
@@ -33,7 +34,7 @@ from ctsd.connections.checks.batch_tester import BatchSettings
 from ctsd.errors import ConfigurationError
 from ctsd.exchanges.registry import ExchangeRegistry
 from ctsd.exchanges.settings import ExchangeSettings, read_exchange_tables, with_flags
-from ctsd.ratelimit.config import RateLimitOverrides
+from ctsd.ratelimit.config import FleetSettings, RateLimitOverrides
 from ctsd.settings import (
     SECTION,
     boolean,
@@ -255,6 +256,7 @@ class DaemonConfig:
     exchanges: Mapping[str, ExchangeSettings] = section(
         lambda: MappingProxyType({}), reload=False)
     rate_limits: RateLimitOverrides = section(RateLimitOverrides)
+    fleet: FleetSettings = section(FleetSettings, reload=False)
 
     @property
     def authenticates(self) -> bool:
@@ -282,12 +284,14 @@ class DaemonConfig:
             engines=read_table(EnginesConfig, tables.get("engines", {}), "engines"),
             exchanges=MappingProxyType(dict(tables.get("exchanges", {}))),
             rate_limits=tables.get("rate_limits") or RateLimitOverrides(),
+            fleet=FleetSettings.read(tables.get("fleet", {}), env),
         )
 
 
 TABLES: Mapping[str, type[Any]] = {
     "daemon": DaemonConfig, "tls": TlsConfig, "auth": AuthConfig, "batch": BatchConfig,
     "engines": EnginesConfig, "exchanges": ExchangeSettings, "rate_limits": RateLimitOverrides,
+    "fleet": FleetSettings,
 }  # fmt: skip
 
 

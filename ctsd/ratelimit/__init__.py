@@ -17,6 +17,7 @@ from ctsd.ratelimit.config import LimitOverride, RateLimitOverrides
 from ctsd.ratelimit.limiter import Demand, Permit, RateLimiter
 from ctsd.ratelimit.model import (
     BucketSpec,
+    Counting,
     Lane,
     LimitChange,
     MeterKind,
@@ -28,6 +29,7 @@ from ctsd.ratelimit.protocol import Bucket, Limiter
 __all__ = [
     "Bucket",
     "BucketSpec",
+    "Counting",
     "Demand",
     "Lane",
     "LimitChange",

@@ -17,8 +17,8 @@ import contextlib
 import logging
 import math
 import secrets
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import redis.asyncio as aioredis
@@ -27,8 +27,9 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from ctsd.clock import Clock
-from ctsd.errors import ConfigurationError, Unavailable
+from ctsd.errors import Unavailable
 from ctsd.ratelimit import lua
+from ctsd.ratelimit.config import FleetSettings, redacted
 from ctsd.ratelimit.model import ScopeKey
 
 if TYPE_CHECKING:
@@ -37,54 +38,6 @@ if TYPE_CHECKING:
     from ctsd.ratelimit.shared import SharedBucket
 
 log = logging.getLogger("ctsd.ratelimit")
-
-
-@dataclass(frozen=True)
-class FleetSettings:
-    redis_url: str
-    member: str
-    """This daemon's name in the fleet (each run adds a random suffix: a restarted
-    daemon does not inherit what its predecessor may have granted on its own)."""
-    egress: str = ""
-    """Daemons declaring the same egress share the exchanges' per-IP limits; empty:
-    this daemon's IP limits are its own."""
-    prefix: str = "cts"
-    heartbeat_s: float = 1.0
-    stale_after_s: float = 3.0
-    """A member whose heartbeat is older may be counting on its own share."""
-    max_flight_s: float = 15.0
-    """The longest a request may take (the exchange clients' timeout, and some)."""
-    fallback_limit_s: float = 300.0
-    """How long a daemon cut off from Redis goes on with its share; then it stops."""
-    poll_s: float = 0.1
-    """The longest a queued request waits before asking Redis again."""
-    lease_s: float = 2.0
-    timeout_s: float = 1.0
-
-    @classmethod
-    def from_mapping(cls, raw: Mapping[str, Any], default_member: str) -> FleetSettings | None:
-        """The `[fleet]` table (redis_url, egress, member, and the timings above); None
-        when it sets no redis_url: the daemon then counts its limits alone."""
-        known = {f.name for f in fields(cls)}
-        unknown = set(raw) - known
-        if unknown:
-            raise ConfigurationError(f"fleet: unknown keys {sorted(unknown)}")
-        if not raw.get("redis_url"):
-            return None
-        try:
-            values: dict[str, Any] = {
-                k: (str(v) if k in ("redis_url", "member", "egress", "prefix") else float(v))
-                for k, v in raw.items()}
-        except (TypeError, ValueError) as exc:
-            raise ConfigurationError(f"fleet: {exc}") from exc
-        values.setdefault("member", default_member)
-        settings = cls(**values)
-        for name in known - {"redis_url", "member", "egress", "prefix"}:
-            if not getattr(settings, name) > 0:
-                raise ConfigurationError(f"fleet.{name} must be positive")
-        if settings.stale_after_s <= settings.heartbeat_s:
-            raise ConfigurationError("fleet.stale_after_s must exceed fleet.heartbeat_s")
-        return settings
 
 
 class RedisDown(Exception):
@@ -113,9 +66,14 @@ def _ms(seconds: float) -> str:
     return repr(seconds * 1000)
 
 
+def _counted(bucket: SharedBucket) -> list[str]:
+    """A bucket's keys of what it counts: charges, sums, grant times."""
+    return [f"{bucket.name}:c", f"{bucket.name}:s", f"{bucket.name}:g"]
+
+
 class FleetLink:
     def __init__(self, settings: FleetSettings, clock: Clock, *,
-                 on_down: Callable[[bool, float], None], on_back: Callable[[], None],
+                 on_down: Callable[[float], None], on_back: Callable[[], None],
                  buckets: Callable[[], Sequence[SharedBucket]]) -> None:
         self.settings = settings
         self.member = f"{settings.member}#{secrets.token_hex(4)}"
@@ -124,6 +82,8 @@ class FleetLink:
         self.view = FleetView(self.member)
         self.epoch = ""
         self.down = False
+        self.rejoining = False
+        """Redis answers again and our charges are on their way to it: grant nothing."""
         self._down_since = 0.0
         self._last_heartbeat = -math.inf
         p = settings.prefix
@@ -133,8 +93,8 @@ class FleetLink:
             socket_connect_timeout=settings.timeout_s, retry=Retry(NoBackoff(), 0),
             health_check_interval=0)
         self._scripts = {name: self._redis.register_script(getattr(lua, name)) for name in (
-            "ACQUIRE", "LAND", "WITHDRAW", "PAUSE", "OBSERVE", "HEARTBEAT", "REJOIN", "PUSH",
-            "LEAVE")}
+            "ACQUIRE", "LAND", "WITHDRAW", "PAUSE", "REFRESH", "OBSERVE", "HEARTBEAT", "REJOIN",
+            "PUSH", "LEAVE")}
         self._outbox: collections.deque[tuple[Callable[..., Any], tuple[Any, ...]]] = (
             collections.deque())
         self._flushing = asyncio.Event()
@@ -147,8 +107,7 @@ class FleetLink:
         under the account, so every daemon that shares one names it alike."""
         p = self.settings.prefix
         if key.scope == "ip":
-            egress = self.settings.egress or self.member
-            return f"{p}:b:ip:{egress}:{key.exchange}:{key.limit}:{key.owner}"
+            return f"{p}:b:ip:{self.settings.egress}:{key.exchange}:{key.limit}:{key.owner}"
         return f"{p}:b:acct:{key.exchange}:{key.limit}:{key.owner}"
 
     # --- joining and leaving ----------------------------------------------------------------------
@@ -164,7 +123,7 @@ class FleetLink:
         except (RedisError, OSError, RedisDown) as exc:
             await self._redis.aclose()
             raise Unavailable(f"rate limits: cannot reach Redis at "
-                              f"{self.settings.redis_url}: {exc}") from exc
+                              f"{redacted(self.settings.redis_url)}: {exc}") from exc
         self._tasks = [asyncio.create_task(self._beat(), name="fleet heartbeat"),
                        asyncio.create_task(self._flush(), name="fleet outbox")]
 
@@ -194,7 +153,7 @@ class FleetLink:
                            len(items)]
         for bucket, demand, member in items:
             n = bucket.name
-            keys += [f"{n}:c", f"{n}:s", f"{n}:w", f"{n}:l"]
+            keys += [f"{n}:c", f"{n}:s", f"{n}:w", f"{n}:l", f"{n}:g"]
             spec = bucket.spec
             args += [bucket.kind, repr(demand.weight), repr(spec.capacity),
                      _ms(spec.interval_s + spec.guard_s), _ms(spec.interval_s), member]
@@ -244,19 +203,32 @@ class FleetLink:
             await self._settled.wait()
 
     async def land(self, bucket: SharedBucket, charge: OwnCharge) -> None:
+        await self._call("LAND", _counted(bucket), self._land_args(bucket, charge))
+
+    def _land_args(self, bucket: SharedBucket, charge: OwnCharge) -> list[Any]:
         spec = bucket.spec
-        await self._call("LAND", [f"{bucket.name}:c", f"{bucket.name}:s"], [
-            bucket.kind, charge.member, repr(charge.sent_redis_ms), repr(charge.weight),
-            _ms(spec.interval_s), _ms(spec.guard_s), repr(spec.capacity)])
+        now = self._clock.monotonic()
+        landed = charge.landed if charge.landed is not None else now
+        return [bucket.kind, charge.member, repr(charge.sent_redis_ms), repr(charge.weight),
+                _ms(spec.interval_s), _ms(spec.guard_s), repr(spec.capacity),
+                _ms(max(now - landed, 0.0))]
+
+    async def refresh(self, bucket: SharedBucket, members: list[str]) -> None:
+        """Our unanswered charges in `bucket` count another `max_flight_s` and window."""
+        spec = bucket.spec
+        await self._call("REFRESH", _counted(bucket), [
+            _ms(self.settings.max_flight_s + spec.interval_s + spec.guard_s), *members])
 
     async def pause(self, buckets: list[SharedBucket], seconds: float) -> None:
         await self._call("PAUSE", [f"{b.name}:s" for b in buckets], [_ms(seconds)])
 
-    async def observe(self, bucket: SharedBucket, used: float) -> None:
+    async def observe(self, bucket: SharedBucket, used: float, seen: float) -> None:
+        """A usage header read at local time `seen` reported `used`."""
         spec = bucket.spec
-        await self._call("OBSERVE", [f"{bucket.name}:c", f"{bucket.name}:s"], [
+        await self._call("OBSERVE", _counted(bucket), [
             bucket.kind, repr(used), _ms(spec.interval_s + spec.guard_s), repr(spec.capacity),
-            _ms(spec.interval_s), f"{self.member}.obs{secrets.token_hex(4)}"])
+            _ms(spec.interval_s), f"{self.member}.{secrets.token_hex(4)}",
+            _ms(max(self._clock.monotonic() - seen, 0.0))])
 
     async def withdraw(self, waiter: str, items: list[tuple[SharedBucket, float]]) -> None:
         """A request gave up waiting: out of the buckets' queues in Redis at once."""
@@ -293,10 +265,20 @@ class FleetLink:
                     await self._rejoin()
                 elif not await self._heartbeat():
                     self._went_down()
+                else:
+                    self._renew_flights()
             except (RedisError, OSError):
                 self._went_down()
             except Exception:  # a bug must not end the heartbeat: log it, try again
                 log.exception("fleet heartbeat failed")
+
+    def _renew_flights(self) -> None:
+        """Our requests still unanswered keep counting in Redis while we live (a request
+        may outlast `max_flight_s`; a daemon that died stops renewing them)."""
+        for bucket in self._buckets():
+            members = bucket.ledger.unanswered()
+            if members:
+                self.send(self.refresh, bucket, members)
 
     def _went_down(self) -> None:
         if self.down:
@@ -307,7 +289,7 @@ class FleetLink:
         self._outbox.clear()
         # Others see our heartbeat stale (and reserve our share) only after stale_after_s.
         since = max(now, self._last_heartbeat + self.settings.stale_after_s)
-        self._on_down(self.view.count > 1, since)
+        self._on_down(since)
 
     def cut_off(self, now: float) -> bool:
         return self.down and now - self._last_heartbeat > self.settings.fallback_limit_s
@@ -325,18 +307,29 @@ class FleetLink:
         reply = await self._run("REJOIN", self._fleet_keys,
                                 [self.epoch, new_epoch, _ms(now - self._down_since), *seeds])
         self.epoch = reply[0].decode()
-        for bucket in self._buckets():
-            await self._push(bucket, self._clock.monotonic())
-        if await self._heartbeat():
-            self.down = False
-            self._on_back()
+        self.rejoining = True  # a grant of ours from here on would reach Redis in no push
+        try:
+            for bucket in self._buckets():
+                await self._push(bucket, self._clock.monotonic())
+            if await self._heartbeat():
+                self.down = False
+                self._on_back()
+        finally:
+            self.rejoining = False
 
     async def _push(self, bucket: SharedBucket, now: float) -> None:
         spec = bucket.spec
         unanswered = self.settings.max_flight_s + spec.interval_s + spec.guard_s
         args: list[Any] = [bucket.kind, _ms(max(bucket.paused_until - now, 0.0)),
                            repr(bucket.ledger.used(now) if bucket.kind == "d" else 0.0)]
+        flying: list[OwnCharge] = []
         if bucket.kind == "w":
-            for member, remaining in bucket.ledger.live(now, unanswered):
-                args += [member, _ms(remaining)]
-        await self._run("PUSH", [f"{bucket.name}:c", f"{bucket.name}:s"], args)
+            for charge, remaining in bucket.ledger.live(now, unanswered):
+                args += [charge.member, _ms(remaining)]
+                if charge.landed is None:
+                    flying.append(charge)
+        pushed_at = float(await self._run("PUSH", _counted(bucket), args))
+        for charge in flying:  # Redis holds them now: renewed, then landed, as its own grants
+            charge.sent_redis_ms = charge.sent_redis_ms or pushed_at
+            if charge.landed is not None:  # answered while we pushed
+                await self._run("LAND", _counted(bucket), self._land_args(bucket, charge))

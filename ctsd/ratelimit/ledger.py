@@ -100,9 +100,14 @@ class OwnLedger:
         if self._counter is not None:
             self._counter.adopt(spec)
 
-    def live(self, now: float, unanswered_s: float) -> list[tuple[str, float]]:
-        """(member, seconds it still counts) of every window charge; an unanswered one
+    def unanswered(self) -> list[str]:
+        """Members of the window charges Redis granted that await their answer."""
+        return [c.member for c in self._charges.values()
+                if c.landed is None and c.sent_redis_ms]
+
+    def live(self, now: float, unanswered_s: float) -> list[tuple[OwnCharge, float]]:
+        """(charge, seconds it still counts) of every window charge; an unanswered one
         for `unanswered_s` (the most a request may take, plus a window)."""
         self._prune(now)
-        return [(c.member, unanswered_s if c.landed is None else c.end(self.spec) - now)
+        return [(c, unanswered_s if c.landed is None else c.end(self.spec) - now)
                 for c in self._charges.values()]

@@ -1,13 +1,19 @@
 """The shared buckets' accounting, as Redis scripts: each runs atomically on the server.
 
 Time is Redis's own (`TIME`, in milliseconds), so daemons whose clocks differ
-agree on every window. Per bucket, three keys:
+agree on every window; a moment a daemon saw on its own clock (an answer's
+arrival, a usage header's) travels as an age, "so many ms ago", never as a time.
+Per bucket, these keys:
 
     <bucket>:c   sorted set of charges: member "<id>|<weight>", score = when it stops
-                 counting. A grant counts until `now + max_flight + span` (a daemon
-                 that dies with a request in flight cannot hold it for ever), and its
+                 counting. A grant counts until `now + max_flight + span`, renewed by
+                 its daemon's heartbeat while unanswered (`REFRESH`: a daemon that
+                 dies with a request in flight cannot hold it for ever), and its
                  landing moves that to `max(sent + guard, answer) + interval`, as
-                 `ctsd.ratelimit.meters.SlidingWindow` does.
+                 `ctsd.ratelimit.meters.SlidingWindow` does. Members "~<id>|<w>" are
+                 the pieces of the corrections' profile (`meters.raised_corrections`).
+    <bucket>:g   hash: charge member → when it was granted (what a usage header
+                 written before then cannot have counted).
     <bucket>:s   hash: `sum` of the charges' weights, `paused` (until, ms), and for a
                  decaying counter `level` and `at`.
     <bucket>:w   sorted set of waiting requests ("<waiter>|<weight>"), score =
@@ -36,12 +42,13 @@ end
 local function fmt(x) return string.format('%.17g', x) end
 local function num(v, default) if v then return tonumber(v) end return default end
 local function weight_of(member) return tonumber(string.match(member, '|([^|]*)$')) end
-local function expire(c, s, now)
+local function expire(c, s, g, now)
   local gone = redis.call('ZRANGEBYSCORE', c, '-inf', now)
   if #gone == 0 then return num(redis.call('HGET', s, 'sum'), 0) end
   local sum = num(redis.call('HGET', s, 'sum'), 0)
   for _, m in ipairs(gone) do sum = sum - weight_of(m) end
   redis.call('ZREMRANGEBYSCORE', c, '-inf', now)
+  for _, m in ipairs(gone) do redis.call('HDEL', g, m) end
   if redis.call('ZCARD', c) == 0 or sum < 0 then sum = 0 end
   redis.call('HSET', s, 'sum', fmt(sum))
   return sum
@@ -53,16 +60,17 @@ local function drain(s, rate, now)
   redis.call('HSET', s, 'level', fmt(level), 'at', fmt(at))
   return level
 end
-local function charge(c, s, member, weight, expiry)
+local function charge(c, s, g, member, weight, expiry, granted)
   if not redis.call('ZSCORE', c, member) then
     redis.call('HSET', s, 'sum', fmt(num(redis.call('HGET', s, 'sum'), 0) + weight))
+    redis.call('HSETNX', g, member, fmt(granted))
   end
   redis.call('ZADD', c, expiry, member)
 end
 """
 
 ACQUIRE = COMMON + r"""
--- KEYS: members, members:n, epoch, recovery, then per bucket c, s, w, l
+-- KEYS: members, members:n, epoch, recovery, then per bucket c, s, w, l, g
 -- ARGV: epoch, waiter, lane, lease, ttl, extra (fallback limit + max flight), max flight, n,
 --       then per bucket: kind ('w' | 'd'), weight, capacity, span, interval, charge member
 local now = clock()
@@ -74,13 +82,13 @@ local stale = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now - ttl, 'WITHSCORE
 local recovery = num(redis.call('GET', KEYS[4]), nil)
 local wait, used_all = 0, {}
 for i = 1, n do
-  local k, a = 4 + (i - 1) * 4, 8 + (i - 1) * 6
-  local c, s, w, l = KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], KEYS[k + 4]
+  local k, a = 4 + (i - 1) * 5, 8 + (i - 1) * 6
+  local c, s, w, l, g = KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], KEYS[k + 4], KEYS[k + 5]
   local kind, weight, cap = ARGV[a + 1], tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3])
   local span, interval = tonumber(ARGV[a + 4]), tonumber(ARGV[a + 5])
   local used, rate
   if kind == 'd' then rate = cap / interval; used = drain(s, rate, now)
-  else used = expire(c, s, now) end
+  else used = expire(c, s, g, now) end
   used_all[i] = fmt(used)
   local reserve = 0
   for j = 1, #stale, 2 do
@@ -118,8 +126,8 @@ for i = 1, n do
   wait = math.max(wait, d)
 end
 for i = 1, n do
-  local k, a = 4 + (i - 1) * 4, 8 + (i - 1) * 6
-  local c, s, w, l = KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], KEYS[k + 4]
+  local k, a = 4 + (i - 1) * 5, 8 + (i - 1) * 6
+  local c, s, w, l, g = KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], KEYS[k + 4], KEYS[k + 5]
   local me = waiter .. '|' .. ARGV[a + 2]
   if wait > 0 then
     redis.call('ZADD', w, 'NX', lane * 4398046511104 + now, me)
@@ -130,7 +138,7 @@ for i = 1, n do
     if ARGV[a + 1] == 'd' then
       redis.call('HSET', s, 'level', fmt(num(redis.call('HGET', s, 'level'), 0) + weight))
     else
-      charge(c, s, ARGV[a + 6], weight, now + flight + tonumber(ARGV[a + 4]))
+      charge(c, s, g, ARGV[a + 6], weight, now + flight + tonumber(ARGV[a + 4]), now)
     end
   end
 end
@@ -139,19 +147,28 @@ return {'1', fmt(now), fmt(now), unpack(used_all)}
 """
 
 LAND = COMMON + r"""
--- KEYS: per charge c, s.  ARGV: per charge kind, member, sent, weight, interval, guard, capacity
+-- KEYS: per charge c, s, g.  ARGV: per charge kind, member, sent, weight, interval, guard,
+-- capacity, age (ms since the answer arrived: its moment on Redis's clock, whatever the
+-- delay before this script runs)
 local now = clock()
-for i = 1, #KEYS / 2 do
-  local c, s, a = KEYS[2 * i - 1], KEYS[2 * i], (i - 1) * 7
+for i = 1, #KEYS / 3 do
+  local c, s, g, a = KEYS[3 * i - 2], KEYS[3 * i - 1], KEYS[3 * i], (i - 1) * 8
   local member, sent, weight = ARGV[a + 2], tonumber(ARGV[a + 3]), tonumber(ARGV[a + 4])
   local interval, guard = tonumber(ARGV[a + 5]), tonumber(ARGV[a + 6])
+  local answer = math.max(now - tonumber(ARGV[a + 8]), sent)
   if ARGV[a + 1] == 'd' then
     local rate = tonumber(ARGV[a + 7]) / interval
     local level = drain(s, rate, now)
-    redis.call('HSET', s, 'level', fmt(level + math.min(weight, (now - sent) * rate)))
+    redis.call('HSET', s, 'level', fmt(level + math.min(weight, (answer - sent) * rate)))
   else
-    expire(c, s, now)
-    charge(c, s, member, weight, math.max(sent + guard, now) + interval)
+    expire(c, s, g, now)
+    local ends = math.max(sent + guard, answer) + interval
+    if ends > now then charge(c, s, g, member, weight, ends, sent)
+    elseif redis.call('ZSCORE', c, member) then  -- it stopped counting already
+      redis.call('ZREM', c, member); redis.call('HDEL', g, member)
+      redis.call('HSET', s, 'sum', fmt(math.max(num(redis.call('HGET', s, 'sum'), 0)
+                                               - weight, 0)))
+    end
   end
 end
 return fmt(now)
@@ -175,8 +192,26 @@ end
 return fmt(now)
 """
 
+REFRESH = COMMON + r"""
+-- A daemon's unanswered charges, renewed by its heartbeat: KEYS c, s, g.
+-- ARGV: ms they count from now, then their members.
+local now = clock()
+local until_ = now + tonumber(ARGV[1])
+for j = 2, #ARGV do
+  local score = redis.call('ZSCORE', KEYS[1], ARGV[j])
+  if not score or tonumber(score) < until_ then
+    charge(KEYS[1], KEYS[2], KEYS[3], ARGV[j], weight_of(ARGV[j]), until_, now)
+  end
+end
+return fmt(now)
+"""
+
 OBSERVE = COMMON + r"""
--- KEYS: c, s.  ARGV: kind, used, span, capacity, interval, member for a correction
+-- KEYS: c, s, g.  ARGV: kind, used, span, capacity, interval, id for correction pieces,
+-- age (ms since the header arrived).  Returns '1' when the count was raised.
+-- The header counts what was granted before it arrived, at most: later grants are
+-- not subtracted from it. What exceeds our own charges raises the corrections'
+-- profile (`meters.raised_corrections`, the same arithmetic) until a span from then.
 local now = clock()
 local used = tonumber(ARGV[2])
 if ARGV[1] == 'd' then
@@ -184,9 +219,44 @@ if ARGV[1] == 'd' then
   if used > level + EPS then redis.call('HSET', KEYS[2], 'level', fmt(used)); return '1' end
   return '0'
 end
-local missing = used - expire(KEYS[1], KEYS[2], now)
-if missing <= EPS then return '0' end
-charge(KEYS[1], KEYS[2], ARGV[6] .. '|' .. fmt(missing), missing, now + tonumber(ARGV[3]))
+local c, s, g = KEYS[1], KEYS[2], KEYS[3]
+local sum = expire(c, s, g, now)
+local seen = now - tonumber(ARGV[7])
+local ours, pieces = 0, {}
+local log = redis.call('ZRANGE', c, 0, -1, 'WITHSCORES')
+for j = 1, #log, 2 do
+  local m = log[j]
+  if string.sub(m, 1, 1) == '~' then
+    pieces[#pieces + 1] = {m, tonumber(log[j + 1]), weight_of(m)}
+  elseif num(redis.call('HGET', g, m), math.huge) <= seen then
+    ours = ours + weight_of(m)
+  end
+end
+local level, until_ = used - ours, seen + tonumber(ARGV[3])
+local standing = 0
+for _, p in ipairs(pieces) do if p[2] >= until_ then standing = standing + p[3] end end
+if level <= standing + EPS then return '0' end
+local ends, seen_end = {until_}, {[until_] = true}
+for _, p in ipairs(pieces) do
+  if not seen_end[p[2]] then seen_end[p[2]] = true; ends[#ends + 1] = p[2] end
+end
+table.sort(ends)
+local levels = {}
+for i, e in ipairs(ends) do
+  local here = 0
+  for _, p in ipairs(pieces) do if p[2] >= e then here = here + p[3] end end
+  if e <= until_ then here = math.max(here, level) end
+  levels[i] = here
+end
+levels[#ends + 1] = 0
+for _, p in ipairs(pieces) do sum = sum - p[3]; redis.call('ZREM', c, p[1]) end
+for i, e in ipairs(ends) do
+  local w = levels[i] - levels[i + 1]
+  if w > EPS then
+    redis.call('ZADD', c, e, '~' .. ARGV[6] .. ':' .. i .. '|' .. fmt(w)); sum = sum + w
+  end
+end
+redis.call('HSET', s, 'sum', fmt(math.max(sum, 0)))
 return '1'
 """
 
@@ -230,7 +300,7 @@ return {current, '1', fmt(now)}
 """
 
 PUSH = COMMON + r"""
--- One bucket's own charges, from a member coming back: KEYS c, s.
+-- One bucket's own charges, from a member coming back: KEYS c, s, g.
 -- ARGV: kind, paused for (ms), level to add, then pairs (member, ms it still counts).
 local now = clock()
 local pause = tonumber(ARGV[2])
@@ -243,9 +313,10 @@ if ARGV[1] == 'd' then
   redis.call('HSET', KEYS[2], 'level', fmt(level + tonumber(ARGV[3])), 'at', fmt(now))
   return fmt(now)
 end
-expire(KEYS[1], KEYS[2], now)
+expire(KEYS[1], KEYS[2], KEYS[3], now)
 for j = 4, #ARGV, 2 do
-  charge(KEYS[1], KEYS[2], ARGV[j], weight_of(ARGV[j]), now + tonumber(ARGV[j + 1]))
+  charge(KEYS[1], KEYS[2], KEYS[3], ARGV[j], weight_of(ARGV[j]), now + tonumber(ARGV[j + 1]),
+         now)
 end
 return fmt(now)
 """

@@ -17,16 +17,17 @@ When Redis is unreachable (`FleetLink`), the daemon falls back to a share of
 each limit, `capacity * share` (about 1 / members, see `FleetView.share`),
 counted on its own `OwnLedger`, and never exceeds the limit:
 
-- Others' grants made before the outage are unknown: with other members
-  around, a bucket grants nothing until they can no longer count (`max_flight`
-  plus a window after the outage began, or after our last heartbeat went
-  stale, whichever is later).
+- Others' grants made before the outage are unknown: a bucket grants nothing
+  until they can no longer count (`max_flight` plus a window after the outage
+  began, or after our last heartbeat went stale, whichever is later), even when
+  our view held no other member (one may have joined since).
 - Members that still reach Redis reserve the share of every member whose
   heartbeat is stale, for as long as it may be granting on its own.
 - A daemon that cannot reach Redis for `fallback_limit_s` stops granting: the
   others' reservation for it ends then.
 - Coming back, it hands its charges to Redis (`PUSH`) before its heartbeat
-  counts again. If Redis lost its data meanwhile (the epoch changed), the
+  counts again, and grants nothing meanwhile (a grant after its push would reach
+  Redis never). If Redis lost its data meanwhile (the epoch changed), the
   members it knew are put back as stale and nothing is granted until what was
   granted before the outage has stopped counting.
 """
@@ -46,11 +47,20 @@ from typing import Any
 
 from ctsd.clock import Clock, SystemClock
 from ctsd.errors import LimiterClosed, RequestTooHeavy, Unavailable
-from ctsd.ratelimit.fleet_link import FleetLink, FleetSettings, RedisDown
+from ctsd.ratelimit.config import FleetSettings
+from ctsd.ratelimit.fleet_link import FleetLink, RedisDown
 from ctsd.ratelimit.ledger import OwnCharge, OwnLedger
 from ctsd.ratelimit.limiter import Demand, Permit, _merged
 from ctsd.ratelimit.meters import EPSILON
-from ctsd.ratelimit.model import BucketSpec, Lane, LimitChange, MeterKind, ScopeKey, ScopeUsage
+from ctsd.ratelimit.model import (
+    BucketSpec,
+    Counting,
+    Lane,
+    LimitChange,
+    MeterKind,
+    ScopeKey,
+    ScopeUsage,
+)
 
 log = logging.getLogger("ctsd.ratelimit")
 
@@ -102,7 +112,8 @@ class SharedBucket:
     def observe_usage(self, used: float) -> None:
         if used > self.fleet_used + EPSILON:
             self._corrections += 1
-        self._limiter._tell(self._limiter.link.observe, self, used)
+        self._limiter._tell(self._limiter.link.observe, self, used,
+                            self._limiter.clock.monotonic())
 
     def observe_limit(self, limit: float) -> None:
         if 0 < limit < self._spec.limit:
@@ -122,16 +133,27 @@ class SharedBucket:
             self._waits += 1
             self._wait_time += waited
 
+    def counting(self, now: float) -> tuple[Counting, float]:
+        """Where this bucket is counted now, and the share of its capacity it may use."""
+        link = self._limiter.link
+        if not link.down:
+            return Counting.SHARED, 1.0
+        share = link.view.share()
+        if link.cut_off(now) or now < self.blocked_until or share <= EPSILON:
+            return Counting.BLOCKED, 0.0
+        return Counting.FALLBACK, share
+
     def snapshot(self) -> ScopeUsage:
         now = self._limiter.clock.monotonic()
-        used = self.ledger.used(now) if self._limiter.link.down else self.fleet_used
+        counting, share = self.counting(now)
+        used = self.fleet_used if counting is Counting.SHARED else self.ledger.used(now)
         spec = self._spec
         return ScopeUsage(
             key=self._key, kind=spec.kind, used=used, capacity=spec.capacity,
             limit=spec.limit, interval_s=spec.interval_s, queued=self.queued,
             waits=self._waits, wait_time_s=self._wait_time, grants=self._grants,
             rejections=self._rejections, paused_for_s=max(self.paused_until - now, 0.0),
-            usage_corrections=self._corrections)
+            usage_corrections=self._corrections, counting=counting, share=share)
 
 
 @dataclass(order=True)
@@ -183,7 +205,10 @@ class SharedRateLimiter:
         """`spec` as this daemon enforces it alone: its share of the capacity, exactly."""
         if not self.link.down:
             return spec
-        return replace(spec, limit=spec.capacity * self.link.view.share(), safety_margin=1.0)
+        share = self.link.view.share()
+        if share <= EPSILON:  # others took it all (`FleetView.share`): `_try_local` refuses
+            return spec
+        return replace(spec, limit=spec.capacity * share, safety_margin=1.0)
 
     def relimit(self, spec_of: Callable[[ScopeKey], BucketSpec]) -> list[LimitChange]:
         planned = [(bucket, spec_of(key)) for key, bucket in sorted(self._buckets.items())]
@@ -254,6 +279,8 @@ class SharedRateLimiter:
                 return await self._try_shared(pending, buckets)
             except RedisDown:
                 pass  # the link is down now: the same request, on this daemon's share
+        if self.link.rejoining:  # our charges are being handed back: shared again soon
+            return None, self.settings.poll_s
         return self._try_local(pending, buckets, self.clock.monotonic())
 
     async def _try_shared(self, pending: _Pending, buckets: list[SharedBucket],
@@ -275,6 +302,10 @@ class SharedRateLimiter:
             raise Unavailable(
                 f"rate limits are shared through Redis, unreachable for over "
                 f"{self.settings.fallback_limit_s:g}s: no request may go until it is back")
+        if self.link.view.share() <= EPSILON:
+            raise Unavailable(
+                "rate limits are shared through Redis, unreachable: the other members "
+                "hold every share of the limits, so this daemon sends nothing until it is back")
         wait = 0.0
         for bucket, demand in zip(buckets, pending.demands, strict=True):
             share = bucket.ledger.spec.capacity
@@ -354,7 +385,7 @@ class SharedRateLimiter:
     # --- telling the fleet ------------------------------------------------------------------------
 
     def _landed(self, bucket: SharedBucket, charge: OwnCharge) -> None:
-        if charge.sent_redis_ms:  # granted by Redis: move its end there too
+        if charge.sent_redis_ms:  # granted by (or handed to) Redis: move its end there too
             self._tell(self.link.land, bucket, charge)
         self._wake.set()
 
@@ -362,12 +393,14 @@ class SharedRateLimiter:
         """Queue a write for the fleet; our own state changed already."""
         self.link.send(op, *args)
 
-    def _went_down(self, view_had_others: bool, since: float) -> None:
-        """Redis is unreachable: each bucket on its share, after others' grants expired."""
+    def _went_down(self, since: float) -> None:
+        """Redis is unreachable: each bucket on its share, after others' grants expired.
+
+        Always blocked first, even when our view of the fleet held us alone: a member
+        that joined since our last heartbeat may have been granted already."""
         for bucket in self._buckets.values():
             bucket.ledger.adopt(self.share_spec(bucket.spec))
-            if view_had_others:
-                bucket.blocked_until = since + self.settings.max_flight_s + bucket.span_s
+            bucket.blocked_until = since + self.settings.max_flight_s + bucket.span_s
         log.warning("rate limits: Redis unreachable, counting on this daemon's share",
                     extra={"share": self.link.view.share(), "members": self.link.view.count})
         self._wake.set()

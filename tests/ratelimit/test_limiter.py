@@ -10,6 +10,7 @@ draining at the full rate, never passes the limit.
 from __future__ import annotations
 
 import asyncio
+import itertools
 from dataclasses import dataclass, replace
 
 import pytest
@@ -112,12 +113,14 @@ def test_no_window_of_any_alignment_exceeds_the_capacity(
         return
     granted = asyncio.run(_grant_times(spec, sequence))
     assert _max_window_weight(granted, spec.interval_s) <= spec.capacity + EPS
-    # and no stalling: a request waits at most until the window has room for it
-    total = sum(r.weight for r in sequence)
-    span = max(at for at, _ in granted) - min(at for at, _ in granted)
-    windows_needed = total / spec.capacity + 1
-    assert span <= windows_needed * (spec.interval_s + spec.guard_s) + sum(
-        r.gap_s for r in sequence) + EPS
+    # and no stalling: a request waits at most until the window has room for it, which
+    # a window after the grant before it always has (requests answer at once). (Not
+    # "total weight / capacity windows": strict lanes may leave a heavy request a window
+    # of its own, e.g. 0.4, 20, 0.4, 20 at capacity 20 take four.)
+    times = sorted(at for at, _ in granted)
+    longest_gap = max(r.gap_s for r in sequence)
+    assert all(later - earlier <= spec.interval_s + spec.guard_s + longest_gap + EPS
+               for earlier, later in itertools.pairwise(times))
 
 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
