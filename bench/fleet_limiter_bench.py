@@ -178,7 +178,7 @@ def main() -> None:
                         help="the simulator's (and daemons') weight window")
     parser.add_argument("--poll-s", type=float, default=0.1, help="[fleet] poll_s")
     parser.add_argument("--kill-after-s", type=float, default=3.0)
-    parser.add_argument("--down-s", type=float, default=3.0)
+    parser.add_argument("--down-s", type=float, default=6.0)
     args = parser.parse_args()
 
     per_daemon = args.connections_per_daemon
