@@ -112,7 +112,7 @@ def hand_over(limiter: Limiter, spec: ExchangeSpec, overrides: RateLimitOverride
     Called once, when a key's UID is learned: the exchange has counted the key's
     requests for the UID all along, and a UID bucket starting empty would let the
     UID's keys together send twice its limit within the first window. Charged as
-    of now (a usage observation), which holds them a little longer than the exchange.
+    of now (`Bucket.add_usage`), which holds them a little longer than the exchange.
     """
     for old in limiter.buckets():
         used = old.snapshot().used
@@ -121,7 +121,7 @@ def hand_over(limiter: Limiter, spec: ExchangeSpec, overrides: RateLimitOverride
             continue
         new = limiter.bucket(account.key(old.key.exchange, old.key.limit),
                              bucket_spec(spec, old.key.limit, overrides))
-        new.observe_usage(new.snapshot().used + used)
+        new.add_usage(used)
 
 
 class KeySequence:

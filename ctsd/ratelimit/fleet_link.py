@@ -222,13 +222,15 @@ class FleetLink:
     async def pause(self, buckets: list[SharedBucket], seconds: float) -> None:
         await self._call("PAUSE", [f"{b.name}:s" for b in buckets], [_ms(seconds)])
 
-    async def observe(self, bucket: SharedBucket, used: float, seen: float) -> None:
-        """A usage header read at local time `seen` reported `used`."""
+    async def observe(self, bucket: SharedBucket, used: float, seen: float,
+                      added: bool = False) -> None:
+        """A usage header read at local time `seen` reported `used`; or, `added`, `used`
+        units counted elsewhere until then (`Bucket.add_usage`)."""
         spec = bucket.spec
         await self._call("OBSERVE", _counted(bucket), [
             bucket.kind, repr(used), _ms(spec.interval_s + spec.guard_s), repr(spec.capacity),
             _ms(spec.interval_s), f"{self.member}.{secrets.token_hex(4)}",
-            _ms(max(self._clock.monotonic() - seen, 0.0))])
+            _ms(max(self._clock.monotonic() - seen, 0.0)), "add" if added else "header"])
 
     async def withdraw(self, waiter: str, items: list[tuple[SharedBucket, float]]) -> None:
         """A request gave up waiting: out of the buckets' queues in Redis at once."""

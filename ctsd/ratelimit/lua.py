@@ -208,20 +208,29 @@ return fmt(now)
 
 OBSERVE = COMMON + r"""
 -- KEYS: c, s, g.  ARGV: kind, used, span, capacity, interval, id for correction pieces,
--- age (ms since the header arrived).  Returns '1' when the count was raised.
+-- age (ms since the header arrived), 'header' | 'add'.  Returns '1' when the count was
+-- raised. 'add': `used` more units for a span (a piece of its own: pieces add up).
 -- The header counts what was granted before it arrived, at most: later grants are
 -- not subtracted from it. What exceeds our own charges raises the corrections'
 -- profile (`meters.raised_corrections`, the same arithmetic) until a span from then.
 local now = clock()
 local used = tonumber(ARGV[2])
+local added = ARGV[8] == 'add'
 if ARGV[1] == 'd' then
   local level = drain(KEYS[2], tonumber(ARGV[4]) / tonumber(ARGV[5]), now)
+  if added then used = level + used end
   if used > level + EPS then redis.call('HSET', KEYS[2], 'level', fmt(used)); return '1' end
   return '0'
 end
 local c, s, g = KEYS[1], KEYS[2], KEYS[3]
 local sum = expire(c, s, g, now)
 local seen = now - tonumber(ARGV[7])
+if added then
+  if used <= EPS then return '0' end
+  redis.call('ZADD', c, seen + tonumber(ARGV[3]), '~' .. ARGV[6] .. ':0|' .. fmt(used))
+  redis.call('HSET', s, 'sum', fmt(sum + used))
+  return '1'
+end
 local ours, pieces = 0, {}
 local log = redis.call('ZRANGE', c, 0, -1, 'WITHSCORES')
 for j = 1, #log, 2 do

@@ -115,6 +115,10 @@ class SharedBucket:
         self._limiter._tell(self._limiter.link.observe, self, used,
                             self._limiter.clock.monotonic())
 
+    def add_usage(self, units: float) -> None:
+        self._limiter._tell(self._limiter.link.observe, self, units,
+                            self._limiter.clock.monotonic(), True)
+
     def observe_limit(self, limit: float) -> None:
         if 0 < limit < self._spec.limit:
             self.relimit(replace(self._spec, limit=limit))

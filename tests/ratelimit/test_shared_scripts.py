@@ -125,3 +125,20 @@ async def test_a_request_outliving_max_flight_counts_until_answered(
     finally:
         await a.close()
 
+
+
+@pytest.mark.asyncio
+async def test_usage_handed_over_adds_to_the_corrections_standing(
+        redis_url: str, redis_client: aioredis.Redis) -> None:
+    """A key's usage handed to its UID's bucket counts on top of what the bucket holds
+    (a header would only raise the count to its value)."""
+    (a,) = await start_fleet(redis_url, 1)
+    try:
+        bucket = a.bucket(KEY, SPEC)
+        await a.link.observe(bucket, 5.0, a.clock.monotonic())
+        bucket.add_usage(3.0)
+        await a.link.settled()
+        now = await redis_ms(redis_client)
+        assert await counted_after(redis_client, bucket, now, True) == pytest.approx(8)
+    finally:
+        await a.close()
