@@ -1,10 +1,11 @@
-"""Task helpers shared by packages that own background tasks."""
+"""Task and lifecycle helpers shared by packages that own background tasks or resources."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable
-from typing import Any, TypeVar
+from types import TracebackType
+from typing import Any, Self, TypeVar
 
 T = TypeVar("T")
 
@@ -51,3 +52,17 @@ async def unless_set(event: asyncio.Event, work: Awaitable[T]) -> T:
     if task.cancelled() and event.is_set():
         raise Interrupted
     return task.result()
+
+
+class AsyncClosing:
+    """`async with owner:` closes it on the way out, however the block ends."""
+
+    async def close(self) -> None:
+        raise NotImplementedError
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self.close()

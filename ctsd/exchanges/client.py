@@ -18,7 +18,6 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from decimal import Decimal
-from types import TracebackType
 from typing import Any, TypeVar
 
 from ctsd.errors import ExchangeFailure, FailureClass, NotFound, OrderRejection
@@ -40,6 +39,7 @@ from ctsd.exchanges.model import (
 from ctsd.exchanges.profile import ClientProfile
 from ctsd.exchanges.throttle import RequestGate, lane
 from ctsd.ratelimit import Lane, ScopeUsage
+from ctsd.tasks import AsyncClosing
 
 T = TypeVar("T")
 
@@ -65,7 +65,7 @@ def _keep_answers(exchange: Any, methods: Iterable[str]) -> dict[str, Any]:
     return kept
 
 
-class ExchangeClient:
+class ExchangeClient(AsyncClosing):
     def __init__(
         self, exchange: Any, target: ConnectionTarget, profile: ClientProfile,
         markets: MarketCache, gate: RequestGate, credentials: ApiCredentials | None,
@@ -332,11 +332,3 @@ class ExchangeClient:
             self._closed = True
             await self._exchange.close()
 
-    async def __aenter__(self) -> ExchangeClient:
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()

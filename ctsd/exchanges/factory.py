@@ -25,7 +25,7 @@ import ssl
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from functools import partial
-from types import MappingProxyType, TracebackType
+from types import MappingProxyType
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -57,6 +57,7 @@ from ctsd.ratelimit import (
     ScopeKey,
     ScopeUsage,
 )
+from ctsd.tasks import AsyncClosing
 
 log = logging.getLogger("ctsd.ratelimit")
 
@@ -75,7 +76,7 @@ def _merge(*layers: Mapping[str, Any]) -> dict[str, Any]:
     return result
 
 
-class ExchangeClientFactory:
+class ExchangeClientFactory(AsyncClosing):
     def __init__(
         self, limiter: Limiter, registry: ExchangeRegistry | None = None, *,
         overrides: RateLimitOverrides | None = None,
@@ -302,12 +303,4 @@ class ExchangeClientFactory:
             with contextlib.suppress(Exception):
                 await session.close()
 
-    async def __aenter__(self) -> ExchangeClientFactory:
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 

@@ -10,15 +10,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
+from ctsd.clock import Clock, SystemClock
 from ctsd.ops.sd_notify import Notifier
 
 
 class Watchdog:
     """Pings every half interval, as sd_watchdog_enabled(3) recommends."""
 
-    def __init__(self, notifier: Notifier, interval_s: float) -> None:
+    def __init__(self, notifier: Notifier, interval_s: float,
+                 clock: Clock | None = None) -> None:
         self._notifier = notifier
         self.period_s = interval_s / 2
+        self._clock = clock or SystemClock()
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -28,7 +31,7 @@ class Watchdog:
     async def _run(self) -> None:
         while True:
             self._notifier.watchdog()
-            await asyncio.sleep(self.period_s)
+            await self._clock.sleep(self.period_s)
 
     async def close(self) -> None:
         if self._task is not None:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Any
 
 from ctsd.clock import Clock, SystemClock
@@ -22,6 +21,7 @@ from ctsd.errors import LimiterClosed
 from ctsd.ratelimit.bucket import RateLimitBucket, Reservation
 from ctsd.ratelimit.model import BucketSpec, Lane, LimitChange, ScopeKey, ScopeUsage
 from ctsd.ratelimit.protocol import Bucket
+from ctsd.tasks import AsyncClosing
 
 
 @dataclass(frozen=True)
@@ -77,7 +77,7 @@ def _local(bucket: Bucket) -> RateLimitBucket:
     return bucket
 
 
-class RateLimiter:
+class RateLimiter(AsyncClosing):
     """Owns every bucket of the process; `close()` (or `async with`) stops them all."""
 
     def __init__(self, clock: Clock | None = None) -> None:
@@ -153,11 +153,3 @@ class RateLimiter:
         self._closed = True
         await asyncio.gather(*(b.close() for b in self._buckets.values()))
 
-    async def __aenter__(self) -> RateLimiter:
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()

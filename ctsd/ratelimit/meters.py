@@ -123,7 +123,20 @@ class Meter(Protocol):
         ...
 
 
-class SlidingWindow:
+class _Reservations:
+    """Budget held for requests granted but not sent yet: counted, and given back if
+    they are never sent."""
+
+    _reserved = 0.0
+
+    def reserve(self, weight: float) -> None:
+        self._reserved += weight
+
+    def release(self, weight: float) -> None:
+        self._reserved = max(self._reserved - weight, 0.0)
+
+
+class SlidingWindow(_Reservations):
     def __init__(self, spec: BucketSpec) -> None:
         self.spec = spec
         self._log: deque[Sent] = deque()
@@ -159,12 +172,6 @@ class SlidingWindow:
             if freed >= excess - EPSILON:
                 return sent.at + self.span - now
         return math.inf
-
-    def reserve(self, weight: float) -> None:
-        self._reserved += weight
-
-    def release(self, weight: float) -> None:
-        self._reserved = max(self._reserved - weight, 0.0)
 
     def commit(self, weight: float, now: float) -> Sent:
         self.release(weight)
@@ -207,7 +214,7 @@ class SlidingWindow:
         self.spec = spec
 
 
-class DecayingCounter:
+class DecayingCounter(_Reservations):
     def __init__(self, spec: BucketSpec) -> None:
         self.spec = spec
         self._level = 0.0
@@ -236,12 +243,6 @@ class DecayingCounter:
         if excess > level + EPSILON:
             return math.inf
         return excess / self.rate
-
-    def reserve(self, weight: float) -> None:
-        self._reserved += weight
-
-    def release(self, weight: float) -> None:
-        self._reserved = max(self._reserved - weight, 0.0)
 
     def commit(self, weight: float, now: float) -> Sent:
         self.release(weight)

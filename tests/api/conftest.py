@@ -1,5 +1,6 @@
-"""The simulator and a daemon pointed at it, for the connection-test and health APIs."""
+"""The simulator, a daemon pointed at it, and stubs on it, for the connection-test, health
+and engine APIs."""
 
-from tests.support.sim_fixtures import sim, sim_channel, sim_daemon
+from tests.support.sim_fixtures import connections, engines, sim, sim_channel, sim_daemon
 
-__all__ = ["sim", "sim_channel", "sim_daemon"]
+__all__ = ["connections", "engines", "sim", "sim_channel", "sim_daemon"]

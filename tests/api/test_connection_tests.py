@@ -9,7 +9,6 @@ must come back as that class, with a remedy, from the step that hit it.
 from __future__ import annotations
 
 import threading
-import time
 from typing import Any
 
 import grpc
@@ -19,11 +18,20 @@ from google.protobuf import field_mask_pb2
 from cts.v1 import connection_pb2 as pb
 from cts.v1 import connection_service_pb2 as spb
 from cts.v1 import connection_service_pb2_grpc as sgrpc
-from tests.support.conn_tests import PASSPHRASE, run_test, sim_connection
+from tests.support.conn_tests import (
+    PASSPHRASE,
+    cancelled_calls,
+    results_stored,
+    run_test,
+    sim_connection,
+    wait_unwound,
+)
 from tests.support.daemon_process import DaemonProcess
 from tests.support.simulator import SimulatorThread
 
 STEPS = ["credentials", "markets", "clock", "balance", "permissions", "api_type", "latency"]
+
+TEST_METHOD = "/cts.v1.ConnectionService/TestConnection"
 
 
 @pytest.fixture
@@ -192,10 +200,13 @@ def test_a_disabled_or_unknown_connection_is_refused(
 
 
 def test_a_stream_cancelled_mid_test_stores_nothing(
-    stub: sgrpc.ConnectionServiceStub, sim: SimulatorThread
+    stub: sgrpc.ConnectionServiceStub, sim: SimulatorThread, sim_daemon: DaemonProcess,
+    sim_channel: grpc.Channel,
 ) -> None:
     conn = sim_connection(stub, sim, "cancelled")
-    sim.fault("latency", venue="binance", path_prefix="/api/v3/account", delay_s=1.5)
+    # Twice: the cancelled test's balance request, then the one of the run after it.
+    sim.fault("latency", venue="binance", path_prefix="/api/v3/account", delay_s=1.5, count=2)
+    cancelled = cancelled_calls(sim_daemon, TEST_METHOD)
     call = stub.TestConnection(spb.TestConnectionRequest(name=conn.name), timeout=30)
     seen = []
     for event in call:
@@ -204,11 +215,13 @@ def test_a_stream_cancelled_mid_test_stores_nothing(
             call.cancel()
             break
     assert "balance" not in seen
-    time.sleep(2.5)  # the test would have finished by now had it not been cancelled
+    wait_unwound(sim_daemon, TEST_METHOD, cancelled)  # the test is gone, not finished
     assert not get(stub, conn.name).HasField("last_test")
-    # The connection is fine: a full run stores its result.
+    # The connection is fine: a full run stores its result, and only its own: had the
+    # cancelled test lived on, it would have finished first (it started first).
     assert run_test(stub, conn.name).final().status == pb.TEST_STATUS_SUCCESS
     assert get(stub, conn.name).HasField("last_test")
+    assert results_stored(sim_channel, conn.name) == 1
 
 
 def test_concurrent_tests_of_one_connection_each_store_a_result(

@@ -12,7 +12,7 @@ from cts.v1 import connection_pb2 as cpb
 from cts.v1 import connection_service_pb2_grpc as csgrpc
 from cts.v1 import engine_service_pb2 as pb
 from cts.v1 import engine_service_pb2_grpc as sgrpc
-from tests.api.test_engine_service import connections, engines, paper_config, wait_for  # noqa: F401
+from tests.api.test_engine_service import paper_config, wait_for
 from tests.support.conn_tests import SimConnection, run_test, sim_connection
 from tests.support.daemon_process import DaemonProcess
 from tests.support.rpc import rpc_error
@@ -38,7 +38,7 @@ def venue_account(sim: SimulatorThread, conn: SimConnection) -> dict[str, Any]: 
 
 
 def test_a_live_engine_places_orders_once_and_reconciles_them_after_a_restart(
-    connections: csgrpc.ConnectionServiceStub, engines: sgrpc.EngineServiceStub,  # noqa: F811
+    connections: csgrpc.ConnectionServiceStub, engines: sgrpc.EngineServiceStub,
     sim: SimulatorThread, sim_daemon: DaemonProcess,  # noqa: F811
 ) -> None:
     conn = sim_connection(connections, sim, "engine-live")
@@ -72,7 +72,7 @@ def test_a_live_engine_places_orders_once_and_reconciles_them_after_a_restart(
 
 
 def test_live_needs_a_tested_key_that_may_trade(
-    connections: csgrpc.ConnectionServiceStub, engines: sgrpc.EngineServiceStub,  # noqa: F811
+    connections: csgrpc.ConnectionServiceStub, engines: sgrpc.EngineServiceStub,
     sim: SimulatorThread,  # noqa: F811
 ) -> None:
     untested = sim_connection(connections, sim, "engine-live-untested")

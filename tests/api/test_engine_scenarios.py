@@ -28,7 +28,7 @@ from ctsd.sim.market import TIMEFRAMES, Market, MarketCatalog
 from ctsd.sim.state import SimulatorConfig
 from ctsd.strategies.sma_cross import AMOUNT_STEP, _cross_sign
 from tests.api.test_engine_live import live_grid, venue_account
-from tests.api.test_engine_service import connections, engines, paper_config, wait_for  # noqa: F401
+from tests.api.test_engine_service import paper_config, wait_for
 from tests.support.conn_tests import run_test, sim_connection
 from tests.support.daemon_process import DaemonProcess
 from tests.support.sim_fixtures import EXCHANGES, sim_channel, sim_daemon  # noqa: F401
@@ -117,7 +117,7 @@ def wait_cycles(stub: sgrpc.EngineServiceStub, name: str, n: int = 2) -> pb.Engi
 
 
 def test_sma_cross_places_exactly_the_orders_the_seeded_path_calls_for(
-    connections: csgrpc.ConnectionServiceStub, engines: sgrpc.EngineServiceStub,  # noqa: F811
+    connections: csgrpc.ConnectionServiceStub, engines: sgrpc.EngineServiceStub,
     sim: SimulatorThread,
 ) -> None:
     mirror = PathMirror(SMA_SYMBOL)
@@ -172,7 +172,7 @@ def grid_at_market(stub: sgrpc.EngineServiceStub, name: str, symbol: str, levels
     (pb.RiskLimits(max_orders_per_minute=2), 2, "max_orders_per_minute 2 reached"),
 ], ids=["max_order_notional", "max_open_orders", "max_orders_per_minute"])
 def test_each_order_limit_rejects_orders_counts_and_logs_them(
-    connections: csgrpc.ConnectionServiceStub, engines: sgrpc.EngineServiceStub,  # noqa: F811
+    connections: csgrpc.ConnectionServiceStub, engines: sgrpc.EngineServiceStub,
     sim: SimulatorThread, sim_daemon: DaemonProcess,  # noqa: F811
     limits: pb.RiskLimits, placed: int, reason: str,
 ) -> None:
@@ -190,7 +190,7 @@ def test_each_order_limit_rejects_orders_counts_and_logs_them(
 
 
 def test_the_daily_loss_limit_stops_the_engine_with_risk_limit(
-    connections: csgrpc.ConnectionServiceStub, engines: sgrpc.EngineServiceStub,  # noqa: F811
+    connections: csgrpc.ConnectionServiceStub, engines: sgrpc.EngineServiceStub,
     sim: SimulatorThread,
 ) -> None:
     symbol = "ETH/USDT"
@@ -218,7 +218,7 @@ def acknowledged(orders: list[pb.EngineOrder]) -> set[tuple[str, str]]:
 
 
 def test_sigkill_mid_cycle_loses_no_acknowledged_order_and_places_none_twice(
-    connections: csgrpc.ConnectionServiceStub, engines: sgrpc.EngineServiceStub,  # noqa: F811
+    connections: csgrpc.ConnectionServiceStub, engines: sgrpc.EngineServiceStub,
     sim: SimulatorThread, sim_daemon: DaemonProcess,  # noqa: F811
 ) -> None:
     conn = sim_connection(connections, sim, "engine-sigkill")
@@ -282,13 +282,13 @@ STALL_CYCLES = 320
 """At least one status change each: more than a watcher's queue (256) holds, with margin."""
 
 
-def total_cycles(engines: sgrpc.EngineServiceStub, names: list[str]) -> int:  # noqa: F811
+def total_cycles(engines: sgrpc.EngineServiceStub, names: list[str]) -> int:
     listed = engines.ListEngines(pb.ListEnginesRequest()).engines
     return sum(e.cycles for e in listed if e.name in names)
 
 
 def test_a_watcher_that_never_reads_does_not_grow_the_daemon_and_is_resynced(
-    connections: csgrpc.ConnectionServiceStub, engines: sgrpc.EngineServiceStub,  # noqa: F811
+    connections: csgrpc.ConnectionServiceStub, engines: sgrpc.EngineServiceStub,
     sim: SimulatorThread, sim_daemon: DaemonProcess,  # noqa: F811
 ) -> None:
     names: list[str] = []
@@ -308,7 +308,7 @@ def test_a_watcher_that_never_reads_does_not_grow_the_daemon_and_is_resynced(
             stop.result(timeout=30)
 
 
-def stall_and_resync(engines: sgrpc.EngineServiceStub, daemon: DaemonProcess,  # noqa: F811
+def stall_and_resync(engines: sgrpc.EngineServiceStub, daemon: DaemonProcess,
                      names: list[str]) -> None:
     # A tiny flow-control window: the transport cannot soak up what the client leaves unread.
     options = [("grpc.http2.lookahead_bytes", 1024), ("grpc.http2.bdp_probe", 0)]

@@ -6,7 +6,6 @@ from __future__ import annotations
 import time
 
 import grpc
-import pytest
 from google.protobuf import duration_pb2
 
 from cts.engine_events import changed_engines
@@ -24,16 +23,6 @@ from tests.support.sim_fixtures import sim, sim_channel, sim_daemon  # noqa: F40
 from tests.support.simulator import SimulatorThread
 
 SYMBOL = "BTC/USDT"
-
-
-@pytest.fixture
-def connections(sim_channel: grpc.Channel) -> csgrpc.ConnectionServiceStub:  # noqa: F811
-    return csgrpc.ConnectionServiceStub(sim_channel)
-
-
-@pytest.fixture
-def engines(sim_channel: grpc.Channel) -> sgrpc.EngineServiceStub:  # noqa: F811
-    return sgrpc.EngineServiceStub(sim_channel)
 
 
 def paper_config(strategy: str = "sma_cross", **params: str) -> pb.EngineConfig:

@@ -12,46 +12,22 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from tests.ops.pki import CertificateAuthority
+from tests.ops.pki import CertificateAuthority, Pki, issue_pki
 from tests.support.daemon_process import DaemonProcess, logged_daemon, remove_tree, short_tempdir
 
 TOKEN = "cli-tok-0123456789abcdef-SHOULD-NEVER-LEAK"
 WRONG = "cli-tok-fedcba9876543210-WRONG-ONE-XXXXX"
 
 
-@dataclass(frozen=True)
-class Pki:
-    root: Path
-    ca: CertificateAuthority
-    ca_file: Path
-    server_cert: Path
-    server_key: Path
-    token_file: Path
-
-    def private(self, name: str, text: str, mode: int = 0o600) -> Path:
-        path = self.root / name
-        path.write_text(text)
-        path.chmod(mode)
-        return path
-
-
 @pytest.fixture(scope="module")
 def pki() -> Iterator[Pki]:
     root = short_tempdir()  # short: the Unix-socket daemon lives here too
     try:
-        ca = CertificateAuthority()
-        ca_file = root / "ca.crt"
-        ca_file.write_bytes(ca.cert_pem)
-        cert, key = ca.server().write(root, "server")
-        token_file = root / "token"
-        token_file.write_text(TOKEN + "\n")
-        token_file.chmod(0o600)
-        yield Pki(root, ca, ca_file, cert, key, token_file)
+        yield issue_pki(root, TOKEN)
     finally:
         remove_tree(root)
 

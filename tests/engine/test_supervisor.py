@@ -13,7 +13,7 @@ from ctsd.engine.config import RiskLimits, TradingMode
 from ctsd.engine.manager import EngineManager
 from ctsd.engine.orders import OrderStatus
 from ctsd.engine.ports import DesiredState
-from ctsd.engine.status import EngineState, FailureCode
+from ctsd.engine.status import EngineState, EngineStatus, FailureCode
 from ctsd.engine.supervisor import RestartPolicy
 from ctsd.store.database import Database
 from ctsd.store.engines import SqlEngineStore
@@ -142,6 +142,11 @@ def entered(hub: RecordingHub, connection_id: str, state: EngineState) -> list[f
     return found
 
 
+def final(status: EngineStatus) -> bool:
+    """Failed for good: the restart limit, not one of the failures before it."""
+    return status.failure is not None and status.failure.code is FailureCode.RESTART_LIMIT
+
+
 REAL_TIME_RESTARTS = RestartPolicy(max_restarts=3, base_delay_s=0.1, max_delay_s=0.4)
 
 
@@ -160,9 +165,13 @@ async def test_a_crashing_strategy_stays_isolated_on_the_real_sql_store(tmp_path
         manager = EngineManager(store, FakeBackend(markets, {}), REGISTRY, clock=clock, hub=hub,
                                 policy=REAL_TIME_RESTARTS, heartbeat_s=30, shutdown_grace_s=1)
         async with manager:
+            watcher = manager.watch()
             await manager.start("b", sma(interval_s=1.0))
             await manager.start("a", fragile("3"))
-            await asyncio.sleep(2.5)
+            async with asyncio.timeout(30):  # a bound, not a wait: each status change is awaited
+                while not (final(manager.get("a")) and manager.get("b").cycles >= 3):
+                    await watcher.next_event()
+            watcher.close()
             a, b = manager.get("a"), manager.get("b")
         records = {r.connection_id: r for r in await store.load_engines()}
     finally:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.ops.pki import CertificateAuthority
+from tests.ops.pki import issue_pki
 from tests.support.daemon_process import DaemonProcess, logged_daemon, remove_tree, short_tempdir
 
 NODE_CLIENT = Path(__file__).resolve().parents[2] / "clients" / "node"
@@ -42,27 +42,21 @@ def tls_daemon() -> Iterator[TlsDaemon]:
     root = short_tempdir()
     daemon = None
     try:
-        ca = CertificateAuthority()
-        ca_file = root / "ca.crt"
-        ca_file.write_bytes(ca.cert_pem)
-        cert, key = ca.server().write(root, "server")
-        token_file = root / "token"
-        token_file.write_text(TOKEN + "\n")
-        token_file.chmod(0o600)
+        pki = issue_pki(root, TOKEN)
         home = root / "ctsd"
         home.mkdir()
         daemon = logged_daemon(home, [
             "--listen", "tcp://127.0.0.1:0",
-            "--tls-cert-file", str(cert), "--tls-key-file", str(key),
-            "--auth-token-file", str(token_file),
+            "--tls-cert-file", str(pki.server_cert), "--tls-key-file", str(pki.server_key),
+            "--auth-token-file", str(pki.token_file),
         ]).start()  # fmt: skip
         yield TlsDaemon(
             daemon,
             {
                 "CTSD_TLS_ADDR": f"tcp://{daemon.address}",
-                "CTSD_TLS_CA": str(ca_file),
+                "CTSD_TLS_CA": str(pki.ca_file),
                 "CTSD_TLS_SERVER_NAME": "localhost",  # the address is 127.0.0.1
-                "CTSD_TOKEN_FILE": str(token_file),
+                "CTSD_TOKEN_FILE": str(pki.token_file),
             },
         )
     finally:

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from tests.ops.pki import CertificateAuthority
+from tests.ops.pki import Pki, issue_pki
 from tests.support.daemon_process import DaemonProcess, logged_daemon, remove_tree, short_tempdir
 
 TOKEN = "tok-0123456789abcdef-SHOULD-NEVER-LEAK"
@@ -23,30 +22,9 @@ def root() -> Iterator[Path]:
         remove_tree(path)
 
 
-@dataclass(frozen=True)
-class Pki:
-    ca: CertificateAuthority
-    ca_file: Path
-    server_cert: Path
-    server_key: Path
-    token_file: Path
-
-    def client(self, name: str) -> tuple[bytes, bytes]:
-        issued = self.ca.client(name)
-        return issued.key_pem, issued.cert_pem
-
-
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
-    directory = tmp_path_factory.mktemp("pki")
-    ca = CertificateAuthority()
-    ca_file = directory / "ca.crt"
-    ca_file.write_bytes(ca.cert_pem)
-    cert, key = ca.server().write(directory, "server")
-    token_file = directory / "token"
-    token_file.write_text(TOKEN + "\n")
-    token_file.chmod(0o600)
-    return Pki(ca, ca_file, cert, key, token_file)
+    return issue_pki(tmp_path_factory.mktemp("pki"), TOKEN)
 
 
 MakeDaemon = Callable[..., DaemonProcess]

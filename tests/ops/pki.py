@@ -98,3 +98,37 @@ class CertificateAuthority:
 
     def client(self, name: str) -> Issued:
         return self._issue(name, [x509.DNSName(name)], ExtendedKeyUsageOID.CLIENT_AUTH)
+
+
+@dataclass(frozen=True)
+class Pki:
+    """A CA, a server certificate and key, and a bearer-token file, written under `root`."""
+
+    root: Path
+    ca: CertificateAuthority
+    ca_file: Path
+    server_cert: Path
+    server_key: Path
+    token_file: Path
+
+    def client(self, name: str) -> tuple[bytes, bytes]:
+        """(key PEM, certificate PEM) of a client certificate with CN `name`."""
+        issued = self.ca.client(name)
+        return issued.key_pem, issued.cert_pem
+
+    def private(self, name: str, text: str, mode: int = 0o600) -> Path:
+        path = self.root / name
+        path.write_text(text)
+        path.chmod(mode)
+        return path
+
+
+def issue_pki(root: Path, token: str) -> Pki:
+    ca = CertificateAuthority()
+    ca_file = root / "ca.crt"
+    ca_file.write_bytes(ca.cert_pem)
+    cert, key = ca.server().write(root, "server")
+    token_file = root / "token"
+    token_file.write_text(token + "\n")
+    token_file.chmod(0o600)
+    return Pki(root, ca, ca_file, cert, key, token_file)

@@ -12,7 +12,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from cts.v1 import connection_service_pb2 as spb
 from cts.v1 import connection_service_pb2_grpc as sgrpc
-from tests.ops.conftest import TOKEN, MakeDaemon, Pki
+from tests.ops.conftest import TOKEN, MakeDaemon
+from tests.ops.pki import Pki
 from tests.support.conn_tests import run_test, sim_connection
 from tests.support.daemon_process import DaemonProcess
 from tests.support.simulator import running_simulator

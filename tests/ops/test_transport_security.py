@@ -12,8 +12,8 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from cts.v1 import connection_service_pb2 as spb
 from cts.v1 import connection_service_pb2_grpc as sgrpc
-from tests.ops.conftest import TOKEN, MakeDaemon, Pki
-from tests.ops.pki import CertificateAuthority
+from tests.ops.conftest import TOKEN, MakeDaemon
+from tests.ops.pki import CertificateAuthority, Pki
 
 BEARER = (("authorization", f"Bearer {TOKEN}"),)
 

@@ -1,4 +1,5 @@
-"""Prints every robustness test's tried/survived/lost row at the end of the session.
+"""Stubs on the shared simulator daemon for the tests that ask for them; and every robustness
+test's tried/survived/lost row printed at the end of the session.
 
 Under pytest-xdist the rows are reported in the worker processes; each worker
 hands its rows to the controller when it finishes (`workeroutput`), so the
@@ -12,6 +13,9 @@ from typing import Any
 import pytest
 
 from tests.robustness.tally import REPORTED
+from tests.support.sim_fixtures import connections, engines
+
+__all__ = ["connections", "engines"]
 
 _WORKER_KEY = "robustness_rows"
 

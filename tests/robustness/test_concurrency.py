@@ -16,7 +16,6 @@ from functools import partial
 from typing import Any
 
 import grpc
-import pytest
 from google.protobuf import field_mask_pb2
 
 from cts.v1 import connection_pb2 as cpb
@@ -59,16 +58,6 @@ def _stream_test(stub: csgrpc.ConnectionServiceStub, name: str,
         outcome.append(exc.code())
     finally:
         seen.set()
-
-
-@pytest.fixture
-def connections(sim_channel: grpc.Channel) -> csgrpc.ConnectionServiceStub:  # noqa: F811
-    return csgrpc.ConnectionServiceStub(sim_channel)
-
-
-@pytest.fixture
-def engines(sim_channel: grpc.Channel) -> sgrpc.EngineServiceStub:  # noqa: F811
-    return sgrpc.EngineServiceStub(sim_channel)
 
 
 def test_racing_writes_with_one_etag_have_exactly_one_winner(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import time
 from dataclasses import dataclass, field
 
 import grpc
@@ -10,6 +11,9 @@ import grpc
 from cts.v1 import connection_pb2 as pb
 from cts.v1 import connection_service_pb2 as spb
 from cts.v1 import connection_service_pb2_grpc as sgrpc
+from cts.v1 import health_service_pb2 as hpb
+from cts.v1 import health_service_pb2_grpc as hsgrpc
+from tests.support.daemon_process import DaemonProcess
 from tests.support.simulator import SimulatorThread
 
 SECRET_PREFIX = "sim-secret-NEVER-LEAK-"
@@ -113,3 +117,29 @@ def run_batch(
 def rpc_code(call: grpc.RpcError) -> grpc.StatusCode:
     code: grpc.StatusCode = call.code()
     return code
+
+
+def cancelled_calls(daemon: DaemonProcess, method: str) -> int:
+    """How many `method` calls the daemon has logged as cancelled by their client."""
+    return sum(r.get("msg") == "rpc" and r.get("method") == method and r.get("code") == "CANCELLED"
+               for r in daemon.records())
+
+
+def wait_unwound(daemon: DaemonProcess, method: str, before: int) -> None:
+    """Wait for the access-log line of one more cancelled `method` call than `before`.
+
+    The daemon logs a call once it has unwound it: the generator that ran the test is
+    closed and its task cancelled and awaited. Nothing of the call can be stored after
+    this line, so a test checks for what is left without sleeping "long enough".
+    """
+    deadline = time.monotonic() + 15
+    while cancelled_calls(daemon, method) <= before:
+        assert time.monotonic() < deadline, f"no cancelled {method} in the log"
+        time.sleep(0.02)
+
+
+def results_stored(channel: grpc.Channel, name: str) -> int:
+    """How many test results the daemon holds for connection `name` (in its health window)."""
+    health = hsgrpc.HealthServiceStub(channel).GetConnectionsHealth(
+        hpb.GetConnectionsHealthRequest())
+    return next(h.tests_in_window for h in health.connections if h.name == f"{name}/health")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -94,11 +95,11 @@ class DaemonProcess:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
     def records(self) -> list[Record]:
-        """The JSON log lines so far (`log_format="json"`); other lines are skipped."""
+        """The log lines so far, JSON or logfmt, as dicts; other lines are skipped."""
         found = []
         for line in self.logs().splitlines():
             try:
-                found.append(json.loads(line))
+                found.append(json.loads(line) if line.startswith("{") else _logfmt(line))
             except ValueError:
                 continue  # a library's plain warning
         return found
@@ -174,6 +175,17 @@ class DaemonProcess:
             self._log_file.close()
             self._log_file = None
         remove_tree(self.root)
+
+
+_LOGFMT_PAIR = re.compile(r'(\w+)=("(?:[^"\\]|\\.)*"|\S*)')
+
+
+def _logfmt(line: str) -> Record:
+    """`ts=... level=info msg="two words" code=OK` as a dict (`ctsd.logs`' logfmt)."""
+    pairs = _LOGFMT_PAIR.findall(line)
+    if not pairs or pairs[0][0] != "ts":
+        raise ValueError(f"not a ctsd logfmt line: {line!r}")
+    return {k: json.loads(v) if v.startswith('"') else v for k, v in pairs}
 
 
 def stop_process(proc: subprocess.Popen[bytes], sig: int, timeout: float,

@@ -13,6 +13,10 @@ from collections.abc import Iterator
 import grpc
 import pytest
 
+from cts.v1 import connection_service_pb2_grpc as csgrpc
+from cts.v1 import engine_service_pb2_grpc as sgrpc
+from cts.v1.health_service_pb2 import VerifyStartupRequest
+from cts.v1.health_service_pb2_grpc import HealthServiceStub
 from tests.support.daemon_process import DaemonProcess, remove_tree, short_tempdir
 from tests.support.simulator import SimulatorThread, running_simulator
 
@@ -35,12 +39,21 @@ def sim_daemon(sim: SimulatorThread) -> Iterator[DaemonProcess]:
     config.write_text(f"[batch]\nitem_timeout_s = {ITEM_TIMEOUT_S}\n{tables}")
     proc = DaemonProcess(root, ["--config", str(config)])
     try:
-        yield proc.start()
+        warm_up(proc.start())
+        yield proc
     finally:
         if proc.proc is not None and proc.proc.poll() is not None:
             print(f"ctsd exited early with {proc.proc.returncode}:\n{proc.logs()}")
         proc.stop()
         remove_tree(root)
+
+
+def warm_up(daemon: DaemonProcess) -> None:
+    """Have the daemon import ccxt now (VerifyStartup's exchange-modules check does, in a
+    thread): a second on an idle machine, several on a loaded one, which must not be spent
+    inside the first connection test's short deadline (ITEM_TIMEOUT_S)."""
+    with grpc.insecure_channel(daemon.address) as channel:
+        HealthServiceStub(channel).VerifyStartup(VerifyStartupRequest(), timeout=120)
 
 
 @pytest.fixture
@@ -49,3 +62,12 @@ def sim_channel(sim_daemon: DaemonProcess, sim: SimulatorThread) -> Iterator[grp
         yield channel
     sim.clear_faults()
     sim.clock.offset_ms = 0
+
+@pytest.fixture
+def connections(sim_channel: grpc.Channel) -> csgrpc.ConnectionServiceStub:
+    return csgrpc.ConnectionServiceStub(sim_channel)
+
+
+@pytest.fixture
+def engines(sim_channel: grpc.Channel) -> sgrpc.EngineServiceStub:
+    return sgrpc.EngineServiceStub(sim_channel)

@@ -123,6 +123,18 @@ class _TimedOut:
     pass
 
 
+@dataclass(frozen=True)
+class _Batch(Generic[K, R]):
+    """What every job of one `process` call shares."""
+
+    options: BatchOptions
+    gate: asyncio.Semaphore
+    """The batch's own concurrency, inside the processor's shared slots."""
+    retryable: Callable[[R], bool]
+    fallback: Callable[[K, Abandoned], R]
+    finished: asyncio.Queue[Finished[K, R]]
+
+
 _TIMED_OUT = _TimedOut()
 
 
@@ -150,49 +162,32 @@ class BatchProcessor:
     ) -> AsyncGenerator[Finished[K, R], None]:
         """Yields one `Finished` per job as it completes; closing early cancels the rest."""
         pending = list(jobs)
-        finished: asyncio.Queue[Finished[K, R]] = asyncio.Queue()
-        gate = asyncio.Semaphore(max(1, options.concurrency))
-        tasks = [
-            asyncio.create_task(self._item(job, options, gate, retryable, fallback, finished))
-            for job in pending
-        ]
+        batch = _Batch(options, asyncio.Semaphore(max(1, options.concurrency)), retryable,
+                       fallback, asyncio.Queue())
+        tasks = [asyncio.create_task(self._item(job, batch)) for job in pending]
         try:
             for _ in pending:
-                yield await finished.get()
+                yield await batch.finished.get()
         finally:
             await cancel_and_wait(*tasks)
 
-    async def _item(
-        self,
-        job: Job[K, R],
-        options: BatchOptions,
-        gate: asyncio.Semaphore,
-        retryable: Callable[[R], bool],
-        fallback: Callable[[K, Abandoned], R],
-        finished: asyncio.Queue[Finished[K, R]],
-    ) -> None:
+    async def _item(self, job: Job[K, R], batch: _Batch[K, R]) -> None:
         try:
-            done = await self._attempts(job, options, gate, retryable, fallback)
+            done = await self._attempts(job, batch)
         except Exception:
             log.exception("batch job crashed", extra={"job": str(job.key)})
             crashed = Abandoned(timed_out=False, reason="internal error (see daemon log)")
-            done = Finished(job.key, fallback(job.key, crashed), 1)
-        finished.put_nowait(done)
+            done = Finished(job.key, batch.fallback(job.key, crashed), 1)
+        batch.finished.put_nowait(done)
 
-    async def _attempts(
-        self,
-        job: Job[K, R],
-        options: BatchOptions,
-        gate: asyncio.Semaphore,
-        retryable: Callable[[R], bool],
-        fallback: Callable[[K, Abandoned], R],
-    ) -> Finished[K, R]:
+    async def _attempts(self, job: Job[K, R], batch: _Batch[K, R]) -> Finished[K, R]:
+        options, fallback = batch.options, batch.fallback
         policy = options.retry
         deadline: float | None = None
         attempt = 0
         while True:
             attempt += 1
-            async with gate:
+            async with batch.gate:
                 await self._slots.acquire(options.priority)
                 try:
                     if deadline is None:
@@ -204,7 +199,7 @@ class BatchProcessor:
                 reason = f"timed out after {options.item_timeout_s:g} s ({attempt} attempts)"
                 abandoned = Abandoned(timed_out=True, reason=reason)
                 return Finished(job.key, fallback(job.key, abandoned), attempt, timed_out=True)
-            if attempt >= policy.max_attempts or not retryable(outcome):
+            if attempt >= policy.max_attempts or not batch.retryable(outcome):
                 return Finished(job.key, outcome, attempt)
             delay = policy.delay_s(attempt, self._random())
             if self._clock() + delay >= deadline:
