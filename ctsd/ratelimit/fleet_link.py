@@ -62,6 +62,28 @@ class FleetView:
         return max(0.0, min(1 / self.count, 1 - others))
 
 
+class RedisClock:
+    """Redis's clock against ours, learned from the calls that read it (every ACQUIRE and
+    heartbeat): Redis read its TIME after we sent the call, so `redis_ms - after` is a
+    lower bound of the offset. The largest bound of the last `WINDOW_S` gives a Redis
+    time no later than a moment of ours (clocks drift apart slowly: older bounds are
+    dropped, the newest is kept)."""
+
+    WINDOW_S = 2.0
+
+    def __init__(self) -> None:
+        self._bounds: collections.deque[tuple[float, float]] = collections.deque()
+
+    def sample(self, after: float, redis_ms: float) -> None:
+        self._bounds.append((after, redis_ms - after * 1000))
+        while len(self._bounds) > 1 and self._bounds[0][0] < after - self.WINDOW_S:
+            self._bounds.popleft()
+
+    def no_later_than(self, local: float) -> float:
+        """A Redis time (ms) at or before our moment `local` (seconds)."""
+        return local * 1000 + max(low for _, low in self._bounds)
+
+
 def _ms(seconds: float) -> str:
     return repr(seconds * 1000)
 
@@ -80,6 +102,7 @@ class FleetLink:
         self._clock = clock
         self._on_down, self._on_back, self._buckets = on_down, on_back, buckets
         self.view = FleetView(self.member)
+        self.redis_clock = RedisClock()
         self.epoch = ""
         self.down = False
         self.rejoining = False
@@ -161,6 +184,7 @@ class FleetLink:
         if reply[0] == b"E":
             self._went_down()
             raise RedisDown("Redis lost its data")
+        self.redis_clock.sample(self._clock.monotonic(), float(reply[2]))
         used = [float(u) for u in reply[3:]]
         if reply[0] == b"1":
             return True, 0.0, float(reply[1]), used
@@ -230,7 +254,8 @@ class FleetLink:
         await self._call("OBSERVE", _counted(bucket), [
             bucket.kind, repr(used), _ms(spec.interval_s + spec.guard_s), repr(spec.capacity),
             _ms(spec.interval_s), f"{self.member}.{secrets.token_hex(4)}",
-            _ms(max(self._clock.monotonic() - seen, 0.0)), "add" if added else "header"])
+            repr(self.redis_clock.no_later_than(seen)), "add" if added else "header",
+            _ms(max(self._clock.monotonic() - seen, 0.0))])
 
     async def withdraw(self, waiter: str, items: list[tuple[SharedBucket, float]]) -> None:
         """A request gave up waiting: out of the buckets' queues in Redis at once."""
@@ -251,6 +276,7 @@ class FleetLink:
             return False
         now = self._clock.monotonic()
         redis_now = float(reply[0])
+        self.redis_clock.sample(now, redis_now)
         members: dict[str, tuple[float, int]] = {}
         for i in range(1, len(reply), 3):
             age = (redis_now - float(reply[i + 1])) / 1000

@@ -1,8 +1,10 @@
 """The shared buckets' accounting, as Redis scripts: each runs atomically on the server.
 
 Time is Redis's own (`TIME`, in milliseconds), so daemons whose clocks differ
-agree on every window; a moment a daemon saw on its own clock (an answer's
-arrival, a usage header's) travels as an age, "so many ms ago", never as a time.
+agree on every window. A moment a daemon saw on its own clock travels as an age
+("so many ms ago": an answer's arrival, never placed earlier than it was) or, for
+a usage header's, as a Redis time never later than it was (`FleetLink.redis_clock`):
+each errs on the side that counts more.
 Per bucket, these keys:
 
     <bucket>:c   sorted set of charges: member "<id>|<weight>", score = when it stops
@@ -208,7 +210,9 @@ return fmt(now)
 
 OBSERVE = COMMON + r"""
 -- KEYS: c, s, g.  ARGV: kind, used, span, capacity, interval, id for correction pieces,
--- age (ms since the header arrived), 'header' | 'add'.  Returns '1' when the count was
+-- when the header arrived (Redis ms, no later than it did), 'header' | 'add', and how
+-- long ago it arrived (ms; from now, no earlier than it did: corrections stand a span
+-- from then).  Returns '1' when the count was
 -- raised. 'add': `used` more units for a span (a piece of its own: pieces add up).
 -- The header counts what was granted before it arrived, at most: later grants are
 -- not subtracted from it. What exceeds our own charges raises the corrections'
@@ -224,10 +228,11 @@ if ARGV[1] == 'd' then
 end
 local c, s, g = KEYS[1], KEYS[2], KEYS[3]
 local sum = expire(c, s, g, now)
-local seen = now - tonumber(ARGV[7])
+local seen = math.min(tonumber(ARGV[7]), now)
+local stands = now - tonumber(ARGV[9]) + tonumber(ARGV[3])
 if added then
   if used <= EPS then return '0' end
-  redis.call('ZADD', c, seen + tonumber(ARGV[3]), '~' .. ARGV[6] .. ':0|' .. fmt(used))
+  redis.call('ZADD', c, stands, '~' .. ARGV[6] .. ':0|' .. fmt(used))
   redis.call('HSET', s, 'sum', fmt(sum + used))
   return '1'
 end
@@ -241,7 +246,7 @@ for j = 1, #log, 2 do
     ours = ours + weight_of(m)
   end
 end
-local level, until_ = used - ours, seen + tonumber(ARGV[3])
+local level, until_ = used - ours, stands
 local standing = 0
 for _, p in ipairs(pieces) do if p[2] >= until_ then standing = standing + p[3] end end
 if level <= standing + EPS then return '0' end

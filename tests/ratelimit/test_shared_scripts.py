@@ -17,6 +17,7 @@ import pytest_asyncio
 import redis.asyncio as aioredis
 
 from ctsd.ratelimit import BucketSpec, Demand, Lane
+from ctsd.ratelimit.fleet_link import RedisClock
 from ctsd.ratelimit.ledger import OwnCharge
 from ctsd.ratelimit.shared import SharedBucket
 from tests.ratelimit.test_shared import KEY, start_fleet
@@ -142,3 +143,14 @@ async def test_usage_handed_over_adds_to_the_corrections_standing(
         assert await counted_after(redis_client, bucket, now, True) == pytest.approx(8)
     finally:
         await a.close()
+
+
+def test_redis_clock_places_our_moments_no_later_than_they_were() -> None:
+    """Each call's reply bounds the offset from below (Redis read its clock before we
+    read the reply); the tightest recent bound wins, older ones are dropped."""
+    clock = RedisClock()
+    clock.sample(after=10.0, redis_ms=5_000.0)  # offset >= -5000 ms
+    clock.sample(after=10.5, redis_ms=5_503.0)  # offset >= -4997 ms: tighter
+    assert clock.no_later_than(11.0) == pytest.approx(11_000 - 4_997)
+    clock.sample(after=13.0, redis_ms=7_990.0)  # the two first are over 2 s old now
+    assert clock.no_later_than(13.0) == pytest.approx(7_990.0)
