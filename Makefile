@@ -116,6 +116,7 @@ test: lint proto-check proto-breaking node-deps systemd-tools servers
 # 10 minutes of 200 clients and 500 watchers (30 s in `make test`).
 soak: $(STAMP)
 	CTS_SOAK_ROUNDS=20 CTS_FUZZ_EXAMPLES=300 CTS_SOAK_SECONDS=600 $(VENV)/bin/pytest -q -s tests/robustness
+	CTS_FLEET_EXAMPLES=100 $(VENV)/bin/pytest -q -p no:xdist tests/ratelimit/test_shared.py
 
 demo: $(STAMP)
 	$(PY) scripts/demo.py

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import os
 import random
 import time
 import uuid
@@ -31,6 +32,8 @@ from ctsd.ratelimit.shared import SharedBucket, SharedRateLimiter
 from tests.support.servers import PrivateRedis
 
 INTERVAL = 0.25
+EXAMPLES = int(os.environ.get("CTS_FLEET_EXAMPLES", "4"))
+"""Scenarios per property test: 4 here (the outage test half as many), 100 in `make soak`."""
 MAX_FLIGHT_S = 0.5
 """In the property tests: a request counts from when it leaves until its answer is
 *processed*, and a stalled event loop (a loaded machine stalls for half a second) holds
@@ -231,7 +234,7 @@ async def test_a_pause_reaches_every_daemon(redis_url: str) -> None:
         await asyncio.gather(a.close(), b.close())
 
 
-@settings(max_examples=4, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
 @given(seed=st.integers(0, 2**32), daemons=st.integers(2, 3),
        capacity=st.sampled_from([6.0, 9.0, 12.0]), pause_every=st.sampled_from([0, 9]),
        correct_every=st.sampled_from([0, 7]))
@@ -256,7 +259,8 @@ def test_no_window_exceeds_the_limit_with_pauses_and_corrections(
     assert worst_window(flights, INTERVAL) <= capacity + 1e-9
 
 
-@settings(max_examples=2, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=max(EXAMPLES // 2, 1), deadline=None,
+          suppress_health_check=list(HealthCheck))
 @given(seed=st.integers(0, 2**32), kill_after=st.floats(0.1, 0.6),
        down_for=st.floats(0.3, 2.0))
 def test_redis_killed_mid_run_fallback_then_return_never_exceeds(
