@@ -1,5 +1,6 @@
-"""Fixtures every test package may use: a real daemon process and a channel to it, and a
-fresh database opened (and migrated) as the daemon opens it."""
+"""Fixtures every test package may use: a real daemon process and a channel to it, a
+fresh database opened (and migrated) as the daemon opens it, and the fleet's servers
+(PostgreSQL, Redis), started once per session on first use."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import pytest
 import pytest_asyncio
 
 from ctsd.store.database import Database
+from tests.support import servers
 from tests.support.daemon_process import DaemonProcess, remove_tree, short_tempdir
 
 
@@ -39,3 +41,31 @@ async def db(tmp_path: Path) -> AsyncIterator[Database]:
         yield database
     finally:
         await database.close()
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A PostgreSQL superuser's URL: a private cluster, or `CTS_TEST_POSTGRES_URL`."""
+    with servers.postgres_url() as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """A Redis URL: a private server, or `CTS_TEST_REDIS_URL`. Tests share it: each
+    keeps to keys of its own (a unique prefix) and never flushes it."""
+    with servers.redis_url() as url:
+        yield url
+
+
+@pytest.fixture
+def private_redis() -> Iterator[servers.PrivateRedis]:
+    """A Redis of the test's own, which it may kill and start again (an outage)."""
+    try:
+        server = servers.PrivateRedis()
+    except servers.ServerMissing as exc:
+        pytest.skip(f"needs redis-server to kill and restart: {exc}")
+    try:
+        yield server.start()
+    finally:
+        server.stop()
