@@ -100,6 +100,13 @@ class FailedPrecondition(ClientError):
         self.violations = list(violations or [])
 
 
+class LeaseLost(FailedPrecondition):
+    """This daemon no longer holds the lease of an engine (fleet): another daemon may own
+    it now, so nothing more may be placed, cancelled or written on its behalf here."""
+
+    reason = "LEASE_LOST"
+
+
 class CredentialsUnavailable(FailedPrecondition):
     """The connection has no usable credentials (missing, or sealed under a lost key)."""
 

@@ -19,7 +19,7 @@ from ctsd.engine.brokers.paper_perp import PaperPerpBroker
 from ctsd.engine.config import EngineConfig, TradingMode, ValidatedConfig
 from ctsd.engine.engine import Engine
 from ctsd.engine.perp_session import PerpSession
-from ctsd.engine.ports import EngineRecord, EngineResources, EngineStore
+from ctsd.engine.ports import EngineRecord, EngineResources, EngineStore, Lease
 from ctsd.engine.status import EngineStatus
 from ctsd.errors import FailedPrecondition
 from ctsd.strategies.model import MarketKind
@@ -28,7 +28,7 @@ from ctsd.strategies.model import MarketKind
 def assemble_engine(
     record: EngineRecord, validated: ValidatedConfig, resources: EngineResources,
     store: EngineStore, clock: Clock, publish: Callable[[EngineStatus], None], *,
-    funding_poll_s: float = DEFAULT_FUNDING_POLL_S,
+    funding_poll_s: float = DEFAULT_FUNDING_POLL_S, lease: Lease | None = None,
 ) -> Engine:
     config = validated.config
     perp = None
@@ -43,7 +43,8 @@ def assemble_engine(
         perp = PerpSession(config, resources.modes, resources.perp_market, account,
                            record.connection_id)
     broker = _broker(config, resources, perp, clock, funding_poll_s)
-    return Engine(record, validated, broker, resources.market_data, store, clock, publish, perp)
+    return Engine(record, validated, broker, resources.market_data, store, clock, publish, perp,
+                  lease)
 
 
 def _broker(config: EngineConfig, resources: EngineResources, perp: PerpSession | None,

@@ -34,10 +34,11 @@ from ctsd.engine.market import DryRun, decide_dry, fetch_infos, fetch_snapshot
 from ctsd.engine.orders import Execution, Order, OrderRequest, OrderStatus, client_order_id
 from ctsd.engine.perp_session import PerpSession, check_spot, position_statuses
 from ctsd.engine.perpetual import AppliedSetting, MismatchPolicy
-from ctsd.engine.ports import EngineRecord, EngineStore, MarketDataSource
+from ctsd.engine.ports import EngineRecord, EngineStore, Fence, Lease, MarketDataSource
 from ctsd.engine.position_check import PositionMismatch, adoption, differences, explain
 from ctsd.engine.risk import RiskGate
 from ctsd.engine.status import EngineState, EngineStatus, Failure, PositionStatus, check_transition
+from ctsd.errors import LeaseLost
 from ctsd.strategies.model import (
     CancelIntent,
     Intent,
@@ -61,8 +62,13 @@ class Engine:
         self, record: EngineRecord, validated: ValidatedConfig, broker: Broker,
         market_data: MarketDataSource, store: EngineStore, clock: Clock,
         publish: Callable[[EngineStatus], None], perp: PerpSession | None = None,
+        lease: Lease | None = None,
     ) -> None:
         config = validated.config
+        self.lease = lease
+        """In a fleet: the engine's lease. Every store write carries its fence, and nothing
+        is placed or cancelled unless the lease is in time (`Lease.check`)."""
+        self._fence: Fence | None = lease.fence if lease is not None else None
         self.connection_id = record.connection_id
         self.engine_id = record.engine_id
         self.config = config
@@ -155,7 +161,7 @@ class Engine:
         started = self._clock.monotonic()
         lag = max(0.0, started - scheduled) if scheduled is not None else 0.0
         self._cycle += 1
-        await self._store.save_cycle(self.connection_id, self._cycle)
+        await self._store.save_cycle(self.connection_id, self._cycle, self._fence)
         interrupt = interrupt or asyncio.Event()
         try:
             if not self._infos:  # market facts are not reconciliation: a failure may retry
@@ -205,7 +211,9 @@ class Engine:
         failures: list[Exception] = []
         for order in self._broker.open_orders():
             try:
-                await self._book(await self._broker.cancel(order))
+                await self._book(await self._cancel(order))
+            except LeaseLost:
+                raise  # not ours to cancel any more
             except Exception as exc:  # re-raised below, after the other cancels
                 failures.append(exc)
         self._update(**self._figures())
@@ -221,7 +229,7 @@ class Engine:
         resting = {o.client_order_id: o for o in self._broker.open_orders()}
         for intent in intents:
             if isinstance(intent, CancelIntent) and intent.client_order_id in resting:
-                await self._book(await self._broker.cancel(resting[intent.client_order_id]))
+                await self._book(await self._cancel(resting[intent.client_order_id]))
         indexed = [(i, x) for i, x in enumerate(intents) if isinstance(x, OrderIntent)]
         verdicts = self._risk.review([x for _, x in indexed], market, self.portfolio())
         rejected = 0
@@ -247,16 +255,33 @@ class Engine:
                                intent.side, intent.type, intent.amount, intent.price,
                                intent.tag, self._cycle, reduce_only=intent.reduce_only,
                                position_side=leg.position_side or PositionSide.BOTH)
+        self._check_lease()
+        # The fence check and the PENDING record commit together, or neither does.
         await self._store.save_execution(
-            self.connection_id, Execution(Order.pending(request, self._clock.now_ms())))
+            self.connection_id, Execution(Order.pending(request, self._clock.now_ms())),
+            self._fence)
+        self._check_lease()
         execution = await self._broker.place(request)
         await self._book(execution)
         if execution.order.status is not OrderStatus.REJECTED:
             self._status = replace(self._status, orders_placed=self._status.orders_placed + 1)
         return execution
 
+    def _check_lease(self) -> None:
+        if self.lease is not None:
+            self.lease.check()
+
+    async def _cancel(self, order: Order) -> Execution:
+        """A cancel only while the lease holds: by this daemon's clock, then by the
+        database's (a fenced write of the cycle begun), then by its clock again."""
+        self._check_lease()
+        if self._fence is not None:
+            await self._store.save_cycle(self.connection_id, self._cycle, self._fence)
+        self._check_lease()
+        return await self._broker.cancel(order)
+
     async def _book(self, execution: Execution) -> None:
-        await self._store.save_execution(self.connection_id, execution)
+        await self._store.save_execution(self.connection_id, execution, self._fence)
         for fill in execution.fills:
             self._ledger.apply(fill)
         if execution.fills and execution.order.status is OrderStatus.FILLED:
@@ -274,7 +299,7 @@ class Engine:
                       if not self._ledger.has_funding(p.funding_id))
         if not fresh:
             return
-        await self._store.save_funding(self.connection_id, fresh)
+        await self._store.save_funding(self.connection_id, fresh, self._fence)
         for payment in fresh:
             self._ledger.apply_funding(payment)
 

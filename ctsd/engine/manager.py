@@ -13,6 +13,12 @@ next start; with `cancel_orders_on_shutdown` it cancels them first, the way
 StopEngine does, within the same `shutdown_grace_s` budget as the last cycle
 (an engine still busy at the deadline is aborted, and says what stayed open).
 Either way the desired state stays RUNNING: the engine resumes after the restart.
+
+In a fleet (`leases` given, `ctsd.fleet`) an engine runs only under its lease:
+a start takes it, a stop gives it back, and engines that should run are not
+resumed at `open` but adopted one by one (`adopt`) by whichever daemon takes
+their expired lease -- the same resume path, run by another daemon. A daemon
+that loses a lease ends that engine at once (`relinquish`), touching nothing.
 """
 
 from __future__ import annotations
@@ -38,9 +44,11 @@ from ctsd.engine.perp_session import with_funding
 from ctsd.engine.ports import (
     DesiredState,
     EngineBackend,
+    EngineLeases,
     EngineRecord,
     EngineResources,
     EngineStore,
+    Lease,
     MarketDataSource,
     PerpetualMarketData,
 )
@@ -79,9 +87,12 @@ class EngineManager:
         policy: RestartPolicy = DEFAULT_POLICY, engine_ids: Callable[[], str] = new_engine_id,
         heartbeat_s: float = 5.0, shutdown_grace_s: float = 10.0,
         locks: ConnectionLocks | None = None, cancel_orders_on_shutdown: bool = False,
-        funding_poll_s: float = DEFAULT_FUNDING_POLL_S,
+        funding_poll_s: float = DEFAULT_FUNDING_POLL_S, leases: EngineLeases | None = None,
     ) -> None:
         self._store = store
+        self._leases = leases
+        self._held: dict[str, Lease] = {}
+        """Fleet: the lease of each engine this daemon owns (running or failed here)."""
         self._locks = locks or ConnectionLocks()  # shared with connection deletes
         self._backend = backend
         self._strategies = strategies
@@ -110,7 +121,8 @@ class EngineManager:
         """Resume every engine whose desired state is RUNNING, then start heartbeats."""
         for record in await self._store.load_engines():
             if record.desired is DesiredState.RUNNING:
-                await self._resume(record)
+                if self._leases is None:  # in a fleet, adopted under a lease (`adopt`)
+                    await self._resume(record)
             else:
                 self._hub.publish(self._bare_status(record, EngineState.STOPPED, None))
         self._heartbeats = asyncio.create_task(self._beat(), name="engine-heartbeats")
@@ -156,18 +168,24 @@ class EngineManager:
             # finishes first (and _open fails) or sees the engine and refuses.
             async with self._locks.lock(connection_id):
                 await self._release(connection_id)
-                resources = await self._open(connection_id, config.mode)
+                lease = await self._acquire(connection_id)
+                try:
+                    resources = await self._open(connection_id, config.mode)
+                except BaseException:
+                    await self._give_back(connection_id)
+                    raise
                 record = EngineRecord(
                     connection_id, self._engine_ids(), config, DesiredState.RUNNING
                 )
                 try:
                     # What the market cannot do, and the venue's settings, before anything
                     # is stored or placed: a refusal fails the start itself.
-                    engine = self._build(record, validated, resources)
+                    engine = self._build(record, validated, resources, lease)
                     await engine.prepare()
                     await self._store.create_engine(record)
                 except BaseException:
                     await self._backend.close(connection_id, resources)
+                    await self._give_back(connection_id)
                     raise
                 run = self._launch(engine, resources)
         finally:
@@ -188,15 +206,65 @@ class EngineManager:
             status = self._hub.get(connection_id)
             if status is None:
                 raise NotFound(f"no engine on connections/{connection_id}")
+            held = self._held.get(connection_id)
             await self._store.set_desired(connection_id, DesiredState.STOPPED,
-                                          status.last_error)
+                                          status.last_error, held.fence if held else None)
             if run is None:  # resume failed before an engine existed
                 stopped = self._bare_status_from(status, EngineState.STOPPED)
                 self._hub.publish(stopped)
+                await self._give_back(connection_id)
                 return stopped
             await run.stop(cancel_orders=True)
             await self._release(connection_id)
+            await self._give_back(connection_id)
             return run.engine.status
+
+    async def adopt(self, connection_id: str, lease: Lease) -> None:
+        """Fleet: resume the engine whose lease this daemon just took -- the resume path
+        after a restart (reconcile with the venue first, fail closed), run by another
+        daemon. Runs to the end once begun, like `start`."""
+        await self._operations.run(self._adopt(connection_id, lease),
+                                   f"engine-adopt:{connection_id}")
+
+    async def _adopt(self, connection_id: str, lease: Lease) -> None:
+        async with self._locks.lock(connection_id):
+            await self._release(connection_id)  # a run here that lost the lease before
+            self._held[connection_id] = lease
+            record = next((r for r in await self._store.load_engines()
+                           if r.connection_id == connection_id), None)
+            if record is None or record.desired is not DesiredState.RUNNING:
+                await self._give_back(connection_id)  # stopped since the lease was taken
+                return
+            await self._resume(record, lease)
+
+    async def relinquish(self, connection_id: str) -> None:
+        """Fleet: the lease is lost (or handed over by a drain): end the engine here at once,
+        without cancelling its orders or writing anything -- they are the next owner's."""
+        await self._operations.run(self._relinquish(connection_id),
+                                   f"engine-relinquish:{connection_id}")
+
+    async def _relinquish(self, connection_id: str) -> None:
+        async with self._locks.lock(connection_id):
+            self._held.pop(connection_id, None)
+            run = self._runs.get(connection_id)
+            if run is not None:
+                await run.stop(cancel_orders=False)
+                await self._release(connection_id)
+
+    def owned(self) -> dict[str, Lease]:
+        """Fleet: the engines this daemon holds the lease of."""
+        return dict(self._held)
+
+    async def _acquire(self, connection_id: str) -> Lease | None:
+        if self._leases is None:
+            return None
+        lease = await self._leases.acquire(connection_id)
+        self._held[connection_id] = lease
+        return lease
+
+    async def _give_back(self, connection_id: str) -> None:
+        if self._leases is not None and self._held.pop(connection_id, None) is not None:
+            await self._leases.release(connection_id)
 
     async def idle(self) -> None:
         """Until no start or stop is in flight (one whose caller left included)."""
@@ -304,9 +372,10 @@ class EngineManager:
         return resources
 
     def _build(self, record: EngineRecord, validated: ValidatedConfig,
-               resources: EngineResources) -> Engine:
+               resources: EngineResources, lease: Lease | None) -> Engine:
         return assemble_engine(record, validated, resources, self._store, self._clock,
-                               self._hub.publish, funding_poll_s=self._funding_poll_s)
+                               self._hub.publish, funding_poll_s=self._funding_poll_s,
+                               lease=lease)
 
     def _launch(self, engine: Engine, resources: EngineResources) -> EngineRun:
         run = EngineRun(engine, self._store, self._clock, self._policy, resources)
@@ -314,7 +383,7 @@ class EngineManager:
         run.launch()
         return run
 
-    async def _resume(self, record: EngineRecord) -> None:
+    async def _resume(self, record: EngineRecord, lease: Lease | None = None) -> None:
         try:
             validated = validate_config(record.config, self._strategies)
             resources = await self._open(record.connection_id, record.config.mode)
@@ -323,7 +392,7 @@ class EngineManager:
             self._hub.publish(self._bare_status(record, EngineState.FAILED, failure))
             return
         try:
-            engine = self._build(record, validated, resources)
+            engine = self._build(record, validated, resources, lease)
         except Exception as exc:
             await self._backend.close(record.connection_id, resources)
             failure = Failure(FailureCode.START_FAILED, describe(exc))

@@ -184,6 +184,58 @@ class EngineRecord:
     last_error: str = ""
 
 
+@dataclass(frozen=True)
+class Fence:
+    """Who holds an engine's lease and under which token (fleet; `ctsd.fleet`).
+
+    A write passed a fence commits only if, in the same transaction, the lease row
+    still names this owner and token and has not expired by the database's clock:
+    a daemon that lost the lease (paused, partitioned) can no longer write a
+    PENDING order, so it can no longer place one."""
+
+    owner: str
+    token: int
+
+
+class Lease(Protocol):
+    """An engine's lease as its engine sees it; held by `ctsd.fleet`, renewed there."""
+
+    @property
+    def fence(self) -> Fence: ...
+
+    @property
+    def lost(self) -> bool:
+        """Another daemon may own the engine now: end it here, touching nothing."""
+        ...
+
+    def check(self) -> None:
+        """Raise `LeaseLost` once the lease is lost or its renewal deadline passed, by this
+        daemon's own clock: before anything is placed, cancelled or written."""
+        ...
+
+    def deadline_ms(self) -> int:
+        """Wall-clock ms until which a request sent now may be acted upon."""
+        ...
+
+    async def ready(self) -> None:
+        """Return once the lease may be relied on (renewed in time); raise `LeaseLost` if
+        it was lost. Cycles wait here while a renewal is overdue."""
+        ...
+
+
+class EngineLeases(Protocol):
+    """Engine ownership in a fleet: an explicit start takes the lease, a stop gives it back."""
+
+    async def acquire(self, connection_id: str) -> Lease:
+        """The lease of `connection_id` for this daemon (a new token); FailedPrecondition
+        naming the owner when another live daemon holds it."""
+        ...
+
+    async def release(self, connection_id: str) -> None:
+        """Give up the lease (the engine stopped): nobody adopts a stopped engine."""
+        ...
+
+
 class EngineStore(Protocol):
     async def load_engines(self) -> list[EngineRecord]: ...
 
@@ -192,18 +244,25 @@ class EngineStore(Protocol):
         ...
 
     async def set_desired(
-        self, connection_id: str, desired: DesiredState, last_error: str
+        self, connection_id: str, desired: DesiredState, last_error: str,
+        fence: Fence | None = None,
     ) -> None:
-        """Change only the desired state and last error; never the cycle."""
+        """Change only the desired state and last error; never the cycle.
+
+        Every write taking a `fence` refuses with `LeaseLost` (nothing written) when the
+        fence no longer holds (see `Fence`)."""
         ...
 
-    async def save_cycle(self, connection_id: str, cycle: int) -> None:
+    async def save_cycle(self, connection_id: str, cycle: int,
+                         fence: Fence | None = None) -> None:
         """Record that `cycle` began; must be durable before the cycle places orders."""
         ...
 
-    async def save_execution(self, connection_id: str, execution: Execution) -> None:
+    async def save_execution(self, connection_id: str, execution: Execution,
+                             fence: Fence | None = None) -> None:
         """Upsert the order by client order id and insert its fills, ignoring trade ids
-        already stored, in one transaction."""
+        already stored, in one transaction (with the fence check, and the fence's token
+        recorded on the order)."""
         ...
 
     async def list_orders(
@@ -216,8 +275,8 @@ class EngineStore(Protocol):
         """Every fill of the connection, oldest first."""
         ...
 
-    async def save_funding(self, connection_id: str,
-                           payments: tuple[FundingPayment, ...]) -> None:
+    async def save_funding(self, connection_id: str, payments: tuple[FundingPayment, ...],
+                           fence: Fence | None = None) -> None:
         """Insert funding payments, ignoring funding ids already stored."""
         ...
 

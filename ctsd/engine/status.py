@@ -64,6 +64,9 @@ class FailureCode(enum.Enum):
     POSITION_MISMATCH = "POSITION_MISMATCH"
     """A LIVE perpetuals engine found the venue's position differing from its ledger (an
     outside trade, a liquidation, auto-deleveraging) and fails closed; no restart."""
+    LEASE_OVERDUE = "LEASE_OVERDUE"
+    """Fleet: the lease's renewal was overdue mid-session; trading stopped before the lease
+    could expire, and the engine reconciles again once it is renewed."""
 
 
 @dataclass(frozen=True, slots=True)

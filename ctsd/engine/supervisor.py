@@ -24,16 +24,19 @@ import logging
 import math
 from dataclasses import dataclass
 
+from ctsd import fencing
 from ctsd.clock import Clock
 from ctsd.engine.engine import Engine, RiskLimitBreached
 from ctsd.engine.ports import DesiredState, EngineResources, EngineStore
 from ctsd.engine.position_check import PositionMismatch
 from ctsd.engine.status import EngineState, Failure, FailureCode
-from ctsd.errors import ExchangeUnavailable, ResourceExhausted
+from ctsd.errors import ExchangeUnavailable, LeaseLost, ResourceExhausted
+from ctsd.tasks import Interrupted, unless_set
 
 log = logging.getLogger("ctsd.engine")
 
-RESTARTED = frozenset({FailureCode.CYCLE_ERROR, FailureCode.EXCHANGE_UNAVAILABLE})
+RESTARTED = frozenset({FailureCode.CYCLE_ERROR, FailureCode.EXCHANGE_UNAVAILABLE,
+                       FailureCode.LEASE_OVERDUE})
 HUMAN_STOPS = frozenset({FailureCode.RISK_LIMIT, FailureCode.POSITION_MISMATCH})
 """Stops that survive a daemon restart: the engine stays stopped until a human starts it."""
 EXCHANGE_TROUBLE = (ExchangeUnavailable, ResourceExhausted)
@@ -72,6 +75,8 @@ class EngineRun:
         self._cancel_orders_on_stop = True
         self._failures = 0
         """Consecutive failing cycles of the engine's own making: limited."""
+        self.lost = False
+        """The lease went to another daemon: the engine ended here without a write."""
         self._outages = 0
         """Consecutive cycles the exchange failed: retried for as long as it lasts."""
         self.task: asyncio.Task[None] | None = None
@@ -100,7 +105,12 @@ class EngineRun:
         if self.task is not None and not self.task.done():
             await asyncio.wait({self.task})
         elif self.engine.status.state is EngineState.FAILED:
-            await self._finish_stop()
+            with fencing.guarded(self.engine.lease):
+                try:
+                    await self._finish_stop()
+                except LeaseLost:
+                    self.lost = True
+                    self._end_lost()
 
     def abort(self) -> None:
         """Last resort at shutdown, for a cycle stuck past the grace period."""
@@ -108,6 +118,25 @@ class EngineRun:
             self.task.cancel()
 
     async def _supervise(self) -> None:
+        """The lease (fleet) guards every request this task sends; once it is lost, the
+        engine ends at once: no cancel, no store write (the new owner decides)."""
+        with fencing.guarded(self.engine.lease):
+            try:
+                await self._supervised()
+            except LeaseLost as lost:
+                self.lost = True
+                log.warning("engine lease lost; this daemon stops it without touching its "
+                            "orders", extra={"connection_id": self.engine.connection_id,
+                                             "reason": str(lost)})
+                self._end_lost()
+
+    def _end_lost(self) -> None:
+        engine = self.engine
+        if engine.status.state is not EngineState.STOPPING:
+            engine.transition(EngineState.STOPPING)
+        engine.transition(EngineState.STOPPED)
+
+    async def _supervised(self) -> None:
         engine = self.engine
         while True:
             failure = await self._session()
@@ -123,9 +152,12 @@ class EngineRun:
                 self._outages += 1
             engine.transition(EngineState.FAILED, failure)
             # A risk stop must survive a daemon restart; anything else is retried by one.
+            # An overdue lease writes nothing: the database is what did not answer.
             risk_stop = failure.code in HUMAN_STOPS
             desired = DesiredState.STOPPED if risk_stop else DesiredState.RUNNING
-            await self._store.set_desired(engine.connection_id, desired, str(failure))
+            if failure.code is not FailureCode.LEASE_OVERDUE:
+                await self._store.set_desired(engine.connection_id, desired, str(failure),
+                                              engine.lease.fence if engine.lease else None)
             if failure.code not in RESTARTED:
                 return  # terminal: stays FAILED until stopped or started again
             if await self._wait_stop(self._policy.delay(self._failures + self._outages)):
@@ -137,8 +169,12 @@ class EngineRun:
     async def _session(self) -> Failure | None:
         """From STARTING: reconcile, then cycle until stopped (None) or until something fails."""
         engine = self.engine
+        if not await self._lease_ready():
+            return None
         try:
             await engine.reconcile()
+        except LeaseLost as exc:
+            return self._overdue(exc)
         except EXCHANGE_TROUBLE as exc:  # not trading until it can reconcile: still closed
             log.warning("reconciliation waits for the exchange", extra={
                 "connection_id": engine.connection_id, "error": describe(exc)})
@@ -156,9 +192,13 @@ class EngineRun:
         interval = engine.config.interval_s
         next_tick = self._clock.monotonic()
         while not self._stop.is_set():
+            if not await self._lease_ready():
+                break
             try:
                 if not await engine.run_cycle(scheduled=next_tick, interrupt=self._stop):
                     break  # stopped while the cycle was still reading
+            except LeaseLost as exc:
+                return self._overdue(exc)
             except RiskLimitBreached as breach:
                 await self._cancel_quietly()
                 return Failure(FailureCode.RISK_LIMIT, str(breach))
@@ -183,6 +223,28 @@ class EngineRun:
                 break
         return None
 
+    def _overdue(self, exc: LeaseLost) -> Failure:
+        """A lease check refused mid-session: lost for good (re-raised: the engine ends
+        here), or only overdue (the session ends; the next reconciles once renewed)."""
+        lease = self.engine.lease
+        if lease is None or lease.lost:
+            raise exc
+        log.warning("engine lease renewal overdue: trading paused", extra={
+            "connection_id": self.engine.connection_id})
+        return Failure(FailureCode.LEASE_OVERDUE, describe(exc))
+
+    async def _lease_ready(self) -> bool:
+        """Wait, cycling nothing, while the lease's renewal is overdue; False if a stop
+        came first. `LeaseLost` once another daemon owns it."""
+        lease = self.engine.lease
+        if lease is None:
+            return True
+        try:
+            await unless_set(self._stop, lease.ready())
+        except Interrupted:
+            return False
+        return True
+
     async def _finish_stop(self) -> None:
         engine = self.engine
         engine.transition(EngineState.STOPPING)
@@ -200,6 +262,8 @@ class EngineRun:
         resting = _open_order_ids(engine)
         try:
             await engine.cancel_open_orders()
+        except LeaseLost:
+            raise
         except Exception:
             log.exception("cancelling open orders failed",
                           extra={"connection_id": engine.connection_id})

@@ -23,8 +23,9 @@ from typing import Any, TypeVar
 from ctsd.engine.config import EngineConfig, PaperSettings, RiskLimits, TradingMode
 from ctsd.engine.orders import Execution, Fill, Order, OrderStatus
 from ctsd.engine.perpetual import FundingPayment, MismatchPolicy
-from ctsd.engine.ports import DesiredState, EngineRecord, Page
+from ctsd.engine.ports import DesiredState, EngineRecord, Fence, Page
 from ctsd.store.database import Database, Row, Transaction
+from ctsd.store.fleet import SqlFleetStore
 from ctsd.strategies.model import OrderType, PositionSide, Side
 
 T = TypeVar("T")
@@ -132,8 +133,14 @@ def _funding(row: Row) -> FundingPayment:
 class SqlEngineStore:
     """Implements `ctsd.engine.ports.EngineStore` on the daemon's `Database`."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, fleet: SqlFleetStore | None = None) -> None:
         self._db = db
+        self._fleet = fleet or SqlFleetStore(db)
+
+    def _fenced(self, tx: Transaction, connection_id: str, fence: Fence | None) -> None:
+        """In a unit, before its statements: `LeaseLost` unless the fence holds."""
+        if fence is not None:
+            self._fleet.fence(tx, connection_id, fence)
 
     async def load_engines(self) -> list[EngineRecord]:
         rows = await self._db.fetch_all(
@@ -151,30 +158,43 @@ class SqlEngineStore:
             "cycle, last_error, updated_us) VALUES (?, ?, ?, ?, ?, ?, ?)", params))
 
     async def set_desired(
-        self, connection_id: str, desired: DesiredState, last_error: str
+        self, connection_id: str, desired: DesiredState, last_error: str,
+        fence: Fence | None = None,
     ) -> None:
         params = (desired.value, last_error, _now_us(), connection_id)
-        await self._db.write(lambda tx: tx.execute(
-            "UPDATE engines SET desired = ?, last_error = ?, updated_us = ? "
-            "WHERE connection_id = ?", params))
 
-    async def save_cycle(self, connection_id: str, cycle: int) -> None:
+        def unit(tx: Transaction) -> None:
+            self._fenced(tx, connection_id, fence)
+            tx.execute("UPDATE engines SET desired = ?, last_error = ?, updated_us = ? "
+                       "WHERE connection_id = ?", params)
+
+        await self._db.write(unit)
+
+    async def save_cycle(self, connection_id: str, cycle: int,
+                         fence: Fence | None = None) -> None:
         """`max` keeps the cycle monotonic even if a late writer lands after a newer one."""
         params = (cycle, _now_us(), connection_id)
-        await self._db.write(lambda tx: tx.execute(
-            "UPDATE engines SET cycle = max(cycle, ?), updated_us = ? WHERE connection_id = ?",
-            params))
 
-    async def save_execution(self, connection_id: str, execution: Execution) -> None:
-        order = _order_params(connection_id, execution.order)
+        def unit(tx: Transaction) -> None:
+            self._fenced(tx, connection_id, fence)
+            tx.execute("UPDATE engines SET cycle = max(cycle, ?), updated_us = ? "
+                       "WHERE connection_id = ?", params)
+
+        await self._db.write(unit)
+
+    async def save_execution(self, connection_id: str, execution: Execution,
+                             fence: Fence | None = None) -> None:
+        order = (*_order_params(connection_id, execution.order),
+                 fence.token if fence is not None else 0)
         fills = [(connection_id, f.trade_id, f.client_order_id, f.symbol, f.side.value,
                   str(f.amount), str(f.price), str(f.fee), f.fee_asset, f.timestamp_ms,
                   int(f.maker), f.position_side.value) for f in execution.fills]
 
         def unit(tx: Transaction) -> None:
+            self._fenced(tx, connection_id, fence)
             tx.execute(
-                f"INSERT INTO engine_orders (connection_id, {_ORDER_COLUMNS}) "
-                f"VALUES ({', '.join('?' * 19)}) "
+                f"INSERT INTO engine_orders (connection_id, {_ORDER_COLUMNS}, fence) "
+                f"VALUES ({', '.join('?' * 20)}) "
                 f"ON CONFLICT (connection_id, client_order_id) DO UPDATE SET "
                 f"{_UPDATED_ON_CONFLICT}", order)
             if fills:
@@ -185,14 +205,19 @@ class SqlEngineStore:
 
         await self._db.write(unit)
 
-    async def save_funding(self, connection_id: str,
-                           payments: tuple[FundingPayment, ...]) -> None:
+    async def save_funding(self, connection_id: str, payments: tuple[FundingPayment, ...],
+                           fence: Fence | None = None) -> None:
         rows = [(connection_id, p.funding_id, p.symbol, str(p.amount), p.asset, p.timestamp_ms)
                 for p in payments]
-        await self._db.write(lambda tx: tx.executemany(
-            f"INSERT INTO engine_funding (connection_id, {_FUNDING_COLUMNS}) "
-            "VALUES (?, ?, ?, ?, ?, ?) "
-            "ON CONFLICT (connection_id, funding_id) DO NOTHING", rows))
+
+        def unit(tx: Transaction) -> None:
+            self._fenced(tx, connection_id, fence)
+            tx.executemany(
+                f"INSERT INTO engine_funding (connection_id, {_FUNDING_COLUMNS}) "
+                "VALUES (?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (connection_id, funding_id) DO NOTHING", rows)
+
+        await self._db.write(unit)
 
     async def list_funding(self, connection_id: str) -> list[FundingPayment]:
         rows = await self._db.fetch_all(

@@ -131,6 +131,29 @@ MIGRATIONS: tuple[str, ...] = (
         UNIQUE (connection_id, funding_id)
     );
     """,
+    # 7: a fleet of daemons on one database: its members, one lease per engine (the owner
+    # and a fencing token that grows with every change of owner), and the token each
+    # order's PENDING record was written under. Times are the database's clock (ms).
+    """
+    CREATE TABLE fleet_members (
+        id             TEXT    PRIMARY KEY,
+        address        TEXT    NOT NULL,
+        version        TEXT    NOT NULL,
+        schema_version INTEGER NOT NULL,
+        started_ms     INTEGER NOT NULL,
+        heartbeat_ms   INTEGER NOT NULL,
+        draining       INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE TABLE engine_leases (
+        connection_id TEXT    PRIMARY KEY,
+        owner         TEXT    NOT NULL,
+        token         INTEGER NOT NULL,
+        expires_ms    INTEGER NOT NULL,
+        acquired_ms   INTEGER NOT NULL
+    );
+    CREATE INDEX engine_leases_by_owner ON engine_leases (owner);
+    ALTER TABLE engine_orders ADD COLUMN fence INTEGER NOT NULL DEFAULT 0;
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -21,6 +21,7 @@ from ctsd.engine.ports import (
     EngineRecord,
     EngineResources,
     ExchangeOrder,
+    Fence,
     Page,
 )
 from ctsd.errors import CtsError, ExchangeUnavailable, FailureClass, NotFound, Unavailable
@@ -105,14 +106,16 @@ class MemoryStore:
         self.engines[record.connection_id] = record
 
     async def set_desired(self, connection_id: str, desired: DesiredState,
-                          last_error: str) -> None:
+                          last_error: str, fence: Fence | None = None) -> None:
         record = self.engines[connection_id]
         self.engines[connection_id] = replace(record, desired=desired, last_error=last_error)
 
-    async def save_cycle(self, connection_id: str, cycle: int) -> None:
+    async def save_cycle(self, connection_id: str, cycle: int,
+                         fence: Fence | None = None) -> None:
         self.engines[connection_id] = replace(self.engines[connection_id], cycle=cycle)
 
-    async def save_execution(self, connection_id: str, execution: Execution) -> None:
+    async def save_execution(self, connection_id: str, execution: Execution,
+                             fence: Fence | None = None) -> None:
         order = execution.order
         self.orders.setdefault(connection_id, {})[order.client_order_id] = order
         self.history.append((order.client_order_id, order.status))
@@ -129,8 +132,8 @@ class MemoryStore:
     async def list_fills(self, connection_id: str) -> list[Fill]:
         return list(self.fills.get(connection_id, {}).values())
 
-    async def save_funding(self, connection_id: str,
-                           payments: tuple[FundingPayment, ...]) -> None:
+    async def save_funding(self, connection_id: str, payments: tuple[FundingPayment, ...],
+                           fence: Fence | None = None) -> None:
         stored = self.funding.setdefault(connection_id, {})
         for payment in payments:
             stored.setdefault(payment.funding_id, payment)

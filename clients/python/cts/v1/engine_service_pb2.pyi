@@ -109,6 +109,12 @@ class _EngineFailureCodeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Eng
     without placing anything more; not restarted, also not after a daemon
     restart. The message names the difference.
     """
+    ENGINE_FAILURE_CODE_LEASE_OVERDUE: _EngineFailureCode.ValueType  # 8
+    """Fleet: this daemon could not renew the engine's lease in time (the database
+    was unreachable or slow), so the engine stopped trading before the lease
+    could expire; it resumes with a reconciliation once the lease is renewed,
+    or another daemon adopts it.
+    """
 
 class EngineFailureCode(_EngineFailureCode, metaclass=_EngineFailureCodeEnumTypeWrapper):
     """Why an engine failed."""
@@ -134,6 +140,12 @@ ENGINE_FAILURE_CODE_POSITION_MISMATCH: EngineFailureCode.ValueType  # 7
 ledger (an outside trade, a liquidation, auto-deleveraging) and stopped
 without placing anything more; not restarted, also not after a daemon
 restart. The message names the difference.
+"""
+ENGINE_FAILURE_CODE_LEASE_OVERDUE: EngineFailureCode.ValueType  # 8
+"""Fleet: this daemon could not renew the engine's lease in time (the database
+was unreachable or slow), so the engine stopped trading before the lease
+could expire; it resumes with a reconciliation once the lease is renewed,
+or another daemon adopts it.
 """
 Global___EngineFailureCode: _TypeAlias = EngineFailureCode  # noqa: Y015
 

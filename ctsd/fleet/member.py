@@ -1,0 +1,272 @@
+"""`FleetMember`: this daemon in the fleet -- heartbeat, lease renewal, adoption, drain.
+
+The renewal discipline (why a paused daemon stops trading before it could be wrong)
+----------------------------------------------------------------------------------
+All of a member's leases are renewed in one write, every `renew_every_s`. A
+renewal that committed extends each lease to (the database's now + TTL), and the
+database's now is no earlier than the moment this daemon sent the renewal. So,
+by this daemon's own monotonic clock, every lease it holds is valid at least
+until (send time + TTL). The member trusts it only until (send time +
+`deadline_s`), with `deadline_s` < TTL: past that, `HeldLease.check` refuses
+every placement, cancel and fenced write and `ready` holds the engines' cycles,
+before any other daemon can have taken the lease. The database checks again in
+the same transaction as each PENDING record (`ctsd.store.fleet`), and the
+request itself carries the deadline to venues that enforce one (`ctsd.fencing`).
+
+The renewal task never waits on an engine (a stuck cycle must not stop the
+heartbeat); engines are adopted, handed over and ended by a second task.
+
+Adoption spreads engines by load: an orphan (its lease expired or released,
+its desired state RUNNING) is taken at once by the live, non-draining members
+with the fewest engines, and by any member after `2 * scan_s` more, so a slow
+least-loaded member cannot hold up a failover. Two members racing for one
+orphan serialize on its lease row; one gets it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass
+
+from ctsd.clock import Clock
+from ctsd.engine.ports import Fence
+from ctsd.errors import FailedPrecondition, LeaseLost
+from ctsd.fleet.model import FleetView, MemberInfo
+from ctsd.fleet.ports import FleetEngines, FleetStore
+from ctsd.tasks import cancel_and_wait
+
+log = logging.getLogger("ctsd.fleet")
+
+
+@dataclass(frozen=True)
+class LeaseSettings:
+    ttl_s: float = 10.0
+    """How long a lease lasts after its last renewal (the database's clock)."""
+    renew_every_s: float = 2.5
+    deadline_s: float = 7.0
+    """How long after sending its last successful renewal a member still trusts its
+    leases, by its own clock; < ttl_s, > renew_every_s."""
+    scan_s: float = 1.0
+    """How often orphaned engines are looked for (failover = TTL + at most this + resume)."""
+
+    def __post_init__(self) -> None:
+        if not 0 < self.renew_every_s < self.deadline_s < self.ttl_s:
+            raise ValueError("fleet leases need 0 < renew_every_s < deadline_s < ttl_s")
+
+    @classmethod
+    def for_ttl(cls, ttl_s: float, scan_s: float = 1.0) -> LeaseSettings:
+        return cls(ttl_s, ttl_s / 4, ttl_s * 0.7, scan_s)
+
+    @property
+    def ttl_ms(self) -> int:
+        return int(self.ttl_s * 1000)
+
+
+class HeldLease:
+    """One engine's lease as this member holds it (`ctsd.engine.ports.Lease`)."""
+
+    def __init__(self, member: FleetMember, connection_id: str, fence: Fence,
+                 taken_at: float) -> None:
+        self._member = member
+        self.connection_id = connection_id
+        self._fence = fence
+        self.taken_at = taken_at
+        """This member's monotonic clock when it sent the write that took the lease."""
+        self._lost = False
+
+    @property
+    def fence(self) -> Fence:
+        return self._fence
+
+    @property
+    def lost(self) -> bool:
+        return self._lost
+
+    def lose(self) -> None:
+        self._lost = True
+        self._member.pulse()
+
+    def trusted_until(self) -> float:
+        return max(self.taken_at, self._member.renewed_at) + self._member.settings.deadline_s
+
+    def check(self) -> None:
+        if self._lost:
+            raise LeaseLost(f"connections/{self.connection_id}: the lease went to another daemon")
+        if self._member.clock.monotonic() >= self.trusted_until():
+            raise LeaseLost(f"connections/{self.connection_id}: lease renewal overdue")
+
+    def deadline_ms(self) -> int:
+        clock = self._member.clock
+        return clock.now_ms() + int((self.trusted_until() - clock.monotonic()) * 1000)
+
+    async def ready(self) -> None:
+        while True:
+            if self._lost:
+                self.check()
+            if self._member.clock.monotonic() < self.trusted_until():
+                return
+            await self._member.next_pulse()
+
+
+class FleetMember:
+    """Owns two tasks (renewal; adoption and drain); `open` joins, `close` leaves."""
+
+    def __init__(self, store: FleetStore, info: MemberInfo, clock: Clock,
+                 settings: LeaseSettings | None = None) -> None:
+        self._store = store
+        self.info = info
+        self.clock = clock
+        self.settings = settings or LeaseSettings()
+        self.renewed_at = float("-inf")
+        self._leases: dict[str, HeldLease] = {}
+        self._pulse = asyncio.Event()
+        self._engines: FleetEngines | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._orphaned_since: dict[str, float] = {}
+        self._lost: set[str] = set()
+        """Leases lost whose engine is still to be ended here (by the placement task)."""
+
+    async def open(self, engines: FleetEngines) -> None:
+        """Join (the first renewal, which must reach the database), then run the tasks."""
+        self._engines = engines
+        await self._renew()
+        self._tasks = [asyncio.create_task(self._renewing(), name="fleet-renewal"),
+                       asyncio.create_task(self._placing(), name="fleet-adoption")]
+
+    async def close(self) -> None:
+        """After the engine manager closed: give every lease back and leave, so the
+        other members adopt at once instead of after a TTL."""
+        await cancel_and_wait(*self._tasks)
+        for lease in list(self._leases.values()):
+            with contextlib.suppress(Exception):
+                await self._store.release(lease.connection_id, lease.fence)
+        self._leases.clear()
+        with contextlib.suppress(Exception):
+            await self._store.leave(self.info.id)
+
+    # --- the engine manager's side (`ctsd.engine.ports.EngineLeases`) ----------------
+
+    async def acquire(self, connection_id: str) -> HeldLease:
+        lease = await self._take(connection_id, running_only=False)
+        if lease is None:
+            raise FailedPrecondition(f"the engine of connections/{connection_id} runs on "
+                                     "another daemon of the fleet; stop it there first")
+        return lease
+
+    async def release(self, connection_id: str) -> None:
+        lease = self._leases.pop(connection_id, None)
+        if lease is not None:
+            await self._store.release(connection_id, lease.fence)
+
+    # --- read by the API ---------------------------------------------------------------
+
+    async def view(self) -> FleetView:
+        return await self._store.view(self.settings.ttl_ms)
+
+    async def drain(self, member_id: str, draining: bool = True) -> bool:
+        return await self._store.set_draining(member_id, draining)
+
+    def held(self) -> dict[str, HeldLease]:
+        return dict(self._leases)
+
+    # --- pulses: engines waiting for a renewal -----------------------------------------
+
+    def pulse(self) -> None:
+        self._pulse.set()
+        self._pulse = asyncio.Event()
+
+    async def next_pulse(self) -> None:
+        await self._pulse.wait()
+
+    # --- the tasks ---------------------------------------------------------------------
+
+    async def _take(self, connection_id: str, *, running_only: bool) -> HeldLease | None:
+        sent = self.clock.monotonic()
+        token = await self._store.take(connection_id, self.info.id, self.settings.ttl_ms,
+                                       running_only=running_only)
+        if token is None:
+            return None
+        previous = self._leases.get(connection_id)
+        if previous is not None:
+            previous.lose()  # our own older token: whatever holds it must stop
+        lease = HeldLease(self, connection_id, Fence(self.info.id, token), sent)
+        self._leases[connection_id] = lease
+        return lease
+
+    async def _renew(self) -> None:
+        sent = self.clock.monotonic()
+        held = await self._store.renew(self.info, self.settings.ttl_ms)
+        self.renewed_at = sent
+        for connection_id, lease in list(self._leases.items()):
+            if lease.taken_at < sent and held.get(connection_id) != lease.fence.token:
+                del self._leases[connection_id]
+                lease.lose()
+                self._lost.add(connection_id)
+                log.warning("engine lease lost", extra={"connection_id": connection_id,
+                                                         "token": lease.fence.token})
+        self.pulse()
+
+    async def _renewing(self) -> None:
+        while True:
+            await self.clock.sleep(self.settings.renew_every_s)
+            try:
+                await self._renew()
+            except Exception as exc:  # the database unreachable: engines pause at deadline
+                log.warning("fleet lease renewal failed", extra={"error": str(exc)})
+
+    async def _placing(self) -> None:
+        while True:
+            try:
+                await self._place_once()
+            except Exception:
+                log.exception("fleet adoption round failed")
+            await self.clock.sleep(self.settings.scan_s)
+
+    async def _place_once(self) -> None:
+        engines = self._engines
+        assert engines is not None
+        for connection_id in sorted(self._lost):
+            self._lost.discard(connection_id)
+            await engines.relinquish(connection_id)
+        owned = sorted(self._leases)
+        for connection_id in await self._store.stopped(owned) if owned else ():
+            with contextlib.suppress(Exception):  # stopped through another daemon
+                await engines.stop(connection_id)
+        view = await self.view()
+        me = next((m for m in view.members if m.info.id == self.info.id), None)
+        if me is not None and me.draining:
+            await self._hand_over_one(engines)
+            return
+        orphans = await self._store.orphans()
+        now = self.clock.monotonic()
+        self._orphaned_since = {c: self._orphaned_since.get(c, now) for c in orphans}
+        eager = self._least_loaded(view)
+        for connection_id in orphans:
+            if not eager and now - self._orphaned_since[connection_id] < 2 * self.settings.scan_s:
+                continue
+            lease = await self._take(connection_id, running_only=True)
+            if lease is not None:
+                log.info("engine adopted", extra={"connection_id": connection_id,
+                                                  "token": lease.fence.token})
+                await engines.adopt(connection_id, lease)
+
+    def _least_loaded(self, view: FleetView) -> bool:
+        counts = {m.info.id: 0 for m in view.members if m.alive and not m.draining}
+        for lease in view.leases:
+            if lease.live and lease.owner in counts:
+                counts[lease.owner] += 1
+        mine = counts.get(self.info.id, 0)
+        return not counts or mine <= min(counts.values())
+
+    async def _hand_over_one(self, engines: FleetEngines) -> None:
+        """Drain: one engine at a time stops here (orders left resting) and its lease is
+        released, so another member adopts and reconciles it."""
+        for connection_id in sorted(self._leases):
+            lease = self._leases[connection_id]
+            await engines.relinquish(connection_id)
+            self._leases.pop(connection_id, None)
+            await self._store.release(connection_id, lease.fence)
+            log.info("engine handed over (drain)", extra={"connection_id": connection_id})
+            return
