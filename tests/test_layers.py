@@ -25,8 +25,8 @@ from ctsd.exchanges.registry import ExchangeRegistry
 from ctsd.sim.venues import default_registry
 
 CTSD = Path(__file__).resolve().parents[1] / "ctsd"
-DOMAIN = ("connections", "engine", "exchanges", "health", "ratelimit", "strategies", "store",
-          "vault", "clock.py", "errors.py", "settings.py", "tasks.py")
+DOMAIN = ("connections", "engine", "exchanges", "fleet", "health", "ratelimit", "strategies",
+          "store", "vault", "clock.py", "errors.py", "fencing.py", "settings.py", "tasks.py")
 """Below the API: they neither know gRPC nor the wire format."""
 SQL = re.compile(r"^\s*(SELECT\b.*\bFROM|INSERT (OR \w+ )?INTO|UPDATE \w+ SET|DELETE FROM"
                  r"|(CREATE|DROP|ALTER) (TABLE|INDEX)|PRAGMA \w+)", re.DOTALL)

@@ -32,7 +32,8 @@ PRIVATE_ATTRIBUTES: Mapping[str, str] = {
     "on_rest_response": "called with each answer's status and headers before ccxt raises "
                         "for it: usage headers and Retry-After are read from it",
     "calculate_rate_limiter_cost": "ccxt's per-endpoint cost: the weight a request is charged",
-    "nonce": "replaced by a per-key sequence where a venue wants strictly increasing nonces",
+    "nonce": "replaced by a per-key sequence where a venue wants strictly increasing nonces; "
+             "read as the venue-aligned timestamp of a fenced request's validity window",
     "ssl_context": "one context for every instance instead of one (16 ms, a CA store) each",
     "timeout_on_exit": "close() waits this long for its own TLS session; ours is shared",
     "urls": "urls['api'] is rewritten for a `base_url` (and 'test'/'demo' dropped)",
@@ -119,6 +120,12 @@ def observe_responses(exchange: Any, observer: ResponseObserver) -> None:
 
 def use_nonce(exchange: Any, nonce: Callable[[], int]) -> None:
     exchange.nonce = nonce
+
+
+def venue_timestamp_ms(exchange: Any) -> int:
+    """The timestamp ccxt would sign a request with now (its clock minus the venue's
+    measured time difference, where it keeps one)."""
+    return int(exchange.nonce())
 
 
 # --- sharing between instances -------------------------------------------------------------

@@ -139,6 +139,30 @@ class DerivativesProfile:
 
 
 @dataclass(frozen=True)
+class RequestWindow:
+    """How a venue bounds when it acts on a signed request (Binance: `timestamp` plus
+    `recvWindow`, refused with -1021 once the venue's clock passes their sum).
+
+    A fenced request (an engine under a fleet lease, `ctsd.fencing`) is sent with the
+    window ending at the lease's deadline: a request held up in a paused daemon past it
+    is refused by the venue, however late it leaves."""
+
+    timestamp_param: str
+    window_param: str
+    max_window_ms: int
+    methods: frozenset[str] = frozenset({"POST", "PUT", "DELETE"})
+    """The requests that change something: every one of them is signed on the venue."""
+
+    def bounded(self, params: Mapping[str, Any], timestamp_ms: int,
+                remaining_ms: int) -> dict[str, Any]:
+        """The widest window, its start moved back so that it ends exactly `remaining_ms`
+        from `timestamp_ms` (the venue then needs no guess of the request's latency);
+        a deadline further than the widest window allows ends the window earlier."""
+        start = timestamp_ms + min(remaining_ms, self.max_window_ms) - self.max_window_ms
+        return {**params, self.timestamp_param: start, self.window_param: self.max_window_ms}
+
+
+@dataclass(frozen=True)
 class ClientProfile:
     ccxt_class: str
     """The class name in `ccxt.async_support`."""
@@ -164,6 +188,9 @@ class ClientProfile:
     spot_buy_fee_in_base: bool = False
     """A spot buy pays its fee in the base asset, out of what it receives (Binance, Bybit,
     OKX); else every fee is in the quote (settle) asset. Paper trading charges the same."""
+    request_window: RequestWindow | None = None
+    """How the venue bounds a signed request's validity; None: it takes no bound, and a
+    fenced request is checked only here, just before it leaves (`ctsd.fencing`)."""
     sequential_apis: tuple[str, ...] = ()
     """ccxt api families whose signed requests must reach the exchange one at a time per
     key, with strictly increasing nonces shared by every client of the key (Kraken

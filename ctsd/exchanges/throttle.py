@@ -26,6 +26,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
+from ctsd import fencing
 from ctsd.errors import ConfigurationError, FailureClass
 from ctsd.exchanges import ccxt_internals
 from ctsd.exchanges.ccxt_errors import classify, error_codes
@@ -224,6 +225,16 @@ class RequestGate:
             return self.sequence.lock
         return contextlib.nullcontext()
 
+    def windowed(self, exchange: Any, method: str, params: dict[str, Any]) -> dict[str, Any]:
+        """`params` with the venue's validity window ending at the fence's deadline, for
+        a fenced request that changes something on a venue that takes such a window."""
+        window = self._spec.client.request_window if self._spec.client else None
+        deadline = fencing.deadline_ms()
+        if window is None or deadline is None or method.upper() not in window.methods:
+            return params
+        remaining = deadline - int(self._wall_clock() * 1000)
+        return window.bounded(params, ccxt_internals.venue_timestamp_ms(exchange), remaining)
+
     def after(self, admission: Admission, info: ResponseInfo, error: BaseException | None) -> None:
         """Read usage headers from any answer; pause scopes after a refusal for rate."""
         for charge, bucket in admission.charged:
@@ -300,6 +311,10 @@ def install(exchange: Any, gate: RequestGate) -> None:
                 info = ResponseInfo()
                 token = _RESPONSE.set(info)
                 try:
+                    # The last moment before the request leaves: a fleet engine whose
+                    # lease is not in time sends nothing (ctsd.fencing).
+                    fencing.check()
+                    params = gate.windowed(exchange, method, params)
                     result = await original_fetch2(path, api, method, params, config)
                 except Exception as exc:
                     gate.after(admission, info, exc)

@@ -12,6 +12,7 @@ from ctsd.exchanges.profile import (
     DerivativesProfile,
     PermissionsProbe,
     RefusalRule,
+    RequestWindow,
 )
 from ctsd.exchanges.spec import ApiType, RateLimitScope
 
@@ -30,6 +31,7 @@ def _permissions(account: Any) -> KeyPermissions:
 
 BINANCE_CLIENT = ClientProfile(
     spot_buy_fee_in_base=True,
+    request_window=RequestWindow("timestamp", "recvWindow", 60_000),
     own_fills_order_param="orderId",
     ccxt_class="binance",
     api_types={
