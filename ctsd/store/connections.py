@@ -32,7 +32,8 @@ _COLUMNS = (
     "market_data_method, enabled, predefined, api_key_hint, created_us, updated_us, revision, "
     "account_uid"
 )
-_SECRET_FLAGS = "(SELECT group_concat(field) FROM sealed_secrets s WHERE s.connection_id = c.id)"
+_SECRET_FLAGS = ("(SELECT group_concat(field, ',') FROM sealed_secrets s "
+                 "WHERE s.connection_id = c.id)")
 _SELECT = f"SELECT {_COLUMNS}, {_SECRET_FLAGS} FROM connections c"
 
 
@@ -163,7 +164,7 @@ class ConnectionRepository:
                 "UPDATE connections SET display_name = ?, exchange = ?, api_type = ?, "
                 "testnet = ?, margin_mode = ?, position_mode = ?, market_data_method = ?, "
                 "enabled = ?, predefined = ?, api_key_hint = ?, created_us = ?, "
-                "updated_us = ?, revision = ?, account_uid = CASE WHEN ? OR testnet != ? "
+                "updated_us = ?, revision = ?, account_uid = CASE WHEN ? = 1 OR testnet != ? "
                 "THEN NULL ELSE account_uid END WHERE id = ? AND revision = ?",
                 (*_row_values(conn, hint), int(new_key), int(conn.testnet), conn.id,
                  expected_revision),

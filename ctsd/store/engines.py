@@ -154,8 +154,11 @@ class SqlEngineStore:
         params = (record.connection_id, record.engine_id, config_to_json(record.config),
                   record.desired.value, record.cycle, record.last_error, _now_us())
         await self._db.write(lambda tx: tx.execute(
-            "INSERT OR REPLACE INTO engines (connection_id, engine_id, config, desired, "
-            "cycle, last_error, updated_us) VALUES (?, ?, ?, ?, ?, ?, ?)", params))
+            "INSERT INTO engines (connection_id, engine_id, config, desired, "
+            "cycle, last_error, updated_us) VALUES (?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (connection_id) DO UPDATE SET engine_id = excluded.engine_id, "
+            "config = excluded.config, desired = excluded.desired, cycle = excluded.cycle, "
+            "last_error = excluded.last_error, updated_us = excluded.updated_us", params))
 
     async def set_desired(
         self, connection_id: str, desired: DesiredState, last_error: str,
@@ -172,13 +175,14 @@ class SqlEngineStore:
 
     async def save_cycle(self, connection_id: str, cycle: int,
                          fence: Fence | None = None) -> None:
-        """`max` keeps the cycle monotonic even if a late writer lands after a newer one."""
-        params = (cycle, _now_us(), connection_id)
+        """The larger of the two keeps the cycle monotonic even if a late writer lands after
+        a newer one."""
+        params = (cycle, cycle, _now_us(), connection_id)
 
         def unit(tx: Transaction) -> None:
             self._fenced(tx, connection_id, fence)
-            tx.execute("UPDATE engines SET cycle = max(cycle, ?), updated_us = ? "
-                       "WHERE connection_id = ?", params)
+            tx.execute("UPDATE engines SET cycle = CASE WHEN cycle > ? THEN cycle ELSE ? END, "
+                       "updated_us = ? WHERE connection_id = ?", params)
 
         await self._db.write(unit)
 

@@ -49,7 +49,7 @@ class DatabaseClock:
     """`now` as an SQL fragment and its parameters, read when the statement runs."""
 
     def __init__(self, db: Database, wall_ms: Callable[[], int] = _system_ms) -> None:
-        self._postgres = getattr(db, "dialect", "sqlite") == "postgresql"
+        self._postgres = db.kind == "postgresql"
         self._wall_ms = wall_ms
 
     def sql(self) -> tuple[str, tuple[int, ...]]:

@@ -147,8 +147,8 @@ class ResultHistory:
 
     async def counts_since(self, since: datetime) -> dict[str, ResultCounts]:
         rows = await self._db.fetch_all(
-            "SELECT connection_id, count(*), sum(status = ?) FROM connection_tests "
-            "WHERE started_us >= ? GROUP BY connection_id",
+            "SELECT connection_id, count(*), sum(CASE WHEN status = ? THEN 1 ELSE 0 END) "
+            "FROM connection_tests WHERE started_us >= ? GROUP BY connection_id",
             (TestStatus.FAILED.value, to_us(since)),
         )
         return {str(r[0]): ResultCounts(int(r[1]), int(r[2] or 0)) for r in rows}

@@ -1,7 +1,9 @@
-"""The lease SQL with two fleet members on one SQLite file (two writers, one clock)."""
+"""The lease SQL with two fleet members on one database: one SQLite file (two writers), and
+one PostgreSQL database (two daemons' connections), each by its own clock."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from decimal import Decimal
@@ -19,9 +21,9 @@ from ctsd.store.database import Database
 from ctsd.store.engines import SqlEngineStore
 from ctsd.store.fleet import SqlFleetStore
 from ctsd.strategies.model import OrderType, Side
+from tests.support.pg_databases import PgDatabases
 from tests.support.virtual_clock import VirtualClock
 
-TTL_MS = 10_000
 A = MemberInfo("a", "127.0.0.1:1", "test", 7)
 B = MemberInfo("b", "127.0.0.1:2", "test", 7)
 
@@ -33,19 +35,46 @@ class Member:
     engines: SqlEngineStore
 
 
-@pytest_asyncio.fixture
-async def pair(tmp_path: Path) -> AsyncIterator[tuple[VirtualClock, Member, Member]]:
-    clock = VirtualClock()
-    sides = []
+class Time:
+    """SQLite: one host's clock, virtual. PostgreSQL: the server's own clock, which only
+    real time moves, so there the TTL is short and time passes for real."""
+
+    def __init__(self, clock: VirtualClock | None) -> None:
+        self.clock = clock
+        self.ttl_ms = 10_000 if clock is not None else 1_000
+
+    async def advance(self, ttls: float) -> None:
+        if self.clock is not None:
+            await self.clock.advance(self.ttl_ms * ttls / 1000)
+        else:
+            await asyncio.sleep(self.ttl_ms * ttls / 1000)
+
+
+Pair = tuple[Time, Member, Member]
+
+
+@pytest_asyncio.fixture(params=["sqlite", "postgresql"])
+async def pair(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Pair]:
+    url: str | None = None
+    databases: PgDatabases | None = None
+    clock = None
+    if request.param == "postgresql":
+        databases = PgDatabases(request.getfixturevalue("postgres_url"))
+        url = await databases.fresh()
+    else:
+        clock = VirtualClock()
+    members = []
     for _ in range(2):
-        db = await Database.open(tmp_path)
-        fleet = SqlFleetStore(db, clock.now_ms)
-        sides.append(Member(db, fleet, SqlEngineStore(db, fleet)))
+        db = await Database.open(tmp_path, url)
+        fleet = SqlFleetStore(db, clock.now_ms) if clock else SqlFleetStore(db)
+        members.append(Member(db, fleet, SqlEngineStore(db, fleet)))
     try:
-        yield clock, sides[0], sides[1]
+        yield Time(clock), members[0], members[1]
     finally:
-        for side in sides:
-            await side.db.close()
+        for member in members:
+            await member.db.close()
+        if databases is not None and url is not None:
+            await databases.drop(url)
 
 
 def pending(cid: str) -> Execution:
@@ -61,32 +90,34 @@ async def running(side: Member, cid: str = "c1") -> None:
 
 @pytest.mark.asyncio
 async def test_one_owner_at_a_time_and_every_change_of_owner_raises_the_token(
-        pair: tuple[VirtualClock, Member, Member]) -> None:
-    clock, a, b = pair
+        pair: Pair) -> None:
+    time, a, b = pair
+    ttl = time.ttl_ms
     await running(a)
-    assert await a.fleet.take("c1", "a", TTL_MS, running_only=True) == 1
-    assert await b.fleet.take("c1", "b", TTL_MS, running_only=True) is None
-    assert await a.fleet.take("c1", "a", TTL_MS, running_only=False) == 2  # own: new token
-    await clock.advance(TTL_MS / 1000)  # expired exactly at now: free
+    assert await a.fleet.take("c1", "a", ttl, running_only=True) == 1
+    assert await b.fleet.take("c1", "b", ttl, running_only=True) is None
+    assert await a.fleet.take("c1", "a", ttl, running_only=False) == 2  # own: new token
+    await time.advance(1)  # expired (at the latest exactly now): free
     assert await b.fleet.orphans() == ["c1"]
-    assert await b.fleet.take("c1", "b", TTL_MS, running_only=True) == 3
-    assert await a.fleet.renew(A, TTL_MS) == {}
-    assert await b.fleet.renew(B, TTL_MS) == {"c1": 3}
+    assert await b.fleet.take("c1", "b", ttl, running_only=True) == 3
+    assert await a.fleet.renew(A, ttl) == {}
+    assert await b.fleet.renew(B, ttl) == {"c1": 3}
     assert await a.fleet.orphans() == []
 
 
 @pytest.mark.asyncio
-async def test_a_stale_fence_writes_nothing(pair: tuple[VirtualClock, Member, Member]) -> None:
-    clock, a, b = pair
+async def test_a_stale_fence_writes_nothing(pair: Pair) -> None:
+    time, a, b = pair
+    ttl = time.ttl_ms
     await running(a)
-    token = await a.fleet.take("c1", "a", TTL_MS, running_only=True)
+    token = await a.fleet.take("c1", "a", ttl, running_only=True)
     assert token == 1
     fence_a = Fence("a", token)
     await a.engines.save_execution("c1", pending("x1"), fence_a)
-    await clock.advance(TTL_MS / 1000 + 0.001)
+    await time.advance(1.01)
     with pytest.raises(LeaseLost):  # expired by the database's clock, even before adoption
         await a.engines.save_execution("c1", pending("x2"), fence_a)
-    assert await b.fleet.take("c1", "b", TTL_MS, running_only=True) == 2
+    assert await b.fleet.take("c1", "b", ttl, running_only=True) == 2
     for write in (a.engines.save_execution("c1", pending("x3"), fence_a),
                   a.engines.save_cycle("c1", 9, fence_a),
                   a.engines.set_desired("c1", DesiredState.STOPPED, "x", fence_a),
@@ -103,20 +134,21 @@ async def test_a_stale_fence_writes_nothing(pair: tuple[VirtualClock, Member, Me
 
 @pytest.mark.asyncio
 async def test_renewal_keeps_only_unexpired_leases_and_release_frees_at_once(
-        pair: tuple[VirtualClock, Member, Member]) -> None:
-    clock, a, b = pair
+        pair: Pair) -> None:
+    time, a, b = pair
+    ttl = time.ttl_ms
     for cid in ("c1", "c2"):
         await running(a, cid)
-        await a.fleet.take(cid, "a", TTL_MS, running_only=True)
-    await clock.advance(9)
-    assert await a.fleet.renew(A, TTL_MS) == {"c1": 1, "c2": 1}
-    await clock.advance(9)  # 18 s after the take, 9 after the renewal: still held
-    assert await b.fleet.take("c1", "b", TTL_MS, running_only=True) is None
+        await a.fleet.take(cid, "a", ttl, running_only=True)
+    await time.advance(0.5)
+    assert await a.fleet.renew(A, ttl) == {"c1": 1, "c2": 1}
+    await time.advance(0.6)  # 1.1 TTL after the take, 0.6 after the renewal: still held
+    assert await b.fleet.take("c1", "b", ttl, running_only=True) is None
     assert await a.fleet.release("c2", Fence("a", 1))
     assert not await a.fleet.release("c2", Fence("a", 1))  # already released
     assert await b.fleet.orphans() == ["c2"]
-    assert await b.fleet.take("c2", "b", TTL_MS, running_only=True) == 2
-    view = await b.fleet.view(TTL_MS)
+    assert await b.fleet.take("c2", "b", ttl, running_only=True) == 2
+    view = await b.fleet.view(ttl)
     assert [(m.info.id, m.alive) for m in view.members] == [("a", True)]
     assert [(lease.connection_id, lease.owner, lease.live) for lease in view.leases] == [
         ("c1", "a", True), ("c2", "b", True)]
@@ -124,12 +156,13 @@ async def test_renewal_keeps_only_unexpired_leases_and_release_frees_at_once(
 
 @pytest.mark.asyncio
 async def test_an_engine_not_meant_to_run_is_not_adopted(
-        pair: tuple[VirtualClock, Member, Member]) -> None:
-    clock, a, b = pair
+        pair: Pair) -> None:
+    time, a, b = pair
+    ttl = time.ttl_ms
     await running(a)
-    await a.fleet.take("c1", "a", TTL_MS, running_only=True)
+    await a.fleet.take("c1", "a", ttl, running_only=True)
     await a.engines.set_desired("c1", DesiredState.STOPPED, "", Fence("a", 1))
-    await clock.advance(11)
+    await time.advance(1.1)
     assert await b.fleet.orphans() == []
-    assert await b.fleet.take("c1", "b", TTL_MS, running_only=True) is None
+    assert await b.fleet.take("c1", "b", ttl, running_only=True) is None
     assert await b.fleet.stopped(["c1", "c9"]) == ["c1"]

@@ -11,7 +11,7 @@ import pytest
 from ctsd.connections.model import CredentialField
 from ctsd.store.connections import ConnectionRepository
 from ctsd.store.database import DB_NAME, Database
-from ctsd.store.migrations import MIGRATIONS
+from ctsd.store.migrations import scripts
 from ctsd.vault.sealer import SealedSecret
 from tests.store.test_connection_index import conn
 from tests.store.test_result_history import result
@@ -34,7 +34,7 @@ def new_key() -> SealedSecret:
 @pytest.mark.asyncio
 async def test_a_database_from_before_the_column_upgrades_with_no_uid(tmp_path: Path) -> None:
     with sqlite3.connect(tmp_path / DB_NAME) as old:
-        for script in MIGRATIONS[:UID_COLUMN - 1]:
+        for script in scripts("sqlite")[:UID_COLUMN - 1]:
             old.executescript(script)
         old.execute(
             "INSERT INTO connections (id, display_name, exchange, api_type, testnet, "

@@ -9,6 +9,7 @@ from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from ctsd.engine.config import EngineConfig, PaperSettings, RiskLimits, TradingMode
@@ -91,7 +92,7 @@ async def test_orders_upsert_by_client_order_id_and_fills_deduplicate(db: Databa
 async def test_an_execution_is_written_all_or_nothing(db: Database) -> None:
     store = SqlEngineStore(db)
     broken = replace(fill("t2", "c1"), fee_asset=None)  # type: ignore[arg-type]  # NOT NULL
-    with pytest.raises(sqlite3.IntegrityError):
+    with pytest.raises((sqlite3.IntegrityError, psycopg.IntegrityError)):
         await store.save_execution(
             "a", Execution(order("c1", OrderStatus.OPEN), (fill("t1", "c1"), broken)))
     assert await store.list_orders("a") == []

@@ -1,0 +1,239 @@
+"""The SQLite file backend: one writing connection on the writer thread, a read-only reader.
+
+Reads go to a second, read-only connection (aiosqlite, its own thread): in WAL
+mode it sees only committed rows and never waits for the writer. Notifications
+(`tx.notify`) reach the listeners of every `Database` open on the same file in
+this process, after COMMIT (`ctsd.store.database_feed.FileFeeds`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sqlite3
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager, contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+import aiosqlite
+
+from ctsd.errors import ConfigurationError, ResourceExhausted, Unavailable
+from ctsd.store.database_feed import Feed, FileFeeds
+from ctsd.store.database_tx import Note, Transaction, WriterBackend, roll_back
+from ctsd.store.migrations import SCHEMA_VERSION, check_schema, refuse_newer, scripts
+from ctsd.store.quarantine import Row
+
+DB_NAME = "ctsd.db"
+BUSY_TIMEOUT_MS = 5000
+
+T = TypeVar("T")
+log = logging.getLogger("ctsd.store")
+
+_UNWRITABLE = frozenset({
+    sqlite3.SQLITE_READONLY, sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_IOERR,
+    sqlite3.SQLITE_FULL, sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB,
+})
+"""Errors that say the file cannot take writes, as opposed to a busy lock or a bad row."""
+
+
+@contextmanager
+def translated_errors() -> Iterator[None]:
+    """SQLite failures become domain errors here, and nowhere else."""
+    try:
+        yield
+    except sqlite3.OperationalError as exc:
+        code = getattr(exc, "sqlite_errorcode", None)
+        if code == sqlite3.SQLITE_FULL:
+            raise ResourceExhausted("the database disk is full") from exc
+        if code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+            raise Unavailable("the database is locked by another process") from exc
+        if code in (sqlite3.SQLITE_READONLY, sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_IOERR):
+            raise Unavailable(f"the database cannot be written: {exc}") from exc
+        raise
+    except sqlite3.DatabaseError as exc:
+        if getattr(exc, "sqlite_errorcode", None) in (sqlite3.SQLITE_CORRUPT,
+                                                       sqlite3.SQLITE_NOTADB):
+            raise Unavailable("the database file is corrupt") from exc
+        raise
+
+
+def _create_private(path: Path) -> None:
+    """Create the database file 0600 before SQLite does, whatever the umask."""
+    if not path.exists():
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+
+
+class SqliteTransaction(Transaction):
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        super().__init__()
+        self._conn = conn
+
+    def execute(self, sql: str, params: Iterable[Any] = ()) -> int:
+        return self._conn.execute(sql, tuple(params)).rowcount
+
+    def insert(self, sql: str, params: Iterable[Any] = (), key: str = "seq") -> int:
+        rowid = self._conn.execute(sql, tuple(params)).lastrowid  # `key` is the rowid alias
+        assert rowid is not None
+        return rowid
+
+    def executemany(self, sql: str, params: Iterable[Iterable[Any]]) -> None:
+        self._conn.executemany(sql, [tuple(p) for p in params])
+
+    def fetch_all(self, sql: str, params: Iterable[Any] = ()) -> list[Row]:
+        return [tuple(row) for row in self._conn.execute(sql, tuple(params)).fetchall()]
+
+    def clock_us(self) -> int:
+        row = self._conn.execute(
+            "SELECT CAST(round((julianday('now') - 2440587.5) * 86400000000) AS INTEGER)"
+        ).fetchone()
+        return int(row[0])
+
+
+class _Writer:
+    """The one writing connection, used only from its own thread (the executor's)."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._conn: sqlite3.Connection | None = None
+        self.fault: str | None = None
+
+    def connection(self) -> sqlite3.Connection:
+        if self._conn is None:
+            conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+            try:
+                for pragma in (f"busy_timeout = {BUSY_TIMEOUT_MS}", "journal_mode = WAL",
+                               "synchronous = FULL", "foreign_keys = ON"):
+                    conn.execute(f"PRAGMA {pragma}")
+            except BaseException:
+                conn.close()
+                raise
+            self._conn = conn
+        return self._conn
+
+    def run(self, unit: Callable[[Transaction], T]) -> tuple[T, list[Note]]:
+        try:
+            conn = self.connection()
+            conn.execute("BEGIN IMMEDIATE")
+            tx = SqliteTransaction(conn)
+            try:
+                result = unit(tx)
+                conn.execute("COMMIT")
+            except BaseException:
+                self._end(conn)
+                raise
+        except sqlite3.Error as exc:
+            if getattr(exc, "sqlite_errorcode", None) in _UNWRITABLE:
+                self.fault = f"{type(exc).__name__}: {exc}"
+            raise
+        self.fault = None
+        return result, tx.notes
+
+    def _end(self, conn: sqlite3.Connection) -> None:
+        """Leaves no transaction open: rolls back, or starts over on a new connection."""
+        if conn.in_transaction:  # else SQLite already rolled back (some I/O errors do)
+            roll_back(conn.execute, sqlite3.Error, self.close)
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+
+class SqliteBackend(WriterBackend):
+    """`ctsd.store.database_tx.Backend` on the file `state_dir/ctsd.db`."""
+
+    def __init__(self, path: Path, writer: _Writer, reader: aiosqlite.Connection,
+                 feed: Feed) -> None:
+        self.path = path
+        self.where = str(path)
+        self._writer = writer
+        self._reader = reader
+        self._feed = feed
+        self._key = str(path.resolve())
+        FileFeeds.join(self._key, feed)
+
+    @classmethod
+    async def open(cls, state_dir: Path, executor: ThreadPoolExecutor,
+                   feed: Feed) -> SqliteBackend:
+        path = state_dir / DB_NAME
+        try:
+            _create_private(path)
+        except OSError as exc:
+            raise ConfigurationError(f"cannot create database {path}: {exc}") from exc
+        writer = _Writer(path)
+        loop = asyncio.get_running_loop()
+        reader: aiosqlite.Connection | None = None
+        try:
+            with translated_errors():
+                await loop.run_in_executor(executor, _migrate, writer)
+                reader = await aiosqlite.connect(path, isolation_level=None)
+                await reader.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+                await reader.execute("PRAGMA query_only = ON")
+        except BaseException as exc:
+            # Each connection owns a thread: leaving one open keeps the process alive.
+            await loop.run_in_executor(executor, writer.close)
+            if reader is not None:
+                await reader.close()
+            if isinstance(exc, sqlite3.Error | ResourceExhausted | Unavailable):
+                raise ConfigurationError(f"cannot open database {path}: {exc}") from exc
+            raise
+        return cls(path, writer, reader, feed)
+
+    def committed(self, notes: list[Note]) -> None:
+        FileFeeds.committed(self._key, self._feed, notes)
+
+    def errors(self) -> AbstractContextManager[None]:
+        return translated_errors()
+
+    async def fetch_all(self, sql: str, params: Iterable[Any] = ()) -> list[Row]:
+        rows = await self._reader.execute_fetchall(sql, tuple(params))
+        return [tuple(row) for row in rows]
+
+    async def integrity_check(self) -> str:
+        rows = await self.fetch_all("PRAGMA quick_check")
+        return str(rows[0][0]) if rows else "no answer"
+
+    async def schema_version(self) -> int:
+        rows = await self.fetch_all("PRAGMA user_version")
+        return int(rows[0][0]) if rows else 0
+
+    def probe(self, tx: Transaction) -> None:
+        tx.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    async def close(self) -> None:
+        FileFeeds.leave(self._key, self._feed)
+        await self._reader.close()
+
+
+def _migrate(writer: _Writer) -> None:
+    conn = writer.connection()
+    version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+    refuse_newer(version)
+    for number, script in enumerate(scripts("sqlite")[version:], start=version + 1):
+        # executescript would COMMIT on its own; run the statements in our transaction.
+        def step(tx: Transaction, script: str = script, number: int = number) -> None:
+            for statement in _statements(script):
+                tx.execute(statement)
+            tx.execute(f"PRAGMA user_version = {number}")
+
+        writer.run(step)
+    check_schema(_tables(conn))  # a table dropped or altered by hand: refuse now, not per call
+    answer = conn.execute("PRAGMA quick_check").fetchone()
+    if answer is None or answer[0] != "ok":
+        raise ConfigurationError(
+            f"database is corrupt (quick_check: {answer[0] if answer else 'no answer'}); "
+            "restore a backup (docs/operations.md)")
+
+
+def _tables(conn: sqlite3.Connection) -> dict[str, frozenset[str]]:
+    tables = [r[0] for r in conn.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")]
+    return {t: frozenset(r[1] for r in conn.execute(f'PRAGMA table_info("{t}")'))
+            for t in tables}
+
+
+def _statements(script: str) -> list[str]:
+    return [s.strip() for s in script.split(";") if s.strip()]
