@@ -120,7 +120,13 @@ class Daemon:
         self._key_id, self._health, server = built.key_id, built.health, built.server
         self._start_metrics_endpoint()
         await built.engines.open()  # resumes engines; closed before the exchange clients
+        fleet = built.fleet
+        if fleet is not None:  # leases given back and the fleet left after the engines closed
+            self.on_close(fleet.close)
         self.on_close(built.engines.close)
+        if fleet is not None:  # adopts no more before the engines close; renews until then
+            self.on_close(fleet.stop_adopting)
+            await fleet.open(built.engines)
         tls = self.config.tls if self.config.listen.unix_path is None else None
         credentials = server_credentials(tls) if tls is not None else None
         self.address = bind(server, self.config.listen, credentials)

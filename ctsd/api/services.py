@@ -17,11 +17,14 @@ from cts.v1 import (
     connection_service_pb2_grpc,
     engine_service_pb2,
     engine_service_pb2_grpc,
+    fleet_service_pb2,
+    fleet_service_pb2_grpc,
     health_service_pb2,
     health_service_pb2_grpc,
 )
 from ctsd.api.connections import ConnectionServicer
 from ctsd.api.engines import EngineServicer
+from ctsd.api.fleet import FleetServicer
 from ctsd.api.health import SystemHealthServicer
 
 CONNECTION_SERVICE = connection_service_pb2.DESCRIPTOR.services_by_name[
@@ -29,7 +32,8 @@ CONNECTION_SERVICE = connection_service_pb2.DESCRIPTOR.services_by_name[
 ].full_name
 HEALTH_SERVICE = health_service_pb2.DESCRIPTOR.services_by_name["HealthService"].full_name
 ENGINE_SERVICE = engine_service_pb2.DESCRIPTOR.services_by_name["EngineService"].full_name
-SERVICE_NAMES = (CONNECTION_SERVICE, HEALTH_SERVICE, ENGINE_SERVICE)
+FLEET_SERVICE = fleet_service_pb2.DESCRIPTOR.services_by_name["FleetService"].full_name
+SERVICE_NAMES = (CONNECTION_SERVICE, HEALTH_SERVICE, ENGINE_SERVICE, FLEET_SERVICE)
 
 
 @dataclass(frozen=True)
@@ -67,4 +71,13 @@ def engine_service(servicer: EngineServicer) -> Service:
             servicer, server
         ),
         pre_encoded=frozenset({f"/{ENGINE_SERVICE}/WatchEngines"}),
+    )
+
+
+def fleet_service(servicer: FleetServicer) -> Service:
+    return Service(
+        FLEET_SERVICE,
+        lambda server: fleet_service_pb2_grpc.add_FleetServiceServicer_to_server(
+            servicer, server
+        ),
     )

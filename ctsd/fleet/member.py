@@ -135,6 +135,11 @@ class FleetMember:
         self._tasks = [asyncio.create_task(self._renewing(), name="fleet-renewal"),
                        asyncio.create_task(self._placing(), name="fleet-adoption")]
 
+    async def stop_adopting(self) -> None:
+        """Shutdown, first step: no engine is adopted, handed over or ended any more; the
+        leases stay renewed while the engine manager stops the engines."""
+        await cancel_and_wait(*self._tasks[1:])
+
     async def close(self) -> None:
         """After the engine manager closed: give every lease back and leave, so the
         other members adopt at once instead of after a TTL."""

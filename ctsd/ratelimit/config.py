@@ -24,7 +24,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from ctsd.errors import ConfigurationError
 from ctsd.ratelimit.model import DEFAULT_GUARD_S, DEFAULT_SAFETY_MARGIN, BucketSpec
-from ctsd.settings import number, read_table, setting
+from ctsd.settings import boolean, number, read_table, setting, text
 
 
 @dataclass(frozen=True)
@@ -196,6 +196,15 @@ class FleetSettings:
     """How long a request waiting in Redis's queue holds its place without asking."""
     timeout_s: float = setting(1.0, check=_SECONDS)
     """A Redis call slower than this counts as Redis unreachable."""
+    engine_leases: bool = setting(False, check=boolean)
+    """Run every engine under a lease in the store (`ctsd.fleet`), as daemons sharing one
+    store must. Always on when the store is PostgreSQL; this turns it on for SQLite."""
+    engine_lease_ttl_s: float = setting(10.0, check=number(2, 300, what="2 to 300 seconds"))
+    """How long an engine's lease outlives its daemon's last renewal: a survivor adopts a
+    dead daemon's engines within about this plus a second. The daemon itself stops trading
+    0.7 of it after its last renewal, by its own clock."""
+    advertise: str | None = setting(None, check=text)
+    """The address other members and `cts fleet` show for this daemon (default: listen)."""
 
     def __post_init__(self) -> None:
         if self.stale_after_s <= self.heartbeat_s:

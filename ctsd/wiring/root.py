@@ -21,6 +21,8 @@ loop.
 from __future__ import annotations
 
 import logging
+import secrets
+import socket
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
@@ -35,9 +37,11 @@ from ctsd.api.access_log import AccessLog
 from ctsd.api.auth import Authenticator, AuthGuard
 from ctsd.api.connections import ConnectionServicer
 from ctsd.api.engines import EngineServicer
+from ctsd.api.fleet import FleetServicer
 from ctsd.api.health import SystemHealthServicer
 from ctsd.api.request_rate import RequestRateGuard
-from ctsd.api.services import connection_service, engine_service, health_service
+from ctsd.api.services import connection_service, engine_service, fleet_service, health_service
+from ctsd.clock import SystemClock
 from ctsd.config import DaemonConfig
 from ctsd.connections.checks.batch import BatchProcessor, RetryPolicy
 from ctsd.connections.checks.batch_tester import BatchSettings, BatchTester
@@ -54,6 +58,8 @@ from ctsd.errors import ConfigurationError
 from ctsd.exchanges.ccxt_internals import missing_classes
 from ctsd.exchanges.factory import ExchangeClientFactory
 from ctsd.exchanges.registry import ExchangeRegistry
+from ctsd.fleet.member import FleetMember, LeaseSettings
+from ctsd.fleet.model import MemberInfo
 from ctsd.health.readiness import ReadinessMonitor
 from ctsd.health.report import HealthReporter
 from ctsd.health.startup import StartupChecks, StartupEnvironment
@@ -69,6 +75,8 @@ from ctsd.server import build_server
 from ctsd.store.connections import ConnectionRepository
 from ctsd.store.database import Database
 from ctsd.store.engines import SqlEngineStore
+from ctsd.store.fleet import SqlFleetStore
+from ctsd.store.migrations import SCHEMA_VERSION
 from ctsd.store.result_history import ResultHistory
 from ctsd.store.sealed_secrets import SealedSecretRepository
 from ctsd.strategies.registry import StrategyRegistry, discover
@@ -101,6 +109,8 @@ class Assembly:
     health: health_aio.HealthServicer
     engines: EngineManager
     """Unopened: opening resumes the engines that were running."""
+    fleet: FleetMember | None
+    """In a fleet: opened after the engines (it adopts them under leases)."""
     readiness: ReadinessMonitor
     key_id: str
 
@@ -128,9 +138,12 @@ async def assemble(
     credentials = CredentialResolver(connection_store, keyring, secrets=SECRETS)
     locks = ConnectionLocks()  # a delete and an engine start on one connection never interleave
     strategies = _strategies()
+    fleet_store = SqlFleetStore(db)
+    member = _fleet_member(config, db, fleet_store)
     engines = EngineManager(
-        SqlEngineStore(db), ExchangeEngineBackend(connection_store, exchanges, credentials),
-        strategies, locks=locks,
+        SqlEngineStore(db, fleet_store),
+        ExchangeEngineBackend(connection_store, exchanges, credentials),
+        strategies, locks=locks, leases=member,
         cancel_orders_on_shutdown=config.engines.cancel_orders_on_shutdown)
     metrics.register(EngineCollector(engines.list))
     activity = EngineActivity(engines.list, engines.engaged)
@@ -154,10 +167,26 @@ async def assemble(
         connection_service(ConnectionServicer(connections, tests, activity)),
         health_service(SystemHealthServicer(reporter, checks)),
         engine_service(EngineServicer(engines, strategies)),
+        fleet_service(FleetServicer(member)),
     ], _interceptors(config, metrics))
     readiness = ReadinessMonitor(checks, set_serving)
     db.on_write_fault(readiness.poke)  # a store that stops taking writes: NOT_SERVING now
-    return Assembly(server, health, engines, readiness, keyring.current.key_id.hex())
+    return Assembly(server, health, engines, member, readiness, keyring.current.key_id.hex())
+
+
+def _fleet_member(config: DaemonConfig, db: Database,
+                  store: SqlFleetStore) -> FleetMember | None:
+    """This daemon as a fleet member when its store is shared (PostgreSQL) or the config
+    says so; the id is new each run, so a restarted daemon never mistakes a lease of its
+    predecessor's for its own (it adopts it like any orphan)."""
+    settings = config.fleet
+    if db.kind != "postgresql" and not settings.engine_leases:
+        return None
+    name = settings.member or socket.gethostname() or "ctsd"
+    info = MemberInfo(f"{name}-{secrets.token_hex(3)}", settings.advertise or str(config.listen),
+                      __version__, SCHEMA_VERSION)
+    return FleetMember(store, info, SystemClock(), LeaseSettings.for_ttl(
+        settings.engine_lease_ttl_s))
 
 
 def _strategies() -> StrategyRegistry:

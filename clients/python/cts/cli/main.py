@@ -19,7 +19,7 @@ from typing import TextIO
 import grpc
 
 from cts.address import default_address
-from cts.cli import connections, engines, exchanges, health
+from cts.cli import connections, engines, exchanges, fleet, health
 from cts.cli.client import DEFAULT_TIMEOUT, Context, open_channel
 from cts.cli.errors import EXIT_RPC_ERROR, EXIT_USAGE, UsageError, describe_rpc_error
 from cts.cli.output import FORMATS, TABLE
@@ -104,6 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     exchanges.register(commands, common)
     health.register(commands, common)
     engines.register(commands, common)
+    fleet.register(commands, common)
     return parser
 
 
