@@ -9,6 +9,7 @@ its default, its check and whether SIGHUP applies it (`ctsd.settings`):
     [exchanges.<id>]     ExchangeSettings     (ctsd.exchanges.settings)
     [rate_limits]        RateLimitOverrides   (ctsd.ratelimit.config)
     [fleet]              FleetSettings        (ctsd.ratelimit.config)
+    [store]              StoreSettings        (ctsd.store.store_url)
 
 `systemd/ctsd.toml.example` shows every key (a test holds it to that). A
 flag overrides the file's key of the same name: `--log-level` is
@@ -48,6 +49,7 @@ from ctsd.settings import (
     setting,
     text,
 )
+from ctsd.store.store_url import StoreSettings
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("logfmt", "json")
@@ -277,6 +279,7 @@ class DaemonConfig:
     connections: tuple[PredefinedConnection, ...] = section(tuple, reload=True)
     """`[[connections]]` (`ctsd.connections.predefined`): applied at start and on SIGHUP."""
     fleet: FleetSettings = section(FleetSettings, reload=False)
+    store: StoreSettings = section(StoreSettings, reload=False)
 
     @property
     def authenticates(self) -> bool:
@@ -306,6 +309,7 @@ class DaemonConfig:
             rate_limits=tables.get("rate_limits") or RateLimitOverrides(),
             connections=read_predefined(tables.get("connections")),
             fleet=FleetSettings.read(tables.get("fleet", {}), env),
+            store=read_table(StoreSettings, tables.get("store", {}), "store"),
         )
         _check_metrics_exposure(config)
         return config
@@ -315,7 +319,7 @@ TABLES: Mapping[str, type[Any]] = {
     "daemon": DaemonConfig, "tls": TlsConfig, "auth": AuthConfig, "batch": BatchConfig,
     "engines": EnginesConfig, "exchanges": ExchangeSettings, "rate_limits": RateLimitOverrides,
     "connections": PredefinedConnection,
-    "fleet": FleetSettings,
+    "fleet": FleetSettings, "store": StoreSettings,
 }  # fmt: skip
 
 

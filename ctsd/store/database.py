@@ -76,6 +76,8 @@ class Database:
         self.quarantine = Quarantine()
         """Rows that did not decode (`ctsd.store.quarantine`): every repository reports here."""
         self._fault_listeners: list[Callable[[], None]] = []
+        self._unreachable: str | None = None
+        backend.watch_reachability(self._reachability)
 
     @classmethod
     async def open(cls, state_dir: Path, url: str | None = None) -> Database:
@@ -124,8 +126,16 @@ class Database:
 
     @property
     def write_fault(self) -> str | None:
-        """Why the last write failed to reach the database, or None once one succeeded."""
-        return self._backend.fault
+        """Why the last write failed to reach the database (or, on PostgreSQL, why the
+        last read or the listener found the server unreachable), or None once one
+        succeeded."""
+        return self._backend.fault or self._unreachable
+
+    def _reachability(self, fault: str | None) -> None:
+        if fault != self._unreachable:
+            self._unreachable = fault
+            for listener in self._fault_listeners:
+                listener()
 
     def on_write_fault(self, listener: Callable[[], None]) -> None:
         """Call `listener` (on the loop) whenever `write_fault` changes: readiness re-checks."""
@@ -150,6 +160,7 @@ class Database:
             if publish is not None:
                 _schedule(loop, publish, result)
             backend.committed(notes)
+            _schedule(loop, self._reachability, None)  # it took a write: reachable
             return result
 
         with backend.errors():

@@ -184,8 +184,7 @@ class _Writer:
         raise AssertionError("unreachable")
 
     def _once(self, unit: Callable[[Transaction], T], isolation: str) -> tuple[T, list[Note]]:
-        conn = self.connection()
-        conn.execute(f"BEGIN ISOLATION LEVEL {isolation}")
+        conn = self._begun(isolation)
         tx = PgTransaction(conn.cursor())
         try:
             result = unit(tx)
@@ -194,6 +193,21 @@ class _Writer:
             self._end(conn)
             raise
         return result, tx.notes
+
+    def _begun(self, isolation: str) -> psycopg.Connection[Any]:
+        """A connection inside a new transaction. One that dropped while idle (a server
+        restarted, a session ended) is replaced once: nothing of the unit ran on it."""
+        fresh = self._conn is None or self._conn.closed
+        conn = self.connection()
+        try:
+            conn.execute(f"BEGIN ISOLATION LEVEL {isolation}")
+        except (psycopg.OperationalError, psycopg.InterfaceError):
+            if fresh:
+                raise
+            self.close()
+            conn = self.connection()
+            conn.execute(f"BEGIN ISOLATION LEVEL {isolation}")
+        return conn
 
     def _end(self, conn: psycopg.Connection[Any]) -> None:
         """Leaves no transaction open: rolls back, or starts over on a new connection."""
@@ -212,10 +226,12 @@ class _Writer:
 class PgListener:
     """The LISTEN connection of one `Database`: owned by its task, cancelled at close."""
 
-    def __init__(self, url: str, feed: Feed, own_pids: set[int]) -> None:
+    def __init__(self, url: str, feed: Feed, own_pids: set[int],
+                 reached: Callable[[str | None], None]) -> None:
         self._url = url
         self._feed = feed
         self._own = own_pids
+        self._reached = reached
         self._listening: set[str] = set()
         self._pending: dict[str, asyncio.Future[None]] = {}
         self._task: asyncio.Task[None] | None = None
@@ -248,12 +264,14 @@ class PgListener:
                     **{**SESSION, "application_name": LISTENER_NAME})  # type: ignore[arg-type]
             except psycopg.OperationalError as exc:
                 self._refuse_pending(exc)
+                self._reached(f"unreachable: {_first_line(exc)}")
             else:
                 async with conn:
                     try:
                         await self._serve(conn, gap=listened)
                     except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
                         self._refuse_pending(exc)
+                        self._reached(f"unreachable: {_first_line(exc)}")
                         log.warning("the database's notifications stopped; reconnecting",
                                     extra={"reason": _first_line(exc)})
                     listened = listened or self.connected
@@ -266,6 +284,7 @@ class PgListener:
         for channel in sorted(self._listening):
             await conn.execute(f"LISTEN {channel}")  # names are checked: [a-z][a-z0-9_]*
         self.connected = True
+        self._reached(None)
         if gap:
             self._feed.gap()
         while True:
@@ -291,11 +310,12 @@ class PgBackend(WriterBackend):
     """`ctsd.store.database_tx.Backend` on a PostgreSQL database."""
 
     def __init__(self, url: str, writer: _Writer, pool: psycopg_pool.AsyncConnectionPool[Any],
-                 listener: PgListener) -> None:
+                 feed: Feed) -> None:
         self.where = redacted_url(url)
         self._writer = writer
         self._pool = pool
-        self.listener = listener
+        self.listener = PgListener(url, feed, writer.pids, self._reached)
+        feed.on_first_listener = self.listener.listen
 
     @classmethod
     async def open(cls, url: str, run_on_writer: Callable[[Callable[[], None]],
@@ -318,9 +338,7 @@ class PgBackend(WriterBackend):
             await run_on_writer(writer.close)
             await pool.close()
             raise
-        listener = PgListener(url, feed, writer.pids)
-        feed.on_first_listener = listener.listen
-        return cls(url, writer, pool, listener)
+        return cls(url, writer, pool, feed)
 
     def committed(self, notes: list[Note]) -> None:
         """The server delivers them (to every LISTENing session, ours included)."""
@@ -329,9 +347,16 @@ class PgBackend(WriterBackend):
         return translated_errors()
 
     async def fetch_all(self, sql: str, params: Iterable[Any] = ()) -> list[Row]:
-        async with self._pool.connection() as conn:
-            cur = await conn.execute(pg_sql(sql), pg_params(params))
-            return [tuple(row) for row in await cur.fetchall()]
+        try:
+            async with self._pool.connection() as conn:
+                cur = await conn.execute(pg_sql(sql), pg_params(params))
+                rows = [tuple(row) for row in await cur.fetchall()]
+        except (psycopg.OperationalError, psycopg_pool.PoolTimeout) as exc:
+            if not isinstance(exc, _RETRY):
+                self._reached(f"unreachable: {_first_line(exc)}")
+            raise
+        self._reached(None)
+        return rows
 
     async def integrity_check(self) -> str:
         """The data checksums' verdict (PostgreSQL checks pages as it reads them)."""

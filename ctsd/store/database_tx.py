@@ -91,9 +91,19 @@ class Writer(Protocol):
 
 
 class WriterBackend:
-    """What both backends delegate to their writer."""
+    """What both backends delegate to their writer, and their reachability hook."""
 
     _writer: Writer
+    _on_reach: Callable[[str | None], None] | None = None
+
+    def watch_reachability(self, hook: Callable[[str | None], None]) -> None:
+        """`hook(reason)` on the loop when a read or the listener finds the database
+        unreachable, `hook(None)` when it answers again."""
+        self._on_reach = hook
+
+    def _reached(self, fault: str | None) -> None:
+        if self._on_reach is not None:
+            self._on_reach(fault)
 
     @property
     def fault(self) -> str | None:
@@ -136,6 +146,8 @@ class Backend(Protocol):
 
     def probe(self, tx: Transaction) -> None:
         """A statement that changes nothing but needs the database to take a write."""
+
+    def watch_reachability(self, hook: Callable[[str | None], None]) -> None: ...
 
     async def close(self) -> None:
         """Closes the readers (and the listener); the writer is closed already."""

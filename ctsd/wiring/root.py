@@ -119,7 +119,7 @@ async def assemble(
     config: DaemonConfig, env: Mapping[str, str], lifecycle: Lifecycle,
     metrics: MetricsRegistry, set_serving: Callable[[bool], Awaitable[None]],
 ) -> Assembly:
-    db = await Database.open(config.state_dir)
+    db = await Database.open(config.state_dir, config.store.url)
     lifecycle.on_close(db.close)
     key = locate_key(config.state_dir, config.master_key_file, dict(env))
     keyring = await open_keyring(key, SealedSecretRepository(db))

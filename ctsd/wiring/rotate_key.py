@@ -19,7 +19,7 @@ async def run_rotation(config: DaemonConfig, new_key_file: Path | None) -> tuple
     lock = InstanceLock(config.state_dir)
     lock.acquire("rotate-key")  # refuses while the daemon runs: it holds the old key
     try:
-        db = await Database.open(config.state_dir)
+        db = await Database.open(config.state_dir, config.store.url)
         try:
             secrets = SealedSecretRepository(db)
             source = locate_key(config.state_dir, config.master_key_file)
