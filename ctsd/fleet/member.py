@@ -247,23 +247,18 @@ class FleetMember:
         orphans = await self._store.orphans()
         now = self.clock.monotonic()
         self._orphaned_since = {c: self._orphaned_since.get(c, now) for c in orphans}
-        eager = self._least_loaded(view)
+        counts = _loads(view)
         for connection_id in orphans:
+            mine = counts.get(self.info.id, 0)
+            eager = not counts or mine <= min(counts.values())
             if not eager and now - self._orphaned_since[connection_id] < 2 * self.settings.scan_s:
                 continue
             lease = await self._take(connection_id, running_only=True)
             if lease is not None:
+                counts[self.info.id] = mine + 1
                 log.info("engine adopted", extra={"connection_id": connection_id,
                                                   "token": lease.fence.token})
                 await engines.adopt(connection_id, lease)
-
-    def _least_loaded(self, view: FleetView) -> bool:
-        counts = {m.info.id: 0 for m in view.members if m.alive and not m.draining}
-        for lease in view.leases:
-            if lease.live and lease.owner in counts:
-                counts[lease.owner] += 1
-        mine = counts.get(self.info.id, 0)
-        return not counts or mine <= min(counts.values())
 
     async def _hand_over_one(self, engines: FleetEngines) -> None:
         """Drain: one engine at a time stops here (orders left resting) and its lease is
@@ -275,3 +270,12 @@ class FleetMember:
             await self._store.release(connection_id, lease.fence)
             log.info("engine handed over (drain)", extra={"connection_id": connection_id})
             return
+
+
+def _loads(view: FleetView) -> dict[str, int]:
+    """Live leases per live, non-draining member."""
+    counts = {m.info.id: 0 for m in view.members if m.alive and not m.draining}
+    for lease in view.leases:
+        if lease.live and lease.owner in counts:
+            counts[lease.owner] += 1
+    return counts
