@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from ctsd.clock import Clock
@@ -35,6 +36,7 @@ from ctsd.engine.ports import Fence
 from ctsd.errors import FailedPrecondition, LeaseLost
 from ctsd.fleet.model import FleetView, MemberInfo
 from ctsd.fleet.ports import FleetEngines, FleetStore
+from ctsd.fleet.statuses import FleetHub
 from ctsd.tasks import cancel_and_wait
 
 log = logging.getLogger("ctsd.fleet")
@@ -114,8 +116,13 @@ class FleetMember:
     """Owns two tasks (renewal; adoption and drain); `open` joins, `close` leaves."""
 
     def __init__(self, store: FleetStore, info: MemberInfo, clock: Clock,
-                 settings: LeaseSettings | None = None) -> None:
+                 settings: LeaseSettings | None = None, hub: FleetHub | None = None,
+                 followers: Sequence[Callable[[], Awaitable[None]]] = ()) -> None:
         self._store = store
+        self._followers = tuple(followers)
+        """Read models kept current from the other members' writes (the change feed)."""
+        self._hub = hub
+        """The daemon's status hub, mirrored to and from the other members."""
         self.info = info
         self.clock = clock
         self.settings = settings or LeaseSettings()
@@ -132,8 +139,12 @@ class FleetMember:
         """Join (the first renewal, which must reach the database), then run the tasks."""
         self._engines = engines
         await self._renew()
+        if self._hub is not None:
+            self._hub.open(self._leases.keys)
         self._tasks = [asyncio.create_task(self._renewing(), name="fleet-renewal"),
-                       asyncio.create_task(self._placing(), name="fleet-adoption")]
+                       asyncio.create_task(self._placing(), name="fleet-adoption"),
+                       *(asyncio.create_task(self._following(f), name="fleet-follower")
+                         for f in self._followers)]
 
     async def stop_adopting(self) -> None:
         """Shutdown, first step: no engine is adopted, handed over or ended any more; the
@@ -144,6 +155,8 @@ class FleetMember:
         """After the engine manager closed: give every lease back and leave, so the
         other members adopt at once instead of after a TTL."""
         await cancel_and_wait(*self._tasks)
+        if self._hub is not None:
+            await self._hub.close()
         for lease in list(self._leases.values()):
             with contextlib.suppress(Exception):
                 await self._store.release(lease.connection_id, lease.fence)
@@ -164,6 +177,10 @@ class FleetMember:
         lease = self._leases.pop(connection_id, None)
         if lease is not None:
             await self._store.release(connection_id, lease.fence)
+
+    @property
+    def hub(self) -> FleetHub | None:
+        return self._hub
 
     # --- read by the API ---------------------------------------------------------------
 
@@ -221,6 +238,15 @@ class FleetMember:
             except Exception as exc:  # the database unreachable: engines pause at deadline
                 log.warning("fleet lease renewal failed", extra={"error": str(exc)})
 
+    async def _following(self, follow: Callable[[], Awaitable[None]]) -> None:
+        """A follower ends when its feed does (the database went away): it starts again."""
+        while True:
+            try:
+                await follow()
+            except Exception as exc:
+                log.warning("fleet change feed interrupted", extra={"error": str(exc)})
+            await self.clock.sleep(self.settings.scan_s)
+
     async def _placing(self) -> None:
         while True:
             try:
@@ -264,9 +290,8 @@ class FleetMember:
         """Drain: one engine at a time stops here (orders left resting) and its lease is
         released, so another member adopts and reconciles it."""
         for connection_id in sorted(self._leases):
-            lease = self._leases[connection_id]
+            lease = self._leases.pop(connection_id)  # its stopping is no news to the fleet
             await engines.relinquish(connection_id)
-            self._leases.pop(connection_id, None)
             await self._store.release(connection_id, lease.fence)
             log.info("engine handed over (drain)", extra={"connection_id": connection_id})
             return

@@ -35,6 +35,8 @@ _COLUMNS = (
 _SECRET_FLAGS = ("(SELECT group_concat(field, ',') FROM sealed_secrets s "
                  "WHERE s.connection_id = c.id)")
 _SELECT = f"SELECT {_COLUMNS}, {_SECRET_FLAGS} FROM connections c"
+CHANNEL = "connections"
+"""Notified with a connection's id by every write of it: other fleet members reload it."""
 
 
 def _to_connection(row: Row) -> Connection:
@@ -135,6 +137,7 @@ class ConnectionRepository:
                 (conn.id, *_row_values(conn, hint)),
             )
             _put_secrets(tx, conn.id, secrets)
+            tx.notify(CHANNEL, conn.id)
             return seq
 
         await self._db.write(unit, lambda seq: index.put(seq, conn))
@@ -178,6 +181,7 @@ class ConnectionRepository:
                     (conn.id, cred.value),
                 )
             uid = tx.fetch_one("SELECT account_uid FROM connections WHERE id = ?", (conn.id,))
+            tx.notify(CHANNEL, conn.id)
             return uid[0] if uid else None
 
         written: list[Connection] = []
@@ -211,6 +215,8 @@ class ConnectionRepository:
             if uid is not None:
                 tx.executemany("UPDATE connections SET account_uid = ? WHERE id = ?",
                                [(uid, connection_id) for connection_id in written])
+            for connection_id in written:
+                tx.notify(CHANNEL, connection_id)
             return written
 
         kept = replace(result, account_uid=None)  # as the row keeps it: the UID is the row's
@@ -243,8 +249,35 @@ class ConnectionRepository:
                 )
             if changed == 0:
                 _raise_missing_or_stale(tx, connection_id)
+            tx.notify(CHANNEL, connection_id)
 
         await self._db.write(unit, lambda _: index.remove(connection_id))
+
+    async def follow(self) -> None:
+        """Fleet: other daemons write this table too. Each of their commits notifies the
+        connection it changed, which is read again into the index (a gap in the feed:
+        every row); runs until the database closes, cancelled by its owner."""
+        async with self._db.listen(CHANNEL) as feed:
+            await self._reload(None)  # whatever committed before the feed listened
+            async for notice in feed:
+                if not notice.own:
+                    await self._reload(None if notice.gap else notice.payload)
+
+    async def _reload(self, connection_id: str | None) -> None:
+        index = await self._loaded()
+        where, params = ("WHERE c.id = ?", (connection_id,)) if connection_id else ("", ())
+        rows = await self._db.fetch_all(f"{_SELECT} {where} ORDER BY seq", params)
+        tests = await latest_results(self._db, connection_id)
+        found = self._db.quarantine.decoded("connections", rows, _seq_and_connection,
+                                            key=lambda r: r[1])
+        ids = {conn.id for _, conn in found}
+        gone = [connection_id] if connection_id else [
+            conn.id for conn in index.page((), 0, len(index) + 1)[0]]
+        for stale in gone:
+            if stale not in ids:
+                index.remove(stale)
+        for seq, conn in found:
+            index.put(seq, replace(conn, last_test=tests.get(conn.id)))
 
     async def sealed_secret(self, connection_id: str, field: CredentialField) -> bytes | None:
         row = await self._db.fetch_one(

@@ -150,8 +150,9 @@ MIGRATIONS: tuple[str | Migration, ...] = (
     );
     """,
     # 7: a fleet of daemons on one database: its members, one lease per engine (the owner
-    # and a fencing token that grows with every change of owner), and the token each
-    # order's PENDING record was written under. Times are the database's clock (ms).
+    # and a fencing token that grows with every change of owner), the token each
+    # order's PENDING record was written under, and each engine's latest status as its
+    # owner published it (JSON), for the other members. Times are the database's clock.
     """
     CREATE TABLE fleet_members (
         id             TEXT    PRIMARY KEY,
@@ -171,6 +172,12 @@ MIGRATIONS: tuple[str | Migration, ...] = (
     );
     CREATE INDEX engine_leases_by_owner ON engine_leases (owner);
     ALTER TABLE engine_orders ADD COLUMN fence INTEGER NOT NULL DEFAULT 0;
+    CREATE TABLE engine_statuses (
+        connection_id TEXT    PRIMARY KEY,
+        owner         TEXT    NOT NULL,
+        status        TEXT    NOT NULL,
+        updated_ms    INTEGER NOT NULL
+    );
     """,
 )
 

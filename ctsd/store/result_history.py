@@ -117,12 +117,18 @@ def insert_results(
     return written
 
 
-async def latest_results(db: Database) -> dict[str, TestResult]:
-    """Each connection's newest result, to seed the in-memory index at start."""
-    rows = await db.fetch_all(
-        "SELECT connection_id, result FROM connection_tests WHERE seq IN "
-        "(SELECT max(seq) FROM connection_tests GROUP BY connection_id)"
-    )
+async def latest_results(db: Database, connection_id: str | None = None,
+                         ) -> dict[str, TestResult]:
+    """Each connection's newest result (or one's), to seed the in-memory index at start."""
+    if connection_id is not None:
+        rows = await db.fetch_all(
+            "SELECT connection_id, result FROM connection_tests WHERE connection_id = ? "
+            "ORDER BY seq DESC LIMIT 1", (connection_id,))
+    else:
+        rows = await db.fetch_all(
+            "SELECT connection_id, result FROM connection_tests WHERE seq IN "
+            "(SELECT max(seq) FROM connection_tests GROUP BY connection_id)"
+        )
     return dict(db.quarantine.decoded("connection_tests", rows,
                                       lambda row: (str(row[0]), result_from_json(str(row[1])))))
 

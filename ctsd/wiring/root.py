@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 import secrets
 import socket
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -60,6 +60,7 @@ from ctsd.exchanges.factory import ExchangeClientFactory
 from ctsd.exchanges.registry import ExchangeRegistry
 from ctsd.fleet.member import FleetMember, LeaseSettings
 from ctsd.fleet.model import MemberInfo
+from ctsd.fleet.statuses import FleetHub
 from ctsd.health.readiness import ReadinessMonitor
 from ctsd.health.report import HealthReporter
 from ctsd.health.startup import StartupChecks, StartupEnvironment
@@ -74,6 +75,7 @@ from ctsd.redaction import SECRETS
 from ctsd.server import build_server
 from ctsd.store.connections import ConnectionRepository
 from ctsd.store.database import Database
+from ctsd.store.engine_statuses import SqlStatusStore
 from ctsd.store.engines import SqlEngineStore
 from ctsd.store.fleet import SqlFleetStore
 from ctsd.store.migrations import SCHEMA_VERSION
@@ -139,11 +141,11 @@ async def assemble(
     locks = ConnectionLocks()  # a delete and an engine start on one connection never interleave
     strategies = _strategies()
     fleet_store = SqlFleetStore(db)
-    member = _fleet_member(config, db, fleet_store)
+    member = _fleet_member(config, db, fleet_store, (connection_store.follow,))
     engines = EngineManager(
         SqlEngineStore(db, fleet_store),
         ExchangeEngineBackend(connection_store, exchanges, credentials),
-        strategies, locks=locks, leases=member,
+        strategies, locks=locks, leases=member, hub=member.hub if member else None,
         cancel_orders_on_shutdown=config.engines.cancel_orders_on_shutdown)
     metrics.register(EngineCollector(engines.list))
     activity = EngineActivity(engines.list, engines.engaged)
@@ -174,8 +176,8 @@ async def assemble(
     return Assembly(server, health, engines, member, readiness, keyring.current.key_id.hex())
 
 
-def _fleet_member(config: DaemonConfig, db: Database,
-                  store: SqlFleetStore) -> FleetMember | None:
+def _fleet_member(config: DaemonConfig, db: Database, store: SqlFleetStore,
+                  followers: Sequence[Callable[[], Awaitable[None]]]) -> FleetMember | None:
     """This daemon as a fleet member when its store is shared (PostgreSQL) or the config
     says so; the id is new each run, so a restarted daemon never mistakes a lease of its
     predecessor's for its own (it adopts it like any orphan)."""
@@ -186,7 +188,7 @@ def _fleet_member(config: DaemonConfig, db: Database,
     info = MemberInfo(f"{name}-{secrets.token_hex(3)}", settings.advertise or str(config.listen),
                       __version__, SCHEMA_VERSION)
     return FleetMember(store, info, SystemClock(), LeaseSettings.for_ttl(
-        settings.engine_lease_ttl_s))
+        settings.engine_lease_ttl_s), FleetHub(SqlStatusStore(db), info.id), followers)
 
 
 def _strategies() -> StrategyRegistry:

@@ -16,12 +16,22 @@ from __future__ import annotations
 import random
 import signal
 import time
+from collections.abc import Callable
+from decimal import Decimal
 
+import grpc
 import pytest
+from google.protobuf import field_mask_pb2
 
+from cts.v1 import connection_pb2 as cpb
+from cts.v1 import connection_service_pb2 as cspb
+from cts.v1 import connection_service_pb2_grpc as csgrpc
+from cts.v1 import engine_service_pb2 as pb
+from cts.v1 import engine_service_pb2_grpc as sgrpc
 from tests.fleet.daemons import Fleet, fleet_on_postgres, swinging, wait_for
 from tests.robustness.tally import soak_rounds
-from tests.robustness.test_engine_crash_durability import venue_counts
+from tests.robustness.test_engine_crash_durability import EngineWorker, grid_config, venue_counts
+from tests.support.conn_tests import run_test, sim_connection
 from tests.support.sim_fixtures import sim  # noqa: F401
 from tests.support.simulator import SimulatorThread
 
@@ -77,3 +87,59 @@ def test_a_paused_owner_places_nothing_after_losing_its_leases(
             wait_for(lambda: fleet.running_on(other, 4) == names, 30, "the other trades on")
         assert fleet.check_venue() == []
         assert "engine lease lost" in owner.logs()
+
+
+def visible_within(check: Callable[[], bool]) -> float:
+    """Seconds until `check` held, polled as fast as the RPCs go (bounded at 5 s)."""
+    return wait_for(check, 5, "visible on the other daemon", poll_s=0.002)
+
+
+def test_every_member_serves_the_whole_fleet(
+        postgres_url: str, sim: SimulatorThread) -> None:  # noqa: F811
+    with fleet_on_postgres(postgres_url, sim) as fleet:
+        a, b = fleet.add(), fleet.add()
+        with grpc.insecure_channel(a.address) as ca, grpc.insecure_channel(b.address) as cb:
+            conns_a, conns_b = csgrpc.ConnectionServiceStub(ca), csgrpc.ConnectionServiceStub(cb)
+
+            def found_on_b(name: str, display: str | None = None) -> bool:
+                try:
+                    got = conns_b.GetConnection(cspb.GetConnectionRequest(name=name), timeout=2)
+                except grpc.RpcError as exc:
+                    assert exc.code() == grpc.StatusCode.NOT_FOUND
+                    return False
+                return display is None or got.display_name == display
+
+            conn = sim_connection(conns_a, sim, "everywhere", "bybit")
+            delays = [visible_within(lambda: found_on_b(conn.name))]
+            update = cspb.UpdateConnectionRequest(
+                connection=cpb.Connection(name=conn.name, display_name="renamed on a"),
+                update_mask=field_mask_pb2.FieldMask(paths=["display_name"]))
+            conns_a.UpdateConnection(update, timeout=5)
+            delays.append(visible_within(lambda: found_on_b(conn.name, "renamed on a")))
+            assert max(delays) <= 0.1, delays
+            # tested through b, started through b, watched and stopped through a
+            assert run_test(conns_b, conn.name).final().status == cpb.TEST_STATUS_SUCCESS
+            fleet.workers.append(EngineWorker(conn, grid_config(Decimal(
+                sim.admin("GET", "price?symbol=BTC/USDT")["price"])), random.Random(0)))
+            fleet.start_engines(b)
+            engines_a = sgrpc.EngineServiceStub(ca)
+            name = fleet.workers[0].name
+
+            def running_as_a_sees_it() -> bool:
+                try:
+                    engine = engines_a.GetEngine(pb.GetEngineRequest(name=name), timeout=5)
+                except grpc.RpcError as exc:
+                    assert exc.code() == grpc.StatusCode.NOT_FOUND
+                    return False
+                return engine.state == pb.ENGINE_STATE_RUNNING
+
+            wait_for(running_as_a_sees_it, 30, "b's engine RUNNING as a sees it")
+            watch = engines_a.WatchEngines(pb.WatchEnginesRequest(), timeout=10)
+            first = next(iter(watch))
+            assert [e.name for e in first.snapshot.engines] == [name]
+            watch.cancel()
+            engines_a.StopEngine(pb.StopEngineRequest(name=name), timeout=30)
+            wait_for(lambda: not fleet.running_on(b, 0), 15, "b stops the engine a was asked to")
+            wait_for(lambda: venue_counts(sim, conn)[1] == 0, 15, "its orders cancelled")
+            conns_a.DeleteConnection(cspb.DeleteConnectionRequest(name=conn.name), timeout=5)
+            assert visible_within(lambda: not found_on_b(conn.name)) <= 0.1

@@ -1,0 +1,83 @@
+"""Every engine of the fleet on every member's status hub (WatchEngines fleet-wide).
+
+`FleetHub` is the daemon's `StatusHub`: what an engine owned here publishes goes to
+local watchers at once and is queued for the store (latest per engine, written by
+one task, so a burst of changes costs one write); what other members write arrives
+through the store's change feed and is published here unless this member owns the
+engine now (its own status is newer by construction). A status of an engine that
+was handed over or lost here is not mirrored: it is no longer this member's to say.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
+from typing import Protocol
+
+from ctsd.engine.status import EngineStatus
+from ctsd.engine.watch import StatusHub
+from ctsd.tasks import cancel_and_wait
+
+log = logging.getLogger("ctsd.fleet")
+
+
+class StatusStore(Protocol):
+    async def save(self, owner: str, statuses: Sequence[EngineStatus]) -> None: ...
+
+    async def load(self, connection_id: str | None = None) -> list[tuple[str, EngineStatus]]:
+        ...
+
+    def changes(self) -> AsyncIterator[str | None]: ...
+
+
+class FleetHub(StatusHub):
+    def __init__(self, store: StatusStore, member_id: str) -> None:
+        super().__init__()
+        self._store = store
+        self._member_id = member_id
+        self._owned: Callable[[], Collection[str]] = frozenset
+        self._pending: dict[str, EngineStatus] = {}
+        self._wake = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def open(self, owned: Callable[[], Collection[str]]) -> None:
+        """Start mirroring; `owned` says which engines this member holds the lease of."""
+        self._owned = owned
+        self._tasks = [asyncio.create_task(self._writing(), name="fleet-status-writer"),
+                       asyncio.create_task(self._following(), name="fleet-status-follower")]
+
+    async def close(self) -> None:
+        await cancel_and_wait(*self._tasks)
+        if self._pending:  # the last word of engines that stopped at shutdown
+            await self._flush()
+
+    def publish(self, status: EngineStatus) -> None:
+        super().publish(status)
+        if status.connection_id in self._owned():
+            self._pending[status.connection_id] = status
+            self._wake.set()
+
+    async def _flush(self) -> None:
+        batch, self._pending = list(self._pending.values()), {}
+        try:
+            await self._store.save(self._member_id, batch)
+        except Exception as exc:  # the database away: the next change writes again
+            log.warning("engine statuses not shared", extra={"error": str(exc)})
+
+    async def _writing(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            await self._flush()
+
+    async def _following(self) -> None:
+        while True:
+            try:
+                async for changed in self._store.changes():
+                    for owner, status in await self._store.load(changed):
+                        if owner != self._member_id and status.connection_id not in self._owned():
+                            StatusHub.publish(self, status)
+            except Exception as exc:
+                log.warning("fleet status feed interrupted", extra={"error": str(exc)})
+            await asyncio.sleep(1.0)  # the feed ended (database away): listen again
