@@ -99,7 +99,9 @@ CONFIG = EngineConfig("churn", (SYMBOL,), mode=TradingMode.LIVE, interval_s=1.0,
 class Gate:
     """Counts a member's calls; frozen from its k-th call after `freeze_at(k)`."""
 
-    def __init__(self) -> None:
+    def __init__(self, linked: Gate | None = None) -> None:
+        self._linked = linked
+        """Frozen with it too (the process is stopped), not the other way round."""
         self.calls = 0
         self._freeze_at: int | None = None
         self.frozen = asyncio.Event()
@@ -138,6 +140,8 @@ class Gate:
             self._thawed.clear()
             self.frozen.set()
         await self._thawed.wait()
+        if self._linked is not None:
+            await self._linked._thawed.wait()
 
 
 class Gated:
@@ -165,6 +169,7 @@ class VenueCall:
     method: str
     client_order_id: str
     acted: bool
+    at_ms: int
 
 
 @dataclass
@@ -180,7 +185,7 @@ class Venue:
         """A request the venue acts on only before the deadline it carries."""
         deadline = fencing.deadline_ms()
         acted = deadline is None or self.clock.now_ms() <= deadline
-        self.log.append(VenueCall(member, method, client_order_id, acted))
+        self.log.append(VenueCall(member, method, client_order_id, acted, self.clock.now_ms()))
         if not acted:
             raise Unavailable("the request arrived after its validity window (-1021)")
 
@@ -219,12 +224,14 @@ class Member:
         self.name = name
         self.db = db
         self.gate = Gate()
+        self.renewals = Gate(linked=self.gate)
+        """Only the member's lease calls (renew, take, ...): a database slow for them alone."""
         fleet = SqlFleetStore(db, clock.now_ms)
         market = ScriptedMarket(clock, {SYMBOL: [Decimal(100)] * 10_000})
         self.backend = FakeBackend(
             {CID: cast(ScriptedMarket, Gated(market, self.gate))},
             {CID: cast(FakeExchange, Gated(VenueView(venue, name), self.gate))})
-        self.member = FleetMember(cast(FleetStore, Gated(fleet, self.gate)),
+        self.member = FleetMember(cast(FleetStore, Gated(fleet, self.renewals)),
                                   MemberInfo(name, f"{name}:1", "test", 7), clock, SETTINGS)
         self.manager = EngineManager(
             cast(EngineStore, Gated(SqlEngineStore(db, fleet), self.gate)), self.backend,
@@ -237,6 +244,7 @@ class Member:
 
     async def close(self) -> None:
         self.gate.thaw()
+        self.renewals.thaw()
         await self.manager.close()
         await self.member.close()
 
@@ -275,10 +283,10 @@ class Fleet:
         included), with the loop settled."""
         for _ in range(1000):
             await self.clock.settle()
-            busy = [m for m in self.members if m.gate.inflight]
+            busy = [g for m in self.members for g in (m.gate, m.renewals) if g.inflight]
             if not busy:
                 return
-            await asyncio.wait_for(asyncio.gather(*(m.gate.idle() for m in busy)), 10)
+            await asyncio.wait_for(asyncio.gather(*(g.idle() for g in busy)), 10)
         raise AssertionError("the fleet never went quiet")
 
     async def step(self, seconds: float = 0.25) -> None:
