@@ -218,7 +218,7 @@ def encode_engine(status: EngineStatus) -> pb.Engine:
         fees=_text(status.fees), funding_pnl=_text(status.funding_pnl),
         position_differences=status.position_differences,
         last_position_difference=status.last_position_difference,
-        liquidations=status.liquidations,
+        liquidations=status.liquidations, owner=status.owner,
     )
     if status.failure is not None:
         engine.failure.CopyFrom(pb.EngineFailure(code=_FAILURES[status.failure.code],

@@ -135,5 +135,7 @@ class EngineStatus:
     """Positions the venue (or the paper account) liquidated."""
     last_error: str = ""
     restarts: int = 0
+    owner: str = ""
+    """Fleet: the member that published this status (`ctsd.fleet.statuses`)."""
     version: int = 0
     """Increases with every change: lets a watcher drop stale or duplicate events."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable, Collection, Sequence
+from dataclasses import replace
 from typing import Protocol
 
 from ctsd.engine.status import EngineStatus
@@ -53,10 +54,11 @@ class FleetHub(StatusHub):
             await self._flush()
 
     def publish(self, status: EngineStatus) -> None:
-        super().publish(status)
         if status.connection_id in self._owned():
+            status = replace(status, owner=self._member_id)
             self._pending[status.connection_id] = status
             self._wake.set()
+        super().publish(status)
 
     async def _flush(self) -> None:
         batch, self._pending = list(self._pending.values()), {}

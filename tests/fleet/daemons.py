@@ -98,15 +98,18 @@ class Fleet:
             return fgrpc.FleetServiceStub(channel).GetFleet(fpb.GetFleetRequest(), timeout=10)
 
     def running_on(self, daemon: DaemonProcess, min_cycles: int = 1) -> set[str]:
-        """Engines RUNNING on `daemon` with at least `min_cycles` cycles there."""
+        """Engines `daemon` runs (holds the live lease of, and says it runs) with at least
+        `min_cycles` cycles there; every member lists every engine of the fleet."""
         try:
             with grpc.insecure_channel(daemon.address) as channel:
+                me = fgrpc.FleetServiceStub(channel).GetFleet(
+                    fpb.GetFleetRequest(), timeout=5).answered_by
                 engines = sgrpc.EngineServiceStub(channel).ListEngines(
                     pb.ListEnginesRequest(), timeout=5).engines
         except grpc.RpcError:
             return set()
-        return {e.name for e in engines
-                if e.state == pb.ENGINE_STATE_RUNNING and e.cycles >= min_cycles}
+        return {e.name for e in engines if e.owner == me
+                and e.state == pb.ENGINE_STATE_RUNNING and e.cycles >= min_cycles}
 
     def owner(self, engine: str) -> DaemonProcess:
         """The live daemon running `engine`."""
