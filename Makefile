@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 BUF := node_modules/.bin/buf
 STAMP := $(VENV)/.installed
 
-.PHONY: all venv proto proto-check lint test soak demo bench interop clean
+.PHONY: all venv proto proto-check lint test soak demo demo-fleet bench interop clean
 
 all: test
 
@@ -119,9 +119,15 @@ soak: $(STAMP)
 	CTS_SOAK_ROUNDS=20 CTS_FUZZ_EXAMPLES=300 CTS_SOAK_SECONDS=600 CTS_ROTATION_SECRETS=24000 \
 		$(VENV)/bin/pytest -q -s tests/robustness
 	CTS_FLEET_EXAMPLES=100 $(VENV)/bin/pytest -q -p no:xdist tests/ratelimit/test_shared.py
+	CTS_SOAK_ROUNDS=20 $(VENV)/bin/pytest -q -p no:xdist tests/fleet/test_fencing.py \
+		tests/fleet/test_failover.py
 
 demo: $(STAMP)
 	$(PY) scripts/demo.py
+
+# Three daemons on one private PostgreSQL and Redis: a SIGKILL failover and a drain.
+demo-fleet: $(STAMP) servers
+	$(PY) scripts/demo_fleet.py
 
 bench: $(STAMP)
 	@for b in bench/*_bench.py; do echo "== $$b"; $(PY) $$b || exit 1; done

@@ -167,8 +167,12 @@ class SqlFleetStore:
         leases = await self._db.fetch_all(
             "SELECT connection_id, owner, token, expires_ms, acquired_ms FROM engine_leases "
             "ORDER BY connection_id")
-        return FleetView(tuple(_member(r, now, ttl_ms) for r in members),
-                         tuple(_lease(r, now) for r in leases), now)
+        decoded = self._db.quarantine.decoded
+        return FleetView(
+            tuple(decoded("fleet_members", members, lambda r: _member(r, now, ttl_ms),
+                          key=lambda r: str(r[0]))),
+            tuple(decoded("engine_leases", leases, lambda r: _lease(r, now),
+                          key=lambda r: str(r[0]))), now)
 
     async def orphans(self) -> list[str]:
         """Engines that should run and whose lease is missing, released or expired."""

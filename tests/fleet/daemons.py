@@ -20,6 +20,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
 from functools import partial
+from pathlib import Path
 
 import grpc
 
@@ -60,19 +61,24 @@ class Fleet:
     ttl_s: float
     daemons: list[DaemonProcess] = field(default_factory=list)
     workers: list[EngineWorker] = field(default_factory=list)
+    gone: list[DaemonProcess] = field(default_factory=list)
+    key: Path | None = None
+    """The master key the first daemon made; every later one starts with a copy."""
 
     def add(self) -> DaemonProcess:
         root = short_tempdir()
         state = root / "state"
-        if self.daemons:  # the fleet's master key, before the daemon would make its own
+        if self.key is not None:  # the fleet's master key, before the daemon makes its own
             state.mkdir(mode=0o700)
-            shutil.copy2(self.daemons[0].state_dir / KEY_NAME, state / KEY_NAME)
+            shutil.copy2(self.key, state / KEY_NAME)
             (state / KEY_NAME).chmod(0o600)
         config = root / "ctsd.toml"
         config.write_text(fleet_toml(self.url, self.sim, self.ttl_s))
         daemon = DaemonProcess(root, ["--config", str(config)])
         self.daemons.append(daemon)
         warm_up(daemon.start(timeout=60))
+        if self.key is None:
+            self.key = daemon.state_dir / KEY_NAME
         return daemon
 
     def connections(self, count: int, prefix: str) -> None:
@@ -129,8 +135,14 @@ class Fleet:
             problems += found + check_orders(w, orders)
         return problems
 
+    def replace(self, dead: DaemonProcess) -> DaemonProcess:
+        """A new member in place of `dead` (removed at `close`: it may hold the key)."""
+        self.daemons.remove(dead)
+        self.gone.append(dead)
+        return self.add()
+
     def close(self) -> None:
-        for daemon in self.daemons:
+        for daemon in [*self.daemons, *self.gone]:
             if daemon.proc is not None and daemon.proc.poll() is None:
                 daemon.send(signal.SIGCONT)  # a stopped daemon cannot stop
             daemon.cleanup()

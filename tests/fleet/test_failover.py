@@ -8,7 +8,8 @@ the simulator.
   the survivor adopted and reconciled meanwhile, and the resumed daemon places nothing
   (the venue's orders are all known to the owner) and ends its engines untouched.
 
-Quick form: one round each; `CTS_SOAK_ROUNDS=N` (`make soak`) repeats the pause N times.
+Quick form: one round each; `CTS_SOAK_ROUNDS=N` (`make soak`) repeats the kill and the
+pause N times each.
 """
 
 from __future__ import annotations
@@ -45,16 +46,17 @@ def traded(fleet: Fleet) -> bool:
     return all(venue_counts(fleet.sim, w.conn)[0] > 0 for w in fleet.workers)
 
 
+@pytest.mark.parametrize("round_", range(max(1, soak_rounds(1))))
 def test_a_killed_owners_engines_resume_on_survivors_within_15_s(
-        postgres_url: str, sim: SimulatorThread) -> None:  # noqa: F811
+        postgres_url: str, sim: SimulatorThread, round_: int) -> None:  # noqa: F811
     with fleet_on_postgres(postgres_url, sim) as fleet:
         first = fleet.add()
-        fleet.connections(4, "failover")
+        fleet.connections(4, f"failover{round_}")
         survivors = [fleet.add(), fleet.add()]
         names = {w.name for w in fleet.workers}
         fleet.start_engines(first)
         wait_for(lambda: fleet.running_on(first, 2) == names, 60, "four engines on the first")
-        with swinging(sim, fleet.workers, SEED):
+        with swinging(sim, fleet.workers, SEED + round_):
             wait_for(lambda: traded(fleet), 30, "orders at the venue")
             first.kill()
             took = wait_for(lambda: set().union(*(fleet.running_on(d) for d in survivors))
