@@ -140,7 +140,7 @@ class FleetMember:
         self._engines = engines
         await self._renew()
         if self._hub is not None:
-            self._hub.open(self._leases.keys)
+            self._hub.open(self._token_of)
         self._tasks = [asyncio.create_task(self._renewing(), name="fleet-renewal"),
                        asyncio.create_task(self._placing(), name="fleet-adoption"),
                        *(asyncio.create_task(self._following(f), name="fleet-follower")
@@ -189,6 +189,10 @@ class FleetMember:
 
     async def drain(self, member_id: str, draining: bool = True) -> bool:
         return await self._store.set_draining(member_id, draining)
+
+    def _token_of(self, connection_id: str) -> int | None:
+        lease = self._leases.get(connection_id)
+        return None if lease is None else lease.fence.token
 
     def held(self) -> dict[str, HeldLease]:
         return dict(self._leases)

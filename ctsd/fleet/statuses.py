@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable, Collection, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import replace
 from typing import Protocol
 
@@ -21,6 +21,8 @@ from ctsd.engine.watch import StatusHub
 from ctsd.tasks import cancel_and_wait
 
 log = logging.getLogger("ctsd.fleet")
+VERSION_BITS = 32
+"""An engine's status versions under one lease token; the token goes above them."""
 
 
 class StatusStore(Protocol):
@@ -37,14 +39,15 @@ class FleetHub(StatusHub):
         super().__init__()
         self._store = store
         self._member_id = member_id
-        self._owned: Callable[[], Collection[str]] = frozenset
+        self._token: Callable[[str], int | None] = lambda _: None
         self._pending: dict[str, EngineStatus] = {}
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
 
-    def open(self, owned: Callable[[], Collection[str]]) -> None:
-        """Start mirroring; `owned` says which engines this member holds the lease of."""
-        self._owned = owned
+    def open(self, token: Callable[[str], int | None]) -> None:
+        """Start mirroring; `token` is the fencing token of the lease this member holds on
+        an engine (None: not ours)."""
+        self._token = token
         self._tasks = [asyncio.create_task(self._writing(), name="fleet-status-writer"),
                        asyncio.create_task(self._following(), name="fleet-status-follower")]
 
@@ -54,18 +57,28 @@ class FleetHub(StatusHub):
             await self._flush()
 
     def publish(self, status: EngineStatus) -> None:
-        if status.connection_id in self._owned():
-            status = replace(status, owner=self._member_id)
+        token = self._token(status.connection_id)
+        if token is not None:
+            # Versions must keep growing across owners (watchers keep the highest): the
+            # token grows with each change of owner, the engine's own count within one.
+            status = replace(status, owner=self._member_id,
+                             version=(token << VERSION_BITS) + status.version)
             self._pending[status.connection_id] = status
             self._wake.set()
         super().publish(status)
 
     async def _flush(self) -> None:
-        batch, self._pending = list(self._pending.values()), {}
+        """Writes what is queued; a status leaves the queue only once written (a flush
+        cancelled at close leaves it for the last one), unless a newer one replaced it."""
+        batch = dict(self._pending)
         try:
-            await self._store.save(self._member_id, batch)
+            await self._store.save(self._member_id, list(batch.values()))
         except Exception as exc:  # the database away: the next change writes again
             log.warning("engine statuses not shared", extra={"error": str(exc)})
+            return
+        for connection_id, status in batch.items():
+            if self._pending.get(connection_id) is status:
+                del self._pending[connection_id]
 
     async def _writing(self) -> None:
         while True:
@@ -78,7 +91,8 @@ class FleetHub(StatusHub):
             try:
                 async for changed in self._store.changes():
                     for owner, status in await self._store.load(changed):
-                        if owner != self._member_id and status.connection_id not in self._owned():
+                        if owner != self._member_id and self._token(
+                                status.connection_id) is None:
                             StatusHub.publish(self, status)
             except Exception as exc:
                 log.warning("fleet status feed interrupted", extra={"error": str(exc)})
