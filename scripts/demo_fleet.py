@@ -128,7 +128,8 @@ def main() -> int:
             d2.say(f"Drain {busiest['id']} for an upgrade: its engines move to the others")
             d2.run("fleet", "drain", str(busiest["id"]))
             drained = time.monotonic()
-            while engines_of(f"unix:{socks['d2']}", str(busiest["id"])) > 0:
+            while engines_of(f"unix:{socks['d2']}", str(busiest["id"])) > 0 or engines_of(
+                    f"unix:{socks['d2']}", "d") < 2:
                 if time.monotonic() - drained > 60:
                     raise SystemExit("demo: the drain did not finish within 60 s")
                 time.sleep(0.2)

@@ -31,6 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from types import TracebackType
 
+from ctsd import fencing
 from ctsd.clock import Clock, SystemClock
 from ctsd.connections.locks import ConnectionLocks
 from ctsd.engine.assembly import assemble_engine
@@ -236,6 +237,40 @@ class EngineManager:
                 await self._give_back(connection_id)  # stopped since the lease was taken
                 return
             await self._resume(record, lease)
+
+    async def finish_stop(self, connection_id: str, lease: Lease) -> None:
+        """Fleet: an engine stopped while no daemon ran it still has orders open: resume
+        it here under `lease` (reconcile first) and stop it at once, cancelling them."""
+        await self._operations.run(self._finish_stop(connection_id, lease),
+                                   f"engine-finish-stop:{connection_id}")
+
+    async def _finish_stop(self, connection_id: str, lease: Lease) -> None:
+        async with self._locks.lock(connection_id):
+            await self._release(connection_id)
+            self._held[connection_id] = lease
+            try:
+                record = next((r for r in await self._store.load_engines()
+                               if r.connection_id == connection_id), None)
+                if record is not None and record.desired is DesiredState.STOPPED:
+                    await self._cancel_left_open(record, lease)
+            except Exception:  # the fleet tries again later; the orders stay listed open
+                log.exception("cancelling a stopped engine's orders failed",
+                              extra={"connection_id": connection_id})
+            finally:
+                await self._give_back(connection_id)
+
+    async def _cancel_left_open(self, record: EngineRecord, lease: Lease) -> None:
+        """The engine's session start (reconcile with the venue) and its stop's cancels,
+        without a cycle in between, under the lease."""
+        validated = validate_config(record.config, self._strategies)
+        resources = await self._open(record.connection_id, record.config.mode)
+        try:
+            engine = self._build(record, validated, resources, lease)
+            with fencing.guarded(lease):
+                await engine.reconcile()
+                await engine.cancel_open_orders()
+        finally:
+            await self._backend.close(record.connection_id, resources)
 
     async def relinquish(self, connection_id: str) -> None:
         """Fleet: the lease is lost (or handed over by a drain): end the engine here at once,

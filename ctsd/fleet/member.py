@@ -40,6 +40,7 @@ from ctsd.fleet.statuses import FleetHub
 from ctsd.tasks import cancel_and_wait
 
 log = logging.getLogger("ctsd.fleet")
+STOP_RETRY_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -132,6 +133,7 @@ class FleetMember:
         self._engines: FleetEngines | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._orphaned_since: dict[str, float] = {}
+        self._stop_retry: dict[str, float] = {}
         self._lost: set[str] = set()
         """Leases lost whose engine is still to be ended here (by the placement task)."""
 
@@ -277,6 +279,7 @@ class FleetMember:
         orphans = await self._store.orphans()
         now = self.clock.monotonic()
         self._orphaned_since = {c: self._orphaned_since.get(c, now) for c in orphans}
+        await self._finish_stops(engines)
         counts = _loads(view)
         for connection_id in orphans:
             mine = counts.get(self.info.id, 0)
@@ -289,6 +292,21 @@ class FleetMember:
                 log.info("engine adopted", extra={"connection_id": connection_id,
                                                   "token": lease.fence.token})
                 await engines.adopt(connection_id, lease)
+
+    async def _finish_stops(self, engines: FleetEngines) -> None:
+        """A StopEngine that found no member running the engine only marked it stopped:
+        its orders are cancelled here, under the lease, after a reconciliation. A stop that
+        cannot be finished (its connection disabled, say) is tried again a minute later."""
+        now = self.clock.monotonic()
+        for connection_id in await self._store.unfinished_stops():
+            if now < self._stop_retry.get(connection_id, now):
+                continue
+            lease = await self._take(connection_id, running_only=False)
+            if lease is not None:
+                self._stop_retry[connection_id] = now + STOP_RETRY_S
+                log.info("finishing a stop: cancelling its orders", extra={
+                    "connection_id": connection_id})
+                await engines.finish_stop(connection_id, lease)
 
     async def _hand_over_one(self, engines: FleetEngines) -> None:
         """Drain: one engine at a time stops here (orders left resting) and its lease is

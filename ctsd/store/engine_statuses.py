@@ -81,17 +81,20 @@ class SqlStatusStore:
         self._db = db
 
     async def save(self, owner: str, statuses: Sequence[EngineStatus]) -> None:
-        rows = [(s.connection_id, owner, status_to_json(s), time.time_ns() // 1_000_000)
-                for s in statuses]
+        """Each status replaces the stored one only if its version is higher: a member
+        that lost an engine (paused, say) cannot set back what its new owner said."""
+        rows = [(s.connection_id, owner, status_to_json(s), s.version,
+                 time.time_ns() // 1_000_000) for s in statuses]
 
         def unit(tx: Transaction) -> None:
-            tx.executemany(
-                "INSERT INTO engine_statuses (connection_id, owner, status, updated_ms) "
-                "VALUES (?, ?, ?, ?) ON CONFLICT (connection_id) DO UPDATE SET "
-                "owner = excluded.owner, status = excluded.status, "
-                "updated_ms = excluded.updated_ms", rows)
             for row in rows:
-                tx.notify(CHANNEL, row[0])
+                if tx.execute(
+                        "INSERT INTO engine_statuses (connection_id, owner, status, version, "
+                        "updated_ms) VALUES (?, ?, ?, ?, ?) ON CONFLICT (connection_id) DO "
+                        "UPDATE SET owner = excluded.owner, status = excluded.status, "
+                        "version = excluded.version, updated_ms = excluded.updated_ms "
+                        "WHERE engine_statuses.version < excluded.version", row):
+                    tx.notify(CHANNEL, row[0])
 
         await self._db.write(unit)
 

@@ -33,6 +33,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+from ctsd.engine.orders import OrderStatus
 from ctsd.engine.ports import DesiredState, Fence
 from ctsd.errors import LeaseLost
 from ctsd.fleet.model import FleetView, LeaseRow, Member, MemberInfo
@@ -182,6 +183,19 @@ class SqlFleetStore:
             "ON l.connection_id = e.connection_id WHERE e.desired = ? "
             f"AND (l.connection_id IS NULL OR l.expires_ms <= {now}) ORDER BY e.connection_id",
             (DesiredState.RUNNING.value,))
+        return [str(r[0]) for r in rows]
+
+    async def unfinished_stops(self) -> list[str]:
+        """Engines stopped (desired STOPPED) while no member held their lease, with orders
+        still open or pending in the store: someone must reconcile and cancel them."""
+        now = self._now_read()
+        rows = await self._db.fetch_all(
+            "SELECT e.connection_id FROM engines e LEFT JOIN engine_leases l "
+            "ON l.connection_id = e.connection_id WHERE e.desired = ? "
+            f"AND (l.connection_id IS NULL OR l.expires_ms <= {now}) AND EXISTS "
+            "(SELECT 1 FROM engine_orders o WHERE o.connection_id = e.connection_id "
+            "AND o.status IN (?, ?)) ORDER BY e.connection_id",
+            (DesiredState.STOPPED.value, OrderStatus.PENDING.value, OrderStatus.OPEN.value))
         return [str(r[0]) for r in rows]
 
     async def stopped(self, connection_ids: list[str]) -> list[str]:

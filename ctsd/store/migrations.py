@@ -176,6 +176,7 @@ MIGRATIONS: tuple[str | Migration, ...] = (
         connection_id TEXT    PRIMARY KEY,
         owner         TEXT    NOT NULL,
         status        TEXT    NOT NULL,
+        version       INTEGER NOT NULL,
         updated_ms    INTEGER NOT NULL
     );
     """,

@@ -35,7 +35,9 @@ from ctsd.errors import FieldViolation, Unavailable
 from ctsd.fleet.member import FleetMember, LeaseSettings
 from ctsd.fleet.model import MemberInfo
 from ctsd.fleet.ports import FleetStore
+from ctsd.fleet.statuses import FleetHub, StatusStore
 from ctsd.store.database import Database
+from ctsd.store.engine_statuses import SqlStatusStore
 from ctsd.store.engines import SqlEngineStore
 from ctsd.store.fleet import SqlFleetStore
 from ctsd.strategies.base import DataNeeds, Strategy
@@ -231,11 +233,13 @@ class Member:
         self.backend = FakeBackend(
             {CID: cast(ScriptedMarket, Gated(market, self.gate))},
             {CID: cast(FakeExchange, Gated(VenueView(venue, name), self.gate))})
+        hub = FleetHub(cast(StatusStore, Gated(SqlStatusStore(db), self.gate)), name)
         self.member = FleetMember(cast(FleetStore, Gated(fleet, self.renewals)),
-                                  MemberInfo(name, f"{name}:1", "test", 7), clock, SETTINGS)
+                                  MemberInfo(name, f"{name}:1", "test", 7), clock, SETTINGS,
+                                  hub)
         self.manager = EngineManager(
             cast(EngineStore, Gated(SqlEngineStore(db, fleet), self.gate)), self.backend,
-            REGISTRY, clock=clock, leases=self.member, heartbeat_s=3600,
+            REGISTRY, clock=clock, leases=self.member, hub=hub, heartbeat_s=3600,
             shutdown_grace_s=0.5, policy=RestartPolicy(base_delay_s=1, max_delay_s=2))
 
     async def open(self) -> None:
@@ -249,8 +253,9 @@ class Member:
         await self.member.close()
 
     def state(self) -> EngineState | None:
+        """The engine's state as this member runs it (None: it does not run it)."""
         status = self.manager.list()
-        return status[0].state if status else None
+        return status[0].state if status and status[0].owner == self.name else None
 
     def running(self) -> bool:
         return self.state() is EngineState.RUNNING and CID in self.manager.owned()

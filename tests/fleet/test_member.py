@@ -19,7 +19,7 @@ async def test_a_drained_member_hands_its_engine_over(tmp_path: Path) -> None:
         await fleet.until(lambda: a.running() and a.manager.get(CID).cycles >= 2)
         assert await a.member.drain("a")
         await fleet.until(b.running, limit_s=SETTINGS.ttl_s / 2)  # released, no TTL to wait
-        assert CID not in a.manager.owned() and a.state() is EngineState.STOPPED
+        assert CID not in a.manager.owned() and a.state() is None  # b runs it now
         assert b.manager.owned()[CID].fence.token == 2
     finally:
         await fleet.close()
@@ -46,5 +46,28 @@ async def test_an_overdue_renewal_pauses_trading_before_the_lease_can_expire(
         await fleet.until(lambda: a.manager.owned().get(CID) is not None
                           and a.manager.owned()[CID].fence.token == 2 and a.running()
                           and a.manager.get(CID).cycles >= 1, limit_s=30)
+    finally:
+        await fleet.close()
+
+
+@pytest.mark.asyncio
+async def test_an_engine_stopped_while_nobody_runs_it_has_its_orders_cancelled(
+        tmp_path: Path) -> None:
+    fleet = await Fleet.open(tmp_path)
+    a, b = fleet.members
+    try:
+        await a.manager.start(CID, CONFIG)
+        await fleet.until(lambda: a.running() and a.manager.get(CID).cycles >= 2)
+        a.gate.freeze_at(0)  # a is gone (for good: it is closed thawed, after the checks)
+        await fleet.until(lambda: bool(fleet.venue.book.orders))
+        resting = [o for o in fleet.venue.book.orders.values() if o.status.value == "open"]
+        assert resting
+        await b.manager.stop(CID)  # b does not run it: it can only mark it stopped
+        await fleet.until(lambda: not [o for o in fleet.venue.book.orders.values()
+                                       if o.status.value == "open"], limit_s=30)
+        assert b.state() is EngineState.STOPPED and CID not in b.manager.owned()
+        cancelled_by_b = {c.client_order_id for c in fleet.venue.log
+                          if c.member == "b" and c.acted and c.method == "cancel_order"}
+        assert {o.client_order_id for o in resting} <= cancelled_by_b
     finally:
         await fleet.close()
