@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from ctsd.store.connections import audit_connections
 from ctsd.store.database import Database
+from ctsd.store.engine_statuses import SqlStatusStore
 from ctsd.store.engines import audit_engine_rows
+from ctsd.store.fleet import SqlFleetStore
 from ctsd.store.quarantine import QuarantinedRow
 from ctsd.store.result_history import audit_results
 
@@ -14,4 +16,6 @@ async def audit_rows(db: Database) -> list[QuarantinedRow]:
     await audit_connections(db)
     await audit_results(db)
     await audit_engine_rows(db)
+    await SqlFleetStore(db).view(0)  # members and leases: decoded through the quarantine
+    await SqlStatusStore(db).load()
     return db.quarantine.rows
