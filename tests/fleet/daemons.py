@@ -23,6 +23,7 @@ from functools import partial
 from pathlib import Path
 
 import grpc
+import psycopg
 
 from cts.v1 import connection_pb2 as cpb
 from cts.v1 import connection_service_pb2_grpc as csgrpc
@@ -157,6 +158,18 @@ def wait_for(condition: Callable[[], bool], timeout: float, what: str,
             raise AssertionError(f"not within {timeout:.0f} s: {what}")
         time.sleep(poll_s)
     return time.monotonic() - started
+
+
+@contextmanager
+def leases_locked(url: str) -> Iterator[None]:
+    """The lease table locked by another session: every member's renewals (and fenced
+    writes) wait, as on a database slow for them; reads of it wait too."""
+    with psycopg.connect(url, autocommit=False) as conn:
+        conn.execute("LOCK TABLE engine_leases IN ACCESS EXCLUSIVE MODE")
+        try:
+            yield
+        finally:
+            conn.rollback()
 
 
 @contextmanager

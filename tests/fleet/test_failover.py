@@ -4,7 +4,8 @@ the simulator.
 - SIGKILL the owner of four LIVE grids: every engine resumes on a survivor within 15 s
   of the kill, reconciled, and the venue holds exactly the orders the fleet knows, no
   client order id twice, no grid level held twice.
-- SIGSTOP an owner at a random instant of its cycles, past its lease, then SIGCONT it:
+- SIGSTOP an owner at a random instant of its cycles, past its lease, then SIGCONT it
+  while the lease table is locked (its renewal cannot tell it the leases are gone):
   the survivor adopted and reconciled meanwhile, and the resumed daemon places nothing
   (the venue's orders are all known to the owner) and ends its engines untouched.
 
@@ -29,7 +30,7 @@ from cts.v1 import connection_service_pb2 as cspb
 from cts.v1 import connection_service_pb2_grpc as csgrpc
 from cts.v1 import engine_service_pb2 as pb
 from cts.v1 import engine_service_pb2_grpc as sgrpc
-from tests.fleet.daemons import Fleet, fleet_on_postgres, swinging, wait_for
+from tests.fleet.daemons import Fleet, fleet_on_postgres, leases_locked, swinging, wait_for
 from tests.robustness.tally import soak_rounds
 from tests.robustness.test_engine_crash_durability import EngineWorker, grid_config, venue_counts
 from tests.support.conn_tests import run_test, sim_connection
@@ -39,6 +40,7 @@ from tests.support.simulator import SimulatorThread
 SEED = 16
 FAILOVER_LIMIT_S = 15.0
 PAUSE_TTL_S = 4.0
+RESUMED_UNRENEWED_S = 3.0
 
 
 def traded(fleet: Fleet) -> bool:
@@ -83,7 +85,11 @@ def test_a_paused_owner_places_nothing_after_losing_its_leases(
             time.sleep(rng.uniform(0, 1.5))  # the pause lands at a random instant: no event
             owner.send(signal.SIGSTOP)
             wait_for(lambda: fleet.running_on(other) == names, 60, "adopted by the other")
-            owner.send(signal.SIGCONT)
+            with leases_locked(fleet.url):
+                # Resumed while its renewal cannot reach the lease table: its engines
+                # would trade on for as long, were they not fenced by its own clock.
+                owner.send(signal.SIGCONT)
+                time.sleep(RESUMED_UNRENEWED_S)  # a fault window, not a wait for an event
             lost = owner.wait_records(lambda r: r.get("msg") == "engine lease lost",
                                       len(names), timeout=30)
             assert len(lost) == len(names), "the resumed owner did not find its leases lost"
