@@ -72,12 +72,17 @@ def fleet_json(address: str) -> dict[str, object]:
     return json.loads(answer.stdout) if answer.returncode == 0 else {}
 
 
-def engines_of(address: str, prefix: str) -> int:
-    """Live leases held by members whose id starts with `prefix`."""
+def live_owners(address: str) -> list[str]:
+    """The owner of each live engine lease, from one read of the fleet."""
     leases = fleet_json(address).get("leases", [])
     assert isinstance(leases, list)
-    return sum(1 for lease in leases
-               if lease.get("live") and str(lease.get("owner", "")).startswith(prefix))
+    return [str(lease["owner"]) for lease in leases if lease.get("live")]
+
+
+def moved(address: str, away_from: str, engines: int = 2) -> bool:
+    """Every engine under a live lease of a member other than `away_from`."""
+    owners = live_owners(address)
+    return len(owners) == engines and not any(o.startswith(away_from) for o in owners)
 
 
 def main() -> int:
@@ -111,8 +116,7 @@ def main() -> int:
             procs.pop("d1").send_signal(signal.SIGKILL)
             killed = time.monotonic()
             print("$ kill -KILL d1", flush=True)
-            while engines_of(f"unix:{socks['d2']}", "d") < 2 or engines_of(
-                    f"unix:{socks['d2']}", "d1") > 0:
+            while not moved(f"unix:{socks['d2']}", "d1-"):
                 if time.monotonic() - killed > 60:
                     raise SystemExit("demo: the engines were not adopted within 60 s")
                 time.sleep(0.2)
@@ -128,8 +132,7 @@ def main() -> int:
             d2.say(f"Drain {busiest['id']} for an upgrade: its engines move to the others")
             d2.run("fleet", "drain", str(busiest["id"]))
             drained = time.monotonic()
-            while engines_of(f"unix:{socks['d2']}", str(busiest["id"])) > 0 or engines_of(
-                    f"unix:{socks['d2']}", "d") < 2:
+            while not moved(f"unix:{socks['d2']}", str(busiest["id"])):
                 if time.monotonic() - drained > 60:
                     raise SystemExit("demo: the drain did not finish within 60 s")
                 time.sleep(0.2)
