@@ -14,6 +14,7 @@ import pytest_asyncio
 from ctsd.store.database import Database
 from tests.support import servers
 from tests.support.daemon_process import DaemonProcess, remove_tree, short_tempdir
+from tests.support.pg_databases import PgDatabases
 
 
 @pytest.fixture
@@ -48,6 +49,12 @@ def postgres_url() -> Iterator[str]:
     """A PostgreSQL superuser's URL: a private cluster, or `CTS_TEST_POSTGRES_URL`."""
     with servers.postgres_url() as url:
         yield url
+
+
+@pytest.fixture(scope="session")
+def pg_databases(postgres_url: str) -> Iterator[PgDatabases]:
+    """Fresh databases on the session's PostgreSQL, each a copy of a migrated template."""
+    yield PgDatabases(postgres_url)
 
 
 @pytest.fixture(scope="session")

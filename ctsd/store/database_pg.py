@@ -331,9 +331,13 @@ class PgBackend(WriterBackend):
             try:
                 await run_on_writer(functools.partial(_migrate, writer))
                 await pool.open(wait=True, timeout=CONNECT_TIMEOUT_S)
-            except (psycopg.Error, psycopg_pool.PoolTimeout) as exc:
+            except (psycopg.OperationalError, psycopg_pool.PoolTimeout) as exc:
                 raise ConfigurationError(
                     f"cannot reach database {where}: {_first_line(exc)}") from exc
+            except psycopg.Error as exc:  # a schema made by hand or by something else
+                raise ConfigurationError(
+                    f"cannot open database {where}: {_first_line(exc)}; "
+                    "is it a ctsd database? restore a backup") from exc
         except BaseException:
             await run_on_writer(writer.close)
             await pool.close()

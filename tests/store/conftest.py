@@ -3,7 +3,7 @@ PostgreSQL database (a copy of a migrated template on the session's server)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -13,11 +13,6 @@ from ctsd.store.database import Database
 from tests.support.pg_databases import PgDatabases
 
 BACKENDS = ("sqlite", "postgresql")
-
-
-@pytest.fixture(scope="session")
-def pg_databases(postgres_url: str) -> Iterator[PgDatabases]:
-    yield PgDatabases(postgres_url)
 
 
 @pytest_asyncio.fixture
@@ -41,6 +36,16 @@ async def db(tmp_path: Path, store_url: str | None) -> AsyncIterator[Database]:
         yield database
     finally:
         await database.close()
+
+
+@pytest_asyncio.fixture
+async def other(tmp_path: Path, store_url: str | None, db: Database) -> AsyncIterator[Database]:
+    """A second `Database` on `db`'s store: another daemon of the fleet."""
+    second = await Database.open(tmp_path, store_url)
+    try:
+        yield second
+    finally:
+        await second.close()
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

@@ -5,13 +5,12 @@ never do; a listener that may have missed some is told (a gap)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import psycopg
 import pytest
-import pytest_asyncio
 
 from ctsd.errors import Unavailable
 from ctsd.store.database import Database, Transaction
@@ -19,16 +18,6 @@ from ctsd.store.database_feed import MAX_PAYLOAD_BYTES, Notice, Subscription
 from tests.support.pg_databases import database_url
 
 WAIT_S = 10.0  # a bound, not a pace: every wait ends as soon as the notice arrives
-
-
-@pytest_asyncio.fixture
-async def other(tmp_path: Path, store_url: str | None, db: Database) -> AsyncIterator[Database]:
-    """A second `Database` on the same store: another daemon of the fleet."""
-    second = await Database.open(tmp_path, store_url)
-    try:
-        yield second
-    finally:
-        await second.close()
 
 
 def notifying(*notes: tuple[str, str], fail: bool = False) -> Callable[[Transaction], None]:

@@ -49,9 +49,13 @@ class PgDatabases:
             url = await self.empty()
             db = await Database.open(Path("/nonexistent"), url)  # no state dir on PostgreSQL
             await db.close()
-            self._template = urlsplit(url).path.lstrip("/")
+            self._template = url
+        return await self.copy(self._template)
+
+    async def copy(self, url: str) -> str:
+        """A new database with the rows of the one at `url` (nobody may be connected to it)."""
         name = f"ctsd_t{os.getpid()}_{next(_COUNTER)}"
-        await self._admin(f"CREATE DATABASE {name} TEMPLATE {self._template}")
+        await self._admin(f"CREATE DATABASE {name} TEMPLATE {urlsplit(url).path.lstrip('/')}")
         return database_url(self.server_url, name)
 
     async def drop(self, url: str) -> None:
