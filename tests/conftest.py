@@ -76,3 +76,26 @@ def private_redis() -> Iterator[servers.PrivateRedis]:
         yield server.start()
     finally:
         server.stop()
+
+
+BACKENDS = ("sqlite", "postgresql")
+
+
+@pytest_asyncio.fixture
+async def store_url(request: pytest.FixtureRequest) -> AsyncIterator[str | None]:
+    """None (the SQLite file) or a fresh PostgreSQL database's URL, dropped afterwards: a
+    test that asks for it runs once per backend (`Database.open(state_dir, store_url)`)."""
+    if request.param == "sqlite":
+        yield None
+        return
+    databases: PgDatabases = request.getfixturevalue("pg_databases")
+    url = await databases.fresh()
+    try:
+        yield url
+    finally:
+        await databases.drop(url)
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "store_url" in metafunc.fixturenames:
+        metafunc.parametrize("store_url", BACKENDS, indirect=True)
