@@ -6,6 +6,8 @@ health NOT_SERVING, and both recover when it is back, nothing acknowledged lost.
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from urllib.parse import urlsplit
@@ -154,3 +156,26 @@ def test_a_server_gone_later_is_unavailable_then_recovers_with_nothing_lost(
     daemon.stop()
     daemon.start()
     assert _ids(daemon) == {"before", "after"}
+
+
+def test_rotate_key_reseals_the_postgresql_store(
+        daemon_on: Callable[[], DaemonProcess], store: str) -> None:
+    """`ctsd rotate-key --config` works on the database of `[store] url`; the daemon then
+    opens every secret under the new key (a connection test needs them unsealed)."""
+    daemon = daemon_on().start()
+    assert _create(daemon, "a") == grpc.StatusCode.OK
+    daemon.stop()
+    with psycopg.connect(store) as conn:
+        before = conn.execute("SELECT key_id, blob FROM sealed_secrets ORDER BY field").fetchall()
+    done = subprocess.run(
+        [sys.executable, "-m", "ctsd", "rotate-key", "--state-dir", str(daemon.state_dir),
+         "--config", str(daemon.root / "ctsd.toml")],
+        capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    assert "re-sealed 2 secrets" in done.stdout
+    with psycopg.connect(store) as conn:
+        after = conn.execute("SELECT key_id, blob FROM sealed_secrets ORDER BY field").fetchall()
+    assert len(after) == 2
+    assert all(a[0] != b[0] and a[1] != b[1] for a, b in zip(after, before, strict=True))
+    daemon.start()  # refuses with exit 78 unless every secret is sealed under its key
+    assert _ids(daemon) == {"a"}
