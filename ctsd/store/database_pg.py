@@ -15,9 +15,12 @@ The writer's session also has `idle_in_transaction_session_timeout` and
 `lock_timeout`: a daemon stopped (SIGSTOP) in the middle of a unit cannot hold
 its row locks, and so the whole fleet, longer than that.
 
-A connection that drops during COMMIT leaves the outcome unknown: the write
-answers UNAVAILABLE, `publish` does not run, and the row may be there. Read
-models that follow the change feed reload on the gap the drop causes.
+A connection that drops during COMMIT leaves the outcome in doubt; the writer
+asks the server on a new connection (`txid_status` of the transaction's id,
+taken at BEGIN): committed → the write succeeded (publish runs, the caller gets
+its answer); aborted → UNAVAILABLE, nothing applied. Only when no connection can
+be had to ask does the write answer UNAVAILABLE with its outcome unknown; read
+models that follow the change feed reload on the gap the outage causes.
 
 Reads: an async psycopg pool, autocommit (each read sees what is committed).
 Notifications: `tx.notify` is `pg_notify` in the transaction; `PgListener` holds
@@ -184,30 +187,57 @@ class _Writer:
         raise AssertionError("unreachable")
 
     def _once(self, unit: Callable[[Transaction], T], isolation: str) -> tuple[T, list[Note]]:
-        conn = self._begun(isolation)
+        conn, xid = self._begun(isolation)
         tx = PgTransaction(conn.cursor())
         try:
             result = unit(tx)
-            conn.execute("COMMIT")
         except BaseException:
             self._end(conn)
             raise
+        try:
+            conn.execute("COMMIT")
+        except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+            if not conn.broken and not conn.closed:
+                self._end(conn)  # the server refused the commit (a conflict): not applied
+                raise
+            if self._outcome(xid) != "committed":  # aborted, or nobody can tell
+                raise
+            log.warning("the connection dropped during COMMIT; the server says it committed",
+                        extra={"reason": _first_line(exc)})
         return result, tx.notes
 
-    def _begun(self, isolation: str) -> psycopg.Connection[Any]:
-        """A connection inside a new transaction. One that dropped while idle (a server
-        restarted, a session ended) is replaced once: nothing of the unit ran on it."""
+    def _begun(self, isolation: str) -> tuple[psycopg.Connection[Any], int]:
+        """A connection inside a new transaction, and the transaction's id. One that
+        dropped while idle (a server restarted, a session ended) is replaced once:
+        nothing of the unit ran on it."""
         fresh = self._conn is None or self._conn.closed
+        begin = f"BEGIN ISOLATION LEVEL {isolation}; SELECT txid_current()"
         conn = self.connection()
         try:
-            conn.execute(f"BEGIN ISOLATION LEVEL {isolation}")
+            cur = conn.execute(begin)
         except (psycopg.OperationalError, psycopg.InterfaceError):
             if fresh:
                 raise
             self.close()
             conn = self.connection()
-            conn.execute(f"BEGIN ISOLATION LEVEL {isolation}")
-        return conn
+            cur = conn.execute(begin)
+        cur.nextset()
+        row = cur.fetchone()
+        assert row is not None
+        return conn, int(row[0])
+
+    def _outcome(self, xid: int) -> str | None:
+        """What became of transaction `xid` whose COMMIT got no answer: "committed",
+        "aborted", or None when no new connection can ask (the write then stays
+        UNAVAILABLE with its outcome unknown)."""
+        self.close()
+        try:
+            row = self.connection().execute("SELECT txid_status(%s)", (xid,)).fetchone()
+        except psycopg.Error:
+            self.close()
+            return None
+        status = str(row[0]) if row and row[0] is not None else None
+        return status if status in ("committed", "aborted") else None
 
     def _end(self, conn: psycopg.Connection[Any]) -> None:
         """Leaves no transaction open: rolls back, or starts over on a new connection."""
