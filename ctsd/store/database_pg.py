@@ -304,6 +304,9 @@ class PgListener:
                         self._reached(f"unreachable: {_first_line(exc)}")
                         log.warning("the database's notifications stopped; reconnecting",
                                     extra={"reason": _first_line(exc)})
+                    except Exception as exc:  # a bug here must not end the feed for good
+                        self._refuse_pending(exc)
+                        log.exception("the database's notifications failed; reconnecting")
                     listened = listened or self.connected
                     self.connected = False
                     delay = 0.05
