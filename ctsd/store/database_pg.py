@@ -51,7 +51,7 @@ import psycopg_pool
 
 from ctsd.errors import ConfigurationError, ResourceExhausted, Unavailable
 from ctsd.store.database_feed import Feed, Notice
-from ctsd.store.database_tx import Note, Transaction, WriterBackend, roll_back
+from ctsd.store.database_tx import Note, OnWriter, Transaction, WriterBackend, roll_back
 from ctsd.store.migrations import SCHEMA_VERSION, check_schema, refuse_newer, scripts
 from ctsd.store.quarantine import Row
 from ctsd.store.store_url import redacted_url
@@ -348,12 +348,12 @@ class PgBackend(WriterBackend):
         self._writer = writer
         self._pool = pool
         self.listener = PgListener(url, feed, writer.pids, self._reached)
+        self.found_version = SCHEMA_VERSION
         feed.on_first_listener = self.listener.listen
 
     @classmethod
-    async def open(cls, url: str, run_on_writer: Callable[[Callable[[], None]],
-                                                          asyncio.Future[None]],
-                   feed: Feed) -> PgBackend:
+    async def open(cls, url: str, run_on_writer: OnWriter, feed: Feed,
+                   upgrade: bool) -> PgBackend:
         where = redacted_url(url)
         writer = _Writer(url)
         pool: psycopg_pool.AsyncConnectionPool[Any] = psycopg_pool.AsyncConnectionPool(
@@ -362,7 +362,7 @@ class PgBackend(WriterBackend):
             check=psycopg_pool.AsyncConnectionPool.check_connection, name="ctsd-read")
         try:
             try:
-                await run_on_writer(functools.partial(_migrate, writer))
+                found = await run_on_writer(functools.partial(_migrate, writer, upgrade))
                 await pool.open(wait=True, timeout=CONNECT_TIMEOUT_S)
             except (psycopg.OperationalError, psycopg_pool.PoolTimeout) as exc:
                 raise ConfigurationError(
@@ -375,7 +375,9 @@ class PgBackend(WriterBackend):
             await run_on_writer(writer.close)
             await pool.close()
             raise
-        return cls(url, writer, pool, feed)
+        backend = cls(url, writer, pool, feed)
+        backend.found_version = found
+        return backend
 
     def committed(self, notes: list[Note]) -> None:
         """The server delivers them (to every LISTENing session, ours included)."""
@@ -415,10 +417,15 @@ class PgBackend(WriterBackend):
         await self._pool.close()
 
 
-def _migrate(writer: _Writer) -> None:
+def _migrate(writer: _Writer, upgrade: bool) -> int:
     """Every missing step in one transaction, under a lock other daemons wait on; at READ
-    COMMITTED, so a daemon that waited sees what the one before it made."""
-    def unit(tx: Transaction) -> None:
+    COMMITTED, so a daemon that waited sees what the one before it made. Returns the
+    version found.
+
+    An empty database is made at once. One at an older version is upgraded only when
+    `upgrade` says so (`ctsd migrate`): other daemons of the fleet may still run the
+    older version on it, and must not find its schema changed under them."""
+    def unit(tx: Transaction) -> int:
         tx.execute(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
         tx.execute("CREATE TABLE IF NOT EXISTS ctsd_schema (version BIGINT NOT NULL)")
         row = tx.fetch_one("SELECT version FROM ctsd_schema")
@@ -426,14 +433,20 @@ def _migrate(writer: _Writer) -> None:
             tx.execute("INSERT INTO ctsd_schema (version) VALUES (0)")
         version = int(row[0]) if row else 0
         refuse_newer(version)
+        if 0 < version < SCHEMA_VERSION and not upgrade:
+            raise ConfigurationError(
+                f"database schema version {version} is older than this ctsd's "
+                f"({SCHEMA_VERSION}); daemons of the older version may share it: stop them, "
+                "then run `ctsd migrate` once (docs/operations.md, PostgreSQL store)")
         for script in scripts("postgresql")[version:]:
             for statement in (s.strip() for s in script.split(";")):
                 if statement:
                     tx.execute(statement)
         tx.execute("UPDATE ctsd_schema SET version = ?", (SCHEMA_VERSION,))
         check_schema(_tables(tx))
+        return version
 
-    writer.run(unit, isolation="READ COMMITTED")
+    return writer.run(unit, isolation="READ COMMITTED")[0]
 
 
 def _tables(tx: Transaction) -> dict[str, frozenset[str]]:

@@ -190,3 +190,35 @@ def test_rotate_key_reseals_the_postgresql_store(
     assert all(a[0] != b[0] and a[1] != b[1] for a, b in zip(after, before, strict=True))
     daemon.start()  # refuses with exit 78 unless every secret is sealed under its key
     assert _ids(daemon) == {"a"}
+
+
+def test_an_older_shared_database_is_refused_until_ctsd_migrate_upgrades_it(
+        pg_databases: PgDatabases) -> None:
+    """Daemons of the older version may share it: a newer daemon never changes its schema
+    under them on its own. `ctsd migrate` does, once, keeping every row."""
+    url = asyncio.run(pg_databases.at_version(SCHEMA_VERSION - 1))
+    daemon = _daemon(url)
+    try:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(
+                "INSERT INTO connections (id, display_name, exchange, api_type, testnet, "
+                "margin_mode, position_mode, market_data_method, enabled, predefined, "
+                "created_us, updated_us, revision) VALUES ('old', 'old', 'binance', 'spot', 0, "
+                "'cross', 'one_way', 'rest', 1, 0, 1, 1, 1)")
+        refused = daemon.run_to_exit()
+        assert refused.returncode == EX_CONFIG
+        lines = refused.stderr.strip().splitlines()
+        assert len(lines) == 1 and f"schema version {SCHEMA_VERSION - 1} is older than this " \
+            f"ctsd's ({SCHEMA_VERSION})" in lines[0] and "ctsd migrate" in lines[0], lines
+        runs = [subprocess.run(
+            [sys.executable, "-m", "ctsd", "migrate", "--state-dir", str(daemon.state_dir),
+             "--config", str(daemon.root / "ctsd.toml")],
+            capture_output=True, text=True, timeout=60, check=False) for _ in range(2)]
+        assert [r.returncode for r in runs] == [0, 0], [r.stderr for r in runs]
+        assert f"schema version {SCHEMA_VERSION - 1} -> {SCHEMA_VERSION}" in runs[0].stdout
+        assert "nothing to do" in runs[1].stdout
+        daemon.start()
+        assert _ids(daemon) == {"old"}
+    finally:
+        daemon.cleanup()
+        asyncio.run(pg_databases.drop(url))
