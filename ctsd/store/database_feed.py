@@ -131,9 +131,9 @@ class Feed:
         self.loop = loop
         self._subs: dict[str, set[Subscription]] = {}
         self._closed = False
-        self.on_first_listener: Callable[[str], asyncio.Future[None] | None] = (
-            lambda channel: None)
-        """The backend's hook: start listening on a channel (PostgreSQL: LISTEN)."""
+        self.on_listen: Callable[[str], asyncio.Future[None] | None] = lambda channel: None
+        """The backend's hook: listen on a channel (PostgreSQL: LISTEN), returning what to
+        wait for while that is not yet in force (None: it is)."""
 
     @property
     def channels(self) -> list[str]:
@@ -143,9 +143,8 @@ class Feed:
         if self._closed:
             sub.end()
             return
-        subs = self._subs.setdefault(sub.channel, set())
-        subs.add(sub)
-        ready = self.on_first_listener(sub.channel) if len(subs) == 1 else None
+        self._subs.setdefault(sub.channel, set()).add(sub)
+        ready = self.on_listen(sub.channel)  # every subscriber waits: a second one too
         if ready is not None:
             try:
                 await asyncio.shield(ready)

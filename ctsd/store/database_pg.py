@@ -349,7 +349,7 @@ class PgBackend(WriterBackend):
         self._pool = pool
         self.listener = PgListener(url, feed, writer.pids, self._reached)
         self.found_version = SCHEMA_VERSION
-        feed.on_first_listener = self.listener.listen
+        feed.on_listen = self.listener.listen
 
     @classmethod
     async def open(cls, url: str, run_on_writer: OnWriter, feed: Feed,

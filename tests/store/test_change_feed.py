@@ -123,3 +123,18 @@ async def test_listening_on_an_unreachable_server_is_unavailable(tmp_path: Path,
                 pass
     finally:
         await db.close()
+
+
+@pytest.mark.asyncio
+async def test_a_second_listener_entering_while_the_first_waits_is_listening_once_entered(
+        db: Database, other: Database) -> None:
+    """The second of two listeners to one channel, entered while the first still waits
+    for LISTEN, must wait for it too: a notice committed once it entered reaches it."""
+    first, second = other.listen("engines"), other.listen("engines")
+    entering = asyncio.ensure_future(first.__aenter__())
+    await asyncio.sleep(0)  # the first has asked for LISTEN and waits
+    async with second:
+        await db.write(notifying(("engines", "x")))
+        assert await next_notice(second) == Notice("engines", "x")
+        await entering
+        await first.__aexit__(None, None, None)
