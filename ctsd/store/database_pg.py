@@ -72,6 +72,10 @@ WRITER_OPTIONS = "-c idle_in_transaction_session_timeout=5000 -c lock_timeout=50
 LISTENER_NAME = "ctsd-listen"
 MIGRATION_LOCK = 0x637473  # pg_advisory_xact_lock key: one migrating daemon at a time
 _RETRY = (psycopg.errors.SerializationFailure, psycopg.errors.DeadlockDetected)
+_BUSY = (psycopg.errors.LockNotAvailable, psycopg.errors.QueryCanceled)
+"""Waited too long for a lock another session holds: busy, not unreachable."""
+_UNWRITABLE = (psycopg.errors.DiskFull, psycopg.errors.ReadOnlySqlTransaction)
+"""The server answers but takes no writes (full disk; a standby after a failover)."""
 _PLACEHOLDER = re.compile(r"'(?:[^']|'')*'|\"[^\"]*\"|\?|%|\bgroup_concat\(", re.I)
 
 
@@ -104,6 +108,8 @@ def translated_errors() -> Iterator[None]:
         raise ResourceExhausted("the database server's disk is full") from exc
     except _RETRY as exc:
         raise Unavailable("the database is busy with conflicting writes; retry") from exc
+    except _BUSY as exc:
+        raise Unavailable(f"the database is busy: {_first_line(exc)}") from exc
     except psycopg.errors.ReadOnlySqlTransaction as exc:
         raise Unavailable("the database takes no writes (a read-only server)") from exc
     except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
@@ -178,9 +184,12 @@ class _Writer:
                     raise
                 time.sleep(random.uniform(0, 0.002 * 2 ** attempt))  # on the writer thread
                 continue
-            except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
-                self.fault = f"{type(exc).__name__}: {_first_line(exc)}"
-                self.close()
+            except (psycopg.Error, psycopg_pool.PoolTimeout) as exc:
+                lost = self._conn is None or self._conn.broken or self._conn.closed
+                if lost or isinstance(exc, _UNWRITABLE):  # not a unit's own error, nor busy
+                    self.fault = f"{type(exc).__name__}: {_first_line(exc)}"
+                if lost:
+                    self.close()
                 raise
             self.fault = None
             return result, notes
