@@ -400,7 +400,7 @@ class PgBackend(WriterBackend):
                 cur = await conn.execute(pg_sql(sql), pg_params(params))
                 rows = [tuple(row) for row in await cur.fetchall()]
         except (psycopg.OperationalError, psycopg_pool.PoolTimeout) as exc:
-            if not isinstance(exc, _RETRY):
+            if not isinstance(exc, (*_RETRY, *_BUSY, *_UNWRITABLE)):  # answered: reachable
                 self._reached(f"unreachable: {_first_line(exc)}")
             raise
         self._reached(None)
