@@ -291,8 +291,7 @@ class PgListener:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        for future in self._pending.values():
-            future.cancel()
+        self._fail_pending(Unavailable("the store is closed"))  # waiters were not cancelled
 
     async def _run(self) -> None:
         delay, listened = 0.05, False
@@ -341,10 +340,13 @@ class PgListener:
                                           own=note.pid in self._own))
 
     def _refuse_pending(self, exc: BaseException) -> None:
+        self._fail_pending(Unavailable(f"the database is unreachable: {_first_line(exc)}"))
+
+    def _fail_pending(self, error: Exception) -> None:
         for future in self._pending.values():
             if not future.done():
-                future.set_exception(Unavailable(
-                    f"the database is unreachable: {_first_line(exc)}"))
+                future.set_exception(error)
+                future.exception()  # retrieved here too: its waiter may be gone
         self._pending.clear()
 
 

@@ -138,3 +138,19 @@ async def test_a_second_listener_entering_while_the_first_waits_is_listening_onc
         assert await next_notice(second) == Notice("engines", "x")
         await entering
         await first.__aexit__(None, None, None)
+
+
+@pytest.mark.asyncio
+async def test_closing_while_a_listener_enters_tells_it_so(db: Database, other: Database) -> None:
+    """Not a CancelledError in a task nobody cancelled: Unavailable, or an ended feed."""
+    feed = other.listen("engines")
+    entering = asyncio.ensure_future(feed.__aenter__())
+    await asyncio.sleep(0)
+    await other.close()
+    try:
+        await entering
+    except Unavailable as exc:
+        assert "closed" in str(exc)
+    else:
+        with pytest.raises(StopAsyncIteration):
+            await next_notice(feed)
