@@ -61,6 +61,7 @@ log = logging.getLogger("ctsd.store")
 
 CONNECT_TIMEOUT_S = 5
 POOL_TIMEOUT_S = 5.0
+POOL_MAX_SIZE = 4
 WRITE_ATTEMPTS = 8
 LISTEN_POLL_S = 0.1
 """How often the LISTEN connection looks for channels to add between notifications."""
@@ -368,7 +369,7 @@ class PgBackend(WriterBackend):
         where = redacted_url(url)
         writer = _Writer(url)
         pool: psycopg_pool.AsyncConnectionPool[Any] = psycopg_pool.AsyncConnectionPool(
-            url, min_size=1, max_size=4, open=False, timeout=POOL_TIMEOUT_S,
+            url, min_size=1, max_size=POOL_MAX_SIZE, open=False, timeout=POOL_TIMEOUT_S,
             kwargs={"autocommit": True, **SESSION},
             check=psycopg_pool.AsyncConnectionPool.check_connection, name="ctsd-read")
         try:

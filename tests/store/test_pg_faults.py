@@ -5,6 +5,8 @@ NOT_SERVING) until it takes writes again."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -15,6 +17,7 @@ import pytest_asyncio
 
 from ctsd.errors import Unavailable
 from ctsd.store.database import Database
+from ctsd.store.database_pg import POOL_MAX_SIZE
 from tests.support.pg_databases import PgDatabases, database_url
 
 ROW = ("INSERT INTO engines (connection_id, engine_id, config, desired, cycle, updated_us) "
@@ -65,3 +68,18 @@ async def test_a_server_that_takes_no_writes_is_a_write_fault_until_it_does(
     _admin(url, "ALTER DATABASE {db} RESET default_transaction_read_only", terminate)
     await db.probe_write()
     assert db.write_fault is None
+
+
+@pytest.mark.asyncio
+async def test_reads_cancelled_mid_query_leave_the_pool_usable(pg: tuple[Database, str]) -> None:
+    """More cancelled reads than the pool has connections: none is lost or left busy."""
+    db, _ = pg
+    for _ in range(POOL_MAX_SIZE + 2):
+        slow = asyncio.ensure_future(db.fetch_all("SELECT pg_sleep(5)"))
+        await asyncio.sleep(0.05)  # the query is on the server (it takes 5 s)
+        slow.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await slow
+        started = time.monotonic()
+        assert await db.fetch_all("SELECT connection_id FROM engines") == [("a",)]
+        assert time.monotonic() - started < 2.5, "a read waited for a cancelled one"
