@@ -27,6 +27,11 @@ Use:
             elif not notice.own:                  # our own writes published already
                 model.apply(notice.payload)
 
+Order: a channel's notices arrive in commit order (on SQLite, in the order of
+each writing `Database`'s commits: two `Database`s on one file in one process,
+a test's two fleet members, may interleave theirs differently), and a writing
+`Database` runs its own `publish` before its own notices arrive.
+
 Like PostgreSQL, identical (channel, payload) pairs within one transaction are
 delivered once. A payload is text of at most `MAX_PAYLOAD_BYTES` bytes (UTF-8):
 send ids, not rows.
