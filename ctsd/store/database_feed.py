@@ -29,8 +29,9 @@ Use:
 
 Order: a channel's notices arrive in commit order (on SQLite, in the order of
 each writing `Database`'s commits: two `Database`s on one file in one process,
-a test's two fleet members, may interleave theirs differently), and a writing
-`Database` runs its own `publish` before its own notices arrive.
+a test's two fleet members, may interleave theirs differently). A writing
+`Database`'s own notices (`own`) may arrive before or after its `publish` ran
+(PostgreSQL delivers them on another connection): act on others' notices only.
 
 Like PostgreSQL, identical (channel, payload) pairs within one transaction are
 delivered once. A payload is text of at most `MAX_PAYLOAD_BYTES` bytes (UTF-8):
