@@ -70,7 +70,11 @@ class DaemonProcess:
         self.proc = subprocess.Popen(self.command(), stdout=self._log_file,
                                      stderr=self._log_file, env=self.env, cwd=self._cwd)
         if wait:
-            self.wait_serving(timeout, poll_s)
+            try:
+                self.wait_serving(timeout, poll_s)
+            except BaseException:
+                self.stop(signal.SIGKILL)  # no process or open log left to a failed start
+                raise
             self.startup_s = time.perf_counter() - started
         return self
 
