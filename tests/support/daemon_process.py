@@ -73,7 +73,7 @@ class DaemonProcess:
             try:
                 self.wait_serving(timeout, poll_s)
             except BaseException:
-                self.stop(signal.SIGKILL)  # no process or open log left to a failed start
+                self._abandon()
                 raise
             self.startup_s = time.perf_counter() - started
         return self
@@ -158,6 +158,16 @@ class DaemonProcess:
             self._log_file.close()
             self._log_file = None
         return code
+
+    def _abandon(self) -> None:
+        """After a failed start: no process and no open log left behind, but the exit
+        code kept for `stop` (a refusal's code is what a caller checks)."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        if self._log_file is not None:
+            self._log_file.close()
+            self._log_file = None
 
     def kill(self) -> None:
         self.stop(signal.SIGKILL)
