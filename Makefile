@@ -119,6 +119,7 @@ soak: $(STAMP)
 	CTS_SOAK_ROUNDS=20 CTS_FUZZ_EXAMPLES=300 CTS_SOAK_SECONDS=600 CTS_ROTATION_SECRETS=24000 \
 		$(VENV)/bin/pytest -q -s tests/robustness
 	CTS_FLEET_EXAMPLES=100 $(VENV)/bin/pytest -q -p no:xdist tests/ratelimit/test_shared.py
+	CTS_CORRUPTION_CASES=20000 $(VENV)/bin/pytest -q -s -p no:xdist tests/store/test_random_corruption.py
 	CTS_SOAK_ROUNDS=20 $(VENV)/bin/pytest -q -p no:xdist tests/fleet/test_fencing.py \
 		tests/fleet/test_failover.py
 

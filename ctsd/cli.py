@@ -81,6 +81,10 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         help="where to write the new key when the current one is not the managed state-dir key",
     )
+    migrate = sub.add_parser(
+        "migrate", help="upgrade the database's schema to this ctsd's (a shared PostgreSQL "
+        "database: after stopping the daemons of the older version)")
+    _common(migrate)
     sub.add_parser("sim", help="run the exchange simulator (see `ctsd sim --help`)", add_help=False)
     return parser
 
@@ -129,6 +133,16 @@ def _rotate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _migrate(args: argparse.Namespace) -> int:
+    from ctsd.logs import configure
+    from ctsd.wiring.migrate import run_migration
+
+    config = _load(args)
+    configure(config.log_level, config.log_format)
+    print(asyncio.run(run_migration(config)))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["sim"]:
@@ -137,7 +151,8 @@ def main(argv: list[str] | None = None) -> int:
         return sim_main(argv[1:])
     args = build_parser().parse_args(argv)
     try:
-        return _rotate(args) if args.command == "rotate-key" else _serve(args)
+        command = {"rotate-key": _rotate, "migrate": _migrate}.get(args.command, _serve)
+        return command(args)
     except ConfigurationError as exc:
         print(f"ctsd: {exc}", file=sys.stderr)
         return 78  # EX_CONFIG: systemd does not restart-loop on a configuration error

@@ -6,14 +6,17 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
 import pytest_asyncio
 
 from ctsd.store.database import Database
+from tests.robustness.tally import REPORTED
 from tests.support import servers
 from tests.support.daemon_process import DaemonProcess, remove_tree, short_tempdir
+from tests.support.pg_databases import PgDatabases
 
 
 @pytest.fixture
@@ -51,6 +54,12 @@ def postgres_url() -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
+def pg_databases(postgres_url: str) -> Iterator[PgDatabases]:
+    """Fresh databases on the session's PostgreSQL, each a copy of a migrated template."""
+    yield PgDatabases(postgres_url)
+
+
+@pytest.fixture(scope="session")
 def redis_url() -> Iterator[str]:
     """A Redis URL: a private server, or `CTS_TEST_REDIS_URL`. Tests share it: each
     keeps to keys of its own (a unique prefix) and never flushes it."""
@@ -69,3 +78,53 @@ def private_redis() -> Iterator[servers.PrivateRedis]:
         yield server.start()
     finally:
         server.stop()
+
+
+BACKENDS = ("sqlite", "postgresql")
+
+
+@pytest_asyncio.fixture
+async def store_url(request: pytest.FixtureRequest) -> AsyncIterator[str | None]:
+    """None (the SQLite file) or a fresh PostgreSQL database's URL, dropped afterwards: a
+    test that asks for it runs once per backend (`Database.open(state_dir, store_url)`)."""
+    if request.param == "sqlite":
+        yield None
+        return
+    databases: PgDatabases = request.getfixturevalue("pg_databases")
+    url = await databases.fresh()
+    try:
+        yield url
+    finally:
+        await databases.drop(url)
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "store_url" in metafunc.fixturenames:
+        metafunc.parametrize("store_url", BACKENDS, indirect=True)
+
+
+# Every robustness test's tried/survived/lost row (tests/robustness/tally.py), printed at
+# the end of the session. Under pytest-xdist the rows are reported in the workers; each
+# hands its rows to the controller when it finishes (`workeroutput`), so the table is the
+# same with or without `-n`. These hooks live here because the controller collects
+# nothing and so never loads a conftest below this one.
+_WORKER_KEY = "robustness_rows"
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    workeroutput: dict[str, Any] | None = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:  # an xdist worker: the controller prints
+        workeroutput[_WORKER_KEY] = list(REPORTED)
+
+
+@pytest.hookimpl(optionalhook=True)  # xdist's hook: absent under `-p no:xdist`
+def pytest_testnodedown(node: Any, error: Any) -> None:
+    """xdist controller hook: a worker finished; keep its rows."""
+    REPORTED.extend(getattr(node, "workeroutput", {}).get(_WORKER_KEY, ()))
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if REPORTED:
+        terminalreporter.section("robustness: tried / survived / lost")
+        for row in REPORTED:
+            terminalreporter.write_line(row)

@@ -116,7 +116,8 @@ class StartupChecks:
 
     async def database_integrity(self) -> tuple[bool, str]:
         answer = await self._env.db.integrity_check()
-        return answer == "ok", f"quick_check: {answer}"
+        how = "quick_check" if self._env.db.kind == "sqlite" else "data checksums"
+        return answer == "ok", f"{how}: {answer}"
 
     async def database_writable(self) -> tuple[bool, str]:
         """The last write reached the file; after one that did not, a probe write must."""

@@ -88,7 +88,7 @@ def _row_values(conn: Connection, hint: str) -> tuple[Any, ...]:
 
 
 class ConnectionRepository:
-    """`ConnectionStore` on SQLite: writes go to the database; reads come from an index
+    """`ConnectionStore` on the database: writes go to the database; reads come from an index
     updated after each commit."""
 
     def __init__(self, db: Database) -> None:

@@ -80,14 +80,16 @@ class Database:
         backend.watch_reachability(self._reachability)
 
     @classmethod
-    async def open(cls, state_dir: Path, url: str | None = None) -> Database:
+    async def open(cls, state_dir: Path, url: str | None = None,
+                   upgrade: bool = False) -> Database:
         """The SQLite file in `state_dir`, or the PostgreSQL database at `url`; migrated to
-        this ctsd's schema. ConfigurationError (exit 78) if it cannot be used."""
+        this ctsd's schema (a PostgreSQL database at an older version only with `upgrade`:
+        `ctsd migrate`). ConfigurationError (exit 78) if it cannot be used."""
         loop = asyncio.get_running_loop()
         executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ctsd-writer")
         feed = Feed(loop)
 
-        def on_writer(call: Callable[[], None]) -> asyncio.Future[None]:
+        def on_writer(call: Callable[[], T]) -> asyncio.Future[T]:
             return loop.run_in_executor(executor, call)
 
         backend: Backend
@@ -96,7 +98,7 @@ class Database:
                 backend = await SqliteBackend.open(state_dir, executor, feed)
             else:
                 from ctsd.store.database_pg import PgBackend  # psycopg only when configured
-                backend = await PgBackend.open(url, on_writer, feed)
+                backend = await PgBackend.open(url, on_writer, feed, upgrade)
         except BaseException:
             executor.shutdown(wait=False)
             raise
@@ -106,6 +108,11 @@ class Database:
     def path(self) -> Path | None:
         """The SQLite file, or None on PostgreSQL."""
         return self._backend.path if isinstance(self._backend, SqliteBackend) else None
+
+    @property
+    def found_version(self) -> int:
+        """The schema version the database had before this open migrated it."""
+        return self._backend.found_version
 
     @property
     def where(self) -> str:

@@ -27,6 +27,12 @@ Use:
             elif not notice.own:                  # our own writes published already
                 model.apply(notice.payload)
 
+Order: a channel's notices arrive in commit order (on SQLite, in the order of
+each writing `Database`'s commits: two `Database`s on one file in one process,
+a test's two fleet members, may interleave theirs differently). A writing
+`Database`'s own notices (`own`) may arrive before or after its `publish` ran
+(PostgreSQL delivers them on another connection): act on others' notices only.
+
 Like PostgreSQL, identical (channel, payload) pairs within one transaction are
 delivered once. A payload is text of at most `MAX_PAYLOAD_BYTES` bytes (UTF-8):
 send ids, not rows.
@@ -131,9 +137,9 @@ class Feed:
         self.loop = loop
         self._subs: dict[str, set[Subscription]] = {}
         self._closed = False
-        self.on_first_listener: Callable[[str], asyncio.Future[None] | None] = (
-            lambda channel: None)
-        """The backend's hook: start listening on a channel (PostgreSQL: LISTEN)."""
+        self.on_listen: Callable[[str], asyncio.Future[None] | None] = lambda channel: None
+        """The backend's hook: listen on a channel (PostgreSQL: LISTEN), returning what to
+        wait for while that is not yet in force (None: it is)."""
 
     @property
     def channels(self) -> list[str]:
@@ -143,9 +149,8 @@ class Feed:
         if self._closed:
             sub.end()
             return
-        subs = self._subs.setdefault(sub.channel, set())
-        subs.add(sub)
-        ready = self.on_first_listener(sub.channel) if len(subs) == 1 else None
+        self._subs.setdefault(sub.channel, set()).add(sub)
+        ready = self.on_listen(sub.channel)  # every subscriber waits: a second one too
         if ready is not None:
             try:
                 await asyncio.shield(ready)

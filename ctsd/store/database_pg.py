@@ -15,9 +15,12 @@ The writer's session also has `idle_in_transaction_session_timeout` and
 `lock_timeout`: a daemon stopped (SIGSTOP) in the middle of a unit cannot hold
 its row locks, and so the whole fleet, longer than that.
 
-A connection that drops during COMMIT leaves the outcome unknown: the write
-answers UNAVAILABLE, `publish` does not run, and the row may be there. Read
-models that follow the change feed reload on the gap the drop causes.
+A connection that drops during COMMIT leaves the outcome in doubt; the writer
+asks the server on a new connection (`txid_status` of the transaction's id,
+taken at BEGIN): committed → the write succeeded (publish runs, the caller gets
+its answer); aborted → UNAVAILABLE, nothing applied. Only when no connection can
+be had to ask does the write answer UNAVAILABLE with its outcome unknown; read
+models that follow the change feed reload on the gap the outage causes.
 
 Reads: an async psycopg pool, autocommit (each read sees what is committed).
 Notifications: `tx.notify` is `pg_notify` in the transaction; `PgListener` holds
@@ -48,7 +51,7 @@ import psycopg_pool
 
 from ctsd.errors import ConfigurationError, ResourceExhausted, Unavailable
 from ctsd.store.database_feed import Feed, Notice
-from ctsd.store.database_tx import Note, Transaction, WriterBackend, roll_back
+from ctsd.store.database_tx import Note, OnWriter, Transaction, WriterBackend, roll_back
 from ctsd.store.migrations import SCHEMA_VERSION, check_schema, refuse_newer, scripts
 from ctsd.store.quarantine import Row
 from ctsd.store.store_url import redacted_url
@@ -58,6 +61,7 @@ log = logging.getLogger("ctsd.store")
 
 CONNECT_TIMEOUT_S = 5
 POOL_TIMEOUT_S = 5.0
+POOL_MAX_SIZE = 4
 WRITE_ATTEMPTS = 8
 LISTEN_POLL_S = 0.1
 """How often the LISTEN connection looks for channels to add between notifications."""
@@ -69,6 +73,10 @@ WRITER_OPTIONS = "-c idle_in_transaction_session_timeout=5000 -c lock_timeout=50
 LISTENER_NAME = "ctsd-listen"
 MIGRATION_LOCK = 0x637473  # pg_advisory_xact_lock key: one migrating daemon at a time
 _RETRY = (psycopg.errors.SerializationFailure, psycopg.errors.DeadlockDetected)
+_BUSY = (psycopg.errors.LockNotAvailable, psycopg.errors.QueryCanceled)
+"""Waited too long for a lock another session holds: busy, not unreachable."""
+_UNWRITABLE = (psycopg.errors.DiskFull, psycopg.errors.ReadOnlySqlTransaction)
+"""The server answers but takes no writes (full disk; a standby after a failover)."""
 _PLACEHOLDER = re.compile(r"'(?:[^']|'')*'|\"[^\"]*\"|\?|%|\bgroup_concat\(", re.I)
 
 
@@ -101,6 +109,8 @@ def translated_errors() -> Iterator[None]:
         raise ResourceExhausted("the database server's disk is full") from exc
     except _RETRY as exc:
         raise Unavailable("the database is busy with conflicting writes; retry") from exc
+    except _BUSY as exc:
+        raise Unavailable(f"the database is busy: {_first_line(exc)}") from exc
     except psycopg.errors.ReadOnlySqlTransaction as exc:
         raise Unavailable("the database takes no writes (a read-only server)") from exc
     except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
@@ -175,39 +185,69 @@ class _Writer:
                     raise
                 time.sleep(random.uniform(0, 0.002 * 2 ** attempt))  # on the writer thread
                 continue
-            except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
-                self.fault = f"{type(exc).__name__}: {_first_line(exc)}"
-                self.close()
+            except (psycopg.Error, psycopg_pool.PoolTimeout) as exc:
+                lost = self._conn is None or self._conn.broken or self._conn.closed
+                if lost or isinstance(exc, _UNWRITABLE):  # not a unit's own error, nor busy
+                    self.fault = f"{type(exc).__name__}: {_first_line(exc)}"
+                if lost:
+                    self.close()
                 raise
             self.fault = None
             return result, notes
         raise AssertionError("unreachable")
 
     def _once(self, unit: Callable[[Transaction], T], isolation: str) -> tuple[T, list[Note]]:
-        conn = self._begun(isolation)
+        conn, xid = self._begun(isolation)
         tx = PgTransaction(conn.cursor())
         try:
             result = unit(tx)
-            conn.execute("COMMIT")
         except BaseException:
             self._end(conn)
             raise
+        try:
+            conn.execute("COMMIT")
+        except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+            if not conn.broken and not conn.closed:
+                self._end(conn)  # the server refused the commit (a conflict): not applied
+                raise
+            if self._outcome(xid) != "committed":  # aborted, or nobody can tell
+                raise
+            log.warning("the connection dropped during COMMIT; the server says it committed",
+                        extra={"reason": _first_line(exc)})
         return result, tx.notes
 
-    def _begun(self, isolation: str) -> psycopg.Connection[Any]:
-        """A connection inside a new transaction. One that dropped while idle (a server
-        restarted, a session ended) is replaced once: nothing of the unit ran on it."""
+    def _begun(self, isolation: str) -> tuple[psycopg.Connection[Any], int]:
+        """A connection inside a new transaction, and the transaction's id. One that
+        dropped while idle (a server restarted, a session ended) is replaced once:
+        nothing of the unit ran on it."""
         fresh = self._conn is None or self._conn.closed
+        begin = f"BEGIN ISOLATION LEVEL {isolation}; SELECT txid_current()"
         conn = self.connection()
         try:
-            conn.execute(f"BEGIN ISOLATION LEVEL {isolation}")
+            cur = conn.execute(begin)
         except (psycopg.OperationalError, psycopg.InterfaceError):
             if fresh:
                 raise
             self.close()
             conn = self.connection()
-            conn.execute(f"BEGIN ISOLATION LEVEL {isolation}")
-        return conn
+            cur = conn.execute(begin)
+        cur.nextset()
+        row = cur.fetchone()
+        assert row is not None
+        return conn, int(row[0])
+
+    def _outcome(self, xid: int) -> str | None:
+        """What became of transaction `xid` whose COMMIT got no answer: "committed",
+        "aborted", or None when no new connection can ask (the write then stays
+        UNAVAILABLE with its outcome unknown)."""
+        self.close()
+        try:
+            row = self.connection().execute("SELECT txid_status(%s)", (xid,)).fetchone()
+        except psycopg.Error:
+            self.close()
+            return None
+        status = str(row[0]) if row and row[0] is not None else None
+        return status if status in ("committed", "aborted") else None
 
     def _end(self, conn: psycopg.Connection[Any]) -> None:
         """Leaves no transaction open: rolls back, or starts over on a new connection."""
@@ -252,8 +292,7 @@ class PgListener:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        for future in self._pending.values():
-            future.cancel()
+        self._fail_pending(Unavailable("the store is closed"))  # waiters were not cancelled
 
     async def _run(self) -> None:
         delay, listened = 0.05, False
@@ -274,6 +313,9 @@ class PgListener:
                         self._reached(f"unreachable: {_first_line(exc)}")
                         log.warning("the database's notifications stopped; reconnecting",
                                     extra={"reason": _first_line(exc)})
+                    except Exception as exc:  # a bug here must not end the feed for good
+                        self._refuse_pending(exc)
+                        log.exception("the database's notifications failed; reconnecting")
                     listened = listened or self.connected
                     self.connected = False
                     delay = 0.05
@@ -299,10 +341,13 @@ class PgListener:
                                           own=note.pid in self._own))
 
     def _refuse_pending(self, exc: BaseException) -> None:
+        self._fail_pending(Unavailable(f"the database is unreachable: {_first_line(exc)}"))
+
+    def _fail_pending(self, error: Exception) -> None:
         for future in self._pending.values():
             if not future.done():
-                future.set_exception(Unavailable(
-                    f"the database is unreachable: {_first_line(exc)}"))
+                future.set_exception(error)
+                future.exception()  # retrieved here too: its waiter may be gone
         self._pending.clear()
 
 
@@ -315,30 +360,36 @@ class PgBackend(WriterBackend):
         self._writer = writer
         self._pool = pool
         self.listener = PgListener(url, feed, writer.pids, self._reached)
-        feed.on_first_listener = self.listener.listen
+        self.found_version = SCHEMA_VERSION
+        feed.on_listen = self.listener.listen
 
     @classmethod
-    async def open(cls, url: str, run_on_writer: Callable[[Callable[[], None]],
-                                                          asyncio.Future[None]],
-                   feed: Feed) -> PgBackend:
+    async def open(cls, url: str, run_on_writer: OnWriter, feed: Feed,
+                   upgrade: bool) -> PgBackend:
         where = redacted_url(url)
         writer = _Writer(url)
         pool: psycopg_pool.AsyncConnectionPool[Any] = psycopg_pool.AsyncConnectionPool(
-            url, min_size=1, max_size=4, open=False, timeout=POOL_TIMEOUT_S,
+            url, min_size=1, max_size=POOL_MAX_SIZE, open=False, timeout=POOL_TIMEOUT_S,
             kwargs={"autocommit": True, **SESSION},
             check=psycopg_pool.AsyncConnectionPool.check_connection, name="ctsd-read")
         try:
             try:
-                await run_on_writer(functools.partial(_migrate, writer))
+                found = await run_on_writer(functools.partial(_migrate, writer, upgrade))
                 await pool.open(wait=True, timeout=CONNECT_TIMEOUT_S)
-            except (psycopg.Error, psycopg_pool.PoolTimeout) as exc:
+            except (psycopg.OperationalError, psycopg_pool.PoolTimeout) as exc:
                 raise ConfigurationError(
                     f"cannot reach database {where}: {_first_line(exc)}") from exc
+            except psycopg.Error as exc:  # a schema made by hand or by something else
+                raise ConfigurationError(
+                    f"cannot open database {where}: {_first_line(exc)}; "
+                    "is it a ctsd database? restore a backup") from exc
         except BaseException:
             await run_on_writer(writer.close)
             await pool.close()
             raise
-        return cls(url, writer, pool, feed)
+        backend = cls(url, writer, pool, feed)
+        backend.found_version = found
+        return backend
 
     def committed(self, notes: list[Note]) -> None:
         """The server delivers them (to every LISTENing session, ours included)."""
@@ -352,7 +403,7 @@ class PgBackend(WriterBackend):
                 cur = await conn.execute(pg_sql(sql), pg_params(params))
                 rows = [tuple(row) for row in await cur.fetchall()]
         except (psycopg.OperationalError, psycopg_pool.PoolTimeout) as exc:
-            if not isinstance(exc, _RETRY):
+            if not isinstance(exc, (*_RETRY, *_BUSY, *_UNWRITABLE)):  # answered: reachable
                 self._reached(f"unreachable: {_first_line(exc)}")
             raise
         self._reached(None)
@@ -378,10 +429,15 @@ class PgBackend(WriterBackend):
         await self._pool.close()
 
 
-def _migrate(writer: _Writer) -> None:
+def _migrate(writer: _Writer, upgrade: bool) -> int:
     """Every missing step in one transaction, under a lock other daemons wait on; at READ
-    COMMITTED, so a daemon that waited sees what the one before it made."""
-    def unit(tx: Transaction) -> None:
+    COMMITTED, so a daemon that waited sees what the one before it made. Returns the
+    version found.
+
+    An empty database is made at once. One at an older version is upgraded only when
+    `upgrade` says so (`ctsd migrate`): other daemons of the fleet may still run the
+    older version on it, and must not find its schema changed under them."""
+    def unit(tx: Transaction) -> int:
         tx.execute(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
         tx.execute("CREATE TABLE IF NOT EXISTS ctsd_schema (version BIGINT NOT NULL)")
         row = tx.fetch_one("SELECT version FROM ctsd_schema")
@@ -389,14 +445,20 @@ def _migrate(writer: _Writer) -> None:
             tx.execute("INSERT INTO ctsd_schema (version) VALUES (0)")
         version = int(row[0]) if row else 0
         refuse_newer(version)
+        if 0 < version < SCHEMA_VERSION and not upgrade:
+            raise ConfigurationError(
+                f"database schema version {version} is older than this ctsd's "
+                f"({SCHEMA_VERSION}); daemons of the older version may share it: stop them, "
+                "then run `ctsd migrate` once (docs/operations.md, PostgreSQL store)")
         for script in scripts("postgresql")[version:]:
             for statement in (s.strip() for s in script.split(";")):
                 if statement:
                     tx.execute(statement)
         tx.execute("UPDATE ctsd_schema SET version = ?", (SCHEMA_VERSION,))
         check_schema(_tables(tx))
+        return version
 
-    writer.run(unit, isolation="READ COMMITTED")
+    return writer.run(unit, isolation="READ COMMITTED")[0]
 
 
 def _tables(tx: Transaction) -> dict[str, frozenset[str]]:

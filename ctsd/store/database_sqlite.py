@@ -58,6 +58,10 @@ def translated_errors() -> Iterator[None]:
                                                        sqlite3.SQLITE_NOTADB):
             raise Unavailable("the database file is corrupt") from exc
         raise
+    except UnicodeDecodeError as exc:
+        # SQLite's message quoted bytes of the damaged file (a garbled schema entry) that
+        # are not UTF-8: Python fails decoding it before any DatabaseError is raised.
+        raise Unavailable("the database file is corrupt (undecodable schema text)") from exc
 
 
 def _create_private(path: Path) -> None:
@@ -154,6 +158,7 @@ class SqliteBackend(WriterBackend):
         self._feed = feed
         self._key = str(path.resolve())
         FileFeeds.join(self._key, feed)
+        self.found_version = SCHEMA_VERSION
 
     @classmethod
     async def open(cls, state_dir: Path, executor: ThreadPoolExecutor,
@@ -168,7 +173,7 @@ class SqliteBackend(WriterBackend):
         reader: aiosqlite.Connection | None = None
         try:
             with translated_errors():
-                await loop.run_in_executor(executor, _migrate, writer)
+                found = await loop.run_in_executor(executor, _migrate, writer)
                 reader = await aiosqlite.connect(path, isolation_level=None)
                 await reader.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
                 await reader.execute("PRAGMA query_only = ON")
@@ -180,7 +185,9 @@ class SqliteBackend(WriterBackend):
             if isinstance(exc, sqlite3.Error | ResourceExhausted | Unavailable):
                 raise ConfigurationError(f"cannot open database {path}: {exc}") from exc
             raise
-        return cls(path, writer, reader, feed)
+        backend = cls(path, writer, reader, feed)
+        backend.found_version = found
+        return backend
 
     def committed(self, notes: list[Note]) -> None:
         FileFeeds.committed(self._key, self._feed, notes)
@@ -208,7 +215,8 @@ class SqliteBackend(WriterBackend):
         await self._reader.close()
 
 
-def _migrate(writer: _Writer) -> None:
+def _migrate(writer: _Writer) -> int:
+    """Every missing step, each in its own transaction; returns the version found."""
     conn = writer.connection()
     version = int(conn.execute("PRAGMA user_version").fetchone()[0])
     refuse_newer(version)
@@ -226,6 +234,7 @@ def _migrate(writer: _Writer) -> None:
         raise ConfigurationError(
             f"database is corrupt (quick_check: {answer[0] if answer else 'no answer'}); "
             "restore a backup (docs/operations.md)")
+    return version
 
 
 def _tables(conn: sqlite3.Connection) -> dict[str, frozenset[str]]:

@@ -10,6 +10,7 @@ backend translates placeholders and the few names that differ, see
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager
@@ -80,6 +81,12 @@ def roll_back(execute: Callable[[str], object], errors: type[Exception],
         reconnect()
 
 
+class OnWriter(Protocol):
+    """Runs a call on the writer thread: `await on_writer(call)`."""
+
+    def __call__(self, call: Callable[[], T]) -> asyncio.Future[T]: ...
+
+
 class Writer(Protocol):
     """A backend's writing connection, used on the writer thread only."""
 
@@ -121,6 +128,8 @@ class Backend(Protocol):
 
     where: str
     """What the messages name: the file, or the server's URL without its password."""
+    found_version: int
+    """The schema version the database had when opened (before any migration)."""
 
     @property
     def fault(self) -> str | None:

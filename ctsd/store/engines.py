@@ -1,4 +1,4 @@
-"""`SqlEngineStore`: the engine's desired state, orders and fills in SQLite.
+"""`SqlEngineStore`: the engine's desired state, orders and fills in the database.
 
 Why these shapes:
 - The config is one JSON column: it is only ever read back whole, at resume,

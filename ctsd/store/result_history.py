@@ -1,4 +1,4 @@
-"""Connection test results in SQLite: a bounded history per connection.
+"""Connection test results in the database: a bounded history per connection.
 
 A result is one row: the columns health queries filter on (time, status,
 failure class) plus the whole result as JSON, which is only ever read back

@@ -9,7 +9,7 @@ from ctsd.vault.ports import StoredBlob
 
 
 class SealedSecretRepository:
-    """`ctsd.vault.ports.SealedSecretStore` on SQLite."""
+    """`ctsd.vault.ports.SealedSecretStore` on the database."""
 
     def __init__(self, db: Database) -> None:
         self._db = db

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
 from ctsd.errors import ConfigurationError
 from ctsd.settings import setting
@@ -27,14 +27,29 @@ _SECRET_PARAMS = frozenset({"password", "sslpassword"})
 def redacted_url(url: str) -> str:
     """`url` without its password (in the authority or the query), for logs and errors."""
     parts = urlsplit(url)
+    params = parse_qsl(parts.query, keep_blank_values=True)
+    if parts.password is None and not any(k in _SECRET_PARAMS for k, _ in params):
+        return url
     netloc = parts.netloc
     if parts.password is not None:
         user, _, host = netloc.rpartition("@")
         netloc = f"{user.partition(':')[0]}:***@{host}"
-    query = urlencode([(k, "***" if k in _SECRET_PARAMS else v)
-                       for k, v in parse_qsl(parts.query, keep_blank_values=True)],
+    query = urlencode([(k, "***" if k in _SECRET_PARAMS else v) for k, v in params],
                       safe="*/")
-    return urlunsplit(parts._replace(netloc=netloc, query=query))
+    # spelt out: urlunsplit would drop the // of an empty authority (postgresql:///db)
+    return f"{parts.scheme}://{netloc}{parts.path}" + (f"?{query}" if query else "")
+
+
+def url_password(url: str | None) -> str | None:
+    """The password `url` carries (in the authority or as a parameter), if any: the root
+    registers it with the log redaction (`ctsd.redaction.SECRETS`)."""
+    if not url:
+        return None
+    parts = urlsplit(url)
+    if parts.password:
+        return unquote(parts.password)
+    given = dict(parse_qsl(parts.query))
+    return given.get("password") or None
 
 
 def _url(raw: Any, name: str) -> str | None:

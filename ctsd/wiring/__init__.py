@@ -9,4 +9,5 @@ import each other in circles.
     engine_orders.py    the engine's order client on an authenticated ExchangeClient
     check_probes.py     connection tests' probes: one ExchangeClient per test
     rotate_key.py       `ctsd rotate-key`: the vault's rotation on the store
+    migrate.py          `ctsd migrate`: the schema brought up to this ctsd's, on purpose
 """

@@ -28,7 +28,6 @@ from pathlib import Path
 from ctsd.errors import ConfigurationError, Unavailable
 from ctsd.ratelimit import Limiter, RateLimiter
 from ctsd.ratelimit.config import FleetSettings
-from ctsd.ratelimit.shared import SharedRateLimiter
 
 SCOPE_LABEL = b"cts-fleet-account-scope|"
 
@@ -39,6 +38,10 @@ async def rate_limiter(fleet: FleetSettings) -> Limiter:
     limit the fleet shares."""
     if not fleet.enabled:
         return RateLimiter()
+    # Imported here: a daemon outside a fleet never loads the Redis client (its start
+    # stays as fast as before, and it runs where redis' own dependencies are absent).
+    from ctsd.ratelimit.shared import SharedRateLimiter
+
     try:
         return await SharedRateLimiter(fleet).start()
     except Unavailable as exc:

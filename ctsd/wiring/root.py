@@ -81,6 +81,7 @@ from ctsd.store.fleet import SqlFleetStore
 from ctsd.store.migrations import SCHEMA_VERSION
 from ctsd.store.result_history import ResultHistory
 from ctsd.store.sealed_secrets import SealedSecretRepository
+from ctsd.store.store_url import url_password
 from ctsd.strategies.registry import StrategyRegistry, discover
 from ctsd.transport.tls import read_private_file
 from ctsd.vault.keyring_setup import open_keyring
@@ -121,6 +122,8 @@ async def assemble(
     config: DaemonConfig, env: Mapping[str, str], lifecycle: Lifecycle,
     metrics: MetricsRegistry, set_serving: Callable[[bool], Awaitable[None]],
 ) -> Assembly:
+    if (password := url_password(config.store.url)) is not None:
+        SECRETS.remember("store", "password", password, is_key=False)  # never in a log line
     db = await Database.open(config.state_dir, config.store.url)
     lifecycle.on_close(db.close)
     key = locate_key(config.state_dir, config.master_key_file, dict(env))

@@ -53,11 +53,11 @@ class Rig:
 
 
 @pytest_asyncio.fixture
-async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
+async def rig(tmp_path: Path, store_url: str | None) -> AsyncIterator[Rig]:
     clock = VirtualClock()
     cids = [f"c{n}" for n in range(RUNS * 2 + 2)]
     markets = {c: ScriptedMarket(clock, {SYMBOL: SMA_CLOSES}) for c in cids}
-    db = await Database.open(tmp_path)
+    db = await Database.open(tmp_path, store_url)  # on SQLite, then on PostgreSQL
     store = SqlEngineStore(db)
     backend = YieldingBackend(markets)
     manager = EngineManager(store, backend, REGISTRY, clock=clock, heartbeat_s=30,

@@ -128,8 +128,10 @@ CORPUS: dict[str, Damage] = {
 }
 
 
-async def _seed(state: Path) -> None:
-    db = await Database.open(state)
+async def seed(state: Path, url: str | None = None) -> None:
+    """The seeded rows, in `state`'s SQLite file or the PostgreSQL database at `url` (the
+    master key in `state` either way)."""
+    db = await Database.open(state, url)
     try:
         keyring = await open_keyring(locate_key(state, None, env={}), SealedSecretRepository(db))
         repo = ConnectionRepository(db)
@@ -156,7 +158,7 @@ def seeded() -> Iterator[Path]:
     root = short_tempdir()
     state = root / "state"
     state.mkdir(mode=0o700)
-    asyncio.run(_seed(state))
+    asyncio.run(seed(state))
     try:
         yield state
     finally:
@@ -197,36 +199,41 @@ def one_case(seeded: Path, name: str, damage: Damage, tally: Tally) -> None:
     try:
         shutil.copytree(seeded, root / "state")
         damage(root / "state")
-        daemon = DaemonProcess(root)
-        try:
-            daemon.start()
-            code = None
-        except (RuntimeError, TimeoutError):
-            code = daemon.stop()
-        logs = daemon.logs()
-        lines = [line for line in logs.splitlines() if line.startswith("ctsd: ")]
-        problems = log_problems(logs)
-        if code is None:
-            answers = reads(daemon.address)
-            daemon.stop()
-            problems += log_problems(daemon.logs())
-            problems += [f"{call}: {c.name} {said[:120]}" for call, c, said in answers
-                         if c not in DELIBERATE]
-            said = " ".join(s for _, _, s in answers)
-            outcome = "served" + (", quarantine reported" if "quarantined" in said else "")
-        else:
-            outcome = f"exit {code}: {lines[0][:90] if lines else 'no line'}"
-            if code != EX_CONFIG or len(lines) != 1:
-                problems.append(f"exit {code} with {len(lines)} ctsd: lines")
-        tally.tried += 1
-        if problems:
-            tally.lost += 1
-            tally.notes.append(f"{name}: {outcome}; {problems[:3]}")
-        else:
-            tally.survived += 1
-            tally.notes.append(f"{name}: {outcome}")
+        judge(DaemonProcess(root), name, tally)
     finally:
         remove_tree(root)
+
+
+def judge(daemon: DaemonProcess, name: str, tally: Tally) -> None:
+    """Starts `daemon` on a damaged store: it must exit 78 with one line, or serve every
+    read with a deliberate code."""
+    try:
+        daemon.start()
+        code = None
+    except (RuntimeError, TimeoutError):
+        code = daemon.stop()
+    logs = daemon.logs()
+    lines = [line for line in logs.splitlines() if line.startswith("ctsd: ")]
+    problems = log_problems(logs)
+    if code is None:
+        answers = reads(daemon.address)
+        daemon.stop()
+        problems += log_problems(daemon.logs())
+        problems += [f"{call}: {c.name} {said[:120]}" for call, c, said in answers
+                     if c not in DELIBERATE]
+        said = " ".join(s for _, _, s in answers)
+        outcome = "served" + (", quarantine reported" if "quarantined" in said else "")
+    else:
+        outcome = f"exit {code}: {lines[0][:90] if lines else 'no line'}"
+        if code != EX_CONFIG or len(lines) != 1:
+            problems.append(f"exit {code} with {len(lines)} ctsd: lines")
+    tally.tried += 1
+    if problems:
+        tally.lost += 1
+        tally.notes.append(f"{name}: {outcome}; {problems[:3]}")
+    else:
+        tally.survived += 1
+        tally.notes.append(f"{name}: {outcome}")
 
 
 def test_every_damaged_database_is_refused_or_served_without_a_crash(seeded: Path) -> None:

@@ -5,13 +5,12 @@ never do; a listener that may have missed some is told (a gap)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import psycopg
 import pytest
-import pytest_asyncio
 
 from ctsd.errors import Unavailable
 from ctsd.store.database import Database, Transaction
@@ -19,16 +18,6 @@ from ctsd.store.database_feed import MAX_PAYLOAD_BYTES, Notice, Subscription
 from tests.support.pg_databases import database_url
 
 WAIT_S = 10.0  # a bound, not a pace: every wait ends as soon as the notice arrives
-
-
-@pytest_asyncio.fixture
-async def other(tmp_path: Path, store_url: str | None, db: Database) -> AsyncIterator[Database]:
-    """A second `Database` on the same store: another daemon of the fleet."""
-    second = await Database.open(tmp_path, store_url)
-    try:
-        yield second
-    finally:
-        await second.close()
 
 
 def notifying(*notes: tuple[str, str], fail: bool = False) -> Callable[[Transaction], None]:
@@ -134,3 +123,34 @@ async def test_listening_on_an_unreachable_server_is_unavailable(tmp_path: Path,
                 pass
     finally:
         await db.close()
+
+
+@pytest.mark.asyncio
+async def test_a_second_listener_entering_while_the_first_waits_is_listening_once_entered(
+        db: Database, other: Database) -> None:
+    """The second of two listeners to one channel, entered while the first still waits
+    for LISTEN, must wait for it too: a notice committed once it entered reaches it."""
+    first, second = other.listen("engines"), other.listen("engines")
+    entering = asyncio.ensure_future(first.__aenter__())
+    await asyncio.sleep(0)  # the first has asked for LISTEN and waits
+    async with second:
+        await db.write(notifying(("engines", "x")))
+        assert await next_notice(second) == Notice("engines", "x")
+        await entering
+        await first.__aexit__(None, None, None)
+
+
+@pytest.mark.asyncio
+async def test_closing_while_a_listener_enters_tells_it_so(db: Database, other: Database) -> None:
+    """Not a CancelledError in a task nobody cancelled: Unavailable, or an ended feed."""
+    feed = other.listen("engines")
+    entering = asyncio.ensure_future(feed.__aenter__())
+    await asyncio.sleep(0)
+    await other.close()
+    try:
+        await entering
+    except Unavailable as exc:
+        assert "closed" in str(exc)
+    else:
+        with pytest.raises(StopAsyncIteration):
+            await next_notice(feed)

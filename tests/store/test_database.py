@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from ctsd.errors import ConfigurationError
+from ctsd.errors import ConfigurationError, Unavailable
 from ctsd.store.database import Database, Transaction
 from ctsd.store.migrations import SCHEMA_VERSION
 
@@ -26,24 +26,39 @@ async def test_open_creates_private_wal_database_at_current_version(tmp_path: Pa
 
 
 @pytest.mark.asyncio
-async def test_failed_transaction_writes_nothing(tmp_path: Path) -> None:
-    db = await Database.open(tmp_path)
-    try:
-        def unit(tx: Transaction) -> None:
-            tx.execute(
-                "INSERT INTO connections (id, display_name, exchange, api_type, testnet, "
-                "margin_mode, position_mode, market_data_method, enabled, predefined, "
-                "created_us, updated_us, revision) "
-                "VALUES ('x', 'x', 'binance', 'spot', 0, 'cross', 'one_way', 'rest', "
-                "0, 0, 0, 0, 1)"
-            )
-            raise RuntimeError("boom")
+async def test_failed_transaction_writes_nothing(db: Database) -> None:
+    def unit(tx: Transaction) -> None:
+        tx.execute(
+            "INSERT INTO connections (id, display_name, exchange, api_type, testnet, "
+            "margin_mode, position_mode, market_data_method, enabled, predefined, "
+            "created_us, updated_us, revision) "
+            "VALUES ('x', 'x', 'binance', 'spot', 0, 'cross', 'one_way', 'rest', "
+            "0, 0, 0, 0, 1)"
+        )
+        raise RuntimeError("boom")
 
-        with pytest.raises(RuntimeError):
-            await db.write(unit)
-        assert await db.fetch_all("SELECT id FROM connections") == []
-    finally:
-        await db.close()
+    with pytest.raises(RuntimeError):
+        await db.write(unit)
+    assert await db.fetch_all("SELECT id FROM connections") == []
+    assert await db.write(lambda tx: tx.execute("UPDATE connections SET revision = 2")) == 0
+
+
+@pytest.mark.asyncio
+async def test_both_backends_report_version_integrity_and_a_probe_write(
+        db: Database, other: Database) -> None:
+    assert await db.schema_version() == SCHEMA_VERSION == other.found_version  # reopened
+    assert await db.integrity_check() == "ok"
+    await db.probe_write()
+    assert db.write_fault is None
+    assert (db.path is None) is (db.kind == "postgresql")
+
+
+@pytest.mark.asyncio
+async def test_a_closed_database_refuses_reads_and_writes(db: Database) -> None:
+    await db.close()
+    for call in (db.fetch_all("SELECT 1"), db.write(lambda tx: tx.execute("SELECT 1"))):
+        with pytest.raises(Unavailable, match="closed"):
+            await call
 
 
 @pytest.mark.asyncio

@@ -6,9 +6,11 @@ health NOT_SERVING, and both recover when it is back, nothing acknowledged lost.
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import grpc
 import psycopg
@@ -27,6 +29,7 @@ CALL_TIMEOUT_S = 20.0
 RECOVERY_S = 20.0
 SERVING = int(health_pb2.HealthCheckResponse.SERVING)
 NOT_SERVING = int(health_pb2.HealthCheckResponse.NOT_SERVING)
+PASSWORD = "pg-pa55-NEVER-LEAK-9c2"
 
 
 @pytest.fixture
@@ -51,7 +54,7 @@ def daemon_on(store: str) -> Iterator[Callable[[], DaemonProcess]]:
     made: list[DaemonProcess] = []
 
     def start() -> DaemonProcess:
-        made.append(_daemon(store))
+        made.append(_daemon(_with_password(store)))
         return made[-1]
 
     try:
@@ -61,6 +64,14 @@ def daemon_on(store: str) -> Iterator[Callable[[], DaemonProcess]]:
             if daemon.proc is not None:
                 daemon.stop()
             remove_tree(daemon.root)
+
+
+def _with_password(url: str) -> str:
+    """`url` carrying a password (the test server trusts its clients and ignores it): no
+    log line, error or answer may show it."""
+    parts = urlsplit(url)
+    query = f"{parts.query}&password={PASSWORD}" if parts.query else f"password={PASSWORD}"
+    return urlunsplit(parts._replace(query=query))
 
 
 def _create(daemon: DaemonProcess, cid: str) -> grpc.StatusCode:
@@ -154,3 +165,60 @@ def test_a_server_gone_later_is_unavailable_then_recovers_with_nothing_lost(
     daemon.stop()
     daemon.start()
     assert _ids(daemon) == {"before", "after"}
+    assert "unreachable" in daemon.logs()  # the outage was logged, the password never
+    assert PASSWORD not in daemon.logs()
+
+
+def test_rotate_key_reseals_the_postgresql_store(
+        daemon_on: Callable[[], DaemonProcess], store: str) -> None:
+    """`ctsd rotate-key --config` works on the database of `[store] url`; the daemon then
+    opens every secret under the new key (a connection test needs them unsealed)."""
+    daemon = daemon_on().start()
+    assert _create(daemon, "a") == grpc.StatusCode.OK
+    daemon.stop()
+    with psycopg.connect(store) as conn:
+        before = conn.execute("SELECT key_id, blob FROM sealed_secrets ORDER BY field").fetchall()
+    done = subprocess.run(
+        [sys.executable, "-m", "ctsd", "rotate-key", "--state-dir", str(daemon.state_dir),
+         "--config", str(daemon.root / "ctsd.toml")],
+        capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    assert "re-sealed 2 secrets" in done.stdout
+    with psycopg.connect(store) as conn:
+        after = conn.execute("SELECT key_id, blob FROM sealed_secrets ORDER BY field").fetchall()
+    assert len(after) == 2
+    assert all(a[0] != b[0] and a[1] != b[1] for a, b in zip(after, before, strict=True))
+    daemon.start()  # refuses with exit 78 unless every secret is sealed under its key
+    assert _ids(daemon) == {"a"}
+
+
+def test_an_older_shared_database_is_refused_until_ctsd_migrate_upgrades_it(
+        pg_databases: PgDatabases) -> None:
+    """Daemons of the older version may share it: a newer daemon never changes its schema
+    under them on its own. `ctsd migrate` does, once, keeping every row."""
+    url = asyncio.run(pg_databases.at_version(SCHEMA_VERSION - 1))
+    daemon = _daemon(url)
+    try:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(
+                "INSERT INTO connections (id, display_name, exchange, api_type, testnet, "
+                "margin_mode, position_mode, market_data_method, enabled, predefined, "
+                "created_us, updated_us, revision) VALUES ('old', 'old', 'binance', 'spot', 0, "
+                "'cross', 'one_way', 'rest', 1, 0, 1, 1, 1)")
+        refused = daemon.run_to_exit()
+        assert refused.returncode == EX_CONFIG
+        lines = refused.stderr.strip().splitlines()
+        assert len(lines) == 1 and f"schema version {SCHEMA_VERSION - 1} is older than this " \
+            f"ctsd's ({SCHEMA_VERSION})" in lines[0] and "ctsd migrate" in lines[0], lines
+        runs = [subprocess.run(
+            [sys.executable, "-m", "ctsd", "migrate", "--state-dir", str(daemon.state_dir),
+             "--config", str(daemon.root / "ctsd.toml")],
+            capture_output=True, text=True, timeout=60, check=False) for _ in range(2)]
+        assert [r.returncode for r in runs] == [0, 0], [r.stderr for r in runs]
+        assert f"schema version {SCHEMA_VERSION - 1} -> {SCHEMA_VERSION}" in runs[0].stdout
+        assert "nothing to do" in runs[1].stdout
+        daemon.start()
+        assert _ids(daemon) == {"old"}
+    finally:
+        daemon.cleanup()
+        asyncio.run(pg_databases.drop(url))

@@ -15,6 +15,7 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 
 from ctsd.store.database import Database
+from ctsd.store.migrations import scripts
 
 _COUNTER = itertools.count()
 
@@ -49,10 +50,26 @@ class PgDatabases:
             url = await self.empty()
             db = await Database.open(Path("/nonexistent"), url)  # no state dir on PostgreSQL
             await db.close()
-            self._template = urlsplit(url).path.lstrip("/")
+            self._template = url
+        return await self.copy(self._template)
+
+    async def copy(self, url: str) -> str:
+        """A new database with the rows of the one at `url` (nobody may be connected to it)."""
         name = f"ctsd_t{os.getpid()}_{next(_COUNTER)}"
-        await self._admin(f"CREATE DATABASE {name} TEMPLATE {self._template}")
+        await self._admin(f"CREATE DATABASE {name} TEMPLATE {urlsplit(url).path.lstrip('/')}")
         return database_url(self.server_url, name)
+
+    async def at_version(self, version: int) -> str:
+        """A new database as a ctsd of schema `version` left it (its steps only)."""
+        url = await self.empty()
+        async with await psycopg.AsyncConnection.connect(url) as conn:
+            for script in scripts("postgresql")[:version]:
+                for statement in (s.strip() for s in script.split(";")):
+                    if statement:
+                        await conn.execute(statement)
+            await conn.execute("CREATE TABLE ctsd_schema (version BIGINT NOT NULL)")
+            await conn.execute("INSERT INTO ctsd_schema (version) VALUES (%s)", (version,))
+        return url
 
     async def drop(self, url: str) -> None:
         name = urlsplit(url).path.lstrip("/")
