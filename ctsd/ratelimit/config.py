@@ -198,7 +198,8 @@ class FleetSettings:
     """A Redis call slower than this counts as Redis unreachable."""
     engine_leases: bool = setting(False, check=boolean)
     """Run every engine under a lease in the store (`ctsd.fleet`), as daemons sharing one
-    store must. Always on when the store is PostgreSQL; this turns it on for SQLite."""
+    store must. Always on when the store is PostgreSQL; this turns it on for a SQLite
+    store (one daemon: a state dir, and so its database file, is one daemon's)."""
     engine_lease_ttl_s: float = setting(10.0, check=number(2, 300, what="2 to 300 seconds"))
     """How long an engine's lease outlives its daemon's last renewal: a survivor adopts a
     dead daemon's engines within about this plus a second. The daemon itself stops trading
