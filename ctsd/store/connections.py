@@ -264,20 +264,25 @@ class ConnectionRepository:
                     await self._reload(None if notice.gap else notice.payload)
 
     async def _reload(self, connection_id: str | None) -> None:
+        """Rows read again into the index. This daemon's own writes may commit while the
+        read is on its way, and their publish updates the index first: an entry that
+        changed during the read is left as it is (it is newer than the read)."""
         index = await self._loaded()
+        ids = [connection_id] if connection_id else [
+            conn.id for conn in index.page((), 0, len(index) + 1)[0]]
+        before = {cid: index.get(cid) for cid in ids}
         where, params = ("WHERE c.id = ?", (connection_id,)) if connection_id else ("", ())
         rows = await self._db.fetch_all(f"{_SELECT} {where} ORDER BY seq", params)
         tests = await latest_results(self._db, connection_id)
         found = self._db.quarantine.decoded("connections", rows, _seq_and_connection,
                                             key=lambda r: r[1])
-        ids = {conn.id for _, conn in found}
-        gone = [connection_id] if connection_id else [
-            conn.id for conn in index.page((), 0, len(index) + 1)[0]]
-        for stale in gone:
-            if stale not in ids:
-                index.remove(stale)
+        read = {conn.id for _, conn in found}
+        for cid, held in before.items():
+            if cid not in read and held is not None and index.get(cid) is held:
+                index.remove(cid)
         for seq, conn in found:
-            index.put(seq, replace(conn, last_test=tests.get(conn.id)))
+            if index.get(conn.id) is before.get(conn.id):
+                index.put(seq, replace(conn, last_test=tests.get(conn.id)))
 
     async def sealed_secret(self, connection_id: str, field: CredentialField) -> bytes | None:
         row = await self._db.fetch_one(

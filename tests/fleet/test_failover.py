@@ -150,5 +150,7 @@ def test_every_member_serves_the_whole_fleet(
             engines_a.StopEngine(pb.StopEngineRequest(name=name), timeout=30)
             wait_for(lambda: not fleet.running_on(b, 0), 15, "b stops the engine a was asked to")
             wait_for(lambda: venue_counts(sim, conn)[1] == 0, 15, "its orders cancelled")
+            wait_for(lambda: engines_a.GetEngine(pb.GetEngineRequest(name=name), timeout=5)
+                     .state == pb.ENGINE_STATE_STOPPED, 15, "a sees it stopped")
             conns_a.DeleteConnection(cspb.DeleteConnectionRequest(name=conn.name), timeout=5)
             assert visible_within(lambda: not found_on_b(conn.name)) <= 0.1
