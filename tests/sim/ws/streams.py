@@ -19,9 +19,12 @@ from typing import Any, ClassVar
 
 import pytest
 
+from ctsd.sim import derivatives
 from ctsd.sim.clock import ManualClock
 from ctsd.sim.faults import FaultKind, FaultSpec
+from ctsd.sim.funding import FUNDING_INTERVAL_MS
 from ctsd.sim.market import Instrument
+from ctsd.sim.positions import LedgerKind
 from ctsd.sim.server import SimulatorServer
 from ctsd.sim.state import SimulatorConfig
 from tests.sim.conftest import API_KEY
@@ -357,8 +360,8 @@ class StreamConformance:
 
 
 class PositionStreams(StreamConformance):
-    """Venues whose ccxt client watches positions (after a REST snapshot on Binance and
-    Bybit)."""
+    """Venues with perpetuals: positions (after a REST snapshot on Binance and Bybit)
+    and funding on the private streams."""
 
     linear: ClassVar[str] = "BTC/USDT:USDT"
     position_amount: ClassVar[float] = 0.01
@@ -408,3 +411,39 @@ class PositionStreams(StreamConformance):
                               {"reduceOnly": True})
         await until(watch, held(0))
 
+    def streamed_total(self, fetched: float, upnl: float) -> float:
+        """The settle asset's streamed total given the REST total and the unrealized
+        PnL: ccxt counts the PnL in one and not the other on some venues."""
+        return fetched
+
+    @pytest.mark.asyncio
+    async def test_a_funding_payment_moves_the_streamed_balance(
+        self, start: ServerFactory, pro: ProFactory,
+    ) -> None:
+        server = await start(self.config())
+        ex = self.private(pro, server)
+        await ex.load_markets()
+        symbol, params = self.linear, self.balance_params(self.linear)
+        settle = ex.market(symbol)["settle"]
+        account = server.sim.accounts.get(API_KEY)
+        balance = asyncio.ensure_future(ex.watch_balance(params))
+        await self.until_private(server, "balance")
+        await ex.create_order(symbol, "market", "buy", self.position_amount)
+        await bounded(balance)
+
+        async def streamed_is_fetched() -> float:
+            fetched = (await ex.fetch_balance(params))[settle]["total"]
+            [view] = derivatives.views(account, server.sim.market, symbol)
+            want = self.streamed_total(fetched, float(view.unrealized_pnl))
+            await until(lambda: ex.watch_balance(params), lambda: self.streamed_balance(
+                ex, symbol).get(settle, {}).get("total") == pytest.approx(want, abs=0.5))
+            return want
+
+        before = await streamed_is_fetched()
+        server.sim.set_funding_rate(symbol, Decimal("0.01"))  # longs pay 1 %
+        server.sim.advance(FUNDING_INTERVAL_MS / 1000)
+        [entry] = [e for e in account.perp.ledger if e.kind is LedgerKind.FUNDING]
+        assert entry.amount < -1  # well over the tolerance of the comparisons
+        await streamed_is_fetched()
+        assert self.streamed_balance(ex, symbol)[settle]["total"] < before + float(
+            entry.amount) / 2

@@ -55,6 +55,10 @@ class TestStreams(PositionStreams):
     def exchange(self, pro: ProFactory, server: SimulatorServer, **config: Any) -> Any:
         return _binance(pro, server, **config)
 
+    def streamed_total(self, fetched: float, upnl: float) -> float:
+        """ccxt reads `marginBalance` over REST, the wallet balance `wb` on the stream."""
+        return fetched - upnl
+
 
 # --- heartbeats and limits (raw clients: what ccxt does not show) ------------------------
 

@@ -45,13 +45,17 @@ class TestStreams(PositionStreams):
     async def prepare(self, ex: Any) -> None:
         await ex.load_markets()
         await ex.isUnifiedEnabled()  # the account type, read once over REST
+
     private_channels: ClassVar[dict[str, str]] = {
         "orders": "order", "trades": "execution", "balance": "wallet",
         "positions": "position"}
 
-
     def streamed_balance(self, ex: Any, symbol: str) -> Any:
         return ex.balance.get("unified", {})
+
+    def streamed_total(self, fetched: float, upnl: float) -> float:
+        """ccxt reads `walletBalance` over REST, `equity` (with the PnL) on the stream."""
+        return fetched + upnl
 
     def exchange(self, pro: ProFactory, server: SimulatorServer, **config: Any) -> Any:
         return _bybit(pro, server, **config)
