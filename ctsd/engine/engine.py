@@ -1,12 +1,14 @@
 """One connection's engine: session start (reconcile) and one cycle at a time.
 
-A cycle is: mark the cycle begun in the store, read the market, book what the
-broker filled since last time, check the daily loss, let the strategy decide,
-cancel what it no longer wants, risk-check the rest, and place each accepted
-intent under its deterministic client order id, written to the store as
-PENDING before it is sent. The engine never schedules itself: `EngineManager`
-owns the loop, the timing and the restarts, so this class stays testable one
-cycle at a time.
+A cycle is: read the market, book what the broker filled since last time,
+check the daily loss, let the strategy decide, cancel what it no longer
+wants, risk-check the rest, and place each accepted intent under its
+deterministic client order id, written to the store as PENDING before it is
+sent. The cycle number, part of those ids, is stored before the cycle's first
+order only: a cycle that places nothing writes nothing, which is what lets a
+thousand event-driven engines share two cores. The engine never schedules
+itself: `EngineManager` owns the loop, the timing and the restarts, so this
+class stays testable one cycle at a time.
 """
 
 from __future__ import annotations
@@ -24,9 +26,16 @@ from ctsd.engine.config import ValidatedConfig
 from ctsd.engine.ledger import Ledger
 from ctsd.engine.market import DryRun, decide_dry, fetch_infos, fetch_snapshot
 from ctsd.engine.orders import Execution, Order, OrderRequest, OrderStatus, client_order_id
-from ctsd.engine.ports import EngineRecord, EngineStore, MarketDataSource
+from ctsd.engine.ports import EngineRecord, EngineStore, MarketDataSource, MarketEvents
 from ctsd.engine.risk import RiskGate
-from ctsd.engine.status import EngineState, EngineStatus, Failure, PositionStatus, check_transition
+from ctsd.engine.status import (
+    DataSource,
+    EngineState,
+    EngineStatus,
+    Failure,
+    PositionStatus,
+    check_transition,
+)
 from ctsd.strategies.model import (
     CancelIntent,
     Intent,
@@ -48,7 +57,7 @@ class Engine:
     def __init__(
         self, record: EngineRecord, validated: ValidatedConfig, broker: Broker,
         market_data: MarketDataSource, store: EngineStore, clock: Clock,
-        publish: Callable[[EngineStatus], None],
+        publish: Callable[[EngineStatus], None], events: MarketEvents | None = None,
     ) -> None:
         config = validated.config
         self.connection_id = record.connection_id
@@ -57,12 +66,15 @@ class Engine:
         self._strategy = validated.build_strategy()
         self._broker = broker
         self._market_data = market_data
+        self.events = events
+        """Set on a WebSocket connection: market events trigger the cycles."""
         self._store = store
         self._clock = clock
         self._publish = publish
         self._risk = RiskGate(config.risk, clock)
         self._ledger = Ledger()
         self._cycle = record.cycle
+        self._cycle_saved = True
         self._skipped_ticks = 0
         self._infos: dict[str, MarketInfo] = {}
         self._marks: dict[str, Decimal] = {}
@@ -84,6 +96,11 @@ class Engine:
         log.info("engine %s", state.value, extra={"connection_id": self.connection_id,
                                                    "engine_id": self.engine_id,
                                                    "reason": str(failure or "")})
+
+    def follow_market(self) -> None:
+        """Subscribe to the streams the strategy reads (a WebSocket connection only)."""
+        if self.events is not None:
+            self.events.follow(self.config.symbols, self._strategy.needs)
 
     def note_restart(self) -> None:
         self._update(restarts=self._status.restarts + 1)
@@ -113,7 +130,7 @@ class Engine:
         started = self._clock.monotonic()
         lag = max(0.0, started - scheduled) if scheduled is not None else 0.0
         self._cycle += 1
-        await self._store.save_cycle(self.connection_id, self._cycle)
+        self._cycle_saved = False  # stored before the cycle's first order (`_place`)
         interrupt = interrupt or asyncio.Event()
         try:
             if not self._infos:  # market facts are not reconciliation: a failure may retry
@@ -135,8 +152,20 @@ class Engine:
         now = self._clock.now_ms()
         self._update(cycles=self._status.cycles + 1, last_cycle_ms=now, heartbeat_ms=now,
                      last_cycle_duration_s=self._clock.monotonic() - started,
-                     last_cycle_lag_s=lag, skipped_ticks=self._skipped_ticks, **self._figures())
+                     last_cycle_lag_s=lag, skipped_ticks=self._skipped_ticks,
+                     **self._figures(), **self._source())
         return True
+
+    def _source(self) -> dict[str, Any]:
+        events = self.events
+        if events is None:
+            return {"data_source": DataSource.REST}
+        fallbacks = events.fallbacks
+        if events.streaming:
+            return {"data_source": DataSource.STREAM, "data_problem": "",
+                    "data_fallbacks": fallbacks}
+        return {"data_source": DataSource.REST_FALLBACK, "data_problem": events.problem,
+                "data_fallbacks": fallbacks}
 
     def note_skipped_ticks(self, count: int) -> None:
         """Counted now, published with the next cycle: no extra event for watchers."""
@@ -194,6 +223,9 @@ class Engine:
             self._update(orders_rejected=self._status.orders_rejected + rejected)
 
     async def _place(self, index: int, intent: OrderIntent) -> Execution:
+        if not self._cycle_saved:  # durable before anything under this cycle's ids is sent
+            await self._store.save_cycle(self.connection_id, self._cycle)
+            self._cycle_saved = True
         request = OrderRequest(client_order_id(self.engine_id, self._cycle, index), intent.symbol,
                                intent.side, intent.type, intent.amount, intent.price,
                                intent.tag, self._cycle)

@@ -273,7 +273,7 @@ class EngineManager:
         else:
             broker = PaperBroker(config.paper, self._clock)
         engine = Engine(record, validated, broker, resources.market_data, self._store,
-                        self._clock, self._hub.publish)
+                        self._clock, self._hub.publish, resources.events)
         run = EngineRun(engine, self._store, self._clock, self._policy)
         self._runs[record.connection_id] = run
         run.launch()

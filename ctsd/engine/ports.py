@@ -27,7 +27,17 @@ from typing import Generic, Protocol, TypeVar
 
 from ctsd.engine.config import EngineConfig, TradingMode
 from ctsd.engine.orders import Execution, Fill, Order, OrderStatus
-from ctsd.strategies.model import Balance, Candle, MarketInfo, OrderType, Side, Ticker
+from ctsd.strategies.base import DataNeeds
+from ctsd.strategies.model import (
+    Balance,
+    Candle,
+    MarketInfo,
+    OrderBookTop,
+    OrderType,
+    Side,
+    Ticker,
+    Trade,
+)
 
 T = TypeVar("T")
 
@@ -42,6 +52,42 @@ class MarketDataSource(Protocol):
     async def candles(self, symbol: str, timeframe: str, limit: int) -> tuple[Candle, ...]:
         """The last `limit` CLOSED candles, oldest first (drop the still-forming one)."""
         ...
+
+    async def order_book(self, symbol: str, depth: int) -> OrderBookTop: ...
+
+    async def trades(self, symbol: str, limit: int) -> tuple[Trade, ...]:
+        """The last `limit` public trades, oldest first."""
+        ...
+
+
+class MarketEvents(Protocol):
+    """What wakes an engine on a WebSocket connection instead of a fixed interval."""
+
+    def follow(self, symbols: tuple[str, ...], needs: DataNeeds) -> None:
+        """Subscribe to what the strategy reads; events are what it reacts to."""
+        ...
+
+    async def next_event(self, timeout_s: float) -> float | None:
+        """Monotonic time of the first market event not yet taken (taking it), or None
+        when `timeout_s` passed without one."""
+        ...
+
+    @property
+    def streaming(self) -> bool:
+        """False while any stream the engine reads is not live: it runs on REST."""
+        ...
+
+    @property
+    def problem(self) -> str:
+        """Why a stream is not live ("" when all are): a refusal names the venue's reason."""
+        ...
+
+    @property
+    def fallbacks(self) -> int:
+        """Reads served by REST because a stream was not live."""
+        ...
+
+    def close(self) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,6 +217,8 @@ class EngineResources:
     market_data: MarketDataSource
     orders: ExchangeOrderClient | None = None
     """Required for LIVE; PAPER never touches it."""
+    events: MarketEvents | None = None
+    """On a WebSocket connection: market events drive the cycles; None: a fixed interval."""
 
 
 class EngineBackend(Protocol):

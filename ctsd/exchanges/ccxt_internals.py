@@ -60,7 +60,12 @@ def async_support() -> Any:
     return ccxt.async_support
 
 
-def exchange_class(name: str) -> Any:
+def exchange_class(name: str, *, pro: bool = False) -> Any:
+    """The async class `name`, or its `ccxt.pro` subclass (WebSockets) with `pro`."""
+    if pro:
+        import ccxt.pro
+
+        return getattr(ccxt.pro, name)
     return getattr(async_support(), name)
 
 

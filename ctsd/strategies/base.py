@@ -21,10 +21,17 @@ from ctsd.strategies.params import ParamSchema, RawParam, StrategyParams, raise_
 
 @dataclass(frozen=True, slots=True)
 class DataNeeds:
-    """How much history a strategy reads; the engine fetches exactly this much."""
+    """How much a strategy reads; the engine fetches exactly this much.
+
+    On a WebSocket connection it is also what wakes the engine: a closed candle
+    when it reads candles, else a ticker change."""
 
     timeframe: str = "1m"
     candles: int = 0
+    book_depth: int = 0
+    """Levels per side of the order book (0: none)."""
+    trades: int = 0
+    """Most recent public trades (0: none)."""
 
 
 class Strategy(Protocol):

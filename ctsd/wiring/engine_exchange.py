@@ -20,20 +20,23 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from typing import Protocol
 
 from ctsd.connections.checks.results import TestStatus
 from ctsd.connections.credentials import CredentialResolver
-from ctsd.connections.model import Connection
+from ctsd.connections.model import Connection, MarketDataMethod
 from ctsd.connections.ports import ConnectionStore
 from ctsd.engine.config import TradingMode
-from ctsd.engine.ports import EngineResources
+from ctsd.engine.ports import EngineResources, MarketDataSource, MarketEvents
 from ctsd.errors import CredentialsUnavailable, FailedPrecondition, InvalidArgument
+from ctsd.exchanges import model as exchange_model
 from ctsd.exchanges.client import ExchangeClient
 from ctsd.exchanges.factory import ExchangeClientFactory
 from ctsd.exchanges.model import ConnectionTarget
+from ctsd.exchanges.streams import OrderBook, PublicTrade
 from ctsd.ratelimit import Lane
-from ctsd.strategies.model import Candle, MarketInfo, Ticker
+from ctsd.strategies.model import BookLevel, Candle, MarketInfo, OrderBookTop, Ticker, Trade
 from ctsd.wiring.engine_orders import ExchangeOrders
 
 _TIMEFRAME = re.compile(r"^([1-9][0-9]*)([smhdw])$")
@@ -61,11 +64,7 @@ class ExchangeMarketData:
         return MarketInfo(symbol, terms.base, terms.quote, terms.taker_fee, terms.maker_fee)
 
     async def ticker(self, symbol: str) -> Ticker:
-        """Venues may omit bid or ask (a quiet market); the last price stands in for them."""
-        raw = await self._client.fetch_ticker(symbol)
-        return Ticker(symbol, raw.bid if raw.bid is not None else raw.last,
-                      raw.ask if raw.ask is not None else raw.last, raw.last,
-                      raw.timestamp_ms or self._now_ms())
+        return engine_ticker(await self._client.fetch_ticker(symbol), self._now_ms())
 
     async def candles(self, symbol: str, timeframe: str, limit: int) -> tuple[Candle, ...]:
         """One more than asked, then the still-forming candle is dropped."""
@@ -76,6 +75,39 @@ class ExchangeMarketData:
         return tuple(Candle(c.open_ms, c.open, c.high, c.low, c.close, c.volume)
                      for c in closed[-limit:])
 
+    async def order_book(self, symbol: str, depth: int) -> OrderBookTop:
+        return engine_book(await self._client.fetch_order_book(symbol, depth), self._now_ms())
+
+    async def trades(self, symbol: str, limit: int) -> tuple[Trade, ...]:
+        return engine_trades(await self._client.fetch_trades(symbol, limit), limit)
+
+
+def engine_ticker(raw: exchange_model.Ticker, now_ms: int) -> Ticker:
+    """Venues may omit bid or ask (a quiet market); the last price stands in for them."""
+    return Ticker(raw.symbol, raw.bid if raw.bid is not None else raw.last,
+                  raw.ask if raw.ask is not None else raw.last, raw.last,
+                  raw.timestamp_ms or now_ms)
+
+
+def engine_book(raw: OrderBook, now_ms: int) -> OrderBookTop:
+    return OrderBookTop(tuple(BookLevel(lv.price, lv.amount) for lv in raw.bids),
+                        tuple(BookLevel(lv.price, lv.amount) for lv in raw.asks),
+                        raw.timestamp_ms or now_ms)
+
+
+def engine_trades(raw: Iterable[PublicTrade], limit: int) -> tuple[Trade, ...]:
+    trades = [Trade(t.price, t.amount, t.side, t.timestamp_ms) for t in raw]
+    return tuple(trades[-limit:])
+
+
+class StreamingSource(MarketDataSource, MarketEvents, Protocol):
+    """Market data from streams that also wakes the engine (`engine_streams`)."""
+
+
+StreamSource = Callable[[ConnectionTarget, "ExchangeMarketData"], StreamingSource]
+"""Builds a WebSocket connection's market data over its REST source."""
+Closer = Callable[[], None]
+
 
 class ExchangeEngineBackend:
     """`EngineBackend`: checks the connection, opens its clients per `open`.
@@ -84,11 +116,14 @@ class ExchangeEngineBackend:
     """
 
     def __init__(self, connections: ConnectionStore, factory: ExchangeClientFactory,
-                 credentials: CredentialResolver | None = None) -> None:
+                 credentials: CredentialResolver | None = None, *,
+                 streams: StreamSource | None = None) -> None:
         self._connections = connections
         self._factory = factory
         self._credentials = credentials
-        self._clients: dict[str, list[tuple[ExchangeClient, ...]]] = {}
+        self._streams = streams
+        """Builds the market data of a WebSocket connection (the hub); None: REST only."""
+        self._clients: dict[str, list[tuple[tuple[ExchangeClient, ...], Closer]]] = {}
 
     async def open(self, connection_id: str, mode: TradingMode) -> EngineResources:
         conn = await self._connections.get(connection_id)  # NotFound for an unknown id
@@ -112,9 +147,16 @@ class ExchangeEngineBackend:
                 await market.close()
                 raise
             opened, orders = (market, trading), ExchangeOrders(trading)
+        rest = ExchangeMarketData(market)
+        streaming = None
+        if self._streams is not None and conn.market_data_method is MarketDataMethod.WEBSOCKET:
+            streaming = self._streams(target, rest)
         # A dry run (TestEngine) may open more clients while the engine holds its own.
-        self._clients.setdefault(connection_id, []).append(opened)
-        return EngineResources(ExchangeMarketData(market), orders)
+        self._clients.setdefault(connection_id, []).append(
+            (opened, streaming.close if streaming else _nothing))
+        if streaming is None:
+            return EngineResources(rest, orders)
+        return EngineResources(streaming, orders, streaming)
 
     def _check_live(self, conn: Connection, name: str) -> None:
         if self._credentials is None:
@@ -145,8 +187,13 @@ class ExchangeEngineBackend:
         opened = self._clients.get(connection_id)
         if not opened:
             return
-        clients = opened.pop()
+        clients, close_streams = opened.pop()
         if not opened:
             del self._clients[connection_id]
+        close_streams()
         for client in clients:
             await client.close()
+
+
+def _nothing() -> None:
+    pass

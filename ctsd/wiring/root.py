@@ -37,6 +37,7 @@ from ctsd.api.engines import EngineServicer
 from ctsd.api.health import SystemHealthServicer
 from ctsd.api.request_rate import RequestRateGuard
 from ctsd.api.services import connection_service, engine_service, health_service
+from ctsd.clock import SystemClock
 from ctsd.config import DaemonConfig
 from ctsd.connections.checks.batch import BatchProcessor, RetryPolicy
 from ctsd.connections.checks.batch_tester import BatchSettings, BatchTester
@@ -54,12 +55,14 @@ from ctsd.exchanges.registry import ExchangeRegistry
 from ctsd.health.readiness import ReadinessMonitor
 from ctsd.health.report import HealthReporter
 from ctsd.health.startup import StartupChecks, StartupEnvironment
+from ctsd.marketdata.hub import MarketDataHub
 from ctsd.ops.metrics import (
     ConnectionTestMetrics,
     EngineCollector,
     MetricsRegistry,
     RateLimitCollector,
     RpcMetrics,
+    StreamCollector,
 )
 from ctsd.ratelimit import RateLimiter
 from ctsd.server import build_server
@@ -73,6 +76,7 @@ from ctsd.vault.keyring_setup import open_keyring
 from ctsd.vault.master_key import locate_key
 from ctsd.wiring.check_probes import ExchangeProbes, classify
 from ctsd.wiring.engine_exchange import ExchangeEngineBackend
+from ctsd.wiring.engine_streams import StreamingMarketData
 
 log = logging.getLogger("ctsd")
 
@@ -122,9 +126,15 @@ async def assemble(
     credentials = CredentialResolver(connection_store, keyring)
     locks = ConnectionLocks()  # a delete and an engine start on one connection never interleave
     strategies = _strategies()
+    clock = SystemClock()
+    hub = MarketDataHub(exchanges.market_stream, clock)
+    lifecycle.on_close(hub.close)  # after the engines (closed first), before the factory
+    metrics.register(StreamCollector(hub.statuses))
+    backend = ExchangeEngineBackend(
+        connection_store, exchanges, credentials,
+        streams=lambda target, rest: StreamingMarketData(hub, target, rest, clock))
     engines = EngineManager(
-        SqlEngineStore(db), ExchangeEngineBackend(connection_store, exchanges, credentials),
-        strategies, locks=locks,
+        SqlEngineStore(db), backend, strategies, locks=locks, clock=clock,
         cancel_orders_on_shutdown=config.engines.cancel_orders_on_shutdown)
     metrics.register(EngineCollector(engines.list))
     activity = EngineActivity(engines.list)

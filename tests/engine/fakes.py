@@ -23,7 +23,17 @@ from ctsd.engine.ports import (
     Page,
 )
 from ctsd.errors import CtsError, ExchangeUnavailable, FailureClass, NotFound, Unavailable
-from ctsd.strategies.model import Balance, Candle, MarketInfo, OrderType, Side, Ticker
+from ctsd.strategies.model import (
+    Balance,
+    BookLevel,
+    Candle,
+    MarketInfo,
+    OrderBookTop,
+    OrderType,
+    Side,
+    Ticker,
+    Trade,
+)
 from tests.support.virtual_clock import VirtualClock
 
 T = TypeVar("T")
@@ -76,6 +86,22 @@ class ScriptedMarket:
         start = max(0, len(closes) - limit)
         return tuple(Candle(i * 60_000, c, c, c, c, Decimal(1))
                      for i, c in enumerate(closes[start:], start))
+
+    async def order_book(self, symbol: str, depth: int) -> OrderBookTop:
+        """`depth` levels a tick apart around the ticker, one unit each."""
+        self._fail("order_book")
+        ticker = await self.ticker(symbol)
+        tick = Decimal("0.01")
+        return OrderBookTop(
+            tuple(BookLevel(ticker.bid - i * tick, Decimal(1)) for i in range(depth)),
+            tuple(BookLevel(ticker.ask + i * tick, Decimal(1)) for i in range(depth)),
+            self._clock.now_ms())
+
+    async def trades(self, symbol: str, limit: int) -> tuple[Trade, ...]:
+        """One trade at each closed candle's close, the latest `limit`."""
+        self._fail("trades")
+        return tuple(Trade(c.close, Decimal(1), "buy", c.timestamp_ms)
+                     for c in await self.candles(symbol, "1m", limit))
 
 
 class MemoryStore:

@@ -1,0 +1,163 @@
+"""`StreamingMarketData`: an engine's market data from the shared hub, REST while a stream is down.
+
+Why here: it bridges the engine's seams (`MarketDataSource`, `MarketEvents`)
+and the market-data hub, which know nothing of each other. One per engine
+session: `follow` takes leases on the hub's shared subscriptions (a ticker per
+symbol; candles, book or trades when the strategy reads them) and registers
+the one listener that wakes the engine — a closed candle when the strategy
+reads candles, else a ticker change. Reads come from memory while the
+subscription is LIVE; otherwise from the REST source through the shared rate
+limiter, counted as a fallback on the subscription and shown on the engine
+(`streaming`), until the stream is LIVE again. A subscription the venue
+refused fails the read with the venue's reason (never a silent stall).
+Candle history the stream cannot carry is seeded once from REST per
+subscription, shared by every engine on it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+from ctsd.clock import Clock
+from ctsd.errors import FailedPrecondition
+from ctsd.exchanges import model as exchange_model
+from ctsd.exchanges.model import ConnectionTarget
+from ctsd.exchanges.streams import StreamKind
+from ctsd.marketdata.feeds import StreamState, SubKey, Subscription
+from ctsd.marketdata.hub import Lease, MarketDataHub
+from ctsd.strategies.base import DataNeeds
+from ctsd.strategies.model import Candle, MarketInfo, OrderBookTop, Ticker, Trade
+from ctsd.wiring.engine_exchange import (
+    ExchangeMarketData,
+    engine_book,
+    engine_ticker,
+    engine_trades,
+    timeframe_ms,
+)
+
+
+class StreamingMarketData:
+    def __init__(self, hub: MarketDataHub, target: ConnectionTarget, rest: ExchangeMarketData,
+                 clock: Clock,
+                 now_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000) -> None:
+        self._hub = hub
+        self._target = target
+        self._rest = rest
+        self._clock = clock
+        self._now_ms = now_ms
+        self._leases: dict[SubKey, Lease] = {}
+        self._wake = asyncio.Event()
+        self._first_event: float | None = None
+        self.fallbacks = 0
+
+    # --- MarketEvents -----------------------------------------------------------------------
+
+    def follow(self, symbols: tuple[str, ...], needs: DataNeeds) -> None:
+        self.close()
+        trigger_candles = needs.candles > 0
+        length = timeframe_ms(needs.timeframe) if needs.candles else 0
+        for symbol in symbols:
+            self._lease(SubKey(self._target, StreamKind.TICKER, symbol),
+                        listen=not trigger_candles)
+            if needs.candles:
+                self._lease(SubKey(self._target, StreamKind.CANDLES, (symbol, needs.timeframe)),
+                            listen=True, candle_ms=length, keep=needs.candles)
+            if needs.book_depth:
+                self._lease(SubKey(self._target, StreamKind.BOOK, (symbol, needs.book_depth)))
+            if needs.trades:
+                self._lease(SubKey(self._target, StreamKind.TRADES, symbol))
+        self._first_event = self._clock.monotonic()  # the first cycle runs at once
+        self._wake.set()
+
+    def _lease(self, key: SubKey, listen: bool = False, candle_ms: int = 0,
+               keep: int = 0) -> None:
+        self._leases[key] = self._hub.subscribe(key, self._on_event if listen else None,
+                                                candle_ms=candle_ms, keep=keep)
+
+    def _on_event(self, sub: Subscription) -> None:
+        if self._first_event is None:
+            self._first_event = sub.last_data or self._clock.monotonic()
+        self._wake.set()
+
+    async def next_event(self, timeout_s: float) -> float | None:
+        if self._first_event is None:
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout_s)
+            except TimeoutError:
+                return None
+        first, self._first_event = self._first_event, None
+        return first
+
+    @property
+    def streaming(self) -> bool:
+        return all(lease.subscription.live for lease in self._leases.values())
+
+    @property
+    def problem(self) -> str:
+        for key, lease in self._leases.items():
+            sub = lease.subscription
+            if not sub.live:
+                return f"{key.describe()} {sub.state.value}" + (
+                    f": {sub.error}" if sub.error else "")
+        return ""
+
+    def close(self) -> None:
+        leases, self._leases = self._leases, {}
+        for lease in leases.values():
+            lease.release()
+
+    # --- MarketDataSource ----------------------------------------------------------------------
+
+    async def market(self, symbol: str) -> MarketInfo:
+        return await self._rest.market(symbol)
+
+    async def ticker(self, symbol: str) -> Ticker:
+        sub = self._live(SubKey(self._target, StreamKind.TICKER, symbol))
+        if sub is not None:
+            return engine_ticker(sub.value, self._now_ms())
+        return await self._rest.ticker(symbol)
+
+    async def candles(self, symbol: str, timeframe: str, limit: int) -> tuple[Candle, ...]:
+        sub = self._live(SubKey(self._target, StreamKind.CANDLES, (symbol, timeframe)))
+        if sub is None or sub.candles is None:
+            return await self._rest.candles(symbol, timeframe, limit)
+        found = sub.candles.closed(self._now_ms(), limit)
+        if found is not None:
+            return tuple(Candle(c.open_ms, c.open, c.high, c.low, c.close, c.volume)
+                         for c in found)
+        history = await self._rest.candles(symbol, timeframe, sub.candles.keep)
+        sub.candles.seed(exchange_model.Candle(c.timestamp_ms, c.open, c.high, c.low, c.close,
+                                               c.volume) for c in history)
+        return history[-limit:]
+
+    async def order_book(self, symbol: str, depth: int) -> OrderBookTop:
+        sub = self._live(SubKey(self._target, StreamKind.BOOK, (symbol, depth)))
+        if sub is not None:
+            return engine_book(sub.value, self._now_ms())
+        return await self._rest.order_book(symbol, depth)
+
+    async def trades(self, symbol: str, limit: int) -> tuple[Trade, ...]:
+        sub = self._live(SubKey(self._target, StreamKind.TRADES, symbol))
+        if sub is not None and len(sub.trades) >= min(limit, sub.trades.maxlen or limit):
+            return engine_trades(sub.trades, limit)
+        return await self._rest.trades(symbol, limit)
+
+    def _live(self, key: SubKey) -> Subscription | None:
+        """The subscription if its data may be used now; counts a fallback otherwise.
+
+        A refused subscription raises with the venue's reason."""
+        lease = self._leases.get(key)
+        if lease is None:
+            return None
+        sub = lease.subscription
+        if sub.state is StreamState.FAILED:
+            raise FailedPrecondition(f"{key.describe()} cannot be streamed: {sub.error}; "
+                                     "use market_data_method rest for this connection")
+        if sub.live and (sub.value is not None or key.kind is not StreamKind.TICKER):
+            return sub
+        sub.fallbacks += 1
+        self.fallbacks += 1
+        return None
