@@ -145,8 +145,9 @@ class EngineRecord:
     """What survives a daemon restart: which engine should run, with what, and how far it got.
 
     `engine_id` is minted at each explicit start and is part of every client order
-    id; `cycle` is the last cycle begun, persisted before that cycle sends anything,
-    so a resumed engine never reuses a client order id.
+    id; `cycle` is the last cycle that placed an order, persisted before that cycle
+    sends anything, so a resumed engine (numbering on from it) never reuses a client
+    order id. Cycles that place nothing are not stored: they need no id.
     """
 
     connection_id: str

@@ -193,6 +193,8 @@ class EngineRun:
                 break
             now = self._clock.monotonic()
             event = waited.result()
+            if event is not None and event < last:
+                continue  # it came before the last cycle started: that cycle served it
             due = max(event if event is not None else now, last + spacing)
             if due > now and await self._wait_stop(due - now):
                 break

@@ -124,6 +124,7 @@ class Subscription:
         self.candles: CandleSeries | None = None
         self.trades: deque[PublicTrade] = deque(maxlen=100)
         self.subscribed_at = now
+        """When it was last (re)subscribed: the data age of a new connection counts from it."""
         self.last_data = 0.0
         self.messages = 0
         self.reconnects = 0

@@ -127,6 +127,7 @@ class MarketDataHub(AsyncClosing):
         self._shards: dict[ConnectionTarget, list[Shard]] = {}
         self._pacers: dict[str, Pacer] = {}
         self._watchdog: asyncio.Task[None] | None = None
+        self._activity = asyncio.Event()
         self._closed = False
 
     # --- consumers ---------------------------------------------------------------------------
@@ -157,6 +158,13 @@ class MarketDataHub(AsyncClosing):
             self._watchdog = asyncio.create_task(self._watch_ages(), name="marketdata-watchdog")
         return Lease(self, sub, listener)
 
+    async def wait_for(self, predicate: Callable[[], bool]) -> None:
+        """Until `predicate()` holds, re-checked after every batch of data, state change
+        and watchdog round (a key test waiting for first data; tests)."""
+        while not predicate():
+            self._activity.clear()
+            await self._activity.wait()
+
     def subscriptions(self) -> tuple[Subscription, ...]:
         return tuple(self._subs.values())
 
@@ -170,8 +178,8 @@ class MarketDataHub(AsyncClosing):
     def _cadence(self, key: SubKey, candle_ms: int) -> float:
         s = self.settings
         quiet = stream_limits(key.target.exchange).ticker_cadence_s
-        return {StreamKind.TICKER: max(s.ticker_cadence_s, quiet or 0.0), StreamKind.BOOK: s.book_cadence_s,
-                StreamKind.TRADES: s.trades_cadence_s,
+        return {StreamKind.TICKER: max(s.ticker_cadence_s, quiet or 0.0),
+                StreamKind.BOOK: s.book_cadence_s, StreamKind.TRADES: s.trades_cadence_s,
                 StreamKind.CANDLES: max(s.candle_cadence_min_s, candle_ms / 2000)}[key.kind]
 
     def _release(self, sub: Subscription, listener: Listener | None) -> None:
@@ -228,6 +236,9 @@ class MarketDataHub(AsyncClosing):
                 self._down(shard, StreamState.DOWN, f"connecting: {exc.detail}")
                 continue
             shard.reconnect = False
+            opened = self._clock.monotonic()
+            for sub in shard.subs.values():  # data age counts from this subscription on
+                sub.subscribed_at = opened
             feeds = [asyncio.create_task(self._feed(shard, kind)) for kind in StreamKind]
             for feed in feeds:
                 feed.add_done_callback(_log_crash)
@@ -290,6 +301,7 @@ class MarketDataHub(AsyncClosing):
                     sub = shard.subs.get(SubKey(shard.target, kind, key))
                     if sub is not None and sub.receive(value, now):
                         sub.notify()
+            self._activity.set()
 
     def _failed(self, shard: Shard, group: tuple[Hashable, ...], exc: ExchangeFailure) -> None:
         if exc.failure.retryable:  # the connection: every subscription of the shard is down
@@ -338,12 +350,13 @@ class MarketDataHub(AsyncClosing):
             for shards in list(self._shards.values()):
                 for shard in shards:
                     self._check(shard, now)
+            self._activity.set()
 
     def _check(self, shard: Shard, now: float) -> None:
         stale = False
         for sub in list(shard.subs.values()):
             sub.sample_rate(now)
-            since = sub.last_data or sub.subscribed_at
+            since = max(sub.last_data, sub.subscribed_at)
             if sub.state in (StreamState.LIVE, StreamState.STARTING) and (
                     now - since > sub.cadence_s):
                 if not sub.last_data and sub.reconnects >= NEVER_LIVE_RECONNECTS:

@@ -7,6 +7,7 @@ the daemon's real implementations will, so tests never patch engine code.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -23,6 +24,7 @@ from ctsd.engine.ports import (
     Page,
 )
 from ctsd.errors import CtsError, ExchangeUnavailable, FailureClass, NotFound, Unavailable
+from ctsd.strategies.base import DataNeeds
 from ctsd.strategies.model import (
     Balance,
     BookLevel,
@@ -104,6 +106,48 @@ class ScriptedMarket:
                      for c in await self.candles(symbol, "1m", limit))
 
 
+class ScriptedEvents:
+    """`MarketEvents` a test fires by hand on the virtual clock (`push`), with a stream
+    health it sets (`streaming`, `problem`)."""
+
+    def __init__(self, clock: VirtualClock) -> None:
+        self._clock = clock
+        self._wake = asyncio.Event()
+        self._first: float | None = None
+        self.followed: list[tuple[tuple[str, ...], DataNeeds]] = []
+        self.streaming = True
+        self.problem = ""
+        self.fallbacks = 0
+        self.closed = 0
+
+    def follow(self, symbols: tuple[str, ...], needs: DataNeeds) -> None:
+        self.followed.append((symbols, needs))
+        self.push()  # as the hub's client does: the first cycle runs at once
+
+    def push(self) -> None:
+        if self._first is None:
+            self._first = self._clock.monotonic()
+        self._wake.set()
+
+    async def next_event(self, timeout_s: float) -> float | None:
+        if self._first is None:
+            self._wake.clear()
+            waiter = asyncio.ensure_future(self._wake.wait())
+            sleeper = asyncio.ensure_future(self._clock.sleep(timeout_s))
+            try:
+                await asyncio.wait({waiter, sleeper}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                waiter.cancel()
+                sleeper.cancel()
+            if self._first is None:
+                return None
+        first, self._first = self._first, None
+        return first
+
+    def close(self) -> None:
+        self.closed += 1
+
+
 class MemoryStore:
     """An in-memory `EngineStore`, with a history of every saved execution for assertions."""
 
@@ -171,12 +215,15 @@ class FakeBackend:
     refuse: dict[str, CtsError] = field(default_factory=dict)
     opened: list[tuple[str, TradingMode]] = field(default_factory=list)
     closed: list[str] = field(default_factory=list)
+    events: dict[str, ScriptedEvents] = field(default_factory=dict)
+    """Connections on WebSockets: their market events drive the engine."""
 
     async def open(self, connection_id: str, mode: TradingMode) -> EngineResources:
         if connection_id in self.refuse:
             raise self.refuse[connection_id]
         self.opened.append((connection_id, mode))
-        return EngineResources(self.markets[connection_id], self.exchanges.get(connection_id))
+        return EngineResources(self.markets[connection_id], self.exchanges.get(connection_id),
+                               self.events.get(connection_id))
 
     async def close(self, connection_id: str) -> None:
         self.closed.append(connection_id)
