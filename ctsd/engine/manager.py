@@ -268,7 +268,8 @@ class EngineManager:
             # first would only add a round trip between market data and the order.
             # Retries still ask, and reconciliation resolves whatever a crash left.
             broker = LiveBroker(
-                resources.orders, config.symbols, self._clock, check_before_place=False
+                resources.orders, config.symbols, self._clock, check_before_place=False,
+                updates=resources.order_updates,
             )
         else:
             broker = PaperBroker(config.paper, self._clock)

@@ -135,6 +135,34 @@ class ExchangeOrderClient(Protocol):
     async def fetch_balance(self) -> tuple[Balance, ...]: ...
 
 
+class OrderUpdates(Protocol):
+    """A LIVE connection's private order stream, as the broker reads it.
+
+    `drain` hands over every update received since the last call, oldest first, and
+    whether the stream had a gap meanwhile (a reconnect, a failed login, a stall):
+    after a gap the broker reconciles over REST, since updates may have been missed."""
+
+    def drain(self) -> tuple[list[ExchangeOrder], bool]: ...
+
+    @property
+    def gap(self) -> bool:
+        """A gap happened since the last `drain` (what `drain` will say)."""
+        ...
+
+    @property
+    def live(self) -> bool: ...
+
+    @property
+    def problem(self) -> str:
+        """Why the stream is not live; a refused login names the venue's reason."""
+        ...
+
+    @property
+    def refused(self) -> bool:
+        """The venue refused the login: retrying will not help, the key must be fixed."""
+        ...
+
+
 class DesiredState(enum.Enum):
     RUNNING = "running"
     STOPPED = "stopped"
@@ -220,6 +248,8 @@ class EngineResources:
     """Required for LIVE; PAPER never touches it."""
     events: MarketEvents | None = None
     """On a WebSocket connection: market events drive the cycles; None: a fixed interval."""
+    order_updates: OrderUpdates | None = None
+    """LIVE on a WebSocket connection: fills and order states by stream, REST reconciles."""
 
 
 class EngineBackend(Protocol):

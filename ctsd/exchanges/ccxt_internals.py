@@ -141,6 +141,18 @@ def share_markets(exchange: Any, source: Any) -> None:
     exchange.set_markets_from_exchange(source)
 
 
+def ws_connected(exchange: Any) -> bool:
+    """Whether any WebSocket client of a ccxt.pro `exchange` has connected (its
+    `connected` future resolved): a private stream with nothing to say is still up."""
+    clients = getattr(exchange, "clients", None) or {}
+    for client in clients.values():
+        connected = getattr(client, "connected", None)
+        if connected is not None and connected.done() and not connected.cancelled() and (
+                connected.exception() is None):
+            return True
+    return False
+
+
 # --- another base URL ---------------------------------------------------------------------
 
 UrlMap = list[tuple[str, str]]

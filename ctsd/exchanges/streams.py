@@ -331,6 +331,12 @@ class OrderStream(AsyncClosing):
         self.target = target
         self._translate = translate
 
+    def connected(self) -> bool:
+        """Whether a WebSocket of this stream is open (ccxt says nothing until data)."""
+        from ctsd.exchanges import ccxt_internals
+
+        return ccxt_internals.ws_connected(self._exchange)
+
     async def orders(self) -> list[Order]:
         """The next order updates (cumulative filled, average, fee), after logging in."""
         raw = await self._translate(self._watch_orders)

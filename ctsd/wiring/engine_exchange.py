@@ -21,8 +21,10 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Protocol
 
+from ctsd.clock import SystemClock
 from ctsd.connections.checks.results import TestStatus
 from ctsd.connections.credentials import CredentialResolver
 from ctsd.connections.model import Connection, MarketDataMethod
@@ -33,10 +35,11 @@ from ctsd.errors import CredentialsUnavailable, FailedPrecondition, InvalidArgum
 from ctsd.exchanges import model as exchange_model
 from ctsd.exchanges.client import ExchangeClient
 from ctsd.exchanges.factory import ExchangeClientFactory
-from ctsd.exchanges.model import ConnectionTarget
+from ctsd.exchanges.model import ApiCredentials, ConnectionTarget
 from ctsd.exchanges.streams import OrderBook, PublicTrade
 from ctsd.ratelimit import Lane
 from ctsd.strategies.model import BookLevel, Candle, MarketInfo, OrderBookTop, Ticker, Trade
+from ctsd.wiring.engine_order_stream import OrderFeed
 from ctsd.wiring.engine_orders import ExchangeOrders
 
 _TIMEFRAME = re.compile(r"^([1-9][0-9]*)([smhdw])$")
@@ -103,10 +106,23 @@ def engine_trades(raw: Iterable[PublicTrade], limit: int) -> tuple[Trade, ...]:
 class StreamingSource(MarketDataSource, MarketEvents, Protocol):
     """Market data from streams that also wakes the engine (`engine_streams`)."""
 
+    def wake(self) -> None:
+        """An event of the engine's own (its order stream): cycle as soon as allowed."""
+        ...
+
 
 StreamSource = Callable[[ConnectionTarget, "ExchangeMarketData"], StreamingSource]
 """Builds a WebSocket connection's market data over its REST source."""
-Closer = Callable[[], None]
+
+
+@dataclass(frozen=True)
+class Opened:
+    """What one `open` handed out, for its `close`."""
+
+    target: ConnectionTarget
+    trading: ExchangeClient | None
+    streams: StreamingSource | None
+    orders: OrderFeed | None
 
 
 class ExchangeEngineBackend:
@@ -123,7 +139,10 @@ class ExchangeEngineBackend:
         self._credentials = credentials
         self._streams = streams
         """Builds the market data of a WebSocket connection (the hub); None: REST only."""
-        self._clients: dict[str, list[tuple[tuple[ExchangeClient, ...], Closer]]] = {}
+        self._opened: dict[str, list[Opened]] = {}
+        self._public: dict[ConnectionTarget, tuple[ExchangeClient, int]] = {}
+        """One public market-data client per target, shared by every engine on it (a ccxt
+        instance per engine would cost a thousand engines gigabytes); with its users."""
 
     async def open(self, connection_id: str, mode: TradingMode) -> EngineResources:
         conn = await self._connections.get(connection_id)  # NotFound for an unknown id
@@ -137,26 +156,50 @@ class ExchangeEngineBackend:
         if mode is TradingMode.LIVE:
             self._check_live(conn, name)
         target = ConnectionTarget(conn.exchange, conn.api_type, conn.testnet)
-        market = await self._factory.client(target, None, lane=Lane.POLL)
-        opened: tuple[ExchangeClient, ...] = (market,)
-        orders = None
+        market = await self._market_client(target)
+        trading = credentials = None
         if mode is TradingMode.LIVE:
             try:
-                trading = await self._trading_client(conn, target, name)
+                trading, credentials = await self._trading_client(conn, target, name)
             except BaseException:
-                await market.close()
+                await self._release_market(target)
                 raise
-            opened, orders = (market, trading), ExchangeOrders(trading)
         rest = ExchangeMarketData(market)
-        streaming = None
+        streaming = feed = None
+        orders = None if trading is None else ExchangeOrders(trading)
         if self._streams is not None and conn.market_data_method is MarketDataMethod.WEBSOCKET:
             streaming = self._streams(target, rest)
+            if orders is not None and credentials is not None:
+                feed = OrderFeed(await self._factory.order_stream(target, credentials,
+                                                                  conn.account_uid),
+                                 orders.streamed, streaming.wake, SystemClock())
+                feed.start()
         # A dry run (TestEngine) may open more clients while the engine holds its own.
-        self._clients.setdefault(connection_id, []).append(
-            (opened, streaming.close if streaming else _nothing))
+        self._opened.setdefault(connection_id, []).append(
+            Opened(target, trading, streaming, feed))
         if streaming is None:
             return EngineResources(rest, orders)
-        return EngineResources(streaming, orders, streaming)
+        return EngineResources(streaming, orders, streaming, feed)
+
+    async def _market_client(self, target: ConnectionTarget) -> ExchangeClient:
+        shared = self._public.get(target)
+        if shared is None:
+            client = await self._factory.client(target, None, lane=Lane.POLL)
+            shared = self._public.get(target)  # another open may have made one meanwhile
+            if shared is not None:
+                await client.close()
+            else:
+                shared = (client, 0)
+        self._public[target] = (shared[0], shared[1] + 1)
+        return shared[0]
+
+    async def _release_market(self, target: ConnectionTarget) -> None:
+        client, users = self._public[target]
+        if users > 1:
+            self._public[target] = (client, users - 1)
+            return
+        del self._public[target]
+        await client.close()
 
     def _check_live(self, conn: Connection, name: str) -> None:
         if self._credentials is None:
@@ -174,26 +217,32 @@ class ExchangeEngineBackend:
                 "enable trading on the key and test again")
 
     async def _trading_client(self, conn: Connection, target: ConnectionTarget,
-                              name: str) -> ExchangeClient:
+                              name: str) -> tuple[ExchangeClient, ApiCredentials]:
         assert self._credentials is not None
         try:
             credentials = await self._credentials.resolve(conn)
         except CredentialsUnavailable as exc:
             raise FailedPrecondition(f"{name} cannot trade LIVE: {exc.message}") from exc
-        return await self._factory.client(target, credentials, lane=Lane.ORDER,
-                                          account_uid=conn.account_uid)
+        client = await self._factory.client(target, credentials, lane=Lane.ORDER,
+                                            account_uid=conn.account_uid)
+        return client, credentials
 
     async def close(self, connection_id: str) -> None:
-        opened = self._clients.get(connection_id)
+        opened = self._opened.get(connection_id)
         if not opened:
             return
-        clients, close_streams = opened.pop()
+        last = opened.pop()
         if not opened:
-            del self._clients[connection_id]
-        close_streams()
-        for client in clients:
-            await client.close()
+            del self._opened[connection_id]
+        if last.streams is not None:
+            last.streams.close()
+        if last.orders is not None:
+            await last.orders.close()
+        try:
+            if last.trading is not None:
+                await last.trading.close()
+        finally:
+            await self._release_market(last.target)
 
 
-def _nothing() -> None:
-    pass
+

@@ -76,6 +76,11 @@ class StreamingMarketData:
         self._leases[key] = self._hub.subscribe(key, self._on_event if listen else None,
                                                 candle_ms=candle_ms, keep=keep)
 
+    def wake(self) -> None:
+        if self._first_event is None:
+            self._first_event = self._clock.monotonic()
+        self._wake.set()
+
     def _on_event(self, sub: Subscription) -> None:
         if self._first_event is None:
             self._first_event = sub.last_data or self._clock.monotonic()
