@@ -44,6 +44,7 @@ import signal
 import sys
 import tempfile
 import time
+import urllib.request
 from decimal import Decimal
 from pathlib import Path
 from types import FrameType
@@ -88,34 +89,60 @@ ORDER_PATH = "/api/v3/order"
 
 
 def run_daemon(trace: str, rest: list[str]) -> int:
-    """`bench.support ctsd …` writing, at exit, (kind, perf_counter, detail) rows: `E` a
-    market event that woke engines (symbol), `O` an order request leaving (symbol)."""
+    """`bench.support ctsd …` writing, at exit, (kind, time.monotonic(), symbol) rows (`R`:
+    any REST request, (R, start, end)): `E` a
+    market event that woke engines, `F` an own fill arriving on a private stream, `S` a
+    LIVE cycle falling due (the event, or the end of the minimum spacing after the last
+    cycle: the clock the engine's `scheduled` runs on), `O` an order request leaving."""
     from urllib.parse import parse_qs, urlsplit
 
     from ccxt.async_support.base.exchange import Exchange
 
     from bench.support import _ctsd_with_limits
     from ctsd.marketdata.feeds import Subscription
+    from ctsd.wiring.engine_orders import ExchangeOrders
 
     rows: list[tuple[str, float, str]] = []
-    fetch, notify = Exchange.fetch, Subscription.notify
+    fetch, notify, streamed = Exchange.fetch, Subscription.notify, ExchangeOrders.streamed
 
     async def timed(self: Any, url: str, method: str = "GET", headers: Any = None,
                     body: Any = None) -> Any:
+        started = time.monotonic()
         if method == "POST" and urlsplit(url).path.endswith(ORDER_PATH):
             query = parse_qs(urlsplit(url).query or (body or ""))
-            rows.append(("O", time.perf_counter(), (query.get("symbol") or ["?"])[0]))
-        return await fetch(self, url, method, headers, body)
+            rows.append(("O", started, (query.get("symbol") or ["?"])[0]))
+        try:
+            return await fetch(self, url, method, headers, body)
+        finally:
+            rows.append(("R", started, repr(time.monotonic())))
 
     def noted(self: Subscription) -> None:
         if self.listeners and self.live:
-            rows.append(("E", time.perf_counter(),
+            rows.append(("E", time.monotonic(),
                          str(self.key.key).replace("/", "")))
         notify(self)
+
+    from ctsd.engine.engine import Engine
+
+    run_cycle = Engine.run_cycle
+
+    async def cycle_noted(self: Engine, scheduled: float | None = None,
+                          interrupt: Any = None) -> bool:
+        if scheduled is not None and self.config.mode.value == "live":
+            rows.append(("S", scheduled, self.config.symbols[0].replace("/", "")))
+        return await run_cycle(self, scheduled, interrupt)
+
+    def fill_noted(self: ExchangeOrders, order: Any) -> Any:
+        found = streamed(self, order)
+        if found is not None and found.filled > 0:
+            rows.append(("F", time.monotonic(), found.symbol.replace("/", "")))
+        return found
 
     if trace:
         Exchange.fetch = timed
         Subscription.notify = noted  # type: ignore[method-assign]
+        ExchangeOrders.streamed = fill_noted  # type: ignore[method-assign]
+        Engine.run_cycle = cycle_noted  # type: ignore[method-assign]
     try:
         return _ctsd_with_limits(rest)
     finally:
@@ -137,22 +164,43 @@ def daemon(sim: SimProcess, trace: str = "") -> DaemonProcess:
 
 
 def event_to_order(rows: list[list[Any]]) -> dict[str, Any]:
-    """Each order request against the last market event of its symbol before it, where that
-    event is less than a second old (older: the order came from something else)."""
-    last: dict[str, float] = {}
-    spans: list[float] = []
+    """Each order request against the last event of its symbol before it — a market event
+    (`E`: a ticker the engine reacts to) or its own fill arriving on the private stream
+    (`F`: the market reached its order) — where that event is less than a second old
+    (older: the order came from something else). Only the first order after an event
+    counts: the cycle it woke may send several."""
+    requests = sorted((r[1], float(r[2])) for r in rows if r[0] == "R")
+    rows = [r for r in rows if r[0] != "R"]
+    last: dict[str, tuple[float, str]] = {}
+    due: dict[str, float] = {}
+    compute: list[float] = []
+    spans: dict[str, list[float]] = {"E": [], "F": []}
+    net: list[float] = []
     used: set[tuple[str, float]] = set()
     for kind, at, symbol in sorted(rows, key=lambda r: r[1]):
-        if kind == "E":
-            last[symbol] = at
+        if kind in spans:
+            last[symbol] = (at, kind)
             continue
-        event = last.get(symbol)
+        if kind == "S":
+            due[symbol] = at
+            continue
+        event, trigger = last.get(symbol, (None, ""))
         if event is None or at - event > 1.0 or (symbol, event) in used:
             continue
-        used.add((symbol, event))  # the first order of the cycle the event woke
-        spans.append((at - event) * 1000)
-    return {"events": sum(1 for r in rows if r[0] == "E"),
-            "orders": sum(1 for r in rows if r[0] == "O"), "event_to_order": summary(spans)}
+        used.add((symbol, event))
+        spans[trigger].append((at - event) * 1000)
+        start = max(event, due.get(symbol, event))
+        net.append((at - start) * 1000)
+        waiting = sum(min(e, at) - max(s, start) for s, e in requests if s < at and e > start)
+        compute.append((at - start - waiting) * 1000)
+    return {"market_events": sum(1 for r in rows if r[0] == "E"),
+            "fills_streamed": sum(1 for r in rows if r[0] == "F"),
+            "orders": sum(1 for r in rows if r[0] == "O"),
+            "event_to_order": summary(spans["E"] + spans["F"]),
+            "market_event_to_order": summary(spans["E"]),
+            "fill_to_order": summary(spans["F"]),
+            "event_to_order_past_spacing": summary(net),
+            "event_to_order_past_spacing_without_rest": summary(compute)}
 
 
 # --- connections and engines -----------------------------------------------------------------
@@ -243,6 +291,11 @@ class Cycles:
                     s[3] == pb.MARKET_DATA_SOURCE_REST_FALLBACK for s in inside)}
 
 
+def sim_json(sim: SimProcess, path: str) -> Any:
+    with urllib.request.urlopen(sim.base_url + path, timeout=30) as answer:
+        return json.loads(answer.read())
+
+
 def weight(sim: SimProcess) -> float:
     charged = sim.stats().get("bench_binance", {}).get("charged_weight", {})
     return float(sum(charged.values()))
@@ -317,12 +370,14 @@ async def live_phase(args: argparse.Namespace, sim: SimProcess, stub: sgrpc.Engi
                 assert event.result.status != cpb.TEST_STATUS_FAILED, event.result
     catalog = [c for c in catalog_symbols(args.markets) if c[0].endswith("/USDT")][:len(names)]
     engine_configs = []
-    for symbol, price in catalog:
+    for symbol, _ in catalog:
+        price = Decimal(str(sim_json(sim, f"/binance/api/v3/ticker/24hr?symbol="
+                                          f"{symbol.replace('/', '')}")["lastPrice"]))
         amount = Decimal(10) / price
         engine_configs.append(pb.EngineConfig(
             strategy="grid", symbols=[symbol], mode=pb.TRADING_MODE_LIVE,
             interval=duration_pb2.Duration(seconds=1), params={
-                "reference_price": f"{price}", "spacing_pct": "0.05", "levels": "1",
+                "reference_price": f"{price}", "spacing_pct": "0.01", "levels": "5",
                 "amount": f"{amount:.6g}"}))
     await start_all(stub, names, engine_configs, parallel=4)
     await asyncio.sleep(args.live_seconds)
@@ -391,7 +446,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         trace.unlink(missing_ok=True)
         trace.parent.rmdir()
     stream, watch, rest = phases["stream"], phases["watch"], phases["rest"]
-    live = phases.get("live", {}).get("event_to_order", {})
+    live = phases.get("live", {}).get("event_to_order_past_spacing", {})
     saving = (100 * (1 - stream["weight_per_engine_hour"] / rest["weight_per_engine_hour"])
               if rest["weight_per_engine_hour"] else None)
     result.update({
@@ -409,9 +464,17 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             (watch.get("delivery", {}).get("p99_ms") or 1e9) < TARGET_DELIVERY_P99_MS),
         "cycle_lag_p99_under_watchers_ms": watch["lag"]["p99_ms"],
         "cpu_pct_under_watchers": watch["cpu_pct"],
+        "live_event_to_order_raw_p99_ms": phases.get("live", {}).get(
+            "event_to_order", {}).get("p99_ms"),
         "live_event_to_order_p50_ms": live.get("p50_ms"),
         "live_event_to_order_p99_ms": live.get("p99_ms"),
         "live_event_to_order_samples": live.get("n", 0),
+        "live_decision_without_rest_p99_ms": phases.get("live", {}).get(
+            "event_to_order_past_spacing_without_rest", {}).get("p99_ms"),
+        "live_market_event_to_order_p99_ms": phases.get("live", {}).get(
+            "market_event_to_order", {}).get("p99_ms"),
+        "live_fill_to_order_p99_ms": phases.get("live", {}).get("fill_to_order", {}).get(
+            "p99_ms"),
         "live_meets_target": (live.get("p99_ms") or 1e9) < TARGET_EVENT_TO_ORDER_P99_MS,
         "sim_violations": phases["sim_violations"],
         "phases": phases,

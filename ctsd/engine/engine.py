@@ -136,10 +136,15 @@ class Engine:
             if not self._infos:  # market facts are not reconciliation: a failure may retry
                 self._infos = await unless_set(
                     interrupt, fetch_infos(self._market_data, self.config.symbols))
-            for execution in await unless_set(interrupt, self._broker.refresh()):
+            executions = self._broker.refresh_now()
+            if executions is None:
+                executions = await unless_set(interrupt, self._broker.refresh())
+            for execution in executions:
                 await self._book(execution)
-            market = await unless_set(interrupt, fetch_snapshot(
-                self._market_data, self._infos, self._strategy.needs, self._clock))
+            market = self._snapshot_now()
+            if market is None:
+                market = await unless_set(interrupt, fetch_snapshot(
+                    self._market_data, self._infos, self._strategy.needs, self._clock))
         except Interrupted:
             return False
         self._marks = {m.info.symbol: m.ticker.last for m in market.symbols}
@@ -155,6 +160,13 @@ class Engine:
                      last_cycle_lag_s=lag, skipped_ticks=self._skipped_ticks,
                      **self._figures(), **self._source())
         return True
+
+    def _snapshot_now(self) -> MarketSnapshot | None:
+        """The market from the streams' memory, when everything the strategy reads is
+        there (no await: no task, no loop round trip per engine)."""
+        if self.events is None:
+            return None
+        return self.events.snapshot_now(self._infos, self._strategy.needs, self._clock.now_ms())
 
     def _source(self) -> dict[str, Any]:
         events = self.events

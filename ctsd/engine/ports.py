@@ -21,6 +21,7 @@ ccxt or aiohttp. The exchange layer's `ExchangeFailure`s already are these.
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Generic, Protocol, TypeVar
@@ -32,6 +33,7 @@ from ctsd.strategies.model import (
     Balance,
     Candle,
     MarketInfo,
+    MarketSnapshot,
     OrderBookTop,
     OrderType,
     Side,
@@ -70,6 +72,16 @@ class MarketEvents(Protocol):
     async def next_event(self, timeout_s: float) -> float | None:
         """Monotonic time of the first market event not yet taken (taking it), or None
         when `timeout_s` passed without one."""
+        ...
+
+    def snapshot_now(self, infos: Mapping[str, MarketInfo], needs: DataNeeds, now_ms: int,
+                     ) -> MarketSnapshot | None:
+        """The market from memory if every stream the strategy reads is live and holds
+        enough, else None (then the engine reads through `MarketDataSource`)."""
+        ...
+
+    def interrupt(self) -> None:
+        """End a pending `next_event` now (the engine is stopping)."""
         ...
 
     @property

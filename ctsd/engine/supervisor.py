@@ -104,6 +104,8 @@ class EngineRun:
         """Stop after the cycle in flight; cancelling the caller does not cancel the engine."""
         self._cancel_orders_on_stop = cancel_orders
         self._stop.set()
+        if self.engine.events is not None:
+            self.engine.events.interrupt()
         if self.task is not None and not self.task.done():
             await asyncio.wait({self.task})
         elif self.engine.status.state is EngineState.FAILED:
@@ -188,11 +190,10 @@ class EngineRun:
         last = -math.inf
         while not self._stop.is_set():
             timeout = spacing if not events.streaming else spacing * self._policy.idle_cycles
-            waited = asyncio.ensure_future(events.next_event(timeout))
-            if await self._race_stop(waited):
+            event = await events.next_event(timeout)  # `stop` interrupts it
+            if self._stop.is_set():
                 break
             now = self._clock.monotonic()
-            event = waited.result()
             if event is not None and event < last:
                 continue  # it came before the last cycle started: that cycle served it
             due = max(event if event is not None else now, last + spacing)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from ctsd.clock import Clock
 from ctsd.errors import FailedPrecondition
@@ -28,7 +28,15 @@ from ctsd.exchanges.streams import StreamKind
 from ctsd.marketdata.feeds import StreamState, SubKey, Subscription
 from ctsd.marketdata.hub import Lease, MarketDataHub
 from ctsd.strategies.base import DataNeeds
-from ctsd.strategies.model import Candle, MarketInfo, OrderBookTop, Ticker, Trade
+from ctsd.strategies.model import (
+    Candle,
+    MarketInfo,
+    MarketSnapshot,
+    OrderBookTop,
+    SymbolMarket,
+    Ticker,
+    Trade,
+)
 from ctsd.wiring.engine_exchange import (
     ExchangeMarketData,
     engine_book,
@@ -48,7 +56,7 @@ class StreamingMarketData:
         self._clock = clock
         self._now_ms = now_ms
         self._leases: dict[SubKey, Lease] = {}
-        self._wake = asyncio.Event()
+        self._waiter: asyncio.Future[None] | None = None
         self._first_event: float | None = None
         self.fallbacks = 0
 
@@ -68,8 +76,7 @@ class StreamingMarketData:
                 self._lease(SubKey(self._target, StreamKind.BOOK, (symbol, needs.book_depth)))
             if needs.trades:
                 self._lease(SubKey(self._target, StreamKind.TRADES, symbol))
-        self._first_event = self._clock.monotonic()  # the first cycle runs at once
-        self._wake.set()
+        self.wake()  # the first cycle runs at once
 
     def _lease(self, key: SubKey, listen: bool = False, candle_ms: int = 0,
                keep: int = 0) -> None:
@@ -79,22 +86,75 @@ class StreamingMarketData:
     def wake(self) -> None:
         if self._first_event is None:
             self._first_event = self._clock.monotonic()
-        self._wake.set()
+        self._resolve()
 
     def _on_event(self, sub: Subscription) -> None:
         if self._first_event is None:
             self._first_event = sub.last_data or self._clock.monotonic()
-        self._wake.set()
+        self._resolve()
+
+    def interrupt(self) -> None:
+        self._resolve()
+
+    def _resolve(self) -> None:
+        waiter, self._waiter = self._waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     async def next_event(self, timeout_s: float) -> float | None:
+        """One future and one timer per wait: a thousand engines waiting cost no tasks.
+        The timeout runs on the event loop's clock."""
         if self._first_event is None:
-            self._wake.clear()
+            loop = asyncio.get_running_loop()
+            self._waiter = waiter = loop.create_future()
+            timer = loop.call_later(timeout_s, _settle, waiter)
             try:
-                await asyncio.wait_for(self._wake.wait(), timeout_s)
-            except TimeoutError:
-                return None
+                await waiter
+            finally:
+                timer.cancel()
+                if self._waiter is waiter:
+                    self._waiter = None
         first, self._first_event = self._first_event, None
         return first
+
+    def snapshot_now(self, infos: Mapping[str, MarketInfo], needs: DataNeeds, now_ms: int,
+                     ) -> MarketSnapshot | None:
+        markets = []
+        for info in infos.values():
+            symbol = info.symbol
+            ticker = self._usable(SubKey(self._target, StreamKind.TICKER, symbol))
+            if ticker is None or ticker.value is None:
+                return None
+            candles: tuple[Candle, ...] = ()
+            if needs.candles:
+                series = self._usable(SubKey(self._target, StreamKind.CANDLES,
+                                             (symbol, needs.timeframe)))
+                found = None if series is None or series.candles is None else (
+                    series.candles.closed(now_ms, needs.candles))
+                if found is None:
+                    return None
+                candles = tuple(Candle(c.open_ms, c.open, c.high, c.low, c.close, c.volume)
+                                for c in found)
+            book = None
+            if needs.book_depth:
+                books = self._usable(SubKey(self._target, StreamKind.BOOK,
+                                            (symbol, needs.book_depth)))
+                if books is None or books.value is None:
+                    return None
+                book = engine_book(books.value, now_ms)
+            trades: tuple[Trade, ...] = ()
+            if needs.trades:
+                tape = self._usable(SubKey(self._target, StreamKind.TRADES, symbol))
+                if tape is None or len(tape.trades) < min(needs.trades, tape.trades.maxlen or 0):
+                    return None
+                trades = engine_trades(tape.trades, needs.trades)
+            markets.append(SymbolMarket(info, engine_ticker(ticker.value, now_ms), candles,
+                                        book, trades))
+        return MarketSnapshot(now_ms, tuple(markets))
+
+    def _usable(self, key: SubKey) -> Subscription | None:
+        lease = self._leases.get(key)
+        return lease.subscription if lease is not None and lease.subscription.live else None
 
     @property
     def streaming(self) -> bool:
@@ -166,3 +226,8 @@ class StreamingMarketData:
         sub.fallbacks += 1
         self.fallbacks += 1
         return None
+
+
+def _settle(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import TypeVar
@@ -30,6 +30,7 @@ from ctsd.strategies.model import (
     BookLevel,
     Candle,
     MarketInfo,
+    MarketSnapshot,
     OrderBookTop,
     OrderType,
     Side,
@@ -128,6 +129,13 @@ class ScriptedEvents:
         if self._first is None:
             self._first = self._clock.monotonic()
         self._wake.set()
+
+    def interrupt(self) -> None:
+        self._wake.set()
+
+    def snapshot_now(self, infos: Mapping[str, MarketInfo], needs: DataNeeds, now_ms: int,
+                     ) -> MarketSnapshot | None:
+        return None  # the engine reads the scripted market through its source
 
     async def next_event(self, timeout_s: float) -> float | None:
         if self._first is None:

@@ -44,8 +44,8 @@ async def test_an_engine_goes_through_its_lifecycle_and_is_persisted() -> None:
         events = [await watcher.next_event() for _ in range(watcher.backlog)]
         changes = [e.status for e in events if isinstance(e, Changed)]
         assert len(changes) + sum(isinstance(e, Heartbeat) for e in events) == len(events)
-        assert [s.state for s in changes][-2:] == [S.STOPPING, S.STOPPED]
-        assert [s.version for s in changes] == sorted({s.version for s in changes})
+        # a watcher that did not read holds one change per engine: its newest status
+        assert [(s.state, s.version) for s in changes] == [(S.STOPPED, stopped.version)]
         watcher.close()
 
 

@@ -144,6 +144,14 @@ class LiveBroker:
             raise FailedPrecondition(f"private order stream: {stream.problem}")
         return tuple(changed)
 
+    def refresh_now(self) -> tuple[Execution, ...] | None:
+        stream = self._updates
+        if stream is None or self._must_reconcile(stream) or stream.refused:
+            return None
+        updates, gap = stream.drain()
+        self._gap = gap
+        return tuple(self._apply(updates))
+
     def _must_reconcile(self, stream: OrderUpdates) -> bool:
         stale = self._clock.monotonic() - self._reconciled >= self._reconcile_s
         return self._gap or stream.gap or stale or not stream.live
