@@ -74,7 +74,7 @@ from ctsd.store.sealed_secrets import SealedSecretRepository
 from ctsd.strategies.registry import StrategyRegistry, discover
 from ctsd.vault.keyring_setup import open_keyring
 from ctsd.vault.master_key import locate_key
-from ctsd.wiring.check_probes import ExchangeProbes, classify
+from ctsd.wiring.check_probes import ExchangeProbes, StreamProbes, classify
 from ctsd.wiring.engine_exchange import ExchangeEngineBackend
 from ctsd.wiring.engine_streams import StreamingMarketData
 
@@ -140,7 +140,8 @@ async def assemble(
     activity = EngineActivity(engines.list)
     connections = ConnectionManager(connection_store, keyring, registry,
                                     active_engines=activity.active_connections, locks=locks)
-    tests = _connection_tests(config, connection_store, credentials, exchanges, metrics)
+    tests = _connection_tests(config, connection_store, credentials, exchanges, metrics,
+                              StreamProbes(exchanges, hub))
 
     checks = StartupChecks(StartupEnvironment(
         state_dir=config.state_dir, db=db, key_path=Path(key.path),
@@ -171,14 +172,15 @@ def _strategies() -> StrategyRegistry:
 
 def _connection_tests(
     config: DaemonConfig, store: ConnectionStore, credentials: CredentialResolver,
-    exchanges: ExchangeClientFactory, metrics: MetricsRegistry,
+    exchanges: ExchangeClientFactory, metrics: MetricsRegistry, streams: StreamProbes,
 ) -> ConnectionTests:
     """Single and batch connection tests, on a client per test from the shared factory."""
     timeout = config.batch.item_timeout_s
     tester = ConnectionTester(
         credentials, ExchangeProbes(exchanges).open, classify,
         ConnectionTesterSettings(timeout_s=timeout),
-        on_result=ConnectionTestMetrics(metrics).observe if metrics.enabled else None)
+        on_result=ConnectionTestMetrics(metrics).observe if metrics.enabled else None,
+        streams=streams)
     batch = BatchTester(store, tester, credentials, BatchProcessor(), BatchSettings(
         concurrency=config.batch.concurrency, item_timeout_s=timeout,
         retry=RetryPolicy(max_attempts=config.batch.max_attempts)))

@@ -1,0 +1,54 @@
+"""The streams step of a key test on a websocket connection (`StreamProbes`) against the
+simulator: public data and a private login succeed, and each way it can fail is named — no
+data (a silent stall), a refused login — never a hang."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from ctsd.connections.model import MarketDataMethod
+from ctsd.errors import ExchangeFailure, FailureClass
+from ctsd.exchanges.factory import ExchangeClientFactory
+from ctsd.exchanges.model import ApiCredentials
+from ctsd.marketdata.hub import MarketDataHub
+from ctsd.sim.faults import FaultKind, FaultSpec
+from ctsd.sim.server import SimulatorServer
+from ctsd.wiring.check_probes import StreamProbes
+from tests.store.test_connection_index import conn
+from tests.support.exchange_clients import CREDENTIALS
+
+CONNECTION = replace(conn("ws", "binance"), market_data_method=MarketDataMethod.WEBSOCKET)
+
+
+@pytest.mark.asyncio
+async def test_a_websocket_connection_streams_public_data_and_logs_in(
+    hub: MarketDataHub, factory: ExchangeClientFactory,
+) -> None:
+    probes = StreamProbes(factory, hub)
+    assert (await probes.public(CONNECTION, 10)).startswith("BTC/USDT ticker received in ")
+    assert await probes.private(CONNECTION, CREDENTIALS, 10) == (
+        "logged in; order updates subscribed")
+    assert hub.subscriptions() == ()  # the check leaves nothing subscribed
+
+
+@pytest.mark.asyncio
+async def test_a_refused_login_is_an_authentication_failure(
+    hub: MarketDataHub, factory: ExchangeClientFactory,
+) -> None:
+    wrong = ApiCredentials(CREDENTIALS.api_key, "not-the-secret")
+    with pytest.raises(ExchangeFailure) as refused:
+        await StreamProbes(factory, hub).private(CONNECTION, wrong, 10)
+    assert refused.value.failure is FailureClass.AUTHENTICATION
+
+
+@pytest.mark.asyncio
+async def test_a_stream_without_data_fails_in_time_naming_it(
+    hub: MarketDataHub, factory: ExchangeClientFactory, server: SimulatorServer,
+) -> None:
+    server.sim.add_fault(FaultSpec(FaultKind.WS_STALL, venue="binance", delay_s=60))
+    with pytest.raises(ExchangeFailure, match="no BTC/USDT ticker on the stream within 2 s"
+                       ) as silent:
+        await StreamProbes(factory, hub).public(CONNECTION, 2)
+    assert silent.value.failure is FailureClass.TIMEOUT
