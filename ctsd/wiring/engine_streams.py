@@ -89,8 +89,11 @@ class StreamingMarketData:
         self._resolve()
 
     def _on_event(self, sub: Subscription) -> None:
+        """New data (stamped when the hub received it), or a change of the stream's
+        state (now: the engine switches to REST, or back, at once)."""
         if self._first_event is None:
-            self._first_event = sub.last_data or self._clock.monotonic()
+            self._first_event = sub.last_data if sub.live and sub.last_data else (
+                self._clock.monotonic())
         self._resolve()
 
     def interrupt(self) -> None:

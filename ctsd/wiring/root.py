@@ -149,7 +149,7 @@ async def assemble(
         missing_exchange_classes=partial(missing_classes, registry.ids()),
         endpoints={x: s.origin for x, s in config.exchanges.items() if s.origin}))
     reporter = HealthReporter(__version__, connection_store, ResultHistory(db), db,
-                              exchanges.usage, engines=activity)
+                              exchanges.usage, engines=activity, streams=hub.statuses)
 
     server, health = build_server([
         connection_service(ConnectionServicer(connections, tests, activity)),

@@ -1,0 +1,82 @@
+"""Engines on a websocket connection, through the daemon's API on the simulator: cycles on
+stream data with no REST polling, the streams in GetSystemStatus and on the engine, a silent
+stall seen as the REST fallback and recovered from, and a key test that checks the streams."""
+
+from __future__ import annotations
+
+import grpc
+from google.protobuf import field_mask_pb2
+
+from cts.v1 import connection_pb2 as cpb
+from cts.v1 import connection_service_pb2 as cspb
+from cts.v1 import connection_service_pb2_grpc as csgrpc
+from cts.v1 import engine_service_pb2 as pb
+from cts.v1 import engine_service_pb2_grpc as sgrpc
+from cts.v1 import health_service_pb2 as hpb
+from cts.v1.health_service_pb2_grpc import HealthServiceStub
+from tests.api.test_engine_service import paper_config, wait_for
+from tests.support.conn_tests import run_test, sim_connection
+from tests.support.sim_fixtures import sim, sim_channel, sim_daemon  # noqa: F401
+from tests.support.simulator import SimulatorThread
+
+TICKER = "binance:spot:ticker:BTC/USDT"
+QUIET_GRID = paper_config("grid", reference_price="1", spacing_pct="1", levels="1",
+                          amount="0.001")
+
+
+def websocket_connection(connections: csgrpc.ConnectionServiceStub,
+                         simulator: SimulatorThread, cid: str) -> str:
+    conn = sim_connection(connections, simulator, cid)
+    connections.UpdateConnection(cspb.UpdateConnectionRequest(
+        connection=cpb.Connection(name=conn.name,
+                                  market_data_method=cpb.MARKET_DATA_METHOD_WEBSOCKET),
+        update_mask=field_mask_pb2.FieldMask(paths=["market_data_method"])))
+    return conn.name
+
+
+def streams(channel: grpc.Channel) -> dict[str, hpb.MarketStream]:
+    status = HealthServiceStub(channel).GetSystemStatus(hpb.GetSystemStatusRequest())
+    return {s.stream: s for s in status.streams}
+
+
+def test_a_websocket_engine_runs_on_the_streams_and_falls_back_through_a_stall(
+    connections: csgrpc.ConnectionServiceStub, engines: sgrpc.EngineServiceStub,
+    sim: SimulatorThread, sim_channel: grpc.Channel,  # noqa: F811
+) -> None:
+    name = f"{websocket_connection(connections, sim, 'engine-ws')}/engine"
+    engines.StartEngine(pb.StartEngineRequest(name=name, config=QUIET_GRID))
+    try:
+        streaming = wait_for(engines, name, lambda e: e.cycles >= 2 and (
+            e.market_data_source == pb.MARKET_DATA_SOURCE_STREAM))
+        assert not streaming.last_error
+        ticker = streams(sim_channel)[TICKER]
+        assert (ticker.state, ticker.consumers) == ("live", 1)
+        assert ticker.HasField("data_age") and ticker.messages_per_second >= 0
+
+        sim.fault("ws_stall", venue="binance", delay_s=120)  # pings go on, data stops
+        fallback = wait_for(engines, name, lambda e: (
+            e.market_data_source == pb.MARKET_DATA_SOURCE_REST_FALLBACK), timeout=30)
+        assert "stale" in fallback.market_data_problem and TICKER in (
+            fallback.market_data_problem)
+        back = wait_for(engines, name, lambda e: (
+            e.market_data_source == pb.MARKET_DATA_SOURCE_STREAM
+            and e.cycles > fallback.cycles), timeout=30)
+        assert back.market_data_fallbacks >= 1 and back.state == pb.ENGINE_STATE_RUNNING
+        assert streams(sim_channel)[TICKER].reconnects >= 1
+    finally:
+        sim.clear_faults()
+        engines.StopEngine(pb.StopEngineRequest(name=name))
+    assert TICKER not in streams(sim_channel)  # the last reader left: unsubscribed
+    assert sim.stats().get("violations", {}) == {}
+
+
+def test_a_key_test_on_a_websocket_connection_checks_its_streams(
+    connections: csgrpc.ConnectionServiceStub, sim: SimulatorThread,  # noqa: F811
+    sim_channel: grpc.Channel,  # noqa: F811
+) -> None:
+    name = websocket_connection(connections, sim, "test-ws")
+    stream = run_test(connections, name)
+    assert stream.result is not None and stream.result.status != cpb.TEST_STATUS_FAILED
+    lines = [line.message for line in stream.lines]
+    assert any(m.startswith("public stream: BTC/USDT ticker received in ") for m in lines)
+    assert "private stream: logged in; order updates subscribed" in lines
