@@ -90,7 +90,7 @@ ORDER_PATH = "/api/v3/order"
 
 def run_daemon(trace: str, rest: list[str]) -> int:
     """`bench.support ctsd …` writing, at exit, (kind, time.monotonic(), symbol) rows (`R`:
-    any REST request, (R, start, end)): `E` a
+    any REST request, `W`: an engine store write, as (kind, start, end)): `E` a
     market event that woke engines, `F` an own fill arriving on a private stream, `S` a
     LIVE cycle falling due (the event, or the end of the minimum spacing after the last
     cycle: the clock the engine's `scheduled` runs on), `O` an order request leaving."""
@@ -123,8 +123,24 @@ def run_daemon(trace: str, rest: list[str]) -> int:
         notify(self)
 
     from ctsd.engine.engine import Engine
+    from ctsd.store.engines import SqlEngineStore
 
     run_cycle = Engine.run_cycle
+    save_cycle, save_execution = SqlEngineStore.save_cycle, SqlEngineStore.save_execution
+
+    async def cycle_saved(self: SqlEngineStore, connection_id: str, cycle: int) -> None:
+        started = time.monotonic()
+        try:
+            await save_cycle(self, connection_id, cycle)
+        finally:
+            rows.append(("W", started, repr(time.monotonic())))
+
+    async def execution_saved(self: SqlEngineStore, connection_id: str, execution: Any) -> None:
+        started = time.monotonic()
+        try:
+            await save_execution(self, connection_id, execution)
+        finally:
+            rows.append(("W", started, repr(time.monotonic())))
 
     async def cycle_noted(self: Engine, scheduled: float | None = None,
                           interrupt: Any = None) -> bool:
@@ -143,6 +159,8 @@ def run_daemon(trace: str, rest: list[str]) -> int:
         Subscription.notify = noted  # type: ignore[method-assign]
         ExchangeOrders.streamed = fill_noted  # type: ignore[method-assign]
         Engine.run_cycle = cycle_noted  # type: ignore[method-assign]
+        SqlEngineStore.save_cycle = cycle_saved  # type: ignore[method-assign]
+        SqlEngineStore.save_execution = execution_saved  # type: ignore[method-assign]
     try:
         return _ctsd_with_limits(rest)
     finally:
@@ -170,7 +188,9 @@ def event_to_order(rows: list[list[Any]]) -> dict[str, Any]:
     (older: the order came from something else). Only the first order after an event
     counts: the cycle it woke may send several."""
     requests = sorted((r[1], float(r[2])) for r in rows if r[0] == "R")
-    rows = [r for r in rows if r[0] != "R"]
+    writes = sorted((r[1], float(r[2])) for r in rows if r[0] == "W")
+    rows = [r for r in rows if r[0] not in ("R", "W")]
+    own: list[float] = []
     last: dict[str, tuple[float, str]] = {}
     due: dict[str, float] = {}
     compute: list[float] = []
@@ -191,8 +211,9 @@ def event_to_order(rows: list[list[Any]]) -> dict[str, Any]:
         spans[trigger].append((at - event) * 1000)
         start = max(event, due.get(symbol, event))
         net.append((at - start) * 1000)
-        waiting = sum(min(e, at) - max(s, start) for s, e in requests if s < at and e > start)
+        waiting = overlap(requests, start, at)
         compute.append((at - start - waiting) * 1000)
+        own.append((at - start - waiting - overlap(writes, start, at)) * 1000)
     return {"market_events": sum(1 for r in rows if r[0] == "E"),
             "fills_streamed": sum(1 for r in rows if r[0] == "F"),
             "orders": sum(1 for r in rows if r[0] == "O"),
@@ -200,7 +221,22 @@ def event_to_order(rows: list[list[Any]]) -> dict[str, Any]:
             "market_event_to_order": summary(spans["E"]),
             "fill_to_order": summary(spans["F"]),
             "event_to_order_past_spacing": summary(net),
-            "event_to_order_past_spacing_without_rest": summary(compute)}
+            "event_to_order_past_spacing_without_rest": summary(compute),
+            "event_to_order_past_spacing_without_rest_and_store": summary(own)}
+
+
+def overlap(spans: list[tuple[float, float]], start: float, end: float) -> float:
+    """Seconds of [start, end) covered by any of `spans` (merged: concurrent spans of
+    other engines count once)."""
+    covered, reach = 0.0, start
+    for s, e in spans:
+        if e <= reach or s >= end:
+            continue
+        lo, hi = max(s, reach), min(e, end)
+        if hi > lo:
+            covered += hi - lo
+            reach = hi
+    return covered
 
 
 # --- connections and engines -----------------------------------------------------------------
@@ -471,6 +507,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "live_event_to_order_samples": live.get("n", 0),
         "live_decision_without_rest_p99_ms": phases.get("live", {}).get(
             "event_to_order_past_spacing_without_rest", {}).get("p99_ms"),
+        "live_decision_without_rest_and_store_p99_ms": phases.get("live", {}).get(
+            "event_to_order_past_spacing_without_rest_and_store", {}).get("p99_ms"),
         "live_market_event_to_order_p99_ms": phases.get("live", {}).get(
             "market_event_to_order", {}).get("p99_ms"),
         "live_fill_to_order_p99_ms": phases.get("live", {}).get("fill_to_order", {}).get(
