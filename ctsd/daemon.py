@@ -37,6 +37,7 @@ from ctsd.errors import ConfigurationError
 from ctsd.instance_lock import InstanceLock
 from ctsd.ops.metrics import MetricsEndpoint, MetricsRegistry
 from ctsd.ops.sd_notify import Notifier, watchdog_interval
+from ctsd.ops.signals import LoopSignals
 from ctsd.ops.watchdog import Watchdog
 from ctsd.server import bind, restrict_socket
 from ctsd.transport.tls import server_credentials
@@ -229,8 +230,13 @@ async def run_daemon(
     config: DaemonConfig, reload_config: Callable[[], DaemonConfig] | None = None
 ) -> None:
     daemon = Daemon(config, reload_config)
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, daemon.request_stop)
-    loop.add_signal_handler(signal.SIGHUP, daemon.request_reload)
-    await daemon.run()
+    signals = LoopSignals(asyncio.get_running_loop(), {
+        signal.SIGTERM: daemon.request_stop,
+        signal.SIGINT: daemon.request_stop,
+        signal.SIGHUP: daemon.request_reload,
+    })
+    signals.install()
+    try:
+        await daemon.run()
+    finally:
+        signals.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import subprocess
 import time
 from pathlib import Path
 
@@ -129,3 +130,26 @@ def test_sigterm_refuses_new_calls_and_exits_within_the_grace(make_daemon: MakeD
     elapsed = time.monotonic() - started
     assert 1.0 < elapsed < 4.0, elapsed  # waited for the stream, then no longer
     assert daemon.wait_line(lambda r: r.get("msg") == "stopped")
+
+
+def test_stop_signals_repeated_through_the_whole_shutdown_still_exit_cleanly(
+    make_daemon: MakeDaemon,
+) -> None:
+    """An impatient supervisor (or `kill` typed twice) signals again while the daemon is
+    already stopping: every instant of the shutdown, up to the interpreter's exit, is hit
+    by another SIGTERM or SIGINT, and the exit is still a clean 0."""
+    daemon, _, _ = start_with_config(make_daemon, "[daemon]\ngrace_seconds = 0.5\n")
+    proc = daemon.proc
+    assert proc is not None
+    signals = 0
+    deadline = time.monotonic() + 15
+    while proc.poll() is None and time.monotonic() < deadline:
+        proc.send_signal(signal.SIGTERM if signals % 2 == 0 else signal.SIGINT)
+        signals += 1
+        try:
+            proc.wait(timeout=0.002)
+        except subprocess.TimeoutExpired:
+            continue
+    print(f"[signals] {signals} stop signals sent during one shutdown")
+    assert proc.returncode == 0, proc.returncode
+    assert daemon.stop() == 0

@@ -69,7 +69,7 @@ STREAMS = "/binance/stream/ws"
 async def test_a_client_that_stops_answering_pings_is_cut_and_counted(
     start: ServerFactory, raw: RawFactory,
 ) -> None:
-    server = await start(ws_config(timing_scale=FAST_HEARTBEAT))  # ping 0.1 s, pong 0.3 s
+    server = await start(ws_config(timing_scale=FAST_HEARTBEAT))  # ping 0.2 s, pong 0.6 s
     client = await raw(server, STREAMS)
     await expect_cut(client, server, "binance", "heartbeat", 1008, "pong timeout")
 
@@ -78,11 +78,11 @@ async def test_a_client_that_stops_answering_pings_is_cut_and_counted(
 async def test_ccxt_answers_the_pings_and_outlives_the_pong_timeout(
     start: ServerFactory, pro: ProFactory,
 ) -> None:
-    server = await start(ws_config(timing_scale=0.01))  # ping 0.2 s, pong timeout 0.6 s
+    server = await start(ws_config(timing_scale=0.02))  # ping 0.4 s, pong timeout 1.2 s
     ex = pro(ccxtpro.binance, server)
     await bounded(ex.watch_ticker("BTC/USDT"))
     (conn,) = server.streams.connections
-    await bounded(server.streams.until(lambda: conn.pings >= 5))  # 1 s: past the timeout
+    await bounded(server.streams.until(lambda: conn.pings >= 4))  # 1.6 s: past the timeout
     assert not conn.closed
     assert server.sim.stats.by_kind[("binance", "ws_heartbeat")] == 0
 

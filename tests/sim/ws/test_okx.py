@@ -82,7 +82,7 @@ PUBLIC = "/okx/ws/v5/public"
 async def test_a_silent_connection_is_cut_and_one_that_pings_is_not(
     start: ServerFactory, raw: RawFactory,
 ) -> None:
-    server = await start(ws_config(timing_scale=0.01))  # 30 s → 0.3 s
+    server = await start(ws_config(timing_scale=0.05))  # 30 s → 1.5 s: room under load
     silent, pinging = await raw(server, PUBLIC), await raw(server, PUBLIC)
     closed = asyncio.ensure_future(silent.closed())
     async with asyncio.timeout(WAIT_S):
