@@ -174,6 +174,10 @@ class OrderUpdates(Protocol):
         """The venue refused the login: retrying will not help, the key must be fixed."""
         ...
 
+    def suspect(self) -> None:
+        """An update the broker expected never came: resubscribe (a gap follows)."""
+        ...
+
 
 class DesiredState(enum.Enum):
     RUNNING = "running"

@@ -330,6 +330,7 @@ class OrderStream(AsyncClosing):
         self._exchange = exchange
         self.target = target
         self._translate = translate
+        self._seen: dict[str, Any] = {}
 
     def connected(self) -> bool:
         """Whether a WebSocket of this stream is open (ccxt says nothing until data)."""
@@ -338,9 +339,31 @@ class OrderStream(AsyncClosing):
         return ccxt_internals.ws_connected(self._exchange)
 
     async def orders(self) -> list[Order]:
-        """The next order updates (cumulative filled, average, fee), after logging in."""
-        raw = await self._translate(self._watch_orders)
-        return [answers.order(item) for item in raw]
+        """The next order updates (cumulative filled, average, fee), after logging in.
+
+        ccxt.pro resolves a watch with the message that woke it; an update that arrives
+        before the next watch only lands in its order cache, and an idle account may
+        send nothing more to wake that watch. So the cache is read for what changed
+        since the last answer, first without waiting, then after each watch."""
+        news = self._news()
+        if not news:
+            raw = await self._translate(self._watch_orders)
+            news = self._news() or list(raw)
+        return [answers.order(item) for item in news]
+
+    def _news(self) -> list[Any]:
+        """Cached orders whose state moved since last returned (ccxt updates a cached
+        order in place, so its state is compared, not its identity)."""
+        found, seen = [], {}
+        for item in list(self._exchange.orders or ()):
+            key = str(item.get("id"))
+            seen[key] = state = tuple(item.get(k) for k in (
+                "status", "filled", "cost", "average", "lastTradeTimestamp",
+                "lastUpdateTimestamp"))
+            if self._seen.get(key) != state:
+                found.append(dict(item))
+        self._seen = seen  # only what ccxt still caches (it keeps 1,000 at most)
+        return found
 
     async def _watch_orders(self) -> Any:
         try:

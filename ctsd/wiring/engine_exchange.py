@@ -22,6 +22,7 @@ import re
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from functools import partial
 from typing import Protocol
 
 from ctsd.clock import SystemClock
@@ -170,9 +171,10 @@ class ExchangeEngineBackend:
         if self._streams is not None and conn.market_data_method is MarketDataMethod.WEBSOCKET:
             streaming = self._streams(target, rest)
             if orders is not None and credentials is not None:
-                feed = OrderFeed(await self._factory.order_stream(target, credentials,
-                                                                  conn.account_uid),
-                                 orders.streamed, streaming.wake, SystemClock())
+                reopen = partial(self._factory.order_stream, target, credentials,
+                                 conn.account_uid)
+                feed = OrderFeed(await reopen(), reopen, orders.streamed, streaming.wake,
+                                 SystemClock())
                 feed.start()
         # A dry run (TestEngine) may open more clients while the engine holds its own.
         self._opened.setdefault(connection_id, []).append(

@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ctsd.clock import Clock
@@ -34,10 +34,13 @@ REFUSED = (FailureClass.AUTHENTICATION, FailureClass.PERMISSION, FailureClass.IP
 
 
 class OrderFeed:
-    def __init__(self, stream: OrderStream, convert: Callable[[Order], ExchangeOrder | None],
+    def __init__(self, stream: OrderStream, reopen: Callable[[], Awaitable[OrderStream]],
+                 convert: Callable[[Order], ExchangeOrder | None],
                  on_update: Callable[[], None], clock: Clock, *, settle_s: float = 1.0,
                  retry_s: float = 1.0, max_retry_s: float = 30.0) -> None:
         self._stream = stream
+        self._reopen = reopen
+        self._suspected = False
         self._convert = convert
         self._on_update = on_update
         self._clock = clock
@@ -52,6 +55,8 @@ class OrderFeed:
         self.updates = 0
         self.gaps = 0
         self._task: asyncio.Task[None] | None = None
+        self._watch: asyncio.Future[list[Order]] | None = None
+        self._became_live = asyncio.Event()
 
     # --- OrderUpdates --------------------------------------------------------------------------
 
@@ -72,6 +77,12 @@ class OrderFeed:
     def refused(self) -> bool:
         return self._refused
 
+    def suspect(self) -> None:
+        """The broker missed an update it expected: a new connection (a gap)."""
+        self._suspected = True
+        if self._watch is not None:
+            self._watch.cancel()
+
     # --- the task ---------------------------------------------------------------------------
 
     def start(self) -> None:
@@ -87,11 +98,19 @@ class OrderFeed:
     async def _run(self) -> None:
         failures = 0
         while True:
-            watch = asyncio.ensure_future(self._stream.orders())
+            watch = None
             try:
+                if self._suspected:
+                    await self._resubscribe()
+                self._watch = watch = asyncio.ensure_future(self._stream.orders())
                 if not self._live:
                     await self._settle(watch)
                 orders = await watch
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    raise  # the feed is closing
+                continue  # `suspect` cancelled the watch: resubscribe
             except ExchangeFailure as exc:
                 self._interrupted(exc)
                 if self._refused:
@@ -101,7 +120,8 @@ class OrderFeed:
                                             self._retry_s * 2 ** (failures - 1)))
                 continue
             finally:
-                watch.cancel()
+                if watch is not None:
+                    watch.cancel()
             failures = 0
             self._up()
             found = [o for o in map(self._convert, orders) if o is not None]
@@ -109,6 +129,16 @@ class OrderFeed:
                 self._buffer.extend(found)
                 self.updates += len(found)
                 self._on_update()
+
+    async def _resubscribe(self) -> None:
+        self._suspected = False
+        self._live, self._gap = False, True
+        self.gaps += 1
+        self.problem = "resubscribing: an expected order update did not come"
+        log.warning("private order stream silent; resubscribing",
+                    extra={"exchange": self._stream.target.exchange})
+        await self._stream.close()
+        self._stream = await self._reopen()
 
     async def _settle(self, watch: asyncio.Future[list[Order]]) -> None:
         """Live once the watch has been pending `settle_s` on an open connection."""
@@ -123,6 +153,13 @@ class OrderFeed:
     def _up(self) -> None:
         if not self._live:
             self._live, self.problem = True, ""
+            self._became_live.set()
+
+    async def until_live(self) -> None:
+        """Until the stream is up (logged in, subscribed)."""
+        while not self._live:
+            self._became_live.clear()
+            await self._became_live.wait()
 
     def _interrupted(self, exc: ExchangeFailure) -> None:
         was_live = self._live

@@ -12,7 +12,8 @@ fill twice (trade ids are `<client id>-<cumulative filled>`).
 With a private order stream (`OrderUpdates`, a WebSocket connection) fills and
 order states arrive by stream and `refresh` makes no request; REST becomes
 reconciliation: at the start (`reconcile`), after any gap in the stream
-(reconnect, stall, failed login), and every `reconcile_s`. Both paths go
+(reconnect, failed login, an order placed whose update never came: a silent
+stall), and every `reconcile_s`. Both paths go
 through the same merge of cumulative amounts, so a fill seen on both is booked
 once (same trade id; the store ignores a trade id it holds), and an update older
 than what the broker knows changes nothing.
@@ -37,7 +38,7 @@ class LiveBroker:
     def __init__(
         self, client: ExchangeOrderClient, symbols: Sequence[str], clock: Clock, *,
         attempts: int = 2, check_before_place: bool = True,
-        updates: OrderUpdates | None = None, reconcile_s: float = 60.0,
+        updates: OrderUpdates | None = None, reconcile_s: float = 60.0, echo_s: float = 5.0,
     ) -> None:
         self._client = client
         self._symbols = tuple(symbols)
@@ -50,6 +51,11 @@ class LiveBroker:
         """Monotonic time of the last REST reconciliation (the stream is trusted between)."""
         self._gap = False
         """The stream had a gap not yet reconciled."""
+        self._echo_s = echo_s
+        self._echoes: dict[str, float] = {}
+        """Orders placed whose first stream update is still awaited, by deadline: a
+        private stream that stalls silently (pings go on, nothing else) shows as a
+        missing echo, since an idle account's stream has no data age to watch."""
         self.reconciliations = 0
         self._book: dict[str, Order] = {}
         self._balances: tuple[Balance, ...] = ()
@@ -103,7 +109,10 @@ class LiveBroker:
                 if attempt + 1 == self._attempts:
                     raise  # left PENDING in the store; reconciliation resolves it
                 continue
-            return self._track(self._merge(order, remote))
+            placed = self._track(self._merge(order, remote))
+            if self._updates is not None and placed.order.status is OrderStatus.OPEN:
+                self._echoes[order.client_order_id] = self._clock.monotonic() + self._echo_s
+            return placed
         raise AssertionError("unreachable: the last attempt returns or raises")
 
     async def cancel(self, order: Order) -> Execution:
@@ -153,7 +162,12 @@ class LiveBroker:
         return tuple(self._apply(updates))
 
     def _must_reconcile(self, stream: OrderUpdates) -> bool:
-        stale = self._clock.monotonic() - self._reconciled >= self._reconcile_s
+        now = self._clock.monotonic()
+        if any(deadline <= now for deadline in self._echoes.values()):
+            self._echoes.clear()
+            stream.suspect()  # silent: resubscribe, and trust REST until it is back
+            self._gap = True
+        stale = now - self._reconciled >= self._reconcile_s
         return self._gap or stream.gap or stale or not stream.live
 
     def _apply(self, updates: Sequence[ExchangeOrder]) -> list[Execution]:
@@ -161,6 +175,7 @@ class LiveBroker:
         its business, and one older than the book's state adds nothing."""
         changed = []
         for remote in updates:
+            self._echoes.pop(remote.client_order_id, None)
             order = self._book.get(remote.client_order_id)
             execution = None if order is None else self._advance(order, remote)
             if execution is not None:
