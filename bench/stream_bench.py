@@ -213,7 +213,7 @@ def event_to_order(rows: list[list[Any]]) -> dict[str, Any]:
         net.append((at - start) * 1000)
         waiting = overlap(requests, start, at)
         compute.append((at - start - waiting) * 1000)
-        own.append((at - start - waiting - overlap(writes, start, at)) * 1000)
+        own.append((at - start - overlap(sorted(requests + writes), start, at)) * 1000)
     return {"market_events": sum(1 for r in rows if r[0] == "E"),
             "fills_streamed": sum(1 for r in rows if r[0] == "F"),
             "orders": sum(1 for r in rows if r[0] == "O"),
@@ -535,7 +535,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--watchers", type=int, default=500)
     parser.add_argument("--watch-seconds", type=float, default=20.0)
     parser.add_argument("--live-engines", type=int, default=20)
-    parser.add_argument("--live-seconds", type=float, default=60.0)
+    parser.add_argument("--live-seconds", type=float, default=120.0)
     hidden = argparse.SUPPRESS
     parser.add_argument("--role", default="main", choices=("main", "daemon"), help=hidden)
     parser.add_argument("--trace", default="", help=hidden)

@@ -4,8 +4,8 @@ A cycle is: read the market, book what the broker filled since last time,
 check the daily loss, let the strategy decide, cancel what it no longer
 wants, risk-check the rest, and place each accepted intent under its
 deterministic client order id, written to the store as PENDING before it is
-sent. The cycle number, part of those ids, is stored before the cycle's first
-order only: a cycle that places nothing writes nothing, which is what lets a
+sent. The cycle number, part of those ids, is stored with that PENDING write
+(one transaction): a cycle that places nothing writes nothing, which is what lets a
 thousand event-driven engines share two cores. The engine never schedules
 itself: `EngineManager` owns the loop, the timing and the restarts, so this
 class stays testable one cycle at a time.
@@ -74,7 +74,6 @@ class Engine:
         self._risk = RiskGate(config.risk, clock)
         self._ledger = Ledger()
         self._cycle = record.cycle
-        self._cycle_saved = True
         self._skipped_ticks = 0
         self._infos: dict[str, MarketInfo] = {}
         self._marks: dict[str, Decimal] = {}
@@ -130,7 +129,7 @@ class Engine:
         started = self._clock.monotonic()
         lag = max(0.0, started - scheduled) if scheduled is not None else 0.0
         self._cycle += 1
-        self._cycle_saved = False  # stored before the cycle's first order (`_place`)
+        # stored with the cycle's first PENDING order (`EngineStore.save_execution`)
         interrupt = interrupt or asyncio.Event()
         try:
             if not self._infos:  # market facts are not reconciliation: a failure may retry
@@ -235,9 +234,6 @@ class Engine:
             self._update(orders_rejected=self._status.orders_rejected + rejected)
 
     async def _place(self, index: int, intent: OrderIntent) -> Execution:
-        if not self._cycle_saved:  # durable before anything under this cycle's ids is sent
-            await self._store.save_cycle(self.connection_id, self._cycle)
-            self._cycle_saved = True
         request = OrderRequest(client_order_id(self.engine_id, self._cycle, index), intent.symbol,
                                intent.side, intent.type, intent.amount, intent.price,
                                intent.tag, self._cycle)

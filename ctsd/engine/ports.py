@@ -189,9 +189,10 @@ class EngineRecord:
     """What survives a daemon restart: which engine should run, with what, and how far it got.
 
     `engine_id` is minted at each explicit start and is part of every client order
-    id; `cycle` is the last cycle that placed an order, persisted before that cycle
-    sends anything, so a resumed engine (numbering on from it) never reuses a client
-    order id. Cycles that place nothing are not stored: they need no id.
+    id; `cycle` is the last cycle that placed an order, persisted with that cycle's
+    first PENDING order (`save_execution`) before anything is sent, so a resumed engine
+    (numbering on from it) never reuses a client order id. Cycles that place nothing
+    are not stored: they need no id.
     """
 
     connection_id: str
@@ -221,7 +222,9 @@ class EngineStore(Protocol):
 
     async def save_execution(self, connection_id: str, execution: Execution) -> None:
         """Upsert the order by client order id and insert its fills, ignoring trade ids
-        already stored, in one transaction."""
+        already stored, in one transaction; a PENDING order (written ahead of its
+        placement) also raises the engine's stored cycle to the order's, in the same
+        transaction, so one write makes both durable before the order is sent."""
         ...
 
     async def list_orders(

@@ -76,6 +76,8 @@ class EngineRun:
         self._clock = clock
         self._policy = policy
         self._stop = asyncio.Event()
+        self._stopped: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        """Resolved with `_stop`: every wait races it without a task of its own."""
         self._cancel_orders_on_stop = True
         self._failures = 0
         """Consecutive failing cycles of the engine's own making: limited."""
@@ -104,6 +106,8 @@ class EngineRun:
         """Stop after the cycle in flight; cancelling the caller does not cancel the engine."""
         self._cancel_orders_on_stop = cancel_orders
         self._stop.set()
+        if not self._stopped.done():
+            self._stopped.set_result(None)
         if self.engine.events is not None:
             self.engine.events.interrupt()
         if self.task is not None and not self.task.done():
@@ -259,16 +263,14 @@ class EngineRun:
         return await self._race_stop(asyncio.ensure_future(self._clock.sleep(seconds)))
 
     async def _race_stop(self, other: asyncio.Future[Any]) -> bool:
-        """Wait for `other` or a stop, cancelling what is left; True if stopped."""
-        waiter = asyncio.ensure_future(self._stop.wait())
+        """Wait for `other` or a stop, cancelling `other` if left; True if stopped."""
         try:
-            await asyncio.wait({waiter, other}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait((self._stopped, other), return_when=asyncio.FIRST_COMPLETED)
         finally:
-            for pending in (waiter, other):
-                if not pending.done():
-                    pending.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await pending
+            if not other.done():
+                other.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await other
         return self._stop.is_set()
 
 

@@ -159,6 +159,10 @@ class SqlEngineStore:
                 f"ON CONFLICT (connection_id, client_order_id) DO UPDATE SET "
                 f"{_UPDATED_ON_CONFLICT}",
                 _order_params(connection_id, execution.order))
+            if execution.order.status is OrderStatus.PENDING:  # durable with the order
+                await tx.execute(
+                    "UPDATE engines SET cycle = max(cycle, ?) WHERE connection_id = ?",
+                    (execution.order.cycle, connection_id))
             if execution.fills:
                 await tx.executemany(
                     f"INSERT INTO engine_fills (connection_id, {_FILL_COLUMNS}) "

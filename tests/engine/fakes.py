@@ -183,6 +183,9 @@ class MemoryStore:
     async def save_execution(self, connection_id: str, execution: Execution) -> None:
         order = execution.order
         self.orders.setdefault(connection_id, {})[order.client_order_id] = order
+        record = self.engines.get(connection_id)
+        if order.status is OrderStatus.PENDING and record is not None:
+            self.engines[connection_id] = replace(record, cycle=max(record.cycle, order.cycle))
         self.history.append((order.client_order_id, order.status))
         fills = self.fills.setdefault(connection_id, {})
         for fill in execution.fills:
