@@ -141,6 +141,22 @@ def share_markets(exchange: Any, source: Any) -> None:
     exchange.set_markets_from_exchange(source)
 
 
+async def close_ws(exchange: Any, connect_timeout_s: float = 10.0) -> None:
+    """Close a ccxt.pro `exchange` without leaking a socket that is still connecting.
+
+    ccxt.pro dials in a task of its own and its `close()` closes only connections that
+    exist: one closed mid-dial finishes dialling afterwards and stays open for good.
+    So dials under way are waited for (bounded) before closing."""
+    import asyncio
+
+    clients = list((getattr(exchange, "clients", None) or {}).values())
+    dialling = [c.connected for c in clients
+                if getattr(c, "connecting", False) and not c.connected.done()]
+    if dialling:
+        await asyncio.wait(dialling, timeout=connect_timeout_s)
+    await exchange.close()
+
+
 def ws_connected(exchange: Any) -> bool:
     """Whether any WebSocket client of a ccxt.pro `exchange` has connected (its
     `connected` future resolved): a private stream with nothing to say is still up."""

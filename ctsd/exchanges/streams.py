@@ -22,7 +22,6 @@ on its own float levels): a Kraken gap is not detected yet.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import enum
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -303,8 +302,7 @@ class MarketStream(AsyncClosing):
         self._closed = True
         for key in list(self._pending):
             self._drop(key)
-        with contextlib.suppress(Exception):
-            await self._exchange.close()
+        await _close_exchange(self._exchange)
 
 
 async def _gather_dict(watch: Callable[[str], Awaitable[Any]], symbols: Sequence[str],
@@ -377,5 +375,24 @@ class OrderStream(AsyncClosing):
             raise
 
     async def close(self) -> None:
-        with contextlib.suppress(Exception):
-            await self._exchange.close()
+        await _close_exchange(self._exchange)
+
+
+async def _close_exchange(exchange: Any) -> None:
+    """Closed to the end even when the closer is cancelled meanwhile (a test's deadline,
+    an engine stopping): a close abandoned halfway leaves a socket open for good."""
+    from ctsd.exchanges import ccxt_internals
+
+    closing = asyncio.ensure_future(ccxt_internals.close_ws(exchange))
+    try:
+        await asyncio.shield(closing)
+    except asyncio.CancelledError:
+        closing.add_done_callback(_quiet)
+        raise
+    except Exception:  # closing a broken connection: nothing more to release
+        return
+
+
+def _quiet(task: asyncio.Future[None]) -> None:
+    if not task.cancelled():
+        task.exception()  # retrieved: a failed close is not worth a warning

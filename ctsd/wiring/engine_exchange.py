@@ -173,8 +173,12 @@ class ExchangeEngineBackend:
             if orders is not None and credentials is not None:
                 reopen = partial(self._factory.order_stream, target, credentials,
                                  conn.account_uid)
-                feed = OrderFeed(await reopen(), reopen, orders.streamed, streaming.wake,
-                                 SystemClock())
+                try:
+                    feed = OrderFeed(await reopen(), reopen, orders.streamed, streaming.wake,
+                                     SystemClock())
+                except BaseException:
+                    await self._abandon(Opened(target, trading, streaming, None))
+                    raise
                 feed.start()
         # A dry run (TestEngine) may open more clients while the engine holds its own.
         self._opened.setdefault(connection_id, []).append(
@@ -236,15 +240,16 @@ class ExchangeEngineBackend:
         last = opened.pop()
         if not opened:
             del self._opened[connection_id]
-        if last.streams is not None:
-            last.streams.close()
-        if last.orders is not None:
-            await last.orders.close()
+        await self._abandon(last)
+
+    async def _abandon(self, opened: Opened) -> None:
+        """Release what one `open` handed out."""
+        if opened.streams is not None:
+            opened.streams.close()
+        if opened.orders is not None:
+            await opened.orders.close()
         try:
-            if last.trading is not None:
-                await last.trading.close()
+            if opened.trading is not None:
+                await opened.trading.close()
         finally:
-            await self._release_market(last.target)
-
-
-
+            await self._release_market(opened.target)
