@@ -29,7 +29,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Hashable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from ctsd.clock import Clock
 from ctsd.errors import ExchangeFailure
@@ -65,6 +65,8 @@ class HubSettings:
     """How often the watchdog looks at data ages."""
     retry_s: float = 1.0
     max_retry_s: float = 30.0
+    streams_per_connection: int | None = None
+    """Fewer subscriptions a connection than the venue allows (None: the venue's figure)."""
 
 
 @dataclass(eq=False)
@@ -206,6 +208,9 @@ class MarketDataHub(AsyncClosing):
         shard = next((s for s in shards if not s.full), None)
         if shard is None:
             limits = stream_limits(target.exchange)
+            cap = self.settings.streams_per_connection
+            if cap is not None and cap < limits.streams_per_connection:
+                limits = replace(limits, streams_per_connection=cap)
             shard = Shard(target, limits, len(shards))
             shards.append(shard)
             shard.task = asyncio.create_task(self._run_shard(shard),

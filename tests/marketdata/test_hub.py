@@ -5,9 +5,12 @@ nothing left behind, and no limit of the venue's breached (the simulator counts 
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 
 import pytest
 
+from ctsd.clock import SystemClock
+from ctsd.exchanges.factory import ExchangeClientFactory
 from ctsd.exchanges.streams import StreamKind
 from ctsd.marketdata.feeds import StreamState, SubKey, Subscription
 from ctsd.marketdata.hub import MarketDataHub
@@ -15,6 +18,7 @@ from ctsd.sim.faults import FaultKind, FaultSpec
 from ctsd.sim.server import SimulatorServer
 from tests.marketdata.conftest import (
     BINANCE,
+    FAST,
     WAIT_S,
     live,
     until,
@@ -59,6 +63,24 @@ async def test_consumers_share_one_subscription_per_stream_on_one_connection(
     assert hub.subscriptions() == () and hub.shard_count() == 0
     async with asyncio.timeout(WAIT_S):  # the connection is closed, not leaked
         await server.streams.until(lambda: not ws_connections(server))
+    assert violations(server) == {}
+
+
+@pytest.mark.asyncio
+async def test_subscriptions_beyond_a_connections_capacity_open_another_connection(
+    factory: ExchangeClientFactory, server: SimulatorServer,
+) -> None:
+    settings = replace(FAST, streams_per_connection=2)
+    async with MarketDataHub(factory.market_stream, SystemClock(), settings) as small:
+        leases = [small.subscribe(ticker(s)) for s in SYMBOLS[:5]]
+        for lease in leases:
+            await live(small, lease.subscription)
+        assert small.shard_count() == 3 and len(ws_connections(server)) == 3
+        for lease in leases[:2]:  # the first connection's subscriptions go: it closes
+            lease.release()
+        assert small.shard_count() == 2
+        async with asyncio.timeout(WAIT_S):
+            await server.streams.until(lambda: len(ws_connections(server)) == 2)
     assert violations(server) == {}
 
 
