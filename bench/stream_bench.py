@@ -535,7 +535,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--watchers", type=int, default=500)
     parser.add_argument("--watch-seconds", type=float, default=20.0)
     parser.add_argument("--live-engines", type=int, default=20)
-    parser.add_argument("--live-seconds", type=float, default=120.0)
+    parser.add_argument("--live-seconds", type=float, default=200.0)
     hidden = argparse.SUPPRESS
     parser.add_argument("--role", default="main", choices=("main", "daemon"), help=hidden)
     parser.add_argument("--trace", default="", help=hidden)
