@@ -27,14 +27,14 @@ from types import TracebackType
 
 from ctsd.clock import Clock, SystemClock
 from ctsd.connections.locks import ConnectionLocks
-from ctsd.engine.brokers.base import Broker
-from ctsd.engine.brokers.live import LiveBroker
-from ctsd.engine.brokers.paper import PaperBroker
+from ctsd.engine.assembly import assemble_engine
+from ctsd.engine.brokers.live_perp import DEFAULT_FUNDING_POLL_S
 from ctsd.engine.config import EngineConfig, TradingMode, ValidatedConfig, validate_config
 from ctsd.engine.engine import Engine
 from ctsd.engine.market import DryRun, decide_dry, fetch_infos, fetch_snapshot
 from ctsd.engine.orders import Fill, Order
 from ctsd.engine.paging import Listing, listing, page_request
+from ctsd.engine.perp_session import with_funding
 from ctsd.engine.ports import (
     DesiredState,
     EngineBackend,
@@ -42,14 +42,16 @@ from ctsd.engine.ports import (
     EngineResources,
     EngineStore,
     MarketDataSource,
+    PerpetualMarketData,
 )
 from ctsd.engine.risk import RiskGate
 from ctsd.engine.status import EngineState, EngineStatus, Failure, FailureCode
 from ctsd.engine.supervisor import EngineRun, RestartPolicy, describe
 from ctsd.engine.watch import StatusHub, Watcher
 from ctsd.errors import FailedPrecondition, NotFound
-from ctsd.strategies.model import Balance, Portfolio
+from ctsd.strategies.model import Balance, MarketKind, Portfolio
 from ctsd.strategies.registry import StrategyRegistry
+from ctsd.tasks import Uninterruptible
 
 DEFAULT_POLICY = RestartPolicy()
 log = logging.getLogger("ctsd.engine")
@@ -77,6 +79,7 @@ class EngineManager:
         policy: RestartPolicy = DEFAULT_POLICY, engine_ids: Callable[[], str] = new_engine_id,
         heartbeat_s: float = 5.0, shutdown_grace_s: float = 10.0,
         locks: ConnectionLocks | None = None, cancel_orders_on_shutdown: bool = False,
+        funding_poll_s: float = DEFAULT_FUNDING_POLL_S,
     ) -> None:
         self._store = store
         self._locks = locks or ConnectionLocks()  # shared with connection deletes
@@ -89,9 +92,11 @@ class EngineManager:
         self._heartbeat_s = heartbeat_s
         self._grace_s = shutdown_grace_s
         self._cancel_on_shutdown = cancel_orders_on_shutdown
+        self._funding_poll_s = funding_poll_s
         self._runs: dict[str, EngineRun] = {}
         self._claimed: set[str] = set()
         self._heartbeats: asyncio.Task[None] | None = None
+        self._operations = Uninterruptible()
 
     async def __aenter__(self) -> EngineManager:
         await self.open()
@@ -113,6 +118,7 @@ class EngineManager:
     async def close(self) -> None:
         """Daemon shutdown: finish cycles in flight and, if configured, cancel open orders,
         all within the grace period; engines still busy after it are aborted."""
+        await self._operations.wait()  # starts and stops in flight finish first
         if self._heartbeats is not None:
             self._heartbeats.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -136,8 +142,15 @@ class EngineManager:
             await self._release(connection_id)
 
     async def start(self, connection_id: str, config: EngineConfig) -> EngineStatus:
+        """Starts an engine; once begun, the start runs to the end even if the caller is
+        cancelled, so the stored desired state and the engine running always agree."""
         validated = validate_config(config, self._strategies)
         self._claim(connection_id)
+        return await self._operations.run(self._start(connection_id, validated),
+                                          f"engine-start:{connection_id}")
+
+    async def _start(self, connection_id: str, validated: ValidatedConfig) -> EngineStatus:
+        config = validated.config
         try:
             # Held until the engine is listed, so a delete of the connection either
             # finishes first (and _open fails) or sees the engine and refuses.
@@ -148,28 +161,51 @@ class EngineManager:
                     connection_id, self._engine_ids(), config, DesiredState.RUNNING
                 )
                 try:
+                    # What the market cannot do, and the venue's settings, before anything
+                    # is stored or placed: a refusal fails the start itself.
+                    engine = self._build(record, validated, resources)
+                    await engine.prepare()
                     await self._store.create_engine(record)
                 except BaseException:
-                    await self._backend.close(connection_id)
+                    await self._backend.close(connection_id, resources)
                     raise
-                run = self._launch(record, validated, resources)
+                run = self._launch(engine, resources)
         finally:
             self._claimed.discard(connection_id)
         return run.engine.status
 
     async def stop(self, connection_id: str) -> EngineStatus:
-        run = self._runs.get(connection_id)
-        status = self._hub.get(connection_id)
-        if status is None:
+        """Stops the engine; like `start`, runs to the end once begun."""
+        if self._hub.get(connection_id) is None:
             raise NotFound(f"no engine on connections/{connection_id}")
-        await self._store.set_desired(connection_id, DesiredState.STOPPED, status.last_error)
-        if run is None:  # resume failed before an engine existed
-            stopped = self._bare_status_from(status, EngineState.STOPPED)
-            self._hub.publish(stopped)
-            return stopped
-        await run.stop(cancel_orders=True)
-        await self._release(connection_id)
-        return run.engine.status
+        return await self._operations.run(self._stop(connection_id),
+                                          f"engine-stop:{connection_id}")
+
+    async def _stop(self, connection_id: str) -> EngineStatus:
+        # The lock a start holds: a stop never reads the engine a start is replacing.
+        async with self._locks.lock(connection_id):
+            run = self._runs.get(connection_id)
+            status = self._hub.get(connection_id)
+            if status is None:
+                raise NotFound(f"no engine on connections/{connection_id}")
+            await self._store.set_desired(connection_id, DesiredState.STOPPED,
+                                          status.last_error)
+            if run is None:  # resume failed before an engine existed
+                stopped = self._bare_status_from(status, EngineState.STOPPED)
+                self._hub.publish(stopped)
+                return stopped
+            await run.stop(cancel_orders=True)
+            await self._release(connection_id)
+            return run.engine.status
+
+    async def idle(self) -> None:
+        """Until no start or stop is in flight (one whose caller left included)."""
+        await self._operations.wait()
+
+    def engaged(self) -> set[str]:
+        """Connections an engine may trade on: starting, running, or failed and waiting
+        to restart (its task is alive)."""
+        return self._claimed | {cid for cid, run in self._runs.items() if run.active}
 
     def get(self, connection_id: str) -> EngineStatus:
         status = self._hub.get(connection_id)
@@ -213,13 +249,19 @@ class EngineManager:
             return await run.engine.preview()
         validated = validate_config(config, self._strategies)
         if run is not None and run.active:
-            return await self._dry(validated, run.engine.market_data, run.engine.portfolio())
+            perp = run.engine.perp
+            return await self._dry(validated, run.engine.market_data, run.engine.portfolio(),
+                                   perp.market if perp else None,
+                                   perp is not None and perp.modes.hedge)
         resources = await self._backend.open(connection_id, TradingMode.PAPER)
         try:
             balances = tuple(Balance(a, v, v) for a, v in config.paper.balances)
-            return await self._dry(validated, resources.market_data, Portfolio(balances=balances))
+            perps = resources.kind is MarketKind.PERPETUAL
+            return await self._dry(validated, resources.market_data, Portfolio(balances=balances),
+                                   resources.perp_market if perps else None,
+                                   perps and resources.modes.hedge)
         finally:
-            await self._backend.close(connection_id)
+            await self._backend.close(connection_id, resources)
 
     def health(self) -> CoordinatorHealth:
         statuses = self._hub.snapshot()
@@ -237,11 +279,15 @@ class EngineManager:
         return run.engine.config.interval_s if run else 60.0
 
     async def _dry(self, validated: ValidatedConfig, market_data: MarketDataSource,
-                   portfolio: Portfolio) -> DryRun:
+                   portfolio: Portfolio, perp_market: PerpetualMarketData | None = None,
+                   hedge: bool = False) -> DryRun:
         strategy = validated.build_strategy()
         infos = await fetch_infos(market_data, validated.config.symbols)
         market = await fetch_snapshot(market_data, infos, strategy.needs, self._clock)
-        return decide_dry(strategy, market, portfolio, RiskGate(validated.config.risk, self._clock))
+        if perp_market is not None:
+            market = await with_funding(perp_market, market)
+        gate = RiskGate(validated.config.risk, self._clock, hedge=hedge)
+        return decide_dry(strategy, market, portfolio, gate)
 
     def _claim(self, connection_id: str) -> None:
         run = self._runs.get(connection_id)
@@ -253,30 +299,18 @@ class EngineManager:
     async def _open(self, connection_id: str, mode: TradingMode) -> EngineResources:
         resources = await self._backend.open(connection_id, mode)
         if mode is TradingMode.LIVE and resources.orders is None:
-            await self._backend.close(connection_id)
+            await self._backend.close(connection_id, resources)
             raise FailedPrecondition(f"connections/{connection_id} cannot place live orders")
         return resources
 
-    def _launch(self, record: EngineRecord, validated: ValidatedConfig,
-                resources: EngineResources) -> EngineRun:
-        config = validated.config
-        broker: Broker
-        if config.mode is TradingMode.LIVE:
-            assert resources.orders is not None
-            # Client order ids carry the cycle number, which is stored before a cycle
-            # sends anything, so a first attempt's id is new to the venue: asking for it
-            # first would only add a round trip between market data and the order.
-            # Retries still ask, and reconciliation resolves whatever a crash left.
-            broker = LiveBroker(
-                resources.orders, config.symbols, self._clock, check_before_place=False,
-                updates=resources.order_updates,
-            )
-        else:
-            broker = PaperBroker(config.paper, self._clock)
-        engine = Engine(record, validated, broker, resources.market_data, self._store,
-                        self._clock, self._hub.publish, resources.events)
-        run = EngineRun(engine, self._store, self._clock, self._policy)
-        self._runs[record.connection_id] = run
+    def _build(self, record: EngineRecord, validated: ValidatedConfig,
+               resources: EngineResources) -> Engine:
+        return assemble_engine(record, validated, resources, self._store, self._clock,
+                               self._hub.publish, funding_poll_s=self._funding_poll_s)
+
+    def _launch(self, engine: Engine, resources: EngineResources) -> EngineRun:
+        run = EngineRun(engine, self._store, self._clock, self._policy, resources)
+        self._runs[engine.connection_id] = run
         run.launch()
         return run
 
@@ -288,12 +322,19 @@ class EngineManager:
             failure = Failure(FailureCode.START_FAILED, describe(exc))
             self._hub.publish(self._bare_status(record, EngineState.FAILED, failure))
             return
-        self._launch(record, validated, resources)
+        try:
+            engine = self._build(record, validated, resources)
+        except Exception as exc:
+            await self._backend.close(record.connection_id, resources)
+            failure = Failure(FailureCode.START_FAILED, describe(exc))
+            self._hub.publish(self._bare_status(record, EngineState.FAILED, failure))
+            return
+        self._launch(engine, resources)
 
     async def _release(self, connection_id: str) -> None:
         run = self._runs.pop(connection_id, None)
         if run is not None:
-            await self._backend.close(connection_id)
+            await self._backend.close(connection_id, run.resources)
 
     async def _beat(self) -> None:
         while True:

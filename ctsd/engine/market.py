@@ -46,7 +46,7 @@ async def fetch_snapshot(
             source.order_book(info.symbol, needs.book_depth) if needs.book_depth
             else _nothing(None),
             source.trades(info.symbol, needs.trades) if needs.trades else _nothing(()))
-        return SymbolMarket(info, ticker, tuple(candles), book, tuple(trades))
+        return SymbolMarket(info, ticker, tuple(candles), book=book, trades=tuple(trades))
 
     markets = await asyncio.gather(*(one(info) for info in infos.values()))
     return MarketSnapshot(clock.now_ms(), tuple(markets))

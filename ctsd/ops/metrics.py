@@ -369,6 +369,15 @@ class EngineCollector:
         restarts = CounterMetricFamily(
             "ctsd_engine_restarts_total", "Times the engine was restarted.", labels=conn
         )
+        differences = CounterMetricFamily(
+            "ctsd_engine_position_differences_total",
+            "Times a LIVE perpetuals engine found the venue's positions differing from its "
+            "ledger (outside trade, liquidation, auto-deleveraging).", labels=conn
+        )
+        liquidations = CounterMetricFamily(
+            "ctsd_engine_liquidations_total",
+            "Positions of the engine the venue (or the paper account) liquidated.", labels=conn
+        )
         now_ms = self._now() * 1000
         for e in engines:
             cid = [e.connection_id]
@@ -382,7 +391,10 @@ class EngineCollector:
             orders.add_metric([*cid, "filled"], e.orders_filled)
             orders.add_metric([*cid, "rejected"], e.orders_rejected)
             restarts.add_metric(cid, e.restarts)
-        yield from (by_state, cycles, duration, lag, skipped, heartbeat, orders, restarts)
+            differences.add_metric(cid, e.position_differences)
+            liquidations.add_metric(cid, e.liquidations)
+        yield from (by_state, cycles, duration, lag, skipped, heartbeat, orders, restarts,
+                    differences, liquidations)
 
 
 def split_method(method: str) -> tuple[str, str]:
@@ -392,7 +404,8 @@ def split_method(method: str) -> tuple[str, str]:
 
 
 class MetricsEndpoint:
-    """prometheus_client's HTTP exporter on its own thread; `close()` stops it."""
+    """The metrics over HTTP on its own thread, a bounded number of connections at once
+    (`ctsd.ops.metrics_http`); `close()` stops it."""
 
     def __init__(self, server: WSGIServer, thread: Any) -> None:
         self._server = server
@@ -402,12 +415,14 @@ class MetricsEndpoint:
 
     @classmethod
     def start(cls, registry: MetricsRegistry, host: str, port: int) -> MetricsEndpoint:
-        from prometheus_client import start_http_server
+        from prometheus_client import make_wsgi_app
+
+        from ctsd.ops import metrics_http
 
         if registry.backend is None:
             raise ValueError("a null metrics registry has nothing to export")
         try:
-            server, thread = start_http_server(port, host, registry.backend)
+            server, thread = metrics_http.serve(make_wsgi_app(registry.backend), host, port)
         except OSError as exc:
             raise ConfigurationError(f"cannot serve metrics on {host}:{port}: {exc}") from exc
         return cls(server, thread)

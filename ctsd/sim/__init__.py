@@ -10,11 +10,16 @@ Public surface:
   simulator (through `ctsd.exchanges.ccxt_internals`; the simulator imports no ccxt).
 
 Layout: `market` (catalog, price path), `accounts` + `matching` (balances,
-orders), `positions` + `derivatives` + `tiers` + `funding` + `liquidation`
-(perpetuals), `ratelimit` (accounting primitives), `faults` (injection), `auth`
-(signature helpers), `wire` (HTTP helpers), `venue` + `venues` (registry),
-`app` + `server` (aiohttp), and one module per exchange (`binance`, …; with
-`<name>_wire` for shapes and `<name>_deriv` for perpetuals endpoints);
+orders), `book` + `tape` (order books, trade tape), `positions` + `derivatives` +
+`tiers` + `funding` + `liquidation` + `slots` (perpetuals), `loans` + `lending` +
+`margin_liquidation` (spot margin: borrowing, interest, forced liquidation),
+`options` + `option_trading` (European options: chain, marks, settlement),
+`ratelimit` (accounting primitives), `faults` (injection), `auth` (signature
+helpers), `wire` (HTTP helpers), `unserved` (each venue's answer to an unknown
+path), `venue` + `venues` (registry), `app` + `server` (aiohttp), and per
+exchange one module (`binance`, …) with per-concern modules beside it:
+`<name>_wire` (shapes), `<name>_market`, `<name>_account`, `<name>_orders`,
+`<name>_deriv` (perpetuals), `<name>_margin` (spot margin) and `<name>_options`;
 `events` (account changes as they happen) and `ws` (the WebSocket APIs).
 """
 

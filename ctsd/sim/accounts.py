@@ -17,6 +17,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
+from ctsd.sim.loans import LoanBook
 from ctsd.sim.market import InstrumentKind
 from ctsd.sim.positions import MarginMode, PerpAccount, PositionSide
 
@@ -28,6 +29,16 @@ class Permission(StrEnum):
     READ = "read"
     TRADE = "trade"
     WITHDRAW = "withdraw"
+    MARGIN = "margin"
+    """Borrow, repay and margin orders (Binance `enableMargin`)."""
+    OPTIONS = "options"
+    """Options trading (Binance `enableVanillaOptions`, Bybit `OptionsTrade`)."""
+
+
+DEFAULT_PERMISSIONS = frozenset({Permission.READ, Permission.TRADE, Permission.MARGIN,
+                                 Permission.OPTIONS})
+SPOT_WALLET = "spot"
+"""The account's main balances (`Account.spot`); the unified wallet on Bybit and OKX."""
 
 
 class Side(StrEnum):
@@ -73,6 +84,8 @@ class RejectKind(StrEnum):
     """A post-only (maker-only) order that would cross the book."""
     WOULD_TRIGGER = "would_trigger"
     """A stop or take-profit whose trigger the price has already reached."""
+    BORROW_LIMIT = "borrow_limit"
+    """A borrow (or a margin order's) beyond what the wallet may borrow."""
     REDUCE_ONLY = "reduce_only"
     """A reduce-only (or hedge-mode closing) order that would open or grow a position."""
     POSITION_SIDE = "position_side"
@@ -114,7 +127,12 @@ class AccountSpec:
     passphrase: str | None = None
     spot: Mapping[str, Decimal] = field(default_factory=dict)
     derivatives: Mapping[str, Decimal] = field(default_factory=dict)
-    permissions: frozenset[Permission] = frozenset({Permission.READ, Permission.TRADE})
+    margin: Mapping[str, Decimal] = field(default_factory=dict)
+    """A separate cross-margin wallet's opening balances (Binance); empty elsewhere."""
+    options: Mapping[str, Decimal] = field(default_factory=dict)
+    """A separate options wallet's opening balances (Binance); Bybit and OKX trade
+    options from the unified balance (`spot`)."""
+    permissions: frozenset[Permission] = DEFAULT_PERMISSIONS
     ip_whitelist: tuple[str, ...] = ()
     """Empty means any address may use the key."""
     uid: int | None = None
@@ -125,13 +143,15 @@ class AccountSpec:
     def from_json(cls, raw: Mapping[str, Any]) -> AccountSpec:
         """Parse the JSON shape used by `--accounts FILE` and `POST /admin/accounts`."""
         balances = raw.get("balances", {})
-        perms = raw.get("permissions", ["read", "trade"])
+        perms = raw.get("permissions", [p.value for p in DEFAULT_PERMISSIONS])
         return cls(
             api_key=str(raw["api_key"]),
             secret=str(raw["secret"]),
             passphrase=None if raw.get("passphrase") is None else str(raw["passphrase"]),
             spot=_decimals(balances.get("spot")),
             derivatives=_decimals(balances.get("derivatives")),
+            margin=_decimals(balances.get("margin")),
+            options=_decimals(balances.get("options")),
             permissions=frozenset(Permission(p) for p in perms),
             ip_whitelist=tuple(str(ip) for ip in raw.get("ip_whitelist", ())),
             uid=None if raw.get("uid") is None else int(raw["uid"]),
@@ -141,14 +161,28 @@ class AccountSpec:
 
 @dataclass(slots=True)
 class Holding:
-    """A spot balance: what is free and what open orders hold."""
+    """A balance of one asset in one wallet: what is free, what open orders hold, and
+    (margin wallets) what is borrowed and the interest accrued on it, both owed."""
 
     free: Decimal = Decimal(0)
     locked: Decimal = Decimal(0)
+    borrowed: Decimal = Decimal(0)
+    interest: Decimal = Decimal(0)
+    interest_index: int = 0
+    """The last interest period (`ctsd.sim.interest`) already charged on `borrowed`."""
 
     @property
     def total(self) -> Decimal:
         return self.free + self.locked
+
+    @property
+    def debt(self) -> Decimal:
+        return self.borrowed + self.interest
+
+    @property
+    def net(self) -> Decimal:
+        """What the asset is worth to the account: held minus owed."""
+        return self.free + self.locked - self.borrowed - self.interest
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,6 +214,8 @@ class Fill:
     time_ms: int
     realized_pnl: Decimal = Decimal(0)
     """Perpetuals: profit or loss this fill realised by reducing a position (before fee)."""
+    wallet: str = SPOT_WALLET
+    """The order's wallet (`Order.wallet`): margin fills list apart from spot ones."""
 
     @property
     def quote_qty(self) -> Decimal:
@@ -221,6 +257,18 @@ class Order:
     post_only: bool = False
     checked_trade: int = 0
     """The last public trade this open order has been matched against (`matching.sync`)."""
+    wallet: str = SPOT_WALLET
+    """Which of the account's wallets a spot order trades (`Account.wallet`): margin
+    orders trade a margin wallet."""
+    auto_borrow: bool = False
+    """Margin: borrow what the order needs beyond the wallet's free balance."""
+    auto_repay: bool = False
+    """Margin: what the order brings in repays the wallet's debt in that asset first."""
+    leverage: Decimal | None = None
+    """Position wallets (OKX margin, Kraken): the account funds 1/leverage of what the
+    order borrows, moved from the spot wallet when it is placed."""
+    borrowed: Decimal = Decimal(0)
+    """What placing the order borrowed (Binance `marginBuyBorrowAmount`)."""
 
     @property
     def untriggered(self) -> bool:
@@ -279,6 +327,16 @@ class Account:
         self.events = events
         """The simulator's bus, shared by every account (`ctsd.sim.events`)."""
         self.spot: dict[str, Holding] = {a: Holding(free=v) for a, v in spec.spot.items()}
+        self.wallets: dict[str, dict[str, Holding]] = {
+            SPOT_WALLET: self.spot,
+            "margin": {a: Holding(free=v) for a, v in spec.margin.items()},
+            "options": {a: Holding(free=v) for a, v in spec.options.items()},
+        }
+        """Every wallet by name: `spot`, Binance's cross `margin` and `options`, and the
+        margin wallets opened on demand (`ctsd.sim.lending`)."""
+        self.loans = LoanBook()
+        self.extras: dict[str, object] = {}
+        """State other modules keep per account (`ctsd.sim.option_trading`'s book)."""
         self.derivatives: dict[str, Decimal] = dict(spec.derivatives)
         """Derivatives wallet balance per settle asset (isolated margins included)."""
         self.perp = PerpAccount(Decimal(spec.leverage))
@@ -294,8 +352,12 @@ class Account:
     def api_key(self) -> str:
         return self.spec.api_key
 
-    def holding(self, asset: str) -> Holding:
-        return self.spot.setdefault(asset, Holding())
+    def holding(self, asset: str, wallet: str = SPOT_WALLET) -> Holding:
+        return self.wallet(wallet).setdefault(asset, Holding())
+
+    def wallet(self, name: str) -> dict[str, Holding]:
+        """A wallet by name, opened empty on first use."""
+        return self.wallets.setdefault(name, {})
 
     def add_order(self, order: Order) -> None:
         if order.client_id in self._by_client_id:

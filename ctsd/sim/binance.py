@@ -12,10 +12,6 @@ them. Endpoints are one table (`BinanceSim.endpoints`): method, path, weight, se
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
-from enum import Enum, StrEnum
 from typing import Any
 
 from aiohttp import web
@@ -26,98 +22,38 @@ from ctsd.sim import binance_wire as render
 from ctsd.sim.accounts import (
     Account,
     FeeSchedule,
-    Permission,
 )
 from ctsd.sim.auth import AuthError, AuthFailure
 from ctsd.sim.binance_account import BinanceAccount
+from ctsd.sim.binance_api import (
+    FEES,
+    KIND,
+    WEIGHT_RULES,
+    Call,
+    Endpoint,
+    Security,
+    Surface,
+    by_symbol,
+    kline_weight,
+)
 from ctsd.sim.binance_deriv import FuturesDerivatives, render_mark_kline
+from ctsd.sim.binance_margin import BinanceMargin
 from ctsd.sim.binance_market import BinanceMarketData
+from ctsd.sim.binance_options import BinanceOptions
 from ctsd.sim.binance_orders import BinanceOrders
-from ctsd.sim.endpoints import Handler, RequestCall, Route, mount
+from ctsd.sim.endpoints import mount
 from ctsd.sim.market import TIMEFRAMES, Instrument, InstrumentKind
-from ctsd.sim.ratelimit import BanList, FixedWindowLimiter, RateRule, Verdict
+from ctsd.sim.ratelimit import BanList, FixedWindowLimiter, Verdict
 from ctsd.sim.state import Simulator
 from ctsd.sim.venue import Venue
 from ctsd.sim.wire import RequestData, VenueError, json_response, raw_json_response, read_request
 
 NAME = "binance"
-
-
-class Surface(StrEnum):
-    """Binance counts weight separately per API family."""
-
-    SPOT = "spot"
-    FUTURES = "futures"
-
-
-class Security(Enum):
-    """Binance's endpoint security types, reduced to what we check."""
-
-    NONE = None
-    USER_STREAM = "user_stream"
-    """An API key, no signature (listenKey endpoints)."""
-    USER_DATA = Permission.READ
-    TRADE = Permission.TRADE
-
-
-WEIGHT_RULES = {Surface.SPOT: RateRule(1200, 60), Surface.FUTURES: RateRule(2400, 60)}
-"""REQUEST_WEIGHT per IP per minute (the prototype's 1,200 for spot; 2,400 futures)."""
-FEES = {
-    Surface.SPOT: FeeSchedule(maker=Decimal("0.001"), taker=Decimal("0.001"),
-                              base_fee_on_buy=True),
-    Surface.FUTURES: FeeSchedule(maker=Decimal("0.0002"), taker=Decimal("0.0005")),
-}
-KIND = {Surface.SPOT: InstrumentKind.SPOT, Surface.FUTURES: InstrumentKind.LINEAR}
 BAN_BASE_S, BAN_MAX_S = 120.0, 3 * 86_400.0
 RECV_WINDOW_DEFAULT, RECV_WINDOW_MAX = 5000, 60_000
 KLINE_LIMIT_MAX = {Surface.SPOT: 1000, Surface.FUTURES: 1500}
 LISTEN_KEY_KIND = "binance-futures"
 """The `StreamTokens` kind of a USDⓈ-M listenKey (checked by `ctsd.sim.ws.binance`)."""
-
-Weight = int | Callable[[Mapping[str, str]], int]
-
-
-def _by_symbol(with_symbol: int, without: int) -> Weight:
-    return lambda p: with_symbol if "symbol" in p else without
-
-
-def _kline_weight(params: Mapping[str, str]) -> int:
-    limit = int(params.get("limit") or 500)
-    return 1 if limit < 100 else 2 if limit < 500 else 5 if limit <= 1000 else 10
-
-
-@dataclass(frozen=True, slots=True)
-class Call(RequestCall):
-    """What a handler gets: the parsed request, the surface and (signed) the account."""
-
-    data: RequestData
-    surface: Surface
-    account: Account | None
-
-    @property
-    def futures(self) -> bool:
-        return self.surface is Surface.FUTURES
-
-    def missing(self, name: str) -> VenueError:
-        return render.missing(name)
-
-    def decimal(self, name: str) -> Decimal | None:
-        raw = self.params.get(name)
-        if raw is None or raw == "":
-            return None
-        try:
-            return Decimal(raw)
-        except InvalidOperation as exc:
-            raise render.error(
-                400, -1100, f"Illegal characters found in parameter '{name}'.") from exc
-
-
-@dataclass(frozen=True, slots=True)
-class Endpoint(Route):
-    surface: Surface
-    weight: Weight
-    security: Security
-    handler: Handler[Call]
 
 
 class BinanceSim:
@@ -130,11 +66,14 @@ class BinanceSim:
         self._warned: dict[tuple[Surface, str], float] = {}
         catalog = sim.market.catalog
         self.symbols: dict[Surface, dict[str, Instrument]] = {
-            s: {render.market_id(i): i for i in catalog.of_kind(KIND[s])} for s in Surface
+            s: {render.market_id(i): i for i in catalog.of_kind(KIND[s])} for s in KIND
         }
         self._exchange_info: dict[Surface, str] = {}
         self.deriv = FuturesDerivatives(sim, self.symbols[Surface.FUTURES])
         self.orders = BinanceOrders(self)
+        self.account = BinanceAccount(self)
+        self.margin = BinanceMargin(self)
+        self.options = BinanceOptions(self)
         sim.on_reset(self.reset)
 
     def reset(self) -> None:
@@ -270,10 +209,6 @@ class BinanceSim:
         return [render.coin(asset, account.spot.get(asset))
                 for asset in self.sim.market.catalog.assets]
 
-    async def no_margin_pairs(self, call: Call) -> Any:
-        """Margin trading is not simulated: no pair is marginable."""
-        return []
-
     async def spot_account(self, call: Call) -> Any:
         return render.spot_account(call.owner(), FEES[Surface.SPOT], self.sim.clock.now_ms())
 
@@ -336,23 +271,23 @@ class BinanceSim:
             ("GET", "/api/v3/ping", S, 1, none, self.ping),
             ("GET", "/api/v3/time", S, 1, none, self.time),
             ("GET", "/api/v3/exchangeInfo", S, 20, none, self.exchange_info),
-            ("GET", "/api/v3/ticker/24hr", S, _by_symbol(2, 80), none, self.ticker_24hr),
+            ("GET", "/api/v3/ticker/24hr", S, by_symbol(2, 80), none, self.ticker_24hr),
             ("GET", "/api/v3/klines", S, 2, none, self.klines),
             ("GET", "/api/v3/account", S, 20, user, self.spot_account),
             ("POST", "/api/v3/order", S, 1, trade, o.new_order),
             ("GET", "/api/v3/order", S, 4, user, o.get_order),
             ("DELETE", "/api/v3/order", S, 1, trade, o.cancel_order),
-            ("GET", "/api/v3/openOrders", S, _by_symbol(6, 80), user, o.open_orders),
+            ("GET", "/api/v3/openOrders", S, by_symbol(6, 80), user, o.open_orders),
             ("GET", "/sapi/v1/system/status", S, 1, none, self.system_status),
             ("GET", "/sapi/v1/capital/config/getall", S, 10, user, self.coins),
-            ("GET", "/sapi/v1/margin/allPairs", S, 1, user, self.no_margin_pairs),
-            ("GET", "/sapi/v1/margin/isolated/allPairs", S, 10, user, self.no_margin_pairs),
+            *self._margin(),
+            *self.options.rows(),
             ("GET", "/dapi/v1/exchangeInfo", F, 1, none, self.empty_exchange_info),
             ("GET", "/fapi/v1/ping", F, 1, none, self.ping),
             ("GET", "/fapi/v1/time", F, 1, none, self.time),
             ("GET", "/fapi/v1/exchangeInfo", F, 1, none, self.exchange_info),
-            ("GET", "/fapi/v1/ticker/24hr", F, _by_symbol(1, 40), none, self.ticker_24hr),
-            ("GET", "/fapi/v1/klines", F, _kline_weight, none, self.klines),
+            ("GET", "/fapi/v1/ticker/24hr", F, by_symbol(1, 40), none, self.ticker_24hr),
+            ("GET", "/fapi/v1/klines", F, kline_weight, none, self.klines),
             ("GET", "/fapi/v2/account", F, 5, user, self.futures_account_v2),
             ("GET", "/fapi/v3/account", F, 5, user, self.futures_account_v3),
             ("GET", "/fapi/v2/balance", F, 5, user, self.futures_balance),
@@ -360,7 +295,7 @@ class BinanceSim:
             ("POST", "/fapi/v1/order", F, 1, trade, o.new_order),
             ("GET", "/fapi/v1/order", F, 1, user, o.get_order),
             ("DELETE", "/fapi/v1/order", F, 1, trade, o.cancel_order),
-            ("GET", "/fapi/v1/openOrders", F, _by_symbol(1, 40), user, o.open_orders),
+            ("GET", "/fapi/v1/openOrders", F, by_symbol(1, 40), user, o.open_orders),
             # derivatives (ctsd.sim.binance_deriv)
             ("GET", "/fapi/v2/positionRisk", F, 5, user, d.position_risk_v2),
             ("GET", "/fapi/v3/positionRisk", F, 5, user, d.position_risk_v3),
@@ -372,12 +307,12 @@ class BinanceSim:
             ("GET", "/fapi/v1/accountConfig", F, 5, user, d.account_config),
             ("GET", "/fapi/v1/symbolConfig", F, 5, user, d.symbol_config),
             ("GET", "/fapi/v1/leverageBracket", F, 1, user, d.leverage_brackets),
-            ("GET", "/fapi/v1/premiumIndex", F, _by_symbol(1, 10), none, d.premium_index),
+            ("GET", "/fapi/v1/premiumIndex", F, by_symbol(1, 10), none, d.premium_index),
             ("GET", "/fapi/v1/fundingRate", F, 1, none, d.funding_rates),
             ("GET", "/fapi/v1/fundingInfo", F, 1, none, d.funding_info),
             ("GET", "/fapi/v1/income", F, 30, user, d.income),
-            ("GET", "/fapi/v1/forceOrders", F, _by_symbol(20, 50), user, d.force_orders),
-            ("GET", "/fapi/v1/markPriceKlines", F, _kline_weight, none, self.mark_price_klines),
+            ("GET", "/fapi/v1/forceOrders", F, by_symbol(20, 50), user, d.force_orders),
+            ("GET", "/fapi/v1/markPriceKlines", F, kline_weight, none, self.mark_price_klines),
             ("POST", "/fapi/v1/listenKey", F, 1, stream, self.new_listen_key),
             ("PUT", "/fapi/v1/listenKey", F, 1, stream, self.keep_alive_listen_key),
             ("DELETE", "/fapi/v1/listenKey", F, 1, stream, self.close_listen_key),
@@ -385,17 +320,46 @@ class BinanceSim:
         ]
         return [Endpoint(*row) for row in table]
 
+    def _margin(self) -> list[tuple[Any, ...]]:
+        """Spot margin (`ctsd.sim.binance_margin`) and the key's API restrictions. Binance
+        weighs borrow-repay, margin orders and transfers per UID, not per IP: their IP
+        weight here is 1 (the UID budget is not simulated)."""
+        S = Surface.SPOT
+        user, trade, margin = Security.USER_DATA, Security.TRADE, Security.MARGIN
+        m = self.margin
+        return [
+            ("GET", "/sapi/v1/account/apiRestrictions", S, 1, user, m.api_restrictions),
+            ("GET", "/sapi/v1/margin/allPairs", S, 1, user, m.all_pairs),
+            ("GET", "/sapi/v1/margin/isolated/allPairs", S, 10, user, m.all_pairs),
+            ("GET", "/sapi/v1/margin/account", S, 10, user, m.cross_account),
+            ("GET", "/sapi/v1/margin/isolated/account", S, 10, user, m.isolated_account),
+            ("POST", "/sapi/v1/margin/borrow-repay", S, 1, margin, m.borrow_repay),
+            ("GET", "/sapi/v1/margin/maxBorrowable", S, 50, user, m.max_borrowable),
+            ("GET", "/sapi/v1/margin/interestHistory", S, 1, user, m.interest_history),
+            ("GET", "/sapi/v1/margin/interestRateHistory", S, 1, user,
+             m.interest_rate_history),
+            ("GET", "/sapi/v1/margin/isolatedMarginData", S, 1, user, m.isolated_margin_data),
+            ("GET", "/sapi/v1/margin/forceLiquidationRec", S, 1, user, m.force_liquidations),
+            ("POST", "/sapi/v1/margin/order", S, 1, margin, m.new_order),
+            ("GET", "/sapi/v1/margin/order", S, 10, user, m.get_order),
+            ("DELETE", "/sapi/v1/margin/order", S, 10, margin, m.cancel_order),
+            ("GET", "/sapi/v1/margin/openOrders", S, 10, user, m.open_orders),
+            ("GET", "/sapi/v1/margin/allOrders", S, 200, user, m.all_orders),
+            ("GET", "/sapi/v1/margin/myTrades", S, 10, user, m.my_trades),
+            ("POST", "/sapi/v1/asset/transfer", S, 1, trade, m.transfer),
+        ]
+
     def _market_data_and_history(self) -> list[tuple[Any, ...]]:
         """Books, trades, book tickers, own fills, order history, fee rates, algo orders."""
         S, F = Surface.SPOT, Surface.FUTURES
         none, user, trade = Security.NONE, Security.USER_DATA, Security.TRADE
-        md, acct = BinanceMarketData(self), BinanceAccount(self)
+        md, acct = BinanceMarketData(self), self.account
         return [
             ("GET", "/api/v3/depth", S, market_data.spot_depth_weight, none, md.depth),
             ("GET", "/api/v3/trades", S, 25, none, md.recent_trades),
             ("GET", "/api/v3/historicalTrades", S, 25, none, md.historical_trades),
             ("GET", "/api/v3/aggTrades", S, 4, none, md.agg_trades),
-            ("GET", "/api/v3/ticker/bookTicker", S, _by_symbol(2, 4), none, md.book_ticker),
+            ("GET", "/api/v3/ticker/bookTicker", S, by_symbol(2, 4), none, md.book_ticker),
             ("GET", "/api/v3/myTrades", S, 20, user, acct.my_trades),
             ("GET", "/api/v3/allOrders", S, 20, user, acct.all_orders),
             ("GET", "/api/v3/account/commission", S, 20, user, acct.commission),
@@ -404,14 +368,14 @@ class BinanceSim:
             ("GET", "/fapi/v1/trades", F, 5, none, md.recent_trades),
             ("GET", "/fapi/v1/historicalTrades", F, 20, none, md.historical_trades),
             ("GET", "/fapi/v1/aggTrades", F, 20, none, md.agg_trades),
-            ("GET", "/fapi/v1/ticker/bookTicker", F, _by_symbol(2, 5), none, md.book_ticker),
+            ("GET", "/fapi/v1/ticker/bookTicker", F, by_symbol(2, 5), none, md.book_ticker),
             ("GET", "/fapi/v1/userTrades", F, 5, user, acct.my_trades),
             ("GET", "/fapi/v1/allOrders", F, 5, user, acct.all_orders),
             ("GET", "/fapi/v1/commissionRate", F, 20, user, acct.commission),
             ("POST", "/fapi/v1/algoOrder", F, 0, trade, acct.new_algo),
             ("GET", "/fapi/v1/algoOrder", F, 1, user, acct.get_algo),
             ("DELETE", "/fapi/v1/algoOrder", F, 1, trade, acct.cancel_algo),
-            ("GET", "/fapi/v1/openAlgoOrders", F, _by_symbol(1, 40), user, acct.open_algos),
+            ("GET", "/fapi/v1/openAlgoOrders", F, by_symbol(1, 40), user, acct.open_algos),
             ("GET", "/fapi/v1/allAlgoOrders", F, 5, user, acct.all_algos),
         ]
 

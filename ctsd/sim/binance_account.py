@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from ctsd.sim import binance_wire as render
 from ctsd.sim.accounts import (
+    SPOT_WALLET,
     Account,
     Fill,
     Order,
@@ -40,7 +41,8 @@ from ctsd.sim.matching import OrderRequest
 from ctsd.sim.wire import fixed, plain
 
 if TYPE_CHECKING:
-    from ctsd.sim.binance import BinanceSim, Call
+    from ctsd.sim.binance import BinanceSim
+    from ctsd.sim.binance_api import Call
     from ctsd.sim.market import Instrument
 
 HISTORY_MAX = 1000
@@ -142,8 +144,12 @@ class BinanceAccount:
     # --- history ------------------------------------------------------------------------
 
     async def my_trades(self, call: Call) -> Any:
+        return self.trades_of(call, SPOT_WALLET)
+
+    def trades_of(self, call: Call, wallet: str) -> list[dict[str, Any]]:
+        """`myTrades` of one wallet (spot, or a margin wallet for `/sapi/v1/margin/myTrades`)."""
         inst = self.state.instrument(call, call.require("symbol"))
-        fills = [f for f in call.owner().fills if f.symbol == inst.symbol]
+        fills = [f for f in call.owner().fills if f.symbol == inst.symbol and f.wallet == wallet]
         if call.params.get("orderId"):
             fills = [f for f in fills if str(f.order_id) == call.params["orderId"]]
         chosen = _window(fills, call, lambda f: f.time_ms, lambda f: f.trade_id, "fromId")
@@ -169,9 +175,13 @@ class BinanceAccount:
         }
 
     async def all_orders(self, call: Call) -> Any:
+        return self.orders_of(call, SPOT_WALLET)
+
+    def orders_of(self, call: Call, wallet: str) -> list[dict[str, Any]]:
         inst = self.state.instrument(call, call.require("symbol"))
         orders = sorted((o for o in call.owner().orders.values() if o.symbol == inst.symbol
-                         and not (call.futures and o.untriggered)), key=lambda o: o.id)
+                         and o.wallet == wallet and not (call.futures and o.untriggered)),
+                        key=lambda o: o.id)
         chosen = _window(orders, call, lambda o: o.created_ms, lambda o: o.id, "orderId")
         if call.futures:
             return [render.futures_order(o, inst, query=True) for o in chosen]

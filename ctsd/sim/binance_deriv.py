@@ -28,7 +28,7 @@ from ctsd.sim.slots import Slot, symbol_slots
 from ctsd.sim.wire import VenueError, fixed, plain
 
 if TYPE_CHECKING:
-    from ctsd.sim.binance import Call
+    from ctsd.sim.binance_api import Call
     from ctsd.sim.state import Simulator
 
 _ZERO = Decimal(0)

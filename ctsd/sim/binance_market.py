@@ -26,7 +26,8 @@ from ctsd.sim.tape import PublicTrade
 from ctsd.sim.wire import fixed, plain
 
 if TYPE_CHECKING:
-    from ctsd.sim.binance import BinanceSim, Call
+    from ctsd.sim.binance import BinanceSim
+    from ctsd.sim.binance_api import Call
     from ctsd.sim.market import Instrument
 
 SPOT_DEPTH_MAX = 5000

@@ -13,11 +13,12 @@ from typing import TYPE_CHECKING, Any
 
 from ctsd.sim import binance_account
 from ctsd.sim import binance_wire as render
-from ctsd.sim.accounts import Order, Rejection, RejectKind
+from ctsd.sim.accounts import SPOT_WALLET, Order, Rejection, RejectKind
 from ctsd.sim.market import Instrument
 
 if TYPE_CHECKING:
-    from ctsd.sim.binance import BinanceSim, Call
+    from ctsd.sim.binance import BinanceSim
+    from ctsd.sim.binance_api import Call
 
 
 class BinanceOrders:
@@ -40,13 +41,13 @@ class BinanceOrders:
                                  fills=call.owner().fills_of(order.id))
 
     async def get_order(self, call: Call) -> Any:
-        inst, order = self._find_order(call)
+        inst, order = self.find_order(call, SPOT_WALLET)
         if call.futures:
             return render.futures_order(order, inst, query=True)
         return render.spot_order(order, inst, query=True)
 
     async def cancel_order(self, call: Call) -> Any:
-        inst, order = self._find_order(call, cancel=True)
+        inst, order = self.find_order(call, SPOT_WALLET, cancel=True)
         try:
             self.state.sim.cancel_order(call.owner(), order)
         except Rejection as exc:
@@ -59,15 +60,21 @@ class BinanceOrders:
         symbol = None
         if "symbol" in call.params:
             symbol = self.state.instrument(call, call.params["symbol"]).symbol
-        kind = self.state.kind(call.surface)
-        orders = [o for o in call.owner().open_orders(symbol) if o.kind is kind
-                  and not (call.futures and o.untriggered)]  # those are algo orders
+        orders = self.open_of(call, symbol, SPOT_WALLET)
         instruments = self.state.sim.market.catalog.instruments
         if call.futures:
             return [render.futures_order(o, instruments[o.symbol], query=True) for o in orders]
         return [render.spot_order(o, instruments[o.symbol], query=True) for o in orders]
 
-    def _find_order(self, call: Call, cancel: bool = False) -> tuple[Instrument, Order]:
+    def open_of(self, call: Call, symbol: str | None, wallet: str) -> list[Order]:
+        """The wallet's open orders of the call's surface (futures algo orders apart)."""
+        kind = self.state.kind(call.surface)
+        return [o for o in call.owner().open_orders(symbol) if o.kind is kind
+                and o.wallet == wallet and not (call.futures and o.untriggered)]
+
+    def find_order(self, call: Call, wallet: str, cancel: bool = False,
+                   ) -> tuple[Instrument, Order]:
+        """The order by `orderId` or `origClientOrderId`, if it is this symbol's and wallet's."""
         inst = self.state.instrument(call, call.require("symbol"))
         raw_id = call.params.get("orderId")
         client_id = call.params.get("origClientOrderId")
@@ -78,7 +85,8 @@ class BinanceOrders:
             order = call.owner().find_order(order_id, client_id)
         except Rejection as exc:
             raise render.rejection(exc, futures=call.futures, cancel=cancel) from exc
-        if order.symbol != inst.symbol or (call.futures and order.untriggered):
+        if order.symbol != inst.symbol or order.wallet != wallet or (
+                call.futures and order.untriggered):
             unknown = Rejection(RejectKind.UNKNOWN_ORDER)
             raise render.rejection(unknown, futures=call.futures, cancel=cancel)
         return inst, order

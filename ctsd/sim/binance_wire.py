@@ -24,6 +24,7 @@ from ctsd.sim.accounts import (
     RejectKind,
 )
 from ctsd.sim.auth import AuthFailure
+from ctsd.sim.lending import marginable
 from ctsd.sim.market import Candle, Instrument, Market, TickerStats
 from ctsd.sim.matching import derivatives_balances
 from ctsd.sim.wire import VenueError, dumps, fixed, plain
@@ -68,6 +69,7 @@ _REJECTIONS: dict[RejectKind, tuple[int, str]] = {
     RejectKind.REDUCE_ONLY: (-1106, "Parameter 'reduceOnly' sent when not required."),
     RejectKind.POSITION_SIDE: (-1106, "Parameter 'positionSide' sent when not required."),
     RejectKind.POSITION_LIMIT: (-2010, "Filter failure: MAX_POSITION"),
+    RejectKind.BORROW_LIMIT: (-3006, "Your borrow amount has exceed maximum borrow amount."),
 }
 """Spot codes (the last three cannot happen on spot); futures and cancel answers
 override a few (below)."""
@@ -124,7 +126,7 @@ def _spot_symbol(inst: Instrument) -> dict[str, Any]:
         "icebergAllowed": True, "ocoAllowed": True, "otoAllowed": True,
         "quoteOrderQtyMarketAllowed": True, "allowTrailingStop": True,
         "cancelReplaceAllowed": True, "isSpotTradingAllowed": True,
-        "isMarginTradingAllowed": False,
+        "isMarginTradingAllowed": marginable(inst),
         "filters": [
             {"filterType": "PRICE_FILTER", "minPrice": fixed(inst.min_price),
              "maxPrice": fixed(inst.max_price), "tickSize": fixed(inst.tick_size)},
@@ -139,7 +141,8 @@ def _spot_symbol(inst: Instrument) -> dict[str, Any]:
             {"filterType": "MAX_NUM_ORDERS", "maxNumOrders": 200},
             {"filterType": "MAX_NUM_ALGO_ORDERS", "maxNumAlgoOrders": 5},
         ],
-        "permissions": [], "permissionSets": [["SPOT"]],
+        "permissions": [],
+        "permissionSets": [["SPOT", "MARGIN"] if marginable(inst) else ["SPOT"]],
         "defaultSelfTradePreventionMode": "EXPIRE_MAKER",
         "allowedSelfTradePreventionModes": ["EXPIRE_TAKER", "EXPIRE_MAKER", "EXPIRE_BOTH"],
     }

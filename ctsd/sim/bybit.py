@@ -21,9 +21,9 @@ and per-UID limit; public ones have neither.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Mapping
-from decimal import Decimal
 from typing import Any
 
 from aiohttp import web
@@ -51,12 +51,14 @@ from ctsd.sim.bybit_endpoints import (
     Endpoint,
     UidLimit,
 )
+from ctsd.sim.bybit_margin import BybitMargin
 from ctsd.sim.bybit_market import BybitMarketData
+from ctsd.sim.bybit_options import OPTION, BybitOptions
 from ctsd.sim.bybit_orders import BybitOrders
+from ctsd.sim.bybit_wallet import wallet_balance
 from ctsd.sim.bybit_wire import LINEAR, SPOT, Call, Serialized
-from ctsd.sim.endpoints import mount
+from ctsd.sim.endpoints import Handler, mount
 from ctsd.sim.market import Instrument, InstrumentKind
-from ctsd.sim.matching import derivatives_balances
 from ctsd.sim.ratelimit import BanList, FixedWindowLimiter
 from ctsd.sim.state import Simulator
 from ctsd.sim.venue import Venue
@@ -78,6 +80,8 @@ class BybitSim:
         }
         self._pages: dict[tuple[str, int, str | None], str] = {}
         self.orders = BybitOrders(self)
+        self.margin = BybitMargin(self)
+        self.option = BybitOptions(self)
         self._md = BybitMarketData(self)
         self.deriv = LinearDerivatives(sim, self.symbols[LINEAR], self._md.kline)
         sim.on_reset(self.reset)
@@ -251,25 +255,10 @@ class BybitSim:
     async def wallet_balance(self, call: Call) -> Any:
         if call.require("accountType") != "UNIFIED":
             raise render.error(10001, "accountType only support UNIFIED.", call.now_ms)
-        account = call.owner()
-        derivs = {b.asset: b for b in derivatives_balances(account, self.sim.market)}
         coin = call.text("coin")
-        wanted = set(coin.split(",")) if coin else None
-        coins = []
-        for asset in sorted(set(account.spot) | set(derivs)):
-            holding, deriv = account.spot.get(asset), derivs.get(asset)
-            held = (holding is not None and holding.total) or (
-                deriv is not None and (deriv.wallet or deriv.unrealized_pnl))
-            if held and (wanted is None or asset in wanted):
-                coins.append(render.wallet_coin(asset, holding, deriv, self._usd(asset)))
-        return render.unified_wallet(coins)
+        return wallet_balance(call.owner(), self.sim.market,
+                              set(coin.split(",")) if coin else None)
 
-    def _usd(self, asset: str) -> Decimal:
-        catalog = self.sim.market.catalog
-        if asset == catalog.quote:
-            return Decimal(1)
-        inst = catalog.get(f"{asset}/{catalog.quote}")
-        return self.sim.market.price(inst.symbol) if inst else Decimal(0)
 
     # --- helpers ----------------------------------------------------------------------------
 
@@ -319,6 +308,17 @@ class BybitSim:
         return inst
 
     def endpoints(self) -> list[Endpoint]:
+        """The table; the paths that also serve `category=option` route it to
+        `ctsd.sim.bybit_options`."""
+        o = self.option
+        by_option = {"/v5/market/instruments-info": o.instruments, "/v5/market/tickers":
+                     o.tickers, "/v5/order/create": o.create_order, "/v5/order/cancel":
+                     o.cancel_order, "/v5/order/realtime": o.realtime_orders,
+                     "/v5/order/history": o.order_history, "/v5/position/list": o.positions}
+        return [dataclasses.replace(e, handler=_or_option(e.handler, by_option[e.path]))
+                if e.path in by_option else e for e in self._table()]
+
+    def _table(self) -> list[Endpoint]:
         read, trade = Permission.READ, Permission.TRADE
         d = self.deriv
         return [
@@ -333,6 +333,7 @@ class BybitSim:
             Endpoint("GET", "/v5/account/wallet-balance", self.wallet_balance, read,
                      UidLimit(50)),
             *self.orders.rows(),
+            *self.margin.rows(),
             # derivatives (ctsd.sim.bybit_deriv)
             Endpoint("GET", "/v5/market/risk-limit", d.risk_limits),
             Endpoint("GET", "/v5/market/funding/history", d.funding_history),
@@ -344,6 +345,8 @@ class BybitSim:
                      UidLimit(5)),
             Endpoint("GET", "/v5/account/transaction-log", d.transaction_log, read,
                      UidLimit(25)),
+            Endpoint("GET", "/v5/asset/delivery-record", self.option.delivery_record, read,
+                     UidLimit(10)),
         ]
 
     def _market_data_and_history(self) -> list[Endpoint]:
@@ -357,6 +360,13 @@ class BybitSim:
             Endpoint("GET", "/v5/execution/list", acct.executions, read, UidLimit(50)),
             Endpoint("GET", "/v5/account/fee-rate", acct.fee_rate, read, UidLimit(10)),
         ]
+
+
+def _or_option(handler: Handler[Call], option: Handler[Call]) -> Handler[Call]:
+    async def route(call: Call) -> Any:
+        return await (option if call.text("category") == OPTION else handler)(call)
+
+    return route
 
 
 def _access_too_frequent() -> web.Response:

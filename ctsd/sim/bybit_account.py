@@ -42,7 +42,8 @@ class BybitAccount:
     async def executions(self, call: Call) -> Any:
         """Spot: the fills, paged here. Linear: the derivatives module's answer, which adds
         funding and liquidation (BustTrade) rows to `trade_rows` (liquidation fills are
-        its BustTrade rows, not repeated as trades)."""
+        its BustTrade rows, not repeated as trades). A spot-margin liquidation's fills are
+        spot trades `CreateByLiq`."""
         category = self._category(call)
         if category == LINEAR:
             deriv = self.state.deriv
@@ -77,7 +78,7 @@ class BybitAccount:
         return [self._fill(f, catalog[f.symbol], orders[f.order_id])
                 for f in reversed(call.owner().fills)
                 if f.kind is KIND[category] and start <= f.time_ms <= end
-                and not orders[f.order_id].liquidation
+                and not (category == LINEAR and orders[f.order_id].liquidation)
                 and symbol in (None, render.market_id(catalog[f.symbol]))
                 and base in (None, catalog[f.symbol].base)
                 and order_id in (None, str(f.order_id)) and link_id in (None, f.client_id)]
@@ -90,7 +91,7 @@ class BybitAccount:
             "orderLinkId": f.client_id, "side": "Buy" if f.side is Side.BUY else "Sell",
             "orderPrice": plain(order.price) if order.price is not None else "0",
             "orderQty": plain(order.qty), "leavesQty": plain(order.remaining),
-            "createType": "CreateByUser",
+            "createType": "CreateByLiq" if order.liquidation else "CreateByUser",
             "orderType": "Market" if order.price is None else "Limit",
             "stopOrderType": "Stop" if order.trigger is not None else "UNKNOWN",
             "execFee": plain(f.fee), "execId": str(f.trade_id), "execPrice": plain(f.price),

@@ -38,10 +38,13 @@ IP_BAN_S = 600.0
 ORDER_WRITE = UidLimit(10, {SPOT: 20})
 ORDER_READ = UidLimit(50)
 FEES = {SPOT: FeeSchedule(maker=Decimal("0.001"), taker=Decimal("0.001"), base_fee_on_buy=True),
-        LINEAR: FeeSchedule(maker=Decimal("0.0002"), taker=Decimal("0.00055"))}
+        LINEAR: FeeSchedule(maker=Decimal("0.0002"), taker=Decimal("0.00055")),
+        "option": FeeSchedule(maker=Decimal("0.0002"), taker=Decimal("0.0003"))}
+"""Options fees are a share of the premium here (Bybit charges on the index, capped)."""
 KIND = {SPOT: InstrumentKind.SPOT, LINEAR: InstrumentKind.LINEAR}
-UNSIMULATED_CATEGORIES = ("inverse", "option")
-"""Answered with empty lists, so ccxt's default `load_markets` works."""
+UNSIMULATED_CATEGORIES = ("inverse",)
+"""Answered with empty lists, so ccxt's default `load_markets` works (options are
+`ctsd.sim.bybit_options`)."""
 INTERVALS = {"1": "1m", "3": "3m", "5": "5m", "15": "15m", "30": "30m", "60": "1h",
              "120": "2h", "240": "4h", "360": "6h", "720": "12h", "D": "1d", "W": "1w"}
 RECV_WINDOW_DEFAULT = "5000"

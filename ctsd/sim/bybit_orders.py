@@ -15,7 +15,8 @@ from ctsd.sim import bybit_order_wire as orders
 from ctsd.sim import bybit_wire as render
 from ctsd.sim.accounts import Order, Permission, Rejection, RejectKind
 from ctsd.sim.bybit_endpoints import FEES, KIND, ORDER_READ, ORDER_WRITE, Endpoint
-from ctsd.sim.bybit_wire import Call
+from ctsd.sim.bybit_margin import margin_order
+from ctsd.sim.bybit_wire import SPOT, Call
 from ctsd.sim.market import Instrument
 
 if TYPE_CHECKING:
@@ -45,6 +46,8 @@ class BybitOrders:
         category = self.state.trading_category(call)
         inst = self.state.tradable(category, call.require("symbol"), call.now_ms)
         req = orders.order_request(call, inst, self.state.sim.market.price(inst.symbol))
+        if category == SPOT:
+            req = margin_order(call, call.owner(), req)
         try:
             order = self.state.sim.place_order(call.owner(), req, FEES[category])
         except Rejection as exc:

@@ -15,19 +15,18 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import quote
 
 from ctsd.sim import tiers
 from ctsd.sim.accounts import (
     Account,
-    DerivativesBalance,
-    Holding,
     Permission,
     RejectKind,
 )
 from ctsd.sim.auth import AuthFailure
 from ctsd.sim.endpoints import AccountCall
+from ctsd.sim.lending import marginable
 from ctsd.sim.market import Candle, Instrument, InstrumentKind, TickerStats
 from ctsd.sim.wire import RequestData, VenueError, plain
 
@@ -35,7 +34,6 @@ SPOT, LINEAR = "spot", "linear"
 """The categories simulated; `inverse` and `option` are answered empty."""
 _ZERO = Decimal(0)
 _PCT = Decimal("0.000001")
-_T = TypeVar("_T")
 
 
 def envelope(result: Any, now_ms: int, code: int = 0, msg: str = "OK") -> dict[str, Any]:
@@ -90,6 +88,7 @@ _SPOT_REJECTIONS: dict[RejectKind, tuple[int, str]] = {
     RejectKind.REDUCE_ONLY: (170130, "Data sent for parameter 'reduceOnly' is not valid."),
     RejectKind.POSITION_SIDE: (170130, "Data sent for parameter 'positionIdx' is not valid."),
     RejectKind.POSITION_LIMIT: (170130, "Data sent for parameter 'qty' is not valid."),
+    RejectKind.BORROW_LIMIT: (170131, "Insufficient balance."),
 }
 """The last three cannot happen on spot (no positions); listed so every kind maps."""
 _LINEAR_REJECTIONS: dict[RejectKind, tuple[int, str]] = {
@@ -109,6 +108,7 @@ _LINEAR_REJECTIONS: dict[RejectKind, tuple[int, str]] = {
     RejectKind.POSITION_LIMIT: (
         110090, "Order placement failed as your position may exceed the max limit. Please "
                 "adjust your leverage to lower or below to increase the max. position limit"),
+    RejectKind.BORROW_LIMIT: (110007, "ab not enough for new order"),
 }
 """ccxt: 170131/110007 → InsufficientFunds, 170213/110001 → OrderNotFound, the rest
 InvalidOrder or (10001) BadRequest."""
@@ -165,7 +165,8 @@ def cursor_value(raw: str | None, key: str) -> str | None:
 def spot_instrument(inst: Instrument) -> dict[str, Any]:
     return {
         "symbol": market_id(inst), "baseCoin": inst.base, "quoteCoin": inst.quote,
-        "innovation": "0", "status": "Trading", "marginTrading": "none", "stTag": "0",
+        "innovation": "0", "status": "Trading",
+        "marginTrading": "utaOnly" if marginable(inst) else "none", "stTag": "0",
         "lotSizeFilter": {
             "basePrecision": plain(inst.step_size), "quotePrecision": plain(inst.tick_size),
             "minOrderQty": plain(inst.min_qty), "maxOrderQty": plain(inst.max_qty),
@@ -258,7 +259,8 @@ def api_key_info(account: Account) -> dict[str, Any]:
         "readOnly": 0 if trade else 1, "secret": "",
         "permissions": {
             "ContractTrade": ["Order", "Position"] if trade else [],
-            "Spot": ["SpotTrade"] if trade else [], "Wallet": wallet, "Options": [],
+            "Spot": ["SpotTrade"] if trade else [], "Wallet": wallet,
+            "Options": ["OptionsTrade"] if trade and Permission.OPTIONS in perms else [],
             "Derivatives": [], "CopyTrading": [], "BlockTrade": [], "Exchange": [],
             "NFT": [], "Affiliate": [], "Earn": [],
         },
@@ -290,61 +292,6 @@ def coin_info(asset: str) -> dict[str, Any]:
             "contractAddress": "", "safeConfirmNumber": "6", "withdrawFeeFromBalance": "0",
         }],
     }
-
-
-def wallet_coin(
-    asset: str, holding: Holding | None, deriv: DerivativesBalance | None, usd_price: Decimal,
-) -> dict[str, Any]:
-    """One coin of the unified wallet: the spot holding and the derivatives wallet summed.
-
-    `availableToWithdraw` is blank, as Bybit now sends it for UNIFIED accounts, so
-    ccxt derives `used` from `locked + totalPositionIM + totalOrderIM`.
-    """
-    spot_total = holding.total if holding else _ZERO
-    locked = holding.locked if holding else _ZERO
-    wallet = spot_total + (deriv.wallet if deriv else _ZERO)
-    upnl = deriv.unrealized_pnl if deriv else _ZERO
-    position_im = deriv.position_margin if deriv else _ZERO
-    order_im = deriv.order_margin if deriv else _ZERO
-    equity = wallet + upnl
-    return {
-        "availableToBorrow": "", "bonus": "0", "accruedInterest": "0",
-        "availableToWithdraw": "", "totalOrderIM": plain(order_im), "equity": plain(equity),
-        "totalPositionMM": plain(position_im / 2), "usdValue": plain(equity * usd_price),
-        "spotHedgingQty": "0", "unrealisedPnl": plain(upnl), "collateralSwitch": True,
-        "borrowAmount": "0", "totalPositionIM": plain(position_im),
-        "walletBalance": plain(wallet), "cumRealisedPnl": "0", "locked": plain(locked),
-        "marginCollateral": True, "coin": asset,
-    }
-
-
-def unified_wallet(coins: list[dict[str, Any]]) -> dict[str, Any]:
-    """The UNIFIED account entry; account-level totals are in USD."""
-
-    def usd(field: str) -> Decimal:
-        total = _ZERO
-        for c in coins:
-            equity = Decimal(c["equity"])
-            rate = Decimal(c["usdValue"]) / equity if equity else _ZERO
-            total += Decimal(c[field]) * rate
-        return total
-
-    equity = sum((Decimal(c["usdValue"]) for c in coins), _ZERO)
-    initial = usd("totalPositionIM") + usd("totalOrderIM")
-    maintenance = usd("totalPositionMM")
-    return {"list": [{
-        "totalEquity": plain(equity), "accountIMRate": plain(_rate(initial, equity)),
-        "totalMarginBalance": plain(equity), "totalInitialMargin": plain(initial),
-        "accountType": "UNIFIED", "totalAvailableBalance": plain(equity - initial),
-        "accountMMRate": plain(_rate(maintenance, equity)),
-        "totalPerpUPL": plain(usd("unrealisedPnl")),
-        "totalWalletBalance": plain(usd("walletBalance")), "accountLTV": "0",
-        "totalMaintenanceMargin": plain(maintenance), "coin": coins,
-    }]}
-
-
-def _rate(part: Decimal, whole: Decimal) -> Decimal:
-    return (part / whole).quantize(Decimal("0.0001")) if whole else _ZERO
 
 
 # --- requests: Bybit's parameters, decoded ------------------------------------------------

@@ -45,6 +45,7 @@ from ctsd.sim.accounts import (
 from ctsd.sim.auth import AuthError, AuthFailure
 from ctsd.sim.endpoints import Handler, RequestCall, Route, mount
 from ctsd.sim.kraken_account import KrakenAccount
+from ctsd.sim.kraken_margin import KrakenMargin, posted
 from ctsd.sim.kraken_market import KrakenMarketData
 from ctsd.sim.kraken_orders import KrakenOrders
 from ctsd.sim.kraken_wire import KrakenAsset, KrakenPair
@@ -129,6 +130,7 @@ class KrakenSim:
         for a in self.assets:
             self._asset_names[a.id] = self._asset_names[a.altname] = a
         self.orders = KrakenOrders(self)
+        self.margin = KrakenMargin(self)
         self._cached: dict[str, str] = {}
         sim.on_reset(self.reset)
 
@@ -224,10 +226,10 @@ class KrakenSim:
     # --- private: account ---------------------------------------------------------------
 
     async def balance(self, call: Call) -> Any:
-        return render.balance(call.owner())
+        return render.balance(call.owner(), posted(call.owner()))
 
     async def balance_ex(self, call: Call) -> Any:
-        return render.balance_ex(call.owner())
+        return render.balance_ex(call.owner(), posted(call.owner()))
 
     # --- private: trading ----------------------------------------------------------------
 
@@ -273,6 +275,8 @@ class KrakenSim:
             ("POST", "/0/private/AddOrder", trade, 0, o.add_order),
             ("POST", "/0/private/CancelOrder", trade, 0, o.cancel_order),
             ("POST", "/0/private/GetWebSocketsToken", query, 1, self.websockets_token),
+            ("POST", "/0/private/OpenPositions", query, 1, self.margin.open_positions),
+            ("POST", "/0/private/TradeBalance", query, 1, self.margin.trade_balance),
             *self._market_data_and_history(),
         ]
         return [Endpoint(*row) for row in table]

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from ctsd.sim import kraken_account, matching, wire
 from ctsd.sim import kraken_wire as render
 from ctsd.sim.accounts import Account, Order, OrderType, Rejection, Side, TimeInForce
+from ctsd.sim.kraken_margin import margin_request
 from ctsd.sim.kraken_wire import KrakenPair, OrderTags
 from ctsd.sim.market import InstrumentKind
 from ctsd.sim.matching import OrderRequest
@@ -85,7 +86,8 @@ class KrakenOrders:
         account = call.owner()
         pair = self.state.pair(call.require("pair"))
         req, volume = self._order_request(call, pair)
-        descr = render.description(req.side.value, volume, pair, req.price, req.trigger)
+        descr = render.description(req.side.value, volume, pair, req.price, req.trigger,
+                                   req.leverage)
         if call.flag("validate"):
             self._validate_only(req, pair)
             return {"descr": {"order": descr}}
@@ -125,6 +127,7 @@ class KrakenOrders:
             qty=Decimal(0) if viqc else volume, price=price, client_id=cl_ord_id,
             time_in_force=TimeInForce(tif), quote_qty=volume if viqc else None,
             trigger=trigger, trigger_now=True, post_only="post" in flags, note=tags)
+        req = margin_request(call.owner(), pair, call.params.get("leverage"), req)
         return req, wire.fixed(volume, render.VOLUME_DECIMALS)
 
     def _validate_only(self, req: OrderRequest, pair: KrakenPair) -> None:

@@ -21,6 +21,7 @@ from ctsd.sim.accounts import (
     Account,
     FeeSchedule,
     Fill,
+    Holding,
     Order,
     OrderStatus,
     OrderType,
@@ -29,6 +30,7 @@ from ctsd.sim.accounts import (
     Trigger,
 )
 from ctsd.sim.auth import AuthFailure
+from ctsd.sim.lending import marginable
 from ctsd.sim.market import Candle, Instrument, TickerStats
 from ctsd.sim.wire import VenueError, fixed
 
@@ -59,6 +61,9 @@ AUTH_ERRORS: dict[AuthFailure, str] = {
 }
 """Kraken answers an address outside the key's whitelist like a missing permission."""
 
+LEVERAGES = (2, 3, 4, 5)
+"""The leverages Kraken offers on the marginable pairs (`leverage_buy`, `leverage_sell`)."""
+
 _REJECTIONS: dict[RejectKind, str] = {
     RejectKind.INSUFFICIENT_FUNDS: "EOrder:Insufficient funds",
     RejectKind.UNKNOWN_ORDER: UNKNOWN_ORDER,
@@ -71,6 +76,10 @@ _REJECTIONS: dict[RejectKind, str] = {
     RejectKind.BAD_PARAMETER: INVALID_ARGUMENTS,
     RejectKind.WOULD_TAKE: "EOrder:Post only order",
     RejectKind.WOULD_TRIGGER: INVALID_ARGUMENTS,
+    RejectKind.BORROW_LIMIT: "EOrder:Insufficient margin",
+    RejectKind.REDUCE_ONLY: "EOrder:Reduce only:Non-PC",
+    RejectKind.POSITION_SIDE: INVALID_ARGUMENTS,
+    RejectKind.POSITION_LIMIT: "EOrder:Positions limit exceeded",
 }
 
 
@@ -183,8 +192,10 @@ def asset_pair(pair: KrakenPair, fees: FeeSchedule) -> dict[str, Any]:
         "altname": pair.altname, "wsname": pair.wsname, "aclass_base": "currency",
         "base": pair.base.id, "aclass_quote": "currency", "quote": pair.quote.id,
         "lot": "unit", "cost_decimals": COST_DECIMALS, "pair_decimals": inst.price_decimals,
-        "lot_decimals": inst.qty_decimals, "lot_multiplier": 1, "leverage_buy": [],
-        "leverage_sell": [], "fees": _fee_tiers(fees.taker, _TAKER_STEPS),
+        "lot_decimals": inst.qty_decimals, "lot_multiplier": 1,
+        "leverage_buy": list(LEVERAGES) if marginable(inst) else [],
+        "leverage_sell": list(LEVERAGES) if marginable(inst) else [],
+        "fees": _fee_tiers(fees.taker, _TAKER_STEPS),
         "fees_maker": _fee_tiers(fees.maker, _MAKER_STEPS), "fee_volume_currency": "ZUSD",
         "margin_call": 80, "margin_stop": 40, "ordermin": f"{inst.min_qty.normalize():f}",
         "costmin": f"{inst.min_notional.normalize():f}",
@@ -240,21 +251,20 @@ def ohlc_row(pair: KrakenPair, c: Candle) -> list[Any]:
 # --- account ------------------------------------------------------------------------
 
 
-def balance(account: Account) -> dict[str, str]:
-    """`Balance`: total per asset id."""
-    out = {}
-    for code, holding in sorted(account.spot.items()):
-        a = asset(code)
-        out[a.id] = fixed(holding.total, a.decimals)
-    return out
+def balance(account: Account, posted: Mapping[str, Decimal]) -> dict[str, str]:
+    """`Balance`: total per asset id, with the margin `posted` into open positions
+    (Kraken keeps it in the balance until a position closes)."""
+    return {a: entry["balance"] for a, entry in balance_ex(account, posted).items()}
 
 
-def balance_ex(account: Account) -> dict[str, dict[str, str]]:
+def balance_ex(account: Account, posted: Mapping[str, Decimal],
+               ) -> dict[str, dict[str, str]]:
     """`BalanceEx`: total and what open orders hold (`hold_trade`) per asset id."""
     out = {}
-    for code, holding in sorted(account.spot.items()):
+    for code in sorted(set(account.spot) | set(posted)):
+        holding = account.spot.get(code) or Holding()
         a = asset(code)
-        out[a.id] = {"balance": fixed(holding.total, a.decimals),
+        out[a.id] = {"balance": fixed(holding.total + posted.get(code, Decimal(0)), a.decimals),
                      "hold_trade": fixed(holding.locked, a.decimals)}
     return out
 
@@ -316,15 +326,16 @@ _REASON = {OrderStatus.CANCELED: "User requested"}
 
 
 def description(side: str, volume: str, pair: KrakenPair, price: Decimal | None,
-                trigger: Trigger | None = None) -> str:
+                trigger: Trigger | None = None, leverage: Decimal | None = None) -> str:
     """`buy 0.01000000 XBTUSDT @ limit 58500.0`, `sell 1.00000000 XBTUSDT @ stop loss
-    57000.0 -> limit 56500.0` — ccxt parses these sentences."""
+    57000.0 -> limit 56500.0`, `... with 5:1 leverage` — ccxt parses these sentences."""
     where = f"limit {pair.price(price)}" if price is not None else "market"
     if trigger is not None:
         kind = "stop loss" if trigger.rises is (side == "buy") else "take profit"
         where = f"{kind} {pair.price(trigger.price)}" + (
             f" -> limit {pair.price(price)}" if price is not None else "")
-    return f"{side} {volume} {pair.altname} @ {where}"
+    levered = f" with {leverage.normalize():f}:1 leverage" if leverage else ""
+    return f"{side} {volume} {pair.altname} @ {where}{levered}"
 
 
 def _ordertype(order: Order) -> str:
@@ -360,9 +371,10 @@ def order(order: Order, pair: KrakenPair, tags: OrderTags, *, trades: bool = Fal
         "starttm": 0, "expiretm": 0,
         "descr": {"pair": pair.altname, "type": order.side.value,
                   "ordertype": _ordertype(order), "price": price, "price2": price2,
-                  "leverage": "none", "order": description(
+                  "leverage": f"{order.leverage.normalize():f}:1" if order.leverage else "none",
+                  "order": description(
                       order.side.value, fixed(order.qty, VOLUME_DECIMALS), pair, order.price,
-                      order.trigger),
+                      order.trigger, order.leverage),
                   "close": ""},
         "vol": fixed(order.qty, VOLUME_DECIMALS),
         "vol_exec": fixed(order.filled, VOLUME_DECIMALS),

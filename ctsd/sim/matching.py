@@ -29,8 +29,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import ROUND_DOWN, Decimal
 
-from ctsd.sim import derivatives
+from ctsd.sim import derivatives, lending
 from ctsd.sim.accounts import (
+    SPOT_WALLET,
     Account,
     DerivativesBalance,
     FeeSchedule,
@@ -79,6 +80,12 @@ class OrderRequest:
     trigger_now: bool = False
     """A trigger the price already reached fires at once (Kraken), instead of the
     WOULD_TRIGGER rejection (Binance, Bybit, OKX)."""
+    wallet: str = SPOT_WALLET
+    """Spot orders: the wallet traded; a margin wallet (`ctsd.sim.lending`) lends."""
+    auto_borrow: bool = False
+    auto_repay: bool = False
+    leverage: Decimal | None = None
+    """Position wallets: the account's own share of what the order borrows is 1/leverage."""
     position_side: PositionSide | None = None
     """Perpetuals: the hedge-mode side the order trades (None: one-way)."""
     margin_mode: MarginMode | None = None
@@ -133,6 +140,8 @@ def place(
         reduce_only=req.reduce_only, fee_asset=_fee_asset(inst, req.side, fees),
         trigger=req.trigger, post_only=req.post_only, checked_trade=market.tape.last_id(),
         quote_qty=req.quote_qty if req.type is OrderType.MARKET else None, note=req.note,
+        wallet=req.wallet, auto_borrow=req.auto_borrow, auto_repay=req.auto_repay,
+        leverage=req.leverage,
     )
     if inst.kind is InstrumentKind.LINEAR:
         derivatives.assign(account, order, req.position_side, req.margin_mode)
@@ -260,9 +269,13 @@ def _hold(account: Account, inst: Instrument, order: Order, price: Decimal, mark
             asset, amount = inst.quote, order.qty * price * (1 + fee_share)
         else:
             asset, amount = inst.base, order.qty
-        holding = account.holding(asset)
+        holding = account.holding(asset, order.wallet)
         if holding.free < amount:
-            raise Rejection(RejectKind.INSUFFICIENT_FUNDS, f"{asset} {holding.free} < {amount}")
+            if not order.auto_borrow:
+                raise Rejection(RejectKind.INSUFFICIENT_FUNDS,
+                                f"{asset} {holding.free} < {amount}")
+            lending.fund_order(account, market, order, asset, amount - holding.free, price,
+                               inst.quote)
         holding.free -= amount
         holding.locked += amount
         order.locked = amount
@@ -274,9 +287,16 @@ def _release(
     account: Account, inst: Instrument, order: Order, status: OrderStatus, now: int,
 ) -> None:
     if inst.kind is InstrumentKind.SPOT:
-        holding = account.holding(inst.quote if order.side is Side.BUY else inst.base)
+        asset = inst.quote if order.side is Side.BUY else inst.base
+        holding = account.holding(asset, order.wallet)
         holding.locked -= order.locked
         holding.free += order.locked
+        back = min(order.borrowed, holding.free, holding.debt) if order.auto_repay else _ZERO
+        if back > 0:  # what the order borrowed goes back when it ends unfilled
+            holding.free -= back
+            lending.receive(account, now, order.wallet, asset, back, auto_repay=True)
+        if order.wallet != SPOT_WALLET:
+            lending.sweep_if_flat(account, now, order.wallet)
     order.locked = _ZERO
     order.status = status
     order.updated_ms = now
@@ -292,16 +312,20 @@ def _fill(
     pnl = _ZERO
     trade_id = trade_ids()
     if inst.kind is InstrumentKind.SPOT:
-        base, quote = account.holding(inst.base), account.holding(inst.quote)
+        wallet = order.wallet
+        base, quote = account.holding(inst.base, wallet), account.holding(inst.quote, wallet)
         if order.side is Side.BUY:
             fee = qty * rate if order.fee_asset == inst.base else cost * rate
             quote.locked -= order.locked
             quote.free += order.locked - cost - (fee if order.fee_asset == inst.quote else 0)
-            base.free += qty - (fee if order.fee_asset == inst.base else 0)
+            lending.receive(account, now, wallet, inst.base,
+                            qty - (fee if order.fee_asset == inst.base else 0),
+                            auto_repay=order.auto_repay)
         else:
             fee = cost * rate
             base.locked -= order.locked
-            quote.free += cost - fee
+            lending.receive(account, now, wallet, inst.quote, cost - fee,
+                            auto_repay=order.auto_repay)
     else:
         fee = cost * rate
         pnl = derivatives.apply_fill(account, market, inst, order, qty, price, fee, now,
@@ -315,5 +339,8 @@ def _fill(
     account.record_fill(Fill(
         trade_id=trade_id, order_id=order.id, client_id=order.client_id, symbol=order.symbol,
         kind=order.kind, side=order.side, qty=qty, price=price, fee=fee,
-        fee_asset=order.fee_asset, maker=maker, time_ms=now, realized_pnl=pnl))
+        fee_asset=order.fee_asset, maker=maker, time_ms=now, realized_pnl=pnl,
+        wallet=order.wallet))
+    if order.wallet != SPOT_WALLET:
+        lending.sweep_if_flat(account, now, order.wallet)
 

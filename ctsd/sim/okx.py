@@ -39,8 +39,10 @@ from ctsd.sim.endpoints import Handler, RequestCall, Route, mount
 from ctsd.sim.market import TIMEFRAMES, Instrument, InstrumentKind
 from ctsd.sim.okx_account import OkxAccount
 from ctsd.sim.okx_algo import OkxAlgo
-from ctsd.sim.okx_deriv import DERIVATIVES_LIMITS, SwapDerivatives, pos_mode
+from ctsd.sim.okx_deriv import DERIVATIVES_LIMITS, SwapDerivatives, lever_param, pos_mode
+from ctsd.sim.okx_margin import OkxMargin
 from ctsd.sim.okx_market import OkxMarketData
+from ctsd.sim.okx_options import OkxOptions
 from ctsd.sim.okx_orders import OkxOrders
 from ctsd.sim.okx_wire import OrderFailure
 from ctsd.sim.ratelimit import FixedWindowLimiter, RateRule
@@ -55,6 +57,7 @@ FEES = {  # regular user, Lv1
     InstrumentKind.SPOT: FeeSchedule(maker=Decimal("0.0008"), taker=Decimal("0.001"),
                                      base_fee_on_buy=True),
     InstrumentKind.LINEAR: FeeSchedule(maker=Decimal("0.0002"), taker=Decimal("0.0005")),
+    InstrumentKind.OPTION: FeeSchedule(maker=Decimal("0.0002"), taker=Decimal("0.0003")),
 }
 INST_TYPES = {"SPOT": InstrumentKind.SPOT, "SWAP": InstrumentKind.LINEAR}
 """Simulated instrument types; MARGIN, FUTURES and OPTION are valid but list nothing."""
@@ -87,6 +90,7 @@ LIMITS = {limit.bucket: limit for limit in (
     Limit("GET system/status", RateRule(1, 5), Scope.IP),
     Limit("GET public/instruments", RateRule(20, 2), Scope.IP_INST_TYPE),
     Limit("GET market/ticker", RateRule(20, 2), Scope.IP),
+    Limit("GET public/opt-summary", RateRule(20, 2), Scope.IP),
     Limit("GET market/candles", RateRule(40, 2), Scope.IP),
     Limit("GET market/history-candles", RateRule(20, 2), Scope.IP),
     Limit("GET asset/currencies", RateRule(6, 1), Scope.UID),
@@ -154,6 +158,8 @@ class OkxSim:
         self.codes = {inst_id: 10_000 + n for n, inst_id in enumerate(self.by_id)}
         """`instIdCode`: OKX's numeric instrument id, stable for the server's life."""
         self.orders = OkxOrders(self)
+        self.margin = OkxMargin(self)
+        self.option = OkxOptions(self)
         self._instruments: dict[str, str] = {}
         self.deriv = SwapDerivatives(sim, self.by_id, self.candles)
         sim.on_reset(self.reset)
@@ -242,6 +248,8 @@ class OkxSim:
         inst_type = call.require("instType")
         if inst_type not in ("SPOT", "MARGIN", "SWAP", "FUTURES", "OPTION"):
             raise render.bad_param("instType")
+        if inst_type == "OPTION":
+            return self.option.instruments(call)
         kind = INST_TYPES.get(inst_type)
         listed = self.sim.market.catalog.of_kind(kind) if kind else []
         if call.params.get("instId"):
@@ -253,7 +261,18 @@ class OkxSim:
         return raw_json_response(cached)
 
     async def ticker(self, call: Call) -> Any:
+        contract = self.option.contract(call.require("instId"))
+        if contract is not None:
+            return render.ok([self.option.ticker_of(contract)])
         return render.ok([self.ticker_of(self._instrument(call.require("instId")))])
+
+    async def mark_price(self, call: Call) -> Any:
+        if call.params.get("instType") == "OPTION":
+            return self.option.mark_prices(call)
+        return await self.deriv.mark_price(call)
+
+    async def opt_summary(self, call: Call) -> Any:
+        return self.option.opt_summary(call)
 
     def ticker_of(self, inst: Instrument) -> dict[str, Any]:
         market = self.sim.market
@@ -297,6 +316,53 @@ class OkxSim:
 
     async def config(self, call: Call) -> Any:
         return render.ok([render.account_config(call.owner(), pos_mode(call.owner()))])
+
+    # --- positions and leverage of every kind ---------------------------------------------
+
+    async def positions(self, call: Call) -> Any:
+        """Swap (`ctsd.sim.okx_deriv`), MARGIN (`ctsd.sim.okx_margin`) and OPTION
+        (`ctsd.sim.okx_options`) positions, newest first, filtered by `instType`,
+        `instId` and `posId`."""
+        inst_type = call.params.get("instType") or None
+        if inst_type not in (None, "MARGIN", "SWAP", "FUTURES", "OPTION"):
+            raise render.bad_param("instType")
+        ids = {i for i in (call.params.get("instId") or "").split(",") if i}
+        pos_ids = {i for i in (call.params.get("posId") or "").split(",") if i}
+        account = call.owner()
+        rows = (self.deriv.swap_rows(account, ids) + self.margin.position_rows(account, ids)
+                + self.option.position_rows(account, ids))
+        rows = [r for r in rows if inst_type in (None, r["instType"])
+                and (not pos_ids or r["posId"] in pos_ids)]
+        rows.sort(key=lambda r: int(r["cTime"]), reverse=True)
+        return render.ok(rows)
+
+    def _spot_body(self, call: Call) -> tuple[Instrument, str, Decimal] | None:
+        """(instrument, margin mode, leverage) of a set-leverage for a spot instrument."""
+        body = call.body if isinstance(call.body, dict) else {}
+        inst = self.by_id.get(str(body.get("instId") or ""))
+        if inst is None or inst.kind is not InstrumentKind.SPOT:
+            return None
+        mode = str(body.get("mgnMode") or "")
+        if mode not in ("cross", "isolated"):
+            raise render.bad_param("mgnMode")
+        lever = lever_param(body)
+        return inst, mode, lever
+
+    async def set_leverage(self, call: Call) -> Any:
+        """MARGIN leverage for a spot instrument, else the swap's (`okx_deriv`)."""
+        spot = self._spot_body(call)
+        if spot is None:
+            return await self.deriv.set_leverage(call)
+        return render.ok([self.margin.set_leverage(call.owner(), *spot)])
+
+    async def leverage_info(self, call: Call) -> Any:
+        ids = [i for i in call.require("instId").split(",") if i]
+        spot = [self.by_id[i] for i in ids if i in self.by_id
+                and self.by_id[i].kind is InstrumentKind.SPOT]
+        if not spot:
+            return await self.deriv.leverage_info(call)
+        mode = call.require("mgnMode")
+        return render.ok([self.margin.leverage_of(call.owner(), i, mode) for i in spot])
 
     # --- helpers ------------------------------------------------------------------------
 
@@ -346,14 +412,15 @@ class OkxSim:
             ("GET", "account/config", read, self.config),
             *self.orders.rows(),
             # derivatives (ctsd.sim.okx_deriv)
-            ("GET", "account/positions", read, d.positions),
-            ("GET", "account/leverage-info", read, d.leverage_info),
-            ("POST", "account/set-leverage", trade, d.set_leverage),
+            ("GET", "account/positions", read, self.positions),
+            ("GET", "account/leverage-info", read, self.leverage_info),
+            ("POST", "account/set-leverage", trade, self.set_leverage),
             ("POST", "account/set-position-mode", trade, d.set_position_mode),
             ("GET", "account/bills", read, d.bills),
             ("GET", "account/bills-archive", read, d.bills_archive),
             ("GET", "public/position-tiers", None, d.position_tiers),
-            ("GET", "public/mark-price", None, d.mark_price),
+            ("GET", "public/mark-price", None, self.mark_price),
+            ("GET", "public/opt-summary", None, self.opt_summary),
             ("GET", "public/funding-rate", None, d.funding_rate),
             ("GET", "public/funding-rate-history", None, d.funding_rate_history),
             ("GET", "market/mark-price-candles", None, d.mark_price_candles),
@@ -365,7 +432,8 @@ class OkxSim:
 
     def _market_data_history_and_algos(self) -> list[Endpoint]:
         """Books, trades, tickers, own fills, order history, fee rates, algo orders."""
-        rows = [*OkxMarketData(self).rows(), *OkxAccount(self).rows(), *OkxAlgo(self).rows()]
+        rows = [*OkxMarketData(self).rows(), *OkxAccount(self).rows(), *OkxAlgo(self).rows(),
+                *self.margin.rows()]
         return [Endpoint(method, f"/api/v5/{path}", Limit(f"{method} {path}", rule,
                                                           Scope[scope]), perm, handler)
                 for method, path, perm, handler, rule, scope in rows]

@@ -17,8 +17,8 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ctsd.sim import okx_wire as render
-from ctsd.sim.accounts import Account, Fill, Permission
-from ctsd.sim.market import InstrumentKind
+from ctsd.sim.accounts import SPOT_WALLET, Account, Fill, Permission
+from ctsd.sim.market import Instrument, InstrumentKind
 from ctsd.sim.okx_order_wire import pos_side
 from ctsd.sim.ratelimit import RateRule
 from ctsd.sim.wire import plain
@@ -60,7 +60,7 @@ class OkxAccount:
         oldest = self.state.sim.clock.now_ms() - keep_ms
         catalog = self.state.sim.market.catalog.instruments
         fills = [f for f in reversed(call.owner().fills) if f.time_ms >= oldest
-                 and inst_type in (None, "", render.inst_type(catalog[f.symbol]))
+                 and inst_type in (None, "", _fill_type(f, catalog[f.symbol]))
                  and inst_id in (None, "", render.inst_id(catalog[f.symbol]))
                  and ord_id in (None, "", str(f.order_id))]
         page = _page(call, fills, lambda f: f.trade_id, lambda f: f.time_ms)
@@ -72,7 +72,7 @@ class OkxAccount:
         rate = order_fees.maker if f.maker else order_fees.taker
         swap = inst.kind is InstrumentKind.LINEAR
         return {
-            "instType": render.inst_type(inst), "instId": render.inst_id(inst),
+            "instType": _fill_type(f, inst), "instId": render.inst_id(inst),
             "tradeId": str(f.trade_id), "ordId": str(f.order_id), "clOrdId": f.client_id,
             "billId": str(f.trade_id), "subType": "1" if f.side.value == "buy" else "2",
             "tag": "", "fillPx": plain(f.price), "fillSz": render.size(inst, f.qty),
@@ -147,3 +147,8 @@ def _page(call: Call, items: Sequence[_T], id_of: Callable[[_T], int],
     if before is not None and after is None:  # the page nearest to `before`
         return chosen[-min(limit, PAGE_MAX):]
     return chosen[:min(limit, PAGE_MAX)]
+
+
+def _fill_type(f: Fill, inst: Instrument) -> str:
+    """A fill of a margin order (its position wallet, `ctsd.sim.okx_margin`) is MARGIN."""
+    return "MARGIN" if f.wallet != SPOT_WALLET else render.inst_type(inst)

@@ -95,7 +95,7 @@ class SwapDerivatives:
         if mode is None:
             raise render.empty_param("mgnMode") if not body.get("mgnMode") else (
                 render.bad_param("mgnMode"))
-        lever = _lever(body)
+        lever = lever_param(body)
         account = call.owner()
         raw_side = str(body.get("posSide") or "")
         side = None
@@ -130,19 +130,11 @@ class SwapDerivatives:
 
     # --- positions ---------------------------------------------------------------------
 
-    async def positions(self, call: Call) -> Any:
-        inst_type = call.params.get("instType")
-        if inst_type not in (None, "", "MARGIN", "SWAP", "FUTURES", "OPTION"):
-            raise render.bad_param("instType")
-        ids = {i for i in (call.params.get("instId") or "").split(",") if i}
-        pos_ids = {i for i in (call.params.get("posId") or "").split(",") if i}
-        account = call.owner()
-        views = [v for v in derivatives.views(account, self.sim.market)
-                 if inst_type in (None, "", "SWAP")
-                 and (not ids or render.inst_id(v.inst) in ids)
-                 and (not pos_ids or str(v.position.id) in pos_ids)]
-        views.sort(key=lambda v: v.position.created_ms, reverse=True)
-        return render.ok([position_row(account, self.sim.market, v) for v in views])
+    def swap_rows(self, account: Account, ids: set[str]) -> list[dict[str, Any]]:
+        """The swap positions `account/positions` lists (`ctsd.sim.okx` gathers the kinds)."""
+        return [position_row(account, self.sim.market, v)
+                for v in derivatives.views(account, self.sim.market)
+                if not ids or render.inst_id(v.inst) in ids]
 
     # --- public ------------------------------------------------------------------------
 
@@ -360,7 +352,7 @@ def _body(call: Call) -> dict[str, Any]:
     return call.body
 
 
-def _lever(body: dict[str, Any]) -> Decimal:
+def lever_param(body: dict[str, Any]) -> Decimal:
     raw = str(body.get("lever") or "")
     if not raw:
         raise render.empty_param("lever")

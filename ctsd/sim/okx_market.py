@@ -78,6 +78,8 @@ class OkxMarketData:
         inst_type = call.require("instType")
         if inst_type not in ("SPOT", "MARGIN", "SWAP", "FUTURES", "OPTION"):
             raise render.bad_param("instType")
+        if inst_type == "OPTION":
+            return self.state.option.tickers(call)
         listed: list[Instrument] = [i for i in self.state.by_id.values()
                                     if render.inst_type(i) == inst_type]
         return render.ok([self.state.ticker_of(i) for i in listed])

@@ -25,6 +25,13 @@ from ctsd.sim.positions import PositionSide
 from ctsd.sim.wire import plain
 
 
+def order_inst_type(inst: Instrument, tags: OrderTags) -> str:
+    """A spot order traded on margin (`tdMode` cross or isolated) is a MARGIN order."""
+    if inst.kind is InstrumentKind.SPOT and tags.td_mode in ("cross", "isolated"):
+        return "MARGIN"
+    return inst_type(inst)
+
+
 def tags_of(order: Order, inst: Instrument) -> OrderTags:
     """The tags kept on the order at placement (`Order.note`), or those OKX would show
     for an order placed without any."""
@@ -62,7 +69,7 @@ def order_request(inst: Instrument, entry: dict[str, Any]) -> tuple[OrderRequest
     td_mode = str(entry.get("tdMode") or "")
     tgt_ccy = str(entry.get("tgtCcy") or "base_ccy") if spot else ""
     for name, value, allowed in (
-        ("tdMode", td_mode, ("cash",) if spot else ("cross", "isolated")),
+        ("tdMode", td_mode, ("cash", "cross", "isolated") if spot else ("cross", "isolated")),
         ("side", side, ("buy", "sell")),
         ("ordType", ord_type, tuple(ORD_TYPES)),
         ("posSide", str(entry.get("posSide") or "net"),
@@ -151,7 +158,7 @@ def order(o: Order, inst: Instrument, tags: OrderTags, leverage: Decimal,
         "clOrdId": tags.cl_ord_id, "fee": plain(-o.fee), "feeCcy": o.fee_asset,
         "fillPx": average, "fillSz": filled if o.filled else "0",
         "fillTime": str(o.fill_ms) if o.fill_ms else "", "instId": inst_id(inst),
-        "instType": inst_type(inst), "isTpLimit": "false",
+        "instType": order_inst_type(inst, tags), "isTpLimit": "false",
         "lever": "" if spot else plain(leverage),
         "linkedAlgoOrd": {"algoId": ""}, "ordId": str(o.id), "ordType": tags.ord_type,
         "pnl": "0", "posSide": "" if spot else _POS_SIDE[o.position_side],

@@ -18,6 +18,7 @@ from ctsd.sim import okx_wire as render
 from ctsd.sim.accounts import Account, Order, Permission, Rejection, Side
 from ctsd.sim.market import Instrument, InstrumentKind
 from ctsd.sim.okx_deriv import order_sides
+from ctsd.sim.okx_margin import margin_request
 from ctsd.sim.okx_order_wire import OrderTags
 from ctsd.sim.okx_wire import OrderFailure
 from ctsd.sim.ratelimit import RateRule
@@ -61,10 +62,16 @@ class OkxOrders:
         return self._each(call, call.entries(batch=True), self._cancel)
 
     async def get_order(self, call: Call) -> Any:
-        inst = self.state.instrument(call.require("instId"))
         order_id, client_id = call.params.get("ordId"), call.params.get("clOrdId")
         if not order_id and not client_id:
             raise render.error(200, "51003", "Either client order ID or order ID is required.")
+        contract = self.state.option.contract(call.require("instId"), call.owner())
+        if contract is not None:
+            option = self.state.option.find(call.owner(), contract, order_id, client_id)
+            if option is None:
+                raise render.error(200, "51603", "Order does not exist")
+            return render.ok([self.state.option.render_order(call.owner(), option)])
+        inst = self.state.instrument(call.require("instId"))
         order = self._find(call.owner(), inst, order_id, client_id)
         if order is None or order.untriggered:  # an algo order until it fires
             raise render.error(200, "51603", "Order does not exist")
@@ -74,7 +81,9 @@ class OkxOrders:
         """Open orders, newest first, filtered like OKX (instType, instId, ordType, ordId page)."""
         params = call.params
         inst_type, ord_type = params.get("instType"), params.get("ordType")
-        inst = self.state.instrument(params["instId"]) if params.get("instId") else None
+        contract = self.state.option.contract(params.get("instId") or "", call.owner())
+        inst = self.state.instrument(params["instId"]) if params.get("instId") and (
+            contract is None) else None
         before, after = _int(call, "before", 0), _int(call, "after", 0)
         limit = min(max(_int(call, "limit", 100), 1), 100)
         account = call.owner()
@@ -82,8 +91,12 @@ class OkxOrders:
                          if (inst is None or o.symbol == inst.symbol) and not o.untriggered
                          and o.id > before and (not after or o.id < after)),
                         key=lambda o: o.id, reverse=True)
-        result = [r for r in (self.render(account, o) for o in orders)
-                  if inst_type in (None, "", r["instType"])
+        rendered = [self.render(account, o) for o in orders] if contract is None else []
+        rendered += [self.state.option.render_order(account, o)
+                     for o in self.state.option.open_orders(account)
+                     if contract is None or o.symbol == contract.symbol]
+        rendered.sort(key=lambda r: int(r["ordId"]), reverse=True)
+        result = [r for r in rendered if inst_type in (None, "", r["instType"])
                   and ord_type in (None, "", r["ordType"])]
         return render.ok(result[:limit])
 
@@ -99,6 +112,9 @@ class OkxOrders:
         return render.batch(results, in_us, self.state.sim.clock.now_ms() * 1000)
 
     def _place(self, call: Call, entry: dict[str, Any]) -> dict[str, Any]:
+        contract = self.state.option.contract(str(entry.get("instId") or ""), call.owner())
+        if contract is not None:
+            return self.state.option.place(call.owner(), contract, entry)
         inst = self.state.entry_instrument(entry)
         request, tags = orders.order_request(inst, entry)
         request = dataclasses.replace(request, note=tags)
@@ -107,6 +123,8 @@ class OkxOrders:
             side, mode = order_sides(account, inst, str(entry.get("posSide") or ""),
                                      tags.td_mode)
             request = dataclasses.replace(request, position_side=side, margin_mode=mode)
+        else:
+            request = margin_request(account, inst, entry, tags, request)
         key = ("orders", account.uid)
         if not self.state.limiter.charge(key, 1, SUB_ACCOUNT_ORDERS).allowed:
             self.state.sim.stats.violation("okx", "sub-account orders")
@@ -118,11 +136,20 @@ class OkxOrders:
         return orders.placed(order, tags, self.state.sim.clock.now_ms())
 
     def _cancel(self, call: Call, entry: dict[str, Any]) -> dict[str, Any]:
-        inst = self.state.entry_instrument(entry)
         order_id, client_id = entry.get("ordId"), entry.get("clOrdId")
         if not order_id and not client_id:
             raise OrderFailure("51003", "Either client order ID or order ID is required.")
         account = call.owner()
+        contract = self.state.option.contract(str(entry.get("instId") or ""), account)
+        if contract is not None:
+            option = self.state.option.find(account, contract, str(order_id or ""),
+                                            str(client_id or ""))
+            if option is None:
+                raise OrderFailure(*render.CANCEL_UNKNOWN)
+            self.state.option.cancel(account, option)
+            return {"clOrdId": option.client_id, "ordId": str(option.id), "sCode": "0",
+                    "sMsg": "", "ts": str(self.state.sim.clock.now_ms())}
+        inst = self.state.entry_instrument(entry)
         order = self._find(account, inst, str(order_id or ""), str(client_id or ""))
         if order is None or order.untriggered:
             raise OrderFailure(*render.CANCEL_UNKNOWN)

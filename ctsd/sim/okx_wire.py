@@ -25,6 +25,7 @@ from ctsd.sim.accounts import (
     RejectKind,
 )
 from ctsd.sim.auth import AuthFailure
+from ctsd.sim.lending import marginable
 from ctsd.sim.market import Candle, Instrument, InstrumentKind, Market, TickerStats
 from ctsd.sim.matching import derivatives_balances
 from ctsd.sim.wire import VenueError, dumps, plain
@@ -149,6 +150,8 @@ _REJECTIONS: dict[RejectKind, tuple[str, str]] = {
     RejectKind.UNKNOWN_ORDER: ("51603", "Order does not exist"),
     RejectKind.WOULD_TAKE: ("51000", "Parameter px error"),
     RejectKind.WOULD_TRIGGER: ("51280", "SL trigger price cannot be higher than the last price"),
+    RejectKind.BORROW_LIMIT: ("51008", "Order failed. Insufficient account balance, and the "
+                                       "adjusted equity in USD is less than IMR."),
     RejectKind.ORDER_NOT_OPEN: (
         "51400", "Order cancellation failed as the order has been filled, canceled or does "
                  "not exist."),
@@ -208,7 +211,8 @@ def instrument(inst: Instrument, code: int) -> dict[str, Any]:
         "ctValCcy": inst.base if swap else "", "expTime": "", "futureSettlement": False,
         "instFamily": f"{inst.base}-{inst.quote}" if swap else "", "instId": inst_id(inst),
         "instIdCode": code, "instType": inst_type(inst),
-        "lever": plain(tiers.max_leverage(inst)) if swap else "",
+        "lever": plain(tiers.max_leverage(inst)) if swap else (
+            "10" if marginable(inst) else ""),
         "listTime": str(inst.listed_ms),
         "lotSz": plain(inst.step_size / ct_val), "maxIcebergSz": max_sz,
         "maxLmtAmt": "20000000", "maxLmtSz": max_sz, "maxMktAmt": "1000000",
@@ -273,6 +277,21 @@ def _usd_price(market: Market, asset: str) -> Decimal:
     return market.price(symbol) if market.catalog.get(symbol) else _ZERO
 
 
+def _margin_holdings(account: Account) -> dict[str, Holding]:
+    """What OKX's MARGIN positions (`ctsd.sim.okx_margin` wallets) hold and owe, per
+    currency: part of the trading balance, the debt as its `liab` and `interest`."""
+    found: dict[str, Holding] = {}
+    for name, holdings in account.wallets.items():
+        if name.startswith("okx:"):
+            for asset, h in holdings.items():
+                total = found.setdefault(asset, Holding())
+                total.free += h.free
+                total.locked += h.locked
+                total.borrowed += h.borrowed
+                total.interest += h.interest
+    return found
+
+
 def trading_balance(account: Account, market: Market, ccys: set[str] | None) -> dict[str, Any]:
     """The unified trading account: spot holdings and the swap wallet reported as one.
 
@@ -281,18 +300,21 @@ def trading_balance(account: Account, market: Market, ccys: set[str] | None) -> 
     """
     now = market.now_ms()
     wallets = {b.asset: b for b in derivatives_balances(account, market)}
+    on_margin = _margin_holdings(account)
     details, total_usd, upl_usd, imr_usd = [], _ZERO, _ZERO, _ZERO
-    for asset in sorted(set(account.spot) | set(wallets)):
+    for asset in sorted(set(account.spot) | set(wallets) | set(on_margin)):
         if ccys and asset not in ccys:
             continue
         held = account.spot.get(asset) or Holding()
         wallet = wallets.get(asset)
-        cash = held.total + (wallet.wallet if wallet else _ZERO)
+        in_margin = on_margin.get(asset) or Holding()
+        liab = in_margin.debt
+        cash = held.total + in_margin.total - liab + (wallet.wallet if wallet else _ZERO)
         upl = wallet.unrealized_pnl if wallet else _ZERO
         margin = wallet.position_margin + wallet.order_margin if wallet else _ZERO
         frozen = held.locked + margin
         eq = cash + upl
-        if not eq and not frozen:
+        if not eq and not frozen and not liab:
             continue
         usd = _usd_price(market, asset)
         total_usd += eq * usd
@@ -300,10 +322,12 @@ def trading_balance(account: Account, market: Market, ccys: set[str] | None) -> 
         imr_usd += margin * usd
         details.append({
             "availBal": plain(cash - frozen), "availEq": plain(eq - frozen), "borrowFroz": "",
-            "cashBal": plain(cash), "ccy": asset, "crossLiab": "", "disEq": plain(eq * usd),
+            "cashBal": plain(cash), "ccy": asset, "crossLiab": plain(liab) if liab else "",
+            "disEq": plain(eq * usd),
             "eq": plain(eq), "eqUsd": plain(eq * usd), "fixedBal": "0", "frozenBal": plain(frozen),
-            "imr": plain(margin), "interest": "", "isoEq": "0", "isoLiab": "", "isoUpl": "0",
-            "liab": "", "maxLoan": "", "mgnRatio": "", "mmr": plain(margin / 2),
+            "imr": plain(margin), "interest": plain(in_margin.interest) if liab else "",
+            "isoEq": "0", "isoLiab": "", "isoUpl": "0", "liab": plain(liab) if liab else "",
+            "maxLoan": "", "mgnRatio": "", "mmr": plain(margin / 2),
             "notionalLever": "", "ordFrozen": plain(held.locked + (wallet.order_margin if wallet
                                                                    else _ZERO)),
             "rewardBal": "0", "spotInUseAmt": "", "spotIsoBal": "0", "stgyEq": "0", "twap": "0",
@@ -339,7 +363,7 @@ _PERMS = {Permission.READ: "read_only", Permission.TRADE: "trade", Permission.WI
 def account_config(account: Account, pos_mode: str) -> dict[str, Any]:
     """`account/config` of a "Futures mode" account (acctLv 2), in its position mode."""
     uid = str(account.uid)
-    perms = ",".join(_PERMS[p] for p in Permission if p in account.spec.permissions)
+    perms = ",".join(_PERMS[p] for p in _PERMS if p in account.spec.permissions)
     return {
         "acctLv": "2", "acctStpMode": "cancel_maker", "autoLoan": False,
         "ctIsoMode": "automatic", "enableSpotBorrow": False, "feeType": "0", "greeksType": "PA",

@@ -17,7 +17,15 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from ctsd.sim import events, funding, liquidation, matching
+from ctsd.sim import (
+    events,
+    funding,
+    lending,
+    liquidation,
+    margin_liquidation,
+    matching,
+    option_trading,
+)
 from ctsd.sim.accounts import (
     Account,
     AccountSpec,
@@ -29,6 +37,7 @@ from ctsd.sim.clock import Clock, SystemClock
 from ctsd.sim.faults import FaultInjector, FaultSpec
 from ctsd.sim.funding import FundingSchedule
 from ctsd.sim.market import Market, MarketCatalog
+from ctsd.sim.options import OptionChain
 from ctsd.sim.ratelimit import RateLimitConfig, ViolationLog
 from ctsd.sim.ws.config import WsConfig
 from ctsd.sim.ws.tokens import StreamTokens
@@ -61,6 +70,8 @@ class Simulator:
         self.clock: Clock = clock or SystemClock()
         self.market = Market(MarketCatalog(self.config.seed, self.config.markets), self.clock)
         self.funding = FundingSchedule(self.market, self.config.seed)
+        self.options = OptionChain(self.market, self.config.seed)
+        """Listed option contracts and their marks (`ctsd.sim.options`)."""
         self.events = events.EventBus(lambda: self.market.now_ms())
         """Account changes as they happen, for the private WebSocket streams."""
         self.accounts = AccountStore(self.events)
@@ -134,6 +145,7 @@ class Simulator:
         """Back to the start: path, balances, orders, faults, counters, limiters."""
         self.market.reset()
         self.funding.reset()
+        self.options = OptionChain(self.market, self.config.seed)
         self.accounts.reset()
         self.faults.clear()
         self.stats.reset()
@@ -155,9 +167,12 @@ class Simulator:
     # --- used by venues --------------------------------------------------------
 
     def touch(self, account: Account) -> None:
-        """Bring an authenticated account up to date: pay funding that fell due, fill
-        orders the price reached, liquidate what the mark price took under."""
+        """Bring an authenticated account up to date: pay funding and charge interest
+        that fell due, fill orders the price reached, liquidate the positions and margin
+        wallets the price took under."""
         funding.settle(account, self.market, self.funding)
+        lending.accrue(account, self.market)
+        option_trading.sync(account, self.market, self.options)
         were_open = account.open_orders()
         if were_open:
             fills_before = len(account.fills)
@@ -166,6 +181,8 @@ class Simulator:
         fills_before = len(account.fills)
         liquidation.check(account, self.market, self.accounts.next_order_id,
                           self.accounts.next_trade_id)
+        margin_liquidation.check(account, self.market, self.accounts.next_order_id,
+                                 self.accounts.next_trade_id)
         events.publish_synced(self.events, account, [], fills_before, self.market,
                               events.UpdateReason.LIQUIDATION)
 

@@ -16,24 +16,29 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any, TypeVar
 
 from ctsd.engine.config import EngineConfig, PaperSettings, RiskLimits, TradingMode
 from ctsd.engine.orders import Execution, Fill, Order, OrderStatus
+from ctsd.engine.perpetual import FundingPayment, MismatchPolicy
 from ctsd.engine.ports import DesiredState, EngineRecord, Page
-from ctsd.store.database import Database, Row
-from ctsd.strategies.model import OrderType, Side
+from ctsd.store.database import Database, Row, Transaction
+from ctsd.strategies.model import OrderType, PositionSide, Side
 
 T = TypeVar("T")
 
 _ORDER_COLUMNS = (
     "client_order_id, symbol, side, type, amount, price, tag, cycle, status, filled, "
-    "average_price, fee, exchange_order_id, reason, created_ms, updated_ms"
+    "average_price, fee, exchange_order_id, reason, created_ms, updated_ms, reduce_only, "
+    "position_side"
 )
 _FILL_COLUMNS = (
-    "trade_id, client_order_id, symbol, side, amount, price, fee, fee_asset, timestamp_ms, maker"
+    "trade_id, client_order_id, symbol, side, amount, price, fee, fee_asset, timestamp_ms, maker, "
+    "position_side"
 )
+_FUNDING_COLUMNS = "funding_id, symbol, amount, asset, timestamp_ms"
 _UPDATED_ON_CONFLICT = ", ".join(
     f"{c} = excluded.{c}" for c in
     ("status", "filled", "average_price", "fee", "exchange_order_id", "reason", "updated_ms")
@@ -67,6 +72,8 @@ def config_to_json(config: EngineConfig) -> str:
             "balances": [[asset, str(amount)] for asset, amount in config.paper.balances],
             "slippage_bps": str(config.paper.slippage_bps),
         },
+        "leverage": dict(config.leverage),
+        "on_position_mismatch": config.on_position_mismatch.value,
     }, separators=(",", ":"), sort_keys=True)
 
 
@@ -90,6 +97,9 @@ def config_from_json(text: str) -> EngineConfig:
             balances=tuple((str(a), Decimal(v)) for a, v in paper["balances"]),
             slippage_bps=Decimal(paper["slippage_bps"]),
         ),
+        # configs stored before perpetuals had neither key
+        leverage={str(k): int(v) for k, v in raw.get("leverage", {}).items()},
+        on_position_mismatch=MismatchPolicy(raw.get("on_position_mismatch", "stop")),
     )
 
 
@@ -97,7 +107,7 @@ def _order_params(connection_id: str, o: Order) -> tuple[Any, ...]:
     return (connection_id, o.client_order_id, o.symbol, o.side.value, o.type.value,
             str(o.amount), _dec(o.price), o.tag, o.cycle, o.status.value, str(o.filled),
             _dec(o.average_price), str(o.fee), o.exchange_order_id, o.reason,
-            o.created_ms, o.updated_ms)
+            o.created_ms, o.updated_ms, int(o.reduce_only), o.position_side.value)
 
 
 def _order(row: Row) -> Order:
@@ -106,12 +116,17 @@ def _order(row: Row) -> Order:
         amount=Decimal(row[4]), price=_opt_dec(row[5]), tag=row[6], cycle=int(row[7]),
         status=OrderStatus(row[8]), filled=Decimal(row[9]), average_price=_opt_dec(row[10]),
         fee=Decimal(row[11]), exchange_order_id=row[12], reason=row[13],
-        created_ms=int(row[14]), updated_ms=int(row[15]))
+        created_ms=int(row[14]), updated_ms=int(row[15]), reduce_only=bool(row[16]),
+        position_side=PositionSide(row[17]))
 
 
 def _fill(row: Row) -> Fill:
     return Fill(row[0], row[1], row[2], Side(row[3]), Decimal(row[4]), Decimal(row[5]),
-                Decimal(row[6]), row[7], int(row[8]), bool(row[9]))
+                Decimal(row[6]), row[7], int(row[8]), bool(row[9]), PositionSide(row[10]))
+
+
+def _funding(row: Row) -> FundingPayment:
+    return FundingPayment(row[0], row[1], Decimal(row[2]), row[3], int(row[4]))
 
 
 class SqlEngineStore:
@@ -124,53 +139,70 @@ class SqlEngineStore:
         rows = await self._db.fetch_all(
             "SELECT connection_id, engine_id, config, desired, cycle, last_error "
             "FROM engines ORDER BY connection_id")
-        return [EngineRecord(r[0], r[1], config_from_json(r[2]), DesiredState(r[3]),
-                             int(r[4]), r[5]) for r in rows]
+        return self._db.quarantine.decoded("engines", rows, lambda r: EngineRecord(
+            str(r[0]), str(r[1]), config_from_json(r[2]), DesiredState(r[3]), int(r[4]),
+            str(r[5])))
 
     async def create_engine(self, record: EngineRecord) -> None:
-        async with self._db.transaction() as tx:
-            await tx.execute(
-                "INSERT OR REPLACE INTO engines (connection_id, engine_id, config, desired, "
-                "cycle, last_error, updated_us) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (record.connection_id, record.engine_id, config_to_json(record.config),
-                 record.desired.value, record.cycle, record.last_error, _now_us()))
+        params = (record.connection_id, record.engine_id, config_to_json(record.config),
+                  record.desired.value, record.cycle, record.last_error, _now_us())
+        await self._db.write(lambda tx: tx.execute(
+            "INSERT OR REPLACE INTO engines (connection_id, engine_id, config, desired, "
+            "cycle, last_error, updated_us) VALUES (?, ?, ?, ?, ?, ?, ?)", params))
 
     async def set_desired(
         self, connection_id: str, desired: DesiredState, last_error: str
     ) -> None:
-        async with self._db.transaction() as tx:
-            await tx.execute(
-                "UPDATE engines SET desired = ?, last_error = ?, updated_us = ? "
-                "WHERE connection_id = ?",
-                (desired.value, last_error, _now_us(), connection_id))
+        params = (desired.value, last_error, _now_us(), connection_id)
+        await self._db.write(lambda tx: tx.execute(
+            "UPDATE engines SET desired = ?, last_error = ?, updated_us = ? "
+            "WHERE connection_id = ?", params))
 
     async def save_cycle(self, connection_id: str, cycle: int) -> None:
         """`max` keeps the cycle monotonic even if a late writer lands after a newer one."""
-        async with self._db.transaction() as tx:
-            await tx.execute(
-                "UPDATE engines SET cycle = max(cycle, ?), updated_us = ? WHERE connection_id = ?",
-                (cycle, _now_us(), connection_id))
+        params = (cycle, _now_us(), connection_id)
+        await self._db.write(lambda tx: tx.execute(
+            "UPDATE engines SET cycle = max(cycle, ?), updated_us = ? WHERE connection_id = ?",
+            params))
 
     async def save_execution(self, connection_id: str, execution: Execution) -> None:
-        async with self._db.transaction() as tx:
-            await tx.execute(
+        order = _order_params(connection_id, execution.order)
+        fills = [(connection_id, f.trade_id, f.client_order_id, f.symbol, f.side.value,
+                  str(f.amount), str(f.price), str(f.fee), f.fee_asset, f.timestamp_ms,
+                  int(f.maker), f.position_side.value) for f in execution.fills]
+        pending = execution.order.status is OrderStatus.PENDING
+
+        def unit(tx: Transaction) -> None:
+            tx.execute(
                 f"INSERT INTO engine_orders (connection_id, {_ORDER_COLUMNS}) "
-                f"VALUES ({', '.join('?' * 17)}) "
+                f"VALUES ({', '.join('?' * 19)}) "
                 f"ON CONFLICT (connection_id, client_order_id) DO UPDATE SET "
-                f"{_UPDATED_ON_CONFLICT}",
-                _order_params(connection_id, execution.order))
-            if execution.order.status is OrderStatus.PENDING:  # durable with the order
-                await tx.execute(
-                    "UPDATE engines SET cycle = max(cycle, ?) WHERE connection_id = ?",
-                    (execution.order.cycle, connection_id))
-            if execution.fills:
-                await tx.executemany(
+                f"{_UPDATED_ON_CONFLICT}", order)
+            if pending:  # the cycle number in its client order id, durable with the order
+                tx.execute("UPDATE engines SET cycle = max(cycle, ?) WHERE connection_id = ?",
+                           (execution.order.cycle, connection_id))
+            if fills:
+                tx.executemany(
                     f"INSERT INTO engine_fills (connection_id, {_FILL_COLUMNS}) "
-                    f"VALUES ({', '.join('?' * 11)}) "
-                    "ON CONFLICT (connection_id, trade_id) DO NOTHING",
-                    [(connection_id, f.trade_id, f.client_order_id, f.symbol, f.side.value,
-                      str(f.amount), str(f.price), str(f.fee), f.fee_asset, f.timestamp_ms,
-                      int(f.maker)) for f in execution.fills])
+                    f"VALUES ({', '.join('?' * 12)}) "
+                    "ON CONFLICT (connection_id, trade_id) DO NOTHING", fills)
+
+        await self._db.write(unit)
+
+    async def save_funding(self, connection_id: str,
+                           payments: tuple[FundingPayment, ...]) -> None:
+        rows = [(connection_id, p.funding_id, p.symbol, str(p.amount), p.asset, p.timestamp_ms)
+                for p in payments]
+        await self._db.write(lambda tx: tx.executemany(
+            f"INSERT INTO engine_funding (connection_id, {_FUNDING_COLUMNS}) "
+            "VALUES (?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (connection_id, funding_id) DO NOTHING", rows))
+
+    async def list_funding(self, connection_id: str) -> list[FundingPayment]:
+        rows = await self._db.fetch_all(
+            f"SELECT {_FUNDING_COLUMNS} FROM engine_funding WHERE connection_id = ? "
+            "ORDER BY seq", (connection_id,))
+        return [_funding(r) for r in rows]
 
     async def list_orders(
         self, connection_id: str, *, open_only: bool = False
@@ -181,8 +213,11 @@ class SqlEngineStore:
             where += " AND status IN (?, ?)"
             params += [OrderStatus.PENDING.value, OrderStatus.OPEN.value]
         rows = await self._db.fetch_all(
-            f"SELECT {_ORDER_COLUMNS} FROM engine_orders WHERE {where} ORDER BY seq", params)
-        return [_order(r) for r in rows]
+            f"SELECT seq, {_ORDER_COLUMNS} FROM engine_orders WHERE {where} ORDER BY seq",
+            params)
+        # Strict: an engine must not reconcile against a picture with a row missing.
+        return self._db.quarantine.decoded("engine_orders", rows, lambda r: _order(r[1:]),
+                                           key=_seq, strict=True)
 
     async def page_orders(self, connection_id: str, *, open_only: bool, after: int,
                           limit: int) -> Page[Order]:
@@ -193,28 +228,46 @@ class SqlEngineStore:
         rows = await self._db.fetch_all(
             f"SELECT seq, {_ORDER_COLUMNS} FROM engine_orders WHERE {where} "
             "ORDER BY seq LIMIT ?", [*params, limit + 1])
-        return _page([(r[0], _order(r[1:])) for r in rows], limit)
+        return self._page("engine_orders", rows, _order, limit)
 
     async def page_fills(self, connection_id: str, *, after: int, limit: int) -> Page[Fill]:
         rows = await self._db.fetch_all(
             f"SELECT seq, {_FILL_COLUMNS} FROM engine_fills "
             "WHERE connection_id = ? AND seq > ? ORDER BY seq LIMIT ?",
             (connection_id, after, limit + 1))
-        return _page([(r[0], _fill(r[1:])) for r in rows], limit)
+        return self._page("engine_fills", rows, _fill, limit)
 
     async def list_fills(self, connection_id: str) -> list[Fill]:
         rows = await self._db.fetch_all(
-            f"SELECT {_FILL_COLUMNS} FROM engine_fills WHERE connection_id = ? ORDER BY seq",
-            (connection_id,))
-        return [_fill(r) for r in rows]
+            f"SELECT seq, {_FILL_COLUMNS} FROM engine_fills WHERE connection_id = ? "
+            "ORDER BY seq", (connection_id,))
+        return self._db.quarantine.decoded("engine_fills", rows, lambda r: _fill(r[1:]),
+                                           key=_seq, strict=True)
+
+    def _page(self, table: str, rows: list[Row], decode: Callable[[Row], T],
+              limit: int) -> Page[T]:
+        """`limit + 1` rows were asked for: one more than the page says there is a next
+        one. Positions come from the rows as stored, so a damaged row (quarantined, not
+        shown) neither ends the paging early nor shifts it."""
+        shown = rows[:limit]
+        next_after = int(shown[-1][0]) if len(rows) > limit else None
+        items = self._db.quarantine.decoded(table, shown, lambda r: decode(r[1:]), key=_seq)
+        return Page(tuple(items), next_after)
 
 
-def _page(rows: list[tuple[int, T]], limit: int) -> Page[T]:
-    """`limit + 1` rows were asked for: one more than the page says there is a next one."""
-    shown = rows[:limit]
-    next_after = shown[-1][0] if len(rows) > limit else None
-    return Page(tuple(item for _, item in shown), next_after)
+def _seq(row: Row) -> str:
+    return f"seq {row[0]}"
 
 
 def _now_us() -> int:
     return time.time_ns() // 1000
+
+
+async def audit_engine_rows(db: Database) -> None:
+    """Every engine, order and fill row decoded once more, so a damaged one is
+    quarantined (VerifyStartup) before an engine trips over it."""
+    await SqlEngineStore(db).load_engines()
+    orders = await db.fetch_all(f"SELECT seq, {_ORDER_COLUMNS} FROM engine_orders")
+    await db.quarantine.audit("engine_orders", orders, lambda r: _order(r[1:]), key=_seq)
+    fills = await db.fetch_all(f"SELECT seq, {_FILL_COLUMNS} FROM engine_fills")
+    await db.quarantine.audit("engine_fills", fills, lambda r: _fill(r[1:]), key=_seq)

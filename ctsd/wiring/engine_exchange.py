@@ -7,42 +7,75 @@ last test did not fail) and hands out market data through the shared
 `ExchangeClientFactory`, so engine polling waits for the same rate-limit
 budget as every other request to that venue.
 
-PAPER needs only public market data, so no credentials are opened for it.
+PAPER needs only public market data; where the connection has a key it is
+opened too (the POLL lane, never for orders) for what venues tell keys only: the
+account's own fee rates, which a paper engine must charge to trade like the live
+one, and Binance's leverage brackets. Without a key PAPER uses what is public.
+A perpetual-futures connection also hands out the perpetuals seams
+(`ctsd.wiring.engine_perpetual`): public tiers and funding for every engine,
+the account (settings, positions, funding payments, fills) for LIVE, and the
+connection's margin and position modes.
 LIVE additionally unseals the connection's credentials (through the connection
 layer's `CredentialResolver`, the one holder of the vault) into an
 authenticated client on the ORDER lane, so order calls go ahead of polling in
 the shared limiter; `ExchangeOrders` adapts it to the engine. LIVE is allowed
 only on a connection that was tested and did not fail and, where the venue reports key
 permissions, granted trading: real orders go out on a key known to work.
+
+On a WebSocket connection (`market_data_method`) market data comes from the
+daemon's market-data hub (`ctsd.wiring.engine_streams`), which also triggers
+the engine's cycles, and LIVE spot engines get their fills and order states from
+the private order stream (`ctsd.wiring.engine_order_stream`). Every engine on a
+target shares one public REST client; trading and key-reading clients are
+each `open`'s own.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import Protocol
 
 from ctsd.clock import SystemClock
 from ctsd.connections.checks.results import TestStatus
 from ctsd.connections.credentials import CredentialResolver
-from ctsd.connections.model import Connection, MarketDataMethod
+from ctsd.connections.model import Connection, MarketDataMethod, PositionMode
 from ctsd.connections.ports import ConnectionStore
 from ctsd.engine.config import TradingMode
+from ctsd.engine.perpetual import AccountModes, MarginMode
 from ctsd.engine.ports import EngineResources, MarketDataSource, MarketEvents
-from ctsd.errors import CredentialsUnavailable, FailedPrecondition, InvalidArgument
+from ctsd.errors import (
+    CredentialsUnavailable,
+    ExchangeFailure,
+    FailedPrecondition,
+    InvalidArgument,
+)
 from ctsd.exchanges import model as exchange_model
 from ctsd.exchanges.client import ExchangeClient
 from ctsd.exchanges.factory import ExchangeClientFactory
 from ctsd.exchanges.model import ApiCredentials, ConnectionTarget
+from ctsd.exchanges.perpetuals import PerpetualClient
+from ctsd.exchanges.spec import ApiType
 from ctsd.exchanges.streams import OrderBook, PublicTrade
 from ctsd.ratelimit import Lane
-from ctsd.strategies.model import BookLevel, Candle, MarketInfo, OrderBookTop, Ticker, Trade
+from ctsd.strategies.model import (
+    BookLevel,
+    Candle,
+    MarketInfo,
+    MarketKind,
+    OrderBookTop,
+    Ticker,
+    Trade,
+)
 from ctsd.wiring.engine_order_stream import OrderFeed
 from ctsd.wiring.engine_orders import ExchangeOrders
+from ctsd.wiring.engine_perpetual import ExchangePerpetualAccount, ExchangePerpetualMarketData
 
+log = logging.getLogger("ctsd.engine")
 _TIMEFRAME = re.compile(r"^([1-9][0-9]*)([smhdw])$")
 _UNIT_MS = {"s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
 
@@ -59,13 +92,29 @@ class ExchangeMarketData:
     """`MarketDataSource` over one `ExchangeClient` (the poll lane, the shared limiter)."""
 
     def __init__(self, client: ExchangeClient,
-                 now_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000) -> None:
+                 now_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
+                 kind: MarketKind = MarketKind.SPOT,
+                 account: ExchangeClient | None = None) -> None:
         self._client = client
         self._now_ms = now_ms
+        self._kind = kind
+        self._account = account
+        """The connection's key, where open: the fees are then the account's own."""
 
     async def market(self, symbol: str) -> MarketInfo:
+        """The market's terms; with the connection's key, the fees its account pays (what
+        a paper engine must charge to trade like the live one), else the published ones."""
         terms = await self._client.market_terms(symbol)
-        return MarketInfo(symbol, terms.base, terms.quote, terms.taker_fee, terms.maker_fee)
+        taker, maker = terms.taker_fee, terms.maker_fee
+        if self._account is not None:
+            try:
+                taker, maker = await self._account.trading_fees(symbol)
+            except ExchangeFailure as exc:  # the published fees stand in
+                log.info("account fees not read; the published ones apply", extra={
+                    "exchange": self._client.target.exchange, "symbol": symbol,
+                    "error": exc.detail})
+        return MarketInfo(symbol, terms.base, terms.quote, taker, maker, self._kind,
+                          terms.amount_step, terms.buy_fee_in_base)
 
     async def ticker(self, symbol: str) -> Ticker:
         return engine_ticker(await self._client.fetch_ticker(symbol), self._now_ms())
@@ -112,7 +161,7 @@ class StreamingSource(MarketDataSource, MarketEvents, Protocol):
         ...
 
 
-StreamSource = Callable[[ConnectionTarget, "ExchangeMarketData"], StreamingSource]
+StreamSource = Callable[[ConnectionTarget, MarketDataSource], StreamingSource]
 """Builds a WebSocket connection's market data over its REST source."""
 
 
@@ -121,9 +170,34 @@ class Opened:
     """What one `open` handed out, for its `close`."""
 
     target: ConnectionTarget
-    trading: ExchangeClient | None
+    clients: tuple[ExchangeClient, ...]
+    """Its own clients (trading, or PAPER's key reader); the public one is shared."""
     streams: StreamingSource | None
     orders: OrderFeed | None
+
+
+def engine_resources(market: ExchangeClient, trading: ExchangeClient | None,
+                     modes: AccountModes, reader: ExchangeClient | None = None, *,
+                     now_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
+                     ) -> EngineResources:
+    """An engine's resources on opened clients: `market` (public, the poll lane) for market
+    data, `trading` (authenticated, LIVE only) for orders and the perpetuals account, and
+    for the perpetuals' facts the first of `reader` (authenticated, the poll lane: Binance
+    lists leverage brackets to keys only), `trading` and `market`. `modes` are the
+    connection's margin and position modes; `now_ms` the engine's clock (which candles
+    have closed)."""
+    perpetual = market.target.api_type is ApiType.PERPETUAL_FUTURES
+    kind = MarketKind.PERPETUAL if perpetual else MarketKind.SPOT
+    facts = reader or trading or market
+    perp_market = ExchangePerpetualMarketData(PerpetualClient(facts)) if perpetual else None
+    orders, account = None, None
+    if trading is not None:
+        orders = ExchangeOrders(trading, now_ms, margin_mode=modes.margin_mode.value
+                                if perpetual else None)
+        if perpetual:
+            account = ExchangePerpetualAccount(PerpetualClient(trading), modes.margin_mode)
+    return EngineResources(ExchangeMarketData(market, now_ms, kind, reader or trading), orders,
+                           kind, modes, perp_market, account)
 
 
 class ExchangeEngineBackend:
@@ -140,7 +214,8 @@ class ExchangeEngineBackend:
         self._credentials = credentials
         self._streams = streams
         """Builds the market data of a WebSocket connection (the hub); None: REST only."""
-        self._opened: dict[str, list[Opened]] = {}
+        self._opened: dict[int, Opened] = {}
+        """By the identity of the resources handed out: what `close` releases."""
         self._public: dict[ConnectionTarget, tuple[ExchangeClient, int]] = {}
         """One public market-data client per target, shared by every engine on it (a ccxt
         instance per engine would cost a thousand engines gigabytes); with its users."""
@@ -157,35 +232,54 @@ class ExchangeEngineBackend:
         if mode is TradingMode.LIVE:
             self._check_live(conn, name)
         target = ConnectionTarget(conn.exchange, conn.api_type, conn.testnet)
+        modes = AccountModes(MarginMode(conn.margin_mode.value),
+                             conn.position_mode is PositionMode.HEDGE)
         market = await self._market_client(target)
-        trading = credentials = None
-        if mode is TradingMode.LIVE:
-            try:
+        own: tuple[ExchangeClient, ...] = ()
+        trading = reader = credentials = None
+        try:
+            if mode is TradingMode.LIVE:
                 trading, credentials = await self._trading_client(conn, target, name)
-            except BaseException:
-                await self._release_market(target)
-                raise
-        rest = ExchangeMarketData(market)
-        streaming = feed = None
-        orders = None if trading is None else ExchangeOrders(trading)
+                own = (trading,)
+            else:
+                reader = await self._reader(conn, target)
+                own = (reader,) if reader else ()
+        except BaseException:
+            await self._abandon(Opened(target, own, None, None))
+            raise
+        resources = engine_resources(market, trading, modes, reader)
+        opened = Opened(target, own, None, None)
         if self._streams is not None and conn.market_data_method is MarketDataMethod.WEBSOCKET:
-            streaming = self._streams(target, rest)
-            if orders is not None and credentials is not None:
-                reopen = partial(self._factory.order_stream, target, credentials,
-                                 conn.account_uid)
-                try:
-                    feed = OrderFeed(await reopen(), reopen, orders.streamed, streaming.wake,
-                                     SystemClock())
-                except BaseException:
-                    await self._abandon(Opened(target, trading, streaming, None))
-                    raise
-                feed.start()
+            opened, resources = await self._stream(conn, opened, resources, credentials)
         # A dry run (TestEngine) may open more clients while the engine holds its own.
-        self._opened.setdefault(connection_id, []).append(
-            Opened(target, trading, streaming, feed))
-        if streaming is None:
-            return EngineResources(rest, orders)
-        return EngineResources(streaming, orders, streaming, feed)
+        self._opened[id(resources)] = opened
+        return resources
+
+    async def _stream(self, conn: Connection, opened: Opened, resources: EngineResources,
+                      credentials: ApiCredentials | None) -> tuple[Opened, EngineResources]:
+        """A WebSocket connection's resources: market data and cycles from the hub; LIVE
+        spot orders by the private stream, REST reconciling. LIVE perpetuals keep polling
+        orders, positions and funding over REST (their position check compares a REST read
+        of the venue's positions with the ledger: a stream a moment behind would look like
+        a difference)."""
+        assert self._streams is not None
+        streaming = self._streams(opened.target, resources.market_data)
+        opened = replace(opened, streams=streaming)
+        orders = resources.orders
+        feed = None
+        if (isinstance(orders, ExchangeOrders) and credentials is not None
+                and resources.kind is MarketKind.SPOT):
+            reopen = partial(self._factory.order_stream, opened.target, credentials,
+                             conn.account_uid)
+            try:
+                feed = OrderFeed(await reopen(), reopen, orders.streamed, streaming.wake,
+                                 SystemClock())
+            except BaseException:
+                await self._abandon(opened)
+                raise
+            feed.start()
+        return replace(opened, orders=feed), replace(
+            resources, market_data=streaming, events=streaming, order_updates=feed)
 
     async def _market_client(self, target: ConnectionTarget) -> ExchangeClient:
         shared = self._public.get(target)
@@ -206,6 +300,18 @@ class ExchangeEngineBackend:
             return
         del self._public[target]
         await client.close()
+
+    async def _reader(self, conn: Connection, target: ConnectionTarget) -> ExchangeClient | None:
+        """PAPER: the connection's key, where it has one, for what the venue tells keys only:
+        the account's fee rates, Binance's leverage brackets; None without a usable key."""
+        if self._credentials is None or not conn.credentials.api_key_set:
+            return None
+        try:
+            credentials = await self._credentials.resolve(conn)
+        except CredentialsUnavailable:
+            return None
+        return await self._factory.client(target, credentials, lane=Lane.POLL,
+                                          account_uid=conn.account_uid)
 
     def _check_live(self, conn: Connection, name: str) -> None:
         if self._credentials is None:
@@ -233,14 +339,10 @@ class ExchangeEngineBackend:
                                             account_uid=conn.account_uid)
         return client, credentials
 
-    async def close(self, connection_id: str) -> None:
-        opened = self._opened.get(connection_id)
-        if not opened:
-            return
-        last = opened.pop()
-        if not opened:
-            del self._opened[connection_id]
-        await self._abandon(last)
+    async def close(self, connection_id: str, resources: EngineResources) -> None:
+        opened = self._opened.pop(id(resources), None)
+        if opened is not None:
+            await self._abandon(opened)
 
     async def _abandon(self, opened: Opened) -> None:
         """Release what one `open` handed out."""
@@ -249,7 +351,7 @@ class ExchangeEngineBackend:
         if opened.orders is not None:
             await opened.orders.close()
         try:
-            if opened.trading is not None:
-                await opened.trading.close()
+            for client in opened.clients:
+                await client.close()
         finally:
             await self._release_market(opened.target)

@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable, Mapping
 
 from ctsd.clock import Clock
+from ctsd.engine.ports import MarketDataSource
 from ctsd.errors import FailedPrecondition
 from ctsd.exchanges import model as exchange_model
 from ctsd.exchanges.model import ConnectionTarget
@@ -38,7 +39,6 @@ from ctsd.strategies.model import (
     Trade,
 )
 from ctsd.wiring.engine_exchange import (
-    ExchangeMarketData,
     engine_book,
     engine_ticker,
     engine_trades,
@@ -47,7 +47,7 @@ from ctsd.wiring.engine_exchange import (
 
 
 class StreamingMarketData:
-    def __init__(self, hub: MarketDataHub, target: ConnectionTarget, rest: ExchangeMarketData,
+    def __init__(self, hub: MarketDataHub, target: ConnectionTarget, rest: MarketDataSource,
                  clock: Clock,
                  now_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000) -> None:
         self._hub = hub
@@ -152,7 +152,7 @@ class StreamingMarketData:
                     return None
                 trades = engine_trades(tape.trades, needs.trades)
             markets.append(SymbolMarket(info, engine_ticker(ticker.value, now_ms), candles,
-                                        book, trades))
+                                        book=book, trades=trades))
         return MarketSnapshot(now_ms, tuple(markets))
 
     def _usable(self, key: SubKey) -> Subscription | None:

@@ -40,6 +40,7 @@ PINNED_MS = 1_700_000_030_000
 """Long past: every candle the pinned simulator serves counts as closed to the daemon."""
 MINUTE_S = 60
 FAST, SLOW, QUOTE = 2, 3, Decimal("100")
+BINANCE_SPOT_TAKER = Decimal("0.001")
 SMA_SYMBOL = "SOL/USDT"
 """No other test here moves this pair's price; only the sma_cross test advances the path."""
 
@@ -124,6 +125,11 @@ def test_sma_cross_places_exactly_the_orders_the_seeded_path_calls_for(
     mirror = PathMirror(SMA_SYMBOL)
     quiet, golden, death = mirror.plan()
     expected_buy = (QUOTE / mirror.ask(golden)).quantize(AMOUNT_STEP, ROUND_DOWN)
+    # The venue (and so paper) fills the buy cut to the lot size, and takes its fee from
+    # the base bought: the sale is what the wallet holds
+    lot = mirror.catalog.instruments[SMA_SYMBOL].step_size
+    bought = (expected_buy / lot).to_integral_value(ROUND_DOWN) * lot
+    expected_sell = (bought * (1 - BINANCE_SPOT_TAKER)).quantize(AMOUNT_STEP, ROUND_DOWN)
     conn = sim_connection(connections, sim, "engine-sma")
     name = f"{conn.name}/engine"
     clock = pinned_clock(sim)
@@ -147,7 +153,7 @@ def test_sma_cross_places_exactly_the_orders_the_seeded_path_calls_for(
     orders = orders_of(engines, name)
     assert [(o.side, o.symbol, Decimal(o.amount), o.status) for o in orders] == [
         (pb.ORDER_SIDE_BUY, SMA_SYMBOL, expected_buy, pb.ORDER_STATUS_FILLED),
-        (pb.ORDER_SIDE_SELL, SMA_SYMBOL, expected_buy, pb.ORDER_STATUS_FILLED),
+        (pb.ORDER_SIDE_SELL, SMA_SYMBOL, expected_sell, pb.ORDER_STATUS_FILLED),
     ]
     assert [o.tag for o in orders] == [f"sma_cross:{SMA_SYMBOL}:long",
                                        f"sma_cross:{SMA_SYMBOL}:flat"]

@@ -16,6 +16,7 @@ from typing import TypeVar
 
 from ctsd.engine.config import TradingMode
 from ctsd.engine.orders import Execution, Fill, Order, OrderStatus
+from ctsd.engine.perpetual import FundingPayment
 from ctsd.engine.ports import (
     DesiredState,
     EngineRecord,
@@ -33,6 +34,7 @@ from ctsd.strategies.model import (
     MarketSnapshot,
     OrderBookTop,
     OrderType,
+    PositionSide,
     Side,
     Ticker,
     Trade,
@@ -163,6 +165,7 @@ class MemoryStore:
         self.engines: dict[str, EngineRecord] = {}
         self.orders: dict[str, dict[str, Order]] = {}
         self.fills: dict[str, dict[str, Fill]] = {}
+        self.funding: dict[str, dict[str, FundingPayment]] = {}
         self.history: list[tuple[str, OrderStatus]] = []
         self.fail_list_orders = False
 
@@ -200,6 +203,15 @@ class MemoryStore:
     async def list_fills(self, connection_id: str) -> list[Fill]:
         return list(self.fills.get(connection_id, {}).values())
 
+    async def save_funding(self, connection_id: str,
+                           payments: tuple[FundingPayment, ...]) -> None:
+        stored = self.funding.setdefault(connection_id, {})
+        for payment in payments:
+            stored.setdefault(payment.funding_id, payment)
+
+    async def list_funding(self, connection_id: str) -> list[FundingPayment]:
+        return list(self.funding.get(connection_id, {}).values())
+
     async def page_orders(self, connection_id: str, *, open_only: bool, after: int,
                           limit: int) -> Page[Order]:
         orders = self.orders.get(connection_id, {}).values()
@@ -234,9 +246,9 @@ class FakeBackend:
             raise self.refuse[connection_id]
         self.opened.append((connection_id, mode))
         return EngineResources(self.markets[connection_id], self.exchanges.get(connection_id),
-                               self.events.get(connection_id))
+                               events=self.events.get(connection_id))
 
-    async def close(self, connection_id: str) -> None:
+    async def close(self, connection_id: str, resources: EngineResources) -> None:
         self.closed.append(connection_id)
 
 
@@ -257,7 +269,9 @@ class FakeExchange:
         self._ids = itertools.count(1)
 
     async def create_order(self, symbol: str, type: OrderType, side: Side, amount: Decimal,
-                           price: Decimal | None, client_order_id: str) -> ExchangeOrder:
+                           price: Decimal | None, client_order_id: str, *,
+                           reduce_only: bool = False,
+                           position_side: PositionSide = PositionSide.BOTH) -> ExchangeOrder:
         self.calls.append("create_order")
         if self.refuse_next is not None:
             error, self.refuse_next = self.refuse_next, None

@@ -2,6 +2,8 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+import pytest
+
 from ctsd.engine.ledger import Ledger, split_symbol
 from ctsd.engine.orders import Fill
 from ctsd.strategies.model import Side
@@ -40,11 +42,33 @@ def test_flat_resets_the_average_and_a_flip_opens_at_the_fill_price() -> None:
     assert (position.amount, position.avg_price) == (Decimal(-2), Decimal(110))
 
 
-def test_fees_in_the_base_asset_are_valued_at_the_fill_price() -> None:
+def test_a_base_asset_fee_comes_out_of_the_units_a_buy_receives() -> None:
+    """Binance, Bybit and OKX take a spot buy's fee from the base bought: the position is
+    what the wallet holds, its average carries the whole cost, and selling it all leaves
+    nothing behind and the fee in the realized PnL."""
     ledger = Ledger([fill(Side.BUY, "1", "100", fee="0.001", fee_asset="BTC")])
-    assert ledger.pnl({}, START_MS).realized == Decimal("-0.1")
+    position = ledger.position("BTC/USDT")
+    assert position.amount == Decimal("0.999")
+    assert position.avg_price * position.amount == pytest.approx(Decimal(100), abs=Decimal("1e-20"))
+    assert ledger.pnl({}, START_MS).realized == 0
+    assert ledger.fees == Decimal("0.1")  # valued at the fill price, whichever way paid
+    realized = ledger.apply(fill(Side.SELL, "0.999", "100", fee="0.0999"))
+    assert ledger.position("BTC/USDT").amount == 0
+    assert realized == pytest.approx(Decimal("-0.1") - Decimal("0.0999"), abs=Decimal("1e-20"))
+
+
+def test_a_base_asset_fee_on_a_sale_takes_that_much_more_of_the_position() -> None:
+    ledger = Ledger([fill(Side.BUY, "1", "100")])
+    realized = ledger.apply(fill(Side.SELL, "0.5", "120", fee="0.0005", fee_asset="BTC"))
+    assert realized == Decimal(10) - Decimal("0.05")  # the fee's units at their cost, 100
+    position = ledger.position("BTC/USDT")
+    assert (position.amount, position.avg_price) == (Decimal("0.4995"), Decimal(100))
+
+
+def test_a_fee_in_a_third_asset_is_not_counted() -> None:
     other = Ledger([fill(Side.BUY, "1", "100", fee="0.5", fee_asset="BNB")])
     assert other.pnl({}, START_MS).realized == 0
+    assert other.position("BTC/USDT").amount == 1
 
 
 def test_realized_today_starts_over_at_utc_midnight() -> None:

@@ -57,7 +57,8 @@ def test_our_binance_weights_never_undercount_the_simulated_exchange() -> None:
     assert spec is not None
     families = {"/api/v3/": ("public", "private"), "/sapi/v1/": ("sapi",),
                 "/fapi/v1/": ("fapiPublic", "fapiPrivate"), "/fapi/v2/": ("fapiPrivateV2",),
-                "/fapi/v3/": ("fapiPrivateV3",), "/dapi/v1/": ("dapiPublic",)}
+                "/fapi/v3/": ("fapiPrivateV3",), "/dapi/v1/": ("dapiPublic",),
+                "/eapi/v1/": ("eapiPublic", "eapiPrivate")}
     checked = 0
     for endpoint in BinanceSim(Simulator()).endpoints():
         prefix = next(p for p in families if endpoint.path.startswith(p))

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest_asyncio
 
-from ctsd.sim.accounts import AccountSpec, Permission
+from ctsd.sim.accounts import DEFAULT_PERMISSIONS, AccountSpec
 from ctsd.sim.ratelimit import RateLimitConfig
 from ctsd.sim.server import SimulatorServer
 from ctsd.sim.state import SimulatorConfig
@@ -30,7 +30,7 @@ def trader_spec(**overrides: Any) -> AccountSpec:
         "api_key": API_KEY, "secret": SECRET, "passphrase": PASSPHRASE,
         "spot": {"USDT": Decimal("100000"), "BTC": Decimal("2"), "ETH": Decimal("20")},
         "derivatives": {"USDT": Decimal("50000")},
-        "permissions": frozenset({Permission.READ, Permission.TRADE}),
+        "permissions": DEFAULT_PERMISSIONS,
     }
     fields.update(overrides)
     return AccountSpec(**fields)

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from ctsd.sim.accounts import OrderStatus, OrderType, Side, TimeInForce
-from ctsd.sim.binance import FEES, Surface
+from ctsd.sim.binance_api import FEES, Surface
 from ctsd.sim.clock import ManualClock
 from ctsd.sim.events import AccountEvent, AccountUpdate, ExecKind, OrderUpdate, UpdateReason
 from ctsd.sim.matching import OrderRequest

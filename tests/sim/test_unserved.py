@@ -11,6 +11,8 @@ import ccxt.async_support as ccxt
 import pytest
 from aiohttp import web
 
+from ctsd.sim import binance_wire, bybit_wire, kraken_wire, okx_wire
+from ctsd.sim.accounts import Rejection, RejectKind
 from ctsd.sim.endpoints import Route, mount
 from ctsd.sim.server import SimulatorServer
 from ctsd.sim.state import Simulator
@@ -71,3 +73,16 @@ def test_a_route_listed_twice_is_refused() -> None:
 @pytest.mark.parametrize("venue", list(default_registry()), ids=lambda v: v.name)
 def test_every_venue_lists_each_route_once(venue: Venue) -> None:
     venue.build(Simulator())  # mount refuses a duplicate
+
+
+@pytest.mark.parametrize("kind", list(RejectKind))
+def test_every_rejection_has_each_venues_answer(kind: RejectKind) -> None:
+    """A core refusal the venue's table forgot would surface as an HTTP 500."""
+    rejected = Rejection(kind, "trigger 1, last 2")
+    inst = Simulator().market.instrument("BTC/USDT")
+    for futures in (False, True):
+        assert binance_wire.rejection(rejected, futures=futures).status == 400
+    for category in (bybit_wire.SPOT, bybit_wire.LINEAR):
+        assert bybit_wire.rejection(kind, category, rejected.detail, 0).status == 200
+    assert okx_wire.order_failure(kind, inst, True).code
+    assert kraken_wire.rejection(rejected).body["error"]

@@ -4,8 +4,11 @@ Market orders fill at once at the ask (buys) or bid (sells), worsened by the
 configured slippage, and pay the taker fee. Limit orders that would cross on
 arrival fill the same way as takers; the rest reserve their funds and fill at
 their own price, paying the maker fee, on the first poll whose ticker crosses
-them (buy: ask <= price; sell: bid >= price). Fees are charged in the quote
-asset. Spot semantics: a sell needs the base asset in hand.
+them (buy: ask <= price; sell: bid >= price). Fees are charged where the venue
+charges them: a buy's in the base asset on venues that take it from what the buy
+receives (`MarketInfo.buy_fee_in_base`: Binance, Bybit, OKX spot), every other in
+the quote asset, so paper and live books agree. Spot semantics: a sell needs the
+base asset in hand.
 
 The paper account is not persisted separately: `reconcile` rebuilds it from the
 starting balances plus the persisted fills, and re-rests persisted open orders,
@@ -19,13 +22,21 @@ from dataclasses import replace
 from decimal import Decimal
 
 from ctsd.clock import Clock
+from ctsd.engine.brokers.paper_terms import admitted, crosses, finished, taker_price
 from ctsd.engine.config import PaperSettings
 from ctsd.engine.ledger import split_symbol
 from ctsd.engine.orders import Execution, Fill, Order, OrderRequest, OrderStatus
-from ctsd.strategies.model import Balance, MarketSnapshot, OrderType, Side, SymbolMarket
+from ctsd.engine.perpetual import FundingPayment, VenuePosition
+from ctsd.strategies.model import (
+    Balance,
+    MarketInfo,
+    MarketSnapshot,
+    OrderType,
+    Side,
+    SymbolMarket,
+)
 
 ZERO = Decimal(0)
-BPS = Decimal(10_000)
 
 
 class PaperBroker:
@@ -52,8 +63,15 @@ class PaperBroker:
     def open_orders(self) -> tuple[Order, ...]:
         return tuple(self._book.values())
 
+    def positions(self) -> tuple[VenuePosition, ...]:
+        return ()  # spot: the ledger is the position
+
+    def take_funding(self) -> tuple[FundingPayment, ...]:
+        return ()
+
     async def reconcile(
-        self, known: Sequence[Order], fills: Sequence[Fill]
+        self, known: Sequence[Order], fills: Sequence[Fill],
+        funding: Sequence[FundingPayment] = (),
     ) -> tuple[Execution, ...]:
         self._reset_balances()
         self._book.clear()
@@ -74,17 +92,15 @@ class PaperBroker:
         return tuple(changed)
 
     async def place(self, request: OrderRequest) -> Execution:
-        existing = self._book.get(request.client_order_id)
-        if existing is not None:
-            return Execution(existing)
-        order = Order.pending(request, self._clock.now_ms())
-        market = self._market.get(order.symbol) if self._market else None
-        if market is None:
-            return Execution(self._finish(order, OrderStatus.REJECTED, "no market data yet"))
-        taker_price = self._taker_price(order, market)
-        if order.type is OrderType.MARKET or self._crosses(order, market):
-            return self._fill_as_taker(order, market, taker_price)
-        shortfall = self._shortfall(order, order.price or ZERO, market.info.maker_fee)
+        found = admitted(request, self._book, self._market, self._clock.now_ms())
+        if isinstance(found, Execution):
+            return found
+        order, market = found
+        touch = taker_price(order, market, self._settings.slippage_bps)
+        if order.type is OrderType.MARKET or crosses(order, market):
+            return self._fill_as_taker(order, market, touch)
+        shortfall = self._shortfall(order, order.price or ZERO,
+                                    _quote_fee(market.info, order, market.info.maker_fee))
         if shortfall:
             return Execution(self._finish(order, OrderStatus.REJECTED, shortfall))
         order = replace(order, status=OrderStatus.OPEN)
@@ -113,35 +129,19 @@ class PaperBroker:
         executions = []
         for order in list(self._book.values()):
             symbol_market = market.get(order.symbol)
-            if symbol_market is not None and self._crosses(order, symbol_market):
+            if symbol_market is not None and crosses(order, symbol_market):
                 del self._book[order.client_order_id]
                 self._release(order)
                 price = order.price or ZERO
-                executions.append(self._fill(order, price, symbol_market.info.maker_fee, True))
+                executions.append(self._fill(order, price, symbol_market.info, True))
         return tuple(executions)
 
-    def _taker_price(self, order: Order, market: SymbolMarket) -> Decimal:
-        """The touch price worsened by slippage, but never past a limit order's own price."""
-        slip = self._settings.slippage_bps / BPS
-        if order.side is Side.BUY:
-            price = market.ticker.ask * (1 + slip)
-            return min(price, order.price) if order.price is not None else price
-        price = market.ticker.bid * (1 - slip)
-        return max(price, order.price) if order.price is not None else price
-
-    @staticmethod
-    def _crosses(order: Order, market: SymbolMarket) -> bool:
-        if order.price is None:
-            return False
-        if order.side is Side.BUY:
-            return market.ticker.ask <= order.price
-        return market.ticker.bid >= order.price
-
     def _fill_as_taker(self, order: Order, market: SymbolMarket, price: Decimal) -> Execution:
-        shortfall = self._shortfall(order, price, market.info.taker_fee)
+        shortfall = self._shortfall(order, price, _quote_fee(market.info, order,
+                                                             market.info.taker_fee))
         if shortfall:
             return Execution(self._finish(order, OrderStatus.REJECTED, shortfall))
-        return self._fill(order, price, market.info.taker_fee, False)
+        return self._fill(order, price, market.info, False)
 
     def _shortfall(self, order: Order, price: Decimal, fee_rate: Decimal) -> str:
         """Why the paper account cannot pay for `order`, or "" when it can."""
@@ -153,28 +153,36 @@ class PaperBroker:
         have = self._free.get(asset, ZERO)
         return "" if have >= need else f"insufficient {asset}: need {need:.8f}, have {have:.8f}"
 
-    def _fill(self, order: Order, price: Decimal, fee_rate: Decimal, maker: bool) -> Execution:
-        _, quote = split_symbol(order.symbol)
+    def _fill(self, order: Order, price: Decimal, info: MarketInfo, maker: bool) -> Execution:
+        """Fill all of `order` at `price`, paying the fee where the venue charges it: in the
+        base asset for a buy on a venue that does so (`MarketInfo.buy_fee_in_base`), else
+        in the quote asset, as the live broker would be charged."""
+        base, quote = split_symbol(order.symbol)
+        rate = info.maker_fee if maker else info.taker_fee
         count = self._fills_per_order.get(order.client_order_id, 0) + 1
         self._fills_per_order[order.client_order_id] = count
+        if info.buy_fee_in_base and order.side is Side.BUY:
+            fee, fee_asset = order.amount * rate, base
+        else:
+            fee, fee_asset = order.amount * price * rate, quote
         fill = Fill(f"{order.client_order_id}-{count}", order.client_order_id, order.symbol,
-                    order.side, order.amount, price, order.amount * price * fee_rate, quote,
-                    self._clock.now_ms(), maker)
+                    order.side, order.amount, price, fee, fee_asset, self._clock.now_ms(), maker)
         self._settle(fill)
         done = replace(self._finish(order, OrderStatus.FILLED, ""),
                        filled=order.amount, average_price=price, fee=fill.fee)
         return Execution(done, (fill,))
 
     def _settle(self, fill: Fill) -> None:
-        """Move the paper balances for one fill (fees are in the quote asset)."""
+        """Move the paper balances for one fill; its fee leaves the asset it was paid in."""
         base, quote = split_symbol(fill.symbol)
         value = fill.amount * fill.price
         if fill.side is Side.BUY:
-            self._add(quote, -value - fill.fee)
+            self._add(quote, -value)
             self._add(base, fill.amount)
         else:
             self._add(base, -fill.amount)
-            self._add(quote, value - fill.fee)
+            self._add(quote, value)
+        self._add(fill.fee_asset or quote, -fill.fee)
 
     def _reserve(self, order: Order, fee_rate: Decimal) -> None:
         """Hold what the order can cost: the base asset of a sell, price plus fee of a buy."""
@@ -197,4 +205,9 @@ class PaperBroker:
         self._free[asset] = self._free.get(asset, ZERO) + amount
 
     def _finish(self, order: Order, status: OrderStatus, reason: str) -> Order:
-        return replace(order, status=status, reason=reason, updated_ms=self._clock.now_ms())
+        return finished(order, status, reason, self._clock.now_ms())
+
+
+def _quote_fee(info: MarketInfo, order: Order, rate: Decimal) -> Decimal:
+    """The fee rate a buy must also pay in the quote asset (none when paid in base)."""
+    return ZERO if info.buy_fee_in_base and order.side is Side.BUY else rate

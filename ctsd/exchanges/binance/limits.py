@@ -40,6 +40,12 @@ BINANCE_ENDPOINTS = (
                  method="GET", path="aggTrades"),
     EndpointRule((_SPOT,), api="public"),
     EndpointRule((_SPOT,), api="private"),
+    # Margin orders: Binance weighs them per UID (6 to place), and on the IP 1 to place and
+    # 10 to cancel, which ccxt's sapi costs (the UID weights, scaled) undercount.
+    EndpointRule((Charge("request_weight", units=1, usage=_USED), Charge("orders")),
+                 api="sapi", method="POST", path="margin/order", lane=Lane.ORDER),
+    EndpointRule((Charge("request_weight", units=10, usage=_USED),), api="sapi",
+                 method="DELETE", path="margin/order", lane=Lane.ORDER),
     EndpointRule((_SAPI,), api="sapi*"),
     EndpointRule((_FUTURES, Charge("futures_orders")), api="fapiPrivate", method="POST",
                  path="order", lane=Lane.ORDER),

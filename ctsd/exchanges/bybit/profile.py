@@ -10,6 +10,7 @@ from ctsd.exchanges.profile import (
     ApiTypeProfile,
     ClientOrderIds,
     ClientProfile,
+    DerivativesProfile,
     PermissionsProbe,
     RefusalRule,
 )
@@ -37,6 +38,7 @@ def _uid(answer: Any) -> str:
 
 
 BYBIT_CLIENT = ClientProfile(
+    spot_buy_fee_in_base=True,
     ccxt_class="bybit",
     # ccxt refuses fetchOrder on unified accounts until told we know its 500-order window
     options={"fetchOrder": {"acknowledged": True}},
@@ -70,4 +72,12 @@ BYBIT_CLIENT = ClientProfile(
     client_order_ids=ClientOrderIds(
         create="orderLinkId", lookup="orderLinkId",
         lookups=("fetch_open_orders", "fetch_canceled_and_closed_orders")),
+    derivatives=DerivativesProfile(
+        position_mode_scope="symbol", margin_mode_scope="account",
+        # 110025 "position mode not modified", 110043 "leverage not modified"; the unified
+        # account's set-margin-mode answers success when nothing changes.
+        unchanged={"position_mode": frozenset({"110025"}), "leverage": frozenset({"110043"})},
+        hedge_param="positionIdx", hedge_values={"long": 1, "short": 2},
+        funding_sign=-1,
+    ),
 )

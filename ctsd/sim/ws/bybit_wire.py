@@ -18,9 +18,9 @@ from ctsd.sim import bybit_wire as rest
 from ctsd.sim.accounts import Account, OrderType
 from ctsd.sim.book import Level
 from ctsd.sim.bybit_deriv import position_row, ticker_funding
+from ctsd.sim.bybit_wallet import wallet_balance
 from ctsd.sim.events import AccountUpdate, OrderUpdate
 from ctsd.sim.market import Candle, Instrument, InstrumentKind, Market, TickerStats
-from ctsd.sim.matching import derivatives_balances
 from ctsd.sim.slots import symbol_slots
 from ctsd.sim.state import Simulator
 from ctsd.sim.tape import PublicTrade
@@ -119,21 +119,8 @@ def execution(event: OrderUpdate, inst: Instrument) -> dict[str, Any] | None:
 
 def wallet(account: Account, market: Market) -> dict[str, Any]:
     """The whole UNIFIED wallet entry, as `/v5/account/wallet-balance` lists it."""
-    derivs = {b.asset: b for b in derivatives_balances(account, market)}
-    coins = []
-    for asset in sorted(set(account.spot) | set(derivs)):
-        holding, deriv = account.spot.get(asset), derivs.get(asset)
-        coins.append(rest.wallet_coin(asset, holding, deriv, _usd(market, asset)))
-    entry: dict[str, Any] = rest.unified_wallet(coins)["list"][0]
+    entry: dict[str, Any] = wallet_balance(account, market, held_only=False)["list"][0]
     return entry
-
-
-def _usd(market: Market, asset: str) -> Decimal:
-    catalog = market.catalog
-    if asset == catalog.quote:
-        return Decimal(1)
-    inst = catalog.get(f"{asset}/{catalog.quote}")
-    return market.price(inst.symbol) if inst else _ZERO
 
 
 def positions(account: Account, market: Market, symbol: str) -> list[dict[str, Any]]:

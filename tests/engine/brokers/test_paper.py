@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from dataclasses import replace
 from decimal import Decimal
 
 import pytest
@@ -54,6 +55,24 @@ async def test_a_market_buy_fills_at_the_ask_plus_slippage_and_pays_the_taker_fe
         D("101.101"), D("0.101101"), "USDT", False)
     assert balance(paper, "USDT").free == D("898.797899")
     assert balance(paper, "BTC").free == D(1)
+
+
+@pytest.mark.asyncio
+async def test_a_buy_pays_its_fee_in_the_base_asset_where_the_venue_charges_it_so() -> None:
+    """Binance, Bybit and OKX spot take a buy's fee from the base it receives; a restart
+    (reconcile from the persisted fills) rebuilds the same balances."""
+    settings = PaperSettings(balances=(("USDT", D(1000)),), slippage_bps=D(10))
+    paper = PaperBroker(settings, VirtualClock())
+    base_fee = replace(info(SYMBOL, taker="0.001", maker="0.0005"), buy_fee_in_base=True)
+    ticker = Ticker(SYMBOL, D(99), D(101), D(100), 0)
+    await paper.poll(MarketSnapshot(0, (SymbolMarket(base_fee, ticker),)))
+    [fill] = (await paper.place(request(Side.BUY, "1"))).fills
+    assert (fill.fee, fill.fee_asset) == (D("0.001"), "BTC")
+    assert balance(paper, "BTC").free == D("0.999")
+    assert balance(paper, "USDT").free == D(1000) - D("101.101")  # no fee in the quote
+    restarted = PaperBroker(settings, VirtualClock())
+    await restarted.reconcile([], [fill])
+    assert restarted.balances() == paper.balances()
 
 
 @pytest.mark.asyncio

@@ -1,0 +1,151 @@
+"""Kraken margin: an order's `leverage` (2 to 5 on the marginable pairs) opens, grows or
+closes a position; `OpenPositions` and the margin fields of `TradeBalance`.
+
+Over `ctsd.sim.lending`: each pair's positions are one position wallet
+`kraken:<symbol>`. A leveraged buy posts 1/leverage of its cost from the spot
+balance as margin and borrows the rest of the quote; a leveraged sell borrows the
+base it sells; the opposite leveraged order closes first (its proceeds repay), then
+opens the other way. Kraken keeps the posted margin in the account's `Balance`
+until the position closes, so `Balance` and `BalanceEx` add it back. Rollover is
+0.02 % per 4 hours of the path clock, charged at opening too (Kraken's opening fee);
+at a margin level of 40 % (`margin_stop`: equity at 40 % of the margin used) the
+position is liquidated.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from ctsd.sim import kraken_wire as render
+from ctsd.sim import lending
+from ctsd.sim.accounts import Account, Order
+from ctsd.sim.kraken_wire import LEVERAGES, KrakenPair
+from ctsd.sim.loans import LoanKind, MarginTerms
+from ctsd.sim.matching import OrderRequest
+from ctsd.sim.wire import fixed
+
+if TYPE_CHECKING:
+    from ctsd.sim.kraken import Call, KrakenSim
+
+PREFIX = "kraken:"
+ROLLOVER_MS = 4 * 3_600_000
+ROLLOVER_RATE = Decimal("0.0002")
+TERMS = MarginTerms(max_leverage=Decimal(max(LEVERAGES)), liquidation_level=Decimal(1),
+                    period_ms=ROLLOVER_MS, charge_on_borrow=True, period_rate=ROLLOVER_RATE,
+                    position=True, liquidation_margin=Decimal("0.4"))
+
+
+def wallet_name(pair: KrakenPair) -> str:
+    return f"{PREFIX}{pair.inst.symbol}"
+
+
+def margin_request(account: Account, pair: KrakenPair, raw: str | None,
+                   req: OrderRequest) -> OrderRequest:
+    """AddOrder's `leverage`: "none" (or absent) trades spot; 2..5 trades the pair's
+    position wallet."""
+    if raw in (None, "", "none"):
+        return req
+    try:
+        leverage = Decimal(raw.split(":")[0])
+    except ArithmeticError as exc:
+        raise render.error(f"{render.INVALID_ARGUMENTS}:leverage") from exc
+    if not lending.marginable(pair.inst):
+        raise render.error("EOrder:Cannot open position")
+    if leverage not in LEVERAGES:
+        raise render.error(f"{render.INVALID_ARGUMENTS}:leverage")
+    wallet = wallet_name(pair)
+    lending.open_wallet(account, wallet, TERMS)
+    return dataclasses.replace(req, wallet=wallet, auto_borrow=True, auto_repay=True,
+                               leverage=leverage)
+
+
+def posted(account: Account) -> dict[str, Decimal]:
+    """Margin posted into open positions, per asset (what `Balance` still counts)."""
+    out: dict[str, Decimal] = {}
+    for wallet in lending.margin_wallets(account):
+        if wallet.startswith(PREFIX):
+            quote = wallet.split("/")[1]
+            out[quote] = out.get(quote, Decimal(0)) + lending.posted_margin(account, wallet)
+    return out
+
+
+class KrakenMargin:
+    def __init__(self, state: KrakenSim) -> None:
+        self.state = state
+
+    def _positions(self, account: Account) -> list[dict[str, Any]]:
+        market = self.state.sim.market
+        rows = []
+        for wallet in lending.margin_wallets(account):
+            if not wallet.startswith(PREFIX):
+                continue
+            size, entry = lending.position_of(account, wallet)
+            if not size:
+                continue
+            pair = self.state.pair_of(wallet.removeprefix(PREFIX))
+            opening = self._opening(account, wallet)
+            margin = lending.posted_margin(account, wallet)
+            cost = abs(size) * entry
+            mark = market.price(pair.inst.symbol)
+            rollover = sum((e.amount * (lending.price_of(market, e.asset)) for e in
+                            account.loans.history(wallet, kinds=frozenset({LoanKind.INTEREST}))),
+                           Decimal(0))
+            rows.append({
+                "ordertxid": render.order_txid(opening.id) if opening else "",
+                "posstatus": "open", "pair": pair.altname,
+                "time": (opening.created_ms if opening else 0) / 1000,
+                "type": "buy" if size > 0 else "sell",
+                "ordertype": opening.type.value if opening else "market",
+                "cost": fixed(cost, render.COST_DECIMALS),
+                "fee": fixed(sum((o.fee for o in self._orders(account, wallet)), Decimal(0)),
+                             render.COST_DECIMALS),
+                "vol": fixed(abs(size), render.VOLUME_DECIMALS), "vol_closed": fixed(
+                    Decimal(0), render.VOLUME_DECIMALS),
+                "margin": fixed(margin, render.COST_DECIMALS),
+                "value": fixed(abs(size) * mark, render.COST_DECIMALS),
+                "net": fixed(size * (mark - entry) - rollover, render.COST_DECIMALS),
+                "terms": "0.0200% per 4 hours",
+                "rollovertm": str((lending.interest_index(market, TERMS) + 1) * ROLLOVER_MS
+                                  // 1000),
+                "leverage": fixed(opening.leverage or Decimal(0), 5) if opening else "0",
+                "misc": "", "oflags": "",
+            })
+        return rows
+
+    @staticmethod
+    def _orders(account: Account, wallet: str) -> list[Order]:
+        return [o for o in account.orders.values() if o.wallet == wallet]
+
+    def _opening(self, account: Account, wallet: str) -> Order | None:
+        found = [o for o in self._orders(account, wallet) if o.filled]
+        return found[-1] if found else None
+
+    async def open_positions(self, call: Call) -> Any:
+        rows = self._positions(call.owner())
+        if call.params.get("consolidation") == "market":
+            return [{k: row[k] for k in ("pair", "type", "leverage", "cost", "fee", "vol",
+                                         "vol_closed", "margin", "value", "net")}
+                    | {"positions": "1"} for row in rows]
+        return {f"T{row['ordertxid'][1:]}": row for row in rows}
+
+    async def trade_balance(self, call: Call) -> Any:
+        """Trade balance in the quote: collateral, margin used, open positions' PnL."""
+        account, market = call.owner(), self.state.sim.market
+        held = posted(account)
+        total = sum((h.total * lending.price_of(market, a) for a, h in account.spot.items()),
+                    Decimal(0)) + sum(held.values(), Decimal(0))
+        rows = self._positions(account)
+        used = sum((Decimal(r["margin"]) for r in rows), Decimal(0))
+        net = sum((Decimal(r["net"]) for r in rows), Decimal(0))
+        cost = sum((Decimal(r["cost"]) for r in rows), Decimal(0))
+        value = sum((Decimal(r["value"]) for r in rows), Decimal(0))
+        equity = total + net
+        out = {"eb": total, "tb": total, "m": used, "n": net, "c": cost, "v": value,
+               "e": equity, "mf": equity - used, "uv": Decimal(0)}
+        result: dict[str, str] = {k: fixed(v, 4) for k, v in out.items()}
+        if used:
+            result["ml"] = fixed(equity / used * 100, 2)
+        return result
+

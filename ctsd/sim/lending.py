@@ -1,0 +1,333 @@
+"""Borrowing in margin wallets: borrow, repay, interest on the path clock, what a wallet
+is worth and its margin level.
+
+Venue-neutral. A margin wallet is one of the account's wallets (`Account.wallet`)
+with `MarginTerms` (`ctsd.sim.loans`); each venue picks which:
+
+- Binance: the cross wallet `margin` and one `isolated:<symbol>` wallet per pair,
+  funded by transfers from spot; orders borrow and repay by `sideEffectType`.
+- Bybit: the unified wallet itself (`spot`): an `isLeverage=1` order borrows what it
+  lacks and what it brings in repays first.
+- OKX and Kraken: a position wallet per instrument (and OKX margin mode). An order
+  that borrows first moves `1/leverage` of it from the spot wallet as margin; the
+  wallet's holdings and debt are the position (long: base held, quote owed; short:
+  base owed, quote held), and a flat wallet is emptied back into spot.
+
+A wallet's margin level is assets over liabilities (borrowed + interest), both at
+the last price in the quote asset; a borrow may not take it below the terms'
+initial level and at the liquidation level the wallet is liquidated
+(`ctsd.sim.margin_liquidation`). Interest is charged once per period of the path
+clock (server clock + `advance`), like funding: each holding remembers the last
+period it paid, so every period is charged exactly once whatever the requests.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from decimal import Decimal
+
+from ctsd.sim.accounts import (
+    SPOT_WALLET,
+    Account,
+    Holding,
+    Order,
+    Rejection,
+    RejectKind,
+    Side,
+)
+from ctsd.sim.loans import LoanEntry, LoanKind, MarginTerms
+from ctsd.sim.market import Instrument, InstrumentKind, Market
+
+_ZERO = Decimal(0)
+AMOUNT_STEP = Decimal("0.00000001")
+DAY_MS = 86_400_000
+DAILY_RATES = {"USDT": Decimal("0.0002"), "USDC": Decimal("0.0002"),
+               "BTC": Decimal("0.00004"), "ETH": Decimal("0.00006")}
+"""Daily interest rates of the majors (about Binance's VIP 0); other assets are seeded."""
+USD_LIKE = frozenset({"USDT", "USDC", "USD"})
+MARGIN_BASES = frozenset({"BTC", "ETH", "BNB", "SOL", "XRP", "ADA", "DOGE", "TRX", "AVAX",
+                          "DOT", "LINK", "LTC"})
+"""The pairs every venue lends on: the majors of the catalog."""
+
+
+def marginable(inst: Instrument) -> bool:
+    return inst.kind is InstrumentKind.SPOT and inst.base in MARGIN_BASES
+
+
+def daily_rate(asset: str) -> Decimal:
+    """The asset's daily borrow rate: the table's, else a stable one in 0.01 %..0.05 %."""
+    known = DAILY_RATES.get(asset)
+    if known is not None:
+        return known
+    digest = hashlib.blake2b(f"borrow:{asset}".encode(), digest_size=4).digest()
+    return Decimal(100 + int.from_bytes(digest, "big") % 401) / Decimal(1_000_000)
+
+
+def period_rate(terms: MarginTerms, asset: str) -> Decimal:
+    if terms.period_rate is not None:
+        return terms.period_rate
+    return (daily_rate(asset) * terms.period_ms / DAY_MS).quantize(Decimal("1e-12"))
+
+
+def price_of(market: Market, asset: str) -> Decimal:
+    """The asset's price in the catalog's quote (1 for dollars, 0 if it has no pair)."""
+    if asset in USD_LIKE or asset == market.catalog.quote:
+        return Decimal(1)
+    inst = market.catalog.get(f"{asset}/{market.catalog.quote}")
+    return market.price(inst.symbol) if inst is not None else _ZERO
+
+
+@dataclass(frozen=True, slots=True)
+class WalletValue:
+    assets: Decimal
+    liabilities: Decimal
+    """Borrowed plus interest, at the last price."""
+
+    @property
+    def equity(self) -> Decimal:
+        return self.assets - self.liabilities
+
+    @property
+    def level(self) -> Decimal | None:
+        """Assets over liabilities (None while nothing is owed)."""
+        return self.assets / self.liabilities if self.liabilities else None
+
+
+def value(account: Account, market: Market, wallet: str) -> WalletValue:
+    assets = liabilities = _ZERO
+    for asset, h in account.wallet(wallet).items():
+        price = price_of(market, asset)
+        assets += h.total * price
+        liabilities += h.debt * price
+    return WalletValue(assets, liabilities)
+
+
+def terms_of(account: Account, wallet: str) -> MarginTerms:
+    terms = account.loans.terms.get(wallet)
+    if terms is None:
+        raise Rejection(RejectKind.BAD_PARAMETER, f"{wallet} is not a margin wallet")
+    return terms
+
+
+def open_wallet(account: Account, wallet: str, terms: MarginTerms) -> dict[str, Holding]:
+    """Make `wallet` a margin wallet with `terms` (kept if it already is one)."""
+    account.loans.terms.setdefault(wallet, terms)
+    return account.wallet(wallet)
+
+
+def margin_wallets(account: Account) -> list[str]:
+    return [w for w in account.loans.terms if w in account.wallets]
+
+
+def max_borrowable(account: Account, market: Market, wallet: str, asset: str) -> Decimal:
+    """How much more of `asset` the wallet may borrow before its level reaches the
+    terms' initial level."""
+    terms = terms_of(account, wallet)
+    price = price_of(market, asset)
+    if not price:
+        return _ZERO
+    v = value(account, market, wallet)
+    init = terms.initial_level
+    room = (v.assets - init * v.liabilities) / (init - 1)
+    return max(room / price, _ZERO).quantize(AMOUNT_STEP, rounding="ROUND_DOWN")
+
+
+def liquidation_price(base: Holding, quote: Holding, level: Decimal) -> Decimal:
+    """The base price at which a wallet of one pair reaches margin level `level`:
+    (base_held * P + quote_held) / (base_owed * P + quote_owed) = level (0: never)."""
+    denominator = base.total - level * base.debt
+    if not denominator:
+        return _ZERO
+    return max((level * quote.debt - quote.total) / denominator, _ZERO)
+
+
+def position_of(account: Account, wallet: str) -> tuple[Decimal, Decimal]:
+    """(signed base size, average entry price) of a position wallet (OKX margin, Kraken),
+    from its fills since it was last flat: what the venues report as the position."""
+    size = entry = _ZERO
+    for f in account.fills:
+        if f.wallet != wallet:
+            continue
+        base_fee = f.fee if f.fee_asset != f.symbol.split("/")[1] else _ZERO
+        signed = f.qty - base_fee if f.side is Side.BUY else -f.qty
+        if not size or (size > 0) == (signed > 0):
+            entry = (size * entry + signed * f.price) / (size + signed)
+            size += signed
+            continue
+        after = size + signed
+        if not after:
+            entry = _ZERO
+        elif (after > 0) != (size > 0):
+            entry = f.price
+        size = after
+    return size, entry
+
+
+def posted_margin(account: Account, wallet: str) -> Decimal:
+    """What the account moved into a position wallet as margin since it was last flat."""
+    posted = _ZERO
+    for entry in account.loans.history(wallet, kinds=frozenset({LoanKind.TRANSFER})):
+        posted = posted + entry.amount if entry.amount > 0 else _ZERO
+    return posted
+
+
+# --- moving money ----------------------------------------------------------------------
+
+
+def record(account: Account, now: int, wallet: str, asset: str, kind: LoanKind,
+            amount: Decimal, *, rate: Decimal = _ZERO, on_borrow: bool = False,
+            interest_part: Decimal = _ZERO) -> LoanEntry:
+    principal = account.holding(asset, wallet).borrowed
+    entry = LoanEntry(account.loans.next_id(), now, wallet, asset, kind, amount, principal,
+                      rate, on_borrow, interest_part)
+    account.loans.ledger.append(entry)
+    return entry
+
+
+def borrow(account: Account, market: Market, wallet: str, asset: str, amount: Decimal,
+           *, check: bool = True) -> LoanEntry:
+    """Borrow `amount` of `asset` into the wallet's free balance."""
+    terms = terms_of(account, wallet)
+    if amount <= 0:
+        raise Rejection(RejectKind.BAD_PARAMETER, "amount")
+    if check and amount > max_borrowable(account, market, wallet, asset):
+        raise Rejection(RejectKind.BORROW_LIMIT, f"{asset} {amount}")
+    h = account.holding(asset, wallet)
+    now = market.now_ms()
+    if not h.borrowed:
+        h.interest_index = interest_index(market, terms)
+    h.borrowed += amount
+    h.free += amount
+    entry = record(account, now, wallet, asset, LoanKind.BORROW, amount)
+    if terms.charge_on_borrow:
+        _charge(account, wallet, asset, h, period_rate(terms, asset), now, on_borrow=True,
+                on=amount)
+    return entry
+
+
+def repay(account: Account, market: Market, wallet: str, asset: str,
+          amount: Decimal) -> LoanEntry:
+    """Repay `amount` from the wallet's free balance: interest first, then principal."""
+    h = account.holding(asset, wallet)
+    if amount <= 0 or amount > h.debt:
+        raise Rejection(RejectKind.BAD_PARAMETER, f"repay {amount} of {h.debt}")
+    if amount > h.free:
+        raise Rejection(RejectKind.INSUFFICIENT_FUNDS, f"{asset} {h.free} < {amount}")
+    h.free -= amount
+    return _pay_down(account, market.now_ms(), wallet, asset, h, amount)
+
+
+def _pay_down(account: Account, now: int, wallet: str, asset: str, h: Holding,
+              amount: Decimal) -> LoanEntry:
+    on_interest = min(amount, h.interest)
+    h.interest -= on_interest
+    h.borrowed -= amount - on_interest
+    return record(account, now, wallet, asset, LoanKind.REPAY, amount,
+                   interest_part=on_interest)
+
+
+def receive(account: Account, now: int, wallet: str, asset: str, amount: Decimal,
+            *, auto_repay: bool) -> None:
+    """Credit what a fill brings in; with `auto_repay` it pays the asset's debt first."""
+    h = account.holding(asset, wallet)
+    pay = min(amount, h.debt) if auto_repay else _ZERO
+    if pay > 0:
+        _pay_down(account, now, wallet, asset, h, pay)
+    h.free += amount - pay
+
+
+def transfer(account: Account, now: int, source: str, target: str, asset: str,
+             amount: Decimal) -> None:
+    """Move free funds between two wallets of the account."""
+    src = account.holding(asset, source)
+    if amount <= 0 or src.free < amount:
+        raise Rejection(RejectKind.INSUFFICIENT_FUNDS, f"{asset} {src.free} < {amount}")
+    src.free -= amount
+    account.holding(asset, target).free += amount
+    if source != SPOT_WALLET or target != SPOT_WALLET:
+        margin_wallet = target if source == SPOT_WALLET else source
+        record(account, now, margin_wallet, asset, LoanKind.TRANSFER,
+                amount if target == margin_wallet else -amount)
+
+
+def fund_order(account: Account, market: Market, order: Order, asset: str,
+               shortfall: Decimal, price: Decimal, quote: str) -> None:
+    """What an auto-borrowing order lacks in its wallet: a position wallet first takes
+    its margin from spot (in the quote), then the rest is borrowed. A buy's margin is
+    1/leverage of what it pays; a sell borrows the whole base it sells, so its margin is
+    1/(leverage - 1) of that: either way the wallet opens at the terms' initial level."""
+    terms = terms_of(account, order.wallet)
+    now = market.now_ms()
+    need = shortfall
+    if terms.position:
+        leverage = order.leverage or terms.max_leverage
+        value = shortfall if asset == quote else shortfall * price
+        margin = (value / (leverage if asset == quote else leverage - 1)).quantize(
+            AMOUNT_STEP, rounding="ROUND_UP")
+        spot = account.holding(quote, SPOT_WALLET)
+        if spot.free < margin:
+            raise Rejection(RejectKind.INSUFFICIENT_FUNDS, f"margin {margin}")
+        transfer(account, now, SPOT_WALLET, order.wallet, quote, margin)
+        if asset == quote:
+            need = shortfall - margin
+    if need > 0:
+        borrow(account, market, order.wallet, asset, need)
+        order.borrowed += need
+
+
+def sweep_if_flat(account: Account, now: int, wallet: str) -> None:
+    """A position wallet that owes nothing and holds nothing for an order goes back to
+    spot, whole (its remaining base included: a long closed by a spot sell)."""
+    terms = account.loans.terms.get(wallet)
+    holdings = account.wallets.get(wallet)
+    if terms is None or not terms.position or holdings is None:
+        return
+    if any(h.debt or h.locked for h in holdings.values()):
+        return
+    for asset, h in list(holdings.items()):
+        if h.free > 0:
+            transfer(account, now, wallet, SPOT_WALLET, asset, h.free)
+
+
+# --- interest --------------------------------------------------------------------------
+
+
+def interest_index(market: Market, terms: MarginTerms) -> int:
+    return market.path_ms() // terms.period_ms
+
+
+def _charge(account: Account, wallet: str, asset: str, h: Holding, rate: Decimal, at: int,
+            *, on_borrow: bool = False, on: Decimal | None = None) -> None:
+    amount = ((h.borrowed if on is None else on) * rate).quantize(AMOUNT_STEP,
+                                                                   rounding="ROUND_UP")
+    if amount <= 0:
+        return
+    h.interest += amount
+    record(account, at, wallet, asset, LoanKind.INTEREST, amount, rate=rate,
+            on_borrow=on_borrow)
+
+
+def accrue(account: Account, market: Market) -> int:
+    """Charge every period the path clock has passed on every loan, once; returns how
+    many charges were made. A period crossed by `advance` is stamped at that advance."""
+    charged = 0
+    now = market.now_ms()
+    for wallet in margin_wallets(account):
+        terms = account.loans.terms[wallet]
+        current = interest_index(market, terms)
+        for asset, h in account.wallets[wallet].items():
+            while h.borrowed and h.interest_index < current:
+                h.interest_index += 1
+                stamp = h.interest_index * terms.period_ms - market.path_offset_ms
+                _charge(account, wallet, asset, h, period_rate(terms, asset),
+                        min(max(stamp, _last_time(account)), now))
+                charged += 1
+            if not h.borrowed:
+                h.interest_index = current
+    return charged
+
+
+def _last_time(account: Account) -> int:
+    return account.loans.ledger[-1].time_ms if account.loans.ledger else 0
+

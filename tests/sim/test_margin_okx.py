@@ -1,0 +1,72 @@
+"""OKX spot margin with unmodified ccxt: `tdMode` cross/isolated orders that borrow on
+their own, MARGIN positions, the loan in the trading balance, max-loan, interest per
+hour of the path clock, the leverage of a spot instrument, and liquidation."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+import ccxt.async_support as ccxt
+import pytest
+
+from ctsd.sim.server import SimulatorServer
+from tests.sim.conftest import API_KEY, PASSPHRASE, SECRET, ExchangeFactory
+
+SYMBOL = "BTC/USDT"
+
+
+async def _okx(make: ExchangeFactory, server: SimulatorServer) -> Any:
+    ex = make(ccxt.okx, server.base_url, apiKey=API_KEY, secret=SECRET, password=PASSPHRASE)
+    await ex.load_markets()
+    server.sim.set_price(SYMBOL, Decimal(60000))
+    return ex
+
+
+@pytest.mark.asyncio
+async def test_a_cross_margin_long_borrows_holds_a_position_and_closes(
+    server: SimulatorServer, make_exchange: ExchangeFactory,
+) -> None:
+    ex = await _okx(make_exchange, server)
+    assert ex.market(SYMBOL)["margin"] is True
+    await ex.set_leverage(5, SYMBOL, {"marginMode": "cross"})
+    order = await ex.create_order(SYMBOL, "market", "buy", 1, None, {"marginMode": "cross"})
+    assert order["id"]
+    [position] = await ex.fetch_positions([SYMBOL], {"instType": "MARGIN"})
+    assert (position["side"], position["marginMode"]) == ("long", "cross")
+    assert position["contracts"] == 0.999 and position["leverage"] == 5  # fee in BTC
+    info = position["info"]
+    assert info["instType"] == "MARGIN" and info["liabCcy"] == "USDT"
+    assert 47000 < -float(info["liab"]) < 49000  # 4/5 of ~60,000 borrowed
+    balance = await ex.fetch_balance()
+    [usdt] = [d for d in balance["info"]["data"][0]["details"] if d["ccy"] == "USDT"]
+    assert float(usdt["liab"]) == -float(info["liab"])  # the loan is in the trading balance
+    loans = (await ex.private_get_account_max_loan({"instId": "BTC-USDT",
+                                                    "mgnMode": "cross"}))["data"]
+    assert {row["side"] for row in loans} == {"buy", "sell"}
+    server.sim.advance(2 * 3600)
+    accrued = (await ex.private_get_account_interest_accrued({"instId": "BTC-USDT"}))["data"]
+    assert len(accrued) == 2 and all(a["ccy"] == "USDT" and a["type"] == "2" for a in accrued)
+    orders = await ex.fetch_open_orders(SYMBOL)
+    assert orders == []
+    await ex.create_order(SYMBOL, "market", "sell", position["contracts"], None,
+                          {"marginMode": "cross"})
+    assert await ex.fetch_positions([SYMBOL], {"instType": "MARGIN"}) == []
+    fills = (await ex.private_get_trade_fills({"instType": "MARGIN"}))["data"]
+    assert [f["side"] for f in fills] == ["sell", "buy"]
+
+
+@pytest.mark.asyncio
+async def test_an_isolated_short_is_liquidated_as_the_price_rises(
+    server: SimulatorServer, make_exchange: ExchangeFactory,
+) -> None:
+    ex = await _okx(make_exchange, server)
+    await ex.create_order(SYMBOL, "market", "sell", 1, None, {"marginMode": "isolated"})
+    [short] = await ex.fetch_positions([SYMBOL], {"instType": "MARGIN"})
+    assert short["side"] == "short" and short["info"]["liabCcy"] == "BTC"
+    liquidation = float(short["info"]["liqPx"])
+    assert 60000 < liquidation < 75000
+    server.sim.set_price(SYMBOL, Decimal(str(liquidation)) + 100)
+    assert await ex.fetch_positions([SYMBOL], {"instType": "MARGIN"}) == []
+    rates = (await ex.private_get_account_interest_rate({"ccy": "BTC"}))["data"]
+    assert Decimal(rates[0]["interestRate"]) > 0
