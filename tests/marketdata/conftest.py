@@ -65,6 +65,16 @@ async def live(hub: MarketDataHub, sub: Subscription, within: float = WAIT_S) ->
     await until(hub, lambda: sub.state is StreamState.LIVE, within)
 
 
+async def polled(check: Callable[[], bool], every_s: float = 0.02) -> None:
+    """Until `check` holds, for what signals nothing (the simulator's state, a callback
+    count); fails after WAIT_S."""
+    async with asyncio.timeout(WAIT_S):
+        while True:
+            if check():
+                return
+            await asyncio.sleep(every_s)
+
+
 def ws_connections(server: SimulatorServer, venue: str = "binance") -> list[dict[str, Any]]:
     return [c for c in server.streams.snapshot()["connections"] if c["venue"] == venue]
 

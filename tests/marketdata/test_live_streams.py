@@ -21,10 +21,17 @@ from ctsd.exchanges.streams import OrderStream
 from ctsd.ratelimit import Lane
 from ctsd.sim.faults import FaultKind, FaultSpec
 from ctsd.sim.server import SimulatorServer
-from ctsd.strategies.model import OrderType, Side
+from ctsd.strategies.model import (
+    MarketInfo,
+    MarketSnapshot,
+    OrderType,
+    Side,
+    SymbolMarket,
+    Ticker,
+)
 from ctsd.wiring.engine_order_stream import OrderFeed
 from ctsd.wiring.engine_orders import ExchangeOrders
-from tests.marketdata.conftest import BINANCE, WAIT_S, violations
+from tests.marketdata.conftest import BINANCE, WAIT_S, polled, violations, ws_connections
 from tests.support.exchange_clients import CREDENTIALS
 
 SYMBOL = "BTC/USDT"
@@ -107,4 +114,45 @@ async def test_every_fill_is_booked_once_through_every_websocket_fault(
     assert reconciled[0] is False  # no fault: the fill came by stream, no REST asked
     assert reconciled[1] and reconciled[2]  # a drop is a gap; a silent stall a missing echo
     assert live.feed.gaps >= 2 and live.woken
+    assert violations(server) == {}
+
+
+def traded_at(price: Decimal) -> MarketSnapshot:
+    ticker = Ticker(SYMBOL, price, price, price, 0)
+    info = MarketInfo(SYMBOL, "BTC", "USDT", Decimal("0.001"), Decimal("0.001"))
+    return MarketSnapshot(0, (SymbolMarket(info, ticker),))
+
+
+@pytest.mark.asyncio
+async def test_a_fill_lost_in_a_silent_stall_is_reconciled_once_the_market_trades_through(
+    server: SimulatorServer, live: Live,
+) -> None:
+    """The order's echo came, then the private stream stalls (pings go on) and the fill's
+    update is lost: the market trading through the order's price is what says an update
+    is due; its absence is a gap, reconciled long before the slow interval (an hour here)."""
+    price = server.sim.market.price(SYMBOL)
+    limit = (price * Decimal("0.99")).quantize(Decimal("0.1"), ROUND_DOWN)
+    request = OrderRequest(client_order_id("e2e2", 1, 0), SYMBOL, Side.BUY, OrderType.LIMIT,
+                           AMOUNT, limit, "test", 1)
+    woken = len(live.woken)
+    assert (await live.broker.place(request)).order.status is OrderStatus.OPEN
+    await polled(lambda: len(live.woken) > woken)  # the order's own update came by stream
+    assert live.broker.refresh_now() is not None  # the stream is trusted: no REST
+    server.sim.add_fault(FaultSpec(FaultKind.WS_STALL, venue="binance", path_prefix=PRIVATE,
+                                   delay_s=60.0))
+    await polled(lambda: any(c["stalled"] for c in ws_connections(server)  # its next tick
+                             if c["path"].startswith(PRIVATE)))
+    server.sim.set_price(SYMBOL, limit - 10)
+    before = live.broker.reconciliations
+    booked: list[Execution] = []
+    async with asyncio.timeout(WAIT_S):
+        while not any(e.order.status is OrderStatus.FILLED for e in booked):
+            now = live.broker.refresh_now()
+            booked += now if now is not None else await live.broker.refresh()
+            await live.broker.poll(traded_at(limit - 10))  # what the engine's cycle reads
+            await asyncio.sleep(0.05)
+    server.sim.clear_faults()
+    server.sim.set_price(SYMBOL, price)
+    fills = [f for e in booked for f in e.fills]
+    assert sum(f.amount for f in fills) == AMOUNT and live.broker.reconciliations > before
     assert violations(server) == {}

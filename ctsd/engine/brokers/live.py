@@ -12,8 +12,8 @@ fill twice (trade ids are `<client id>-<cumulative filled>`).
 With a private order stream (`OrderUpdates`, a WebSocket connection) fills and
 order states arrive by stream and `refresh` makes no request; REST becomes
 reconciliation: at the start (`reconcile`), after any gap in the stream
-(reconnect, failed login, an order placed whose update never came: a silent
-stall), and every `reconcile_s`. Both paths go
+(reconnect, failed login, an order placed or traded through whose update never
+came: a silent stall), and every `reconcile_s`. Both paths go
 through the same merge of cumulative amounts, so a fill seen on both is booked
 once (same trade id; the store ignores a trade id it holds), and an update older
 than what the broker knows changes nothing.
@@ -30,7 +30,7 @@ from ctsd.engine.orders import Execution, Fill, Order, OrderRequest, OrderStatus
 from ctsd.engine.perpetual import FundingPayment, VenuePosition
 from ctsd.engine.ports import ExchangeOrder, ExchangeOrderClient, OrderUpdates
 from ctsd.errors import ClientError, FailedPrecondition, NotFound, TemporaryError, Unavailable
-from ctsd.strategies.model import Balance, MarketSnapshot
+from ctsd.strategies.model import Balance, MarketSnapshot, Side
 
 ZERO = Decimal(0)
 
@@ -57,6 +57,8 @@ class LiveBroker:
         """Orders placed whose first stream update is still awaited, by deadline: a
         private stream that stalls silently (pings go on, nothing else) shows as a
         missing echo, since an idle account's stream has no data age to watch."""
+        self._traded_through: set[str] = set()
+        """Resting orders the market traded through, whose fill is awaited (`poll`)."""
         self.reconciliations = 0
         self._book: dict[str, Order] = {}
         self._balances: tuple[Balance, ...] = ()
@@ -234,7 +236,27 @@ class LiveBroker:
         return changed
 
     async def poll(self, market: MarketSnapshot) -> tuple[Execution, ...]:
-        return ()  # the venue matches live orders; `refresh` reports what it did
+        """No venue call: the venue matches live orders and `refresh` reports what it did.
+
+        With a private stream, a resting limit order the market traded through has
+        filled (no trade prints beyond the price of an order still resting), so its
+        update is due within `echo_s`; one that never comes is a silent stall the next
+        refresh reconciles. Once per order: a venue that fills one only in part costs one
+        reconciliation, not one a cycle."""
+        if self._updates is not None:
+            self._expect_fills(market)
+        return ()
+
+    def _expect_fills(self, market: MarketSnapshot) -> None:
+        last = {m.info.symbol: m.ticker.last for m in market.symbols}
+        deadline = self._clock.monotonic() + self._echo_s
+        for cid, order in self._book.items():
+            mark, price = last.get(order.symbol), order.price
+            if mark is None or price is None or cid in self._traded_through:
+                continue
+            if mark < price if order.side is Side.BUY else mark > price:
+                self._traded_through.add(cid)
+                self._echoes.setdefault(cid, deadline)
 
     def _track(self, execution: Execution) -> Execution:
         order = execution.order
@@ -242,6 +264,7 @@ class LiveBroker:
             self._book[order.client_order_id] = order
         else:
             self._book.pop(order.client_order_id, None)
+            self._traded_through.discard(order.client_order_id)
         return execution
 
     def _merge(self, order: Order, remote: ExchangeOrder) -> Execution:
