@@ -157,6 +157,13 @@ async def close_ws(exchange: Any, connect_timeout_s: float = 10.0) -> None:
     await exchange.close()
 
 
+def ws_clients(exchange: Any) -> dict[str, Any]:
+    """A ccxt.pro `exchange`'s WebSocket clients by URL. ccxt.pro forgets a client the
+    venue closed and makes a new one on the next watch of its URL: a new object there is
+    a reconnect that no watch of the caller's saw fail."""
+    return dict(getattr(exchange, "clients", None) or {})
+
+
 def ws_connected(exchange: Any) -> bool:
     """Whether any WebSocket client of a ccxt.pro `exchange` has connected (its
     `connected` future resolved): a private stream with nothing to say is still up."""

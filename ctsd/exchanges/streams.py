@@ -185,6 +185,20 @@ class MarketStream(AsyncClosing):
         self._subscribes = Pacer(limits.subscribes, limits.subscribe_window_s, clock)
         self._seen: dict[tuple[StreamKind, Key], Any] = {}
         self._closed = False
+        self._clients: dict[str, Any] = {}
+        self._redials = 0
+
+    def redials(self) -> int:
+        """Sockets ccxt.pro dialled again by itself so far (the venue closed one and a later
+        watch reopened it, resubscribing): reconnects no watch saw fail."""
+        from ctsd.exchanges import ccxt_internals
+
+        for url, client in ccxt_internals.ws_clients(self._exchange).items():
+            seen = self._clients.get(url)
+            if seen is not client:
+                self._redials += seen is not None
+                self._clients[url] = client
+        return self._redials
 
     def supports(self, kind: StreamKind) -> bool:
         has = self._exchange.has

@@ -80,6 +80,8 @@ class Shard:
     task: asyncio.Task[None] | None = None
     failures: int = 0
     reconnect: bool = False
+    redials: int = 0
+    """Reconnects ccxt.pro made by itself on the current stream, counted so far."""
     split: set[Hashable] = field(default_factory=set)
     """Keys subscribed alone after their group failed."""
     wakes: dict[StreamKind, asyncio.Event] = field(
@@ -241,6 +243,7 @@ class MarketDataHub(AsyncClosing):
                 self._down(shard, StreamState.DOWN, f"connecting: {exc.detail}")
                 continue
             shard.reconnect = False
+            shard.redials = 0
             opened = self._clock.monotonic()
             for sub in shard.subs.values():  # data age counts from this subscription on
                 sub.subscribed_at = opened
@@ -301,12 +304,26 @@ class MarketDataHub(AsyncClosing):
                     self._failed(shard, group, outcome)
                     continue
                 shard.failures = 0
+                self._count_redials(shard)
                 now = self._clock.monotonic()
                 for key, value in outcome:
                     sub = shard.subs.get(SubKey(shard.target, kind, key))
                     if sub is not None and sub.receive(value, now):
                         sub.notify()
             self._activity.set()
+
+    @staticmethod
+    def _count_redials(shard: Shard) -> None:
+        """A socket the venue closed and ccxt.pro reopened on the next watch counts as the
+        reconnect it is, though no watch failed."""
+        assert shard.stream is not None
+        redials = shard.stream.redials()
+        if redials > shard.redials:
+            log.info("stream reconnected", extra={"exchange": shard.target.exchange,
+                                                  "shard": shard.number})
+            for sub in shard.subs.values():
+                sub.reconnects += redials - shard.redials
+            shard.redials = redials
 
     def _failed(self, shard: Shard, group: tuple[Hashable, ...], exc: ExchangeFailure) -> None:
         if exc.failure.retryable:  # the connection: every subscription of the shard is down

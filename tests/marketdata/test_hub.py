@@ -163,3 +163,18 @@ async def test_a_book_sequence_gap_resyncs_from_a_snapshot(
     count = sub.messages
     await until(hub, lambda: sub.messages > count)  # the resynced book streams again
     assert sub.live and sub.value.bids[0].price < sub.value.asks[0].price
+
+
+@pytest.mark.asyncio
+async def test_a_drop_ccxt_heals_by_itself_still_counts_as_a_reconnect(
+    hub: MarketDataHub, server: SimulatorServer,
+) -> None:
+    """With candles on the socket too, ccxt.pro redials on the next watch and no watch of
+    the hub's fails: the reconnect is counted from the new socket."""
+    sub = hub.subscribe(ticker("BTC/USDT")).subscription
+    candles = hub.subscribe(SubKey(BINANCE, StreamKind.CANDLES, ("ETH/USDT", "1m")))
+    await live(hub, sub)
+    await live(hub, candles.subscription)
+    await fault(server, FaultSpec(FaultKind.WS_DROP, venue="binance"))
+    await until(hub, lambda: sub.reconnects > 0 and sub.live)
+    assert violations(server) == {}
