@@ -91,3 +91,39 @@ def test_a_key_test_on_a_websocket_connection_checks_its_streams(
     assert any(m.startswith("public stream: ") and " ticker received in " in m
                for m in lines), lines
     assert "private stream: logged in; order updates subscribed" in lines
+
+
+def test_perpetuals_engines_run_on_the_streams(
+    connections: csgrpc.ConnectionServiceStub, engines: sgrpc.EngineServiceStub,
+    sim: SimulatorThread,  # noqa: F811
+) -> None:
+    """PAPER and LIVE perpetuals on websocket connections cycle on the hub's streams; LIVE
+    perpetuals still read orders, positions and funding over REST (the position check
+    compares a REST read of the venue with the ledger)."""
+    perp = "BTC/USDT:USDT"
+    paper = f"{websocket_connection(connections, sim, 'ws-perp-paper', api_type='perp')}/engine"
+    config = paper_config()
+    config.symbols[:] = [perp]
+    config.leverage[perp] = 5
+    engines.StartEngine(pb.StartEngineRequest(name=paper, config=config))
+    live_name = websocket_connection(connections, sim, "ws-perp-live", api_type="perp")
+    assert run_test(connections, live_name).final().status == cpb.TEST_STATUS_SUCCESS
+    live = f"{live_name}/engine"
+    probe = paper_config("grid", reference_price="1", spacing_pct="1", levels="1",
+                         amount="0.001")
+    probe.symbols[:] = [perp]
+    price = engines.TestEngine(pb.TestEngineRequest(name=live, config=probe)).tickers[0].last
+    grid = paper_config("grid", reference_price=price, spacing_pct="1", levels="1",
+                        amount="0.001")
+    grid.symbols[:] = [perp]
+    grid.mode = pb.TRADING_MODE_LIVE
+    engines.StartEngine(pb.StartEngineRequest(name=live, config=grid))
+    try:
+        for name in (paper, live):
+            running = wait_for(engines, name, lambda e: e.cycles >= 2 and (
+                e.market_data_source == pb.MARKET_DATA_SOURCE_STREAM), timeout=30)
+            assert running.state == pb.ENGINE_STATE_RUNNING and not running.last_error
+        assert wait_for(engines, live, lambda e: e.open_orders == 1).position_differences == 0
+    finally:
+        engines.StopEngine(pb.StopEngineRequest(name=paper))
+        engines.StopEngine(pb.StopEngineRequest(name=live))
