@@ -43,7 +43,8 @@ def assemble_engine(
         perp = PerpSession(config, resources.modes, resources.perp_market, account,
                            record.connection_id)
     broker = _broker(config, resources, perp, clock, funding_poll_s)
-    return Engine(record, validated, broker, resources.market_data, store, clock, publish, perp)
+    return Engine(record, validated, broker, resources.market_data, store, clock, publish,
+                  resources.events, perp)
 
 
 def _broker(config: EngineConfig, resources: EngineResources, perp: PerpSession | None,
@@ -58,7 +59,10 @@ def _broker(config: EngineConfig, resources: EngineResources, perp: PerpSession 
         if perp is not None and perp.account is not None:
             return LivePerpBroker(resources.orders, perp.account, config.symbols, clock,
                                   funding_poll_s=funding_poll_s, check_before_place=False)
-        return LiveBroker(resources.orders, config.symbols, clock, check_before_place=False)
+        # On a WebSocket connection fills and order states arrive by the private stream
+        # (spot; perpetuals poll, see `ctsd.wiring.engine_exchange`).
+        return LiveBroker(resources.orders, config.symbols, clock, check_before_place=False,
+                          updates=resources.order_updates)
     if perp is not None and resources.perp_market is not None:
         return PaperPerpBroker(config.paper, clock, resources.modes, config.leverage,
                                resources.perp_market, config.symbols)

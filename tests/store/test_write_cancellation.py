@@ -156,6 +156,12 @@ async def save_execution(store: SqlEngineStore, run: int) -> None:
     await store.save_execution("e-0", Execution(order(f"o{run}", OrderStatus.FILLED), fills))
 
 
+async def save_pending(store: SqlEngineStore, run: int) -> None:
+    """The write ahead of a placement: the order and the engine's cycle, both or neither."""
+    pending = replace(order(f"p{run}", OrderStatus.PENDING), cycle=run + 20)
+    await store.save_execution("e-0", Execution(pending))
+
+
 async def explore_engine_store(db: Database, name: str, write: EngineWrite) -> Exploration:
     store = SqlEngineStore(db)
     before: list[list[tuple[Any, ...]]] = [await engine_rows(db)]
@@ -194,7 +200,8 @@ async def _rows_after(db: Database, write: EngineWrite, run: int) -> list[tuple[
 async def test_engine_store_writes_cancelled_at_every_await_point(db: Database) -> None:
     found = [await explore_engine_store(db, name, write) for name, write in (
         ("create_engine", create_engine), ("set_desired", set_desired),
-        ("save_cycle", save_cycle), ("save_execution", save_execution))]
+        ("save_cycle", save_cycle), ("save_execution", save_execution),
+        ("save_pending", save_pending))]
     report("repository writes", found)
     assert not [p for one in found for p in one.problems]
 
