@@ -163,29 +163,31 @@ def seeded() -> Iterator[Path]:
         remove_tree(root)
 
 
+CALL_TIMEOUT_S = 30.0
+
+
 def reads(address: str) -> list[tuple[str, grpc.StatusCode, str]]:
     """Every read RPC on the seeded data: (call, code, what it said)."""
     answers = []
     with grpc.insecure_channel(address) as channel:
         cs, es = csgrpc.ConnectionServiceStub(channel), egrpc.EngineServiceStub(channel)
         hs = hgrpc.HealthServiceStub(channel)
-        calls: list[tuple[str, Callable[[], object]]] = [
-            ("ListConnections", lambda: cs.ListConnections(cspb.ListConnectionsRequest())),
-            ("GetSystemStatus", lambda: hs.GetSystemStatus(hpb.GetSystemStatusRequest())),
-            ("GetConnectionsHealth",
-             lambda: hs.GetConnectionsHealth(hpb.GetConnectionsHealthRequest())),
-            ("VerifyStartup", lambda: hs.VerifyStartup(hpb.VerifyStartupRequest())),
-            ("ListEngines", lambda: es.ListEngines(epb.ListEnginesRequest())),
-            ("ListOrders", lambda: es.ListOrders(epb.ListOrdersRequest(
-                parent="connections/a/engine"))),
-            ("ListTrades", lambda: es.ListTrades(epb.ListTradesRequest(
-                parent="connections/a/engine"))),
-            *((f"GetConnection {c}", lambda c=c: cs.GetConnection(
-                cspb.GetConnectionRequest(name=f"connections/{c}"))) for c in CONNECTIONS),
+        calls: list[tuple[str, Callable[..., object], object]] = [
+            ("ListConnections", cs.ListConnections, cspb.ListConnectionsRequest()),
+            ("GetSystemStatus", hs.GetSystemStatus, hpb.GetSystemStatusRequest()),
+            ("GetConnectionsHealth", hs.GetConnectionsHealth,
+             hpb.GetConnectionsHealthRequest()),
+            ("VerifyStartup", hs.VerifyStartup, hpb.VerifyStartupRequest()),
+            ("ListEngines", es.ListEngines, epb.ListEnginesRequest()),
+            ("ListOrders", es.ListOrders, epb.ListOrdersRequest(parent="connections/a/engine")),
+            ("ListTrades", es.ListTrades, epb.ListTradesRequest(parent="connections/a/engine")),
+            *((f"GetConnection {c}", cs.GetConnection,
+               cspb.GetConnectionRequest(name=f"connections/{c}")) for c in CONNECTIONS),
         ]
-        for name, call in calls:
+        for name, method, request in calls:
             try:
-                answer = call()
+                # A deadline on each: a hang is a finding (DEADLINE_EXCEEDED), not a stall.
+                answer = method(request, timeout=CALL_TIMEOUT_S)
                 answers.append((name, grpc.StatusCode.OK, str(answer)))
             except grpc.RpcError as exc:
                 answers.append((name, exc.code(), str(exc.details())))
@@ -207,8 +209,10 @@ def one_case(seeded: Path, name: str, damage: Damage, tally: Tally) -> None:
         lines = [line for line in logs.splitlines() if line.startswith("ctsd: ")]
         problems = log_problems(logs)
         if code is None:
-            answers = reads(daemon.address)
-            daemon.stop()
+            try:
+                answers = reads(daemon.address)
+            finally:  # even when the test's timeout lands here: no daemon outlives its case
+                daemon.stop()
             problems += log_problems(daemon.logs())
             problems += [f"{call}: {c.name} {said[:120]}" for call, c, said in answers
                          if c not in DELIBERATE]
@@ -229,6 +233,7 @@ def one_case(seeded: Path, name: str, damage: Damage, tally: Tally) -> None:
         remove_tree(root)
 
 
+@pytest.mark.timeout(900)  # a daemon start per damaged file: minutes on a loaded machine
 def test_every_damaged_database_is_refused_or_served_without_a_crash(seeded: Path) -> None:
     tally = Tally("corrupt databases: exit 78 or quarantine")
     cases = dict(CORPUS)
