@@ -90,7 +90,14 @@ class AlreadyExists(ClientError):
 
 
 class FailedPrecondition(ClientError):
+    """`violations` name the fields whose value the state refuses (e.g. a leverage on a
+    spot connection): sent as google.rpc PreconditionFailure details."""
+
     reason = "FAILED_PRECONDITION"
+
+    def __init__(self, message: str, violations: list[FieldViolation] | None = None) -> None:
+        super().__init__(message)
+        self.violations = list(violations or [])
 
 
 class CredentialsUnavailable(FailedPrecondition):

@@ -29,10 +29,11 @@ from ctsd.engine.config import (
 from ctsd.engine.manager import CoordinatorHealth
 from ctsd.engine.market import DryRun
 from ctsd.engine.orders import Fill, Order, OrderStatus
-from ctsd.engine.status import EngineState, EngineStatus, FailureCode
+from ctsd.engine.perpetual import MarginMode, MismatchPolicy
+from ctsd.engine.status import EngineState, EngineStatus, FailureCode, PositionStatus
 from ctsd.engine.watch import Heartbeat
 from ctsd.errors import FieldViolation, InvalidArgument
-from ctsd.strategies.model import CancelIntent, OrderIntent, OrderType, Side
+from ctsd.strategies.model import CancelIntent, OrderIntent, OrderType, PositionSide, Side
 from ctsd.strategies.registry import StrategyRegistry
 
 ENGINE_SUFFIX = "/engine"
@@ -53,7 +54,16 @@ _FAILURES = {
     FailureCode.RESTART_LIMIT: pb.ENGINE_FAILURE_CODE_RESTART_LIMIT,
     FailureCode.START_FAILED: pb.ENGINE_FAILURE_CODE_START_FAILED,
     FailureCode.EXCHANGE_UNAVAILABLE: pb.ENGINE_FAILURE_CODE_EXCHANGE_UNAVAILABLE,
+    FailureCode.POSITION_MISMATCH: pb.ENGINE_FAILURE_CODE_POSITION_MISMATCH,
 }
+_POSITION_SIDES = {PositionSide.BOTH: pb.POSITION_SIDE_BOTH,
+                   PositionSide.LONG: pb.POSITION_SIDE_LONG,
+                   PositionSide.SHORT: pb.POSITION_SIDE_SHORT}
+_MARGIN_MODES = {MarginMode.CROSS: pb.POSITION_MARGIN_MODE_CROSS,
+                 MarginMode.ISOLATED: pb.POSITION_MARGIN_MODE_ISOLATED}
+_MISMATCH = {pb.POSITION_MISMATCH_POLICY_UNSPECIFIED: MismatchPolicy.STOP,
+             pb.POSITION_MISMATCH_POLICY_STOP: MismatchPolicy.STOP,
+             pb.POSITION_MISMATCH_POLICY_ADOPT: MismatchPolicy.ADOPT}
 _SIDES = {Side.BUY: pb.ORDER_SIDE_BUY, Side.SELL: pb.ORDER_SIDE_SELL}
 _TYPES = {OrderType.MARKET: pb.ORDER_TYPE_MARKET, OrderType.LIMIT: pb.ORDER_TYPE_LIMIT}
 _ORDER_STATUSES = {
@@ -135,6 +145,10 @@ def decode_config(config: pb.EngineConfig, strategies: StrategyRegistry) -> Engi
     if config.mode not in (pb.TRADING_MODE_UNSPECIFIED, pb.TRADING_MODE_PAPER,
                            pb.TRADING_MODE_LIVE):
         found.append(FieldViolation("config.mode", f"unknown mode {config.mode}"))
+    policy = _MISMATCH.get(config.on_position_mismatch)
+    if policy is None:
+        found.append(FieldViolation("config.on_position_mismatch",
+                                    f"unknown policy {config.on_position_mismatch}"))
     # Not ToTimedelta(): it overflows on seconds the domain's range check should refuse.
     interval = (config.interval.seconds + config.interval.nanos / 1e9
                 if config.HasField("interval") else DEFAULT_INTERVAL_S)
@@ -146,6 +160,8 @@ def decode_config(config: pb.EngineConfig, strategies: StrategyRegistry) -> Engi
         interval_s=interval,
         risk=_decode_risk(config.risk, found),
         paper=_decode_paper(config.paper, found),
+        leverage=dict(config.leverage),
+        on_position_mismatch=policy or MismatchPolicy.STOP,
     )
     if found:
         try:
@@ -193,16 +209,17 @@ def encode_engine(status: EngineStatus) -> pb.Engine:
         name=engine_name(status.connection_id), engine_id=status.engine_id,
         state=_STATES[status.state], mode=_MODES[status.mode], strategy=status.strategy,
         symbols=status.symbols, cycles=status.cycles, open_orders=status.open_orders,
-        positions=[pb.Position(symbol=p.symbol, amount=_text(p.amount),
-                               average_price=_text(p.avg_price),
-                               unrealized_pnl=_text(p.unrealized_pnl))
-                   for p in status.positions],
+        positions=[_position(p) for p in status.positions],
         realized_pnl=_text(status.realized_pnl), unrealized_pnl=_text(status.unrealized_pnl),
         orders_placed=status.orders_placed, orders_filled=status.orders_filled,
         orders_rejected=status.orders_rejected, last_error=status.last_error,
         restarts=status.restarts, version=status.version,
         last_cycle_duration=duration(status.last_cycle_duration_s),
         last_cycle_lag=duration(status.last_cycle_lag_s), skipped_ticks=status.skipped_ticks,
+        fees=_text(status.fees), funding_pnl=_text(status.funding_pnl),
+        position_differences=status.position_differences,
+        last_position_difference=status.last_position_difference,
+        liquidations=status.liquidations,
     )
     if status.failure is not None:
         engine.failure.CopyFrom(pb.EngineFailure(code=_FAILURES[status.failure.code],
@@ -212,6 +229,16 @@ def encode_engine(status: EngineStatus) -> pb.Engine:
     if status.heartbeat_ms:
         engine.heartbeat_time.CopyFrom(timestamp(_time(status.heartbeat_ms)))
     return engine
+
+
+def _position(p: PositionStatus) -> pb.Position:
+    return pb.Position(
+        symbol=p.symbol, amount=_text(p.amount), average_price=_text(p.avg_price),
+        unrealized_pnl=_text(p.unrealized_pnl), side=_POSITION_SIDES[p.side],
+        mark_price=_text(p.mark_price), leverage=_text(p.leverage),
+        margin_mode=_MARGIN_MODES[p.margin_mode] if p.margin_mode
+        else pb.POSITION_MARGIN_MODE_UNSPECIFIED,
+        margin=_text(p.margin), liquidation_price=_text(p.liquidation_price))
 
 
 def encode_heartbeat(beat: Heartbeat) -> pb.EngineHeartbeat:
@@ -239,7 +266,9 @@ def encode_dry_run(dry: DryRun) -> pb.TestEngineResponse:
                 symbol=intent.symbol, side=_SIDES[intent.side], type=_TYPES[intent.type],
                 amount=_text(intent.amount), price=_text(intent.price), tag=intent.tag,
                 allowed=verdict is not None and verdict.accepted,
-                reason=verdict.reason if verdict else ""))
+                reason=verdict.reason if verdict else "", reduce_only=intent.reduce_only,
+                position_side=_POSITION_SIDES[intent.position_side] if intent.position_side
+                else pb.POSITION_SIDE_UNSPECIFIED))
         elif isinstance(intent, CancelIntent):
             response.cancels.append(pb.CancelIntent(
                 client_order_id=intent.client_order_id, symbol=intent.symbol, tag=intent.tag))
@@ -255,7 +284,8 @@ def encode_order(order: Order) -> pb.EngineOrder:
         average_price=_text(order.average_price), fee=_text(order.fee), tag=order.tag,
         cycle=order.cycle, reason=order.reason,
         create_time=timestamp(_time(order.created_ms)),
-        update_time=timestamp(_time(order.updated_ms)))
+        update_time=timestamp(_time(order.updated_ms)), reduce_only=order.reduce_only,
+        position_side=_POSITION_SIDES[order.position_side])
 
 
 def encode_trade(fill: Fill) -> pb.EngineTrade:
@@ -263,4 +293,5 @@ def encode_trade(fill: Fill) -> pb.EngineTrade:
         trade_id=fill.trade_id, client_order_id=fill.client_order_id, symbol=fill.symbol,
         side=_SIDES[fill.side], amount=_text(fill.amount), price=_text(fill.price),
         fee=_text(fill.fee), fee_asset=fill.fee_asset,
-        time=timestamp(_time(fill.timestamp_ms)), maker=fill.maker)
+        time=timestamp(_time(fill.timestamp_ms)), maker=fill.maker,
+        position_side=_POSITION_SIDES[fill.position_side])

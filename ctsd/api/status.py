@@ -65,6 +65,16 @@ def to_status(error: errors.CtsError) -> grpc.Status:
             ]
         )
         details.insert(0, _pack(bad))
+    elif isinstance(error, errors.FailedPrecondition) and error.violations:
+        failure = error_details_pb2.PreconditionFailure(
+            violations=[
+                error_details_pb2.PreconditionFailure.Violation(
+                    type="FIELD", subject=v.field, description=v.description
+                )
+                for v in error.violations
+            ]
+        )
+        details.insert(0, _pack(failure))
     status = status_pb2.Status(
         code=code_for(error), message=error.message[:MAX_MESSAGE_CHARS], details=details
     )

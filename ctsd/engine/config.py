@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 
+from ctsd.engine.perpetual import MAX_LEVERAGE, MismatchPolicy
 from ctsd.errors import FieldViolation
 from ctsd.strategies.base import Strategy, StrategyFactory, validate_params
 from ctsd.strategies.params import StrategyParams, raise_violations
@@ -58,6 +59,11 @@ class EngineConfig:
     interval_s: float = 60.0
     risk: RiskLimits = RiskLimits()
     paper: PaperSettings = PaperSettings()
+    leverage: Mapping[str, int] = field(default_factory=dict)
+    """Perpetuals: the leverage per symbol, set on the venue at engine start (a symbol not
+    listed keeps the venue's); bounded by the venue's tiers for the position size."""
+    on_position_mismatch: MismatchPolicy = MismatchPolicy.STOP
+    """LIVE perpetuals: what a difference between the venue's positions and the ledger does."""
 
 
 @dataclass(frozen=True)
@@ -91,6 +97,7 @@ def validate_config(config: EngineConfig, strategies: StrategyRegistry) -> Valid
             f"must be between {MIN_INTERVAL_S:g} and {MAX_INTERVAL_S:g} seconds"))
     violations += _risk_violations(config.risk)
     violations += _paper_violations(config.paper)
+    violations += _leverage_violations(config)
     raise_violations(violations)
     assert factory is not None
     return ValidatedConfig(config, factory, params)
@@ -108,6 +115,23 @@ def _symbol_violations(symbols: tuple[str, ...]) -> list[FieldViolation]:
                                         f"{symbol!r} is not a unified symbol like BTC/USDT"))
         elif symbol in symbols[:i]:
             found.append(FieldViolation(f"config.symbols[{i}]", f"{symbol} is listed twice"))
+    return found
+
+
+def leverage_field(symbol: str) -> str:
+    return f'config.leverage["{symbol}"]'
+
+
+def _leverage_violations(config: EngineConfig) -> list[FieldViolation]:
+    found: list[FieldViolation] = []
+    for symbol, leverage in sorted(config.leverage.items()):
+        if symbol not in config.symbols:
+            found.append(FieldViolation(leverage_field(symbol),
+                                        f"{symbol} is not one of config.symbols"))
+        elif isinstance(leverage, bool) or not isinstance(leverage, int) or not (
+                1 <= leverage <= MAX_LEVERAGE):
+            found.append(FieldViolation(leverage_field(symbol),
+                                        f"must be a whole number from 1 to {MAX_LEVERAGE}"))
     return found
 
 

@@ -1,4 +1,4 @@
-"""One connection's engine: session start (reconcile) and one cycle at a time.
+"""One connection's engine: session start (prepare, reconcile) and one cycle at a time.
 
 A cycle is: mark the cycle begun in the store, read the market, book what the
 broker filled since last time, check the daily loss, let the strategy decide,
@@ -7,6 +7,13 @@ intent under its deterministic client order id, written to the store as
 PENDING before it is sent. The engine never schedules itself: `EngineManager`
 owns the loop, the timing and the restarts, so this class stays testable one
 cycle at a time.
+
+On perpetuals (`ctsd.engine.perp_session`) a session first bounds the leverage
+by the venue's tiers and, LIVE, applies position mode, margin mode and
+leverage; each cycle reads the funding terms with the market, books funding
+payments, and (LIVE) compares the venue's positions with the ledger
+(`ctsd.engine.position_check`): a difference is reported on the status and in
+the log, then adopted or, by default, fails the engine closed.
 """
 
 from __future__ import annotations
@@ -21,10 +28,14 @@ from typing import Any
 from ctsd.clock import Clock
 from ctsd.engine.brokers.base import Broker
 from ctsd.engine.config import ValidatedConfig
+from ctsd.engine.intents import resolved
 from ctsd.engine.ledger import Ledger
 from ctsd.engine.market import DryRun, decide_dry, fetch_infos, fetch_snapshot
 from ctsd.engine.orders import Execution, Order, OrderRequest, OrderStatus, client_order_id
+from ctsd.engine.perp_session import PerpSession, check_spot, position_statuses
+from ctsd.engine.perpetual import AppliedSetting, MismatchPolicy
 from ctsd.engine.ports import EngineRecord, EngineStore, MarketDataSource
+from ctsd.engine.position_check import PositionMismatch, adoption, differences, explain
 from ctsd.engine.risk import RiskGate
 from ctsd.engine.status import EngineState, EngineStatus, Failure, PositionStatus, check_transition
 from ctsd.strategies.model import (
@@ -34,6 +45,7 @@ from ctsd.strategies.model import (
     MarketSnapshot,
     OrderIntent,
     Portfolio,
+    PositionSide,
 )
 from ctsd.tasks import Interrupted, unless_set
 
@@ -48,7 +60,7 @@ class Engine:
     def __init__(
         self, record: EngineRecord, validated: ValidatedConfig, broker: Broker,
         market_data: MarketDataSource, store: EngineStore, clock: Clock,
-        publish: Callable[[EngineStatus], None],
+        publish: Callable[[EngineStatus], None], perp: PerpSession | None = None,
     ) -> None:
         config = validated.config
         self.connection_id = record.connection_id
@@ -60,8 +72,13 @@ class Engine:
         self._store = store
         self._clock = clock
         self._publish = publish
-        self._risk = RiskGate(config.risk, clock)
+        self._perp = perp
+        self._hedge = perp is not None and perp.modes.hedge
+        self._risk = RiskGate(config.risk, clock, hedge=self._hedge)
         self._ledger = Ledger()
+        self._prepared = False
+        self._agreed_ms = 0
+        """When the ledger last agreed with the venue's positions (LIVE perpetuals)."""
         self._cycle = record.cycle
         self._skipped_ticks = 0
         self._infos: dict[str, MarketInfo] = {}
@@ -76,6 +93,10 @@ class Engine:
     @property
     def market_data(self) -> MarketDataSource:
         return self._market_data
+
+    @property
+    def perp(self) -> PerpSession | None:
+        return self._perp
 
     def transition(self, state: EngineState, failure: Failure | None = None) -> None:
         check_transition(self._status.state, state)
@@ -92,14 +113,35 @@ class Engine:
         self._status = replace(self._status, version=self._status.version + 1, **changes)
         self._publish(self._status)
 
+    async def prepare(self) -> tuple[AppliedSetting, ...]:
+        """Before the first session trades: what the connection's market cannot do is
+        refused (FailedPrecondition, InvalidArgument naming the field), and on perpetuals
+        the venue's settings are applied (a refusal raises the venue's reason). Once per
+        engine: a restart's session reapplies nothing the first one set."""
+        if self._prepared:
+            return ()
+        applied: tuple[AppliedSetting, ...] = ()
+        if self._perp is None:
+            check_spot(self.config, self._strategy.needs, f"connections/{self.connection_id}")
+        else:
+            applied = await self._perp.prepare()
+        self._prepared = True
+        return applied
+
     async def reconcile(self) -> None:
-        """Session start: rebuild the ledger from stored fills and align open orders with
-        the venue. Any exception means the engine must not trade (fail closed)."""
+        """Session start: rebuild the ledger from stored fills and funding, align open
+        orders with the venue and (LIVE perpetuals) the ledger with the venue's positions.
+        Any exception means the engine must not trade (fail closed)."""
+        await self.prepare()
         fills = await self._store.list_fills(self.connection_id)
-        self._ledger = Ledger(fills)
+        funding = await self._store.list_funding(self.connection_id)
+        self._ledger = Ledger(fills, funding)
+        self._agreed_ms = max((f.timestamp_ms for f in fills), default=self._clock.now_ms())
         known = await self._store.list_orders(self.connection_id, open_only=True)
-        for execution in await self._broker.reconcile(known, fills):
+        for execution in await self._broker.reconcile(known, fills, funding):
             await self._book(execution)
+        await self._book_funding()
+        await self._check_positions()
         self._update(**self._figures())
 
     async def run_cycle(self, scheduled: float | None = None,
@@ -121,13 +163,15 @@ class Engine:
                     interrupt, fetch_infos(self._market_data, self.config.symbols))
             for execution in await unless_set(interrupt, self._broker.refresh()):
                 await self._book(execution)
-            market = await unless_set(interrupt, fetch_snapshot(
-                self._market_data, self._infos, self._strategy.needs, self._clock))
+            market = await unless_set(interrupt, self._read_market())
         except Interrupted:
             return False
-        self._marks = {m.info.symbol: m.ticker.last for m in market.symbols}
+        self._marks = {m.info.symbol: m.funding.mark if m.funding and m.funding.mark
+                       else m.ticker.last for m in market.symbols}
         for execution in await self._broker.poll(market):
             await self._book(execution)
+        await self._book_funding()
+        await self._check_positions()
         breach = self._risk.daily_loss_breach(self._ledger.pnl(self._marks, self._clock.now_ms()))
         if breach:
             raise RiskLimitBreached(breach)
@@ -138,6 +182,11 @@ class Engine:
                      last_cycle_lag_s=lag, skipped_ticks=self._skipped_ticks, **self._figures())
         return True
 
+    async def _read_market(self) -> MarketSnapshot:
+        market = await fetch_snapshot(self._market_data, self._infos, self._strategy.needs,
+                                      self._clock)
+        return market if self._perp is None else await self._perp.with_funding(market)
+
     def note_skipped_ticks(self, count: int) -> None:
         """Counted now, published with the next cycle: no extra event for watchers."""
         self._skipped_ticks += count
@@ -146,9 +195,8 @@ class Engine:
         """This engine's next decision on the current market, placing nothing."""
         if not self._infos:
             self._infos = await fetch_infos(self._market_data, self.config.symbols)
-        market = await fetch_snapshot(self._market_data, self._infos, self._strategy.needs,
-                                      self._clock)
-        fresh_gate = RiskGate(self.config.risk, self._clock)
+        market = await self._read_market()
+        fresh_gate = RiskGate(self.config.risk, self._clock, hedge=self._hedge)
         return decide_dry(self._strategy, market, self.portfolio(), fresh_gate)
 
     async def cancel_open_orders(self) -> None:
@@ -194,9 +242,11 @@ class Engine:
             self._update(orders_rejected=self._status.orders_rejected + rejected)
 
     async def _place(self, index: int, intent: OrderIntent) -> Execution:
+        leg = resolved(intent, self._hedge)
         request = OrderRequest(client_order_id(self.engine_id, self._cycle, index), intent.symbol,
                                intent.side, intent.type, intent.amount, intent.price,
-                               intent.tag, self._cycle)
+                               intent.tag, self._cycle, reduce_only=intent.reduce_only,
+                               position_side=leg.position_side or PositionSide.BOTH)
         await self._store.save_execution(
             self.connection_id, Execution(Order.pending(request, self._clock.now_ms())))
         execution = await self._broker.place(request)
@@ -211,14 +261,68 @@ class Engine:
             self._ledger.apply(fill)
         if execution.fills and execution.order.status is OrderStatus.FILLED:
             self._status = replace(self._status, orders_filled=self._status.orders_filled + 1)
+        if execution.order.tag == "liquidation" and execution.fills:  # the paper account's
+            self._status = replace(self._status, liquidations=self._status.liquidations + 1)
+            log.warning("position liquidated", extra={
+                "connection_id": self.connection_id, "symbol": execution.order.symbol,
+                "amount": str(execution.order.filled),
+                "price": str(execution.order.average_price)})
+
+    async def _book_funding(self) -> None:
+        """Funding payments the broker found, stored (once per id) before they count."""
+        fresh = tuple(p for p in self._broker.take_funding()
+                      if not self._ledger.has_funding(p.funding_id))
+        if not fresh:
+            return
+        await self._store.save_funding(self.connection_id, fresh)
+        for payment in fresh:
+            self._ledger.apply_funding(payment)
+
+    async def _check_positions(self) -> None:
+        """LIVE perpetuals: the venue's positions against the ledger. A difference is read
+        once more (an own fill may have landed between the two reads), then reported on
+        the status and in the log, and adopted or failed closed as configured."""
+        if self._perp is None or self._perp.account is None:
+            return
+        symbols = self.config.symbols
+        if not differences(self._ledger, self._broker.positions(), symbols):
+            self._agreed_ms = self._clock.now_ms()
+            return
+        for execution in await self._broker.refresh():
+            await self._book(execution)
+        await self._book_funding()
+        found = differences(self._ledger, self._broker.positions(), symbols)
+        if not found:
+            return
+        own = {o.exchange_order_id for o in await self._store.list_orders(self.connection_id)}
+        found, outside = await explain(self._perp.account, found, self._agreed_ms - 60_000, own)
+        text = "; ".join(str(d) for d in found)
+        liquidated = sum("liquidation" in d.cause for d in found)
+        self._update(position_differences=self._status.position_differences + 1,
+                     last_position_difference=text,
+                     liquidations=self._status.liquidations + liquidated)
+        policy = self.config.on_position_mismatch
+        log.warning("venue position differs from the ledger", extra={
+            "connection_id": self.connection_id, "difference": text, "policy": policy.value})
+        if policy is MismatchPolicy.STOP:
+            raise PositionMismatch(text)
+        for execution in adoption(found, outside, self._hedge, self._clock.now_ms(),
+                                  self._marks):
+            await self._book(execution)
+        self._agreed_ms = self._clock.now_ms()
 
     def _figures(self) -> dict[str, Any]:
         """The status fields derived from the ledger and the broker's book."""
         pnl = self._ledger.pnl(self._marks, self._clock.now_ms())
-        positions = tuple(
-            PositionStatus(p.symbol, p.amount, p.avg_price,
-                           (self._marks[p.symbol] - p.avg_price) * p.amount
-                           if p.symbol in self._marks else Decimal(0))
-            for p in self._ledger.positions())
+        positions: tuple[PositionStatus, ...]
+        if self._perp is None:
+            positions = tuple(
+                PositionStatus(p.symbol, p.amount, p.avg_price,
+                               (self._marks[p.symbol] - p.avg_price) * p.amount
+                               if p.symbol in self._marks else Decimal(0))
+                for p in self._ledger.positions())
+        else:
+            positions = position_statuses(self._ledger, self._broker.positions(), self._marks)
         return {"open_orders": len(self._broker.open_orders()), "positions": positions,
-                "realized_pnl": pnl.realized, "unrealized_pnl": pnl.unrealized}
+                "realized_pnl": pnl.realized, "unrealized_pnl": pnl.unrealized,
+                "fees": self._ledger.fees, "funding_pnl": self._ledger.funding}

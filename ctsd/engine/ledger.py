@@ -1,15 +1,21 @@
-"""Positions, average prices and PnL, derived from fills alone.
+"""Positions, average prices and PnL, derived from fills and funding payments alone.
 
 Both brokers feed the same ledger, so paper and live report PnL identically,
-and replaying the persisted trades at start rebuilds it exactly: the ledger has
-no state that is not a fold over fills.
+and replaying the persisted trades and funding payments at start rebuilds it
+exactly: the ledger has no state that is not a fold over them. Realized PnL is
+net of fees and includes funding, so it moves as the venue's wallet does.
 
 Fees: one in the quote asset is a realized cost. One in the base asset (a spot buy
 on Binance, Bybit or OKX) is paid out of the base the buy receives, so the position
 is what the wallet holds: a buy of 1 ETH with a 0.001 ETH fee opens 0.999 ETH whose
 average price carries the whole cost; a base fee on a trade that reduces the
 position takes that much more off it, at its average price. A fee in a third
-asset, such as BNB, has no price here and is not counted.
+asset, such as BNB, has no price here and is not counted. `fees` sums every fee
+valued in the quote asset, whichever way it was paid.
+
+Positions are kept per (symbol, position side): one per symbol on spot and
+one-way perpetuals (side BOTH, signed), two legs on a hedge-mode account (LONG
+never below zero, SHORT never above).
 """
 
 from __future__ import annotations
@@ -20,7 +26,8 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 
 from ctsd.engine.orders import Fill
-from ctsd.strategies.model import Position, Side
+from ctsd.engine.perpetual import FundingPayment
+from ctsd.strategies.model import Position, PositionSide, Side
 
 ZERO = Decimal(0)
 
@@ -47,37 +54,64 @@ class PnL:
         return self.realized_today + self.unrealized
 
 
+PositionKey = tuple[str, PositionSide]
+
+
 class Ledger:
-    def __init__(self, fills: Iterable[Fill] = ()) -> None:
-        self._positions: dict[str, Position] = {}
+    def __init__(self, fills: Iterable[Fill] = (),
+                 funding: Iterable[FundingPayment] = ()) -> None:
+        self._positions: dict[PositionKey, Position] = {}
         self._realized = ZERO
         self._day: date | None = None
         self._realized_day = ZERO
         self._fills = 0
+        self.fees = ZERO
+        """Every fee paid, in the quote asset."""
+        self.funding = ZERO
+        """Every funding payment, signed as the wallet moved (received positive)."""
+        self._funding_ids: set[str] = set()
         for fill in fills:
             self.apply(fill)
+        for payment in funding:
+            self.apply_funding(payment)
 
     @property
     def fill_count(self) -> int:
         return self._fills
 
-    def position(self, symbol: str) -> Position:
-        return self._positions.get(symbol) or Position(symbol, ZERO, ZERO)
+    def position(self, symbol: str, side: PositionSide = PositionSide.BOTH) -> Position:
+        return self._positions.get((symbol, side)) or Position(symbol, ZERO, ZERO, side)
 
     def positions(self) -> tuple[Position, ...]:
-        return tuple(self._positions[s] for s in sorted(self._positions))
+        """Every position ever held, empty ones included, by symbol then side."""
+        return tuple(self._positions[k] for k in sorted(self._positions,
+                                                        key=lambda k: (k[0], k[1].value)))
+
+    def apply_funding(self, payment: FundingPayment) -> bool:
+        """Book one funding payment into realized PnL, once per id; False if seen before."""
+        if payment.funding_id in self._funding_ids:
+            return False
+        self._funding_ids.add(payment.funding_id)
+        self.funding += payment.amount
+        self._book_realized(payment.amount, utc_day(payment.timestamp_ms))
+        return True
+
+    def has_funding(self, funding_id: str) -> bool:
+        return funding_id in self._funding_ids
 
     def apply(self, fill: Fill) -> Decimal:
         """Book one fill; returns the PnL it realized, net of its fee."""
-        held = self.position(fill.symbol)
+        key = (fill.symbol, fill.position_side)
+        held = self.position(*key)
         signed = fill.amount if fill.side is Side.BUY else -fill.amount
         realized = ZERO
+        self.fees += self._fee_in_quote(fill)
         base_fee = fill.fee if fill.fee_asset == split_symbol(fill.symbol)[0] else ZERO
         if base_fee and fill.side is Side.BUY and held.amount >= 0:
             # the fee comes out of what the buy receives: fewer units carry the whole cost
             total = held.amount + fill.amount - base_fee
             avg = (held.amount * held.avg_price + fill.amount * fill.price) / total
-            self._positions[fill.symbol] = Position(fill.symbol, total, avg)
+            self._positions[key] = Position(fill.symbol, total, avg, fill.position_side)
             self._fills += 1
             return realized
         if held.amount == 0 or (held.amount > 0) == (signed > 0):
@@ -100,7 +134,7 @@ class Ledger:
             remaining -= base_fee
         else:
             realized -= self._fee_in_quote(fill)
-        self._positions[fill.symbol] = Position(fill.symbol, remaining, avg)
+        self._positions[key] = Position(fill.symbol, remaining, avg, fill.position_side)
         self._book_realized(realized, utc_day(fill.timestamp_ms))
         self._fills += 1
         return realized

@@ -27,14 +27,14 @@ from types import TracebackType
 
 from ctsd.clock import Clock, SystemClock
 from ctsd.connections.locks import ConnectionLocks
-from ctsd.engine.brokers.base import Broker
-from ctsd.engine.brokers.live import LiveBroker
-from ctsd.engine.brokers.paper import PaperBroker
+from ctsd.engine.assembly import assemble_engine
+from ctsd.engine.brokers.live_perp import DEFAULT_FUNDING_POLL_S
 from ctsd.engine.config import EngineConfig, TradingMode, ValidatedConfig, validate_config
 from ctsd.engine.engine import Engine
 from ctsd.engine.market import DryRun, decide_dry, fetch_infos, fetch_snapshot
 from ctsd.engine.orders import Fill, Order
 from ctsd.engine.paging import Listing, listing, page_request
+from ctsd.engine.perp_session import with_funding
 from ctsd.engine.ports import (
     DesiredState,
     EngineBackend,
@@ -42,13 +42,14 @@ from ctsd.engine.ports import (
     EngineResources,
     EngineStore,
     MarketDataSource,
+    PerpetualMarketData,
 )
 from ctsd.engine.risk import RiskGate
 from ctsd.engine.status import EngineState, EngineStatus, Failure, FailureCode
 from ctsd.engine.supervisor import EngineRun, RestartPolicy, describe
 from ctsd.engine.watch import StatusHub, Watcher
 from ctsd.errors import FailedPrecondition, NotFound
-from ctsd.strategies.model import Balance, Portfolio
+from ctsd.strategies.model import Balance, MarketKind, Portfolio
 from ctsd.strategies.registry import StrategyRegistry
 
 DEFAULT_POLICY = RestartPolicy()
@@ -77,6 +78,7 @@ class EngineManager:
         policy: RestartPolicy = DEFAULT_POLICY, engine_ids: Callable[[], str] = new_engine_id,
         heartbeat_s: float = 5.0, shutdown_grace_s: float = 10.0,
         locks: ConnectionLocks | None = None, cancel_orders_on_shutdown: bool = False,
+        funding_poll_s: float = DEFAULT_FUNDING_POLL_S,
     ) -> None:
         self._store = store
         self._locks = locks or ConnectionLocks()  # shared with connection deletes
@@ -89,6 +91,7 @@ class EngineManager:
         self._heartbeat_s = heartbeat_s
         self._grace_s = shutdown_grace_s
         self._cancel_on_shutdown = cancel_orders_on_shutdown
+        self._funding_poll_s = funding_poll_s
         self._runs: dict[str, EngineRun] = {}
         self._claimed: set[str] = set()
         self._heartbeats: asyncio.Task[None] | None = None
@@ -148,11 +151,15 @@ class EngineManager:
                     connection_id, self._engine_ids(), config, DesiredState.RUNNING
                 )
                 try:
+                    # What the market cannot do, and the venue's settings, before anything
+                    # is stored or placed: a refusal fails the start itself.
+                    engine = self._build(record, validated, resources)
+                    await engine.prepare()
                     await self._store.create_engine(record)
                 except BaseException:
                     await self._backend.close(connection_id)
                     raise
-                run = self._launch(record, validated, resources)
+                run = self._launch(engine)
         finally:
             self._claimed.discard(connection_id)
         return run.engine.status
@@ -213,11 +220,17 @@ class EngineManager:
             return await run.engine.preview()
         validated = validate_config(config, self._strategies)
         if run is not None and run.active:
-            return await self._dry(validated, run.engine.market_data, run.engine.portfolio())
+            perp = run.engine.perp
+            return await self._dry(validated, run.engine.market_data, run.engine.portfolio(),
+                                   perp.market if perp else None,
+                                   perp is not None and perp.modes.hedge)
         resources = await self._backend.open(connection_id, TradingMode.PAPER)
         try:
             balances = tuple(Balance(a, v, v) for a, v in config.paper.balances)
-            return await self._dry(validated, resources.market_data, Portfolio(balances=balances))
+            perps = resources.kind is MarketKind.PERPETUAL
+            return await self._dry(validated, resources.market_data, Portfolio(balances=balances),
+                                   resources.perp_market if perps else None,
+                                   perps and resources.modes.hedge)
         finally:
             await self._backend.close(connection_id)
 
@@ -237,11 +250,15 @@ class EngineManager:
         return run.engine.config.interval_s if run else 60.0
 
     async def _dry(self, validated: ValidatedConfig, market_data: MarketDataSource,
-                   portfolio: Portfolio) -> DryRun:
+                   portfolio: Portfolio, perp_market: PerpetualMarketData | None = None,
+                   hedge: bool = False) -> DryRun:
         strategy = validated.build_strategy()
         infos = await fetch_infos(market_data, validated.config.symbols)
         market = await fetch_snapshot(market_data, infos, strategy.needs, self._clock)
-        return decide_dry(strategy, market, portfolio, RiskGate(validated.config.risk, self._clock))
+        if perp_market is not None:
+            market = await with_funding(perp_market, market)
+        gate = RiskGate(validated.config.risk, self._clock, hedge=hedge)
+        return decide_dry(strategy, market, portfolio, gate)
 
     def _claim(self, connection_id: str) -> None:
         run = self._runs.get(connection_id)
@@ -257,25 +274,14 @@ class EngineManager:
             raise FailedPrecondition(f"connections/{connection_id} cannot place live orders")
         return resources
 
-    def _launch(self, record: EngineRecord, validated: ValidatedConfig,
-                resources: EngineResources) -> EngineRun:
-        config = validated.config
-        broker: Broker
-        if config.mode is TradingMode.LIVE:
-            assert resources.orders is not None
-            # Client order ids carry the cycle number, which is stored before a cycle
-            # sends anything, so a first attempt's id is new to the venue: asking for it
-            # first would only add a round trip between market data and the order.
-            # Retries still ask, and reconciliation resolves whatever a crash left.
-            broker = LiveBroker(
-                resources.orders, config.symbols, self._clock, check_before_place=False
-            )
-        else:
-            broker = PaperBroker(config.paper, self._clock)
-        engine = Engine(record, validated, broker, resources.market_data, self._store,
-                        self._clock, self._hub.publish)
+    def _build(self, record: EngineRecord, validated: ValidatedConfig,
+               resources: EngineResources) -> Engine:
+        return assemble_engine(record, validated, resources, self._store, self._clock,
+                               self._hub.publish, funding_poll_s=self._funding_poll_s)
+
+    def _launch(self, engine: Engine) -> EngineRun:
         run = EngineRun(engine, self._store, self._clock, self._policy)
-        self._runs[record.connection_id] = run
+        self._runs[engine.connection_id] = run
         run.launch()
         return run
 
@@ -287,7 +293,14 @@ class EngineManager:
             failure = Failure(FailureCode.START_FAILED, describe(exc))
             self._hub.publish(self._bare_status(record, EngineState.FAILED, failure))
             return
-        self._launch(record, validated, resources)
+        try:
+            engine = self._build(record, validated, resources)
+        except Exception as exc:
+            await self._backend.close(record.connection_id)
+            failure = Failure(FailureCode.START_FAILED, describe(exc))
+            self._hub.publish(self._bare_status(record, EngineState.FAILED, failure))
+            return
+        self._launch(engine)
 
     async def _release(self, connection_id: str) -> None:
         run = self._runs.pop(connection_id, None)

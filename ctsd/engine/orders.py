@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass
 from decimal import Decimal
 
-from ctsd.strategies.model import OpenOrder, OrderType, Side
+from ctsd.strategies.model import OpenOrder, OrderType, PositionSide, Side
 
 ENGINE_ID_PATTERN = re.compile(r"^[a-z0-9]{4,12}$")
 
@@ -59,6 +59,10 @@ class OrderRequest:
     price: Decimal | None
     tag: str
     cycle: int
+    reduce_only: bool = False
+    position_side: PositionSide = PositionSide.BOTH
+    """The position the order trades: BOTH on spot and one-way accounts, LONG or SHORT
+    on a hedge-mode account (resolved by the engine before the request is made)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,12 +86,15 @@ class Order:
     reason: str = ""
     created_ms: int = 0
     updated_ms: int = 0
+    reduce_only: bool = False
+    position_side: PositionSide = PositionSide.BOTH
 
     @classmethod
     def pending(cls, request: OrderRequest, now_ms: int) -> Order:
         return cls(request.client_order_id, request.symbol, request.side, request.type,
                    request.amount, request.price, request.tag, request.cycle,
-                   OrderStatus.PENDING, created_ms=now_ms, updated_ms=now_ms)
+                   OrderStatus.PENDING, created_ms=now_ms, updated_ms=now_ms,
+                   reduce_only=request.reduce_only, position_side=request.position_side)
 
     @property
     def remaining(self) -> Decimal:
@@ -95,7 +102,8 @@ class Order:
 
     def as_open_order(self) -> OpenOrder:
         return OpenOrder(self.client_order_id, self.symbol, self.side, self.type,
-                         self.amount, self.filled, self.price, self.tag)
+                         self.amount, self.filled, self.price, self.tag, self.reduce_only,
+                         self.position_side)
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +120,8 @@ class Fill:
     fee_asset: str
     timestamp_ms: int
     maker: bool = False
+    position_side: PositionSide = PositionSide.BOTH
+    """The position the fill moved (its order's)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,12 +1,15 @@
 """What the engine needs from the rest of the daemon: the protocols integrators implement.
 
 The engine imports no exchange, gRPC or SQL code. It reaches the outside only
-through these four seams, each injected by the daemon's wiring:
+through these seams, each injected by the daemon's wiring:
 
 - `MarketDataSource`: tickers, candles and market facts for one connection,
   through the shared rate limiter (the exchange layer).
 - `ExchangeOrderClient`: order calls keyed by client order id (the exchange
   layer, on ccxt; LIVE only).
+- `PerpetualMarketData` (perpetuals: leverage tiers, funding terms and rates)
+  and `PerpetualAccount` (LIVE perpetuals: account settings, the venue's
+  positions, funding payments and fill history).
 - `EngineStore`: desired state, orders and fills (`ctsd/store`, SQL).
 - `EngineBackend`: per connection, checks it may run an engine and hands out
   the two clients above.
@@ -21,13 +24,33 @@ ccxt or aiohttp. The exchange layer's `ExchangeFailure`s already are these.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Generic, Protocol, TypeVar
 
 from ctsd.engine.config import EngineConfig, TradingMode
 from ctsd.engine.orders import Execution, Fill, Order, OrderStatus
-from ctsd.strategies.model import Balance, Candle, MarketInfo, OrderType, Side, Ticker
+from ctsd.engine.perpetual import (
+    AccountModes,
+    AppliedSetting,
+    FundingPayment,
+    FundingRate,
+    LeverageTier,
+    SymbolSettings,
+    VenuePosition,
+    VenueTrade,
+)
+from ctsd.strategies.model import (
+    Balance,
+    Candle,
+    Funding,
+    MarketInfo,
+    MarketKind,
+    OrderType,
+    PositionSide,
+    Side,
+    Ticker,
+)
 
 T = TypeVar("T")
 
@@ -65,6 +88,8 @@ class ExchangeOrder:
     fee: Decimal
     fee_asset: str
     timestamp_ms: int
+    reduce_only: bool = False
+    position_side: PositionSide = PositionSide.BOTH
 
 
 class ExchangeOrderClient(Protocol):
@@ -72,8 +97,12 @@ class ExchangeOrderClient(Protocol):
 
     async def create_order(
         self, symbol: str, type: OrderType, side: Side, amount: Decimal,
-        price: Decimal | None, client_order_id: str,
-    ) -> ExchangeOrder: ...
+        price: Decimal | None, client_order_id: str, *, reduce_only: bool = False,
+        position_side: PositionSide = PositionSide.BOTH,
+    ) -> ExchangeOrder:
+        """`reduce_only` and `position_side` concern perpetuals: the client sends them as
+        its venue names them (and the margin mode where the venue takes it per order)."""
+        ...
 
     async def cancel_order(self, symbol: str, client_order_id: str) -> ExchangeOrder:
         """The order after cancelling; `ctsd.errors.NotFound` if the venue has no open order
@@ -87,6 +116,50 @@ class ExchangeOrderClient(Protocol):
     async def fetch_open_orders(self, symbol: str) -> tuple[ExchangeOrder, ...]: ...
 
     async def fetch_balance(self) -> tuple[Balance, ...]: ...
+
+
+class PerpetualMarketData(Protocol):
+    """Public facts of perpetuals: what PAPER computes margin and funding from, and what
+    bounds an engine's leverage."""
+
+    async def tiers(self, symbol: str) -> tuple[LeverageTier, ...]:
+        """The symbol's leverage tiers, lowest notional first."""
+        ...
+
+    async def funding(self, symbol: str) -> Funding:
+        """The rate due at the next funding time, that time, and the mark price."""
+        ...
+
+    async def funding_rates(self, symbol: str, since_ms: int) -> tuple[FundingRate, ...]:
+        """Rates paid at funding times from `since_ms` on, oldest first."""
+        ...
+
+
+class PerpetualAccount(Protocol):
+    """A LIVE perpetuals account: its settings, positions and histories."""
+
+    async def apply(self, settings: SymbolSettings) -> tuple[AppliedSetting, ...]:
+        """Make position mode, margin mode and leverage of one symbol what `settings` say,
+        treating the venue's "already set" as success. Raises FailedPrecondition with the
+        venue's reason when it refuses (e.g. a position is open)."""
+        ...
+
+    async def positions(self, symbols: tuple[str, ...]) -> tuple[VenuePosition, ...]:
+        """The open positions of `symbols` (none of them empty)."""
+        ...
+
+    async def funding_payments(self, symbol: str, since_ms: int,
+                               ) -> tuple[FundingPayment, ...]:
+        """Funding the account paid or received on `symbol` from `since_ms` on."""
+        ...
+
+    async def trades(self, symbol: str, since_ms: int) -> tuple[VenueTrade, ...]:
+        """Every fill of the account on `symbol` from `since_ms` on, any order's."""
+        ...
+
+    async def liquidations(self, symbol: str, since_ms: int) -> int:
+        """How many liquidations of `symbol` the venue records from `since_ms` on."""
+        ...
 
 
 class DesiredState(enum.Enum):
@@ -143,6 +216,15 @@ class EngineStore(Protocol):
         """Every fill of the connection, oldest first."""
         ...
 
+    async def save_funding(self, connection_id: str,
+                           payments: tuple[FundingPayment, ...]) -> None:
+        """Insert funding payments, ignoring funding ids already stored."""
+        ...
+
+    async def list_funding(self, connection_id: str) -> list[FundingPayment]:
+        """Every funding payment of the connection, oldest first."""
+        ...
+
     async def page_orders(self, connection_id: str, *, open_only: bool, after: int,
                           limit: int) -> Page[Order]:
         """Up to `limit` orders stored after position `after` (0: from the first)."""
@@ -171,6 +253,13 @@ class EngineResources:
     market_data: MarketDataSource
     orders: ExchangeOrderClient | None = None
     """Required for LIVE; PAPER never touches it."""
+    kind: MarketKind = MarketKind.SPOT
+    modes: AccountModes = field(default_factory=AccountModes)
+    """The connection's margin mode and position mode (perpetuals)."""
+    perp_market: PerpetualMarketData | None = None
+    """Required for perpetuals."""
+    perp_account: PerpetualAccount | None = None
+    """Required for LIVE perpetuals."""
 
 
 class EngineBackend(Protocol):

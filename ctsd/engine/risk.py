@@ -7,6 +7,12 @@ exceed a limit either. Each rejection carries a sentence for the log and the
 engine's status. The daily loss check reads realized PnL since UTC midnight plus
 all open PnL now (positions carried over midnight count in full: the check
 errs towards stopping), and its breach stops the engine with reason RISK_LIMIT.
+
+Notionals are full position notionals (amount times price), whatever leverage
+a perpetual trades at: a limit on leveraged notional, not on margin. Before the
+limits, each intent is checked against what its market can do
+(`ctsd.engine.intents`): a short on spot or a hedge leg on a one-way account is
+refused there, naming the field.
 """
 
 from __future__ import annotations
@@ -18,8 +24,16 @@ from decimal import Decimal
 
 from ctsd.clock import Clock
 from ctsd.engine.config import RiskLimits
+from ctsd.engine.intents import refusal, resolved
 from ctsd.engine.ledger import PnL
-from ctsd.strategies.model import MarketSnapshot, OrderIntent, OrderType, Portfolio, Side
+from ctsd.strategies.model import (
+    MarketSnapshot,
+    OrderIntent,
+    OrderType,
+    Portfolio,
+    PositionSide,
+    Side,
+)
 
 WINDOW_S = 60.0
 
@@ -38,9 +52,10 @@ def _signed(side: Side, amount: Decimal) -> Decimal:
 class RiskGate:
     """Checks for one engine; holds only the timestamps of its recent orders."""
 
-    def __init__(self, limits: RiskLimits, clock: Clock) -> None:
+    def __init__(self, limits: RiskLimits, clock: Clock, *, hedge: bool = False) -> None:
         self._limits = limits
         self._clock = clock
+        self._hedge = hedge
         self._placed: deque[float] = deque()
 
     def review(
@@ -48,20 +63,40 @@ class RiskGate:
     ) -> list[RiskVerdict]:
         """A verdict per intent, in order; accepted ones count against later ones."""
         resting = len(portfolio.open_orders)
-        exposure = {p.symbol: p.amount for p in portfolio.positions}
+        exposure: dict[tuple[str, PositionSide], Decimal] = {
+            (p.symbol, p.side): p.amount for p in portfolio.positions}
+        selling: dict[str, Decimal] = {}
         for order in portfolio.open_orders:
-            exposure[order.symbol] = exposure.get(order.symbol, Decimal(0)) + _signed(
-                order.side, order.remaining)
+            key = (order.symbol, order.position_side)
+            exposure[key] = exposure.get(key, Decimal(0)) + _signed(order.side, order.remaining)
+            if order.side is Side.SELL:
+                selling[order.symbol] = selling.get(order.symbol, Decimal(0)) + order.remaining
         verdicts = []
         for intent in intents:
-            reason = self._reason(intent, market, resting, exposure.get(intent.symbol, Decimal(0)))
+            reason = self._refusal(intent, market, portfolio, selling)
+            leg = resolved(intent, self._hedge)
+            key = (intent.symbol, leg.position_side or PositionSide.BOTH)
+            if reason is None:
+                reason = self._reason(intent, market, resting, exposure.get(key, Decimal(0)))
             verdicts.append(RiskVerdict(intent, reason is None, reason or ""))
             if reason is None:
                 self._placed.append(self._clock.monotonic())
                 resting += intent.type is OrderType.LIMIT
-                exposure[intent.symbol] = exposure.get(intent.symbol, Decimal(0)) + _signed(
+                exposure[key] = exposure.get(key, Decimal(0)) + _signed(
                     intent.side, intent.amount)
+                if intent.side is Side.SELL:
+                    selling[intent.symbol] = selling.get(intent.symbol, Decimal(0)) + (
+                        intent.amount)
         return verdicts
+
+    def _refusal(self, intent: OrderIntent, market: MarketSnapshot, portfolio: Portfolio,
+                 selling: dict[str, Decimal]) -> str | None:
+        symbol_market = market.get(intent.symbol)
+        if symbol_market is None:
+            return None  # `_reason` says there is no price
+        held = portfolio.position(intent.symbol).amount
+        return refusal(intent, symbol_market.info, self._hedge, held,
+                       selling.get(intent.symbol, Decimal(0)))
 
     def _reason(
         self, intent: OrderIntent, market: MarketSnapshot, resting: int, exposure: Decimal

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from ctsd.engine.config import TradingMode
+from ctsd.engine.perpetual import MarginMode
+from ctsd.strategies.model import PositionSide
 
 
 class EngineState(enum.Enum):
@@ -59,6 +61,9 @@ class FailureCode(enum.Enum):
     """Cycles kept failing; restarts gave up."""
     START_FAILED = "START_FAILED"
     """The connection's clients could not be opened (e.g. on resume after a restart)."""
+    POSITION_MISMATCH = "POSITION_MISMATCH"
+    """A LIVE perpetuals engine found the venue's position differing from its ledger (an
+    outside trade, a liquidation, auto-deleveraging) and fails closed; no restart."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,10 +77,19 @@ class Failure:
 
 @dataclass(frozen=True, slots=True)
 class PositionStatus:
+    """One position as the engine shows it. Spot fills only the first four fields;
+    perpetuals all (LIVE from the venue's own figures, PAPER from the paper account)."""
+
     symbol: str
     amount: Decimal
     avg_price: Decimal
     unrealized_pnl: Decimal
+    side: PositionSide = PositionSide.BOTH
+    mark_price: Decimal | None = None
+    leverage: Decimal | None = None
+    margin_mode: MarginMode | None = None
+    margin: Decimal | None = None
+    liquidation_price: Decimal | None = None
 
 
 @dataclass(frozen=True)
@@ -106,6 +120,16 @@ class EngineStatus:
     orders_placed: int = 0
     orders_filled: int = 0
     orders_rejected: int = 0
+    fees: Decimal = Decimal(0)
+    """Fees paid, in the quote asset (already in realized_pnl)."""
+    funding_pnl: Decimal = Decimal(0)
+    """Funding received minus paid (already in realized_pnl)."""
+    position_differences: int = 0
+    """How often the venue's positions were found differing from the ledger."""
+    last_position_difference: str = ""
+    """The latest such difference, named: symbol, side, ledger and venue amounts, cause."""
+    liquidations: int = 0
+    """Positions the venue (or the paper account) liquidated."""
     last_error: str = ""
     restarts: int = 0
     version: int = 0

@@ -7,8 +7,8 @@ until `max_restarts` consecutive failures; an exchange that is down, in
 maintenance or rate limiting is waited out with the same backoff, capped, for
 as long as it lasts (a 24/7 engine must survive an hour of maintenance, and a
 daemon restarted during one), reconciling before it trades again; any other
-failed reconciliation or a risk limit breach never restarts (fail closed; a
-risk stop needs a human).
+failed reconciliation, a risk limit breach or a venue position that differs
+from the ledger never restarts (fail closed; a human decides).
 
 Cycles run on a fixed schedule (start + n * interval); a cycle that overruns
 skips the ticks it missed instead of bursting to catch up. Stopping waits for
@@ -27,12 +27,15 @@ from dataclasses import dataclass
 from ctsd.clock import Clock
 from ctsd.engine.engine import Engine, RiskLimitBreached
 from ctsd.engine.ports import DesiredState, EngineStore
+from ctsd.engine.position_check import PositionMismatch
 from ctsd.engine.status import EngineState, Failure, FailureCode
 from ctsd.errors import ExchangeUnavailable, ResourceExhausted
 
 log = logging.getLogger("ctsd.engine")
 
 RESTARTED = frozenset({FailureCode.CYCLE_ERROR, FailureCode.EXCHANGE_UNAVAILABLE})
+HUMAN_STOPS = frozenset({FailureCode.RISK_LIMIT, FailureCode.POSITION_MISMATCH})
+"""Stops that survive a daemon restart: the engine stays stopped until a human starts it."""
 EXCHANGE_TROUBLE = (ExchangeUnavailable, ResourceExhausted)
 """Failures an engine waits out: the venue is down or refusing for its rate (or our disk
 is full); the engine's state is not in doubt, and reconciliation runs before it trades."""
@@ -118,7 +121,7 @@ class EngineRun:
                 self._outages += 1
             engine.transition(EngineState.FAILED, failure)
             # A risk stop must survive a daemon restart; anything else is retried by one.
-            risk_stop = failure.code is FailureCode.RISK_LIMIT
+            risk_stop = failure.code in HUMAN_STOPS
             desired = DesiredState.STOPPED if risk_stop else DesiredState.RUNNING
             await self._store.set_desired(engine.connection_id, desired, str(failure))
             if failure.code not in RESTARTED:
@@ -139,6 +142,9 @@ class EngineRun:
                 "connection_id": engine.connection_id, "error": describe(exc)})
             return Failure(FailureCode.EXCHANGE_UNAVAILABLE,
                            f"reconciliation: {describe(exc)}")
+        except PositionMismatch as mismatch:
+            await self._cancel_quietly()
+            return Failure(FailureCode.POSITION_MISMATCH, str(mismatch))
         except Exception as exc:
             log.exception("reconciliation failed", extra={"connection_id": engine.connection_id})
             return Failure(FailureCode.RECONCILIATION_FAILED, describe(exc))
@@ -154,6 +160,9 @@ class EngineRun:
             except RiskLimitBreached as breach:
                 await self._cancel_quietly()
                 return Failure(FailureCode.RISK_LIMIT, str(breach))
+            except PositionMismatch as mismatch:
+                await self._cancel_quietly()
+                return Failure(FailureCode.POSITION_MISMATCH, str(mismatch))
             except EXCHANGE_TROUBLE as exc:  # the venue's trouble, not the engine's
                 log.warning("engine cycle failed: exchange unavailable", extra={
                     "connection_id": engine.connection_id, "error": describe(exc)})

@@ -13,7 +13,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from ctsd.exchanges.ccxt_errors import malformed
-from ctsd.exchanges.model import Candle, Holding, Order, Ticker
+from ctsd.exchanges.model import Candle, Holding, Order, Ticker, Trade
 
 
 def decimal(value: Any) -> Decimal | None:
@@ -96,7 +96,8 @@ def order(raw: Any, symbol: str | None = None, order_id: str | None = None) -> O
         type=str(raw.get("type") or ""), status=raw.get("status") or None,
         amount=decimal(raw.get("amount")), filled=decimal(raw.get("filled")),
         price=decimal(raw.get("price")), average=decimal(raw.get("average")),
-        timestamp_ms=int(stamp) if isinstance(stamp, int) else None, **_fee(raw))
+        timestamp_ms=int(stamp) if isinstance(stamp, int) else None,
+        reduce_only=raw.get("reduceOnly") is True, **_fee(raw))
 
 
 def _fee(raw: Mapping[str, Any]) -> dict[str, Any]:
@@ -126,3 +127,23 @@ def orders(raw: Any) -> list[Order]:
     if not isinstance(raw, list):
         raise malformed("order list is not a list")
     return [order(item) for item in raw]
+
+
+def trades(raw: Any, contract_size: Decimal = Decimal(1)) -> list[Trade]:
+    """Own fills; amounts in base units (contracts times `contract_size`)."""
+    if not isinstance(raw, list):
+        raise malformed("trade list is not a list")
+    found = []
+    for item in raw:
+        item = _dict(item, "trade")
+        fee = _fee(item)
+        stamp = item.get("timestamp")
+        found.append(Trade(
+            id=str(item.get("id") or ""), order_id=str(item.get("order") or ""),
+            symbol=str(item.get("symbol") or ""), side=str(item.get("side") or ""),
+            amount=_required(item.get("amount"), "a trade's amount") * contract_size,
+            price=_required(item.get("price"), "a trade's price"),
+            fee=fee.get("fee", Decimal(0)), fee_asset=fee.get("fee_asset", ""),
+            timestamp_ms=int(stamp) if isinstance(stamp, int) else 0,
+            maker=item.get("takerOrMaker") == "maker"))
+    return found

@@ -25,6 +25,7 @@ from ctsd.exchanges import answers
 from ctsd.exchanges.ccxt_errors import malformed, translated
 from ctsd.exchanges.markets import MarketCache
 from ctsd.exchanges.model import (
+    AccountModes,
     ApiCredentials,
     ApiTypeStatus,
     Candle,
@@ -37,6 +38,7 @@ from ctsd.exchanges.model import (
     Ticker,
 )
 from ctsd.exchanges.profile import ClientProfile
+from ctsd.exchanges.spec import ApiType
 from ctsd.exchanges.throttle import RequestGate, lane
 from ctsd.ratelimit import Lane, ScopeUsage
 from ctsd.tasks import AsyncClosing
@@ -98,6 +100,51 @@ class ExchangeClient(AsyncClosing):
                         codes_after_auth=self._profile.error_codes_after_auth,
                         authenticated=self._authenticated):
             return await call()
+
+    async def call(self, method: str, *args: Any, lane: Lane | None = None,
+                   signed: bool = False) -> Any:
+        """ccxt's `method` (unified or implicit API) with this client's lane, limiter and
+        error translation: for the venue readers of `ctsd.exchanges.perpetuals`."""
+        bound = getattr(self._exchange, method)
+        return await self._run(lambda: bound(*args), lane, signed)
+
+    @property
+    def profile(self) -> ClientProfile:
+        return self._profile
+
+    def has(self, capability: str) -> bool:
+        """Whether ccxt implements `capability` (a `has` key) for this venue."""
+        return bool((self._exchange.has or {}).get(capability))
+
+    def market(self, symbol: str) -> Mapping[str, Any]:
+        """ccxt's market of a listed `symbol` (markets must be loaded)."""
+        market = (self._exchange.markets or {}).get(symbol)
+        if not isinstance(market, Mapping):
+            raise NotFound(f"{self.target.exchange} does not list {symbol}")
+        return market
+
+    def contract_symbols(self) -> list[str]:
+        """The loaded contract markets' symbols (markets must be loaded)."""
+        return sorted(s for s, m in (self._exchange.markets or {}).items()
+                      if isinstance(m, dict) and m.get("contract"))
+
+    def symbol_of(self, market_id: str) -> str:
+        """The unified symbol of a venue market id (`BTCUSDT` → `BTC/USDT:USDT`)."""
+        return str(self._exchange.safe_symbol(market_id))
+
+    def contract_size(self, symbol: str) -> Decimal:
+        """Base units per contract: amounts of contract markets (OKX swaps) are counted in
+        contracts by the venue and in base units by everything above this client."""
+        market = (self._exchange.markets or {}).get(symbol)
+        size = answers.decimal(market.get("contractSize")) if isinstance(market, dict) else None
+        return size if size and market and market.get("contract") else Decimal(1)
+
+    def _in_base(self, order: Order) -> Order:
+        size = self.contract_size(order.symbol)
+        if size == 1:
+            return order
+        return replace(order, amount=None if order.amount is None else order.amount * size,
+                       filled=None if order.filled is None else order.filled * size)
 
     async def _run(self, call: Callable[[], Awaitable[T]], in_lane: Lane | None = None,
                    signed: bool = False) -> T:
@@ -202,6 +249,16 @@ class ExchangeClient(AsyncClosing):
         held = sum(1 for h in holdings if h.total > 0)
         return ApiTypeStatus(True, f"{api_type} account reachable ({held} assets held)")
 
+    async def account_modes(self) -> AccountModes | None:
+        """A perpetuals account's position and margin modes (a connection test); None when
+        the connection's api type is not perpetual futures or the venue has none here."""
+        if self.target.api_type is not ApiType.PERPETUAL_FUTURES or (
+                self._profile.derivatives is None):
+            return None
+        from ctsd.exchanges.perpetuals import PerpetualClient  # it builds on this class
+
+        return await PerpetualClient(self).modes()
+
     async def prices(self, assets: Sequence[str], quote: str) -> dict[str, Decimal]:
         """Last prices of `assets` in `quote`, for those listed (shared, briefly cached)."""
         with lane(self._lane):
@@ -242,36 +299,72 @@ class ExchangeClient(AsyncClosing):
         market = (self._exchange.markets or {}).get(symbol)
         if not isinstance(market, dict):
             raise NotFound(f"{self.target.exchange} does not list {symbol}")
+        from ccxt.base.decimal_to_precision import TICK_SIZE  # loaded with the exchange
+
+        step = answers.decimal((market.get("precision") or {}).get("amount"))
+        if step is not None and self._exchange.precisionMode != TICK_SIZE:
+            step = Decimal(1).scaleb(-int(step))  # a number of decimal places
         try:
             return MarketTerms(symbol, str(market["base"]), str(market["quote"]),
                                Decimal(str(market.get("taker") or 0)),
                                Decimal(str(market.get("maker") or 0)),
+                               step * self.contract_size(symbol) if step else None,
                                self._profile.spot_buy_fee_in_base and market.get("spot") is True)
         except (KeyError, ArithmeticError) as exc:
             raise malformed(f"{self.target.exchange} market {symbol} ({exc!r})") from exc
 
+    async def trading_fees(self, symbol: str) -> tuple[Decimal, Decimal]:
+        """(taker, maker) the account pays on `symbol` (a signed request): its fee tier's,
+        which may differ from what the markets publish (e.g. OKX spot 0.15 % vs 0.10 %)."""
+        raw = await self._run(lambda: self._exchange.fetch_trading_fee(symbol), signed=True)
+        taker = answers.decimal(raw.get("taker")) if isinstance(raw, dict) else None
+        maker = answers.decimal(raw.get("maker")) if isinstance(raw, dict) else None
+        if taker is None or maker is None:
+            raise malformed(f"{self.target.exchange} trading fee of {symbol} is incomplete")
+        return taker, maker
+
     async def create_order(
         self, symbol: str, side: str, order_type: str, amount: Decimal,
         price: Decimal | None = None, *, client_id: str | None = None,
+        reduce_only: bool = False, leg: str | None = None, margin_mode: str | None = None,
     ) -> Order:
-        params = {self._profile.client_order_ids.create: client_id} if client_id else {}
-        raw = await self._run(lambda: self._exchange.create_order(
-            symbol, order_type, side, float(amount), None if price is None else float(price),
-            params), Lane.ORDER, signed=True)
-        placed = answers.order(raw, symbol)
+        """`amount` in base units. Perpetuals: `leg` ("long"/"short") is the hedge-mode
+        position the order trades, `margin_mode` goes where the venue takes it per order."""
+        params: dict[str, Any] = {}
+        if client_id:
+            params[self._profile.client_order_ids.create] = client_id
+        params.update(self._perpetual_params(reduce_only, leg, margin_mode))
+        raw = await self._run(lambda: self._exchange.create_order(  # markets loaded by now
+            symbol, order_type, side, float(amount / self.contract_size(symbol)),
+            None if price is None else float(price), params), Lane.ORDER, signed=True)
+        placed = self._in_base(answers.order(raw, symbol))
         # Some venues acknowledge with the id alone: fill in what we asked for.
         return replace(placed, side=placed.side or side, type=placed.type or order_type,
                        amount=placed.amount or amount,
                        price=placed.price if placed.price is not None else price)
 
+    def _perpetual_params(self, reduce_only: bool, leg: str | None,
+                          margin_mode: str | None) -> dict[str, Any]:
+        venue = self._profile.derivatives
+        if venue is None:
+            return {"reduceOnly": True} if reduce_only else {}
+        params: dict[str, Any] = {}
+        if leg is not None:
+            params[venue.hedge_param] = venue.hedge_values[leg]
+        if reduce_only and (leg is None or venue.reduce_only_in_hedge):
+            params["reduceOnly"] = True
+        if margin_mode is not None and venue.order_margin_param:
+            params[venue.order_margin_param] = margin_mode
+        return params
+
     async def cancel_order(self, order_id: str, symbol: str) -> Order:
         raw = await self._run(lambda: self._exchange.cancel_order(order_id, symbol),
                               Lane.ORDER, signed=True)
-        return answers.order(raw, symbol, order_id)
+        return self._in_base(answers.order(raw, symbol, order_id))
 
     async def fetch_order(self, order_id: str, symbol: str) -> Order:
         raw = await self._run(lambda: self._exchange.fetch_order(order_id, symbol), signed=True)
-        return answers.order(raw, symbol, order_id)
+        return self._in_base(answers.order(raw, symbol, order_id))
 
     async def fetch_order_fee(self, order_id: str, symbol: str) -> tuple[Decimal, str] | None:
         """The fee an order paid so far, summed from its own fills: for venues whose order
@@ -300,14 +393,15 @@ class ExchangeClient(AsyncClosing):
         params = {self._profile.client_order_ids.lookup: client_id}
         if method != "fetch_order":  # a list the venue filtered by the id
             raw = await self._run(lambda: call(symbol, None, None, params), signed=True)
-            return next((o for o in answers.orders(raw) if o.client_id == client_id), None)
+            found = next((o for o in answers.orders(raw) if o.client_id == client_id), None)
+            return None if found is None else self._in_base(found)
         try:
             raw = await self._run(lambda: call(None, symbol, params), signed=True)
         except ExchangeFailure as exc:
             if exc.rejection is OrderRejection.ORDER_NOT_FOUND:
                 return None
             raise
-        return answers.order(raw, symbol)
+        return self._in_base(answers.order(raw, symbol))
 
     async def cancel_order_by_client_id(self, client_id: str, symbol: str) -> Order:
         """Cancels the open order placed under `client_id`, and answers it as it now stands.
@@ -327,7 +421,7 @@ class ExchangeClient(AsyncClosing):
 
     async def fetch_open_orders(self, symbol: str | None = None) -> list[Order]:
         raw = await self._run(lambda: self._exchange.fetch_open_orders(symbol), signed=True)
-        return answers.orders(raw)
+        return [self._in_base(o) for o in answers.orders(raw)]
 
     def amount_to_precision(self, symbol: str, amount: Decimal) -> Decimal:
         """`amount` rounded to the market's lot size (markets must be loaded)."""

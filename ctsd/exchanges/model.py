@@ -95,6 +95,8 @@ class MarketTerms:
     quote: str
     taker_fee: Decimal
     maker_fee: Decimal
+    amount_step: Decimal | None = None
+    """The lot size in base units (the venue cuts every order amount down to it)."""
     buy_fee_in_base: bool = False
     """A buy pays its fee in `base` (`ClientProfile.spot_buy_fee_in_base`, spot markets)."""
 
@@ -118,6 +120,7 @@ class Order:
     """Cumulative fee paid in `fee_asset`; None when the answer does not say (Binance's
     order query never does; its new-order answer does for spot)."""
     fee_asset: str | None = None
+    reduce_only: bool = False
 
 
 @dataclass(frozen=True)
@@ -137,3 +140,79 @@ class ApiTypeStatus:
 
     usable: bool
     detail: str
+
+
+@dataclass(frozen=True)
+class Position:
+    """An open perpetual position, in base units (contracts times contract size)."""
+
+    symbol: str
+    side: str
+    """"long" or "short"."""
+    hedged: bool
+    """A leg of a hedge-mode account (else the one-way net position)."""
+    amount: Decimal
+    """Unsigned size in base units."""
+    entry_price: Decimal
+    mark_price: Decimal | None
+    leverage: Decimal | None
+    margin_mode: str | None
+    margin: Decimal | None
+    liquidation_price: Decimal | None
+    unrealized_pnl: Decimal | None
+
+
+@dataclass(frozen=True)
+class LeverageTier:
+    """One rung of a perpetual's leverage ladder, bounds in the quote asset."""
+
+    floor: Decimal
+    cap: Decimal
+    max_leverage: Decimal
+    mmr: Decimal
+
+
+@dataclass(frozen=True)
+class FundingTerms:
+    rate: Decimal
+    next_time_ms: int
+    mark_price: Decimal | None
+
+
+@dataclass(frozen=True)
+class FundingRecord:
+    """A funding payment of the account (amount as the wallet moved) or, with `rate`, a
+    rate the market paid at a funding time."""
+
+    id: str
+    symbol: str
+    amount: Decimal
+    asset: str
+    timestamp_ms: int
+    rate: Decimal | None = None
+
+
+@dataclass(frozen=True)
+class Trade:
+    """One own fill, in base units."""
+
+    id: str
+    order_id: str
+    symbol: str
+    side: str
+    amount: Decimal
+    price: Decimal
+    fee: Decimal
+    fee_asset: str
+    timestamp_ms: int
+    maker: bool
+
+
+@dataclass(frozen=True)
+class AccountModes:
+    """A perpetuals account's modes as the venue reports them; None where the venue keeps
+    the mode per symbol and none was read, or takes it per order."""
+
+    hedge: bool | None
+    margin_modes: tuple[tuple[str, str], ...]
+    """(symbol, "cross"/"isolated") per symbol, or one ("*", mode) for the whole account."""

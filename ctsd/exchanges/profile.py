@@ -101,6 +101,44 @@ class ClientOrderIds:
 
 
 @dataclass(frozen=True)
+class DerivativesProfile:
+    """How a venue runs perpetual futures through ccxt: where each setting lives, what it
+    answers when a setting already has the asked value, and how orders name a hedge leg.
+
+    Scopes: a position mode is per `account` (Binance dual side, OKX posMode) or per
+    `symbol` (Bybit switch-mode); a margin mode per `symbol` (Binance marginType), per
+    `account` (Bybit's unified account) or per `order` (OKX `tdMode`).
+    """
+
+    position_mode_scope: str
+    margin_mode_scope: str
+    unchanged: Mapping[str, frozenset[str]] = field(default_factory=lambda: _EMPTY)
+    """Setting ("position_mode", "margin_mode", "leverage") → the venue's "already set"
+    error codes: answered so, the setting is what was asked (success)."""
+    hedge_param: str = ""
+    """The order parameter naming the hedge leg (Binance `positionSide`, Bybit
+    `positionIdx`, OKX `posSide`) and its value per leg."""
+    hedge_values: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
+    reduce_only_in_hedge: bool = True
+    """Whether a hedge-mode closing order may carry reduceOnly (Binance and OKX refuse it:
+    the leg and the side already say it closes)."""
+    order_margin_param: str | None = None
+    """The order parameter carrying the margin mode, where the venue takes it per order."""
+    leverage_margin_param: str | None = None
+    """The set-leverage parameter naming the margin mode (OKX `marginMode`)."""
+    leverage_per_leg: bool = False
+    """Isolated hedge-mode leverage is set per leg (`posSide` long and short: OKX)."""
+    funding_sign: int = 1
+    """How ccxt signs `fetch_funding_history` amounts: 1 as the wallet moved, -1 as a fee
+    (Bybit's `execFee`: positive when paid)."""
+    tiers_in_contracts: bool = False
+    """Tier bounds are published in contracts (OKX), not in the quote asset."""
+    liquidations: tuple[str, Mapping[str, Any]] | None = None
+    """An implicit-API method and params listing liquidation bills (OKX, whose ccxt has no
+    `fetch_my_liquidations`); None uses ccxt's unified method."""
+
+
+@dataclass(frozen=True)
 class ClientProfile:
     ccxt_class: str
     """The class name in `ccxt.async_support`."""
@@ -118,6 +156,8 @@ class ClientProfile:
     account_uid: AccountUidProbe | None = None
     """None keeps account limits per key (Binance; Kraken's counter is per key)."""
     client_order_ids: ClientOrderIds = ClientOrderIds()
+    derivatives: DerivativesProfile | None = None
+    """Perpetual futures; None where the daemon trades none on this venue (Kraken)."""
     own_fills_order_param: str | None = None
     """The own-fill history's parameter that narrows it to one order (Binance `orderId`);
     None: the history is read and filtered here."""

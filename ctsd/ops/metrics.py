@@ -329,6 +329,15 @@ class EngineCollector:
         restarts = CounterMetricFamily(
             "ctsd_engine_restarts_total", "Times the engine was restarted.", labels=conn
         )
+        differences = CounterMetricFamily(
+            "ctsd_engine_position_differences_total",
+            "Times a LIVE perpetuals engine found the venue's positions differing from its "
+            "ledger (outside trade, liquidation, auto-deleveraging).", labels=conn
+        )
+        liquidations = CounterMetricFamily(
+            "ctsd_engine_liquidations_total",
+            "Positions of the engine the venue (or the paper account) liquidated.", labels=conn
+        )
         now_ms = self._now() * 1000
         for e in engines:
             cid = [e.connection_id]
@@ -342,7 +351,10 @@ class EngineCollector:
             orders.add_metric([*cid, "filled"], e.orders_filled)
             orders.add_metric([*cid, "rejected"], e.orders_rejected)
             restarts.add_metric(cid, e.restarts)
-        yield from (by_state, cycles, duration, lag, skipped, heartbeat, orders, restarts)
+            differences.add_metric(cid, e.position_differences)
+            liquidations.add_metric(cid, e.liquidations)
+        yield from (by_state, cycles, duration, lag, skipped, heartbeat, orders, restarts,
+                    differences, liquidations)
 
 
 def split_method(method: str) -> tuple[str, str]:

@@ -21,19 +21,23 @@ from typing import Any, TypeVar
 
 from ctsd.engine.config import EngineConfig, PaperSettings, RiskLimits, TradingMode
 from ctsd.engine.orders import Execution, Fill, Order, OrderStatus
+from ctsd.engine.perpetual import FundingPayment, MismatchPolicy
 from ctsd.engine.ports import DesiredState, EngineRecord, Page
 from ctsd.store.database import Database, Row
-from ctsd.strategies.model import OrderType, Side
+from ctsd.strategies.model import OrderType, PositionSide, Side
 
 T = TypeVar("T")
 
 _ORDER_COLUMNS = (
     "client_order_id, symbol, side, type, amount, price, tag, cycle, status, filled, "
-    "average_price, fee, exchange_order_id, reason, created_ms, updated_ms"
+    "average_price, fee, exchange_order_id, reason, created_ms, updated_ms, reduce_only, "
+    "position_side"
 )
 _FILL_COLUMNS = (
-    "trade_id, client_order_id, symbol, side, amount, price, fee, fee_asset, timestamp_ms, maker"
+    "trade_id, client_order_id, symbol, side, amount, price, fee, fee_asset, timestamp_ms, maker, "
+    "position_side"
 )
+_FUNDING_COLUMNS = "funding_id, symbol, amount, asset, timestamp_ms"
 _UPDATED_ON_CONFLICT = ", ".join(
     f"{c} = excluded.{c}" for c in
     ("status", "filled", "average_price", "fee", "exchange_order_id", "reason", "updated_ms")
@@ -67,6 +71,8 @@ def config_to_json(config: EngineConfig) -> str:
             "balances": [[asset, str(amount)] for asset, amount in config.paper.balances],
             "slippage_bps": str(config.paper.slippage_bps),
         },
+        "leverage": dict(config.leverage),
+        "on_position_mismatch": config.on_position_mismatch.value,
     }, separators=(",", ":"), sort_keys=True)
 
 
@@ -90,6 +96,9 @@ def config_from_json(text: str) -> EngineConfig:
             balances=tuple((str(a), Decimal(v)) for a, v in paper["balances"]),
             slippage_bps=Decimal(paper["slippage_bps"]),
         ),
+        # configs stored before perpetuals had neither key
+        leverage={str(k): int(v) for k, v in raw.get("leverage", {}).items()},
+        on_position_mismatch=MismatchPolicy(raw.get("on_position_mismatch", "stop")),
     )
 
 
@@ -97,7 +106,7 @@ def _order_params(connection_id: str, o: Order) -> tuple[Any, ...]:
     return (connection_id, o.client_order_id, o.symbol, o.side.value, o.type.value,
             str(o.amount), _dec(o.price), o.tag, o.cycle, o.status.value, str(o.filled),
             _dec(o.average_price), str(o.fee), o.exchange_order_id, o.reason,
-            o.created_ms, o.updated_ms)
+            o.created_ms, o.updated_ms, int(o.reduce_only), o.position_side.value)
 
 
 def _order(row: Row) -> Order:
@@ -106,12 +115,17 @@ def _order(row: Row) -> Order:
         amount=Decimal(row[4]), price=_opt_dec(row[5]), tag=row[6], cycle=int(row[7]),
         status=OrderStatus(row[8]), filled=Decimal(row[9]), average_price=_opt_dec(row[10]),
         fee=Decimal(row[11]), exchange_order_id=row[12], reason=row[13],
-        created_ms=int(row[14]), updated_ms=int(row[15]))
+        created_ms=int(row[14]), updated_ms=int(row[15]), reduce_only=bool(row[16]),
+        position_side=PositionSide(row[17]))
 
 
 def _fill(row: Row) -> Fill:
     return Fill(row[0], row[1], row[2], Side(row[3]), Decimal(row[4]), Decimal(row[5]),
-                Decimal(row[6]), row[7], int(row[8]), bool(row[9]))
+                Decimal(row[6]), row[7], int(row[8]), bool(row[9]), PositionSide(row[10]))
+
+
+def _funding(row: Row) -> FundingPayment:
+    return FundingPayment(row[0], row[1], Decimal(row[2]), row[3], int(row[4]))
 
 
 class SqlEngineStore:
@@ -155,18 +169,34 @@ class SqlEngineStore:
         async with self._db.transaction() as tx:
             await tx.execute(
                 f"INSERT INTO engine_orders (connection_id, {_ORDER_COLUMNS}) "
-                f"VALUES ({', '.join('?' * 17)}) "
+                f"VALUES ({', '.join('?' * 19)}) "
                 f"ON CONFLICT (connection_id, client_order_id) DO UPDATE SET "
                 f"{_UPDATED_ON_CONFLICT}",
                 _order_params(connection_id, execution.order))
             if execution.fills:
                 await tx.executemany(
                     f"INSERT INTO engine_fills (connection_id, {_FILL_COLUMNS}) "
-                    f"VALUES ({', '.join('?' * 11)}) "
+                    f"VALUES ({', '.join('?' * 12)}) "
                     "ON CONFLICT (connection_id, trade_id) DO NOTHING",
                     [(connection_id, f.trade_id, f.client_order_id, f.symbol, f.side.value,
                       str(f.amount), str(f.price), str(f.fee), f.fee_asset, f.timestamp_ms,
-                      int(f.maker)) for f in execution.fills])
+                      int(f.maker), f.position_side.value) for f in execution.fills])
+
+    async def save_funding(self, connection_id: str,
+                           payments: tuple[FundingPayment, ...]) -> None:
+        async with self._db.transaction() as tx:
+            await tx.executemany(
+                f"INSERT INTO engine_funding (connection_id, {_FUNDING_COLUMNS}) "
+                "VALUES (?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (connection_id, funding_id) DO NOTHING",
+                [(connection_id, p.funding_id, p.symbol, str(p.amount), p.asset,
+                  p.timestamp_ms) for p in payments])
+
+    async def list_funding(self, connection_id: str) -> list[FundingPayment]:
+        rows = await self._db.fetch_all(
+            f"SELECT {_FUNDING_COLUMNS} FROM engine_funding WHERE connection_id = ? "
+            "ORDER BY seq", (connection_id,))
+        return [_funding(r) for r in rows]
 
     async def list_orders(
         self, connection_id: str, *, open_only: bool = False

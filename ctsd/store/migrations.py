@@ -109,6 +109,23 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX engine_orders_by_connection ON engine_orders (connection_id, seq);
     CREATE INDEX engine_fills_by_connection ON engine_fills (connection_id, seq);
     """,
+    # 6: perpetuals: an order's reduce-only flag and position side (hedge mode), a fill's
+    # position side, and the funding payments an engine booked (one row per venue id).
+    """
+    ALTER TABLE engine_orders ADD COLUMN reduce_only INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE engine_orders ADD COLUMN position_side TEXT NOT NULL DEFAULT 'both';
+    ALTER TABLE engine_fills ADD COLUMN position_side TEXT NOT NULL DEFAULT 'both';
+    CREATE TABLE engine_funding (
+        seq           INTEGER PRIMARY KEY AUTOINCREMENT,
+        connection_id TEXT    NOT NULL,
+        funding_id    TEXT    NOT NULL,
+        symbol        TEXT    NOT NULL,
+        amount        TEXT    NOT NULL,
+        asset         TEXT    NOT NULL,
+        timestamp_ms  INTEGER NOT NULL,
+        UNIQUE (connection_id, funding_id)
+    );
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -21,10 +21,14 @@ from ctsd.strategies.params import ParamSchema, RawParam, StrategyParams, raise_
 
 @dataclass(frozen=True, slots=True)
 class DataNeeds:
-    """How much history a strategy reads; the engine fetches exactly this much."""
+    """How much history a strategy reads (the engine fetches exactly this much), and
+    whether it needs to go short."""
 
     timeframe: str = "1m"
     candles: int = 0
+    shorts: bool = False
+    """The strategy means to open short positions whatever the market: an engine on a
+    market that cannot short (spot) refuses to start rather than trade half of it."""
 
 
 class Strategy(Protocol):

@@ -24,6 +24,34 @@ class OrderType(enum.Enum):
     LIMIT = "limit"
 
 
+class MarketKind(enum.Enum):
+    """What a symbol trades: spot holds the base asset; a perpetual holds a position that
+    may be short, margined in the quote asset."""
+
+    SPOT = "spot"
+    PERPETUAL = "perpetual"
+
+
+class PositionSide(enum.Enum):
+    """Which position an order trades: BOTH is the one net position of a one-way account;
+    LONG and SHORT are the two legs of a hedge-mode account."""
+
+    BOTH = "both"
+    LONG = "long"
+    SHORT = "short"
+
+
+@dataclass(frozen=True, slots=True)
+class Funding:
+    """A perpetual's funding terms as the venue announces them: the `rate` paid at
+    `next_time_ms` (longs pay a positive rate), and the mark price positions are valued at
+    (None where the venue's answer has none: the last price stands in)."""
+
+    rate: Decimal
+    next_time_ms: int
+    mark: Decimal | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class Ticker:
     """The best prices at one moment; `last` marks positions to market."""
@@ -64,17 +92,28 @@ class MarketInfo:
     quote: str
     taker_fee: Decimal
     maker_fee: Decimal
+    kind: MarketKind = MarketKind.SPOT
+    amount_step: Decimal | None = None
+    """The venue's lot size in base units: it cuts every order amount down to a multiple."""
     buy_fee_in_base: bool = False
     """A buy pays its fee in `base`, out of what it receives (Binance, Bybit, OKX spot)."""
+
+    @property
+    def can_short(self) -> bool:
+        """Whether a sell may take the position below zero (a perpetual, not spot)."""
+        return self.kind is MarketKind.PERPETUAL
 
 
 @dataclass(frozen=True, slots=True)
 class SymbolMarket:
-    """Everything known about one symbol this cycle; candles are closed, oldest first."""
+    """Everything known about one symbol this cycle; candles are closed, oldest first.
+
+    `funding` is set for perpetuals only."""
 
     info: MarketInfo
     ticker: Ticker
     candles: tuple[Candle, ...] = ()
+    funding: Funding | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,11 +129,15 @@ class MarketSnapshot:
 
 @dataclass(frozen=True, slots=True)
 class Position:
-    """Net holding of one symbol's base asset; positive is long."""
+    """Holding of one symbol's base asset, signed: positive is long, negative short.
+
+    `side` is BOTH for spot and one-way perpetuals (one net position per symbol);
+    a hedge-mode account holds a LONG leg (amount >= 0) and a SHORT leg (<= 0)."""
 
     symbol: str
     amount: Decimal
     avg_price: Decimal
+    side: PositionSide = PositionSide.BOTH
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +152,8 @@ class OpenOrder:
     filled: Decimal
     price: Decimal | None
     tag: str
+    reduce_only: bool = False
+    position_side: PositionSide = PositionSide.BOTH
 
     @property
     def remaining(self) -> Decimal:
@@ -131,8 +176,19 @@ class Portfolio:
     balances: tuple[Balance, ...] = ()
 
     def position(self, symbol: str) -> Position:
-        found = next((p for p in self.positions if p.symbol == symbol), None)
-        return found or Position(symbol, Decimal(0), Decimal(0))
+        """The net position of `symbol`: its one position, or its hedge legs summed (the
+        average price is then the one of the larger leg)."""
+        legs = self.legs(symbol)
+        if not legs:
+            return Position(symbol, Decimal(0), Decimal(0))
+        if len(legs) == 1:
+            return legs[0]
+        larger = max(legs, key=lambda p: abs(p.amount))
+        return Position(symbol, sum((p.amount for p in legs), Decimal(0)), larger.avg_price)
+
+    def legs(self, symbol: str) -> tuple[Position, ...]:
+        """Every held position of `symbol` (hedge mode: one per side), none of them empty."""
+        return tuple(p for p in self.positions if p.symbol == symbol and p.amount)
 
     def orders_for(self, symbol: str) -> tuple[OpenOrder, ...]:
         return tuple(o for o in self.open_orders if o.symbol == symbol)
@@ -156,6 +212,12 @@ class OrderIntent:
     amount: Decimal
     price: Decimal | None
     tag: str
+    reduce_only: bool = False
+    """Only ever closes (never opens, grows or flips) a position: perpetuals only."""
+    position_side: PositionSide | None = None
+    """The hedge-mode leg the order trades; None lets the engine pick it on a hedge-mode
+    account (a buy opens LONG, a reduce-only buy closes SHORT, ...). Setting it on a
+    one-way account is refused."""
 
 
 @dataclass(frozen=True, slots=True)

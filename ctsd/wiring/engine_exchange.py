@@ -7,7 +7,14 @@ last test did not fail) and hands out market data through the shared
 `ExchangeClientFactory`, so engine polling waits for the same rate-limit
 budget as every other request to that venue.
 
-PAPER needs only public market data, so no credentials are opened for it.
+PAPER needs only public market data; where the connection has a key it is
+opened too (the POLL lane, never for orders) for what venues tell keys only: the
+account's own fee rates, which a paper engine must charge to trade like the live
+one, and Binance's leverage brackets. Without a key PAPER uses what is public.
+A perpetual-futures connection also hands out the perpetuals seams
+(`ctsd.wiring.engine_perpetual`): public tiers and funding for every engine,
+the account (settings, positions, funding payments, fills) for LIVE, and the
+connection's margin and position modes.
 LIVE additionally unseals the connection's credentials (through the connection
 layer's `CredentialResolver`, the one holder of the vault) into an
 authenticated client on the ORDER lane, so order calls go ahead of polling in
@@ -18,24 +25,35 @@ permissions, granted trading: real orders go out on a key known to work.
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 from collections.abc import Callable
 
 from ctsd.connections.checks.results import TestStatus
 from ctsd.connections.credentials import CredentialResolver
-from ctsd.connections.model import Connection
+from ctsd.connections.model import Connection, PositionMode
 from ctsd.connections.ports import ConnectionStore
 from ctsd.engine.config import TradingMode
+from ctsd.engine.perpetual import AccountModes, MarginMode
 from ctsd.engine.ports import EngineResources
-from ctsd.errors import CredentialsUnavailable, FailedPrecondition, InvalidArgument
+from ctsd.errors import (
+    CredentialsUnavailable,
+    ExchangeFailure,
+    FailedPrecondition,
+    InvalidArgument,
+)
 from ctsd.exchanges.client import ExchangeClient
 from ctsd.exchanges.factory import ExchangeClientFactory
 from ctsd.exchanges.model import ConnectionTarget
+from ctsd.exchanges.perpetuals import PerpetualClient
+from ctsd.exchanges.spec import ApiType
 from ctsd.ratelimit import Lane
-from ctsd.strategies.model import Candle, MarketInfo, Ticker
+from ctsd.strategies.model import Candle, MarketInfo, MarketKind, Ticker
 from ctsd.wiring.engine_orders import ExchangeOrders
+from ctsd.wiring.engine_perpetual import ExchangePerpetualAccount, ExchangePerpetualMarketData
 
+log = logging.getLogger("ctsd.engine")
 _TIMEFRAME = re.compile(r"^([1-9][0-9]*)([smhdw])$")
 _UNIT_MS = {"s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
 
@@ -52,14 +70,29 @@ class ExchangeMarketData:
     """`MarketDataSource` over one `ExchangeClient` (the poll lane, the shared limiter)."""
 
     def __init__(self, client: ExchangeClient,
-                 now_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000) -> None:
+                 now_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
+                 kind: MarketKind = MarketKind.SPOT,
+                 account: ExchangeClient | None = None) -> None:
         self._client = client
         self._now_ms = now_ms
+        self._kind = kind
+        self._account = account
+        """The connection's key, where open: the fees are then the account's own."""
 
     async def market(self, symbol: str) -> MarketInfo:
+        """The market's terms; with the connection's key, the fees its account pays (what
+        a paper engine must charge to trade like the live one), else the published ones."""
         terms = await self._client.market_terms(symbol)
-        return MarketInfo(symbol, terms.base, terms.quote, terms.taker_fee, terms.maker_fee,
-                          terms.buy_fee_in_base)
+        taker, maker = terms.taker_fee, terms.maker_fee
+        if self._account is not None:
+            try:
+                taker, maker = await self._account.trading_fees(symbol)
+            except ExchangeFailure as exc:  # the published fees stand in
+                log.info("account fees not read; the published ones apply", extra={
+                    "exchange": self._client.target.exchange, "symbol": symbol,
+                    "error": exc.detail})
+        return MarketInfo(symbol, terms.base, terms.quote, taker, maker, self._kind,
+                          terms.amount_step, terms.buy_fee_in_base)
 
     async def ticker(self, symbol: str) -> Ticker:
         """Venues may omit bid or ask (a quiet market); the last price stands in for them."""
@@ -76,6 +109,30 @@ class ExchangeMarketData:
         closed = [c for c in raw if c.open_ms + length <= now]
         return tuple(Candle(c.open_ms, c.open, c.high, c.low, c.close, c.volume)
                      for c in closed[-limit:])
+
+
+def engine_resources(market: ExchangeClient, trading: ExchangeClient | None,
+                     modes: AccountModes, reader: ExchangeClient | None = None, *,
+                     now_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
+                     ) -> EngineResources:
+    """An engine's resources on opened clients: `market` (public, the poll lane) for market
+    data, `trading` (authenticated, LIVE only) for orders and the perpetuals account, and
+    for the perpetuals' facts the first of `reader` (authenticated, the poll lane: Binance
+    lists leverage brackets to keys only), `trading` and `market`. `modes` are the
+    connection's margin and position modes; `now_ms` the engine's clock (which candles
+    have closed)."""
+    perpetual = market.target.api_type is ApiType.PERPETUAL_FUTURES
+    kind = MarketKind.PERPETUAL if perpetual else MarketKind.SPOT
+    facts = reader or trading or market
+    perp_market = ExchangePerpetualMarketData(PerpetualClient(facts)) if perpetual else None
+    orders, account = None, None
+    if trading is not None:
+        orders = ExchangeOrders(trading, now_ms, margin_mode=modes.margin_mode.value
+                                if perpetual else None)
+        if perpetual:
+            account = ExchangePerpetualAccount(PerpetualClient(trading), modes.margin_mode)
+    return EngineResources(ExchangeMarketData(market, now_ms, kind, reader or trading), orders,
+                           kind, modes, perp_market, account)
 
 
 class ExchangeEngineBackend:
@@ -103,19 +160,37 @@ class ExchangeEngineBackend:
         if mode is TradingMode.LIVE:
             self._check_live(conn, name)
         target = ConnectionTarget(conn.exchange, conn.api_type, conn.testnet)
+        modes = AccountModes(MarginMode(conn.margin_mode.value),
+                             conn.position_mode is PositionMode.HEDGE)
         market = await self._factory.client(target, None, lane=Lane.POLL)
         opened: tuple[ExchangeClient, ...] = (market,)
-        orders = None
-        if mode is TradingMode.LIVE:
-            try:
+        trading = reader = None
+        try:
+            if mode is TradingMode.LIVE:
                 trading = await self._trading_client(conn, target, name)
-            except BaseException:
-                await market.close()
-                raise
-            opened, orders = (market, trading), ExchangeOrders(trading)
+                opened = (market, trading)
+            else:
+                reader = await self._reader(conn, target)
+                opened = (market, reader) if reader else opened
+        except BaseException:
+            for client in opened:
+                await client.close()
+            raise
         # A dry run (TestEngine) may open more clients while the engine holds its own.
         self._clients.setdefault(connection_id, []).append(opened)
-        return EngineResources(ExchangeMarketData(market), orders)
+        return engine_resources(market, trading, modes, reader)
+
+    async def _reader(self, conn: Connection, target: ConnectionTarget) -> ExchangeClient | None:
+        """PAPER: the connection's key, where it has one, for what the venue tells keys only:
+        the account's fee rates, Binance's leverage brackets; None without a usable key."""
+        if self._credentials is None or not conn.credentials.api_key_set:
+            return None
+        try:
+            credentials = await self._credentials.resolve(conn)
+        except CredentialsUnavailable:
+            return None
+        return await self._factory.client(target, credentials, lane=Lane.POLL,
+                                          account_uid=conn.account_uid)
 
     def _check_live(self, conn: Connection, name: str) -> None:
         if self._credentials is None:

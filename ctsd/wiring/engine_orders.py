@@ -10,6 +10,10 @@ order id it already holds (Binance -2010, Bybit 170141/110072, OKX 51016,
 Kraken "Invalid order"). So a refused placement is checked against the venue
 before it is reported as refused: if the id's order exists, that order is the
 answer, and a retried placement adopts the first one.
+
+Fees come from the venue: where an order answer does not carry them (Binance's
+never does) the order's fills are read from the fill history once per new
+filled amount, so PnL is net of what the venue really charged.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from ctsd.errors import (
 )
 from ctsd.exchanges.client import ExchangeClient
 from ctsd.exchanges.model import Order
-from ctsd.strategies.model import Balance, OrderType, Side
+from ctsd.strategies.model import Balance, OrderType, PositionSide, Side
 
 _STATUS = {
     "open": OrderStatus.OPEN,
@@ -42,24 +46,39 @@ class ExchangeOrders:
     """`ExchangeOrderClient` for one connection; the caller owns (and closes) `client`."""
 
     def __init__(self, client: ExchangeClient,
-                 now_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000) -> None:
+                 now_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000, *,
+                 margin_mode: str | None = None) -> None:
         self._client = client
         self._now_ms = now_ms
+        self._margin_mode = margin_mode
+        """Perpetuals: the connection's margin mode, sent where the venue takes it per order."""
+        self._fees: dict[tuple[str, Decimal], tuple[Decimal, str]] = {}
+        """(order id, filled) → fee read from the fill history."""
 
     async def create_order(
         self, symbol: str, type: OrderType, side: Side, amount: Decimal,
-        price: Decimal | None, client_order_id: str,
+        price: Decimal | None, client_order_id: str, *, reduce_only: bool = False,
+        position_side: PositionSide = PositionSide.BOTH,
     ) -> ExchangeOrder:
+        leg = None if position_side is PositionSide.BOTH else position_side.value
         try:
             placed = await self._client.create_order(
-                symbol, side.value, type.value, amount, price, client_id=client_order_id)
+                symbol, side.value, type.value, amount, price, client_id=client_order_id,
+                reduce_only=reduce_only, leg=leg, margin_mode=self._margin_mode)
         except ClientError:
             existing = await self.fetch_order(symbol, client_order_id)
             if existing is not None:  # refused as a duplicate: the first placement stands
                 return existing
             raise
-        # Bybit, OKX and Kraken acknowledge with the id alone: accepted means open.
-        return self._engine_order(placed, client_order_id, default=OrderStatus.OPEN)
+        if placed.status is None and type is OrderType.MARKET:
+            # Bybit, OKX and Kraken acknowledge with the id alone; a market order has
+            # filled by now, and the engine books it this cycle rather than the next.
+            found = await self.fetch_order(symbol, client_order_id)
+            if found is not None:
+                return found
+        # Acknowledged with the id alone: accepted means open.
+        return self._engine_order(await self._with_fee(placed, symbol), client_order_id,
+                                  default=OrderStatus.OPEN)
 
     async def cancel_order(self, symbol: str, client_order_id: str) -> ExchangeOrder:
         canceled = await self._client.cancel_order_by_client_id(client_order_id, symbol)
@@ -71,21 +90,31 @@ class ExchangeOrders:
             return None
         return self._engine_order(await self._with_fee(found, symbol), client_order_id)
 
-    async def _with_fee(self, order: Order, symbol: str) -> Order:
-        """An order that filled but whose answer names no fee (Binance's query and cancel
-        answers never do) gets it from its own fills (`fetch_order_trades`), so the ledger
-        books what the venue charged, in the asset it charged it in."""
-        if order.fee is not None or not order.filled or not order.id:
-            return order
-        paid = await self._client.fetch_order_fee(order.id, symbol)
-        return order if paid is None else replace(order, fee=paid[0], fee_asset=paid[1])
-
     async def fetch_open_orders(self, symbol: str) -> tuple[ExchangeOrder, ...]:
         """Open orders that carry a client order id and a type the engine places; others
         (placed by hand, stop orders) are none of the engine's business."""
         listed = await self._client.fetch_open_orders(symbol)
-        return tuple(self._engine_order(o, o.client_id) for o in listed
-                     if o.client_id and o.type in _TYPES and o.side in _SIDES)
+        found = []
+        for order in listed:
+            if order.client_id and order.type in _TYPES and order.side in _SIDES:
+                found.append(self._engine_order(await self._with_fee(order, symbol),
+                                                order.client_id))
+        return tuple(found)
+
+    async def _with_fee(self, order: Order, symbol: str) -> Order:
+        """An order that filled but whose answer names no fee (Binance's query and cancel
+        answers never do) gets it from its own fills, so the ledger books what the venue
+        charged, in the asset it charged it in; read once per new filled amount."""
+        if order.fee is not None or not order.filled or not order.id:
+            return order
+        key = (order.id, order.filled)
+        if key not in self._fees:
+            found = await self._client.fetch_order_fee(order.id, symbol)
+            if found is None:
+                return order  # not in the history yet: read again with the next answer
+            self._fees[key] = found
+        fee, asset = self._fees[key]
+        return replace(order, fee=fee, fee_asset=asset)
 
     async def fetch_balance(self) -> tuple[Balance, ...]:
         holdings = await self._client.fetch_holdings()
@@ -105,7 +134,8 @@ class ExchangeOrders:
             type=_TYPES[order.type], amount=order.amount if order.amount is not None else filled,
             price=order.price, status=status, filled=filled,
             average=order.average or None, fee=order.fee or Decimal(0),
-            fee_asset=order.fee_asset or "", timestamp_ms=order.timestamp_ms or self._now_ms())
+            fee_asset=order.fee_asset or "", timestamp_ms=order.timestamp_ms or self._now_ms(),
+            reduce_only=order.reduce_only)
 
 
 _SIDES = {s.value: s for s in Side}

@@ -124,8 +124,11 @@ def test_sma_cross_places_exactly_the_orders_the_seeded_path_calls_for(
     mirror = PathMirror(SMA_SYMBOL)
     quiet, golden, death = mirror.plan()
     expected_buy = (QUOTE / mirror.ask(golden)).quantize(AMOUNT_STEP, ROUND_DOWN)
-    # Binance takes the buy's fee from the base bought: the sale is what the wallet holds
-    expected_sell = (expected_buy * (1 - BINANCE_SPOT_TAKER)).quantize(AMOUNT_STEP, ROUND_DOWN)
+    # The venue (and so paper) fills the buy cut to the lot size, and takes its fee from
+    # the base bought: the sale is what the wallet holds
+    lot = mirror.catalog.instruments[SMA_SYMBOL].step_size
+    bought = (expected_buy / lot).to_integral_value(ROUND_DOWN) * lot
+    expected_sell = (bought * (1 - BINANCE_SPOT_TAKER)).quantize(AMOUNT_STEP, ROUND_DOWN)
     conn = sim_connection(connections, sim, "engine-sma")
     name = f"{conn.name}/engine"
     clock = pinned_clock(sim)

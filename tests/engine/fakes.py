@@ -15,6 +15,7 @@ from typing import TypeVar
 
 from ctsd.engine.config import TradingMode
 from ctsd.engine.orders import Execution, Fill, Order, OrderStatus
+from ctsd.engine.perpetual import FundingPayment
 from ctsd.engine.ports import (
     DesiredState,
     EngineRecord,
@@ -23,7 +24,15 @@ from ctsd.engine.ports import (
     Page,
 )
 from ctsd.errors import CtsError, ExchangeUnavailable, FailureClass, NotFound, Unavailable
-from ctsd.strategies.model import Balance, Candle, MarketInfo, OrderType, Side, Ticker
+from ctsd.strategies.model import (
+    Balance,
+    Candle,
+    MarketInfo,
+    OrderType,
+    PositionSide,
+    Side,
+    Ticker,
+)
 from tests.support.virtual_clock import VirtualClock
 
 T = TypeVar("T")
@@ -85,6 +94,7 @@ class MemoryStore:
         self.engines: dict[str, EngineRecord] = {}
         self.orders: dict[str, dict[str, Order]] = {}
         self.fills: dict[str, dict[str, Fill]] = {}
+        self.funding: dict[str, dict[str, FundingPayment]] = {}
         self.history: list[tuple[str, OrderStatus]] = []
         self.fail_list_orders = False
 
@@ -118,6 +128,15 @@ class MemoryStore:
 
     async def list_fills(self, connection_id: str) -> list[Fill]:
         return list(self.fills.get(connection_id, {}).values())
+
+    async def save_funding(self, connection_id: str,
+                           payments: tuple[FundingPayment, ...]) -> None:
+        stored = self.funding.setdefault(connection_id, {})
+        for payment in payments:
+            stored.setdefault(payment.funding_id, payment)
+
+    async def list_funding(self, connection_id: str) -> list[FundingPayment]:
+        return list(self.funding.get(connection_id, {}).values())
 
     async def page_orders(self, connection_id: str, *, open_only: bool, after: int,
                           limit: int) -> Page[Order]:
@@ -173,7 +192,9 @@ class FakeExchange:
         self._ids = itertools.count(1)
 
     async def create_order(self, symbol: str, type: OrderType, side: Side, amount: Decimal,
-                           price: Decimal | None, client_order_id: str) -> ExchangeOrder:
+                           price: Decimal | None, client_order_id: str, *,
+                           reduce_only: bool = False,
+                           position_side: PositionSide = PositionSide.BOTH) -> ExchangeOrder:
         self.calls.append("create_order")
         if self.refuse_next is not None:
             error, self.refuse_next = self.refuse_next, None

@@ -51,6 +51,7 @@ def test_a_base_asset_fee_comes_out_of_the_units_a_buy_receives() -> None:
     assert position.amount == Decimal("0.999")
     assert position.avg_price * position.amount == pytest.approx(Decimal(100), abs=Decimal("1e-20"))
     assert ledger.pnl({}, START_MS).realized == 0
+    assert ledger.fees == Decimal("0.1")  # valued at the fill price, whichever way paid
     realized = ledger.apply(fill(Side.SELL, "0.999", "100", fee="0.0999"))
     assert ledger.position("BTC/USDT").amount == 0
     assert realized == pytest.approx(Decimal("-0.1") - Decimal("0.0999"), abs=Decimal("1e-20"))

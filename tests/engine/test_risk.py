@@ -7,34 +7,48 @@ import pytest
 from ctsd.engine.config import RiskLimits
 from ctsd.engine.ledger import PnL
 from ctsd.engine.risk import RiskGate
-from ctsd.strategies.model import OpenOrder, OrderIntent, OrderType, Portfolio, Position, Side
+from ctsd.strategies.model import (
+    MarketKind,
+    MarketSnapshot,
+    OpenOrder,
+    OrderIntent,
+    OrderType,
+    Portfolio,
+    Position,
+    PositionSide,
+    Side,
+)
 from tests.strategies.helpers import snapshot, symbol_market
 from tests.support.virtual_clock import VirtualClock
 
 SYMBOL = "BTC/USDT"
 MARKET = snapshot(symbol_market(SYMBOL, [Decimal(100)], spread=Decimal(2)))  # bid 99, ask 101
+PERP = snapshot(symbol_market(SYMBOL, [Decimal(100)], spread=Decimal(2),
+                              kind=MarketKind.PERPETUAL))
 NO_LIMITS = RiskLimits(max_open_orders=None, max_orders_per_minute=None)
 
 
-def buy(amount: str, price: str | None = None) -> OrderIntent:
+def buy(amount: str, price: str | None = None, **terms: object) -> OrderIntent:
     kind = OrderType.MARKET if price is None else OrderType.LIMIT
     return OrderIntent(SYMBOL, Side.BUY, kind, Decimal(amount),
-                       None if price is None else Decimal(price), "t")
+                       None if price is None else Decimal(price), "t", **terms)  # type: ignore[arg-type]
 
 
-def sell(amount: str) -> OrderIntent:
-    return OrderIntent(SYMBOL, Side.SELL, OrderType.MARKET, Decimal(amount), None, "t")
+def sell(amount: str, **terms: object) -> OrderIntent:
+    return OrderIntent(SYMBOL, Side.SELL, OrderType.MARKET, Decimal(amount), None, "t",
+                       **terms)  # type: ignore[arg-type]
 
 
 def reasons(limits: RiskLimits, intents: list[OrderIntent],
-            portfolio: Portfolio | None = None) -> list[str]:
-    gate = RiskGate(limits, VirtualClock())
-    return [v.reason for v in gate.review(intents, MARKET, portfolio or Portfolio())]
+            portfolio: Portfolio | None = None, market: MarketSnapshot = MARKET,
+            hedge: bool = False) -> list[str]:
+    gate = RiskGate(limits, VirtualClock(), hedge=hedge)
+    return [v.reason for v in gate.review(intents, market, portfolio or Portfolio())]
 
 
 def test_max_order_notional_prices_market_orders_at_the_touch() -> None:
     limits = RiskLimits(max_order_notional=Decimal(100), max_open_orders=None)
-    assert reasons(limits, [buy("1"), sell("1"), buy("1", "99")]) == [
+    assert reasons(limits, [buy("1"), sell("1"), buy("1", "99")], market=PERP) == [
         "order notional 101.00 exceeds max_order_notional 100", "", ""]
 
 
@@ -43,7 +57,7 @@ def test_max_position_counts_holdings_resting_orders_and_this_cycle() -> None:
     resting = OpenOrder("o", SYMBOL, Side.BUY, OrderType.LIMIT, Decimal(1), Decimal(0),
                         Decimal(100), "t")
     held = Portfolio(positions=(Position(SYMBOL, Decimal(2), Decimal(90)),), open_orders=(resting,))
-    found = reasons(limits, [buy("1", "100"), buy("1", "100"), sell("3")], held)
+    found = reasons(limits, [buy("1", "100"), buy("1", "100"), sell("3")], held, PERP)
     assert found[0] == ""
     assert found[1].startswith("position notional 500.00 in BTC/USDT would exceed")
     assert found[2] == ""  # reducing exposure is always allowed
@@ -79,3 +93,31 @@ def test_daily_loss_counts_realized_today_plus_open_pnl() -> None:
         "daily loss 50.00 reached daily_loss_limit 50")
     assert RiskGate(NO_LIMITS, VirtualClock()).daily_loss_breach(
         PnL(Decimal(0), Decimal(-10**9), Decimal(0))) is None
+
+
+def test_position_limits_count_leveraged_notional_on_each_hedge_leg() -> None:
+    """Notional is amount times price whatever the leverage; hedge legs count apart."""
+    limits = RiskLimits(max_position_notional=Decimal(250), max_open_orders=None)
+    legs = Portfolio(positions=(Position(SYMBOL, Decimal(2), Decimal(90), PositionSide.LONG),
+                                Position(SYMBOL, Decimal(-2), Decimal(90), PositionSide.SHORT)))
+    found = reasons(limits, [buy("1"), sell("1"), sell("1", reduce_only=True)], legs, PERP,
+                    hedge=True)
+    assert found[0].startswith("position notional 303.00 in BTC/USDT would exceed")
+    assert found[1].startswith("position notional 297.00 in BTC/USDT would exceed")
+    assert found[2] == ""  # closes part of the long leg
+
+
+def test_what_a_market_cannot_do_is_refused_naming_the_field() -> None:
+    one = Portfolio(positions=(Position(SYMBOL, Decimal(1), Decimal(90)),))
+    assert reasons(NO_LIMITS, [sell("1"), sell("1")], one) == [
+        "", "side: selling 1 BTC exceeds the 0 held; spot cannot go short"]
+    assert reasons(NO_LIMITS, [sell("1", reduce_only=True),
+                               buy("1", position_side=PositionSide.LONG)], one) == [
+        "reduce_only: spot has no position to reduce",
+        "position_side: spot has no long position"]
+    assert reasons(NO_LIMITS, [buy("1", position_side=PositionSide.LONG), sell("5")],
+                   market=PERP) == [
+        "position_side: long needs a hedge-mode account; this one is one-way", ""]
+    assert reasons(NO_LIMITS, [buy("1", position_side=PositionSide.BOTH)], market=PERP,
+                   hedge=True) == [
+        "position_side: a hedge-mode account trades the long or the short leg"]

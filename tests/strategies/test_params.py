@@ -38,7 +38,7 @@ def test_defaults_fill_in_and_text_parses_to_types() -> None:
     assert params.decimal("quote_amount") == Decimal("12.5")
     assert params.choice("timeframe") == "1m"
     assert params.as_strings() == {"fast": "5", "slow": "20", "quote_amount": "12.5",
-                                   "timeframe": "1m"}
+                                   "timeframe": "1m", "direction": "auto"}
 
 
 @pytest.mark.parametrize("raw", ["5.5", "abc", "NaN", "Infinity", True, ""])

@@ -4,11 +4,13 @@ from decimal import Decimal
 
 from ctsd.strategies.base import Strategy, resolve_params
 from ctsd.strategies.model import (
+    MarketKind,
     OpenOrder,
     OrderIntent,
     OrderType,
     Portfolio,
     Position,
+    PositionSide,
     Side,
 )
 from ctsd.strategies.sma_cross import SMA_CROSS
@@ -72,3 +74,49 @@ def test_symbols_are_decided_independently_in_snapshot_order() -> None:
     market = snapshot(symbol_market("ETH/USDT", CLOSES[1:5]), symbol_market(SYMBOL, CLOSES[1:5]))
     intents = strategy().decide(market, Portfolio())
     assert [i.symbol for i in intents] == ["ETH/USDT", SYMBOL]
+
+
+def run_series(sma: Strategy, kind: MarketKind) -> list[tuple[int, OrderIntent]]:
+    """Every intent over CLOSES, each filled at once (the net position follows them)."""
+    held = Decimal(0)
+    emitted: list[tuple[int, OrderIntent]] = []
+    for end in range(1, len(CLOSES) + 1):
+        closes = CLOSES[max(0, end - sma.needs.candles):end]
+        market = snapshot(symbol_market(SYMBOL, closes, kind=kind))
+        portfolio = Portfolio(positions=(Position(SYMBOL, held, d(0)),))
+        for intent in sma.decide(market, portfolio):
+            assert isinstance(intent, OrderIntent)
+            emitted.append((end - 1, intent))
+            held += intent.amount if intent.side is Side.BUY else -intent.amount
+    return emitted
+
+
+def test_on_a_perpetual_a_death_cross_goes_short_and_a_golden_cross_covers() -> None:
+    emitted = run_series(strategy(), MarketKind.PERPETUAL)
+    assert [(i, o.side, o.amount, o.reduce_only, o.tag.split(":")[-1]) for i, o in emitted] == [
+        (4, Side.BUY, d("9.09090909"), False, "long"),
+        (8, Side.SELL, d("9.09090909"), True, "flat"),
+        (8, Side.SELL, d(10), False, "short"),
+        (11, Side.BUY, d(10), True, "cover"),
+        (11, Side.BUY, d(10), False, "long"),
+    ]
+
+
+def test_long_only_stays_flat_on_a_perpetual_and_long_short_asks_for_shorts() -> None:
+    params: dict[str, str | int] = {"fast": 2, "slow": 3, "quote_amount": "100"}
+    long_only = SMA_CROSS.create(resolve_params(SMA_CROSS, {**params, "direction": "long_only"}))
+    emitted = run_series(long_only, MarketKind.PERPETUAL)
+    assert [o.tag.split(":")[-1] for _, o in emitted] == ["long", "flat", "long"]
+    both = SMA_CROSS.create(resolve_params(SMA_CROSS, {**params, "direction": "long_short"}))
+    assert both.needs.shorts and not strategy().needs.shorts
+
+
+def test_hedge_legs_are_closed_leg_by_leg() -> None:
+    """A hedge-mode portfolio: a death cross closes the long leg, then opens a short."""
+    market = snapshot(symbol_market(SYMBOL, CLOSES[5:9], kind=MarketKind.PERPETUAL))
+    legs = Portfolio(positions=(Position(SYMBOL, d(2), d(10), PositionSide.LONG),
+                                Position(SYMBOL, d(0), d(0), PositionSide.SHORT)))
+    intents = strategy().decide(market, legs)
+    assert [(o.side, o.amount, o.reduce_only) for o in intents
+            if isinstance(o, OrderIntent)] == [(Side.SELL, d(2), True),
+                                               (Side.SELL, d(10), False)]

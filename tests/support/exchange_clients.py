@@ -50,7 +50,8 @@ class Market:
     api_type: ApiType
     symbol: str
     amount: str
-    """An order size the venue accepts (OKX swaps count contracts of 0.01 BTC)."""
+    """An order size the venue accepts, in base units (the client turns it into OKX's
+    contracts of 0.01 BTC)."""
 
     @property
     def id(self) -> str:
@@ -63,7 +64,7 @@ MARKETS = (
     Market("bybit", ApiType.SPOT, "BTC/USDT", "0.01"),
     Market("bybit", ApiType.PERPETUAL_FUTURES, "BTC/USDT:USDT", "0.01"),
     Market("okx", ApiType.SPOT, "BTC/USDT", "0.01"),
-    Market("okx", ApiType.PERPETUAL_FUTURES, "BTC/USDT:USDT", "1"),
+    Market("okx", ApiType.PERPETUAL_FUTURES, "BTC/USDT:USDT", "0.01"),
     Market("kraken", ApiType.SPOT, "BTC/USDT", "0.01"),
 )
 

@@ -20,7 +20,14 @@ from typing import Protocol
 
 from ctsd.connections.model import Connection
 from ctsd.errors import FailureClass
-from ctsd.exchanges.model import ApiCredentials, ApiTypeStatus, Holding, KeyPermissions, ServerTime
+from ctsd.exchanges.model import (
+    AccountModes,
+    ApiCredentials,
+    ApiTypeStatus,
+    Holding,
+    KeyPermissions,
+    ServerTime,
+)
 
 
 class ExchangeProbe(Protocol):
@@ -48,6 +55,10 @@ class ExchangeProbe(Protocol):
 
     async def api_type_status(self) -> ApiTypeStatus:
         """Whether the account can trade the connection's api type."""
+        ...
+
+    async def account_modes(self) -> AccountModes | None:
+        """Perpetual futures: the account's position and margin modes; None otherwise."""
         ...
 
     async def prices(self, assets: Sequence[str], quote: str) -> dict[str, Decimal]:

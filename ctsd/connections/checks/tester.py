@@ -5,6 +5,11 @@ depends on the earlier ones (no balance without a valid signature):
 
     credentials → markets → clock → balance → permissions → api_type → latency
 
+and on a perpetual-futures connection, last, `derivatives`: the account's
+position mode and margin mode against the connection's settings. A difference
+is a warning (what an engine start will change, and that it needs no open
+positions or orders), never a failure: the key works.
+
 The permissions step also learns which account (UID) the key belongs to,
 where the exchange counts its limits per UID (from the same answer): it is
 recorded with the result so every key of that account draws on one rate-limit
@@ -36,9 +41,10 @@ from typing import Protocol
 from ctsd.connections.checks.probe import Classifier, ExchangeProbe, ProbeFactory
 from ctsd.connections.checks.results import AssetBalance, FailureClass, LogLine, TestResult
 from ctsd.connections.checks.run import StepFailed, TestRun
-from ctsd.connections.model import Connection
+from ctsd.connections.model import Connection, PositionMode
 from ctsd.errors import CredentialsUnavailable
-from ctsd.exchanges.model import ApiCredentials
+from ctsd.exchanges.model import AccountModes, ApiCredentials
+from ctsd.exchanges.spec import ApiType
 from ctsd.tasks import cancel_and_wait
 
 log = logging.getLogger("ctsd.connections.checks.tester")
@@ -157,6 +163,8 @@ class ConnectionTester:
             await self._permissions(run, probe)
             await self._api_type(run, probe)
             await self._latency(run, probe)
+            if run.conn.api_type is ApiType.PERPETUAL_FUTURES:
+                await self._derivatives(run, probe)
 
     async def _credentials(self, run: TestRun) -> ApiCredentials:
         run.step = "credentials"
@@ -311,5 +319,58 @@ class ConnectionTester:
         else:
             run.info(text)
 
+    async def _derivatives(self, run: TestRun, probe: ExchangeProbe) -> None:
+        run.step = "derivatives"
+        try:
+            modes = await probe.account_modes()
+        except Exception as exc:  # the key works; an engine start sets the modes anyway
+            run.warn(f"the account's position and margin modes could not be read "
+                     f"({run.describe(exc)}); an engine start sets them",
+                     "check the key may read the futures account")
+            return
+        if modes is None:
+            run.info(f"{run.conn.exchange} reports no perpetuals account modes here")
+            return
+        changes = _position_mode_change(run, modes) + _margin_mode_change(run, modes)
+        if changes:
+            run.warn(f"the account differs from the connection: {'; '.join(changes)}",
+                     "an engine start sets what the connection says (the venue refuses while "
+                     "positions or orders are open on a symbol); or change the connection's "
+                     "position_mode / margin_mode to match the account")
+
     def _ms(self, started: float) -> int:
         return round((self._monotonic() - started) * 1000)
+
+
+def _position_mode_change(run: TestRun, modes: AccountModes) -> list[str]:
+    wanted = "hedge" if run.conn.position_mode is PositionMode.HEDGE else "one-way"
+    if modes.hedge is None:
+        run.info(f"{run.conn.exchange} keeps the position mode per symbol: an engine start sets "
+                 f"{wanted} for each of its symbols")
+        return []
+    found = "hedge" if modes.hedge else "one-way"
+    if found == wanted:
+        run.info(f"position mode {found}, as the connection says")
+        return []
+    return [f"position mode is {found}; an engine start switches it to {wanted}"]
+
+
+def _margin_mode_change(run: TestRun, modes: AccountModes) -> list[str]:
+    wanted = run.conn.margin_mode.value
+    if not modes.margin_modes:
+        run.info(f"{run.conn.exchange} takes the margin mode with every order: engines send "
+                 f"{wanted}")
+        return []
+    if modes.margin_modes[0][0] == "*":
+        found = modes.margin_modes[0][1]
+        if found == wanted:
+            run.info(f"margin mode {found}, as the connection says")
+            return []
+        return [f"margin mode is {found}; an engine start switches it to {wanted}"]
+    other = [symbol for symbol, mode in modes.margin_modes if mode != wanted]
+    if not other:
+        run.info(f"margin mode {wanted} on every symbol, as the connection says")
+        return []
+    shown = ", ".join(other[:5]) + (f" and {len(other) - 5} more" if len(other) > 5 else "")
+    return [f"{len(other)} symbols are not {wanted} ({shown}); an engine start switches its "
+            f"symbols to {wanted}"]

@@ -11,16 +11,19 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from ctsd.engine.orders import Execution, Fill, Order, OrderRequest
+from ctsd.engine.perpetual import FundingPayment, VenuePosition
 from ctsd.strategies.model import Balance, MarketSnapshot
 
 
 class Broker(Protocol):
     async def reconcile(
-        self, known: Sequence[Order], fills: Sequence[Fill]
+        self, known: Sequence[Order], fills: Sequence[Fill],
+        funding: Sequence[FundingPayment] = (),
     ) -> tuple[Execution, ...]:
         """Align with the venue before the first new order: resolve every persisted
         non-final order (`known`) and report what changed. Raises when it cannot;
-        the engine then fails closed instead of trading on a guess."""
+        the engine then fails closed instead of trading on a guess. `fills` and
+        `funding` are everything booked so far (a paper account replays them)."""
         ...
 
     async def place(self, request: OrderRequest) -> Execution:
@@ -49,3 +52,12 @@ class Broker(Protocol):
         ...
 
     def balances(self) -> tuple[Balance, ...]: ...
+
+    def positions(self) -> tuple[VenuePosition, ...]:
+        """Perpetuals: the open positions as the venue (or the paper account) values them,
+        as of the last `refresh`/`poll`; () on spot, where the ledger is the position."""
+        ...
+
+    def take_funding(self) -> tuple[FundingPayment, ...]:
+        """Perpetuals: funding payments found since the last call (each once)."""
+        ...

@@ -18,6 +18,7 @@ from decimal import Decimal
 
 from ctsd.clock import Clock
 from ctsd.engine.orders import Execution, Fill, Order, OrderRequest, OrderStatus, is_engine_order
+from ctsd.engine.perpetual import FundingPayment, VenuePosition
 from ctsd.engine.ports import ExchangeOrder, ExchangeOrderClient
 from ctsd.errors import ClientError, NotFound, TemporaryError, Unavailable
 from ctsd.strategies.model import Balance, MarketSnapshot
@@ -44,8 +45,15 @@ class LiveBroker:
     def balances(self) -> tuple[Balance, ...]:
         return self._balances
 
+    def positions(self) -> tuple[VenuePosition, ...]:
+        return ()  # spot: the ledger is the position (`LivePerpBroker` reads the venue's)
+
+    def take_funding(self) -> tuple[FundingPayment, ...]:
+        return ()
+
     async def reconcile(
-        self, known: Sequence[Order], fills: Sequence[Fill]
+        self, known: Sequence[Order], fills: Sequence[Fill],
+        funding: Sequence[FundingPayment] = (),
     ) -> tuple[Execution, ...]:
         self._book.clear()
         changed: list[Execution] = []
@@ -77,7 +85,8 @@ class LiveBroker:
             try:
                 remote = await self._client.create_order(
                     order.symbol, order.type, order.side, order.amount, order.price,
-                    order.client_order_id)
+                    order.client_order_id, reduce_only=order.reduce_only,
+                    position_side=order.position_side)
             except ClientError as exc:
                 return Execution(self._finish(order, OrderStatus.REJECTED, exc.message))
             except TemporaryError:
@@ -150,7 +159,8 @@ class LiveBroker:
             value = average * remote.filled - (order.average_price or ZERO) * order.filled
             fills = (Fill(f"{order.client_order_id}-{remote.filled}", order.client_order_id,
                           order.symbol, order.side, delta, value / delta,
-                          remote.fee - order.fee, remote.fee_asset, self._clock.now_ms()),)
+                          remote.fee - order.fee, remote.fee_asset, self._clock.now_ms(),
+                          position_side=order.position_side),)
         updated = replace(
             order, status=remote.status, filled=max(remote.filled, order.filled),
             average_price=remote.average or order.average_price,
@@ -162,7 +172,8 @@ class LiveBroker:
         """A record for an order of ours the store lost; its tag says where it came from."""
         return Order(remote.client_order_id, remote.symbol, remote.side, remote.type,
                      remote.amount, remote.price, "adopted", 0, OrderStatus.PENDING,
-                     created_ms=remote.timestamp_ms, updated_ms=remote.timestamp_ms)
+                     created_ms=remote.timestamp_ms, updated_ms=remote.timestamp_ms,
+                     reduce_only=remote.reduce_only, position_side=remote.position_side)
 
     def _finish(self, order: Order, status: OrderStatus, reason: str) -> Order:
         return replace(order, status=status, reason=reason, updated_ms=self._clock.now_ms())

@@ -22,9 +22,11 @@ from dataclasses import replace
 from decimal import Decimal
 
 from ctsd.clock import Clock
+from ctsd.engine.brokers.paper_terms import crosses, finished, on_lot, taker_price
 from ctsd.engine.config import PaperSettings
 from ctsd.engine.ledger import split_symbol
 from ctsd.engine.orders import Execution, Fill, Order, OrderRequest, OrderStatus
+from ctsd.engine.perpetual import FundingPayment, VenuePosition
 from ctsd.strategies.model import (
     Balance,
     MarketInfo,
@@ -35,7 +37,6 @@ from ctsd.strategies.model import (
 )
 
 ZERO = Decimal(0)
-BPS = Decimal(10_000)
 
 
 class PaperBroker:
@@ -62,8 +63,15 @@ class PaperBroker:
     def open_orders(self) -> tuple[Order, ...]:
         return tuple(self._book.values())
 
+    def positions(self) -> tuple[VenuePosition, ...]:
+        return ()  # spot: the ledger is the position
+
+    def take_funding(self) -> tuple[FundingPayment, ...]:
+        return ()
+
     async def reconcile(
-        self, known: Sequence[Order], fills: Sequence[Fill]
+        self, known: Sequence[Order], fills: Sequence[Fill],
+        funding: Sequence[FundingPayment] = (),
     ) -> tuple[Execution, ...]:
         self._reset_balances()
         self._book.clear()
@@ -91,9 +99,14 @@ class PaperBroker:
         market = self._market.get(order.symbol) if self._market else None
         if market is None:
             return Execution(self._finish(order, OrderStatus.REJECTED, "no market data yet"))
-        taker_price = self._taker_price(order, market)
-        if order.type is OrderType.MARKET or self._crosses(order, market):
-            return self._fill_as_taker(order, market, taker_price)
+        lot = on_lot(order, market)
+        if lot is None:
+            return Execution(self._finish(order, OrderStatus.REJECTED,
+                                          "amount below the venue's lot size"))
+        order = lot
+        touch = taker_price(order, market, self._settings.slippage_bps)
+        if order.type is OrderType.MARKET or crosses(order, market):
+            return self._fill_as_taker(order, market, touch)
         shortfall = self._shortfall(order, order.price or ZERO,
                                     _quote_fee(market.info, order, market.info.maker_fee))
         if shortfall:
@@ -121,29 +134,14 @@ class PaperBroker:
         executions = []
         for order in list(self._book.values()):
             symbol_market = market.get(order.symbol)
-            if symbol_market is not None and self._crosses(order, symbol_market):
+            if symbol_market is not None and crosses(order, symbol_market):
                 del self._book[order.client_order_id]
                 self._release(order)
                 price = order.price or ZERO
                 executions.append(self._fill(order, price, symbol_market.info, True))
         return tuple(executions)
 
-    def _taker_price(self, order: Order, market: SymbolMarket) -> Decimal:
-        """The touch price worsened by slippage, but never past a limit order's own price."""
-        slip = self._settings.slippage_bps / BPS
-        if order.side is Side.BUY:
-            price = market.ticker.ask * (1 + slip)
-            return min(price, order.price) if order.price is not None else price
-        price = market.ticker.bid * (1 - slip)
-        return max(price, order.price) if order.price is not None else price
 
-    @staticmethod
-    def _crosses(order: Order, market: SymbolMarket) -> bool:
-        if order.price is None:
-            return False
-        if order.side is Side.BUY:
-            return market.ticker.ask <= order.price
-        return market.ticker.bid >= order.price
 
     def _fill_as_taker(self, order: Order, market: SymbolMarket, price: Decimal) -> Execution:
         shortfall = self._shortfall(order, price, _quote_fee(market.info, order,
@@ -214,7 +212,7 @@ class PaperBroker:
         self._free[asset] = self._free.get(asset, ZERO) + amount
 
     def _finish(self, order: Order, status: OrderStatus, reason: str) -> Order:
-        return replace(order, status=status, reason=reason, updated_ms=self._clock.now_ms())
+        return finished(order, status, reason, self._clock.now_ms())
 
 
 def _quote_fee(info: MarketInfo, order: Order, rate: Decimal) -> Decimal:

@@ -9,6 +9,7 @@ from ctsd.exchanges.profile import (
     ApiTypeProfile,
     ClientOrderIds,
     ClientProfile,
+    DerivativesProfile,
     PermissionsProbe,
     RefusalRule,
 )
@@ -58,4 +59,12 @@ BINANCE_CLIENT = ClientProfile(
     permissions=PermissionsProbe("privateGetAccount", _permissions,
                                  answered_by_balance=frozenset({ApiType.SPOT})),
     client_order_ids=ClientOrderIds(create="newClientOrderId", lookup="origClientOrderId"),
+    derivatives=DerivativesProfile(
+        position_mode_scope="account", margin_mode_scope="symbol",
+        # -4059 "No need to change position side", -4046 "No need to change margin type";
+        # the same leverage is simply answered again.
+        unchanged={"position_mode": frozenset({"-4059"}), "margin_mode": frozenset({"-4046"})},
+        hedge_param="positionSide", hedge_values={"long": "LONG", "short": "SHORT"},
+        reduce_only_in_hedge=False,  # -1106: a hedge-mode order closes by positionSide
+    ),
 )

@@ -10,6 +10,7 @@ from ctsd.exchanges.profile import (
     ApiTypeProfile,
     ClientOrderIds,
     ClientProfile,
+    DerivativesProfile,
     PermissionsProbe,
     RefusalRule,
 )
@@ -71,4 +72,12 @@ BYBIT_CLIENT = ClientProfile(
     client_order_ids=ClientOrderIds(
         create="orderLinkId", lookup="orderLinkId",
         lookups=("fetch_open_orders", "fetch_canceled_and_closed_orders")),
+    derivatives=DerivativesProfile(
+        position_mode_scope="symbol", margin_mode_scope="account",
+        # 110025 "position mode not modified", 110043 "leverage not modified"; the unified
+        # account's set-margin-mode answers success when nothing changes.
+        unchanged={"position_mode": frozenset({"110025"}), "leverage": frozenset({"110043"})},
+        hedge_param="positionIdx", hedge_values={"long": 1, "short": 2},
+        funding_sign=-1,
+    ),
 )

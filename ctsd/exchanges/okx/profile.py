@@ -10,6 +10,7 @@ from ctsd.exchanges.profile import (
     ApiTypeProfile,
     ClientOrderIds,
     ClientProfile,
+    DerivativesProfile,
     PermissionsProbe,
     RefusalRule,
 )
@@ -63,4 +64,13 @@ OKX_CLIENT = ClientProfile(
     permissions=PermissionsProbe("privateGetAccountConfig", _permissions),
     account_uid=AccountUidProbe("privateGetAccountConfig", _uid),  # same answer, no extra request
     client_order_ids=ClientOrderIds(create="clOrdId", lookup="clOrdId"),
+    derivatives=DerivativesProfile(
+        # OKX answers success to every setting it already has; its margin mode is the
+        # order's `tdMode`, and isolated leverage in hedge mode is per `posSide`.
+        position_mode_scope="account", margin_mode_scope="order",
+        hedge_param="posSide", hedge_values={"long": "long", "short": "short"},
+        reduce_only_in_hedge=False, order_margin_param="tdMode",
+        leverage_margin_param="marginMode", leverage_per_leg=True, tiers_in_contracts=True,
+        liquidations=("privateGetAccountBills", {"instType": "SWAP", "type": "5"}),
+    ),
 )

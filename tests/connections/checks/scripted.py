@@ -20,6 +20,7 @@ from ctsd.connections.checks.tester import (
 )
 from ctsd.connections.model import Connection
 from ctsd.exchanges.model import (
+    AccountModes,
     ApiCredentials,
     ApiTypeStatus,
     Holding,
@@ -43,6 +44,8 @@ class ScriptedProbe:
     uid: str | BaseException | None = None
     """The key's account UID; an exception to raise; None where the venue counts per key."""
     balance_error: BaseException | None = None
+    modes: AccountModes | BaseException | None = None
+    """Perpetuals: the account's modes; an exception to raise; None: no perpetuals here."""
     hang: asyncio.Event | None = None
     closed: bool = False
     opened: int = 0
@@ -75,6 +78,11 @@ class ScriptedProbe:
 
     async def api_type_status(self) -> ApiTypeStatus:
         return ApiTypeStatus(self.usable, "spot account reachable" if self.usable else "no spot")
+
+    async def account_modes(self) -> AccountModes | None:
+        if isinstance(self.modes, BaseException):
+            raise self.modes
+        return self.modes
 
     async def prices(self, assets: Sequence[str], quote: str) -> dict[str, Decimal]:
         return {"BTC": Decimal(60000)}

@@ -8,12 +8,15 @@ one, without a network.
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 
 import pytest
 
 from ctsd.connections.checks.results import FailureClass, LogLevel, TestResult, TestStatus
+from ctsd.connections.model import ApiType, Connection, MarginMode, PositionMode
 from ctsd.errors import ExchangeFailure
 from ctsd.exchanges.model import (
+    AccountModes,
     KeyPermissions,
 )
 from tests.connections.checks.scripted import CREDENTIALS, ScriptedProbe, make_tester
@@ -124,3 +127,56 @@ async def test_an_account_uid_that_cannot_be_read_leaves_key_scoping_and_passes(
     assert result.status is TestStatus.SUCCESS and result.account_uid is None
     [line] = [line for line in result.log_lines if line.step == "permissions"]
     assert line.level is LogLevel.INFO and "limits counted per key" in line.message
+
+
+def perp(position: PositionMode = PositionMode.ONE_WAY,
+         margin: MarginMode = MarginMode.CROSS) -> Connection:
+    return replace(conn("p1"), api_type=ApiType.PERPETUAL_FUTURES, position_mode=position,
+                   margin_mode=margin)
+
+
+@pytest.mark.asyncio
+async def test_a_perpetuals_account_matching_the_connection_passes() -> None:
+    probe = ScriptedProbe(modes=AccountModes(False, (("*", "cross"),)))
+    result, _ = await make_tester(probe).test(perp())
+    assert result.status is TestStatus.SUCCESS
+    derivatives = [line.message for line in result.log_lines if line.step == "derivatives"]
+    assert derivatives == ["position mode one-way, as the connection says",
+                           "margin mode cross, as the connection says"]
+
+
+@pytest.mark.asyncio
+async def test_a_perpetuals_account_in_other_modes_warns_what_a_start_changes() -> None:
+    modes = AccountModes(True, (("BTC/USDT:USDT", "isolated"), ("ETH/USDT:USDT", "cross")))
+    result, _ = await make_tester(ScriptedProbe(modes=modes)).test(perp())
+    assert result.status is TestStatus.WARNING
+    assert result.message == (
+        "the account differs from the connection: position mode is hedge; an engine start "
+        "switches it to one-way; 1 symbols are not cross (BTC/USDT:USDT); an engine start "
+        "switches its symbols to cross")
+    assert result.remedy.startswith("an engine start sets what the connection says")
+    assert "position_mode / margin_mode" in result.remedy
+
+
+@pytest.mark.asyncio
+async def test_modes_kept_per_symbol_or_per_order_are_explained_not_warned() -> None:
+    per_symbol = ScriptedProbe(modes=AccountModes(None, (("*", "isolated"),)))
+    result, _ = await make_tester(per_symbol).test(perp(PositionMode.HEDGE, MarginMode.ISOLATED))
+    assert result.status is TestStatus.SUCCESS
+    assert any("keeps the position mode per symbol: an engine start sets hedge" in line.message
+               for line in result.log_lines)
+    per_order = ScriptedProbe(modes=AccountModes(False, ()))
+    result, _ = await make_tester(per_order).test(perp())
+    assert result.status is TestStatus.SUCCESS
+    assert any("margin mode with every order: engines send cross" in line.message
+               for line in result.log_lines)
+
+
+@pytest.mark.asyncio
+async def test_unreadable_modes_warn_but_a_spot_connection_never_asks() -> None:
+    refused = ExchangeFailure.of(FailureClass.PERMISSION, "okx: no futures permission")
+    result, _ = await make_tester(ScriptedProbe(modes=refused)).test(perp())
+    assert result.status is TestStatus.WARNING
+    assert "could not be read (okx: no futures permission)" in result.message
+    spot, _ = await make_tester(ScriptedProbe(modes=refused)).test(conn("s1"))
+    assert spot.status is TestStatus.SUCCESS

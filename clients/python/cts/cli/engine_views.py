@@ -127,7 +127,27 @@ def engines_table(engines: Iterable[pb.Engine], now: datetime | None = None) -> 
 
 def _position_text(position: pb.Position) -> str:
     text = f"{position.amount} @ {or_unset(position.average_price)}"
-    return f"{text} (unrealized {position.unrealized_pnl})" if position.unrealized_pnl else text
+    details = []
+    if position.mark_price:
+        details.append(f"mark {position.mark_price}")
+    if position.unrealized_pnl:
+        details.append(f"unrealized {position.unrealized_pnl}")
+    if position.leverage:
+        details.append(f"{position.leverage}x")
+    if position.margin_mode:
+        details.append(enums.label(pb.PositionMarginMode, position.margin_mode))
+    if position.margin:
+        details.append(f"margin {position.margin}")
+    if position.liquidation_price:
+        details.append(f"liquidation {position.liquidation_price}")
+    return f"{text} ({', '.join(details)})" if details else text
+
+
+def _position_label(position: pb.Position) -> str:
+    side = position.side
+    if side in (pb.POSITION_SIDE_LONG, pb.POSITION_SIDE_SHORT):
+        return f"Position {position.symbol} {enums.label(pb.PositionSide, side)}"
+    return f"Position {position.symbol}"
 
 
 def engine_detail(engine: pb.Engine) -> str:
@@ -154,8 +174,17 @@ def engine_detail(engine: pb.Engine) -> str:
         ),
         ("Realized PnL", or_unset(engine.realized_pnl)),
         ("Unrealized PnL", or_unset(engine.unrealized_pnl)),
+        ("Fees", or_unset(engine.fees)),
     ]
-    fields += [(f"Position {p.symbol}", _position_text(p)) for p in engine.positions]
+    if engine.funding_pnl or engine.liquidations or engine.position_differences:
+        fields += [
+            ("Funding", or_unset(engine.funding_pnl)),
+            ("Liquidations", str(engine.liquidations)),
+            ("Position differences", str(engine.position_differences)),
+        ]
+    if engine.last_position_difference:
+        fields.append(("Last difference", engine.last_position_difference))
+    fields += [(_position_label(p), _position_text(p)) for p in engine.positions]
     fields += [
         ("Restarts", str(engine.restarts)),
         ("Last error", or_unset(engine.last_error)),

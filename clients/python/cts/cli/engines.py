@@ -71,6 +71,16 @@ def parse_pair(text: str) -> tuple[str, str]:
     return key.strip(), value.strip()
 
 
+def parse_leverage(text: str) -> tuple[str, int]:
+    """`SYMBOL=N`: the leverage of one perpetual (the daemon checks the range)."""
+    symbol, value = parse_pair(text)
+    try:
+        return symbol, int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected SYMBOL=N with a whole N, got {text!r}") from None
+
+
 def parse_seconds(text: str) -> float:
     """`--duration`: the same spellings as `--interval` (`2`, `2s`, `1m`), in seconds."""
     return float(parse_interval(text).ToNanoseconds()) / 1e9
@@ -120,6 +130,21 @@ def _add_config_options(p: argparse.ArgumentParser, *, for_start: bool) -> None:
         "--max-orders-per-minute", type=int, metavar="N", help="orders placed per minute (30)"
     )
     risk.add_argument("--daily-loss-limit", metavar="N", help="loss of the day that stops it")
+    perps = p.add_argument_group("perpetual futures")
+    perps.add_argument(
+        "--leverage",
+        dest="leverage",
+        action="append",
+        type=parse_leverage,
+        default=[],
+        metavar="SYMBOL=N",
+        help="leverage set on the venue at start, e.g. BTC/USDT:USDT=5 (repeatable)",
+    )
+    perps.add_argument(
+        "--on-position-mismatch",
+        choices=("stop", "adopt"),
+        help="LIVE: when the venue's position differs from the ledger (default stop)",
+    )
     paper = p.add_argument_group("paper account")
     paper.add_argument(
         "--paper-balance",
@@ -247,6 +272,8 @@ _CONFIG_FLAGS = (
     "daily_loss_limit",
     "balances",
     "slippage_bps",
+    "leverage",
+    "on_position_mismatch",
 )
 
 
@@ -264,9 +291,19 @@ def build_config(args: argparse.Namespace) -> pb.EngineConfig | None:
             balances=_unique(args.balances, "--paper-balance"), slippage_bps=args.slippage_bps or ""
         ),
     )
+    for symbol, leverage in args.leverage:
+        if symbol in config.leverage:
+            raise UsageError(f"--leverage {symbol} given twice")
+        config.leverage[symbol] = leverage
+    if args.on_position_mismatch:
+        config.on_position_mismatch = _MISMATCH_POLICIES[args.on_position_mismatch]
     if args.interval is not None:
         config.interval.CopyFrom(args.interval)
     return config
+
+
+_MISMATCH_POLICIES = {"stop": pb.POSITION_MISMATCH_POLICY_STOP,
+                      "adopt": pb.POSITION_MISMATCH_POLICY_ADOPT}
 
 
 def _confirm_live(args: argparse.Namespace, ctx: Context, name: str) -> bool:

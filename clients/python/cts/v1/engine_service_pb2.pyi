@@ -103,6 +103,12 @@ class _EngineFailureCodeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Eng
     """The exchange was unavailable (down, maintenance, rate limited); restarted
     with backoff for as long as the outage lasts.
     """
+    ENGINE_FAILURE_CODE_POSITION_MISMATCH: _EngineFailureCode.ValueType  # 7
+    """A LIVE perpetuals engine found the venue's position differing from its
+    ledger (an outside trade, a liquidation, auto-deleveraging) and stopped
+    without placing anything more; not restarted, also not after a daemon
+    restart. The message names the difference.
+    """
 
 class EngineFailureCode(_EngineFailureCode, metaclass=_EngineFailureCodeEnumTypeWrapper):
     """Why an engine failed."""
@@ -123,7 +129,95 @@ ENGINE_FAILURE_CODE_EXCHANGE_UNAVAILABLE: EngineFailureCode.ValueType  # 6
 """The exchange was unavailable (down, maintenance, rate limited); restarted
 with backoff for as long as the outage lasts.
 """
+ENGINE_FAILURE_CODE_POSITION_MISMATCH: EngineFailureCode.ValueType  # 7
+"""A LIVE perpetuals engine found the venue's position differing from its
+ledger (an outside trade, a liquidation, auto-deleveraging) and stopped
+without placing anything more; not restarted, also not after a daemon
+restart. The message names the difference.
+"""
 Global___EngineFailureCode: _TypeAlias = EngineFailureCode  # noqa: Y015
+
+class _PositionSide:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _PositionSideEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_PositionSide.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    POSITION_SIDE_UNSPECIFIED: _PositionSide.ValueType  # 0
+    """Not set: the one net position (spot, one-way perpetuals)."""
+    POSITION_SIDE_BOTH: _PositionSide.ValueType  # 1
+    """The one net position of a one-way account, said explicitly."""
+    POSITION_SIDE_LONG: _PositionSide.ValueType  # 2
+    """The long leg of a hedge-mode account."""
+    POSITION_SIDE_SHORT: _PositionSide.ValueType  # 3
+    """The short leg of a hedge-mode account."""
+
+class PositionSide(_PositionSide, metaclass=_PositionSideEnumTypeWrapper):
+    """Which position an order or a fill trades."""
+
+POSITION_SIDE_UNSPECIFIED: PositionSide.ValueType  # 0
+"""Not set: the one net position (spot, one-way perpetuals)."""
+POSITION_SIDE_BOTH: PositionSide.ValueType  # 1
+"""The one net position of a one-way account, said explicitly."""
+POSITION_SIDE_LONG: PositionSide.ValueType  # 2
+"""The long leg of a hedge-mode account."""
+POSITION_SIDE_SHORT: PositionSide.ValueType  # 3
+"""The short leg of a hedge-mode account."""
+Global___PositionSide: _TypeAlias = PositionSide  # noqa: Y015
+
+class _PositionMarginMode:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _PositionMarginModeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_PositionMarginMode.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    POSITION_MARGIN_MODE_UNSPECIFIED: _PositionMarginMode.ValueType  # 0
+    """Not set (spot)."""
+    POSITION_MARGIN_MODE_CROSS: _PositionMarginMode.ValueType  # 1
+    """Margined by the whole wallet."""
+    POSITION_MARGIN_MODE_ISOLATED: _PositionMarginMode.ValueType  # 2
+    """Margined by its own margin."""
+
+class PositionMarginMode(_PositionMarginMode, metaclass=_PositionMarginModeEnumTypeWrapper):
+    """How a perpetual position is margined."""
+
+POSITION_MARGIN_MODE_UNSPECIFIED: PositionMarginMode.ValueType  # 0
+"""Not set (spot)."""
+POSITION_MARGIN_MODE_CROSS: PositionMarginMode.ValueType  # 1
+"""Margined by the whole wallet."""
+POSITION_MARGIN_MODE_ISOLATED: PositionMarginMode.ValueType  # 2
+"""Margined by its own margin."""
+Global___PositionMarginMode: _TypeAlias = PositionMarginMode  # noqa: Y015
+
+class _PositionMismatchPolicy:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _PositionMismatchPolicyEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_PositionMismatchPolicy.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    POSITION_MISMATCH_POLICY_UNSPECIFIED: _PositionMismatchPolicy.ValueType  # 0
+    """Not set: STOP."""
+    POSITION_MISMATCH_POLICY_STOP: _PositionMismatchPolicy.ValueType  # 1
+    """Fail closed: stop with a reason naming the difference."""
+    POSITION_MISMATCH_POLICY_ADOPT: _PositionMismatchPolicy.ValueType  # 2
+    """Book the venue's own fills that explain it (and adjust the rest at the
+    mark price), then trade on.
+    """
+
+class PositionMismatchPolicy(_PositionMismatchPolicy, metaclass=_PositionMismatchPolicyEnumTypeWrapper):
+    """What a LIVE perpetuals engine does when the venue's position differs from
+    its ledger.
+    """
+
+POSITION_MISMATCH_POLICY_UNSPECIFIED: PositionMismatchPolicy.ValueType  # 0
+"""Not set: STOP."""
+POSITION_MISMATCH_POLICY_STOP: PositionMismatchPolicy.ValueType  # 1
+"""Fail closed: stop with a reason naming the difference."""
+POSITION_MISMATCH_POLICY_ADOPT: PositionMismatchPolicy.ValueType  # 2
+"""Book the venue's own fills that explain it (and adjust the rest at the
+mark price), then trade on.
+"""
+Global___PositionMismatchPolicy: _TypeAlias = PositionMismatchPolicy  # noqa: Y015
 
 class _OrderSide:
     ValueType = _typing.NewType("ValueType", _builtins.int)
@@ -330,6 +424,26 @@ class EngineConfig(_message.Message):
         def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
         def WhichOneof(self, oneof_group: _Never) -> None: ...
 
+    @_typing.final
+    class LeverageEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.int
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.int = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     STRATEGY_FIELD_NUMBER: _builtins.int
     PARAMS_FIELD_NUMBER: _builtins.int
     SYMBOLS_FIELD_NUMBER: _builtins.int
@@ -337,10 +451,16 @@ class EngineConfig(_message.Message):
     INTERVAL_FIELD_NUMBER: _builtins.int
     RISK_FIELD_NUMBER: _builtins.int
     PAPER_FIELD_NUMBER: _builtins.int
+    LEVERAGE_FIELD_NUMBER: _builtins.int
+    ON_POSITION_MISMATCH_FIELD_NUMBER: _builtins.int
     strategy: _builtins.str
     """Strategy name, e.g. `sma_cross`."""
     mode: Global___TradingMode.ValueType
     """PAPER unless LIVE is set explicitly."""
+    on_position_mismatch: Global___PositionMismatchPolicy.ValueType
+    """LIVE perpetuals: what a difference between the venue's positions and the
+    engine's ledger does; unset means STOP.
+    """
     @_builtins.property
     def params(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
         """Strategy parameters, validated by the strategy."""
@@ -361,6 +481,14 @@ class EngineConfig(_message.Message):
     def paper(self) -> Global___PaperSettings:
         """The paper account (PAPER mode only)."""
 
+    @_builtins.property
+    def leverage(self) -> _containers.ScalarMap[_builtins.str, _builtins.int]:
+        """Perpetuals: leverage per symbol (1..125), set on the venue at engine
+        start; a symbol not listed keeps the venue's leverage (PAPER: 1x). Above
+        the venue's maximum for the largest position the engine may hold
+        (`risk.max_position_notional`) the start is refused.
+        """
+
     def __init__(
         self,
         *,
@@ -371,10 +499,12 @@ class EngineConfig(_message.Message):
         interval: _duration_pb2.Duration | None = ...,
         risk: Global___RiskLimits | None = ...,
         paper: Global___PaperSettings | None = ...,
+        leverage: _abc.Mapping[_builtins.str, _builtins.int] | None = ...,
+        on_position_mismatch: Global___PositionMismatchPolicy.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["interval", b"interval", "paper", b"paper", "risk", b"risk"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["interval", b"interval", "mode", b"mode", "paper", b"paper", "params", b"params", "risk", b"risk", "strategy", b"strategy", "symbols", b"symbols"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["interval", b"interval", "leverage", b"leverage", "mode", b"mode", "on_position_mismatch", b"on_position_mismatch", "paper", b"paper", "params", b"params", "risk", b"risk", "strategy", b"strategy", "symbols", b"symbols"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -390,6 +520,12 @@ class Position(_message.Message):
     AMOUNT_FIELD_NUMBER: _builtins.int
     AVERAGE_PRICE_FIELD_NUMBER: _builtins.int
     UNREALIZED_PNL_FIELD_NUMBER: _builtins.int
+    SIDE_FIELD_NUMBER: _builtins.int
+    MARK_PRICE_FIELD_NUMBER: _builtins.int
+    LEVERAGE_FIELD_NUMBER: _builtins.int
+    MARGIN_MODE_FIELD_NUMBER: _builtins.int
+    MARGIN_FIELD_NUMBER: _builtins.int
+    LIQUIDATION_PRICE_FIELD_NUMBER: _builtins.int
     symbol: _builtins.str
     """Unified symbol."""
     amount: _builtins.str
@@ -397,7 +533,23 @@ class Position(_message.Message):
     average_price: _builtins.str
     """Average entry price."""
     unrealized_pnl: _builtins.str
-    """Unrealized PnL at the last price."""
+    """Unrealized PnL at the last (perpetuals: mark) price."""
+    side: Global___PositionSide.ValueType
+    """Perpetuals: the hedge-mode leg, or BOTH for a one-way position."""
+    mark_price: _builtins.str
+    """Perpetuals: the mark price the position is valued at."""
+    leverage: _builtins.str
+    """Perpetuals: the position's leverage; empty where the venue does not say."""
+    margin_mode: Global___PositionMarginMode.ValueType
+    """Perpetuals: cross or isolated."""
+    margin: _builtins.str
+    """Perpetuals: the margin the position holds (isolated: its own; cross: its
+    initial margin at the mark price).
+    """
+    liquidation_price: _builtins.str
+    """Perpetuals: where the venue liquidates it; empty where it cannot be
+    liquidated (e.g. cross, well funded).
+    """
     def __init__(
         self,
         *,
@@ -405,10 +557,16 @@ class Position(_message.Message):
         amount: _builtins.str = ...,
         average_price: _builtins.str = ...,
         unrealized_pnl: _builtins.str = ...,
+        side: Global___PositionSide.ValueType = ...,
+        mark_price: _builtins.str = ...,
+        leverage: _builtins.str = ...,
+        margin_mode: Global___PositionMarginMode.ValueType = ...,
+        margin: _builtins.str = ...,
+        liquidation_price: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "average_price", b"average_price", "symbol", b"symbol", "unrealized_pnl", b"unrealized_pnl"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "average_price", b"average_price", "leverage", b"leverage", "liquidation_price", b"liquidation_price", "margin", b"margin", "margin_mode", b"margin_mode", "mark_price", b"mark_price", "side", b"side", "symbol", b"symbol", "unrealized_pnl", b"unrealized_pnl"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -469,6 +627,11 @@ class Engine(_message.Message):
     VERSION_FIELD_NUMBER: _builtins.int
     LAST_CYCLE_LAG_FIELD_NUMBER: _builtins.int
     SKIPPED_TICKS_FIELD_NUMBER: _builtins.int
+    FEES_FIELD_NUMBER: _builtins.int
+    FUNDING_PNL_FIELD_NUMBER: _builtins.int
+    POSITION_DIFFERENCES_FIELD_NUMBER: _builtins.int
+    LAST_POSITION_DIFFERENCE_FIELD_NUMBER: _builtins.int
+    LIQUIDATIONS_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """`connections/{connection}/engine`."""
     engine_id: _builtins.str
@@ -501,6 +664,16 @@ class Engine(_message.Message):
     """Increases with every change; lets a watcher drop stale events."""
     skipped_ticks: _builtins.int
     """Scheduled ticks skipped because a cycle overran its interval."""
+    fees: _builtins.str
+    """Fees paid, in the quote asset (already in realized_pnl)."""
+    funding_pnl: _builtins.str
+    """Perpetuals: funding received minus paid (already in realized_pnl)."""
+    position_differences: _builtins.int
+    """LIVE perpetuals: how often the venue's positions differed from the ledger."""
+    last_position_difference: _builtins.str
+    """The latest such difference: symbol, leg, ledger and venue amounts, cause."""
+    liquidations: _builtins.int
+    """Perpetuals: positions the venue (or the paper account) liquidated."""
     @_builtins.property
     def symbols(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Traded symbols."""
@@ -557,10 +730,15 @@ class Engine(_message.Message):
         version: _builtins.int = ...,
         last_cycle_lag: _duration_pb2.Duration | None = ...,
         skipped_ticks: _builtins.int = ...,
+        fees: _builtins.str = ...,
+        funding_pnl: _builtins.str = ...,
+        position_differences: _builtins.int = ...,
+        last_position_difference: _builtins.str = ...,
+        liquidations: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["failure", b"failure", "heartbeat_time", b"heartbeat_time", "last_cycle_duration", b"last_cycle_duration", "last_cycle_lag", b"last_cycle_lag", "last_cycle_time", b"last_cycle_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cycles", b"cycles", "engine_id", b"engine_id", "failure", b"failure", "heartbeat_time", b"heartbeat_time", "last_cycle_duration", b"last_cycle_duration", "last_cycle_lag", b"last_cycle_lag", "last_cycle_time", b"last_cycle_time", "last_error", b"last_error", "mode", b"mode", "name", b"name", "open_orders", b"open_orders", "orders_filled", b"orders_filled", "orders_placed", b"orders_placed", "orders_rejected", b"orders_rejected", "positions", b"positions", "realized_pnl", b"realized_pnl", "restarts", b"restarts", "skipped_ticks", b"skipped_ticks", "state", b"state", "strategy", b"strategy", "symbols", b"symbols", "unrealized_pnl", b"unrealized_pnl", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cycles", b"cycles", "engine_id", b"engine_id", "failure", b"failure", "fees", b"fees", "funding_pnl", b"funding_pnl", "heartbeat_time", b"heartbeat_time", "last_cycle_duration", b"last_cycle_duration", "last_cycle_lag", b"last_cycle_lag", "last_cycle_time", b"last_cycle_time", "last_error", b"last_error", "last_position_difference", b"last_position_difference", "liquidations", b"liquidations", "mode", b"mode", "name", b"name", "open_orders", b"open_orders", "orders_filled", b"orders_filled", "orders_placed", b"orders_placed", "orders_rejected", b"orders_rejected", "position_differences", b"position_differences", "positions", b"positions", "realized_pnl", b"realized_pnl", "restarts", b"restarts", "skipped_ticks", b"skipped_ticks", "state", b"state", "strategy", b"strategy", "symbols", b"symbols", "unrealized_pnl", b"unrealized_pnl", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -924,6 +1102,8 @@ class OrderIntent(_message.Message):
     TAG_FIELD_NUMBER: _builtins.int
     ALLOWED_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
+    REDUCE_ONLY_FIELD_NUMBER: _builtins.int
+    POSITION_SIDE_FIELD_NUMBER: _builtins.int
     symbol: _builtins.str
     """Unified symbol."""
     side: Global___OrderSide.ValueType
@@ -940,6 +1120,10 @@ class OrderIntent(_message.Message):
     """Whether the risk check lets it through."""
     reason: _builtins.str
     """Why the risk check refuses it."""
+    reduce_only: _builtins.bool
+    """Perpetuals: it only closes a position."""
+    position_side: Global___PositionSide.ValueType
+    """Perpetuals: the hedge-mode leg it trades (unset: the engine picks it)."""
     def __init__(
         self,
         *,
@@ -951,10 +1135,12 @@ class OrderIntent(_message.Message):
         tag: _builtins.str = ...,
         allowed: _builtins.bool = ...,
         reason: _builtins.str = ...,
+        reduce_only: _builtins.bool = ...,
+        position_side: Global___PositionSide.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["allowed", b"allowed", "amount", b"amount", "price", b"price", "reason", b"reason", "side", b"side", "symbol", b"symbol", "tag", b"tag", "type", b"type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["allowed", b"allowed", "amount", b"amount", "position_side", b"position_side", "price", b"price", "reason", b"reason", "reduce_only", b"reduce_only", "side", b"side", "symbol", b"symbol", "tag", b"tag", "type", b"type"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1088,6 +1274,8 @@ class EngineOrder(_message.Message):
     REASON_FIELD_NUMBER: _builtins.int
     CREATE_TIME_FIELD_NUMBER: _builtins.int
     UPDATE_TIME_FIELD_NUMBER: _builtins.int
+    REDUCE_ONLY_FIELD_NUMBER: _builtins.int
+    POSITION_SIDE_FIELD_NUMBER: _builtins.int
     client_order_id: _builtins.str
     """The id the engine placed it under."""
     exchange_order_id: _builtins.str
@@ -1116,6 +1304,10 @@ class EngineOrder(_message.Message):
     """Cycle that placed it."""
     reason: _builtins.str
     """Why it was rejected or cancelled."""
+    reduce_only: _builtins.bool
+    """Perpetuals: it only closes a position."""
+    position_side: Global___PositionSide.ValueType
+    """Perpetuals: the position it trades."""
     @_builtins.property
     def create_time(self) -> _timestamp_pb2.Timestamp:
         """When it was recorded."""
@@ -1143,10 +1335,12 @@ class EngineOrder(_message.Message):
         reason: _builtins.str = ...,
         create_time: _timestamp_pb2.Timestamp | None = ...,
         update_time: _timestamp_pb2.Timestamp | None = ...,
+        reduce_only: _builtins.bool = ...,
+        position_side: Global___PositionSide.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "average_price", b"average_price", "client_order_id", b"client_order_id", "create_time", b"create_time", "cycle", b"cycle", "exchange_order_id", b"exchange_order_id", "fee", b"fee", "filled", b"filled", "price", b"price", "reason", b"reason", "side", b"side", "status", b"status", "symbol", b"symbol", "tag", b"tag", "type", b"type", "update_time", b"update_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "average_price", b"average_price", "client_order_id", b"client_order_id", "create_time", b"create_time", "cycle", b"cycle", "exchange_order_id", b"exchange_order_id", "fee", b"fee", "filled", b"filled", "position_side", b"position_side", "price", b"price", "reason", b"reason", "reduce_only", b"reduce_only", "side", b"side", "status", b"status", "symbol", b"symbol", "tag", b"tag", "type", b"type", "update_time", b"update_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1168,6 +1362,7 @@ class EngineTrade(_message.Message):
     FEE_ASSET_FIELD_NUMBER: _builtins.int
     TIME_FIELD_NUMBER: _builtins.int
     MAKER_FIELD_NUMBER: _builtins.int
+    POSITION_SIDE_FIELD_NUMBER: _builtins.int
     trade_id: _builtins.str
     """Unique per engine."""
     client_order_id: _builtins.str
@@ -1186,6 +1381,8 @@ class EngineTrade(_message.Message):
     """Fee asset."""
     maker: _builtins.bool
     """Whether it added liquidity."""
+    position_side: Global___PositionSide.ValueType
+    """Perpetuals: the position it moved."""
     @_builtins.property
     def time(self) -> _timestamp_pb2.Timestamp:
         """When it executed."""
@@ -1203,10 +1400,11 @@ class EngineTrade(_message.Message):
         fee_asset: _builtins.str = ...,
         time: _timestamp_pb2.Timestamp | None = ...,
         maker: _builtins.bool = ...,
+        position_side: Global___PositionSide.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["time", b"time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "client_order_id", b"client_order_id", "fee", b"fee", "fee_asset", b"fee_asset", "maker", b"maker", "price", b"price", "side", b"side", "symbol", b"symbol", "time", b"time", "trade_id", b"trade_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "client_order_id", b"client_order_id", "fee", b"fee", "fee_asset", b"fee_asset", "maker", b"maker", "position_side", b"position_side", "price", b"price", "side", b"side", "symbol", b"symbol", "time", b"time", "trade_id", b"trade_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

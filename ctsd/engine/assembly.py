@@ -1,0 +1,65 @@
+"""One engine, put together from a stored record, its validated config and the resources
+its connection opened: the broker for its mode and market, and its perpetuals session.
+
+Why a function of its own: the manager builds engines this way, and so do the
+benchmarks and the tests that drive an engine cycle by cycle; there is one
+place that decides which broker a (mode, market) pair trades through.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from ctsd.clock import Clock
+from ctsd.engine.brokers.base import Broker
+from ctsd.engine.brokers.live import LiveBroker
+from ctsd.engine.brokers.live_perp import DEFAULT_FUNDING_POLL_S, LivePerpBroker
+from ctsd.engine.brokers.paper import PaperBroker
+from ctsd.engine.brokers.paper_perp import PaperPerpBroker
+from ctsd.engine.config import EngineConfig, TradingMode, ValidatedConfig
+from ctsd.engine.engine import Engine
+from ctsd.engine.perp_session import PerpSession
+from ctsd.engine.ports import EngineRecord, EngineResources, EngineStore
+from ctsd.engine.status import EngineStatus
+from ctsd.errors import FailedPrecondition
+from ctsd.strategies.model import MarketKind
+
+
+def assemble_engine(
+    record: EngineRecord, validated: ValidatedConfig, resources: EngineResources,
+    store: EngineStore, clock: Clock, publish: Callable[[EngineStatus], None], *,
+    funding_poll_s: float = DEFAULT_FUNDING_POLL_S,
+) -> Engine:
+    config = validated.config
+    perp = None
+    if resources.kind is MarketKind.PERPETUAL:
+        if resources.perp_market is None:
+            raise FailedPrecondition(
+                f"connections/{record.connection_id} offers no perpetuals market data")
+        account = resources.perp_account if config.mode is TradingMode.LIVE else None
+        if config.mode is TradingMode.LIVE and account is None:
+            raise FailedPrecondition(
+                f"connections/{record.connection_id} cannot trade perpetuals live")
+        perp = PerpSession(config, resources.modes, resources.perp_market, account,
+                           record.connection_id)
+    broker = _broker(config, resources, perp, clock, funding_poll_s)
+    return Engine(record, validated, broker, resources.market_data, store, clock, publish, perp)
+
+
+def _broker(config: EngineConfig, resources: EngineResources, perp: PerpSession | None,
+            clock: Clock, funding_poll_s: float) -> Broker:
+    if config.mode is TradingMode.LIVE:
+        if resources.orders is None:
+            raise FailedPrecondition("LIVE trading needs an order client")
+        # Client order ids carry the cycle number, which is stored before a cycle
+        # sends anything, so a first attempt's id is new to the venue: asking for it
+        # first would only add a round trip between market data and the order.
+        # Retries still ask, and reconciliation resolves whatever a crash left.
+        if perp is not None and perp.account is not None:
+            return LivePerpBroker(resources.orders, perp.account, config.symbols, clock,
+                                  funding_poll_s=funding_poll_s, check_before_place=False)
+        return LiveBroker(resources.orders, config.symbols, clock, check_before_place=False)
+    if perp is not None and resources.perp_market is not None:
+        return PaperPerpBroker(config.paper, clock, resources.modes, config.leverage,
+                               resources.perp_market, config.symbols)
+    return PaperBroker(config.paper, clock)
