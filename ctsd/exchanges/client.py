@@ -32,7 +32,10 @@ from ctsd.exchanges.model import (
     ConnectionTarget,
     Holding,
     KeyPermissions,
+    MarginAccount,
     MarketTerms,
+    OptionChain,
+    OptionsAccount,
     Order,
     ServerTime,
     Ticker,
@@ -77,7 +80,8 @@ class ExchangeClient(AsyncClosing):
         self._on_account_uid = on_account_uid
         """Told the key's UID once learned (the factory: later clients of the key share it)."""
         self._answers = _keep_answers(exchange, (
-            probe.method for probe in (profile.permissions, profile.account_uid) if probe))
+            probe.method for probe in (profile.permissions, profile.account_uid,
+                                       *profile.permissions_for.values()) if probe))
         self.target = target
         self._profile = profile
         self._markets = markets
@@ -98,7 +102,8 @@ class ExchangeClient(AsyncClosing):
         with translated(self.target.exchange, secrets=self._secrets,
                         codes=self._profile.error_codes,
                         codes_after_auth=self._profile.error_codes_after_auth,
-                        authenticated=self._authenticated):
+                        authenticated=self._authenticated,
+                        unsupported=self._profile.unsupported_codes):
             return await call()
 
     async def call(self, method: str, *args: Any, lane: Lane | None = None,
@@ -187,6 +192,13 @@ class ExchangeClient(AsyncClosing):
 
     async def fetch_holdings(self) -> tuple[Holding, ...]:
         """Balances of the connection's account (a signed request: proves key and signature)."""
+        options = self._profile.option_trading
+        if self.target.api_type is ApiType.OPTIONS and options and options.holdings_from_account:
+            account = await self._read_venue(lambda: options.read_account(self),
+                                             "options account")
+            self._authenticated = True
+            self._holdings = account.balances
+            return self._holdings
         raw = await self._run(self._exchange.fetch_balance, signed=True)
         self._holdings = answers.holdings(raw)
         self._balance_answer = raw.get("info") if isinstance(raw, dict) else None
@@ -194,7 +206,8 @@ class ExchangeClient(AsyncClosing):
 
     async def key_permissions(self) -> KeyPermissions | None:
         """The key's permissions where the exchange reports them, else None."""
-        probe = self._profile.permissions
+        probe = self._profile.permissions_for.get(self.target.api_type,
+                                                  self._profile.permissions)
         if probe is None:
             return None
         if self.target.api_type in probe.answered_by_balance and self._balance_answer:
@@ -258,6 +271,38 @@ class ExchangeClient(AsyncClosing):
         from ctsd.exchanges.perpetuals import PerpetualClient  # it builds on this class
 
         return await PerpetualClient(self).modes()
+
+    async def margin_account(self, mode: str) -> MarginAccount | None:
+        """A margin connection's account ("cross" or "isolated"); None when the connection's
+        api type is not margin."""
+        venue = self._profile.margin_trading
+        if self.target.api_type is not ApiType.MARGIN or venue is None:
+            return None
+        return await self._read_venue(lambda: venue.read_account(self, mode), "margin account")
+
+    async def options_account(self) -> OptionsAccount | None:
+        """An options connection's account; None when its api type is not options."""
+        venue = self._profile.option_trading
+        if self.target.api_type is not ApiType.OPTIONS or venue is None:
+            return None
+        return await self._read_venue(lambda: venue.read_account(self), "options account")
+
+    async def _read_venue(self, read: Callable[[], Awaitable[T]], what: str) -> T:
+        await self.load_markets()
+        try:
+            return await read()
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+            raise malformed(f"{self.target.exchange} {what} ({exc!r})") from exc
+
+    async def option_chain(self) -> OptionChain:
+        """What option contracts the venue lists for this connection (markets loaded)."""
+        await self.load_markets()
+        listed = [m for m in (self._exchange.markets or {}).values()
+                  if isinstance(m, dict) and m.get("option")]
+        expiries = [int(m["expiry"]) for m in listed if isinstance(m.get("expiry"), int | float)]
+        return OptionChain(len(listed), tuple(sorted({str(m.get("base")) for m in listed})),
+                           tuple(sorted({str(m.get("settle")) for m in listed})),
+                           min(expiries, default=None))
 
     async def prices(self, assets: Sequence[str], quote: str) -> dict[str, Decimal]:
         """Last prices of `assets` in `quote`, for those listed (shared, briefly cached)."""

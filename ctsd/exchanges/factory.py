@@ -135,7 +135,8 @@ class ExchangeClientFactory(AsyncClosing):
                 source = self._new_exchange(spec, profile, target, None, gate)
 
                 async def translate(call: Any) -> Any:
-                    with translated(spec.id, codes=profile.error_codes):
+                    with translated(spec.id, codes=profile.error_codes,
+                                    unsupported=profile.unsupported_codes):
                         return await call()
 
                 cache = MarketCache(target, source, translate, refresh_s=self._refresh_s,

@@ -132,6 +132,11 @@ class KeyPermissions:
     withdraw: bool
     ip_restricted: bool | None = None
     """Whether the key is bound to an IP whitelist, where the exchange says."""
+    margin: bool | None = None
+    """Whether the key may borrow and trade on margin; None where the venue has no such
+    permission of its own (OKX: trading covers it) or does not report it."""
+    options: bool | None = None
+    """Whether the key may trade options; None as for `margin`."""
 
 
 @dataclass(frozen=True)
@@ -216,3 +221,63 @@ class AccountModes:
     hedge: bool | None
     margin_modes: tuple[tuple[str, str], ...]
     """(symbol, "cross"/"isolated") per symbol, or one ("*", mode) for the whole account."""
+
+
+@dataclass(frozen=True)
+class Debt:
+    """What a margin account owes in one asset."""
+
+    asset: str
+    borrowed: Decimal
+    interest: Decimal
+
+
+@dataclass(frozen=True)
+class MarginAccount:
+    """A spot-margin account as the venue reports it (a connection test, a margin engine).
+
+    `level` is the venue's own measure of how safe the loans are, named by
+    `level_name` (Binance and OKX "margin level"/"margin ratio": assets over debt;
+    Bybit the account's maintenance-margin rate; Kraken the margin level in %); None
+    when nothing is owed or the venue shows none.
+    """
+
+    mode: str
+    """"cross" or "isolated": which account was read."""
+    enabled: bool
+    """The account may trade on margin now (Bybit: spot margin switched on)."""
+    level: Decimal | None
+    level_name: str
+    debts: tuple[Debt, ...] = ()
+    equity: Decimal | None = None
+    """The account's net worth in `equity_asset`, where the venue states one."""
+    equity_asset: str = ""
+    remark: str = ""
+    """What the venue needs before it lends, where `enabled` is False."""
+    engine_enables: bool = False
+    """An engine start turns margin on where it is off (Bybit's spot-margin switch)."""
+
+    @property
+    def owes(self) -> bool:
+        return any(d.borrowed or d.interest for d in self.debts)
+
+
+@dataclass(frozen=True)
+class OptionsAccount:
+    """An options account: what it holds in each settle asset (total is the equity)."""
+
+    balances: tuple[Holding, ...]
+    enabled: bool = True
+    """Options trading is activated on the account (OKX `opAuth`)."""
+    remark: str = ""
+    """What the venue needs before it trades options, where `enabled` is False."""
+
+
+@dataclass(frozen=True)
+class OptionChain:
+    """The option contracts a venue lists for a connection, in brief."""
+
+    contracts: int
+    underlyings: tuple[str, ...]
+    settles: tuple[str, ...]
+    next_expiry_ms: int | None

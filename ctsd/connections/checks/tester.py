@@ -8,7 +8,9 @@ depends on the earlier ones (no balance without a valid signature):
 and on a perpetual-futures connection, last, `derivatives`: the account's
 position mode and margin mode against the connection's settings. A difference
 is a warning (what an engine start will change, and that it needs no open
-positions or orders), never a failure: the key works.
+positions or orders), never a failure: the key works. A margin connection ends
+with `margin` and an options connection with `options`
+(`ctsd.connections.checks.account_steps`): the account of that market, read.
 
 The permissions step also learns which account (UID) the key belongs to,
 where the exchange counts its limits per UID (from the same answer): it is
@@ -38,6 +40,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Protocol
 
+from ctsd.connections.checks.account_steps import margin_step, options_step, permission_lines
 from ctsd.connections.checks.probe import Classifier, ExchangeProbe, ProbeFactory
 from ctsd.connections.checks.results import AssetBalance, FailureClass, LogLine, TestResult
 from ctsd.connections.checks.run import StepFailed, TestRun
@@ -165,6 +168,10 @@ class ConnectionTester:
             await self._latency(run, probe)
             if run.conn.api_type is ApiType.PERPETUAL_FUTURES:
                 await self._derivatives(run, probe)
+            elif run.conn.api_type is ApiType.MARGIN:
+                await margin_step(run, probe)
+            elif run.conn.api_type is ApiType.OPTIONS:
+                await options_step(run, probe)
 
     async def _credentials(self, run: TestRun) -> ApiCredentials:
         run.step = "credentials"
@@ -262,6 +269,7 @@ class ConnectionTester:
             )
             if allowed
         ]
+        granted += permission_lines(run, permissions)
         run.capabilities = tuple(granted)
         run.info(f"key permissions: {', '.join(granted) or 'none'}{account}")
         if not permissions.trade:

@@ -4,12 +4,19 @@ from collections.abc import Mapping
 from typing import Any
 
 from ctsd.errors import FailureClass
+from ctsd.exchanges.binance.margin import (
+    read_margin_account,
+    read_options_account,
+    restrictions,
+)
 from ctsd.exchanges.model import KeyPermissions
 from ctsd.exchanges.profile import (
     ApiTypeProfile,
     ClientOrderIds,
     ClientProfile,
     DerivativesProfile,
+    MarginProfile,
+    OptionsProfile,
     PermissionsProbe,
     RefusalRule,
 )
@@ -58,6 +65,10 @@ BINANCE_CLIENT = ClientProfile(
     ),
     permissions=PermissionsProbe("privateGetAccount", _permissions,
                                  answered_by_balance=frozenset({ApiType.SPOT})),
+    permissions_for={api_type: PermissionsProbe("sapiGetAccountApiRestrictions", restrictions)
+                     for api_type in (ApiType.MARGIN, ApiType.OPTIONS)},
+    margin_trading=MarginProfile(read_margin_account),
+    option_trading=OptionsProfile(read_options_account, holdings_from_account=True),
     client_order_ids=ClientOrderIds(create="newClientOrderId", lookup="origClientOrderId"),
     derivatives=DerivativesProfile(
         position_mode_scope="account", margin_mode_scope="symbol",

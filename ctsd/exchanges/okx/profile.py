@@ -5,12 +5,15 @@ from typing import Any
 
 from ctsd.errors import FailureClass
 from ctsd.exchanges.model import KeyPermissions
+from ctsd.exchanges.okx.margin import read_margin_account, read_options_account
 from ctsd.exchanges.profile import (
     AccountUidProbe,
     ApiTypeProfile,
     ClientOrderIds,
     ClientProfile,
     DerivativesProfile,
+    MarginProfile,
+    OptionsProfile,
     PermissionsProbe,
     RefusalRule,
 )
@@ -62,6 +65,8 @@ OKX_CLIENT = ClientProfile(
         RefusalRule(code="50011"),
     ),
     permissions=PermissionsProbe("privateGetAccountConfig", _permissions),
+    margin_trading=MarginProfile(read_margin_account),
+    option_trading=OptionsProfile(read_options_account),
     account_uid=AccountUidProbe("privateGetAccountConfig", _uid),  # same answer, no extra request
     client_order_ids=ClientOrderIds(create="clOrdId", lookup="clOrdId"),
     derivatives=DerivativesProfile(
