@@ -157,6 +157,7 @@ class ExchangeEngineBackend:
             raise FailedPrecondition(
                 f"the last test of {name} failed ({conn.last_test.message or 'no reason given'}); "
                 "test it again once fixed")
+        self._check_supported(conn, mode, name)
         if mode is TradingMode.LIVE:
             self._check_live(conn, name)
         target = ConnectionTarget(conn.exchange, conn.api_type, conn.testnet)
@@ -191,6 +192,19 @@ class ExchangeEngineBackend:
             return None
         return await self._factory.client(target, credentials, lane=Lane.POLL,
                                           account_uid=conn.account_uid)
+
+    def _check_supported(self, conn: Connection, mode: TradingMode, name: str) -> None:
+        """What `ListExchanges` does not promise for the connection's api type is refused
+        before any client is opened (so before anything could be placed)."""
+        spec = self._factory.registry.get(conn.exchange)
+        if spec is None:
+            raise FailedPrecondition(f"{name}: {conn.exchange} is not supported")
+        support = spec.support_of(conn.api_type)
+        if not (support.live if mode is TradingMode.LIVE else support.paper):
+            why = f" ({support.note})" if support.note else ""
+            raise FailedPrecondition(
+                f"{name}: {mode.value} engines do not run on {spec.display_name} "
+                f"{conn.api_type.value.replace('_', ' ')}{why}; ListExchanges says what works")
 
     def _check_live(self, conn: Connection, name: str) -> None:
         if self._credentials is None:

@@ -3,6 +3,7 @@
 from ctsd.exchanges.bybit.limits import BYBIT_ENDPOINTS, BYBIT_RATE_LIMITS
 from ctsd.exchanges.bybit.profile import BYBIT_CLIENT
 from ctsd.exchanges.spec import ApiType, ExchangeSpec
+from ctsd.exchanges.support import key_test_only, trading
 
 BYBIT = ExchangeSpec(
     id="bybit",
@@ -12,5 +13,11 @@ BYBIT = ExchangeSpec(
     passphrase_required=False,
     rate_limits=BYBIT_RATE_LIMITS,
     endpoint_rules=BYBIT_ENDPOINTS,
+    support=(
+        trading(ApiType.SPOT),
+        key_test_only(ApiType.MARGIN, "margin engines are not available yet"),
+        trading(ApiType.PERPETUAL_FUTURES),
+        key_test_only(ApiType.OPTIONS, "options engines are not available yet"),
+    ),
     client=BYBIT_CLIENT,
 )

@@ -3,6 +3,7 @@
 from ctsd.exchanges.okx.limits import OKX_ENDPOINTS, OKX_RATE_LIMITS
 from ctsd.exchanges.okx.profile import OKX_CLIENT
 from ctsd.exchanges.spec import ApiType, ExchangeSpec
+from ctsd.exchanges.support import key_test_only, trading
 
 OKX = ExchangeSpec(
     id="okx",
@@ -12,5 +13,11 @@ OKX = ExchangeSpec(
     passphrase_required=True,
     rate_limits=OKX_RATE_LIMITS,
     endpoint_rules=OKX_ENDPOINTS,
+    support=(
+        trading(ApiType.SPOT),
+        key_test_only(ApiType.MARGIN, "margin engines are not available yet"),
+        trading(ApiType.PERPETUAL_FUTURES),
+        key_test_only(ApiType.OPTIONS, "options engines are not available yet"),
+    ),
     client=OKX_CLIENT,
 )
