@@ -38,6 +38,11 @@ which times ccxt's `Exchange.fetch` in the LIVE phase, see below), and the
    fetch: the daemon's own work (strategy, risk, store, limiter, ccxt signing).
    `RateLimiter.acquire` is timed too: `limiter_wait_in_decision` is its share, and
    `limiter_stalls_over_1s` lists any longer wait (starts are `--live-pace` apart).
+4. `live_perp`: the same on a Binance USDⓈ-M perpetuals connection (BTC/USDT:USDT at
+   5x): each start also applies position mode, margin mode and leverage, each cycle
+   reads the venue's positions before the prices and the funding terms after them
+   (`md_to_order` holds that round trip; `decision_compute` does not), and checks the
+   positions against the ledger before deciding. Reported as `perp_decision_*`.
 
 The daemon's Binance request-weight and order limits are raised by `LIMIT_SCALE`
 through its config file (`[rate_limits.binance.*]`); `bench.support ctsd --limit`
@@ -98,8 +103,9 @@ TARGET_DECISION_P99_MS = 5.0
 TARGET_DELIVERY_P99_MS = 100.0
 WATCH_CHANNELS = 10
 LIVE_SYMBOL = "BTC/USDT"
+LIVE_PERP_SYMBOL = "BTC/USDT:USDT"
 MARKET_DATA_PATHS = ("/ticker", "/klines")
-ORDER_PATH = "/api/v3/order"
+ORDER_PATHS = ("/api/v3/order", "/fapi/v1/order")
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -474,7 +480,7 @@ def decision_latencies(rows: list[list[Any]]) -> dict[str, Any]:
         if method == "GET" and any(p in path for p in MARKET_DATA_PATHS):
             last_md_end = end if last_md_end is None else max(last_md_end, end)
             continue
-        if not (method == "POST" and path.endswith(ORDER_PATH)):
+        if not (method == "POST" and path.endswith(ORDER_PATHS)):
             continue
         posts += 1
         if last_md_end is None or used_md == last_md_end or start < last_md_end:
@@ -499,15 +505,18 @@ def decision_latencies(rows: list[list[Any]]) -> dict[str, Any]:
 
 
 async def live_phase(sim: SimProcess, account: dict[str, Any], seconds: float,
-                     pace_s: float) -> dict[str, Any]:
+                     pace_s: float, perpetual: bool = False) -> dict[str, Any]:
     """Starts paced `pace_s` apart (each costs ~80 Binance request weight; at Binance's
-    own 1,200/min the limiter would stall the loop for most of a minute)."""
+    own 1,200/min the limiter would stall the loop for most of a minute); `perpetual`:
+    on a perpetuals connection at a leverage."""
     trace = Path(tempfile.mkdtemp(prefix="ctsb-trace-", dir="/tmp")) / "fetch.json"
     ctsd = daemon(sim, str(trace))
     starts = 0
     try:
         ctsd.start(timeout=60)
-        [name] = seed_accounts(ctsd.address, [account], 900)
+        [name] = seed_accounts(ctsd.address, [account], 900, cpb.API_TYPE_PERPETUAL_FUTURES
+                               if perpetual else cpb.API_TYPE_SPOT)
+        symbol = LIVE_PERP_SYMBOL if perpetual else LIVE_SYMBOL
         async with grpc.aio.insecure_channel(ctsd.address) as channel:
             conns = csgrpc.ConnectionServiceStub(channel)
             async for event in conns.TestConnection(cspb.TestConnectionRequest(name=name),
@@ -516,9 +525,11 @@ async def live_phase(sim: SimProcess, account: dict[str, Any], seconds: float,
                     assert event.result.status != cpb.TEST_STATUS_FAILED, event.result
             stub = sgrpc.EngineServiceStub(channel)
             engine = f"{name}/engine"
-            probe = pb.EngineConfig(strategy="grid", symbols=[LIVE_SYMBOL], params={
+            probe = pb.EngineConfig(strategy="grid", symbols=[symbol], params={
                 "reference_price": "1", "spacing_pct": "1", "levels": "1", "amount": "0.001"},
                 interval=duration_pb2.Duration(seconds=INTERVAL_S))
+            if perpetual:
+                probe.leverage[symbol] = 5
             dry = await stub.TestEngine(pb.TestEngineRequest(name=engine, config=probe))
             price = dry.tickers[0].last
             config = pb.EngineConfig()
@@ -653,12 +664,17 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         phases["live"] = await live_phase(sim, accounts[-1], args.live_seconds,
                                           args.live_pace)
         log(f"live: {phases['live']}")
+        log(f"live perpetuals phase, {args.live_seconds} s")
+        phases["live_perp"] = await live_phase(sim, accounts[-1], args.live_seconds,
+                                               args.live_pace, perpetual=True)
+        log(f"live perpetuals: {phases['live_perp']}")
         stats = sim.stats()
         phases["sim_violations"] = sum(int(n) for n in stats.get("violations", {}).values())
     finally:
         sim.stop()
     paper, one, idle = phases["paper"], phases["one_engine"], phases["idle"]
     watch, live = phases["watch"][str(args.watcher_steps[-1])], phases["live"]
+    perp = phases["live_perp"]
     result.update({
         "paper_cpu_pct": paper["cpu_pct"],
         "paper_rss_mb_max": paper["rss_mb_max"],
@@ -676,6 +692,14 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "decision_limiter_wait_p99_ms": live["limiter_wait_in_decision"]["p99_ms"],
         "decision_compute_meets_target": (
             (live["decision_compute"]["p99_ms"] or 1e9) < TARGET_DECISION_P99_MS),
+        "perp_decision_md_to_order_p50_ms": perp["md_to_order"]["p50_ms"],
+        "perp_decision_md_to_order_p99_ms": perp["md_to_order"]["p99_ms"],
+        "perp_decision_compute_p50_ms": perp["decision_compute"]["p50_ms"],
+        "perp_decision_compute_p99_ms": perp["decision_compute"]["p99_ms"],
+        "perp_decision_samples": perp["decision_compute"]["n"],
+        "perp_decision_limiter_wait_p99_ms": perp["limiter_wait_in_decision"]["p99_ms"],
+        "perp_decision_compute_meets_target": (
+            (perp["decision_compute"]["p99_ms"] or 1e9) < TARGET_DECISION_P99_MS),
         "cycle_lag_p99_under_watchers_ms": watch["lag"]["p99_ms"],
         "missed_ticks_under_watchers": watch["missed_ticks"],
         "watch_delivery_one_watcher_p99_ms": paper["bench_watcher_delivery"]["p99_ms"],

@@ -153,16 +153,18 @@ def bench_accounts(count: int, prefix: str = "benchkey") -> list[dict[str, Any]]
         {
             "api_key": f"{prefix}{i:012d}",
             "secret": os.urandom(16).hex(),
-            "balances": {"spot": {"USDT": "1000", "BTC": "0.01"}},
+            "balances": {"spot": {"USDT": "1000", "BTC": "0.01"},
+                         "derivatives": {"USDT": "1000"}},
             "permissions": ["read", "trade"],
         }
         for i in range(count)
     ]
 
 
-def seed_accounts(address: str, accounts: Sequence[dict[str, Any]], first: int = 0) -> list[str]:
-    """One enabled Binance spot connection per simulator account, ids numbered from
-    `first`; returns their names."""
+def seed_accounts(address: str, accounts: Sequence[dict[str, Any]], first: int = 0,
+                  api_type: pb.ApiType.ValueType = pb.API_TYPE_SPOT) -> list[str]:
+    """One enabled Binance connection (spot unless `api_type` says) per simulator account,
+    ids numbered from `first`; returns their names."""
     names = []
     with grpc.insecure_channel(address) as ch:
         stub = sgrpc.ConnectionServiceStub(ch)
@@ -170,7 +172,7 @@ def seed_accounts(address: str, accounts: Sequence[dict[str, Any]], first: int =
             conn = pb.Connection(
                 display_name=f"bench {i:05d}",
                 exchange="binance",
-                api_type=pb.API_TYPE_SPOT,
+                api_type=api_type,
                 enabled=True,
                 credentials=pb.Credentials(
                     api_key=account["api_key"], api_secret=account["secret"]

@@ -15,7 +15,7 @@ import json
 import grpc
 import pytest
 
-from cts.cli.engine_views import CLEAR_SCREEN, engine_name
+from cts.cli.engine_views import CLEAR_SCREEN, engine_detail, engine_name
 from cts.cli.engines import EngineBoard, parse_interval
 from cts.cli.main import run
 from cts.v1 import connection_service_pb2_grpc as csgrpc
@@ -234,3 +234,33 @@ def test_the_watch_board_keeps_the_newest_version_of_each_engine() -> None:
     assert [e.version for e in board.engines()] == [5]  # the newest in a batch wins too
     resync = pb.WatchEnginesResponse(snapshot=pb.EngineSnapshot(resync=True))
     assert (board.apply(resync), board.engines()) == ("resync", [])
+
+
+def test_status_shows_a_perpetual_position_with_the_venues_figures() -> None:
+    engine = pb.Engine(
+        name="connections/p/engine", fees="1.5", funding_pnl="-0.25", liquidations=0,
+        position_differences=1, last_position_difference="BTC/USDT:USDT: ledger 0.05, venue 0",
+        positions=[pb.Position(
+            symbol="BTC/USDT:USDT", amount="-0.05", average_price="60000", unrealized_pnl="5",
+            side=pb.POSITION_SIDE_SHORT, mark_price="59900", leverage="10",
+            margin_mode=pb.POSITION_MARGIN_MODE_ISOLATED, margin="300",
+            liquidation_price="65700.5")])
+    shown = engine_detail(engine)
+    assert ("Position BTC/USDT:USDT short:  -0.05 @ 60000 (mark 59900, unrealized 5, 10x, "
+            "isolated, margin 300, liquidation 65700.5)") in shown
+    assert "Funding" in shown and "-0.25" in shown
+    assert "Last difference" in shown and "ledger 0.05, venue 0" in shown
+    assert "Fees" in shown and "1.5" in shown
+
+
+def test_leverage_and_the_mismatch_policy_are_config_flags() -> None:
+    from cts.cli.engines import build_config
+    from cts.cli.main import build_parser
+
+    args = build_parser().parse_args([
+        "engine", "start", "p", "--strategy", "sma_cross", "--symbol", "BTC/USDT:USDT",
+        "--leverage", "BTC/USDT:USDT=5", "--on-position-mismatch", "adopt"])
+    config = build_config(args)
+    assert config is not None
+    assert dict(config.leverage) == {"BTC/USDT:USDT": 5}
+    assert config.on_position_mismatch == pb.POSITION_MISMATCH_POLICY_ADOPT

@@ -3,6 +3,7 @@ order id, fills deduplicate by trade id, and the config round-trips exactly."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from dataclasses import replace
 from decimal import Decimal
@@ -12,10 +13,11 @@ import pytest
 
 from ctsd.engine.config import EngineConfig, PaperSettings, RiskLimits, TradingMode
 from ctsd.engine.orders import Execution, Fill, Order, OrderStatus
+from ctsd.engine.perpetual import FundingPayment, MismatchPolicy
 from ctsd.engine.ports import DesiredState, EngineRecord
 from ctsd.store.database import Database
 from ctsd.store.engines import SqlEngineStore, config_from_json, config_to_json
-from ctsd.strategies.model import OrderType, Side
+from ctsd.strategies.model import OrderType, PositionSide, Side
 
 D = Decimal
 CONFIG = EngineConfig(
@@ -94,3 +96,33 @@ async def test_an_execution_is_written_all_or_nothing(db: Database) -> None:
             "a", Execution(order("c1", OrderStatus.OPEN), (fill("t1", "c1"), broken)))
     assert await store.list_orders("a") == []
     assert await store.list_fills("a") == []
+
+
+def test_a_perpetuals_config_round_trips_and_an_older_one_reads_with_defaults() -> None:
+    perps = replace(CONFIG, symbols=("BTC/USDT:USDT",), leverage={"BTC/USDT:USDT": 7},
+                    on_position_mismatch=MismatchPolicy.ADOPT)
+    assert config_from_json(config_to_json(perps)) == perps
+    older = json.loads(config_to_json(CONFIG))
+    del older["leverage"], older["on_position_mismatch"]  # stored before perpetuals
+    assert config_from_json(json.dumps(older)) == CONFIG
+
+
+@pytest.mark.asyncio
+async def test_hedge_legs_and_funding_payments_are_stored_once(tmp_path: Path) -> None:
+    db = await Database.open(tmp_path)
+    try:
+        store = SqlEngineStore(db)
+        short = replace(order("c1", OrderStatus.FILLED, "0.5"), side=Side.SELL,
+                        reduce_only=True, position_side=PositionSide.SHORT)
+        leg = replace(fill("t1", "c1"), side=Side.SELL, position_side=PositionSide.SHORT)
+        await store.save_execution("a", Execution(short, (leg,)))
+        assert await store.list_orders("a") == [short]
+        assert await store.list_fills("a") == [leg]
+        paid = FundingPayment("f-1", "BTC/USDT:USDT", D("-0.125"), "USDT", 1_000)
+        await store.save_funding("a", (paid,))
+        await store.save_funding("a", (paid, replace(paid, funding_id="f-2", amount=D(1))))
+        assert [p.funding_id for p in await store.list_funding("a")] == ["f-1", "f-2"]
+        assert (await store.list_funding("a"))[0] == paid
+        assert await store.list_funding("b") == []
+    finally:
+        await db.close()

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
+from google.protobuf.message import Message
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
@@ -57,25 +58,35 @@ def rpc_error(call: Callable[[], Any]) -> grpc.RpcError:
     raise AssertionError("the call succeeded but an error was expected")
 
 
-def violations(err: grpc.RpcError) -> dict[str, str]:
-    """field -> description from the google.rpc.BadRequest detail."""
+T = TypeVar("T", bound=Message)
+
+
+def _details(err: grpc.RpcError, kind: type[T]) -> list[T]:
+    """The `google.rpc` details of type `kind` in the error's status."""
     status = rpc_status.from_call(err)
     assert status is not None, "no google.rpc.Status in trailers"
-    found: dict[str, str] = {}
+    found = []
     for detail in status.details:
-        if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
-            bad = error_details_pb2.BadRequest()
-            detail.Unpack(bad)
-            found.update({v.field: v.description for v in bad.field_violations})
+        if detail.Is(kind.DESCRIPTOR):
+            message = kind()
+            detail.Unpack(message)
+            found.append(message)
     return found
 
 
+def violations(err: grpc.RpcError) -> dict[str, str]:
+    """field -> description from the google.rpc.BadRequest detail."""
+    return {v.field: v.description for bad in _details(err, error_details_pb2.BadRequest)
+            for v in bad.field_violations}
+
+
+def precondition_violations(err: grpc.RpcError) -> dict[str, str]:
+    """field -> description from the google.rpc.PreconditionFailure detail."""
+    return {v.subject: v.description
+            for failure in _details(err, error_details_pb2.PreconditionFailure)
+            for v in failure.violations}
+
+
 def error_reason(err: grpc.RpcError) -> str:
-    status = rpc_status.from_call(err)
-    assert status is not None
-    for detail in status.details:
-        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
-            info = error_details_pb2.ErrorInfo()
-            detail.Unpack(info)
-            return str(info.reason)
-    return ""
+    return next((str(info.reason) for info in _details(err, error_details_pb2.ErrorInfo)), "")
+

@@ -4,12 +4,9 @@ restart, an outside trade and a liquidation detected, funding booked once."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
-import pytest_asyncio
 
 from ctsd.engine.config import RiskLimits, TradingMode
 from ctsd.engine.manager import EngineManager
@@ -23,7 +20,6 @@ from ctsd.sim.funding import FUNDING_INTERVAL_MS
 from ctsd.sim.positions import MarginMode as SimMarginMode
 from ctsd.sim.positions import PositionSide as SimSide
 from ctsd.sim.server import SimulatorServer
-from ctsd.store.database import Database
 from ctsd.store.engines import SqlEngineStore
 from ctsd.strategies.model import PositionSide, Side
 from ctsd.strategies.registry import StrategyRegistry
@@ -45,15 +41,6 @@ VENUES = ("binance", "bybit", "okx")
 BY_VENUE = pytest.mark.parametrize("venue", VENUES)
 BY_MODES = pytest.mark.parametrize("modes", list(MODES), ids=list(MODES))
 C, A, P = SettingOutcome.CHANGED, SettingOutcome.ALREADY_SET, SettingOutcome.PER_ORDER
-
-
-@pytest_asyncio.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SqlEngineStore]:
-    database = await Database.open(tmp_path)
-    try:
-        yield SqlEngineStore(database)
-    finally:
-        await database.close()
 
 
 def rig(server: SimulatorServer, make_client: ClientMaker, store: SqlEngineStore, venue: str,

@@ -8,34 +8,21 @@ paper market buy there fills at the last price, a tick under the live one's ask.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
-import pytest_asyncio
 
 from ctsd.engine.config import TradingMode
 from ctsd.engine.engine import Engine
 from ctsd.engine.status import PositionStatus
 from ctsd.sim.funding import FUNDING_INTERVAL_MS
 from ctsd.sim.server import SimulatorServer
-from ctsd.store.database import Database
 from ctsd.store.engines import SqlEngineStore
 from ctsd.strategies.model import Side
 from tests.support.exchange_clients import ClientMaker
 from tests.support.perp_rig import MODES, SYMBOL, PerpRig, freeze, market_order
 
 pytestmark = pytest.mark.asyncio
-
-
-@pytest_asyncio.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SqlEngineStore]:
-    database = await Database.open(tmp_path)
-    try:
-        yield SqlEngineStore(database)
-    finally:
-        await database.close()
 
 
 async def both(r: PerpRig) -> tuple[Engine, Engine]:

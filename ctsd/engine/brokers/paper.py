@@ -22,7 +22,7 @@ from dataclasses import replace
 from decimal import Decimal
 
 from ctsd.clock import Clock
-from ctsd.engine.brokers.paper_terms import crosses, finished, on_lot, taker_price
+from ctsd.engine.brokers.paper_terms import admitted, crosses, finished, taker_price
 from ctsd.engine.config import PaperSettings
 from ctsd.engine.ledger import split_symbol
 from ctsd.engine.orders import Execution, Fill, Order, OrderRequest, OrderStatus
@@ -92,18 +92,10 @@ class PaperBroker:
         return tuple(changed)
 
     async def place(self, request: OrderRequest) -> Execution:
-        existing = self._book.get(request.client_order_id)
-        if existing is not None:
-            return Execution(existing)
-        order = Order.pending(request, self._clock.now_ms())
-        market = self._market.get(order.symbol) if self._market else None
-        if market is None:
-            return Execution(self._finish(order, OrderStatus.REJECTED, "no market data yet"))
-        lot = on_lot(order, market)
-        if lot is None:
-            return Execution(self._finish(order, OrderStatus.REJECTED,
-                                          "amount below the venue's lot size"))
-        order = lot
+        found = admitted(request, self._book, self._market, self._clock.now_ms())
+        if isinstance(found, Execution):
+            return found
+        order, market = found
         touch = taker_price(order, market, self._settings.slippage_bps)
         if order.type is OrderType.MARKET or crosses(order, market):
             return self._fill_as_taker(order, market, touch)
@@ -140,8 +132,6 @@ class PaperBroker:
                 price = order.price or ZERO
                 executions.append(self._fill(order, price, symbol_market.info, True))
         return tuple(executions)
-
-
 
     def _fill_as_taker(self, order: Order, market: SymbolMarket, price: Decimal) -> Execution:
         shortfall = self._shortfall(order, price, _quote_fee(market.info, order,

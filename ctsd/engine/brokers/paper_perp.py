@@ -30,7 +30,7 @@ from dataclasses import replace
 from decimal import Decimal
 
 from ctsd.clock import Clock
-from ctsd.engine.brokers.paper_terms import crosses, finished, on_lot, taker_price
+from ctsd.engine.brokers.paper_terms import admitted, crosses, finished, taker_price
 from ctsd.engine.brokers.perp_account import PNL_STEP, ZERO, PerpLedger, Slot, closes
 from ctsd.engine.config import PaperSettings
 from ctsd.engine.ledger import split_symbol
@@ -164,18 +164,10 @@ class PaperPerpBroker:
     # --- orders -----------------------------------------------------------------------
 
     async def place(self, request: OrderRequest) -> Execution:
-        existing = self._book.get(request.client_order_id)
-        if existing is not None:
-            return Execution(existing)
-        order = Order.pending(request, self._clock.now_ms())
-        market = self._market.get(order.symbol) if self._market else None
-        if market is None:
-            return Execution(self._finish(order, OrderStatus.REJECTED, "no market data yet"))
-        lot = on_lot(order, market)
-        if lot is None:
-            return Execution(self._finish(order, OrderStatus.REJECTED,
-                                          "amount below the venue's lot size"))
-        order = lot
+        found = admitted(request, self._book, self._market, self._clock.now_ms())
+        if isinstance(found, Execution):
+            return found
+        order, market = found
         if order.type is OrderType.MARKET or crosses(order, market):
             price = taker_price(order, market, self._settings.slippage_bps)
             refusal = self._refusal(order, price, market.info.taker_fee)

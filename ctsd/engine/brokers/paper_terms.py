@@ -11,11 +11,12 @@ ticker that crosses them (buy: ask <= price; sell: bid >= price).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
 from decimal import ROUND_DOWN, Decimal
 
-from ctsd.engine.orders import Order, OrderStatus
-from ctsd.strategies.model import Side, SymbolMarket
+from ctsd.engine.orders import Execution, Order, OrderRequest, OrderStatus
+from ctsd.strategies.model import MarketSnapshot, Side, SymbolMarket
 
 BPS = Decimal(10_000)
 
@@ -49,3 +50,22 @@ def on_lot(order: Order, market: SymbolMarket) -> Order | None:
         return order
     amount = (order.amount / step).to_integral_value(ROUND_DOWN) * step
     return replace(order, amount=amount) if amount > 0 else None
+
+
+def admitted(request: OrderRequest, book: Mapping[str, Order], snapshot: MarketSnapshot | None,
+             now_ms: int) -> Execution | tuple[Order, SymbolMarket]:
+    """The order a paper broker goes on with (cut to the lot size) and its market, or the
+    answer at once: the resting order of an id already placed (placed once), or a
+    rejection (no market data yet, an amount below the lot size)."""
+    existing = book.get(request.client_order_id)
+    if existing is not None:
+        return Execution(existing)
+    order = Order.pending(request, now_ms)
+    market = snapshot.get(order.symbol) if snapshot else None
+    if market is None:
+        return Execution(finished(order, OrderStatus.REJECTED, "no market data yet", now_ms))
+    lot = on_lot(order, market)
+    if lot is None:
+        return Execution(finished(order, OrderStatus.REJECTED,
+                                  "amount below the venue's lot size", now_ms))
+    return lot, market
