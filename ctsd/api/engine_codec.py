@@ -217,6 +217,7 @@ def encode_engine(status: EngineStatus) -> pb.Engine:
         last_cycle_duration=duration(status.last_cycle_duration_s),
         last_cycle_lag=duration(status.last_cycle_lag_s), skipped_ticks=status.skipped_ticks,
         fees=_text(status.fees), funding_pnl=_text(status.funding_pnl),
+        interest_pnl=_text(status.interest_pnl),
         position_differences=status.position_differences,
         last_position_difference=status.last_position_difference,
         liquidations=status.liquidations,

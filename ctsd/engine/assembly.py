@@ -13,11 +13,14 @@ from collections.abc import Callable
 from ctsd.clock import Clock
 from ctsd.engine.brokers.base import Broker
 from ctsd.engine.brokers.live import LiveBroker
+from ctsd.engine.brokers.live_margin import LiveMarginBroker
 from ctsd.engine.brokers.live_perp import DEFAULT_FUNDING_POLL_S, LivePerpBroker
 from ctsd.engine.brokers.paper import PaperBroker
+from ctsd.engine.brokers.paper_margin import PaperMarginBroker
 from ctsd.engine.brokers.paper_perp import PaperPerpBroker
 from ctsd.engine.config import EngineConfig, TradingMode, ValidatedConfig
 from ctsd.engine.engine import Engine
+from ctsd.engine.margin_session import MarginSession
 from ctsd.engine.perp_session import PerpSession
 from ctsd.engine.ports import EngineRecord, EngineResources, EngineStore
 from ctsd.engine.status import EngineStatus
@@ -42,8 +45,34 @@ def assemble_engine(
                 f"connections/{record.connection_id} cannot trade perpetuals live")
         perp = PerpSession(config, resources.modes, resources.perp_market, account,
                            record.connection_id)
-    broker = _broker(config, resources, perp, clock, funding_poll_s)
-    return Engine(record, validated, broker, resources.market_data, store, clock, publish, perp)
+    margin = None
+    if resources.kind is MarketKind.MARGIN:
+        if resources.margin_market is None:
+            raise FailedPrecondition(
+                f"connections/{record.connection_id} offers no margin lending terms")
+        lender = resources.margin_account if config.mode is TradingMode.LIVE else None
+        if config.mode is TradingMode.LIVE and lender is None:
+            raise FailedPrecondition(
+                f"connections/{record.connection_id} cannot trade margin live")
+        margin = MarginSession(config, resources.modes.margin_mode, resources.margin_market,
+                               lender, record.connection_id)
+        broker = _margin_broker(config, resources, margin, clock, funding_poll_s)
+    else:
+        broker = _broker(config, resources, perp, clock, funding_poll_s)
+    return Engine(record, validated, broker, resources.market_data, store, clock, publish, perp,
+                  margin)
+
+
+def _margin_broker(config: EngineConfig, resources: EngineResources, margin: MarginSession,
+                   clock: Clock, poll_s: float) -> Broker:
+    if config.mode is TradingMode.LIVE:
+        if resources.orders is None or margin.account is None:
+            raise FailedPrecondition("LIVE trading needs an order client")
+        return LiveMarginBroker(resources.orders, margin.account, config.symbols, clock,
+                                poll_s=poll_s, policy=config.on_position_mismatch,
+                                check_before_place=False)
+    return PaperMarginBroker(config.paper, clock, margin.market, config.symbols,
+                             config.leverage)
 
 
 def _broker(config: EngineConfig, resources: EngineResources, perp: PerpSession | None,

@@ -30,6 +30,7 @@ from ctsd.engine.brokers.base import Broker
 from ctsd.engine.config import ValidatedConfig
 from ctsd.engine.intents import resolved
 from ctsd.engine.ledger import Ledger
+from ctsd.engine.margin_session import MarginSession
 from ctsd.engine.market import DryRun, decide_dry, fetch_infos, fetch_snapshot
 from ctsd.engine.orders import Execution, Order, OrderRequest, OrderStatus, client_order_id
 from ctsd.engine.perp_session import PerpSession, check_spot, position_statuses
@@ -61,6 +62,7 @@ class Engine:
         self, record: EngineRecord, validated: ValidatedConfig, broker: Broker,
         market_data: MarketDataSource, store: EngineStore, clock: Clock,
         publish: Callable[[EngineStatus], None], perp: PerpSession | None = None,
+        margin: MarginSession | None = None,
     ) -> None:
         config = validated.config
         self.connection_id = record.connection_id
@@ -73,6 +75,7 @@ class Engine:
         self._clock = clock
         self._publish = publish
         self._perp = perp
+        self._margin = margin
         self._hedge = perp is not None and perp.modes.hedge
         self._risk = RiskGate(config.risk, clock, hedge=self._hedge)
         self._ledger = Ledger()
@@ -121,10 +124,12 @@ class Engine:
         if self._prepared:
             return ()
         applied: tuple[AppliedSetting, ...] = ()
-        if self._perp is None:
-            check_spot(self.config, self._strategy.needs, f"connections/{self.connection_id}")
-        else:
+        if self._perp is not None:
             applied = await self._perp.prepare()
+        elif self._margin is not None:
+            applied = await self._margin.prepare()
+        else:
+            check_spot(self.config, self._strategy.needs, f"connections/{self.connection_id}")
         self._prepared = True
         return applied
 
@@ -325,4 +330,5 @@ class Engine:
             positions = position_statuses(self._ledger, self._broker.positions(), self._marks)
         return {"open_orders": len(self._broker.open_orders()), "positions": positions,
                 "realized_pnl": pnl.realized, "unrealized_pnl": pnl.unrealized,
-                "fees": self._ledger.fees, "funding_pnl": self._ledger.funding}
+                "fees": self._ledger.fees, "funding_pnl": self._ledger.funding,
+                "interest_pnl": self._ledger.interest}

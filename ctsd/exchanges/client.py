@@ -194,7 +194,7 @@ class ExchangeClient(AsyncClosing):
         """Balances of the connection's account (a signed request: proves key and signature)."""
         options = self._profile.option_trading
         if self.target.api_type is ApiType.OPTIONS and options and options.holdings_from_account:
-            account = await self._read_venue(lambda: options.read_account(self),
+            account = await self.read_venue(lambda: options.read_account(self),
                                              "options account")
             self._authenticated = True
             self._holdings = account.balances
@@ -278,16 +278,18 @@ class ExchangeClient(AsyncClosing):
         venue = self._profile.margin_trading
         if self.target.api_type is not ApiType.MARGIN or venue is None:
             return None
-        return await self._read_venue(lambda: venue.read_account(self, mode), "margin account")
+        return await self.read_venue(lambda: venue.read_account(self, mode), "margin account")
 
     async def options_account(self) -> OptionsAccount | None:
         """An options connection's account; None when its api type is not options."""
         venue = self._profile.option_trading
         if self.target.api_type is not ApiType.OPTIONS or venue is None:
             return None
-        return await self._read_venue(lambda: venue.read_account(self), "options account")
+        return await self.read_venue(lambda: venue.read_account(self), "options account")
 
-    async def _read_venue(self, read: Callable[[], Awaitable[T]], what: str) -> T:
+    async def read_venue(self, read: Callable[[], Awaitable[T]], what: str) -> T:
+        """A venue reader's answer (`ctsd/exchanges/<venue>/`), its parse errors as one
+        malformed answer naming `what`."""
         await self.load_markets()
         try:
             return await read()
@@ -372,13 +374,19 @@ class ExchangeClient(AsyncClosing):
         self, symbol: str, side: str, order_type: str, amount: Decimal,
         price: Decimal | None = None, *, client_id: str | None = None,
         reduce_only: bool = False, leg: str | None = None, margin_mode: str | None = None,
+        extra_params: Mapping[str, Any] | None = None,
     ) -> Order:
         """`amount` in base units. Perpetuals: `leg` ("long"/"short") is the hedge-mode
-        position the order trades, `margin_mode` goes where the venue takes it per order."""
-        params: dict[str, Any] = {}
+        position the order trades, `margin_mode` goes where the venue takes it per order.
+        `extra_params`: what the market's orders add as the venue names it (spot margin's
+        borrowing, an option's trade mode)."""
+        params: dict[str, Any] = dict(extra_params or {})
         if client_id:
             params[self._profile.client_order_ids.create] = client_id
-        params.update(self._perpetual_params(reduce_only, leg, margin_mode))
+        if self.target.api_type is ApiType.PERPETUAL_FUTURES:
+            params.update(self._perpetual_params(reduce_only, leg, margin_mode))
+        elif reduce_only:
+            params["reduceOnly"] = True
         raw = await self._run(lambda: self._exchange.create_order(  # markets loaded by now
             symbol, order_type, side, float(amount / self.contract_size(symbol)),
             None if price is None else float(price), params), Lane.ORDER, signed=True)

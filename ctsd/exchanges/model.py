@@ -281,3 +281,38 @@ class OptionChain:
     underlyings: tuple[str, ...]
     settles: tuple[str, ...]
     next_expiry_ms: int | None
+
+
+HOUR_MS = 3_600_000
+
+
+@dataclass(frozen=True)
+class LendingTerms:
+    """How a venue lends on spot margin: what a paper account must charge and when it
+    must liquidate to behave like the venue's (`ctsd.engine.brokers.paper_margin`)."""
+
+    max_leverage: Decimal
+    """A borrow may not take the margin level (assets over debt) below
+    `max_leverage / (max_leverage - 1)`."""
+    liquidation_level: Decimal
+    """At or below this margin level the venue liquidates."""
+    period_rates: tuple[tuple[str, Decimal], ...]
+    """Interest per period, per borrowed asset."""
+    period_ms: int = HOUR_MS
+    charge_on_borrow: bool = False
+    """A borrow pays its first period at once (Binance, Kraken's opening fee)."""
+    liquidation_margin: Decimal | None = None
+    """Liquidate instead when equity falls to this share of the margin posted (Kraken)."""
+    margin_per_order: bool = False
+    """Each position posts its own margin from the account (OKX, Kraken): it opens at
+    the initial level instead of borrowing against the whole account."""
+
+
+@dataclass(frozen=True)
+class InterestCharge:
+    """One interest charge on a margin loan, as the venue records it (amount > 0)."""
+
+    id: str
+    asset: str
+    amount: Decimal
+    timestamp_ms: int

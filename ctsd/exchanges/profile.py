@@ -16,7 +16,13 @@ from types import MappingProxyType
 from typing import Any, Protocol
 
 from ctsd.errors import FailureClass
-from ctsd.exchanges.model import KeyPermissions, MarginAccount, OptionsAccount
+from ctsd.exchanges.model import (
+    InterestCharge,
+    KeyPermissions,
+    LendingTerms,
+    MarginAccount,
+    OptionsAccount,
+)
 from ctsd.exchanges.spec import ApiType, RateLimitScope
 from ctsd.ratelimit.model import Lane
 
@@ -151,12 +157,53 @@ class VenueCalls(Protocol):
         ...
 
 
+CHANGED, ALREADY_SET = "changed", "already set"
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One account setting an engine start applied: where (a symbol, or "*" for the
+    account), what, to which value, and whether it changed or was already so."""
+
+    symbol: str
+    name: str
+    value: str
+    outcome: str
+
+
+async def _nothing_to_prepare(client: VenueCalls, symbols: tuple[str, ...],
+                              leverage: Mapping[str, int]) -> tuple[Setting, ...]:
+    return ()
+
+
 @dataclass(frozen=True)
 class MarginProfile:
     """How a venue lends on spot margin (`ctsd/exchanges/<venue>/margin.py`)."""
 
     read_account: Callable[[VenueCalls, str], Awaitable[MarginAccount]]
     """(client, "cross"/"isolated") → the margin account as the venue reports it."""
+    order_params: Callable[[int | None], Mapping[str, Any]] = lambda _leverage: _EMPTY
+    """(configured leverage) → what a cross-margin order adds so it borrows what it lacks
+    and repays from what it brings in."""
+    read_terms: Callable[[VenueCalls, tuple[str, ...], int | None, bool],
+                         Awaitable[LendingTerms]] | None = None
+    """(client, assets, leverage, keyed) → the lending terms; `keyed`: the client may
+    ask the account's own rates."""
+    read_interest: Callable[[VenueCalls, tuple[str, ...], tuple[str, ...], int],
+                            Awaitable[tuple[InterestCharge, ...]]] | None = None
+    """(client, symbols, assets, since_ms) → the account's interest charges."""
+    prepare: Callable[[VenueCalls, tuple[str, ...], Mapping[str, int]],
+                      Awaitable[tuple[Setting, ...]]] = _nothing_to_prepare
+    """(client, symbols, leverage per symbol) → what an engine start set on the account
+    (Bybit's spot-margin switch and leverage)."""
+    read_liquidations: Callable[[VenueCalls, str, int], Awaitable[frozenset[str]]] | None = (
+        None)
+    """(client, symbol, since_ms) → venue order ids of the account's liquidations; None
+    where the venue keeps no such record."""
+    default_leverage: int | None = None
+    """The leverage an order names where the venue takes it per order (Kraken)."""
+    leverage_range: tuple[int, int] | None = None
+    """Leverage a margin engine may configure here; None: the venue's is fixed."""
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 
 from ctsd.engine.config import EngineConfig, PaperSettings, RiskLimits, TradingMode
 from ctsd.engine.orders import Execution, Fill, Order, OrderStatus
-from ctsd.engine.perpetual import FundingPayment, MismatchPolicy
+from ctsd.engine.perpetual import FundingPayment, MismatchPolicy, PaymentKind
 from ctsd.engine.ports import DesiredState, EngineRecord, Page
 from ctsd.store.database import Database, Row
 from ctsd.strategies.model import OrderType, PositionSide, Side
@@ -37,7 +37,7 @@ _FILL_COLUMNS = (
     "trade_id, client_order_id, symbol, side, amount, price, fee, fee_asset, timestamp_ms, maker, "
     "position_side"
 )
-_FUNDING_COLUMNS = "funding_id, symbol, amount, asset, timestamp_ms"
+_FUNDING_COLUMNS = "funding_id, symbol, amount, asset, timestamp_ms, kind"
 _UPDATED_ON_CONFLICT = ", ".join(
     f"{c} = excluded.{c}" for c in
     ("status", "filled", "average_price", "fee", "exchange_order_id", "reason", "updated_ms")
@@ -125,7 +125,8 @@ def _fill(row: Row) -> Fill:
 
 
 def _funding(row: Row) -> FundingPayment:
-    return FundingPayment(row[0], row[1], Decimal(row[2]), row[3], int(row[4]))
+    return FundingPayment(row[0], row[1], Decimal(row[2]), row[3], int(row[4]),
+                          PaymentKind(row[5]))
 
 
 class SqlEngineStore:
@@ -187,10 +188,10 @@ class SqlEngineStore:
         async with self._db.transaction() as tx:
             await tx.executemany(
                 f"INSERT INTO engine_funding (connection_id, {_FUNDING_COLUMNS}) "
-                "VALUES (?, ?, ?, ?, ?, ?) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT (connection_id, funding_id) DO NOTHING",
                 [(connection_id, p.funding_id, p.symbol, str(p.amount), p.asset,
-                  p.timestamp_ms) for p in payments])
+                  p.timestamp_ms, p.kind.value) for p in payments])
 
     async def list_funding(self, connection_id: str) -> list[FundingPayment]:
         rows = await self._db.fetch_all(

@@ -45,11 +45,17 @@ from ctsd.errors import (
 )
 from ctsd.exchanges.client import ExchangeClient
 from ctsd.exchanges.factory import ExchangeClientFactory
+from ctsd.exchanges.margin import MarginClient
 from ctsd.exchanges.model import ConnectionTarget
 from ctsd.exchanges.perpetuals import PerpetualClient
 from ctsd.exchanges.spec import ApiType
 from ctsd.ratelimit import Lane
 from ctsd.strategies.model import Candle, MarketInfo, MarketKind, Ticker
+from ctsd.wiring.engine_margin import (
+    ExchangeMarginAccount,
+    ExchangeMarginMarketData,
+    MarginLeverage,
+)
 from ctsd.wiring.engine_orders import ExchangeOrders
 from ctsd.wiring.engine_perpetual import ExchangePerpetualAccount, ExchangePerpetualMarketData
 
@@ -121,6 +127,8 @@ def engine_resources(market: ExchangeClient, trading: ExchangeClient | None,
     lists leverage brackets to keys only), `trading` and `market`. `modes` are the
     connection's margin and position modes; `now_ms` the engine's clock (which candles
     have closed)."""
+    if market.target.api_type is ApiType.MARGIN:
+        return _margin_resources(market, trading, modes, reader, now_ms)
     perpetual = market.target.api_type is ApiType.PERPETUAL_FUTURES
     kind = MarketKind.PERPETUAL if perpetual else MarketKind.SPOT
     facts = reader or trading or market
@@ -133,6 +141,23 @@ def engine_resources(market: ExchangeClient, trading: ExchangeClient | None,
             account = ExchangePerpetualAccount(PerpetualClient(trading), modes.margin_mode)
     return EngineResources(ExchangeMarketData(market, now_ms, kind, reader or trading), orders,
                            kind, modes, perp_market, account)
+
+
+def _margin_resources(market: ExchangeClient, trading: ExchangeClient | None,
+                      modes: AccountModes, reader: ExchangeClient | None,
+                      now_ms: Callable[[], int]) -> EngineResources:
+    """Spot margin: the lending terms from the keyed client where there is one (the
+    account's own rates), orders that borrow and repay, and the LIVE account."""
+    facts = reader or trading or market
+    leverage = MarginLeverage(MarginClient(facts))
+    terms = ExchangeMarginMarketData(MarginClient(facts), leverage, facts is not market)
+    orders = account = None
+    if trading is not None:
+        orders = ExchangeOrders(trading, now_ms, order_params=leverage.order_params)
+        account = ExchangeMarginAccount(MarginClient(trading), leverage)
+    return EngineResources(ExchangeMarketData(market, now_ms, MarketKind.MARGIN,
+                                              reader or trading), orders, MarketKind.MARGIN,
+                           modes, margin_market=terms, margin_account=account)
 
 
 class ExchangeEngineBackend:

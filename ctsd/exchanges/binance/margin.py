@@ -16,7 +16,16 @@ from decimal import Decimal
 from typing import Any
 
 from ctsd.exchanges.answers import amount, mapping, rows
-from ctsd.exchanges.model import Debt, Holding, KeyPermissions, MarginAccount, OptionsAccount
+from ctsd.exchanges.lending import DEFAULT_DAILY_RATE, DEFAULT_DAILY_RATES, hourly
+from ctsd.exchanges.model import (
+    Debt,
+    Holding,
+    InterestCharge,
+    KeyPermissions,
+    LendingTerms,
+    MarginAccount,
+    OptionsAccount,
+)
 from ctsd.exchanges.profile import VenueCalls
 
 NO_DEBT_LEVEL = Decimal(999)
@@ -78,3 +87,60 @@ async def read_options_account(client: VenueCalls) -> OptionsAccount:
                          amount(a.get("equity")))
                  for a in rows(raw.get("asset"), "options assets"))
     return OptionsAccount(held)
+
+
+# --- what a margin engine needs --------------------------------------------------------
+
+CROSS_LEVERAGE = Decimal(3)
+LIQUIDATION_LEVEL = Decimal("1.1")
+
+
+def order_params(leverage: int | None) -> Mapping[str, Any]:
+    """A cross-margin order that borrows what it lacks and repays from what it brings in
+    (Binance's `AUTO_BORROW_REPAY`); the cross account's leverage is Binance's (3x)."""
+    return {"marginMode": "cross", "sideEffectType": "AUTO_BORROW_REPAY"}
+
+
+async def read_terms(client: VenueCalls, assets: tuple[str, ...], leverage: int | None,
+                     keyed: bool) -> LendingTerms:
+    """Cross margin: 3x, liquidation at level 1.1, hourly interest, the first hour charged
+    at the borrow (`ON_BORROW`); the account's daily rates (`interestRateHistory`), else
+    Binance's VIP 0 rates."""
+    rates = []
+    for asset in assets:
+        daily = DEFAULT_DAILY_RATES.get(asset, DEFAULT_DAILY_RATE)
+        if keyed:
+            raw = await client.call("sapiGetMarginInterestRateHistory", {"asset": asset},
+                                    signed=True)
+            found = rows(raw, "interest rate history")
+            if found:
+                daily = amount(found[0].get("dailyInterestRate"))
+        rates.append((asset, hourly(daily)))
+    return LendingTerms(CROSS_LEVERAGE, LIQUIDATION_LEVEL, tuple(rates), charge_on_borrow=True)
+
+
+async def read_interest(client: VenueCalls, symbols: tuple[str, ...],
+                        assets: tuple[str, ...], since_ms: int,
+                        ) -> tuple[InterestCharge, ...]:
+    """`margin/interestHistory` through ccxt's `fetch_borrow_interest`, per asset."""
+    found = []
+    for asset in assets:
+        raw = await client.call("fetch_borrow_interest", asset, None, since_ms, 100,
+                                {"marginMode": "cross"}, signed=True)
+        for row in rows(raw, "borrow interest"):
+            info = mapping(row.get("info"), "borrow interest info")
+            found.append(InterestCharge(f"binance:{info['txId']}", str(row["currency"]),
+                                        amount(row.get("interest")), int(row["timestamp"])))
+    return tuple(c for c in found if c.timestamp_ms >= since_ms)
+
+
+async def read_liquidations(client: VenueCalls, symbol: str, since_ms: int) -> frozenset[str]:
+    """`margin/forceLiquidationRec`: the orders Binance placed to close the account out.
+    Asked without a symbol (ccxt would send it as `isolatedSymbol`, which asks for the
+    isolated pair's record) and filtered by the symbol's id here."""
+    raw = await client.call("sapiGetMarginForceLiquidationRec",
+                            {"startTime": since_ms, "size": 100}, signed=True)
+    listed = rows(mapping(raw, "liquidation record").get("rows"), "liquidation rows")
+    market_id = symbol.replace("/", "")
+    return frozenset(str(row["orderId"]) for row in listed
+                     if str(row.get("symbol")) == market_id and not row.get("isIsolated"))

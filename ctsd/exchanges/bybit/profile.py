@@ -4,7 +4,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from ctsd.errors import FailureClass
-from ctsd.exchanges.bybit.margin import read_margin_account, read_options_account
+from ctsd.exchanges.bybit import margin
+from ctsd.exchanges.bybit.margin import read_options_account
 from ctsd.exchanges.model import KeyPermissions
 from ctsd.exchanges.profile import (
     AccountUidProbe,
@@ -72,7 +73,9 @@ BYBIT_CLIENT = ClientProfile(
     ),
     reset_header="X-Bapi-Limit-Reset-Timestamp",
     permissions=PermissionsProbe("privateGetV5UserQueryApi", _permissions),
-    margin_trading=MarginProfile(read_margin_account),
+    margin_trading=MarginProfile(
+        margin.read_margin_account, margin.order_params, margin.read_terms,
+        margin.read_interest, margin.prepare, leverage_range=margin.LEVERAGE_RANGE),
     option_trading=OptionsProfile(read_options_account),
     account_uid=AccountUidProbe("privateGetV5UserQueryApi", _uid),  # same answer, no extra request
     # ccxt's unified-account fetchOrder sends no orderLinkId; /v5/order/realtime filtered by

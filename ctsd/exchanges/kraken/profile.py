@@ -1,7 +1,7 @@
 """How ccxt's `kraken` is driven: spot only; margin trades spot pairs with leverage."""
 
 from ctsd.errors import FailureClass
-from ctsd.exchanges.kraken.margin import read_margin_account
+from ctsd.exchanges.kraken import margin
 from ctsd.exchanges.profile import (
     ApiTypeProfile,
     ClientOrderIds,
@@ -39,5 +39,8 @@ KRAKEN_CLIENT = ClientProfile(
         create="cl_ord_id", lookup="cl_ord_id",
         lookups=("fetch_open_orders", "fetch_closed_orders")),
     sequential_apis=("private",),
-    margin_trading=MarginProfile(read_margin_account),
+    margin_trading=MarginProfile(
+        margin.read_margin_account, margin.order_params, margin.read_terms,
+        margin.read_interest, default_leverage=margin.DEFAULT_LEVERAGE,
+        leverage_range=margin.LEVERAGE_RANGE),
 )

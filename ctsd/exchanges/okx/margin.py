@@ -16,8 +16,16 @@ from decimal import Decimal
 from typing import Any
 
 from ctsd.exchanges.answers import amount, decimal, mapping, rows
-from ctsd.exchanges.model import Debt, Holding, MarginAccount, OptionsAccount
-from ctsd.exchanges.profile import VenueCalls
+from ctsd.exchanges.lending import default_hourly
+from ctsd.exchanges.model import (
+    Debt,
+    Holding,
+    InterestCharge,
+    LendingTerms,
+    MarginAccount,
+    OptionsAccount,
+)
+from ctsd.exchanges.profile import CHANGED, Setting, VenueCalls
 
 LENDING_LEVELS = frozenset({"2", "3", "4"})
 """Spot and futures, multi-currency and portfolio margin modes lend; simple mode not."""
@@ -65,3 +73,64 @@ async def read_options_account(client: VenueCalls) -> OptionsAccount:
                  for d in details if str(d.get("ccy")) in ("BTC", "ETH"))
     return OptionsAccount(held, enabled, "" if enabled else
                           "options trading is not activated on the account (opAuth 0)")
+
+
+# --- what a margin engine needs --------------------------------------------------------
+
+DEFAULT_LEVERAGE = 5
+LEVERAGE_RANGE = (1, 10)
+LIQUIDATION_LEVEL = Decimal("1.05")
+
+
+def order_params(leverage: int | None) -> Mapping[str, Any]:
+    """`tdMode` cross: the spot order borrows what it lacks into a MARGIN position."""
+    return {"marginMode": "cross"}
+
+
+async def prepare(client: VenueCalls, symbols: tuple[str, ...],
+                  leverage: Mapping[str, int]) -> tuple[Setting, ...]:
+    """The configured leverage of each spot instrument, cross (OKX answers success to a
+    leverage it already has, so it reads as changed)."""
+    done = []
+    for symbol in symbols:
+        if symbol in leverage:
+            await client.call("set_leverage", leverage[symbol], symbol,
+                              {"marginMode": "cross"}, signed=True)
+            done.append(Setting(symbol, "margin leverage", f"{leverage[symbol]}x", CHANGED))
+    return tuple(done)
+
+
+async def read_terms(client: VenueCalls, assets: tuple[str, ...], leverage: int | None,
+                     keyed: bool) -> LendingTerms:
+    """Positions post 1/leverage as margin (5x unless set), liquidation at a margin ratio
+    of 1 (level 1.05), hourly interest at the account's rates (`interest-rate`)."""
+    rates = []
+    for asset in assets:
+        rate = default_hourly(asset)
+        if keyed:
+            raw = await _data(client, "privateGetAccountInterestRate", {"ccy": asset},
+                              "interest rate")
+            if raw:
+                rate = amount(raw[0].get("interestRate"))
+        rates.append((asset, rate))
+    return LendingTerms(Decimal(leverage or DEFAULT_LEVERAGE), LIQUIDATION_LEVEL,
+                        tuple(rates), margin_per_order=True)
+
+
+async def read_interest(client: VenueCalls, symbols: tuple[str, ...],
+                        assets: tuple[str, ...], since_ms: int,
+                        ) -> tuple[InterestCharge, ...]:
+    """`account/interest-accrued` per instrument (ccxt's `fetch_borrow_interest`); rows
+    have no id: the instrument, coin, time and place among equal rows name one."""
+    found: list[InterestCharge] = []
+    for symbol in symbols:
+        raw = await client.call("fetch_borrow_interest", None, symbol, since_ms, 100,
+                                {"marginMode": "cross"}, signed=True)
+        seen: dict[tuple[str, int, str], int] = {}
+        for row in reversed(rows(raw, "borrow interest")):
+            info = mapping(row.get("info"), "borrow interest info")
+            key = (str(info.get("ccy")), int(info["ts"]), str(info.get("interest")))
+            n = seen[key] = seen.get(key, 0) + 1
+            found.append(InterestCharge(f"okx:{info.get('instId')}:{key[0]}:{key[1]}:"
+                                        f"{key[2]}:{n}", key[0], amount(key[2]), key[1]))
+    return tuple(c for c in found if c.timestamp_ms >= since_ms)
