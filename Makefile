@@ -93,9 +93,11 @@ test: lint proto-check proto-breaking node-deps systemd-tools
 	$(VENV)/bin/pytest -q -n $(PYTEST_WORKERS)
 
 # The long form of tests/robustness: 20 SIGKILL rounds, 300 fuzzed requests per RPC,
-# 10 minutes of 200 clients and 500 watchers (30 s in `make test`).
+# 10 minutes of 200 clients and 500 watchers (30 s in `make test`), rotate-key under
+# signals over 24,000 secrets (50 rounds).
 soak: $(STAMP)
-	CTS_SOAK_ROUNDS=20 CTS_FUZZ_EXAMPLES=300 CTS_SOAK_SECONDS=600 $(VENV)/bin/pytest -q -s tests/robustness
+	CTS_SOAK_ROUNDS=20 CTS_FUZZ_EXAMPLES=300 CTS_SOAK_SECONDS=600 CTS_ROTATION_SECRETS=24000 \
+		$(VENV)/bin/pytest -q -s tests/robustness
 
 demo: $(STAMP)
 	$(PY) scripts/demo.py

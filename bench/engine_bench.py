@@ -44,9 +44,9 @@ which times ccxt's `Exchange.fetch` in the LIVE phase, see below), and the
    (`md_to_order` holds that round trip; `decision_compute` does not), and checks the
    positions against the ledger before deciding. Reported as `perp_decision_*`.
 
-The daemon's Binance request-weight and order limits are raised by `LIMIT_SCALE`
-through its config file (`[rate_limits.binance.*]`); `bench.support ctsd --limit`
-no longer takes effect since the daemon passes its config's overrides itself.
+The daemon's Binance request-weight and order limits (spot and futures) are raised by
+`LIMIT_SCALE` through its config file (`[rate_limits.binance.*]`); `bench.support ctsd
+--limit` no longer takes effect since the daemon passes its config's overrides itself.
 
 Prints one JSON object as its last line; progress goes to stderr. Run from the
 repository root:
@@ -239,7 +239,11 @@ def daemon(sim: SimProcess, trace: str = "") -> DaemonProcess:
         "[rate_limits.binance.request_weight]\n"
         f"limit = {1200 * LIMIT_SCALE:.0f}\ninterval_s = 60\n"
         "[rate_limits.binance.orders]\n"
-        f"limit = {50 * LIMIT_SCALE:.0f}\ninterval_s = 10\n")
+        f"limit = {50 * LIMIT_SCALE:.0f}\ninterval_s = 10\n"
+        "[rate_limits.binance.futures_request_weight]\n"
+        f"limit = {2400 * LIMIT_SCALE:.0f}\ninterval_s = 60\n"
+        "[rate_limits.binance.futures_orders]\n"
+        f"limit = {300 * LIMIT_SCALE:.0f}\ninterval_s = 10\n")
     made.extra_args = ["--config", str(config), "--sim-endpoint", sim.base_url]
     return made
 

@@ -48,6 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--metrics-listen", metavar="HOST:PORT", help="serve Prometheus metrics over HTTP here"
     )
+    parser.add_argument("--metrics-public", action="store_true", default=None,
+                        help="allow --metrics-listen beyond loopback (it has no authentication)")
     tls = parser.add_argument_group(
         "transport security",
         "default: systemd credentials tls-cert, tls-key, tls-client-ca, auth-token when loaded",
@@ -95,6 +97,7 @@ def _load(args: argparse.Namespace) -> DaemonConfig:
             "log_level": getattr(args, "log_level", None),
             "log_format": getattr(args, "log_format", None),
             "metrics_listen": getattr(args, "metrics_listen", None),
+            "metrics_public": getattr(args, "metrics_public", None),
             "tls_cert_file": getattr(args, "tls_cert_file", None),
             "tls_key_file": getattr(args, "tls_key_file", None),
             "tls_client_ca_file": getattr(args, "tls_client_ca_file", None),
@@ -110,7 +113,7 @@ def _serve(args: argparse.Namespace) -> int:
     from ctsd.logs import configure
 
     config = _load(args)
-    configure(config.log_level, config.log_format)
+    configure(config.log_level, config.log_format, ccxt_debug=config.log_ccxt_debug)
     asyncio.run(run_daemon(config, lambda: _load(args)))
     return 0
 

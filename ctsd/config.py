@@ -30,6 +30,7 @@ from typing import Any
 
 from cts.address import SOCKET_NAME, default_state_dir
 from ctsd.connections.checks.batch_tester import BatchSettings
+from ctsd.connections.predefined import PredefinedConnection, read_predefined
 from ctsd.errors import ConfigurationError
 from ctsd.exchanges.registry import ExchangeRegistry
 from ctsd.exchanges.settings import ExchangeSettings, read_exchange_tables, with_flags
@@ -125,6 +126,17 @@ def parse_listen(text: str, secured: bool = False) -> ListenAddress:
 def parse_metrics_listen(text: str) -> tuple[str, int]:
     """`HOST:PORT` (a `tcp://` prefix is tolerated) for the Prometheus endpoint."""
     return _host_port(text.removeprefix("tcp://"), "metrics_listen")
+
+
+def _check_metrics_exposure(config: DaemonConfig) -> None:
+    if config.metrics_listen is None or config.metrics_public:
+        return
+    host, port = config.metrics_listen
+    if not _is_loopback(host):
+        raise ConfigurationError(
+            f"metrics_listen {host}:{port} is reachable beyond this host, and the metrics "
+            "endpoint has no authentication; listen on 127.0.0.1 or set metrics_public = true "
+            "(--metrics-public) to mean it")
 
 
 def default_socket(state_dir: Path, env: Mapping[str, str]) -> Path:
@@ -241,11 +253,17 @@ class DaemonConfig:
     master_key_file: Path | None = setting(None, check=_path)
     log_level: str = setting("info", reload=True, check=one_of(*LOG_LEVELS))
     log_format: str = setting("logfmt", reload=True, check=one_of(*LOG_FORMATS))
+    log_ccxt_debug: bool = setting(False, reload=True, check=boolean)
+    """ccxt's request and response lines at debug (redacted like every line); otherwise
+    its logger stays at info whatever `log_level` says."""
     grace_seconds: float = setting(4.0, check=number(0, 60))
     calls_per_second_per_peer: float = setting(
         5000.0, check=number(0, 1e6, what="a number from 0 (no limit) to 1000000"))
     """The flood guard (`ctsd.api.request_rate`): 0 turns it off."""
     metrics_listen: tuple[str, int] | None = setting(None, check=_metrics_listen)
+    metrics_public: bool = setting(False, check=boolean)
+    """True lets `metrics_listen` name an address beyond loopback: the endpoint has no
+    authentication, and its figures (connection ids, request rates) are not for everyone."""
     socket_mode: int = setting(0o600, check=_socket_mode)
     socket_group: str | None = setting(None, check=text)
     tls: TlsConfig | None = section(reload=False)
@@ -255,6 +273,8 @@ class DaemonConfig:
     exchanges: Mapping[str, ExchangeSettings] = section(
         lambda: MappingProxyType({}), reload=False)
     rate_limits: RateLimitOverrides = section(RateLimitOverrides)
+    connections: tuple[PredefinedConnection, ...] = section(tuple, reload=True)
+    """`[[connections]]` (`ctsd.connections.predefined`): applied at start and on SIGHUP."""
 
     @property
     def authenticates(self) -> bool:
@@ -276,18 +296,22 @@ class DaemonConfig:
                                        tls.client_ca_file is not None)
         listen = (parse_listen(str(daemon["listen"]), secured) if daemon.get("listen")
                   else ListenAddress(unix_path=default_socket(state_dir, env)))
-        return read_table(
+        config = read_table(
             cls, daemon, "daemon", state_dir=state_dir, listen=listen, tls=tls, auth=auth,
             batch=read_table(BatchConfig, tables.get("batch", {}), "batch"),
             engines=read_table(EnginesConfig, tables.get("engines", {}), "engines"),
             exchanges=MappingProxyType(dict(tables.get("exchanges", {}))),
             rate_limits=tables.get("rate_limits") or RateLimitOverrides(),
+            connections=read_predefined(tables.get("connections")),
         )
+        _check_metrics_exposure(config)
+        return config
 
 
 TABLES: Mapping[str, type[Any]] = {
     "daemon": DaemonConfig, "tls": TlsConfig, "auth": AuthConfig, "batch": BatchConfig,
     "engines": EnginesConfig, "exchanges": ExchangeSettings, "rate_limits": RateLimitOverrides,
+    "connections": PredefinedConnection,
 }  # fmt: skip
 
 
@@ -325,7 +349,7 @@ def _read_file(path: Path, registry: ExchangeRegistry) -> dict[str, Any]:
     where = f"config {path}"
     unknown = sorted(set(data) - set(TABLES))
     for table, keys in data.items():
-        if table in ("exchanges", "rate_limits") or table not in TABLES:
+        if table in ("exchanges", "rate_limits", "connections") or table not in TABLES:
             continue
         if not isinstance(keys, dict):
             raise ConfigurationError(f"{where}: [{table}] must be a table")

@@ -30,7 +30,7 @@ import grpc
 from grpc_health.v1 import health_pb2
 from grpc_health.v1.health import aio as health_aio
 
-from ctsd import __version__, logs
+from ctsd import __version__, logs, state_dir
 from ctsd.api.services import SERVICE_NAMES
 from ctsd.config import DaemonConfig
 from ctsd.errors import ConfigurationError
@@ -47,8 +47,9 @@ log = logging.getLogger("ctsd")
 
 
 def prepare_state_dir(config: DaemonConfig) -> None:
-    os.umask(0o077)  # every file we create (db, wal, key, socket) is owner-only
-    config.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    """Private state and runtime dirs and files, or a ConfigurationError (`ctsd.state_dir`)."""
+    socket = config.listen.unix_path
+    state_dir.prepare(config.state_dir, [socket.parent] if socket is not None else [])
 
 
 class Daemon:
@@ -200,7 +201,7 @@ class Daemon:
         self.config, ignored = self.config.reloaded(new)  # each field says whether it may
         if ignored:
             log.warning("changes that take effect after a restart", extra={"settings": ignored})
-        logs.configure(new.log_level, new.log_format)
+        logs.configure(new.log_level, new.log_format, ccxt_debug=new.log_ccxt_debug)
         for reloader in list(self._reloaders):
             try:
                 await reloader(self.config)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Coroutine
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
@@ -52,6 +52,37 @@ async def unless_set(event: asyncio.Event, work: Awaitable[T]) -> T:
     if task.cancelled() and event.is_set():
         raise Interrupted
     return task.result()
+
+
+class Uninterruptible:
+    """Operations that run to the end once begun, whatever happens to their caller.
+
+    A use case that writes the store and then changes in-memory state (start an
+    engine, stop one) must not be cut between the two by a caller's cancellation (a
+    client deadline, a dropped connection): the store and what the API shows would
+    disagree until a restart. `run` starts the operation as a task of its own and
+    waits for it under `asyncio.shield`: a cancelled caller stops waiting, the
+    operation goes on. The owner calls `wait()` before it closes what they use.
+    """
+
+    def __init__(self) -> None:
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    async def run(self, work: Coroutine[Any, Any, T], name: str) -> T:
+        task = asyncio.get_running_loop().create_task(work, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._finished)
+        return await asyncio.shield(task)
+
+    def _finished(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled():
+            task.exception()  # retrieved: a caller that left would never see it
+
+    async def wait(self) -> None:
+        """Until every operation begun so far has ended."""
+        while self._tasks:
+            await asyncio.wait(set(self._tasks))
 
 
 class AsyncClosing:

@@ -1,12 +1,16 @@
-"""Fixtures every test package may use: a real daemon process and a channel to it."""
+"""Fixtures every test package may use: a real daemon process and a channel to it, and a
+fresh database opened (and migrated) as the daemon opens it."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import grpc
 import pytest
+import pytest_asyncio
 
+from ctsd.store.database import Database
 from tests.support.daemon_process import DaemonProcess, remove_tree, short_tempdir
 
 
@@ -26,3 +30,12 @@ def daemon() -> Iterator[DaemonProcess]:
 def channel(daemon: DaemonProcess) -> Iterator[grpc.Channel]:
     with grpc.insecure_channel(daemon.address) as ch:
         yield ch
+
+
+@pytest_asyncio.fixture
+async def db(tmp_path: Path) -> AsyncIterator[Database]:
+    database = await Database.open(tmp_path)
+    try:
+        yield database
+    finally:
+        await database.close()

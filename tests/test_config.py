@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from ctsd.config import DaemonConfig, load_config, parse_listen
+from ctsd.connections.predefined import KEYS as PREDEFINED_KEYS
 from ctsd.errors import ConfigurationError
 from ctsd.exchanges.settings import ExchangeSettings
 from ctsd.settings import leaf_fields
@@ -223,7 +224,7 @@ def test_cancelling_orders_on_shutdown_is_opt_in(tmp_path: Path) -> None:
 # --- every setting declared once: reloadable or not, and shown in the example file -------
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "systemd" / "ctsd.toml.example"
-_HEADER = re.compile(r"^#?\s*\[([\w.]+)\]")
+_HEADER = re.compile(r"^#?\s*\[\[?([\w.]+)\]")
 _KEY = re.compile(r"^#?\s*([a-z_]+)\s*=\s*\S")
 _PER_ID = {"exchanges": "exchanges.<id>", "rate_limits": "rate_limits.<id>.<limit>"}
 _LIMIT_KEYS = ("limit", "interval_s", "safety_margin")
@@ -279,6 +280,8 @@ def test_a_reload_applies_what_may_change_and_names_the_rest(tmp_path: Path) -> 
     assert applied.exchanges == {}
     assert restart == ["grace_seconds", "batch.concurrency", "exchanges"]
     reloadable = {name for name, reload in _settings() if reload}
-    assert reloadable == {"daemon.log_level", "daemon.log_format", "rate_limits.safety_margin",
+    assert reloadable == {"daemon.log_level", "daemon.log_format", "daemon.log_ccxt_debug",
+                          *(f"connections.{k}" for k in PREDEFINED_KEYS),
+                          "rate_limits.safety_margin",
                           "rate_limits.guard_s", *(f"rate_limits.<id>.<limit>.{k}"
                                                    for k in _LIMIT_KEYS)}

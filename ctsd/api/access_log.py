@@ -2,10 +2,13 @@
 
 The outermost interceptor, so it also sees calls that authentication
 refused. It logs names and numbers only, never a request or response
-message or metadata value. The request id is the client's `x-request-id`
-when that is a short plain token, else a fresh one; it is put in the
+message or metadata value. The request id is always the daemon's own, so no
+client can make its calls pass for another's in the log; a client's
+`x-request-id` (when a short plain token) is logged beside it as
+`client_request_id`, for correlation. The id is put in the
 `ctsd.logs.request_id` context variable so every line logged during the call
-carries it.
+carries it. A call a guard refused and logs itself (at a bounded rate) keeps its
+access line at debug: a flood of refusals does not become a flood of lines.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from collections.abc import AsyncIterator
 import grpc
 
 from ctsd import logs
+from ctsd.api import handlers
 from ctsd.api.handlers import Context, WrappingInterceptor
 from ctsd.ops.metrics import RpcMetrics
 
@@ -32,11 +36,11 @@ _CLIENT_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 QUIET_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
 
 
-def request_id_from(context: Context) -> str:
+def client_request_id(context: Context) -> str | None:
     for key, value in context.invocation_metadata() or ():
         if key == REQUEST_ID_KEY and isinstance(value, str) and _CLIENT_ID.fullmatch(value):
             return value
-    return secrets.token_hex(8)
+    return None
 
 
 def _code_name(code: grpc.StatusCode | None) -> str:
@@ -58,8 +62,10 @@ class AccessLog:
 
     @contextlib.asynccontextmanager
     async def around(self, method: str, context: Context) -> AsyncIterator[None]:
-        rid = request_id_from(context)
+        rid = secrets.token_hex(8)
+        given = client_request_id(context)
         token = logs.request_id.set(rid)
+        quietly = handlers.refused_quietly.set(False)
         # Read while the call is alive: context.peer() on a call the client has
         # cancelled can touch freed grpc core state and crash the process (SIGSEGV).
         peer = context.peer()
@@ -74,22 +80,18 @@ class AccessLog:
             elapsed = time.perf_counter() - started
             code = status_of(ended, context)
             self._metrics.handled(method, code, elapsed)
-            quiet = code == "OK" and method.startswith(QUIET_PREFIXES)
+            quiet = (code == "OK" and method.startswith(QUIET_PREFIXES)
+                     ) or handlers.refused_quietly.get()
             level = logging.DEBUG if quiet else logging.INFO
             if log.isEnabledFor(level):
-                log.log(
-                    level,
-                    "rpc",
-                    extra={
-                        "request_id": rid,
-                        "method": method,
-                        "code": code,
-                        "latency_ms": round(elapsed * 1000, 3),
-                        "peer": peer,
-                    },
-                )
+                fields = {"request_id": rid, "method": method, "code": code,
+                          "latency_ms": round(elapsed * 1000, 3), "peer": peer}
+                if given is not None:
+                    fields["client_request_id"] = given
+                log.log(level, "rpc", extra=fields)
             with contextlib.suppress(ValueError):  # a generator closed from another context
                 logs.request_id.reset(token)
+                handlers.refused_quietly.reset(quietly)
 
     def interceptor(self) -> grpc.aio.ServerInterceptor:
         return WrappingInterceptor(self.around)

@@ -25,7 +25,9 @@ from pathlib import Path
 
 import grpc
 
+from ctsd.api import handlers
 from ctsd.api.handlers import Context, WrappingInterceptor
+from ctsd.api.request_rate import PeerBudget, peer_key
 from ctsd.config import AuthConfig, DaemonConfig
 from ctsd.errors import ConfigurationError
 from ctsd.ops.metrics import RpcMetrics
@@ -127,22 +129,37 @@ class Authenticator:
         return None
 
 
-class AuthGuard:
-    """The interceptor side: refuse, log and count; never the token itself."""
+REFUSALS_PER_SECOND = 10.0
+"""Refused calls a peer gets answered UNAUTHENTICATED each second; beyond, RESOURCE_EXHAUSTED
+at once: guessing tokens at line rate costs the daemon neither CPU nor log lines."""
 
-    def __init__(self, authenticator: Authenticator, metrics: RpcMetrics) -> None:
+
+class AuthGuard:
+    """The interceptor side: refuse, count, and log at a bounded rate (one line per peer
+    every few seconds saying how many were refused); never the token itself."""
+
+    def __init__(self, authenticator: Authenticator, metrics: RpcMetrics,
+                 refusals_per_second: float = REFUSALS_PER_SECOND) -> None:
         self._authenticator = authenticator
         self._metrics = metrics
+        self._refusals = PeerBudget(refusals_per_second)
 
     @contextlib.asynccontextmanager
     async def around(self, method: str, context: Context) -> AsyncIterator[None]:
         refusal = self._authenticator.check(context)
         if refusal is not None:
             self._metrics.auth_failed(method, refusal.reason)
-            log.warning(
-                "call refused",
-                extra={"method": method, "reason": refusal.reason, "peer": context.peer()},
-            )
+            handlers.refused_quietly.set(True)
+            peer = peer_key(context.peer() or "")
+            within = await self._refusals.take(peer)
+            count = self._refusals.log_due(f"{peer} {refusal.reason}")  # a line per reason
+            if count:
+                log.warning("calls refused", extra={
+                    "method": method, "reason": refusal.reason, "peer": context.peer(),
+                    "refused": count})
+            if not within:
+                await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                                    "too many refused calls from this client; slow down")
             await context.abort(refusal.code, refusal.message)
         yield
 

@@ -78,6 +78,10 @@ def decode_credentials(msg: pb.Credentials) -> CredentialsInput:
 
 
 def decode_draft(msg: pb.Connection) -> ConnectionDraft:
+    if msg.predefined:
+        raise InvalidArgument.field(
+            "connection.predefined", "is set by the operator's configuration ([[connections]] "
+            "in the daemon's TOML file), never by a client")
     return ConnectionDraft(
         display_name=msg.display_name,
         exchange=msg.exchange,

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import TypeVar
 
 from cts.v1 import engine_service_pb2 as pb
@@ -34,6 +34,7 @@ from ctsd.engine.status import EngineState, EngineStatus, FailureCode, PositionS
 from ctsd.engine.watch import Heartbeat
 from ctsd.errors import FieldViolation, InvalidArgument
 from ctsd.strategies.model import CancelIntent, OrderIntent, OrderType, PositionSide, Side
+from ctsd.strategies.params import bounded_decimal
 from ctsd.strategies.registry import StrategyRegistry
 
 ENGINE_SUFFIX = "/engine"
@@ -92,17 +93,14 @@ def engine_name(connection_id: str) -> str:
 # --- decoding ----------------------------------------------------------------------------
 
 def _decimal(text: str, path: str, found: list[FieldViolation]) -> Decimal | None:
-    """Empty means unset; anything else must be a finite decimal."""
+    """Empty means unset; anything else must be a decimal within `bounded_decimal`'s bounds."""
     if not text:
         return None
     try:
-        value = Decimal(text)
-    except InvalidOperation:
-        value = Decimal("NaN")
-    if not value.is_finite():
-        found.append(FieldViolation(path, f"{text!r} is not a decimal number"))
+        return bounded_decimal(text)
+    except ValueError as exc:
+        found.append(FieldViolation(path, f"{text[:64]!r} {exc}"))
         return None
-    return value
 
 
 def _decode_risk(risk: pb.RiskLimits, found: list[FieldViolation]) -> RiskLimits:

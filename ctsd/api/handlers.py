@@ -9,6 +9,7 @@ stream behaviour may be an async generator or a coroutine that calls
 from __future__ import annotations
 
 import abc
+import contextvars
 import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
@@ -17,6 +18,10 @@ from typing import Any, TypeAlias
 import grpc
 
 Context: TypeAlias = "grpc.aio.ServicerContext[Any, Any]"
+refused_quietly: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "refused_quietly", default=False)
+"""Set by a guard that refused the call and logs refusals itself at a bounded rate: the
+access log then keeps its line at debug, so a flood of refusals is no flood of lines."""
 Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"
 # `around(method, context)` is entered before the behaviour runs and exited after
 # its last message; raising inside it (e.g. context.abort) stops the call.

@@ -24,6 +24,7 @@ from collections.abc import AsyncIterator
 import grpc
 from aiolimiter import AsyncLimiter
 
+from ctsd.api import handlers
 from ctsd.api.handlers import Context, WrappingInterceptor
 
 log = logging.getLogger("ctsd.api")
@@ -43,47 +44,76 @@ def peer_key(peer: str) -> str:
     return kind
 
 
-class RequestRateGuard:
+class PeerBudget:
+    """Per peer: a leaky bucket of `per_second` events, and a log line at most every
+    `LOG_EVERY_S` saying how many went over. Bounded to `max_peers` peers."""
+
     def __init__(self, per_second: float, max_peers: int = MAX_PEERS) -> None:
-        self._per_second = per_second
+        self.per_second = per_second
         self._max_peers = max_peers
         self._limiters: OrderedDict[str, AsyncLimiter] = OrderedDict()
         self._logged: dict[str, float] = {}
+        self._unlogged: dict[str, int] = {}
         self.refused = 0
 
     def _limiter(self, key: str) -> AsyncLimiter:
         limiter = self._limiters.get(key)
         if limiter is None:
-            limiter = self._limiters[key] = AsyncLimiter(self._per_second, 1.0)
+            limiter = self._limiters[key] = AsyncLimiter(self.per_second, 1.0)
             if len(self._limiters) > self._max_peers:
                 forgotten, _ = self._limiters.popitem(last=False)
                 self._logged.pop(forgotten, None)
+                self._unlogged.pop(forgotten, None)
         else:
             self._limiters.move_to_end(key)
         return limiter
 
-    @contextlib.asynccontextmanager
-    async def around(self, method: str, context: Context) -> AsyncIterator[None]:
-        key = peer_key(context.peer() or "")
+    async def take(self, key: str) -> bool:
+        """One event of `key` within its budget (True), or one over it (False)."""
         limiter = self._limiter(key)
         if not limiter.has_capacity():
             self.refused += 1
+            return False
+        await limiter.acquire()  # has capacity: returns without waiting
+        return True
+
+    def log_due(self, key: str) -> int:
+        """0 while `key`'s last line is recent; else how many events it covers now."""
+        self._unlogged[key] = self._unlogged.get(key, 0) + 1
+        now = time.monotonic()
+        if now - self._logged.get(key, -LOG_EVERY_S) < LOG_EVERY_S:
+            return 0
+        self._logged[key] = now
+        return self._unlogged.pop(key)
+
+
+class RequestRateGuard:
+    def __init__(self, per_second: float, max_peers: int = MAX_PEERS) -> None:
+        self._budget = PeerBudget(per_second, max_peers)
+
+    @property
+    def refused(self) -> int:
+        return self._budget.refused
+
+    @contextlib.asynccontextmanager
+    async def around(self, method: str, context: Context) -> AsyncIterator[None]:
+        key = peer_key(context.peer() or "")
+        if not await self._budget.take(key):
+            handlers.refused_quietly.set(True)  # logged here at a bounded rate, not per call
             self._log_refusal(key, method)
             await context.abort(
                 grpc.StatusCode.RESOURCE_EXHAUSTED,
-                f"more than {self._per_second:g} calls per second from this client; "
+                f"more than {self._budget.per_second:g} calls per second from this client; "
                 "slow down and retry")
-        await limiter.acquire()  # has capacity: returns without waiting
         yield
 
     def _log_refusal(self, key: str, method: str) -> None:
         """One line per peer per `LOG_EVERY_S`: a flood must not flood the log too."""
-        now = time.monotonic()
-        if now - self._logged.get(key, -LOG_EVERY_S) >= LOG_EVERY_S:
-            self._logged[key] = now
+        count = self._budget.log_due(key)
+        if count:
             log.warning("calls refused: too many per second", extra={
-                "peer": key, "method": method, "limit_per_s": self._per_second,
-                "refused_so_far": self.refused})
+                "peer": key, "method": method, "limit_per_s": self._budget.per_second,
+                "refused": count, "refused_so_far": self.refused})
 
     def interceptor(self) -> grpc.aio.ServerInterceptor:
         return WrappingInterceptor(self.around, skip=lambda m: m.startswith(EXEMPT_PREFIX))

@@ -14,8 +14,9 @@ import os
 
 from ctsd.connections.model import Connection, CredentialField
 from ctsd.connections.ports import ConnectionStore
-from ctsd.errors import CredentialsUnavailable, CtsError
+from ctsd.errors import CredentialsUnavailable, SealError
 from ctsd.exchanges.model import ApiCredentials
+from ctsd.redaction import KnownSecrets
 from ctsd.vault.sealer import Keyring
 
 
@@ -25,19 +26,26 @@ class CredentialResolver:
         repository: ConnectionStore,
         keyring: Keyring,
         fingerprint_key: bytes | None = None,
+        secrets: KnownSecrets | None = None,
     ) -> None:
         self._repo = repository
         self._keyring = keyring
+        self._secrets = secrets or KnownSecrets()  # the daemon's: ctsd.redaction.SECRETS
         self._fingerprint_key = fingerprint_key or os.urandom(32)
 
     async def _open(self, conn: Connection, field: CredentialField) -> str | None:
-        blob = await self._repo.sealed_secret(conn.id, field)
-        if blob is None:
-            return None
         try:
-            return self._keyring.open(conn.id, field.value, blob)
-        except CtsError as exc:
-            raise CredentialsUnavailable(f"the stored {field.value} does not open") from exc
+            blob = await self._repo.sealed_secret(conn.id, field)
+            if blob is None:
+                return None
+            plain = self._keyring.open(conn.id, field.value, blob)
+        except SealError as exc:  # another key, a moved or altered row, not a blob at all
+            raise CredentialsUnavailable(
+                f"the stored {field.value} does not open ({exc.message})") from exc
+        # Unsealed, it may reach a library's debug line: the logs redact it from now on.
+        self._secrets.remember(conn.id, field.value, plain,
+                               is_key=field is CredentialField.API_KEY)
+        return plain
 
     async def resolve(self, conn: Connection) -> ApiCredentials:
         api_key = await self._open(conn, CredentialField.API_KEY)

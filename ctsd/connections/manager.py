@@ -37,9 +37,10 @@ from ctsd.connections.validation import (
     check_secret_format,
     resolve_exchange,
 )
-from ctsd.errors import EtagMismatch, FailedPrecondition
+from ctsd.errors import EtagMismatch, FailedPrecondition, NotFound
 from ctsd.exchanges.registry import ExchangeRegistry
 from ctsd.exchanges.spec import ExchangeSpec
+from ctsd.redaction import KnownSecrets, key_hint
 from ctsd.vault.sealer import Keyring, SealedSecret
 
 Clock = Callable[[], datetime]
@@ -49,11 +50,6 @@ _UPDATE_ATTEMPTS = 5
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
-
-
-def key_hint(api_key: str) -> str:
-    """`****abcd`: enough to recognise a key, too little to matter; short keys show nothing."""
-    return "****" + api_key[-4:] if len(api_key) >= 12 else "****"
 
 
 @dataclass(frozen=True)
@@ -72,8 +68,10 @@ class ConnectionManager:
         clock: Clock = utc_now,
         active_engines: Callable[[], set[str]] = set,
         locks: ConnectionLocks | None = None,
+        secrets: KnownSecrets | None = None,
     ) -> None:
         self._repo = repository
+        self._secrets = secrets or KnownSecrets()  # the daemon's: ctsd.redaction.SECRETS
         self._keyring = keyring
         self._exchanges = exchanges
         self._clock = clock
@@ -142,10 +140,30 @@ class ConnectionManager:
         return conn
 
     async def update(self, connection_id: str, patch: ConnectionPatch, etag: str) -> Connection:
+        if patch.enabled is False:
+            # Under the lock an engine start takes while it checks the connection: an
+            # engine cannot start between this check and the write.
+            async with self._locks.lock(connection_id):
+                self._refuse_under_engine(connection_id, "disable")
+                return await self._update(connection_id, patch, etag)
+        return await self._update(connection_id, patch, etag)
+
+    def _refuse_under_engine(self, connection_id: str, action: str) -> None:
+        """Engines follow their connection: it is not disabled or deleted under one."""
+        if connection_id in self._active_engines():
+            raise FailedPrecondition(
+                f"an engine runs on connection {connection_id!r}; stop it before you "
+                f"{action} the connection (cts engine stop {connection_id})"
+            )
+
+    async def _update(self, connection_id: str, patch: ConnectionPatch, etag: str,
+                      predefined: bool | None = None) -> Connection:
         for _ in range(_UPDATE_ATTEMPTS):
             current = await self._repo.get(connection_id)
             _check_etag(current, etag)
             updated, hint, sealed, cleared = self._apply(current, patch)
+            if predefined is not None:
+                updated = replace(updated, predefined=predefined)
             try:
                 # as stored: a new key forgets the account uid, a finished test is kept
                 return await self._repo.replace(updated, hint, current.revision, sealed,
@@ -155,6 +173,52 @@ class ConnectionManager:
                     raise
                 continue  # a concurrent writer won; apply the patch to its result
         raise EtagMismatch(f"connection {connection_id!r} is being changed concurrently; retry")
+
+    async def declare(self, draft: ConnectionDraft, connection_id: str) -> str:
+        """The operator's `[[connections]]` entry: create the connection, or bring it to
+        `draft` writing only what differs; it is predefined either way. Returns what
+        happened: "created", "updated" or "unchanged"."""
+        async with self._locks.lock(connection_id):
+            try:
+                current = await self._repo.get(connection_id)
+            except NotFound:
+                await self.create(replace(draft, predefined=True), connection_id)
+                return "created"
+            if current.exchange != draft.exchange:
+                raise FailedPrecondition(
+                    f"connection {connection_id!r} is on {current.exchange}; an exchange cannot "
+                    "change: delete it (with force) to declare it anew")
+            if current.enabled and not draft.enabled:
+                self._refuse_under_engine(connection_id, "disable")
+            patch = ConnectionPatch(
+                display_name=_changed(draft.display_name, current.display_name),
+                api_type=_changed(draft.api_type, current.api_type),
+                testnet=_changed(draft.testnet, current.testnet),
+                enabled=_changed(draft.enabled, current.enabled),
+                credentials=await self._changed_credentials(current, draft.credentials))
+            if patch == ConnectionPatch() and current.predefined:
+                return "unchanged"
+            await self._update(connection_id, patch, "", predefined=True)
+            return "updated"
+
+    async def release(self, connection_id: str) -> None:
+        """No longer predefined (dropped from the configuration): the API manages it now."""
+        async with self._locks.lock(connection_id):
+            await self._update(connection_id, ConnectionPatch(), "", predefined=False)
+
+    async def predefined_ids(self) -> set[str]:
+        return {c.id for c in await self._repo.all() if c.predefined}
+
+    async def _changed_credentials(self, current: Connection,
+                                   wanted: CredentialsInput) -> CredentialsInput:
+        """The credentials of `wanted` that differ from the stored ones (unsealed to see)."""
+        changed: dict[str, str] = {}
+        for cred, value in wanted.given().items():
+            blob = await self._repo.sealed_secret(current.id, cred)
+            stored = None if blob is None else self._keyring.open(current.id, cred.value, blob)
+            if stored != value:
+                changed[cred.value] = value
+        return CredentialsInput(**changed)
 
     async def set_enabled(self, connection_id: str, enabled: bool, etag: str) -> Connection:
         return await self.update(connection_id, ConnectionPatch(enabled=enabled), etag)
@@ -167,13 +231,10 @@ class ConnectionManager:
                 raise FailedPrecondition(
                     f"connection {connection_id!r} is predefined; delete it with force"
                 )
-            if connection_id in self._active_engines():
-                # Deleting under a running engine would leave it trading on a key that is gone.
-                raise FailedPrecondition(
-                    f"an engine runs on connection {connection_id!r}; stop it first "
-                    f"(cts engine stop {connection_id})"
-                )
+            # Deleting under a running engine would leave it trading on a key that is gone.
+            self._refuse_under_engine(connection_id, "delete")
             await self._repo.delete(connection_id, current.revision if etag else None)
+            self._secrets.forget(connection_id)
 
     def _apply(
         self, current: Connection, patch: ConnectionPatch
@@ -219,11 +280,18 @@ class ConnectionManager:
         return updated, hint, self._seal(current.id, to_seal), cleared
 
     def _seal(self, connection_id: str, creds: CredentialsInput) -> list[SealedSecret]:
-        return [
-            self._keyring.seal(connection_id, cred.value, value)
-            for cred, value in creds.given().items()
-            if value
-        ]
+        """Seals each given credential; from here on the logs redact it too."""
+        sealed = []
+        for cred, value in creds.given().items():
+            if value:
+                self._secrets.remember(connection_id, cred.value, value,
+                                       is_key=cred is CredentialField.API_KEY)
+                sealed.append(self._keyring.seal(connection_id, cred.value, value))
+        return sealed
+
+
+def _changed(wanted: T, current: T) -> T | None:
+    return None if wanted == current else wanted
 
 
 def _pick(new: T | None, old: T) -> T:

@@ -17,6 +17,8 @@ from ctsd.errors import InvalidArgument
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 1000
 MAX_TOKEN_LENGTH = 512
+MAX_ROW_POSITION = 2**63 - 1
+"""SQLite's largest INTEGER: a position past it is no row's, and no query can take it."""
 
 
 def page_size(requested: int) -> int:
@@ -51,7 +53,8 @@ def decode_token(token: str, filter_text: str) -> int:
     if not isinstance(payload, dict):
         raise bad
     after, digest = payload.get("a"), payload.get("f")
-    if type(after) is not int or after < 0 or not isinstance(digest, str):
+    if type(after) is not int or not 0 <= after <= MAX_ROW_POSITION or not isinstance(
+            digest, str):
         raise bad
     if digest != _digest(filter_text):
         raise InvalidArgument.field("page_token", "was issued for a different filter")

@@ -20,12 +20,18 @@ StatusSource = Callable[[], tuple[EngineStatus, ...]]
 
 
 class EngineActivity:
-    def __init__(self, statuses: StatusSource = tuple) -> None:
-        """`statuses`: every engine's status now (`EngineManager.list`); by default none."""
+    def __init__(self, statuses: StatusSource = tuple,
+                 engaged: Callable[[], set[str]] | None = None) -> None:
+        """`statuses`: every engine's status now (`EngineManager.list`); by default none.
+        `engaged`: connections an engine may still trade on (`EngineManager.engaged`)."""
         self._statuses = statuses
+        self._engaged = engaged
 
     def active_connections(self) -> set[str]:
-        return {s.connection_id for s in self._statuses() if s.state in ACTIVE_STATES}
+        """Connections that must keep their key and stay enabled: an engine runs, starts,
+        or waits to restart on them."""
+        active = {s.connection_id for s in self._statuses() if s.state in ACTIVE_STATES}
+        return active | (self._engaged() if self._engaged is not None else set())
 
     def by_state(self) -> dict[str, int]:
         counts = Counter(s.state.value for s in self._statuses())

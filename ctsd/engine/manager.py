@@ -51,6 +51,7 @@ from ctsd.engine.watch import StatusHub, Watcher
 from ctsd.errors import FailedPrecondition, NotFound
 from ctsd.strategies.model import Balance, MarketKind, Portfolio
 from ctsd.strategies.registry import StrategyRegistry
+from ctsd.tasks import Uninterruptible
 
 DEFAULT_POLICY = RestartPolicy()
 log = logging.getLogger("ctsd.engine")
@@ -95,6 +96,7 @@ class EngineManager:
         self._runs: dict[str, EngineRun] = {}
         self._claimed: set[str] = set()
         self._heartbeats: asyncio.Task[None] | None = None
+        self._operations = Uninterruptible()
 
     async def __aenter__(self) -> EngineManager:
         await self.open()
@@ -116,6 +118,7 @@ class EngineManager:
     async def close(self) -> None:
         """Daemon shutdown: finish cycles in flight and, if configured, cancel open orders,
         all within the grace period; engines still busy after it are aborted."""
+        await self._operations.wait()  # starts and stops in flight finish first
         if self._heartbeats is not None:
             self._heartbeats.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -139,8 +142,15 @@ class EngineManager:
             await self._release(connection_id)
 
     async def start(self, connection_id: str, config: EngineConfig) -> EngineStatus:
+        """Starts an engine; once begun, the start runs to the end even if the caller is
+        cancelled, so the stored desired state and the engine running always agree."""
         validated = validate_config(config, self._strategies)
         self._claim(connection_id)
+        return await self._operations.run(self._start(connection_id, validated),
+                                          f"engine-start:{connection_id}")
+
+    async def _start(self, connection_id: str, validated: ValidatedConfig) -> EngineStatus:
+        config = validated.config
         try:
             # Held until the engine is listed, so a delete of the connection either
             # finishes first (and _open fails) or sees the engine and refuses.
@@ -157,26 +167,45 @@ class EngineManager:
                     await engine.prepare()
                     await self._store.create_engine(record)
                 except BaseException:
-                    await self._backend.close(connection_id)
+                    await self._backend.close(connection_id, resources)
                     raise
-                run = self._launch(engine)
+                run = self._launch(engine, resources)
         finally:
             self._claimed.discard(connection_id)
         return run.engine.status
 
     async def stop(self, connection_id: str) -> EngineStatus:
-        run = self._runs.get(connection_id)
-        status = self._hub.get(connection_id)
-        if status is None:
+        """Stops the engine; like `start`, runs to the end once begun."""
+        if self._hub.get(connection_id) is None:
             raise NotFound(f"no engine on connections/{connection_id}")
-        await self._store.set_desired(connection_id, DesiredState.STOPPED, status.last_error)
-        if run is None:  # resume failed before an engine existed
-            stopped = self._bare_status_from(status, EngineState.STOPPED)
-            self._hub.publish(stopped)
-            return stopped
-        await run.stop(cancel_orders=True)
-        await self._release(connection_id)
-        return run.engine.status
+        return await self._operations.run(self._stop(connection_id),
+                                          f"engine-stop:{connection_id}")
+
+    async def _stop(self, connection_id: str) -> EngineStatus:
+        # The lock a start holds: a stop never reads the engine a start is replacing.
+        async with self._locks.lock(connection_id):
+            run = self._runs.get(connection_id)
+            status = self._hub.get(connection_id)
+            if status is None:
+                raise NotFound(f"no engine on connections/{connection_id}")
+            await self._store.set_desired(connection_id, DesiredState.STOPPED,
+                                          status.last_error)
+            if run is None:  # resume failed before an engine existed
+                stopped = self._bare_status_from(status, EngineState.STOPPED)
+                self._hub.publish(stopped)
+                return stopped
+            await run.stop(cancel_orders=True)
+            await self._release(connection_id)
+            return run.engine.status
+
+    async def idle(self) -> None:
+        """Until no start or stop is in flight (one whose caller left included)."""
+        await self._operations.wait()
+
+    def engaged(self) -> set[str]:
+        """Connections an engine may trade on: starting, running, or failed and waiting
+        to restart (its task is alive)."""
+        return self._claimed | {cid for cid, run in self._runs.items() if run.active}
 
     def get(self, connection_id: str) -> EngineStatus:
         status = self._hub.get(connection_id)
@@ -232,7 +261,7 @@ class EngineManager:
                                    resources.perp_market if perps else None,
                                    perps and resources.modes.hedge)
         finally:
-            await self._backend.close(connection_id)
+            await self._backend.close(connection_id, resources)
 
     def health(self) -> CoordinatorHealth:
         statuses = self._hub.snapshot()
@@ -270,7 +299,7 @@ class EngineManager:
     async def _open(self, connection_id: str, mode: TradingMode) -> EngineResources:
         resources = await self._backend.open(connection_id, mode)
         if mode is TradingMode.LIVE and resources.orders is None:
-            await self._backend.close(connection_id)
+            await self._backend.close(connection_id, resources)
             raise FailedPrecondition(f"connections/{connection_id} cannot place live orders")
         return resources
 
@@ -279,8 +308,8 @@ class EngineManager:
         return assemble_engine(record, validated, resources, self._store, self._clock,
                                self._hub.publish, funding_poll_s=self._funding_poll_s)
 
-    def _launch(self, engine: Engine) -> EngineRun:
-        run = EngineRun(engine, self._store, self._clock, self._policy)
+    def _launch(self, engine: Engine, resources: EngineResources) -> EngineRun:
+        run = EngineRun(engine, self._store, self._clock, self._policy, resources)
         self._runs[engine.connection_id] = run
         run.launch()
         return run
@@ -296,16 +325,16 @@ class EngineManager:
         try:
             engine = self._build(record, validated, resources)
         except Exception as exc:
-            await self._backend.close(record.connection_id)
+            await self._backend.close(record.connection_id, resources)
             failure = Failure(FailureCode.START_FAILED, describe(exc))
             self._hub.publish(self._bare_status(record, EngineState.FAILED, failure))
             return
-        self._launch(engine)
+        self._launch(engine, resources)
 
     async def _release(self, connection_id: str) -> None:
         run = self._runs.pop(connection_id, None)
         if run is not None:
-            await self._backend.close(connection_id)
+            await self._backend.close(connection_id, run.resources)
 
     async def _beat(self) -> None:
         while True:

@@ -19,6 +19,8 @@ T = TypeVar("T")
 
 DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000
+MAX_POSITION = 2**63 - 1
+"""SQLite's largest INTEGER: a position past it is no row's, and no query can take it."""
 
 
 @dataclass(frozen=True)
@@ -47,9 +49,12 @@ def _position(token: str) -> int:
     if not token:
         return 0
     try:
-        raw = base64.urlsafe_b64decode(token.encode()).decode()
-        if raw.startswith("p") and raw[1:].isdigit():
-            return int(raw[1:])
+        raw = base64.urlsafe_b64decode(token.encode()).decode() if len(token) <= 64 else ""
+        digits = raw[1:]
+        if raw.startswith("p") and digits.isascii() and digits.isdigit():
+            position = int(digits)
+            if position <= MAX_POSITION:
+                return position
     except (ValueError, UnicodeDecodeError):
         pass
     raise InvalidArgument.field("page_token", "is not a token this service issued")

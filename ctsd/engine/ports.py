@@ -314,6 +314,7 @@ class EngineBackend(Protocol):
         trade permission)."""
         ...
 
-    async def close(self, connection_id: str) -> None:
-        """Release what `open` handed out; called once the engine has stopped."""
+    async def close(self, connection_id: str, resources: EngineResources) -> None:
+        """Release exactly the clients of `resources` (one `open`'s answer): a dry run and
+        the engine on the same connection each hold their own."""
         ...

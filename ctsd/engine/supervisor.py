@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 from ctsd.clock import Clock
 from ctsd.engine.engine import Engine, RiskLimitBreached
-from ctsd.engine.ports import DesiredState, EngineStore
+from ctsd.engine.ports import DesiredState, EngineResources, EngineStore
 from ctsd.engine.position_check import PositionMismatch
 from ctsd.engine.status import EngineState, Failure, FailureCode
 from ctsd.errors import ExchangeUnavailable, ResourceExhausted
@@ -61,8 +61,10 @@ class EngineRun:
     """One engine and the task that drives it; created and owned by `EngineManager`."""
 
     def __init__(self, engine: Engine, store: EngineStore, clock: Clock,
-                 policy: RestartPolicy) -> None:
+                 policy: RestartPolicy, resources: EngineResources) -> None:
         self.engine = engine
+        self.resources = resources
+        """The clients the backend opened for this engine; released when it is dropped."""
         self._store = store
         self._clock = clock
         self._policy = policy

@@ -139,6 +139,21 @@ def share_markets(exchange: Any, source: Any) -> None:
     exchange.set_markets_from_exchange(source)
 
 
+MARKET_ATTRIBUTES = ("markets", "markets_by_id", "symbols", "ids", "currencies",
+                     "currencies_by_id", "baseCurrencies", "quoteCurrencies", "codes")
+"""What `load_markets` replaces (the list `set_markets_from_exchange` copies)."""
+
+
+def market_state(exchange: Any) -> dict[str, Any]:
+    """References to the markets `exchange` holds now, to put back with `restore_..`."""
+    return {name: getattr(exchange, name, None) for name in MARKET_ATTRIBUTES}
+
+
+def restore_market_state(exchange: Any, state: dict[str, Any]) -> None:
+    for name, value in state.items():
+        setattr(exchange, name, value)
+
+
 # --- another base URL ---------------------------------------------------------------------
 
 UrlMap = list[tuple[str, str]]

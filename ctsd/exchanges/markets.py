@@ -9,6 +9,11 @@ their next call. The refresh task is owned here and cancelled by `close()`.
 
 Prices for valuing balances are cached for a few seconds for the same reason:
 a batch test of many keys on one exchange asks the same few tickers.
+
+A cached answer must not poison every later call: a load counts only when it
+parses into at least one market of the target's type. Otherwise it fails as a
+malformed answer (retryable), the source gets back the markets it had, and the
+next caller asks again: ccxt would otherwise keep what the bad answer parsed to.
 """
 
 from __future__ import annotations
@@ -25,10 +30,17 @@ from ctsd.errors import ExchangeFailure
 from ctsd.exchanges import answers, ccxt_internals
 from ctsd.exchanges.ccxt_errors import malformed
 from ctsd.exchanges.model import ConnectionTarget
+from ctsd.exchanges.spec import ApiType
 from ctsd.exchanges.throttle import lane
 from ctsd.ratelimit import Lane
 
 log = logging.getLogger("ctsd.exchanges.markets")
+
+MARKET_TYPES = {
+    ApiType.SPOT: "spot", ApiType.MARGIN: "spot", ApiType.PERPETUAL_FUTURES: "swap",
+    ApiType.OPTIONS: "option",
+}
+"""ccxt's `type` of the markets each api type trades (margin trades spot markets)."""
 
 Translate = Callable[[Callable[[], Awaitable[Any]]], Awaitable[Any]]
 """Runs a ccxt call and turns its exceptions into `ExchangeFailure`s."""
@@ -65,17 +77,32 @@ class MarketCache:
         async with self._lock:
             if self.version:
                 return
-            await self._load(reload=False)
+            await self._load()
             if self._refresh_s > 0 and not self._closed:
                 self._refresher = asyncio.create_task(
                     self._refresh_forever(), name=f"markets {self.target.exchange}")
 
-    async def _load(self, reload: bool) -> None:
-        markets = await self._translate(lambda: self._source.load_markets(reload=reload))
-        if not isinstance(markets, dict):
-            raise malformed(f"{self.target.exchange} markets are not a table")
+    async def _load(self) -> None:
+        """Always asks the venue: the cache alone decides when a load is due."""
+        kept = ccxt_internals.market_state(self._source)
+        try:
+            markets = await self._translate(lambda: self._source.load_markets(reload=True))
+            self._check_plausible(markets)
+        except BaseException:
+            ccxt_internals.restore_market_state(self._source, kept)
+            raise
         self.version += 1
         self.loaded_at = self._monotonic()
+
+    def _check_plausible(self, markets: Any) -> None:
+        """At least one well-formed market of the type this target trades."""
+        wanted = MARKET_TYPES[self.target.api_type]
+        if not isinstance(markets, dict):
+            raise malformed(f"{self.target.exchange} markets are not a table")
+        if not any(isinstance(m, dict) and isinstance(m.get("symbol"), str)
+                   and m.get("type") == wanted for m in markets.values()):
+            raise malformed(f"{self.target.exchange} listed no {wanted} markets "
+                            f"({len(markets)} entries)")
 
     async def _refresh_forever(self) -> None:
         while True:
@@ -83,7 +110,7 @@ class MarketCache:
             try:
                 with lane(Lane.POLL):
                     async with self._lock:
-                        await self._load(reload=True)
+                        await self._load()
             except ExchangeFailure as exc:
                 log.warning("market refresh failed; keeping the old markets",
                             extra={"exchange": self.target.exchange, "failure": exc.failure.code})

@@ -9,11 +9,12 @@ that is fixed, without a restart.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
 from ctsd.health.startup import CheckResult, StartupChecks
-from ctsd.tasks import cancel_and_wait
+from ctsd.tasks import Interrupted, cancel_and_wait, unless_set
 
 log = logging.getLogger("ctsd.health")
 
@@ -35,7 +36,12 @@ class ReadinessMonitor:
         self._interval_s = interval_s
         self._sleep = sleep
         self._task: asyncio.Task[None] | None = None
+        self._poked = asyncio.Event()
         self.ready: bool | None = None
+
+    def poke(self) -> None:
+        """Check again now, not at the next interval (the store just failed a write)."""
+        self._poked.set()
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._loop(), name="readiness")
@@ -55,11 +61,13 @@ class ReadinessMonitor:
 
     async def _loop(self) -> None:
         while True:
+            self._poked.clear()
             try:
                 await self.check_once()
             except Exception:
                 log.exception("readiness check crashed")
-            await self._sleep(self._interval_s)
+            with contextlib.suppress(Interrupted):  # poked: check again at once
+                await unless_set(self._poked, self._sleep(self._interval_s))
 
     async def close(self) -> None:
         if self._task is not None:

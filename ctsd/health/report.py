@@ -115,6 +115,10 @@ class HealthReporter:
             schema = await self._db.schema_version()
         except Exception as exc:  # a broken store is what this answer must report
             store_status, schema = f"{type(exc).__name__}: {exc}", 0
+        fault = self._db.write_fault
+        store_status = "; ".join(part for part in (
+            store_status, f"takes no writes: {fault}" if fault else "",
+            self._db.quarantine.summary()) if part)
         return SystemStatus(
             version=self._version,
             started_at=self._started_at,

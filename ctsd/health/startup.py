@@ -17,6 +17,7 @@ daemon's start path.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import time
 import uuid
@@ -27,6 +28,8 @@ from email.utils import parsedate_to_datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from ctsd.errors import CtsError
+from ctsd.store.audit import audit_rows
 from ctsd.store.database import Database
 from ctsd.store.migrations import SCHEMA_VERSION
 from ctsd.vault.master_key import read_key_file
@@ -68,6 +71,8 @@ class StartupChecks:
         self._env = env
         self._now = now or (lambda: datetime.now(UTC))
         self._skews: list[float] = []
+        self._audit_lock = asyncio.Lock()
+        self._audited = False
 
     def local(self) -> list[tuple[str, Check]]:
         return [
@@ -75,6 +80,7 @@ class StartupChecks:
             ("database_integrity", self.database_integrity),
             ("schema_version", self.schema_version),
             ("master_key", self.master_key),
+            ("database_writable", self.database_writable),
         ]
 
     def outside(self) -> list[tuple[str, Check]]:
@@ -82,6 +88,8 @@ class StartupChecks:
             ("exchange_modules", self.exchange_modules),
             ("exchange_endpoints", self.exchange_endpoints),
             ("clock", self.clock),  # after endpoints: it uses the times they answered with
+            # Reported, not readiness: one damaged row is no reason to stop serving the rest.
+            ("database_rows", self.database_rows),
         ]
 
     async def run_local(self) -> list[CheckResult]:
@@ -109,6 +117,28 @@ class StartupChecks:
     async def database_integrity(self) -> tuple[bool, str]:
         answer = await self._env.db.integrity_check()
         return answer == "ok", f"quick_check: {answer}"
+
+    async def database_writable(self) -> tuple[bool, str]:
+        """The last write reached the file; after one that did not, a probe write must."""
+        db = self._env.db
+        if db.write_fault is not None:
+            with contextlib.suppress(CtsError):
+                await db.probe_write()
+        if db.write_fault is not None:
+            return False, f"the database takes no writes: {db.write_fault}"
+        return True, "the last write reached the database"
+
+    async def database_rows(self) -> tuple[bool, str]:
+        """Every row read through once (the first time asked); after that, reads that
+        meet a damaged row quarantine it, and this reports what they found."""
+        async with self._audit_lock:
+            if not self._audited:
+                await audit_rows(self._env.db)
+                self._audited = True
+        damaged = self._env.db.quarantine.rows
+        if damaged:
+            return False, self._env.db.quarantine.summary()
+        return True, "every row decodes"
 
     async def schema_version(self) -> tuple[bool, str]:
         version = await self._env.db.schema_version()

@@ -364,7 +364,8 @@ def split_method(method: str) -> tuple[str, str]:
 
 
 class MetricsEndpoint:
-    """prometheus_client's HTTP exporter on its own thread; `close()` stops it."""
+    """The metrics over HTTP on its own thread, a bounded number of connections at once
+    (`ctsd.ops.metrics_http`); `close()` stops it."""
 
     def __init__(self, server: WSGIServer, thread: Any) -> None:
         self._server = server
@@ -374,12 +375,14 @@ class MetricsEndpoint:
 
     @classmethod
     def start(cls, registry: MetricsRegistry, host: str, port: int) -> MetricsEndpoint:
-        from prometheus_client import start_http_server
+        from prometheus_client import make_wsgi_app
+
+        from ctsd.ops import metrics_http
 
         if registry.backend is None:
             raise ValueError("a null metrics registry has nothing to export")
         try:
-            server, thread = start_http_server(port, host, registry.backend)
+            server, thread = metrics_http.serve(make_wsgi_app(registry.backend), host, port)
         except OSError as exc:
             raise ConfigurationError(f"cannot serve metrics on {host}:{port}: {exc}") from exc
         return cls(server, thread)

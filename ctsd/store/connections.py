@@ -20,7 +20,7 @@ from ctsd.connections.model import (
     PositionMode,
 )
 from ctsd.connections.ports import ConnectionPage
-from ctsd.errors import AlreadyExists, EtagMismatch, NotFound
+from ctsd.errors import AlreadyExists, EtagMismatch, NotFound, SealError
 from ctsd.store.connection_index import ConnectionIndex
 from ctsd.store.database import Database, Row, Transaction
 from ctsd.store.result_history import insert_results, latest_results
@@ -62,6 +62,10 @@ def _to_connection(row: Row) -> Connection:
     )
 
 
+def _seq_and_connection(row: Row) -> tuple[int, Connection]:
+    return int(row[0]), _to_connection(row)
+
+
 def _row_values(conn: Connection, hint: str) -> tuple[Any, ...]:
     return (
         conn.display_name,
@@ -96,9 +100,10 @@ class ConnectionRepository:
                 if self._index is None:
                     index = ConnectionIndex()
                     tests = await latest_results(self._db)
-                    for row in await self._db.fetch_all(f"{_SELECT} ORDER BY seq"):
-                        conn = _to_connection(row)
-                        index.put(row[0], replace(conn, last_test=tests.get(conn.id)))
+                    rows = await self._db.fetch_all(f"{_SELECT} ORDER BY seq")
+                    for seq, conn in self._db.quarantine.decoded(
+                            "connections", rows, _seq_and_connection, key=lambda r: r[1]):
+                        index.put(seq, replace(conn, last_test=tests.get(conn.id)))
                     self._index = index
         return self._index
 
@@ -117,17 +122,21 @@ class ConnectionRepository:
 
     async def insert(self, conn: Connection, hint: str, secrets: Iterable[SealedSecret]) -> None:
         index = await self._loaded()
-        async with self._db.transaction() as tx:
-            await self._check_unique(tx, conn.id, conn.display_name, check_id=True)
-            seq = await tx.insert(
+        secrets = tuple(secrets)
+
+        def unit(tx: Transaction) -> int:
+            _check_unique(tx, conn.id, conn.display_name, check_id=True)
+            seq = tx.insert(
                 "INSERT INTO connections (id, display_name, exchange, api_type, testnet, "
                 "margin_mode, position_mode, market_data_method, enabled, predefined, "
                 "api_key_hint, created_us, updated_us, revision) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (conn.id, *_row_values(conn, hint)),
             )
-            await _put_secrets(tx, conn.id, secrets)
-        index.put(seq, conn)
+            _put_secrets(tx, conn.id, secrets)
+            return seq
+
+        await self._db.write(unit, lambda seq: index.put(seq, conn))
 
     async def replace(
         self,
@@ -147,9 +156,10 @@ class ConnectionRepository:
         secrets, cleared = tuple(secrets), tuple(cleared)
         new_key = CredentialField.API_KEY in cleared or any(
             s.field == CredentialField.API_KEY.value for s in secrets)
-        async with self._db.transaction() as tx:
-            await self._check_unique(tx, conn.id, conn.display_name, check_id=False)
-            changed = await tx.execute(
+
+        def unit(tx: Transaction) -> str | None:
+            _check_unique(tx, conn.id, conn.display_name, check_id=False)
+            changed = tx.execute(
                 "UPDATE connections SET display_name = ?, exchange = ?, api_type = ?, "
                 "testnet = ?, margin_mode = ?, position_mode = ?, market_data_method = ?, "
                 "enabled = ?, predefined = ?, api_key_hint = ?, created_us = ?, "
@@ -159,21 +169,28 @@ class ConnectionRepository:
                  expected_revision),
             )
             if changed == 0:
-                await _raise_missing_or_stale(tx, conn.id)
-            await _put_secrets(tx, conn.id, secrets)
+                _raise_missing_or_stale(tx, conn.id)
+            _put_secrets(tx, conn.id, secrets)
             for cred in cleared:
-                await tx.execute(
+                tx.execute(
                     "DELETE FROM sealed_secrets WHERE connection_id = ? AND field = ?",
                     (conn.id, cred.value),
                 )
-            uid = await tx.fetch_one("SELECT account_uid FROM connections WHERE id = ?",
-                                     (conn.id,))
-        # The writer read `conn` before this commit; a test may have finished since.
-        stored = index.get(conn.id)
-        written = replace(conn, last_test=stored.last_test if stored else conn.last_test,
-                          account_uid=uid[0] if uid else None)
-        index.replace(written)
-        return written
+            uid = tx.fetch_one("SELECT account_uid FROM connections WHERE id = ?", (conn.id,))
+            return uid[0] if uid else None
+
+        written: list[Connection] = []
+
+        def publish(uid: str | None) -> None:
+            # `conn` was read before this commit; a test may have finished since.
+            stored = index.get(conn.id)
+            written.append(replace(
+                conn, last_test=stored.last_test if stored else conn.last_test,
+                account_uid=uid))
+            index.replace(written[0])
+
+        await self._db.write(unit, publish)
+        return written[0]
 
     async def record_test(
         self, connection_ids: Sequence[str], result: TestResult
@@ -186,17 +203,25 @@ class ConnectionRepository:
         """
         index = await self._loaded()
         uid = result.account_uid
-        async with self._db.transaction() as tx:
-            written = await insert_results(tx, connection_ids, result)
+        connection_ids = tuple(connection_ids)
+
+        def unit(tx: Transaction) -> builtins.list[str]:
+            written = insert_results(tx, connection_ids, result)
             if uid is not None:
-                await tx.executemany("UPDATE connections SET account_uid = ? WHERE id = ?",
-                                     [(uid, connection_id) for connection_id in written])
-        for connection_id in written:
-            conn = index.get(connection_id)
-            if conn is not None:
-                index.replace(replace(conn, last_test=result,
-                                      account_uid=uid or conn.account_uid))
-        return written
+                tx.executemany("UPDATE connections SET account_uid = ? WHERE id = ?",
+                               [(uid, connection_id) for connection_id in written])
+            return written
+
+        kept = replace(result, account_uid=None)  # as the row keeps it: the UID is the row's
+
+        def publish(written: builtins.list[str]) -> None:
+            for connection_id in written:
+                conn = index.get(connection_id)
+                if conn is not None:
+                    index.replace(replace(conn, last_test=kept,
+                                          account_uid=uid or conn.account_uid))
+
+        return await self._db.write(unit, publish)
 
     async def all(self) -> builtins.list[Connection]:
         """Every connection in creation order, from the index."""
@@ -206,45 +231,46 @@ class ConnectionRepository:
 
     async def delete(self, connection_id: str, expected_revision: int | None) -> None:
         index = await self._loaded()
-        async with self._db.transaction() as tx:
+
+        def unit(tx: Transaction) -> None:
             if expected_revision is None:
-                changed = await tx.execute(
-                    "DELETE FROM connections WHERE id = ?", (connection_id,)
-                )
+                changed = tx.execute("DELETE FROM connections WHERE id = ?", (connection_id,))
             else:
-                changed = await tx.execute(
+                changed = tx.execute(
                     "DELETE FROM connections WHERE id = ? AND revision = ?",
                     (connection_id, expected_revision),
                 )
             if changed == 0:
-                await _raise_missing_or_stale(tx, connection_id)
-        index.remove(connection_id)
+                _raise_missing_or_stale(tx, connection_id)
+
+        await self._db.write(unit, lambda _: index.remove(connection_id))
 
     async def sealed_secret(self, connection_id: str, field: CredentialField) -> bytes | None:
         row = await self._db.fetch_one(
             "SELECT blob FROM sealed_secrets WHERE connection_id = ? AND field = ?",
             (connection_id, field.value),
         )
-        return bytes(row[0]) if row else None
-
-    @staticmethod
-    async def _check_unique(
-        tx: Transaction, conn_id: str, display_name: str, *, check_id: bool
-    ) -> None:
-        if check_id and await tx.fetch_one("SELECT 1 FROM connections WHERE id = ?", (conn_id,)):
-            raise AlreadyExists(f"connection {conn_id!r} already exists")
-        clash = await tx.fetch_one(
-            "SELECT id FROM connections WHERE display_name = ? AND id != ?",
-            (display_name, conn_id),
-        )
-        if clash:
-            raise AlreadyExists(f"display name {display_name!r} is taken by connections/{clash[0]}")
+        if row is None:
+            return None
+        if not isinstance(row[0], bytes):  # the column takes any type: an altered row
+            raise SealError(f"the stored {field.value} of connection {connection_id} is a "
+                            f"{type(row[0]).__name__}, not a sealed blob")
+        return row[0]
 
 
-async def _put_secrets(
-    tx: Transaction, connection_id: str, secrets: Iterable[SealedSecret]
-) -> None:
-    await tx.executemany(
+def _check_unique(tx: Transaction, conn_id: str, display_name: str, *, check_id: bool) -> None:
+    if check_id and tx.fetch_one("SELECT 1 FROM connections WHERE id = ?", (conn_id,)):
+        raise AlreadyExists(f"connection {conn_id!r} already exists")
+    clash = tx.fetch_one(
+        "SELECT id FROM connections WHERE display_name = ? AND id != ?",
+        (display_name, conn_id),
+    )
+    if clash:
+        raise AlreadyExists(f"display name {display_name!r} is taken by connections/{clash[0]}")
+
+
+def _put_secrets(tx: Transaction, connection_id: str, secrets: Iterable[SealedSecret]) -> None:
+    tx.executemany(
         "INSERT INTO sealed_secrets (connection_id, field, key_id, blob) VALUES (?, ?, ?, ?) "
         "ON CONFLICT (connection_id, field) DO UPDATE SET key_id = excluded.key_id, "
         "blob = excluded.blob",
@@ -252,9 +278,15 @@ async def _put_secrets(
     )
 
 
-async def _raise_missing_or_stale(tx: Transaction, connection_id: str) -> None:
-    if await tx.fetch_one("SELECT 1 FROM connections WHERE id = ?", (connection_id,)):
+def _raise_missing_or_stale(tx: Transaction, connection_id: str) -> None:
+    if tx.fetch_one("SELECT 1 FROM connections WHERE id = ?", (connection_id,)):
         raise EtagMismatch(
             f"connection {connection_id!r} changed since it was read; get it again and retry"
         )
     raise NotFound(f"connection {connection_id!r} not found")
+
+
+async def audit_connections(db: Database) -> None:
+    """Every row decoded once more, so a damaged one is quarantined (VerifyStartup)."""
+    rows = await db.fetch_all(f"{_SELECT} ORDER BY seq")
+    await db.quarantine.audit("connections", rows, _seq_and_connection, key=lambda r: r[1])

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any, TypeVar
 
@@ -23,7 +24,7 @@ from ctsd.engine.config import EngineConfig, PaperSettings, RiskLimits, TradingM
 from ctsd.engine.orders import Execution, Fill, Order, OrderStatus
 from ctsd.engine.perpetual import FundingPayment, MismatchPolicy, PaymentKind
 from ctsd.engine.ports import DesiredState, EngineRecord, Page
-from ctsd.store.database import Database, Row
+from ctsd.store.database import Database, Row, Transaction
 from ctsd.strategies.model import OrderType, PositionSide, Side
 
 T = TypeVar("T")
@@ -139,65 +140,68 @@ class SqlEngineStore:
         rows = await self._db.fetch_all(
             "SELECT connection_id, engine_id, config, desired, cycle, last_error "
             "FROM engines ORDER BY connection_id")
-        return [EngineRecord(r[0], r[1], config_from_json(r[2]), DesiredState(r[3]),
-                             int(r[4]), r[5]) for r in rows]
+        return self._db.quarantine.decoded("engines", rows, lambda r: EngineRecord(
+            str(r[0]), str(r[1]), config_from_json(r[2]), DesiredState(r[3]), int(r[4]),
+            str(r[5])))
 
     async def create_engine(self, record: EngineRecord) -> None:
-        async with self._db.transaction() as tx:
-            await tx.execute(
-                "INSERT OR REPLACE INTO engines (connection_id, engine_id, config, desired, "
-                "cycle, last_error, updated_us) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (record.connection_id, record.engine_id, config_to_json(record.config),
-                 record.desired.value, record.cycle, record.last_error, _now_us()))
+        params = (record.connection_id, record.engine_id, config_to_json(record.config),
+                  record.desired.value, record.cycle, record.last_error, _now_us())
+        await self._db.write(lambda tx: tx.execute(
+            "INSERT OR REPLACE INTO engines (connection_id, engine_id, config, desired, "
+            "cycle, last_error, updated_us) VALUES (?, ?, ?, ?, ?, ?, ?)", params))
 
     async def set_desired(
         self, connection_id: str, desired: DesiredState, last_error: str
     ) -> None:
-        async with self._db.transaction() as tx:
-            await tx.execute(
-                "UPDATE engines SET desired = ?, last_error = ?, updated_us = ? "
-                "WHERE connection_id = ?",
-                (desired.value, last_error, _now_us(), connection_id))
+        params = (desired.value, last_error, _now_us(), connection_id)
+        await self._db.write(lambda tx: tx.execute(
+            "UPDATE engines SET desired = ?, last_error = ?, updated_us = ? "
+            "WHERE connection_id = ?", params))
 
     async def save_cycle(self, connection_id: str, cycle: int) -> None:
         """`max` keeps the cycle monotonic even if a late writer lands after a newer one."""
-        async with self._db.transaction() as tx:
-            await tx.execute(
-                "UPDATE engines SET cycle = max(cycle, ?), updated_us = ? WHERE connection_id = ?",
-                (cycle, _now_us(), connection_id))
+        params = (cycle, _now_us(), connection_id)
+        await self._db.write(lambda tx: tx.execute(
+            "UPDATE engines SET cycle = max(cycle, ?), updated_us = ? WHERE connection_id = ?",
+            params))
 
     async def save_execution(self, connection_id: str, execution: Execution) -> None:
-        async with self._db.transaction() as tx:
-            await tx.execute(
+        order = _order_params(connection_id, execution.order)
+        fills = [(connection_id, f.trade_id, f.client_order_id, f.symbol, f.side.value,
+                  str(f.amount), str(f.price), str(f.fee), f.fee_asset, f.timestamp_ms,
+                  int(f.maker), f.position_side.value) for f in execution.fills]
+
+        def unit(tx: Transaction) -> None:
+            tx.execute(
                 f"INSERT INTO engine_orders (connection_id, {_ORDER_COLUMNS}) "
                 f"VALUES ({', '.join('?' * 19)}) "
                 f"ON CONFLICT (connection_id, client_order_id) DO UPDATE SET "
-                f"{_UPDATED_ON_CONFLICT}",
-                _order_params(connection_id, execution.order))
-            if execution.fills:
-                await tx.executemany(
+                f"{_UPDATED_ON_CONFLICT}", order)
+            if fills:
+                tx.executemany(
                     f"INSERT INTO engine_fills (connection_id, {_FILL_COLUMNS}) "
                     f"VALUES ({', '.join('?' * 12)}) "
-                    "ON CONFLICT (connection_id, trade_id) DO NOTHING",
-                    [(connection_id, f.trade_id, f.client_order_id, f.symbol, f.side.value,
-                      str(f.amount), str(f.price), str(f.fee), f.fee_asset, f.timestamp_ms,
-                      int(f.maker), f.position_side.value) for f in execution.fills])
+                    "ON CONFLICT (connection_id, trade_id) DO NOTHING", fills)
+
+        await self._db.write(unit)
 
     async def save_funding(self, connection_id: str,
                            payments: tuple[FundingPayment, ...]) -> None:
-        async with self._db.transaction() as tx:
-            await tx.executemany(
-                f"INSERT INTO engine_funding (connection_id, {_FUNDING_COLUMNS}) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?) "
-                "ON CONFLICT (connection_id, funding_id) DO NOTHING",
-                [(connection_id, p.funding_id, p.symbol, str(p.amount), p.asset,
-                  p.timestamp_ms, p.kind.value) for p in payments])
+        rows = [(connection_id, p.funding_id, p.symbol, str(p.amount), p.asset, p.timestamp_ms,
+                 p.kind.value) for p in payments]
+        await self._db.write(lambda tx: tx.executemany(
+            f"INSERT INTO engine_funding (connection_id, {_FUNDING_COLUMNS}) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (connection_id, funding_id) DO NOTHING", rows))
 
     async def list_funding(self, connection_id: str) -> list[FundingPayment]:
         rows = await self._db.fetch_all(
-            f"SELECT {_FUNDING_COLUMNS} FROM engine_funding WHERE connection_id = ? "
+            f"SELECT seq, {_FUNDING_COLUMNS} FROM engine_funding WHERE connection_id = ? "
             "ORDER BY seq", (connection_id,))
-        return [_funding(r) for r in rows]
+        # Strict like fills: the ledger rebuilt without a payment would misstate the PnL.
+        return self._db.quarantine.decoded("engine_funding", rows, lambda r: _funding(r[1:]),
+                                           key=_seq, strict=True)
 
     async def list_orders(
         self, connection_id: str, *, open_only: bool = False
@@ -208,8 +212,11 @@ class SqlEngineStore:
             where += " AND status IN (?, ?)"
             params += [OrderStatus.PENDING.value, OrderStatus.OPEN.value]
         rows = await self._db.fetch_all(
-            f"SELECT {_ORDER_COLUMNS} FROM engine_orders WHERE {where} ORDER BY seq", params)
-        return [_order(r) for r in rows]
+            f"SELECT seq, {_ORDER_COLUMNS} FROM engine_orders WHERE {where} ORDER BY seq",
+            params)
+        # Strict: an engine must not reconcile against a picture with a row missing.
+        return self._db.quarantine.decoded("engine_orders", rows, lambda r: _order(r[1:]),
+                                           key=_seq, strict=True)
 
     async def page_orders(self, connection_id: str, *, open_only: bool, after: int,
                           limit: int) -> Page[Order]:
@@ -220,28 +227,48 @@ class SqlEngineStore:
         rows = await self._db.fetch_all(
             f"SELECT seq, {_ORDER_COLUMNS} FROM engine_orders WHERE {where} "
             "ORDER BY seq LIMIT ?", [*params, limit + 1])
-        return _page([(r[0], _order(r[1:])) for r in rows], limit)
+        return self._page("engine_orders", rows, _order, limit)
 
     async def page_fills(self, connection_id: str, *, after: int, limit: int) -> Page[Fill]:
         rows = await self._db.fetch_all(
             f"SELECT seq, {_FILL_COLUMNS} FROM engine_fills "
             "WHERE connection_id = ? AND seq > ? ORDER BY seq LIMIT ?",
             (connection_id, after, limit + 1))
-        return _page([(r[0], _fill(r[1:])) for r in rows], limit)
+        return self._page("engine_fills", rows, _fill, limit)
 
     async def list_fills(self, connection_id: str) -> list[Fill]:
         rows = await self._db.fetch_all(
-            f"SELECT {_FILL_COLUMNS} FROM engine_fills WHERE connection_id = ? ORDER BY seq",
-            (connection_id,))
-        return [_fill(r) for r in rows]
+            f"SELECT seq, {_FILL_COLUMNS} FROM engine_fills WHERE connection_id = ? "
+            "ORDER BY seq", (connection_id,))
+        return self._db.quarantine.decoded("engine_fills", rows, lambda r: _fill(r[1:]),
+                                           key=_seq, strict=True)
+
+    def _page(self, table: str, rows: list[Row], decode: Callable[[Row], T],
+              limit: int) -> Page[T]:
+        """`limit + 1` rows were asked for: one more than the page says there is a next
+        one. Positions come from the rows as stored, so a damaged row (quarantined, not
+        shown) neither ends the paging early nor shifts it."""
+        shown = rows[:limit]
+        next_after = int(shown[-1][0]) if len(rows) > limit else None
+        items = self._db.quarantine.decoded(table, shown, lambda r: decode(r[1:]), key=_seq)
+        return Page(tuple(items), next_after)
 
 
-def _page(rows: list[tuple[int, T]], limit: int) -> Page[T]:
-    """`limit + 1` rows were asked for: one more than the page says there is a next one."""
-    shown = rows[:limit]
-    next_after = shown[-1][0] if len(rows) > limit else None
-    return Page(tuple(item for _, item in shown), next_after)
+def _seq(row: Row) -> str:
+    return f"seq {row[0]}"
 
 
 def _now_us() -> int:
     return time.time_ns() // 1000
+
+
+async def audit_engine_rows(db: Database) -> None:
+    """Every engine, order, fill and payment row decoded once more, so a damaged one is
+    quarantined (VerifyStartup) before an engine trips over it."""
+    await SqlEngineStore(db).load_engines()
+    orders = await db.fetch_all(f"SELECT seq, {_ORDER_COLUMNS} FROM engine_orders")
+    await db.quarantine.audit("engine_orders", orders, lambda r: _order(r[1:]), key=_seq)
+    fills = await db.fetch_all(f"SELECT seq, {_FILL_COLUMNS} FROM engine_fills")
+    await db.quarantine.audit("engine_fills", fills, lambda r: _fill(r[1:]), key=_seq)
+    payments = await db.fetch_all(f"SELECT seq, {_FUNDING_COLUMNS} FROM engine_funding")
+    await db.quarantine.audit("engine_funding", payments, lambda r: _funding(r[1:]), key=_seq)

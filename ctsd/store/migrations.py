@@ -6,6 +6,11 @@ version and must reach the newest by running the steps after it.
 
 from __future__ import annotations
 
+import functools
+import sqlite3
+
+from ctsd.errors import ConfigurationError
+
 MIGRATIONS: tuple[str, ...] = (
     # 1: connections and their sealed credentials
     """
@@ -133,3 +138,36 @@ MIGRATIONS: tuple[str, ...] = (
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
+
+
+@functools.cache
+def expected_schema() -> dict[str, frozenset[str]]:
+    """Table -> columns, as the migrations build them (on an in-memory database)."""
+    conn = sqlite3.connect(":memory:")
+    try:
+        for script in MIGRATIONS:
+            conn.executescript(script)
+        return _schema(conn)
+    finally:
+        conn.close()
+
+
+def check_schema(conn: sqlite3.Connection) -> None:
+    """Every table and column the migrations made is there, or ConfigurationError names
+    the first one missing."""
+    found = _schema(conn)
+    for table, columns in sorted(expected_schema().items()):
+        if table not in found:
+            raise ConfigurationError(
+                f"database schema is damaged: table {table} is missing; restore a backup")
+        missing = sorted(columns - found[table])
+        if missing:
+            raise ConfigurationError(f"database schema is damaged: table {table} lacks "
+                                     f"{', '.join(missing)}; restore a backup")
+
+
+def _schema(conn: sqlite3.Connection) -> dict[str, frozenset[str]]:
+    tables = [r[0] for r in conn.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")]
+    return {t: frozenset(r[1] for r in conn.execute(f'PRAGMA table_info("{t}")'))
+            for t in tables}

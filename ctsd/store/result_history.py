@@ -82,7 +82,7 @@ def result_from_json(text: str) -> TestResult:
     )
 
 
-async def insert_results(
+def insert_results(
     tx: Transaction, connection_ids: Iterable[str], result: TestResult
 ) -> list[str]:
     """Appends `result` to each connection that still exists; returns those ids.
@@ -94,7 +94,7 @@ async def insert_results(
     failure = result.failure_class.name if result.failure_class else ""
     written: list[str] = []
     for connection_id in connection_ids:
-        changed = await tx.execute(
+        changed = tx.execute(
             "INSERT INTO connection_tests (connection_id, started_us, status, failure_class, "
             "result) SELECT ?, ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM connections WHERE id = ?)",
             (
@@ -107,7 +107,7 @@ async def insert_results(
             ),
         )
         if changed:
-            await tx.execute(
+            tx.execute(
                 "DELETE FROM connection_tests WHERE connection_id = ? AND seq NOT IN "
                 "(SELECT seq FROM connection_tests WHERE connection_id = ? "
                 "ORDER BY seq DESC LIMIT ?)",
@@ -123,7 +123,8 @@ async def latest_results(db: Database) -> dict[str, TestResult]:
         "SELECT connection_id, result FROM connection_tests WHERE seq IN "
         "(SELECT max(seq) FROM connection_tests GROUP BY connection_id)"
     )
-    return {str(row[0]): result_from_json(str(row[1])) for row in rows}
+    return dict(db.quarantine.decoded("connection_tests", rows,
+                                      lambda row: (str(row[0]), result_from_json(str(row[1])))))
 
 
 @dataclass(frozen=True)
@@ -155,7 +156,15 @@ class ResultHistory:
     async def history(self, connection_id: str, limit: int = HISTORY_LIMIT) -> list[TestResult]:
         """Newest first."""
         rows = await self._db.fetch_all(
-            "SELECT result FROM connection_tests WHERE connection_id = ? ORDER BY seq DESC LIMIT ?",
-            (connection_id, limit),
+            "SELECT seq, result FROM connection_tests WHERE connection_id = ? "
+            "ORDER BY seq DESC LIMIT ?", (connection_id, limit),
         )
-        return [result_from_json(str(row[0])) for row in rows]
+        return self._db.quarantine.decoded("connection_tests", rows,
+                                           lambda row: result_from_json(str(row[1])))
+
+
+async def audit_results(db: Database) -> None:
+    """Every stored result decoded once more, so a damaged one is quarantined."""
+    rows = await db.fetch_all("SELECT seq, result FROM connection_tests ORDER BY seq")
+    await db.quarantine.audit("connection_tests", rows,
+                              lambda row: result_from_json(str(row[1])))

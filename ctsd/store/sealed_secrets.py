@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from ctsd.store.database import Database
+from ctsd.store.database import Database, Transaction
 from ctsd.vault.ports import StoredBlob
 
 
@@ -27,18 +27,19 @@ class SealedSecretRepository:
 
         If `reseal` raises for any blob, nothing is changed.
         """
-        async with self._db.transaction() as tx:
-            rows = await tx.fetch_all(
-                "SELECT connection_id, field, key_id, blob FROM sealed_secrets"
-            )
+
+        def unit(tx: Transaction) -> int:
+            rows = tx.fetch_all("SELECT connection_id, field, key_id, blob FROM sealed_secrets")
             updates = []
             for row in rows:
                 stored = StoredBlob(row[0], row[1], row[2], bytes(row[3]))
                 key_id, blob = reseal(stored)
                 updates.append((key_id, blob, stored.connection_id, stored.field))
-            await tx.executemany(
+            tx.executemany(
                 "UPDATE sealed_secrets SET key_id = ?, blob = ? "
                 "WHERE connection_id = ? AND field = ?",
                 updates,
             )
             return len(updates)
+
+        return await self._db.write(unit)

@@ -62,14 +62,38 @@ class ParamSpec:
             raise ValueError(f"must be at most {self.maximum}")
 
 
-def _number(raw: RawParam) -> Decimal:
+MAX_DIGITS = 15
+MAX_MAGNITUDE = Decimal(10) ** MAX_DIGITS
+MAX_PLACES = 18
+
+
+def bounded_decimal(raw: RawParam) -> Decimal:
+    """A number an engine can compute with, or ValueError saying why not.
+
+    Why bounds and not just "finite": `Decimal` accepts `1e999999999`, and the first
+    product with it overflows the arithmetic context, inside a cycle instead of at the
+    request. No price, amount or balance needs more than 15 digits before the point
+    or 18 after it; every decimal a client sends goes through here.
+    """
+    text = str(raw).strip()
+    if len(text) > 64:
+        raise ValueError("must be a number of at most 64 characters")
     try:
-        number = Decimal(str(raw).strip())
+        number = Decimal(text)
     except InvalidOperation:
-        raise ValueError(f"must be a number, got {raw!r}") from None
+        raise ValueError(f"must be a number, got {text!r}") from None
     if not number.is_finite():
         raise ValueError("must be a finite number")
+    if number and number.adjusted() >= MAX_DIGITS:  # no arithmetic: it could overflow
+        raise ValueError(f"must be smaller than {MAX_MAGNITUDE:,.0f} in magnitude")
+    _, digits, exponent = number.as_tuple()
+    extra = -int(exponent) - MAX_PLACES  # places beyond the last one allowed
+    if extra > 0 and any(digits[-extra:]):
+        raise ValueError(f"must have at most {MAX_PLACES} digits after the point")
     return number
+
+
+_number = bounded_decimal
 
 
 @dataclass(frozen=True, slots=True)

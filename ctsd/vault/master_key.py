@@ -91,14 +91,30 @@ def read_key_file(path: Path) -> MasterKey:
 
 
 def write_key_file(path: Path, material: bytes) -> None:
-    """Create `path` with mode 0600 and durable contents; never overwrite."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    """Create `path` with mode 0600 and durable contents; never overwrite.
+
+    The key is written and fsynced under a temporary name, then linked into place:
+    a process killed at any instant leaves either no `path` or the whole key in it,
+    never a torn file that the next start would refuse.
+    """
+    partial = path.with_name(path.name + ".tmp")
+    partial.unlink(missing_ok=True)  # a leftover of a write that was killed
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
         os.write(fd, encode_key(material))
         os.fsync(fd)
     finally:
         os.close(fd)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.link(partial, path)  # fails if `path` exists: no overwrite, atomically
+    finally:
+        partial.unlink()
+    sync_directory(path.parent)
+
+
+def sync_directory(directory: Path) -> None:
+    """Makes a rename, link or unlink in `directory` durable."""
+    dir_fd = os.open(directory, os.O_RDONLY)
     try:
         os.fsync(dir_fd)
     finally:
@@ -123,10 +139,3 @@ def locate_key(
     if key_file is not None:
         return KeySource(key_file, managed=False)
     return KeySource(state_dir / STATE_KEY_NAME, managed=True)
-
-
-def load_or_create(source: KeySource) -> MasterKey:
-    """Read the key, generating the managed one on first start."""
-    if source.managed and not source.path.exists():
-        write_key_file(source.path, generate_key())
-    return read_key_file(source.path)

@@ -1,4 +1,12 @@
-"""`ctsd rotate-key`: re-seal every secret under a new master key, all or nothing."""
+"""`ctsd rotate-key`: re-seal every secret under a new master key, all or nothing.
+
+The order of steps is what makes an interruption at any instant safe: the new
+key is durable on disk before any blob is sealed under it; the blobs change in
+one transaction; only then is the key put in place. Nothing is ever deleted on
+the way out of a failure: whether the transaction committed is read from the
+blobs' key ids by the next start or the next run (`ctsd.vault.keyring_setup`),
+never guessed from an exception (a cancellation may arrive after the commit).
+"""
 
 from __future__ import annotations
 
@@ -8,11 +16,36 @@ from pathlib import Path
 
 from ctsd.errors import ConfigurationError
 from ctsd.vault.keyring_setup import pending_key_path
-from ctsd.vault.master_key import KeySource, MasterKey, generate_key, write_key_file
+from ctsd.vault.master_key import (
+    KeySource,
+    MasterKey,
+    generate_key,
+    read_key_file,
+    sync_directory,
+    write_key_file,
+)
 from ctsd.vault.ports import SealedSecretStore, StoredBlob
 from ctsd.vault.sealer import Keyring
 
 log = logging.getLogger("ctsd.vault")
+
+
+async def finished_rotation(secrets: SealedSecretStore,
+                            new_key_file: Path | None) -> MasterKey | None:
+    """The key of an unmanaged rotation that committed before it was interrupted.
+
+    Its blobs are then sealed under `new_key_file`, which the operator still has to
+    install; running the rotation again must say so instead of refusing the key.
+    """
+    done = _existing_key(new_key_file)
+    if done is None:
+        return None
+    used = await secrets.key_ids()
+    return done if used and used <= {done.key_id.hex()} else None
+
+
+def _existing_key(path: Path | None) -> MasterKey | None:
+    return read_key_file(path) if path is not None and path.exists() else None
 
 
 async def rotate_master_key(
@@ -21,7 +54,7 @@ async def rotate_master_key(
     """Returns the new key and the number of re-sealed secrets.
 
     A managed key (the state dir's) is replaced in place. A key from a
-    systemd credential or `--master-key-file` cannot be rewritten by us: the
+    systemd credential or `--new-key-file` cannot be rewritten by us: the
     new key goes to `new_key_file` for the operator to install.
     """
     if source.managed:
@@ -34,7 +67,12 @@ async def rotate_master_key(
     else:
         target = new_key_file
     if target.exists():
-        raise ConfigurationError(f"{target} already exists; remove it or choose another path")
+        # The keyring opened, so every blob is under the current key: a leftover key
+        # file seals nothing, whether from an interrupted run or placed by hand.
+        raise ConfigurationError(
+            f"{target} already exists and no secret is sealed under it; remove it or "
+            "choose another path"
+        )
     material = generate_key()
     write_key_file(target, material)
     new_key = MasterKey(material, target)
@@ -48,10 +86,13 @@ async def rotate_master_key(
     try:
         count = await secrets.reseal_all(reseal)
     except BaseException:
-        target.unlink(missing_ok=True)
+        log.warning("key rotation interrupted; the next start or rotate-key finishes or undoes "
+                    "it", extra={"new_key": str(target)})
         raise
     if source.managed:
         os.replace(target, source.path)
+        sync_directory(source.path.parent)
         new_key = MasterKey(material, source.path)
     log.info("rotated master key", extra={"key_id": new_key.key_id.hex(), "secrets": count})
     return new_key, count
+

@@ -171,7 +171,8 @@ class ExchangeEngineBackend:
         self._connections = connections
         self._factory = factory
         self._credentials = credentials
-        self._clients: dict[str, list[tuple[ExchangeClient, ...]]] = {}
+        self._clients: dict[int, tuple[EngineResources, tuple[ExchangeClient, ...]]] = {}
+        """By the identity of the resources handed out: what `close` releases."""
 
     async def open(self, connection_id: str, mode: TradingMode) -> EngineResources:
         conn = await self._connections.get(connection_id)  # NotFound for an unknown id
@@ -203,8 +204,9 @@ class ExchangeEngineBackend:
                 await client.close()
             raise
         # A dry run (TestEngine) may open more clients while the engine holds its own.
-        self._clients.setdefault(connection_id, []).append(opened)
-        return engine_resources(market, trading, modes, reader)
+        resources = engine_resources(market, trading, modes, reader)
+        self._clients[id(resources)] = (resources, opened)
+        return resources
 
     async def _reader(self, conn: Connection, target: ConnectionTarget) -> ExchangeClient | None:
         """PAPER: the connection's key, where it has one, for what the venue tells keys only:
@@ -256,12 +258,7 @@ class ExchangeEngineBackend:
         return await self._factory.client(target, credentials, lane=Lane.ORDER,
                                           account_uid=conn.account_uid)
 
-    async def close(self, connection_id: str) -> None:
-        opened = self._clients.get(connection_id)
-        if not opened:
-            return
-        clients = opened.pop()
-        if not opened:
-            del self._clients[connection_id]
+    async def close(self, connection_id: str, resources: EngineResources) -> None:
+        _, clients = self._clients.pop(id(resources), (resources, ()))
         for client in clients:
             await client.close()

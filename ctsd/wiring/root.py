@@ -46,8 +46,10 @@ from ctsd.connections.credentials import CredentialResolver
 from ctsd.connections.locks import ConnectionLocks
 from ctsd.connections.manager import ConnectionManager
 from ctsd.connections.ports import ConnectionStore
+from ctsd.connections.predefined import apply_predefined
 from ctsd.engine.activity import EngineActivity
 from ctsd.engine.manager import EngineManager
+from ctsd.errors import ConfigurationError
 from ctsd.exchanges.ccxt_internals import missing_classes
 from ctsd.exchanges.factory import ExchangeClientFactory
 from ctsd.exchanges.registry import ExchangeRegistry
@@ -62,6 +64,7 @@ from ctsd.ops.metrics import (
     RpcMetrics,
 )
 from ctsd.ratelimit import RateLimiter
+from ctsd.redaction import SECRETS
 from ctsd.server import build_server
 from ctsd.store.connections import ConnectionRepository
 from ctsd.store.database import Database
@@ -69,6 +72,7 @@ from ctsd.store.engines import SqlEngineStore
 from ctsd.store.result_history import ResultHistory
 from ctsd.store.sealed_secrets import SealedSecretRepository
 from ctsd.strategies.registry import StrategyRegistry, discover
+from ctsd.transport.tls import read_private_file
 from ctsd.vault.keyring_setup import open_keyring
 from ctsd.vault.master_key import locate_key
 from ctsd.wiring.check_probes import ExchangeProbes, classify
@@ -119,7 +123,7 @@ async def assemble(
     metrics.register(RateLimitCollector(exchanges.usage))
 
     connection_store = ConnectionRepository(db)  # one instance: its index is the read model
-    credentials = CredentialResolver(connection_store, keyring)
+    credentials = CredentialResolver(connection_store, keyring, secrets=SECRETS)
     locks = ConnectionLocks()  # a delete and an engine start on one connection never interleave
     strategies = _strategies()
     engines = EngineManager(
@@ -127,10 +131,14 @@ async def assemble(
         strategies, locks=locks,
         cancel_orders_on_shutdown=config.engines.cancel_orders_on_shutdown)
     metrics.register(EngineCollector(engines.list))
-    activity = EngineActivity(engines.list)
+    activity = EngineActivity(engines.list, engines.engaged)
     connections = ConnectionManager(connection_store, keyring, registry,
-                                    active_engines=activity.active_connections, locks=locks)
+                                    active_engines=activity.active_connections, locks=locks,
+                                    secrets=SECRETS)
     tests = _connection_tests(config, connection_store, credentials, exchanges, metrics)
+    # The operator's [[connections]]: at start a refusal is exit 78, on SIGHUP a log line.
+    await _declare_connections(connections, env, config)
+    lifecycle.on_reload(partial(_redeclare_connections, connections, env))
 
     checks = StartupChecks(StartupEnvironment(
         state_dir=config.state_dir, db=db, key_path=Path(key.path),
@@ -145,8 +153,9 @@ async def assemble(
         health_service(SystemHealthServicer(reporter, checks)),
         engine_service(EngineServicer(engines, strategies)),
     ], _interceptors(config, metrics))
-    return Assembly(server, health, engines, ReadinessMonitor(checks, set_serving),
-                    keyring.current.key_id.hex())
+    readiness = ReadinessMonitor(checks, set_serving)
+    db.on_write_fault(readiness.poke)  # a store that stops taking writes: NOT_SERVING now
+    return Assembly(server, health, engines, readiness, keyring.current.key_id.hex())
 
 
 def _strategies() -> StrategyRegistry:
@@ -186,6 +195,22 @@ def _interceptors(config: DaemonConfig, metrics: MetricsRegistry,
     if config.calls_per_second_per_peer > 0:  # after auth: strangers are not counted
         interceptors.append(RequestRateGuard(config.calls_per_second_per_peer).interceptor())
     return interceptors
+
+
+async def _declare_connections(connections: ConnectionManager, env: Mapping[str, str],
+                               config: DaemonConfig) -> None:
+    outcome = await apply_predefined(connections, config.connections, env, read_private_file)
+    changed = {cid: what for cid, what in outcome.items() if what != "unchanged"}
+    if changed:
+        log.info("predefined connections applied", extra={"changes": changed})
+
+
+async def _redeclare_connections(connections: ConnectionManager, env: Mapping[str, str],
+                                 new: DaemonConfig) -> None:
+    try:
+        await _declare_connections(connections, env, new)
+    except ConfigurationError as exc:
+        log.error("predefined connections not applied", extra={"error": exc.message})
 
 
 async def _reload_rate_limits(exchanges: ExchangeClientFactory, new: DaemonConfig) -> None:

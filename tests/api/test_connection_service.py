@@ -335,11 +335,12 @@ def test_set_enabled_and_delete(stub: sgrpc.ConnectionServiceStub) -> None:
     assert err.code() == Code.NOT_FOUND
 
 
-def test_predefined_connections_need_force_to_delete(stub: sgrpc.ConnectionServiceStub) -> None:
-    made = create(stub, binance_spot(predefined=True), "pre")
-    err = rpc_error(lambda: stub.DeleteConnection(spb.DeleteConnectionRequest(name=made.name)))
-    assert err.code() == Code.FAILED_PRECONDITION
-    stub.DeleteConnection(spb.DeleteConnectionRequest(name=made.name, force=True))
+def test_a_client_cannot_make_a_connection_predefined(stub: sgrpc.ConnectionServiceStub) -> None:
+    """Only the operator's [[connections]] can (tests/api/test_predefined_connections.py)."""
+    err = rpc_error(lambda: create(stub, binance_spot(predefined=True), "pre"))
+    assert err.code() == Code.INVALID_ARGUMENT and "connection.predefined" in violations(err)
+    err = rpc_error(lambda: stub.GetConnection(spb.GetConnectionRequest(name="connections/pre")))
+    assert err.code() == Code.NOT_FOUND
 
 
 def test_list_exchanges_describes_all_four(stub: sgrpc.ConnectionServiceStub) -> None:

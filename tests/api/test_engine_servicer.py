@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import grpc
@@ -18,6 +19,7 @@ from ctsd.api.engines import EngineServicer
 from ctsd.api.pre_encoded import PreEncodedResponses
 from ctsd.api.services import engine_service
 from ctsd.api.status import ErrorTranslationInterceptor
+from ctsd.engine.manager import EngineManager
 from tests.engine.world import REGISTRY, SMA_CLOSES, World
 from tests.support.rpc import violations
 
@@ -30,20 +32,27 @@ class Harness:
     stub: sgrpc.EngineServiceAsyncStub
 
 
-@pytest_asyncio.fixture
-async def harness() -> AsyncIterator[Harness]:
-    world = World({"a": SMA_CLOSES, "b": SMA_CLOSES})
-    service = engine_service(EngineServicer(world.manager, REGISTRY))
+@asynccontextmanager
+async def served(manager: EngineManager) -> AsyncIterator[sgrpc.EngineServiceAsyncStub]:
+    """The servicer on `manager` (opened and closed here), on a real loopback server."""
+    service = engine_service(EngineServicer(manager, REGISTRY))
     server = grpc.aio.server(interceptors=[ErrorTranslationInterceptor(),
                                            PreEncodedResponses(service.pre_encoded)])
     service.add_to(server)
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     try:
-        async with world.manager, grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-            yield Harness(world, sgrpc.EngineServiceStub(channel))
+        async with manager, grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            yield sgrpc.EngineServiceStub(channel)
     finally:
         await server.stop(None)
+
+
+@pytest_asyncio.fixture
+async def harness() -> AsyncIterator[Harness]:
+    world = World({"a": SMA_CLOSES, "b": SMA_CLOSES})
+    async with served(world.manager) as stub:
+        yield Harness(world, stub)
 
 
 def sma_config(**over: object) -> pb.EngineConfig:
@@ -147,14 +156,20 @@ async def test_watch_sends_a_snapshot_then_changes(harness: Harness) -> None:
     first = await call.read()
     assert isinstance(first, pb.WatchEnginesResponse)
     assert [e.name for e in first.snapshot.engines] == ["connections/b/engine"]
-    await stub.StartEngine(pb.StartEngineRequest(name=A, config=sma_config()))
-    await harness.world.clock.advance(31)
+    hourly = sma_config(interval=duration_pb2.Duration(seconds=3600))
+    await stub.StartEngine(pb.StartEngineRequest(name=A, config=hourly))
     seen: list[str] = []
-    while "heartbeat" not in seen:
+    # A heartbeat queued with changes is dropped (a change is a sign of life too). Past
+    # engine A's start (its first cycle, then none for an hour) every step queues a lone
+    # heartbeat: once the messages of the start are read, the next one is a heartbeat.
+    for _ in range(12):
+        await harness.world.clock.advance(30)
         event = await call.read()
         assert isinstance(event, pb.WatchEnginesResponse)
         seen.append(str(event.WhichOneof("event")))
-    assert {"changed", "changes"} & set(seen)
+        if seen[-1] == "heartbeat":
+            break
+    assert "heartbeat" in seen and {"changed", "changes"} & set(seen), seen
     assert harness.world.manager.health().watchers == 1
     call.cancel()
     for _ in range(200):  # the server learns of the cancel over the network

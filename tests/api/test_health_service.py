@@ -75,7 +75,7 @@ def test_verify_startup_runs_every_check_and_they_pass_here(
     answer = health.VerifyStartup(hpb.VerifyStartupRequest(), timeout=30)
     assert [c.name for c in answer.checks] == [
         "state_dir_writable", "database_integrity", "schema_version", "master_key",
-        "exchange_modules", "exchange_endpoints", "clock",
+        "database_writable", "exchange_modules", "exchange_endpoints", "clock", "database_rows",
     ]  # fmt: skip
     assert answer.passed, [(c.name, c.detail) for c in answer.checks if not c.passed]
     endpoints = {c.name: c for c in answer.checks}["exchange_endpoints"]

@@ -11,6 +11,7 @@ import json
 import os
 import pty
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -315,3 +316,23 @@ def test_prompt_on_a_terminal_does_not_echo_secrets(daemon: DaemonProcess) -> No
     assert SECRET.encode() not in seen and PASSPHRASE.encode() not in seen
     shown = json.loads(cts(daemon, "connections", "get", "typed", "-o", "json").stdout)
     assert shown["credentials_info"]["passphrase_set"] is True
+
+
+def test_a_socket_in_a_directory_others_may_write_is_refused(tmp_path: Path) -> None:
+    """Another user could have put their own socket there and would get the secret."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o1777)
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)  # someone else's "daemon"
+    listener.bind(str(shared / "ctsd.sock"))
+    listener.listen(1)
+    listener.setblocking(False)
+    try:
+        result = cts(None, "--addr", f"unix:{shared}/ctsd.sock", "connections", "add",
+                     "--id", "x", "--exchange", "binance", "--api-type", "spot", "--name", "X",
+                     "--api-key", "AKEY-0123456789", "--secret-stdin", stdin="a-secret\n")
+        with pytest.raises(BlockingIOError):
+            listener.accept()  # nobody connected
+    finally:
+        listener.close()
+    assert result.returncode == 2 and "another user could stand in" in result.stderr

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sqlite3
+from pathlib import Path
+
 import pytest
 
 from ctsd.connections.credentials import CredentialResolver
@@ -36,3 +39,16 @@ async def test_a_key_sealed_under_another_master_key_is_unavailable(domain: Doma
     stranger = Keyring(MasterKey(generate_key(), domain.keyring.current.source))
     with pytest.raises(CredentialsUnavailable, match="the stored api_key does not open"):
         await CredentialResolver(domain.repository, stranger).resolve(made)
+
+
+@pytest.mark.parametrize("stored", ["a text, not a blob", 12345, 1.5])
+async def test_a_stored_secret_of_the_wrong_type_is_unavailable_saying_so(
+        domain: Domain, tmp_path: Path, stored: object) -> None:
+    made = await domain.manager.create(draft(), "main")
+    with sqlite3.connect(tmp_path / "ctsd.db") as raw:  # a tampered row
+        raw.execute("UPDATE sealed_secrets SET blob = ? WHERE field = 'api_secret'", (stored,))
+    raw.close()
+    with pytest.raises(CredentialsUnavailable, match="the stored api_secret does not open"
+                       ) as caught:
+        await domain.credentials.resolve(made)
+    assert "not a sealed blob" in str(caught.value.__cause__)

@@ -171,7 +171,7 @@ class FakeBackend:
         self.opened.append((connection_id, mode))
         return EngineResources(self.markets[connection_id], self.exchanges.get(connection_id))
 
-    async def close(self, connection_id: str) -> None:
+    async def close(self, connection_id: str, resources: EngineResources) -> None:
         self.closed.append(connection_id)
 
 

@@ -45,6 +45,7 @@ async def test_local_checks_pass_on_a_healthy_state_dir(env: StartupEnvironment)
         ("database_integrity", True),
         ("schema_version", True),
         ("master_key", True),
+        ("database_writable", True),
     ]
     assert not [p for p in env.state_dir.iterdir() if p.name.startswith(".write-check")]
 

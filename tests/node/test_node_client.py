@@ -89,7 +89,7 @@ def test_node_client_round_trip(daemon: DaemonProcess, tls_daemon: TlsDaemon) ->
     for suite in SUITES:
         assert re.search(rf"^ok \d+ - {re.escape(suite)}$", result.stdout, re.MULTILINE), output
     # Both wrong-token calls were refused by the daemon, and its log never shows the token.
-    refusals = tls_daemon.daemon.wait_records(lambda r: r.get("msg") == "call refused", 2)
+    refusals = tls_daemon.daemon.wait_records(lambda r: r.get("msg") == "calls refused", 2)
     assert sorted(r["reason"] for r in refusals) == ["invalid_token", "missing_token"], output
     assert TOKEN not in tls_daemon.daemon.logs()
     assert TOKEN not in result.stdout and TOKEN not in result.stderr

@@ -78,3 +78,19 @@ def test_set_level_changes_what_is_written(
     log.debug("shown")
     assert [line["msg"] for line in out.read_json()] == ["shown"]
     assert logging.getLogger("aiosqlite").level == logging.INFO  # chatty libraries stay quiet
+
+
+def test_an_answer_the_client_left_before_is_one_debug_line(out: Lines) -> None:
+    grpc_log = logging.getLogger("grpc._cython.cygrpc")
+    try:
+        raise RuntimeError("Failed execute_batch")
+    except RuntimeError:
+        grpc_log.exception("ExecuteBatchError raised in core by servicer method [%s]",
+                           "/cts.v1.ConnectionService/SetConnectionEnabled")
+    (line,) = out.read_json()
+    assert (line["level"], line["msg"]) == ("debug", "answer not delivered: the client had gone")
+    assert line["method"] == "/cts.v1.ConnectionService/SetConnectionEnabled"
+    assert "error" not in line
+    logs.set_level("info")
+    grpc_log.exception("ExecuteBatchError raised in core by servicer method [x]")
+    assert out.read_json() == []

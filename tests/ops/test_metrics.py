@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 import time
@@ -140,3 +141,50 @@ def test_engine_metrics_report_each_engines_cycle_lag_and_skipped_ticks() -> Non
     assert collected[("ctsd_engine_position_differences_total", a)] == 1
     assert collected[("ctsd_engine_liquidations_total", a)] == 1
     assert collected[("ctsd_engines", labels(state="running"))] == 1
+
+
+def test_metrics_beyond_loopback_need_an_explicit_opt_in(make_daemon: MakeDaemon) -> None:
+    daemon = make_daemon([], start=False)
+    daemon.extra_args += ["--metrics-listen", "0.0.0.0:0"]
+    refused = daemon.run_to_exit()
+    reasons = [line for line in refused.stderr.splitlines() if line.startswith("ctsd: ")]
+    assert refused.returncode == 78 and len(reasons) == 1 and "metrics_public" in reasons[0]
+    daemon.extra_args += ["--metrics-public"]
+    daemon.start()
+    address = str(daemon.wait_line(lambda r: r.get("msg") == "metrics serving")[
+        "metrics_address"])
+    assert address.startswith("0.0.0.0:")
+    scrape(address.replace("0.0.0.0", "127.0.0.1"))
+
+
+def threads_of(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as status:
+        return int(next(line for line in status if line.startswith("Threads:")).split()[1])
+
+
+def test_idle_connections_cannot_grow_the_metrics_endpoint(make_daemon: MakeDaemon) -> None:
+    """Before: each open connection held a thread of its own (1,500 idle ones, 1,500)."""
+    daemon = make_daemon(["--metrics-listen", "127.0.0.1:0"])
+    address = str(daemon.wait_line(lambda r: r.get("msg") == "metrics serving")[
+        "metrics_address"])
+    host, port = address.rsplit(":", 1)
+    assert daemon.proc is not None
+    before = threads_of(daemon.proc.pid)
+    idle = [socket.create_connection((host, int(port)), timeout=5) for _ in range(120)]
+    during = 0
+    try:  # the most threads seen while they are open (each accepted one gets served)
+        for _ in range(40):
+            during = max(during, threads_of(daemon.proc.pid))
+            time.sleep(0.02)
+    finally:
+        for connection in idle:
+            connection.close()
+    assert during - before <= 16 + 2, (before, during)
+    deadline = time.monotonic() + 15
+    while True:  # the slots come back as the server sees the connections close
+        try:
+            scrape(address)
+            break
+        except OSError:
+            assert time.monotonic() < deadline, "the endpoint never served again"
+            time.sleep(0.1)

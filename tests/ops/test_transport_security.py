@@ -60,12 +60,13 @@ def test_token_over_tls_right_and_wrong(make_daemon: MakeDaemon, pki: Pki) -> No
         health = health_pb2_grpc.HealthStub(channel)
         refused = code_of(lambda: health.Check(health_pb2.HealthCheckRequest(), timeout=5))
         assert refused == grpc.StatusCode.UNAUTHENTICATED  # health is closed unless opened
-    refusals = daemon.wait_records(lambda r: r.get("msg") == "call refused", 4)
-    reasons = [r["reason"] for r in refusals]
-    assert reasons == ["missing_token", "invalid_token", "missing_token", "missing_token"]
-    # Every call, refused or not, has its access-log line with the code the client saw.
-    codes = [r["code"] for r in daemon.wait_records(lambda r: r.get("msg") == "rpc", 5)]
-    assert codes == ["OK"] + ["UNAUTHENTICATED"] * 4
+    # Refusals are logged at a bounded rate: one line per client and reason (then one
+    # every 10 s with the count), their access lines at debug; a flood stays a few lines.
+    refusals = daemon.wait_records(lambda r: r.get("msg") == "calls refused", 2)
+    assert [(r["reason"], r["refused"]) for r in refusals] == [
+        ("missing_token", 1), ("invalid_token", 1)]
+    codes = [r["code"] for r in daemon.wait_records(lambda r: r.get("msg") == "rpc", 1)]
+    assert codes == ["OK"]
     assert TOKEN not in daemon.logs()
 
 
@@ -131,7 +132,7 @@ def test_mtls_name_allow_list_and_token_together(make_daemon: MakeDaemon, pki: P
     with tls_channel(daemon.address, pki, client=pki.client("intruder")) as channel:
         refused = code_of(lambda: list_exchanges(channel, BEARER))
         assert refused == grpc.StatusCode.PERMISSION_DENIED
-    refusals = daemon.wait_records(lambda r: r.get("msg") == "call refused", 2)
+    refusals = daemon.wait_records(lambda r: r.get("msg") == "calls refused", 2)
     assert [r["reason"] for r in refusals] == ["missing_token", "certificate_not_allowed"]
 
 

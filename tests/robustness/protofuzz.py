@@ -51,6 +51,9 @@ _FILTERS = st.one_of(
 )
 _TOKENS = st.one_of(
     st.binary(max_size=64).map(lambda b: base64.urlsafe_b64encode(b).decode()),
+    # well-formed engine page tokens at any position, SQLite's INTEGER range and beyond
+    st.integers(min_value=-1, max_value=2**80).map(
+        lambda n: base64.urlsafe_b64encode(f"p{n}".encode()).decode()),
     st.sampled_from(["", "0", "-1", "AAAA", "eyJvZmZzZXQiOi0xfQ", "%%%", "x" * 5000]),
     _TEXT,
 )

@@ -17,7 +17,7 @@ from cts.v1 import connection_service_pb2 as spb
 from cts.v1 import connection_service_pb2_grpc as sgrpc
 from ctsd.api.request_rate import peer_key
 from tests.robustness.tally import Tally
-from tests.support.daemon_process import DaemonProcess, remove_tree, short_tempdir
+from tests.support.daemon_process import DaemonProcess, configured_daemon
 
 RATE = 50
 FLOOD = 400
@@ -25,15 +25,8 @@ FLOOD = 400
 
 @pytest.fixture(scope="module")
 def limited() -> Iterator[DaemonProcess]:
-    root = short_tempdir()
-    config = root / "ctsd.toml"
-    config.write_text(f"[daemon]\ncalls_per_second_per_peer = {RATE}\n")
-    daemon = DaemonProcess(root, ["--config", str(config)])
-    try:
-        yield daemon.start()
-    finally:
-        daemon.stop()
-        remove_tree(root)
+    with configured_daemon(f"[daemon]\ncalls_per_second_per_peer = {RATE}\n") as daemon:
+        yield daemon
 
 
 async def flood(address: str) -> tuple[Counter[str], Counter[str], float]:

@@ -13,14 +13,18 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
 import pytest
+from grpc_health.v1 import health_pb2
 
 from cts.v1 import connection_service_pb2 as spb
 from cts.v1 import connection_service_pb2_grpc as sgrpc
+from cts.v1 import health_service_pb2 as hpb
+from cts.v1 import health_service_pb2_grpc as hgrpc
 from ctsd.vault.master_key import encode_key, generate_key
 from tests.robustness.state_check import check_database
 from tests.robustness.tally import Tally, log_problems
@@ -174,6 +178,56 @@ def test_read_only_state_dir(state: StateDir) -> None:
     _report(tally, outcome, per_call)
     _assert_deliberate(outcome, per_call)
     assert tally.lost == 0, tally.notes
+
+
+def _verify(daemon: DaemonProcess) -> dict[str, tuple[bool, str]]:
+    with grpc.insecure_channel(daemon.address) as channel:
+        answer = hgrpc.HealthServiceStub(channel).VerifyStartup(hpb.VerifyStartupRequest(),
+                                                                timeout=CALL_TIMEOUT_S)
+    return {c.name: (c.passed, c.detail) for c in answer.checks}
+
+
+def _health_becomes(daemon: DaemonProcess, status: int, within_s: float = 10.0) -> bool:
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        if daemon.health() == status:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_a_store_that_stops_taking_writes_turns_health_not_serving(state: StateDir) -> None:
+    """The disk fills under a serving daemon: the failed write turns grpc.health NOT_SERVING
+    at once and VerifyStartup names the cause; with room again, the next check serves.
+    (A read-only remount is refused while the daemon holds its files open for writing.)"""
+    tally = Tally("storage: unwritable while serving")
+    _mount_tmpfs(state.daemon.state_dir, "4m")
+    state.seed()
+    state.daemon.start()
+    filler = _fill(state.daemon.state_dir)
+    try:
+        channel, stub = _stub(state.daemon)
+        with channel:
+            refused = grpc.StatusCode.OK
+            for n in range(50):  # the WAL may have room for a few more: until refused
+                refused = _create(stub, f"while-full-{n}")
+                if refused != grpc.StatusCode.OK:
+                    break
+                state.acknowledged.add(f"while-full-{n}")
+        not_serving = _health_becomes(state.daemon, health_pb2.HealthCheckResponse.NOT_SERVING)
+        writable = _verify(state.daemon)["database_writable"]
+    finally:
+        filler.unlink()
+    checked_again = _verify(state.daemon)["database_writable"]  # its probe write succeeds
+    serving = _health_becomes(state.daemon, health_pb2.HealthCheckResponse.SERVING)
+    state.daemon.stop()
+    state.recovered(tally)
+    tally.notes[:0] = [f"write {refused.name}; NOT_SERVING {not_serving}; verify: {writable}; "
+                       f"after: {checked_again[0]}, SERVING {serving}"]
+    tally.report()
+    assert refused in PER_CALL and not_serving and serving, tally.notes
+    assert not writable[0] and "takes no writes" in writable[1]
+    assert checked_again[0] and tally.lost == 0, tally.notes
 
 
 LOCKER = """

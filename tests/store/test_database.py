@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from ctsd.errors import ConfigurationError
-from ctsd.store.database import Database
+from ctsd.store.database import Database, Transaction
 from ctsd.store.migrations import SCHEMA_VERSION
 
 
@@ -29,16 +29,18 @@ async def test_open_creates_private_wal_database_at_current_version(tmp_path: Pa
 async def test_failed_transaction_writes_nothing(tmp_path: Path) -> None:
     db = await Database.open(tmp_path)
     try:
+        def unit(tx: Transaction) -> None:
+            tx.execute(
+                "INSERT INTO connections (id, display_name, exchange, api_type, testnet, "
+                "margin_mode, position_mode, market_data_method, enabled, predefined, "
+                "created_us, updated_us, revision) "
+                "VALUES ('x', 'x', 'binance', 'spot', 0, 'cross', 'one_way', 'rest', "
+                "0, 0, 0, 0, 1)"
+            )
+            raise RuntimeError("boom")
+
         with pytest.raises(RuntimeError):
-            async with db.transaction() as tx:
-                await tx.execute(
-                    "INSERT INTO connections (id, display_name, exchange, api_type, testnet, "
-                    "margin_mode, position_mode, market_data_method, enabled, predefined, "
-                    "created_us, updated_us, revision) "
-                    "VALUES ('x', 'x', 'binance', 'spot', 0, 'cross', 'one_way', 'rest', "
-                    "0, 0, 0, 0, 1)"
-                )
-                raise RuntimeError("boom")
+            await db.write(unit)
         assert await db.fetch_all("SELECT id FROM connections") == []
     finally:
         await db.close()

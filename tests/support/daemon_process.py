@@ -21,7 +21,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
@@ -222,3 +223,23 @@ def logged_daemon(root: Path, args: Sequence[str], env: Mapping[str, str] | None
     JSON logs: ready by its "serving" line; `env` adds to the environment."""
     return DaemonProcess(root, args, {**os.environ, **(env or {})}, socket=False,
                          log_format="json")
+
+
+@contextmanager
+def configured_daemon(toml: str, files: Mapping[str, str] | None = None,
+                      ) -> Iterator[DaemonProcess]:
+    """A started daemon reading `toml` as its configuration file; stopped and removed after.
+
+    `files` are written (mode 0600) into its root first; `{root}` in `toml` names it."""
+    root = short_tempdir()
+    for name, content in (files or {}).items():
+        (root / name).write_text(content)
+        (root / name).chmod(0o600)
+    config = root / "ctsd.toml"
+    config.write_text(toml.replace("{root}", str(root)))
+    daemon = DaemonProcess(root, ["--config", str(config)])
+    try:
+        yield daemon.start()
+    finally:
+        daemon.stop()
+        remove_tree(root)

@@ -12,18 +12,25 @@ from ctsd.errors import ConfigurationError
 from ctsd.vault.master_key import (
     KeySource,
     decode_key,
-    load_or_create,
+    generate_key,
     locate_key,
     read_key_file,
+    write_key_file,
 )
 
 
-def test_generated_key_is_private_and_stable(tmp_path: Path) -> None:
+def test_a_written_key_is_private_whole_and_never_overwritten(tmp_path: Path) -> None:
     source = locate_key(tmp_path, None, env={})
     assert source == KeySource(tmp_path / "master-key", managed=True)
-    first = load_or_create(source)
+    (tmp_path / "master-key.tmp").write_bytes(b"torn")  # a write that was killed
+    material = generate_key()
+    write_key_file(source.path, material)
     assert (source.path.stat().st_mode & 0o777) == 0o600
-    assert load_or_create(source).key_id == first.key_id
+    assert read_key_file(source.path).material == material
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["master-key"]
+    with pytest.raises(FileExistsError):
+        write_key_file(source.path, generate_key())
+    assert read_key_file(source.path).material == material
 
 
 def test_credentials_directory_wins_over_file_flag(tmp_path: Path) -> None:

@@ -109,7 +109,7 @@ class RigBackend:
             return engine_resources(market, trading, r.modes)
         return engine_resources(market, None, r.modes, trading)
 
-    async def close(self, connection_id: str) -> None:
+    async def close(self, connection_id: str, resources: EngineResources) -> None:
         pass  # the rig's client fixture closes them
 
 

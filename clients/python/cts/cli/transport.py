@@ -182,6 +182,20 @@ def load_security(
     )
 
 
+def check_socket_dir(socket: Path) -> None:
+    """Refuse a socket whose directory other users may write: one of them could have put
+    their own socket there, and would receive what this CLI sends (secrets included)."""
+    try:
+        mode = socket.parent.stat().st_mode
+    except OSError:
+        return  # no such directory: the connection fails on its own, sending nothing
+    if mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise UsageError(
+            f"refusing {socket}: its directory {socket.parent} has mode "
+            f"{stat.S_IMODE(mode):04o}, so another user could stand in for the daemon; "
+            "use the daemon's own runtime directory")
+
+
 def _is_loopback(host: str) -> bool:
     return host.strip("[]") in {"localhost", "::1"} or host.startswith("127.")
 
@@ -191,6 +205,8 @@ def secure_channel(target: str, security: ChannelSecurity) -> grpc.Channel:
     unix = target.startswith("unix:")
     if unix and security.tls:
         raise UsageError("TLS options apply to tcp:// addresses; a Unix socket has no TLS")
+    if unix:
+        check_socket_dir(Path(target.removeprefix("unix:")))
     options: list[tuple[str, str]] = []
     if security.tls:
         transport = grpc.ssl_channel_credentials(

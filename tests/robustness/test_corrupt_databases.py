@@ -1,0 +1,263 @@
+"""A corpus of damaged databases: each one refused at start (exit 78, one line), or served
+with the damaged rows quarantined -- never a traceback, never INTERNAL on a read.
+
+One state dir is seeded in-process (connections with sealed secrets, a test result,
+an engine with an order and a fill), then copied and damaged once per case: a row
+whose enum, number or JSON is invalid in every decoded table, a table or column
+dropped, the schema version moved, the file replaced by a directory, an empty file,
+garbage in the header, the WAL or random pages. A daemon that serves must answer
+every read with a deliberate code, and VerifyStartup and GetSystemStatus must name
+the quarantined row. Quick form: the corpus and 3 random-page cases; `CTS_SOAK_ROUNDS`
+random-page cases more in `make soak`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import shutil
+import sqlite3
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from decimal import Decimal
+from pathlib import Path
+
+import grpc
+import pytest
+
+from cts.v1 import connection_service_pb2 as cspb
+from cts.v1 import connection_service_pb2_grpc as csgrpc
+from cts.v1 import engine_service_pb2 as epb
+from cts.v1 import engine_service_pb2_grpc as egrpc
+from cts.v1 import health_service_pb2 as hpb
+from cts.v1 import health_service_pb2_grpc as hgrpc
+from ctsd.engine.config import EngineConfig, TradingMode
+from ctsd.engine.orders import Execution, Fill, Order, OrderStatus
+from ctsd.engine.perpetual import FundingPayment, PaymentKind
+from ctsd.engine.ports import DesiredState, EngineRecord
+from ctsd.store.connections import ConnectionRepository
+from ctsd.store.database import Database
+from ctsd.store.engines import SqlEngineStore
+from ctsd.store.sealed_secrets import SealedSecretRepository
+from ctsd.strategies.model import OrderType, Side
+from ctsd.vault.keyring_setup import open_keyring
+from ctsd.vault.master_key import locate_key
+from tests.robustness.tally import DELIBERATE, Tally, log_problems, soak_rounds
+from tests.store.test_connection_index import conn
+from tests.store.test_result_history import result
+from tests.support.daemon_process import DaemonProcess, remove_tree, short_tempdir
+
+EX_CONFIG = 78
+SEED = 5
+CONNECTIONS = ("a", "b", "c")
+Damage = Callable[[Path], None]
+
+
+def sql(*statements: str) -> Damage:
+    """Damage by SQL run straight on the file, constraints off (as a hand edit would)."""
+    def damage(state: Path) -> None:
+        db = sqlite3.connect(state / "ctsd.db", isolation_level=None)
+        try:
+            db.execute("PRAGMA ignore_check_constraints = ON")
+            for statement in statements:
+                db.execute(statement)
+        finally:
+            db.close()
+    return damage
+
+
+def replace_file(content: bytes | None) -> Damage:
+    def damage(state: Path) -> None:
+        (state / "ctsd.db").unlink()
+        if content is None:
+            (state / "ctsd.db").mkdir()
+        else:
+            (state / "ctsd.db").write_bytes(content)
+    return damage
+
+
+def overwrite(start: int, length: int | None, seed: int) -> Damage:
+    def damage(state: Path) -> None:
+        raw = bytearray((state / "ctsd.db").read_bytes())
+        end = len(raw) if length is None else start + length
+        raw[start:end] = random.Random(seed).randbytes(end - start)
+        (state / "ctsd.db").write_bytes(bytes(raw))
+    return damage
+
+
+def garbage_wal(state: Path) -> None:
+    (state / "ctsd.db-wal").write_bytes(random.Random(SEED).randbytes(8192))
+
+
+def random_pages(seed: int) -> Damage:
+    """A few random bytes somewhere past the header: what a bad sector or bit rot does."""
+    def damage(state: Path) -> None:
+        raw = bytearray((state / "ctsd.db").read_bytes())
+        rng = random.Random(seed)
+        for _ in range(rng.randint(1, 8)):
+            at = rng.randrange(100, len(raw))
+            raw[at] = rng.randrange(256)
+        (state / "ctsd.db").write_bytes(bytes(raw))
+    return damage
+
+
+CORPUS: dict[str, Damage] = {
+    "connection enum": sql("UPDATE connections SET api_type = 'bogus' WHERE id = 'a'"),
+    "connection time": sql("UPDATE connections SET created_us = 'yesterday' WHERE id = 'b'"),
+    "test result json": sql("UPDATE connection_tests SET result = '{not json'"),
+    "test result enum": sql("UPDATE connection_tests SET result = '{\"status\": \"weird\"}'"),
+    "engine config json": sql("UPDATE engines SET config = 'not json'"),
+    "engine desired": sql("UPDATE engines SET desired = 'maybe'"),
+    "order status": sql("UPDATE engine_orders SET status = 'lost'"),
+    "order amount": sql("UPDATE engine_orders SET amount = 'lots'"),
+    "fill side": sql("UPDATE engine_fills SET side = 'up'"),
+    "payment kind": sql("UPDATE engine_funding SET kind = 'gift'"),
+    "payment amount": sql("UPDATE engine_funding SET amount = 'some'"),
+    "secret blob type": sql("UPDATE sealed_secrets SET blob = 'text' WHERE connection_id = 'c'"),
+    "secret field": sql("UPDATE sealed_secrets SET field = 'nonsense' WHERE connection_id = 'b' "
+                        "AND field = 'api_key'"),
+    "secret key id": sql("UPDATE sealed_secrets SET key_id = 'ffffffffffffffff'"),
+    "table dropped": sql("DROP TABLE engine_fills"),
+    "column dropped": sql("ALTER TABLE connections DROP COLUMN account_uid"),
+    "newer schema": sql("PRAGMA user_version = 999"),
+    "older schema": sql("PRAGMA user_version = 0"),
+    "path is a directory": replace_file(None),
+    "empty file": replace_file(b""),
+    "not a database": replace_file(b"SQLite format 2\x00" + b"x" * 5000),
+    "header garbage": overwrite(0, 100, SEED),
+    "schema page garbage": overwrite(100, 3996, SEED),
+    "garbage WAL": garbage_wal,
+}
+
+
+async def _seed(state: Path) -> None:
+    db = await Database.open(state)
+    try:
+        keyring = await open_keyring(locate_key(state, None, env={}), SealedSecretRepository(db))
+        repo = ConnectionRepository(db)
+        for cid in CONNECTIONS:
+            await repo.insert(conn(cid), "****", [
+                keyring.seal(cid, f, f"{f}-of-{cid}-0123456789") for f in ("api_key",
+                                                                        "api_secret")])
+        await repo.record_test(["a"], result(1))
+        store = SqlEngineStore(db)
+        config = EngineConfig("grid", ("BTC/USDT",), {}, TradingMode.PAPER)
+        await store.create_engine(EngineRecord("a", "e1", config, DesiredState.STOPPED, 3))
+        order = Order("o1", "BTC/USDT", Side.BUY, OrderType.LIMIT, Decimal(1), Decimal(10),
+                      "t", 1, OrderStatus.FILLED, Decimal(1), Decimal(10), Decimal(0), "x1",
+                      "", 1, 2)
+        fill = Fill("t1", "o1", "BTC/USDT", Side.BUY, Decimal(1), Decimal(10), Decimal(0),
+                    "USDT", 2, False)
+        await store.save_execution("a", Execution(replace(order), (fill,)))
+        await store.save_funding("a", (
+            FundingPayment("f1", "BTC/USDT", Decimal("-0.1"), "USDT", 3),
+            FundingPayment("i1", "BTC/USDT", Decimal("-0.01"), "USDT", 4, PaymentKind.INTEREST)))
+    finally:
+        await db.close()
+
+
+@pytest.fixture(scope="module")
+def seeded() -> Iterator[Path]:
+    root = short_tempdir()
+    state = root / "state"
+    state.mkdir(mode=0o700)
+    asyncio.run(_seed(state))
+    try:
+        yield state
+    finally:
+        remove_tree(root)
+
+
+def reads(address: str) -> list[tuple[str, grpc.StatusCode, str]]:
+    """Every read RPC on the seeded data: (call, code, what it said)."""
+    answers = []
+    with grpc.insecure_channel(address) as channel:
+        cs, es = csgrpc.ConnectionServiceStub(channel), egrpc.EngineServiceStub(channel)
+        hs = hgrpc.HealthServiceStub(channel)
+        calls: list[tuple[str, Callable[[], object]]] = [
+            ("ListConnections", lambda: cs.ListConnections(cspb.ListConnectionsRequest())),
+            ("GetSystemStatus", lambda: hs.GetSystemStatus(hpb.GetSystemStatusRequest())),
+            ("GetConnectionsHealth",
+             lambda: hs.GetConnectionsHealth(hpb.GetConnectionsHealthRequest())),
+            ("VerifyStartup", lambda: hs.VerifyStartup(hpb.VerifyStartupRequest())),
+            ("ListEngines", lambda: es.ListEngines(epb.ListEnginesRequest())),
+            ("ListOrders", lambda: es.ListOrders(epb.ListOrdersRequest(
+                parent="connections/a/engine"))),
+            ("ListTrades", lambda: es.ListTrades(epb.ListTradesRequest(
+                parent="connections/a/engine"))),
+            *((f"GetConnection {c}", lambda c=c: cs.GetConnection(
+                cspb.GetConnectionRequest(name=f"connections/{c}"))) for c in CONNECTIONS),
+        ]
+        for name, call in calls:
+            try:
+                answer = call()
+                answers.append((name, grpc.StatusCode.OK, str(answer)))
+            except grpc.RpcError as exc:
+                answers.append((name, exc.code(), str(exc.details())))
+    return answers
+
+
+def one_case(seeded: Path, name: str, damage: Damage, tally: Tally) -> None:
+    root = short_tempdir()
+    try:
+        shutil.copytree(seeded, root / "state")
+        damage(root / "state")
+        daemon = DaemonProcess(root)
+        try:
+            daemon.start()
+            code = None
+        except (RuntimeError, TimeoutError):
+            code = daemon.stop()
+        logs = daemon.logs()
+        lines = [line for line in logs.splitlines() if line.startswith("ctsd: ")]
+        problems = log_problems(logs)
+        if code is None:
+            answers = reads(daemon.address)
+            daemon.stop()
+            problems += log_problems(daemon.logs())
+            problems += [f"{call}: {c.name} {said[:120]}" for call, c, said in answers
+                         if c not in DELIBERATE]
+            said = " ".join(s for _, _, s in answers)
+            outcome = "served" + (", quarantine reported" if "quarantined" in said else "")
+        else:
+            outcome = f"exit {code}: {lines[0][:90] if lines else 'no line'}"
+            if code != EX_CONFIG or len(lines) != 1:
+                problems.append(f"exit {code} with {len(lines)} ctsd: lines")
+        tally.tried += 1
+        if problems:
+            tally.lost += 1
+            tally.notes.append(f"{name}: {outcome}; {problems[:3]}")
+        else:
+            tally.survived += 1
+            tally.notes.append(f"{name}: {outcome}")
+    finally:
+        remove_tree(root)
+
+
+def test_every_damaged_database_is_refused_or_served_without_a_crash(seeded: Path) -> None:
+    tally = Tally("corrupt databases: exit 78 or quarantine")
+    cases = dict(CORPUS)
+    extra = soak_rounds(0) * 2 if "CTS_SOAK_ROUNDS" in os.environ else 0
+    for n in range(3 + extra):
+        cases[f"random bytes #{n}"] = random_pages(SEED + n)
+    for name, damage in cases.items():
+        one_case(seeded, name, damage, tally)
+    tally.report()
+    assert tally.lost == 0, [n for n in tally.notes if "[" in n]
+
+
+def test_a_damaged_row_is_named_by_verify_startup_and_status(seeded: Path) -> None:
+    root = short_tempdir()
+    try:
+        shutil.copytree(seeded, root / "state")
+        CORPUS["connection enum"](root / "state")
+        daemon = DaemonProcess(root).start()
+        answers = {call: said for call, _, said in reads(daemon.address)}
+        daemon.stop()
+    finally:
+        remove_tree(root)
+    assert "connections a" in answers["VerifyStartup"] and "quarantined" in answers[
+        "VerifyStartup"]
+    assert "quarantined" in answers["GetSystemStatus"]
+    assert "connections/b" in answers["ListConnections"]

@@ -1,0 +1,233 @@
+"""Every repository write, cancelled at each of its await points in turn.
+
+After each run, whatever point the cancellation hit: the next write works (the writer
+is not left inside a transaction), and the in-memory read model equals a read model
+rebuilt from the database (a committed write is visible, an uncommitted one is not).
+For the tables without a read model, the rows are either the state before the write
+or the state after it, never a part of it.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+from collections.abc import Callable, Coroutine
+from dataclasses import replace
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from ctsd.connections.model import Connection, CredentialField, CredentialsInfo
+from ctsd.engine.config import EngineConfig, TradingMode
+from ctsd.engine.orders import Execution, Fill, Order, OrderStatus
+from ctsd.engine.perpetual import FundingPayment, PaymentKind
+from ctsd.engine.ports import DesiredState, EngineRecord
+from ctsd.store.connections import ConnectionRepository
+from ctsd.store.database import Database
+from ctsd.store.engines import SqlEngineStore
+from ctsd.store.sealed_secrets import SealedSecretRepository
+from ctsd.strategies.model import OrderType, Side
+from ctsd.vault.ports import StoredBlob
+from ctsd.vault.sealer import SealedSecret
+from tests.store.test_connection_index import conn as bare_conn
+from tests.store.test_result_history import result
+from tests.support.cancel_points import Exploration, Outcome, explore, report
+
+PROBES = itertools.count()
+CONFIG = EngineConfig("grid", ("BTC/USDT",), {}, TradingMode.PAPER, 1.0)
+
+
+def conn(cid: str) -> Connection:
+    """A connection whose credential flags match the one secret the tests store with it."""
+    return replace(bare_conn(cid), credentials=CredentialsInfo(api_key_set=True,
+                                                               api_key_hint="****"))
+
+
+def secret(field: CredentialField, cid: str) -> SealedSecret:
+    return SealedSecret(field.value, b"\x01" * 8, f"sealed-{field.value}-{cid}".encode())
+
+
+async def consistent(db: Database, repo: ConnectionRepository, run: int) -> list[str]:
+    """The next write works, and the read model equals one rebuilt from the rows."""
+    problems: list[str] = []
+    try:
+        await repo.insert(bare_conn(f"probe-{next(PROBES)}"), "", [])
+    except Exception as exc:
+        problems.append(f"the next write failed: {type(exc).__name__}: {exc}")
+    fresh = await ConnectionRepository(db).all()
+    served = await repo.all()
+    if fresh != served:
+        only_db = {c.id for c in fresh} ^ {c.id for c in served}
+        changed = [c.id for c in served if c.id not in only_db and c not in fresh]
+        problems.append(f"read model differs from the rows: in one only {sorted(only_db)}, "
+                        f"different {changed}")
+    return problems
+
+
+ConnectionWrite = Callable[[ConnectionRepository, str], Coroutine[Any, Any, Any]]
+
+
+async def explore_connections(db: Database, name: str, prepare: ConnectionWrite | None,
+                              write: ConnectionWrite) -> Exploration:
+    """Runs `write` on connection `<name>-<run>`, made by `prepare` before each run."""
+    repo = ConnectionRepository(db)
+
+    async def make(run: int) -> Any:
+        return await write(repo, f"{name}-{run}")
+
+    async def check(run: int, outcome: Outcome) -> list[str]:
+        problems = await consistent(db, repo, run)
+        if outcome.error is not None:
+            problems.append(f"error {type(outcome.error).__name__}: {outcome.error}")
+        if prepare is not None:
+            await prepare(repo, f"{name}-{run + 1}")  # the next run's row
+        return problems
+
+    if prepare is not None:
+        await prepare(repo, f"{name}-0")
+    return await explore(name, make, check)
+
+
+async def insert(repo: ConnectionRepository, cid: str) -> None:
+    await repo.insert(conn(cid), "****", [secret(CredentialField.API_KEY, cid)])
+
+
+async def update(repo: ConnectionRepository, cid: str) -> Any:
+    current = await repo.get(cid)
+    changed = replace(current, display_name=f"renamed {cid}", revision=current.revision + 1,
+                      credentials=CredentialsInfo(api_secret_set=True))
+    return await repo.replace(changed, "", current.revision,
+                              [secret(CredentialField.API_SECRET, cid)],
+                              [CredentialField.API_KEY])
+
+
+async def record_test(repo: ConnectionRepository, cid: str) -> Any:
+    return await repo.record_test([cid], replace(result(1), account_uid=f"u-{cid}"))
+
+
+async def delete(repo: ConnectionRepository, cid: str) -> None:
+    await repo.delete(cid, 1)
+
+
+@pytest.mark.asyncio
+async def test_connection_writes_cancelled_at_every_await_point(db: Database) -> None:
+    found = [
+        await explore_connections(db, "insert", None, insert),
+        await explore_connections(db, "replace", insert, update),
+        await explore_connections(db, "record_test", insert, record_test),
+        await explore_connections(db, "delete", insert, delete),
+    ]
+    report("repository writes", found)
+    assert all(one.points >= 1 for one in found)
+    assert not [p for one in found for p in one.problems]
+
+
+def order(cid: str, status: OrderStatus) -> Order:
+    return Order(cid, "BTC/USDT", Side.BUY, OrderType.LIMIT, Decimal("0.5"), Decimal("100"),
+                 "t", 1, status, Decimal("0.5") if status is OrderStatus.FILLED else Decimal(0),
+                 None, Decimal(0), "", "", 1, 2)
+
+
+async def engine_rows(db: Database) -> list[tuple[Any, ...]]:
+    rows: list[tuple[Any, ...]] = []
+    for table in ("engines", "engine_orders", "engine_fills", "engine_funding"):
+        rows += [(table, *r) for r in await db.fetch_all(f"SELECT * FROM {table} ORDER BY 1")]
+    return [tuple(v for v in row if not (isinstance(v, int) and v > 10**15)) for row in rows]
+
+
+EngineWrite = Callable[[SqlEngineStore, int], Coroutine[Any, Any, Any]]
+
+
+async def create_engine(store: SqlEngineStore, run: int) -> None:
+    await store.create_engine(EngineRecord(f"e-{run}", f"id{run}", CONFIG, DesiredState.RUNNING))
+
+
+async def set_desired(store: SqlEngineStore, run: int) -> None:
+    await store.set_desired("e-0", DesiredState.STOPPED, f"stop {run}")
+
+
+async def save_cycle(store: SqlEngineStore, run: int) -> None:
+    await store.save_cycle("e-0", run + 10)
+
+
+async def save_execution(store: SqlEngineStore, run: int) -> None:
+    fills = (Fill(f"t{run}", f"o{run}", "BTC/USDT", Side.BUY, Decimal("0.5"), Decimal("100"),
+                  Decimal("0.01"), "USDT", 3, False),)
+    await store.save_execution("e-0", Execution(order(f"o{run}", OrderStatus.FILLED), fills))
+
+
+async def save_funding(store: SqlEngineStore, run: int) -> None:
+    await store.save_funding("e-0", (
+        FundingPayment(f"f{run}", "BTC/USDT", Decimal("-0.1"), "USDT", 3),
+        FundingPayment(f"i{run}", "BTC/USDT", Decimal("-0.01"), "USDT", 4, PaymentKind.INTEREST)))
+
+
+async def explore_engine_store(db: Database, name: str, write: EngineWrite) -> Exploration:
+    store = SqlEngineStore(db)
+    before: list[list[tuple[Any, ...]]] = [await engine_rows(db)]
+
+    async def check(run: int, outcome: Outcome) -> list[str]:
+        problems: list[str] = []
+        try:
+            await store.save_cycle("probe", run)  # the next write works (and orders the reads)
+        except Exception as exc:
+            problems.append(f"the next write failed: {type(exc).__name__}: {exc}")
+        now = await engine_rows(db)
+        if outcome.error is not None:
+            problems.append(f"error {type(outcome.error).__name__}: {outcome.error}")
+        after_clean = await _rows_after(db, write, run)
+        if now not in (before[0], after_clean):
+            problems.append("the rows are neither before nor after the write")
+        before[0] = after_clean if now == after_clean else now
+        return problems
+
+    await create_engine(store, 0)
+    before[0] = await engine_rows(db)
+    return await explore(name, functools.partial(_call, write, store), check)
+
+
+async def _call(write: EngineWrite, store: SqlEngineStore, run: int) -> Any:
+    return await write(store, run)
+
+
+async def _rows_after(db: Database, write: EngineWrite, run: int) -> list[tuple[Any, ...]]:
+    """The rows as the write leaves them: re-applying it is idempotent for every write here."""
+    await write(SqlEngineStore(db), run)
+    return await engine_rows(db)
+
+
+@pytest.mark.asyncio
+async def test_engine_store_writes_cancelled_at_every_await_point(db: Database) -> None:
+    found = [await explore_engine_store(db, name, write) for name, write in (
+        ("create_engine", create_engine), ("set_desired", set_desired),
+        ("save_cycle", save_cycle), ("save_execution", save_execution),
+        ("save_funding", save_funding))]
+    report("repository writes", found)
+    assert not [p for one in found for p in one.problems]
+
+
+@pytest.mark.asyncio
+async def test_reseal_cancelled_at_every_await_point(db: Database) -> None:
+    repo = ConnectionRepository(db)
+    secrets = SealedSecretRepository(db)
+    for n in range(3):
+        await insert(repo, f"s-{n}")
+
+    async def make(run: int) -> int:
+        def reseal(stored: StoredBlob) -> tuple[str, bytes]:
+            return f"{run:016x}", stored.blob + b"!"
+
+        return await secrets.reseal_all(reseal)
+
+    async def check(run: int, outcome: Outcome) -> list[str]:
+        problems = []
+        await repo.insert(bare_conn(f"x-{run}"), "", [])  # orders the read after the write
+        ids = await secrets.key_ids()
+        if len(ids) != 1:
+            problems.append(f"blobs under {len(ids)} key ids: a half-applied re-seal")
+        return problems + await consistent(db, repo, run)
+
+    found = await explore("reseal_all", make, check)
+    report("repository writes", [found])
+    assert not found.problems
