@@ -15,7 +15,7 @@ BINANCE = ExchangeSpec(
     endpoint_rules=BINANCE_ENDPOINTS,
     support=(
         trading(ApiType.SPOT),
-        key_test_only(ApiType.MARGIN, "margin engines are not available yet"),
+        trading(ApiType.MARGIN),
         trading(ApiType.PERPETUAL_FUTURES),
         key_test_only(ApiType.OPTIONS, "options engines are not available yet"),
     ),

@@ -3,7 +3,7 @@
 from ctsd.exchanges.kraken.limits import KRAKEN_ENDPOINTS, KRAKEN_RATE_LIMITS
 from ctsd.exchanges.kraken.profile import KRAKEN_CLIENT
 from ctsd.exchanges.spec import ApiType, ExchangeSpec
-from ctsd.exchanges.support import key_test_only, trading
+from ctsd.exchanges.support import trading
 
 KRAKEN = ExchangeSpec(
     id="kraken",
@@ -15,7 +15,7 @@ KRAKEN = ExchangeSpec(
     endpoint_rules=KRAKEN_ENDPOINTS,
     support=(
         trading(ApiType.SPOT),
-        key_test_only(ApiType.MARGIN, "margin engines are not available yet"),
+        trading(ApiType.MARGIN),
     ),
     client=KRAKEN_CLIENT,
     secret_is_base64=True,
