@@ -31,6 +31,7 @@ from typing import Generic, Protocol, TypeVar
 
 from ctsd.engine.config import EngineConfig, TradingMode
 from ctsd.engine.margin import InterestCharge, LendingTerms
+from ctsd.engine.options import OptionTerms
 from ctsd.engine.orders import Execution, Fill, Order, OrderStatus
 from ctsd.engine.perpetual import (
     AccountModes,
@@ -178,6 +179,19 @@ class MarginMarketData(Protocol):
         ...
 
 
+class OptionMarketData(Protocol):
+    """What an options engine reads besides tickers: the contracts' terms and, once
+    expired, the price the venue settled them at."""
+
+    async def contract(self, symbol: str, field: str) -> OptionTerms:
+        """InvalidArgument naming `field` for a symbol the venue lists as no option."""
+        ...
+
+    async def settlement_price(self, symbol: str) -> Decimal | None:
+        """The underlying's price `symbol` settled at; None until the venue publishes it."""
+        ...
+
+
 class MarginAccount(Protocol):
     """A LIVE spot-margin account: its settings, interest charges and own fills."""
 
@@ -305,6 +319,8 @@ class EngineResources:
     """Required for spot margin."""
     margin_account: MarginAccount | None = None
     """Required for LIVE spot margin."""
+    option_market: OptionMarketData | None = None
+    """Required for options."""
 
 
 class EngineBackend(Protocol):

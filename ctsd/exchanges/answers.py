@@ -156,6 +156,15 @@ def amount(value: Any) -> Decimal:
     return decimal(value) or Decimal(0)
 
 
+def settle_price(value: Any) -> Decimal:
+    """A settlement price where the venue lists one: a positive number, else ValueError
+    (malformed: a missing price must not settle as zero)."""
+    price = decimal(value)
+    if price is None or price <= 0:
+        raise ValueError(f"settlement price {value!r} is not a positive number")
+    return price
+
+
 def mapping(value: Any, what: str) -> Mapping[str, Any]:
     """`value` if it is an object; ValueError naming `what` otherwise (malformed)."""
     if not isinstance(value, Mapping):

@@ -348,15 +348,18 @@ class ExchangeClient(AsyncClosing):
             raise NotFound(f"{self.target.exchange} does not list {symbol}")
         from ccxt.base.decimal_to_precision import TICK_SIZE  # loaded with the exchange
 
-        step = answers.decimal((market.get("precision") or {}).get("amount"))
-        if step is not None and self._exchange.precisionMode != TICK_SIZE:
-            step = Decimal(1).scaleb(-int(step))  # a number of decimal places
+        precision = market.get("precision") or {}
+        step, tick = (answers.decimal(precision.get(k)) for k in ("amount", "price"))
+        if self._exchange.precisionMode != TICK_SIZE:  # numbers of decimal places
+            step = None if step is None else Decimal(1).scaleb(-int(step))
+            tick = None if tick is None else Decimal(1).scaleb(-int(tick))
         try:
             return MarketTerms(symbol, str(market["base"]), str(market["quote"]),
                                Decimal(str(market.get("taker") or 0)),
                                Decimal(str(market.get("maker") or 0)),
                                step * self.contract_size(symbol) if step else None,
-                               self._profile.spot_buy_fee_in_base and market.get("spot") is True)
+                               self._profile.spot_buy_fee_in_base and market.get("spot") is True,
+                               tick)
         except (KeyError, ArithmeticError) as exc:
             raise malformed(f"{self.target.exchange} market {symbol} ({exc!r})") from exc
 

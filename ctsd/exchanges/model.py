@@ -99,6 +99,8 @@ class MarketTerms:
     """The lot size in base units (the venue cuts every order amount down to it)."""
     buy_fee_in_base: bool = False
     """A buy pays its fee in `base` (`ClientProfile.spot_buy_fee_in_base`, spot markets)."""
+    price_step: Decimal | None = None
+    """The tick: ccxt rounds every limit price to it before it is sent."""
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal
 from types import MappingProxyType
 from typing import Any, Protocol
 
@@ -215,6 +216,11 @@ class OptionsProfile:
     holdings_from_account: bool = False
     """ccxt's `fetch_balance` reads another wallet (Binance 4.5.90: the spot one): an
     options connection's holdings are the options account's."""
+    read_settlement: Callable[[VenueCalls, Mapping[str, Any]], Awaitable[Decimal | None]] | (
+        None) = None
+    """(client, ccxt market of an expired contract) → the underlying's price the venue
+    settled it at, None until published; None where engines do not trade the venue's
+    options (`ctsd.exchanges.options`)."""
 
 
 @dataclass(frozen=True)

@@ -101,6 +101,8 @@ class MarketInfo:
     """The venue's lot size in base units: it cuts every order amount down to a multiple."""
     buy_fee_in_base: bool = False
     """A buy pays its fee in `base`, out of what it receives (Binance, Bybit, OKX spot)."""
+    price_step: Decimal | None = None
+    """The venue's tick: a limit price is rounded to it on its way (ccxt does so)."""
 
     @property
     def can_short(self) -> bool:

@@ -47,6 +47,7 @@ from ctsd.exchanges.client import ExchangeClient
 from ctsd.exchanges.factory import ExchangeClientFactory
 from ctsd.exchanges.margin import MarginClient
 from ctsd.exchanges.model import ConnectionTarget
+from ctsd.exchanges.options import OptionClient
 from ctsd.exchanges.perpetuals import PerpetualClient
 from ctsd.exchanges.spec import ApiType
 from ctsd.ratelimit import Lane
@@ -56,6 +57,7 @@ from ctsd.wiring.engine_margin import (
     ExchangeMarginMarketData,
     MarginLeverage,
 )
+from ctsd.wiring.engine_options import ExchangeOptionMarketData
 from ctsd.wiring.engine_orders import ExchangeOrders
 from ctsd.wiring.engine_perpetual import ExchangePerpetualAccount, ExchangePerpetualMarketData
 
@@ -98,7 +100,7 @@ class ExchangeMarketData:
                     "exchange": self._client.target.exchange, "symbol": symbol,
                     "error": exc.detail})
         return MarketInfo(symbol, terms.base, terms.quote, taker, maker, self._kind,
-                          terms.amount_step, terms.buy_fee_in_base)
+                          terms.amount_step, terms.buy_fee_in_base, terms.price_step)
 
     async def ticker(self, symbol: str) -> Ticker:
         """Venues may omit bid or ask (a quiet market); the last price stands in for them."""
@@ -129,6 +131,12 @@ def engine_resources(market: ExchangeClient, trading: ExchangeClient | None,
     have closed)."""
     if market.target.api_type is ApiType.MARGIN:
         return _margin_resources(market, trading, modes, reader, now_ms)
+    if market.target.api_type is ApiType.OPTIONS:
+        chain = OptionClient(reader or trading or market)
+        return EngineResources(
+            ExchangeMarketData(market, now_ms, MarketKind.OPTION, reader or trading),
+            ExchangeOrders(trading, now_ms) if trading is not None else None,
+            MarketKind.OPTION, modes, option_market=ExchangeOptionMarketData(chain))
     perpetual = market.target.api_type is ApiType.PERPETUAL_FUTURES
     kind = MarketKind.PERPETUAL if perpetual else MarketKind.SPOT
     facts = reader or trading or market

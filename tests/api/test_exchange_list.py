@@ -28,6 +28,7 @@ from ctsd.exchanges.spec import ApiType, ApiTypeSupport
 from tests.api.test_engine_service import paper_config, wait_for
 from tests.support.conn_tests import SimConnection, run_test, sim_connection
 from tests.support.daemon_process import DaemonProcess
+from tests.support.market_rig import nearest_call
 from tests.support.rpc import rpc_error
 from tests.support.sim_fixtures import sim, sim_channel, simulated_daemon  # noqa: F401
 from tests.support.simulator import SimulatorThread
@@ -110,16 +111,27 @@ def test_every_advertised_key_test_passes(
         assert stream.steps[-1] == case.api_type.value
 
 
+def symbol_of(case: Case, sim: SimulatorThread) -> str:  # noqa: F811
+    """The case's market: a pair, or (options) the soonest BTC call expiring an hour on
+    or later, struck nearest the price."""
+    if case.api_type is not ApiType.OPTIONS:
+        return SYMBOLS[case.api_type]
+    assert sim.server is not None
+    return nearest_call(sim.server, sim.server.sim.market.path_ms() + 3_600_000)[0]
+
+
 def grid_on(engines: sgrpc.EngineServiceStub, name: str, symbol: str) -> tuple[pb.EngineConfig,
                                                                                  Decimal]:
-    """A grid with one buy 0.5 % under the current price, and that price."""
+    """A grid with one buy 0.5 % under the current price, and that price (options: 0.1
+    of a contract, their smallest lots being 0.01)."""
+    amount = "0.1" if symbol.count("-") == 3 else "0.001"
     probe = paper_config("grid", reference_price="1", spacing_pct="1", levels="1",
-                         amount="0.001")
+                         amount=amount)
     probe.symbols[:] = [symbol]
     price = Decimal(engines.TestEngine(pb.TestEngineRequest(name=name, config=probe))
                     .tickers[0].last)
     config = paper_config("grid", reference_price=str(price), spacing_pct="0.5", levels="1",
-                          amount="0.001")
+                          amount=amount)
     config.symbols[:] = [symbol]
     return config, price
 
@@ -129,12 +141,21 @@ def run_until_filled(engines: sgrpc.EngineServiceStub, sim: SimulatorThread,  # 
     engines.StartEngine(pb.StartEngineRequest(name=name, config=config))
     try:
         wait_for(engines, name, lambda e: e.orders_placed >= 1 and e.open_orders >= 1)
-        sim.admin("POST", "price", {"symbol": symbol.split(":")[0],
-                                    "price": str(price * Decimal("0.99"))})
+        pair = symbol.split(":")[0]
+        if symbol.count("-") == 3:  # an option: its underlying 1 % lower takes a call down
+            assert sim.server is not None
+            price = sim.server.sim.market.price(pair)
+        sim.admin("POST", "price", {"symbol": pair, "price": str(price * Decimal("0.99"))})
         engine = wait_for(engines, name, lambda e: e.orders_filled >= 1 or e.last_error)
         assert engine.orders_filled >= 1 and not engine.last_error, engine
     finally:
         engines.StopEngine(pb.StopEngineRequest(name=name))
+
+
+def placed(sim: SimulatorThread, conn: SimConnection) -> int:  # noqa: F811
+    """Orders the connection's account placed at the venue, options' included."""
+    answer = sim.admin("GET", f"accounts/{conn.api_key}")
+    return int(answer["orders"]) + int(answer["option_orders"])
 
 
 @pytest.mark.parametrize("case", cases("paper"))
@@ -144,7 +165,7 @@ def test_every_advertised_paper_engine_fills_an_order(
 ) -> None:
     conn = case.connection(connections, sim, "paper")
     name = f"{conn.name}/engine"
-    symbol = SYMBOLS[case.api_type]
+    symbol = symbol_of(case, sim)
     config, price = grid_on(engines, name, symbol)
     run_until_filled(engines, sim, name, config, price, symbol)
 
@@ -157,11 +178,11 @@ def test_every_advertised_live_engine_fills_an_order(
     conn = case.connection(connections, sim, "live")
     assert run_test(connections, conn.name).final().status != cpb.TEST_STATUS_FAILED
     name = f"{conn.name}/engine"
-    symbol = SYMBOLS[case.api_type]
+    symbol = symbol_of(case, sim)
     config, price = grid_on(engines, name, symbol)
     config.mode = pb.TRADING_MODE_LIVE
     run_until_filled(engines, sim, name, config, price, symbol)
-    assert sim.admin("GET", f"accounts/{conn.api_key}")["orders"] >= 1
+    assert placed(sim, conn) >= 1
 
 
 @pytest.mark.parametrize("mode", [pb.TRADING_MODE_PAPER, pb.TRADING_MODE_LIVE],
@@ -188,4 +209,4 @@ def test_what_is_not_advertised_is_refused_before_anything_is_placed(
     word = "paper" if mode == pb.TRADING_MODE_PAPER else "live"
     assert f"{word} engines do not run on " in str(err.details())
     assert case.support.note in str(err.details())
-    assert sim.admin("GET", f"accounts/{conn.api_key}")["orders"] == 0
+    assert placed(sim, conn) == 0

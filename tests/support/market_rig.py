@@ -31,6 +31,7 @@ from ctsd.exchanges.spec import ApiType
 from ctsd.ratelimit import Lane, RateLimiter
 from ctsd.sim.accounts import AccountSpec
 from ctsd.sim.clock import ManualClock
+from ctsd.sim.options import OptionContract
 from ctsd.sim.server import SimulatorServer
 from ctsd.strategies.model import OrderIntent, OrderType, Side
 from ctsd.strategies.registry import StrategyRegistry
@@ -149,6 +150,18 @@ class MarketRig:
     async def close(self) -> None:
         for client in self.clients:
             await client.close()
+
+
+def nearest_call(server: SimulatorServer, after_ms: int = 0) -> tuple[str, OptionContract]:
+    """The soonest BTC call expiring after `after_ms` (the path clock), struck nearest the
+    price, and its ccxt symbol on the USDT-settled venues (Binance, Bybit)."""
+    price = server.sim.market.price("BTC/USDT")
+    calls = [c for c in server.sim.options.contracts(underlying="BTC")
+             if c.call and c.expiry_ms > after_ms]
+    soonest = min(c.expiry_ms for c in calls)
+    contract = min((c for c in calls if c.expiry_ms == soonest),
+                   key=lambda c: abs(c.strike - price))
+    return f"BTC/USDT:USDT-{contract.yymmdd}-{contract.strike_text}-C", contract
 
 
 def sim_account(server: SimulatorServer, exchange: str) -> Any:

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
-from ctsd.exchanges.answers import amount, mapping, rows
+from ctsd.exchanges.answers import amount, mapping, rows, settle_price
 from ctsd.exchanges.lending import DEFAULT_DAILY_RATE, DEFAULT_DAILY_RATES, hourly
 from ctsd.exchanges.model import (
     Debt,
@@ -144,3 +144,14 @@ async def read_liquidations(client: VenueCalls, symbol: str, since_ms: int) -> f
     market_id = symbol.replace("/", "")
     return frozenset(str(row["orderId"]) for row in listed
                      if str(row.get("symbol")) == market_id and not row.get("isIsolated"))
+
+
+async def read_settlement(client: VenueCalls, market: Mapping[str, Any]) -> Decimal | None:
+    """`/eapi/v1/exerciseHistory` (public, newest first, per underlying such as BTCUSDT):
+    `realStrikePrice` is the underlying's price the contract settled at."""
+    underlying = str(market.get("info", {}).get("underlying") or
+                     f"{market['base']}{market['quote']}")
+    found = await client.call("eapiPublicGetExerciseHistory", {"underlying": underlying})
+    row = next((r for r in rows(found, "exercise history") if r.get("symbol") == market["id"]),
+               None)
+    return None if row is None else settle_price(row.get("realStrikePrice"))

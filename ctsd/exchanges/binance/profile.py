@@ -70,7 +70,8 @@ BINANCE_CLIENT = ClientProfile(
     margin_trading=MarginProfile(margin.read_margin_account, margin.order_params,
                                  margin.read_terms, margin.read_interest,
                                  read_liquidations=margin.read_liquidations),
-    option_trading=OptionsProfile(read_options_account, holdings_from_account=True),
+    option_trading=OptionsProfile(read_options_account, holdings_from_account=True,
+                                  read_settlement=margin.read_settlement),
     client_order_ids=ClientOrderIds(create="newClientOrderId", lookup="origClientOrderId"),
     derivatives=DerivativesProfile(
         position_mode_scope="account", margin_mode_scope="symbol",

@@ -3,7 +3,7 @@
 from ctsd.exchanges.binance.limits import BINANCE_ENDPOINTS, BINANCE_RATE_LIMITS
 from ctsd.exchanges.binance.profile import BINANCE_CLIENT
 from ctsd.exchanges.spec import ApiType, ExchangeSpec
-from ctsd.exchanges.support import key_test_only, trading
+from ctsd.exchanges.support import trading
 
 BINANCE = ExchangeSpec(
     id="binance",
@@ -17,7 +17,7 @@ BINANCE = ExchangeSpec(
         trading(ApiType.SPOT),
         trading(ApiType.MARGIN),
         trading(ApiType.PERPETUAL_FUTURES),
-        key_test_only(ApiType.OPTIONS, "options engines are not available yet"),
+        trading(ApiType.OPTIONS),
     ),
     client=BINANCE_CLIENT,
 )

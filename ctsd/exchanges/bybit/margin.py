@@ -15,7 +15,7 @@ from decimal import Decimal
 from typing import Any
 
 from ctsd.errors import InvalidArgument
-from ctsd.exchanges.answers import amount, mapping, rows
+from ctsd.exchanges.answers import amount, mapping, rows, settle_price
 from ctsd.exchanges.lending import default_hourly
 from ctsd.exchanges.model import (
     Debt,
@@ -63,6 +63,17 @@ async def read_options_account(client: VenueCalls) -> OptionsAccount:
                  for c in rows(wallet.get("coin"), "wallet coins")
                  if str(c.get("coin")) in OPTIONS_SETTLE)
     return OptionsAccount(held)
+
+
+async def read_settlement(client: VenueCalls, market: Mapping[str, Any]) -> Decimal | None:
+    """`/v5/market/delivery-price` (public, `category=option`): the contract's
+    `deliveryPrice` once it has settled."""
+    raw = await client.call("publicGetV5MarketDeliveryPrice",
+                            {"category": "option", "symbol": market["id"]})
+    found = rows(mapping(mapping(raw, "delivery price").get("result"), "delivery result")
+                 .get("list"), "delivery list")
+    row = next((r for r in found if r.get("symbol") == market["id"]), None)
+    return None if row is None else settle_price(row.get("deliveryPrice"))
 
 
 # --- what a margin engine needs --------------------------------------------------------

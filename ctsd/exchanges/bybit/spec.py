@@ -3,7 +3,7 @@
 from ctsd.exchanges.bybit.limits import BYBIT_ENDPOINTS, BYBIT_RATE_LIMITS
 from ctsd.exchanges.bybit.profile import BYBIT_CLIENT
 from ctsd.exchanges.spec import ApiType, ExchangeSpec
-from ctsd.exchanges.support import key_test_only, trading
+from ctsd.exchanges.support import trading
 
 BYBIT = ExchangeSpec(
     id="bybit",
@@ -17,7 +17,7 @@ BYBIT = ExchangeSpec(
         trading(ApiType.SPOT),
         trading(ApiType.MARGIN),
         trading(ApiType.PERPETUAL_FUTURES),
-        key_test_only(ApiType.OPTIONS, "options engines are not available yet"),
+        trading(ApiType.OPTIONS),
     ),
     client=BYBIT_CLIENT,
 )

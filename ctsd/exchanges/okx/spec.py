@@ -5,6 +5,9 @@ from ctsd.exchanges.okx.profile import OKX_CLIENT
 from ctsd.exchanges.spec import ApiType, ExchangeSpec
 from ctsd.exchanges.support import key_test_only, trading
 
+COIN_MARGINED = ("OKX options are coin-margined (premiums, fees and settlement in BTC or "
+                 "ETH); engines book PnL in the quote currency and do not trade them yet")
+
 OKX = ExchangeSpec(
     id="okx",
     display_name="OKX",
@@ -17,7 +20,7 @@ OKX = ExchangeSpec(
         trading(ApiType.SPOT),
         trading(ApiType.MARGIN),
         trading(ApiType.PERPETUAL_FUTURES),
-        key_test_only(ApiType.OPTIONS, "options engines are not available yet"),
+        key_test_only(ApiType.OPTIONS, COIN_MARGINED),
     ),
     client=OKX_CLIENT,
 )
