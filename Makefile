@@ -85,11 +85,31 @@ systemd-tools:
 systemd-check: systemd-tools $(STAMP)
 	$(VENV)/bin/pytest -q tests/ops/test_systemd_unit.py
 
+# The fleet's servers: tests/support/servers.py starts private PostgreSQL and Redis
+# instances from Debian's packages (postgresql, redis-server), installed here when
+# missing and we are root, else the target says what to install. Not needed when
+# CTS_TEST_POSTGRES_URL and CTS_TEST_REDIS_URL point the tests at running servers.
+.PHONY: servers
+servers:
+	@missing=""; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || \
+		[ -n "$$CTS_TEST_POSTGRES_URL" ] || missing="postgresql"; \
+	command -v redis-server >/dev/null 2>&1 || [ -n "$$CTS_TEST_REDIS_URL" ] || \
+		missing="$$missing redis-server"; \
+	[ -z "$$missing" ] || { \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+			export DEBIAN_FRONTEND=noninteractive; \
+			apt-get install -y -q --no-install-recommends $$missing >/dev/null 2>&1 || \
+			{ apt-get update -q >/dev/null && \
+			  apt-get install -y -q --no-install-recommends $$missing >/dev/null; }; \
+		else echo "servers: missing$$missing; install Debian's $$missing (or set CTS_TEST_POSTGRES_URL / CTS_TEST_REDIS_URL)"; exit 1; fi; }
+	@echo "servers: postgresql $$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sed 's|.*/postgresql/\([^/]*\)/bin|\1|' | tail -1), $$(command -v redis-server >/dev/null && redis-server --version | awk '{print "redis " substr($$3, 3)}' || echo 'redis at CTS_TEST_REDIS_URL')"
+
 # Most tests wait on sockets and child processes, so more workers than cores pay off:
 # 4 workers halve the suite's wall time on two cores.
 PYTEST_WORKERS ?= 4
 
-test: lint proto-check proto-breaking node-deps systemd-tools
+test: lint proto-check proto-breaking node-deps systemd-tools servers
 	$(VENV)/bin/pytest -q -n $(PYTEST_WORKERS)
 
 # The long form of tests/robustness: 20 SIGKILL rounds, 300 fuzzed requests per RPC,
@@ -98,6 +118,8 @@ test: lint proto-check proto-breaking node-deps systemd-tools
 soak: $(STAMP)
 	CTS_SOAK_ROUNDS=20 CTS_FUZZ_EXAMPLES=300 CTS_SOAK_SECONDS=600 CTS_ROTATION_SECRETS=24000 \
 		$(VENV)/bin/pytest -q -s tests/robustness
+	CTS_FLEET_EXAMPLES=100 $(VENV)/bin/pytest -q -p no:xdist tests/ratelimit/test_shared.py
+	CTS_CORRUPTION_CASES=20000 $(VENV)/bin/pytest -q -s -p no:xdist tests/store/test_random_corruption.py
 
 demo: $(STAMP)
 	$(PY) scripts/demo.py

@@ -98,9 +98,10 @@ def figures(stats: dict[str, Any], elapsed_s: float, rate: float) -> dict[str, A
     }
 
 
-def batch_test(address: str, names: list[str]) -> tuple[float, dict[str, Any]]:
+def batch_test(address: str, names: list[str], concurrency: int = CONCURRENCY,
+               ) -> tuple[float, dict[str, Any]]:
     """BatchTestConnections of `names`; (seconds to the summary, what the summary says)."""
-    request = spb.BatchTestConnectionsRequest(names=names, concurrency=CONCURRENCY)
+    request = spb.BatchTestConnectionsRequest(names=names, concurrency=concurrency)
     summary: Any = None
     results = 0
     with grpc.insecure_channel(address) as ch:

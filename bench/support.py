@@ -216,6 +216,8 @@ def _sim_counting_weights(argv: list[str]) -> int:
             "charged_weight": dict(charged),
             "requests_by_endpoint": dict(paths),
             "first_to_last_request_s": span[1] - span[0],
+            "first_request_monotonic": span[0],
+            "last_request_monotonic": span[1],
         }
         return out
 

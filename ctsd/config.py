@@ -8,6 +8,7 @@ its default, its check and whether SIGHUP applies it (`ctsd.settings`):
     [batch]              BatchConfig          [engines]  EnginesConfig
     [exchanges.<id>]     ExchangeSettings     (ctsd.exchanges.settings)
     [rate_limits]        RateLimitOverrides   (ctsd.ratelimit.config)
+    [fleet]              FleetSettings        (ctsd.ratelimit.config)
 
 `systemd/ctsd.toml.example` shows every key (a test holds it to that). A
 flag overrides the file's key of the same name: `--log-level` is
@@ -34,7 +35,7 @@ from ctsd.connections.predefined import PredefinedConnection, read_predefined
 from ctsd.errors import ConfigurationError
 from ctsd.exchanges.registry import ExchangeRegistry
 from ctsd.exchanges.settings import ExchangeSettings, read_exchange_tables, with_flags
-from ctsd.ratelimit.config import RateLimitOverrides
+from ctsd.ratelimit.config import FleetSettings, RateLimitOverrides
 from ctsd.settings import (
     SECTION,
     boolean,
@@ -275,6 +276,7 @@ class DaemonConfig:
     rate_limits: RateLimitOverrides = section(RateLimitOverrides)
     connections: tuple[PredefinedConnection, ...] = section(tuple, reload=True)
     """`[[connections]]` (`ctsd.connections.predefined`): applied at start and on SIGHUP."""
+    fleet: FleetSettings = section(FleetSettings, reload=False)
 
     @property
     def authenticates(self) -> bool:
@@ -303,6 +305,7 @@ class DaemonConfig:
             exchanges=MappingProxyType(dict(tables.get("exchanges", {}))),
             rate_limits=tables.get("rate_limits") or RateLimitOverrides(),
             connections=read_predefined(tables.get("connections")),
+            fleet=FleetSettings.read(tables.get("fleet", {}), env),
         )
         _check_metrics_exposure(config)
         return config
@@ -312,6 +315,7 @@ TABLES: Mapping[str, type[Any]] = {
     "daemon": DaemonConfig, "tls": TlsConfig, "auth": AuthConfig, "batch": BatchConfig,
     "engines": EnginesConfig, "exchanges": ExchangeSettings, "rate_limits": RateLimitOverrides,
     "connections": PredefinedConnection,
+    "fleet": FleetSettings,
 }  # fmt: skip
 
 

@@ -94,9 +94,11 @@ class Daemon:
         prepare_state_dir(self.config)
         self._lock.acquire("daemon")
         watchdog: Watchdog | None = None
+        started_up = False
         try:
             self.notifier.status("opening the store")
             server = await self._start()
+            started_up = True
             watchdog = self._start_watchdog()
             self.notifier.ready(f"serving on {self.address}")
             log.info("serving", extra=self._serving_fields(started))
@@ -110,7 +112,8 @@ class Daemon:
             self._remove_socket()
             self._lock.release()
             self.notifier.close()
-            log.info("stopped")
+            if started_up:  # a refused start says why in one line (`ctsd.cli`), no more
+                log.info("stopped")
 
     async def _start(self) -> grpc.aio.Server:
         built = await assemble(self.config, self._env, self, self.metrics, self._set_serving)

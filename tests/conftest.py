@@ -1,16 +1,20 @@
-"""Fixtures every test package may use: a real daemon process and a channel to it, and a
-fresh database opened (and migrated) as the daemon opens it."""
+"""Fixtures every test package may use: a real daemon process and a channel to it, a
+fresh database opened (and migrated) as the daemon opens it, and the fleet's servers
+(PostgreSQL, Redis), started once per session on first use."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
 import pytest_asyncio
 
 from ctsd.store.database import Database
+from tests.robustness.tally import REPORTED
+from tests.support import servers
 from tests.support.daemon_process import DaemonProcess, remove_tree, short_tempdir
 
 
@@ -39,3 +43,58 @@ async def db(tmp_path: Path) -> AsyncIterator[Database]:
         yield database
     finally:
         await database.close()
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A PostgreSQL superuser's URL: a private cluster, or `CTS_TEST_POSTGRES_URL`."""
+    with servers.postgres_url() as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """A Redis URL: a private server, or `CTS_TEST_REDIS_URL`. Tests share it: each
+    keeps to keys of its own (a unique prefix) and never flushes it."""
+    with servers.redis_url() as url:
+        yield url
+
+
+@pytest.fixture
+def private_redis() -> Iterator[servers.PrivateRedis]:
+    """A Redis of the test's own, which it may kill and start again (an outage)."""
+    try:
+        server = servers.PrivateRedis()
+    except servers.ServerMissing as exc:
+        pytest.skip(f"needs redis-server to kill and restart: {exc}")
+    try:
+        yield server.start()
+    finally:
+        server.stop()
+
+
+# Every robustness test's tried/survived/lost row (tests/robustness/tally.py), printed at
+# the end of the session. Under pytest-xdist the rows are reported in the workers; each
+# hands its rows to the controller when it finishes (`workeroutput`), so the table is the
+# same with or without `-n`. These hooks live here because the controller collects
+# nothing and so never loads a conftest below this one.
+_WORKER_KEY = "robustness_rows"
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    workeroutput: dict[str, Any] | None = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:  # an xdist worker: the controller prints
+        workeroutput[_WORKER_KEY] = list(REPORTED)
+
+
+@pytest.hookimpl(optionalhook=True)  # xdist's hook: absent under `-p no:xdist`
+def pytest_testnodedown(node: Any, error: Any) -> None:
+    """xdist controller hook: a worker finished; keep its rows."""
+    REPORTED.extend(getattr(node, "workeroutput", {}).get(_WORKER_KEY, ()))
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if REPORTED:
+        terminalreporter.section("robustness: tried / survived / lost")
+        for row in REPORTED:
+            terminalreporter.write_line(row)

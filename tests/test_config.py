@@ -11,6 +11,7 @@ from ctsd.config import DaemonConfig, load_config, parse_listen
 from ctsd.connections.predefined import KEYS as PREDEFINED_KEYS
 from ctsd.errors import ConfigurationError
 from ctsd.exchanges.settings import ExchangeSettings
+from ctsd.ratelimit.config import FleetSettings, redacted
 from ctsd.settings import leaf_fields
 
 
@@ -219,6 +220,30 @@ def test_cancelling_orders_on_shutdown_is_opt_in(tmp_path: Path) -> None:
     path = _write(tmp_path / "bad.toml", '[engines]\ncancel_orders_on_shutdown = "yes"\n')
     with pytest.raises(ConfigurationError, match="cancel_orders_on_shutdown must be true"):
         load_config(path, {}, env)
+
+
+def test_the_fleet_table_is_read_and_checked(tmp_path: Path) -> None:
+    env = {"HOME": str(tmp_path)}
+    alone = load_config(None, {}, env).fleet
+    assert not alone.enabled and alone.egress == "default" and alone.member
+    path = _write(tmp_path / "fleet.toml", '[fleet]\nredis_url = "unix:///run/redis.sock"\n'
+                  'egress = "office"\nmember = "host-a"\nheartbeat_s = 2\nstale_after_s = 6\n')
+    fleet = load_config(path, {}, env).fleet
+    assert fleet == FleetSettings("unix:///run/redis.sock", "office", "host-a",
+                                  heartbeat_s=2.0, stale_after_s=6.0)
+    assert fleet.enabled
+    for bad, message in [('colour = "red"', "unknown settings"), ("poll_s = 0", "poll_s"),
+                         ('heartbeat_s = "soon"', "heartbeat_s"),
+                         ('redis_url = "http://x"', "redis_url"), ('egress = ""', "egress"),
+                         ("heartbeat_s = 5\nstale_after_s = 5", "stale_after_s must exceed")]:
+        path = _write(tmp_path / "bad.toml", f"[fleet]\n{bad}\n")
+        with pytest.raises(ConfigurationError, match=message):
+            load_config(path, {}, env)
+
+
+def test_a_redis_password_is_never_shown() -> None:
+    assert redacted("redis://app:s3cret@cache:6380/2") == "redis://app:***@cache:6380/2"
+    assert redacted("unix:///run/redis.sock") == "unix:///run/redis.sock"
 
 
 # --- every setting declared once: reloadable or not, and shown in the example file -------

@@ -16,7 +16,14 @@ from ctsd.api.handlers import Context
 from ctsd.api.wellknown import duration, timestamp
 from ctsd.health.report import ConnectionHealth, HealthReporter, SystemStatus
 from ctsd.health.startup import CheckResult, StartupChecks
-from ctsd.ratelimit.model import ScopeUsage
+from ctsd.ratelimit.model import Counting, ScopeUsage
+
+COUNTING = {
+    Counting.LOCAL: hpb.RATE_LIMIT_COUNTING_LOCAL,
+    Counting.SHARED: hpb.RATE_LIMIT_COUNTING_SHARED,
+    Counting.FALLBACK: hpb.RATE_LIMIT_COUNTING_FALLBACK,
+    Counting.BLOCKED: hpb.RATE_LIMIT_COUNTING_BLOCKED,
+}
 
 
 def encode_usage(usage: ScopeUsage, now: datetime) -> hpb.RateLimitUsage:
@@ -28,6 +35,8 @@ def encode_usage(usage: ScopeUsage, now: datetime) -> hpb.RateLimitUsage:
         waits=usage.waits,
         wait_time=duration(usage.wait_time_s),
         rate_limited=usage.rejections,
+        counting=COUNTING[usage.counting],
+        fleet_share=usage.share if usage.counting is Counting.FALLBACK else 0.0,
     )
     if usage.paused_for_s > 0:
         msg.paused_until.CopyFrom(timestamp(now + timedelta(seconds=usage.paused_for_s)))

@@ -175,9 +175,14 @@ class ExchangeClient(AsyncClosing):
         return self._markets.count
 
     async def server_time(self) -> ServerTime:
+        """The exchange's clock against ours. Time the request waited for rate-limit budget
+        is no part of its round trip: a wait of seconds (a fleet's shared queue) would
+        otherwise look like a clock that far off."""
+        waited = self._gate.waited_s
         before = time.time() * 1000
         server_ms = answers.server_time(await self._run(self._exchange.fetch_time))
         after = time.time() * 1000
+        before = min(before + (self._gate.waited_s - waited) * 1000, after)
         return ServerTime(server_ms, (before + after) / 2, after - before)
 
     async def server_time_ms(self) -> int:

@@ -52,7 +52,7 @@ from ctsd.ratelimit import (
     BucketSpec,
     Lane,
     LimitChange,
-    RateLimiter,
+    Limiter,
     RateLimitOverrides,
     ScopeKey,
     ScopeUsage,
@@ -78,11 +78,14 @@ def _merge(*layers: Mapping[str, Any]) -> dict[str, Any]:
 
 class ExchangeClientFactory(AsyncClosing):
     def __init__(
-        self, limiter: RateLimiter, registry: ExchangeRegistry | None = None, *,
+        self, limiter: Limiter, registry: ExchangeRegistry | None = None, *,
         overrides: RateLimitOverrides | None = None,
         exchanges: Mapping[str, ExchangeSettings] | None = None,
         timeout_s: float = 10.0, market_refresh_s: float = 3600.0, price_ttl_s: float = 5.0,
+        account_key: bytes | None = None,
     ) -> None:
+        """`account_key` keys the fingerprints naming account scopes: a fleet's members
+        share one (`ctsd.wiring.fleet`); alone, the process draws its own."""
         self.limiter = limiter
         self.registry = registry or ExchangeRegistry.default()
         self._overrides = overrides or RateLimitOverrides()
@@ -90,7 +93,7 @@ class ExchangeClientFactory(AsyncClosing):
         self._timeout_ms = int(timeout_s * 1000)
         self._refresh_s = market_refresh_s
         self._price_ttl_s = price_ttl_s
-        self._fingerprint_key = os.urandom(32)
+        self._fingerprint_key = account_key or os.urandom(32)
         self._session: Any = None
         self._ssl: ssl.SSLContext | None = None
         self._markets: dict[ConnectionTarget, MarketCache] = {}
@@ -158,7 +161,7 @@ class ExchangeClientFactory(AsyncClosing):
         return spec, spec.client
 
     def _account(self, spec: ExchangeSpec, credentials: ApiCredentials) -> AccountScope:
-        """A per-process keyed hash of the key: equal keys share buckets, nothing leaks."""
+        """A keyed hash of the key (see `__init__`): equal keys share buckets, nothing leaks."""
         digest = hmac.new(self._fingerprint_key, f"{spec.id}\0{credentials.api_key}".encode(),
                           hashlib.sha256).hexdigest()[:16]
         return AccountScope(digest, credentials.hint)

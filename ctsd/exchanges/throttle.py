@@ -31,13 +31,13 @@ from ctsd.exchanges import ccxt_internals
 from ctsd.exchanges.ccxt_errors import classify, error_codes, note_answer
 from ctsd.exchanges.spec import Charge, ExchangeSpec, RateLimitScope, UsageHeader
 from ctsd.ratelimit import (
+    Bucket,
     BucketSpec,
     Demand,
     Lane,
+    Limiter,
     MeterKind,
     Permit,
-    RateLimitBucket,
-    RateLimiter,
     RateLimitOverrides,
     ScopeKey,
     ScopeUsage,
@@ -107,14 +107,14 @@ class AccountScope:
         return ScopeKey.uid(exchange, limit, self.uid)
 
 
-def hand_over(limiter: RateLimiter, spec: ExchangeSpec, overrides: RateLimitOverrides,
+def hand_over(limiter: Limiter, spec: ExchangeSpec, overrides: RateLimitOverrides,
               key: AccountScope, account: AccountScope) -> None:
     """Charge `account`'s buckets with what `key`'s counted in their current windows.
 
     Called once, when a key's UID is learned: the exchange has counted the key's
     requests for the UID all along, and a UID bucket starting empty would let the
     UID's keys together send twice its limit within the first window. Charged as
-    of now (a usage observation), which holds them a little longer than the exchange.
+    of now (`Bucket.add_usage`), which holds them a little longer than the exchange.
     """
     for old in limiter.buckets():
         used = old.snapshot().used
@@ -123,7 +123,7 @@ def hand_over(limiter: RateLimiter, spec: ExchangeSpec, overrides: RateLimitOver
             continue
         new = limiter.bucket(account.key(old.key.exchange, old.key.limit),
                              bucket_spec(spec, old.key.limit, overrides))
-        new.observe_usage(new.snapshot().used + used)
+        new.add_usage(used)
 
 
 class KeySequence:
@@ -145,7 +145,7 @@ class KeySequence:
 
 @dataclass(frozen=True)
 class Admission:
-    charged: tuple[tuple[Charge, RateLimitBucket], ...]
+    charged: tuple[tuple[Charge, Bucket], ...]
     permit: Permit | None
 
 
@@ -153,7 +153,7 @@ class RequestGate:
     """One client's view of the limiter: endpoint → buckets and weights, answer → feedback."""
 
     def __init__(
-        self, limiter: RateLimiter, spec: ExchangeSpec,
+        self, limiter: Limiter, spec: ExchangeSpec,
         overrides: RateLimitOverrides | Callable[[], RateLimitOverrides], *,
         testnet: bool = False, host: str = "",
         account: AccountScope | Callable[[], AccountScope] | None = None,
@@ -176,11 +176,11 @@ class RequestGate:
         self._wall_clock = wall_clock
         self.sequence = sequence
         self._sequential = spec.client.sequential_apis if spec.client else ()
-        self._buckets: dict[str, RateLimitBucket | None] = {}
+        self._buckets: dict[str, Bucket | None] = {}
         self.waited_s = 0.0
         self.requests = 0
 
-    def bucket(self, name: str) -> RateLimitBucket | None:
+    def bucket(self, name: str) -> Bucket | None:
         """The bucket of limit `name` for this client; None for an account limit without a key."""
         scope = self._account()
         if scope != self._scope:  # the key's UID became known: its buckets from now on
@@ -189,7 +189,7 @@ class RequestGate:
             self._buckets[name] = self._make_bucket(name)
         return self._buckets[name]
 
-    def _make_bucket(self, name: str) -> RateLimitBucket | None:
+    def _make_bucket(self, name: str) -> Bucket | None:
         limit = self._spec.rate_limit(name)
         if limit.scope is RateLimitScope.IP:
             key = ScopeKey.ip(self._label, name, self._host)
@@ -269,7 +269,7 @@ class RequestGate:
         return None
 
 
-def _observe(bucket: RateLimitBucket, usage: UsageHeader, info: ResponseInfo) -> None:
+def _observe(bucket: Bucket, usage: UsageHeader, info: ResponseInfo) -> None:
     def number(name: str | None) -> float | None:
         raw = info.header(name) if name else None
         try:

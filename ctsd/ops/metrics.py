@@ -226,6 +226,8 @@ class RateLimitCollector:
     def collect(self) -> Iterator[Metric]:
         from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
+        from ctsd.ratelimit.model import Counting
+
         labels = ("exchange", "scope")
         gauges = {
             "used": GaugeMetricFamily(
@@ -245,7 +247,18 @@ class RateLimitCollector:
                 "Seconds until a pause ends; 0 when not paused.",
                 labels=labels,
             ),
+            "share": GaugeMetricFamily(
+                "ctsd_ratelimit_share",
+                "Fraction of the capacity this daemon may use: 1 alone or in a fleet's shared "
+                "bucket, its share while Redis is unreachable, 0 while blocked.",
+                labels=labels,
+            ),
         }
+        counting = GaugeMetricFamily(
+            "ctsd_ratelimit_counting",
+            "1 for where the scope is counted now: local, shared (Redis), fallback, blocked.",
+            labels=(*labels, "counting"),
+        )
         counters = {
             "waits": CounterMetricFamily(
                 "ctsd_ratelimit_waits_total",
@@ -270,10 +283,14 @@ class RateLimitCollector:
             gauges["capacity"].add_metric(values, u.capacity)
             gauges["queued"].add_metric(values, u.queued)
             gauges["paused"].add_metric(values, u.paused_for_s)
+            gauges["share"].add_metric(values, u.share)
+            for state in Counting:
+                counting.add_metric([*values, state.value], float(u.counting is state))
             counters["waits"].add_metric(values, u.waits)
             counters["wait_time"].add_metric(values, u.wait_time_s)
             counters["rejections"].add_metric(values, u.rejections)
         yield from gauges.values()
+        yield counting
         yield from counters.values()
 
 

@@ -5,6 +5,8 @@
     │                      a priority queue in front of a meter, pausable after a 429
     └── meters             SlidingWindow (fixed and sliding windows) and DecayingCounter
                            (Kraken's counter that drains at a constant rate)
+    SharedRateLimiter      the same accounting for a fleet of daemons, in Redis
+                           (`ctsd.ratelimit.shared`); both satisfy `protocol.Limiter`
 
 Nothing here knows an exchange: `ctsd.exchanges` turns an exchange's declared
 limits and endpoint table into `ScopeKey`s, `BucketSpec`s and weights.
@@ -15,19 +17,24 @@ from ctsd.ratelimit.config import LimitOverride, RateLimitOverrides
 from ctsd.ratelimit.limiter import Demand, Permit, RateLimiter
 from ctsd.ratelimit.model import (
     BucketSpec,
+    Counting,
     Lane,
     LimitChange,
     MeterKind,
     ScopeKey,
     ScopeUsage,
 )
+from ctsd.ratelimit.protocol import Bucket, Limiter
 
 __all__ = [
+    "Bucket",
     "BucketSpec",
+    "Counting",
     "Demand",
     "Lane",
     "LimitChange",
     "LimitOverride",
+    "Limiter",
     "MeterKind",
     "Permit",
     "RateLimitBucket",

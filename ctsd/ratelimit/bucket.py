@@ -187,6 +187,10 @@ class RateLimitBucket:
         if self._meter.observe(used, self._clock.monotonic()):
             self._corrections += 1
 
+    def add_usage(self, units: float) -> None:
+        now = self._clock.monotonic()
+        self._meter.observe(self._meter.used(now) + units, now)
+
     def observe_limit(self, limit: float) -> None:
         """The exchange announced its limit; adopt it when it is lower than ours."""
         spec = self.spec

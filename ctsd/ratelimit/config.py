@@ -1,4 +1,4 @@
-"""Operator overrides of the exchanges' default limits, as one typed, frozen object.
+"""The limiter's two tables: overrides of the exchanges' limits, and the fleet's Redis.
 
 The defaults live with each exchange (`ctsd/exchanges/<venue>/limits.py`);
 the daemon's config carries only what differs, e.g. a Kraken "pro" tier:
@@ -7,18 +7,24 @@ the daemon's config carries only what differs, e.g. a Kraken "pro" tier:
     safety_margin = 0.9
     [rate_limits.kraken.api_counter]
     limit = 20
+
+`[fleet]` (`FleetSettings`) makes several daemons count their limits together
+in Redis (`ctsd.ratelimit.shared`); without a `redis_url` each counts alone.
 """
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from pathlib import Path
 from types import MappingProxyType
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from ctsd.errors import ConfigurationError
 from ctsd.ratelimit.model import DEFAULT_GUARD_S, DEFAULT_SAFETY_MARGIN, BucketSpec
-from ctsd.settings import setting
+from ctsd.settings import number, read_table, setting
 
 
 @dataclass(frozen=True)
@@ -113,3 +119,104 @@ def _describe(override: LimitOverride | None) -> str:
         ("limit", override.limit), ("interval_s", override.interval_s),
         ("safety_margin", override.safety_margin)) if value is not None]
     return " ".join(parts) or "default"
+
+
+# --- [fleet] -----------------------------------------------------------------------------
+
+REDIS_SCHEMES = ("redis", "rediss", "unix")
+SCOPE_SECRET_CREDENTIAL = "fleet-scope-secret"
+
+
+def _redis_url(raw: Any, name: str) -> str:
+    value = str(raw) if raw else ""
+    if value and urlsplit(value).scheme not in REDIS_SCHEMES:
+        raise ConfigurationError(f"{name} must be a redis://, rediss:// or unix:// URL")
+    return value
+
+
+def _name(raw: Any, name: str) -> str:
+    value = str(raw) if isinstance(raw, str) else ""
+    if not value or any(c.isspace() or c in "{}" for c in value):
+        raise ConfigurationError(f"{name} must be a name without spaces or braces")
+    return value
+
+
+def _optional_path(raw: Any, _name: str) -> Path | None:
+    return Path(str(raw)).expanduser() if raw else None
+
+
+_SECONDS = number(0, 86400, low_open=True, what="a number of seconds above 0")
+
+
+def redacted(url: str) -> str:
+    """`url` without its password, for logs and errors."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    port = f":{parts.port}" if parts.port else ""
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}{port}"))
+
+
+@dataclass(frozen=True)
+class FleetSettings:
+    """[fleet]: count rate limits together with other daemons, in Redis.
+
+    A restart applies changes (the whole table): a daemon joins or leaves a fleet
+    only between runs. The timings rarely need changing; they bound what a daemon
+    that dies or loses Redis can hold, and how fast the others notice.
+    """
+
+    redis_url: str = setting("", check=_redis_url)
+    """redis://, rediss:// (TLS) or unix:// URL; empty: this daemon counts alone."""
+    egress: str = setting("default", check=_name)
+    """Daemons declaring the same egress share the exchanges' per-IP limits (by
+    default all do: sharing where the IPs differ costs speed, never a ban)."""
+    member: str = setting("", check=_name)
+    """This daemon's name among the members (default: the host name); each run adds a
+    random suffix, so a restarted daemon does not inherit its predecessor's grants."""
+    prefix: str = setting("cts", check=_name)
+    """Prefix of every Redis key: fleets sharing one Redis differ by it."""
+    scope_secret_file: Path | None = setting(None, check=_optional_path)
+    """The key of the fingerprints naming per-account scopes in Redis (any bytes,
+    the same file on every member; default: credential `fleet-scope-secret`, else
+    derived from the master key, shared by members of one store)."""
+    heartbeat_s: float = setting(1.0, check=_SECONDS)
+    stale_after_s: float = setting(3.0, check=_SECONDS)
+    """A member whose heartbeat is older may be counting on its own share."""
+    max_flight_s: float = setting(15.0, check=_SECONDS)
+    """How long an unanswered request counts past its daemon's last heartbeat (each
+    heartbeat renews it): what a daemon that died mid-request holds."""
+    fallback_limit_s: float = setting(300.0, check=_SECONDS)
+    """How long a daemon cut off from Redis goes on with its share; then it stops."""
+    poll_s: float = setting(0.1, check=_SECONDS)
+    """The longest a queued request waits before asking Redis again."""
+    lease_s: float = setting(2.0, check=_SECONDS)
+    """How long a request waiting in Redis's queue holds its place without asking."""
+    timeout_s: float = setting(1.0, check=_SECONDS)
+    """A Redis call slower than this counts as Redis unreachable."""
+
+    def __post_init__(self) -> None:
+        if self.stale_after_s <= self.heartbeat_s:
+            raise ConfigurationError("[fleet] stale_after_s must exceed heartbeat_s")
+        if self.max_flight_s <= self.heartbeat_s:
+            raise ConfigurationError("[fleet] max_flight_s must exceed heartbeat_s")
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.redis_url)
+
+    @classmethod
+    def read(cls, table: Mapping[str, Any], env: Mapping[str, str]) -> FleetSettings:
+        """The `[fleet]` table; the member defaults to the host name, the scope secret
+        to the systemd credential when it is loaded."""
+        member = None if table.get("member") else socket.gethostname() or "ctsd"
+        secret = None
+        creds = env.get("CREDENTIALS_DIRECTORY")
+        if not table.get("scope_secret_file") and creds and (
+                Path(creds) / SCOPE_SECRET_CREDENTIAL).is_file():
+            secret = Path(creds) / SCOPE_SECRET_CREDENTIAL
+        given = {k: v for k, v in (("member", member), ("scope_secret_file", secret))
+                 if v is not None}
+        return read_table(cls, table, "fleet", **given)

@@ -14,12 +14,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from ctsd.clock import Clock, SystemClock
 from ctsd.errors import LimiterClosed
 from ctsd.ratelimit.bucket import RateLimitBucket, Reservation
-from ctsd.ratelimit.meters import Sent
 from ctsd.ratelimit.model import BucketSpec, Lane, LimitChange, ScopeKey, ScopeUsage
+from ctsd.ratelimit.protocol import Bucket
 from ctsd.tasks import AsyncClosing
 
 
@@ -27,7 +28,7 @@ from ctsd.tasks import AsyncClosing
 class Demand:
     """`weight` units of one bucket."""
 
-    bucket: RateLimitBucket
+    bucket: Bucket
     weight: float
 
 
@@ -42,14 +43,15 @@ class Permit:
     demands: tuple[Demand, ...]
     lane: Lane
     waited_s: float
-    charges: tuple[tuple[RateLimitBucket, Sent], ...] = ()
+    charges: tuple[tuple[Bucket, Any], ...] = ()
+    """(bucket, what it charged): each bucket lands its own kind of charge."""
 
     def land(self) -> None:
         for bucket, sent in self.charges:
             bucket.land(sent)
 
     @property
-    def buckets(self) -> tuple[RateLimitBucket, ...]:
+    def buckets(self) -> tuple[Bucket, ...]:
         return tuple(d.bucket for d in self.demands)
 
     def pause(self, seconds: float) -> None:
@@ -61,12 +63,18 @@ class Permit:
 def _merged(demands: Sequence[Demand]) -> tuple[Demand, ...]:
     """One demand per bucket (weights summed), in `ScopeKey` order."""
     weights: dict[ScopeKey, float] = {}
-    buckets: dict[ScopeKey, RateLimitBucket] = {}
+    buckets: dict[ScopeKey, Bucket] = {}
     for demand in demands:
         key = demand.bucket.key
         weights[key] = weights.get(key, 0.0) + demand.weight
         buckets[key] = demand.bucket
     return tuple(Demand(buckets[key], weights[key]) for key in sorted(weights))
+
+
+def _local(bucket: Bucket) -> RateLimitBucket:
+    if not isinstance(bucket, RateLimitBucket):
+        raise TypeError(f"{bucket.key.label} is not a bucket of this process's limiter")
+    return bucket
 
 
 class RateLimiter(AsyncClosing):
@@ -108,14 +116,15 @@ class RateLimiter(AsyncClosing):
     async def acquire(self, demands: Sequence[Demand], lane: Lane) -> Permit:
         """Wait for every demand, then charge them all now; the caller sends at once."""
         ordered = _merged(demands)
+        local = [_local(d.bucket) for d in ordered]
         started = self.clock.monotonic()
         while True:
             held = await self._reserve_all(ordered, lane)
             now = self.clock.monotonic()
-            paused = max((d.bucket.paused_until for d in ordered), default=now) - now
+            paused = max((b.paused_until for b in local), default=now) - now
             if paused <= 0:
-                charges = tuple((demand.bucket, sent) for demand, reservation
-                                in zip(ordered, held, strict=True)
+                charges = tuple((bucket, sent) for bucket, reservation
+                                in zip(local, held, strict=True)
                                 if (sent := reservation.commit(now)) is not None)
                 return Permit(ordered, lane, now - started, charges)
             # A scope was paused while we waited for another: give everything back.
@@ -128,7 +137,7 @@ class RateLimiter(AsyncClosing):
         held: list[Reservation] = []
         try:
             for demand in demands:
-                held.append(await demand.bucket.reserve(demand.weight, lane))
+                held.append(await _local(demand.bucket).reserve(demand.weight, lane))
         except BaseException:
             for reservation in held:
                 reservation.release()

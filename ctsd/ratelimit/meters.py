@@ -20,6 +20,14 @@ Two shapes cover the exchanges we speak to:
   an answer, what ours drained of the request since it was sent is added
   back, since the exchange may have counted it only then.
 
+Usage headers: the exchange's count minus ours is usage of someone else (another
+program on the IP or key), charged as a *correction* for a window. Corrections do
+not add up: the next header sees the same outside usage again while the exchange
+still counts it, so at each moment the window counts the largest correction still
+standing (`raised_corrections`), never their sum and never less. (Subtracting an
+earlier correction from a later header, as a plain charge would be, lets it absorb
+the later one and expire first, leaving the later usage uncounted.)
+
 Both keep *reservations* apart from charges: a request that holds budget in
 one bucket while it waits for another has not been sent, so it counts as
 used "now" for as long as it waits, and is charged at the moment it is sent.
@@ -32,6 +40,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Sequence
 from typing import Protocol
 
 from ctsd.ratelimit.model import BucketSpec, MeterKind
@@ -45,13 +54,38 @@ class Sent:
     Every charge must be landed (the exchange layer does it in a `finally`): a
     sliding window counts an unlanded charge for ever."""
 
-    __slots__ = ("at", "landed", "weight")
+    __slots__ = ("at", "correction", "landed", "weight")
 
-    def __init__(self, at: float, weight: float) -> None:
+    def __init__(self, at: float, weight: float, correction: bool = False) -> None:
         self.landed = False
         self.at = at
         """When it was sent; once landed, when it starts counting its `interval + guard`."""
         self.weight = weight
+        self.correction = correction
+        """A piece of the corrections' profile (`raised_corrections`), not a request."""
+
+
+def raised_corrections(pieces: Sequence[tuple[float, float]], level: float, until: float,
+                       ) -> list[tuple[float, float]] | None:
+    """The corrections after a header showed `level` units beyond our own, standing until
+    `until`: (end, weight) pieces, or None when those standing already count as much.
+
+    The corrections a window counts at time t are the largest `level` of the headers
+    still standing at t: a profile that falls in steps as they end. It is kept as
+    additive pieces, each counting until its end like a charge (the piece ending at
+    each step weighs that step's drop), so the window's arithmetic needs nothing new.
+    `ctsd.ratelimit.lua` does the same in Redis.
+    """
+    if level <= sum(w for end, w in pieces if end >= until) + EPSILON:
+        return None
+
+    def before(end: float) -> float:  # the new profile just before `end`
+        return max(sum(w for e, w in pieces if e >= end), level if end <= until else 0.0)
+
+    ends = sorted({end for end, _ in pieces} | {until})
+    levels = [before(end) for end in ends] + [0.0]
+    return [(end, levels[i] - levels[i + 1]) for i, end in enumerate(ends)
+            if levels[i] - levels[i + 1] > EPSILON]
 
 
 class Meter(Protocol):
@@ -152,20 +186,28 @@ class SlidingWindow(_Reservations):
         # counts until max(sent + interval + guard, answer + interval)
         self._charge(sent.weight, max(sent.at, now - self.spec.guard_s))
 
-    def _charge(self, weight: float, at: float) -> None:
+    def _charge(self, weight: float, at: float, correction: bool = False) -> None:
         log = self._log
         index = len(log)
         while index and log[index - 1].at > at:  # sorted by start; the tail is the usual place
             index -= 1
-        log.insert(index, Sent(at, weight))
+        log.insert(index, Sent(at, weight, correction))
         self._charged += weight
 
     def observe(self, used: float, now: float) -> bool:
+        """The exchange counts `used`: what exceeds our own charges is a correction (see
+        the module doc), standing a window and guard from now."""
         self._expire(now)
-        missing = used - self._charged - self._flying
-        if missing <= EPSILON:
+        span = self.span
+        pieces = [(s.at + span, s.weight) for s in self._log if s.correction]
+        ours = self._charged - sum(w for _, w in pieces) + self._flying
+        raised = raised_corrections(pieces, used - ours, now + span)
+        if raised is None:
             return False
-        self._charge(missing, now)
+        self._log = deque(s for s in self._log if not s.correction)
+        self._charged = ours - self._flying
+        for end, weight in raised:
+            self._charge(weight, end - span, correction=True)
         return True
 
     def adopt(self, spec: BucketSpec) -> None:

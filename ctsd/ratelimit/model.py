@@ -130,6 +130,20 @@ class LimitChange:
                 f"{self.new.capacity:g}/{self.new.interval_s:g}s")
 
 
+class Counting(enum.Enum):
+    """Where a bucket is counted (see `ctsd.ratelimit.shared` for the fleet's)."""
+
+    LOCAL = "local"
+    """By this daemon alone."""
+    SHARED = "shared"
+    """In Redis, with every daemon of the fleet that shares the scope."""
+    FALLBACK = "fallback"
+    """Redis unreachable: by this daemon, within its share of the limit."""
+    BLOCKED = "blocked"
+    """Redis unreachable and nothing granted: others' grants may still count, or this
+    daemon has been cut off for longer than it may go on alone."""
+
+
 @dataclass(frozen=True)
 class ScopeUsage:
     """One bucket's state, for health answers and metrics."""
@@ -153,3 +167,6 @@ class ScopeUsage:
     """Seconds until a pause (after Retry-After or a ban) ends; 0 when not paused."""
     usage_corrections: int
     """Times the exchange's own usage header showed more than we had counted."""
+    counting: Counting = Counting.LOCAL
+    share: float = 1.0
+    """The fraction of `capacity` this daemon may use (below 1 only on its fallback share)."""

@@ -83,6 +83,10 @@ def translated_errors() -> Iterator[None]:
                                                        sqlite3.SQLITE_NOTADB):
             raise Unavailable("the database file is corrupt") from exc
         raise
+    except UnicodeDecodeError as exc:
+        # SQLite's message quoted bytes of the damaged file (a garbled schema entry) that
+        # are not UTF-8: Python fails decoding it before any DatabaseError is raised.
+        raise Unavailable("the database file is corrupt (undecodable schema text)") from exc
 
 
 def _create_private(path: Path) -> None:

@@ -2,7 +2,8 @@
 
 `assemble` reads top to bottom in dependency order —
 
-    config → store → vault → exchange registry → rate limiter → exchange client factory
+    config → store → vault → exchange registry → rate limiter (alone, or the fleet's in
+      Redis: `ctsd.wiring.fleet`) → exchange client factory
       → connection use cases and key checks → engines → servicers → server
 
 — and hands back what the process lifecycle (`ctsd.daemon`) starts and
@@ -63,7 +64,6 @@ from ctsd.ops.metrics import (
     RateLimitCollector,
     RpcMetrics,
 )
-from ctsd.ratelimit import RateLimiter
 from ctsd.redaction import SECRETS
 from ctsd.server import build_server
 from ctsd.store.connections import ConnectionRepository
@@ -75,6 +75,7 @@ from ctsd.strategies.registry import StrategyRegistry, discover
 from ctsd.transport.tls import read_private_file
 from ctsd.vault.keyring_setup import open_keyring
 from ctsd.vault.master_key import locate_key
+from ctsd.wiring import fleet
 from ctsd.wiring.check_probes import ExchangeProbes, classify
 from ctsd.wiring.engine_exchange import ExchangeEngineBackend
 
@@ -114,10 +115,11 @@ async def assemble(
     keyring = await open_keyring(key, SealedSecretRepository(db))
 
     registry = ExchangeRegistry.default()
-    limiter = RateLimiter()
+    limiter = await fleet.rate_limiter(config.fleet)
     lifecycle.on_close(limiter.close)
-    exchanges = ExchangeClientFactory(limiter, registry, overrides=config.rate_limits,
-                                      exchanges=config.exchanges)
+    exchanges = ExchangeClientFactory(
+        limiter, registry, overrides=config.rate_limits, exchanges=config.exchanges,
+        account_key=fleet.account_key(config.fleet, keyring.current.material))
     lifecycle.on_close(exchanges.close)  # before the limiter its clients wait on
     lifecycle.on_reload(partial(_reload_rate_limits, exchanges))
     metrics.register(RateLimitCollector(exchanges.usage))

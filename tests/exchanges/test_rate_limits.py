@@ -94,3 +94,22 @@ async def test_one_key_on_many_connections_stays_within_account_limits(exchange:
         stats: dict[str, dict[str, int]] = srv.sim.snapshot()
     assert stats["violations"] == {}, stats["violations_by_kind"]
     assert any(u.waits for u in limiter.snapshot())
+
+
+@pytest.mark.asyncio
+async def test_a_wait_for_budget_is_no_part_of_the_clock_measurement() -> None:
+    """The time request waits a whole window for budget: the skew and round trip measured
+    are the network's, not the queue's (a 1 s wait read as a 0.5 s clock skew before)."""
+    one_window = RateLimitOverrides(
+        safety_margin=1.0, limits={("binance", "request_weight"): LimitOverride(21, 1.0)})
+    async with SimulatorServer(exchange_sim_config()) as srv, RateLimiter() as limiter, \
+            ExchangeClientFactory(limiter, exchanges=simulated(srv.base_url, "binance"),
+                                  overrides=one_window) as factory:
+        client = await factory.client(ConnectionTarget("binance", ApiType.SPOT),
+                                      credentials_for("binance"))
+        async with client:
+            await client.server_time()  # with the markets (20), the budget of this window
+            waited = client.limiter_wait_s()
+            clock = await client.server_time()
+            assert client.limiter_wait_s() - waited > 0.5
+    assert abs(clock.skew_ms) < 250 and clock.round_trip_ms < 250

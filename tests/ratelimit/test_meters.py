@@ -5,8 +5,10 @@ from __future__ import annotations
 import math
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from ctsd.ratelimit.meters import DecayingCounter, SlidingWindow
+from ctsd.ratelimit.meters import DecayingCounter, SlidingWindow, raised_corrections
 from ctsd.ratelimit.model import BucketSpec, MeterKind
 
 
@@ -51,6 +53,37 @@ def test_usage_header_above_our_count_becomes_a_charge() -> None:
     assert meter.used(0.1) == pytest.approx(9)
     assert meter.delay(2, 0.1) == pytest.approx(0.9)  # our 2 leave at 1.0
     assert meter.used(1.1) == 0
+
+
+def test_a_correction_does_not_absorb_a_later_one() -> None:
+    """Outside usage of 7 seen at 0 counts until 1.0; at 0.99 the exchange no longer
+    counts it but reports 4 new: those must count until 1.99, not hide behind the 7."""
+    meter = window()
+    assert meter.observe(7, 0.0)
+    assert meter.observe(4, 0.99)  # below our count (7), yet new usage for a new window
+    assert meter.used(0.995) == pytest.approx(7)  # the larger of the two, never their sum
+    assert meter.used(1.5) == pytest.approx(4)
+    assert meter.delay(7, 1.5) == pytest.approx(0.49)
+    assert meter.used(1.99) == 0
+
+
+@given(st.lists(st.tuples(st.floats(0, 5), st.floats(0, 20), st.floats(0.1, 3)), max_size=8),
+       st.lists(st.floats(0, 10), min_size=1, max_size=6))
+def test_corrections_count_the_largest_one_standing(
+        headers: list[tuple[float, float, float]], probes: list[float]) -> None:
+    """Whatever the order of the headers, the pieces add up to the largest level still
+    standing at every moment, as `SharedRateLimiter`'s script keeps them too."""
+    pieces: list[tuple[float, float]] = []
+    standing: list[tuple[float, float]] = []  # (until, level) of every header so far
+    for _, level, length in sorted(headers):
+        until = length + len(standing)  # later headers stand later, not always longer
+        standing.append((until, level))
+        raised = raised_corrections(pieces, level, until)
+        pieces = pieces if raised is None else raised
+        assert all(w > 0 for _, w in pieces)
+    for t in probes:
+        expected = max((lv for until, lv in standing if until > t), default=0.0)
+        assert sum(w for end, w in pieces if end > t) == pytest.approx(expected, abs=1e-6)
 
 
 def test_decaying_counter_drains_at_the_reduced_rate() -> None:

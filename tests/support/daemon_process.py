@@ -70,7 +70,11 @@ class DaemonProcess:
         self.proc = subprocess.Popen(self.command(), stdout=self._log_file,
                                      stderr=self._log_file, env=self.env, cwd=self._cwd)
         if wait:
-            self.wait_serving(timeout, poll_s)
+            try:
+                self.wait_serving(timeout, poll_s)
+            except BaseException:
+                self._abandon()
+                raise
             self.startup_s = time.perf_counter() - started
         return self
 
@@ -154,6 +158,16 @@ class DaemonProcess:
             self._log_file.close()
             self._log_file = None
         return code
+
+    def _abandon(self) -> None:
+        """After a failed start: no process and no open log left behind, but the exit
+        code kept for `stop` (a refusal's code is what a caller checks)."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        if self._log_file is not None:
+            self._log_file.close()
+            self._log_file = None
 
     def kill(self) -> None:
         self.stop(signal.SIGKILL)

@@ -29,7 +29,8 @@ from cts.v1 import connection_pb2, health_service_pb2
 
 Handler = Callable[[argparse.Namespace, Context], int]
 
-LIMIT_HEADERS = ("SCOPE", "USED", "LIMIT", "WINDOW", "WAITS", "WAITED", "REFUSED", "PAUSED UNTIL")
+LIMIT_HEADERS = ("SCOPE", "COUNTED", "USED", "LIMIT", "WINDOW", "WAITS", "WAITED", "REFUSED",
+                 "PAUSED UNTIL")
 HEALTH_HEADERS = ("NAME", "EXCHANGE", "ENABLED", "LAST TEST", "AGE", "FAILURE", "ERRORS", "LIMITS")
 CHECK_HEADERS = ("CHECK", "RESULT", "TOOK", "DETAIL")
 
@@ -51,10 +52,20 @@ def register(
             parser.add_argument("--exchange", help="only this exchange")
 
 
+def counting_text(usage: health_service_pb2.RateLimitUsage) -> str:
+    """`local`, `shared` (a fleet's, in Redis), `fallback 33%` (this daemon's share while
+    Redis is unreachable) or `blocked`."""
+    text = enums.label(health_service_pb2.RateLimitCounting, usage.counting)
+    if usage.counting == health_service_pb2.RATE_LIMIT_COUNTING_FALLBACK:
+        return f"{text} {usage.fleet_share:.0%}"
+    return text
+
+
 def limits_table(usages: Sequence[health_service_pb2.RateLimitUsage]) -> str:
     rows = [
         [
             u.scope,
+            counting_text(u),
             f"{u.used:g}",
             f"{u.limit:g}",
             duration(u.interval),

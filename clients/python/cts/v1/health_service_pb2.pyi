@@ -10,6 +10,7 @@ from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -20,6 +21,40 @@ else:
     from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class _RateLimitCounting:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _RateLimitCountingEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_RateLimitCounting.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    RATE_LIMIT_COUNTING_UNSPECIFIED: _RateLimitCounting.ValueType  # 0
+    RATE_LIMIT_COUNTING_LOCAL: _RateLimitCounting.ValueType  # 1
+    """By this daemon alone (no fleet)."""
+    RATE_LIMIT_COUNTING_SHARED: _RateLimitCounting.ValueType  # 2
+    """In Redis, with every daemon of the fleet that shares the scope."""
+    RATE_LIMIT_COUNTING_FALLBACK: _RateLimitCounting.ValueType  # 3
+    """Redis is unreachable: by this daemon, within its share of the limit."""
+    RATE_LIMIT_COUNTING_BLOCKED: _RateLimitCounting.ValueType  # 4
+    """Redis is unreachable and nothing is granted: until what other daemons may
+    have granted has stopped counting, or, cut off too long, until Redis is back.
+    """
+
+class RateLimitCounting(_RateLimitCounting, metaclass=_RateLimitCountingEnumTypeWrapper):
+    """Where a rate-limit bucket is counted."""
+
+RATE_LIMIT_COUNTING_UNSPECIFIED: RateLimitCounting.ValueType  # 0
+RATE_LIMIT_COUNTING_LOCAL: RateLimitCounting.ValueType  # 1
+"""By this daemon alone (no fleet)."""
+RATE_LIMIT_COUNTING_SHARED: RateLimitCounting.ValueType  # 2
+"""In Redis, with every daemon of the fleet that shares the scope."""
+RATE_LIMIT_COUNTING_FALLBACK: RateLimitCounting.ValueType  # 3
+"""Redis is unreachable: by this daemon, within its share of the limit."""
+RATE_LIMIT_COUNTING_BLOCKED: RateLimitCounting.ValueType  # 4
+"""Redis is unreachable and nothing is granted: until what other daemons may
+have granted has stopped counting, or, cut off too long, until Redis is back.
+"""
+Global___RateLimitCounting: _TypeAlias = RateLimitCounting  # noqa: Y015
 
 @_typing.final
 class GetSystemStatusRequest(_message.Message):
@@ -78,6 +113,8 @@ class RateLimitUsage(_message.Message):
     WAIT_TIME_FIELD_NUMBER: _builtins.int
     RATE_LIMITED_FIELD_NUMBER: _builtins.int
     PAUSED_UNTIL_FIELD_NUMBER: _builtins.int
+    COUNTING_FIELD_NUMBER: _builtins.int
+    FLEET_SHARE_FIELD_NUMBER: _builtins.int
     scope: _builtins.str
     """The bucket, e.g. `binance/ip/request_weight` or
     `okx/account/<key hint>/trade`.
@@ -90,6 +127,14 @@ class RateLimitUsage(_message.Message):
     """Requests that had to wait for budget."""
     rate_limited: _builtins.int
     """Rate-limit answers (429/418 or the exchange's code) received."""
+    counting: Global___RateLimitCounting.ValueType
+    """Where the bucket is counted: by this daemon alone, or by a fleet of daemons
+    in Redis (`[fleet]` in the daemon's config).
+    """
+    fleet_share: _builtins.float
+    """With RATE_LIMIT_COUNTING_FALLBACK: the fraction of `limit` this daemon uses
+    on its own while Redis is unreachable (about 1 / the fleet's members).
+    """
     @_builtins.property
     def interval(self) -> _duration_pb2.Duration:
         """The window."""
@@ -113,10 +158,12 @@ class RateLimitUsage(_message.Message):
         wait_time: _duration_pb2.Duration | None = ...,
         rate_limited: _builtins.int = ...,
         paused_until: _timestamp_pb2.Timestamp | None = ...,
+        counting: Global___RateLimitCounting.ValueType = ...,
+        fleet_share: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["interval", b"interval", "paused_until", b"paused_until", "wait_time", b"wait_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["interval", b"interval", "limit", b"limit", "paused_until", b"paused_until", "rate_limited", b"rate_limited", "scope", b"scope", "used", b"used", "wait_time", b"wait_time", "waits", b"waits"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["counting", b"counting", "fleet_share", b"fleet_share", "interval", b"interval", "limit", b"limit", "paused_until", b"paused_until", "rate_limited", b"rate_limited", "scope", b"scope", "used", b"used", "wait_time", b"wait_time", "waits", b"waits"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

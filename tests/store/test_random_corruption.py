@@ -1,0 +1,67 @@
+"""Bit rot anywhere in the file, opened the way the daemon opens it, many times over.
+
+The daemon-level corpus (tests/robustness/test_corrupt_databases.py) starts a process
+per damaged file, so it can afford only a few random ones in `make test`; its soak form
+found files whose damage made SQLite quote undecodable bytes in its error message, which
+escaped as a UnicodeDecodeError (a traceback and exit 1 under systemd). Here the same
+damage runs in-process on hundreds of seeds: `Database.open` either opens the file or
+refuses it with a ConfigurationError (exit 78 with one line); nothing else may escape.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from ctsd.errors import ConfigurationError
+from ctsd.store.database import Database
+from tests.robustness.tally import Tally
+from tests.robustness.test_corrupt_databases import SEED, _seed, random_pages
+from tests.support.daemon_process import remove_tree, short_tempdir
+
+CASES = int(os.environ.get("CTS_CORRUPTION_CASES", 1000))
+
+
+@pytest.fixture(scope="module")
+def seeded() -> Iterator[Path]:
+    root = short_tempdir()
+    state = root / "state"
+    state.mkdir(mode=0o700)
+    asyncio.run(_seed(state))
+    try:
+        yield state
+    finally:
+        remove_tree(root)
+
+
+@pytest.mark.asyncio
+async def test_random_damage_opens_or_is_refused_as_configuration(seeded: Path,
+                                                                    tmp_path: Path) -> None:
+    tally = Tally("random bit rot, opened in-process")
+    escaped: list[str] = []
+    for n in range(CASES):
+        state = tmp_path / f"s{n}"
+        shutil.copytree(seeded, state)
+        random_pages(SEED + 1000 + n)(state)
+        tally.tried += 1
+        try:
+            db = await Database.open(state)
+        except ConfigurationError:
+            pass
+        except Exception as exc:  # what this test hunts
+            escaped.append(f"seed {SEED + 1000 + n}: {type(exc).__name__}: {exc}"[:200])
+            continue
+        else:
+            await db.close()
+        finally:
+            shutil.rmtree(state)
+        tally.survived += 1
+    tally.lost = len(escaped)
+    tally.notes.extend(escaped[:5])
+    tally.report()
+    assert not escaped, escaped[:5]
