@@ -3,10 +3,10 @@
 Real parts throughout, as in `tests/support/perp_rig.py`: the simulator over HTTP,
 unmodified ccxt through the daemon's exchange layer and a shared rate limiter, the
 engine with its brokers (`assemble_engine`) and the SQLite store. The strategy is
-scripted (each cycle places what the test queued). One `ManualClock` is both the
-simulator's market clock and the engines' clock, so a test moves time (interest
-periods, option expiries) for the venue and the paper account alike, and prices
-stay where the test put them.
+scripted (each cycle places what the test queued), or the built-in grid. One
+`ManualClock` is both the simulator's market clock and the engines' clock, so a test
+moves time (interest periods, option expiries) for the venue and the paper account
+alike, and prices stay where the test put them.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from ctsd.sim.accounts import AccountSpec
 from ctsd.sim.clock import ManualClock
 from ctsd.sim.options import OptionContract
 from ctsd.sim.server import SimulatorServer
+from ctsd.strategies.grid import GRID
 from ctsd.strategies.model import OrderIntent, OrderType, Side
 from ctsd.strategies.registry import StrategyRegistry
 from ctsd.wiring.engine_exchange import engine_resources
@@ -128,7 +129,7 @@ class MarketRig:
         record = EngineRecord(cid, f"{config.mode.value[0]}{len(self.clients):03d}", config,
                               DesiredState.RUNNING, stored.get(cid, 0))
         await self.store.create_engine(record)
-        validated = validate_config(config, StrategyRegistry.of(self.strategy))
+        validated = validate_config(config, StrategyRegistry.of(self.strategy, GRID))
         engine = assemble_engine(record, validated, resources, self.store, self.clock,
                                  self.statuses.append, funding_poll_s=0.0)
         self.applied = await engine.prepare()
