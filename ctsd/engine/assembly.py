@@ -63,8 +63,8 @@ def assemble_engine(
         options, broker = _options(record, config, resources, clock)
     else:
         broker = _broker(config, resources, perp, clock, funding_poll_s)
-    return Engine(record, validated, broker, resources.market_data, store, clock, publish, perp,
-                  margin, options)
+    return Engine(record, validated, broker, resources.market_data, store, clock, publish,
+                  resources.events, perp, margin, options)
 
 
 def _options(record: EngineRecord, config: EngineConfig, resources: EngineResources,
@@ -107,7 +107,10 @@ def _broker(config: EngineConfig, resources: EngineResources, perp: PerpSession 
         if perp is not None and perp.account is not None:
             return LivePerpBroker(resources.orders, perp.account, config.symbols, clock,
                                   funding_poll_s=funding_poll_s, check_before_place=False)
-        return LiveBroker(resources.orders, config.symbols, clock, check_before_place=False)
+        # On a WebSocket connection fills and order states arrive by the private stream
+        # (spot; perpetuals poll, see `ctsd.wiring.engine_exchange`).
+        return LiveBroker(resources.orders, config.symbols, clock, check_before_place=False,
+                          updates=resources.order_updates)
     if perp is not None and resources.perp_market is not None:
         return PaperPerpBroker(config.paper, clock, resources.modes, config.leverage,
                                resources.perp_market, config.symbols)

@@ -1,12 +1,14 @@
 """One connection's engine: session start (prepare, reconcile) and one cycle at a time.
 
-A cycle is: mark the cycle begun in the store, read the market, book what the
-broker filled since last time, check the daily loss, let the strategy decide,
-cancel what it no longer wants, risk-check the rest, and place each accepted
-intent under its deterministic client order id, written to the store as
-PENDING before it is sent. The engine never schedules itself: `EngineManager`
-owns the loop, the timing and the restarts, so this class stays testable one
-cycle at a time.
+A cycle is: read the market, book what the broker filled since last time,
+check the daily loss, let the strategy decide, cancel what it no longer
+wants, risk-check the rest, and place each accepted intent under its
+deterministic client order id, written to the store as PENDING before it is
+sent. The cycle number, part of those ids, is stored with that PENDING write
+(one transaction): a cycle that places nothing writes nothing, which is what lets a
+thousand event-driven engines share two cores. The engine never schedules
+itself: `EngineManager` owns the loop, the timing and the restarts, so this
+class stays testable one cycle at a time.
 
 On perpetuals (`ctsd.engine.perp_session`) a session first bounds the leverage
 by the venue's tiers and, LIVE, applies position mode, margin mode and
@@ -36,10 +38,17 @@ from ctsd.engine.option_session import EXPIRY_TAG, OptionSession
 from ctsd.engine.orders import Execution, Order, OrderRequest, OrderStatus, client_order_id
 from ctsd.engine.perp_session import PerpSession, check_spot, position_statuses
 from ctsd.engine.perpetual import AppliedSetting, MismatchPolicy
-from ctsd.engine.ports import EngineRecord, EngineStore, MarketDataSource
+from ctsd.engine.ports import EngineRecord, EngineStore, MarketDataSource, MarketEvents
 from ctsd.engine.position_check import PositionMismatch, adoption, differences, explain
 from ctsd.engine.risk import RiskGate
-from ctsd.engine.status import EngineState, EngineStatus, Failure, PositionStatus, check_transition
+from ctsd.engine.status import (
+    DataSource,
+    EngineState,
+    EngineStatus,
+    Failure,
+    PositionStatus,
+    check_transition,
+)
 from ctsd.strategies.model import (
     CancelIntent,
     Intent,
@@ -62,8 +71,9 @@ class Engine:
     def __init__(
         self, record: EngineRecord, validated: ValidatedConfig, broker: Broker,
         market_data: MarketDataSource, store: EngineStore, clock: Clock,
-        publish: Callable[[EngineStatus], None], perp: PerpSession | None = None,
-        margin: MarginSession | None = None, options: OptionSession | None = None,
+        publish: Callable[[EngineStatus], None], events: MarketEvents | None = None,
+        perp: PerpSession | None = None, margin: MarginSession | None = None,
+        options: OptionSession | None = None,
     ) -> None:
         config = validated.config
         self.connection_id = record.connection_id
@@ -72,6 +82,8 @@ class Engine:
         self._strategy = validated.build_strategy()
         self._broker = broker
         self._market_data = market_data
+        self.events = events
+        """Set on a WebSocket connection: market events trigger the cycles."""
         self._store = store
         self._clock = clock
         self._publish = publish
@@ -110,6 +122,11 @@ class Engine:
         log.info("engine %s", state.value, extra={"connection_id": self.connection_id,
                                                    "engine_id": self.engine_id,
                                                    "reason": str(failure or "")})
+
+    def follow_market(self) -> None:
+        """Subscribe to the streams the strategy reads (a WebSocket connection only)."""
+        if self.events is not None:
+            self.events.follow(self.config.symbols, self._strategy.needs)
 
     def note_restart(self) -> None:
         self._update(restarts=self._status.restarts + 1)
@@ -164,15 +181,20 @@ class Engine:
         started = self._clock.monotonic()
         lag = max(0.0, started - scheduled) if scheduled is not None else 0.0
         self._cycle += 1
-        await self._store.save_cycle(self.connection_id, self._cycle)
+        # stored with the cycle's first PENDING order (`EngineStore.save_execution`)
         interrupt = interrupt or asyncio.Event()
         try:
             if not self._infos:  # market facts are not reconciliation: a failure may retry
                 self._infos = await unless_set(
                     interrupt, fetch_infos(self._market_data, self.config.symbols))
-            for execution in await unless_set(interrupt, self._broker.refresh()):
+            executions = self._broker.refresh_now()
+            if executions is None:
+                executions = await unless_set(interrupt, self._broker.refresh())
+            for execution in executions:
                 await self._book(execution)
-            market = await unless_set(interrupt, self._read_market())
+            market = self._snapshot_now()
+            if market is None or self._perp is not None:
+                market = await unless_set(interrupt, self._read_market(market))
         except Interrupted:
             return False
         self._marks = {m.info.symbol: m.funding.mark if m.funding and m.funding.mark
@@ -189,17 +211,42 @@ class Engine:
         now = self._clock.now_ms()
         self._update(cycles=self._status.cycles + 1, last_cycle_ms=now, heartbeat_ms=now,
                      last_cycle_duration_s=self._clock.monotonic() - started,
-                     last_cycle_lag_s=lag, skipped_ticks=self._skipped_ticks, **self._figures())
+                     last_cycle_lag_s=lag, skipped_ticks=self._skipped_ticks,
+                     **self._figures(), **self._source())
         return True
 
-    async def _read_market(self) -> MarketSnapshot:
-        infos = self._infos
-        if self._options is not None:  # an expired contract has no market left
-            expired = self._options.expired(self._clock.now_ms())
-            infos = {s: i for s, i in infos.items() if s not in expired}
-        market = await fetch_snapshot(self._market_data, infos, self._strategy.needs,
-                                      self._clock)
+    def _snapshot_now(self) -> MarketSnapshot | None:
+        """The market from the streams' memory, when everything the strategy reads is
+        there (no await: no task, no loop round trip per engine)."""
+        if self.events is None:
+            return None
+        return self.events.snapshot_now(self._trading_infos(), self._strategy.needs,
+                                        self._clock.now_ms())
+
+    def _trading_infos(self) -> dict[str, MarketInfo]:
+        """The markets the strategy sees: an expired option contract has none left."""
+        if self._options is None:
+            return self._infos
+        expired = self._options.expired(self._clock.now_ms())
+        return {s: i for s, i in self._infos.items() if s not in expired}
+
+    async def _read_market(self, streamed: MarketSnapshot | None) -> MarketSnapshot:
+        """The market over REST unless the streams had it; perpetuals add their funding
+        terms and mark prices (over REST: no hub stream carries them yet)."""
+        market = streamed or await fetch_snapshot(self._market_data, self._trading_infos(),
+                                                  self._strategy.needs, self._clock)
         return market if self._perp is None else await self._perp.with_funding(market)
+
+    def _source(self) -> dict[str, Any]:
+        events = self.events
+        if events is None:
+            return {"data_source": DataSource.REST}
+        fallbacks = events.fallbacks
+        if events.streaming:
+            return {"data_source": DataSource.STREAM, "data_problem": "",
+                    "data_fallbacks": fallbacks}
+        return {"data_source": DataSource.REST_FALLBACK, "data_problem": events.problem,
+                "data_fallbacks": fallbacks}
 
     def note_skipped_ticks(self, count: int) -> None:
         """Counted now, published with the next cycle: no extra event for watchers."""
@@ -209,7 +256,7 @@ class Engine:
         """This engine's next decision on the current market, placing nothing."""
         if not self._infos:
             self._infos = await fetch_infos(self._market_data, self.config.symbols)
-        market = await self._read_market()
+        market = await self._read_market(None)
         fresh_gate = RiskGate(self.config.risk, self._clock, hedge=self._hedge)
         return decide_dry(self._strategy, market, self.portfolio(), fresh_gate)
 

@@ -43,16 +43,20 @@ from ctsd.engine.perpetual import (
     VenuePosition,
     VenueTrade,
 )
+from ctsd.strategies.base import DataNeeds
 from ctsd.strategies.model import (
     Balance,
     Candle,
     Funding,
     MarketInfo,
     MarketKind,
+    MarketSnapshot,
+    OrderBookTop,
     OrderType,
     PositionSide,
     Side,
     Ticker,
+    Trade,
 )
 
 T = TypeVar("T")
@@ -68,6 +72,52 @@ class MarketDataSource(Protocol):
     async def candles(self, symbol: str, timeframe: str, limit: int) -> tuple[Candle, ...]:
         """The last `limit` CLOSED candles, oldest first (drop the still-forming one)."""
         ...
+
+    async def order_book(self, symbol: str, depth: int) -> OrderBookTop: ...
+
+    async def trades(self, symbol: str, limit: int) -> tuple[Trade, ...]:
+        """The last `limit` public trades, oldest first."""
+        ...
+
+
+class MarketEvents(Protocol):
+    """What wakes an engine on a WebSocket connection instead of a fixed interval."""
+
+    def follow(self, symbols: tuple[str, ...], needs: DataNeeds) -> None:
+        """Subscribe to what the strategy reads; events are what it reacts to."""
+        ...
+
+    async def next_event(self, timeout_s: float) -> float | None:
+        """Monotonic time of the first market event not yet taken (taking it), or None
+        when `timeout_s` passed without one."""
+        ...
+
+    def snapshot_now(self, infos: Mapping[str, MarketInfo], needs: DataNeeds, now_ms: int,
+                     ) -> MarketSnapshot | None:
+        """The market from memory if every stream the strategy reads is live and holds
+        enough, else None (then the engine reads through `MarketDataSource`)."""
+        ...
+
+    def interrupt(self) -> None:
+        """End a pending `next_event` now (the engine is stopping)."""
+        ...
+
+    @property
+    def streaming(self) -> bool:
+        """False while any stream the engine reads is not live: it runs on REST."""
+        ...
+
+    @property
+    def problem(self) -> str:
+        """Why a stream is not live ("" when all are): a refusal names the venue's reason."""
+        ...
+
+    @property
+    def fallbacks(self) -> int:
+        """Reads served by REST because a stream was not live."""
+        ...
+
+    def close(self) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +169,38 @@ class ExchangeOrderClient(Protocol):
     async def fetch_open_orders(self, symbol: str) -> tuple[ExchangeOrder, ...]: ...
 
     async def fetch_balance(self) -> tuple[Balance, ...]: ...
+
+
+class OrderUpdates(Protocol):
+    """A LIVE connection's private order stream, as the broker reads it.
+
+    `drain` hands over every update received since the last call, oldest first, and
+    whether the stream had a gap meanwhile (a reconnect, a failed login, a stall):
+    after a gap the broker reconciles over REST, since updates may have been missed."""
+
+    def drain(self) -> tuple[list[ExchangeOrder], bool]: ...
+
+    @property
+    def gap(self) -> bool:
+        """A gap happened since the last `drain` (what `drain` will say)."""
+        ...
+
+    @property
+    def live(self) -> bool: ...
+
+    @property
+    def problem(self) -> str:
+        """Why the stream is not live; a refused login names the venue's reason."""
+        ...
+
+    @property
+    def refused(self) -> bool:
+        """The venue refused the login: retrying will not help, the key must be fixed."""
+        ...
+
+    def suspect(self) -> None:
+        """An update the broker expected never came: resubscribe (a gap follows)."""
+        ...
 
 
 class PerpetualMarketData(Protocol):
@@ -227,8 +309,10 @@ class EngineRecord:
     """What survives a daemon restart: which engine should run, with what, and how far it got.
 
     `engine_id` is minted at each explicit start and is part of every client order
-    id; `cycle` is the last cycle begun, persisted before that cycle sends anything,
-    so a resumed engine never reuses a client order id.
+    id; `cycle` is the last cycle that placed an order, persisted with that cycle's
+    first PENDING order (`save_execution`) before anything is sent, so a resumed engine
+    (numbering on from it) never reuses a client order id. Cycles that place nothing
+    are not stored: they need no id.
     """
 
     connection_id: str
@@ -258,7 +342,9 @@ class EngineStore(Protocol):
 
     async def save_execution(self, connection_id: str, execution: Execution) -> None:
         """Upsert the order by client order id and insert its fills, ignoring trade ids
-        already stored, in one transaction."""
+        already stored, in one transaction; a PENDING order (written ahead of its
+        placement) also raises the engine's stored cycle to the order's, in the same
+        transaction, so one write makes both durable before the order is sent."""
         ...
 
     async def list_orders(
@@ -321,6 +407,10 @@ class EngineResources:
     """Required for LIVE spot margin."""
     option_market: OptionMarketData | None = None
     """Required for options."""
+    events: MarketEvents | None = None
+    """On a WebSocket connection: market events drive the cycles; None: a fixed interval."""
+    order_updates: OrderUpdates | None = None
+    """LIVE on a WebSocket connection: fills and order states by stream, REST reconciles."""
 
 
 class EngineBackend(Protocol):

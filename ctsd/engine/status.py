@@ -47,6 +47,15 @@ def check_transition(current: EngineState, target: EngineState) -> None:
         raise IllegalTransition(f"{current.name} -> {target.name}")
 
 
+class DataSource(enum.Enum):
+    """Where an engine's market data comes from (a WebSocket engine falls back to REST)."""
+
+    NONE = "none"
+    REST = "rest"
+    STREAM = "stream"
+    REST_FALLBACK = "rest_fallback"
+
+
 class FailureCode(enum.Enum):
     RISK_LIMIT = "RISK_LIMIT"
     """A risk limit (the daily loss limit) stopped the engine; it is not restarted."""
@@ -136,3 +145,7 @@ class EngineStatus:
     restarts: int = 0
     version: int = 0
     """Increases with every change: lets a watcher drop stale or duplicate events."""
+    data_source: DataSource = DataSource.NONE
+    data_problem: str = ""
+    """Why a stream is not live while on the REST fallback."""
+    data_fallbacks: int = 0

@@ -61,7 +61,12 @@ def async_support() -> Any:
     return ccxt.async_support
 
 
-def exchange_class(name: str) -> Any:
+def exchange_class(name: str, *, pro: bool = False) -> Any:
+    """The async class `name`, or its `ccxt.pro` subclass (WebSockets) with `pro`."""
+    if pro:
+        import ccxt.pro
+
+        return getattr(ccxt.pro, name)
     return getattr(async_support(), name)
 
 
@@ -137,6 +142,41 @@ def share_transport(exchange: Any, ssl_context: Any) -> None:
 def share_markets(exchange: Any, source: Any) -> None:
     """`exchange` uses the markets `source` has loaded, without a request of its own."""
     exchange.set_markets_from_exchange(source)
+
+
+async def close_ws(exchange: Any, connect_timeout_s: float = 10.0) -> None:
+    """Close a ccxt.pro `exchange` without leaking a socket that is still connecting.
+
+    ccxt.pro dials in a task of its own and its `close()` closes only connections that
+    exist: one closed mid-dial finishes dialling afterwards and stays open for good.
+    So dials under way are waited for (bounded) before closing."""
+    import asyncio
+
+    clients = list((getattr(exchange, "clients", None) or {}).values())
+    dialling = [c.connected for c in clients
+                if getattr(c, "connecting", False) and not c.connected.done()]
+    if dialling:
+        await asyncio.wait(dialling, timeout=connect_timeout_s)
+    await exchange.close()
+
+
+def ws_clients(exchange: Any) -> dict[str, Any]:
+    """A ccxt.pro `exchange`'s WebSocket clients by URL. ccxt.pro forgets a client the
+    venue closed and makes a new one on the next watch of its URL: a new object there is
+    a reconnect that no watch of the caller's saw fail."""
+    return dict(getattr(exchange, "clients", None) or {})
+
+
+def ws_connected(exchange: Any) -> bool:
+    """Whether any WebSocket client of a ccxt.pro `exchange` has connected (its
+    `connected` future resolved): a private stream with nothing to say is still up."""
+    clients = getattr(exchange, "clients", None) or {}
+    for client in clients.values():
+        connected = getattr(client, "connected", None)
+        if connected is not None and connected.done() and not connected.cancelled() and (
+                connected.exception() is None):
+            return True
+    return False
 
 
 MARKET_ATTRIBUTES = ("markets", "markets_by_id", "symbols", "ids", "currencies",

@@ -42,6 +42,7 @@ from ctsd.exchanges.model import (
 )
 from ctsd.exchanges.profile import ClientProfile
 from ctsd.exchanges.spec import ApiType
+from ctsd.exchanges.streams import OrderBook, PublicTrade, order_book, public_trades
 from ctsd.exchanges.throttle import RequestGate, lane
 from ctsd.ratelimit import Lane, ScopeUsage
 from ctsd.tasks import AsyncClosing
@@ -343,6 +344,14 @@ class ExchangeClient(AsyncClosing):
         raw = await self._run(lambda: self._exchange.fetch_ohlcv(symbol, timeframe, since_ms,
                                                                  limit))
         return answers.candles(raw, symbol)
+
+    async def fetch_order_book(self, symbol: str, depth: int) -> OrderBook:
+        raw = await self._run(lambda: self._exchange.fetch_order_book(symbol, depth))
+        return order_book(raw, symbol, depth)
+
+    async def fetch_trades(self, symbol: str, limit: int) -> list[PublicTrade]:
+        raw = await self._run(lambda: self._exchange.fetch_trades(symbol, None, limit))
+        return public_trades(raw, symbol)
 
     async def market_terms(self, symbol: str) -> MarketTerms:
         """Assets and fees of a listed `symbol`; NotFound when the venue does not list it."""

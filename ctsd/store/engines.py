@@ -171,6 +171,7 @@ class SqlEngineStore:
         fills = [(connection_id, f.trade_id, f.client_order_id, f.symbol, f.side.value,
                   str(f.amount), str(f.price), str(f.fee), f.fee_asset, f.timestamp_ms,
                   int(f.maker), f.position_side.value) for f in execution.fills]
+        pending = execution.order.status is OrderStatus.PENDING
 
         def unit(tx: Transaction) -> None:
             tx.execute(
@@ -178,6 +179,9 @@ class SqlEngineStore:
                 f"VALUES ({', '.join('?' * 19)}) "
                 f"ON CONFLICT (connection_id, client_order_id) DO UPDATE SET "
                 f"{_UPDATED_ON_CONFLICT}", order)
+            if pending:  # the cycle number in its client order id, durable with the order
+                tx.execute("UPDATE engines SET cycle = max(cycle, ?) WHERE connection_id = ?",
+                           (execution.order.cycle, connection_id))
             if fills:
                 tx.executemany(
                     f"INSERT INTO engine_fills (connection_id, {_FILL_COLUMNS}) "

@@ -112,15 +112,45 @@ class MarketInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class BookLevel:
+    price: Decimal
+    amount: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class OrderBookTop:
+    """The best levels of a book, best first (bids descending, asks ascending)."""
+
+    bids: tuple[BookLevel, ...]
+    asks: tuple[BookLevel, ...]
+    timestamp_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class Trade:
+    """One public trade on the venue (anyone's), as a print on the tape."""
+
+    price: Decimal
+    amount: Decimal
+    side: str
+    """The taker's side: "buy", "sell", or "" where the venue does not say."""
+    timestamp_ms: int
+
+
+@dataclass(frozen=True, slots=True)
 class SymbolMarket:
     """Everything known about one symbol this cycle; candles are closed, oldest first.
 
+    `book` and `trades` are filled only for strategies that ask for them
+    (`DataNeeds.book_depth`, `DataNeeds.trades`); streams make them cheap.
     `funding` is set for perpetuals only."""
 
     info: MarketInfo
     ticker: Ticker
     candles: tuple[Candle, ...] = ()
     funding: Funding | None = None
+    book: OrderBookTop | None = None
+    trades: tuple[Trade, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

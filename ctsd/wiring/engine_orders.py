@@ -123,6 +123,15 @@ class ExchangeOrders:
         fee, asset = self._fees[key]
         return replace(order, fee=fee, fee_asset=asset)
 
+    def streamed(self, order: Order) -> ExchangeOrder | None:
+        """An order update from the private stream, if it is one of the engine's kind."""
+        if not order.client_id or order.type not in _TYPES or order.side not in _SIDES:
+            return None
+        try:
+            return self._engine_order(order, order.client_id)
+        except Unavailable:
+            return None  # a status the engine does not track (e.g. ccxt's None on a new one)
+
     async def fetch_balance(self) -> tuple[Balance, ...]:
         holdings = await self._client.fetch_holdings()
         return tuple(Balance(h.asset, h.free, h.total) for h in holdings)

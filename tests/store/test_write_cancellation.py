@@ -163,6 +163,12 @@ async def save_funding(store: SqlEngineStore, run: int) -> None:
         FundingPayment(f"i{run}", "BTC/USDT", Decimal("-0.01"), "USDT", 4, PaymentKind.INTEREST)))
 
 
+async def save_pending(store: SqlEngineStore, run: int) -> None:
+    """The write ahead of a placement: the order and the engine's cycle, both or neither."""
+    pending = replace(order(f"p{run}", OrderStatus.PENDING), cycle=run + 20)
+    await store.save_execution("e-0", Execution(pending))
+
+
 async def explore_engine_store(db: Database, name: str, write: EngineWrite) -> Exploration:
     store = SqlEngineStore(db)
     before: list[list[tuple[Any, ...]]] = [await engine_rows(db)]
@@ -202,7 +208,7 @@ async def test_engine_store_writes_cancelled_at_every_await_point(db: Database) 
     found = [await explore_engine_store(db, name, write) for name, write in (
         ("create_engine", create_engine), ("set_desired", set_desired),
         ("save_cycle", save_cycle), ("save_execution", save_execution),
-        ("save_funding", save_funding))]
+        ("save_funding", save_funding), ("save_pending", save_pending))]
     report("repository writes", found)
     assert not [p for one in found for p in one.problems]
 

@@ -89,6 +89,21 @@ class ExchangeProbe(Protocol):
         ...
 
 
+class StreamProbe(Protocol):
+    """The WebSocket side of a connection (market_data_method websocket): what engines
+    on it will use. Each raises, to be classified like the probe's failures."""
+
+    async def public(self, conn: Connection, within_s: float) -> str:
+        """Subscribes a ticker of a listed symbol and waits for its first data; says
+        which and how long it took. Raises for a refusal or for no data in time."""
+        ...
+
+    async def private(self, conn: Connection, credentials: ApiCredentials,
+                      within_s: float) -> str:
+        """Logs in to the private stream and subscribes to order updates; says how."""
+        ...
+
+
 ProbeFactory = Callable[[Connection, ApiCredentials], AbstractAsyncContextManager[ExchangeProbe]]
 """Opens a probe for a connection; closing it releases the exchange client."""
 

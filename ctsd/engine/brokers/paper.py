@@ -125,6 +125,9 @@ class PaperBroker:
     async def refresh(self) -> tuple[Execution, ...]:
         return ()  # paper orders fill in `poll`, against this cycle's prices
 
+    def refresh_now(self) -> tuple[Execution, ...]:
+        return ()
+
     async def poll(self, market: MarketSnapshot) -> tuple[Execution, ...]:
         self._market = market
         executions = []

@@ -130,6 +130,9 @@ class PaperMarginBroker:
                 self._rest(order, check=False)
         return tuple(changed)
 
+    def refresh_now(self) -> tuple[Execution, ...]:
+        return ()  # paper orders fill in `poll`, against this cycle's prices
+
     async def refresh(self) -> tuple[Execution, ...]:
         return ()  # paper orders fill in `poll`, against this cycle's prices
 
