@@ -18,6 +18,17 @@ def trading(api_type: ApiType, note: str = POLLED) -> ApiTypeSupport:
     return ApiTypeSupport(api_type, key_test=True, paper=True, live=True, note=note)
 
 
+STREAMED = ("a WebSocket connection streams market data (LIVE spot: order updates too), "
+            "REST reconciling; a REST connection polls")
+
+
+def streamed(api_type: ApiType) -> ApiTypeSupport:
+    """Key tests (the streams step on a WebSocket connection), PAPER and LIVE engines that
+    run on the market-data hub's streams."""
+    return ApiTypeSupport(api_type, key_test=True, paper=True, live=True, streams=True,
+                          note=STREAMED)
+
+
 def key_test_only(api_type: ApiType, why: str) -> ApiTypeSupport:
     """Connections are tested; engines are refused, for the reason given."""
     return ApiTypeSupport(api_type, key_test=True, note=why)

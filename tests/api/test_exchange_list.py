@@ -26,6 +26,7 @@ from cts.v1 import engine_service_pb2_grpc as sgrpc
 from ctsd.exchanges.registry import ExchangeRegistry
 from ctsd.exchanges.spec import ApiType, ApiTypeSupport
 from tests.api.test_engine_service import paper_config, wait_for
+from tests.api.test_engine_streams import websocket_connection
 from tests.support.conn_tests import SimConnection, run_test, sim_connection
 from tests.support.daemon_process import DaemonProcess
 from tests.support.market_rig import nearest_call
@@ -94,7 +95,7 @@ def test_the_list_promises_exactly_what_is_tested(
                c.support.live, c.support.streams) for c in CASES}
     assert promised == tested
     assert all(list(e.api_types) == [s.api_type for s in e.api_type_support] for e in listed)
-    assert not any(c.support.streams for c in CASES), "streams need a case here first"
+    assert all(c.support.paper for c in CASES if c.support.streams)
     assert all(c.support.note for c in CASES if not (c.support.paper and c.support.live))
 
 
@@ -113,11 +114,15 @@ def test_every_advertised_key_test_passes(
 
 def symbol_of(case: Case, sim: SimulatorThread) -> str:  # noqa: F811
     """The case's market: a pair, or (options) the soonest BTC call expiring an hour on
-    or later, struck nearest the price."""
+    or later, struck nearest the price, the underlying moved to its strike."""
     if case.api_type is not ApiType.OPTIONS:
         return SYMBOLS[case.api_type]
     assert sim.server is not None
-    return nearest_call(sim.server, sim.server.sim.market.path_ms() + 3_600_000)[0]
+    symbol, contract = nearest_call(sim.server, sim.server.sim.market.path_ms() + 3_600_000)
+    # at the money: earlier cases took the underlying down, which leaves a far
+    # out-of-the-money call worth a tick or two, a move of 1 % no longer moves its book
+    sim.admin("POST", "price", {"symbol": "BTC/USDT", "price": str(contract.strike)})
+    return symbol
 
 
 def grid_on(engines: sgrpc.EngineServiceStub, name: str, symbol: str) -> tuple[pb.EngineConfig,
@@ -183,6 +188,31 @@ def test_every_advertised_live_engine_fills_an_order(
     config.mode = pb.TRADING_MODE_LIVE
     run_until_filled(engines, sim, name, config, price, symbol)
     assert placed(sim, conn) >= 1
+
+
+@pytest.mark.parametrize("case", cases("streams"))
+def test_every_advertised_stream_carries_a_key_test_and_an_engine(
+    connections: csgrpc.ConnectionServiceStub, engines: sgrpc.EngineServiceStub,
+    sim: SimulatorThread, case: Case,  # noqa: F811
+) -> None:
+    """A WebSocket connection: its key test checks the public stream and the private login,
+    and a PAPER engine cycles on the hub's streams (not REST)."""
+    name = websocket_connection(connections, sim, f"{case.exchange}-{SHORT[case.api_type]}-ws",
+                                case.exchange, SHORT[case.api_type])
+    stream = run_test(connections, name)
+    lines = [line.message for line in stream.lines]
+    assert stream.final().status != cpb.TEST_STATUS_FAILED, lines
+    assert any(m.startswith("public stream: ") for m in lines), lines
+    assert "private stream: logged in; order updates subscribed" in lines
+    symbol = symbol_of(case, sim)
+    config, _ = grid_on(engines, f"{name}/engine", symbol)
+    engines.StartEngine(pb.StartEngineRequest(name=f"{name}/engine", config=config))
+    try:
+        streaming = wait_for(engines, f"{name}/engine", lambda e: (e.cycles >= 2 and (
+            e.market_data_source == pb.MARKET_DATA_SOURCE_STREAM)) or bool(e.last_error))
+        assert not streaming.last_error, streaming
+    finally:
+        engines.StopEngine(pb.StopEngineRequest(name=f"{name}/engine"))
 
 
 @pytest.mark.parametrize("mode", [pb.TRADING_MODE_PAPER, pb.TRADING_MODE_LIVE],

@@ -3,7 +3,7 @@
 from ctsd.exchanges.binance.limits import BINANCE_ENDPOINTS, BINANCE_RATE_LIMITS
 from ctsd.exchanges.binance.profile import BINANCE_CLIENT
 from ctsd.exchanges.spec import ApiType, ExchangeSpec
-from ctsd.exchanges.support import trading
+from ctsd.exchanges.support import streamed, trading
 
 BINANCE = ExchangeSpec(
     id="binance",
@@ -14,9 +14,9 @@ BINANCE = ExchangeSpec(
     rate_limits=BINANCE_RATE_LIMITS,
     endpoint_rules=BINANCE_ENDPOINTS,
     support=(
-        trading(ApiType.SPOT),
+        streamed(ApiType.SPOT),
         trading(ApiType.MARGIN),
-        trading(ApiType.PERPETUAL_FUTURES),
+        streamed(ApiType.PERPETUAL_FUTURES),
         trading(ApiType.OPTIONS),
     ),
     client=BINANCE_CLIENT,

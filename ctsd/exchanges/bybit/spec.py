@@ -3,7 +3,7 @@
 from ctsd.exchanges.bybit.limits import BYBIT_ENDPOINTS, BYBIT_RATE_LIMITS
 from ctsd.exchanges.bybit.profile import BYBIT_CLIENT
 from ctsd.exchanges.spec import ApiType, ExchangeSpec
-from ctsd.exchanges.support import trading
+from ctsd.exchanges.support import streamed, trading
 
 BYBIT = ExchangeSpec(
     id="bybit",
@@ -14,9 +14,9 @@ BYBIT = ExchangeSpec(
     rate_limits=BYBIT_RATE_LIMITS,
     endpoint_rules=BYBIT_ENDPOINTS,
     support=(
-        trading(ApiType.SPOT),
+        streamed(ApiType.SPOT),
         trading(ApiType.MARGIN),
-        trading(ApiType.PERPETUAL_FUTURES),
+        streamed(ApiType.PERPETUAL_FUTURES),
         trading(ApiType.OPTIONS),
     ),
     client=BYBIT_CLIENT,

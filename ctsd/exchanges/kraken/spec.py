@@ -3,7 +3,7 @@
 from ctsd.exchanges.kraken.limits import KRAKEN_ENDPOINTS, KRAKEN_RATE_LIMITS
 from ctsd.exchanges.kraken.profile import KRAKEN_CLIENT
 from ctsd.exchanges.spec import ApiType, ExchangeSpec
-from ctsd.exchanges.support import trading
+from ctsd.exchanges.support import streamed, trading
 
 KRAKEN = ExchangeSpec(
     id="kraken",
@@ -14,7 +14,7 @@ KRAKEN = ExchangeSpec(
     rate_limits=KRAKEN_RATE_LIMITS,
     endpoint_rules=KRAKEN_ENDPOINTS,
     support=(
-        trading(ApiType.SPOT),
+        streamed(ApiType.SPOT),
         trading(ApiType.MARGIN),
     ),
     client=KRAKEN_CLIENT,
