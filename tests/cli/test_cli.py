@@ -80,7 +80,9 @@ def test_exchanges_table_and_json(daemon: DaemonProcess) -> None:
     assert header.split() == ["EXCHANGE", "API", "TYPE", "KEY", "TEST", "PAPER", "LIVE",
                               "STREAMS", "NOTE"]
     by_row = {tuple(row.split()[:2]): row.split()[2:6] for row in rows}
-    assert by_row[("kraken", "spot")] == ["yes", "yes", "yes", "no"]
+    assert by_row[("kraken", "spot")] == ["yes", "yes", "yes", "yes"]  # streams too
+    assert by_row[("kraken", "margin")] == ["yes", "yes", "yes", "no"]
+    assert by_row[("okx", "options")] == ["yes", "no", "no", "no"]  # coin-margined
     assert ("kraken", "options") not in by_row
     document = json.loads(cts(daemon, "exchanges", "-o", "json").stdout)
     by_id = {e["exchange_id"]: e for e in document["exchanges"]}
