@@ -226,6 +226,7 @@ def encode_engine(status: EngineStatus) -> pb.Engine:
         market_data_problem=status.data_problem,
         market_data_fallbacks=status.data_fallbacks,
         fees=_text(status.fees), funding_pnl=_text(status.funding_pnl),
+        interest_pnl=_text(status.interest_pnl),
         position_differences=status.position_differences,
         last_position_difference=status.last_position_difference,
         liquidations=status.liquidations,

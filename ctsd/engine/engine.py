@@ -32,7 +32,9 @@ from ctsd.engine.brokers.base import Broker
 from ctsd.engine.config import ValidatedConfig
 from ctsd.engine.intents import resolved
 from ctsd.engine.ledger import Ledger
+from ctsd.engine.margin_session import MarginSession
 from ctsd.engine.market import DryRun, decide_dry, fetch_infos, fetch_snapshot
+from ctsd.engine.option_session import EXPIRY_TAG, OptionSession
 from ctsd.engine.orders import Execution, Order, OrderRequest, OrderStatus, client_order_id
 from ctsd.engine.perp_session import PerpSession, check_spot, position_statuses
 from ctsd.engine.perpetual import AppliedSetting, MismatchPolicy
@@ -70,7 +72,8 @@ class Engine:
         self, record: EngineRecord, validated: ValidatedConfig, broker: Broker,
         market_data: MarketDataSource, store: EngineStore, clock: Clock,
         publish: Callable[[EngineStatus], None], events: MarketEvents | None = None,
-        perp: PerpSession | None = None,
+        perp: PerpSession | None = None, margin: MarginSession | None = None,
+        options: OptionSession | None = None,
     ) -> None:
         config = validated.config
         self.connection_id = record.connection_id
@@ -85,6 +88,8 @@ class Engine:
         self._clock = clock
         self._publish = publish
         self._perp = perp
+        self._margin = margin
+        self._options = options
         self._hedge = perp is not None and perp.modes.hedge
         self._risk = RiskGate(config.risk, clock, hedge=self._hedge)
         self._ledger = Ledger()
@@ -138,10 +143,14 @@ class Engine:
         if self._prepared:
             return ()
         applied: tuple[AppliedSetting, ...] = ()
-        if self._perp is None:
-            check_spot(self.config, self._strategy.needs, f"connections/{self.connection_id}")
-        else:
+        if self._perp is not None:
             applied = await self._perp.prepare()
+        elif self._margin is not None:
+            applied = await self._margin.prepare()
+        elif self._options is not None:
+            await self._options.prepare(self._strategy.needs, self._clock.now_ms())
+        else:
+            check_spot(self.config, self._strategy.needs, f"connections/{self.connection_id}")
         self._prepared = True
         return applied
 
@@ -194,6 +203,7 @@ class Engine:
             await self._book(execution)
         await self._book_funding()
         await self._check_positions()
+        await self._settle_expired()
         breach = self._risk.daily_loss_breach(self._ledger.pnl(self._marks, self._clock.now_ms()))
         if breach:
             raise RiskLimitBreached(breach)
@@ -210,12 +220,20 @@ class Engine:
         there (no await: no task, no loop round trip per engine)."""
         if self.events is None:
             return None
-        return self.events.snapshot_now(self._infos, self._strategy.needs, self._clock.now_ms())
+        return self.events.snapshot_now(self._trading_infos(), self._strategy.needs,
+                                        self._clock.now_ms())
+
+    def _trading_infos(self) -> dict[str, MarketInfo]:
+        """The markets the strategy sees: an expired option contract has none left."""
+        if self._options is None:
+            return self._infos
+        expired = self._options.expired(self._clock.now_ms())
+        return {s: i for s, i in self._infos.items() if s not in expired}
 
     async def _read_market(self, streamed: MarketSnapshot | None) -> MarketSnapshot:
         """The market over REST unless the streams had it; perpetuals add their funding
         terms and mark prices (over REST: no hub stream carries them yet)."""
-        market = streamed or await fetch_snapshot(self._market_data, self._infos,
+        market = streamed or await fetch_snapshot(self._market_data, self._trading_infos(),
                                                   self._strategy.needs, self._clock)
         return market if self._perp is None else await self._perp.with_funding(market)
 
@@ -302,7 +320,8 @@ class Engine:
         await self._store.save_execution(self.connection_id, execution)
         for fill in execution.fills:
             self._ledger.apply(fill)
-        if execution.fills and execution.order.status is OrderStatus.FILLED:
+        if execution.fills and execution.order.status is OrderStatus.FILLED and (
+                execution.order.tag != EXPIRY_TAG):  # a settlement is no order filled
             self._status = replace(self._status, orders_filled=self._status.orders_filled + 1)
         if execution.order.tag == "liquidation" and execution.fills:  # the paper account's
             self._status = replace(self._status, liquidations=self._status.liquidations + 1)
@@ -320,6 +339,22 @@ class Engine:
         await self._store.save_funding(self.connection_id, fresh)
         for payment in fresh:
             self._ledger.apply_funding(payment)
+
+    async def _settle_expired(self) -> None:
+        """Options: orders still open on an expired contract are cancelled (the venue has
+        expired them), and held contracts booked as settled once the venue says at what
+        price (`ctsd.engine.option_session`)."""
+        if self._options is None:
+            return
+        now = self._clock.now_ms()
+        expired = self._options.expired(now)
+        if not expired:
+            return
+        for order in [o for o in self._broker.open_orders() if o.symbol in expired]:
+            await self._book(await self._broker.cancel(order))
+        for execution in await self._options.settlements(
+                self.engine_id, self._cycle, self._ledger.positions(), now):
+            await self._book(execution)
 
     async def _check_positions(self) -> None:
         """LIVE perpetuals: the venue's positions against the ledger. A difference is read
@@ -368,4 +403,5 @@ class Engine:
             positions = position_statuses(self._ledger, self._broker.positions(), self._marks)
         return {"open_orders": len(self._broker.open_orders()), "positions": positions,
                 "realized_pnl": pnl.realized, "unrealized_pnl": pnl.unrealized,
-                "fees": self._ledger.fees, "funding_pnl": self._ledger.funding}
+                "fees": self._ledger.fees, "funding_pnl": self._ledger.funding,
+                "interest_pnl": self._ledger.interest}

@@ -30,6 +30,8 @@ from decimal import Decimal
 from typing import Generic, Protocol, TypeVar
 
 from ctsd.engine.config import EngineConfig, TradingMode
+from ctsd.engine.margin import InterestCharge, LendingTerms
+from ctsd.engine.options import OptionTerms
 from ctsd.engine.orders import Execution, Fill, Order, OrderStatus
 from ctsd.engine.perpetual import (
     AccountModes,
@@ -245,6 +247,58 @@ class PerpetualAccount(Protocol):
         ...
 
 
+class MarginMarketData(Protocol):
+    """What a paper margin account lends on: the venue's terms (the account's own rates
+    where the connection has a key, else the venue's published or default ones)."""
+
+    async def terms(self, symbols: tuple[str, ...]) -> LendingTerms:
+        """Terms for the assets of `symbols` (leverage as the engine is configured)."""
+        ...
+
+    def check_leverage(self, leverage: Mapping[str, int]) -> None:
+        """InvalidArgument naming `config.leverage["<symbol>"]` for leverage the venue does
+        not let a margin engine choose."""
+        ...
+
+
+class OptionMarketData(Protocol):
+    """What an options engine reads besides tickers: the contracts' terms and, once
+    expired, the price the venue settled them at."""
+
+    async def contract(self, symbol: str, field: str) -> OptionTerms:
+        """InvalidArgument naming `field` for a symbol the venue lists as no option."""
+        ...
+
+    async def settlement_price(self, symbol: str) -> Decimal | None:
+        """The underlying's price `symbol` settled at; None until the venue publishes it."""
+        ...
+
+
+class MarginAccount(Protocol):
+    """A LIVE spot-margin account: its settings, interest charges and own fills."""
+
+    async def prepare(self, symbols: tuple[str, ...], leverage: Mapping[str, int],
+                      ) -> tuple[AppliedSetting, ...]:
+        """What the venue needs before a margin engine trades (Bybit's spot-margin switch,
+        the configured leverage). Raises FailedPrecondition with the venue's reason when
+        it refuses, InvalidArgument naming `config.leverage` when out of its range."""
+        ...
+
+    async def interest(self, symbols: tuple[str, ...], since_ms: int,
+                       ) -> tuple[InterestCharge, ...]:
+        """Interest charged on the account's loans in the symbols' assets from `since_ms`."""
+        ...
+
+    async def trades(self, symbol: str, since_ms: int) -> tuple[VenueTrade, ...]:
+        """Every fill of the account on `symbol` from `since_ms` on, any order's."""
+        ...
+
+    async def liquidation_orders(self, symbol: str, since_ms: int) -> frozenset[str] | None:
+        """Venue order ids of the liquidations of `symbol` from `since_ms` on; None where
+        the venue keeps no such record."""
+        ...
+
+
 class DesiredState(enum.Enum):
     RUNNING = "running"
     STOPPED = "stopped"
@@ -347,6 +401,12 @@ class EngineResources:
     """Required for perpetuals."""
     perp_account: PerpetualAccount | None = None
     """Required for LIVE perpetuals."""
+    margin_market: MarginMarketData | None = None
+    """Required for spot margin."""
+    margin_account: MarginAccount | None = None
+    """Required for LIVE spot margin."""
+    option_market: OptionMarketData | None = None
+    """Required for options."""
     events: MarketEvents | None = None
     """On a WebSocket connection: market events drive the cycles; None: a fixed interval."""
     order_updates: OrderUpdates | None = None

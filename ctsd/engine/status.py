@@ -132,6 +132,8 @@ class EngineStatus:
     fees: Decimal = Decimal(0)
     """Fees paid, in the quote asset (already in realized_pnl)."""
     funding_pnl: Decimal = Decimal(0)
+    interest_pnl: Decimal = Decimal(0)
+    """Spot margin: interest charged on loans (negative; already in realized PnL)."""
     """Funding received minus paid (already in realized_pnl)."""
     position_differences: int = 0
     """How often the venue's positions were found differing from the ledger."""

@@ -25,7 +25,8 @@ from typing import Any
 
 Fetch2 = Callable[[Any, Any, str, Any, Any], Awaitable[Any]]
 """`fetch2(path, api, method, params, config)`: every REST request of an instance."""
-ResponseObserver = Callable[[int | None, Mapping[str, str]], None]
+ResponseObserver = Callable[[int | None, Mapping[str, str], str, str], None]
+"""`observer(status, headers, method, url)`; `url` as the production venue names it."""
 
 PRIVATE_ATTRIBUTES: Mapping[str, str] = {
     "fetch2": "every REST request funnels through it: the rate limiter wraps it",
@@ -110,12 +111,14 @@ def wrap_requests(exchange: Any, around: Callable[[Fetch2], Fetch2]) -> None:
 
 
 def observe_responses(exchange: Any, observer: ResponseObserver) -> None:
-    """`observer(status, headers)` sees each answer before ccxt raises for its status."""
+    """`observer(status, headers, method, url)` sees each answer before ccxt raises for
+    its status; a URL rewritten by `rebase_urls` is shown as the production one."""
     original = exchange.on_rest_response
 
     def on_rest_response(code: Any, reason: Any, url: Any, method: Any, headers: Any,
                          body: Any, request_headers: Any, request_body: Any) -> Any:
-        observer(int(code) if code is not None else None, dict(headers or {}))
+        observer(int(code) if code is not None else None, dict(headers or {}),
+                 str(method or ""), production_url(exchange, str(url or "")))
         return original(code, reason, url, method, headers, body, request_headers,
                         request_body)
 
@@ -195,6 +198,17 @@ def restore_market_state(exchange: Any, state: dict[str, Any]) -> None:
 
 UrlMap = list[tuple[str, str]]
 """(rewritten URL prefix, original URL prefix), longest rewritten prefix first."""
+_URL_MAP = "ctsd_url_map"
+"""Our own attribute on a rebased instance: its `UrlMap` (no ccxt name)."""
+
+
+def production_url(exchange: Any, url: str) -> str:
+    """`url` as the venue's production host names it, where `rebase_urls` rewrote it: what
+    an error message shows (the simulator's prefix would name no real endpoint)."""
+    for rewritten, production in getattr(exchange, _URL_MAP, ()):
+        if url.startswith(rewritten):
+            return str(production) + url[len(rewritten):]
+    return url
 
 
 def rebase_urls(exchange: Any, rewrite: Callable[[str], str]) -> Any:
@@ -223,21 +237,18 @@ def rebase_urls(exchange: Any, rewrite: Callable[[str], str]) -> Any:
     for key in ("test", "demo", "demotrading"):  # every mode that swaps urls["api"] back
         exchange.urls.pop(key, None)
     pairs.sort(key=lambda pair: len(pair[0]), reverse=True)
-    _restore_host_based_exceptions(exchange, pairs)
+    setattr(exchange, _URL_MAP, pairs)
+    _restore_host_based_exceptions(exchange)
     return exchange
 
 
-def _restore_host_based_exceptions(exchange: Any, pairs: UrlMap) -> None:
+def _restore_host_based_exceptions(exchange: Any) -> None:
     original = getattr(exchange, "get_exceptions_by_url", None)
     if original is None:
         return
 
     def get_exceptions_by_url(url: str | None, exact_or_broad: str) -> Any:
-        if url is not None:
-            for rewritten, production in pairs:
-                if url.startswith(rewritten):
-                    url = production + url[len(rewritten):]
-                    break
-        return original(url, exact_or_broad)
+        return original(None if url is None else production_url(exchange, url),
+                        exact_or_broad)
 
     exchange.get_exceptions_by_url = get_exceptions_by_url

@@ -173,7 +173,8 @@ class ExchangeClientFactory(AsyncClosing):
     def _translator(spec: ExchangeSpec, profile: ClientProfile,
                     secrets: tuple[str, ...] = ()) -> Any:
         async def translate(call: Any) -> Any:
-            with translated(spec.id, secrets=secrets, codes=profile.error_codes):
+            with translated(spec.id, secrets=secrets, codes=profile.error_codes,
+                            unsupported=profile.unsupported_codes):
                 return await call()
 
         return translate

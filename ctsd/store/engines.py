@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 
 from ctsd.engine.config import EngineConfig, PaperSettings, RiskLimits, TradingMode
 from ctsd.engine.orders import Execution, Fill, Order, OrderStatus
-from ctsd.engine.perpetual import FundingPayment, MismatchPolicy
+from ctsd.engine.perpetual import FundingPayment, MismatchPolicy, PaymentKind
 from ctsd.engine.ports import DesiredState, EngineRecord, Page
 from ctsd.store.database import Database, Row, Transaction
 from ctsd.strategies.model import OrderType, PositionSide, Side
@@ -38,7 +38,7 @@ _FILL_COLUMNS = (
     "trade_id, client_order_id, symbol, side, amount, price, fee, fee_asset, timestamp_ms, maker, "
     "position_side"
 )
-_FUNDING_COLUMNS = "funding_id, symbol, amount, asset, timestamp_ms"
+_FUNDING_COLUMNS = "funding_id, symbol, amount, asset, timestamp_ms, kind"
 _UPDATED_ON_CONFLICT = ", ".join(
     f"{c} = excluded.{c}" for c in
     ("status", "filled", "average_price", "fee", "exchange_order_id", "reason", "updated_ms")
@@ -126,7 +126,8 @@ def _fill(row: Row) -> Fill:
 
 
 def _funding(row: Row) -> FundingPayment:
-    return FundingPayment(row[0], row[1], Decimal(row[2]), row[3], int(row[4]))
+    return FundingPayment(row[0], row[1], Decimal(row[2]), row[3], int(row[4]),
+                          PaymentKind(row[5]))
 
 
 class SqlEngineStore:
@@ -191,18 +192,20 @@ class SqlEngineStore:
 
     async def save_funding(self, connection_id: str,
                            payments: tuple[FundingPayment, ...]) -> None:
-        rows = [(connection_id, p.funding_id, p.symbol, str(p.amount), p.asset, p.timestamp_ms)
-                for p in payments]
+        rows = [(connection_id, p.funding_id, p.symbol, str(p.amount), p.asset, p.timestamp_ms,
+                 p.kind.value) for p in payments]
         await self._db.write(lambda tx: tx.executemany(
             f"INSERT INTO engine_funding (connection_id, {_FUNDING_COLUMNS}) "
-            "VALUES (?, ?, ?, ?, ?, ?) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?) "
             "ON CONFLICT (connection_id, funding_id) DO NOTHING", rows))
 
     async def list_funding(self, connection_id: str) -> list[FundingPayment]:
         rows = await self._db.fetch_all(
-            f"SELECT {_FUNDING_COLUMNS} FROM engine_funding WHERE connection_id = ? "
+            f"SELECT seq, {_FUNDING_COLUMNS} FROM engine_funding WHERE connection_id = ? "
             "ORDER BY seq", (connection_id,))
-        return [_funding(r) for r in rows]
+        # Strict like fills: the ledger rebuilt without a payment would misstate the PnL.
+        return self._db.quarantine.decoded("engine_funding", rows, lambda r: _funding(r[1:]),
+                                           key=_seq, strict=True)
 
     async def list_orders(
         self, connection_id: str, *, open_only: bool = False
@@ -264,10 +267,12 @@ def _now_us() -> int:
 
 
 async def audit_engine_rows(db: Database) -> None:
-    """Every engine, order and fill row decoded once more, so a damaged one is
+    """Every engine, order, fill and payment row decoded once more, so a damaged one is
     quarantined (VerifyStartup) before an engine trips over it."""
     await SqlEngineStore(db).load_engines()
     orders = await db.fetch_all(f"SELECT seq, {_ORDER_COLUMNS} FROM engine_orders")
     await db.quarantine.audit("engine_orders", orders, lambda r: _order(r[1:]), key=_seq)
     fills = await db.fetch_all(f"SELECT seq, {_FILL_COLUMNS} FROM engine_fills")
     await db.quarantine.audit("engine_fills", fills, lambda r: _fill(r[1:]), key=_seq)
+    payments = await db.fetch_all(f"SELECT seq, {_FUNDING_COLUMNS} FROM engine_funding")
+    await db.quarantine.audit("engine_funding", payments, lambda r: _funding(r[1:]), key=_seq)

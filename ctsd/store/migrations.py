@@ -131,6 +131,10 @@ MIGRATIONS: tuple[str, ...] = (
         UNIQUE (connection_id, funding_id)
     );
     """,
+    # 7: spot margin: a booked payment is funding or interest on a loan.
+    """
+    ALTER TABLE engine_funding ADD COLUMN kind TEXT NOT NULL DEFAULT 'funding';
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -57,7 +57,9 @@ from ctsd.errors import (
 from ctsd.exchanges import model as exchange_model
 from ctsd.exchanges.client import ExchangeClient
 from ctsd.exchanges.factory import ExchangeClientFactory
+from ctsd.exchanges.margin import MarginClient
 from ctsd.exchanges.model import ApiCredentials, ConnectionTarget
+from ctsd.exchanges.options import OptionClient
 from ctsd.exchanges.perpetuals import PerpetualClient
 from ctsd.exchanges.spec import ApiType
 from ctsd.exchanges.streams import OrderBook, PublicTrade
@@ -71,6 +73,12 @@ from ctsd.strategies.model import (
     Ticker,
     Trade,
 )
+from ctsd.wiring.engine_margin import (
+    ExchangeMarginAccount,
+    ExchangeMarginMarketData,
+    MarginLeverage,
+)
+from ctsd.wiring.engine_options import ExchangeOptionMarketData
 from ctsd.wiring.engine_order_stream import OrderFeed
 from ctsd.wiring.engine_orders import ExchangeOrders
 from ctsd.wiring.engine_perpetual import ExchangePerpetualAccount, ExchangePerpetualMarketData
@@ -114,7 +122,7 @@ class ExchangeMarketData:
                     "exchange": self._client.target.exchange, "symbol": symbol,
                     "error": exc.detail})
         return MarketInfo(symbol, terms.base, terms.quote, taker, maker, self._kind,
-                          terms.amount_step, terms.buy_fee_in_base)
+                          terms.amount_step, terms.buy_fee_in_base, terms.price_step)
 
     async def ticker(self, symbol: str) -> Ticker:
         return engine_ticker(await self._client.fetch_ticker(symbol), self._now_ms())
@@ -186,6 +194,14 @@ def engine_resources(market: ExchangeClient, trading: ExchangeClient | None,
     lists leverage brackets to keys only), `trading` and `market`. `modes` are the
     connection's margin and position modes; `now_ms` the engine's clock (which candles
     have closed)."""
+    if market.target.api_type is ApiType.MARGIN:
+        return _margin_resources(market, trading, modes, reader, now_ms)
+    if market.target.api_type is ApiType.OPTIONS:
+        chain = OptionClient(reader or trading or market)
+        return EngineResources(
+            ExchangeMarketData(market, now_ms, MarketKind.OPTION, reader or trading),
+            ExchangeOrders(trading, now_ms) if trading is not None else None,
+            MarketKind.OPTION, modes, option_market=ExchangeOptionMarketData(chain))
     perpetual = market.target.api_type is ApiType.PERPETUAL_FUTURES
     kind = MarketKind.PERPETUAL if perpetual else MarketKind.SPOT
     facts = reader or trading or market
@@ -198,6 +214,23 @@ def engine_resources(market: ExchangeClient, trading: ExchangeClient | None,
             account = ExchangePerpetualAccount(PerpetualClient(trading), modes.margin_mode)
     return EngineResources(ExchangeMarketData(market, now_ms, kind, reader or trading), orders,
                            kind, modes, perp_market, account)
+
+
+def _margin_resources(market: ExchangeClient, trading: ExchangeClient | None,
+                      modes: AccountModes, reader: ExchangeClient | None,
+                      now_ms: Callable[[], int]) -> EngineResources:
+    """Spot margin: the lending terms from the keyed client where there is one (the
+    account's own rates), orders that borrow and repay, and the LIVE account."""
+    facts = reader or trading or market
+    leverage = MarginLeverage(MarginClient(facts))
+    terms = ExchangeMarginMarketData(MarginClient(facts), leverage, facts is not market)
+    orders = account = None
+    if trading is not None:
+        orders = ExchangeOrders(trading, now_ms, order_params=leverage.order_params)
+        account = ExchangeMarginAccount(MarginClient(trading), leverage)
+    return EngineResources(ExchangeMarketData(market, now_ms, MarketKind.MARGIN,
+                                              reader or trading), orders, MarketKind.MARGIN,
+                           modes, margin_market=terms, margin_account=account)
 
 
 class ExchangeEngineBackend:
@@ -229,6 +262,7 @@ class ExchangeEngineBackend:
             raise FailedPrecondition(
                 f"the last test of {name} failed ({conn.last_test.message or 'no reason given'}); "
                 "test it again once fixed")
+        self._check_supported(conn, mode, name)
         if mode is TradingMode.LIVE:
             self._check_live(conn, name)
         target = ConnectionTarget(conn.exchange, conn.api_type, conn.testnet)
@@ -249,7 +283,8 @@ class ExchangeEngineBackend:
             raise
         resources = engine_resources(market, trading, modes, reader)
         opened = Opened(target, own, None, None)
-        if self._streams is not None and conn.market_data_method is MarketDataMethod.WEBSOCKET:
+        if self._streams is not None and conn.market_data_method is (
+                MarketDataMethod.WEBSOCKET) and self._streams_promised(conn):
             opened, resources = await self._stream(conn, opened, resources, credentials)
         # A dry run (TestEngine) may open more clients while the engine holds its own.
         self._opened[id(resources)] = opened
@@ -312,6 +347,25 @@ class ExchangeEngineBackend:
             return None
         return await self._factory.client(target, credentials, lane=Lane.POLL,
                                           account_uid=conn.account_uid)
+
+    def _streams_promised(self, conn: Connection) -> bool:
+        """Streams only where `ListExchanges` promises them; elsewhere (margin, options) a
+        WebSocket connection's engine polls over REST, as the list's note says."""
+        spec = self._factory.registry.get(conn.exchange)
+        return spec is not None and spec.support_of(conn.api_type).streams
+
+    def _check_supported(self, conn: Connection, mode: TradingMode, name: str) -> None:
+        """What `ListExchanges` does not promise for the connection's api type is refused
+        before any client is opened (so before anything could be placed)."""
+        spec = self._factory.registry.get(conn.exchange)
+        if spec is None:
+            raise FailedPrecondition(f"{name}: {conn.exchange} is not supported")
+        support = spec.support_of(conn.api_type)
+        if not (support.live if mode is TradingMode.LIVE else support.paper):
+            why = f" ({support.note})" if support.note else ""
+            raise FailedPrecondition(
+                f"{name}: {mode.value} engines do not run on {spec.display_name} "
+                f"{conn.api_type.value.replace('_', ' ')}{why}; ListExchanges says what works")
 
     def _check_live(self, conn: Connection, name: str) -> None:
         if self._credentials is None:

@@ -34,6 +34,7 @@ from cts.v1 import health_service_pb2 as hpb
 from cts.v1 import health_service_pb2_grpc as hgrpc
 from ctsd.engine.config import EngineConfig, TradingMode
 from ctsd.engine.orders import Execution, Fill, Order, OrderStatus
+from ctsd.engine.perpetual import FundingPayment, PaymentKind
 from ctsd.engine.ports import DesiredState, EngineRecord
 from ctsd.store.connections import ConnectionRepository
 from ctsd.store.database import Database
@@ -111,6 +112,8 @@ CORPUS: dict[str, Damage] = {
     "order status": sql("UPDATE engine_orders SET status = 'lost'"),
     "order amount": sql("UPDATE engine_orders SET amount = 'lots'"),
     "fill side": sql("UPDATE engine_fills SET side = 'up'"),
+    "payment kind": sql("UPDATE engine_funding SET kind = 'gift'"),
+    "payment amount": sql("UPDATE engine_funding SET amount = 'some'"),
     "secret blob type": sql("UPDATE sealed_secrets SET blob = 'text' WHERE connection_id = 'c'"),
     "secret field": sql("UPDATE sealed_secrets SET field = 'nonsense' WHERE connection_id = 'b' "
                         "AND field = 'api_key'"),
@@ -147,6 +150,9 @@ async def _seed(state: Path) -> None:
         fill = Fill("t1", "o1", "BTC/USDT", Side.BUY, Decimal(1), Decimal(10), Decimal(0),
                     "USDT", 2, False)
         await store.save_execution("a", Execution(replace(order), (fill,)))
+        await store.save_funding("a", (
+            FundingPayment("f1", "BTC/USDT", Decimal("-0.1"), "USDT", 3),
+            FundingPayment("i1", "BTC/USDT", Decimal("-0.01"), "USDT", 4, PaymentKind.INTEREST)))
     finally:
         await db.close()
 

@@ -26,6 +26,9 @@ from ctsd.exchanges.model import (
     ApiTypeStatus,
     Holding,
     KeyPermissions,
+    MarginAccount,
+    OptionChain,
+    OptionsAccount,
     ServerTime,
 )
 
@@ -59,6 +62,18 @@ class ExchangeProbe(Protocol):
 
     async def account_modes(self) -> AccountModes | None:
         """Perpetual futures: the account's position and margin modes; None otherwise."""
+        ...
+
+    async def margin_account(self, mode: str) -> MarginAccount | None:
+        """Margin: the account ("cross" or "isolated") as the venue reports it; None otherwise."""
+        ...
+
+    async def option_chain(self) -> OptionChain:
+        """The option contracts listed for the connection, in brief."""
+        ...
+
+    async def options_account(self) -> OptionsAccount | None:
+        """Options: the options account; None otherwise."""
         ...
 
     async def prices(self, assets: Sequence[str], quote: str) -> dict[str, Decimal]:

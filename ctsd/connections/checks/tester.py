@@ -4,13 +4,15 @@ Steps run in order and stop at the first failure, because every later step
 depends on the earlier ones (no balance without a valid signature):
 
     credentials → markets → clock → balance → permissions → api_type → latency
-    → derivatives (a perpetual-futures connection)
+    → derivatives, margin or options (a connection of that api type)
     → streams (a websocket connection: public ticker data, private login)
 
 `derivatives` compares the account's position mode and margin mode against
 the connection's settings. A difference is a warning (what an engine start
 will change, and that it needs no open positions or orders), never a failure:
-the key works.
+the key works. A margin connection has `margin` and an options connection
+`options` in its place (`ctsd.connections.checks.account_steps`): the account of
+that market, read.
 
 The permissions step also learns which account (UID) the key belongs to,
 where the exchange counts its limits per UID (from the same answer): it is
@@ -40,6 +42,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Protocol
 
+from ctsd.connections.checks.account_steps import margin_step, options_step, permission_lines
 from ctsd.connections.checks.probe import (
     Classifier,
     ExchangeProbe,
@@ -176,6 +179,10 @@ class ConnectionTester:
             await self._latency(run, probe)
             if run.conn.api_type is ApiType.PERPETUAL_FUTURES:
                 await self._derivatives(run, probe)
+            elif run.conn.api_type is ApiType.MARGIN:
+                await margin_step(run, probe)
+            elif run.conn.api_type is ApiType.OPTIONS:
+                await options_step(run, probe)
         if self._streams is not None and run.conn.market_data_method is (
                 MarketDataMethod.WEBSOCKET):
             await self._stream_steps(run, self._streams, creds)
@@ -288,6 +295,7 @@ class ConnectionTester:
             )
             if allowed
         ]
+        granted += permission_lines(run, permissions)
         run.capabilities = tuple(granted)
         run.info(f"key permissions: {', '.join(granted) or 'none'}{account}")
         if not permissions.trade:

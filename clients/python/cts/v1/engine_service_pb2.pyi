@@ -663,6 +663,7 @@ class Engine(_message.Message):
     POSITION_DIFFERENCES_FIELD_NUMBER: _builtins.int
     LAST_POSITION_DIFFERENCE_FIELD_NUMBER: _builtins.int
     LIQUIDATIONS_FIELD_NUMBER: _builtins.int
+    INTEREST_PNL_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """`connections/{connection}/engine`."""
     engine_id: _builtins.str
@@ -713,6 +714,10 @@ class Engine(_message.Message):
     """The latest such difference: symbol, leg, ledger and venue amounts, cause."""
     liquidations: _builtins.int
     """Perpetuals: positions the venue (or the paper account) liquidated."""
+    interest_pnl: _builtins.str
+    """Spot margin: interest charged on what the engine borrowed, in the quote
+    asset (negative; already in realized_pnl).
+    """
     @_builtins.property
     def symbols(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Traded symbols."""
@@ -777,10 +782,11 @@ class Engine(_message.Message):
         position_differences: _builtins.int = ...,
         last_position_difference: _builtins.str = ...,
         liquidations: _builtins.int = ...,
+        interest_pnl: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["failure", b"failure", "heartbeat_time", b"heartbeat_time", "last_cycle_duration", b"last_cycle_duration", "last_cycle_lag", b"last_cycle_lag", "last_cycle_time", b"last_cycle_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cycles", b"cycles", "engine_id", b"engine_id", "failure", b"failure", "fees", b"fees", "funding_pnl", b"funding_pnl", "heartbeat_time", b"heartbeat_time", "last_cycle_duration", b"last_cycle_duration", "last_cycle_lag", b"last_cycle_lag", "last_cycle_time", b"last_cycle_time", "last_error", b"last_error", "last_position_difference", b"last_position_difference", "liquidations", b"liquidations", "market_data_fallbacks", b"market_data_fallbacks", "market_data_problem", b"market_data_problem", "market_data_source", b"market_data_source", "mode", b"mode", "name", b"name", "open_orders", b"open_orders", "orders_filled", b"orders_filled", "orders_placed", b"orders_placed", "orders_rejected", b"orders_rejected", "position_differences", b"position_differences", "positions", b"positions", "realized_pnl", b"realized_pnl", "restarts", b"restarts", "skipped_ticks", b"skipped_ticks", "state", b"state", "strategy", b"strategy", "symbols", b"symbols", "unrealized_pnl", b"unrealized_pnl", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cycles", b"cycles", "engine_id", b"engine_id", "failure", b"failure", "fees", b"fees", "funding_pnl", b"funding_pnl", "heartbeat_time", b"heartbeat_time", "interest_pnl", b"interest_pnl", "last_cycle_duration", b"last_cycle_duration", "last_cycle_lag", b"last_cycle_lag", "last_cycle_time", b"last_cycle_time", "last_error", b"last_error", "last_position_difference", b"last_position_difference", "liquidations", b"liquidations", "market_data_fallbacks", b"market_data_fallbacks", "market_data_problem", b"market_data_problem", "market_data_source", b"market_data_source", "mode", b"mode", "name", b"name", "open_orders", b"open_orders", "orders_filled", b"orders_filled", "orders_placed", b"orders_placed", "orders_rejected", b"orders_rejected", "position_differences", b"position_differences", "positions", b"positions", "realized_pnl", b"realized_pnl", "restarts", b"restarts", "skipped_ticks", b"skipped_ticks", "state", b"state", "strategy", b"strategy", "symbols", b"symbols", "unrealized_pnl", b"unrealized_pnl", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
