@@ -17,22 +17,28 @@ number of fills and `equity_diff_pct` <= 0.25 on every row.
 
 Everything runs in this process: the simulator (its limits scaled up, as the
 daemon's rate limiter is: this bench measures fidelity, not rate limits), the
-exchange layer, the engines and a SQLite store. Issue 15 adds rows (spot margin,
-options) to `ROWS`; a row only says what differs.
+exchange layer, the engines and a SQLite store. A row only says what differs.
 
-    .venv/bin/python -m bench.parity_bench [--cycles 1000] [--rows spot,perp]
+Spot margin rows (`margin`, `margin-bybit`, `-okx`, `-kraken`) run sma_cross long and
+short: each short borrows the BTC it sells and pays interest per the venue's periods
+while held (`interest_*`). Options rows (`options`, `options-bybit`) run a grid on a BTC
+contract whose expiry falls in the middle of the run (`option_row`): what the grid holds
+then is settled at the venue's published price and booked in both engines.
+
+    .venv/bin/python -m bench.parity_bench [--cycles 1000] [--rows spot,perp,margin]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import json
 import sys
 import tempfile
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -53,7 +59,7 @@ from ctsd.exchanges.registry import ExchangeRegistry  # noqa: E402
 from ctsd.exchanges.settings import ExchangeSettings  # noqa: E402
 from ctsd.exchanges.spec import ApiType  # noqa: E402
 from ctsd.ratelimit import Lane, LimitOverride, RateLimiter, RateLimitOverrides  # noqa: E402
-from ctsd.sim import derivatives  # noqa: E402
+from ctsd.sim import derivatives, option_trading  # noqa: E402
 from ctsd.sim.accounts import AccountSpec, Permission  # noqa: E402
 from ctsd.sim.clock import ManualClock  # noqa: E402
 from ctsd.sim.ratelimit import RateLimitConfig  # noqa: E402
@@ -61,6 +67,7 @@ from ctsd.sim.server import SimulatorServer  # noqa: E402
 from ctsd.sim.state import SimulatorConfig  # noqa: E402
 from ctsd.store.database import Database  # noqa: E402
 from ctsd.store.engines import SqlEngineStore  # noqa: E402
+from ctsd.strategies.grid import GRID  # noqa: E402
 from ctsd.strategies.registry import StrategyRegistry  # noqa: E402
 from ctsd.strategies.sma_cross import SMA_CROSS  # noqa: E402
 from ctsd.wiring.engine_exchange import engine_resources  # noqa: E402
@@ -85,9 +92,16 @@ class Row:
         "fast": "3", "slow": "8", "quote_amount": "2000", "timeframe": "1m"})
     leverage: int | None = None
     modes: AccountModes = field(default_factory=AccountModes)
+    direction: str = "auto"
+    """sma_cross's direction; margin rows go long and short (shorts borrow the base)."""
+    strategy: str = "sma_cross"
+    """Options rows trade a grid (no candles of option contracts are served)."""
 
     def config(self, mode: TradingMode) -> EngineConfig:
-        return EngineConfig("sma_cross", (self.symbol,), dict(self.params), mode,
+        params = dict(self.params)
+        if self.strategy == "sma_cross":
+            params["direction"] = self.direction
+        return EngineConfig(self.strategy, (self.symbol,), params, mode,
                             float(CANDLE_S),
                             paper=PaperSettings((("USDT", CAPITAL),), Decimal(0)),
                             leverage={self.symbol: self.leverage} if self.leverage else {})
@@ -101,19 +115,64 @@ ROWS = (
         modes=AccountModes(MarginMode.ISOLATED, hedge=True)),
     Row("perp-okx", "okx", ApiType.PERPETUAL_FUTURES, "BTC/USDT:USDT", leverage=5,
         modes=AccountModes(MarginMode.CROSS, hedge=False)),
+    # spot margin: sma_cross long and short, each short borrowing the BTC it sells and
+    # paying hourly interest on it (16.7 hours at 1,000 cycles)
+    Row("margin", "binance", ApiType.MARGIN, "BTC/USDT", direction="long_short"),
+    Row("margin-bybit", "bybit", ApiType.MARGIN, "BTC/USDT", direction="long_short"),
+    Row("margin-okx", "okx", ApiType.MARGIN, "BTC/USDT", direction="long_short"),
+    Row("margin-kraken", "kraken", ApiType.MARGIN, "BTC/USDT", direction="long_short"),
+    # options: a grid on the BTC call struck nearest the price whose expiry falls in the
+    # middle of the run (`option_row`); what it holds then settles at expiry
+    Row("options", "binance", ApiType.OPTIONS, "", strategy="grid"),
+    Row("options-bybit", "bybit", ApiType.OPTIONS, "", strategy="grid"),
 )
-DEFAULT_ROWS = "spot,perp"
+DEFAULT_ROWS = "spot,perp,margin,options"
+ROW_INDEX = {row.name: n for n, row in enumerate(ROWS)}
+
+
+def option_row(row: Row, server: SimulatorServer, clock: ManualClock, cycles: int) -> Row:
+    """The row on a contract: the market clock moved to half the run before the soonest
+    expiry at least that far away, and a grid of two levels each side 3 % apart around the
+    model's price of the contract struck nearest the price then: the call if the seeded
+    path falls to expiry, else the put, so that the grid's buys fill on the way and what
+    they bought is held to expiry (the bench measures paper against live, not profit)."""
+    chain, half_ms = server.sim.options, cycles * CANDLE_S * 500
+    expiry = min(c.expiry_ms for c in chain.contracts() if c.expiry_ms > clock.now_ms() + half_ms)
+    clock.set_ms((expiry - half_ms) // 60_000 * 60_000 + 30_000)
+    market = server.sim.market
+    price = market.price("BTC/USDT")
+    call = market.price("BTC/USDT", at_ms=expiry - market.path_offset_ms) < price
+    contract = min((c for c in chain.contracts(underlying="BTC")
+                    if c.call is call and c.expiry_ms == expiry),
+                   key=lambda c: abs(c.strike - price))
+    reference = chain.value(contract)[0].quantize(Decimal(5))
+    symbol = f"BTC/USDT:USDT-{contract.yymmdd}-{contract.strike_text}-{contract.letter}"
+    return replace(row, symbol=symbol, params={
+        "reference_price": str(reference), "spacing_pct": "3", "levels": "2", "amount": "0.1"})
 
 
 def log(message: str) -> None:
     print(f"[parity] {message}", file=sys.stderr, flush=True)
 
 
-def account_spec() -> AccountSpec:
-    """The LIVE account: the paper account's capital, on spot and on the futures wallet."""
-    return AccountSpec(api_key=KEY, secret=SECRET, passphrase=PASSPHRASE,
-                       spot={"USDT": CAPITAL}, derivatives={"USDT": CAPITAL},
-                       permissions=frozenset({Permission.READ, Permission.TRADE}))
+def account_spec(row: Row) -> AccountSpec:
+    """The LIVE account: the paper account's capital, on spot and on the futures wallet (on
+    Binance's margin or options wallet, not spot, for a margin or options row: the wallet
+    it trades)."""
+    apart = row.venue == "binance" and row.api_type in (ApiType.MARGIN, ApiType.OPTIONS)
+    wallet = {"USDT": CAPITAL}
+    return AccountSpec(api_key=KEY, secret=kraken_secret() if row.venue == "kraken" else SECRET,
+                       passphrase=PASSPHRASE, spot={} if apart else wallet,
+                       derivatives=wallet,
+                       margin=wallet if apart and row.api_type is ApiType.MARGIN else {},
+                       options=wallet if apart and row.api_type is ApiType.OPTIONS else {},
+                       permissions=frozenset({Permission.READ, Permission.TRADE,
+                                              Permission.MARGIN, Permission.OPTIONS}))
+
+
+def kraken_secret() -> str:
+    """Kraken's secrets are base64 (ccxt decodes them to sign)."""
+    return base64.b64encode(SECRET.encode().ljust(64, b".")).decode()
 
 
 def overrides(venue: str) -> RateLimitOverrides:
@@ -136,7 +195,8 @@ class Pair:
 
     async def open(self) -> None:
         target = ConnectionTarget(self.row.venue, self.row.api_type)
-        credentials = ApiCredentials(KEY, SECRET, PASSPHRASE)
+        credentials = ApiCredentials(
+            KEY, kraken_secret() if self.row.venue == "kraken" else SECRET, PASSPHRASE)
         for mode in (TradingMode.PAPER, TradingMode.LIVE):
             market = await self._factory.client(target, None, lane=Lane.POLL)
             keyed = await self._factory.client(
@@ -146,10 +206,10 @@ class Pair:
             resources = engine_resources(market, keyed if live else None, self.row.modes,
                                          None if live else keyed, now_ms=self._clock.now_ms)
             config = self.row.config(mode)
-            engine_id = f"{mode.value}{ROWS.index(self.row):04d}"  # part of client order ids
+            engine_id = f"{mode.value}{ROW_INDEX[self.row.name]:04d}"  # in client order ids
             record = EngineRecord(mode.value, engine_id, config, DesiredState.RUNNING)
             await self._store.create_engine(record)
-            validated = validate_config(config, StrategyRegistry.of(SMA_CROSS))
+            validated = validate_config(config, StrategyRegistry.of(SMA_CROSS, GRID))
             engine = assemble_engine(record, validated, resources, self._store, self._clock,
                                      lambda _status: None)
             await engine.prepare()
@@ -176,14 +236,21 @@ class Pair:
             [balance] = [b for b in derivatives.balances(account, sim.market) if b.asset == "USDT"]
             return balance.wallet + balance.unrealized_pnl
         base = self.row.symbol.split("/")[0]
-        held = {asset: holding.total for asset, holding in account.spot.items()}
-        return held.get("USDT", Decimal(0)) + held.get(base, Decimal(0)) * (
-            sim.market.price(self.row.symbol))
+        price = {"USDT": Decimal(1)}
+        held = Decimal(0)
+        if self.row.api_type is ApiType.OPTIONS:  # the contracts at the model's price
+            held = sum((p.qty * sim.options.value(p.contract)[0] for p in
+                        option_trading.book_of(account).open_positions()), Decimal(0))
+        else:
+            price[base] = sim.market.price(self.row.symbol)
+        return held + sum(((h.total - h.debt) * price.get(asset, Decimal(0))
+                           for wallet in account.wallets.values()
+                           for asset, h in wallet.items()), Decimal(0))
 
 
 async def run_row(row: Row, cycles: int) -> dict[str, Any]:
     started = time.monotonic()
-    config = SimulatorConfig(seed=SEED, markets=MARKETS, accounts=(account_spec(),),
+    config = SimulatorConfig(seed=SEED, markets=MARKETS, accounts=(account_spec(row),),
                              limits=RateLimitConfig(scale=LIMIT_SCALE))
     with tempfile.TemporaryDirectory(prefix="ctsd-parity-") as root:
         database = await Database.open(Path(root))
@@ -195,6 +262,8 @@ async def run_row(row: Row, cycles: int) -> dict[str, Any]:
                                                  timeout_s=10.0) as factory:
                     clock = ManualClock(server.sim.clock.now_ms() // 60_000 * 60_000 + 30_000)
                     server.sim.market.clock = clock  # the market moves only when the bench says
+                    if row.api_type is ApiType.OPTIONS:
+                        row = option_row(row, server, clock, cycles)
                     pair = Pair(row, server, factory, SqlEngineStore(database), clock)
                     try:
                         await pair.open()
@@ -228,6 +297,12 @@ async def summarize(pair: Pair, cycles: int, seconds: float) -> dict[str, Any]:
         "fees_paper": float(statuses[paper].fees), "fees_live": float(statuses[live].fees),
         "funding_paper": float(statuses[paper].funding_pnl),
         "funding_live": float(statuses[live].funding_pnl),
+        "interest_paper": float(statuses[paper].interest_pnl),
+        "interest_live": float(statuses[live].interest_pnl),
+        "liquidations_paper": statuses[paper].liquidations,
+        "liquidations_live": statuses[live].liquidations,
+        "placed_paper": statuses[paper].orders_placed,
+        "placed_live": statuses[live].orders_placed,
         "rejected_paper": statuses[paper].orders_rejected,
         "rejected_live": statuses[live].orders_rejected,
         "same_fills": fills[paper] == fills[live],

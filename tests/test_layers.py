@@ -22,11 +22,13 @@ import pytest
 from ctsd import errors
 from ctsd.exchanges import ccxt_internals
 from ctsd.exchanges.registry import ExchangeRegistry
+from ctsd.exchanges.settings import WS_HOST_SEGMENTS, ExchangeSettings
 from ctsd.sim.venues import default_registry
 
 CTSD = Path(__file__).resolve().parents[1] / "ctsd"
-DOMAIN = ("connections", "engine", "exchanges", "fleet", "health", "ratelimit", "strategies",
-          "store", "vault", "clock.py", "errors.py", "fencing.py", "settings.py", "tasks.py")
+DOMAIN = ("connections", "engine", "exchanges", "fleet", "health", "marketdata", "ratelimit",
+          "strategies", "store", "vault", "clock.py", "errors.py", "fencing.py", "settings.py",
+          "tasks.py")
 """Below the API: they neither know gRPC nor the wire format."""
 SQL = re.compile(r"^\s*(SELECT\b.*\bFROM|INSERT (OR \w+ )?INTO|UPDATE \w+ SET|DELETE FROM"
                  r"|(CREATE|DROP|ALTER) (TABLE|INDEX)|PRAGMA \w+)", re.DOTALL)
@@ -100,6 +102,19 @@ def test_nothing_imports_the_simulator_but_its_command() -> None:
 def test_the_simulator_serves_each_exchange_under_its_id() -> None:
     """`[exchanges.<id>] endpoint` and `--sim-endpoint` rest on this (ExchangeSettings)."""
     assert ExchangeRegistry.default().ids() == default_registry().names()
+
+
+def test_websocket_urls_move_to_where_the_simulator_serves_them() -> None:
+    """`[exchanges.<id>] base_url` moves ccxt.pro's wss:// URLs too (ExchangeSettings.rewrite):
+    hosts of one venue that share paths get the segment the simulator routes them by."""
+    found = {f"wss://{host}": segment for host, segment in WS_HOST_SEGMENTS.items()}
+    registry = default_registry()
+    served = {url: path for venue in (registry.get(n) for n in registry.names()) if venue
+              for url, path in venue.url_overrides.items() if url.startswith("wss://")}
+    assert {u: p for u, p in served.items() if "beta" not in u} == found
+    settings = ExchangeSettings.at_simulator("http://127.0.0.1:9000", "binance")
+    assert settings.rewrite("wss://stream.binance.com:9443/ws/0") == (
+        "ws://127.0.0.1:9000/binance/stream/ws/0")
 
 
 def test_error_classes_live_in_one_module() -> None:

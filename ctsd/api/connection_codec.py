@@ -148,4 +148,12 @@ def encode_exchange(spec: ExchangeSpec) -> xpb.Exchange:
             )
             for limit in spec.rate_limits
         ],
+        api_type_support=[
+            xpb.ApiTypeSupport(
+                api_type=_API_TYPES_OUT[t],  # type: ignore[arg-type]
+                key_test=support.key_test, paper_engines=support.paper,
+                live_engines=support.live, streams=support.streams, note=support.note)
+            for t, support in zip(spec.api_types, map(spec.support_of, spec.api_types),
+                                  strict=True)
+        ],
     )

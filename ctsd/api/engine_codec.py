@@ -30,7 +30,7 @@ from ctsd.engine.manager import CoordinatorHealth
 from ctsd.engine.market import DryRun
 from ctsd.engine.orders import Fill, Order, OrderStatus
 from ctsd.engine.perpetual import MarginMode, MismatchPolicy
-from ctsd.engine.status import EngineState, EngineStatus, FailureCode, PositionStatus
+from ctsd.engine.status import DataSource, EngineState, EngineStatus, FailureCode, PositionStatus
 from ctsd.engine.watch import Heartbeat
 from ctsd.errors import FieldViolation, InvalidArgument
 from ctsd.strategies.model import CancelIntent, OrderIntent, OrderType, PositionSide, Side
@@ -203,6 +203,14 @@ def _time(ms: int) -> datetime:
     return datetime.fromtimestamp(ms / 1000, tz=UTC)
 
 
+_SOURCES = {
+    DataSource.NONE: pb.MARKET_DATA_SOURCE_UNSPECIFIED,
+    DataSource.REST: pb.MARKET_DATA_SOURCE_REST,
+    DataSource.STREAM: pb.MARKET_DATA_SOURCE_STREAM,
+    DataSource.REST_FALLBACK: pb.MARKET_DATA_SOURCE_REST_FALLBACK,
+}
+
+
 def encode_engine(status: EngineStatus) -> pb.Engine:
     engine = pb.Engine(
         name=engine_name(status.connection_id), engine_id=status.engine_id,
@@ -215,7 +223,11 @@ def encode_engine(status: EngineStatus) -> pb.Engine:
         restarts=status.restarts, version=status.version,
         last_cycle_duration=duration(status.last_cycle_duration_s),
         last_cycle_lag=duration(status.last_cycle_lag_s), skipped_ticks=status.skipped_ticks,
+        market_data_source=_SOURCES[status.data_source],
+        market_data_problem=status.data_problem,
+        market_data_fallbacks=status.data_fallbacks,
         fees=_text(status.fees), funding_pnl=_text(status.funding_pnl),
+        interest_pnl=_text(status.interest_pnl),
         position_differences=status.position_differences,
         last_position_difference=status.last_position_difference,
         liquidations=status.liquidations, owner=status.owner,

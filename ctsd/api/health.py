@@ -16,6 +16,7 @@ from ctsd.api.handlers import Context
 from ctsd.api.wellknown import duration, timestamp
 from ctsd.health.report import ConnectionHealth, HealthReporter, SystemStatus
 from ctsd.health.startup import CheckResult, StartupChecks
+from ctsd.marketdata.feeds import StreamStatus
 from ctsd.ratelimit.model import Counting, ScopeUsage
 
 COUNTING = {
@@ -59,7 +60,19 @@ def encode_system_status(status: SystemStatus, now: datetime) -> hpb.GetSystemSt
             hpb.EngineStateCount(state=state, count=count)
             for state, count in status.engines.items()
         ],
+        streams=[encode_stream(s) for s in status.streams],
     )
+
+
+def encode_stream(status: StreamStatus) -> hpb.MarketStream:
+    msg = hpb.MarketStream(
+        stream=status.stream, state=status.state.value,
+        messages_per_second=status.messages_per_s, reconnects=status.reconnects,
+        rest_fallbacks=status.fallbacks, consumers=status.users, resyncs=status.resyncs,
+        error=status.error)
+    if status.data_age_s is not None:
+        msg.data_age.CopyFrom(duration(status.data_age_s))
+    return msg
 
 
 def encode_connection_health(item: ConnectionHealth, now: datetime) -> hpb.ConnectionHealth:

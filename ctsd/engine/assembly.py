@@ -13,11 +13,15 @@ from collections.abc import Callable
 from ctsd.clock import Clock
 from ctsd.engine.brokers.base import Broker
 from ctsd.engine.brokers.live import LiveBroker
+from ctsd.engine.brokers.live_margin import LiveMarginBroker
 from ctsd.engine.brokers.live_perp import DEFAULT_FUNDING_POLL_S, LivePerpBroker
-from ctsd.engine.brokers.paper import PaperBroker
+from ctsd.engine.brokers.paper import PaperBroker, PaperOptionBroker
+from ctsd.engine.brokers.paper_margin import PaperMarginBroker
 from ctsd.engine.brokers.paper_perp import PaperPerpBroker
 from ctsd.engine.config import EngineConfig, TradingMode, ValidatedConfig
 from ctsd.engine.engine import Engine
+from ctsd.engine.margin_session import MarginSession
+from ctsd.engine.option_session import OptionSession
 from ctsd.engine.perp_session import PerpSession
 from ctsd.engine.ports import EngineRecord, EngineResources, EngineStore, Lease
 from ctsd.engine.status import EngineStatus
@@ -42,9 +46,53 @@ def assemble_engine(
                 f"connections/{record.connection_id} cannot trade perpetuals live")
         perp = PerpSession(config, resources.modes, resources.perp_market, account,
                            record.connection_id)
-    broker = _broker(config, resources, perp, clock, funding_poll_s)
-    return Engine(record, validated, broker, resources.market_data, store, clock, publish, perp,
-                  lease)
+    margin: MarginSession | None = None
+    options: OptionSession | None = None
+    if resources.kind is MarketKind.MARGIN:
+        if resources.margin_market is None:
+            raise FailedPrecondition(
+                f"connections/{record.connection_id} offers no margin lending terms")
+        lender = resources.margin_account if config.mode is TradingMode.LIVE else None
+        if config.mode is TradingMode.LIVE and lender is None:
+            raise FailedPrecondition(
+                f"connections/{record.connection_id} cannot trade margin live")
+        margin = MarginSession(config, resources.modes.margin_mode, resources.margin_market,
+                               lender, record.connection_id)
+        broker = _margin_broker(config, resources, margin, clock, funding_poll_s)
+    elif resources.kind is MarketKind.OPTION:
+        options, broker = _options(record, config, resources, clock)
+    else:
+        broker = _broker(config, resources, perp, clock, funding_poll_s)
+    return Engine(record, validated, broker, resources.market_data, store, clock, publish,
+                  resources.events, perp, margin, options, lease)
+
+
+def _options(record: EngineRecord, config: EngineConfig, resources: EngineResources,
+             clock: Clock) -> tuple[OptionSession, Broker]:
+    """Options: the contracts' session, and PAPER's account of contracts or LIVE orders."""
+    if resources.option_market is None:
+        raise FailedPrecondition(
+            f"connections/{record.connection_id} offers no option contracts' terms")
+    if config.mode is TradingMode.LIVE:
+        if resources.orders is None:
+            raise FailedPrecondition("LIVE trading needs an order client")
+        live = LiveBroker(resources.orders, config.symbols, clock, check_before_place=False)
+        return OptionSession(config, resources.option_market, record.connection_id), live
+    paper = PaperOptionBroker(config.paper, clock)
+    return OptionSession(config, resources.option_market, record.connection_id,
+                         paper.settle), paper
+
+
+def _margin_broker(config: EngineConfig, resources: EngineResources, margin: MarginSession,
+                   clock: Clock, poll_s: float) -> Broker:
+    if config.mode is TradingMode.LIVE:
+        if resources.orders is None or margin.account is None:
+            raise FailedPrecondition("LIVE trading needs an order client")
+        return LiveMarginBroker(resources.orders, margin.account, config.symbols, clock,
+                                poll_s=poll_s, policy=config.on_position_mismatch,
+                                check_before_place=False)
+    return PaperMarginBroker(config.paper, clock, margin.market, config.symbols,
+                             config.leverage)
 
 
 def _broker(config: EngineConfig, resources: EngineResources, perp: PerpSession | None,
@@ -59,7 +107,10 @@ def _broker(config: EngineConfig, resources: EngineResources, perp: PerpSession 
         if perp is not None and perp.account is not None:
             return LivePerpBroker(resources.orders, perp.account, config.symbols, clock,
                                   funding_poll_s=funding_poll_s, check_before_place=False)
-        return LiveBroker(resources.orders, config.symbols, clock, check_before_place=False)
+        # On a WebSocket connection fills and order states arrive by the private stream
+        # (spot; perpetuals poll, see `ctsd.wiring.engine_exchange`).
+        return LiveBroker(resources.orders, config.symbols, clock, check_before_place=False,
+                          updates=resources.order_updates)
     if perp is not None and resources.perp_market is not None:
         return PaperPerpBroker(config.paper, clock, resources.modes, config.leverage,
                                resources.perp_market, config.symbols)

@@ -18,7 +18,9 @@ from ctsd.strategies.base import Strategy, StrategyFactory, validate_params
 from ctsd.strategies.params import StrategyParams, raise_violations
 from ctsd.strategies.registry import StrategyRegistry
 
-SYMBOL_PATTERN = re.compile(r"^[A-Z0-9]{1,20}/[A-Z0-9]{1,20}(:[A-Z0-9]{1,20})?$")
+SYMBOL_PATTERN = re.compile(
+    r"^[A-Z0-9]{1,20}/[A-Z0-9]{1,20}(:[A-Z0-9]{1,20}(-[0-9]{6}-[0-9]{1,12}(\.[0-9]{1,8})?-[CP])?)?$")
+"""Spot `BTC/USDT`, perpetual `BTC/USDT:USDT`, option `BTC/USDT:USDT-261225-60000-C`."""
 MAX_SYMBOLS = 50
 MIN_INTERVAL_S = 1.0
 MAX_INTERVAL_S = 86_400.0

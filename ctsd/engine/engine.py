@@ -1,12 +1,14 @@
 """One connection's engine: session start (prepare, reconcile) and one cycle at a time.
 
-A cycle is: mark the cycle begun in the store, read the market, book what the
-broker filled since last time, check the daily loss, let the strategy decide,
-cancel what it no longer wants, risk-check the rest, and place each accepted
-intent under its deterministic client order id, written to the store as
-PENDING before it is sent. The engine never schedules itself: `EngineManager`
-owns the loop, the timing and the restarts, so this class stays testable one
-cycle at a time.
+A cycle is: read the market, book what the broker filled since last time,
+check the daily loss, let the strategy decide, cancel what it no longer
+wants, risk-check the rest, and place each accepted intent under its
+deterministic client order id, written to the store as PENDING before it is
+sent. The cycle number, part of those ids, is stored with that PENDING write
+(one transaction): a cycle that places nothing writes nothing, which is what lets a
+thousand event-driven engines share two cores. The engine never schedules
+itself: `EngineManager` owns the loop, the timing and the restarts, so this
+class stays testable one cycle at a time.
 
 On perpetuals (`ctsd.engine.perp_session`) a session first bounds the leverage
 by the venue's tiers and, LIVE, applies position mode, margin mode and
@@ -30,14 +32,30 @@ from ctsd.engine.brokers.base import Broker
 from ctsd.engine.config import ValidatedConfig
 from ctsd.engine.intents import resolved
 from ctsd.engine.ledger import Ledger
+from ctsd.engine.margin_session import MarginSession
 from ctsd.engine.market import DryRun, decide_dry, fetch_infos, fetch_snapshot
+from ctsd.engine.option_session import EXPIRY_TAG, OptionSession
 from ctsd.engine.orders import Execution, Order, OrderRequest, OrderStatus, client_order_id
 from ctsd.engine.perp_session import PerpSession, check_spot, position_statuses
 from ctsd.engine.perpetual import AppliedSetting, MismatchPolicy
-from ctsd.engine.ports import EngineRecord, EngineStore, Fence, Lease, MarketDataSource
+from ctsd.engine.ports import (
+    EngineRecord,
+    EngineStore,
+    Fence,
+    Lease,
+    MarketDataSource,
+    MarketEvents,
+)
 from ctsd.engine.position_check import PositionMismatch, adoption, differences, explain
 from ctsd.engine.risk import RiskGate
-from ctsd.engine.status import EngineState, EngineStatus, Failure, PositionStatus, check_transition
+from ctsd.engine.status import (
+    DataSource,
+    EngineState,
+    EngineStatus,
+    Failure,
+    PositionStatus,
+    check_transition,
+)
 from ctsd.errors import LeaseLost
 from ctsd.strategies.model import (
     CancelIntent,
@@ -61,8 +79,9 @@ class Engine:
     def __init__(
         self, record: EngineRecord, validated: ValidatedConfig, broker: Broker,
         market_data: MarketDataSource, store: EngineStore, clock: Clock,
-        publish: Callable[[EngineStatus], None], perp: PerpSession | None = None,
-        lease: Lease | None = None,
+        publish: Callable[[EngineStatus], None], events: MarketEvents | None = None,
+        perp: PerpSession | None = None, margin: MarginSession | None = None,
+        options: OptionSession | None = None, lease: Lease | None = None,
     ) -> None:
         config = validated.config
         self.lease = lease
@@ -75,10 +94,14 @@ class Engine:
         self._strategy = validated.build_strategy()
         self._broker = broker
         self._market_data = market_data
+        self.events = events
+        """Set on a WebSocket connection: market events trigger the cycles."""
         self._store = store
         self._clock = clock
         self._publish = publish
         self._perp = perp
+        self._margin = margin
+        self._options = options
         self._hedge = perp is not None and perp.modes.hedge
         self._risk = RiskGate(config.risk, clock, hedge=self._hedge)
         self._ledger = Ledger()
@@ -112,6 +135,11 @@ class Engine:
                                                    "engine_id": self.engine_id,
                                                    "reason": str(failure or "")})
 
+    def follow_market(self) -> None:
+        """Subscribe to the streams the strategy reads (a WebSocket connection only)."""
+        if self.events is not None:
+            self.events.follow(self.config.symbols, self._strategy.needs)
+
     def note_restart(self) -> None:
         self._update(restarts=self._status.restarts + 1)
 
@@ -127,10 +155,14 @@ class Engine:
         if self._prepared:
             return ()
         applied: tuple[AppliedSetting, ...] = ()
-        if self._perp is None:
-            check_spot(self.config, self._strategy.needs, f"connections/{self.connection_id}")
-        else:
+        if self._perp is not None:
             applied = await self._perp.prepare()
+        elif self._margin is not None:
+            applied = await self._margin.prepare()
+        elif self._options is not None:
+            await self._options.prepare(self._strategy.needs, self._clock.now_ms())
+        else:
+            check_spot(self.config, self._strategy.needs, f"connections/{self.connection_id}")
         self._prepared = True
         return applied
 
@@ -161,15 +193,20 @@ class Engine:
         started = self._clock.monotonic()
         lag = max(0.0, started - scheduled) if scheduled is not None else 0.0
         self._cycle += 1
-        await self._store.save_cycle(self.connection_id, self._cycle, self._fence)
+        # stored with the cycle's first PENDING order (`EngineStore.save_execution`)
         interrupt = interrupt or asyncio.Event()
         try:
             if not self._infos:  # market facts are not reconciliation: a failure may retry
                 self._infos = await unless_set(
                     interrupt, fetch_infos(self._market_data, self.config.symbols))
-            for execution in await unless_set(interrupt, self._broker.refresh()):
+            executions = self._broker.refresh_now()
+            if executions is None:
+                executions = await unless_set(interrupt, self._broker.refresh())
+            for execution in executions:
                 await self._book(execution)
-            market = await unless_set(interrupt, self._read_market())
+            market = self._snapshot_now()
+            if market is None or self._perp is not None:
+                market = await unless_set(interrupt, self._read_market(market))
         except Interrupted:
             return False
         self._marks = {m.info.symbol: m.funding.mark if m.funding and m.funding.mark
@@ -178,6 +215,7 @@ class Engine:
             await self._book(execution)
         await self._book_funding()
         await self._check_positions()
+        await self._settle_expired()
         breach = self._risk.daily_loss_breach(self._ledger.pnl(self._marks, self._clock.now_ms()))
         if breach:
             raise RiskLimitBreached(breach)
@@ -185,13 +223,42 @@ class Engine:
         now = self._clock.now_ms()
         self._update(cycles=self._status.cycles + 1, last_cycle_ms=now, heartbeat_ms=now,
                      last_cycle_duration_s=self._clock.monotonic() - started,
-                     last_cycle_lag_s=lag, skipped_ticks=self._skipped_ticks, **self._figures())
+                     last_cycle_lag_s=lag, skipped_ticks=self._skipped_ticks,
+                     **self._figures(), **self._source())
         return True
 
-    async def _read_market(self) -> MarketSnapshot:
-        market = await fetch_snapshot(self._market_data, self._infos, self._strategy.needs,
-                                      self._clock)
+    def _snapshot_now(self) -> MarketSnapshot | None:
+        """The market from the streams' memory, when everything the strategy reads is
+        there (no await: no task, no loop round trip per engine)."""
+        if self.events is None:
+            return None
+        return self.events.snapshot_now(self._trading_infos(), self._strategy.needs,
+                                        self._clock.now_ms())
+
+    def _trading_infos(self) -> dict[str, MarketInfo]:
+        """The markets the strategy sees: an expired option contract has none left."""
+        if self._options is None:
+            return self._infos
+        expired = self._options.expired(self._clock.now_ms())
+        return {s: i for s, i in self._infos.items() if s not in expired}
+
+    async def _read_market(self, streamed: MarketSnapshot | None) -> MarketSnapshot:
+        """The market over REST unless the streams had it; perpetuals add their funding
+        terms and mark prices (over REST: no hub stream carries them yet)."""
+        market = streamed or await fetch_snapshot(self._market_data, self._trading_infos(),
+                                                  self._strategy.needs, self._clock)
         return market if self._perp is None else await self._perp.with_funding(market)
+
+    def _source(self) -> dict[str, Any]:
+        events = self.events
+        if events is None:
+            return {"data_source": DataSource.REST}
+        fallbacks = events.fallbacks
+        if events.streaming:
+            return {"data_source": DataSource.STREAM, "data_problem": "",
+                    "data_fallbacks": fallbacks}
+        return {"data_source": DataSource.REST_FALLBACK, "data_problem": events.problem,
+                "data_fallbacks": fallbacks}
 
     def note_skipped_ticks(self, count: int) -> None:
         """Counted now, published with the next cycle: no extra event for watchers."""
@@ -201,7 +268,7 @@ class Engine:
         """This engine's next decision on the current market, placing nothing."""
         if not self._infos:
             self._infos = await fetch_infos(self._market_data, self.config.symbols)
-        market = await self._read_market()
+        market = await self._read_market(None)
         fresh_gate = RiskGate(self.config.risk, self._clock, hedge=self._hedge)
         return decide_dry(self._strategy, market, self.portfolio(), fresh_gate)
 
@@ -284,7 +351,8 @@ class Engine:
         await self._store.save_execution(self.connection_id, execution, self._fence)
         for fill in execution.fills:
             self._ledger.apply(fill)
-        if execution.fills and execution.order.status is OrderStatus.FILLED:
+        if execution.fills and execution.order.status is OrderStatus.FILLED and (
+                execution.order.tag != EXPIRY_TAG):  # a settlement is no order filled
             self._status = replace(self._status, orders_filled=self._status.orders_filled + 1)
         if execution.order.tag == "liquidation" and execution.fills:  # the paper account's
             self._status = replace(self._status, liquidations=self._status.liquidations + 1)
@@ -302,6 +370,22 @@ class Engine:
         await self._store.save_funding(self.connection_id, fresh, self._fence)
         for payment in fresh:
             self._ledger.apply_funding(payment)
+
+    async def _settle_expired(self) -> None:
+        """Options: orders still open on an expired contract are cancelled (the venue has
+        expired them), and held contracts booked as settled once the venue says at what
+        price (`ctsd.engine.option_session`)."""
+        if self._options is None:
+            return
+        now = self._clock.now_ms()
+        expired = self._options.expired(now)
+        if not expired:
+            return
+        for order in [o for o in self._broker.open_orders() if o.symbol in expired]:
+            await self._book(await self._broker.cancel(order))
+        for execution in await self._options.settlements(
+                self.engine_id, self._cycle, self._ledger.positions(), now):
+            await self._book(execution)
 
     async def _check_positions(self) -> None:
         """LIVE perpetuals: the venue's positions against the ledger. A difference is read
@@ -350,4 +434,5 @@ class Engine:
             positions = position_statuses(self._ledger, self._broker.positions(), self._marks)
         return {"open_orders": len(self._broker.open_orders()), "positions": positions,
                 "realized_pnl": pnl.realized, "unrealized_pnl": pnl.unrealized,
-                "fees": self._ledger.fees, "funding_pnl": self._ledger.funding}
+                "fees": self._ledger.fees, "funding_pnl": self._ledger.funding,
+                "interest_pnl": self._ledger.interest}

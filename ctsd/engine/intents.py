@@ -14,7 +14,7 @@ from dataclasses import replace
 from decimal import Decimal
 
 from ctsd.engine.perpetual import hedge_side
-from ctsd.strategies.model import MarketInfo, OrderIntent, PositionSide, Side
+from ctsd.strategies.model import MarketInfo, MarketKind, OrderIntent, PositionSide, Side
 
 
 def resolved(intent: OrderIntent, hedge: bool) -> OrderIntent:
@@ -42,9 +42,26 @@ def refusal(intent: OrderIntent, info: MarketInfo, hedge: bool, held: Decimal,
             return (f"side: selling {intent.amount} {info.base} exceeds the "
                     f"{max(held - selling, Decimal(0))} held; spot cannot go short")
         return None
+    if info.kind is MarketKind.MARGIN:
+        return _margin_refusal(intent, info, held)
     if not hedge and side not in (None, PositionSide.BOTH):
         return (f"position_side: {side.value} needs a hedge-mode account; this one is "
                 "one-way")
     if hedge and side is PositionSide.BOTH:
         return "position_side: a hedge-mode account trades the long or the short leg"
+    return None
+
+
+def _margin_refusal(intent: OrderIntent, info: MarketInfo, held: Decimal) -> str | None:
+    """Spot margin has one net position per symbol (no legs), and a reduce-only intent
+    may only bring it towards zero (the venues' margin orders take no reduce-only flag:
+    the engine holds it to it)."""
+    side = intent.position_side
+    if side not in (None, PositionSide.BOTH):
+        return f"position_side: spot margin has no {side.value} leg"
+    if intent.reduce_only:
+        closable = -held if intent.side is Side.BUY else held
+        if intent.amount > max(closable, Decimal(0)):
+            return (f"reduce_only: {intent.side.value} {intent.amount} {info.base} would open "
+                    f"or grow a position of {held}")
     return None

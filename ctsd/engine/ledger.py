@@ -26,7 +26,7 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 
 from ctsd.engine.orders import Fill
-from ctsd.engine.perpetual import FundingPayment
+from ctsd.engine.perpetual import FundingPayment, PaymentKind
 from ctsd.strategies.model import Position, PositionSide, Side
 
 ZERO = Decimal(0)
@@ -69,6 +69,8 @@ class Ledger:
         """Every fee paid, in the quote asset."""
         self.funding = ZERO
         """Every funding payment, signed as the wallet moved (received positive)."""
+        self.interest = ZERO
+        """Every interest charge on margin loans, in the quote asset (paid: negative)."""
         self._funding_ids: set[str] = set()
         for fill in fills:
             self.apply(fill)
@@ -92,7 +94,10 @@ class Ledger:
         if payment.funding_id in self._funding_ids:
             return False
         self._funding_ids.add(payment.funding_id)
-        self.funding += payment.amount
+        if payment.kind is PaymentKind.INTEREST:
+            self.interest += payment.amount
+        else:
+            self.funding += payment.amount
         self._book_realized(payment.amount, utc_day(payment.timestamp_ms))
         return True
 

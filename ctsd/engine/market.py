@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 from ctsd.clock import Clock
 from ctsd.engine.ports import MarketDataSource
@@ -23,6 +24,8 @@ from ctsd.strategies.model import (
     SymbolMarket,
 )
 
+T = TypeVar("T")
+
 
 async def fetch_infos(source: MarketDataSource, symbols: Sequence[str]) -> dict[str, MarketInfo]:
     infos = await asyncio.gather(*(source.market(s) for s in symbols))
@@ -34,15 +37,23 @@ async def fetch_snapshot(
     clock: Clock,
 ) -> MarketSnapshot:
     async def one(info: MarketInfo) -> SymbolMarket:
-        if needs.candles:
-            ticker, candles = await asyncio.gather(
-                source.ticker(info.symbol),
-                source.candles(info.symbol, needs.timeframe, needs.candles))
-            return SymbolMarket(info, ticker, tuple(candles))
-        return SymbolMarket(info, await source.ticker(info.symbol))
+        if not (needs.candles or needs.book_depth or needs.trades):
+            return SymbolMarket(info, await source.ticker(info.symbol))
+        ticker, candles, book, trades = await asyncio.gather(
+            source.ticker(info.symbol),
+            source.candles(info.symbol, needs.timeframe, needs.candles) if needs.candles
+            else _nothing(()),
+            source.order_book(info.symbol, needs.book_depth) if needs.book_depth
+            else _nothing(None),
+            source.trades(info.symbol, needs.trades) if needs.trades else _nothing(()))
+        return SymbolMarket(info, ticker, tuple(candles), book=book, trades=tuple(trades))
 
     markets = await asyncio.gather(*(one(info) for info in infos.values()))
     return MarketSnapshot(clock.now_ms(), tuple(markets))
+
+
+async def _nothing(value: T) -> T:
+    return value
 
 
 @dataclass(frozen=True)

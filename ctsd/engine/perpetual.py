@@ -107,9 +107,17 @@ class VenuePosition:
         return self.symbol, self.side
 
 
+class PaymentKind(enum.Enum):
+    """What a booked payment is: perpetual funding, or interest on a margin loan."""
+
+    FUNDING = "funding"
+    INTEREST = "interest"
+
+
 @dataclass(frozen=True, slots=True)
 class FundingPayment:
-    """One funding payment the account made (negative) or received (positive)."""
+    """One funding payment the account made (negative) or received (positive); on spot
+    margin, one interest charge on what is borrowed (`kind` INTEREST, negative)."""
 
     funding_id: str
     """Unique per engine: the venue's id (LIVE) or `paper:<symbol>:<funding time>`."""
@@ -117,6 +125,7 @@ class FundingPayment:
     amount: Decimal
     asset: str
     timestamp_ms: int
+    kind: PaymentKind = PaymentKind.FUNDING
 
 
 @dataclass(frozen=True, slots=True)

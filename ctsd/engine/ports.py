@@ -24,11 +24,14 @@ ccxt or aiohttp. The exchange layer's `ExchangeFailure`s already are these.
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Generic, Protocol, TypeVar
 
 from ctsd.engine.config import EngineConfig, TradingMode
+from ctsd.engine.margin import InterestCharge, LendingTerms
+from ctsd.engine.options import OptionTerms
 from ctsd.engine.orders import Execution, Fill, Order, OrderStatus
 from ctsd.engine.perpetual import (
     AccountModes,
@@ -40,16 +43,20 @@ from ctsd.engine.perpetual import (
     VenuePosition,
     VenueTrade,
 )
+from ctsd.strategies.base import DataNeeds
 from ctsd.strategies.model import (
     Balance,
     Candle,
     Funding,
     MarketInfo,
     MarketKind,
+    MarketSnapshot,
+    OrderBookTop,
     OrderType,
     PositionSide,
     Side,
     Ticker,
+    Trade,
 )
 
 T = TypeVar("T")
@@ -65,6 +72,52 @@ class MarketDataSource(Protocol):
     async def candles(self, symbol: str, timeframe: str, limit: int) -> tuple[Candle, ...]:
         """The last `limit` CLOSED candles, oldest first (drop the still-forming one)."""
         ...
+
+    async def order_book(self, symbol: str, depth: int) -> OrderBookTop: ...
+
+    async def trades(self, symbol: str, limit: int) -> tuple[Trade, ...]:
+        """The last `limit` public trades, oldest first."""
+        ...
+
+
+class MarketEvents(Protocol):
+    """What wakes an engine on a WebSocket connection instead of a fixed interval."""
+
+    def follow(self, symbols: tuple[str, ...], needs: DataNeeds) -> None:
+        """Subscribe to what the strategy reads; events are what it reacts to."""
+        ...
+
+    async def next_event(self, timeout_s: float) -> float | None:
+        """Monotonic time of the first market event not yet taken (taking it), or None
+        when `timeout_s` passed without one."""
+        ...
+
+    def snapshot_now(self, infos: Mapping[str, MarketInfo], needs: DataNeeds, now_ms: int,
+                     ) -> MarketSnapshot | None:
+        """The market from memory if every stream the strategy reads is live and holds
+        enough, else None (then the engine reads through `MarketDataSource`)."""
+        ...
+
+    def interrupt(self) -> None:
+        """End a pending `next_event` now (the engine is stopping)."""
+        ...
+
+    @property
+    def streaming(self) -> bool:
+        """False while any stream the engine reads is not live: it runs on REST."""
+        ...
+
+    @property
+    def problem(self) -> str:
+        """Why a stream is not live ("" when all are): a refusal names the venue's reason."""
+        ...
+
+    @property
+    def fallbacks(self) -> int:
+        """Reads served by REST because a stream was not live."""
+        ...
+
+    def close(self) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +171,38 @@ class ExchangeOrderClient(Protocol):
     async def fetch_balance(self) -> tuple[Balance, ...]: ...
 
 
+class OrderUpdates(Protocol):
+    """A LIVE connection's private order stream, as the broker reads it.
+
+    `drain` hands over every update received since the last call, oldest first, and
+    whether the stream had a gap meanwhile (a reconnect, a failed login, a stall):
+    after a gap the broker reconciles over REST, since updates may have been missed."""
+
+    def drain(self) -> tuple[list[ExchangeOrder], bool]: ...
+
+    @property
+    def gap(self) -> bool:
+        """A gap happened since the last `drain` (what `drain` will say)."""
+        ...
+
+    @property
+    def live(self) -> bool: ...
+
+    @property
+    def problem(self) -> str:
+        """Why the stream is not live; a refused login names the venue's reason."""
+        ...
+
+    @property
+    def refused(self) -> bool:
+        """The venue refused the login: retrying will not help, the key must be fixed."""
+        ...
+
+    def suspect(self) -> None:
+        """An update the broker expected never came: resubscribe (a gap follows)."""
+        ...
+
+
 class PerpetualMarketData(Protocol):
     """Public facts of perpetuals: what PAPER computes margin and funding from, and what
     bounds an engine's leverage."""
@@ -162,6 +247,58 @@ class PerpetualAccount(Protocol):
         ...
 
 
+class MarginMarketData(Protocol):
+    """What a paper margin account lends on: the venue's terms (the account's own rates
+    where the connection has a key, else the venue's published or default ones)."""
+
+    async def terms(self, symbols: tuple[str, ...]) -> LendingTerms:
+        """Terms for the assets of `symbols` (leverage as the engine is configured)."""
+        ...
+
+    def check_leverage(self, leverage: Mapping[str, int]) -> None:
+        """InvalidArgument naming `config.leverage["<symbol>"]` for leverage the venue does
+        not let a margin engine choose."""
+        ...
+
+
+class OptionMarketData(Protocol):
+    """What an options engine reads besides tickers: the contracts' terms and, once
+    expired, the price the venue settled them at."""
+
+    async def contract(self, symbol: str, field: str) -> OptionTerms:
+        """InvalidArgument naming `field` for a symbol the venue lists as no option."""
+        ...
+
+    async def settlement_price(self, symbol: str) -> Decimal | None:
+        """The underlying's price `symbol` settled at; None until the venue publishes it."""
+        ...
+
+
+class MarginAccount(Protocol):
+    """A LIVE spot-margin account: its settings, interest charges and own fills."""
+
+    async def prepare(self, symbols: tuple[str, ...], leverage: Mapping[str, int],
+                      ) -> tuple[AppliedSetting, ...]:
+        """What the venue needs before a margin engine trades (Bybit's spot-margin switch,
+        the configured leverage). Raises FailedPrecondition with the venue's reason when
+        it refuses, InvalidArgument naming `config.leverage` when out of its range."""
+        ...
+
+    async def interest(self, symbols: tuple[str, ...], since_ms: int,
+                       ) -> tuple[InterestCharge, ...]:
+        """Interest charged on the account's loans in the symbols' assets from `since_ms`."""
+        ...
+
+    async def trades(self, symbol: str, since_ms: int) -> tuple[VenueTrade, ...]:
+        """Every fill of the account on `symbol` from `since_ms` on, any order's."""
+        ...
+
+    async def liquidation_orders(self, symbol: str, since_ms: int) -> frozenset[str] | None:
+        """Venue order ids of the liquidations of `symbol` from `since_ms` on; None where
+        the venue keeps no such record."""
+        ...
+
+
 class DesiredState(enum.Enum):
     RUNNING = "running"
     STOPPED = "stopped"
@@ -172,8 +309,10 @@ class EngineRecord:
     """What survives a daemon restart: which engine should run, with what, and how far it got.
 
     `engine_id` is minted at each explicit start and is part of every client order
-    id; `cycle` is the last cycle begun, persisted before that cycle sends anything,
-    so a resumed engine never reuses a client order id.
+    id; `cycle` is the last cycle that placed an order, persisted with that cycle's
+    first PENDING order (`save_execution`) before anything is sent, so a resumed engine
+    (numbering on from it) never reuses a client order id. Cycles that place nothing
+    are not stored: they need no id.
     """
 
     connection_id: str
@@ -262,7 +401,9 @@ class EngineStore(Protocol):
                              fence: Fence | None = None) -> None:
         """Upsert the order by client order id and insert its fills, ignoring trade ids
         already stored, in one transaction (with the fence check, and the fence's token
-        recorded on the order)."""
+        recorded on the order); a PENDING order (written ahead of its placement) also
+        raises the engine's stored cycle to the order's, in the same transaction, so one
+        write makes both durable before the order is sent."""
         ...
 
     async def list_orders(
@@ -319,6 +460,16 @@ class EngineResources:
     """Required for perpetuals."""
     perp_account: PerpetualAccount | None = None
     """Required for LIVE perpetuals."""
+    margin_market: MarginMarketData | None = None
+    """Required for spot margin."""
+    margin_account: MarginAccount | None = None
+    """Required for LIVE spot margin."""
+    option_market: OptionMarketData | None = None
+    """Required for options."""
+    events: MarketEvents | None = None
+    """On a WebSocket connection: market events drive the cycles; None: a fixed interval."""
+    order_updates: OrderUpdates | None = None
+    """LIVE on a WebSocket connection: fills and order states by stream, REST reconciles."""
 
 
 class EngineBackend(Protocol):

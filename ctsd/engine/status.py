@@ -47,6 +47,15 @@ def check_transition(current: EngineState, target: EngineState) -> None:
         raise IllegalTransition(f"{current.name} -> {target.name}")
 
 
+class DataSource(enum.Enum):
+    """Where an engine's market data comes from (a WebSocket engine falls back to REST)."""
+
+    NONE = "none"
+    REST = "rest"
+    STREAM = "stream"
+    REST_FALLBACK = "rest_fallback"
+
+
 class FailureCode(enum.Enum):
     RISK_LIMIT = "RISK_LIMIT"
     """A risk limit (the daily loss limit) stopped the engine; it is not restarted."""
@@ -126,6 +135,8 @@ class EngineStatus:
     fees: Decimal = Decimal(0)
     """Fees paid, in the quote asset (already in realized_pnl)."""
     funding_pnl: Decimal = Decimal(0)
+    interest_pnl: Decimal = Decimal(0)
+    """Spot margin: interest charged on loans (negative; already in realized PnL)."""
     """Funding received minus paid (already in realized_pnl)."""
     position_differences: int = 0
     """How often the venue's positions were found differing from the ledger."""
@@ -139,3 +150,7 @@ class EngineStatus:
     """Fleet: the member that published this status (`ctsd.fleet.statuses`)."""
     version: int = 0
     """Increases with every change: lets a watcher drop stale or duplicate events."""
+    data_source: DataSource = DataSource.NONE
+    data_problem: str = ""
+    """Why a stream is not live while on the REST fallback."""
+    data_fallbacks: int = 0

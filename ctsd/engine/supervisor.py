@@ -11,7 +11,12 @@ failed reconciliation, a risk limit breach or a venue position that differs
 from the ledger never restarts (fail closed; a human decides).
 
 Cycles run on a fixed schedule (start + n * interval); a cycle that overruns
-skips the ticks it missed instead of bursting to catch up. Stopping waits for
+skips the ticks it missed instead of bursting to catch up. On a WebSocket
+connection (`Engine.events`) market events trigger the cycles instead, at most
+one per interval (the interval is the minimum spacing; events that arrive
+meanwhile are served by the next cycle, which reads the latest data); while a
+stream is down the engine polls at the interval as on REST, and with no event
+at all it still cycles every `idle_cycles` intervals. Stopping waits for
 a cycle that has decided to finish, so an order is never abandoned halfway
 through being sent and booked; a cycle still reading is abandoned.
 """
@@ -23,6 +28,7 @@ import contextlib
 import logging
 import math
 from dataclasses import dataclass
+from typing import Any
 
 from ctsd import fencing
 from ctsd.clock import Clock
@@ -49,10 +55,16 @@ class RestartPolicy:
     max_restarts: int = 5
     base_delay_s: float = 1.0
     max_delay_s: float = 300.0
+    idle_cycles: int = 30
+    """An event-driven engine with no market event cycles after this many intervals."""
 
     def delay(self, failures: int) -> float:
         """Backoff before restart number `failures` (1-based): base, 2*base, 4*base, ..."""
         return float(min(self.max_delay_s, self.base_delay_s * 2 ** (failures - 1)))
+
+
+_STOPPED = Failure(FailureCode.CYCLE_ERROR, "stopped while reading")
+"""Sentinel of `_cycle`: a stop abandoned the cycle; the session ends without failure."""
 
 
 def describe(exc: BaseException) -> str:
@@ -72,6 +84,8 @@ class EngineRun:
         self._clock = clock
         self._policy = policy
         self._stop = asyncio.Event()
+        self._stopped: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        """Resolved with `_stop`: every wait races it without a task of its own."""
         self._cancel_orders_on_stop = True
         self._failures = 0
         """Consecutive failing cycles of the engine's own making: limited."""
@@ -102,6 +116,10 @@ class EngineRun:
         """Stop after the cycle in flight; cancelling the caller does not cancel the engine."""
         self._cancel_orders_on_stop = cancel_orders
         self._stop.set()
+        if not self._stopped.done():
+            self._stopped.set_result(None)
+        if self.engine.events is not None:
+            self.engine.events.interrupt()
         if self.task is not None and not self.task.done():
             await asyncio.wait({self.task})
         elif self.engine.status.state is EngineState.FAILED:
@@ -189,30 +207,16 @@ class EngineRun:
         if self._stop.is_set():
             return None
         engine.transition(EngineState.RUNNING)
+        if engine.events is not None:
+            return await self._event_session()
         interval = engine.config.interval_s
         next_tick = self._clock.monotonic()
         while not self._stop.is_set():
             if not await self._lease_ready():
                 break
-            try:
-                if not await engine.run_cycle(scheduled=next_tick, interrupt=self._stop):
-                    break  # stopped while the cycle was still reading
-            except LeaseLost as exc:
-                return self._overdue(exc)
-            except RiskLimitBreached as breach:
-                await self._cancel_quietly()
-                return Failure(FailureCode.RISK_LIMIT, str(breach))
-            except PositionMismatch as mismatch:
-                await self._cancel_quietly()
-                return Failure(FailureCode.POSITION_MISMATCH, str(mismatch))
-            except EXCHANGE_TROUBLE as exc:  # the venue's trouble, not the engine's
-                log.warning("engine cycle failed: exchange unavailable", extra={
-                    "connection_id": engine.connection_id, "error": describe(exc)})
-                return Failure(FailureCode.EXCHANGE_UNAVAILABLE, describe(exc))
-            except Exception as exc:
-                log.exception("engine cycle failed", extra={"connection_id": engine.connection_id})
-                return Failure(FailureCode.CYCLE_ERROR, describe(exc))
-            self._failures = self._outages = 0
+            failure = await self._cycle(next_tick)
+            if failure is not None:
+                return None if failure is _STOPPED else failure
             now = self._clock.monotonic()
             next_tick += interval
             if next_tick <= now:
@@ -221,6 +225,60 @@ class EngineRun:
                 engine.note_skipped_ticks(skipped)
             if await self._wait_stop(next_tick - now):
                 break
+        return None
+
+    async def _event_session(self) -> Failure | None:
+        """Cycles on market events, spaced by at least the interval (see module doc)."""
+        engine = self.engine
+        events = engine.events
+        assert events is not None
+        spacing = engine.config.interval_s
+        try:
+            engine.follow_market()
+        except Exception as exc:
+            return Failure(FailureCode.CYCLE_ERROR, f"subscribing: {describe(exc)}")
+        last = -math.inf
+        while not self._stop.is_set():
+            timeout = spacing if not events.streaming else spacing * self._policy.idle_cycles
+            event = await events.next_event(timeout)  # `stop` interrupts it
+            if self._stop.is_set():
+                break
+            now = self._clock.monotonic()
+            if event is not None and event < last:
+                continue  # it came before the last cycle started: that cycle served it
+            due = max(event if event is not None else now, last + spacing)
+            if due > now and await self._wait_stop(due - now):
+                break
+            if not await self._lease_ready():
+                break
+            last = self._clock.monotonic()
+            failure = await self._cycle(due)
+            if failure is not None:
+                return None if failure is _STOPPED else failure
+        return None
+
+    async def _cycle(self, scheduled: float) -> Failure | None:
+        """One cycle; a Failure ends the session (`_STOPPED`: a stop interrupted it)."""
+        engine = self.engine
+        try:
+            if not await engine.run_cycle(scheduled=scheduled, interrupt=self._stop):
+                return _STOPPED  # stopped while the cycle was still reading
+        except LeaseLost as exc:
+            return self._overdue(exc)
+        except RiskLimitBreached as breach:
+            await self._cancel_quietly()
+            return Failure(FailureCode.RISK_LIMIT, str(breach))
+        except PositionMismatch as mismatch:
+            await self._cancel_quietly()
+            return Failure(FailureCode.POSITION_MISMATCH, str(mismatch))
+        except EXCHANGE_TROUBLE as exc:  # the venue's trouble, not the engine's
+            log.warning("engine cycle failed: exchange unavailable", extra={
+                "connection_id": engine.connection_id, "error": describe(exc)})
+            return Failure(FailureCode.EXCHANGE_UNAVAILABLE, describe(exc))
+        except Exception as exc:
+            log.exception("engine cycle failed", extra={"connection_id": engine.connection_id})
+            return Failure(FailureCode.CYCLE_ERROR, describe(exc))
+        self._failures = self._outages = 0
         return None
 
     def _overdue(self, exc: LeaseLost) -> Failure:
@@ -279,16 +337,17 @@ class EngineRun:
         """Sleep `seconds` on the engine clock; True if a stop was asked for first."""
         if self._stop.is_set():
             return True
-        waiter = asyncio.ensure_future(self._stop.wait())
-        sleeper = asyncio.ensure_future(self._clock.sleep(seconds))
+        return await self._race_stop(asyncio.ensure_future(self._clock.sleep(seconds)))
+
+    async def _race_stop(self, other: asyncio.Future[Any]) -> bool:
+        """Wait for `other` or a stop, cancelling `other` if left; True if stopped."""
         try:
-            await asyncio.wait({waiter, sleeper}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait((self._stopped, other), return_when=asyncio.FIRST_COMPLETED)
         finally:
-            for pending in (waiter, sleeper):
-                if not pending.done():
-                    pending.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await pending
+            if not other.done():
+                other.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await other
         return self._stop.is_set()
 
 

@@ -1,22 +1,28 @@
 """Status fan-out to watchers, with a bounded queue each: a slow watcher never blocks an engine.
 
-Publishing never awaits: it appends to each watcher's queue. A watcher whose
-queue is full has it dropped on the spot and is marked for resync; its next read
-is a fresh `Snapshot(resync=True)` of every engine, built at read time. So memory
-per watcher is bounded by its capacity however long it stops reading, and a
-watcher that catches up loses intermediate changes but never the current state.
+Publishing never awaits: it queues the event for each watcher. A watcher's queue
+holds at most one change per engine: a newer status of an engine whose change is
+still queued replaces it in place (a status is a whole snapshot of the engine, so
+nothing is lost but an intermediate state), which keeps a burst of a thousand
+event-driven engines finishing their cycles together from overflowing it. A
+watcher whose queue is full has it dropped on the spot and is marked for resync;
+its next read is a fresh `Snapshot(resync=True)` of every engine, built at read
+time. So memory per watcher is bounded by its capacity however long it stops
+reading, and a watcher that catches up loses intermediate changes but never the
+current state.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from ctsd.engine.status import EngineStatus
 
-DEFAULT_CAPACITY = 256
+DEFAULT_CAPACITY = 4096
+"""Distinct engines queued per watcher (references to shared statuses, not copies)."""
+_HEARTBEAT = object()
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +53,7 @@ class Watcher:
     def __init__(self, hub: StatusHub, capacity: int) -> None:
         self._hub = hub
         self._capacity = capacity
-        self._events: deque[Queued] = deque()
+        self._events: dict[object, Queued] = {}
         self._wakeup = asyncio.Event()
         self._snapshot_due = True
         self._resync = False
@@ -58,12 +64,13 @@ class Watcher:
     def offer(self, event: Queued) -> None:
         if self._snapshot_due:
             return  # the snapshot about to be read is at least as new as this event
-        if len(self._events) >= self._capacity:
+        key = event.status.connection_id if isinstance(event, Changed) else _HEARTBEAT
+        if key not in self._events and len(self._events) >= self._capacity:
             self._events.clear()
             self._snapshot_due = self._resync = True
             self.resyncs += 1
         else:
-            self._events.append(event)
+            self._events[key] = event  # a queued change of the same engine is replaced
         self._wakeup.set()
 
     @property
@@ -72,7 +79,9 @@ class Watcher:
 
     async def next_event(self) -> WatchEvent:
         await self._readable()
-        return self._take_snapshot() if self._snapshot_due else self._events.popleft()
+        if self._snapshot_due:
+            return self._take_snapshot()
+        return self._events.pop(next(iter(self._events)))
 
     async def next_batch(self) -> Snapshot | tuple[Queued, ...]:
         """The due snapshot, or every queued event at once, oldest first.
@@ -84,7 +93,7 @@ class Watcher:
         await self._readable()
         if self._snapshot_due:
             return self._take_snapshot()
-        events = tuple(self._events)
+        events = tuple(self._events.values())
         self._events.clear()
         return events
 

@@ -147,3 +147,33 @@ def trades(raw: Any, contract_size: Decimal = Decimal(1)) -> list[Trade]:
             timestamp_ms=int(stamp) if isinstance(stamp, int) else 0,
             maker=item.get("takerOrMaker") == "maker"))
     return found
+
+
+# --- raw venue answers (the margin and options readers of `ctsd/exchanges/<venue>/`) ---
+
+def amount(value: Any) -> Decimal:
+    """A venue's number where one must be: "" or a missing one reads as zero."""
+    return decimal(value) or Decimal(0)
+
+
+def settle_price(value: Any) -> Decimal:
+    """A settlement price where the venue lists one: a positive number, else ValueError
+    (malformed: a missing price must not settle as zero)."""
+    price = decimal(value)
+    if price is None or price <= 0:
+        raise ValueError(f"settlement price {value!r} is not a positive number")
+    return price
+
+
+def mapping(value: Any, what: str) -> Mapping[str, Any]:
+    """`value` if it is an object; ValueError naming `what` otherwise (malformed)."""
+    if not isinstance(value, Mapping):
+        raise ValueError(f"{what} is not an object")
+    return value
+
+
+def rows(value: Any, what: str) -> list[Mapping[str, Any]]:
+    """The objects of a list answer; ValueError naming `what` if it is not a list."""
+    if not isinstance(value, list):
+        raise ValueError(f"{what} is not a list")
+    return [row for row in value if isinstance(row, Mapping)]

@@ -25,7 +25,8 @@ from typing import Any
 
 Fetch2 = Callable[[Any, Any, str, Any, Any], Awaitable[Any]]
 """`fetch2(path, api, method, params, config)`: every REST request of an instance."""
-ResponseObserver = Callable[[int | None, Mapping[str, str]], None]
+ResponseObserver = Callable[[int | None, Mapping[str, str], str, str], None]
+"""`observer(status, headers, method, url)`; `url` as the production venue names it."""
 
 PRIVATE_ATTRIBUTES: Mapping[str, str] = {
     "fetch2": "every REST request funnels through it: the rate limiter wraps it",
@@ -61,7 +62,12 @@ def async_support() -> Any:
     return ccxt.async_support
 
 
-def exchange_class(name: str) -> Any:
+def exchange_class(name: str, *, pro: bool = False) -> Any:
+    """The async class `name`, or its `ccxt.pro` subclass (WebSockets) with `pro`."""
+    if pro:
+        import ccxt.pro
+
+        return getattr(ccxt.pro, name)
     return getattr(async_support(), name)
 
 
@@ -106,12 +112,14 @@ def wrap_requests(exchange: Any, around: Callable[[Fetch2], Fetch2]) -> None:
 
 
 def observe_responses(exchange: Any, observer: ResponseObserver) -> None:
-    """`observer(status, headers)` sees each answer before ccxt raises for its status."""
+    """`observer(status, headers, method, url)` sees each answer before ccxt raises for
+    its status; a URL rewritten by `rebase_urls` is shown as the production one."""
     original = exchange.on_rest_response
 
     def on_rest_response(code: Any, reason: Any, url: Any, method: Any, headers: Any,
                          body: Any, request_headers: Any, request_body: Any) -> Any:
-        observer(int(code) if code is not None else None, dict(headers or {}))
+        observer(int(code) if code is not None else None, dict(headers or {}),
+                 str(method or ""), production_url(exchange, str(url or "")))
         return original(code, reason, url, method, headers, body, request_headers,
                         request_body)
 
@@ -143,6 +151,41 @@ def share_markets(exchange: Any, source: Any) -> None:
     exchange.set_markets_from_exchange(source)
 
 
+async def close_ws(exchange: Any, connect_timeout_s: float = 10.0) -> None:
+    """Close a ccxt.pro `exchange` without leaking a socket that is still connecting.
+
+    ccxt.pro dials in a task of its own and its `close()` closes only connections that
+    exist: one closed mid-dial finishes dialling afterwards and stays open for good.
+    So dials under way are waited for (bounded) before closing."""
+    import asyncio
+
+    clients = list((getattr(exchange, "clients", None) or {}).values())
+    dialling = [c.connected for c in clients
+                if getattr(c, "connecting", False) and not c.connected.done()]
+    if dialling:
+        await asyncio.wait(dialling, timeout=connect_timeout_s)
+    await exchange.close()
+
+
+def ws_clients(exchange: Any) -> dict[str, Any]:
+    """A ccxt.pro `exchange`'s WebSocket clients by URL. ccxt.pro forgets a client the
+    venue closed and makes a new one on the next watch of its URL: a new object there is
+    a reconnect that no watch of the caller's saw fail."""
+    return dict(getattr(exchange, "clients", None) or {})
+
+
+def ws_connected(exchange: Any) -> bool:
+    """Whether any WebSocket client of a ccxt.pro `exchange` has connected (its
+    `connected` future resolved): a private stream with nothing to say is still up."""
+    clients = getattr(exchange, "clients", None) or {}
+    for client in clients.values():
+        connected = getattr(client, "connected", None)
+        if connected is not None and connected.done() and not connected.cancelled() and (
+                connected.exception() is None):
+            return True
+    return False
+
+
 MARKET_ATTRIBUTES = ("markets", "markets_by_id", "symbols", "ids", "currencies",
                      "currencies_by_id", "baseCurrencies", "quoteCurrencies", "codes")
 """What `load_markets` replaces (the list `set_markets_from_exchange` copies)."""
@@ -162,6 +205,17 @@ def restore_market_state(exchange: Any, state: dict[str, Any]) -> None:
 
 UrlMap = list[tuple[str, str]]
 """(rewritten URL prefix, original URL prefix), longest rewritten prefix first."""
+_URL_MAP = "ctsd_url_map"
+"""Our own attribute on a rebased instance: its `UrlMap` (no ccxt name)."""
+
+
+def production_url(exchange: Any, url: str) -> str:
+    """`url` as the venue's production host names it, where `rebase_urls` rewrote it: what
+    an error message shows (the simulator's prefix would name no real endpoint)."""
+    for rewritten, production in getattr(exchange, _URL_MAP, ()):
+        if url.startswith(rewritten):
+            return str(production) + url[len(rewritten):]
+    return url
 
 
 def rebase_urls(exchange: Any, rewrite: Callable[[str], str]) -> Any:
@@ -190,21 +244,18 @@ def rebase_urls(exchange: Any, rewrite: Callable[[str], str]) -> Any:
     for key in ("test", "demo", "demotrading"):  # every mode that swaps urls["api"] back
         exchange.urls.pop(key, None)
     pairs.sort(key=lambda pair: len(pair[0]), reverse=True)
-    _restore_host_based_exceptions(exchange, pairs)
+    setattr(exchange, _URL_MAP, pairs)
+    _restore_host_based_exceptions(exchange)
     return exchange
 
 
-def _restore_host_based_exceptions(exchange: Any, pairs: UrlMap) -> None:
+def _restore_host_based_exceptions(exchange: Any) -> None:
     original = getattr(exchange, "get_exceptions_by_url", None)
     if original is None:
         return
 
     def get_exceptions_by_url(url: str | None, exact_or_broad: str) -> Any:
-        if url is not None:
-            for rewritten, production in pairs:
-                if url.startswith(rewritten):
-                    url = production + url[len(rewritten):]
-                    break
-        return original(url, exact_or_broad)
+        return original(None if url is None else production_url(exchange, url),
+                        exact_or_broad)
 
     exchange.get_exceptions_by_url = get_exceptions_by_url

@@ -32,13 +32,17 @@ from ctsd.exchanges.model import (
     ConnectionTarget,
     Holding,
     KeyPermissions,
+    MarginAccount,
     MarketTerms,
+    OptionChain,
+    OptionsAccount,
     Order,
     ServerTime,
     Ticker,
 )
 from ctsd.exchanges.profile import ClientProfile
 from ctsd.exchanges.spec import ApiType
+from ctsd.exchanges.streams import OrderBook, PublicTrade, order_book, public_trades
 from ctsd.exchanges.throttle import RequestGate, lane
 from ctsd.ratelimit import Lane, ScopeUsage
 from ctsd.tasks import AsyncClosing
@@ -77,7 +81,8 @@ class ExchangeClient(AsyncClosing):
         self._on_account_uid = on_account_uid
         """Told the key's UID once learned (the factory: later clients of the key share it)."""
         self._answers = _keep_answers(exchange, (
-            probe.method for probe in (profile.permissions, profile.account_uid) if probe))
+            probe.method for probe in (profile.permissions, profile.account_uid,
+                                       *profile.permissions_for.values()) if probe))
         self.target = target
         self._profile = profile
         self._markets = markets
@@ -98,7 +103,8 @@ class ExchangeClient(AsyncClosing):
         with translated(self.target.exchange, secrets=self._secrets,
                         codes=self._profile.error_codes,
                         codes_after_auth=self._profile.error_codes_after_auth,
-                        authenticated=self._authenticated):
+                        authenticated=self._authenticated,
+                        unsupported=self._profile.unsupported_codes):
             return await call()
 
     async def call(self, method: str, *args: Any, lane: Lane | None = None,
@@ -192,6 +198,13 @@ class ExchangeClient(AsyncClosing):
 
     async def fetch_holdings(self) -> tuple[Holding, ...]:
         """Balances of the connection's account (a signed request: proves key and signature)."""
+        options = self._profile.option_trading
+        if self.target.api_type is ApiType.OPTIONS and options and options.holdings_from_account:
+            account = await self.read_venue(lambda: options.read_account(self),
+                                             "options account")
+            self._authenticated = True
+            self._holdings = account.balances
+            return self._holdings
         raw = await self._run(self._exchange.fetch_balance, signed=True)
         self._holdings = answers.holdings(raw)
         self._balance_answer = raw.get("info") if isinstance(raw, dict) else None
@@ -199,7 +212,8 @@ class ExchangeClient(AsyncClosing):
 
     async def key_permissions(self) -> KeyPermissions | None:
         """The key's permissions where the exchange reports them, else None."""
-        probe = self._profile.permissions
+        probe = self._profile.permissions_for.get(self.target.api_type,
+                                                  self._profile.permissions)
         if probe is None:
             return None
         if self.target.api_type in probe.answered_by_balance and self._balance_answer:
@@ -264,6 +278,40 @@ class ExchangeClient(AsyncClosing):
 
         return await PerpetualClient(self).modes()
 
+    async def margin_account(self, mode: str) -> MarginAccount | None:
+        """A margin connection's account ("cross" or "isolated"); None when the connection's
+        api type is not margin."""
+        venue = self._profile.margin_trading
+        if self.target.api_type is not ApiType.MARGIN or venue is None:
+            return None
+        return await self.read_venue(lambda: venue.read_account(self, mode), "margin account")
+
+    async def options_account(self) -> OptionsAccount | None:
+        """An options connection's account; None when its api type is not options."""
+        venue = self._profile.option_trading
+        if self.target.api_type is not ApiType.OPTIONS or venue is None:
+            return None
+        return await self.read_venue(lambda: venue.read_account(self), "options account")
+
+    async def read_venue(self, read: Callable[[], Awaitable[T]], what: str) -> T:
+        """A venue reader's answer (`ctsd/exchanges/<venue>/`), its parse errors as one
+        malformed answer naming `what`."""
+        await self.load_markets()
+        try:
+            return await read()
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+            raise malformed(f"{self.target.exchange} {what} ({exc!r})") from exc
+
+    async def option_chain(self) -> OptionChain:
+        """What option contracts the venue lists for this connection (markets loaded)."""
+        await self.load_markets()
+        listed = [m for m in (self._exchange.markets or {}).values()
+                  if isinstance(m, dict) and m.get("option")]
+        expiries = [int(m["expiry"]) for m in listed if isinstance(m.get("expiry"), int | float)]
+        return OptionChain(len(listed), tuple(sorted({str(m.get("base")) for m in listed})),
+                           tuple(sorted({str(m.get("settle")) for m in listed})),
+                           min(expiries, default=None))
+
     async def prices(self, assets: Sequence[str], quote: str) -> dict[str, Decimal]:
         """Last prices of `assets` in `quote`, for those listed (shared, briefly cached)."""
         with lane(self._lane):
@@ -297,6 +345,14 @@ class ExchangeClient(AsyncClosing):
                                                                  limit))
         return answers.candles(raw, symbol)
 
+    async def fetch_order_book(self, symbol: str, depth: int) -> OrderBook:
+        raw = await self._run(lambda: self._exchange.fetch_order_book(symbol, depth))
+        return order_book(raw, symbol, depth)
+
+    async def fetch_trades(self, symbol: str, limit: int) -> list[PublicTrade]:
+        raw = await self._run(lambda: self._exchange.fetch_trades(symbol, None, limit))
+        return public_trades(raw, symbol)
+
     async def market_terms(self, symbol: str) -> MarketTerms:
         """Assets and fees of a listed `symbol`; NotFound when the venue does not list it."""
         with lane(self._lane):
@@ -306,15 +362,18 @@ class ExchangeClient(AsyncClosing):
             raise NotFound(f"{self.target.exchange} does not list {symbol}")
         from ccxt.base.decimal_to_precision import TICK_SIZE  # loaded with the exchange
 
-        step = answers.decimal((market.get("precision") or {}).get("amount"))
-        if step is not None and self._exchange.precisionMode != TICK_SIZE:
-            step = Decimal(1).scaleb(-int(step))  # a number of decimal places
+        precision = market.get("precision") or {}
+        step, tick = (answers.decimal(precision.get(k)) for k in ("amount", "price"))
+        if self._exchange.precisionMode != TICK_SIZE:  # numbers of decimal places
+            step = None if step is None else Decimal(1).scaleb(-int(step))
+            tick = None if tick is None else Decimal(1).scaleb(-int(tick))
         try:
             return MarketTerms(symbol, str(market["base"]), str(market["quote"]),
                                Decimal(str(market.get("taker") or 0)),
                                Decimal(str(market.get("maker") or 0)),
                                step * self.contract_size(symbol) if step else None,
-                               self._profile.spot_buy_fee_in_base and market.get("spot") is True)
+                               self._profile.spot_buy_fee_in_base and market.get("spot") is True,
+                               tick)
         except (KeyError, ArithmeticError) as exc:
             raise malformed(f"{self.target.exchange} market {symbol} ({exc!r})") from exc
 
@@ -332,13 +391,19 @@ class ExchangeClient(AsyncClosing):
         self, symbol: str, side: str, order_type: str, amount: Decimal,
         price: Decimal | None = None, *, client_id: str | None = None,
         reduce_only: bool = False, leg: str | None = None, margin_mode: str | None = None,
+        extra_params: Mapping[str, Any] | None = None,
     ) -> Order:
         """`amount` in base units. Perpetuals: `leg` ("long"/"short") is the hedge-mode
-        position the order trades, `margin_mode` goes where the venue takes it per order."""
-        params: dict[str, Any] = {}
+        position the order trades, `margin_mode` goes where the venue takes it per order.
+        `extra_params`: what the market's orders add as the venue names it (spot margin's
+        borrowing, an option's trade mode)."""
+        params: dict[str, Any] = dict(extra_params or {})
         if client_id:
             params[self._profile.client_order_ids.create] = client_id
-        params.update(self._perpetual_params(reduce_only, leg, margin_mode))
+        if self.target.api_type is ApiType.PERPETUAL_FUTURES:
+            params.update(self._perpetual_params(reduce_only, leg, margin_mode))
+        elif reduce_only:
+            params["reduceOnly"] = True
         raw = await self._run(lambda: self._exchange.create_order(  # markets loaded by now
             symbol, order_type, side, float(amount / self.contract_size(symbol)),
             None if price is None else float(price), params), Lane.ORDER, signed=True)

@@ -29,6 +29,7 @@ from types import MappingProxyType
 from typing import Any
 from urllib.parse import urlsplit
 
+from ctsd.clock import SystemClock
 from ctsd.errors import InvalidArgument
 from ctsd.exchanges import ccxt_internals
 from ctsd.exchanges.ccxt_errors import translated
@@ -39,6 +40,7 @@ from ctsd.exchanges.profile import ClientProfile
 from ctsd.exchanges.registry import ExchangeRegistry
 from ctsd.exchanges.settings import ExchangeSettings
 from ctsd.exchanges.spec import ExchangeSpec
+from ctsd.exchanges.streams import SHARD_OPTIONS, MarketStream, OrderStream, stream_limits
 from ctsd.exchanges.throttle import (
     AccountScope,
     KeySequence,
@@ -136,15 +138,46 @@ class ExchangeClientFactory(AsyncClosing):
             if cache is None:
                 gate = self._gate(spec, target, None, Lane.POLL)
                 source = self._new_exchange(spec, profile, target, None, gate)
-
-                async def translate(call: Any) -> Any:
-                    with translated(spec.id, codes=profile.error_codes):
-                        return await call()
-
-                cache = MarketCache(target, source, translate, refresh_s=self._refresh_s,
-                                    price_ttl_s=self._price_ttl_s)
+                cache = MarketCache(target, source, self._translator(spec, profile),
+                                    refresh_s=self._refresh_s, price_ttl_s=self._price_ttl_s)
                 self._markets[target] = cache
         return cache
+
+    async def market_stream(self, target: ConnectionTarget) -> MarketStream:
+        """A new ccxt.pro instance (one shard of the hub) for `target`'s public streams, on
+        the shared markets; the REST snapshots it takes (order books) pass the limiter."""
+        spec, profile = self._resolve(target)
+        markets = await self.markets(target)
+        await markets.ensure()
+        gate = self._gate(spec, target, None, Lane.POLL)
+        exchange = self._new_exchange(spec, profile, target, None, gate, pro=True)
+        markets.share_with(exchange, 0)
+        return MarketStream(exchange, target, self._translator(spec, profile),
+                            stream_limits(spec.id), SystemClock())
+
+    async def order_stream(self, target: ConnectionTarget, credentials: ApiCredentials,
+                           account_uid: str | None = None) -> OrderStream:
+        """A LIVE connection's private order stream; its REST calls (listenKey, tokens)
+        wait in the ORDER lane of the key's buckets."""
+        spec, profile = self._resolve(target)
+        markets = await self.markets(target)
+        await markets.ensure()
+        key = self._account(spec, credentials)
+        gate = self._gate(spec, target, self._scope_of(profile, key, account_uid), Lane.ORDER)
+        exchange = self._new_exchange(spec, profile, target, credentials, gate, pro=True)
+        markets.share_with(exchange, 0)
+        return OrderStream(exchange, target, self._translator(spec, profile,
+                                                              credentials.values()))
+
+    @staticmethod
+    def _translator(spec: ExchangeSpec, profile: ClientProfile,
+                    secrets: tuple[str, ...] = ()) -> Any:
+        async def translate(call: Any) -> Any:
+            with translated(spec.id, secrets=secrets, codes=profile.error_codes,
+                            unsupported=profile.unsupported_codes):
+                return await call()
+
+        return translate
 
     def _resolve(self, target: ConnectionTarget) -> tuple[ExchangeSpec, ClientProfile]:
         if self._closed:
@@ -198,11 +231,12 @@ class ExchangeClientFactory(AsyncClosing):
 
     def _new_exchange(
         self, spec: ExchangeSpec, profile: ClientProfile, target: ConnectionTarget,
-        credentials: ApiCredentials | None, gate: RequestGate,
+        credentials: ApiCredentials | None, gate: RequestGate, *, pro: bool = False,
     ) -> Any:
         api = profile.api_types[target.api_type]
         options = _merge(profile.options, api.options,
-                         {"fetchMarkets": {"types": list(api.market_types)}})
+                         {"fetchMarkets": {"types": list(api.market_types)}},
+                         SHARD_OPTIONS.get(spec.id, {}) if pro else {})
         config: dict[str, Any] = {
             "enableRateLimit": False,  # ours is the only limiter (see ctsd.exchanges.throttle)
             "timeout": self._timeout_ms,
@@ -213,7 +247,7 @@ class ExchangeClientFactory(AsyncClosing):
             config.update(apiKey=credentials.api_key, secret=credentials.secret)
             if credentials.passphrase:
                 config["password"] = credentials.passphrase
-        exchange = ccxt_internals.exchange_class(profile.ccxt_class)(config)
+        exchange = ccxt_internals.exchange_class(profile.ccxt_class, pro=pro)(config)
         ccxt_internals.check_internals(exchange)
         ccxt_internals.share_transport(exchange, self._ssl_context())
         if target.testnet:

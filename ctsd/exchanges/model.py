@@ -99,6 +99,8 @@ class MarketTerms:
     """The lot size in base units (the venue cuts every order amount down to it)."""
     buy_fee_in_base: bool = False
     """A buy pays its fee in `base` (`ClientProfile.spot_buy_fee_in_base`, spot markets)."""
+    price_step: Decimal | None = None
+    """The tick: ccxt rounds every limit price to it before it is sent."""
 
 
 @dataclass(frozen=True)
@@ -132,6 +134,11 @@ class KeyPermissions:
     withdraw: bool
     ip_restricted: bool | None = None
     """Whether the key is bound to an IP whitelist, where the exchange says."""
+    margin: bool | None = None
+    """Whether the key may borrow and trade on margin; None where the venue has no such
+    permission of its own (OKX: trading covers it) or does not report it."""
+    options: bool | None = None
+    """Whether the key may trade options; None as for `margin`."""
 
 
 @dataclass(frozen=True)
@@ -216,3 +223,98 @@ class AccountModes:
     hedge: bool | None
     margin_modes: tuple[tuple[str, str], ...]
     """(symbol, "cross"/"isolated") per symbol, or one ("*", mode) for the whole account."""
+
+
+@dataclass(frozen=True)
+class Debt:
+    """What a margin account owes in one asset."""
+
+    asset: str
+    borrowed: Decimal
+    interest: Decimal
+
+
+@dataclass(frozen=True)
+class MarginAccount:
+    """A spot-margin account as the venue reports it (a connection test, a margin engine).
+
+    `level` is the venue's own measure of how safe the loans are, named by
+    `level_name` (Binance and OKX "margin level"/"margin ratio": assets over debt;
+    Bybit the account's maintenance-margin rate; Kraken the margin level in %); None
+    when nothing is owed or the venue shows none.
+    """
+
+    mode: str
+    """"cross" or "isolated": which account was read."""
+    enabled: bool
+    """The account may trade on margin now (Bybit: spot margin switched on)."""
+    level: Decimal | None
+    level_name: str
+    debts: tuple[Debt, ...] = ()
+    equity: Decimal | None = None
+    """The account's net worth in `equity_asset`, where the venue states one."""
+    equity_asset: str = ""
+    remark: str = ""
+    """What the venue needs before it lends, where `enabled` is False."""
+    engine_enables: bool = False
+    """An engine start turns margin on where it is off (Bybit's spot-margin switch)."""
+
+    @property
+    def owes(self) -> bool:
+        return any(d.borrowed or d.interest for d in self.debts)
+
+
+@dataclass(frozen=True)
+class OptionsAccount:
+    """An options account: what it holds in each settle asset (total is the equity)."""
+
+    balances: tuple[Holding, ...]
+    enabled: bool = True
+    """Options trading is activated on the account (OKX `opAuth`)."""
+    remark: str = ""
+    """What the venue needs before it trades options, where `enabled` is False."""
+
+
+@dataclass(frozen=True)
+class OptionChain:
+    """The option contracts a venue lists for a connection, in brief."""
+
+    contracts: int
+    underlyings: tuple[str, ...]
+    settles: tuple[str, ...]
+    next_expiry_ms: int | None
+
+
+HOUR_MS = 3_600_000
+
+
+@dataclass(frozen=True)
+class LendingTerms:
+    """How a venue lends on spot margin: what a paper account must charge and when it
+    must liquidate to behave like the venue's (`ctsd.engine.brokers.paper_margin`)."""
+
+    max_leverage: Decimal
+    """A borrow may not take the margin level (assets over debt) below
+    `max_leverage / (max_leverage - 1)`."""
+    liquidation_level: Decimal
+    """At or below this margin level the venue liquidates."""
+    period_rates: tuple[tuple[str, Decimal], ...]
+    """Interest per period, per borrowed asset."""
+    period_ms: int = HOUR_MS
+    charge_on_borrow: bool = False
+    """A borrow pays its first period at once (Binance, Kraken's opening fee)."""
+    liquidation_margin: Decimal | None = None
+    """Liquidate instead when equity falls to this share of the margin posted (Kraken)."""
+    margin_per_order: bool = False
+    """Each position posts its own margin from the account (OKX, Kraken): it opens at
+    the initial level instead of borrowing against the whole account."""
+
+
+@dataclass(frozen=True)
+class InterestCharge:
+    """One interest charge on a margin loan, as the venue records it (amount > 0)."""
+
+    id: str
+    asset: str
+    amount: Decimal
+    timestamp_ms: int

@@ -10,14 +10,22 @@ generic `ExchangeClient` reads these; it never asks which exchange it talks to.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Protocol
 
 from ctsd.errors import FailureClass
-from ctsd.exchanges.model import KeyPermissions
+from ctsd.exchanges.model import (
+    InterestCharge,
+    KeyPermissions,
+    LendingTerms,
+    MarginAccount,
+    OptionsAccount,
+)
 from ctsd.exchanges.spec import ApiType, RateLimitScope
+from ctsd.ratelimit.model import Lane
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
 
@@ -138,6 +146,83 @@ class DerivativesProfile:
     `fetch_my_liquidations`); None uses ccxt's unified method."""
 
 
+class VenueCalls(Protocol):
+    """What a venue's reader may ask of its client: one ccxt method (unified or implicit
+    API) through the client's lane, rate limiter and error translation."""
+
+    async def call(self, method: str, *args: Any, lane: Lane | None = None,
+                   signed: bool = False) -> Any: ...
+
+    def symbol_of(self, market_id: str) -> str:
+        """The unified symbol of a venue market id (markets loaded)."""
+        ...
+
+
+CHANGED, ALREADY_SET = "changed", "already set"
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One account setting an engine start applied: where (a symbol, or "*" for the
+    account), what, to which value, and whether it changed or was already so."""
+
+    symbol: str
+    name: str
+    value: str
+    outcome: str
+
+
+async def _nothing_to_prepare(client: VenueCalls, symbols: tuple[str, ...],
+                              leverage: Mapping[str, int]) -> tuple[Setting, ...]:
+    return ()
+
+
+@dataclass(frozen=True)
+class MarginProfile:
+    """How a venue lends on spot margin (`ctsd/exchanges/<venue>/margin.py`)."""
+
+    read_account: Callable[[VenueCalls, str], Awaitable[MarginAccount]]
+    """(client, "cross"/"isolated") → the margin account as the venue reports it."""
+    order_params: Callable[[int | None], Mapping[str, Any]] = lambda _leverage: _EMPTY
+    """(configured leverage) → what a cross-margin order adds so it borrows what it lacks
+    and repays from what it brings in."""
+    read_terms: Callable[[VenueCalls, tuple[str, ...], int | None, bool],
+                         Awaitable[LendingTerms]] | None = None
+    """(client, assets, leverage, keyed) → the lending terms; `keyed`: the client may
+    ask the account's own rates."""
+    read_interest: Callable[[VenueCalls, tuple[str, ...], tuple[str, ...], int],
+                            Awaitable[tuple[InterestCharge, ...]]] | None = None
+    """(client, symbols, assets, since_ms) → the account's interest charges."""
+    prepare: Callable[[VenueCalls, tuple[str, ...], Mapping[str, int]],
+                      Awaitable[tuple[Setting, ...]]] = _nothing_to_prepare
+    """(client, symbols, leverage per symbol) → what an engine start set on the account
+    (Bybit's spot-margin switch and leverage)."""
+    read_liquidations: Callable[[VenueCalls, str, int], Awaitable[frozenset[str]]] | None = (
+        None)
+    """(client, symbol, since_ms) → venue order ids of the account's liquidations; None
+    where the venue keeps no such record."""
+    default_leverage: int | None = None
+    """The leverage an order names where the venue takes it per order (Kraken)."""
+    leverage_range: tuple[int, int] | None = None
+    """Leverage a margin engine may configure here; None: the venue's is fixed."""
+
+
+@dataclass(frozen=True)
+class OptionsProfile:
+    """How a venue trades options (`ctsd/exchanges/<venue>/options.py`)."""
+
+    read_account: Callable[[VenueCalls], Awaitable[OptionsAccount]]
+    """The options account (ccxt's `fetch_balance` does not read it on every venue)."""
+    holdings_from_account: bool = False
+    """ccxt's `fetch_balance` reads another wallet (Binance 4.5.90: the spot one): an
+    options connection's holdings are the options account's."""
+    read_settlement: Callable[[VenueCalls, Mapping[str, Any]], Awaitable[Decimal | None]] | (
+        None) = None
+    """(client, ccxt market of an expired contract) → the underlying's price the venue
+    settled it at, None until published; None where engines do not trade the venue's
+    options (`ctsd.exchanges.options`)."""
+
+
 @dataclass(frozen=True)
 class RequestWindow:
     """How a venue bounds when it acts on a signed request (Binance: `timestamp` plus
@@ -173,15 +258,26 @@ class ClientProfile:
     """Exchange error code → class, where it must win over ccxt's exception class."""
     error_codes_after_auth: Mapping[str, FailureClass] = field(default_factory=lambda: _EMPTY)
     """The same, once a signed request of this client has succeeded."""
+    unsupported_codes: frozenset[str] = frozenset()
+    """The venue's codes for "no such path or method" where it does not answer HTTP 404
+    alone (`ctsd.exchanges.ccxt_errors`: an exchange error naming the endpoint)."""
     refusals: tuple[RefusalRule, ...] = ()
     reset_header: str | None = None
     """A header with the epoch milliseconds at which a refused window resets."""
     permissions: PermissionsProbe | None = None
+    permissions_for: Mapping[ApiType, PermissionsProbe] = field(
+        default_factory=lambda: MappingProxyType({}))
+    """Api types whose key permissions another endpoint reports (Binance: margin and
+    options permissions are in `apiRestrictions`, not in the spot account)."""
     account_uid: AccountUidProbe | None = None
     """None keeps account limits per key (Binance; Kraken's counter is per key)."""
     client_order_ids: ClientOrderIds = ClientOrderIds()
     derivatives: DerivativesProfile | None = None
     """Perpetual futures; None where the daemon trades none on this venue (Kraken)."""
+    margin_trading: MarginProfile | None = None
+    """Spot margin; None where the venue lends none here."""
+    option_trading: OptionsProfile | None = None
+    """Options; None where the venue lists none here (Kraken)."""
     own_fills_order_param: str | None = None
     """The own-fill history's parameter that narrows it to one order (Binance `orderId`);
     None: the history is read and filtered here."""

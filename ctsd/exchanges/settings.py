@@ -53,9 +53,27 @@ class ExchangeSettings:
         return f"{parts.scheme}://{parts.netloc}"
 
     def rewrite(self, url: str) -> str:
-        """`url` (an exchange's own) moved onto `base_url`, its path kept."""
+        """`url` (an exchange's own) moved onto `base_url`, its path kept.
+
+        A WebSocket URL (`wss://HOST/PATH`) goes to the same place with the ws scheme;
+        where a venue serves one path on two hosts, the host becomes a path segment
+        (`WS_HOST_SEGMENTS`, the layout `ctsd sim` serves)."""
         assert self.base_url is not None
-        return self.base_url + urlsplit(url).path
+        parts = urlsplit(url)
+        if parts.scheme in ("ws", "wss"):
+            base = "ws" + self.base_url[len("http"):]
+            return base + WS_HOST_SEGMENTS.get(parts.netloc, "") + parts.path
+        return self.base_url + parts.path
+
+
+WS_HOST_SEGMENTS: Mapping[str, str] = {
+    "stream.binance.com:9443": "/stream",
+    "fstream.binance.com": "/fstream",
+    "ws.kraken.com": "/ws",
+    "ws-auth.kraken.com": "/ws-auth",
+}
+"""WebSocket hosts of one venue that share paths: under a `base_url` each gets its own
+segment (tests/exchanges check this against the simulator's `url_overrides`)."""
 
 
 def read_exchange_tables(tables: Any, known: Sequence[str], where: str,

@@ -110,6 +110,21 @@ def _match(pattern: str, value: str) -> bool:
 
 
 @dataclass(frozen=True)
+class ApiTypeSupport:
+    """What works on one api type of an exchange: what `ListExchanges` promises and what
+    `StartEngine` holds to. `tests/api/test_exchange_list.py` proves every promise against
+    the simulator, and fails when the list promises what it does not test."""
+
+    api_type: ApiType
+    key_test: bool = True
+    paper: bool = False
+    live: bool = False
+    streams: bool = False
+    note: str = ""
+    """What does not work yet, or works differently; empty when all of the above do."""
+
+
+@dataclass(frozen=True)
 class ExchangeSpec:
     """The capabilities, default limits and client profile of one supported exchange."""
 
@@ -124,9 +139,18 @@ class ExchangeSpec:
     secret_is_base64: bool = False
     """The exchange hands out API secrets in base64 (Kraken): one that does not decode
     was copied wrong, and is refused when given rather than failing every request."""
+    support: tuple[ApiTypeSupport, ...] = ()
+    """What works on each of `api_types` (an api type without an entry: nothing)."""
 
     def offers(self, api_type: ApiType) -> bool:
         return api_type in self.api_types
+
+    def support_of(self, api_type: ApiType) -> ApiTypeSupport:
+        found = next((s for s in self.support if s.api_type is api_type), None)
+        if found is None or not self.offers(api_type):
+            return ApiTypeSupport(api_type, key_test=False,
+                                  note=f"{self.display_name} does not offer {api_type.value}")
+        return found
 
     def rate_limit(self, name: str) -> RateLimitSpec:
         for spec in self.rate_limits:

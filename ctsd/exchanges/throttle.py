@@ -29,7 +29,7 @@ from typing import Any
 from ctsd import fencing
 from ctsd.errors import ConfigurationError, FailureClass
 from ctsd.exchanges import ccxt_internals
-from ctsd.exchanges.ccxt_errors import classify, error_codes
+from ctsd.exchanges.ccxt_errors import classify, error_codes, note_answer
 from ctsd.exchanges.spec import Charge, ExchangeSpec, RateLimitScope, UsageHeader
 from ctsd.ratelimit import (
     Bucket,
@@ -49,6 +49,8 @@ from ctsd.ratelimit import (
 class ResponseInfo:
     status: int | None = None
     headers: Mapping[str, str] = field(default_factory=dict)
+    method: str = ""
+    url: str = ""
 
     def header(self, name: str) -> str | None:
         wanted = name.lower()
@@ -317,6 +319,7 @@ def install(exchange: Any, gate: RequestGate) -> None:
                     params = gate.windowed(exchange, method, params)
                     result = await original_fetch2(path, api, method, params, config)
                 except Exception as exc:
+                    note_answer(exc, info.method, info.url, info.status)
                     gate.after(admission, info, exc)
                     raise
                 finally:
@@ -328,10 +331,11 @@ def install(exchange: Any, gate: RequestGate) -> None:
 
         return fetch2
 
-    def observe(status: int | None, headers: Mapping[str, str]) -> None:
+    def observe(status: int | None, headers: Mapping[str, str], method: str,
+                url: str) -> None:
         info = _RESPONSE.get()
         if info is not None:
-            info.status, info.headers = status, headers
+            info.status, info.headers, info.method, info.url = status, headers, method, url
 
     ccxt_internals.wrap_requests(exchange, around)
     ccxt_internals.observe_responses(exchange, observe)

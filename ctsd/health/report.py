@@ -18,6 +18,7 @@ from ctsd.connections.checks.results import FailureClass, TestStatus
 from ctsd.connections.filtering import matches_all, parse_filter
 from ctsd.connections.model import Connection
 from ctsd.engine.activity import EngineActivity
+from ctsd.marketdata.feeds import StreamStatus
 from ctsd.ratelimit.model import ScopeUsage
 from ctsd.store.connections import ConnectionRepository
 from ctsd.store.database import Database
@@ -38,6 +39,7 @@ class SystemStatus:
     store_status: str
     schema_version: int
     engines: dict[str, int]
+    streams: Sequence[StreamStatus] = ()
 
 
 @dataclass(frozen=True)
@@ -89,6 +91,7 @@ class HealthReporter:
         db: Database,
         usage: UsageSource,
         engines: EngineActivity | None = None,
+        streams: Callable[[], Sequence[StreamStatus]] = lambda: (),
         error_window: timedelta = DEFAULT_ERROR_WINDOW,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
         monotonic: Callable[[], float] = time.monotonic,
@@ -99,6 +102,7 @@ class HealthReporter:
         self._db = db
         self._usage = usage
         self._engines = engines or EngineActivity()
+        self._streams = streams
         self._window = error_window
         self._now = now
         self._monotonic = monotonic
@@ -128,6 +132,7 @@ class HealthReporter:
             store_status=store_status,
             schema_version=schema,
             engines=self._engines.by_state(),
+            streams=sorted(self._streams(), key=lambda s: s.stream),
         )
 
     async def connections_health(self, filter_text: str = "") -> list[ConnectionHealth]:

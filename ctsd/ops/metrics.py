@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 
     from ctsd.connections.checks.results import TestResult
     from ctsd.engine.status import EngineStatus
+    from ctsd.marketdata.feeds import StreamStatus
     from ctsd.ratelimit.model import ScopeUsage
 
 log = logging.getLogger("ctsd.ops")
@@ -292,6 +293,45 @@ class RateLimitCollector:
         yield from gauges.values()
         yield counting
         yield from counters.values()
+
+
+class StreamCollector:
+    """The market-data hub's streams: state, message rate, data age, reconnects, fallbacks."""
+
+    def __init__(self, streams: Callable[[], Sequence[StreamStatus]]) -> None:
+        self._streams = streams
+        self._loop = _running_loop()
+
+    def describe(self) -> list[Metric]:
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        from ctsd.marketdata.feeds import StreamState
+
+        streams = read_on_loop(self._loop, self._streams)
+        label = ("stream",)
+        state = GaugeMetricFamily("ctsd_stream_state", "1 for the stream's current state.",
+                                  labels=("stream", "state"))
+        rate = GaugeMetricFamily("ctsd_stream_messages_per_second",
+                                 "Messages a second over the last second.", labels=label)
+        age = GaugeMetricFamily("ctsd_stream_data_age_seconds",
+                                "Seconds since the stream's last data.", labels=label)
+        reconnects = CounterMetricFamily("ctsd_stream_reconnects_total",
+                                         "Reconnections of the stream's connection.", labels=label)
+        fallbacks = CounterMetricFamily("ctsd_stream_rest_fallbacks_total",
+                                        "Reads served by REST while the stream was not live.",
+                                        labels=label)
+        for s in streams:
+            for each in StreamState:
+                state.add_metric([s.stream, each.value], 1.0 if s.state is each else 0.0)
+            rate.add_metric([s.stream], s.messages_per_s)
+            if s.data_age_s is not None:
+                age.add_metric([s.stream], s.data_age_s)
+            reconnects.add_metric([s.stream], s.reconnects)
+            fallbacks.add_metric([s.stream], s.fallbacks)
+        yield from (state, rate, age, reconnects, fallbacks)
 
 
 class EngineCollector:

@@ -26,7 +26,7 @@ from typing import Any
 
 from aiohttp import web
 
-from ctsd.sim import derivatives, faults
+from ctsd.sim import derivatives, faults, option_trading
 from ctsd.sim.accounts import DEFAULT_PERMISSIONS, AccountSpec, Permission
 from ctsd.sim.faults import TRANSPORT_FAULTS, FaultKind, FaultSpec
 from ctsd.sim.matching import derivatives_balances
@@ -253,6 +253,7 @@ def _add_admin_routes(app: web.Application, sim: Simulator, venues: set[str]) ->
             },
             "open_orders": len(acct.open_orders()),
             "orders": len(acct.orders),
+            "option_orders": len(option_trading.book_of(acct).orders),
             "positions": [{
                 "symbol": v.position.symbol, "side": v.position.side.value,
                 "margin_mode": v.position.margin_mode.value, "qty": str(v.position.qty),

@@ -285,7 +285,9 @@ class BinanceMargin:
             "updatedTime": o.updated_ms} for o in page], "total": len(orders)}
 
     def _in_window(self, call: Call, time_ms: int) -> bool:
-        now = self.state.sim.clock.now_ms()
+        # the market clock: the one loans, interest and liquidations are stamped on (the
+        # server clock, which signatures are checked against, may lag a stepped market)
+        now = self.state.sim.market.now_ms()
         start = int(call.params.get("startTime") or now - HISTORY_WINDOW_MS)
         end = int(call.params.get("endTime") or now)
         return start <= time_ms <= end

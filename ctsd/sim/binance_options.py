@@ -153,23 +153,19 @@ class BinanceOptions:
         return rows
 
     async def exercise_history(self, call: Call) -> Any:
-        """Expired contracts and their settlement price, newest first (public)."""
-        chain, market = self.state.sim.options, self.state.sim.market
+        """Expired contracts and their settlement price, newest first (public); `underlying`
+        (e.g. BTCUSDT) narrows them to one."""
+        chain = self.state.sim.options
+        underlying = call.params.get("underlying")
         rows: list[dict[str, Any]] = []
-        now = market.path_ms()
-        expired = {e: k for day in range(7, 0, -1)
-                   for e, k in chain.expiries(now - day * 86_400_000) if e <= now}
-        for expiry, kind in sorted(expired.items()):
-            for u in ("BTC", "ETH"):
-                for strike in chain.strikes(u, expiry, kind):
-                    for call_side in (True, False):
-                        c = OptionContract(u, market.catalog.quote, market.catalog.quote,
-                                           expiry, strike, call_side, 0)
-                        settle = chain.settlement_price(c)
-                        rows.append({"symbol": option_id(c), "strikePrice": c.strike_text,
-                                     "realStrikePrice": plain(settle), "expiryDate": expiry,
-                                     "strikeResult": "REALISTIC_VALUE_STRICKEN"
-                                     if c.intrinsic(settle) else "EXTRINSIC_VALUE_EXPIRED"})
+        for c in chain.expired(self.state.sim.market.path_ms()):
+            if underlying not in (None, f"{c.underlying}{c.quote}"):
+                continue
+            settle = chain.settlement_price(c)
+            rows.append({"symbol": option_id(c), "strikePrice": c.strike_text,
+                         "realStrikePrice": plain(settle), "expiryDate": c.expiry_ms,
+                         "strikeResult": "REALISTIC_VALUE_STRICKEN"
+                         if c.intrinsic(settle) else "EXTRINSIC_VALUE_EXPIRED"})
         rows.sort(key=lambda r: r["expiryDate"], reverse=True)
         return rows[:min(int(call.params.get("limit") or 100), 100)]
 

@@ -345,6 +345,7 @@ class BybitSim:
                      UidLimit(5)),
             Endpoint("GET", "/v5/account/transaction-log", d.transaction_log, read,
                      UidLimit(25)),
+            Endpoint("GET", "/v5/market/delivery-price", self.option.delivery_price),
             Endpoint("GET", "/v5/asset/delivery-record", self.option.delivery_record, read,
                      UidLimit(10)),
         ]

@@ -172,7 +172,9 @@ class BybitOptions:
             "avgPrice": plain(o.average or Decimal(0)), "leavesQty": plain(
                 o.qty - o.filled if o.status.is_open else Decimal(0)),
             "cumExecQty": plain(o.filled), "cumExecValue": plain(o.cost),
-            "cumExecFee": plain(o.fee), "timeInForce": "PostOnly" if o.post_only else "GTC",
+            "cumExecFee": plain(o.fee),
+            "cumFeeDetail": {c.settle: plain(o.fee)} if o.fee else {},
+            "timeInForce": "PostOnly" if o.post_only else "GTC",
             "orderType": "Limit", "isLeverage": "", "positionIdx": 0, "reduceOnly": False,
             "orderIv": "", "triggerPrice": "", "stopOrderType": "", "cancelType": "UNKNOWN",
             "rejectReason": "EC_NoError", "createdTime": str(o.created_ms),
@@ -202,6 +204,20 @@ class BybitOptions:
                 "autoAddMargin": 0, "seq": 0, "isReduceOnly": False,
                 "createdTime": str(pos.created_ms), "updatedTime": str(pos.updated_ms)})
         return {"category": OPTION, "list": rows, "nextPageCursor": ""}
+
+    async def delivery_price(self, call: Call) -> Any:
+        """`/v5/market/delivery-price` (public): expired contracts and the price they settled
+        at, newest first; `symbol`, `baseCoin`, `limit` 1..200 (default 50)."""
+        if call.require("category") != OPTION:
+            raise render.error(*render.ILLEGAL_CATEGORY, call.now_ms)
+        symbol, base = call.text("symbol"), call.text("baseCoin") or "BTC"
+        limit = call.integer("limit", 50, 1, 200)
+        chain = self.state.sim.options
+        rows = [{"symbol": option_id(c), "deliveryPrice": plain(chain.settlement_price(c)),
+                 "deliveryTime": str(c.expiry_ms)}
+                for c in reversed(chain.expired(self.state.sim.market.path_ms()))
+                if symbol in (None, option_id(c)) and (symbol is not None or c.underlying == base)]
+        return {"category": OPTION, "nextPageCursor": "", "list": rows[:limit]}
 
     async def delivery_record(self, call: Call) -> Any:
         if call.require("category") != OPTION:

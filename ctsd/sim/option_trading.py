@@ -95,6 +95,8 @@ class OptionBook:
     settlements: list[Settlement] = field(default_factory=list)
     wallets: dict[str, str] = field(default_factory=dict)
     """Symbol → the wallet its premiums and margin come from."""
+    specs: dict[str, OptionSpec] = field(default_factory=dict)
+    """Symbol → how its venue trades it (the tick its book is quoted on)."""
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(300_000_001))
 
     def next_id(self) -> int:
@@ -163,6 +165,7 @@ def place(account: Account, market: Market, chain: OptionChain, contract: Option
     book.orders[order.id] = order
     book.contracts[contract.symbol] = contract
     book.wallets[contract.symbol] = spec.wallet
+    book.specs[contract.symbol] = spec
     if crosses:
         _fill(account, book, contract, order, ask if side is Side.BUY else bid, False, now)
     return order
@@ -262,8 +265,8 @@ def sync(account: Account, market: Market, chain: OptionChain) -> int:
             _release(account, book, order, OrderStatus.EXPIRED, now)
             continue
         assert order.price is not None
-        spec = OptionSpec(order.price, Decimal(1), _ZERO, order.wallet)
-        _, bid, ask = quote(chain, contract, spec)
+        # the venue's book (on its tick), not one quoted on the order's price as a tick
+        _, bid, ask = quote(chain, contract, book.specs[order.symbol])
         if (order.side is Side.BUY and ask <= order.price) or (
                 order.side is Side.SELL and bid >= order.price):
             _fill(account, book, contract, order, order.price, True, now)

@@ -185,6 +185,16 @@ class OptionChain:
                             for call in (True, False)]
         return out
 
+    def expired(self, path_ms: int, days: int = 7) -> list[OptionContract]:
+        """The USDT-margined contracts that expired in the `days` before `path_ms`, oldest
+        expiry first: what the venues' public settlement histories list."""
+        quote = self.market.catalog.quote
+        expiries = {e: k for day in range(days, 0, -1)
+                    for e, k in self.expiries(path_ms - day * DAY_MS) if e <= path_ms}
+        return [OptionContract(u, quote, quote, expiry, strike, call, 0)
+                for expiry, kind in sorted(expiries.items()) for u in UNDERLYINGS
+                for strike in self.strikes(u, expiry, kind) for call in (True, False)]
+
     # --- prices ---------------------------------------------------------------------
 
     def implied_vol(self, underlying: str) -> float:

@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 
 from ctsd.engine.config import EngineConfig, PaperSettings, RiskLimits, TradingMode
 from ctsd.engine.orders import Execution, Fill, Order, OrderStatus
-from ctsd.engine.perpetual import FundingPayment, MismatchPolicy
+from ctsd.engine.perpetual import FundingPayment, MismatchPolicy, PaymentKind
 from ctsd.engine.ports import DesiredState, EngineRecord, Fence, Page
 from ctsd.store.database import Database, Row, Transaction
 from ctsd.store.fleet import SqlFleetStore
@@ -39,7 +39,7 @@ _FILL_COLUMNS = (
     "trade_id, client_order_id, symbol, side, amount, price, fee, fee_asset, timestamp_ms, maker, "
     "position_side"
 )
-_FUNDING_COLUMNS = "funding_id, symbol, amount, asset, timestamp_ms"
+_FUNDING_COLUMNS = "funding_id, symbol, amount, asset, timestamp_ms, kind"
 _UPDATED_ON_CONFLICT = ", ".join(
     f"{c} = excluded.{c}" for c in
     ("status", "filled", "average_price", "fee", "exchange_order_id", "reason", "updated_ms")
@@ -127,7 +127,8 @@ def _fill(row: Row) -> Fill:
 
 
 def _funding(row: Row) -> FundingPayment:
-    return FundingPayment(row[0], row[1], Decimal(row[2]), row[3], int(row[4]))
+    return FundingPayment(row[0], row[1], Decimal(row[2]), row[3], int(row[4]),
+                          PaymentKind(row[5]))
 
 
 class SqlEngineStore:
@@ -193,6 +194,7 @@ class SqlEngineStore:
         fills = [(connection_id, f.trade_id, f.client_order_id, f.symbol, f.side.value,
                   str(f.amount), str(f.price), str(f.fee), f.fee_asset, f.timestamp_ms,
                   int(f.maker), f.position_side.value) for f in execution.fills]
+        pending = execution.order.status is OrderStatus.PENDING
 
         def unit(tx: Transaction) -> None:
             self._fenced(tx, connection_id, fence)
@@ -201,6 +203,10 @@ class SqlEngineStore:
                 f"VALUES ({', '.join('?' * 20)}) "
                 f"ON CONFLICT (connection_id, client_order_id) DO UPDATE SET "
                 f"{_UPDATED_ON_CONFLICT}", order)
+            if pending:  # the cycle number in its client order id, durable with the order
+                tx.execute("UPDATE engines SET cycle = CASE WHEN cycle > ? THEN cycle ELSE ? END "
+                           "WHERE connection_id = ?",
+                           (execution.order.cycle, execution.order.cycle, connection_id))
             if fills:
                 tx.executemany(
                     f"INSERT INTO engine_fills (connection_id, {_FILL_COLUMNS}) "
@@ -211,23 +217,25 @@ class SqlEngineStore:
 
     async def save_funding(self, connection_id: str, payments: tuple[FundingPayment, ...],
                            fence: Fence | None = None) -> None:
-        rows = [(connection_id, p.funding_id, p.symbol, str(p.amount), p.asset, p.timestamp_ms)
-                for p in payments]
+        rows = [(connection_id, p.funding_id, p.symbol, str(p.amount), p.asset, p.timestamp_ms,
+                 p.kind.value) for p in payments]
 
         def unit(tx: Transaction) -> None:
             self._fenced(tx, connection_id, fence)
             tx.executemany(
                 f"INSERT INTO engine_funding (connection_id, {_FUNDING_COLUMNS}) "
-                "VALUES (?, ?, ?, ?, ?, ?) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT (connection_id, funding_id) DO NOTHING", rows)
 
         await self._db.write(unit)
 
     async def list_funding(self, connection_id: str) -> list[FundingPayment]:
         rows = await self._db.fetch_all(
-            f"SELECT {_FUNDING_COLUMNS} FROM engine_funding WHERE connection_id = ? "
+            f"SELECT seq, {_FUNDING_COLUMNS} FROM engine_funding WHERE connection_id = ? "
             "ORDER BY seq", (connection_id,))
-        return [_funding(r) for r in rows]
+        # Strict like fills: the ledger rebuilt without a payment would misstate the PnL.
+        return self._db.quarantine.decoded("engine_funding", rows, lambda r: _funding(r[1:]),
+                                           key=_seq, strict=True)
 
     async def list_orders(
         self, connection_id: str, *, open_only: bool = False
@@ -289,10 +297,12 @@ def _now_us() -> int:
 
 
 async def audit_engine_rows(db: Database) -> None:
-    """Every engine, order and fill row decoded once more, so a damaged one is
+    """Every engine, order, fill and payment row decoded once more, so a damaged one is
     quarantined (VerifyStartup) before an engine trips over it."""
     await SqlEngineStore(db).load_engines()
     orders = await db.fetch_all(f"SELECT seq, {_ORDER_COLUMNS} FROM engine_orders")
     await db.quarantine.audit("engine_orders", orders, lambda r: _order(r[1:]), key=_seq)
     fills = await db.fetch_all(f"SELECT seq, {_FILL_COLUMNS} FROM engine_fills")
     await db.quarantine.audit("engine_fills", fills, lambda r: _fill(r[1:]), key=_seq)
+    payments = await db.fetch_all(f"SELECT seq, {_FUNDING_COLUMNS} FROM engine_funding")
+    await db.quarantine.audit("engine_funding", payments, lambda r: _funding(r[1:]), key=_seq)

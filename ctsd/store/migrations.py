@@ -149,7 +149,11 @@ MIGRATIONS: tuple[str | Migration, ...] = (
         UNIQUE (connection_id, funding_id)
     );
     """,
-    # 7: a fleet of daemons on one database: its members, one lease per engine (the owner
+    # 7: spot margin: a booked payment is funding or interest on a loan.
+    """
+    ALTER TABLE engine_funding ADD COLUMN kind TEXT NOT NULL DEFAULT 'funding';
+    """,
+    # 8: a fleet of daemons on one database: its members, one lease per engine (the owner
     # and a fencing token that grows with every change of owner), the token each
     # order's PENDING record was written under, and each engine's latest status as its
     # owner published it (JSON), for the other members. Times are the database's clock.

@@ -21,11 +21,18 @@ from ctsd.strategies.params import ParamSchema, RawParam, StrategyParams, raise_
 
 @dataclass(frozen=True, slots=True)
 class DataNeeds:
-    """How much history a strategy reads (the engine fetches exactly this much), and
-    whether it needs to go short."""
+    """How much a strategy reads (the engine fetches exactly this much), and
+    whether it needs to go short.
+
+    On a WebSocket connection it is also what wakes the engine: a closed candle
+    when it reads candles, else a ticker change."""
 
     timeframe: str = "1m"
     candles: int = 0
+    book_depth: int = 0
+    """Levels per side of the order book (0: none)."""
+    trades: int = 0
+    """Most recent public trades (0: none)."""
     shorts: bool = False
     """The strategy means to open short positions whatever the market: an engine on a
     market that cannot short (spot) refuses to start rather than trade half of it."""

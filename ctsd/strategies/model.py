@@ -26,10 +26,14 @@ class OrderType(enum.Enum):
 
 class MarketKind(enum.Enum):
     """What a symbol trades: spot holds the base asset; a perpetual holds a position that
-    may be short, margined in the quote asset."""
+    may be short, margined in the quote asset; spot margin borrows what an order lacks (a
+    sell of more than is held borrows the base: a short); an option is a contract on an
+    underlying that settles in cash at its expiry."""
 
     SPOT = "spot"
     PERPETUAL = "perpetual"
+    MARGIN = "margin"
+    OPTION = "option"
 
 
 class PositionSide(enum.Enum):
@@ -97,23 +101,56 @@ class MarketInfo:
     """The venue's lot size in base units: it cuts every order amount down to a multiple."""
     buy_fee_in_base: bool = False
     """A buy pays its fee in `base`, out of what it receives (Binance, Bybit, OKX spot)."""
+    price_step: Decimal | None = None
+    """The venue's tick: a limit price is rounded to it on its way (ccxt does so)."""
 
     @property
     def can_short(self) -> bool:
-        """Whether a sell may take the position below zero (a perpetual, not spot)."""
-        return self.kind is MarketKind.PERPETUAL
+        """Whether a sell may take the position below zero (a perpetual or spot margin, not
+        spot; options engines buy and sell back, they do not write)."""
+        return self.kind in (MarketKind.PERPETUAL, MarketKind.MARGIN)
+
+
+@dataclass(frozen=True, slots=True)
+class BookLevel:
+    price: Decimal
+    amount: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class OrderBookTop:
+    """The best levels of a book, best first (bids descending, asks ascending)."""
+
+    bids: tuple[BookLevel, ...]
+    asks: tuple[BookLevel, ...]
+    timestamp_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class Trade:
+    """One public trade on the venue (anyone's), as a print on the tape."""
+
+    price: Decimal
+    amount: Decimal
+    side: str
+    """The taker's side: "buy", "sell", or "" where the venue does not say."""
+    timestamp_ms: int
 
 
 @dataclass(frozen=True, slots=True)
 class SymbolMarket:
     """Everything known about one symbol this cycle; candles are closed, oldest first.
 
+    `book` and `trades` are filled only for strategies that ask for them
+    (`DataNeeds.book_depth`, `DataNeeds.trades`); streams make them cheap.
     `funding` is set for perpetuals only."""
 
     info: MarketInfo
     ticker: Ticker
     candles: tuple[Candle, ...] = ()
     funding: Funding | None = None
+    book: OrderBookTop | None = None
+    trades: tuple[Trade, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,6 +10,8 @@ buckets.
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -18,7 +20,13 @@ from ctsd.connections.model import Connection
 from ctsd.errors import CtsError, ExchangeFailure, FailureClass
 from ctsd.exchanges.factory import ExchangeClientFactory
 from ctsd.exchanges.model import ApiCredentials, ConnectionTarget
+from ctsd.exchanges.streams import StreamKind
+from ctsd.marketdata.feeds import StreamState, SubKey
+from ctsd.marketdata.hub import MarketDataHub
 from ctsd.ratelimit import Lane
+
+PROBE_SYMBOLS = ("BTC/USDT", "BTC/USDT:USDT", "BTC/USD", "ETH/USDT", "BTC/USDC")
+"""A liquid market to subscribe for the public stream check, the first one listed."""
 
 
 def classify(exc: BaseException) -> Classified:
@@ -51,3 +59,61 @@ class ExchangeProbes:
             yield client
         finally:
             await client.close()
+
+
+class StreamProbes:
+    """The tester's `StreamProbe`: a ticker through the daemon's hub (the subscription
+    engines will share) and a private login on a stream of its own, closed after."""
+
+    def __init__(self, factory: ExchangeClientFactory, hub: MarketDataHub) -> None:
+        self._factory = factory
+        self._hub = hub
+
+    async def public(self, conn: Connection, within_s: float) -> str:
+        target = ConnectionTarget(conn.exchange, conn.api_type, conn.testnet)
+        markets = await self._factory.markets(target)
+        await markets.ensure()
+        symbol = next((s for s in PROBE_SYMBOLS if markets.has(s)), None)
+        if symbol is None:
+            raise CtsError(f"{conn.exchange} lists none of {', '.join(PROBE_SYMBOLS)} to "
+                           "subscribe")
+        started = time.monotonic()
+        lease = self._hub.subscribe(SubKey(target, StreamKind.TICKER, symbol))
+        sub = lease.subscription
+        try:
+            async with asyncio.timeout(within_s):
+                await self._hub.wait_for(lambda: sub.last_data > 0 or sub.state is (
+                    StreamState.FAILED))
+        except TimeoutError:
+            raise ExchangeFailure(FailureClass.TIMEOUT, f"no {symbol} ticker on the stream "
+                                  f"within {within_s:g} s ({sub.state.value}"
+                                  f"{': ' + sub.error if sub.error else ''})") from None
+        finally:
+            lease.release()
+        if sub.state is StreamState.FAILED:
+            raise ExchangeFailure(FailureClass.EXCHANGE_ERROR,
+                                  f"the {symbol} ticker was refused: {sub.error}")
+        return f"{symbol} ticker received in {(time.monotonic() - started) * 1000:.0f} ms"
+
+    async def private(self, conn: Connection, credentials: ApiCredentials,
+                      within_s: float) -> str:
+        target = ConnectionTarget(conn.exchange, conn.api_type, conn.testnet)
+        stream = await self._factory.order_stream(target, credentials, conn.account_uid)
+        watch = asyncio.ensure_future(stream.orders())
+        try:
+            deadline = time.monotonic() + within_s
+            while not watch.done() and time.monotonic() < deadline:
+                await asyncio.wait({watch}, timeout=0.25)
+                if stream.connected() and not watch.done():
+                    # logged in and subscribed: an idle account has nothing to send
+                    await asyncio.wait({watch}, timeout=0.5)
+                    if not watch.done():
+                        return "logged in; order updates subscribed"
+            if watch.done():
+                watch.result()  # the venue's refusal, classified by the tester
+                return "logged in; an order update arrived"
+            raise ExchangeFailure(FailureClass.TIMEOUT, "the private stream did not "
+                                  f"connect within {within_s:g} s")
+        finally:
+            watch.cancel()
+            await stream.close()

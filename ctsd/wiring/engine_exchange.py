@@ -21,6 +21,13 @@ authenticated client on the ORDER lane, so order calls go ahead of polling in
 the shared limiter; `ExchangeOrders` adapts it to the engine. LIVE is allowed
 only on a connection that was tested and did not fail and, where the venue reports key
 permissions, granted trading: real orders go out on a key known to work.
+
+On a WebSocket connection (`market_data_method`) market data comes from the
+daemon's market-data hub (`ctsd.wiring.engine_streams`), which also triggers
+the engine's cycles, and LIVE spot engines get their fills and order states from
+the private order stream (`ctsd.wiring.engine_order_stream`). Every engine on a
+target shares one public REST client; trading and key-reading clients are
+each `open`'s own.
 """
 
 from __future__ import annotations
@@ -28,28 +35,51 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
+from functools import partial
+from typing import Protocol
 
+from ctsd.clock import SystemClock
 from ctsd.connections.checks.results import TestStatus
 from ctsd.connections.credentials import CredentialResolver
-from ctsd.connections.model import Connection, PositionMode
+from ctsd.connections.model import Connection, MarketDataMethod, PositionMode
 from ctsd.connections.ports import ConnectionStore
 from ctsd.engine.config import TradingMode
 from ctsd.engine.perpetual import AccountModes, MarginMode
-from ctsd.engine.ports import EngineResources
+from ctsd.engine.ports import EngineResources, MarketDataSource, MarketEvents
 from ctsd.errors import (
     CredentialsUnavailable,
     ExchangeFailure,
     FailedPrecondition,
     InvalidArgument,
 )
+from ctsd.exchanges import model as exchange_model
 from ctsd.exchanges.client import ExchangeClient
 from ctsd.exchanges.factory import ExchangeClientFactory
-from ctsd.exchanges.model import ConnectionTarget
+from ctsd.exchanges.margin import MarginClient
+from ctsd.exchanges.model import ApiCredentials, ConnectionTarget
+from ctsd.exchanges.options import OptionClient
 from ctsd.exchanges.perpetuals import PerpetualClient
 from ctsd.exchanges.spec import ApiType
+from ctsd.exchanges.streams import OrderBook, PublicTrade
 from ctsd.ratelimit import Lane
-from ctsd.strategies.model import Candle, MarketInfo, MarketKind, Ticker
+from ctsd.strategies.model import (
+    BookLevel,
+    Candle,
+    MarketInfo,
+    MarketKind,
+    OrderBookTop,
+    Ticker,
+    Trade,
+)
+from ctsd.wiring.engine_margin import (
+    ExchangeMarginAccount,
+    ExchangeMarginMarketData,
+    MarginLeverage,
+)
+from ctsd.wiring.engine_options import ExchangeOptionMarketData
+from ctsd.wiring.engine_order_stream import OrderFeed
 from ctsd.wiring.engine_orders import ExchangeOrders
 from ctsd.wiring.engine_perpetual import ExchangePerpetualAccount, ExchangePerpetualMarketData
 
@@ -92,14 +122,10 @@ class ExchangeMarketData:
                     "exchange": self._client.target.exchange, "symbol": symbol,
                     "error": exc.detail})
         return MarketInfo(symbol, terms.base, terms.quote, taker, maker, self._kind,
-                          terms.amount_step, terms.buy_fee_in_base)
+                          terms.amount_step, terms.buy_fee_in_base, terms.price_step)
 
     async def ticker(self, symbol: str) -> Ticker:
-        """Venues may omit bid or ask (a quiet market); the last price stands in for them."""
-        raw = await self._client.fetch_ticker(symbol)
-        return Ticker(symbol, raw.bid if raw.bid is not None else raw.last,
-                      raw.ask if raw.ask is not None else raw.last, raw.last,
-                      raw.timestamp_ms or self._now_ms())
+        return engine_ticker(await self._client.fetch_ticker(symbol), self._now_ms())
 
     async def candles(self, symbol: str, timeframe: str, limit: int) -> tuple[Candle, ...]:
         """One more than asked, then the still-forming candle is dropped."""
@@ -109,6 +135,53 @@ class ExchangeMarketData:
         closed = [c for c in raw if c.open_ms + length <= now]
         return tuple(Candle(c.open_ms, c.open, c.high, c.low, c.close, c.volume)
                      for c in closed[-limit:])
+
+    async def order_book(self, symbol: str, depth: int) -> OrderBookTop:
+        return engine_book(await self._client.fetch_order_book(symbol, depth), self._now_ms())
+
+    async def trades(self, symbol: str, limit: int) -> tuple[Trade, ...]:
+        return engine_trades(await self._client.fetch_trades(symbol, limit), limit)
+
+
+def engine_ticker(raw: exchange_model.Ticker, now_ms: int) -> Ticker:
+    """Venues may omit bid or ask (a quiet market); the last price stands in for them."""
+    return Ticker(raw.symbol, raw.bid if raw.bid is not None else raw.last,
+                  raw.ask if raw.ask is not None else raw.last, raw.last,
+                  raw.timestamp_ms or now_ms)
+
+
+def engine_book(raw: OrderBook, now_ms: int) -> OrderBookTop:
+    return OrderBookTop(tuple(BookLevel(lv.price, lv.amount) for lv in raw.bids),
+                        tuple(BookLevel(lv.price, lv.amount) for lv in raw.asks),
+                        raw.timestamp_ms or now_ms)
+
+
+def engine_trades(raw: Iterable[PublicTrade], limit: int) -> tuple[Trade, ...]:
+    trades = [Trade(t.price, t.amount, t.side, t.timestamp_ms) for t in raw]
+    return tuple(trades[-limit:])
+
+
+class StreamingSource(MarketDataSource, MarketEvents, Protocol):
+    """Market data from streams that also wakes the engine (`engine_streams`)."""
+
+    def wake(self) -> None:
+        """An event of the engine's own (its order stream): cycle as soon as allowed."""
+        ...
+
+
+StreamSource = Callable[[ConnectionTarget, MarketDataSource], StreamingSource]
+"""Builds a WebSocket connection's market data over its REST source."""
+
+
+@dataclass(frozen=True)
+class Opened:
+    """What one `open` handed out, for its `close`."""
+
+    target: ConnectionTarget
+    clients: tuple[ExchangeClient, ...]
+    """Its own clients (trading, or PAPER's key reader); the public one is shared."""
+    streams: StreamingSource | None
+    orders: OrderFeed | None
 
 
 def engine_resources(market: ExchangeClient, trading: ExchangeClient | None,
@@ -121,6 +194,14 @@ def engine_resources(market: ExchangeClient, trading: ExchangeClient | None,
     lists leverage brackets to keys only), `trading` and `market`. `modes` are the
     connection's margin and position modes; `now_ms` the engine's clock (which candles
     have closed)."""
+    if market.target.api_type is ApiType.MARGIN:
+        return _margin_resources(market, trading, modes, reader, now_ms)
+    if market.target.api_type is ApiType.OPTIONS:
+        chain = OptionClient(reader or trading or market)
+        return EngineResources(
+            ExchangeMarketData(market, now_ms, MarketKind.OPTION, reader or trading),
+            ExchangeOrders(trading, now_ms) if trading is not None else None,
+            MarketKind.OPTION, modes, option_market=ExchangeOptionMarketData(chain))
     perpetual = market.target.api_type is ApiType.PERPETUAL_FUTURES
     kind = MarketKind.PERPETUAL if perpetual else MarketKind.SPOT
     facts = reader or trading or market
@@ -135,6 +216,23 @@ def engine_resources(market: ExchangeClient, trading: ExchangeClient | None,
                            kind, modes, perp_market, account)
 
 
+def _margin_resources(market: ExchangeClient, trading: ExchangeClient | None,
+                      modes: AccountModes, reader: ExchangeClient | None,
+                      now_ms: Callable[[], int]) -> EngineResources:
+    """Spot margin: the lending terms from the keyed client where there is one (the
+    account's own rates), orders that borrow and repay, and the LIVE account."""
+    facts = reader or trading or market
+    leverage = MarginLeverage(MarginClient(facts))
+    terms = ExchangeMarginMarketData(MarginClient(facts), leverage, facts is not market)
+    orders = account = None
+    if trading is not None:
+        orders = ExchangeOrders(trading, now_ms, order_params=leverage.order_params)
+        account = ExchangeMarginAccount(MarginClient(trading), leverage)
+    return EngineResources(ExchangeMarketData(market, now_ms, MarketKind.MARGIN,
+                                              reader or trading), orders, MarketKind.MARGIN,
+                           modes, margin_market=terms, margin_account=account)
+
+
 class ExchangeEngineBackend:
     """`EngineBackend`: checks the connection, opens its clients per `open`.
 
@@ -142,12 +240,18 @@ class ExchangeEngineBackend:
     """
 
     def __init__(self, connections: ConnectionStore, factory: ExchangeClientFactory,
-                 credentials: CredentialResolver | None = None) -> None:
+                 credentials: CredentialResolver | None = None, *,
+                 streams: StreamSource | None = None) -> None:
         self._connections = connections
         self._factory = factory
         self._credentials = credentials
-        self._clients: dict[int, tuple[EngineResources, tuple[ExchangeClient, ...]]] = {}
+        self._streams = streams
+        """Builds the market data of a WebSocket connection (the hub); None: REST only."""
+        self._opened: dict[int, Opened] = {}
         """By the identity of the resources handed out: what `close` releases."""
+        self._public: dict[ConnectionTarget, tuple[ExchangeClient, int]] = {}
+        """One public market-data client per target, shared by every engine on it (a ccxt
+        instance per engine would cost a thousand engines gigabytes); with its users."""
 
     async def open(self, connection_id: str, mode: TradingMode) -> EngineResources:
         conn = await self._connections.get(connection_id)  # NotFound for an unknown id
@@ -158,29 +262,79 @@ class ExchangeEngineBackend:
             raise FailedPrecondition(
                 f"the last test of {name} failed ({conn.last_test.message or 'no reason given'}); "
                 "test it again once fixed")
+        self._check_supported(conn, mode, name)
         if mode is TradingMode.LIVE:
             self._check_live(conn, name)
         target = ConnectionTarget(conn.exchange, conn.api_type, conn.testnet)
         modes = AccountModes(MarginMode(conn.margin_mode.value),
                              conn.position_mode is PositionMode.HEDGE)
-        market = await self._factory.client(target, None, lane=Lane.POLL)
-        opened: tuple[ExchangeClient, ...] = (market,)
-        trading = reader = None
+        market = await self._market_client(target)
+        own: tuple[ExchangeClient, ...] = ()
+        trading = reader = credentials = None
         try:
             if mode is TradingMode.LIVE:
-                trading = await self._trading_client(conn, target, name)
-                opened = (market, trading)
+                trading, credentials = await self._trading_client(conn, target, name)
+                own = (trading,)
             else:
                 reader = await self._reader(conn, target)
-                opened = (market, reader) if reader else opened
+                own = (reader,) if reader else ()
         except BaseException:
-            for client in opened:
-                await client.close()
+            await self._abandon(Opened(target, own, None, None))
             raise
-        # A dry run (TestEngine) may open more clients while the engine holds its own.
         resources = engine_resources(market, trading, modes, reader)
-        self._clients[id(resources)] = (resources, opened)
+        opened = Opened(target, own, None, None)
+        if self._streams is not None and conn.market_data_method is (
+                MarketDataMethod.WEBSOCKET) and self._streams_promised(conn):
+            opened, resources = await self._stream(conn, opened, resources, credentials)
+        # A dry run (TestEngine) may open more clients while the engine holds its own.
+        self._opened[id(resources)] = opened
         return resources
+
+    async def _stream(self, conn: Connection, opened: Opened, resources: EngineResources,
+                      credentials: ApiCredentials | None) -> tuple[Opened, EngineResources]:
+        """A WebSocket connection's resources: market data and cycles from the hub; LIVE
+        spot orders by the private stream, REST reconciling. LIVE perpetuals keep polling
+        orders, positions and funding over REST (their position check compares a REST read
+        of the venue's positions with the ledger: a stream a moment behind would look like
+        a difference)."""
+        assert self._streams is not None
+        streaming = self._streams(opened.target, resources.market_data)
+        opened = replace(opened, streams=streaming)
+        orders = resources.orders
+        feed = None
+        if (isinstance(orders, ExchangeOrders) and credentials is not None
+                and resources.kind is MarketKind.SPOT):
+            reopen = partial(self._factory.order_stream, opened.target, credentials,
+                             conn.account_uid)
+            try:
+                feed = OrderFeed(await reopen(), reopen, orders.streamed, streaming.wake,
+                                 SystemClock())
+            except BaseException:
+                await self._abandon(opened)
+                raise
+            feed.start()
+        return replace(opened, orders=feed), replace(
+            resources, market_data=streaming, events=streaming, order_updates=feed)
+
+    async def _market_client(self, target: ConnectionTarget) -> ExchangeClient:
+        shared = self._public.get(target)
+        if shared is None:
+            client = await self._factory.client(target, None, lane=Lane.POLL)
+            shared = self._public.get(target)  # another open may have made one meanwhile
+            if shared is not None:
+                await client.close()
+            else:
+                shared = (client, 0)
+        self._public[target] = (shared[0], shared[1] + 1)
+        return shared[0]
+
+    async def _release_market(self, target: ConnectionTarget) -> None:
+        client, users = self._public[target]
+        if users > 1:
+            self._public[target] = (client, users - 1)
+            return
+        del self._public[target]
+        await client.close()
 
     async def _reader(self, conn: Connection, target: ConnectionTarget) -> ExchangeClient | None:
         """PAPER: the connection's key, where it has one, for what the venue tells keys only:
@@ -193,6 +347,25 @@ class ExchangeEngineBackend:
             return None
         return await self._factory.client(target, credentials, lane=Lane.POLL,
                                           account_uid=conn.account_uid)
+
+    def _streams_promised(self, conn: Connection) -> bool:
+        """Streams only where `ListExchanges` promises them; elsewhere (margin, options) a
+        WebSocket connection's engine polls over REST, as the list's note says."""
+        spec = self._factory.registry.get(conn.exchange)
+        return spec is not None and spec.support_of(conn.api_type).streams
+
+    def _check_supported(self, conn: Connection, mode: TradingMode, name: str) -> None:
+        """What `ListExchanges` does not promise for the connection's api type is refused
+        before any client is opened (so before anything could be placed)."""
+        spec = self._factory.registry.get(conn.exchange)
+        if spec is None:
+            raise FailedPrecondition(f"{name}: {conn.exchange} is not supported")
+        support = spec.support_of(conn.api_type)
+        if not (support.live if mode is TradingMode.LIVE else support.paper):
+            why = f" ({support.note})" if support.note else ""
+            raise FailedPrecondition(
+                f"{name}: {mode.value} engines do not run on {spec.display_name} "
+                f"{conn.api_type.value.replace('_', ' ')}{why}; ListExchanges says what works")
 
     def _check_live(self, conn: Connection, name: str) -> None:
         if self._credentials is None:
@@ -210,16 +383,29 @@ class ExchangeEngineBackend:
                 "enable trading on the key and test again")
 
     async def _trading_client(self, conn: Connection, target: ConnectionTarget,
-                              name: str) -> ExchangeClient:
+                              name: str) -> tuple[ExchangeClient, ApiCredentials]:
         assert self._credentials is not None
         try:
             credentials = await self._credentials.resolve(conn)
         except CredentialsUnavailable as exc:
             raise FailedPrecondition(f"{name} cannot trade LIVE: {exc.message}") from exc
-        return await self._factory.client(target, credentials, lane=Lane.ORDER,
-                                          account_uid=conn.account_uid)
+        client = await self._factory.client(target, credentials, lane=Lane.ORDER,
+                                            account_uid=conn.account_uid)
+        return client, credentials
 
     async def close(self, connection_id: str, resources: EngineResources) -> None:
-        _, clients = self._clients.pop(id(resources), (resources, ()))
-        for client in clients:
-            await client.close()
+        opened = self._opened.pop(id(resources), None)
+        if opened is not None:
+            await self._abandon(opened)
+
+    async def _abandon(self, opened: Opened) -> None:
+        """Release what one `open` handed out."""
+        if opened.streams is not None:
+            opened.streams.close()
+        if opened.orders is not None:
+            await opened.orders.close()
+        try:
+            for client in opened.clients:
+                await client.close()
+        finally:
+            await self._release_market(opened.target)

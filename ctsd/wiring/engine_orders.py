@@ -19,9 +19,10 @@ filled amount, so PnL is net of what the venue really charged.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from decimal import Decimal
+from typing import Any
 
 from ctsd.engine.orders import OrderStatus
 from ctsd.engine.ports import ExchangeOrder
@@ -47,11 +48,15 @@ class ExchangeOrders:
 
     def __init__(self, client: ExchangeClient,
                  now_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000, *,
-                 margin_mode: str | None = None) -> None:
+                 margin_mode: str | None = None,
+                 order_params: Callable[[str], Mapping[str, Any]] | None = None) -> None:
         self._client = client
         self._now_ms = now_ms
         self._margin_mode = margin_mode
         """Perpetuals: the connection's margin mode, sent where the venue takes it per order."""
+        self._order_params = order_params
+        """Per symbol, what the market's orders add as the venue names it (spot margin's
+        borrowing and repaying, which also decides what reduces: reduce-only is not sent)."""
         self._fees: dict[tuple[str, Decimal], tuple[Decimal, str]] = {}
         """(order id, filled) → fee read from the fill history."""
 
@@ -61,10 +66,12 @@ class ExchangeOrders:
         position_side: PositionSide = PositionSide.BOTH,
     ) -> ExchangeOrder:
         leg = None if position_side is PositionSide.BOTH else position_side.value
+        extra = self._order_params(symbol) if self._order_params else None
         try:
             placed = await self._client.create_order(
                 symbol, side.value, type.value, amount, price, client_id=client_order_id,
-                reduce_only=reduce_only, leg=leg, margin_mode=self._margin_mode)
+                reduce_only=reduce_only and extra is None, leg=leg,
+                margin_mode=self._margin_mode, extra_params=extra)
         except ClientError:
             existing = await self.fetch_order(symbol, client_order_id)
             if existing is not None:  # refused as a duplicate: the first placement stands
@@ -115,6 +122,15 @@ class ExchangeOrders:
             self._fees[key] = found
         fee, asset = self._fees[key]
         return replace(order, fee=fee, fee_asset=asset)
+
+    def streamed(self, order: Order) -> ExchangeOrder | None:
+        """An order update from the private stream, if it is one of the engine's kind."""
+        if not order.client_id or order.type not in _TYPES or order.side not in _SIDES:
+            return None
+        try:
+            return self._engine_order(order, order.client_id)
+        except Unavailable:
+            return None  # a status the engine does not track (e.g. ccxt's None on a new one)
 
     async def fetch_balance(self) -> tuple[Balance, ...]:
         holdings = await self._client.fetch_holdings()

@@ -64,12 +64,14 @@ from ctsd.fleet.statuses import FleetHub
 from ctsd.health.readiness import ReadinessMonitor
 from ctsd.health.report import HealthReporter
 from ctsd.health.startup import StartupChecks, StartupEnvironment
+from ctsd.marketdata.hub import MarketDataHub
 from ctsd.ops.metrics import (
     ConnectionTestMetrics,
     EngineCollector,
     MetricsRegistry,
     RateLimitCollector,
     RpcMetrics,
+    StreamCollector,
 )
 from ctsd.redaction import SECRETS
 from ctsd.server import build_server
@@ -87,8 +89,9 @@ from ctsd.transport.tls import read_private_file
 from ctsd.vault.keyring_setup import open_keyring
 from ctsd.vault.master_key import locate_key
 from ctsd.wiring import fleet
-from ctsd.wiring.check_probes import ExchangeProbes, classify
+from ctsd.wiring.check_probes import ExchangeProbes, StreamProbes, classify
 from ctsd.wiring.engine_exchange import ExchangeEngineBackend
+from ctsd.wiring.engine_streams import StreamingMarketData
 
 log = logging.getLogger("ctsd")
 
@@ -143,19 +146,26 @@ async def assemble(
     credentials = CredentialResolver(connection_store, keyring, secrets=SECRETS)
     locks = ConnectionLocks()  # a delete and an engine start on one connection never interleave
     strategies = _strategies()
+    clock = SystemClock()
+    hub = MarketDataHub(exchanges.market_stream, clock)
+    lifecycle.on_close(hub.close)  # after the engines (closed first), before the factory
+    metrics.register(StreamCollector(hub.statuses))
+    backend = ExchangeEngineBackend(
+        connection_store, exchanges, credentials,
+        streams=lambda target, rest: StreamingMarketData(hub, target, rest, clock))
     fleet_store = SqlFleetStore(db)
     member = _fleet_member(config, db, fleet_store, (connection_store.follow,))
     engines = EngineManager(
-        SqlEngineStore(db, fleet_store),
-        ExchangeEngineBackend(connection_store, exchanges, credentials),
-        strategies, locks=locks, leases=member, hub=member.hub if member else None,
+        SqlEngineStore(db, fleet_store), backend, strategies, locks=locks, clock=clock,
+        leases=member, hub=member.hub if member else None,
         cancel_orders_on_shutdown=config.engines.cancel_orders_on_shutdown)
     metrics.register(EngineCollector(engines.list))
     activity = EngineActivity(engines.list, engines.engaged)
     connections = ConnectionManager(connection_store, keyring, registry,
                                     active_engines=activity.active_connections, locks=locks,
                                     secrets=SECRETS)
-    tests = _connection_tests(config, connection_store, credentials, exchanges, metrics)
+    tests = _connection_tests(config, connection_store, credentials, exchanges, metrics,
+                              StreamProbes(exchanges, hub))
     # The operator's [[connections]]: at start a refusal is exit 78, on SIGHUP a log line.
     await _declare_connections(connections, env, config)
     lifecycle.on_reload(partial(_redeclare_connections, connections, env))
@@ -166,7 +176,7 @@ async def assemble(
         missing_exchange_classes=partial(missing_classes, registry.ids()),
         endpoints={x: s.origin for x, s in config.exchanges.items() if s.origin}))
     reporter = HealthReporter(__version__, connection_store, ResultHistory(db), db,
-                              exchanges.usage, engines=activity)
+                              exchanges.usage, engines=activity, streams=hub.statuses)
 
     server, health = build_server([
         connection_service(ConnectionServicer(connections, tests, activity)),
@@ -206,14 +216,15 @@ def _strategies() -> StrategyRegistry:
 
 def _connection_tests(
     config: DaemonConfig, store: ConnectionStore, credentials: CredentialResolver,
-    exchanges: ExchangeClientFactory, metrics: MetricsRegistry,
+    exchanges: ExchangeClientFactory, metrics: MetricsRegistry, streams: StreamProbes,
 ) -> ConnectionTests:
     """Single and batch connection tests, on a client per test from the shared factory."""
     timeout = config.batch.item_timeout_s
     tester = ConnectionTester(
         credentials, ExchangeProbes(exchanges).open, classify,
         ConnectionTesterSettings(timeout_s=timeout),
-        on_result=ConnectionTestMetrics(metrics).observe if metrics.enabled else None)
+        on_result=ConnectionTestMetrics(metrics).observe if metrics.enabled else None,
+        streams=streams)
     batch = BatchTester(store, tester, credentials, BatchProcessor(), BatchSettings(
         concurrency=config.batch.concurrency, item_timeout_s=timeout,
         retry=RetryPolicy(max_attempts=config.batch.max_attempts)))

@@ -70,15 +70,27 @@ def assert_one_error_line(result: subprocess.CompletedProcess[str], prefix: str)
 def test_exchanges_table_and_json(daemon: DaemonProcess) -> None:
     table = cts(daemon, "exchanges")
     assert table.returncode == 0, table.stderr
-    header, *rows = table.stdout.splitlines()
+    listed, supported = table.stdout.split("\n\n")
+    header, *rows = listed.splitlines()
     assert header.split()[:2] == ["NAME", "DISPLAY"]
     assert {row.split()[0] for row in rows} >= {"binance", "bybit", "okx", "kraken"}
     okx = next(row for row in rows if row.startswith("okx"))
     assert "required" in okx
+    header, *rows = supported.splitlines()
+    assert header.split() == ["EXCHANGE", "API", "TYPE", "KEY", "TEST", "PAPER", "LIVE",
+                              "STREAMS", "NOTE"]
+    by_row = {tuple(row.split()[:2]): row.split()[2:6] for row in rows}
+    assert by_row[("kraken", "spot")] == ["yes", "yes", "yes", "yes"]  # streams too
+    assert by_row[("kraken", "margin")] == ["yes", "yes", "yes", "no"]
+    assert by_row[("okx", "options")] == ["yes", "no", "no", "no"]  # coin-margined
+    assert ("kraken", "options") not in by_row
     document = json.loads(cts(daemon, "exchanges", "-o", "json").stdout)
     by_id = {e["exchange_id"]: e for e in document["exchanges"]}
     assert by_id["okx"]["passphrase_required"] is True
     assert "API_TYPE_SPOT" in by_id["binance"]["api_types"]
+    support = by_id["binance"]["api_type_support"]
+    assert [s["api_type"] for s in support] == by_id["binance"]["api_types"]
+    assert support[0]["key_test"] is True and support[0]["paper_engines"] is True
 
 
 def test_connection_lifecycle_in_tables(daemon: DaemonProcess) -> None:

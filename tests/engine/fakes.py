@@ -7,8 +7,9 @@ the daemon's real implementations will, so tests never patch engine code.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import TypeVar
@@ -25,14 +26,19 @@ from ctsd.engine.ports import (
     Page,
 )
 from ctsd.errors import CtsError, ExchangeUnavailable, FailureClass, NotFound, Unavailable
+from ctsd.strategies.base import DataNeeds
 from ctsd.strategies.model import (
     Balance,
+    BookLevel,
     Candle,
     MarketInfo,
+    MarketSnapshot,
+    OrderBookTop,
     OrderType,
     PositionSide,
     Side,
     Ticker,
+    Trade,
 )
 from tests.support.virtual_clock import VirtualClock
 
@@ -87,6 +93,71 @@ class ScriptedMarket:
         return tuple(Candle(i * 60_000, c, c, c, c, Decimal(1))
                      for i, c in enumerate(closes[start:], start))
 
+    async def order_book(self, symbol: str, depth: int) -> OrderBookTop:
+        """`depth` levels a tick apart around the ticker, one unit each."""
+        self._fail("order_book")
+        ticker = await self.ticker(symbol)
+        tick = Decimal("0.01")
+        return OrderBookTop(
+            tuple(BookLevel(ticker.bid - i * tick, Decimal(1)) for i in range(depth)),
+            tuple(BookLevel(ticker.ask + i * tick, Decimal(1)) for i in range(depth)),
+            self._clock.now_ms())
+
+    async def trades(self, symbol: str, limit: int) -> tuple[Trade, ...]:
+        """One trade at each closed candle's close, the latest `limit`."""
+        self._fail("trades")
+        return tuple(Trade(c.close, Decimal(1), "buy", c.timestamp_ms)
+                     for c in await self.candles(symbol, "1m", limit))
+
+
+class ScriptedEvents:
+    """`MarketEvents` a test fires by hand on the virtual clock (`push`), with a stream
+    health it sets (`streaming`, `problem`)."""
+
+    def __init__(self, clock: VirtualClock) -> None:
+        self._clock = clock
+        self._wake = asyncio.Event()
+        self._first: float | None = None
+        self.followed: list[tuple[tuple[str, ...], DataNeeds]] = []
+        self.streaming = True
+        self.problem = ""
+        self.fallbacks = 0
+        self.closed = 0
+
+    def follow(self, symbols: tuple[str, ...], needs: DataNeeds) -> None:
+        self.followed.append((symbols, needs))
+        self.push()  # as the hub's client does: the first cycle runs at once
+
+    def push(self) -> None:
+        if self._first is None:
+            self._first = self._clock.monotonic()
+        self._wake.set()
+
+    def interrupt(self) -> None:
+        self._wake.set()
+
+    def snapshot_now(self, infos: Mapping[str, MarketInfo], needs: DataNeeds, now_ms: int,
+                     ) -> MarketSnapshot | None:
+        return None  # the engine reads the scripted market through its source
+
+    async def next_event(self, timeout_s: float) -> float | None:
+        if self._first is None:
+            self._wake.clear()
+            waiter = asyncio.ensure_future(self._wake.wait())
+            sleeper = asyncio.ensure_future(self._clock.sleep(timeout_s))
+            try:
+                await asyncio.wait({waiter, sleeper}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                waiter.cancel()
+                sleeper.cancel()
+            if self._first is None:
+                return None
+        first, self._first = self._first, None
+        return first
+
+    def close(self) -> None:
+        self.closed += 1
+
 
 class MemoryStore:
     """An in-memory `EngineStore`, with a history of every saved execution for assertions."""
@@ -118,6 +189,9 @@ class MemoryStore:
                              fence: Fence | None = None) -> None:
         order = execution.order
         self.orders.setdefault(connection_id, {})[order.client_order_id] = order
+        record = self.engines.get(connection_id)
+        if order.status is OrderStatus.PENDING and record is not None:
+            self.engines[connection_id] = replace(record, cycle=max(record.cycle, order.cycle))
         self.history.append((order.client_order_id, order.status))
         fills = self.fills.setdefault(connection_id, {})
         for fill in execution.fills:
@@ -167,12 +241,15 @@ class FakeBackend:
     refuse: dict[str, CtsError] = field(default_factory=dict)
     opened: list[tuple[str, TradingMode]] = field(default_factory=list)
     closed: list[str] = field(default_factory=list)
+    events: dict[str, ScriptedEvents] = field(default_factory=dict)
+    """Connections on WebSockets: their market events drive the engine."""
 
     async def open(self, connection_id: str, mode: TradingMode) -> EngineResources:
         if connection_id in self.refuse:
             raise self.refuse[connection_id]
         self.opened.append((connection_id, mode))
-        return EngineResources(self.markets[connection_id], self.exchanges.get(connection_id))
+        return EngineResources(self.markets[connection_id], self.exchanges.get(connection_id),
+                               events=self.events.get(connection_id))
 
     async def close(self, connection_id: str, resources: EngineResources) -> None:
         self.closed.append(connection_id)

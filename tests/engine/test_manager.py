@@ -44,8 +44,8 @@ async def test_an_engine_goes_through_its_lifecycle_and_is_persisted() -> None:
         events = [await watcher.next_event() for _ in range(watcher.backlog)]
         changes = [e.status for e in events if isinstance(e, Changed)]
         assert len(changes) + sum(isinstance(e, Heartbeat) for e in events) == len(events)
-        assert [s.state for s in changes][-2:] == [S.STOPPING, S.STOPPED]
-        assert [s.version for s in changes] == sorted({s.version for s in changes})
+        # a watcher that did not read holds one change per engine: its newest status
+        assert [(s.state, s.version) for s in changes] == [(S.STOPPED, stopped.version)]
         watcher.close()
 
 
@@ -112,7 +112,7 @@ async def test_engines_resume_after_a_daemon_restart_without_reusing_an_order_id
         await first.manager.start("b", sma())
         await first.manager.stop("b")
         await first.clock.advance(5 * 60 + 1)  # cycles 1..6; the golden cross buys in cycle 5
-    assert first.store.engines["a"].cycle == 6
+    assert first.store.engines["a"].cycle == 5  # the last cycle that placed an order
 
     second = World({"a": SMA_CLOSES, "b": SMA_CLOSES}, store=first.store, clock=first.clock)
     async with second.manager:
@@ -122,7 +122,8 @@ async def test_engines_resume_after_a_daemon_restart_without_reusing_an_order_id
         assert (status.state, status.engine_id) == (S.RUNNING, "e1e1")
         assert status.positions[0].amount == 0  # the death cross sold what cycle 5 bought
     orders = sorted(second.store.orders["a"].values(), key=lambda o: o.cycle)
-    assert [(o.side, o.cycle) for o in orders] == [(Side.BUY, 5), (Side.SELL, 10)]
+    # the resumed engine numbers on from cycle 6 (which placed nothing before the restart)
+    assert [(o.side, o.cycle) for o in orders] == [(Side.BUY, 5), (Side.SELL, 9)]
     assert len({o.client_order_id for o in orders}) == 2
 
 

@@ -46,14 +46,29 @@ async def test_a_watcher_that_never_reads_stays_bounded_and_is_resynced() -> Non
     hub = StatusHub(capacity=8)
     slow = hub.subscribe()
     await slow.next_event()
-    for cycle in range(10_000):
-        hub.publish(status("a", cycles=cycle))
-        assert slow.backlog <= 8
+    names = [f"e{i}" for i in range(10)]
+    for cycle in range(1_000):
+        for name in names:
+            hub.publish(status(name, cycles=cycle))
+            assert slow.backlog <= 8
     event = await slow.next_event()
-    assert event == Snapshot((status("a", cycles=9_999),), resync=True)
+    assert event == Snapshot(tuple(status(n, cycles=999) for n in sorted(names)), resync=True)
     assert slow.resyncs == 1  # once marked, later changes are folded into the snapshot
     hub.publish(status("a", cycles=10_000))
     assert await slow.next_event() == Changed(status("a", cycles=10_000))
+
+
+@pytest.mark.asyncio
+async def test_a_queued_change_of_an_engine_is_replaced_by_its_newer_status() -> None:
+    hub = StatusHub(capacity=2)
+    watcher = hub.subscribe()
+    await watcher.next_event()
+    for cycle in range(100):  # a burst of one engine's cycles fits in one slot
+        hub.publish(status("a", cycles=cycle))
+        hub.publish(status("b", cycles=cycle))
+    assert watcher.resyncs == 0
+    assert await watcher.next_batch() == (Changed(status("a", cycles=99)),
+                                          Changed(status("b", cycles=99)))
 
 
 @pytest.mark.asyncio
@@ -64,7 +79,7 @@ async def test_one_slow_watcher_does_not_affect_a_fast_one() -> None:
     await fast.next_event()
     seen = []
     for cycle in range(5):
-        hub.publish(status("a", cycles=cycle))
+        hub.publish(status(f"e{cycle}", cycles=cycle))
         event = await fast.next_event()
         assert isinstance(event, Changed)
         seen.append(event.status.cycles)

@@ -199,13 +199,15 @@ async def test_rate_limited_answer_pauses_the_scope_for_retry_after(
 @pytest.mark.asyncio
 @pytest.mark.parametrize("exchange", VENUES)
 async def test_hung_request_is_timeout(server: SimulatorServer, exchange: str) -> None:
+    # A timeout well above a loaded machine's answer time (the markets load runs under it
+    # too) and a hang well beyond the timeout.
     async with RateLimiter() as limiter, make_factory(
-            server, limiter, timeout_s=0.15, overrides=TEST_OVERRIDES) as factory:
+            server, limiter, timeout_s=1.0, overrides=TEST_OVERRIDES) as factory:
         client = await factory.client(ConnectionTarget(exchange, ApiType.SPOT),
                                       credentials_for(exchange))
         async with client:
             await client.load_markets()
-            server.sim.add_fault(FaultSpec(FaultKind.HANG, delay_s=2))
+            server.sim.add_fault(FaultSpec(FaultKind.HANG, delay_s=10))
             failure = await failure_of(lambda: client.fetch_ticker("BTC/USDT"))
     assert failure.failure is FailureClass.TIMEOUT and failure.retryable
 

@@ -27,7 +27,8 @@ async def test_connection_test_questions(
     assert holdings["USDT"].total > 0
     permissions = await client.key_permissions()
     if permissions is not None:
-        assert permissions == KeyPermissions(True, True, False, permissions.ip_restricted)
+        assert permissions == KeyPermissions(True, True, False, permissions.ip_restricted,
+                                             options=permissions.options)
     status = await client.api_type_status()
     assert status.usable, status.detail
     prices = await client.prices(["BTC", "ETH", "NOPE"], "USDT")

@@ -129,7 +129,8 @@ async def test_a_stale_fence_writes_nothing(pair: Pair) -> None:
         "SELECT client_order_id, fence FROM engine_orders ORDER BY seq")
     assert rows == [("x1", 1), ("y1", 2)]
     record = (await a.engines.load_engines())[0]
-    assert (record.cycle, record.desired) == (0, DesiredState.RUNNING)
+    # cycle 1: the accepted PENDING orders' (written with them); not the refused save_cycle's 9
+    assert (record.cycle, record.desired) == (1, DesiredState.RUNNING)
 
 
 @pytest.mark.asyncio

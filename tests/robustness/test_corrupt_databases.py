@@ -34,6 +34,7 @@ from cts.v1 import health_service_pb2 as hpb
 from cts.v1 import health_service_pb2_grpc as hgrpc
 from ctsd.engine.config import EngineConfig, TradingMode
 from ctsd.engine.orders import Execution, Fill, Order, OrderStatus
+from ctsd.engine.perpetual import FundingPayment, PaymentKind
 from ctsd.engine.ports import DesiredState, EngineRecord
 from ctsd.store.connections import ConnectionRepository
 from ctsd.store.database import Database
@@ -111,6 +112,8 @@ CORPUS: dict[str, Damage] = {
     "order status": sql("UPDATE engine_orders SET status = 'lost'"),
     "order amount": sql("UPDATE engine_orders SET amount = 'lots'"),
     "fill side": sql("UPDATE engine_fills SET side = 'up'"),
+    "payment kind": sql("UPDATE engine_funding SET kind = 'gift'"),
+    "payment amount": sql("UPDATE engine_funding SET amount = 'some'"),
     "secret blob type": sql("UPDATE sealed_secrets SET blob = 'text' WHERE connection_id = 'c'"),
     "secret field": sql("UPDATE sealed_secrets SET field = 'nonsense' WHERE connection_id = 'b' "
                         "AND field = 'api_key'"),
@@ -149,6 +152,9 @@ async def seed(state: Path, url: str | None = None) -> None:
         fill = Fill("t1", "o1", "BTC/USDT", Side.BUY, Decimal(1), Decimal(10), Decimal(0),
                     "USDT", 2, False)
         await store.save_execution("a", Execution(replace(order), (fill,)))
+        await store.save_funding("a", (
+            FundingPayment("f1", "BTC/USDT", Decimal("-0.1"), "USDT", 3),
+            FundingPayment("i1", "BTC/USDT", Decimal("-0.01"), "USDT", 4, PaymentKind.INTEREST)))
     finally:
         await db.close()
 
@@ -165,29 +171,31 @@ def seeded() -> Iterator[Path]:
         remove_tree(root)
 
 
+CALL_TIMEOUT_S = 30.0
+
+
 def reads(address: str) -> list[tuple[str, grpc.StatusCode, str]]:
     """Every read RPC on the seeded data: (call, code, what it said)."""
     answers = []
     with grpc.insecure_channel(address) as channel:
         cs, es = csgrpc.ConnectionServiceStub(channel), egrpc.EngineServiceStub(channel)
         hs = hgrpc.HealthServiceStub(channel)
-        calls: list[tuple[str, Callable[[], object]]] = [
-            ("ListConnections", lambda: cs.ListConnections(cspb.ListConnectionsRequest())),
-            ("GetSystemStatus", lambda: hs.GetSystemStatus(hpb.GetSystemStatusRequest())),
-            ("GetConnectionsHealth",
-             lambda: hs.GetConnectionsHealth(hpb.GetConnectionsHealthRequest())),
-            ("VerifyStartup", lambda: hs.VerifyStartup(hpb.VerifyStartupRequest())),
-            ("ListEngines", lambda: es.ListEngines(epb.ListEnginesRequest())),
-            ("ListOrders", lambda: es.ListOrders(epb.ListOrdersRequest(
-                parent="connections/a/engine"))),
-            ("ListTrades", lambda: es.ListTrades(epb.ListTradesRequest(
-                parent="connections/a/engine"))),
-            *((f"GetConnection {c}", lambda c=c: cs.GetConnection(
-                cspb.GetConnectionRequest(name=f"connections/{c}"))) for c in CONNECTIONS),
+        calls: list[tuple[str, Callable[..., object], object]] = [
+            ("ListConnections", cs.ListConnections, cspb.ListConnectionsRequest()),
+            ("GetSystemStatus", hs.GetSystemStatus, hpb.GetSystemStatusRequest()),
+            ("GetConnectionsHealth", hs.GetConnectionsHealth,
+             hpb.GetConnectionsHealthRequest()),
+            ("VerifyStartup", hs.VerifyStartup, hpb.VerifyStartupRequest()),
+            ("ListEngines", es.ListEngines, epb.ListEnginesRequest()),
+            ("ListOrders", es.ListOrders, epb.ListOrdersRequest(parent="connections/a/engine")),
+            ("ListTrades", es.ListTrades, epb.ListTradesRequest(parent="connections/a/engine")),
+            *((f"GetConnection {c}", cs.GetConnection,
+               cspb.GetConnectionRequest(name=f"connections/{c}")) for c in CONNECTIONS),
         ]
-        for name, call in calls:
+        for name, method, request in calls:
             try:
-                answer = call()
+                # A deadline on each: a hang is a finding (DEADLINE_EXCEEDED), not a stall.
+                answer = method(request, timeout=CALL_TIMEOUT_S)
                 answers.append((name, grpc.StatusCode.OK, str(answer)))
             except grpc.RpcError as exc:
                 answers.append((name, exc.code(), str(exc.details())))
@@ -216,8 +224,10 @@ def judge(daemon: DaemonProcess, name: str, tally: Tally) -> None:
     lines = [line for line in logs.splitlines() if line.startswith("ctsd: ")]
     problems = log_problems(logs)
     if code is None:
-        answers = reads(daemon.address)
-        daemon.stop()
+        try:
+            answers = reads(daemon.address)
+        finally:  # even when the test's timeout lands here: no daemon outlives its case
+            daemon.stop()
         problems += log_problems(daemon.logs())
         problems += [f"{call}: {c.name} {said[:120]}" for call, c, said in answers
                      if c not in DELIBERATE]

@@ -99,6 +99,25 @@ async def test_an_execution_is_written_all_or_nothing(db: Database) -> None:
     assert await store.list_fills("a") == []
 
 
+@pytest.mark.asyncio
+async def test_a_pending_order_stores_its_cycle_with_it(tmp_path: Path) -> None:
+    """The write ahead of a placement also raises the engine's cycle (never lowers it):
+    one transaction makes both durable before the order is sent."""
+    db = await Database.open(tmp_path)
+    try:
+        store = SqlEngineStore(db)
+        await store.create_engine(EngineRecord("a", "e1", CONFIG, DesiredState.RUNNING, cycle=1))
+        await store.save_execution("a", Execution(order("c1", OrderStatus.PENDING)))  # cycle 3
+        assert [r.cycle for r in await store.load_engines()] == [3]
+        lower = replace(order("c0", OrderStatus.PENDING), cycle=2)
+        await store.save_execution("a", Execution(lower))
+        await store.save_execution("a", Execution(replace(order("c1", OrderStatus.OPEN),
+                                                          cycle=9)))  # not pending: no change
+        assert [r.cycle for r in await store.load_engines()] == [3]
+    finally:
+        await db.close()
+
+
 def test_a_perpetuals_config_round_trips_and_an_older_one_reads_with_defaults() -> None:
     perps = replace(CONFIG, symbols=("BTC/USDT:USDT",), leverage={"BTC/USDT:USDT": 7},
                     on_position_mismatch=MismatchPolicy.ADOPT)

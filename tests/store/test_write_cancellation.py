@@ -21,6 +21,7 @@ import pytest
 from ctsd.connections.model import Connection, CredentialField, CredentialsInfo
 from ctsd.engine.config import EngineConfig, TradingMode
 from ctsd.engine.orders import Execution, Fill, Order, OrderStatus
+from ctsd.engine.perpetual import FundingPayment, PaymentKind
 from ctsd.engine.ports import DesiredState, EngineRecord
 from ctsd.store.connections import ConnectionRepository
 from ctsd.store.database import Database
@@ -130,7 +131,7 @@ def order(cid: str, status: OrderStatus) -> Order:
 
 async def engine_rows(db: Database) -> list[tuple[Any, ...]]:
     rows: list[tuple[Any, ...]] = []
-    for table in ("engines", "engine_orders", "engine_fills"):
+    for table in ("engines", "engine_orders", "engine_fills", "engine_funding"):
         rows += [(table, *r) for r in await db.fetch_all(f"SELECT * FROM {table} ORDER BY 1")]
     return [tuple(v for v in row if not (isinstance(v, int) and v > 10**15)) for row in rows]
 
@@ -154,6 +155,18 @@ async def save_execution(store: SqlEngineStore, run: int) -> None:
     fills = (Fill(f"t{run}", f"o{run}", "BTC/USDT", Side.BUY, Decimal("0.5"), Decimal("100"),
                   Decimal("0.01"), "USDT", 3, False),)
     await store.save_execution("e-0", Execution(order(f"o{run}", OrderStatus.FILLED), fills))
+
+
+async def save_funding(store: SqlEngineStore, run: int) -> None:
+    await store.save_funding("e-0", (
+        FundingPayment(f"f{run}", "BTC/USDT", Decimal("-0.1"), "USDT", 3),
+        FundingPayment(f"i{run}", "BTC/USDT", Decimal("-0.01"), "USDT", 4, PaymentKind.INTEREST)))
+
+
+async def save_pending(store: SqlEngineStore, run: int) -> None:
+    """The write ahead of a placement: the order and the engine's cycle, both or neither."""
+    pending = replace(order(f"p{run}", OrderStatus.PENDING), cycle=run + 20)
+    await store.save_execution("e-0", Execution(pending))
 
 
 async def explore_engine_store(db: Database, name: str, write: EngineWrite) -> Exploration:
@@ -194,7 +207,8 @@ async def _rows_after(db: Database, write: EngineWrite, run: int) -> list[tuple[
 async def test_engine_store_writes_cancelled_at_every_await_point(db: Database) -> None:
     found = [await explore_engine_store(db, name, write) for name, write in (
         ("create_engine", create_engine), ("set_desired", set_desired),
-        ("save_cycle", save_cycle), ("save_execution", save_execution))]
+        ("save_cycle", save_cycle), ("save_execution", save_execution),
+        ("save_funding", save_funding), ("save_pending", save_pending))]
     report("repository writes", found)
     assert not [p for one in found for p in one.problems]
 

@@ -22,6 +22,8 @@ PASSPHRASE = "sim-pass-NEVER-LEAK-9"
 API_TYPES = {
     "spot": pb.API_TYPE_SPOT,
     "perp": pb.API_TYPE_PERPETUAL_FUTURES,
+    "margin": pb.API_TYPE_MARGIN,
+    "options": pb.API_TYPE_OPTIONS,
 }
 
 

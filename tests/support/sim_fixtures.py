@@ -33,10 +33,16 @@ def sim() -> Iterator[SimulatorThread]:
 @pytest.fixture(scope="module")
 def sim_daemon(sim: SimulatorThread) -> Iterator[DaemonProcess]:
     """ctsd with every exchange pointed at `sim` (through its TOML file) and short timeouts."""
+    yield from simulated_daemon(sim)
+
+
+def simulated_daemon(sim: SimulatorThread, item_timeout_s: float = ITEM_TIMEOUT_S,
+                     more_toml: str = "") -> Iterator[DaemonProcess]:
+    """The body of `sim_daemon`, for modules that need other settings (`more_toml`)."""
     root = short_tempdir()
     config = root / "ctsd.toml"
     tables = "".join(f'[exchanges.{x}]\nendpoint = "{sim.base_url}"\n' for x in EXCHANGES)
-    config.write_text(f"[batch]\nitem_timeout_s = {ITEM_TIMEOUT_S}\n{tables}")
+    config.write_text(f"[batch]\nitem_timeout_s = {item_timeout_s}\n{tables}{more_toml}")
     proc = DaemonProcess(root, ["--config", str(config)])
     try:
         warm_up(proc.start())

@@ -43,6 +43,8 @@ class SimulatorThread:
         self._stop: asyncio.Event | None = None
         self._thread = threading.Thread(target=self._run, name="simulator", daemon=True)
         self.base_url = ""
+        self.server: SimulatorServer | None = None
+        """The running server (tests read its state, e.g. the option chain, from here)."""
         self._error: BaseException | None = None
 
     def _run(self) -> None:
@@ -59,6 +61,7 @@ class SimulatorThread:
         self._stop = asyncio.Event()
         async with SimulatorServer(self._config, clock=self.clock) as server:
             self.base_url = server.base_url
+            self.server = server
             self._ready.set()
             await self._stop.wait()
 

@@ -26,6 +26,9 @@ from ctsd.exchanges.model import (
     ApiTypeStatus,
     Holding,
     KeyPermissions,
+    MarginAccount,
+    OptionChain,
+    OptionsAccount,
     ServerTime,
 )
 
@@ -61,6 +64,18 @@ class ExchangeProbe(Protocol):
         """Perpetual futures: the account's position and margin modes; None otherwise."""
         ...
 
+    async def margin_account(self, mode: str) -> MarginAccount | None:
+        """Margin: the account ("cross" or "isolated") as the venue reports it; None otherwise."""
+        ...
+
+    async def option_chain(self) -> OptionChain:
+        """The option contracts listed for the connection, in brief."""
+        ...
+
+    async def options_account(self) -> OptionsAccount | None:
+        """Options: the options account; None otherwise."""
+        ...
+
     async def prices(self, assets: Sequence[str], quote: str) -> dict[str, Decimal]:
         """Last prices of `assets` in `quote`, for those the exchange lists."""
         ...
@@ -71,6 +86,21 @@ class ExchangeProbe(Protocol):
 
     def limiter_wait_s(self) -> float:
         """Time this probe's requests spent waiting for rate-limit budget so far."""
+        ...
+
+
+class StreamProbe(Protocol):
+    """The WebSocket side of a connection (market_data_method websocket): what engines
+    on it will use. Each raises, to be classified like the probe's failures."""
+
+    async def public(self, conn: Connection, within_s: float) -> str:
+        """Subscribes a ticker of a listed symbol and waits for its first data; says
+        which and how long it took. Raises for a refusal or for no data in time."""
+        ...
+
+    async def private(self, conn: Connection, credentials: ApiCredentials,
+                      within_s: float) -> str:
+        """Logs in to the private stream and subscribes to order updates; says how."""
         ...
 
 

@@ -4,11 +4,15 @@ Steps run in order and stop at the first failure, because every later step
 depends on the earlier ones (no balance without a valid signature):
 
     credentials → markets → clock → balance → permissions → api_type → latency
+    → derivatives, margin or options (a connection of that api type)
+    → streams (a websocket connection: public ticker data, private login)
 
-and on a perpetual-futures connection, last, `derivatives`: the account's
-position mode and margin mode against the connection's settings. A difference
-is a warning (what an engine start will change, and that it needs no open
-positions or orders), never a failure: the key works.
+`derivatives` compares the account's position mode and margin mode against
+the connection's settings. A difference is a warning (what an engine start
+will change, and that it needs no open positions or orders), never a failure:
+the key works. A margin connection has `margin` and an options connection
+`options` in its place (`ctsd.connections.checks.account_steps`): the account of
+that market, read.
 
 The permissions step also learns which account (UID) the key belongs to,
 where the exchange counts its limits per UID (from the same answer): it is
@@ -38,10 +42,16 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Protocol
 
-from ctsd.connections.checks.probe import Classifier, ExchangeProbe, ProbeFactory
+from ctsd.connections.checks.account_steps import margin_step, options_step, permission_lines
+from ctsd.connections.checks.probe import (
+    Classifier,
+    ExchangeProbe,
+    ProbeFactory,
+    StreamProbe,
+)
 from ctsd.connections.checks.results import AssetBalance, FailureClass, LogLine, TestResult
 from ctsd.connections.checks.run import StepFailed, TestRun
-from ctsd.connections.model import Connection, PositionMode
+from ctsd.connections.model import Connection, MarketDataMethod, PositionMode
 from ctsd.errors import CredentialsUnavailable
 from ctsd.exchanges.model import AccountModes, ApiCredentials
 from ctsd.exchanges.spec import ApiType
@@ -65,6 +75,8 @@ class ConnectionTesterSettings:
     skew_warn_s: float = 1.0
     latency_warn_s: float = 1.0
     latency_samples: int = 3
+    stream_wait_s: float = 10.0
+    """How long the streams step waits for first data, or for the login to settle."""
 
 
 def utc_now() -> datetime:
@@ -83,8 +95,10 @@ class ConnectionTester:
         now: Callable[[], datetime] = utc_now,
         monotonic: Callable[[], float] = time.monotonic,
         on_result: Callable[[TestResult], None] | None = None,
+        streams: StreamProbe | None = None,
     ) -> None:
         self._resolver = resolver
+        self._streams = streams
         self._on_result = on_result
         """Sees every result, single or batch (e.g. the daemon's metrics); None when unused."""
         self._open_probe = open_probe
@@ -165,6 +179,25 @@ class ConnectionTester:
             await self._latency(run, probe)
             if run.conn.api_type is ApiType.PERPETUAL_FUTURES:
                 await self._derivatives(run, probe)
+            elif run.conn.api_type is ApiType.MARGIN:
+                await margin_step(run, probe)
+            elif run.conn.api_type is ApiType.OPTIONS:
+                await options_step(run, probe)
+        if self._streams is not None and run.conn.market_data_method is (
+                MarketDataMethod.WEBSOCKET):
+            await self._stream_steps(run, self._streams, creds)
+
+    async def _stream_steps(self, run: TestRun, streams: StreamProbe,
+                            creds: ApiCredentials) -> None:
+        """Engines on a websocket connection stream public data and, LIVE, private order
+        updates: a refused subscription, a stream limit or a refused login fails here,
+        named, instead of an engine stalling later."""
+        run.step = "streams"
+        within = self.settings.stream_wait_s
+        async with run.calling():
+            run.info(f"public stream: {await streams.public(run.conn, within)}")
+        async with run.calling():
+            run.info(f"private stream: {await streams.private(run.conn, creds, within)}")
 
     async def _credentials(self, run: TestRun) -> ApiCredentials:
         run.step = "credentials"
@@ -262,6 +295,7 @@ class ConnectionTester:
             )
             if allowed
         ]
+        granted += permission_lines(run, permissions)
         run.capabilities = tuple(granted)
         run.info(f"key permissions: {', '.join(granted) or 'none'}{account}")
         if not permissions.trade:

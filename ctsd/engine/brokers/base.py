@@ -43,6 +43,12 @@ class Broker(Protocol):
         stop abandons a cycle that is still reading."""
         ...
 
+    def refresh_now(self) -> tuple[Execution, ...] | None:
+        """`refresh`'s answer when it needs no venue request (PAPER; LIVE between
+        reconciliations, from its order stream), else None: then `refresh` is awaited.
+        An event-driven cycle then reads and decides without a single await."""
+        ...
+
     async def poll(self, market: MarketSnapshot) -> tuple[Execution, ...]:
         """Fills this cycle's prices cause by themselves (PAPER's matching); no venue call."""
         ...

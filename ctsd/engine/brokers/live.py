@@ -8,6 +8,15 @@ holds through `reconcile`, which resolves every persisted order still PENDING
 by asking the venue for its id. Fills are derived from the cumulative filled
 amount, average price and fee the venue reports, so polling twice never books a
 fill twice (trade ids are `<client id>-<cumulative filled>`).
+
+With a private order stream (`OrderUpdates`, a WebSocket connection) fills and
+order states arrive by stream and `refresh` makes no request; REST becomes
+reconciliation: at the start (`reconcile`), after any gap in the stream
+(reconnect, failed login, an order placed or traded through whose update never
+came: a silent stall), and every `reconcile_s`. Both paths go
+through the same merge of cumulative amounts, so a fill seen on both is booked
+once (same trade id; the store ignores a trade id it holds), and an update older
+than what the broker knows changes nothing.
 """
 
 from __future__ import annotations
@@ -19,9 +28,9 @@ from decimal import Decimal
 from ctsd.clock import Clock
 from ctsd.engine.orders import Execution, Fill, Order, OrderRequest, OrderStatus, is_engine_order
 from ctsd.engine.perpetual import FundingPayment, VenuePosition
-from ctsd.engine.ports import ExchangeOrder, ExchangeOrderClient
-from ctsd.errors import ClientError, NotFound, TemporaryError, Unavailable
-from ctsd.strategies.model import Balance, MarketSnapshot
+from ctsd.engine.ports import ExchangeOrder, ExchangeOrderClient, OrderUpdates
+from ctsd.errors import ClientError, FailedPrecondition, NotFound, TemporaryError, Unavailable
+from ctsd.strategies.model import Balance, MarketSnapshot, Side
 
 ZERO = Decimal(0)
 
@@ -30,12 +39,27 @@ class LiveBroker:
     def __init__(
         self, client: ExchangeOrderClient, symbols: Sequence[str], clock: Clock, *,
         attempts: int = 2, check_before_place: bool = True,
+        updates: OrderUpdates | None = None, reconcile_s: float = 60.0, echo_s: float = 5.0,
     ) -> None:
         self._client = client
         self._symbols = tuple(symbols)
         self._clock = clock
         self._attempts = max(1, attempts)
         self._check_before_place = check_before_place
+        self._updates = updates
+        self._reconcile_s = reconcile_s
+        self._reconciled = -float("inf")
+        """Monotonic time of the last REST reconciliation (the stream is trusted between)."""
+        self._gap = False
+        """The stream had a gap not yet reconciled."""
+        self._echo_s = echo_s
+        self._echoes: dict[str, float] = {}
+        """Orders placed whose first stream update is still awaited, by deadline: a
+        private stream that stalls silently (pings go on, nothing else) shows as a
+        missing echo, since an idle account's stream has no data age to watch."""
+        self._traded_through: set[str] = set()
+        """Resting orders the market traded through, whose fill is awaited (`poll`)."""
+        self.reconciliations = 0
         self._book: dict[str, Order] = {}
         self._balances: tuple[Balance, ...] = ()
 
@@ -73,6 +97,9 @@ class LiveBroker:
                 if is_engine_order(cid) and cid not in known_ids:
                     changed.append(self._track(self._merge(self._adopted(remote), remote)))
         self._balances = await self._client.fetch_balance()
+        if self._updates is not None:
+            self._updates.drain()  # what the stream said before is in what REST just said
+            self._reconciled = self._clock.monotonic()
         return tuple(changed)
 
     async def place(self, request: OrderRequest) -> Execution:
@@ -93,7 +120,10 @@ class LiveBroker:
                 if attempt + 1 == self._attempts:
                     raise  # left PENDING in the store; reconciliation resolves it
                 continue
-            return self._track(self._merge(order, remote))
+            placed = self._track(self._merge(order, remote))
+            if self._updates is not None and placed.order.status is OrderStatus.OPEN:
+                self._echoes[order.client_order_id] = self._clock.monotonic() + self._echo_s
+            return placed
         raise AssertionError("unreachable: the last attempt returns or raises")
 
     async def cancel(self, order: Order) -> Execution:
@@ -112,8 +142,69 @@ class LiveBroker:
         return Execution(order) if remote is None else self._track(self._merge(order, remote))
 
     async def refresh(self) -> tuple[Execution, ...]:
-        """Every read first, then the book updated at once: a refresh cancelled midway
-        (a stop does not wait for reads) leaves the book as it was."""
+        """From the stream while it is live and gapless; otherwise (and every
+        `reconcile_s`) from REST too. Every read first, then the book updated at once:
+        a refresh cancelled midway (a stop does not wait for reads) changes nothing and
+        loses no stream update (they are drained after the last await)."""
+        stream = self._updates
+        polled = None
+        if stream is None or self._must_reconcile(stream):
+            polled = await self._read_venue()
+        changed: list[Execution] = []
+        if stream is not None:
+            updates, gap = stream.drain()
+            changed += self._apply(updates)
+            self._gap = self._gap or gap
+            if polled is not None:
+                self._gap, self._reconciled = False, self._clock.monotonic()
+                self.reconciliations += 1
+        if polled is not None:
+            changed += self._apply_read(*polled)
+        if stream is not None and stream.refused:
+            raise FailedPrecondition(f"private order stream: {stream.problem}")
+        return tuple(changed)
+
+    def refresh_now(self) -> tuple[Execution, ...] | None:
+        stream = self._updates
+        if stream is None or self._must_reconcile(stream) or stream.refused:
+            return None
+        updates, gap = stream.drain()
+        self._gap = gap
+        return tuple(self._apply(updates))
+
+    def _must_reconcile(self, stream: OrderUpdates) -> bool:
+        now = self._clock.monotonic()
+        if any(deadline <= now for deadline in self._echoes.values()):
+            self._echoes.clear()
+            stream.suspect()  # silent: resubscribe, and trust REST until it is back
+            self._gap = True
+        stale = now - self._reconciled >= self._reconcile_s
+        return self._gap or stream.gap or stale or not stream.live
+
+    def _apply(self, updates: Sequence[ExchangeOrder]) -> list[Execution]:
+        """Stream updates of orders in the book; others (final ones, not ours) are none of
+        its business, and one older than the book's state adds nothing."""
+        changed = []
+        for remote in updates:
+            self._echoes.pop(remote.client_order_id, None)
+            order = self._book.get(remote.client_order_id)
+            execution = None if order is None else self._advance(order, remote)
+            if execution is not None:
+                changed.append(execution)
+        return changed
+
+    def _advance(self, order: Order, remote: ExchangeOrder) -> Execution | None:
+        """`order` moved to what the venue reports, if that is news (never backwards)."""
+        if remote.filled < order.filled:
+            return None
+        execution = self._merge(order, remote)
+        if execution.fills or execution.order.status is not order.status:
+            return self._track(execution)
+        return None
+
+    async def _read_venue(
+        self,
+    ) -> tuple[list[tuple[Order, ExchangeOrder | None]], tuple[Balance, ...]]:
         seen: list[tuple[Order, ExchangeOrder | None]] = []
         for symbol in sorted({o.symbol for o in self._book.values()}):
             listed = await self._client.fetch_open_orders(symbol)
@@ -123,21 +214,49 @@ class LiveBroker:
                 if remote is None:
                     remote = await self._client.fetch_order(symbol, order.client_order_id)
                 seen.append((order, remote))
-        balances = await self._client.fetch_balance()
+        return seen, await self._client.fetch_balance()
+
+    def _apply_read(self, seen: list[tuple[Order, ExchangeOrder | None]],
+                    balances: tuple[Balance, ...]) -> list[Execution]:
+        """What REST read, against the book as it is now (the stream may have moved it
+        on while the reads were under way: an order it closed stays closed)."""
         changed: list[Execution] = []
-        for order, remote in seen:
+        for read, remote in seen:
+            order = self._book.get(read.client_order_id)
+            if order is None:
+                continue
             if remote is None:
                 changed.append(self._track(Execution(
                     self._finish(order, OrderStatus.CANCELED, "vanished from the venue"))))
                 continue
-            execution = self._merge(order, remote)
-            if execution.fills or execution.order.status is not order.status:
-                changed.append(self._track(execution))
+            execution = self._advance(order, remote)
+            if execution is not None:
+                changed.append(execution)
         self._balances = balances
-        return tuple(changed)
+        return changed
 
     async def poll(self, market: MarketSnapshot) -> tuple[Execution, ...]:
-        return ()  # the venue matches live orders; `refresh` reports what it did
+        """No venue call: the venue matches live orders and `refresh` reports what it did.
+
+        With a private stream, a resting limit order the market traded through has
+        filled (no trade prints beyond the price of an order still resting), so its
+        update is due within `echo_s`; one that never comes is a silent stall the next
+        refresh reconciles. Once per order: a venue that fills one only in part costs one
+        reconciliation, not one a cycle."""
+        if self._updates is not None:
+            self._expect_fills(market)
+        return ()
+
+    def _expect_fills(self, market: MarketSnapshot) -> None:
+        last = {m.info.symbol: m.ticker.last for m in market.symbols}
+        deadline = self._clock.monotonic() + self._echo_s
+        for cid, order in self._book.items():
+            mark, price = last.get(order.symbol), order.price
+            if mark is None or price is None or cid in self._traded_through:
+                continue
+            if mark < price if order.side is Side.BUY else mark > price:
+                self._traded_through.add(cid)
+                self._echoes.setdefault(cid, deadline)
 
     def _track(self, execution: Execution) -> Execution:
         order = execution.order
@@ -145,6 +264,7 @@ class LiveBroker:
             self._book[order.client_order_id] = order
         else:
             self._book.pop(order.client_order_id, None)
+            self._traded_through.discard(order.client_order_id)
         return execution
 
     def _merge(self, order: Order, remote: ExchangeOrder) -> Execution:

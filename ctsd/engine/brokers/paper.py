@@ -51,6 +51,10 @@ class PaperBroker:
         self._fills_per_order: dict[str, int] = {}
         self._reset_balances()
 
+    def _assets(self, symbol: str) -> tuple[str, str]:
+        """(what a buy receives, what it pays): the pair's base and quote on spot."""
+        return split_symbol(symbol)
+
     def _reset_balances(self) -> None:
         self._free = dict(self._settings.balances)
         self._used = {}
@@ -121,6 +125,9 @@ class PaperBroker:
     async def refresh(self) -> tuple[Execution, ...]:
         return ()  # paper orders fill in `poll`, against this cycle's prices
 
+    def refresh_now(self) -> tuple[Execution, ...]:
+        return ()
+
     async def poll(self, market: MarketSnapshot) -> tuple[Execution, ...]:
         self._market = market
         executions = []
@@ -142,7 +149,7 @@ class PaperBroker:
 
     def _shortfall(self, order: Order, price: Decimal, fee_rate: Decimal) -> str:
         """Why the paper account cannot pay for `order`, or "" when it can."""
-        base, quote = split_symbol(order.symbol)
+        base, quote = self._assets(order.symbol)
         if order.side is Side.BUY:
             need, asset = order.amount * price * (1 + fee_rate), quote
         else:
@@ -154,7 +161,7 @@ class PaperBroker:
         """Fill all of `order` at `price`, paying the fee where the venue charges it: in the
         base asset for a buy on a venue that does so (`MarketInfo.buy_fee_in_base`), else
         in the quote asset, as the live broker would be charged."""
-        base, quote = split_symbol(order.symbol)
+        base, quote = self._assets(order.symbol)
         rate = info.maker_fee if maker else info.taker_fee
         count = self._fills_per_order.get(order.client_order_id, 0) + 1
         self._fills_per_order[order.client_order_id] = count
@@ -171,7 +178,7 @@ class PaperBroker:
 
     def _settle(self, fill: Fill) -> None:
         """Move the paper balances for one fill; its fee leaves the asset it was paid in."""
-        base, quote = split_symbol(fill.symbol)
+        base, quote = self._assets(fill.symbol)
         value = fill.amount * fill.price
         if fill.side is Side.BUY:
             self._add(quote, -value)
@@ -183,7 +190,7 @@ class PaperBroker:
 
     def _reserve(self, order: Order, fee_rate: Decimal) -> None:
         """Hold what the order can cost: the base asset of a sell, price plus fee of a buy."""
-        base, quote = split_symbol(order.symbol)
+        base, quote = self._assets(order.symbol)
         if order.side is Side.SELL:
             asset, amount = base, order.remaining
         else:
@@ -203,6 +210,20 @@ class PaperBroker:
 
     def _finish(self, order: Order, status: OrderStatus, reason: str) -> Order:
         return finished(order, status, reason, self._clock.now_ms())
+
+
+class PaperOptionBroker(PaperBroker):
+    """PAPER options: the paper account holds the contracts themselves (under their
+    symbol), bought with and sold for the settle currency; a sell needs the contracts in
+    hand (options engines do not write). Expiry settles through `settle`."""
+
+    def _assets(self, symbol: str) -> tuple[str, str]:
+        return symbol, split_symbol(symbol)[1]
+
+    def settle(self, fill: Fill) -> None:
+        """A contract settled at expiry (`ctsd.engine.option_session`): it leaves the
+        account and its value comes in, as the venue pays it."""
+        self._settle(fill)
 
 
 def _quote_fee(info: MarketInfo, order: Order, rate: Decimal) -> Decimal:

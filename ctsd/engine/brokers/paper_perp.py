@@ -143,6 +143,9 @@ class PaperPerpBroker:
     async def refresh(self) -> tuple[Execution, ...]:
         return ()  # paper orders fill in `poll`, against this cycle's prices
 
+    def refresh_now(self) -> tuple[Execution, ...]:
+        return ()
+
     async def poll(self, market: MarketSnapshot) -> tuple[Execution, ...]:
         """Funding first (the position held at the funding time), then resting orders the
         prices cross, then liquidations at the new marks."""

@@ -1,7 +1,7 @@
 """How a paper order meets the market, shared by PAPER spot and PAPER perpetuals.
 
-An order's amount is first cut down to the venue's lot size, as the venue (and
-ccxt before it) does with a live one.
+An order's amount is first cut down to the venue's lot size and its limit price
+rounded to the venue's tick, as the venue (and ccxt before it) does with a live one.
 
 Market orders and limits that cross on arrival fill as takers at the touch
 (ask for buys, bid for sells) worsened by the configured slippage, but never
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import replace
-from decimal import ROUND_DOWN, Decimal
+from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal
 
 from ctsd.engine.orders import Execution, Order, OrderRequest, OrderStatus
 from ctsd.strategies.model import MarketSnapshot, Side, SymbolMarket
@@ -44,8 +44,12 @@ def finished(order: Order, status: OrderStatus, reason: str, now_ms: int) -> Ord
 
 
 def on_lot(order: Order, market: SymbolMarket) -> Order | None:
-    """The order with its amount cut down to the lot size; None when nothing is left."""
-    step = market.info.amount_step
+    """The order with its amount cut down to the lot size and its limit price rounded to
+    the tick, as ccxt sends a live one; None when no amount is left."""
+    step, tick = market.info.amount_step, market.info.price_step
+    if tick and order.price is not None:
+        price = (order.price / tick).to_integral_value(ROUND_HALF_UP) * tick
+        order = replace(order, price=price if price > 0 else tick)
     if not step:
         return order
     amount = (order.amount / step).to_integral_value(ROUND_DOWN) * step

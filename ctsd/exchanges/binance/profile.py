@@ -4,12 +4,16 @@ from collections.abc import Mapping
 from typing import Any
 
 from ctsd.errors import FailureClass
+from ctsd.exchanges.binance import margin
+from ctsd.exchanges.binance.margin import read_options_account, restrictions
 from ctsd.exchanges.model import KeyPermissions
 from ctsd.exchanges.profile import (
     ApiTypeProfile,
     ClientOrderIds,
     ClientProfile,
     DerivativesProfile,
+    MarginProfile,
+    OptionsProfile,
     PermissionsProbe,
     RefusalRule,
     RequestWindow,
@@ -36,7 +40,10 @@ BINANCE_CLIENT = ClientProfile(
     ccxt_class="binance",
     api_types={
         ApiType.SPOT: ApiTypeProfile({"defaultType": "spot"}, ("spot",), "publicGetPing"),
-        ApiType.MARGIN: ApiTypeProfile({"defaultType": "margin"}, ("spot",), "publicGetPing"),
+        # every order, trade and balance call of a margin connection goes to the cross
+        # margin account (ccxt picks a spot market's endpoints otherwise)
+        ApiType.MARGIN: ApiTypeProfile({"defaultType": "margin", "defaultMarginMode": "cross"},
+                                       ("spot",), "publicGetPing"),
         ApiType.PERPETUAL_FUTURES: ApiTypeProfile(
             {"defaultType": "future"}, ("linear",), "fapiPublicGetPing"),
         ApiType.OPTIONS: ApiTypeProfile({"defaultType": "option"}, ("option",)),
@@ -60,6 +67,13 @@ BINANCE_CLIENT = ClientProfile(
     ),
     permissions=PermissionsProbe("privateGetAccount", _permissions,
                                  answered_by_balance=frozenset({ApiType.SPOT})),
+    permissions_for={api_type: PermissionsProbe("sapiGetAccountApiRestrictions", restrictions)
+                     for api_type in (ApiType.MARGIN, ApiType.OPTIONS)},
+    margin_trading=MarginProfile(margin.read_margin_account, margin.order_params,
+                                 margin.read_terms, margin.read_interest,
+                                 read_liquidations=margin.read_liquidations),
+    option_trading=OptionsProfile(read_options_account, holdings_from_account=True,
+                                  read_settlement=margin.read_settlement),
     client_order_ids=ClientOrderIds(create="newClientOrderId", lookup="origClientOrderId"),
     derivatives=DerivativesProfile(
         position_mode_scope="account", margin_mode_scope="symbol",

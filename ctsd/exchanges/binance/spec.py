@@ -3,6 +3,7 @@
 from ctsd.exchanges.binance.limits import BINANCE_ENDPOINTS, BINANCE_RATE_LIMITS
 from ctsd.exchanges.binance.profile import BINANCE_CLIENT
 from ctsd.exchanges.spec import ApiType, ExchangeSpec
+from ctsd.exchanges.support import streamed, trading
 
 BINANCE = ExchangeSpec(
     id="binance",
@@ -12,5 +13,11 @@ BINANCE = ExchangeSpec(
     passphrase_required=False,
     rate_limits=BINANCE_RATE_LIMITS,
     endpoint_rules=BINANCE_ENDPOINTS,
+    support=(
+        streamed(ApiType.SPOT),
+        trading(ApiType.MARGIN),
+        streamed(ApiType.PERPETUAL_FUTURES),
+        trading(ApiType.OPTIONS),
+    ),
     client=BINANCE_CLIENT,
 )

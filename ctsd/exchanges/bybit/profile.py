@@ -4,6 +4,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from ctsd.errors import FailureClass
+from ctsd.exchanges.bybit import margin
+from ctsd.exchanges.bybit.margin import read_options_account
 from ctsd.exchanges.model import KeyPermissions
 from ctsd.exchanges.profile import (
     AccountUidProbe,
@@ -11,6 +13,8 @@ from ctsd.exchanges.profile import (
     ClientOrderIds,
     ClientProfile,
     DerivativesProfile,
+    MarginProfile,
+    OptionsProfile,
     PermissionsProbe,
     RefusalRule,
 )
@@ -20,7 +24,8 @@ _PING = "publicGetV5MarketTime"
 
 
 def _permissions(answer: Any) -> KeyPermissions:
-    """`/v5/user/query-api`: read-only flag, wallet permissions, IP binding."""
+    """`/v5/user/query-api`: read-only flag, wallet and options permissions, IP binding.
+    Spot margin orders need no permission of their own (spot trading covers them)."""
     result = answer["result"]
     if not isinstance(result, Mapping):
         raise ValueError("query-api answer without result")
@@ -29,7 +34,8 @@ def _permissions(answer: Any) -> KeyPermissions:
     return KeyPermissions(
         read=True, trade=str(result.get("readOnly")) == "0",
         withdraw="Withdraw" in (perms.get("Wallet") or []),
-        ip_restricted=bool(ips) and list(ips) != ["*"])
+        ip_restricted=bool(ips) and list(ips) != ["*"],
+        options="OptionsTrade" in (perms.get("Options") or []))
 
 
 def _uid(answer: Any) -> str:
@@ -60,12 +66,18 @@ BYBIT_CLIENT = ClientProfile(
         "10018": FailureClass.RATE_LIMITED,
         "10016": FailureClass.MAINTENANCE,  # "service restarting"; ccxt: plain ExchangeError
     },
+    unsupported_codes=frozenset({"10017"}),  # "Route not found" (with HTTP 404)
     refusals=(
         RefusalRule(code="10006", scope=RateLimitScope.ACCOUNT),
         RefusalRule(status=403, scope=RateLimitScope.IP, pause_s=600.0),  # IP banned 10 min
     ),
     reset_header="X-Bapi-Limit-Reset-Timestamp",
     permissions=PermissionsProbe("privateGetV5UserQueryApi", _permissions),
+    margin_trading=MarginProfile(
+        margin.read_margin_account, margin.order_params, margin.read_terms,
+        margin.read_interest, margin.prepare, leverage_range=margin.LEVERAGE_RANGE),
+    option_trading=OptionsProfile(read_options_account,
+                                  read_settlement=margin.read_settlement),
     account_uid=AccountUidProbe("privateGetV5UserQueryApi", _uid),  # same answer, no extra request
     # ccxt's unified-account fetchOrder sends no orderLinkId; /v5/order/realtime filtered by
     # it answers open and recently closed orders, the history endpoint older ones.

@@ -3,6 +3,7 @@
 from ctsd.exchanges.bybit.limits import BYBIT_ENDPOINTS, BYBIT_RATE_LIMITS
 from ctsd.exchanges.bybit.profile import BYBIT_CLIENT
 from ctsd.exchanges.spec import ApiType, ExchangeSpec
+from ctsd.exchanges.support import streamed, trading
 
 BYBIT = ExchangeSpec(
     id="bybit",
@@ -12,5 +13,11 @@ BYBIT = ExchangeSpec(
     passphrase_required=False,
     rate_limits=BYBIT_RATE_LIMITS,
     endpoint_rules=BYBIT_ENDPOINTS,
+    support=(
+        streamed(ApiType.SPOT),
+        trading(ApiType.MARGIN),
+        streamed(ApiType.PERPETUAL_FUTURES),
+        trading(ApiType.OPTIONS),
+    ),
     client=BYBIT_CLIENT,
 )

@@ -1,7 +1,14 @@
 """How ccxt's `kraken` is driven: spot only; margin trades spot pairs with leverage."""
 
 from ctsd.errors import FailureClass
-from ctsd.exchanges.profile import ApiTypeProfile, ClientOrderIds, ClientProfile, RefusalRule
+from ctsd.exchanges.kraken import margin
+from ctsd.exchanges.profile import (
+    ApiTypeProfile,
+    ClientOrderIds,
+    ClientProfile,
+    MarginProfile,
+    RefusalRule,
+)
 from ctsd.exchanges.spec import ApiType, RateLimitScope
 
 KRAKEN_CLIENT = ClientProfile(
@@ -21,6 +28,7 @@ KRAKEN_CLIENT = ClientProfile(
         "EService:Unavailable": FailureClass.MAINTENANCE,
         "EService:Busy": FailureClass.NETWORK,
     },
+    unsupported_codes=frozenset({"EGeneral:Unknown method"}),  # HTTP 200; ccxt: ExchangeError
     refusals=(
         RefusalRule(code="EAPI:Rate limit exceeded", scope=RateLimitScope.ACCOUNT),
         RefusalRule(code="EGeneral:Temporary lockout", scope=RateLimitScope.ACCOUNT),
@@ -31,4 +39,8 @@ KRAKEN_CLIENT = ClientProfile(
         create="cl_ord_id", lookup="cl_ord_id",
         lookups=("fetch_open_orders", "fetch_closed_orders")),
     sequential_apis=("private",),
+    margin_trading=MarginProfile(
+        margin.read_margin_account, margin.order_params, margin.read_terms,
+        margin.read_interest, default_leverage=margin.DEFAULT_LEVERAGE,
+        leverage_range=margin.LEVERAGE_RANGE),
 )

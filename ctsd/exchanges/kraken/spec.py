@@ -3,6 +3,7 @@
 from ctsd.exchanges.kraken.limits import KRAKEN_ENDPOINTS, KRAKEN_RATE_LIMITS
 from ctsd.exchanges.kraken.profile import KRAKEN_CLIENT
 from ctsd.exchanges.spec import ApiType, ExchangeSpec
+from ctsd.exchanges.support import streamed, trading
 
 KRAKEN = ExchangeSpec(
     id="kraken",
@@ -12,6 +13,10 @@ KRAKEN = ExchangeSpec(
     passphrase_required=False,
     rate_limits=KRAKEN_RATE_LIMITS,
     endpoint_rules=KRAKEN_ENDPOINTS,
+    support=(
+        streamed(ApiType.SPOT),
+        trading(ApiType.MARGIN),
+    ),
     client=KRAKEN_CLIENT,
     secret_is_base64=True,
 )

@@ -5,12 +5,16 @@ from typing import Any
 
 from ctsd.errors import FailureClass
 from ctsd.exchanges.model import KeyPermissions
+from ctsd.exchanges.okx import margin
+from ctsd.exchanges.okx.margin import read_options_account
 from ctsd.exchanges.profile import (
     AccountUidProbe,
     ApiTypeProfile,
     ClientOrderIds,
     ClientProfile,
     DerivativesProfile,
+    MarginProfile,
+    OptionsProfile,
     PermissionsProbe,
     RefusalRule,
 )
@@ -62,6 +66,10 @@ OKX_CLIENT = ClientProfile(
         RefusalRule(code="50011"),
     ),
     permissions=PermissionsProbe("privateGetAccountConfig", _permissions),
+    margin_trading=MarginProfile(
+        margin.read_margin_account, margin.order_params, margin.read_terms,
+        margin.read_interest, margin.prepare, leverage_range=margin.LEVERAGE_RANGE),
+    option_trading=OptionsProfile(read_options_account),
     account_uid=AccountUidProbe("privateGetAccountConfig", _uid),  # same answer, no extra request
     client_order_ids=ClientOrderIds(create="clOrdId", lookup="clOrdId"),
     derivatives=DerivativesProfile(

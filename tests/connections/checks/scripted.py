@@ -25,6 +25,9 @@ from ctsd.exchanges.model import (
     ApiTypeStatus,
     Holding,
     KeyPermissions,
+    MarginAccount,
+    OptionChain,
+    OptionsAccount,
     ServerTime,
 )
 from ctsd.wiring.check_probes import classify
@@ -46,6 +49,12 @@ class ScriptedProbe:
     balance_error: BaseException | None = None
     modes: AccountModes | BaseException | None = None
     """Perpetuals: the account's modes; an exception to raise; None: no perpetuals here."""
+    margin: MarginAccount = field(default_factory=lambda: MarginAccount(
+        "cross", True, None, "margin level", equity=Decimal(1)))
+    """Margin connections: the account the venue reports."""
+    options: OptionsAccount = field(default_factory=lambda: OptionsAccount(
+        (Holding("USDT", Decimal(10), Decimal(0), Decimal(10)),)))
+    """Options connections: the account the venue reports."""
     hang: asyncio.Event | None = None
     closed: bool = False
     opened: int = 0
@@ -83,6 +92,15 @@ class ScriptedProbe:
         if isinstance(self.modes, BaseException):
             raise self.modes
         return self.modes
+
+    async def margin_account(self, mode: str) -> MarginAccount | None:
+        return self.margin
+
+    async def option_chain(self) -> OptionChain:
+        return OptionChain(12, ("BTC",), ("USDT",), 1_700_003_600_000)
+
+    async def options_account(self) -> OptionsAccount | None:
+        return self.options
 
     async def prices(self, assets: Sequence[str], quote: str) -> dict[str, Decimal]:
         return {"BTC": Decimal(60000)}

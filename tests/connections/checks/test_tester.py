@@ -18,6 +18,8 @@ from ctsd.errors import ExchangeFailure
 from ctsd.exchanges.model import (
     AccountModes,
     KeyPermissions,
+    MarginAccount,
+    OptionsAccount,
 )
 from tests.connections.checks.scripted import CREDENTIALS, ScriptedProbe, make_tester
 from tests.store.test_connection_index import conn
@@ -180,3 +182,26 @@ async def test_unreadable_modes_warn_but_a_spot_connection_never_asks() -> None:
     assert "could not be read (okx: no futures permission)" in result.message
     spot, _ = await make_tester(ScriptedProbe(modes=refused)).test(conn("s1"))
     assert spot.status is TestStatus.SUCCESS
+
+
+@pytest.mark.asyncio
+async def test_a_margin_account_that_does_not_lend_fails_with_the_venues_remedy() -> None:
+    """OKX's simple mode: the key works, the account cannot borrow until switched."""
+    simple = MarginAccount("cross", False, None, "margin ratio", remark="simple mode")
+    connection = replace(conn("c1", "okx"), api_type=ApiType.MARGIN)
+    result, _ = await make_tester(ScriptedProbe(margin=simple)).test(connection)
+    assert result.status is TestStatus.FAILED
+    assert result.failure_class is FailureClass.PERMISSION
+    assert result.message == "margin: simple mode"
+    assert result.remedy == "enable margin trading on the exchange account"
+
+
+@pytest.mark.asyncio
+async def test_options_not_activated_on_the_account_fail_with_the_remedy() -> None:
+    inactive = OptionsAccount((), enabled=False, remark="options trading is not activated")
+    connection = replace(conn("c1", "okx"), api_type=ApiType.OPTIONS)
+    result, _ = await make_tester(ScriptedProbe(options=inactive)).test(connection)
+    assert result.failure_class is FailureClass.PERMISSION
+    assert result.message == "options: options trading is not activated"
+    assert result.remedy == "activate options trading on the exchange account"
+    assert [line.step for line in result.log_lines][-2:] == ["options", "options"]

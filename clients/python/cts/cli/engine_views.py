@@ -182,6 +182,8 @@ def engine_detail(engine: pb.Engine) -> str:
             ("Liquidations", str(engine.liquidations)),
             ("Position differences", str(engine.position_differences)),
         ]
+    if engine.interest_pnl and engine.interest_pnl != "0":
+        fields.append(("Interest", engine.interest_pnl))
     if engine.last_position_difference:
         fields.append(("Last difference", engine.last_position_difference))
     fields += [(_position_label(p), _position_text(p)) for p in engine.positions]

@@ -95,7 +95,31 @@ def status_view(status: health_service_pb2.GetSystemStatusResponse) -> str:
         text += "\n\n" + limits_table(status.rate_limits)
     else:
         text += "\n\nNo rate-limit buckets in use yet."
+    if status.streams:
+        text += "\n\n" + streams_table(status.streams)
     return text
+
+
+STREAM_HEADERS = ("STREAM", "STATE", "MSG/S", "DATA AGE", "RECONNECTS", "REST FALLBACKS",
+                  "READERS", "ERROR")
+
+
+def streams_table(streams: Sequence[health_service_pb2.MarketStream]) -> str:
+    """The market-data hub's WebSocket subscriptions, one row each."""
+    rows = [
+        [
+            s.stream,
+            s.state,
+            f"{s.messages_per_second:.1f}",
+            duration(s.data_age) if s.HasField("data_age") else "-",
+            str(s.reconnects),
+            str(s.rest_fallbacks),
+            str(s.consumers),
+            s.error or "-",
+        ]
+        for s in streams
+    ]
+    return render_table(STREAM_HEADERS, rows)
 
 
 def _limits_cell(usages: Sequence[health_service_pb2.RateLimitUsage]) -> str:

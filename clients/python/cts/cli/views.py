@@ -37,6 +37,7 @@ CONNECTION_HEADERS = (
 )
 
 EXCHANGE_HEADERS = ("NAME", "DISPLAY NAME", "API TYPES", "TESTNET", "PASSPHRASE", "RATE LIMITS")
+SUPPORT_HEADERS = ("EXCHANGE", "API TYPE", "KEY TEST", "PAPER", "LIVE", "STREAMS", "NOTE")
 
 
 def resource_name(id_or_name: str) -> str:
@@ -163,8 +164,19 @@ def exchange_row(exchange: exchange_pb2.Exchange) -> list[str]:
     ]
 
 
+def support_rows(exchange: exchange_pb2.Exchange) -> list[list[str]]:
+    """One row per api type: what works on it (key test, engines, streams) and why not."""
+    name = exchange.exchange_id or exchange.name.removeprefix("exchanges/")
+    return [[name, enums.label(connection_pb2.ApiType, s.api_type), yes_no(s.key_test),
+             yes_no(s.paper_engines), yes_no(s.live_engines), yes_no(s.streams),
+             s.note or "-"] for s in exchange.api_type_support]
+
+
 def exchanges_table(exchanges: Sequence[exchange_pb2.Exchange]) -> str:
-    return render_table(EXCHANGE_HEADERS, [exchange_row(e) for e in exchanges])
+    """The exchanges, then what works on each of their api types."""
+    listed = render_table(EXCHANGE_HEADERS, [exchange_row(e) for e in exchanges])
+    support = [row for e in exchanges for row in support_rows(e)]
+    return f"{listed}\n\n{render_table(SUPPORT_HEADERS, support)}" if support else listed
 
 
 def exchanges_document(

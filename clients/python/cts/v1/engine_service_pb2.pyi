@@ -45,6 +45,34 @@ TRADING_MODE_LIVE: TradingMode.ValueType  # 2
 """Real orders; only when asked for explicitly."""
 Global___TradingMode: _TypeAlias = TradingMode  # noqa: Y015
 
+class _MarketDataSource:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _MarketDataSourceEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_MarketDataSource.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    MARKET_DATA_SOURCE_UNSPECIFIED: _MarketDataSource.ValueType  # 0
+    """Not set (an engine that is not running)."""
+    MARKET_DATA_SOURCE_REST: _MarketDataSource.ValueType  # 1
+    """REST polling at the configured interval (market_data_method rest)."""
+    MARKET_DATA_SOURCE_STREAM: _MarketDataSource.ValueType  # 2
+    """The shared WebSocket streams; market events trigger the cycles."""
+    MARKET_DATA_SOURCE_REST_FALLBACK: _MarketDataSource.ValueType  # 3
+    """REST, because a stream the engine reads is not live; see `market_data_problem`."""
+
+class MarketDataSource(_MarketDataSource, metaclass=_MarketDataSourceEnumTypeWrapper):
+    """Where an engine's market data comes from."""
+
+MARKET_DATA_SOURCE_UNSPECIFIED: MarketDataSource.ValueType  # 0
+"""Not set (an engine that is not running)."""
+MARKET_DATA_SOURCE_REST: MarketDataSource.ValueType  # 1
+"""REST polling at the configured interval (market_data_method rest)."""
+MARKET_DATA_SOURCE_STREAM: MarketDataSource.ValueType  # 2
+"""The shared WebSocket streams; market events trigger the cycles."""
+MARKET_DATA_SOURCE_REST_FALLBACK: MarketDataSource.ValueType  # 3
+"""REST, because a stream the engine reads is not live; see `market_data_problem`."""
+Global___MarketDataSource: _TypeAlias = MarketDataSource  # noqa: Y015
+
 class _EngineState:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -639,11 +667,15 @@ class Engine(_message.Message):
     VERSION_FIELD_NUMBER: _builtins.int
     LAST_CYCLE_LAG_FIELD_NUMBER: _builtins.int
     SKIPPED_TICKS_FIELD_NUMBER: _builtins.int
+    MARKET_DATA_SOURCE_FIELD_NUMBER: _builtins.int
+    MARKET_DATA_PROBLEM_FIELD_NUMBER: _builtins.int
+    MARKET_DATA_FALLBACKS_FIELD_NUMBER: _builtins.int
     FEES_FIELD_NUMBER: _builtins.int
     FUNDING_PNL_FIELD_NUMBER: _builtins.int
     POSITION_DIFFERENCES_FIELD_NUMBER: _builtins.int
     LAST_POSITION_DIFFERENCE_FIELD_NUMBER: _builtins.int
     LIQUIDATIONS_FIELD_NUMBER: _builtins.int
+    INTEREST_PNL_FIELD_NUMBER: _builtins.int
     OWNER_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """`connections/{connection}/engine`."""
@@ -677,6 +709,14 @@ class Engine(_message.Message):
     """Increases with every change; lets a watcher drop stale events."""
     skipped_ticks: _builtins.int
     """Scheduled ticks skipped because a cycle overran its interval."""
+    market_data_source: Global___MarketDataSource.ValueType
+    """Where the last cycle read its market data."""
+    market_data_problem: _builtins.str
+    """Why a stream is not live while on the REST fallback (the venue's reason for a
+    refused subscription); empty otherwise.
+    """
+    market_data_fallbacks: _builtins.int
+    """Reads served by REST because a stream was not live, since the engine started."""
     fees: _builtins.str
     """Fees paid, in the quote asset (already in realized_pnl)."""
     funding_pnl: _builtins.str
@@ -687,6 +727,10 @@ class Engine(_message.Message):
     """The latest such difference: symbol, leg, ledger and venue amounts, cause."""
     liquidations: _builtins.int
     """Perpetuals: positions the venue (or the paper account) liquidated."""
+    interest_pnl: _builtins.str
+    """Spot margin: interest charged on what the engine borrowed, in the quote
+    asset (negative; already in realized_pnl).
+    """
     owner: _builtins.str
     """Fleet: the member running the engine (FleetService), as it last said; empty
     for a daemon alone.
@@ -747,16 +791,20 @@ class Engine(_message.Message):
         version: _builtins.int = ...,
         last_cycle_lag: _duration_pb2.Duration | None = ...,
         skipped_ticks: _builtins.int = ...,
+        market_data_source: Global___MarketDataSource.ValueType = ...,
+        market_data_problem: _builtins.str = ...,
+        market_data_fallbacks: _builtins.int = ...,
         fees: _builtins.str = ...,
         funding_pnl: _builtins.str = ...,
         position_differences: _builtins.int = ...,
         last_position_difference: _builtins.str = ...,
         liquidations: _builtins.int = ...,
+        interest_pnl: _builtins.str = ...,
         owner: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["failure", b"failure", "heartbeat_time", b"heartbeat_time", "last_cycle_duration", b"last_cycle_duration", "last_cycle_lag", b"last_cycle_lag", "last_cycle_time", b"last_cycle_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cycles", b"cycles", "engine_id", b"engine_id", "failure", b"failure", "fees", b"fees", "funding_pnl", b"funding_pnl", "heartbeat_time", b"heartbeat_time", "last_cycle_duration", b"last_cycle_duration", "last_cycle_lag", b"last_cycle_lag", "last_cycle_time", b"last_cycle_time", "last_error", b"last_error", "last_position_difference", b"last_position_difference", "liquidations", b"liquidations", "mode", b"mode", "name", b"name", "open_orders", b"open_orders", "orders_filled", b"orders_filled", "orders_placed", b"orders_placed", "orders_rejected", b"orders_rejected", "owner", b"owner", "position_differences", b"position_differences", "positions", b"positions", "realized_pnl", b"realized_pnl", "restarts", b"restarts", "skipped_ticks", b"skipped_ticks", "state", b"state", "strategy", b"strategy", "symbols", b"symbols", "unrealized_pnl", b"unrealized_pnl", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cycles", b"cycles", "engine_id", b"engine_id", "failure", b"failure", "fees", b"fees", "funding_pnl", b"funding_pnl", "heartbeat_time", b"heartbeat_time", "interest_pnl", b"interest_pnl", "last_cycle_duration", b"last_cycle_duration", "last_cycle_lag", b"last_cycle_lag", "last_cycle_time", b"last_cycle_time", "last_error", b"last_error", "last_position_difference", b"last_position_difference", "liquidations", b"liquidations", "market_data_fallbacks", b"market_data_fallbacks", "market_data_problem", b"market_data_problem", "market_data_source", b"market_data_source", "mode", b"mode", "name", b"name", "open_orders", b"open_orders", "orders_filled", b"orders_filled", "orders_placed", b"orders_placed", "orders_rejected", b"orders_rejected", "owner", b"owner", "position_differences", b"position_differences", "positions", b"positions", "realized_pnl", b"realized_pnl", "restarts", b"restarts", "skipped_ticks", b"skipped_ticks", "state", b"state", "strategy", b"strategy", "symbols", b"symbols", "unrealized_pnl", b"unrealized_pnl", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -28,7 +28,7 @@ from google.api import resource_pb2 as google_dot_api_dot_resource__pb2
 from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15\x63ts/v1/exchange.proto\x12\x06\x63ts.v1\x1a\x17\x63ts/v1/connection.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/resource.proto\x1a\x1egoogle/protobuf/duration.proto\"\xb2\x02\n\x08\x45xchange\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x08\x12\x19\n\x0b\x65xchange_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x03\x12\x1a\n\x0c\x64isplay_name\x18\x03 \x01(\tB\x04\xe2\x41\x01\x03\x12(\n\tapi_types\x18\x04 \x03(\x0e\x32\x0f.cts.v1.ApiTypeB\x04\xe2\x41\x01\x03\x12\x1f\n\x11testnet_supported\x18\x05 \x01(\x08\x42\x04\xe2\x41\x01\x03\x12!\n\x13passphrase_required\x18\x06 \x01(\x08\x42\x04\xe2\x41\x01\x03\x12,\n\x0brate_limits\x18\x07 \x03(\x0b\x32\x11.cts.v1.RateLimitB\x04\xe2\x41\x01\x03:?\xea\x41<\n\x0f\x63ts.v1/Exchange\x12\x14\x65xchanges/{exchange}*\texchanges2\x08\x65xchange\"\x8e\x01\n\tRateLimit\x12\x0c\n\x04name\x18\x01 \x01(\t\x12%\n\x05scope\x18\x02 \x01(\x0e\x32\x16.cts.v1.RateLimitScope\x12\r\n\x05limit\x18\x03 \x01(\x01\x12+\n\x08interval\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x10\n\x08weighted\x18\x05 \x01(\x08*i\n\x0eRateLimitScope\x12 \n\x1cRATE_LIMIT_SCOPE_UNSPECIFIED\x10\x00\x12\x17\n\x13RATE_LIMIT_SCOPE_IP\x10\x01\x12\x1c\n\x18RATE_LIMIT_SCOPE_ACCOUNT\x10\x02\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15\x63ts/v1/exchange.proto\x12\x06\x63ts.v1\x1a\x17\x63ts/v1/connection.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/resource.proto\x1a\x1egoogle/protobuf/duration.proto\"\xea\x02\n\x08\x45xchange\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x08\x12\x19\n\x0b\x65xchange_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x03\x12\x1a\n\x0c\x64isplay_name\x18\x03 \x01(\tB\x04\xe2\x41\x01\x03\x12(\n\tapi_types\x18\x04 \x03(\x0e\x32\x0f.cts.v1.ApiTypeB\x04\xe2\x41\x01\x03\x12\x1f\n\x11testnet_supported\x18\x05 \x01(\x08\x42\x04\xe2\x41\x01\x03\x12!\n\x13passphrase_required\x18\x06 \x01(\x08\x42\x04\xe2\x41\x01\x03\x12,\n\x0brate_limits\x18\x07 \x03(\x0b\x32\x11.cts.v1.RateLimitB\x04\xe2\x41\x01\x03\x12\x36\n\x10\x61pi_type_support\x18P \x03(\x0b\x32\x16.cts.v1.ApiTypeSupportB\x04\xe2\x41\x01\x03:?\xea\x41<\n\x0f\x63ts.v1/Exchange\x12\x14\x65xchanges/{exchange}*\texchanges2\x08\x65xchange\"\x91\x01\n\x0e\x41piTypeSupport\x12!\n\x08\x61pi_type\x18\x01 \x01(\x0e\x32\x0f.cts.v1.ApiType\x12\x10\n\x08key_test\x18\x02 \x01(\x08\x12\x15\n\rpaper_engines\x18\x03 \x01(\x08\x12\x14\n\x0clive_engines\x18\x04 \x01(\x08\x12\x0f\n\x07streams\x18\x05 \x01(\x08\x12\x0c\n\x04note\x18\x06 \x01(\t\"\x8e\x01\n\tRateLimit\x12\x0c\n\x04name\x18\x01 \x01(\t\x12%\n\x05scope\x18\x02 \x01(\x0e\x32\x16.cts.v1.RateLimitScope\x12\r\n\x05limit\x18\x03 \x01(\x01\x12+\n\x08interval\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x10\n\x08weighted\x18\x05 \x01(\x08*i\n\x0eRateLimitScope\x12 \n\x1cRATE_LIMIT_SCOPE_UNSPECIFIED\x10\x00\x12\x17\n\x13RATE_LIMIT_SCOPE_IP\x10\x01\x12\x1c\n\x18RATE_LIMIT_SCOPE_ACCOUNT\x10\x02\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -49,12 +49,16 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_EXCHANGE'].fields_by_name['passphrase_required']._serialized_options = b'\342A\001\003'
   _globals['_EXCHANGE'].fields_by_name['rate_limits']._loaded_options = None
   _globals['_EXCHANGE'].fields_by_name['rate_limits']._serialized_options = b'\342A\001\003'
+  _globals['_EXCHANGE'].fields_by_name['api_type_support']._loaded_options = None
+  _globals['_EXCHANGE'].fields_by_name['api_type_support']._serialized_options = b'\342A\001\003'
   _globals['_EXCHANGE']._loaded_options = None
   _globals['_EXCHANGE']._serialized_options = b'\352A<\n\017cts.v1/Exchange\022\024exchanges/{exchange}*\texchanges2\010exchange'
-  _globals['_RATELIMITSCOPE']._serialized_start=604
-  _globals['_RATELIMITSCOPE']._serialized_end=709
+  _globals['_RATELIMITSCOPE']._serialized_start=808
+  _globals['_RATELIMITSCOPE']._serialized_end=913
   _globals['_EXCHANGE']._serialized_start=151
-  _globals['_EXCHANGE']._serialized_end=457
-  _globals['_RATELIMIT']._serialized_start=460
-  _globals['_RATELIMIT']._serialized_end=602
+  _globals['_EXCHANGE']._serialized_end=513
+  _globals['_APITYPESUPPORT']._serialized_start=516
+  _globals['_APITYPESUPPORT']._serialized_end=661
+  _globals['_RATELIMIT']._serialized_start=664
+  _globals['_RATELIMIT']._serialized_end=806
 # @@protoc_insertion_point(module_scope)

@@ -60,6 +60,7 @@ class Exchange(_message.Message):
     TESTNET_SUPPORTED_FIELD_NUMBER: _builtins.int
     PASSPHRASE_REQUIRED_FIELD_NUMBER: _builtins.int
     RATE_LIMITS_FIELD_NUMBER: _builtins.int
+    API_TYPE_SUPPORT_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Resource name, `exchanges/{exchange}`."""
     exchange_id: _builtins.str
@@ -78,6 +79,12 @@ class Exchange(_message.Message):
     def rate_limits(self) -> _containers.RepeatedCompositeFieldContainer[Global___RateLimit]:
         """The default request limits the daemon keeps for this exchange."""
 
+    @_builtins.property
+    def api_type_support(self) -> _containers.RepeatedCompositeFieldContainer[Global___ApiTypeSupport]:
+        """What works on each of `api_types`: one entry per api type, in the same
+        order. Every promise here is proved against the exchange simulator.
+        """
+
     def __init__(
         self,
         *,
@@ -88,14 +95,63 @@ class Exchange(_message.Message):
         testnet_supported: _builtins.bool = ...,
         passphrase_required: _builtins.bool = ...,
         rate_limits: _abc.Iterable[Global___RateLimit] | None = ...,
+        api_type_support: _abc.Iterable[Global___ApiTypeSupport] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["api_types", b"api_types", "display_name", b"display_name", "exchange_id", b"exchange_id", "name", b"name", "passphrase_required", b"passphrase_required", "rate_limits", b"rate_limits", "testnet_supported", b"testnet_supported"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["api_type_support", b"api_type_support", "api_types", b"api_types", "display_name", b"display_name", "exchange_id", b"exchange_id", "name", b"name", "passphrase_required", b"passphrase_required", "rate_limits", b"rate_limits", "testnet_supported", b"testnet_supported"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Exchange: _TypeAlias = Exchange  # noqa: Y015
+
+@_typing.final
+class ApiTypeSupport(_message.Message):
+    """What the daemon does on one api type of an exchange."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    API_TYPE_FIELD_NUMBER: _builtins.int
+    KEY_TEST_FIELD_NUMBER: _builtins.int
+    PAPER_ENGINES_FIELD_NUMBER: _builtins.int
+    LIVE_ENGINES_FIELD_NUMBER: _builtins.int
+    STREAMS_FIELD_NUMBER: _builtins.int
+    NOTE_FIELD_NUMBER: _builtins.int
+    api_type: _connection_pb2.ApiType.ValueType
+    """The api type this entry is about."""
+    key_test: _builtins.bool
+    """TestConnection checks a key for this market: its account, permissions
+    and the market's own account (margin, options).
+    """
+    paper_engines: _builtins.bool
+    """StartEngine runs PAPER engines on connections of this api type."""
+    live_engines: _builtins.bool
+    """StartEngine runs LIVE engines on connections of this api type."""
+    streams: _builtins.bool
+    """Market data and order updates arrive over WebSockets on connections of
+    this api type (`MARKET_DATA_METHOD_WEBSOCKET`); otherwise they are polled.
+    """
+    note: _builtins.str
+    """What does not work yet, or works differently, in one sentence; empty
+    when everything above is true.
+    """
+    def __init__(
+        self,
+        *,
+        api_type: _connection_pb2.ApiType.ValueType = ...,
+        key_test: _builtins.bool = ...,
+        paper_engines: _builtins.bool = ...,
+        live_engines: _builtins.bool = ...,
+        streams: _builtins.bool = ...,
+        note: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["api_type", b"api_type", "key_test", b"key_test", "live_engines", b"live_engines", "note", b"note", "paper_engines", b"paper_engines", "streams", b"streams"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ApiTypeSupport: _TypeAlias = ApiTypeSupport  # noqa: Y015
 
 @_typing.final
 class RateLimit(_message.Message):

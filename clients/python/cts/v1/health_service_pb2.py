@@ -28,7 +28,7 @@ from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x63ts/v1/health_service.proto\x12\x06\x63ts.v1\x1a\x17\x63ts/v1/connection.proto\x1a\x19google/api/resource.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x18\n\x16GetSystemStatusRequest\"4\n\x14\x43onnectionStateCount\x12\r\n\x05state\x18\x01 \x01(\t\x12\r\n\x05\x63ount\x18\x02 \x01(\x05\"\xb0\x02\n\x0eRateLimitUsage\x12\r\n\x05scope\x18\x01 \x01(\t\x12\x0c\n\x04used\x18\x02 \x01(\x01\x12\r\n\x05limit\x18\x03 \x01(\x01\x12+\n\x08interval\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\r\n\x05waits\x18\x05 \x01(\x03\x12,\n\twait_time\x18\x06 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x14\n\x0crate_limited\x18\x07 \x01(\x03\x12\x30\n\x0cpaused_until\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x08\x63ounting\x18\t \x01(\x0e\x32\x19.cts.v1.RateLimitCounting\x12\x13\n\x0b\x66leet_share\x18\n \x01(\x01\"\xbe\x02\n\x17GetSystemStatusResponse\x12\x0f\n\x07version\x18\x01 \x01(\t\x12)\n\x06uptime\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12.\n\nstart_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x31\n\x0b\x63onnections\x18\x04 \x03(\x0b\x32\x1c.cts.v1.ConnectionStateCount\x12+\n\x0brate_limits\x18\x05 \x03(\x0b\x32\x16.cts.v1.RateLimitUsage\x12\x14\n\x0cstore_status\x18\x06 \x01(\t\x12\x16\n\x0eschema_version\x18\x07 \x01(\x05\x12)\n\x07\x65ngines\x18\x08 \x03(\x0b\x32\x18.cts.v1.EngineStateCount\"0\n\x10\x45ngineStateCount\x12\r\n\x05state\x18\x01 \x01(\t\x12\r\n\x05\x63ount\x18\x02 \x01(\x05\"-\n\x1bGetConnectionsHealthRequest\x12\x0e\n\x06\x66ilter\x18\x01 \x01(\t\"\xd6\x03\n\x10\x43onnectionHealth\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x10\n\x08\x65xchange\x18\x03 \x01(\t\x12\x0f\n\x07\x65nabled\x18\x04 \x01(\x08\x12,\n\x10last_test_status\x18\x05 \x01(\x0e\x32\x12.cts.v1.TestStatus\x12\x32\n\x0elast_test_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x12last_failure_class\x18\x07 \x01(\x0e\x32\x14.cts.v1.FailureClass\x12\x12\n\nerror_rate\x18\x08 \x01(\x01\x12\x17\n\x0ftests_in_window\x18\t \x01(\x05\x12)\n\x06window\x18\n \x01(\x0b\x32\x19.google.protobuf.Duration\x12+\n\x0brate_limits\x18\x0b \x03(\x0b\x32\x16.cts.v1.RateLimitUsage:b\xea\x41_\n\x17\x63ts.v1/ConnectionHealth\x12\x1f\x63onnections/{connection}/health*\x11\x63onnectionsHealth2\x10\x63onnectionHealth\"M\n\x1cGetConnectionsHealthResponse\x12-\n\x0b\x63onnections\x18\x01 \x03(\x0b\x32\x18.cts.v1.ConnectionHealth\"\x16\n\x14VerifyStartupRequest\"i\n\x0cStartupCheck\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06passed\x18\x02 \x01(\x08\x12\x0e\n\x06\x64\x65tail\x18\x03 \x01(\t\x12+\n\x08\x64uration\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\"M\n\x15VerifyStartupResponse\x12$\n\x06\x63hecks\x18\x01 \x03(\x0b\x32\x14.cts.v1.StartupCheck\x12\x0e\n\x06passed\x18\x02 \x01(\x08*\xba\x01\n\x11RateLimitCounting\x12#\n\x1fRATE_LIMIT_COUNTING_UNSPECIFIED\x10\x00\x12\x1d\n\x19RATE_LIMIT_COUNTING_LOCAL\x10\x01\x12\x1e\n\x1aRATE_LIMIT_COUNTING_SHARED\x10\x02\x12 \n\x1cRATE_LIMIT_COUNTING_FALLBACK\x10\x03\x12\x1f\n\x1bRATE_LIMIT_COUNTING_BLOCKED\x10\x04\x32\x9a\x02\n\rHealthService\x12T\n\x0fGetSystemStatus\x12\x1e.cts.v1.GetSystemStatusRequest\x1a\x1f.cts.v1.GetSystemStatusResponse\"\x00\x12\x63\n\x14GetConnectionsHealth\x12#.cts.v1.GetConnectionsHealthRequest\x1a$.cts.v1.GetConnectionsHealthResponse\"\x00\x12N\n\rVerifyStartup\x12\x1c.cts.v1.VerifyStartupRequest\x1a\x1d.cts.v1.VerifyStartupResponse\"\x00\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x63ts/v1/health_service.proto\x12\x06\x63ts.v1\x1a\x17\x63ts/v1/connection.proto\x1a\x19google/api/resource.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x18\n\x16GetSystemStatusRequest\"4\n\x14\x43onnectionStateCount\x12\r\n\x05state\x18\x01 \x01(\t\x12\r\n\x05\x63ount\x18\x02 \x01(\x05\"\xb0\x02\n\x0eRateLimitUsage\x12\r\n\x05scope\x18\x01 \x01(\t\x12\x0c\n\x04used\x18\x02 \x01(\x01\x12\r\n\x05limit\x18\x03 \x01(\x01\x12+\n\x08interval\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\r\n\x05waits\x18\x05 \x01(\x03\x12,\n\twait_time\x18\x06 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x14\n\x0crate_limited\x18\x07 \x01(\x03\x12\x30\n\x0cpaused_until\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x08\x63ounting\x18\t \x01(\x0e\x32\x19.cts.v1.RateLimitCounting\x12\x13\n\x0b\x66leet_share\x18\n \x01(\x01\"\xe5\x02\n\x17GetSystemStatusResponse\x12\x0f\n\x07version\x18\x01 \x01(\t\x12)\n\x06uptime\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12.\n\nstart_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x31\n\x0b\x63onnections\x18\x04 \x03(\x0b\x32\x1c.cts.v1.ConnectionStateCount\x12+\n\x0brate_limits\x18\x05 \x03(\x0b\x32\x16.cts.v1.RateLimitUsage\x12\x14\n\x0cstore_status\x18\x06 \x01(\t\x12\x16\n\x0eschema_version\x18\x07 \x01(\x05\x12)\n\x07\x65ngines\x18\x08 \x03(\x0b\x32\x18.cts.v1.EngineStateCount\x12%\n\x07streams\x18< \x03(\x0b\x32\x14.cts.v1.MarketStream\"\xd6\x01\n\x0cMarketStream\x12\x0e\n\x06stream\x18\x01 \x01(\t\x12\r\n\x05state\x18\x02 \x01(\t\x12\x1b\n\x13messages_per_second\x18\x03 \x01(\x01\x12+\n\x08\x64\x61ta_age\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x12\n\nreconnects\x18\x05 \x01(\x03\x12\x16\n\x0erest_fallbacks\x18\x06 \x01(\x03\x12\x11\n\tconsumers\x18\x07 \x01(\x05\x12\x0f\n\x07resyncs\x18\x08 \x01(\x03\x12\r\n\x05\x65rror\x18\t \x01(\t\"0\n\x10\x45ngineStateCount\x12\r\n\x05state\x18\x01 \x01(\t\x12\r\n\x05\x63ount\x18\x02 \x01(\x05\"-\n\x1bGetConnectionsHealthRequest\x12\x0e\n\x06\x66ilter\x18\x01 \x01(\t\"\xd6\x03\n\x10\x43onnectionHealth\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x10\n\x08\x65xchange\x18\x03 \x01(\t\x12\x0f\n\x07\x65nabled\x18\x04 \x01(\x08\x12,\n\x10last_test_status\x18\x05 \x01(\x0e\x32\x12.cts.v1.TestStatus\x12\x32\n\x0elast_test_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x12last_failure_class\x18\x07 \x01(\x0e\x32\x14.cts.v1.FailureClass\x12\x12\n\nerror_rate\x18\x08 \x01(\x01\x12\x17\n\x0ftests_in_window\x18\t \x01(\x05\x12)\n\x06window\x18\n \x01(\x0b\x32\x19.google.protobuf.Duration\x12+\n\x0brate_limits\x18\x0b \x03(\x0b\x32\x16.cts.v1.RateLimitUsage:b\xea\x41_\n\x17\x63ts.v1/ConnectionHealth\x12\x1f\x63onnections/{connection}/health*\x11\x63onnectionsHealth2\x10\x63onnectionHealth\"M\n\x1cGetConnectionsHealthResponse\x12-\n\x0b\x63onnections\x18\x01 \x03(\x0b\x32\x18.cts.v1.ConnectionHealth\"\x16\n\x14VerifyStartupRequest\"i\n\x0cStartupCheck\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06passed\x18\x02 \x01(\x08\x12\x0e\n\x06\x64\x65tail\x18\x03 \x01(\t\x12+\n\x08\x64uration\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\"M\n\x15VerifyStartupResponse\x12$\n\x06\x63hecks\x18\x01 \x03(\x0b\x32\x14.cts.v1.StartupCheck\x12\x0e\n\x06passed\x18\x02 \x01(\x08*\xba\x01\n\x11RateLimitCounting\x12#\n\x1fRATE_LIMIT_COUNTING_UNSPECIFIED\x10\x00\x12\x1d\n\x19RATE_LIMIT_COUNTING_LOCAL\x10\x01\x12\x1e\n\x1aRATE_LIMIT_COUNTING_SHARED\x10\x02\x12 \n\x1cRATE_LIMIT_COUNTING_FALLBACK\x10\x03\x12\x1f\n\x1bRATE_LIMIT_COUNTING_BLOCKED\x10\x04\x32\x9a\x02\n\rHealthService\x12T\n\x0fGetSystemStatus\x12\x1e.cts.v1.GetSystemStatusRequest\x1a\x1f.cts.v1.GetSystemStatusResponse\"\x00\x12\x63\n\x14GetConnectionsHealth\x12#.cts.v1.GetConnectionsHealthRequest\x1a$.cts.v1.GetConnectionsHealthResponse\"\x00\x12N\n\rVerifyStartup\x12\x1c.cts.v1.VerifyStartupRequest\x1a\x1d.cts.v1.VerifyStartupResponse\"\x00\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,8 +37,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_CONNECTIONHEALTH']._loaded_options = None
   _globals['_CONNECTIONHEALTH']._serialized_options = b'\352A_\n\027cts.v1/ConnectionHealth\022\037connections/{connection}/health*\021connectionsHealth2\020connectionHealth'
-  _globals['_RATELIMITCOUNTING']._serialized_start=1724
-  _globals['_RATELIMITCOUNTING']._serialized_end=1910
+  _globals['_RATELIMITCOUNTING']._serialized_start=1980
+  _globals['_RATELIMITCOUNTING']._serialized_end=2166
   _globals['_GETSYSTEMSTATUSREQUEST']._serialized_start=156
   _globals['_GETSYSTEMSTATUSREQUEST']._serialized_end=180
   _globals['_CONNECTIONSTATECOUNT']._serialized_start=182
@@ -46,21 +46,23 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_RATELIMITUSAGE']._serialized_start=237
   _globals['_RATELIMITUSAGE']._serialized_end=541
   _globals['_GETSYSTEMSTATUSRESPONSE']._serialized_start=544
-  _globals['_GETSYSTEMSTATUSRESPONSE']._serialized_end=862
-  _globals['_ENGINESTATECOUNT']._serialized_start=864
-  _globals['_ENGINESTATECOUNT']._serialized_end=912
-  _globals['_GETCONNECTIONSHEALTHREQUEST']._serialized_start=914
-  _globals['_GETCONNECTIONSHEALTHREQUEST']._serialized_end=959
-  _globals['_CONNECTIONHEALTH']._serialized_start=962
-  _globals['_CONNECTIONHEALTH']._serialized_end=1432
-  _globals['_GETCONNECTIONSHEALTHRESPONSE']._serialized_start=1434
-  _globals['_GETCONNECTIONSHEALTHRESPONSE']._serialized_end=1511
-  _globals['_VERIFYSTARTUPREQUEST']._serialized_start=1513
-  _globals['_VERIFYSTARTUPREQUEST']._serialized_end=1535
-  _globals['_STARTUPCHECK']._serialized_start=1537
-  _globals['_STARTUPCHECK']._serialized_end=1642
-  _globals['_VERIFYSTARTUPRESPONSE']._serialized_start=1644
-  _globals['_VERIFYSTARTUPRESPONSE']._serialized_end=1721
-  _globals['_HEALTHSERVICE']._serialized_start=1913
-  _globals['_HEALTHSERVICE']._serialized_end=2195
+  _globals['_GETSYSTEMSTATUSRESPONSE']._serialized_end=901
+  _globals['_MARKETSTREAM']._serialized_start=904
+  _globals['_MARKETSTREAM']._serialized_end=1118
+  _globals['_ENGINESTATECOUNT']._serialized_start=1120
+  _globals['_ENGINESTATECOUNT']._serialized_end=1168
+  _globals['_GETCONNECTIONSHEALTHREQUEST']._serialized_start=1170
+  _globals['_GETCONNECTIONSHEALTHREQUEST']._serialized_end=1215
+  _globals['_CONNECTIONHEALTH']._serialized_start=1218
+  _globals['_CONNECTIONHEALTH']._serialized_end=1688
+  _globals['_GETCONNECTIONSHEALTHRESPONSE']._serialized_start=1690
+  _globals['_GETCONNECTIONSHEALTHRESPONSE']._serialized_end=1767
+  _globals['_VERIFYSTARTUPREQUEST']._serialized_start=1769
+  _globals['_VERIFYSTARTUPREQUEST']._serialized_end=1791
+  _globals['_STARTUPCHECK']._serialized_start=1793
+  _globals['_STARTUPCHECK']._serialized_end=1898
+  _globals['_VERIFYSTARTUPRESPONSE']._serialized_start=1900
+  _globals['_VERIFYSTARTUPRESPONSE']._serialized_end=1977
+  _globals['_HEALTHSERVICE']._serialized_start=2169
+  _globals['_HEALTHSERVICE']._serialized_end=2451
 # @@protoc_insertion_point(module_scope)

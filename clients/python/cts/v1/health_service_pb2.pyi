@@ -183,6 +183,7 @@ class GetSystemStatusResponse(_message.Message):
     STORE_STATUS_FIELD_NUMBER: _builtins.int
     SCHEMA_VERSION_FIELD_NUMBER: _builtins.int
     ENGINES_FIELD_NUMBER: _builtins.int
+    STREAMS_FIELD_NUMBER: _builtins.int
     version: _builtins.str
     """ctsd's version."""
     store_status: _builtins.str
@@ -209,6 +210,12 @@ class GetSystemStatusResponse(_message.Message):
     def engines(self) -> _containers.RepeatedCompositeFieldContainer[Global___EngineStateCount]:
         """Engines by lifecycle state (`running`, `failed`, ...)."""
 
+    @_builtins.property
+    def streams(self) -> _containers.RepeatedCompositeFieldContainer[Global___MarketStream]:
+        """Every WebSocket subscription of the market-data hub, shared by the engines that
+        read it (market_data_method websocket).
+        """
+
     def __init__(
         self,
         *,
@@ -220,14 +227,73 @@ class GetSystemStatusResponse(_message.Message):
         store_status: _builtins.str = ...,
         schema_version: _builtins.int = ...,
         engines: _abc.Iterable[Global___EngineStateCount] | None = ...,
+        streams: _abc.Iterable[Global___MarketStream] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["start_time", b"start_time", "uptime", b"uptime"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["connections", b"connections", "engines", b"engines", "rate_limits", b"rate_limits", "schema_version", b"schema_version", "start_time", b"start_time", "store_status", b"store_status", "uptime", b"uptime", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["connections", b"connections", "engines", b"engines", "rate_limits", b"rate_limits", "schema_version", b"schema_version", "start_time", b"start_time", "store_status", b"store_status", "streams", b"streams", "uptime", b"uptime", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetSystemStatusResponse: _TypeAlias = GetSystemStatusResponse  # noqa: Y015
+
+@_typing.final
+class MarketStream(_message.Message):
+    """One shared WebSocket subscription of the market-data hub."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STREAM_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    MESSAGES_PER_SECOND_FIELD_NUMBER: _builtins.int
+    DATA_AGE_FIELD_NUMBER: _builtins.int
+    RECONNECTS_FIELD_NUMBER: _builtins.int
+    REST_FALLBACKS_FIELD_NUMBER: _builtins.int
+    CONSUMERS_FIELD_NUMBER: _builtins.int
+    RESYNCS_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    stream: _builtins.str
+    """`exchange:api_type:kind:key`, e.g. `binance:spot:ticker:BTC/USDT`."""
+    state: _builtins.str
+    """starting, live, stale (data older than its cadence: resubscribing), down
+    (reconnecting) or failed (the venue refused it; see `error`).
+    """
+    messages_per_second: _builtins.float
+    """Messages a second over the last second."""
+    reconnects: _builtins.int
+    """Reconnections of its connection."""
+    rest_fallbacks: _builtins.int
+    """Reads its consumers served over REST while it was not live."""
+    consumers: _builtins.int
+    """Engines (and checks) reading it."""
+    resyncs: _builtins.int
+    """Order-book resyncs from a REST snapshot after a sequence gap."""
+    error: _builtins.str
+    """Why it is not live, when it says."""
+    @_builtins.property
+    def data_age(self) -> _duration_pb2.Duration:
+        """Time since its last data; unset before the first."""
+
+    def __init__(
+        self,
+        *,
+        stream: _builtins.str = ...,
+        state: _builtins.str = ...,
+        messages_per_second: _builtins.float = ...,
+        data_age: _duration_pb2.Duration | None = ...,
+        reconnects: _builtins.int = ...,
+        rest_fallbacks: _builtins.int = ...,
+        consumers: _builtins.int = ...,
+        resyncs: _builtins.int = ...,
+        error: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["data_age", b"data_age"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["consumers", b"consumers", "data_age", b"data_age", "error", b"error", "messages_per_second", b"messages_per_second", "reconnects", b"reconnects", "rest_fallbacks", b"rest_fallbacks", "resyncs", b"resyncs", "state", b"state", "stream", b"stream"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MarketStream: _TypeAlias = MarketStream  # noqa: Y015
 
 @_typing.final
 class EngineStateCount(_message.Message):

@@ -1,0 +1,51 @@
+"""Spot margin as the engine sees it: the venue's lending terms and its interest charges.
+
+Plain values, venue-neutral: the exchange layer fills them from each venue's
+answers (`ctsd.wiring.engine_margin`), the paper account computes with them
+(`ctsd.engine.brokers.paper_margin`). A margin engine trades cross margin: an
+order borrows what it lacks (a sell of more than is held borrows the base: a short)
+and what an order brings in repays the asset's loan first, interest first.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import ROUND_UP, Decimal
+
+ZERO = Decimal(0)
+AMOUNT_STEP = Decimal("0.00000001")
+
+
+@dataclass(frozen=True, slots=True)
+class LendingTerms:
+    """How the venue lends (`ctsd.exchanges.model.LendingTerms`, in the engine's terms)."""
+
+    max_leverage: Decimal
+    liquidation_level: Decimal
+    period_rates: tuple[tuple[str, Decimal], ...]
+    period_ms: int = 3_600_000
+    charge_on_borrow: bool = False
+    liquidation_margin: Decimal | None = None
+    margin_per_order: bool = False
+
+    @property
+    def initial_level(self) -> Decimal:
+        """The margin level a borrow may not go below: 1.5 at 3x."""
+        return self.max_leverage / (self.max_leverage - 1)
+
+    def rate(self, asset: str) -> Decimal:
+        return next((r for a, r in self.period_rates if a == asset), ZERO)
+
+    def charge(self, borrowed: Decimal, asset: str) -> Decimal:
+        """One period's interest on `borrowed`, rounded up as the venues charge it."""
+        return (borrowed * self.rate(asset)).quantize(AMOUNT_STEP, ROUND_UP)
+
+
+@dataclass(frozen=True, slots=True)
+class InterestCharge:
+    """One interest charge in the borrowed asset, under the venue's (or paper's) id."""
+
+    charge_id: str
+    asset: str
+    amount: Decimal
+    timestamp_ms: int

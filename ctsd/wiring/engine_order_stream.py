@@ -1,0 +1,175 @@
+"""`OrderFeed`: a LIVE engine's private order stream, as the broker's `OrderUpdates`.
+
+Why a task of its own: ccxt.pro delivers only while someone awaits
+`watch_orders`, and a fill must not wait for the next market event to be read.
+The feed awaits it continuously, converts each update to the engine's
+`ExchangeOrder` (orders without an engine client order id, or of types the
+engine does not place, are none of its business), buffers them for the broker
+and wakes the engine, so a fill triggers a cycle at once.
+
+Any failure of the stream is a *gap*: the broker reconciles over REST before
+it trusts the stream again. A refused login (authentication, permission) is
+not retried: the broker fails the engine naming the venue's reason. The stream
+counts as live once its connection is up with the watch pending and nothing
+failed: an idle account sends nothing, and that must not read as an outage.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from ctsd.clock import Clock
+from ctsd.engine.ports import ExchangeOrder
+from ctsd.errors import ExchangeFailure, FailureClass
+from ctsd.exchanges.model import Order
+from ctsd.exchanges.streams import OrderStream
+
+log = logging.getLogger("ctsd.engine")
+
+REFUSED = (FailureClass.AUTHENTICATION, FailureClass.PERMISSION, FailureClass.IP_NOT_ALLOWED)
+
+
+class OrderFeed:
+    def __init__(self, stream: OrderStream, reopen: Callable[[], Awaitable[OrderStream]],
+                 convert: Callable[[Order], ExchangeOrder | None],
+                 on_update: Callable[[], None], clock: Clock, *, settle_s: float = 1.0,
+                 retry_s: float = 1.0, max_retry_s: float = 30.0) -> None:
+        self._stream = stream
+        self._reopen = reopen
+        self._suspected = False
+        self._convert = convert
+        self._on_update = on_update
+        self._clock = clock
+        self._settle_s = settle_s
+        self._retry_s = retry_s
+        self._max_retry_s = max_retry_s
+        self._buffer: list[ExchangeOrder] = []
+        self._gap = False
+        self._live = False
+        self._refused = False
+        self.problem = "connecting"
+        self.updates = 0
+        self.gaps = 0
+        self._task: asyncio.Task[None] | None = None
+        self._watch: asyncio.Future[list[Order]] | None = None
+        self._became_live = asyncio.Event()
+
+    # --- OrderUpdates --------------------------------------------------------------------------
+
+    def drain(self) -> tuple[list[ExchangeOrder], bool]:
+        buffer, self._buffer = self._buffer, []
+        gap, self._gap = self._gap, False
+        return buffer, gap
+
+    @property
+    def gap(self) -> bool:
+        return self._gap
+
+    @property
+    def live(self) -> bool:
+        return self._live
+
+    @property
+    def refused(self) -> bool:
+        return self._refused
+
+    def suspect(self) -> None:
+        """The broker missed an update it expected: a new connection (a gap)."""
+        self._suspected = True
+        if self._watch is not None:
+            self._watch.cancel()
+
+    # --- the task ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="order-stream")
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self._stream.close()
+
+    async def _run(self) -> None:
+        failures = 0
+        while True:
+            watch = None
+            try:
+                if self._suspected:
+                    await self._resubscribe()
+                self._watch = watch = asyncio.ensure_future(self._stream.orders())
+                if not self._live:
+                    await self._settle(watch)
+                orders = await watch
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    raise  # the feed is closing
+                continue  # `suspect` cancelled the watch: resubscribe
+            except ExchangeFailure as exc:
+                self._interrupted(exc)
+                if self._refused:
+                    return
+                failures += 1
+                await self._clock.sleep(min(self._max_retry_s,
+                                            self._retry_s * 2 ** (failures - 1)))
+                continue
+            finally:
+                if watch is not None:
+                    watch.cancel()
+            failures = 0
+            self._up()
+            found = [o for o in map(self._convert, orders) if o is not None]
+            if found:
+                self._buffer.extend(found)
+                self.updates += len(found)
+                self._on_update()
+
+    async def _resubscribe(self) -> None:
+        self._suspected = False
+        self._live, self._gap = False, True
+        self.gaps += 1
+        self.problem = "resubscribing: an expected order update did not come"
+        log.warning("private order stream silent; resubscribing",
+                    extra={"exchange": self._stream.target.exchange})
+        await self._stream.close()
+        self._stream = await self._reopen()
+
+    async def _settle(self, watch: asyncio.Future[list[Order]]) -> None:
+        """Live once the watch has been pending `settle_s` on an open connection."""
+        sleeper: asyncio.Future[Any] = asyncio.ensure_future(self._clock.sleep(self._settle_s))
+        try:
+            await asyncio.wait((watch, sleeper), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            sleeper.cancel()
+        if not watch.done() and self._stream.connected():
+            self._up()
+
+    def _up(self) -> None:
+        if not self._live:
+            self._live, self.problem = True, ""
+            self._became_live.set()
+
+    async def until_live(self) -> None:
+        """Until the stream is up (logged in, subscribed)."""
+        while not self._live:
+            self._became_live.clear()
+            await self._became_live.wait()
+
+    def _interrupted(self, exc: ExchangeFailure) -> None:
+        was_live = self._live
+        self._live, self._gap = False, True
+        self.gaps += 1
+        self.problem = exc.detail
+        if exc.failure in REFUSED:
+            self._refused = True
+            self.problem = f"login refused: {exc.detail} ({exc.failure.remedy})"
+        if was_live or self._refused:
+            log.warning("private order stream interrupted", extra={
+                "exchange": self._stream.target.exchange, "error": self.problem})
+        self._on_update()  # the engine reconciles (or fails) now, not at its next event

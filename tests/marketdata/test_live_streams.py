@@ -1,0 +1,158 @@
+"""A LIVE broker on Binance's private order stream (ccxt.pro on the simulator) through every
+WebSocket fault kind: each fill is booked exactly once, over the stream or over REST
+reconciliation when the stream had a gap or stalled silently, and the simulator counts no
+limit breached. The price is moved by hand, so a resting order fills when the test says."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from decimal import ROUND_DOWN, Decimal
+
+import pytest
+import pytest_asyncio
+
+from ctsd.clock import SystemClock
+from ctsd.engine.brokers.live import LiveBroker
+from ctsd.engine.orders import Execution, Fill, OrderRequest, OrderStatus, client_order_id
+from ctsd.exchanges.factory import ExchangeClientFactory
+from ctsd.exchanges.streams import OrderStream
+from ctsd.ratelimit import Lane
+from ctsd.sim.faults import FaultKind, FaultSpec
+from ctsd.sim.server import SimulatorServer
+from ctsd.strategies.model import (
+    MarketInfo,
+    MarketSnapshot,
+    OrderType,
+    Side,
+    SymbolMarket,
+    Ticker,
+)
+from ctsd.wiring.engine_order_stream import OrderFeed
+from ctsd.wiring.engine_orders import ExchangeOrders
+from tests.marketdata.conftest import BINANCE, WAIT_S, polled, violations, ws_connections
+from tests.support.exchange_clients import CREDENTIALS
+
+SYMBOL = "BTC/USDT"
+AMOUNT = Decimal("0.001")
+PRIVATE = "/ws-api"
+"""Where Binance spot's user data streams (the WebSocket API ccxt.pro logs in to)."""
+
+
+@dataclass
+class Live:
+    broker: LiveBroker
+    feed: OrderFeed
+    woken: list[int]
+
+
+@pytest_asyncio.fixture
+async def live(factory: ExchangeClientFactory) -> AsyncIterator[Live]:
+    client = await factory.client(BINANCE, CREDENTIALS, lane=Lane.ORDER)
+    orders = ExchangeOrders(client)
+
+    async def reopen() -> OrderStream:
+        return await factory.order_stream(BINANCE, CREDENTIALS)
+
+    woken: list[int] = []
+    feed = OrderFeed(await reopen(), reopen, orders.streamed, lambda: woken.append(1),
+                     SystemClock(), settle_s=0.3, retry_s=0.05, max_retry_s=0.5)
+    feed.start()
+    broker = LiveBroker(orders, (SYMBOL,), SystemClock(), check_before_place=False,
+                        updates=feed, reconcile_s=3600, echo_s=2.0)
+    try:
+        await broker.reconcile([], [])
+        async with asyncio.timeout(WAIT_S):
+            await feed.until_live()
+        yield Live(broker, feed, woken)
+    finally:
+        await feed.close()
+        await client.close()
+
+
+async def fill_one(server: SimulatorServer, live: Live, cycle: int, fault: FaultSpec | None,
+                   ) -> list[Fill]:
+    """Rest a buy under the market, inject `fault`, move the price through the buy, and
+    refresh as engine cycles do until the broker has it FILLED; the fills it booked."""
+    market = server.sim.market
+    price = market.price(SYMBOL)
+    limit = (price * Decimal("0.99")).quantize(Decimal("0.1"), ROUND_DOWN)
+    request = OrderRequest(client_order_id("e1e1", cycle, 0), SYMBOL, Side.BUY, OrderType.LIMIT,
+                           AMOUNT, limit, "test", cycle)
+    placed = await live.broker.place(request)
+    assert placed.order.status is OrderStatus.OPEN, placed
+    if fault is not None:
+        server.sim.add_fault(fault)
+    server.sim.set_price(SYMBOL, limit - 10)  # crosses the buy: it fills on the venue
+    booked: list[Execution] = []
+    async with asyncio.timeout(WAIT_S):
+        while not any(e.order.status is OrderStatus.FILLED for e in booked):
+            now = live.broker.refresh_now()
+            booked += now if now is not None else await live.broker.refresh()
+            await asyncio.sleep(0.05)  # an engine's next event
+    server.sim.clear_faults()
+    server.sim.set_price(SYMBOL, price)
+    return [f for e in booked for f in e.fills if f.client_order_id == request.client_order_id]
+
+
+@pytest.mark.asyncio
+async def test_every_fill_is_booked_once_through_every_websocket_fault(
+    server: SimulatorServer, live: Live,
+) -> None:
+    faults = [None] + [FaultSpec(kind, venue="binance", path_prefix=PRIVATE, delay_s=delay)
+                       for kind, delay in ((FaultKind.WS_DROP, 1.0), (FaultKind.WS_STALL, 30.0),
+                                           (FaultKind.WS_DELAY, 0.5), (FaultKind.WS_GAP, 1.0),
+                                           (FaultKind.WS_DISCONNECT_EVERY, 0.5))]
+    reconciled = []
+    for cycle, fault in enumerate(faults, start=1):
+        before = live.broker.reconciliations
+        fills = await fill_one(server, live, cycle, fault)
+        assert sum(f.amount for f in fills) == AMOUNT, (fault, fills)
+        assert len({f.trade_id for f in fills}) == len(fills)
+        reconciled.append(live.broker.reconciliations > before)
+    assert reconciled[0] is False  # no fault: the fill came by stream, no REST asked
+    assert reconciled[1] and reconciled[2]  # a drop is a gap; a silent stall a missing echo
+    assert live.feed.gaps >= 2 and live.woken
+    assert violations(server) == {}
+
+
+def traded_at(price: Decimal) -> MarketSnapshot:
+    ticker = Ticker(SYMBOL, price, price, price, 0)
+    info = MarketInfo(SYMBOL, "BTC", "USDT", Decimal("0.001"), Decimal("0.001"))
+    return MarketSnapshot(0, (SymbolMarket(info, ticker),))
+
+
+@pytest.mark.asyncio
+async def test_a_fill_lost_in_a_silent_stall_is_reconciled_once_the_market_trades_through(
+    server: SimulatorServer, live: Live,
+) -> None:
+    """The order's echo came, then the private stream stalls (pings go on) and the fill's
+    update is lost: the market trading through the order's price is what says an update
+    is due; its absence is a gap, reconciled long before the slow interval (an hour here)."""
+    price = server.sim.market.price(SYMBOL)
+    limit = (price * Decimal("0.99")).quantize(Decimal("0.1"), ROUND_DOWN)
+    request = OrderRequest(client_order_id("e2e2", 1, 0), SYMBOL, Side.BUY, OrderType.LIMIT,
+                           AMOUNT, limit, "test", 1)
+    woken = len(live.woken)
+    assert (await live.broker.place(request)).order.status is OrderStatus.OPEN
+    await polled(lambda: len(live.woken) > woken)  # the order's own update came by stream
+    assert live.broker.refresh_now() is not None  # the stream is trusted: no REST
+    server.sim.add_fault(FaultSpec(FaultKind.WS_STALL, venue="binance", path_prefix=PRIVATE,
+                                   delay_s=60.0))
+    await polled(lambda: any(c["stalled"] for c in ws_connections(server)  # its next tick
+                             if c["path"].startswith(PRIVATE)))
+    server.sim.set_price(SYMBOL, limit - 10)
+    before = live.broker.reconciliations
+    booked: list[Execution] = []
+    async with asyncio.timeout(WAIT_S):
+        while not any(e.order.status is OrderStatus.FILLED for e in booked):
+            now = live.broker.refresh_now()
+            booked += now if now is not None else await live.broker.refresh()
+            await live.broker.poll(traded_at(limit - 10))  # what the engine's cycle reads
+            await asyncio.sleep(0.05)
+    server.sim.clear_faults()
+    server.sim.set_price(SYMBOL, price)
+    fills = [f for e in booked for f in e.fills]
+    assert sum(f.amount for f in fills) == AMOUNT and live.broker.reconciliations > before
+    assert violations(server) == {}

@@ -1,0 +1,94 @@
+"""Every (exchange, api type) `ListExchanges` promises engines on: a PAPER and a LIVE grid
+run 100 one-minute cycles on the simulator's seeded path with unmodified ccxt, fill orders
+and end without an error. The cases come from the registry the list encodes (as in
+`tests/api/test_exchange_list.py`, which proves the same through the daemon with one
+fill): a promise added to the list is run here too. Halfway the underlying is taken 1 %
+down, so the grid's buys fill whatever the path did until then. The venues' limits and the
+daemon's are scaled up alike (as in `bench/parity_bench.py`): the minutes are the market
+clock's, and this measures the engines, not the rate limiters."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from decimal import Decimal
+
+import pytest
+import pytest_asyncio
+
+from ctsd.engine.config import EngineConfig, PaperSettings, TradingMode
+from ctsd.exchanges.factory import ExchangeClientFactory
+from ctsd.exchanges.model import ConnectionTarget
+from ctsd.exchanges.registry import ExchangeRegistry
+from ctsd.exchanges.spec import ApiType
+from ctsd.ratelimit import Lane, LimitOverride, RateLimiter, RateLimitOverrides
+from ctsd.sim.ratelimit import RateLimitConfig
+from ctsd.sim.server import SimulatorServer
+from ctsd.store.engines import SqlEngineStore
+from tests.support.exchange_clients import make_factory
+from tests.support.market_rig import MarketRig, funded_config, nearest_call, start_clock
+
+pytestmark = pytest.mark.asyncio
+CYCLES = 100
+SCALE = 100
+REGISTRY = ExchangeRegistry.default()
+PAIRS = {ApiType.SPOT: "BTC/USDT", ApiType.MARGIN: "BTC/USDT",
+         ApiType.PERPETUAL_FUTURES: "BTC/USDT:USDT"}
+CASES = [pytest.param(spec.id, api_type, mode, id=f"{spec.id}-{api_type.value}-{mode.value}")
+         for spec in REGISTRY.all() for api_type in spec.api_types
+         for mode in (TradingMode.PAPER, TradingMode.LIVE)
+         if (spec.support_of(api_type).paper if mode is TradingMode.PAPER
+             else spec.support_of(api_type).live)]
+
+
+@pytest_asyncio.fixture
+async def funded_server() -> AsyncIterator[SimulatorServer]:
+    async with SimulatorServer(funded_config(limits=RateLimitConfig(scale=SCALE))) as srv:
+        yield srv
+
+
+@pytest_asyncio.fixture
+async def funded_factory(funded_server: SimulatorServer,
+                         ) -> AsyncIterator[ExchangeClientFactory]:
+    raised = RateLimitOverrides(limits={
+        (spec.id, limit.name): LimitOverride(limit=limit.limit * SCALE)
+        for spec in REGISTRY.all() for limit in spec.rate_limits})
+    async with RateLimiter() as limiter, make_factory(funded_server, limiter,
+                                                      overrides=raised) as built:
+        yield built
+
+
+@pytest.mark.parametrize(("exchange", "api_type", "mode"), CASES)
+async def test_an_advertised_engine_runs_a_hundred_cycles_and_fills(
+    funded_server: SimulatorServer, funded_factory: ExchangeClientFactory,
+    store: SqlEngineStore, exchange: str, api_type: ApiType, mode: TradingMode,
+) -> None:
+    clock = start_clock(funded_server)
+    option = api_type is ApiType.OPTIONS
+    symbol = (nearest_call(funded_server, clock.now_ms() + 4 * 3_600_000)[0] if option
+              else PAIRS[api_type])
+    client = await funded_factory.client(ConnectionTarget(exchange, api_type), None,
+                                         lane=Lane.POLL)
+    try:
+        mid = (await client.fetch_ticker(symbol)).last
+    finally:
+        await client.close()
+    assert mid is not None
+    rig = MarketRig(funded_server, funded_factory, store, exchange, api_type, symbol, clock)
+    params = {"reference_price": str(mid), "spacing_pct": "3" if option else "0.2",
+              "levels": "3", "amount": "0.1" if option else "0.001"}
+    config = EngineConfig("grid", (symbol,), params, mode,
+                          paper=PaperSettings((("USDT", Decimal(20_000)),), Decimal(0)))
+    try:
+        engine = await rig.engine(config)
+        for cycle in range(CYCLES):
+            clock.advance(60)
+            if cycle == CYCLES // 2:
+                pair = "BTC/USDT"
+                funded_server.sim.set_price(pair, funded_server.sim.market.price(pair) *
+                                            Decimal("0.99"))
+            assert await engine.run_cycle()
+        status = engine.status
+        assert status.cycles == CYCLES and not status.last_error, status
+        assert status.orders_filled >= 1, status
+    finally:
+        await rig.close()
