@@ -73,6 +73,7 @@ class Database:
         self.kind = kind
         """"sqlite" or "postgresql"."""
         self._closed = False
+        self._closing: asyncio.Future[None] | None = None
         self.quarantine = Quarantine()
         """Rows that did not decode (`ctsd.store.quarantine`): every repository reports here."""
         self._fault_listeners: list[Callable[[], None]] = []
@@ -121,11 +122,15 @@ class Database:
 
     async def close(self) -> None:
         """Waits for the writes already queued, then closes every connection; listeners'
-        iterations end."""
-        if self._closed:
-            return
-        self._closed = True
-        self._feed.close()
+        iterations end. A caller cancelled meanwhile leaves the closing to finish on its
+        own (a half-closed database would keep connections and pool tasks alive)."""
+        if self._closing is None:
+            self._closed = True
+            self._feed.close()
+            self._closing = asyncio.ensure_future(self._close())
+        await asyncio.shield(self._closing)
+
+    async def _close(self) -> None:
         await asyncio.get_running_loop().run_in_executor(self._executor,
                                                          self._backend.close_writer)
         self._executor.shutdown(wait=True)

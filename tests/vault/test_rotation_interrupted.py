@@ -20,12 +20,13 @@ from ctsd.vault.master_key import locate_key
 from ctsd.vault.rotation import rotate_master_key
 from tests.store.test_connection_index import conn
 from tests.support.cancel_points import Outcome, explore, report
+from tests.support.pg_databases import PgDatabases
 
 FIELDS = ("api_key", "api_secret")
 
 
-async def seeded(state: Path) -> dict[tuple[str, str], str]:
-    db = await Database.open(state)
+async def seeded(state: Path, url: str | None) -> dict[tuple[str, str], str]:
+    db = await Database.open(state, url)
     try:
         keyring = await open_keyring(locate_key(state, None, env={}), SealedSecretRepository(db))
         repo = ConnectionRepository(db)
@@ -39,8 +40,8 @@ async def seeded(state: Path) -> dict[tuple[str, str], str]:
     return plain
 
 
-async def rotation(state: Path) -> object:
-    db = await Database.open(state)
+async def rotation(state: Path, url: str | None) -> object:
+    db = await Database.open(state, url)
     try:
         secrets = SealedSecretRepository(db)
         source = locate_key(state, None, env={})
@@ -49,9 +50,10 @@ async def rotation(state: Path) -> object:
         await db.close()
 
 
-async def next_start(state: Path, plain: dict[tuple[str, str], str]) -> list[str]:
+async def next_start(state: Path, url: str | None,
+                     plain: dict[tuple[str, str], str]) -> list[str]:
     """What the daemon's start does with the state dir, then every secret opened."""
-    db = await Database.open(state)
+    db = await Database.open(state, url)
     try:
         keyring = await open_keyring(locate_key(state, None, env={}), SealedSecretRepository(db))
         repo = ConnectionRepository(db)
@@ -68,26 +70,39 @@ async def next_start(state: Path, plain: dict[tuple[str, str], str]) -> list[str
 
 
 @pytest.mark.asyncio
-async def test_a_rotation_cancelled_anywhere_loses_no_secret(tmp_path: Path) -> None:
+async def test_a_rotation_cancelled_anywhere_loses_no_secret(
+        tmp_path: Path, store_url: str | None, request: pytest.FixtureRequest) -> None:
+    """On the SQLite file and on PostgreSQL: each run its own state dir (the key) and, on
+    PostgreSQL, its own database."""
     plains: dict[int, dict[tuple[str, str], str]] = {}
+    urls: dict[int, str | None] = {0: store_url}
+    databases: PgDatabases | None = (
+        None if store_url is None else request.getfixturevalue("pg_databases"))
 
     async def make(run: int) -> object:
-        return await rotation(tmp_path / f"s{run}")
+        return await rotation(tmp_path / f"s{run}", urls[run])
 
-    def fresh(run: int) -> Path:
+    async def fresh(run: int) -> Path:
         state = tmp_path / f"s{run}"
         state.mkdir()
+        if run not in urls:
+            urls[run] = None if databases is None else await databases.fresh()
         return state
 
-
     async def check(run: int, outcome: Outcome) -> list[str]:
-        plains[run + 1] = await seeded(fresh(run + 1))
+        plains[run + 1] = await seeded(await fresh(run + 1), urls[run + 1])
         if outcome.error is not None:
             return [f"error {type(outcome.error).__name__}: {outcome.error}"]
-        return await next_start(tmp_path / f"s{run}", plains[run])
+        return await next_start(tmp_path / f"s{run}", urls[run], plains[run])
 
-    plains[0] = await seeded(fresh(0))
-    found = await explore("rotate-key", make, check)
-    report("rotate-key", [found])
+    try:
+        plains[0] = await seeded(await fresh(0), urls[0])
+        found = await explore("rotate-key", make, check)
+    finally:
+        if databases is not None:
+            for url in list(urls.values())[1:]:
+                assert url is not None
+                await databases.drop(url)
+    report(f"rotate-key ({'sqlite' if store_url is None else 'postgresql'})", [found])
     assert found.cancelled >= 5
     assert not found.problems
