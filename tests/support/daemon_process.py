@@ -152,12 +152,13 @@ class DaemonProcess:
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> int:
         if self.proc is None:
             return 0
-        code = stop_process(self.proc, sig, timeout)
-        self.proc = None
-        if self._log_file is not None:
-            self._log_file.close()
-            self._log_file = None
-        return code
+        try:
+            return stop_process(self.proc, sig, timeout)
+        finally:  # a daemon too slow to stop fails its test, not the next one's (open log)
+            self.proc = None
+            if self._log_file is not None:
+                self._log_file.close()
+                self._log_file = None
 
     def _abandon(self) -> None:
         """After a failed start: no process and no open log left behind, but the exit
