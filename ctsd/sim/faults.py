@@ -12,10 +12,11 @@ the two credential faults (`INVALID_KEY`, `IP_NOT_WHITELISTED`) are consumed by
 
 from __future__ import annotations
 
+import itertools
 import socket
 import struct
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass, replace
+from collections.abc import Container, Mapping
+from dataclasses import asdict, dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
@@ -77,6 +78,9 @@ class FaultSpec:
     status: int = 500
     delay_s: float = 30.0
     retry_after_s: int = 1
+    serial: int = field(default=0, compare=False)
+    """Set by `FaultInjector.add`: which injection a use belongs to, so a WebSocket fault
+    of `count` N hits N different connections (a connection remembers what hit it)."""
 
     @classmethod
     def from_json(cls, raw: Mapping[str, Any]) -> FaultSpec:
@@ -104,11 +108,12 @@ class FaultInjector:
 
     def __init__(self) -> None:
         self._pending: list[FaultSpec] = []
+        self._serials = itertools.count(1)
 
     def add(self, spec: FaultSpec) -> None:
         if spec.count < 1:
             raise ValueError("fault count must be at least 1")
-        self._pending.append(spec)
+        self._pending.append(replace(spec, serial=next(self._serials)))
 
     def clear(self) -> None:
         self._pending.clear()
@@ -116,12 +121,14 @@ class FaultInjector:
     def pending(self) -> list[FaultSpec]:
         return list(self._pending)
 
-    def take(self, venue: str, path: str, kinds: frozenset[FaultKind]) -> FaultSpec | None:
-        """Consume one use of the first pending fault of `kinds` that matches."""
+    def take(self, venue: str, path: str, kinds: frozenset[FaultKind],
+             taken: Container[int] = ()) -> FaultSpec | None:
+        """Consume one use of the first pending fault of `kinds` that matches, skipping
+        the injections (`serial`s) in `taken`: those already hit this one target."""
         if not self._pending:
             return None
         for i, spec in enumerate(self._pending):
-            if spec.kind in kinds and spec.matches(venue, path):
+            if spec.kind in kinds and spec.serial not in taken and spec.matches(venue, path):
                 if spec.count == 1:
                     del self._pending[i]
                 else:

@@ -73,6 +73,9 @@ class WsConnection:
         """Data messages lost to stalls, gaps and overflow."""
         self.topics: set[object] = set()
         """Public topic keys this connection is subscribed to (kept by the hub)."""
+        self.faults_taken: set[int] = set()
+        """Injections (`FaultSpec.serial`) that hit this connection: a fault of `count` N
+        hits N connections, never one connection N times."""
         self._cleanups: list[Callable[[], None]] = []
         self._control: deque[tuple[Frame, str]] = deque()
         self._data: deque[tuple[float, str]] = deque()

@@ -256,10 +256,11 @@ class StreamHub:
             for spec in periodic:
                 if conn.close_at is None and spec.matches(conn.venue, path):
                     conn.close_at = conn.opened_at + spec.delay_s
-            while consumable and not conn.closed:
-                fault = self.sim.faults.take(conn.venue, path, CONSUMED_FAULTS)
+            while consumable and not conn.closed:  # one use of each injection per connection
+                fault = self.sim.faults.take(conn.venue, path, CONSUMED_FAULTS, conn.faults_taken)
                 if fault is None:
                     break
+                conn.faults_taken.add(fault.serial)
                 self._apply(conn, fault.kind, fault.delay_s)
                 self.notify()
 
@@ -316,6 +317,7 @@ class StreamHub:
                 "id": c.id, "venue": c.venue, "path": c.venue_path, "surface":
                 c.protocol.surface, "topics": len(c.topics), "sent": c.sent, "lost": c.lost,
                 "stalled": c.stalled, "channels": sorted(s.channels),
+                "faults_taken": sorted(c.faults_taken),
             } for c, s in self.connections.items()],
             "topics": len(self.topics),
             "ticks": self.ticks,

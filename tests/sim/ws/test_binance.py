@@ -45,6 +45,7 @@ class TestStreams(PositionStreams):
     """USDⓈ-M user data makes ccxt fetch a positions snapshot (positionRisk) first."""
     position_fields = ("side", "contracts", "entryPrice", "unrealizedPnl", "marginMode")
     """`ACCOUNT_UPDATE` carries no mark price, leverage or margins."""
+    streamed_pnl = False
 
     def balance_params(self, symbol: str) -> dict[str, Any]:
         return {"type": "future"} if ":" in symbol else {}

@@ -19,7 +19,7 @@ from ctsd.sim.faults import FaultKind, FaultSpec
 from ctsd.sim.server import SimulatorServer
 from ctsd.sim.state import Simulator
 from ctsd.sim.ws.connection import WsConnection
-from ctsd.sim.ws.hub import StreamHub
+from ctsd.sim.ws.hub import CONSUMED_FAULTS, StreamHub
 from ctsd.sim.ws.protocol import Topic
 from ctsd.sim.ws.sampler import Sampler
 from tests.sim.conftest import API_KEY, SECRET
@@ -163,6 +163,35 @@ async def test_a_sequence_gap_fails_the_book_and_the_next_watch_resyncs(
 
     book = await watch_until(lambda: ex.watch_order_book(symbol), synced)
     assert book["nonce"] >= truth.sequence
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("kind", sorted(CONSUMED_FAULTS))
+async def test_a_fault_of_count_n_hits_n_connections_once_each(
+    start: ServerFactory, raw: RawFactory, kind: FaultKind,
+) -> None:
+    """`count` is the number of connections a fault hits: with four uses and three
+    connections open, each open one is hit once (not the first one four times, which
+    left a "stall every socket" sparing the one that carried the data) and the last use
+    waits for the next connection."""
+    server = await start(clock=frozen_clock())
+    hub, faults = server.streams, server.sim.faults
+    for _ in range(3):
+        await raw(server, STREAMS)
+    await bounded(hub.until(lambda: len(hub.connections) == 3))
+    opened = list(hub.connections)
+    server.sim.add_fault(FaultSpec(kind, count=4, venue="binance", delay_s=60))
+    await bounded(hub.until(lambda: all(c.faults_taken for c in opened)))
+    (serial,) = {s for c in opened for s in c.faults_taken}
+    assert [c.faults_taken for c in opened] == [{serial}] * 3
+    assert [(f.serial, f.count) for f in faults.pending()] == [(serial, 1)]
+    if kind is FaultKind.WS_STALL:
+        assert all(c.stalled for c in opened)
+    if kind is FaultKind.WS_DROP:
+        assert all(c.closed for c in opened)
+    await raw(server, STREAMS)
+    await bounded(hub.until(lambda: not faults.pending()))
+    assert [c.faults_taken for c in hub.connections if c not in opened] == [{serial}]
 
 
 @pytest.mark.asyncio
