@@ -10,10 +10,8 @@ refuses it with a ConfigurationError (exit 78 with one line); nothing else may e
 
 from __future__ import annotations
 
-import asyncio
 import os
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,22 +19,11 @@ import pytest
 from ctsd.errors import ConfigurationError
 from ctsd.store.database import Database
 from tests.robustness.tally import Tally
-from tests.robustness.test_corrupt_databases import SEED, random_pages, seed
-from tests.support.daemon_process import remove_tree, short_tempdir
+from tests.robustness.test_corrupt_databases import SEED, random_pages, seeded
+
+__all__ = ["seeded"]  # the corpus' seeded state dir, one per module
 
 CASES = int(os.environ.get("CTS_CORRUPTION_CASES", 1000))
-
-
-@pytest.fixture(scope="module")
-def seeded() -> Iterator[Path]:
-    root = short_tempdir()
-    state = root / "state"
-    state.mkdir(mode=0o700)
-    asyncio.run(seed(state))
-    try:
-        yield state
-    finally:
-        remove_tree(root)
 
 
 @pytest.mark.asyncio
