@@ -107,9 +107,9 @@ def main() -> None:
     parser.add_argument("--ttl-s", type=float, default=10.0)
     parser.add_argument("--clients", type=int, default=12)
     parser.add_argument("--seconds", type=float, default=5.0)
-    parser.add_argument("--limiter-connections", type=int, default=30,
-                        help="tests per daemon in one fleet limiter run")
-    parser.add_argument("--limiter-target-s", type=float, default=4.0,
+    parser.add_argument("--limiter-connections", type=int, default=100,
+                        help="tests per daemon in one fleet limiter run (as fleet_limiter_bench)")
+    parser.add_argument("--limiter-target-s", type=float, default=10.0,
                         help="the simulator's limit is what the tests need in this long")
     parser.add_argument("--limiter-repeats", type=int, default=1)
     args = parser.parse_args()

@@ -313,7 +313,7 @@ class ClientProfile:
     """How the venue bounds a signed request's validity; None: it takes no bound, and a
     fenced request is checked only here, just before it leaves (`ctsd.fencing`)."""
     signing_window: SigningWindow | None = None
-    """The same bound where ccxt signs it from an option (Bybit)."""
+    """The same bound where ccxt signs it from its options, not params (Bybit)."""
     sequential_apis: tuple[str, ...] = ()
     """ccxt api families whose signed requests must reach the exchange one at a time per
     key, with strictly increasing nonces shared by every client of the key (Kraken
