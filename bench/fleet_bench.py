@@ -12,9 +12,14 @@ API throughput: `--clients` threads calling GetConnection for `--seconds`, all
 through one daemon, then spread over the three (the machine's cores are shared:
 reads scale with daemons only where cores are free).
 
-Rate limits shared by the fleet (violations, limiter ratio) are measured by
-`bench/fleet_limiter_bench.py`. Prints one JSON object as its last line; run from
-the repository root: `.venv/bin/python bench/fleet_bench.py [--kills N]`.
+Rate limits: `sim_violations` counts every rate-limit violation the simulated Bybit
+saw during the whole run (0 expected); then the fleet limiter is measured as
+`bench/fleet_limiter_bench.py` does it (its `measure`, Redis up, `--limiter-repeats`
+runs of `--limiter-connections` tests per daemon, three daemons sharing one simulated
+Binance IP): `limiter_ratio` = fleet-wide elapsed / theoretical minimum (the median
+run), `limiter_violations` = the simulator's violations over all its runs. Prints one
+JSON object as its last line; run from the repository root:
+`.venv/bin/python bench/fleet_bench.py [--kills N]`.
 """
 
 from __future__ import annotations
@@ -33,6 +38,8 @@ if str(REPO) not in sys.path:
 
 import grpc  # noqa: E402
 
+from bench.fleet_limiter_bench import measure  # noqa: E402
+from bench.ratelimit_bench import CONCURRENCY  # noqa: E402
 from cts.v1 import connection_service_pb2 as cspb  # noqa: E402
 from cts.v1 import connection_service_pb2_grpc as csgrpc  # noqa: E402
 from tests.fleet.daemons import Fleet, fleet_on_postgres, swinging, wait_for  # noqa: E402
@@ -100,6 +107,11 @@ def main() -> None:
     parser.add_argument("--ttl-s", type=float, default=10.0)
     parser.add_argument("--clients", type=int, default=12)
     parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--limiter-connections", type=int, default=100,
+                        help="tests per daemon in one fleet limiter run (as fleet_limiter_bench)")
+    parser.add_argument("--limiter-target-s", type=float, default=10.0,
+                        help="the simulator's limit is what the tests need in this long")
+    parser.add_argument("--limiter-repeats", type=int, default=1)
     args = parser.parse_args()
     with servers.postgres_url() as pg, running_simulator() as sim, \
             fleet_on_postgres(pg, sim, args.ttl_s) as fleet:
@@ -122,6 +134,10 @@ def main() -> None:
                 samples.append(took)
                 twice += problems
                 log(f"kill {kill + 1}: every engine resumed after {took:.1f} s")
+        by_venue = sim.stats()["violations"]
+        log(f"simulator rate-limit violations: {by_venue}")
+    limiter = measure(DAEMONS, args.limiter_connections, args.limiter_target_s, 1.0, 0.1,
+                      CONCURRENCY // DAEMONS, {"shared": {}}, args.limiter_repeats)["shared"]
     print(json.dumps({
         "kills": len(samples), "ttl_s": args.ttl_s,
         "failover_p50_s": round(statistics.median(samples), 2),
@@ -129,7 +145,11 @@ def main() -> None:
         "failover_max_s": round(max(samples), 2),
         "orders_placed_twice": twice,
         "api_calls_per_s_one_daemon": round(one), "api_calls_per_s_three_daemons": round(three),
-        "rate_limits": "bench/fleet_limiter_bench.py (violations, limiter ratio)",
+        "sim_violations": sum(int(n) for n in by_venue.values()),
+        "limiter_ratio": limiter["elapsed_ratio"],
+        "limiter_ratio_runs": limiter["elapsed_ratio_runs"],
+        "limiter_violations": limiter["violations_all_runs"],
+        "limiter_all_tests_passed": limiter["all_tests_passed_all_runs"],
     }))
 
 

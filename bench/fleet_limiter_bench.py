@@ -184,6 +184,63 @@ def batches_at_once(daemons: list[DaemonProcess], names: list[list[str]], redis:
             "ended_monotonic": ended, **outage}
 
 
+def measure(daemons: int, per_daemon: int, target_s: float, window_s: float, poll_s: float,
+            concurrency: int, phases: dict[str, dict[str, float]], repeats: int,
+            ) -> dict[str, Any]:
+    """Every phase `repeats` times on a fresh simulated Binance and Redis; per phase, the
+    whole median run (by ratio) with every run's ratio, violations and outcome."""
+    total = per_daemon * daemons
+    limit = math.ceil(total * WEIGHT_PER_TEST / target_s * window_s)
+    limit_scale = (limit + 0.5) / BINANCE_WEIGHT_LIMIT  # the simulator floors limit * scale
+    rate = limit / window_s
+    everyone = bench_accounts(daemons * (per_daemon + 1))  # one more each warms it up
+    accounts = [everyone[i * (per_daemon + 1):(i + 1) * (per_daemon + 1)]
+                for i in range(daemons)]
+    sim = SimProcess(MARKETS, limit_scale=limit_scale,
+                     window_scale=window_s / BINANCE_WINDOW_S, accounts=everyone,
+                     count_weights=True)
+    redis = PrivateRedis()
+    secret = redis.root / "scope-secret"
+    secret.write_bytes(os.urandom(32))
+    secret.chmod(0o600)
+    results: dict[str, Any] = {
+        "bench": "fleet_limiter", "daemons": daemons, "connections": total,
+        "concurrency_per_daemon": concurrency, "sim_limit": limit,
+        "sim_window_s": window_s, "allowed_rate_per_s": rate, "safety_margin": 1.0,
+        "guard_s": 0.01, "fleet_poll_s": poll_s, "fleet_timings": FLEET_TIMINGS,
+    }
+    runs: dict[str, list[dict[str, Any]]] = {label: [] for label in phases}
+    try:
+        sim.start()
+        redis.start()
+        log(f"simulator at {sim.base_url}: {limit} weight per {window_s} s; "
+            f"Redis at {redis.url}")
+        common = (sim, redis, accounts, limit, window_s, rate, poll_s, concurrency)
+        for round_ in range(repeats):  # interleaved, so drift hits every phase alike
+            for label, outage in phases.items():
+                log(f"{label} #{round_ + 1}: {daemons} daemons x {per_daemon} connections"
+                    + (f"; Redis killed {outage['kill_after_s']} s in, back "
+                       f"{outage['down_s']} s later" if outage else ""))
+                run = run_phase(*common, prefix=f"bench-{label}-{round_}", secret=secret,
+                                kill_after_s=outage.get("kill_after_s"),
+                                down_s=outage.get("down_s", 0.0))
+                runs[label].append(run)
+                log(f"{label} #{round_ + 1}: {run['elapsed_s']:.3f} s, ratio "
+                    f"{run['elapsed_ratio']}, violations {run['violations']}")
+    finally:
+        sim.stop()
+        redis.stop()
+    for label, done in runs.items():
+        done.sort(key=lambda run: run["elapsed_ratio"])
+        results[label] = {  # the whole median run, not mixed figures
+            **done[len(done) // 2],
+            "elapsed_ratio_runs": [run["elapsed_ratio"] for run in done],
+            "violations_all_runs": sum(run["violations"] for run in done),
+            "all_tests_passed_all_runs": all(run["successes"] == run["tests"] for run in done),
+        }
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--daemons", type=int, default=DAEMONS)
@@ -200,61 +257,12 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3,
                         help="runs of each phase; the median run is reported")
     args = parser.parse_args()
-
-    per_daemon, daemons = args.connections_per_daemon, args.daemons
-    total = per_daemon * daemons
-    limit = math.ceil(total * WEIGHT_PER_TEST / args.target_s * args.window_s)
-    limit_scale = (limit + 0.5) / BINANCE_WEIGHT_LIMIT  # the simulator floors limit * scale
-    rate = limit / args.window_s
-    everyone = bench_accounts(daemons * (per_daemon + 1))  # one more each warms it up
-    accounts = [everyone[i * (per_daemon + 1):(i + 1) * (per_daemon + 1)]
-                for i in range(daemons)]
-    sim = SimProcess(MARKETS, limit_scale=limit_scale,
-                     window_scale=args.window_s / BINANCE_WINDOW_S, accounts=everyone,
-                     count_weights=True)
-    redis = PrivateRedis()
-    secret = redis.root / "scope-secret"
-    secret.write_bytes(os.urandom(32))
-    secret.chmod(0o600)
-    results: dict[str, Any] = {
-        "bench": "fleet_limiter", "daemons": daemons, "connections": total,
-        "concurrency_per_daemon": args.concurrency, "sim_limit": limit,
-        "sim_window_s": args.window_s, "allowed_rate_per_s": rate, "safety_margin": 1.0,
-        "guard_s": 0.01, "fleet_poll_s": args.poll_s, "fleet_timings": FLEET_TIMINGS,
-    }
-    try:
-        sim.start()
-        redis.start()
-        log(f"simulator at {sim.base_url}: {limit} weight per {args.window_s} s; "
-            f"Redis at {redis.url}")
-        common = (sim, redis, accounts, limit, args.window_s, rate, args.poll_s,
-                  args.concurrency)
-        phases: dict[str, dict[str, Any]] = {
-            "shared": {},
-            "redis_killed": {"kill_after_s": args.kill_after_s, "down_s": args.down_s},
-        }
-        runs: dict[str, list[dict[str, Any]]] = {label: [] for label in phases}
-        for round_ in range(args.repeats):  # interleaved, so drift hits both phases alike
-            for label, outage in phases.items():
-                log(f"{label} #{round_ + 1}: {daemons} daemons x {per_daemon} connections"
-                    + (f"; Redis killed {args.kill_after_s} s in, back {args.down_s} s later"
-                       if outage else ""))
-                run = run_phase(*common, prefix=f"bench-{label}-{round_}", secret=secret,
-                                **outage)
-                runs[label].append(run)
-                log(f"{label} #{round_ + 1}: {run['elapsed_s']:.3f} s, ratio "
-                    f"{run['elapsed_ratio']}, violations {run['violations']}")
-    finally:
-        sim.stop()
-        redis.stop()
-    for label, done in runs.items():
-        done.sort(key=lambda run: run["elapsed_ratio"])
-        results[label] = {  # the whole median run, not mixed figures
-            **done[len(done) // 2],
-            "elapsed_ratio_runs": [run["elapsed_ratio"] for run in done],
-            "violations_all_runs": sum(run["violations"] for run in done),
-            "all_tests_passed_all_runs": all(run["successes"] == run["tests"] for run in done),
-        }
+    results = measure(
+        args.daemons, args.connections_per_daemon, args.target_s, args.window_s, args.poll_s,
+        args.concurrency,
+        {"shared": {}, "redis_killed": {"kill_after_s": args.kill_after_s,
+                                        "down_s": args.down_s}},
+        args.repeats)
     shared, killed = results["shared"], results["redis_killed"]
     results["target"] = {"elapsed_ratio_max": TARGET_RATIO, "violations": 0}
     results["elapsed_ratio"] = shared["elapsed_ratio"]

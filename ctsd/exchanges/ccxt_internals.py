@@ -40,6 +40,8 @@ PRIVATE_ATTRIBUTES: Mapping[str, str] = {
     "urls": "urls['api'] is rewritten for a `base_url` (and 'test'/'demo' dropped)",
     "implode_hostname": "expands the {hostname} placeholder before a URL is rewritten",
     "set_markets_from_exchange": "one loaded market set shared by every instance of a target",
+    "sign": "synchronous, called by fetch2 with no await before it: a fenced request is "
+            "signed with options of its own where ccxt takes the venue's window from them",
 }
 """Attribute → why the daemon uses it; every ccxt exchange class must have each."""
 
@@ -124,6 +126,34 @@ def observe_responses(exchange: Any, observer: ResponseObserver) -> None:
                         request_body)
 
     exchange.on_rest_response = on_rest_response
+
+
+def sign_with_options(exchange: Any,
+                      overrides: Callable[[str, Mapping[str, Any]], Mapping[str, Any] | None],
+                      ) -> None:
+    """Each request of `exchange` is signed with its options updated by
+    `overrides(method, options)` where that is not None (Bybit's `recvWindow` and the
+    `timeDifference` its signed timestamp subtracts: ccxt takes both from its options, never
+    from params), the options restored once signed: `sign` is synchronous, so no other
+    request of the instance sees them."""
+    original = exchange.sign
+    options: dict[str, Any] = exchange.options
+
+    def sign(path: Any, api: Any = "public", method: str = "GET", *args: Any,
+             **kwargs: Any) -> Any:
+        chosen = overrides(str(method), options)
+        if not chosen:
+            return original(path, api, method, *args, **kwargs)
+        saved = {key: options[key] for key in chosen if key in options}
+        options.update(chosen)
+        try:
+            return original(path, api, method, *args, **kwargs)
+        finally:
+            for key in chosen:
+                options.pop(key, None)
+            options.update(saved)
+
+    exchange.sign = sign
 
 
 def use_nonce(exchange: Any, nonce: Callable[[], int]) -> None:

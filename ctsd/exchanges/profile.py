@@ -248,6 +248,31 @@ class RequestWindow:
 
 
 @dataclass(frozen=True)
+class SigningWindow:
+    """How a venue bounds a signed request where ccxt takes the bound from its options, not
+    from the request's params (Bybit: `X-BAPI-TIMESTAMP` is the signing time less
+    `options['timeDifference']` and `X-BAPI-RECV-WINDOW` is `options['recvWindow']`,
+    refused with 10002 once the venue's clock passes their sum).
+
+    A fenced request that changes something is signed with the window ending at the
+    lease's deadline, as `RequestWindow` does it."""
+
+    window_option: str
+    time_difference_option: str
+    max_window_ms: int
+    methods: frozenset[str] = frozenset({"POST", "PUT", "DELETE"})
+
+    def bounded(self, options: Mapping[str, Any], remaining_ms: int) -> dict[str, Any]:
+        """The widest window, its start moved back (a larger time difference) so that it
+        ends exactly `remaining_ms` from now; a deadline further than the widest window
+        allows ends the window earlier."""
+        back = self.max_window_ms - min(remaining_ms, self.max_window_ms)
+        measured = int(options.get(self.time_difference_option) or 0)
+        return {self.window_option: self.max_window_ms,
+                self.time_difference_option: measured + back}
+
+
+@dataclass(frozen=True)
 class ClientProfile:
     ccxt_class: str
     """The class name in `ccxt.async_support`."""
@@ -287,6 +312,8 @@ class ClientProfile:
     request_window: RequestWindow | None = None
     """How the venue bounds a signed request's validity; None: it takes no bound, and a
     fenced request is checked only here, just before it leaves (`ctsd.fencing`)."""
+    signing_window: SigningWindow | None = None
+    """The same bound where ccxt signs it from its options, not params (Bybit)."""
     sequential_apis: tuple[str, ...] = ()
     """ccxt api families whose signed requests must reach the exchange one at a time per
     key, with strictly increasing nonces shared by every client of the key (Kraken

@@ -30,6 +30,7 @@ from ctsd import fencing
 from ctsd.errors import ConfigurationError, FailureClass
 from ctsd.exchanges import ccxt_internals
 from ctsd.exchanges.ccxt_errors import classify, error_codes, note_answer
+from ctsd.exchanges.profile import SigningWindow
 from ctsd.exchanges.spec import Charge, ExchangeSpec, RateLimitScope, UsageHeader
 from ctsd.ratelimit import (
     Bucket,
@@ -237,6 +238,20 @@ class RequestGate:
         remaining = deadline - int(self._wall_clock() * 1000)
         return window.bounded(params, ccxt_internals.venue_timestamp_ms(exchange), remaining)
 
+    @property
+    def signing_window(self) -> SigningWindow | None:
+        return self._spec.client.signing_window if self._spec.client else None
+
+    def signing_options(self, method: str, options: Mapping[str, Any],
+                        ) -> dict[str, Any] | None:
+        """ccxt's options to sign a fenced request that changes something with, on a venue
+        whose ccxt class signs the window from its options; None: its usual ones."""
+        window = self.signing_window
+        deadline = fencing.deadline_ms()
+        if window is None or deadline is None or method.upper() not in window.methods:
+            return None
+        return window.bounded(options, deadline - int(self._wall_clock() * 1000))
+
     def after(self, admission: Admission, info: ResponseInfo, error: BaseException | None) -> None:
         """Read usage headers from any answer; pause scopes after a refusal for rate."""
         for charge, bucket in admission.charged:
@@ -338,6 +353,8 @@ def install(exchange: Any, gate: RequestGate) -> None:
             info.status, info.headers, info.method, info.url = status, headers, method, url
 
     ccxt_internals.wrap_requests(exchange, around)
+    if gate.signing_window is not None:
+        ccxt_internals.sign_with_options(exchange, gate.signing_options)
     ccxt_internals.observe_responses(exchange, observe)
     if gate.sequence is not None:
         ccxt_internals.use_nonce(exchange, gate.sequence.next_nonce)

@@ -17,6 +17,7 @@ from ctsd.exchanges.profile import (
     OptionsProfile,
     PermissionsProbe,
     RefusalRule,
+    SigningWindow,
 )
 from ctsd.exchanges.spec import ApiType, RateLimitScope
 
@@ -45,6 +46,8 @@ def _uid(answer: Any) -> str:
 
 BYBIT_CLIENT = ClientProfile(
     spot_buy_fee_in_base=True,
+    # ccxt's default and Bybit's documented default window: never wider than what it sends
+    signing_window=SigningWindow("recvWindow", "timeDifference", 5_000),
     ccxt_class="bybit",
     # ccxt refuses fetchOrder on unified accounts until told we know its 500-order window
     options={"fetchOrder": {"acknowledged": True}},
