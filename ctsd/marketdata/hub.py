@@ -379,8 +379,12 @@ class MarketDataHub(AsyncClosing):
         for sub in list(shard.subs.values()):
             sub.sample_rate(now)
             since = max(sub.last_data, sub.subscribed_at)
-            if sub.state in (StreamState.LIVE, StreamState.STARTING) and (
-                    now - since > sub.cadence_s):
+            # A STALE one is watched again once its shard redialled (data age counts from
+            # the resubscription): a new socket that stalls too must be redialled as well,
+            # or the subscription stays STALE, its readers on REST, as long as it lasts.
+            watched = sub.state in (StreamState.LIVE, StreamState.STARTING) or (
+                sub.state is StreamState.STALE and not shard.reconnect)
+            if watched and now - since > sub.cadence_s:
                 if not sub.last_data and sub.reconnects >= NEVER_LIVE_RECONNECTS:
                     self._refuse(shard, sub.key, f"no data in {now - since:.0f} s and "
                                  f"{sub.reconnects} resubscriptions: the venue does not "

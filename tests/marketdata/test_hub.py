@@ -128,6 +128,21 @@ async def test_a_silent_stall_is_caught_by_data_age_and_resubscribed(
 
 
 @pytest.mark.asyncio
+async def test_a_stall_that_outlasts_the_redial_is_caught_again(
+    hub: MarketDataHub, server: SimulatorServer,
+) -> None:
+    """The socket dialled after a stall stalls too (a stuck proxy, a venue node): data
+    age counts again from that resubscription and the hub dials a third socket."""
+    sub = hub.subscribe(ticker("BTC/USDT")).subscription
+    await live(hub, sub)
+    before = sub.reconnects
+    await fault(server, FaultSpec(FaultKind.WS_STALL, venue="binance", count=2, delay_s=600))
+    await until(hub, lambda: sub.reconnects >= before + 2)
+    await live(hub, sub)
+    assert violations(server) == {}
+
+
+@pytest.mark.asyncio
 async def test_a_periodic_disconnect_is_survived(
     hub: MarketDataHub, server: SimulatorServer,
 ) -> None:
