@@ -43,6 +43,9 @@ SHORT = {ApiType.SPOT: "spot", ApiType.MARGIN: "margin", ApiType.PERPETUAL_FUTUR
          ApiType.OPTIONS: "options"}
 SYMBOLS = {ApiType.SPOT: "BTC/USDT", ApiType.MARGIN: "BTC/USDT",
            ApiType.PERPETUAL_FUTURES: "BTC/USDT:USDT"}
+OPTION_SPACING_PCT = "25"
+"""How far under an option's price its grid buys: out of reach of the call's motion while
+the test waits, within reach of a 3 % fall of its underlying (`run_until_filled`)."""
 FUNDED: dict[str, Any] = {
     "balances": {"spot": {"USDT": "5000", "BTC": "0.5"}, "derivatives": {"USDT": "5000"},
                  "margin": {"USDT": "5000"}, "options": {"USDT": "5000"}},
@@ -113,12 +116,17 @@ def test_every_advertised_key_test_passes(
 
 
 def symbol_of(case: Case, sim: SimulatorThread) -> str:  # noqa: F811
-    """The case's market: a pair, or (options) the soonest BTC call expiring an hour on
-    or later, struck nearest the price, the underlying moved to its strike."""
+    """The case's market: a pair, or (options) the soonest BTC call expiring a day on or
+    later, struck nearest the price, the underlying moved to its strike.
+
+    A day or more from expiry keeps the call's value at 0.9 % of the underlying or more,
+    so the underlying's own motion between the test reading the price and the engine's
+    cycles (up to about 0.2 % in 30 s: a 0.08 % per-second noise and the 5-minute wave)
+    moves the call by about 11 % at most: inside `OPTION_SPACING_PCT`."""
     if case.api_type is not ApiType.OPTIONS:
         return SYMBOLS[case.api_type]
     assert sim.server is not None
-    symbol, contract = nearest_call(sim.server, sim.server.sim.market.path_ms() + 3_600_000)
+    symbol, contract = nearest_call(sim.server, sim.server.sim.market.path_ms() + 86_400_000)
     # at the money: earlier cases took the underlying down, which leaves a far
     # out-of-the-money call worth a tick or two, a move of 1 % no longer moves its book
     sim.admin("POST", "price", {"symbol": "BTC/USDT", "price": str(contract.strike)})
@@ -128,14 +136,19 @@ def symbol_of(case: Case, sim: SimulatorThread) -> str:  # noqa: F811
 def grid_on(engines: sgrpc.EngineServiceStub, name: str, symbol: str) -> tuple[pb.EngineConfig,
                                                                                  Decimal]:
     """A grid with one buy 0.5 % under the current price, and that price (options: 0.1
-    of a contract, their smallest lots being 0.01)."""
-    amount = "0.1" if symbol.count("-") == 3 else "0.001"
+    of a contract, their smallest lots being 0.01, and the buy `OPTION_SPACING_PCT` under:
+    an at-the-money call moves 40 to 60 times its underlying's percentage, so 0.5 % is
+    inside the noise of one 5-second trade slot and the buy either never rests, the
+    mid already under it, or is cancelled as on the wrong side)."""
+    option = symbol.count("-") == 3
+    amount = "0.1" if option else "0.001"
+    spacing = OPTION_SPACING_PCT if option else "0.5"
     probe = paper_config("grid", reference_price="1", spacing_pct="1", levels="1",
                          amount=amount)
     probe.symbols[:] = [symbol]
     price = Decimal(engines.TestEngine(pb.TestEngineRequest(name=name, config=probe))
                     .tickers[0].last)
-    config = paper_config("grid", reference_price=str(price), spacing_pct="0.5", levels="1",
+    config = paper_config("grid", reference_price=str(price), spacing_pct=spacing, levels="1",
                           amount=amount)
     config.symbols[:] = [symbol]
     return config, price
@@ -146,11 +159,11 @@ def run_until_filled(engines: sgrpc.EngineServiceStub, sim: SimulatorThread,  # 
     engines.StartEngine(pb.StartEngineRequest(name=name, config=config))
     try:
         wait_for(engines, name, lambda e: e.orders_placed >= 1 and e.open_orders >= 1)
-        pair = symbol.split(":")[0]
-        if symbol.count("-") == 3:  # an option: its underlying 1 % lower takes a call down
-            assert sim.server is not None
-            price = sim.server.sim.market.price(pair)
-        sim.admin("POST", "price", {"symbol": pair, "price": str(price * Decimal("0.99"))})
+        pair, drop = symbol.split(":")[0], Decimal("0.99")
+        if symbol.count("-") == 3:  # an option: its underlying 3 % lower takes a call down
+            assert sim.server is not None  # by half or more, through the buy 25 % under
+            price, drop = sim.server.sim.market.price(pair), Decimal("0.97")
+        sim.admin("POST", "price", {"symbol": pair, "price": str(price * drop)})
         engine = wait_for(engines, name, lambda e: e.orders_filled >= 1 or e.last_error)
         assert engine.orders_filled >= 1 and not engine.last_error, engine
     finally:
