@@ -352,7 +352,10 @@ class DerivativesConformance:
             assert [p["amount"] * self.funding_paid_sign for p in payments] == [
                 pytest.approx(float(expected))]
         assert wallet(server) == before + expected
-        server.sim.advance(3600)
+        # Later, but before the next funding time (the wall clock's hour decides how far
+        # that is: a fixed hour crossed 08:00 when run after 23:00).
+        until_next_s = (server.sim.funding.next_time_ms() - server.sim.market.now_ms()) / 1000
+        server.sim.advance(until_next_s / 2)
         assert len(await self.funding_history(ex, SYMBOL)) == 1
 
     # --- liquidation ---------------------------------------------------------------------
