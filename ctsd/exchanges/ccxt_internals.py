@@ -19,7 +19,10 @@ for ccxt's exception classes, once one was raised.
 
 from __future__ import annotations
 
+import asyncio
+import importlib
 import inspect
+import sys
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
@@ -57,8 +60,21 @@ _ON_REST_RESPONSE_PARAMETERS = (
     "request_body")
 
 
+async def load(*, pro: bool = False) -> None:
+    """Import `ccxt.async_support` (with `pro`, `ccxt.pro`) on a worker thread if not yet.
+
+    The first import runs every module of ccxt's hundred-odd exchanges: a second of CPU
+    on an idle machine, ten on a loaded one. Done on the event loop it froze every task,
+    so a request already in flight on the same loop (to a venue, or the in-process
+    simulator) ran past ccxt's timeout; on a thread the loop keeps turning.
+    """
+    name = "ccxt.pro" if pro else "ccxt.async_support"
+    if name not in sys.modules:
+        await asyncio.to_thread(importlib.import_module, name)
+
+
 def async_support() -> Any:
-    """`ccxt.async_support`, imported on first use."""
+    """`ccxt.async_support`, imported on first use (async code awaits `load` first)."""
     import ccxt.async_support
 
     return ccxt.async_support

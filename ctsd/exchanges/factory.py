@@ -133,6 +133,7 @@ class ExchangeClientFactory(AsyncClosing):
     async def markets(self, target: ConnectionTarget) -> MarketCache:
         """The shared market cache of `target` (created, not yet loaded, on first use)."""
         spec, profile = self._resolve(target)
+        await ccxt_internals.load()
         async with self._markets_lock:
             cache = self._markets.get(target)
             if cache is None:
@@ -149,6 +150,7 @@ class ExchangeClientFactory(AsyncClosing):
         spec, profile = self._resolve(target)
         markets = await self.markets(target)
         await markets.ensure()
+        await ccxt_internals.load(pro=True)
         gate = self._gate(spec, target, None, Lane.POLL)
         exchange = self._new_exchange(spec, profile, target, None, gate, pro=True)
         markets.share_with(exchange, 0)
@@ -162,6 +164,7 @@ class ExchangeClientFactory(AsyncClosing):
         spec, profile = self._resolve(target)
         markets = await self.markets(target)
         await markets.ensure()
+        await ccxt_internals.load(pro=True)
         key = self._account(spec, credentials)
         gate = self._gate(spec, target, self._scope_of(profile, key, account_uid), Lane.ORDER)
         exchange = self._new_exchange(spec, profile, target, credentials, gate, pro=True)
