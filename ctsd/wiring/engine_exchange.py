@@ -64,6 +64,7 @@ from ctsd.exchanges.perpetuals import PerpetualClient
 from ctsd.exchanges.spec import ApiType
 from ctsd.exchanges.streams import OrderBook, PublicTrade
 from ctsd.ratelimit import Lane
+from ctsd.shared_pool import SharedPool
 from ctsd.strategies.model import (
     BookLevel,
     Candle,
@@ -249,9 +250,13 @@ class ExchangeEngineBackend:
         """Builds the market data of a WebSocket connection (the hub); None: REST only."""
         self._opened: dict[int, Opened] = {}
         """By the identity of the resources handed out: what `close` releases."""
-        self._public: dict[ConnectionTarget, tuple[ExchangeClient, int]] = {}
+        self._public: SharedPool[ConnectionTarget, ExchangeClient] = SharedPool(
+            self._public_client, ExchangeClient.close)
         """One public market-data client per target, shared by every engine on it (a ccxt
         instance per engine would cost a thousand engines gigabytes); with its users."""
+
+    async def _public_client(self, target: ConnectionTarget) -> ExchangeClient:
+        return await self._factory.client(target, None, lane=Lane.POLL)
 
     async def open(self, connection_id: str, mode: TradingMode) -> EngineResources:
         conn = await self._connections.get(connection_id)  # NotFound for an unknown id
@@ -268,7 +273,7 @@ class ExchangeEngineBackend:
         target = ConnectionTarget(conn.exchange, conn.api_type, conn.testnet)
         modes = AccountModes(MarginMode(conn.margin_mode.value),
                              conn.position_mode is PositionMode.HEDGE)
-        market = await self._market_client(target)
+        market = await self._public.acquire(target)
         own: tuple[ExchangeClient, ...] = ()
         trading = reader = credentials = None
         try:
@@ -315,26 +320,6 @@ class ExchangeEngineBackend:
             feed.start()
         return replace(opened, orders=feed), replace(
             resources, market_data=streaming, events=streaming, order_updates=feed)
-
-    async def _market_client(self, target: ConnectionTarget) -> ExchangeClient:
-        shared = self._public.get(target)
-        if shared is None:
-            client = await self._factory.client(target, None, lane=Lane.POLL)
-            shared = self._public.get(target)  # another open may have made one meanwhile
-            if shared is not None:
-                await client.close()
-            else:
-                shared = (client, 0)
-        self._public[target] = (shared[0], shared[1] + 1)
-        return shared[0]
-
-    async def _release_market(self, target: ConnectionTarget) -> None:
-        client, users = self._public[target]
-        if users > 1:
-            self._public[target] = (client, users - 1)
-            return
-        del self._public[target]
-        await client.close()
 
     async def _reader(self, conn: Connection, target: ConnectionTarget) -> ExchangeClient | None:
         """PAPER: the connection's key, where it has one, for what the venue tells keys only:
@@ -408,4 +393,4 @@ class ExchangeEngineBackend:
             for client in opened.clients:
                 await client.close()
         finally:
-            await self._release_market(opened.target)
+            await self._public.release(opened.target)

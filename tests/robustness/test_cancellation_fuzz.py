@@ -225,7 +225,11 @@ def trades_agree(stub: sgrpc.EngineServiceStub, state_dir: Path) -> list[str]:
     problems = []
     for engine in stub.ListEngines(pb.ListEnginesRequest(), timeout=10).engines:
         if engine.state != pb.ENGINE_STATE_STOPPED:
-            stub.StopEngine(pb.StopEngineRequest(name=engine.name), timeout=30)
+            try:
+                stub.StopEngine(pb.StopEngineRequest(name=engine.name), timeout=30)
+            except grpc.RpcError as exc:
+                problems.append(f"StopEngine {engine.name} after the storm: "
+                                f"{exc.code().name} {exc.details()}")
     for engine in stub.ListEngines(pb.ListEnginesRequest(), timeout=10).engines:
         cid = engine.name.split("/")[1]
         orders = {o.client_order_id: pb.OrderStatus.Name(o.status) for o in stub.ListOrders(
