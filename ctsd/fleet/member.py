@@ -21,6 +21,14 @@ its desired state RUNNING) is taken at once by the live, non-draining members
 with the fewest engines, and by any member after `2 * scan_s` more, so a slow
 least-loaded member cannot hold up a failover. Two members racing for one
 orphan serialize on its lease row; one gets it.
+
+Starts are placed by load too: StartEngine on any member runs the engine on the
+live, non-draining member with the fewest engines (ties: the member that got the
+call; an engine whose lease a live member holds: that member, which answers as it
+would alone). Another member is sent the start as a request (`ctsd.fleet.requests`)
+that it takes from the change feed at once, and the call answers with its outcome.
+StopEngine on a member that does not own the engine is sent to the owner the same
+way and answers once the owner stopped it.
 """
 
 from __future__ import annotations
@@ -30,12 +38,16 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 
 from ctsd.clock import Clock
+from ctsd.engine.config import EngineConfig
 from ctsd.engine.ports import Fence
-from ctsd.errors import FailedPrecondition, LeaseLost
+from ctsd.engine.status import EngineStatus
+from ctsd.errors import FailedPrecondition, LeaseLost, Unavailable
 from ctsd.fleet.model import FleetView, MemberInfo
 from ctsd.fleet.ports import FleetEngines, FleetStore
+from ctsd.fleet.requests import EngineRequest, EngineRequests, RequestKind, RequestStore
 from ctsd.fleet.statuses import FleetHub
 from ctsd.tasks import cancel_and_wait
 
@@ -118,7 +130,8 @@ class FleetMember:
 
     def __init__(self, store: FleetStore, info: MemberInfo, clock: Clock,
                  settings: LeaseSettings | None = None, hub: FleetHub | None = None,
-                 followers: Sequence[Callable[[], Awaitable[None]]] = ()) -> None:
+                 followers: Sequence[Callable[[], Awaitable[None]]] = (),
+                 requests: RequestStore | None = None) -> None:
         self._store = store
         self._followers = tuple(followers)
         """Read models kept current from the other members' writes (the change feed)."""
@@ -136,6 +149,10 @@ class FleetMember:
         self._stop_retry: dict[str, float] = {}
         self._lost: set[str] = set()
         """Leases lost whose engine is still to be ended here (by the placement task)."""
+        self._requests = None if requests is None else EngineRequests(
+            requests, info.id, clock, self.settings.scan_s, self._alive)
+        """Starts placed and stops sent to other members, and theirs sent here (None:
+        every call runs where it was made)."""
 
     async def open(self, engines: FleetEngines) -> None:
         """Join (the first renewal, which must reach the database), then run the tasks."""
@@ -147,11 +164,18 @@ class FleetMember:
                        asyncio.create_task(self._placing(), name="fleet-adoption"),
                        *(asyncio.create_task(self._following(f), name="fleet-follower")
                          for f in self._followers)]
+        if self._requests is not None:
+            serve = partial(self._requests.serve, engines)
+            self._tasks.append(asyncio.create_task(self._following(serve),
+                                                   name="fleet-requests"))
 
     async def stop_adopting(self) -> None:
         """Shutdown, first step: no engine is adopted, handed over or ended any more; the
-        leases stay renewed while the engine manager stops the engines."""
+        leases stay renewed while the engine manager stops the engines. Requests taken
+        here are answered first."""
         await cancel_and_wait(*self._tasks[1:])
+        if self._requests is not None:
+            await self._requests.finish()
 
     async def close(self) -> None:
         """After the engine manager closed: give every lease back and leave, so the
@@ -179,6 +203,43 @@ class FleetMember:
         lease = self._leases.pop(connection_id, None)
         if lease is not None:
             await self._store.release(connection_id, lease.fence)
+
+    async def place(self, connection_id: str, config: EngineConfig) -> EngineStatus | None:
+        """Starts the engine on the member the load picks and answers its outcome; None
+        when that is this member (or the request was not taken): start it here."""
+        if self._requests is None:
+            return None
+        target = _placement(await self.view(), connection_id, self.info.id)
+        if target == self.info.id:
+            return None
+        log.info("engine start placed", extra={"connection_id": connection_id,
+                                               "target": target})
+        answer = await self._requests.call(
+            EngineRequest.new(connection_id, target, RequestKind.START, config))
+        return None if answer is None else answer.result()
+
+    async def stop_elsewhere(self, connection_id: str) -> EngineStatus | None:
+        """Stops the engine on the live member holding its lease and answers once it did;
+        None when no other live member holds it (or the owner went away): stop it here,
+        which marks it stopped for whoever takes the lease next."""
+        if self._requests is None:
+            return None
+        view = await self.view()
+        alive = {m.info.id for m in view.members if m.alive}
+        owner = next((lease.owner for lease in view.leases if lease.connection_id
+                      == connection_id and lease.live and lease.owner in alive), None)
+        if owner is None or owner == self.info.id:
+            return None
+        try:
+            answer = await self._requests.call(
+                EngineRequest.new(connection_id, owner, RequestKind.STOP))
+        except Unavailable:  # the owner went away mid-stop: finish it from here
+            return None
+        return None if answer is None else answer.result()
+
+    async def _alive(self, member_id: str) -> bool:
+        view = await self.view()
+        return any(m.info.id == member_id and m.alive for m in view.members)
 
     @property
     def hub(self) -> FleetHub | None:
@@ -270,7 +331,9 @@ class FleetMember:
         owned = sorted(self._leases)
         for connection_id in await self._store.stopped(owned) if owned else ():
             with contextlib.suppress(Exception):  # stopped through another daemon
-                await engines.stop(connection_id)
+                await engines.stop_here(connection_id)
+        if self._requests is not None:  # a request whose notice was missed
+            await self._requests.take(engines)
         view = await self.view()
         me = next((m for m in view.members if m.info.id == self.info.id), None)
         if me is not None and me.draining:
@@ -317,6 +380,19 @@ class FleetMember:
             await self._store.release(connection_id, lease.fence)
             log.info("engine handed over (drain)", extra={"connection_id": connection_id})
             return
+
+
+def _placement(view: FleetView, connection_id: str, me: str) -> str:
+    """Who runs a start: the live member holding the engine's lease, else the live,
+    non-draining member with the fewest engines -- `me` on a tie, else by id."""
+    alive = {m.info.id for m in view.members if m.alive}
+    for lease in view.leases:
+        if lease.connection_id == connection_id and lease.live and lease.owner in alive:
+            return lease.owner
+    counts = _loads(view)
+    if not counts or counts.get(me, len(view.leases) + 1) <= min(counts.values()):
+        return me
+    return min(counts, key=lambda member: (counts[member], member))
 
 
 def _loads(view: FleetView) -> dict[str, int]:

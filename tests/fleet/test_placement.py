@@ -1,0 +1,96 @@
+"""Real daemons on one PostgreSQL database: StartEngine places engines by load, and a
+call through a member that does not run the engine keeps the contract of one daemon.
+
+- Three members; every StartEngine goes through the first. Each start runs on the
+  live member with the fewest engines (ties: the member called), and answers once that
+  member started it: the answer names the owner, whose lease is live at that moment.
+- A start placed on another member that refuses it (an untested key) answers that
+  member's FAILED_PRECONDITION, and no member lists an engine for it.
+- StopEngine through a member that does not own the engine answers once the owner
+  stopped it: its orders are already cancelled at the venue and its lease is released.
+"""
+
+from __future__ import annotations
+
+import grpc
+
+from cts.v1 import connection_service_pb2_grpc as csgrpc
+from cts.v1 import engine_service_pb2 as pb
+from cts.v1 import engine_service_pb2_grpc as sgrpc
+from tests.fleet.daemons import Fleet, fleet_on_postgres, wait_for
+from tests.robustness.test_engine_crash_durability import venue_counts
+from tests.support.conn_tests import sim_connection
+from tests.support.daemon_process import DaemonProcess
+from tests.support.sim_fixtures import sim  # noqa: F401
+from tests.support.simulator import SimulatorThread
+
+
+def member_id(fleet: Fleet, daemon: DaemonProcess) -> str:
+    return fleet.fleet(daemon).answered_by
+
+
+def lease_owner(fleet: Fleet, daemon: DaemonProcess, engine: str) -> str:
+    """The owner of `engine`'s live lease as `daemon` reads the fleet ('' if none)."""
+    return next((lease.owner for lease in fleet.fleet(daemon).leases
+                 if lease.engine == engine and lease.live), "")
+
+
+def test_starts_are_placed_by_load_and_answer_the_owners_outcome(
+        postgres_url: str, sim: SimulatorThread) -> None:  # noqa: F811
+    with fleet_on_postgres(postgres_url, sim) as fleet:
+        a = fleet.add()
+        fleet.connections(3, "placed")
+        b, c = fleet.add(), fleet.add()
+        ids = {member_id(fleet, d): d for d in (a, b, c)}
+        with grpc.insecure_channel(a.address) as channel:
+            engines = sgrpc.EngineServiceStub(channel)
+
+            def start(name: str, config: pb.EngineConfig) -> pb.Engine:
+                return engines.StartEngine(pb.StartEngineRequest(name=name, config=config),
+                                           timeout=60)
+
+            first = fleet.workers[0]
+            started = start(first.name, first.config)
+            assert started.owner == member_id(fleet, a)  # a tie: the member called
+            assert lease_owner(fleet, a, first.name) == started.owner
+
+            # Placed on a member with no engine, which refuses it: its refusal, and no
+            # record anywhere.
+            untested = sim_connection(csgrpc.ConnectionServiceStub(channel), sim, "placed-untested",
+                                      "bybit")
+            name = f"{untested.name}/engine"
+            try:
+                start(name, first.config)
+                raise AssertionError("a start on an untested key was accepted")
+            except grpc.RpcError as exc:
+                assert exc.code() == grpc.StatusCode.FAILED_PRECONDITION, exc
+                assert "never been tested" in str(exc.details())
+            for daemon in (a, b, c):
+                with grpc.insecure_channel(daemon.address) as other:
+                    try:
+                        sgrpc.EngineServiceStub(other).GetEngine(
+                            pb.GetEngineRequest(name=name), timeout=5)
+                        raise AssertionError(f"{daemon.address} lists the refused engine")
+                    except grpc.RpcError as exc:
+                        assert exc.code() == grpc.StatusCode.NOT_FOUND, exc
+            assert lease_owner(fleet, a, name) == ""
+
+            owners = [started.owner]
+            for worker in fleet.workers[1:]:
+                placed = start(worker.name, worker.config)
+                assert placed.state in (pb.ENGINE_STATE_STARTING, pb.ENGINE_STATE_RUNNING)
+                assert lease_owner(fleet, a, worker.name) == placed.owner  # live at once
+                owners.append(placed.owner)
+            assert sorted(owners) == sorted(ids), owners  # one engine per member
+            wait_for(lambda: all(w.name in fleet.running_on(ids[o], 1) for w, o in zip(
+                fleet.workers, owners, strict=True)), 60, "each engine cycling on its owner")
+
+            # Stopped through a, which does not run it: answered after the owner stopped.
+            remote = fleet.workers[1]
+            wait_for(lambda: venue_counts(sim, remote.conn)[1] > 0, 30, "orders at the venue")
+            stopped = engines.StopEngine(pb.StopEngineRequest(name=remote.name), timeout=60)
+            assert stopped.state == pb.ENGINE_STATE_STOPPED
+            assert venue_counts(sim, remote.conn)[1] == 0, "answered before the cancels"
+            assert lease_owner(fleet, a, remote.name) == ""
+            assert remote.name not in fleet.running_on(ids[owners[1]], 0)
+
