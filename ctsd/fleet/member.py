@@ -335,11 +335,13 @@ class FleetMember:
         if self._requests is not None:  # a request whose notice was missed
             await self._requests.take(engines)
         view = await self.view()
+        orphans = await self._store.orphans()
+        if self._hub is not None:
+            self._hub.orphaned(orphans)
         me = next((m for m in view.members if m.info.id == self.info.id), None)
         if me is not None and me.draining:
             await self._hand_over_one(engines)
             return
-        orphans = await self._store.orphans()
         now = self.clock.monotonic()
         self._orphaned_since = {c: self._orphaned_since.get(c, now) for c in orphans}
         await self._finish_stops(engines)
