@@ -4,8 +4,9 @@ call through a member that does not run the engine keeps the contract of one dae
 - Three members; every StartEngine goes through the first. Each start runs on the
   live member with the fewest engines (ties: the member called), and answers once that
   member started it: the answer names the owner, whose lease is live at that moment.
-- A start placed on another member that refuses it (an untested key) answers that
-  member's FAILED_PRECONDITION, and no member lists an engine for it.
+- A start placed on another member that refuses it (an untested key; a leverage on
+  spot) answers that member's FAILED_PRECONDITION with its details, and no member
+  lists an engine for it.
 - StopEngine through a member that does not own the engine answers once the owner
   stopped it: its orders are already cancelled at the venue and its lease is released.
 """
@@ -17,10 +18,12 @@ import grpc
 from cts.v1 import connection_service_pb2_grpc as csgrpc
 from cts.v1 import engine_service_pb2 as pb
 from cts.v1 import engine_service_pb2_grpc as sgrpc
+from tests.api.test_engine_service import paper_config
 from tests.fleet.daemons import Fleet, fleet_on_postgres, wait_for
 from tests.robustness.test_engine_crash_durability import venue_counts
 from tests.support.conn_tests import sim_connection
 from tests.support.daemon_process import DaemonProcess
+from tests.support.rpc import precondition_violations, rpc_error
 from tests.support.sim_fixtures import sim  # noqa: F401
 from tests.support.simulator import SimulatorThread
 
@@ -74,6 +77,19 @@ def test_starts_are_placed_by_load_and_answer_the_owners_outcome(
                     except grpc.RpcError as exc:
                         assert exc.code() == grpc.StatusCode.NOT_FOUND, exc
             assert lease_owner(fleet, a, name) == ""
+            # A refusal with details (a leverage on spot, PAPER): the same details here.
+            levered = paper_config()
+            levered.leverage["BTC/USDT"] = 5
+            err = rpc_error(lambda: start(name, levered))
+            assert err.code() == grpc.StatusCode.FAILED_PRECONDITION
+            assert "trades spot" in precondition_violations(err)["config.leverage"]
+
+            def served(daemon: DaemonProcess) -> int:
+                return sum(1 for r in daemon.records() if r.get("msg") == "engine request "
+                           "served" and f"connections/{r.get('connection_id')}" == untested.name)
+
+            wait_for(lambda: sum(served(d) for d in (a, b, c)) >= 2, 5, "the refusals logged")
+            assert served(a) == 0 and sorted(served(d) for d in (b, c)) == [0, 2]
 
             owners = [started.owner]
             for worker in fleet.workers[1:]:
