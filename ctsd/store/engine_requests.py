@@ -26,12 +26,14 @@ from ctsd.errors import (
     FieldViolation,
     InvalidArgument,
     OrderRejection,
+    Unavailable,
 )
 from ctsd.fleet.requests import Answer, EngineRequest, RequestKind, RequestState
 from ctsd.store.database import Database, Row, Transaction
 from ctsd.store.engine_statuses import status_from_json, status_to_json
 from ctsd.store.engines import config_from_json, config_to_json
 from ctsd.store.fleet import DatabaseClock
+from ctsd.store.quarantine import DECODE_ERRORS
 
 REQUESTS = "engine_requests"
 ANSWERS = "engine_answers"
@@ -90,6 +92,12 @@ def answer_from_json(text: str) -> Answer:
                   None if error is None else error_from_json(error))
 
 
+def _request(row: Row) -> EngineRequest:
+    """A damaged row is quarantined and left unanswered: its sender gives up, bounded."""
+    return EngineRequest(str(row[0]), str(row[1]), str(row[2]), RequestKind(row[3]),
+                         config_from_json(str(row[4])) if row[4] else None)
+
+
 def _system_ms() -> int:
     return time.time_ns() // 1_000_000
 
@@ -113,6 +121,16 @@ class SqlRequestStore:
         await self._db.write(unit)
 
     async def claim(self, target: str, within_ms: int) -> list[EngineRequest]:
+        """A read first: the write (taking, and purging leftovers) only when there is
+        something to write -- every member calls this on each scan."""
+        read_now = self._clock.literal()
+        due = await self._db.fetch_one(
+            "SELECT 1 FROM engine_requests WHERE (target = ? AND state = ? AND created_ms > "
+            f"{read_now} - ?) OR created_ms < {read_now} - ? LIMIT 1",
+            (target, RequestState.SENT.value, within_ms, KEEP_MS))
+        if due is None:
+            return []
+
         def unit(tx: Transaction) -> list[Row]:
             now, p = self._clock.sql()
             tx.execute(f"DELETE FROM engine_requests WHERE created_ms < {now} - ?",
@@ -127,8 +145,7 @@ class SqlRequestStore:
                 (RequestState.TAKEN.value, r[0], RequestState.SENT.value)) == 1]
 
         taken = await self._db.write(unit)
-        return [EngineRequest(str(r[0]), str(r[1]), str(r[2]), RequestKind(r[3]),
-                              config_from_json(str(r[4])) if r[4] else None) for r in taken]
+        return self._db.quarantine.decoded("engine_requests", taken, _request)
 
     async def answer(self, request_id: str, answer: Answer) -> None:
         text = answer_to_json(answer)
@@ -146,7 +163,15 @@ class SqlRequestStore:
         if row is None:
             return None
         state = RequestState(row[0])
-        return state, answer_from_json(str(row[1])) if state is RequestState.DONE else None
+        if state is not RequestState.DONE:
+            return state, None
+        try:
+            return state, answer_from_json(str(row[1]))
+        except DECODE_ERRORS as exc:
+            self._db.quarantine.add("engine_requests", request_id, exc)
+            return state, Answer(error=Unavailable(
+                f"the answer to engine request {request_id} does not decode; GetEngine "
+                "shows the engine's state"))
 
     async def withdraw(self, request_id: str) -> bool:
         return bool(await self._db.write(lambda tx: tx.execute(

@@ -130,6 +130,25 @@ async def test_a_request_is_taken_once_by_its_addressee(
     await announced.aclose()
 
 
+@pytest.mark.asyncio
+async def test_a_damaged_request_or_answer_is_quarantined_not_raised(
+        dbs: tuple[Database, Database]) -> None:
+    sender, addressee = SqlRequestStore(dbs[0]), SqlRequestStore(dbs[1])
+    damaged = EngineRequest.new("c1", "b", RequestKind.START, CONFIG)
+    await sender.send(damaged)
+    await dbs[0].write(lambda tx: tx.execute(
+        "UPDATE engine_requests SET config = '{\"strategy\":' WHERE id = ?", (damaged.id,)))
+    assert await addressee.claim("b", 60_000) == []
+    assert ("engine_requests", damaged.id) in {(r.table, r.key) for r in
+                                               dbs[1].quarantine.rows}
+    await dbs[0].write(lambda tx: tx.execute(
+        "UPDATE engine_requests SET state = 'done', answer = 'not json' WHERE id = ?",
+        (damaged.id,)))
+    found = await sender.read(damaged.id)
+    assert found is not None and found[0] is RequestState.DONE
+    assert found[1] is not None and isinstance(found[1].error, Unavailable)
+
+
 class Recorder:
     """An addressee's engine manager that answers what it is told to."""
 
