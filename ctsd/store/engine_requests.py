@@ -193,3 +193,16 @@ class SqlRequestStore:
     async def answers(self) -> AsyncIterator[AsyncIterator[str | None]]:
         async with self._db.listen(ANSWERS) as feed:
             yield (None if notice.gap else notice.payload async for notice in feed)
+
+
+async def audit_requests(db: Database) -> None:
+    """Every request row decoded through the quarantine (`ctsd.store.audit`)."""
+    rows = await db.fetch_all(
+        "SELECT id, connection_id, target, kind, config, state, answer FROM engine_requests")
+
+    def decode(row: Row) -> None:
+        _request(row)
+        if RequestState(row[5]) is RequestState.DONE:
+            answer_from_json(str(row[6]))
+
+    db.quarantine.decoded("engine_requests", rows, decode)

@@ -40,6 +40,7 @@ from ctsd.fleet.requests import (
     RequestKind,
     RequestState,
 )
+from ctsd.store.audit import audit_rows
 from ctsd.store.database import Database
 from ctsd.store.engine_requests import SqlRequestStore, error_from_json, error_to_json
 from tests.support.pg_databases import PgDatabases
@@ -141,6 +142,8 @@ async def test_a_damaged_request_or_answer_is_quarantined_not_raised(
     assert await addressee.claim("b", 60_000) == []
     assert ("engine_requests", damaged.id) in {(r.table, r.key) for r in
                                                dbs[1].quarantine.rows}
+    assert ("engine_requests", damaged.id) in {(r.table, r.key) for r in
+                                               await audit_rows(dbs[0])}
     await dbs[0].write(lambda tx: tx.execute(
         "UPDATE engine_requests SET state = 'done', answer = 'not json' WHERE id = ?",
         (damaged.id,)))
