@@ -13,6 +13,8 @@ call through a member that does not run the engine keeps the contract of one dae
 
 from __future__ import annotations
 
+import time
+
 import grpc
 
 from cts.v1 import connection_service_pb2_grpc as csgrpc
@@ -48,9 +50,15 @@ def test_starts_are_placed_by_load_and_answer_the_owners_outcome(
         with grpc.insecure_channel(a.address) as channel:
             engines = sgrpc.EngineServiceStub(channel)
 
+            took: list[float] = []
+
             def start(name: str, config: pb.EngineConfig) -> pb.Engine:
-                return engines.StartEngine(pb.StartEngineRequest(name=name, config=config),
-                                           timeout=60)
+                began = time.monotonic()
+                try:
+                    return engines.StartEngine(pb.StartEngineRequest(name=name, config=config),
+                                               timeout=60)
+                finally:
+                    took.append(time.monotonic() - began)
 
             first = fleet.workers[0]
             started = start(first.name, first.config)
@@ -98,6 +106,9 @@ def test_starts_are_placed_by_load_and_answer_the_owners_outcome(
                 assert lease_owner(fleet, a, worker.name) == placed.owner  # live at once
                 owners.append(placed.owner)
             assert sorted(owners) == sorted(ids), owners  # one engine per member
+            here, *refused = (f"{t:.3f}" for t in took[:3])
+            print(f"StartEngine s: here {here}; refused there {' '.join(refused)}; placed "
+                  + " ".join(f"{t:.3f}" for t in took[3:]))
             wait_for(lambda: all(w.name in fleet.running_on(ids[o], 1) for w, o in zip(
                 fleet.workers, owners, strict=True)), 60, "each engine cycling on its owner")
 
