@@ -181,6 +181,8 @@ class FleetMember:
         """After the engine manager closed: give every lease back and leave, so the
         other members adopt at once instead of after a TTL."""
         await cancel_and_wait(*self._tasks)
+        if self._requests is not None:  # without `stop_adopting` first (a failed start)
+            await self._requests.finish()
         if self._hub is not None:
             await self._hub.close()
         for lease in list(self._leases.values()):

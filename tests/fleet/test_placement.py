@@ -16,6 +16,7 @@ from __future__ import annotations
 import time
 
 import grpc
+import psycopg
 
 from cts.v1 import connection_service_pb2_grpc as csgrpc
 from cts.v1 import engine_service_pb2 as pb
@@ -121,3 +122,26 @@ def test_starts_are_placed_by_load_and_answer_the_owners_outcome(
             assert lease_owner(fleet, a, remote.name) == ""
             assert remote.name not in fleet.running_on(ids[owners[1]], 0)
 
+            # A caller that leaves mid-placement: the start runs to its end wherever it
+            # began, its request row goes, and what the fleet shows agrees with the leases.
+            try:
+                engines.StartEngine(pb.StartEngineRequest(name=remote.name,
+                                                          config=remote.config), timeout=0.03)
+            except grpc.RpcError as exc:
+                assert exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED, exc
+            wait_for(lambda: requests_left(fleet.url) == 0, 30, "the request rows gone")
+
+            def agreed() -> bool:
+                engine = engines.GetEngine(pb.GetEngineRequest(name=remote.name), timeout=5)
+                owner = lease_owner(fleet, a, remote.name)
+                if engine.state == pb.ENGINE_STATE_STOPPED:
+                    return owner == ""
+                return owner != "" and remote.name in fleet.running_on(ids[owner], 1)
+
+            wait_for(agreed, 30, "the engine's state as its lease says")
+
+
+def requests_left(url: str) -> int:
+    with psycopg.connect(url) as conn:
+        row = conn.execute("SELECT count(*) FROM engine_requests").fetchone()
+    return int(row[0]) if row else 0
