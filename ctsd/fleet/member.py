@@ -36,7 +36,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import partial
 
@@ -53,6 +53,9 @@ from ctsd.tasks import cancel_and_wait
 
 log = logging.getLogger("ctsd.fleet")
 STOP_RETRY_S = 60.0
+PLACING_S = 30.0
+"""How long a start placed here counts as its member's load before its lease is live
+(a start that failed before taking it is forgotten then)."""
 
 
 @dataclass(frozen=True)
@@ -149,6 +152,9 @@ class FleetMember:
         self._stop_retry: dict[str, float] = {}
         self._lost: set[str] = set()
         """Leases lost whose engine is still to be ended here (by the placement task)."""
+        self._on_the_way: dict[str, tuple[str, float]] = {}
+        """Starts placed from here whose lease is not live yet: connection id -> (member,
+        when), counted as that member's load so that concurrent starts spread too."""
         self._requests = None if requests is None else EngineRequests(
             requests, info.id, clock, self.settings.scan_s, self._alive)
         """Starts placed and stops sent to other members, and theirs sent here (None:
@@ -195,7 +201,10 @@ class FleetMember:
     # --- the engine manager's side (`ctsd.engine.ports.EngineLeases`) ----------------
 
     async def acquire(self, connection_id: str) -> HeldLease:
-        lease = await self._take(connection_id, running_only=False)
+        try:
+            lease = await self._take(connection_id, running_only=False)
+        finally:  # a start placed here: its lease now counts, or it failed
+            self._on_the_way.pop(connection_id, None)
         if lease is None:
             raise FailedPrecondition(f"the engine of connections/{connection_id} runs on "
                                      "another daemon of the fleet; stop it there first")
@@ -211,13 +220,21 @@ class FleetMember:
         when that is this member (or the request was not taken): start it here."""
         if self._requests is None:
             return None
-        target = _placement(await self.view(), connection_id, self.info.id)
+        view = await self.view()
+        now = self.clock.monotonic()
+        placing = [target for cid, (target, since) in self._on_the_way.items()
+                   if cid != connection_id and now - since < PLACING_S]
+        target = _placement(view, connection_id, self.info.id, placing)
+        self._on_the_way[connection_id] = (target, now)  # before any await: the next call counts it
         if target == self.info.id:
-            return None
+            return None  # counted until this member takes the lease (`acquire`)
         log.info("engine start placed", extra={"connection_id": connection_id,
                                                "target": target})
-        answer = await self._requests.call(
-            EngineRequest.new(connection_id, target, RequestKind.START, config))
+        try:
+            answer = await self._requests.call(
+                EngineRequest.new(connection_id, target, RequestKind.START, config))
+        finally:  # answered: the target's lease is live, or nothing started there
+            self._on_the_way.pop(connection_id, None)
         return None if answer is None else answer.result()
 
     async def stop_elsewhere(self, connection_id: str) -> EngineStatus | None:
@@ -386,15 +403,22 @@ class FleetMember:
             return
 
 
-def _placement(view: FleetView, connection_id: str, me: str) -> str:
+def _placement(view: FleetView, connection_id: str, me: str, placing: Iterable[str]) -> str:
     """Who runs a start: the live member holding the engine's lease, else the live,
-    non-draining member with the fewest engines -- `me` on a tie, else by id."""
+    non-draining member with the fewest engines (`placing`: starts on their way to a
+    member count as its engines) -- `me` on a tie, else by id."""
     alive = {m.info.id for m in view.members if m.alive}
     for lease in view.leases:
         if lease.connection_id == connection_id and lease.live and lease.owner in alive:
             return lease.owner
     counts = _loads(view)
-    if not counts or counts.get(me, len(view.leases) + 1) <= min(counts.values()):
+    for member in placing:
+        if member in counts:
+            counts[member] += 1
+    if not counts:
+        return me
+    fewest = min(counts.values())
+    if counts.get(me) == fewest:
         return me
     return min(counts, key=lambda member: (counts[member], member))
 

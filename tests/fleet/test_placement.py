@@ -145,3 +145,23 @@ def requests_left(url: str) -> int:
     with psycopg.connect(url) as conn:
         row = conn.execute("SELECT count(*) FROM engine_requests").fetchone()
     return int(row[0]) if row else 0
+
+
+def test_starts_made_at_once_spread_too(
+        postgres_url: str, sim: SimulatorThread) -> None:  # noqa: F811
+    """Three StartEngine calls in flight together through one member: each placement
+    counts the ones on their way, so the three land on three members."""
+    with fleet_on_postgres(postgres_url, sim) as fleet:
+        a = fleet.add()
+        fleet.connections(3, "together")
+        b, c = fleet.add(), fleet.add()
+        ids = {member_id(fleet, d): d for d in (a, b, c)}
+        with grpc.insecure_channel(a.address) as channel:
+            engines = sgrpc.EngineServiceStub(channel)
+            calls = [engines.StartEngine.future(
+                pb.StartEngineRequest(name=w.name, config=w.config), timeout=60)
+                for w in fleet.workers]
+            owners = [call.result().owner for call in calls]
+        assert sorted(owners) == sorted(ids), owners
+        wait_for(lambda: all(w.name in fleet.running_on(ids[o], 1) for w, o in zip(
+            fleet.workers, owners, strict=True)), 60, "each engine cycling on its owner")
