@@ -41,13 +41,19 @@ def lease_owner(fleet: Fleet, daemon: DaemonProcess, engine: str) -> str:
                  if lease.engine == engine and lease.live), "")
 
 
+def three_members(fleet: Fleet, prefix: str) -> tuple[list[DaemonProcess],
+                                                     dict[str, DaemonProcess]]:
+    """Three members (the first made three tested connections) and each by its id."""
+    first = fleet.add()
+    fleet.connections(3, prefix)
+    members = [first, fleet.add(), fleet.add()]
+    return members, {member_id(fleet, d): d for d in members}
+
+
 def test_starts_are_placed_by_load_and_answer_the_owners_outcome(
         postgres_url: str, sim: SimulatorThread) -> None:  # noqa: F811
     with fleet_on_postgres(postgres_url, sim) as fleet:
-        a = fleet.add()
-        fleet.connections(3, "placed")
-        b, c = fleet.add(), fleet.add()
-        ids = {member_id(fleet, d): d for d in (a, b, c)}
+        (a, b, c), ids = three_members(fleet, "placed")
         with grpc.insecure_channel(a.address) as channel:
             engines = sgrpc.EngineServiceStub(channel)
 
@@ -152,10 +158,7 @@ def test_starts_made_at_once_spread_too(
     """Three StartEngine calls in flight together through one member: each placement
     counts the ones on their way, so the three land on three members."""
     with fleet_on_postgres(postgres_url, sim) as fleet:
-        a = fleet.add()
-        fleet.connections(3, "together")
-        b, c = fleet.add(), fleet.add()
-        ids = {member_id(fleet, d): d for d in (a, b, c)}
+        (a, *_), ids = three_members(fleet, "together")
         with grpc.insecure_channel(a.address) as channel:
             engines = sgrpc.EngineServiceStub(channel)
             calls = [engines.StartEngine.future(
