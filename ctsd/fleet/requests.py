@@ -179,11 +179,11 @@ class EngineRequests:
                     return None
                 continue  # taken meanwhile
             if not alive or waited >= self._answer_within_s:
+                why = ("left the fleet before answering" if not alive
+                       else f"did not answer within {waited:.0f} s")
                 raise Unavailable(
                     f"connections/{request.connection_id}: member {request.target} took the "
-                    f"{request.kind.value} but " + ("left the fleet" if not alive else
-                                                    f"did not answer in {waited:.0f} s")
-                    + " before answering; GetEngine shows the engine's state")
+                    f"{request.kind.value} but {why}; GetEngine shows the engine's state")
             await self._heard_or_scan(heard)
 
     async def _heard_or_scan(self, heard: asyncio.Event) -> None:
