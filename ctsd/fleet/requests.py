@@ -172,7 +172,10 @@ class EngineRequests:
                 return answer
             waited = self._clock.monotonic() - sent
             alive = await self._alive(request.target)
-            if state is RequestState.SENT and (not alive or waited >= self._take_within_s):
+            if state is RequestState.SENT:
+                if alive and waited < self._take_within_s:
+                    await self._heard_or_scan(heard)
+                    continue
                 if await self._store.withdraw(request.id):
                     log.warning("engine request not taken; run here", extra={
                         "connection_id": request.connection_id, "target": request.target})

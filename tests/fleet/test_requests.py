@@ -181,24 +181,37 @@ async def test_the_sender_gets_the_answer_or_runs_it_itself(tmp_path: Path) -> N
     async def is_alive(member: str) -> bool:
         return alive.get(member, False)
 
-    def sender(take_within_s: float) -> EngineRequests:
+    def sender(take_within_s: float, answer_within_s: float = 120.0) -> EngineRequests:
         return EngineRequests(SqlRequestStore(dbs[0], clock.now_ms), "a", clock, 1.0,
-                              is_alive, take_within_s=take_within_s)
+                              is_alive, take_within_s=take_within_s,
+                              answer_within_s=answer_within_s)
 
-    patient, a = sender(600.0), sender(5.0)
+    patient, a, hasty = sender(600.0), sender(5.0), sender(600.0, answer_within_s=4.0)
+    store_b = SqlRequestStore(dbs[1], clock.now_ms)
+
+    async def taken_by_b(connection_id: str) -> None:
+        """b takes the request (and never answers it)."""
+        for _ in range(500):
+            if [r for r in await store_b.claim("b", 600_000) if r.connection_id
+                    == connection_id]:
+                return
+            await asyncio.sleep(0.02)
+        raise AssertionError("the request never arrived")
     b = EngineRequests(SqlRequestStore(dbs[1], clock.now_ms), "b", clock, 1.0, is_alive)
     refusing = Recorder(FailedPrecondition("the key was never tested", VIOLATIONS))
     serving = asyncio.create_task(b.serve(refusing))
 
-    async def driven(request: EngineRequest, by: EngineRequests) -> Answer | None:
-        """The call, virtual time moving a second each time it waits for its next scan."""
+    async def driven(request: EngineRequest, by: EngineRequests,
+                     after: asyncio.Task[None] | None = None) -> Answer | None:
+        """The call, virtual time moving a second each time it waits for its next scan
+        (once `after` is done)."""
         call = asyncio.create_task(by.call(request))
         slept = len(clock.sleeps)
         for _ in range(1000):
             done, _ = await asyncio.wait({call}, timeout=0.02)
             if done:
                 return call.result()
-            if len(clock.sleeps) > slept:
+            if len(clock.sleeps) > slept and (after is None or after.done()):
                 slept = len(clock.sleeps)
                 await clock.advance(1.0)
         raise AssertionError("the call never ended")
@@ -223,18 +236,21 @@ async def test_the_sender_gets_the_answer_or_runs_it_itself(tmp_path: Path) -> N
         # Taken by b, which then goes away before answering: UNAVAILABLE.
         alive["b"] = True
         call = asyncio.create_task(a.call(EngineRequest.new("c4", "b", RequestKind.STOP)))
-        store_b = SqlRequestStore(dbs[1], clock.now_ms)
-        for _ in range(100):
-            if await store_b.claim("b", 60_000):
-                break
-            await asyncio.sleep(0.02)
-        else:
-            raise AssertionError("the request never arrived")
+        await taken_by_b("c4")
         alive["b"] = False
         await clock.advance(1.0)
         with pytest.raises(Unavailable, match="member b took the stop but left the fleet"):
             await asyncio.wait_for(call, 10)
         assert refusing.calls == [("start", "c1")]
+
+        # Taken by b, alive, silent: UNAVAILABLE once the answer is overdue, not before.
+        alive["b"] = True
+        taking = asyncio.create_task(taken_by_b("c5"))
+        started = clock.now
+        with pytest.raises(Unavailable, match="member b took the stop but did not answer"):
+            await driven(EngineRequest.new("c5", "b", RequestKind.STOP), hasty, taking)
+        assert 4.0 <= clock.now - started <= 5.0
+        await taking
     finally:
         serving.cancel()
         await asyncio.gather(serving, return_exceptions=True)
