@@ -128,15 +128,9 @@ def test_starts_are_placed_by_load_and_answer_the_owners_outcome(
             assert lease_owner(fleet, a, remote.name) == ""
             assert remote.name not in fleet.running_on(ids[owners[1]], 0)
 
-            # A caller that leaves mid-placement: the start runs to its end wherever it
-            # began, its request row goes, and what the fleet shows agrees with the leases.
-            try:
-                engines.StartEngine(pb.StartEngineRequest(name=remote.name,
-                                                          config=remote.config), timeout=0.03)
-            except grpc.RpcError as exc:
-                assert exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED, exc
-            wait_for(lambda: requests_left(fleet.url) == 0, 30, "the request rows gone")
-
+            # Callers that leave mid-call (starts placed elsewhere, stops sent to the
+            # owner): each call runs to its end wherever it began, its request row goes,
+            # and what the fleet shows agrees with the leases.
             def agreed() -> bool:
                 engine = engines.GetEngine(pb.GetEngineRequest(name=remote.name), timeout=5)
                 owner = lease_owner(fleet, a, remote.name)
@@ -144,7 +138,24 @@ def test_starts_are_placed_by_load_and_answer_the_owners_outcome(
                     return owner == ""
                 return owner != "" and remote.name in fleet.running_on(ids[owner], 1)
 
-            wait_for(agreed, 30, "the engine's state as its lease says")
+            def start_within(deadline_s: float) -> pb.Engine:
+                return engines.StartEngine(pb.StartEngineRequest(
+                    name=remote.name, config=remote.config), timeout=deadline_s)
+
+            def stop_within(deadline_s: float) -> pb.Engine:
+                return engines.StopEngine(pb.StopEngineRequest(name=remote.name),
+                                          timeout=deadline_s)
+
+            for deadline_s in (0.005, 0.03, 0.1):
+                for call in (start_within, stop_within):
+                    try:
+                        call(deadline_s)
+                    except grpc.RpcError as exc:
+                        assert exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED, exc
+                    wait_for(lambda: requests_left(fleet.url) == 0, 30, "request rows gone")
+                    wait_for(agreed, 30, "the engine's state as its lease says")
+            engines.StopEngine(pb.StopEngineRequest(name=remote.name), timeout=60)
+            assert venue_counts(sim, remote.conn)[1] == 0
 
 
 def requests_left(url: str) -> int:
