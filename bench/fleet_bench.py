@@ -117,11 +117,11 @@ def main() -> None:
             fleet_on_postgres(pg, sim, args.ttl_s) as fleet:
         fleet.add()
         fleet.connections(ENGINES, "bench")
-        for _ in range(DAEMONS - 1):
-            fleet.add()
-        fleet.start_engines(fleet.daemons[0])
+        fleet.start_engines(fleet.daemons[0])  # alone: the first kill moves every engine
         names = {w.name for w in fleet.workers}
         wait_for(lambda: fleet.running_on(fleet.daemons[0], 2) == names, 120, "engines")
+        for _ in range(DAEMONS - 1):
+            fleet.add()
         addresses = [d.address for d in fleet.daemons]
         one = throughput(addresses[:1], args.clients, args.seconds, fleet.workers[0].conn.name)
         three = throughput(addresses, args.clients, args.seconds, fleet.workers[0].conn.name)

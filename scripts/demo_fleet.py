@@ -2,10 +2,10 @@
 
 Private PostgreSQL and Redis servers (tests/support/servers.py, Debian's packages
 installed by `make servers`), the simulator, and three `ctsd` on one database with
-the same master key and shared rate limits. Two LIVE grid engines start on the
-first daemon; it is SIGKILLed, and `cts fleet` on a survivor shows the engines
-adopted (reconciled with the venue first) within the lease TTL; then the survivor
-running most of them is drained and they move to the last one. Everything is
+the same master key and shared rate limits. Two LIVE grid engines start through the
+first daemon, placed by load (one there, one on another member); it is SIGKILLed, and
+`cts fleet` on a survivor shows its engine adopted (reconciled with the venue first)
+within the lease TTL; then a survivor is drained and its engines move to the other. Everything is
 removed at the end, whatever happens.
 """
 
@@ -99,7 +99,8 @@ def main() -> int:
                 procs[name], socks[name] = start_daemon(root, name, pg_url, redis_url,
                                                         sim_url, key)
             d1, d2, d3 = (Walkthrough(f"unix:{socks[n]}") for n in ("d1", "d2", "d3"))
-            d1.say("Two connections through d1, tested, each with a LIVE grid started on d1")
+            d1.say("Two connections through d1, tested, each with a LIVE grid started through d1: "
+                   "placed by load, one on d1, one on the least-loaded other member")
             grid = ("--strategy", "grid", "--symbol", "BTC/USDT", "--param", "spacing_pct=0.5",
                     "--param", "levels=2", "--param", "amount=0.001",
                     "--param", f"reference_price={sim_price(sim_url)}", "--interval", "1s",
@@ -112,7 +113,7 @@ def main() -> int:
             time.sleep(3)  # a few cycles for the show
             d2.run("fleet")
             d2.run("engine", "list")
-            d2.say("SIGKILL d1, the owner of both engines")
+            d2.say("SIGKILL d1, the owner of grid-a")
             procs.pop("d1").send_signal(signal.SIGKILL)
             killed = time.monotonic()
             print("$ kill -KILL d1", flush=True)

@@ -155,12 +155,29 @@ class EngineManager:
             await self._release(connection_id)
 
     async def start(self, connection_id: str, config: EngineConfig) -> EngineStatus:
-        """Starts an engine; once begun, the start runs to the end even if the caller is
-        cancelled, so the stored desired state and the engine running always agree."""
+        """Starts an engine (in a fleet, on the member the load picks); once begun, the
+        start runs to the end even if the caller is cancelled, so the stored desired
+        state and the engine running always agree."""
         validated = validate_config(config, self._strategies)
+        self._check_free(connection_id)
+        if self._leases is not None:
+            placed = await self._operations.run(self._leases.place(connection_id, config),
+                                                f"engine-place:{connection_id}")
+            if placed is not None:
+                return placed
+        return await self._start_here(connection_id, validated)
+
+    async def start_here(self, connection_id: str, config: EngineConfig) -> EngineStatus:
+        """Fleet: a start another member placed here."""
+        return await self._start_here(connection_id, validate_config(config, self._strategies))
+
+    async def _start_here(self, connection_id: str, validated: ValidatedConfig) -> EngineStatus:
         self._claim(connection_id)
-        return await self._operations.run(self._start(connection_id, validated),
-                                          f"engine-start:{connection_id}")
+        status = await self._operations.run(self._start(connection_id, validated),
+                                            f"engine-start:{connection_id}")
+        if self._leases is None:
+            return status
+        return self._hub.get(connection_id) or status  # as the fleet sees it: its owner
 
     async def _start(self, connection_id: str, validated: ValidatedConfig) -> EngineStatus:
         config = validated.config
@@ -194,7 +211,19 @@ class EngineManager:
         return run.engine.status
 
     async def stop(self, connection_id: str) -> EngineStatus:
-        """Stops the engine; like `start`, runs to the end once begun."""
+        """Stops the engine (in a fleet, on the member that owns it); like `start`, runs
+        to the end once begun."""
+        if self._hub.get(connection_id) is None:
+            raise NotFound(f"no engine on connections/{connection_id}")
+        if self._leases is not None and connection_id not in self._runs | self._held:
+            stopped = await self._operations.run(self._leases.stop_elsewhere(connection_id),
+                                                 f"engine-stop-elsewhere:{connection_id}")
+            if stopped is not None:
+                return stopped
+        return await self.stop_here(connection_id)
+
+    async def stop_here(self, connection_id: str) -> EngineStatus:
+        """Stops the engine as this member knows it (in a fleet: a stop sent here)."""
         if self._hub.get(connection_id) is None:
             raise NotFound(f"no engine on connections/{connection_id}")
         return await self._operations.run(self._stop(connection_id),
@@ -392,11 +421,14 @@ class EngineManager:
         gate = RiskGate(validated.config.risk, self._clock, hedge=hedge)
         return decide_dry(strategy, market, portfolio, gate)
 
-    def _claim(self, connection_id: str) -> None:
+    def _check_free(self, connection_id: str) -> None:
         run = self._runs.get(connection_id)
         if connection_id in self._claimed or (run is not None and run.active):
             raise FailedPrecondition(
                 f"an engine is already running on connections/{connection_id}; stop it first")
+
+    def _claim(self, connection_id: str) -> None:
+        self._check_free(connection_id)
         self._claimed.add(connection_id)
 
     async def _open(self, connection_id: str, mode: TradingMode) -> EngineResources:

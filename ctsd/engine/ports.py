@@ -43,6 +43,7 @@ from ctsd.engine.perpetual import (
     VenuePosition,
     VenueTrade,
 )
+from ctsd.engine.status import EngineStatus
 from ctsd.strategies.base import DataNeeds
 from ctsd.strategies.model import (
     Balance,
@@ -372,6 +373,16 @@ class EngineLeases(Protocol):
 
     async def release(self, connection_id: str) -> None:
         """Give up the lease (the engine stopped): nobody adopts a stopped engine."""
+        ...
+
+    async def place(self, connection_id: str, config: EngineConfig) -> EngineStatus | None:
+        """Start the engine on the member the fleet's load picks: its status, or its
+        refusal raised; None to start it here."""
+        ...
+
+    async def stop_elsewhere(self, connection_id: str) -> EngineStatus | None:
+        """Stop the engine on the live member that owns it, once it did; None to stop
+        it here."""
         ...
 
 

@@ -21,6 +21,14 @@ its desired state RUNNING) is taken at once by the live, non-draining members
 with the fewest engines, and by any member after `2 * scan_s` more, so a slow
 least-loaded member cannot hold up a failover. Two members racing for one
 orphan serialize on its lease row; one gets it.
+
+Starts are placed by load too: StartEngine on any member runs the engine on the
+live, non-draining member with the fewest engines (ties: the member that got the
+call; an engine whose lease a live member holds: that member, which answers as it
+would alone). Another member is sent the start as a request (`ctsd.fleet.requests`)
+that it takes from the change feed at once, and the call answers with its outcome.
+StopEngine on a member that does not own the engine is sent to the owner the same
+way and answers once the owner stopped it.
 """
 
 from __future__ import annotations
@@ -28,19 +36,26 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
+from functools import partial
 
 from ctsd.clock import Clock
+from ctsd.engine.config import EngineConfig
 from ctsd.engine.ports import Fence
-from ctsd.errors import FailedPrecondition, LeaseLost
+from ctsd.engine.status import EngineStatus
+from ctsd.errors import FailedPrecondition, LeaseLost, Unavailable
 from ctsd.fleet.model import FleetView, MemberInfo
 from ctsd.fleet.ports import FleetEngines, FleetStore
+from ctsd.fleet.requests import EngineRequest, EngineRequests, RequestKind, RequestStore
 from ctsd.fleet.statuses import FleetHub
 from ctsd.tasks import cancel_and_wait
 
 log = logging.getLogger("ctsd.fleet")
 STOP_RETRY_S = 60.0
+PLACING_S = 30.0
+"""How long a start placed here counts as its member's load before its lease is live
+(a start that failed before taking it is forgotten then)."""
 
 
 @dataclass(frozen=True)
@@ -118,7 +133,8 @@ class FleetMember:
 
     def __init__(self, store: FleetStore, info: MemberInfo, clock: Clock,
                  settings: LeaseSettings | None = None, hub: FleetHub | None = None,
-                 followers: Sequence[Callable[[], Awaitable[None]]] = ()) -> None:
+                 followers: Sequence[Callable[[], Awaitable[None]]] = (),
+                 requests: RequestStore | None = None) -> None:
         self._store = store
         self._followers = tuple(followers)
         """Read models kept current from the other members' writes (the change feed)."""
@@ -136,6 +152,13 @@ class FleetMember:
         self._stop_retry: dict[str, float] = {}
         self._lost: set[str] = set()
         """Leases lost whose engine is still to be ended here (by the placement task)."""
+        self._on_the_way: dict[str, tuple[str, float]] = {}
+        """Starts placed from here whose lease is not live yet: connection id -> (member,
+        when), counted as that member's load so that concurrent starts spread too."""
+        self._requests = None if requests is None else EngineRequests(
+            requests, info.id, clock, self.settings.scan_s, self._alive)
+        """Starts placed and stops sent to other members, and theirs sent here (None:
+        every call runs where it was made)."""
 
     async def open(self, engines: FleetEngines) -> None:
         """Join (the first renewal, which must reach the database), then run the tasks."""
@@ -147,16 +170,25 @@ class FleetMember:
                        asyncio.create_task(self._placing(), name="fleet-adoption"),
                        *(asyncio.create_task(self._following(f), name="fleet-follower")
                          for f in self._followers)]
+        if self._requests is not None:
+            serve = partial(self._requests.serve, engines)
+            self._tasks.append(asyncio.create_task(self._following(serve),
+                                                   name="fleet-requests"))
 
     async def stop_adopting(self) -> None:
         """Shutdown, first step: no engine is adopted, handed over or ended any more; the
-        leases stay renewed while the engine manager stops the engines."""
+        leases stay renewed while the engine manager stops the engines. Requests taken
+        here are answered first."""
         await cancel_and_wait(*self._tasks[1:])
+        if self._requests is not None:
+            await self._requests.finish()
 
     async def close(self) -> None:
         """After the engine manager closed: give every lease back and leave, so the
         other members adopt at once instead of after a TTL."""
         await cancel_and_wait(*self._tasks)
+        if self._requests is not None:  # without `stop_adopting` first (a failed start)
+            await self._requests.finish()
         if self._hub is not None:
             await self._hub.close()
         for lease in list(self._leases.values()):
@@ -169,7 +201,10 @@ class FleetMember:
     # --- the engine manager's side (`ctsd.engine.ports.EngineLeases`) ----------------
 
     async def acquire(self, connection_id: str) -> HeldLease:
-        lease = await self._take(connection_id, running_only=False)
+        try:
+            lease = await self._take(connection_id, running_only=False)
+        finally:  # a start placed here: its lease now counts, or it failed
+            self._on_the_way.pop(connection_id, None)
         if lease is None:
             raise FailedPrecondition(f"the engine of connections/{connection_id} runs on "
                                      "another daemon of the fleet; stop it there first")
@@ -179,6 +214,51 @@ class FleetMember:
         lease = self._leases.pop(connection_id, None)
         if lease is not None:
             await self._store.release(connection_id, lease.fence)
+
+    async def place(self, connection_id: str, config: EngineConfig) -> EngineStatus | None:
+        """Starts the engine on the member the load picks and answers its outcome; None
+        when that is this member (or the request was not taken): start it here."""
+        if self._requests is None:
+            return None
+        view = await self.view()
+        now = self.clock.monotonic()
+        placing = [target for cid, (target, since) in self._on_the_way.items()
+                   if cid != connection_id and now - since < PLACING_S]
+        target = _placement(view, connection_id, self.info.id, placing)
+        self._on_the_way[connection_id] = (target, now)  # before any await: the next call counts it
+        if target == self.info.id:
+            return None  # counted until this member takes the lease (`acquire`)
+        log.info("engine start placed", extra={"connection_id": connection_id,
+                                               "target": target})
+        try:
+            answer = await self._requests.call(
+                EngineRequest.new(connection_id, target, RequestKind.START, config))
+        finally:  # answered: the target's lease is live, or nothing started there
+            self._on_the_way.pop(connection_id, None)
+        return None if answer is None else answer.result()
+
+    async def stop_elsewhere(self, connection_id: str) -> EngineStatus | None:
+        """Stops the engine on the live member holding its lease and answers once it did;
+        None when no other live member holds it (or the owner went away): stop it here,
+        which marks it stopped for whoever takes the lease next."""
+        if self._requests is None:
+            return None
+        view = await self.view()
+        alive = {m.info.id for m in view.members if m.alive}
+        owner = next((lease.owner for lease in view.leases if lease.connection_id
+                      == connection_id and lease.live and lease.owner in alive), None)
+        if owner is None or owner == self.info.id:
+            return None
+        try:
+            answer = await self._requests.call(
+                EngineRequest.new(connection_id, owner, RequestKind.STOP))
+        except Unavailable:  # the owner went away mid-stop: finish it from here
+            return None
+        return None if answer is None else answer.result()
+
+    async def _alive(self, member_id: str) -> bool:
+        view = await self.view()
+        return any(m.info.id == member_id and m.alive for m in view.members)
 
     @property
     def hub(self) -> FleetHub | None:
@@ -270,13 +350,17 @@ class FleetMember:
         owned = sorted(self._leases)
         for connection_id in await self._store.stopped(owned) if owned else ():
             with contextlib.suppress(Exception):  # stopped through another daemon
-                await engines.stop(connection_id)
+                await engines.stop_here(connection_id)
+        if self._requests is not None:  # a request whose notice was missed
+            await self._requests.take(engines)
         view = await self.view()
+        orphans = await self._store.orphans()
+        if self._hub is not None:
+            self._hub.orphaned(orphans)
         me = next((m for m in view.members if m.info.id == self.info.id), None)
         if me is not None and me.draining:
             await self._hand_over_one(engines)
             return
-        orphans = await self._store.orphans()
         now = self.clock.monotonic()
         self._orphaned_since = {c: self._orphaned_since.get(c, now) for c in orphans}
         await self._finish_stops(engines)
@@ -317,6 +401,26 @@ class FleetMember:
             await self._store.release(connection_id, lease.fence)
             log.info("engine handed over (drain)", extra={"connection_id": connection_id})
             return
+
+
+def _placement(view: FleetView, connection_id: str, me: str, placing: Iterable[str]) -> str:
+    """Who runs a start: the live member holding the engine's lease, else the live,
+    non-draining member with the fewest engines (`placing`: starts on their way to a
+    member count as its engines) -- `me` on a tie, else by id."""
+    alive = {m.info.id for m in view.members if m.alive}
+    for lease in view.leases:
+        if lease.connection_id == connection_id and lease.live and lease.owner in alive:
+            return lease.owner
+    counts = _loads(view)
+    for member in placing:
+        if member in counts:
+            counts[member] += 1
+    if not counts:
+        return me
+    fewest = min(counts.values())
+    if counts.get(me) == fewest:
+        return me
+    return min(counts, key=lambda member: (counts[member], member))
 
 
 def _loads(view: FleetView) -> dict[str, int]:

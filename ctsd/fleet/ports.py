@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from ctsd.engine.config import EngineConfig
 from ctsd.engine.ports import Fence, Lease
+from ctsd.engine.status import EngineStatus
 from ctsd.fleet.model import FleetView, MemberInfo
 
 
@@ -52,4 +54,10 @@ class FleetEngines(Protocol):
 
     async def finish_stop(self, connection_id: str, lease: Lease) -> None: ...
 
-    async def stop(self, connection_id: str) -> object: ...
+    async def start_here(self, connection_id: str, config: EngineConfig) -> EngineStatus:
+        """A start placed on this member: run here, never placed again."""
+        ...
+
+    async def stop_here(self, connection_id: str) -> EngineStatus:
+        """A stop of an engine this member runs: run here, never sent on."""
+        ...

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import replace
 from typing import Protocol
 
-from ctsd.engine.status import EngineStatus
+from ctsd.engine.status import EngineState, EngineStatus, Failure, FailureCode
 from ctsd.engine.watch import StatusHub
 from ctsd.tasks import cancel_and_wait
 
@@ -66,6 +66,23 @@ class FleetHub(StatusHub):
             self._pending[status.connection_id] = status
             self._wake.set()
         super().publish(status)
+
+    def orphaned(self, connection_ids: Iterable[str]) -> None:
+        """Engines that should run and whose lease expired (their owner died, paused or
+        lost the database), not yet adopted: said on this member's watchers, not
+        stored, so GetEngine, ListEngines and WatchEngines stop showing the dead
+        owner's last word as if it still held. The next owner's first status, under
+        a higher token, replaces it."""
+        for connection_id in connection_ids:
+            status = self.get(connection_id)
+            if (status is None or not status.owner or status.state is EngineState.STOPPED
+                    or self._token(connection_id) is not None):
+                continue
+            failure = Failure(FailureCode.LEASE_OVERDUE,
+                              f"owner {status.owner} lost its lease; adoption pending")
+            if status.failure != failure:
+                StatusHub.publish(self, replace(status, failure=failure,
+                                                version=status.version + 1))
 
     async def _flush(self) -> None:
         """Writes what is queued; a status leaves the queue only once written (a flush

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ctsd.store.connections import audit_connections
 from ctsd.store.database import Database
+from ctsd.store.engine_requests import audit_requests
 from ctsd.store.engine_statuses import SqlStatusStore
 from ctsd.store.engines import audit_engine_rows
 from ctsd.store.fleet import SqlFleetStore
@@ -18,4 +19,5 @@ async def audit_rows(db: Database) -> list[QuarantinedRow]:
     await audit_engine_rows(db)
     await SqlFleetStore(db).view(0)  # members and leases: decoded through the quarantine
     await SqlStatusStore(db).load()
+    await audit_requests(db)
     return db.quarantine.rows

@@ -58,6 +58,11 @@ class DatabaseClock:
             return PG_NOW, ()
         return "?", (self._wall_ms(),)
 
+    def literal(self) -> str:
+        """For reads: an integer literal (SQLite, read now) or the server's clock."""
+        sql, params = self.sql()
+        return str(params[0]) if params else sql
+
 
 class SqlFleetStore:
     """Members and leases on the daemon's `Database`; `fence` is used by the engine store."""
@@ -210,9 +215,7 @@ class SqlFleetStore:
         return [str(r[0]) for r in rows]
 
     def _now_read(self) -> str:
-        """For reads: an integer literal (SQLite, read now) or the server's clock."""
-        sql, params = self._clock.sql()
-        return str(params[0]) if params else sql
+        return self._clock.literal()
 
 
 def _member(row: Row, now: int, ttl_ms: int) -> Member:

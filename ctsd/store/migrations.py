@@ -184,6 +184,22 @@ MIGRATIONS: tuple[str | Migration, ...] = (
         updated_ms    INTEGER NOT NULL
     );
     """,
+    # 9: a fleet's engine requests: a StartEngine placed on another member by load, or a
+    # StopEngine sent to the engine's owner; the addressee takes the row ('sent' ->
+    # 'taken'), runs the call and writes its answer (status or error, JSON; 'done').
+    """
+    CREATE TABLE engine_requests (
+        id            TEXT    PRIMARY KEY,
+        connection_id TEXT    NOT NULL,
+        target        TEXT    NOT NULL,
+        kind          TEXT    NOT NULL,
+        config        TEXT    NOT NULL,
+        created_ms    INTEGER NOT NULL,
+        state         TEXT    NOT NULL DEFAULT 'sent',
+        answer        TEXT    NOT NULL DEFAULT ''
+    );
+    CREATE INDEX engine_requests_by_target ON engine_requests (target, state);
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

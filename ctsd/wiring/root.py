@@ -77,6 +77,7 @@ from ctsd.redaction import SECRETS
 from ctsd.server import build_server
 from ctsd.store.connections import ConnectionRepository
 from ctsd.store.database import Database
+from ctsd.store.engine_requests import SqlRequestStore
 from ctsd.store.engine_statuses import SqlStatusStore
 from ctsd.store.engines import SqlEngineStore
 from ctsd.store.fleet import SqlFleetStore
@@ -201,7 +202,8 @@ def _fleet_member(config: DaemonConfig, db: Database, store: SqlFleetStore,
     info = MemberInfo(f"{name}-{secrets.token_hex(3)}", settings.advertise or str(config.listen),
                       __version__, SCHEMA_VERSION)
     return FleetMember(store, info, SystemClock(), LeaseSettings.for_ttl(
-        settings.engine_lease_ttl_s), FleetHub(SqlStatusStore(db), info.id), followers)
+        settings.engine_lease_ttl_s), FleetHub(SqlStatusStore(db), info.id), followers,
+        requests=SqlRequestStore(db))
 
 
 def _strategies() -> StrategyRegistry:

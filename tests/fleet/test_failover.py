@@ -54,10 +54,10 @@ def test_a_killed_owners_engines_resume_on_survivors_within_15_s(
     with fleet_on_postgres(postgres_url, sim) as fleet:
         first = fleet.add()
         fleet.connections(4, f"failover{round_}")
-        survivors = [fleet.add(), fleet.add()]
         names = {w.name for w in fleet.workers}
-        fleet.start_engines(first)
+        fleet.start_engines(first)  # alone: every start placed on it
         wait_for(lambda: fleet.running_on(first, 2) == names, 60, "four engines on the first")
+        survivors = [fleet.add(), fleet.add()]
         with swinging(sim, fleet.workers, SEED + round_):
             wait_for(lambda: traded(fleet), 30, "orders at the venue")
             first.kill()
@@ -76,10 +76,10 @@ def test_a_paused_owner_places_nothing_after_losing_its_leases(
     with fleet_on_postgres(postgres_url, sim, ttl_s=PAUSE_TTL_S) as fleet:
         owner = fleet.add()
         fleet.connections(2, f"pause{round_}")
-        other = fleet.add()
         names = {w.name for w in fleet.workers}
-        fleet.start_engines(owner)
+        fleet.start_engines(owner)  # alone: every start placed on it
         wait_for(lambda: fleet.running_on(owner, 2) == names, 60, "engines on the owner")
+        other = fleet.add()
         with swinging(sim, fleet.workers, SEED + round_):
             wait_for(lambda: traded(fleet), 30, "orders at the venue")
             time.sleep(rng.uniform(0, 1.5))  # the pause lands at a random instant: no event
