@@ -49,6 +49,13 @@ class Broker(Protocol):
         An event-driven cycle then reads and decides without a single await."""
         ...
 
+    async def refresh_from_venue(self) -> tuple[Execution, ...]:
+        """`refresh` with every read from the venue's REST API, whatever a private stream
+        said: the engine found the venue disagreeing with what it was told (the position
+        check's second look, `ctsd.engine.position_check`). Cancelling it midway must
+        change nothing."""
+        ...
+
     async def poll(self, market: MarketSnapshot) -> tuple[Execution, ...]:
         """Fills this cycle's prices cause by themselves (PAPER's matching); no venue call."""
         ...
