@@ -400,12 +400,12 @@ class Engine:
         and in the log, and adopted or failed closed as configured."""
         if self._perp is None or self._perp.account is None:
             return
-        if not differences(self._ledger, self._broker.positions(), self.config.symbols):
+        symbols = self.config.symbols
+        if not differences(self._ledger, self._broker.positions(), symbols):
             self._agreed_ms = self._clock.now_ms()
             return
         found = await self._confirmed_differences()
         if not found:
-            self._agreed_ms = self._clock.now_ms()
             return
         own = {o.exchange_order_id for o in await self._store.list_orders(self.connection_id)}
         found, outside = await explain(self._perp.account, found, self._agreed_ms - 60_000, own)
