@@ -104,11 +104,12 @@ def _broker(config: EngineConfig, resources: EngineResources, perp: PerpSession 
         # sends anything, so a first attempt's id is new to the venue: asking for it
         # first would only add a round trip between market data and the order.
         # Retries still ask, and reconciliation resolves whatever a crash left.
+        # On a WebSocket connection fills and order states arrive by the private stream
+        # (spot and perpetuals, see `ctsd.wiring.engine_exchange`), REST reconciling.
         if perp is not None and perp.account is not None:
             return LivePerpBroker(resources.orders, perp.account, config.symbols, clock,
-                                  funding_poll_s=funding_poll_s, check_before_place=False)
-        # On a WebSocket connection fills and order states arrive by the private stream
-        # (spot; perpetuals poll, see `ctsd.wiring.engine_exchange`).
+                                  funding_poll_s=funding_poll_s, check_before_place=False,
+                                  updates=resources.order_updates)
         return LiveBroker(resources.orders, config.symbols, clock, check_before_place=False,
                           updates=resources.order_updates)
     if perp is not None and resources.perp_market is not None:

@@ -46,7 +46,14 @@ from ctsd.engine.ports import (
     MarketDataSource,
     MarketEvents,
 )
-from ctsd.engine.position_check import PositionMismatch, adoption, differences, explain
+from ctsd.engine.position_check import (
+    CONFIRM_READS,
+    Difference,
+    PositionMismatch,
+    adoption,
+    differences,
+    explain,
+)
 from ctsd.engine.risk import RiskGate
 from ctsd.engine.status import (
     DataSource,
@@ -388,19 +395,16 @@ class Engine:
             await self._book(execution)
 
     async def _check_positions(self) -> None:
-        """LIVE perpetuals: the venue's positions against the ledger. A difference is read
-        once more (an own fill may have landed between the two reads), then reported on
-        the status and in the log, and adopted or failed closed as configured."""
+        """LIVE perpetuals: the venue's positions against the ledger. A difference is
+        confirmed over REST first (`_confirmed_differences`), then reported on the status
+        and in the log, and adopted or failed closed as configured."""
         if self._perp is None or self._perp.account is None:
             return
         symbols = self.config.symbols
         if not differences(self._ledger, self._broker.positions(), symbols):
             self._agreed_ms = self._clock.now_ms()
             return
-        for execution in await self._broker.refresh():
-            await self._book(execution)
-        await self._book_funding()
-        found = differences(self._ledger, self._broker.positions(), symbols)
+        found = await self._confirmed_differences()
         if not found:
             return
         own = {o.exchange_order_id for o in await self._store.list_orders(self.connection_id)}
@@ -419,6 +423,28 @@ class Engine:
                                   self._marks):
             await self._book(execution)
         self._agreed_ms = self._clock.now_ms()
+
+    async def _confirmed_differences(self) -> list[Difference]:
+        """The rule of the second look. The positions and the engine's fills are separate
+        reads (and with a private stream, separate channels: a fill the stream has not
+        delivered yet, or one it delivered after the positions were read), so a first
+        difference may be the engine's own fill seen on one side only. The broker then
+        reads the positions and, after them, every order and fill over REST
+        (`refresh_from_venue`: fills already booked from the stream are booked once, by
+        trade id), and the engine compares again. A difference that survives a read in
+        which no fill of the engine's arrived is real; one that survives only because
+        own fills kept arriving meanwhile is read again, `CONFIRM_READS` times at most,
+        and then counts as real (fail closed)."""
+        found: list[Difference] = []
+        for _ in range(CONFIRM_READS):
+            executions = await self._broker.refresh_from_venue()
+            for execution in executions:
+                await self._book(execution)
+            await self._book_funding()
+            found = differences(self._ledger, self._broker.positions(), self.config.symbols)
+            if not found or not any(e.fills for e in executions):
+                return found
+        return found
 
     def _figures(self) -> dict[str, Any]:
         """The status fields derived from the ledger and the broker's book."""

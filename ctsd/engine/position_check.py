@@ -9,6 +9,16 @@ venue recorded, fills of orders that are not the engine's, or neither (the
 venue's history does not show it: auto-deleveraging, or a fill older than the
 history reaches).
 
+A difference is only acted on once it survives a second look: the engine's
+own fills reach the ledger by another read than the positions (over REST, or
+by the private order stream, which may run a moment behind or ahead of the
+positions read), so the engine first reads positions, then every order and
+fill, over REST and compares again. What the engine's own fills explain is gone
+after that read; a difference left after a read that brought no fill of the
+engine's is someone else's doing. If own fills keep arriving during the reads,
+it reads again, at most `CONFIRM_READS` times, then treats what is left as real:
+the check fails closed, it never waits for quiet.
+
 Adopting a difference books the venue's own fills of the other orders (so PnL
 keeps matching the venue's) and, for whatever they do not explain, one
 adjustment fill at the mark price that makes the ledger equal the venue.
@@ -29,6 +39,8 @@ from ctsd.strategies.model import OrderType, PositionSide, Side
 ZERO = Decimal(0)
 TOLERANCE = Decimal("0.000000001")
 EXTERNAL_PREFIX = "external-"
+CONFIRM_READS = 3
+"""REST reads that may confirm a difference while the engine's own fills keep arriving."""
 
 
 class PositionMismatch(Exception):  # control flow: the supervisor fails the engine closed

@@ -9,6 +9,7 @@ handing a None (or a 0) onward.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -121,6 +122,23 @@ def fills_fee(raw: Any) -> tuple[Decimal, str] | None:
         raise malformed("trade list is not a list")
     summed = _fee({"fees": [t.get("fee") for t in raw if isinstance(t, Mapping)]})
     return (summed["fee"], summed["fee_asset"]) if summed else None
+
+
+def contract_size(markets: Any, symbol: str) -> Decimal:
+    """Base units per contract of `symbol` in ccxt's `markets`: amounts of contract
+    markets (OKX swaps) are counted in contracts by the venue and in base units by
+    everything above the exchange layer. 1 for everything else."""
+    market = markets.get(symbol) if isinstance(markets, Mapping) else None
+    size = decimal(market.get("contractSize")) if isinstance(market, Mapping) else None
+    return size if size and market and market.get("contract") else Decimal(1)
+
+
+def in_base(order: Order, size: Decimal) -> Order:
+    """`order` with its amounts in base units, `size` base units a contract."""
+    if size == 1:
+        return order
+    return replace(order, amount=None if order.amount is None else order.amount * size,
+                   filled=None if order.filled is None else order.filled * size)
 
 
 def orders(raw: Any) -> list[Order]:

@@ -139,18 +139,11 @@ class ExchangeClient(AsyncClosing):
         return str(self._exchange.safe_symbol(market_id))
 
     def contract_size(self, symbol: str) -> Decimal:
-        """Base units per contract: amounts of contract markets (OKX swaps) are counted in
-        contracts by the venue and in base units by everything above this client."""
-        market = (self._exchange.markets or {}).get(symbol)
-        size = answers.decimal(market.get("contractSize")) if isinstance(market, dict) else None
-        return size if size and market and market.get("contract") else Decimal(1)
+        """Base units per contract (`answers.contract_size`)."""
+        return answers.contract_size(self._exchange.markets, symbol)
 
     def _in_base(self, order: Order) -> Order:
-        size = self.contract_size(order.symbol)
-        if size == 1:
-            return order
-        return replace(order, amount=None if order.amount is None else order.amount * size,
-                       filled=None if order.filled is None else order.filled * size)
+        return answers.in_base(order, self.contract_size(order.symbol))
 
     async def _run(self, call: Callable[[], Awaitable[T]], in_lane: Lane | None = None,
                    signed: bool = False) -> T:

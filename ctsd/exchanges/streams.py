@@ -351,7 +351,8 @@ class OrderStream(AsyncClosing):
         return ccxt_internals.ws_connected(self._exchange)
 
     async def orders(self) -> list[Order]:
-        """The next order updates (cumulative filled, average, fee), after logging in.
+        """The next order updates (cumulative filled, average, fee; amounts in base units,
+        as the REST client answers them), after logging in.
 
         ccxt.pro resolves a watch with the message that woke it; an update that arrives
         before the next watch only lands in its order cache, and an idle account may
@@ -361,7 +362,9 @@ class OrderStream(AsyncClosing):
         if not news:
             raw = await self._translate(self._watch_orders)
             news = self._news() or list(raw)
-        return [answers.order(item) for item in news]
+        markets = self._exchange.markets
+        return [answers.in_base(o, answers.contract_size(markets, o.symbol))
+                for o in map(answers.order, news)]
 
     def _news(self) -> list[Any]:
         """Cached orders whose state moved since last returned (ccxt updates a cached

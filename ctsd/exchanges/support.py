@@ -18,8 +18,9 @@ def trading(api_type: ApiType, note: str = POLLED) -> ApiTypeSupport:
     return ApiTypeSupport(api_type, key_test=True, paper=True, live=True, note=note)
 
 
-STREAMED = ("a WebSocket connection streams market data (LIVE spot: order updates too), "
-            "REST reconciling; a REST connection polls")
+STREAMED = ("a WebSocket connection streams market data and LIVE order updates, REST "
+            "reconciling (perpetuals read positions and funding over REST); a REST "
+            "connection polls")
 
 
 def streamed(api_type: ApiType) -> ApiTypeSupport:

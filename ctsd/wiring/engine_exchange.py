@@ -24,8 +24,8 @@ permissions, granted trading: real orders go out on a key known to work.
 
 On a WebSocket connection (`market_data_method`) market data comes from the
 daemon's market-data hub (`ctsd.wiring.engine_streams`), which also triggers
-the engine's cycles, and LIVE spot engines get their fills and order states from
-the private order stream (`ctsd.wiring.engine_order_stream`). Every engine on a
+the engine's cycles, and LIVE spot and perpetuals engines get their fills and order
+states from the private order stream (`ctsd.wiring.engine_order_stream`). Every engine on a
 target shares one public REST client; trading and key-reading clients are
 each `open`'s own.
 """
@@ -298,17 +298,16 @@ class ExchangeEngineBackend:
     async def _stream(self, conn: Connection, opened: Opened, resources: EngineResources,
                       credentials: ApiCredentials | None) -> tuple[Opened, EngineResources]:
         """A WebSocket connection's resources: market data and cycles from the hub; LIVE
-        spot orders by the private stream, REST reconciling. LIVE perpetuals keep polling
-        orders, positions and funding over REST (their position check compares a REST read
-        of the venue's positions with the ledger: a stream a moment behind would look like
-        a difference)."""
+        spot and perpetuals orders and fills by the private stream, REST reconciling.
+        Perpetuals still read positions and funding over REST (the position check's
+        second look tells a stream a moment behind from a real difference)."""
         assert self._streams is not None
         streaming = self._streams(opened.target, resources.market_data)
         opened = replace(opened, streams=streaming)
         orders = resources.orders
         feed = None
         if (isinstance(orders, ExchangeOrders) and credentials is not None
-                and resources.kind is MarketKind.SPOT):
+                and resources.kind in (MarketKind.SPOT, MarketKind.PERPETUAL)):
             reopen = partial(self._factory.order_stream, opened.target, credentials,
                              conn.account_uid)
             try:

@@ -101,9 +101,8 @@ def test_perpetuals_engines_run_on_the_streams(
     connections: csgrpc.ConnectionServiceStub, engines: sgrpc.EngineServiceStub,
     sim: SimulatorThread,  # noqa: F811
 ) -> None:
-    """PAPER and LIVE perpetuals on websocket connections cycle on the hub's streams; LIVE
-    perpetuals still read orders, positions and funding over REST (the position check
-    compares a REST read of the venue with the ledger)."""
+    """PAPER and LIVE perpetuals on websocket connections cycle on the hub's streams (LIVE
+    orders and fills by the private stream: tests/api/test_engine_perp_stream_faults.py)."""
     perp = "BTC/USDT:USDT"
     paper = f"{websocket_connection(connections, sim, 'ws-perp-paper', api_type='perp')}/engine"
     config = paper_config()

@@ -43,6 +43,13 @@ class Broker(Protocol):
         stop abandons a cycle that is still reading."""
         ...
 
+    async def refresh_from_venue(self) -> tuple[Execution, ...]:
+        """`refresh` with every read from the venue's REST API, whatever a private stream
+        said: the engine found the venue disagreeing with what it was told (the position
+        check's second look, `ctsd.engine.position_check`). Cancelling it midway must
+        change nothing."""
+        ...
+
     def refresh_now(self) -> tuple[Execution, ...] | None:
         """`refresh`'s answer when it needs no venue request (PAPER; LIVE between
         reconciliations, from its order stream), else None: then `refresh` is awaited.

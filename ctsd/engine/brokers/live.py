@@ -141,6 +141,13 @@ class LiveBroker:
         remote = await self._client.fetch_order(order.symbol, order.client_order_id)
         return Execution(order) if remote is None else self._track(self._merge(order, remote))
 
+    async def refresh_from_venue(self) -> tuple[Execution, ...]:
+        """`refresh` over REST whatever the stream says (a gap as far as the stream is
+        concerned): what the stream delivered since is merged too, never backwards."""
+        if self._updates is not None:  # left set if cancelled midway: the next one reads REST
+            self._gap = True
+        return await self.refresh()
+
     async def refresh(self) -> tuple[Execution, ...]:
         """From the stream while it is live and gapless; otherwise (and every
         `reconcile_s`) from REST too. Every read first, then the book updated at once:

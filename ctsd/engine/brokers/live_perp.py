@@ -8,6 +8,15 @@ from the venue (the engine compares them with its ledger,
 order that fills in between shows in the ledger and not yet in the positions,
 a difference the engine confirms with a second read before acting on it.
 
+With a private order stream (a WebSocket connection) orders and fills arrive as
+for spot (`LiveBroker`), REST reconciling; the positions are still read over REST
+each refresh (they are what the engine checks its ledger against, and a check
+needs a fresh read). The stream and that read are not one snapshot: a fill the
+stream has not delivered yet, or one it delivered after the read, shows as a
+difference, which the engine's second look resolves by reading positions, then
+orders and fills, over REST (`refresh_from_venue`; the rule is in
+`Engine._check_positions`).
+
 Funding comes from the venue's own history (Binance income, Bybit executions,
 OKX bills), read at session start and then at most every `funding_poll_s` while
 a position is open or the funding time the venue announced has passed (and
@@ -23,7 +32,7 @@ from ctsd.clock import Clock
 from ctsd.engine.brokers.live import LiveBroker
 from ctsd.engine.orders import Execution, Fill, Order
 from ctsd.engine.perpetual import FundingPayment, VenuePosition
-from ctsd.engine.ports import ExchangeOrderClient, PerpetualAccount
+from ctsd.engine.ports import ExchangeOrderClient, OrderUpdates, PerpetualAccount
 from ctsd.strategies.model import MarketSnapshot
 
 DEFAULT_FUNDING_POLL_S = 600.0
@@ -36,9 +45,10 @@ class LivePerpBroker(LiveBroker):
     def __init__(
         self, client: ExchangeOrderClient, account: PerpetualAccount, symbols: Sequence[str],
         clock: Clock, *, funding_poll_s: float = DEFAULT_FUNDING_POLL_S,
-        check_before_place: bool = True,
+        check_before_place: bool = True, updates: OrderUpdates | None = None,
     ) -> None:
-        super().__init__(client, symbols, clock, check_before_place=check_before_place)
+        super().__init__(client, symbols, clock, check_before_place=check_before_place,
+                         updates=updates)
         self._account = account
         self._funding_poll_s = funding_poll_s
         self._positions: tuple[VenuePosition, ...] = ()
@@ -57,14 +67,20 @@ class LivePerpBroker(LiveBroker):
         taken, self._funding = tuple(self._funding), []
         return taken
 
+    def refresh_now(self) -> None:
+        """Never without a venue read: every refresh reads the positions the engine checks
+        its ledger against (the funding terms are read each cycle anyway)."""
+        return None
+
     async def poll(self, market: MarketSnapshot) -> tuple[Execution, ...]:
         """No venue call: notes the next funding time the venue announces (once it has
-        passed, the next refresh reads the funding history)."""
+        passed, the next refresh reads the funding history), and (with a stream) which
+        resting orders the market traded through, whose fill is now due."""
         for symbol_market in market.symbols:
             if symbol_market.funding is not None:
                 due = symbol_market.funding.next_time_ms
                 self._due_ms = due if self._due_ms is None else min(self._due_ms, due)
-        return ()
+        return await super().poll(market)
 
     async def reconcile(
         self, known: Sequence[Order], fills: Sequence[Fill],

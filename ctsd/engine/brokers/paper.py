@@ -122,6 +122,9 @@ class PaperBroker:
     async def fetch_order(self, order: Order) -> Execution:
         return Execution(self._book.get(order.client_order_id, order))
 
+    async def refresh_from_venue(self) -> tuple[Execution, ...]:
+        return ()  # the paper account is the venue: nothing to read again
+
     async def refresh(self) -> tuple[Execution, ...]:
         return ()  # paper orders fill in `poll`, against this cycle's prices
 

@@ -136,6 +136,9 @@ class PaperMarginBroker:
     async def refresh(self) -> tuple[Execution, ...]:
         return ()  # paper orders fill in `poll`, against this cycle's prices
 
+    async def refresh_from_venue(self) -> tuple[Execution, ...]:
+        return ()  # the paper account is the venue: nothing to read again
+
     async def poll(self, market: MarketSnapshot) -> tuple[Execution, ...]:
         """Interest for the periods passed, then resting orders the prices cross, then
         liquidations at the new prices."""

@@ -140,6 +140,9 @@ class PaperPerpBroker:
     def _tiers(self, symbol: str) -> tuple[LeverageTier, ...]:
         return self._tier_cache.get(symbol, ())
 
+    async def refresh_from_venue(self) -> tuple[Execution, ...]:
+        return ()  # the paper account is the venue: nothing to read again
+
     async def refresh(self) -> tuple[Execution, ...]:
         return ()  # paper orders fill in `poll`, against this cycle's prices
 
