@@ -120,16 +120,18 @@ def margin_wallets(account: Account) -> list[str]:
     return [w for w in account.loans.terms if w in account.wallets]
 
 
-def max_borrowable(account: Account, market: Market, wallet: str, asset: str) -> Decimal:
+def max_borrowable(account: Account, market: Market, wallet: str, asset: str,
+                   *, posting: Decimal = _ZERO) -> Decimal:
     """How much more of `asset` the wallet may borrow before its level reaches the
-    terms' initial level."""
+    terms' initial level; `posting`: a value (in the quote) about to be moved in as
+    margin, counted as if it were there."""
     terms = terms_of(account, wallet)
     price = price_of(market, asset)
     if not price:
         return _ZERO
     v = value(account, market, wallet)
     init = terms.initial_level
-    room = (v.assets - init * v.liabilities) / (init - 1)
+    room = (v.assets + posting - init * v.liabilities) / (init - 1)
     return max(room / price, _ZERO).quantize(AMOUNT_STEP, rounding="ROUND_DOWN")
 
 
@@ -256,10 +258,14 @@ def fund_order(account: Account, market: Market, order: Order, asset: str,
     """What an auto-borrowing order lacks in its wallet: a position wallet first takes
     its margin from spot (in the quote), then the rest is borrowed. A buy's margin is
     1/leverage of what it pays; a sell borrows the whole base it sells, so its margin is
-    1/(leverage - 1) of that: either way the wallet opens at the terms' initial level."""
+    1/(leverage - 1) of that: either way the wallet opens at the terms' initial level.
+
+    All or nothing: both limits are checked before anything moves, so a refused order
+    leaves the account as it was (a margin posted for a borrow then refused stayed in
+    the position wallet, and the venue drifted from what its account showed)."""
     terms = terms_of(account, order.wallet)
     now = market.now_ms()
-    need = shortfall
+    need, margin = shortfall, _ZERO
     if terms.position:
         leverage = order.leverage or terms.max_leverage
         value = shortfall if asset == quote else shortfall * price
@@ -268,11 +274,15 @@ def fund_order(account: Account, market: Market, order: Order, asset: str,
         spot = account.holding(quote, SPOT_WALLET)
         if spot.free < margin:
             raise Rejection(RejectKind.INSUFFICIENT_FUNDS, f"margin {margin}")
-        transfer(account, now, SPOT_WALLET, order.wallet, quote, margin)
         if asset == quote:
             need = shortfall - margin
+    if need > 0 and need > max_borrowable(account, market, order.wallet, asset,
+                                          posting=margin * price_of(market, quote)):
+        raise Rejection(RejectKind.BORROW_LIMIT, f"{asset} {need}")
+    if margin:
+        transfer(account, now, SPOT_WALLET, order.wallet, quote, margin)
     if need > 0:
-        borrow(account, market, order.wallet, asset, need)
+        borrow(account, market, order.wallet, asset, need, check=False)
         order.borrowed += need
 
 
