@@ -308,6 +308,10 @@ class LendingTerms:
     margin_per_order: bool = False
     """Each position posts its own margin from the account (OKX, Kraken): it opens at
     the initial level instead of borrowing against the whole account."""
+    order_leverage: Decimal | None = None
+    """What each order posts its margin at, where it is not `max_leverage` (Kraken: the
+    order's `leverage`, 2x unless configured, while the pair's maximum, 5x, bounds what
+    the position may borrow)."""
 
 
 @dataclass(frozen=True)

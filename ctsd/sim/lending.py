@@ -30,6 +30,7 @@ from decimal import Decimal
 from ctsd.sim.accounts import (
     SPOT_WALLET,
     Account,
+    Fill,
     Holding,
     Order,
     Rejection,
@@ -147,23 +148,42 @@ def liquidation_price(base: Holding, quote: Holding, level: Decimal) -> Decimal:
 def position_of(account: Account, wallet: str) -> tuple[Decimal, Decimal]:
     """(signed base size, average entry price) of a position wallet (OKX margin, Kraken),
     from its fills since it was last flat: what the venues report as the position."""
+    size, entry, _ = _walk_position(account, wallet)
+    return size, entry
+
+
+def opening_fill(account: Account, wallet: str) -> Fill | None:
+    """The fill that opened the position `position_of` reports (None while flat)."""
+    return _walk_position(account, wallet)[2]
+
+
+def _walk_position(account: Account, wallet: str) -> tuple[Decimal, Decimal, Fill | None]:
     size = entry = _ZERO
+    opening: Fill | None = None
     for f in account.fills:
         if f.wallet != wallet:
             continue
         base_fee = f.fee if f.fee_asset != f.symbol.split("/")[1] else _ZERO
         signed = f.qty - base_fee if f.side is Side.BUY else -f.qty
         if not size or (size > 0) == (signed > 0):
+            opening = opening if size else f
             entry = (size * entry + signed * f.price) / (size + signed)
             size += signed
             continue
         after = size + signed
         if not after:
-            entry = _ZERO
+            entry, opening = _ZERO, None
         elif (after > 0) != (size > 0):
-            entry = f.price
+            entry, opening = f.price, f
         size = after
-    return size, entry
+    return size, entry, opening
+
+
+def opened_ms(account: Account, wallet: str) -> int:
+    """When the position wallet's current position began: the last time it was emptied
+    back into spot (0: never)."""
+    return max((e.time_ms for e in account.loans.history(wallet, kinds=frozenset(
+        {LoanKind.TRANSFER})) if e.amount < 0), default=0)
 
 
 def posted_margin(account: Account, wallet: str) -> Decimal:
