@@ -70,6 +70,9 @@ class Ticker:
     bid: Decimal | None
     ask: Decimal | None
     timestamp_ms: int | None
+    underlying: Decimal | None = None
+    """Options: the underlying's price the venue quotes with the contract
+    (`OptionsProfile.underlying_field`)."""
 
 
 @dataclass(frozen=True)
