@@ -215,3 +215,20 @@ async def test_an_outside_fill_stops_the_engine_or_is_adopted(
     await rig.run(engine)
     [position] = [p for p in engine.status.positions if p.symbol == SYMBOL]
     assert position.amount == Decimal("-0.05005")  # the outside buy's fee is in BTC
+
+
+@pytest.mark.parametrize("mode", MODES, ids=[m.value for m in MODES])
+async def test_a_kraken_short_grows_past_its_order_leverage_as_the_venue_allows(
+    rigs: dict[str, MarketRig], mode: TradingMode,
+) -> None:
+    """Each Kraken order posts margin at the configured 2x; what the position may borrow
+    is bounded by the pair's 5x. A short the price went against (below 2x's level) may
+    still grow: PAPER once checked the borrow at 2x and refused what the venue fills."""
+    rig = rigs["kraken"]
+    engine = await rig.engine(rig.config(mode))
+    await rig.run(engine, order(SYMBOL, Side.SELL, "0.1"))
+    rig.server.sim.set_price(SYMBOL, PRICE * Decimal("1.02"))
+    await rig.run(engine, order(SYMBOL, Side.SELL, "0.1"))
+    assert engine.status.orders_filled == 2 and engine.status.orders_rejected == 0
+    [position] = [p for p in engine.status.positions if p.symbol == SYMBOL]
+    assert position.amount == Decimal("-0.2")
