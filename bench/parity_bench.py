@@ -126,7 +126,7 @@ ROWS = (
     Row("options", "binance", ApiType.OPTIONS, "", strategy="grid"),
     Row("options-bybit", "bybit", ApiType.OPTIONS, "", strategy="grid"),
 )
-DEFAULT_ROWS = "spot,perp,margin,options"
+DEFAULT_ROWS = "spot,perp,margin,margin-okx,margin-kraken,options"
 ROW_INDEX = {row.name: n for n, row in enumerate(ROWS)}
 
 

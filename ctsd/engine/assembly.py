@@ -76,8 +76,12 @@ def _options(record: EngineRecord, config: EngineConfig, resources: EngineResour
     if config.mode is TradingMode.LIVE:
         if resources.orders is None:
             raise FailedPrecondition("LIVE trading needs an order client")
+        if resources.option_account is None:
+            raise FailedPrecondition(
+                f"connections/{record.connection_id} cannot read option positions")
         live = LiveBroker(resources.orders, config.symbols, clock, check_before_place=False)
-        return OptionSession(config, resources.option_market, record.connection_id), live
+        return OptionSession(config, resources.option_market, record.connection_id,
+                             account=resources.option_account), live
     paper = PaperOptionBroker(config.paper, clock)
     return OptionSession(config, resources.option_market, record.connection_id,
                          paper.settle), paper

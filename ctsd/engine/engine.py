@@ -37,7 +37,7 @@ from ctsd.engine.market import DryRun, decide_dry, fetch_infos, fetch_snapshot
 from ctsd.engine.option_session import EXPIRY_TAG, OptionSession
 from ctsd.engine.orders import Execution, Order, OrderRequest, OrderStatus, client_order_id
 from ctsd.engine.perp_session import PerpSession, check_spot, position_statuses
-from ctsd.engine.perpetual import AppliedSetting, MismatchPolicy
+from ctsd.engine.perpetual import AppliedSetting, MismatchPolicy, VenueTrade
 from ctsd.engine.ports import (
     EngineRecord,
     EngineStore,
@@ -53,6 +53,7 @@ from ctsd.engine.position_check import (
     adoption,
     differences,
     explain,
+    with_cause,
 )
 from ctsd.engine.risk import RiskGate
 from ctsd.engine.status import (
@@ -395,20 +396,23 @@ class Engine:
             await self._book(execution)
 
     async def _check_positions(self) -> None:
-        """LIVE perpetuals: the venue's positions against the ledger. A difference is
-        confirmed over REST first (`_confirmed_differences`), then reported on the status
-        and in the log, and adopted or failed closed as configured."""
-        if self._perp is None or self._perp.account is None:
-            return
-        symbols = self.config.symbols
-        if not differences(self._ledger, self._broker.positions(), symbols):
+        """LIVE perpetuals and options: the venue's positions against the ledger. A
+        difference is confirmed over REST first (`_confirmed_differences`), then reported
+        on the status and in the log, and adopted or failed closed as configured."""
+        if not await self._position_differences():
             self._agreed_ms = self._clock.now_ms()
             return
         found = await self._confirmed_differences()
         if not found:
             return
-        own = {o.exchange_order_id for o in await self._store.list_orders(self.connection_id)}
-        found, outside = await explain(self._perp.account, found, self._agreed_ms - 60_000, own)
+        outside: list[VenueTrade] = []
+        if self._perp is not None and self._perp.account is not None:
+            own = {o.exchange_order_id for o in await self._store.list_orders(
+                self.connection_id)}
+            found, outside = await explain(self._perp.account, found,
+                                           self._agreed_ms - 60_000, own)
+        else:  # options: the venue's option fills are not read here
+            found = [with_cause(d, "not the engine's fills: an outside trade?") for d in found]
         text = "; ".join(str(d) for d in found)
         liquidated = sum("liquidation" in d.cause for d in found)
         self._update(position_differences=self._status.position_differences + 1,
@@ -441,10 +445,18 @@ class Engine:
             for execution in executions:
                 await self._book(execution)
             await self._book_funding()
-            found = differences(self._ledger, self._broker.positions(), self.config.symbols)
+            found = await self._position_differences()
             if not found or not any(e.fills for e in executions):
                 return found
         return found
+
+    async def _position_differences(self) -> list[Difference]:
+        if self._options is not None:
+            return await self._options.differences(self._ledger, self._marks,
+                                                   self._clock.now_ms())
+        if self._perp is None or self._perp.account is None:
+            return []
+        return differences(self._ledger, self._broker.positions(), self.config.symbols)
 
     def _figures(self) -> dict[str, Any]:
         """The status fields derived from the ledger and the broker's book."""

@@ -27,6 +27,10 @@ class LendingTerms:
     charge_on_borrow: bool = False
     liquidation_margin: Decimal | None = None
     margin_per_order: bool = False
+    order_leverage: Decimal | None = None
+    """What each order posts its margin at, where it is not `max_leverage` (Kraken: the
+    order's `leverage`, 2x unless configured, while the pair's maximum, 5x, bounds what
+    the position may borrow)."""
 
     @property
     def initial_level(self) -> Decimal:

@@ -14,6 +14,13 @@ bought back) at its intrinsic value, no fee, under the id `expiry-<engine>-<symb
 so the ledger closes the position with the PnL the venue paid, and a restart replays
 it like any fill. PAPER's account moves the same way (`on_settle`); LIVE's balance
 comes from the venue.
+
+Positions (LIVE): each cycle the venue's option positions are compared with the
+ledger (`differences`), as on perpetuals: a contract traded by anything but this
+engine (by hand, another program, a venue's exercise) is a difference, and the engine
+stops fail-closed naming it (or, with `on_position_mismatch=adopt`, books an
+adjustment at the mark). An expired contract is left out: the venue has settled it,
+the ledger books the settlement once the price is published.
 """
 
 from __future__ import annotations
@@ -23,12 +30,14 @@ from collections.abc import Callable, Sequence
 from decimal import Decimal
 
 from ctsd.engine.config import EngineConfig
+from ctsd.engine.ledger import Ledger
 from ctsd.engine.options import OptionTerms
 from ctsd.engine.orders import Execution, Fill, Order, OrderStatus
-from ctsd.engine.ports import OptionMarketData
+from ctsd.engine.ports import OptionAccount, OptionMarketData
+from ctsd.engine.position_check import Difference, compare
 from ctsd.errors import FailedPrecondition, FieldViolation
 from ctsd.strategies.base import DataNeeds
-from ctsd.strategies.model import OrderType, Position, Side
+from ctsd.strategies.model import OrderType, Position, PositionSide, Side
 
 log = logging.getLogger("ctsd.engine")
 ZERO = Decimal(0)
@@ -39,9 +48,12 @@ class OptionSession:
     """Per engine: the contracts' terms and their settlement prices."""
 
     def __init__(self, config: EngineConfig, market: OptionMarketData, connection_id: str,
-                 on_settle: Callable[[Fill], None] | None = None) -> None:
+                 on_settle: Callable[[Fill], None] | None = None,
+                 account: OptionAccount | None = None) -> None:
         self._config = config
         self.market = market
+        self.account = account
+        """LIVE: the venue's positions, compared with the ledger each cycle."""
         self._connection_id = connection_id
         self._on_settle = on_settle
         """PAPER: the paper account moves for a settlement as the venue's would."""
@@ -75,6 +87,19 @@ class OptionSession:
 
     def expired(self, now_ms: int) -> frozenset[str]:
         return frozenset(s for s, t in self.terms.items() if t.expiry_ms <= now_ms)
+
+    async def differences(self, ledger: Ledger, marks: dict[str, Decimal],
+                          now_ms: int) -> list[Difference]:
+        """The contracts not yet expired whose venue position is not the ledger's (none
+        without a LIVE account)."""
+        if self.account is None:
+            return []
+        live = tuple(s for s in self._config.symbols if s not in self.expired(now_ms))
+        if not live:
+            return []
+        held = await self.account.positions(live)
+        return compare(ledger, {(s, PositionSide.BOTH): a for s, a in held.items()}, marks,
+                       live)
 
     async def settlements(self, engine_id: str, cycle: int, positions: Sequence[Position],
                           now_ms: int) -> tuple[Execution, ...]:

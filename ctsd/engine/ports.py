@@ -275,6 +275,14 @@ class OptionMarketData(Protocol):
         ...
 
 
+class OptionAccount(Protocol):
+    """A LIVE options account: what it holds of each contract, to check the ledger."""
+
+    async def positions(self, symbols: tuple[str, ...]) -> Mapping[str, Decimal]:
+        """Contracts held per symbol of `symbols` (negative: written), none for the rest."""
+        ...
+
+
 class MarginAccount(Protocol):
     """A LIVE spot-margin account: its settings, interest charges and own fills."""
 
@@ -477,6 +485,8 @@ class EngineResources:
     """Required for LIVE spot margin."""
     option_market: OptionMarketData | None = None
     """Required for options."""
+    option_account: OptionAccount | None = None
+    """LIVE options: the venue's positions, checked against the ledger each cycle."""
     events: MarketEvents | None = None
     """On a WebSocket connection: market events drive the cycles; None: a fixed interval."""
     order_updates: OrderUpdates | None = None

@@ -1,4 +1,5 @@
-"""A LIVE perpetuals engine's ledger against the venue's positions: find, name, explain.
+"""A LIVE engine's ledger against the venue's positions (perpetuals, options): find,
+name, explain.
 
 The ledger is what the engine's own fills add up to; the venue's position is
 what the account holds. They differ when something else traded the account: a
@@ -72,6 +73,13 @@ def differences(ledger: Ledger, venue: Iterable[VenuePosition],
     for position in venue:
         held[position.key] = held.get(position.key, ZERO) + position.amount
         marks[position.symbol] = position.mark_price
+    return compare(ledger, held, marks, symbols)
+
+
+def compare(ledger: Ledger, held: Mapping[tuple[str, PositionSide], Decimal],
+            marks: Mapping[str, Decimal], symbols: Sequence[str]) -> list[Difference]:
+    """Every (symbol, leg) of `symbols` whose ledger amount is not what the venue holds
+    (`held`, signed; options: contracts, one leg)."""
     keys = {(p.symbol, p.side) for p in ledger.positions() if p.symbol in symbols}
     keys |= {k for k in held if k[0] in symbols}
     found = []
@@ -100,11 +108,11 @@ async def explain(account: PerpetualAccount, found: Sequence[Difference], since_
             cause = f"outside trade: venue order {', '.join(orders[:3])}"
         else:
             cause = "not in the venue's fill history: auto-deleveraging?"
-        explained += [_with_cause(d, cause) for d in found if d.symbol == symbol]
+        explained += [with_cause(d, cause) for d in found if d.symbol == symbol]
     return explained, outside
 
 
-def _with_cause(difference: Difference, cause: str) -> Difference:
+def with_cause(difference: Difference, cause: str) -> Difference:
     return Difference(difference.symbol, difference.side, difference.ledger,
                       difference.venue, difference.mark, cause)
 

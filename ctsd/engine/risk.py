@@ -9,7 +9,13 @@ all open PnL now (positions carried over midnight count in full: the check
 errs towards stopping), and its breach stops the engine with reason RISK_LIMIT.
 
 Notionals are full position notionals (amount times price), whatever leverage
-a perpetual trades at: a limit on leveraged notional, not on margin. Before the
+a perpetual trades at: a limit on leveraged notional, not on margin. An option
+contract's premium is not its exposure: a buy counts each contract at the larger of
+its premium (what a long can lose) and the underlying's price the venue quotes with
+it (the notional the contract moves with: contracts of one underlying unit on
+Binance and Bybit), so `max_position_notional` caps the contracts held at that
+underlying notional; a sell only takes contracts back (options engines do not
+write) and counts its premium. Before the
 limits, each intent is checked against what its market can do
 (`ctsd.engine.intents`): a short on spot or a hedge leg on a one-way account is
 refused there, naming the field.
@@ -27,6 +33,7 @@ from ctsd.engine.config import RiskLimits
 from ctsd.engine.intents import refusal, resolved
 from ctsd.engine.ledger import PnL
 from ctsd.strategies.model import (
+    MarketKind,
     MarketSnapshot,
     OrderIntent,
     OrderType,
@@ -47,6 +54,19 @@ class RiskVerdict:
 
 def _signed(side: Side, amount: Decimal) -> Decimal:
     return amount if side is Side.BUY else -amount
+
+
+def _exposure_price(intent: OrderIntent, market: MarketSnapshot,
+                    premium: Decimal) -> tuple[Decimal, str]:
+    """What one unit of the intent is exposed to, and how a refusal names it: an option
+    buy's contract at the larger of its premium and the quoted underlying price."""
+    found = market.get(intent.symbol)
+    if found is None or found.info.kind is not MarketKind.OPTION or intent.side is Side.SELL:
+        return premium, ""
+    underlying = found.ticker.underlying
+    if underlying is None or underlying <= premium:
+        return premium, " (premium)"
+    return underlying, f" (underlying at {underlying})"
 
 
 class RiskGate:
@@ -105,15 +125,16 @@ class RiskGate:
         price = self._price(intent, market)
         if price is None:
             return f"no price for {intent.symbol}"
+        price, what = _exposure_price(intent, market, price)
         notional = intent.amount * price
         if limits.max_order_notional is not None and notional > limits.max_order_notional:
-            return (f"order notional {notional:.2f} exceeds max_order_notional "
+            return (f"order notional {notional:.2f}{what} exceeds max_order_notional "
                     f"{limits.max_order_notional}")
         after = exposure + _signed(intent.side, intent.amount)
         if (limits.max_position_notional is not None and abs(after) > abs(exposure)
                 and abs(after) * price > limits.max_position_notional):
-            return (f"position notional {abs(after) * price:.2f} in {intent.symbol} would exceed "
-                    f"max_position_notional {limits.max_position_notional}")
+            return (f"position notional {abs(after) * price:.2f}{what} in {intent.symbol} would "
+                    f"exceed max_position_notional {limits.max_position_notional}")
         if (limits.max_open_orders is not None and intent.type is OrderType.LIMIT
                 and resting >= limits.max_open_orders):
             return f"{resting} open orders: max_open_orders {limits.max_open_orders} reached"

@@ -62,14 +62,20 @@ def holdings(balance: Any) -> tuple[Holding, ...]:
     return tuple(result)
 
 
-def ticker(raw: Any, symbol: str) -> Ticker:
+def ticker(raw: Any, symbol: str, underlying_field: str | None = None) -> Ticker:
+    """`underlying_field`: where the venue's answer (ccxt's `info`) quotes the underlying's
+    price with an option contract's."""
     raw = _dict(raw, "ticker")
     last = decimal(raw.get("last")) or decimal(raw.get("close"))
     if last is None or last <= 0:
         raise malformed(f"ticker of {symbol} has no last price")
     stamp = raw.get("timestamp")
+    info = raw.get("info")
+    underlying = decimal(info.get(underlying_field)) if underlying_field and isinstance(
+        info, dict) else None
     return Ticker(str(raw.get("symbol") or symbol), last, decimal(raw.get("bid")),
-                  decimal(raw.get("ask")), int(stamp) if isinstance(stamp, int) else None)
+                  decimal(raw.get("ask")), int(stamp) if isinstance(stamp, int) else None,
+                  underlying)
 
 
 def candles(raw: Any, symbol: str) -> list[Candle]:

@@ -330,7 +330,11 @@ class ExchangeClient(AsyncClosing):
     # --- what engines ask --------------------------------------------------------------------
 
     async def fetch_ticker(self, symbol: str) -> Ticker:
-        return answers.ticker(await self._run(lambda: self._exchange.fetch_ticker(symbol)), symbol)
+        options = self._profile.option_trading
+        field = options.underlying_field if options is not None and (
+            self.target.api_type is ApiType.OPTIONS) else None
+        return answers.ticker(await self._run(lambda: self._exchange.fetch_ticker(symbol)),
+                              symbol, field)
 
     async def fetch_ohlcv(self, symbol: str, timeframe: str = "1m", limit: int = 100,
                           since_ms: int | None = None) -> list[Candle]:

@@ -70,6 +70,9 @@ class Ticker:
     bid: Decimal | None
     ask: Decimal | None
     timestamp_ms: int | None
+    underlying: Decimal | None = None
+    """Options: the underlying's price the venue quotes with the contract
+    (`OptionsProfile.underlying_field`)."""
 
 
 @dataclass(frozen=True)
@@ -308,6 +311,10 @@ class LendingTerms:
     margin_per_order: bool = False
     """Each position posts its own margin from the account (OKX, Kraken): it opens at
     the initial level instead of borrowing against the whole account."""
+    order_leverage: Decimal | None = None
+    """What each order posts its margin at, where it is not `max_leverage` (Kraken: the
+    order's `leverage`, 2x unless configured, while the pair's maximum, 5x, bounds what
+    the position may borrow)."""
 
 
 @dataclass(frozen=True)

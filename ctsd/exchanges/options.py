@@ -11,6 +11,7 @@ price the venue publishes once a contract expires (Binance `exerciseHistory`, By
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -63,6 +64,29 @@ class OptionClient:
             raise malformed(f"{self.client.target.exchange} option market {symbol}")
         return ContractTerms(symbol, str(market["base"]), str(market["settle"]), expiry, strike,
                              kind == "call")
+
+    async def positions(self, symbols: Sequence[str]) -> dict[str, Decimal]:
+        """Contracts the account holds per symbol of `symbols` (negative: written); a
+        symbol without a position is left out."""
+        raw = await self.client.call("fetch_positions", list(symbols),
+                                     dict(self.venue.position_params), signed=True)
+        if not isinstance(raw, list):
+            raise malformed(f"{self.client.target.exchange} option positions are not a list")
+        held: dict[str, Decimal] = {}
+        for row in raw:
+            if not isinstance(row, Mapping) or row.get("symbol") not in symbols:
+                continue
+            contracts = answers.decimal(row.get("contracts"))
+            if not contracts:
+                continue
+            side = row.get("side")
+            if side not in ("long", "short"):
+                raise malformed(f"{self.client.target.exchange} option position of "
+                                f"{row.get('symbol')} has side {side!r}")
+            symbol = str(row["symbol"])
+            held[symbol] = held.get(symbol, Decimal(0)) + (
+                abs(contracts) if side == "long" else -abs(contracts))
+        return held
 
     async def settlement_price(self, symbol: str) -> Decimal | None:
         """The underlying's price the venue settled `symbol` at; None until it publishes one."""

@@ -221,6 +221,12 @@ class OptionsProfile:
     """(client, ccxt market of an expired contract) → the underlying's price the venue
     settled it at, None until published; None where engines do not trade the venue's
     options (`ctsd.exchanges.options`)."""
+    underlying_field: str | None = None
+    """Where a contract's ticker (ccxt's `info`) quotes the underlying's price (Binance
+    `exercisePrice`, Bybit `underlyingPrice`): what options' risk limits count."""
+    position_params: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
+    """What ccxt's `fetch_positions` needs to read option positions (Binance 4.5.90:
+    `method=option`, else it reads the futures account's)."""
 
 
 @dataclass(frozen=True)

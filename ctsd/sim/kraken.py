@@ -277,6 +277,7 @@ class KrakenSim:
             ("POST", "/0/private/GetWebSocketsToken", query, 1, self.websockets_token),
             ("POST", "/0/private/OpenPositions", query, 1, self.margin.open_positions),
             ("POST", "/0/private/TradeBalance", query, 1, self.margin.trade_balance),
+            ("POST", "/0/private/Ledgers", query, 2, self.margin.ledgers),
             *self._market_data_and_history(),
         ]
         return [Endpoint(*row) for row in table]

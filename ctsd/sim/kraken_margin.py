@@ -9,7 +9,9 @@ opens the other way. Kraken keeps the posted margin in the account's `Balance`
 until the position closes, so `Balance` and `BalanceEx` add it back. Rollover is
 0.02 % per 4 hours of the path clock, charged at opening too (Kraken's opening fee);
 at a margin level of 40 % (`margin_stop`: equity at 40 % of the margin used) the
-position is liquidated.
+position is liquidated. `Ledgers` lists the opening fees (type `margin`) and rollovers
+(type `rollover`) as Kraken books them: amount 0, the charge in `fee`, in the borrowed
+asset; other ledger types (trades, deposits) are not simulated and list nothing.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from ctsd.sim import kraken_wire as render
 from ctsd.sim import lending
-from ctsd.sim.accounts import Account, Order
+from ctsd.sim.accounts import SPOT_WALLET, Account, Order
 from ctsd.sim.kraken_wire import LEVERAGES, KrakenPair
 from ctsd.sim.loans import LoanKind, MarginTerms
 from ctsd.sim.matching import OrderRequest
@@ -32,6 +34,9 @@ if TYPE_CHECKING:
 PREFIX = "kraken:"
 ROLLOVER_MS = 4 * 3_600_000
 ROLLOVER_RATE = Decimal("0.0002")
+LEDGER_PAGE = 50
+LEDGER_TYPES = ("all", "margin", "rollover")
+"""The `type`s of `Ledgers` with entries here (Kraken has more; they list nothing)."""
 TERMS = MarginTerms(max_leverage=Decimal(max(LEVERAGES)), liquidation_level=Decimal(1),
                     period_ms=ROLLOVER_MS, charge_on_borrow=True, period_rate=ROLLOVER_RATE,
                     position=True, liquidation_margin=Decimal("0.4"))
@@ -85,13 +90,14 @@ class KrakenMargin:
             if not size:
                 continue
             pair = self.state.pair_of(wallet.removeprefix(PREFIX))
+            since = lending.opened_ms(account, wallet)
             opening = self._opening(account, wallet)
             margin = lending.posted_margin(account, wallet)
             cost = abs(size) * entry
             mark = market.price(pair.inst.symbol)
             rollover = sum((e.amount * (lending.price_of(market, e.asset)) for e in
-                            account.loans.history(wallet, kinds=frozenset({LoanKind.INTEREST}))),
-                           Decimal(0))
+                            account.loans.history(wallet, kinds=frozenset({LoanKind.INTEREST}))
+                            if e.time_ms >= since), Decimal(0))
             rows.append({
                 "ordertxid": render.order_txid(opening.id) if opening else "",
                 "posstatus": "open", "pair": pair.altname,
@@ -118,9 +124,42 @@ class KrakenMargin:
     def _orders(account: Account, wallet: str) -> list[Order]:
         return [o for o in account.orders.values() if o.wallet == wallet]
 
-    def _opening(self, account: Account, wallet: str) -> Order | None:
-        found = [o for o in self._orders(account, wallet) if o.filled]
-        return found[-1] if found else None
+    @staticmethod
+    def _opening(account: Account, wallet: str) -> Order | None:
+        """The order that opened the current position (its id names the position)."""
+        fill = lending.opening_fill(account, wallet)
+        return account.orders.get(fill.order_id) if fill is not None else None
+
+    async def ledgers(self, call: Call) -> Any:
+        """`Ledgers`: opening fees (`margin`) and rollovers (`rollover`) of the account's
+        positions, newest first, 50 from `ofs`, within `start`/`end` (seconds,
+        exclusive) and the `asset`s named."""
+        kind = call.params.get("type") or "all"
+        if kind not in LEDGER_TYPES and kind not in ("trade", "deposit", "withdrawal",
+                                                     "transfer", "adjustment", "credit",
+                                                     "settled", "staking", "sale"):
+            raise render.error(f"{render.INVALID_ARGUMENTS}:type")
+        start, end = call.decimal("start"), call.decimal("end")
+        assets = {a for a in (call.params.get("asset") or "").split(",") if a}
+        account = call.owner()
+        rows = []
+        for entry in reversed(account.loans.ledger):
+            if entry.kind is not LoanKind.INTEREST or not entry.wallet.startswith(PREFIX):
+                continue
+            entry_kind = "margin" if entry.on_borrow else "rollover"
+            a = render.asset(entry.asset)
+            if kind not in ("all", entry_kind) or (assets and not assets & {a.id, a.altname}) \
+                    or (start is not None and entry.time_ms / 1000 <= start) \
+                    or (end is not None and entry.time_ms / 1000 >= end):
+                continue
+            rows.append((entry, entry_kind, a))
+        offset = call.integer("ofs") or 0
+        return {"ledger": {render.ledger_id(e.id): {
+            "refid": render.trade_txid(e.id), "time": e.time_ms / 1000, "type": kind_,
+            "subtype": "", "aclass": "currency", "asset": a.id,
+            "amount": fixed(Decimal(0), a.decimals), "fee": fixed(e.amount, a.decimals),
+            "balance": fixed(account.holding(e.asset, SPOT_WALLET).total, a.decimals)}
+            for e, kind_, a in rows[offset:offset + LEDGER_PAGE]}, "count": len(rows)}
 
     async def open_positions(self, call: Call) -> Any:
         rows = self._positions(call.owner())

@@ -303,6 +303,11 @@ def trade_txid(order_id: int) -> str:
     return _encode("T", order_id, _TRADE_MUL)
 
 
+def ledger_id(entry_id: int) -> str:
+    """`L4UESK-KG3EQ-UFO4T5`-shaped, from the loan ledger's entry id."""
+    return _encode("L", entry_id, _ORDER_MUL)
+
+
 def parse_txid(txid: str, prefix: str = "O", mul: int = _ORDER_MUL) -> int | None:
     """The order id behind an order txid, or None when it is not one."""
     raw = txid.replace("-", "")

@@ -30,6 +30,7 @@ from decimal import Decimal
 from ctsd.sim.accounts import (
     SPOT_WALLET,
     Account,
+    Fill,
     Holding,
     Order,
     Rejection,
@@ -120,16 +121,18 @@ def margin_wallets(account: Account) -> list[str]:
     return [w for w in account.loans.terms if w in account.wallets]
 
 
-def max_borrowable(account: Account, market: Market, wallet: str, asset: str) -> Decimal:
+def max_borrowable(account: Account, market: Market, wallet: str, asset: str,
+                   *, posting: Decimal = _ZERO) -> Decimal:
     """How much more of `asset` the wallet may borrow before its level reaches the
-    terms' initial level."""
+    terms' initial level; `posting`: a value (in the quote) about to be moved in as
+    margin, counted as if it were there."""
     terms = terms_of(account, wallet)
     price = price_of(market, asset)
     if not price:
         return _ZERO
     v = value(account, market, wallet)
     init = terms.initial_level
-    room = (v.assets - init * v.liabilities) / (init - 1)
+    room = (v.assets + posting - init * v.liabilities) / (init - 1)
     return max(room / price, _ZERO).quantize(AMOUNT_STEP, rounding="ROUND_DOWN")
 
 
@@ -145,23 +148,42 @@ def liquidation_price(base: Holding, quote: Holding, level: Decimal) -> Decimal:
 def position_of(account: Account, wallet: str) -> tuple[Decimal, Decimal]:
     """(signed base size, average entry price) of a position wallet (OKX margin, Kraken),
     from its fills since it was last flat: what the venues report as the position."""
+    size, entry, _ = _walk_position(account, wallet)
+    return size, entry
+
+
+def opening_fill(account: Account, wallet: str) -> Fill | None:
+    """The fill that opened the position `position_of` reports (None while flat)."""
+    return _walk_position(account, wallet)[2]
+
+
+def _walk_position(account: Account, wallet: str) -> tuple[Decimal, Decimal, Fill | None]:
     size = entry = _ZERO
+    opening: Fill | None = None
     for f in account.fills:
         if f.wallet != wallet:
             continue
         base_fee = f.fee if f.fee_asset != f.symbol.split("/")[1] else _ZERO
         signed = f.qty - base_fee if f.side is Side.BUY else -f.qty
         if not size or (size > 0) == (signed > 0):
+            opening = opening if size else f
             entry = (size * entry + signed * f.price) / (size + signed)
             size += signed
             continue
         after = size + signed
         if not after:
-            entry = _ZERO
+            entry, opening = _ZERO, None
         elif (after > 0) != (size > 0):
-            entry = f.price
+            entry, opening = f.price, f
         size = after
-    return size, entry
+    return size, entry, opening
+
+
+def opened_ms(account: Account, wallet: str) -> int:
+    """When the position wallet's current position began: the last time it was emptied
+    back into spot (0: never)."""
+    return max((e.time_ms for e in account.loans.history(wallet, kinds=frozenset(
+        {LoanKind.TRANSFER})) if e.amount < 0), default=0)
 
 
 def posted_margin(account: Account, wallet: str) -> Decimal:
@@ -256,10 +278,14 @@ def fund_order(account: Account, market: Market, order: Order, asset: str,
     """What an auto-borrowing order lacks in its wallet: a position wallet first takes
     its margin from spot (in the quote), then the rest is borrowed. A buy's margin is
     1/leverage of what it pays; a sell borrows the whole base it sells, so its margin is
-    1/(leverage - 1) of that: either way the wallet opens at the terms' initial level."""
+    1/(leverage - 1) of that: either way the wallet opens at the terms' initial level.
+
+    All or nothing: both limits are checked before anything moves, so a refused order
+    leaves the account as it was (a margin posted for a borrow then refused stayed in
+    the position wallet, and the venue drifted from what its account showed)."""
     terms = terms_of(account, order.wallet)
     now = market.now_ms()
-    need = shortfall
+    need, margin = shortfall, _ZERO
     if terms.position:
         leverage = order.leverage or terms.max_leverage
         value = shortfall if asset == quote else shortfall * price
@@ -268,11 +294,15 @@ def fund_order(account: Account, market: Market, order: Order, asset: str,
         spot = account.holding(quote, SPOT_WALLET)
         if spot.free < margin:
             raise Rejection(RejectKind.INSUFFICIENT_FUNDS, f"margin {margin}")
-        transfer(account, now, SPOT_WALLET, order.wallet, quote, margin)
         if asset == quote:
             need = shortfall - margin
+    if need > 0 and need > max_borrowable(account, market, order.wallet, asset,
+                                          posting=margin * price_of(market, quote)):
+        raise Rejection(RejectKind.BORROW_LIMIT, f"{asset} {need}")
+    if margin:
+        transfer(account, now, SPOT_WALLET, order.wallet, quote, margin)
     if need > 0:
-        borrow(account, market, order.wallet, asset, need)
+        borrow(account, market, order.wallet, asset, need, check=False)
         order.borrowed += need
 
 

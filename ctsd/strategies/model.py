@@ -65,6 +65,8 @@ class Ticker:
     ask: Decimal
     last: Decimal
     timestamp_ms: int
+    underlying: Decimal | None = None
+    """Options: the underlying's price quoted with the contract (None where not quoted)."""
 
     @property
     def mid(self) -> Decimal:

@@ -79,7 +79,7 @@ from ctsd.wiring.engine_margin import (
     ExchangeMarginMarketData,
     MarginLeverage,
 )
-from ctsd.wiring.engine_options import ExchangeOptionMarketData
+from ctsd.wiring.engine_options import ExchangeOptionAccount, ExchangeOptionMarketData
 from ctsd.wiring.engine_order_stream import OrderFeed
 from ctsd.wiring.engine_orders import ExchangeOrders
 from ctsd.wiring.engine_perpetual import ExchangePerpetualAccount, ExchangePerpetualMarketData
@@ -148,7 +148,7 @@ def engine_ticker(raw: exchange_model.Ticker, now_ms: int) -> Ticker:
     """Venues may omit bid or ask (a quiet market); the last price stands in for them."""
     return Ticker(raw.symbol, raw.bid if raw.bid is not None else raw.last,
                   raw.ask if raw.ask is not None else raw.last, raw.last,
-                  raw.timestamp_ms or now_ms)
+                  raw.timestamp_ms or now_ms, raw.underlying)
 
 
 def engine_book(raw: OrderBook, now_ms: int) -> OrderBookTop:
@@ -202,7 +202,9 @@ def engine_resources(market: ExchangeClient, trading: ExchangeClient | None,
         return EngineResources(
             ExchangeMarketData(market, now_ms, MarketKind.OPTION, reader or trading),
             ExchangeOrders(trading, now_ms) if trading is not None else None,
-            MarketKind.OPTION, modes, option_market=ExchangeOptionMarketData(chain))
+            MarketKind.OPTION, modes, option_market=ExchangeOptionMarketData(chain),
+            option_account=ExchangeOptionAccount(OptionClient(trading))
+            if trading is not None else None)
     perpetual = market.target.api_type is ApiType.PERPETUAL_FUTURES
     kind = MarketKind.PERPETUAL if perpetual else MarketKind.SPOT
     facts = reader or trading or market

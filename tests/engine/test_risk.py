@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from dataclasses import replace
 from decimal import Decimal
 
 import pytest
@@ -121,3 +122,30 @@ def test_what_a_market_cannot_do_is_refused_naming_the_field() -> None:
     assert reasons(NO_LIMITS, [buy("1", position_side=PositionSide.BOTH)], market=PERP,
                    hedge=True) == [
         "position_side: a hedge-mode account trades the long or the short leg"]
+
+
+def _option(premium: str, underlying: str | None) -> MarketSnapshot:
+    """A contract quoted at `premium` ± 1, with the underlying's price the venue quotes."""
+    found = symbol_market(SYMBOL, [Decimal(premium)], spread=Decimal(2), kind=MarketKind.OPTION)
+    ticker = replace(found.ticker, underlying=None if underlying is None else Decimal(underlying))
+    return snapshot(replace(found, ticker=ticker))
+
+
+def test_an_option_buy_counts_the_underlying_notional_and_a_sell_its_premium() -> None:
+    """A contract's exposure is the underlying's notional (its premium where that is more,
+    a deep put; the premium alone where the venue quotes no underlying); a sell takes
+    contracts back and counts its premium."""
+    limits = RiskLimits(max_order_notional=Decimal(5000), max_position_notional=Decimal(7000),
+                        max_open_orders=None)
+    call = _option("1000", "60000")
+    assert reasons(limits, [buy("0.1", "1000")], market=call) == [
+        "order notional 6000.00 (underlying at 60000) exceeds max_order_notional 5000"]
+    held = Portfolio(positions=(Position(SYMBOL, Decimal("0.1"), Decimal(900)),))
+    found = reasons(limits, [buy("0.02", "1000"), sell("0.1")], held, call)
+    assert found[0] == ("position notional 7200.00 (underlying at 60000) in BTC/USDT would "
+                        "exceed max_position_notional 7000")
+    assert found[1] == ""  # 0.1 x the bid 999, its premium (6000 underlying: not counted)
+    deep = _option("70000", "60000")  # a put struck far above: the premium is the risk
+    assert reasons(limits, [buy("0.1", "70000")], market=deep) == [
+        "order notional 7000.00 (premium) exceeds max_order_notional 5000"]
+    assert reasons(limits, [buy("0.1", "1000")], market=_option("1000", None)) == [""]

@@ -64,8 +64,8 @@ CASES = (
              "GET /api/v5/public/insurance-fund"),
     Unserved("kraken", ApiType.SPOT, implicit("publicGetSpread", {"pair": "XBTUSDT"}),
              "GET /0/public/Spread"),
-    Unserved("kraken", ApiType.MARGIN, implicit("privatePostLedgers"),
-             "POST /0/private/Ledgers"),
+    Unserved("kraken", ApiType.MARGIN, implicit("privatePostQueryLedgers", {"id": "L1"}),
+             "POST /0/private/QueryLedgers"),
 )
 
 

@@ -4,6 +4,7 @@ interest on the path clock, margin level and forced liquidation (`ctsd.sim.lendi
 
 from __future__ import annotations
 
+import random
 from decimal import ROUND_UP, Decimal
 from typing import Any
 
@@ -129,3 +130,51 @@ def test_a_position_wallet_takes_its_margin_from_spot_and_gives_it_back_when_fla
         "USDT", wallet).free == 0
     assert account.spot["USDT"].free > spot_before  # the gain, less fees and interest
     assert account.spot is account.wallets[SPOT_WALLET]
+
+
+KRAKEN_LIKE = MarginTerms(max_leverage=Decimal(5), liquidation_level=Decimal(1),
+                          period_ms=4 * HOUR_MS, charge_on_borrow=True,
+                          period_rate=Decimal("0.0002"), position=True,
+                          liquidation_margin=Decimal("0.4"))
+
+
+def _snapshot(account: Account) -> tuple[object, ...]:
+    wallets = {name: {asset: (h.free, h.locked, h.borrowed, h.interest)
+                      for asset, h in holdings.items()}
+               for name, holdings in account.wallets.items()}
+    return wallets, len(account.loans.ledger), len(account.fills), len(account.orders)
+
+
+def test_a_refused_margin_order_leaves_the_account_as_it_was() -> None:
+    """Seeded walk of margin orders on a cross wallet and on position wallets (OKX- and
+    Kraken-like) as the price moves: every refusal (borrow limit, margin not there,
+    not enough to spend) changes nothing, not even a margin posted for a borrow then
+    refused (which once stayed in the position wallet, and the parity bench's OKX row
+    drifted from the paper account)."""
+    rng = random.Random(15)
+    sim, clock, account = _sim(spot={"USDT": Decimal("40000")},
+                               margin={"USDT": Decimal("5000")})
+    setups = [("margin", CROSS, None), ("okx:cross:BTC/USDT", POSITION, Decimal(5)),
+              ("kraken:BTC/USDT", KRAKEN_LIKE, Decimal(5))]
+    for wallet, terms, _ in setups:
+        lending.open_wallet(account, wallet, terms)
+    refused: dict[tuple[str, RejectKind], int] = {}
+    price = Decimal(60000)
+    for _ in range(600):
+        wallet, _terms, leverage = rng.choice(setups)
+        side = rng.choice((Side.BUY, Side.SELL))
+        qty = Decimal(rng.randint(1, 25)) / 100
+        before = _snapshot(account)
+        try:
+            _margin(sim, account, side, str(qty), wallet=wallet, auto_borrow=True,
+                    auto_repay=True, leverage=leverage)
+        except Rejection as exc:
+            refused[wallet, exc.kind] = refused.get((wallet, exc.kind), 0) + 1
+            assert _snapshot(account) == before, (wallet, side, qty, exc.kind)
+        price = (price * Decimal(1 + rng.uniform(-0.03, 0.03))).quantize(Decimal("0.1"))
+        clock.advance(600)
+        sim.set_price("BTC/USDT", price)
+    # the walk reached the cases: a borrow refused after a margin was due, on both
+    # kinds of position wallet, and a margin the spot wallet could not post
+    assert all(refused.get((w, RejectKind.BORROW_LIMIT), 0) > 0 for w, _, _ in setups), refused
+    assert refused.get(("kraken:BTC/USDT", RejectKind.INSUFFICIENT_FUNDS), 0) > 0, refused

@@ -71,3 +71,38 @@ async def test_a_position_at_kraken_margin_stop_is_liquidated(
         assert await ex.fetch_positions() == []
         with pytest.raises(ccxt.ExchangeError, match="EOrder:Cannot open position"):
             await ex.create_order("QAAA/USDT", "market", "buy", 1, None, {"leverage": 2})
+
+
+@pytest.mark.asyncio
+async def test_ledgers_list_each_opening_fee_and_rollover_once_and_a_position_its_own(
+    make_exchange: ExchangeFactory, spec: Any,
+) -> None:
+    """`Ledgers` books the opening fee (`margin`, amount 0) and every rollover
+    (`rollover`) of each position, in the asset owed; a later position is named by its
+    own opening order and its `net` carries only its own charges."""
+    async with SimulatorServer(sim_config(accounts=(spec,))) as server:
+        ex = await _kraken(make_exchange, server)
+        since = server.sim.market.now_ms()
+        await ex.create_order(SYMBOL, "market", "buy", 1, None, {"leverage": 5})
+        server.sim.advance(8 * 3600)  # two rollovers
+        await ex.create_order(SYMBOL, "market", "sell", 1, None, {"leverage": 5})
+        second = await ex.create_order(SYMBOL, "market", "sell", "0.5", None, {"leverage": 2})
+        rollovers = await ex.fetch_ledger(None, since, None, {"type": "rollover"})
+        openings = await ex.fetch_ledger(None, since, None, {"type": "margin"})
+        assert len(rollovers) == 2 and len(openings) == 2
+        assert {e["currency"] for e in openings} == {"USDT", "BTC"}  # long owes USDT
+        assert all(e["info"]["amount"].strip("0.") == "" for e in rollovers + openings)
+        account = server.sim.accounts.get(KEY)
+        assert account is not None
+        charged = sorted(Decimal(e.amount) for e in account.loans.ledger
+                         if e.kind.value == "interest")
+        assert sorted(Decimal(e["info"]["fee"]) for e in rollovers + openings) == charged
+        assert not await ex.fetch_ledger(None, since, None, {"type": "trade"})
+        raw = (await ex.private_post_openpositions())["result"]
+        [entry] = raw.values()
+        assert entry["ordertxid"] == second["id"] and entry["type"] == "sell"
+        [fee] = [e for e in openings if e["currency"] == "BTC"]
+        value, cost = Decimal(entry["value"]), Decimal(entry["cost"])
+        mark = value / Decimal(entry["vol"])  # the path moved over the advance
+        assert Decimal(entry["net"]) == pytest.approx(
+            cost - value - Decimal(fee["info"]["fee"]) * mark, abs=Decimal("0.01"))

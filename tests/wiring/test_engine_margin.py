@@ -13,7 +13,13 @@ import pytest
 import pytest_asyncio
 
 from ctsd.engine.config import TradingMode
-from ctsd.engine.perpetual import AccountModes, MarginMode, MismatchPolicy, SettingOutcome
+from ctsd.engine.perpetual import (
+    AccountModes,
+    MarginMode,
+    MismatchPolicy,
+    PaymentKind,
+    SettingOutcome,
+)
 from ctsd.engine.position_check import PositionMismatch
 from ctsd.errors import FailedPrecondition, InvalidArgument
 from ctsd.exchanges.factory import ExchangeClientFactory
@@ -97,6 +103,17 @@ async def test_a_short_borrows_pays_interest_per_period_and_closes(
         held = rig.venue_account()
         owed = sum(h.debt for w in held.wallets.values() for a, h in w.items() if a == "BTC")
         assert owed < Decimal("0.0005")  # bought back: repaid but for fee and interest dust
+        # a second position, opened and charged after the first closed: every charge of
+        # both booked once (Kraken's were read from each open position and counted again
+        # under each new position id)
+        await rig.run(engine, order(SYMBOL, Side.SELL, "0.1"))
+        rig.clock.advance(4 * 3600)
+        await rig.run(engine)
+        charges = [e for e in rig.venue_account().loans.ledger if e.kind is LoanKind.INTEREST]
+        booked = [p for p in await rig.store.list_funding(f"{venue}-live")
+                  if p.kind is PaymentKind.INTEREST]
+        assert len(booked) == len({p.funding_id for p in booked}) == len(charges), (
+            booked, charges)
 
 
 # --- settings at engine start -----------------------------------------------------------------
@@ -198,3 +215,20 @@ async def test_an_outside_fill_stops_the_engine_or_is_adopted(
     await rig.run(engine)
     [position] = [p for p in engine.status.positions if p.symbol == SYMBOL]
     assert position.amount == Decimal("-0.05005")  # the outside buy's fee is in BTC
+
+
+@pytest.mark.parametrize("mode", MODES, ids=[m.value for m in MODES])
+async def test_a_kraken_short_grows_past_its_order_leverage_as_the_venue_allows(
+    rigs: dict[str, MarketRig], mode: TradingMode,
+) -> None:
+    """Each Kraken order posts margin at the configured 2x; what the position may borrow
+    is bounded by the pair's 5x. A short the price went against (below 2x's level) may
+    still grow: PAPER once checked the borrow at 2x and refused what the venue fills."""
+    rig = rigs["kraken"]
+    engine = await rig.engine(rig.config(mode))
+    await rig.run(engine, order(SYMBOL, Side.SELL, "0.1"))
+    rig.server.sim.set_price(SYMBOL, PRICE * Decimal("1.02"))
+    await rig.run(engine, order(SYMBOL, Side.SELL, "0.1"))
+    assert engine.status.orders_filled == 2 and engine.status.orders_rejected == 0
+    [position] = [p for p in engine.status.positions if p.symbol == SYMBOL]
+    assert position.amount == Decimal("-0.2")

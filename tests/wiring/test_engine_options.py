@@ -14,10 +14,12 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from ctsd.engine.config import EngineConfig, TradingMode
+from ctsd.engine.config import EngineConfig, RiskLimits, TradingMode
 from ctsd.engine.engine import Engine
 from ctsd.engine.option_session import OptionSession
 from ctsd.engine.orders import OrderStatus
+from ctsd.engine.perpetual import MismatchPolicy
+from ctsd.engine.position_check import PositionMismatch
 from ctsd.errors import FailedPrecondition, InvalidArgument
 from ctsd.exchanges.factory import ExchangeClientFactory
 from ctsd.exchanges.model import ConnectionTarget
@@ -31,6 +33,7 @@ from ctsd.store.engines import SqlEngineStore
 from ctsd.strategies.base import DataNeeds
 from ctsd.strategies.model import Side
 from ctsd.wiring.engine_options import ExchangeOptionMarketData
+from tests.support.exchange_clients import credentials_for
 from tests.support.market_rig import (
     MarketRig,
     funded_factory,
@@ -177,3 +180,56 @@ async def test_what_an_options_engine_cannot_do_is_refused_naming_the_field(
     assert [v.field for v in refused.value.violations] == [
         "config.leverage", "config.params", "config.strategy", "config.symbols[0]"]
     assert "has expired" in refused.value.violations[-1].description
+
+
+@pytest.mark.parametrize("adopt", (False, True), ids=("stop", "adopt"))
+@pytest.mark.parametrize("venue", VENUES)
+async def test_an_outside_option_trade_trips_the_live_position_check(
+    rigs: dict[str, tuple[MarketRig, OptionContract]], venue: str, adopt: bool,
+) -> None:
+    """Each LIVE cycle compares the venue's option positions (ccxt `fetch_positions`)
+    with the ledger, as on perpetuals: contracts another program bought on the same
+    account stop the engine naming both amounts, or are adopted at the mark."""
+    rig, _ = rigs[venue]
+    policy = MismatchPolicy.ADOPT if adopt else MismatchPolicy.STOP
+    engine = await rig.engine(config(rig, TradingMode.LIVE, on_position_mismatch=policy))
+    ask = (await engine.market_data.ticker(rig.symbol)).ask
+    await rig.run(engine, order(rig.symbol, Side.BUY, str(AMOUNT), str(ask)))
+    await rig.run(engine)  # Bybit acknowledges with the id: its fill is read next cycle
+    await rig.run(engine)  # agreed: the check passes while only the engine trades
+    assert engine.status.position_differences == 0
+    outside = await rig.factory.client(ConnectionTarget(venue, ApiType.OPTIONS),
+                                       credentials_for(venue), lane=Lane.ORDER)
+    rig.clients.append(outside)
+    await outside.create_order(rig.symbol, "buy", "limit", Decimal("0.2"), ask)
+    if not adopt:
+        with pytest.raises(PositionMismatch) as stopped:
+            await rig.run(engine)
+        assert str(stopped.value) == (f"{rig.symbol}: ledger 0.1, venue 0.3 (not the engine's "
+                                      "fills: an outside trade?)")
+        assert engine.status.last_position_difference == str(stopped.value)
+        return
+    await rig.run(engine)
+    [held] = engine.status.positions
+    assert held.amount == Decimal("0.3") and engine.status.position_differences == 1
+    await rig.run(engine)  # adopted: the ledger is the venue's again
+    assert engine.status.position_differences == 1 and not engine.status.last_error
+
+
+@pytest.mark.parametrize("mode", MODES, ids=[m.value for m in MODES])
+@pytest.mark.parametrize("venue", VENUES)
+async def test_option_risk_limits_count_the_underlying_the_venue_quotes(
+    rigs: dict[str, tuple[MarketRig, OptionContract]], venue: str, mode: TradingMode,
+) -> None:
+    """The contract's ticker carries the underlying's price as each venue quotes it
+    (Binance `exercisePrice`, Bybit `underlyingPrice`): a buy whose premium is within
+    `max_order_notional` but whose underlying notional is not is refused, unplaced."""
+    rig, _ = rigs[venue]
+    underlying = rig.server.sim.market.price("BTC/USDT")
+    limit = (AMOUNT * underlying * Decimal("0.9")).quantize(Decimal(1))
+    engine = await rig.engine(config(rig, mode, risk=RiskLimits(max_order_notional=limit)))
+    ticker = await engine.market_data.ticker(rig.symbol)
+    assert ticker.underlying == underlying and AMOUNT * ticker.ask < limit
+    await rig.run(engine, order(rig.symbol, Side.BUY, str(AMOUNT), str(ticker.ask)))
+    assert engine.status.orders_rejected == 1 and engine.status.orders_placed == 0
+    assert not await rig.store.list_orders(f"{venue}-{mode.value}")

@@ -232,7 +232,9 @@ class PaperMarginBroker:
         shortfall = need - wallet.free.get(asset, ZERO)
         if shortfall <= 0:
             return ""
-        leverage = self._terms.max_leverage if self._terms else Decimal(2)
+        leverage = Decimal(2)
+        if self._terms is not None:
+            leverage = self._terms.order_leverage or self._terms.max_leverage
         if symbol in self._leverage:
             leverage = Decimal(self._leverage[symbol])
         return self._account.fund(wallet, asset, shortfall, price, quote, leverage,

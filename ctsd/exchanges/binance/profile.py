@@ -73,7 +73,9 @@ BINANCE_CLIENT = ClientProfile(
                                  margin.read_terms, margin.read_interest,
                                  read_liquidations=margin.read_liquidations),
     option_trading=OptionsProfile(read_options_account, holdings_from_account=True,
-                                  read_settlement=margin.read_settlement),
+                                  read_settlement=margin.read_settlement,
+                                  underlying_field="exercisePrice",
+                                  position_params={"method": "option"}),
     client_order_ids=ClientOrderIds(create="newClientOrderId", lookup="origClientOrderId"),
     derivatives=DerivativesProfile(
         position_mode_scope="account", margin_mode_scope="symbol",

@@ -80,7 +80,8 @@ BYBIT_CLIENT = ClientProfile(
         margin.read_margin_account, margin.order_params, margin.read_terms,
         margin.read_interest, margin.prepare, leverage_range=margin.LEVERAGE_RANGE),
     option_trading=OptionsProfile(read_options_account,
-                                  read_settlement=margin.read_settlement),
+                                  read_settlement=margin.read_settlement,
+                                  underlying_field="underlyingPrice"),
     account_uid=AccountUidProbe("privateGetV5UserQueryApi", _uid),  # same answer, no extra request
     # ccxt's unified-account fetchOrder sends no orderLinkId; /v5/order/realtime filtered by
     # it answers open and recently closed orders, the history endpoint older ones.

@@ -61,44 +61,44 @@ def order_params(leverage: int | None) -> Mapping[str, Any]:
 
 async def read_terms(client: VenueCalls, assets: tuple[str, ...], leverage: int | None,
                      keyed: bool) -> LendingTerms:
-    """The order's leverage (2x unless set), 0.02 % per 4 hours and at opening on every
+    """Orders post margin at their leverage (2x unless set) while the pair's maximum
+    (5x) bounds what a position may borrow, 0.02 % per 4 hours and at opening on every
     asset, positions closed when equity falls to 40 % of their margin."""
-    lever = Decimal(leverage or DEFAULT_LEVERAGE)
-    return LendingTerms(lever, Decimal(1), tuple((a, ROLLOVER_RATE) for a in assets),
-                        ROLLOVER_MS, charge_on_borrow=True, liquidation_margin=MARGIN_STOP,
-                        margin_per_order=True)
+    return LendingTerms(Decimal(LEVERAGE_RANGE[1]), Decimal(1),
+                        tuple((a, ROLLOVER_RATE) for a in assets), ROLLOVER_MS,
+                        charge_on_borrow=True, liquidation_margin=MARGIN_STOP,
+                        margin_per_order=True,
+                        order_leverage=Decimal(leverage or DEFAULT_LEVERAGE))
 
 
 async def read_interest(client: VenueCalls, symbols: tuple[str, ...],
                         assets: tuple[str, ...], since_ms: int,
                         ) -> tuple[InterestCharge, ...]:
-    """Kraken keeps no interest history here: each open position's rollover so far is
-    what its `net` falls short of its price change; it is split into the charges it is
-    made of (one at opening, one per 4 hours), each of 0.02 % of what the position
-    borrowed, named by the position and their number."""
-    raw = mapping(await client.call("privatePostOpenPositions", {}, signed=True),
-                  "open positions")
+    """Kraken books each charge in its ledger: a position's opening fee as a `margin`
+    entry of amount 0 with the charge in `fee` (a `margin` entry with an amount is a
+    margin trade, its fee a trading fee: not interest), each 4-hourly rollover as a
+    `rollover` entry; in the asset charged, named by the ledger id. Read from
+    `since_ms`, a page of 50 at a time. (Derived from `OpenPositions` before, a
+    position's charges were counted again under each new position id and lost when
+    it closed between two reads.)"""
     found: list[InterestCharge] = []
-    for txid, position in mapping(raw.get("result") or {}, "open positions").items():
-        if not isinstance(position, Mapping):
-            continue
-        symbol = client.symbol_of(str(position.get("pair")))
-        if symbol not in symbols:
-            continue
-        debt = _debt(symbol, position)
-        moved = amount(position.get("value")) - amount(position.get("cost"))
-        if str(position.get("type")) != "buy":
-            moved = -moved
-        rollover = max(moved - amount(position.get("net")), Decimal(0))
-        per_charge = debt.borrowed * ROLLOVER_RATE
-        in_quote = per_charge  # a long owes the quote; a short the base, valued now
-        if str(position.get("type")) != "buy" and debt.borrowed:
-            in_quote = per_charge * amount(position.get("value")) / debt.borrowed
-        count = int((rollover / in_quote).to_integral_value()) if in_quote > 0 else 0
-        opened = int(float(position.get("time") or 0) * 1000)
-        found += [InterestCharge(f"kraken:{txid}:{n}", debt.asset, per_charge.quantize(STEP),
-                                 opened + (n - 1) * ROLLOVER_MS) for n in range(1, count + 1)]
+    for kind in ("margin", "rollover"):
+        offset = 0
+        while True:
+            rows = await client.call("fetch_ledger", None, since_ms, None,
+                                     {"type": kind, "ofs": offset}, signed=True)
+            for row in rows:
+                info = mapping(row.get("info"), "ledger entry")
+                fee, code = amount(info.get("fee")), str(row.get("currency"))
+                if code not in assets or fee <= 0 or (kind == "margin" and amount(
+                        info.get("amount"))):
+                    continue
+                found.append(InterestCharge(f"kraken:{row.get('id')}", code, fee,
+                                            int(row.get("timestamp") or 0)))
+            if len(rows) < LEDGER_PAGE:
+                break
+            offset += LEDGER_PAGE
     return tuple(found)
 
 
-STEP = Decimal("0.00000001")
+LEDGER_PAGE = 50
