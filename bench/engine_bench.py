@@ -22,9 +22,10 @@ which times ccxt's `Exchange.fetch` in the LIVE phase, see below), and the
    (CPU, lag) before the other engines start.
 2. `watch`: `--watchers` grpc.aio WatchEngines streams (over 10 channels) in one
    client process while the paper engines keep running, `--watch-seconds` window.
-   Delivery latency = receipt wall time (after the message is read and decoded) -
-   `heartbeat_time` of a cycle-completion `changed` event (the daemon sets it to the
-   wall time of the status change it publishes at once). Resyncs are counted.
+   Delivery latency = receipt wall time (gRPC hands the stream the message's bytes;
+   they are decoded after the window, see `run_watchers`) - `heartbeat_time` of a
+   cycle-completion change (the daemon sets it to the wall time of the status
+   change it publishes at once). Resyncs are counted.
 3. `live`: a second daemon with one LIVE grid engine on BTC/USDT (a tested key on
    the simulator), started and stopped repeatedly (each start places orders in its
    first cycle; StopEngine cancels them) for `--live-seconds`. Decision latency is
@@ -376,30 +377,74 @@ async def wait_cycles(stub: sgrpc.EngineServiceAsyncStub, names: list[str], cycl
 # --- phase 2: the watchers' child process --------------------------------------------------
 
 
+WATCH_METHOD = "/cts.v1.EngineService/WatchEngines"
+
+
 async def run_watchers(address: str, count: int, seconds: float) -> None:
+    """`count` WatchEngines streams in this one process, each timing what it receives.
+
+    A message is timed when gRPC hands its bytes to the watcher, and decoded after
+    the window: a user's watcher runs in its own process, so decoding 500 copies of
+    each change here (a Python loop over every engine of every copy: about 2 ms per
+    1,000 engines) would make the last stream's receipt wait for the other 499
+    streams' decoding, and measure this process's queue instead of the daemon's
+    delivery. The decoding cost is reported on its own (`client_decode_s`)."""
     channels = [grpc.aio.insecure_channel(address, options=[("grpc.use_local_subchannel_pool", 1)])
                 for _ in range(WATCH_CHANNELS)]
-    latencies: list[float] = []
-    counts = {"changed": 0, "messages_with_changes": 0, "snapshot": 0, "resync": 0,
-              "heartbeat": 0}
+    received: list[list[tuple[float, bytes]]] = [[] for _ in range(count)]
     window = [0.0, 0.0]
     ready = asyncio.Event()
     pending = [count]
+    request = pb.WatchEnginesRequest().SerializeToString()
 
     async def one(index: int) -> None:
-        stub = sgrpc.EngineServiceStub(channels[index % WATCH_CHANNELS])
-        seen: dict[str, int] = {}
-        call = stub.WatchEngines(pb.WatchEnginesRequest())
-        first = True
-        async for event in call:
-            received = time.time_ns() / 1e6
-            kind = event.WhichOneof("event")
-            if first:
-                first = False
+        watch: grpc.aio.UnaryStreamMultiCallable[bytes, bytes] = channels[
+            index % WATCH_CHANNELS].unary_stream(WATCH_METHOD)  # bytes as sent
+        mine = received[index]
+        async for message in watch(request):
+            mine.append((time.time_ns() / 1e6, message))
+            if len(mine) == 1:
                 pending[0] -= 1
                 if not pending[0]:
                     ready.set()
-            in_window = window[0] <= received < window[1]
+
+    tasks = [asyncio.create_task(one(i)) for i in range(count)]
+    try:
+        await asyncio.wait_for(ready.wait(), 120)
+        print("ready", flush=True)
+        line = await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
+        window[0] = time.time_ns() / 1e6
+        window[1] = window[0] + seconds * 1000
+        cpu0 = time.process_time()
+        await asyncio.sleep(seconds)
+        cpu = time.process_time() - cpu0
+        assert line.strip() == "go", line
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for channel in channels:
+            await channel.close()
+    decoding = time.process_time()
+    latencies, counts = delivery(received, window[0], window[1])
+    print(json.dumps({"delivery": summary(latencies), "events": counts,
+                      "client_cpu_pct": round(100 * cpu / seconds, 1),
+                      "client_decode_s": round(time.process_time() - decoding, 2)}), flush=True)
+
+
+def delivery(received: list[list[tuple[float, bytes]]], t0_ms: float, t1_ms: float,
+             ) -> tuple[list[float], dict[str, int]]:
+    """Receipt - `heartbeat_time` of every cycle completion a watcher received in
+    [t0, t1) (the first time it saw that cycle of that engine), and event counts."""
+    latencies: list[float] = []
+    counts = {"changed": 0, "messages_with_changes": 0, "snapshot": 0, "resync": 0,
+              "heartbeat": 0}
+    for messages in received:
+        seen: dict[str, int] = {}
+        for at, raw in messages:
+            event = pb.WatchEnginesResponse.FromString(raw)
+            in_window = t0_ms <= at < t1_ms
+            kind = event.WhichOneof("event")
             if kind == "snapshot":
                 for engine in event.snapshot.engines:
                     seen[engine.name] = engine.cycles
@@ -419,27 +464,8 @@ async def run_watchers(address: str, count: int, seconds: float) -> None:
                         engine.heartbeat_time == engine.last_cycle_time):
                     seen[engine.name] = engine.cycles
                     if in_window:
-                        latencies.append(received - engine.heartbeat_time.ToNanoseconds() / 1e6)
-
-    tasks = [asyncio.create_task(one(i)) for i in range(count)]
-    try:
-        await asyncio.wait_for(ready.wait(), 120)
-        print("ready", flush=True)
-        line = await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
-        window[0] = time.time_ns() / 1e6
-        window[1] = window[0] + seconds * 1000
-        cpu0 = time.process_time()
-        await asyncio.sleep(seconds)
-        cpu = time.process_time() - cpu0
-        assert line.strip() == "go", line
-    finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        for channel in channels:
-            await channel.close()
-    print(json.dumps({"delivery": summary(latencies), "events": counts,
-                      "client_cpu_pct": round(100 * cpu / seconds, 1)}), flush=True)
+                        latencies.append(at - engine.heartbeat_time.ToNanoseconds() / 1e6)
+    return latencies, counts
 
 
 def spawn_watchers(address: str, count: int, seconds: float) -> subprocess.Popen[bytes]:
