@@ -426,17 +426,22 @@ async def run_watchers(address: str, count: int, seconds: float) -> None:
         for channel in channels:
             await channel.close()
     decoding = time.process_time()
-    latencies, counts = delivery(received, window[0], window[1])
-    print(json.dumps({"delivery": summary(latencies), "events": counts,
+    latencies, newest, counts = delivery(received, window[0], window[1])
+    print(json.dumps({"delivery": summary(latencies), "delivery_of_newest": summary(newest),
+                      "events": counts,
                       "client_cpu_pct": round(100 * cpu / seconds, 1),
                       "client_decode_s": round(time.process_time() - decoding, 2)}), flush=True)
 
 
 def delivery(received: list[list[tuple[float, bytes]]], t0_ms: float, t1_ms: float,
-             ) -> tuple[list[float], dict[str, int]]:
+             ) -> tuple[list[float], list[float], dict[str, int]]:
     """Receipt - `heartbeat_time` of every cycle completion a watcher received in
-    [t0, t1) (the first time it saw that cycle of that engine), and event counts."""
+    [t0, t1) (the first time it saw that cycle of that engine); the same of the newest
+    change of each message (how long the daemon took once it had the change that
+    completed the message: the rest of the delivery is its wait for the message to
+    be cut); event counts."""
     latencies: list[float] = []
+    newest: list[float] = []
     counts = {"changed": 0, "messages_with_changes": 0, "snapshot": 0, "resync": 0,
               "heartbeat": 0}
     for messages in received:
@@ -459,13 +464,18 @@ def delivery(received: list[list[tuple[float, bytes]]], t0_ms: float, t1_ms: flo
             if in_window:
                 counts["messages_with_changes"] += 1
                 counts["changed"] += len(changed)
+            last = 0.0
             for engine in changed:
                 if engine.cycles > seen.get(engine.name, 0) and (
                         engine.heartbeat_time == engine.last_cycle_time):
                     seen[engine.name] = engine.cycles
                     if in_window:
-                        latencies.append(at - engine.heartbeat_time.ToNanoseconds() / 1e6)
-    return latencies, counts
+                        beat = engine.heartbeat_time.ToNanoseconds() / 1e6
+                        latencies.append(at - beat)
+                        last = max(last, beat)
+            if last:
+                newest.append(at - last)
+    return latencies, newest, counts
 
 
 def spawn_watchers(address: str, count: int, seconds: float) -> subprocess.Popen[bytes]:

@@ -161,6 +161,8 @@ class StatusHub:
         self._last_cut = float("-inf")
         self._timer: asyncio.TimerHandle | None = None
         self._waiters: dict[asyncio.Future[None], None] = {}
+        self._merged: dict[int, tuple[Queued, ...]] = {}
+        """What `frames_from` answered since the last cut, by starting frame."""
 
     def publish(self, status: EngineStatus) -> None:
         self._statuses[status.connection_id] = status
@@ -210,17 +212,23 @@ class StatusHub:
         return self._frames[0].number if self._frames else self._cut_count
 
     def frames_from(self, number: int) -> tuple[Queued, ...] | None:
-        """The events of frames `number`… merged (None: none cut yet). One frame's events
-        are the same tuple for every watcher."""
+        """The events of frames `number`… merged (None: none cut yet). Every watcher at
+        the same frame gets the same tuple: one merge, and one encoding downstream."""
         if number >= self._cut_count:
             return None
-        unread = [self._frames[i] for i in range(number - self.first_kept, len(self._frames))]
-        if len(unread) == 1:
-            return unread[0].events
-        merged: dict[object, Queued] = {}
-        for frame in unread:
-            merged.update(frame.slots)
-        return tuple(merged.values())
+        found = self._merged.get(number)
+        if found is not None:
+            return found
+        first = self.first_kept
+        if number == self._cut_count - 1:
+            events = self._frames[-1].events
+        else:
+            merged: dict[object, Queued] = {}
+            for i in range(number - first, len(self._frames)):
+                merged.update(self._frames[i].slots)
+            events = tuple(merged.values())
+        self._merged[number] = events
+        return events
 
     def pending_from(self, number: int) -> int:
         """Events a watcher at frame `number` has still to read, the uncut ones included."""
@@ -262,6 +270,7 @@ class StatusHub:
             return
         slots, self._uncut = self._uncut, {}
         self._frames.append(Frame(self._cut_count, slots, tuple(slots.values())))
+        self._merged.clear()
         self._cut_count += 1
         self._kept += len(slots)
         while self._kept > self._capacity and len(self._frames) > 1:
