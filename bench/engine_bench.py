@@ -20,8 +20,8 @@ which times ccxt's `Exchange.fetch` in the LIVE phase, see below), and the
    is reported beside it as `lag_reported_by_daemon`.
    Baseline of the same run: the same daemon idle (CPU) and with one engine alone
    (CPU, lag) before the other engines start.
-2. `watch`: `--watchers` grpc.aio WatchEngines streams (over 10 channels) in one
-   client process while the paper engines keep running, `--watch-seconds` window.
+2. `watch`: `--watchers` grpc.aio WatchEngines streams (over 10 channels in each of
+   4 client processes) while the paper engines keep running, `--watch-seconds` window.
    Delivery latency = receipt wall time (gRPC hands the stream the message's bytes;
    they are decoded after the window, see `run_watchers`) - `heartbeat_time` of a
    cycle-completion change (the daemon sets it to the wall time of the status
@@ -103,6 +103,8 @@ TARGET_LAG_P99_MS = 100.0
 TARGET_DECISION_P99_MS = 5.0
 TARGET_DELIVERY_P99_MS = 100.0
 WATCH_CHANNELS = 10
+WATCH_PROCESSES = 4
+"""Client processes the watchers are spread over (each with its own channels)."""
 LIVE_SYMBOL = "BTC/USDT"
 LIVE_PERP_SYMBOL = "BTC/USDT:USDT"
 MARKET_DATA_PATHS = ("/ticker", "/klines")
@@ -380,8 +382,8 @@ async def wait_cycles(stub: sgrpc.EngineServiceAsyncStub, names: list[str], cycl
 WATCH_METHOD = "/cts.v1.EngineService/WatchEngines"
 
 
-async def run_watchers(address: str, count: int, seconds: float) -> None:
-    """`count` WatchEngines streams in this one process, each timing what it receives.
+async def run_watchers(address: str, count: int, seconds: float) -> dict[str, Any]:
+    """`count` WatchEngines streams in this process, each timing what it receives.
 
     A message is timed when gRPC hands its bytes to the watcher, and decoded after
     the window: a user's watcher runs in its own process, so decoding 500 copies of
@@ -427,10 +429,52 @@ async def run_watchers(address: str, count: int, seconds: float) -> None:
             await channel.close()
     decoding = time.process_time()
     latencies, newest, counts = delivery(received, window[0], window[1])
-    print(json.dumps({"delivery": summary(latencies), "delivery_of_newest": summary(newest),
-                      "events": counts,
-                      "client_cpu_pct": round(100 * cpu / seconds, 1),
-                      "client_decode_s": round(time.process_time() - decoding, 2)}), flush=True)
+    return {"latencies": latencies, "newest": newest, "events": counts, "cpu_s": cpu,
+            "seconds": seconds, "decode_s": time.process_time() - decoding}
+
+
+def watch_summary(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """The watcher processes' samples together."""
+    events: dict[str, int] = {}
+    for part in parts:
+        for key, value in part["events"].items():
+            events[key] = events.get(key, 0) + value
+    return {"delivery": summary([v for p in parts for v in p["latencies"]]),
+            "delivery_of_newest": summary([v for p in parts for v in p["newest"]]),
+            "events": events, "processes": len(parts),
+            "client_cpu_pct": round(100 * sum(p["cpu_s"] / p["seconds"] for p in parts), 1),
+            "client_decode_s": round(sum(p["decode_s"] for p in parts), 2)}
+
+
+def coordinate_watchers(address: str, count: int, seconds: float, processes: int) -> None:
+    """`count` streams over `processes` watcher processes, started on one "go": a user's
+    watcher has a process of its own, and 500 streams in one Python process queue each
+    message's receipt behind the others' (about 0.1 ms each for a large message)."""
+    folder = Path(tempfile.mkdtemp(prefix="ctsb-watch-", dir="/tmp"))
+    shares = [count // processes + (i < count % processes) for i in range(processes)]
+    outs = [folder / f"{i}.json" for i in range(processes)]
+    with contextlib.ExitStack() as stack:
+        children = [stack.enter_context(stopping(spawn_watchers(
+            address, share, seconds, 1, str(out)))) for share, out in zip(shares, outs,
+                                                                          strict=True)]
+        for child in children:
+            if read_line(child, 300) != "ready":
+                raise RuntimeError("a watcher process did not come up")
+        print("ready", flush=True)
+        line = sys.stdin.readline()
+        assert line.strip() == "go", line
+        for child in children:
+            assert child.stdin is not None
+            child.stdin.write(b"go\n")
+            child.stdin.flush()
+        for child in children:
+            if read_line(child, seconds + 300) != "done":
+                raise RuntimeError("a watcher process did not finish")
+    parts = [json.loads(out.read_text()) for out in outs]
+    for out in outs:
+        out.unlink()
+    folder.rmdir()
+    print(json.dumps(watch_summary(parts)), flush=True)
 
 
 def delivery(received: list[list[tuple[float, bytes]]], t0_ms: float, t1_ms: float,
@@ -478,10 +522,15 @@ def delivery(received: list[list[tuple[float, bytes]]], t0_ms: float, t1_ms: flo
     return latencies, newest, counts
 
 
-def spawn_watchers(address: str, count: int, seconds: float) -> subprocess.Popen[bytes]:
+def spawn_watchers(address: str, count: int, seconds: float, processes: int = WATCH_PROCESSES,
+                   samples_out: str = "") -> subprocess.Popen[bytes]:
+    """The watchers' child: it prints "ready", waits for "go" on stdin, watches for
+    `seconds` and prints its summary (or, with `samples_out`, writes its samples there
+    and prints "done")."""
     return subprocess.Popen(
         [sys.executable, "-m", "bench.engine_bench", "--role", "watchers", "--address", address,
-         "--watchers", str(count), "--watch-seconds", repr(seconds), "--parent", str(os.getpid())],
+         "--watchers", str(count), "--watch-seconds", repr(seconds), "--parent", str(os.getpid()),
+         "--watcher-processes", str(processes), "--samples-out", samples_out],
         cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
 
 
@@ -783,6 +832,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--trace", default="", help=hidden)
     parser.add_argument("--address", default="", help=hidden)
     parser.add_argument("--parent", type=int, default=0, help=hidden)
+    parser.add_argument("--watcher-processes", type=int, default=WATCH_PROCESSES, help=hidden)
+    parser.add_argument("--samples-out", default="", help=hidden)
     parser.add_argument("rest", nargs=argparse.REMAINDER, help=hidden)
     args = parser.parse_args(argv)
     if args.seconds <= 0 or args.engines < 1 or args.watchers < 1:
@@ -805,7 +856,16 @@ def main(argv: list[str] | None = None) -> int:
             import ctypes
 
             ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # die with the parent
-        asyncio.run(run_watchers(args.address, args.watchers, args.watch_seconds))
+        if args.watcher_processes > 1:
+            coordinate_watchers(args.address, args.watchers, args.watch_seconds,
+                                args.watcher_processes)
+            return 0
+        found = asyncio.run(run_watchers(args.address, args.watchers, args.watch_seconds))
+        if args.samples_out:  # one of several watcher processes: the coordinator sums up
+            Path(args.samples_out).write_text(json.dumps(found))
+            print("done", flush=True)
+        else:
+            print(json.dumps(watch_summary([found])), flush=True)
         return 0
     signal.signal(signal.SIGTERM, _raise_on_sigterm)
     result = asyncio.run(run(args))

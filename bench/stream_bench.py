@@ -20,7 +20,7 @@ market events and ccxt's order requests for the LIVE phase). Side by side in one
 3. `watch`: `--watchers` WatchEngines subscribers (bench.engine_bench's watcher child)
    while the stream engines keep running: delivery p99 = receipt - heartbeat_time of
    cycle-completion events, receipt being when gRPC hands a stream the message (the
-   500 streams share one client process: decoding waits for the window's end, so
+   500 streams share 4 client processes: decoding waits for the window's end, so
    that no stream's receipt queues behind the others' decoding).
 4. `live`: `--live-engines` LIVE grid engines on WebSocket connections (tested keys),
    private order streams on; market event → order request sent, from timestamps taken
