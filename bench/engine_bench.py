@@ -20,11 +20,12 @@ which times ccxt's `Exchange.fetch` in the LIVE phase, see below), and the
    is reported beside it as `lag_reported_by_daemon`.
    Baseline of the same run: the same daemon idle (CPU) and with one engine alone
    (CPU, lag) before the other engines start.
-2. `watch`: `--watchers` grpc.aio WatchEngines streams (over 10 channels) in one
-   client process while the paper engines keep running, `--watch-seconds` window.
-   Delivery latency = receipt wall time (after the message is read and decoded) -
-   `heartbeat_time` of a cycle-completion `changed` event (the daemon sets it to the
-   wall time of the status change it publishes at once). Resyncs are counted.
+2. `watch`: `--watchers` grpc.aio WatchEngines streams (over 10 channels in each of
+   4 client processes) while the paper engines keep running, `--watch-seconds` window.
+   Delivery latency = receipt wall time (gRPC hands the stream the message's bytes;
+   they are decoded after the window, see `run_watchers`) - `heartbeat_time` of a
+   cycle-completion change (the daemon sets it to the wall time of the status
+   change it publishes at once). Resyncs are counted.
 3. `live`: a second daemon with one LIVE grid engine on BTC/USDT (a tested key on
    the simulator), started and stopped repeatedly (each start places orders in its
    first cycle; StopEngine cancels them) for `--live-seconds`. Decision latency is
@@ -102,6 +103,8 @@ TARGET_LAG_P99_MS = 100.0
 TARGET_DECISION_P99_MS = 5.0
 TARGET_DELIVERY_P99_MS = 100.0
 WATCH_CHANNELS = 10
+WATCH_PROCESSES = 4
+"""Client processes the watchers are spread over (each with its own channels)."""
 LIVE_SYMBOL = "BTC/USDT"
 LIVE_PERP_SYMBOL = "BTC/USDT:USDT"
 MARKET_DATA_PATHS = ("/ticker", "/klines")
@@ -376,50 +379,36 @@ async def wait_cycles(stub: sgrpc.EngineServiceAsyncStub, names: list[str], cycl
 # --- phase 2: the watchers' child process --------------------------------------------------
 
 
-async def run_watchers(address: str, count: int, seconds: float) -> None:
+WATCH_METHOD = "/cts.v1.EngineService/WatchEngines"
+
+
+async def run_watchers(address: str, count: int, seconds: float) -> dict[str, Any]:
+    """`count` WatchEngines streams in this process, each timing what it receives.
+
+    A message is timed when gRPC hands its bytes to the watcher, and decoded after
+    the window: a user's watcher runs in its own process, so decoding 500 copies of
+    each change here (a Python loop over every engine of every copy: about 2 ms per
+    1,000 engines) would make the last stream's receipt wait for the other 499
+    streams' decoding, and measure this process's queue instead of the daemon's
+    delivery. The decoding cost is reported on its own (`client_decode_s`)."""
     channels = [grpc.aio.insecure_channel(address, options=[("grpc.use_local_subchannel_pool", 1)])
                 for _ in range(WATCH_CHANNELS)]
-    latencies: list[float] = []
-    counts = {"changed": 0, "messages_with_changes": 0, "snapshot": 0, "resync": 0,
-              "heartbeat": 0}
+    received: list[list[tuple[float, bytes]]] = [[] for _ in range(count)]
     window = [0.0, 0.0]
     ready = asyncio.Event()
     pending = [count]
+    request = pb.WatchEnginesRequest().SerializeToString()
 
     async def one(index: int) -> None:
-        stub = sgrpc.EngineServiceStub(channels[index % WATCH_CHANNELS])
-        seen: dict[str, int] = {}
-        call = stub.WatchEngines(pb.WatchEnginesRequest())
-        first = True
-        async for event in call:
-            received = time.time_ns() / 1e6
-            kind = event.WhichOneof("event")
-            if first:
-                first = False
+        watch: grpc.aio.UnaryStreamMultiCallable[bytes, bytes] = channels[
+            index % WATCH_CHANNELS].unary_stream(WATCH_METHOD)  # bytes as sent
+        mine = received[index]
+        async for message in watch(request):
+            mine.append((time.time_ns() / 1e6, message))
+            if len(mine) == 1:
                 pending[0] -= 1
                 if not pending[0]:
                     ready.set()
-            in_window = window[0] <= received < window[1]
-            if kind == "snapshot":
-                for engine in event.snapshot.engines:
-                    seen[engine.name] = engine.cycles
-                if in_window:
-                    counts["snapshot"] += 1
-                    counts["resync"] += event.snapshot.resync
-                continue
-            if kind == "heartbeat":
-                counts["heartbeat"] += in_window
-                continue
-            changed = changed_engines(event)
-            if in_window:
-                counts["messages_with_changes"] += 1
-                counts["changed"] += len(changed)
-            for engine in changed:
-                if engine.cycles > seen.get(engine.name, 0) and (
-                        engine.heartbeat_time == engine.last_cycle_time):
-                    seen[engine.name] = engine.cycles
-                    if in_window:
-                        latencies.append(received - engine.heartbeat_time.ToNanoseconds() / 1e6)
 
     tasks = [asyncio.create_task(one(i)) for i in range(count)]
     try:
@@ -438,14 +427,110 @@ async def run_watchers(address: str, count: int, seconds: float) -> None:
         await asyncio.gather(*tasks, return_exceptions=True)
         for channel in channels:
             await channel.close()
-    print(json.dumps({"delivery": summary(latencies), "events": counts,
-                      "client_cpu_pct": round(100 * cpu / seconds, 1)}), flush=True)
+    decoding = time.process_time()
+    latencies, newest, counts = delivery(received, window[0], window[1])
+    return {"latencies": latencies, "newest": newest, "events": counts, "cpu_s": cpu,
+            "seconds": seconds, "decode_s": time.process_time() - decoding}
 
 
-def spawn_watchers(address: str, count: int, seconds: float) -> subprocess.Popen[bytes]:
+def watch_summary(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """The watcher processes' samples together."""
+    events: dict[str, int] = {}
+    for part in parts:
+        for key, value in part["events"].items():
+            events[key] = events.get(key, 0) + value
+    return {"delivery": summary([v for p in parts for v in p["latencies"]]),
+            "delivery_of_newest": summary([v for p in parts for v in p["newest"]]),
+            "events": events, "processes": len(parts),
+            "client_cpu_pct": round(100 * sum(p["cpu_s"] / p["seconds"] for p in parts), 1),
+            "client_decode_s": round(sum(p["decode_s"] for p in parts), 2)}
+
+
+def coordinate_watchers(address: str, count: int, seconds: float, processes: int) -> None:
+    """`count` streams over `processes` watcher processes, started on one "go": a user's
+    watcher has a process of its own, and 500 streams in one Python process queue each
+    message's receipt behind the others' (about 0.1 ms each for a large message)."""
+    folder = Path(tempfile.mkdtemp(prefix="ctsb-watch-", dir="/tmp"))
+    shares = [count // processes + (i < count % processes) for i in range(processes)]
+    outs = [folder / f"{i}.json" for i in range(processes)]
+    with contextlib.ExitStack() as stack:
+        children = [stack.enter_context(stopping(spawn_watchers(
+            address, share, seconds, 1, str(out)))) for share, out in zip(shares, outs,
+                                                                          strict=True)]
+        for child in children:
+            if read_line(child, 300) != "ready":
+                raise RuntimeError("a watcher process did not come up")
+        print("ready", flush=True)
+        line = sys.stdin.readline()
+        assert line.strip() == "go", line
+        for child in children:
+            assert child.stdin is not None
+            child.stdin.write(b"go\n")
+            child.stdin.flush()
+        for child in children:
+            if read_line(child, seconds + 300) != "done":
+                raise RuntimeError("a watcher process did not finish")
+    parts = [json.loads(out.read_text()) for out in outs]
+    for out in outs:
+        out.unlink()
+    folder.rmdir()
+    print(json.dumps(watch_summary(parts)), flush=True)
+
+
+def delivery(received: list[list[tuple[float, bytes]]], t0_ms: float, t1_ms: float,
+             ) -> tuple[list[float], list[float], dict[str, int]]:
+    """Receipt - `heartbeat_time` of every cycle completion a watcher received in
+    [t0, t1) (the first time it saw that cycle of that engine); the same of the newest
+    change of each message (how long the daemon took once it had the change that
+    completed the message: the rest of the delivery is its wait for the message to
+    be cut); event counts."""
+    latencies: list[float] = []
+    newest: list[float] = []
+    counts = {"changed": 0, "messages_with_changes": 0, "snapshot": 0, "resync": 0,
+              "heartbeat": 0}
+    for messages in received:
+        seen: dict[str, int] = {}
+        for at, raw in messages:
+            event = pb.WatchEnginesResponse.FromString(raw)
+            in_window = t0_ms <= at < t1_ms
+            kind = event.WhichOneof("event")
+            if kind == "snapshot":
+                for engine in event.snapshot.engines:
+                    seen[engine.name] = engine.cycles
+                if in_window:
+                    counts["snapshot"] += 1
+                    counts["resync"] += event.snapshot.resync
+                continue
+            if kind == "heartbeat":
+                counts["heartbeat"] += in_window
+                continue
+            changed = changed_engines(event)
+            if in_window:
+                counts["messages_with_changes"] += 1
+                counts["changed"] += len(changed)
+            last = 0.0
+            for engine in changed:
+                if engine.cycles > seen.get(engine.name, 0) and (
+                        engine.heartbeat_time == engine.last_cycle_time):
+                    seen[engine.name] = engine.cycles
+                    if in_window:
+                        beat = engine.heartbeat_time.ToNanoseconds() / 1e6
+                        latencies.append(at - beat)
+                        last = max(last, beat)
+            if last:
+                newest.append(at - last)
+    return latencies, newest, counts
+
+
+def spawn_watchers(address: str, count: int, seconds: float, processes: int = WATCH_PROCESSES,
+                   samples_out: str = "") -> subprocess.Popen[bytes]:
+    """The watchers' child: it prints "ready", waits for "go" on stdin, watches for
+    `seconds` and prints its summary (or, with `samples_out`, writes its samples there
+    and prints "done")."""
     return subprocess.Popen(
         [sys.executable, "-m", "bench.engine_bench", "--role", "watchers", "--address", address,
-         "--watchers", str(count), "--watch-seconds", repr(seconds), "--parent", str(os.getpid())],
+         "--watchers", str(count), "--watch-seconds", repr(seconds), "--parent", str(os.getpid()),
+         "--watcher-processes", str(processes), "--samples-out", samples_out],
         cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
 
 
@@ -747,6 +832,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--trace", default="", help=hidden)
     parser.add_argument("--address", default="", help=hidden)
     parser.add_argument("--parent", type=int, default=0, help=hidden)
+    parser.add_argument("--watcher-processes", type=int, default=WATCH_PROCESSES, help=hidden)
+    parser.add_argument("--samples-out", default="", help=hidden)
     parser.add_argument("rest", nargs=argparse.REMAINDER, help=hidden)
     args = parser.parse_args(argv)
     if args.seconds <= 0 or args.engines < 1 or args.watchers < 1:
@@ -769,7 +856,16 @@ def main(argv: list[str] | None = None) -> int:
             import ctypes
 
             ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # die with the parent
-        asyncio.run(run_watchers(args.address, args.watchers, args.watch_seconds))
+        if args.watcher_processes > 1:
+            coordinate_watchers(args.address, args.watchers, args.watch_seconds,
+                                args.watcher_processes)
+            return 0
+        found = asyncio.run(run_watchers(args.address, args.watchers, args.watch_seconds))
+        if args.samples_out:  # one of several watcher processes: the coordinator sums up
+            Path(args.samples_out).write_text(json.dumps(found))
+            print("done", flush=True)
+        else:
+            print(json.dumps(watch_summary([found])), flush=True)
         return 0
     signal.signal(signal.SIGTERM, _raise_on_sigterm)
     result = asyncio.run(run(args))

@@ -19,7 +19,9 @@ market events and ccxt's order requests for the LIVE phase). Side by side in one
    fallbacks, WebSocket connections the simulator saw.
 3. `watch`: `--watchers` WatchEngines subscribers (bench.engine_bench's watcher child)
    while the stream engines keep running: delivery p99 = receipt - heartbeat_time of
-   cycle-completion events.
+   cycle-completion events, receipt being when gRPC hands a stream the message (the
+   500 streams share 4 client processes: decoding waits for the window's end, so
+   that no stream's receipt queues behind the others' decoding).
 4. `live`: `--live-engines` LIVE grid engines on WebSocket connections (tested keys),
    private order streams on; market event → order request sent, from timestamps taken
    in the daemon process: the hub's receipt of the ticker that woke the engine (the

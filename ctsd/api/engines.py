@@ -3,7 +3,6 @@ translated by the interceptor."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 
 from cts.v1 import engine_service_pb2 as pb
@@ -23,11 +22,6 @@ from ctsd.api.watch_encoding import WatchEncoder
 from ctsd.engine.manager import EngineManager
 from ctsd.errors import InvalidArgument
 from ctsd.strategies.registry import StrategyRegistry
-
-WATCH_MESSAGES_PER_S = 10_000
-"""WatchEngines messages per second all streams together aim to stay under."""
-MIN_WATCH_PAUSE_S = 0.001
-"""Shorter pauses are not worth a timer: a handful of watchers are written at once."""
 
 
 class EngineServicer(sgrpc.EngineServiceServicer):
@@ -60,22 +54,14 @@ class EngineServicer(sgrpc.EngineServiceServicer):
     async def WatchEngines(  # type: ignore[override]  # yields serialized responses
         self, request: pb.WatchEnginesRequest, context: Context
     ) -> AsyncIterator[bytes]:
-        """Each message is everything queued since the last one, so a watcher that
-        is written to slower than engines change gets larger messages, not a backlog.
-
-        The streams share a write budget (`WATCH_MESSAGES_PER_S`): after a message a
-        stream waits watchers / budget seconds (0.05 s with 500 watchers, nothing
-        with a few) and its next message carries what changed meanwhile. Each
-        write costs the daemon tens of microseconds whatever it holds, so hundreds
-        of streams written once per change would take the CPU from everything else.
-        """
+        """Each message is everything that changed since the last one (`Watcher.next_batch`),
+        so a watcher written to slower than engines change gets larger messages, not a
+        backlog. The hub paces the batches (its frame interval) and hands every watcher
+        that is up to date the same events, which the encoder serializes once."""
         watcher = self._manager.watch()
         try:  # the watcher is closed however the stream ends: client cancel or shutdown
             while True:
                 yield self._watch_encoder.encode(await watcher.next_batch())
-                pause = self._manager.watchers / WATCH_MESSAGES_PER_S
-                if pause >= MIN_WATCH_PAUSE_S:
-                    await asyncio.sleep(pause)
         finally:
             watcher.close()
 

@@ -70,3 +70,16 @@ def test_the_serializer_passes_bytes_and_serializes_messages() -> None:
     serialize = bytes_or_serialized(pb.Engine.SerializeToString)
     assert serialize(b"\x08\x01") == b"\x08\x01"
     assert serialize(pb.Engine(cycles=1)) == pb.Engine(cycles=1).SerializeToString()
+
+
+def test_a_batch_or_snapshot_read_by_many_watchers_is_encoded_once() -> None:
+    encoder = WatchEncoder(messages=2)
+    frame = (Changed(status("a", 1)), Changed(status("b", 1)))
+    first = encoder.encode(frame)
+    assert encoder.encode(frame) is first  # the same tuple: every up-to-date watcher
+    statuses = (status("a", 1),)
+    assert encoder.encode(Snapshot(statuses)) is encoder.encode(Snapshot(statuses))
+    assert parse(encoder.encode(Snapshot(statuses, resync=True))).snapshot.resync
+    assert len(encoder._messages) == 2  # bounded: the frame's entry was dropped first
+    again = encoder.encode(frame)
+    assert again == first and again is not first  # encoded afresh, the same bytes
