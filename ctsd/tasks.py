@@ -1,33 +1,107 @@
-"""Task and lifecycle helpers shared by packages that own background tasks or resources."""
+"""Task and lifecycle helpers shared by packages that own background tasks or resources.
+
+Lost cancellations
+------------------
+asyncio delivers a cancellation once, as one CancelledError at the task's next
+await. Code that catches it and goes on loses it for good, and Python 3.11's own
+`asyncio.wait_for` does so when what it waits for completes in the same loop
+iteration as the cancellation arrives (CPython gh-86296, fixed in 3.12): it returns
+the result instead. Libraries use it: psycopg_pool waits for a free connection
+with it, so a task cancelled while the read pool is busy could go on reading, then
+sleep or wait for the next notification as if never cancelled, and an owner that
+awaited it after `cancel()` waited for ever (a PostgreSQL daemon that never exited
+after SIGTERM). Two defences:
+
+- `keep_cancellation(work)` around calls into such libraries: the caller's
+  cancellation reaches the caller whatever `work` does with it;
+- `cancel_and_wait` cancels again a task that is still running a while after its
+  cancellation, and logs where it was, so one more swallower costs a delay and a
+  warning, not a hang. `wait_for` itself is banned from ctsd (ruff's banned-api):
+  `asyncio.timeout` does not lose cancellations.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Coroutine
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
 T = TypeVar("T")
+log = logging.getLogger("ctsd")
+
+RECANCEL_AFTER_S = 1.0
+"""How long a cancelled task may run on before it is cancelled again (doubling up to
+`RECANCEL_MAX_S`): far longer than a task needs to end, which is one loop iteration
+unless its clean-up awaits something."""
+RECANCEL_MAX_S = 8.0
 
 
-async def cancel_and_wait(*tasks: asyncio.Future[Any]) -> None:
+async def cancel_and_wait(*tasks: asyncio.Future[Any],
+                          recancel_after_s: float = RECANCEL_AFTER_S) -> None:
     """Cancel `tasks` and wait until they end, without swallowing our own cancellation.
 
-    Awaiting a cancelled child raises CancelledError in the caller; that error
-    is the child's, unless the caller itself is being cancelled, in which case
-    it must propagate.
+    A CancelledError while waiting is the caller's own and propagates. A task still
+    running `recancel_after_s` after its cancellation lost it (see the module
+    docstring): it is logged with where it waits, and cancelled again.
     """
     for task in tasks:
         task.cancel()
+    pending = {task for task in tasks if not task.done()}
+    delay = recancel_after_s
+    while pending:
+        _, pending = await asyncio.wait(pending, timeout=delay)
+        for task in pending:
+            log.warning("a task went on after its cancellation; cancelling it again",
+                        extra={"task": _name(task), "waiting_at": waiting_at(task),
+                               "after_s": delay})
+            task.cancel()
+        delay = min(delay * 2, max(RECANCEL_MAX_S, recancel_after_s))
     for task in tasks:
-        try:
-            await task
-        except asyncio.CancelledError:
-            current = asyncio.current_task()
-            if current is not None and current.cancelling():
-                raise
-        except Exception:  # the task's own error: its owner reports it
-            pass
+        _retrieve(task)  # the task's own error: its owner reports it
+
+
+async def keep_cancellation(work: Awaitable[T]) -> T:
+    """`work`'s result; a cancellation of the caller always reaches the caller.
+
+    For calls into code that may lose a cancellation (the module docstring): `work`
+    runs as a child task awaited under `shield`, so the caller's cancellation ends
+    the caller's await whatever the child does with it. The child is then cancelled
+    and waited for (`cancel_and_wait`): a read that lost the cancellation finishes
+    first, and the caller's cancellation follows.
+    """
+    child = asyncio.ensure_future(work)
+    child.add_done_callback(_retrieve)  # a caller that left never sees its outcome
+    try:
+        return await asyncio.shield(child)
+    except asyncio.CancelledError:
+        await cancel_and_wait(child)
+        raise
+
+
+def waiting_at(task: asyncio.Future[Any]) -> str:
+    """Where a task waits: its chain of coroutine frames, outermost first."""
+    frames = []
+    current: Any = task.get_coro() if isinstance(task, asyncio.Task) else None
+    while current is not None:
+        frame = getattr(current, "cr_frame", None) or getattr(current, "ag_frame", None) \
+            or getattr(current, "gi_frame", None)
+        if frame is not None:
+            code = frame.f_code
+            frames.append(f"{code.co_filename.rsplit('/', 1)[-1]}:{frame.f_lineno} {code.co_name}")
+        current = getattr(current, "cr_await", None) or getattr(current, "ag_await", None) \
+            or getattr(current, "gi_yieldfrom", None)
+    return " > ".join(frames) or "unknown"
+
+
+def _retrieve(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled():
+        task.exception()
+
+
+def _name(task: asyncio.Future[Any]) -> str:
+    return task.get_name() if isinstance(task, asyncio.Task) else repr(task)
 
 
 class Interrupted(Exception):

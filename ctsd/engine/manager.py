@@ -24,7 +24,6 @@ that loses a lease ends that engine at once (`relinquish`), touching nothing.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import secrets
 from collections.abc import Callable
@@ -60,7 +59,7 @@ from ctsd.engine.watch import StatusHub, Watcher
 from ctsd.errors import FailedPrecondition, NotFound
 from ctsd.strategies.model import Balance, MarketKind, Portfolio
 from ctsd.strategies.registry import StrategyRegistry
-from ctsd.tasks import Uninterruptible
+from ctsd.tasks import Uninterruptible, cancel_and_wait
 
 DEFAULT_POLICY = RestartPolicy()
 log = logging.getLogger("ctsd.engine")
@@ -133,9 +132,7 @@ class EngineManager:
         all within the grace period; engines still busy after it are aborted."""
         await self._operations.wait()  # starts and stops in flight finish first
         if self._heartbeats is not None:
-            self._heartbeats.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._heartbeats
+            await cancel_and_wait(self._heartbeats)
         runs = [run for run in self._runs.values() if run.active]
         stopping = [asyncio.ensure_future(run.stop(cancel_orders=self._cancel_on_shutdown))
                     for run in runs]

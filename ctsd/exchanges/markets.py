@@ -19,7 +19,6 @@ next caller asks again: ccxt would otherwise keep what the bad answer parsed to.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -33,6 +32,7 @@ from ctsd.exchanges.model import ConnectionTarget
 from ctsd.exchanges.spec import ApiType
 from ctsd.exchanges.throttle import lane
 from ctsd.ratelimit import Lane
+from ctsd.tasks import cancel_and_wait
 
 log = logging.getLogger("ctsd.exchanges.markets")
 
@@ -147,7 +147,5 @@ class MarketCache:
     async def close(self) -> None:
         self._closed = True
         if self._refresher is not None:
-            self._refresher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._refresher
+            await cancel_and_wait(self._refresher)
         await self._source.close()

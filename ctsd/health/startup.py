@@ -177,7 +177,8 @@ class StartupChecks:
         started = time.monotonic()
         probe = _http_date(host, port) if parts.scheme == "http" else _tcp_connect(host, port)
         try:
-            date = await asyncio.wait_for(probe, ENDPOINT_TIMEOUT_S)
+            async with asyncio.timeout(ENDPOINT_TIMEOUT_S):
+                date = await probe
         except (OSError, TimeoutError, ValueError) as exc:
             return False, f"{exchange}: {url} unreachable ({type(exc).__name__}: {exc})"
         if date is not None:

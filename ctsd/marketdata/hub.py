@@ -26,7 +26,6 @@ silent stall (pings go on, data stops) never. So the hub owns liveness:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass, field, replace
@@ -43,7 +42,7 @@ from ctsd.marketdata.feeds import (
     SubKey,
     Subscription,
 )
-from ctsd.tasks import AsyncClosing
+from ctsd.tasks import AsyncClosing, cancel_and_wait
 
 log = logging.getLogger("ctsd.marketdata")
 
@@ -408,10 +407,7 @@ class MarketDataHub(AsyncClosing):
         tasks = [s.task for shards in self._shards.values() for s in shards if s.task]
         if self._watchdog is not None:
             tasks.append(self._watchdog)
-        for task in tasks:
-            task.cancel()
-        with contextlib.suppress(Exception):
-            await asyncio.gather(*tasks, return_exceptions=True)
+        await cancel_and_wait(*tasks)
         self._shards.clear()
         self._subs.clear()
 

@@ -8,10 +8,10 @@ stop and systemd restarts the service, which is the point of `WatchdogSec=`.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 
 from ctsd.clock import Clock, SystemClock
 from ctsd.ops.sd_notify import Notifier
+from ctsd.tasks import cancel_and_wait
 
 
 class Watchdog:
@@ -35,7 +35,5 @@ class Watchdog:
 
     async def close(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
             self._task = None

@@ -20,7 +20,6 @@ still waits.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import heapq
 import itertools
 import math
@@ -31,6 +30,7 @@ from ctsd.clock import Clock
 from ctsd.errors import LimiterClosed, RequestTooHeavy
 from ctsd.ratelimit.meters import EPSILON, Meter, Sent, meter_for
 from ctsd.ratelimit.model import BucketSpec, Lane, ScopeKey, ScopeUsage
+from ctsd.tasks import cancel_and_wait
 
 
 @dataclass(order=True)
@@ -238,7 +238,5 @@ class RateLimitBucket:
                     LimiterClosed(f"rate limiter closed ({self.key.label})"))
         self._queue.clear()
         if self._pump is not None:
-            self._pump.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._pump
+            await cancel_and_wait(self._pump)
             self._pump = None

@@ -31,6 +31,7 @@ from ctsd.errors import Unavailable
 from ctsd.ratelimit import lua
 from ctsd.ratelimit.config import FleetSettings, redacted
 from ctsd.ratelimit.model import ScopeKey
+from ctsd.tasks import cancel_and_wait
 
 if TYPE_CHECKING:
     from ctsd.ratelimit.ledger import OwnCharge
@@ -152,9 +153,7 @@ class FleetLink:
 
     async def close(self) -> None:
         self._closing = True  # redis-py may turn a cancellation mid-call into an error
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await cancel_and_wait(*self._tasks)
         if not self.down:  # a clean stop: nothing of ours is unknown to Redis
             with contextlib.suppress(RedisError, OSError):
                 await self._run("LEAVE", self._fleet_keys[:2], [self.member])

@@ -35,7 +35,6 @@ counted on its own `OwnLedger`, and never exceeds the limit:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import heapq
 import itertools
 import logging
@@ -61,6 +60,7 @@ from ctsd.ratelimit.model import (
     ScopeKey,
     ScopeUsage,
 )
+from ctsd.tasks import cancel_and_wait
 
 log = logging.getLogger("ctsd.ratelimit")
 
@@ -427,9 +427,7 @@ class SharedRateLimiter:
                 pending.future.set_exception(LimiterClosed("rate limiter closed"))
         self._queue.clear()
         if self._pump is not None:
-            self._pump.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._pump
+            await cancel_and_wait(self._pump)
         await self.link.close()
 
     async def __aenter__(self) -> SharedRateLimiter:

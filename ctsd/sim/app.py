@@ -97,7 +97,8 @@ async def _apply(
         return web.Response(status=500)
     if kind in (FaultKind.LATENCY, FaultKind.HANG):
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(sim.closing.wait(), min(fault.delay_s, sim.config.hang_max_s))
+            async with asyncio.timeout(min(fault.delay_s, sim.config.hang_max_s)):
+                await sim.closing.wait()
         return await handler(request)
     if kind is FaultKind.TRUNCATED_JSON:
         return faults.truncate(await handler(request))

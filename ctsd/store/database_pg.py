@@ -55,6 +55,7 @@ from ctsd.store.database_tx import Note, OnWriter, Transaction, WriterBackend, r
 from ctsd.store.migrations import SCHEMA_VERSION, check_schema, refuse_newer, scripts
 from ctsd.store.quarantine import Row
 from ctsd.store.store_url import redacted_url
+from ctsd.tasks import cancel_and_wait, keep_cancellation
 
 T = TypeVar("T")
 log = logging.getLogger("ctsd.store")
@@ -289,9 +290,7 @@ class PgListener:
 
     async def close(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
         self._fail_pending(Unavailable("the store is closed"))  # waiters were not cancelled
 
     async def _run(self) -> None:
@@ -398,6 +397,11 @@ class PgBackend(WriterBackend):
         return translated_errors()
 
     async def fetch_all(self, sql: str, params: Iterable[Any] = ()) -> list[Row]:
+        """psycopg_pool may lose a cancellation while it waits for a free connection
+        (`ctsd.tasks`, lost cancellations): the read runs under `keep_cancellation`."""
+        return await keep_cancellation(self._read(sql, params))
+
+    async def _read(self, sql: str, params: Iterable[Any]) -> list[Row]:
         try:
             async with self._pool.connection() as conn:
                 cur = await conn.execute(pg_sql(sql), pg_params(params))

@@ -24,7 +24,7 @@ from ctsd.errors import ConfigurationError, ResourceExhausted, Unavailable
 from ctsd.store.database_feed import Feed, FileFeeds
 from ctsd.store.database_tx import Note, Transaction, WriterBackend, roll_back
 from ctsd.store.migrations import SCHEMA_VERSION, check_schema, refuse_newer, scripts
-from ctsd.store.quarantine import Row
+from ctsd.store.quarantine import Row, text_or_damaged
 
 DB_NAME = "ctsd.db"
 BUSY_TIMEOUT_MS = 5000
@@ -107,6 +107,7 @@ class _Writer:
     def connection(self) -> sqlite3.Connection:
         if self._conn is None:
             conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+            conn.text_factory = text_or_damaged
             try:
                 for pragma in (f"busy_timeout = {BUSY_TIMEOUT_MS}", "journal_mode = WAL",
                                "synchronous = FULL", "foreign_keys = ON"):
@@ -175,6 +176,7 @@ class SqliteBackend(WriterBackend):
             with translated_errors():
                 found = await loop.run_in_executor(executor, _migrate, writer)
                 reader = await aiosqlite.connect(path, isolation_level=None)
+                reader.text_factory = text_or_damaged  # a damaged row is quarantined
                 await reader.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
                 await reader.execute("PRAGMA query_only = ON")
         except BaseException as exc:

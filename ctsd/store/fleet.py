@@ -38,6 +38,7 @@ from ctsd.engine.ports import DesiredState, Fence
 from ctsd.errors import LeaseLost
 from ctsd.fleet.model import FleetView, LeaseRow, Member, MemberInfo
 from ctsd.store.database import Database, Row, Transaction
+from ctsd.store.timestamps import checked_ms
 
 PG_NOW = "CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT)"
 
@@ -220,11 +221,11 @@ class SqlFleetStore:
 
 def _member(row: Row, now: int, ttl_ms: int) -> Member:
     info = MemberInfo(str(row[0]), str(row[1]), str(row[2]), int(row[3]))
-    heartbeat = int(row[5])
-    return Member(info, int(row[4]), heartbeat, bool(row[6]), heartbeat > now - ttl_ms)
+    heartbeat = checked_ms(row[5])
+    return Member(info, checked_ms(row[4]), heartbeat, bool(row[6]), heartbeat > now - ttl_ms)
 
 
 def _lease(row: Row, now: int) -> LeaseRow:
-    expires = int(row[3])
-    return LeaseRow(str(row[0]), str(row[1]), int(row[2]), expires, int(row[4]),
+    expires = checked_ms(row[3])
+    return LeaseRow(str(row[0]), str(row[1]), int(row[2]), expires, checked_ms(row[4]),
                     bool(row[1]) and expires > now)

@@ -33,6 +33,21 @@ DECODE_ERRORS = (ValueError, KeyError, TypeError, IndexError, AttributeError, Ar
 """What decoding a damaged row raises (bad enum, JSON, number, missing key, wrong type)."""
 
 
+class DamagedText(str):
+    """A text value that was not UTF-8 in the file (a flipped bit in a SQLite page), read
+    with U+FFFD in place of the bad bytes so that the rest of the read goes on; `decoded`
+    quarantines its row. Without it SQLite's reader raised for the whole query, and one
+    damaged character turned every read of its table into INTERNAL."""
+
+
+def text_or_damaged(raw: bytes) -> str:
+    """SQLite's `text_factory`: the text, or a `DamagedText`."""
+    try:
+        return raw.decode()
+    except UnicodeDecodeError:
+        return DamagedText(raw.decode(errors="replace"))
+
+
 @dataclass(frozen=True)
 class QuarantinedRow:
     table: str
@@ -78,6 +93,8 @@ class Quarantine:
         damaged = False
         for row in rows:
             try:
+                if any(isinstance(value, DamagedText) for value in row):
+                    raise ValueError("a text column holds bytes that are not UTF-8")
                 found.append(decode(row))
             except DECODE_ERRORS as exc:
                 damaged = True

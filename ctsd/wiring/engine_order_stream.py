@@ -17,7 +17,6 @@ failed: an idle account sends nothing, and that must not read as an outage.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -27,6 +26,7 @@ from ctsd.engine.ports import ExchangeOrder
 from ctsd.errors import ExchangeFailure, FailureClass
 from ctsd.exchanges.model import Order
 from ctsd.exchanges.streams import OrderStream
+from ctsd.tasks import cancel_and_wait
 
 log = logging.getLogger("ctsd.engine")
 
@@ -90,9 +90,7 @@ class OrderFeed:
 
     async def close(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
         await self._stream.close()
 
     async def _run(self) -> None:

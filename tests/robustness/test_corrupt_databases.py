@@ -2,8 +2,9 @@
 with the damaged rows quarantined -- never a traceback, never INTERNAL on a read.
 
 One state dir is seeded in-process (connections with sealed secrets, a test result,
-an engine with an order and a fill), then copied and damaged once per case: a row
-whose enum, number or JSON is invalid in every decoded table, a table or column
+an engine with an order and a fill, a fleet member with a lease, a status and an order
+written under the lease's fence), then copied and damaged once per case: a row whose
+enum, number, time, JSON or UTF-8 is invalid in every decoded table, a table or column
 dropped, the schema version moved, the file replaced by a directory, an empty file,
 garbage in the header, the WAL or random pages. A daemon that serves must answer
 every read with a deliberate code, and VerifyStartup and GetSystemStatus must name
@@ -30,15 +31,22 @@ from cts.v1 import connection_service_pb2 as cspb
 from cts.v1 import connection_service_pb2_grpc as csgrpc
 from cts.v1 import engine_service_pb2 as epb
 from cts.v1 import engine_service_pb2_grpc as egrpc
+from cts.v1 import fleet_service_pb2 as fpb
+from cts.v1 import fleet_service_pb2_grpc as fgrpc
 from cts.v1 import health_service_pb2 as hpb
 from cts.v1 import health_service_pb2_grpc as hgrpc
 from ctsd.engine.config import EngineConfig, TradingMode
 from ctsd.engine.orders import Execution, Fill, Order, OrderStatus
 from ctsd.engine.perpetual import FundingPayment, PaymentKind
-from ctsd.engine.ports import DesiredState, EngineRecord
+from ctsd.engine.ports import DesiredState, EngineRecord, Fence
+from ctsd.engine.status import EngineState, EngineStatus
+from ctsd.fleet.model import MemberInfo
 from ctsd.store.connections import ConnectionRepository
 from ctsd.store.database import Database
+from ctsd.store.engine_statuses import SqlStatusStore
 from ctsd.store.engines import SqlEngineStore
+from ctsd.store.fleet import SqlFleetStore
+from ctsd.store.migrations import SCHEMA_VERSION
 from ctsd.store.sealed_secrets import SealedSecretRepository
 from ctsd.strategies.model import OrderType, Side
 from ctsd.vault.keyring_setup import open_keyring
@@ -51,6 +59,9 @@ from tests.support.daemon_process import DaemonProcess, remove_tree, short_tempd
 EX_CONFIG = 78
 SEED = 5
 CONNECTIONS = ("a", "b", "c")
+MAX_INT = 9223372036854775807
+"""A 64-bit integer column's largest value: a time no datetime holds."""
+SEED_MEMBER = MemberInfo("seed-member", "unix:/run/seed.sock", "0.0.1", SCHEMA_VERSION)
 Damage = Callable[[Path], None]
 
 
@@ -118,7 +129,18 @@ CORPUS: dict[str, Damage] = {
     "secret field": sql("UPDATE sealed_secrets SET field = 'nonsense' WHERE connection_id = 'b' "
                         "AND field = 'api_key'"),
     "secret key id": sql("UPDATE sealed_secrets SET key_id = 'ffffffffffffffff'"),
+    "member heartbeat": sql("UPDATE fleet_members SET heartbeat_ms = 'soon'"),
+    "member join time": sql(f"UPDATE fleet_members SET started_ms = {MAX_INT}"),
+    "lease token": sql("UPDATE engine_leases SET token = 'many'"),
+    "lease expiry": sql(f"UPDATE engine_leases SET expires_ms = -{MAX_INT}"),
+    "status json": sql("UPDATE engine_statuses SET status = '{not json'"),
+    "status shape": sql("UPDATE engine_statuses SET status = '{\"state\": \"dancing\"}'"),
+    "order fence": sql("UPDATE engine_orders SET fence = 'stale'"),
+    "name not UTF-8": sql("UPDATE connections SET display_name = CAST(X'41FF42' AS TEXT) "
+                          "WHERE id = 'a'"),
+    "status not UTF-8": sql("UPDATE engine_statuses SET status = CAST(X'7B22FF22' AS TEXT)"),
     "table dropped": sql("DROP TABLE engine_fills"),
+    "fleet table dropped": sql("DROP TABLE engine_leases"),
     "column dropped": sql("ALTER TABLE connections DROP COLUMN account_uid"),
     "newer schema": sql("PRAGMA user_version = 999"),
     "older schema": sql("PRAGMA user_version = 0"),
@@ -155,8 +177,22 @@ async def seed(state: Path, url: str | None = None) -> None:
         await store.save_funding("a", (
             FundingPayment("f1", "BTC/USDT", Decimal("-0.1"), "USDT", 3),
             FundingPayment("i1", "BTC/USDT", Decimal("-0.01"), "USDT", 4, PaymentKind.INTEREST)))
+        await seed_fleet(db, store, replace(order, client_order_id="o2", exchange_order_id="x2"))
     finally:
         await db.close()
+
+
+async def seed_fleet(db: Database, store: SqlEngineStore, order: Order) -> None:
+    """A fleet member gone since (its heartbeat and lease long expired when a case runs),
+    its lease of the stopped engine "a", the status it published and an order it wrote
+    under that lease's fence."""
+    fleet = SqlFleetStore(db)
+    await fleet.renew(SEED_MEMBER, 1)
+    token = await fleet.take("a", SEED_MEMBER.id, 60_000, running_only=False)
+    assert token is not None
+    await store.save_execution("a", Execution(order), Fence(SEED_MEMBER.id, token))
+    await SqlStatusStore(db).save(SEED_MEMBER.id, [EngineStatus(
+        "a", "e1", EngineState.STOPPED, TradingMode.PAPER, "grid", ("BTC/USDT",))])
 
 
 @pytest.fixture(scope="module")
@@ -179,7 +215,7 @@ def reads(address: str) -> list[tuple[str, grpc.StatusCode, str]]:
     answers = []
     with grpc.insecure_channel(address) as channel:
         cs, es = csgrpc.ConnectionServiceStub(channel), egrpc.EngineServiceStub(channel)
-        hs = hgrpc.HealthServiceStub(channel)
+        hs, fs = hgrpc.HealthServiceStub(channel), fgrpc.FleetServiceStub(channel)
         calls: list[tuple[str, Callable[..., object], object]] = [
             ("ListConnections", cs.ListConnections, cspb.ListConnectionsRequest()),
             ("GetSystemStatus", hs.GetSystemStatus, hpb.GetSystemStatusRequest()),
@@ -189,6 +225,7 @@ def reads(address: str) -> list[tuple[str, grpc.StatusCode, str]]:
             ("ListEngines", es.ListEngines, epb.ListEnginesRequest()),
             ("ListOrders", es.ListOrders, epb.ListOrdersRequest(parent="connections/a/engine")),
             ("ListTrades", es.ListTrades, epb.ListTradesRequest(parent="connections/a/engine")),
+            ("GetFleet", fs.GetFleet, fpb.GetFleetRequest()),
             *((f"GetConnection {c}", cs.GetConnection,
                cspb.GetConnectionRequest(name=f"connections/{c}")) for c in CONNECTIONS),
         ]

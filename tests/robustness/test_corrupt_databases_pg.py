@@ -17,7 +17,7 @@ import psycopg
 import pytest
 
 from tests.robustness.tally import Tally
-from tests.robustness.test_corrupt_databases import judge, reads, seed
+from tests.robustness.test_corrupt_databases import MAX_INT, judge, reads, seed
 from tests.support.daemon_process import DaemonProcess, remove_tree, short_tempdir
 from tests.support.pg_databases import PgDatabases
 
@@ -38,7 +38,18 @@ CORPUS: dict[str, tuple[str, ...]] = {
                      "UPDATE sealed_secrets SET field = 'nonsense' WHERE connection_id = 'b' "
                      "AND field = 'api_key'"),
     "secret key id": ("UPDATE sealed_secrets SET key_id = 'ffffffffffffffff'",),
+    "member heartbeat null": ("ALTER TABLE fleet_members ALTER COLUMN heartbeat_ms DROP NOT NULL",
+                              "UPDATE fleet_members SET heartbeat_ms = NULL"),
+    "member join time": (f"UPDATE fleet_members SET started_ms = {MAX_INT}",),
+    "lease token null": ("ALTER TABLE engine_leases ALTER COLUMN token DROP NOT NULL",
+                         "UPDATE engine_leases SET token = NULL"),
+    "lease expiry": (f"UPDATE engine_leases SET expires_ms = -{MAX_INT}",),
+    "status json": ("UPDATE engine_statuses SET status = '{not json'",),
+    "status shape": ("UPDATE engine_statuses SET status = '{\"state\": \"dancing\"}'",),
+    "order fence null": ("ALTER TABLE engine_orders ALTER COLUMN fence DROP NOT NULL",
+                         "UPDATE engine_orders SET fence = NULL"),
     "table dropped": ("DROP TABLE engine_fills",),
+    "fleet table dropped": ("DROP TABLE engine_leases",),
     "column dropped": ("ALTER TABLE connections DROP COLUMN account_uid",),
     "newer schema": ("UPDATE ctsd_schema SET version = 999",),
     "older schema": ("UPDATE ctsd_schema SET version = 0",),
@@ -49,7 +60,7 @@ CORPUS: dict[str, tuple[str, ...]] = {
 
 QUICK = ("connection enum", "connection time", "engine config json", "order amount",
          "secret field", "secret key id", "table dropped", "newer schema", "older schema",
-         "version row gone")
+         "version row gone", "member join time", "lease expiry", "status shape")
 """The quick form's cases (one daemon start each); `make soak` runs the whole corpus."""
 
 

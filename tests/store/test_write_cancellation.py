@@ -4,15 +4,19 @@ After each run, whatever point the cancellation hit: the next write works (the w
 is not left inside a transaction), and the in-memory read model equals a read model
 rebuilt from the database (a committed write is visible, an uncommitted one is not).
 For the tables without a read model, the rows are either the state before the write
-or the state after it, never a part of it.
+or the state after it, never a part of it: the engines' tables, and the fleet's (members
+registering, heartbeating, draining and leaving; leases taken, adopted, renewed and
+released; engine statuses; engine writes under a lease's fence, a stale fence refused).
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import itertools
+from collections import Counter
 from collections.abc import Callable, Coroutine
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any
 
@@ -22,10 +26,16 @@ from ctsd.connections.model import Connection, CredentialField, CredentialsInfo
 from ctsd.engine.config import EngineConfig, TradingMode
 from ctsd.engine.orders import Execution, Fill, Order, OrderStatus
 from ctsd.engine.perpetual import FundingPayment, PaymentKind
-from ctsd.engine.ports import DesiredState, EngineRecord
+from ctsd.engine.ports import DesiredState, EngineRecord, Fence
+from ctsd.engine.status import EngineState, EngineStatus
+from ctsd.errors import LeaseLost
+from ctsd.fleet.model import MemberInfo
 from ctsd.store.connections import ConnectionRepository
 from ctsd.store.database import Database
+from ctsd.store.engine_statuses import SqlStatusStore
 from ctsd.store.engines import SqlEngineStore
+from ctsd.store.fleet import SqlFleetStore
+from ctsd.store.migrations import SCHEMA_VERSION
 from ctsd.store.sealed_secrets import SealedSecretRepository
 from ctsd.strategies.model import OrderType, Side
 from ctsd.vault.ports import StoredBlob
@@ -237,3 +247,145 @@ async def test_reseal_cancelled_at_every_await_point(db: Database) -> None:
     found = await explore("reseal_all", make, check)
     report("repository writes", [found])
     assert not found.problems
+
+
+# --- the fleet's writes: members, leases, statuses, fenced engine writes ---------------------
+
+MEMBER = MemberInfo("m", "unix:/run/m.sock", "0.1.0", SCHEMA_VERSION)
+TTL_MS = 60_000
+FLEET_TABLES = (
+    ("fleet_members", "id, address, version, schema_version, draining"),
+    ("engine_leases", "connection_id, owner, token, CASE WHEN expires_ms > 0 THEN 1 ELSE 0 END"),
+    ("engine_statuses", "connection_id, owner, status, version"),
+    ("engine_orders", "connection_id, client_order_id, status, fence"),
+    ("engines", "connection_id, desired, cycle"),
+)
+"""What a fleet write changes, without the clocks (heartbeats and expiries move on)."""
+
+
+@dataclass(frozen=True)
+class Fleet:
+    leases: SqlFleetStore
+    engines: SqlEngineStore
+    statuses: SqlStatusStore
+
+
+FleetStep = Callable[[Fleet, int], Coroutine[Any, Any, Any]]
+
+
+@dataclass(frozen=True)
+class FleetWrite:
+    name: str
+    write: FleetStep
+    prepare: FleetStep | None = None
+    """Makes run `run`'s rows (a lease to release, a member to drain) before it."""
+    adds: Callable[[int], list[tuple[Any, ...]]] | None = None
+    """The rows a clean run adds, for a write that is not idempotent (a take's token
+    grows); others are applied once more to see the rows after them."""
+    refused: type[Exception] | None = None
+    """The write's deliberate answer, which leaves the rows as they were."""
+
+
+async def fleet_rows(db: Database) -> Counter[tuple[Any, ...]]:
+    rows: Counter[tuple[Any, ...]] = Counter()
+    for table, columns in FLEET_TABLES:
+        rows.update((table, *r) for r in await db.fetch_all(f"SELECT {columns} FROM {table}"))
+    return rows
+
+
+def member(name: str) -> MemberInfo:
+    return replace(MEMBER, id=name)
+
+
+async def engine_with_lease(fleet: Fleet, cid: str, takes: int = 1) -> None:
+    await fleet.engines.create_engine(EngineRecord(cid, f"id-{cid}", CONFIG,
+                                                   DesiredState.RUNNING))
+    for _ in range(takes):
+        await fleet.leases.take(cid, MEMBER.id, TTL_MS, running_only=False)
+
+
+async def pending_order(fleet: Fleet, cid: str, token: int) -> None:
+    pending = replace(order(f"o-{cid}", OrderStatus.PENDING), cycle=5)
+    await fleet.engines.save_execution(cid, Execution(pending), Fence(MEMBER.id, token))
+
+
+def status(cid: str) -> EngineStatus:
+    return replace(EngineStatus(cid, f"id-{cid}", EngineState.RUNNING, TradingMode.PAPER,
+                                "grid", ("BTC/USDT",)), version=3)
+
+
+def taken(cid: str) -> list[tuple[Any, ...]]:
+    return [("engine_leases", cid, MEMBER.id, 1, 1)]
+
+
+FLEET_WRITES = (
+    FleetWrite("register", lambda f, run: f.leases.renew(member(f"m-{run}"), TTL_MS)),
+    FleetWrite("heartbeat", lambda f, run: f.leases.renew(MEMBER, TTL_MS),
+               prepare=lambda f, run: engine_with_lease(f, f"h-{run}")),
+    FleetWrite("take", lambda f, run: f.leases.take(f"t-{run}", MEMBER.id, TTL_MS,
+                                                    running_only=False),
+               adds=lambda run: taken(f"t-{run}")),
+    FleetWrite("adopt", lambda f, run: f.leases.take(f"a-{run}", MEMBER.id, TTL_MS,
+                                                     running_only=True),
+               prepare=lambda f, run: f.engines.create_engine(EngineRecord(
+                   f"a-{run}", "id", CONFIG, DesiredState.RUNNING)),
+               adds=lambda run: taken(f"a-{run}")),
+    FleetWrite("release", lambda f, run: f.leases.release(f"r-{run}", Fence(MEMBER.id, 1)),
+               prepare=lambda f, run: engine_with_lease(f, f"r-{run}")),
+    FleetWrite("leave", lambda f, run: f.leases.leave(f"l-{run}"),
+               prepare=lambda f, run: f.leases.renew(member(f"l-{run}"), TTL_MS)),
+    FleetWrite("set_draining", lambda f, run: f.leases.set_draining(f"d-{run}", True),
+               prepare=lambda f, run: f.leases.renew(member(f"d-{run}"), TTL_MS)),
+    FleetWrite("save_status", lambda f, run: f.statuses.save(MEMBER.id, [status(f"s-{run}")])),
+    FleetWrite("fenced_pending", lambda f, run: pending_order(f, f"f-{run}", 1),
+               prepare=lambda f, run: engine_with_lease(f, f"f-{run}")),
+    FleetWrite("fenced_set_desired", lambda f, run: f.engines.set_desired(
+        f"g-{run}", DesiredState.STOPPED, "", Fence(MEMBER.id, 1)),
+               prepare=lambda f, run: engine_with_lease(f, f"g-{run}")),
+    FleetWrite("stale_fence", lambda f, run: pending_order(f, f"x-{run}", 1),
+               prepare=lambda f, run: engine_with_lease(f, f"x-{run}", takes=2),
+               refused=LeaseLost),
+)
+
+
+async def explore_fleet_write(db: Database, fleet: Fleet, spec: FleetWrite) -> Exploration:
+    """Rows before or after the write, never a part of it; the next write works."""
+    if spec.prepare is not None:
+        await spec.prepare(fleet, 0)
+    before = [await fleet_rows(db)]
+
+    async def check(run: int, outcome: Outcome) -> list[str]:
+        problems: list[str] = []
+        try:
+            await fleet.leases.set_draining("nobody", False)  # the next write works
+        except Exception as exc:
+            problems.append(f"the next write failed: {type(exc).__name__}: {exc}")
+        error = outcome.error
+        if error is not None and not (spec.refused and isinstance(error, spec.refused)):
+            problems.append(f"error {type(error).__name__}: {error}")
+        now = await fleet_rows(db)
+        if spec.adds is not None:
+            after = before[0] + Counter(spec.adds(run))
+        else:
+            with contextlib.suppress(*(spec.refused,) if spec.refused else ()):
+                await spec.write(fleet, run)  # idempotent: the rows as a clean run leaves them
+            after = await fleet_rows(db)
+        if now not in (before[0], after):
+            problems.append(f"the rows are neither before nor after the write: "
+                            f"{sorted(map(str, (now - before[0]) + (before[0] - now)))}")
+        if spec.prepare is not None:
+            await spec.prepare(fleet, run + 1)
+        before[0] = await fleet_rows(db)
+        return problems
+
+    return await explore(spec.name, functools.partial(spec.write, fleet), check)
+
+
+@pytest.mark.asyncio
+async def test_fleet_writes_cancelled_at_every_await_point(db: Database) -> None:
+    fleet = Fleet(SqlFleetStore(db), SqlEngineStore(db), SqlStatusStore(db))
+    await fleet.leases.renew(MEMBER, TTL_MS)
+    found = [await explore_fleet_write(db, fleet, spec) for spec in FLEET_WRITES]
+    report("fleet writes", found)
+    assert all(one.points >= 1 for one in found)
+    assert not [p for one in found for p in one.problems]

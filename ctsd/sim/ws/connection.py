@@ -217,7 +217,8 @@ class WsConnection:
                 continue
             timeout = self._data[0][0] - now if self._data else None
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout)
+                async with asyncio.timeout(timeout):
+                    await self._wake.wait()
             self._wake.clear()
 
     async def _send_frame(self, frame: Frame, payload: str) -> None:

@@ -114,8 +114,9 @@ class StreamHub:
             await self._read(conn, session)
         finally:
             conn.close(1000, "")  # unless the server is closing already (limit, heartbeat)
-            with contextlib.suppress(asyncio.TimeoutError, ConnectionError):
-                await asyncio.wait_for(asyncio.shield(writer), 1.0)  # replies, close frame
+            with contextlib.suppress(TimeoutError, ConnectionError):
+                async with asyncio.timeout(1.0):
+                    await asyncio.shield(writer)  # replies, close frame
             writer.cancel()
             self._forget(conn, session)
         return ws
