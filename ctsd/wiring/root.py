@@ -27,7 +27,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import grpc
 from grpc_health.v1.health import aio as health_aio
@@ -58,13 +58,9 @@ from ctsd.errors import ConfigurationError
 from ctsd.exchanges.ccxt_internals import missing_classes
 from ctsd.exchanges.factory import ExchangeClientFactory
 from ctsd.exchanges.registry import ExchangeRegistry
-from ctsd.fleet.member import FleetMember, LeaseSettings
-from ctsd.fleet.model import MemberInfo
-from ctsd.fleet.statuses import FleetHub
 from ctsd.health.readiness import ReadinessMonitor
 from ctsd.health.report import HealthReporter
 from ctsd.health.startup import StartupChecks, StartupEnvironment
-from ctsd.marketdata.hub import MarketDataHub
 from ctsd.ops.metrics import (
     ConnectionTestMetrics,
     EngineCollector,
@@ -77,8 +73,6 @@ from ctsd.redaction import SECRETS
 from ctsd.server import build_server
 from ctsd.store.connections import ConnectionRepository
 from ctsd.store.database import Database
-from ctsd.store.engine_requests import SqlRequestStore
-from ctsd.store.engine_statuses import SqlStatusStore
 from ctsd.store.engines import SqlEngineStore
 from ctsd.store.fleet import SqlFleetStore
 from ctsd.store.migrations import SCHEMA_VERSION
@@ -92,7 +86,13 @@ from ctsd.vault.master_key import locate_key
 from ctsd.wiring import fleet
 from ctsd.wiring.check_probes import ExchangeProbes, StreamProbes, classify
 from ctsd.wiring.engine_exchange import ExchangeEngineBackend
-from ctsd.wiring.engine_streams import StreamingMarketData
+from ctsd.wiring.market_hub import HubOnDemand
+
+if TYPE_CHECKING:
+    from ctsd.engine.ports import MarketDataSource
+    from ctsd.exchanges.model import ConnectionTarget
+    from ctsd.fleet.member import FleetMember
+    from ctsd.wiring.engine_streams import StreamingMarketData
 
 log = logging.getLogger("ctsd")
 
@@ -148,12 +148,11 @@ async def assemble(
     locks = ConnectionLocks()  # a delete and an engine start on one connection never interleave
     strategies = _strategies()
     clock = SystemClock()
-    hub = MarketDataHub(exchanges.market_stream, clock)
+    hub = HubOnDemand(exchanges.market_stream, clock)  # built by the first stream asked for
     lifecycle.on_close(hub.close)  # after the engines (closed first), before the factory
     metrics.register(StreamCollector(hub.statuses))
     backend = ExchangeEngineBackend(
-        connection_store, exchanges, credentials,
-        streams=lambda target, rest: StreamingMarketData(hub, target, rest, clock))
+        connection_store, exchanges, credentials, streams=partial(_streaming, hub, clock))
     fleet_store = SqlFleetStore(db)
     member = _fleet_member(config, db, fleet_store, (connection_store.follow,))
     engines = EngineManager(
@@ -166,7 +165,7 @@ async def assemble(
                                     active_engines=activity.active_connections, locks=locks,
                                     secrets=SECRETS)
     tests = _connection_tests(config, connection_store, credentials, exchanges, metrics,
-                              StreamProbes(exchanges, hub))
+                              StreamProbes(exchanges, hub.get))
     # The operator's [[connections]]: at start a refusal is exit 78, on SIGHUP a log line.
     await _declare_connections(connections, env, config)
     lifecycle.on_reload(partial(_redeclare_connections, connections, env))
@@ -198,12 +197,28 @@ def _fleet_member(config: DaemonConfig, db: Database, store: SqlFleetStore,
     settings = config.fleet
     if db.kind != "postgresql" and not settings.engine_leases:
         return None
+    # Imported here: a daemon alone (the default SQLite store) never loads the fleet.
+    from ctsd.fleet.member import FleetMember, LeaseSettings
+    from ctsd.fleet.model import MemberInfo
+    from ctsd.fleet.statuses import FleetHub
+    from ctsd.store.engine_requests import SqlRequestStore
+    from ctsd.store.engine_statuses import SqlStatusStore
+
     name = settings.member or socket.gethostname() or "ctsd"
     info = MemberInfo(f"{name}-{secrets.token_hex(3)}", settings.advertise or str(config.listen),
                       __version__, SCHEMA_VERSION)
     return FleetMember(store, info, SystemClock(), LeaseSettings.for_ttl(
         settings.engine_lease_ttl_s), FleetHub(SqlStatusStore(db), info.id), followers,
         requests=SqlRequestStore(db))
+
+
+def _streaming(hub: HubOnDemand, clock: SystemClock, target: ConnectionTarget,
+               rest: MarketDataSource) -> StreamingMarketData:
+    """An engine's market data on a WebSocket connection: the first such engine builds the
+    hub and imports the streaming side (`ctsd.wiring.engine_streams`)."""
+    from ctsd.wiring.engine_streams import StreamingMarketData
+
+    return StreamingMarketData(hub.get(), target, rest, clock)
 
 
 def _strategies() -> StrategyRegistry:
