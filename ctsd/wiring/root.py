@@ -25,7 +25,7 @@ import secrets
 import socket
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from functools import partial
+from functools import cache, partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -43,10 +43,6 @@ from ctsd.api.request_rate import RequestRateGuard
 from ctsd.api.services import connection_service, engine_service, fleet_service, health_service
 from ctsd.clock import SystemClock
 from ctsd.config import DaemonConfig
-from ctsd.connections.checks.batch import BatchProcessor, RetryPolicy
-from ctsd.connections.checks.batch_tester import BatchSettings, BatchTester
-from ctsd.connections.checks.service import ConnectionTests
-from ctsd.connections.checks.tester import ConnectionTester, ConnectionTesterSettings
 from ctsd.connections.credentials import CredentialResolver
 from ctsd.connections.locks import ConnectionLocks
 from ctsd.connections.manager import ConnectionManager
@@ -84,11 +80,12 @@ from ctsd.transport.tls import read_private_file
 from ctsd.vault.keyring_setup import open_keyring
 from ctsd.vault.master_key import locate_key
 from ctsd.wiring import fleet
-from ctsd.wiring.check_probes import ExchangeProbes, StreamProbes, classify
 from ctsd.wiring.engine_exchange import ExchangeEngineBackend
 from ctsd.wiring.market_hub import HubOnDemand
 
 if TYPE_CHECKING:
+    from ctsd.connections.checks.results import TestResult
+    from ctsd.connections.checks.service import ConnectionTests
     from ctsd.engine.ports import MarketDataSource
     from ctsd.exchanges.model import ConnectionTarget
     from ctsd.fleet.member import FleetMember
@@ -164,8 +161,9 @@ async def assemble(
     connections = ConnectionManager(connection_store, keyring, registry,
                                     active_engines=activity.active_connections, locks=locks,
                                     secrets=SECRETS)
-    tests = _connection_tests(config, connection_store, credentials, exchanges, metrics,
-                              StreamProbes(exchanges, hub.get))
+    on_result = ConnectionTestMetrics(metrics).observe if metrics.enabled else None
+    tests = cache(partial(_connection_tests, config, connection_store, credentials, exchanges,
+                          on_result, hub))  # built by the first test
     # The operator's [[connections]]: at start a refusal is exit 78, on SIGHUP a log line.
     await _declare_connections(connections, env, config)
     lifecycle.on_reload(partial(_redeclare_connections, connections, env))
@@ -233,15 +231,25 @@ def _strategies() -> StrategyRegistry:
 
 def _connection_tests(
     config: DaemonConfig, store: ConnectionStore, credentials: CredentialResolver,
-    exchanges: ExchangeClientFactory, metrics: MetricsRegistry, streams: StreamProbes,
+    exchanges: ExchangeClientFactory, on_result: Callable[[TestResult], None] | None,
+    hub: HubOnDemand,
 ) -> ConnectionTests:
-    """Single and batch connection tests, on a client per test from the shared factory."""
+    """Single and batch connection tests, on a client per test from the shared factory.
+
+    Built by the first test a client asks for, with the modules it needs: most starts
+    serve long before (or without) one."""
+    from ctsd.connections.checks.batch import BatchProcessor
+    from ctsd.connections.checks.batch_tester import BatchTester
+    from ctsd.connections.checks.service import ConnectionTests
+    from ctsd.connections.checks.settings import BatchSettings, RetryPolicy
+    from ctsd.connections.checks.tester import ConnectionTester, ConnectionTesterSettings
+    from ctsd.wiring.check_probes import ExchangeProbes, StreamProbes, classify
+
     timeout = config.batch.item_timeout_s
     tester = ConnectionTester(
         credentials, ExchangeProbes(exchanges).open, classify,
         ConnectionTesterSettings(timeout_s=timeout),
-        on_result=ConnectionTestMetrics(metrics).observe if metrics.enabled else None,
-        streams=streams)
+        on_result=on_result, streams=StreamProbes(exchanges, hub.get))
     batch = BatchTester(store, tester, credentials, BatchProcessor(), BatchSettings(
         concurrency=config.batch.concurrency, item_timeout_s=timeout,
         retry=RetryPolicy(max_attempts=config.batch.max_attempts)))
