@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -113,6 +114,10 @@ def _load(args: argparse.Namespace) -> DaemonConfig:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    # No collections while the daemon imports and builds itself (a hundred young ones, some
+    # older, on objects that nearly all live as long as the process): once serving,
+    # `settle_garbage_collector` collects once, freezes the survivors and turns it back on.
+    gc.disable()
     from ctsd.daemon import run_daemon
     from ctsd.logs import configure
 

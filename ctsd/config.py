@@ -31,7 +31,7 @@ from types import MappingProxyType
 from typing import Any
 
 from cts.address import SOCKET_NAME, default_state_dir
-from ctsd.connections.checks.batch_tester import BatchSettings
+from ctsd.connections.checks.settings import BatchSettings
 from ctsd.connections.predefined import PredefinedConnection, read_predefined
 from ctsd.errors import ConfigurationError
 from ctsd.exchanges.registry import ExchangeRegistry

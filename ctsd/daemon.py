@@ -229,11 +229,13 @@ the default it spends a tenth of its CPU collecting, almost all of it on survivo
 def settle_garbage_collector() -> None:
     """Start-up is done: what is alive now (modules, config, the read model) lives as long
     as the process, so it is frozen out of every later collection, and young collections
-    run less often."""
+    run less often. The collector the command turned off for the start (`ctsd.cli`) runs
+    again from here."""
     gc.collect()
     gc.freeze()
     _, second, third = gc.get_threshold()
     gc.set_threshold(GC_FIRST_GENERATION, second, third)
+    gc.enable()
 
 
 async def run_daemon(

@@ -1,21 +1,16 @@
-"""Connection tests and batch tests: domain events to cts.v1 messages, requests to domain."""
+"""Connection tests: results and log lines to cts.v1 messages (batches: `batch_codec`)."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from cts.v1 import connection_pb2 as pb
 from cts.v1 import connection_service_pb2 as spb
-from ctsd.api.names import connection_id_from_name
 from ctsd.api.wellknown import duration, timestamp
-from ctsd.connections.checks.batch_tester import (
-    BatchEvent,
-    BatchRequest,
-    ItemResult,
-    Progress,
-    Summary,
-)
 from ctsd.connections.checks.results import FailureClass, LogLevel, LogLine, TestResult, TestStatus
-from ctsd.connections.checks.tester import TestEvent
-from ctsd.errors import FieldViolation, InvalidArgument
+
+if TYPE_CHECKING:  # the tester is built by the first test (`ctsd.wiring.root`)
+    from ctsd.connections.checks.tester import TestEvent
 
 TEST_STATUSES: dict[TestStatus, pb.TestStatus.ValueType] = {
     TestStatus.SUCCESS: pb.TEST_STATUS_SUCCESS,
@@ -73,58 +68,3 @@ def encode_test_event(event: TestEvent) -> spb.TestConnectionResponse:
     if isinstance(event, TestResult):
         return spb.TestConnectionResponse(result=encode_test(event))
     return spb.TestConnectionResponse(log=encode_log_line(event))
-
-
-def _summary(summary: Summary) -> spb.BatchTestSummary:
-    return spb.BatchTestSummary(
-        total=summary.total,
-        by_status=[
-            spb.TestStatusCount(status=TEST_STATUSES[status], count=count)
-            for status, count in sorted(summary.by_status.items(), key=lambda kv: kv[0].value)
-        ],
-        failures=[
-            spb.FailureClassCount(failure_class=FAILURE_CLASSES[fc], count=count)
-            for fc, count in sorted(summary.failures.items(), key=lambda kv: -kv[1])
-        ],
-        elapsed=duration(summary.elapsed_s),
-        limiter_wait=duration(summary.limiter_wait_s),
-    )
-
-
-def encode_batch_event(event: BatchEvent) -> spb.BatchTestConnectionsResponse:
-    if isinstance(event, ItemResult):
-        return spb.BatchTestConnectionsResponse(
-            result=spb.BatchTestItemResult(
-                name=event.connection.name,
-                result=encode_test(event.result),
-                attempts=event.attempts,
-                shared_from=event.shared_from,
-            )
-        )
-    if isinstance(event, Progress):
-        return spb.BatchTestConnectionsResponse(
-            progress=spb.BatchTestProgress(
-                done=event.done, total=event.total, limiter_wait=duration(event.limiter_wait_s)
-            )
-        )
-    return spb.BatchTestConnectionsResponse(summary=_summary(event))
-
-
-def decode_batch_request(request: spb.BatchTestConnectionsRequest) -> BatchRequest:
-    ids: list[str] = []
-    violations: list[FieldViolation] = []
-    for i, name in enumerate(request.names):
-        try:
-            ids.append(connection_id_from_name(name, f"names[{i}]"))
-        except InvalidArgument as exc:
-            violations.extend(exc.violations)
-    if violations:
-        raise InvalidArgument("names: malformed connection names", violations[:20])
-    if request.concurrency < 0:
-        raise InvalidArgument.field("concurrency", "must not be negative")
-    return BatchRequest(
-        connection_ids=tuple(dict.fromkeys(ids)),
-        filter_text=request.filter,
-        concurrency=request.concurrency,
-        priority=request.priority,
-    )

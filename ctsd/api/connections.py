@@ -3,32 +3,37 @@ ConnectionTests), encodes."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from typing import TYPE_CHECKING
 
 from google.protobuf import empty_pb2
 
 from cts.v1 import connection_pb2 as pb
 from cts.v1 import connection_service_pb2 as spb
 from cts.v1 import connection_service_pb2_grpc as sgrpc
-from ctsd.api.check_codec import decode_batch_request, encode_batch_event, encode_test_event
+from ctsd.api.check_codec import encode_test_event
 from ctsd.api.connection_codec import decode_draft, encode_exchange
 from ctsd.api.encoding_cache import EncodedConnections
 from ctsd.api.handlers import Context
 from ctsd.api.names import connection_id_from_name
 from ctsd.api.update_mask import decode_patch
-from ctsd.connections.checks.service import ConnectionTests
 from ctsd.connections.manager import ConnectionManager
 from ctsd.connections.model import Connection
 from ctsd.engine.activity import EngineActivity
 from ctsd.errors import InvalidArgument
 
+if TYPE_CHECKING:
+    from ctsd.connections.checks.service import ConnectionTests
+
 
 class ConnectionServicer(sgrpc.ConnectionServiceServicer):
     def __init__(
-        self, manager: ConnectionManager, tests: ConnectionTests, engines: EngineActivity
+        self, manager: ConnectionManager, tests: Callable[[], ConnectionTests],
+        engines: EngineActivity,
     ) -> None:
         self._manager = manager
         self._tests = tests
+        """Asked at each test: the daemon builds its testers with the first (`ctsd.wiring.root`)."""
         self._engines = engines
         self._encoded = EncodedConnections()
 
@@ -100,11 +105,13 @@ class ConnectionServicer(sgrpc.ConnectionServiceServicer):
     async def TestConnection(
         self, request: spb.TestConnectionRequest, context: Context
     ) -> AsyncIterator[spb.TestConnectionResponse]:
-        async for event in self._tests.test(connection_id_from_name(request.name)):
+        async for event in self._tests().test(connection_id_from_name(request.name)):
             yield encode_test_event(event)
 
     async def BatchTestConnections(
         self, request: spb.BatchTestConnectionsRequest, context: Context
     ) -> AsyncIterator[spb.BatchTestConnectionsResponse]:
-        async for event in self._tests.batch(decode_batch_request(request)):
+        from ctsd.api.batch_codec import decode_batch_request, encode_batch_event
+
+        async for event in self._tests().batch(decode_batch_request(request)):
             yield encode_batch_event(event)

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from cts.v1 import engine_service_pb2 as pb
 from ctsd.api.names import connection_id_from_name
@@ -27,7 +27,6 @@ from ctsd.engine.config import (
     validate_config,
 )
 from ctsd.engine.manager import CoordinatorHealth
-from ctsd.engine.market import DryRun
 from ctsd.engine.orders import Fill, Order, OrderStatus
 from ctsd.engine.perpetual import MarginMode, MismatchPolicy
 from ctsd.engine.status import DataSource, EngineState, EngineStatus, FailureCode, PositionStatus
@@ -36,6 +35,9 @@ from ctsd.errors import FieldViolation, InvalidArgument
 from ctsd.strategies.model import CancelIntent, OrderIntent, OrderType, PositionSide, Side
 from ctsd.strategies.params import bounded_decimal
 from ctsd.strategies.registry import StrategyRegistry
+
+if TYPE_CHECKING:  # the dry run is imported by the first TestEngine (`EngineManager.test`)
+    from ctsd.engine.market import DryRun
 
 ENGINE_SUFFIX = "/engine"
 DEFAULT_INTERVAL_S = EngineConfig("", ()).interval_s

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from cts.v1 import fleet_service_pb2 as fpb
 from cts.v1 import fleet_service_pb2_grpc as fgrpc
@@ -10,8 +11,10 @@ from ctsd.api.engine_codec import engine_name
 from ctsd.api.handlers import Context
 from ctsd.api.wellknown import timestamp
 from ctsd.errors import FailedPrecondition, InvalidArgument, NotFound
-from ctsd.fleet.member import FleetMember
-from ctsd.fleet.model import FleetView, Member
+
+if TYPE_CHECKING:  # a daemon outside a fleet serves this service without loading the fleet
+    from ctsd.fleet.member import FleetMember
+    from ctsd.fleet.model import FleetView, Member
 
 
 def _time(ms: int) -> datetime:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 from cts.v1 import health_service_pb2 as hpb
 from cts.v1 import health_service_pb2_grpc as hgrpc
@@ -16,8 +17,10 @@ from ctsd.api.handlers import Context
 from ctsd.api.wellknown import duration, timestamp
 from ctsd.health.report import ConnectionHealth, HealthReporter, SystemStatus
 from ctsd.health.startup import CheckResult, StartupChecks
-from ctsd.marketdata.feeds import StreamStatus
 from ctsd.ratelimit.model import Counting, ScopeUsage
+
+if TYPE_CHECKING:  # the hub is built on demand (`ctsd.wiring.market_hub`)
+    from ctsd.marketdata.feeds import StreamStatus
 
 COUNTING = {
     Counting.LOCAL: hpb.RATE_LIMIT_COUNTING_LOCAL,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import uuid
+import secrets
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -85,7 +85,7 @@ def to_status(error: errors.CtsError) -> grpc.Status:
 async def _abort_for(exc: Exception, context: Context, method: str) -> None:
     if isinstance(exc, errors.CtsError):
         await context.abort_with_status(to_status(exc))
-    request_id = uuid.uuid4().hex[:12]
+    request_id = secrets.token_hex(6)  # not uuid: it imports `platform` on the start path
     log.error("unhandled error in %s (request %s)", method, request_id, exc_info=exc)
     await context.abort(grpc.StatusCode.INTERNAL, f"internal error (request {request_id})")
 

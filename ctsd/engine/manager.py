@@ -29,18 +29,14 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 from ctsd import fencing
 from ctsd.clock import Clock, SystemClock
 from ctsd.connections.locks import ConnectionLocks
-from ctsd.engine.assembly import assemble_engine
-from ctsd.engine.brokers.live_perp import DEFAULT_FUNDING_POLL_S
 from ctsd.engine.config import EngineConfig, TradingMode, ValidatedConfig, validate_config
-from ctsd.engine.engine import Engine
-from ctsd.engine.market import DryRun, decide_dry, fetch_infos, fetch_snapshot
 from ctsd.engine.orders import Fill, Order
 from ctsd.engine.paging import Listing, listing, page_request
-from ctsd.engine.perp_session import with_funding
 from ctsd.engine.ports import (
     DesiredState,
     EngineBackend,
@@ -52,16 +48,22 @@ from ctsd.engine.ports import (
     MarketDataSource,
     PerpetualMarketData,
 )
-from ctsd.engine.risk import RiskGate
 from ctsd.engine.status import EngineState, EngineStatus, Failure, FailureCode
-from ctsd.engine.supervisor import EngineRun, RestartPolicy, describe
 from ctsd.engine.watch import StatusHub, Watcher
 from ctsd.errors import FailedPrecondition, NotFound
 from ctsd.strategies.model import Balance, MarketKind, Portfolio
 from ctsd.strategies.registry import StrategyRegistry
 from ctsd.tasks import Uninterruptible, cancel_and_wait
 
-DEFAULT_POLICY = RestartPolicy()
+if TYPE_CHECKING:
+    from ctsd.engine.engine import Engine
+    from ctsd.engine.market import DryRun
+    from ctsd.engine.supervisor import EngineRun, RestartPolicy
+
+# The engine itself (`assembly`, brokers, sessions, `supervisor`) and the dry run are
+# imported by the first engine built or tested: a daemon with none to resume reaches
+# SERVING without them (`tests/test_start_path.py`).
+
 log = logging.getLogger("ctsd.engine")
 
 
@@ -84,10 +86,10 @@ class EngineManager:
     def __init__(
         self, store: EngineStore, backend: EngineBackend, strategies: StrategyRegistry, *,
         clock: Clock | None = None, hub: StatusHub | None = None,
-        policy: RestartPolicy = DEFAULT_POLICY, engine_ids: Callable[[], str] = new_engine_id,
+        policy: RestartPolicy | None = None, engine_ids: Callable[[], str] = new_engine_id,
         heartbeat_s: float = 5.0, shutdown_grace_s: float = 10.0,
         locks: ConnectionLocks | None = None, cancel_orders_on_shutdown: bool = False,
-        funding_poll_s: float = DEFAULT_FUNDING_POLL_S, leases: EngineLeases | None = None,
+        funding_poll_s: float | None = None, leases: EngineLeases | None = None,
     ) -> None:
         self._store = store
         self._leases = leases
@@ -99,11 +101,13 @@ class EngineManager:
         self._clock = clock or SystemClock()
         self._hub = hub or StatusHub()
         self._policy = policy
+        """None: `RestartPolicy()`, the supervisor's defaults."""
         self._engine_ids = engine_ids
         self._heartbeat_s = heartbeat_s
         self._grace_s = shutdown_grace_s
         self._cancel_on_shutdown = cancel_orders_on_shutdown
         self._funding_poll_s = funding_poll_s
+        """None: the live perpetuals broker's default."""
         self._runs: dict[str, EngineRun] = {}
         self._claimed: set[str] = set()
         self._heartbeats: asyncio.Task[None] | None = None
@@ -410,6 +414,10 @@ class EngineManager:
     async def _dry(self, validated: ValidatedConfig, market_data: MarketDataSource,
                    portfolio: Portfolio, perp_market: PerpetualMarketData | None = None,
                    hedge: bool = False) -> DryRun:
+        from ctsd.engine.market import decide_dry, fetch_infos, fetch_snapshot
+        from ctsd.engine.perp_session import with_funding
+        from ctsd.engine.risk import RiskGate
+
         strategy = validated.build_strategy()
         infos = await fetch_infos(market_data, validated.config.symbols)
         market = await fetch_snapshot(market_data, infos, strategy.needs, self._clock)
@@ -437,17 +445,25 @@ class EngineManager:
 
     def _build(self, record: EngineRecord, validated: ValidatedConfig,
                resources: EngineResources, lease: Lease | None) -> Engine:
+        from ctsd.engine.assembly import assemble_engine
+        from ctsd.engine.brokers.live_perp import DEFAULT_FUNDING_POLL_S
+
+        poll_s = DEFAULT_FUNDING_POLL_S if self._funding_poll_s is None else self._funding_poll_s
         return assemble_engine(record, validated, resources, self._store, self._clock,
-                               self._hub.publish, funding_poll_s=self._funding_poll_s,
-                               lease=lease)
+                               self._hub.publish, funding_poll_s=poll_s, lease=lease)
 
     def _launch(self, engine: Engine, resources: EngineResources) -> EngineRun:
-        run = EngineRun(engine, self._store, self._clock, self._policy, resources)
+        from ctsd.engine.supervisor import EngineRun, RestartPolicy
+
+        run = EngineRun(engine, self._store, self._clock, self._policy or RestartPolicy(),
+                        resources)
         self._runs[engine.connection_id] = run
         run.launch()
         return run
 
     async def _resume(self, record: EngineRecord, lease: Lease | None = None) -> None:
+        from ctsd.engine.supervisor import describe  # an engine resumes: it is needed anyway
+
         try:
             validated = validate_config(record.config, self._strategies)
             resources = await self._open(record.connection_id, record.config.mode)

@@ -13,16 +13,19 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 from ctsd.connections.checks.results import FailureClass, TestStatus
 from ctsd.connections.filtering import matches_all, parse_filter
 from ctsd.connections.model import Connection
 from ctsd.engine.activity import EngineActivity
-from ctsd.marketdata.feeds import StreamStatus
 from ctsd.ratelimit.model import ScopeUsage
 from ctsd.store.connections import ConnectionRepository
 from ctsd.store.database import Database
 from ctsd.store.result_history import ResultCounts, ResultHistory
+
+if TYPE_CHECKING:  # the hub is built on demand (`ctsd.wiring.market_hub`)
+    from ctsd.marketdata.feeds import StreamStatus
 
 DEFAULT_ERROR_WINDOW = timedelta(hours=24)
 

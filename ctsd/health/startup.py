@@ -19,8 +19,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import secrets
 import time
-import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -29,7 +29,6 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from ctsd.errors import CtsError
-from ctsd.store.audit import audit_rows
 from ctsd.store.database import Database
 from ctsd.store.migrations import SCHEMA_VERSION
 from ctsd.vault.master_key import read_key_file
@@ -100,7 +99,7 @@ class StartupChecks:
         return [await _timed(name, check) for name, check in (*self.local(), *self.outside())]
 
     async def state_dir_writable(self) -> tuple[bool, str]:
-        probe = self._env.state_dir / f".write-check-{uuid.uuid4().hex[:8]}"
+        probe = self._env.state_dir / f".write-check-{secrets.token_hex(4)}"
 
         def write() -> None:
             fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -134,6 +133,10 @@ class StartupChecks:
         meet a damaged row quarantine it, and this reports what they found."""
         async with self._audit_lock:
             if not self._audited:
+                # Imported here: every table's decoder, fleet requests included, is more
+                # than a start needs; VerifyStartup asks once.
+                from ctsd.store.audit import audit_rows
+
                 await audit_rows(self._env.db)
                 self._audited = True
         damaged = self._env.db.quarantine.rows

@@ -12,18 +12,19 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
 
 from ctsd.connections.checks.probe import Classified, ExchangeProbe
 from ctsd.connections.model import Connection
 from ctsd.errors import CtsError, ExchangeFailure, FailureClass
 from ctsd.exchanges.factory import ExchangeClientFactory
 from ctsd.exchanges.model import ApiCredentials, ConnectionTarget
-from ctsd.exchanges.streams import StreamKind
-from ctsd.marketdata.feeds import StreamState, SubKey
-from ctsd.marketdata.hub import MarketDataHub
 from ctsd.ratelimit import Lane
+
+if TYPE_CHECKING:
+    from ctsd.marketdata.hub import MarketDataHub
 
 PROBE_SYMBOLS = ("BTC/USDT", "BTC/USDT:USDT", "BTC/USD", "ETH/USDT", "BTC/USDC")
 """A liquid market to subscribe for the public stream check, the first one listed."""
@@ -63,13 +64,19 @@ class ExchangeProbes:
 
 class StreamProbes:
     """The tester's `StreamProbe`: a ticker through the daemon's hub (the subscription
-    engines will share) and a private login on a stream of its own, closed after."""
+    engines will share) and a private login on a stream of its own, closed after.
 
-    def __init__(self, factory: ExchangeClientFactory, hub: MarketDataHub) -> None:
+    `hub()` is asked on the first stream test only: the daemon builds its hub on
+    demand (`ctsd.wiring.market_hub`), and so does this module import it."""
+
+    def __init__(self, factory: ExchangeClientFactory, hub: Callable[[], MarketDataHub]) -> None:
         self._factory = factory
         self._hub = hub
 
     async def public(self, conn: Connection, within_s: float) -> str:
+        from ctsd.exchanges.streams import StreamKind
+        from ctsd.marketdata.feeds import StreamState, SubKey
+
         target = ConnectionTarget(conn.exchange, conn.api_type, conn.testnet)
         markets = await self._factory.markets(target)
         await markets.ensure()
@@ -78,11 +85,12 @@ class StreamProbes:
             raise CtsError(f"{conn.exchange} lists none of {', '.join(PROBE_SYMBOLS)} to "
                            "subscribe")
         started = time.monotonic()
-        lease = self._hub.subscribe(SubKey(target, StreamKind.TICKER, symbol))
+        hub = self._hub()
+        lease = hub.subscribe(SubKey(target, StreamKind.TICKER, symbol))
         sub = lease.subscription
         try:
             async with asyncio.timeout(within_s):
-                await self._hub.wait_for(lambda: sub.last_data > 0 or sub.state is (
+                await hub.wait_for(lambda: sub.last_data > 0 or sub.state is (
                     StreamState.FAILED))
         except TimeoutError:
             raise ExchangeFailure(FailureClass.TIMEOUT, f"no {symbol} ticker on the stream "

@@ -38,7 +38,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from functools import partial
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from ctsd.clock import SystemClock
 from ctsd.connections.checks.results import TestStatus
@@ -57,10 +57,7 @@ from ctsd.errors import (
 from ctsd.exchanges import model as exchange_model
 from ctsd.exchanges.client import ExchangeClient
 from ctsd.exchanges.factory import ExchangeClientFactory
-from ctsd.exchanges.margin import MarginClient
 from ctsd.exchanges.model import ApiCredentials, ConnectionTarget
-from ctsd.exchanges.options import OptionClient
-from ctsd.exchanges.perpetuals import PerpetualClient
 from ctsd.exchanges.spec import ApiType
 from ctsd.exchanges.streams import OrderBook, PublicTrade
 from ctsd.ratelimit import Lane
@@ -74,15 +71,14 @@ from ctsd.strategies.model import (
     Ticker,
     Trade,
 )
-from ctsd.wiring.engine_margin import (
-    ExchangeMarginAccount,
-    ExchangeMarginMarketData,
-    MarginLeverage,
-)
-from ctsd.wiring.engine_options import ExchangeOptionAccount, ExchangeOptionMarketData
-from ctsd.wiring.engine_order_stream import OrderFeed
 from ctsd.wiring.engine_orders import ExchangeOrders
-from ctsd.wiring.engine_perpetual import ExchangePerpetualAccount, ExchangePerpetualMarketData
+
+if TYPE_CHECKING:
+    from ctsd.wiring.engine_order_stream import OrderFeed
+
+# The margin, options, perpetuals and order-stream seams are imported where an engine of
+# their kind is opened: a daemon starts (and most run) without one, and together with the
+# exchange layer's clients for them they are a good part of what a start would import.
 
 log = logging.getLogger("ctsd.engine")
 _TIMEFRAME = re.compile(r"^([1-9][0-9]*)([smhdw])$")
@@ -198,6 +194,9 @@ def engine_resources(market: ExchangeClient, trading: ExchangeClient | None,
     if market.target.api_type is ApiType.MARGIN:
         return _margin_resources(market, trading, modes, reader, now_ms)
     if market.target.api_type is ApiType.OPTIONS:
+        from ctsd.exchanges.options import OptionClient
+        from ctsd.wiring.engine_options import ExchangeOptionAccount, ExchangeOptionMarketData
+
         chain = OptionClient(reader or trading or market)
         return EngineResources(
             ExchangeMarketData(market, now_ms, MarketKind.OPTION, reader or trading),
@@ -208,13 +207,21 @@ def engine_resources(market: ExchangeClient, trading: ExchangeClient | None,
     perpetual = market.target.api_type is ApiType.PERPETUAL_FUTURES
     kind = MarketKind.PERPETUAL if perpetual else MarketKind.SPOT
     facts = reader or trading or market
-    perp_market = ExchangePerpetualMarketData(PerpetualClient(facts)) if perpetual else None
-    orders, account = None, None
+    perp_market = account = None
+    if perpetual:
+        from ctsd.exchanges.perpetuals import PerpetualClient
+        from ctsd.wiring.engine_perpetual import (
+            ExchangePerpetualAccount,
+            ExchangePerpetualMarketData,
+        )
+
+        perp_market = ExchangePerpetualMarketData(PerpetualClient(facts))
+        if trading is not None:
+            account = ExchangePerpetualAccount(PerpetualClient(trading), modes.margin_mode)
+    orders = None
     if trading is not None:
         orders = ExchangeOrders(trading, now_ms, margin_mode=modes.margin_mode.value
                                 if perpetual else None)
-        if perpetual:
-            account = ExchangePerpetualAccount(PerpetualClient(trading), modes.margin_mode)
     return EngineResources(ExchangeMarketData(market, now_ms, kind, reader or trading), orders,
                            kind, modes, perp_market, account)
 
@@ -224,6 +231,13 @@ def _margin_resources(market: ExchangeClient, trading: ExchangeClient | None,
                       now_ms: Callable[[], int]) -> EngineResources:
     """Spot margin: the lending terms from the keyed client where there is one (the
     account's own rates), orders that borrow and repay, and the LIVE account."""
+    from ctsd.exchanges.margin import MarginClient
+    from ctsd.wiring.engine_margin import (
+        ExchangeMarginAccount,
+        ExchangeMarginMarketData,
+        MarginLeverage,
+    )
+
     facts = reader or trading or market
     leverage = MarginLeverage(MarginClient(facts))
     terms = ExchangeMarginMarketData(MarginClient(facts), leverage, facts is not market)
@@ -310,6 +324,8 @@ class ExchangeEngineBackend:
         feed = None
         if (isinstance(orders, ExchangeOrders) and credentials is not None
                 and resources.kind in (MarketKind.SPOT, MarketKind.PERPETUAL)):
+            from ctsd.wiring.engine_order_stream import OrderFeed
+
             reopen = partial(self._factory.order_stream, opened.target, credentials,
                              conn.account_uid)
             try:

@@ -25,9 +25,9 @@ import secrets
 import socket
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from functools import partial
+from functools import cache, partial
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import grpc
 from grpc_health.v1.health import aio as health_aio
@@ -43,10 +43,6 @@ from ctsd.api.request_rate import RequestRateGuard
 from ctsd.api.services import connection_service, engine_service, fleet_service, health_service
 from ctsd.clock import SystemClock
 from ctsd.config import DaemonConfig
-from ctsd.connections.checks.batch import BatchProcessor, RetryPolicy
-from ctsd.connections.checks.batch_tester import BatchSettings, BatchTester
-from ctsd.connections.checks.service import ConnectionTests
-from ctsd.connections.checks.tester import ConnectionTester, ConnectionTesterSettings
 from ctsd.connections.credentials import CredentialResolver
 from ctsd.connections.locks import ConnectionLocks
 from ctsd.connections.manager import ConnectionManager
@@ -58,13 +54,9 @@ from ctsd.errors import ConfigurationError
 from ctsd.exchanges.ccxt_internals import missing_classes
 from ctsd.exchanges.factory import ExchangeClientFactory
 from ctsd.exchanges.registry import ExchangeRegistry
-from ctsd.fleet.member import FleetMember, LeaseSettings
-from ctsd.fleet.model import MemberInfo
-from ctsd.fleet.statuses import FleetHub
 from ctsd.health.readiness import ReadinessMonitor
 from ctsd.health.report import HealthReporter
 from ctsd.health.startup import StartupChecks, StartupEnvironment
-from ctsd.marketdata.hub import MarketDataHub
 from ctsd.ops.metrics import (
     ConnectionTestMetrics,
     EngineCollector,
@@ -77,8 +69,6 @@ from ctsd.redaction import SECRETS
 from ctsd.server import build_server
 from ctsd.store.connections import ConnectionRepository
 from ctsd.store.database import Database
-from ctsd.store.engine_requests import SqlRequestStore
-from ctsd.store.engine_statuses import SqlStatusStore
 from ctsd.store.engines import SqlEngineStore
 from ctsd.store.fleet import SqlFleetStore
 from ctsd.store.migrations import SCHEMA_VERSION
@@ -90,9 +80,16 @@ from ctsd.transport.tls import read_private_file
 from ctsd.vault.keyring_setup import open_keyring
 from ctsd.vault.master_key import locate_key
 from ctsd.wiring import fleet
-from ctsd.wiring.check_probes import ExchangeProbes, StreamProbes, classify
 from ctsd.wiring.engine_exchange import ExchangeEngineBackend
-from ctsd.wiring.engine_streams import StreamingMarketData
+from ctsd.wiring.market_hub import HubOnDemand
+
+if TYPE_CHECKING:
+    from ctsd.connections.checks.results import TestResult
+    from ctsd.connections.checks.service import ConnectionTests
+    from ctsd.engine.ports import MarketDataSource
+    from ctsd.exchanges.model import ConnectionTarget
+    from ctsd.fleet.member import FleetMember
+    from ctsd.wiring.engine_streams import StreamingMarketData
 
 log = logging.getLogger("ctsd")
 
@@ -148,12 +145,11 @@ async def assemble(
     locks = ConnectionLocks()  # a delete and an engine start on one connection never interleave
     strategies = _strategies()
     clock = SystemClock()
-    hub = MarketDataHub(exchanges.market_stream, clock)
+    hub = HubOnDemand(exchanges.market_stream, clock)  # built by the first stream asked for
     lifecycle.on_close(hub.close)  # after the engines (closed first), before the factory
     metrics.register(StreamCollector(hub.statuses))
     backend = ExchangeEngineBackend(
-        connection_store, exchanges, credentials,
-        streams=lambda target, rest: StreamingMarketData(hub, target, rest, clock))
+        connection_store, exchanges, credentials, streams=partial(_streaming, hub, clock))
     fleet_store = SqlFleetStore(db)
     member = _fleet_member(config, db, fleet_store, (connection_store.follow,))
     engines = EngineManager(
@@ -165,8 +161,9 @@ async def assemble(
     connections = ConnectionManager(connection_store, keyring, registry,
                                     active_engines=activity.active_connections, locks=locks,
                                     secrets=SECRETS)
-    tests = _connection_tests(config, connection_store, credentials, exchanges, metrics,
-                              StreamProbes(exchanges, hub))
+    on_result = ConnectionTestMetrics(metrics).observe if metrics.enabled else None
+    tests = cache(partial(_connection_tests, config, connection_store, credentials, exchanges,
+                          on_result, hub))  # built by the first test
     # The operator's [[connections]]: at start a refusal is exit 78, on SIGHUP a log line.
     await _declare_connections(connections, env, config)
     lifecycle.on_reload(partial(_redeclare_connections, connections, env))
@@ -198,12 +195,28 @@ def _fleet_member(config: DaemonConfig, db: Database, store: SqlFleetStore,
     settings = config.fleet
     if db.kind != "postgresql" and not settings.engine_leases:
         return None
+    # Imported here: a daemon alone (the default SQLite store) never loads the fleet.
+    from ctsd.fleet.member import FleetMember, LeaseSettings
+    from ctsd.fleet.model import MemberInfo
+    from ctsd.fleet.statuses import FleetHub
+    from ctsd.store.engine_requests import SqlRequestStore
+    from ctsd.store.engine_statuses import SqlStatusStore
+
     name = settings.member or socket.gethostname() or "ctsd"
     info = MemberInfo(f"{name}-{secrets.token_hex(3)}", settings.advertise or str(config.listen),
                       __version__, SCHEMA_VERSION)
     return FleetMember(store, info, SystemClock(), LeaseSettings.for_ttl(
         settings.engine_lease_ttl_s), FleetHub(SqlStatusStore(db), info.id), followers,
         requests=SqlRequestStore(db))
+
+
+def _streaming(hub: HubOnDemand, clock: SystemClock, target: ConnectionTarget,
+               rest: MarketDataSource) -> StreamingMarketData:
+    """An engine's market data on a WebSocket connection: the first such engine builds the
+    hub and imports the streaming side (`ctsd.wiring.engine_streams`)."""
+    from ctsd.wiring.engine_streams import StreamingMarketData
+
+    return StreamingMarketData(hub.get(), target, rest, clock)
 
 
 def _strategies() -> StrategyRegistry:
@@ -218,15 +231,25 @@ def _strategies() -> StrategyRegistry:
 
 def _connection_tests(
     config: DaemonConfig, store: ConnectionStore, credentials: CredentialResolver,
-    exchanges: ExchangeClientFactory, metrics: MetricsRegistry, streams: StreamProbes,
+    exchanges: ExchangeClientFactory, on_result: Callable[[TestResult], None] | None,
+    hub: HubOnDemand,
 ) -> ConnectionTests:
-    """Single and batch connection tests, on a client per test from the shared factory."""
+    """Single and batch connection tests, on a client per test from the shared factory.
+
+    Built by the first test a client asks for, with the modules it needs: most starts
+    serve long before (or without) one."""
+    from ctsd.connections.checks.batch import BatchProcessor
+    from ctsd.connections.checks.batch_tester import BatchTester
+    from ctsd.connections.checks.service import ConnectionTests
+    from ctsd.connections.checks.settings import BatchSettings, RetryPolicy
+    from ctsd.connections.checks.tester import ConnectionTester, ConnectionTesterSettings
+    from ctsd.wiring.check_probes import ExchangeProbes, StreamProbes, classify
+
     timeout = config.batch.item_timeout_s
     tester = ConnectionTester(
         credentials, ExchangeProbes(exchanges).open, classify,
         ConnectionTesterSettings(timeout_s=timeout),
-        on_result=ConnectionTestMetrics(metrics).observe if metrics.enabled else None,
-        streams=streams)
+        on_result=on_result, streams=StreamProbes(exchanges, hub.get))
     batch = BatchTester(store, tester, credentials, BatchProcessor(), BatchSettings(
         concurrency=config.batch.concurrency, item_timeout_s=timeout,
         retry=RetryPolicy(max_attempts=config.batch.max_attempts)))

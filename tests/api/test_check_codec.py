@@ -8,7 +8,8 @@ import pytest
 
 from cts.v1 import connection_pb2 as pb
 from cts.v1 import connection_service_pb2 as spb
-from ctsd.api.check_codec import decode_batch_request, encode_test
+from ctsd.api.batch_codec import decode_batch_request
+from ctsd.api.check_codec import encode_test
 from ctsd.api.wellknown import duration
 from ctsd.connections.checks.results import FailureClass, TestResult, TestStatus
 from ctsd.errors import InvalidArgument

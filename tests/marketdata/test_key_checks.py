@@ -34,7 +34,7 @@ async def test_a_websocket_connection_streams_public_data_and_logs_in(
     """Every venue and market type the daemon streams: a public ticker, and the private
     login as the pinned ccxt.pro does it (Binance's WebSocket API signature or USDⓈ-M
     listenKey, Bybit `auth`, OKX `login`, Kraken's token from GetWebSocketsToken)."""
-    probes = StreamProbes(factory, hub)
+    probes = StreamProbes(factory, lambda: hub)
     connection = replace(CONNECTION, exchange=exchange, api_type=api_type)
     assert " ticker received in " in await probes.public(connection, 10)
     assert await probes.private(connection, credentials_for(exchange), 10) == (
@@ -48,7 +48,7 @@ async def test_a_refused_login_is_an_authentication_failure(
 ) -> None:
     wrong = ApiCredentials(CREDENTIALS.api_key, "not-the-secret")
     with pytest.raises(ExchangeFailure) as refused:
-        await StreamProbes(factory, hub).private(CONNECTION, wrong, 10)
+        await StreamProbes(factory, lambda: hub).private(CONNECTION, wrong, 10)
     assert refused.value.failure is FailureClass.AUTHENTICATION
 
 
@@ -59,5 +59,5 @@ async def test_a_stream_without_data_fails_in_time_naming_it(
     server.sim.add_fault(FaultSpec(FaultKind.WS_STALL, venue="binance", delay_s=60))
     with pytest.raises(ExchangeFailure, match="no BTC/USDT ticker on the stream within 2 s"
                        ) as silent:
-        await StreamProbes(factory, hub).public(CONNECTION, 2)
+        await StreamProbes(factory, lambda: hub).public(CONNECTION, 2)
     assert silent.value.failure is FailureClass.TIMEOUT

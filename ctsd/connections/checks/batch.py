@@ -27,6 +27,7 @@ from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
+from ctsd.connections.checks.settings import RetryPolicy
 from ctsd.tasks import cancel_and_wait
 
 log = logging.getLogger("ctsd.connections.checks.batch")
@@ -35,22 +36,6 @@ K = TypeVar("K")
 R = TypeVar("R")
 
 Sleep = Callable[[float], Awaitable[None]]
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """Exponential backoff with jitter: attempt n waits base·2^(n-1), capped, ±jitter."""
-
-    max_attempts: int = 3
-    base_delay_s: float = 0.5
-    max_delay_s: float = 8.0
-    jitter: float = 0.5
-    """Share of each delay that is random: 0.5 waits between 50 % and 100 % of it."""
-
-    def delay_s(self, attempt: int, draw: float) -> float:
-        """The wait after failed attempt `attempt` (1-based), given `draw` in [0, 1)."""
-        raw = min(self.max_delay_s, self.base_delay_s * 2.0 ** (attempt - 1))
-        return raw * (1 - self.jitter + self.jitter * draw)
 
 
 @dataclass(frozen=True)

@@ -17,10 +17,10 @@ import asyncio
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 
-from ctsd.connections.checks.batch import Abandoned, BatchOptions, BatchProcessor, Job, RetryPolicy
+from ctsd.connections.checks.batch import Abandoned, BatchOptions, BatchProcessor, Job
 from ctsd.connections.checks.results import (
     FailureClass,
     LogLevel,
@@ -28,6 +28,7 @@ from ctsd.connections.checks.results import (
     TestResult,
     TestStatus,
 )
+from ctsd.connections.checks.settings import BatchSettings
 from ctsd.connections.checks.tester import ConnectionTester, utc_now
 from ctsd.connections.credentials import CredentialResolver
 from ctsd.connections.filtering import matches_all, parse_filter
@@ -38,15 +39,6 @@ from ctsd.errors import CredentialsUnavailable, FailedPrecondition, InvalidArgum
 MAX_NAMES = 1000
 MAX_CONCURRENCY = 32
 DEFAULT_PRIORITY = 5
-
-
-@dataclass(frozen=True)
-class BatchSettings:
-    """The daemon's defaults for batches (SPEC: concurrency 3, 30 s per item)."""
-
-    concurrency: int = 3
-    item_timeout_s: float = 30.0
-    retry: RetryPolicy = field(default_factory=RetryPolicy)
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,8 @@ from ctsd.connections.checks.batch import (
     Finished,
     Job,
     PrioritySlots,
-    RetryPolicy,
 )
+from ctsd.connections.checks.settings import RetryPolicy
 from tests.support.virtual_clock import VirtualClock
 
 Result = str

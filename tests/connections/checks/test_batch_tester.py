@@ -13,13 +13,13 @@ import pytest
 from ctsd.connections.checks.batch import BatchProcessor
 from ctsd.connections.checks.batch_tester import (
     BatchRequest,
-    BatchSettings,
     BatchTester,
     ItemResult,
     Progress,
     Summary,
 )
 from ctsd.connections.checks.results import FailureClass, TestStatus
+from ctsd.connections.checks.settings import BatchSettings
 from ctsd.connections.checks.tester import ConnectionTester, ConnectionTesterSettings
 from ctsd.connections.model import CredentialsInput
 from ctsd.errors import ExchangeFailure, FailedPrecondition, InvalidArgument, NotFound
