@@ -83,6 +83,7 @@ TARGET_EVENT_TO_ORDER_P99_MS = 5.0
 TARGET_DELIVERY_P99_MS = 100.0
 TARGET_WEIGHT_SAVING_PCT = 90.0
 ORDER_PATH = "/api/v3/order"
+PHASES = ("rest", "stream", "live")
 
 
 # --- the daemon child: hub events and order requests timestamped ------------------------------
@@ -102,7 +103,7 @@ def run_daemon(trace: str, rest: list[str]) -> int:
     from ctsd.marketdata.feeds import Subscription
     from ctsd.wiring.engine_orders import ExchangeOrders
 
-    rows: list[tuple[str, float, str]] = []
+    rows: list[tuple[Any, ...]] = []
     fetch, notify, streamed = Exchange.fetch, Subscription.notify, ExchangeOrders.streamed
 
     async def timed(self: Any, url: str, method: str = "GET", headers: Any = None,
@@ -114,7 +115,7 @@ def run_daemon(trace: str, rest: list[str]) -> int:
         try:
             return await fetch(self, url, method, headers, body)
         finally:
-            rows.append(("R", started, repr(time.monotonic())))
+            rows.append(("R", started, repr(time.monotonic()), f"{method} {urlsplit(url).path}"))
 
     def noted(self: Subscription) -> None:
         if self.listeners and self.live:
@@ -428,6 +429,24 @@ async def live_phase(args: argparse.Namespace, sim: SimProcess, stub: sgrpc.Engi
             "failed": [e.last_error for e in listed if e.state == pb.ENGINE_STATE_FAILED]}
 
 
+async def stream_phases(args: argparse.Namespace, sim: SimProcess, ctsd: DaemonProcess,
+                        stub: sgrpc.EngineServiceAsyncStub, names: list[str],
+                        phases: dict[str, Any]) -> None:
+    """The stream phase, then the watch phase with those engines still running."""
+    cycles = Cycles()
+    follower = asyncio.create_task(cycles.follow(stub))
+    try:
+        phases["stream"] = await stream_phase(args, sim, ctsd, stub, names, cycles)
+        log(f"stream: {phases['stream']}")
+        phases["watch"] = await watch_phase(args, ctsd, cycles)
+        log(f"watch: {phases['watch']}")
+    finally:
+        follower.cancel()
+        with contextlib.suppress(asyncio.CancelledError, grpc.RpcError):
+            await follower
+    await stop_all(stub, names)
+
+
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     live_accounts = bench_accounts(args.live_engines, prefix="livekey")
     for account in live_accounts:
@@ -446,34 +465,29 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         ctsd = daemon(sim, str(trace))
         try:
             ctsd.start(timeout=120)
-            rest_names = seed(ctsd.address, args.rest_engines, cpb.MARKET_DATA_METHOD_REST, "rest")
-            ws_names = seed(ctsd.address, args.engines, cpb.MARKET_DATA_METHOD_WEBSOCKET, "ws")
+            rest_names = seed(ctsd.address, args.rest_engines * ("rest" in args.phases),
+                              cpb.MARKET_DATA_METHOD_REST, "rest")
+            ws_names = seed(ctsd.address, args.engines * ("stream" in args.phases),
+                            cpb.MARKET_DATA_METHOD_WEBSOCKET, "ws")
             live_names = seed(ctsd.address, args.live_engines, cpb.MARKET_DATA_METHOD_WEBSOCKET,
                               "live", live_accounts)
             async with grpc.aio.insecure_channel(ctsd.address) as channel:
                 stub = sgrpc.EngineServiceStub(channel)
-                log(f"rest phase: {args.rest_engines} engines, {args.rest_seconds} s")
-                phases["rest"] = await rest_phase(args, sim, stub, rest_names)
-                log(f"rest: {phases['rest']}")
-                cycles = Cycles()
-                follower = asyncio.create_task(cycles.follow(stub))
-                try:
-                    phases["stream"] = await stream_phase(args, sim, ctsd, stub, ws_names, cycles)
-                    log(f"stream: {phases['stream']}")
-                    phases["watch"] = await watch_phase(args, ctsd, cycles)
-                    log(f"watch: {phases['watch']}")
-                finally:
-                    follower.cancel()
-                    with contextlib.suppress(asyncio.CancelledError, grpc.RpcError):
-                        await follower
-                await stop_all(stub, ws_names)
-                if args.live_engines:
+                if "rest" in args.phases:
+                    log(f"rest phase: {args.rest_engines} engines, {args.rest_seconds} s")
+                    phases["rest"] = await rest_phase(args, sim, stub, rest_names)
+                    log(f"rest: {phases['rest']}")
+                if "stream" in args.phases:
+                    await stream_phases(args, sim, ctsd, stub, ws_names, phases)
+                if "live" in args.phases and args.live_engines:
                     log(f"live phase: {args.live_engines} engines, {args.live_seconds} s")
                     phases["live"] = await live_phase(
                         args, sim, stub, csgrpc.ConnectionServiceStub(channel), live_names)
         finally:
             ctsd.cleanup()  # SIGTERM: the wrapper writes the trace on its way out
         rows = json.loads(trace.read_text()) if trace.exists() else []
+        if args.keep_trace:
+            trace.replace(args.keep_trace)
         if "live" in phases:
             phases["live"].update(event_to_order(rows))
             log(f"live: {phases['live']}")
@@ -483,25 +497,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         sim.stop()
         trace.unlink(missing_ok=True)
         trace.parent.rmdir()
-    stream, watch, rest = phases["stream"], phases["watch"], phases["rest"]
+    if "stream" in phases and "rest" in phases:
+        result.update(engines_summary(phases["stream"], phases["watch"], phases["rest"]))
     live = phases.get("live", {}).get("event_to_order_past_spacing", {})
-    saving = (100 * (1 - stream["weight_per_engine_hour"] / rest["weight_per_engine_hour"])
-              if rest["weight_per_engine_hour"] else None)
     result.update({
-        "stream_cpu_pct": stream["cpu_pct"], "stream_rss_mb_max": stream["rss_mb_max"],
-        "cycle_lag_p50_ms": stream["lag"]["p50_ms"], "cycle_lag_p99_ms": stream["lag"]["p99_ms"],
-        "cycle_duration_p99_ms": stream["duration"]["p99_ms"], "cycles": stream["cycles"],
-        "cycle_lag_meets_target": (stream["lag"]["p99_ms"] or 1e9) < TARGET_LAG_P99_MS,
-        "cpu_meets_target": stream["cpu_pct"] <= TARGET_CPU_PCT,
-        "weight_per_engine_hour_rest": rest["weight_per_engine_hour"],
-        "weight_per_engine_hour_stream": stream["weight_per_engine_hour"],
-        "weight_saving_pct": None if saving is None else round(saving, 2),
-        "weight_meets_target": saving is not None and saving >= TARGET_WEIGHT_SAVING_PCT,
-        "watch_delivery_p99_ms": watch.get("delivery", {}).get("p99_ms"),
-        "watch_delivery_meets_target": (
-            (watch.get("delivery", {}).get("p99_ms") or 1e9) < TARGET_DELIVERY_P99_MS),
-        "cycle_lag_p99_under_watchers_ms": watch["lag"]["p99_ms"],
-        "cpu_pct_under_watchers": watch["cpu_pct"],
         "live_event_to_order_raw_p99_ms": phases.get("live", {}).get(
             "event_to_order", {}).get("p99_ms"),
         "live_event_to_order_p50_ms": live.get("p50_ms"),
@@ -522,6 +521,28 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
+def engines_summary(stream: dict[str, Any], watch: dict[str, Any], rest: dict[str, Any],
+                    ) -> dict[str, Any]:
+    """The headline figures of the rest, stream and watch phases."""
+    saving = (100 * (1 - stream["weight_per_engine_hour"] / rest["weight_per_engine_hour"])
+              if rest["weight_per_engine_hour"] else None)
+    return {
+        "stream_cpu_pct": stream["cpu_pct"], "stream_rss_mb_max": stream["rss_mb_max"],
+        "cycle_lag_p50_ms": stream["lag"]["p50_ms"], "cycle_lag_p99_ms": stream["lag"]["p99_ms"],
+        "cycle_duration_p99_ms": stream["duration"]["p99_ms"], "cycles": stream["cycles"],
+        "cycle_lag_meets_target": (stream["lag"]["p99_ms"] or 1e9) < TARGET_LAG_P99_MS,
+        "cpu_meets_target": stream["cpu_pct"] <= TARGET_CPU_PCT,
+        "weight_per_engine_hour_rest": rest["weight_per_engine_hour"],
+        "weight_per_engine_hour_stream": stream["weight_per_engine_hour"],
+        "weight_saving_pct": None if saving is None else round(saving, 2),
+        "weight_meets_target": saving is not None and saving >= TARGET_WEIGHT_SAVING_PCT,
+        "watch_delivery_p99_ms": watch.get("delivery", {}).get("p99_ms"),
+        "watch_delivery_meets_target": (
+            (watch.get("delivery", {}).get("p99_ms") or 1e9) < TARGET_DELIVERY_P99_MS),
+        "cycle_lag_p99_under_watchers_ms": watch["lag"]["p99_ms"],
+        "cpu_pct_under_watchers": watch["cpu_pct"]}
+
+
 def _raise_on_sigterm(signum: int, _frame: FrameType | None) -> None:
     raise SystemExit(128 + signum)  # so that `finally` stops every child
 
@@ -538,9 +559,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--watch-seconds", type=float, default=20.0)
     parser.add_argument("--live-engines", type=int, default=20)
     parser.add_argument("--live-seconds", type=float, default=200.0)
+    parser.add_argument("--phases", type=lambda v: set(v.split(",")), default=set(PHASES),
+                        help="comma-separated subset of " + ",".join(PHASES)
+                        + " (watch runs with stream)")
     hidden = argparse.SUPPRESS
     parser.add_argument("--role", default="main", choices=("main", "daemon"), help=hidden)
     parser.add_argument("--trace", default="", help=hidden)
+    parser.add_argument("--keep-trace", default="", help="write the LIVE trace rows here")
     parser.add_argument("rest", nargs=argparse.REMAINDER, help=hidden)
     return parser.parse_args(argv)
 

@@ -220,12 +220,24 @@ class Engine:
         if breach:
             raise RiskLimitBreached(breach)
         await self._execute(self._strategy.decide(market, self.portfolio()), market)
+        await self._after_cycle(interrupt)
         now = self._clock.now_ms()
         self._update(cycles=self._status.cycles + 1, last_cycle_ms=now, heartbeat_ms=now,
                      last_cycle_duration_s=self._clock.monotonic() - started,
                      last_cycle_lag_s=lag, skipped_ticks=self._skipped_ticks,
                      **self._figures(), **self._source())
         return True
+
+    async def _after_cycle(self, interrupt: asyncio.Event) -> None:
+        """The broker's reads that only fell due by time, once the orders left; a stop
+        abandons them (they change nothing until complete, and the next session
+        reconciles anyway)."""
+        try:
+            executions = await unless_set(interrupt, self._broker.after_cycle())
+        except Interrupted:
+            return
+        for execution in executions:
+            await self._book(execution)
 
     def _snapshot_now(self) -> MarketSnapshot | None:
         """The market from the streams' memory, when everything the strategy reads is
