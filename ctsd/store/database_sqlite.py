@@ -30,6 +30,7 @@ DB_NAME = "ctsd.db"
 BUSY_TIMEOUT_MS = 5000
 
 T = TypeVar("T")
+R = TypeVar("R")
 log = logging.getLogger("ctsd.store")
 
 _UNWRITABLE = frozenset({
@@ -118,21 +119,13 @@ class _Writer:
         return self._conn
 
     def run(self, unit: Callable[[Transaction], T]) -> tuple[T, list[Note]]:
-        try:
-            conn = self.connection()
-            conn.execute("BEGIN IMMEDIATE")
+        def body(conn: sqlite3.Connection) -> tuple[T, list[Note]]:
             tx = SqliteTransaction(conn)
-            try:
-                result = unit(tx)
-                conn.execute("COMMIT")
-            except BaseException:
-                self._end(conn)
-                raise
-        except sqlite3.Error as exc:
-            self._note_fault(exc)
-            raise
+            return unit(tx), tx.notes
+
+        done = self._transaction(body)
         self.fault = None
-        return result, tx.notes
+        return done
 
     def run_many(self, units: list[Callable[[Transaction], Any]]) -> list[Outcome]:
         """Group commit: the units in one transaction, each in its own savepoint, so a
@@ -141,13 +134,20 @@ class _Writer:
         raises is rolled back to its savepoint alone; the others commit."""
         if len(units) == 1:
             return [one(self.run, units[0])]
-        outcomes: list[Outcome] = []
+        outcomes = self._transaction(lambda conn: [self._savepoint(conn, u) for u in units])
+        self.fault = None
+        for ok, value, _notes in outcomes:
+            if not ok and isinstance(value, sqlite3.Error):
+                self._note_fault(value)
+        return outcomes
+
+    def _transaction(self, body: Callable[[sqlite3.Connection], R]) -> R:
+        """`body` between BEGIN IMMEDIATE and COMMIT; anything it raises rolls it back."""
         try:
             conn = self.connection()
             conn.execute("BEGIN IMMEDIATE")
             try:
-                for unit in units:
-                    outcomes.append(self._savepoint(conn, unit))
+                result = body(conn)
                 conn.execute("COMMIT")
             except BaseException:
                 self._end(conn)
@@ -155,13 +155,7 @@ class _Writer:
         except sqlite3.Error as exc:
             self._note_fault(exc)
             raise
-        for _ok, value, _notes in outcomes:
-            if isinstance(value, sqlite3.Error):
-                self._note_fault(value)
-                break
-        else:
-            self.fault = None
-        return outcomes
+        return result
 
     @staticmethod
     def _savepoint(conn: sqlite3.Connection, unit: Callable[[Transaction], Any]) -> Outcome:
