@@ -93,7 +93,7 @@ class Database:
 
     @classmethod
     async def open(cls, state_dir: Path, url: str | None = None,
-                   upgrade: bool = False) -> Database:
+                   upgrade: bool = False, synchronous: str = "full") -> Database:
         """The SQLite file in `state_dir`, or the PostgreSQL database at `url`; migrated to
         this ctsd's schema (a PostgreSQL database at an older version only with `upgrade`:
         `ctsd migrate`). ConfigurationError (exit 78) if it cannot be used."""
@@ -107,7 +107,7 @@ class Database:
         backend: Backend
         try:
             if url is None:
-                backend = await SqliteBackend.open(state_dir, executor, feed)
+                backend = await SqliteBackend.open(state_dir, executor, feed, synchronous)
             else:
                 from ctsd.store.database_pg import PgBackend  # psycopg only when configured
                 backend = await PgBackend.open(url, on_writer, feed, upgrade)

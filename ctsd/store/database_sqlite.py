@@ -100,8 +100,11 @@ class SqliteTransaction(Transaction):
 class _Writer:
     """The one writing connection, used only from its own thread (the executor's)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, synchronous: str = "full") -> None:
         self._path = path
+        if synchronous not in ("full", "normal"):
+            raise ValueError(f"synchronous must be full or normal, not {synchronous!r}")
+        self._synchronous = synchronous
         self._conn: sqlite3.Connection | None = None
         self.fault: str | None = None
 
@@ -110,7 +113,8 @@ class _Writer:
             conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
             try:
                 for pragma in (f"busy_timeout = {BUSY_TIMEOUT_MS}", "journal_mode = WAL",
-                               "synchronous = FULL", "foreign_keys = ON"):
+                               f"synchronous = {self._synchronous.upper()}",
+                               "foreign_keys = ON"):
                     conn.execute(f"PRAGMA {pragma}")
             except BaseException:
                 conn.close()
@@ -203,13 +207,13 @@ class SqliteBackend(WriterBackend):
 
     @classmethod
     async def open(cls, state_dir: Path, executor: ThreadPoolExecutor,
-                   feed: Feed) -> SqliteBackend:
+                   feed: Feed, synchronous: str = "full") -> SqliteBackend:
         path = state_dir / DB_NAME
         try:
             _create_private(path)
         except OSError as exc:
             raise ConfigurationError(f"cannot create database {path}: {exc}") from exc
-        writer = _Writer(path)
+        writer = _Writer(path, synchronous)
         loop = asyncio.get_running_loop()
         reader: aiosqlite.Connection | None = None
         try:
