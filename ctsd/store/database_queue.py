@@ -66,7 +66,7 @@ class WriteQueue:
             return await job.waiter
         except asyncio.CancelledError:
             with self._lock:
-                if not job.taken:
+                if not job.taken and job in self._queued:
                     self._queued.remove(job)  # never starts
             raise
 
@@ -74,7 +74,10 @@ class WriteQueue:
         """On the writer thread: batches until the queue is empty."""
         while True:
             with self._lock:
-                jobs, self._queued = self._queued, []
+                # A waiter already done was cancelled (`Task.cancel` cancels the future
+                # its task awaits at once; the task hears of it only later): not started.
+                jobs = [job for job in self._queued if not job.waiter.done()]
+                self._queued = []
                 if not jobs:
                     self._draining = False
                     return

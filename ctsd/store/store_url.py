@@ -75,7 +75,7 @@ class StoreSettings:
     url: str | None = setting(None, check=_url)
     """postgresql:// URL of a shared database; absent: the SQLite file in state_dir."""
     sqlite_synchronous: str = setting("full", check=one_of("full", "normal"))
-    """The SQLite file's `PRAGMA synchronous` (WAL mode). "full" (the default): a commit
+    """How the SQLite file (WAL mode) syncs a commit. "full" (the default): a commit
     is on disk before the write returns — every order's PENDING record survives a power
     loss. "normal": it survives a crash of ctsd but not of the machine, and an order
     leaves a few milliseconds sooner (docs/operations.md, "Durability")."""
