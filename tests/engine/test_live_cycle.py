@@ -7,6 +7,7 @@ exercised in tests/marketdata/test_live_streams.py.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from decimal import Decimal
 
 import pytest
@@ -14,7 +15,9 @@ import pytest
 from ctsd.engine.brokers.live import LiveBroker
 from ctsd.engine.config import EngineConfig, TradingMode, validate_config
 from ctsd.engine.engine import Engine
-from ctsd.engine.ports import DesiredState, EngineRecord, ExchangeOrder
+from ctsd.engine.orders import Execution, OrderStatus
+from ctsd.engine.ports import DesiredState, EngineRecord, ExchangeOrder, Fence
+from ctsd.errors import Unavailable
 from ctsd.strategies.grid import GRID
 from ctsd.strategies.model import Balance
 from ctsd.strategies.registry import StrategyRegistry
@@ -45,22 +48,45 @@ class MemoryOrderStream:
         self.gap = True
 
 
+class RecordingStore(MemoryStore):
+    """Each `save_executions` call as (client order id, status) pairs; `fail_next` makes
+    the next one raise before storing anything."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes: list[list[tuple[str, OrderStatus]]] = []
+        self.fail_next = False
+
+    async def save_executions(self, connection_id: str, executions: Sequence[Execution],
+                              fence: Fence | None = None) -> None:
+        if self.fail_next:
+            self.fail_next = False
+            raise Unavailable("the database cannot be written")
+        self.writes.append([(e.order.client_order_id, e.order.status) for e in executions])
+        await super().save_executions(connection_id, executions, fence)
+
+
 class LiveHarness:
     def __init__(self) -> None:
         self.clock = VirtualClock()
         self.exchange = FakeExchange(balances=(Balance("USDT", D(1000), D(1000)),))
+        self.store = RecordingStore()
+        self.restart()
+
+    def restart(self) -> None:
+        """A new session's engine and broker, on the same store and venue."""
         self.stream = MemoryOrderStream()
         self.broker = LiveBroker(self.exchange, [SYMBOL], self.clock, check_before_place=False,
                                  updates=self.stream, reconcile_s=60, echo_s=3600)
         config = EngineConfig("grid", (SYMBOL,), {"reference_price": "10", "spacing_pct": "5",
                                                   "levels": "2", "amount": "1"},
                               mode=TradingMode.LIVE)
-        market = ScriptedMarket(self.clock, {SYMBOL: [D("10.2")] * 5})
-        store = MemoryStore()
-        record = EngineRecord("conn1", "e1e1", config, DesiredState.RUNNING)
-        store.engines["conn1"] = record
+        market = ScriptedMarket(self.clock, {SYMBOL: [D("10.2")] * 9})
+        record = self.store.engines.get("conn1") or EngineRecord(
+            "conn1", "e1e1", config, DesiredState.RUNNING)
+        self.store.engines["conn1"] = record
         self.engine = Engine(record, validate_config(config, StrategyRegistry.of(GRID)),
-                             self.broker, market, store, self.clock, lambda _: None)
+                             self.broker, market, self.store, self.clock, lambda _: None)
 
     def echo_all(self) -> None:
         """The stream reports every order the venue holds (the placements' echoes)."""
@@ -114,3 +140,69 @@ async def test_a_gap_in_the_stream_still_reconciles_before_the_cycle_decides() -
     await h.engine.run_cycle()
     assert h.exchange.calls == ["fetch_balance", "create_order", "create_order"]
     assert h.broker.reconciliations == 1
+
+
+def fill_by_stream(h: LiveHarness, price: str) -> str:
+    """The venue fills the resting buy at `price`; the stream reports it."""
+    cid = next(o.client_order_id for o in h.exchange.orders.values()
+               if o.price == D(price) and o.status is OrderStatus.OPEN)
+    h.exchange.fill(cid, D(1), D(price))
+    h.stream.updates.append(h.exchange.orders[cid])
+    return cid
+
+
+@pytest.mark.asyncio
+async def test_a_streamed_fill_is_stored_in_one_write_with_the_next_orders_pending_record(
+) -> None:
+    h = LiveHarness()
+    await h.engine.reconcile()
+    await h.engine.run_cycle()
+    h.echo_all()
+    await h.engine.run_cycle()  # the echoes: nothing new to store or place
+    h.store.writes.clear()
+    filled = fill_by_stream(h, "9.0")
+    await h.engine.run_cycle()
+    first = h.store.writes[0]
+    assert first[0] == (filled, OrderStatus.FILLED)
+    assert [status for _, status in first[1:]] == [OrderStatus.PENDING]  # the 9.0 buy again
+    assert h.engine.status.orders_filled == 1
+    assert list(h.store.fills["conn1"]) == [f"{filled}-1"]
+
+
+@pytest.mark.asyncio
+async def test_a_streamed_fill_is_stored_at_the_end_of_a_cycle_that_places_nothing() -> None:
+    h = LiveHarness()
+    await h.engine.reconcile()
+    await h.engine.run_cycle()
+    h.echo_all()
+    await h.engine.run_cycle()
+    cid = next(iter(h.exchange.orders))
+    h.exchange.fill(cid, D("0.5"), D("9.5"))  # a part: the level stays taken
+    h.stream.updates.append(h.exchange.orders[cid])
+    h.store.writes.clear()
+    await h.engine.run_cycle()
+    assert h.store.writes == [[(cid, OrderStatus.OPEN)]] and h.exchange.calls.count(
+        "create_order") == 2
+    assert list(h.store.fills["conn1"]) == [f"{cid}-0.5"]
+
+
+@pytest.mark.asyncio
+async def test_a_held_fill_lost_with_its_write_is_booked_once_by_the_next_session() -> None:
+    """The write that was to carry a streamed fill fails (the engine fails with it): the
+    store never had the fill, and the next session reads it back from the venue."""
+    h = LiveHarness()
+    await h.engine.reconcile()
+    await h.engine.run_cycle()
+    h.echo_all()
+    await h.engine.run_cycle()
+    filled = fill_by_stream(h, "9.0")
+    h.store.fail_next = True
+    with pytest.raises(Unavailable):
+        await h.engine.run_cycle()
+    assert not h.store.fills.get("conn1")
+    h.restart()
+    await h.engine.reconcile()
+    assert list(h.store.fills["conn1"]) == [f"{filled}-1"]
+    assert h.engine.portfolio().position(SYMBOL).amount == D(1)
+    await h.engine.run_cycle()
+    assert list(h.store.fills["conn1"]) == [f"{filled}-1"]  # once
