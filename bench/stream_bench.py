@@ -96,12 +96,12 @@ PHASES = ("rest", "stream", "live")
 
 def run_daemon(trace: str, rest: list[str]) -> int:
     """`bench.support ctsd …` writing, at exit, (kind, time.monotonic(), symbol) rows (`R`:
-    any REST request, as (kind, start, end, "METHOD path"), `W`: an engine store write, as
-    (kind, start, end)): `E` a market event that woke engines, `F` an own fill arriving
-    on a private stream, `S` a LIVE cycle falling due (the event, or the end of the
-    minimum spacing after the last cycle: the clock the engine's `scheduled` runs on),
-    `C` that cycle starting, `P` its decision made (the engine places an order), `Q` the
-    order's PENDING record written (the broker sends it), `O` an order request leaving."""
+    any REST request, as (kind, start, end, "METHOD path")): `E` a market event that woke
+    engines, `F` an own fill arriving on a private stream, `S` a LIVE cycle falling due
+    (the event, or the end of the minimum spacing after the last cycle: the clock the
+    engine's `scheduled` runs on), `C` that cycle starting, `P` its decision made (the
+    engine places an order), `Q` the order's PENDING record written (the broker sends
+    it), `O` an order request leaving."""
     from urllib.parse import parse_qs, urlsplit
 
     from ccxt.async_support.base.exchange import Exchange
@@ -132,26 +132,8 @@ def run_daemon(trace: str, rest: list[str]) -> int:
 
     from ctsd.engine.brokers.live import LiveBroker
     from ctsd.engine.engine import Engine
-    from ctsd.store.engines import SqlEngineStore
 
     run_cycle, place, send = Engine.run_cycle, Engine._place, LiveBroker.place
-    save_cycle, save_execution = SqlEngineStore.save_cycle, SqlEngineStore.save_execution
-
-    async def cycle_saved(self: SqlEngineStore, connection_id: str, cycle: int,
-                          fence: Any = None) -> None:
-        started = time.monotonic()
-        try:
-            await save_cycle(self, connection_id, cycle, fence)
-        finally:
-            rows.append(("W", started, repr(time.monotonic())))
-
-    async def execution_saved(self: SqlEngineStore, connection_id: str, execution: Any,
-                              fence: Any = None) -> None:
-        started = time.monotonic()
-        try:
-            await save_execution(self, connection_id, execution, fence)
-        finally:
-            rows.append(("W", started, repr(time.monotonic())))
 
     async def cycle_noted(self: Engine, scheduled: float | None = None,
                           interrupt: Any = None) -> bool:
@@ -181,8 +163,6 @@ def run_daemon(trace: str, rest: list[str]) -> int:
         Engine.run_cycle = cycle_noted  # type: ignore[method-assign]
         Engine._place = placing  # type: ignore[method-assign]
         LiveBroker.place = sending  # type: ignore[method-assign]
-        SqlEngineStore.save_cycle = cycle_saved  # type: ignore[method-assign]
-        SqlEngineStore.save_execution = execution_saved  # type: ignore[method-assign]
     try:
         return _ctsd_with_limits(rest)
     finally:
@@ -221,7 +201,7 @@ def event_to_order(rows: list[list[Any]], since: float = 0.0) -> dict[str, Any]:
     simulator trades every pair at the same instant, so market events come in bursts
     (`events_per_burst`): the last engine a burst wakes waits for the others."""
     requests = sorted((r[1], float(r[2])) for r in rows if r[0] == "R")
-    rows = [r for r in rows if r[0] not in ("R", "W")]
+    rows = [r for r in rows if r[0] != "R"]
     last: dict[str, tuple[float, str]] = {}
     marks: dict[str, dict[str, float]] = {}
     spans: dict[str, list[float]] = {"E": [], "F": []}
