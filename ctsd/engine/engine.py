@@ -6,7 +6,10 @@ wants, risk-check the rest, and place each accepted intent under its
 deterministic client order id, written to the store as PENDING before it is
 sent. The cycle number, part of those ids, is stored with that PENDING write
 (one transaction): a cycle that places nothing writes nothing, which is what lets a
-thousand event-driven engines share two cores. The engine never schedules
+thousand event-driven engines share two cores. What the broker read without a request
+(a LIVE private stream's fills and order states) is booked at once and stored with the
+cycle's next write — the first order's PENDING record, or the cycle's end — not by a
+commit of its own between the market event and the order. The engine never schedules
 itself: `EngineManager` owns the loop, the timing and the restarts, so this
 class stays testable one cycle at a time.
 
@@ -113,6 +116,10 @@ class Engine:
         self._hedge = perp is not None and perp.modes.hedge
         self._risk = RiskGate(config.risk, clock, hedge=self._hedge)
         self._ledger = Ledger()
+        self._unsaved: list[Execution] = []
+        """Executions from the order stream already in the ledger, not yet in the store:
+        they ride with the next write (`_book`, an order's PENDING record) or the cycle's
+        end, not with a commit of their own between the market event and the order."""
         self._prepared = False
         self._agreed_ms = 0
         """When the ledger last agreed with the venue's positions (LIVE perpetuals)."""
@@ -179,6 +186,7 @@ class Engine:
         orders with the venue and (LIVE perpetuals) the ledger with the venue's positions.
         Any exception means the engine must not trade (fail closed)."""
         await self.prepare()
+        self._unsaved.clear()  # the ledger is rebuilt from the store, the venue re-read
         fills = await self._store.list_fills(self.connection_id)
         funding = await self._store.list_funding(self.connection_id)
         self._ledger = Ledger(fills, funding)
@@ -211,7 +219,7 @@ class Engine:
             if executions is None:
                 executions = await unless_set(interrupt, self._broker.refresh())
             for execution in executions:
-                await self._book(execution)
+                self._hold(execution)
             market = self._snapshot_now()
             if market is None or self._perp is not None:
                 market = await unless_set(interrupt, self._read_market(market))
@@ -228,12 +236,26 @@ class Engine:
         if breach:
             raise RiskLimitBreached(breach)
         await self._execute(self._strategy.decide(market, self.portfolio()), market)
+        if self._unsaved:  # no order this cycle carried them to the store
+            await self._save(())
+        await self._after_cycle(interrupt)
         now = self._clock.now_ms()
         self._update(cycles=self._status.cycles + 1, last_cycle_ms=now, heartbeat_ms=now,
                      last_cycle_duration_s=self._clock.monotonic() - started,
                      last_cycle_lag_s=lag, skipped_ticks=self._skipped_ticks,
                      **self._figures(), **self._source())
         return True
+
+    async def _after_cycle(self, interrupt: asyncio.Event) -> None:
+        """The broker's reads that only fell due by time, once the orders left; a stop
+        abandons them (they change nothing until complete, and the next session
+        reconciles anyway)."""
+        try:
+            executions = await unless_set(interrupt, self._broker.after_cycle())
+        except Interrupted:
+            return
+        for execution in executions:
+            await self._book(execution)
 
     def _snapshot_now(self) -> MarketSnapshot | None:
         """The market from the streams' memory, when everything the strategy reads is
@@ -332,9 +354,7 @@ class Engine:
                                position_side=leg.position_side or PositionSide.BOTH)
         self._check_lease()
         # The fence check and the PENDING record commit together, or neither does.
-        await self._store.save_execution(
-            self.connection_id, Execution(Order.pending(request, self._clock.now_ms())),
-            self._fence)
+        await self._save((Execution(Order.pending(request, self._clock.now_ms())),))
         self._check_lease()
         execution = await self._broker.place(request)
         await self._book(execution)
@@ -355,8 +375,25 @@ class Engine:
         self._check_lease()
         return await self._broker.cancel(order)
 
+    async def _save(self, executions: tuple[Execution, ...]) -> None:
+        """`executions` stored after those held (one transaction, in order)."""
+        held = len(self._unsaved)
+        await self._store.save_executions(self.connection_id, [*self._unsaved, *executions],
+                                          self._fence)
+        del self._unsaved[:held]
+
     async def _book(self, execution: Execution) -> None:
-        await self._store.save_execution(self.connection_id, execution, self._fence)
+        await self._save((execution,))
+        self._apply(execution)
+
+    def _hold(self, execution: Execution) -> None:
+        """Booked now, stored with the next write. Safe to defer: the venue keeps what
+        the stream reported, and a session that starts without it in the store reads it
+        back in reconciliation (the order is stored, open, under its client order id)."""
+        self._unsaved.append(execution)
+        self._apply(execution)
+
+    def _apply(self, execution: Execution) -> None:
         for fill in execution.fills:
             self._ledger.apply(fill)
         if execution.fills and execution.order.status is OrderStatus.FILLED and (

@@ -24,7 +24,7 @@ ccxt or aiohttp. The exchange layer's `ExchangeFailure`s already are these.
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Generic, Protocol, TypeVar
@@ -423,6 +423,13 @@ class EngineStore(Protocol):
         recorded on the order); a PENDING order (written ahead of its placement) also
         raises the engine's stored cycle to the order's, in the same transaction, so one
         write makes both durable before the order is sent."""
+        ...
+
+    async def save_executions(self, connection_id: str, executions: Sequence[Execution],
+                              fence: Fence | None = None) -> None:
+        """`save_execution` of each, in order, in one transaction: fills the engine
+        booked from its order stream ride with the next write (an order's PENDING
+        record) instead of a commit of their own before the decision."""
         ...
 
     async def list_orders(

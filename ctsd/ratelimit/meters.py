@@ -145,6 +145,9 @@ class SlidingWindow(_Reservations):
         self._flying = 0.0
         """Units sent and not answered yet: counted until they land."""
         self._reserved = 0.0
+        self._corrections = 0
+        """Correction pieces in the log: while none, `observe` (every answer's usage
+        header) need not scan a log of a window's requests, thousands long."""
 
     @property
     def span(self) -> float:
@@ -153,7 +156,9 @@ class SlidingWindow(_Reservations):
     def _expire(self, now: float) -> None:
         log, span = self._log, self.span
         while log and log[0].at + span <= now:
-            self._charged -= log.popleft().weight
+            gone = log.popleft()
+            self._charged -= gone.weight
+            self._corrections -= gone.correction
         if not log:
             self._charged = 0.0  # no drift from float subtraction
 
@@ -193,18 +198,22 @@ class SlidingWindow(_Reservations):
             index -= 1
         log.insert(index, Sent(at, weight, correction))
         self._charged += weight
+        self._corrections += correction
 
     def observe(self, used: float, now: float) -> bool:
         """The exchange counts `used`: what exceeds our own charges is a correction (see
         the module doc), standing a window and guard from now."""
         self._expire(now)
         span = self.span
-        pieces = [(s.at + span, s.weight) for s in self._log if s.correction]
+        pieces = ([(s.at + span, s.weight) for s in self._log if s.correction]
+                  if self._corrections else [])
         ours = self._charged - sum(w for _, w in pieces) + self._flying
         raised = raised_corrections(pieces, used - ours, now + span)
         if raised is None:
             return False
-        self._log = deque(s for s in self._log if not s.correction)
+        if self._corrections:
+            self._log = deque(s for s in self._log if not s.correction)
+            self._corrections = 0
         self._charged = ours - self._flying
         for end, weight in raised:
             self._charge(weight, end - span, correction=True)

@@ -23,6 +23,14 @@ So a cancelled write is either fully applied and visible, or not applied at
 all, and the next write always starts on a writer outside any transaction.
 `publish` must not await or fail: it runs as a plain callback on the loop.
 
+Writes queue for the writer thread (`ctsd.store.database_queue`), which takes
+every write waiting when it gets to them and hands them to the backend at once
+(`Backend.run_many`): on SQLite one transaction, a savepoint per write, one
+COMMIT; the loop hears of the whole batch in one callback. A burst of writes
+(every engine on a market event writing its order before sending it) then
+costs one fsync and one trip each way between threads, not one per write,
+and each write is still all or nothing on its own.
+
 Two backends keep that contract (`ctsd.store.database_tx.Backend`): the SQLite
 file in the state directory (the default, `ctsd.store.database_sqlite`), and a
 PostgreSQL server several daemons share (`[store] url`,
@@ -50,9 +58,10 @@ from typing import Any, TypeVar
 
 from ctsd.errors import Unavailable
 from ctsd.store.database_feed import MAX_QUEUED, Feed, Subscription
+from ctsd.store.database_queue import WriteQueue
 from ctsd.store.database_sqlite import DB_NAME as DB_NAME
 from ctsd.store.database_sqlite import SqliteBackend
-from ctsd.store.database_tx import Backend
+from ctsd.store.database_tx import Backend, Outcome
 from ctsd.store.database_tx import Transaction as Transaction
 from ctsd.store.quarantine import Quarantine
 from ctsd.store.quarantine import Row as Row
@@ -79,10 +88,12 @@ class Database:
         self._fault_listeners: list[Callable[[], None]] = []
         self._unreachable: str | None = None
         backend.watch_reachability(self._reachability)
+        self._loop = asyncio.get_running_loop()
+        self._queue = WriteQueue(self._loop, executor, self._batch, self._took_write)
 
     @classmethod
     async def open(cls, state_dir: Path, url: str | None = None,
-                   upgrade: bool = False) -> Database:
+                   upgrade: bool = False, synchronous: str = "full") -> Database:
         """The SQLite file in `state_dir`, or the PostgreSQL database at `url`; migrated to
         this ctsd's schema (a PostgreSQL database at an older version only with `upgrade`:
         `ctsd migrate`). ConfigurationError (exit 78) if it cannot be used."""
@@ -96,7 +107,7 @@ class Database:
         backend: Backend
         try:
             if url is None:
-                backend = await SqliteBackend.open(state_dir, executor, feed)
+                backend = await SqliteBackend.open(state_dir, executor, feed, synchronous)
             else:
                 from ctsd.store.database_pg import PgBackend  # psycopg only when configured
                 backend = await PgBackend.open(url, on_writer, feed, upgrade)
@@ -158,25 +169,25 @@ class Database:
         """Runs `unit` in one transaction on the writer thread; see the module docstring."""
         if self._closed:
             raise Unavailable("the store is closed")
-        loop = asyncio.get_running_loop()
-        backend = self._backend
-
-        def run() -> T:
-            before = backend.fault
-            try:
-                result, notes = backend.run(unit)
-            finally:
-                if backend.fault != before:
-                    for listener in self._fault_listeners:
-                        _schedule(loop, _call, listener)
-            if publish is not None:
-                _schedule(loop, publish, result)
-            backend.committed(notes)
-            _schedule(loop, self._reachability, None)  # it took a write: reachable
+        with self._backend.errors():
+            result: T = await self._queue.write(unit, publish)
             return result
 
-        with backend.errors():
-            return await loop.run_in_executor(self._executor, run)
+    def _batch(self, units: list[Callable[[Transaction], Any]]) -> list[Outcome]:
+        """On the writer thread: one batch of queued writes (`WriteQueue`)."""
+        backend = self._backend
+        before = backend.fault
+        try:
+            outcomes = backend.run_many(units)
+        finally:
+            if backend.fault != before:
+                for listener in self._fault_listeners:
+                    _schedule(self._loop, _call, listener)
+        backend.committed([n for ok, _, notes in outcomes if ok for n in notes])
+        return outcomes
+
+    def _took_write(self) -> None:
+        self._reachability(None)
 
     def listen(self, channel: str, max_queued: int = MAX_QUEUED) -> Subscription:
         """The notices of `channel` (`ctsd.store.database_feed`): `async with` it, then

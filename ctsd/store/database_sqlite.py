@@ -22,7 +22,7 @@ import aiosqlite
 
 from ctsd.errors import ConfigurationError, ResourceExhausted, Unavailable
 from ctsd.store.database_feed import Feed, FileFeeds
-from ctsd.store.database_tx import Note, Transaction, WriterBackend, roll_back
+from ctsd.store.database_tx import Note, Outcome, Transaction, WriterBackend, one, roll_back
 from ctsd.store.migrations import SCHEMA_VERSION, check_schema, refuse_newer, scripts
 from ctsd.store.quarantine import Row, text_or_damaged
 
@@ -30,6 +30,7 @@ DB_NAME = "ctsd.db"
 BUSY_TIMEOUT_MS = 5000
 
 T = TypeVar("T")
+R = TypeVar("R")
 log = logging.getLogger("ctsd.store")
 
 _UNWRITABLE = frozenset({
@@ -99,8 +100,11 @@ class SqliteTransaction(Transaction):
 class _Writer:
     """The one writing connection, used only from its own thread (the executor's)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, synchronous: str = "full") -> None:
         self._path = path
+        if synchronous not in ("full", "normal"):
+            raise ValueError(f"synchronous must be full or normal, not {synchronous!r}")
+        self._synchronous = synchronous
         self._conn: sqlite3.Connection | None = None
         self.fault: str | None = None
 
@@ -110,7 +114,8 @@ class _Writer:
             conn.text_factory = text_or_damaged
             try:
                 for pragma in (f"busy_timeout = {BUSY_TIMEOUT_MS}", "journal_mode = WAL",
-                               "synchronous = FULL", "foreign_keys = ON"):
+                               f"synchronous = {self._synchronous.upper()}",
+                               "foreign_keys = ON"):
                     conn.execute(f"PRAGMA {pragma}")
             except BaseException:
                 conn.close()
@@ -119,22 +124,60 @@ class _Writer:
         return self._conn
 
     def run(self, unit: Callable[[Transaction], T]) -> tuple[T, list[Note]]:
+        def body(conn: sqlite3.Connection) -> tuple[T, list[Note]]:
+            tx = SqliteTransaction(conn)
+            return unit(tx), tx.notes
+
+        done = self._transaction(body)
+        self.fault = None
+        return done
+
+    def run_many(self, units: list[Callable[[Transaction], Any]]) -> list[Outcome]:
+        """Group commit: the units in one transaction, each in its own savepoint, so a
+        burst of writes (a thousand engines' orders on one market event) costs one
+        COMMIT — one fsync — and one trip to this thread, not one each. A unit that
+        raises is rolled back to its savepoint alone; the others commit."""
+        if len(units) == 1:
+            return [one(self.run, units[0])]
+        outcomes = self._transaction(lambda conn: [self._savepoint(conn, u) for u in units])
+        self.fault = None
+        for ok, value, _notes in outcomes:
+            if not ok and isinstance(value, sqlite3.Error):
+                self._note_fault(value)
+        return outcomes
+
+    def _transaction(self, body: Callable[[sqlite3.Connection], R]) -> R:
+        """`body` between BEGIN IMMEDIATE and COMMIT; anything it raises rolls it back."""
         try:
             conn = self.connection()
             conn.execute("BEGIN IMMEDIATE")
-            tx = SqliteTransaction(conn)
             try:
-                result = unit(tx)
+                result = body(conn)
                 conn.execute("COMMIT")
             except BaseException:
                 self._end(conn)
                 raise
         except sqlite3.Error as exc:
-            if getattr(exc, "sqlite_errorcode", None) in _UNWRITABLE:
-                self.fault = f"{type(exc).__name__}: {exc}"
+            self._note_fault(exc)
             raise
-        self.fault = None
-        return result, tx.notes
+        return result
+
+    @staticmethod
+    def _savepoint(conn: sqlite3.Connection, unit: Callable[[Transaction], Any]) -> Outcome:
+        conn.execute("SAVEPOINT unit")
+        tx = SqliteTransaction(conn)
+        try:
+            result = unit(tx)
+        except Exception as exc:
+            conn.execute("ROLLBACK TO unit")  # fails only when the batch must end
+            conn.execute("RELEASE unit")
+            return False, exc, []
+        conn.execute("RELEASE unit")
+        return True, result, tx.notes
+
+    def _note_fault(self, exc: sqlite3.Error) -> None:
+        if getattr(exc, "sqlite_errorcode", None) in _UNWRITABLE:
+            self.fault = f"{type(exc).__name__}: {exc}"
 
     def _end(self, conn: sqlite3.Connection) -> None:
         """Leaves no transaction open: rolls back, or starts over on a new connection."""
@@ -150,6 +193,8 @@ class _Writer:
 class SqliteBackend(WriterBackend):
     """`ctsd.store.database_tx.Backend` on the file `state_dir/ctsd.db`."""
 
+    _writer: _Writer
+
     def __init__(self, path: Path, writer: _Writer, reader: aiosqlite.Connection,
                  feed: Feed) -> None:
         self.path = path
@@ -163,13 +208,13 @@ class SqliteBackend(WriterBackend):
 
     @classmethod
     async def open(cls, state_dir: Path, executor: ThreadPoolExecutor,
-                   feed: Feed) -> SqliteBackend:
+                   feed: Feed, synchronous: str = "full") -> SqliteBackend:
         path = state_dir / DB_NAME
         try:
             _create_private(path)
         except OSError as exc:
             raise ConfigurationError(f"cannot create database {path}: {exc}") from exc
-        writer = _Writer(path)
+        writer = _Writer(path, synchronous)
         loop = asyncio.get_running_loop()
         reader: aiosqlite.Connection | None = None
         try:
@@ -190,6 +235,9 @@ class SqliteBackend(WriterBackend):
         backend = cls(path, writer, reader, feed)
         backend.found_version = found
         return backend
+
+    def run_many(self, units: list[Callable[[Transaction], Any]]) -> list[Outcome]:
+        return self._writer.run_many(units)
 
     def committed(self, notes: list[Note]) -> None:
         FileFeeds.committed(self._key, self._feed, notes)

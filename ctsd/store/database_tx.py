@@ -23,6 +23,9 @@ T = TypeVar("T")
 log = logging.getLogger("ctsd.store")
 Note = tuple[str, str]
 """(channel, payload) of a `Transaction.notify`."""
+Outcome = tuple[bool, Any, list[Note]]
+"""One unit of `Backend.run_many`: (committed, its result or the exception it raised, its
+notes)."""
 
 
 class Transaction:
@@ -119,8 +122,23 @@ class WriterBackend:
     def run(self, unit: Callable[[Transaction], T]) -> tuple[T, list[Note]]:
         return self._writer.run(unit)
 
+    def run_many(self, units: list[Callable[[Transaction], Any]]) -> list[Outcome]:
+        """Each unit in its own transaction (PostgreSQL: a unit may be retried whole on a
+        serialization failure, which one shared transaction would not allow)."""
+        return [one(self._writer.run, unit) for unit in units]
+
     def close_writer(self) -> None:
         self._writer.close()
+
+
+def one(run: Callable[[Callable[[Transaction], Any]], tuple[Any, list[Note]]],
+        unit: Callable[[Transaction], Any]) -> Outcome:
+    """`run(unit)` as an outcome: a unit's failure is its own, not the batch's."""
+    try:
+        result, notes = run(unit)
+    except Exception as exc:
+        return False, exc, []
+    return True, result, notes
 
 
 class Backend(Protocol):
@@ -137,6 +155,11 @@ class Backend(Protocol):
 
     def run(self, unit: Callable[[Transaction], T]) -> tuple[T, list[Note]]:
         """On the writer thread: `unit` in one transaction; its result and its notes."""
+
+    def run_many(self, units: list[Callable[[Transaction], Any]]) -> list[Outcome]:
+        """On the writer thread: every unit, in order, each all or nothing; a unit that
+        raises an `Exception` is undone alone (its outcome holds the exception). Raises
+        only when none could be committed (then none is)."""
 
     def committed(self, notes: list[Note]) -> None:
         """On the writer thread, right after a commit with `notes`."""

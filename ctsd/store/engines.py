@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from decimal import Decimal
 from typing import Any, TypeVar
 
@@ -189,29 +189,35 @@ class SqlEngineStore:
 
     async def save_execution(self, connection_id: str, execution: Execution,
                              fence: Fence | None = None) -> None:
-        order = (*_order_params(connection_id, execution.order),
-                 fence.token if fence is not None else 0)
-        fills = [(connection_id, f.trade_id, f.client_order_id, f.symbol, f.side.value,
-                  str(f.amount), str(f.price), str(f.fee), f.fee_asset, f.timestamp_ms,
-                  int(f.maker), f.position_side.value) for f in execution.fills]
-        pending = execution.order.status is OrderStatus.PENDING
+        await self.save_executions(connection_id, (execution,), fence)
+
+    async def save_executions(self, connection_id: str, executions: Sequence[Execution],
+                              fence: Fence | None = None) -> None:
+        token = fence.token if fence is not None else 0
+        steps = [((*_order_params(connection_id, e.order), token),
+                  e.order.cycle if e.order.status is OrderStatus.PENDING else None,
+                  [(connection_id, f.trade_id, f.client_order_id, f.symbol, f.side.value,
+                    str(f.amount), str(f.price), str(f.fee), f.fee_asset, f.timestamp_ms,
+                    int(f.maker), f.position_side.value) for f in e.fills])
+                 for e in executions]
 
         def unit(tx: Transaction) -> None:
             self._fenced(tx, connection_id, fence)
-            tx.execute(
-                f"INSERT INTO engine_orders (connection_id, {_ORDER_COLUMNS}, fence) "
-                f"VALUES ({', '.join('?' * 20)}) "
-                f"ON CONFLICT (connection_id, client_order_id) DO UPDATE SET "
-                f"{_UPDATED_ON_CONFLICT}", order)
-            if pending:  # the cycle number in its client order id, durable with the order
-                tx.execute("UPDATE engines SET cycle = CASE WHEN cycle > ? THEN cycle ELSE ? END "
-                           "WHERE connection_id = ?",
-                           (execution.order.cycle, execution.order.cycle, connection_id))
-            if fills:
-                tx.executemany(
-                    f"INSERT INTO engine_fills (connection_id, {_FILL_COLUMNS}) "
-                    f"VALUES ({', '.join('?' * 12)}) "
-                    "ON CONFLICT (connection_id, trade_id) DO NOTHING", fills)
+            for order, cycle, fills in steps:
+                tx.execute(
+                    f"INSERT INTO engine_orders (connection_id, {_ORDER_COLUMNS}, fence) "
+                    f"VALUES ({', '.join('?' * 20)}) "
+                    f"ON CONFLICT (connection_id, client_order_id) DO UPDATE SET "
+                    f"{_UPDATED_ON_CONFLICT}", order)
+                if cycle is not None:  # the cycle in its client order id, durable with it
+                    tx.execute("UPDATE engines SET cycle = CASE WHEN cycle > ? THEN cycle "
+                               "ELSE ? END WHERE connection_id = ?",
+                               (cycle, cycle, connection_id))
+                if fills:
+                    tx.executemany(
+                        f"INSERT INTO engine_fills (connection_id, {_FILL_COLUMNS}) "
+                        f"VALUES ({', '.join('?' * 12)}) "
+                        "ON CONFLICT (connection_id, trade_id) DO NOTHING", fills)
 
         await self._db.write(unit)
 

@@ -2,6 +2,7 @@
 
     [store]
     url = "postgresql://ctsd@db.internal/ctsd?sslmode=verify-full"
+    sqlite_synchronous = "full"   # or "normal"; SQLite only
 
 No `url` (the default): the file `ctsd.db` in the state directory. A
 `postgresql://` URL (libpq's form, so `sslmode`, `sslrootcert`, `host=/run/...`
@@ -18,7 +19,7 @@ from typing import Any
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
 from ctsd.errors import ConfigurationError
-from ctsd.settings import setting
+from ctsd.settings import one_of, setting
 
 SCHEMES = ("postgresql", "postgres")
 _SECRET_PARAMS = frozenset({"password", "sslpassword"})
@@ -73,3 +74,8 @@ class StoreSettings:
 
     url: str | None = setting(None, check=_url)
     """postgresql:// URL of a shared database; absent: the SQLite file in state_dir."""
+    sqlite_synchronous: str = setting("full", check=one_of("full", "normal"))
+    """How the SQLite file (WAL mode) syncs a commit. "full" (the default): a commit
+    is on disk before the write returns — every order's PENDING record survives a power
+    loss. "normal": it survives a crash of ctsd but not of the machine, and an order
+    leaves a few milliseconds sooner (docs/operations.md, "Durability")."""

@@ -125,7 +125,8 @@ async def assemble(
 ) -> Assembly:
     if (password := url_password(config.store.url)) is not None:
         SECRETS.remember("store", "password", password, is_key=False)  # never in a log line
-    db = await Database.open(config.state_dir, config.store.url)
+    db = await Database.open(config.state_dir, config.store.url,
+                             synchronous=config.store.sqlite_synchronous)
     lifecycle.on_close(db.close)
     key = locate_key(config.state_dir, config.master_key_file, dict(env))
     keyring = await open_keyring(key, SealedSecretRepository(db))

@@ -197,6 +197,11 @@ class MemoryStore:
         for fill in execution.fills:
             fills.setdefault(fill.trade_id, fill)
 
+    async def save_executions(self, connection_id: str, executions: Sequence[Execution],
+                              fence: Fence | None = None) -> None:
+        for execution in executions:
+            await self.save_execution(connection_id, execution, fence)
+
     async def list_orders(self, connection_id: str, *, open_only: bool = False) -> list[Order]:
         if self.fail_list_orders:
             raise Unavailable("store is down")

@@ -33,6 +33,7 @@ from ctsd.wiring.engine_order_stream import OrderFeed
 from ctsd.wiring.engine_orders import ExchangeOrders
 from tests.marketdata.conftest import BINANCE, WAIT_S, polled, violations, ws_connections
 from tests.support.exchange_clients import CREDENTIALS
+from tests.support.virtual_clock import VirtualClock
 
 SYMBOL = "BTC/USDT"
 AMOUNT = Decimal("0.001")
@@ -117,6 +118,11 @@ async def test_every_fill_is_booked_once_through_every_websocket_fault(
     assert violations(server) == {}
 
 
+def rest_requests(server: SimulatorServer) -> int:
+    """REST requests the simulator's Binance served."""
+    return int(server.sim.stats.requests["binance"])
+
+
 def traded_at(price: Decimal) -> MarketSnapshot:
     ticker = Ticker(SYMBOL, price, price, price, 0)
     info = MarketInfo(SYMBOL, "BTC", "USDT", Decimal("0.001"), Decimal("0.001"))
@@ -155,4 +161,50 @@ async def test_a_fill_lost_in_a_silent_stall_is_reconciled_once_the_market_trade
     server.sim.set_price(SYMBOL, price)
     fills = [f for e in booked for f in e.fills]
     assert sum(f.amount for f in fills) == AMOUNT and live.broker.reconciliations > before
+    assert violations(server) == {}
+
+
+@pytest.mark.asyncio
+async def test_orders_leave_on_the_streams_word_and_the_periodic_reconciliation_follows(
+    server: SimulatorServer, live: Live,
+) -> None:
+    """The stream stalls silently after an order's echo and its fill is lost, with no
+    trade-through the engine saw (nothing to doubt the stream). When the periodic
+    reconciliation falls due, a cycle still decides and places from the stream's state
+    without a REST read first; `after_cycle`, once the order left, reconciles and books the
+    lost fill once. The broker runs on a virtual clock (time for the interval only)."""
+    clock = VirtualClock()
+    broker = LiveBroker(live.broker._client, (SYMBOL,), clock, check_before_place=False,
+                        updates=live.feed, reconcile_s=60, echo_s=3600)
+    await broker.reconcile([], [])
+    price = server.sim.market.price(SYMBOL)
+    limit = (price * Decimal("0.99")).quantize(Decimal("0.1"), ROUND_DOWN)
+    first = OrderRequest(client_order_id("e3e3", 1, 0), SYMBOL, Side.BUY, OrderType.LIMIT,
+                         AMOUNT, limit, "test", 1)
+    woken = len(live.woken)
+    assert (await broker.place(first)).order.status is OrderStatus.OPEN
+    await polled(lambda: len(live.woken) > woken)  # the order's own update came by stream
+    assert broker.refresh_now() == ()
+    server.sim.add_fault(FaultSpec(FaultKind.WS_STALL, venue="binance", path_prefix=PRIVATE,
+                                   delay_s=60.0))
+    await polled(lambda: any(c["stalled"] for c in ws_connections(server)
+                             if c["path"].startswith(PRIVATE)))
+    server.sim.set_price(SYMBOL, limit - 10)  # fills on the venue; the update is lost
+    await polled(lambda: server.sim.market.price(SYMBOL) == limit - 10)
+    await clock.advance(61)  # the periodic reconciliation is due
+    requests_before = rest_requests(server)
+    assert broker.refresh_now() == ()  # still the stream's word: no REST before deciding
+    second = OrderRequest(client_order_id("e3e3", 2, 0), SYMBOL, Side.SELL, OrderType.LIMIT,
+                          AMOUNT, price * 2, "test", 2)
+    assert (await broker.place(second)).order.status is OrderStatus.OPEN
+    assert rest_requests(server) == requests_before + 1  # the order was the only request
+    before = broker.reconciliations
+    booked = await broker.after_cycle()
+    assert broker.reconciliations == before + 1
+    fills = [f for e in booked for f in e.fills]
+    assert [(f.client_order_id, f.amount) for f in fills] == [(first.client_order_id, AMOUNT)]
+    assert await broker.after_cycle() == ()  # reconciled: nothing due until the next interval
+    server.sim.clear_faults()
+    server.sim.set_price(SYMBOL, price)
+    await broker.cancel(broker.open_orders()[0])
     assert violations(server) == {}

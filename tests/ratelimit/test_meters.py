@@ -131,3 +131,22 @@ def test_a_decaying_counter_gives_back_what_drained_before_the_answer() -> None:
     assert meter.used(2.0) == pytest.approx(2)  # drains 1 per second
     meter.land(sent, 2.0)
     assert meter.used(2.0) == pytest.approx(4)  # as if counted at the answer
+
+
+@given(st.lists(st.tuples(st.sampled_from(("send", "observe", "wait")),
+                          st.floats(0.0, 12.0)), max_size=60))
+def test_the_count_of_corrections_matches_the_log_whatever_happens(
+        steps: list[tuple[str, float]]) -> None:
+    """`observe` skips scanning the log while it counts no correction: the count must never
+    drift from the log (requests and corrections landing, expiring, being replaced)."""
+    meter, now = window(), 0.0
+    for step, value in steps:
+        if step == "send":
+            meter.reserve(1)
+            meter.land(meter.commit(1, now), now)
+        elif step == "observe":
+            meter.observe(value, now)
+        else:
+            now += value / 10
+            meter.used(now)
+        assert meter._corrections == sum(s.correction for s in meter._log)

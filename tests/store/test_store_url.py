@@ -8,6 +8,7 @@ import pytest
 
 from ctsd.config import load_config
 from ctsd.errors import ConfigurationError
+from ctsd.store.database import Database
 from ctsd.store.store_url import redacted_url, url_password
 
 
@@ -41,3 +42,26 @@ def test_the_store_table_takes_a_postgresql_url_or_nothing(tmp_path: Path) -> No
     with pytest.raises(ConfigurationError) as refused:
         load_config(config, {}, env={})
     assert "s3cret-pw" not in str(refused.value)
+
+
+def test_the_sqlite_durability_is_full_unless_told_normal(tmp_path: Path) -> None:
+    config = tmp_path / "ctsd.toml"
+    config.write_text("[store]\n")
+    assert load_config(config, {}, env={}).store.sqlite_synchronous == "full"
+    config.write_text('[store]\nsqlite_synchronous = "NORMAL"\n')
+    assert load_config(config, {}, env={}).store.sqlite_synchronous == "normal"
+    config.write_text('[store]\nsqlite_synchronous = "off"\n')
+    with pytest.raises(ConfigurationError, match="sqlite_synchronous must be one of full"):
+        load_config(config, {}, env={})
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(("setting", "pragma"), [("full", 2), ("normal", 1)])
+async def test_the_writer_commits_with_the_configured_synchronous(
+        tmp_path: Path, setting: str, pragma: int) -> None:
+    db = await Database.open(tmp_path, synchronous=setting)
+    try:
+        found = await db.write(lambda tx: tx.fetch_all("PRAGMA synchronous"))
+        assert found == [(pragma,)]
+    finally:
+        await db.close()

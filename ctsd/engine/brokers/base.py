@@ -56,6 +56,13 @@ class Broker(Protocol):
         An event-driven cycle then reads and decides without a single await."""
         ...
 
+    async def after_cycle(self) -> tuple[Execution, ...]:
+        """Venue reads that fell due by time alone (LIVE with an order stream: the periodic
+        reconciliation), once the cycle's orders have left: nothing suggests the stream
+        missed anything, so they need not sit between a market event and the order it
+        causes. () when nothing is due. Cancelling it midway changes nothing."""
+        ...
+
     async def poll(self, market: MarketSnapshot) -> tuple[Execution, ...]:
         """Fills this cycle's prices cause by themselves (PAPER's matching); no venue call."""
         ...

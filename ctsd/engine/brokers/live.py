@@ -13,7 +13,8 @@ With a private order stream (`OrderUpdates`, a WebSocket connection) fills and
 order states arrive by stream and `refresh` makes no request; REST becomes
 reconciliation: at the start (`reconcile`), after any gap in the stream
 (reconnect, failed login, an order placed or traded through whose update never
-came: a silent stall), and every `reconcile_s`. Both paths go
+came: a silent stall), and every `reconcile_s` — that last one once the cycle's orders
+have left (`after_cycle`), since nothing then doubts the stream. Both paths go
 through the same merge of cumulative amounts, so a fill seen on both is booked
 once (same trade id; the store ignores a trade id it holds), and an update older
 than what the broker knows changes nothing.
@@ -172,21 +173,36 @@ class LiveBroker:
         return tuple(changed)
 
     def refresh_now(self) -> tuple[Execution, ...] | None:
+        """The stream's updates, unless it may have missed some (a gap, a missing echo,
+        not live): then None and `refresh` reconciles before the engine decides. The
+        periodic reconciliation is not a doubt: `after_cycle` runs it."""
         stream = self._updates
-        if stream is None or self._must_reconcile(stream) or stream.refused:
+        if stream is None or self._doubtful(stream) or stream.refused:
             return None
         updates, gap = stream.drain()
         self._gap = gap
         return tuple(self._apply(updates))
 
+    async def after_cycle(self) -> tuple[Execution, ...]:
+        """The periodic reconciliation, after the cycle's orders left (see `refresh`)."""
+        if self._updates is None or not self._stale():
+            return ()
+        return await self.refresh()
+
     def _must_reconcile(self, stream: OrderUpdates) -> bool:
+        return self._doubtful(stream) or self._stale()
+
+    def _doubtful(self, stream: OrderUpdates) -> bool:
+        """The stream may have missed an update: its state is not to be traded on."""
         now = self._clock.monotonic()
         if any(deadline <= now for deadline in self._echoes.values()):
             self._echoes.clear()
             stream.suspect()  # silent: resubscribe, and trust REST until it is back
             self._gap = True
-        stale = now - self._reconciled >= self._reconcile_s
-        return self._gap or stream.gap or stale or not stream.live
+        return self._gap or stream.gap or not stream.live
+
+    def _stale(self) -> bool:
+        return self._clock.monotonic() - self._reconciled >= self._reconcile_s
 
     def _apply(self, updates: Sequence[ExchangeOrder]) -> list[Execution]:
         """Stream updates of orders in the book; others (final ones, not ours) are none of

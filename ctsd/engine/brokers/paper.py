@@ -131,6 +131,9 @@ class PaperBroker:
     def refresh_now(self) -> tuple[Execution, ...]:
         return ()
 
+    async def after_cycle(self) -> tuple[Execution, ...]:
+        return ()
+
     async def poll(self, market: MarketSnapshot) -> tuple[Execution, ...]:
         self._market = market
         executions = []

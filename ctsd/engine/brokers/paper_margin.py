@@ -133,6 +133,9 @@ class PaperMarginBroker:
     def refresh_now(self) -> tuple[Execution, ...]:
         return ()  # paper orders fill in `poll`, against this cycle's prices
 
+    async def after_cycle(self) -> tuple[Execution, ...]:
+        return ()
+
     async def refresh(self) -> tuple[Execution, ...]:
         return ()  # paper orders fill in `poll`, against this cycle's prices
 

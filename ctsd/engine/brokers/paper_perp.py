@@ -149,6 +149,9 @@ class PaperPerpBroker:
     def refresh_now(self) -> tuple[Execution, ...]:
         return ()
 
+    async def after_cycle(self) -> tuple[Execution, ...]:
+        return ()
+
     async def poll(self, market: MarketSnapshot) -> tuple[Execution, ...]:
         """Funding first (the position held at the funding time), then resting orders the
         prices cross, then liquidations at the new marks."""
