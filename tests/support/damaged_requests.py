@@ -57,6 +57,9 @@ DAMAGE: dict[str, tuple[str, str]] = {
                                         "\"violations\": 5}}'", "req-error"),
 }
 """Damage either backend's types allow."""
+PURGED = frozenset({"request time negative"})
+"""Damage that makes its row a leftover (older than `KEEP_MS`): a daemon's first scan
+deletes it, maybe before the audit reads it."""
 
 SQLITE_DAMAGE: dict[str, tuple[str, str]] = {
     "request time text": _set("created_ms", "'soon'", "req-sent"),
