@@ -120,6 +120,13 @@ async def sent_and_leftover(rig: Rig, run: int) -> None:
         "VALUES (?, 'old', 'gone', 'stop', '', 1)", (f"old-{run}",)))
 
 
+async def sent_damaged(rig: Rig, run: int) -> None:
+    """A request whose config does not decode: the scan quarantines and answers it."""
+    await sent(rig, run)
+    await rig.db.write(lambda tx: tx.execute(
+        "UPDATE engine_requests SET config = '{not json' WHERE id = ?", (f"r-{run}",)))
+
+
 async def sent_and_taken(rig: Rig, run: int) -> None:
     await sent(rig, run)
     await rig.store.claim(ADDRESSEE, 60_000)
@@ -164,6 +171,9 @@ REQUEST_WRITES = (
                  announces=ANSWERS, runs=True),
     RequestWrite("claim (the scan's taking, shielded there)",
                  lambda rig, run: rig.store.claim(ADDRESSEE, 60_000), prepare=sent_and_leftover),
+    RequestWrite("scan, a damaged request (answered UNAVAILABLE)",
+                 lambda rig, run: rig.member.take(rig.engines), prepare=sent_damaged,
+                 announces=ANSWERS),
     RequestWrite("scan, nothing due", lambda rig, run: rig.member.take(rig.engines),
                  runs=True),
     RequestWrite("answer", lambda rig, run: rig.store.answer(f"r-{run}", Answer(status(run))),
