@@ -24,7 +24,6 @@ through being sent and booked; a cycle still reading is abandoned.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
 from dataclasses import dataclass
@@ -37,7 +36,7 @@ from ctsd.engine.ports import DesiredState, EngineResources, EngineStore
 from ctsd.engine.position_check import PositionMismatch
 from ctsd.engine.status import EngineState, Failure, FailureCode
 from ctsd.errors import ExchangeUnavailable, LeaseLost, ResourceExhausted
-from ctsd.tasks import Interrupted, unless_set
+from ctsd.tasks import Interrupted, cancel_and_wait, unless_set
 
 log = logging.getLogger("ctsd.engine")
 
@@ -340,14 +339,21 @@ class EngineRun:
         return await self._race_stop(asyncio.ensure_future(self._clock.sleep(seconds)))
 
     async def _race_stop(self, other: asyncio.Future[Any]) -> bool:
-        """Wait for `other` or a stop, cancelling `other` if left; True if stopped."""
+        """Wait for `other` or a stop, ending `other` if left; True if stopped.
+
+        `other` is ended by `cancel_and_wait`: cancelled again if it ignores its
+        cancellation (a hand-written cancel and await waited for it for ever, and
+        swallowed a cancellation of this task that came meanwhile). An error `other`
+        raises as it ends is raised here, as awaiting it did; unless this task is being
+        cancelled, whose cancellation goes first."""
         try:
             await asyncio.wait((self._stopped, other), return_when=asyncio.FIRST_COMPLETED)
         finally:
-            if not other.done():
-                other.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await other
+            left = not other.done()
+            if left:
+                await cancel_and_wait(other)
+        if left and not other.cancelled() and (error := other.exception()) is not None:
+            raise error
         return self._stop.is_set()
 
 

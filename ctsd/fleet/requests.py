@@ -28,10 +28,10 @@ import contextlib
 import enum
 import logging
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from ctsd.clock import Clock
 from ctsd.engine.config import EngineConfig
@@ -205,13 +205,31 @@ class EngineRequests:
             await self.take(engines)
 
     async def take(self, engines: Served) -> None:
-        """Takes every request waiting for this member and runs each (its own task)."""
+        """Takes every request waiting for this member and runs each (its own task).
+
+        The taking is a task of its own that the caller's cancellation does not reach
+        (shielded; `finish` waits for it): a scan cancelled after the claim's COMMIT --
+        the member stopping -- would otherwise leave requests taken that nobody runs
+        or answers, their senders waiting out `answer_within_s` for nothing."""
+        await asyncio.shield(self._spawn(self._claim(engines), "fleet-request-claim"))
+
+    async def _claim(self, engines: Served) -> None:
         within_ms = int(self._take_within_s * 1000)
         for request in await self._store.claim(self._member_id, within_ms):
-            task = asyncio.create_task(self._run(engines, request),
-                                       name=f"fleet-request:{request.connection_id}")
-            self._serving.add(task)
-            task.add_done_callback(self._serving.discard)
+            self._spawn(self._run(engines, request), f"fleet-request:{request.connection_id}")
+
+    def _spawn(self, work: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
+        task = asyncio.create_task(work, name=name)
+        self._serving.add(task)
+        task.add_done_callback(self._done)
+        return task
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        """A claim's error reached its scan, unless that was cancelled meanwhile (then
+        the next scan tries again): retrieved here so it is not reported as lost."""
+        self._serving.discard(task)
+        if not task.cancelled():
+            task.exception()
 
     async def finish(self) -> None:
         """Until every request taken here is answered (shutdown: none is left unsaid)."""

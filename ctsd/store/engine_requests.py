@@ -33,7 +33,8 @@ from ctsd.store.database import Database, Row, Transaction
 from ctsd.store.engine_statuses import status_from_json, status_to_json
 from ctsd.store.engines import config_from_json, config_to_json
 from ctsd.store.fleet import DatabaseClock
-from ctsd.store.quarantine import DECODE_ERRORS
+from ctsd.store.quarantine import DECODE_ERRORS, DamagedText
+from ctsd.store.timestamps import checked_ms
 
 REQUESTS = "engine_requests"
 ANSWERS = "engine_answers"
@@ -62,16 +63,21 @@ def error_to_json(exc: Exception) -> dict[str, Any]:
 
 
 def error_from_json(raw: dict[str, Any]) -> Exception:
-    """The error as the addressee raised it; a bug there (no known kind) stays a bug."""
+    """The error as the addressee raised it; a bug there (no kind: not a `CtsError`)
+    stays a bug. A kind this ctsd does not know is a damaged row (ValueError): raised
+    as a bug it would answer INTERNAL for what is the store's damage."""
     if "exchange" in raw:
         rejection = raw["rejection"]
         return ExchangeFailure.of(FailureClass[raw["exchange"]], str(raw["detail"]),
                                   code=raw["code"],
                                   rejection=OrderRejection(rejection) if rejection else None)
-    cls = _KINDS.get(str(raw["kind"]))
+    kind = str(raw["kind"])
     message = str(raw["message"])
-    if cls is None:
+    if not kind:
         return RuntimeError(message)
+    cls = _KINDS.get(kind)
+    if cls is None:
+        raise ValueError(f"an answer's error kind {kind[:40]!r} is not one this ctsd knows")
     if issubclass(cls, InvalidArgument | FailedPrecondition):
         return cls(message, [FieldViolation(str(f), str(d)) for f, d in raw["violations"]])
     return cls(message)
@@ -93,7 +99,8 @@ def answer_from_json(text: str) -> Answer:
 
 
 def _request(row: Row) -> EngineRequest:
-    """A damaged row is quarantined and left unanswered: its sender gives up, bounded."""
+    """A damaged row is quarantined and answered UNAVAILABLE when it is taken
+    (`SqlRequestStore.claim`)."""
     return EngineRequest(str(row[0]), str(row[1]), str(row[2]), RequestKind(row[3]),
                          config_from_json(str(row[4])) if row[4] else None)
 
@@ -131,7 +138,7 @@ class SqlRequestStore:
         if due is None:
             return []
 
-        def unit(tx: Transaction) -> list[Row]:
+        def unit(tx: Transaction) -> list[EngineRequest]:
             now, p = self._clock.sql()
             tx.execute(f"DELETE FROM engine_requests WHERE created_ms < {now} - ?",
                        (*p, KEEP_MS))
@@ -140,12 +147,27 @@ class SqlRequestStore:
                 "SELECT id, connection_id, target, kind, config FROM engine_requests "
                 f"WHERE target = ? AND state = ? AND created_ms > {now} - ? "
                 "ORDER BY created_ms, id", (target, RequestState.SENT.value, *p, within_ms))
-            return [r for r in rows if tx.execute(  # a withdrawal may have come first
+            taken = [r for r in rows if tx.execute(  # a withdrawal may have come first
                 "UPDATE engine_requests SET state = ? WHERE id = ? AND state = ?",
                 (RequestState.TAKEN.value, r[0], RequestState.SENT.value)) == 1]
+            return [request for row in taken for request in self._decoded(tx, row)]
 
-        taken = await self._db.write(unit)
-        return self._db.quarantine.decoded("engine_requests", taken, _request)
+        return await self._db.write(unit)
+
+    def _decoded(self, tx: Transaction, row: Row) -> list[EngineRequest]:
+        """The request, or none: a damaged one is quarantined and answered UNAVAILABLE in
+        the unit that took it, so its sender hears at once instead of waiting out its
+        answer window for a call nobody runs."""
+        decoded = self._db.quarantine.decoded("engine_requests", [row], _request)
+        if not decoded:
+            text = answer_to_json(Answer(error=Unavailable(
+                f"engine request {str(row[0])[:40]} reached its member damaged (quarantined); "
+                "GetEngine shows the engine's state")))
+            tx.execute("UPDATE engine_requests SET state = ?, answer = ? WHERE id = ?",
+                       (RequestState.DONE.value, text, row[0]))
+            with contextlib.suppress(ValueError):  # an id no sender wrote waits for none
+                tx.notify(ANSWERS, str(row[0]))
+        return decoded
 
     async def answer(self, request_id: str, answer: Answer) -> None:
         text = answer_to_json(answer)
@@ -162,14 +184,16 @@ class SqlRequestStore:
             "SELECT state, answer FROM engine_requests WHERE id = ?", (request_id,))
         if row is None:
             return None
-        state = RequestState(row[0])
-        if state is not RequestState.DONE:
-            return state, None
         try:
+            state = RequestState(row[0])
+            if state is not RequestState.DONE:
+                return state, None
+            if isinstance(row[1], DamagedText):
+                raise ValueError("the answer holds bytes that are not UTF-8")
             return state, answer_from_json(str(row[1]))
         except DECODE_ERRORS as exc:
             self._db.quarantine.add("engine_requests", request_id, exc)
-            return state, Answer(error=Unavailable(
+            return RequestState.DONE, Answer(error=Unavailable(
                 f"the answer to engine request {request_id} does not decode; GetEngine "
                 "shows the engine's state"))
 
@@ -197,12 +221,13 @@ class SqlRequestStore:
 
 async def audit_requests(db: Database) -> None:
     """Every request row decoded through the quarantine (`ctsd.store.audit`)."""
-    rows = await db.fetch_all(
-        "SELECT id, connection_id, target, kind, config, state, answer FROM engine_requests")
+    rows = await db.fetch_all("SELECT id, connection_id, target, kind, config, state, "
+                              "answer, created_ms FROM engine_requests")
 
     def decode(row: Row) -> None:
         _request(row)
+        checked_ms(row[7])
         if RequestState(row[5]) is RequestState.DONE:
             answer_from_json(str(row[6]))
 
-    db.quarantine.decoded("engine_requests", rows, decode)
+    await db.quarantine.audit("engine_requests", rows, decode)

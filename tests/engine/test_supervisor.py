@@ -211,3 +211,37 @@ async def test_an_exchange_outage_is_waited_out_however_long_it_lasts() -> None:
         up = w.manager.get("a")
         assert (up.state, up.open_orders) == (S.RUNNING, 2)  # reconciled, not placed again
         assert len(exchange.orders) == 2
+
+
+class StubbornClock(VirtualClock):
+    """A clock whose sleeps, once armed, ignore their first cancellation: what code that
+    loses a cancellation does (`ctsd.tasks`)."""
+
+    armed = False
+    swallowed = 0
+
+    async def sleep(self, seconds: float) -> None:
+        try:
+            await super().sleep(seconds)
+        except asyncio.CancelledError:
+            if not self.armed:
+                raise
+            self.swallowed += 1
+            await super().sleep(seconds)  # the virtual clock stands still: for ever
+
+
+@pytest.mark.asyncio
+async def test_a_stop_ends_a_wait_whose_sleep_ignores_its_cancellation() -> None:
+    """The engine's wait between cycles races the stop against a sleep; the sleep left is
+    ended by `cancel_and_wait`, which cancels it again (a hand-written cancel and await
+    waited for it for ever)."""
+    clock = StubbornClock()
+    w = World({"a": SMA_CLOSES}, clock=clock)
+    async with w.manager:
+        await w.manager.start("a", sma())
+        await clock.advance(90)  # between cycles: the engine waits on the clock
+        clock.armed = True
+        async with asyncio.timeout(20):  # a bound, not a wait: the stop ends in ~1 s
+            status = await w.manager.stop("a")
+        clock.armed = False
+    assert status.state is S.STOPPED and clock.swallowed == 1

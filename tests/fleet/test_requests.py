@@ -142,6 +142,10 @@ async def test_a_damaged_request_or_answer_is_quarantined_not_raised(
     assert await addressee.claim("b", 60_000) == []
     assert ("engine_requests", damaged.id) in {(r.table, r.key) for r in
                                                dbs[1].quarantine.rows}
+    found = await sender.read(damaged.id)  # answered at once, not left to time out
+    assert found is not None and found[0] is RequestState.DONE
+    assert found[1] is not None and isinstance(found[1].error, Unavailable)
+    assert "damaged" in str(found[1].error)
     assert ("engine_requests", damaged.id) in {(r.table, r.key) for r in
                                                await audit_rows(dbs[0])}
     await dbs[0].write(lambda tx: tx.execute(

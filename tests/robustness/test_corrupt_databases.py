@@ -2,9 +2,11 @@
 with the damaged rows quarantined -- never a traceback, never INTERNAL on a read.
 
 One state dir is seeded in-process (connections with sealed secrets, a test result,
-an engine with an order and a fill, a fleet member with a lease, a status and an order
-written under the lease's fence), then copied and damaged once per case: a row whose
-enum, number, time, JSON or UTF-8 is invalid in every decoded table, a table or column
+an engine with an order and a fill, a fleet member with a lease, a status, an order
+written under the lease's fence and engine requests sent to it), then copied and damaged
+once per case: a row whose enum, number, time, JSON or UTF-8 is invalid in every decoded
+table (engine requests: a few here, where the audit must report each; every damage
+in-process in tests/store/test_request_corpus.py), a table or column
 dropped, the schema version moved, the file replaced by a directory, an empty file,
 garbage in the header, the WAL or random pages. A daemon that serves must answer
 every read with a deliberate code, and VerifyStartup and GetSystemStatus must name
@@ -55,6 +57,7 @@ from tests.robustness.tally import DELIBERATE, Tally, log_problems, soak_rounds
 from tests.store.test_connection_index import conn
 from tests.store.test_result_history import result
 from tests.support.daemon_process import DaemonProcess, remove_tree, short_tempdir
+from tests.support.damaged_requests import DAMAGE, PURGED, SQLITE_DAMAGE, seed_requests
 
 EX_CONFIG = 78
 SEED = 5
@@ -150,6 +153,10 @@ CORPUS: dict[str, Damage] = {
     "header garbage": overwrite(0, 100, SEED),
     "schema page garbage": overwrite(100, 3996, SEED),
     "garbage WAL": garbage_wal,
+    "requests table dropped": sql("DROP TABLE engine_requests"),
+    **{f"request: {name}": sql(DAMAGE[name][1]) for name in (
+        "request config json", "request state", "request time", "answer error kind")},
+    "request: request not UTF-8": sql(SQLITE_DAMAGE["request not UTF-8"][1]),
 }
 
 
@@ -184,8 +191,8 @@ async def seed(state: Path, url: str | None = None) -> None:
 
 async def seed_fleet(db: Database, store: SqlEngineStore, order: Order) -> None:
     """A fleet member gone since (its heartbeat and lease long expired when a case runs),
-    its lease of the stopped engine "a", the status it published and an order it wrote
-    under that lease's fence."""
+    its lease of the stopped engine "a", the status it published, an order it wrote
+    under that lease's fence, and engine requests sent to it (`damaged_requests`)."""
     fleet = SqlFleetStore(db)
     await fleet.renew(SEED_MEMBER, 1)
     token = await fleet.take("a", SEED_MEMBER.id, 60_000, running_only=False)
@@ -193,6 +200,7 @@ async def seed_fleet(db: Database, store: SqlEngineStore, order: Order) -> None:
     await store.save_execution("a", Execution(order), Fence(SEED_MEMBER.id, token))
     await SqlStatusStore(db).save(SEED_MEMBER.id, [EngineStatus(
         "a", "e1", EngineState.STOPPED, TradingMode.PAPER, "grid", ("BTC/USDT",))])
+    await seed_requests(db, SEED_MEMBER.id)
 
 
 @pytest.fixture(scope="module")
@@ -293,6 +301,15 @@ def test_every_damaged_database_is_refused_or_served_without_a_crash(seeded: Pat
         one_case(seeded, name, damage, tally)
     tally.report()
     assert tally.lost == 0, [n for n in tally.notes if "[" in n]
+    assert_requests_quarantined(tally)
+
+
+def assert_requests_quarantined(tally: Tally) -> None:
+    """A damaged request row is reported by the audit, not only survived (unless the
+    daemon's scan purged it as a leftover first)."""
+    unreported = [n for n in tally.notes if n.startswith("request: ")
+                  and n.split(": ")[1] not in PURGED and "quarantine reported" not in n]
+    assert not unreported, unreported
 
 
 def test_a_damaged_row_is_named_by_verify_startup_and_status(seeded: Path) -> None:

@@ -17,8 +17,15 @@ import psycopg
 import pytest
 
 from tests.robustness.tally import Tally
-from tests.robustness.test_corrupt_databases import MAX_INT, judge, reads, seed
+from tests.robustness.test_corrupt_databases import (
+    MAX_INT,
+    assert_requests_quarantined,
+    judge,
+    reads,
+    seed,
+)
 from tests.support.daemon_process import DaemonProcess, remove_tree, short_tempdir
+from tests.support.damaged_requests import DAMAGE
 from tests.support.pg_databases import PgDatabases
 
 CORPUS: dict[str, tuple[str, ...]] = {
@@ -55,12 +62,15 @@ CORPUS: dict[str, tuple[str, ...]] = {
     "older schema": ("UPDATE ctsd_schema SET version = 0",),
     "schema table dropped": ("DROP TABLE ctsd_schema",),
     "version row gone": ("DELETE FROM ctsd_schema",),
+    "requests table dropped": ("DROP TABLE engine_requests",),
+    **{f"request: {name}": (statement,) for name, (_, statement) in DAMAGE.items()},
 }
 
 
 QUICK = ("connection enum", "connection time", "engine config json", "order amount",
          "secret field", "secret key id", "table dropped", "newer schema", "older schema",
-         "version row gone", "member join time", "lease expiry", "status shape")
+         "version row gone", "member join time", "lease expiry", "status shape",
+         "request: request state", "request: answer error kind")
 """The quick form's cases (one daemon start each); `make soak` runs the whole corpus."""
 
 
@@ -117,6 +127,7 @@ def test_every_damaged_database_is_refused_or_served_without_a_crash(seeded: See
             remove_tree(daemon.root)
     tally.report()
     assert tally.lost == 0, [n for n in tally.notes if "[" in n]
+    assert_requests_quarantined(tally)
 
 
 def test_a_damaged_row_is_named_by_verify_startup_and_status(seeded: Seeded) -> None:

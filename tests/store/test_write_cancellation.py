@@ -7,6 +7,8 @@ For the tables without a read model, the rows are either the state before the wr
 or the state after it, never a part of it: the engines' tables, and the fleet's (members
 registering, heartbeating, draining and leaving; leases taken, adopted, renewed and
 released; engine statuses; engine writes under a lease's fence, a stale fence refused).
+The fleet's engine requests (migration 9) have their own explorer, which also checks
+their notices and the member's scan: tests/store/test_request_cancellation.py.
 """
 
 from __future__ import annotations
