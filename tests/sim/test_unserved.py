@@ -31,8 +31,8 @@ CASES: list[tuple[type[Any], str, Callable[[Any], Awaitable[Any]], type[Exceptio
      ccxt.BadRequest, "GET /v5/market/insurance"),
     (ccxt.okx, "okx", lambda ex: ex.public_get_public_insurance_fund({"instType": "SWAP"}),
      ccxt.ExchangeNotAvailable, "GET /api/v5/public/insurance-fund"),
-    (ccxt.kraken, "kraken", lambda ex: ex.private_post_ledgers(),
-     ccxt.ExchangeError, "POST /0/private/Ledgers"),
+    (ccxt.kraken, "kraken", lambda ex: ex.private_post_queryledgers({"id": "L1"}),
+     ccxt.ExchangeError, "POST /0/private/QueryLedgers"),
 ]
 
 
