@@ -59,7 +59,7 @@ async def cancel_and_wait(*tasks: asyncio.Future[Any],
             task.cancel()
         delay = min(delay * 2, max(RECANCEL_MAX_S, recancel_after_s))
     for task in tasks:
-        _retrieve(task)  # the task's own error: its owner reports it
+        retrieve_outcome(task)  # the task's own error: its owner reports it
 
 
 async def keep_cancellation(work: Awaitable[T]) -> T:
@@ -72,7 +72,7 @@ async def keep_cancellation(work: Awaitable[T]) -> T:
     first, and the caller's cancellation follows.
     """
     child = asyncio.ensure_future(work)
-    child.add_done_callback(_retrieve)  # a caller that left never sees its outcome
+    child.add_done_callback(retrieve_outcome)  # a caller that left never sees its outcome
     try:
         return await asyncio.shield(child)
     except asyncio.CancelledError:
@@ -95,7 +95,9 @@ def waiting_at(task: asyncio.Future[Any]) -> str:
     return " > ".join(frames) or "unknown"
 
 
-def _retrieve(task: asyncio.Future[Any]) -> None:
+def retrieve_outcome(task: asyncio.Future[Any]) -> None:
+    """Mark a finished task's outcome as seen (as a done callback): its owner does not
+    await it, and asyncio would otherwise log an error nobody retrieved as lost."""
     if not task.cancelled():
         task.exception()
 
@@ -150,8 +152,7 @@ class Uninterruptible:
 
     def _finished(self, task: asyncio.Task[Any]) -> None:
         self._tasks.discard(task)
-        if not task.cancelled():
-            task.exception()  # retrieved: a caller that left would never see it
+        retrieve_outcome(task)  # a caller that left would never see it
 
     async def wait(self) -> None:
         """Until every operation begun so far has ended."""

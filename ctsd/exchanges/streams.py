@@ -35,7 +35,7 @@ from ctsd.errors import ExchangeFailure, FailureClass
 from ctsd.exchanges import answers
 from ctsd.exchanges.ccxt_errors import malformed
 from ctsd.exchanges.model import ConnectionTarget, Order
-from ctsd.tasks import AsyncClosing
+from ctsd.tasks import AsyncClosing, retrieve_outcome
 
 
 class StreamKind(enum.Enum):
@@ -404,12 +404,8 @@ async def _close_exchange(exchange: Any) -> None:
     try:
         await asyncio.shield(closing)
     except asyncio.CancelledError:
-        closing.add_done_callback(_quiet)
+        closing.add_done_callback(retrieve_outcome)  # a failed close is not worth a warning
         raise
     except Exception:  # closing a broken connection: nothing more to release
         return
 
-
-def _quiet(task: asyncio.Future[None]) -> None:
-    if not task.cancelled():
-        task.exception()  # retrieved: a failed close is not worth a warning

@@ -37,7 +37,7 @@ from ctsd.clock import Clock
 from ctsd.engine.config import EngineConfig
 from ctsd.engine.status import EngineStatus
 from ctsd.errors import CtsError, Unavailable
-from ctsd.tasks import cancel_and_wait
+from ctsd.tasks import cancel_and_wait, retrieve_outcome
 
 log = logging.getLogger("ctsd.fleet")
 TAKE_WITHIN_S = 5.0
@@ -228,8 +228,7 @@ class EngineRequests:
         """A claim's error reached its scan, unless that was cancelled meanwhile (then
         the next scan tries again): retrieved here so it is not reported as lost."""
         self._serving.discard(task)
-        if not task.cancelled():
-            task.exception()
+        retrieve_outcome(task)
 
     async def finish(self) -> None:
         """Until every request taken here is answered (shutdown: none is left unsaid)."""
