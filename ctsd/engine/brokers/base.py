@@ -81,3 +81,22 @@ class Broker(Protocol):
     def take_funding(self) -> tuple[FundingPayment, ...]:
         """Perpetuals: funding payments found since the last call (each once)."""
         ...
+
+
+class PaperVenue:
+    """The venue reads of a paper broker, which are all empty: the paper account is the
+    venue, and its orders fill in `poll` against the cycle's prices, so there is nothing
+    to read again, now or after the cycle. One place for what every paper broker
+    (spot, margin, perpetuals) answers alike."""
+
+    async def refresh(self) -> tuple[Execution, ...]:
+        return ()
+
+    async def refresh_from_venue(self) -> tuple[Execution, ...]:
+        return ()
+
+    def refresh_now(self) -> tuple[Execution, ...]:
+        return ()
+
+    async def after_cycle(self) -> tuple[Execution, ...]:
+        return ()
