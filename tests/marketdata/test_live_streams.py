@@ -39,6 +39,8 @@ SYMBOL = "BTC/USDT"
 AMOUNT = Decimal("0.001")
 PRIVATE = "/ws-api"
 """Where Binance spot's user data streams (the WebSocket API ccxt.pro logs in to)."""
+CUTS = (FaultKind.WS_DROP, FaultKind.WS_DISCONNECT_EVERY)
+"""Faults that close the socket: the feed must see each as a gap."""
 
 
 @dataclass
@@ -83,6 +85,7 @@ async def fill_one(server: SimulatorServer, live: Live, cycle: int, fault: Fault
                            AMOUNT, limit, "test", cycle)
     placed = await live.broker.place(request)
     assert placed.order.status is OrderStatus.OPEN, placed
+    gaps = live.feed.gaps
     if fault is not None:
         server.sim.add_fault(fault)
     server.sim.set_price(SYMBOL, limit - 10)  # crosses the buy: it fills on the venue
@@ -92,6 +95,8 @@ async def fill_one(server: SimulatorServer, live: Live, cycle: int, fault: Fault
             now = live.broker.refresh_now()
             booked += now if now is not None else await live.broker.refresh()
             await asyncio.sleep(0.05)  # an engine's next event
+        while fault is not None and fault.kind in CUTS and live.feed.gaps == gaps:  # noqa: ASYNC110
+            await asyncio.sleep(0.05)  # a loaded machine may book the fill before the cut shows
     server.sim.clear_faults()
     server.sim.set_price(SYMBOL, price)
     return [f for e in booked for f in e.fills if f.client_order_id == request.client_order_id]

@@ -21,7 +21,7 @@ from ctsd.sim.clock import SystemClock
 from ctsd.sim.server import SimulatorServer
 from ctsd.sim.state import SimulatorConfig
 
-START_TIMEOUT_S = 10.0
+START_TIMEOUT_S = 30.0  # a bound: a simulator that never starts fails; not a speed check
 
 
 class OffsetClock(SystemClock):
