@@ -34,7 +34,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal
+from decimal import ROUND_CEILING, ROUND_DOWN, ROUND_HALF_UP, Decimal
 
 from ctsd.sim import derivatives, lending
 from ctsd.sim.accounts import (
@@ -243,7 +243,8 @@ def _part(inst: Instrument, order: Order) -> Decimal:
     """The next fill's quantity: ⌈qty/split⌉ on the lot step, at most what remains."""
     if order.split <= 1:
         return order.remaining
-    steps = max(-(-order.qty // (inst.step_size * order.split)), Decimal(1))
+    steps = max((order.qty / (inst.step_size * order.split)).to_integral_value(ROUND_CEILING),
+                Decimal(1))
     return min(order.remaining, steps * inst.step_size)
 
 
