@@ -62,7 +62,7 @@ def test_a_resting_order_fills_a_part_per_public_trade_through_it_and_a_cancel_f
     order = sim.place_order(account, OrderRequest(SYMBOL, Side.BUY, OrderType.LIMIT,
                                                   Decimal("0.003"), limit), FEES)
     locked = order.locked
-    assert order.status is OrderStatus.NEW and order.filled == 0 and locked > 0
+    assert order.status.is_open and order.filled == 0 and locked > 0
     sim.set_price(SYMBOL, (limit * Decimal("0.98")).quantize(Decimal("0.1")))
     assert order.filled == Decimal("0.001")
     for _ in range(3):  # the same trade, looked at again: nothing more fills
