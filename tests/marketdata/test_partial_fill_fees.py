@@ -148,20 +148,21 @@ async def fill_in_parts(server: SimulatorServer, live: Live, venue: str, cid: st
     account = sim.accounts.get(credentials_for(venue).api_key)
     assert account is not None
     venue_order = max(account.orders.values(), key=lambda o: o.id)  # the one just placed
+    through = (limit * Decimal("0.98")).quantize(Decimal("0.1"))
     for k in range(PARTS):
         await chaos(k)
         if k == 0:
-            sim.set_price(SYMBOL, (limit * Decimal("0.98")).quantize(Decimal("0.1")))
+            sim.set_price(SYMBOL, through)
         else:
             sim.advance(5)  # the next public trade: the next part
         # one part a tape trade (more if the wall clock printed trades meanwhile)
         assert venue_order.filled >= AMOUNT * (k + 1) / PARTS
         for _ in range(3):  # a few engine cycles while the part's messages arrive
-            booked += await cycle(live, limit)
+            booked += await cycle(live, through)
             await asyncio.sleep(0.05)
     async with asyncio.timeout(WAIT_S):
         while not any(e.order.status is OrderStatus.FILLED for e in booked):
-            booked += await cycle(live, limit)
+            booked += await cycle(live, through)
             await asyncio.sleep(0.05)
     sim.clear_faults()
     sim.set_price(SYMBOL, price)
