@@ -122,6 +122,16 @@ class MarketEvents(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
+class OrderTrade:
+    """One of an order's trades as the venue numbered it: its amount and its own fee."""
+
+    trade_id: str
+    amount: Decimal
+    fee: Decimal
+    fee_asset: str
+
+
+@dataclass(frozen=True, slots=True)
 class ExchangeOrder:
     """An order as the venue reports it, already translated from ccxt's dict.
 
@@ -144,6 +154,12 @@ class ExchangeOrder:
     timestamp_ms: int
     reduce_only: bool = False
     position_side: PositionSide = PositionSide.BOTH
+    trades: tuple[OrderTrade, ...] | None = None
+    """None: `fee` is the venue's own cumulative fee (Bybit `cumExecFee`, OKX `fee`,
+    Kraken `fee_usd_equiv`). Otherwise the venue reports only each trade's fee (Binance)
+    and these are the order's trades the reader saw, `fee` their sum: every trade when
+    their amounts add up to `filled` (REST reads the order's own fills), else some (a
+    stream message lost, a fresh cache after a resubscribe): see `ctsd.engine.brokers.fees`."""
 
 
 class ExchangeOrderClient(Protocol):

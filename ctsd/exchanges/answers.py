@@ -8,7 +8,7 @@ handing a None (or a 0) onward.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -122,12 +122,15 @@ def _fee(raw: Mapping[str, Any]) -> dict[str, Any]:
     return {"fee": sum((c for c, a in priced if a == asset), Decimal(0)), "fee_asset": asset}
 
 
-def fills_fee(raw: Any) -> tuple[Decimal, str] | None:
-    """The fee of a list of ccxt trades (an order's fills), as `_fee` sums an order's."""
-    if not isinstance(raw, list):
-        raise malformed("trade list is not a list")
-    summed = _fee({"fees": [t.get("fee") for t in raw if isinstance(t, Mapping)]})
-    return (summed["fee"], summed["fee_asset"]) if summed else None
+def with_trades(order: Order, trades: Sequence[Trade]) -> Order:
+    """`order` with its trades, its fee their sum as `_fee` sums an order's (in the first
+    fee's asset); an order that paid nothing keeps its own fee."""
+    priced = [t for t in trades if t.fee_asset]
+    if not priced:
+        return replace(order, trades=tuple(trades))
+    asset = priced[0].fee_asset
+    return replace(order, trades=tuple(trades), fee_asset=asset,
+                   fee=sum((t.fee for t in priced if t.fee_asset == asset), Decimal(0)))
 
 
 def contract_size(markets: Any, symbol: str) -> Decimal:

@@ -170,7 +170,8 @@ class ExchangeClientFactory(AsyncClosing):
         exchange = self._new_exchange(spec, profile, target, credentials, gate, pro=True)
         markets.share_with(exchange, 0)
         return OrderStream(exchange, target, self._translator(spec, profile,
-                                                              credentials.values()))
+                                                              credentials.values()),
+                           per_trade_fees=profile.per_trade_fees)
 
     @staticmethod
     def _translator(spec: ExchangeSpec, profile: ClientProfile,

@@ -126,6 +126,9 @@ class Order:
     order query never does; its new-order answer does for spot)."""
     fee_asset: str | None = None
     reduce_only: bool = False
+    trades: tuple[Trade, ...] | None = None
+    """Where the venue reports only each trade's fee (`ClientProfile.per_trade_fees`):
+    the order's trades the reader saw, which `fee` sums; None elsewhere."""
 
 
 @dataclass(frozen=True)

@@ -338,10 +338,13 @@ def _is_gap(exc: BaseException) -> bool:
 class OrderStream(AsyncClosing):
     """A LIVE connection's private order stream (fills and order states) on ccxt.pro."""
 
-    def __init__(self, exchange: Any, target: ConnectionTarget, translate: Translate) -> None:
+    def __init__(self, exchange: Any, target: ConnectionTarget, translate: Translate, *,
+                 per_trade_fees: bool = False) -> None:
         self._exchange = exchange
         self.target = target
         self._translate = translate
+        self._per_trade_fees = per_trade_fees
+        """The venue streams each trade's fee, not the order's (`ClientProfile`)."""
         self._seen: dict[str, Any] = {}
 
     def connected(self) -> bool:
@@ -363,8 +366,21 @@ class OrderStream(AsyncClosing):
             raw = await self._translate(self._watch_orders)
             news = self._news() or list(raw)
         markets = self._exchange.markets
-        return [answers.in_base(o, answers.contract_size(markets, o.symbol))
-                for o in map(answers.order, news)]
+        found = [answers.in_base(o, answers.contract_size(markets, o.symbol))
+                 for o in map(answers.order, news)]
+        return self._with_trades(found) if self._per_trade_fees else found
+
+    def _with_trades(self, orders: list[Order]) -> list[Order]:
+        """Each order with the trades of it ccxt.pro cached (its own-trade cache holds
+        every execution message it got, by trade id): ccxt's sum of their fees is only
+        what this connection saw, so the broker is told which trades that was."""
+        by_order: dict[str, list[Any]] = {}
+        for item in list(self._exchange.myTrades or ()):
+            by_order.setdefault(str(item.get("order")), []).append(item)
+        markets = self._exchange.markets
+        return [answers.with_trades(o, answers.trades(
+                    by_order.get(o.id, []), answers.contract_size(markets, o.symbol)))
+                for o in orders]
 
     def _news(self) -> list[Any]:
         """Cached orders whose state moved since last returned (ccxt updates a cached

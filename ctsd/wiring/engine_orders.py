@@ -13,25 +13,27 @@ answer, and a retried placement adopts the first one.
 
 Fees come from the venue: where an order answer does not carry them (Binance's
 never does) the order's fills are read from the fill history once per new
-filled amount, so PnL is net of what the venue really charged.
+filled amount, so PnL is net of what the venue really charged, and the order
+carries those trades (`ExchangeOrder.trades`): the broker books each trade's fee
+once, by trade id, whichever path (REST or the stream) reported it first.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
 from ctsd.engine.orders import OrderStatus
-from ctsd.engine.ports import ExchangeOrder
+from ctsd.engine.ports import ExchangeOrder, OrderTrade
 from ctsd.errors import (
     ClientError,
     Unavailable,
 )
+from ctsd.exchanges import answers
 from ctsd.exchanges.client import ExchangeClient
-from ctsd.exchanges.model import Order
+from ctsd.exchanges.model import Order, Trade
 from ctsd.strategies.model import Balance, OrderType, PositionSide, Side
 
 _STATUS = {
@@ -57,8 +59,9 @@ class ExchangeOrders:
         self._order_params = order_params
         """Per symbol, what the market's orders add as the venue names it (spot margin's
         borrowing and repaying, which also decides what reduces: reduce-only is not sent)."""
-        self._fees: dict[tuple[str, Decimal], tuple[Decimal, str]] = {}
-        """(order id, filled) → fee read from the fill history."""
+        self._trades: dict[tuple[str, Decimal], tuple[Trade, ...]] = {}
+        """(order id, filled) → the order's trades read from the fill history, once they
+        account for all of `filled`."""
 
     async def create_order(
         self, symbol: str, type: OrderType, side: Side, amount: Decimal,
@@ -110,18 +113,18 @@ class ExchangeOrders:
 
     async def _with_fee(self, order: Order, symbol: str) -> Order:
         """An order that filled but whose answer names no fee (Binance's query and cancel
-        answers never do) gets it from its own fills, so the ledger books what the venue
-        charged, in the asset it charged it in; read once per new filled amount."""
+        answers never do) gets its own fills, and their fee, so the ledger books what the
+        venue charged, in the asset it charged it in; read once per new filled amount
+        (again while the history lags the order: the broker waits for what it lacks)."""
         if order.fee is not None or not order.filled or not order.id:
             return order
         key = (order.id, order.filled)
-        if key not in self._fees:
-            found = await self._client.fetch_order_fee(order.id, symbol)
-            if found is None:
-                return order  # not in the history yet: read again with the next answer
-            self._fees[key] = found
-        fee, asset = self._fees[key]
-        return replace(order, fee=fee, fee_asset=asset)
+        trades = self._trades.get(key)
+        if trades is None:
+            trades = tuple(await self._client.fetch_order_trades(order.id, symbol))
+            if sum((t.amount for t in trades), Decimal(0)) == order.filled:
+                self._trades[key] = trades
+        return answers.with_trades(order, trades)
 
     def streamed(self, order: Order) -> ExchangeOrder | None:
         """An order update from the private stream, if it is one of the engine's kind."""
@@ -151,7 +154,9 @@ class ExchangeOrders:
             price=order.price, status=status, filled=filled,
             average=order.average or None, fee=order.fee or Decimal(0),
             fee_asset=order.fee_asset or "", timestamp_ms=order.timestamp_ms or self._now_ms(),
-            reduce_only=order.reduce_only)
+            reduce_only=order.reduce_only,
+            trades=None if order.trades is None else tuple(
+                OrderTrade(t.id, t.amount, t.fee, t.fee_asset) for t in order.trades))
 
 
 _SIDES = {s.value: s for s in Side}

@@ -12,20 +12,26 @@ from typing import Any
 
 from ctsd.sim import binance_wire as rest
 from ctsd.sim import derivatives
-from ctsd.sim.accounts import OrderStatus, OrderType
+from ctsd.sim.accounts import Order, OrderStatus, OrderType
 from ctsd.sim.binance_deriv import stream_position
 from ctsd.sim.book import BookSnapshot, Level
 from ctsd.sim.events import AccountEvent, AccountUpdate, ExecKind, OrderUpdate, UpdateReason
 from ctsd.sim.market import Candle, Instrument, InstrumentKind, Market, TickerStats
 from ctsd.sim.slots import symbol_slots
 from ctsd.sim.tape import PublicTrade
-from ctsd.sim.wire import dumps, fixed, plain
+from ctsd.sim.wire import dumps, fixed, order_status, plain
 
 _ZERO = Decimal(0)
 _STATUS = {
     OrderStatus.NEW: "NEW", OrderStatus.FILLED: "FILLED", OrderStatus.CANCELED: "CANCELED",
     OrderStatus.EXPIRED: "EXPIRED",
 }
+
+
+def _status(order: Order) -> str:
+    return order_status(order, _STATUS, "PARTIALLY_FILLED")
+
+
 _EXEC = {ExecKind.NEW: "NEW", ExecKind.TRADE: "TRADE", ExecKind.CANCELED: "CANCELED",
          ExecKind.EXPIRED: "EXPIRED"}
 _REASON = {"order": "ORDER", "deposit": "DEPOSIT", "funding_fee": "FUNDING_FEE",
@@ -168,7 +174,7 @@ def _execution_report(event: OrderUpdate, inst: Instrument) -> dict[str, Any]:
         "f": order.time_in_force.value, "q": fixed(order.qty), "p": fixed(order.price or _ZERO),
         "P": fixed(_ZERO), "F": fixed(_ZERO), "g": -1,
         "C": order.client_id if canceled else "", "x": _EXEC[event.kind],
-        "X": _STATUS[order.status], "r": "NONE", "i": order.id, "l": fixed(qty),
+        "X": _status(order), "r": "NONE", "i": order.id, "l": fixed(qty),
         "z": fixed(order.filled), "L": fixed(price), "n": fixed(fee), "N": fee_asset,
         "T": event.at_ms, "t": trade_id, "I": event.at_ms,
         "w": order.status.is_open, "m": maker, "M": False, "O": order.created_ms,
@@ -186,7 +192,7 @@ def _order_trade_update(event: OrderUpdate, inst: Instrument) -> dict[str, Any]:
         "o": order.type.value.upper(), "f": order.time_in_force.value, "q": plain(order.qty),
         "p": plain(order.price or _ZERO), "ap": plain(average), "sp": "0",
         "x": "CALCULATED" if order.liquidation else _EXEC[event.kind],
-        "X": _STATUS[order.status], "i": order.id, "l": plain(qty),
+        "X": _status(order), "i": order.id, "l": plain(qty),
         "z": plain(order.filled), "L": plain(price),
     }
     if fee_asset is not None:
