@@ -34,7 +34,11 @@ from ctsd.errors import (
 from ctsd.exchanges import answers
 from ctsd.exchanges.client import ExchangeClient
 from ctsd.exchanges.model import Order, Trade
+from ctsd.lru import LruCache
 from ctsd.strategies.model import Balance, OrderType, PositionSide, Side
+
+TRADES_KEPT = 1024
+"""Orders whose fills `ExchangeOrders` keeps: far more than an engine has open at once."""
 
 _STATUS = {
     "open": OrderStatus.OPEN,
@@ -59,9 +63,9 @@ class ExchangeOrders:
         self._order_params = order_params
         """Per symbol, what the market's orders add as the venue names it (spot margin's
         borrowing and repaying, which also decides what reduces: reduce-only is not sent)."""
-        self._trades: dict[tuple[str, Decimal], tuple[Trade, ...]] = {}
+        self._trades: LruCache[tuple[str, Decimal], tuple[Trade, ...]] = LruCache(TRADES_KEPT)
         """(order id, filled) → the order's trades read from the fill history, once they
-        account for all of `filled`."""
+        account for all of `filled`; the `TRADES_KEPT` last used."""
 
     async def create_order(
         self, symbol: str, type: OrderType, side: Side, amount: Decimal,
@@ -123,7 +127,7 @@ class ExchangeOrders:
         if trades is None:
             trades = tuple(await self._client.fetch_order_trades(order.id, symbol))
             if sum((t.amount for t in trades), Decimal(0)) == order.filled:
-                self._trades[key] = trades
+                self._trades.put(key, trades)
         return answers.with_trades(order, trades)
 
     def streamed(self, order: Order) -> ExchangeOrder | None:
