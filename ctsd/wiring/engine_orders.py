@@ -24,7 +24,7 @@ from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
-from ctsd.engine.orders import OrderStatus
+from ctsd.engine.orders import OrderStatus, is_engine_order
 from ctsd.engine.ports import ExchangeOrder
 from ctsd.errors import (
     ClientError,
@@ -59,6 +59,8 @@ class ExchangeOrders:
         borrowing and repaying, which also decides what reduces: reduce-only is not sent)."""
         self._fees: dict[tuple[str, Decimal], tuple[Decimal, str]] = {}
         """(order id, filled) → fee read from the fill history."""
+        self._cids: dict[str, str] = {}
+        """The venue's order id → the engine's client order id, as answers named them."""
 
     async def create_order(
         self, symbol: str, type: OrderType, side: Side, amount: Decimal,
@@ -124,13 +126,29 @@ class ExchangeOrders:
         return replace(order, fee=fee, fee_asset=asset)
 
     def streamed(self, order: Order) -> ExchangeOrder | None:
-        """An order update from the private stream, if it is one of the engine's kind."""
-        if not order.client_id or order.type not in _TYPES or order.side not in _SIDES:
+        """An order update from the private stream, if it is one of the engine's kind.
+
+        Its client order id is the stream's, or else the one this client placed or read the
+        venue's order id under: ccxt.pro's Kraken names `order_userref` (0) the client id,
+        and Kraken's later execution messages carry only the venue's order id."""
+        cid = order.client_id if order.client_id and is_engine_order(order.client_id) else (
+            self._cids.get(order.id))
+        if not cid or order.type not in _TYPES or order.side not in _SIDES:
             return None
         try:
-            return self._engine_order(order, order.client_id)
+            return self._engine_order(replace(order, client_id=cid), cid)
         except Unavailable:
             return None  # a status the engine does not track (e.g. ccxt's None on a new one)
+
+    def _remember(self, exchange_order_id: str, client_order_id: str) -> None:
+        """The venue's id of an engine order, for stream updates that name only it; the
+        oldest forgotten past `_KEEP_IDS` (an engine holds far fewer orders open)."""
+        if not exchange_order_id or not is_engine_order(client_order_id):
+            return
+        self._cids.pop(exchange_order_id, None)
+        self._cids[exchange_order_id] = client_order_id
+        while len(self._cids) > _KEEP_IDS:
+            del self._cids[next(iter(self._cids))]
 
     async def fetch_balance(self) -> tuple[Balance, ...]:
         holdings = await self._client.fetch_holdings()
@@ -144,6 +162,7 @@ class ExchangeOrders:
                 f"{self._client.target.exchange} answered order {client_order_id} with "
                 f"status {order.status!r}, side {order.side!r}, type {order.type!r}")
         filled = order.filled or Decimal(0)
+        self._remember(order.id, order.client_id or client_order_id)
         return ExchangeOrder(
             client_order_id=order.client_id or client_order_id,
             exchange_order_id=order.id, symbol=order.symbol, side=_SIDES[order.side],
@@ -154,5 +173,6 @@ class ExchangeOrders:
             reduce_only=order.reduce_only)
 
 
+_KEEP_IDS = 4096
 _SIDES = {s.value: s for s in Side}
 _TYPES = {t.value: t for t in OrderType}
