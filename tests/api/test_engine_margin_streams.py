@@ -1,7 +1,8 @@
 """LIVE spot-margin engines on websocket connections in the real daemon process, one per
 venue (Binance cross margin, Bybit unified spot margin, OKX and Kraken margin), with
 unmodified ccxt.pro against the simulator: market data and cycles come from the hub's
-spot subscriptions, order states from the margin account's private stream (Binance's
+spot subscriptions (no margin stream of their own), order states from the margin
+account's private stream (Binance's
 listenToken user data, Bybit `order`, OKX `orders`, Kraken `executions`).
 
 While a buy rests and cycles run, the engines send the venues no REST request at all:
@@ -15,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from decimal import Decimal
 
+import grpc
 import pytest
 
 from cts.v1 import connection_pb2 as cpb
@@ -23,7 +25,7 @@ from cts.v1 import engine_service_pb2 as pb
 from cts.v1 import engine_service_pb2_grpc as sgrpc
 from tests.api.test_engine_service import paper_config, wait_for
 from tests.api.test_engine_stream_faults import ROUND_S, booked, on_stream
-from tests.api.test_engine_streams import websocket_connection
+from tests.api.test_engine_streams import streams, websocket_connection
 from tests.api.test_exchange_list import FUNDED
 from tests.support.conn_tests import run_test
 from tests.support.daemon_process import DaemonProcess
@@ -62,7 +64,7 @@ def start_live_grid(connections: csgrpc.ConnectionServiceStub,
 
 def test_live_margin_engines_trade_on_the_streams_and_book_each_fill_once(
     connections: csgrpc.ConnectionServiceStub, engines: sgrpc.EngineServiceStub,
-    sim: SimulatorThread,
+    sim: SimulatorThread, sim_channel: grpc.Channel,
 ) -> None:
     reference = Decimal(sim.admin("GET", f"price?symbol={SYMBOL}")["price"])
     names = [start_live_grid(connections, engines, sim, v, reference) for v in VENUES]
@@ -70,6 +72,9 @@ def test_live_margin_engines_trade_on_the_streams_and_book_each_fill_once(
         resting = [wait_for(engines, name, lambda e: (on_stream(e) and e.open_orders >= 1)
                             or bool(e.last_error), timeout=ROUND_S) for name in names]
         assert all(not e.last_error for e in resting), [e.last_error for e in resting]
+        hub = streams(sim_channel)  # the spot book's subscriptions, none of margin's own
+        assert {f"{v}:spot:ticker:{SYMBOL}" for v in VENUES} <= hub.keys(), list(hub)
+        assert not [name for name in hub if ":margin:" in name], list(hub)
         # the stream is trusted once it echoed the buy (up to 5 s): cycles on from there
         settled = [wait_for(engines, e.name, lambda x, e=e: x.cycles >= e.cycles + 2,
                             timeout=ROUND_S) for e in resting]
