@@ -14,6 +14,7 @@ is booked once, as the venue made it.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 
 import grpc
@@ -67,7 +68,9 @@ def test_live_margin_engines_trade_on_the_streams_and_book_each_fill_once(
     sim: SimulatorThread, sim_channel: grpc.Channel,
 ) -> None:
     reference = Decimal(sim.admin("GET", f"price?symbol={SYMBOL}")["price"])
-    names = [start_live_grid(connections, engines, sim, v, reference) for v in VENUES]
+    with ThreadPoolExecutor(len(VENUES)) as pool:  # the key tests and starts side by side
+        names = list(pool.map(lambda v: start_live_grid(connections, engines, sim, v,
+                                                        reference), VENUES))
     try:
         resting = [wait_for(engines, name, lambda e: (on_stream(e) and e.open_orders >= 1)
                             or bool(e.last_error), timeout=ROUND_S) for name in names]
@@ -76,11 +79,11 @@ def test_live_margin_engines_trade_on_the_streams_and_book_each_fill_once(
         assert {f"{v}:spot:ticker:{SYMBOL}" for v in VENUES} <= hub.keys(), list(hub)
         assert not [name for name in hub if ":margin:" in name], list(hub)
         # the stream is trusted once it echoed the buy (up to 5 s): cycles on from there
-        settled = [wait_for(engines, e.name, lambda x, e=e: x.cycles >= e.cycles + 2,
+        settled = [wait_for(engines, e.name, lambda x, e=e: x.cycles >= e.cycles + 1,
                             timeout=ROUND_S) for e in resting]
         before = sim.stats()["requests"]
         for engine in settled:
-            wait_for(engines, engine.name, lambda x, e=engine: x.cycles >= e.cycles + 3,
+            wait_for(engines, engine.name, lambda x, e=engine: x.cycles >= e.cycles + 2,
                      timeout=ROUND_S)
         after = sim.stats()["requests"]
         assert {v: after.get(v, 0) - before.get(v, 0) for v in VENUES} == dict.fromkeys(

@@ -2,7 +2,9 @@
 listenToken on the WebSocket API; Bybit `order`, OKX `orders`, Kraken `executions`, which
 are account-wide; ccxt.pro on the simulator) says what REST says: the same margin order,
 open and then filled. Binance's spot account stream does not carry it (the margin
-account is another account there)."""
+account is another account there). Kraken's execution updates name an order by the
+venue's id only (ccxt.pro takes `order_userref`, 0, for the client id), spot's as margin's:
+they are matched to the engine's client order id by the id the placement answered."""
 
 from __future__ import annotations
 
@@ -38,18 +40,24 @@ def funded(server: SimulatorServer, name: str) -> ApiCredentials:
     return credentials
 
 
-@pytest.mark.parametrize("venue", ["binance", "bybit", "okx", "kraken"])
+@pytest.mark.parametrize(("venue", "api_type"), [
+    *[(v, ApiType.MARGIN) for v in ("binance", "bybit", "okx", "kraken")],
+    ("kraken", ApiType.SPOT),  # its stream names an order by the venue's id only, as margin's
+], ids=["binance", "bybit", "okx", "kraken", "kraken-spot"])
 async def test_a_margin_order_streams_as_rest_reports_it(
-    server: SimulatorServer, factory: ExchangeClientFactory, venue: str,
+    server: SimulatorServer, factory: ExchangeClientFactory, venue: str, api_type: ApiType,
 ) -> None:
-    target = ConnectionTarget(venue, ApiType.MARGIN)
-    credentials = funded(server, f"{venue}-mstream")
+    target = ConnectionTarget(venue, api_type)
+    credentials = funded(server, f"{venue}-{api_type.value}-stream")
     async with AsyncExitStack() as stack:
         client = await factory.client(target, credentials, lane=Lane.ORDER)
         stack.push_async_callback(client.close)
-        margin = MarginClient(client)
-        await margin.prepare((SYMBOL,), {})  # Bybit: the account's spot-margin switch
-        orders = ExchangeOrders(client, order_params=MarginLeverage(margin).order_params)
+        params = None
+        if api_type is ApiType.MARGIN:
+            margin = MarginClient(client)
+            await margin.prepare((SYMBOL,), {})  # Bybit: the account's spot-margin switch
+            params = MarginLeverage(margin).order_params
+        orders = ExchangeOrders(client, order_params=params)
         feed = await feed_of(factory, target, credentials, orders)
         stack.push_async_callback(feed.close)
         spot = None
