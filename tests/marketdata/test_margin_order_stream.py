@@ -8,12 +8,14 @@ they are matched to the engine's client order id by the id the placement answere
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from contextlib import AsyncExitStack
 from decimal import Decimal
 
 import pytest
 
+from ctsd.exchanges.ccxt_internals import pending_timers
 from ctsd.exchanges.factory import ExchangeClientFactory
 from ctsd.exchanges.margin import MarginClient
 from ctsd.exchanges.model import ApiCredentials, ConnectionTarget
@@ -22,7 +24,7 @@ from ctsd.ratelimit import Lane
 from ctsd.sim.server import SimulatorServer
 from ctsd.wiring.engine_margin import MarginLeverage
 from ctsd.wiring.engine_orders import ExchangeOrders
-from tests.marketdata.conftest import violations
+from tests.marketdata.conftest import polled, violations
 from tests.marketdata.order_streams import feed_of, stream_agrees_with_rest
 from tests.support.market_rig import account_spec
 
@@ -72,3 +74,21 @@ async def test_a_margin_order_streams_as_rest_reports_it(
         if spot is not None:
             assert spot.updates == 0 and spot.live
     assert violations(server) == {}
+
+
+async def test_a_closed_stream_keeps_no_timer_that_would_log_it_in_again(
+    server: SimulatorServer, factory: ExchangeClientFactory,
+) -> None:
+    """ccxt.pro schedules the renewal of Binance margin's listenToken a day ahead (and its
+    USDⓈ-M listenKey keepalive every 20 minutes) and never cancels it: on a closed
+    instance it would log in again through the shared HTTP session and open a private
+    socket nobody reads. Closing the stream cancels what it scheduled."""
+    target = ConnectionTarget("binance", ApiType.MARGIN)
+    stream = await factory.order_stream(target, funded(server, "binance-timers"))
+    watch = asyncio.ensure_future(stream.orders())
+    try:
+        await polled(lambda: pending_timers(stream._exchange) >= 1)  # logged in: renewal due
+    finally:
+        watch.cancel()
+        await stream.close()
+    assert pending_timers(stream._exchange) == 0
