@@ -94,7 +94,7 @@ def _margin_broker(config: EngineConfig, resources: EngineResources, margin: Mar
             raise FailedPrecondition("LIVE trading needs an order client")
         return LiveMarginBroker(resources.orders, margin.account, config.symbols, clock,
                                 poll_s=poll_s, policy=config.on_position_mismatch,
-                                check_before_place=False)
+                                check_before_place=False, updates=resources.order_updates)
     return PaperMarginBroker(config.paper, clock, margin.market, config.symbols,
                              config.leverage)
 
@@ -109,7 +109,8 @@ def _broker(config: EngineConfig, resources: EngineResources, perp: PerpSession 
         # first would only add a round trip between market data and the order.
         # Retries still ask, and reconciliation resolves whatever a crash left.
         # On a WebSocket connection fills and order states arrive by the private stream
-        # (spot and perpetuals, see `ctsd.wiring.engine_exchange`), REST reconciling.
+        # (spot, margin and perpetuals, see `ctsd.wiring.engine_exchange`), REST
+        # reconciling.
         if perp is not None and perp.account is not None:
             return LivePerpBroker(resources.orders, perp.account, config.symbols, clock,
                                   funding_poll_s=funding_poll_s, check_before_place=False,

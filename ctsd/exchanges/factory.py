@@ -253,6 +253,8 @@ class ExchangeClientFactory(AsyncClosing):
                 config["password"] = credentials.passphrase
         exchange = ccxt_internals.exchange_class(profile.ccxt_class, pro=pro)(config)
         ccxt_internals.check_internals(exchange)
+        if pro:
+            ccxt_internals.own_timers(exchange)
         ccxt_internals.share_transport(exchange, self._ssl_context())
         if target.testnet:
             exchange.set_sandbox_mode(True)

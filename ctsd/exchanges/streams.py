@@ -25,7 +25,7 @@ import asyncio
 import enum
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from functools import partial
 from typing import Any
@@ -35,6 +35,7 @@ from ctsd.errors import ExchangeFailure, FailureClass
 from ctsd.exchanges import answers
 from ctsd.exchanges.ccxt_errors import malformed
 from ctsd.exchanges.model import ConnectionTarget, Order
+from ctsd.exchanges.spec import ApiType
 from ctsd.tasks import AsyncClosing, retrieve_outcome
 
 
@@ -117,6 +118,15 @@ class PublicTrade:
 
 def stream_limits(exchange: str) -> StreamLimits:
     return STREAM_LIMITS.get(exchange, StreamLimits(200, 10, 60.0, 1, 1.0, 1))
+
+
+def public_stream_target(target: ConnectionTarget) -> ConnectionTarget:
+    """The target whose public streams carry `target`'s market data: a margin pair trades
+    on the spot book (every venue here lists its margin pairs as spot markets), so margin
+    engines share the spot subscriptions rather than opening sockets of their own."""
+    if target.api_type is ApiType.MARGIN:
+        return replace(target, api_type=ApiType.SPOT)
+    return target
 
 
 class Pacer:

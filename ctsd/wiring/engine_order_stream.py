@@ -8,8 +8,9 @@ engine does not place, are none of its business), buffers them for the broker
 and wakes the engine, so a fill triggers a cycle at once.
 
 Any failure of the stream is a *gap*: the broker reconciles over REST before
-it trusts the stream again. A refused login (authentication, permission) is
-not retried: the broker fails the engine naming the venue's reason. The stream
+it trusts the stream again, and the feed goes on with a new stream (a fresh login).
+A refused login (authentication, permission) is not retried: the broker fails the
+engine naming the venue's reason. The stream
 counts as live once its connection is up with the watch pending and nothing
 failed: an idle account sends nothing, and that must not read as an outage.
 """
@@ -41,6 +42,8 @@ class OrderFeed:
         self._stream = stream
         self._reopen = reopen
         self._suspected = False
+        self._renew = False
+        """The stream failed: the next watch is on a new one (`_renewed`)."""
         self._convert = convert
         self._on_update = on_update
         self._clock = clock
@@ -100,6 +103,8 @@ class OrderFeed:
             try:
                 if self._suspected:
                     await self._resubscribe()
+                elif self._renew:
+                    await self._renewed()
                 self._watch = watch = asyncio.ensure_future(self._stream.orders())
                 if not self._live:
                     await self._settle(watch)
@@ -116,6 +121,7 @@ class OrderFeed:
                 failures += 1
                 await self._clock.sleep(min(self._max_retry_s,
                                             self._retry_s * 2 ** (failures - 1)))
+                self._renew = True
                 continue
             finally:
                 if watch is not None:
@@ -137,6 +143,15 @@ class OrderFeed:
                     extra={"exchange": self._stream.target.exchange})
         await self._stream.close()
         self._stream = await self._reopen()
+
+    async def _renewed(self) -> None:
+        """After a failure, a new stream (a new ccxt.pro instance) and so a new login: ccxt
+        logs in again on a reconnected socket only where it keeps the login per socket.
+        Binance margin's listenToken subscription it keeps per instance for 23 hours, so a
+        socket it reopened by itself would carry no subscription and deliver nothing."""
+        await self._stream.close()
+        self._stream = await self._reopen()
+        self._renew = False
 
     async def _settle(self, watch: asyncio.Future[list[Order]]) -> None:
         """Live once the watch has been pending `settle_s` on an open connection."""

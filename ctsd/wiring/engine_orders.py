@@ -22,10 +22,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
-from ctsd.engine.orders import OrderStatus
+from ctsd.engine.orders import OrderStatus, is_engine_order
 from ctsd.engine.ports import ExchangeOrder, OrderTrade
 from ctsd.errors import (
     ClientError,
@@ -39,6 +40,8 @@ from ctsd.strategies.model import Balance, OrderType, PositionSide, Side
 
 TRADES_KEPT = 1024
 """Orders whose fills `ExchangeOrders` keeps: far more than an engine has open at once."""
+IDS_KEPT = 4096
+"""Venue order ids `ExchangeOrders` maps back to client order ids."""
 
 _STATUS = {
     "open": OrderStatus.OPEN,
@@ -66,6 +69,9 @@ class ExchangeOrders:
         self._trades: LruCache[tuple[str, Decimal], tuple[Trade, ...]] = LruCache(TRADES_KEPT)
         """(order id, filled) → the order's trades read from the fill history, once they
         account for all of `filled`; the `TRADES_KEPT` last used."""
+        self._cids: LruCache[str, str] = LruCache(IDS_KEPT)
+        """The venue's order id → the engine's client order id, as answers named them; the
+        `IDS_KEPT` last used (an engine holds far fewer orders open)."""
 
     async def create_order(
         self, symbol: str, type: OrderType, side: Side, amount: Decimal,
@@ -131,13 +137,24 @@ class ExchangeOrders:
         return answers.with_trades(order, trades)
 
     def streamed(self, order: Order) -> ExchangeOrder | None:
-        """An order update from the private stream, if it is one of the engine's kind."""
-        if not order.client_id or order.type not in _TYPES or order.side not in _SIDES:
+        """An order update from the private stream, if it is one of the engine's kind.
+
+        Its client order id is the stream's, or else the one this client placed or read the
+        venue's order id under: ccxt.pro's Kraken names `order_userref` (0) the client id,
+        and Kraken's later execution messages carry only the venue's order id."""
+        cid = order.client_id if order.client_id and is_engine_order(order.client_id) else (
+            self._cids.get(order.id))
+        if not cid or order.type not in _TYPES or order.side not in _SIDES:
             return None
         try:
-            return self._engine_order(order, order.client_id)
+            return self._engine_order(replace(order, client_id=cid), cid)
         except Unavailable:
             return None  # a status the engine does not track (e.g. ccxt's None on a new one)
+
+    def _remember(self, exchange_order_id: str, client_order_id: str) -> None:
+        """The venue's id of an engine order, for stream updates that name only it."""
+        if exchange_order_id and is_engine_order(client_order_id):
+            self._cids.put(exchange_order_id, client_order_id)
 
     async def fetch_balance(self) -> tuple[Balance, ...]:
         holdings = await self._client.fetch_holdings()
@@ -151,6 +168,7 @@ class ExchangeOrders:
                 f"{self._client.target.exchange} answered order {client_order_id} with "
                 f"status {order.status!r}, side {order.side!r}, type {order.type!r}")
         filled = order.filled or Decimal(0)
+        self._remember(order.id, order.client_id or client_order_id)
         return ExchangeOrder(
             client_order_id=order.client_id or client_order_id,
             exchange_order_id=order.id, symbol=order.symbol, side=_SIDES[order.side],

@@ -4,6 +4,8 @@ stall seen as the REST fallback and recovered from, and a key test that checks t
 
 from __future__ import annotations
 
+from typing import Any
+
 import grpc
 import pytest
 from google.protobuf import field_mask_pb2
@@ -27,8 +29,8 @@ QUIET_GRID = paper_config("grid", reference_price="1", spacing_pct="1", levels="
 
 def websocket_connection(connections: csgrpc.ConnectionServiceStub,
                          simulator: SimulatorThread, cid: str, exchange: str = "binance",
-                         api_type: str = "spot") -> str:
-    conn = sim_connection(connections, simulator, cid, exchange, api_type=api_type)
+                         api_type: str = "spot", **account: Any) -> str:
+    conn = sim_connection(connections, simulator, cid, exchange, api_type=api_type, **account)
     connections.UpdateConnection(cspb.UpdateConnectionRequest(
         connection=cpb.Connection(name=conn.name,
                                   market_data_method=cpb.MARKET_DATA_METHOD_WEBSOCKET),

@@ -211,7 +211,7 @@ def test_every_advertised_stream_carries_a_key_test_and_an_engine(
     """A WebSocket connection: its key test checks the public stream and the private login,
     and a PAPER engine cycles on the hub's streams (not REST)."""
     name = websocket_connection(connections, sim, f"{case.exchange}-{SHORT[case.api_type]}-ws",
-                                case.exchange, SHORT[case.api_type])
+                                case.exchange, SHORT[case.api_type], **FUNDED)
     stream = run_test(connections, name)
     lines = [line.message for line in stream.lines]
     assert stream.final().status != cpb.TEST_STATUS_FAILED, lines

@@ -81,7 +81,8 @@ def test_exchanges_table_and_json(daemon: DaemonProcess) -> None:
                               "STREAMS", "NOTE"]
     by_row = {tuple(row.split()[:2]): row.split()[2:6] for row in rows}
     assert by_row[("kraken", "spot")] == ["yes", "yes", "yes", "yes"]  # streams too
-    assert by_row[("kraken", "margin")] == ["yes", "yes", "yes", "no"]
+    assert by_row[("kraken", "margin")] == ["yes", "yes", "yes", "yes"]  # the spot book's
+    assert by_row[("binance", "options")] == ["yes", "yes", "yes", "no"]  # polled
     assert by_row[("okx", "options")] == ["yes", "no", "no", "no"]  # coin-margined
     assert ("kraken", "options") not in by_row
     document = json.loads(cts(daemon, "exchanges", "-o", "json").stdout)

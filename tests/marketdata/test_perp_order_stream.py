@@ -4,37 +4,22 @@ order, in base units (OKX counts swap amounts in contracts), open and then fille
 
 from __future__ import annotations
 
-import asyncio
-from decimal import ROUND_DOWN, Decimal
-from functools import partial
+from decimal import Decimal
 
 import pytest
 
-from ctsd.clock import SystemClock
-from ctsd.engine.orders import OrderStatus, client_order_id
-from ctsd.engine.ports import ExchangeOrder
 from ctsd.exchanges.factory import ExchangeClientFactory
 from ctsd.exchanges.model import ConnectionTarget
 from ctsd.exchanges.spec import ApiType
 from ctsd.ratelimit import Lane
 from ctsd.sim.server import SimulatorServer
-from ctsd.strategies.model import OrderType, Side
-from ctsd.wiring.engine_order_stream import OrderFeed
 from ctsd.wiring.engine_orders import ExchangeOrders
-from tests.marketdata.conftest import WAIT_S, violations
+from tests.marketdata.conftest import violations
+from tests.marketdata.order_streams import feed_of, stream_agrees_with_rest
 from tests.support.exchange_clients import CREDENTIALS
 
 PERP = "BTC/USDT:USDT"
 AMOUNT = Decimal("0.002")
-
-
-async def next_update(feed: OrderFeed, cid: str, status: OrderStatus) -> ExchangeOrder:
-    found: list[ExchangeOrder] = []
-    async with asyncio.timeout(WAIT_S):
-        while not any(o.status is status for o in found):
-            await asyncio.sleep(0.02)
-            found += [o for o in feed.drain()[0] if o.client_order_id == cid]
-    return next(o for o in found if o.status is status)
 
 
 @pytest.mark.asyncio
@@ -45,25 +30,9 @@ async def test_a_perpetuals_order_streams_as_rest_reports_it_in_base_units(
     target = ConnectionTarget(venue, ApiType.PERPETUAL_FUTURES)
     client = await factory.client(target, CREDENTIALS, lane=Lane.ORDER)
     orders = ExchangeOrders(client, margin_mode="cross")
-    reopen = partial(factory.order_stream, target, CREDENTIALS)
-    feed = OrderFeed(await reopen(), reopen, orders.streamed, lambda: None, SystemClock(),
-                     settle_s=0.3)
-    feed.start()
+    feed = await feed_of(factory, target, CREDENTIALS, orders)
     try:
-        async with asyncio.timeout(WAIT_S):
-            await feed.until_live()
-        price = server.sim.market.price(PERP)
-        limit = (price * Decimal("0.99")).quantize(Decimal("0.1"), ROUND_DOWN)
-        cid = client_order_id("e3e3", 1, 0)
-        placed = await orders.create_order(PERP, OrderType.LIMIT, Side.BUY, AMOUNT, limit, cid)
-        assert placed.amount == AMOUNT
-        opened = await next_update(feed, cid, OrderStatus.OPEN)
-        assert (opened.amount, opened.filled, opened.price) == (AMOUNT, Decimal(0), limit)
-        server.sim.set_price(PERP, limit - 10)  # crosses the buy: it fills on the venue
-        filled = await next_update(feed, cid, OrderStatus.FILLED)
-        rest = await orders.fetch_order(PERP, cid)
-        assert rest is not None and rest.status is OrderStatus.FILLED
-        assert (filled.amount, filled.filled) == (rest.amount, rest.filled) == (AMOUNT, AMOUNT)
+        await stream_agrees_with_rest(server, orders, feed, PERP, AMOUNT, "e3e3")
     finally:
         await feed.close()
         await client.close()

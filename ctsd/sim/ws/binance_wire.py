@@ -12,7 +12,7 @@ from typing import Any
 
 from ctsd.sim import binance_wire as rest
 from ctsd.sim import derivatives
-from ctsd.sim.accounts import Order, OrderStatus, OrderType
+from ctsd.sim.accounts import SPOT_WALLET, Order, OrderStatus, OrderType
 from ctsd.sim.binance_deriv import stream_position
 from ctsd.sim.book import BookSnapshot, Level
 from ctsd.sim.events import AccountEvent, AccountUpdate, ExecKind, OrderUpdate, UpdateReason
@@ -134,10 +134,15 @@ def depth_update(inst: Instrument, old: BookSnapshot, new: BookSnapshot, bids: l
 # --- user data ------------------------------------------------------------------------
 
 
-def user_events(event: AccountEvent, market: Market, futures: bool) -> list[str]:
-    """The user data messages an account event makes on the spot or USDⓈ-M stream."""
+def user_events(event: AccountEvent, market: Market, futures: bool,
+                wallet: str = SPOT_WALLET) -> list[str]:
+    """The user data messages an account event makes on the spot or USDⓈ-M stream; a
+    spot-type stream is one wallet's (the spot account's, or a margin account's by its
+    listenToken): another wallet's orders and balances are not on it."""
     if isinstance(event, OrderUpdate):
         if (event.order.kind is InstrumentKind.LINEAR) != futures:
+            return []
+        if not futures and event.order.wallet != wallet:
             return []
         inst = market.catalog.instruments[event.order.symbol]
         if futures:
@@ -150,9 +155,9 @@ def user_events(event: AccountEvent, market: Market, futures: bool) -> list[str]
         if not event.derivative_assets and not event.positions:
             return []
         return [dumps(_account_update(event, market))]
-    if not event.spot_assets:
+    if not event.spot_assets or wallet not in event.wallets:
         return []
-    return [dumps(_account_position(event))]
+    return [dumps(_account_position(event, wallet))]
 
 
 def _last(event: OrderUpdate) -> tuple[Decimal, Decimal, Decimal, str | None, int, bool]:
@@ -209,11 +214,11 @@ def _order_trade_update(event: OrderUpdate, inst: Instrument) -> dict[str, Any]:
     return {"e": "ORDER_TRADE_UPDATE", "E": event.at_ms, "T": event.at_ms, "o": body}
 
 
-def _account_position(event: AccountUpdate) -> dict[str, Any]:
-    account = event.account
+def _account_position(event: AccountUpdate, wallet: str) -> dict[str, Any]:
+    held = event.account.wallets.get(wallet, {})
     balances = []
     for asset in event.spot_assets:
-        holding = account.spot.get(asset)
+        holding = held.get(asset)
         free = holding.free if holding else _ZERO
         locked = holding.locked if holding else _ZERO
         balances.append({"a": asset, "f": fixed(free), "l": fixed(locked)})
