@@ -149,6 +149,24 @@ class Pacer:
             await self._clock.sleep(self._starts[0] + self._window - now)
 
 
+class ConnectionPacers:
+    """One `Pacer` per venue for every WebSocket this daemon opens to it: a venue counts
+    new connections per IP, public (the market-data hub's shards) and private (LIVE
+    engines' order streams, reopened after each failure) alike."""
+
+    def __init__(self, clock: Clock) -> None:
+        self._clock = clock
+        self._pacers: dict[str, Pacer] = {}
+
+    def pacer(self, exchange: str) -> Pacer:
+        found = self._pacers.get(exchange)
+        if found is None:
+            limits = stream_limits(exchange)
+            found = self._pacers[exchange] = Pacer(limits.connections, limits.window_s,
+                                                   self._clock)
+        return found
+
+
 def order_book(raw: Any, symbol: str, depth: int) -> OrderBook:
     if not isinstance(raw, Mapping):
         raise malformed(f"order book of {symbol} is not an object")
