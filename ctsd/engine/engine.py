@@ -51,6 +51,7 @@ from ctsd.engine.ports import (
 )
 from ctsd.engine.position_check import (
     CONFIRM_READS,
+    STREAM_LAG_S,
     Difference,
     PositionMismatch,
     adoption,
@@ -123,6 +124,8 @@ class Engine:
         self._prepared = False
         self._agreed_ms = 0
         """When the ledger last agreed with the venue's positions (LIVE perpetuals)."""
+        self._differing_since: float | None = None
+        """Since when (monotonic) the streamed positions have differed from the ledger."""
         self._cycle = record.cycle
         self._skipped_ticks = 0
         self._infos: dict[str, MarketInfo] = {}
@@ -220,9 +223,11 @@ class Engine:
                 executions = await unless_set(interrupt, self._broker.refresh())
             for execution in executions:
                 self._hold(execution)
-            market = self._snapshot_now()
-            if market is None or self._perp is not None:
-                market = await unless_set(interrupt, self._read_market(market))
+            streamed = self._snapshot_now()
+            market = streamed if streamed is None or self._perp is None else (
+                self._perp.known_funding(streamed, self._clock.monotonic()))
+            if market is None:
+                market = await unless_set(interrupt, self._read_market(streamed))
         except Interrupted:
             return False
         self._marks = {m.info.symbol: m.funding.mark if m.funding and m.funding.mark
@@ -274,10 +279,13 @@ class Engine:
 
     async def _read_market(self, streamed: MarketSnapshot | None) -> MarketSnapshot:
         """The market over REST unless the streams had it; perpetuals add their funding
-        terms and mark prices (over REST: no hub stream carries them yet)."""
+        terms and mark prices (over REST: no hub stream carries them yet; on a WebSocket
+        connection only now and then, `PerpSession.known_funding`)."""
         market = streamed or await fetch_snapshot(self._market_data, self._trading_infos(),
                                                   self._strategy.needs, self._clock)
-        return market if self._perp is None else await self._perp.with_funding(market)
+        if self._perp is None:
+            return market
+        return await self._perp.with_funding(market, self._clock.monotonic())
 
     def _source(self) -> dict[str, Any]:
         events = self.events
@@ -438,8 +446,12 @@ class Engine:
         on the status and in the log, and adopted or failed closed as configured."""
         if not await self._position_differences():
             self._agreed_ms = self._clock.now_ms()
+            self._differing_since = None
+            return
+        if self._broker.positions_streamed() and self._stream_may_lag():
             return
         found = await self._confirmed_differences()
+        self._differing_since = None
         if not found:
             return
         outside: list[VenueTrade] = []
@@ -464,6 +476,19 @@ class Engine:
                                   self._marks):
             await self._book(execution)
         self._agreed_ms = self._clock.now_ms()
+
+    def _stream_may_lag(self) -> bool:
+        """The stream-lag rule: positions from the private stream may run a moment behind
+        (or ahead of) the order updates that moved the ledger, so a difference is
+        confirmed over REST only once it has lasted `STREAM_LAG_S` (the engine is woken
+        then, whatever the market does): a real outside change or a liquidation is
+        acted on within that, plus a cycle's spacing and the REST reads."""
+        now = self._clock.monotonic()
+        if self._differing_since is None:
+            self._differing_since = now
+            if self.events is not None:
+                self.events.wake_after(STREAM_LAG_S)
+        return now - self._differing_since < STREAM_LAG_S
 
     async def _confirmed_differences(self) -> list[Difference]:
         """The rule of the second look. The positions and the engine's fills are separate

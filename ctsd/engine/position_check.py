@@ -18,7 +18,9 @@ fill, over REST and compares again. What the engine's own fills explain is gone
 after that read; a difference left after a read that brought no fill of the
 engine's is someone else's doing. If own fills keep arriving during the reads,
 it reads again, at most `CONFIRM_READS` times, then treats what is left as real:
-the check fails closed, it never waits for quiet.
+the check fails closed, it never waits for quiet. Positions from a private stream
+(no REST read per cycle) get `STREAM_LAG_S` for their stream to catch up before
+that second look is spent on them.
 
 Adopting a difference books the venue's own fills of the other orders (so PnL
 keeps matching the venue's) and, for whatever they do not explain, one
@@ -42,6 +44,11 @@ TOLERANCE = Decimal("0.000000001")
 EXTERNAL_PREFIX = "external-"
 CONFIRM_READS = 3
 """REST reads that may confirm a difference while the engine's own fills keep arriving."""
+STREAM_LAG_S = 2.0
+"""How long a difference between streamed positions and the ledger may last before it is
+confirmed over REST: the venues send an order's fill and its position change as separate
+messages (Binance `ORDER_TRADE_UPDATE` and `ACCOUNT_UPDATE`, Bybit `order`/`execution` and
+`position`, OKX `orders` and `positions`), so one may arrive a moment before the other."""
 
 
 class PositionMismatch(Exception):  # control flow: the supervisor fails the engine closed

@@ -314,29 +314,36 @@ class ExchangeEngineBackend:
     async def _stream(self, conn: Connection, opened: Opened, resources: EngineResources,
                       credentials: ApiCredentials | None) -> tuple[Opened, EngineResources]:
         """A WebSocket connection's resources: market data and cycles from the hub; LIVE
-        spot and perpetuals orders and fills by the private stream, REST reconciling.
-        Perpetuals still read positions and funding over REST (the position check's
-        second look tells a stream a moment behind from a real difference)."""
+        spot and perpetuals orders and fills by the private stream, and perpetuals'
+        positions on the same socket, REST reconciling (the position check's stream-lag
+        rule and second look tell a stream a moment behind from a real difference)."""
         assert self._streams is not None
         streaming = self._streams(opened.target, resources.market_data)
         opened = replace(opened, streams=streaming)
         orders = resources.orders
         feed = None
+        perpetual = resources.kind is MarketKind.PERPETUAL
         if (isinstance(orders, ExchangeOrders) and credentials is not None
                 and resources.kind in (MarketKind.SPOT, MarketKind.PERPETUAL)):
             from ctsd.wiring.engine_order_stream import OrderFeed
 
             reopen = partial(self._factory.order_stream, opened.target, credentials,
                              conn.account_uid)
+            convert = None
+            if perpetual:
+                from ctsd.wiring.engine_perpetual import venue_position
+
+                convert = partial(venue_position, default_mode=resources.modes.margin_mode)
             try:
                 feed = OrderFeed(await reopen(), reopen, orders.streamed, streaming.wake,
-                                 SystemClock())
+                                 SystemClock(), convert_position=convert)
             except BaseException:
                 await self._abandon(opened)
                 raise
             feed.start()
         return replace(opened, orders=feed), replace(
-            resources, market_data=streaming, events=streaming, order_updates=feed)
+            resources, market_data=streaming, events=streaming, order_updates=feed,
+            position_updates=feed if perpetual else None)
 
     async def _reader(self, conn: Connection, target: ConnectionTarget) -> ExchangeClient | None:
         """PAPER: the connection's key, where it has one, for what the venue tells keys only:

@@ -88,7 +88,7 @@ class ExchangePerpetualAccount:
         return AppliedSetting(symbol, name, value, outcome)
 
     async def positions(self, symbols: tuple[str, ...]) -> tuple[VenuePosition, ...]:
-        return tuple(_position(p, self._margin_mode)
+        return tuple(venue_position(p, self._margin_mode)
                      for p in await self._perpetuals.positions(symbols))
 
     async def funding_payments(self, symbol: str, since_ms: int,
@@ -105,7 +105,9 @@ class ExchangePerpetualAccount:
         return await self._perpetuals.liquidations(symbol, since_ms)
 
 
-def _position(p: Position, default_mode: MarginMode) -> VenuePosition:
+def venue_position(p: Position, default_mode: MarginMode) -> VenuePosition:
+    """The exchange layer's position as the engine's: signed, keyed by hedge leg (a flat
+    leg from the private stream has amount 0)."""
     side = (PositionSide.LONG if p.side == "long" else PositionSide.SHORT) if p.hedged else (
         PositionSide.BOTH)
     signed = p.amount if p.side == "long" else -p.amount
