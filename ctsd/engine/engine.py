@@ -252,15 +252,16 @@ class Engine:
         return True
 
     async def _after_cycle(self, interrupt: asyncio.Event) -> None:
-        """The broker's reads that only fell due by time, once the orders left; a stop
-        abandons them (they change nothing until complete, and the next session
-        reconciles anyway)."""
+        """The broker's reads that only fell due by time (the funding history among
+        them), once the orders left; a stop abandons them (they change nothing until
+        complete, and the next session reconciles anyway)."""
         try:
             executions = await unless_set(interrupt, self._broker.after_cycle())
         except Interrupted:
             return
         for execution in executions:
             await self._book(execution)
+        await self._book_funding()
 
     def _snapshot_now(self) -> MarketSnapshot | None:
         """The market from the streams' memory, when everything the strategy reads is

@@ -393,7 +393,8 @@ class OrderStream(AsyncClosing):
 
     def _start(self, name: str, watch: Callable[[], Awaitable[Any]]) -> None:
         if name not in self._pending:
-            self._pending[name] = asyncio.ensure_future(self._translate(watch))
+            future = self._pending[name] = asyncio.ensure_future(self._translate(watch))
+            future.add_done_callback(retrieve_outcome)  # one failing may end the other's wait
 
     def _orders(self, raw: list[Any]) -> list[Order]:
         markets = self._exchange.markets

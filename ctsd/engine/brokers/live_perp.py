@@ -210,12 +210,18 @@ class LivePerpBroker(LiveBroker):
             if not update.amount:
                 self._positions.pop(update.key, None)
                 continue
-            self._positions[update.key] = with_known(update, self._positions.get(update.key))
+            known = self._positions.get(update.key)
+            if update.liquidation_price is None and (
+                    known is None or known.amount != update.amount):
+                self._positions_read = -float("inf")  # `after_cycle` reads the venue's figures
+            self._positions[update.key] = with_known(update, known)
 
 
 def with_known(update: VenuePosition, known: VenuePosition | None) -> VenuePosition:
     """`update` with what its stream does not carry (Binance: no leverage, liquidation
-    price or margin) taken from the last known state of the leg."""
+    price or margin) taken from the last known state of the leg. Where the size changed
+    and the stream has no liquidation price, the broker reads the venue's figures once the
+    cycle's orders have left (one REST read per fill on Binance, none in steady state)."""
     if known is None:
         return update
     return replace(update, leverage=update.leverage or known.leverage,
