@@ -51,9 +51,9 @@ from ctsd.engine.ports import (
 )
 from ctsd.engine.position_check import (
     CONFIRM_READS,
-    STREAM_LAG_S,
     Difference,
     PositionMismatch,
+    StreamLag,
     adoption,
     differences,
     explain,
@@ -124,8 +124,7 @@ class Engine:
         self._prepared = False
         self._agreed_ms = 0
         """When the ledger last agreed with the venue's positions (LIVE perpetuals)."""
-        self._differing_since: float | None = None
-        """Since when (monotonic) the streamed positions have differed from the ledger."""
+        self._lag = StreamLag(clock, events.wake_after if events is not None else None)
         self._cycle = record.cycle
         self._skipped_ticks = 0
         self._infos: dict[str, MarketInfo] = {}
@@ -447,12 +446,12 @@ class Engine:
         on the status and in the log, and adopted or failed closed as configured."""
         if not await self._position_differences():
             self._agreed_ms = self._clock.now_ms()
-            self._differing_since = None
+            self._lag.clear()
             return
-        if self._broker.positions_streamed() and self._stream_may_lag():
+        if self._broker.positions_streamed() and self._lag.young():
             return
         found = await self._confirmed_differences()
-        self._differing_since = None
+        self._lag.clear()
         if not found:
             return
         outside: list[VenueTrade] = []
@@ -477,19 +476,6 @@ class Engine:
                                   self._marks):
             await self._book(execution)
         self._agreed_ms = self._clock.now_ms()
-
-    def _stream_may_lag(self) -> bool:
-        """The stream-lag rule: positions from the private stream may run a moment behind
-        (or ahead of) the order updates that moved the ledger, so a difference is
-        confirmed over REST only once it has lasted `STREAM_LAG_S` (the engine is woken
-        then, whatever the market does): a real outside change or a liquidation is
-        acted on within that, plus a cycle's spacing and the REST reads."""
-        now = self._clock.monotonic()
-        if self._differing_since is None:
-            self._differing_since = now
-            if self.events is not None:
-                self.events.wake_after(STREAM_LAG_S)
-        return now - self._differing_since < STREAM_LAG_S
 
     async def _confirmed_differences(self) -> list[Difference]:
         """The rule of the second look. The positions and the engine's fills are separate

@@ -29,10 +29,11 @@ adjustment fill at the mark price that makes the ledger equal the venue.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
+from ctsd.clock import Clock
 from ctsd.engine.ledger import Ledger, split_symbol
 from ctsd.engine.orders import Execution, Fill, Order, OrderStatus
 from ctsd.engine.perpetual import VenuePosition, VenueTrade
@@ -49,6 +50,32 @@ STREAM_LAG_S = 2.0
 confirmed over REST: the venues send an order's fill and its position change as separate
 messages (Binance `ORDER_TRADE_UPDATE` and `ACCOUNT_UPDATE`, Bybit `order`/`execution` and
 `position`, OKX `orders` and `positions`), so one may arrive a moment before the other."""
+
+
+class StreamLag:
+    """The stream-lag rule: positions from a private stream may run a moment behind (or
+    ahead of) the order updates that moved the ledger, so a difference is confirmed over
+    REST only once it has lasted `STREAM_LAG_S`, and the engine is woken then (`wake`),
+    whatever the market does. A real outside change or a liquidation is so acted on
+    within `STREAM_LAG_S`, plus the engine's cycle spacing and the REST reads."""
+
+    def __init__(self, clock: Clock, wake: Callable[[float], None] | None) -> None:
+        self._clock = clock
+        self._wake = wake
+        self._since: float | None = None
+
+    def young(self) -> bool:
+        """A difference is seen now: whether it is still within the stream's lag."""
+        now = self._clock.monotonic()
+        if self._since is None:
+            self._since = now
+            if self._wake is not None:
+                self._wake(STREAM_LAG_S)
+        return now - self._since < STREAM_LAG_S
+
+    def clear(self) -> None:
+        """No difference (or one just confirmed over REST): the next starts afresh."""
+        self._since = None
 
 
 class PositionMismatch(Exception):  # control flow: the supervisor fails the engine closed
