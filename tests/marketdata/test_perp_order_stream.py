@@ -12,15 +12,18 @@ import pytest
 
 from ctsd.clock import SystemClock
 from ctsd.engine.orders import OrderStatus, client_order_id
+from ctsd.engine.perpetual import MarginMode, VenuePosition
 from ctsd.engine.ports import ExchangeOrder
 from ctsd.exchanges.factory import ExchangeClientFactory
 from ctsd.exchanges.model import ConnectionTarget
+from ctsd.exchanges.perpetuals import PerpetualClient
 from ctsd.exchanges.spec import ApiType
 from ctsd.ratelimit import Lane
 from ctsd.sim.server import SimulatorServer
-from ctsd.strategies.model import OrderType, Side
+from ctsd.strategies.model import OrderType, PositionSide, Side
 from ctsd.wiring.engine_order_stream import OrderFeed
 from ctsd.wiring.engine_orders import ExchangeOrders
+from ctsd.wiring.engine_perpetual import venue_position
 from tests.marketdata.conftest import WAIT_S, violations
 from tests.support.exchange_clients import CREDENTIALS
 
@@ -64,6 +67,58 @@ async def test_a_perpetuals_order_streams_as_rest_reports_it_in_base_units(
         rest = await orders.fetch_order(PERP, cid)
         assert rest is not None and rest.status is OrderStatus.FILLED
         assert (filled.amount, filled.filled) == (rest.amount, rest.filled) == (AMOUNT, AMOUNT)
+    finally:
+        await feed.close()
+        await client.close()
+    assert violations(server) == {}
+
+
+async def next_positions(feed: OrderFeed, amount: Decimal) -> list[VenuePosition]:
+    """Position updates of `PERP` until one of `amount` base units arrives; all so far."""
+    found: list[VenuePosition] = []
+    async with asyncio.timeout(WAIT_S):
+        while not any(p.amount == amount for p in found):
+            await asyncio.sleep(0.02)
+            found += [p for p in feed.drain_positions()[0] if p.symbol == PERP]
+    return found
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("venue", ["binance", "bybit", "okx"])
+@pytest.mark.parametrize("hedge", [False, True], ids=["one-way", "hedge"])
+async def test_the_position_stream_says_what_rest_says_open_and_then_flat(
+    server: SimulatorServer, factory: ExchangeClientFactory, venue: str, hedge: bool,
+) -> None:
+    """Binance `ACCOUNT_UPDATE`, Bybit `position`, OKX `positions`, as ccxt.pro parses them:
+    the same leg, size and entry price as the REST positions read at that moment, and a
+    close as a flat leg of the same side (one-way: no side, amount 0)."""
+    target = ConnectionTarget(venue, ApiType.PERPETUAL_FUTURES)
+    client = await factory.client(target, CREDENTIALS, lane=Lane.ORDER)
+    perpetuals = PerpetualClient(client)
+    await perpetuals.set_position_mode(hedge, PERP)
+    reopen = partial(factory.order_stream, target, CREDENTIALS)
+    engine_view = partial(venue_position, default_mode=MarginMode.CROSS)
+    feed = OrderFeed(await reopen(), reopen, lambda order: None, lambda: None, SystemClock(),
+                     settle_s=0.3, convert_position=engine_view)
+    feed.start()
+    margin = "cross" if venue == "okx" else None
+    leg = "long" if hedge else None
+    try:
+        async with asyncio.timeout(WAIT_S):
+            await feed.until_live()
+        feed.drain_positions()  # OKX: its snapshot on subscribing
+        await client.create_order(PERP, "buy", "market", AMOUNT, leg=leg, margin_mode=margin)
+        [streamed] = [p for p in await next_positions(feed, AMOUNT) if p.amount]
+        [rest] = map(engine_view, await perpetuals.positions([PERP]))
+        side = PositionSide.LONG if hedge else PositionSide.BOTH
+        assert (streamed.side, streamed.amount) == (rest.side, rest.amount) == (side, AMOUNT)
+        assert streamed.entry_price == rest.entry_price
+        await client.create_order(PERP, "sell", "market", AMOUNT, leg=leg, margin_mode=margin,
+                                  reduce_only=True)
+        flat = [p for p in await next_positions(feed, Decimal(0)) if not p.amount]
+        assert side in {p.side for p in flat}  # hedge: Binance and Bybit send both legs
+        assert hedge or {p.side for p in flat} == {PositionSide.BOTH}
+        assert await perpetuals.positions([PERP]) == ()
     finally:
         await feed.close()
         await client.close()
