@@ -12,7 +12,7 @@ import pytest
 
 from ctsd.clock import SystemClock
 from ctsd.engine.orders import OrderStatus, client_order_id
-from ctsd.engine.perpetual import MarginMode, VenuePosition
+from ctsd.engine.perpetual import VenuePosition
 from ctsd.engine.ports import ExchangeOrder
 from ctsd.exchanges.factory import ExchangeClientFactory
 from ctsd.exchanges.model import ConnectionTarget
@@ -26,6 +26,7 @@ from ctsd.wiring.engine_orders import ExchangeOrders
 from ctsd.wiring.engine_perpetual import venue_position
 from tests.marketdata.conftest import WAIT_S, violations
 from tests.support.exchange_clients import CREDENTIALS
+from tests.support.perp_rig import MODES
 
 PERP = "BTC/USDT:USDT"
 AMOUNT = Decimal("0.002")
@@ -85,35 +86,38 @@ async def next_positions(feed: OrderFeed, amount: Decimal) -> list[VenuePosition
 
 @pytest.mark.asyncio
 @pytest.mark.parametrize("venue", ["binance", "bybit", "okx"])
-@pytest.mark.parametrize("hedge", [False, True], ids=["one-way", "hedge"])
+@pytest.mark.parametrize("modes", list(MODES), ids=list(MODES))
 async def test_the_position_stream_says_what_rest_says_open_and_then_flat(
-    server: SimulatorServer, factory: ExchangeClientFactory, venue: str, hedge: bool,
+    server: SimulatorServer, factory: ExchangeClientFactory, venue: str, modes: str,
 ) -> None:
     """Binance `ACCOUNT_UPDATE`, Bybit `position`, OKX `positions`, as ccxt.pro parses them:
-    the same leg, size and entry price as the REST positions read at that moment, and a
-    close as a flat leg of the same side (one-way: no side, amount 0)."""
+    the same leg, size, entry price and margin mode as the REST positions read at that
+    moment, and a close as a flat leg of the same side."""
+    hedge, margin = MODES[modes].hedge, MODES[modes].margin_mode
     target = ConnectionTarget(venue, ApiType.PERPETUAL_FUTURES)
     client = await factory.client(target, CREDENTIALS, lane=Lane.ORDER)
     perpetuals = PerpetualClient(client)
     await perpetuals.set_position_mode(hedge, PERP)
+    await perpetuals.set_margin_mode(margin.value, PERP)
     reopen = partial(factory.order_stream, target, CREDENTIALS)
-    engine_view = partial(venue_position, default_mode=MarginMode.CROSS)
+    engine_view = partial(venue_position, default_mode=margin)
     feed = OrderFeed(await reopen(), reopen, lambda order: None, lambda: None, SystemClock(),
                      settle_s=0.3, convert_position=engine_view)
     feed.start()
-    margin = "cross" if venue == "okx" else None
+    per_order = margin.value if venue == "okx" else None
     leg = "long" if hedge else None
     try:
         async with asyncio.timeout(WAIT_S):
             await feed.until_live()
         feed.drain_positions()  # OKX: its snapshot on subscribing
-        await client.create_order(PERP, "buy", "market", AMOUNT, leg=leg, margin_mode=margin)
+        await client.create_order(PERP, "buy", "market", AMOUNT, leg=leg, margin_mode=per_order)
         [streamed] = [p for p in await next_positions(feed, AMOUNT) if p.amount]
         [rest] = map(engine_view, await perpetuals.positions([PERP]))
         side = PositionSide.LONG if hedge else PositionSide.BOTH
         assert (streamed.side, streamed.amount) == (rest.side, rest.amount) == (side, AMOUNT)
-        assert streamed.entry_price == rest.entry_price
-        await client.create_order(PERP, "sell", "market", AMOUNT, leg=leg, margin_mode=margin,
+        assert (streamed.entry_price, streamed.margin_mode) == (rest.entry_price,
+                                                                rest.margin_mode)
+        await client.create_order(PERP, "sell", "market", AMOUNT, leg=leg, margin_mode=per_order,
                                   reduce_only=True)
         flat = [p for p in await next_positions(feed, Decimal(0)) if not p.amount]
         assert side in {p.side for p in flat}  # hedge: Binance and Bybit send both legs

@@ -36,7 +36,7 @@ from dataclasses import replace
 from ctsd.clock import Clock
 from ctsd.engine.brokers.live import LiveBroker
 from ctsd.engine.orders import Execution, Fill, Order
-from ctsd.engine.perpetual import FundingPayment, VenuePosition
+from ctsd.engine.perpetual import FundingPayment, MarginMode, VenuePosition
 from ctsd.engine.ports import (
     ExchangeOrderClient,
     OrderUpdates,
@@ -70,7 +70,8 @@ class LivePerpBroker(LiveBroker):
         """`positions()` is the stream's view, not this refresh's REST read."""
         self.position_reads = 0
         self._funding_poll_s = funding_poll_s
-        self._positions: dict[tuple[str, PositionSide], VenuePosition] = {}
+        self._positions: dict[tuple[str, PositionSide, MarginMode], VenuePosition] = {}
+        """By leg and margin mode: OKX keeps a leg's cross and isolated positions apart."""
         self._funding: list[FundingPayment] = []
         self._seen_funding: set[str] = set()
         self._funding_since_ms = 0
@@ -179,7 +180,7 @@ class LivePerpBroker(LiveBroker):
         `payments` None: funding was not read."""
         stream = self._stream
         if positions is not None:
-            self._positions = {p.key: p for p in positions}
+            self._positions = {_slot(p): p for p in positions}
             self._positions_read = self._clock.monotonic()
             self.position_reads += 1
             self._doubted = self._streamed = False
@@ -208,13 +209,17 @@ class LivePerpBroker(LiveBroker):
             if update.symbol not in self._symbols:
                 continue
             if not update.amount:
-                self._positions.pop(update.key, None)
+                self._positions.pop(_slot(update), None)
                 continue
-            known = self._positions.get(update.key)
+            known = self._positions.get(_slot(update))
             if update.liquidation_price is None and (
                     known is None or known.amount != update.amount):
                 self._positions_read = -float("inf")  # `after_cycle` reads the venue's figures
-            self._positions[update.key] = with_known(update, known)
+            self._positions[_slot(update)] = with_known(update, known)
+
+
+def _slot(position: VenuePosition) -> tuple[str, PositionSide, MarginMode]:
+    return position.symbol, position.side, position.margin_mode
 
 
 def with_known(update: VenuePosition, known: VenuePosition | None) -> VenuePosition:
