@@ -10,9 +10,10 @@ and only the mark price moves with the market. An engine polling REST reads
 them each cycle with the rest of the market; an engine on a WebSocket
 connection (`terms_s` set) reads them over REST when the session starts, once
 the announced funding time has passed (the next rate is out) and every
-`terms_s`, and in between uses the terms it holds with the streamed last price
-as the mark (`known_funding`): no REST request between a market event and the
-order it causes.
+`terms_s`, and in between uses the terms it holds with the streamed ticker's
+mark price (Bybit's tickers carry it; Binance's markPrice and OKX's mark-price
+channels are not followed by the hub yet: the last price stands in), so no REST
+request sits between a market event and the order it causes.
 """
 
 from __future__ import annotations
@@ -124,8 +125,9 @@ class PerpSession:
         return found
 
     def known_funding(self, market: MarketSnapshot, now: float) -> MarketSnapshot | None:
-        """`market` with the terms held, marked at its last price; None when they must be
-        read (REST connections always; no terms yet, a funding time passed, `terms_s`)."""
+        """`market` with the terms held, marked at the streamed ticker's mark price (Bybit's
+        carries it; elsewhere the last price stands in); None when they must be read (REST
+        connections always; no terms yet, a funding time passed, `terms_s`)."""
         if self._terms_s is None:
             return None
         terms = []
@@ -134,7 +136,7 @@ class PerpSession:
             if held is None or now - held[1] >= self._terms_s or (
                     market.timestamp_ms >= held[0].next_time_ms):
                 return None
-            terms.append(replace(held[0], mark=None))
+            terms.append(replace(held[0], mark=m.ticker.mark))
         return _with_terms(market, terms)
 
 

@@ -75,7 +75,7 @@ def ticker(raw: Any, symbol: str, underlying_field: str | None = None) -> Ticker
         info, dict) else None
     return Ticker(str(raw.get("symbol") or symbol), last, decimal(raw.get("bid")),
                   decimal(raw.get("ask")), int(stamp) if isinstance(stamp, int) else None,
-                  underlying)
+                  underlying, decimal(raw.get("markPrice")) or None)
 
 
 def candles(raw: Any, symbol: str) -> list[Candle]:

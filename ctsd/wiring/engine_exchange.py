@@ -144,7 +144,7 @@ def engine_ticker(raw: exchange_model.Ticker, now_ms: int) -> Ticker:
     """Venues may omit bid or ask (a quiet market); the last price stands in for them."""
     return Ticker(raw.symbol, raw.bid if raw.bid is not None else raw.last,
                   raw.ask if raw.ask is not None else raw.last, raw.last,
-                  raw.timestamp_ms or now_ms, raw.underlying)
+                  raw.timestamp_ms or now_ms, raw.underlying, raw.mark)
 
 
 def engine_book(raw: OrderBook, now_ms: int) -> OrderBookTop:

@@ -206,6 +206,8 @@ async def test_steady_cycles_send_no_rest_request_and_an_outside_trade_is_found_
 ) -> None:
     s = await long(opened, venue, "0.01")
     await assert_quiet(s, server)
+    streamed = await s.market.ticker(SYMBOL)  # the mark between REST reads of the terms
+    assert (streamed.mark is not None) == (venue == "bybit")  # others: the last price
 
     # Another program buys on the same account: the stream shows it at once; the engine
     # allows the stream its lag, then confirms over REST and stops, naming the trade.
