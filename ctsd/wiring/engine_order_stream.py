@@ -169,14 +169,19 @@ class OrderFeed:
         self._stream = await self._reopen()
 
     async def _settle(self, watch: asyncio.Future[Any]) -> None:
-        """Live once the watch has been pending `settle_s` on an open connection."""
-        sleeper: asyncio.Future[Any] = asyncio.ensure_future(self._clock.sleep(self._settle_s))
-        try:
-            await asyncio.wait((watch, sleeper), return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            sleeper.cancel()
-        if not watch.done() and self._stream.connected():
-            self._up()
+        """Live once the watch has been pending `settle_s` on an open connection. Looked at
+        again every `settle_s` while the connection is still opening (a slow login): an
+        idle account sends nothing, so the watch alone would never say it is up."""
+        while not watch.done():
+            sleeper: asyncio.Future[Any] = asyncio.ensure_future(
+                self._clock.sleep(self._settle_s))
+            try:
+                await asyncio.wait((watch, sleeper), return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                sleeper.cancel()
+            if not watch.done() and self._stream.connected():
+                self._up()
+                return
 
     def _up(self) -> None:
         if not self._live:

@@ -18,7 +18,6 @@ import asyncio
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
-from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from functools import partial
 from typing import Any
@@ -26,16 +25,9 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from ctsd.clock import SystemClock
-from ctsd.engine.assembly import assemble_engine
-from ctsd.engine.brokers.live_perp import LivePerpBroker
-from ctsd.engine.config import validate_config
-from ctsd.engine.engine import Engine
 from ctsd.engine.perpetual import AccountModes, MarginMode
-from ctsd.engine.ports import DesiredState, EngineRecord
 from ctsd.engine.position_check import STREAM_LAG_S, PositionMismatch
 from ctsd.exchanges.factory import ExchangeClientFactory
-from ctsd.exchanges.model import ConnectionTarget
 from ctsd.exchanges.spec import ApiType
 from ctsd.marketdata.hub import MarketDataHub
 from ctsd.ratelimit import Lane
@@ -44,116 +36,38 @@ from ctsd.sim.funding import FUNDING_INTERVAL_MS
 from ctsd.sim.server import SimulatorServer
 from ctsd.store.engines import SqlEngineStore
 from ctsd.strategies.model import Side
-from ctsd.strategies.registry import StrategyRegistry
-from ctsd.wiring.engine_exchange import engine_resources
-from ctsd.wiring.engine_order_stream import OrderFeed
-from ctsd.wiring.engine_perpetual import venue_position
-from ctsd.wiring.engine_streams import StreamingMarketData
 from tests.marketdata.conftest import WAIT_S, polled, violations
-from tests.support.exchange_clients import CREDENTIALS, ClientMaker, make_client
-from tests.support.perp_rig import MODES, SYMBOL, PerpRig, ScriptedFactory, market_order
+from tests.support.exchange_clients import ClientMaker, make_client
+from tests.support.perp_rig import SYMBOL, market_order
+from tests.support.perp_stream_rig import Driven, open_engine, rest_calls
 from tests.wiring.conftest import store
 
 pytestmark = pytest.mark.asyncio
 BY_VENUE = pytest.mark.parametrize("venue", ["binance", "bybit", "okx"])
 QUIET_CYCLES = 5
-Opener = Callable[..., Awaitable["Streaming"]]
+Opener = Callable[..., Awaitable[Driven]]
 __all__ = ["make_client", "store"]  # fixtures
-
-
-class SteppedClock(SystemClock):
-    """The wall clock, moved on by `step` (past a wait the test must not sleep through)."""
-
-    def __init__(self) -> None:
-        self.offset_s = 0.0
-
-    def step(self, seconds: float) -> None:
-        self.offset_s += seconds
-
-    def now_ms(self) -> int:
-        return super().now_ms() + int(self.offset_s * 1000)
-
-    def monotonic(self) -> float:
-        return super().monotonic() + self.offset_s
-
-
-@dataclass
-class Streaming:
-    """One streaming LIVE perpetuals engine and what it runs on."""
-
-    engine: Engine
-    broker: LivePerpBroker
-    feed: OrderFeed
-    market: StreamingMarketData
-    clock: SteppedClock
-    strategy: ScriptedFactory
-    venue: str
-    rest_seen: Counter[str] = field(default_factory=Counter)
-
-    async def cycle(self, *intents: object) -> None:
-        self.strategy.queue.append(tuple(intents))  # type: ignore[arg-type]
-        assert await self.engine.run_cycle()
 
 
 @pytest_asyncio.fixture
 async def opened(server: SimulatorServer, factory: ExchangeClientFactory, hub: MarketDataHub,
                  store: SqlEngineStore) -> AsyncIterator[Opener]:
-    """`await opened(venue, ...)`: a streaming engine (`streaming_engine`), closed after."""
+    """`await opened(venue, ...)`: a streaming engine (`open_engine`), closed after."""
     async with AsyncExitStack() as stack:
-        yield partial(streaming_engine, server, factory, hub, store, stack)
+        yield partial(open_engine, server, factory, hub, store, stack)
 
 
-async def streaming_engine(server: SimulatorServer, factory: ExchangeClientFactory,
-                           hub: MarketDataHub, store: SqlEngineStore, stack: AsyncExitStack,
-                           venue: str, modes: AccountModes = MODES["one-way-cross"],
-                           leverage: int | None = None) -> Streaming:
-    """As `ExchangeEngineBackend` opens a LIVE perpetuals engine on a WebSocket connection;
-    reconciled, following the market, its streams live."""
-    target = ConnectionTarget(venue, ApiType.PERPETUAL_FUTURES)
-    clock = SteppedClock()
-    market = await factory.client(target, None, lane=Lane.POLL)
-    stack.push_async_callback(market.close)
-    keyed = await factory.client(target, CREDENTIALS, lane=Lane.ORDER)
-    stack.push_async_callback(keyed.close)
-    resources = engine_resources(market, keyed, modes)
-    streaming = StreamingMarketData(hub, target, resources.market_data, clock)
-    stack.callback(streaming.close)
-    reopen = partial(factory.order_stream, target, CREDENTIALS)
-    assert resources.orders is not None
-    feed = OrderFeed(await reopen(), reopen, resources.orders.streamed,  # type: ignore[attr-defined]
-                     streaming.wake, clock, settle_s=0.3, retry_s=0.5, max_retry_s=1.0,
-                     convert_position=partial(venue_position, default_mode=modes.margin_mode))
-    feed.start()
-    stack.push_async_callback(feed.close)
-    resources = replace(resources, market_data=streaming, events=streaming,
-                        order_updates=feed, position_updates=feed)
-    strategy = ScriptedFactory()
-    rig = PerpRig(server, None, store, venue, modes, strategy)  # type: ignore[arg-type]
-    config = rig.config(leverage={SYMBOL: leverage} if leverage else None)
-    record = EngineRecord(venue, "abcd1234", config, DesiredState.RUNNING, 0)
-    await store.create_engine(record)
-    engine = assemble_engine(record, validate_config(config, StrategyRegistry.of(strategy)),
-                             resources, store, clock, lambda status: None)
-    assert isinstance(engine._broker, LivePerpBroker)
-    await engine.reconcile()
-    engine.follow_market()
-    async with asyncio.timeout(WAIT_S):
-        await feed.until_live()
-        await hub.wait_for(lambda: streaming.streaming)
-    return Streaming(engine, engine._broker, feed, streaming, clock, strategy, venue)
-
-
-async def long(opened: Opener, venue: str, amount: str, **more: Any) -> Streaming:
+async def long(opened: Opener, venue: str, amount: str, **more: Any) -> Driven:
     """A streaming engine that bought `amount`, its stream showing it, and past the one
     funding-history read a first held position makes."""
-    s: Streaming = await opened(venue, **more)
+    s: Driven = await opened(venue, **more)
     await s.cycle(market_order(Side.BUY, amount))
-    await holding(s, amount)
+    await s.holding(amount)
     await s.cycle()
     return s
 
 
-async def assert_quiet(s: Streaming, server: SimulatorServer) -> None:
+async def assert_quiet(s: Driven, server: SimulatorServer) -> None:
     """`QUIET_CYCLES` cycles: not one REST request, every position from the stream."""
     reads, before = s.broker.position_reads, rest_calls(server, s.venue)
     for _ in range(QUIET_CYCLES):
@@ -163,29 +77,7 @@ async def assert_quiet(s: Streaming, server: SimulatorServer) -> None:
     assert s.engine.status.position_differences == 0
 
 
-def rest_calls(server: SimulatorServer, venue: str) -> Counter[str]:
-    return Counter({path: count for path, count in server.sim.stats.endpoints.items()
-                    if path.startswith(f"{venue} ")})
-
-
-def net(s: Streaming) -> Decimal:
-    return sum((p.amount for p in s.broker.positions()), Decimal(0))
-
-
-async def holding(s: Streaming, amount: str) -> None:
-    """Until the stream has said the position is `amount` (cycles read it from memory)."""
-    async def seen() -> bool:
-        await s.cycle()
-        return net(s) == Decimal(amount)
-
-    async with asyncio.timeout(WAIT_S):
-        while True:
-            if await seen():
-                return
-            await asyncio.sleep(0.05)
-
-
-async def trusted(s: Streaming, server: SimulatorServer) -> None:
+async def trusted(s: Driven, server: SimulatorServer) -> None:
     """Until two cycles in a row take everything from the streams again (the private
     stream live with no gap since REST last read, the hub's ticker live)."""
     async def quiet() -> bool:
@@ -206,18 +98,18 @@ async def test_steady_cycles_send_no_rest_request_and_an_outside_trade_is_found_
 ) -> None:
     s = await long(opened, venue, "0.01")
     await assert_quiet(s, server)
-    streamed = await s.market.ticker(SYMBOL)  # the mark between REST reads of the terms
+    streamed = await s.streams.ticker(SYMBOL)  # the mark between REST reads of the terms
     assert (streamed.mark is not None) == (venue == "bybit")  # others: the last price
 
     # Another program buys on the same account: the stream shows it at once; the engine
     # allows the stream its lag, then confirms over REST and stops, naming the trade.
-    updates = s.feed.position_updates
+    updates = s.order_feed.position_updates
     client = await make_client(venue, ApiType.PERPETUAL_FUTURES, lane=Lane.ORDER)
     await client.create_order(SYMBOL, "buy", "market", Decimal("0.002"),
                               margin_mode="cross" if venue == "okx" else None)
-    await polled(lambda: s.feed.position_updates > updates)
+    await polled(lambda: s.order_feed.position_updates > updates)
     await s.cycle()  # within the stream's lag: not acted on yet
-    assert net(s) == Decimal("0.012") and s.engine.status.position_differences == 0
+    assert s.net() == Decimal("0.012") and s.engine.status.position_differences == 0
     s.clock.step(STREAM_LAG_S)
     with pytest.raises(PositionMismatch) as stopped:
         await s.cycle()
@@ -233,10 +125,10 @@ async def test_a_liquidation_is_found_on_the_stream(
                    leverage=50)
     [position] = s.broker.positions()
     assert position.liquidation_price is not None
-    updates = s.feed.position_updates
+    updates = s.order_feed.position_updates
     server.sim.set_price(SYMBOL, position.liquidation_price - 50)
-    await polled(lambda: s.feed.position_updates > updates)
-    await holding(s, "0")  # the stream closed the position; the engine waits its lag
+    await polled(lambda: s.order_feed.position_updates > updates)
+    await s.holding("0")  # the stream closed the position; the engine waits its lag
     assert s.engine.status.position_differences == 0
     s.clock.step(STREAM_LAG_S)
     with pytest.raises(PositionMismatch) as stopped:
@@ -250,15 +142,15 @@ async def test_a_dropped_stream_falls_back_to_rest_and_recovers(
     server: SimulatorServer, opened: Opener, venue: str,
 ) -> None:
     s = await long(opened, venue, "0.01")
-    reads, gaps = s.broker.position_reads, s.feed.gaps
+    reads, gaps = s.broker.position_reads, s.order_feed.gaps
     server.sim.add_fault(FaultSpec(FaultKind.WS_DROP, venue=venue, count=8))
-    await polled(lambda: s.feed.gaps > gaps)
+    await polled(lambda: s.order_feed.gaps > gaps)
     await s.cycle()  # the stream had a gap: positions (and orders) over REST
     assert s.broker.position_reads > reads
     server.sim.clear_faults()
     await trusted(s, server)  # back on the stream, REST read what it said during the gap
     await assert_quiet(s, server)
-    assert net(s) == Decimal("0.01")
+    assert s.net() == Decimal("0.01")
 
 
 @BY_VENUE
@@ -274,4 +166,4 @@ async def test_funding_across_a_funding_time_is_booked_once(
     for _ in range(3):
         await s.cycle()
         assert s.engine.status.funding_pnl == expected
-    assert len(await store.list_funding(venue)) == 1
+    assert len(await store.list_funding(s.engine.connection_id)) == 1
