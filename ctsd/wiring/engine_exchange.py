@@ -331,9 +331,10 @@ class ExchangeEngineBackend:
                              conn.account_uid)
             convert = None
             if perpetual:
-                from ctsd.wiring.engine_perpetual import venue_position
+                from ctsd.wiring.engine_perpetual import streamed_position
 
-                convert = partial(venue_position, default_mode=resources.modes.margin_mode)
+                convert = partial(streamed_position,
+                                  default_mode=resources.modes.margin_mode)
             try:
                 feed = OrderFeed(await reopen(), reopen, orders.streamed, streaming.wake,
                                  SystemClock(), convert_position=convert)

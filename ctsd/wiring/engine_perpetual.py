@@ -11,6 +11,7 @@ Bybit margin mode) are applied once per engine, not once per symbol.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from decimal import Decimal
 
 from ctsd.engine.perpetual import (
@@ -103,6 +104,13 @@ class ExchangePerpetualAccount:
 
     async def liquidations(self, symbol: str, since_ms: int) -> int:
         return await self._perpetuals.liquidations(symbol, since_ms)
+
+
+def streamed_position(p: Position, default_mode: MarginMode) -> VenuePosition:
+    """A position from the private stream: as `venue_position`, but a mark price the
+    stream does not carry (Binance's `ACCOUNT_UPDATE`) is 0, for the broker to keep the
+    last one it knew (`with_known`) instead of taking the entry price for it."""
+    return replace(venue_position(p, default_mode), mark_price=p.mark_price or Decimal(0))
 
 
 def venue_position(p: Position, default_mode: MarginMode) -> VenuePosition:

@@ -10,6 +10,7 @@ with ccxt.pro and every WebSocket fault."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from decimal import Decimal
 
 import pytest
@@ -32,6 +33,7 @@ D = Decimal
 FLAT = [D(100)] * 20
 """Closes that never cross: the strategy places nothing, the test moves the account."""
 ORDER = client_order_id("e1e1", 1, 0)
+MARK = D(100)
 
 
 class PerpVenue(FakePerpetuals):
@@ -103,14 +105,17 @@ class LaggingPositions:
         self._delivered += self.sent
         self.sent = []
 
+    def push(self, position: VenuePosition) -> None:
+        self._delivered.append(position)
+
     def drain_positions(self) -> tuple[list[VenuePosition], bool]:
         taken, self._delivered = self._delivered, []
         gap, self.positions_gap = self.positions_gap, False
         return taken, gap
 
 
-def leg(amount: Decimal) -> VenuePosition:
-    return VenuePosition(SYMBOL, PositionSide.BOTH, amount, D(100), D(100), D(5),
+def leg(amount: Decimal, mark: Decimal = MARK) -> VenuePosition:
+    return VenuePosition(SYMBOL, PositionSide.BOTH, amount, D(100), mark, D(5),
                          MarginMode.CROSS, D(20), D(50) if amount else None, D(0))
 
 
@@ -272,3 +277,21 @@ async def test_a_gap_in_the_position_stream_reads_the_positions_over_rest() -> N
     with pytest.raises(PositionMismatch, match=r"ledger 0, venue 0\.5"):
         await rig.cycle(then_s=0.1)  # REST read, no lag to wait: not the stream's view
     assert rig.venue.reads >= 2
+
+
+@pytest.mark.asyncio
+async def test_what_a_position_update_leaves_out_is_kept_from_the_last_read() -> None:
+    rig = Rig(LaggingPositions())
+    await rig.start_with_a_resting_buy()
+    assert rig.positions is not None
+    bare = replace(leg(D(1), mark=D(0)), leverage=None, liquidation_price=None)
+    rig.fill("1")
+    rig.stream.deliver()
+    rig.positions.push(bare)  # Binance's ACCOUNT_UPDATE: no mark, leverage, liquidation
+    await rig.cycle(then_s=0.1)
+    assert rig.venue.reads == 2  # a new size without a liquidation price: REST, after
+    rig.positions.push(bare)  # the same size again (a funding fee, say)
+    await rig.cycle(then_s=0.1)
+    [held] = rig.engine.status.positions
+    assert (held.mark_price, held.leverage) == (D(100), D(5))  # kept from the REST read
+    assert rig.venue.reads == 2

@@ -36,7 +36,7 @@ from ctsd.strategies.model import OrderIntent
 from ctsd.strategies.registry import StrategyRegistry
 from ctsd.wiring.engine_exchange import engine_resources
 from ctsd.wiring.engine_order_stream import OrderFeed
-from ctsd.wiring.engine_perpetual import venue_position
+from ctsd.wiring.engine_perpetual import streamed_position
 from ctsd.wiring.engine_streams import StreamingMarketData
 from tests.support.exchange_clients import CREDENTIALS
 from tests.support.perp_rig import MODES, SYMBOL, PerpRig, ScriptedFactory
@@ -146,7 +146,7 @@ async def _with_streams(resources: EngineResources, streaming: StreamingMarketDa
     assert orders is not None
     feed = OrderFeed(await reopen(), reopen, orders.streamed,  # type: ignore[attr-defined]
                      streaming.wake, clock, settle_s=0.3, retry_s=0.5, max_retry_s=1.0,
-                     convert_position=partial(venue_position, default_mode=modes.margin_mode))
+                     convert_position=partial(streamed_position, default_mode=modes.margin_mode))
     feed.start()
     stack.push_async_callback(feed.close)
     return replace(resources, market_data=streaming, events=streaming, order_updates=feed,

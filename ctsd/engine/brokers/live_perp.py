@@ -223,12 +223,14 @@ def _slot(position: VenuePosition) -> tuple[str, PositionSide, MarginMode]:
 
 
 def with_known(update: VenuePosition, known: VenuePosition | None) -> VenuePosition:
-    """`update` with what its stream does not carry (Binance: no leverage, liquidation
-    price or margin) taken from the last known state of the leg. Where the size changed
-    and the stream has no liquidation price, the broker reads the venue's figures once the
-    cycle's orders have left (one REST read per fill on Binance, none in steady state)."""
+    """`update` with what its stream does not carry (Binance: no mark price, leverage,
+    liquidation price or margin; a missing mark is 0) taken from the last known state of
+    the leg. Where the size changed and the stream has no liquidation price, the broker
+    reads the venue's figures once the cycle's orders have left (one REST read per fill on
+    Binance, none in steady state)."""
     if known is None:
-        return update
-    return replace(update, leverage=update.leverage or known.leverage,
+        return update if update.mark_price else replace(update, mark_price=update.entry_price)
+    return replace(update, mark_price=update.mark_price or known.mark_price,
+                   leverage=update.leverage or known.leverage,
                    liquidation_price=update.liquidation_price or known.liquidation_price,
                    margin=update.margin or known.margin)
