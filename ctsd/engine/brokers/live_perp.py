@@ -15,11 +15,13 @@ positions last read over REST (a flat leg leaves them; what the stream does
 not carry, such as Binance's mark and liquidation price, is kept from that
 read). REST reads the positions only when the session starts, after a gap in
 the stream (reconnect, stall, failed login), when the engine doubts them (its
-second look, `refresh_from_venue`) and every `reconcile_s` once the cycle's
-orders have left (`after_cycle`). The order and position updates are not one
-snapshot: a fill whose position update has not come yet (or came first) is a
-difference the engine tolerates for a moment (`positions_streamed`, the rule in
-`Engine._check_positions`) before it confirms it over REST.
+second look, `refresh_from_venue`), every `reconcile_s` once the cycle's
+orders have left (`after_cycle`), and there too after a fill whose position
+update lacks the venue's liquidation price (Binance's `ACCOUNT_UPDATE` has
+none). The order and position updates are not one snapshot: a fill whose
+position update has not come yet (or came first) is a difference the engine
+tolerates for a moment (`positions_streamed`; the stream-lag rule,
+`ctsd.engine.position_check.StreamLag`) before it confirms it over REST.
 
 Funding comes from the venue's own history (Binance income, Bybit executions,
 OKX bills), read at session start and then at most every `funding_poll_s` while
