@@ -14,7 +14,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from ctsd.exchanges.ccxt_errors import malformed
-from ctsd.exchanges.model import Candle, Holding, Order, Ticker, Trade
+from ctsd.exchanges.model import Candle, Holding, Order, Position, Ticker, Trade
 
 
 def decimal(value: Any) -> Decimal | None:
@@ -75,7 +75,7 @@ def ticker(raw: Any, symbol: str, underlying_field: str | None = None) -> Ticker
         info, dict) else None
     return Ticker(str(raw.get("symbol") or symbol), last, decimal(raw.get("bid")),
                   decimal(raw.get("ask")), int(stamp) if isinstance(stamp, int) else None,
-                  underlying)
+                  underlying, decimal(raw.get("markPrice")) or None)
 
 
 def candles(raw: Any, symbol: str) -> list[Candle]:
@@ -204,3 +204,31 @@ def rows(value: Any, what: str) -> list[Mapping[str, Any]]:
     if not isinstance(value, list):
         raise ValueError(f"{what} is not a list")
     return [row for row in value if isinstance(row, Mapping)]
+
+
+def position_row(row: Mapping[str, Any], contracts: Decimal, contract_size: Decimal,
+                 exchange: str) -> Position:
+    """One ccxt position row (REST or stream) as a `Position` in base units. A flat leg
+    (`contracts` 0, as the private streams report a close) keeps its hedge leg; ccxt gives
+    a flat one-way position no side, and none is needed: its amount is 0."""
+    symbol = str(row["symbol"])
+    side = row.get("side")
+    hedged = bool(row.get("hedged"))
+    if side not in ("long", "short"):
+        if contracts or hedged:
+            raise malformed(f"{exchange} position of {symbol} has side {side!r}")
+        side = "long"
+    entry = decimal(row.get("entryPrice"))
+    if entry is None:
+        if contracts:
+            raise malformed(f"{exchange} position of {symbol} has no entry price")
+        entry = Decimal(0)
+    margin = decimal(row.get("initialMargin"))
+    if margin is None:
+        margin = decimal(row.get("collateral"))
+    return Position(
+        symbol, str(side), hedged, abs(contracts) * contract_size, entry,
+        decimal(row.get("markPrice")), decimal(row.get("leverage")),
+        row.get("marginMode") or None, margin,
+        decimal(row.get("liquidationPrice")) or None,
+        decimal(row.get("unrealizedPnl")))

@@ -73,6 +73,8 @@ class Ticker:
     underlying: Decimal | None = None
     """Options: the underlying's price the venue quotes with the contract
     (`OptionsProfile.underlying_field`)."""
+    mark: Decimal | None = None
+    """Perpetuals: the venue's mark price where its ticker carries it (Bybit's does)."""
 
 
 @dataclass(frozen=True)

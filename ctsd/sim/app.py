@@ -70,6 +70,7 @@ def _fault_middleware(sim: Simulator, registry: VenueRegistry) -> Any:
         if venue is None:
             return await handler(request)
         sim.stats.requests[name] += 1
+        sim.stats.endpoints[f"{name} {request.method} {path}"] += 1
         fault = sim.faults.take(name, path, TRANSPORT_FAULTS)
         if fault is None:
             return await handler(request)

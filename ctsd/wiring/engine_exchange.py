@@ -147,7 +147,7 @@ def engine_ticker(raw: exchange_model.Ticker, now_ms: int) -> Ticker:
     """Venues may omit bid or ask (a quiet market); the last price stands in for them."""
     return Ticker(raw.symbol, raw.bid if raw.bid is not None else raw.last,
                   raw.ask if raw.ask is not None else raw.last, raw.last,
-                  raw.timestamp_ms or now_ms, raw.underlying)
+                  raw.timestamp_ms or now_ms, raw.underlying, raw.mark)
 
 
 def engine_book(raw: OrderBook, now_ms: int) -> OrderBookTop:
@@ -319,29 +319,37 @@ class ExchangeEngineBackend:
         """A WebSocket connection's resources: market data and cycles from the hub (a
         margin pair's from the spot book's subscriptions); LIVE spot, margin and
         perpetuals orders and fills by the private stream of the connection's own market
-        type, REST reconciling. Perpetuals still read positions and funding over REST (the
-        position check's second look tells a stream a moment behind from a real
-        difference), margin its interest and the venue's own fills."""
+        type, and perpetuals' positions on the same socket, REST reconciling (the position
+        check's stream-lag rule and second look tell a stream a moment behind from a real
+        difference); margin reads its interest and the venue's own fills over REST."""
         assert self._streams is not None
         streaming = self._streams(public_stream_target(opened.target), resources.market_data)
         opened = replace(opened, streams=streaming)
         orders = resources.orders
         feed = None
+        perpetual = resources.kind is MarketKind.PERPETUAL
         if (isinstance(orders, ExchangeOrders) and credentials is not None
                 and resources.kind in STREAMED_ORDERS):
             from ctsd.wiring.engine_order_stream import OrderFeed
 
             reopen = partial(self._factory.order_stream, opened.target, credentials,
                              conn.account_uid)
+            convert = None
+            if perpetual:
+                from ctsd.wiring.engine_perpetual import streamed_position
+
+                convert = partial(streamed_position,
+                                  default_mode=resources.modes.margin_mode)
             try:
                 feed = OrderFeed(await reopen(), reopen, orders.streamed, streaming.wake,
-                                 SystemClock())
+                                 SystemClock(), convert_position=convert)
             except BaseException:
                 await self._abandon(opened)
                 raise
             feed.start()
         return replace(opened, orders=feed), replace(
-            resources, market_data=streaming, events=streaming, order_updates=feed)
+            resources, market_data=streaming, events=streaming, order_updates=feed,
+            position_updates=feed if perpetual else None)
 
     async def _reader(self, conn: Connection, target: ConnectionTarget) -> ExchangeClient | None:
         """PAPER: the connection's key, where it has one, for what the venue tells keys only:

@@ -7,10 +7,17 @@ The feed awaits it continuously, converts each update to the engine's
 engine does not place, are none of its business), buffers them for the broker
 and wakes the engine, so a fill triggers a cycle at once.
 
+On perpetuals the same task watches the account's positions on the same socket
+(`convert_position` set): each leg's latest state is buffered for the broker,
+which merges it into the positions it last read over REST, and a position
+update wakes the engine like a fill (an outside trade or a liquidation is
+checked at once).
+
 Any failure of the stream is a *gap*: the broker reconciles over REST before
-it trusts the stream again, and the feed goes on with a new stream (a fresh login).
-A refused login (authentication, permission) is not retried: the broker fails the
-engine naming the venue's reason. The stream
+it trusts the stream again (orders and positions each see it), and the feed goes
+on with a new stream (a fresh login). A refused login (authentication,
+permission) is not retried: the broker fails the engine naming the venue's
+reason. The stream
 counts as live once its connection is up with the watch pending and nothing
 failed: an idle account sends nothing, and that must not read as an outage.
 """
@@ -23,9 +30,10 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ctsd.clock import Clock
+from ctsd.engine.perpetual import VenuePosition
 from ctsd.engine.ports import ExchangeOrder
 from ctsd.errors import ExchangeFailure, FailureClass
-from ctsd.exchanges.model import Order
+from ctsd.exchanges.model import Order, Position
 from ctsd.exchanges.streams import OrderStream
 from ctsd.tasks import cancel_and_wait
 
@@ -38,7 +46,9 @@ class OrderFeed:
     def __init__(self, stream: OrderStream, reopen: Callable[[], Awaitable[OrderStream]],
                  convert: Callable[[Order], ExchangeOrder | None],
                  on_update: Callable[[], None], clock: Clock, *, settle_s: float = 1.0,
-                 retry_s: float = 1.0, max_retry_s: float = 30.0) -> None:
+                 retry_s: float = 1.0, max_retry_s: float = 30.0,
+                 convert_position: Callable[[Position], VenuePosition] | None = None,
+                 ) -> None:
         self._stream = stream
         self._reopen = reopen
         self._suspected = False
@@ -52,13 +62,17 @@ class OrderFeed:
         self._max_retry_s = max_retry_s
         self._buffer: list[ExchangeOrder] = []
         self._gap = False
+        self._convert_position = convert_position
+        self._positions: list[VenuePosition] = []
+        self._positions_gap = False
+        self.position_updates = 0
         self._live = False
         self._refused = False
         self.problem = "connecting"
         self.updates = 0
         self.gaps = 0
         self._task: asyncio.Task[None] | None = None
-        self._watch: asyncio.Future[list[Order]] | None = None
+        self._watch: asyncio.Future[tuple[list[Order], list[Position]]] | None = None
         self._became_live = asyncio.Event()
 
     # --- OrderUpdates --------------------------------------------------------------------------
@@ -71,6 +85,17 @@ class OrderFeed:
     @property
     def gap(self) -> bool:
         return self._gap
+
+    # --- PositionUpdates -----------------------------------------------------------------------
+
+    def drain_positions(self) -> tuple[list[VenuePosition], bool]:
+        positions, self._positions = self._positions, []
+        gap, self._positions_gap = self._positions_gap, False
+        return positions, gap
+
+    @property
+    def positions_gap(self) -> bool:
+        return self._positions_gap
 
     @property
     def live(self) -> bool:
@@ -105,10 +130,11 @@ class OrderFeed:
                     await self._resubscribe()
                 elif self._renew:
                     await self._renewed()
-                self._watch = watch = asyncio.ensure_future(self._stream.orders())
+                self._watch = watch = asyncio.ensure_future(
+                    self._stream.updates(self._convert_position is not None))
                 if not self._live:
                     await self._settle(watch)
-                orders = await watch
+                orders, positions = await watch
             except asyncio.CancelledError:
                 task = asyncio.current_task()
                 if task is not None and task.cancelling():
@@ -132,11 +158,15 @@ class OrderFeed:
             if found:
                 self._buffer.extend(found)
                 self.updates += len(found)
+            if positions and self._convert_position is not None:
+                self._positions.extend(map(self._convert_position, positions))
+                self.position_updates += len(positions)
+            if found or positions:
                 self._on_update()
 
     async def _resubscribe(self) -> None:
         self._suspected = False
-        self._live, self._gap = False, True
+        self._live, self._gap, self._positions_gap = False, True, True
         self.gaps += 1
         self.problem = "resubscribing: an expected order update did not come"
         log.warning("private order stream silent; resubscribing",
@@ -153,15 +183,20 @@ class OrderFeed:
         self._stream = await self._reopen()
         self._renew = False
 
-    async def _settle(self, watch: asyncio.Future[list[Order]]) -> None:
-        """Live once the watch has been pending `settle_s` on an open connection."""
-        sleeper: asyncio.Future[Any] = asyncio.ensure_future(self._clock.sleep(self._settle_s))
-        try:
-            await asyncio.wait((watch, sleeper), return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            sleeper.cancel()
-        if not watch.done() and self._stream.connected():
-            self._up()
+    async def _settle(self, watch: asyncio.Future[Any]) -> None:
+        """Live once the watch has been pending `settle_s` on an open connection. Looked at
+        again every `settle_s` while the connection is still opening (a slow login): an
+        idle account sends nothing, so the watch alone would never say it is up."""
+        while not watch.done():
+            sleeper: asyncio.Future[Any] = asyncio.ensure_future(
+                self._clock.sleep(self._settle_s))
+            try:
+                await asyncio.wait((watch, sleeper), return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                sleeper.cancel()
+            if not watch.done() and self._stream.connected():
+                self._up()
+                return
 
     def _up(self) -> None:
         if not self._live:
@@ -176,7 +211,7 @@ class OrderFeed:
 
     def _interrupted(self, exc: ExchangeFailure) -> None:
         was_live = self._live
-        self._live, self._gap = False, True
+        self._live, self._gap, self._positions_gap = False, True, True
         self.gaps += 1
         self.problem = exc.detail
         if exc.failure in REFUSED:

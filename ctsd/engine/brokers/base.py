@@ -78,6 +78,12 @@ class Broker(Protocol):
         as of the last `refresh`/`poll`; () on spot, where the ledger is the position."""
         ...
 
+    def positions_streamed(self) -> bool:
+        """`positions` are a private stream's view (LIVE perpetuals on a WebSocket
+        connection), not a read of this refresh: they may run a moment behind the fills
+        (the engine's stream-lag rule); False where they are read or computed."""
+        ...
+
     def take_funding(self) -> tuple[FundingPayment, ...]:
         """Perpetuals: funding payments found since the last call (each once)."""
         ...

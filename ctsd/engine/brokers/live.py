@@ -84,6 +84,9 @@ class LiveBroker:
     def take_funding(self) -> tuple[FundingPayment, ...]:
         return ()
 
+    def positions_streamed(self) -> bool:
+        return False
+
     async def reconcile(
         self, known: Sequence[Order], fills: Sequence[Fill],
         funding: Sequence[FundingPayment] = (),

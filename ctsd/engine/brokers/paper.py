@@ -71,6 +71,9 @@ class PaperBroker(PaperVenue):
     def positions(self) -> tuple[VenuePosition, ...]:
         return ()  # spot: the ledger is the position
 
+    def positions_streamed(self) -> bool:
+        return False  # computed here, never behind
+
     def take_funding(self) -> tuple[FundingPayment, ...]:
         return ()
 

@@ -87,6 +87,9 @@ class PaperMarginBroker(PaperVenue):
     def positions(self) -> tuple[VenuePosition, ...]:
         return ()  # the ledger is the position
 
+    def positions_streamed(self) -> bool:
+        return False  # computed here, never behind
+
     def take_funding(self) -> tuple[FundingPayment, ...]:
         """Interest charged since the last call, each valued at the last price."""
         for charge in self._account.take_charges():

@@ -102,6 +102,9 @@ class PaperPerpBroker(PaperVenue):
     def positions(self) -> tuple[VenuePosition, ...]:
         return self._account.views(self._marks)
 
+    def positions_streamed(self) -> bool:
+        return False  # computed here, never behind
+
     def take_funding(self) -> tuple[FundingPayment, ...]:
         taken, self._funding = tuple(self._funding), []
         return taken
