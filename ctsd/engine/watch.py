@@ -3,10 +3,19 @@
 A status change is recorded once, in the hub's next frame, which holds one slot
 per engine: a newer status of an engine replaces its slot (a status is a whole
 snapshot of the engine, so only intermediate states are lost, never the latest).
-The hub cuts that frame at most once per frame interval (watchers /
-`messages_per_s`, so that hundreds of streams together write no more messages
-than that a second; no wait at all with a few watchers) and wakes the waiting
-watchers a slice at a time, so that engines' cycles run between the writes.
+
+Frames are cut on a message budget, not on a clock: a frame costs one message
+per watcher, the budget refills at `messages_per_s` (hundreds of streams together
+write no more messages than that a second: each write costs the daemon tens of
+microseconds) and holds at most `BURST_S` of it. Engines' cycles come in bursts
+(one market event wakes hundreds of engines), so between bursts the budget fills
+up and a burst's changes go out as soon as they are made: a frame is cut at the
+end of the loop iteration that made them, instead of waiting out a fixed frame
+interval; only a daemon changing faster than the budget for longer than `BURST_S`
+is paced at watchers / `messages_per_s`. All waiting watchers are woken at once
+when a frame is cut: they then write it in the next loop iteration, one after the
+other, rather than a slice per iteration each queued behind a whole iteration of
+engine work (which made the last slice's delivery the sum of those iterations).
 
 A watcher holds only the number of the next frame it has to read. Up to date, it
 reads the newest frame's events, the very tuple every other watcher reads, which
@@ -21,6 +30,7 @@ watcher costs no memory, and every engine's final state reaches every watcher.
 from __future__ import annotations
 
 import asyncio
+import math
 from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -33,10 +43,9 @@ statuses, not copies); a watcher further behind is resynced."""
 MESSAGES_PER_S = 10_000
 """WatchEngines messages a second all watchers together aim to stay under: each write
 costs the daemon tens of microseconds whatever it holds."""
-MIN_INTERVAL_S = 0.001
-"""Shorter frame intervals are not worth a timer: the frame is cut at once."""
-WAKE_SLICE = 32
-"""Watchers woken per loop iteration when a frame is cut."""
+BURST_S = 0.25
+"""The budget holds this many seconds' worth of messages (at least one frame): a burst
+of changes after a quiet spell goes out frame after frame without waiting."""
 _HEARTBEAT = object()
 
 
@@ -158,8 +167,10 @@ class StatusHub:
         self._kept = 0
         """Changes in `_frames`."""
         self._cut_count = 0
-        self._last_cut = float("-inf")
-        self._timer: asyncio.TimerHandle | None = None
+        self._budget = 0.0
+        """Messages that frames may still cost at `_budget_at` (negative: a debt)."""
+        self._budget_at: float | None = None
+        self._timer: asyncio.Handle | None = None
         self._waiters: dict[asyncio.Future[None], None] = {}
         self._merged: dict[int, tuple[Queued, ...]] = {}
         """What `frames_from` answered since the last cut, by starting frame."""
@@ -260,14 +271,27 @@ class StatusHub:
         if self._timer is not None or not self._uncut or not self._waiters:
             return  # no waiter: the first watcher to wait schedules the cut
         loop = asyncio.get_running_loop()
-        interval = len(self._watchers) / self._messages_per_s
-        due = self._last_cut + interval if interval >= MIN_INTERVAL_S else loop.time()
-        self._timer = loop.call_at(max(due, loop.time()), self._cut)
+        short = len(self._watchers) - self._refill(loop.time())
+        if short <= 0:  # at the end of this loop iteration: its other changes go along
+            self._timer = loop.call_soon(self._cut)
+        else:
+            self._timer = loop.call_later(short / self._messages_per_s, self._cut)
+
+    def _refill(self, now: float) -> float:
+        """The budget at `now`: it refills at `messages_per_s` up to `BURST_S` of it, and
+        always to one frame (with more watchers than `BURST_S` of messages)."""
+        cap = max(self._messages_per_s * BURST_S, len(self._watchers))
+        since = math.inf if self._budget_at is None else now - self._budget_at
+        self._budget = min(cap, self._budget + since * self._messages_per_s)
+        self._budget_at = now
+        return self._budget
 
     def _cut(self) -> None:
         self._timer = None
         if not self._uncut:
             return
+        self._refill(asyncio.get_running_loop().time())
+        self._budget -= len(self._watchers)
         slots, self._uncut = self._uncut, {}
         self._frames.append(Frame(self._cut_count, slots, tuple(slots.values())))
         self._merged.clear()
@@ -275,14 +299,8 @@ class StatusHub:
         self._kept += len(slots)
         while self._kept > self._capacity and len(self._frames) > 1:
             self._kept -= len(self._frames.popleft().slots)
-        self._last_cut = asyncio.get_running_loop().time()
         waiters = list(self._waiters)
         self._waiters.clear()
-        self._wake_from(waiters, 0)
-
-    def _wake_from(self, waiters: list[asyncio.Future[None]], start: int) -> None:
-        for future in waiters[start:start + WAKE_SLICE]:
+        for future in waiters:
             if not future.done():
                 future.set_result(None)
-        if start + WAKE_SLICE < len(waiters):
-            asyncio.get_running_loop().call_soon(self._wake_from, waiters, start + WAKE_SLICE)
