@@ -4,18 +4,20 @@ A status change is recorded once, in the hub's next frame, which holds one slot
 per engine: a newer status of an engine replaces its slot (a status is a whole
 snapshot of the engine, so only intermediate states are lost, never the latest).
 
-Frames are cut on a message budget, not on a clock: a frame costs one message
-per watcher, the budget refills at `messages_per_s` (hundreds of streams together
-write no more messages than that a second: each write costs the daemon tens of
-microseconds) and holds at most `BURST_S` of it. Engines' cycles come in bursts
-(one market event wakes hundreds of engines), so between bursts the budget fills
-up and a burst's changes go out as soon as they are made: a frame is cut at the
-end of the loop iteration that made them, instead of waiting out a fixed frame
-interval; only a daemon changing faster than the budget for longer than `BURST_S`
-is paced at watchers / `messages_per_s`. All waiting watchers are woken at once
-when a frame is cut: they then write it in the next loop iteration, one after the
-other, rather than a slice per iteration each queued behind a whole iteration of
-engine work (which made the last slice's delivery the sum of those iterations).
+Watchers are woken for a frame on a message budget, not on a clock: each
+message a watcher is handed costs one, the budget refills at `messages_per_s`
+(hundreds of streams together write no more messages than that a second: each
+write costs the daemon tens of microseconds) and holds at most `BURST_S` of it.
+Engines' cycles come in bursts (one market event wakes hundreds of engines), so
+between bursts the budget fills up and a burst's changes go out as soon as they
+are made; only a daemon changing faster than the budget for longer than
+`BURST_S` is paced (a frame every watchers / `messages_per_s`). A change wakes
+every waiting watcher at once, and the first of them to run cuts the frame
+(`seal`): it holds every change of the loop iteration that woke them, and the
+watchers write it in the very next iteration, one after the other. (A cut on a
+timer of its own cost a loop iteration more, and watchers woken a slice per
+iteration each queued behind a whole iteration of engine work: the last slice's
+delivery was the sum of those iterations.)
 
 A watcher holds only the number of the next frame it has to read. Up to date, it
 reads the newest frame's events, the very tuple every other watcher reads, which
@@ -23,8 +25,9 @@ the transport then encodes once (`ctsd.api.watch_encoding`). Behind by several
 frames, it reads them merged, one change per engine with its newest state.
 Behind further than the frames kept (at most `capacity` changes together, the
 newest frame always), it reads a fresh `Snapshot(resync=True)` of every engine
-instead. So publishing never awaits and does not loop over watchers, a stalled
-watcher costs no memory, and every engine's final state reaches every watcher.
+instead. So publishing never awaits and wakes the waiting watchers at most once a
+frame, a stalled watcher costs no memory, and every engine's final state reaches
+every watcher.
 """
 
 from __future__ import annotations
@@ -126,6 +129,7 @@ class Watcher:
             self._held.clear()
             return held
         while True:
+            self._hub.seal()
             if self._next is not None and self._next < self._hub.first_kept:
                 self._resynced += 1
                 self._next, self._resync = None, True
@@ -134,6 +138,7 @@ class Watcher:
             events = self._hub.frames_from(self._next)
             if events is not None:
                 self._next = self._hub.cut_count
+                self._hub.spend()
                 return events
             await self._hub.next_cut()
 
@@ -168,9 +173,11 @@ class StatusHub:
         """Changes in `_frames`."""
         self._cut_count = 0
         self._budget = 0.0
-        """Messages that frames may still cost at `_budget_at` (negative: a debt)."""
+        """Messages watchers may still be handed at `_budget_at` (negative: a debt)."""
         self._budget_at: float | None = None
-        self._timer: asyncio.Handle | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._seal_due = False
+        """Watchers were woken for the uncut changes: the first to run cuts them."""
         self._waiters: dict[asyncio.Future[None], None] = {}
         self._merged: dict[int, tuple[Queued, ...]] = {}
         """What `frames_from` answered since the last cut, by starting frame."""
@@ -249,8 +256,8 @@ class StatusHub:
         return len(keys)
 
     async def next_cut(self) -> None:
-        """Returns once the next frame is cut (at once when changes are waiting and the
-        frame interval has passed)."""
+        """Returns once a frame is due (at once when changes are waiting and the budget
+        allows): `seal` then cuts it."""
         future = asyncio.get_running_loop().create_future()
         self._waiters[future] = None
         self._schedule()
@@ -267,15 +274,40 @@ class StatusHub:
         self._uncut[key] = event
         self._schedule()
 
+    def seal(self) -> None:
+        """Cuts the frame that woken watchers are due to read. The first of them to run
+        calls this, so the frame holds every change made until then: all those of the
+        loop iteration that woke them, with no loop iteration spent on a cut of its own."""
+        if self._seal_due:
+            self._seal_due = False
+            self._cut()
+
+    def spend(self) -> None:
+        """A watcher is handed a message: the budget pays for it."""
+        self._budget -= 1
+
     def _schedule(self) -> None:
-        if self._timer is not None or not self._uncut or not self._waiters:
-            return  # no waiter: the first watcher to wait schedules the cut
+        if self._timer is not None or self._seal_due or not self._uncut or not self._waiters:
+            return  # no waiter: the first watcher to wait schedules the frame
         loop = asyncio.get_running_loop()
-        short = len(self._watchers) - self._refill(loop.time())
-        if short <= 0:  # at the end of this loop iteration: its other changes go along
-            self._timer = loop.call_soon(self._cut)
+        short = len(self._waiters) - self._refill(loop.time())
+        if short <= 0:
+            self._wake_watchers()
         else:
-            self._timer = loop.call_later(short / self._messages_per_s, self._cut)
+            self._timer = loop.call_later(short / self._messages_per_s, self._wake_watchers)
+
+    def _wake_watchers(self) -> None:
+        """Wakes every waiting watcher at once, for a frame the first of them cuts (`seal`):
+        they then write it in the next loop iteration, one after the other."""
+        self._timer = None
+        if not self._uncut:
+            return
+        self._seal_due = True
+        waiters = list(self._waiters)
+        self._waiters.clear()
+        for future in waiters:
+            if not future.done():
+                future.set_result(None)
 
     def _refill(self, now: float) -> float:
         """The budget at `now`: it refills at `messages_per_s` up to `BURST_S` of it, and
@@ -287,11 +319,8 @@ class StatusHub:
         return self._budget
 
     def _cut(self) -> None:
-        self._timer = None
         if not self._uncut:
             return
-        self._refill(asyncio.get_running_loop().time())
-        self._budget -= len(self._watchers)
         slots, self._uncut = self._uncut, {}
         self._frames.append(Frame(self._cut_count, slots, tuple(slots.values())))
         self._merged.clear()
@@ -299,8 +328,3 @@ class StatusHub:
         self._kept += len(slots)
         while self._kept > self._capacity and len(self._frames) > 1:
             self._kept -= len(self._frames.popleft().slots)
-        waiters = list(self._waiters)
-        self._waiters.clear()
-        for future in waiters:
-            if not future.done():
-                future.set_result(None)
