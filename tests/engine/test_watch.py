@@ -262,3 +262,21 @@ async def test_after_a_quiet_spell_a_change_is_cut_at_once_then_paced() -> None:
     async with asyncio.timeout(10):
         assert await reads[0] == (Changed(status("a", cycles=2)),)
         assert await reads[1] == (Changed(status("a", cycles=2)),)
+
+
+@pytest.mark.asyncio
+async def test_every_waiting_watcher_reads_a_change_in_the_next_loop_iteration() -> None:
+    """However many watchers wait, none is left for a later loop iteration (each of
+    which, in the daemon, is a whole round of engine work): 500 watchers read a change
+    published now after one loop turn, all the same events tuple."""
+    hub = StatusHub()
+    watchers = [hub.subscribe() for _ in range(500)]
+    for watcher in watchers:
+        await watcher.next_batch()  # the snapshots
+    reads = [asyncio.ensure_future(w.next_batch()) for w in watchers]
+    await asyncio.sleep(0)  # all wait
+    hub.publish(status("a", cycles=1))
+    await asyncio.sleep(0)
+    assert all(r.done() for r in reads)
+    assert len({id(r.result()) for r in reads}) == 1
+    assert reads[0].result() == (Changed(status("a", cycles=1)),)
