@@ -4,8 +4,8 @@ A status change is recorded once, in the hub's next frame, which holds one slot
 per engine: a newer status of an engine replaces its slot (a status is a whole
 snapshot of the engine, so only intermediate states are lost, never the latest).
 
-Frames go out on a message budget, not on a clock: a frame costs one message
-per watcher, the budget refills at `messages_per_s` (hundreds of streams
+Frames go out on a message budget, not on a clock: each message a watcher is
+handed costs one, the budget refills at `messages_per_s` (hundreds of streams
 together write no more messages than that a second: each write costs the daemon
 tens of microseconds) and holds at most `BURST_S` of it. Engines' cycles come in
 bursts (one market event wakes hundreds of engines), so between bursts the
@@ -13,8 +13,9 @@ budget fills up and a burst's first changes go out as soon as they are made;
 only a daemon changing faster than the budget for longer than `BURST_S` is paced
 (a frame every watchers / `messages_per_s`). A frame goes at once when at least
 half the watchers wait for it; one or two watchers back from a write early wait
-for the others up to a frame interval instead of each taking a frame (and a
-message per watcher) of its own. A change wakes every waiting watcher at once,
+for the others up to a frame interval instead of each taking a frame of its own
+(which quadrupled the messages in the bench: a write costs the same whatever it
+holds). A change wakes every waiting watcher at once,
 and the first of them to run cuts the frame (`seal`): it holds every change of
 the loop iteration that woke them, and the watchers write it in the very next
 iteration, one after the other. (A cut on a timer of its own cost a loop
@@ -143,6 +144,7 @@ class Watcher:
             events = self._hub.frames_from(self._next)
             if events is not None:
                 self._next = self._hub.cut_count
+                self._hub.spend()
                 return events
             await self._hub.next_cut()
 
@@ -177,7 +179,7 @@ class StatusHub:
         """Changes in `_frames`."""
         self._cut_count = 0
         self._budget = 0.0
-        """Messages (a frame costs one per watcher) still affordable at `_budget_at`."""
+        """Messages watchers may still be handed at `_budget_at` (negative: a debt)."""
         self._budget_at: float | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._seal_due = False
@@ -286,6 +288,10 @@ class StatusHub:
             self._seal_due = False
             self._cut()
 
+    def spend(self) -> None:
+        """A watcher is handed a message: the budget pays for it."""
+        self._budget -= 1
+
     def _schedule(self) -> None:
         """A frame at once when the budget pays for it and at least half the watchers wait
         for it; else once the budget does, and the stragglers waited a frame interval."""
@@ -293,7 +299,7 @@ class StatusHub:
             return  # no waiter: the first watcher to wait schedules the frame
         loop = asyncio.get_running_loop()
         watchers = len(self._watchers)
-        short = watchers - self._refill(loop.time())
+        short = len(self._waiters) - self._refill(loop.time())
         if short <= 0 and 2 * len(self._waiters) >= watchers:
             if self._timer is not None:
                 self._timer.cancel()
@@ -304,13 +310,10 @@ class StatusHub:
 
     def _wake_watchers(self) -> None:
         """Wakes every waiting watcher at once, for a frame the first of them cuts (`seal`):
-        they then write it in the next loop iteration, one after the other. The frame
-        costs a message per watcher: those still writing read it with their next one."""
+        they then write it in the next loop iteration, one after the other."""
         self._timer = None
         if not self._uncut:
             return
-        self._refill(asyncio.get_running_loop().time())
-        self._budget -= len(self._watchers)
         self._seal_due = True
         waiters = list(self._waiters)
         self._waiters.clear()
