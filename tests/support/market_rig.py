@@ -67,6 +67,12 @@ def raised_limits(scale: int = LIMIT_SCALE) -> RateLimitOverrides:
         for spec in ExchangeRegistry.default().all() for limit in spec.rate_limits})
 
 
+def raised_limits_toml(scale: int = LIMIT_SCALE) -> str:
+    """`raised_limits` as a daemon's `[rate_limits.<id>.<limit>]` tables."""
+    return "".join(f"[rate_limits.{venue}.{name}]\nlimit = {override.limit}\n"
+                   for (venue, name), override in raised_limits(scale).limits.items())
+
+
 def funded_config(**overrides: Any) -> Any:
     """The simulator's accounts (as `exchange_sim_config`) with margin and options funds."""
     kraken = trader_spec(api_key=KRAKEN_CREDENTIALS.api_key, secret=KRAKEN_CREDENTIALS.secret,
