@@ -146,6 +146,35 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize("store_url", BACKENDS, indirect=True)
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under pytest-xdist, the modules marked `long` dealt round the workers first.
+
+    xdist's `load` scheduler hands each worker a first chunk of consecutive items (a
+    quarter of its share) and refills them in collection order, so the long modules,
+    which sit together under tests/robustness, ran one after another on one worker at
+    the end: its minute-and-a-half tail set the suite's wall time. Here module k of the
+    long ones goes to the head of worker k mod n's first chunk, and the short tests fill
+    in after. Every worker computes the same order; without xdist nothing moves."""
+    workers = int(getattr(config, "workerinput", {}).get("workercount", 0))
+    if workers < 2:
+        return
+    modules: dict[str, list[pytest.Item]] = {}
+    for item in items:
+        if item.get_closest_marker("long") is not None:
+            modules.setdefault(item.nodeid.split("::")[0], []).append(item)
+    shares: list[list[pytest.Item]] = [[] for _ in range(workers)]
+    for k, module in enumerate(modules.values()):
+        shares[k % workers] += module
+    rest = [item for item in items if item.get_closest_marker("long") is None]
+    chunk = max(len(items) // workers // 4, 2)  # xdist LoadScheduling's first chunk
+    order: list[pytest.Item] = []
+    for share in shares:
+        fill = max(chunk - len(share), 0)
+        order += share + rest[:fill]
+        rest = rest[fill:]
+    items[:] = order + rest
+
+
 # Every robustness test's tried/survived/lost row (tests/robustness/tally.py), printed at
 # the end of the session. Under pytest-xdist the rows are reported in the workers; each
 # hands its rows to the controller when it finishes (`workeroutput`), so the table is the

@@ -60,6 +60,8 @@ from tests.store.test_result_history import result
 from tests.support.daemon_process import DaemonProcess, remove_tree, short_tempdir
 from tests.support.damaged_requests import DAMAGE, PURGED, SQLITE_DAMAGE, seed_requests
 
+pytestmark = pytest.mark.long
+
 EX_CONFIG = 78
 SEED = 5
 CONNECTIONS = ("a", "b", "c")

@@ -28,6 +28,8 @@ from tests.support.daemon_process import DaemonProcess, remove_tree, short_tempd
 from tests.support.damaged_requests import DAMAGE
 from tests.support.pg_databases import PgDatabases
 
+pytestmark = pytest.mark.long
+
 CORPUS: dict[str, tuple[str, ...]] = {
     "connection enum": ("UPDATE connections SET api_type = 'bogus' WHERE id = 'a'",),
     "connection time": ("UPDATE connections SET created_us = 9223372036854775807 "

@@ -32,6 +32,8 @@ from tests.robustness.tally import Tally, log_problems, soak_rounds
 from tests.support.daemon_process import DaemonProcess, remove_tree, short_tempdir
 from tests.support.pg_databases import PgDatabases
 
+pytestmark = pytest.mark.long
+
 GRACE_S = 2.0
 CLOSE_MARGIN_S = 8.0
 """Closing the engines, the fleet membership and the store after the grace, under load."""
