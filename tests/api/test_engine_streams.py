@@ -22,6 +22,8 @@ from tests.support.conn_tests import run_test, sim_connection
 from tests.support.sim_fixtures import sim, sim_channel, sim_daemon  # noqa: F401
 from tests.support.simulator import SimulatorThread
 
+pytestmark = pytest.mark.long
+
 TICKER = "binance:spot:ticker:BTC/USDT"
 QUIET_GRID = paper_config("grid", reference_price="1", spacing_pct="1", levels="1",
                           amount="0.001")

@@ -31,6 +31,8 @@ from ctsd.ratelimit.fleet_link import RedisDown
 from ctsd.ratelimit.shared import SharedBucket, SharedRateLimiter
 from tests.support.servers import PrivateRedis
 
+pytestmark = pytest.mark.long
+
 INTERVAL = 0.25
 EXAMPLES = int(os.environ.get("CTS_FLEET_EXAMPLES", "4"))
 """Scenarios per property test: 4 here (the outage test half as many), 100 in `make soak`."""
