@@ -3,25 +3,10 @@
 A status change is recorded once, in the hub's next frame, which holds one slot
 per engine: a newer status of an engine replaces its slot (a status is a whole
 snapshot of the engine, so only intermediate states are lost, never the latest).
-
-Frames go out on a message budget, not on a clock: each message a watcher is
-handed costs one, the budget refills at `messages_per_s` (hundreds of streams
-together write no more messages than that a second: each write costs the daemon
-tens of microseconds) and holds at most `BURST_S` of it. Engines' cycles come in
-bursts (one market event wakes hundreds of engines), so between bursts the
-budget fills up and a burst's first changes go out as soon as they are made;
-only a daemon changing faster than the budget for longer than `BURST_S` is paced
-(a frame every watchers / `messages_per_s`). A frame goes at once when at least
-half the watchers wait for it; one or two watchers back from a write early wait
-for the others up to a frame interval instead of each taking a frame of its own
-(which quadrupled the messages in the bench: a write costs the same whatever it
-holds). A change wakes every waiting watcher at once,
-and the first of them to run cuts the frame (`seal`): it holds every change of
-the loop iteration that woke them, and the watchers write it in the very next
-iteration, one after the other. (A cut on a timer of its own cost a loop
-iteration more, and watchers woken a slice per iteration each queued behind a
-whole iteration of engine work: the last slice's delivery was the sum of those
-iterations.)
+The hub cuts that frame at most once per frame interval (watchers /
+`messages_per_s`, so that hundreds of streams together write no more messages
+than that a second; no wait at all with a few watchers) and wakes the waiting
+watchers a slice at a time, so that engines' cycles run between the writes.
 
 A watcher holds only the number of the next frame it has to read. Up to date, it
 reads the newest frame's events, the very tuple every other watcher reads, which
@@ -29,15 +14,13 @@ the transport then encodes once (`ctsd.api.watch_encoding`). Behind by several
 frames, it reads them merged, one change per engine with its newest state.
 Behind further than the frames kept (at most `capacity` changes together, the
 newest frame always), it reads a fresh `Snapshot(resync=True)` of every engine
-instead. So publishing never awaits and wakes the waiting watchers at most once a
-frame, a stalled watcher costs no memory, and every engine's final state reaches
-every watcher.
+instead. So publishing never awaits and does not loop over watchers, a stalled
+watcher costs no memory, and every engine's final state reaches every watcher.
 """
 
 from __future__ import annotations
 
 import asyncio
-import math
 from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -50,11 +33,10 @@ statuses, not copies); a watcher further behind is resynced."""
 MESSAGES_PER_S = 10_000
 """WatchEngines messages a second all watchers together aim to stay under: each write
 costs the daemon tens of microseconds whatever it holds."""
-MIN_PACED = 10
-"""With fewer watchers a frame is never held back for stragglers."""
-BURST_S = 0.25
-"""The budget holds this many seconds' worth of messages (at least one frame): a burst
-of changes after a quiet spell goes out frame after frame without waiting."""
+MIN_INTERVAL_S = 0.001
+"""Shorter frame intervals are not worth a timer: the frame is cut at once."""
+WAKE_SLICE = 32
+"""Watchers woken per loop iteration when a frame is cut."""
 _HEARTBEAT = object()
 
 
@@ -135,7 +117,6 @@ class Watcher:
             self._held.clear()
             return held
         while True:
-            self._hub.seal()
             if self._next is not None and self._next < self._hub.first_kept:
                 self._resynced += 1
                 self._next, self._resync = None, True
@@ -144,7 +125,6 @@ class Watcher:
             events = self._hub.frames_from(self._next)
             if events is not None:
                 self._next = self._hub.cut_count
-                self._hub.spend()
                 return events
             await self._hub.next_cut()
 
@@ -178,12 +158,8 @@ class StatusHub:
         self._kept = 0
         """Changes in `_frames`."""
         self._cut_count = 0
-        self._budget = 0.0
-        """Messages watchers may still be handed at `_budget_at` (negative: a debt)."""
-        self._budget_at: float | None = None
+        self._last_cut = float("-inf")
         self._timer: asyncio.TimerHandle | None = None
-        self._seal_due = False
-        """Watchers were woken for the uncut changes: the first to run cuts them."""
         self._waiters: dict[asyncio.Future[None], None] = {}
         self._merged: dict[int, tuple[Queued, ...]] = {}
         """What `frames_from` answered since the last cut, by starting frame."""
@@ -262,8 +238,8 @@ class StatusHub:
         return len(keys)
 
     async def next_cut(self) -> None:
-        """Returns once a frame is due (at once when changes are waiting and the budget
-        allows): `seal` then cuts it."""
+        """Returns once the next frame is cut (at once when changes are waiting and the
+        frame interval has passed)."""
         future = asyncio.get_running_loop().create_future()
         self._waiters[future] = None
         self._schedule()
@@ -280,57 +256,16 @@ class StatusHub:
         self._uncut[key] = event
         self._schedule()
 
-    def seal(self) -> None:
-        """Cuts the frame that woken watchers are due to read. The first of them to run
-        calls this, so the frame holds every change made until then: all those of the
-        loop iteration that woke them, with no loop iteration spent on a cut of its own."""
-        if self._seal_due:
-            self._seal_due = False
-            self._cut()
-
-    def spend(self) -> None:
-        """A watcher is handed a message: the budget pays for it."""
-        self._budget -= 1
-
     def _schedule(self) -> None:
-        """A frame at once when the budget pays for it and at least half the watchers wait
-        for it; else once the budget does, and the stragglers waited a frame interval."""
-        if self._seal_due or not self._uncut or not self._waiters:
-            return  # no waiter: the first watcher to wait schedules the frame
+        if self._timer is not None or not self._uncut or not self._waiters:
+            return  # no waiter: the first watcher to wait schedules the cut
         loop = asyncio.get_running_loop()
-        watchers = len(self._watchers)
-        short = len(self._waiters) - self._refill(loop.time())
-        if short <= 0 and 2 * len(self._waiters) >= watchers:
-            if self._timer is not None:
-                self._timer.cancel()
-            self._wake_watchers()
-        elif self._timer is None:
-            delay = max(short, watchers if watchers >= MIN_PACED else 0) / self._messages_per_s
-            self._timer = loop.call_later(delay, self._wake_watchers)
-
-    def _wake_watchers(self) -> None:
-        """Wakes every waiting watcher at once, for a frame the first of them cuts (`seal`):
-        they then write it in the next loop iteration, one after the other."""
-        self._timer = None
-        if not self._uncut:
-            return
-        self._seal_due = True
-        waiters = list(self._waiters)
-        self._waiters.clear()
-        for future in waiters:
-            if not future.done():
-                future.set_result(None)
-
-    def _refill(self, now: float) -> float:
-        """The budget at `now`: it refills at `messages_per_s` up to `BURST_S` of it, and
-        always to one frame (with more watchers than `BURST_S` of messages)."""
-        cap = max(self._messages_per_s * BURST_S, len(self._watchers))
-        since = math.inf if self._budget_at is None else now - self._budget_at
-        self._budget = min(cap, self._budget + since * self._messages_per_s)
-        self._budget_at = now
-        return self._budget
+        interval = len(self._watchers) / self._messages_per_s
+        due = self._last_cut + interval if interval >= MIN_INTERVAL_S else loop.time()
+        self._timer = loop.call_at(max(due, loop.time()), self._cut)
 
     def _cut(self) -> None:
+        self._timer = None
         if not self._uncut:
             return
         slots, self._uncut = self._uncut, {}
@@ -340,3 +275,14 @@ class StatusHub:
         self._kept += len(slots)
         while self._kept > self._capacity and len(self._frames) > 1:
             self._kept -= len(self._frames.popleft().slots)
+        self._last_cut = asyncio.get_running_loop().time()
+        waiters = list(self._waiters)
+        self._waiters.clear()
+        self._wake_from(waiters, 0)
+
+    def _wake_from(self, waiters: list[asyncio.Future[None]], start: int) -> None:
+        for future in waiters[start:start + WAKE_SLICE]:
+            if not future.done():
+                future.set_result(None)
+        if start + WAKE_SLICE < len(waiters):
+            asyncio.get_running_loop().call_soon(self._wake_from, waiters, start + WAKE_SLICE)

@@ -9,7 +9,7 @@ import pytest
 
 from ctsd.engine.config import TradingMode
 from ctsd.engine.status import EngineState, EngineStatus
-from ctsd.engine.watch import BURST_S, Changed, Heartbeat, Queued, Snapshot, StatusHub
+from ctsd.engine.watch import Changed, Heartbeat, Queued, Snapshot, StatusHub
 
 
 def status(connection_id: str, cycles: int = 0) -> EngineStatus:
@@ -198,10 +198,9 @@ async def test_a_storm_of_changes_never_loses_an_engines_final_state(seed: int) 
 
 
 @pytest.mark.asyncio
-async def test_frames_stay_within_the_budget_shared_and_end_with_the_last_change() -> None:
-    """Two watchers at 100 messages a second: after the first `BURST_S` of budget, a
-    frame at most every 20 ms; the same events tuple read by both (encoded once), and
-    the last change always follows."""
+async def test_frames_are_paced_shared_and_end_with_the_last_change() -> None:
+    """Two watchers at 100 messages a second: a frame at most every 20 ms, the same
+    events tuple read by both (encoded once), and the last change always follows."""
     hub = StatusHub(messages_per_s=100)
     watchers = [hub.subscribe(), hub.subscribe()]
     loop = asyncio.get_running_loop()
@@ -214,13 +213,13 @@ async def test_frames_stay_within_the_budget_shared_and_end_with_the_last_change
             batch = await watchers[index].next_batch()
             assert not isinstance(batch, Snapshot)
             reads[index].append((loop.time(), batch))
-            if Changed(status("e", cycles=199)) in batch:
+            if Changed(status("e", cycles=59)) in batch:
                 done[index].set()
 
     readers = [asyncio.create_task(read(i)) for i in range(2)]
     try:
         await asyncio.sleep(0)
-        for cycle in range(200):  # load over time: a change every millisecond or so
+        for cycle in range(60):  # load over time: a change every millisecond or so
             hub.publish(status("e", cycles=cycle))
             await asyncio.sleep(0.001)
         async with asyncio.timeout(10):  # a bound: the last frame is at most 20 ms away
@@ -231,52 +230,6 @@ async def test_frames_stay_within_the_budget_shared_and_end_with_the_last_change
             task.cancel()
         await asyncio.gather(*readers, return_exceptions=True)
     times = [at for at, _ in reads[0]]
-    assert 2 <= len(times) < 200  # changes were coalesced, not sent one by one
-    burst = 100 * BURST_S / 2  # frames the full budget pays for
-    for i, j in itertools.combinations(range(len(times)), 2):  # any stretch of frames
-        assert j - i + 1 <= burst + (times[j] - times[i] + 0.003) / 0.02 + 1
+    assert 2 <= len(times) < 60  # changes were coalesced, not sent one by one
+    assert all(later - earlier >= 0.02 - 0.003 for earlier, later in itertools.pairwise(times))
     assert [id(batch) for _, batch in reads[0]] == [id(batch) for _, batch in reads[1]]
-
-
-@pytest.mark.asyncio
-async def test_after_a_quiet_spell_a_change_is_cut_at_once_then_paced() -> None:
-    """The budget is spent on a burst as soon as it comes (no frame interval to wait out
-    after a quiet spell): the watchers read it in the next loop iteration, all the
-    changes of this one together; spent, the next frame waits for it to refill."""
-    hub = StatusHub(messages_per_s=2)  # two watchers: a frame a second, one in the budget
-    watchers = [hub.subscribe(), hub.subscribe()]
-    for watcher in watchers:
-        await watcher.next_batch()  # the snapshots
-    reads = [asyncio.ensure_future(w.next_batch()) for w in watchers]
-    await asyncio.sleep(0)  # both wait
-    hub.publish(status("a", cycles=1))
-    hub.publish(status("b", cycles=1))  # the same loop iteration: the same frame
-    await asyncio.sleep(0)  # the very next iteration, no timer and no cut of its own
-    assert all(r.done() for r in reads)
-    assert reads[0].result() == (Changed(status("a", cycles=1)), Changed(status("b", cycles=1)))
-    reads = [asyncio.ensure_future(w.next_batch()) for w in watchers]
-    hub.publish(status("a", cycles=2))
-    for _ in range(3):
-        await asyncio.sleep(0)
-    assert not any(r.done() for r in reads)  # the budget refills for a second first
-    async with asyncio.timeout(10):
-        assert await reads[0] == (Changed(status("a", cycles=2)),)
-        assert await reads[1] == (Changed(status("a", cycles=2)),)
-
-
-@pytest.mark.asyncio
-async def test_every_waiting_watcher_reads_a_change_in_the_next_loop_iteration() -> None:
-    """However many watchers wait, none is left for a later loop iteration (each of
-    which, in the daemon, is a whole round of engine work): 500 watchers read a change
-    published now after one loop turn, all the same events tuple."""
-    hub = StatusHub()
-    watchers = [hub.subscribe() for _ in range(500)]
-    for watcher in watchers:
-        await watcher.next_batch()  # the snapshots
-    reads = [asyncio.ensure_future(w.next_batch()) for w in watchers]
-    await asyncio.sleep(0)  # all wait
-    hub.publish(status("a", cycles=1))
-    await asyncio.sleep(0)
-    assert all(r.done() for r in reads)
-    assert len({id(r.result()) for r in reads}) == 1
-    assert reads[0].result() == (Changed(status("a", cycles=1)),)
