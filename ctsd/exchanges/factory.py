@@ -67,6 +67,8 @@ from ctsd.ratelimit import (
 )
 from ctsd.tasks import AsyncClosing
 
+CONNECT_MARGIN_S = 0.5
+"""Added to each venue's new-connection window (`ConnectionPacers`)."""
 log = logging.getLogger("ctsd.ratelimit")
 
 
@@ -117,7 +119,7 @@ class ExchangeClientFactory(AsyncClosing):
         """The pacing of every WebSocket this daemon opens, per venue (the market-data hub
         shares it); built on first use, like the streams themselves."""
         if self._pacers is None:
-            self._pacers = ConnectionPacers(SystemClock())
+            self._pacers = ConnectionPacers(SystemClock(), margin_s=CONNECT_MARGIN_S)
         return self._pacers
 
     # --- clients ---------------------------------------------------------------------------

@@ -154,16 +154,20 @@ class ConnectionPacers:
     new connections per IP, public (the market-data hub's shards) and private (LIVE
     engines' order streams, reopened after each failure) alike."""
 
-    def __init__(self, clock: Clock) -> None:
+    def __init__(self, clock: Clock, margin_s: float = 0.0) -> None:
+        """`margin_s` widens each venue's window: a socket is paced when its stream is
+        made, and connects a login's round trip or more later, so two connects can land
+        closer together than their pacing (OKX's 3 a second was breached so)."""
         self._clock = clock
+        self._margin_s = margin_s
         self._pacers: dict[str, Pacer] = {}
 
     def pacer(self, exchange: str) -> Pacer:
         found = self._pacers.get(exchange)
         if found is None:
             limits = stream_limits(exchange)
-            found = self._pacers[exchange] = Pacer(limits.connections, limits.window_s,
-                                                   self._clock)
+            found = self._pacers[exchange] = Pacer(
+                limits.connections, limits.window_s + self._margin_s, self._clock)
         return found
 
 
