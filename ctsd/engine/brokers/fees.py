@@ -2,8 +2,9 @@
 
 Why a ledger of trade ids: the broker books one fill per new cumulative filled amount,
 with the fee the cumulative fee grew by. That holds where the venue reports the order's
-own cumulative fee (Bybit `cumExecFee`, OKX `fee`, Kraken `fee_usd_equiv`), but Binance
-reports each trade's fee alone (`n` of an execution report): its REST order answers
+own cumulative fee (Bybit `cumExecFee`, OKX `fee`, Kraken's REST `fee`), but Binance
+reports each trade's fee alone (`n` of an execution report), and Kraken's stream names
+an order's fee only as a USD equivalent (`fee_usd_equiv`). Binance's REST order answers
 carry none (the reader sums the order's own fills) and ccxt.pro sums the `n` of the
 messages its cache saw. After a lost message, or a resubscribe that starts a fresh
 cache, that streamed sum is short of the truth, and `remote.fee - order.fee` books too
