@@ -441,12 +441,9 @@ class OrderStream(AsyncClosing):
         """Each order with the trades of it ccxt.pro cached (its own-trade cache holds
         every execution message it got, by trade id): ccxt's sum of their fees is only
         what this connection saw, so the broker is told which trades that was."""
-        wanted = {o.id for o in orders}
         by_order: dict[str, list[Any]] = {}
         for item in list(self._exchange.myTrades or ()):
-            order_id = str(item.get("order"))
-            if order_id in wanted:
-                by_order.setdefault(order_id, []).append(item)
+            by_order.setdefault(str(item.get("order")), []).append(item)
         markets = self._exchange.markets
         return [answers.with_trades(o, answers.trades(
                     by_order.get(o.id, []), answers.contract_size(markets, o.symbol)))
