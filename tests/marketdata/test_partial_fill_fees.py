@@ -88,9 +88,10 @@ class Live:
 
 @asynccontextmanager
 async def live_on(factory: ExchangeClientFactory, venue: str, reconcile_s: float = 5.0,
-                  ) -> AsyncIterator[Live]:
+                  echo_s: float = 1.0) -> AsyncIterator[Live]:
     """A LIVE spot broker on `venue`'s private stream, reconciling every `reconcile_s` at
-    the latest (a lost last message is found then), its stream live."""
+    the latest (a lost last message is found then), or when an update it expects is
+    `echo_s` late, its stream live."""
     target, credentials = ConnectionTarget(venue, ApiType.SPOT), credentials_for(venue)
     client = await factory.client(target, credentials, lane=Lane.ORDER)
     orders = ExchangeOrders(client)
@@ -102,7 +103,7 @@ async def live_on(factory: ExchangeClientFactory, venue: str, reconcile_s: float
                      settle_s=0.3, retry_s=0.05, max_retry_s=0.5)
     feed.start()
     broker = LiveBroker(orders, (SYMBOL,), SystemClock(), check_before_place=False,
-                        updates=feed, reconcile_s=reconcile_s, echo_s=1.0)
+                        updates=feed, reconcile_s=reconcile_s, echo_s=echo_s)
     try:
         await broker.reconcile([], [])
         async with asyncio.timeout(WAIT_S):
@@ -181,21 +182,24 @@ async def fill_in_parts(server: SimulatorServer, live: Live, venue: str, cid: st
 
 
 @pytest.mark.asyncio
-@pytest.mark.parametrize("loss", ["resubscribe", "lost_message"])
+@pytest.mark.parametrize("loss", ["resubscribe", "lost_message", "lost_remainder"])
 async def test_binance_fees_of_a_partly_streamed_order_are_each_trades_fee_once(
     server: SimulatorServer, factory: ExchangeClientFactory, loss: str,
 ) -> None:
     """After the first part: the stream resubscribes (ccxt.pro's fresh cache then sums only
     the trades it saw since), or loses the second part's message in a silent stall that
-    is over before the third. The ledger still books exactly what the venue's three trades
-    charged. No periodic reconciliation meanwhile: only the stream says what happened."""
+    is over before the third, or loses the rest of the order in a stall that outlasts it
+    (nothing more comes: the market is through the order's price, so the broker expects
+    the rest within its echo time and reconciles when it does not come). The ledger
+    still books exactly what the venue's three trades charged. No periodic
+    reconciliation meanwhile: only the stream, or its silence, says what happened."""
     async with live_on(factory, "binance", reconcile_s=3600) as live:
         async def chaos(k: int) -> None:
             if k == 1 and loss == "resubscribe":
                 live.feed.suspect()
                 await polled(lambda: live.feed.live and live.feed.gaps > 0)
-            if k == 1 and loss == "lost_message":
-                await stall(server, live, "binance", 0.3)
+            if k == 1 and loss in ("lost_message", "lost_remainder"):
+                await stall(server, live, "binance", 0.3 if loss == "lost_message" else 5.0)
             if k == 2 and loss == "lost_message":
                 await polled(lambda: not stalled(server, "binance"))
 
@@ -221,14 +225,16 @@ def stalled(server: SimulatorServer, venue: str) -> bool:
 async def test_random_stream_faults_during_multi_trade_fills_book_the_venues_fees(
     server: SimulatorServer, factory: ExchangeClientFactory, venue: str,
 ) -> None:
+    """No periodic reconciliation: whatever a fault loses, the broker must notice itself
+    (a gap, a reconnect, an update it cannot account for, an expected update missing)."""
     rng = random.Random(f"fees-{venue}")
-    async with live_on(factory, venue) as live:
+    async with live_on(factory, venue, reconcile_s=3600) as live:
         async def chaos(k: int) -> None:
             kind = rng.choice(CHAOS)
             if kind == "resubscribe":
                 live.feed.suspect()
-            elif kind == "ws_stall":
-                await stall(server, live, venue, 0.3)
+            elif kind == "ws_stall":  # a short one, or one that swallows the rest
+                await stall(server, live, venue, rng.choice((0.3, 5.0)))
             elif kind != "none":
                 server.sim.add_fault(FaultSpec(FaultKind(kind), venue=venue,
                                                path_prefix=PRIVATE[venue], delay_s=0.3))
@@ -236,3 +242,58 @@ async def test_random_stream_faults_during_multi_trade_fills_book_the_venues_fee
         for n in range(ROUNDS):
             await fill_in_parts(server, live, venue, client_order_id("fee2", n + 1, 0), chaos)
     assert violations(server) == {}
+
+
+async def reconciled(live: Live, price: Decimal, booked: list[Execution]) -> int:
+    """Cycles (what they book added to `booked`) until the stream is live with no gap
+    left to reconcile; the broker's count of REST reconciliations then."""
+    async with asyncio.timeout(WAIT_S):
+        while live.feed.gap or not live.feed.live:
+            booked += await cycle(live, price)
+            await asyncio.sleep(0.02)
+    return live.broker.reconciliations
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("venue", ["binance", "bybit", "okx", "kraken"])
+@pytest.mark.parametrize("fresh", [False, True], ids=["one_cache", "fresh_cache"])
+async def test_each_part_of_an_order_is_booked_from_the_stream_alone(
+    server: SimulatorServer, factory: ExchangeClientFactory, venue: str, fresh: bool,
+) -> None:
+    """No fault: the tape fills a resting buy in PARTS trades, each part's update says
+    what the order has filled so far, and the broker books it as it comes, from the
+    stream, with no REST reconciliation after the start. With `fresh`, the stream
+    resubscribes after the first part (reconciled once): ccxt.pro's new cache then knows
+    the order from the venue's snapshot and the later parts alone. ccxt.pro's Kraken
+    parses no filled amount until the order closes: the venue's `cum_qty` says it."""
+    sim = server.sim
+    sim.fill_split = PARTS
+    async with live_on(factory, venue, reconcile_s=3600, echo_s=3600) as live:
+        price = sim.market.price(SYMBOL)
+        booked: list[Execution] = []
+        started = await reconciled(live, price, booked)
+        limit = (price * Decimal("0.99")).quantize(Decimal("0.1"), ROUND_DOWN)
+        cid = client_order_id("fee3", 1, 0)
+        booked.append(await live.broker.place(
+            OrderRequest(cid, SYMBOL, Side.BUY, OrderType.LIMIT, AMOUNT, limit, "test", 1)))
+        through = (limit * Decimal("0.98")).quantize(Decimal("0.1"))
+        account = sim.accounts.get(credentials_for(venue).api_key)
+        assert account is not None
+        venue_order = max(account.orders.values(), key=lambda o: o.id)
+        sim.set_price(SYMBOL, through)  # a part a tape trade from now on
+        async with asyncio.timeout(WAIT_S):
+            while booked[-1].order.status is not OrderStatus.FILLED:
+                booked += await cycle(live, through)
+                if booked[-1].order.filled == venue_order.filled < AMOUNT:
+                    sim.advance(5)  # booked so far: the next tape trade, the next part
+                if fresh and live.feed.gaps == 0 and booked[-1].order.filled:
+                    live.feed.suspect()
+                    await polled(lambda: live.feed.gaps > 0)
+                    started = await reconciled(live, through, booked)
+                await asyncio.sleep(0.02)
+        partly = [e.order.filled for e in booked if e.order.status is OrderStatus.OPEN
+                  and e.order.filled]
+        assert partly, f"no part booked before the order closed: {booked}"
+        assert live.broker.reconciliations == started, "a part needed REST"
+        assert sum(f.amount for e in booked for f in e.fills) == AMOUNT
+        sim.set_price(SYMBOL, price)

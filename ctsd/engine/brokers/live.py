@@ -62,8 +62,9 @@ class LiveBroker:
         """Orders placed whose first stream update is still awaited, by deadline: a
         private stream that stalls silently (pings go on, nothing else) shows as a
         missing echo, since an idle account's stream has no data age to watch."""
-        self._traded_through: set[str] = set()
-        """Resting orders the market traded through, whose fill is awaited (`poll`)."""
+        self._traded_through: dict[str, Decimal] = {}
+        """Resting orders the market traded through, by the filled amount they had then:
+        their fill is awaited (`poll`), once per amount."""
         self.reconciliations = 0
         self._fees = TradeFees()
         self._unreported: list[Execution] = []
@@ -231,7 +232,7 @@ class LiveBroker:
         changed = []
         doubted = False
         for remote in updates:
-            self._echoes.pop(remote.client_order_id, None)
+            self._echoed(remote)
             order = self._book.get(remote.client_order_id)
             if order is not None and self._unaccounted(order, remote):
                 doubted = True
@@ -240,6 +241,16 @@ class LiveBroker:
             if execution is not None:
                 changed.append(execution)
         return changed, doubted
+
+    def _echoed(self, remote: ExchangeOrder) -> None:
+        """An awaited update came: any for an order just placed; for one the market traded
+        through, only one that filled more than it had then (or ended it). Venues send
+        several messages an execution (Kraken: the order's and the trade's), and a late
+        one of an earlier part must not stand for the part still awaited."""
+        cid = remote.client_order_id
+        awaited = self._traded_through.get(cid)
+        if awaited is None or remote.filled > awaited or remote.status is not OrderStatus.OPEN:
+            self._echoes.pop(cid, None)
 
     def _unaccounted(self, order: Order, remote: ExchangeOrder) -> bool:
         """`remote` filled more than `order` booked, but its trades cannot say what that
@@ -298,8 +309,12 @@ class LiveBroker:
         With a private stream, a resting limit order the market traded through has
         filled (no trade prints beyond the price of an order still resting), so its
         update is due within `echo_s`; one that never comes is a silent stall the next
-        refresh reconciles. Once per order: a venue that fills one only in part costs one
-        reconciliation, not one a cycle."""
+        refresh reconciles. Once per filled amount: no trade prints through the price of
+        an order still resting, so one the market is through that the stream reports
+        filled in part has more to come (parts lost in a stall that swallowed the rest
+        of it are found `echo_s` later, not at the next periodic reconciliation), and
+        an order the venue keeps partly filled costs one reconciliation a part, not one
+        a cycle."""
         if self._updates is not None:
             self._expect_fills(market)
         return ()
@@ -309,10 +324,10 @@ class LiveBroker:
         deadline = self._clock.monotonic() + self._echo_s
         for cid, order in self._book.items():
             mark, price = last.get(order.symbol), order.price
-            if mark is None or price is None or cid in self._traded_through:
+            if mark is None or price is None or self._traded_through.get(cid) == order.filled:
                 continue
             if mark < price if order.side is Side.BUY else mark > price:
-                self._traded_through.add(cid)
+                self._traded_through[cid] = order.filled
                 self._echoes.setdefault(cid, deadline)
 
     def _track(self, execution: Execution) -> Execution:
@@ -321,7 +336,7 @@ class LiveBroker:
             self._book[order.client_order_id] = order
         else:
             self._book.pop(order.client_order_id, None)
-            self._traded_through.discard(order.client_order_id)
+            self._traded_through.pop(order.client_order_id, None)
             self._fees.forget(order.client_order_id)
         return execution
 
