@@ -189,7 +189,8 @@ class ExchangeClientFactory(AsyncClosing):
         markets.share_with(exchange, 0)
         return OrderStream(exchange, target, self._translator(spec, profile,
                                                               credentials.values()),
-                           per_trade_fees=profile.per_trade_fees)
+                           per_trade_fees=profile.per_trade_fees,
+                           filled_field=profile.stream_filled_field)
 
     @staticmethod
     def _translator(spec: ExchangeSpec, profile: ClientProfile,

@@ -313,6 +313,10 @@ class ClientProfile:
     """The venue's order answers and updates carry no cumulative fee, only each trade's
     (Binance; Kraken's stream, whose order fee is a USD equivalent): readers list the
     order's trades, and the broker sums them by trade id."""
+    stream_filled_field: str | None = None
+    """The venue's own field (an order update's `info`) of the amount an order has filled,
+    where ccxt.pro leaves `filled` unset until the order closes (Kraken v2 executions:
+    `cum_qty`): without it every part-fill of such an order would read as nothing."""
     own_fills_order_param: str | None = None
     """The own-fill history's parameter that narrows it to one order (Binance `orderId`);
     None: the history is read and filtered here."""

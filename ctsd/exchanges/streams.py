@@ -373,12 +373,15 @@ class OrderStream(AsyncClosing):
     listenKey socket, Bybit `position`, OKX `positions`: the same socket as the orders)."""
 
     def __init__(self, exchange: Any, target: ConnectionTarget, translate: Translate, *,
-                 per_trade_fees: bool = False) -> None:
+                 per_trade_fees: bool = False, filled_field: str | None = None) -> None:
         self._exchange = exchange
         self.target = target
         self._translate = translate
         self._per_trade_fees = per_trade_fees
         """The venue streams each trade's fee, not the order's (`ClientProfile`)."""
+        self._filled_field = filled_field
+        """Where the venue's update says what an order filled when ccxt.pro does not
+        (`ClientProfile.stream_filled_field`)."""
         self._seen: dict[str, Any] = {}
         self._pending: dict[str, asyncio.Future[Any]] = {}
         """The watches not yet answered ("orders", "positions"), kept across calls: a
@@ -434,8 +437,18 @@ class OrderStream(AsyncClosing):
     def _orders(self, raw: list[Any]) -> list[Order]:
         markets = self._exchange.markets
         found = [answers.in_base(o, answers.contract_size(markets, o.symbol))
-                 for o in map(answers.order, raw)]
+                 for o in map(answers.order, map(self._with_filled, raw))]
         return self._with_trades(found) if self._per_trade_fees else found
+
+    def _with_filled(self, raw: Any) -> Any:
+        """ccxt.pro's order, with the venue's own filled amount where ccxt left it unset
+        (its cache merges each message's fields into `info`: the latest amount)."""
+        field = self._filled_field
+        if field is None or not isinstance(raw, Mapping) or raw.get("filled") is not None:
+            return raw
+        info = raw.get("info")
+        filled = info.get(field) if isinstance(info, Mapping) else None
+        return raw if filled is None else {**raw, "filled": filled}
 
     def _with_trades(self, orders: list[Order]) -> list[Order]:
         """Each order with the trades of it ccxt.pro cached (its own-trade cache holds

@@ -15,6 +15,8 @@ KRAKEN_CLIENT = ClientProfile(
     # The v2 executions stream names an order's fee only as `fee_usd_equiv` (ccxt.pro
     # books it in "USD"), an equivalent, not what was charged: each trade's `fees` is.
     per_trade_fees=True,
+    # ccxt.pro's Kraken parses no `filled` from executions (only a closed order's amount).
+    stream_filled_field="cum_qty",
     ccxt_class="kraken",
     api_types={
         ApiType.SPOT: ApiTypeProfile({"defaultType": "spot"}, ("spot",), "publicGetTime"),
