@@ -81,10 +81,21 @@ def seed(state: Path, count: int) -> dict[tuple[str, str], str]:
     return plain
 
 
-def rotate(state: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
+def rotate(state: Path, started: list[subprocess.Popen[bytes]]) -> subprocess.Popen[bytes]:
+    """A `ctsd rotate-key` run, added to `started` (what the test kills if it fails)."""
+    proc = subprocess.Popen(
         [sys.executable, "-m", "ctsd", "rotate-key", "--state-dir", str(state)],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    started.append(proc)
+    return proc
+
+
+def kill_all(started: list[subprocess.Popen[bytes]]) -> None:
+    """A failed test leaves no rotation running (it would outlive the test, reparented)."""
+    for proc in started:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 def wal_size(wal: Path) -> int:
@@ -137,10 +148,11 @@ def test_rotate_key_interrupted_by_signals_at_random_instants() -> None:
     state.mkdir(mode=0o700)
     tally = Tally("rotate-key under signals")
     outcomes: Counter[str] = Counter()
+    runs: list[subprocess.Popen[bytes]] = []
     try:
         plain = seed(state, secret_count())
         started = time.monotonic()
-        clean = rotate(state)
+        clean = rotate(state, runs)
         largest = max(largest_wal(clean, state / "ctsd.db-wal"), WAL_STIRRING)
         _, err = clean.communicate(timeout=120)
         assert clean.returncode == 0, err
@@ -148,7 +160,7 @@ def test_rotate_key_interrupted_by_signals_at_random_instants() -> None:
         _, key_before = lost_secrets(state, plain)
         for n in range(rounds):
             sig = SIGNALS[(n // 2) % len(SIGNALS)]
-            proc = rotate(state)
+            proc = rotate(state, runs)
             if n % 2:  # any instant of the run
                 delay = rng.uniform(0.2 * duration, 1.05 * duration)
                 time.sleep(delay)  # the instant of the signal, not a wait for anything
@@ -176,8 +188,10 @@ def test_rotate_key_interrupted_by_signals_at_random_instants() -> None:
         except (RuntimeError, TimeoutError) as exc:
             tally.lost += 1
             tally.notes.append(f"the daemon does not start: {str(exc)[-300:]}")
-        daemon.stop()
+        finally:
+            daemon.stop()
     finally:
+        kill_all(runs)
         remove_tree(root)
     tally.notes[:0] = [f"{rounds} rounds over {len(plain)} secrets, a clean run {duration:.2f}s; "
                        + ", ".join(f"{k}: {v}" for k, v in sorted(outcomes.items()))]
