@@ -100,7 +100,12 @@ class WatcherRecord:
     changes: int = 0
     heartbeats: int = 0
     resyncs: int = 0
+    first_s: float = 0.0
+    """From opening the stream to its first message (the snapshot)."""
     max_gap_s: float = 0.0
+    """The longest silence between two messages once the stream delivers."""
+    max_gap_end_s: float = 0.0
+    """When that silence ended, from the stream's opening: where to look in the logs."""
     error: str = ""
 
 
@@ -536,11 +541,14 @@ class StreamWatcher:
         call = self.stub.WatchEngines(epb.WatchEnginesRequest())
         stopper = asyncio.create_task(stop.wait())
         stopper.add_done_callback(lambda _: call.cancel())
-        last = time.monotonic()
+        opened = last = time.monotonic()
         try:
             async for message in call:
                 now = time.monotonic()
-                self.record.max_gap_s = max(self.record.max_gap_s, now - last)
+                if last == opened:
+                    self.record.first_s = now - opened
+                elif now - last > self.record.max_gap_s:
+                    self.record.max_gap_s, self.record.max_gap_end_s = now - last, now - opened
                 last = now
                 self._count(message)
         except grpc.aio.AioRpcError as exc:

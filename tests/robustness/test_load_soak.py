@@ -308,9 +308,13 @@ def watcher_tally(watched: LoadReport) -> Tally:
     tally.tried, tally.lost, tally.survived = len(records), len(bad), len(records) - len(bad)
     changes, beats = sum(r.changes for r in records), sum(r.heartbeats for r in records)
     resyncs = sum(r.resyncs for r in records)
-    worst = max((r.max_gap_s for r in records), default=0.0)
-    tally.notes.append(f"changes={changes} heartbeats={beats} resyncs={resyncs}, "
-                       f"longest silence {worst:.1f} s (max {MAX_SILENCE_S:g})")  # fmt: skip
+    worst = max(records, key=lambda r: r.max_gap_s, default=None)
+    slowest = max((r.first_s for r in records), default=0.0)
+    tally.notes.append(
+        f"changes={changes} heartbeats={beats} resyncs={resyncs}, longest silence "
+        f"{worst.max_gap_s if worst else 0:.1f} s (max {MAX_SILENCE_S:g}), ending "
+        f"{worst.max_gap_end_s if worst else 0:.1f} s after its stream opened; slowest "
+        f"snapshot {slowest:.1f} s after opening")  # fmt: skip
     tally.notes += [f"bad watcher: {r}" for r in bad[:5]]
     return tally
 
