@@ -144,9 +144,9 @@ def run_daemon(trace: str, rest: list[str]) -> int:
             rows.extend((("S", scheduled, symbol), ("C", time.monotonic(), symbol)))
         return await run_cycle(self, scheduled, interrupt)
 
-    async def placing(self: Engine, index: int, intent: Any) -> Any:
+    async def placing(self: Engine, intent: Any) -> Any:
         rows.append(("P", time.monotonic(), intent.symbol.replace("/", "")))
-        return await place(self, index, intent)
+        return await place(self, intent)
 
     async def sending(self: LiveBroker, request: Any) -> Any:
         rows.append(("Q", time.monotonic(), request.symbol.replace("/", "")))

@@ -3,10 +3,10 @@
 A cycle is: read the market, book what the broker filled since last time,
 check the daily loss, let the strategy decide, cancel what it no longer
 wants, risk-check the rest, and place each accepted intent under its
-deterministic client order id, written to the store as PENDING before it is
-sent. The cycle number, part of those ids, is stored with that PENDING write
-(one transaction): a cycle that places nothing writes nothing, which is what lets a
-thousand event-driven engines share two cores. What the broker read without a request
+deterministic client order id, written to the store as PENDING — committed before
+it is sent, or, LIVE outside a fleet, while it is on its way, the store knowing its id
+in advance (`ctsd.engine.rounds`). A cycle that places nothing writes nothing, which
+is what lets a thousand event-driven engines share two cores. What the broker read without a request
 (a LIVE private stream's fills and order states) is booked at once and stored with the
 cycle's next write — the first order's PENDING record, or the cycle's end — not by a
 commit of its own between the market event and the order. The engine never schedules
@@ -38,7 +38,7 @@ from ctsd.engine.ledger import Ledger
 from ctsd.engine.margin_session import MarginSession
 from ctsd.engine.market import DryRun, decide_dry, fetch_infos, fetch_snapshot
 from ctsd.engine.option_session import EXPIRY_TAG, OptionSession
-from ctsd.engine.orders import Execution, Order, OrderRequest, OrderStatus, client_order_id
+from ctsd.engine.orders import Execution, Order, OrderRequest, OrderStatus
 from ctsd.engine.perp_session import PerpSession, check_spot, position_statuses
 from ctsd.engine.perpetual import AppliedSetting, MismatchPolicy, VenueTrade
 from ctsd.engine.ports import (
@@ -59,6 +59,7 @@ from ctsd.engine.position_check import (
     with_cause,
 )
 from ctsd.engine.risk import RiskGate
+from ctsd.engine.rounds import Rounds, SendsAhead
 from ctsd.engine.status import (
     DataSource,
     EngineState,
@@ -77,7 +78,7 @@ from ctsd.strategies.model import (
     Portfolio,
     PositionSide,
 )
-from ctsd.tasks import Interrupted, unless_set
+from ctsd.tasks import Interrupted, retrieve_outcome, unless_set
 
 log = logging.getLogger("ctsd.engine")
 
@@ -123,7 +124,9 @@ class Engine:
         self._prepared = False
         self._agreed_ms = 0
         """When the ledger last agreed with the venue's positions (LIVE perpetuals)."""
-        self._cycle = record.cycle
+        ahead = broker if isinstance(broker, SendsAhead) and lease is None else None
+        self._rounds = Rounds(record.engine_id, record.connection_id, store, record.cycle,
+                              ahead)
         self._skipped_ticks = 0
         self._infos: dict[str, MarketInfo] = {}
         self._marks: dict[str, Decimal] = {}
@@ -191,9 +194,13 @@ class Engine:
         funding = await self._store.list_funding(self.connection_id)
         self._ledger = Ledger(fills, funding)
         self._agreed_ms = max((f.timestamp_ms for f in fills), default=self._clock.now_ms())
+        unrecorded = await self._rounds.unrecorded()
         known = await self._store.list_orders(self.connection_id, open_only=True)
         for execution in await self._broker.reconcile(known, fills, funding):
             await self._book(execution)
+        for execution in await self._rounds.recover(unrecorded):
+            await self._book(execution)
+        await self._rounds.begin()
         await self._book_funding()
         await self._check_positions()
         self._update(**self._figures())
@@ -208,8 +215,6 @@ class Engine:
         """
         started = self._clock.monotonic()
         lag = max(0.0, started - scheduled) if scheduled is not None else 0.0
-        self._cycle += 1
-        # stored with the cycle's first PENDING order (`EngineStore.save_execution`)
         interrupt = interrupt or asyncio.Event()
         try:
             if not self._infos:  # market facts are not reconciliation: a failure may retry
@@ -236,6 +241,7 @@ class Engine:
         if breach:
             raise RiskLimitBreached(breach)
         await self._execute(self._strategy.decide(market, self.portfolio()), market)
+        await self._rounds.finish()
         if self._unsaved:  # no order this cycle carried them to the store
             await self._save(())
         await self._after_cycle(interrupt)
@@ -327,17 +333,17 @@ class Engine:
         for intent in intents:
             if isinstance(intent, CancelIntent) and intent.client_order_id in resting:
                 await self._book(await self._cancel(resting[intent.client_order_id]))
-        indexed = [(i, x) for i, x in enumerate(intents) if isinstance(x, OrderIntent)]
-        verdicts = self._risk.review([x for _, x in indexed], market, self.portfolio())
+        placing = [x for x in intents if isinstance(x, OrderIntent)]
+        verdicts = self._risk.review(placing, market, self.portfolio())
         rejected = 0
-        for (index, intent), verdict in zip(indexed, verdicts, strict=True):
+        for intent, verdict in zip(placing, verdicts, strict=True):
             if not verdict.accepted:
                 rejected += 1
                 log.warning("order rejected by risk check", extra={
                     "connection_id": self.connection_id, "tag": intent.tag,
                     "reason": verdict.reason})
                 continue
-            execution = await self._place(index, intent)
+            execution = await self._place(intent)
             if execution.order.status is OrderStatus.REJECTED:
                 rejected += 1
                 log.warning("order rejected by broker", extra={
@@ -346,21 +352,37 @@ class Engine:
         if rejected:
             self._update(orders_rejected=self._status.orders_rejected + rejected)
 
-    async def _place(self, index: int, intent: OrderIntent) -> Execution:
+    async def _place(self, intent: OrderIntent) -> Execution:
         leg = resolved(intent, self._hedge)
-        request = OrderRequest(client_order_id(self.engine_id, self._cycle, index), intent.symbol,
-                               intent.side, intent.type, intent.amount, intent.price,
-                               intent.tag, self._cycle, reduce_only=intent.reduce_only,
+        cid, cycle = self._rounds.next_id()
+        request = OrderRequest(cid, intent.symbol, intent.side, intent.type, intent.amount,
+                               intent.price, intent.tag, cycle, reduce_only=intent.reduce_only,
                                position_side=leg.position_side or PositionSide.BOTH)
-        self._check_lease()
-        # The fence check and the PENDING record commit together, or neither does.
-        await self._save((Execution(Order.pending(request, self._clock.now_ms())),))
-        self._check_lease()
-        execution = await self._broker.place(request)
+        pending = Execution(Order.pending(request, self._clock.now_ms()))
+        if self._rounds.ahead(cycle):
+            execution = await self._send_ahead(request, pending)
+        else:
+            self._check_lease()
+            # The fence check and the PENDING record commit together, or neither does.
+            await self._save((pending,))
+            self._check_lease()
+            execution = await self._broker.place(request)
         await self._book(execution)
         if execution.order.status is not OrderStatus.REJECTED:
             self._status = replace(self._status, orders_placed=self._status.orders_placed + 1)
         return execution
+
+    async def _send_ahead(self, request: OrderRequest, pending: Execution) -> Execution:
+        """The request leaves while its PENDING record is being written; the write is
+        waited for before anything else (the next order, the booking), whatever the send
+        did, so at most one order is ever unrecorded (`ctsd.engine.rounds`). A write that
+        fails raises after the send: reconciliation then finds the order by its id."""
+        write = asyncio.ensure_future(self._save((pending,)))
+        write.add_done_callback(retrieve_outcome)  # a cancelled caller leaves it running
+        try:
+            return await self._broker.place(request)
+        finally:
+            await asyncio.shield(write)
 
     def _check_lease(self) -> None:
         if self.lease is not None:
@@ -371,7 +393,7 @@ class Engine:
         database's (a fenced write of the cycle begun), then by its clock again."""
         self._check_lease()
         if self._fence is not None:
-            await self._store.save_cycle(self.connection_id, self._cycle, self._fence)
+            await self._store.save_cycle(self.connection_id, self._rounds.round, self._fence)
         self._check_lease()
         return await self._broker.cancel(order)
 
@@ -429,7 +451,7 @@ class Engine:
         for order in [o for o in self._broker.open_orders() if o.symbol in expired]:
             await self._book(await self._broker.cancel(order))
         for execution in await self._options.settlements(
-                self.engine_id, self._cycle, self._ledger.positions(), now):
+                self.engine_id, self._rounds.round, self._ledger.positions(), now):
             await self._book(execution)
 
     async def _check_positions(self) -> None:
