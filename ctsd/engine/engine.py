@@ -330,9 +330,9 @@ class Engine:
 
     async def _execute(self, intents: tuple[Intent, ...], market: MarketSnapshot) -> None:
         resting = {o.client_order_id: o for o in self._broker.open_orders()}
-        for intent in intents:
+        for intent in intents:  # held, not written: stored with the next order's record
             if isinstance(intent, CancelIntent) and intent.client_order_id in resting:
-                await self._book(await self._cancel(resting[intent.client_order_id]))
+                self._hold(await self._cancel(resting[intent.client_order_id]))
         placing = [x for x in intents if isinstance(x, OrderIntent)]
         verdicts = self._risk.review(placing, market, self.portfolio())
         rejected = 0
@@ -410,8 +410,10 @@ class Engine:
 
     def _hold(self, execution: Execution) -> None:
         """Booked now, stored with the next write. Safe to defer: the venue keeps what
-        the stream reported, and a session that starts without it in the store reads it
-        back in reconciliation (the order is stored, open, under its client order id)."""
+        the stream reported (or a cancel answered), and a session that starts without it
+        in the store reads it back in reconciliation (the order is stored, open, under its
+        client order id). A cycle's cancels are held so that no commit sits between the
+        market event and the order the cycle places after them."""
         self._unsaved.append(execution)
         self._apply(execution)
 
