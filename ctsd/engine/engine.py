@@ -3,8 +3,8 @@
 A cycle is: read the market, book what the broker filled since last time,
 check the daily loss, let the strategy decide, cancel what it no longer
 wants, risk-check the rest, and place each accepted intent under its
-deterministic client order id, written to the store as PENDING — committed before
-it is sent, or, LIVE outside a fleet, while it is on its way, the store knowing its id
+deterministic client order id, written to the store as PENDING before it is sent —
+or, LIVE outside a fleet, recorded once the venue answered, the store knowing its id
 in advance (`ctsd.engine.rounds`). A cycle that places nothing writes nothing, which
 is what lets a thousand event-driven engines share two cores. What the broker read without a request
 (a LIVE private stream's fills and order states) is booked at once and stored with the
@@ -373,16 +373,18 @@ class Engine:
         return execution
 
     async def _send_ahead(self, request: OrderRequest, pending: Execution) -> Execution:
-        """The request leaves while its PENDING record is being written; the write is
-        waited for before anything else (the next order, the booking), whatever the send
-        did, so at most one order is ever unrecorded (`ctsd.engine.rounds`). A write that
-        fails raises after the send: reconciliation then finds the order by its id."""
-        write = asyncio.ensure_future(self._save((pending,)))
-        write.add_done_callback(retrieve_outcome)  # a cancelled caller leaves it running
+        """The request leaves first; its first record is the venue's answer (booked by
+        `_place`, waited for before the next order), so at most one order is ever
+        unrecorded (`ctsd.engine.rounds`) and neither a commit nor the writer thread's
+        wake-up sits between the decision and the request. A send that fails (a timeout:
+        it may have reached the venue) leaves the PENDING record for reconciliation."""
         try:
             return await self._broker.place(request)
-        finally:
+        except BaseException:
+            write = asyncio.ensure_future(self._save((pending,)))
+            write.add_done_callback(retrieve_outcome)  # runs on if this task is cancelled
             await asyncio.shield(write)
+            raise
 
     def _check_lease(self) -> None:
         if self.lease is not None:

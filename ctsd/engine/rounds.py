@@ -10,18 +10,17 @@ Sequential (PAPER, and any engine under a fleet lease): yes. The PENDING write c
 the round and, under a lease, the fence check that refuses a daemon which lost its
 engine: nothing may leave before the database said yes.
 
-Ahead (LIVE without a lease): the write runs while the request is on its way, so no
-fsync and no writer-thread hop sits between a market event and the order. What
-makes that safe is that the store knows in advance which id a sent-but-unrecorded
-order can have:
+Ahead (LIVE without a lease): the request leaves first and its first record is the
+venue's answer (or PENDING, if the send failed), so no fsync and no writer-thread
+hop sits between a market event and the order. What makes that safe is that the
+store knows in advance which id a sent-but-unrecorded order can have:
 
 - a round is *reserved* (its number stored, durably) before any of its orders is
   sent: at session start, and at the end of each round for the next one, after the
   round's orders left;
-- each order's PENDING write is awaited before the next order is sent (its booking
-  write follows it in the one write queue), so at most one order is unrecorded: the
-  last one sent, whose index is the number of the reserved round's orders the store
-  holds.
+- each order's record is written, and waited for, before the next order is sent, so
+  at most one order is unrecorded: the last one sent, whose index is the number of
+  the reserved round's orders the store holds.
 
 After a crash, reconciliation asks the venue for exactly that id (`recover`): an
 order found is booked (its fills count) and, if still open, cancelled, since the
@@ -69,7 +68,7 @@ class Rounds:
         return cid, self.round
 
     def ahead(self, cycle: int) -> bool:
-        """Whether an order of round `cycle` may leave before its PENDING record commits."""
+        """Whether an order of round `cycle` may leave before its record commits."""
         return self._ahead is not None and cycle <= self._reserved
 
     async def unrecorded(self) -> str:

@@ -1,4 +1,4 @@
-"""LIVE orders sent ahead of their PENDING record (`ctsd.engine.rounds`), crashed at every send.
+"""LIVE orders sent ahead of their record (`ctsd.engine.rounds`), crashed at every send.
 
 A LIVE grid trades a swinging price on the in-memory exchange; every order request
 checks, at the instant it reaches the venue, the invariant that makes sending ahead
@@ -92,7 +92,7 @@ async def test_every_live_order_leaves_before_its_record_and_is_recoverable() ->
     sent = [cid for _, _, cid in exchange.snapshots]
     assert len(sent) >= 8, sent  # the swing fills levels and the grid re-places them
     unrecorded = [cid for s, _, cid in exchange.snapshots if cid not in s.orders.get("a", {})]
-    assert unrecorded == sent  # each request left before its PENDING record committed
+    assert unrecorded == sent  # each request left before its record committed
     assert {o.status for o in store.orders["a"].values()} <= {
         OrderStatus.OPEN, OrderStatus.FILLED, OrderStatus.CANCELED}
     for snapshot, orders, cid in exchange.snapshots:
@@ -152,3 +152,39 @@ async def test_the_one_unrecorded_order_is_found_by_its_id(outcome: str) -> None
         assert booked == filled
     assert store.engines["a"].cycle >= 4  # the session's own round, reserved
     assert all(round_of(cid)[0] >= 4 for cid in venue.orders if cid not in (first, lost))
+
+
+class UnansweredExchange(FakeExchange):
+    """Loses the reply to an order, and then fails every question until `fail_fetch`
+    is cleared."""
+
+    async def create_order(self, symbol: str, type: OrderType, side: Side, amount: Decimal,
+                           price: Decimal | None, client_order_id: str, *,
+                           reduce_only: bool = False,
+                           position_side: PositionSide = PositionSide.BOTH) -> ExchangeOrder:
+        self.fail_fetch = self.fail_fetch or self.lose_next_reply
+        return await super().create_order(symbol, type, side, amount, price, client_order_id,
+                                          reduce_only=reduce_only, position_side=position_side)
+
+
+@pytest.mark.asyncio
+async def test_a_send_whose_answer_is_lost_leaves_its_pending_record() -> None:
+    """The venue took the order, the answer never came (`lose_next_reply`) and the
+    retry's question failed too (`fail_fetch`): the order is recorded PENDING, the
+    cycle fails, and the restarted session finds it open under its id (no second order
+    on its level)."""
+    store = MemoryStore()
+    venue = UnansweredExchange(balances=BALANCES)
+    world = World({"a": [D("10.2")] * 5}, store=store, exchanges={"a": venue})
+    async with world.manager:
+        venue.lose_next_reply = True
+        await world.manager.start("a", live_grid())
+        await world.clock.advance(1)
+        [(lost, status)] = store.history[:1]
+        assert status is OrderStatus.PENDING
+        venue.fail_fetch = False
+        await world.clock.advance(30)  # the restart's backoff, reconciliation, cycles
+        assert world.manager.get("a").state.value == "running"
+    assert store.orders["a"][lost].status is OrderStatus.OPEN
+    levels = resting_levels(venue.orders)
+    assert len(levels) == len(set(levels)) == len(venue.orders), venue.orders

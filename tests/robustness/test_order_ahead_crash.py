@@ -1,9 +1,9 @@
-"""SIGKILL inside the send-ahead window: the order at the venue, its PENDING record not.
+"""SIGKILL inside the send-ahead window: the order at the venue, its record not.
 
-A LIVE engine outside a fleet sends an order while its PENDING record is being written
-(`ctsd.engine.rounds`), so a crash can leave the venue with an order the database
-never recorded. The random kills of `test_engine_crash_durability.py` rarely land in
-that window (the write takes milliseconds, the request longer), so this test forces
+A LIVE engine outside a fleet sends an order before writing its record (the venue's
+answer, `ctsd.engine.rounds`), so a crash can leave the venue with an order the
+database never recorded. The random kills of `test_engine_crash_durability.py` land
+in that window only by chance (a round trip and a commit long), so this test forces
 it on the real daemon, database and simulator: it holds SQLite's write lock from
 outside (the daemon's writer waits, as behind a slow disk), moves the price back
 above a grid level whose buy filled, so the engine buys there again, waits until the
