@@ -240,7 +240,8 @@ class Engine:
         breach = self._risk.daily_loss_breach(self._ledger.pnl(self._marks, self._clock.now_ms()))
         if breach:
             raise RiskLimitBreached(breach)
-        await self._execute(self._strategy.decide(market, self.portfolio()), market)
+        portfolio = self.portfolio()
+        await self._execute(self._strategy.decide(market, portfolio), market, portfolio)
         await self._rounds.finish()
         if self._unsaved:  # no order this cycle carried them to the store
             await self._save(())
@@ -328,13 +329,17 @@ class Engine:
                          tuple(o.as_open_order() for o in self._broker.open_orders()),
                          self._broker.balances())
 
-    async def _execute(self, intents: tuple[Intent, ...], market: MarketSnapshot) -> None:
+    async def _execute(self, intents: tuple[Intent, ...], market: MarketSnapshot,
+                       portfolio: Portfolio) -> None:
+        """`portfolio`: what the strategy decided on, reviewed as it is unless cancels
+        changed it (no await in between otherwise)."""
         resting = {o.client_order_id: o for o in self._broker.open_orders()}
         for intent in intents:  # held, not written: stored with the next order's record
             if isinstance(intent, CancelIntent) and intent.client_order_id in resting:
                 self._hold(await self._cancel(resting[intent.client_order_id]))
+                portfolio = self.portfolio()
         placing = [x for x in intents if isinstance(x, OrderIntent)]
-        verdicts = self._risk.review(placing, market, self.portfolio())
+        verdicts = self._risk.review(placing, market, portfolio)
         rejected = 0
         for intent, verdict in zip(placing, verdicts, strict=True):
             if not verdict.accepted:
