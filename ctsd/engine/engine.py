@@ -334,9 +334,13 @@ class Engine:
         """`portfolio`: what the strategy decided on, reviewed as it is unless cancels
         changed it (no await in between otherwise)."""
         resting = {o.client_order_id: o for o in self._broker.open_orders()}
-        for intent in intents:  # held, not written: stored with the next order's record
+        for intent in intents:
             if isinstance(intent, CancelIntent) and intent.client_order_id in resting:
-                self._hold(await self._cancel(resting[intent.client_order_id]))
+                canceled = await self._cancel(resting[intent.client_order_id])
+                if self._rounds.sends_ahead:  # stored with the next order's record
+                    self._hold(canceled)
+                else:
+                    await self._book(canceled)
                 portfolio = self.portfolio()
         placing = [x for x in intents if isinstance(x, OrderIntent)]
         verdicts = self._risk.review(placing, market, portfolio)
@@ -419,8 +423,9 @@ class Engine:
         """Booked now, stored with the next write. Safe to defer: the venue keeps what
         the stream reported (or a cancel answered), and a session that starts without it
         in the store reads it back in reconciliation (the order is stored, open, under its
-        client order id). A cycle's cancels are held so that no commit sits between the
-        market event and the order the cycle places after them."""
+        client order id). A LIVE cycle's cancels are held (when sending ahead,
+        `ctsd.engine.rounds`) so that no commit sits between the market event and the
+        order the cycle places after them."""
         self._unsaved.append(execution)
         self._apply(execution)
 

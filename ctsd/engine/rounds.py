@@ -67,6 +67,12 @@ class Rounds:
         self._index += 1
         return cid, self.round
 
+    @property
+    def sends_ahead(self) -> bool:
+        """Orders may leave before their record (the venue is the truth reconciliation
+        reads back)."""
+        return self._ahead is not None
+
     def ahead(self, cycle: int) -> bool:
         """Whether an order of round `cycle` may leave before its record commits."""
         return self._ahead is not None and cycle <= self._reserved
