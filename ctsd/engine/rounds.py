@@ -48,6 +48,8 @@ class SendsAhead(Protocol):
 
 
 class Rounds:
+    """One engine's rounds: the next id, the reservations, the recovery at session start."""
+
     def __init__(self, engine_id: str, connection_id: str, store: EngineStore,
                  stored: int, ahead: SendsAhead | None) -> None:
         self._engine_id = engine_id
@@ -80,7 +82,7 @@ class Rounds:
     async def unrecorded(self) -> str:
         """Session start, before reconciliation books anything: the id of the one order
         a crash can have left unrecorded ("" unless sending ahead)."""
-        if self._ahead is None:
+        if self._ahead is None or not self._reserved:  # no round reserved: none sent
             return ""
         used = min(self.round, self._reserved)
         prefix = client_order_id(self._engine_id, used, 0)[:-1]
