@@ -6,10 +6,10 @@ wants, risk-check the rest, and place each accepted intent under its
 deterministic client order id, written to the store as PENDING before it is sent —
 or, LIVE outside a fleet, recorded once the venue answered, the store knowing its id
 in advance (`ctsd.engine.rounds`). A cycle that places nothing writes nothing, which
-is what lets a thousand event-driven engines share two cores. What the broker read without a request
-(a LIVE private stream's fills and order states) is booked at once and stored with the
-cycle's next write — the first order's PENDING record, or the cycle's end — not by a
-commit of its own between the market event and the order. The engine never schedules
+is what lets a thousand event-driven engines share two cores. What the broker read
+without a request (a LIVE private stream's fills and order states) is booked at once
+and stored with the cycle's next write — the first order's record, or the cycle's
+end — not by a commit of its own between the market event and the order. The engine never schedules
 itself: `EngineManager` owns the loop, the timing and the restarts, so this
 class stays testable one cycle at a time.
 
