@@ -122,6 +122,8 @@ soak: $(STAMP)
 	CTS_CORRUPTION_CASES=20000 $(VENV)/bin/pytest -q -s -p no:xdist tests/store/test_random_corruption.py
 	CTS_SOAK_ROUNDS=20 $(VENV)/bin/pytest -q -p no:xdist tests/fleet/test_fencing.py \
 		tests/fleet/test_failover.py
+	CTS_SOAK_ROUNDS=20 $(VENV)/bin/pytest -q -p no:xdist tests/marketdata/test_partial_fill_fees.py \
+		-k random
 
 demo: $(STAMP)
 	$(PY) scripts/demo.py

@@ -1,6 +1,7 @@
-"""Fixtures every test package may use: a real daemon process and a channel to it, a
-fresh database opened (and migrated) as the daemon opens it, and the fleet's servers
-(PostgreSQL, Redis), started once per session on first use."""
+"""Fixtures every test package may use: a real daemon process (fresh, or a module's one
+emptied between tests) and a channel to it, a fresh database opened (and migrated) as the
+daemon opens it, and the fleet's servers (PostgreSQL, Redis), started once per session on
+first use."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ import grpc
 import pytest
 import pytest_asyncio
 
+from cts.v1.connection_service_pb2 import DeleteConnectionRequest, ListConnectionsRequest
+from cts.v1.connection_service_pb2_grpc import ConnectionServiceStub
 from ctsd.store.database import Database
 from tests.robustness.tally import REPORTED
 from tests.support import servers
@@ -19,9 +22,7 @@ from tests.support.daemon_process import DaemonProcess, remove_tree, short_tempd
 from tests.support.pg_databases import PgDatabases
 
 
-@pytest.fixture
-def daemon() -> Iterator[DaemonProcess]:
-    """A fresh `ctsd` on a private state dir and Unix socket, stopped after the test."""
+def _running_daemon() -> Iterator[DaemonProcess]:
     root = short_tempdir()
     proc = DaemonProcess(root)
     try:
@@ -29,6 +30,48 @@ def daemon() -> Iterator[DaemonProcess]:
     finally:
         proc.stop()
         remove_tree(root)
+
+
+@pytest.fixture
+def daemon() -> Iterator[DaemonProcess]:
+    """A fresh `ctsd` on a private state dir and Unix socket, stopped after the test."""
+    yield from _running_daemon()
+
+
+@pytest.fixture(scope="module")
+def module_daemon() -> Iterator[DaemonProcess]:
+    """One `ctsd` shared by a module's tests through `empty_daemon`."""
+    yield from _running_daemon()
+
+
+@pytest.fixture
+def empty_daemon(module_daemon: DaemonProcess) -> Iterator[DaemonProcess]:
+    """The module's daemon in the state a fresh one starts in, without paying a start-up
+    (about a second of CPU) per test: it holds no connection when the test begins, which
+    is checked, and every connection the test made is deleted through the API after it
+    (with them, their secrets and test results: the store cascades). For tests whose
+    state is connections only; a test that restarts or stops the daemon, reads its log or
+    makes engines uses `daemon`."""
+    with grpc.insecure_channel(module_daemon.address) as channel:
+        stub = ConnectionServiceStub(channel)
+        left = _connection_names(stub)
+        assert not left, f"an earlier test's connections were not deleted: {left}"
+        try:
+            yield module_daemon
+        finally:
+            for name in _connection_names(stub):
+                stub.DeleteConnection(DeleteConnectionRequest(name=name, force=True))
+
+
+def _connection_names(stub: ConnectionServiceStub) -> list[str]:
+    names: list[str] = []
+    token = ""
+    while True:
+        page = stub.ListConnections(ListConnectionsRequest(page_size=100, page_token=token))
+        names += [c.name for c in page.connections]
+        token = page.next_page_token
+        if not token:
+            return names
 
 
 @pytest.fixture
@@ -101,6 +144,35 @@ async def store_url(request: pytest.FixtureRequest) -> AsyncIterator[str | None]
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "store_url" in metafunc.fixturenames:
         metafunc.parametrize("store_url", BACKENDS, indirect=True)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under pytest-xdist, the modules marked `long` dealt round the workers first.
+
+    xdist's `load` scheduler hands each worker a first chunk of consecutive items (a
+    quarter of its share) and refills them in collection order, so the long modules,
+    which sit together under tests/robustness, ran one after another on one worker at
+    the end: its minute-and-a-half tail set the suite's wall time. Here module k of the
+    long ones goes to the head of worker k mod n's first chunk, and the short tests fill
+    in after. Every worker computes the same order; without xdist nothing moves."""
+    workers = int(getattr(config, "workerinput", {}).get("workercount", 0))
+    if workers < 2:
+        return
+    modules: dict[str, list[pytest.Item]] = {}
+    for item in items:
+        if item.get_closest_marker("long") is not None:
+            modules.setdefault(item.nodeid.split("::")[0], []).append(item)
+    shares: list[list[pytest.Item]] = [[] for _ in range(workers)]
+    for k, module in enumerate(modules.values()):
+        shares[k % workers] += module
+    rest = [item for item in items if item.get_closest_marker("long") is None]
+    chunk = max(len(items) // workers // 4, 2)  # xdist LoadScheduling's first chunk
+    order: list[pytest.Item] = []
+    for share in shares:
+        fill = max(chunk - len(share), 0)
+        order += share + rest[:fill]
+        rest = rest[fill:]
+    items[:] = order + rest
 
 
 # Every robustness test's tried/survived/lost row (tests/robustness/tally.py), printed at

@@ -9,20 +9,19 @@ stale message is never served; bounded, so deleted rows do not pile up.
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from datetime import datetime
 
 from cts.v1 import connection_pb2 as pb
 from ctsd.api.connection_codec import encode_connection
 from ctsd.connections.model import Connection
+from ctsd.lru import LruCache
 
 Key = tuple[str, int, datetime, datetime | None, bool]
 
 
 class EncodedConnections:
     def __init__(self, max_entries: int = 4096) -> None:
-        self._max = max_entries
-        self._cache: OrderedDict[Key, pb.Connection] = OrderedDict()
+        self._cache: LruCache[Key, pb.Connection] = LruCache(max_entries)
 
     def encode(self, conn: Connection, active: bool = False) -> pb.Connection:
         """The message for `conn`; callers must not mutate it."""
@@ -30,7 +29,5 @@ class EncodedConnections:
         key = (conn.id, conn.revision, conn.updated_at, tested, active)
         found = self._cache.get(key)
         if found is None:
-            found = self._cache[key] = encode_connection(conn, active)
-            if len(self._cache) > self._max:
-                self._cache.popitem(last=False)
+            found = self._cache.put(key, encode_connection(conn, active))
         return found

@@ -22,7 +22,7 @@ from ctsd.engine.config import EngineConfig, TradingMode, ValidatedConfig
 from ctsd.engine.engine import Engine
 from ctsd.engine.margin_session import MarginSession
 from ctsd.engine.option_session import OptionSession
-from ctsd.engine.perp_session import PerpSession
+from ctsd.engine.perp_session import FUNDING_TERMS_S, PerpSession
 from ctsd.engine.ports import EngineRecord, EngineResources, EngineStore, Lease
 from ctsd.engine.status import EngineStatus
 from ctsd.errors import FailedPrecondition
@@ -45,7 +45,8 @@ def assemble_engine(
             raise FailedPrecondition(
                 f"connections/{record.connection_id} cannot trade perpetuals live")
         perp = PerpSession(config, resources.modes, resources.perp_market, account,
-                           record.connection_id)
+                           record.connection_id,
+                           terms_s=FUNDING_TERMS_S if resources.events is not None else None)
     margin: MarginSession | None = None
     options: OptionSession | None = None
     if resources.kind is MarketKind.MARGIN:
@@ -94,7 +95,7 @@ def _margin_broker(config: EngineConfig, resources: EngineResources, margin: Mar
             raise FailedPrecondition("LIVE trading needs an order client")
         return LiveMarginBroker(resources.orders, margin.account, config.symbols, clock,
                                 poll_s=poll_s, policy=config.on_position_mismatch,
-                                check_before_place=False)
+                                check_before_place=False, updates=resources.order_updates)
     return PaperMarginBroker(config.paper, clock, margin.market, config.symbols,
                              config.leverage)
 
@@ -110,11 +111,13 @@ def _broker(config: EngineConfig, resources: EngineResources, perp: PerpSession 
         # for it first would only add a round trip between market data and the order.
         # Retries still ask, and reconciliation resolves whatever a crash left.
         # On a WebSocket connection fills and order states arrive by the private stream
-        # (spot and perpetuals, see `ctsd.wiring.engine_exchange`), REST reconciling.
+        # (spot, margin and perpetuals, see `ctsd.wiring.engine_exchange`), REST
+        # reconciling.
         if perp is not None and perp.account is not None:
             return LivePerpBroker(resources.orders, perp.account, config.symbols, clock,
                                   funding_poll_s=funding_poll_s, check_before_place=False,
-                                  updates=resources.order_updates)
+                                  updates=resources.order_updates,
+                                  positions=resources.position_updates)
         return LiveBroker(resources.orders, config.symbols, clock, check_before_place=False,
                           updates=resources.order_updates)
     if perp is not None and resources.perp_market is not None:

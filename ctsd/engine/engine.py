@@ -53,6 +53,7 @@ from ctsd.engine.position_check import (
     CONFIRM_READS,
     Difference,
     PositionMismatch,
+    StreamLag,
     adoption,
     differences,
     explain,
@@ -124,6 +125,7 @@ class Engine:
         self._prepared = False
         self._agreed_ms = 0
         """When the ledger last agreed with the venue's positions (LIVE perpetuals)."""
+        self._lag = StreamLag(clock, events.wake_after if events is not None else None)
         ahead = broker if isinstance(broker, SendsAhead) and lease is None else None
         self._rounds = Rounds(record.engine_id, record.connection_id, store, record.cycle,
                               ahead)
@@ -225,9 +227,11 @@ class Engine:
                 executions = await unless_set(interrupt, self._broker.refresh())
             for execution in executions:
                 self._hold(execution)
-            market = self._snapshot_now()
-            if market is None or self._perp is not None:
-                market = await unless_set(interrupt, self._read_market(market))
+            streamed = self._snapshot_now()
+            market = streamed if streamed is None or self._perp is None else (
+                self._perp.known_funding(streamed, self._clock.monotonic()))
+            if market is None:
+                market = await unless_set(interrupt, self._read_market(streamed))
         except Interrupted:
             return False
         self._marks = {m.info.symbol: m.funding.mark if m.funding and m.funding.mark
@@ -254,15 +258,16 @@ class Engine:
         return True
 
     async def _after_cycle(self, interrupt: asyncio.Event) -> None:
-        """The broker's reads that only fell due by time, once the orders left; a stop
-        abandons them (they change nothing until complete, and the next session
-        reconciles anyway)."""
+        """The broker's reads that only fell due by time (the funding history among
+        them), once the orders left; a stop abandons them (they change nothing until
+        complete, and the next session reconciles anyway)."""
         try:
             executions = await unless_set(interrupt, self._broker.after_cycle())
         except Interrupted:
             return
         for execution in executions:
             await self._book(execution)
+        await self._book_funding()
 
     def _snapshot_now(self) -> MarketSnapshot | None:
         """The market from the streams' memory, when everything the strategy reads is
@@ -281,10 +286,13 @@ class Engine:
 
     async def _read_market(self, streamed: MarketSnapshot | None) -> MarketSnapshot:
         """The market over REST unless the streams had it; perpetuals add their funding
-        terms and mark prices (over REST: no hub stream carries them yet)."""
+        terms and mark prices (over REST: no hub stream carries them yet; on a WebSocket
+        connection only now and then, `PerpSession.known_funding`)."""
         market = streamed or await fetch_snapshot(self._market_data, self._trading_infos(),
                                                   self._strategy.needs, self._clock)
-        return market if self._perp is None else await self._perp.with_funding(market)
+        if self._perp is None:
+            return market
+        return await self._perp.with_funding(market, self._clock.monotonic())
 
     def _source(self) -> dict[str, Any]:
         events = self.events
@@ -474,8 +482,12 @@ class Engine:
         on the status and in the log, and adopted or failed closed as configured."""
         if not await self._position_differences():
             self._agreed_ms = self._clock.now_ms()
+            self._lag.clear()
+            return
+        if self._broker.positions_streamed() and self._lag.young():
             return
         found = await self._confirmed_differences()
+        self._lag.clear()
         if not found:
             return
         outside: list[VenueTrade] = []

@@ -1,9 +1,19 @@
 """The perpetuals part of an engine session: what it checks and sets before it trades, the
-funding terms it reads each cycle, and the positions it shows.
+funding terms it reads with the market, and the positions it shows.
 
 Kept out of `ctsd.engine.engine` so the cycle stays one readable page: the
 engine calls `prepare` once per session before it reconciles, `with_funding`
 after it reads the market, and `position_statuses` when it publishes.
+
+Funding terms change slowly: the rate is announced for the next funding time,
+and only the mark price moves with the market. An engine polling REST reads
+them each cycle with the rest of the market; an engine on a WebSocket
+connection (`terms_s` set) reads them over REST when the session starts, once
+the announced funding time has passed (the next rate is out) and every
+`terms_s`, and in between uses the terms it holds with the streamed ticker's
+mark price (Bybit's tickers carry it; Binance's markPrice and OKX's mark-price
+channels are not followed by the hub yet: the last price stands in), so no REST
+request sits between a market event and the order it causes.
 """
 
 from __future__ import annotations
@@ -28,10 +38,13 @@ from ctsd.engine.ports import PerpetualAccount, PerpetualMarketData
 from ctsd.engine.status import PositionStatus
 from ctsd.errors import FailedPrecondition, FieldViolation, InvalidArgument
 from ctsd.strategies.base import DataNeeds
-from ctsd.strategies.model import MarketKind, MarketSnapshot, PositionSide
+from ctsd.strategies.model import Funding, MarketKind, MarketSnapshot, PositionSide
 
 log = logging.getLogger("ctsd.engine")
 ZERO = Decimal(0)
+FUNDING_TERMS_S = 60.0
+"""How often an engine on a WebSocket connection reads the funding terms between
+funding times (the mark price in between is the streamed last price)."""
 
 
 def check_spot(config: EngineConfig, needs: DataNeeds, connection: str) -> None:
@@ -68,8 +81,13 @@ class PerpSession:
     """Per engine: the perpetuals' public facts, and the LIVE account when trading live."""
 
     def __init__(self, config: EngineConfig, modes: AccountModes, market: PerpetualMarketData,
-                 account: PerpetualAccount | None, connection_id: str) -> None:
+                 account: PerpetualAccount | None, connection_id: str,
+                 terms_s: float | None = None) -> None:
         self._config = config
+        self._terms_s = terms_s
+        self._terms: dict[str, tuple[Funding, float]] = {}
+        """The funding terms last read, by symbol, with the monotonic time of the read."""
+        self.terms_reads = 0
         self.modes = modes
         self._market = market
         self.account = account
@@ -97,13 +115,38 @@ class PerpSession:
     def market(self) -> PerpetualMarketData:
         return self._market
 
-    async def with_funding(self, market: MarketSnapshot) -> MarketSnapshot:
-        return await with_funding(self._market, market)
+    async def with_funding(self, market: MarketSnapshot, now: float) -> MarketSnapshot:
+        """`market` with the funding terms read now (`now`: monotonic, for `known_funding`)."""
+        found = await with_funding(self._market, market)
+        self.terms_reads += 1
+        for m in found.symbols:
+            if m.funding is not None:
+                self._terms[m.info.symbol] = (m.funding, now)
+        return found
+
+    def known_funding(self, market: MarketSnapshot, now: float) -> MarketSnapshot | None:
+        """`market` with the terms held, marked at the streamed ticker's mark price (Bybit's
+        carries it; elsewhere the last price stands in); None when they must be read (REST
+        connections always; no terms yet, a funding time passed, `terms_s`)."""
+        if self._terms_s is None:
+            return None
+        terms = []
+        for m in market.symbols:
+            held = self._terms.get(m.info.symbol)
+            if held is None or now - held[1] >= self._terms_s or (
+                    market.timestamp_ms >= held[0].next_time_ms):
+                return None
+            terms.append(replace(held[0], mark=m.ticker.mark))
+        return _with_terms(market, terms)
 
 
 async def with_funding(source: PerpetualMarketData, market: MarketSnapshot) -> MarketSnapshot:
     """The snapshot with each perpetual's funding terms and mark price."""
     terms = await asyncio.gather(*(source.funding(m.info.symbol) for m in market.symbols))
+    return _with_terms(market, terms)
+
+
+def _with_terms(market: MarketSnapshot, terms: Sequence[Funding]) -> MarketSnapshot:
     return replace(market, symbols=tuple(
         replace(m, info=replace(m.info, kind=MarketKind.PERPETUAL), funding=f)
         for m, f in zip(market.symbols, terms, strict=True)))

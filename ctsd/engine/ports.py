@@ -103,6 +103,11 @@ class MarketEvents(Protocol):
         """End a pending `next_event` now (the engine is stopping)."""
         ...
 
+    def wake_after(self, delay_s: float) -> None:
+        """An event in `delay_s` whatever the market does (a check that falls due then);
+        a later call replaces an earlier one, `close` cancels it."""
+        ...
+
     @property
     def streaming(self) -> bool:
         """False while any stream the engine reads is not live: it runs on REST."""
@@ -119,6 +124,16 @@ class MarketEvents(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class OrderTrade:
+    """One of an order's trades as the venue numbered it: its amount and its own fee."""
+
+    trade_id: str
+    amount: Decimal
+    fee: Decimal
+    fee_asset: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +159,12 @@ class ExchangeOrder:
     timestamp_ms: int
     reduce_only: bool = False
     position_side: PositionSide = PositionSide.BOTH
+    trades: tuple[OrderTrade, ...] | None = None
+    """None: `fee` is the venue's own cumulative fee (Bybit `cumExecFee`, OKX `fee`,
+    Kraken `fee_usd_equiv`). Otherwise the venue reports only each trade's fee (Binance)
+    and these are the order's trades the reader saw, `fee` their sum: every trade when
+    their amounts add up to `filled` (REST reads the order's own fills), else some (a
+    stream message lost, a fresh cache after a resubscribe): see `ctsd.engine.brokers.fees`."""
 
 
 class ExchangeOrderClient(Protocol):
@@ -202,6 +223,22 @@ class OrderUpdates(Protocol):
     def suspect(self) -> None:
         """An update the broker expected never came: resubscribe (a gap follows)."""
         ...
+
+
+class PositionUpdates(Protocol):
+    """A LIVE perpetuals connection's private positions stream, as the broker reads it.
+
+    `drain_positions` hands over each leg's updates since the last call, oldest first
+    (a flat leg has amount 0), and whether the stream had a gap meanwhile: then the
+    broker reads the positions over REST, since updates may have been missed."""
+
+    def drain_positions(self) -> tuple[list[VenuePosition], bool]: ...
+
+    @property
+    def positions_gap(self) -> bool: ...
+
+    @property
+    def live(self) -> bool: ...
 
 
 class PerpetualMarketData(Protocol):
@@ -504,6 +541,8 @@ class EngineResources:
     """On a WebSocket connection: market events drive the cycles; None: a fixed interval."""
     order_updates: OrderUpdates | None = None
     """LIVE on a WebSocket connection: fills and order states by stream, REST reconciles."""
+    position_updates: PositionUpdates | None = None
+    """LIVE perpetuals on a WebSocket connection: positions by stream, REST reconciles."""
 
 
 class EngineBackend(Protocol):

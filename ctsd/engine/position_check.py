@@ -18,7 +18,9 @@ fill, over REST and compares again. What the engine's own fills explain is gone
 after that read; a difference left after a read that brought no fill of the
 engine's is someone else's doing. If own fills keep arriving during the reads,
 it reads again, at most `CONFIRM_READS` times, then treats what is left as real:
-the check fails closed, it never waits for quiet.
+the check fails closed, it never waits for quiet. Positions from a private stream
+(no REST read per cycle) get `STREAM_LAG_S` for their stream to catch up before
+that second look is spent on them.
 
 Adopting a difference books the venue's own fills of the other orders (so PnL
 keeps matching the venue's) and, for whatever they do not explain, one
@@ -27,10 +29,11 @@ adjustment fill at the mark price that makes the ledger equal the venue.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
+from ctsd.clock import Clock
 from ctsd.engine.ledger import Ledger, split_symbol
 from ctsd.engine.orders import Execution, Fill, Order, OrderStatus
 from ctsd.engine.perpetual import VenuePosition, VenueTrade
@@ -42,6 +45,37 @@ TOLERANCE = Decimal("0.000000001")
 EXTERNAL_PREFIX = "external-"
 CONFIRM_READS = 3
 """REST reads that may confirm a difference while the engine's own fills keep arriving."""
+STREAM_LAG_S = 2.0
+"""How long a difference between streamed positions and the ledger may last before it is
+confirmed over REST: the venues send an order's fill and its position change as separate
+messages (Binance `ORDER_TRADE_UPDATE` and `ACCOUNT_UPDATE`, Bybit `order`/`execution` and
+`position`, OKX `orders` and `positions`), so one may arrive a moment before the other."""
+
+
+class StreamLag:
+    """The stream-lag rule: positions from a private stream may run a moment behind (or
+    ahead of) the order updates that moved the ledger, so a difference is confirmed over
+    REST only once it has lasted `STREAM_LAG_S`, and the engine is woken then (`wake`),
+    whatever the market does. A real outside change or a liquidation is so acted on
+    within `STREAM_LAG_S`, plus the engine's cycle spacing and the REST reads."""
+
+    def __init__(self, clock: Clock, wake: Callable[[float], None] | None) -> None:
+        self._clock = clock
+        self._wake = wake
+        self._since: float | None = None
+
+    def young(self) -> bool:
+        """A difference is seen now: whether it is still within the stream's lag."""
+        now = self._clock.monotonic()
+        if self._since is None:
+            self._since = now
+            if self._wake is not None:
+                self._wake(STREAM_LAG_S)
+        return now - self._since < STREAM_LAG_S
+
+    def clear(self) -> None:
+        """No difference (or one just confirmed over REST): the next starts afresh."""
+        self._since = None
 
 
 class PositionMismatch(Exception):  # control flow: the supervisor fails the engine closed

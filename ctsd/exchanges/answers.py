@@ -8,13 +8,13 @@ handing a None (or a 0) onward.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from ctsd.exchanges.ccxt_errors import malformed
-from ctsd.exchanges.model import Candle, Holding, Order, Ticker, Trade
+from ctsd.exchanges.model import Candle, Holding, Order, Position, Ticker, Trade
 
 
 def decimal(value: Any) -> Decimal | None:
@@ -75,7 +75,7 @@ def ticker(raw: Any, symbol: str, underlying_field: str | None = None) -> Ticker
         info, dict) else None
     return Ticker(str(raw.get("symbol") or symbol), last, decimal(raw.get("bid")),
                   decimal(raw.get("ask")), int(stamp) if isinstance(stamp, int) else None,
-                  underlying)
+                  underlying, decimal(raw.get("markPrice")) or None)
 
 
 def candles(raw: Any, symbol: str) -> list[Candle]:
@@ -122,12 +122,15 @@ def _fee(raw: Mapping[str, Any]) -> dict[str, Any]:
     return {"fee": sum((c for c, a in priced if a == asset), Decimal(0)), "fee_asset": asset}
 
 
-def fills_fee(raw: Any) -> tuple[Decimal, str] | None:
-    """The fee of a list of ccxt trades (an order's fills), as `_fee` sums an order's."""
-    if not isinstance(raw, list):
-        raise malformed("trade list is not a list")
-    summed = _fee({"fees": [t.get("fee") for t in raw if isinstance(t, Mapping)]})
-    return (summed["fee"], summed["fee_asset"]) if summed else None
+def with_trades(order: Order, trades: Sequence[Trade]) -> Order:
+    """`order` with its trades, its fee their sum as `_fee` sums an order's (in the first
+    fee's asset); an order that paid nothing keeps its own fee."""
+    priced = [t for t in trades if t.fee_asset]
+    if not priced:
+        return replace(order, trades=tuple(trades))
+    asset = priced[0].fee_asset
+    return replace(order, trades=tuple(trades), fee_asset=asset,
+                   fee=sum((t.fee for t in priced if t.fee_asset == asset), Decimal(0)))
 
 
 def contract_size(markets: Any, symbol: str) -> Decimal:
@@ -201,3 +204,31 @@ def rows(value: Any, what: str) -> list[Mapping[str, Any]]:
     if not isinstance(value, list):
         raise ValueError(f"{what} is not a list")
     return [row for row in value if isinstance(row, Mapping)]
+
+
+def position_row(row: Mapping[str, Any], contracts: Decimal, contract_size: Decimal,
+                 exchange: str) -> Position:
+    """One ccxt position row (REST or stream) as a `Position` in base units. A flat leg
+    (`contracts` 0, as the private streams report a close) keeps its hedge leg; ccxt gives
+    a flat one-way position no side, and none is needed: its amount is 0."""
+    symbol = str(row["symbol"])
+    side = row.get("side")
+    hedged = bool(row.get("hedged"))
+    if side not in ("long", "short"):
+        if contracts or hedged:
+            raise malformed(f"{exchange} position of {symbol} has side {side!r}")
+        side = "long"
+    entry = decimal(row.get("entryPrice"))
+    if entry is None:
+        if contracts:
+            raise malformed(f"{exchange} position of {symbol} has no entry price")
+        entry = Decimal(0)
+    margin = decimal(row.get("initialMargin"))
+    if margin is None:
+        margin = decimal(row.get("collateral"))
+    return Position(
+        symbol, str(side), hedged, abs(contracts) * contract_size, entry,
+        decimal(row.get("markPrice")), decimal(row.get("leverage")),
+        row.get("marginMode") or None, margin,
+        decimal(row.get("liquidationPrice")) or None,
+        decimal(row.get("unrealizedPnl")))

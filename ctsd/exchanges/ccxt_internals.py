@@ -197,20 +197,53 @@ def share_markets(exchange: Any, source: Any) -> None:
     exchange.set_markets_from_exchange(source)
 
 
+_TIMERS = "_ctsd_timers"
+
+
+def own_timers(exchange: Any) -> None:
+    """Keep the timers a ccxt.pro `exchange` schedules (its `delay`: Binance's listenKey
+    keepalive every 20 minutes, its margin listenToken renewal a day on), for `close_ws`
+    to cancel: ccxt never cancels them, and a renewal firing on a closed instance logs in
+    again through the shared HTTP session and opens a private socket nobody reads (and
+    keeps the instance for a day meanwhile)."""
+    timers: list[asyncio.TimerHandle] = []
+    schedule = exchange.delay
+
+    def delay(timeout: Any, method: Any, *args: Any) -> Any:
+        now = asyncio.get_running_loop().time()
+        timers[:] = [t for t in timers if not t.cancelled() and t.when() > now]
+        handle = schedule(timeout, method, *args)
+        timers.append(handle)
+        return handle
+
+    exchange.delay = delay
+    setattr(exchange, _TIMERS, timers)
+
+
+def pending_timers(exchange: Any) -> int:
+    """Timers of `exchange` (see `own_timers`) that have neither fired nor been cancelled."""
+    timers: list[asyncio.TimerHandle] = getattr(exchange, _TIMERS, [])
+    now = asyncio.get_running_loop().time()
+    return sum(1 for t in timers if not t.cancelled() and t.when() > now)
+
+
 async def close_ws(exchange: Any, connect_timeout_s: float = 10.0) -> None:
-    """Close a ccxt.pro `exchange` without leaking a socket that is still connecting.
+    """Close a ccxt.pro `exchange` without leaking a socket that is still connecting, nor
+    a timer that would log it in again later (`own_timers`).
 
     ccxt.pro dials in a task of its own and its `close()` closes only connections that
     exist: one closed mid-dial finishes dialling afterwards and stays open for good.
     So dials under way are waited for (bounded) before closing."""
-    import asyncio
-
+    for timer in getattr(exchange, _TIMERS, ()):
+        timer.cancel()
     clients = list((getattr(exchange, "clients", None) or {}).values())
     dialling = [c.connected for c in clients
                 if getattr(c, "connecting", False) and not c.connected.done()]
     if dialling:
         await asyncio.wait(dialling, timeout=connect_timeout_s)
     await exchange.close()
+    for timer in getattr(exchange, _TIMERS, ()):  # scheduled while the dials finished
+        timer.cancel()
 
 
 def ws_clients(exchange: Any) -> dict[str, Any]:

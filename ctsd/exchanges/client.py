@@ -39,6 +39,7 @@ from ctsd.exchanges.model import (
     Order,
     ServerTime,
     Ticker,
+    Trade,
 )
 from ctsd.exchanges.profile import ClientProfile
 from ctsd.exchanges.spec import ApiType
@@ -433,16 +434,14 @@ class ExchangeClient(AsyncClosing):
         raw = await self._run(lambda: self._exchange.fetch_order(order_id, symbol), signed=True)
         return self._in_base(answers.order(raw, symbol, order_id))
 
-    async def fetch_order_fee(self, order_id: str, symbol: str) -> tuple[Decimal, str] | None:
-        """The fee an order paid so far, summed from its own fills: for venues whose order
-        answer does not carry it (Binance's order query). None when no fill says."""
+    async def fetch_order_trades(self, order_id: str, symbol: str) -> list[Trade]:
+        """An order's own fills as the venue's fill history lists them, each with its fee:
+        for venues whose order answer carries no fee (Binance's order query)."""
         param = self._profile.own_fills_order_param
         raw = await self._run(lambda: self._exchange.fetch_my_trades(
             symbol, None, None, {param: order_id} if param else {}), signed=True)
-        if not isinstance(raw, list):
-            raise malformed(f"{self.target.exchange} trade list is not a list")
-        return answers.fills_fee([t for t in raw if isinstance(t, dict)
-                                  and str(t.get("order")) == order_id])
+        return [t for t in answers.trades(raw, self.contract_size(symbol))
+                if t.order_id == order_id]
 
     async def fetch_order_by_client_id(self, client_id: str, symbol: str) -> Order | None:
         """The order placed under `client_id`, any status; None when the venue has none.

@@ -40,7 +40,13 @@ from ctsd.exchanges.profile import ClientProfile
 from ctsd.exchanges.registry import ExchangeRegistry
 from ctsd.exchanges.settings import ExchangeSettings
 from ctsd.exchanges.spec import ExchangeSpec
-from ctsd.exchanges.streams import SHARD_OPTIONS, MarketStream, OrderStream, stream_limits
+from ctsd.exchanges.streams import (
+    SHARD_OPTIONS,
+    ConnectionPacers,
+    MarketStream,
+    OrderStream,
+    stream_limits,
+)
 from ctsd.exchanges.throttle import (
     AccountScope,
     KeySequence,
@@ -61,6 +67,8 @@ from ctsd.ratelimit import (
 )
 from ctsd.tasks import AsyncClosing
 
+CONNECT_MARGIN_S = 0.5
+"""Added to each venue's new-connection window (`ConnectionPacers`)."""
 log = logging.getLogger("ctsd.ratelimit")
 
 
@@ -104,6 +112,15 @@ class ExchangeClientFactory(AsyncClosing):
         """Key fingerprint → the UID of its account, as a client of the key learned it."""
         self._markets_lock = asyncio.Lock()
         self._closed = False
+        self._pacers: ConnectionPacers | None = None
+
+    @property
+    def connection_pacers(self) -> ConnectionPacers:
+        """The pacing of every WebSocket this daemon opens, per venue (the market-data hub
+        shares it); built on first use, like the streams themselves."""
+        if self._pacers is None:
+            self._pacers = ConnectionPacers(SystemClock(), margin_s=CONNECT_MARGIN_S)
+        return self._pacers
 
     # --- clients ---------------------------------------------------------------------------
 
@@ -167,10 +184,12 @@ class ExchangeClientFactory(AsyncClosing):
         await ccxt_internals.load(pro=True)
         key = self._account(spec, credentials)
         gate = self._gate(spec, target, self._scope_of(profile, key, account_uid), Lane.ORDER)
+        await self.connection_pacers.pacer(spec.id).wait()  # it connects as it is first read
         exchange = self._new_exchange(spec, profile, target, credentials, gate, pro=True)
         markets.share_with(exchange, 0)
         return OrderStream(exchange, target, self._translator(spec, profile,
-                                                              credentials.values()))
+                                                              credentials.values()),
+                           per_trade_fees=profile.per_trade_fees)
 
     @staticmethod
     def _translator(spec: ExchangeSpec, profile: ClientProfile,
@@ -252,6 +271,8 @@ class ExchangeClientFactory(AsyncClosing):
                 config["password"] = credentials.passphrase
         exchange = ccxt_internals.exchange_class(profile.ccxt_class, pro=pro)(config)
         ccxt_internals.check_internals(exchange)
+        if pro:
+            ccxt_internals.own_timers(exchange)
         ccxt_internals.share_transport(exchange, self._ssl_context())
         if target.testnet:
             exchange.set_sandbox_mode(True)

@@ -73,6 +73,8 @@ class Ticker:
     underlying: Decimal | None = None
     """Options: the underlying's price the venue quotes with the contract
     (`OptionsProfile.underlying_field`)."""
+    mark: Decimal | None = None
+    """Perpetuals: the venue's mark price where its ticker carries it (Bybit's does)."""
 
 
 @dataclass(frozen=True)
@@ -126,6 +128,9 @@ class Order:
     order query never does; its new-order answer does for spot)."""
     fee_asset: str | None = None
     reduce_only: bool = False
+    trades: tuple[Trade, ...] | None = None
+    """Where the venue reports only each trade's fee (`ClientProfile.per_trade_fees`):
+    the order's trades the reader saw, which `fee` sums; None elsewhere."""
 
 
 @dataclass(frozen=True)

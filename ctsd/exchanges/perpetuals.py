@@ -148,23 +148,8 @@ class PerpetualClient:
         return tuple(found)
 
     def _position(self, row: Mapping[str, Any], contracts: Decimal) -> Position:
-        symbol = str(row["symbol"])
-        side = row.get("side")
-        if side not in ("long", "short"):
-            raise malformed(f"{self._exchange} position of {symbol} has side {side!r}")
-        entry = answers.decimal(row.get("entryPrice"))
-        if entry is None:
-            raise malformed(f"{self._exchange} position of {symbol} has no entry price")
-        margin = answers.decimal(row.get("initialMargin"))
-        if margin is None:
-            margin = answers.decimal(row.get("collateral"))
-        return Position(
-            symbol, str(side), bool(row.get("hedged")),
-            abs(contracts) * self.client.contract_size(symbol), entry,
-            answers.decimal(row.get("markPrice")), answers.decimal(row.get("leverage")),
-            row.get("marginMode") or None, margin,
-            answers.decimal(row.get("liquidationPrice")) or None,
-            answers.decimal(row.get("unrealizedPnl")))
+        return answers.position_row(row, contracts, self.client.contract_size(str(row["symbol"])),
+                            self._exchange)
 
     async def funding_payments(self, symbol: str, since_ms: int) -> tuple[FundingRecord, ...]:
         raw = await self.client.call("fetch_funding_history", symbol, since_ms, signed=True)

@@ -309,6 +309,10 @@ class ClientProfile:
     """Spot margin; None where the venue lends none here."""
     option_trading: OptionsProfile | None = None
     """Options; None where the venue lists none here (Kraken)."""
+    per_trade_fees: bool = False
+    """The venue's order answers and updates carry no cumulative fee, only each trade's
+    (Binance; Kraken's stream, whose order fee is a USD equivalent): readers list the
+    order's trades, and the broker sums them by trade id."""
     own_fills_order_param: str | None = None
     """The own-fill history's parameter that narrows it to one order (Binance `orderId`);
     None: the history is read and filtered here."""

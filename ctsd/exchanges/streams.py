@@ -25,7 +25,7 @@ import asyncio
 import enum
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from functools import partial
 from typing import Any
@@ -34,7 +34,8 @@ from ctsd.clock import Clock
 from ctsd.errors import ExchangeFailure, FailureClass
 from ctsd.exchanges import answers
 from ctsd.exchanges.ccxt_errors import malformed
-from ctsd.exchanges.model import ConnectionTarget, Order
+from ctsd.exchanges.model import ConnectionTarget, Order, Position
+from ctsd.exchanges.spec import ApiType
 from ctsd.tasks import AsyncClosing, retrieve_outcome
 
 
@@ -119,6 +120,15 @@ def stream_limits(exchange: str) -> StreamLimits:
     return STREAM_LIMITS.get(exchange, StreamLimits(200, 10, 60.0, 1, 1.0, 1))
 
 
+def public_stream_target(target: ConnectionTarget) -> ConnectionTarget:
+    """The target whose public streams carry `target`'s market data: a margin pair trades
+    on the spot book (every venue here lists its margin pairs as spot markets), so margin
+    engines share the spot subscriptions rather than opening sockets of their own."""
+    if target.api_type is ApiType.MARGIN:
+        return replace(target, api_type=ApiType.SPOT)
+    return target
+
+
 class Pacer:
     """At most `count` starts per `window_s` (a sliding window) on `clock`."""
 
@@ -137,6 +147,28 @@ class Pacer:
                 self._starts.append(now)
                 return
             await self._clock.sleep(self._starts[0] + self._window - now)
+
+
+class ConnectionPacers:
+    """One `Pacer` per venue for every WebSocket this daemon opens to it: a venue counts
+    new connections per IP, public (the market-data hub's shards) and private (LIVE
+    engines' order streams, reopened after each failure) alike."""
+
+    def __init__(self, clock: Clock, margin_s: float = 0.0) -> None:
+        """`margin_s` widens each venue's window: a socket is paced when its stream is
+        made, and connects a login's round trip or more later, so two connects can land
+        closer together than their pacing (OKX's 3 a second was breached so)."""
+        self._clock = clock
+        self._margin_s = margin_s
+        self._pacers: dict[str, Pacer] = {}
+
+    def pacer(self, exchange: str) -> Pacer:
+        found = self._pacers.get(exchange)
+        if found is None:
+            limits = stream_limits(exchange)
+            found = self._pacers[exchange] = Pacer(
+                limits.connections, limits.window_s + self._margin_s, self._clock)
+        return found
 
 
 def order_book(raw: Any, symbol: str, depth: int) -> OrderBook:
@@ -336,13 +368,21 @@ def _is_gap(exc: BaseException) -> bool:
 
 
 class OrderStream(AsyncClosing):
-    """A LIVE connection's private order stream (fills and order states) on ccxt.pro."""
+    """A LIVE connection's private order stream (fills and order states) on ccxt.pro, and
+    on perpetuals its positions stream too (Binance USDⓈ-M `ACCOUNT_UPDATE` on the same
+    listenKey socket, Bybit `position`, OKX `positions`: the same socket as the orders)."""
 
-    def __init__(self, exchange: Any, target: ConnectionTarget, translate: Translate) -> None:
+    def __init__(self, exchange: Any, target: ConnectionTarget, translate: Translate, *,
+                 per_trade_fees: bool = False) -> None:
         self._exchange = exchange
         self.target = target
         self._translate = translate
+        self._per_trade_fees = per_trade_fees
+        """The venue streams each trade's fee, not the order's (`ClientProfile`)."""
         self._seen: dict[str, Any] = {}
+        self._pending: dict[str, asyncio.Future[Any]] = {}
+        """The watches not yet answered ("orders", "positions"), kept across calls: a
+        watch dropped for the other's answer would lose the message it waits for."""
 
     def connected(self) -> bool:
         """Whether a WebSocket of this stream is open (ccxt says nothing until data)."""
@@ -351,20 +391,85 @@ class OrderStream(AsyncClosing):
         return ccxt_internals.ws_connected(self._exchange)
 
     async def orders(self) -> list[Order]:
+        """The next order updates (see `updates`)."""
+        orders, _ = await self.updates(positions=False)
+        return orders
+
+    async def updates(self, positions: bool) -> tuple[list[Order], list[Position]]:
         """The next order updates (cumulative filled, average, fee; amounts in base units,
-        as the REST client answers them), after logging in.
+        as the REST client answers them), after logging in, or with `positions` the next
+        position updates (a flat leg has amount 0), whichever comes first.
 
         ccxt.pro resolves a watch with the message that woke it; an update that arrives
         before the next watch only lands in its order cache, and an idle account may
         send nothing more to wake that watch. So the cache is read for what changed
-        since the last answer, first without waiting, then after each watch."""
+        since the last answer, first without waiting, then after each watch. Positions
+        come as ccxt parsed them, each message's legs (no REST snapshot: the broker
+        reads positions over REST when it reconciles)."""
         news = self._news()
-        if not news:
-            raw = await self._translate(self._watch_orders)
-            news = self._news() or list(raw)
+        if news:
+            return self._orders(news), []
+        self._start("orders", self._watch_orders)
+        if positions:
+            self._start("positions", self._watch_positions)
+        done, _ = await asyncio.wait(self._pending.values(),
+                                     return_when=asyncio.FIRST_COMPLETED)
+        answered = {name: future for name, future in self._pending.items() if future in done}
+        for name in answered:
+            del self._pending[name]
+        found: tuple[list[Order], list[Position]] = ([], [])
+        for name, future in sorted(answered.items()):
+            raw = future.result()  # a failure raises: the feed calls it a gap
+            if name == "orders":
+                found[0].extend(self._orders(self._news() or list(raw)))
+            else:
+                found[1].extend(self._positions(raw))
+        return found
+
+    def _start(self, name: str, watch: Callable[[], Awaitable[Any]]) -> None:
+        if name not in self._pending:
+            future = self._pending[name] = asyncio.ensure_future(self._translate(watch))
+            future.add_done_callback(retrieve_outcome)  # one failing may end the other's wait
+
+    def _orders(self, raw: list[Any]) -> list[Order]:
         markets = self._exchange.markets
-        return [answers.in_base(o, answers.contract_size(markets, o.symbol))
-                for o in map(answers.order, news)]
+        found = [answers.in_base(o, answers.contract_size(markets, o.symbol))
+                 for o in map(answers.order, raw)]
+        return self._with_trades(found) if self._per_trade_fees else found
+
+    def _with_trades(self, orders: list[Order]) -> list[Order]:
+        """Each order with the trades of it ccxt.pro cached (its own-trade cache holds
+        every execution message it got, by trade id): ccxt's sum of their fees is only
+        what this connection saw, so the broker is told which trades that was."""
+        by_order: dict[str, list[Any]] = {}
+        for item in list(self._exchange.myTrades or ()):
+            by_order.setdefault(str(item.get("order")), []).append(item)
+        markets = self._exchange.markets
+        return [answers.with_trades(o, answers.trades(
+                    by_order.get(o.id, []), answers.contract_size(markets, o.symbol)))
+                for o in orders]
+
+    def _positions(self, raw: Any) -> list[Position]:
+        if not isinstance(raw, list):
+            raise malformed(f"{self.target.exchange} position update is not a list")
+        markets, found = self._exchange.markets, []
+        for row in raw:
+            contracts = answers.decimal(row.get("contracts")) if isinstance(row, Mapping) \
+                else None
+            if contracts is None or not row.get("symbol"):
+                raise malformed(f"{self.target.exchange} position update lacks symbol or "
+                                "contracts")
+            found.append(answers.position_row(
+                row, contracts, answers.contract_size(markets, str(row["symbol"])),
+                self.target.exchange))
+        return found
+
+    async def _watch_positions(self) -> Any:
+        # Updates only: the broker's REST read is the snapshot (through the rate limiter).
+        self._exchange.options["watchPositions"] = {
+            **self._exchange.options.get("watchPositions", {}),
+            "fetchPositionsSnapshot": False, "awaitPositionsSnapshot": False}
+        return await self._exchange.watch_positions()
 
     def _news(self) -> list[Any]:
         """Cached orders whose state moved since last returned (ccxt updates a cached
@@ -392,6 +497,9 @@ class OrderStream(AsyncClosing):
             raise
 
     async def close(self) -> None:
+        for future in self._pending.values():
+            future.cancel()
+        self._pending.clear()
         await _close_exchange(self._exchange)
 
 

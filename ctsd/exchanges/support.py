@@ -23,11 +23,17 @@ STREAMED = ("a WebSocket connection streams market data and LIVE order updates, 
             "connection polls")
 
 
-def streamed(api_type: ApiType) -> ApiTypeSupport:
+MARGIN_STREAMED = ("a WebSocket connection streams market data (the spot book's streams, "
+                   "shared with spot engines) and LIVE order updates, REST reconciling; "
+                   "interest and the venue's own fills (liquidations) are read over REST; "
+                   "a REST connection polls")
+
+
+def streamed(api_type: ApiType, note: str = STREAMED) -> ApiTypeSupport:
     """Key tests (the streams step on a WebSocket connection), PAPER and LIVE engines that
     run on the market-data hub's streams."""
     return ApiTypeSupport(api_type, key_test=True, paper=True, live=True, streams=True,
-                          note=STREAMED)
+                          note=note)
 
 
 def key_test_only(api_type: ApiType, why: str) -> ApiTypeSupport:

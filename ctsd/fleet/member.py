@@ -54,8 +54,10 @@ from ctsd.tasks import cancel_and_wait
 log = logging.getLogger("ctsd.fleet")
 STOP_RETRY_S = 60.0
 PLACING_S = 30.0
-"""How long a start placed here counts as its member's load before its lease is live
-(a start that failed before taking it is forgotten then)."""
+"""How long a start placed here counts as its member's load while no view shows its
+lease. A started one stays counted after its answer: a placement that read its view
+before that lease was taken, and awaited, would otherwise count it nowhere (three
+starts at once landed two on one member). A failed start is forgotten at once."""
 
 
 @dataclass(frozen=True)
@@ -203,9 +205,11 @@ class FleetMember:
     async def acquire(self, connection_id: str) -> HeldLease:
         try:
             lease = await self._take(connection_id, running_only=False)
-        finally:  # a start placed here: its lease now counts, or it failed
-            self._on_the_way.pop(connection_id, None)
+        except BaseException:
+            self._on_the_way.pop(connection_id, None)  # a start placed here failed
+            raise
         if lease is None:
+            self._on_the_way.pop(connection_id, None)
             raise FailedPrecondition(f"the engine of connections/{connection_id} runs on "
                                      "another daemon of the fleet; stop it there first")
         return lease
@@ -222,8 +226,12 @@ class FleetMember:
             return None
         view = await self.view()
         now = self.clock.monotonic()
-        placing = [target for cid, (target, since) in self._on_the_way.items()
-                   if cid != connection_id and now - since < PLACING_S]
+        for cid, (_, since) in list(self._on_the_way.items()):
+            if now - since >= PLACING_S:
+                del self._on_the_way[cid]
+        leased = {lease.connection_id for lease in view.leases if lease.live}
+        placing = [target for cid, (target, _) in self._on_the_way.items()
+                   if cid != connection_id and cid not in leased]
         target = _placement(view, connection_id, self.info.id, placing)
         self._on_the_way[connection_id] = (target, now)  # before any await: the next call counts it
         if target == self.info.id:
@@ -233,9 +241,13 @@ class FleetMember:
         try:
             answer = await self._requests.call(
                 EngineRequest.new(connection_id, target, RequestKind.START, config))
-        finally:  # answered: the target's lease is live, or nothing started there
+            if answer is None:  # not taken: this member starts it
+                self._on_the_way[connection_id] = (self.info.id, now)
+                return None
+            return answer.result()
+        except BaseException:  # nothing started there
             self._on_the_way.pop(connection_id, None)
-        return None if answer is None else answer.result()
+            raise
 
     async def stop_elsewhere(self, connection_id: str) -> EngineStatus | None:
         """Stops the engine on the live member holding its lease and answers once it did;

@@ -33,7 +33,13 @@ from dataclasses import dataclass, field, replace
 from ctsd.clock import Clock
 from ctsd.errors import ExchangeFailure
 from ctsd.exchanges.model import ConnectionTarget
-from ctsd.exchanges.streams import MarketStream, Pacer, StreamKind, StreamLimits, stream_limits
+from ctsd.exchanges.streams import (
+    ConnectionPacers,
+    MarketStream,
+    StreamKind,
+    StreamLimits,
+    stream_limits,
+)
 from ctsd.marketdata.feeds import (
     CandleSeries,
     Listener,
@@ -122,13 +128,16 @@ class Lease:
 
 class MarketDataHub(AsyncClosing):
     def __init__(self, open_stream: OpenStream, clock: Clock,
-                 settings: HubSettings | None = None) -> None:
+                 settings: HubSettings | None = None,
+                 pacers: ConnectionPacers | None = None) -> None:
+        """`pacers`: the daemon's, shared with the private order streams (the venue
+        counts both); a hub of its own paces on `clock`."""
         self._open_stream = open_stream
         self._clock = clock
         self.settings = settings or HubSettings()
         self._subs: dict[SubKey, Subscription] = {}
         self._shards: dict[ConnectionTarget, list[Shard]] = {}
-        self._pacers: dict[str, Pacer] = {}
+        self._pacers = pacers or ConnectionPacers(clock)
         self._watchdog: asyncio.Task[None] | None = None
         self._activity = asyncio.Event()
         self._closed = False
@@ -219,13 +228,6 @@ class MarketDataHub(AsyncClosing):
         shard.subs[sub.key] = sub
         shard.poke()
 
-    def _pacer(self, exchange: str, limits: StreamLimits) -> Pacer:
-        pacer = self._pacers.get(exchange)
-        if pacer is None:
-            pacer = self._pacers[exchange] = Pacer(limits.connections, limits.window_s,
-                                                   self._clock)
-        return pacer
-
     def _stop_shard(self, shard: Shard) -> None:
         if shard.task is not None:
             shard.task.cancel()
@@ -235,7 +237,7 @@ class MarketDataHub(AsyncClosing):
         while shard.subs:
             if shard.failures:
                 await self._backoff(shard)
-            await self._pacer(shard.target.exchange, shard.limits).wait()
+            await self._pacers.pacer(shard.target.exchange).wait()
             try:
                 shard.stream = await self._open_stream(shard.target)
             except ExchangeFailure as exc:

@@ -20,7 +20,7 @@ from ctsd.clock import Clock, SystemClock
 from ctsd.errors import LimiterClosed
 from ctsd.ratelimit.bucket import RateLimitBucket, Reservation
 from ctsd.ratelimit.model import BucketSpec, Lane, LimitChange, ScopeKey, ScopeUsage
-from ctsd.ratelimit.protocol import Bucket
+from ctsd.ratelimit.protocol import Bucket, relimit_all
 from ctsd.tasks import AsyncClosing
 
 
@@ -99,19 +99,7 @@ class RateLimiter(AsyncClosing):
         return list(self._buckets.values())
 
     def relimit(self, spec_of: Callable[[ScopeKey], BucketSpec]) -> list[LimitChange]:
-        """Give every bucket `spec_of(key)`, all or none; the buckets that changed, sorted.
-
-        Every new spec is worked out before any is applied, so a `spec_of` that
-        raises leaves every bucket as it was. Usage already counted stays (see
-        `RateLimitBucket.relimit`): a reload is not a fresh window.
-        """
-        planned = [(bucket, spec_of(key)) for key, bucket in sorted(self._buckets.items())]
-        changes: list[LimitChange] = []
-        for bucket, spec in planned:
-            if spec != bucket.spec:
-                changes.append(LimitChange(bucket.key, bucket.spec, spec))
-                bucket.relimit(spec)
-        return changes
+        return relimit_all(self._buckets, spec_of)
 
     async def acquire(self, demands: Sequence[Demand], lane: Lane) -> Permit:
         """Wait for every demand, then charge them all now; the caller sends at once."""

@@ -8,7 +8,7 @@ protocols only, so either plugs in where the other did.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ctsd.ratelimit.model import BucketSpec, Lane, LimitChange, ScopeKey, ScopeUsage
@@ -44,6 +44,28 @@ class Bucket(Protocol):
     def observe_limit(self, limit: float) -> None: ...
 
     def snapshot(self) -> ScopeUsage: ...
+
+
+class Relimitable(Bucket, Protocol):
+    def relimit(self, spec: BucketSpec) -> None: ...
+
+
+def relimit_all(buckets: Mapping[ScopeKey, Relimitable],
+                spec_of: Callable[[ScopeKey], BucketSpec]) -> list[LimitChange]:
+    """Give every bucket `spec_of(key)`, all or none; the buckets that changed, sorted.
+
+    Every new spec is worked out before any is applied, so a `spec_of` that raises
+    leaves every bucket as it was. Usage already counted stays (see
+    `RateLimitBucket.relimit`): a reload is not a fresh window. Both limiters reload
+    this way, whoever keeps the count.
+    """
+    planned = [(bucket, spec_of(key)) for key, bucket in sorted(buckets.items())]
+    changes: list[LimitChange] = []
+    for bucket, spec in planned:
+        if spec != bucket.spec:
+            changes.append(LimitChange(bucket.key, bucket.spec, spec))
+            bucket.relimit(spec)
+    return changes
 
 
 class Limiter(Protocol):

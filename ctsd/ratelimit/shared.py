@@ -60,6 +60,7 @@ from ctsd.ratelimit.model import (
     ScopeKey,
     ScopeUsage,
 )
+from ctsd.ratelimit.protocol import relimit_all
 from ctsd.tasks import cancel_and_wait
 
 log = logging.getLogger("ctsd.ratelimit")
@@ -215,13 +216,7 @@ class SharedRateLimiter:
         return replace(spec, limit=spec.capacity * share, safety_margin=1.0)
 
     def relimit(self, spec_of: Callable[[ScopeKey], BucketSpec]) -> list[LimitChange]:
-        planned = [(bucket, spec_of(key)) for key, bucket in sorted(self._buckets.items())]
-        changes: list[LimitChange] = []
-        for bucket, spec in planned:
-            if spec != bucket.spec:
-                changes.append(LimitChange(bucket.key, bucket.spec, spec))
-                bucket.relimit(spec)
-        return changes
+        return relimit_all(self._buckets, spec_of)
 
     def snapshot(self) -> list[ScopeUsage]:
         usages = [b.snapshot() for b in self._buckets.values()]

@@ -112,6 +112,10 @@ class FeeSchedule:
     base_fee_on_buy: bool = False
     """Spot buys pay the fee in the base asset, out of what they receive (Binance, Bybit,
     OKX); otherwise every fee is in the quote (settle) asset (Kraken, all perpetuals)."""
+    decimals: int | None = None
+    """Each trade's fee is charged rounded (half up) to this many decimals, where the
+    venue reports fees no finer (Kraken's 5): the trades' fees then add up to the order's
+    as the venue reports both. None: charged exactly."""
 
 
 def _decimals(raw: Mapping[str, Any] | None) -> dict[str, Decimal]:
@@ -269,6 +273,10 @@ class Order:
     order borrows, moved from the spot wallet when it is placed."""
     borrowed: Decimal = Decimal(0)
     """What placing the order borrowed (Binance `marginBuyBorrowAmount`)."""
+    split: int = 1
+    """Fills in parts of at most ⌈qty/split⌉ (`ctsd.sim.matching`, `Simulator.fill_split`)."""
+    filled_by: int = -1
+    """The last public trade that filled a part of this resting order: none fills twice."""
 
     @property
     def untriggered(self) -> bool:

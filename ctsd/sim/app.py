@@ -70,6 +70,7 @@ def _fault_middleware(sim: Simulator, registry: VenueRegistry) -> Any:
         if venue is None:
             return await handler(request)
         sim.stats.requests[name] += 1
+        sim.stats.endpoints[f"{name} {request.method} {path}"] += 1
         fault = sim.faults.take(name, path, TRANSPORT_FAULTS)
         if fault is None:
             return await handler(request)
@@ -162,6 +163,8 @@ def _text(body: Mapping[str, Any], key: str, *, optional: bool = False,
     return value
 
 
+MAX_FILL_SPLIT = 100
+"""Parts an order may fill in (`/admin/fills`): beyond, a lot step is the part."""
 MAX_AMOUNT = Decimal("1e15")
 WALLETS = ("spot", "derivatives", "margin", "options")
 FAULT_FIELDS = frozenset({"kind", "count", "venue", "path_prefix", "status", "delay_s",
@@ -316,6 +319,12 @@ def _add_admin_routes(app: web.Application, sim: Simulator, venues: set[str]) ->
     async def stats(_request: web.Request) -> web.Response:
         return web.json_response(sim.snapshot())
 
+    async def fills(request: web.Request) -> web.Response:
+        """How many trades orders placed from now on fill in (1: one each)."""
+        body = await _json_body(request, frozenset({"split"}))
+        sim.fill_split = _integer(body, "split", 1, MAX_FILL_SPLIT)
+        return web.json_response({"split": sim.fill_split})
+
     app.router.add_get("/admin/health", health)
     app.router.add_post("/admin/accounts", provision)
     app.router.add_get("/admin/accounts/{api_key}", account)
@@ -329,3 +338,4 @@ def _add_admin_routes(app: web.Application, sim: Simulator, venues: set[str]) ->
     app.router.add_post("/admin/advance", advance)
     app.router.add_post("/admin/funding-rate", funding_rate)
     app.router.add_get("/admin/stats", stats)
+    app.router.add_post("/admin/fills", fills)

@@ -329,6 +329,8 @@ class BinanceSim:
         m = self.margin
         return [
             ("GET", "/sapi/v1/account/apiRestrictions", S, 1, user, m.api_restrictions),
+            ("POST", "/sapi/v1/userListenToken", S, 1, Security.USER_STREAM,
+             m.new_listen_token),
             ("GET", "/sapi/v1/margin/allPairs", S, 1, user, m.all_pairs),
             ("GET", "/sapi/v1/margin/isolated/allPairs", S, 10, user, m.all_pairs),
             ("GET", "/sapi/v1/margin/account", S, 10, user, m.cross_account),

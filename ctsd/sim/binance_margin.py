@@ -50,6 +50,9 @@ SIDE_EFFECTS = {"NO_SIDE_EFFECT": (False, False), "MARGIN_BUY": (True, False),
                 "AUTO_REPAY": (False, True), "AUTO_BORROW_REPAY": (True, True)}
 """`sideEffectType` → (borrows what it lacks, what it brings in repays)."""
 HISTORY_WINDOW_MS = 7 * 86_400_000
+LISTEN_TOKEN_KIND = "binance-margin"
+"""The `StreamTokens` kind of a margin listenToken (its scope: the wallet it streams)."""
+LISTEN_TOKEN_VALIDITY_MS = 86_400_000
 FUTURES = "umfuture"
 """Stands for the USDⓈ-M futures wallet (`Account.derivatives`) in transfers."""
 TRANSFER_TYPES = {
@@ -297,6 +300,24 @@ class BinanceMargin:
         size = min(max(int(call.params.get("size") or 10), 1), 100)
         current = max(int(call.params.get("current") or 1), 1)
         return rows[(current - 1) * size:current * size]
+
+    # --- user data stream (listenToken) ----------------------------------------------------
+
+    async def new_listen_token(self, call: Call) -> Any:
+        """`POST /sapi/v1/userListenToken`: a new token for the cross account's user data
+        (or, `isIsolated=true`, `symbol`'s isolated account's) on the WebSocket API,
+        valid `validity` ms, 24 hours by default and at most."""
+        wallet, _ = self._wallet(call)
+        raw = call.params.get("validity")
+        validity_ms = LISTEN_TOKEN_VALIDITY_MS
+        if raw:
+            if not raw.isdigit() or not 0 < int(raw) <= LISTEN_TOKEN_VALIDITY_MS:
+                raise _refused(-1102, "Param 'validity' must be between 1 and 86400000.")
+            validity_ms = int(raw)
+        token = self.state.sim.stream_tokens.listen_token(
+            call.owner().api_key, LISTEN_TOKEN_KIND, wallet, validity_ms / 1000)
+        return {"token": token.value,
+                "expirationTime": self.state.sim.clock.now_ms() + validity_ms}
 
     # --- orders -----------------------------------------------------------------------
 

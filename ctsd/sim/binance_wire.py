@@ -27,12 +27,16 @@ from ctsd.sim.auth import AuthFailure
 from ctsd.sim.lending import marginable
 from ctsd.sim.market import Candle, Instrument, Market, TickerStats
 from ctsd.sim.matching import derivatives_balances
-from ctsd.sim.wire import VenueError, dumps, fixed, plain
+from ctsd.sim.wire import VenueError, dumps, fixed, order_status, plain
 
 _STATUS = {
     OrderStatus.NEW: "NEW", OrderStatus.FILLED: "FILLED",
     OrderStatus.CANCELED: "CANCELED", OrderStatus.EXPIRED: "EXPIRED",
 }
+
+
+def _status(order: Order) -> str:
+    return order_status(order, _STATUS, "PARTIALLY_FILLED")
 _ZERO = Decimal(0)
 
 
@@ -300,7 +304,7 @@ def spot_order(
     out |= {
         "price": fixed(order.price or _ZERO), "origQty": fixed(order.qty),
         "executedQty": fixed(order.filled), "origQuoteOrderQty": fixed(_ZERO),
-        "cummulativeQuoteQty": fixed(order.cost), "status": _STATUS[order.status],
+        "cummulativeQuoteQty": fixed(order.cost), "status": _status(order),
         "timeInForce": order.time_in_force.value, "type": order_type(order, futures=False),
         "side": order.side.value.upper(),
     }
@@ -335,7 +339,7 @@ def order_type(order: Order, *, futures: bool) -> str:
 def futures_order(order: Order, inst: Instrument, *, query: bool = False) -> dict[str, Any]:
     """The USDⓈ-M order shape of POST, GET and DELETE /fapi/v1/order."""
     out: dict[str, Any] = {
-        "orderId": order.id, "symbol": market_id(inst), "status": _STATUS[order.status],
+        "orderId": order.id, "symbol": market_id(inst), "status": _status(order),
         "clientOrderId": order.client_id, "price": plain(order.price or _ZERO),
         "avgPrice": plain(order.average.quantize(inst.tick_size)) if order.average else "0",
         "origQty": plain(order.qty), "executedQty": plain(order.filled),

@@ -27,7 +27,7 @@ from dataclasses import dataclass, replace
 from decimal import Decimal
 from enum import StrEnum
 
-from ctsd.sim.accounts import Account, Fill, Order, OrderStatus
+from ctsd.sim.accounts import SPOT_WALLET, Account, Fill, Order, OrderStatus
 from ctsd.sim.market import InstrumentKind, Market
 
 log = logging.getLogger(__name__)
@@ -78,6 +78,9 @@ class AccountUpdate:
     derivative_assets: tuple[str, ...] = ()
     positions: tuple[str, ...] = ()
     """Unified symbols (`BTC/USDT:USDT`) whose position changed."""
+    wallets: tuple[str, ...] = (SPOT_WALLET,)
+    """The spot-type wallets `spot_assets` moved in (a margin order's is its margin
+    wallet): a venue streams each wallet's balances to its own account's stream."""
 
 
 AccountEvent = OrderUpdate | AccountUpdate
@@ -160,6 +163,7 @@ def _trades(bus: EventBus, account: Account, fills: list[Fill]) -> list[Order]:
 
 def _account_update(account: Account, market: Market, orders: Iterable[Order]) -> AccountUpdate:
     spot: set[str] = set()
+    wallets: set[str] = set()
     derivative: set[str] = set()
     positions: set[str] = set()
     at_ms = market.now_ms()
@@ -168,12 +172,14 @@ def _account_update(account: Account, market: Market, orders: Iterable[Order]) -
         at_ms = order.updated_ms
         if inst.kind is InstrumentKind.SPOT:
             spot.update((inst.base, inst.quote))
+            wallets.add(order.wallet)
         else:
             derivative.add(inst.quote)
             if order.filled:
                 positions.add(inst.symbol)
     return AccountUpdate(account, at_ms, UpdateReason.ORDER, tuple(sorted(spot)),
-                         tuple(sorted(derivative)), tuple(sorted(positions)))
+                         tuple(sorted(derivative)), tuple(sorted(positions)),
+                         tuple(sorted(wallets)) or (SPOT_WALLET,))
 
 
 def publish_placed(bus: EventBus, account: Account, order: Order, market: Market) -> None:

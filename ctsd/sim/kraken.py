@@ -59,8 +59,10 @@ NAME = "kraken"
 
 API_COUNTER = RateRule(limit=15, window_s=15 / 0.33)
 """Starter tier: the call counter tops out at 15 and drains 0.33 a second."""
-FEES = FeeSchedule(maker=Decimal("0.0025"), taker=Decimal("0.0040"))
-"""Kraken Pro's entry tier (0.25 % maker, 0.40 % taker), charged in the quote asset."""
+FEES = FeeSchedule(maker=Decimal("0.0025"), taker=Decimal("0.0040"),
+                   decimals=render.COST_DECIMALS)
+"""Kraken Pro's entry tier (0.25 % maker, 0.40 % taker), charged in the quote asset, each
+trade's fee to the decimals Kraken reports it in (an order's fee is its trades' sum)."""
 OHLC_ENTRIES = 720
 """Kraken serves only the 720 most recent candles, whatever `since` asks for."""
 INTERVALS = frozenset({1, 5, 15, 30, 60, 240, 1440, 10080, 21600})

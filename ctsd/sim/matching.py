@@ -16,7 +16,14 @@ Deterministic, and faithful where a client can tell:
   against the book as it was at that trade.
 
 Spot orders hold their funds while open; perpetual orders hold initial margin at
-their position's leverage and move positions through `ctsd.sim.derivatives`. Fees
+their position's leverage and move positions through `ctsd.sim.derivatives`.
+
+An order fills in one trade unless the simulator's `fill_split` N says otherwise: then
+in parts of at most ⌈qty/N⌉ (on the lot step), each a trade of its own with its own id
+and fee, as an order filled against several counterparties is. A taker takes every
+part at once (several makers at the touch); a resting order one part per public trade
+through its price (`Order.filled_by`: a trade re-read fills nothing twice), so its
+fills come apart in time as the tape moves. Fees
 are charged in the quote (settle) asset, or, for a spot buy on a venue whose
 `FeeSchedule.base_fee_on_buy` says so, in the base asset out of what the buy receives.
 Every execution is recorded as a `Fill`.
@@ -27,7 +34,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from decimal import ROUND_DOWN, Decimal
+from decimal import ROUND_CEILING, ROUND_DOWN, ROUND_HALF_UP, Decimal
 
 from ctsd.sim import derivatives, lending
 from ctsd.sim.accounts import (
@@ -106,7 +113,7 @@ def validate(inst: Instrument, qty: Decimal, price: Decimal | None, ref_price: D
 
 def place(
     account: Account, market: Market, req: OrderRequest, fees: FeeSchedule, order_id: int,
-    trade_ids: TradeIds,
+    trade_ids: TradeIds, split: int = 1,
 ) -> Order:
     """Validate, hold funds, and fill what crosses; the order is stored even when filled."""
     inst = market.catalog.get(req.symbol)
@@ -141,7 +148,7 @@ def place(
         trigger=req.trigger, post_only=req.post_only, checked_trade=market.tape.last_id(),
         quote_qty=req.quote_qty if req.type is OrderType.MARKET else None, note=req.note,
         wallet=req.wallet, auto_borrow=req.auto_borrow, auto_repay=req.auto_repay,
-        leverage=req.leverage,
+        leverage=req.leverage, split=max(1, split),
     )
     if inst.kind is InstrumentKind.LINEAR:
         derivatives.assign(account, order, req.position_side, req.margin_mode)
@@ -192,21 +199,26 @@ def _fill_resting(
     account: Account, market: Market, inst: Instrument, order: Order, after: int, now_id: int,
     trade_ids: TradeIds,
 ) -> None:
+    """One part (all of it, unsplit) per public trade through the price, each trade once."""
     assert order.price is not None
     level = _ticks(inst, order.price)
-    hit: PublicTrade | None
-    if order.side is Side.BUY:
-        hit = market.tape.first_through(inst, after, now_id, at_or_below=level - 1)
-    else:
-        hit = market.tape.first_through(inst, after, now_id, at_or_above=level + 1)
-    if hit is None:
-        return
-    at = max(hit.time_ms, order.created_ms, order.triggered_ms or 0)
-    if inst.kind is InstrumentKind.LINEAR and not derivatives.fill_allowed(
-            account, order, order.remaining):
-        _release(account, inst, order, OrderStatus.EXPIRED, at)
-        return
-    _fill(account, market, inst, order, order.price, True, at, trade_ids)
+    after = max(after, order.filled_by)
+    while order.status.is_open:
+        hit: PublicTrade | None
+        if order.side is Side.BUY:
+            hit = market.tape.first_through(inst, after, now_id, at_or_below=level - 1)
+        else:
+            hit = market.tape.first_through(inst, after, now_id, at_or_above=level + 1)
+        if hit is None:
+            return
+        at = max(hit.time_ms, order.created_ms, order.triggered_ms or 0)
+        qty = _part(inst, order)
+        if inst.kind is InstrumentKind.LINEAR and not derivatives.fill_allowed(
+                account, order, qty):
+            _release(account, inst, order, OrderStatus.EXPIRED, at)
+            return
+        _fill(account, market, inst, order, order.price, True, at, trade_ids, qty)
+        order.filled_by = after = hit.id
 
 
 def _work(
@@ -220,9 +232,27 @@ def _work(
     crosses = order.price is None or (
         order.price >= ask if order.side is Side.BUY else order.price <= last)
     if crosses:
-        _fill(account, market, inst, order, touch, False, at_ms, trade_ids)
+        while order.status.is_open:  # every part at once: several makers at the touch
+            _fill(account, market, inst, order, touch, False, at_ms, trade_ids,
+                  _part(inst, order))
     elif order.time_in_force is not TimeInForce.GTC:
         _release(account, inst, order, OrderStatus.EXPIRED, at_ms)
+
+
+def _part(inst: Instrument, order: Order) -> Decimal:
+    """The next fill's quantity: ⌈qty/split⌉ on the lot step, at most what remains."""
+    if order.split <= 1:
+        return order.remaining
+    steps = max((order.qty / (inst.step_size * order.split)).to_integral_value(ROUND_CEILING),
+                Decimal(1))
+    return min(order.remaining, steps * inst.step_size)
+
+
+def _charged(fees: FeeSchedule, fee: Decimal) -> Decimal:
+    """A trade's fee as the venue charges it (`FeeSchedule.decimals`)."""
+    if fees.decimals is None:
+        return fee
+    return fee.quantize(Decimal(1).scaleb(-fees.decimals), rounding=ROUND_HALF_UP)
 
 
 def _reached(trigger: Trigger, last: Decimal) -> bool:
@@ -304,9 +334,12 @@ def _release(
 
 def _fill(
     account: Account, market: Market, inst: Instrument, order: Order, price: Decimal,
-    maker: bool, now: int, trade_ids: TradeIds,
+    maker: bool, now: int, trade_ids: TradeIds, qty: Decimal | None = None,
 ) -> None:
-    qty = order.remaining
+    """Fill `qty` (default: all that remains) as one trade; what the order held is
+    released in proportion, the rest of it when the last part fills."""
+    qty = order.remaining if qty is None else min(qty, order.remaining)
+    release = order.locked if qty == order.remaining else order.locked * qty / order.remaining
     cost = qty * price
     rate = order.fees.maker if maker else order.fees.taker
     pnl = _ZERO
@@ -315,26 +348,27 @@ def _fill(
         wallet = order.wallet
         base, quote = account.holding(inst.base, wallet), account.holding(inst.quote, wallet)
         if order.side is Side.BUY:
-            fee = qty * rate if order.fee_asset == inst.base else cost * rate
-            quote.locked -= order.locked
-            quote.free += order.locked - cost - (fee if order.fee_asset == inst.quote else 0)
+            fee = _charged(order.fees, qty * rate if order.fee_asset == inst.base else cost * rate)
+            quote.locked -= release
+            quote.free += release - cost - (fee if order.fee_asset == inst.quote else 0)
             lending.receive(account, now, wallet, inst.base,
                             qty - (fee if order.fee_asset == inst.base else 0),
                             auto_repay=order.auto_repay)
         else:
-            fee = cost * rate
-            base.locked -= order.locked
+            fee = _charged(order.fees, cost * rate)
+            base.locked -= release
             lending.receive(account, now, wallet, inst.quote, cost - fee,
                             auto_repay=order.auto_repay)
     else:
-        fee = cost * rate
+        fee = _charged(order.fees, cost * rate)
         pnl = derivatives.apply_fill(account, market, inst, order, qty, price, fee, now,
                                      maker=maker, trade_id=trade_id).pnl
-    order.locked = _ZERO
+    order.locked -= release
     order.filled += qty
     order.cost += cost
     order.fee += fee
-    order.status = OrderStatus.FILLED
+    if order.remaining == 0:
+        order.status = OrderStatus.FILLED
     order.updated_ms = order.fill_ms = now
     account.record_fill(Fill(
         trade_id=trade_id, order_id=order.id, client_id=order.client_id, symbol=order.symbol,

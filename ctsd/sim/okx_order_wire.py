@@ -22,7 +22,7 @@ from ctsd.sim.okx_wire import (
     size,
 )
 from ctsd.sim.positions import PositionSide
-from ctsd.sim.wire import plain
+from ctsd.sim.wire import order_status, plain
 
 
 def order_inst_type(inst: Instrument, tags: OrderTags) -> str:
@@ -138,6 +138,10 @@ _STATE = {
 }
 
 
+def _status(order: Order) -> str:
+    return order_status(order, _STATE, "partially_filled")
+
+
 def pos_side(o: Order) -> str:
     """A swap order's `posSide`: `net` in one-way mode, else `long` or `short`."""
     return _POS_SIDE[o.position_side]
@@ -166,7 +170,7 @@ def order(o: Order, inst: Instrument, tags: OrderTags, leverage: Decimal,
         "pxType": "", "pxUsd": "", "pxVol": "", "quickMgnType": "", "rebate": "0",
         "rebateCcy": inst.quote, "reduceOnly": "true" if o.reduce_only else "false",
         "side": o.side.value, "slOrdPx": "", "slTriggerPx": "", "slTriggerPxType": "",
-        "source": "", "state": _STATE[o.status], "stpId": "", "stpMode": "cancel_maker",
+        "source": "", "state": _status(o), "stpId": "", "stpMode": "cancel_maker",
         "sz": sz, "tag": tags.tag, "tdMode": tags.td_mode, "tgtCcy": tags.tgt_ccy,
         "tpOrdPx": "", "tpTriggerPx": "", "tpTriggerPxType": "",
         "tradeId": str(last_trade_id) if last_trade_id is not None else "",

@@ -170,6 +170,8 @@ class ViolationLog:
     """Per-venue counts of requests served and of requests over a limit."""
 
     requests: Counter[str] = field(default_factory=Counter)
+    endpoints: Counter[str] = field(default_factory=Counter)
+    """Requests served per `<venue> <METHOD> <path>`: what a client spends its REST on."""
     violations: Counter[str] = field(default_factory=Counter)
     by_kind: Counter[tuple[str, str]] = field(default_factory=Counter)
 
@@ -180,11 +182,13 @@ class ViolationLog:
     def snapshot(self) -> dict[str, object]:
         return {
             "requests": dict(self.requests),
+            "endpoints": dict(self.endpoints),
             "violations": dict(self.violations),
             "violations_by_kind": {f"{v}:{k}": n for (v, k), n in self.by_kind.items()},
         }
 
     def reset(self) -> None:
         self.requests.clear()
+        self.endpoints.clear()
         self.violations.clear()
         self.by_kind.clear()

@@ -53,6 +53,8 @@ class SimulatorConfig:
     hang_max_s: float = 120.0
     """Upper bound on a HANG fault, so a forgotten fault cannot wedge a test run."""
     ws: WsConfig = field(default_factory=WsConfig)
+    fill_split: int = 1
+    """Orders fill in up to this many trades (`ctsd.sim.matching`); 1: one trade each."""
 
 
 def load_accounts_file(path: Path) -> tuple[AccountSpec, ...]:
@@ -85,6 +87,9 @@ class Simulator:
         """Set on shutdown: cuts HANG faults short."""
         self._reset_hooks: list[Callable[[], None]] = []
         self._fault_hooks: list[Callable[[], None]] = []
+        self.fill_split = self.config.fill_split
+        """Parts new orders fill in (admin `/admin/fills`), so a client meets orders
+        filled in several trades, each with its own fee, on REST and on the streams."""
         self.unserved: Counter[str] = Counter()
         """`venue METHOD path` → requests for paths the simulator does not serve."""
 
@@ -150,6 +155,7 @@ class Simulator:
         self.faults.clear()
         self.stats.reset()
         self.stream_tokens.reset()
+        self.fill_split = self.config.fill_split
         for hook in (*self._reset_hooks, *self._fault_hooks):
             hook()
 
@@ -190,7 +196,8 @@ class Simulator:
         self, account: Account, request: matching.OrderRequest, fees: FeeSchedule,
     ) -> Order:
         order = matching.place(account, self.market, request, fees,
-                               self.accounts.next_order_id(), self.accounts.next_trade_id)
+                               self.accounts.next_order_id(), self.accounts.next_trade_id,
+                               self.fill_split)
         events.publish_placed(self.events, account, order, self.market)
         return order
 

@@ -16,6 +16,8 @@ from urllib.parse import parse_qsl
 
 from aiohttp import web
 
+from ctsd.sim.accounts import Order, OrderStatus
+
 _DUMPS = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
@@ -91,3 +93,11 @@ def plain(value: Decimal) -> str:
     """Shortest exact decimal without exponent: `Decimal('1.500')` → `'1.5'`."""
     text = f"{value.normalize():f}"
     return text if text != "-0" else "0"
+
+
+def order_status(order: Order, names: Mapping[OrderStatus, str], partial: str) -> str:
+    """The venue's name of an order's status: an open order with fills is `partial`
+    (Binance PARTIALLY_FILLED, OKX and Kraken partially_filled)."""
+    if order.status is OrderStatus.NEW and order.filled:
+        return partial
+    return names[order.status]

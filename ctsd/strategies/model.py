@@ -67,6 +67,8 @@ class Ticker:
     timestamp_ms: int
     underlying: Decimal | None = None
     """Options: the underlying's price quoted with the contract (None where not quoted)."""
+    mark: Decimal | None = None
+    """Perpetuals: the venue's mark price where its ticker carries it (Bybit), else None."""
 
     @property
     def mid(self) -> Decimal:

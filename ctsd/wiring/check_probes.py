@@ -74,10 +74,11 @@ class StreamProbes:
         self._hub = hub
 
     async def public(self, conn: Connection, within_s: float) -> str:
-        from ctsd.exchanges.streams import StreamKind
+        from ctsd.exchanges.streams import StreamKind, public_stream_target
         from ctsd.marketdata.feeds import StreamState, SubKey
 
-        target = ConnectionTarget(conn.exchange, conn.api_type, conn.testnet)
+        target = public_stream_target(ConnectionTarget(conn.exchange, conn.api_type,
+                                                       conn.testnet))
         markets = await self._factory.markets(target)
         await markets.ensure()
         symbol = next((s for s in PROBE_SYMBOLS if markets.has(s)), None)

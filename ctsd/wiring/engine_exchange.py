@@ -24,8 +24,8 @@ permissions, granted trading: real orders go out on a key known to work.
 
 On a WebSocket connection (`market_data_method`) market data comes from the
 daemon's market-data hub (`ctsd.wiring.engine_streams`), which also triggers
-the engine's cycles, and LIVE spot and perpetuals engines get their fills and order
-states from the private order stream (`ctsd.wiring.engine_order_stream`). Every engine on a
+the engine's cycles, and LIVE spot, margin and perpetuals engines get their fills and
+order states from the private order stream (`ctsd.wiring.engine_order_stream`). Every engine on a
 target shares one public REST client; trading and key-reading clients are
 each `open`'s own.
 """
@@ -59,7 +59,7 @@ from ctsd.exchanges.client import ExchangeClient
 from ctsd.exchanges.factory import ExchangeClientFactory
 from ctsd.exchanges.model import ApiCredentials, ConnectionTarget
 from ctsd.exchanges.spec import ApiType
-from ctsd.exchanges.streams import OrderBook, PublicTrade
+from ctsd.exchanges.streams import OrderBook, PublicTrade, public_stream_target
 from ctsd.ratelimit import Lane
 from ctsd.shared_pool import SharedPool
 from ctsd.strategies.model import (
@@ -81,6 +81,9 @@ if TYPE_CHECKING:
 # exchange layer's clients for them they are a good part of what a start would import.
 
 log = logging.getLogger("ctsd.engine")
+STREAMED_ORDERS = frozenset({MarketKind.SPOT, MarketKind.MARGIN, MarketKind.PERPETUAL})
+"""Market kinds whose LIVE engines take order updates from the private stream (options:
+the simulator streams no option markets, so their connections poll)."""
 _TIMEFRAME = re.compile(r"^([1-9][0-9]*)([smhdw])$")
 _UNIT_MS = {"s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
 
@@ -144,7 +147,7 @@ def engine_ticker(raw: exchange_model.Ticker, now_ms: int) -> Ticker:
     """Venues may omit bid or ask (a quiet market); the last price stands in for them."""
     return Ticker(raw.symbol, raw.bid if raw.bid is not None else raw.last,
                   raw.ask if raw.ask is not None else raw.last, raw.last,
-                  raw.timestamp_ms or now_ms, raw.underlying)
+                  raw.timestamp_ms or now_ms, raw.underlying, raw.mark)
 
 
 def engine_book(raw: OrderBook, now_ms: int) -> OrderBookTop:
@@ -313,30 +316,40 @@ class ExchangeEngineBackend:
 
     async def _stream(self, conn: Connection, opened: Opened, resources: EngineResources,
                       credentials: ApiCredentials | None) -> tuple[Opened, EngineResources]:
-        """A WebSocket connection's resources: market data and cycles from the hub; LIVE
-        spot and perpetuals orders and fills by the private stream, REST reconciling.
-        Perpetuals still read positions and funding over REST (the position check's
-        second look tells a stream a moment behind from a real difference)."""
+        """A WebSocket connection's resources: market data and cycles from the hub (a
+        margin pair's from the spot book's subscriptions); LIVE spot, margin and
+        perpetuals orders and fills by the private stream of the connection's own market
+        type, and perpetuals' positions on the same socket, REST reconciling (the position
+        check's stream-lag rule and second look tell a stream a moment behind from a real
+        difference); margin reads its interest and the venue's own fills over REST."""
         assert self._streams is not None
-        streaming = self._streams(opened.target, resources.market_data)
+        streaming = self._streams(public_stream_target(opened.target), resources.market_data)
         opened = replace(opened, streams=streaming)
         orders = resources.orders
         feed = None
+        perpetual = resources.kind is MarketKind.PERPETUAL
         if (isinstance(orders, ExchangeOrders) and credentials is not None
-                and resources.kind in (MarketKind.SPOT, MarketKind.PERPETUAL)):
+                and resources.kind in STREAMED_ORDERS):
             from ctsd.wiring.engine_order_stream import OrderFeed
 
             reopen = partial(self._factory.order_stream, opened.target, credentials,
                              conn.account_uid)
+            convert = None
+            if perpetual:
+                from ctsd.wiring.engine_perpetual import streamed_position
+
+                convert = partial(streamed_position,
+                                  default_mode=resources.modes.margin_mode)
             try:
                 feed = OrderFeed(await reopen(), reopen, orders.streamed, streaming.wake,
-                                 SystemClock())
+                                 SystemClock(), convert_position=convert)
             except BaseException:
                 await self._abandon(opened)
                 raise
             feed.start()
         return replace(opened, orders=feed), replace(
-            resources, market_data=streaming, events=streaming, order_updates=feed)
+            resources, market_data=streaming, events=streaming, order_updates=feed,
+            position_updates=feed if perpetual else None)
 
     async def _reader(self, conn: Connection, target: ConnectionTarget) -> ExchangeClient | None:
         """PAPER: the connection's key, where it has one, for what the venue tells keys only:
@@ -351,7 +364,7 @@ class ExchangeEngineBackend:
                                           account_uid=conn.account_uid)
 
     def _streams_promised(self, conn: Connection) -> bool:
-        """Streams only where `ListExchanges` promises them; elsewhere (margin, options) a
+        """Streams only where `ListExchanges` promises them; elsewhere (options) a
         WebSocket connection's engine polls over REST, as the list's note says."""
         spec = self._factory.registry.get(conn.exchange)
         return spec is not None and spec.support_of(conn.api_type).streams

@@ -7,9 +7,17 @@ The feed awaits it continuously, converts each update to the engine's
 engine does not place, are none of its business), buffers them for the broker
 and wakes the engine, so a fill triggers a cycle at once.
 
+On perpetuals the same task watches the account's positions on the same socket
+(`convert_position` set): each leg's latest state is buffered for the broker,
+which merges it into the positions it last read over REST, and a position
+update wakes the engine like a fill (an outside trade or a liquidation is
+checked at once).
+
 Any failure of the stream is a *gap*: the broker reconciles over REST before
-it trusts the stream again. A refused login (authentication, permission) is
-not retried: the broker fails the engine naming the venue's reason. The stream
+it trusts the stream again (orders and positions each see it), and the feed goes
+on with a new stream (a fresh login). A refused login (authentication,
+permission) is not retried: the broker fails the engine naming the venue's
+reason. The stream
 counts as live once its connection is up with the watch pending and nothing
 failed: an idle account sends nothing, and that must not read as an outage.
 """
@@ -22,9 +30,10 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ctsd.clock import Clock
+from ctsd.engine.perpetual import VenuePosition
 from ctsd.engine.ports import ExchangeOrder
 from ctsd.errors import ExchangeFailure, FailureClass
-from ctsd.exchanges.model import Order
+from ctsd.exchanges.model import Order, Position
 from ctsd.exchanges.streams import OrderStream
 from ctsd.tasks import cancel_and_wait
 
@@ -37,10 +46,14 @@ class OrderFeed:
     def __init__(self, stream: OrderStream, reopen: Callable[[], Awaitable[OrderStream]],
                  convert: Callable[[Order], ExchangeOrder | None],
                  on_update: Callable[[], None], clock: Clock, *, settle_s: float = 1.0,
-                 retry_s: float = 1.0, max_retry_s: float = 30.0) -> None:
+                 retry_s: float = 1.0, max_retry_s: float = 30.0,
+                 convert_position: Callable[[Position], VenuePosition] | None = None,
+                 ) -> None:
         self._stream = stream
         self._reopen = reopen
         self._suspected = False
+        self._renew = False
+        """The stream failed: the next watch is on a new one (`_renewed`)."""
         self._convert = convert
         self._on_update = on_update
         self._clock = clock
@@ -49,13 +62,17 @@ class OrderFeed:
         self._max_retry_s = max_retry_s
         self._buffer: list[ExchangeOrder] = []
         self._gap = False
+        self._convert_position = convert_position
+        self._positions: list[VenuePosition] = []
+        self._positions_gap = False
+        self.position_updates = 0
         self._live = False
         self._refused = False
         self.problem = "connecting"
         self.updates = 0
         self.gaps = 0
         self._task: asyncio.Task[None] | None = None
-        self._watch: asyncio.Future[list[Order]] | None = None
+        self._watch: asyncio.Future[tuple[list[Order], list[Position]]] | None = None
         self._became_live = asyncio.Event()
 
     # --- OrderUpdates --------------------------------------------------------------------------
@@ -68,6 +85,17 @@ class OrderFeed:
     @property
     def gap(self) -> bool:
         return self._gap
+
+    # --- PositionUpdates -----------------------------------------------------------------------
+
+    def drain_positions(self) -> tuple[list[VenuePosition], bool]:
+        positions, self._positions = self._positions, []
+        gap, self._positions_gap = self._positions_gap, False
+        return positions, gap
+
+    @property
+    def positions_gap(self) -> bool:
+        return self._positions_gap
 
     @property
     def live(self) -> bool:
@@ -100,10 +128,13 @@ class OrderFeed:
             try:
                 if self._suspected:
                     await self._resubscribe()
-                self._watch = watch = asyncio.ensure_future(self._stream.orders())
+                elif self._renew:
+                    await self._renewed()
+                self._watch = watch = asyncio.ensure_future(
+                    self._stream.updates(self._convert_position is not None))
                 if not self._live:
                     await self._settle(watch)
-                orders = await watch
+                orders, positions = await watch
             except asyncio.CancelledError:
                 task = asyncio.current_task()
                 if task is not None and task.cancelling():
@@ -116,6 +147,7 @@ class OrderFeed:
                 failures += 1
                 await self._clock.sleep(min(self._max_retry_s,
                                             self._retry_s * 2 ** (failures - 1)))
+                self._renew = True
                 continue
             finally:
                 if watch is not None:
@@ -126,11 +158,15 @@ class OrderFeed:
             if found:
                 self._buffer.extend(found)
                 self.updates += len(found)
+            if positions and self._convert_position is not None:
+                self._positions.extend(map(self._convert_position, positions))
+                self.position_updates += len(positions)
+            if found or positions:
                 self._on_update()
 
     async def _resubscribe(self) -> None:
         self._suspected = False
-        self._live, self._gap = False, True
+        self._live, self._gap, self._positions_gap = False, True, True
         self.gaps += 1
         self.problem = "resubscribing: an expected order update did not come"
         log.warning("private order stream silent; resubscribing",
@@ -138,15 +174,29 @@ class OrderFeed:
         await self._stream.close()
         self._stream = await self._reopen()
 
-    async def _settle(self, watch: asyncio.Future[list[Order]]) -> None:
-        """Live once the watch has been pending `settle_s` on an open connection."""
-        sleeper: asyncio.Future[Any] = asyncio.ensure_future(self._clock.sleep(self._settle_s))
-        try:
-            await asyncio.wait((watch, sleeper), return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            sleeper.cancel()
-        if not watch.done() and self._stream.connected():
-            self._up()
+    async def _renewed(self) -> None:
+        """After a failure, a new stream (a new ccxt.pro instance) and so a new login: ccxt
+        logs in again on a reconnected socket only where it keeps the login per socket.
+        Binance margin's listenToken subscription it keeps per instance for 23 hours, so a
+        socket it reopened by itself would carry no subscription and deliver nothing."""
+        await self._stream.close()
+        self._stream = await self._reopen()
+        self._renew = False
+
+    async def _settle(self, watch: asyncio.Future[Any]) -> None:
+        """Live once the watch has been pending `settle_s` on an open connection. Looked at
+        again every `settle_s` while the connection is still opening (a slow login): an
+        idle account sends nothing, so the watch alone would never say it is up."""
+        while not watch.done():
+            sleeper: asyncio.Future[Any] = asyncio.ensure_future(
+                self._clock.sleep(self._settle_s))
+            try:
+                await asyncio.wait((watch, sleeper), return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                sleeper.cancel()
+            if not watch.done() and self._stream.connected():
+                self._up()
+                return
 
     def _up(self) -> None:
         if not self._live:
@@ -161,7 +211,7 @@ class OrderFeed:
 
     def _interrupted(self, exc: ExchangeFailure) -> None:
         was_live = self._live
-        self._live, self._gap = False, True
+        self._live, self._gap, self._positions_gap = False, True, True
         self.gaps += 1
         self.problem = exc.detail
         if exc.failure in REFUSED:

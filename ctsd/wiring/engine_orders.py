@@ -13,7 +13,9 @@ answer, and a retried placement adopts the first one.
 
 Fees come from the venue: where an order answer does not carry them (Binance's
 never does) the order's fills are read from the fill history once per new
-filled amount, so PnL is net of what the venue really charged.
+filled amount, so PnL is net of what the venue really charged, and the order
+carries those trades (`ExchangeOrder.trades`): the broker books each trade's fee
+once, by trade id, whichever path (REST or the stream) reported it first.
 """
 
 from __future__ import annotations
@@ -24,15 +26,22 @@ from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
-from ctsd.engine.orders import OrderStatus
-from ctsd.engine.ports import ExchangeOrder
+from ctsd.engine.orders import OrderStatus, is_engine_order
+from ctsd.engine.ports import ExchangeOrder, OrderTrade
 from ctsd.errors import (
     ClientError,
     Unavailable,
 )
+from ctsd.exchanges import answers
 from ctsd.exchanges.client import ExchangeClient
-from ctsd.exchanges.model import Order
+from ctsd.exchanges.model import Order, Trade
+from ctsd.lru import LruCache
 from ctsd.strategies.model import Balance, OrderType, PositionSide, Side
+
+TRADES_KEPT = 1024
+"""Orders whose fills `ExchangeOrders` keeps: far more than an engine has open at once."""
+IDS_KEPT = 4096
+"""Venue order ids `ExchangeOrders` maps back to client order ids."""
 
 _STATUS = {
     "open": OrderStatus.OPEN,
@@ -57,8 +66,12 @@ class ExchangeOrders:
         self._order_params = order_params
         """Per symbol, what the market's orders add as the venue names it (spot margin's
         borrowing and repaying, which also decides what reduces: reduce-only is not sent)."""
-        self._fees: dict[tuple[str, Decimal], tuple[Decimal, str]] = {}
-        """(order id, filled) → fee read from the fill history."""
+        self._trades: LruCache[tuple[str, Decimal], tuple[Trade, ...]] = LruCache(TRADES_KEPT)
+        """(order id, filled) → the order's trades read from the fill history, once they
+        account for all of `filled`; the `TRADES_KEPT` last used."""
+        self._cids: LruCache[str, str] = LruCache(IDS_KEPT)
+        """The venue's order id → the engine's client order id, as answers named them; the
+        `IDS_KEPT` last used (an engine holds far fewer orders open)."""
 
     async def create_order(
         self, symbol: str, type: OrderType, side: Side, amount: Decimal,
@@ -110,27 +123,38 @@ class ExchangeOrders:
 
     async def _with_fee(self, order: Order, symbol: str) -> Order:
         """An order that filled but whose answer names no fee (Binance's query and cancel
-        answers never do) gets it from its own fills, so the ledger books what the venue
-        charged, in the asset it charged it in; read once per new filled amount."""
+        answers never do) gets its own fills, and their fee, so the ledger books what the
+        venue charged, in the asset it charged it in; read once per new filled amount
+        (again while the history lags the order: the broker waits for what it lacks)."""
         if order.fee is not None or not order.filled or not order.id:
             return order
         key = (order.id, order.filled)
-        if key not in self._fees:
-            found = await self._client.fetch_order_fee(order.id, symbol)
-            if found is None:
-                return order  # not in the history yet: read again with the next answer
-            self._fees[key] = found
-        fee, asset = self._fees[key]
-        return replace(order, fee=fee, fee_asset=asset)
+        trades = self._trades.get(key)
+        if trades is None:
+            trades = tuple(await self._client.fetch_order_trades(order.id, symbol))
+            if sum((t.amount for t in trades), Decimal(0)) == order.filled:
+                self._trades.put(key, trades)
+        return answers.with_trades(order, trades)
 
     def streamed(self, order: Order) -> ExchangeOrder | None:
-        """An order update from the private stream, if it is one of the engine's kind."""
-        if not order.client_id or order.type not in _TYPES or order.side not in _SIDES:
+        """An order update from the private stream, if it is one of the engine's kind.
+
+        Its client order id is the stream's, or else the one this client placed or read the
+        venue's order id under: ccxt.pro's Kraken names `order_userref` (0) the client id,
+        and Kraken's later execution messages carry only the venue's order id."""
+        cid = order.client_id if order.client_id and is_engine_order(order.client_id) else (
+            self._cids.get(order.id))
+        if not cid or order.type not in _TYPES or order.side not in _SIDES:
             return None
         try:
-            return self._engine_order(order, order.client_id)
+            return self._engine_order(replace(order, client_id=cid), cid)
         except Unavailable:
             return None  # a status the engine does not track (e.g. ccxt's None on a new one)
+
+    def _remember(self, exchange_order_id: str, client_order_id: str) -> None:
+        """The venue's id of an engine order, for stream updates that name only it."""
+        if exchange_order_id and is_engine_order(client_order_id):
+            self._cids.put(exchange_order_id, client_order_id)
 
     async def fetch_balance(self) -> tuple[Balance, ...]:
         holdings = await self._client.fetch_holdings()
@@ -144,6 +168,7 @@ class ExchangeOrders:
                 f"{self._client.target.exchange} answered order {client_order_id} with "
                 f"status {order.status!r}, side {order.side!r}, type {order.type!r}")
         filled = order.filled or Decimal(0)
+        self._remember(order.id, order.client_id or client_order_id)
         return ExchangeOrder(
             client_order_id=order.client_id or client_order_id,
             exchange_order_id=order.id, symbol=order.symbol, side=_SIDES[order.side],
@@ -151,7 +176,9 @@ class ExchangeOrders:
             price=order.price, status=status, filled=filled,
             average=order.average or None, fee=order.fee or Decimal(0),
             fee_asset=order.fee_asset or "", timestamp_ms=order.timestamp_ms or self._now_ms(),
-            reduce_only=order.reduce_only)
+            reduce_only=order.reduce_only,
+            trades=None if order.trades is None else tuple(
+                OrderTrade(t.id, t.amount, t.fee, t.fee_asset) for t in order.trades))
 
 
 _SIDES = {s.value: s for s in Side}

@@ -11,6 +11,7 @@ Bybit margin mode) are applied once per engine, not once per symbol.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from decimal import Decimal
 
 from ctsd.engine.perpetual import (
@@ -88,7 +89,7 @@ class ExchangePerpetualAccount:
         return AppliedSetting(symbol, name, value, outcome)
 
     async def positions(self, symbols: tuple[str, ...]) -> tuple[VenuePosition, ...]:
-        return tuple(_position(p, self._margin_mode)
+        return tuple(venue_position(p, self._margin_mode)
                      for p in await self._perpetuals.positions(symbols))
 
     async def funding_payments(self, symbol: str, since_ms: int,
@@ -105,7 +106,16 @@ class ExchangePerpetualAccount:
         return await self._perpetuals.liquidations(symbol, since_ms)
 
 
-def _position(p: Position, default_mode: MarginMode) -> VenuePosition:
+def streamed_position(p: Position, default_mode: MarginMode) -> VenuePosition:
+    """A position from the private stream: as `venue_position`, but a mark price the
+    stream does not carry (Binance's `ACCOUNT_UPDATE`) is 0, for the broker to keep the
+    last one it knew (`with_known`) instead of taking the entry price for it."""
+    return replace(venue_position(p, default_mode), mark_price=p.mark_price or Decimal(0))
+
+
+def venue_position(p: Position, default_mode: MarginMode) -> VenuePosition:
+    """The exchange layer's position as the engine's: signed, keyed by hedge leg (a flat
+    leg from the private stream has amount 0)."""
     side = (PositionSide.LONG if p.side == "long" else PositionSide.SHORT) if p.hedged else (
         PositionSide.BOTH)
     signed = p.amount if p.side == "long" else -p.amount

@@ -58,6 +58,7 @@ class StreamingMarketData:
         self._leases: dict[SubKey, Lease] = {}
         self._waiter: asyncio.Future[None] | None = None
         self._first_event: float | None = None
+        self._timer: asyncio.TimerHandle | None = None
         self.fallbacks = 0
 
     # --- MarketEvents -----------------------------------------------------------------------
@@ -98,6 +99,11 @@ class StreamingMarketData:
 
     def interrupt(self) -> None:
         self._resolve()
+
+    def wake_after(self, delay_s: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = asyncio.get_running_loop().call_later(delay_s, self.wake)
 
     def _resolve(self) -> None:
         waiter, self._waiter = self._waiter, None
@@ -173,6 +179,9 @@ class StreamingMarketData:
         return ""
 
     def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         leases, self._leases = self._leases, {}
         for lease in leases.values():
             lease.release()

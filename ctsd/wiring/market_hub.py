@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from ctsd.clock import Clock
 
 if TYPE_CHECKING:
+    from ctsd.exchanges.streams import ConnectionPacers
     from ctsd.marketdata.feeds import StreamStatus
     from ctsd.marketdata.hub import MarketDataHub, OpenStream
 
@@ -21,9 +22,11 @@ if TYPE_CHECKING:
 class HubOnDemand:
     """Owns the hub once built; `close()` closes it (and refuses a later `get`)."""
 
-    def __init__(self, open_stream: OpenStream, clock: Clock) -> None:
+    def __init__(self, open_stream: OpenStream, clock: Clock,
+                 pacers: ConnectionPacers | None = None) -> None:
         self._open_stream = open_stream
         self._clock = clock
+        self._pacers = pacers
         self._hub: MarketDataHub | None = None
         self._closed = False
 
@@ -33,7 +36,8 @@ class HubOnDemand:
                 raise RuntimeError("market-data hub is closed")
             from ctsd.marketdata.hub import MarketDataHub
 
-            self._hub = MarketDataHub(self._open_stream, self._clock)
+            self._hub = MarketDataHub(self._open_stream, self._clock,
+                                     pacers=self._pacers)
         return self._hub
 
     def statuses(self) -> list[StreamStatus]:

@@ -146,7 +146,8 @@ async def assemble(
     locks = ConnectionLocks()  # a delete and an engine start on one connection never interleave
     strategies = _strategies()
     clock = SystemClock()
-    hub = HubOnDemand(exchanges.market_stream, clock)  # built by the first stream asked for
+    hub = HubOnDemand(exchanges.market_stream, clock,  # built by the first stream asked for
+                      exchanges.connection_pacers)
     lifecycle.on_close(hub.close)  # after the engines (closed first), before the factory
     metrics.register(StreamCollector(hub.statuses))
     backend = ExchangeEngineBackend(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import grpc
 import pytest
 from google.protobuf import field_mask_pb2
@@ -25,8 +27,9 @@ Code = grpc.StatusCode
 
 
 @pytest.fixture
-def stub(channel: grpc.Channel) -> sgrpc.ConnectionServiceStub:
-    return sgrpc.ConnectionServiceStub(channel)
+def stub(empty_daemon: DaemonProcess) -> Iterator[sgrpc.ConnectionServiceStub]:
+    with grpc.insecure_channel(empty_daemon.address) as channel:
+        yield sgrpc.ConnectionServiceStub(channel)
 
 
 def create(stub: sgrpc.ConnectionServiceStub, conn: pb.Connection, cid: str = "") -> pb.Connection:

@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 
 import ccxt.async_support as ccxt_async
 import grpc
+import pytest
 
 from cts.v1 import connection_pb2 as cpb
 from cts.v1 import connection_service_pb2_grpc as csgrpc
@@ -34,6 +35,8 @@ from tests.support.conn_tests import PASSPHRASE, SECRET_PREFIX, SimConnection, r
 from tests.support.daemon_process import DaemonProcess
 from tests.support.sim_fixtures import sim, sim_channel, sim_daemon  # noqa: F401
 from tests.support.simulator import SimulatorThread
+
+pytestmark = pytest.mark.long
 
 PERP = "BTC/USDT:USDT"
 AMOUNT = "0.001"

@@ -35,6 +35,8 @@ from tests.support.daemon_process import DaemonProcess
 from tests.support.sim_fixtures import EXCHANGES, sim_channel, sim_daemon  # noqa: F401
 from tests.support.simulator import OffsetClock, SimulatorThread
 
+pytestmark = pytest.mark.long
+
 SEED, MARKETS = 3, 20
 PINNED_MS = 1_700_000_030_000
 """Long past: every candle the pinned simulator serves counts as closed to the daemon."""

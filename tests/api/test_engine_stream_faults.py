@@ -16,6 +16,7 @@ from decimal import Decimal
 from typing import Any
 
 import grpc
+import pytest
 
 from cts.v1 import connection_pb2 as cpb
 from cts.v1 import connection_service_pb2_grpc as csgrpc
@@ -27,6 +28,8 @@ from tests.api.test_engine_streams import TICKER, streams, websocket_connection
 from tests.support.conn_tests import SimConnection, run_test
 from tests.support.sim_fixtures import sim, sim_channel, sim_daemon  # noqa: F401
 from tests.support.simulator import SimulatorThread
+
+pytestmark = pytest.mark.long
 
 SYMBOL = "BTC/USDT"
 AMOUNT = Decimal("0.001")

@@ -4,6 +4,8 @@ stall seen as the REST fallback and recovered from, and a key test that checks t
 
 from __future__ import annotations
 
+from typing import Any
+
 import grpc
 import pytest
 from google.protobuf import field_mask_pb2
@@ -20,6 +22,8 @@ from tests.support.conn_tests import run_test, sim_connection
 from tests.support.sim_fixtures import sim, sim_channel, sim_daemon  # noqa: F401
 from tests.support.simulator import SimulatorThread
 
+pytestmark = pytest.mark.long
+
 TICKER = "binance:spot:ticker:BTC/USDT"
 QUIET_GRID = paper_config("grid", reference_price="1", spacing_pct="1", levels="1",
                           amount="0.001")
@@ -27,8 +31,8 @@ QUIET_GRID = paper_config("grid", reference_price="1", spacing_pct="1", levels="
 
 def websocket_connection(connections: csgrpc.ConnectionServiceStub,
                          simulator: SimulatorThread, cid: str, exchange: str = "binance",
-                         api_type: str = "spot") -> str:
-    conn = sim_connection(connections, simulator, cid, exchange, api_type=api_type)
+                         api_type: str = "spot", **account: Any) -> str:
+    conn = sim_connection(connections, simulator, cid, exchange, api_type=api_type, **account)
     connections.UpdateConnection(cspb.UpdateConnectionRequest(
         connection=cpb.Connection(name=conn.name,
                                   market_data_method=cpb.MARKET_DATA_METHOD_WEBSOCKET),

@@ -11,7 +11,7 @@ them: a promise added to the list without a case here fails that test.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any
 
@@ -25,14 +25,15 @@ from cts.v1 import engine_service_pb2 as pb
 from cts.v1 import engine_service_pb2_grpc as sgrpc
 from ctsd.exchanges.registry import ExchangeRegistry
 from ctsd.exchanges.spec import ApiType, ApiTypeSupport
+from ctsd.sim.ratelimit import RateLimitConfig
 from tests.api.test_engine_service import paper_config, wait_for
 from tests.api.test_engine_streams import websocket_connection
 from tests.support.conn_tests import SimConnection, run_test, sim_connection
 from tests.support.daemon_process import DaemonProcess
-from tests.support.market_rig import nearest_call
+from tests.support.market_rig import LIMIT_SCALE, nearest_call, raised_limits_toml
 from tests.support.rpc import rpc_error
-from tests.support.sim_fixtures import sim, sim_channel, simulated_daemon  # noqa: F401
-from tests.support.simulator import SimulatorThread
+from tests.support.sim_fixtures import sim_channel, simulated_daemon  # noqa: F401
+from tests.support.simulator import DEFAULT_CONFIG, SimulatorThread, running_simulator
 
 PROTO_API_TYPES = {
     ApiType.SPOT: cpb.API_TYPE_SPOT, ApiType.MARGIN: cpb.API_TYPE_MARGIN,
@@ -54,10 +55,20 @@ FUNDED: dict[str, Any] = {
 
 
 @pytest.fixture(scope="module")
-def sim_daemon(sim: SimulatorThread) -> Iterator[DaemonProcess]:  # noqa: F811
-    """Key tests of every api type in one daemon: Kraken's public budget (1 a second)
-    would queue them past the usual 3 s deadline; the simulator does not count it."""
-    yield from simulated_daemon(sim, 20, "[rate_limits.kraken.public_requests]\nlimit = 50\n")
+def sim() -> Iterator[SimulatorThread]:
+    """The simulator with every venue limit multiplied by `LIMIT_SCALE`, as `sim_daemon`'s."""
+    with running_simulator(replace(DEFAULT_CONFIG, limits=RateLimitConfig(scale=LIMIT_SCALE))
+                           ) as simulator:
+        yield simulator
+
+
+@pytest.fixture(scope="module")
+def sim_daemon(sim: SimulatorThread) -> Iterator[DaemonProcess]:
+    """Key tests and engines of every api type in one daemon, its limits and the venues'
+    scaled up alike: these tests are about what is advertised, and Kraken's budgets (public
+    calls 1 a second, the starter call counter draining 0.33 a second) would queue them
+    past the usual 3 s deadline and keep a LIVE engine waiting in real time."""
+    yield from simulated_daemon(sim, 20, raised_limits_toml())
 
 
 @dataclass(frozen=True)
@@ -73,7 +84,7 @@ class Case:
     def id(self) -> str:
         return f"{self.exchange}-{self.api_type.value}"
 
-    def connection(self, stub: csgrpc.ConnectionServiceStub, sim: SimulatorThread,  # noqa: F811
+    def connection(self, stub: csgrpc.ConnectionServiceStub, sim: SimulatorThread,
                    suffix: str) -> SimConnection:
         cid = f"{self.exchange}-{SHORT[self.api_type]}-{suffix}"
         return sim_connection(stub, sim, cid, self.exchange, api_type=SHORT[self.api_type],
@@ -104,7 +115,7 @@ def test_the_list_promises_exactly_what_is_tested(
 
 @pytest.mark.parametrize("case", cases("key_test"))
 def test_every_advertised_key_test_passes(
-    connections: csgrpc.ConnectionServiceStub, sim: SimulatorThread,  # noqa: F811
+    connections: csgrpc.ConnectionServiceStub, sim: SimulatorThread,
     case: Case,
 ) -> None:
     conn = case.connection(connections, sim, "key")
@@ -115,7 +126,7 @@ def test_every_advertised_key_test_passes(
         assert stream.steps[-1] == case.api_type.value
 
 
-def symbol_of(case: Case, sim: SimulatorThread) -> str:  # noqa: F811
+def symbol_of(case: Case, sim: SimulatorThread) -> str:
     """The case's market: a pair, or (options) the soonest BTC call expiring a day on or
     later, struck nearest the price, the underlying moved to its strike.
 
@@ -154,7 +165,7 @@ def grid_on(engines: sgrpc.EngineServiceStub, name: str, symbol: str) -> tuple[p
     return config, price
 
 
-def run_until_filled(engines: sgrpc.EngineServiceStub, sim: SimulatorThread,  # noqa: F811
+def run_until_filled(engines: sgrpc.EngineServiceStub, sim: SimulatorThread,
                      name: str, config: pb.EngineConfig, price: Decimal, symbol: str) -> None:
     engines.StartEngine(pb.StartEngineRequest(name=name, config=config))
     try:
@@ -170,7 +181,7 @@ def run_until_filled(engines: sgrpc.EngineServiceStub, sim: SimulatorThread,  # 
         engines.StopEngine(pb.StopEngineRequest(name=name))
 
 
-def placed(sim: SimulatorThread, conn: SimConnection) -> int:  # noqa: F811
+def placed(sim: SimulatorThread, conn: SimConnection) -> int:
     """Orders the connection's account placed at the venue, options' included."""
     answer = sim.admin("GET", f"accounts/{conn.api_key}")
     return int(answer["orders"]) + int(answer["option_orders"])
@@ -179,7 +190,7 @@ def placed(sim: SimulatorThread, conn: SimConnection) -> int:  # noqa: F811
 @pytest.mark.parametrize("case", cases("paper"))
 def test_every_advertised_paper_engine_fills_an_order(
     connections: csgrpc.ConnectionServiceStub, engines: sgrpc.EngineServiceStub,
-    sim: SimulatorThread, case: Case,  # noqa: F811
+    sim: SimulatorThread, case: Case,
 ) -> None:
     conn = case.connection(connections, sim, "paper")
     name = f"{conn.name}/engine"
@@ -191,7 +202,7 @@ def test_every_advertised_paper_engine_fills_an_order(
 @pytest.mark.parametrize("case", cases("live"))
 def test_every_advertised_live_engine_fills_an_order(
     connections: csgrpc.ConnectionServiceStub, engines: sgrpc.EngineServiceStub,
-    sim: SimulatorThread, case: Case,  # noqa: F811
+    sim: SimulatorThread, case: Case,
 ) -> None:
     conn = case.connection(connections, sim, "live")
     assert run_test(connections, conn.name).final().status != cpb.TEST_STATUS_FAILED
@@ -206,12 +217,12 @@ def test_every_advertised_live_engine_fills_an_order(
 @pytest.mark.parametrize("case", cases("streams"))
 def test_every_advertised_stream_carries_a_key_test_and_an_engine(
     connections: csgrpc.ConnectionServiceStub, engines: sgrpc.EngineServiceStub,
-    sim: SimulatorThread, case: Case,  # noqa: F811
+    sim: SimulatorThread, case: Case,
 ) -> None:
     """A WebSocket connection: its key test checks the public stream and the private login,
     and a PAPER engine cycles on the hub's streams (not REST)."""
     name = websocket_connection(connections, sim, f"{case.exchange}-{SHORT[case.api_type]}-ws",
-                                case.exchange, SHORT[case.api_type])
+                                case.exchange, SHORT[case.api_type], **FUNDED)
     stream = run_test(connections, name)
     lines = [line.message for line in stream.lines]
     assert stream.final().status != cpb.TEST_STATUS_FAILED, lines
@@ -234,7 +245,7 @@ def test_every_advertised_stream_carries_a_key_test_and_an_engine(
                                   if not (c.support.paper and c.support.live)])
 def test_what_is_not_advertised_is_refused_before_anything_is_placed(
     connections: csgrpc.ConnectionServiceStub, engines: sgrpc.EngineServiceStub,
-    sim: SimulatorThread, case: Case, mode: int,  # noqa: F811
+    sim: SimulatorThread, case: Case, mode: int,
 ) -> None:
     allowed = case.support.paper if mode == pb.TRADING_MODE_PAPER else case.support.live
     if allowed:

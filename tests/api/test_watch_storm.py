@@ -108,7 +108,9 @@ async def test_every_watcher_ends_with_every_engines_final_state(seed: int) -> N
                 expected.update((e.name, e) for e in listed.engines)
                 assert [e.version for e in listed.engines] == [v for v in versions if v]
                 over.set()
-                for caught_up in current:
+                for view, caught_up in zip(views, current, strict=True):
+                    if view.engines == expected:  # current before `over`: no message follows
+                        caught_up.set()
                     await caught_up.wait()
                 while stalled.engines != expected:
                     read = await stalled_call.read()

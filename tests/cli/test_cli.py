@@ -19,11 +19,18 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.daemon_process import DaemonProcess
+from tests.support.daemon_process import DaemonProcess, configured_daemon
 
 SECRET = "Sup3r-s3cret-value-0123456789"
 PASSPHRASE = "okx-pass-phrase-42"
 API_KEY = "AKIA-test-key-abcd1234"
+
+
+@pytest.fixture
+def daemon(empty_daemon: DaemonProcess) -> DaemonProcess:
+    """The module's daemon, holding no connection when each test begins (`empty_daemon`,
+    tests/conftest.py): the `cts` processes are what these tests run, not a daemon each."""
+    return empty_daemon
 
 
 def cts(
@@ -81,7 +88,8 @@ def test_exchanges_table_and_json(daemon: DaemonProcess) -> None:
                               "STREAMS", "NOTE"]
     by_row = {tuple(row.split()[:2]): row.split()[2:6] for row in rows}
     assert by_row[("kraken", "spot")] == ["yes", "yes", "yes", "yes"]  # streams too
-    assert by_row[("kraken", "margin")] == ["yes", "yes", "yes", "no"]
+    assert by_row[("kraken", "margin")] == ["yes", "yes", "yes", "yes"]  # the spot book's
+    assert by_row[("binance", "options")] == ["yes", "yes", "yes", "no"]  # polled
     assert by_row[("okx", "options")] == ["yes", "no", "no", "no"]  # coin-margined
     assert ("kraken", "options") not in by_row
     document = json.loads(cts(daemon, "exchanges", "-o", "json").stdout)
@@ -265,9 +273,10 @@ def test_unreachable_daemon_exits_1_naming_the_address(tmp_path: Path) -> None:
     assert_one_error_line(result, f"error: UNAVAILABLE: cannot reach ctsd at {address}")
 
 
-def test_stopped_daemon_is_unavailable(daemon: DaemonProcess) -> None:
-    daemon.stop()
-    result = cts(daemon, "exchanges")
+def test_stopped_daemon_is_unavailable() -> None:
+    with configured_daemon("") as daemon:  # its own: it stops it
+        daemon.stop()
+        result = cts(daemon, "exchanges")
     assert_one_error_line(result, f"error: UNAVAILABLE: cannot reach ctsd at {daemon.address}")
 
 

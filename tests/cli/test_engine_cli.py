@@ -29,6 +29,8 @@ from tests.support.simulator import SimulatorThread
 from .conftest import Result, TtyInput
 from .test_cli import assert_one_error_line, cts, detail
 
+pytestmark = pytest.mark.long
+
 SMA = ("--strategy", "sma_cross", "--symbol", SYMBOL, "--param", "fast=2", "--param", "slow=3")
 FAST = ("--param", "quote_amount=100", "--interval", "1s")
 

@@ -123,6 +123,7 @@ class ScriptedEvents:
         self.problem = ""
         self.fallbacks = 0
         self.closed = 0
+        self.wakes: list[float] = []
 
     def follow(self, symbols: tuple[str, ...], needs: DataNeeds) -> None:
         self.followed.append((symbols, needs))
@@ -135,6 +136,9 @@ class ScriptedEvents:
 
     def interrupt(self) -> None:
         self._wake.set()
+
+    def wake_after(self, delay_s: float) -> None:
+        self.wakes.append(delay_s)  # the test's virtual clock decides when it is due
 
     def snapshot_now(self, infos: Mapping[str, MarketInfo], needs: DataNeeds, now_ms: int,
                      ) -> MarketSnapshot | None:

@@ -10,6 +10,7 @@ with ccxt.pro and every WebSocket fault."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from decimal import Decimal
 
 import pytest
@@ -21,9 +22,9 @@ from ctsd.engine.orders import Order, OrderStatus, client_order_id
 from ctsd.engine.perp_session import PerpSession
 from ctsd.engine.perpetual import AccountModes, MarginMode, VenuePosition
 from ctsd.engine.ports import DesiredState, EngineRecord, ExchangeOrder
-from ctsd.engine.position_check import CONFIRM_READS, PositionMismatch
+from ctsd.engine.position_check import CONFIRM_READS, STREAM_LAG_S, PositionMismatch
 from ctsd.strategies.model import OrderType, PositionSide, Side
-from tests.engine.fakes import FakeExchange, MemoryStore, ScriptedMarket
+from tests.engine.fakes import FakeExchange, MemoryStore, ScriptedEvents, ScriptedMarket
 from tests.engine.test_manager_perpetuals import FakePerpetuals
 from tests.engine.world import REGISTRY, SYMBOL, sma
 from tests.support.virtual_clock import VirtualClock
@@ -32,6 +33,7 @@ D = Decimal
 FLAT = [D(100)] * 20
 """Closes that never cross: the strategy places nothing, the test moves the account."""
 ORDER = client_order_id("e1e1", 1, 0)
+MARK = D(100)
 
 
 class PerpVenue(FakePerpetuals):
@@ -90,12 +92,41 @@ class LaggingStream:
         raise AssertionError("no update was missing")
 
 
-class Rig:
+class LaggingPositions:
+    """`PositionUpdates` the test delivers by hand, like `LaggingStream`."""
+
     def __init__(self) -> None:
+        self.sent: list[VenuePosition] = []
+        self._delivered: list[VenuePosition] = []
+        self.live, self.positions_gap = True, False
+
+    def send(self, amount: str) -> None:
+        self.sent.append(leg(D(amount)))
+        self._delivered += self.sent
+        self.sent = []
+
+    def push(self, position: VenuePosition) -> None:
+        self._delivered.append(position)
+
+    def drain_positions(self) -> tuple[list[VenuePosition], bool]:
+        taken, self._delivered = self._delivered, []
+        gap, self.positions_gap = self.positions_gap, False
+        return taken, gap
+
+
+def leg(amount: Decimal, mark: Decimal = MARK) -> VenuePosition:
+    return VenuePosition(SYMBOL, PositionSide.BOTH, amount, D(100), mark, D(5),
+                         MarginMode.CROSS, D(20), D(50) if amount else None, D(0))
+
+
+class Rig:
+    def __init__(self, positions: LaggingPositions | None = None) -> None:
         self.clock = VirtualClock()
         self.exchange = FakeExchange()
         self.venue = PerpVenue(self.exchange)
         self.stream = LaggingStream()
+        self.positions = positions
+        self.events = ScriptedEvents(self.clock)
         self.store = MemoryStore()
         config = sma(mode=TradingMode.LIVE)
         record = EngineRecord("conn1", "e1e1", config, DesiredState.RUNNING)
@@ -103,10 +134,12 @@ class Rig:
         perp = PerpSession(config, AccountModes(MarginMode.CROSS, hedge=False), self.venue,
                            self.venue, "conn1")
         broker = LivePerpBroker(self.exchange, self.venue, config.symbols, self.clock,
-                                check_before_place=False, updates=self.stream)
+                                check_before_place=False, updates=self.stream,
+                                positions=positions)
         self.engine = Engine(record, validate_config(config, REGISTRY), broker,
                              ScriptedMarket(self.clock, {SYMBOL: FLAT}), self.store,
-                             self.clock, lambda status: None, perp=perp)
+                             self.clock, lambda status: None, perp=perp,
+                             events=self.events if positions is not None else None)
 
     async def start_with_a_resting_buy(self, amount: str = "1") -> None:
         """The engine's buy of `amount` rests on the venue (stored OPEN), then a session."""
@@ -125,9 +158,9 @@ class Rig:
     def fills(self) -> list[Decimal]:
         return [f.amount for f in self.store.fills.get("conn1", {}).values()]
 
-    async def cycle(self) -> None:
+    async def cycle(self, then_s: float = 60) -> None:
         await self.engine.run_cycle()
-        await self.clock.advance(60)
+        await self.clock.advance(then_s)
 
 
 @pytest.mark.asyncio
@@ -193,3 +226,72 @@ async def test_own_fills_that_never_stop_arriving_cannot_hold_off_the_check() ->
     with pytest.raises(PositionMismatch):
         await rig.cycle()
     assert rig.venue.reads == 2 + CONFIRM_READS  # session start, the cycle, the confirms
+
+
+# --- positions from a private stream: the stream-lag rule -------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_a_position_stream_behind_the_fills_is_no_trip_and_costs_no_rest_read() -> None:
+    rig = Rig(LaggingPositions())
+    await rig.start_with_a_resting_buy()
+    rig.fill("1")
+    rig.stream.deliver()  # the fill on the order stream; its position update not yet
+    await rig.cycle(then_s=0.1)
+    assert rig.fills() == [D(1)] and rig.venue.reads == 1  # session start only
+    assert rig.events.wakes == [STREAM_LAG_S]  # the engine looks again once the lag is up
+    assert rig.positions is not None
+    rig.positions.send("1")  # the position update catches up
+    await rig.cycle(then_s=STREAM_LAG_S)
+    await rig.cycle(then_s=0.1)
+    assert rig.venue.reads == 1 and rig.engine.status.position_differences == 0
+    assert [p.amount for p in rig.engine.status.positions] == [D(1)]
+
+
+@pytest.mark.asyncio
+async def test_a_change_on_the_position_stream_no_fill_explains_stops_the_engine_after_the_lag(
+) -> None:
+    rig = Rig(LaggingPositions())
+    await rig.start_with_a_resting_buy()
+    assert rig.positions is not None
+    rig.venue.outside = D("0.5")  # someone else's trade on the account ...
+    rig.positions.send("0.5")  # ... on the position stream at once
+    await rig.cycle(then_s=STREAM_LAG_S - 0.1)
+    assert rig.venue.reads == 1 and rig.engine.status.position_differences == 0
+    await rig.cycle(then_s=0.1)  # still within the lag
+    assert rig.venue.reads == 1
+    with pytest.raises(PositionMismatch, match=r"ledger 0, venue 0\.5"):
+        await rig.cycle()  # the lag is up: confirmed over REST, and the engine stops
+    assert rig.venue.reads == 2
+
+
+@pytest.mark.asyncio
+async def test_a_gap_in_the_position_stream_reads_the_positions_over_rest() -> None:
+    rig = Rig(LaggingPositions())
+    await rig.start_with_a_resting_buy()
+    assert rig.positions is not None
+    await rig.cycle(then_s=0.1)
+    assert rig.venue.reads == 1
+    rig.venue.outside = D("0.5")  # an outside trade whose position update was lost ...
+    rig.positions.positions_gap = True  # ... in a reconnect
+    with pytest.raises(PositionMismatch, match=r"ledger 0, venue 0\.5"):
+        await rig.cycle(then_s=0.1)  # REST read, no lag to wait: not the stream's view
+    assert rig.venue.reads >= 2
+
+
+@pytest.mark.asyncio
+async def test_what_a_position_update_leaves_out_is_kept_from_the_last_read() -> None:
+    rig = Rig(LaggingPositions())
+    await rig.start_with_a_resting_buy()
+    assert rig.positions is not None
+    bare = replace(leg(D(1), mark=D(0)), leverage=None, liquidation_price=None)
+    rig.fill("1")
+    rig.stream.deliver()
+    rig.positions.push(bare)  # Binance's ACCOUNT_UPDATE: no mark, leverage, liquidation
+    await rig.cycle(then_s=0.1)
+    assert rig.venue.reads == 2  # a new size without a liquidation price: REST, after
+    rig.positions.push(bare)  # the same size again (a funding fee, say)
+    await rig.cycle(then_s=0.1)
+    [held] = rig.engine.status.positions
+    assert (held.mark_price, held.leverage) == (D(100), D(5))  # kept from the REST read
+    assert rig.venue.reads == 2

@@ -37,6 +37,8 @@ from tests.support.conn_tests import run_test, sim_connection
 from tests.support.sim_fixtures import sim  # noqa: F401
 from tests.support.simulator import SimulatorThread
 
+pytestmark = pytest.mark.long
+
 SEED = 16
 FAILOVER_LIMIT_S = 15.0
 PAUSE_TTL_S = 4.0

@@ -17,6 +17,7 @@ import time
 
 import grpc
 import psycopg
+import pytest
 
 from cts.v1 import connection_service_pb2_grpc as csgrpc
 from cts.v1 import engine_service_pb2 as pb
@@ -29,6 +30,8 @@ from tests.support.daemon_process import DaemonProcess
 from tests.support.rpc import precondition_violations, rpc_error
 from tests.support.sim_fixtures import sim  # noqa: F401
 from tests.support.simulator import SimulatorThread
+
+pytestmark = pytest.mark.long
 
 
 def member_id(fleet: Fleet, daemon: DaemonProcess) -> str:

@@ -51,6 +51,8 @@ from tests.support.conn_tests import SECRET_PREFIX
 from tests.support.daemon_process import DaemonProcess, configured_daemon
 from tests.support.simulator import SimulatorThread, running_simulator
 
+pytestmark = pytest.mark.long
+
 SEED = 13
 WORKERS = 4
 IDS = 24

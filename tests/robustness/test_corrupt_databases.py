@@ -21,7 +21,8 @@ import os
 import random
 import shutil
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
@@ -58,6 +59,8 @@ from tests.store.test_connection_index import conn
 from tests.store.test_result_history import result
 from tests.support.daemon_process import DaemonProcess, remove_tree, short_tempdir
 from tests.support.damaged_requests import DAMAGE, PURGED, SQLITE_DAMAGE, seed_requests
+
+pytestmark = pytest.mark.long
 
 EX_CONFIG = 78
 SEED = 5
@@ -247,19 +250,48 @@ def reads(address: str) -> list[tuple[str, grpc.StatusCode, str]]:
     return answers
 
 
-def one_case(seeded: Path, name: str, damage: Damage, tally: Tally) -> None:
-    root = short_tempdir()
-    try:
+AT_ONCE = 3
+"""Cases judged at a time, each on a state dir and a daemon of its own: a case is a
+start-up and a dozen reads, mostly waiting, so one after another the corpus took a
+minute or two of a test worker."""
+
+
+def case_daemon(seeded: Path, damage: Damage) -> Callable[[], DaemonProcess]:
+    """Makes a daemon (not started) on a copy of `seeded` with `damage` done to it."""
+    def make() -> DaemonProcess:
+        root = short_tempdir()
         shutil.copytree(seeded, root / "state")
         damage(root / "state")
-        judge(DaemonProcess(root), name, tally)
+        return DaemonProcess(root)
+    return make
+
+
+def judge_all(tally: Tally, cases: Mapping[str, Callable[[], DaemonProcess]]) -> None:
+    """Makes every case's daemon (one after another), judges them `AT_ONCE` at a time,
+    and counts each in `tally` in the corpus' order; every root is removed after."""
+    made: dict[str, DaemonProcess] = {}
+    try:
+        for name, make in cases.items():
+            made[name] = make()
+        with ThreadPoolExecutor(AT_ONCE) as pool:
+            verdicts = {name: pool.submit(verdict, daemon) for name, daemon in made.items()}
+        for name, found in verdicts.items():
+            outcome, problems = found.result()
+            tally.tried += 1
+            if problems:
+                tally.lost += 1
+                tally.notes.append(f"{name}: {outcome}; {problems[:3]}")
+            else:
+                tally.survived += 1
+                tally.notes.append(f"{name}: {outcome}")
     finally:
-        remove_tree(root)
+        for daemon in made.values():
+            remove_tree(daemon.root)
 
 
-def judge(daemon: DaemonProcess, name: str, tally: Tally) -> None:
+def verdict(daemon: DaemonProcess) -> tuple[str, list[str]]:
     """Starts `daemon` on a damaged store: it must exit 78 with one line, or serve every
-    read with a deliberate code."""
+    read with a deliberate code. What it did, and the problems (none: it survived)."""
     try:
         daemon.start()
         code = None
@@ -277,18 +309,10 @@ def judge(daemon: DaemonProcess, name: str, tally: Tally) -> None:
         problems += [f"{call}: {c.name} {said[:120]}" for call, c, said in answers
                      if c not in DELIBERATE]
         said = " ".join(s for _, _, s in answers)
-        outcome = "served" + (", quarantine reported" if "quarantined" in said else "")
-    else:
-        outcome = f"exit {code}: {lines[0][:90] if lines else 'no line'}"
-        if code != EX_CONFIG or len(lines) != 1:
-            problems.append(f"exit {code} with {len(lines)} ctsd: lines")
-    tally.tried += 1
-    if problems:
-        tally.lost += 1
-        tally.notes.append(f"{name}: {outcome}; {problems[:3]}")
-    else:
-        tally.survived += 1
-        tally.notes.append(f"{name}: {outcome}")
+        return "served" + (", quarantine reported" if "quarantined" in said else ""), problems
+    if code != EX_CONFIG or len(lines) != 1:
+        problems.append(f"exit {code} with {len(lines)} ctsd: lines")
+    return f"exit {code}: {lines[0][:90] if lines else 'no line'}", problems
 
 
 def test_every_damaged_database_is_refused_or_served_without_a_crash(seeded: Path) -> None:
@@ -297,8 +321,7 @@ def test_every_damaged_database_is_refused_or_served_without_a_crash(seeded: Pat
     extra = soak_rounds(0) * 2 if "CTS_SOAK_ROUNDS" in os.environ else 0
     for n in range(3 + extra):
         cases[f"random bytes #{n}"] = random_pages(SEED + n)
-    for name, damage in cases.items():
-        one_case(seeded, name, damage, tally)
+    judge_all(tally, {name: case_daemon(seeded, damage) for name, damage in cases.items()})
     tally.report()
     assert tally.lost == 0, [n for n in tally.notes if "[" in n]
     assert_requests_quarantined(tally)

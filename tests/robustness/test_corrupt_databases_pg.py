@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psycopg
@@ -20,13 +20,15 @@ from tests.robustness.tally import Tally
 from tests.robustness.test_corrupt_databases import (
     MAX_INT,
     assert_requests_quarantined,
-    judge,
+    judge_all,
     reads,
     seed,
 )
 from tests.support.daemon_process import DaemonProcess, remove_tree, short_tempdir
 from tests.support.damaged_requests import DAMAGE
 from tests.support.pg_databases import PgDatabases
+
+pytestmark = pytest.mark.long
 
 CORPUS: dict[str, tuple[str, ...]] = {
     "connection enum": ("UPDATE connections SET api_type = 'bogus' WHERE id = 'a'",),
@@ -116,15 +118,21 @@ def _case(seeded: Seeded, statements: tuple[str, ...]) -> tuple[DaemonProcess, s
 def test_every_damaged_database_is_refused_or_served_without_a_crash(seeded: Seeded) -> None:
     tally = Tally("corrupt PostgreSQL databases: exit 78 or quarantine")
     soak = "CTS_SOAK_ROUNDS" in os.environ
-    for name, statements in CORPUS.items():
-        if not soak and name not in QUICK:
-            continue
-        daemon, url = _case(seeded, statements)
-        try:
-            judge(daemon, name, tally)
-        finally:
+    urls: list[str] = []
+
+    def maker(statements: tuple[str, ...]) -> Callable[[], DaemonProcess]:
+        def make() -> DaemonProcess:
+            daemon, url = _case(seeded, statements)
+            urls.append(url)
+            return daemon
+        return make
+
+    try:
+        judge_all(tally, {name: maker(statements) for name, statements in CORPUS.items()
+                          if soak or name in QUICK})
+    finally:
+        for url in urls:
             asyncio.run(seeded.databases.drop(url))
-            remove_tree(daemon.root)
     tally.report()
     assert tally.lost == 0, [n for n in tally.notes if "[" in n]
     assert_requests_quarantined(tally)

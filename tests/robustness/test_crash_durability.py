@@ -32,6 +32,8 @@ from tests.robustness.state_check import Known, check_database
 from tests.robustness.tally import Tally, soak_rounds
 from tests.support.daemon_process import DaemonProcess, remove_tree, short_tempdir
 
+pytestmark = pytest.mark.long
+
 SEED = 7
 WORKERS = 4
 CALL_TIMEOUT_S = 10.0

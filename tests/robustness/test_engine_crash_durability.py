@@ -68,6 +68,8 @@ from tests.support.daemon_process import DaemonProcess
 from tests.support.sim_fixtures import sim, sim_daemon  # noqa: F401
 from tests.support.simulator import SimulatorThread
 
+pytestmark = pytest.mark.long
+
 SEED = 11
 VENUES = ("bybit", "okx", "bybit", "okx")
 """One engine each; per-second rate limits (see the module docstring for Binance)."""

@@ -46,6 +46,8 @@ from tests.support.conn_tests import PASSPHRASE, SECRET_PREFIX, run_test, sim_co
 from tests.support.daemon_process import DaemonProcess, remove_tree, short_tempdir
 from tests.support.simulator import SimulatorThread, running_simulator
 
+pytestmark = pytest.mark.long
+
 SOAK_SECONDS = float(os.environ.get("CTS_SOAK_SECONDS", "30"))
 CLIENTS = 200
 WATCHERS = 500

@@ -32,6 +32,8 @@ from tests.support.conn_tests import PASSPHRASE, SimConnection, run_test, sim_co
 from tests.support.daemon_process import DaemonProcess, configured_daemon
 from tests.support.simulator import SimulatorThread, running_simulator
 
+pytestmark = pytest.mark.long
+
 VENUES = ("binance", "bybit", "okx", "kraken")
 LIVE_VENUES = ("bybit", "okx")
 FAULTS = ("rate_limit", "server_error", "html_503", "maintenance", "malformed_json",

@@ -21,6 +21,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import pytest
+
 from ctsd.store.database import Database
 from ctsd.store.sealed_secrets import SealedSecretRepository
 from ctsd.vault.keyring_setup import open_keyring
@@ -28,6 +30,8 @@ from ctsd.vault.master_key import locate_key
 from ctsd.vault.sealer import Keyring
 from tests.robustness.tally import Tally, soak_rounds
 from tests.support.daemon_process import DaemonProcess, remove_tree, short_tempdir
+
+pytestmark = pytest.mark.long
 
 SEED = 11
 FIELDS = ("api_key", "api_secret", "passphrase")

@@ -37,9 +37,9 @@ SITE = Path(sys.prefix) / "lib" / "python3.11" / "site-packages"
 
 
 
-pytestmark = pytest.mark.skipif(
+pytestmark = [pytest.mark.long, pytest.mark.skipif(
     os.geteuid() != 0 or shutil.which("setpriv") is None or not SYSTEM_PYTHON.exists(),
-    reason="needs root and setpriv to run the daemon and the attacker as other users")
+    reason="needs root and setpriv to run the daemon and the attacker as other users")]
 
 
 def as_user(uid: int, *command: str) -> list[str]:

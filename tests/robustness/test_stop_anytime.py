@@ -12,7 +12,7 @@ plus `CLOSE_MARGIN_S`, with no traceback and no task that went on after its
 cancellation (the second defence would hide the first's failure as a delay).
 
 Quick form: 20 rounds on PostgreSQL, 4 on SQLite; `CTS_SOAK_ROUNDS=20` (make soak):
-200 and 40.
+200 and 40; two daemons at a time (`LANES`).
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ import random
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -30,6 +31,8 @@ import pytest
 from tests.robustness.tally import Tally, log_problems, soak_rounds
 from tests.support.daemon_process import DaemonProcess, remove_tree, short_tempdir
 from tests.support.pg_databases import PgDatabases
+
+pytestmark = pytest.mark.long
 
 GRACE_S = 2.0
 CLOSE_MARGIN_S = 8.0
@@ -45,13 +48,19 @@ ROUND_S = 15.0
 LOST = "after its cancellation"
 
 
+LANES = 2
+"""Daemons stopped at once, each on a store of its own and seeded apart, the rounds
+shared out: a round mostly waits (start-up, the random instant, the exit)."""
+
+
 @pytest.fixture
-def pg_store(pg_databases: PgDatabases) -> Iterator[str]:
-    url = asyncio.run(pg_databases.fresh())
+def pg_stores(pg_databases: PgDatabases) -> Iterator[list[str]]:
+    urls = [asyncio.run(pg_databases.fresh()) for _ in range(LANES)]
     try:
-        yield url
+        yield urls
     finally:
-        asyncio.run(pg_databases.drop(url))
+        for url in urls:
+            asyncio.run(pg_databases.drop(url))
 
 
 def _daemon(store: str | None) -> DaemonProcess:
@@ -63,11 +72,33 @@ def _daemon(store: str | None) -> DaemonProcess:
     return daemon
 
 
-def _stop_at_random_instants(store: str | None, rounds: int, seed: int) -> None:
+def _stop_at_random_instants(stores: Sequence[str | None], rounds: int, seed: int) -> None:
+    """`rounds` rounds in all, shared out over one lane per store (each its own daemon)."""
+    tally = Tally(f"SIGTERM anytime ({'postgresql' if stores[0] else 'sqlite'})")
+    with ThreadPoolExecutor(len(stores)) as pool:
+        lanes = [pool.submit(_lane, store, len(range(lane, rounds, len(stores))), seed + lane)
+                 for lane, store in enumerate(stores)]
+    failures: list[str] = []
+    try:
+        for lane in lanes:
+            for problem in lane.result():
+                tally.tried += 1
+                if problem is None:
+                    tally.survived += 1
+                    tally.codes["0"] += 1
+                else:
+                    tally.lost += 1
+                    failures.append(problem)
+    finally:
+        tally.report()
+    assert not failures, failures[0]
+
+
+def _lane(store: str | None, rounds: int, seed: int) -> list[str | None]:
+    """Each round's problem (None: it exited 0 in time, with a clean log)."""
     rng = random.Random(seed)
     daemon = _daemon(store)
-    tally = Tally(f"SIGTERM anytime ({'postgresql' if store else 'sqlite'})")
-    failures: list[str] = []
+    found: list[str | None] = []
     try:
         for number in range(rounds):
             daemon.log_path.unlink(missing_ok=True)
@@ -86,19 +117,13 @@ def _stop_at_random_instants(store: str | None, rounds: int, seed: int) -> None:
             daemon.stop(signal.SIGKILL)  # reaps it; closes the log
             logs = daemon.logs()
             problem = _problem(code, logs)
-            tally.tried += 1
-            if problem is None:
-                tally.survived += 1
-                tally.codes[str(code)] += 1
-                continue
-            tally.lost += 1
-            failures.append(f"round {number} (SIGTERM {delay:.2f}s after the handler, "
-                            f"{took:.1f}s to exit): {problem}\n{logs[-3000:]}")
+            found.append(None if problem is None else (
+                f"seed {seed} round {number} (SIGTERM {delay:.2f}s after the handler, "
+                f"{took:.1f}s to exit): {problem}\n{logs[-3000:]}"))
     finally:
         daemon.stop(signal.SIGKILL)
-        tally.report()
         remove_tree(daemon.root)
-    assert not failures, failures[0]
+    return found
 
 
 def _until_sigterm_is_caught(proc: subprocess.Popen[bytes]) -> None:
@@ -127,11 +152,11 @@ def _problem(code: int | None, logs: str) -> str | None:
     return f"the log shows {wrong}" if wrong else None
 
 
-@pytest.mark.timeout(60 + ROUND_S * PG_ROUNDS)
-def test_sigterm_at_any_instant_stops_a_postgresql_daemon(pg_store: str) -> None:
-    _stop_at_random_instants(pg_store, PG_ROUNDS, seed=16)
+@pytest.mark.timeout(60 + ROUND_S * PG_ROUNDS / LANES)
+def test_sigterm_at_any_instant_stops_a_postgresql_daemon(pg_stores: list[str]) -> None:
+    _stop_at_random_instants(pg_stores, PG_ROUNDS, seed=16)
 
 
-@pytest.mark.timeout(60 + ROUND_S * SQLITE_ROUNDS)
+@pytest.mark.timeout(60 + ROUND_S * SQLITE_ROUNDS / LANES)
 def test_sigterm_at_any_instant_stops_a_sqlite_daemon() -> None:
-    _stop_at_random_instants(None, SQLITE_ROUNDS, seed=61)
+    _stop_at_random_instants([None] * LANES, SQLITE_ROUNDS, seed=61)

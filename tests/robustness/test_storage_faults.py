@@ -31,6 +31,8 @@ from tests.robustness.tally import Tally, log_problems
 from tests.support.daemon_process import DaemonProcess, remove_tree, short_tempdir
 from tests.support.rpc import binance_spot
 
+pytestmark = pytest.mark.long
+
 EX_CONFIG = 78
 PER_CALL = frozenset({grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.UNAVAILABLE})
 CALL_TIMEOUT_S = 30.0

@@ -31,6 +31,7 @@ VALID: dict[str, dict[str, Any]] = {
                  "leverage": 5},
     "price": {"symbol": "BTC/USDT", "price": "50000"},
     "advance": {"seconds": 1},
+    "fills": {"split": 3},
 }
 
 
@@ -55,7 +56,7 @@ def bodies(valid: dict[str, Any]) -> list[tuple[str, bytes]]:
              if value != valid[key] and not acceptable(key, value)]
     found += [(f"without {key}", json.dumps({k: v for k, v in valid.items() if k != key})
                .encode()) for key in valid if key in ("kind", "api_key", "secret", "symbol",
-                                                      "price", "seconds")]
+                                                      "price", "seconds", "split")]
     found += [("unknown field", json.dumps({**valid, "surprise": 1}).encode()),
               ("a list", b"[1, 2]"), ("not JSON", b"{"), ("binary", b"\xff\xfe\x00"),
               ("nested balance", json.dumps({**valid, "balances": {"spot": {"X": "NaN"}}})
@@ -85,6 +86,7 @@ async def test_every_bad_admin_value_is_a_400_and_changes_nothing(
             venue = answer.status
         async with http.get(f"{base}/price", params={"symbol": "BTC/USDT"}) as answer:
             price = answer.status, await answer.text()
+        split = server.sim.fill_split
         for endpoint, valid in VALID.items():  # the valid forms are accepted
             async with http.post(f"{base}/{endpoint}", json=valid) as answer:
                 assert answer.status in (200, 201), (endpoint, await answer.text())
@@ -93,4 +95,5 @@ async def test_every_bad_admin_value_is_a_400_and_changes_nothing(
     tally.report()
     assert tally.lost == 0, tally.notes
     assert left == [], left
+    assert split == 1 and server.sim.fill_split == 3  # refused: unchanged; valid: taken
     assert venue == 200 and price[0] == 200 and float(json.loads(price[1])["price"]) > 0

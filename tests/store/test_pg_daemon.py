@@ -24,6 +24,8 @@ from tests.support.daemon_process import DaemonProcess, remove_tree, short_tempd
 from tests.support.pg_databases import PgDatabases, database_url
 from tests.support.rpc import API_KEY, SECRET, binance_spot
 
+pytestmark = pytest.mark.long
+
 EX_CONFIG = 78
 CALL_TIMEOUT_S = 20.0
 RECOVERY_S = 20.0

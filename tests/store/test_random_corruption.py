@@ -25,6 +25,8 @@ from ctsd.store.database import Database
 from tests.robustness.tally import Tally
 from tests.robustness.test_corrupt_databases import SEED, random_pages, seeded
 
+pytestmark = pytest.mark.long
+
 __all__ = ["seeded"]  # the corpus' seeded state dir, one per module
 
 CASES = int(os.environ.get("CTS_CORRUPTION_CASES", 1000))

@@ -29,7 +29,12 @@ from typing import IO, Any
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-START_TIMEOUT_S = 15.0
+START_TIMEOUT_S = 60.0
+"""A bound for the daemon's start in a test, so that a daemon that never starts fails its
+test instead of hanging it: not a speed check (bench/startup_bench.py measures that). On
+this 2-core machine with other work on both cores, a start took over 15 s."""
+STOP_TIMEOUT_S = 30.0
+"""Likewise for a SIGTERM'd daemon's exit: one that hangs is still killed and fails."""
 Record = dict[str, Any]
 
 
@@ -149,7 +154,7 @@ class DaemonProcess:
         assert self.proc is not None
         self.proc.send_signal(sig)
 
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> int:
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = STOP_TIMEOUT_S) -> int:
         if self.proc is None:
             return 0
         try:
@@ -185,7 +190,7 @@ class DaemonProcess:
     def cleanup(self) -> None:
         """Stop it (never raising) and remove its root."""
         if self.proc is not None:
-            stop_process(self.proc, signal.SIGTERM, 15.0, strict=False)
+            stop_process(self.proc, signal.SIGTERM, STOP_TIMEOUT_S, strict=False)
             self.proc = None
         if self._log_file is not None:
             self._log_file.close()

@@ -6,7 +6,10 @@ engine with its brokers (`assemble_engine`) and the SQLite store. The strategy i
 scripted (each cycle places what the test queued), or the built-in grid. One
 `ManualClock` is both the simulator's market clock and the engines' clock, so a test
 moves time (interest periods, option expiries) for the venue and the paper account
-alike, and prices stay where the test put them.
+alike, and prices stay where the test put them. The venues' rate limits and the
+daemon's are scaled up alike (`LIMIT_SCALE`): these tests are about engines, and Kraken's
+starter call counter (15, draining 0.33 a second) would otherwise keep a LIVE margin
+test waiting in real time for over a minute; tests/ratelimit proves the limits.
 """
 
 from __future__ import annotations
@@ -27,11 +30,13 @@ from ctsd.engine.status import EngineStatus
 from ctsd.exchanges.client import ExchangeClient
 from ctsd.exchanges.factory import ExchangeClientFactory
 from ctsd.exchanges.model import ApiCredentials, ConnectionTarget
+from ctsd.exchanges.registry import ExchangeRegistry
 from ctsd.exchanges.spec import ApiType
-from ctsd.ratelimit import Lane, RateLimiter
+from ctsd.ratelimit import Lane, LimitOverride, RateLimiter, RateLimitOverrides
 from ctsd.sim.accounts import AccountSpec
 from ctsd.sim.clock import ManualClock
 from ctsd.sim.options import OptionContract
+from ctsd.sim.ratelimit import RateLimitConfig
 from ctsd.sim.server import SimulatorServer
 from ctsd.strategies.grid import GRID
 from ctsd.strategies.model import OrderIntent, OrderType, Side
@@ -40,7 +45,6 @@ from ctsd.wiring.engine_exchange import engine_resources
 from tests.sim.conftest import API_KEY, PASSPHRASE, SECRET, trader_spec
 from tests.support.exchange_clients import (
     KRAKEN_CREDENTIALS,
-    TEST_OVERRIDES,
     credentials_for,
     exchange_sim_config,
     make_factory,
@@ -50,6 +54,23 @@ from tests.support.perp_rig import ScriptedFactory
 FUNDS: Mapping[str, Any] = {"margin": {"USDT": Decimal(20_000)},
                             "options": {"USDT": Decimal(20_000)}}
 """Binance's margin and options wallets are apart from spot: funded for the tests."""
+LIMIT_SCALE = 100
+"""Every venue limit of the simulator and every limit of the daemon, multiplied alike
+(as in `bench/parity_bench.py`)."""
+
+
+def raised_limits(scale: int = LIMIT_SCALE) -> RateLimitOverrides:
+    """The daemon's limits of every venue multiplied by `scale` (a decaying counter's
+    drain rate too: its interval stays, its cap grows)."""
+    return RateLimitOverrides(limits={
+        (spec.id, limit.name): LimitOverride(limit=limit.limit * scale)
+        for spec in ExchangeRegistry.default().all() for limit in spec.rate_limits})
+
+
+def raised_limits_toml(scale: int = LIMIT_SCALE) -> str:
+    """`raised_limits` as a daemon's `[rate_limits.<id>.<limit>]` tables."""
+    return "".join(f"[rate_limits.{venue}.{name}]\nlimit = {override.limit}\n"
+                   for (venue, name), override in raised_limits(scale).limits.items())
 
 
 def funded_config(**overrides: Any) -> Any:
@@ -62,7 +83,7 @@ def funded_config(**overrides: Any) -> Any:
 
 @pytest_asyncio.fixture
 async def funded_server() -> AsyncIterator[SimulatorServer]:
-    async with SimulatorServer(funded_config()) as srv:
+    async with SimulatorServer(funded_config(limits=RateLimitConfig(scale=LIMIT_SCALE))) as srv:
         yield srv
 
 
@@ -70,7 +91,7 @@ async def funded_server() -> AsyncIterator[SimulatorServer]:
 async def funded_factory(funded_server: SimulatorServer,
                          ) -> AsyncIterator[ExchangeClientFactory]:
     async with RateLimiter() as limiter, make_factory(funded_server, limiter,
-                                                      overrides=TEST_OVERRIDES) as built:
+                                                      overrides=raised_limits()) as built:
         yield built
 
 

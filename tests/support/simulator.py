@@ -21,7 +21,8 @@ from ctsd.sim.clock import SystemClock
 from ctsd.sim.server import SimulatorServer
 from ctsd.sim.state import SimulatorConfig
 
-START_TIMEOUT_S = 10.0
+START_TIMEOUT_S = 30.0  # a bound: a simulator that never starts fails; not a speed check
+DEFAULT_CONFIG = SimulatorConfig(seed=3, markets=20, hang_max_s=10.0)
 
 
 class OffsetClock(SystemClock):
@@ -37,7 +38,7 @@ class OffsetClock(SystemClock):
 class SimulatorThread:
     def __init__(self, config: SimulatorConfig | None = None) -> None:
         self.clock = OffsetClock()
-        self._config = config or SimulatorConfig(seed=3, markets=20, hang_max_s=10.0)
+        self._config = config or DEFAULT_CONFIG
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
         self._stop: asyncio.Event | None = None

@@ -33,14 +33,11 @@ from ctsd.strategies.model import Side
 from tests.support.market_rig import (
     MarketRig,
     account_spec,
-    funded_factory,
-    funded_server,
     order,
     start_clock,
 )
 
 pytestmark = pytest.mark.asyncio
-__all__ = ["funded_factory", "funded_server"]
 VENUES = ("binance", "bybit", "okx", "kraken")
 MODES = (TradingMode.PAPER, TradingMode.LIVE)
 SYMBOL = "BTC/USDT"

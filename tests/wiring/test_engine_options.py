@@ -36,15 +36,12 @@ from ctsd.wiring.engine_options import ExchangeOptionMarketData
 from tests.support.exchange_clients import credentials_for
 from tests.support.market_rig import (
     MarketRig,
-    funded_factory,
-    funded_server,
     nearest_call,
     order,
     start_clock,
 )
 
 pytestmark = pytest.mark.asyncio
-__all__ = ["funded_factory", "funded_server"]
 VENUES = ("binance", "bybit")
 MODES = (TradingMode.PAPER, TradingMode.LIVE)
 AMOUNT = Decimal("0.1")

@@ -4,32 +4,27 @@ and end without an error. The cases come from the registry the list encodes (as 
 `tests/api/test_exchange_list.py`, which proves the same through the daemon with one
 fill): a promise added to the list is run here too. Halfway the underlying is taken 1 %
 down, so the grid's buys fill whatever the path did until then. The venues' limits and the
-daemon's are scaled up alike (as in `bench/parity_bench.py`): the minutes are the market
-clock's, and this measures the engines, not the rate limiters."""
+daemon's are scaled up alike (`tests/support/market_rig.py`'s fixtures): the minutes are the
+market clock's, and this measures the engines, not the rate limiters."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from decimal import Decimal
 
 import pytest
-import pytest_asyncio
 
 from ctsd.engine.config import EngineConfig, PaperSettings, TradingMode
 from ctsd.exchanges.factory import ExchangeClientFactory
 from ctsd.exchanges.model import ConnectionTarget
 from ctsd.exchanges.registry import ExchangeRegistry
 from ctsd.exchanges.spec import ApiType
-from ctsd.ratelimit import Lane, LimitOverride, RateLimiter, RateLimitOverrides
-from ctsd.sim.ratelimit import RateLimitConfig
+from ctsd.ratelimit import Lane
 from ctsd.sim.server import SimulatorServer
 from ctsd.store.engines import SqlEngineStore
-from tests.support.exchange_clients import make_factory
-from tests.support.market_rig import MarketRig, funded_config, nearest_call, start_clock
+from tests.support.market_rig import MarketRig, nearest_call, start_clock
 
 pytestmark = pytest.mark.asyncio
 CYCLES = 100
-SCALE = 100
 REGISTRY = ExchangeRegistry.default()
 PAIRS = {ApiType.SPOT: "BTC/USDT", ApiType.MARGIN: "BTC/USDT",
          ApiType.PERPETUAL_FUTURES: "BTC/USDT:USDT"}
@@ -38,23 +33,6 @@ CASES = [pytest.param(spec.id, api_type, mode, id=f"{spec.id}-{api_type.value}-{
          for mode in (TradingMode.PAPER, TradingMode.LIVE)
          if (spec.support_of(api_type).paper if mode is TradingMode.PAPER
              else spec.support_of(api_type).live)]
-
-
-@pytest_asyncio.fixture
-async def funded_server() -> AsyncIterator[SimulatorServer]:
-    async with SimulatorServer(funded_config(limits=RateLimitConfig(scale=SCALE))) as srv:
-        yield srv
-
-
-@pytest_asyncio.fixture
-async def funded_factory(funded_server: SimulatorServer,
-                         ) -> AsyncIterator[ExchangeClientFactory]:
-    raised = RateLimitOverrides(limits={
-        (spec.id, limit.name): LimitOverride(limit=limit.limit * SCALE)
-        for spec in REGISTRY.all() for limit in spec.rate_limits})
-    async with RateLimiter() as limiter, make_factory(funded_server, limiter,
-                                                      overrides=raised) as built:
-        yield built
 
 
 @pytest.mark.parametrize(("exchange", "api_type", "mode"), CASES)

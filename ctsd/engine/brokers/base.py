@@ -78,6 +78,31 @@ class Broker(Protocol):
         as of the last `refresh`/`poll`; () on spot, where the ledger is the position."""
         ...
 
+    def positions_streamed(self) -> bool:
+        """`positions` are a private stream's view (LIVE perpetuals on a WebSocket
+        connection), not a read of this refresh: they may run a moment behind the fills
+        (the engine's stream-lag rule); False where they are read or computed."""
+        ...
+
     def take_funding(self) -> tuple[FundingPayment, ...]:
         """Perpetuals: funding payments found since the last call (each once)."""
         ...
+
+
+class PaperVenue:
+    """The venue reads of a paper broker, which are all empty: the paper account is the
+    venue, and its orders fill in `poll` against the cycle's prices, so there is nothing
+    to read again, now or after the cycle. One place for what every paper broker
+    (spot, margin, perpetuals) answers alike."""
+
+    async def refresh(self) -> tuple[Execution, ...]:
+        return ()
+
+    async def refresh_from_venue(self) -> tuple[Execution, ...]:
+        return ()
+
+    def refresh_now(self) -> tuple[Execution, ...]:
+        return ()
+
+    async def after_cycle(self) -> tuple[Execution, ...]:
+        return ()

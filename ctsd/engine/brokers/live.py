@@ -7,7 +7,10 @@ limit), the next attempt asks again before resending. Across a crash the same
 holds through `reconcile`, which resolves every persisted order still PENDING
 by asking the venue for its id. Fills are derived from the cumulative filled
 amount, average price and fee the venue reports, so polling twice never books a
-fill twice (trade ids are `<client id>-<cumulative filled>`).
+fill twice (trade ids are `<client id>-<cumulative filled>`). Where the venue reports
+only each trade's fee (Binance), a fill's fee is summed from the order's trades by trade
+id (`ctsd.engine.brokers.fees`); a stream update whose trades cannot account for its new
+amount (a message lost) is not booked: it is a gap, and REST's own-fill read settles it.
 
 With a private order stream (`OrderUpdates`, a WebSocket connection) fills and
 order states arrive by stream and `refresh` makes no request; REST becomes
@@ -27,6 +30,7 @@ from dataclasses import replace
 from decimal import Decimal
 
 from ctsd.clock import Clock
+from ctsd.engine.brokers.fees import TradeFees
 from ctsd.engine.orders import Execution, Fill, Order, OrderRequest, OrderStatus, is_engine_order
 from ctsd.engine.perpetual import FundingPayment, VenuePosition
 from ctsd.engine.ports import ExchangeOrder, ExchangeOrderClient, OrderUpdates
@@ -61,6 +65,10 @@ class LiveBroker:
         self._traded_through: set[str] = set()
         """Resting orders the market traded through, whose fill is awaited (`poll`)."""
         self.reconciliations = 0
+        self._fees = TradeFees()
+        self._unreported: list[Execution] = []
+        """Booked from the stream by a `refresh_now` that then doubted it: the next
+        `refresh` hands them over."""
         self._book: dict[str, Order] = {}
         self._balances: tuple[Balance, ...] = ()
 
@@ -75,6 +83,9 @@ class LiveBroker:
 
     def take_funding(self) -> tuple[FundingPayment, ...]:
         return ()
+
+    def positions_streamed(self) -> bool:
+        return False
 
     async def reconcile(
         self, known: Sequence[Order], fills: Sequence[Fill],
@@ -176,16 +187,21 @@ class LiveBroker:
         polled = None
         if stream is None or self._must_reconcile(stream):
             polled = await self._read_venue()
-        changed: list[Execution] = []
+        changed, self._unreported = self._unreported, []
+        doubted = False
         if stream is not None:
             updates, gap = stream.drain()
-            changed += self._apply(updates)
+            applied, doubted = self._apply(updates)
+            changed += applied
             self._gap = self._gap or gap
             if polled is not None:
                 self._gap, self._reconciled = False, self._clock.monotonic()
                 self.reconciliations += 1
         if polled is not None:
-            changed += self._apply_read(*polled)
+            applied, doubted_read = self._apply_read(*polled)
+            changed += applied
+            doubted = doubted or doubted_read
+        self._gap = self._gap or doubted  # what REST read may predate: read again
         if stream is not None and stream.refused:
             raise FailedPrecondition(f"private order stream: {stream.problem}")
         return tuple(changed)
@@ -198,8 +214,12 @@ class LiveBroker:
         if stream is None or self._doubtful(stream) or stream.refused:
             return None
         updates, gap = stream.drain()
-        self._gap = gap
-        return tuple(self._apply(updates))
+        applied, doubted = self._apply(updates)
+        self._gap = gap or doubted
+        if doubted:  # a fill the stream cannot account for: REST before deciding
+            self._unreported += applied
+            return None
+        return tuple(applied)
 
     async def after_cycle(self) -> tuple[Execution, ...]:
         """The periodic reconciliation, after the cycle's orders left (see `refresh`)."""
@@ -222,17 +242,27 @@ class LiveBroker:
     def _stale(self) -> bool:
         return self._clock.monotonic() - self._reconciled >= self._reconcile_s
 
-    def _apply(self, updates: Sequence[ExchangeOrder]) -> list[Execution]:
+    def _apply(self, updates: Sequence[ExchangeOrder]) -> tuple[list[Execution], bool]:
         """Stream updates of orders in the book; others (final ones, not ours) are none of
-        its business, and one older than the book's state adds nothing."""
+        its business, and one older than the book's state adds nothing. Whether one could
+        not be booked (its fee unaccounted for)."""
         changed = []
+        doubted = False
         for remote in updates:
             self._echoes.pop(remote.client_order_id, None)
             order = self._book.get(remote.client_order_id)
+            if order is not None and self._unaccounted(order, remote):
+                doubted = True
+                continue
             execution = None if order is None else self._advance(order, remote)
             if execution is not None:
                 changed.append(execution)
-        return changed
+        return changed, doubted
+
+    def _unaccounted(self, order: Order, remote: ExchangeOrder) -> bool:
+        """`remote` filled more than `order` booked, but its trades cannot say what that
+        paid (a stream message lost; an own-fill history that lags the order)."""
+        return remote.filled > order.filled and not self._fees.delta(order, remote).consistent
 
     def _advance(self, order: Order, remote: ExchangeOrder) -> Execution | None:
         """`order` moved to what the venue reports, if that is news (never backwards)."""
@@ -258,10 +288,11 @@ class LiveBroker:
         return seen, await self._client.fetch_balance()
 
     def _apply_read(self, seen: list[tuple[Order, ExchangeOrder | None]],
-                    balances: tuple[Balance, ...]) -> list[Execution]:
+                    balances: tuple[Balance, ...]) -> tuple[list[Execution], bool]:
         """What REST read, against the book as it is now (the stream may have moved it
         on while the reads were under way: an order it closed stays closed)."""
         changed: list[Execution] = []
+        doubted = False
         for read, remote in seen:
             order = self._book.get(read.client_order_id)
             if order is None:
@@ -270,11 +301,14 @@ class LiveBroker:
                 changed.append(self._track(Execution(
                     self._finish(order, OrderStatus.CANCELED, "vanished from the venue"))))
                 continue
+            if self._unaccounted(order, remote):  # the own-fill history lags: read again
+                doubted = True
+                continue
             execution = self._advance(order, remote)
             if execution is not None:
                 changed.append(execution)
         self._balances = balances
-        return changed
+        return changed, doubted
 
     async def poll(self, market: MarketSnapshot) -> tuple[Execution, ...]:
         """No venue call: the venue matches live orders and `refresh` reports what it did.
@@ -306,26 +340,32 @@ class LiveBroker:
         else:
             self._book.pop(order.client_order_id, None)
             self._traded_through.discard(order.client_order_id)
+            self._fees.forget(order.client_order_id)
         return execution
 
     def _merge(self, order: Order, remote: ExchangeOrder) -> Execution:
-        """The order updated to what the venue reports, with a fill for any new filled amount."""
+        """The order updated to what the venue reports, with a fill for any new filled amount
+        (its fee as far as the venue's answer says: `_advance` books none it cannot
+        account for; a placement or cancel answer is booked as it stands)."""
         fills: tuple[Fill, ...] = ()
         delta = remote.filled - order.filled
+        fee = ZERO
         if delta > 0:
             average = remote.average or remote.price or order.price
             if average is None:
                 raise Unavailable(
                     f"venue reported a fill of {order.client_order_id} without a price")
             value = average * remote.filled - (order.average_price or ZERO) * order.filled
+            fee = self._fees.delta(order, remote).fee
             fills = (Fill(f"{order.client_order_id}-{remote.filled}", order.client_order_id,
                           order.symbol, order.side, delta, value / delta,
-                          remote.fee - order.fee, remote.fee_asset, self._clock.now_ms(),
+                          fee, remote.fee_asset, self._clock.now_ms(),
                           position_side=order.position_side),)
+            self._fees.book(remote)
         updated = replace(
             order, status=remote.status, filled=max(remote.filled, order.filled),
             average_price=remote.average or order.average_price,
-            fee=max(remote.fee, order.fee), exchange_order_id=remote.exchange_order_id,
+            fee=order.fee + fee, exchange_order_id=remote.exchange_order_id,
             updated_ms=self._clock.now_ms())
         return Execution(updated, fills)
 

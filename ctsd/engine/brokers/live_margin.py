@@ -7,6 +7,11 @@ and then at most every `poll_s`, from a little before the newest charge already
 booked; each keeps the venue's id, so reading it twice books it once. A charge is in
 the borrowed asset and is booked at the last price, as an interest payment.
 
+With a private order stream (a WebSocket connection) the engine's own orders and fills
+arrive by stream as `LiveBroker` describes; interest and the venue's own fills stay
+REST reads at `poll_s`, which the periodic reconciliation (`after_cycle`) reaches
+even while the stream alone moves the book.
+
 The venue may also trade the account by itself: a liquidation when the margin level
 falls to its limit. Every `poll_s` the symbols' own fills since the session began
 are read; a fill of an order that is not the engine's is the venue's liquidation
@@ -26,7 +31,7 @@ from ctsd.engine.ledger import split_symbol
 from ctsd.engine.margin import InterestCharge
 from ctsd.engine.orders import Execution, Fill, Order, OrderStatus
 from ctsd.engine.perpetual import FundingPayment, MismatchPolicy, PaymentKind, VenueTrade
-from ctsd.engine.ports import ExchangeOrderClient, MarginAccount
+from ctsd.engine.ports import ExchangeOrderClient, MarginAccount, OrderUpdates
 from ctsd.engine.position_check import PositionMismatch
 from ctsd.strategies.model import MarketSnapshot, OrderType
 
@@ -42,8 +47,10 @@ class LiveMarginBroker(LiveBroker):
         self, client: ExchangeOrderClient, account: MarginAccount, symbols: Sequence[str],
         clock: Clock, *, poll_s: float = DEFAULT_POLL_S,
         policy: MismatchPolicy = MismatchPolicy.STOP, check_before_place: bool = True,
+        updates: OrderUpdates | None = None,
     ) -> None:
-        super().__init__(client, symbols, clock, check_before_place=check_before_place)
+        super().__init__(client, symbols, clock, check_before_place=check_before_place,
+                         updates=updates)
         self._account = account
         self._poll_s = poll_s
         self._policy = policy

@@ -22,6 +22,7 @@ from dataclasses import replace
 from decimal import Decimal
 
 from ctsd.clock import Clock
+from ctsd.engine.brokers.base import PaperVenue
 from ctsd.engine.brokers.paper_terms import admitted, crosses, finished, taker_price
 from ctsd.engine.config import PaperSettings
 from ctsd.engine.ledger import split_symbol
@@ -39,7 +40,7 @@ from ctsd.strategies.model import (
 ZERO = Decimal(0)
 
 
-class PaperBroker:
+class PaperBroker(PaperVenue):
     def __init__(self, settings: PaperSettings, clock: Clock) -> None:
         self._settings = settings
         self._clock = clock
@@ -69,6 +70,9 @@ class PaperBroker:
 
     def positions(self) -> tuple[VenuePosition, ...]:
         return ()  # spot: the ledger is the position
+
+    def positions_streamed(self) -> bool:
+        return False  # computed here, never behind
 
     def take_funding(self) -> tuple[FundingPayment, ...]:
         return ()
@@ -121,18 +125,6 @@ class PaperBroker:
 
     async def fetch_order(self, order: Order) -> Execution:
         return Execution(self._book.get(order.client_order_id, order))
-
-    async def refresh_from_venue(self) -> tuple[Execution, ...]:
-        return ()  # the paper account is the venue: nothing to read again
-
-    async def refresh(self) -> tuple[Execution, ...]:
-        return ()  # paper orders fill in `poll`, against this cycle's prices
-
-    def refresh_now(self) -> tuple[Execution, ...]:
-        return ()
-
-    async def after_cycle(self) -> tuple[Execution, ...]:
-        return ()
 
     async def poll(self, market: MarketSnapshot) -> tuple[Execution, ...]:
         self._market = market

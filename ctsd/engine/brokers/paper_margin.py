@@ -30,6 +30,7 @@ from dataclasses import replace
 from decimal import Decimal
 
 from ctsd.clock import Clock
+from ctsd.engine.brokers.base import PaperVenue
 from ctsd.engine.brokers.margin_account import ZERO, MarginBook, Wallet
 from ctsd.engine.brokers.paper_terms import admitted, crosses, finished, taker_price
 from ctsd.engine.config import PaperSettings
@@ -50,7 +51,7 @@ from ctsd.strategies.model import (
 LIQUIDATION_PREFIX = "autoclose-"
 
 
-class PaperMarginBroker:
+class PaperMarginBroker(PaperVenue):
     def __init__(self, settings: PaperSettings, clock: Clock, market: MarginMarketData,
                  symbols: Sequence[str], leverage: Mapping[str, int]) -> None:
         self._settings = settings
@@ -85,6 +86,9 @@ class PaperMarginBroker:
 
     def positions(self) -> tuple[VenuePosition, ...]:
         return ()  # the ledger is the position
+
+    def positions_streamed(self) -> bool:
+        return False  # computed here, never behind
 
     def take_funding(self) -> tuple[FundingPayment, ...]:
         """Interest charged since the last call, each valued at the last price."""
@@ -129,18 +133,6 @@ class PaperMarginBroker:
             elif order.status is OrderStatus.OPEN:
                 self._rest(order, check=False)
         return tuple(changed)
-
-    def refresh_now(self) -> tuple[Execution, ...]:
-        return ()  # paper orders fill in `poll`, against this cycle's prices
-
-    async def after_cycle(self) -> tuple[Execution, ...]:
-        return ()
-
-    async def refresh(self) -> tuple[Execution, ...]:
-        return ()  # paper orders fill in `poll`, against this cycle's prices
-
-    async def refresh_from_venue(self) -> tuple[Execution, ...]:
-        return ()  # the paper account is the venue: nothing to read again
 
     async def poll(self, market: MarketSnapshot) -> tuple[Execution, ...]:
         """Interest for the periods passed, then resting orders the prices cross, then

@@ -30,6 +30,7 @@ from dataclasses import replace
 from decimal import Decimal
 
 from ctsd.clock import Clock
+from ctsd.engine.brokers.base import PaperVenue
 from ctsd.engine.brokers.paper_terms import admitted, crosses, finished, taker_price
 from ctsd.engine.brokers.perp_account import PNL_STEP, ZERO, PerpLedger, Slot, closes
 from ctsd.engine.config import PaperSettings
@@ -57,7 +58,7 @@ DEFAULT_LEVERAGE = 1
 LIQUIDATION_PREFIX = "autoclose-"
 
 
-class PaperPerpBroker:
+class PaperPerpBroker(PaperVenue):
     def __init__(self, settings: PaperSettings, clock: Clock, modes: AccountModes,
                  leverage: Mapping[str, int], market: PerpetualMarketData,
                  symbols: Sequence[str]) -> None:
@@ -101,6 +102,9 @@ class PaperPerpBroker:
     def positions(self) -> tuple[VenuePosition, ...]:
         return self._account.views(self._marks)
 
+    def positions_streamed(self) -> bool:
+        return False  # computed here, never behind
+
     def take_funding(self) -> tuple[FundingPayment, ...]:
         taken, self._funding = tuple(self._funding), []
         return taken
@@ -139,18 +143,6 @@ class PaperPerpBroker:
 
     def _tiers(self, symbol: str) -> tuple[LeverageTier, ...]:
         return self._tier_cache.get(symbol, ())
-
-    async def refresh_from_venue(self) -> tuple[Execution, ...]:
-        return ()  # the paper account is the venue: nothing to read again
-
-    async def refresh(self) -> tuple[Execution, ...]:
-        return ()  # paper orders fill in `poll`, against this cycle's prices
-
-    def refresh_now(self) -> tuple[Execution, ...]:
-        return ()
-
-    async def after_cycle(self) -> tuple[Execution, ...]:
-        return ()
 
     async def poll(self, market: MarketSnapshot) -> tuple[Execution, ...]:
         """Funding first (the position held at the funding time), then resting orders the

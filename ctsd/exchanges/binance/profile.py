@@ -37,6 +37,7 @@ BINANCE_CLIENT = ClientProfile(
     spot_buy_fee_in_base=True,
     request_window=RequestWindow("timestamp", "recvWindow", 60_000),
     own_fills_order_param="orderId",
+    per_trade_fees=True,
     ccxt_class="binance",
     api_types={
         ApiType.SPOT: ApiTypeProfile({"defaultType": "spot"}, ("spot",), "publicGetPing"),

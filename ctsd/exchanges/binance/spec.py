@@ -3,7 +3,7 @@
 from ctsd.exchanges.binance.limits import BINANCE_ENDPOINTS, BINANCE_RATE_LIMITS
 from ctsd.exchanges.binance.profile import BINANCE_CLIENT
 from ctsd.exchanges.spec import ApiType, ExchangeSpec
-from ctsd.exchanges.support import streamed, trading
+from ctsd.exchanges.support import MARGIN_STREAMED, streamed, trading
 
 BINANCE = ExchangeSpec(
     id="binance",
@@ -15,7 +15,7 @@ BINANCE = ExchangeSpec(
     endpoint_rules=BINANCE_ENDPOINTS,
     support=(
         streamed(ApiType.SPOT),
-        trading(ApiType.MARGIN),
+        streamed(ApiType.MARGIN, MARGIN_STREAMED),
         streamed(ApiType.PERPETUAL_FUTURES),
         trading(ApiType.OPTIONS),
     ),

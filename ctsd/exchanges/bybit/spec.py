@@ -3,7 +3,7 @@
 from ctsd.exchanges.bybit.limits import BYBIT_ENDPOINTS, BYBIT_RATE_LIMITS
 from ctsd.exchanges.bybit.profile import BYBIT_CLIENT
 from ctsd.exchanges.spec import ApiType, ExchangeSpec
-from ctsd.exchanges.support import streamed, trading
+from ctsd.exchanges.support import MARGIN_STREAMED, streamed, trading
 
 BYBIT = ExchangeSpec(
     id="bybit",
@@ -15,7 +15,7 @@ BYBIT = ExchangeSpec(
     endpoint_rules=BYBIT_ENDPOINTS,
     support=(
         streamed(ApiType.SPOT),
-        trading(ApiType.MARGIN),
+        streamed(ApiType.MARGIN, MARGIN_STREAMED),
         streamed(ApiType.PERPETUAL_FUTURES),
         trading(ApiType.OPTIONS),
     ),

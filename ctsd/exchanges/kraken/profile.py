@@ -12,6 +12,9 @@ from ctsd.exchanges.profile import (
 from ctsd.exchanges.spec import ApiType, RateLimitScope
 
 KRAKEN_CLIENT = ClientProfile(
+    # The v2 executions stream names an order's fee only as `fee_usd_equiv` (ccxt.pro
+    # books it in "USD"), an equivalent, not what was charged: each trade's `fees` is.
+    per_trade_fees=True,
     ccxt_class="kraken",
     api_types={
         ApiType.SPOT: ApiTypeProfile({"defaultType": "spot"}, ("spot",), "publicGetTime"),

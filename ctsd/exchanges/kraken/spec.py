@@ -3,7 +3,7 @@
 from ctsd.exchanges.kraken.limits import KRAKEN_ENDPOINTS, KRAKEN_RATE_LIMITS
 from ctsd.exchanges.kraken.profile import KRAKEN_CLIENT
 from ctsd.exchanges.spec import ApiType, ExchangeSpec
-from ctsd.exchanges.support import streamed, trading
+from ctsd.exchanges.support import MARGIN_STREAMED, streamed
 
 KRAKEN = ExchangeSpec(
     id="kraken",
@@ -15,7 +15,7 @@ KRAKEN = ExchangeSpec(
     endpoint_rules=KRAKEN_ENDPOINTS,
     support=(
         streamed(ApiType.SPOT),
-        trading(ApiType.MARGIN),
+        streamed(ApiType.MARGIN, MARGIN_STREAMED),
     ),
     client=KRAKEN_CLIENT,
     secret_is_base64=True,

@@ -3,7 +3,7 @@
 from ctsd.exchanges.okx.limits import OKX_ENDPOINTS, OKX_RATE_LIMITS
 from ctsd.exchanges.okx.profile import OKX_CLIENT
 from ctsd.exchanges.spec import ApiType, ExchangeSpec
-from ctsd.exchanges.support import key_test_only, streamed, trading
+from ctsd.exchanges.support import MARGIN_STREAMED, key_test_only, streamed
 
 COIN_MARGINED = ("OKX options are coin-margined (premiums, fees and settlement in BTC or "
                  "ETH); engines book PnL in the quote currency and do not trade them yet")
@@ -18,7 +18,7 @@ OKX = ExchangeSpec(
     endpoint_rules=OKX_ENDPOINTS,
     support=(
         streamed(ApiType.SPOT),
-        trading(ApiType.MARGIN),
+        streamed(ApiType.MARGIN, MARGIN_STREAMED),
         streamed(ApiType.PERPETUAL_FUTURES),
         key_test_only(ApiType.OPTIONS, COIN_MARGINED),
     ),

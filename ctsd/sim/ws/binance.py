@@ -1,5 +1,6 @@
 """Binance WebSockets: spot and USDⓈ-M market streams, USDⓈ-M user data by listenKey,
-and the spot WebSocket API's `userDataStream.subscribe.signature`.
+and the spot WebSocket API's `userDataStream.subscribe.signature` (the spot account's
+user data) and `userDataStream.subscribe.listenToken` (a margin account's).
 
 Paths under `/binance` (see `ctsd.sim.ws` for the whole URL map):
 
@@ -33,8 +34,10 @@ from aiohttp import web
 
 from ctsd.sim import auth
 from ctsd.sim import binance_wire as rest
+from ctsd.sim.accounts import SPOT_WALLET
 from ctsd.sim.auth import AuthError, AuthFailure
 from ctsd.sim.binance import LISTEN_KEY_KIND
+from ctsd.sim.binance_margin import LISTEN_TOKEN_KIND
 from ctsd.sim.book import BookSnapshot, Level
 from ctsd.sim.events import AccountEvent
 from ctsd.sim.market import TIMEFRAMES, Instrument, InstrumentKind
@@ -332,6 +335,8 @@ class ApiSession(Session):
             self._answer(request_id, 200, {"serverTime": self.sim.clock.now_ms()})
         elif method == "userDataStream.subscribe.signature":
             self._subscribe_signature(request_id, params)
+        elif method == "userDataStream.subscribe.listenToken":
+            self._subscribe_listen_token(request_id, params)
         elif method == "userDataStream.unsubscribe":
             for stop in self.subscriptions.values():
                 stop()
@@ -351,18 +356,38 @@ class ApiSession(Session):
         except ValueError as exc:
             self._answer(request_id, 400, error=(-1102, str(exc)))
             return
+        self._answer(request_id, 200, {"subscriptionId": self._user_data(api_key, SPOT_WALLET)})
+
+    def _subscribe_listen_token(self, request_id: Any, params: dict[str, Any]) -> None:
+        """A margin account's user data by the listenToken `POST /sapi/v1/userListenToken`
+        issued (no signature: the token is the credential); -1209 for one that is unknown
+        or expired."""
+        value = params.get("listenToken")
+        token = self.sim.stream_tokens.get(value, LISTEN_TOKEN_KIND) if isinstance(
+            value, str) else None
+        if token is None:
+            self._answer(request_id, 400, error=(-1209, "Invalid listenToken."))
+            return
+        expires_ms = self.sim.clock.now_ms() + int(
+            (token.expires_at - self.sim.clock.monotonic()) * 1000)
+        self._answer(request_id, 200, {"subscriptionId": self._user_data(token.api_key,
+                                                                         token.scope),
+                                       "expirationTime": expires_ms})
+
+    def _user_data(self, api_key: str, wallet: str) -> int:
+        """Deliver `api_key`'s events of `wallet` from now on; the subscription's id."""
         subscription_id = self._next_subscription
         self._next_subscription += 1
 
         def deliver(event: AccountEvent, sid: int = subscription_id) -> None:
-            for text in wire.user_events(event, self.sim.market, futures=False):
+            for text in wire.user_events(event, self.sim.market, futures=False, wallet=wallet):
                 self.conn.send(f'{{"subscriptionId":{sid},"event":{text}}}')
 
         stop = self.sim.events.subscribe(api_key, deliver)
         self.conn.on_cleanup(stop)
         self.subscriptions[subscription_id] = stop
         self.join("userData")
-        self._answer(request_id, 200, {"subscriptionId": subscription_id})
+        return subscription_id
 
     def _verify(self, params: dict[str, Any]) -> str:
         """Key, IP, timestamp, signature: in the order Binance checks them."""

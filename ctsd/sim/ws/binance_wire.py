@@ -12,20 +12,26 @@ from typing import Any
 
 from ctsd.sim import binance_wire as rest
 from ctsd.sim import derivatives
-from ctsd.sim.accounts import OrderStatus, OrderType
+from ctsd.sim.accounts import SPOT_WALLET, Order, OrderStatus, OrderType
 from ctsd.sim.binance_deriv import stream_position
 from ctsd.sim.book import BookSnapshot, Level
 from ctsd.sim.events import AccountEvent, AccountUpdate, ExecKind, OrderUpdate, UpdateReason
 from ctsd.sim.market import Candle, Instrument, InstrumentKind, Market, TickerStats
 from ctsd.sim.slots import symbol_slots
 from ctsd.sim.tape import PublicTrade
-from ctsd.sim.wire import dumps, fixed, plain
+from ctsd.sim.wire import dumps, fixed, order_status, plain
 
 _ZERO = Decimal(0)
 _STATUS = {
     OrderStatus.NEW: "NEW", OrderStatus.FILLED: "FILLED", OrderStatus.CANCELED: "CANCELED",
     OrderStatus.EXPIRED: "EXPIRED",
 }
+
+
+def _status(order: Order) -> str:
+    return order_status(order, _STATUS, "PARTIALLY_FILLED")
+
+
 _EXEC = {ExecKind.NEW: "NEW", ExecKind.TRADE: "TRADE", ExecKind.CANCELED: "CANCELED",
          ExecKind.EXPIRED: "EXPIRED"}
 _REASON = {"order": "ORDER", "deposit": "DEPOSIT", "funding_fee": "FUNDING_FEE",
@@ -128,10 +134,15 @@ def depth_update(inst: Instrument, old: BookSnapshot, new: BookSnapshot, bids: l
 # --- user data ------------------------------------------------------------------------
 
 
-def user_events(event: AccountEvent, market: Market, futures: bool) -> list[str]:
-    """The user data messages an account event makes on the spot or USDⓈ-M stream."""
+def user_events(event: AccountEvent, market: Market, futures: bool,
+                wallet: str = SPOT_WALLET) -> list[str]:
+    """The user data messages an account event makes on the spot or USDⓈ-M stream; a
+    spot-type stream is one wallet's (the spot account's, or a margin account's by its
+    listenToken): another wallet's orders and balances are not on it."""
     if isinstance(event, OrderUpdate):
         if (event.order.kind is InstrumentKind.LINEAR) != futures:
+            return []
+        if not futures and event.order.wallet != wallet:
             return []
         inst = market.catalog.instruments[event.order.symbol]
         if futures:
@@ -144,9 +155,9 @@ def user_events(event: AccountEvent, market: Market, futures: bool) -> list[str]
         if not event.derivative_assets and not event.positions:
             return []
         return [dumps(_account_update(event, market))]
-    if not event.spot_assets:
+    if not event.spot_assets or wallet not in event.wallets:
         return []
-    return [dumps(_account_position(event))]
+    return [dumps(_account_position(event, wallet))]
 
 
 def _last(event: OrderUpdate) -> tuple[Decimal, Decimal, Decimal, str | None, int, bool]:
@@ -168,7 +179,7 @@ def _execution_report(event: OrderUpdate, inst: Instrument) -> dict[str, Any]:
         "f": order.time_in_force.value, "q": fixed(order.qty), "p": fixed(order.price or _ZERO),
         "P": fixed(_ZERO), "F": fixed(_ZERO), "g": -1,
         "C": order.client_id if canceled else "", "x": _EXEC[event.kind],
-        "X": _STATUS[order.status], "r": "NONE", "i": order.id, "l": fixed(qty),
+        "X": _status(order), "r": "NONE", "i": order.id, "l": fixed(qty),
         "z": fixed(order.filled), "L": fixed(price), "n": fixed(fee), "N": fee_asset,
         "T": event.at_ms, "t": trade_id, "I": event.at_ms,
         "w": order.status.is_open, "m": maker, "M": False, "O": order.created_ms,
@@ -186,7 +197,7 @@ def _order_trade_update(event: OrderUpdate, inst: Instrument) -> dict[str, Any]:
         "o": order.type.value.upper(), "f": order.time_in_force.value, "q": plain(order.qty),
         "p": plain(order.price or _ZERO), "ap": plain(average), "sp": "0",
         "x": "CALCULATED" if order.liquidation else _EXEC[event.kind],
-        "X": _STATUS[order.status], "i": order.id, "l": plain(qty),
+        "X": _status(order), "i": order.id, "l": plain(qty),
         "z": plain(order.filled), "L": plain(price),
     }
     if fee_asset is not None:
@@ -203,11 +214,11 @@ def _order_trade_update(event: OrderUpdate, inst: Instrument) -> dict[str, Any]:
     return {"e": "ORDER_TRADE_UPDATE", "E": event.at_ms, "T": event.at_ms, "o": body}
 
 
-def _account_position(event: AccountUpdate) -> dict[str, Any]:
-    account = event.account
+def _account_position(event: AccountUpdate, wallet: str) -> dict[str, Any]:
+    held = event.account.wallets.get(wallet, {})
     balances = []
     for asset in event.spot_assets:
-        holding = account.spot.get(asset)
+        holding = held.get(asset)
         free = holding.free if holding else _ZERO
         locked = holding.locked if holding else _ZERO
         balances.append({"a": asset, "f": fixed(free), "l": fixed(locked)})

@@ -20,12 +20,16 @@ from ctsd.sim.events import ExecKind, OrderUpdate
 from ctsd.sim.kraken_orders import tags_of
 from ctsd.sim.market import Candle, Instrument, TickerStats
 from ctsd.sim.tape import PublicTrade
-from ctsd.sim.wire import dumps
+from ctsd.sim.wire import dumps, order_status
 from ctsd.sim.ws.books import crc32_unsigned
 
 _ZERO = Decimal(0)
 _STATUS = {OrderStatus.NEW: "new", OrderStatus.FILLED: "filled",
            OrderStatus.CANCELED: "canceled", OrderStatus.EXPIRED: "expired"}
+
+
+def _status(order: Order) -> str:
+    return order_status(order, _STATUS, "partially_filled")
 
 
 def number(value: Decimal) -> float:
@@ -129,7 +133,7 @@ def order_entry(order: Order, exec_type: str, at_ms: int) -> dict[str, Any]:
         "time_in_force": order.time_in_force.value, "exec_type": exec_type,
         "side": order.side.value, "order_type": order.type.value,
         "limit_price_type": "static", "stop_price": 0.0,
-        "order_status": "pending_new" if exec_type == "pending_new" else _STATUS[order.status],
+        "order_status": "pending_new" if exec_type == "pending_new" else _status(order),
         "fee_usd_equiv": number(order.fee), "fee_ccy_pref": "fciq",
         "timestamp": rfc3339(at_ms),
     }
@@ -149,7 +153,7 @@ def executions(update: OrderUpdate) -> list[dict[str, Any]]:
                 {"order_id": txid, "symbol": order.symbol, "exec_type": "new",
                  "order_status": "new", "order_userref": tags_of(order).userref or 0,
                  "timestamp": rfc3339(at)}]
-    closing = {"order_id": txid, "symbol": order.symbol, "order_status": _STATUS[order.status],
+    closing = {"order_id": txid, "symbol": order.symbol, "order_status": _status(order),
                "order_userref": tags_of(order).userref or 0, "cum_qty": number(order.filled),
                "cum_cost": number(order.cost),
                "avg_price": number(order.average or _ZERO), "fee_usd_equiv": number(order.fee),
@@ -161,7 +165,7 @@ def executions(update: OrderUpdate) -> list[dict[str, Any]]:
             "trade_id": fill.trade_id, "symbol": order.symbol, "side": order.side.value,
             "last_qty": number(fill.qty), "last_price": number(fill.price),
             "liquidity_ind": "m" if fill.maker else "t", "cost": number(fill.quote_qty),
-            "order_userref": tags_of(order).userref or 0, "order_status": _STATUS[order.status],
+            "order_userref": tags_of(order).userref or 0, "order_status": _status(order),
             "order_type": order.type.value, "fee_usd_equiv": number(fill.fee),
             "fees": [{"asset": fill.fee_asset, "qty": number(fill.fee)}],
             "timestamp": rfc3339(fill.time_ms),
@@ -180,7 +184,7 @@ def trade_snapshot(fill: Fill, order: Order) -> dict[str, Any]:
         "exec_type": "trade", "trade_id": fill.trade_id, "symbol": fill.symbol,
         "side": fill.side.value, "last_qty": number(fill.qty),
         "last_price": number(fill.price), "liquidity_ind": "m" if fill.maker else "t",
-        "cost": number(fill.quote_qty), "order_status": _STATUS[order.status],
+        "cost": number(fill.quote_qty), "order_status": _status(order),
         "order_type": order.type.value, "fee_usd_equiv": number(fill.fee),
         "fees": [{"asset": fill.fee_asset, "qty": number(fill.fee)}],
         "timestamp": rfc3339(fill.time_ms),

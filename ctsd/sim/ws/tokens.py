@@ -3,6 +3,9 @@
 Binance USDⓈ-M: `POST /fapi/v1/listenKey` returns a listenKey valid 60 minutes
 (the account's active key, extended, if it has one), `PUT` extends it, `DELETE`
 ends it; a stream on an expired key gets `listenKeyExpired` and no more events.
+Binance margin: `POST /sapi/v1/userListenToken` returns a new listenToken for the
+cross account (or one isolated pair's) valid `validity` ms (24 hours at most), which
+the WebSocket API's `userDataStream.subscribe.listenToken` takes.
 Kraken: `GetWebSocketsToken` returns a token to be used within 15 minutes, which
 does not expire while a subscription made with it is maintained. Both live here
 so that the REST endpoint that issues them and the WebSocket endpoint that checks
@@ -31,6 +34,8 @@ class StreamToken:
     """Monotonic time (simulator clock) after which the token is refused."""
     in_use: int = 0
     """Connections using it; a Kraken token in use does not expire."""
+    scope: str = ""
+    """What the token grants beyond its account: a Binance listenToken's margin wallet."""
 
     def valid(self, now: float) -> bool:
         return self.in_use > 0 or now < self.expires_at
@@ -72,6 +77,19 @@ class StreamTokens:
         token = self.get(value, kind)
         if token is not None:
             token.expires_at = self._now() + self._config.seconds(LISTEN_KEY_VALIDITY_S)
+        return token
+
+    def listen_token(self, api_key: str, kind: str, scope: str, validity_s: float,
+                     ) -> StreamToken:
+        """A new token of `kind` for `scope`, valid `validity_s` (not scaled: the venue
+        takes the validity from the request); expired tokens are dropped as it is made,
+        so a client minting one a day keeps no history."""
+        now = self._now()
+        for stale in [v for v, t in self._tokens.items() if not t.valid(now)]:
+            del self._tokens[stale]
+        value = base64.b64encode(secrets.token_bytes(52)).decode()
+        token = StreamToken(value, api_key, kind, now + validity_s, scope=scope)
+        self._tokens[value] = token
         return token
 
     def kraken_token(self, api_key: str) -> StreamToken:

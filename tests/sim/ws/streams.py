@@ -328,6 +328,46 @@ class StreamConformance:
                     lambda: self.streamed_balance(
             ex, symbol).get(quote, {}).get("total") == pytest.approx(fetched))
 
+    @pytest.mark.asyncio
+    async def test_an_order_filled_in_parts_is_each_trade_with_its_fee_on_rest_and_stream(
+        self, start: ServerFactory, pro: ProFactory, symbol: str,
+    ) -> None:
+        """With `/admin/fills` splitting fills in three, a market order is three trades:
+        each streamed with its own id and fee, listed the same in the REST own-fill
+        history, their fees adding up to what the venue charged the order."""
+        server = await start(self.config())
+        server.sim.fill_split = 3
+        ex = self.private(pro, server)
+        await ex.load_markets()
+        trades = asyncio.ensure_future(ex.watch_my_trades(symbol))
+        await self.until_private(server, "trades")
+        placed = await ex.create_order(symbol, "market", "buy", self.split_amount(symbol))
+        account = server.sim.accounts.get(API_KEY)
+        assert account is not None
+        order = account.orders[max(account.orders)]
+        fills = account.fills_of(order.id)
+        assert len(fills) == 3 and sum(f.fee for f in fills) == order.fee > 0
+        ids = {self.trade_id(f.trade_id) for f in fills}
+        await bounded(trades)
+        await until(lambda: ex.watch_my_trades(symbol),
+                    lambda: ids <= {t["id"] for t in ex.myTrades})
+        streamed = {t["id"]: t for t in ex.myTrades if t["id"] in ids}
+        rest = {t["id"]: t for t in await ex.fetch_my_trades(symbol) if t["id"] in ids}
+        assert set(rest) == ids and {t["order"] for t in rest.values()} == {placed["id"]}
+        for fill in fills:
+            trade_id = self.trade_id(fill.trade_id)
+            assert self.streamed_fee(streamed[trade_id]) == fill.fee, streamed[trade_id]
+            assert Decimal(str(rest[trade_id]["fee"]["cost"])) == fill.fee, rest[trade_id]
+            assert rest[trade_id]["fee"]["currency"] == fill.fee_asset
+
+    def split_amount(self, symbol: str) -> float:
+        """An order size of at least three lot steps (three trades)."""
+        return self.trade_amount_of
+
+    def streamed_fee(self, trade: dict[str, Any]) -> Decimal:
+        """A streamed own trade's fee as ccxt.pro parsed it."""
+        return Decimal(str(trade["fee"]["cost"]))
+
     def order_id(self, order_id: int) -> str:
         """The simulator's order id as the venue names it."""
         return str(order_id)

@@ -69,6 +69,15 @@ class TestStreams(PositionStreams):
     def trade_amount(self, inst: Instrument, qty: Decimal) -> Decimal:
         return Decimal(okx_wire.size(inst, qty))  # swaps count contracts
 
+    def split_amount(self, symbol: str) -> float:
+        return 3 if ":" in symbol else self.trade_amount_of  # a swap lot is one contract
+
+    def streamed_fee(self, trade: dict[str, Any]) -> Decimal:
+        """ccxt.pro makes OKX's own trades of `orders` updates with the order's fee as
+        it stands (cumulative, OKX's sign: a charge is negative): the wire's `fillFee` is
+        the trade's own."""
+        return -Decimal(trade["info"]["fillFee"])
+
     def book_levels(self, inst: Instrument, side: Any) -> list[tuple[Decimal, Decimal]]:
         return [(lv.price, self.trade_amount(inst, lv.qty)) for lv in side]
 
