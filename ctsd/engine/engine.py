@@ -5,13 +5,13 @@ check the daily loss, let the strategy decide, cancel what it no longer
 wants, risk-check the rest, and place each accepted intent under its
 deterministic client order id, written to the store as PENDING before it is sent —
 or, LIVE outside a fleet, recorded once the venue answered, the store knowing its id
-in advance (`ctsd.engine.rounds`). A cycle that places nothing writes nothing, which
+in advance (`ctsd.engine.sending`). A cycle that places nothing writes nothing, which
 is what lets a thousand event-driven engines share two cores. What the broker read
 without a request (a LIVE private stream's fills and order states) is booked at once
 and stored with the cycle's next write — the first order's record, or the cycle's
-end — not by a commit of its own between the market event and the order. The engine never schedules
-itself: `EngineManager` owns the loop, the timing and the restarts, so this
-class stays testable one cycle at a time.
+end — not by a commit of its own between the market event and the order. The engine
+never schedules itself: `EngineManager` owns the loop, the timing and the restarts, so
+this class stays testable one cycle at a time.
 
 On perpetuals (`ctsd.engine.perp_session`) a session first bounds the leverage
 by the venue's tiers and, LIVE, applies position mode, margin mode and
@@ -38,7 +38,7 @@ from ctsd.engine.ledger import Ledger
 from ctsd.engine.margin_session import MarginSession
 from ctsd.engine.market import DryRun, decide_dry, fetch_infos, fetch_snapshot
 from ctsd.engine.option_session import EXPIRY_TAG, OptionSession
-from ctsd.engine.orders import Execution, Order, OrderRequest, OrderStatus
+from ctsd.engine.orders import Execution, Order, OrderStatus
 from ctsd.engine.perp_session import PerpSession, check_spot, position_statuses
 from ctsd.engine.perpetual import AppliedSetting, MismatchPolicy, VenueTrade
 from ctsd.engine.ports import (
@@ -60,7 +60,7 @@ from ctsd.engine.position_check import (
     with_cause,
 )
 from ctsd.engine.risk import RiskGate
-from ctsd.engine.rounds import Rounds, SendsAhead
+from ctsd.engine.sending import Sender
 from ctsd.engine.status import (
     DataSource,
     EngineState,
@@ -79,7 +79,7 @@ from ctsd.strategies.model import (
     Portfolio,
     PositionSide,
 )
-from ctsd.tasks import Interrupted, retrieve_outcome, unless_set
+from ctsd.tasks import Interrupted, unless_set
 
 log = logging.getLogger("ctsd.engine")
 
@@ -126,9 +126,7 @@ class Engine:
         self._agreed_ms = 0
         """When the ledger last agreed with the venue's positions (LIVE perpetuals)."""
         self._lag = StreamLag(clock, events.wake_after if events is not None else None)
-        ahead = broker if isinstance(broker, SendsAhead) and lease is None else None
-        self._rounds = Rounds(record.engine_id, record.connection_id, store, record.cycle,
-                              ahead)
+        self._sender = Sender(record, store, broker, clock, lease, self._save)
         self._skipped_ticks = 0
         self._infos: dict[str, MarketInfo] = {}
         self._marks: dict[str, Decimal] = {}
@@ -196,13 +194,9 @@ class Engine:
         funding = await self._store.list_funding(self.connection_id)
         self._ledger = Ledger(fills, funding)
         self._agreed_ms = max((f.timestamp_ms for f in fills), default=self._clock.now_ms())
-        unrecorded = await self._rounds.unrecorded()
         known = await self._store.list_orders(self.connection_id, open_only=True)
-        for execution in await self._broker.reconcile(known, fills, funding):
-            await self._book(execution)
-        for execution in await self._rounds.recover(unrecorded):
-            await self._book(execution)
-        await self._rounds.begin()
+        await self._sender.reconcile(lambda: self._broker.reconcile(known, fills, funding),
+                                     self._book)
         await self._book_funding()
         await self._check_positions()
         self._update(**self._figures())
@@ -246,7 +240,7 @@ class Engine:
             raise RiskLimitBreached(breach)
         portfolio = self.portfolio()
         await self._execute(self._strategy.decide(market, portfolio), market, portfolio)
-        await self._rounds.finish()
+        await self._sender.finish()
         if self._unsaved:  # no order this cycle carried them to the store
             await self._save(())
         await self._after_cycle(interrupt)
@@ -345,7 +339,7 @@ class Engine:
         for intent in intents:
             if isinstance(intent, CancelIntent) and intent.client_order_id in resting:
                 canceled = await self._cancel(resting[intent.client_order_id])
-                if self._rounds.sends_ahead:  # stored with the next order's record
+                if self._sender.holds_cancels:  # stored with the next order's record
                     self._hold(canceled)
                 else:
                     await self._book(canceled)
@@ -371,37 +365,11 @@ class Engine:
 
     async def _place(self, intent: OrderIntent) -> Execution:
         leg = resolved(intent, self._hedge)
-        cid, cycle = self._rounds.next_id()
-        request = OrderRequest(cid, intent.symbol, intent.side, intent.type, intent.amount,
-                               intent.price, intent.tag, cycle, reduce_only=intent.reduce_only,
-                               position_side=leg.position_side or PositionSide.BOTH)
-        pending = Execution(Order.pending(request, self._clock.now_ms()))
-        if self._rounds.ahead(cycle):
-            execution = await self._send_ahead(request, pending)
-        else:
-            self._check_lease()
-            # The fence check and the PENDING record commit together, or neither does.
-            await self._save((pending,))
-            self._check_lease()
-            execution = await self._broker.place(request)
+        execution = await self._sender.send(intent, leg.position_side or PositionSide.BOTH)
         await self._book(execution)
         if execution.order.status is not OrderStatus.REJECTED:
             self._status = replace(self._status, orders_placed=self._status.orders_placed + 1)
         return execution
-
-    async def _send_ahead(self, request: OrderRequest, pending: Execution) -> Execution:
-        """The request leaves first; its first record is the venue's answer (booked by
-        `_place`, waited for before the next order), so at most one order is ever
-        unrecorded (`ctsd.engine.rounds`) and neither a commit nor the writer thread's
-        wake-up sits between the decision and the request. A send that fails (a timeout:
-        it may have reached the venue) leaves the PENDING record for reconciliation."""
-        try:
-            return await self._broker.place(request)
-        except BaseException:
-            write = asyncio.ensure_future(self._save((pending,)))
-            write.add_done_callback(retrieve_outcome)  # runs on if this task is cancelled
-            await asyncio.shield(write)
-            raise
 
     def _check_lease(self) -> None:
         if self.lease is not None:
@@ -412,7 +380,7 @@ class Engine:
         database's (a fenced write of the cycle begun), then by its clock again."""
         self._check_lease()
         if self._fence is not None:
-            await self._store.save_cycle(self.connection_id, self._rounds.round, self._fence)
+            await self._store.save_cycle(self.connection_id, self._sender.round, self._fence)
         self._check_lease()
         return await self._broker.cancel(order)
 
@@ -431,9 +399,8 @@ class Engine:
         """Booked now, stored with the next write. Safe to defer: the venue keeps what
         the stream reported (or a cancel answered), and a session that starts without it
         in the store reads it back in reconciliation (the order is stored, open, under its
-        client order id). A LIVE cycle's cancels are held (when sending ahead,
-        `ctsd.engine.rounds`) so that no commit sits between the market event and the
-        order the cycle places after them."""
+        client order id). A LIVE cycle's cancels are held when sending ahead
+        (`Sender.holds_cancels`)."""
         self._unsaved.append(execution)
         self._apply(execution)
 
@@ -473,7 +440,7 @@ class Engine:
         for order in [o for o in self._broker.open_orders() if o.symbol in expired]:
             await self._book(await self._broker.cancel(order))
         for execution in await self._options.settlements(
-                self.engine_id, self._rounds.round, self._ledger.positions(), now):
+                self.engine_id, self._sender.round, self._ledger.positions(), now):
             await self._book(execution)
 
     async def _check_positions(self) -> None:
