@@ -26,7 +26,9 @@ market events and ccxt's order requests for the LIVE phase). Side by side in one
    private order streams on; market event → order request sent, from timestamps taken
    in the daemon process: the hub's receipt of the ticker that woke the engine (the
    `Subscription.receive` that notified it) and the entry of ccxt's order POST, split
-   into stages (wake, decide, PENDING write, ccxt's send); measured from
+   into stages (wake, decide, PENDING write, ccxt's send: these LIVE engines outside a
+   fleet send before they write, `ctsd.engine.rounds`, so the third stage is only the
+   hand-over to the broker, and the write follows the send); measured from
    `LIVE_WARMUP_S` after every engine's first cycle. Grid levels (25 each side, 0.02 %
    apart: the band covers the simulated path's moves over minutes) are re-placed each
    time the price crosses one, so events keep producing orders for `--live-seconds`
@@ -102,8 +104,9 @@ def run_daemon(trace: str, rest: list[str]) -> int:
     engines, `F` an own fill arriving on a private stream, `S` a LIVE cycle falling due
     (the event, or the end of the minimum spacing after the last cycle: the clock the
     engine's `scheduled` runs on), `C` that cycle starting, `P` its decision made (the
-    engine places an order), `Q` the order's PENDING record written (the broker sends
-    it), `O` an order request leaving."""
+    engine places an order), `Q` the broker's send beginning (after the order's PENDING
+    record is written, or at once when the engine sends ahead, `ctsd.engine.rounds`),
+    `O` an order request leaving."""
     from urllib.parse import parse_qs, urlsplit
 
     from ccxt.async_support.base.exchange import Exchange
@@ -144,9 +147,9 @@ def run_daemon(trace: str, rest: list[str]) -> int:
             rows.extend((("S", scheduled, symbol), ("C", time.monotonic(), symbol)))
         return await run_cycle(self, scheduled, interrupt)
 
-    async def placing(self: Engine, index: int, intent: Any) -> Any:
+    async def placing(self: Engine, intent: Any) -> Any:
         rows.append(("P", time.monotonic(), intent.symbol.replace("/", "")))
-        return await place(self, index, intent)
+        return await place(self, intent)
 
     async def sending(self: LiveBroker, request: Any) -> Any:
         rows.append(("Q", time.monotonic(), request.symbol.replace("/", "")))
@@ -188,7 +191,8 @@ def daemon(sim: SimProcess, trace: str = "", synchronous: str = "full") -> Daemo
 
 STAGES = ("wake", "decide", "pending_write", "send")
 """Of a sample, from the moment it was due: to its cycle starting (`C`), to the decision
-(`P`), to the PENDING record written (`Q`), to the request leaving (`O`)."""
+(`P`), to the broker's send beginning (`Q`: the PENDING record written first, unless the
+engine sends ahead), to the request leaving (`O`)."""
 
 
 def event_to_order(rows: list[list[Any]], since: float = 0.0) -> dict[str, Any]:

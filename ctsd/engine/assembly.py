@@ -105,9 +105,10 @@ def _broker(config: EngineConfig, resources: EngineResources, perp: PerpSession 
     if config.mode is TradingMode.LIVE:
         if resources.orders is None:
             raise FailedPrecondition("LIVE trading needs an order client")
-        # Client order ids carry the cycle number, which is stored before a cycle
-        # sends anything, so a first attempt's id is new to the venue: asking for it
-        # first would only add a round trip between market data and the order.
+        # Client order ids carry a round number the session never reuses (reserved
+        # after reconciliation found any order a crash left unrecorded,
+        # `ctsd.engine.rounds`), so a first attempt's id is new to the venue: asking
+        # for it first would only add a round trip between market data and the order.
         # Retries still ask, and reconciliation resolves whatever a crash left.
         # On a WebSocket connection fills and order states arrive by the private stream
         # (spot, margin and perpetuals, see `ctsd.wiring.engine_exchange`), REST

@@ -3,15 +3,15 @@
 A cycle is: read the market, book what the broker filled since last time,
 check the daily loss, let the strategy decide, cancel what it no longer
 wants, risk-check the rest, and place each accepted intent under its
-deterministic client order id, written to the store as PENDING before it is
-sent. The cycle number, part of those ids, is stored with that PENDING write
-(one transaction): a cycle that places nothing writes nothing, which is what lets a
-thousand event-driven engines share two cores. What the broker read without a request
-(a LIVE private stream's fills and order states) is booked at once and stored with the
-cycle's next write — the first order's PENDING record, or the cycle's end — not by a
-commit of its own between the market event and the order. The engine never schedules
-itself: `EngineManager` owns the loop, the timing and the restarts, so this
-class stays testable one cycle at a time.
+deterministic client order id, written to the store as PENDING before it is sent —
+or, LIVE outside a fleet, recorded once the venue answered, the store knowing its id
+in advance (`ctsd.engine.sending`). A cycle that places nothing writes nothing, which
+is what lets a thousand event-driven engines share two cores. What the broker read
+without a request (a LIVE private stream's fills and order states) is booked at once
+and stored with the cycle's next write — the first order's record, or the cycle's
+end — not by a commit of its own between the market event and the order. The engine
+never schedules itself: `EngineManager` owns the loop, the timing and the restarts, so
+this class stays testable one cycle at a time.
 
 On perpetuals (`ctsd.engine.perp_session`) a session first bounds the leverage
 by the venue's tiers and, LIVE, applies position mode, margin mode and
@@ -38,7 +38,7 @@ from ctsd.engine.ledger import Ledger
 from ctsd.engine.margin_session import MarginSession
 from ctsd.engine.market import DryRun, decide_dry, fetch_infos, fetch_snapshot
 from ctsd.engine.option_session import EXPIRY_TAG, OptionSession
-from ctsd.engine.orders import Execution, Order, OrderRequest, OrderStatus, client_order_id
+from ctsd.engine.orders import Execution, Order, OrderStatus
 from ctsd.engine.perp_session import PerpSession, check_spot, position_statuses
 from ctsd.engine.perpetual import AppliedSetting, MismatchPolicy, VenueTrade
 from ctsd.engine.ports import (
@@ -60,6 +60,7 @@ from ctsd.engine.position_check import (
     with_cause,
 )
 from ctsd.engine.risk import RiskGate
+from ctsd.engine.sending import Sender
 from ctsd.engine.status import (
     DataSource,
     EngineState,
@@ -125,7 +126,7 @@ class Engine:
         self._agreed_ms = 0
         """When the ledger last agreed with the venue's positions (LIVE perpetuals)."""
         self._lag = StreamLag(clock, events.wake_after if events is not None else None)
-        self._cycle = record.cycle
+        self._sender = Sender(record, store, broker, clock, lease, self._save)
         self._skipped_ticks = 0
         self._infos: dict[str, MarketInfo] = {}
         self._marks: dict[str, Decimal] = {}
@@ -194,8 +195,8 @@ class Engine:
         self._ledger = Ledger(fills, funding)
         self._agreed_ms = max((f.timestamp_ms for f in fills), default=self._clock.now_ms())
         known = await self._store.list_orders(self.connection_id, open_only=True)
-        for execution in await self._broker.reconcile(known, fills, funding):
-            await self._book(execution)
+        await self._sender.reconcile(lambda: self._broker.reconcile(known, fills, funding),
+                                     self._book)
         await self._book_funding()
         await self._check_positions()
         self._update(**self._figures())
@@ -210,8 +211,6 @@ class Engine:
         """
         started = self._clock.monotonic()
         lag = max(0.0, started - scheduled) if scheduled is not None else 0.0
-        self._cycle += 1
-        # stored with the cycle's first PENDING order (`EngineStore.save_execution`)
         interrupt = interrupt or asyncio.Event()
         try:
             if not self._infos:  # market facts are not reconciliation: a failure may retry
@@ -239,7 +238,9 @@ class Engine:
         breach = self._risk.daily_loss_breach(self._ledger.pnl(self._marks, self._clock.now_ms()))
         if breach:
             raise RiskLimitBreached(breach)
-        await self._execute(self._strategy.decide(market, self.portfolio()), market)
+        portfolio = self.portfolio()
+        await self._execute(self._strategy.decide(market, portfolio), market, portfolio)
+        await self._sender.finish()
         if self._unsaved:  # no order this cycle carried them to the store
             await self._save(())
         await self._after_cycle(interrupt)
@@ -330,22 +331,30 @@ class Engine:
                          tuple(o.as_open_order() for o in self._broker.open_orders()),
                          self._broker.balances())
 
-    async def _execute(self, intents: tuple[Intent, ...], market: MarketSnapshot) -> None:
+    async def _execute(self, intents: tuple[Intent, ...], market: MarketSnapshot,
+                       portfolio: Portfolio) -> None:
+        """`portfolio`: what the strategy decided on, reviewed as it is unless cancels
+        changed it (no await in between otherwise)."""
         resting = {o.client_order_id: o for o in self._broker.open_orders()}
         for intent in intents:
             if isinstance(intent, CancelIntent) and intent.client_order_id in resting:
-                await self._book(await self._cancel(resting[intent.client_order_id]))
-        indexed = [(i, x) for i, x in enumerate(intents) if isinstance(x, OrderIntent)]
-        verdicts = self._risk.review([x for _, x in indexed], market, self.portfolio())
+                canceled = await self._cancel(resting[intent.client_order_id])
+                if self._sender.holds_cancels:  # stored with the next order's record
+                    self._hold(canceled)
+                else:
+                    await self._book(canceled)
+                portfolio = self.portfolio()
+        placing = [x for x in intents if isinstance(x, OrderIntent)]
+        verdicts = self._risk.review(placing, market, portfolio)
         rejected = 0
-        for (index, intent), verdict in zip(indexed, verdicts, strict=True):
+        for intent, verdict in zip(placing, verdicts, strict=True):
             if not verdict.accepted:
                 rejected += 1
                 log.warning("order rejected by risk check", extra={
                     "connection_id": self.connection_id, "tag": intent.tag,
                     "reason": verdict.reason})
                 continue
-            execution = await self._place(index, intent)
+            execution = await self._place(intent)
             if execution.order.status is OrderStatus.REJECTED:
                 rejected += 1
                 log.warning("order rejected by broker", extra={
@@ -354,17 +363,9 @@ class Engine:
         if rejected:
             self._update(orders_rejected=self._status.orders_rejected + rejected)
 
-    async def _place(self, index: int, intent: OrderIntent) -> Execution:
+    async def _place(self, intent: OrderIntent) -> Execution:
         leg = resolved(intent, self._hedge)
-        request = OrderRequest(client_order_id(self.engine_id, self._cycle, index), intent.symbol,
-                               intent.side, intent.type, intent.amount, intent.price,
-                               intent.tag, self._cycle, reduce_only=intent.reduce_only,
-                               position_side=leg.position_side or PositionSide.BOTH)
-        self._check_lease()
-        # The fence check and the PENDING record commit together, or neither does.
-        await self._save((Execution(Order.pending(request, self._clock.now_ms())),))
-        self._check_lease()
-        execution = await self._broker.place(request)
+        execution = await self._sender.send(intent, leg.position_side or PositionSide.BOTH)
         await self._book(execution)
         if execution.order.status is not OrderStatus.REJECTED:
             self._status = replace(self._status, orders_placed=self._status.orders_placed + 1)
@@ -379,7 +380,7 @@ class Engine:
         database's (a fenced write of the cycle begun), then by its clock again."""
         self._check_lease()
         if self._fence is not None:
-            await self._store.save_cycle(self.connection_id, self._cycle, self._fence)
+            await self._store.save_cycle(self.connection_id, self._sender.round, self._fence)
         self._check_lease()
         return await self._broker.cancel(order)
 
@@ -396,8 +397,10 @@ class Engine:
 
     def _hold(self, execution: Execution) -> None:
         """Booked now, stored with the next write. Safe to defer: the venue keeps what
-        the stream reported, and a session that starts without it in the store reads it
-        back in reconciliation (the order is stored, open, under its client order id)."""
+        the stream reported (or a cancel answered), and a session that starts without it
+        in the store reads it back in reconciliation (the order is stored, open, under its
+        client order id). A LIVE cycle's cancels are held when sending ahead
+        (`Sender.holds_cancels`)."""
         self._unsaved.append(execution)
         self._apply(execution)
 
@@ -437,7 +440,7 @@ class Engine:
         for order in [o for o in self._broker.open_orders() if o.symbol in expired]:
             await self._book(await self._broker.cancel(order))
         for execution in await self._options.settlements(
-                self.engine_id, self._cycle, self._ledger.positions(), now):
+                self.engine_id, self._sender.round, self._ledger.positions(), now):
             await self._book(execution)
 
     async def _check_positions(self) -> None:

@@ -450,7 +450,8 @@ class EngineStore(Protocol):
 
     async def save_cycle(self, connection_id: str, cycle: int,
                          fence: Fence | None = None) -> None:
-        """Record that `cycle` began; must be durable before the cycle places orders."""
+        """Raise the stored round (`ctsd.engine.rounds`) to `cycle`, never lower it: a
+        round reserved before any of its orders goes out."""
         ...
 
     async def save_execution(self, connection_id: str, execution: Execution,
@@ -473,6 +474,11 @@ class EngineStore(Protocol):
         self, connection_id: str, *, open_only: bool = False
     ) -> list[Order]:
         """Orders oldest first; `open_only` means status PENDING or OPEN."""
+        ...
+
+    async def count_orders(self, connection_id: str, id_prefix: str) -> int:
+        """How many orders are stored under a client order id starting with `id_prefix`
+        (one engine's round: `ctsd.engine.rounds`)."""
         ...
 
     async def list_fills(self, connection_id: str) -> list[Fill]:

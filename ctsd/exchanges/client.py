@@ -472,13 +472,19 @@ class ExchangeClient(AsyncClosing):
     async def cancel_order_by_client_id(self, client_id: str, symbol: str) -> Order:
         """Cancels the open order placed under `client_id`, and answers it as it now stands.
 
-        Cancel answers carry the id alone on Bybit and OKX and a count on Kraken, so the
-        order is read again for its status, fills and fee. An ORDER_NOT_FOUND rejection
-        when nothing open goes by that id (unknown, or already filled or canceled).
+        Binance's cancel answer is the order as it stands (status, amounts, executed
+        quote), so it is the answer; a second request would only sit between a LIVE
+        engine's cancel and the order its cycle places next. Cancel answers carry the id
+        alone on Bybit and OKX and a count on Kraken, so there the order is read again for
+        its status and fills. Fees come as `ExchangeOrders` completes them. An
+        ORDER_NOT_FOUND rejection when nothing open goes by that id (unknown, or already
+        filled or canceled).
         """
         params = {self._profile.client_order_ids.lookup: client_id}
-        await self._run(lambda: self._exchange.cancel_order(None, symbol, params),
-                        Lane.ORDER, signed=True)
+        raw = await self._run(lambda: self._exchange.cancel_order(None, symbol, params),
+                              Lane.ORDER, signed=True)
+        if _whole_order(raw):  # its clientOrderId is the cancel request's own on Binance
+            return replace(self._in_base(answers.order(raw, symbol)), client_id=client_id)
         found = await self.fetch_order_by_client_id(client_id, symbol)
         if found is None:
             raise malformed(f"{self.target.exchange} canceled {client_id} but no longer "
@@ -504,3 +510,9 @@ class ExchangeClient(AsyncClosing):
             self._closed = True
             await self._exchange.close()
 
+
+def _whole_order(raw: Any) -> bool:
+    """Whether a cancel answer says everything a read of the order would: its id, a
+    status and both amounts (ccxt leaves them None when the venue did not send them)."""
+    return isinstance(raw, Mapping) and all(
+        raw.get(key) not in (None, "") for key in ("id", "status", "amount", "filled"))

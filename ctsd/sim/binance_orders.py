@@ -54,7 +54,11 @@ class BinanceOrders:
             raise render.rejection(exc, futures=call.futures, cancel=True) from exc
         if call.futures:
             return render.futures_order(order, inst)
-        return render.spot_order(order, inst, resp_type="RESULT", cancel=True)
+        answer = render.spot_order(order, inst, resp_type="RESULT", cancel=True)
+        # Spot names the cancel request itself here (its newClientOrderId, else one of
+        # Binance's making); the order's own id is origClientOrderId.
+        answer["clientOrderId"] = call.params.get("newClientOrderId") or f"cancel{order.id}"
+        return answer
 
     async def open_orders(self, call: Call) -> Any:
         symbol = None

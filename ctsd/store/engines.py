@@ -276,6 +276,14 @@ class SqlEngineStore:
             (connection_id, after, limit + 1))
         return self._page("engine_fills", rows, _fill, limit)
 
+    async def count_orders(self, connection_id: str, id_prefix: str) -> int:
+        if not id_prefix.isalnum():  # the LIKE pattern below takes it literally
+            raise ValueError(f"not an order id prefix: {id_prefix!r}")
+        rows = await self._db.fetch_all(
+            "SELECT COUNT(*) FROM engine_orders WHERE connection_id = ? "
+            "AND client_order_id LIKE ?", (connection_id, f"{id_prefix}%"))
+        return int(rows[0][0])
+
     async def list_fills(self, connection_id: str) -> list[Fill]:
         rows = await self._db.fetch_all(
             f"SELECT seq, {_FILL_COLUMNS} FROM engine_fills WHERE connection_id = ? "

@@ -10,8 +10,10 @@ filled buy is simply replaced next cycle and a restart changes nothing.
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from dataclasses import dataclass
 from decimal import Decimal
+from functools import lru_cache
 
 from ctsd.errors import FieldViolation
 from ctsd.strategies.base import DataNeeds, Strategy
@@ -40,6 +42,18 @@ _SCHEMA = ParamSchema((
 ))
 
 
+@lru_cache(maxsize=4096)
+def _ladder(symbol: str, reference: Decimal, spacing_pct: Decimal, levels: int,
+            ) -> tuple[tuple[Decimal, ...], tuple[tuple[str, str], ...]]:
+    """The level prices above zero, lowest first, and each one's (buy, sell) tag."""
+    step = reference * spacing_pct / 100
+    ladder = [(reference + step * i, i) for i in (*range(-levels, 0), *range(1, levels + 1))]
+    kept = [(price, i) for price, i in ladder if price > 0]
+    return (tuple(price for price, _ in kept),
+            tuple((f"{TAG_PREFIX}{symbol}:{i:+d}:{Side.BUY.value}",
+                   f"{TAG_PREFIX}{symbol}:{i:+d}:{Side.SELL.value}") for _, i in kept))
+
+
 @dataclass(frozen=True, slots=True)
 class _Level:
     tag: str
@@ -65,16 +79,25 @@ class Grid:
         return tuple(intents)
 
     def _wanted(self, symbol: str, mid: Decimal) -> list[_Level]:
-        """Every level with the side it should hold, nearest to the mid price first."""
-        step = self.reference_price * self.spacing_pct / 100
-        levels = []
-        for i in (*range(-self.levels, 0), *range(1, self.levels + 1)):
-            price = self.reference_price + step * i
-            if price <= 0 or price == mid:
-                continue
-            side = Side.BUY if price < mid else Side.SELL
-            levels.append(_Level(f"{TAG_PREFIX}{symbol}:{i:+d}:{side.value}", side, price))
-        return sorted(levels, key=lambda level: abs(level.price - mid))
+        """Every level with the side it should hold, nearest to the mid price first (on
+        equal distance the lower one). The ladder is computed once per grid and symbol:
+        this runs on every market event, between the event and the order."""
+        prices, tags = _ladder(symbol, self.reference_price, self.spacing_pct, self.levels)
+        split = bisect_left(prices, mid)
+        below = [_Level(tags[i][0], Side.BUY, prices[i]) for i in range(split - 1, -1, -1)]
+        above = [_Level(tags[i][1], Side.SELL, prices[i]) for i in range(split, len(prices))
+                 if prices[i] != mid]
+        levels: list[_Level] = []
+        b = a = 0
+        while b < len(below) or a < len(above):
+            if a == len(above) or (b < len(below) and
+                                   mid - below[b].price <= above[a].price - mid):
+                levels.append(below[b])
+                b += 1
+            else:
+                levels.append(above[a])
+                a += 1
+        return levels
 
     def _decide_symbol(self, market: SymbolMarket, portfolio: Portfolio) -> list[Intent]:
         symbol = market.info.symbol

@@ -212,6 +212,9 @@ class MemoryStore:
         orders = sorted(self.orders.get(connection_id, {}).values(), key=lambda o: o.created_ms)
         return [o for o in orders if not (open_only and o.status.is_final)]
 
+    async def count_orders(self, connection_id: str, id_prefix: str) -> int:
+        return sum(cid.startswith(id_prefix) for cid in self.orders.get(connection_id, {}))
+
     async def list_fills(self, connection_id: str) -> list[Fill]:
         return list(self.fills.get(connection_id, {}).values())
 

@@ -5,13 +5,18 @@ on its status; no event at all still cycles now and then. Virtual time throughou
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
+from decimal import Decimal
 
 import pytest
 
-from ctsd.engine.status import DataSource, EngineState
+from ctsd.engine.status import DataSource, EngineState, EngineStatus
+from ctsd.strategies.base import DataNeeds
+from ctsd.strategies.model import MarketInfo, MarketSnapshot, SymbolMarket, Ticker
 from tests.engine.fakes import ScriptedEvents
 from tests.engine.world import SMA_CLOSES, World, grid
+
+D = Decimal
 
 INTERVAL = 1.0  # the default EngineConfig interval: the minimum spacing of cycles
 
@@ -91,3 +96,49 @@ async def test_a_stop_does_not_wait_for_the_next_event() -> None:
         stopped = await w.clock.run_coroutine(w.manager.stop("a"), limit_s=1.0)
         assert stopped.state is EngineState.STOPPED
         assert events.closed == 0  # the backend closes it (see the wiring tests)
+
+
+class MemoryEvents(ScriptedEvents):
+    """Market data in memory, as the hub's: a cycle reads and decides without an await.
+    Each read is noted in `trail`, shared by the engines of one test."""
+
+    def __init__(self, w: World, name: str, trail: list[tuple[str, str]]) -> None:
+        super().__init__(w.clock)
+        self._name, self._trail = name, trail
+
+    def snapshot_now(self, infos: Mapping[str, MarketInfo], needs: DataNeeds, now_ms: int,
+                     ) -> MarketSnapshot | None:
+        self._trail.append(("read", self._name))
+        return MarketSnapshot(now_ms, tuple(
+            SymbolMarket(i, Ticker(i.symbol, D("9.99"), D("10.01"), D(10), now_ms))
+            for i in infos.values()))
+
+
+@pytest.mark.asyncio
+async def test_engines_woken_together_all_decide_before_any_does_its_bookkeeping() -> None:
+    """One market event wakes many engines (the venue trades every pair at once): each
+    one's cycle-end status waits until every woken engine decided (the after-cycle reads
+    suspend the cycle first), so no engine's decision queues behind others' bookkeeping."""
+    names = [f"c{i}" for i in range(5)]
+    w = World({n: SMA_CLOSES for n in names})
+    trail: list[tuple[str, str]] = []
+    streams = {n: MemoryEvents(w, n, trail) for n in names}
+    w.backend.events.update(streams)
+    publish = w.hub.publish
+
+    def noted(status: EngineStatus) -> None:
+        if status.cycles and status.cycles > (w.hub.get(status.connection_id) or status).cycles:
+            trail.append(("done", status.connection_id))
+        publish(status)
+
+    w.hub.publish = noted  # type: ignore[method-assign]
+    async with w.manager:
+        for n in names:
+            await w.manager.start(n, grid(interval_s=INTERVAL))
+        await w.clock.advance(5.0)
+        trail.clear()
+        for n in names:  # in one instant, as the hub's feed notifies its listeners
+            streams[n].push()
+        await w.clock.advance(0.1)
+    kinds = [kind for kind, _ in trail]
+    assert kinds == ["read"] * len(names) + ["done"] * len(names), trail

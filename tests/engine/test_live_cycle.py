@@ -152,8 +152,10 @@ def fill_by_stream(h: LiveHarness, price: str) -> str:
 
 
 @pytest.mark.asyncio
-async def test_a_streamed_fill_is_stored_in_one_write_with_the_next_orders_pending_record(
+async def test_a_streamed_fill_is_stored_in_one_write_with_the_next_orders_record(
 ) -> None:
+    """Sending ahead (`ctsd.engine.rounds`): the order's first record is the venue's
+    answer, and the fill rides with it; no write before the request."""
     h = LiveHarness()
     await h.engine.reconcile()
     await h.engine.run_cycle()
@@ -164,7 +166,7 @@ async def test_a_streamed_fill_is_stored_in_one_write_with_the_next_orders_pendi
     await h.engine.run_cycle()
     first = h.store.writes[0]
     assert first[0] == (filled, OrderStatus.FILLED)
-    assert [status for _, status in first[1:]] == [OrderStatus.PENDING]  # the 9.0 buy again
+    assert [status for _, status in first[1:]] == [OrderStatus.OPEN]  # the 9.0 buy again
     assert h.engine.status.orders_filled == 1
     assert list(h.store.fills["conn1"]) == [f"{filled}-1"]
 

@@ -112,7 +112,7 @@ async def test_engines_resume_after_a_daemon_restart_without_reusing_an_order_id
         await first.manager.start("b", sma())
         await first.manager.stop("b")
         await first.clock.advance(5 * 60 + 1)  # cycles 1..6; the golden cross buys in cycle 5
-    assert first.store.engines["a"].cycle == 5  # the last cycle that placed an order
+    assert first.store.engines["a"].cycle == 1  # the last round (a cycle that placed orders)
 
     second = World({"a": SMA_CLOSES, "b": SMA_CLOSES}, store=first.store, clock=first.clock)
     async with second.manager:
@@ -122,8 +122,8 @@ async def test_engines_resume_after_a_daemon_restart_without_reusing_an_order_id
         assert (status.state, status.engine_id) == (S.RUNNING, "e1e1")
         assert status.positions[0].amount == 0  # the death cross sold what cycle 5 bought
     orders = sorted(second.store.orders["a"].values(), key=lambda o: o.cycle)
-    # the resumed engine numbers on from cycle 6 (which placed nothing before the restart)
-    assert [(o.side, o.cycle) for o in orders] == [(Side.BUY, 5), (Side.SELL, 9)]
+    # the resumed engine numbers on from the next round
+    assert [(o.side, o.cycle) for o in orders] == [(Side.BUY, 1), (Side.SELL, 2)]
     assert len({o.client_order_id for o in orders}) == 2
 
 

@@ -89,6 +89,20 @@ async def test_orders_upsert_by_client_order_id_and_fills_deduplicate(db: Databa
 
 
 @pytest.mark.asyncio
+async def test_orders_are_counted_by_client_order_id_prefix(db: Database) -> None:
+    """What `ctsd.engine.rounds` asks after a crash: how many of one round's orders the
+    store holds (one connection; ids of other rounds and engines not counted)."""
+    store = SqlEngineStore(db)
+    for cid in ("ctse1e1c1i0", "ctse1e1c1i1", "ctse1e1c10i0", "ctse2e2c1i0"):
+        await store.save_execution("a", Execution(order(cid, OrderStatus.PENDING)))
+    await store.save_execution("b", Execution(order("ctse1e1c1i2", OrderStatus.OPEN)))
+    assert await store.count_orders("a", "ctse1e1c1i") == 2
+    assert await store.count_orders("a", "ctse1e1c2i") == 0
+    with pytest.raises(ValueError):
+        await store.count_orders("a", "ctse1e1c1_%")
+
+
+@pytest.mark.asyncio
 async def test_an_execution_is_written_all_or_nothing(db: Database) -> None:
     store = SqlEngineStore(db)
     broken = replace(fill("t2", "c1"), fee_asset=None)  # type: ignore[arg-type]  # NOT NULL

@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import random
+from decimal import Decimal
+
 from ctsd.strategies.base import resolve_params
 from ctsd.strategies.grid import GRID, Grid
 from ctsd.strategies.model import (
@@ -57,3 +60,26 @@ def test_buys_stop_when_the_free_quote_runs_out() -> None:
     poor = Portfolio(balances=(Balance("USDT", d(200), d(200)),))
     intents = grid().decide(snapshot(symbol_market(SYMBOL, [d("100.5")])), poor)
     assert [i.price for i in intents if isinstance(i, OrderIntent)] == [d(99), d(98)]
+
+
+def test_the_cached_ladder_orders_levels_as_the_definition_does() -> None:
+    """`Grid._wanted` walks a ladder computed once; on random grids and mid prices (on a
+    level, between levels, beyond the ends, ladders reaching below zero) it must give
+    what the definition gives: every level above zero but the mid, buys below and sells
+    above, nearest first, the lower one first on equal distance."""
+    rng = random.Random(7)
+    for _ in range(3000):
+        grid = Grid(Decimal(rng.choice(["10", "100.5", "0.001", "7"])),
+                    Decimal(rng.choice(["0.02", "1", "5", "33"])), rng.randint(1, 30),
+                    Decimal(1))
+        step = grid.reference_price * grid.spacing_pct / 100
+        offset = rng.choice([rng.randint(-35, 35), round(rng.uniform(-35, 35), 2)])
+        mid = grid.reference_price + step * Decimal(str(offset))
+        defined = []
+        for i in (*range(-grid.levels, 0), *range(1, grid.levels + 1)):
+            price = grid.reference_price + step * i
+            if price > 0 and price != mid:
+                side = Side.BUY if price < mid else Side.SELL
+                defined.append((f"grid:X/Y:{i:+d}:{side.value}", side, price))
+        defined.sort(key=lambda level: abs(level[2] - mid))
+        assert [(w.tag, w.side, w.price) for w in grid._wanted("X/Y", mid)] == defined

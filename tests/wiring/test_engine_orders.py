@@ -58,8 +58,9 @@ async def test_an_order_placed_under_a_client_id_is_found_and_canceled_by_it(
     assert (found.amount, found.price, found.filled) == (amount, price, Decimal(0))
     assert [o.client_order_id for o in await orders.fetch_open_orders(market.symbol)] == [cid]
     canceled = await orders.cancel_order(market.symbol, cid)
-    assert (canceled.exchange_order_id, canceled.status) == (
-        placed.exchange_order_id, OrderStatus.CANCELED)
+    assert (canceled.client_order_id, canceled.exchange_order_id, canceled.status) == (
+        cid, placed.exchange_order_id, OrderStatus.CANCELED)
+    assert (canceled.amount, canceled.filled, canceled.side) == (amount, Decimal(0), Side.BUY)
     with pytest.raises(NotFound):
         await orders.cancel_order(market.symbol, cid)
     assert await orders.fetch_order(market.symbol, client_order_id("abcd", 1, 9)) is None

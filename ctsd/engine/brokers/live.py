@@ -154,6 +154,24 @@ class LiveBroker:
         remote = await self._client.fetch_order(order.symbol, order.client_order_id)
         return Execution(order) if remote is None else self._track(self._merge(order, remote))
 
+    async def recover(self, client_order_id: str, cycle: int) -> tuple[Execution, ...]:
+        """`ctsd.engine.rounds.SendsAhead`: an order sent before its record committed, as
+        the venue has it (reconciliation adopted it already if it rests); one still
+        open is cancelled, since the intent it carried is lost (`ctsd.engine.rounds`)."""
+        held = self._book.get(client_order_id)
+        if held is not None:
+            return (await self.cancel(replace(held, tag="recovered", cycle=cycle)),)
+        for symbol in self._symbols:
+            remote = await self._client.fetch_order(symbol, client_order_id)
+            if remote is None:
+                continue
+            order = replace(self._adopted(remote), tag="recovered", cycle=cycle)
+            found = self._track(self._merge(order, remote))
+            if found.order.status is not OrderStatus.OPEN:
+                return (found,)
+            return (found, await self.cancel(found.order))
+        return ()
+
     async def refresh_from_venue(self) -> tuple[Execution, ...]:
         """`refresh` over REST whatever the stream says (a gap as far as the stream is
         concerned): what the stream delivered since is merged too, never backwards."""
