@@ -12,6 +12,7 @@ from typing import Any
 import grpc
 import pytest
 import pytest_asyncio
+from hypothesis import HealthCheck, settings
 
 from cts.v1.connection_service_pb2 import DeleteConnectionRequest, ListConnectionsRequest
 from cts.v1.connection_service_pb2_grpc import ConnectionServiceStub
@@ -20,6 +21,14 @@ from tests.robustness.tally import REPORTED
 from tests.support import servers
 from tests.support.daemon_process import DaemonProcess, remove_tree, short_tempdir
 from tests.support.pg_databases import PgDatabases
+
+# Hypothesis judges by the wall clock whether an example ran too long (`deadline`) or
+# its data took too long to draw (`too_slow`): on a machine whose cores are busy that
+# says nothing about the code, so no property test fails for it. Each test's own
+# `@settings` still sets its number of examples.
+settings.register_profile("cts", deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("cts")
 
 
 def _running_daemon() -> Iterator[DaemonProcess]:
