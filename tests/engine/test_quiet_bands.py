@@ -1,0 +1,278 @@
+"""Quiet bands (`ctsd.engine.wakes`): the ticker moves an event-driven engine sleeps through
+are those that could not have changed anything. The hunting test runs one PAPER grid on
+seeded random price paths twice, once cycling on every tick and once only on the ticks
+its bands let through (resting orders filled by the paper broker, a daily loss limit
+marked at the last price, bid, ask and last moving apart): after every tick both hold the
+same orders, positions and balances, booked the same fills, and stop on the same tick."""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass
+from decimal import Decimal
+
+import pytest
+
+from ctsd.engine.brokers.paper import PaperBroker
+from ctsd.engine.config import EngineConfig, PaperSettings, RiskLimits, validate_config
+from ctsd.engine.engine import Engine, RiskLimitBreached
+from ctsd.engine.ledger import PnL
+from ctsd.engine.ports import DesiredState, EngineRecord
+from ctsd.engine.wakes import Quieting, quiet
+from ctsd.errors import FieldViolation
+from ctsd.strategies.base import DataNeeds, PriceBand, PriceField, QuietBands, Strategy
+from ctsd.strategies.grid import GRID as GRID_FACTORY
+from ctsd.strategies.grid import Grid
+from ctsd.strategies.model import (
+    Balance,
+    Intent,
+    MarketSnapshot,
+    OpenOrder,
+    OrderIntent,
+    OrderType,
+    Portfolio,
+    Position,
+    Side,
+    SymbolMarket,
+    Ticker,
+)
+from ctsd.strategies.params import ParamSchema, StrategyParams
+from ctsd.strategies.registry import StrategyRegistry
+from ctsd.strategies.sma_cross import SmaCross
+from tests.engine.fakes import MemoryStore, ScriptedEvents, ScriptedMarket, info
+from tests.engine.world import SYMBOL
+from tests.support.virtual_clock import VirtualClock
+
+D = Decimal
+GRID = Grid(D(100), D(1), 5, D(1))
+"""Levels 95, 96, ..., 105 (no level at the reference)."""
+GRID_BALANCES = (Balance("USDT", D(400), D(400)),)
+
+
+def ticker(bid: str, ask: str, last: str | None = None) -> Ticker:
+    return Ticker(SYMBOL, D(bid), D(ask), D(last or bid), 0)
+
+
+def snapshot(t: Ticker) -> MarketSnapshot:
+    return MarketSnapshot(0, (SymbolMarket(info(), t),))
+
+
+def test_a_grid_is_quiet_between_the_levels_around_its_mid_and_nowhere_on_a_level() -> None:
+    assert isinstance(GRID, QuietBands)
+    [band] = GRID.quiet_bands(snapshot(ticker("101.2", "101.4")), Portfolio()).values()
+    assert band == PriceBand(PriceField.MID, D(101), D(102))
+    assert band.holds(ticker("101.01", "101.01")) and not band.holds(ticker("100.9", "101.1"))
+    [on_level] = GRID.quiet_bands(snapshot(ticker("101", "101")), Portfolio()).values()
+    assert not on_level.holds(ticker("101", "101")) and not on_level.holds(
+        ticker("101", "101.02"))
+    [above] = GRID.quiet_bands(snapshot(ticker("200", "200")), Portfolio()).values()
+    assert above == PriceBand(PriceField.MID, D(105), None)
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_a_grid_decides_the_same_anywhere_inside_its_band(seed: int) -> None:
+    """The strategy's own claim, hunted: any mid inside the band, the same intents."""
+    rng = random.Random(seed)
+    orders = tuple(OpenOrder(f"c{i}", SYMBOL, Side.BUY, OrderType.LIMIT, D(1), D(0), D(p),
+                             f"grid:{SYMBOL}:{p - 100:+d}:buy")
+                   for i, p in enumerate(rng.sample(range(95, 101), 3)))
+    portfolio = Portfolio((Position(SYMBOL, D(rng.randint(0, 3)), D(99)),), orders,
+                          GRID_BALANCES)
+    mid = D(rng.randint(9400, 10600)) / 100
+    decided = GRID.decide(snapshot(ticker(str(mid), str(mid))), portfolio)
+    [band] = GRID.quiet_bands(snapshot(ticker(str(mid), str(mid))), portfolio).values()
+    for _ in range(50):
+        moved = D(rng.randint(9000, 11000)) / 100
+        t = ticker(str(moved - D("0.01")), str(moved + D("0.01")))
+        if band.holds(t):
+            assert sorted(map(repr, GRID.decide(snapshot(t), portfolio))) == sorted(
+                map(repr, decided))
+
+
+def test_no_bands_unless_the_strategy_says_and_the_engine_can_bound_its_own_checks() -> None:
+    market = snapshot(ticker("101.2", "101.4", "101.3"))
+    nothing = PnL(D(0), D(0), D(0))
+
+    def bands(q: Quieting, portfolio: Portfolio | None = None, pnl: PnL = nothing, *,
+              decided: bool = False, settled: bool = True, until: float | None = math.inf,
+              ) -> dict[str, tuple[PriceBand, ...]]:
+        found, _ = q.bands(market, decided, settled, portfolio or Portfolio(), pnl,
+                           {SYMBOL: D("101.3")}, until)
+        return dict(found)
+
+    grid = Quieting(GRID, spot=True, paper=True, daily_loss_limit=None)
+    assert bands(grid) == {SYMBOL: (PriceBand(PriceField.MID, D(101), D(102)),)}
+    assert bands(grid, decided=True) == {} and bands(grid, settled=False) == {}
+    assert bands(grid, until=None) == {}
+    assert bands(Quieting(GRID, spot=False, paper=True, daily_loss_limit=None)) == {}
+    assert bands(Quieting(SmaCross(2, 3, D(100), "1m"), spot=True, paper=True,
+                          daily_loss_limit=None)) == {}
+    resting = Portfolio(open_orders=(
+        OpenOrder("b", SYMBOL, Side.BUY, OrderType.LIMIT, D(1), D(0), D(100), "b"),
+        OpenOrder("b2", SYMBOL, Side.BUY, OrderType.LIMIT, D(1), D(0), D(99), "b2"),
+        OpenOrder("s", SYMBOL, Side.SELL, OrderType.LIMIT, D(1), D(0), D(103), "s")))
+    assert bands(grid, resting)[SYMBOL][1:] == (PriceBand(PriceField.ASK, lo=D(100)),
+                                                PriceBand(PriceField.BID, hi=D(103)))
+    live = Quieting(GRID, spot=True, paper=False, daily_loss_limit=None)
+    assert len(bands(live, resting)[SYMBOL]) == 1  # the venue fills; its stream wakes
+    # 2 held long at 101.3, 5 lost today already of a limit of 20: 15 left, 7.5 per unit
+    limited = Quieting(GRID, spot=True, paper=True, daily_loss_limit=D(20))
+    held = Portfolio((Position(SYMBOL, D(2), D("101.3")),))
+    assert bands(limited, held, PnL(D(-5), D(0), D(-5)))[SYMBOL][1:] == (
+        PriceBand(PriceField.LAST, lo=D("93.8")),)
+    # realized profit today is gone at midnight: it gives no room
+    assert bands(limited, held, PnL(D(50), D(0), D(50)))[SYMBOL][1:] == (
+        PriceBand(PriceField.LAST, lo=D("91.3")),)
+    short = Portfolio((Position(SYMBOL, D(-2), D("101.3")),))
+    assert bands(limited, short, PnL(D(0), D(0), D(0)))[SYMBOL][1:] == (
+        PriceBand(PriceField.LAST, hi=D("111.3")),)
+    assert bands(limited, held, PnL(D(-20), D(0), D(-20))) == {}  # no room: every move
+
+
+class PathMarket(ScriptedMarket):
+    current: Ticker
+
+    async def ticker(self, symbol: str) -> Ticker:
+        return self.current
+
+
+@dataclass
+class Twin:
+    """One engine on the path: `banded` ones cycle only when their bands let a tick by."""
+
+    engine: Engine
+    market: PathMarket
+    events: ScriptedEvents | None
+    store: MemoryStore
+    stopped_at: int | None = None
+    cycles: int = 0
+
+    async def tick(self, step: int, t: Ticker) -> None:
+        self.market.current = t
+        if self.stopped_at is not None:
+            return
+        if self.events is not None and not self.events.tick(SYMBOL, t) and step:
+            return
+        self.cycles += 1
+        try:
+            await self.engine.run_cycle()
+        except RiskLimitBreached:
+            self.stopped_at = step
+
+    def state(self) -> tuple[object, ...]:
+        p = self.engine.portfolio()
+        orders = sorted((o.tag, o.side.value, o.price, o.remaining) for o in p.open_orders)
+        fills = sorted((f.side.value, f.amount, f.price, f.fee, f.timestamp_ms)
+                       for f in self.store.fills.get("conn1", {}).values())
+        return orders, p.positions, p.balances, fills, self.stopped_at
+
+
+NEEDS, NO_PARAMS = DataNeeds(), ParamSchema(())
+
+
+@dataclass(frozen=True)
+class Ladder:
+    """Rests a buy at 97 and 99 and sells what it holds at 101 and 103, whatever the price:
+    its decision never depends on the market, so its band is the whole line, and only the
+    engine's own bands (the paper fills, the loss limit) keep it awake when it must be."""
+
+    needs: DataNeeds = NEEDS
+
+    def decide(self, market: MarketSnapshot, portfolio: Portfolio) -> tuple[Intent, ...]:
+        tags = {o.tag for o in portfolio.open_orders}
+        position = portfolio.position(SYMBOL).amount
+        resting = {side: sum((o.remaining for o in portfolio.open_orders if o.side is side),
+                             D(0)) for side in Side}
+        room, held = 2 - position - resting[Side.BUY], position - resting[Side.SELL]
+        intents: list[Intent] = []
+        for price, side in ((99, Side.BUY), (97, Side.BUY), (101, Side.SELL),
+                            (103, Side.SELL)):
+            tag = f"ladder:{price}"
+            if tag in tags or (held if side is Side.SELL else room) < 1:
+                continue
+            if side is Side.SELL:
+                held -= 1
+            else:
+                room -= 1
+            intents.append(OrderIntent(SYMBOL, side, OrderType.LIMIT, D(1), D(price), tag))
+        return tuple(intents)
+
+    def quiet_bands(self, market: MarketSnapshot, portfolio: Portfolio,
+                    ) -> dict[str, PriceBand]:
+        return {m.info.symbol: PriceBand(PriceField.LAST) for m in market.symbols}
+
+
+@dataclass(frozen=True)
+class LadderFactory:
+    name: str = "ladder"
+    description: str = "fixed levels"
+    schema: ParamSchema = NO_PARAMS
+
+    def check(self, params: StrategyParams, prefix: str) -> list[FieldViolation]:
+        return []
+
+    def create(self, params: StrategyParams) -> Strategy:
+        return Ladder()
+
+
+STRATEGIES = StrategyRegistry.of(GRID_FACTORY, LadderFactory())
+PARAMS = {"grid": {"reference_price": "100", "spacing_pct": "1", "levels": "5", "amount": "1"},
+          "ladder": {}}
+
+
+def twin(clock: VirtualClock, strategy: str, banded: bool) -> Twin:
+    config = EngineConfig(strategy, (SYMBOL,), PARAMS[strategy],
+        paper=PaperSettings(balances=(("USDT", D(400)),), slippage_bps=D(0)),
+        risk=RiskLimits(daily_loss_limit=D(6)))
+    market = PathMarket(clock, {SYMBOL: [D(100)]})
+    store = MemoryStore()
+    record = EngineRecord("conn1", "e1e1", config, DesiredState.RUNNING)
+    store.engines["conn1"] = record
+    events = ScriptedEvents(clock) if banded else None
+    engine = Engine(record, validate_config(config, STRATEGIES),
+                    PaperBroker(config.paper, clock), market, store, clock, lambda _: None,
+                    events=events)
+    return Twin(engine, market, events, store)
+
+
+def path(seed: int, steps: int) -> list[Ticker]:
+    """A random walk around the grid, a spread of 1 to 5 cents, last at either side."""
+    rng = random.Random(seed)
+    cents, ticks = 10_000, []
+    for _ in range(steps):
+        cents = min(11_000, max(9_000, cents + rng.randint(-70, 70)))
+        spread = rng.randint(1, 5)
+        bid, ask = D(cents) / 100, D(cents + spread) / 100
+        ticks.append(Ticker(SYMBOL, bid, ask, rng.choice((bid, ask)), 0))
+    return ticks
+
+
+@pytest.mark.parametrize("strategy", ["grid", "ladder"])
+@pytest.mark.asyncio
+async def test_the_ticks_a_banded_engine_sleeps_through_change_nothing(strategy: str) -> None:
+    stops, slept, filled = 0, 0, 0
+    for seed in range(12):
+        clock = VirtualClock()
+        every, banded = twin(clock, strategy, False), twin(clock, strategy, True)
+        for step, t in enumerate(path(seed, 250)):
+            t = Ticker(t.symbol, t.bid, t.ask, t.last, clock.now_ms())
+            await every.tick(step, t)
+            await banded.tick(step, t)
+            assert banded.state() == every.state(), (seed, step)
+            await clock.advance(1.0)
+        assert banded.events is not None
+        ticks = 250 if every.stopped_at is None else every.stopped_at + 1
+        assert every.cycles == banded.cycles + banded.events.quiet_events == ticks
+        stops += every.stopped_at is not None
+        slept += banded.events.quiet_events
+        filled += len(every.store.fills.get("conn1", {}))
+    assert 0 < stops < 12  # the loss limit tripped on some paths, not all
+    assert filled > 24  # the paths crossed levels: orders rested, filled, were re-placed
+    assert slept > filled  # and many ticks woke nothing
+
+
+def test_a_ticker_without_a_band_always_wakes() -> None:
+    band = {SYMBOL: (PriceBand(PriceField.LAST, lo=D(1)),)}
+    assert quiet(band, SYMBOL, ticker("2", "2")) and not quiet(band, "ETH/USDT", ticker("2", "2"))
+    assert not quiet(band, SYMBOL, ticker("2", "2", "1"))
