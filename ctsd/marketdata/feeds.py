@@ -142,10 +142,16 @@ class Subscription:
         return now - self.last_data if self.last_data else None
 
     def receive(self, value: Any, now: float) -> bool:
-        """Take one value from the stream; True if listeners should hear of it."""
+        """Take one value from the stream; True if listeners should hear of it: a change,
+        or the stream live again (its consumers leave REST now, whether or not the
+        market moved meanwhile)."""
+        back = self.state is not StreamState.LIVE
         self.messages += 1
         self.last_data = now
         self.state = StreamState.LIVE
+        return self._take(value) or back
+
+    def _take(self, value: Any) -> bool:
         kind = self.key.kind
         if kind is StreamKind.TICKER:
             changed = not _same_ticker(self.value, value)
