@@ -74,7 +74,9 @@ class Grid:
                     ) -> Mapping[str, PriceBand]:
         """Per symbol, the mid prices strictly between the levels nearest below and above
         the mid (a mid on a level: none, its side changes with any move)."""
-        prices = [price for _, price in self._levels()]
+        step = self.reference_price * self.spacing_pct / 100
+        prices = [price for price in (self.reference_price + step * i for i in (
+            *range(-self.levels, 0), *range(1, self.levels + 1))) if price > 0]
         bands = {}
         for symbol_market in market.symbols:
             mid = symbol_market.ticker.mid
@@ -83,18 +85,13 @@ class Grid:
             bands[symbol_market.info.symbol] = PriceBand(PriceField.MID, lo, hi)
         return bands
 
-    def _levels(self) -> list[tuple[int, Decimal]]:
-        """Every level above zero with its index, from the lowest."""
-        step = self.reference_price * self.spacing_pct / 100
-        found = [(i, self.reference_price + step * i)
-                 for i in (*range(-self.levels, 0), *range(1, self.levels + 1))]
-        return [(i, price) for i, price in found if price > 0]
-
     def _wanted(self, symbol: str, mid: Decimal) -> list[_Level]:
         """Every level with the side it should hold, nearest to the mid price first."""
+        step = self.reference_price * self.spacing_pct / 100
         levels = []
-        for i, price in self._levels():
-            if price == mid:
+        for i in (*range(-self.levels, 0), *range(1, self.levels + 1)):
+            price = self.reference_price + step * i
+            if price <= 0 or price == mid:
                 continue
             side = Side.BUY if price < mid else Side.SELL
             levels.append(_Level(f"{TAG_PREFIX}{symbol}:{i:+d}:{side.value}", side, price))

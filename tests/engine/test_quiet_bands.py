@@ -3,7 +3,8 @@ are those that could not have changed anything. The hunting test runs one PAPER 
 seeded random price paths twice, once cycling on every tick and once only on the ticks
 its bands let through (resting orders filled by the paper broker, a daily loss limit
 marked at the last price, bid, ask and last moving apart): after every tick both hold the
-same orders, positions and balances, booked the same fills, and stop on the same tick."""
+same orders, positions and balances, booked the same fills, and stop on the same tick.
+Under the supervisor (virtual time) the idle timer still cycles a banded engine."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from ctsd.engine.config import EngineConfig, PaperSettings, RiskLimits, validate
 from ctsd.engine.engine import Engine, RiskLimitBreached
 from ctsd.engine.ledger import PnL
 from ctsd.engine.ports import DesiredState, EngineRecord
+from ctsd.engine.status import EngineState, FailureCode
 from ctsd.engine.wakes import Quieting, quiet
 from ctsd.errors import FieldViolation
 from ctsd.strategies.base import DataNeeds, PriceBand, PriceField, QuietBands, Strategy
@@ -41,7 +43,8 @@ from ctsd.strategies.params import ParamSchema, StrategyParams
 from ctsd.strategies.registry import StrategyRegistry
 from ctsd.strategies.sma_cross import SmaCross
 from tests.engine.fakes import MemoryStore, ScriptedEvents, ScriptedMarket, info
-from tests.engine.world import SYMBOL
+from tests.engine.test_events import INTERVAL, cycle_times
+from tests.engine.world import SMA_CLOSES, SYMBOL, World, grid
 from tests.support.virtual_clock import VirtualClock
 
 D = Decimal
@@ -276,3 +279,43 @@ def test_a_ticker_without_a_band_always_wakes() -> None:
     band = {SYMBOL: (PriceBand(PriceField.LAST, lo=D(1)),)}
     assert quiet(band, SYMBOL, ticker("2", "2")) and not quiet(band, "ETH/USDT", ticker("2", "2"))
     assert not quiet(band, SYMBOL, ticker("2", "2", "1"))
+
+
+@pytest.mark.asyncio
+async def test_a_grid_sleeps_inside_its_bands_and_its_loss_limit_trips_on_the_tick() -> None:
+    """Levels 9, 9.5, 10.5, 11; a daily loss limit of 3. The engine cycles on the ticks that
+    leave its bands (a level crossed, a resting buy reached, the loss limit's price), on
+    the idle timer, and on nothing else."""
+    w = World({"a": SMA_CLOSES})
+    market = PathMarket(w.clock, {})
+    w.markets["a"] = market  # the backend's
+    events = ScriptedEvents(w.clock)
+    w.backend.events["a"] = events
+
+    async def tick(price: str) -> bool:
+        market.current = ticker(price, price)
+        woke = events.tick(SYMBOL, market.current)
+        await w.clock.advance(INTERVAL)
+        return woke
+
+    market.current = ticker("10.2", "10.2")
+    async with w.manager:
+        await w.manager.start("a", grid(interval_s=INTERVAL,
+                                        risk=RiskLimits(daily_loss_limit=D(3))))
+        await w.clock.advance(INTERVAL)  # the first cycle: buys at 9.5 and 9
+        assert await tick("10.25")  # it placed orders: the next tick is looked at
+        assert [await tick(p) for p in ("10.1", "10.45", "9.55")] == [False] * 3
+        assert len(cycle_times(w)) == 2
+        await w.clock.advance(30 * INTERVAL)  # the idle timer still cycles
+        assert len(cycle_times(w)) == 3
+        assert await tick("9.4")  # the buy at 9.5 fills: 10 held, a sell at 9.5
+        assert w.manager.get("a").orders_filled == 1
+        assert await tick("9.3")  # it placed the sell: looked at once more
+        # 10 held at 9.5 with 0.0475 fees paid: the limit is reached at 9.20475
+        assert not await tick("9.25")
+        assert w.manager.get("a").state is EngineState.RUNNING
+        assert await tick("9.2")
+        status = w.manager.get("a")
+        assert status.failure is not None and status.failure.code is FailureCode.RISK_LIMIT
+        assert events.quiet_events == 4
+        assert status.quiet_events == 3  # as of the last cycle that ran to its end
