@@ -252,7 +252,7 @@ class Engine:
         if self.events is not None:  # which ticker moves may pass without a cycle
             after = self.portfolio()
             self.events.quiet(*self._quieting.bands(
-                market, bool(intents), after == portfolio, after,
+                market, intents, self._risk, after == portfolio, after,
                 self._ledger.pnl(self._marks, self._clock.now_ms()), self._marks,
                 self._broker.quiet_until()))
         now = self._clock.now_ms()

@@ -23,9 +23,12 @@ No band at all (every change wakes, as before) unless every condition holds:
 - spot: perpetuals (liquidation, funding, mark prices), spot margin (interest, borrowing)
   and options (expiry, the underlying) have price- and time-dependent checks not bounded
   here;
-- the cycle decided nothing and the book did not change after the decision (a decision
-  that placed or cancelled is looked at again on the next event: a strategy that is not
-  idempotent still converges, and the band always describes a settled book);
+- the cycle left the book as the strategy saw it, and decided nothing — or only limit
+  orders the risk gate refused all of (a per-minute budget spent, too many open orders):
+  the same intents are refused again until a fill or cancel (which wakes the engine) or
+  the moment the budget frees a place (`RiskGate.retry_at`, when the bands lapse). A
+  decision that placed or cancelled is looked at again on the next event: a strategy
+  that is not idempotent still converges, and a band always describes a settled book;
 - the broker says how long its book cannot change unseen (`Broker.quiet_until`): PAPER
   forever; LIVE while its private stream is live and trusted, until the next echo
   deadline or periodic reconciliation, when the band lapses and the engine wakes.
@@ -38,11 +41,14 @@ from collections.abc import Mapping, Sequence
 from decimal import Decimal
 
 from ctsd.engine.ledger import PnL
+from ctsd.engine.risk import RiskGate
 from ctsd.strategies.base import PriceBand, PriceField, QuietBands, Strategy
 from ctsd.strategies.model import (
+    Intent,
     MarketKind,
     MarketSnapshot,
     OpenOrder,
+    OrderIntent,
     OrderType,
     Portfolio,
     Side,
@@ -69,17 +75,22 @@ class Quieting:
         self._paper = paper
         self._loss_limit = daily_loss_limit
 
-    def bands(self, market: MarketSnapshot, decided: bool, settled: bool,
-              portfolio: Portfolio, pnl: PnL, marks: Mapping[str, Decimal],
+    def bands(self, market: MarketSnapshot, intents: Sequence[Intent], risk: RiskGate,
+              settled: bool, portfolio: Portfolio, pnl: PnL, marks: Mapping[str, Decimal],
               until: float | None) -> tuple[Bands, float]:
         """The bands after a cycle and when they lapse (monotonic); ({}, inf) for none.
 
-        `decided`: the strategy asked for something this cycle; `settled`: the book is
+        `intents`: the strategy's decision, reviewed by `risk`; `settled`: the book is
         the one it decided on; `until`: the broker's `quiet_until`."""
         strategy = self._strategy
-        if (strategy is None or decided or not settled or until is None
+        if (strategy is None or not settled or until is None
                 or any(m.info.kind is not MarketKind.SPOT for m in market.symbols)):
             return {}, math.inf
+        if intents:
+            if not risk.refused_all or not all(
+                    isinstance(i, OrderIntent) and i.type is OrderType.LIMIT for i in intents):
+                return {}, math.inf
+            until = min(until, risk.retry_at())
         own = strategy.quiet_bands(market, portfolio)
         found: dict[str, tuple[PriceBand, ...]] = {}
         for symbol, band in own.items():

@@ -2,7 +2,8 @@
 are those that could not have changed anything. The hunting test runs one PAPER grid on
 seeded random price paths twice, once cycling on every tick and once only on the ticks
 its bands let through (resting orders filled by the paper broker, a daily loss limit
-marked at the last price, bid, ask and last moving apart): after every tick both hold the
+marked at the last price, a per-minute order budget that refuses and frees places, bid,
+ask and last moving apart): after every tick both hold the
 same orders, positions and balances, booked the same fills, and stop on the same tick.
 Under the supervisor (virtual time) the idle timer still cycles a banded engine."""
 
@@ -20,6 +21,7 @@ from ctsd.engine.config import EngineConfig, PaperSettings, RiskLimits, validate
 from ctsd.engine.engine import Engine, RiskLimitBreached
 from ctsd.engine.ledger import PnL
 from ctsd.engine.ports import DesiredState, EngineRecord
+from ctsd.engine.risk import RiskGate
 from ctsd.engine.status import EngineState, FailureCode
 from ctsd.engine.wakes import Quieting, quiet
 from ctsd.errors import FieldViolation
@@ -97,16 +99,29 @@ def test_no_bands_unless_the_strategy_says_and_the_engine_can_bound_its_own_chec
     market = snapshot(ticker("101.2", "101.4", "101.3"))
     nothing = PnL(D(0), D(0), D(0))
 
+    clock = VirtualClock()
+    gate = RiskGate(RiskLimits(max_orders_per_minute=1), clock)
+    buy = OrderIntent(SYMBOL, Side.BUY, OrderType.LIMIT, D(1), D(100), "b")
+
     def bands(q: Quieting, portfolio: Portfolio | None = None, pnl: PnL = nothing, *,
-              decided: bool = False, settled: bool = True, until: float | None = math.inf,
-              ) -> dict[str, tuple[PriceBand, ...]]:
-        found, _ = q.bands(market, decided, settled, portfolio or Portfolio(), pnl,
+              intents: tuple[Intent, ...] = (), settled: bool = True,
+              until: float | None = math.inf) -> dict[str, tuple[PriceBand, ...]]:
+        found, _ = q.bands(market, intents, gate, settled, portfolio or Portfolio(), pnl,
                            {SYMBOL: D("101.3")}, until)
         return dict(found)
 
     grid = Quieting(GRID, spot=True, paper=True, daily_loss_limit=None)
     assert bands(grid) == {SYMBOL: (PriceBand(PriceField.MID, D(101), D(102)),)}
-    assert bands(grid, decided=True) == {} and bands(grid, settled=False) == {}
+    assert bands(grid, settled=False) == {}
+    assert gate.review([buy], market, Portfolio())[0].accepted  # the minute's one order
+    assert bands(grid, intents=(buy,)) == {}  # it placed one: looked at again
+    assert not gate.review([buy], market, Portfolio())[0].accepted
+    assert bands(grid, intents=(buy,)) == bands(grid)  # refused until the budget frees
+    assert grid.bands(market, (buy,), gate, True, Portfolio(), nothing, {}, math.inf)[1] == (
+        clock.monotonic() + 60)
+    market_buy = OrderIntent(SYMBOL, Side.BUY, OrderType.MARKET, D(1), None, "m")
+    assert not gate.review([market_buy], market, Portfolio())[0].accepted
+    assert bands(grid, intents=(market_buy,)) == {}  # at the ask: a price-bound refusal
     assert bands(grid, until=None) == {}
     assert bands(Quieting(GRID, spot=False, paper=True, daily_loss_limit=None)) == {}
     assert bands(Quieting(SmaCross(2, 3, D(100), "1m"), spot=True, paper=True,
@@ -227,7 +242,7 @@ PARAMS = {"grid": {"reference_price": "100", "spacing_pct": "1", "levels": "5", 
 def twin(clock: VirtualClock, strategy: str, banded: bool) -> Twin:
     config = EngineConfig(strategy, (SYMBOL,), PARAMS[strategy],
         paper=PaperSettings(balances=(("USDT", D(400)),), slippage_bps=D(0)),
-        risk=RiskLimits(daily_loss_limit=D(6)))
+        risk=RiskLimits(daily_loss_limit=D(6), max_orders_per_minute=3))
     market = PathMarket(clock, {SYMBOL: [D(100)]})
     store = MemoryStore()
     record = EngineRecord("conn1", "e1e1", config, DesiredState.RUNNING)
