@@ -1,44 +1,37 @@
 """Quiet bands on the real hub (`StreamingMarketData` over ccxt.pro on the simulator, the
-market moved by hand): a PAPER grid sleeps through ticker moves between its levels and
-cycles, fills and re-places when the price leaves them; a stream that goes stale, and
-its return, still wake it; a band lapses on time; on a LIVE connection the private
-stream's fill wakes the engine whatever its band, and the broker bounds how long it may
-sleep (the echo deadline, the periodic reconciliation)."""
+market standing still but for the moves a test makes): a PAPER grid sleeps through ticker
+moves between its levels and cycles and fills when the price leaves them; a stream that
+goes stale, and its return, still wake it; bands lapse on time, and bands the market
+already left wake at once. (LIVE: `test_quiet_wakes_live.py`.)"""
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import math
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from decimal import Decimal
 
 import pytest
 import pytest_asyncio
 
 from ctsd.clock import SystemClock
-from ctsd.engine.brokers.live import LiveBroker
 from ctsd.engine.brokers.paper import PaperBroker
 from ctsd.engine.config import EngineConfig, PaperSettings, validate_config
 from ctsd.engine.engine import Engine
-from ctsd.engine.orders import OrderRequest, OrderStatus, client_order_id
 from ctsd.engine.ports import DesiredState, EngineRecord
 from ctsd.exchanges.factory import ExchangeClientFactory
-from ctsd.exchanges.streams import OrderStream, StreamKind
+from ctsd.exchanges.streams import StreamKind
 from ctsd.marketdata.feeds import SubKey
 from ctsd.marketdata.hub import MarketDataHub
-from ctsd.ratelimit import Lane
-from ctsd.sim.faults import FaultKind, FaultSpec
+from ctsd.sim.clock import ManualClock
 from ctsd.sim.server import SimulatorServer
 from ctsd.strategies.base import DataNeeds, PriceBand, PriceField
-from ctsd.strategies.model import OrderType, Side
-from ctsd.wiring.engine_exchange import ExchangeMarketData
-from ctsd.wiring.engine_order_stream import OrderFeed
-from ctsd.wiring.engine_orders import ExchangeOrders
 from ctsd.wiring.engine_streams import StreamingMarketData
 from tests.engine.fakes import MemoryStore
 from tests.engine.world import REGISTRY
-from tests.marketdata.conftest import BINANCE, WAIT_S, polled, until, violations
-from tests.support.exchange_clients import CREDENTIALS
+from tests.marketdata.conftest import BINANCE, FAST, WAIT_S, streaming_data, until, violations
+from tests.sim.ws.conftest import frozen_clock
 
 D = Decimal
 SYMBOL = "BTC/USDT"
@@ -48,27 +41,44 @@ GRID = EngineConfig("grid", (SYMBOL,), {"reference_price": "100", "spacing_pct":
 """Levels 95 ... 99 and 101 ... 105 (none at the reference), buys below the mid."""
 
 
+@pytest.fixture
+def sim_clock() -> ManualClock:
+    """The market stands still: it moves when a test sets the price."""
+    return frozen_clock()
+
+
 @pytest_asyncio.fixture
-async def streaming(hub: MarketDataHub, factory: ExchangeClientFactory,
-                    ) -> AsyncIterator[StreamingMarketData]:
-    client = await factory.client(BINANCE, lane=Lane.POLL)
-    built = StreamingMarketData(hub, BINANCE, ExchangeMarketData(client), SystemClock())
-    try:
+async def calm(factory: ExchangeClientFactory) -> AsyncIterator[MarketDataHub]:
+    """A hub that waits a minute for a ticker before it calls the stream stale: the
+    standing market sends none between a test's moves."""
+    settings = replace(FAST, ticker_cadence_s=60.0)
+    async with MarketDataHub(factory.market_stream, SystemClock(), settings) as built:
         yield built
-    finally:
-        built.close()
-        await client.close()
+
+
+@pytest_asyncio.fixture
+async def streaming(calm: MarketDataHub, factory: ExchangeClientFactory,
+                    ) -> AsyncIterator[StreamingMarketData]:
+    async with streaming_data(calm, factory) as built:
+        yield built
 
 
 async def moved(hub: MarketDataHub, server: SimulatorServer, streaming: StreamingMarketData,
                 price: str) -> None:
-    """Set the price and wait until the hub has the ticker there (the simulated path
-    moves on from it by cents a second: levels are a whole unit apart)."""
-    server.sim.set_price(SYMBOL, D(price))
-    lease = streaming._leases[SubKey(BINANCE, StreamKind.TICKER, SYMBOL)]
-    sub = lease.subscription
-    await until(hub, lambda: sub.value is not None and abs(sub.value.last - D(price)) < D(
-        "0.1"))
+    """The price set a second on (the ticker stream's period: the standing market sends
+    nothing in between) until the hub has it. Again if it did not come: ccxt.pro
+    resolves a watch with the message that woke it, so one that lands before the hub
+    watches again stays in ccxt's cache (a moving market's next message brings it)."""
+    clock = server.sim.clock
+    assert isinstance(clock, ManualClock)
+    sub = streaming._leases[SubKey(BINANCE, StreamKind.TICKER, SYMBOL)].subscription
+    for _ in range(5):
+        clock.advance(1.0)
+        server.sim.set_price(SYMBOL, D(price))
+        with contextlib.suppress(TimeoutError):
+            await until(hub, lambda: sub.value is not None and sub.value.last == D(price), 1.0)
+            return
+    raise AssertionError(f"the hub never saw {price}")
 
 
 async def woken(streaming: StreamingMarketData) -> bool:
@@ -78,8 +88,9 @@ async def woken(streaming: StreamingMarketData) -> bool:
 
 @pytest.mark.asyncio
 async def test_a_grid_sleeps_between_its_levels_and_trades_when_the_price_leaves_them(
-    hub: MarketDataHub, server: SimulatorServer, streaming: StreamingMarketData,
+    calm: MarketDataHub, server: SimulatorServer, streaming: StreamingMarketData,
 ) -> None:
+    hub = calm
     clock = SystemClock()
     store = MemoryStore()
     record = EngineRecord("c1", "e1e1", GRID, DesiredState.RUNNING)
@@ -123,32 +134,28 @@ async def test_a_grid_sleeps_between_its_levels_and_trades_when_the_price_leaves
 async def test_a_stream_going_stale_and_coming_back_wakes_through_the_bands(
     hub: MarketDataHub, server: SimulatorServer, factory: ExchangeClientFactory,
 ) -> None:
-    """A stalled socket (pings go on, data stops) goes stale after the hub's cadence (3 s
-    here): the engine wakes, on REST, and the stream's return wakes it again."""
-    client = await factory.client(BINANCE, lane=Lane.POLL)
-    streaming = StreamingMarketData(hub, BINANCE, ExchangeMarketData(client), SystemClock())
-    try:
+    """The standing market sends nothing: the stream goes stale after the hub's cadence
+    (3 s here) and the engine wakes (REST now); the stream's return (a new socket's first
+    message, the price unchanged) wakes it again."""
+    async with streaming_data(hub, factory) as streaming:
         server.sim.set_price(SYMBOL, D("100.5"))
         streaming.follow((SYMBOL,), DataNeeds())
         await until(hub, lambda: streaming.streaming)
         assert await woken(streaming)
         streaming.quiet({SYMBOL: (PriceBand(PriceField.LAST),)}, math.inf)
-        server.sim.add_fault(FaultSpec(FaultKind.WS_STALL, venue="binance", delay_s=60))
         assert await streaming.next_event(WAIT_S) is not None  # stale: not a ticker move
         assert not streaming.streaming and "stale" in streaming.problem
         streaming.quiet({SYMBOL: (PriceBand(PriceField.LAST),)}, math.inf)  # refused
         await until(hub, lambda: streaming.streaming)  # on a new socket
         assert await woken(streaming)
-    finally:
-        streaming.close()
-        await client.close()
     assert violations(server) == {}
 
 
 @pytest.mark.asyncio
 async def test_bands_the_market_already_left_wake_at_once_and_bands_lapse_on_time(
-    hub: MarketDataHub, server: SimulatorServer, streaming: StreamingMarketData,
+    calm: MarketDataHub, server: SimulatorServer, streaming: StreamingMarketData,
 ) -> None:
+    hub = calm
     server.sim.set_price(SYMBOL, D("100.5"))
     streaming.follow((SYMBOL,), DataNeeds())
     await until(hub, lambda: streaming.streaming)
@@ -167,49 +174,3 @@ async def test_bands_the_market_already_left_wake_at_once_and_bands_lapse_on_tim
     assert streaming.snapshot_now({}, DataNeeds(), 0) is not None
     await moved(hub, server, streaming, "100.9")  # the read dropped the bands
     assert await woken(streaming)
-
-
-@pytest.mark.asyncio
-async def test_a_live_fill_wakes_the_engine_through_its_band_and_the_broker_bounds_it(
-    hub: MarketDataHub, server: SimulatorServer, factory: ExchangeClientFactory,
-    streaming: StreamingMarketData,
-) -> None:
-    client = await factory.client(BINANCE, CREDENTIALS, lane=Lane.ORDER)
-    orders = ExchangeOrders(client)
-
-    async def reopen() -> OrderStream:
-        return await factory.order_stream(BINANCE, CREDENTIALS)
-
-    feed = OrderFeed(await reopen(), reopen, orders.streamed, streaming.wake, SystemClock(),
-                     settle_s=0.3, retry_s=0.05, max_retry_s=0.5)
-    feed.start()
-    broker = LiveBroker(orders, (SYMBOL,), SystemClock(), check_before_place=False,
-                        updates=feed, reconcile_s=3600, echo_s=5.0)
-    try:
-        assert broker.quiet_until() is None  # not reconciled, the stream not up
-        await broker.reconcile([], [])
-        async with asyncio.timeout(WAIT_S):
-            await feed.until_live()
-        reconciled = broker.quiet_until()
-        assert reconciled is not None and reconciled > SystemClock().monotonic() + 3000
-
-        server.sim.set_price(SYMBOL, D(30_000))
-        streaming.follow((SYMBOL,), DataNeeds())
-        await until(hub, lambda: streaming.streaming)
-        await streaming.next_event(0.0)
-        request = OrderRequest(client_order_id("e3e3", 1, 0), SYMBOL, Side.BUY,
-                               OrderType.LIMIT, D("0.001"), D(29_000), "test", 1)
-        assert (await broker.place(request)).order.status is OrderStatus.OPEN
-        echo = broker.quiet_until()  # the order's echo is due within echo_s
-        assert echo is not None and echo < SystemClock().monotonic() + 5.1
-        assert await streaming.next_event(WAIT_S) is not None  # the echo woke it
-        await polled(lambda: broker.refresh_now() is not None and broker.open_orders() != ())
-        streaming.quiet({SYMBOL: (PriceBand(PriceField.LAST),)}, math.inf)
-        await moved(hub, server, streaming, "28900")  # fills the buy on the venue
-        assert await streaming.next_event(WAIT_S) is not None  # the fill, not the ticker
-        assert streaming.quiet_events >= 1
-        await polled(lambda: any(e.order.status is OrderStatus.FILLED
-                                 for e in broker.refresh_now() or ()))
-    finally:
-        await feed.close()
-        await client.close()
