@@ -32,12 +32,11 @@ market events and ccxt's order requests for the LIVE phase). Side by side in one
    time the price crosses one, so events keep producing orders for `--live-seconds`
    (20 engines x 300 s: about 1,200 samples).
 
+The simulator's WebSocket and REST limit violations are reported (they must be 0).
 The stream and live phases also report `quiet_events_total`: ticker changes that woke no
 engine because they stayed inside its quiet bands (`ctsd.engine.wakes`), counted since
 each engine started; the live phase its engines' cycles since they started
 (`cycles_total`). Neither changes what is measured.
-
-The simulator's WebSocket and REST limit violations are reported (they must be 0).
 Prints one JSON object as its last line; progress goes to stderr. From the repository root:
 
     .venv/bin/python -m bench.stream_bench [--engines 1000] [--symbols 100] [--seconds 60]
