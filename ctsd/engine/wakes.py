@@ -13,6 +13,9 @@ change inside) and what the engine itself reads from prices:
 - PAPER: a resting buy fills once the ask reaches its price, a sell once the bid does
   (`ctsd.engine.brokers.paper`): the ask must stay above every resting buy, the bid below
   every resting sell;
+- LIVE: a last price through a resting order means the venue filled it, so the broker
+  expects its update (`LiveBroker.poll`: a silent private-stream stall shows as that
+  update missing): the last price must stay above every resting buy, below every sell;
 - the daily loss limit (`RiskGate.daily_loss_breach`) marks positions at the last price:
   each symbol held may lose at most its share of what is left before the limit (realized
   profit of today counted as gone: it is, at UTC midnight), so the limit trips at the
@@ -97,8 +100,7 @@ class Quieting:
             extra = self._loss_bands(symbol, portfolio, pnl, marks)
             if extra is None:
                 continue  # no room left before the limit: every move counts
-            orders = portfolio.orders_for(symbol) if self._paper else ()
-            found[symbol] = (band, *paper_bands(orders), *extra)
+            found[symbol] = (band, *self._resting(portfolio.orders_for(symbol)), *extra)
         return found, until
 
     def _loss_bands(self, symbol: str, portfolio: Portfolio, pnl: PnL,
@@ -119,16 +121,19 @@ class Quieting:
         return (PriceBand(PriceField.LAST, hi=mark + move),)
 
 
-def paper_bands(orders: Sequence[OpenOrder]) -> tuple[PriceBand, ...]:
-    """The paper broker fills a resting buy once the ask reaches it, a sell once the bid
-    does: the ask must stay above the highest buy, the bid below the lowest sell."""
-    buys = [o.price for o in orders if o.side is Side.BUY and o.type is OrderType.LIMIT
-            and o.price is not None]
-    sells = [o.price for o in orders if o.side is Side.SELL and o.type is OrderType.LIMIT
-             and o.price is not None]
-    bands = []
-    if buys:
-        bands.append(PriceBand(PriceField.ASK, lo=max(buys)))
-    if sells:
-        bands.append(PriceBand(PriceField.BID, hi=min(sells)))
-    return tuple(bands)
+    def _resting(self, orders: Sequence[OpenOrder]) -> tuple[PriceBand, ...]:
+        """PAPER: the ask above the highest buy, the bid below the lowest sell (where the
+        paper broker fills them); LIVE: the last price between them (where the broker
+        expects their fills on the private stream)."""
+        buys = [o.price for o in orders if o.side is Side.BUY and o.type is OrderType.LIMIT
+                and o.price is not None]
+        sells = [o.price for o in orders if o.side is Side.SELL
+                 and o.type is OrderType.LIMIT and o.price is not None]
+        bands = []
+        if buys:
+            bands.append(PriceBand(PriceField.ASK if self._paper else PriceField.LAST,
+                                   lo=max(buys)))
+        if sells:
+            bands.append(PriceBand(PriceField.BID if self._paper else PriceField.LAST,
+                                   hi=min(sells)))
+        return tuple(bands)

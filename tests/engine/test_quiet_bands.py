@@ -133,7 +133,9 @@ def test_no_bands_unless_the_strategy_says_and_the_engine_can_bound_its_own_chec
     assert bands(grid, resting)[SYMBOL][1:] == (PriceBand(PriceField.ASK, lo=D(100)),
                                                 PriceBand(PriceField.BID, hi=D(103)))
     live = Quieting(GRID, spot=True, paper=False, daily_loss_limit=None)
-    assert len(bands(live, resting)[SYMBOL]) == 1  # the venue fills; its stream wakes
+    # the venue fills them, and a last price through one means a fill the stream owes
+    assert bands(live, resting)[SYMBOL][1:] == (PriceBand(PriceField.LAST, lo=D(100)),
+                                                PriceBand(PriceField.LAST, hi=D(103)))
     # 2 held long at 101.3, 5 lost today already of a limit of 20: 15 left, 7.5 per unit
     limited = Quieting(GRID, spot=True, paper=True, daily_loss_limit=D(20))
     held = Portfolio((Position(SYMBOL, D(2), D("101.3")),))
