@@ -323,9 +323,10 @@ async def test_a_grid_sleeps_inside_its_bands_and_its_loss_limit_trips_on_the_ti
         assert await tick("10.25")  # it placed orders: the next tick is looked at
         assert [await tick(p) for p in ("10.1", "10.45", "9.55")] == [False] * 3
         assert len(cycle_times(w)) == 2
-        await w.clock.advance(26 * INTERVAL)
+        await w.clock.advance(20 * INTERVAL)  # 24 intervals since the last cycle
+        assert len(cycle_times(w)) == 2
         assert w.manager.health().stalled == ()  # asleep, not stuck
-        await w.clock.advance(4 * INTERVAL)  # the idle timer still cycles
+        await w.clock.advance(10 * INTERVAL)  # the idle timer still cycles (at 31)
         assert len(cycle_times(w)) == 3
         assert await tick("9.4")  # the buy at 9.5 fills: 10 held, a sell at 9.5
         assert w.manager.get("a").orders_filled == 1
