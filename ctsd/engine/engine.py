@@ -249,7 +249,7 @@ class Engine:
         if self._unsaved:  # no order this cycle carried them to the store
             await self._save(())
         await self._after_cycle(interrupt)
-        if self.events is not None:  # which ticker moves may pass without a cycle
+        if self.events is not None and self._quieting.active:  # moves that may pass
             after = self.portfolio()
             self.events.quiet(*self._quieting.bands(
                 market, intents, self._risk, after == portfolio, after,

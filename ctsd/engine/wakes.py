@@ -78,6 +78,12 @@ class Quieting:
         self._paper = paper
         self._loss_limit = daily_loss_limit
 
+    @property
+    def active(self) -> bool:
+        """Whether this engine ever has bands (its strategy says where it is quiet, on
+        spot): the engine need not gather what `bands` reads otherwise."""
+        return self._strategy is not None
+
     def bands(self, market: MarketSnapshot, intents: Sequence[Intent], risk: RiskGate,
               settled: bool, portfolio: Portfolio, pnl: PnL, marks: Mapping[str, Decimal],
               until: float | None) -> tuple[Bands, float]:
