@@ -143,9 +143,10 @@ class Subscription:
 
     def receive(self, value: Any, now: float) -> bool:
         """Take one value from the stream; True if listeners should hear of it: a change,
-        or the stream live again (its consumers leave REST now, whether or not the
-        market moved meanwhile)."""
-        back = self.state is not StreamState.LIVE
+        or a ticker live again (its engines leave REST now, whether or not the market
+        moved meanwhile; candle engines wait for the next closed candle, which they would
+        read from REST anyway)."""
+        back = self.state is not StreamState.LIVE and self.key.kind is StreamKind.TICKER
         self.messages += 1
         self.last_data = now
         self.state = StreamState.LIVE
