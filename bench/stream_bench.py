@@ -35,6 +35,10 @@ market events and ccxt's order requests for the LIVE phase). Side by side in one
    (20 engines x 300 s: about 1,200 samples).
 
 The simulator's WebSocket and REST limit violations are reported (they must be 0).
+The stream and live phases also report `quiet_events_total`: ticker changes that woke no
+engine because they stayed inside its quiet bands (`ctsd.engine.wakes`), counted since
+each engine started; the live phase its engines' cycles since they started
+(`cycles_total`). Neither changes what is measured.
 Prints one JSON object as its last line; progress goes to stderr. From the repository root:
 
     .venv/bin/python -m bench.stream_bench [--engines 1000] [--symbols 100] [--seconds 60]
@@ -394,6 +398,7 @@ async def stream_phase(args: argparse.Namespace, sim: SimProcess, ctsd: DaemonPr
     out["weight_per_engine_hour"] = round(spent / len(names) / hours, 2)
     listed = list((await stub.ListEngines(pb.ListEnginesRequest(), timeout=30)).engines)
     out["fallbacks"] = sum(e.market_data_fallbacks for e in listed)
+    out["quiet_events_total"] = sum(e.quiet_events for e in listed)
     out["on_stream"] = sum(e.market_data_source == pb.MARKET_DATA_SOURCE_STREAM for e in listed)
     out["ws_connections"] = len(sim.admin("GET", "/admin/ws")["connections"])
     return out
@@ -446,6 +451,8 @@ async def live_phase(args: argparse.Namespace, sim: SimProcess, stub: sgrpc.Engi
     return {"engines": len(names), "seconds": args.live_seconds, "since": since,
             "orders_placed": sum(e.orders_placed for e in listed),
             "orders_filled": sum(e.orders_filled for e in listed),
+            "cycles_total": sum(e.cycles for e in listed),
+            "quiet_events_total": sum(e.quiet_events for e in listed),
             "failed": [e.last_error for e in listed if e.state == pb.ENGINE_STATE_FAILED]}
 
 

@@ -225,6 +225,7 @@ def encode_engine(status: EngineStatus) -> pb.Engine:
         restarts=status.restarts, version=status.version,
         last_cycle_duration=duration(status.last_cycle_duration_s),
         last_cycle_lag=duration(status.last_cycle_lag_s), skipped_ticks=status.skipped_ticks,
+        quiet_events=status.quiet_events,
         market_data_source=_SOURCES[status.data_source],
         market_data_problem=status.data_problem,
         market_data_fallbacks=status.data_fallbacks,

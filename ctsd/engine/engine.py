@@ -32,7 +32,7 @@ from typing import Any
 
 from ctsd.clock import Clock
 from ctsd.engine.brokers.base import Broker
-from ctsd.engine.config import ValidatedConfig
+from ctsd.engine.config import TradingMode, ValidatedConfig
 from ctsd.engine.intents import resolved
 from ctsd.engine.ledger import Ledger
 from ctsd.engine.margin_session import MarginSession
@@ -69,6 +69,7 @@ from ctsd.engine.status import (
     PositionStatus,
     check_transition,
 )
+from ctsd.engine.wakes import Quieting
 from ctsd.errors import LeaseLost
 from ctsd.strategies.model import (
     CancelIntent,
@@ -117,6 +118,9 @@ class Engine:
         self._options = options
         self._hedge = perp is not None and perp.modes.hedge
         self._risk = RiskGate(config.risk, clock, hedge=self._hedge)
+        self._quieting = Quieting(self._strategy, spot=perp is None and margin is None and (
+            options is None), paper=config.mode is TradingMode.PAPER,
+            daily_loss_limit=config.risk.daily_loss_limit)
         self._ledger = Ledger()
         self._unsaved: list[Execution] = []
         """Executions from the order stream already in the ledger, not yet in the store:
@@ -239,11 +243,18 @@ class Engine:
         if breach:
             raise RiskLimitBreached(breach)
         portfolio = self.portfolio()
-        await self._execute(self._strategy.decide(market, portfolio), market, portfolio)
+        intents = self._strategy.decide(market, portfolio)
+        await self._execute(intents, market, portfolio)
         await self._sender.finish()
         if self._unsaved:  # no order this cycle carried them to the store
             await self._save(())
         await self._after_cycle(interrupt)
+        if self.events is not None and self._quieting.active:  # moves that may pass
+            after = self.portfolio()
+            self.events.quiet(*self._quieting.bands(
+                market, intents, self._risk, after == portfolio, after,
+                self._ledger.pnl(self._marks, self._clock.now_ms()), self._marks,
+                self._broker.quiet_until()))
         now = self._clock.now_ms()
         self._update(cycles=self._status.cycles + 1, last_cycle_ms=now, heartbeat_ms=now,
                      last_cycle_duration_s=self._clock.monotonic() - started,
@@ -295,9 +306,9 @@ class Engine:
         fallbacks = events.fallbacks
         if events.streaming:
             return {"data_source": DataSource.STREAM, "data_problem": "",
-                    "data_fallbacks": fallbacks}
+                    "data_fallbacks": fallbacks, "quiet_events": events.quiet_events}
         return {"data_source": DataSource.REST_FALLBACK, "data_problem": events.problem,
-                "data_fallbacks": fallbacks}
+                "data_fallbacks": fallbacks, "quiet_events": events.quiet_events}
 
     def note_skipped_ticks(self, count: int) -> None:
         """Counted now, published with the next cycle: no extra event for watchers."""

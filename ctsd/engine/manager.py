@@ -77,7 +77,8 @@ class CoordinatorHealth:
     running: int
     failed: int
     stalled: tuple[str, ...]
-    """Running engines whose last heartbeat is older than three intervals."""
+    """Running engines whose last heartbeat is older than three intervals (plus the idle
+    timeout on a WebSocket connection: `EngineManager._patience_s`)."""
     watchers: int
     restarts: int
 
@@ -402,14 +403,22 @@ class EngineManager:
         running = [s for s in statuses if s.state is EngineState.RUNNING]
         stalled = tuple(
             s.connection_id for s in running
-            if s.heartbeat_ms and now_ms - s.heartbeat_ms > 3_000 * self._interval(s))
+            if s.heartbeat_ms and now_ms - s.heartbeat_ms > 1_000 * self._patience_s(s))
         return CoordinatorHealth(
             len(statuses), len(running), sum(s.state is EngineState.FAILED for s in statuses),
             stalled, self._hub.watcher_count, sum(s.restarts for s in statuses))
 
-    def _interval(self, status: EngineStatus) -> float:
+    def _patience_s(self, status: EngineStatus) -> float:
+        """How old a running engine's heartbeat may grow: three intervals, and on a
+        WebSocket connection the idle timeout too (with no market event it may wake, or
+        its quiet bands let it sleep, for `idle_cycles` intervals: `ctsd.engine.wakes`)."""
         run = self._runs.get(status.connection_id)
-        return run.engine.config.interval_s if run else 60.0
+        if run is None:
+            return 180.0
+        interval = run.engine.config.interval_s
+        idle = (self._policy or RestartPolicy()).idle_cycles if (
+            run.engine.events is not None) else 0
+        return interval * (3 + idle)
 
     async def _dry(self, validated: ValidatedConfig, market_data: MarketDataSource,
                    portfolio: Portfolio, perp_market: PerpetualMarketData | None = None,

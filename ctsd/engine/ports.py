@@ -44,7 +44,7 @@ from ctsd.engine.perpetual import (
     VenueTrade,
 )
 from ctsd.engine.status import EngineStatus
-from ctsd.strategies.base import DataNeeds
+from ctsd.strategies.base import DataNeeds, PriceBand
 from ctsd.strategies.model import (
     Balance,
     Candle,
@@ -96,7 +96,8 @@ class MarketEvents(Protocol):
     def snapshot_now(self, infos: Mapping[str, MarketInfo], needs: DataNeeds, now_ms: int,
                      ) -> MarketSnapshot | None:
         """The market from memory if every stream the strategy reads is live and holds
-        enough, else None (then the engine reads through `MarketDataSource`)."""
+        enough, else None (then the engine reads through `MarketDataSource`). Called at
+        the start of each cycle: the bands of the last one (`quiet`) are dropped."""
         ...
 
     def interrupt(self) -> None:
@@ -106,6 +107,18 @@ class MarketEvents(Protocol):
     def wake_after(self, delay_s: float) -> None:
         """An event in `delay_s` whatever the market does (a check that falls due then);
         a later call replaces an earlier one, `close` cancels it."""
+        ...
+
+    def quiet(self, bands: Mapping[str, tuple[PriceBand, ...]], until: float) -> None:
+        """After a cycle: a ticker change that keeps its symbol inside every one of its
+        bands wakes nothing until the monotonic time `until`, when the bands lapse with an
+        event (`ctsd.engine.wakes`). The next market read (`snapshot_now`) drops them;
+        {} drops them now. Only ticker changes are filtered (see `quiet_events`)."""
+        ...
+
+    @property
+    def quiet_events(self) -> int:
+        """Ticker changes that woke nothing: they stayed inside the engine's bands."""
         ...
 
     @property

@@ -23,6 +23,7 @@ refused there, naming the field.
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -77,6 +78,8 @@ class RiskGate:
         self._clock = clock
         self._hedge = hedge
         self._placed: deque[float] = deque()
+        self.refused_all = False
+        """The last review had intents and accepted none of them."""
 
     def review(
         self, intents: Sequence[OrderIntent], market: MarketSnapshot, portfolio: Portfolio
@@ -107,7 +110,21 @@ class RiskGate:
                 if intent.side is Side.SELL:
                     selling[intent.symbol] = selling.get(intent.symbol, Decimal(0)) + (
                         intent.amount)
+        self.refused_all = bool(verdicts) and not any(v.accepted for v in verdicts)
         return verdicts
+
+    def retry_at(self) -> float:
+        """When (monotonic) the per-minute budget next frees a place; inf if it never
+        binds. Until then a refused limit order is refused again: nothing but a fill, a
+        cancel or this moment can lift the other limits' refusals of limit orders (their
+        notional is at their own price), which lets an event-driven engine sleep through
+        a decision the gate refuses (`ctsd.engine.wakes`)."""
+        if self._limits.max_orders_per_minute is None:
+            return math.inf
+        cutoff = self._clock.monotonic() - WINDOW_S
+        while self._placed and self._placed[0] <= cutoff:
+            self._placed.popleft()
+        return self._placed[0] + WINDOW_S if self._placed else math.inf
 
     def _refusal(self, intent: OrderIntent, market: MarketSnapshot, portfolio: Portfolio,
                  selling: dict[str, Decimal]) -> str | None:

@@ -122,6 +122,9 @@ class EngineStatus:
     """How late the last cycle started after its scheduled tick."""
     skipped_ticks: int = 0
     """Ticks skipped because a cycle overran its interval (never run late in a burst)."""
+    quiet_events: int = 0
+    """WebSocket ticker changes that woke no cycle: inside the engine's quiet bands
+    (`ctsd.engine.wakes`); published with the next cycle."""
     heartbeat_ms: int = 0
     """When the engine last finished a cycle: a RUNNING engine whose heartbeat lags far
     behind its interval is stuck (see `CoordinatorHealth.stalled`)."""

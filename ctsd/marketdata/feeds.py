@@ -142,10 +142,17 @@ class Subscription:
         return now - self.last_data if self.last_data else None
 
     def receive(self, value: Any, now: float) -> bool:
-        """Take one value from the stream; True if listeners should hear of it."""
+        """Take one value from the stream; True if listeners should hear of it: a change,
+        or a ticker live again (its engines leave REST now, whether or not the market
+        moved meanwhile; candle engines wait for the next closed candle, which they would
+        read from REST anyway)."""
+        back = self.state is not StreamState.LIVE and self.key.kind is StreamKind.TICKER
         self.messages += 1
         self.last_data = now
         self.state = StreamState.LIVE
+        return self._take(value) or back
+
+    def _take(self, value: Any) -> bool:
         kind = self.key.kind
         if kind is StreamKind.TICKER:
             changed = not _same_ticker(self.value, value)

@@ -373,6 +373,11 @@ class EngineCollector:
             "ctsd_engine_skipped_ticks_total",
             "Scheduled ticks skipped because a cycle overran its interval.", labels=conn
         )
+        quiet_events = CounterMetricFamily(
+            "ctsd_engine_quiet_events_total",
+            "WebSocket ticker changes that woke no cycle: inside the engine's quiet bands "
+            "(counted as they come, published with the engine's next cycle).", labels=conn
+        )
         heartbeat = GaugeMetricFamily(
             "ctsd_engine_heartbeat_age_seconds",
             "Seconds since the engine last finished a cycle.",
@@ -402,6 +407,7 @@ class EngineCollector:
             duration.add_metric(cid, e.last_cycle_duration_s)
             lag.add_metric(cid, e.last_cycle_lag_s)
             skipped.add_metric(cid, e.skipped_ticks)
+            quiet_events.add_metric(cid, e.quiet_events)
             if e.heartbeat_ms:
                 heartbeat.add_metric(cid, max(0.0, (now_ms - e.heartbeat_ms) / 1000))
             orders.add_metric([*cid, "placed"], e.orders_placed)
@@ -410,8 +416,8 @@ class EngineCollector:
             restarts.add_metric(cid, e.restarts)
             differences.add_metric(cid, e.position_differences)
             liquidations.add_metric(cid, e.liquidations)
-        yield from (by_state, cycles, duration, lag, skipped, heartbeat, orders, restarts,
-                    differences, liquidations)
+        yield from (by_state, cycles, duration, lag, skipped, quiet_events, heartbeat, orders,
+                    restarts, differences, liquidations)
 
 
 def split_method(method: str) -> tuple[str, str]:

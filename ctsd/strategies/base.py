@@ -10,12 +10,14 @@ cycle (TestEngine) with no side effects.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import enum
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Protocol, runtime_checkable
 
 from ctsd.errors import FieldViolation
-from ctsd.strategies.model import Intent, MarketSnapshot, Portfolio
+from ctsd.strategies.model import Intent, MarketSnapshot, Portfolio, Ticker
 from ctsd.strategies.params import ParamSchema, RawParam, StrategyParams, raise_violations
 
 
@@ -44,6 +46,52 @@ class Strategy(Protocol):
 
     def decide(self, market: MarketSnapshot, portfolio: Portfolio) -> tuple[Intent, ...]:
         """The intents for this cycle: deterministic, no side effects."""
+        ...
+
+
+class PriceField(enum.Enum):
+    """Which of a ticker's prices a band bounds."""
+
+    BID = "bid"
+    ASK = "ask"
+    LAST = "last"
+    MID = "mid"
+
+
+@dataclass(frozen=True, slots=True)
+class PriceBand:
+    """The ticker moves that keep `price` strictly between `lo` and `hi` (None: no
+    bound on that side). A band with lo == hi holds nothing: every move counts."""
+
+    price: PriceField
+    lo: Decimal | None = None
+    hi: Decimal | None = None
+
+    def holds(self, ticker: Ticker) -> bool:
+        price = _PRICES[self.price](ticker)
+        return (self.lo is None or price > self.lo) and (self.hi is None or price < self.hi)
+
+
+_PRICES: dict[PriceField, Callable[[Ticker], Decimal]] = {
+    PriceField.BID: lambda t: t.bid, PriceField.ASK: lambda t: t.ask,
+           PriceField.LAST: lambda t: t.last, PriceField.MID: lambda t: t.mid}
+
+
+@runtime_checkable
+class QuietBands(Protocol):
+    """Optional, next to `Strategy`: which ticker moves cannot change a decision.
+
+    Why: on a WebSocket connection every ticker change would wake the engine, and a
+    strategy that cannot act on most of them (a grid between two levels) would spend a
+    whole cycle on each, delaying the engines that can act. A strategy without this
+    method keeps waking on every change."""
+
+    def quiet_bands(self, market: MarketSnapshot, portfolio: Portfolio,
+                    ) -> Mapping[str, PriceBand]:
+        """Per symbol, the band of prices within which `decide(market', portfolio)` is
+        what `decide(market, portfolio)` was, for any market' that differs from `market`
+        only in that symbol's ticker moving inside the band. A symbol left out wakes the
+        engine on every change. Pure, like `decide`."""
         ...
 
 

@@ -6,17 +6,23 @@ of inventory already held: spot, never short). The strategy keeps no state: each
 cycle it derives the wanted order per level from the tags of the resting
 orders, places what is missing and cancels what is on the wrong side, so a
 filled buy is simply replaced next cycle and a restart changes nothing.
+
+Its decision depends on the market only through which levels lie below the mid
+price and which above, so `quiet_bands` tells the engine that a mid moving
+between the two nearest levels cannot change it (on a WebSocket connection such
+moves then wake no cycle).
 """
 
 from __future__ import annotations
 
 from bisect import bisect_left
+from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from functools import lru_cache
 
 from ctsd.errors import FieldViolation
-from ctsd.strategies.base import DataNeeds, Strategy
+from ctsd.strategies.base import DataNeeds, PriceBand, PriceField, Strategy
 from ctsd.strategies.model import (
     CancelIntent,
     Intent,
@@ -77,6 +83,21 @@ class Grid:
         for symbol_market in market.symbols:
             intents.extend(self._decide_symbol(symbol_market, portfolio))
         return tuple(intents)
+
+    def quiet_bands(self, market: MarketSnapshot, portfolio: Portfolio,
+                    ) -> Mapping[str, PriceBand]:
+        """Per symbol, the mid prices strictly between the levels nearest below and above
+        the mid (a mid on a level: none, its side changes with any move)."""
+        step = self.reference_price * self.spacing_pct / 100
+        prices = [price for price in (self.reference_price + step * i for i in (
+            *range(-self.levels, 0), *range(1, self.levels + 1))) if price > 0]
+        bands = {}
+        for symbol_market in market.symbols:
+            mid = symbol_market.ticker.mid
+            lo = max((p for p in prices if p <= mid), default=None)
+            hi = min((p for p in prices if p >= mid), default=None)
+            bands[symbol_market.info.symbol] = PriceBand(PriceField.MID, lo, hi)
+        return bands
 
     def _wanted(self, symbol: str, mid: Decimal) -> list[_Level]:
         """Every level with the side it should hold, nearest to the mid price first (on

@@ -12,16 +12,25 @@ limiter, counted as a fallback on the subscription and shown on the engine
 refused fails the read with the venue's reason (never a silent stall).
 Candle history the stream cannot carry is seeded once from REST per
 subscription, shared by every engine on it.
+
+After a cycle the engine may hand over quiet bands (`quiet`, `ctsd.engine.wakes`):
+a ticker change inside them wakes nothing (counted, `quiet_events`) until the bands
+lapse or the next cycle reads the market. A subscription changing state (down, or back
+to live), `wake` (the private stream's fills), `wake_after` and the idle timeout are no
+ticker changes and wake as before. Bands that the latest prices (which moved while the
+cycle ran) already leave wake the engine at once.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Callable, Mapping
 
 from ctsd.clock import Clock
 from ctsd.engine.ports import MarketDataSource
+from ctsd.engine.wakes import Bands, quiet
 from ctsd.errors import FailedPrecondition
 from ctsd.exchanges import model as exchange_model
 from ctsd.exchanges.model import ConnectionTarget
@@ -60,6 +69,11 @@ class StreamingMarketData:
         self._first_event: float | None = None
         self._timer: asyncio.TimerHandle | None = None
         self.fallbacks = 0
+        self._bands: Bands = {}
+        self._lapse: asyncio.TimerHandle | None = None
+        self._down: set[SubKey] = set()
+        """Subscriptions last heard of not live: their return wakes the engine."""
+        self.quiet_events = 0
 
     # --- MarketEvents -----------------------------------------------------------------------
 
@@ -92,6 +106,14 @@ class StreamingMarketData:
     def _on_event(self, sub: Subscription) -> None:
         """New data (stamped when the hub received it), or a change of the stream's
         state (now: the engine switches to REST, or back, at once)."""
+        if not sub.live:
+            self._down.add(sub.key)
+        elif sub.key in self._down:
+            self._down.discard(sub.key)
+        elif self._bands and sub.key.kind is StreamKind.TICKER and quiet(
+                self._bands, sub.key.key, engine_ticker(sub.value, 0)):
+            self.quiet_events += 1
+            return
         if self._first_event is None:
             self._first_event = sub.last_data if sub.live and sub.last_data else (
                 self._clock.monotonic())
@@ -104,6 +126,31 @@ class StreamingMarketData:
         if self._timer is not None:
             self._timer.cancel()
         self._timer = asyncio.get_running_loop().call_later(delay_s, self.wake)
+
+    def quiet(self, bands: Bands, until: float) -> None:
+        self._drop_bands()
+        if not bands or not self.streaming:
+            return
+        for symbol in bands:
+            sub = self._usable(SubKey(self._target, StreamKind.TICKER, symbol))
+            if sub is None or sub.value is None or not quiet(
+                    bands, symbol, engine_ticker(sub.value, 0)):
+                self.wake()  # the market moved on while the cycle ran
+                return
+        self._bands = bands
+        if until < math.inf:
+            self._lapse = asyncio.get_running_loop().call_later(
+                max(0.0, until - self._clock.monotonic()), self._lapsed)
+
+    def _lapsed(self) -> None:
+        self._bands, self._lapse = {}, None
+        self.wake()
+
+    def _drop_bands(self) -> None:
+        self._bands = {}
+        if self._lapse is not None:
+            self._lapse.cancel()
+            self._lapse = None
 
     def _resolve(self) -> None:
         waiter, self._waiter = self._waiter, None
@@ -128,6 +175,7 @@ class StreamingMarketData:
 
     def snapshot_now(self, infos: Mapping[str, MarketInfo], needs: DataNeeds, now_ms: int,
                      ) -> MarketSnapshot | None:
+        self._drop_bands()  # they were the last cycle's
         markets = []
         for info in infos.values():
             symbol = info.symbol
@@ -182,6 +230,8 @@ class StreamingMarketData:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        self._drop_bands()
+        self._down.clear()
         leases, self._leases = self._leases, {}
         for lease in leases.values():
             lease.release()

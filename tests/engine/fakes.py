@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
@@ -25,6 +26,7 @@ from ctsd.engine.ports import (
     Fence,
     Page,
 )
+from ctsd.engine.wakes import Bands, quiet
 from ctsd.errors import CtsError, ExchangeUnavailable, FailureClass, NotFound, Unavailable
 from ctsd.strategies.base import DataNeeds
 from ctsd.strategies.model import (
@@ -111,8 +113,9 @@ class ScriptedMarket:
 
 
 class ScriptedEvents:
-    """`MarketEvents` a test fires by hand on the virtual clock (`push`), with a stream
-    health it sets (`streaming`, `problem`)."""
+    """`MarketEvents` a test fires by hand on the virtual clock (`push`, or `tick`: a
+    ticker change the engine's quiet bands filter as the hub's client does), with a
+    stream health it sets (`streaming`, `problem`)."""
 
     def __init__(self, clock: VirtualClock) -> None:
         self._clock = clock
@@ -124,6 +127,9 @@ class ScriptedEvents:
         self.fallbacks = 0
         self.closed = 0
         self.wakes: list[float] = []
+        self.bands: Bands = {}
+        self.until = math.inf
+        self.quiet_events = 0
 
     def follow(self, symbols: tuple[str, ...], needs: DataNeeds) -> None:
         self.followed.append((symbols, needs))
@@ -140,8 +146,20 @@ class ScriptedEvents:
     def wake_after(self, delay_s: float) -> None:
         self.wakes.append(delay_s)  # the test's virtual clock decides when it is due
 
+    def quiet(self, bands: Bands, until: float) -> None:
+        self.bands, self.until = bands, until
+
+    def tick(self, symbol: str, ticker: Ticker) -> bool:
+        """A ticker change: an event unless inside the bands (counted); whether it woke."""
+        if self.until > self._clock.monotonic() and quiet(self.bands, symbol, ticker):
+            self.quiet_events += 1
+            return False
+        self.push()
+        return True
+
     def snapshot_now(self, infos: Mapping[str, MarketInfo], needs: DataNeeds, now_ms: int,
                      ) -> MarketSnapshot | None:
+        self.bands = {}
         return None  # the engine reads the scripted market through its source
 
     async def next_event(self, timeout_s: float) -> float | None:

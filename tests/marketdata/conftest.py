@@ -4,6 +4,7 @@ settings (seconds, not the production tens of seconds), closed in order at teard
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -16,10 +17,12 @@ from ctsd.exchanges.model import ConnectionTarget
 from ctsd.exchanges.spec import ApiType
 from ctsd.marketdata.feeds import StreamState, Subscription
 from ctsd.marketdata.hub import HubSettings, MarketDataHub
-from ctsd.ratelimit import RateLimiter
+from ctsd.ratelimit import Lane, RateLimiter
 from ctsd.sim.clock import Clock
 from ctsd.sim.server import SimulatorServer
 from ctsd.sim.ws.config import WsConfig
+from ctsd.wiring.engine_exchange import ExchangeMarketData
+from ctsd.wiring.engine_streams import StreamingMarketData
 from tests.support.exchange_clients import exchange_sim_config, make_factory
 
 WAIT_S = 15.0
@@ -52,6 +55,19 @@ async def factory(server: SimulatorServer) -> AsyncIterator[ExchangeClientFactor
 async def hub(factory: ExchangeClientFactory) -> AsyncIterator[MarketDataHub]:
     async with MarketDataHub(factory.market_stream, SystemClock(), FAST) as built:
         yield built
+
+
+@contextlib.asynccontextmanager
+async def streaming_data(hub: MarketDataHub, factory: ExchangeClientFactory,
+                         ) -> AsyncIterator[StreamingMarketData]:
+    """An engine's market data over `hub` (REST through a client of `factory`), closed after."""
+    client = await factory.client(BINANCE, lane=Lane.POLL)
+    built = StreamingMarketData(hub, BINANCE, ExchangeMarketData(client), SystemClock())
+    try:
+        yield built
+    finally:
+        built.close()
+        await client.close()
 
 
 async def until(hub: MarketDataHub, check: Callable[[], bool], within: float = WAIT_S) -> None:

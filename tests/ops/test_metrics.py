@@ -129,13 +129,15 @@ def test_engine_metrics_report_each_engines_cycle_lag_and_skipped_ticks() -> Non
 
     running = EngineStatus("a", "e1", EngineState.RUNNING, TradingMode.PAPER, "grid",
                            ("BTC/USDT",), cycles=7, last_cycle_lag_s=0.004, skipped_ticks=2,
-                           heartbeat_ms=9_000, position_differences=1, liquidations=1)
+                           quiet_events=5, heartbeat_ms=9_000, position_differences=1,
+                           liquidations=1)
     collected = {(s.name, frozenset(s.labels.items())): s.value
                  for family in EngineCollector(lambda: [running], now=lambda: 10.0).collect()
                  for s in family.samples}
     a = labels(connection_id="a")
     assert collected[("ctsd_engine_last_cycle_lag_seconds", a)] == 0.004
     assert collected[("ctsd_engine_skipped_ticks_total", a)] == 2
+    assert collected[("ctsd_engine_quiet_events_total", a)] == 5
     assert collected[("ctsd_engine_cycles_total", a)] == 7
     assert collected[("ctsd_engine_heartbeat_age_seconds", a)] == 1.0
     assert collected[("ctsd_engine_position_differences_total", a)] == 1

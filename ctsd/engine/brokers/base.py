@@ -7,6 +7,7 @@ persist the order, record the fills, update the ledger.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Protocol
 
@@ -67,6 +68,13 @@ class Broker(Protocol):
         """Fills this cycle's prices cause by themselves (PAPER's matching); no venue call."""
         ...
 
+    def quiet_until(self) -> float | None:
+        """Until when (monotonic) the book cannot change unless the engine is woken (a
+        stream update) or prices move (PAPER's matching, which the engine bounds itself):
+        how long an event-driven engine may sleep through ticker moves
+        (`ctsd.engine.wakes`). None: not now, every market event must wake it."""
+        ...
+
     def open_orders(self) -> tuple[Order, ...]:
         """The broker's current book of this engine's resting orders."""
         ...
@@ -103,6 +111,9 @@ class PaperVenue:
 
     def refresh_now(self) -> tuple[Execution, ...]:
         return ()
+
+    def quiet_until(self) -> float | None:
+        return math.inf
 
     async def after_cycle(self) -> tuple[Execution, ...]:
         return ()

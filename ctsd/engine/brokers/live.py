@@ -222,6 +222,15 @@ class LiveBroker:
             return None
         return tuple(applied)
 
+    def quiet_until(self) -> float | None:
+        """With a live, trusted stream: until the next echo deadline or periodic
+        reconciliation (both are checked on a cycle only); without one, None."""
+        stream = self._updates
+        if (stream is None or stream.refused or self._gap or stream.gap or not stream.live
+                or self._unreported):
+            return None
+        return min((self._reconciled + self._reconcile_s, *self._echoes.values()))
+
     async def after_cycle(self) -> tuple[Execution, ...]:
         """The periodic reconciliation, after the cycle's orders left (see `refresh`)."""
         if self._updates is None or not self._stale():

@@ -667,6 +667,7 @@ class Engine(_message.Message):
     VERSION_FIELD_NUMBER: _builtins.int
     LAST_CYCLE_LAG_FIELD_NUMBER: _builtins.int
     SKIPPED_TICKS_FIELD_NUMBER: _builtins.int
+    QUIET_EVENTS_FIELD_NUMBER: _builtins.int
     MARKET_DATA_SOURCE_FIELD_NUMBER: _builtins.int
     MARKET_DATA_PROBLEM_FIELD_NUMBER: _builtins.int
     MARKET_DATA_FALLBACKS_FIELD_NUMBER: _builtins.int
@@ -709,6 +710,11 @@ class Engine(_message.Message):
     """Increases with every change; lets a watcher drop stale events."""
     skipped_ticks: _builtins.int
     """Scheduled ticks skipped because a cycle overran its interval."""
+    quiet_events: _builtins.int
+    """WebSocket connections: ticker changes that woke no cycle because they stayed
+    inside the engine's quiet bands (moves its strategy and its own checks cannot
+    act on); counted as they come, published with the engine's next cycle.
+    """
     market_data_source: Global___MarketDataSource.ValueType
     """Where the last cycle read its market data."""
     market_data_problem: _builtins.str
@@ -791,6 +797,7 @@ class Engine(_message.Message):
         version: _builtins.int = ...,
         last_cycle_lag: _duration_pb2.Duration | None = ...,
         skipped_ticks: _builtins.int = ...,
+        quiet_events: _builtins.int = ...,
         market_data_source: Global___MarketDataSource.ValueType = ...,
         market_data_problem: _builtins.str = ...,
         market_data_fallbacks: _builtins.int = ...,
@@ -804,7 +811,7 @@ class Engine(_message.Message):
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["failure", b"failure", "heartbeat_time", b"heartbeat_time", "last_cycle_duration", b"last_cycle_duration", "last_cycle_lag", b"last_cycle_lag", "last_cycle_time", b"last_cycle_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cycles", b"cycles", "engine_id", b"engine_id", "failure", b"failure", "fees", b"fees", "funding_pnl", b"funding_pnl", "heartbeat_time", b"heartbeat_time", "interest_pnl", b"interest_pnl", "last_cycle_duration", b"last_cycle_duration", "last_cycle_lag", b"last_cycle_lag", "last_cycle_time", b"last_cycle_time", "last_error", b"last_error", "last_position_difference", b"last_position_difference", "liquidations", b"liquidations", "market_data_fallbacks", b"market_data_fallbacks", "market_data_problem", b"market_data_problem", "market_data_source", b"market_data_source", "mode", b"mode", "name", b"name", "open_orders", b"open_orders", "orders_filled", b"orders_filled", "orders_placed", b"orders_placed", "orders_rejected", b"orders_rejected", "owner", b"owner", "position_differences", b"position_differences", "positions", b"positions", "realized_pnl", b"realized_pnl", "restarts", b"restarts", "skipped_ticks", b"skipped_ticks", "state", b"state", "strategy", b"strategy", "symbols", b"symbols", "unrealized_pnl", b"unrealized_pnl", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cycles", b"cycles", "engine_id", b"engine_id", "failure", b"failure", "fees", b"fees", "funding_pnl", b"funding_pnl", "heartbeat_time", b"heartbeat_time", "interest_pnl", b"interest_pnl", "last_cycle_duration", b"last_cycle_duration", "last_cycle_lag", b"last_cycle_lag", "last_cycle_time", b"last_cycle_time", "last_error", b"last_error", "last_position_difference", b"last_position_difference", "liquidations", b"liquidations", "market_data_fallbacks", b"market_data_fallbacks", "market_data_problem", b"market_data_problem", "market_data_source", b"market_data_source", "mode", b"mode", "name", b"name", "open_orders", b"open_orders", "orders_filled", b"orders_filled", "orders_placed", b"orders_placed", "orders_rejected", b"orders_rejected", "owner", b"owner", "position_differences", b"position_differences", "positions", b"positions", "quiet_events", b"quiet_events", "realized_pnl", b"realized_pnl", "restarts", b"restarts", "skipped_ticks", b"skipped_ticks", "state", b"state", "strategy", b"strategy", "symbols", b"symbols", "unrealized_pnl", b"unrealized_pnl", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
