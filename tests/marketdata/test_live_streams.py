@@ -79,8 +79,10 @@ async def live(request: pytest.FixtureRequest, server: SimulatorServer,
     feed = OrderFeed(await reopen(), reopen, orders.streamed, lambda: woken.append(1),
                      SystemClock(), settle_s=0.3, retry_s=0.05, max_retry_s=0.5)
     feed.start()
+    # An order's own update is due within `echo_s`: long enough for a busy machine to
+    # deliver it (the faultless case must not reconcile), short for the silent stall's.
     broker = LiveBroker(orders, (SYMBOL,), SystemClock(), check_before_place=False,
-                        updates=feed, reconcile_s=3600, echo_s=2.0)
+                        updates=feed, reconcile_s=3600, echo_s=5.0)
     try:
         await broker.reconcile([], [])
         async with asyncio.timeout(WAIT_S):
