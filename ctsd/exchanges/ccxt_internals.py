@@ -45,6 +45,8 @@ PRIVATE_ATTRIBUTES: Mapping[str, str] = {
     "set_markets_from_exchange": "one loaded market set shared by every instance of a target",
     "sign": "synchronous, called by fetch2 with no await before it: a fenced request is "
             "signed with options of its own where ccxt takes the venue's window from them",
+    "client": "makes each WebSocket client of a ccxt.pro instance: the client's `open` (its "
+              "dial) is paced to the venue's new-connection limit",
 }
 """Attribute → why the daemon uses it; every ccxt exchange class must have each."""
 
@@ -234,16 +236,53 @@ async def close_ws(exchange: Any, connect_timeout_s: float = 10.0) -> None:
     ccxt.pro dials in a task of its own and its `close()` closes only connections that
     exist: one closed mid-dial finishes dialling afterwards and stays open for good.
     So dials under way are waited for (bounded) before closing."""
+    setattr(exchange, _CLOSING, True)  # a dial still waiting for its pace never starts
     for timer in getattr(exchange, _TIMERS, ()):
         timer.cancel()
     clients = list((getattr(exchange, "clients", None) or {}).values())
-    dialling = [c.connected for c in clients
-                if getattr(c, "connecting", False) and not c.connected.done()]
+    dialling = [c.connected for c in clients if getattr(c, "connecting", False)
+                and not getattr(c, _PACING, False) and not c.connected.done()]
     if dialling:
         await asyncio.wait(dialling, timeout=connect_timeout_s)
     await exchange.close()
     for timer in getattr(exchange, _TIMERS, ()):  # scheduled while the dials finished
         timer.cancel()
+
+
+_PACED = "_ctsd_paced"
+_PACING = "_ctsd_pacing"
+_CLOSING = "_ctsd_closing"
+
+
+def pace_opens(exchange: Any, wait: Callable[[], Awaitable[None]]) -> None:
+    """Every WebSocket a ccxt.pro `exchange` dials waits for `wait()` first (a venue's
+    new-connections-per-IP pacer): the sockets its watches open, and the ones ccxt.pro
+    opens again by itself on the next watch after the venue closed one (`ws_clients`),
+    which pacing the instance when it was made could not see. Paced at the dial, not
+    when the stream was made, a socket reaches the venue right after its turn.
+
+    A client still waiting for its turn when the instance closes never dials."""
+    make = exchange.client
+
+    def client(url: str) -> Any:
+        made = make(url)
+        if not getattr(made, _PACED, False):
+            dial = made.open
+
+            async def paced(session: Any, backoff_delay: float = 0) -> None:
+                setattr(made, _PACING, True)
+                try:
+                    await wait()
+                finally:
+                    setattr(made, _PACING, False)
+                if not getattr(exchange, _CLOSING, False):
+                    await dial(session, backoff_delay)
+
+            made.open = paced
+            setattr(made, _PACED, True)
+        return made
+
+    exchange.client = client
 
 
 def ws_clients(exchange: Any) -> dict[str, Any]:

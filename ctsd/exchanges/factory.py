@@ -184,8 +184,9 @@ class ExchangeClientFactory(AsyncClosing):
         await ccxt_internals.load(pro=True)
         key = self._account(spec, credentials)
         gate = self._gate(spec, target, self._scope_of(profile, key, account_uid), Lane.ORDER)
-        await self.connection_pacers.pacer(spec.id).wait()  # it connects as it is first read
         exchange = self._new_exchange(spec, profile, target, credentials, gate, pro=True)
+        # Paced at each dial, ccxt.pro's own redials after a venue closed a socket included.
+        ccxt_internals.pace_opens(exchange, self.connection_pacers.pacer(spec.id).wait)
         markets.share_with(exchange, 0)
         return OrderStream(exchange, target, self._translator(spec, profile,
                                                               credentials.values()),

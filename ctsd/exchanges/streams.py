@@ -155,9 +155,10 @@ class ConnectionPacers:
     engines' order streams, reopened after each failure) alike."""
 
     def __init__(self, clock: Clock, margin_s: float = 0.0) -> None:
-        """`margin_s` widens each venue's window: a socket is paced when its stream is
-        made, and connects a login's round trip or more later, so two connects can land
-        closer together than their pacing (OKX's 3 a second was breached so)."""
+        """`margin_s` widens each venue's window: the hub paces a shard's socket when its
+        stream is made, and it connects a login's round trip or more later, so two
+        connects can land closer together than their pacing (OKX's 3 a second was
+        breached so). Order streams are paced at each dial (`ccxt_internals.pace_opens`)."""
         self._clock = clock
         self._margin_s = margin_s
         self._pacers: dict[str, Pacer] = {}
