@@ -115,6 +115,7 @@ def one_round(engines: sgrpc.EngineServiceStub, sim: SimulatorThread,  # noqa: F
                     timeout=ROUND_S)
 
 
+@pytest.mark.timeout(300)  # five fault rounds: about 120 s with both cores busy elsewhere
 def test_engines_trade_through_every_websocket_fault_and_book_each_fill_once(
     connections: csgrpc.ConnectionServiceStub, engines: sgrpc.EngineServiceStub,
     sim: SimulatorThread, sim_channel: grpc.Channel,  # noqa: F811
