@@ -45,8 +45,6 @@ PRIVATE_ATTRIBUTES: Mapping[str, str] = {
     "set_markets_from_exchange": "one loaded market set shared by every instance of a target",
     "sign": "synchronous, called by fetch2 with no await before it: a fenced request is "
             "signed with options of its own where ccxt takes the venue's window from them",
-    "client": "makes each WebSocket client of a ccxt.pro instance: the client's `open` (its "
-              "dial) is paced to the venue's new-connection limit",
 }
 """Attribute → why the daemon uses it; every ccxt exchange class must have each."""
 
@@ -105,6 +103,8 @@ def missing_internals(exchange: Any) -> list[str]:
         method = getattr(exchange, name, None)
         if method is not None and tuple(inspect.signature(method).parameters) != expected:
             missing.append(f"{name}({', '.join(expected)}) (now {inspect.signature(method)})")
+    if not callable(getattr(exchange, "client", None)):  # a name too common for the list
+        missing.append("client (makes each WebSocket client, whose dial `pace_opens` paces)")
     return missing
 
 

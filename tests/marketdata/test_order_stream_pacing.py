@@ -53,7 +53,8 @@ async def test_every_dial_of_an_order_stream_takes_a_turn_of_its_venues_pacer(
             async with asyncio.timeout(WAIT_S):
                 await watches[0]
         watches.append(asyncio.ensure_future(stream.orders()))  # the same instance again
-        await polled(lambda: turns == 2 and stream.connected())
+        await polled(lambda: turns >= 2 and stream.connected())  # (a drop that came late
+        # to an idle socket may hit the redial too: that one takes its turn as well)
     finally:
         for watch in watches:
             watch.cancel()
