@@ -89,7 +89,10 @@ def simulated(simulator_url: str, *exchanges: str) -> dict[str, ExchangeSettings
 
 def make_factory(server: SimulatorServer, limiter: RateLimiter, **kwargs: Any,
                  ) -> ExchangeClientFactory:
-    kwargs.setdefault("timeout_s", 3.0)
+    # The daemon's own request timeout: with both cores busy the in-process simulator
+    # answered after more than 3 s, which read as the venue timing out (a test that means
+    # a timeout sets a short one of its own, e.g. test_hung_request_is_timeout).
+    kwargs.setdefault("timeout_s", 10.0)
     return ExchangeClientFactory(
         limiter, exchanges=simulated(server.base_url, *VENUES), **kwargs)
 

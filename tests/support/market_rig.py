@@ -90,11 +90,8 @@ async def funded_server() -> AsyncIterator[SimulatorServer]:
 @pytest_asyncio.fixture
 async def funded_factory(funded_server: SimulatorServer,
                          ) -> AsyncIterator[ExchangeClientFactory]:
-    # The daemon's own request timeout (10 s), not the 3 s of the fault tests: the rigs run
-    # engines for a hundred cycles, and on busy cores the simulator sharing this process's
-    # loop answered one request after more than 3 s (a RequestTimeout failed the run).
-    async with RateLimiter() as limiter, make_factory(
-            funded_server, limiter, overrides=raised_limits(), timeout_s=10.0) as built:
+    async with RateLimiter() as limiter, make_factory(funded_server, limiter,
+                                                      overrides=raised_limits()) as built:
         yield built
 
 
