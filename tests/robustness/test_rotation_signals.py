@@ -95,7 +95,8 @@ def kill_all(started: list[subprocess.Popen[bytes]]) -> None:
     for proc in started:
         if proc.poll() is None:
             proc.kill()
-            proc.wait()
+        proc.communicate()  # reaped, and its stderr pipe closed (not left to the GC of
+        # whichever test runs next, as a ResourceWarning there)
 
 
 def wal_size(wal: Path) -> int:
