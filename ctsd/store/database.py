@@ -142,10 +142,19 @@ class Database:
         await asyncio.shield(self._closing)
 
     async def _close(self) -> None:
-        await asyncio.get_running_loop().run_in_executor(self._executor,
-                                                         self._backend.close_writer)
-        self._executor.shutdown(wait=True)
-        await self._backend.close()
+        """Each step runs even if the one before it was cancelled: a program interrupted
+        while it closes (asyncio.run cancels every task left on SIGINT) must still stop
+        the reader's thread, which is not a daemon thread and would keep the process
+        alive after its main function returned. A cancelled wait for the writer's closing
+        must not cancel the closing: a call the writer thread has not picked up yet would
+        never run, and its connection would be left open."""
+        closing = asyncio.get_running_loop().run_in_executor(self._executor,
+                                                             self._backend.close_writer)
+        try:
+            await asyncio.shield(closing)
+        finally:
+            self._executor.shutdown(wait=False)  # its thread ends after close_writer
+            await self._backend.close()
 
     @property
     def write_fault(self) -> str | None:

@@ -383,8 +383,10 @@ class PgBackend(WriterBackend):
                     f"cannot open database {where}: {_first_line(exc)}; "
                     "is it a ctsd database? restore a backup") from exc
         except BaseException:
-            await run_on_writer(writer.close)
-            await pool.close()
+            try:  # shielded: a writer call cancelled before it starts never runs
+                await asyncio.shield(run_on_writer(writer.close))
+            finally:
+                await pool.close()
             raise
         backend = cls(url, writer, pool, feed)
         backend.found_version = found

@@ -225,10 +225,13 @@ class SqliteBackend(WriterBackend):
                 await reader.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
                 await reader.execute("PRAGMA query_only = ON")
         except BaseException as exc:
-            # Each connection owns a thread: leaving one open keeps the process alive.
-            await loop.run_in_executor(executor, writer.close)
-            if reader is not None:
-                await reader.close()
+            # Each connection owns a thread: leaving one open keeps the process alive,
+            # so the reader is closed first and whatever cancels the writer's closing.
+            try:
+                if reader is not None:
+                    await reader.close()
+            finally:  # shielded: a writer call cancelled before it starts never runs
+                await asyncio.shield(loop.run_in_executor(executor, writer.close))
             if isinstance(exc, sqlite3.Error | ResourceExhausted | Unavailable):
                 raise ConfigurationError(f"cannot open database {path}: {exc}") from exc
             raise
