@@ -149,12 +149,21 @@ def test_starts_are_placed_by_load_and_answer_the_owners_outcome(
                 return engines.StopEngine(pb.StopEngineRequest(name=remote.name),
                                           timeout=deadline_s)
 
+            def running() -> bool:
+                engine = engines.GetEngine(pb.GetEngineRequest(name=remote.name), timeout=5)
+                return engine.state != pb.ENGINE_STATE_STOPPED
+
             for deadline_s in (0.005, 0.03, 0.1):
                 for call in (start_within, stop_within):
+                    answers = {grpc.StatusCode.DEADLINE_EXCEEDED}
+                    if call is start_within and running():
+                        # The stop before it left too early to reach the daemon (a busy
+                        # machine): the engine runs on, and a start is rightly refused.
+                        answers.add(grpc.StatusCode.FAILED_PRECONDITION)
                     try:
                         call(deadline_s)
                     except grpc.RpcError as exc:
-                        assert exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED, exc
+                        assert exc.code() in answers, exc
                     wait_for(lambda: requests_left(fleet.url) == 0, 30, "request rows gone")
                     wait_for(agreed, 30, "the engine's state as its lease says")
             engines.StopEngine(pb.StopEngineRequest(name=remote.name), timeout=60)
