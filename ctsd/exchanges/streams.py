@@ -155,10 +155,10 @@ class ConnectionPacers:
     engines' order streams, reopened after each failure) alike."""
 
     def __init__(self, clock: Clock, margin_s: float = 0.0) -> None:
-        """`margin_s` widens each venue's window: the hub paces a shard's socket when its
-        stream is made, and it connects a login's round trip or more later, so two
-        connects can land closer together than their pacing (OKX's 3 a second was
-        breached so). Order streams are paced at each dial (`ccxt_internals.pace_opens`)."""
+        """`margin_s` widens each venue's window: every socket is paced at its dial
+        (`ccxt_internals.pace_opens`), but its handshake reaches the venue a loaded
+        loop's turn or more later, so two connects can land closer together than their
+        pacing (OKX's 3 a second was breached so when sockets were paced as made)."""
         self._clock = clock
         self._margin_s = margin_s
         self._pacers: dict[str, Pacer] = {}
@@ -220,6 +220,14 @@ class MarketStream(AsyncClosing):
         self._closed = False
         self._clients: dict[str, Any] = {}
         self._redials = 0
+
+    def pace_dials(self, wait: Callable[[], Awaitable[None]]) -> None:
+        """Every socket of the shard waits for `wait()` (the venue's connection pacer) as
+        it dials: its first, and each one ccxt.pro dials again by itself on the next
+        watch after the venue closed one, which a wait before the shard was made misses."""
+        from ctsd.exchanges import ccxt_internals
+
+        ccxt_internals.pace_opens(self._exchange, wait)
 
     def redials(self) -> int:
         """Sockets ccxt.pro dialled again by itself so far (the venue closed one and a later

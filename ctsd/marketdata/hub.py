@@ -8,10 +8,10 @@ silent stall (pings go on, data stops) never. So the hub owns liveness:
   drops the subscription (no memory kept for forgotten streams).
 - A *shard* is one ccxt.pro instance holding up to the venue's streams per
   connection (`StreamLimits`); a new shard is opened only when the others are
-  full, and every (re)connection waits for the venue's connection-rate budget
-  (`Pacer`). Subscribe requests of a shard are batched and spaced by the
-  venue's subscribe interval, so a thousand engines starting at once cost a
-  handful of requests.
+  full, and every socket waits for the venue's connection-rate budget (`Pacer`)
+  at its dial, ccxt.pro's own redials included (`MarketStream.pace_dials`).
+  Subscribe requests of a shard are batched and spaced by the venue's subscribe
+  interval, so a thousand engines starting at once cost a handful of requests.
 - One feed task per shard and stream kind races every subscribe group of that
   kind (`MarketStream.updates`) and fans values out to listeners.
 - The watchdog marks a subscription STALE when its data is older than its
@@ -233,16 +233,17 @@ class MarketDataHub(AsyncClosing):
             shard.task.cancel()
 
     async def _run_shard(self, shard: Shard) -> None:
-        """Connect (paced), run one feed per kind, and start over on a reconnect."""
+        """Open (its sockets paced at each dial), run one feed per kind, and start over on a
+        reconnect."""
         while shard.subs:
             if shard.failures:
                 await self._backoff(shard)
-            await self._pacers.pacer(shard.target.exchange).wait()
             try:
                 shard.stream = await self._open_stream(shard.target)
             except ExchangeFailure as exc:
                 self._down(shard, StreamState.DOWN, f"connecting: {exc.detail}")
                 continue
+            shard.stream.pace_dials(self._pacers.pacer(shard.target.exchange).wait)
             shard.reconnect = False
             shard.redials = 0
             opened = self._clock.monotonic()
