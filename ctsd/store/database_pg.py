@@ -431,8 +431,10 @@ class PgBackend(WriterBackend):
         tx.execute("UPDATE ctsd_schema SET version = version")
 
     async def close(self) -> None:
-        await self.listener.close()
-        await self._pool.close()
+        try:
+            await self.listener.close()
+        finally:  # a cancelled closing still closes the pool's sessions
+            await self._pool.close()
 
 
 def _migrate(writer: _Writer, upgrade: bool) -> int:

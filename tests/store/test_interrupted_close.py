@@ -5,7 +5,7 @@ leaves no connection open.
 cancelled the caller, then every task left, among them the closing itself, which
 stopped before the reader's thread was told to end. That thread (aiosqlite's, not a
 daemon thread) then kept the finished process alive forever. Here each run of
-open → read → write → close is cancelled at one of its await points in turn, and the
+open → listen → read → write → close is cancelled at one of its await points in turn, and the
 runner then cancels whatever is left after a seeded number of loop turns, as asyncio.run
 does on SIGINT; every thread the run started must end by itself, and no connection may
 be left for the garbage collector to find open (the writer's close, cancelled before its
@@ -36,8 +36,9 @@ async def _lifecycle(state: Path, url: str | None, kept: list[Database]) -> int:
     kept.append(db)  # no garbage collection may stop a thread the code forgot
     try:
         secrets = SealedSecretRepository(db)
-        await secrets.count()
-        return await secrets.reseal_all(lambda stored: (stored.key_id, stored.blob))
+        async with db.listen("engines"):  # PostgreSQL: the listener's session too
+            await secrets.count()
+            return await secrets.reseal_all(lambda stored: (stored.key_id, stored.blob))
     finally:
         await db.close()
 
