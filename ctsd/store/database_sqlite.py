@@ -217,10 +217,12 @@ class SqliteBackend(WriterBackend):
         writer = _Writer(path, synchronous)
         loop = asyncio.get_running_loop()
         reader: aiosqlite.Connection | None = None
+        connecting: asyncio.Future[aiosqlite.Connection] | None = None
         try:
             with translated_errors():
                 found = await loop.run_in_executor(executor, _migrate, writer)
-                reader = await aiosqlite.connect(path, isolation_level=None)
+                connecting = asyncio.ensure_future(_connect_reader(path))
+                reader = await asyncio.shield(connecting)
                 reader.text_factory = text_or_damaged  # a damaged row is quarantined
                 await reader.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
                 await reader.execute("PRAGMA query_only = ON")
@@ -228,6 +230,8 @@ class SqliteBackend(WriterBackend):
             # Each connection owns a thread: leaving one open keeps the process alive,
             # so the reader is closed first and whatever cancels the writer's closing.
             try:
+                if reader is None and connecting is not None:
+                    reader = await _settled(connecting)
                 if reader is not None:
                     await reader.close()
             finally:  # shielded: a writer call cancelled before it starts never runs
@@ -266,6 +270,22 @@ class SqliteBackend(WriterBackend):
     async def close(self) -> None:
         FileFeeds.leave(self._key, self._feed)
         await self._reader.close()
+
+
+async def _connect_reader(path: Path) -> aiosqlite.Connection:
+    return await aiosqlite.connect(path, isolation_level=None)
+
+
+async def _settled(connecting: asyncio.Future[aiosqlite.Connection],
+                   ) -> aiosqlite.Connection | None:
+    """The reader an interrupted open was connecting, once connected (None if that
+    failed). aiosqlite's own connect, cancelled, stops its thread without waiting for
+    it, and the thread's last answer then finds the loop closed (a traceback on every
+    Ctrl-C at that instant): the connect runs to its end and the reader is closed."""
+    try:
+        return await connecting
+    except Exception:
+        return None
 
 
 def _migrate(writer: _Writer) -> int:
