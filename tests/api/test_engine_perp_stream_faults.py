@@ -31,6 +31,7 @@ from ctsd.sim.ccxt_target import point_at_simulator
 from tests.api.test_engine_service import paper_config, wait_for
 from tests.api.test_engine_stream_faults import FAULTS, ROUND_S, booked, on_stream
 from tests.api.test_engine_streams import streams, websocket_connection
+from tests.sim.conftest import CLIENT_TIMEOUT_S
 from tests.support.conn_tests import PASSPHRASE, SECRET_PREFIX, SimConnection, run_test
 from tests.support.daemon_process import DaemonProcess
 from tests.support.sim_fixtures import sim, sim_channel, sim_daemon  # noqa: F401
@@ -52,7 +53,7 @@ def venue_call(sim: SimulatorThread, conn: SimConnection, venue: str,  # noqa: F
     async def run() -> T:
         exchange = getattr(ccxt_async, venue)({
             "apiKey": conn.api_key, "secret": conn.secret, "password": PASSPHRASE,
-            "enableRateLimit": False, "timeout": 5000,
+            "enableRateLimit": False, "timeout": int(CLIENT_TIMEOUT_S * 1000),
             "options": {"defaultType": DEFAULT_TYPE[venue]}})
         point_at_simulator(exchange, sim.base_url)
         try:

@@ -43,6 +43,13 @@ def sim_config(**overrides: Any) -> SimulatorConfig:
     return SimulatorConfig(**fields)
 
 
+CLIENT_TIMEOUT_S = 10.0
+"""Every test client's request timeout unless a test is about timeouts (and sets a short
+one of its own, e.g. test_hung_request_is_timeout): the daemon's own. With both cores
+busy the in-process simulator answered after more than 3 s, which read as the venue
+timing out."""
+
+
 @pytest_asyncio.fixture
 async def server() -> AsyncIterator[SimulatorServer]:
     async with SimulatorServer(sim_config()) as srv:
@@ -57,7 +64,7 @@ async def make_exchange() -> AsyncIterator[ExchangeFactory]:
     created: list[Any] = []
 
     def factory(cls: Any, base_url: str, **config: Any) -> Any:
-        config.setdefault("timeout", 3000)
+        config.setdefault("timeout", int(CLIENT_TIMEOUT_S * 1000))
         # ccxt's client-side throttle would only slow these tests; the burst test
         # needs it off anyway to reach the server's limit.
         config.setdefault("enableRateLimit", False)

@@ -22,7 +22,14 @@ from ctsd.exchanges.spec import ApiType
 from ctsd.ratelimit import Lane, LimitOverride, RateLimiter, RateLimitOverrides
 from ctsd.sim.server import SimulatorServer
 from ctsd.sim.state import SimulatorConfig
-from tests.sim.conftest import API_KEY, PASSPHRASE, SECRET, sim_config, trader_spec
+from tests.sim.conftest import (
+    API_KEY,
+    CLIENT_TIMEOUT_S,
+    PASSPHRASE,
+    SECRET,
+    sim_config,
+    trader_spec,
+)
 
 VENUES = ("binance", "bybit", "okx", "kraken")
 CREDENTIALS = ApiCredentials(API_KEY, SECRET, PASSPHRASE)
@@ -89,10 +96,7 @@ def simulated(simulator_url: str, *exchanges: str) -> dict[str, ExchangeSettings
 
 def make_factory(server: SimulatorServer, limiter: RateLimiter, **kwargs: Any,
                  ) -> ExchangeClientFactory:
-    # The daemon's own request timeout: with both cores busy the in-process simulator
-    # answered after more than 3 s, which read as the venue timing out (a test that means
-    # a timeout sets a short one of its own, e.g. test_hung_request_is_timeout).
-    kwargs.setdefault("timeout_s", 10.0)
+    kwargs.setdefault("timeout_s", CLIENT_TIMEOUT_S)
     return ExchangeClientFactory(
         limiter, exchanges=simulated(server.base_url, *VENUES), **kwargs)
 

@@ -24,7 +24,7 @@ from ctsd.sim.clock import Clock, ManualClock
 from ctsd.sim.server import SimulatorServer
 from ctsd.sim.state import SimulatorConfig
 from ctsd.sim.ws.config import WsConfig
-from tests.sim.conftest import sim_config
+from tests.sim.conftest import CLIENT_TIMEOUT_S, sim_config
 
 WAIT_S = 10.0
 """Upper bound on any wait for a message: a failing test fails, it never hangs."""
@@ -71,7 +71,7 @@ async def pro() -> AsyncIterator[ProFactory]:
     created: list[Any] = []
 
     def factory(cls: Any, server: SimulatorServer, **config: Any) -> Any:
-        config.setdefault("timeout", 5000)
+        config.setdefault("timeout", int(CLIENT_TIMEOUT_S * 1000))
         config.setdefault("enableRateLimit", False)
         exchange = cls(config)
         exchange.timeout_on_exit = 0
