@@ -44,7 +44,7 @@ async def redis_ms(client: aioredis.Redis) -> float:
 async def piece_ends(client: aioredis.Redis, bucket: SharedBucket) -> list[float]:
     """The moments (Redis ms) at which the bucket's logged pieces stop counting."""
     log = await client.zrangebyscore(f"{bucket.name}:c", "-inf", "+inf", withscores=True)
-    return sorted({float(score) for _, score in log})
+    return sorted({float(entry[1]) for entry in log})
 
 
 async def counted_after(client: aioredis.Redis, bucket: SharedBucket, ms: float,
