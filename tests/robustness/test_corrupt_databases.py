@@ -315,6 +315,7 @@ def verdict(daemon: DaemonProcess) -> tuple[str, list[str]]:
     return f"exit {code}: {lines[0][:90] if lines else 'no line'}", problems
 
 
+@pytest.mark.timeout(300)  # 43 daemons started: about 60 s at load 7, over 120 s at 13
 def test_every_damaged_database_is_refused_or_served_without_a_crash(seeded: Path) -> None:
     tally = Tally("corrupt databases: exit 78 or quarantine")
     cases = dict(CORPUS)
