@@ -44,6 +44,13 @@ def frozen_clock() -> ManualClock:
 ServerFactory = Callable[..., Any]
 
 
+async def start_frozen(start: ServerFactory, config: SimulatorConfig | None = None,
+                       ) -> tuple[SimulatorServer, ManualClock]:
+    """A running server on a `frozen_clock`, and the clock that moves it."""
+    clock = frozen_clock()
+    return await start(config, clock=clock), clock
+
+
 @pytest_asyncio.fixture
 async def start() -> AsyncIterator[ServerFactory]:
     """`await start(config=None, clock=None)` → a running server, stopped at teardown."""

@@ -12,7 +12,14 @@ import pytest
 from ctsd.sim.binance import LISTEN_KEY_KIND
 from ctsd.sim.server import SimulatorServer
 from tests.sim.conftest import API_KEY, SECRET
-from tests.sim.ws.conftest import ProFactory, RawFactory, ServerFactory, frozen_clock, ws_config
+from tests.sim.ws.conftest import (
+    ProFactory,
+    RawFactory,
+    ServerFactory,
+    frozen_clock,
+    start_frozen,
+    ws_config,
+)
 from tests.sim.ws.streams import PositionStreams, Refusal, bounded, expect_cut
 from tests.sim.ws.test_hub import FAST_HEARTBEAT
 
@@ -144,8 +151,8 @@ async def test_an_unknown_listen_key_is_refused_at_the_handshake(
 async def test_a_listen_key_not_kept_alive_expires_on_the_stream(
     start: ServerFactory, raw: RawFactory, pro: ProFactory,
 ) -> None:
-    clock = frozen_clock()  # listenKey calls carry a key, no signed timestamp
-    server = await start(clock=clock)
+    # listenKey calls carry a key, no signed timestamp
+    server, clock = await start_frozen(start)
     ex = pro(ccxtpro.binanceusdm, server, apiKey=API_KEY, secret=SECRET)
     key = (await ex.fapiPrivatePostListenKey())["listenKey"]
     client = await raw(server, f"/binance/fstream/private/ws?listenKey={key}")
@@ -165,8 +172,7 @@ async def test_a_listen_key_not_kept_alive_expires_on_the_stream(
 async def test_streams_named_in_the_url_raw_and_combined(
     start: ServerFactory, raw: RawFactory,
 ) -> None:
-    clock = frozen_clock()
-    server = await start(clock=clock)
+    server, clock = await start_frozen(start)
     single = await raw(server, "/binance/stream/ws/btcusdt@ticker")
     ticker = await single.until(lambda m: m.get("e") == "24hrTicker")
     assert ticker["s"] == "BTCUSDT"

@@ -20,7 +20,7 @@ from tests.sim.ws.conftest import (
     RawClient,
     RawFactory,
     ServerFactory,
-    frozen_clock,
+    start_frozen,
     ws_config,
 )
 from tests.sim.ws.streams import PositionStreams, Refusal, lose_next_book_update
@@ -123,8 +123,7 @@ async def test_more_than_ten_args_on_spot_are_refused_and_counted(
 async def test_book_deltas_count_up_and_a_gap_shows_in_u(
     start: ServerFactory, raw: RawFactory,
 ) -> None:
-    clock = frozen_clock()
-    server = await start(clock=clock)
+    server, clock = await start_frozen(start)
     client = await raw(server, PUBLIC)
     await client.send({"op": "subscribe", "args": ["orderbook.50.BTCUSDT"]})
     snapshot = await client.until(lambda m: m.get("type") == "snapshot")

@@ -22,6 +22,7 @@ from tests.sim.ws.conftest import (
     RawFactory,
     ServerFactory,
     frozen_clock,
+    start_frozen,
     ws_config,
 )
 from tests.sim.ws.streams import (
@@ -150,8 +151,7 @@ def okx_checksum(bids: dict[str, str], asks: dict[str, str]) -> int:
 async def test_book_updates_chain_seq_ids_and_carry_the_checksum_of_the_book(
     start: ServerFactory, raw: RawFactory,
 ) -> None:
-    clock = frozen_clock()
-    server = await start(clock=clock)
+    server, clock = await start_frozen(start)
     client = await raw(server, PUBLIC)
     await client.send({"op": "subscribe", "args": [{"channel": "books", "instId": "BTC-USDT"}]})
     first = await client.until(lambda m: m.get("action") == "snapshot")
@@ -176,8 +176,7 @@ async def test_book_updates_chain_seq_ids_and_carry_the_checksum_of_the_book(
 async def test_a_sequence_gap_fails_the_book_and_the_next_watch_resyncs(
     start: ServerFactory, pro: ProFactory,
 ) -> None:
-    clock = frozen_clock()
-    server = await start(clock=clock)
+    server, clock = await start_frozen(start)
     ex = _okx(pro, server, apiKey=None, secret=None, password=None)
     symbol = "BTC/USDT"
     inst = server.sim.market.instrument(symbol)
