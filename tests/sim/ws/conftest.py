@@ -45,20 +45,22 @@ ServerFactory = Callable[..., Any]
 
 
 async def start_frozen(start: ServerFactory, config: SimulatorConfig | None = None,
-                       ) -> tuple[SimulatorServer, ManualClock]:
-    """A running server on a `frozen_clock`, and the clock that moves it."""
+                       **ws: Any) -> tuple[SimulatorServer, ManualClock]:
+    """A running server on a `frozen_clock`, and the clock that moves it (`config`, or
+    `ws_config(**ws)`, as `start` takes them)."""
     clock = frozen_clock()
-    return await start(config, clock=clock), clock
+    return await start(config, clock=clock, **ws), clock
 
 
 @pytest_asyncio.fixture
 async def start() -> AsyncIterator[ServerFactory]:
-    """`await start(config=None, clock=None)` → a running server, stopped at teardown."""
+    """`await start(config=None, clock=None, **ws)` → a running server, stopped at teardown;
+    without a `config`, it runs `ws_config(**ws)` (the stream settings a test scales)."""
     servers: list[SimulatorServer] = []
 
     async def factory(config: SimulatorConfig | None = None,
-                      clock: Clock | None = None) -> SimulatorServer:
-        server = SimulatorServer(config or ws_config(), clock=clock)
+                      clock: Clock | None = None, **ws: Any) -> SimulatorServer:
+        server = SimulatorServer(config or ws_config(**ws), clock=clock)
         servers.append(server)
         return await server.start()
 

@@ -95,7 +95,7 @@ async def test_a_drop_fails_the_watch_and_the_next_watch_reconnects(
 async def test_a_stall_stops_data_while_pings_go_on_and_loses_what_it_held(
     start: ServerFactory, raw: RawFactory,
 ) -> None:
-    server, clock = await start_frozen(start, ws_config(timing_scale=FAST_HEARTBEAT))
+    server, clock = await start_frozen(start, timing_scale=FAST_HEARTBEAT)
     client = await raw(server, STREAMS)
     await subscribe(client, "btcusdt@ticker")
     await client.until(lambda m: m.get("e") == "24hrTicker")
@@ -170,7 +170,7 @@ async def test_a_fault_of_count_n_hits_n_connections_once_each(
     connections open, each open one is hit once (not the first one four times, which
     left a "stall every socket" sparing the one that carried the data) and the last use
     waits for the next connection."""
-    server = await start(clock=frozen_clock())
+    server, _ = await start_frozen(start)
     hub, faults = server.streams, server.sim.faults
     for _ in range(3):
         await raw(server, STREAMS)
@@ -194,7 +194,7 @@ async def test_a_fault_of_count_n_hits_n_connections_once_each(
 async def test_a_periodic_disconnect_closes_every_connection_until_cleared(
     start: ServerFactory, raw: RawFactory,
 ) -> None:
-    server = await start(ws_config(timing_scale=FAST_HEARTBEAT))
+    server = await start(timing_scale=FAST_HEARTBEAT)
     server.sim.add_fault(FaultSpec(FaultKind.WS_DISCONNECT_EVERY, delay_s=0.2,
                                    path_prefix="/stream"))
     for _ in range(2):
@@ -215,7 +215,7 @@ async def test_a_periodic_disconnect_closes_every_connection_until_cleared(
 async def test_a_client_that_does_not_read_is_cut_and_counted(
     start: ServerFactory, raw: RawFactory,
 ) -> None:
-    server, clock = await start_frozen(start, ws_config(send_queue_max=3))
+    server, clock = await start_frozen(start, send_queue_max=3)
     client = await raw(server, STREAMS)
     names = [f"{s.lower().replace('/', '')}@ticker" for s in
              ("BTC/USDT", "ETH/USDT", "BNB/USDT", "SOL/USDT", "XRP/USDT", "ADA/USDT")]

@@ -20,9 +20,7 @@ from tests.sim.ws.conftest import (
     RawClient,
     RawFactory,
     ServerFactory,
-    frozen_clock,
     start_frozen,
-    ws_config,
 )
 from tests.sim.ws.streams import Refusal, StreamConformance, expect_cut, lose_next_book_update
 
@@ -77,7 +75,7 @@ async def test_heartbeats_come_once_subscribed_and_nothing_else_is_sent(
     start: ServerFactory, raw: RawFactory,
 ) -> None:
     # a heartbeat each 50 ms
-    server, _ = await start_frozen(start, ws_config(timing_scale=0.05))
+    server, _ = await start_frozen(start, timing_scale=0.05)
     client = await raw(server, PUBLIC)
     status = await client.json()
     assert status["channel"] == "status" and status["data"][0]["system"] == "online"
@@ -95,7 +93,7 @@ async def test_heartbeats_come_once_subscribed_and_nothing_else_is_sent(
 async def test_past_the_message_rate_the_connection_is_closed(
     start: ServerFactory, raw: RawFactory,
 ) -> None:
-    server = await start(ws_config(limit_scale=0.1), clock=frozen_clock())  # 5 a second
+    server, _ = await start_frozen(start, limit_scale=0.1)  # 5 a second
     client = await raw(server, PUBLIC)
     await client.json()  # status
     for req_id in range(6):
