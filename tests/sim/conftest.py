@@ -20,6 +20,8 @@ from ctsd.sim.state import SimulatorConfig
 API_KEY = "sim-key-0001"
 SECRET = "sim-secret-0001"
 PASSPHRASE = "sim-pass-0001"
+T0 = 1_750_000_000_000
+"""The simulator tests' fixed clock start: 2025-06-15 15:06:40 UTC, a Sunday."""
 
 ExchangeFactory = Callable[..., Any]
 

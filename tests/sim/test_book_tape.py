@@ -30,9 +30,8 @@ from ctsd.sim.market import TIMEFRAMES, Market, MarketCatalog
 from ctsd.sim.matching import OrderRequest
 from ctsd.sim.path import TRADE_INTERVAL_MS
 from ctsd.sim.state import Simulator
-from tests.sim.conftest import API_KEY, sim_config
+from tests.sim.conftest import API_KEY, T0, sim_config
 
-T0 = 1_750_000_000_000
 FEES = FeeSchedule(maker=Decimal("0.001"), taker=Decimal("0.002"))
 BASE_FEES = FeeSchedule(maker=Decimal("0.001"), taker=Decimal("0.002"), base_fee_on_buy=True)
 

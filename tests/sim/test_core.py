@@ -41,10 +41,9 @@ from ctsd.sim.ratelimit import (
 )
 from ctsd.sim.server import SimulatorServer
 from ctsd.sim.state import Simulator
-from tests.sim.conftest import API_KEY, sim_config
+from tests.sim.conftest import API_KEY, T0, sim_config
 
 FEES = FeeSchedule(maker=Decimal("0.001"), taker=Decimal("0.002"))
-T0 = 1_750_000_000_000
 
 
 def _market(seed: int = 3, count: int = 50) -> Market:

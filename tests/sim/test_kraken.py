@@ -20,15 +20,13 @@ from ctsd.sim.ratelimit import RateLimitConfig
 from ctsd.sim.server import SimulatorServer
 from ctsd.sim.state import SimulatorConfig
 from tests.sim.conformance import (
-    GENERIC_FAULT_ERRORS,
-    T0,
     Credential,
     CredentialErrors,
     Expect,
-    FaultErrors,
     VenueConformance,
+    venue_faults,
 )
-from tests.sim.conftest import API_KEY, ExchangeFactory, sim_config, trader_spec
+from tests.sim.conftest import API_KEY, T0, ExchangeFactory, sim_config, trader_spec
 from tests.sim.validators import check_balance, check_market, check_ohlcv, check_order, check_ticker
 
 KRAKEN_SECRET = base64.b64encode(b"sim-kraken-secret-0001".ljust(64, b".")).decode()
@@ -249,12 +247,11 @@ async def test_ohlc_since_and_fixed_depth(make_exchange: ExchangeFactory) -> Non
 class TestConformance(VenueConformance):
     exchange_class = ccxt.kraken
     private_path = "/0/private/BalanceEx"
-    fault_errors: ClassVar[FaultErrors] = {
-        **GENERIC_FAULT_ERRORS,
-        FaultKind.RATE_LIMIT: ccxt.DDoSProtection,  # exactly: not RateLimitExceeded
-        FaultKind.MAINTENANCE: ccxt.ExchangeNotAvailable,  # exactly: not OnMaintenance
-        FaultKind.IP_NOT_WHITELISTED: ccxt.PermissionDenied,
-    }
+    fault_errors = venue_faults(
+        rate_limit=ccxt.DDoSProtection,  # exactly: not RateLimitExceeded
+        maintenance=ccxt.ExchangeNotAvailable,  # exactly: not OnMaintenance
+        ip_not_whitelisted=ccxt.PermissionDenied,
+    )
     reset_count = 1  # balances are read by POST: aiohttp never retries
     credential_errors: ClassVar[CredentialErrors] = {
         # Kraken answers `EAPI:Invalid signature`, which ccxt 4.5.90's kraken error table
