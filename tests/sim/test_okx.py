@@ -33,7 +33,7 @@ from tests.sim.conftest import (
     sim_config,
 )
 from tests.sim.derivatives_conformance import DerivativesConformance
-from tests.sim.validators import check_balance, check_market, check_ohlcv, check_order, check_ticker
+from tests.sim.validators import check_market, check_order, read_checked
 
 SPOT: tuple[str, str, dict[str, str], float] = ("spot", "BTC/USDT", {}, 0.01)
 SWAP = ("swap", "BTC/USDT:USDT", {"defaultType": "swap"}, 1.0)  # 1 contract = 0.01 BTC
@@ -58,20 +58,10 @@ async def test_full_flow_passes_ccxt_validators(
     assert {"BTC/USDT", "BTC/USDT:USDT", "ETH/USDT"} <= set(markets)
     check_market(ex, markets[symbol])
     assert ex.currencies["BTC"]["id"] == "BTC"  # asset/currencies, signed, in load_markets
-    assert abs(await ex.fetch_time() - ex.milliseconds()) < 5000
-
-    ticker = await ex.fetch_ticker(symbol)
-    check_ticker(ex, ticker, symbol)
+    ticker, candles, balance = await read_checked(ex, symbol)
     assert ticker["last"] == float(server.sim.market.price(symbol, at_ms=ticker["timestamp"]))
-
-    candles = await ex.fetch_ohlcv(symbol, "1h", limit=24)
-    assert len(candles) == 24
-    check_ohlcv(ex, candles, symbol)
     since = candles[0][0]
     assert await ex.fetch_ohlcv(symbol, "1h", since=since, limit=3) == candles[:3]
-
-    balance = await ex.fetch_balance()
-    check_balance(ex, balance)
     assert balance["USDT"]["total"] == 150000  # one trading account: spot 100k + swap 50k
 
     market_order = await ex.create_order(symbol, "market", "buy", amount)
