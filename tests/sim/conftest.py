@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest_asyncio
 
-from ctsd.sim.accounts import DEFAULT_PERMISSIONS, AccountSpec
+from ctsd.sim.accounts import DEFAULT_PERMISSIONS, AccountSpec, FeeSchedule
 from ctsd.sim.ratelimit import RateLimitConfig
 from ctsd.sim.server import SimulatorServer
 from ctsd.sim.state import SimulatorConfig
@@ -22,6 +22,8 @@ SECRET = "sim-secret-0001"
 PASSPHRASE = "sim-pass-0001"
 T0 = 1_750_000_000_000
 """The simulator tests' fixed clock start: 2025-06-15 15:06:40 UTC, a Sunday."""
+FEES = FeeSchedule(maker=Decimal("0.001"), taker=Decimal("0.002"))
+"""The fees of an account a test builds by hand: maker 0.1 %, taker 0.2 %."""
 
 ExchangeFactory = Callable[..., Any]
 
