@@ -27,14 +27,7 @@ from ctsd.engine.config import PaperSettings
 from ctsd.engine.ledger import split_symbol
 from ctsd.engine.orders import Execution, Fill, Order, OrderStatus
 from ctsd.engine.perpetual import FundingPayment, VenuePosition
-from ctsd.strategies.model import (
-    Balance,
-    MarketInfo,
-    MarketSnapshot,
-    OrderType,
-    Side,
-    SymbolMarket,
-)
+from ctsd.strategies.model import Balance, MarketInfo, MarketSnapshot, OrderType, Side, SymbolMarket
 
 ZERO = Decimal(0)
 
