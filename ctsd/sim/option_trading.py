@@ -44,6 +44,16 @@ class OptionSpec:
     wallet: str
 
 
+_TICKS = {"BTC": Decimal(5), "ETH": Decimal("0.1")}
+
+
+def tick_and_step_spec(contract: OptionContract, wallet: str) -> OptionSpec:
+    """Binance's and Bybit's options as the simulator lists them, alike: a price tick of 5
+    (BTC) or 0.1 (others), a quantity step and minimum of 0.01; only the wallet differs."""
+    step = Decimal("0.01")
+    return OptionSpec(_TICKS.get(contract.underlying, Decimal("0.1")), step, step, wallet)
+
+
 @dataclass(slots=True)
 class OptionPosition:
     contract: OptionContract
