@@ -6,6 +6,7 @@ the test fails (an unclosed aiohttp session is a warning, and warnings are error
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator, Callable
 from decimal import Decimal
 from typing import Any
@@ -53,15 +54,16 @@ async def server() -> AsyncIterator[SimulatorServer]:
         yield srv
 
 
-@pytest_asyncio.fixture
-async def make_exchange() -> AsyncIterator[ExchangeFactory]:
-    """`make_exchange(ccxt_class, base_url, **config)` → a pointed, auto-closed instance."""
+@contextlib.asynccontextmanager
+async def pointed_clients(timeout_ms: int) -> AsyncIterator[ExchangeFactory]:
+    """`make(ccxt_class, base_url, **config)` → a ccxt or ccxt.pro client pointed at the
+    simulator, every one closed on exit."""
     from ctsd.sim.ccxt_target import point_at_simulator
 
     created: list[Any] = []
 
-    def factory(cls: Any, base_url: str, **config: Any) -> Any:
-        config.setdefault("timeout", 3000)
+    def make(cls: Any, base_url: str, **config: Any) -> Any:
+        config.setdefault("timeout", timeout_ms)
         # ccxt's client-side throttle would only slow these tests; the burst test
         # needs it off anyway to reach the server's limit.
         config.setdefault("enableRateLimit", False)
@@ -71,7 +73,14 @@ async def make_exchange() -> AsyncIterator[ExchangeFactory]:
         return point_at_simulator(exchange, base_url)
 
     try:
-        yield factory
+        yield make
     finally:
         for exchange in created:
             await exchange.close()
+
+
+@pytest_asyncio.fixture
+async def make_exchange() -> AsyncIterator[ExchangeFactory]:
+    """`make_exchange(ccxt_class, base_url, **config)` → a pointed, auto-closed instance."""
+    async with pointed_clients(3000) as make:
+        yield make

@@ -19,12 +19,11 @@ from typing import Any
 import aiohttp
 import pytest_asyncio
 
-from ctsd.sim.ccxt_target import point_at_simulator
 from ctsd.sim.clock import Clock, ManualClock
 from ctsd.sim.server import SimulatorServer
 from ctsd.sim.state import SimulatorConfig
 from ctsd.sim.ws.config import WsConfig
-from tests.sim.conftest import sim_config
+from tests.sim.conftest import pointed_clients, sim_config
 
 WAIT_S = 10.0
 """Upper bound on any wait for a message: a failing test fails, it never hangs."""
@@ -77,21 +76,8 @@ ProFactory = Callable[..., Any]
 @pytest_asyncio.fixture
 async def pro() -> AsyncIterator[ProFactory]:
     """`pro(ccxt.pro.<cls>, server, **config)` → a pointed, auto-closed ccxt.pro client."""
-    created: list[Any] = []
-
-    def factory(cls: Any, server: SimulatorServer, **config: Any) -> Any:
-        config.setdefault("timeout", 5000)
-        config.setdefault("enableRateLimit", False)
-        exchange = cls(config)
-        exchange.timeout_on_exit = 0
-        created.append(exchange)
-        return point_at_simulator(exchange, server.base_url)
-
-    try:
-        yield factory
-    finally:
-        for exchange in created:
-            await exchange.close()
+    async with pointed_clients(5000) as make:
+        yield lambda cls, server, **config: make(cls, server.base_url, **config)
 
 
 class RawClient:
