@@ -58,13 +58,8 @@ def test_sigterm_finishes_in_flight_calls_and_exits_quickly(daemon: DaemonProces
 
 
 def test_second_daemon_on_same_state_dir_is_refused(daemon: DaemonProcess) -> None:
-    other = subprocess.run(
-        [*daemon.command()[:-2], "--listen", f"unix:{daemon.root}/other.sock"],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
+    other = daemon.run_refused("--listen", f"unix:{daemon.root}/other.sock",
+                               command=daemon.command()[:-2])
     assert other.returncode == 78
     assert "in use by another ctsd" in other.stderr
 

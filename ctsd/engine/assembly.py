@@ -9,6 +9,7 @@ place that decides which broker a (mode, market) pair trades through.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TypeVar
 
 from ctsd.clock import Clock
 from ctsd.engine.brokers.base import Broker
@@ -28,6 +29,8 @@ from ctsd.engine.status import EngineStatus
 from ctsd.errors import FailedPrecondition
 from ctsd.strategies.model import MarketKind
 
+T = TypeVar("T")
+
 
 def assemble_engine(
     record: EngineRecord, validated: ValidatedConfig, resources: EngineResources,
@@ -37,28 +40,18 @@ def assemble_engine(
     config = validated.config
     perp = None
     if resources.kind is MarketKind.PERPETUAL:
-        if resources.perp_market is None:
-            raise FailedPrecondition(
-                f"connections/{record.connection_id} offers no perpetuals market data")
-        account = resources.perp_account if config.mode is TradingMode.LIVE else None
-        if config.mode is TradingMode.LIVE and account is None:
-            raise FailedPrecondition(
-                f"connections/{record.connection_id} cannot trade perpetuals live")
-        perp = PerpSession(config, resources.modes, resources.perp_market, account,
+        perp_market = _offered(resources.perp_market, record, "no perpetuals market data")
+        account = _live_only(resources.perp_account, config, record, "perpetuals")
+        perp = PerpSession(config, resources.modes, perp_market, account,
                            record.connection_id,
                            terms_s=FUNDING_TERMS_S if resources.events is not None else None)
     margin: MarginSession | None = None
     options: OptionSession | None = None
     if resources.kind is MarketKind.MARGIN:
-        if resources.margin_market is None:
-            raise FailedPrecondition(
-                f"connections/{record.connection_id} offers no margin lending terms")
-        lender = resources.margin_account if config.mode is TradingMode.LIVE else None
-        if config.mode is TradingMode.LIVE and lender is None:
-            raise FailedPrecondition(
-                f"connections/{record.connection_id} cannot trade margin live")
-        margin = MarginSession(config, resources.modes.margin_mode, resources.margin_market,
-                               lender, record.connection_id)
+        margin_market = _offered(resources.margin_market, record, "no margin lending terms")
+        lender = _live_only(resources.margin_account, config, record, "margin")
+        margin = MarginSession(config, resources.modes.margin_mode, margin_market, lender,
+                               record.connection_id)
         broker = _margin_broker(config, resources, margin, clock, funding_poll_s)
     elif resources.kind is MarketKind.OPTION:
         options, broker = _options(record, config, resources, clock)
@@ -68,12 +61,29 @@ def assemble_engine(
                   resources.events, perp, margin, options, lease)
 
 
+def _offered(found: T | None, record: EngineRecord, lacking: str) -> T:
+    """What the engine's market needs of the connection; refused when it offers `lacking`."""
+    if found is None:
+        raise FailedPrecondition(f"connections/{record.connection_id} offers {lacking}")
+    return found
+
+
+def _live_only(account: T | None, config: EngineConfig, record: EngineRecord,
+               market: str) -> T | None:
+    """The venue account a LIVE engine trades `market` through (refused without one);
+    None on PAPER, whose account is simulated."""
+    if config.mode is not TradingMode.LIVE:
+        return None
+    if account is None:
+        raise FailedPrecondition(
+            f"connections/{record.connection_id} cannot trade {market} live")
+    return account
+
+
 def _options(record: EngineRecord, config: EngineConfig, resources: EngineResources,
              clock: Clock) -> tuple[OptionSession, Broker]:
     """Options: the contracts' session, and PAPER's account of contracts or LIVE orders."""
-    if resources.option_market is None:
-        raise FailedPrecondition(
-            f"connections/{record.connection_id} offers no option contracts' terms")
+    option_market = _offered(resources.option_market, record, "no option contracts' terms")
     if config.mode is TradingMode.LIVE:
         if resources.orders is None:
             raise FailedPrecondition("LIVE trading needs an order client")
@@ -81,10 +91,10 @@ def _options(record: EngineRecord, config: EngineConfig, resources: EngineResour
             raise FailedPrecondition(
                 f"connections/{record.connection_id} cannot read option positions")
         live = LiveBroker(resources.orders, config.symbols, clock, check_before_place=False)
-        return OptionSession(config, resources.option_market, record.connection_id,
+        return OptionSession(config, option_market, record.connection_id,
                              account=resources.option_account), live
     paper = PaperOptionBroker(config.paper, clock)
-    return OptionSession(config, resources.option_market, record.connection_id,
+    return OptionSession(config, option_market, record.connection_id,
                          paper.settle), paper
 
 

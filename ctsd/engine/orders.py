@@ -48,8 +48,9 @@ class OrderStatus(enum.Enum):
 
 
 @dataclass(frozen=True, slots=True)
-class OrderRequest:
-    """An intent that passed the risk check, bound to its client order id."""
+class OrderTerms:
+    """What an order asks for, under the one client order id it may be placed with: the
+    request carries them to the broker and the order's record keeps them."""
 
     client_order_id: str
     symbol: str
@@ -59,6 +60,12 @@ class OrderRequest:
     price: Decimal | None
     tag: str
     cycle: int
+
+
+@dataclass(frozen=True, slots=True)
+class OrderRequest(OrderTerms):
+    """An intent that passed the risk check, bound to its client order id."""
+
     reduce_only: bool = False
     position_side: PositionSide = PositionSide.BOTH
     """The position the order trades: BOTH on spot and one-way accounts, LONG or SHORT
@@ -66,17 +73,9 @@ class OrderRequest:
 
 
 @dataclass(frozen=True, slots=True)
-class Order:
+class Order(OrderTerms):
     """The engine's record of one order; replaced, never mutated, as it progresses."""
 
-    client_order_id: str
-    symbol: str
-    side: Side
-    type: OrderType
-    amount: Decimal
-    price: Decimal | None
-    tag: str
-    cycle: int
     status: OrderStatus
     filled: Decimal = Decimal(0)
     average_price: Decimal | None = None

@@ -46,20 +46,12 @@ from typing import Any
 
 from ctsd.clock import Clock, SystemClock
 from ctsd.errors import LimiterClosed, RequestTooHeavy, Unavailable
+from ctsd.ratelimit import model
 from ctsd.ratelimit.config import FleetSettings
 from ctsd.ratelimit.fleet_link import FleetLink, RedisDown
 from ctsd.ratelimit.ledger import OwnCharge, OwnLedger
 from ctsd.ratelimit.limiter import Demand, Permit, _merged
 from ctsd.ratelimit.meters import EPSILON
-from ctsd.ratelimit.model import (
-    BucketSpec,
-    Counting,
-    Lane,
-    LimitChange,
-    MeterKind,
-    ScopeKey,
-    ScopeUsage,
-)
 from ctsd.ratelimit.protocol import relimit_all
 from ctsd.tasks import cancel_and_wait
 
@@ -69,7 +61,7 @@ log = logging.getLogger("ctsd.ratelimit")
 class SharedBucket:
     """One scope: its Redis keys, this daemon's ledger, the last fleet usage seen."""
 
-    def __init__(self, limiter: SharedRateLimiter, key: ScopeKey, spec: BucketSpec,
+    def __init__(self, limiter: SharedRateLimiter, key: model.ScopeKey, spec: model.BucketSpec,
                  name: str) -> None:
         self._limiter = limiter
         self._key = key
@@ -85,16 +77,16 @@ class SharedBucket:
         self.queued = 0
 
     @property
-    def key(self) -> ScopeKey:
+    def key(self) -> model.ScopeKey:
         return self._key
 
     @property
-    def spec(self) -> BucketSpec:
+    def spec(self) -> model.BucketSpec:
         return self._spec
 
     @property
     def kind(self) -> str:
-        return "d" if self._spec.kind is MeterKind.DECAYING else "w"
+        return "d" if self._spec.kind is model.MeterKind.DECAYING else "w"
 
     @property
     def span_s(self) -> float:
@@ -124,7 +116,7 @@ class SharedBucket:
         if 0 < limit < self._spec.limit:
             self.relimit(replace(self._spec, limit=limit))
 
-    def relimit(self, spec: BucketSpec) -> None:
+    def relimit(self, spec: model.BucketSpec) -> None:
         if spec.kind is not self._spec.kind:
             raise ValueError(f"{self._key.label}: a {self._spec.kind.value} bucket cannot "
                              f"become {spec.kind.value}")
@@ -138,22 +130,22 @@ class SharedBucket:
             self._waits += 1
             self._wait_time += waited
 
-    def counting(self, now: float) -> tuple[Counting, float]:
+    def counting(self, now: float) -> tuple[model.Counting, float]:
         """Where this bucket is counted now, and the share of its capacity it may use."""
         link = self._limiter.link
         if not link.down:
-            return Counting.SHARED, 1.0
+            return model.Counting.SHARED, 1.0
         share = link.view.share()
         if link.cut_off(now) or now < self.blocked_until or share <= EPSILON:
-            return Counting.BLOCKED, 0.0
-        return Counting.FALLBACK, share
+            return model.Counting.BLOCKED, 0.0
+        return model.Counting.FALLBACK, share
 
-    def snapshot(self) -> ScopeUsage:
+    def snapshot(self) -> model.ScopeUsage:
         now = self._limiter.clock.monotonic()
         counting, share = self.counting(now)
-        used = self.fleet_used if counting is Counting.SHARED else self.ledger.used(now)
+        used = self.fleet_used if counting is model.Counting.SHARED else self.ledger.used(now)
         spec = self._spec
-        return ScopeUsage(
+        return model.ScopeUsage(
             key=self._key, kind=spec.kind, used=used, capacity=spec.capacity,
             limit=spec.limit, interval_s=spec.interval_s, queued=self.queued,
             waits=self._waits, wait_time_s=self._wait_time, grants=self._grants,
@@ -179,7 +171,7 @@ class SharedRateLimiter:
         self.clock: Clock = clock or SystemClock()
         self.link = FleetLink(settings, self.clock, on_down=self._went_down,
                               on_back=self._came_back, buckets=self.buckets)
-        self._buckets: dict[ScopeKey, SharedBucket] = {}
+        self._buckets: dict[model.ScopeKey, SharedBucket] = {}
         self._queue: list[_Pending] = []
         self._seq = itertools.count()
         self._charge_ids = itertools.count()
@@ -193,7 +185,7 @@ class SharedRateLimiter:
 
     # --- buckets ----------------------------------------------------------------------------------
 
-    def bucket(self, key: ScopeKey, spec: BucketSpec) -> SharedBucket:
+    def bucket(self, key: model.ScopeKey, spec: model.BucketSpec) -> SharedBucket:
         bucket = self._buckets.get(key)
         if bucket is None:
             if self._closed:
@@ -206,7 +198,7 @@ class SharedRateLimiter:
     def buckets(self) -> list[SharedBucket]:
         return list(self._buckets.values())
 
-    def share_spec(self, spec: BucketSpec) -> BucketSpec:
+    def share_spec(self, spec: model.BucketSpec) -> model.BucketSpec:
         """`spec` as this daemon enforces it alone: its share of the capacity, exactly."""
         if not self.link.down:
             return spec
@@ -215,16 +207,18 @@ class SharedRateLimiter:
             return spec
         return replace(spec, limit=spec.capacity * share, safety_margin=1.0)
 
-    def relimit(self, spec_of: Callable[[ScopeKey], BucketSpec]) -> list[LimitChange]:
+    def relimit(
+        self, spec_of: Callable[[model.ScopeKey], model.BucketSpec],
+    ) -> list[model.LimitChange]:
         return relimit_all(self._buckets, spec_of)
 
-    def snapshot(self) -> list[ScopeUsage]:
+    def snapshot(self) -> list[model.ScopeUsage]:
         usages = [b.snapshot() for b in self._buckets.values()]
         return sorted(usages, key=lambda u: (u.key.exchange, u.key.limit, u.key.owner))
 
     # --- taking budget ----------------------------------------------------------------------------
 
-    async def acquire(self, demands: Sequence[Demand], lane: Lane) -> Permit:
+    async def acquire(self, demands: Sequence[Demand], lane: model.Lane) -> Permit:
         if self._closed:
             raise LimiterClosed("rate limiter closed")
         ordered = _merged(demands)
@@ -327,7 +321,7 @@ class SharedRateLimiter:
         for bucket, demand, member in zip(buckets, pending.demands, members, strict=True):
             charges.append((bucket, bucket.ledger.add(member, demand.weight, now, redis_ms)))
             bucket.granted(now - pending.enqueued_at)
-        return Permit(pending.demands, Lane(pending.lane), now - pending.enqueued_at,
+        return Permit(pending.demands, model.Lane(pending.lane), now - pending.enqueued_at,
                       tuple(charges))
 
     # --- the pump ---------------------------------------------------------------------------------

@@ -22,19 +22,8 @@ from collections.abc import Callable, Sequence
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from ctsd.sim import accounts
 from ctsd.sim import binance_wire as render
-from ctsd.sim.accounts import (
-    SPOT_WALLET,
-    Account,
-    Fill,
-    Order,
-    OrderType,
-    Rejection,
-    RejectKind,
-    Side,
-    TimeInForce,
-    Trigger,
-)
 from ctsd.sim.binance_deriv import order_position_side
 from ctsd.sim.market import InstrumentKind
 from ctsd.sim.matching import OrderRequest
@@ -49,16 +38,19 @@ HISTORY_MAX = 1000
 SPOT_WINDOW_MS = 86_400_000
 FUTURES_WINDOW_MS = 7 * 86_400_000
 SPOT_TYPES = {
-    "MARKET": (OrderType.MARKET, None), "LIMIT": (OrderType.LIMIT, None),
-    "LIMIT_MAKER": (OrderType.LIMIT, None),
-    "STOP_LOSS": (OrderType.MARKET, True), "STOP_LOSS_LIMIT": (OrderType.LIMIT, True),
-    "TAKE_PROFIT": (OrderType.MARKET, False), "TAKE_PROFIT_LIMIT": (OrderType.LIMIT, False),
+    "MARKET": (accounts.OrderType.MARKET, None), "LIMIT": (accounts.OrderType.LIMIT, None),
+    "LIMIT_MAKER": (accounts.OrderType.LIMIT, None),
+    "STOP_LOSS": (accounts.OrderType.MARKET, True),
+    "STOP_LOSS_LIMIT": (accounts.OrderType.LIMIT, True),
+    "TAKE_PROFIT": (accounts.OrderType.MARKET, False),
+    "TAKE_PROFIT_LIMIT": (accounts.OrderType.LIMIT, False),
 }
 """Type → (how it works once live, stop-loss (True) or take-profit (False) or plain)."""
 FUTURES_TYPES = {
-    "MARKET": (OrderType.MARKET, None), "LIMIT": (OrderType.LIMIT, None),
-    "STOP": (OrderType.LIMIT, True), "STOP_MARKET": (OrderType.MARKET, True),
-    "TAKE_PROFIT": (OrderType.LIMIT, False), "TAKE_PROFIT_MARKET": (OrderType.MARKET, False),
+    "MARKET": (accounts.OrderType.MARKET, None), "LIMIT": (accounts.OrderType.LIMIT, None),
+    "STOP": (accounts.OrderType.LIMIT, True), "STOP_MARKET": (accounts.OrderType.MARKET, True),
+    "TAKE_PROFIT": (accounts.OrderType.LIMIT, False),
+    "TAKE_PROFIT_MARKET": (accounts.OrderType.MARKET, False),
 }
 _ALGO_STATUS = {"new": "NEW", "filled": "FINISHED", "canceled": "CANCELED", "expired": "EXPIRED"}
 _T = TypeVar("_T")
@@ -67,7 +59,7 @@ _T = TypeVar("_T")
 def order_request(call: Call, inst: Instrument, *, algo: bool = False) -> OrderRequest:
     """POST order (or algoOrder) parameters as a core order."""
     try:
-        side = Side(call.require("side").lower())
+        side = accounts.Side(call.require("side").lower())
     except ValueError as exc:
         raise render.error(400, -1117, "Invalid side.") from exc
     raw_type = call.require("type").upper()
@@ -76,22 +68,23 @@ def order_request(call: Call, inst: Instrument, *, algo: bool = False) -> OrderR
         raise render.error(400, -1116, "Invalid orderType.")
     kind, stop_loss = types[raw_type]
     qty, quote_qty = call.decimal("quantity"), call.decimal("quoteOrderQty")
-    if qty is None and (quote_qty is None or call.futures or kind is OrderType.LIMIT):
+    if qty is None and (quote_qty is None or call.futures or kind is accounts.OrderType.LIMIT):
         raise render.missing("quantity")
     trigger = None
     if stop_loss is not None:
         stop = call.decimal("triggerPrice" if algo else "stopPrice")
         if stop is None:
             raise render.missing("triggerPrice" if algo else "stopPrice")
-        trigger = Trigger(stop, rises=stop_loss is (side is Side.BUY))
-    tif = TimeInForce.GTC
+        trigger = accounts.Trigger(stop, rises=stop_loss is (side is accounts.Side.BUY))
+    tif = accounts.TimeInForce.GTC
     post_only = raw_type == "LIMIT_MAKER"
-    if kind is OrderType.LIMIT:
+    if kind is accounts.OrderType.LIMIT:
         raw_tif = call.params.get("timeInForce") or ("GTC" if post_only or algo else None)
         if raw_tif is None:
             raise render.missing("timeInForce")
         post_only = post_only or (call.futures and raw_tif == "GTX")
-        tif = TimeInForce(raw_tif) if raw_tif in TimeInForce.__members__ else TimeInForce.GTC
+        tif = (accounts.TimeInForce(raw_tif) if raw_tif in accounts.TimeInForce.__members__
+               else accounts.TimeInForce.GTC)
         if call.decimal("price") is None:
             raise render.missing("price")
     client_id = call.params.get("clientAlgoId" if algo else "newClientOrderId")
@@ -101,13 +94,14 @@ def order_request(call: Call, inst: Instrument, *, algo: bool = False) -> OrderR
         position_side = order_position_side(call, hedge)
     return OrderRequest(
         symbol=inst.symbol, side=side, type=kind, qty=qty or Decimal(0),
-        price=call.decimal("price") if kind is OrderType.LIMIT else None, client_id=client_id,
+        price=call.decimal("price") if kind is accounts.OrderType.LIMIT else None,
+        client_id=client_id,
         time_in_force=tif, reduce_only=call.params.get("reduceOnly") == "true",
         quote_qty=quote_qty if qty is None else None, trigger=trigger, post_only=post_only,
         position_side=position_side)
 
 
-def _position_side(account: Account, order_id: int) -> str:
+def _position_side(account: accounts.Account, order_id: int) -> str:
     return account.orders[order_id].position_side.value.upper()
 
 
@@ -144,7 +138,7 @@ class BinanceAccount:
     # --- history ------------------------------------------------------------------------
 
     async def my_trades(self, call: Call) -> Any:
-        return self.trades_of(call, SPOT_WALLET)
+        return self.trades_of(call, accounts.SPOT_WALLET)
 
     def trades_of(self, call: Call, wallet: str) -> list[dict[str, Any]]:
         """`myTrades` of one wallet (spot, or a margin wallet for `/sapi/v1/margin/myTrades`)."""
@@ -155,8 +149,8 @@ class BinanceAccount:
         chosen = _window(fills, call, lambda f: f.time_ms, lambda f: f.trade_id, "fromId")
         return [self._fill(call, inst, f) for f in chosen]
 
-    def _fill(self, call: Call, inst: Instrument, f: Fill) -> dict[str, Any]:
-        buyer = f.side is Side.BUY
+    def _fill(self, call: Call, inst: Instrument, f: accounts.Fill) -> dict[str, Any]:
+        buyer = f.side is accounts.Side.BUY
         if not call.futures:
             return {
                 "symbol": render.market_id(inst), "id": f.trade_id, "orderId": f.order_id,
@@ -175,7 +169,7 @@ class BinanceAccount:
         }
 
     async def all_orders(self, call: Call) -> Any:
-        return self.orders_of(call, SPOT_WALLET)
+        return self.orders_of(call, accounts.SPOT_WALLET)
 
     def orders_of(self, call: Call, wallet: str) -> list[dict[str, Any]]:
         inst = self.state.instrument(call, call.require("symbol"))
@@ -223,21 +217,22 @@ class BinanceAccount:
         req = order_request(call, inst, algo=True)
         try:
             order = self.state.sim.place_order(call.owner(), req, self.state.fees(call.surface))
-        except Rejection as exc:
+        except accounts.Rejection as exc:
             raise render.rejection(exc, futures=True) from exc
         return self.algo(order, inst)
 
-    def _find_algo(self, call: Call) -> tuple[Instrument, Order]:
+    def _find_algo(self, call: Call) -> tuple[Instrument, accounts.Order]:
         raw_id, client_id = call.params.get("algoId"), call.params.get("clientAlgoId")
         if not raw_id and not client_id:
             raise render.missing("algoId")
         try:
             order = call.owner().find_order(
                 (int(raw_id) if raw_id.isdigit() else -1) if raw_id else None, client_id)
-        except Rejection as exc:
+        except accounts.Rejection as exc:
             raise render.rejection(exc, futures=True) from exc
         if order.trigger is None or order.kind is not InstrumentKind.LINEAR:
-            raise render.rejection(Rejection(RejectKind.UNKNOWN_ORDER), futures=True)
+            raise render.rejection(accounts.Rejection(accounts.RejectKind.UNKNOWN_ORDER),
+                                   futures=True)
         return self.state.sim.market.catalog.instruments[order.symbol], order
 
     async def get_algo(self, call: Call) -> Any:
@@ -247,8 +242,8 @@ class BinanceAccount:
     async def cancel_algo(self, call: Call) -> Any:
         _, order = self._find_algo(call)
         if not order.untriggered:
-            raise render.rejection(Rejection(RejectKind.ORDER_NOT_OPEN), futures=True,
-                                   cancel=True)
+            raise render.rejection(accounts.Rejection(accounts.RejectKind.ORDER_NOT_OPEN),
+                                   futures=True, cancel=True)
         self.state.sim.cancel_order(call.owner(), order)
         return {"algoId": order.id, "clientAlgoId": order.client_id, "code": "200",
                 "msg": "success"}
@@ -270,7 +265,7 @@ class BinanceAccount:
         return [self.algo(o, inst) for o in chosen]
 
     @staticmethod
-    def algo(order: Order, inst: Instrument) -> dict[str, Any]:
+    def algo(order: accounts.Order, inst: Instrument) -> dict[str, Any]:
         assert order.trigger is not None
         if order.untriggered:
             status = "NEW" if order.status.is_open else _ALGO_STATUS[order.status.value]

@@ -14,6 +14,7 @@ Binance's: -4046/-4047/-4048 (margin type), -4059/-4067/-4068 (position side),
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -72,6 +73,18 @@ def _refused(endpoint: str, exc: SettingRefused, leverage: str = "") -> VenueErr
     return render.error(400, code, msg)
 
 
+def _switched(endpoint: str, switch: Callable[[], bool], unchanged: tuple[int, str]) -> Any:
+    """Binance's answer to a mode switch: success, the venue's refusal, or its error for a
+    switch to the mode already set (`unchanged`: code and message)."""
+    try:
+        changed = switch()
+    except SettingRefused as exc:
+        raise _refused(endpoint, exc) from exc
+    if not changed:
+        raise render.error(400, *unchanged)
+    return dict(_OK)
+
+
 class FuturesDerivatives:
     """The handlers; `symbols` maps Binance ids (`BTCUSDT`) to the perpetuals."""
 
@@ -98,13 +111,9 @@ class FuturesDerivatives:
         mode = MARGIN_TYPES.get(call.require("marginType").upper())
         if mode is None:
             raise render.error(400, -1130, "Data sent for parameter 'marginType' is not valid.")
-        try:
-            changed = derivatives.set_margin_mode(call.owner(), mode, inst.symbol)
-        except SettingRefused as exc:
-            raise _refused("marginType", exc) from exc
-        if not changed:
-            raise render.error(400, -4046, "No need to change margin type.")
-        return dict(_OK)
+        return _switched("marginType",
+                         lambda: derivatives.set_margin_mode(call.owner(), mode, inst.symbol),
+                         (-4046, "No need to change margin type."))
 
     async def position_mode(self, call: Call) -> Any:
         return {"dualSidePosition": call.owner().perp.settings.hedge}
@@ -114,13 +123,9 @@ class FuturesDerivatives:
         if raw not in ("true", "false"):
             raise render.error(400, -1130,
                                "Data sent for parameter 'dualSidePosition' is not valid.")
-        try:
-            changed = derivatives.set_position_mode(call.owner(), raw == "true")
-        except SettingRefused as exc:
-            raise _refused("positionSide", exc) from exc
-        if not changed:
-            raise render.error(400, -4059, "No need to change position side.")
-        return dict(_OK)
+        return _switched("positionSide",
+                         lambda: derivatives.set_position_mode(call.owner(), raw == "true"),
+                         (-4059, "No need to change position side."))
 
     async def multi_assets_margin(self, call: Call) -> Any:
         """Multi-Assets mode is not simulated: every account is single-asset."""

@@ -20,7 +20,7 @@ from ctsd.sim import binance_wire as render
 from ctsd.sim import option_trading
 from ctsd.sim.accounts import Order, OrderStatus, Rejection, Side
 from ctsd.sim.binance_api import Security, Surface, by_symbol
-from ctsd.sim.option_trading import OptionSpec
+from ctsd.sim.option_trading import OptionSpec, tick_and_step_spec
 from ctsd.sim.options import OptionContract
 from ctsd.sim.wire import VenueError, plain
 
@@ -29,8 +29,6 @@ if TYPE_CHECKING:
     from ctsd.sim.binance_api import Call
 
 WALLET = "options"
-TICKS = {"BTC": Decimal(5), "ETH": Decimal("0.1")}
-STEP = Decimal("0.01")
 _STATUS = {OrderStatus.NEW: "ACCEPTED", OrderStatus.FILLED: "FILLED",
            OrderStatus.CANCELED: "CANCELLED", OrderStatus.EXPIRED: "CANCELLED"}
 
@@ -40,8 +38,7 @@ def option_id(c: OptionContract) -> str:
 
 
 def spec_of(c: OptionContract) -> OptionSpec:
-    return OptionSpec(tick=TICKS.get(c.underlying, Decimal("0.1")), step=STEP, min_qty=STEP,
-                      wallet=WALLET)
+    return tick_and_step_spec(c, WALLET)
 
 
 class BinanceOptions:

@@ -20,7 +20,7 @@ from ctsd.sim import bybit_wire as render
 from ctsd.sim import option_trading
 from ctsd.sim.accounts import SPOT_WALLET, Order, OrderStatus, Permission, Rejection, Side
 from ctsd.sim.bybit_wire import Call
-from ctsd.sim.option_trading import OptionSpec
+from ctsd.sim.option_trading import OptionSpec, tick_and_step_spec
 from ctsd.sim.options import OptionContract
 from ctsd.sim.wire import plain
 
@@ -28,8 +28,6 @@ if TYPE_CHECKING:
     from ctsd.sim.bybit import BybitSim
 
 OPTION = "option"
-TICKS = {"BTC": Decimal(5), "ETH": Decimal("0.1")}
-STEP = Decimal("0.01")
 _STATUS = {OrderStatus.NEW: "New", OrderStatus.FILLED: "Filled",
            OrderStatus.CANCELED: "Cancelled", OrderStatus.EXPIRED: "Cancelled"}
 
@@ -40,7 +38,7 @@ def option_id(c: OptionContract) -> str:
 
 
 def spec_of(c: OptionContract) -> OptionSpec:
-    return OptionSpec(TICKS.get(c.underlying, Decimal("0.1")), STEP, STEP, SPOT_WALLET)
+    return tick_and_step_spec(c, SPOT_WALLET)
 
 
 class BybitOptions:
@@ -78,8 +76,8 @@ class BybitOptions:
             "deliveryTime": str(c.expiry_ms), "deliveryFeeRate": "0.00015",
             "priceFilter": {"minPrice": plain(spec_of(c).tick), "maxPrice": "10000000",
                             "tickSize": plain(spec_of(c).tick)},
-            "lotSizeFilter": {"maxOrderQty": "500", "minOrderQty": plain(STEP),
-                              "qtyStep": plain(STEP)},
+            "lotSizeFilter": {"maxOrderQty": "500", "minOrderQty": plain(spec_of(c).min_qty),
+                              "qtyStep": plain(spec_of(c).step)},
             "displayName": ""} for c in wanted]}
 
     async def tickers(self, call: Call) -> Any:

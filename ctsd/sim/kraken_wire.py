@@ -17,18 +17,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from ctsd.sim.accounts import (
-    Account,
-    FeeSchedule,
-    Fill,
-    Holding,
-    Order,
-    OrderStatus,
-    OrderType,
-    Rejection,
-    RejectKind,
-    Trigger,
-)
+from ctsd.sim import accounts
 from ctsd.sim.auth import AuthFailure
 from ctsd.sim.lending import marginable
 from ctsd.sim.market import Candle, Instrument, TickerStats
@@ -64,22 +53,22 @@ AUTH_ERRORS: dict[AuthFailure, str] = {
 LEVERAGES = (2, 3, 4, 5)
 """The leverages Kraken offers on the marginable pairs (`leverage_buy`, `leverage_sell`)."""
 
-_REJECTIONS: dict[RejectKind, str] = {
-    RejectKind.INSUFFICIENT_FUNDS: "EOrder:Insufficient funds",
-    RejectKind.UNKNOWN_ORDER: UNKNOWN_ORDER,
-    RejectKind.ORDER_NOT_OPEN: UNKNOWN_ORDER,
-    RejectKind.UNKNOWN_SYMBOL: UNKNOWN_PAIR,
-    RejectKind.PRICE_FILTER: "EGeneral:Invalid arguments:price",
-    RejectKind.LOT_SIZE: "EGeneral:Invalid arguments:volume",
-    RejectKind.MIN_NOTIONAL: "EOrder:Cost minimum not met",
-    RejectKind.DUPLICATE_CLIENT_ID: INVALID_ORDER,
-    RejectKind.BAD_PARAMETER: INVALID_ARGUMENTS,
-    RejectKind.WOULD_TAKE: "EOrder:Post only order",
-    RejectKind.WOULD_TRIGGER: INVALID_ARGUMENTS,
-    RejectKind.BORROW_LIMIT: "EOrder:Insufficient margin",
-    RejectKind.REDUCE_ONLY: "EOrder:Reduce only:Non-PC",
-    RejectKind.POSITION_SIDE: INVALID_ARGUMENTS,
-    RejectKind.POSITION_LIMIT: "EOrder:Positions limit exceeded",
+_REJECTIONS: dict[accounts.RejectKind, str] = {
+    accounts.RejectKind.INSUFFICIENT_FUNDS: "EOrder:Insufficient funds",
+    accounts.RejectKind.UNKNOWN_ORDER: UNKNOWN_ORDER,
+    accounts.RejectKind.ORDER_NOT_OPEN: UNKNOWN_ORDER,
+    accounts.RejectKind.UNKNOWN_SYMBOL: UNKNOWN_PAIR,
+    accounts.RejectKind.PRICE_FILTER: "EGeneral:Invalid arguments:price",
+    accounts.RejectKind.LOT_SIZE: "EGeneral:Invalid arguments:volume",
+    accounts.RejectKind.MIN_NOTIONAL: "EOrder:Cost minimum not met",
+    accounts.RejectKind.DUPLICATE_CLIENT_ID: INVALID_ORDER,
+    accounts.RejectKind.BAD_PARAMETER: INVALID_ARGUMENTS,
+    accounts.RejectKind.WOULD_TAKE: "EOrder:Post only order",
+    accounts.RejectKind.WOULD_TRIGGER: INVALID_ARGUMENTS,
+    accounts.RejectKind.BORROW_LIMIT: "EOrder:Insufficient margin",
+    accounts.RejectKind.REDUCE_ONLY: "EOrder:Reduce only:Non-PC",
+    accounts.RejectKind.POSITION_SIDE: INVALID_ARGUMENTS,
+    accounts.RejectKind.POSITION_LIMIT: "EOrder:Positions limit exceeded",
 }
 
 
@@ -91,7 +80,7 @@ def ok(result: Any) -> dict[str, Any]:
     return {"error": [], "result": result}
 
 
-def rejection(exc: Rejection) -> VenueError:
+def rejection(exc: accounts.Rejection) -> VenueError:
     """A core `Rejection` in Kraken's words."""
     return error(_REJECTIONS[exc.kind])
 
@@ -186,7 +175,7 @@ def _fee_tiers(first: Decimal, steps: tuple[str, ...]) -> list[list[float]]:
     return [[volume, float(max(Decimal(step) + shift, Decimal(0)))] for volume, step in tiers]
 
 
-def asset_pair(pair: KrakenPair, fees: FeeSchedule) -> dict[str, Any]:
+def asset_pair(pair: KrakenPair, fees: accounts.FeeSchedule) -> dict[str, Any]:
     inst = pair.inst
     return {
         "altname": pair.altname, "wsname": pair.wsname, "aclass_base": "currency",
@@ -251,18 +240,18 @@ def ohlc_row(pair: KrakenPair, c: Candle) -> list[Any]:
 # --- account ------------------------------------------------------------------------
 
 
-def balance(account: Account, posted: Mapping[str, Decimal]) -> dict[str, str]:
+def balance(account: accounts.Account, posted: Mapping[str, Decimal]) -> dict[str, str]:
     """`Balance`: total per asset id, with the margin `posted` into open positions
     (Kraken keeps it in the balance until a position closes)."""
     return {a: entry["balance"] for a, entry in balance_ex(account, posted).items()}
 
 
-def balance_ex(account: Account, posted: Mapping[str, Decimal],
+def balance_ex(account: accounts.Account, posted: Mapping[str, Decimal],
                ) -> dict[str, dict[str, str]]:
     """`BalanceEx`: total and what open orders hold (`hold_trade`) per asset id."""
     out = {}
     for code in sorted(set(account.spot) | set(posted)):
-        holding = account.spot.get(code) or Holding()
+        holding = account.spot.get(code) or accounts.Holding()
         a = asset(code)
         out[a.id] = {"balance": fixed(holding.total + posted.get(code, Decimal(0)), a.decimals),
                      "hold_trade": fixed(holding.locked, a.decimals)}
@@ -325,13 +314,13 @@ def parse_trade_txid(txid: str) -> int | None:
     return parse_txid(txid, "T", _TRADE_MUL)
 
 
-_STATUS = {OrderStatus.NEW: "open", OrderStatus.FILLED: "closed",
-           OrderStatus.CANCELED: "canceled", OrderStatus.EXPIRED: "canceled"}
-_REASON = {OrderStatus.CANCELED: "User requested"}
+_STATUS = {accounts.OrderStatus.NEW: "open", accounts.OrderStatus.FILLED: "closed",
+           accounts.OrderStatus.CANCELED: "canceled", accounts.OrderStatus.EXPIRED: "canceled"}
+_REASON = {accounts.OrderStatus.CANCELED: "User requested"}
 
 
 def description(side: str, volume: str, pair: KrakenPair, price: Decimal | None,
-                trigger: Trigger | None = None, leverage: Decimal | None = None) -> str:
+                trigger: accounts.Trigger | None = None, leverage: Decimal | None = None) -> str:
     """`buy 0.01000000 XBTUSDT @ limit 58500.0`, `sell 1.00000000 XBTUSDT @ stop loss
     57000.0 -> limit 56500.0`, `... with 5:1 leverage` — ccxt parses these sentences."""
     where = f"limit {pair.price(price)}" if price is not None else "market"
@@ -343,11 +332,11 @@ def description(side: str, volume: str, pair: KrakenPair, price: Decimal | None,
     return f"{side} {volume} {pair.altname} @ {where}{levered}"
 
 
-def _ordertype(order: Order) -> str:
+def _ordertype(order: accounts.Order) -> str:
     if order.trigger is None:
         return order.type.value
     kind = "stop-loss" if order.stop_loss else "take-profit"
-    return f"{kind}-limit" if order.type is OrderType.LIMIT else kind
+    return f"{kind}-limit" if order.type is accounts.OrderType.LIMIT else kind
 
 
 @dataclass(frozen=True, slots=True)
@@ -359,8 +348,8 @@ class OrderTags:
     oflags: str = "fciq"
 
 
-def order(order: Order, pair: KrakenPair, tags: OrderTags, *, trades: bool = False,
-          fills: Sequence[Fill] = ()) -> dict[str, Any]:
+def order(order: accounts.Order, pair: KrakenPair, tags: OrderTags, *, trades: bool = False,
+          fills: Sequence[accounts.Fill] = ()) -> dict[str, Any]:
     """One entry of `OpenOrders`, `ClosedOrders` and `QueryOrders`; with `trades`, the
     txids of the order's `fills`."""
     out: dict[str, Any] = {"refid": None, "userref": tags.userref}

@@ -23,19 +23,7 @@ import itertools
 from dataclasses import dataclass, field
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 
-from ctsd.sim.accounts import (
-    Account,
-    FeeSchedule,
-    Fill,
-    Holding,
-    Order,
-    OrderStatus,
-    OrderType,
-    Rejection,
-    RejectKind,
-    Side,
-    TimeInForce,
-)
+from ctsd.sim import accounts
 from ctsd.sim.market import InstrumentKind, Market
 from ctsd.sim.options import OptionChain, OptionContract
 
@@ -54,6 +42,16 @@ class OptionSpec:
     """Quantity step in units of the underlying."""
     min_qty: Decimal
     wallet: str
+
+
+_TICKS = {"BTC": Decimal(5), "ETH": Decimal("0.1")}
+
+
+def tick_and_step_spec(contract: OptionContract, wallet: str) -> OptionSpec:
+    """Binance's and Bybit's options as the simulator lists them, alike: a price tick of 5
+    (BTC) or 0.1 (others), a quantity step and minimum of 0.01; only the wallet differs."""
+    step = Decimal("0.01")
+    return OptionSpec(_TICKS.get(contract.underlying, Decimal("0.1")), step, step, wallet)
 
 
 @dataclass(slots=True)
@@ -87,10 +85,10 @@ class Settlement:
 class OptionBook:
     """An account's option orders, fills, positions and settlements."""
 
-    orders: dict[int, Order] = field(default_factory=dict)
+    orders: dict[int, accounts.Order] = field(default_factory=dict)
     contracts: dict[str, OptionContract] = field(default_factory=dict)
     """Every contract the account has traded, by unified symbol."""
-    fills: list[Fill] = field(default_factory=list)
+    fills: list[accounts.Fill] = field(default_factory=list)
     positions: dict[str, OptionPosition] = field(default_factory=dict)
     settlements: list[Settlement] = field(default_factory=list)
     wallets: dict[str, str] = field(default_factory=dict)
@@ -102,7 +100,7 @@ class OptionBook:
     def next_id(self) -> int:
         return next(self._ids)
 
-    def open_orders(self, symbol: str | None = None) -> list[Order]:
+    def open_orders(self, symbol: str | None = None) -> list[accounts.Order]:
         return [o for o in self.orders.values() if o.status.is_open
                 and symbol in (None, o.symbol)]
 
@@ -110,7 +108,7 @@ class OptionBook:
         return [p for p in self.positions.values() if p.qty]
 
 
-def book_of(account: Account) -> OptionBook:
+def book_of(account: accounts.Account) -> OptionBook:
     found = account.extras.get("options")
     if not isinstance(found, OptionBook):
         found = account.extras["options"] = OptionBook()
@@ -133,33 +131,35 @@ def _margin(chain: OptionChain, contract: OptionContract, qty: Decimal) -> Decim
     return (qty * per_unit).quantize(AMOUNT_STEP)
 
 
-def place(account: Account, market: Market, chain: OptionChain, contract: OptionContract,
-          spec: OptionSpec, side: Side, qty: Decimal, price: Decimal, fees: FeeSchedule,
-          order_id: int, client_id: str, *, post_only: bool = False) -> Order:
+def place(account: accounts.Account, market: Market, chain: OptionChain, contract: OptionContract,
+          spec: OptionSpec, side: accounts.Side, qty: Decimal, price: Decimal,
+          fees: accounts.FeeSchedule, order_id: int, client_id: str, *,
+          post_only: bool = False) -> accounts.Order:
     """Validate, hold, and fill what crosses; the order is kept even when filled."""
     if contract.expiry_ms <= market.path_ms():
-        raise Rejection(RejectKind.UNKNOWN_SYMBOL, contract.symbol)
+        raise accounts.Rejection(accounts.RejectKind.UNKNOWN_SYMBOL, contract.symbol)
     if qty < spec.min_qty or qty % spec.step:
-        raise Rejection(RejectKind.LOT_SIZE, str(qty))
+        raise accounts.Rejection(accounts.RejectKind.LOT_SIZE, str(qty))
     if price <= 0 or price % spec.tick:
-        raise Rejection(RejectKind.PRICE_FILTER, str(price))
+        raise accounts.Rejection(accounts.RejectKind.PRICE_FILTER, str(price))
     book = book_of(account)
     if any(o.client_id == client_id for o in book.orders.values()):
-        raise Rejection(RejectKind.DUPLICATE_CLIENT_ID, client_id)
+        raise accounts.Rejection(accounts.RejectKind.DUPLICATE_CLIENT_ID, client_id)
     _, bid, ask = quote(chain, contract, spec)
-    crosses = price >= ask if side is Side.BUY else price <= bid
+    crosses = price >= ask if side is accounts.Side.BUY else price <= bid
     if crosses and post_only:
-        raise Rejection(RejectKind.WOULD_TAKE, str(price))
+        raise accounts.Rejection(accounts.RejectKind.WOULD_TAKE, str(price))
     now = market.now_ms()
-    order = Order(id=order_id, client_id=client_id, symbol=contract.symbol,
-                  kind=InstrumentKind.OPTION, side=side, type=OrderType.LIMIT, qty=qty,
-                  price=price, time_in_force=TimeInForce.GTC, fees=fees, created_ms=now,
-                  updated_ms=now, fee_asset=contract.settle, post_only=post_only,
-                  wallet=spec.wallet)
+    order = accounts.Order(id=order_id, client_id=client_id, symbol=contract.symbol,
+                           kind=InstrumentKind.OPTION, side=side, type=accounts.OrderType.LIMIT,
+                           qty=qty, price=price, time_in_force=accounts.TimeInForce.GTC, fees=fees,
+                           created_ms=now, updated_ms=now, fee_asset=contract.settle,
+                           post_only=post_only, wallet=spec.wallet)
     held = account.holding(contract.settle, spec.wallet)
     order.locked = _hold_amount(chain, contract, book, order)
     if held.free < order.locked:
-        raise Rejection(RejectKind.INSUFFICIENT_FUNDS, f"{held.free} < {order.locked}")
+        raise accounts.Rejection(accounts.RejectKind.INSUFFICIENT_FUNDS,
+                                 f"{held.free} < {order.locked}")
     held.free -= order.locked
     held.locked += order.locked
     book.orders[order.id] = order
@@ -167,31 +167,31 @@ def place(account: Account, market: Market, chain: OptionChain, contract: Option
     book.wallets[contract.symbol] = spec.wallet
     book.specs[contract.symbol] = spec
     if crosses:
-        _fill(account, book, contract, order, ask if side is Side.BUY else bid, False, now)
+        _fill(account, book, contract, order, ask if side is accounts.Side.BUY else bid, False, now)
     return order
 
 
 def _hold_amount(chain: OptionChain, contract: OptionContract, book: OptionBook,
-                 order: Order) -> Decimal:
+                 order: accounts.Order) -> Decimal:
     assert order.price is not None
-    if order.side is Side.BUY:
+    if order.side is accounts.Side.BUY:
         return (order.qty * order.price * (1 + order.fees.taker)).quantize(AMOUNT_STEP)
     pos = book.positions.get(contract.symbol)
     held_long = max(pos.qty, _ZERO) if pos else _ZERO
-    pending = sum((o.qty for o in book.open_orders(contract.symbol) if o.side is Side.SELL),
-                  _ZERO)
+    pending = sum((o.qty for o in book.open_orders(contract.symbol)
+                   if o.side is accounts.Side.SELL), _ZERO)
     opening = max(order.qty - max(held_long - pending, _ZERO), _ZERO)
     return _margin(chain, contract, opening)
 
 
-def cancel(account: Account, market: Market, order: Order) -> None:
+def cancel(account: accounts.Account, market: Market, order: accounts.Order) -> None:
     if not order.status.is_open:
-        raise Rejection(RejectKind.ORDER_NOT_OPEN, str(order.id))
-    _release(account, book_of(account), order, OrderStatus.CANCELED, market.now_ms())
+        raise accounts.Rejection(accounts.RejectKind.ORDER_NOT_OPEN, str(order.id))
+    _release(account, book_of(account), order, accounts.OrderStatus.CANCELED, market.now_ms())
 
 
-def _release(account: Account, book: OptionBook, order: Order, status: OrderStatus,
-             now: int) -> None:
+def _release(account: accounts.Account, book: OptionBook, order: accounts.Order,
+             status: accounts.OrderStatus, now: int) -> None:
     held = account.holding(order.fee_asset, order.wallet)
     held.locked -= order.locked
     held.free += order.locked
@@ -200,18 +200,18 @@ def _release(account: Account, book: OptionBook, order: Order, status: OrderStat
     order.updated_ms = now
 
 
-def _fill(account: Account, book: OptionBook, contract: OptionContract, order: Order,
-          price: Decimal, maker: bool, now: int) -> None:
+def _fill(account: accounts.Account, book: OptionBook, contract: OptionContract,
+          order: accounts.Order, price: Decimal, maker: bool, now: int) -> None:
     qty = order.qty - order.filled
     premium = qty * price
     fee = (premium * (order.fees.maker if maker else order.fees.taker)).quantize(AMOUNT_STEP)
     held = account.holding(contract.settle, order.wallet)
     held.locked -= order.locked
     held.free += order.locked
-    opening_margin = order.locked if order.side is Side.SELL else _ZERO
+    opening_margin = order.locked if order.side is accounts.Side.SELL else _ZERO
     pos = book.positions.setdefault(contract.symbol, OptionPosition(contract, created_ms=now))
-    signed = qty if order.side is Side.BUY else -qty
-    held.free -= fee + (premium if order.side is Side.BUY else -premium)
+    signed = qty if order.side is accounts.Side.BUY else -qty
+    held.free -= fee + (premium if order.side is accounts.Side.BUY else -premium)
     _move(pos, held, signed, price, opening_margin)
     pos.fees += fee
     pos.updated_ms = now
@@ -219,15 +219,15 @@ def _fill(account: Account, book: OptionBook, contract: OptionContract, order: O
     order.filled += qty
     order.cost += premium
     order.fee += fee
-    order.status = OrderStatus.FILLED
+    order.status = accounts.OrderStatus.FILLED
     order.updated_ms = order.fill_ms = now
-    book.fills.append(Fill(
+    book.fills.append(accounts.Fill(
         trade_id=book.next_id(), order_id=order.id, client_id=order.client_id,
         symbol=order.symbol, kind=order.kind, side=order.side, qty=qty, price=price, fee=fee,
         fee_asset=contract.settle, maker=maker, time_ms=now, wallet=order.wallet))
 
 
-def _move(pos: OptionPosition, held: Holding, signed: Decimal, price: Decimal,
+def _move(pos: OptionPosition, held: accounts.Holding, signed: Decimal, price: Decimal,
           opening_margin: Decimal) -> None:
     """Size and entry; a short that grew keeps the sell's hold as its margin, one that
     shrank gives back its share."""
@@ -252,7 +252,7 @@ def _move(pos: OptionPosition, held: Holding, signed: Decimal, price: Decimal,
         held.locked += opening_margin
 
 
-def sync(account: Account, market: Market, chain: OptionChain) -> int:
+def sync(account: accounts.Account, market: Market, chain: OptionChain) -> int:
     """Fill resting orders the book reached and settle expired contracts; returns how
     many positions settled."""
     book = account.extras.get("options")
@@ -262,13 +262,13 @@ def sync(account: Account, market: Market, chain: OptionChain) -> int:
     for order in book.open_orders():
         contract = book.contracts[order.symbol]
         if contract.expiry_ms <= path_now:
-            _release(account, book, order, OrderStatus.EXPIRED, now)
+            _release(account, book, order, accounts.OrderStatus.EXPIRED, now)
             continue
         assert order.price is not None
         # the venue's book (on its tick), not one quoted on the order's price as a tick
         _, bid, ask = quote(chain, contract, book.specs[order.symbol])
-        if (order.side is Side.BUY and ask <= order.price) or (
-                order.side is Side.SELL and bid >= order.price):
+        if (order.side is accounts.Side.BUY and ask <= order.price) or (
+                order.side is accounts.Side.SELL and bid >= order.price):
             _fill(account, book, contract, order, order.price, True, now)
     settled = 0
     for pos in book.open_positions():
@@ -278,7 +278,7 @@ def sync(account: Account, market: Market, chain: OptionChain) -> int:
     return settled
 
 
-def _settle(account: Account, market: Market, chain: OptionChain, book: OptionBook,
+def _settle(account: accounts.Account, market: Market, chain: OptionChain, book: OptionBook,
             pos: OptionPosition) -> None:
     contract = pos.contract
     spot = chain.settlement_price(contract)

@@ -15,33 +15,27 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from ctsd.connections.checks.results import (
-    AssetBalance,
-    FailureClass,
-    LogLevel,
-    LogLine,
-    TestResult,
-    TestStatus,
-)
+from ctsd.connections.checks import results
 from ctsd.store.database import Database, Transaction
 from ctsd.store.timestamps import from_us, to_us
 
 HISTORY_LIMIT = 20
 
 
-def _line_json(line: LogLine) -> list[Any]:
+def _line_json(line: results.LogLine) -> list[Any]:
     return [to_us(line.time), line.level.value, line.step, line.message]
 
 
-def _line(raw: list[Any]) -> LogLine:
-    return LogLine(from_us(int(raw[0])), LogLevel(raw[1]), str(raw[2]), str(raw[3]))
+def _line(raw: list[Any]) -> results.LogLine:
+    return results.LogLine(from_us(int(raw[0])), results.LogLevel(raw[1]), str(raw[2]), str(raw[3]))
 
 
-def _balance(raw: list[Any]) -> AssetBalance:
-    return AssetBalance(str(raw[0]), float(raw[1]), float(raw[2]), float(raw[3]), float(raw[4]))
+def _balance(raw: list[Any]) -> results.AssetBalance:
+    return results.AssetBalance(str(raw[0]), float(raw[1]), float(raw[2]), float(raw[3]),
+                                float(raw[4]))
 
 
-def result_to_json(result: TestResult) -> str:
+def result_to_json(result: results.TestResult) -> str:
     return json.dumps(
         {
             "status": result.status.value,
@@ -62,11 +56,11 @@ def result_to_json(result: TestResult) -> str:
     )
 
 
-def result_from_json(text: str) -> TestResult:
+def result_from_json(text: str) -> results.TestResult:
     raw = json.loads(text)
     failure = raw.get("failure_class") or ""
-    return TestResult(
-        status=TestStatus(raw["status"]),
+    return results.TestResult(
+        status=results.TestStatus(raw["status"]),
         started_at=from_us(int(raw["started_us"])),
         duration_s=float(raw["duration_s"]),
         balance_total=float(raw.get("balance_total", 0.0)),
@@ -74,7 +68,8 @@ def result_from_json(text: str) -> TestResult:
         log_lines=tuple(_line(line) for line in raw.get("log", ())),
         capabilities=tuple(raw.get("capabilities", ())),
         message=str(raw.get("message", "")),
-        failure_class=FailureClass[failure] if failure in FailureClass.__members__ else None,
+        failure_class=(results.FailureClass[failure]
+                       if failure in results.FailureClass.__members__ else None),
         remedy=str(raw.get("remedy", "")),
         balances=tuple(_balance(b) for b in raw.get("balances", ())),
         clock_skew_s=raw.get("clock_skew_s"),
@@ -83,7 +78,7 @@ def result_from_json(text: str) -> TestResult:
 
 
 def insert_results(
-    tx: Transaction, connection_ids: Iterable[str], result: TestResult
+    tx: Transaction, connection_ids: Iterable[str], result: results.TestResult
 ) -> list[str]:
     """Appends `result` to each connection that still exists; returns those ids.
 
@@ -118,7 +113,7 @@ def insert_results(
 
 
 async def latest_results(db: Database, connection_id: str | None = None,
-                         ) -> dict[str, TestResult]:
+                         ) -> dict[str, results.TestResult]:
     """Each connection's newest result (or one's), to seed the in-memory index at start."""
     if connection_id is not None:
         rows = await db.fetch_all(
@@ -155,11 +150,12 @@ class ResultHistory:
         rows = await self._db.fetch_all(
             "SELECT connection_id, count(*), sum(CASE WHEN status = ? THEN 1 ELSE 0 END) "
             "FROM connection_tests WHERE started_us >= ? GROUP BY connection_id",
-            (TestStatus.FAILED.value, to_us(since)),
+            (results.TestStatus.FAILED.value, to_us(since)),
         )
         return {str(r[0]): ResultCounts(int(r[1]), int(r[2] or 0)) for r in rows}
 
-    async def history(self, connection_id: str, limit: int = HISTORY_LIMIT) -> list[TestResult]:
+    async def history(self, connection_id: str,
+                      limit: int = HISTORY_LIMIT) -> list[results.TestResult]:
         """Newest first."""
         rows = await self._db.fetch_all(
             "SELECT seq, result FROM connection_tests WHERE connection_id = ? "

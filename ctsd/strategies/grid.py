@@ -22,17 +22,8 @@ from decimal import Decimal
 from functools import lru_cache
 
 from ctsd.errors import FieldViolation
+from ctsd.strategies import model
 from ctsd.strategies.base import DataNeeds, PriceBand, PriceField, Strategy
-from ctsd.strategies.model import (
-    CancelIntent,
-    Intent,
-    MarketSnapshot,
-    OrderIntent,
-    OrderType,
-    Portfolio,
-    Side,
-    SymbolMarket,
-)
 from ctsd.strategies.params import ParamKind, ParamSchema, ParamSpec, StrategyParams
 
 TAG_PREFIX = "grid:"
@@ -56,14 +47,14 @@ def _ladder(symbol: str, reference: Decimal, spacing_pct: Decimal, levels: int,
     ladder = [(reference + step * i, i) for i in (*range(-levels, 0), *range(1, levels + 1))]
     kept = [(price, i) for price, i in ladder if price > 0]
     return (tuple(price for price, _ in kept),
-            tuple((f"{TAG_PREFIX}{symbol}:{i:+d}:{Side.BUY.value}",
-                   f"{TAG_PREFIX}{symbol}:{i:+d}:{Side.SELL.value}") for _, i in kept))
+            tuple((f"{TAG_PREFIX}{symbol}:{i:+d}:{model.Side.BUY.value}",
+                   f"{TAG_PREFIX}{symbol}:{i:+d}:{model.Side.SELL.value}") for _, i in kept))
 
 
 @dataclass(frozen=True, slots=True)
 class _Level:
     tag: str
-    side: Side
+    side: model.Side
     price: Decimal
 
 
@@ -78,13 +69,14 @@ class Grid:
     def needs(self) -> DataNeeds:
         return DataNeeds(candles=0)
 
-    def decide(self, market: MarketSnapshot, portfolio: Portfolio) -> tuple[Intent, ...]:
-        intents: list[Intent] = []
+    def decide(self, market: model.MarketSnapshot,
+               portfolio: model.Portfolio) -> tuple[model.Intent, ...]:
+        intents: list[model.Intent] = []
         for symbol_market in market.symbols:
             intents.extend(self._decide_symbol(symbol_market, portfolio))
         return tuple(intents)
 
-    def quiet_bands(self, market: MarketSnapshot, portfolio: Portfolio,
+    def quiet_bands(self, market: model.MarketSnapshot, portfolio: model.Portfolio,
                     ) -> Mapping[str, PriceBand]:
         """Per symbol, the mid prices strictly between the levels nearest below and above
         the mid (a mid on a level: none, its side changes with any move)."""
@@ -105,8 +97,8 @@ class Grid:
         this runs on every market event, between the event and the order."""
         prices, tags = _ladder(symbol, self.reference_price, self.spacing_pct, self.levels)
         split = bisect_left(prices, mid)
-        below = [_Level(tags[i][0], Side.BUY, prices[i]) for i in range(split - 1, -1, -1)]
-        above = [_Level(tags[i][1], Side.SELL, prices[i]) for i in range(split, len(prices))
+        below = [_Level(tags[i][0], model.Side.BUY, prices[i]) for i in range(split - 1, -1, -1)]
+        above = [_Level(tags[i][1], model.Side.SELL, prices[i]) for i in range(split, len(prices))
                  if prices[i] != mid]
         levels: list[_Level] = []
         b = a = 0
@@ -120,23 +112,25 @@ class Grid:
                 a += 1
         return levels
 
-    def _decide_symbol(self, market: SymbolMarket, portfolio: Portfolio) -> list[Intent]:
+    def _decide_symbol(self, market: model.SymbolMarket,
+                       portfolio: model.Portfolio) -> list[model.Intent]:
         symbol = market.info.symbol
         wanted = self._wanted(symbol, market.ticker.mid)
         wanted_tags = {level.tag for level in wanted}
         ours = [o for o in portfolio.orders_for(symbol) if o.tag.startswith(TAG_PREFIX)]
-        intents: list[Intent] = [
-            CancelIntent(o.client_order_id, symbol, o.tag) for o in ours if o.tag not in wanted_tags
+        intents: list[model.Intent] = [
+            model.CancelIntent(o.client_order_id, symbol, o.tag)
+            for o in ours if o.tag not in wanted_tags
         ]
         kept = {o.tag for o in ours if o.tag in wanted_tags}
-        committed = sum((o.remaining for o in ours if o.tag in kept and o.side is Side.SELL),
+        committed = sum((o.remaining for o in ours if o.tag in kept and o.side is model.Side.SELL),
                         Decimal(0))
         inventory = portfolio.position(symbol).amount - committed
         budget = portfolio.free(market.info.quote)
         for level in wanted:
             if level.tag in kept:
                 continue
-            if level.side is Side.SELL:
+            if level.side is model.Side.SELL:
                 if inventory < self.amount:
                     continue
                 inventory -= self.amount
@@ -145,8 +139,8 @@ class Grid:
                 if budget < cost:
                     continue
                 budget -= cost
-            intents.append(OrderIntent(symbol, level.side, OrderType.LIMIT, self.amount,
-                                       level.price, level.tag))
+            intents.append(model.OrderIntent(symbol, level.side, model.OrderType.LIMIT, self.amount,
+                                             level.price, level.tag))
         return intents
 
 

@@ -15,15 +15,8 @@ import os
 from pathlib import Path
 
 from ctsd.errors import ConfigurationError
+from ctsd.vault import master_key
 from ctsd.vault.keyring_setup import pending_key_path
-from ctsd.vault.master_key import (
-    KeySource,
-    MasterKey,
-    generate_key,
-    read_key_file,
-    sync_directory,
-    write_key_file,
-)
 from ctsd.vault.ports import SealedSecretStore, StoredBlob
 from ctsd.vault.sealer import Keyring
 
@@ -31,7 +24,7 @@ log = logging.getLogger("ctsd.vault")
 
 
 async def finished_rotation(secrets: SealedSecretStore,
-                            new_key_file: Path | None) -> MasterKey | None:
+                            new_key_file: Path | None) -> master_key.MasterKey | None:
     """The key of an unmanaged rotation that committed before it was interrupted.
 
     Its blobs are then sealed under `new_key_file`, which the operator still has to
@@ -44,13 +37,14 @@ async def finished_rotation(secrets: SealedSecretStore,
     return done if used and used <= {done.key_id.hex()} else None
 
 
-def _existing_key(path: Path | None) -> MasterKey | None:
-    return read_key_file(path) if path is not None and path.exists() else None
+def _existing_key(path: Path | None) -> master_key.MasterKey | None:
+    return master_key.read_key_file(path) if path is not None and path.exists() else None
 
 
 async def rotate_master_key(
-    source: KeySource, keyring: Keyring, secrets: SealedSecretStore, new_key_file: Path | None
-) -> tuple[MasterKey, int]:
+    source: master_key.KeySource, keyring: Keyring, secrets: SealedSecretStore,
+    new_key_file: Path | None,
+) -> tuple[master_key.MasterKey, int]:
     """Returns the new key and the number of re-sealed secrets.
 
     A managed key (the state dir's) is replaced in place. A key from a
@@ -73,9 +67,9 @@ async def rotate_master_key(
             f"{target} already exists and no secret is sealed under it; remove it or "
             "choose another path"
         )
-    material = generate_key()
-    write_key_file(target, material)
-    new_key = MasterKey(material, target)
+    material = master_key.generate_key()
+    master_key.write_key_file(target, material)
+    new_key = master_key.MasterKey(material, target)
     rotated = Keyring(new_key, [keyring.current])
 
     def reseal(stored: StoredBlob) -> tuple[str, bytes]:
@@ -91,8 +85,8 @@ async def rotate_master_key(
         raise
     if source.managed:
         os.replace(target, source.path)
-        sync_directory(source.path.parent)
-        new_key = MasterKey(material, source.path)
+        master_key.sync_directory(source.path.parent)
+        new_key = master_key.MasterKey(material, source.path)
     log.info("rotated master key", extra={"key_id": new_key.key_id.hex(), "secrets": count})
     return new_key, count
 

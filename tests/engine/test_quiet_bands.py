@@ -24,8 +24,7 @@ from ctsd.engine.ports import DesiredState, EngineRecord
 from ctsd.engine.risk import RiskGate
 from ctsd.engine.status import EngineState, FailureCode
 from ctsd.engine.wakes import Quieting, quiet
-from ctsd.errors import FieldViolation
-from ctsd.strategies.base import DataNeeds, PriceBand, PriceField, QuietBands, Strategy
+from ctsd.strategies.base import DataNeeds, PriceBand, PriceField, QuietBands
 from ctsd.strategies.grid import GRID as GRID_FACTORY
 from ctsd.strategies.grid import Grid
 from ctsd.strategies.model import (
@@ -41,12 +40,12 @@ from ctsd.strategies.model import (
     SymbolMarket,
     Ticker,
 )
-from ctsd.strategies.params import ParamSchema, StrategyParams
 from ctsd.strategies.registry import StrategyRegistry
 from ctsd.strategies.sma_cross import SmaCross
 from tests.engine.fakes import MemoryStore, ScriptedEvents, ScriptedMarket, info
 from tests.engine.test_events import INTERVAL, cycle_times
 from tests.engine.world import SMA_CLOSES, SYMBOL, World, grid
+from tests.support.strategies import PlainFactory
 from tests.support.virtual_clock import VirtualClock
 
 D = Decimal
@@ -188,7 +187,7 @@ class Twin:
         return orders, p.positions, p.balances, fills, self.stopped_at
 
 
-NEEDS, NO_PARAMS = DataNeeds(), ParamSchema(())
+NEEDS = DataNeeds()
 
 
 @dataclass(frozen=True)
@@ -223,20 +222,8 @@ class Ladder:
         return {m.info.symbol: PriceBand(PriceField.LAST) for m in market.symbols}
 
 
-@dataclass(frozen=True)
-class LadderFactory:
-    name: str = "ladder"
-    description: str = "fixed levels"
-    schema: ParamSchema = NO_PARAMS
-
-    def check(self, params: StrategyParams, prefix: str) -> list[FieldViolation]:
-        return []
-
-    def create(self, params: StrategyParams) -> Strategy:
-        return Ladder()
-
-
-STRATEGIES = StrategyRegistry.of(GRID_FACTORY, LadderFactory())
+STRATEGIES = StrategyRegistry.of(GRID_FACTORY,
+                                 PlainFactory("ladder", "fixed levels", lambda _: Ladder()))
 PARAMS = {"grid": {"reference_price": "100", "spacing_pct": "1", "levels": "5", "amount": "1"},
           "ladder": {}}
 

@@ -13,14 +13,14 @@ from ctsd.engine.manager import EngineManager
 from ctsd.engine.status import EngineState, EngineStatus
 from ctsd.engine.supervisor import RestartPolicy
 from ctsd.engine.watch import StatusHub
-from ctsd.errors import FieldViolation
-from ctsd.strategies.base import DataNeeds, Strategy
+from ctsd.strategies.base import DataNeeds
 from ctsd.strategies.grid import GRID
 from ctsd.strategies.model import Intent, MarketSnapshot, Portfolio
-from ctsd.strategies.params import ParamKind, ParamSchema, ParamSpec, StrategyParams
+from ctsd.strategies.params import ParamKind, ParamSchema, ParamSpec
 from ctsd.strategies.registry import StrategyRegistry
 from ctsd.strategies.sma_cross import SMA_CROSS
 from tests.engine.fakes import FakeBackend, FakeExchange, MemoryStore, ScriptedMarket
+from tests.support.strategies import PlainFactory
 from tests.support.virtual_clock import VirtualClock
 
 D = Decimal
@@ -45,20 +45,9 @@ class Fragile:
         return ()
 
 
-@dataclass(frozen=True)
-class FragileFactory:
-    name: str = "fragile"
-    description: str = "crashes on one price"
-    schema: ParamSchema = FRAGILE_SCHEMA
-
-    def check(self, params: StrategyParams, prefix: str) -> list[FieldViolation]:
-        return []
-
-    def create(self, params: StrategyParams) -> Strategy:
-        return Fragile(params.decimal("poison"))
-
-
-REGISTRY = StrategyRegistry.of(SMA_CROSS, GRID, FragileFactory())
+REGISTRY = StrategyRegistry.of(SMA_CROSS, GRID, PlainFactory(
+    "fragile", "crashes on one price", lambda params: Fragile(params.decimal("poison")),
+    FRAGILE_SCHEMA))
 
 
 class RecordingHub(StatusHub):

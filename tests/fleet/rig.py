@@ -31,7 +31,7 @@ from ctsd.engine.manager import EngineManager
 from ctsd.engine.ports import EngineStore, ExchangeOrder
 from ctsd.engine.status import EngineState
 from ctsd.engine.supervisor import RestartPolicy
-from ctsd.errors import FieldViolation, Unavailable
+from ctsd.errors import Unavailable
 from ctsd.fleet.member import FleetMember, LeaseSettings
 from ctsd.fleet.model import MemberInfo
 from ctsd.fleet.ports import FleetStore
@@ -40,7 +40,7 @@ from ctsd.store.database import Database
 from ctsd.store.engine_statuses import SqlStatusStore
 from ctsd.store.engines import SqlEngineStore
 from ctsd.store.fleet import SqlFleetStore
-from ctsd.strategies.base import DataNeeds, Strategy
+from ctsd.strategies.base import DataNeeds
 from ctsd.strategies.model import (
     Balance,
     CancelIntent,
@@ -52,15 +52,14 @@ from ctsd.strategies.model import (
     PositionSide,
     Side,
 )
-from ctsd.strategies.params import ParamSchema, StrategyParams
 from ctsd.strategies.registry import StrategyRegistry
 from tests.engine.fakes import FakeBackend, FakeExchange, ScriptedMarket
+from tests.support.strategies import PlainFactory
 from tests.support.virtual_clock import VirtualClock
 
 SYMBOL = "BTC/USDT"
 CID = "c1"
 NO_HISTORY = DataNeeds()
-NO_PARAMS = ParamSchema(())
 SETTINGS = LeaseSettings(ttl_s=10, renew_every_s=2.5, deadline_s=7, scan_s=1)
 
 
@@ -80,20 +79,8 @@ class Churn:
                         last * Decimal(k) / 10, f"churn:{k}") for k in (8, 9))
 
 
-@dataclass(frozen=True)
-class ChurnFactory:
-    name: str = "churn"
-    description: str = "cancels and places every cycle"
-    schema: ParamSchema = NO_PARAMS
-
-    def check(self, params: StrategyParams, prefix: str) -> list[FieldViolation]:
-        return []
-
-    def create(self, params: StrategyParams) -> Strategy:
-        return Churn()
-
-
-REGISTRY = StrategyRegistry.of(ChurnFactory())
+REGISTRY = StrategyRegistry.of(
+    PlainFactory("churn", "cancels and places every cycle", lambda _: Churn()))
 CONFIG = EngineConfig("churn", (SYMBOL,), mode=TradingMode.LIVE, interval_s=1.0,
                       risk=RiskLimits(max_orders_per_minute=None))
 

@@ -8,8 +8,11 @@ half-present records, INTERNAL/UNKNOWN answers, a daemon that stopped serving.
 from __future__ import annotations
 
 import os
+import threading
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import grpc
 
@@ -28,6 +31,8 @@ DELIBERATE = frozenset(
     }
 )
 
+KILLED = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED})
+"""What a call answers when the daemon dies under it: neither done nor refused."""
 
 # Every row reported in this pytest process, for the table at the end of the
 # session (tests/robustness/conftest.py): output of passing tests is captured.
@@ -58,6 +63,12 @@ class Tally:
         self.lost += 1
         return False
 
+    def refused(self, what: str, exc: grpc.RpcError) -> None:
+        """Count a call's refusal, with a note naming `what` when it is not deliberate."""
+        code = exc.code()
+        if not self.answer(code):
+            self.notes.append(f"{what}: {code.name} {exc.details()}")
+
     def report(self) -> str:
         codes = ", ".join(f"{k}={v}" for k, v in sorted(self.codes.items()))
         line = (
@@ -69,6 +80,23 @@ class Tally:
         print(line)
         REPORTED.append(line)
         return line
+
+
+Stub = TypeVar("Stub")
+
+
+def storm(address: str, stub_of: Callable[[grpc.Channel], Stub], step: Callable[[Stub], None],
+          stop: threading.Event, pause: Callable[[], float] = lambda: 0.0) -> None:
+    """`step` after `step` on one channel, `pause()` seconds apart, until `stop` or until
+    the daemon dies under a call (the step lets the RpcError out)."""
+    with grpc.insecure_channel(address) as ch:
+        stub = stub_of(ch)
+        while not stop.is_set():
+            try:
+                step(stub)
+            except grpc.RpcError:
+                return
+            stop.wait(pause())
 
 
 def log_problems(logs: str) -> list[str]:

@@ -29,7 +29,7 @@ from cts.v1 import connection_pb2 as pb
 from cts.v1 import connection_service_pb2 as spb
 from cts.v1 import connection_service_pb2_grpc as sgrpc
 from tests.robustness.state_check import Known, check_database
-from tests.robustness.tally import Tally, soak_rounds
+from tests.robustness.tally import KILLED, Tally, soak_rounds, storm
 from tests.support.daemon_process import DaemonProcess, remove_tree, short_tempdir
 
 pytestmark = pytest.mark.long
@@ -134,24 +134,16 @@ def _one_op(stub: sgrpc.ConnectionServiceStub, w: Worker) -> None:
         w.states[cid] = call()
         w.tally.answer(grpc.StatusCode.OK)
     except grpc.RpcError as exc:
-        code = exc.code()
-        if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED):
+        if exc.code() in KILLED:
             w.uncertain[cid] = (before, attempt)  # cut short by the kill
             w.interrupted += 1
             raise
-        if not w.tally.answer(code):
-            w.tally.notes.append(f"{op} {cid}: {code.name} {exc.details()}")
+        w.tally.refused(f"{op} {cid}", exc)
 
 
 def storm_connections(address: str, w: Worker, stop: threading.Event) -> None:
     """Connection writes by `w` until `stop` or until the daemon dies under a call."""
-    with grpc.insecure_channel(address) as ch:
-        stub = sgrpc.ConnectionServiceStub(ch)
-        while not stop.is_set():
-            try:
-                _one_op(stub, w)
-            except grpc.RpcError:
-                return  # the daemon died under this call
+    storm(address, sgrpc.ConnectionServiceStub, lambda stub: _one_op(stub, w), stop)
 
 
 def _same(found: Known | None, want: Known | None, check_etag: bool) -> bool:

@@ -51,7 +51,7 @@ from cts.v1 import connection_service_pb2_grpc as csgrpc
 from cts.v1 import engine_service_pb2 as pb
 from cts.v1 import engine_service_pb2_grpc as sgrpc
 from tests.robustness.state_check import StoredEngine, StoredOrder, check_engine_tables
-from tests.robustness.tally import Tally, soak_rounds
+from tests.robustness.tally import KILLED, Tally, soak_rounds, storm
 from tests.robustness.test_crash_durability import (
     Storm,
     connection_storms,
@@ -172,25 +172,17 @@ def _engine_step(stub: sgrpc.EngineServiceStub, w: EngineWorker) -> None:
                            if o.exchange_order_id)
         w.tally.answer(grpc.StatusCode.OK)
     except grpc.RpcError as exc:
-        code = exc.code()
-        if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED):
+        if exc.code() in KILLED:
             if op != "list":
                 w.uncertain = (w.running, op == "start")
             w.interrupted += 1
             raise
-        if not w.tally.answer(code):
-            w.tally.notes.append(f"{op} {w.name}: {code.name} {exc.details()}")
+        w.tally.refused(f"{op} {w.name}", exc)
 
 
 def storm_engine(address: str, w: EngineWorker, stop: threading.Event) -> None:
-    with grpc.insecure_channel(address) as ch:
-        stub = sgrpc.EngineServiceStub(ch)
-        while not stop.is_set():
-            try:
-                _engine_step(stub, w)
-            except grpc.RpcError:
-                return  # the daemon died under this call
-            stop.wait(w.rng.uniform(0.1, 0.4))
+    storm(address, sgrpc.EngineServiceStub, lambda stub: _engine_step(stub, w), stop,
+          pause=lambda: w.rng.uniform(0.1, 0.4))
 
 
 def swing_price(sim: SimulatorThread, reference: Decimal, rng: random.Random,  # noqa: F811

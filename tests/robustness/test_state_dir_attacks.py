@@ -92,8 +92,7 @@ def state(root: Path) -> Path:
 
 def run_refused(root: Path) -> tuple[int, list[str]]:
     daemon = ForeignDaemon(root)
-    done = subprocess.run(daemon.command(), capture_output=True, text=True, timeout=30,
-                          check=False)
+    done = daemon.run_refused()
     return done.returncode, [line for line in done.stderr.splitlines()
                              if line.startswith("ctsd: ")]
 

@@ -30,10 +30,8 @@ from ctsd.sim.faults import FaultKind, FaultSpec
 from ctsd.sim.server import SimulatorServer
 from ctsd.sim.state import SimulatorConfig
 from tests.sim.conftest import API_KEY as API_KEY_OF_SUITE
-from tests.sim.conftest import ExchangeFactory, sim_config, trader_spec
+from tests.sim.conftest import T0, ExchangeFactory, sim_config, trader_spec
 from tests.sim.validators import check_order_book, check_trade, check_trading_fee
-
-T0 = 1_750_000_000_000
 
 
 class SkewedClock(SystemClock):
@@ -79,6 +77,14 @@ GENERIC_FAULT_ERRORS: FaultErrors = {
 }
 """Faults ccxt's base class maps the same way for every venue; a venue's table adds
 what its own error codes make of rate limits, maintenance and an IP off the whitelist."""
+
+
+def venue_faults(*, rate_limit: type[Exception], maintenance: type[Exception],
+                 ip_not_whitelisted: type[Exception]) -> FaultErrors:
+    """A venue's `fault_errors`: `GENERIC_FAULT_ERRORS` and what ccxt makes of the venue's
+    own codes for the three faults every venue signals its own way."""
+    return {**GENERIC_FAULT_ERRORS, FaultKind.RATE_LIMIT: rate_limit,
+            FaultKind.MAINTENANCE: maintenance, FaultKind.IP_NOT_WHITELISTED: ip_not_whitelisted}
 
 _ISSUE_17_TESTS = frozenset({
     "test_public_trades_are_the_tape", "test_own_fills_carry_the_fee_in_the_venues_asset",

@@ -6,13 +6,14 @@ the test fails (an unclosed aiohttp session is a warning, and warnings are error
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator, Callable
 from decimal import Decimal
 from typing import Any
 
 import pytest_asyncio
 
-from ctsd.sim.accounts import DEFAULT_PERMISSIONS, AccountSpec
+from ctsd.sim.accounts import DEFAULT_PERMISSIONS, AccountSpec, FeeSchedule
 from ctsd.sim.ratelimit import RateLimitConfig
 from ctsd.sim.server import SimulatorServer
 from ctsd.sim.state import SimulatorConfig
@@ -20,6 +21,10 @@ from ctsd.sim.state import SimulatorConfig
 API_KEY = "sim-key-0001"
 SECRET = "sim-secret-0001"
 PASSPHRASE = "sim-pass-0001"
+T0 = 1_750_000_000_000
+"""The simulator tests' fixed clock start: 2025-06-15 15:06:40 UTC, a Sunday."""
+FEES = FeeSchedule(maker=Decimal("0.001"), taker=Decimal("0.002"))
+"""The fees of an account a test builds by hand: maker 0.1 %, taker 0.2 %."""
 
 ExchangeFactory = Callable[..., Any]
 
@@ -56,14 +61,15 @@ async def server() -> AsyncIterator[SimulatorServer]:
         yield srv
 
 
-@pytest_asyncio.fixture
-async def make_exchange() -> AsyncIterator[ExchangeFactory]:
-    """`make_exchange(ccxt_class, base_url, **config)` → a pointed, auto-closed instance."""
+@contextlib.asynccontextmanager
+async def pointed_clients() -> AsyncIterator[ExchangeFactory]:
+    """`make(ccxt_class, base_url, **config)` → a ccxt or ccxt.pro client pointed at the
+    simulator, every one closed on exit."""
     from ctsd.sim.ccxt_target import point_at_simulator
 
     created: list[Any] = []
 
-    def factory(cls: Any, base_url: str, **config: Any) -> Any:
+    def make(cls: Any, base_url: str, **config: Any) -> Any:
         config.setdefault("timeout", int(CLIENT_TIMEOUT_S * 1000))
         # ccxt's client-side throttle would only slow these tests; the burst test
         # needs it off anyway to reach the server's limit.
@@ -74,7 +80,14 @@ async def make_exchange() -> AsyncIterator[ExchangeFactory]:
         return point_at_simulator(exchange, base_url)
 
     try:
-        yield factory
+        yield make
     finally:
         for exchange in created:
             await exchange.close()
+
+
+@pytest_asyncio.fixture
+async def make_exchange() -> AsyncIterator[ExchangeFactory]:
+    """`make_exchange(ccxt_class, base_url, **config)` → a pointed, auto-closed instance."""
+    async with pointed_clients() as make:
+        yield make

@@ -10,27 +10,18 @@ import pytest
 
 from ctsd.sim.clock import ManualClock
 from ctsd.sim.derivatives import PositionView
-from ctsd.sim.faults import FaultKind
 from ctsd.sim.ratelimit import RateLimitConfig
 from ctsd.sim.server import SimulatorServer
 from tests.sim.conformance import (
-    GENERIC_FAULT_ERRORS,
-    T0,
     Credential,
     CredentialErrors,
     Expect,
-    FaultErrors,
     VenueConformance,
+    venue_faults,
 )
-from tests.sim.conftest import API_KEY, SECRET, ExchangeFactory, sim_config
+from tests.sim.conftest import API_KEY, SECRET, T0, ExchangeFactory, sim_config
 from tests.sim.derivatives_conformance import DerivativesConformance
-from tests.sim.validators import (
-    check_balance,
-    check_market,
-    check_ohlcv,
-    check_order,
-    check_ticker,
-)
+from tests.sim.validators import check_market, check_order, read_checked
 
 SPOT: tuple[str, str, dict[str, str]] = ("spot", "BTC/USDT", {})
 FUTURES = ("future", "BTC/USDT:USDT", {"defaultType": "future"})
@@ -52,18 +43,8 @@ async def test_full_flow_passes_ccxt_validators(
     markets = await ex.load_markets()
     assert {"BTC/USDT", "BTC/USDT:USDT", "ETH/USDT"} <= set(markets)
     check_market(ex, markets[symbol])
-    assert abs(await ex.fetch_time() - ex.milliseconds()) < 5000
-
-    ticker = await ex.fetch_ticker(symbol)
-    check_ticker(ex, ticker, symbol)
+    ticker, _, balance = await read_checked(ex, symbol)
     assert ticker["last"] == float(server.sim.market.price(symbol, at_ms=ticker["timestamp"]))
-
-    candles = await ex.fetch_ohlcv(symbol, "1h", limit=24)
-    assert len(candles) == 24
-    check_ohlcv(ex, candles, symbol)
-
-    balance = await ex.fetch_balance()
-    check_balance(ex, balance)
     assert balance["USDT"]["total"] == (100000 if label == "spot" else 50000)
 
     market_order = await ex.create_order(symbol, "market", "buy", 0.01)
@@ -137,12 +118,11 @@ async def test_weight_burst_gets_429_then_418(make_exchange: ExchangeFactory) ->
 class TestConformance(VenueConformance):
     exchange_class = ccxt.binance
     private_path = "/api/v3/account"
-    fault_errors: ClassVar[FaultErrors] = {
-        **GENERIC_FAULT_ERRORS,
-        FaultKind.RATE_LIMIT: ccxt.DDoSProtection,
-        FaultKind.MAINTENANCE: ccxt.OnMaintenance,
-        FaultKind.IP_NOT_WHITELISTED: ccxt.AuthenticationError,
-    }
+    fault_errors = venue_faults(
+        rate_limit=ccxt.DDoSProtection,
+        maintenance=ccxt.OnMaintenance,
+        ip_not_whitelisted=ccxt.AuthenticationError,
+    )
     credential_errors: ClassVar[CredentialErrors] = {
         Credential.WRONG_SECRET: Expect(ccxt.AuthenticationError, "-1022"),
         Credential.UNKNOWN_KEY: Expect(ccxt.AuthenticationError, "-2015"),

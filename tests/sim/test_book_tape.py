@@ -8,13 +8,13 @@ and that resting orders and triggers see every trade between two looks.
 from __future__ import annotations
 
 import itertools
+from dataclasses import replace
 from decimal import Decimal
 
 import pytest
 
 from ctsd.sim.accounts import (
     Account,
-    FeeSchedule,
     Fill,
     OrderStatus,
     OrderType,
@@ -30,11 +30,9 @@ from ctsd.sim.market import TIMEFRAMES, Market, MarketCatalog
 from ctsd.sim.matching import OrderRequest
 from ctsd.sim.path import TRADE_INTERVAL_MS
 from ctsd.sim.state import Simulator
-from tests.sim.conftest import API_KEY, sim_config
+from tests.sim.conftest import API_KEY, FEES, T0, sim_config
 
-T0 = 1_750_000_000_000
-FEES = FeeSchedule(maker=Decimal("0.001"), taker=Decimal("0.002"))
-BASE_FEES = FeeSchedule(maker=Decimal("0.001"), taker=Decimal("0.002"), base_fee_on_buy=True)
+BASE_FEES = replace(FEES, base_fee_on_buy=True)
 
 
 def _market(clock: ManualClock | None = None) -> Market:

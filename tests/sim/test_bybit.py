@@ -13,23 +13,15 @@ from ctsd.sim.faults import FaultKind
 from ctsd.sim.ratelimit import RateLimitConfig
 from ctsd.sim.server import SimulatorServer
 from tests.sim.conformance import (
-    GENERIC_FAULT_ERRORS,
-    T0,
     Credential,
     CredentialErrors,
     Expect,
-    FaultErrors,
     VenueConformance,
+    venue_faults,
 )
-from tests.sim.conftest import API_KEY, SECRET, ExchangeFactory, sim_config
+from tests.sim.conftest import API_KEY, SECRET, T0, ExchangeFactory, sim_config
 from tests.sim.derivatives_conformance import DerivativesConformance
-from tests.sim.validators import (
-    check_balance,
-    check_market,
-    check_ohlcv,
-    check_order,
-    check_ticker,
-)
+from tests.sim.validators import check_market, check_order, read_checked
 
 SPOT = ("spot", "BTC/USDT", {"defaultType": "spot"})
 LINEAR = ("swap", "BTC/USDT:USDT", {"defaultType": "swap"})
@@ -62,19 +54,9 @@ async def test_full_flow_passes_ccxt_validators(
     markets = await ex.load_markets()
     assert {"BTC/USDT", "BTC/USDT:USDT", "ETH/USDT"} <= set(markets)
     check_market(ex, markets[symbol])
-    assert abs(await ex.fetch_time() - ex.milliseconds()) < 5000
-
-    ticker = await ex.fetch_ticker(symbol)
-    check_ticker(ex, ticker, symbol)
+    ticker, _, balance = await read_checked(ex, symbol)
     assert ticker["last"] == pytest.approx(float(server.sim.market.price(symbol)), rel=0.01)
     assert ticker["bid"] < ticker["ask"]
-
-    candles = await ex.fetch_ohlcv(symbol, "1h", limit=24)
-    assert len(candles) == 24
-    check_ohlcv(ex, candles, symbol)
-
-    balance = await ex.fetch_balance()
-    check_balance(ex, balance)
     assert balance["USDT"]["total"] == UNIFIED_USDT
 
     created = await ex.create_order(symbol, "market", "buy", 0.01)
@@ -283,14 +265,13 @@ async def test_unknown_order_is_order_not_found(
 class TestConformance(VenueConformance):
     exchange_class = ccxt.bybit
     private_path = "/v5/account/wallet-balance"
-    fault_errors: ClassVar[FaultErrors] = {
-        **GENERIC_FAULT_ERRORS,
-        FaultKind.RATE_LIMIT: ccxt.RateLimitExceeded,
+    fault_errors = venue_faults(
+        rate_limit=ccxt.RateLimitExceeded,
         # Bybit signals a restarting service with retCode 10016, which ccxt maps to a plain
         # ExchangeError: not OnMaintenance, not even a NetworkError. Callers must retry it.
-        FaultKind.MAINTENANCE: ccxt.ExchangeError,
-        FaultKind.IP_NOT_WHITELISTED: ccxt.PermissionDenied,
-    }
+        maintenance=ccxt.ExchangeError,
+        ip_not_whitelisted=ccxt.PermissionDenied,
+    )
     credential_errors: ClassVar[CredentialErrors] = {
         Credential.WRONG_SECRET: Expect(ccxt.AuthenticationError, "10004"),
         Credential.UNKNOWN_KEY: Expect(ccxt.AuthenticationError, "10003"),

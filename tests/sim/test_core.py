@@ -17,15 +17,7 @@ import ccxt.async_support as ccxt
 import pytest
 
 from ctsd.sim import matching
-from ctsd.sim.accounts import (
-    AccountSpec,
-    FeeSchedule,
-    OrderStatus,
-    OrderType,
-    Rejection,
-    RejectKind,
-    Side,
-)
+from ctsd.sim.accounts import AccountSpec, OrderStatus, OrderType, Rejection, RejectKind, Side
 from ctsd.sim.ccxt_target import point_at_simulator
 from ctsd.sim.cli import main as sim_main
 from ctsd.sim.clock import ManualClock
@@ -41,10 +33,7 @@ from ctsd.sim.ratelimit import (
 )
 from ctsd.sim.server import SimulatorServer
 from ctsd.sim.state import Simulator
-from tests.sim.conftest import API_KEY, sim_config
-
-FEES = FeeSchedule(maker=Decimal("0.001"), taker=Decimal("0.002"))
-T0 = 1_750_000_000_000
+from tests.sim.conftest import API_KEY, FEES, T0, sim_config
 
 
 def _market(seed: int = 3, count: int = 50) -> Market:

@@ -13,13 +13,13 @@ from ctsd.sim.clock import ManualClock
 from ctsd.sim.events import AccountEvent, AccountUpdate, ExecKind, OrderUpdate, UpdateReason
 from ctsd.sim.matching import OrderRequest
 from ctsd.sim.state import Simulator
-from tests.sim.conftest import API_KEY, sim_config
+from tests.sim.conftest import API_KEY, T0, sim_config
 
 SPOT = FEES[Surface.SPOT]
 
 
 def simulator() -> tuple[Simulator, list[AccountEvent]]:
-    sim = Simulator(sim_config(), clock=ManualClock(1_750_000_000_000))
+    sim = Simulator(sim_config(), clock=ManualClock(T0))
     seen: list[AccountEvent] = []
     sim.events.subscribe(API_KEY, seen.append)
     return sim, seen
@@ -37,7 +37,7 @@ def limit_buy(sim: Simulator, symbol: str, below: str, **extra: Any) -> OrderReq
 
 
 def test_nothing_is_published_when_nobody_listens() -> None:
-    sim = Simulator(sim_config(), clock=ManualClock(1_750_000_000_000))
+    sim = Simulator(sim_config(), clock=ManualClock(T0))
     account = sim.accounts.get(API_KEY)
     assert account is not None
     sim.place_order(account, market_buy("BTC/USDT", "0.01"), SPOT)
@@ -125,7 +125,7 @@ def test_a_failing_listener_neither_breaks_the_order_nor_the_other_listeners() -
 
 
 def test_unsubscribing_the_last_listener_stops_publishing() -> None:
-    sim = Simulator(sim_config(), clock=ManualClock(1_750_000_000_000))
+    sim = Simulator(sim_config(), clock=ManualClock(T0))
     seen: list[AccountEvent] = []
     stop = sim.events.subscribe(API_KEY, seen.append)
     assert sim.events.listening(API_KEY) and sim.events.listening_keys() == [API_KEY]

@@ -20,16 +20,14 @@ from ctsd.sim.ratelimit import RateLimitConfig
 from ctsd.sim.server import SimulatorServer
 from ctsd.sim.state import SimulatorConfig
 from tests.sim.conformance import (
-    GENERIC_FAULT_ERRORS,
-    T0,
     Credential,
     CredentialErrors,
     Expect,
-    FaultErrors,
     VenueConformance,
+    venue_faults,
 )
-from tests.sim.conftest import API_KEY, ExchangeFactory, sim_config, trader_spec
-from tests.sim.validators import check_balance, check_market, check_ohlcv, check_order, check_ticker
+from tests.sim.conftest import API_KEY, T0, ExchangeFactory, sim_config, trader_spec
+from tests.sim.validators import check_market, check_order, read_checked
 
 KRAKEN_SECRET = base64.b64encode(b"sim-kraken-secret-0001".ljust(64, b".")).decode()
 """Kraken secrets are base64 (ccxt decodes them before signing); the shared SECRET is not."""
@@ -71,16 +69,8 @@ async def test_full_flow_passes_ccxt_validators(
     # ccxt's kraken sets baseId to the unified code ("BTC"), not the asset id ("XXBT"):
     # the one check ccxt's own test config skips for Kraken's X/Z-prefixed assets.
     ccxt_test_market(ex, {"currencyIdAndCode": True}, "loadMarkets", markets[symbol])
-    assert abs(await ex.fetch_time() - ex.milliseconds()) < 5000
-
-    ticker = await ex.fetch_ticker(symbol)
-    check_ticker(ex, ticker, symbol)
+    ticker, _, balance = await read_checked(ex, symbol)
     assert ticker["timestamp"] is None  # Kraken's ticker carries no time
-    candles = await ex.fetch_ohlcv(symbol, "1h", limit=24)
-    assert len(candles) == 24
-    check_ohlcv(ex, candles, symbol)
-    balance = await ex.fetch_balance()
-    check_balance(ex, balance)
     assert balance["USDT"]["total"] == 100000
     assert balance["BTC"]["total"] == 2
 
@@ -249,12 +239,11 @@ async def test_ohlc_since_and_fixed_depth(make_exchange: ExchangeFactory) -> Non
 class TestConformance(VenueConformance):
     exchange_class = ccxt.kraken
     private_path = "/0/private/BalanceEx"
-    fault_errors: ClassVar[FaultErrors] = {
-        **GENERIC_FAULT_ERRORS,
-        FaultKind.RATE_LIMIT: ccxt.DDoSProtection,  # exactly: not RateLimitExceeded
-        FaultKind.MAINTENANCE: ccxt.ExchangeNotAvailable,  # exactly: not OnMaintenance
-        FaultKind.IP_NOT_WHITELISTED: ccxt.PermissionDenied,
-    }
+    fault_errors = venue_faults(
+        rate_limit=ccxt.DDoSProtection,  # exactly: not RateLimitExceeded
+        maintenance=ccxt.ExchangeNotAvailable,  # exactly: not OnMaintenance
+        ip_not_whitelisted=ccxt.PermissionDenied,
+    )
     reset_count = 1  # balances are read by POST: aiohttp never retries
     credential_errors: ClassVar[CredentialErrors] = {
         # Kraken answers `EAPI:Invalid signature`, which ccxt 4.5.90's kraken error table

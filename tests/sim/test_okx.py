@@ -15,33 +15,25 @@ import pytest
 
 from ctsd.sim import tiers
 from ctsd.sim.clock import ManualClock, SystemClock
-from ctsd.sim.faults import FaultKind
 from ctsd.sim.ratelimit import RateLimitConfig
 from ctsd.sim.server import SimulatorServer
 from tests.sim.conformance import (
-    GENERIC_FAULT_ERRORS,
-    T0,
     Credential,
     CredentialErrors,
     Expect,
-    FaultErrors,
     VenueConformance,
+    venue_faults,
 )
 from tests.sim.conftest import (
     API_KEY,
     PASSPHRASE,
     SECRET,
+    T0,
     ExchangeFactory,
     sim_config,
 )
 from tests.sim.derivatives_conformance import DerivativesConformance
-from tests.sim.validators import (
-    check_balance,
-    check_market,
-    check_ohlcv,
-    check_order,
-    check_ticker,
-)
+from tests.sim.validators import check_market, check_order, read_checked
 
 SPOT: tuple[str, str, dict[str, str], float] = ("spot", "BTC/USDT", {}, 0.01)
 SWAP = ("swap", "BTC/USDT:USDT", {"defaultType": "swap"}, 1.0)  # 1 contract = 0.01 BTC
@@ -66,20 +58,10 @@ async def test_full_flow_passes_ccxt_validators(
     assert {"BTC/USDT", "BTC/USDT:USDT", "ETH/USDT"} <= set(markets)
     check_market(ex, markets[symbol])
     assert ex.currencies["BTC"]["id"] == "BTC"  # asset/currencies, signed, in load_markets
-    assert abs(await ex.fetch_time() - ex.milliseconds()) < 5000
-
-    ticker = await ex.fetch_ticker(symbol)
-    check_ticker(ex, ticker, symbol)
+    ticker, candles, balance = await read_checked(ex, symbol)
     assert ticker["last"] == float(server.sim.market.price(symbol, at_ms=ticker["timestamp"]))
-
-    candles = await ex.fetch_ohlcv(symbol, "1h", limit=24)
-    assert len(candles) == 24
-    check_ohlcv(ex, candles, symbol)
     since = candles[0][0]
     assert await ex.fetch_ohlcv(symbol, "1h", since=since, limit=3) == candles[:3]
-
-    balance = await ex.fetch_balance()
-    check_balance(ex, balance)
     assert balance["USDT"]["total"] == 150000  # one trading account: spot 100k + swap 50k
 
     market_order = await ex.create_order(symbol, "market", "buy", amount)
@@ -256,12 +238,11 @@ async def test_header_checks_answer_okx_codes(
 class TestConformance(VenueConformance):
     exchange_class = ccxt.okx
     private_path = "/api/v5/account"
-    fault_errors: ClassVar[FaultErrors] = {
-        **GENERIC_FAULT_ERRORS,
-        FaultKind.RATE_LIMIT: ccxt.RateLimitExceeded,
-        FaultKind.MAINTENANCE: ccxt.OnMaintenance,
-        FaultKind.IP_NOT_WHITELISTED: ccxt.PermissionDenied,
-    }
+    fault_errors = venue_faults(
+        rate_limit=ccxt.RateLimitExceeded,
+        maintenance=ccxt.OnMaintenance,
+        ip_not_whitelisted=ccxt.PermissionDenied,
+    )
     credential_errors: ClassVar[CredentialErrors] = {
         # fetch_balance: load_markets' asset/currencies is the first signed call
         Credential.WRONG_SECRET: Expect(ccxt.AuthenticationError, "50113"),

@@ -14,9 +14,8 @@ from ctsd.sim.clock import ManualClock
 from ctsd.sim.option_trading import OptionSpec
 from ctsd.sim.options import DAY_MS, OptionChain, OptionContract, black_scholes
 from ctsd.sim.state import Simulator
-from tests.sim.conftest import API_KEY, sim_config
+from tests.sim.conftest import API_KEY, T0, sim_config
 
-T0 = 1_750_000_000_000  # 2025-06-15 15:06:40 UTC, a Sunday
 FEES = FeeSchedule(maker=Decimal("0.0002"), taker=Decimal("0.0003"))
 SPEC = OptionSpec(tick=Decimal(5), step=Decimal("0.01"), min_qty=Decimal("0.01"),
                   wallet="spot")

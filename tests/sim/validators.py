@@ -41,6 +41,21 @@ def check_balance(exchange: Any, balance: Any) -> None:
     _balance(exchange, {}, "fetchBalance", balance)
 
 
+async def read_checked(exchange: Any, symbol: str) -> tuple[Any, list[Any], Any]:
+    """The reads a venue's full flow starts with, each through ccxt's validator: the
+    server time (close to ours), the ticker, 24 hourly candles and the balance; they are
+    answered for the venue's own checks."""
+    assert abs(await exchange.fetch_time() - exchange.milliseconds()) < 5000
+    ticker = await exchange.fetch_ticker(symbol)
+    check_ticker(exchange, ticker, symbol)
+    candles = await exchange.fetch_ohlcv(symbol, "1h", limit=24)
+    assert len(candles) == 24
+    check_ohlcv(exchange, candles, symbol)
+    balance = await exchange.fetch_balance()
+    check_balance(exchange, balance)
+    return ticker, candles, balance
+
+
 def check_order(exchange: Any, order: Any, symbol: str) -> None:
     _order(exchange, {}, "createOrder", order, symbol, exchange.milliseconds())
 

@@ -68,6 +68,13 @@ class DaemonProcess:
         return [*self.launcher, "--state-dir", str(self.state_dir), *listen, *self._options,
                 *self.extra_args]
 
+    def run_refused(self, *extra: str,
+                    command: list[str] | None = None) -> subprocess.CompletedProcess[str]:
+        """The daemon's command (or `command`) and `extra` run to their end, the output
+        captured: a start that must be refused (exit 78) names why on stderr."""
+        return subprocess.run([*(command or self.command()), *extra], capture_output=True,
+                              text=True, timeout=30, check=False)
+
     def start(self, wait: bool = True, timeout: float = START_TIMEOUT_S,
               poll_s: float = 0.05) -> DaemonProcess:
         started = time.perf_counter()

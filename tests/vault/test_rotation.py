@@ -90,12 +90,6 @@ def test_daemon_refuses_a_wrong_master_key(daemon: DaemonProcess, tmp_path: Path
     wrong = tmp_path / "wrong"
     wrong.write_bytes(b"\x01" * 32)
     wrong.chmod(0o600)
-    proc = subprocess.run(
-        [*daemon.command(), "--master-key-file", str(wrong)],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
+    proc = daemon.run_refused("--master-key-file", str(wrong))
     assert proc.returncode == 78
     assert "sealed under master key" in proc.stderr

@@ -22,34 +22,23 @@ from dataclasses import replace
 from decimal import Decimal
 
 from ctsd.clock import Clock
-from ctsd.engine.brokers.base import PaperVenue
-from ctsd.engine.brokers.paper_terms import admitted, crosses, finished, taker_price
+from ctsd.engine.brokers.paper_terms import PaperBook, crosses, taker_price
 from ctsd.engine.config import PaperSettings
 from ctsd.engine.ledger import split_symbol
-from ctsd.engine.orders import Execution, Fill, Order, OrderRequest, OrderStatus
+from ctsd.engine.orders import Execution, Fill, Order, OrderStatus
 from ctsd.engine.perpetual import FundingPayment, VenuePosition
-from ctsd.strategies.model import (
-    Balance,
-    MarketInfo,
-    MarketSnapshot,
-    OrderType,
-    Side,
-    SymbolMarket,
-)
+from ctsd.strategies.model import Balance, MarketInfo, MarketSnapshot, OrderType, Side, SymbolMarket
 
 ZERO = Decimal(0)
 
 
-class PaperBroker(PaperVenue):
+class PaperBroker(PaperBook):
     def __init__(self, settings: PaperSettings, clock: Clock) -> None:
+        super().__init__(clock)
         self._settings = settings
-        self._clock = clock
         self._free: dict[str, Decimal] = {}
         self._used: dict[str, Decimal] = {}
-        self._book: dict[str, Order] = {}
         self._reserved: dict[str, tuple[str, Decimal]] = {}
-        self._market: MarketSnapshot | None = None
-        self._fills_per_order: dict[str, int] = {}
         self._reset_balances()
 
     def _assets(self, symbol: str) -> tuple[str, str]:
@@ -64,9 +53,6 @@ class PaperBroker(PaperVenue):
         assets = sorted(set(self._free) | set(self._used))
         return tuple(Balance(a, self._free.get(a, ZERO),
                              self._free.get(a, ZERO) + self._used.get(a, ZERO)) for a in assets)
-
-    def open_orders(self) -> tuple[Order, ...]:
-        return tuple(self._book.values())
 
     def positions(self) -> tuple[VenuePosition, ...]:
         return ()  # spot: the ledger is the position
@@ -86,24 +72,15 @@ class PaperBroker(PaperVenue):
         self._reserved.clear()
         for fill in fills:
             self._settle(fill)
-            self._fills_per_order[fill.client_order_id] = (
-                self._fills_per_order.get(fill.client_order_id, 0) + 1)
-        changed = []
-        for order in known:
-            if order.status is OrderStatus.PENDING:
-                changed.append(Execution(self._finish(
-                    order, OrderStatus.REJECTED, "not placed: stopped before acknowledgement")))
-            elif order.status is OrderStatus.OPEN:
-                info = self._market.get(order.symbol) if self._market else None
-                self._reserve(order, info.info.maker_fee if info else ZERO)
-                self._book[order.client_order_id] = order
-        return tuple(changed)
+            self._count_fill(fill.client_order_id)
+        return self._reconcile_orders(known, self._rest_again)
 
-    async def place(self, request: OrderRequest) -> Execution:
-        found = admitted(request, self._book, self._market, self._clock.now_ms())
-        if isinstance(found, Execution):
-            return found
-        order, market = found
+    def _rest_again(self, order: Order) -> None:
+        info = self._market.get(order.symbol) if self._market else None
+        self._reserve(order, info.info.maker_fee if info else ZERO)
+        self._book[order.client_order_id] = order
+
+    def _trade(self, order: Order, market: SymbolMarket) -> Execution:
         touch = taker_price(order, market, self._settings.slippage_bps)
         if order.type is OrderType.MARKET or crosses(order, market):
             return self._fill_as_taker(order, market, touch)
@@ -122,9 +99,6 @@ class PaperBroker(PaperVenue):
             return Execution(order)
         self._release(resting)
         return Execution(self._finish(resting, OrderStatus.CANCELED, "canceled"))
-
-    async def fetch_order(self, order: Order) -> Execution:
-        return Execution(self._book.get(order.client_order_id, order))
 
     async def poll(self, market: MarketSnapshot) -> tuple[Execution, ...]:
         self._market = market
@@ -161,8 +135,7 @@ class PaperBroker(PaperVenue):
         in the quote asset, as the live broker would be charged."""
         base, quote = self._assets(order.symbol)
         rate = info.maker_fee if maker else info.taker_fee
-        count = self._fills_per_order.get(order.client_order_id, 0) + 1
-        self._fills_per_order[order.client_order_id] = count
+        count = self._count_fill(order.client_order_id)
         if info.buy_fee_in_base and order.side is Side.BUY:
             fee, fee_asset = order.amount * rate, base
         else:
@@ -205,9 +178,6 @@ class PaperBroker(PaperVenue):
 
     def _add(self, asset: str, amount: Decimal) -> None:
         self._free[asset] = self._free.get(asset, ZERO) + amount
-
-    def _finish(self, order: Order, status: OrderStatus, reason: str) -> Order:
-        return finished(order, status, reason, self._clock.now_ms())
 
 
 class PaperOptionBroker(PaperBroker):

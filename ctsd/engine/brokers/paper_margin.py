@@ -30,9 +30,8 @@ from dataclasses import replace
 from decimal import Decimal
 
 from ctsd.clock import Clock
-from ctsd.engine.brokers.base import PaperVenue
 from ctsd.engine.brokers.margin_account import ZERO, MarginBook, Wallet
-from ctsd.engine.brokers.paper_terms import admitted, crosses, finished, taker_price
+from ctsd.engine.brokers.paper_terms import PaperBook, crosses, taker_price
 from ctsd.engine.config import PaperSettings
 from ctsd.engine.ledger import split_symbol
 from ctsd.engine.margin import LendingTerms
@@ -51,23 +50,20 @@ from ctsd.strategies.model import (
 LIQUIDATION_PREFIX = "autoclose-"
 
 
-class PaperMarginBroker(PaperVenue):
+class PaperMarginBroker(PaperBook):
     def __init__(self, settings: PaperSettings, clock: Clock, market: MarginMarketData,
                  symbols: Sequence[str], leverage: Mapping[str, int]) -> None:
+        super().__init__(clock)
         self._settings = settings
-        self._clock = clock
         self._source = market
         self._symbols = tuple(symbols)
         self._leverage = dict(leverage)
         self._terms: LendingTerms | None = None
         self._account = MarginBook(dict(settings.balances), _NO_TERMS)
-        self._book: dict[str, Order] = {}
         self._held: dict[str, tuple[str, str, Decimal, Decimal]] = {}
         """Resting order → (its wallet, the asset it locked, how much, how much it borrowed)."""
-        self._market: MarketSnapshot | None = None
         self._marks: dict[str, Decimal] = {}
         self._infos: dict[str, MarketInfo] = {}
-        self._fills_per_order: dict[str, int] = {}
         self._payments: list[FundingPayment] = []
         self.liquidations = 0
 
@@ -80,9 +76,6 @@ class PaperMarginBroker(PaperVenue):
         return tuple(Balance(a, self._account.account.free.get(a, ZERO),
                              sum((w.held(a) - w.debt(a) for w in wallets), ZERO))
                      for a in assets)
-
-    def open_orders(self) -> tuple[Order, ...]:
-        return tuple(self._book.values())
 
     def positions(self) -> tuple[VenuePosition, ...]:
         return ()  # the ledger is the position
@@ -122,17 +115,9 @@ class PaperMarginBroker(PaperVenue):
             self._cover(wallet, fill.symbol, fill.side, fill.amount, fill.price,
                         self._quote_fee(fill), fill.timestamp_ms, check=False)
             self._settle(wallet, fill)
-            self._fills_per_order[fill.client_order_id] = (
-                self._fills_per_order.get(fill.client_order_id, 0) + 1)
+            self._count_fill(fill.client_order_id)
         self._account.accrue(self._clock.now_ms())
-        changed = []
-        for order in known:
-            if order.status is OrderStatus.PENDING:
-                changed.append(Execution(self._finish(
-                    order, OrderStatus.REJECTED, "not placed: stopped before acknowledgement")))
-            elif order.status is OrderStatus.OPEN:
-                self._rest(order, check=False)
-        return tuple(changed)
+        return self._reconcile_orders(known, lambda order: self._rest(order, check=False))
 
     async def poll(self, market: MarketSnapshot) -> tuple[Execution, ...]:
         """Interest for the periods passed, then resting orders the prices cross, then
@@ -152,11 +137,7 @@ class PaperMarginBroker(PaperVenue):
 
     # --- orders ---------------------------------------------------------------------
 
-    async def place(self, request: OrderRequest) -> Execution:
-        found = admitted(request, self._book, self._market, self._clock.now_ms())
-        if isinstance(found, Execution):
-            return found
-        order, market = found
+    def _trade(self, order: Order, market: SymbolMarket) -> Execution:
         self._infos[order.symbol] = market.info
         if order.type is OrderType.MARKET or crosses(order, market):
             price = taker_price(order, market, self._settings.slippage_bps)
@@ -178,9 +159,6 @@ class PaperMarginBroker(PaperVenue):
             return Execution(order)
         self._unrest(resting, give_back=True)
         return Execution(self._finish(resting, OrderStatus.CANCELED, "canceled"))
-
-    async def fetch_order(self, order: Order) -> Execution:
-        return Execution(self._book.get(order.client_order_id, order))
 
     def _rest(self, order: Order, check: bool = True) -> str:
         """Borrow what the order lacks now and lock what it will spend."""
@@ -243,8 +221,7 @@ class PaperMarginBroker(PaperVenue):
             fee, fee_asset = order.amount * rate, base
         else:
             fee, fee_asset = order.amount * price * rate, quote
-        count = self._fills_per_order.get(order.client_order_id, 0) + 1
-        self._fills_per_order[order.client_order_id] = count
+        count = self._count_fill(order.client_order_id)
         fill = Fill(f"{order.client_order_id}-{count}", order.client_order_id, order.symbol,
                     order.side, order.amount, price, fee, fee_asset, self._clock.now_ms(), maker)
         self._settle(self._account.wallet(order.symbol), fill)
@@ -335,9 +312,6 @@ class PaperMarginBroker(PaperVenue):
     def _quote_fee(fill: Fill) -> Decimal:
         quote = split_symbol(fill.symbol)[1]
         return fill.fee if fill.side is Side.BUY and fill.fee_asset == quote else ZERO
-
-    def _finish(self, order: Order, status: OrderStatus, reason: str) -> Order:
-        return finished(order, status, reason, self._clock.now_ms())
 
 
 _NO_TERMS = LendingTerms(Decimal(2), Decimal(1), ())

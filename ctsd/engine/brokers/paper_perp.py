@@ -30,8 +30,7 @@ from dataclasses import replace
 from decimal import Decimal
 
 from ctsd.clock import Clock
-from ctsd.engine.brokers.base import PaperVenue
-from ctsd.engine.brokers.paper_terms import admitted, crosses, finished, taker_price
+from ctsd.engine.brokers.paper_terms import PaperBook, crosses, taker_price
 from ctsd.engine.brokers.perp_account import PNL_STEP, ZERO, PerpLedger, Slot, closes
 from ctsd.engine.config import PaperSettings
 from ctsd.engine.ledger import split_symbol
@@ -58,12 +57,12 @@ DEFAULT_LEVERAGE = 1
 LIQUIDATION_PREFIX = "autoclose-"
 
 
-class PaperPerpBroker(PaperVenue):
+class PaperPerpBroker(PaperBook):
     def __init__(self, settings: PaperSettings, clock: Clock, modes: AccountModes,
                  leverage: Mapping[str, int], market: PerpetualMarketData,
                  symbols: Sequence[str]) -> None:
+        super().__init__(clock)
         self._settings = settings
-        self._clock = clock
         self._modes = modes
         self._leverage = dict(leverage)
         self._perp_market = market
@@ -71,12 +70,9 @@ class PaperPerpBroker(PaperVenue):
         self._quote = split_symbol(self._symbols[0])[1] if self._symbols else "USDT"
         self._account = PerpLedger(self._start_wallet(), modes.margin_mode)
         self._tier_cache: dict[str, tuple[LeverageTier, ...]] = {}
-        self._book: dict[str, Order] = {}
         self._held: dict[str, Decimal] = {}
         """Margin each resting order holds."""
-        self._market: MarketSnapshot | None = None
         self._marks: dict[str, Decimal] = {}
-        self._fills_per_order: dict[str, int] = {}
         self._next_funding: dict[str, tuple[int, Decimal]] = {}
         self._funding: list[FundingPayment] = []
         self._paid: set[str] = set()
@@ -95,9 +91,6 @@ class PaperPerpBroker(PaperVenue):
         held = sum(self._held.values(), ZERO)
         free = self._account.available(self._marks, held)
         return (Balance(self._quote, max(free, ZERO), self._account.wallet),)
-
-    def open_orders(self) -> tuple[Order, ...]:
-        return tuple(self._book.values())
 
     def positions(self) -> tuple[VenuePosition, ...]:
         return self._account.views(self._marks)
@@ -127,19 +120,11 @@ class PaperPerpBroker(PaperVenue):
             self._account.fill((fill.symbol, fill.position_side), fill.side, fill.amount,
                                fill.price, self._fee_in_quote(fill),
                                self.leverage(fill.symbol))
-            self._fills_per_order[fill.client_order_id] = (
-                self._fills_per_order.get(fill.client_order_id, 0) + 1)
+            self._count_fill(fill.client_order_id)
         for payment in funding:
             self._account.wallet += payment.amount
             self._paid.add(payment.funding_id)
-        changed = []
-        for order in known:
-            if order.status is OrderStatus.PENDING:
-                changed.append(Execution(self._finish(
-                    order, OrderStatus.REJECTED, "not placed: stopped before acknowledgement")))
-            elif order.status is OrderStatus.OPEN:
-                self._rest(order)
-        return tuple(changed)
+        return self._reconcile_orders(known, self._rest)
 
     def _tiers(self, symbol: str) -> tuple[LeverageTier, ...]:
         return self._tier_cache.get(symbol, ())
@@ -164,11 +149,7 @@ class PaperPerpBroker(PaperVenue):
 
     # --- orders -----------------------------------------------------------------------
 
-    async def place(self, request: OrderRequest) -> Execution:
-        found = admitted(request, self._book, self._market, self._clock.now_ms())
-        if isinstance(found, Execution):
-            return found
-        order, market = found
+    def _trade(self, order: Order, market: SymbolMarket) -> Execution:
         if order.type is OrderType.MARKET or crosses(order, market):
             price = taker_price(order, market, self._settings.slippage_bps)
             refusal = self._refusal(order, price, market.info.taker_fee)
@@ -188,9 +169,6 @@ class PaperPerpBroker(PaperVenue):
             return Execution(order)
         self._unrest(resting)
         return Execution(self._finish(resting, OrderStatus.CANCELED, "canceled"))
-
-    async def fetch_order(self, order: Order) -> Execution:
-        return Execution(self._book.get(order.client_order_id, order))
 
     def _refusal(self, order: Order, price: Decimal, fee_rate: Decimal) -> str:
         """Why the venue would refuse `order` at `price` now, or "" when it would take it."""
@@ -220,8 +198,7 @@ class PaperPerpBroker(PaperVenue):
         fee = order.amount * price * fee_rate + extra_fee
         self._account.fill((order.symbol, order.position_side), order.side, order.amount,
                            price, fee, self.leverage(order.symbol))
-        count = self._fills_per_order.get(order.client_order_id, 0) + 1
-        self._fills_per_order[order.client_order_id] = count
+        count = self._count_fill(order.client_order_id)
         fill = Fill(f"{order.client_order_id}-{count}", order.client_order_id, order.symbol,
                     order.side, order.amount, price, fee, self._quote, self._clock.now_ms(),
                     maker, order.position_side)
@@ -242,9 +219,6 @@ class PaperPerpBroker(PaperVenue):
     def _unrest(self, order: Order) -> None:
         self._book.pop(order.client_order_id, None)
         self._held.pop(order.client_order_id, None)
-
-    def _finish(self, order: Order, status: OrderStatus, reason: str) -> Order:
-        return finished(order, status, reason, self._clock.now_ms())
 
     def _fee_in_quote(self, fill: Fill) -> Decimal:
         return fill.fee if fill.fee_asset == self._quote else fill.fee * fill.price

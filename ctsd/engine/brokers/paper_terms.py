@@ -1,4 +1,5 @@
-"""How a paper order meets the market, shared by PAPER spot and PAPER perpetuals.
+"""How a paper order meets the market, and the order book every paper broker keeps
+(PAPER spot, options, margin and perpetuals).
 
 An order's amount is first cut down to the venue's lot size and its limit price
 rounded to the venue's tick, as the venue (and ccxt before it) does with a live one.
@@ -11,10 +12,13 @@ ticker that crosses them (buy: ask <= price; sell: bid >= price).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal
 
+from ctsd.clock import Clock
+from ctsd.engine.brokers.base import PaperVenue
 from ctsd.engine.orders import Execution, Order, OrderRequest, OrderStatus
 from ctsd.strategies.model import MarketSnapshot, Side, SymbolMarket
 
@@ -73,3 +77,58 @@ def admitted(request: OrderRequest, book: Mapping[str, Order], snapshot: MarketS
         return Execution(finished(order, OrderStatus.REJECTED,
                                   "amount below the venue's lot size", now_ms))
     return lot, market
+
+
+class PaperBook(PaperVenue, ABC):
+    """The order book of a paper broker, kept alike by every kind (spot, margin,
+    perpetuals): resting orders by client order id, the cycle's prices, and how many fills
+    each order had. The fill count names a fill (`<client order id>-<n>`), so the replay
+    at `reconcile` must count the persisted fills to keep new trade ids unique.
+
+    A subclass says how an admitted order trades (`_trade`) and how an open one rests
+    again after a restart (the `rest` given to `_reconcile_orders`)."""
+
+    def __init__(self, clock: Clock) -> None:
+        self._clock = clock
+        self._book: dict[str, Order] = {}
+        self._market: MarketSnapshot | None = None
+        self._fills_per_order: dict[str, int] = {}
+
+    def open_orders(self) -> tuple[Order, ...]:
+        return tuple(self._book.values())
+
+    async def place(self, request: OrderRequest) -> Execution:
+        found = admitted(request, self._book, self._market, self._clock.now_ms())
+        if isinstance(found, Execution):
+            return found
+        return self._trade(*found)
+
+    @abstractmethod
+    def _trade(self, order: Order, market: SymbolMarket) -> Execution:
+        """Fill or rest an order already cut to the lot size, priced against `market`."""
+
+    async def fetch_order(self, order: Order) -> Execution:
+        return Execution(self._book.get(order.client_order_id, order))
+
+    def _count_fill(self, client_order_id: str) -> int:
+        """One more fill of the order: its number, 1 for the first."""
+        count = self._fills_per_order.get(client_order_id, 0) + 1
+        self._fills_per_order[client_order_id] = count
+        return count
+
+    def _reconcile_orders(self, known: Sequence[Order],
+                          rest: Callable[[Order], object]) -> tuple[Execution, ...]:
+        """The persisted non-final orders after the fills were replayed: a PENDING one
+        never reached this paper venue (the engine stopped before it was placed) and is
+        rejected; an OPEN one rests again through `rest`."""
+        changed = []
+        for order in known:
+            if order.status is OrderStatus.PENDING:
+                changed.append(Execution(self._finish(
+                    order, OrderStatus.REJECTED, "not placed: stopped before acknowledgement")))
+            elif order.status is OrderStatus.OPEN:
+                rest(order)
+        return tuple(changed)
+
+    def _finish(self, order: Order, status: OrderStatus, reason: str) -> Order:
+        return finished(order, status, reason, self._clock.now_ms())

@@ -4,20 +4,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from ctsd.errors import FailureClass
+from ctsd.exchanges import profile
 from ctsd.exchanges.binance import margin
 from ctsd.exchanges.binance.margin import read_options_account, restrictions
 from ctsd.exchanges.model import KeyPermissions
-from ctsd.exchanges.profile import (
-    ApiTypeProfile,
-    ClientOrderIds,
-    ClientProfile,
-    DerivativesProfile,
-    MarginProfile,
-    OptionsProfile,
-    PermissionsProbe,
-    RefusalRule,
-    RequestWindow,
-)
 from ctsd.exchanges.spec import ApiType, RateLimitScope
 
 
@@ -33,21 +23,21 @@ def _permissions(account: Any) -> KeyPermissions:
                           withdraw=bool(account.get("canWithdraw")))
 
 
-BINANCE_CLIENT = ClientProfile(
+BINANCE_CLIENT = profile.ClientProfile(
     spot_buy_fee_in_base=True,
-    request_window=RequestWindow("timestamp", "recvWindow", 60_000),
+    request_window=profile.RequestWindow("timestamp", "recvWindow", 60_000),
     own_fills_order_param="orderId",
     per_trade_fees=True,
     ccxt_class="binance",
     api_types={
-        ApiType.SPOT: ApiTypeProfile({"defaultType": "spot"}, ("spot",), "publicGetPing"),
+        ApiType.SPOT: profile.ApiTypeProfile({"defaultType": "spot"}, ("spot",), "publicGetPing"),
         # every order, trade and balance call of a margin connection goes to the cross
         # margin account (ccxt picks a spot market's endpoints otherwise)
-        ApiType.MARGIN: ApiTypeProfile({"defaultType": "margin", "defaultMarginMode": "cross"},
-                                       ("spot",), "publicGetPing"),
-        ApiType.PERPETUAL_FUTURES: ApiTypeProfile(
+        ApiType.MARGIN: profile.ApiTypeProfile(
+            {"defaultType": "margin", "defaultMarginMode": "cross"}, ("spot",), "publicGetPing"),
+        ApiType.PERPETUAL_FUTURES: profile.ApiTypeProfile(
             {"defaultType": "future"}, ("linear",), "fapiPublicGetPing"),
-        ApiType.OPTIONS: ApiTypeProfile({"defaultType": "option"}, ("option",)),
+        ApiType.OPTIONS: profile.ApiTypeProfile({"defaultType": "option"}, ("option",)),
     },
     error_codes={
         # "Invalid API-key, IP, or permissions for action": ccxt raises DDoSProtection for
@@ -62,23 +52,25 @@ BINANCE_CLIENT = ClientProfile(
     # After a signed read worked, -2015 on a later call means the key lacks a permission.
     error_codes_after_auth={"-2015": FailureClass.PERMISSION},
     refusals=(
-        RefusalRule(code="-1015", scope=RateLimitScope.ACCOUNT),  # too many new orders
-        RefusalRule(status=418, scope=RateLimitScope.IP),  # banned: Retry-After says how long
-        RefusalRule(status=429, scope=RateLimitScope.IP),
+        profile.RefusalRule(code="-1015", scope=RateLimitScope.ACCOUNT),  # too many new orders
+        # banned: Retry-After says how long
+        profile.RefusalRule(status=418, scope=RateLimitScope.IP),
+        profile.RefusalRule(status=429, scope=RateLimitScope.IP),
     ),
-    permissions=PermissionsProbe("privateGetAccount", _permissions,
-                                 answered_by_balance=frozenset({ApiType.SPOT})),
-    permissions_for={api_type: PermissionsProbe("sapiGetAccountApiRestrictions", restrictions)
-                     for api_type in (ApiType.MARGIN, ApiType.OPTIONS)},
-    margin_trading=MarginProfile(margin.read_margin_account, margin.order_params,
-                                 margin.read_terms, margin.read_interest,
-                                 read_liquidations=margin.read_liquidations),
-    option_trading=OptionsProfile(read_options_account, holdings_from_account=True,
-                                  read_settlement=margin.read_settlement,
-                                  underlying_field="exercisePrice",
-                                  position_params={"method": "option"}),
-    client_order_ids=ClientOrderIds(create="newClientOrderId", lookup="origClientOrderId"),
-    derivatives=DerivativesProfile(
+    permissions=profile.PermissionsProbe("privateGetAccount", _permissions,
+                                         answered_by_balance=frozenset({ApiType.SPOT})),
+    permissions_for={
+        api_type: profile.PermissionsProbe("sapiGetAccountApiRestrictions", restrictions)
+        for api_type in (ApiType.MARGIN, ApiType.OPTIONS)},
+    margin_trading=profile.MarginProfile(margin.read_margin_account, margin.order_params,
+                                         margin.read_terms, margin.read_interest,
+                                         read_liquidations=margin.read_liquidations),
+    option_trading=profile.OptionsProfile(read_options_account, holdings_from_account=True,
+                                          read_settlement=margin.read_settlement,
+                                          underlying_field="exercisePrice",
+                                          position_params={"method": "option"}),
+    client_order_ids=profile.ClientOrderIds(create="newClientOrderId", lookup="origClientOrderId"),
+    derivatives=profile.DerivativesProfile(
         position_mode_scope="account", margin_mode_scope="symbol",
         # -4059 "No need to change position side", -4046 "No need to change margin type";
         # the same leverage is simply answered again.

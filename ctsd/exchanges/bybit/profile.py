@@ -4,21 +4,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from ctsd.errors import FailureClass
+from ctsd.exchanges import profile
 from ctsd.exchanges.bybit import margin
 from ctsd.exchanges.bybit.margin import read_options_account
 from ctsd.exchanges.model import KeyPermissions
-from ctsd.exchanges.profile import (
-    AccountUidProbe,
-    ApiTypeProfile,
-    ClientOrderIds,
-    ClientProfile,
-    DerivativesProfile,
-    MarginProfile,
-    OptionsProfile,
-    PermissionsProbe,
-    RefusalRule,
-    SigningWindow,
-)
 from ctsd.exchanges.spec import ApiType, RateLimitScope
 
 _PING = "publicGetV5MarketTime"
@@ -44,19 +33,19 @@ def _uid(answer: Any) -> str:
     return str(int(answer["result"]["userID"]))
 
 
-BYBIT_CLIENT = ClientProfile(
+BYBIT_CLIENT = profile.ClientProfile(
     spot_buy_fee_in_base=True,
     # ccxt's default and Bybit's documented default window: never wider than what it sends
-    signing_window=SigningWindow("recvWindow", "timeDifference", 5_000),
+    signing_window=profile.SigningWindow("recvWindow", "timeDifference", 5_000),
     ccxt_class="bybit",
     # ccxt refuses fetchOrder on unified accounts until told we know its 500-order window
     options={"fetchOrder": {"acknowledged": True}},
     api_types={
-        ApiType.SPOT: ApiTypeProfile({"defaultType": "spot"}, ("spot",), _PING),
-        ApiType.MARGIN: ApiTypeProfile({"defaultType": "spot"}, ("spot",), _PING),
-        ApiType.PERPETUAL_FUTURES: ApiTypeProfile(
+        ApiType.SPOT: profile.ApiTypeProfile({"defaultType": "spot"}, ("spot",), _PING),
+        ApiType.MARGIN: profile.ApiTypeProfile({"defaultType": "spot"}, ("spot",), _PING),
+        ApiType.PERPETUAL_FUTURES: profile.ApiTypeProfile(
             {"defaultType": "swap", "defaultSubType": "linear"}, ("linear",), _PING),
-        ApiType.OPTIONS: ApiTypeProfile({"defaultType": "option"}, ("option",), _PING),
+        ApiType.OPTIONS: profile.ApiTypeProfile({"defaultType": "option"}, ("option",), _PING),
     },
     error_codes={
         "10003": FailureClass.AUTHENTICATION,  # invalid key
@@ -71,24 +60,25 @@ BYBIT_CLIENT = ClientProfile(
     },
     unsupported_codes=frozenset({"10017"}),  # "Route not found" (with HTTP 404)
     refusals=(
-        RefusalRule(code="10006", scope=RateLimitScope.ACCOUNT),
-        RefusalRule(status=403, scope=RateLimitScope.IP, pause_s=600.0),  # IP banned 10 min
+        profile.RefusalRule(code="10006", scope=RateLimitScope.ACCOUNT),
+        profile.RefusalRule(status=403, scope=RateLimitScope.IP, pause_s=600.0),  # IP banned 10 min
     ),
     reset_header="X-Bapi-Limit-Reset-Timestamp",
-    permissions=PermissionsProbe("privateGetV5UserQueryApi", _permissions),
-    margin_trading=MarginProfile(
+    permissions=profile.PermissionsProbe("privateGetV5UserQueryApi", _permissions),
+    margin_trading=profile.MarginProfile(
         margin.read_margin_account, margin.order_params, margin.read_terms,
         margin.read_interest, margin.prepare, leverage_range=margin.LEVERAGE_RANGE),
-    option_trading=OptionsProfile(read_options_account,
-                                  read_settlement=margin.read_settlement,
-                                  underlying_field="underlyingPrice"),
-    account_uid=AccountUidProbe("privateGetV5UserQueryApi", _uid),  # same answer, no extra request
+    option_trading=profile.OptionsProfile(read_options_account,
+                                          read_settlement=margin.read_settlement,
+                                          underlying_field="underlyingPrice"),
+    # the same answer: no extra request
+    account_uid=profile.AccountUidProbe("privateGetV5UserQueryApi", _uid),
     # ccxt's unified-account fetchOrder sends no orderLinkId; /v5/order/realtime filtered by
     # it answers open and recently closed orders, the history endpoint older ones.
-    client_order_ids=ClientOrderIds(
+    client_order_ids=profile.ClientOrderIds(
         create="orderLinkId", lookup="orderLinkId",
         lookups=("fetch_open_orders", "fetch_canceled_and_closed_orders")),
-    derivatives=DerivativesProfile(
+    derivatives=profile.DerivativesProfile(
         position_mode_scope="symbol", margin_mode_scope="account",
         # 110025 "position mode not modified", 110043 "leverage not modified"; the unified
         # account's set-margin-mode answers success when nothing changes.

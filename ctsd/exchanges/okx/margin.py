@@ -15,16 +15,9 @@ from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
+from ctsd.exchanges import model
 from ctsd.exchanges.answers import amount, decimal, mapping, rows
 from ctsd.exchanges.lending import default_hourly
-from ctsd.exchanges.model import (
-    Debt,
-    Holding,
-    InterestCharge,
-    LendingTerms,
-    MarginAccount,
-    OptionsAccount,
-)
 from ctsd.exchanges.profile import CHANGED, Setting, VenueCalls
 
 LENDING_LEVELS = frozenset({"2", "3", "4"})
@@ -46,33 +39,33 @@ async def _data(client: VenueCalls, method: str, params: dict[str, Any],
     return rows(raw.get("data"), what)
 
 
-async def read_margin_account(client: VenueCalls, mode: str) -> MarginAccount:
+async def read_margin_account(client: VenueCalls, mode: str) -> model.MarginAccount:
     config = await _config(client)
     enabled = str(config.get("acctLv")) in LENDING_LEVELS
     positions = [p for p in await _data(client, "privateGetAccountPositions",
                                         {"instType": "MARGIN"}, "margin positions")
                  if str(p.get("mgnMode")) == mode]
-    debts = tuple(Debt(str(p.get("liabCcy")), abs(amount(p.get("liab"))),
-                       amount(p.get("interest"))) for p in positions if amount(p.get("liab")))
+    debts = tuple(model.Debt(str(p.get("liabCcy")), abs(amount(p.get("liab"))),
+                             amount(p.get("interest"))) for p in positions if amount(p.get("liab")))
     ratios = [r for p in positions if (r := decimal(p.get("mgnRatio"))) is not None]
     balance = await _data(client, "privateGetAccountBalance", {}, "account balance")
     equity = amount(balance[0].get("totalEq")) if balance else Decimal(0)
-    return MarginAccount(
+    return model.MarginAccount(
         mode, enabled, min(ratios, default=None), "margin ratio", debts, equity, "USD",
         "" if enabled else f"the account is in simple mode (acctLv {config.get('acctLv')}), "
                            "which does not lend: switch it to Spot and futures mode")
 
 
-async def read_options_account(client: VenueCalls) -> OptionsAccount:
+async def read_options_account(client: VenueCalls) -> model.OptionsAccount:
     config = await _config(client)
     enabled = str(config.get("opAuth")) == "1"
     balance = await _data(client, "privateGetAccountBalance", {}, "account balance")
     details = rows(balance[0].get("details"), "balance details") if balance else []
-    held = tuple(Holding(str(d["ccy"]), amount(d.get("availEq") or d.get("availBal")),
-                         amount(d.get("frozenBal")), amount(d.get("eq")))
+    held = tuple(model.Holding(str(d["ccy"]), amount(d.get("availEq") or d.get("availBal")),
+                               amount(d.get("frozenBal")), amount(d.get("eq")))
                  for d in details if str(d.get("ccy")) in ("BTC", "ETH"))
-    return OptionsAccount(held, enabled, "" if enabled else
-                          "options trading is not activated on the account (opAuth 0)")
+    return model.OptionsAccount(held, enabled, "" if enabled else
+                                "options trading is not activated on the account (opAuth 0)")
 
 
 # --- what a margin engine needs --------------------------------------------------------
@@ -101,7 +94,7 @@ async def prepare(client: VenueCalls, symbols: tuple[str, ...],
 
 
 async def read_terms(client: VenueCalls, assets: tuple[str, ...], leverage: int | None,
-                     keyed: bool) -> LendingTerms:
+                     keyed: bool) -> model.LendingTerms:
     """Positions post 1/leverage as margin (5x unless set), liquidation at a margin ratio
     of 1 (level 1.05), hourly interest at the account's rates (`interest-rate`)."""
     rates = []
@@ -113,16 +106,16 @@ async def read_terms(client: VenueCalls, assets: tuple[str, ...], leverage: int 
             if raw:
                 rate = amount(raw[0].get("interestRate"))
         rates.append((asset, rate))
-    return LendingTerms(Decimal(leverage or DEFAULT_LEVERAGE), LIQUIDATION_LEVEL,
-                        tuple(rates), margin_per_order=True)
+    return model.LendingTerms(Decimal(leverage or DEFAULT_LEVERAGE), LIQUIDATION_LEVEL,
+                              tuple(rates), margin_per_order=True)
 
 
 async def read_interest(client: VenueCalls, symbols: tuple[str, ...],
                         assets: tuple[str, ...], since_ms: int,
-                        ) -> tuple[InterestCharge, ...]:
+                        ) -> tuple[model.InterestCharge, ...]:
     """`account/interest-accrued` per instrument (ccxt's `fetch_borrow_interest`); rows
     have no id: the instrument, coin, time and place among equal rows name one."""
-    found: list[InterestCharge] = []
+    found: list[model.InterestCharge] = []
     for symbol in symbols:
         raw = await client.call("fetch_borrow_interest", None, symbol, since_ms, 100,
                                 {"marginMode": "cross"}, signed=True)
@@ -131,6 +124,6 @@ async def read_interest(client: VenueCalls, symbols: tuple[str, ...],
             info = mapping(row.get("info"), "borrow interest info")
             key = (str(info.get("ccy")), int(info["ts"]), str(info.get("interest")))
             n = seen[key] = seen.get(key, 0) + 1
-            found.append(InterestCharge(f"okx:{info.get('instId')}:{key[0]}:{key[1]}:"
-                                        f"{key[2]}:{n}", key[0], amount(key[2]), key[1]))
+            found.append(model.InterestCharge(f"okx:{info.get('instId')}:{key[0]}:{key[1]}:"
+                                              f"{key[2]}:{n}", key[0], amount(key[2]), key[1]))
     return tuple(c for c in found if c.timestamp_ms >= since_ms)

@@ -4,20 +4,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from ctsd.errors import FailureClass
+from ctsd.exchanges import profile
 from ctsd.exchanges.model import KeyPermissions
 from ctsd.exchanges.okx import margin
 from ctsd.exchanges.okx.margin import read_options_account
-from ctsd.exchanges.profile import (
-    AccountUidProbe,
-    ApiTypeProfile,
-    ClientOrderIds,
-    ClientProfile,
-    DerivativesProfile,
-    MarginProfile,
-    OptionsProfile,
-    PermissionsProbe,
-    RefusalRule,
-)
 from ctsd.exchanges.spec import ApiType, RateLimitScope
 
 _PING = "publicGetPublicTime"
@@ -38,14 +28,15 @@ def _uid(answer: Any) -> str:
     return str(int(answer["data"][0]["uid"]))
 
 
-OKX_CLIENT = ClientProfile(
+OKX_CLIENT = profile.ClientProfile(
     spot_buy_fee_in_base=True,
     ccxt_class="okx",
     api_types={
-        ApiType.SPOT: ApiTypeProfile({"defaultType": "spot"}, ("spot",), _PING),
-        ApiType.MARGIN: ApiTypeProfile({"defaultType": "margin"}, ("spot",), _PING),
-        ApiType.PERPETUAL_FUTURES: ApiTypeProfile({"defaultType": "swap"}, ("swap",), _PING),
-        ApiType.OPTIONS: ApiTypeProfile({"defaultType": "option"}, ("option",), _PING),
+        ApiType.SPOT: profile.ApiTypeProfile({"defaultType": "spot"}, ("spot",), _PING),
+        ApiType.MARGIN: profile.ApiTypeProfile({"defaultType": "margin"}, ("spot",), _PING),
+        ApiType.PERPETUAL_FUTURES: profile.ApiTypeProfile(
+            {"defaultType": "swap"}, ("swap",), _PING),
+        ApiType.OPTIONS: profile.ApiTypeProfile({"defaultType": "option"}, ("option",), _PING),
     },
     error_codes={
         "50111": FailureClass.AUTHENTICATION,  # invalid key
@@ -62,17 +53,18 @@ OKX_CLIENT = ClientProfile(
         "50004": FailureClass.TIMEOUT,
     },
     refusals=(
-        RefusalRule(code="50061", scope=RateLimitScope.ACCOUNT),
-        RefusalRule(code="50011"),
+        profile.RefusalRule(code="50061", scope=RateLimitScope.ACCOUNT),
+        profile.RefusalRule(code="50011"),
     ),
-    permissions=PermissionsProbe("privateGetAccountConfig", _permissions),
-    margin_trading=MarginProfile(
+    permissions=profile.PermissionsProbe("privateGetAccountConfig", _permissions),
+    margin_trading=profile.MarginProfile(
         margin.read_margin_account, margin.order_params, margin.read_terms,
         margin.read_interest, margin.prepare, leverage_range=margin.LEVERAGE_RANGE),
-    option_trading=OptionsProfile(read_options_account),
-    account_uid=AccountUidProbe("privateGetAccountConfig", _uid),  # same answer, no extra request
-    client_order_ids=ClientOrderIds(create="clOrdId", lookup="clOrdId"),
-    derivatives=DerivativesProfile(
+    option_trading=profile.OptionsProfile(read_options_account),
+    # the same answer: no extra request
+    account_uid=profile.AccountUidProbe("privateGetAccountConfig", _uid),
+    client_order_ids=profile.ClientOrderIds(create="clOrdId", lookup="clOrdId"),
+    derivatives=profile.DerivativesProfile(
         # OKX answers success to every setting it already has; its margin mode is the
         # order's `tdMode`, and isolated leverage in hedge mode is per `posSide`.
         position_mode_scope="account", margin_mode_scope="order",

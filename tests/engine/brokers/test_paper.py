@@ -8,14 +8,7 @@ import pytest
 from ctsd.engine.brokers.paper import PaperBroker
 from ctsd.engine.config import PaperSettings
 from ctsd.engine.orders import Order, OrderRequest, OrderStatus
-from ctsd.strategies.model import (
-    Balance,
-    MarketSnapshot,
-    OrderType,
-    Side,
-    SymbolMarket,
-    Ticker,
-)
+from ctsd.strategies.model import Balance, MarketSnapshot, OrderType, Side, SymbolMarket, Ticker
 from tests.engine.fakes import info
 from tests.support.virtual_clock import VirtualClock
 

@@ -19,12 +19,11 @@ from typing import Any
 import aiohttp
 import pytest_asyncio
 
-from ctsd.sim.ccxt_target import point_at_simulator
 from ctsd.sim.clock import Clock, ManualClock
 from ctsd.sim.server import SimulatorServer
 from ctsd.sim.state import SimulatorConfig
 from ctsd.sim.ws.config import WsConfig
-from tests.sim.conftest import CLIENT_TIMEOUT_S, sim_config
+from tests.sim.conftest import pointed_clients, sim_config
 
 WAIT_S = 10.0
 """Upper bound on any wait for a message: a failing test fails, it never hangs."""
@@ -44,14 +43,23 @@ def frozen_clock() -> ManualClock:
 ServerFactory = Callable[..., Any]
 
 
+async def start_frozen(start: ServerFactory, config: SimulatorConfig | None = None,
+                       **ws: Any) -> tuple[SimulatorServer, ManualClock]:
+    """A running server on a `frozen_clock`, and the clock that moves it (`config`, or
+    `ws_config(**ws)`, as `start` takes them)."""
+    clock = frozen_clock()
+    return await start(config, clock=clock, **ws), clock
+
+
 @pytest_asyncio.fixture
 async def start() -> AsyncIterator[ServerFactory]:
-    """`await start(config=None, clock=None)` → a running server, stopped at teardown."""
+    """`await start(config=None, clock=None, **ws)` → a running server, stopped at teardown;
+    without a `config`, it runs `ws_config(**ws)` (the stream settings a test scales)."""
     servers: list[SimulatorServer] = []
 
     async def factory(config: SimulatorConfig | None = None,
-                      clock: Clock | None = None) -> SimulatorServer:
-        server = SimulatorServer(config or ws_config(), clock=clock)
+                      clock: Clock | None = None, **ws: Any) -> SimulatorServer:
+        server = SimulatorServer(config or ws_config(**ws), clock=clock)
         servers.append(server)
         return await server.start()
 
@@ -68,21 +76,8 @@ ProFactory = Callable[..., Any]
 @pytest_asyncio.fixture
 async def pro() -> AsyncIterator[ProFactory]:
     """`pro(ccxt.pro.<cls>, server, **config)` → a pointed, auto-closed ccxt.pro client."""
-    created: list[Any] = []
-
-    def factory(cls: Any, server: SimulatorServer, **config: Any) -> Any:
-        config.setdefault("timeout", int(CLIENT_TIMEOUT_S * 1000))
-        config.setdefault("enableRateLimit", False)
-        exchange = cls(config)
-        exchange.timeout_on_exit = 0
-        created.append(exchange)
-        return point_at_simulator(exchange, server.base_url)
-
-    try:
-        yield factory
-    finally:
-        for exchange in created:
-            await exchange.close()
+    async with pointed_clients() as make:
+        yield lambda cls, server, **config: make(cls, server.base_url, **config)
 
 
 class RawClient:

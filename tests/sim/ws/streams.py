@@ -33,7 +33,7 @@ from tests.sim.ws.conftest import (
     ProFactory,
     RawClient,
     ServerFactory,
-    frozen_clock,
+    start_frozen,
     ws_config,
 )
 
@@ -124,14 +124,14 @@ class StreamConformance:
         """The simulator's config for this venue (`ws` overrides `WsConfig` fields)."""
         return ws_config(**ws)
 
-    async def frozen(self, start: ServerFactory) -> tuple[SimulatorServer, ManualClock]:
-        clock = frozen_clock()
-        return await start(self.config(), clock=clock), clock
-
-    def public(self, pro: ProFactory, server: SimulatorServer) -> Any:
-        """A client without keys: ccxt signs some market loading (Binance currencies) when
-        it has keys, and the frozen clock would refuse the signature's time."""
-        return self.exchange(pro, server, apiKey=None, secret=None)
+    async def frozen_public(
+        self, start: ServerFactory, pro: ProFactory,
+    ) -> tuple[SimulatorServer, ManualClock, Any]:
+        """A simulator on a frozen clock and a client of it without keys: ccxt signs some
+        market loading (Binance currencies) when it has keys, and the frozen clock would
+        refuse the signature's time."""
+        server, clock = await start_frozen(start, self.config())
+        return server, clock, self.exchange(pro, server, apiKey=None, secret=None)
 
     # --- public ----------------------------------------------------------------------
 
@@ -139,8 +139,7 @@ class StreamConformance:
     async def test_ticker_is_the_rest_ticker_of_its_instant(
         self, start: ServerFactory, pro: ProFactory, symbol: str,
     ) -> None:
-        server, clock = await self.frozen(start)
-        ex = self.public(pro, server)
+        server, clock, ex = await self.frozen_public(start, pro)
         for _ in range(2):
             price = float(server.sim.market.price(symbol))
 
@@ -157,8 +156,7 @@ class StreamConformance:
     async def test_candles_stream_and_close_as_rest_has_them(
         self, start: ServerFactory, pro: ProFactory, symbol: str,
     ) -> None:
-        server, clock = await self.frozen(start)
-        ex = self.public(pro, server)
+        _, clock, ex = await self.frozen_public(start, pro)
         candles = await bounded(ex.watch_ohlcv(symbol, "1m"))
         assert candles[-1] == (await ex.fetch_ohlcv(symbol, "1m", limit=2))[-1]
         opened = candles[-1][0]
@@ -174,8 +172,7 @@ class StreamConformance:
     async def test_trades_are_the_tape(
         self, start: ServerFactory, pro: ProFactory, symbol: str,
     ) -> None:
-        server, clock = await self.frozen(start)
-        ex = self.public(pro, server)
+        server, clock, ex = await self.frozen_public(start, pro)
         market = server.sim.market
         inst = market.instrument(symbol)
         first = market.tape.last_id() + 1
@@ -209,8 +206,7 @@ class StreamConformance:
     async def test_order_book_is_the_simulators_book(
         self, start: ServerFactory, pro: ProFactory, symbol: str,
     ) -> None:
-        server, clock = await self.frozen(start)
-        ex = self.public(pro, server)
+        server, clock, ex = await self.frozen_public(start, pro)
         market = server.sim.market
         inst = market.instrument(symbol)
         n = self.book_compare

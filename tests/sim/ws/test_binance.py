@@ -12,7 +12,12 @@ import pytest
 from ctsd.sim.binance import LISTEN_KEY_KIND
 from ctsd.sim.server import SimulatorServer
 from tests.sim.conftest import API_KEY, SECRET
-from tests.sim.ws.conftest import ProFactory, RawFactory, ServerFactory, frozen_clock, ws_config
+from tests.sim.ws.conftest import (
+    ProFactory,
+    RawFactory,
+    ServerFactory,
+    start_frozen,
+)
 from tests.sim.ws.streams import PositionStreams, Refusal, bounded, expect_cut
 from tests.sim.ws.test_hub import FAST_HEARTBEAT
 
@@ -70,7 +75,7 @@ STREAMS = "/binance/stream/ws"
 async def test_a_client_that_stops_answering_pings_is_cut_and_counted(
     start: ServerFactory, raw: RawFactory,
 ) -> None:
-    server = await start(ws_config(timing_scale=FAST_HEARTBEAT))  # ping 0.2 s, pong 0.6 s
+    server = await start(timing_scale=FAST_HEARTBEAT)  # ping 0.2 s, pong 0.6 s
     client = await raw(server, STREAMS)
     await expect_cut(client, server, "binance", "heartbeat", 1008, "pong timeout")
 
@@ -79,7 +84,7 @@ async def test_a_client_that_stops_answering_pings_is_cut_and_counted(
 async def test_ccxt_answers_the_pings_and_outlives_the_pong_timeout(
     start: ServerFactory, pro: ProFactory,
 ) -> None:
-    server = await start(ws_config(timing_scale=0.02))  # ping 0.4 s, pong timeout 1.2 s
+    server = await start(timing_scale=0.02)  # ping 0.4 s, pong timeout 1.2 s
     ex = pro(ccxtpro.binance, server)
     await bounded(ex.watch_ticker("BTC/USDT"))
     (conn,) = server.streams.connections
@@ -92,7 +97,7 @@ async def test_ccxt_answers_the_pings_and_outlives_the_pong_timeout(
 async def test_connection_attempts_past_the_limit_get_429_and_are_counted(
     start: ServerFactory, raw: RawFactory,
 ) -> None:
-    server = await start(ws_config(limit_scale=0.01), clock=frozen_clock())  # 3 per 5 min
+    server, _ = await start_frozen(start, limit_scale=0.01)  # 3 per 5 min
     for _ in range(3):
         await raw(server, STREAMS)
     with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
@@ -106,7 +111,7 @@ async def test_connection_attempts_past_the_limit_get_429_and_are_counted(
 async def test_the_sixth_message_in_a_second_closes_the_connection(
     start: ServerFactory, raw: RawFactory,
 ) -> None:
-    server = await start(clock=frozen_clock())  # one window: 5 messages a second on spot
+    server, _ = await start_frozen(start)  # one window: 5 messages a second on spot
     client = await raw(server, STREAMS)
     for request_id in range(6):
         await client.send({"method": "LIST_SUBSCRIPTIONS", "id": request_id})
@@ -119,7 +124,7 @@ async def test_the_sixth_message_in_a_second_closes_the_connection(
 async def test_streams_past_the_limit_are_refused_and_counted(
     start: ServerFactory, raw: RawFactory,
 ) -> None:
-    server = await start(ws_config(limit_scale=0.002))  # 1024 → 2 streams a connection
+    server = await start(limit_scale=0.002)  # 1024 → 2 streams a connection
     client = await raw(server, STREAMS)
     await client.send({"method": "SUBSCRIBE", "id": 1, "params": [
         "btcusdt@ticker", "ethusdt@ticker", "bnbusdt@ticker"]})
@@ -144,8 +149,8 @@ async def test_an_unknown_listen_key_is_refused_at_the_handshake(
 async def test_a_listen_key_not_kept_alive_expires_on_the_stream(
     start: ServerFactory, raw: RawFactory, pro: ProFactory,
 ) -> None:
-    clock = frozen_clock()  # listenKey calls carry a key, no signed timestamp
-    server = await start(clock=clock)
+    # listenKey calls carry a key, no signed timestamp
+    server, clock = await start_frozen(start)
     ex = pro(ccxtpro.binanceusdm, server, apiKey=API_KEY, secret=SECRET)
     key = (await ex.fapiPrivatePostListenKey())["listenKey"]
     client = await raw(server, f"/binance/fstream/private/ws?listenKey={key}")
@@ -165,8 +170,7 @@ async def test_a_listen_key_not_kept_alive_expires_on_the_stream(
 async def test_streams_named_in_the_url_raw_and_combined(
     start: ServerFactory, raw: RawFactory,
 ) -> None:
-    clock = frozen_clock()
-    server = await start(clock=clock)
+    server, clock = await start_frozen(start)
     single = await raw(server, "/binance/stream/ws/btcusdt@ticker")
     ticker = await single.until(lambda m: m.get("e") == "24hrTicker")
     assert ticker["s"] == "BTCUSDT"

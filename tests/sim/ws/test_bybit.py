@@ -20,8 +20,7 @@ from tests.sim.ws.conftest import (
     RawClient,
     RawFactory,
     ServerFactory,
-    frozen_clock,
-    ws_config,
+    start_frozen,
 )
 from tests.sim.ws.streams import PositionStreams, Refusal, lose_next_book_update
 
@@ -81,7 +80,7 @@ async def ping_until(client: RawClient, done: Callable[[], bool]) -> None:
 async def test_a_silent_connection_is_cut_and_a_pinging_one_is_not(
     start: ServerFactory, raw: RawFactory,
 ) -> None:
-    server = await start(ws_config(timing_scale=SCALE))
+    server = await start(timing_scale=SCALE)
     silent, pinging = await raw(server, PUBLIC), await raw(server, PUBLIC)
     closed = asyncio.ensure_future(silent.closed())
     await ping_until(pinging, closed.done)
@@ -95,7 +94,7 @@ async def test_a_silent_connection_is_cut_and_a_pinging_one_is_not(
 async def test_max_active_time_shortens_a_private_connections_life(
     start: ServerFactory, raw: RawFactory,
 ) -> None:
-    server = await start(ws_config(timing_scale=SCALE * 10))  # default 15 s, 30 s → 0.75 s
+    server = await start(timing_scale=SCALE * 10)  # default 15 s, 30 s → 0.75 s
     short = await raw(server, "/bybit/v5/private?max_active_time=30s")
     default = await raw(server, "/bybit/v5/private")
     assert (await short.closed()).data == 1000
@@ -123,8 +122,7 @@ async def test_more_than_ten_args_on_spot_are_refused_and_counted(
 async def test_book_deltas_count_up_and_a_gap_shows_in_u(
     start: ServerFactory, raw: RawFactory,
 ) -> None:
-    clock = frozen_clock()
-    server = await start(clock=clock)
+    server, clock = await start_frozen(start)
     client = await raw(server, PUBLIC)
     await client.send({"op": "subscribe", "args": ["orderbook.50.BTCUSDT"]})
     snapshot = await client.until(lambda m: m.get("type") == "snapshot")

@@ -30,6 +30,7 @@ from tests.sim.ws.conftest import (
     RawFactory,
     ServerFactory,
     frozen_clock,
+    start_frozen,
     ws_config,
 )
 from tests.sim.ws.streams import bounded, expect_cut, levels, watch_until
@@ -62,8 +63,7 @@ async def fault(server: SimulatorServer, spec: FaultSpec) -> None:
 async def test_one_topic_serves_every_subscriber_the_same_message(
     start: ServerFactory, raw: RawFactory,
 ) -> None:
-    clock = frozen_clock()
-    server = await start(clock=clock)
+    server, clock = await start_frozen(start)
     clients = [await raw(server, STREAMS) for _ in range(3)]
     await subscribe(clients[0], "btcusdt@kline_1m")
     await clients[0].until(lambda m: m.get("e") == "kline")  # the feed is running
@@ -79,8 +79,7 @@ async def test_one_topic_serves_every_subscriber_the_same_message(
 async def test_a_drop_fails_the_watch_and_the_next_watch_reconnects(
     start: ServerFactory, pro: ProFactory,
 ) -> None:
-    clock = frozen_clock()
-    server = await start(clock=clock)
+    server, clock = await start_frozen(start)
     ex = pro(ccxtpro.binance, server)
     await bounded(ex.watch_ticker("BTC/USDT"))
     pending = asyncio.ensure_future(ex.watch_ticker("BTC/USDT"))
@@ -96,8 +95,7 @@ async def test_a_drop_fails_the_watch_and_the_next_watch_reconnects(
 async def test_a_stall_stops_data_while_pings_go_on_and_loses_what_it_held(
     start: ServerFactory, raw: RawFactory,
 ) -> None:
-    clock = frozen_clock()
-    server = await start(ws_config(timing_scale=FAST_HEARTBEAT), clock=clock)
+    server, clock = await start_frozen(start, timing_scale=FAST_HEARTBEAT)
     client = await raw(server, STREAMS)
     await subscribe(client, "btcusdt@ticker")
     await client.until(lambda m: m.get("e") == "24hrTicker")
@@ -125,8 +123,7 @@ async def test_a_stall_stops_data_while_pings_go_on_and_loses_what_it_held(
 async def test_a_delay_holds_data_but_not_replies(
     start: ServerFactory, raw: RawFactory,
 ) -> None:
-    clock = frozen_clock()
-    server = await start(clock=clock)
+    server, clock = await start_frozen(start)
     client = await raw(server, STREAMS)
     await subscribe(client, "btcusdt@ticker")
     await client.until(lambda m: m.get("e") == "24hrTicker")
@@ -144,8 +141,7 @@ async def test_a_delay_holds_data_but_not_replies(
 async def test_a_sequence_gap_fails_the_book_and_the_next_watch_resyncs(
     start: ServerFactory, pro: ProFactory,
 ) -> None:
-    clock = frozen_clock()
-    server = await start(clock=clock)
+    server, clock = await start_frozen(start)
     ex = pro(ccxtpro.binance, server)
     symbol, market = "BTC/USDT", server.sim.market
     inst = market.instrument(symbol)
@@ -174,7 +170,7 @@ async def test_a_fault_of_count_n_hits_n_connections_once_each(
     connections open, each open one is hit once (not the first one four times, which
     left a "stall every socket" sparing the one that carried the data) and the last use
     waits for the next connection."""
-    server = await start(clock=frozen_clock())
+    server, _ = await start_frozen(start)
     hub, faults = server.streams, server.sim.faults
     for _ in range(3):
         await raw(server, STREAMS)
@@ -198,7 +194,7 @@ async def test_a_fault_of_count_n_hits_n_connections_once_each(
 async def test_a_periodic_disconnect_closes_every_connection_until_cleared(
     start: ServerFactory, raw: RawFactory,
 ) -> None:
-    server = await start(ws_config(timing_scale=FAST_HEARTBEAT))
+    server = await start(timing_scale=FAST_HEARTBEAT)
     server.sim.add_fault(FaultSpec(FaultKind.WS_DISCONNECT_EVERY, delay_s=0.2,
                                    path_prefix="/stream"))
     for _ in range(2):
@@ -219,8 +215,7 @@ async def test_a_periodic_disconnect_closes_every_connection_until_cleared(
 async def test_a_client_that_does_not_read_is_cut_and_counted(
     start: ServerFactory, raw: RawFactory,
 ) -> None:
-    clock = frozen_clock()
-    server = await start(ws_config(send_queue_max=3), clock=clock)
+    server, clock = await start_frozen(start, send_queue_max=3)
     client = await raw(server, STREAMS)
     names = [f"{s.lower().replace('/', '')}@ticker" for s in
              ("BTC/USDT", "ETH/USDT", "BNB/USDT", "SOL/USDT", "XRP/USDT", "ADA/USDT")]

@@ -20,8 +20,7 @@ from tests.sim.ws.conftest import (
     RawClient,
     RawFactory,
     ServerFactory,
-    frozen_clock,
-    ws_config,
+    start_frozen,
 )
 from tests.sim.ws.streams import Refusal, StreamConformance, expect_cut, lose_next_book_update
 
@@ -75,8 +74,8 @@ async def subscribe(client: RawClient, params: dict[str, Any], req_id: int = 1) 
 async def test_heartbeats_come_once_subscribed_and_nothing_else_is_sent(
     start: ServerFactory, raw: RawFactory,
 ) -> None:
-    clock = frozen_clock()
-    server = await start(ws_config(timing_scale=0.05), clock=clock)  # a heartbeat each 50 ms
+    # a heartbeat each 50 ms
+    server, _ = await start_frozen(start, timing_scale=0.05)
     client = await raw(server, PUBLIC)
     status = await client.json()
     assert status["channel"] == "status" and status["data"][0]["system"] == "online"
@@ -94,7 +93,7 @@ async def test_heartbeats_come_once_subscribed_and_nothing_else_is_sent(
 async def test_past_the_message_rate_the_connection_is_closed(
     start: ServerFactory, raw: RawFactory,
 ) -> None:
-    server = await start(ws_config(limit_scale=0.1), clock=frozen_clock())  # 5 a second
+    server, _ = await start_frozen(start, limit_scale=0.1)  # 5 a second
     client = await raw(server, PUBLIC)
     await client.json()  # status
     for req_id in range(6):
@@ -122,8 +121,7 @@ def kraken_checksum(bids: dict[float, float], asks: dict[float, float], inst: An
 async def test_book_updates_carry_the_checksum_and_a_gap_breaks_it(
     start: ServerFactory, raw: RawFactory,
 ) -> None:
-    clock = frozen_clock()
-    server = await start(clock=clock)
+    server, clock = await start_frozen(start)
     inst = server.sim.market.instrument("BTC/USDT")
     client = await raw(server, PUBLIC)
     await subscribe(client, {"channel": "book", "symbol": ["BTC/USDT"], "depth": 10})
@@ -166,8 +164,8 @@ async def test_book_updates_carry_the_checksum_and_a_gap_breaks_it(
 async def test_a_token_is_refused_unless_issued_and_fresh(
     start: ServerFactory, raw: RawFactory, pro: ProFactory,
 ) -> None:
-    clock = frozen_clock()  # Kraken signs with a nonce, not a time: REST works on it
-    server = await start(TestStreams().config(), clock=clock)
+    # Kraken signs with a nonce, not a time: REST works on it
+    server, clock = await start_frozen(start, TestStreams().config())
     client = await raw(server, PRIVATE)
     await client.json()
     refused = await subscribe(client, {"channel": "balances", "token": "forged"})

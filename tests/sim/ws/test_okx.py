@@ -21,8 +21,7 @@ from tests.sim.ws.conftest import (
     ProFactory,
     RawFactory,
     ServerFactory,
-    frozen_clock,
-    ws_config,
+    start_frozen,
 )
 from tests.sim.ws.streams import (
     PositionStreams,
@@ -91,7 +90,7 @@ PUBLIC = "/okx/ws/v5/public"
 async def test_a_silent_connection_is_cut_and_one_that_pings_is_not(
     start: ServerFactory, raw: RawFactory,
 ) -> None:
-    server = await start(ws_config(timing_scale=0.05))  # 30 s → 1.5 s: room under load
+    server = await start(timing_scale=0.05)  # 30 s → 1.5 s: room under load
     silent, pinging = await raw(server, PUBLIC), await raw(server, PUBLIC)
     closed = asyncio.ensure_future(silent.closed())
     async with asyncio.timeout(WAIT_S):
@@ -107,7 +106,7 @@ async def test_a_silent_connection_is_cut_and_one_that_pings_is_not(
 async def test_subscribe_requests_past_the_hourly_budget_get_60014(
     start: ServerFactory, raw: RawFactory,
 ) -> None:
-    server = await start(ws_config(limit_scale=0.005), clock=frozen_clock())  # 480 → 2 an hour
+    server, _ = await start_frozen(start, limit_scale=0.005)  # 480 → 2 an hour
     client = await raw(server, PUBLIC)
     for n in range(3):
         await client.send({"op": "subscribe", "id": str(n),
@@ -123,7 +122,7 @@ async def test_subscribe_requests_past_the_hourly_budget_get_60014(
 async def test_a_fourth_connection_in_a_second_is_refused(
     start: ServerFactory, raw: RawFactory,
 ) -> None:
-    server = await start(clock=frozen_clock())  # one window: 3 a second
+    server, _ = await start_frozen(start)  # one window: 3 a second
     for _ in range(3):
         await raw(server, PUBLIC)
     with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
@@ -150,8 +149,7 @@ def okx_checksum(bids: dict[str, str], asks: dict[str, str]) -> int:
 async def test_book_updates_chain_seq_ids_and_carry_the_checksum_of_the_book(
     start: ServerFactory, raw: RawFactory,
 ) -> None:
-    clock = frozen_clock()
-    server = await start(clock=clock)
+    server, clock = await start_frozen(start)
     client = await raw(server, PUBLIC)
     await client.send({"op": "subscribe", "args": [{"channel": "books", "instId": "BTC-USDT"}]})
     first = await client.until(lambda m: m.get("action") == "snapshot")
@@ -176,8 +174,7 @@ async def test_book_updates_chain_seq_ids_and_carry_the_checksum_of_the_book(
 async def test_a_sequence_gap_fails_the_book_and_the_next_watch_resyncs(
     start: ServerFactory, pro: ProFactory,
 ) -> None:
-    clock = frozen_clock()
-    server = await start(clock=clock)
+    server, clock = await start_frozen(start)
     ex = _okx(pro, server, apiKey=None, secret=None, password=None)
     symbol = "BTC/USDT"
     inst = server.sim.market.instrument(symbol)

@@ -22,9 +22,9 @@ from __future__ import annotations
 
 import argparse
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import grpc
 from google.protobuf import duration_pb2
@@ -351,15 +351,25 @@ def engine_status(args: argparse.Namespace, ctx: Context, stub: pb_grpc.EngineSe
     return EXIT_OK
 
 
+M = TypeVar("M")
+
+
+def _emit_listing(ctx: Context, items: Sequence[M], document: Callable[[], dict[str, Any]],
+                  table: Callable[[Sequence[M]], str], what: str) -> int:
+    """A listing as its JSON document, or as a table, or "No <what>." on stderr."""
+    if ctx.output == JSON:
+        ctx.emit(dump_json(document()))
+    elif items:
+        ctx.emit(table(items))
+    else:
+        ctx.console.stderr.write(f"No {what}.\n")
+    return EXIT_OK
+
+
 def list_engines(args: argparse.Namespace, ctx: Context, stub: pb_grpc.EngineServiceStub) -> int:
     engines = stub.ListEngines(pb.ListEnginesRequest(), timeout=ctx.timeout).engines
-    if ctx.output == JSON:
-        ctx.emit(dump_json(engine_views.engines_document(engines)))
-    elif engines:
-        ctx.emit(engine_views.engines_table(engines))
-    else:
-        ctx.console.stderr.write("No engines.\n")
-    return EXIT_OK
+    return _emit_listing(ctx, engines, lambda: engine_views.engines_document(engines),
+                         engine_views.engines_table, "engines")
 
 
 class _Page(Protocol):
@@ -396,26 +406,16 @@ def list_orders(args: argparse.Namespace, ctx: Context, stub: pb_grpc.EngineServ
     )
     pages = all_pages(lambda: stub.ListOrders(request, timeout=ctx.timeout), request)
     orders = [order for page in pages for order in page.orders]
-    if ctx.output == JSON:
-        ctx.emit(dump_json({"orders": [message_to_json(o) for o in orders]}))
-    elif orders:
-        ctx.emit(engine_views.orders_table(orders))
-    else:
-        ctx.console.stderr.write("No orders.\n")
-    return EXIT_OK
+    return _emit_listing(ctx, orders, lambda: {"orders": [message_to_json(o) for o in orders]},
+                         engine_views.orders_table, "orders")
 
 
 def list_trades(args: argparse.Namespace, ctx: Context, stub: pb_grpc.EngineServiceStub) -> int:
     request = pb.ListTradesRequest(parent=engine_views.engine_name(args.id), page_size=PAGE_SIZE)
     pages = all_pages(lambda: stub.ListTrades(request, timeout=ctx.timeout), request)
     trades = [trade for page in pages for trade in page.trades]
-    if ctx.output == JSON:
-        ctx.emit(dump_json({"trades": [message_to_json(t) for t in trades]}))
-    elif trades:
-        ctx.emit(engine_views.trades_table(trades))
-    else:
-        ctx.console.stderr.write("No trades.\n")
-    return EXIT_OK
+    return _emit_listing(ctx, trades, lambda: {"trades": [message_to_json(t) for t in trades]},
+                         engine_views.trades_table, "trades")
 
 
 def test_engine(args: argparse.Namespace, ctx: Context, stub: pb_grpc.EngineServiceStub) -> int:

@@ -9,17 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from cts.cli import enums
-from cts.cli.output import (
-    age,
-    duration,
-    message_to_json,
-    or_unset,
-    render_fields,
-    render_table,
-    timestamp,
-    yes_no,
-)
+from cts.cli import enums, output
 from cts.v1 import connection_pb2, connection_service_pb2, exchange_pb2
 
 COLLECTION = "connections/"
@@ -69,18 +59,18 @@ def connection_row(connection: connection_pb2.Connection, now: datetime | None =
         connection.display_name,
         connection.exchange,
         enums.label(connection_pb2.ApiType, connection.api_type),
-        yes_no(connection.testnet),
-        yes_no(connection.enabled),
+        output.yes_no(connection.testnet),
+        output.yes_no(connection.enabled),
         key_hint(connection.credentials_info),
         last_test_status(connection),
-        age(connection.update_time, now),
+        output.age(connection.update_time, now),
     ]
 
 
 def connections_table(
     connections: Sequence[connection_pb2.Connection], now: datetime | None = None
 ) -> str:
-    return render_table(CONNECTION_HEADERS, [connection_row(c, now) for c in connections])
+    return output.render_table(CONNECTION_HEADERS, [connection_row(c, now) for c in connections])
 
 
 def _set_or_not(flag: bool) -> str:
@@ -90,7 +80,8 @@ def _set_or_not(flag: bool) -> str:
 def _last_test_fields(test: connection_pb2.ConnectionTestResult) -> list[tuple[str, str]]:
     status = enums.label(connection_pb2.TestStatus, test.status)
     fields = [
-        ("Last test", f"{status} at {timestamp(test.start_time)} in {duration(test.duration)}")
+        ("Last test", f"{status} at {output.timestamp(test.start_time)}"
+                      f" in {output.duration(test.duration)}")
     ]
     if test.message:
         fields.append(("Test message", test.message))
@@ -109,16 +100,16 @@ def connection_detail(connection: connection_pb2.Connection) -> str:
         ("Display name", connection.display_name),
         ("Exchange", connection.exchange),
         ("API type", enums.label(connection_pb2.ApiType, connection.api_type)),
-        ("Testnet", yes_no(connection.testnet)),
+        ("Testnet", output.yes_no(connection.testnet)),
         ("Margin mode", enums.label(connection_pb2.MarginMode, connection.margin_mode)),
         ("Position mode", enums.label(connection_pb2.PositionMode, connection.position_mode)),
         (
             "Market data",
             enums.label(connection_pb2.MarketDataMethod, connection.market_data_method),
         ),
-        ("Enabled", yes_no(connection.enabled)),
-        ("Predefined", yes_no(connection.predefined)),
-        ("Active", yes_no(connection.active)),
+        ("Enabled", output.yes_no(connection.enabled)),
+        ("Predefined", output.yes_no(connection.predefined)),
+        ("Active", output.yes_no(connection.active)),
         ("API key", key_hint(info)),
         ("API secret", _set_or_not(info.api_secret_set)),
         ("Passphrase", _set_or_not(info.passphrase_set)),
@@ -128,11 +119,11 @@ def connection_detail(connection: connection_pb2.Connection) -> str:
     else:
         fields.append(("Last test", "never"))
     fields += [
-        ("Created", timestamp(connection.create_time)),
-        ("Updated", timestamp(connection.update_time)),
-        ("Etag", or_unset(connection.etag)),
+        ("Created", output.timestamp(connection.create_time)),
+        ("Updated", output.timestamp(connection.update_time)),
+        ("Etag", output.or_unset(connection.etag)),
     ]
-    return render_fields(fields)
+    return output.render_fields(fields)
 
 
 def connections_document(
@@ -140,7 +131,7 @@ def connections_document(
 ) -> dict[str, object]:
     """The list as scripts see it: the same keys every time, even when empty."""
     return {
-        "connections": [message_to_json(c) for c in connections],
+        "connections": [output.message_to_json(c) for c in connections],
         "next_page_token": next_page_token,
         "total_size": total_size,
     }
@@ -149,7 +140,7 @@ def connections_document(
 def rate_limit_text(limit: exchange_pb2.RateLimit) -> str:
     """`request_weight 1200/1m ip weighted`: what, how much per window, who shares it."""
     scope = enums.label(exchange_pb2.RateLimitScope, limit.scope)
-    text = f"{limit.name} {limit.limit:g}/{duration(limit.interval)} {scope}"
+    text = f"{limit.name} {limit.limit:g}/{output.duration(limit.interval)} {scope}"
     return text + " weighted" if limit.weighted else text
 
 
@@ -158,7 +149,7 @@ def exchange_row(exchange: exchange_pb2.Exchange) -> list[str]:
         exchange.exchange_id or exchange.name.removeprefix("exchanges/"),
         exchange.display_name,
         ",".join(enums.label(connection_pb2.ApiType, t) for t in exchange.api_types),
-        yes_no(exchange.testnet_supported),
+        output.yes_no(exchange.testnet_supported),
         "required" if exchange.passphrase_required else "no",
         "; ".join(rate_limit_text(r) for r in exchange.rate_limits) or enums.UNSET,
     ]
@@ -167,19 +158,19 @@ def exchange_row(exchange: exchange_pb2.Exchange) -> list[str]:
 def support_rows(exchange: exchange_pb2.Exchange) -> list[list[str]]:
     """One row per api type: what works on it (key test, engines, streams) and why not."""
     name = exchange.exchange_id or exchange.name.removeprefix("exchanges/")
-    return [[name, enums.label(connection_pb2.ApiType, s.api_type), yes_no(s.key_test),
-             yes_no(s.paper_engines), yes_no(s.live_engines), yes_no(s.streams),
-             s.note or "-"] for s in exchange.api_type_support]
+    return [[name, enums.label(connection_pb2.ApiType, s.api_type), output.yes_no(s.key_test),
+             output.yes_no(s.paper_engines), output.yes_no(s.live_engines),
+             output.yes_no(s.streams), s.note or "-"] for s in exchange.api_type_support]
 
 
 def exchanges_table(exchanges: Sequence[exchange_pb2.Exchange]) -> str:
     """The exchanges, then what works on each of their api types."""
-    listed = render_table(EXCHANGE_HEADERS, [exchange_row(e) for e in exchanges])
+    listed = output.render_table(EXCHANGE_HEADERS, [exchange_row(e) for e in exchanges])
     support = [row for e in exchanges for row in support_rows(e)]
-    return f"{listed}\n\n{render_table(SUPPORT_HEADERS, support)}" if support else listed
+    return f"{listed}\n\n{output.render_table(SUPPORT_HEADERS, support)}" if support else listed
 
 
 def exchanges_document(
     response: connection_service_pb2.ListExchangesResponse,
 ) -> dict[str, object]:
-    return {"exchanges": [message_to_json(e) for e in response.exchanges]}
+    return {"exchanges": [output.message_to_json(e) for e in response.exchanges]}
