@@ -56,7 +56,7 @@ class EngineServicer(sgrpc.EngineServiceServicer):
     ) -> AsyncIterator[bytes]:
         """Each message is everything that changed since the last one (`Watcher.next_batch`),
         so a watcher written to slower than engines change gets larger messages, not a
-        backlog. The hub paces the batches (its frame interval) and hands every watcher
+        backlog. The hub paces the batches (its message budget) and hands every watcher
         that is up to date the same events, which the encoder serializes once."""
         watcher = self._manager.watch()
         try:  # the watcher is closed however the stream ends: client cancel or shutdown

@@ -3,10 +3,15 @@
 A status change is recorded once, in the hub's next frame, which holds one slot
 per engine: a newer status of an engine replaces its slot (a status is a whole
 snapshot of the engine, so only intermediate states are lost, never the latest).
-The hub cuts that frame at most once per frame interval (watchers /
-`messages_per_s`, so that hundreds of streams together write no more messages
-than that a second; no wait at all with a few watchers) and wakes the waiting
-watchers a slice at a time, so that engines' cycles run between the writes.
+Each frame costs a message per watcher, paid from a budget (`FrameBudget`) that
+refills at `messages_per_s`, so that hundreds of streams together write no more
+messages than that a second, sustained, and that holds up to `BURST_S` of it.
+Engines change in bursts (a market tick wakes hundreds of them at once, then all is
+quiet): what a quiet spell saves lets a burst's frames go out as fast as the watchers
+take them, where a fixed frame interval held every change of a burst back by up to
+that interval. Once the budget is spent, a frame waits for one frame's worth to
+refill (watchers / `messages_per_s`). The hub wakes the waiting watchers a slice at
+a time, so that engines' cycles run between the writes.
 
 A watcher holds only the number of the next frame it has to read. Up to date, it
 reads the newest frame's events, the very tuple every other watcher reads, which
@@ -21,6 +26,7 @@ watcher costs no memory, and every engine's final state reaches every watcher.
 from __future__ import annotations
 
 import asyncio
+import math
 from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -33,10 +39,15 @@ statuses, not copies); a watcher further behind is resynced."""
 MESSAGES_PER_S = 10_000
 """WatchEngines messages a second all watchers together aim to stay under: each write
 costs the daemon tens of microseconds whatever it holds."""
+BURST_S = 0.25
+"""The budget a quiet spell saves up, in seconds of `messages_per_s`: a few frames to 500
+watchers, enough for the burst of cycles one market tick sets off."""
 MIN_INTERVAL_S = 0.001
-"""Shorter frame intervals are not worth a timer: the frame is cut at once."""
-WAKE_SLICE = 32
-"""Watchers woken per loop iteration when a frame is cut."""
+"""Shorter waits for the budget are not worth a timer: the frame is cut at once."""
+WAKE_SLICE = 512
+"""Watchers woken per loop iteration when a frame is cut: 500 take about 15 ms of loop
+(their writes), and each further slice waits behind a whole iteration of engine steps,
+which in a burst of cycles stretched a frame's fan-out by tens of milliseconds."""
 _HEARTBEAT = object()
 
 
@@ -147,9 +158,8 @@ class StatusHub:
     """The latest status of every engine, and the frames of changes watchers read."""
 
     def __init__(self, capacity: int = DEFAULT_CAPACITY,
-                 messages_per_s: float = MESSAGES_PER_S) -> None:
+                 messages_per_s: float = MESSAGES_PER_S, burst_s: float = BURST_S) -> None:
         self._capacity = capacity
-        self._messages_per_s = messages_per_s
         self._statuses: dict[str, EngineStatus] = {}
         self._snapshot: tuple[EngineStatus, ...] | None = ()
         self._watchers: set[Watcher] = set()
@@ -158,7 +168,7 @@ class StatusHub:
         self._kept = 0
         """Changes in `_frames`."""
         self._cut_count = 0
-        self._last_cut = float("-inf")
+        self._budget = FrameBudget(messages_per_s, burst_s)
         self._timer: asyncio.TimerHandle | None = None
         self._waiters: dict[asyncio.Future[None], None] = {}
         self._merged: dict[int, tuple[Queued, ...]] = {}
@@ -260,14 +270,15 @@ class StatusHub:
         if self._timer is not None or not self._uncut or not self._waiters:
             return  # no waiter: the first watcher to wait schedules the cut
         loop = asyncio.get_running_loop()
-        interval = len(self._watchers) / self._messages_per_s
-        due = self._last_cut + interval if interval >= MIN_INTERVAL_S else loop.time()
-        self._timer = loop.call_at(max(due, loop.time()), self._cut)
+        now = loop.time()
+        wait = self._budget.wait(len(self._watchers), now)
+        self._timer = loop.call_at(now + wait if wait >= MIN_INTERVAL_S else now, self._cut)
 
     def _cut(self) -> None:
         self._timer = None
         if not self._uncut:
             return
+        self._budget.spend(len(self._watchers), asyncio.get_running_loop().time())
         slots, self._uncut = self._uncut, {}
         self._frames.append(Frame(self._cut_count, slots, tuple(slots.values())))
         self._merged.clear()
@@ -275,7 +286,6 @@ class StatusHub:
         self._kept += len(slots)
         while self._kept > self._capacity and len(self._frames) > 1:
             self._kept -= len(self._frames.popleft().slots)
-        self._last_cut = asyncio.get_running_loop().time()
         waiters = list(self._waiters)
         self._waiters.clear()
         self._wake_from(waiters, 0)
@@ -286,3 +296,27 @@ class StatusHub:
                 future.set_result(None)
         if start + WAKE_SLICE < len(waiters):
             asyncio.get_running_loop().call_soon(self._wake_from, waiters, start + WAKE_SLICE)
+
+
+class FrameBudget:
+    """Messages the hub may still hand out: refilled at `rate` a second, holding at most
+    `burst_s` of it (and always one frame's worth, however many watchers there are)."""
+
+    def __init__(self, rate: float, burst_s: float = BURST_S) -> None:
+        self._rate = rate
+        self._burst = rate * burst_s
+        self._level = math.inf  # full, whatever the ceiling is once watchers come
+        self._at = 0.0
+
+    def wait(self, cost: int, now: float) -> float:
+        """Seconds from `now` until `cost` messages are in the budget (0: at once)."""
+        return max(0.0, cost - self._refilled(cost, now)) / self._rate
+
+    def spend(self, cost: int, now: float) -> None:
+        """A frame cut for `cost` watchers (cut when `wait` said: the level stays >= 0,
+        unless watchers came in between, which later frames then pay back)."""
+        self._level = self._refilled(cost, now) - cost
+        self._at = now
+
+    def _refilled(self, cost: int, now: float) -> float:
+        return min(max(self._burst, float(cost)), self._level + (now - self._at) * self._rate)

@@ -2,10 +2,14 @@
 
 Levels sit at `reference_price * (1 + i * spacing_pct / 100)` for i in
 ±1..±levels. Levels below the mid price hold buys, levels above hold sells (only
-of inventory already held: spot, never short). The strategy keeps no state: each
-cycle it derives the wanted order per level from the tags of the resting
-orders, places what is missing and cancels what is on the wrong side, so a
-filled buy is simply replaced next cycle and a restart changes nothing.
+of inventory already held: spot, never short). Where a buy pays its fee in the
+base asset (`MarketInfo.buy_fee_in_base`: Binance, Bybit, OKX spot), a filled buy
+leaves a little less than `amount` held, so a sell level sells what one buy
+leaves (`amount` less the higher fee rate): asking for the whole `amount` never
+sold what the grid bought. The strategy keeps no state: each cycle it derives
+the wanted order per level from the tags of the resting orders, places what is
+missing and cancels what is on the wrong side, so a filled buy is simply
+replaced next cycle and a restart changes nothing.
 
 Its decision depends on the market only through which levels lie below the mid
 price and which above, so `quiet_bands` tells the engine that a mid moving
@@ -127,21 +131,31 @@ class Grid:
                         Decimal(0))
         inventory = portfolio.position(symbol).amount - committed
         budget = portfolio.free(market.info.quote)
+        sell = self._sell_amount(market.info)
         for level in wanted:
             if level.tag in kept:
                 continue
+            amount = self.amount
             if level.side is model.Side.SELL:
-                if inventory < self.amount:
+                if inventory < sell:
                     continue
-                inventory -= self.amount
+                amount = sell
+                inventory -= sell
             else:
                 cost = self.amount * level.price
                 if budget < cost:
                     continue
                 budget -= cost
-            intents.append(model.OrderIntent(symbol, level.side, model.OrderType.LIMIT, self.amount,
+            intents.append(model.OrderIntent(symbol, level.side, model.OrderType.LIMIT, amount,
                                              level.price, level.tag))
         return intents
+
+    def _sell_amount(self, info: model.MarketInfo) -> Decimal:
+        """What a sell level sells: `amount`, less the fee a buy of it pays in the base
+        asset where the venue takes it so (the higher rate: the buy may have taken)."""
+        if not info.buy_fee_in_base:
+            return self.amount
+        return self.amount * (1 - max(info.taker_fee, info.maker_fee))
 
 
 @dataclass(frozen=True, slots=True)

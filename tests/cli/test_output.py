@@ -48,3 +48,14 @@ def test_durations_are_short() -> None:
     assert output.duration(duration_pb2.Duration(seconds=60)) == "1m"
     assert output.duration(duration_pb2.Duration(seconds=90)) == "90s"
     assert output.duration(duration_pb2.Duration(seconds=86400)) == "1d"
+
+
+def test_money_shows_at_most_eight_decimals_without_the_division_noise() -> None:
+    assert output.money("-0.1158876315000000000000000010") == "-0.11588763"
+    assert output.money("12.5000") == "12.5"
+    assert output.money("1E+3") == "1000"
+    assert output.money("-0.000000001") == "0"  # rounds to zero: no "-0"
+    assert output.money("0.000000005") == "0"  # half to even
+    assert output.money("0.000000015") == "0.00000002"
+    assert output.money("") == "-"
+    assert output.money("NaN?") == "NaN?"  # not a number: shown as sent

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 from decimal import Decimal
 
 from ctsd.strategies import model
@@ -36,6 +37,25 @@ def test_sells_above_the_mid_only_what_is_held() -> None:
     sells = [i for i in intents if isinstance(i, model.OrderIntent) and i.side is model.Side.SELL]
     assert [(s.price, s.tag) for s in sells] == [
         (d(101), "grid:BTC/USDT:+1:sell"), (d(102), "grid:BTC/USDT:+2:sell")]
+
+
+def test_where_a_buy_pays_its_fee_in_base_a_sell_level_sells_what_one_buy_left() -> None:
+    """A filled buy of 1 at a 0.1 % fee taken in the base leaves 0.999 held: that is what
+    the sell level above sells (asking for 1 never sold anything); two buys' worth, two
+    levels; and where the fee is paid in the quote, a level still sells the whole amount."""
+    base_fee = replace(symbol_market(SYMBOL, [d("100.5")]), info=replace(
+        symbol_market(SYMBOL, [d("100.5")]).info, buy_fee_in_base=True))
+
+    def sells(market: model.SymbolMarket, held: str) -> list[tuple[Decimal, Decimal | None]]:
+        portfolio = model.Portfolio(positions=(model.Position(SYMBOL, d(held), d(99)),))
+        return [(i.amount, i.price) for i in grid().decide(snapshot(market), portfolio)
+                if isinstance(i, model.OrderIntent) and i.side is model.Side.SELL]
+
+    assert sells(base_fee, "0.999") == [(d("0.999"), d(101))]
+    assert sells(base_fee, "1.998") == [(d("0.999"), d(101)), (d("0.999"), d(102))]
+    assert sells(base_fee, "0.998") == []  # less than one buy left: not a level's worth
+    assert sells(symbol_market(SYMBOL, [d("100.5")]), "0.999") == []
+    assert sells(symbol_market(SYMBOL, [d("100.5")]), "1") == [(d(1), d(101))]
 
 
 def test_resting_levels_are_kept_and_wrong_side_orders_cancelled() -> None:

@@ -3,9 +3,12 @@ run 100 one-minute cycles on the simulator's seeded path with unmodified ccxt, f
 and end without an error. The cases come from the registry the list encodes (as in
 `tests/api/test_exchange_list.py`, which proves the same through the daemon with one
 fill): a promise added to the list is run here too. Halfway the underlying is taken 1 %
-down, so the grid's buys fill whatever the path did until then. The venues' limits and the
-daemon's are scaled up alike (`tests/support/market_rig.py`'s fixtures): the minutes are the
-market clock's, and this measures the engines, not the rate limiters."""
+down, so the grid's buys fill whatever the path did until then; three quarters in, 1 %
+above the grid's reference, past every level, after which (outside options) the grid has
+sold what it bought but for dust: where a buy pays its fee in the base asset, sell levels
+once asked for more than a buy left, and a level's worth or more stayed held. The venues'
+limits and the daemon's are scaled up alike (`tests/support/market_rig.py`'s fixtures):
+the minutes are the market clock's, and this measures the engines, not the rate limiters."""
 
 from __future__ import annotations
 
@@ -25,6 +28,9 @@ from tests.support.market_rig import MarketRig, nearest_call, start_clock
 
 pytestmark = pytest.mark.asyncio
 CYCLES = 100
+DOWN, UP = CYCLES // 2, CYCLES * 3 // 4
+"""At DOWN the underlying's price goes 1 % below where the path took it (through the buy
+levels), at UP 1 % above the grid's reference (through every sell level)."""
 REGISTRY = ExchangeRegistry.default()
 PAIRS = {ApiType.SPOT: "BTC/USDT", ApiType.MARGIN: "BTC/USDT",
          ApiType.PERPETUAL_FUTURES: "BTC/USDT:USDT"}
@@ -60,11 +66,15 @@ async def test_an_advertised_engine_runs_a_hundred_cycles_and_fills(
         engine = await rig.engine(config)
         for cycle in range(CYCLES):
             clock.advance(60)
-            if cycle == CYCLES // 2:
-                pair = "BTC/USDT"
-                funded_server.sim.set_price(pair, funded_server.sim.market.price(pair) *
-                                            Decimal("0.99"))
+            pair, market = "BTC/USDT", funded_server.sim.market
+            if cycle == DOWN:
+                funded_server.sim.set_price(pair, market.price(pair) * Decimal("0.99"))
+            if cycle == UP and not option:
+                funded_server.sim.set_price(pair, mid * Decimal("1.01"))
             assert await engine.run_cycle()
+            if cycle == UP + 1 and not option:  # every sell level is below the market
+                held = engine.portfolio().position(symbol).amount
+                assert held < Decimal(params["amount"]) / 2, (held, engine.status)
         status = engine.status
         assert status.cycles == CYCLES and not status.last_error, status
         assert status.orders_filled >= 1, status

@@ -17,6 +17,7 @@ from cts.cli.output import (
     age,
     duration,
     message_to_json,
+    money,
     or_unset,
     render_fields,
     render_table,
@@ -115,8 +116,8 @@ def engine_row(engine: pb.Engine, now: datetime | None = None) -> list[str]:
         str(engine.orders_placed),
         str(engine.orders_filled),
         str(engine.orders_rejected),
-        or_unset(engine.realized_pnl),
-        or_unset(engine.unrealized_pnl),
+        money(engine.realized_pnl),
+        money(engine.unrealized_pnl),
         str(engine.restarts),
     ]
 
@@ -131,13 +132,13 @@ def _position_text(position: pb.Position) -> str:
     if position.mark_price:
         details.append(f"mark {position.mark_price}")
     if position.unrealized_pnl:
-        details.append(f"unrealized {position.unrealized_pnl}")
+        details.append(f"unrealized {money(position.unrealized_pnl)}")
     if position.leverage:
         details.append(f"{position.leverage}x")
     if position.margin_mode:
         details.append(enums.label(pb.PositionMarginMode, position.margin_mode))
     if position.margin:
-        details.append(f"margin {position.margin}")
+        details.append(f"margin {money(position.margin)}")
     if position.liquidation_price:
         details.append(f"liquidation {position.liquidation_price}")
     return f"{text} ({', '.join(details)})" if details else text
@@ -172,18 +173,18 @@ def engine_detail(engine: pb.Engine) -> str:
             f"{engine.orders_placed} placed, {engine.orders_filled} filled, "
             f"{engine.orders_rejected} rejected",
         ),
-        ("Realized PnL", or_unset(engine.realized_pnl)),
-        ("Unrealized PnL", or_unset(engine.unrealized_pnl)),
-        ("Fees", or_unset(engine.fees)),
+        ("Realized PnL", money(engine.realized_pnl)),
+        ("Unrealized PnL", money(engine.unrealized_pnl)),
+        ("Fees", money(engine.fees)),
     ]
     if engine.funding_pnl or engine.liquidations or engine.position_differences:
         fields += [
-            ("Funding", or_unset(engine.funding_pnl)),
+            ("Funding", money(engine.funding_pnl)),
             ("Liquidations", str(engine.liquidations)),
             ("Position differences", str(engine.position_differences)),
         ]
     if engine.interest_pnl and engine.interest_pnl != "0":
-        fields.append(("Interest", engine.interest_pnl))
+        fields.append(("Interest", money(engine.interest_pnl)))
     if engine.last_position_difference:
         fields.append(("Last difference", engine.last_position_difference))
     fields += [(_position_label(p), _position_text(p)) for p in engine.positions]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 from typing import cast
 
 from google.protobuf import duration_pb2, json_format, timestamp_pb2
@@ -89,6 +90,24 @@ def yes_no(flag: bool) -> str:
 def or_unset(text: str) -> str:
     """Empty strings print as `-` so a table column never looks shifted."""
     return text if text else UNSET
+
+
+MONEY_PLACES = Decimal("1e-8")
+"""Decimals a PnL or fee shows in a table: the daemon's figures are exact to 28 digits, and
+those derived from an average price carry its division's rounding in the last ones."""
+
+
+def money(text: str) -> str:
+    """A PnL, fee or margin for people: at most 8 decimals, no trailing zeros, `-` when
+    unset (JSON output keeps the daemon's exact string)."""
+    if not text:
+        return UNSET
+    try:
+        value = Decimal(text).quantize(MONEY_PLACES, rounding=ROUND_HALF_EVEN)
+    except InvalidOperation:
+        return text  # not a number: shown as the daemon sent it
+    shown = format(value.normalize(), "f")
+    return "0" if shown == "-0" else shown
 
 
 def _is_set(ts: timestamp_pb2.Timestamp) -> bool:
