@@ -233,7 +233,7 @@ class SqliteBackend(WriterBackend):
                 if reader is None and connecting is not None:
                     reader = await _settled(connecting)
                 if reader is not None:
-                    await reader.close()
+                    await _close_reader(reader)
             finally:  # shielded: a writer call cancelled before it starts never runs
                 await asyncio.shield(loop.run_in_executor(executor, writer.close))
             if isinstance(exc, sqlite3.Error | ResourceExhausted | Unavailable):
@@ -269,11 +269,29 @@ class SqliteBackend(WriterBackend):
 
     async def close(self) -> None:
         FileFeeds.leave(self._key, self._feed)
-        await self._reader.close()
+        await _close_reader(self._reader)
 
 
 async def _connect_reader(path: Path) -> aiosqlite.Connection:
     return await aiosqlite.connect(path, isolation_level=None)
+
+
+READER_END_S = 10.0
+"""A bound on the wait for the reader's thread after an interrupted close (its queue holds
+local reads and the close: milliseconds)."""
+
+
+async def _close_reader(reader: aiosqlite.Connection) -> None:
+    """Closes the reader; a close interrupted midway still waits, blocking, for the
+    reader's thread to end. That thread's last act is the close's answer to the loop, and
+    a program interrupted now closes the loop next (asyncio.run cancels every task left,
+    this close among them, then closes the loop): the answer found it closed and the
+    thread died with a traceback. Blocking is safe: the thread only queues its answer."""
+    try:
+        await reader.close()
+    except BaseException:
+        reader._thread.join(READER_END_S)  # aiosqlite keeps no public handle on it
+        raise
 
 
 async def _settled(connecting: asyncio.Future[aiosqlite.Connection],
