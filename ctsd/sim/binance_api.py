@@ -50,11 +50,14 @@ WEIGHT_RULES = {Surface.SPOT: RateRule(1200, 60), Surface.FUTURES: RateRule(2400
 options)."""
 FEES = {
     Surface.SPOT: FeeSchedule(maker=Decimal("0.001"), taker=Decimal("0.001"),
-                              base_fee_on_buy=True),
-    Surface.FUTURES: FeeSchedule(maker=Decimal("0.0002"), taker=Decimal("0.0005")),
+                              base_fee_on_buy=True, decimals=8),
+    Surface.FUTURES: FeeSchedule(maker=Decimal("0.0002"), taker=Decimal("0.0005"), decimals=8),
     Surface.OPTIONS: FeeSchedule(maker=Decimal("0.0002"), taker=Decimal("0.0003")),
 }
-"""Options fees are a share of the underlying's notional (Binance: 0.02 % / 0.03 %)."""
+"""Spot and futures charge each trade's commission in the 8 decimals they report it in
+(`commission`, an execution report's `n`), as balances hold no more: a fee charged
+exactly but reported rounded left the balances a few 1e-9 off what the trades say.
+Options fees are a share of the underlying's notional (Binance: 0.02 % / 0.03 %)."""
 KIND = {Surface.SPOT: InstrumentKind.SPOT, Surface.FUTURES: InstrumentKind.LINEAR}
 
 Weight = int | Callable[[Mapping[str, str]], int]
