@@ -132,6 +132,10 @@ class Engine:
         self._lag = StreamLag(clock, events.wake_after if events is not None else None)
         self._sender = Sender(record, store, broker, clock, lease, self._save)
         self._skipped_ticks = 0
+        self._refused: dict[str, str] = {}
+        """The last decision's refusals by the risk check, tag → reason: logged when they
+        begin or change, not on every cycle they repeat (a spent order budget refused a
+        grid's every level each cycle, a flood of identical warnings)."""
         self._infos: dict[str, MarketInfo] = {}
         self._marks: dict[str, Decimal] = {}
         self._status = EngineStatus(record.connection_id, record.engine_id, EngineState.STOPPED,
@@ -358,12 +362,15 @@ class Engine:
         placing = [x for x in intents if isinstance(x, OrderIntent)]
         verdicts = self._risk.review(placing, market, portfolio)
         rejected = 0
+        refused: dict[str, str] = {}
         for intent, verdict in zip(placing, verdicts, strict=True):
             if not verdict.accepted:
                 rejected += 1
-                log.warning("order rejected by risk check", extra={
-                    "connection_id": self.connection_id, "tag": intent.tag,
-                    "reason": verdict.reason})
+                refused[intent.tag] = verdict.reason
+                if self._refused.get(intent.tag) != verdict.reason:
+                    log.warning("order rejected by risk check", extra={
+                        "connection_id": self.connection_id, "tag": intent.tag,
+                        "reason": verdict.reason})
                 continue
             execution = await self._place(intent)
             if execution.order.status is OrderStatus.REJECTED:
@@ -371,6 +378,7 @@ class Engine:
                 log.warning("order rejected by broker", extra={
                     "connection_id": self.connection_id, "tag": intent.tag,
                     "reason": execution.order.reason})
+        self._refused = refused
         if rejected:
             self._update(orders_rejected=self._status.orders_rejected + rejected)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from decimal import Decimal
 
@@ -94,6 +95,36 @@ async def test_risk_rejections_are_counted_and_nothing_reaches_the_broker() -> N
     await h.cycles(len(CLOSES))
     assert "conn1" not in h.store.orders
     assert (h.engine.status.orders_rejected, h.engine.status.orders_placed) == (2, 0)
+
+
+@pytest.mark.asyncio
+async def test_a_refusal_is_logged_when_it_begins_or_changes_not_on_every_cycle(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """A grid whose every level the notional limit refuses: counted each cycle, logged
+    once per level while it stays refused; a level refused anew (the price rose past the
+    levels above) is logged when its refusal begins."""
+    caplog.set_level(logging.WARNING, logger="ctsd.engine")
+    grid = EngineConfig("grid", (SYMBOL,), {"reference_price": "10", "spacing_pct": "1",
+                                            "levels": "2", "amount": "1"},
+                        paper=NO_SLIPPAGE, risk=RiskLimits(max_order_notional=D(5)))
+    h = Harness(grid, closes=[D(10)] * 3 + [D("10.5")])
+    await h.engine.reconcile()
+
+    def refusals() -> list[tuple[str, str]]:
+        found = [(r.tag, r.reason) for r in caplog.records  # type: ignore[attr-defined]
+                 if r.msg == "order rejected by risk check"]
+        caplog.clear()
+        return found
+
+    await h.cycles(3)
+    assert sorted(refusals()) == [
+        ("grid:BTC/USDT:-1:buy", "order notional 9.90 exceeds max_order_notional 5"),
+        ("grid:BTC/USDT:-2:buy", "order notional 9.80 exceeds max_order_notional 5")]
+    assert h.engine.status.orders_rejected == 6  # each cycle's refusals still count
+    await h.cycles(1)
+    assert sorted(refusals()) == [
+        ("grid:BTC/USDT:+1:buy", "order notional 10.10 exceeds max_order_notional 5"),
+        ("grid:BTC/USDT:+2:buy", "order notional 10.20 exceeds max_order_notional 5")]
 
 
 @pytest.mark.asyncio
