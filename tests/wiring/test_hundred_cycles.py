@@ -62,15 +62,15 @@ async def test_an_advertised_engine_runs_a_hundred_cycles_and_fills(
               "levels": "3", "amount": "0.1" if option else "0.001"}
     config = EngineConfig("grid", (symbol,), params, mode,
                           paper=PaperSettings((("USDT", Decimal(20_000)),), Decimal(0)))
+    sim, pair = funded_server.sim, PAIRS[ApiType.SPOT]  # every market here moves with it
     try:
         engine = await rig.engine(config)
         for cycle in range(CYCLES):
             clock.advance(60)
-            pair, market = "BTC/USDT", funded_server.sim.market
             if cycle == DOWN:
-                funded_server.sim.set_price(pair, market.price(pair) * Decimal("0.99"))
+                sim.set_price(pair, sim.market.price(pair) * Decimal("0.99"))
             if cycle == UP and not option:
-                funded_server.sim.set_price(pair, mid * Decimal("1.01"))
+                sim.set_price(pair, mid * Decimal("1.01"))
             assert await engine.run_cycle()
             if cycle == UP + 1 and not option:  # every sell level is below the market
                 held = engine.portfolio().position(symbol).amount
