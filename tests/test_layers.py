@@ -87,7 +87,8 @@ def test_only_the_exchange_layer_imports_ccxt() -> None:
 
 
 def test_ccxt_internals_are_reached_through_one_module() -> None:
-    private = {*ccxt_internals.PRIVATE_ATTRIBUTES, *ccxt_internals.PER_CLASS_ATTRIBUTES}
+    private = {*ccxt_internals.PRIVATE_ATTRIBUTES, *ccxt_internals.PER_CLASS_ATTRIBUTES,
+               *ccxt_internals.PRO_BOOK_ATTRIBUTES}
     found = [f"ctsd/{path}:{node.lineno} .{node.attr}" for path, tree in modules().items()
              if path != "exchanges/ccxt_internals.py"
              for node in ast.walk(tree)

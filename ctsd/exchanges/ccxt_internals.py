@@ -54,6 +54,16 @@ PER_CLASS_ATTRIBUTES: Mapping[str, str] = {
 }
 """Attributes some classes have; used where present."""
 
+PRO_BOOK_ATTRIBUTES: Mapping[str, str] = {
+    "handle_order_book": "each book message is read for what ccxt.pro does not check on "
+                         "Kraken (its checksum) and Bybit (its update id): "
+                         "`tap_book_messages`",
+    "get_message_hash": "names a book's subscription to forget at a resync (`forget_book`)",
+    "orderbooks": "the book forgotten at a resync (`forget_book`)",
+}
+"""What `tap_book_messages` and `forget_book` use of a ccxt.pro class whose books the
+daemon checks itself (Kraken's and Bybit's, `ctsd.exchanges.book_checks`)."""
+
 _FETCH2_PARAMETERS = ("path", "api", "method", "params", "config")
 _ON_REST_RESPONSE_PARAMETERS = (
     "code", "reason", "url", "method", "response_headers", "response_body", "request_headers",
@@ -290,6 +300,30 @@ def ws_clients(exchange: Any) -> dict[str, Any]:
     venue closed and makes a new one on the next watch of its URL: a new object there is
     a reconnect that no watch of the caller's saw fail."""
     return dict(getattr(exchange, "clients", None) or {})
+
+
+def tap_book_messages(exchange: Any, tap: Callable[[Any], bool]) -> None:
+    """ccxt.pro: `tap(message)` sees each order book message before `exchange` handles
+    it, and drops it by answering False (`ctsd.exchanges.book_checks`: an update of a
+    book being resynced, which ccxt has forgotten)."""
+    handle = exchange.handle_order_book
+
+    def handled(client: Any, message: Any) -> Any:
+        return handle(client, message) if tap(message) else None
+
+    exchange.handle_order_book = handled  # looked up on the instance for each message
+
+
+async def forget_book(exchange: Any, symbol: str, unsubscribe: dict[str, Any]) -> None:
+    """ccxt.pro, where it has no `un_watch_order_book` (Kraken): drop `symbol`'s order
+    book and its subscription, and send the venue's `unsubscribe` request on the socket
+    the book came by, so that the next `watch_order_book` subscribes again and gets a
+    snapshot."""
+    message_hash = exchange.get_message_hash("orderbook", None, symbol)
+    exchange.orderbooks.pop(symbol, None)
+    for client in ws_clients(exchange).values():
+        if client.subscriptions.pop(message_hash, None) is not None:
+            await client.send(unsubscribe)
 
 
 def ws_connected(exchange: Any) -> bool:

@@ -15,8 +15,10 @@ number of symbols.
 
 A book out of sequence (ccxt's ChecksumError / InvalidNonce on a gap) is
 `StreamGap`: the next watch of that book resyncs from a REST snapshot (ccxt
-does it), and the hub counts it. Kraken's checksum is off in ccxt (it crashes
-on its own float levels): a Kraken gap is not detected yet.
+does it), and the hub counts it. Kraken's checksum and Bybit's update ids,
+which ccxt.pro leaves unchecked, are checked by `ctsd.exchanges.book_checks`,
+and such a book found wrong is unsubscribed, so the next watch subscribes it
+again and gets the venue's snapshot.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from typing import Any
 from ctsd.clock import Clock
 from ctsd.errors import ExchangeFailure, FailureClass
 from ctsd.exchanges import answers
+from ctsd.exchanges.book_checks import book_checks
 from ctsd.exchanges.ccxt_errors import malformed
 from ctsd.exchanges.model import ConnectionTarget, Order, Position
 from ctsd.exchanges.spec import ApiType
@@ -220,6 +223,7 @@ class MarketStream(AsyncClosing):
         self._closed = False
         self._clients: dict[str, Any] = {}
         self._redials = 0
+        self._book_checks = book_checks(target.exchange, exchange)
 
     def pace_dials(self, wait: Callable[[], Awaitable[None]]) -> None:
         """Every socket of the shard waits for `wait()` (the venue's connection pacer) as
@@ -300,17 +304,28 @@ class MarketStream(AsyncClosing):
             symbol, timeframe = group[0]
             return {symbol: {timeframe: await ex.watch_ohlcv(symbol, timeframe)}}
         if kind is StreamKind.BOOK:
-            symbol, depth = group[0]
-            depths = [d for d in self._limits.book_depths if d >= depth]
-            try:
-                return await ex.watch_order_book(symbol, depths[0] if depths else depth)
-            except Exception as exc:
-                if _is_gap(exc):
-                    raise ExchangeFailure(FailureClass.EXCHANGE_ERROR,
-                                          f"{self.target.exchange} book of {symbol} out of "
-                                          f"sequence: {exc}", code="sequence_gap") from exc
-                raise
+            return await self._watch_book(*group[0])
         return await ex.watch_trades(group[0])
+
+    async def _watch_book(self, symbol: str, depth: int) -> Any:
+        depths = [d for d in self._limits.book_depths if d >= depth]
+        subscribed = depths[0] if depths else depth
+        try:
+            book = await self._exchange.watch_order_book(symbol, subscribed)
+        except Exception as exc:
+            if _is_gap(exc):
+                raise self._gap(symbol, str(exc)) from exc
+            raise
+        problem = self._book_checks.problem(symbol, book) if self._book_checks else None
+        if problem is not None and self._book_checks is not None:
+            await self._subscribes.wait()  # the unsubscribe is a request like a subscribe
+            await self._book_checks.resync(symbol, subscribed)
+            raise self._gap(symbol, problem)
+        return book
+
+    def _gap(self, symbol: str, why: str) -> ExchangeFailure:
+        return ExchangeFailure(FailureClass.EXCHANGE_ERROR, f"{self.target.exchange} book of "
+                               f"{symbol} out of sequence: {why}", code="sequence_gap")
 
     def _parse(self, kind: StreamKind, group: tuple[Key, ...], raw: Any,
                ) -> list[tuple[Key, Any]]:

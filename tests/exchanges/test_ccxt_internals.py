@@ -33,6 +33,21 @@ async def test_every_internal_the_daemon_relies_on_is_there(exchange: str,
         await instance.close()
 
 
+@pytest.mark.asyncio
+@pytest.mark.parametrize("exchange", ["kraken", "bybit"])
+async def test_what_the_book_checks_use_of_ccxt_pro_is_there(exchange: str) -> None:
+    """`ctsd.exchanges.book_checks` reads these venues' book messages through ccxt.pro's
+    internals (`tap_book_messages`); Kraken's resync uses more of them (`forget_book`),
+    Bybit's is ccxt.pro's documented `un_watch_order_book`."""
+    instance = ccxt_internals.exchange_class(exchange, pro=True)({})
+    used = (set(ccxt_internals.PRO_BOOK_ATTRIBUTES) if exchange == "kraken" else
+            {"handle_order_book", "un_watch_order_book"})
+    try:
+        assert used <= set(dir(instance))
+    finally:
+        await instance.close()
+
+
 def test_a_missing_internal_is_named_loudly() -> None:
     class Renamed:
         """ccxt after an upgrade that renamed fetch2 and changed on_rest_response."""
