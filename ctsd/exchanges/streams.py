@@ -223,6 +223,10 @@ class MarketStream(AsyncClosing):
         self._closed = False
         self._clients: dict[str, Any] = {}
         self._redials = 0
+        self._subscribed: set[tuple[StreamKind, tuple[Key, ...]]] = set()
+        """Groups ccxt.pro holds a subscription for on the current sockets: watching one
+        again sends the venue nothing, so it does not wait for the subscribe pacer."""
+        self._subscribed_redials = 0
         self._book_checks = book_checks(target.exchange, exchange)
 
     def pace_dials(self, wait: Callable[[], Awaitable[None]]) -> None:
@@ -266,9 +270,14 @@ class MarketStream(AsyncClosing):
         wanted = {(kind, group) for group in groups}
         for stale in [k for k in self._pending if k[0] is kind and k not in wanted]:
             self._drop(stale)
+            self._subscribed.discard(stale)
+        if self.redials() != self._subscribed_redials:  # a new socket subscribes them all
+            self._subscribed.clear()
+            self._subscribed_redials = self._redials
         for group in groups:
-            if (kind, group) not in self._pending:  # a new group: one subscribe request
-                await self._subscribes.wait()
+            if (kind, group) not in self._pending:
+                if (kind, group) not in self._subscribed:  # one subscribe request
+                    await self._subscribes.wait()
                 self._pending[(kind, group)] = asyncio.ensure_future(
                     self._translate(partial(self._watch, kind, group)))
         futures = {self._pending[(kind, g)]: g for g in groups}
@@ -278,11 +287,14 @@ class MarketStream(AsyncClosing):
             group = futures[future]
             self._pending.pop((kind, group), None)
             error = future.exception()
+            if error is not None:
+                self._subscribed.discard((kind, group))
             if isinstance(error, ExchangeFailure):
                 result.append((group, error))
             elif error is not None:
                 raise error
             else:
+                self._subscribed.add((kind, group))
                 result.append((group, self._parse(kind, group, future.result())))
         return result
 
