@@ -6,7 +6,10 @@ of inventory already held: spot, never short). Where a buy pays its fee in the
 base asset (`MarketInfo.buy_fee_in_base`: Binance, Bybit, OKX spot), a filled buy
 leaves a little less than `amount` held, so a sell level sells what one buy
 leaves (`amount` less the higher fee rate): asking for the whole `amount` never
-sold what the grid bought. The strategy keeps no state: each cycle it derives
+sold what the grid bought. What is held beyond whole levels' worths (less than one
+more: what lot-size rounding of earlier sells left, at every round trip) goes with
+the last sell level placed, so it cannot pile up into a level no order sells. The
+strategy keeps no state: each cycle it derives
 the wanted order per level from the tags of the resting orders, places what is
 missing and cancels what is on the wrong side, so a filled buy is simply
 replaced next cycle and a restart changes nothing.
@@ -139,8 +142,8 @@ class Grid:
             if level.side is model.Side.SELL:
                 if inventory < sell:
                     continue
-                amount = sell
-                inventory -= sell
+                amount = sell if inventory >= 2 * sell else inventory
+                inventory -= amount
             else:
                 cost = self.amount * level.price
                 if budget < cost:

@@ -42,7 +42,8 @@ def test_sells_above_the_mid_only_what_is_held() -> None:
 def test_where_a_buy_pays_its_fee_in_base_a_sell_level_sells_what_one_buy_left() -> None:
     """A filled buy of 1 at a 0.1 % fee taken in the base leaves 0.999 held: that is what
     the sell level above sells (asking for 1 never sold anything); two buys' worth, two
-    levels; and where the fee is paid in the quote, a level still sells the whole amount."""
+    levels; less than one more (dust of earlier sells rounded to the lot) goes with the
+    last; and where the fee is paid in the quote, a level still sells the whole amount."""
     base_fee = replace(symbol_market(SYMBOL, [d("100.5")]), info=replace(
         symbol_market(SYMBOL, [d("100.5")]).info, buy_fee_in_base=True))
 
@@ -54,6 +55,9 @@ def test_where_a_buy_pays_its_fee_in_base_a_sell_level_sells_what_one_buy_left()
     assert sells(base_fee, "0.999") == [(d("0.999"), d(101))]
     assert sells(base_fee, "1.998") == [(d("0.999"), d(101)), (d("0.999"), d(102))]
     assert sells(base_fee, "0.998") == []  # less than one buy left: not a level's worth
+    # What earlier sells' lot-size rounding left goes with the last level placed:
+    assert sells(base_fee, "1.0") == [(d("1.0"), d(101))]
+    assert sells(base_fee, "2.0") == [(d("0.999"), d(101)), (d("1.001"), d(102))]
     assert sells(symbol_market(SYMBOL, [d("100.5")]), "0.999") == []
     assert sells(symbol_market(SYMBOL, [d("100.5")]), "1") == [(d(1), d(101))]
 

@@ -3,10 +3,14 @@ run 100 one-minute cycles on the simulator's seeded path with unmodified ccxt, f
 and end without an error. The cases come from the registry the list encodes (as in
 `tests/api/test_exchange_list.py`, which proves the same through the daemon with one
 fill): a promise added to the list is run here too. Halfway the underlying is taken 1 %
-down, so the grid's buys fill whatever the path did until then; three quarters in, 1 %
-above the grid's reference, past every level, after which (outside options) the grid has
-sold what it bought but for dust: where a buy pays its fee in the base asset, sell levels
-once asked for more than a buy left, and a level's worth or more stayed held. The venues'
+down, so the grid's buys fill whatever the path did until then; three quarters in, a
+level above the grid's top one, past every level. Outside options, the cycle before,
+what the grid holds beyond its resting sells is dust, unless every level above the
+market holds a sell (the path's dips between cycles can buy a level again before its
+sell is placed, and a stateless grid sells a level's worth per level); and that cycle
+every sell has filled, each selling what it asked. Where a buy pays its fee in the
+base asset, sell levels once asked for more than a buy left, and a level's worth or
+more stayed held with sell levels free. The venues'
 limits and the daemon's are scaled up alike (`tests/support/market_rig.py`'s fixtures):
 the minutes are the market clock's, and this measures the engines, not the rate limiters."""
 
@@ -24,13 +28,14 @@ from ctsd.exchanges.spec import ApiType
 from ctsd.ratelimit import Lane
 from ctsd.sim.server import SimulatorServer
 from ctsd.store.engines import SqlEngineStore
+from ctsd.strategies.model import Side
 from tests.support.market_rig import MarketRig, nearest_call, start_clock
 
 pytestmark = pytest.mark.asyncio
 CYCLES = 100
 DOWN, UP = CYCLES // 2, CYCLES * 3 // 4
 """At DOWN the underlying's price goes 1 % below where the path took it (through the buy
-levels), at UP 1 % above the grid's reference (through every sell level)."""
+levels), at UP a level above the grid's top one (through every sell level)."""
 REGISTRY = ExchangeRegistry.default()
 PAIRS = {ApiType.SPOT: "BTC/USDT", ApiType.MARGIN: "BTC/USDT",
          ApiType.PERPETUAL_FUTURES: "BTC/USDT:USDT"}
@@ -63,6 +68,9 @@ async def test_an_advertised_engine_runs_a_hundred_cycles_and_fills(
     config = EngineConfig("grid", (symbol,), params, mode,
                           paper=PaperSettings((("USDT", Decimal(20_000)),), Decimal(0)))
     sim, pair = funded_server.sim, PAIRS[ApiType.SPOT]  # every market here moves with it
+    steps = [mid * (1 + Decimal(params["spacing_pct"]) * i / 100)
+             for i in range(-int(params["levels"]), int(params["levels"]) + 2) if i]
+    half, uncovered = Decimal(params["amount"]) / 2, Decimal(0)
     try:
         engine = await rig.engine(config)
         for cycle in range(CYCLES):
@@ -70,11 +78,20 @@ async def test_an_advertised_engine_runs_a_hundred_cycles_and_fills(
             if cycle == DOWN:
                 sim.set_price(pair, sim.market.price(pair) * Decimal("0.99"))
             if cycle == UP and not option:
-                sim.set_price(pair, mid * Decimal("1.01"))
+                sim.set_price(pair, steps[-1])  # a level above the grid's top one
             assert await engine.run_cycle()
-            if cycle == UP + 1 and not option:  # every sell level is below the market
-                held = engine.portfolio().position(symbol).amount
-                assert held < Decimal(params["amount"]) / 2, (held, engine.status)
+            if option:
+                continue
+            portfolio = engine.portfolio()
+            held = portfolio.position(symbol).amount
+            sells = [o for o in portfolio.orders_for(symbol) if o.side is Side.SELL]
+            if cycle == UP:  # every sell level is below the market: each sold what it asked
+                assert held < uncovered + half and not sells, (held, uncovered, engine.status)
+                continue
+            # What no sell covers is dust, unless every level above the market sells.
+            uncovered = held - sum((o.remaining for o in sells), Decimal(0))
+            free = sum(p > sim.market.price(pair) for p in steps[:-1]) - len(sells)
+            assert uncovered < half or free <= 1, (cycle, uncovered, free, engine.status)
         status = engine.status
         assert status.cycles == CYCLES and not status.last_error, status
         assert status.orders_filled >= 1, status
