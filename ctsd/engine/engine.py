@@ -192,6 +192,15 @@ class Engine:
         self._prepared = True
         return applied
 
+    async def recover_earlier(self, earlier: EngineRecord | None) -> None:
+        """An explicit start, before its record replaces `earlier`: the order the engine
+        stored there may have left unrecorded, booked (`Sender.recover_earlier`). Its
+        record is what names that order: once replaced, nothing would look for it."""
+        if earlier is None or earlier.engine_id == self.engine_id:
+            return
+        for execution in await self._sender.recover_earlier(earlier):
+            await self._book(execution)
+
     async def reconcile(self) -> None:
         """Session start: rebuild the ledger from stored fills and funding, align open
         orders with the venue and (LIVE perpetuals) the ledger with the venue's positions.

@@ -202,6 +202,7 @@ class EngineManager:
                     # is stored or placed: a refusal fails the start itself.
                     engine = self._build(record, validated, resources, lease)
                     await engine.prepare()
+                    await engine.recover_earlier(await self._stored(connection_id))
                     await self._store.create_engine(record)
                 except BaseException:
                     await self._backend.close(connection_id, resources)
@@ -262,8 +263,7 @@ class EngineManager:
         async with self._locks.lock(connection_id):
             await self._release(connection_id)  # a run here that lost the lease before
             self._held[connection_id] = lease
-            record = next((r for r in await self._store.load_engines()
-                           if r.connection_id == connection_id), None)
+            record = await self._stored(connection_id)
             if record is None or record.desired is not DesiredState.RUNNING:
                 await self._give_back(connection_id)  # stopped since the lease was taken
                 return
@@ -280,8 +280,7 @@ class EngineManager:
             await self._release(connection_id)
             self._held[connection_id] = lease
             try:
-                record = next((r for r in await self._store.load_engines()
-                               if r.connection_id == connection_id), None)
+                record = await self._stored(connection_id)
                 if record is not None and record.desired is DesiredState.STOPPED:
                     await self._cancel_left_open(record, lease)
             except Exception:  # the fleet tries again later; the orders stay listed open
@@ -488,6 +487,10 @@ class EngineManager:
             self._hub.publish(self._bare_status(record, EngineState.FAILED, failure))
             return
         self._launch(engine, resources)
+
+    async def _stored(self, connection_id: str) -> EngineRecord | None:
+        return next((r for r in await self._store.load_engines()
+                     if r.connection_id == connection_id), None)
 
     async def _release(self, connection_id: str) -> None:
         run = self._runs.pop(connection_id, None)

@@ -27,6 +27,15 @@ order found is booked (its fills count) and, if still open, cancelled, since the
 intent it carried (its tag, e.g. a grid level) died with the process; the session
 then takes a new round. `tests/robustness/test_order_ahead_crash.py` kills the daemon
 inside that window.
+
+The reserved round lives in the engine's stored record, which an explicit start
+replaces (a new engine id, rounds from 0). A crashed session that never resumes (the
+kill landed after StopEngine committed the stopped state, while the stop waited for a
+cycle that was sending; or the resume failed) leaves its one order to the next start:
+it asks for that order under the old engine id and round before its own record
+replaces them (`ctsd.engine.sending.Sender.recover_earlier`). An order still open at
+the venue would be adopted by reconciliation anyway; one that filled meanwhile is
+found only this way.
 """
 
 from __future__ import annotations
@@ -41,9 +50,11 @@ from ctsd.engine.ports import EngineStore
 class SendsAhead(Protocol):
     """A broker whose venue can be asked for an order by client order id alone."""
 
-    async def recover(self, client_order_id: str, cycle: int) -> tuple[Execution, ...]:
+    async def recover(self, client_order_id: str, cycle: int,
+                      symbols: tuple[str, ...] = ()) -> tuple[Execution, ...]:
         """The order sent under `client_order_id` that the store never recorded, if the
-        venue has it: booked as the venue reports it, then cancelled if still open."""
+        venue has it: booked as the venue reports it, then cancelled if still open.
+        `symbols`: where to look (an earlier engine's); () for the engine's own."""
         ...
 
 
@@ -84,8 +95,13 @@ class Rounds:
         a crash can have left unrecorded ("" unless sending ahead)."""
         if self._ahead is None or not self._reserved:  # no round reserved: none sent
             return ""
-        used = min(self.round, self._reserved)
-        prefix = client_order_id(self._engine_id, used, 0)[:-1]
+        return await self.next_unrecorded(self._engine_id, min(self.round, self._reserved))
+
+    async def next_unrecorded(self, engine_id: str, reserved: int) -> str:
+        """The id the next order of `engine_id`'s round `reserved` goes out under: the one
+        a crash in that round can have left unrecorded (its index is the number of the
+        round's orders stored)."""
+        prefix = client_order_id(engine_id, reserved, 0)[:-1]
         return f"{prefix}{await self._store.count_orders(self._connection_id, prefix)}"
 
     async def recover(self, unrecorded: str) -> tuple[Execution, ...]:

@@ -25,6 +25,7 @@ from collections.abc import Awaitable, Callable
 
 from ctsd.clock import Clock
 from ctsd.engine.brokers.base import Broker
+from ctsd.engine.config import TradingMode
 from ctsd.engine.orders import Execution, Order, OrderRequest
 from ctsd.engine.ports import EngineRecord, EngineStore, Lease
 from ctsd.engine.rounds import Rounds, SendsAhead
@@ -74,6 +75,18 @@ class Sender:
         for execution in await self._rounds.recover(unrecorded):
             await book(execution)
         await self._rounds.begin()
+
+    async def recover_earlier(self, earlier: EngineRecord) -> tuple[Execution, ...]:
+        """An explicit start, before its record replaces `earlier` (the connection's stored
+        engine, another engine id): the order `earlier` may have sent ahead and never
+        recorded, as the venue has it (`ctsd.engine.rounds`), if this broker can ask the
+        venue by client order id. Whether `earlier` sent ahead is not on record (a lease
+        makes it sequential): asking costs a lookup, and finds nothing if it did not."""
+        if (not isinstance(self._broker, SendsAhead) or not earlier.cycle
+                or earlier.config.mode is not TradingMode.LIVE):
+            return ()
+        unrecorded = await self._rounds.next_unrecorded(earlier.engine_id, earlier.cycle)
+        return await self._broker.recover(unrecorded, earlier.cycle, earlier.config.symbols)
 
     async def finish(self) -> None:
         """The cycle's orders are out: the next round, reserved if it needs to be."""

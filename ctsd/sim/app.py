@@ -71,7 +71,7 @@ def _fault_middleware(sim: Simulator, registry: VenueRegistry) -> Any:
             return await handler(request)
         sim.stats.requests[name] += 1
         sim.stats.endpoints[f"{name} {request.method} {path}"] += 1
-        fault = sim.faults.take(name, path, TRANSPORT_FAULTS)
+        fault = sim.faults.take(name, path, TRANSPORT_FAULTS, method=request.method)
         if fault is None:
             return await handler(request)
         return await _apply(sim, venue, fault, request, handler)
@@ -167,8 +167,9 @@ MAX_FILL_SPLIT = 100
 """Parts an order may fill in (`/admin/fills`): beyond, a lot step is the part."""
 MAX_AMOUNT = Decimal("1e15")
 WALLETS = ("spot", "derivatives", "margin", "options")
-FAULT_FIELDS = frozenset({"kind", "count", "venue", "path_prefix", "status", "delay_s",
-                          "retry_after_s"})
+FAULT_FIELDS = frozenset({"kind", "count", "venue", "path_prefix", "method", "status",
+                          "delay_s", "retry_after_s"})
+FAULT_METHODS = ("GET", "POST", "PUT", "DELETE")
 ACCOUNT_FIELDS = frozenset({"api_key", "secret", "passphrase", "balances", "permissions",
                             "ip_whitelist", "uid", "leverage"})
 
@@ -183,9 +184,13 @@ def _fault_spec(body: Mapping[str, Any], venues: set[str]) -> FaultSpec:
     prefix = _text(body, "path_prefix", optional=True)
     if prefix is not None and not prefix.startswith("/"):
         raise _bad_request("path_prefix: must start with /")
+    method = _text(body, "method", optional=True)
+    if method is not None and method not in FAULT_METHODS:
+        raise _bad_request(f"method: one of {list(FAULT_METHODS)}")
     return FaultSpec(
         kind=FaultKind(kind), count=_integer(body, "count", 1, 1_000_000, default=1),
-        venue=venue, path_prefix=prefix, status=_integer(body, "status", 400, 599, default=500),
+        venue=venue, path_prefix=prefix, method=method,
+        status=_integer(body, "status", 400, 599, default=500),
         delay_s=float(_number(body, "delay_s", Decimal(0), Decimal(3600),
                               default=Decimal(30))),
         retry_after_s=_integer(body, "retry_after_s", 0, 3600, default=1))
@@ -267,6 +272,20 @@ def _add_admin_routes(app: web.Application, sim: Simulator, venues: set[str]) ->
             } for v in derivatives.views(acct, sim.market)],
         })
 
+    async def account_orders(request: web.Request) -> web.Response:
+        """Every order the account placed, oldest first, as a test's failure message names
+        them (e.g. an order the venue has and a daemon's store lacks)."""
+        acct = sim.accounts.get(request.match_info["api_key"])
+        if acct is None:
+            raise web.HTTPNotFound()
+        sim.touch(acct)
+        return web.json_response([{
+            "id": str(o.id), "client_id": o.client_id, "symbol": o.symbol,
+            "side": o.side.value, "price": None if o.price is None else str(o.price),
+            "qty": str(o.qty), "filled": str(o.filled), "status": o.status.value,
+            "created_ms": o.created_ms, "updated_ms": o.updated_ms, "fill_ms": o.fill_ms,
+        } for o in sorted(acct.orders.values(), key=lambda o: o.id)])
+
     async def add_fault(request: web.Request) -> web.Response:
         spec = _fault_spec(await _json_body(request, FAULT_FIELDS), venues)
         sim.add_fault(spec)
@@ -328,6 +347,7 @@ def _add_admin_routes(app: web.Application, sim: Simulator, venues: set[str]) ->
     app.router.add_get("/admin/health", health)
     app.router.add_post("/admin/accounts", provision)
     app.router.add_get("/admin/accounts/{api_key}", account)
+    app.router.add_get("/admin/accounts/{api_key}/orders", account_orders)
     app.router.add_delete("/admin/accounts/{api_key}", remove)
     app.router.add_post("/admin/faults", add_fault)
     app.router.add_get("/admin/faults", list_faults)

@@ -72,7 +72,8 @@ def lookup(sim: Simulator, venue: str, request: web.Request, api_key: str | None
     """The account for `api_key`, after injected faults and the IP whitelist."""
     if not api_key:
         raise AuthError(AuthFailure.MISSING_KEY)
-    fault = sim.faults.take(venue, _venue_path(venue, request), AUTH_FAULTS)
+    fault = sim.faults.take(venue, _venue_path(venue, request), AUTH_FAULTS,
+                            method=request.method)
     if fault is not None and fault.kind is FaultKind.INVALID_KEY:
         raise AuthError(AuthFailure.UNKNOWN_KEY, "injected")
     account = sim.accounts.get(api_key)

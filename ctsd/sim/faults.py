@@ -75,6 +75,9 @@ class FaultSpec:
     count: int = 1
     venue: str | None = None
     path_prefix: str | None = None
+    method: str | None = None
+    """An HTTP request's method ("POST": a venue's order entry, not its order reads
+    under the same path); None matches any request, WebSocket connections included."""
     status: int = 500
     delay_s: float = 30.0
     retry_after_s: int = 1
@@ -89,6 +92,7 @@ class FaultSpec:
             count=int(raw.get("count", 1)),
             venue=raw.get("venue"),
             path_prefix=raw.get("path_prefix"),
+            method=raw.get("method"),
             status=int(raw.get("status", 500)),
             delay_s=float(raw.get("delay_s", 30.0)),
             retry_after_s=int(raw.get("retry_after_s", 1)),
@@ -97,10 +101,10 @@ class FaultSpec:
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
-    def matches(self, venue: str, path: str) -> bool:
+    def matches(self, venue: str, path: str, method: str = "") -> bool:
         return (self.venue is None or self.venue == venue) and (
             self.path_prefix is None or path.startswith(self.path_prefix)
-        )
+        ) and self.method in (None, method)
 
 
 class FaultInjector:
@@ -122,13 +126,15 @@ class FaultInjector:
         return list(self._pending)
 
     def take(self, venue: str, path: str, kinds: frozenset[FaultKind],
-             taken: Container[int] = ()) -> FaultSpec | None:
+             taken: Container[int] = (), method: str = "") -> FaultSpec | None:
         """Consume one use of the first pending fault of `kinds` that matches, skipping
-        the injections (`serial`s) in `taken`: those already hit this one target."""
+        the injections (`serial`s) in `taken`: those already hit this one target.
+        `method`: the HTTP request's ("" for a WebSocket connection's data)."""
         if not self._pending:
             return None
         for i, spec in enumerate(self._pending):
-            if spec.kind in kinds and spec.serial not in taken and spec.matches(venue, path):
+            if (spec.kind in kinds and spec.serial not in taken
+                    and spec.matches(venue, path, method)):
                 if spec.count == 1:
                     del self._pending[i]
                 else:

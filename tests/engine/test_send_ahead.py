@@ -6,12 +6,17 @@ safe (its round is durable, and the store holds every earlier order of the round
 only this one can be missing), and takes a snapshot of store and venue there — a
 SIGKILL at that instant, before the record committed. Each snapshot is then resumed
 by a new manager: the order the store never recorded must be found, booked and (if
-it still rests) cancelled, and no grid level may end up with two resting orders.
+it still rests) cancelled, and no grid level may end up with two resting orders. Each
+snapshot is also taken as a kill that landed after a StopEngine committed the stopped
+state (it waits for the cycle in flight): the restart leaves the engine stopped, the
+lost order fills meanwhile, and the next StartEngine (a new engine id, whose record
+replaces the one naming the lost order's round) must still find and book it.
 """
 
 from __future__ import annotations
 
 import copy
+from dataclasses import replace
 from decimal import Decimal
 
 import pytest
@@ -96,7 +101,8 @@ async def test_every_live_order_leaves_before_its_record_and_is_recoverable() ->
     assert {o.status for o in store.orders["a"].values()} <= {
         OrderStatus.OPEN, OrderStatus.FILLED, OrderStatus.CANCELED}
     for snapshot, orders, cid in exchange.snapshots:
-        await resume_after_crash(snapshot, orders, cid)
+        await resume_after_crash(copy.deepcopy(snapshot), orders, cid)
+        await start_after_stopped_crash(snapshot, orders, cid)
 
 
 async def resume_after_crash(store: MemoryStore, orders: dict[str, ExchangeOrder],
@@ -118,6 +124,32 @@ async def resume_after_crash(store: MemoryStore, orders: dict[str, ExchangeOrder
     assert len(levels) == len(set(levels)), levels
     fresh = [cid for cid in venue.orders if cid not in orders]
     assert all(round_of(cid)[0] > crashed_round for cid in fresh), (crashed_round, fresh)
+
+
+async def start_after_stopped_crash(store: MemoryStore, orders: dict[str, ExchangeOrder],
+                                    lost: str) -> None:
+    """The daemon died as `lost` reached the venue, its engine's stop committed: a new
+    daemon leaves it stopped, `lost` fills, and an explicit start follows."""
+    store.engines["a"] = replace(store.engines["a"], desired=DesiredState.STOPPED)
+    venue = FakeExchange(balances=BALANCES)
+    venue.orders = dict(orders)
+    order = venue.orders[lost]
+    if order.status is OrderStatus.OPEN:
+        venue.fill(lost, order.amount - order.filled, order.price or D(10))
+    world = World({"a": SWING}, store=store, exchanges={"a": venue}, first_engine=2)
+    async with world.manager:
+        await world.clock.advance(1)
+        assert world.manager.get("a").state.value == "stopped", lost
+        assert lost not in store.orders.get("a", {})
+        await world.manager.start("a", live_grid())
+        await world.clock.advance(1)
+        assert world.manager.get("a").state.value == "running", lost
+    stored = store.orders["a"]
+    assert (stored[lost].status, stored[lost].tag) == (OrderStatus.FILLED, "recovered"), lost
+    booked = sum(f.amount for f in store.fills["a"].values() if f.client_order_id == lost)
+    assert booked == venue.orders[lost].amount, lost
+    for cid, order in venue.orders.items():  # nothing at the venue the store does not know
+        assert stored[cid].status is order.status, cid
 
 
 @pytest.mark.asyncio

@@ -87,14 +87,16 @@ class World:
     def __init__(
         self, closes: dict[str, Sequence[Decimal]], *, store: MemoryStore | None = None,
         clock: VirtualClock | None = None, exchanges: dict[str, FakeExchange] | None = None,
-        policy: RestartPolicy = FAST_RESTARTS,
+        policy: RestartPolicy = FAST_RESTARTS, first_engine: int = 1,
     ) -> None:
+        """`first_engine`: the number in the first engine id the manager mints (`eNeN`):
+        above those a resumed store holds, when a test starts an engine anew."""
         self.clock = clock or VirtualClock()
         self.store = store or MemoryStore()
         self.markets = {c: ScriptedMarket(self.clock, {SYMBOL: s}) for c, s in closes.items()}
         self.backend = FakeBackend(self.markets, exchanges or {})
         self.hub = RecordingHub(self.clock)
-        ids = (f"e{n}e{n}" for n in itertools.count(1))
+        ids = (f"e{n}e{n}" for n in itertools.count(first_engine))
         self.manager = EngineManager(
             self.store, self.backend, REGISTRY, clock=self.clock, hub=self.hub, policy=policy,
             engine_ids=lambda: next(ids), heartbeat_s=30, shutdown_grace_s=0.2)

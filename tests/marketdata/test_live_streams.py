@@ -10,6 +10,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from decimal import ROUND_DOWN, Decimal
+from typing import Any
 
 import pytest
 import pytest_asyncio
@@ -96,7 +97,8 @@ async def live(request: pytest.FixtureRequest, server: SimulatorServer,
 async def fill_one(server: SimulatorServer, live: Live, cycle: int, fault: FaultSpec | None,
                    ) -> list[Fill]:
     """Rest a buy under the market, inject `fault`, move the price through the buy, and
-    refresh as engine cycles do until the broker has it FILLED; the fills it booked."""
+    refresh and poll as engine cycles do until the broker has it FILLED (after a cut, the
+    cycle the cut woke reconciles); the fills it booked."""
     market = server.sim.market
     price = market.price(SYMBOL)
     limit = (price * Decimal("0.99")).quantize(Decimal("0.1"), ROUND_DOWN)
@@ -113,9 +115,13 @@ async def fill_one(server: SimulatorServer, live: Live, cycle: int, fault: Fault
         while not any(e.order.status is OrderStatus.FILLED for e in booked):
             now = live.broker.refresh_now()
             booked += now if now is not None else await live.broker.refresh()
+            booked += await live.broker.poll(traded_at(limit - 10))  # the cycle's market
             await asyncio.sleep(0.05)  # an engine's next event
         while fault is not None and fault.kind in CUTS and live.feed.gaps == gaps:  # noqa: ASYNC110
             await asyncio.sleep(0.05)  # a loaded machine may book the fill before the cut shows
+        if fault is not None and fault.kind in CUTS:  # the cycle the cut woke: it reconciles
+            now = live.broker.refresh_now()
+            booked += now if now is not None else await live.broker.refresh()
     server.sim.clear_faults()
     server.sim.set_price(SYMBOL, price)
     return [f for e in booked for f in e.fills if f.client_order_id == request.client_order_id]
@@ -129,7 +135,7 @@ async def test_every_fill_is_booked_once_through_every_websocket_fault(
                        for kind, delay in ((FaultKind.WS_DROP, 1.0), (FaultKind.WS_STALL, 30.0),
                                            (FaultKind.WS_DELAY, 0.5), (FaultKind.WS_GAP, 1.0),
                                            (FaultKind.WS_DISCONNECT_EVERY, 0.5))]
-    reconciled, delivered = [], []
+    reconciled, delivered, trace = [], [], []
     for cycle, fault in enumerate(faults, start=1):
         before = live.broker.reconciliations
         fills = await fill_one(server, live, cycle, fault)
@@ -137,13 +143,41 @@ async def test_every_fill_is_booked_once_through_every_websocket_fault(
         assert len({f.trade_id for f in fills}) == len(fills)
         reconciled.append(live.broker.reconciliations > before)
         delivered.append(live.feed.updates)
-    assert reconciled[0] is False  # no fault: the fill came by stream, no REST asked
-    assert reconciled[1] and reconciled[2]  # a drop is a gap; a silent stall a missing echo
-    assert live.feed.gaps >= 2 and live.woken
+        name = fault.kind.value if fault else "no fault"
+        trace.append(f"after {name}: {stream_state(server, live)}")
+    seen = (delivered, reconciled, trace)
+    assert reconciled[0] is False, seen  # no fault: the fill came by stream, no REST asked
+    assert reconciled[1] and reconciled[2], seen  # a drop is a gap; a silent stall no echo
+    assert live.feed.gaps >= 2 and live.woken, seen
     # the stream delivers again after the faults (a reopened socket that ccxt.pro did not
     # log in again would carry nothing, every fill then read over REST)
-    assert delivered[-1] > delivered[1], delivered
+    assert delivered[-1] > delivered[1], seen
     assert violations(server) == {}
+
+
+def stream_state(server: SimulatorServer, live: Live) -> str:
+    """The feed as the broker sees it and the private sockets as the simulator does:
+    what a stream that stopped delivering is made of (no socket, no subscription on it,
+    a stall, a task that ended)."""
+    feed, task = live.feed, live.feed._task
+    where = "ended" if task is None or task.done() else awaiting(task.get_coro())
+    sockets = [{k: c[k] for k in ("id", "sent", "stalled", "channels", "faults_taken")}
+               for c in ws_connections(server) if c["path"].startswith(PRIVATE)]
+    return (f"updates {feed.updates}, gaps {feed.gaps}, live {feed.live}, problem "
+            f"{feed.problem!r}, feed task at {where}, client connected "
+            f"{feed._stream.connected()}, sockets {sockets}, listening "
+            f"{server.sim.events.listening_keys()}")
+
+
+def awaiting(coro: Any) -> str:
+    """Where a suspended coroutine waits, down the chain of what it awaits."""
+    found = []
+    while getattr(coro, "cr_frame", None) is not None:
+        frame = coro.cr_frame
+        futures = {k: v for k, v in frame.f_locals.items() if isinstance(v, asyncio.Future)}
+        found.append(f"{frame.f_code.co_name}:{frame.f_lineno} {futures}"[:300])
+        coro = coro.cr_await
+    return " > ".join(found) + (f" > {coro!r}"[:200] if coro is not None else "")
 
 
 def rest_requests(server: SimulatorServer) -> int:

@@ -24,7 +24,8 @@ BAD: tuple[Any, ...] = (
 )
 VALID: dict[str, dict[str, Any]] = {
     "faults": {"kind": "server_error", "count": 1, "venue": "binance",
-               "path_prefix": "/api/", "status": 502, "delay_s": 0.1, "retry_after_s": 1},
+               "path_prefix": "/api/", "method": "GET", "status": 502, "delay_s": 0.1,
+               "retry_after_s": 1},
     "accounts": {"api_key": "admin-check-key", "secret": "admin-check-secret",
                  "passphrase": "p", "balances": {"spot": {"USDT": "10"}},
                  "permissions": ["read"], "ip_whitelist": ["127.0.0.1"], "uid": 7,
@@ -37,7 +38,7 @@ VALID: dict[str, dict[str, Any]] = {
 
 TEXT = frozenset({"api_key", "secret", "passphrase"})
 """Any string of 1 to 256 characters is a valid key or secret."""
-OPTIONAL = frozenset({"venue", "path_prefix", "passphrase", "uid"})
+OPTIONAL = frozenset({"venue", "path_prefix", "method", "passphrase", "uid"})
 
 
 def acceptable(key: str, value: Any) -> bool:

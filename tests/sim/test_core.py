@@ -255,6 +255,10 @@ def test_fault_injector_counts_and_filters() -> None:
     assert faults.take("binance", "/fapi/v1/time", frozenset({FaultKind.HANG})) is None
     assert faults.take("binance", "/fapi/v1/time", kinds) is not None
     assert faults.pending() == []
+    faults.add(FaultSpec(FaultKind.LATENCY, path_prefix="/api/v5/trade/order", method="POST"))
+    assert faults.take("okx", "/api/v5/trade/order", kinds, method="GET") is None
+    assert faults.take("okx", "/api/v5/trade/order", kinds) is None  # a WebSocket's data
+    assert faults.take("okx", "/api/v5/trade/order", kinds, method="POST") is not None
 
 
 # --- admin over HTTP ------------------------------------------------------------------------

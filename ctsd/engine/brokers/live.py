@@ -154,14 +154,15 @@ class LiveBroker:
         remote = await self._client.fetch_order(order.symbol, order.client_order_id)
         return Execution(order) if remote is None else self._track(self._merge(order, remote))
 
-    async def recover(self, client_order_id: str, cycle: int) -> tuple[Execution, ...]:
+    async def recover(self, client_order_id: str, cycle: int,
+                      symbols: tuple[str, ...] = ()) -> tuple[Execution, ...]:
         """`ctsd.engine.rounds.SendsAhead`: an order sent before its record committed, as
         the venue has it (reconciliation adopted it already if it rests); one still
         open is cancelled, since the intent it carried is lost (`ctsd.engine.rounds`)."""
         held = self._book.get(client_order_id)
         if held is not None:
             return (await self.cancel(replace(held, tag="recovered", cycle=cycle)),)
-        for symbol in self._symbols:
+        for symbol in symbols or self._symbols:
             remote = await self._client.fetch_order(symbol, client_order_id)
             if remote is None:
                 continue
