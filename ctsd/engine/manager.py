@@ -489,8 +489,7 @@ class EngineManager:
         self._launch(engine, resources)
 
     async def _stored(self, connection_id: str) -> EngineRecord | None:
-        return next((r for r in await self._store.load_engines()
-                     if r.connection_id == connection_id), None)
+        return await self._store.load_engine(connection_id)
 
     async def _release(self, connection_id: str) -> None:
         run = self._runs.pop(connection_id, None)

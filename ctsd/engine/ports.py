@@ -447,6 +447,10 @@ class EngineLeases(Protocol):
 class EngineStore(Protocol):
     async def load_engines(self) -> list[EngineRecord]: ...
 
+    async def load_engine(self, connection_id: str) -> EngineRecord | None:
+        """The record of one connection's engine (a start reads it: not every record)."""
+        ...
+
     async def create_engine(self, record: EngineRecord) -> None:
         """Insert or replace the record of `record.connection_id` (an explicit start)."""
         ...

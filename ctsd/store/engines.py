@@ -144,9 +144,16 @@ class SqlEngineStore:
             self._fleet.fence(tx, connection_id, fence)
 
     async def load_engines(self) -> list[EngineRecord]:
+        return await self._records("", ())
+
+    async def load_engine(self, connection_id: str) -> EngineRecord | None:
+        found = await self._records("WHERE connection_id = ? ", (connection_id,))
+        return found[0] if found else None
+
+    async def _records(self, where: str, params: tuple[str, ...]) -> list[EngineRecord]:
         rows = await self._db.fetch_all(
             "SELECT connection_id, engine_id, config, desired, cycle, last_error "
-            "FROM engines ORDER BY connection_id")
+            f"FROM engines {where}ORDER BY connection_id", params)
         return self._db.quarantine.decoded("engines", rows, lambda r: EngineRecord(
             str(r[0]), str(r[1]), config_from_json(r[2]), DesiredState(r[3]), int(r[4]),
             str(r[5])))

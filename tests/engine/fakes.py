@@ -195,6 +195,9 @@ class MemoryStore:
     async def load_engines(self) -> list[EngineRecord]:
         return [self.engines[c] for c in sorted(self.engines)]
 
+    async def load_engine(self, connection_id: str) -> EngineRecord | None:
+        return self.engines.get(connection_id)
+
     async def create_engine(self, record: EngineRecord) -> None:
         self.engines[record.connection_id] = record
 

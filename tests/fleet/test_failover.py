@@ -158,4 +158,5 @@ def test_every_member_serves_the_whole_fleet(
             wait_for(lambda: engines_a.GetEngine(pb.GetEngineRequest(name=name), timeout=5)
                      .state == pb.ENGINE_STATE_STOPPED, 15, "a sees it stopped")
             conns_a.DeleteConnection(cspb.DeleteConnectionRequest(name=conn.name), timeout=5)
-            assert visible_within(lambda: not found_on_b(conn.name)) <= 0.1
+            # the deletion reaches b by the change feed too (speed: the benchmarks, as above)
+            assert visible_within(lambda: not found_on_b(conn.name)) <= 2.0

@@ -66,7 +66,12 @@ async def test_an_explicit_start_replaces_the_record(db: Database) -> None:
     store = SqlEngineStore(db)
     await store.create_engine(EngineRecord("a", "e1", CONFIG, DesiredState.STOPPED, 9, "x"))
     await store.create_engine(EngineRecord("a", "e2", CONFIG, DesiredState.RUNNING))
-    assert await store.load_engines() == [EngineRecord("a", "e2", CONFIG, DesiredState.RUNNING)]
+    await store.create_engine(EngineRecord("b", "e3", CONFIG, DesiredState.STOPPED))
+    assert await store.load_engines() == [EngineRecord("a", "e2", CONFIG, DesiredState.RUNNING),
+                                          EngineRecord("b", "e3", CONFIG, DesiredState.STOPPED)]
+    # one connection's record alone (what a start reads)
+    assert await store.load_engine("a") == EngineRecord("a", "e2", CONFIG, DesiredState.RUNNING)
+    assert await store.load_engine("c") is None
 
 
 @pytest.mark.asyncio
