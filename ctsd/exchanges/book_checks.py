@@ -112,11 +112,11 @@ class KrakenChecksums:
         return f"checksum {held} of the book held, {sent} sent: an update was lost"
 
     async def resync(self, symbol: str, depth: int) -> None:
-        self._sent.pop(symbol, None)
-        self._resyncing.add(symbol)
         await ccxt_internals.forget_book(self._exchange, symbol, {
             "method": "unsubscribe",
             "params": {"channel": "book", "symbol": [symbol], "depth": depth}})
+        self._sent.pop(symbol, None)  # after the only await: a cancelled resync changed
+        self._resyncing.add(symbol)  # nothing here, and the next check finds it again
 
 
 class BybitUpdateIds:

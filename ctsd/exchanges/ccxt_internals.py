@@ -318,12 +318,18 @@ async def forget_book(exchange: Any, symbol: str, unsubscribe: dict[str, Any]) -
     """ccxt.pro, where it has no `un_watch_order_book` (Kraken): drop `symbol`'s order
     book and its subscription, and send the venue's `unsubscribe` request on the socket
     the book came by, so that the next `watch_order_book` subscribes again and gets a
-    snapshot."""
+    snapshot.
+
+    Forgotten only once the request is sent: a caller cancelled before that leaves ccxt
+    subscribed as the venue may still be (or, if the request left, a book that stops
+    moving, which the hub's data-age watchdog redials), never ccxt subscribing again on
+    a socket the venue holds the book on, which Kraken refuses for good."""
     message_hash = exchange.get_message_hash("orderbook", None, symbol)
-    exchange.orderbooks.pop(symbol, None)
     for client in ws_clients(exchange).values():
-        if client.subscriptions.pop(message_hash, None) is not None:
+        if message_hash in client.subscriptions:
             await client.send(unsubscribe)
+            client.subscriptions.pop(message_hash, None)
+    exchange.orderbooks.pop(symbol, None)
 
 
 def ws_connected(exchange: Any) -> bool:
