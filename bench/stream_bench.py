@@ -32,7 +32,9 @@ market events and ccxt's order requests for the LIVE phase). Side by side in one
    `LIVE_WARMUP_S` after every engine's first cycle. Grid levels (25 each side, 0.02 %
    apart: the band covers the simulated path's moves over minutes) are re-placed each
    time the price crosses one, so events keep producing orders for `--live-seconds`
-   (20 engines x 300 s: about 1,200 samples).
+   (20 engines x 300 s: about 1,200 samples). `balance_reads_most_in_1s`: the most
+   periodic reconciliations (balance reads) within one second, which stays low only while
+   the engines' reconciliations are spread over the interval.
 
 The simulator's WebSocket and REST limit violations are reported (they must be 0).
 The stream and live phases also report `quiet_events_total`: ticker changes that woke no
@@ -94,6 +96,8 @@ TARGET_EVENT_TO_ORDER_P99_MS = 5.0
 TARGET_DELIVERY_P99_MS = 100.0
 TARGET_WEIGHT_SAVING_PCT = 90.0
 ORDER_PATH = "/api/v3/order"
+ACCOUNT_PATH = "/api/v3/account"
+"""Binance's balance read, which every LIVE engine's REST reconciliation makes."""
 LIVE_WARMUP_S = 10.0
 """Left out of the LIVE figures after every engine ran its first cycle."""
 PHASES = ("rest", "stream", "live")
@@ -211,6 +215,8 @@ def event_to_order(rows: list[list[Any]], since: float = 0.0) -> dict[str, Any]:
     simulator trades every pair at the same instant, so market events come in bursts
     (`events_per_burst`): the last engine a burst wakes waits for the others."""
     requests = sorted((r[1], float(r[2])) for r in rows if r[0] == "R")
+    balance_reads = sorted(r[1] for r in rows if r[0] == "R" and r[1] >= since
+                           and r[3].startswith("GET ") and r[3].endswith(ACCOUNT_PATH))
     rows = [r for r in rows if r[0] != "R"]
     last: dict[str, tuple[float, str]] = {}
     marks: dict[str, dict[str, float]] = {}
@@ -243,11 +249,24 @@ def event_to_order(rows: list[list[Any]], since: float = 0.0) -> dict[str, Any]:
             "fills_streamed": sum(1 for r in rows if r[0] == "F"),
             "orders": sum(1 for r in rows if r[0] == "O"),
             "rest_requests": len(requests),
+            "balance_reads": len(balance_reads),
+            "balance_reads_most_in_1s": most_within(balance_reads, 1.0),
             "event_to_order": summary(spans["E"] + spans["F"]),
             "market_event_to_order": summary(spans["E"]),
             "fill_to_order": summary(spans["F"]),
             "event_to_order_past_spacing": summary(net),
             "stages": {name: summary(values) for name, values in stages.items()}}
+
+
+def most_within(times: list[float], span_s: float) -> int:
+    """The most of the sorted `times` that fall within any `span_s`: engines reconciling
+    in step show as one such crowd every interval (`ctsd.engine.brokers.live`)."""
+    most, first = 0, 0
+    for last, at in enumerate(times):
+        while at - times[first] > span_s:
+            first += 1
+        most = max(most, last - first + 1)
+    return most
 
 
 def bursts(times: list[float], gap_s: float = 0.05) -> dict[str, float]:

@@ -13,7 +13,7 @@ from typing import TypeVar
 
 from ctsd.clock import Clock
 from ctsd.engine.brokers.base import Broker
-from ctsd.engine.brokers.live import LiveBroker
+from ctsd.engine.brokers.live import LiveBroker, reconcile_phase
 from ctsd.engine.brokers.live_margin import LiveMarginBroker
 from ctsd.engine.brokers.live_perp import DEFAULT_FUNDING_POLL_S, LivePerpBroker
 from ctsd.engine.brokers.paper import PaperBroker, PaperOptionBroker
@@ -52,11 +52,11 @@ def assemble_engine(
         lender = _live_only(resources.margin_account, config, record, "margin")
         margin = MarginSession(config, resources.modes.margin_mode, margin_market, lender,
                                record.connection_id)
-        broker = _margin_broker(config, resources, margin, clock, funding_poll_s)
+        broker = _margin_broker(record, config, resources, margin, clock, funding_poll_s)
     elif resources.kind is MarketKind.OPTION:
         options, broker = _options(record, config, resources, clock)
     else:
-        broker = _broker(config, resources, perp, clock, funding_poll_s)
+        broker = _broker(record, config, resources, perp, clock, funding_poll_s)
     return Engine(record, validated, broker, resources.market_data, store, clock, publish,
                   resources.events, perp, margin, options, lease)
 
@@ -98,20 +98,21 @@ def _options(record: EngineRecord, config: EngineConfig, resources: EngineResour
                          paper.settle), paper
 
 
-def _margin_broker(config: EngineConfig, resources: EngineResources, margin: MarginSession,
-                   clock: Clock, poll_s: float) -> Broker:
+def _margin_broker(record: EngineRecord, config: EngineConfig, resources: EngineResources,
+                   margin: MarginSession, clock: Clock, poll_s: float) -> Broker:
     if config.mode is TradingMode.LIVE:
         if resources.orders is None or margin.account is None:
             raise FailedPrecondition("LIVE trading needs an order client")
         return LiveMarginBroker(resources.orders, margin.account, config.symbols, clock,
                                 poll_s=poll_s, policy=config.on_position_mismatch,
-                                check_before_place=False, updates=resources.order_updates)
+                                check_before_place=False, updates=resources.order_updates,
+                                reconcile_phase=reconcile_phase(record.connection_id))
     return PaperMarginBroker(config.paper, clock, margin.market, config.symbols,
                              config.leverage)
 
 
-def _broker(config: EngineConfig, resources: EngineResources, perp: PerpSession | None,
-            clock: Clock, funding_poll_s: float) -> Broker:
+def _broker(record: EngineRecord, config: EngineConfig, resources: EngineResources,
+            perp: PerpSession | None, clock: Clock, funding_poll_s: float) -> Broker:
     if config.mode is TradingMode.LIVE:
         if resources.orders is None:
             raise FailedPrecondition("LIVE trading needs an order client")
@@ -122,14 +123,15 @@ def _broker(config: EngineConfig, resources: EngineResources, perp: PerpSession 
         # Retries still ask, and reconciliation resolves whatever a crash left.
         # On a WebSocket connection fills and order states arrive by the private stream
         # (spot, margin and perpetuals, see `ctsd.wiring.engine_exchange`), REST
-        # reconciling.
+        # reconciling, each engine's periodic reconciliation at its own phase.
+        phase = reconcile_phase(record.connection_id)
         if perp is not None and perp.account is not None:
             return LivePerpBroker(resources.orders, perp.account, config.symbols, clock,
                                   funding_poll_s=funding_poll_s, check_before_place=False,
                                   updates=resources.order_updates,
-                                  positions=resources.position_updates)
+                                  positions=resources.position_updates, reconcile_phase=phase)
         return LiveBroker(resources.orders, config.symbols, clock, check_before_place=False,
-                          updates=resources.order_updates)
+                          updates=resources.order_updates, reconcile_phase=phase)
     if perp is not None and resources.perp_market is not None:
         return PaperPerpBroker(config.paper, clock, resources.modes, config.leverage,
                                resources.perp_market, config.symbols)

@@ -12,7 +12,7 @@ from decimal import Decimal
 
 import pytest
 
-from ctsd.engine.brokers.live import LiveBroker
+from ctsd.engine.brokers.live import MAX_PHASE, LiveBroker, reconcile_phase
 from ctsd.engine.config import EngineConfig, TradingMode, validate_config
 from ctsd.engine.engine import Engine
 from ctsd.engine.orders import Execution, OrderStatus
@@ -67,7 +67,8 @@ class RecordingStore(MemoryStore):
 
 
 class LiveHarness:
-    def __init__(self) -> None:
+    def __init__(self, phase: float = 0.0) -> None:
+        self.phase = phase
         self.clock = VirtualClock()
         self.exchange = FakeExchange(balances=(Balance("USDT", D(1000), D(1000)),))
         self.store = RecordingStore()
@@ -77,7 +78,8 @@ class LiveHarness:
         """A new session's engine and broker, on the same store and venue."""
         self.stream = MemoryOrderStream()
         self.broker = LiveBroker(self.exchange, [SYMBOL], self.clock, check_before_place=False,
-                                 updates=self.stream, reconcile_s=60, echo_s=3600)
+                                 updates=self.stream, reconcile_s=60, echo_s=3600,
+                                 reconcile_phase=self.phase)
         config = EngineConfig("grid", (SYMBOL,), {"reference_price": "10", "spacing_pct": "5",
                                                   "levels": "2", "amount": "1"},
                               mode=TradingMode.LIVE)
@@ -129,6 +131,32 @@ async def test_the_periodic_reconciliation_runs_after_the_cycles_orders_and_book
     await h.engine.run_cycle()
     assert h.broker.reconciliations == 1  # not due again for another interval
     assert not any(c in READS for c in h.exchange.calls)
+
+
+@pytest.mark.asyncio
+async def test_the_periodic_reconciliation_runs_at_the_engines_own_interval() -> None:
+    """Engines started together must not reconcile together every interval after: each
+    one's interval is shortened by its phase."""
+    h = LiveHarness(phase=0.25)
+    await h.engine.reconcile()
+    due = []
+    for step in range(1, 481):  # four minutes in half seconds
+        await h.clock.advance(0.5)
+        before = h.broker.reconciliations
+        await h.engine.run_cycle()
+        h.echo_all()
+        if h.broker.reconciliations > before:
+            due.append(step / 2)
+    assert due == [45.0, 90.0, 135.0, 180.0, 225.0]
+
+
+def test_reconcile_phases_spread_evenly_over_connections() -> None:
+    phases = [reconcile_phase(f"live-{n:05d}") for n in range(1000)]
+    assert all(0 <= p < MAX_PHASE for p in phases)
+    tenths = [sum(1 for p in phases if k * MAX_PHASE / 10 <= p < (k + 1) * MAX_PHASE / 10)
+              for k in range(10)]
+    assert all(50 <= count <= 150 for count in tenths), tenths
+    assert reconcile_phase("live-00001") == reconcile_phase("live-00001")  # stable
 
 
 @pytest.mark.asyncio

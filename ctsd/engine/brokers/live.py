@@ -21,10 +21,18 @@ have left (`after_cycle`), since nothing then doubts the stream. Both paths go
 through the same merge of cumulative amounts, so a fill seen on both is booked
 once (same trade id; the store ignores a trade id it holds), and an update older
 than what the broker knows changes nothing.
+
+Each engine reconciles periodically at an interval of its own, `reconcile_s` shortened
+by its `reconcile_phase`: engines that reconciled together (started together by a
+daemon start or a fleet failover, or all doubting their streams after one socket
+dropped) drift apart instead of reading every account's balance and open orders in
+the same instant every interval, a burst of request weight on a shared account and a
+stretch of parsing that holds every engine's next order back.
 """
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Sequence
 from dataclasses import replace
 from decimal import Decimal
@@ -38,6 +46,15 @@ from ctsd.errors import ClientError, FailedPrecondition, NotFound, TemporaryErro
 from ctsd.strategies.model import Balance, MarketSnapshot, Side
 
 ZERO = Decimal(0)
+MAX_PHASE = 0.5
+"""An engine's periodic reconciliation interval is `reconcile_s` shortened by up to
+this share."""
+
+
+def reconcile_phase(key: str) -> float:
+    """A fixed share in [0, MAX_PHASE) for an engine keyed `key` (its connection id):
+    stable across restarts, spread evenly over engines."""
+    return zlib.crc32(key.encode()) / 2**32 * MAX_PHASE
 
 
 class LiveBroker:
@@ -45,6 +62,7 @@ class LiveBroker:
         self, client: ExchangeOrderClient, symbols: Sequence[str], clock: Clock, *,
         attempts: int = 2, check_before_place: bool = True,
         updates: OrderUpdates | None = None, reconcile_s: float = 60.0, echo_s: float = 5.0,
+        reconcile_phase: float = 0.0,
     ) -> None:
         self._client = client
         self._symbols = tuple(symbols)
@@ -52,7 +70,8 @@ class LiveBroker:
         self._attempts = max(1, attempts)
         self._check_before_place = check_before_place
         self._updates = updates
-        self._reconcile_s = reconcile_s
+        self._reconcile_s = reconcile_s * (1 - reconcile_phase)
+        """This engine's own interval (see the module doc)."""
         self._reconciled = -float("inf")
         """Monotonic time of the last REST reconciliation (the stream is trusted between)."""
         self._gap = False

@@ -47,10 +47,10 @@ class LiveMarginBroker(LiveBroker):
         self, client: ExchangeOrderClient, account: MarginAccount, symbols: Sequence[str],
         clock: Clock, *, poll_s: float = DEFAULT_POLL_S,
         policy: MismatchPolicy = MismatchPolicy.STOP, check_before_place: bool = True,
-        updates: OrderUpdates | None = None,
+        updates: OrderUpdates | None = None, reconcile_phase: float = 0.0,
     ) -> None:
         super().__init__(client, symbols, clock, check_before_place=check_before_place,
-                         updates=updates)
+                         updates=updates, reconcile_phase=reconcile_phase)
         self._account = account
         self._poll_s = poll_s
         self._policy = policy

@@ -59,9 +59,11 @@ class LivePerpBroker(LiveBroker):
         clock: Clock, *, funding_poll_s: float = DEFAULT_FUNDING_POLL_S,
         check_before_place: bool = True, updates: OrderUpdates | None = None,
         positions: PositionUpdates | None = None, reconcile_s: float = 60.0,
+        reconcile_phase: float = 0.0,
     ) -> None:
         super().__init__(client, symbols, clock, check_before_place=check_before_place,
-                         updates=updates, reconcile_s=reconcile_s)
+                         updates=updates, reconcile_s=reconcile_s,
+                         reconcile_phase=reconcile_phase)
         self._account = account
         self._stream = positions
         self._positions_read = -float("inf")
