@@ -266,7 +266,13 @@ class MarketStream(AsyncClosing):
         """The next values of any of `groups` (each one subscribe request): per group that
         answered, its (key, value)s — Ticker, Candles (closed and forming), OrderBook,
         PublicTrades — or the `ExchangeFailure` it raised. Other groups' watches stay
-        pending for the next call; a group no longer asked for is dropped."""
+        pending for the next call; a group no longer asked for is dropped.
+
+        A watch cancelled by anything but this method's drop (a CancelledError out of
+        ccxt.pro, whose `Client.close` cancels the futures watches await; a resync cut
+        inside the watch, `book_checks`) answers nothing and is watched anew: raised out
+        of here, its CancelledError ended the hub's whole feed of that kind, silently
+        (a cancelled task is no crash), until the data-age watchdog redialled the shard."""
         wanted = {(kind, group) for group in groups}
         for stale in [k for k in self._pending if k[0] is kind and k not in wanted]:
             self._drop(stale)
@@ -286,6 +292,9 @@ class MarketStream(AsyncClosing):
         for future in done:
             group = futures[future]
             self._pending.pop((kind, group), None)
+            if future.cancelled():  # not an answer: the group is watched anew next call
+                self._subscribed.discard((kind, group))
+                continue
             error = future.exception()
             if error is not None:
                 self._subscribed.discard((kind, group))
