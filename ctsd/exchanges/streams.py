@@ -331,6 +331,8 @@ class MarketStream(AsyncClosing):
     async def _watch_book(self, symbol: str, depth: int) -> Any:
         depths = [d for d in self._limits.book_depths if d >= depth]
         subscribed = depths[0] if depths else depth
+        if self._book_checks is not None:  # a resync a cancelled watch began ends first
+            await self._book_checks.settled(symbol)
         try:
             book = await self._exchange.watch_order_book(symbol, subscribed)
         except Exception as exc:
@@ -387,12 +389,14 @@ class MarketStream(AsyncClosing):
         return found
 
     async def close(self) -> None:
-        """Cancel the pending watches and close every WebSocket of the shard."""
+        """Cancel the pending watches and resyncs, and close every WebSocket of the shard."""
         if self._closed:
             return
         self._closed = True
         for key in list(self._pending):
             self._drop(key)
+        if self._book_checks is not None:
+            self._book_checks.cancel()
         await _close_exchange(self._exchange)
 
 

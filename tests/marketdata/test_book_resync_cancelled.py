@@ -1,0 +1,179 @@
+"""A book resync (`ctsd.exchanges.book_checks`) cut at each of its await points, on the
+simulator with unmodified ccxt.pro, run by the hub as in production.
+
+The hub resyncs a wrong book inside the task that watches it, and cancels that task
+when the book loses its last consumer, its shard redials or the daemon stops: a
+resync may be cut at any await. Every one is visited: a lost update is resynced once
+uncancelled, which counts the suspensions of the resync as its watch sees them
+(`tests.support.cancel_points`); then, for each suspension in turn, another lost update
+is resynced and the watching task cancelled there, as `Task.cancel()` delivers it.
+After each, what a user relies on: the hub's book is the venue's again within a few
+moves of the market and stays so; the venue refused no request (Kraken answers a
+subscription it still holds with "Already subscribed" and sends that book no snapshot);
+the hub never took the book for one the venue does not stream; no limit was breached.
+The data-age watchdog waits a minute here and no redial happens: it is not what mends
+the book.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import pytest
+import pytest_asyncio
+
+from ctsd.clock import SystemClock
+from ctsd.exchanges.book_checks import RESYNC_TASK, BookChecks
+from ctsd.exchanges.factory import ExchangeClientFactory
+from ctsd.exchanges.model import ConnectionTarget
+from ctsd.exchanges.spec import ApiType
+from ctsd.exchanges.streams import MarketStream, StreamKind
+from ctsd.marketdata.feeds import StreamState, SubKey, Subscription
+from ctsd.marketdata.hub import MarketDataHub
+from ctsd.sim.clock import ManualClock
+from ctsd.sim.market import Instrument
+from ctsd.sim.server import SimulatorServer
+from ctsd.sim.ws.connection import WsConnection
+from tests.marketdata.conftest import FAST, live, until, violations
+from tests.marketdata.test_book_checks import DEPTH, SYMBOL, held, lose_next_update, moved, truth
+from tests.sim.ws.conftest import frozen_clock
+from tests.support.cancel_points import Outcome, counted
+
+CALM = replace(FAST, book_cadence_s=60.0)
+"""A minute without book data before the watchdog redials: the standing market sends none
+between a test's moves, and a redial would mend a broken book by itself."""
+TRIES = 8
+"""Lost updates tried until one shows (Kraken: a later update may supersede it)."""
+
+
+@pytest.fixture
+def sim_clock() -> ManualClock:
+    """The market stands still: the book moves when a test moves the clock."""
+    return frozen_clock()
+
+
+@pytest.fixture
+def refusals(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every answer of the simulator's sockets that refuses a request (`success` false:
+    Kraken's "Already subscribed", Bybit's refused subscribe). Recorded as sent; the
+    answer itself goes out unchanged."""
+    found: list[str] = []
+    reply = WsConnection.reply
+
+    def recorded(conn: WsConnection, text: str) -> None:
+        with_body = json.loads(text) if text.startswith("{") else None
+        if isinstance(with_body, dict) and with_body.get("success") is False:
+            found.append(text)
+        reply(conn, text)
+
+    monkeypatch.setattr(WsConnection, "reply", recorded)
+    return found
+
+
+class Stepped:
+    """A stream's own book checks, its next resync (once armed) cut at suspension
+    `cancel_at` of the watch that runs it; every resync's outcome is kept."""
+
+    def __init__(self, inner: BookChecks) -> None:
+        self.inner = inner
+        self.cancel_at: int | None = None
+        self.runs: list[Outcome] = []
+
+    def problem(self, symbol: str, book: Any) -> str | None:
+        return self.inner.problem(symbol, book)
+
+    async def resync(self, symbol: str, depth: int) -> None:
+        outcome = Outcome(self.cancel_at)
+        self.cancel_at = None  # the resync the cut one leaves to do, if any, runs whole
+        self.runs.append(outcome)
+        try:
+            await counted(self.inner.resync(symbol, depth), outcome.point, outcome)
+        except asyncio.CancelledError:
+            outcome.cancelled = True
+            raise
+
+    async def settled(self, symbol: str) -> None:
+        await self.inner.settled(symbol)
+
+    def cancel(self) -> None:
+        self.inner.cancel()
+
+
+@dataclass
+class Rig:
+    server: SimulatorServer
+    hub: MarketDataHub
+    venue: str
+    inst: Instrument
+    opened: list[Stepped]
+    """The checks of each stream the hub opened (one: no redial)."""
+    failed: list[str] = field(default_factory=list)
+    """Each time the hub marked the book as one the venue does not stream, why."""
+    sub: Subscription | None = None
+
+    def listen(self, sub: Subscription) -> None:
+        if sub.state is StreamState.FAILED:
+            self.failed.append(sub.error or "")
+
+    async def resynced(self, point: int | None) -> Outcome:
+        """A lost update found and its resync cut at suspension `point` (None: never);
+        then the hub's book is the venue's again, twice on."""
+        [checks], sub = self.opened, self.sub
+        assert sub is not None
+        before = len(checks.runs)
+        checks.cancel_at = point
+        for _ in range(TRIES):
+            await lose_next_update(self.server, self.inst, self.venue)
+            await moved(self.hub, self.server, self.inst, sub)
+            if len(checks.runs) > before:
+                break
+        assert len(checks.runs) > before, "every lost update was superseded by the next"
+        for _ in range(2):  # the book streams on, and right
+            await moved(self.hub, self.server, self.inst, sub)
+        assert self.failed == [] and sub.state is StreamState.LIVE, self.failed
+        return checks.runs[before]
+
+
+@pytest_asyncio.fixture
+async def rig(request: pytest.FixtureRequest, server: SimulatorServer,
+              factory: ExchangeClientFactory) -> AsyncIterator[Rig]:
+    venue: str = request.param
+    opened: list[Stepped] = []
+
+    async def open_stream(target: ConnectionTarget) -> MarketStream:
+        stream = await factory.market_stream(target)
+        inner = stream._book_checks  # the test looks inside on purpose: it steps the resync
+        assert inner is not None
+        stream._book_checks = stepped = Stepped(inner)
+        opened.append(stepped)
+        return stream
+
+    async with MarketDataHub(open_stream, SystemClock(), CALM) as hub:
+        built = Rig(server, hub, venue, server.sim.market.instrument(SYMBOL), opened)
+        key = SubKey(ConnectionTarget(venue, ApiType.SPOT), StreamKind.BOOK, (SYMBOL, DEPTH))
+        built.sub = sub = hub.subscribe(key, built.listen).subscription
+        await live(hub, sub)
+        await until(hub, lambda: held(sub) == truth(server, built.inst))
+        yield built
+    assert [t for t in asyncio.all_tasks() if t.get_name().startswith(RESYNC_TASK)] == [], \
+        "a resync outlived the hub that began it"
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("rig", ["kraken", "bybit"], indirect=True)
+async def test_a_resync_cut_at_any_await_leaves_a_book_that_streams_right(
+    rig: Rig, refusals: list[str],
+) -> None:
+    clean = await rig.resynced(None)
+    assert not clean.cancelled and clean.error is None
+    for point in range(1, clean.suspensions + 1):
+        outcome = await rig.resynced(point)
+        assert outcome.cancelled, f"the resync was not cut at its suspension {point}"
+    assert rig.sub is not None and rig.sub.reconnects == 0 and len(rig.opened) == 1, \
+        "the book was mended by a redial"
+    assert refusals == [], f"the venue refused: {refusals}"
+    assert violations(rig.server) == {}
