@@ -13,6 +13,11 @@ subscription it still holds with "Already subscribed" and sends that book no sna
 the hub never took the book for one the venue does not stream; no limit was breached.
 The data-age watchdog waits a minute here and no redial happens: it is not what mends
 the book.
+
+Once begun, a resync runs in a task of its own (`book_checks.Resyncs`): the watch sees
+one await in it, and what happens inside (Bybit's wait for the venue's answer to its
+unsubscribe) only the stream's close can cut, which the last test steps through turn by
+turn.
 """
 
 from __future__ import annotations
@@ -31,14 +36,14 @@ from ctsd.exchanges.book_checks import RESYNC_TASK, BookChecks
 from ctsd.exchanges.factory import ExchangeClientFactory
 from ctsd.exchanges.model import ConnectionTarget
 from ctsd.exchanges.spec import ApiType
-from ctsd.exchanges.streams import MarketStream, StreamKind
+from ctsd.exchanges.streams import MarketStream, StreamKind, stream_limits
 from ctsd.marketdata.feeds import StreamState, SubKey, Subscription
 from ctsd.marketdata.hub import MarketDataHub
 from ctsd.sim.clock import ManualClock
 from ctsd.sim.market import Instrument
 from ctsd.sim.server import SimulatorServer
 from ctsd.sim.ws.connection import WsConnection
-from tests.marketdata.conftest import FAST, live, until, violations
+from tests.marketdata.conftest import FAST, WAIT_S, live, until, violations
 from tests.marketdata.test_book_checks import DEPTH, SYMBOL, held, lose_next_update, moved, truth
 from tests.sim.ws.conftest import frozen_clock
 from tests.support.cancel_points import Outcome, counted
@@ -76,7 +81,8 @@ def refusals(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
 class Stepped:
     """A stream's own book checks, its next resync (once armed) cut at suspension
-    `cancel_at` of the watch that runs it; every resync's outcome is kept."""
+    `cancel_at` of the watch that runs it (0: as it is called); every resync's outcome
+    is kept."""
 
     def __init__(self, inner: BookChecks) -> None:
         self.inner = inner
@@ -91,6 +97,11 @@ class Stepped:
         self.cancel_at = None  # the resync the cut one leaves to do, if any, runs whole
         self.runs.append(outcome)
         try:
+            if outcome.point == 0:  # cut as it is called (the subscribe pacer's wait before)
+                task = asyncio.current_task()
+                assert task is not None
+                task.cancel()
+                await asyncio.sleep(0)
             await counted(self.inner.resync(symbol, depth), outcome.point, outcome)
         except asyncio.CancelledError:
             outcome.cancelled = True
@@ -159,8 +170,11 @@ async def rig(request: pytest.FixtureRequest, server: SimulatorServer,
         await live(hub, sub)
         await until(hub, lambda: held(sub) == truth(server, built.inst))
         yield built
-    assert [t for t in asyncio.all_tasks() if t.get_name().startswith(RESYNC_TASK)] == [], \
-        "a resync outlived the hub that began it"
+    assert resync_tasks() == [], "a resync outlived the hub that began it"
+
+
+def resync_tasks() -> list[asyncio.Task[Any]]:
+    return [t for t in asyncio.all_tasks() if t.get_name().startswith(RESYNC_TASK)]
 
 
 @pytest.mark.asyncio
@@ -170,10 +184,48 @@ async def test_a_resync_cut_at_any_await_leaves_a_book_that_streams_right(
 ) -> None:
     clean = await rig.resynced(None)
     assert not clean.cancelled and clean.error is None
-    for point in range(1, clean.suspensions + 1):
+    for point in range(clean.suspensions + 1):
         outcome = await rig.resynced(point)
         assert outcome.cancelled, f"the resync was not cut at its suspension {point}"
     assert rig.sub is not None and rig.sub.reconnects == 0 and len(rig.opened) == 1, \
         "the book was mended by a redial"
     assert refusals == [], f"the venue refused: {refusals}"
     assert violations(rig.server) == {}
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("venue", ["kraken", "bybit"])
+async def test_a_stream_closed_mid_resync_leaves_no_resync_behind(
+    factory: ExchangeClientFactory, venue: str,
+) -> None:
+    """What the hub cannot cut of a resync, its stream's close does (a redial, the daemon
+    stopping): the stream closed at each loop turn of a resync under way, from before
+    its first step until it has ended (Bybit's waits for the venue's answer to its
+    unsubscribe; Kraken's is done in one step), the close completes and cancels it; no
+    resync task outlives its stream."""
+    depth = next(d for d in (*stream_limits(venue).book_depths, DEPTH) if d >= DEPTH)
+    cut = 0
+    for turns in range(50):
+        stream = await factory.market_stream(ConnectionTarget(venue, ApiType.SPOT))
+        try:
+            async with asyncio.timeout(WAIT_S):  # subscribed, its snapshot in
+                await stream.updates(StreamKind.BOOK, [((SYMBOL, DEPTH),)])
+            checks = stream._book_checks  # the test looks inside on purpose
+            assert checks is not None
+            caller = asyncio.ensure_future(checks.resync(SYMBOL, depth))
+            await asyncio.sleep(0)  # a loop turn: the caller begins the resync task
+            [task] = resync_tasks()
+            for _ in range(turns):
+                await asyncio.sleep(0)
+            under_way = not task.done()
+        finally:
+            await stream.close()
+        await asyncio.wait((caller,))
+        assert resync_tasks() == [], f"a resync outlived its stream, closed at turn {turns}"
+        if not under_way:
+            break
+        assert task.cancelled() and caller.cancelled(), f"closed at turn {turns}"
+        cut += 1
+    else:
+        raise AssertionError("the resync was still under way after 50 loop turns")
+    assert cut >= 1
