@@ -268,11 +268,9 @@ class MarketStream(AsyncClosing):
         PublicTrades — or the `ExchangeFailure` it raised. Other groups' watches stay
         pending for the next call; a group no longer asked for is dropped.
 
-        A watch cancelled by anything but this method's drop (a CancelledError out of
-        ccxt.pro, whose `Client.close` cancels the futures watches await; a resync cut
-        inside the watch, `book_checks`) answers nothing and is watched anew: raised out
-        of here, its CancelledError ended the hub's whole feed of that kind, silently
-        (a cancelled task is no crash), until the data-age watchdog redialled the shard."""
+        A watch cancelled other than by this drop (ccxt.pro's `Client.close` cancels what
+        watches await) answers nothing and is watched anew: raised from here, it ended the
+        hub's feed of that kind silently, until the data-age watchdog redialled."""
         wanted = {(kind, group) for group in groups}
         for stale in [k for k in self._pending if k[0] is kind and k not in wanted]:
             self._drop(stale)
