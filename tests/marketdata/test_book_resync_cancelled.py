@@ -14,17 +14,21 @@ the hub never took the book for one the venue does not stream; no limit was brea
 The data-age watchdog waits a minute here and no redial happens: it is not what mends
 the book.
 
-Once begun, a resync runs in a task of its own (`book_checks.Resyncs`): the watch sees
-one await in it, and what happens inside (Bybit's wait for the venue's answer to its
-unsubscribe) only the stream's close can cut, which the last test steps through turn by
-turn.
+The watching task is cancelled there directly (what the hub's drop of the watch does,
+at any moment it chooses); a second test makes the hub do it itself, the book's last
+consumer leaving mid-resync. Once begun, a resync runs in a task of its own
+(`book_checks.Resyncs`): the watch sees one await in it, and what happens inside
+(Bybit's wait for the venue's answer to its unsubscribe) only the stream's close can
+cut, which the last test steps through turn by turn.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
-from collections.abc import AsyncIterator
+import types
+from collections.abc import AsyncIterator, Awaitable, Generator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -38,13 +42,21 @@ from ctsd.exchanges.model import ConnectionTarget
 from ctsd.exchanges.spec import ApiType
 from ctsd.exchanges.streams import MarketStream, StreamKind, stream_limits
 from ctsd.marketdata.feeds import StreamState, SubKey, Subscription
-from ctsd.marketdata.hub import MarketDataHub
+from ctsd.marketdata.hub import Lease, MarketDataHub
 from ctsd.sim.clock import ManualClock
 from ctsd.sim.market import Instrument
 from ctsd.sim.server import SimulatorServer
 from ctsd.sim.ws.connection import WsConnection
 from tests.marketdata.conftest import FAST, WAIT_S, live, until, violations
-from tests.marketdata.test_book_checks import DEPTH, SYMBOL, held, lose_next_update, moved, truth
+from tests.marketdata.test_book_checks import (
+    DEPTH,
+    SYMBOL,
+    held,
+    lose_next_update,
+    move,
+    moved,
+    truth,
+)
 from tests.sim.ws.conftest import frozen_clock
 from tests.support.cancel_points import Outcome, counted
 
@@ -53,6 +65,8 @@ CALM = replace(FAST, book_cadence_s=60.0)
 between a test's moves, and a redial would mend a broken book by itself."""
 TRIES = 8
 """Lost updates tried until one shows (Kraken: a later update may supersede it)."""
+OTHER = "ETH/USDT"
+"""A second book on the shard, which keeps its book feed running."""
 
 
 @pytest.fixture
@@ -79,22 +93,43 @@ def refusals(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return found
 
 
+@types.coroutine
+def parked(awaitable: Awaitable[None], outcome: Outcome) -> Generator[Any, Any, None]:
+    """`awaitable` run to its first suspension, where the task stays until cancelled
+    (whatever that await waited for), and the cancellation is delivered there as
+    `Task.cancel()` delivers it: the awaited future cancelled, CancelledError raised."""
+    inner = awaitable.__await__()
+    try:
+        waited = inner.send(None)
+    except StopIteration:
+        return
+    outcome.suspensions = 1
+    try:
+        yield from asyncio.get_running_loop().create_future()  # only a cancel ends it
+    except BaseException as exc:
+        if isinstance(waited, asyncio.Future):
+            waited.cancel()
+        inner.throw(exc)
+        raise
+
+
 class Stepped:
     """A stream's own book checks, its next resync (once armed) cut at suspension
-    `cancel_at` of the watch that runs it (0: as it is called); every resync's outcome
-    is kept."""
+    `cancel_at` of the watch that runs it (0: as it is called), or with `park` kept at
+    its first until the hub cancels the watch; every resync's outcome is kept."""
 
     def __init__(self, inner: BookChecks) -> None:
         self.inner = inner
         self.cancel_at: int | None = None
+        self.park = False
         self.runs: list[Outcome] = []
 
     def problem(self, symbol: str, book: Any) -> str | None:
         return self.inner.problem(symbol, book)
 
     async def resync(self, symbol: str, depth: int) -> None:
-        outcome = Outcome(self.cancel_at)
-        self.cancel_at = None  # the resync the cut one leaves to do, if any, runs whole
+        outcome, park = Outcome(self.cancel_at), self.park
+        self.cancel_at, self.park = None, False  # what a cut resync leaves to do runs whole
         self.runs.append(outcome)
         try:
             if outcome.point == 0:  # cut as it is called (the subscribe pacer's wait before)
@@ -102,7 +137,10 @@ class Stepped:
                 assert task is not None
                 task.cancel()
                 await asyncio.sleep(0)
-            await counted(self.inner.resync(symbol, depth), outcome.point, outcome)
+            if park:
+                await parked(self.inner.resync(symbol, depth), outcome)
+            else:
+                await counted(self.inner.resync(symbol, depth), outcome.point, outcome)
         except asyncio.CancelledError:
             outcome.cancelled = True
             raise
@@ -122,31 +160,56 @@ class Rig:
     inst: Instrument
     opened: list[Stepped]
     """The checks of each stream the hub opened (one: no redial)."""
+    key: SubKey
     failed: list[str] = field(default_factory=list)
     """Each time the hub marked the book as one the venue does not stream, why."""
-    sub: Subscription | None = None
+    lease: Lease | None = None
+
+    @property
+    def sub(self) -> Subscription:
+        assert self.lease is not None
+        return self.lease.subscription
+
+    async def subscribed(self) -> None:
+        """The book subscribed anew, its first data the venue's book."""
+        self.lease = self.hub.subscribe(self.key, self.listen)
+        await live(self.hub, self.sub)
+        await until(self.hub, lambda: held(self.sub) == truth(self.server, self.inst))
 
     def listen(self, sub: Subscription) -> None:
         if sub.state is StreamState.FAILED:
             self.failed.append(sub.error or "")
 
-    async def resynced(self, point: int | None) -> Outcome:
-        """A lost update found and its resync cut at suspension `point` (None: never);
-        then the hub's book is the venue's again, twice on."""
+    async def provoked(self) -> Outcome:
+        """Updates lost until one shows and the book is resynced: that resync's outcome."""
         [checks], sub = self.opened, self.sub
-        assert sub is not None
         before = len(checks.runs)
-        checks.cancel_at = point
         for _ in range(TRIES):
             await lose_next_update(self.server, self.inst, self.venue)
-            await moved(self.hub, self.server, self.inst, sub)
+            for _ in range(5):  # moved on until resynced, or the hub's book is the venue's
+                await move(self.server, self.inst)
+                with contextlib.suppress(TimeoutError):
+                    await until(self.hub, lambda: len(checks.runs) > before or held(sub) == (
+                        truth(self.server, self.inst)), 1.0)
+                    break
             if len(checks.runs) > before:
-                break
-        assert len(checks.runs) > before, "every lost update was superseded by the next"
-        for _ in range(2):  # the book streams on, and right
-            await moved(self.hub, self.server, self.inst, sub)
-        assert self.failed == [] and sub.state is StreamState.LIVE, self.failed
-        return checks.runs[before]
+                return checks.runs[before]
+        raise AssertionError("every lost update was superseded by the next")
+
+    async def streams_right(self) -> None:
+        """The hub's book is the venue's as the market moves, twice; never refused."""
+        for _ in range(2):
+            await moved(self.hub, self.server, self.inst, self.sub)
+        assert self.failed == [] and self.sub.state is StreamState.LIVE, self.failed
+
+    async def resynced(self, point: int | None) -> Outcome:
+        """A lost update found and its resync cut at suspension `point` (None: never);
+        then the hub's book is the venue's again."""
+        [checks] = self.opened
+        checks.cancel_at = point
+        outcome = await self.provoked()
+        await self.streams_right()
+        return outcome
 
 
 @pytest_asyncio.fixture
@@ -164,11 +227,9 @@ async def rig(request: pytest.FixtureRequest, server: SimulatorServer,
         return stream
 
     async with MarketDataHub(open_stream, SystemClock(), CALM) as hub:
-        built = Rig(server, hub, venue, server.sim.market.instrument(SYMBOL), opened)
         key = SubKey(ConnectionTarget(venue, ApiType.SPOT), StreamKind.BOOK, (SYMBOL, DEPTH))
-        built.sub = sub = hub.subscribe(key, built.listen).subscription
-        await live(hub, sub)
-        await until(hub, lambda: held(sub) == truth(server, built.inst))
+        built = Rig(server, hub, venue, server.sim.market.instrument(SYMBOL), opened, key)
+        await built.subscribed()
         yield built
     assert resync_tasks() == [], "a resync outlived the hub that began it"
 
@@ -187,8 +248,33 @@ async def test_a_resync_cut_at_any_await_leaves_a_book_that_streams_right(
     for point in range(clean.suspensions + 1):
         outcome = await rig.resynced(point)
         assert outcome.cancelled, f"the resync was not cut at its suspension {point}"
-    assert rig.sub is not None and rig.sub.reconnects == 0 and len(rig.opened) == 1, \
-        "the book was mended by a redial"
+    assert rig.sub.reconnects == 0 and len(rig.opened) == 1, "the book was mended by a redial"
+    assert refusals == [], f"the venue refused: {refusals}"
+    assert violations(rig.server) == {}
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("rig", ["kraken", "bybit"], indirect=True)
+async def test_a_resync_dropped_with_the_books_last_consumer_leaves_it_to_the_next(
+    rig: Rig, refusals: list[str],
+) -> None:
+    """The hub's own cut, end to end: the book's last consumer leaves while its watch is in
+    a resync, and the shard's book feed, kept running by another book, drops that watch
+    (`MarketStream.updates` cancels it there). A consumer that comes back gets the
+    venue's book, and it streams on."""
+    keeper = rig.hub.subscribe(replace(rig.key, key=(OTHER, DEPTH)))
+    await live(rig.hub, keeper.subscription)
+    [checks] = rig.opened
+    checks.park = True
+    outcome = await rig.provoked()
+    assert outcome.suspensions == 1, "the resync's watch never waited: nothing to cut"
+    assert rig.lease is not None
+    rig.lease.release()
+    await until(rig.hub, lambda: outcome.cancelled)
+    await rig.subscribed()
+    await rig.streams_right()
+    assert keeper.subscription.state is StreamState.LIVE
+    assert rig.sub.reconnects == 0 and len(rig.opened) == 1, "the book was mended by a redial"
     assert refusals == [], f"the venue refused: {refusals}"
     assert violations(rig.server) == {}
 
