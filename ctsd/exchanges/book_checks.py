@@ -27,15 +27,20 @@ levels it touched stayed near the top.
 
 from __future__ import annotations
 
+import asyncio
 import zlib
 from collections.abc import Sequence
 from decimal import Decimal
+from functools import partial
 from typing import Any, Protocol
 
 from ctsd.exchanges import ccxt_internals
+from ctsd.tasks import retrieve_outcome
 
 LEVELS = 10
 """Levels of each side Kraken's checksum covers (the best ten, whatever the depth)."""
+RESYNC_TASK = "book-resync"
+"""The name each resync task starts with (`Resyncs`)."""
 
 
 class BookChecks(Protocol):
@@ -45,7 +50,16 @@ class BookChecks(Protocol):
 
     async def resync(self, symbol: str, depth: int) -> None:
         """Unsubscribe the book and forget it: the next watch subscribes it again and
-        gets a snapshot."""
+        gets a snapshot. Once begun it runs to its end, whatever happens to the caller
+        (`Resyncs`)."""
+        ...
+
+    async def settled(self, symbol: str) -> None:
+        """Until a resync of `symbol` under way has ended (one a cancelled watch began)."""
+        ...
+
+    def cancel(self) -> None:
+        """Cancel the resyncs under way: the ccxt.pro instance is being closed."""
         ...
 
 
@@ -75,10 +89,60 @@ def _first_data(message: Any) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-class KrakenChecksums:
+class Resyncs:
+    """Resyncs that run to their end once begun, whatever happens to the watch that began
+    them, and that the next watch of the book waits for.
+
+    A resync is a request to the venue and a change of ccxt.pro's state that belong
+    together, and the hub cancels the task running it whenever the book loses its last
+    consumer, its shard redials or the daemon stops. Cut between the two, they disagree:
+    Bybit's unsubscribe was on its way while ccxt.pro still held the subscription, so a
+    watch of the book made before the venue answered subscribed nothing and was then
+    failed by ccxt.pro's handling of that answer (`UnsubscribeError`), which the hub took
+    for a venue refusing the book for good; Kraken's, cut after its unsubscribe was
+    written (aiohttp then waits for a paused transport to drain), would leave ccxt
+    subscribed to a book the venue had stopped sending, until the data-age watchdog
+    redialled. So a resync runs as a task of its own (its caller, cancelled, only stops
+    waiting), and the next watch of that book begins once it has ended (`settled`). Its
+    owner, the stream, cancels the ones under way when it closes the ccxt.pro instance,
+    whose state then no longer matters.
+    """
+
+    def __init__(self) -> None:
+        self._running: dict[str, asyncio.Task[None]] = {}
+
+    async def resync(self, symbol: str, depth: int) -> None:
+        task = self._running.get(symbol)
+        if task is None or task.done():
+            task = asyncio.get_running_loop().create_task(
+                self._resync(symbol, depth), name=f"{RESYNC_TASK}:{symbol}")
+            task.add_done_callback(partial(self._ended, symbol))
+            self._running[symbol] = task
+        await asyncio.shield(task)
+
+    async def _resync(self, symbol: str, depth: int) -> None:
+        raise NotImplementedError
+
+    def _ended(self, symbol: str, task: asyncio.Task[None]) -> None:
+        if self._running.get(symbol) is task:
+            del self._running[symbol]
+        retrieve_outcome(task)  # a caller that stopped waiting never sees it
+
+    async def settled(self, symbol: str) -> None:
+        task = self._running.get(symbol)
+        if task is not None:
+            await asyncio.wait((task,))  # its failure was its caller's to see
+
+    def cancel(self) -> None:
+        for task in self._running.values():
+            task.cancel()
+
+
+class KrakenChecksums(Resyncs):
     """The checksum of each Kraken book's last message, against the book ccxt.pro holds."""
 
     def __init__(self, exchange: Any) -> None:
+        super().__init__()
         self._exchange = exchange
         self._sent: dict[str, int] = {}
         self._resyncing: set[str] = set()
@@ -111,19 +175,20 @@ class KrakenChecksums:
             return None
         return f"checksum {held} of the book held, {sent} sent: an update was lost"
 
-    async def resync(self, symbol: str, depth: int) -> None:
+    async def _resync(self, symbol: str, depth: int) -> None:
         await ccxt_internals.forget_book(self._exchange, symbol, {
             "method": "unsubscribe",
             "params": {"channel": "book", "symbol": [symbol], "depth": depth}})
-        self._sent.pop(symbol, None)  # after the only await: a cancelled resync changed
-        self._resyncing.add(symbol)  # nothing here, and the next check finds it again
+        self._sent.pop(symbol, None)
+        self._resyncing.add(symbol)
 
 
-class BybitUpdateIds:
+class BybitUpdateIds(Resyncs):
     """The update id (`u`) of each Bybit book's messages: a number skipped is an update
     lost, until the next snapshot."""
 
     def __init__(self, exchange: Any) -> None:
+        super().__init__()
         self._exchange = exchange
         self._last: dict[str, int] = {}
         self._lost: dict[str, str] = {}
@@ -147,7 +212,7 @@ class BybitUpdateIds:
         market = (self._exchange.markets or {}).get(symbol)
         return None if market is None else self._lost.get(market.get("id"))
 
-    async def resync(self, symbol: str, depth: int) -> None:
+    async def _resync(self, symbol: str, depth: int) -> None:
         await self._exchange.un_watch_order_book(symbol, {"limit": depth})
 
 

@@ -320,10 +320,11 @@ async def forget_book(exchange: Any, symbol: str, unsubscribe: dict[str, Any]) -
     the book came by, so that the next `watch_order_book` subscribes again and gets a
     snapshot.
 
-    Forgotten only once the request is sent: a caller cancelled before that leaves ccxt
-    subscribed as the venue may still be (or, if the request left, a book that stops
-    moving, which the hub's data-age watchdog redials), never ccxt subscribing again on
-    a socket the venue holds the book on, which Kraken refuses for good."""
+    Forgotten only once the request is sent: a send that fails (a closed socket) leaves
+    ccxt subscribed as the venue may still be, never ccxt subscribing again on a socket
+    the venue holds the book on, which Kraken refuses for good. Cut between the send and
+    the forget, ccxt would stay subscribed to a book the venue no longer sends: callers
+    run it whole (`book_checks.Resyncs`)."""
     message_hash = exchange.get_message_hash("orderbook", None, symbol)
     for client in ws_clients(exchange).values():
         if message_hash in client.subscriptions:

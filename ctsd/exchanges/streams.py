@@ -266,7 +266,11 @@ class MarketStream(AsyncClosing):
         """The next values of any of `groups` (each one subscribe request): per group that
         answered, its (key, value)s — Ticker, Candles (closed and forming), OrderBook,
         PublicTrades — or the `ExchangeFailure` it raised. Other groups' watches stay
-        pending for the next call; a group no longer asked for is dropped."""
+        pending for the next call; a group no longer asked for is dropped.
+
+        A watch cancelled other than by this drop (ccxt.pro's `Client.close` cancels what
+        watches await) answers nothing and is watched anew: raised from here, it ended the
+        hub's feed of that kind silently, until the data-age watchdog redialled."""
         wanted = {(kind, group) for group in groups}
         for stale in [k for k in self._pending if k[0] is kind and k not in wanted]:
             self._drop(stale)
@@ -286,6 +290,9 @@ class MarketStream(AsyncClosing):
         for future in done:
             group = futures[future]
             self._pending.pop((kind, group), None)
+            if future.cancelled():  # not an answer: the group is watched anew next call
+                self._subscribed.discard((kind, group))
+                continue
             error = future.exception()
             if error is not None:
                 self._subscribed.discard((kind, group))
@@ -322,6 +329,8 @@ class MarketStream(AsyncClosing):
     async def _watch_book(self, symbol: str, depth: int) -> Any:
         depths = [d for d in self._limits.book_depths if d >= depth]
         subscribed = depths[0] if depths else depth
+        if self._book_checks is not None:  # a resync a cancelled watch began ends first
+            await self._book_checks.settled(symbol)
         try:
             book = await self._exchange.watch_order_book(symbol, subscribed)
         except Exception as exc:
@@ -378,12 +387,14 @@ class MarketStream(AsyncClosing):
         return found
 
     async def close(self) -> None:
-        """Cancel the pending watches and close every WebSocket of the shard."""
+        """Cancel the pending watches and resyncs, and close every WebSocket of the shard."""
         if self._closed:
             return
         self._closed = True
         for key in list(self._pending):
             self._drop(key)
+        if self._book_checks is not None:
+            self._book_checks.cancel()
         await _close_exchange(self._exchange)
 
 

@@ -35,7 +35,7 @@ class Outcome:
 
 
 @types.coroutine
-def _counted(awaitable: Awaitable[T], cancel_at: int | None,
+def counted(awaitable: Awaitable[T], cancel_at: int | None,
              outcome: Outcome) -> Generator[Any, Any, T]:
     """Passes every suspension of `awaitable` through to the task, counting them; at number
     `cancel_at` the running task cancels itself before it suspends."""
@@ -65,7 +65,7 @@ async def run_cancelled_at(make: Callable[[], Coroutine[Any, Any, T]],
     outcome = Outcome(point)
 
     async def body() -> T:
-        return await _counted(make(), point, outcome)
+        return await counted(make(), point, outcome)
 
     task = asyncio.ensure_future(body())
     try:
