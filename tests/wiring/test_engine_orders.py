@@ -7,6 +7,7 @@ restarted broker reconciles what is open, and a refusal is a ClientError.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from decimal import Decimal
 
 import pytest
@@ -167,3 +168,38 @@ async def test_a_restarted_broker_reconciles_the_open_orders_it_placed(
         r.client_order_id for r in requests]
     assert all(o.exchange_order_id for o in after.open_orders())
     assert any(b.asset == "USDT" for b in after.balances())
+
+
+@BY_MARKET
+async def test_orders_kept_on_a_market_the_venue_no_longer_lists_stop_no_start(
+    server: SimulatorServer, make_client: ClientMaker, market: Market,
+) -> None:
+    """A connection's stored orders, and the order its earlier engine may have sent ahead,
+    can be on a market the venue has since delisted: ccxt and the venue answer a lookup
+    there as a bad symbol (here for one never listed). Reconciliation finishes the stored
+    ones naming why, and the recovery looks on the earlier engine's other symbols, where
+    it finds its order: neither refuses, or no engine could start on the connection."""
+    price, amount = await below_market(make_client, market), Decimal(market.amount)
+    request = OrderRequest(client_order_id("abcd", 7, 0), market.symbol, Side.BUY,
+                           OrderType.LIMIT, amount, price, "grid", 7)
+    before = LiveBroker(await orders_for(make_client, market), [market.symbol], SystemClock())
+    assert (await before.place(request)).order.status is OrderStatus.OPEN
+    gone = [Order.pending(replace(request, client_order_id=client_order_id("abcd", 6, i),
+                                  symbol="GONE/USDT", cycle=6), 0) for i in range(2)]
+    stored = [gone[0], replace(gone[1], status=OrderStatus.OPEN)]
+
+    recovering = LiveBroker(await orders_for(make_client, market), [market.symbol],
+                            SystemClock())
+    found = await recovering.recover(request.client_order_id, 7, ("GONE/USDT", market.symbol))
+    assert [(e.order.client_order_id, e.order.status) for e in found] == [
+        (request.client_order_id, OrderStatus.OPEN),
+        (request.client_order_id, OrderStatus.CANCELED)]  # its intent died with the engine
+
+    after = LiveBroker(await orders_for(make_client, market), [market.symbol], SystemClock())
+    changed = await after.reconcile(stored, [])
+    assert {e.order.client_order_id: (e.order.status, e.order.reason) for e in changed} == {
+        gone[0].client_order_id: (OrderStatus.REJECTED,
+                                  "GONE/USDT is no longer listed by the venue"),
+        gone[1].client_order_id: (OrderStatus.CANCELED,
+                                  "GONE/USDT is no longer listed by the venue")}
+    assert after.open_orders() == ()

@@ -32,6 +32,7 @@ stretch of parsing that holds every engine's next order back.
 
 from __future__ import annotations
 
+import logging
 import zlib
 from collections.abc import Sequence
 from dataclasses import replace
@@ -42,10 +43,22 @@ from ctsd.engine.brokers.fees import TradeFees
 from ctsd.engine.orders import Execution, Fill, Order, OrderRequest, OrderStatus, is_engine_order
 from ctsd.engine.perpetual import FundingPayment, VenuePosition
 from ctsd.engine.ports import ExchangeOrder, ExchangeOrderClient, OrderUpdates
-from ctsd.errors import ClientError, FailedPrecondition, NotFound, TemporaryError, Unavailable
+from ctsd.errors import (
+    ClientError,
+    ExchangeFailure,
+    FailedPrecondition,
+    NotFound,
+    OrderRejection,
+    TemporaryError,
+    Unavailable,
+)
 from ctsd.strategies.model import Balance, MarketSnapshot, Side
 
+log = logging.getLogger("ctsd.engine")
+
 ZERO = Decimal(0)
+UNLISTED = "unlisted"
+"""`_look_up`'s answer for a market the venue no longer lists."""
 MAX_PHASE = 0.5
 """An engine's periodic reconciliation interval is `reconcile_s` shortened by up to
 this share."""
@@ -114,11 +127,12 @@ class LiveBroker:
         self._book.clear()
         changed: list[Execution] = []
         for order in known:
-            remote = await self._client.fetch_order(order.symbol, order.client_order_id)
-            if remote is None:
+            remote = await self._look_up(order.symbol, order.client_order_id)
+            if not isinstance(remote, ExchangeOrder):
                 pending = order.status is OrderStatus.PENDING
                 status = OrderStatus.REJECTED if pending else OrderStatus.CANCELED
-                reason = "never reached the venue" if pending else "unknown to the venue"
+                reason = (f"{order.symbol} is no longer listed by the venue" if remote
+                          else "never reached the venue" if pending else "unknown to the venue")
                 changed.append(self._track(Execution(self._finish(order, status, reason))))
             else:
                 changed.append(self._track(self._merge(order, remote)))
@@ -182,8 +196,8 @@ class LiveBroker:
         if held is not None:
             return (await self.cancel(replace(held, tag="recovered", cycle=cycle)),)
         for symbol in symbols or self._symbols:
-            remote = await self._client.fetch_order(symbol, client_order_id)
-            if remote is None:
+            remote = await self._look_up(symbol, client_order_id)
+            if not isinstance(remote, ExchangeOrder):
                 continue
             order = replace(self._adopted(remote), tag="recovered", cycle=cycle)
             found = self._track(self._merge(order, remote))
@@ -419,6 +433,21 @@ class LiveBroker:
                      remote.amount, remote.price, "adopted", 0, OrderStatus.PENDING,
                      created_ms=remote.timestamp_ms, updated_ms=remote.timestamp_ms,
                      reduce_only=remote.reduce_only, position_side=remote.position_side)
+
+    async def _look_up(self, symbol: str, client_order_id: str) -> ExchangeOrder | str | None:
+        """The venue's order, None, or `UNLISTED` where the venue no longer lists
+        `symbol`: an order kept from an earlier engine or session cannot be looked up
+        there any more (a venue cancels what rests on a market it delists), and refusing
+        to go on would leave the connection unable to start any engine. Logged, since a
+        fill it had before the delisting is not booked."""
+        try:
+            return await self._client.fetch_order(symbol, client_order_id)
+        except ExchangeFailure as exc:
+            if exc.rejection is not OrderRejection.BAD_SYMBOL:
+                raise
+            log.warning("order not looked up: the venue no longer lists its market", extra={
+                "symbol": symbol, "client_order_id": client_order_id, "error": exc.detail})
+            return UNLISTED
 
     def _finish(self, order: Order, status: OrderStatus, reason: str) -> Order:
         return replace(order, status=status, reason=reason, updated_ms=self._clock.now_ms())
