@@ -409,9 +409,12 @@ async def _gather_dict(watch: Callable[[str], Awaitable[Any]], symbols: Sequence
 
 
 def _is_gap(exc: BaseException) -> bool:
+    """ccxt.pro's book out of sequence, or the watch's subscription removed by an
+    unsubscribe (`UnsubscribeError`: only a resync unsubscribes): either way the book is to
+    be subscribed again, not a venue refusing to stream it."""
     import ccxt
 
-    return isinstance(exc, ccxt.InvalidNonce | ccxt.ChecksumError)
+    return isinstance(exc, ccxt.InvalidNonce | ccxt.ChecksumError | ccxt.UnsubscribeError)
 
 
 class OrderStream(AsyncClosing):

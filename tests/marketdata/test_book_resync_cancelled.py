@@ -315,3 +315,23 @@ async def test_a_stream_closed_mid_resync_leaves_no_resync_behind(
     else:
         raise AssertionError("the resync was still under way after 50 loop turns")
     assert cut >= 1
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("rig", ["bybit"], indirect=True)
+async def test_a_watch_ended_by_an_unsubscribe_is_a_book_to_subscribe_again(
+    rig: Rig, refusals: list[str],
+) -> None:
+    """ccxt.pro fails a pending watch whose subscription an unsubscribe removed
+    (`UnsubscribeError`). Only the stream's own resyncs unsubscribe, and the next watch
+    waits for them; should one race a watch anyway, that is the book to subscribe again
+    (counted as a resync), never the venue refusing to stream it."""
+    [checks] = rig.opened
+    exchange = checks.inner._exchange  # type: ignore[attr-defined]  # on purpose: from outside
+    depth = next(d for d in (*stream_limits("bybit").book_depths, DEPTH) if d >= DEPTH)
+    resyncs = rig.sub.resyncs
+    await exchange.un_watch_order_book(SYMBOL, {"limit": depth})
+    await until(rig.hub, lambda: rig.sub.resyncs > resyncs or bool(rig.failed))
+    await rig.streams_right()
+    assert refusals == [], f"the venue refused: {refusals}"
+    assert violations(rig.server) == {}
