@@ -36,6 +36,7 @@ from ctsd.exchanges.ccxt_errors import translated
 from ctsd.exchanges.client import ExchangeClient
 from ctsd.exchanges.markets import MarketCache
 from ctsd.exchanges.model import ApiCredentials, ConnectionTarget
+from ctsd.exchanges.order_stream import OrderStream
 from ctsd.exchanges.profile import ClientProfile
 from ctsd.exchanges.registry import ExchangeRegistry
 from ctsd.exchanges.settings import ExchangeSettings
@@ -44,7 +45,6 @@ from ctsd.exchanges.streams import (
     SHARD_OPTIONS,
     ConnectionPacers,
     MarketStream,
-    OrderStream,
     stream_limits,
 )
 from ctsd.exchanges.throttle import (

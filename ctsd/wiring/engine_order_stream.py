@@ -34,7 +34,7 @@ from ctsd.engine.perpetual import VenuePosition
 from ctsd.engine.ports import ExchangeOrder
 from ctsd.errors import ExchangeFailure, FailureClass
 from ctsd.exchanges.model import Order, Position
-from ctsd.exchanges.streams import OrderStream
+from ctsd.exchanges.order_stream import OrderStream
 from ctsd.tasks import cancel_and_wait
 
 log = logging.getLogger("ctsd.engine")

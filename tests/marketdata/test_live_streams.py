@@ -21,8 +21,8 @@ from ctsd.engine.orders import Execution, Fill, OrderRequest, OrderStatus, clien
 from ctsd.exchanges.factory import ExchangeClientFactory
 from ctsd.exchanges.margin import MarginClient
 from ctsd.exchanges.model import ApiCredentials, ConnectionTarget
+from ctsd.exchanges.order_stream import OrderStream
 from ctsd.exchanges.spec import ApiType
-from ctsd.exchanges.streams import OrderStream
 from ctsd.ratelimit import Lane
 from ctsd.sim.faults import FaultKind, FaultSpec
 from ctsd.sim.server import SimulatorServer

@@ -31,8 +31,8 @@ from ctsd.engine.orders import Execution, Fill, Order, OrderRequest, OrderStatus
 from ctsd.exchanges.client import ExchangeClient
 from ctsd.exchanges.factory import ExchangeClientFactory
 from ctsd.exchanges.model import ConnectionTarget
+from ctsd.exchanges.order_stream import OrderStream
 from ctsd.exchanges.spec import ApiType
-from ctsd.exchanges.streams import OrderStream
 from ctsd.ratelimit import Lane, RateLimiter
 from ctsd.ratelimit.config import LimitOverride, RateLimitOverrides
 from ctsd.sim.faults import FaultKind, FaultSpec

@@ -17,7 +17,7 @@ from ctsd.clock import SystemClock
 from ctsd.engine.brokers.live import LiveBroker
 from ctsd.engine.orders import OrderRequest, OrderStatus, client_order_id
 from ctsd.exchanges.factory import ExchangeClientFactory
-from ctsd.exchanges.streams import OrderStream
+from ctsd.exchanges.order_stream import OrderStream
 from ctsd.marketdata.hub import MarketDataHub
 from ctsd.ratelimit import Lane
 from ctsd.sim.server import SimulatorServer
