@@ -131,8 +131,9 @@ class LiveBroker:
             if not isinstance(remote, ExchangeOrder):
                 pending = order.status is OrderStatus.PENDING
                 status = OrderStatus.REJECTED if pending else OrderStatus.CANCELED
-                reason = (f"{order.symbol} is no longer listed by the venue" if remote
-                          else "never reached the venue" if pending else "unknown to the venue")
+                reason = (f"{order.symbol} is no longer listed by the venue"
+                          if remote == UNLISTED else "never reached the venue" if pending
+                          else "unknown to the venue")
                 changed.append(self._track(Execution(self._finish(order, status, reason))))
             else:
                 changed.append(self._track(self._merge(order, remote)))
