@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from ctsd.sim import kraken_wire as render
 from ctsd.sim import lending
-from ctsd.sim.accounts import SPOT_WALLET, Account, Order
+from ctsd.sim.accounts import SPOT_WALLET, Account
 from ctsd.sim.kraken_wire import LEVERAGES, KrakenPair
 from ctsd.sim.loans import LoanKind, MarginTerms
 from ctsd.sim.matching import OrderRequest
@@ -86,18 +86,19 @@ class KrakenMargin:
         for wallet in lending.margin_wallets(account):
             if not wallet.startswith(PREFIX):
                 continue
-            size, entry = lending.position_of(account, wallet)
+            held = lending.position(account, wallet)
+            size, entry = held.size, held.entry
             if not size:
                 continue
             pair = self.state.pair_of(wallet.removeprefix(PREFIX))
-            since = lending.opened_ms(account, wallet)
-            opening = self._opening(account, wallet)
+            # the order that opened the current position: its id names the position
+            opening = account.orders.get(held.opening.order_id) if held.opening else None
             margin = lending.posted_margin(account, wallet)
             cost = abs(size) * entry
             mark = market.price(pair.inst.symbol)
-            rollover = sum((e.amount * (lending.price_of(market, e.asset)) for e in
-                            account.loans.history(wallet, kinds=frozenset({LoanKind.INTEREST}))
-                            if e.time_ms >= since), Decimal(0))
+            owed = pair.inst.quote if size > 0 else pair.inst.base
+            rollover = sum((e.amount * lending.price_of(market, e.asset)
+                            for e in lending.loan_charges(account, wallet, owed)), Decimal(0))
             rows.append({
                 "ordertxid": render.order_txid(opening.id) if opening else "",
                 "posstatus": "open", "pair": pair.altname,
@@ -105,8 +106,7 @@ class KrakenMargin:
                 "type": "buy" if size > 0 else "sell",
                 "ordertype": opening.type.value if opening else "market",
                 "cost": fixed(cost, render.COST_DECIMALS),
-                "fee": fixed(sum((o.fee for o in self._orders(account, wallet)), Decimal(0)),
-                             render.COST_DECIMALS),
+                "fee": fixed(held.fee, render.COST_DECIMALS),
                 "vol": fixed(abs(size), render.VOLUME_DECIMALS), "vol_closed": fixed(
                     Decimal(0), render.VOLUME_DECIMALS),
                 "margin": fixed(margin, render.COST_DECIMALS),
@@ -119,16 +119,6 @@ class KrakenMargin:
                 "misc": "", "oflags": "",
             })
         return rows
-
-    @staticmethod
-    def _orders(account: Account, wallet: str) -> list[Order]:
-        return [o for o in account.orders.values() if o.wallet == wallet]
-
-    @staticmethod
-    def _opening(account: Account, wallet: str) -> Order | None:
-        """The order that opened the current position (its id names the position)."""
-        fill = lending.opening_fill(account, wallet)
-        return account.orders.get(fill.order_id) if fill is not None else None
 
     async def ledgers(self, call: Call) -> Any:
         """`Ledgers`: opening fees (`margin`) and rollovers (`rollover`) of the account's

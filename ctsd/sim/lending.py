@@ -145,45 +145,68 @@ def liquidation_price(base: Holding, quote: Holding, level: Decimal) -> Decimal:
     return max((level * quote.debt - quote.total) / denominator, _ZERO)
 
 
-def position_of(account: Account, wallet: str) -> tuple[Decimal, Decimal]:
-    """(signed base size, average entry price) of a position wallet (OKX margin, Kraken),
-    from its fills since it was last flat: what the venues report as the position."""
-    size, entry, _ = _walk_position(account, wallet)
-    return size, entry
+@dataclass(frozen=True, slots=True)
+class Position:
+    """A position wallet's position, from its fills since it was last flat."""
+
+    size: Decimal
+    """Signed base size (short below 0)."""
+    entry: Decimal
+    """Average entry price."""
+    opening: Fill | None
+    """The fill that opened it (None while flat)."""
+    fee: Decimal
+    """Its own trading fees, in the quote: of the fills that opened and grew it (of a
+    fill that flipped the position, the share that opened this one), in proportion to
+    what remains open; none of an earlier position's."""
 
 
-def opening_fill(account: Account, wallet: str) -> Fill | None:
-    """The fill that opened the position `position_of` reports (None while flat)."""
-    return _walk_position(account, wallet)[2]
-
-
-def _walk_position(account: Account, wallet: str) -> tuple[Decimal, Decimal, Fill | None]:
-    size = entry = _ZERO
+def position(account: Account, wallet: str) -> Position:
+    """The position of a position wallet (OKX margin, Kraken) from its fills since it was
+    last flat: what the venues report as the position. Walked in fill order, so a close
+    and the next opening are told apart whatever their timestamps."""
+    size = entry = fee = _ZERO
     opening: Fill | None = None
     for f in account.fills:
         if f.wallet != wallet:
             continue
-        base_fee = f.fee if f.fee_asset != f.symbol.split("/")[1] else _ZERO
+        quote = f.symbol.split("/")[1]
+        base_fee = f.fee if f.fee_asset != quote else _ZERO
+        fill_fee = f.fee if f.fee_asset == quote else f.fee * f.price
         signed = f.qty - base_fee if f.side is Side.BUY else -f.qty
         if not size or (size > 0) == (signed > 0):
             opening = opening if size else f
             entry = (size * entry + signed * f.price) / (size + signed)
             size += signed
+            fee += fill_fee
             continue
         after = size + signed
         if not after:
-            entry, opening = _ZERO, None
+            entry, opening, fee = _ZERO, None, _ZERO
         elif (after > 0) != (size > 0):
-            entry, opening = f.price, f
+            entry, opening, fee = f.price, f, fill_fee * abs(after) / abs(signed)
+        else:
+            fee = fee * after / size
         size = after
-    return size, entry, opening
+    return Position(size, entry, opening, fee)
 
 
-def opened_ms(account: Account, wallet: str) -> int:
-    """When the position wallet's current position began: the last time it was emptied
-    back into spot (0: never)."""
-    return max((e.time_ms for e in account.loans.history(wallet, kinds=frozenset(
-        {LoanKind.TRANSFER})) if e.amount < 0), default=0)
+def loan_charges(account: Account, wallet: str, asset: str) -> list[LoanEntry]:
+    """Interest charged on the wallet's loan of `asset` since that loan was last clear
+    (nothing borrowed): the charges of the position that owes it (a long owes the quote,
+    a short the base), its opening fee and rollovers, none of an earlier position's.
+
+    Cut by ledger order, never by time: a position closed and the next one opened in the
+    same millisecond (or with the wall clock stepped back between them) share or invert
+    their stamps, and a cut by `time_ms` counted the closed position's charges into the
+    new one's `net`."""
+    charges: list[LoanEntry] = []
+    for entry in account.loans.history(wallet, asset):
+        if entry.kind is LoanKind.INTEREST:
+            charges.append(entry)
+        elif not entry.principal:
+            charges = []
+    return charges
 
 
 def posted_margin(account: Account, wallet: str) -> Decimal:

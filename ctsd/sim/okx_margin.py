@@ -94,14 +94,15 @@ class OkxMargin:
             inst = self.state.sim.market.catalog.instruments[symbol]
             if ids and render.inst_id(inst) not in ids:
                 continue
-            size, entry = lending.position_of(account, wallet)
-            if size:
-                rows.append(self._row(account, wallet, mode, inst, size, entry))
+            held = lending.position(account, wallet)
+            if held.size:
+                rows.append(self._row(account, wallet, mode, inst, held))
         return rows
 
-    def _row(self, account: Account, wallet: str, mode: str, inst: Instrument, size: Decimal,
-             entry: Decimal) -> dict[str, Any]:
+    def _row(self, account: Account, wallet: str, mode: str, inst: Instrument,
+             held: lending.Position) -> dict[str, Any]:
         market = self.state.sim.market
+        size, entry = held.size, held.entry
         mark = market.price(inst.symbol)
         base, quote = account.holding(inst.base, wallet), account.holding(inst.quote, wallet)
         value = lending.value(account, market, wallet)
@@ -112,10 +113,10 @@ class OkxMargin:
         maintenance = value.liabilities * (LIQUIDATION_LEVEL - 1)
         lever = account.loans.terms[wallet].max_leverage
         liq = lending.liquidation_price(base, quote, LIQUIDATION_LEVEL)
-        first = min((e.time_ms for e in account.loans.history(wallet)), default=0)
+        opened = held.opening.time_ms if held.opening else 0  # this position's, not the wallet's
         return {
             "adl": "1", "availPos": plain(abs(size) if long else quote.free),
-            "avgPx": plain(entry), "cTime": str(first), "ccy": inst.quote if long else inst.base,
+            "avgPx": plain(entry), "cTime": str(opened), "ccy": inst.quote if long else inst.base,
             "deltaBS": "", "deltaPA": "", "gammaBS": "", "gammaPA": "",
             "imr": "" if mode == "isolated" else plain(value.liabilities / (lever - 1)),
             "instId": render.inst_id(inst), "instType": "MARGIN",

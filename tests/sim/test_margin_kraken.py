@@ -11,8 +11,9 @@ from typing import Any
 import ccxt.async_support as ccxt
 import pytest
 
+from ctsd.sim.clock import ManualClock
 from ctsd.sim.server import SimulatorServer
-from tests.sim.conftest import ExchangeFactory, sim_config, trader_spec
+from tests.sim.conftest import T0, ExchangeFactory, sim_config, trader_spec
 
 SYMBOL = "BTC/USDT"
 KEY, SECRET = "kraken-margin", "c2ltLXNlY3JldC0wMDAx"
@@ -106,3 +107,55 @@ async def test_ledgers_list_each_opening_fee_and_rollover_once_and_a_position_it
         mark = value / Decimal(entry["vol"])  # the path moved over the advance
         assert Decimal(entry["net"]) == pytest.approx(
             cost - value - Decimal(fee["info"]["fee"]) * mark, abs=Decimal("0.01"))
+
+
+CLOCK_STEPS = {
+    "one-millisecond": (0, 0),  # the failing run: the close in the opening's millisecond
+    "one-millisecond-apart": (1, 1),
+    "clock-stepped-back": (1, -5_000),  # the wall clock set back between close and reopen
+}
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("flip", [False, True], ids=["close-then-reopen", "flip"])
+@pytest.mark.parametrize("steps", CLOCK_STEPS.values(), ids=CLOCK_STEPS.keys())
+async def test_a_later_position_carries_only_its_own_charges_whatever_the_timing(
+    make_exchange: ExchangeFactory, spec: Any, steps: tuple[int, int], flip: bool,
+) -> None:
+    """A 2x long (its opening fee and two rollovers, in USDT) then a short of 0.5 BTC,
+    opened by a sell after the close or by the one sell that flips the long (a 2x long
+    leaves the room to flip); the server clock moves by `steps` (ms) before the close and
+    before the reopen. The short's `net` is its own P&L less its own opening fee (0.02 %
+    of 0.5 BTC) and its `fee` its own order's (its opening share, for the flip): never the
+    long's. A cut by timestamp counted the long's charges whenever the close fell in the
+    long's millisecond (or the flip left no flat moment), and dropped the short's own when
+    the clock stepped back."""
+    clock = ManualClock(T0)
+    async with SimulatorServer(sim_config(accounts=(spec,)), clock=clock) as server:
+        ex = await _kraken(make_exchange, server)
+        await ex.create_order(SYMBOL, "market", "buy", 1, None, {"leverage": 2})
+        server.sim.advance(8 * 3600)  # two rollovers
+        clock.advance(steps[0] / 1000)
+        if flip:
+            second = await ex.create_order(SYMBOL, "market", "sell", "1.5", None,
+                                           {"leverage": 5})
+        else:
+            await ex.create_order(SYMBOL, "market", "sell", 1, None, {"leverage": 5})
+            clock.advance(steps[1] / 1000)
+            second = await ex.create_order(SYMBOL, "market", "sell", "0.5", None,
+                                           {"leverage": 5})
+        assert len(await ex.fetch_ledger(None, None, None, {"type": "rollover"})) == 2
+        [entry] = (await ex.private_post_openpositions({"docalcs": True}))["result"].values()
+        assert (entry["ordertxid"], entry["type"], entry["vol"]) == (second["id"], "sell",
+                                                                     "0.50000000")
+        value, cost = Decimal(entry["value"]), Decimal(entry["cost"])
+        mark = value / Decimal(entry["vol"])
+        own_fee = Decimal("0.5") * Decimal("0.0002")  # BTC: the short's opening fee only
+        assert Decimal(entry["net"]) == pytest.approx(cost - value - own_fee * mark,
+                                                      abs=Decimal("0.01"))
+        order = await ex.fetch_order(second["id"], SYMBOL)
+        share = Decimal("0.5") / Decimal(str(order["amount"]))
+        assert Decimal(entry["fee"]) == pytest.approx(
+            Decimal(str(order["fee"]["cost"])) * share, abs=Decimal("0.01"))
+        trade = (await ex.private_post_tradebalance({"asset": "ZUSD"}))["result"]
+        assert Decimal(trade["n"]) == pytest.approx(Decimal(entry["net"]), abs=Decimal("1e-4"))

@@ -4,14 +4,16 @@ hour of the path clock, the leverage of a spot instrument, and liquidation."""
 
 from __future__ import annotations
 
+import time
 from decimal import Decimal
 from typing import Any
 
 import ccxt.async_support as ccxt
 import pytest
 
+from ctsd.sim.clock import ManualClock
 from ctsd.sim.server import SimulatorServer
-from tests.sim.conftest import API_KEY, PASSPHRASE, SECRET, ExchangeFactory
+from tests.sim.conftest import API_KEY, PASSPHRASE, SECRET, ExchangeFactory, sim_config
 
 SYMBOL = "BTC/USDT"
 
@@ -70,3 +72,25 @@ async def test_an_isolated_short_is_liquidated_as_the_price_rises(
     assert await ex.fetch_positions([SYMBOL], {"instType": "MARGIN"}) == []
     rates = (await ex.private_get_account_interest_rate({"ccy": "BTC"}))["data"]
     assert Decimal(rates[0]["interestRate"]) > 0
+
+
+@pytest.mark.asyncio
+async def test_a_reopened_position_is_dated_by_its_own_opening(
+    make_exchange: ExchangeFactory,
+) -> None:
+    """`cTime` is the position's creation: after a long closed, the short opened a second
+    later is dated by its own opening fill, not by the wallet's first loan (the long's)."""
+    clock = ManualClock(time.time_ns() // 1_000_000)  # OKX signs with the wall clock
+    async with SimulatorServer(sim_config(), clock=clock) as server:
+        ex = await _okx(make_exchange, server)
+        await ex.create_order(SYMBOL, "market", "buy", 1, None, {"marginMode": "isolated"})
+        [long] = await ex.fetch_positions([SYMBOL], {"instType": "MARGIN"})
+        clock.advance(1)
+        await ex.create_order(SYMBOL, "market", "sell", long["contracts"], None,
+                              {"marginMode": "isolated"})
+        clock.advance(1)
+        reopened = clock.now_ms()
+        await ex.create_order(SYMBOL, "market", "sell", "0.5", None, {"marginMode": "isolated"})
+        [short] = await ex.fetch_positions([SYMBOL], {"instType": "MARGIN"})
+        assert short["side"] == "short" and int(long["info"]["cTime"]) == reopened - 2000
+        assert int(short["info"]["cTime"]) == reopened
