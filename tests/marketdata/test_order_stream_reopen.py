@@ -1,6 +1,7 @@
 """A private order stream cut while its replacement is still being opened: the reopen
 hangs in one phase (the venue does not answer the listen-key/listenToken request, or the
-WebSocket handshake) and the stream must still come back and carry the next fill.
+WebSocket handshake; Binance spot, cross margin and USDⓈ-M, Bybit and OKX) and the stream
+must still come back and carry the next fill.
 
 Why: a reopen that never connects kept `OrderFeed` waiting for good (a LIVE engine then
 ran on REST reconciliation for the rest of its life, every fill read over REST). ccxt's
@@ -36,14 +37,18 @@ BACK_S = 6.0
 CONNECT_S = 1.0
 
 CASES = {
-    # name: (api type, symbol, private socket path, path the reopen hangs on, its method)
-    "spot-socket": (ApiType.SPOT, "BTC/USDT", "/ws-api", "/ws-api/v3", None),
-    "margin-token": (ApiType.MARGIN, "BTC/USDT", "/ws-api", "/sapi/v1/userListenToken",
-                     "POST"),
-    "margin-socket": (ApiType.MARGIN, "BTC/USDT", "/ws-api", "/ws-api/v3", None),
-    "usdm-key": (ApiType.PERPETUAL_FUTURES, "BTC/USDT:USDT", "/fstream", "/fapi/v1/listenKey",
-                 "POST"),
-    "usdm-socket": (ApiType.PERPETUAL_FUTURES, "BTC/USDT:USDT", "/fstream", "/fstream", None),
+    # name: (venue, api type, symbol, private socket path, path the reopen hangs on, method)
+    "spot-socket": ("binance", ApiType.SPOT, "BTC/USDT", "/ws-api", "/ws-api/v3", None),
+    "margin-token": ("binance", ApiType.MARGIN, "BTC/USDT", "/ws-api",
+                     "/sapi/v1/userListenToken", "POST"),
+    "margin-socket": ("binance", ApiType.MARGIN, "BTC/USDT", "/ws-api", "/ws-api/v3", None),
+    "usdm-key": ("binance", ApiType.PERPETUAL_FUTURES, "BTC/USDT:USDT", "/fstream",
+                 "/fapi/v1/listenKey", "POST"),
+    "usdm-socket": ("binance", ApiType.PERPETUAL_FUTURES, "BTC/USDT:USDT", "/fstream",
+                    "/fstream", None),
+    # a login per socket: only the handshake can hang
+    "bybit-socket": ("bybit", ApiType.SPOT, "BTC/USDT", "/v5/private", "/v5/private", None),
+    "okx-socket": ("okx", ApiType.SPOT, "BTC/USDT", "/ws/v5/private", "/ws/v5/private", None),
 }
 
 
@@ -51,8 +56,8 @@ CASES = {
 async def test_a_stream_cut_while_its_reopen_hangs_comes_back_and_delivers(
     server: SimulatorServer, factory: ExchangeClientFactory, case: str,
 ) -> None:
-    api_type, symbol, socket_path, hang_path, method = CASES[case]
-    target = ConnectionTarget("binance", api_type)
+    venue, api_type, symbol, socket_path, hang_path, method = CASES[case]
+    target = ConnectionTarget(venue, api_type)
     credentials = funded(server, f"reopen-{case}")
     async with AsyncExitStack() as stack:
         orders = await stream_orders(stack, factory, target, credentials, symbol, margin_mode=(
@@ -65,10 +70,9 @@ async def test_a_stream_cut_while_its_reopen_hangs_comes_back_and_delivers(
         async with asyncio.timeout(WAIT_S):
             await feed.until_live()
         # the reopen's phase hangs (once), then the live socket is cut
-        server.sim.add_fault(FaultSpec(FaultKind.HANG, venue="binance", path_prefix=hang_path,
+        server.sim.add_fault(FaultSpec(FaultKind.HANG, venue=venue, path_prefix=hang_path,
                                        method=method, delay_s=60.0))
-        server.sim.add_fault(FaultSpec(FaultKind.WS_DROP, venue="binance",
-                                       path_prefix=socket_path))
+        server.sim.add_fault(FaultSpec(FaultKind.WS_DROP, venue=venue, path_prefix=socket_path))
         async with asyncio.timeout(WAIT_S):
             while feed.gaps == 0:  # noqa: ASYNC110
                 await asyncio.sleep(0.02)  # the hub cuts it on its next tick
