@@ -245,13 +245,23 @@ async def close_ws(exchange: Any, connect_timeout_s: float = 10.0) -> None:
 
     ccxt.pro dials in a task of its own and its `close()` closes only connections that
     exist: one closed mid-dial finishes dialling afterwards and stays open for good.
-    So dials under way are waited for (bounded) before closing."""
+    So dials under way are cancelled (those `pace_opens` runs) and waited for (bounded)
+    before closing: a handshake the venue does not answer would otherwise hold the close
+    for ccxt's whole connection timeout, and with it the stream that replaces this one."""
     setattr(exchange, _CLOSING, True)  # a dial still waiting for its pace never starts
     for timer in getattr(exchange, _TIMERS, ()):
         timer.cancel()
     clients = list((getattr(exchange, "clients", None) or {}).values())
-    dialling = [c.connected for c in clients if getattr(c, "connecting", False)
-                and not getattr(c, _PACING, False) and not c.connected.done()]
+    dialling: list[asyncio.Future[Any]] = []
+    for c in clients:
+        if not getattr(c, "connecting", False) or c.connected.done():
+            continue
+        task = getattr(c, _DIAL, None)
+        if task is not None and not task.done():
+            task.cancel()  # a handshake cut short leaves no socket; one done is closed below
+            dialling.append(task)
+        elif task is None and not getattr(c, _PACING, False):
+            dialling.append(c.connected)
     if dialling:
         await asyncio.wait(dialling, timeout=connect_timeout_s)
     await exchange.close()
@@ -261,6 +271,8 @@ async def close_ws(exchange: Any, connect_timeout_s: float = 10.0) -> None:
 
 _PACED = "_ctsd_paced"
 _PACING = "_ctsd_pacing"
+_DIAL = "_ctsd_dial"
+"""The task a client dials in (`pace_opens`), for `close_ws` to cancel."""
 _CLOSING = "_ctsd_closing"
 
 
@@ -280,6 +292,7 @@ def pace_opens(exchange: Any, wait: Callable[[], Awaitable[None]]) -> None:
             dial = made.open
 
             async def paced(session: Any, backoff_delay: float = 0) -> None:
+                setattr(made, _DIAL, asyncio.current_task())
                 setattr(made, _PACING, True)
                 try:
                     await wait()
@@ -343,6 +356,13 @@ def ws_connected(exchange: Any) -> bool:
                 connected.exception() is None):
             return True
     return False
+
+
+def ws_pacing(exchange: Any) -> bool:
+    """Whether a WebSocket client of `exchange` is waiting for its turn to dial
+    (`pace_opens`): a stream not connected yet for that is queued, not stuck."""
+    clients = getattr(exchange, "clients", None) or {}
+    return any(getattr(client, _PACING, False) for client in clients.values())
 
 
 MARKET_ATTRIBUTES = ("markets", "markets_by_id", "symbols", "ids", "currencies",

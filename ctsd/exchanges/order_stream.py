@@ -45,6 +45,12 @@ class OrderStream(AsyncClosing):
 
         return ccxt_internals.ws_connected(self._exchange)
 
+    def pacing(self) -> bool:
+        """Whether its WebSocket waits for the venue's connection pacer to dial."""
+        from ctsd.exchanges import ccxt_internals
+
+        return ccxt_internals.ws_pacing(self._exchange)
+
     async def orders(self) -> list[Order]:
         """The next order updates (see `updates`)."""
         orders, _ = await self.updates(positions=False)

@@ -19,7 +19,10 @@ on with a new stream (a fresh login). A refused login (authentication,
 permission) is not retried: the broker fails the engine naming the venue's
 reason. The stream
 counts as live once its connection is up with the watch pending and nothing
-failed: an idle account sends nothing, and that must not read as an outage.
+failed: an idle account sends nothing, and that must not read as an outage. A stream
+that has not connected `connect_s` after it was opened is a failure like any other (a
+reopen can hang in its listen-key request or handshake, or, under load, stay pending
+with no connection of its stream at all, for good).
 """
 
 from __future__ import annotations
@@ -46,7 +49,7 @@ class OrderFeed:
     def __init__(self, stream: OrderStream, reopen: Callable[[], Awaitable[OrderStream]],
                  convert: Callable[[Order], ExchangeOrder | None],
                  on_update: Callable[[], None], clock: Clock, *, settle_s: float = 1.0,
-                 retry_s: float = 1.0, max_retry_s: float = 30.0,
+                 retry_s: float = 1.0, max_retry_s: float = 30.0, connect_s: float = 60.0,
                  convert_position: Callable[[Position], VenuePosition] | None = None,
                  ) -> None:
         self._stream = stream
@@ -60,6 +63,9 @@ class OrderFeed:
         self._settle_s = settle_s
         self._retry_s = retry_s
         self._max_retry_s = max_retry_s
+        self._connect_s = connect_s
+        """A stream not connected this long after its watch began (its pacing turn
+        aside) is given up for a new one (`_settle`)."""
         self._buffer: list[ExchangeOrder] = []
         self._gap = False
         self._convert_position = convert_position
@@ -186,7 +192,15 @@ class OrderFeed:
     async def _settle(self, watch: asyncio.Future[Any]) -> None:
         """Live once the watch has been pending `settle_s` on an open connection. Looked at
         again every `settle_s` while the connection is still opening (a slow login): an
-        idle account sends nothing, so the watch alone would never say it is up."""
+        idle account sends nothing, so the watch alone would never say it is up.
+
+        Bounded by `connect_s` (time spent waiting for the venue's connection pacer
+        aside): a watch that stays pending with no connection of its stream is a reopen
+        that went wrong (a listen-key request or handshake the venue does not answer; a
+        watch seen pending for good with no client of the stream connected, under load),
+        and nothing else would end it: the engine would run on REST reconciliation for
+        good. It fails as a stream failure does: a gap, then a new stream."""
+        started = self._clock.monotonic()
         while not watch.done():
             sleeper: asyncio.Future[Any] = asyncio.ensure_future(
                 self._clock.sleep(self._settle_s))
@@ -194,9 +208,17 @@ class OrderFeed:
                 await asyncio.wait((watch, sleeper), return_when=asyncio.FIRST_COMPLETED)
             finally:
                 sleeper.cancel()
-            if not watch.done() and self._stream.connected():
+            if watch.done():
+                return
+            if self._stream.connected():
                 self._up()
                 return
+            if self._stream.pacing():
+                started = self._clock.monotonic()
+            elif self._clock.monotonic() - started >= self._connect_s:
+                raise ExchangeFailure(FailureClass.TIMEOUT, (
+                    f"{self._stream.target.exchange}: private stream not connected "
+                    f"{self._connect_s:g} s after it was opened"))
 
     def _up(self) -> None:
         if not self._live:

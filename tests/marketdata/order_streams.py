@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+from contextlib import AsyncExitStack
 from decimal import ROUND_DOWN, Decimal
 from functools import partial
 
@@ -10,12 +12,41 @@ from ctsd.clock import SystemClock
 from ctsd.engine.orders import OrderStatus, client_order_id
 from ctsd.engine.ports import ExchangeOrder
 from ctsd.exchanges.factory import ExchangeClientFactory
+from ctsd.exchanges.margin import MarginClient
 from ctsd.exchanges.model import ApiCredentials, ConnectionTarget
+from ctsd.exchanges.spec import ApiType
+from ctsd.ratelimit import Lane
 from ctsd.sim.server import SimulatorServer
 from ctsd.strategies.model import OrderType, Side
+from ctsd.wiring.engine_margin import MarginLeverage
 from ctsd.wiring.engine_order_stream import OrderFeed
 from ctsd.wiring.engine_orders import ExchangeOrders
 from tests.marketdata.conftest import WAIT_S
+from tests.support.market_rig import account_spec
+
+
+def funded(server: SimulatorServer, name: str) -> ApiCredentials:
+    """An account of the test's own with spot and (Binance) cross-margin USDT."""
+    secret = base64.b64encode(f"{name}-secret".encode().ljust(64, b".")).decode()
+    credentials = ApiCredentials(f"{name}-key", secret, "sim-pass")
+    server.sim.provision(account_spec(credentials.api_key, secret=secret,
+                                      passphrase=credentials.passphrase))
+    return credentials
+
+
+async def stream_orders(stack: AsyncExitStack, factory: ExchangeClientFactory,
+                        target: ConnectionTarget, credentials: ApiCredentials,
+                        symbol: str, margin_mode: str | None = None) -> ExchangeOrders:
+    """The engine's order calls on an ORDER-lane client of `target` (closed with `stack`);
+    a margin connection's orders borrow as an engine's do."""
+    client = await factory.client(target, credentials, lane=Lane.ORDER)
+    stack.push_async_callback(client.close)
+    params = None
+    if target.api_type is ApiType.MARGIN:
+        margin = MarginClient(client)
+        await margin.prepare((symbol,), {})  # Bybit: the account's spot-margin switch
+        params = MarginLeverage(margin).order_params
+    return ExchangeOrders(client, margin_mode=margin_mode, order_params=params)
 
 
 async def feed_of(factory: ExchangeClientFactory, target: ConnectionTarget,

@@ -9,7 +9,6 @@ they are matched to the engine's client order id by the id the placement answere
 from __future__ import annotations
 
 import asyncio
-import base64
 from contextlib import AsyncExitStack
 from decimal import Decimal
 
@@ -17,29 +16,22 @@ import pytest
 
 from ctsd.exchanges.ccxt_internals import pending_timers
 from ctsd.exchanges.factory import ExchangeClientFactory
-from ctsd.exchanges.margin import MarginClient
-from ctsd.exchanges.model import ApiCredentials, ConnectionTarget
+from ctsd.exchanges.model import ConnectionTarget
 from ctsd.exchanges.spec import ApiType
 from ctsd.ratelimit import Lane
 from ctsd.sim.server import SimulatorServer
-from ctsd.wiring.engine_margin import MarginLeverage
 from ctsd.wiring.engine_orders import ExchangeOrders
 from tests.marketdata.conftest import polled, violations
-from tests.marketdata.order_streams import feed_of, stream_agrees_with_rest
-from tests.support.market_rig import account_spec
+from tests.marketdata.order_streams import (
+    feed_of,
+    funded,
+    stream_agrees_with_rest,
+    stream_orders,
+)
 
 pytestmark = pytest.mark.asyncio
 SYMBOL = "BTC/USDT"
 AMOUNT = Decimal("0.002")
-
-
-def funded(server: SimulatorServer, name: str) -> ApiCredentials:
-    """An account of the test's own with spot and (Binance) cross-margin USDT."""
-    secret = base64.b64encode(f"{name}-secret".encode().ljust(64, b".")).decode()
-    credentials = ApiCredentials(f"{name}-key", secret, "sim-pass")
-    server.sim.provision(account_spec(credentials.api_key, secret=secret,
-                                      passphrase=credentials.passphrase))
-    return credentials
 
 
 @pytest.mark.parametrize(("venue", "api_type"), [
@@ -52,14 +44,7 @@ async def test_a_margin_order_streams_as_rest_reports_it(
     target = ConnectionTarget(venue, api_type)
     credentials = funded(server, f"{venue}-{api_type.value}-stream")
     async with AsyncExitStack() as stack:
-        client = await factory.client(target, credentials, lane=Lane.ORDER)
-        stack.push_async_callback(client.close)
-        params = None
-        if api_type is ApiType.MARGIN:
-            margin = MarginClient(client)
-            await margin.prepare((SYMBOL,), {})  # Bybit: the account's spot-margin switch
-            params = MarginLeverage(margin).order_params
-        orders = ExchangeOrders(client, order_params=params)
+        orders = await stream_orders(stack, factory, target, credentials, SYMBOL)
         feed = await feed_of(factory, target, credentials, orders)
         stack.push_async_callback(feed.close)
         spot = None
