@@ -146,7 +146,9 @@ async def test_every_fill_is_booked_once_through_every_websocket_fault(
         delivered.append(live.feed.updates)
         name = fault.kind.value if fault else "no fault"
         trace.append(f"after {name}: {stream_state(server, live)}")
-    seen = (delivered, reconciled, trace)
+    # A text, which pytest shows whole: a tuple's repr it cuts to a few hundred characters,
+    # which hid where the feed waited when this failed in a full run.
+    seen = "\n".join([f"delivered {delivered}, reconciled {reconciled}", *trace])
     assert reconciled[0] is False, seen  # no fault: the fill came by stream, no REST asked
     assert reconciled[1] and reconciled[2], seen  # a drop is a gap; a silent stall no echo
     assert live.feed.gaps >= 2 and live.woken, seen
@@ -178,7 +180,8 @@ def stream_state(server: SimulatorServer, live: Live) -> str:
                for c in ws_connections(server) if c["path"].startswith(PRIVATE)]
     return (f"updates {feed.updates}, gaps {feed.gaps}, live {feed.live}, problem "
             f"{feed.problem!r}, feed task at {where}, client connected "
-            f"{feed._stream.connected()}, sockets {sockets}, listening "
+            f"{feed._stream.connected()}, waiting to dial {feed._stream.pacing()}, "
+            f"sockets {sockets}, listening "
             f"{server.sim.events.listening_keys()}")
 
 
