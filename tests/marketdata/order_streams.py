@@ -50,11 +50,14 @@ async def stream_orders(stack: AsyncExitStack, factory: ExchangeClientFactory,
 
 
 async def feed_of(factory: ExchangeClientFactory, target: ConnectionTarget,
-                  credentials: ApiCredentials, orders: ExchangeOrders) -> OrderFeed:
+                  credentials: ApiCredentials, orders: ExchangeOrders, *,
+                  retry_s: float = 1.0, max_retry_s: float = 30.0,
+                  connect_s: float = 60.0) -> OrderFeed:
     """A started private order stream of `target`'s account, live (logged in)."""
     reopen = partial(factory.order_stream, target, credentials)
     feed = OrderFeed(await reopen(), reopen, orders.streamed, lambda: None, SystemClock(),
-                     settle_s=0.3)
+                     settle_s=0.3, retry_s=retry_s, max_retry_s=max_retry_s,
+                     connect_s=connect_s)
     feed.start()
     try:
         async with asyncio.timeout(WAIT_S):

@@ -16,19 +16,21 @@ from __future__ import annotations
 import asyncio
 from contextlib import AsyncExitStack
 from decimal import Decimal
-from functools import partial
 
 import pytest
 
-from ctsd.clock import SystemClock
 from ctsd.exchanges.factory import ExchangeClientFactory
 from ctsd.exchanges.model import ConnectionTarget
 from ctsd.exchanges.spec import ApiType
 from ctsd.sim.faults import FaultKind, FaultSpec
 from ctsd.sim.server import SimulatorServer
-from ctsd.wiring.engine_order_stream import OrderFeed
 from tests.marketdata.conftest import WAIT_S, violations
-from tests.marketdata.order_streams import funded, stream_agrees_with_rest, stream_orders
+from tests.marketdata.order_streams import (
+    feed_of,
+    funded,
+    stream_agrees_with_rest,
+    stream_orders,
+)
 
 pytestmark = pytest.mark.asyncio
 
@@ -62,13 +64,9 @@ async def test_a_stream_cut_while_its_reopen_hangs_comes_back_and_delivers(
     async with AsyncExitStack() as stack:
         orders = await stream_orders(stack, factory, target, credentials, symbol, margin_mode=(
             "cross" if api_type is ApiType.PERPETUAL_FUTURES else None))
-        reopen = partial(factory.order_stream, target, credentials)
-        feed = OrderFeed(await reopen(), reopen, orders.streamed, lambda: None, SystemClock(),
-                         settle_s=0.3, retry_s=0.05, max_retry_s=0.5, connect_s=CONNECT_S)
-        feed.start()
+        feed = await feed_of(factory, target, credentials, orders, retry_s=0.05,
+                             max_retry_s=0.5, connect_s=CONNECT_S)
         stack.push_async_callback(feed.close)
-        async with asyncio.timeout(WAIT_S):
-            await feed.until_live()
         # the reopen's phase hangs (once), then the live socket is cut
         server.sim.add_fault(FaultSpec(FaultKind.HANG, venue=venue, path_prefix=hang_path,
                                        method=method, delay_s=60.0))
