@@ -51,7 +51,7 @@ from ctsd.engine.assembly import assemble_engine  # noqa: E402
 from ctsd.engine.config import EngineConfig, PaperSettings, TradingMode, validate_config  # noqa: E402
 from ctsd.engine.engine import Engine  # noqa: E402
 from ctsd.engine.perpetual import AccountModes, MarginMode  # noqa: E402
-from ctsd.engine.ports import DesiredState, EngineRecord  # noqa: E402
+from ctsd.engine.store_ports import DesiredState, EngineRecord  # noqa: E402
 from ctsd.exchanges.client import ExchangeClient  # noqa: E402
 from ctsd.exchanges.factory import ExchangeClientFactory  # noqa: E402
 from ctsd.exchanges.model import ApiCredentials, ConnectionTarget  # noqa: E402

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from ctsd.clock import Clock
+from ctsd.engine.backend import EngineResources
 from ctsd.engine.brokers.base import Broker
 from ctsd.engine.brokers.live import LiveBroker, reconcile_phase
 from ctsd.engine.brokers.live_margin import LiveMarginBroker
@@ -21,11 +22,12 @@ from ctsd.engine.brokers.paper_margin import PaperMarginBroker
 from ctsd.engine.brokers.paper_perp import PaperPerpBroker
 from ctsd.engine.config import EngineConfig, TradingMode, ValidatedConfig
 from ctsd.engine.engine import Engine
+from ctsd.engine.lease_ports import Lease
 from ctsd.engine.margin_session import MarginSession
 from ctsd.engine.option_session import OptionSession
 from ctsd.engine.perp_session import FUNDING_TERMS_S, PerpSession
-from ctsd.engine.ports import EngineRecord, EngineResources, EngineStore, Lease
 from ctsd.engine.status import EngineStatus
+from ctsd.engine.store_ports import EngineRecord, EngineStore
 from ctsd.errors import FailedPrecondition
 from ctsd.strategies.model import MarketKind
 

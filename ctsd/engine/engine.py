@@ -34,21 +34,15 @@ from ctsd.clock import Clock
 from ctsd.engine.brokers.base import Broker
 from ctsd.engine.config import TradingMode, ValidatedConfig
 from ctsd.engine.intents import resolved
+from ctsd.engine.lease_ports import Fence, Lease
 from ctsd.engine.ledger import Ledger
 from ctsd.engine.margin_session import MarginSession
 from ctsd.engine.market import DryRun, decide_dry, fetch_infos, fetch_snapshot
+from ctsd.engine.market_ports import MarketDataSource, MarketEvents
 from ctsd.engine.option_session import EXPIRY_TAG, OptionSession
 from ctsd.engine.orders import Execution, Order, OrderStatus
 from ctsd.engine.perp_session import PerpSession, check_spot, position_statuses
 from ctsd.engine.perpetual import AppliedSetting, MismatchPolicy, VenueTrade
-from ctsd.engine.ports import (
-    EngineRecord,
-    EngineStore,
-    Fence,
-    Lease,
-    MarketDataSource,
-    MarketEvents,
-)
 from ctsd.engine.position_check import (
     CONFIRM_READS,
     Difference,
@@ -69,6 +63,7 @@ from ctsd.engine.status import (
     PositionStatus,
     check_transition,
 )
+from ctsd.engine.store_ports import EngineRecord, EngineStore
 from ctsd.engine.wakes import Quieting
 from ctsd.errors import LeaseLost
 from ctsd.strategies.model import (

@@ -34,21 +34,14 @@ from typing import TYPE_CHECKING
 from ctsd import fencing
 from ctsd.clock import Clock, SystemClock
 from ctsd.connections.locks import ConnectionLocks
+from ctsd.engine.backend import EngineBackend, EngineResources
 from ctsd.engine.config import EngineConfig, TradingMode, ValidatedConfig, validate_config
+from ctsd.engine.lease_ports import EngineLeases, Lease
+from ctsd.engine.market_ports import MarketDataSource, PerpetualMarketData
 from ctsd.engine.orders import Fill, Order
 from ctsd.engine.paging import Listing, listing, page_request
-from ctsd.engine.ports import (
-    DesiredState,
-    EngineBackend,
-    EngineLeases,
-    EngineRecord,
-    EngineResources,
-    EngineStore,
-    Lease,
-    MarketDataSource,
-    PerpetualMarketData,
-)
 from ctsd.engine.status import EngineState, EngineStatus, Failure, FailureCode
+from ctsd.engine.store_ports import DesiredState, EngineRecord, EngineStore
 from ctsd.engine.watch import StatusHub, Watcher
 from ctsd.errors import FailedPrecondition, NotFound
 from ctsd.strategies.model import Balance, MarketKind, Portfolio

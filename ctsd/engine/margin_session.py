@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import logging
 
+from ctsd.engine.account_ports import MarginAccount
 from ctsd.engine.config import EngineConfig
+from ctsd.engine.market_ports import MarginMarketData
 from ctsd.engine.perpetual import AppliedSetting, MarginMode
-from ctsd.engine.ports import MarginAccount, MarginMarketData
 from ctsd.errors import FailedPrecondition, FieldViolation
 
 log = logging.getLogger("ctsd.engine")

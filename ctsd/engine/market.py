@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from ctsd.clock import Clock
-from ctsd.engine.ports import MarketDataSource
+from ctsd.engine.market_ports import MarketDataSource
 from ctsd.engine.risk import RiskGate, RiskVerdict
 from ctsd.strategies.base import DataNeeds, Strategy
 from ctsd.strategies.model import (

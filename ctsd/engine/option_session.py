@@ -29,11 +29,12 @@ import logging
 from collections.abc import Callable, Sequence
 from decimal import Decimal
 
+from ctsd.engine.account_ports import OptionAccount
 from ctsd.engine.config import EngineConfig
 from ctsd.engine.ledger import Ledger
+from ctsd.engine.market_ports import OptionMarketData
 from ctsd.engine.options import OptionTerms
 from ctsd.engine.orders import Execution, Fill, Order, OrderStatus
-from ctsd.engine.ports import OptionAccount, OptionMarketData
 from ctsd.engine.position_check import Difference, compare
 from ctsd.errors import FailedPrecondition, FieldViolation
 from ctsd.strategies.base import DataNeeds

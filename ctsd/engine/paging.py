@@ -2,7 +2,7 @@
 
 A token is the storage position of the last row a client got. Positions
 grow with every row stored and never move, so paging stays exact while the
-engine keeps trading (`ctsd.engine.ports.Page`). A token this daemon did
+engine keeps trading (`ctsd.engine.store_ports.Page`). A token this daemon did
 not issue is the client's mistake: INVALID_ARGUMENT naming `page_token`.
 """
 
@@ -12,7 +12,7 @@ import base64
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-from ctsd.engine.ports import Page
+from ctsd.engine.store_ports import Page
 from ctsd.errors import InvalidArgument
 
 T = TypeVar("T")

@@ -24,8 +24,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from decimal import Decimal
 
+from ctsd.engine.account_ports import PerpetualAccount
 from ctsd.engine.config import EngineConfig, leverage_field
 from ctsd.engine.ledger import Ledger
+from ctsd.engine.market_ports import PerpetualMarketData
 from ctsd.engine.perpetual import (
     AccountModes,
     AppliedSetting,
@@ -34,7 +36,6 @@ from ctsd.engine.perpetual import (
     VenuePosition,
     max_leverage,
 )
-from ctsd.engine.ports import PerpetualAccount, PerpetualMarketData
 from ctsd.engine.status import PositionStatus
 from ctsd.errors import FailedPrecondition, FieldViolation, InvalidArgument
 from ctsd.strategies.base import DataNeeds

@@ -34,10 +34,10 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from ctsd.clock import Clock
+from ctsd.engine.account_ports import PerpetualAccount
 from ctsd.engine.ledger import Ledger, split_symbol
 from ctsd.engine.orders import Execution, Fill, Order, OrderStatus
 from ctsd.engine.perpetual import VenuePosition, VenueTrade
-from ctsd.engine.ports import PerpetualAccount
 from ctsd.strategies.model import OrderType, PositionSide, Side
 
 ZERO = Decimal(0)

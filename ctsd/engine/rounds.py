@@ -43,7 +43,7 @@ from __future__ import annotations
 from typing import Protocol, runtime_checkable
 
 from ctsd.engine.orders import Execution, client_order_id
-from ctsd.engine.ports import EngineStore
+from ctsd.engine.store_ports import EngineStore
 
 
 @runtime_checkable

@@ -26,9 +26,10 @@ from collections.abc import Awaitable, Callable
 from ctsd.clock import Clock
 from ctsd.engine.brokers.base import Broker
 from ctsd.engine.config import TradingMode
+from ctsd.engine.lease_ports import Lease
 from ctsd.engine.orders import Execution, Order, OrderRequest
-from ctsd.engine.ports import EngineRecord, EngineStore, Lease
 from ctsd.engine.rounds import Rounds, SendsAhead
+from ctsd.engine.store_ports import EngineRecord, EngineStore
 from ctsd.strategies.model import OrderIntent, PositionSide
 from ctsd.tasks import retrieve_outcome
 

@@ -31,10 +31,11 @@ from typing import Any
 
 from ctsd import fencing
 from ctsd.clock import Clock
+from ctsd.engine.backend import EngineResources
 from ctsd.engine.engine import Engine, RiskLimitBreached
-from ctsd.engine.ports import DesiredState, EngineResources, EngineStore
 from ctsd.engine.position_check import PositionMismatch
 from ctsd.engine.status import EngineState, Failure, FailureCode
+from ctsd.engine.store_ports import DesiredState, EngineStore
 from ctsd.errors import ExchangeUnavailable, LeaseLost, ResourceExhausted
 from ctsd.tasks import Interrupted, cancel_and_wait, unless_set
 

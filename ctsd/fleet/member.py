@@ -42,7 +42,7 @@ from functools import partial
 
 from ctsd.clock import Clock
 from ctsd.engine.config import EngineConfig
-from ctsd.engine.ports import Fence
+from ctsd.engine.lease_ports import Fence
 from ctsd.engine.status import EngineStatus
 from ctsd.errors import FailedPrecondition, LeaseLost, Unavailable
 from ctsd.fleet.model import FleetView, MemberInfo
@@ -85,7 +85,7 @@ class LeaseSettings:
 
 
 class HeldLease:
-    """One engine's lease as this member holds it (`ctsd.engine.ports.Lease`)."""
+    """One engine's lease as this member holds it (`ctsd.engine.lease_ports.Lease`)."""
 
     def __init__(self, member: FleetMember, connection_id: str, fence: Fence,
                  taken_at: float) -> None:
@@ -200,7 +200,7 @@ class FleetMember:
         with contextlib.suppress(Exception):
             await self._store.leave(self.info.id)
 
-    # --- the engine manager's side (`ctsd.engine.ports.EngineLeases`) ----------------
+    # --- the engine manager's side (`ctsd.engine.lease_ports.EngineLeases`) ----------
 
     async def acquire(self, connection_id: str) -> HeldLease:
         try:

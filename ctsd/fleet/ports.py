@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from ctsd.engine.config import EngineConfig
-from ctsd.engine.ports import Fence, Lease
+from ctsd.engine.lease_ports import Fence, Lease
 from ctsd.engine.status import EngineStatus
 from ctsd.fleet.model import FleetView, MemberInfo
 

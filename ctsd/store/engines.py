@@ -21,9 +21,10 @@ from decimal import Decimal
 from typing import Any, TypeVar
 
 from ctsd.engine.config import EngineConfig, PaperSettings, RiskLimits, TradingMode
+from ctsd.engine.lease_ports import Fence
 from ctsd.engine.orders import Execution, Fill, Order, OrderStatus
 from ctsd.engine.perpetual import FundingPayment, MismatchPolicy, PaymentKind
-from ctsd.engine.ports import DesiredState, EngineRecord, Fence, Page
+from ctsd.engine.store_ports import DesiredState, EngineRecord, Page
 from ctsd.store.database import Database, Row, Transaction
 from ctsd.store.fleet import SqlFleetStore
 from ctsd.strategies.model import OrderType, PositionSide, Side
@@ -132,7 +133,7 @@ def _funding(row: Row) -> FundingPayment:
 
 
 class SqlEngineStore:
-    """Implements `ctsd.engine.ports.EngineStore` on the daemon's `Database`."""
+    """Implements `ctsd.engine.store_ports.EngineStore` on the daemon's `Database`."""
 
     def __init__(self, db: Database, fleet: SqlFleetStore | None = None) -> None:
         self._db = db

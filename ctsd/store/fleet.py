@@ -33,8 +33,9 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+from ctsd.engine.lease_ports import Fence
 from ctsd.engine.orders import OrderStatus
-from ctsd.engine.ports import DesiredState, Fence
+from ctsd.engine.store_ports import DesiredState
 from ctsd.errors import LeaseLost
 from ctsd.fleet.model import FleetView, LeaseRow, Member, MemberInfo
 from ctsd.store.database import Database, Row, Transaction

@@ -1,6 +1,6 @@
 """The engine's `EngineBackend` on connections and the exchange layer.
 
-Why here: the engine (`ctsd.engine.ports`) knows neither connections nor ccxt;
+Why here: the engine (`ctsd.engine.backend`) knows neither connections nor ccxt;
 this module is the one place that turns a connection id into engine clients.
 It decides whether a connection may run an engine (it exists, is enabled, its
 last test did not fail) and hands out market data through the shared
@@ -45,9 +45,10 @@ from ctsd.connections.checks.results import TestStatus
 from ctsd.connections.credentials import CredentialResolver
 from ctsd.connections.model import Connection, MarketDataMethod, PositionMode
 from ctsd.connections.ports import ConnectionStore
+from ctsd.engine.backend import EngineResources
 from ctsd.engine.config import TradingMode
+from ctsd.engine.market_ports import MarketDataSource, MarketEvents
 from ctsd.engine.perpetual import AccountModes, MarginMode
-from ctsd.engine.ports import EngineResources, MarketDataSource, MarketEvents
 from ctsd.errors import (
     CredentialsUnavailable,
     ExchangeFailure,

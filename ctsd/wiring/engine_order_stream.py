@@ -33,8 +33,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ctsd.clock import Clock
+from ctsd.engine.order_ports import ExchangeOrder
 from ctsd.engine.perpetual import VenuePosition
-from ctsd.engine.ports import ExchangeOrder
 from ctsd.errors import ExchangeFailure, FailureClass
 from ctsd.exchanges.model import Order, Position
 from ctsd.exchanges.order_stream import OrderStream

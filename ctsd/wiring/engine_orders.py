@@ -1,7 +1,7 @@
 """`ExchangeOrders`: the engine's `ExchangeOrderClient` on one authenticated `ExchangeClient`.
 
 Why a separate adapter: the engine speaks in client order ids and its own
-enums (`ctsd.engine.ports`); the exchange layer in ccxt's vocabulary. The
+enums (`ctsd.engine.order_ports`); the exchange layer in ccxt's vocabulary. The
 errors need no translating here: the exchange layer already raises the
 `ctsd.errors` class the engine's contract names (`ExchangeFailure.of`).
 
@@ -26,8 +26,8 @@ from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
+from ctsd.engine.order_ports import ExchangeOrder, OrderTrade
 from ctsd.engine.orders import OrderStatus, is_engine_order
-from ctsd.engine.ports import ExchangeOrder, OrderTrade
 from ctsd.errors import (
     ClientError,
     Unavailable,

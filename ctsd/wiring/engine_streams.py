@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable, Mapping
 
 from ctsd.clock import Clock
-from ctsd.engine.ports import MarketDataSource
+from ctsd.engine.market_ports import MarketDataSource
 from ctsd.engine.wakes import Bands, quiet
 from ctsd.errors import FailedPrecondition
 from ctsd.exchanges import model as exchange_model

@@ -86,7 +86,7 @@ from ctsd.wiring.market_hub import HubOnDemand
 if TYPE_CHECKING:
     from ctsd.connections.checks.results import TestResult
     from ctsd.connections.checks.service import ConnectionTests
-    from ctsd.engine.ports import MarketDataSource
+    from ctsd.engine.market_ports import MarketDataSource
     from ctsd.exchanges.model import ConnectionTarget
     from ctsd.fleet.member import FleetMember
     from ctsd.wiring.engine_streams import StreamingMarketData

@@ -1,7 +1,7 @@
 """Injected fakes for engine tests: scripted market data, an in-memory store, a backend,
 and an in-memory exchange order client (time: `tests.support.virtual_clock`).
 
-They implement the protocols of `ctsd.engine.ports` exactly as
+They implement the engine's ports (`ctsd.engine.*_ports`, `backend`) exactly as
 the daemon's real implementations will, so tests never patch engine code.
 """
 
@@ -15,17 +15,13 @@ from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import TypeVar
 
+from ctsd.engine.backend import EngineResources
 from ctsd.engine.config import TradingMode
+from ctsd.engine.lease_ports import Fence
+from ctsd.engine.order_ports import ExchangeOrder
 from ctsd.engine.orders import Execution, Fill, Order, OrderStatus
 from ctsd.engine.perpetual import FundingPayment
-from ctsd.engine.ports import (
-    DesiredState,
-    EngineRecord,
-    EngineResources,
-    ExchangeOrder,
-    Fence,
-    Page,
-)
+from ctsd.engine.store_ports import DesiredState, EngineRecord, Page
 from ctsd.engine.wakes import Bands, quiet
 from ctsd.errors import CtsError, ExchangeUnavailable, FailureClass, NotFound, Unavailable
 from ctsd.strategies.base import DataNeeds

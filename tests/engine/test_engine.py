@@ -12,8 +12,8 @@ from ctsd.engine.brokers.paper import PaperBroker
 from ctsd.engine.config import EngineConfig, PaperSettings, RiskLimits, validate_config
 from ctsd.engine.engine import Engine, RiskLimitBreached
 from ctsd.engine.orders import OrderStatus
-from ctsd.engine.ports import DesiredState, EngineRecord
 from ctsd.engine.status import EngineStatus
+from ctsd.engine.store_ports import DesiredState, EngineRecord
 from ctsd.errors import Unavailable
 from ctsd.strategies.grid import GRID
 from ctsd.strategies.model import Side

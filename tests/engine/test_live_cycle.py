@@ -15,8 +15,10 @@ import pytest
 from ctsd.engine.brokers.live import MAX_PHASE, LiveBroker, reconcile_phase
 from ctsd.engine.config import EngineConfig, TradingMode, validate_config
 from ctsd.engine.engine import Engine
+from ctsd.engine.lease_ports import Fence
+from ctsd.engine.order_ports import ExchangeOrder
 from ctsd.engine.orders import Execution, OrderStatus
-from ctsd.engine.ports import DesiredState, EngineRecord, ExchangeOrder, Fence
+from ctsd.engine.store_ports import DesiredState, EngineRecord
 from ctsd.errors import Unavailable
 from ctsd.strategies.grid import GRID
 from ctsd.strategies.model import Balance

@@ -10,8 +10,8 @@ import pytest
 
 from ctsd.engine.config import TradingMode
 from ctsd.engine.orders import Execution, Order, OrderRequest, OrderStatus, client_order_id
-from ctsd.engine.ports import DesiredState, EngineRecord
 from ctsd.engine.status import EngineState
+from ctsd.engine.store_ports import DesiredState, EngineRecord
 from ctsd.engine.watch import Changed, Heartbeat, Snapshot
 from ctsd.errors import FailedPrecondition, InvalidArgument, NotFound
 from ctsd.strategies.model import Balance, OrderType, Side, Ticker

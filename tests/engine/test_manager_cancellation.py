@@ -17,10 +17,11 @@ import pytest
 import pytest_asyncio
 
 from ctsd.engine.activity import ACTIVE_STATES
+from ctsd.engine.backend import EngineResources
 from ctsd.engine.config import TradingMode
 from ctsd.engine.manager import EngineManager
-from ctsd.engine.ports import DesiredState, EngineResources
 from ctsd.engine.status import EngineState
+from ctsd.engine.store_ports import DesiredState
 from ctsd.errors import NotFound
 from ctsd.store.database import Database
 from ctsd.store.engines import SqlEngineStore

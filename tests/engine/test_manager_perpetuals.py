@@ -8,6 +8,7 @@ from decimal import Decimal
 
 import pytest
 
+from ctsd.engine.backend import EngineResources
 from ctsd.engine.config import TradingMode
 from ctsd.engine.perpetual import (
     AccountModes,
@@ -23,8 +24,8 @@ from ctsd.engine.perpetual import (
     VenueTrade,
     ladder,
 )
-from ctsd.engine.ports import DesiredState, EngineResources
 from ctsd.engine.status import EngineState, FailureCode
+from ctsd.engine.store_ports import DesiredState
 from ctsd.errors import FailedPrecondition
 from ctsd.strategies.model import Balance, Funding, MarketKind, PositionSide
 from tests.engine.fakes import FakeExchange

@@ -13,9 +13,10 @@ import pytest
 
 from ctsd.engine.config import TradingMode
 from ctsd.engine.manager import EngineManager
+from ctsd.engine.order_ports import ExchangeOrder
 from ctsd.engine.orders import OrderStatus
-from ctsd.engine.ports import DesiredState, ExchangeOrder
 from ctsd.engine.status import EngineState
+from ctsd.engine.store_ports import DesiredState
 from ctsd.errors import Unavailable
 from ctsd.strategies.model import Balance
 from tests.engine.fakes import FakeExchange

@@ -18,11 +18,12 @@ import pytest
 from ctsd.engine.brokers.live_perp import LivePerpBroker
 from ctsd.engine.config import TradingMode, validate_config
 from ctsd.engine.engine import Engine
+from ctsd.engine.order_ports import ExchangeOrder
 from ctsd.engine.orders import Order, OrderStatus, client_order_id
 from ctsd.engine.perp_session import PerpSession
 from ctsd.engine.perpetual import AccountModes, MarginMode, VenuePosition
-from ctsd.engine.ports import DesiredState, EngineRecord, ExchangeOrder
 from ctsd.engine.position_check import CONFIRM_READS, STREAM_LAG_S, PositionMismatch
+from ctsd.engine.store_ports import DesiredState, EngineRecord
 from ctsd.strategies.model import OrderType, PositionSide, Side
 from tests.engine.fakes import FakeExchange, MemoryStore, ScriptedEvents, ScriptedMarket
 from tests.engine.test_manager_perpetuals import FakePerpetuals

@@ -20,9 +20,9 @@ from ctsd.engine.brokers.paper import PaperBroker
 from ctsd.engine.config import EngineConfig, PaperSettings, RiskLimits, validate_config
 from ctsd.engine.engine import Engine, RiskLimitBreached
 from ctsd.engine.ledger import PnL
-from ctsd.engine.ports import DesiredState, EngineRecord
 from ctsd.engine.risk import RiskGate
 from ctsd.engine.status import EngineState, FailureCode
+from ctsd.engine.store_ports import DesiredState, EngineRecord
 from ctsd.engine.wakes import Quieting, quiet
 from ctsd.strategies.base import DataNeeds, PriceBand, PriceField, QuietBands
 from ctsd.strategies.grid import GRID as GRID_FACTORY

@@ -22,8 +22,9 @@ from decimal import Decimal
 import pytest
 
 from ctsd.engine.config import EngineConfig, TradingMode
+from ctsd.engine.order_ports import ExchangeOrder
 from ctsd.engine.orders import Execution, Order, OrderRequest, OrderStatus, client_order_id
-from ctsd.engine.ports import DesiredState, EngineRecord, ExchangeOrder
+from ctsd.engine.store_ports import DesiredState, EngineRecord
 from ctsd.strategies.model import Balance, OrderType, PositionSide, Side
 from tests.engine.fakes import FakeExchange, MemoryStore
 from tests.engine.world import SYMBOL, World, grid

@@ -28,10 +28,11 @@ from ctsd.engine.brokers.live_perp import LivePerpBroker
 from ctsd.engine.config import EngineConfig, TradingMode, validate_config
 from ctsd.engine.engine import Engine
 from ctsd.engine.margin import InterestCharge
+from ctsd.engine.order_ports import ExchangeOrder, OrderTrade
 from ctsd.engine.orders import OrderStatus, client_order_id
 from ctsd.engine.perp_session import PerpSession
 from ctsd.engine.perpetual import AccountModes, AppliedSetting, MarginMode, VenueTrade
-from ctsd.engine.ports import DesiredState, EngineRecord, ExchangeOrder, OrderTrade
+from ctsd.engine.store_ports import DesiredState, EngineRecord
 from ctsd.strategies.model import Balance, OrderType, PositionSide, Side
 from tests.engine.fakes import FakeExchange, MemoryStore, ScriptedMarket
 from tests.engine.test_position_check_stream import LaggingStream, PerpVenue

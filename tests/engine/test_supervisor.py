@@ -12,8 +12,8 @@ from ctsd.clock import SystemClock
 from ctsd.engine.config import RiskLimits, TradingMode
 from ctsd.engine.manager import EngineManager
 from ctsd.engine.orders import OrderStatus
-from ctsd.engine.ports import DesiredState
 from ctsd.engine.status import EngineState, EngineStatus, FailureCode
+from ctsd.engine.store_ports import DesiredState
 from ctsd.engine.supervisor import RestartPolicy
 from ctsd.store.database import Database
 from ctsd.store.engines import SqlEngineStore

@@ -28,8 +28,9 @@ from typing import Any, cast
 from ctsd import fencing
 from ctsd.engine.config import EngineConfig, RiskLimits, TradingMode
 from ctsd.engine.manager import EngineManager
-from ctsd.engine.ports import EngineStore, ExchangeOrder
+from ctsd.engine.order_ports import ExchangeOrder
 from ctsd.engine.status import EngineState
+from ctsd.engine.store_ports import EngineStore
 from ctsd.engine.supervisor import RestartPolicy
 from ctsd.errors import Unavailable
 from ctsd.fleet.member import FleetMember, LeaseSettings

@@ -13,8 +13,9 @@ import pytest
 import pytest_asyncio
 
 from ctsd.engine.config import EngineConfig
+from ctsd.engine.lease_ports import Fence
 from ctsd.engine.orders import Execution, Order, OrderRequest
-from ctsd.engine.ports import DesiredState, EngineRecord, Fence
+from ctsd.engine.store_ports import DesiredState, EngineRecord
 from ctsd.errors import LeaseLost
 from ctsd.fleet.model import MemberInfo
 from ctsd.store.database import Database

@@ -9,8 +9,8 @@ from decimal import ROUND_DOWN, Decimal
 from functools import partial
 
 from ctsd.clock import SystemClock
+from ctsd.engine.order_ports import ExchangeOrder
 from ctsd.engine.orders import OrderStatus, client_order_id
-from ctsd.engine.ports import ExchangeOrder
 from ctsd.exchanges.factory import ExchangeClientFactory
 from ctsd.exchanges.margin import MarginClient
 from ctsd.exchanges.model import ApiCredentials, ConnectionTarget

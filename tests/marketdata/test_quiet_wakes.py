@@ -19,7 +19,7 @@ from ctsd.clock import SystemClock
 from ctsd.engine.brokers.paper import PaperBroker
 from ctsd.engine.config import EngineConfig, PaperSettings, validate_config
 from ctsd.engine.engine import Engine
-from ctsd.engine.ports import DesiredState, EngineRecord
+from ctsd.engine.store_ports import DesiredState, EngineRecord
 from ctsd.exchanges.factory import ExchangeClientFactory
 from ctsd.exchanges.streams import StreamKind
 from ctsd.marketdata.feeds import SubKey

@@ -39,10 +39,11 @@ from cts.v1 import fleet_service_pb2_grpc as fgrpc
 from cts.v1 import health_service_pb2 as hpb
 from cts.v1 import health_service_pb2_grpc as hgrpc
 from ctsd.engine.config import EngineConfig, TradingMode
+from ctsd.engine.lease_ports import Fence
 from ctsd.engine.orders import Execution, Fill, Order, OrderStatus
 from ctsd.engine.perpetual import FundingPayment, PaymentKind
-from ctsd.engine.ports import DesiredState, EngineRecord, Fence
 from ctsd.engine.status import EngineState, EngineStatus
+from ctsd.engine.store_ports import DesiredState, EngineRecord
 from ctsd.fleet.model import MemberInfo
 from ctsd.store.connections import ConnectionRepository
 from ctsd.store.database import Database

@@ -8,7 +8,7 @@ from collections.abc import Callable
 import pytest
 
 from ctsd.engine.orders import Execution, OrderStatus
-from ctsd.engine.ports import EngineStore
+from ctsd.engine.store_ports import EngineStore
 from ctsd.store.database import Database
 from ctsd.store.engines import SqlEngineStore
 from tests.engine.fakes import MemoryStore

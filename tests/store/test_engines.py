@@ -15,7 +15,7 @@ import pytest
 from ctsd.engine.config import EngineConfig, PaperSettings, RiskLimits, TradingMode
 from ctsd.engine.orders import Execution, Fill, Order, OrderStatus
 from ctsd.engine.perpetual import FundingPayment, MismatchPolicy
-from ctsd.engine.ports import DesiredState, EngineRecord
+from ctsd.engine.store_ports import DesiredState, EngineRecord
 from ctsd.store.database import Database
 from ctsd.store.engines import SqlEngineStore, config_from_json, config_to_json
 from ctsd.strategies.model import OrderType, PositionSide, Side

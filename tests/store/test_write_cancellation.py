@@ -26,10 +26,11 @@ import pytest
 
 from ctsd.connections.model import Connection, CredentialField, CredentialsInfo
 from ctsd.engine.config import EngineConfig, TradingMode
+from ctsd.engine.lease_ports import Fence
 from ctsd.engine.orders import Execution, Fill, Order, OrderStatus
 from ctsd.engine.perpetual import FundingPayment, PaymentKind
-from ctsd.engine.ports import DesiredState, EngineRecord, Fence
 from ctsd.engine.status import EngineState, EngineStatus
+from ctsd.engine.store_ports import DesiredState, EngineRecord
 from ctsd.errors import LeaseLost
 from ctsd.fleet.model import MemberInfo
 from ctsd.store.connections import ConnectionRepository

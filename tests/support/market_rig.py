@@ -25,8 +25,8 @@ from ctsd.engine.assembly import assemble_engine
 from ctsd.engine.config import EngineConfig, PaperSettings, TradingMode, validate_config
 from ctsd.engine.engine import Engine
 from ctsd.engine.perpetual import AccountModes, AppliedSetting
-from ctsd.engine.ports import DesiredState, EngineRecord, EngineStore
 from ctsd.engine.status import EngineStatus
+from ctsd.engine.store_ports import DesiredState, EngineRecord, EngineStore
 from ctsd.exchanges.client import ExchangeClient
 from ctsd.exchanges.factory import ExchangeClientFactory
 from ctsd.exchanges.model import ApiCredentials, ConnectionTarget

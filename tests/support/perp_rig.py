@@ -21,8 +21,8 @@ from ctsd.engine.assembly import assemble_engine
 from ctsd.engine.config import EngineConfig, PaperSettings, TradingMode, validate_config
 from ctsd.engine.engine import Engine
 from ctsd.engine.perpetual import AccountModes, MarginMode, MismatchPolicy
-from ctsd.engine.ports import DesiredState, EngineRecord, EngineStore
 from ctsd.engine.status import EngineStatus
+from ctsd.engine.store_ports import DesiredState, EngineRecord, EngineStore
 from ctsd.errors import FieldViolation
 from ctsd.exchanges.spec import ApiType
 from ctsd.ratelimit import Lane

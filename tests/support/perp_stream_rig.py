@@ -21,11 +21,12 @@ from functools import partial
 
 from ctsd.clock import SystemClock
 from ctsd.engine.assembly import assemble_engine
+from ctsd.engine.backend import EngineResources
 from ctsd.engine.brokers.live_perp import LivePerpBroker
 from ctsd.engine.config import validate_config
 from ctsd.engine.engine import Engine
 from ctsd.engine.perpetual import AccountModes
-from ctsd.engine.ports import DesiredState, EngineRecord, EngineResources, EngineStore
+from ctsd.engine.store_ports import DesiredState, EngineRecord, EngineStore
 from ctsd.exchanges.factory import ExchangeClientFactory
 from ctsd.exchanges.model import ConnectionTarget
 from ctsd.exchanges.spec import ApiType

@@ -8,10 +8,10 @@ from decimal import Decimal
 
 import pytest
 
+from ctsd.engine.backend import EngineResources
 from ctsd.engine.config import RiskLimits, TradingMode
 from ctsd.engine.manager import EngineManager
 from ctsd.engine.perpetual import AccountModes, MarginMode, MismatchPolicy, SettingOutcome
-from ctsd.engine.ports import EngineResources
 from ctsd.engine.position_check import PositionMismatch
 from ctsd.errors import ExchangeRejected, FailedPrecondition, InvalidArgument
 from ctsd.exchanges.spec import ApiType

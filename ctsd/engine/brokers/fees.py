@@ -27,8 +27,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 
+from ctsd.engine.order_ports import ExchangeOrder, OrderTrade
 from ctsd.engine.orders import Order
-from ctsd.engine.ports import ExchangeOrder, OrderTrade
 
 ZERO = Decimal(0)
 

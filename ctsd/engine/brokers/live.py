@@ -40,9 +40,9 @@ from decimal import Decimal
 
 from ctsd.clock import Clock
 from ctsd.engine.brokers.fees import TradeFees
+from ctsd.engine.order_ports import ExchangeOrder, ExchangeOrderClient, OrderUpdates
 from ctsd.engine.orders import Execution, Fill, Order, OrderRequest, OrderStatus, is_engine_order
 from ctsd.engine.perpetual import FundingPayment, VenuePosition
-from ctsd.engine.ports import ExchangeOrder, ExchangeOrderClient, OrderUpdates
 from ctsd.errors import (
     ClientError,
     ExchangeFailure,

@@ -26,12 +26,13 @@ from collections.abc import Sequence
 from decimal import Decimal
 
 from ctsd.clock import Clock
+from ctsd.engine.account_ports import MarginAccount
 from ctsd.engine.brokers.live import LiveBroker
 from ctsd.engine.ledger import split_symbol
 from ctsd.engine.margin import InterestCharge
+from ctsd.engine.order_ports import ExchangeOrderClient, OrderUpdates
 from ctsd.engine.orders import Execution, Fill, Order, OrderStatus
 from ctsd.engine.perpetual import FundingPayment, MismatchPolicy, PaymentKind, VenueTrade
-from ctsd.engine.ports import ExchangeOrderClient, MarginAccount, OrderUpdates
 from ctsd.engine.position_check import PositionMismatch
 from ctsd.strategies.model import MarketSnapshot, OrderType
 

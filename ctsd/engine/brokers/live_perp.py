@@ -36,15 +36,11 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from ctsd.clock import Clock
+from ctsd.engine.account_ports import PerpetualAccount, PositionUpdates
 from ctsd.engine.brokers.live import LiveBroker
+from ctsd.engine.order_ports import ExchangeOrderClient, OrderUpdates
 from ctsd.engine.orders import Execution, Fill, Order
 from ctsd.engine.perpetual import FundingPayment, MarginMode, VenuePosition
-from ctsd.engine.ports import (
-    ExchangeOrderClient,
-    OrderUpdates,
-    PerpetualAccount,
-    PositionUpdates,
-)
 from ctsd.strategies.model import MarketSnapshot, PositionSide
 
 DEFAULT_FUNDING_POLL_S = 600.0

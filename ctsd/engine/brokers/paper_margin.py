@@ -35,9 +35,9 @@ from ctsd.engine.brokers.paper_terms import PaperBook, crosses, taker_price
 from ctsd.engine.config import PaperSettings
 from ctsd.engine.ledger import split_symbol
 from ctsd.engine.margin import LendingTerms
+from ctsd.engine.market_ports import MarginMarketData
 from ctsd.engine.orders import Execution, Fill, Order, OrderRequest, OrderStatus
 from ctsd.engine.perpetual import FundingPayment, PaymentKind, VenuePosition
-from ctsd.engine.ports import MarginMarketData
 from ctsd.strategies.model import (
     Balance,
     MarketInfo,

@@ -34,6 +34,7 @@ from ctsd.engine.brokers.paper_terms import PaperBook, crosses, taker_price
 from ctsd.engine.brokers.perp_account import PNL_STEP, ZERO, PerpLedger, Slot, closes
 from ctsd.engine.config import PaperSettings
 from ctsd.engine.ledger import split_symbol
+from ctsd.engine.market_ports import PerpetualMarketData
 from ctsd.engine.orders import Execution, Fill, Order, OrderRequest, OrderStatus
 from ctsd.engine.perpetual import (
     AccountModes,
@@ -42,7 +43,6 @@ from ctsd.engine.perpetual import (
     VenuePosition,
     max_leverage,
 )
-from ctsd.engine.ports import PerpetualMarketData
 from ctsd.strategies.model import (
     Balance,
     MarketSnapshot,
