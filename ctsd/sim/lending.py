@@ -122,15 +122,17 @@ def margin_wallets(account: Account) -> list[str]:
 
 
 def max_borrowable(account: Account, market: Market, wallet: str, asset: str,
-                   *, posting: Decimal = _ZERO) -> Decimal:
+                   *, posting: Decimal = _ZERO, alone: bool = False) -> Decimal:
     """How much more of `asset` the wallet may borrow before its level reaches the
     terms' initial level; `posting`: a value (in the quote) about to be moved in as
-    margin, counted as if it were there."""
+    margin, counted as if it were there. `alone`: the borrow is judged on the posting
+    only, as a position of its own (what an order opens past the position it closes:
+    `ctsd.sim.reversal`)."""
     terms = terms_of(account, wallet)
     price = price_of(market, asset)
     if not price:
         return _ZERO
-    v = value(account, market, wallet)
+    v = WalletValue(_ZERO, _ZERO) if alone else value(account, market, wallet)
     init = terms.initial_level
     room = (v.assets + posting - init * v.liabilities) / (init - 1)
     return max(room / price, _ZERO).quantize(AMOUNT_STEP, rounding="ROUND_DOWN")
@@ -164,7 +166,13 @@ class Position:
 def position(account: Account, wallet: str) -> Position:
     """The position of a position wallet (OKX margin, Kraken) from its fills since it was
     last flat: what the venues report as the position. Walked in fill order, so a close
-    and the next opening are told apart whatever their timestamps."""
+    and the next opening are told apart whatever their timestamps.
+
+    A fill that opens or grows the position adds what it brings in (less a fee taken in
+    the base); one that reduces it takes off all it trades: its fee, like the interest,
+    is a cost the position owes, paid when it closes (`ctsd.sim.reversal.settle`). A
+    fill for more than the position closes it and opens the rest the other way: the new
+    position carries the rest's share of the fill and of its fee."""
     size = entry = fee = _ZERO
     opening: Fill | None = None
     for f in account.fills:
@@ -173,21 +181,22 @@ def position(account: Account, wallet: str) -> Position:
         quote = f.symbol.split("/")[1]
         base_fee = f.fee if f.fee_asset != quote else _ZERO
         fill_fee = f.fee if f.fee_asset == quote else f.fee * f.price
-        signed = f.qty - base_fee if f.side is Side.BUY else -f.qty
-        if not size or (size > 0) == (signed > 0):
-            opening = opening if size else f
-            entry = (size * entry + signed * f.price) / (size + signed)
-            size += signed
-            fee += fill_fee
+        signed = f.qty if f.side is Side.BUY else -f.qty
+        if size and (size > 0) != (signed > 0) and f.qty <= abs(size):
+            after = size + signed
+            entry, opening, fee = (entry, opening, fee * after / size) if after else (
+                _ZERO, None, _ZERO)
+            size = after
             continue
-        after = size + signed
-        if not after:
-            entry, opening, fee = _ZERO, None, _ZERO
-        elif (after > 0) != (size > 0):
-            entry, opening, fee = f.price, f, fill_fee * abs(after) / abs(signed)
-        else:
-            fee = fee * after / size
-        size = after
+        if size and (size > 0) != (signed > 0):  # through flat: the rest opens
+            share = (f.qty - abs(size)) / f.qty
+            size, entry, opening, fee = _ZERO, _ZERO, f, _ZERO
+            signed, base_fee, fill_fee = signed * share, base_fee * share, fill_fee * share
+        received = signed - base_fee
+        opening = opening if size else f
+        entry = (size * entry + received * f.price) / (size + received)
+        size += received
+        fee += fill_fee
     return Position(size, entry, opening, fee)
 
 
@@ -210,11 +219,10 @@ def loan_charges(account: Account, wallet: str, asset: str) -> list[LoanEntry]:
 
 
 def posted_margin(account: Account, wallet: str) -> Decimal:
-    """What the account moved into a position wallet as margin since it was last flat."""
-    posted = _ZERO
-    for entry in account.loans.history(wallet, kinds=frozenset({LoanKind.TRANSFER})):
-        posted = posted + entry.amount if entry.amount > 0 else _ZERO
-    return posted
+    """What the account moved into a position wallet as margin since it was last flat, or
+    since a flip settled the position it closed (`ctsd.sim.reversal.settle`): the
+    current position's and its open orders', never a closed position's."""
+    return account.loans.posted.get(wallet, _ZERO)
 
 
 # --- moving money ----------------------------------------------------------------------
@@ -297,7 +305,8 @@ def transfer(account: Account, now: int, source: str, target: str, asset: str,
 
 
 def fund_order(account: Account, market: Market, order: Order, asset: str,
-               shortfall: Decimal, price: Decimal, quote: str) -> None:
+               shortfall: Decimal, price: Decimal, quote: str, *, alone: bool = False,
+               ) -> None:
     """What an auto-borrowing order lacks in its wallet: a position wallet first takes
     its margin from spot (in the quote), then the rest is borrowed. A buy's margin is
     1/leverage of what it pays; a sell borrows the whole base it sells, so its margin is
@@ -305,7 +314,9 @@ def fund_order(account: Account, market: Market, order: Order, asset: str,
 
     All or nothing: both limits are checked before anything moves, so a refused order
     leaves the account as it was (a margin posted for a borrow then refused stayed in
-    the position wallet, and the venue drifted from what its account showed)."""
+    the position wallet, and the venue drifted from what its account showed). `alone`:
+    the borrow is checked as a position of its own (`max_borrowable`), for the part of
+    an order that opens past the position it closes."""
     terms = terms_of(account, order.wallet)
     now = market.now_ms()
     need, margin = shortfall, _ZERO
@@ -320,10 +331,13 @@ def fund_order(account: Account, market: Market, order: Order, asset: str,
         if asset == quote:
             need = shortfall - margin
     if need > 0 and need > max_borrowable(account, market, order.wallet, asset,
-                                          posting=margin * price_of(market, quote)):
+                                          posting=margin * price_of(market, quote),
+                                          alone=alone):
         raise Rejection(RejectKind.BORROW_LIMIT, f"{asset} {need}")
     if margin:
         transfer(account, now, SPOT_WALLET, order.wallet, quote, margin)
+        account.loans.posted[order.wallet] = posted_margin(account, order.wallet) + margin
+        order.margin += margin
     if need > 0:
         borrow(account, market, order.wallet, asset, need, check=False)
         order.borrowed += need
@@ -341,6 +355,7 @@ def sweep_if_flat(account: Account, now: int, wallet: str) -> None:
     for asset, h in list(holdings.items()):
         if h.free > 0:
             transfer(account, now, wallet, SPOT_WALLET, asset, h.free)
+    account.loans.posted.pop(wallet, None)
 
 
 # --- interest --------------------------------------------------------------------------

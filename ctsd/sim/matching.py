@@ -36,7 +36,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, ROUND_DOWN, ROUND_HALF_UP, Decimal
 
-from ctsd.sim import derivatives, lending
+from ctsd.sim import derivatives, lending, reversal
 from ctsd.sim.accounts import (
     SPOT_WALLET,
     Account,
@@ -300,12 +300,13 @@ def _hold(account: Account, inst: Instrument, order: Order, price: Decimal, mark
         else:
             asset, amount = inst.base, order.qty
         holding = account.holding(asset, order.wallet)
-        if holding.free < amount:
+        usable, reverses = reversal.usable(account, order, holding.free, amount)
+        if usable < amount:
             if not order.auto_borrow:
                 raise Rejection(RejectKind.INSUFFICIENT_FUNDS,
                                 f"{asset} {holding.free} < {amount}")
-            lending.fund_order(account, market, order, asset, amount - holding.free, price,
-                               inst.quote)
+            lending.fund_order(account, market, order, asset, amount - usable, price,
+                               inst.quote, alone=reverses)
         holding.free -= amount
         holding.locked += amount
         order.locked = amount
@@ -332,6 +333,49 @@ def _release(
     order.updated_ms = now
 
 
+def _spot_fill(
+    account: Account, inst: Instrument, order: Order, qty: Decimal, price: Decimal,
+    fee: Decimal, release: Decimal, now: int,
+) -> None:
+    """Move a spot fill's funds; a fill that takes a position wallet through flat (and an
+    order that goes on past flat) closes the position, settles it and then opens the
+    rest (`ctsd.sim.reversal`)."""
+    closing, ends = reversal.closing_part(account, order, qty)
+    opened, opening_left = qty - closing, order.remaining - closing
+    if ends and order.remaining > closing:
+        share = closing / qty
+        _exchange(account, inst, order, closing, price, fee * share, release * share, now)
+        reversal.settle(account, now, order.wallet,
+                        inst.quote if order.side is Side.SELL else inst.base)
+        if opened:
+            _exchange(account, inst, order, opened, price, fee - fee * share,
+                      release - release * share, now)
+    else:
+        _exchange(account, inst, order, qty, price, fee, release, now)
+    reversal.consume_margin(order, opened, opening_left)
+
+
+def _exchange(
+    account: Account, inst: Instrument, order: Order, qty: Decimal, price: Decimal,
+    fee: Decimal, release: Decimal, now: int,
+) -> None:
+    """Spend what `qty` at `price` costs out of what the order held (`release`) and
+    receive what it brings in, less `fee` (what comes in repays first, `auto_repay`)."""
+    wallet = order.wallet
+    cost = qty * price
+    if order.side is Side.BUY:
+        quote = account.holding(inst.quote, wallet)
+        quote.locked -= release
+        quote.free += release - cost - (fee if order.fee_asset == inst.quote else 0)
+        lending.receive(account, now, wallet, inst.base,
+                        qty - (fee if order.fee_asset == inst.base else 0),
+                        auto_repay=order.auto_repay)
+    else:
+        account.holding(inst.base, wallet).locked -= release
+        lending.receive(account, now, wallet, inst.quote, cost - fee,
+                        auto_repay=order.auto_repay)
+
+
 def _fill(
     account: Account, market: Market, inst: Instrument, order: Order, price: Decimal,
     maker: bool, now: int, trade_ids: TradeIds, qty: Decimal | None = None,
@@ -345,20 +389,8 @@ def _fill(
     pnl = _ZERO
     trade_id = trade_ids()
     if inst.kind is InstrumentKind.SPOT:
-        wallet = order.wallet
-        base, quote = account.holding(inst.base, wallet), account.holding(inst.quote, wallet)
-        if order.side is Side.BUY:
-            fee = _charged(order.fees, qty * rate if order.fee_asset == inst.base else cost * rate)
-            quote.locked -= release
-            quote.free += release - cost - (fee if order.fee_asset == inst.quote else 0)
-            lending.receive(account, now, wallet, inst.base,
-                            qty - (fee if order.fee_asset == inst.base else 0),
-                            auto_repay=order.auto_repay)
-        else:
-            fee = _charged(order.fees, cost * rate)
-            base.locked -= release
-            lending.receive(account, now, wallet, inst.quote, cost - fee,
-                            auto_repay=order.auto_repay)
+        fee = _charged(order.fees, qty * rate if order.fee_asset == inst.base else cost * rate)
+        _spot_fill(account, inst, order, qty, price, fee, release, now)
     else:
         fee = _charged(order.fees, cost * rate)
         pnl = derivatives.apply_fill(account, market, inst, order, qty, price, fee, now,

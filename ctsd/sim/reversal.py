@@ -1,0 +1,101 @@
+"""An order on a position wallet (OKX margin, Kraken) that reverses the position: a close,
+then an open.
+
+The venues net an order against the position it opposes: up to the position's size it
+closes it (the proceeds repay the loan first, and the profit or loss left is the
+account's), and the rest opens a position the other way on margin of its own ("the
+leverage amount will apply to the new position and determine the collateral withheld",
+Kraken's "What is closing a position"; OKX auto-transfers margin in on opening and out
+on closing). So, over `ctsd.sim.lending`:
+
+- at placement (`usable`): the wallet's funds count only for the closing part (a buy
+  that covers a short pays the buy-back from what the short holds, and no more of it),
+  and the opening remainder posts its own margin and is checked as a position of its
+  own (`lending.fund_order(alone=True)`): the closed position's debt, which the closing
+  part repays, does not count against it. Checked on the whole wallet, a 5x long could
+  not flip at 5x.
+- at the fill that takes the position through flat (`settle`), between its closing and
+  its opening part: what the closed position still owes is paid from what it left, then
+  from spot; what it left goes back to spot; the posted margin is the open orders' only.
+  Before, the closed position's margin and profit stayed in the wallet as collateral of
+  the new one, and its margin in the new one's posted margin (Kraken `margin` and `m`,
+  OKX `margin`, `imr`).
+
+An order that only closes or only opens, and the venue's liquidation orders, are as the
+wallet's other orders. A flipping order's fills stay one trade each, as the venues
+report them; `lending.position` tells the closing part from the opening one.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from ctsd.sim import lending
+from ctsd.sim.accounts import SPOT_WALLET, Account, Order, Side
+
+_ZERO = Decimal(0)
+
+
+def closing_part(account: Account, order: Order, qty: Decimal) -> tuple[Decimal, bool]:
+    """How much of `qty` of the order closes its wallet's position (0: none, or the
+    wallet holds no position), and whether that closes all of it."""
+    terms = account.loans.terms.get(order.wallet)
+    if terms is None or not terms.position or order.liquidation:
+        return _ZERO, False
+    size = lending.position(account, order.wallet).size
+    if not size or (size > 0) == (order.side is Side.BUY):
+        return _ZERO, False
+    return min(qty, abs(size)), qty >= abs(size)
+
+
+def usable(account: Account, order: Order, free: Decimal, amount: Decimal,
+           ) -> tuple[Decimal, bool]:
+    """What of the wallet's `free` funds the order may hold towards its `amount`, and
+    whether it reverses the position (then only the closing part's share of `amount`)."""
+    closing, _ = closing_part(account, order, order.qty)
+    if not closing or closing == order.qty:
+        return free, False
+    return min(free, amount * closing / order.qty), True
+
+
+def _hold_asset(order: Order) -> str:
+    base, quote = order.symbol.split("/")
+    return quote if order.side is Side.BUY else base
+
+
+def settle(account: Account, now: int, wallet: str, owed: str) -> None:
+    """Settle the position a fill has just closed, before the fill opens the other way:
+    its remaining debt in `owed` (interest, a fee taken in the base, a loss past its
+    margin) is paid from the wallet's free `owed`, then from spot's; what the wallet
+    holds free beyond what open sells posted as margin goes back to spot; the posted
+    margin is then what the open orders posted and have not opened yet."""
+    orders = [o for o in account.open_orders() if o.wallet == wallet]
+    keep: dict[str, Decimal] = {}
+    for o in orders:
+        if o.side is Side.SELL and o.margin:  # a sell's margin waits free, in the quote
+            quote = o.symbol.split("/")[1]
+            keep[quote] = keep.get(quote, _ZERO) + o.margin
+    lent = sum((o.borrowed * o.remaining / o.qty for o in orders if _hold_asset(o) == owed),
+               _ZERO)
+    held = account.holding(owed, wallet)
+    due = held.debt - lent
+    spot = account.holding(owed, SPOT_WALLET)
+    for source in (held, spot):
+        pay = min(due, max(source.free - (keep.get(owed, _ZERO) if source is held else _ZERO),
+                           _ZERO))
+        if pay > 0:
+            source.free -= pay
+            lending.receive(account, now, wallet, owed, pay, auto_repay=True)
+            due -= pay
+    for asset, h in list(account.wallet(wallet).items()):
+        back = h.free - keep.get(asset, _ZERO)
+        if back > 0:
+            lending.transfer(account, now, wallet, SPOT_WALLET, asset, back)
+    account.loans.posted[wallet] = sum((o.margin for o in orders), _ZERO)
+
+
+def consume_margin(order: Order, opened: Decimal, opening_left: Decimal) -> None:
+    """A fill opened `opened` of the `opening_left` the order had yet to open: that
+    share of its margin is now its position's."""
+    if order.margin and opened > 0:
+        order.margin -= order.margin * min(opened / opening_left, Decimal(1))
