@@ -327,6 +327,7 @@ def _release(
             holding.free -= back
             lending.receive(account, now, order.wallet, asset, back, auto_repay=True)
         if order.wallet != SPOT_WALLET:
+            reversal.give_back_margin(account, now, order)
             lending.sweep_if_flat(account, now, order.wallet)
     order.locked = _ZERO
     order.status = status

@@ -94,6 +94,22 @@ def settle(account: Account, now: int, wallet: str, owed: str) -> None:
     account.loans.posted[wallet] = sum((o.margin for o in orders), _ZERO)
 
 
+def give_back_margin(account: Account, now: int, order: Order) -> None:
+    """An order that ends (cancelled, expired) before it opened all it posted margin for
+    returns the rest to spot: a resting flip's margin counted as its wallet's position's
+    once the order was gone, and a flip cancelled after crossing kept the margin of all
+    it would have opened."""
+    if not order.margin:
+        return
+    quote = order.symbol.split("/")[1]
+    back = min(order.margin, account.holding(quote, order.wallet).free)
+    order.margin = _ZERO
+    if back > 0:
+        lending.transfer(account, now, order.wallet, SPOT_WALLET, quote, back)
+        posted = lending.posted_margin(account, order.wallet)
+        account.loans.posted[order.wallet] = max(posted - back, _ZERO)
+
+
 def consume_margin(order: Order, opened: Decimal, opening_left: Decimal) -> None:
     """A fill opened `opened` of the `opening_left` the order had yet to open: that
     share of its margin is now its position's."""
