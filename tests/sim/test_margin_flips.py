@@ -202,3 +202,47 @@ async def test_a_flip_cancelled_after_it_crossed_keeps_the_margin_of_what_it_ope
         mine.pop("net", None)
         theirs.pop("net", None)
         _same(mine, theirs)
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("venue", [VENUES["kraken"], VENUES["okx-isolated"]],
+                         ids=["kraken", "okx-isolated"])
+async def test_a_short_bought_back_exactly_then_a_long_is_a_fresh_long(
+    make_exchange: ExchangeFactory, venue: Venue,
+) -> None:
+    """A short bought back by its own size still owes its interest (Kraken's opening fee
+    and rollovers, in BTC) and on OKX the buy's fee taken in BTC: the account pays that
+    from its BTC when it closes, and what the short left goes back, so the long opened
+    next is the reference's (the short's margin and profit stayed in the wallet, which
+    owed, and became the long's margin)."""
+    async with _accounts(make_exchange, venue) as (server, flipper, reference):
+        await flipper.create_order(SYMBOL, "market", "sell", 1, None, venue.params)
+        server.sim.advance(8 * 3600)  # rollovers, hourly interest
+        server.sim.set_price(SYMBOL, START - MOVES["at-a-gain"])
+        await flipper.create_order(SYMBOL, "market", "buy", 1, None, venue.params)
+        await flipper.create_order(SYMBOL, "market", "buy", 1, None, venue.params)
+        await reference.create_order(SYMBOL, "market", "buy", 1, None, venue.params)
+        _same(await venue.position(flipper), await venue.position(reference))
+
+
+@pytest.mark.asyncio
+async def test_a_short_bought_back_without_btc_to_pay_its_interest_keeps_its_wallet(
+    make_exchange: ExchangeFactory,
+) -> None:
+    """With no BTC in spot, a Kraken short bought back by its size cannot pay its opening
+    fee: the wallet keeps what the short left next to that debt, as before (emptied, it
+    would owe with nothing to show and be liquidated by the venue)."""
+    venue = VENUES["kraken"]
+    [(key, secret), _] = venue.keys
+    spec = trader_spec(api_key=key, secret=secret, spot={"USDT": Decimal(100_000)})
+    async with SimulatorServer(sim_config(accounts=(spec,))) as server:
+        ex = make_exchange(venue.cls, server.base_url, apiKey=key, secret=secret)
+        await ex.load_markets()
+        server.sim.set_price(SYMBOL, START)
+        await ex.create_order(SYMBOL, "market", "sell", 1, None, venue.params)
+        await ex.create_order(SYMBOL, "market", "buy", 1, None, venue.params)
+        assert await ex.fetch_positions() == []
+        account = server.sim.accounts.get(key)
+        assert account is not None and len(account.fills) == 2  # no liquidation
+        wallet = account.wallet("kraken:BTC/USDT")
+        assert wallet["BTC"].debt == Decimal("0.0002") and wallet["USDT"].free > 0
