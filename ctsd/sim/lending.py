@@ -11,7 +11,8 @@ with `MarginTerms` (`ctsd.sim.loans`); each venue picks which:
 - OKX and Kraken: a position wallet per instrument (and OKX margin mode). An order
   that borrows first moves `1/leverage` of it from the spot wallet as margin; the
   wallet's holdings and debt are the position (long: base held, quote owed; short:
-  base owed, quote held), and a flat wallet is emptied back into spot.
+  base owed, quote held), and a flat wallet is emptied back into spot. An order for
+  more than the position closes it, settles it and opens the rest (`ctsd.sim.reversal`).
 
 A wallet's margin level is assets over liabilities (borrowed + interest), both at
 the last price in the quote asset; a borrow may not take it below the terms'
@@ -163,7 +164,7 @@ class Position:
     what remains open; none of an earlier position's."""
 
 
-FLAT = Position(_ZERO, _ZERO, None, _ZERO)
+_FLAT = Position(_ZERO, _ZERO, None, _ZERO)
 _WALKS = "lending.positions"
 
 
@@ -186,9 +187,9 @@ def position(account: Account, wallet: str) -> Position:
         walks = account.extras[_WALKS] = _Walks()
     for f in account.fills[walks.seen:]:
         if f.wallet != SPOT_WALLET:
-            walks.positions[f.wallet] = _step(walks.positions.get(f.wallet, FLAT), f)
+            walks.positions[f.wallet] = _step(walks.positions.get(f.wallet, _FLAT), f)
     walks.seen = len(account.fills)
-    return walks.positions.get(wallet, FLAT)
+    return walks.positions.get(wallet, _FLAT)
 
 
 def _step(held: Position, f: Fill) -> Position:
@@ -206,7 +207,7 @@ def _step(held: Position, f: Fill) -> Position:
     if size and (size > 0) != (signed > 0):
         if f.qty <= abs(size):
             after = size + signed
-            return Position(after, entry, opening, fee * after / size) if after else FLAT
+            return Position(after, entry, opening, fee * after / size) if after else _FLAT
         share = (f.qty - abs(size)) / f.qty  # through flat: the rest opens
         size, entry, opening, fee = _ZERO, _ZERO, None, _ZERO
         signed, base_fee, fill_fee = signed * share, base_fee * share, fill_fee * share
