@@ -338,21 +338,21 @@ def _spot_fill(
     account: Account, inst: Instrument, order: Order, qty: Decimal, price: Decimal,
     fee: Decimal, release: Decimal, now: int,
 ) -> None:
-    """Move a spot fill's funds; a fill that closes a position wallet's position closes
-    it, settles it and then opens the rest, if any (`ctsd.sim.reversal`)."""
+    """Move a spot fill's funds; a fill that takes a position wallet through flat (and an
+    order that goes on past flat) closes the position, settles it and then opens the
+    rest (`ctsd.sim.reversal`)."""
     closing, ends = reversal.closing_part(account, order, qty)
     opened, opening_left = qty - closing, order.remaining - closing
-    if not ends:
-        _exchange(account, inst, order, qty, price, fee, release, now)
-    else:
+    if ends and order.remaining > closing:
         share = closing / qty
         _exchange(account, inst, order, closing, price, fee * share, release * share, now)
         reversal.settle(account, now, order.wallet,
-                        inst.quote if order.side is Side.SELL else inst.base,
-                        leave_owing=order.remaining > closing)
+                        inst.quote if order.side is Side.SELL else inst.base)
         if opened:
             _exchange(account, inst, order, opened, price, fee - fee * share,
                       release - release * share, now)
+    else:
+        _exchange(account, inst, order, qty, price, fee, release, now)
     reversal.consume_margin(order, opened, opening_left)
 
 

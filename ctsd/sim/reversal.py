@@ -19,9 +19,7 @@ on closing). So, over `ctsd.sim.lending`:
   from spot; what it left goes back to spot; the posted margin is the open orders' only.
   Before, the closed position's margin and profit stayed in the wallet as collateral of
   the new one, and its margin in the new one's posted margin (Kraken `margin` and `m`,
-  OKX `margin`, `imr`). A fill that closes the position exactly settles it too: a short
-  bought back by its size still owes its interest (and on OKX the buy's fee, taken in
-  the base), so its wallet was never swept and the next position opened on its rest.
+  OKX `margin`, `imr`).
 
 An order that only closes or only opens, and the venue's liquidation orders, are as the
 wallet's other orders. A flipping order's fills stay one trade each, as the venues
@@ -65,17 +63,12 @@ def _hold_asset(order: Order) -> str:
     return quote if order.side is Side.BUY else base
 
 
-def settle(account: Account, now: int, wallet: str, owed: str, *, leave_owing: bool,
-           ) -> None:
-    """Settle the position a fill has just closed (before the fill, or the order, opens
-    the other way): its remaining debt in `owed` (interest, a fee taken in the base, a
-    loss past its margin) is paid from the wallet's free `owed`, then from spot's; what
-    the wallet holds free beyond what open sells posted as margin goes back to spot; the
-    posted margin is then what the open orders posted and have not opened yet.
-
-    What spot cannot pay stays owed: then the wallet keeps what the position left unless
-    `leave_owing` (the order opens the other way, and what that brings in repays first),
-    as a wallet owing with nothing to show would be liquidated."""
+def settle(account: Account, now: int, wallet: str, owed: str) -> None:
+    """Settle the position a fill has just closed, before the fill opens the other way:
+    its remaining debt in `owed` (interest, a fee taken in the base, a loss past its
+    margin) is paid from the wallet's free `owed`, then from spot's; what the wallet
+    holds free beyond what open sells posted as margin goes back to spot; the posted
+    margin is then what the open orders posted and have not opened yet."""
     orders = [o for o in account.open_orders() if o.wallet == wallet]
     keep: dict[str, Decimal] = {}
     for o in orders:
@@ -94,8 +87,6 @@ def settle(account: Account, now: int, wallet: str, owed: str, *, leave_owing: b
             source.free -= pay
             lending.receive(account, now, wallet, owed, pay, auto_repay=True)
             due -= pay
-    if due > 0 and not leave_owing:
-        return
     for asset, h in list(account.wallet(wallet).items()):
         back = h.free - keep.get(asset, _ZERO)
         if back > 0:
