@@ -193,27 +193,24 @@ def position(account: Account, wallet: str) -> Position:
 
 
 def _step(held: Position, f: Fill) -> Position:
-    """`held` after fill `f`. A fill that opens or grows the position adds what it brings
-    in (less a fee taken in the base); one that reduces it takes off all it trades: its
-    fee, like the interest, is a cost the position owes, paid when it closes
-    (`ctsd.sim.reversal.settle`). A fill for more than the position closes it and opens
-    the rest the other way: the new position carries the rest's share of the fill and of
-    its fee."""
+    """`held` after fill `f`: what the fill brings in (a buy less its fee, where that is
+    taken in the base) grows or reduces it; through flat, the rest opens the other way at
+    the fill's price with the rest's share of the fill's fee (`ctsd.sim.reversal` splits
+    the fill's funds at the same point)."""
     size, entry, opening, fee = held.size, held.entry, held.opening, held.fee
     quote = f.symbol.split("/")[1]
     base_fee = f.fee if f.fee_asset != quote else _ZERO
     fill_fee = f.fee if f.fee_asset == quote else f.fee * f.price
-    signed = f.qty if f.side is Side.BUY else -f.qty
-    if size and (size > 0) != (signed > 0):
-        if f.qty <= abs(size):
-            after = size + signed
-            return Position(after, entry, opening, fee * after / size) if after else _FLAT
-        share = (f.qty - abs(size)) / f.qty  # through flat: the rest opens
-        size, entry, opening, fee = _ZERO, _ZERO, None, _ZERO
-        signed, base_fee, fill_fee = signed * share, base_fee * share, fill_fee * share
-    received = signed - base_fee
-    return Position(size + received, (size * entry + received * f.price) / (size + received),
-                    opening if size else f, fee + fill_fee)
+    signed = f.qty - base_fee if f.side is Side.BUY else -f.qty
+    if not size or (size > 0) == (signed > 0):
+        return Position(size + signed, (size * entry + signed * f.price) / (size + signed),
+                        opening if size else f, fee + fill_fee)
+    after = size + signed
+    if not after:
+        return _FLAT
+    if (after > 0) != (size > 0):
+        return Position(after, f.price, f, fill_fee * abs(after) / abs(signed))
+    return Position(after, entry, opening, fee * after / size)
 
 
 def loan_charges(account: Account, wallet: str, asset: str) -> list[LoanEntry]:

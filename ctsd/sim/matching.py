@@ -300,7 +300,8 @@ def _hold(account: Account, inst: Instrument, order: Order, price: Decimal, mark
         else:
             asset, amount = inst.base, order.qty
         holding = account.holding(asset, order.wallet)
-        usable, reverses = reversal.usable(account, order, holding.free, amount)
+        usable, reverses = reversal.usable(account, order, holding.free, amount, inst, price,
+                                           _base_fee_rate(inst, order, market))
         if usable < amount:
             if not order.auto_borrow:
                 raise Rejection(RejectKind.INSUFFICIENT_FUNDS,
@@ -312,6 +313,16 @@ def _hold(account: Account, inst: Instrument, order: Order, price: Decimal, mark
         order.locked = amount
         return
     order.locked = derivatives.order_margin(account, market, inst, order, price)
+
+
+def _base_fee_rate(inst: Instrument, order: Order, market: Market) -> Decimal:
+    """The fee rate a buy paying its fee in the base will pay: the maker's if it rests,
+    the taker's if it takes (or waits for a trigger, then works at the touch)."""
+    if order.fee_asset != inst.base:
+        return _ZERO
+    rests = order.price is not None and order.trigger is None and (
+        order.price < market.price(inst.symbol) + inst.tick_size)
+    return order.fees.maker if rests else order.fees.taker
 
 
 def _release(
@@ -341,7 +352,8 @@ def _spot_fill(
     """Move a spot fill's funds; a fill that takes a position wallet through flat (and an
     order that goes on past flat) closes the position, settles it and then opens the
     rest (`ctsd.sim.reversal`)."""
-    closing, ends = reversal.closing_part(account, order, qty)
+    rate = fee / qty if order.fee_asset == inst.base else _ZERO
+    closing, ends = reversal.closing_part(account, order, qty, inst, price, rate)
     opened, opening_left = qty - closing, order.remaining - closing
     if ends and order.remaining > closing:
         share = closing / qty

@@ -32,28 +32,42 @@ from decimal import Decimal
 
 from ctsd.sim import lending
 from ctsd.sim.accounts import SPOT_WALLET, Account, Order, Side
+from ctsd.sim.market import Instrument
 
 _ZERO = Decimal(0)
 
 
-def closing_part(account: Account, order: Order, qty: Decimal) -> tuple[Decimal, bool]:
-    """How much of `qty` of the order closes its wallet's position (0: none, or the
-    wallet holds no position), and whether that closes all of it."""
+def closing_part(account: Account, order: Order, qty: Decimal, inst: Instrument,
+                 price: Decimal, base_fee_rate: Decimal) -> tuple[Decimal, bool]:
+    """If the order reverses its wallet's position (closes all of it and goes on to open
+    at least the pair's minimum order the other way): how much of `qty`, this fill's,
+    closes it, and whether this fill reaches flat; else (0, False), and the order is as
+    any other. A buy whose fee is taken in the base (`base_fee_rate`, OKX) brings in that
+    much less, so it takes more to close a short (as `lending.position` counts it).
+
+    A position or an opening remainder worth less than the pair's minimum order is dust
+    (interest or fees owed in the base, rounding), not a position: the order closes or
+    opens as any other."""
     terms = account.loans.terms.get(order.wallet)
     if terms is None or not terms.position or order.liquidation:
         return _ZERO, False
     size = lending.position(account, order.wallet).size
     if not size or (size > 0) == (order.side is Side.BUY):
         return _ZERO, False
-    return min(qty, abs(size)), qty >= abs(size)
+    need = abs(size) / (1 - base_fee_rate) if order.side is Side.BUY else abs(size)
+    dust = inst.min_notional / price
+    if abs(size) < dust or order.remaining - need < dust:
+        return _ZERO, False
+    return min(qty, need), qty >= need
 
 
 def usable(account: Account, order: Order, free: Decimal, amount: Decimal,
+           inst: Instrument, price: Decimal, base_fee_rate: Decimal,
            ) -> tuple[Decimal, bool]:
     """What of the wallet's `free` funds the order may hold towards its `amount`, and
     whether it reverses the position (then only the closing part's share of `amount`)."""
-    closing, _ = closing_part(account, order, order.qty)
-    if not closing or closing == order.qty:
+    closing, _ = closing_part(account, order, order.qty, inst, price, base_fee_rate)
+    if not closing:
         return free, False
     return min(free, amount * closing / order.qty), True
 
