@@ -20,10 +20,18 @@ on closing). So, over `ctsd.sim.lending`:
   Before, the closed position's margin and profit stayed in the wallet as collateral of
   the new one, and its margin in the new one's posted margin (Kraken `margin` and `m`,
   OKX `margin`, `imr`).
+- an order that ends (`give_back_margin`) returns the margin of what it did not open.
 
-An order that only closes or only opens, and the venue's liquidation orders, are as the
-wallet's other orders. A flipping order's fills stay one trade each, as the venues
-report them; `lending.position` tells the closing part from the opening one.
+The closing part is where `lending.position` goes through flat: the position's size, or
+for a buy whose fee is taken in the base (OKX) that much more. A position or a remainder
+worth less than the pair's minimum order is dust, and the order is as any other; so are
+orders that only close or only open, and the venue's liquidation orders. A flipping
+order's fills stay one trade each, as the venues report them.
+
+Left as before: a fill that closes a position exactly is swept by `lending.sweep_if_flat`
+only once the wallet owes nothing, so a short bought back by its size, which still owes
+its interest in the base, leaves what it made in the wallet for the next position (the
+PAPER margin account, `ctsd.engine.brokers.margin_account`, does the same).
 """
 
 from __future__ import annotations
@@ -79,10 +87,11 @@ def _hold_asset(order: Order) -> str:
 
 def settle(account: Account, now: int, wallet: str, owed: str) -> None:
     """Settle the position a fill has just closed, before the fill opens the other way:
-    its remaining debt in `owed` (interest, a fee taken in the base, a loss past its
-    margin) is paid from the wallet's free `owed`, then from spot's; what the wallet
-    holds free beyond what open sells posted as margin goes back to spot; the posted
-    margin is then what the open orders posted and have not opened yet."""
+    its remaining debt in `owed` (interest charged in the base: Kraken's opening fee and
+    rollovers; a loss past its margin) is paid from the wallet's free `owed`, then from
+    spot's, and what spot cannot pay the opening part repays as it comes in; what the
+    wallet holds free beyond what open sells posted as margin goes back to spot; the
+    posted margin is then what the open orders posted and have not opened yet."""
     orders = [o for o in account.open_orders() if o.wallet == wallet]
     keep: dict[str, Decimal] = {}
     for o in orders:
