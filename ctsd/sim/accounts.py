@@ -273,6 +273,9 @@ class Order:
     order borrows, moved from the spot wallet when it is placed."""
     borrowed: Decimal = Decimal(0)
     """What placing the order borrowed (Binance `marginBuyBorrowAmount`)."""
+    margin: Decimal = Decimal(0)
+    """Position wallets: the margin placing the order posted for what it opens, less the
+    share its fills have opened so far (`ctsd.sim.reversal`)."""
     split: int = 1
     """Fills in parts of at most ⌈qty/split⌉ (`ctsd.sim.matching`, `Simulator.fill_split`)."""
     filled_by: int = -1

@@ -11,7 +11,8 @@ with `MarginTerms` (`ctsd.sim.loans`); each venue picks which:
 - OKX and Kraken: a position wallet per instrument (and OKX margin mode). An order
   that borrows first moves `1/leverage` of it from the spot wallet as margin; the
   wallet's holdings and debt are the position (long: base held, quote owed; short:
-  base owed, quote held), and a flat wallet is emptied back into spot.
+  base owed, quote held), and a flat wallet is emptied back into spot. An order for
+  more than the position closes it, settles it and opens the rest (`ctsd.sim.reversal`).
 
 A wallet's margin level is assets over liabilities (borrowed + interest), both at
 the last price in the quote asset; a borrow may not take it below the terms'
@@ -122,15 +123,17 @@ def margin_wallets(account: Account) -> list[str]:
 
 
 def max_borrowable(account: Account, market: Market, wallet: str, asset: str,
-                   *, posting: Decimal = _ZERO) -> Decimal:
+                   *, posting: Decimal = _ZERO, alone: bool = False) -> Decimal:
     """How much more of `asset` the wallet may borrow before its level reaches the
     terms' initial level; `posting`: a value (in the quote) about to be moved in as
-    margin, counted as if it were there."""
+    margin, counted as if it were there. `alone`: the borrow is judged on the posting
+    only, as a position of its own (what an order opens past the position it closes:
+    `ctsd.sim.reversal`)."""
     terms = terms_of(account, wallet)
     price = price_of(market, asset)
     if not price:
         return _ZERO
-    v = value(account, market, wallet)
+    v = WalletValue(_ZERO, _ZERO) if alone else value(account, market, wallet)
     init = terms.initial_level
     room = (v.assets + posting - init * v.liabilities) / (init - 1)
     return max(room / price, _ZERO).quantize(AMOUNT_STEP, rounding="ROUND_DOWN")
@@ -161,34 +164,53 @@ class Position:
     what remains open; none of an earlier position's."""
 
 
+_FLAT = Position(_ZERO, _ZERO, None, _ZERO)
+_WALKS = "lending.positions"
+
+
+class _Walks:
+    """Every margin wallet's position as of the account's first `seen` fills. Fills are
+    only ever appended, so a look walks the new ones only: a walk over all of them at
+    every order and fill made a long run quadratic (2.8 ms an order after 2,000 fills)."""
+
+    def __init__(self) -> None:
+        self.seen = 0
+        self.positions: dict[str, Position] = {}
+
+
 def position(account: Account, wallet: str) -> Position:
     """The position of a position wallet (OKX margin, Kraken) from its fills since it was
     last flat: what the venues report as the position. Walked in fill order, so a close
-    and the next opening are told apart whatever their timestamps."""
-    size = entry = fee = _ZERO
-    opening: Fill | None = None
-    for f in account.fills:
-        if f.wallet != wallet:
-            continue
-        quote = f.symbol.split("/")[1]
-        base_fee = f.fee if f.fee_asset != quote else _ZERO
-        fill_fee = f.fee if f.fee_asset == quote else f.fee * f.price
-        signed = f.qty - base_fee if f.side is Side.BUY else -f.qty
-        if not size or (size > 0) == (signed > 0):
-            opening = opening if size else f
-            entry = (size * entry + signed * f.price) / (size + signed)
-            size += signed
-            fee += fill_fee
-            continue
-        after = size + signed
-        if not after:
-            entry, opening, fee = _ZERO, None, _ZERO
-        elif (after > 0) != (size > 0):
-            entry, opening, fee = f.price, f, fill_fee * abs(after) / abs(signed)
-        else:
-            fee = fee * after / size
-        size = after
-    return Position(size, entry, opening, fee)
+    and the next opening are told apart whatever their timestamps (`_step`)."""
+    walks = account.extras.get(_WALKS)
+    if not isinstance(walks, _Walks):
+        walks = account.extras[_WALKS] = _Walks()
+    for f in account.fills[walks.seen:]:
+        if f.wallet != SPOT_WALLET:
+            walks.positions[f.wallet] = _step(walks.positions.get(f.wallet, _FLAT), f)
+    walks.seen = len(account.fills)
+    return walks.positions.get(wallet, _FLAT)
+
+
+def _step(held: Position, f: Fill) -> Position:
+    """`held` after fill `f`: what the fill brings in (a buy less its fee, where that is
+    taken in the base) grows or reduces it; through flat, the rest opens the other way at
+    the fill's price with the rest's share of the fill's fee (`ctsd.sim.reversal` splits
+    the fill's funds at the same point)."""
+    size, entry, opening, fee = held.size, held.entry, held.opening, held.fee
+    quote = f.symbol.split("/")[1]
+    base_fee = f.fee if f.fee_asset != quote else _ZERO
+    fill_fee = f.fee if f.fee_asset == quote else f.fee * f.price
+    signed = f.qty - base_fee if f.side is Side.BUY else -f.qty
+    if not size or (size > 0) == (signed > 0):
+        return Position(size + signed, (size * entry + signed * f.price) / (size + signed),
+                        opening if size else f, fee + fill_fee)
+    after = size + signed
+    if not after:
+        return _FLAT
+    if (after > 0) != (size > 0):
+        return Position(after, f.price, f, fill_fee * abs(after) / abs(signed))
+    return Position(after, entry, opening, fee * after / size)
 
 
 def loan_charges(account: Account, wallet: str, asset: str) -> list[LoanEntry]:
@@ -210,11 +232,10 @@ def loan_charges(account: Account, wallet: str, asset: str) -> list[LoanEntry]:
 
 
 def posted_margin(account: Account, wallet: str) -> Decimal:
-    """What the account moved into a position wallet as margin since it was last flat."""
-    posted = _ZERO
-    for entry in account.loans.history(wallet, kinds=frozenset({LoanKind.TRANSFER})):
-        posted = posted + entry.amount if entry.amount > 0 else _ZERO
-    return posted
+    """What the account moved into a position wallet as margin since it was last flat, or
+    since a flip settled the position it closed (`ctsd.sim.reversal.settle`): the
+    current position's and its open orders', never a closed position's."""
+    return account.loans.posted.get(wallet, _ZERO)
 
 
 # --- moving money ----------------------------------------------------------------------
@@ -297,7 +318,8 @@ def transfer(account: Account, now: int, source: str, target: str, asset: str,
 
 
 def fund_order(account: Account, market: Market, order: Order, asset: str,
-               shortfall: Decimal, price: Decimal, quote: str) -> None:
+               shortfall: Decimal, price: Decimal, quote: str, *, alone: bool = False,
+               ) -> None:
     """What an auto-borrowing order lacks in its wallet: a position wallet first takes
     its margin from spot (in the quote), then the rest is borrowed. A buy's margin is
     1/leverage of what it pays; a sell borrows the whole base it sells, so its margin is
@@ -305,7 +327,9 @@ def fund_order(account: Account, market: Market, order: Order, asset: str,
 
     All or nothing: both limits are checked before anything moves, so a refused order
     leaves the account as it was (a margin posted for a borrow then refused stayed in
-    the position wallet, and the venue drifted from what its account showed)."""
+    the position wallet, and the venue drifted from what its account showed). `alone`:
+    the borrow is checked as a position of its own (`max_borrowable`), for the part of
+    an order that opens past the position it closes."""
     terms = terms_of(account, order.wallet)
     now = market.now_ms()
     need, margin = shortfall, _ZERO
@@ -320,10 +344,13 @@ def fund_order(account: Account, market: Market, order: Order, asset: str,
         if asset == quote:
             need = shortfall - margin
     if need > 0 and need > max_borrowable(account, market, order.wallet, asset,
-                                          posting=margin * price_of(market, quote)):
+                                          posting=margin * price_of(market, quote),
+                                          alone=alone):
         raise Rejection(RejectKind.BORROW_LIMIT, f"{asset} {need}")
     if margin:
         transfer(account, now, SPOT_WALLET, order.wallet, quote, margin)
+        account.loans.posted[order.wallet] = posted_margin(account, order.wallet) + margin
+        order.margin += margin
     if need > 0:
         borrow(account, market, order.wallet, asset, need, check=False)
         order.borrowed += need
@@ -341,6 +368,7 @@ def sweep_if_flat(account: Account, now: int, wallet: str) -> None:
     for asset, h in list(holdings.items()):
         if h.free > 0:
             transfer(account, now, wallet, SPOT_WALLET, asset, h.free)
+    account.loans.posted.pop(wallet, None)
 
 
 # --- interest --------------------------------------------------------------------------

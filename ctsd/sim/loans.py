@@ -84,6 +84,9 @@ class LoanBook:
     def __init__(self) -> None:
         self.terms: dict[str, MarginTerms] = {}
         self.ledger: list[LoanEntry] = []
+        self.posted: dict[str, Decimal] = {}
+        """Margin posted into each position wallet since it was last flat or settled:
+        its position's and its open orders' (`ctsd.sim.lending.posted_margin`)."""
         self._ids = itertools.count(200_000_001)
 
     def next_id(self) -> int:

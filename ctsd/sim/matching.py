@@ -36,7 +36,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, ROUND_DOWN, ROUND_HALF_UP, Decimal
 
-from ctsd.sim import derivatives, lending
+from ctsd.sim import derivatives, lending, reversal
 from ctsd.sim.accounts import (
     SPOT_WALLET,
     Account,
@@ -300,17 +300,29 @@ def _hold(account: Account, inst: Instrument, order: Order, price: Decimal, mark
         else:
             asset, amount = inst.base, order.qty
         holding = account.holding(asset, order.wallet)
-        if holding.free < amount:
+        usable, reverses = reversal.usable(account, order, holding.free, amount, inst, price,
+                                           _base_fee_rate(inst, order, market))
+        if usable < amount:
             if not order.auto_borrow:
                 raise Rejection(RejectKind.INSUFFICIENT_FUNDS,
                                 f"{asset} {holding.free} < {amount}")
-            lending.fund_order(account, market, order, asset, amount - holding.free, price,
-                               inst.quote)
+            lending.fund_order(account, market, order, asset, amount - usable, price,
+                               inst.quote, alone=reverses)
         holding.free -= amount
         holding.locked += amount
         order.locked = amount
         return
     order.locked = derivatives.order_margin(account, market, inst, order, price)
+
+
+def _base_fee_rate(inst: Instrument, order: Order, market: Market) -> Decimal:
+    """The fee rate a buy paying its fee in the base will pay: the maker's if it rests,
+    the taker's if it takes (or waits for a trigger, then works at the touch)."""
+    if order.fee_asset != inst.base:
+        return _ZERO
+    rests = order.price is not None and order.trigger is None and (
+        order.price < market.price(inst.symbol) + inst.tick_size)
+    return order.fees.maker if rests else order.fees.taker
 
 
 def _release(
@@ -326,10 +338,55 @@ def _release(
             holding.free -= back
             lending.receive(account, now, order.wallet, asset, back, auto_repay=True)
         if order.wallet != SPOT_WALLET:
+            reversal.give_back_margin(account, now, order)
             lending.sweep_if_flat(account, now, order.wallet)
     order.locked = _ZERO
     order.status = status
     order.updated_ms = now
+
+
+def _spot_fill(
+    account: Account, inst: Instrument, order: Order, qty: Decimal, price: Decimal,
+    fee: Decimal, release: Decimal, now: int,
+) -> None:
+    """Move a spot fill's funds; a fill that takes a position wallet through flat (and an
+    order that goes on past flat) closes the position, settles it and then opens the
+    rest (`ctsd.sim.reversal`)."""
+    rate = fee / qty if order.fee_asset == inst.base else _ZERO
+    closing, ends = reversal.closing_part(account, order, qty, inst, price, rate)
+    opened, opening_left = qty - closing, order.remaining - closing
+    if ends and order.remaining > closing:
+        share = closing / qty
+        _exchange(account, inst, order, closing, price, fee * share, release * share, now)
+        reversal.settle(account, now, order.wallet,
+                        inst.quote if order.side is Side.SELL else inst.base)
+        if opened:
+            _exchange(account, inst, order, opened, price, fee - fee * share,
+                      release - release * share, now)
+    else:
+        _exchange(account, inst, order, qty, price, fee, release, now)
+    reversal.consume_margin(order, opened, opening_left)
+
+
+def _exchange(
+    account: Account, inst: Instrument, order: Order, qty: Decimal, price: Decimal,
+    fee: Decimal, release: Decimal, now: int,
+) -> None:
+    """Spend what `qty` at `price` costs out of what the order held (`release`) and
+    receive what it brings in, less `fee` (what comes in repays first, `auto_repay`)."""
+    wallet = order.wallet
+    cost = qty * price
+    if order.side is Side.BUY:
+        quote = account.holding(inst.quote, wallet)
+        quote.locked -= release
+        quote.free += release - cost - (fee if order.fee_asset == inst.quote else 0)
+        lending.receive(account, now, wallet, inst.base,
+                        qty - (fee if order.fee_asset == inst.base else 0),
+                        auto_repay=order.auto_repay)
+    else:
+        account.holding(inst.base, wallet).locked -= release
+        lending.receive(account, now, wallet, inst.quote, cost - fee,
+                        auto_repay=order.auto_repay)
 
 
 def _fill(
@@ -345,20 +402,8 @@ def _fill(
     pnl = _ZERO
     trade_id = trade_ids()
     if inst.kind is InstrumentKind.SPOT:
-        wallet = order.wallet
-        base, quote = account.holding(inst.base, wallet), account.holding(inst.quote, wallet)
-        if order.side is Side.BUY:
-            fee = _charged(order.fees, qty * rate if order.fee_asset == inst.base else cost * rate)
-            quote.locked -= release
-            quote.free += release - cost - (fee if order.fee_asset == inst.quote else 0)
-            lending.receive(account, now, wallet, inst.base,
-                            qty - (fee if order.fee_asset == inst.base else 0),
-                            auto_repay=order.auto_repay)
-        else:
-            fee = _charged(order.fees, cost * rate)
-            base.locked -= release
-            lending.receive(account, now, wallet, inst.quote, cost - fee,
-                            auto_repay=order.auto_repay)
+        fee = _charged(order.fees, qty * rate if order.fee_asset == inst.base else cost * rate)
+        _spot_fill(account, inst, order, qty, price, fee, release, now)
     else:
         fee = _charged(order.fees, cost * rate)
         pnl = derivatives.apply_fill(account, market, inst, order, qty, price, fee, now,
