@@ -114,7 +114,7 @@ test: lint proto-check proto-breaking node-deps systemd-tools servers
 
 # The long form of tests/robustness: 20 SIGKILL rounds, 300 fuzzed requests per RPC,
 # 10 minutes of 200 clients and 500 watchers (30 s in `make test`), rotate-key under
-# signals over 24,000 secrets (50 rounds).
+# signals over 24,000 secrets (50 rounds); then the engines over 30 stretches of the path.
 soak: $(STAMP)
 	CTS_SOAK_ROUNDS=20 CTS_FUZZ_EXAMPLES=300 CTS_SOAK_SECONDS=600 CTS_ROTATION_SECRETS=24000 \
 		$(VENV)/bin/pytest -q -s tests/robustness
@@ -124,6 +124,11 @@ soak: $(STAMP)
 		tests/fleet/test_failover.py
 	CTS_SOAK_ROUNDS=20 $(VENV)/bin/pytest -q -p no:xdist tests/marketdata/test_partial_fill_fees.py \
 		-k random
+	# Every advertised engine over 30 more stretches of the seeded path (a minute each, 7 apart;
+	# `make test` walks the current minute's): a failure prints the CTS_MARKET_MINUTE to replay.
+	now=$$(( $$(date +%s) / 60 )); for k in $$(seq 1 30); do \
+		CTS_MARKET_MINUTE=$$(( now - 7 * k )) $(VENV)/bin/pytest -q tests/wiring/test_hundred_cycles.py \
+			|| exit 1; done
 
 demo: $(STAMP)
 	$(PY) scripts/demo.py

@@ -14,6 +14,7 @@ test waiting in real time for over a minute; tests/ratelimit proves the limits.
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -103,8 +104,13 @@ def order(symbol: str, side: Side, amount: str, price: str | None = None,
 
 
 def start_clock(server: SimulatorServer) -> ManualClock:
-    """The market clock stopped at the start of a minute (prices move only with it)."""
-    clock = ManualClock(server.sim.clock.now_ms() // 60_000 * 60_000)
+    """The market clock stopped at the start of a minute (prices move only with it): the
+    current one, so that runs walk different stretches of the seeded path, or
+    `CTS_MARKET_MINUTE`'s (minutes since the epoch), which replays a run. A failing test
+    shows the minute it ran from (pytest prints what it captured)."""
+    minute = int(os.environ.get("CTS_MARKET_MINUTE") or server.sim.clock.now_ms() // 60_000)
+    print(f"market clock from minute {minute} (CTS_MARKET_MINUTE={minute} replays it)")
+    clock = ManualClock(minute * 60_000)
     server.sim.market.clock = clock
     return clock
 
