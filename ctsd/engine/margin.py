@@ -31,11 +31,25 @@ class LendingTerms:
     """What each order posts its margin at, where it is not `max_leverage` (Kraken: the
     order's `leverage`, 2x unless configured, while the pair's maximum, 5x, bounds what
     the position may borrow)."""
+    cost_margin: bool = False
+    """A position posts 1/leverage of its cost whichever its side (Kraken); else a sell
+    posts 1/(leverage - 1) of what it sells (OKX)."""
 
     @property
     def initial_level(self) -> Decimal:
         """The margin level a borrow may not go below: 1.5 at 3x."""
         return self.max_leverage / (self.max_leverage - 1)
+
+    def margin_divisor(self, leverage: Decimal, short: bool) -> Decimal:
+        """What a position's cost is divided by for the margin it posts."""
+        return leverage - 1 if short and not self.cost_margin else leverage
+
+    def opening_level(self, short: bool) -> Decimal:
+        """The level a position's borrow may take its wallet to: a short posting
+        cost/leverage opens at 1 + 1/leverage (margin and proceeds over the base owed)."""
+        if short and self.cost_margin:
+            return 1 + 1 / self.max_leverage
+        return self.initial_level
 
     def rate(self, asset: str) -> Decimal:
         return next((r for a, r in self.period_rates if a == asset), ZERO)

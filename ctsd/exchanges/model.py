@@ -320,6 +320,9 @@ class LendingTerms:
     """What each order posts its margin at, where it is not `max_leverage` (Kraken: the
     order's `leverage`, 2x unless configured, while the pair's maximum, 5x, bounds what
     the position may borrow)."""
+    cost_margin: bool = False
+    """A position's margin is its cost over its leverage on either side (Kraken's used
+    margin); else a short posts 1/(leverage - 1) of what it sells (OKX)."""
 
 
 @dataclass(frozen=True)

@@ -123,18 +123,20 @@ def margin_wallets(account: Account) -> list[str]:
 
 
 def max_borrowable(account: Account, market: Market, wallet: str, asset: str,
-                   *, posting: Decimal = _ZERO, alone: bool = False) -> Decimal:
+                   *, posting: Decimal = _ZERO, alone: bool = False,
+                   short: bool = False) -> Decimal:
     """How much more of `asset` the wallet may borrow before its level reaches the
     terms' initial level; `posting`: a value (in the quote) about to be moved in as
     margin, counted as if it were there. `alone`: the borrow is judged on the posting
     only, as a position of its own (what an order opens past the position it closes:
-    `ctsd.sim.reversal`)."""
+    `ctsd.sim.reversal`). `short`: a position wallet's sell, judged at the level its
+    margin opens it at (`MarginTerms.opening_level`)."""
     terms = terms_of(account, wallet)
     price = price_of(market, asset)
     if not price:
         return _ZERO
     v = WalletValue(_ZERO, _ZERO) if alone else value(account, market, wallet)
-    init = terms.initial_level
+    init = terms.opening_level(short)
     room = (v.assets + posting - init * v.liabilities) / (init - 1)
     return max(room / price, _ZERO).quantize(AMOUNT_STEP, rounding="ROUND_DOWN")
 
@@ -322,8 +324,10 @@ def fund_order(account: Account, market: Market, order: Order, asset: str,
                ) -> None:
     """What an auto-borrowing order lacks in its wallet: a position wallet first takes
     its margin from spot (in the quote), then the rest is borrowed. A buy's margin is
-    1/leverage of what it pays; a sell borrows the whole base it sells, so its margin is
-    1/(leverage - 1) of that: either way the wallet opens at the terms' initial level.
+    1/leverage of what it pays; a sell borrows the whole base it sells, and posts
+    1/leverage of that where the venue charges a short as a long (Kraken,
+    `MarginTerms.cost_margin`), else 1/(leverage - 1), so that it opens at the terms'
+    initial level as a buy does (OKX).
 
     All or nothing: both limits are checked before anything moves, so a refused order
     leaves the account as it was (a margin posted for a borrow then refused stayed in
@@ -336,7 +340,7 @@ def fund_order(account: Account, market: Market, order: Order, asset: str,
     if terms.position:
         leverage = order.leverage or terms.max_leverage
         value = shortfall if asset == quote else shortfall * price
-        margin = (value / (leverage if asset == quote else leverage - 1)).quantize(
+        margin = (value / terms.margin_divisor(leverage, asset != quote)).quantize(
             AMOUNT_STEP, rounding="ROUND_UP")
         spot = account.holding(quote, SPOT_WALLET)
         if spot.free < margin:
@@ -345,7 +349,7 @@ def fund_order(account: Account, market: Market, order: Order, asset: str,
             need = shortfall - margin
     if need > 0 and need > max_borrowable(account, market, order.wallet, asset,
                                           posting=margin * price_of(market, quote),
-                                          alone=alone):
+                                          alone=alone, short=asset != quote):
         raise Rejection(RejectKind.BORROW_LIMIT, f"{asset} {need}")
     if margin:
         transfer(account, now, SPOT_WALLET, order.wallet, quote, margin)

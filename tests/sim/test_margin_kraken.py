@@ -159,3 +159,40 @@ async def test_a_later_position_carries_only_its_own_charges_whatever_the_timing
             Decimal(str(order["fee"]["cost"])) * share, abs=Decimal("0.01"))
         trade = (await ex.private_post_tradebalance({"asset": "ZUSD"}))["result"]
         assert Decimal(trade["n"]) == pytest.approx(Decimal(entry["net"]), abs=Decimal("1e-4"))
+
+
+SHORTS = (("BTC/USDT", 60000, "0.5", 2), ("ETH/USDT", 3000, "5", 3), ("SOL/USDT", 150, "100", 5))
+"""(pair, price, amount, leverage): three shorts of 30,000, 15,000 and 15,000 USDT."""
+
+
+@pytest.mark.asyncio
+async def test_a_short_posts_its_cost_over_its_leverage_as_a_long_does(
+    make_exchange: ExchangeFactory, spec: Any,
+) -> None:
+    """Kraken's used margin is the position's cost over its leverage on either side
+    (support.kraken.com 203053156: a $10,000 short at 5x uses $2,000, at 2x $5,000).
+    A short at 2x, 3x and 5x each shows that `margin` in `OpenPositions`;
+    `TradeBalance` `m` is their sum and `mf` is equity less it. The simulator posted
+    1/(leverage - 1) of a short's cost (twice Kraken's at 2x)."""
+    async with SimulatorServer(sim_config(accounts=(spec,))) as server:
+        ex = await _kraken(make_exchange, server)
+        for pair, price, _, _ in SHORTS:
+            server.sim.set_price(pair, Decimal(price))
+        before = (await ex.private_post_tradebalance({"asset": "ZUSD"}))["result"]
+        for pair, _, amount, leverage in SHORTS:
+            await ex.create_order(pair, "market", "sell", amount, None, {"leverage": leverage})
+        rows = (await ex.private_post_openpositions())["result"].values()
+        margins = {}
+        for row in rows:
+            assert row["type"] == "sell"
+            margins[row["pair"]] = Decimal(row["margin"])
+            cost, times = Decimal(row["cost"]), Decimal(row["leverage"])
+            assert Decimal(row["margin"]) == pytest.approx(cost / times, rel=Decimal("0.002"))
+        assert len(margins) == len(SHORTS)
+        trade = (await ex.private_post_tradebalance({"asset": "ZUSD"}))["result"]
+        used = sum(margins.values(), Decimal(0))
+        assert Decimal(trade["m"]) == pytest.approx(used, abs=Decimal("0.0001"))
+        assert Decimal(trade["mf"]) == Decimal(trade["e"]) - Decimal(trade["m"])
+        # the free margin falls by what the shorts posted (and their fees, < 0.5 %)
+        dropped = Decimal(before["mf"]) - Decimal(trade["mf"])
+        assert used <= dropped < used + Decimal("0.005") * 60000

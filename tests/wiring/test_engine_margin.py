@@ -26,6 +26,7 @@ from ctsd.exchanges.factory import ExchangeClientFactory
 from ctsd.exchanges.model import ApiCredentials, ConnectionTarget
 from ctsd.exchanges.spec import ApiType
 from ctsd.ratelimit import Lane
+from ctsd.sim import lending
 from ctsd.sim.loans import LoanKind
 from ctsd.sim.server import SimulatorServer
 from ctsd.store.engines import SqlEngineStore
@@ -229,3 +230,34 @@ async def test_a_kraken_short_grows_past_its_order_leverage_as_the_venue_allows(
     assert engine.status.orders_filled == 2 and engine.status.orders_rejected == 0
     [position] = [p for p in engine.status.positions if p.symbol == SYMBOL]
     assert position.amount == Decimal("-0.2")
+
+
+SHORT_OVER_COLLATERAL = {2: "0.5", 5: "1.5"}
+"""Leverage → a short its 20,000 USDT hold only at cost/leverage: 15,000 and 18,000."""
+
+
+@pytest.mark.parametrize("mode", MODES, ids=[m.value for m in MODES])
+@pytest.mark.parametrize("leverage", SHORT_OVER_COLLATERAL, ids=["2x", "5x"])
+async def test_a_kraken_short_posts_its_cost_over_its_leverage(
+    rigs: dict[str, MarketRig], mode: TradingMode, leverage: int,
+) -> None:
+    """Kraken's used margin is the cost over the leverage for a short as for a long
+    (support.kraken.com 203053156). 20,000 USDT hold a 2x short of 0.5 BTC at 60,000
+    (15,000 of margin) and a 5x short of 1.5 BTC (18,000). The simulator and PAPER
+    posted 1/(leverage - 1) of a short's cost (30,000 and 22,500) and refused both, and
+    judged a 5x short's borrow at a long's opening level (1.25, where a short posting
+    cost/5 opens at 1.2). PAPER's wallet opens at 1 + 1/leverage less the fee; LIVE's
+    venue position posts cost/leverage."""
+    rig = rigs["kraken"]
+    amount = SHORT_OVER_COLLATERAL[leverage]
+    engine = await rig.engine(rig.config(mode, leverage={SYMBOL: leverage}))
+    await rig.run(engine, order(SYMBOL, Side.SELL, amount))
+    status = engine.status
+    assert (status.orders_filled, status.orders_rejected) == (1, 0), status.last_error
+    cost = Decimal(amount) * PRICE
+    if mode is TradingMode.PAPER:
+        level = engine._broker.level(SYMBOL)  # type: ignore[attr-defined]
+        assert level == pytest.approx(1 + Decimal(1) / leverage, abs=Decimal("0.01"))
+    else:
+        posted = lending.posted_margin(rig.venue_account(), f"kraken:{SYMBOL}")
+        assert posted == pytest.approx(cost / leverage, rel=Decimal("0.005"))

@@ -12,7 +12,8 @@ which the daemon does not import; `bench/parity_bench.py` compares the two):
 - cross margin (Binance, Bybit) borrows against one wallet, the account's; where
   each position posts its own margin (OKX, Kraken: `margin_per_order`), a position
   wallet per symbol takes it from the account first (a buy 1/leverage of what it
-  pays, a sell 1/(leverage - 1) of what it sells), borrows the rest, and empties
+  pays, a sell 1/leverage of what it sells on Kraken, `cost_margin`, and
+  1/(leverage - 1) on OKX), borrows the rest, and empties
   back into the account once it owes and holds nothing for an order;
 - interest is charged once per period of the clock on each loan (and once at the
   borrow where the venue does so), and owed until repaid, interest first;
@@ -106,12 +107,15 @@ class MarginBook:
 
     # --- borrowing ------------------------------------------------------------------
 
-    def borrowable(self, wallet: Wallet, asset: str, prices: Mapping[str, Decimal]) -> Decimal:
+    def borrowable(self, wallet: Wallet, asset: str, prices: Mapping[str, Decimal],
+                   short: bool = False) -> Decimal:
+        """`short`: a position wallet's sell, judged at the level its margin opens it at
+        (`LendingTerms.opening_level`)."""
         price = prices.get(asset, ZERO)
         if not price:
             return ZERO
         held, owed = wallet.value(prices)
-        init = self.terms.initial_level
+        init = self.terms.opening_level(short)
         room = (held - init * owed) / (init - 1)
         return max(room / price, ZERO).quantize(AMOUNT_STEP, ROUND_DOWN)
 
@@ -121,24 +125,24 @@ class MarginBook:
         """Cover what an order lacks in `wallet`: a position wallet posts its margin from
         the account first, then the rest is borrowed. Returns why not, or ""; changes
         nothing when it refuses. `check` False: a replayed fill, lent as it was then."""
-        need, margin = shortfall, ZERO
+        need, margin, short = shortfall, ZERO, asset != quote
         if wallet is not self.account:
-            value = shortfall if asset == quote else shortfall * price
-            margin = (value / (leverage if asset == quote else leverage - 1)).quantize(
+            value = shortfall * price if short else shortfall
+            margin = (value / self.terms.margin_divisor(leverage, short)).quantize(
                 AMOUNT_STEP, ROUND_UP)
             if self.account.free.get(quote, ZERO) < margin:
                 return f"insufficient margin: need {margin:.8f} {quote} to post"
-            if asset == quote:
+            if not short:
                 need = shortfall - margin
         if need > 0 and check:
             if margin:  # the posted margin counts before the borrow, as it will
                 wallet.add(quote, margin)
-            room = self.borrowable(wallet, asset, prices)
+            room = self.borrowable(wallet, asset, prices, short)
             if margin:
                 wallet.add(quote, -margin)
             if need > room:
                 return (f"borrow limit: {asset} {need:.8f} would take the margin level below "
-                        f"{self.terms.initial_level:.4f}")
+                        f"{self.terms.opening_level(short):.4f}")
         if margin:
             self.account.add(quote, -margin)
             wallet.add(quote, margin)

@@ -61,14 +61,16 @@ def order_params(leverage: int | None) -> Mapping[str, Any]:
 
 async def read_terms(client: VenueCalls, assets: tuple[str, ...], leverage: int | None,
                      keyed: bool) -> LendingTerms:
-    """Orders post margin at their leverage (2x unless set) while the pair's maximum
+    """Orders post margin at their leverage (2x unless set), cost over leverage for a
+    short as for a long (support.kraken.com 203053156), while the pair's maximum
     (5x) bounds what a position may borrow, 0.02 % per 4 hours and at opening on every
     asset, positions closed when equity falls to 40 % of their margin."""
     return LendingTerms(Decimal(LEVERAGE_RANGE[1]), Decimal(1),
                         tuple((a, ROLLOVER_RATE) for a in assets), ROLLOVER_MS,
                         charge_on_borrow=True, liquidation_margin=MARGIN_STOP,
                         margin_per_order=True,
-                        order_leverage=Decimal(leverage or DEFAULT_LEVERAGE))
+                        order_leverage=Decimal(leverage or DEFAULT_LEVERAGE),
+                        cost_margin=True)
 
 
 async def read_interest(client: VenueCalls, symbols: tuple[str, ...],
