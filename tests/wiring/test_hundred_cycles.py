@@ -3,14 +3,19 @@ run 100 one-minute cycles on the simulator's seeded path with unmodified ccxt, f
 and end without an error. The cases come from the registry the list encodes (as in
 `tests/api/test_exchange_list.py`, which proves the same through the daemon with one
 fill): a promise added to the list is run here too. Halfway the underlying is taken 1 %
-down, so the grid's buys fill whatever the path did until then; three quarters in, a
+below the lower of its start and where the path took it, so the grid's buys fill whatever
+the path did until then (an option grid's levels are around the option's price at the
+start); three quarters in, a
 level above the grid's top one, past every level. Outside options, the cycle before,
 what the grid holds beyond its resting sells is dust, unless every level above the
 market holds a sell (the path's dips between cycles can buy a level again before its
 sell is placed, and a stateless grid sells a level's worth per level) or a buy the
 cycle placed bought it (a level at the touch fills as the order is placed, after the
 grid decided: the next cycle sells it); and that cycle
-every sell has filled, each selling what it asked. Where a buy pays its fee in the
+every sell has filled, each selling what it asked. An option moves about ten times its
+underlying in percent, so its grid has ten levels a side: with three (±9 %), a call that fell
+10 % in the first minute sat below the whole grid for the run and filled nothing, at 2 of
+the start minutes. Where a buy pays its fee in the
 base asset, sell levels once asked for more than a buy left, and a level's worth or
 more stayed held with sell levels free. The venues'
 limits and the daemon's are scaled up alike (`tests/support/market_rig.py`'s fixtures):
@@ -36,8 +41,9 @@ from tests.support.market_rig import MarketRig, nearest_call, start_clock
 pytestmark = pytest.mark.asyncio
 CYCLES = 100
 DOWN, UP = CYCLES // 2, CYCLES * 3 // 4
-"""At DOWN the underlying's price goes 1 % below where the path took it (through the buy
-levels), at UP a level above the grid's top one (through every sell level)."""
+"""At DOWN the underlying's price goes 1 % below the lower of its start and where the path
+took it (through the buy levels, built around the start), at UP a level above the grid's
+top one (through every sell level)."""
 REGISTRY = ExchangeRegistry.default()
 PAIRS = {ApiType.SPOT: "BTC/USDT", ApiType.MARGIN: "BTC/USDT",
          ApiType.PERPETUAL_FUTURES: "BTC/USDT:USDT"}
@@ -66,10 +72,11 @@ async def test_an_advertised_engine_runs_a_hundred_cycles_and_fills(
     assert mid is not None
     rig = MarketRig(funded_server, funded_factory, store, exchange, api_type, symbol, clock)
     params = {"reference_price": str(mid), "spacing_pct": "3" if option else "0.2",
-              "levels": "3", "amount": "0.1" if option else "0.001"}
+              "levels": "10" if option else "3", "amount": "0.1" if option else "0.001"}
     config = EngineConfig("grid", (symbol,), params, mode,
                           paper=PaperSettings((("USDT", Decimal(20_000)),), Decimal(0)))
     sim, pair = funded_server.sim, PAIRS[ApiType.SPOT]  # every market here moves with it
+    start = sim.market.price(pair)
     steps = [mid * (1 + Decimal(params["spacing_pct"]) * i / 100)
              for i in range(-int(params["levels"]), int(params["levels"]) + 2) if i]
     half, uncovered = Decimal(params["amount"]) / 2, Decimal(0)
@@ -78,7 +85,7 @@ async def test_an_advertised_engine_runs_a_hundred_cycles_and_fills(
         for cycle in range(CYCLES):
             clock.advance(60)
             if cycle == DOWN:
-                sim.set_price(pair, sim.market.price(pair) * Decimal("0.99"))
+                sim.set_price(pair, min(sim.market.price(pair), start) * Decimal("0.99"))
             if cycle == UP and not option:
                 sim.set_price(pair, steps[-1])  # a level above the grid's top one
             resting = {o.client_order_id for o in engine.portfolio().orders_for(symbol)}
