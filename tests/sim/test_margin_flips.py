@@ -83,6 +83,9 @@ VENUES = {
                        {"marginMode": "cross"}, _okx_position("cross"),
                        OKX_FEES[InstrumentKind.SPOT]),
 }
+ONE_PER_VENUE = pytest.mark.parametrize(
+    "venue", [VENUES["kraken"], VENUES["okx-isolated"]], ids=["kraken", "okx-isolated"])
+"""The venues the cancel cases run on: Kraken and OKX isolated."""
 
 
 @contextlib.asynccontextmanager
@@ -170,8 +173,7 @@ async def _balance(ex: Any) -> Decimal:
 
 
 @pytest.mark.asyncio
-@pytest.mark.parametrize("venue", [VENUES["kraken"], VENUES["okx-isolated"]],
-                         ids=["kraken", "okx-isolated"])
+@ONE_PER_VENUE
 async def test_a_flip_cancelled_before_it_fills_leaves_the_position_as_it_was(
     make_exchange: ExchangeFactory, venue: Venue,
 ) -> None:
@@ -189,8 +191,7 @@ async def test_a_flip_cancelled_before_it_fills_leaves_the_position_as_it_was(
 
 
 @pytest.mark.asyncio
-@pytest.mark.parametrize("venue", [VENUES["kraken"], VENUES["okx-isolated"]],
-                         ids=["kraken", "okx-isolated"])
+@ONE_PER_VENUE
 async def test_a_flip_cancelled_after_it_crossed_keeps_the_margin_of_what_it_opened(
     make_exchange: ExchangeFactory, venue: Venue,
 ) -> None:
