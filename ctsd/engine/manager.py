@@ -407,6 +407,8 @@ class EngineManager:
         run = self._runs.get(status.connection_id)
         if run is None:
             return 180.0
+        from ctsd.engine.supervisor import RestartPolicy  # loaded: an engine runs here
+
         interval = run.engine.config.interval_s
         idle = (self._policy or RestartPolicy()).idle_cycles if (
             run.engine.events is not None) else 0
