@@ -26,7 +26,7 @@ from ctsd.engine.config import (
     TradingMode,
     validate_config,
 )
-from ctsd.engine.manager import CoordinatorHealth
+from ctsd.engine.manager_status import CoordinatorHealth
 from ctsd.engine.orders import Fill, Order, OrderStatus
 from ctsd.engine.perpetual import MarginMode, MismatchPolicy
 from ctsd.engine.status import DataSource, EngineState, EngineStatus, FailureCode, PositionStatus

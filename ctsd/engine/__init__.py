@@ -4,8 +4,9 @@ Layout: `config` (what an engine runs, validated), `status` (lifecycle and the
 snapshot watchers see), `orders` and `ledger` (what was traded and what it is
 worth), `risk` (pre-trade checks), `brokers` (PAPER and LIVE, one protocol),
 `engine` (one cycle), `supervisor` (the loop, failure and restart), `manager`
-(the one owner of all engine tasks), `watch` (bounded fan-out to watchers). No
-module here imports grpc, SQL or ccxt.
+(the one owner of all engine tasks, made of `manager_runs`, `manager_lifecycle`,
+`manager_starts`, `manager_fleet`, `manager_status` and `manager_dry_runs`), `watch`
+(bounded fan-out to watchers). No module here imports grpc, SQL or ccxt.
 
 The engine reaches the outside only through ports (protocols and the values they
 carry), each injected by the daemon's wiring: `market_ports` (market data, all a

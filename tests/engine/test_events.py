@@ -83,6 +83,20 @@ async def test_a_stream_that_is_down_falls_back_to_polling_and_says_so() -> None
 
 
 @pytest.mark.asyncio
+async def test_health_reads_the_default_idle_timeout_of_a_streaming_engine() -> None:
+    """The daemon gives the manager no restart policy; a running engine on a WebSocket
+    connection may sleep for the default policy's idle cycles, and health allows for it
+    (it raised NameError there, so GetCoordinatorHealth answered INTERNAL)."""
+    w = World({"a": SMA_CLOSES}, policy=None)
+    w.backend.events["a"] = ScriptedEvents(w.clock)
+    async with w.manager:
+        await w.manager.start("a", grid(interval_s=INTERVAL))
+        await w.clock.advance(20 * INTERVAL)  # no event: asleep since the first cycle
+        health = w.manager.health()
+        assert (health.running, health.stalled) == (1, ())
+
+
+@pytest.mark.asyncio
 async def test_a_quiet_market_still_cycles_now_and_then() -> None:
     async with streaming_engine() as (w, _):
         await w.clock.advance(65.0)

@@ -87,10 +87,11 @@ class World:
     def __init__(
         self, closes: dict[str, Sequence[Decimal]], *, store: MemoryStore | None = None,
         clock: VirtualClock | None = None, exchanges: dict[str, FakeExchange] | None = None,
-        policy: RestartPolicy = FAST_RESTARTS, first_engine: int = 1,
+        policy: RestartPolicy | None = FAST_RESTARTS, first_engine: int = 1,
     ) -> None:
         """`first_engine`: the number in the first engine id the manager mints (`eNeN`):
-        above those a resumed store holds, when a test starts an engine anew."""
+        above those a resumed store holds, when a test starts an engine anew. `policy`
+        None: the manager's default, as the daemon runs it."""
         self.clock = clock or VirtualClock()
         self.store = store or MemoryStore()
         self.markets = {c: ScriptedMarket(self.clock, {SYMBOL: s}) for c, s in closes.items()}
