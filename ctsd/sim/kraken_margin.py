@@ -40,7 +40,7 @@ LEDGER_TYPES = ("all", "margin", "rollover")
 """The `type`s of `Ledgers` with entries here (Kraken has more; they list nothing)."""
 TERMS = MarginTerms(max_leverage=Decimal(max(LEVERAGES)), liquidation_level=Decimal(1),
                     period_ms=ROLLOVER_MS, charge_on_borrow=True, period_rate=ROLLOVER_RATE,
-                    position=True, liquidation_margin=Decimal("0.4"), cost_margin=True)
+                    position=True, liquidation_margin=Decimal("0.4"))
 
 
 def wallet_name(pair: KrakenPair) -> str:

@@ -234,21 +234,27 @@ async def test_a_kraken_short_grows_past_its_order_leverage_as_the_venue_allows(
 
 SHORT_OVER_COLLATERAL = {2: "0.5", 5: "1.5"}
 """Leverage → a short its 20,000 USDT hold only at cost/leverage: 15,000 and 18,000."""
+POSITION_WALLETS = {"kraken": f"kraken:{SYMBOL}", "okx": f"okx:cross:{SYMBOL}"}
+"""The simulator's wallet of each position venue's BTC/USDT position (OKX: cross, what a
+margin engine trades)."""
 
 
 @pytest.mark.parametrize("mode", MODES, ids=[m.value for m in MODES])
 @pytest.mark.parametrize("leverage", SHORT_OVER_COLLATERAL, ids=["2x", "5x"])
-async def test_a_kraken_short_posts_its_cost_over_its_leverage(
-    rigs: dict[str, MarketRig], mode: TradingMode, leverage: int,
+@pytest.mark.parametrize("venue", POSITION_WALLETS)
+async def test_a_short_posts_its_cost_over_its_leverage(
+    rigs: dict[str, MarketRig], venue: str, mode: TradingMode, leverage: int,
 ) -> None:
-    """Kraken's used margin is the cost over the leverage for a short as for a long
-    (support.kraken.com 203053156). 20,000 USDT hold a 2x short of 0.5 BTC at 60,000
-    (15,000 of margin) and a 5x short of 1.5 BTC (18,000). The simulator and PAPER
-    posted 1/(leverage - 1) of a short's cost (30,000 and 22,500) and refused both, and
-    judged a 5x short's borrow at a long's opening level (1.25, where a short posting
-    cost/5 opens at 1.2). PAPER's wallet opens at 1 + 1/leverage less the fee; LIVE's
-    venue position posts cost/leverage."""
-    rig = rigs["kraken"]
+    """A short's margin is its cost over its leverage, as a long's: Kraken's used margin
+    (support.kraken.com 203053156), OKX's initial margin ("Short positions: initial
+    margin = open amount / leverage * open price", okx.com/help-center/6997123251341).
+    20,000 USDT hold a 2x short of 0.5 BTC at 60,000 (15,000 of margin) and a 5x short
+    of 1.5 BTC (18,000). The simulator and PAPER posted 1/(leverage - 1) of a short's
+    cost (30,000 and 22,500) and refused both, and judged a 5x short's borrow at a
+    long's opening level (1.25, where a short posting cost/5 opens at 1.2). PAPER's
+    wallet opens at 1 + 1/leverage less the fee; LIVE's venue position posts
+    cost/leverage."""
+    rig = rigs[venue]
     amount = SHORT_OVER_COLLATERAL[leverage]
     engine = await rig.engine(rig.config(mode, leverage={SYMBOL: leverage}))
     await rig.run(engine, order(SYMBOL, Side.SELL, amount))
@@ -259,5 +265,5 @@ async def test_a_kraken_short_posts_its_cost_over_its_leverage(
         level = engine._broker.level(SYMBOL)  # type: ignore[attr-defined]
         assert level == pytest.approx(1 + Decimal(1) / leverage, abs=Decimal("0.01"))
     else:
-        posted = lending.posted_margin(rig.venue_account(), f"kraken:{SYMBOL}")
+        posted = lending.posted_margin(rig.venue_account(), POSITION_WALLETS[venue])
         assert posted == pytest.approx(cost / leverage, rel=Decimal("0.005"))

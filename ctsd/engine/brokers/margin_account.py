@@ -11,9 +11,8 @@ which the daemon does not import; `bench/parity_bench.py` compares the two):
   `max_leverage / (max_leverage - 1)`;
 - cross margin (Binance, Bybit) borrows against one wallet, the account's; where
   each position posts its own margin (OKX, Kraken: `margin_per_order`), a position
-  wallet per symbol takes it from the account first (a buy 1/leverage of what it
-  pays, a sell 1/leverage of what it sells on Kraken, `cost_margin`, and
-  1/(leverage - 1) on OKX), borrows the rest, and empties
+  wallet per symbol takes it from the account first (1/leverage of the order's cost:
+  a buy's of what it pays, a sell's of what it sells), borrows the rest, and empties
   back into the account once it owes and holds nothing for an order;
 - interest is charged once per period of the clock on each loan (and once at the
   borrow where the venue does so), and owed until repaid, interest first;
@@ -128,8 +127,7 @@ class MarginBook:
         need, margin, short = shortfall, ZERO, asset != quote
         if wallet is not self.account:
             value = shortfall * price if short else shortfall
-            margin = (value / self.terms.margin_divisor(leverage, short)).quantize(
-                AMOUNT_STEP, ROUND_UP)
+            margin = (value / leverage).quantize(AMOUNT_STEP, ROUND_UP)
             if self.account.free.get(quote, ZERO) < margin:
                 return f"insufficient margin: need {margin:.8f} {quote} to post"
             if not short:

@@ -69,8 +69,7 @@ async def read_terms(client: VenueCalls, assets: tuple[str, ...], leverage: int 
                         tuple((a, ROLLOVER_RATE) for a in assets), ROLLOVER_MS,
                         charge_on_borrow=True, liquidation_margin=MARGIN_STOP,
                         margin_per_order=True,
-                        order_leverage=Decimal(leverage or DEFAULT_LEVERAGE),
-                        cost_margin=True)
+                        order_leverage=Decimal(leverage or DEFAULT_LEVERAGE))
 
 
 async def read_interest(client: VenueCalls, symbols: tuple[str, ...],
