@@ -320,6 +320,12 @@ class LendingTerms:
     """What each order posts its margin at, where it is not `max_leverage` (Kraken: the
     order's `leverage`, 2x unless configured, while the pair's maximum, 5x, bounds what
     the position may borrow)."""
+    close_in_quote: bool = False
+    """A position its fills take back to flat is closed whatever it still owes in the
+    base (Kraken's opening fee and rollovers on a short): that is paid out of its quote
+    at the closing price, "in an amount denominated in the quote currency"
+    (support.kraken.com 202966956); else it stays owed with what the position left
+    (OKX: a MARGIN position's liability includes its interest)."""
 
 
 @dataclass(frozen=True)

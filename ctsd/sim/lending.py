@@ -357,6 +357,29 @@ def fund_order(account: Account, market: Market, order: Order, asset: str,
         order.borrowed += need
 
 
+def close_if_flat(account: Account, now: int, wallet: str, inst: Instrument,
+                  price: Decimal) -> None:
+    """A position wallet whose fills took its position back to flat, on terms that
+    close it so (`MarginTerms.close_in_quote`): what it still owes in the base is paid
+    from the base it holds, then out of its quote at `price` (rounded up; a wallet
+    whose free quote cannot pay it keeps it), so that `sweep_if_flat` empties it.
+    Before, a Kraken short bought back by its volume kept owing its fees in the base,
+    and its margin and profit stayed in the wallet as the next position's."""
+    terms = account.loans.terms.get(wallet)
+    if terms is None or not terms.close_in_quote or position(account, wallet).size:
+        return
+    base = account.holding(inst.base, wallet)
+    pay = min(base.free, base.debt)
+    if pay > 0:
+        base.free -= pay
+        _pay_down(account, now, wallet, inst.base, base, pay)
+    rest, quote = base.debt, account.holding(inst.quote, wallet)
+    cost = (rest * price).quantize(AMOUNT_STEP, rounding="ROUND_UP")
+    if rest > 0 and quote.free >= cost:
+        quote.free -= cost
+        _pay_down(account, now, wallet, inst.base, base, rest)
+
+
 def sweep_if_flat(account: Account, now: int, wallet: str) -> None:
     """A position wallet that owes nothing and holds nothing for an order goes back to
     spot, whole (its remaining base included: a long closed by a spot sell)."""

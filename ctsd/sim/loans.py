@@ -46,6 +46,15 @@ class MarginTerms:
     liquidation_margin: Decimal | None = None
     """Liquidate instead when the wallet's equity is at or below this share of the
     margin posted into it (Kraken's `margin_stop`, 40 %)."""
+    close_in_quote: bool = False
+    """A position its fills take back to flat is closed whatever it still owes in the
+    base (a short's opening fee and rollovers, charged in the borrowed asset): that is
+    paid out of its quote at the closing price and the wallet empties back into spot
+    (Kraken: an opposing order for the position's volume closes it, and "any remaining
+    profit (or loss) is added to (or taken from) your account balances, in an amount
+    denominated in the quote currency"). Else the wallet keeps what the position left
+    next to that debt (OKX: a MARGIN position's liability includes its interest, and
+    only the position's assets close it)."""
 
     @property
     def initial_level(self) -> Decimal:

@@ -52,7 +52,8 @@ class ExchangeMarginMarketData:
         found = await self._margin.terms(_assets(symbols), chosen, self._keyed)
         return LendingTerms(found.max_leverage, found.liquidation_level, found.period_rates,
                             found.period_ms, found.charge_on_borrow, found.liquidation_margin,
-                            found.margin_per_order, found.order_leverage)
+                            found.margin_per_order, found.order_leverage,
+                            found.close_in_quote)
 
     def check_leverage(self, leverage: Mapping[str, int]) -> None:
         self._margin.check_leverage(leverage, "config.leverage")

@@ -267,3 +267,32 @@ async def test_a_short_posts_its_cost_over_its_leverage(
     else:
         posted = lending.posted_margin(rig.venue_account(), POSITION_WALLETS[venue])
         assert posted == pytest.approx(cost / leverage, rel=Decimal("0.005"))
+
+
+@pytest.mark.parametrize("mode", MODES, ids=[m.value for m in MODES])
+async def test_a_kraken_short_bought_back_by_its_volume_is_settled_before_the_next_long(
+    rigs: dict[str, MarketRig], mode: TradingMode,
+) -> None:
+    """Kraken closes a position with an opposing order for its volume and settles what
+    is left "in an amount denominated in the quote currency" (support.kraken.com
+    202966956): the short's fees, owed in BTC, are paid out of its USDT and the wallet
+    empties, so the long opened next posts its own margin, what it pays over the default
+    2x, as it does on the venue. Before, PAPER and the simulator kept the short's margin and
+    profit in the wallet, owing its fees, and the long posted nothing (that paid it)."""
+    rig = rigs["kraken"]
+    engine = await rig.engine(rig.config(mode))
+    await rig.run(engine, order(SYMBOL, Side.SELL, "0.2"))
+    rig.clock.advance(5 * 3600)  # a rollover on top of the opening fee
+    rig.server.sim.set_price(SYMBOL, PRICE - 1000)
+    await rig.run(engine, order(SYMBOL, Side.BUY, "0.2", reduce_only=True))
+    await rig.run(engine, order(SYMBOL, Side.BUY, "0.1"))
+    status = engine.status
+    assert (status.orders_filled, status.orders_rejected) == (3, 0), status.last_error
+    long = (await rig.store.list_fills(f"kraken-{mode.value}"))[-1]
+    fresh = (long.amount * long.price + long.fee) / 2  # a buy posts for its fee too
+    if mode is TradingMode.PAPER:
+        wallet = engine._broker._account.wallet(SYMBOL)  # type: ignore[attr-defined]
+        posted = wallet.posted
+    else:
+        posted = lending.posted_margin(rig.venue_account(), POSITION_WALLETS["kraken"])
+    assert posted == pytest.approx(fresh, abs=Decimal("0.00000001"))
