@@ -13,14 +13,7 @@ import pytest
 
 from ctsd.sim.clock import ManualClock
 from ctsd.sim.server import SimulatorServer
-from tests.sim.conftest import (
-    API_KEY,
-    PASSPHRASE,
-    SECRET,
-    ExchangeFactory,
-    sim_config,
-    trader_spec,
-)
+from tests.sim.conftest import API_KEY, PASSPHRASE, SECRET, ExchangeFactory, sim_config, trader_spec
 
 SYMBOL = "BTC/USDT"
 
