@@ -27,27 +27,29 @@ class LendingTerms:
     charge_on_borrow: bool = False
     liquidation_margin: Decimal | None = None
     margin_per_order: bool = False
+    """Each position posts its own margin (OKX, Kraken): 1/leverage of its cost whichever
+    its side (Kraken's used margin; OKX: a short's initial margin is its amount over its
+    leverage times its price)."""
     order_leverage: Decimal | None = None
     """What each order posts its margin at, where it is not `max_leverage` (Kraken: the
     order's `leverage`, 2x unless configured, while the pair's maximum, 5x, bounds what
     the position may borrow)."""
-    cost_margin: bool = False
-    """A position posts 1/leverage of its cost whichever its side (Kraken); else a sell
-    posts 1/(leverage - 1) of what it sells (OKX)."""
+    close_in_quote: bool = False
+    """A position its fills take back to flat is closed whatever it still owes in the
+    base (Kraken's opening fee and rollovers on a short): that is paid out of its quote
+    at the closing price, "in an amount denominated in the quote currency"
+    (support.kraken.com 202966956); else it stays owed with what the position left
+    (OKX: a MARGIN position's liability includes its interest)."""
 
     @property
     def initial_level(self) -> Decimal:
         """The margin level a borrow may not go below: 1.5 at 3x."""
         return self.max_leverage / (self.max_leverage - 1)
 
-    def margin_divisor(self, leverage: Decimal, short: bool) -> Decimal:
-        """What a position's cost is divided by for the margin it posts."""
-        return leverage - 1 if short and not self.cost_margin else leverage
-
     def opening_level(self, short: bool) -> Decimal:
-        """The level a position's borrow may take its wallet to: a short posting
+        """The level a borrow may take its wallet to: a position's short posting
         cost/leverage opens at 1 + 1/leverage (margin and proceeds over the base owed)."""
-        if short and self.cost_margin:
+        if short and self.margin_per_order:
             return 1 + 1 / self.max_leverage
         return self.initial_level
 

@@ -314,15 +314,18 @@ class LendingTerms:
     liquidation_margin: Decimal | None = None
     """Liquidate instead when equity falls to this share of the margin posted (Kraken)."""
     margin_per_order: bool = False
-    """Each position posts its own margin from the account (OKX, Kraken): it opens at
-    the initial level instead of borrowing against the whole account."""
+    """Each position posts its own margin from the account (OKX, Kraken), 1/leverage of
+    its cost whichever its side, instead of borrowing against the whole account."""
     order_leverage: Decimal | None = None
     """What each order posts its margin at, where it is not `max_leverage` (Kraken: the
     order's `leverage`, 2x unless configured, while the pair's maximum, 5x, bounds what
     the position may borrow)."""
-    cost_margin: bool = False
-    """A position's margin is its cost over its leverage on either side (Kraken's used
-    margin); else a short posts 1/(leverage - 1) of what it sells (OKX)."""
+    close_in_quote: bool = False
+    """A position its fills take back to flat is closed whatever it still owes in the
+    base (Kraken's opening fee and rollovers on a short): that is paid out of its quote
+    at the closing price, "in an amount denominated in the quote currency"
+    (support.kraken.com 202966956); else it stays owed with what the position left
+    (OKX: a MARGIN position's liability includes its interest)."""
 
 
 @dataclass(frozen=True)

@@ -2,17 +2,19 @@
 closes a position; `OpenPositions` and the margin fields of `TradeBalance`.
 
 Over `ctsd.sim.lending`: each pair's positions are one position wallet
-`kraken:<symbol>`. A leveraged buy posts 1/leverage of its cost from the spot balance
-as margin and borrows the rest of the quote; a leveraged sell posts 1/leverage of its
-cost too (Kraken's used margin is cost over leverage on either side) and borrows the
-base it sells; the opposite leveraged order closes first (its proceeds repay), then
-opens the other way. Kraken keeps the posted margin in the account's `Balance` until
-the position closes, so `Balance` and `BalanceEx` add it back. Rollover is 0.02 % per
-4 hours of the path clock, charged at opening too (Kraken's opening fee); at a margin
-level of 40 % (`margin_stop`: equity at 40 % of the margin used) the position is
-liquidated. `Ledgers` lists the opening fees (type `margin`) and rollovers (type
-`rollover`) as Kraken books them: amount 0, the charge in `fee`, in the borrowed
-asset; other ledger types (trades, deposits) are not simulated and list nothing.
+`kraken:<symbol>`. A leveraged buy posts 1/leverage of its cost from the spot balance as
+margin and borrows the rest of the quote; a leveraged sell posts 1/leverage of its cost
+too (Kraken's used margin is cost over leverage on either side) and borrows the base it
+sells; the opposite leveraged order closes first (its proceeds repay), then opens the
+other way; one for the position's volume closes it, and what a short still owes in the
+base (its fees) is paid out of its quote (`MarginTerms.close_in_quote`). Kraken keeps
+the posted margin in the account's `Balance` until the position closes, so `Balance` and
+`BalanceEx` add it back. Rollover is 0.02 % per 4 hours of the path clock, charged at
+opening too (Kraken's opening fee); at a margin level of 40 % (`margin_stop`: equity at
+40 % of the margin used) the position is liquidated. `Ledgers` lists the opening fees
+(type `margin`) and rollovers (type `rollover`) as Kraken books them: amount 0, the
+charge in `fee`, in the borrowed asset; other ledger types (trades, deposits) are not
+simulated and list nothing.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ LEDGER_TYPES = ("all", "margin", "rollover")
 """The `type`s of `Ledgers` with entries here (Kraken has more; they list nothing)."""
 TERMS = MarginTerms(max_leverage=Decimal(max(LEVERAGES)), liquidation_level=Decimal(1),
                     period_ms=ROLLOVER_MS, charge_on_borrow=True, period_rate=ROLLOVER_RATE,
-                    position=True, liquidation_margin=Decimal("0.4"), cost_margin=True)
+                    position=True, liquidation_margin=Decimal("0.4"), close_in_quote=True)
 
 
 def wallet_name(pair: KrakenPair) -> str:

@@ -323,11 +323,9 @@ def fund_order(account: Account, market: Market, order: Order, asset: str,
                shortfall: Decimal, price: Decimal, quote: str, *, alone: bool = False,
                ) -> None:
     """What an auto-borrowing order lacks in its wallet: a position wallet first takes
-    its margin from spot (in the quote), then the rest is borrowed. A buy's margin is
-    1/leverage of what it pays; a sell borrows the whole base it sells, and posts
-    1/leverage of that where the venue charges a short as a long (Kraken,
-    `MarginTerms.cost_margin`), else 1/(leverage - 1), so that it opens at the terms'
-    initial level as a buy does (OKX).
+    its margin from spot (in the quote), then the rest is borrowed. The margin is
+    1/leverage of the order's cost on either side (`MarginTerms.position`): a buy
+    borrows the rest of what it pays, a sell the whole base it sells.
 
     All or nothing: both limits are checked before anything moves, so a refused order
     leaves the account as it was (a margin posted for a borrow then refused stayed in
@@ -340,8 +338,7 @@ def fund_order(account: Account, market: Market, order: Order, asset: str,
     if terms.position:
         leverage = order.leverage or terms.max_leverage
         value = shortfall if asset == quote else shortfall * price
-        margin = (value / terms.margin_divisor(leverage, asset != quote)).quantize(
-            AMOUNT_STEP, rounding="ROUND_UP")
+        margin = (value / leverage).quantize(AMOUNT_STEP, rounding="ROUND_UP")
         spot = account.holding(quote, SPOT_WALLET)
         if spot.free < margin:
             raise Rejection(RejectKind.INSUFFICIENT_FUNDS, f"margin {margin}")
@@ -358,6 +355,29 @@ def fund_order(account: Account, market: Market, order: Order, asset: str,
     if need > 0:
         borrow(account, market, order.wallet, asset, need, check=False)
         order.borrowed += need
+
+
+def close_if_flat(account: Account, now: int, wallet: str, inst: Instrument,
+                  price: Decimal) -> None:
+    """A position wallet whose fills took its position back to flat, on terms that
+    close it so (`MarginTerms.close_in_quote`): what it still owes in the base is paid
+    from the base it holds, then out of its quote at `price` (rounded up; a wallet
+    whose free quote cannot pay it keeps it), so that `sweep_if_flat` empties it.
+    Before, a Kraken short bought back by its volume kept owing its fees in the base,
+    and its margin and profit stayed in the wallet as the next position's."""
+    terms = account.loans.terms.get(wallet)
+    if terms is None or not terms.close_in_quote or position(account, wallet).size:
+        return
+    base = account.holding(inst.base, wallet)
+    pay = min(base.free, base.debt)
+    if pay > 0:
+        base.free -= pay
+        _pay_down(account, now, wallet, inst.base, base, pay)
+    rest, quote = base.debt, account.holding(inst.quote, wallet)
+    cost = (rest * price).quantize(AMOUNT_STEP, rounding="ROUND_UP")
+    if rest > 0 and quote.free >= cost:
+        quote.free -= cost
+        _pay_down(account, now, wallet, inst.base, base, rest)
 
 
 def sweep_if_flat(account: Account, now: int, wallet: str) -> None:

@@ -39,28 +39,32 @@ class MarginTerms:
     """A flat rate per period for every asset (Kraken's rollover); else the asset's."""
     position: bool = False
     """A position wallet (OKX margin, Kraken): funded from the spot wallet per order,
-    emptied back into it when flat."""
+    emptied back into it when flat. Its position posts 1/leverage of its cost as margin
+    whichever its side (Kraken's used margin: a $10,000 short at 5x uses $2,000; OKX's
+    isolated margin: a short's initial margin is its amount over its leverage times
+    its price)."""
     liquidation_margin: Decimal | None = None
     """Liquidate instead when the wallet's equity is at or below this share of the
     margin posted into it (Kraken's `margin_stop`, 40 %)."""
-    cost_margin: bool = False
-    """A position posts 1/leverage of its cost whichever its side (Kraken's used margin:
-    a $10,000 short at 5x uses $2,000); else a sell posts 1/(leverage - 1) of what it
-    sells, so that its wallet opens at the initial level as a buy's does (OKX)."""
+    close_in_quote: bool = False
+    """A position its fills take back to flat is closed whatever it still owes in the
+    base (a short's opening fee and rollovers, charged in the borrowed asset): that is
+    paid out of its quote at the closing price and the wallet empties back into spot
+    (Kraken: an opposing order for the position's volume closes it, and "any remaining
+    profit (or loss) is added to (or taken from) your account balances, in an amount
+    denominated in the quote currency"). Else the wallet keeps what the position left
+    next to that debt (OKX: a MARGIN position's liability includes its interest, and
+    only the position's assets close it)."""
 
     @property
     def initial_level(self) -> Decimal:
         return self.max_leverage / (self.max_leverage - 1)
 
-    def margin_divisor(self, leverage: Decimal, short: bool) -> Decimal:
-        """What a position's cost is divided by for the margin it posts."""
-        return leverage - 1 if short and not self.cost_margin else leverage
-
     def opening_level(self, short: bool) -> Decimal:
-        """The level a position's borrow may take its wallet to: the initial level, but
-        a short posting cost/leverage holds its margin and the sale's proceeds over the
-        base it owes, 1 + 1/leverage, below a long's at the same leverage."""
-        if short and self.cost_margin:
+        """The level a borrow may take its wallet to: the initial level, but a position
+        wallet's short, posting cost/leverage, holds its margin and the sale's proceeds
+        over the base it owes, 1 + 1/leverage, below a long's at the same leverage."""
+        if short and self.position:
             return 1 + 1 / self.max_leverage
         return self.initial_level
 

@@ -421,5 +421,7 @@ def _fill(
         fee_asset=order.fee_asset, maker=maker, time_ms=now, realized_pnl=pnl,
         wallet=order.wallet))
     if order.wallet != SPOT_WALLET:
+        if not order.liquidation:
+            lending.close_if_flat(account, now, order.wallet, inst, price)
         lending.sweep_if_flat(account, now, order.wallet)
 

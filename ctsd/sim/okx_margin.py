@@ -4,10 +4,11 @@ position; the account's positions, leverage, max loan and interest.
 
 Over `ctsd.sim.lending`: each (margin mode, instrument) is a position wallet
 `okx:<mode>:<symbol>`. A margin order that needs more than the wallet holds moves
-1/leverage of the shortfall from the trading balance as margin and borrows the
-rest (`ccy`: the quote for a buy, the base for a sell, as ccxt sends it); what the
-opposite order brings in repays first, and a flat position's wallet empties back
-into the trading balance. The position is the wallet: long when it holds the base
+1/leverage of its cost from the trading balance as margin and borrows the rest of
+the quote (a buy) or the whole base it sells (a sell: "Short positions: initial
+margin = open amount / leverage * open price", okx.com/help-center/6997123251341);
+what the opposite order brings in repays first, and a flat position's wallet empties
+back into the trading balance. The position is the wallet: long when it holds the base
 and owes the quote (`posCcy` the base), short when it owes the base (`posCcy` the
 quote); `liab` is what it owes (negative, as OKX prints it), `interest` what that has
 cost so far, charged every hour of the path clock. At a margin ratio of 100 % (the
@@ -118,7 +119,7 @@ class OkxMargin:
             "adl": "1", "availPos": plain(abs(size) if long else quote.free),
             "avgPx": plain(entry), "cTime": str(opened), "ccy": inst.quote if long else inst.base,
             "deltaBS": "", "deltaPA": "", "gammaBS": "", "gammaPA": "",
-            "imr": "" if mode == "isolated" else plain(value.liabilities / (lever - 1)),
+            "imr": "" if mode == "isolated" else plain(abs(size) * mark / lever),
             "instId": render.inst_id(inst), "instType": "MARGIN",
             "interest": plain(owed.interest), "idxPx": plain(mark), "last": plain(mark),
             "lever": plain(lever), "liab": plain(-owed.debt),
@@ -165,8 +166,9 @@ class OkxMargin:
         return inst
 
     async def max_loan(self, call: Call) -> Any:
-        """What a margin order may still borrow on each side: the trading balance's quote
-        as margin times (leverage - 1)."""
+        """What a margin order may still borrow on each side with the trading balance's
+        quote as its margin: a buy (leverage - 1) times it, a sell the base worth
+        leverage times it (`lending.fund_order`)."""
         inst = self._spot(call)
         mode = call.require("mgnMode")
         if mode not in MODES:
@@ -175,13 +177,12 @@ class OkxMargin:
         found = account.loans.terms.get(wallet_name(mode, inst))
         lever = found.max_leverage if found else DEFAULT_LEVERAGE
         own = account.holding(inst.quote).free
-        quote = own * (lever - 1)
         price = market.price(inst.symbol)
         return render.ok([
             {"instId": render.inst_id(inst), "mgnMode": mode, "mgnCcy": "", "ccy": inst.quote,
-             "side": "buy", "maxLoan": plain(quote)},
+             "side": "buy", "maxLoan": plain(own * (lever - 1))},
             {"instId": render.inst_id(inst), "mgnMode": mode, "mgnCcy": "", "ccy": inst.base,
-             "side": "sell", "maxLoan": plain((quote / price).quantize(inst.step_size))},
+             "side": "sell", "maxLoan": plain((own * lever / price).quantize(inst.step_size))},
         ])
 
     async def interest_accrued(self, call: Call) -> Any:

@@ -28,10 +28,12 @@ worth less than the pair's minimum order is dust, and the order is as any other;
 orders that only close or only open, and the venue's liquidation orders. A flipping
 order's fills stay one trade each, as the venues report them.
 
-Left as before: a fill that closes a position exactly is swept by `lending.sweep_if_flat`
-only once the wallet owes nothing, so a short bought back by its size, which still owes
-its interest in the base, leaves what it made in the wallet for the next position (the
-PAPER margin account, `ctsd.engine.brokers.margin_account`, does the same).
+A fill that closes a position exactly (an order for its size) is not a flip: on Kraken
+`lending.close_if_flat` pays what the short still owes in the base (its fees) out of its
+quote and `lending.sweep_if_flat` empties the wallet, as Kraken settles a closed
+position in the quote; on OKX the wallet keeps it, owing, as OKX's MARGIN position lasts
+while it owes (`MarginTerms.close_in_quote`; the PAPER margin account,
+`ctsd.engine.brokers.margin_account`, does the same).
 """
 
 from __future__ import annotations

@@ -53,7 +53,7 @@ class ExchangeMarginMarketData:
         return LendingTerms(found.max_leverage, found.liquidation_level, found.period_rates,
                             found.period_ms, found.charge_on_borrow, found.liquidation_margin,
                             found.margin_per_order, found.order_leverage,
-                            found.cost_margin)
+                            found.close_in_quote)
 
     def check_leverage(self, leverage: Mapping[str, int]) -> None:
         self._margin.check_leverage(leverage, "config.leverage")

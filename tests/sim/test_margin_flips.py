@@ -221,3 +221,34 @@ async def test_a_flip_cancelled_after_it_crossed_keeps_the_margin_of_what_it_ope
         mine.pop("net", None)
         theirs.pop("net", None)
         _same(mine, theirs)
+
+
+@pytest.mark.asyncio
+async def test_a_kraken_short_bought_back_by_its_volume_is_closed_and_settled_in_usdt(
+    make_exchange: ExchangeFactory,
+) -> None:
+    """Kraken closes a position with an opposing order for its volume; "any remaining
+    profit (or loss) is added to (or taken from) your account balances, in an amount
+    denominated in the quote currency" (support.kraken.com 202966956). The short's
+    opening fee and rollovers, owed in BTC, are paid out of its USDT at the closing
+    price: nothing is owed, the wallet empties, the account's BTC is untouched, and the
+    long opened next is the reference's fresh long. Before, the wallet kept owing the
+    fees, with the short's margin and profit, which the long then opened on (it posted
+    less margin than a fresh long)."""
+    venue = VENUES["kraken"]
+    async with _accounts(make_exchange, venue) as (server, flipper, reference):
+        account = server.sim.accounts.get(venue.keys[0][0])
+        assert account is not None
+        await flipper.create_order(SYMBOL, "market", "sell", 1, None, venue.params)
+        server.sim.advance(8 * 3600)  # two rollovers on top of the opening fee
+        server.sim.set_price(SYMBOL, START - MOVES["at-a-gain"])
+        [short] = await flipper.fetch_positions()
+        assert account.wallet(f"kraken:{SYMBOL}")["BTC"].debt > short["contracts"]  # fees
+        await flipper.create_order(SYMBOL, "market", "buy", 1, None, venue.params)
+        assert await flipper.fetch_positions() == []
+        assert account.wallets.get(f"kraken:{SYMBOL}", {}) == {} or not any(
+            h.debt or h.total for h in account.wallet(f"kraken:{SYMBOL}").values())
+        assert account.holding("BTC").free == 2  # the spot BTC did not pay the fees
+        await flipper.create_order(SYMBOL, "market", "buy", 1, None, venue.params)
+        await reference.create_order(SYMBOL, "market", "buy", 1, None, venue.params)
+        _same(await venue.position(flipper), await venue.position(reference))

@@ -13,7 +13,7 @@ import pytest
 
 from ctsd.sim.clock import ManualClock
 from ctsd.sim.server import SimulatorServer
-from tests.sim.conftest import API_KEY, PASSPHRASE, SECRET, ExchangeFactory, sim_config
+from tests.sim.conftest import API_KEY, PASSPHRASE, SECRET, ExchangeFactory, sim_config, trader_spec
 
 SYMBOL = "BTC/USDT"
 
@@ -94,3 +94,59 @@ async def test_a_reopened_position_is_dated_by_its_own_opening(
         [short] = await ex.fetch_positions([SYMBOL], {"instType": "MARGIN"})
         assert short["side"] == "short" and int(long["info"]["cTime"]) == reopened - 2000
         assert int(short["info"]["cTime"]) == reopened
+
+
+FUNDS = Decimal(10000)
+"""The USDT of the account that shorts: its margin and nothing else."""
+PRICE = Decimal(60000)
+LOT = Decimal("0.00001")
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("leverage", [2, 3, 5])
+@pytest.mark.parametrize("mode", ["isolated", "cross"])
+async def test_a_short_posts_its_notional_over_its_leverage(
+    make_exchange: ExchangeFactory, mode: str, leverage: int,
+) -> None:
+    """OKX's isolated margin rules (okx.com/help-center/6997123251341): "Short positions:
+    initial margin = open amount / leverage * open price", as a long's is its amount
+    over its leverage. So 10,000 USDT opens a short of up to 10,000 x leverage; one of
+    nine tenths of that is taken, and its position shows that margin: `margin`
+    (isolated: what was posted less the sale's fee) or `imr` (cross: the notional over
+    `lever`), which ccxt reads as an initial margin of 1/leverage. `max-loan`'s sell
+    side is what the margin left in the account can borrow at that leverage, before
+    and after. The simulator posted 1/(leverage - 1) of the short's notional and
+    refused all three (9,000 USDT of margin at 2x needed 18,000)."""
+    spec = trader_spec(spot={"USDT": FUNDS}, derivatives={})
+    async with SimulatorServer(sim_config(accounts=(spec,))) as server:
+        ex = await _okx(make_exchange, server)
+        params = {"marginMode": mode}
+        await ex.set_leverage(leverage, SYMBOL, params)
+        lever = Decimal(leverage)
+
+        async def sell_loan() -> Decimal:
+            rows = (await ex.private_get_account_max_loan({"instId": "BTC-USDT",
+                                                           "mgnMode": mode}))["data"]
+            return next(Decimal(r["maxLoan"]) for r in rows if r["side"] == "sell")
+
+        assert await sell_loan() == (FUNDS * lever / PRICE).quantize(LOT)
+        amount = FUNDS * lever * Decimal("0.9") / PRICE
+        order = await ex.create_order(SYMBOL, "market", "sell", amount, None, params)
+        [position] = await ex.fetch_positions([SYMBOL], {"instType": "MARGIN"})
+        row = position["info"]
+        assert (position["side"], row["mgnMode"], row["lever"]) == ("short", mode, str(lever))
+        assert (row["liabCcy"], Decimal(row["liab"])) == ("BTC", -amount)
+        notional = amount * Decimal(row["avgPx"])
+        posted = notional / lever
+        fee = Decimal(str((await ex.fetch_order(order["id"], SYMBOL))["fee"]["cost"]))
+        if mode == "isolated":
+            assert row["imr"] == ""  # posted at the order's hold price, a tick from the fill
+            assert Decimal(row["margin"]) + fee == pytest.approx(posted, rel=Decimal("1e-5"))
+            assert position["initialMarginPercentage"] == pytest.approx(1 / leverage)
+        else:
+            assert row["margin"] == "" and Decimal(row["imr"]) == posted
+            assert Decimal(row["notionalUsd"]) == notional  # the mark is the fill's price
+            assert position["initialMarginPercentage"] == pytest.approx(1 / leverage,
+                                                                        abs=1e-4)
+        assert Decimal(str(position["initialMargin"])) == Decimal(row["margin"] or row["imr"])
+        assert await sell_loan() == ((FUNDS - posted) * lever / PRICE).quantize(LOT)

@@ -234,21 +234,27 @@ async def test_a_kraken_short_grows_past_its_order_leverage_as_the_venue_allows(
 
 SHORT_OVER_COLLATERAL = {2: "0.5", 5: "1.5"}
 """Leverage → a short its 20,000 USDT hold only at cost/leverage: 15,000 and 18,000."""
+POSITION_WALLETS = {"kraken": f"kraken:{SYMBOL}", "okx": f"okx:cross:{SYMBOL}"}
+"""The simulator's wallet of each position venue's BTC/USDT position (OKX: cross, what a
+margin engine trades)."""
 
 
 @pytest.mark.parametrize("mode", MODES, ids=[m.value for m in MODES])
 @pytest.mark.parametrize("leverage", SHORT_OVER_COLLATERAL, ids=["2x", "5x"])
-async def test_a_kraken_short_posts_its_cost_over_its_leverage(
-    rigs: dict[str, MarketRig], mode: TradingMode, leverage: int,
+@pytest.mark.parametrize("venue", POSITION_WALLETS)
+async def test_a_short_posts_its_cost_over_its_leverage(
+    rigs: dict[str, MarketRig], venue: str, mode: TradingMode, leverage: int,
 ) -> None:
-    """Kraken's used margin is the cost over the leverage for a short as for a long
-    (support.kraken.com 203053156). 20,000 USDT hold a 2x short of 0.5 BTC at 60,000
-    (15,000 of margin) and a 5x short of 1.5 BTC (18,000). The simulator and PAPER
-    posted 1/(leverage - 1) of a short's cost (30,000 and 22,500) and refused both, and
-    judged a 5x short's borrow at a long's opening level (1.25, where a short posting
-    cost/5 opens at 1.2). PAPER's wallet opens at 1 + 1/leverage less the fee; LIVE's
-    venue position posts cost/leverage."""
-    rig = rigs["kraken"]
+    """A short's margin is its cost over its leverage, as a long's: Kraken's used margin
+    (support.kraken.com 203053156), OKX's initial margin ("Short positions: initial
+    margin = open amount / leverage * open price", okx.com/help-center/6997123251341).
+    20,000 USDT hold a 2x short of 0.5 BTC at 60,000 (15,000 of margin) and a 5x short
+    of 1.5 BTC (18,000). The simulator and PAPER posted 1/(leverage - 1) of a short's
+    cost (30,000 and 22,500) and refused both, and judged a 5x short's borrow at a
+    long's opening level (1.25, where a short posting cost/5 opens at 1.2). PAPER's
+    wallet opens at 1 + 1/leverage less the fee; LIVE's venue position posts
+    cost/leverage."""
+    rig = rigs[venue]
     amount = SHORT_OVER_COLLATERAL[leverage]
     engine = await rig.engine(rig.config(mode, leverage={SYMBOL: leverage}))
     await rig.run(engine, order(SYMBOL, Side.SELL, amount))
@@ -259,5 +265,34 @@ async def test_a_kraken_short_posts_its_cost_over_its_leverage(
         level = engine._broker.level(SYMBOL)  # type: ignore[attr-defined]
         assert level == pytest.approx(1 + Decimal(1) / leverage, abs=Decimal("0.01"))
     else:
-        posted = lending.posted_margin(rig.venue_account(), f"kraken:{SYMBOL}")
+        posted = lending.posted_margin(rig.venue_account(), POSITION_WALLETS[venue])
         assert posted == pytest.approx(cost / leverage, rel=Decimal("0.005"))
+
+
+@pytest.mark.parametrize("mode", MODES, ids=[m.value for m in MODES])
+async def test_a_kraken_short_bought_back_by_its_volume_is_settled_before_the_next_long(
+    rigs: dict[str, MarketRig], mode: TradingMode,
+) -> None:
+    """Kraken closes a position with an opposing order for its volume and settles what
+    is left "in an amount denominated in the quote currency" (support.kraken.com
+    202966956): the short's fees, owed in BTC, are paid out of its USDT and the wallet
+    empties, so the long opened next posts its own margin, what it pays over the default
+    2x, as it does on the venue. Before, PAPER and the simulator kept the short's margin and
+    profit in the wallet, owing its fees, and the long posted nothing (that paid it)."""
+    rig = rigs["kraken"]
+    engine = await rig.engine(rig.config(mode))
+    await rig.run(engine, order(SYMBOL, Side.SELL, "0.2"))
+    rig.clock.advance(5 * 3600)  # a rollover on top of the opening fee
+    rig.server.sim.set_price(SYMBOL, PRICE - 1000)
+    await rig.run(engine, order(SYMBOL, Side.BUY, "0.2", reduce_only=True))
+    await rig.run(engine, order(SYMBOL, Side.BUY, "0.1"))
+    status = engine.status
+    assert (status.orders_filled, status.orders_rejected) == (3, 0), status.last_error
+    long = (await rig.store.list_fills(f"kraken-{mode.value}"))[-1]
+    fresh = (long.amount * long.price + long.fee) / 2  # a buy posts for its fee too
+    if mode is TradingMode.PAPER:
+        wallet = engine._broker._account.wallet(SYMBOL)  # type: ignore[attr-defined]
+        posted = wallet.posted
+    else:
+        posted = lending.posted_margin(rig.venue_account(), POSITION_WALLETS["kraken"])
+    assert posted == pytest.approx(fresh, abs=Decimal("0.00000001"))

@@ -11,10 +11,11 @@ which the daemon does not import; `bench/parity_bench.py` compares the two):
   `max_leverage / (max_leverage - 1)`;
 - cross margin (Binance, Bybit) borrows against one wallet, the account's; where
   each position posts its own margin (OKX, Kraken: `margin_per_order`), a position
-  wallet per symbol takes it from the account first (a buy 1/leverage of what it
-  pays, a sell 1/leverage of what it sells on Kraken, `cost_margin`, and
-  1/(leverage - 1) on OKX), borrows the rest, and empties
-  back into the account once it owes and holds nothing for an order;
+  wallet per symbol takes it from the account first (1/leverage of the order's cost:
+  a buy's of what it pays, a sell's of what it sells), borrows the rest, and empties
+  back into the account once it owes and holds nothing for an order (on Kraken a
+  position its fills take back to flat pays what it still owes in the base, its
+  fees, out of its quote first: `close_in_quote`);
 - interest is charged once per period of the clock on each loan (and once at the
   borrow where the venue does so), and owed until repaid, interest first;
 - at or below the liquidation level (Kraken: equity at 40 % of the margin posted)
@@ -54,6 +55,9 @@ class Wallet:
     loans: dict[str, Loan] = field(default_factory=dict)
     posted: Decimal = ZERO
     """Margin moved in from the account (position wallets)."""
+    size: Decimal = ZERO
+    """The position's signed base size from its fills (position wallets): what a buy
+    brings in less a fee taken in the base, less what a sell sells."""
 
     def held(self, asset: str) -> Decimal:
         return self.free.get(asset, ZERO) + self.locked.get(asset, ZERO)
@@ -128,8 +132,7 @@ class MarginBook:
         need, margin, short = shortfall, ZERO, asset != quote
         if wallet is not self.account:
             value = shortfall * price if short else shortfall
-            margin = (value / self.terms.margin_divisor(leverage, short)).quantize(
-                AMOUNT_STEP, ROUND_UP)
+            margin = (value / leverage).quantize(AMOUNT_STEP, ROUND_UP)
             if self.account.free.get(quote, ZERO) < margin:
                 return f"insufficient margin: need {margin:.8f} {quote} to post"
             if not short:
@@ -197,6 +200,21 @@ class MarginBook:
         if loan and pay > 0:
             loan.borrowed -= pay
             wallet.add(asset, -pay)
+
+    def close_if_flat(self, wallet: Wallet, base: str, quote: str, price: Decimal) -> None:
+        """A position wallet its fills took back to flat, on terms that close it so
+        (`LendingTerms.close_in_quote`): what it still owes in the base is paid from the
+        base it holds, then out of its quote at `price` (rounded up; unless its free
+        quote cannot), so that `sweep_if_flat` empties it."""
+        if wallet is self.account or wallet.size or not self.terms.close_in_quote:
+            return
+        self.settle_debt(wallet, base)
+        loan = wallet.loans.get(base)
+        rest = loan.debt if loan else ZERO
+        cost = (rest * price).quantize(AMOUNT_STEP, ROUND_UP)
+        if loan and rest > 0 and wallet.free.get(quote, ZERO) >= cost:
+            wallet.add(quote, -cost)
+            loan.borrowed = loan.interest = ZERO
 
     def sweep_if_flat(self, wallet: Wallet) -> None:
         """A position wallet that owes nothing and holds nothing for an order returns all

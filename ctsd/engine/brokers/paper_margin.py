@@ -238,9 +238,13 @@ class PaperMarginBroker(PaperBook):
         if fill.side is Side.BUY:
             wallet.add(quote, -(value + quote_fee))
             self._account.receive(wallet, base, fill.amount - base_fee)
+            wallet.size += fill.amount - base_fee
         else:
             wallet.add(base, -fill.amount)
             self._account.receive(wallet, quote, value - quote_fee)
+            wallet.size -= fill.amount
+        if not fill.client_order_id.startswith(LIQUIDATION_PREFIX):
+            self._account.close_if_flat(wallet, base, quote, fill.price)
         self._account.sweep_if_flat(wallet)
 
     # --- liquidation ----------------------------------------------------------------

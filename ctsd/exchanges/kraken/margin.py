@@ -64,13 +64,15 @@ async def read_terms(client: VenueCalls, assets: tuple[str, ...], leverage: int 
     """Orders post margin at their leverage (2x unless set), cost over leverage for a
     short as for a long (support.kraken.com 203053156), while the pair's maximum
     (5x) bounds what a position may borrow, 0.02 % per 4 hours and at opening on every
-    asset, positions closed when equity falls to 40 % of their margin."""
+    asset, positions closed when equity falls to 40 % of their margin; a position an
+    order for its volume closes is settled, its fees out of its quote
+    (support.kraken.com 202966956)."""
     return LendingTerms(Decimal(LEVERAGE_RANGE[1]), Decimal(1),
                         tuple((a, ROLLOVER_RATE) for a in assets), ROLLOVER_MS,
                         charge_on_borrow=True, liquidation_margin=MARGIN_STOP,
                         margin_per_order=True,
                         order_leverage=Decimal(leverage or DEFAULT_LEVERAGE),
-                        cost_margin=True)
+                        close_in_quote=True)
 
 
 async def read_interest(client: VenueCalls, symbols: tuple[str, ...],

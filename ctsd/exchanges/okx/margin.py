@@ -95,8 +95,10 @@ async def prepare(client: VenueCalls, symbols: tuple[str, ...],
 
 async def read_terms(client: VenueCalls, assets: tuple[str, ...], leverage: int | None,
                      keyed: bool) -> model.LendingTerms:
-    """Positions post 1/leverage as margin (5x unless set), liquidation at a margin ratio
-    of 1 (level 1.05), hourly interest at the account's rates (`interest-rate`)."""
+    """Positions post 1/leverage of their cost as margin whichever their side (5x unless
+    set; okx.com/help-center/6997123251341: "Short positions: initial margin = open
+    amount / leverage * open price"), liquidation at a margin ratio of 1 (level 1.05),
+    hourly interest at the account's rates (`interest-rate`)."""
     rates = []
     for asset in assets:
         rate = default_hourly(asset)
