@@ -36,6 +36,7 @@ from ctsd.engine.config import TradingMode, ValidatedConfig
 from ctsd.engine.intents import resolved
 from ctsd.engine.lease_ports import Fence, Lease
 from ctsd.engine.ledger import Ledger
+from ctsd.engine.log_pacing import LinePacer
 from ctsd.engine.margin_session import MarginSession
 from ctsd.engine.market import DryRun, decide_dry, fetch_infos, fetch_snapshot
 from ctsd.engine.market_ports import MarketDataSource, MarketEvents
@@ -131,6 +132,10 @@ class Engine:
         """The last decision's refusals by the risk check, tag → reason: logged when they
         begin or change, not on every cycle they repeat (a spent order budget refused a
         grid's every level each cycle, a flood of identical warnings)."""
+        self._risk_lines = LinePacer(clock)
+        self._broker_lines = LinePacer(clock)
+        """Those lines, and the broker's refusals, at most one a minute each
+        (`ctsd.engine.log_pacing`)."""
         self._infos: dict[str, MarketInfo] = {}
         self._marks: dict[str, Decimal] = {}
         self._status = EngineStatus(record.connection_id, record.engine_id, EngineState.STOPPED,
@@ -371,17 +376,19 @@ class Engine:
             if not verdict.accepted:
                 rejected += 1
                 refused[intent.tag] = verdict.reason
-                if self._refused.get(intent.tag) != verdict.reason:
+                if self._refused.get(intent.tag) != verdict.reason and (
+                        held := self._risk_lines.admit()) is not None:
                     log.warning("order rejected by risk check", extra={
                         "connection_id": self.connection_id, "tag": intent.tag,
-                        "reason": verdict.reason})
+                        "reason": verdict.reason, "held_back": held})
                 continue
             execution = await self._place(intent)
             if execution.order.status is OrderStatus.REJECTED:
                 rejected += 1
-                log.warning("order rejected by broker", extra={
-                    "connection_id": self.connection_id, "tag": intent.tag,
-                    "reason": execution.order.reason})
+                if (held := self._broker_lines.admit()) is not None:
+                    log.warning("order rejected by broker", extra={
+                        "connection_id": self.connection_id, "tag": intent.tag,
+                        "reason": execution.order.reason, "held_back": held})
         self._refused = refused
         if rejected:
             self._update(orders_rejected=self._status.orders_rejected + rejected)

@@ -101,8 +101,9 @@ async def test_risk_rejections_are_counted_and_nothing_reaches_the_broker() -> N
 async def test_a_refusal_is_logged_when_it_begins_or_changes_not_on_every_cycle(
         caplog: pytest.LogCaptureFixture) -> None:
     """A grid whose every level the notional limit refuses: counted each cycle, logged
-    once per level while it stays refused; a level refused anew (the price rose past the
-    levels above) is logged when its refusal begins."""
+    when a level's refusal begins, not while it stays refused; and at most a line a minute
+    (`ctsd.engine.log_pacing`): the cycle's second refusal waits, counted in the next line
+    (a level refused anew when the price rose past the levels above, a minute later)."""
     caplog.set_level(logging.WARNING, logger="ctsd.engine")
     grid = EngineConfig("grid", (SYMBOL,), {"reference_price": "10", "spacing_pct": "1",
                                             "levels": "2", "amount": "1"},
@@ -110,21 +111,19 @@ async def test_a_refusal_is_logged_when_it_begins_or_changes_not_on_every_cycle(
     h = Harness(grid, closes=[D(10)] * 3 + [D("10.5")])
     await h.engine.reconcile()
 
-    def refusals() -> list[tuple[str, str]]:
-        found = [(r.tag, r.reason) for r in caplog.records  # type: ignore[attr-defined]
+    def refusals() -> list[tuple[str, str, int]]:
+        found = [(r.tag, r.reason, r.held_back) for r in caplog.records  # type: ignore[attr-defined]
                  if r.msg == "order rejected by risk check"]
         caplog.clear()
         return found
 
-    await h.cycles(3)
-    assert sorted(refusals()) == [
-        ("grid:BTC/USDT:-1:buy", "order notional 9.90 exceeds max_order_notional 5"),
-        ("grid:BTC/USDT:-2:buy", "order notional 9.80 exceeds max_order_notional 5")]
+    await h.cycles(3)  # a minute apart
+    assert refusals() == [
+        ("grid:BTC/USDT:-1:buy", "order notional 9.90 exceeds max_order_notional 5", 0)]
     assert h.engine.status.orders_rejected == 6  # each cycle's refusals still count
     await h.cycles(1)
-    assert sorted(refusals()) == [
-        ("grid:BTC/USDT:+1:buy", "order notional 10.10 exceeds max_order_notional 5"),
-        ("grid:BTC/USDT:+2:buy", "order notional 10.20 exceeds max_order_notional 5")]
+    assert refusals() == [
+        ("grid:BTC/USDT:+2:buy", "order notional 10.20 exceeds max_order_notional 5", 1)]
 
 
 @pytest.mark.asyncio

@@ -228,10 +228,13 @@ PARAMS = {"grid": {"reference_price": "100", "spacing_pct": "1", "levels": "5", 
           "ladder": {}}
 
 
-def twin(clock: VirtualClock, strategy: str, banded: bool) -> Twin:
+TWIN_RISK = RiskLimits(daily_loss_limit=D(6), max_orders_per_minute=3)
+
+
+def twin(clock: VirtualClock, strategy: str, banded: bool, risk: RiskLimits = TWIN_RISK,
+         ) -> Twin:
     config = EngineConfig(strategy, (SYMBOL,), PARAMS[strategy],
-        paper=PaperSettings(balances=(("USDT", D(400)),), slippage_bps=D(0)),
-        risk=RiskLimits(daily_loss_limit=D(6), max_orders_per_minute=3))
+        paper=PaperSettings(balances=(("USDT", D(400)),), slippage_bps=D(0)), risk=risk)
     market = PathMarket(clock, {SYMBOL: [D(100)]})
     store = MemoryStore()
     record = EngineRecord("conn1", "e1e1", config, DesiredState.RUNNING)
