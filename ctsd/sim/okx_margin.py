@@ -78,7 +78,7 @@ class OkxMargin:
         read = Permission.READ
         return [
             ("POST", "trade/close-position", Permission.TRADE, self.close_position,
-             RateRule(20, 2), "UID"),
+             RateRule(20, 2), "UID_INST"),
             ("GET", "account/max-loan", read, self.max_loan, RateRule(20, 2), "UID"),
             ("GET", "account/interest-accrued", read, self.interest_accrued, RateRule(5, 2),
              "UID"),
