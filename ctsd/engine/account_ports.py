@@ -90,6 +90,13 @@ class MarginAccount(Protocol):
         the venue keeps no such record."""
         ...
 
+    async def close_short(self, symbol: str, client_order_id: str) -> bool:
+        """The venue's own close of the whole short of `symbol`, one market order under
+        `client_order_id` that repays all the short owes, interest included (OKX
+        `close-position`): True once the venue took it (the order is then read by its
+        id); False where the venue has none, and an order for the short's size closes it."""
+        ...
+
 
 class OptionAccount(Protocol):
     """A LIVE options account: what it holds of each contract, to check the ledger."""

@@ -33,7 +33,7 @@ from typing import Any
 from ctsd.clock import Clock
 from ctsd.engine.brokers.base import Broker
 from ctsd.engine.config import TradingMode, ValidatedConfig
-from ctsd.engine.intents import resolved
+from ctsd.engine.intents import closes_position, resolved
 from ctsd.engine.lease_ports import Fence, Lease
 from ctsd.engine.ledger import Ledger
 from ctsd.engine.log_pacing import LinePacer
@@ -395,7 +395,9 @@ class Engine:
 
     async def _place(self, intent: OrderIntent) -> Execution:
         leg = resolved(intent, self._hedge)
-        execution = await self._sender.send(intent, leg.position_side or PositionSide.BOTH)
+        side = leg.position_side or PositionSide.BOTH
+        closes = closes_position(intent, self._ledger.position(intent.symbol, side).amount)
+        execution = await self._sender.send(intent, side, closes)
         await self._book(execution)
         if execution.order.status is not OrderStatus.REJECTED:
             self._status = replace(self._status, orders_placed=self._status.orders_placed + 1)

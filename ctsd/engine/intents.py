@@ -26,6 +26,14 @@ def resolved(intent: OrderIntent, hedge: bool) -> OrderIntent:
     return intent
 
 
+def closes_position(intent: OrderIntent, held: Decimal) -> bool:
+    """Whether `intent` is reduce-only and exactly the whole of the position `held`
+    (signed): the order then closes it, which a venue may do its own way
+    (`OrderRequest.closes`)."""
+    whole = -held if intent.side is Side.BUY else held
+    return intent.reduce_only and held != 0 and intent.amount == whole
+
+
 def refusal(intent: OrderIntent, info: MarketInfo, hedge: bool, held: Decimal,
             selling: Decimal) -> str | None:
     """Why `intent` cannot be placed on its market as asked, naming the field; None if it can.

@@ -40,6 +40,11 @@ class LendingTerms:
     at the closing price, "in an amount denominated in the quote currency"
     (support.kraken.com 202966956); else it stays owed with what the position left
     (OKX: a MARGIN position's liability includes its interest)."""
+    close_by_liability: bool = False
+    """A short the engine closes whole is bought back by what it owes, interest included,
+    grossed up by the taker fee where a buy's fee is taken in the base: the venue's own
+    close (OKX `close-position`), which leaves the position owing nothing; a buy of its
+    size left the fee and the interest owed in the base, and the position open."""
 
     @property
     def initial_level(self) -> Decimal:

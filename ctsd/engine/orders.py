@@ -70,6 +70,10 @@ class OrderRequest(OrderTerms):
     position_side: PositionSide = PositionSide.BOTH
     """The position the order trades: BOTH on spot and one-way accounts, LONG or SHORT
     on a hedge-mode account (resolved by the engine before the request is made)."""
+    closes: bool = False
+    """A reduce-only order for the whole of the position (the ledger's): a spot-margin
+    broker closes a whole short by all it owes where the venue does so
+    (`LendingTerms.close_by_liability`), which may be more than `amount`."""
 
 
 @dataclass(frozen=True, slots=True)

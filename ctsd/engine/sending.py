@@ -93,12 +93,14 @@ class Sender:
         """The cycle's orders are out: the next round, reserved if it needs to be."""
         await self._rounds.finish()
 
-    async def send(self, intent: OrderIntent, position_side: PositionSide) -> Execution:
-        """`intent` placed under its id; the answer, for the engine to book."""
+    async def send(self, intent: OrderIntent, position_side: PositionSide,
+                   closes: bool = False) -> Execution:
+        """`intent` placed under its id; the answer, for the engine to book. `closes`: it
+        is the whole of its position (`OrderRequest.closes`)."""
         cid, cycle = self._rounds.next_id()
         request = OrderRequest(cid, intent.symbol, intent.side, intent.type, intent.amount,
                                intent.price, intent.tag, cycle, reduce_only=intent.reduce_only,
-                               position_side=position_side)
+                               position_side=position_side, closes=closes)
         pending = Execution(Order.pending(request, self._clock.now_ms()))
         if self._rounds.ahead(cycle):
             return await self._send_ahead(request, pending)

@@ -15,6 +15,7 @@ venue's words, as `ctsd.exchanges.perpetuals` does for perpetuals.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from ctsd.errors import ExchangeFailure, ExchangeRejected, FailureClass, InvalidArgument
@@ -74,8 +75,19 @@ class MarginClient:
         if read is None:
             raise ExchangeRejected(FailureClass.EXCHANGE_ERROR,
                                    f"{self._exchange} states no lending terms here")
-        return await self.client.read_venue(
+        found = await self.client.read_venue(
             lambda: read(self._calls(), assets, leverage, keyed), "lending terms")
+        return replace(found, close_by_liability=self.venue.close_short is not None)
+
+    async def close_short(self, symbol: str, client_id: str) -> bool:
+        """The venue's own close of the whole short of `symbol` under `client_id`, in the
+        ORDER lane: True once the venue took it; False where it has none."""
+        close = self.venue.close_short
+        if close is None:
+            return False
+        await self.client.load_markets()
+        await close(self._calls(Lane.ORDER), symbol, client_id)
+        return True
 
     async def interest(self, symbols: tuple[str, ...], assets: tuple[str, ...],
                        since_ms: int) -> tuple[InterestCharge, ...]:

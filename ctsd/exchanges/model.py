@@ -326,6 +326,10 @@ class LendingTerms:
     at the closing price, "in an amount denominated in the quote currency"
     (support.kraken.com 202966956); else it stays owed with what the position left
     (OKX: a MARGIN position's liability includes its interest)."""
+    close_by_liability: bool = False
+    """A short is closed whole by the venue's own close (`MarginProfile.close_short`),
+    which buys back all it owes, interest included, grossed up by the taker fee where
+    the venue takes a buy's fee in the base (OKX), rather than by a buy of its size."""
 
 
 @dataclass(frozen=True)

@@ -205,6 +205,10 @@ class MarginProfile:
     """The leverage an order names where the venue takes it per order (Kraken)."""
     leverage_range: tuple[int, int] | None = None
     """Leverage a margin engine may configure here; None: the venue's is fixed."""
+    close_short: Callable[[VenueCalls, str, str], Awaitable[None]] | None = None
+    """(client, symbol, client order id) → the venue's own close of the whole short of
+    `symbol`, one market order under that id that repays all it owes, interest
+    included (OKX `close-position`); None where an order for the short's size closes it."""
 
 
 @dataclass(frozen=True)

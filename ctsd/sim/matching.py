@@ -97,6 +97,9 @@ class OrderRequest:
     """Perpetuals: the hedge-mode side the order trades (None: one-way)."""
     margin_mode: MarginMode | None = None
     """Perpetuals: set per order on OKX (`tdMode`); None takes the account's setting."""
+    closes_position: bool = False
+    """The venue's close of a whole position wallet (OKX `close-position`): sized by what
+    the position owes, to the satoshi rather than the lot (no lot or minimum checks)."""
 
 
 def validate(inst: Instrument, qty: Decimal, price: Decimal | None, ref_price: Decimal) -> None:
@@ -128,7 +131,8 @@ def place(
     if req.type is OrderType.LIMIT and req.price is None:
         raise Rejection(RejectKind.BAD_PARAMETER, "price")
     ref = req.trigger.price if req.trigger is not None else last
-    validate(inst, qty, req.price if req.type is OrderType.LIMIT else None, ref)
+    if not req.closes_position:  # the venue's own close: sized by what the position owes
+        validate(inst, qty, req.price if req.type is OrderType.LIMIT else None, ref)
     if req.trigger is not None:
         if req.trigger.price <= 0 or req.trigger.price % inst.tick_size != 0:
             raise Rejection(RejectKind.PRICE_FILTER, f"trigger {req.trigger.price}")

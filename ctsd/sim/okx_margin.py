@@ -18,7 +18,7 @@ wallet's assets at 1.05 times its debt: a 5 % maintenance margin) it is liquidat
 from __future__ import annotations
 
 import dataclasses
-from decimal import Decimal
+from decimal import ROUND_UP, Decimal
 from typing import TYPE_CHECKING, Any
 
 from ctsd.sim import lending
@@ -77,6 +77,8 @@ class OkxMargin:
         """(method, path under /api/v5, permission, handler, limit, scope)."""
         read = Permission.READ
         return [
+            ("POST", "trade/close-position", Permission.TRADE, self.close_position,
+             RateRule(20, 2), "UID_INST"),
             ("GET", "account/max-loan", read, self.max_loan, RateRule(20, 2), "UID"),
             ("GET", "account/interest-accrued", read, self.interest_accrued, RateRule(5, 2),
              "UID"),
@@ -96,7 +98,7 @@ class OkxMargin:
             if ids and render.inst_id(inst) not in ids:
                 continue
             held = lending.position(account, wallet)
-            if held.size:
+            if held.size and lending.value(account, self.state.sim.market, wallet).liabilities:
                 rows.append(self._row(account, wallet, mode, inst, held))
         return rows
 
@@ -137,6 +139,60 @@ class OkxMargin:
             "vegaBS": "", "vegaPA": "", "realizedPnl": "", "pnl": "", "fee": "",
             "fundingFee": "", "liqPenalty": "0", "closeOrderAlgo": [], "bePx": "",
         }
+
+    # --- closing -------------------------------------------------------------------------
+
+    async def close_position(self, call: Call) -> Any:
+        """`trade/close-position` of a MARGIN position: one market order in its wallet that
+        leaves it owing nothing it can pay. A short buys back its whole liability (the
+        base it borrowed and the interest on it) grossed up by the taker fee, which OKX
+        takes out of the base a buy brings in, rounded up to the satoshi; a long sells all
+        the base it holds. What the order brings in repays first, so a short's wallet is
+        then flat and empties into the trading balance, where a buy of the position's size
+        left the fee and the interest owed (and a MARGIN position open). Placed as
+        `trade/order` places one (its limits and `sCode`s) but sized by the debt, not to
+        the lot (`matching.OrderRequest.closes_position`); the answer names the
+        instrument and the order's `clOrdId`, as OKX's does."""
+        body = call.body if isinstance(call.body, dict) else {}
+        inst = self.state.by_id.get(str(body.get("instId") or ""))
+        mode = str(body.get("mgnMode") or "")
+        if inst is None or inst.kind is not InstrumentKind.SPOT or not lending.marginable(inst):
+            raise render.bad_param("instId")
+        if mode not in MODES:
+            raise render.bad_param("mgnMode")
+        if str(body.get("posSide") or "net") != "net":
+            raise render.bad_param("posSide")
+        account, wallet = call.owner(), wallet_name(mode, inst)
+        side, size = self._closing(account, inst, wallet) if wallet in \
+            account.loans.terms else (None, Decimal(0))
+        if side is None or size <= 0:
+            raise render.error(200, "51023", "Position does not exist.")
+        if body.get("autoCxl") in (True, "true"):
+            for order in [o for o in account.open_orders() if o.wallet == wallet]:
+                self.state.sim.cancel_order(account, order)
+        entry = {"instId": render.inst_id(inst), "tdMode": mode, "side": side,
+                 "ordType": "market", "sz": plain(size), "clOrdId": body.get("clOrdId"),
+                 "tag": body.get("tag"), "ccy": body.get("ccy")}
+        try:
+            placed = self.state.orders.place_close(call, entry)
+        except OrderFailure as exc:
+            raise render.error(200, exc.code, exc.msg) from exc
+        return render.ok([{"instId": render.inst_id(inst), "posSide": "net",
+                           "clOrdId": placed["clOrdId"], "tag": placed["tag"]}])
+
+    def _closing(self, account: Account, inst: Instrument, wallet: str,
+                 ) -> tuple[str | None, Decimal]:
+        """(side, size) of the order that closes the wallet's position (None: no position),
+        to the satoshi: the venue's own order buys what the debt needs, not a lot more
+        (which would go to the trading balance, apart from the position's wallet)."""
+        base = account.holding(inst.base, wallet)
+        owed = base.debt - base.free
+        if owed > 0:
+            taker = self.state.fees(inst.kind).taker
+            return "buy", (owed / (1 - taker)).quantize(lending.AMOUNT_STEP, ROUND_UP)
+        if account.holding(inst.quote, wallet).debt > 0:
+            return "sell", base.free
+        return None, Decimal(0)
 
     # --- leverage -------------------------------------------------------------------------
 

@@ -58,8 +58,11 @@ _TIME_IN_FORCE = {"ioc": TimeInForce.IOC, "fok": TimeInForce.FOK}
 _CL_ORD_ID = re.compile(r"[A-Za-z0-9]{1,32}")
 
 
-def order_request(inst: Instrument, entry: dict[str, Any]) -> tuple[OrderRequest, OrderTags]:
+def order_request(inst: Instrument, entry: dict[str, Any], *, closes: bool = False,
+                  ) -> tuple[OrderRequest, OrderTags]:
     """Parse one order object of `trade/order` or `trade/batch-orders`, OKX's checks first.
+    `closes`: the venue's own order that closes a whole position (`trade/close-position`),
+    sized by what the position owes, not to the lot.
 
     `sz` is base units on spot (quote units for a `quote_ccy` market order) and
     contracts on swaps; the core trades base units, so swap sizes are multiplied out.
@@ -91,9 +94,9 @@ def order_request(inst: Instrument, entry: dict[str, Any]) -> tuple[OrderRequest
     if quote_sz is not None and order_type is not OrderType.MARKET:
         raise OrderFailure("51000", "Parameter tgtCcy error")
     ct_val = Decimal(1) if spot else contract_value(inst)
-    if quote_sz is None and sz % (inst.step_size / ct_val):
+    if quote_sz is None and sz % (inst.step_size / ct_val) and not closes:
         raise OrderFailure("51121", "Order quantity must be a multiple of the lot size.")
-    if quote_sz is None and sz < inst.min_qty / ct_val:
+    if quote_sz is None and sz < inst.min_qty / ct_val and not closes:
         raise OrderFailure(*MIN_AMOUNT)
     cl_ord_id = str(entry.get("clOrdId") or "")
     if cl_ord_id and not _CL_ORD_ID.fullmatch(cl_ord_id):
@@ -103,7 +106,8 @@ def order_request(inst: Instrument, entry: dict[str, Any]) -> tuple[OrderRequest
         qty=Decimal(0) if quote_sz is not None else sz * ct_val, price=price,
         client_id=cl_ord_id or None,
         time_in_force=_TIME_IN_FORCE.get(ord_type, TimeInForce.GTC),
-        reduce_only=entry.get("reduceOnly") in (True, "true"), quote_qty=quote_sz)
+        reduce_only=entry.get("reduceOnly") in (True, "true"), quote_qty=quote_sz,
+        closes_position=closes)
     tags = OrderTags(ord_type, td_mode, cl_ord_id, str(entry.get("tag") or ""), tgt_ccy, quote_sz)
     return request, tags
 

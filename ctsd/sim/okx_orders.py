@@ -111,12 +111,19 @@ class OkxOrders:
                 results.append(orders.failed(entry, exc, self.state.sim.clock.now_ms()))
         return render.batch(results, in_us, self.state.sim.clock.now_ms() * 1000)
 
-    def _place(self, call: Call, entry: dict[str, Any]) -> dict[str, Any]:
+    def place_close(self, call: Call, entry: dict[str, Any]) -> dict[str, Any]:
+        """`trade/close-position`'s order, placed as `trade/order` places one (its result,
+        or the `OrderFailure` it was refused with), as the close of its whole position
+        (`matching.OrderRequest.closes_position`)."""
+        return self._place(call, entry, closes=True)
+
+    def _place(self, call: Call, entry: dict[str, Any], closes: bool = False,
+               ) -> dict[str, Any]:
         contract = self.state.option.contract(str(entry.get("instId") or ""), call.owner())
         if contract is not None:
             return self.state.option.place(call.owner(), contract, entry)
         inst = self.state.entry_instrument(entry)
-        request, tags = orders.order_request(inst, entry)
+        request, tags = orders.order_request(inst, entry, closes=closes)
         request = dataclasses.replace(request, note=tags)
         account = call.owner()
         if inst.kind is InstrumentKind.LINEAR:

@@ -53,7 +53,7 @@ class ExchangeMarginMarketData:
         return LendingTerms(found.max_leverage, found.liquidation_level, found.period_rates,
                             found.period_ms, found.charge_on_borrow, found.liquidation_margin,
                             found.margin_per_order, found.order_leverage,
-                            found.close_in_quote)
+                            found.close_in_quote, found.close_by_liability)
 
     def check_leverage(self, leverage: Mapping[str, int]) -> None:
         self._margin.check_leverage(leverage, "config.leverage")
@@ -86,3 +86,6 @@ class ExchangeMarginAccount:
 
     async def liquidation_orders(self, symbol: str, since_ms: int) -> frozenset[str] | None:
         return await self._margin.liquidation_orders(symbol, since_ms)
+
+    async def close_short(self, symbol: str, client_order_id: str) -> bool:
+        return await self._margin.close_short(symbol, client_order_id)

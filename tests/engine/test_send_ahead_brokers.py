@@ -110,6 +110,9 @@ class MarginAccount:
     async def liquidation_orders(self, symbol: str, since_ms: int) -> frozenset[str] | None:
         return frozenset()
 
+    async def close_short(self, symbol: str, client_order_id: str) -> bool:
+        return False
+
 
 class Rig:
     def __init__(self, kind: str, config: EngineConfig, cycle: int = 0,

@@ -150,3 +150,58 @@ async def test_a_short_posts_its_notional_over_its_leverage(
                                                                         abs=1e-4)
         assert Decimal(str(position["initialMargin"])) == Decimal(row["margin"] or row["imr"])
         assert await sell_loan() == ((FUNDS - posted) * lever / PRICE).quantize(LOT)
+
+
+async def _short_for(ex: Any, server: SimulatorServer, mode: str, hours: int) -> Any:
+    """A 0.3 BTC short at 3x that has paid `hours` of interest (in BTC)."""
+    params = {"marginMode": mode}
+    await ex.set_leverage(3, SYMBOL, params)
+    await ex.create_order(SYMBOL, "market", "sell", "0.3", None, params)
+    server.sim.advance(hours * 3600)
+    [short] = await ex.fetch_positions([SYMBOL], {"instType": "MARGIN"})
+    assert Decimal(short["info"]["interest"]) > 0
+    return short
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("hours", [2, 240], ids=["2h", "10d"])
+@pytest.mark.parametrize("mode", ["isolated", "cross"])
+async def test_close_position_repays_a_short_whole_and_the_next_long_opens_fresh(
+    make_exchange: ExchangeFactory, mode: str, hours: int,
+) -> None:
+    """`trade/close-position` (ccxt `close_position`) of a MARGIN short buys back its
+    whole liability, interest included, grossed up by the taker fee that OKX takes in
+    BTC, to the satoshi (a lot more would leave the position's wallet for the trading
+    balance): nothing is owed afterwards, the position is gone, its wallet empty, and
+    the next long posts and borrows what a fresh account's does, after two hours' interest
+    or ten days' (worth more than the pair's minimum order). A buy of the short's size
+    left the fee and the interest owed in BTC, the wallet open with the short's USDT,
+    and the next long traded on that. Before, the endpoint did not exist."""
+    spec = trader_spec(spot={"USDT": FUNDS}, derivatives={})
+    async with SimulatorServer(sim_config(accounts=(spec,))) as server:
+        ex = await _okx(make_exchange, server)
+        short = await _short_for(ex, server, mode, hours)
+        owed = -Decimal(short["info"]["liab"])
+        assert owed > Decimal("0.3")  # the interest is owed in BTC on top of the sale
+        closed = await ex.close_position(SYMBOL, None, {"marginMode": mode,
+                                                        "clientOrderId": "close1"})
+        assert closed["clientOrderId"] == "close1"
+        order = await ex.fetch_order(None, SYMBOL, {"clOrdId": "close1"})
+        taker = Decimal(str(order["fee"]["cost"])) / Decimal(str(order["filled"]))
+        assert order["side"] == "buy" and order["status"] == "closed"
+        assert Decimal(str(order["filled"])) * (1 - taker) >= owed
+        assert await ex.fetch_positions([SYMBOL], {"instType": "MARGIN"}) == []
+        account = server.sim.accounts.get(API_KEY)
+        assert account is not None
+        wallet = f"okx:{mode}:{SYMBOL}"
+        assert all(not (h.total or h.debt) for h in account.wallet(wallet).values())
+        assert account.holding("BTC").debt == 0
+        assert account.holding("BTC").free <= Decimal("0.00000002")  # past the debt: dust
+        usdt = account.holding("USDT").free
+        await ex.create_order(SYMBOL, "market", "buy", "0.1", None, {"marginMode": mode})
+        [long] = await ex.fetch_positions([SYMBOL], {"instType": "MARGIN"})
+        cost = Decimal("0.1") * Decimal(long["info"]["avgPx"])
+        assert -Decimal(long["info"]["liab"]) == pytest.approx(cost * 2 / 3, abs=LOT)
+        assert usdt - account.holding("USDT").free == pytest.approx(cost / 3, abs=LOT)
+        with pytest.raises(ccxt.ExchangeError, match="51023"):
+            await ex.close_position("ETH/USDT", None, {"marginMode": mode})

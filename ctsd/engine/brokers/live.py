@@ -157,10 +157,7 @@ class LiveBroker:
                 if existing is not None:
                     return self._track(self._merge(order, existing))
             try:
-                remote = await self._client.create_order(
-                    order.symbol, order.type, order.side, order.amount, order.price,
-                    order.client_order_id, reduce_only=order.reduce_only,
-                    position_side=order.position_side)
+                remote = await self._send(request)
             except ClientError as exc:
                 return Execution(self._finish(order, OrderStatus.REJECTED, exc.message))
             except TemporaryError:
@@ -172,6 +169,14 @@ class LiveBroker:
                 self._echoes[order.client_order_id] = self._clock.monotonic() + self._echo_s
             return placed
         raise AssertionError("unreachable: the last attempt returns or raises")
+
+    async def _send(self, request: OrderRequest) -> ExchangeOrder:
+        """The request as one order to the venue (a margin broker may close a whole short
+        the venue's own way: `LiveMarginBroker`)."""
+        return await self._client.create_order(
+            request.symbol, request.type, request.side, request.amount, request.price,
+            request.client_order_id, reduce_only=request.reduce_only,
+            position_side=request.position_side)
 
     async def cancel(self, order: Order) -> Execution:
         try:
@@ -421,8 +426,9 @@ class LiveBroker:
                           fee, remote.fee_asset, self._clock.now_ms(),
                           position_side=order.position_side),)
             self._fees.book(remote)
-        updated = replace(
-            order, status=remote.status, filled=max(remote.filled, order.filled),
+        filled = max(remote.filled, order.filled)
+        updated = replace(  # a venue's close of a whole short buys what it owes: more
+            order, amount=max(order.amount, filled), status=remote.status, filled=filled,
             average_price=remote.average or order.average_price,
             fee=order.fee + fee, exchange_order_id=remote.exchange_order_id,
             updated_ms=self._clock.now_ms())

@@ -12,6 +12,11 @@ arrive by stream as `LiveBroker` describes; interest and the venue's own fills s
 REST reads at `poll_s`, which the periodic reconciliation (`after_cycle`) reaches
 even while the stream alone moves the book.
 
+A short the engine closes whole (`OrderRequest.closes`) is closed the venue's own way
+where it has one (OKX `close-position`): one market order under the request's client
+order id that buys back all the short owes, interest included, grossed up by the fee
+taken in the base; a buy of the short's size left that owed and the position open.
+
 The venue may also trade the account by itself: a liquidation when the margin level
 falls to its limit. Every `poll_s` the symbols' own fills since the session began
 are read; a fill of an order that is not the engine's is the venue's liquidation
@@ -30,11 +35,12 @@ from ctsd.engine.account_ports import MarginAccount
 from ctsd.engine.brokers.live import LiveBroker
 from ctsd.engine.ledger import split_symbol
 from ctsd.engine.margin import InterestCharge
-from ctsd.engine.order_ports import ExchangeOrderClient, OrderUpdates
-from ctsd.engine.orders import Execution, Fill, Order, OrderStatus
+from ctsd.engine.order_ports import ExchangeOrder, ExchangeOrderClient, OrderUpdates
+from ctsd.engine.orders import Execution, Fill, Order, OrderRequest, OrderStatus
 from ctsd.engine.perpetual import FundingPayment, MismatchPolicy, PaymentKind, VenueTrade
 from ctsd.engine.position_check import PositionMismatch
-from ctsd.strategies.model import MarketSnapshot, OrderType
+from ctsd.errors import Unavailable
+from ctsd.strategies.model import MarketSnapshot, OrderType, Side
 
 DEFAULT_POLL_S = 300.0
 """How often interest and the account's own fills are read while an engine trades."""
@@ -104,6 +110,18 @@ class LiveMarginBroker(LiveBroker):
         for each in market.symbols:
             self._marks[each.info.symbol] = each.ticker.last
         return ()
+
+    async def _send(self, request: OrderRequest) -> ExchangeOrder:
+        """A buy that closes a whole short goes as the venue's own close where it has one,
+        then is read by its client order id (the close's answer names no order)."""
+        if not (request.closes and request.side is Side.BUY) or not (
+                await self._account.close_short(request.symbol, request.client_order_id)):
+            return await super()._send(request)
+        closed = await self._client.fetch_order(request.symbol, request.client_order_id)
+        if closed is None:  # the next attempt asks for it again before sending anything
+            raise Unavailable(f"the venue closed {request.symbol} under "
+                              f"{request.client_order_id} but shows no such order yet")
+        return closed
 
     def _track(self, execution: Execution) -> Execution:
         if execution.order.exchange_order_id:

@@ -15,7 +15,8 @@ which the daemon does not import; `bench/parity_bench.py` compares the two):
   a buy's of what it pays, a sell's of what it sells), borrows the rest, and empties
   back into the account once it owes and holds nothing for an order (on Kraken a
   position its fills take back to flat pays what it still owes in the base, its
-  fees, out of its quote first: `close_in_quote`);
+  fees, out of its quote first: `close_in_quote`; on OKX a short closed whole buys
+  back all it owes, interest included, grossed up by the fee: `close_by_liability`);
 - interest is charged once per period of the clock on each loan (and once at the
   borrow where the venue does so), and owed until repaid, interest first;
 - at or below the liquidation level (Kraken: equity at 40 % of the margin posted)
@@ -200,6 +201,16 @@ class MarginBook:
         if loan and pay > 0:
             loan.borrowed -= pay
             wallet.add(asset, -pay)
+
+    def buy_back(self, wallet: Wallet, base: str, fee_rate: Decimal) -> Decimal:
+        """What a buy must be to repay all `wallet` owes in `base` (interest included) when
+        `fee_rate` of what it buys is taken in the base: the debt less the base held,
+        grossed up by the fee, rounded up to the satoshi, not to the lot (0: it owes none).
+        The venue's own close of a whole short (`LendingTerms.close_by_liability`)."""
+        owed = wallet.debt(base) - wallet.free.get(base, ZERO)
+        if owed <= 0:
+            return ZERO
+        return (owed / (1 - fee_rate)).quantize(AMOUNT_STEP, ROUND_UP)
 
     def close_if_flat(self, wallet: Wallet, base: str, quote: str, price: Decimal) -> None:
         """A position wallet its fills took back to flat, on terms that close it so

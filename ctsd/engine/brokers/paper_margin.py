@@ -3,6 +3,8 @@ venue's (`ctsd.engine.brokers.margin_account`).
 
 What a live margin account does, the paper one does:
 
+- a buy that closes a whole short buys back all it owes where the venue closes so
+  (OKX's close-position: the interest and the fee it takes in the base included);
 - orders fill like PAPER spot (market and crossing limits as takers at the touch
   worsened by the slippage, resting limits as makers at their price) and pay the
   venue's fee where the venue takes it (a buy's in the base on Binance, Bybit, OKX);
@@ -136,6 +138,21 @@ class PaperMarginBroker(PaperBook):
         return tuple(executions)
 
     # --- orders ---------------------------------------------------------------------
+
+    async def place(self, request: OrderRequest) -> Execution:
+        """A buy that closes a whole short buys back all its wallet owes where the venue
+        closes so (`LendingTerms.close_by_liability`: OKX's close-position), the fee it
+        takes in the base included; a buy of the short's size left that owed."""
+        found = self._market.get(request.symbol) if self._market else None
+        if (request.closes and request.side is Side.BUY and found is not None
+                and self._terms is not None and self._terms.close_by_liability):
+            info = found.info
+            amount = self._account.buy_back(
+                self._account.wallet(request.symbol), split_symbol(request.symbol)[0],
+                info.taker_fee if info.buy_fee_in_base else ZERO)
+            if amount > 0:  # the venue's own order: sized by the debt, not to the lot
+                return await self._place(replace(request, amount=amount), on_lot=False)
+        return await super().place(request)
 
     def _trade(self, order: Order, market: SymbolMarket) -> Execution:
         self._infos[order.symbol] = market.info

@@ -61,8 +61,9 @@ def on_lot(order: Order, market: SymbolMarket) -> Order | None:
 
 
 def admitted(request: OrderRequest, book: Mapping[str, Order], snapshot: MarketSnapshot | None,
-             now_ms: int) -> Execution | tuple[Order, SymbolMarket]:
-    """The order a paper broker goes on with (cut to the lot size) and its market, or the
+             now_ms: int, lot: bool = True) -> Execution | tuple[Order, SymbolMarket]:
+    """The order a paper broker goes on with (cut to the lot size unless `lot` is False:
+    the venue's own close of a position, sized by its debt) and its market, or the
     answer at once: the resting order of an id already placed (placed once), or a
     rejection (no market data yet, an amount below the lot size)."""
     existing = book.get(request.client_order_id)
@@ -72,11 +73,11 @@ def admitted(request: OrderRequest, book: Mapping[str, Order], snapshot: MarketS
     market = snapshot.get(order.symbol) if snapshot else None
     if market is None:
         return Execution(finished(order, OrderStatus.REJECTED, "no market data yet", now_ms))
-    lot = on_lot(order, market)
-    if lot is None:
+    cut = on_lot(order, market) if lot else order
+    if cut is None:
         return Execution(finished(order, OrderStatus.REJECTED,
                                   "amount below the venue's lot size", now_ms))
-    return lot, market
+    return cut, market
 
 
 class PaperBook(PaperVenue, ABC):
@@ -98,7 +99,11 @@ class PaperBook(PaperVenue, ABC):
         return tuple(self._book.values())
 
     async def place(self, request: OrderRequest) -> Execution:
-        found = admitted(request, self._book, self._market, self._clock.now_ms())
+        return await self._place(request)
+
+    async def _place(self, request: OrderRequest, on_lot: bool = True) -> Execution:
+        """`on_lot` False: the amount is the venue's own, not cut to the lot."""
+        found = admitted(request, self._book, self._market, self._clock.now_ms(), on_lot)
         if isinstance(found, Execution):
             return found
         return self._trade(*found)

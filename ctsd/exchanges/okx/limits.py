@@ -34,8 +34,11 @@ _ENDPOINTS: dict[tuple[str, str], tuple[str, RateLimitScope, float, float]] = {
     ("trade/cancel-batch-orders", "POST"): ("trade_cancel", ACCOUNT, 60, 2.0),
     ("trade/order", "GET"): ("trade_order_query", ACCOUNT, 60, 2.0),
     ("trade/orders-pending", "GET"): ("trade_orders_pending", ACCOUNT, 60, 2.0),
+    ("trade/close-position", "POST"): ("trade_close_position", ACCOUNT, 20, 2.0),
 }
-_ORDERS = ("trade/order", "trade/batch-orders", "trade/cancel-order", "trade/cancel-batch-orders")
+_PLACES = ("trade/order", "trade/batch-orders", "trade/close-position")
+"""What places an order (a close of a whole position too) and counts as a new order."""
+_ORDERS = (*_PLACES, "trade/cancel-order", "trade/cancel-batch-orders")
 
 OKX_RATE_LIMITS = (
     RateLimitSpec("requests", ACCOUNT, 30, 1.0),
@@ -50,7 +53,7 @@ _ACCOUNT = Charge("requests")
 
 def _rule(path: str, method: str, name: str, scope: RateLimitScope) -> EndpointRule:
     charges = (Charge(name), _ACCOUNT) if scope is ACCOUNT else (Charge(name),)
-    if method == "POST" and path in ("trade/order", "trade/batch-orders"):
+    if method == "POST" and path in _PLACES:
         charges = (*charges, Charge("new_orders"))
     api = "private" if scope is ACCOUNT else "public"
     lane = Lane.ORDER if method == "POST" and path in _ORDERS else None

@@ -80,6 +80,17 @@ def order_params(leverage: int | None) -> Mapping[str, Any]:
     return {"marginMode": "cross"}
 
 
+async def close_short(client: VenueCalls, symbol: str, client_id: str) -> None:
+    """`trade/close-position` (ccxt `close_position`) of the cross MARGIN position: OKX
+    closes it at market whole, its liability and interest repaid; `ccy`, the margin
+    currency, is "required in the case of closing cross MARGIN position" in the account
+    modes that lend (the quote: what the engine's positions post). The answer names no
+    order id, only the `clOrdId` the order is then read by."""
+    quote = symbol.split("/")[1]
+    await client.call("close_position", symbol, None,
+                      {"marginMode": "cross", "clOrdId": client_id, "ccy": quote}, signed=True)
+
+
 async def prepare(client: VenueCalls, symbols: tuple[str, ...],
                   leverage: Mapping[str, int]) -> tuple[Setting, ...]:
     """The configured leverage of each spot instrument, cross (OKX answers success to a

@@ -59,7 +59,8 @@ OKX_CLIENT = profile.ClientProfile(
     permissions=profile.PermissionsProbe("privateGetAccountConfig", _permissions),
     margin_trading=profile.MarginProfile(
         margin.read_margin_account, margin.order_params, margin.read_terms,
-        margin.read_interest, margin.prepare, leverage_range=margin.LEVERAGE_RANGE),
+        margin.read_interest, margin.prepare, leverage_range=margin.LEVERAGE_RANGE,
+        close_short=margin.close_short),
     option_trading=profile.OptionsProfile(read_options_account),
     # the same answer: no extra request
     account_uid=profile.AccountUidProbe("privateGetAccountConfig", _uid),
