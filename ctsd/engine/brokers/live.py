@@ -427,8 +427,11 @@ class LiveBroker:
                           position_side=order.position_side),)
             self._fees.book(remote)
         filled = max(remote.filled, order.filled)
-        updated = replace(  # a venue's close of a whole short buys what it owes: more
-            order, amount=max(order.amount, filled), status=remote.status, filled=filled,
+        # A venue's close of a whole short (reduce-only) buys what it owes, more than the
+        # order's amount; any other order's amount is what the engine asked for.
+        amount = max(order.amount, filled) if order.reduce_only else order.amount
+        updated = replace(
+            order, amount=amount, status=remote.status, filled=filled,
             average_price=remote.average or order.average_price,
             fee=order.fee + fee, exchange_order_id=remote.exchange_order_id,
             updated_ms=self._clock.now_ms())
