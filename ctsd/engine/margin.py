@@ -35,11 +35,8 @@ class LendingTerms:
     order's `leverage`, 2x unless configured, while the pair's maximum, 5x, bounds what
     the position may borrow)."""
     close_in_quote: bool = False
-    """A position its fills take back to flat is closed whatever it still owes in the
-    base (Kraken's opening fee and rollovers on a short): that is paid out of its quote
-    at the closing price, "in an amount denominated in the quote currency"
-    (support.kraken.com 202966956); else it stays owed with what the position left
-    (OKX: a MARGIN position's liability includes its interest)."""
+    """A position taken back to flat pays what it still owes in the base out of its
+    quote (Kraken; `ctsd.exchanges.model.LendingTerms.close_in_quote` says why)."""
     close_by_liability: bool = False
     """A short the engine closes whole is bought back by what it owes, interest included,
     grossed up by the taker fee where a buy's fee is taken in the base: the venue's own
