@@ -17,7 +17,7 @@ On perpetuals (`ctsd.engine.perp_session`) a session first bounds the leverage
 by the venue's tiers and, LIVE, applies position mode, margin mode and
 leverage; each cycle reads the funding terms with the market, books funding
 payments, and (LIVE) compares the venue's positions with the ledger
-(`ctsd.engine.position_check`): a difference is reported on the status and in
+(`ctsd.engine.position_audit`): a difference is reported on the status and in
 the log, then adopted or, by default, fails the engine closed.
 """
 
@@ -43,17 +43,9 @@ from ctsd.engine.market_ports import MarketDataSource, MarketEvents
 from ctsd.engine.option_session import EXPIRY_TAG, OptionSession
 from ctsd.engine.orders import Execution, Order, OrderStatus
 from ctsd.engine.perp_session import PerpSession, check_spot, position_statuses
-from ctsd.engine.perpetual import AppliedSetting, MismatchPolicy, VenueTrade
-from ctsd.engine.position_check import (
-    CONFIRM_READS,
-    Difference,
-    PositionMismatch,
-    StreamLag,
-    adoption,
-    differences,
-    explain,
-    with_cause,
-)
+from ctsd.engine.perpetual import AppliedSetting, MismatchPolicy
+from ctsd.engine.position_audit import PositionAudit
+from ctsd.engine.position_check import PositionMismatch, StreamLag
 from ctsd.engine.risk import RiskGate
 from ctsd.engine.sending import Sender
 from ctsd.engine.status import (
@@ -123,10 +115,11 @@ class Engine:
         they ride with the next write (`_book`, an order's PENDING record) or the cycle's
         end, not with a commit of their own between the market event and the order."""
         self._prepared = False
-        self._agreed_ms = 0
-        """When the ledger last agreed with the venue's positions (LIVE perpetuals)."""
         self._lag = StreamLag(clock, events.wake_after if events is not None else None)
         self._sender = Sender(record, store, broker, clock, lease, self._save)
+        self._audit = PositionAudit(broker, store, clock, self._lag, record.connection_id,
+                                    config.symbols, self._hedge, self._book,
+                                    self._book_funding, perp=perp, options=options)
         self._skipped_ticks = 0
         self._refused: dict[str, str] = {}
         """The last decision's refusals by the risk check, tag → reason: logged when they
@@ -210,7 +203,7 @@ class Engine:
         fills = await self._store.list_fills(self.connection_id)
         funding = await self._store.list_funding(self.connection_id)
         self._ledger = Ledger(fills, funding)
-        self._agreed_ms = max((f.timestamp_ms for f in fills), default=self._clock.now_ms())
+        self._audit.agreed(max((f.timestamp_ms for f in fills), default=None))
         known = await self._store.list_orders(self.connection_id, open_only=True)
         await self._sender.reconcile(lambda: self._broker.reconcile(known, fills, funding),
                                      self._book)
@@ -476,71 +469,24 @@ class Engine:
             await self._book(execution)
 
     async def _check_positions(self) -> None:
-        """LIVE perpetuals and options: the venue's positions against the ledger. A
-        difference is confirmed over REST first (`_confirmed_differences`), then reported
-        on the status and in the log, and adopted or failed closed as configured."""
-        if not await self._position_differences():
-            self._agreed_ms = self._clock.now_ms()
-            self._lag.clear()
+        """LIVE perpetuals and options: a difference between the venue's positions and the
+        ledger, once confirmed (`ctsd.engine.position_audit`), is reported on the status
+        and in the log, and adopted or failed closed as configured."""
+        found = await self._audit.check(self._ledger, self._marks)
+        if found is None:
             return
-        if self._broker.positions_streamed() and self._lag.young():
-            return
-        found = await self._confirmed_differences()
-        self._lag.clear()
-        if not found:
-            return
-        outside: list[VenueTrade] = []
-        if self._perp is not None and self._perp.account is not None:
-            own = {o.exchange_order_id for o in await self._store.list_orders(
-                self.connection_id)}
-            found, outside = await explain(self._perp.account, found,
-                                           self._agreed_ms - 60_000, own)
-        else:  # options: the venue's option fills are not read here
-            found = [with_cause(d, "not the engine's fills: an outside trade?") for d in found]
-        text = "; ".join(str(d) for d in found)
-        liquidated = sum("liquidation" in d.cause for d in found)
         self._update(position_differences=self._status.position_differences + 1,
-                     last_position_difference=text,
-                     liquidations=self._status.liquidations + liquidated)
+                     last_position_difference=found.text,
+                     liquidations=self._status.liquidations + found.liquidated)
         policy = self.config.on_position_mismatch
         log.warning("venue position differs from the ledger", extra={
-            "connection_id": self.connection_id, "difference": text, "policy": policy.value})
+            "connection_id": self.connection_id, "difference": found.text,
+            "policy": policy.value})
         if policy is MismatchPolicy.STOP:
-            raise PositionMismatch(text)
-        for execution in adoption(found, outside, self._hedge, self._clock.now_ms(),
-                                  self._marks):
+            raise PositionMismatch(found.text)
+        for execution in found.adoption:
             await self._book(execution)
-        self._agreed_ms = self._clock.now_ms()
-
-    async def _confirmed_differences(self) -> list[Difference]:
-        """The rule of the second look. The positions and the engine's fills are separate
-        reads (and with a private stream, separate channels: a fill the stream has not
-        delivered yet, or one it delivered after the positions were read), so a first
-        difference may be the engine's own fill seen on one side only. The broker then
-        reads the positions and, after them, every order and fill over REST
-        (`refresh_from_venue`: fills already booked from the stream are booked once, by
-        trade id), and the engine compares again. A difference that survives a read in
-        which no fill of the engine's arrived is real; one that survives only because
-        own fills kept arriving meanwhile is read again, `CONFIRM_READS` times at most,
-        and then counts as real (fail closed)."""
-        found: list[Difference] = []
-        for _ in range(CONFIRM_READS):
-            executions = await self._broker.refresh_from_venue()
-            for execution in executions:
-                await self._book(execution)
-            await self._book_funding()
-            found = await self._position_differences()
-            if not found or not any(e.fills for e in executions):
-                return found
-        return found
-
-    async def _position_differences(self) -> list[Difference]:
-        if self._options is not None:
-            return await self._options.differences(self._ledger, self._marks,
-                                                   self._clock.now_ms())
-        if self._perp is None or self._perp.account is None:
-            return []
-        return differences(self._ledger, self._broker.positions(), self.config.symbols)
+        self._audit.agreed()
 
     def _figures(self) -> dict[str, Any]:
         """The status fields derived from the ledger and the broker's book."""

@@ -26,7 +26,7 @@ the ledger books the settlement once the price is published.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
 
 from ctsd.engine.account_ports import OptionAccount
@@ -89,7 +89,7 @@ class OptionSession:
     def expired(self, now_ms: int) -> frozenset[str]:
         return frozenset(s for s, t in self.terms.items() if t.expiry_ms <= now_ms)
 
-    async def differences(self, ledger: Ledger, marks: dict[str, Decimal],
+    async def differences(self, ledger: Ledger, marks: Mapping[str, Decimal],
                           now_ms: int) -> list[Difference]:
         """The contracts not yet expired whose venue position is not the ledger's (none
         without a LIVE account)."""
