@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator
 
@@ -26,6 +25,7 @@ from aiolimiter import AsyncLimiter
 
 from ctsd.api import handlers
 from ctsd.api.handlers import Context, WrappingInterceptor
+from ctsd.log_pacing import LinePacer
 
 log = logging.getLogger("ctsd.api")
 
@@ -52,8 +52,7 @@ class PeerBudget:
         self.per_second = per_second
         self._max_peers = max_peers
         self._limiters: OrderedDict[str, AsyncLimiter] = OrderedDict()
-        self._logged: dict[str, float] = {}
-        self._unlogged: dict[str, int] = {}
+        self._lines = LinePacer(LOG_EVERY_S, max_keys=max_peers)
         self.refused = 0
 
     def _limiter(self, key: str) -> AsyncLimiter:
@@ -61,9 +60,7 @@ class PeerBudget:
         if limiter is None:
             limiter = self._limiters[key] = AsyncLimiter(self.per_second, 1.0)
             if len(self._limiters) > self._max_peers:
-                forgotten, _ = self._limiters.popitem(last=False)
-                self._logged.pop(forgotten, None)
-                self._unlogged.pop(forgotten, None)
+                self._limiters.popitem(last=False)
         else:
             self._limiters.move_to_end(key)
         return limiter
@@ -78,13 +75,9 @@ class PeerBudget:
         return True
 
     def log_due(self, key: str) -> int:
-        """0 while `key`'s last line is recent; else how many events it covers now."""
-        self._unlogged[key] = self._unlogged.get(key, 0) + 1
-        now = time.monotonic()
-        if now - self._logged.get(key, -LOG_EVERY_S) < LOG_EVERY_S:
-            return 0
-        self._logged[key] = now
-        return self._unlogged.pop(key)
+        """0 while `key`'s last line is recent; else how many events it covers now
+        (`ctsd.log_pacing`: its keys bounded like the peers)."""
+        return self._lines.due(key)
 
 
 class RequestRateGuard:

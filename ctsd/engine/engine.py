@@ -36,7 +36,6 @@ from ctsd.engine.config import TradingMode, ValidatedConfig
 from ctsd.engine.intents import closes_position, resolved
 from ctsd.engine.lease_ports import Fence, Lease
 from ctsd.engine.ledger import Ledger
-from ctsd.engine.log_pacing import LinePacer
 from ctsd.engine.margin_session import MarginSession
 from ctsd.engine.market import DryRun, decide_dry, fetch_infos, fetch_snapshot
 from ctsd.engine.market_ports import MarketDataSource, MarketEvents
@@ -59,6 +58,7 @@ from ctsd.engine.status import (
 from ctsd.engine.store_ports import EngineRecord, EngineStore
 from ctsd.engine.wakes import Quieting
 from ctsd.errors import LeaseLost
+from ctsd.log_pacing import LinePacer
 from ctsd.strategies.model import (
     CancelIntent,
     Intent,
@@ -71,6 +71,9 @@ from ctsd.strategies.model import (
 from ctsd.tasks import Interrupted, unless_set
 
 log = logging.getLogger("ctsd.engine")
+
+REFUSAL_LINES_EVERY_S = 60.0
+"""An engine's refusal warnings (risk check, broker): at most one of each a minute."""
 
 
 class RiskLimitBreached(Exception):
@@ -125,10 +128,9 @@ class Engine:
         """The last decision's refusals by the risk check, tag → reason: logged when they
         begin or change, not on every cycle they repeat (a spent order budget refused a
         grid's every level each cycle, a flood of identical warnings)."""
-        self._risk_lines = LinePacer(clock)
-        self._broker_lines = LinePacer(clock)
+        self._lines = LinePacer(REFUSAL_LINES_EVERY_S, clock.monotonic)
         """Those lines, and the broker's refusals, at most one a minute each
-        (`ctsd.engine.log_pacing`)."""
+        (`ctsd.log_pacing`)."""
         self._infos: dict[str, MarketInfo] = {}
         self._marks: dict[str, Decimal] = {}
         self._status = EngineStatus(record.connection_id, record.engine_id, EngineState.STOPPED,
@@ -370,18 +372,18 @@ class Engine:
                 rejected += 1
                 refused[intent.tag] = verdict.reason
                 if self._refused.get(intent.tag) != verdict.reason and (
-                        held := self._risk_lines.admit()) is not None:
+                        covered := self._lines.due("risk")):
                     log.warning("order rejected by risk check", extra={
                         "connection_id": self.connection_id, "tag": intent.tag,
-                        "reason": verdict.reason, "held_back": held})
+                        "reason": verdict.reason, "held_back": covered - 1})
                 continue
             execution = await self._place(intent)
             if execution.order.status is OrderStatus.REJECTED:
                 rejected += 1
-                if (held := self._broker_lines.admit()) is not None:
+                if covered := self._lines.due("broker"):
                     log.warning("order rejected by broker", extra={
                         "connection_id": self.connection_id, "tag": intent.tag,
-                        "reason": execution.order.reason, "held_back": held})
+                        "reason": execution.order.reason, "held_back": covered - 1})
         self._refused = refused
         if rejected:
             self._update(orders_rejected=self._status.orders_rejected + rejected)

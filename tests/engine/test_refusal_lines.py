@@ -1,4 +1,4 @@
-"""Warnings an engine repeats every cycle are paced (`ctsd.engine.log_pacing`): a PAPER
+"""Warnings an engine repeats every cycle are paced (`ctsd.log_pacing`): a PAPER
 grid at its orders-per-minute budget on seeded random paths writes at most one
 risk-refusal line a minute, the first at once, each later one saying how many it held
 back; the engine's status still counts every refusal."""
@@ -10,26 +10,11 @@ import logging
 import pytest
 
 from ctsd.engine.config import RiskLimits
-from ctsd.engine.log_pacing import LinePacer
 from ctsd.strategies.model import Ticker
 from tests.engine.test_quiet_bands import path, twin
 from tests.support.virtual_clock import VirtualClock
 
 REFUSED = "order rejected by risk check"
-
-
-@pytest.mark.asyncio
-async def test_one_line_a_minute_and_the_next_counts_what_was_held_back() -> None:
-    clock = VirtualClock()
-    pacer = LinePacer(clock)
-    assert pacer.admit() == 0  # the first at once
-    assert [pacer.admit() for _ in range(5)] == [None] * 5
-    await clock.advance(59.9)
-    assert pacer.admit() is None
-    await clock.advance(0.1)
-    assert pacer.admit() == 6
-    await clock.advance(3600)
-    assert pacer.admit() == 0
 
 
 @pytest.mark.parametrize("seed", range(6))
