@@ -118,9 +118,9 @@ class Engine:
         they ride with the next write (`_book`, an order's PENDING record) or the cycle's
         end, not with a commit of their own between the market event and the order."""
         self._prepared = False
-        self._lag = StreamLag(clock, events.wake_after if events is not None else None)
         self._sender = Sender(record, store, broker, clock, lease, self._save)
-        self._audit = PositionAudit(broker, store, clock, self._lag, record.connection_id,
+        lag = StreamLag(clock, events.wake_after if events is not None else None)
+        self._audit = PositionAudit(broker, store, clock, lag, record.connection_id,
                                     config.symbols, self._hedge, self._book,
                                     self._book_funding, perp=perp, options=options)
         self._skipped_ticks = 0
