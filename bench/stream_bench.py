@@ -44,6 +44,7 @@ each engine started; the live phase its engines' cycles since they started
 Prints one JSON object as its last line; progress goes to stderr. From the repository root:
 
     .venv/bin/python -m bench.stream_bench [--engines 1000] [--symbols 100] [--seconds 60]
+        [--market-minute M]  # the same market for runs compared (see `pin_market`)
 """
 
 from __future__ import annotations
@@ -98,6 +99,8 @@ TARGET_WEIGHT_SAVING_PCT = 90.0
 ORDER_PATH = "/api/v3/order"
 ACCOUNT_PATH = "/api/v3/account"
 """Binance's balance read, which every LIVE engine's REST reconciliation makes."""
+MAX_AHEAD_S = 366 * 86_400
+"""How far ahead the simulator moves its paths (`/admin/advance`)."""
 LIVE_WARMUP_S = 10.0
 """Left out of the LIVE figures after every engine ran its first cycle."""
 PHASES = ("rest", "stream", "live")
@@ -508,7 +511,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     phases: dict[str, Any] = {}
     try:
         sim.start()
-        log(f"simulator at {sim.base_url} with {args.markets} markets")
+        result["market_minute"] = pin_market(sim, args.market_minute)
+        log(f"simulator at {sim.base_url} with {args.markets} markets, market from minute "
+            f"{result['market_minute']}")
         ctsd = daemon(sim, str(trace), args.sqlite_synchronous)
         try:
             ctsd.start(timeout=120)
@@ -579,6 +584,7 @@ def engines_summary(stream: dict[str, Any], watch: dict[str, Any], rest: dict[st
         "weight_saving_pct": None if saving is None else round(saving, 2),
         "weight_meets_target": saving is not None and saving >= TARGET_WEIGHT_SAVING_PCT,
         "watch_delivery_p99_ms": watch.get("delivery", {}).get("p99_ms"),
+        "watch_cycles_in_window": watch.get("cycles"),
         "watch_delivery_meets_target": (
             (watch.get("delivery", {}).get("p99_ms") or 1e9) < TARGET_DELIVERY_P99_MS),
         "cycle_lag_p99_under_watchers_ms": watch["lag"]["p99_ms"],
@@ -610,8 +616,31 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--role", default="main", choices=("main", "daemon"), help=hidden)
     parser.add_argument("--trace", default="", help=hidden)
     parser.add_argument("--keep-trace", default="", help="write the LIVE trace rows here")
+    parser.add_argument("--market-minute", type=int, default=None,
+                        help="run the price paths from this minute since the epoch (ahead of "
+                             "now): the same market for runs compared; default the current")
     parser.add_argument("rest", nargs=argparse.REMAINDER, help=hidden)
     return parser.parse_args(argv)
+
+
+def pin_market(sim: SimProcess, minute: int | None) -> int:
+    """The minute (since the epoch) the simulator's price paths run from: unpinned, the
+    current one, each run walking another stretch of the seeded paths; pinned, a minute
+    ahead of now (the simulator moves its paths forward only, `/admin/advance`), the same
+    market for runs compared, give or take the seconds the engines take to start. The
+    engines' cycles still differ between runs on one market (quiet bands make each
+    engine's wake-ups depend on its own history): the watch window held 53 to 706 cycles
+    in four runs from one pinned minute, and its delivery p99 follows that load, which
+    `watch_cycles_in_window` reports next to it."""
+    now_s = time.time()
+    if minute is None:
+        return int(now_s // 60)
+    ahead_s = minute * 60 - now_s
+    if not 0 <= ahead_s <= MAX_AHEAD_S:
+        raise SystemExit(f"--market-minute {minute} is not within the next 366 days "
+                         f"(now is minute {int(now_s // 60)})")
+    sim.admin("POST", "/admin/advance", {"seconds": round(ahead_s, 3)})
+    return minute
 
 
 def main(argv: list[str] | None = None) -> int:
