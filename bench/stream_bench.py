@@ -21,7 +21,11 @@ market events and ccxt's order requests for the LIVE phase). Side by side in one
    while the stream engines keep running: delivery p99 = receipt - heartbeat_time of
    cycle-completion events, receipt being when gRPC hands a stream the message (the
    500 streams share 4 client processes: decoding waits for the window's end, so
-   that no stream's receipt queues behind the others' decoding).
+   that no stream's receipt queues behind the others' decoding). The window is a whole
+   minute (`--watch-seconds` 60), the period of the load: every 1-minute candle closes
+   once in it, whenever it starts, and the sma_cross half of the engines cycles at that
+   instant, the heaviest load the watchers meet. A 20 s window held such a herd or not
+   (10 to 706 cycles), and its figure followed that draw.
 4. `live`: `--live-engines` LIVE grid engines on WebSocket connections (tested keys),
    private order streams on; market event → order request sent, from timestamps taken
    in the daemon process: the hub's receipt of the ticker that woke the engine (the
@@ -604,7 +608,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--rest-engines", type=int, default=100)
     parser.add_argument("--rest-seconds", type=float, default=20.0)
     parser.add_argument("--watchers", type=int, default=500)
-    parser.add_argument("--watch-seconds", type=float, default=20.0)
+    parser.add_argument("--watch-seconds", type=float, default=60.0,
+                        help="a whole minute holds one candle close, whenever it starts")
     parser.add_argument("--live-engines", type=int, default=20)
     parser.add_argument("--live-seconds", type=float, default=300.0)
     parser.add_argument("--sqlite-synchronous", default="full", choices=("full", "normal"),
@@ -629,9 +634,10 @@ def pin_market(sim: SimProcess, minute: int | None) -> int:
     ahead of now (the simulator moves its paths forward only, `/admin/advance`), the same
     market for runs compared, give or take the seconds the engines take to start. The
     engines' cycles still differ between runs on one market (quiet bands make each
-    engine's wake-ups depend on its own history): the watch window held 53 to 706 cycles
-    in four runs from one pinned minute, and its delivery p99 follows that load, which
-    `watch_cycles_in_window` reports next to it."""
+    engine's wake-ups depend on its own history): a 20 s watch window held 53 to 706
+    cycles in four runs from one pinned minute. The watch window is a whole minute now,
+    and `watch_cycles_in_window` still reports the load its delivery p99 was measured
+    under."""
     now_s = time.time()
     if minute is None:
         return int(now_s // 60)
