@@ -428,8 +428,10 @@ async def run_watchers(address: str, count: int, seconds: float) -> dict[str, An
         for channel in channels:
             await channel.close()
     decoding = time.process_time()
-    latencies, newest, counts = delivery(received, window[0], window[1])
-    return {"latencies": latencies, "newest": newest, "events": counts, "cpu_s": cpu,
+    latencies, newest, counts, in_herds, elsewhere = delivery(received, window[0], window[1])
+    return {"latencies": latencies, "newest": newest, "in_herds": in_herds,
+            "elsewhere": elsewhere,
+            "events": counts, "cpu_s": cpu,
             "seconds": seconds, "decode_s": time.process_time() - decoding}
 
 
@@ -441,6 +443,8 @@ def watch_summary(parts: list[dict[str, Any]]) -> dict[str, Any]:
             events[key] = events.get(key, 0) + value
     return {"delivery": summary([v for p in parts for v in p["latencies"]]),
             "delivery_of_newest": summary([v for p in parts for v in p["newest"]]),
+            "delivery_in_herd_seconds": summary([v for p in parts for v in p["in_herds"]]),
+            "delivery_elsewhere": summary([v for p in parts for v in p["elsewhere"]]),
             "events": events, "processes": len(parts),
             "client_cpu_pct": round(100 * sum(p["cpu_s"] / p["seconds"] for p in parts), 1),
             "client_decode_s": round(sum(p["decode_s"] for p in parts), 2)}
@@ -477,14 +481,23 @@ def coordinate_watchers(address: str, count: int, seconds: float, processes: int
     print(json.dumps(watch_summary(parts)), flush=True)
 
 
+HERD_CHANGES = 250
+"""Engines' cycles completing within one second that make it a herd second: a market
+moment (a candle close, engines idling in lockstep) that woke a quarter of 1,000 engines."""
+
+
 def delivery(received: list[list[tuple[float, bytes]]], t0_ms: float, t1_ms: float,
-             ) -> tuple[list[float], list[float], dict[str, int]]:
+             ) -> tuple[list[float], list[float], dict[str, int], list[float], list[float]]:
     """Receipt - `heartbeat_time` of every cycle completion a watcher received in
     [t0, t1) (the first time it saw that cycle of that engine); the same of the newest
     change of each message (how long the daemon took once it had the change that
     completed the message: the rest of the delivery is its wait for the message to
-    be cut); event counts."""
+    be cut); event counts; and the latencies split between the changes made in herd
+    seconds (`HERD_CHANGES`), whose messages carry hundreds of statuses each, and the
+    others."""
     latencies: list[float] = []
+    beats: list[int] = []
+    cycles_by_second: dict[int, set[tuple[str, int]]] = {}
     newest: list[float] = []
     counts = {"changed": 0, "messages_with_changes": 0, "snapshot": 0, "resync": 0,
               "heartbeat": 0}
@@ -516,10 +529,16 @@ def delivery(received: list[list[tuple[float, bytes]]], t0_ms: float, t1_ms: flo
                     if in_window:
                         beat = engine.heartbeat_time.ToNanoseconds() / 1e6
                         latencies.append(at - beat)
+                        beats.append(int(beat // 1000))
+                        cycles_by_second.setdefault(beats[-1], set()).add(
+                            (engine.name, engine.cycles))
                         last = max(last, beat)
             if last:
                 newest.append(at - last)
-    return latencies, newest, counts
+    herds = {s for s, seen in cycles_by_second.items() if len(seen) >= HERD_CHANGES}
+    in_herds = [v for v, s in zip(latencies, beats, strict=True) if s in herds]
+    elsewhere = [v for v, s in zip(latencies, beats, strict=True) if s not in herds]
+    return latencies, newest, counts, in_herds, elsewhere
 
 
 def spawn_watchers(address: str, count: int, seconds: float, processes: int = WATCH_PROCESSES,

@@ -25,7 +25,10 @@ market events and ccxt's order requests for the LIVE phase). Side by side in one
    minute (`--watch-seconds` 60), the period of the load: every 1-minute candle closes
    once in it, whenever it starts, and the sma_cross half of the engines cycles at that
    instant, the heaviest load the watchers meet. A 20 s window held such a herd or not
-   (10 to 706 cycles), and its figure followed that draw.
+   (10 to 706 cycles), and its figure followed that draw. `watch_delivery_in_herd_seconds`
+   is the delivery of the changes made in seconds when a quarter of the engines or more
+   completed a cycle (`bench.engine_bench.HERD_CHANGES`), `watch_delivery_elsewhere` that
+   of the rest: how many samples the herds make and what they cost.
 4. `live`: `--live-engines` LIVE grid engines on WebSocket connections (tested keys),
    private order streams on; market event → order request sent, from timestamps taken
    in the daemon process: the hub's receipt of the ticker that woke the engine (the
@@ -589,6 +592,8 @@ def engines_summary(stream: dict[str, Any], watch: dict[str, Any], rest: dict[st
         "weight_meets_target": saving is not None and saving >= TARGET_WEIGHT_SAVING_PCT,
         "watch_delivery_p99_ms": watch.get("delivery", {}).get("p99_ms"),
         "watch_cycles_in_window": watch.get("cycles"),
+        "watch_delivery_in_herd_seconds": watch.get("delivery_in_herd_seconds"),
+        "watch_delivery_elsewhere": watch.get("delivery_elsewhere"),
         "watch_delivery_meets_target": (
             (watch.get("delivery", {}).get("p99_ms") or 1e9) < TARGET_DELIVERY_P99_MS),
         "cycle_lag_p99_under_watchers_ms": watch["lag"]["p99_ms"],
